@@ -1,0 +1,34 @@
+# dsm developer entry points. Everything installs into ./.venv from pinned versions
+# (constraints.txt), so a fresh machine with only Python 3.11 resolves the same stack.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.dsm-installed
+WORKDIR ?= work/demo
+SIZE   ?= default
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test bench lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install dsm with pinned dependencies
+
+demo: setup  ## build the embedded twin region under $(WORKDIR) and print its summary
+	$(BIN)/dsm demo --workdir $(WORKDIR) --size $(SIZE)
+
+test: setup  ## run the test suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup  ## run the benchmarks (figures printed as ratios)
+	$(BIN)/python bench/cube_io.py
+
+lock:  ## re-pin constraints.txt from the current .venv (after changing dependencies)
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^dsm' > constraints.txt
+
+clean:
+	rm -rf $(VENV) work .pytest_cache .hypothesis

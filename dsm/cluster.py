@@ -1,0 +1,59 @@
+"""Where the work runs: a new LocalCluster, or an existing scheduler by address.
+
+Stages never create or look up a cluster themselves: they take the
+:class:`distributed.Client` this module opens, so the same code runs on a laptop, against a
+``dask scheduler`` started by hand, or (later) on Kubernetes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from distributed import Client, LocalCluster
+
+from dsm.config import ClusterConfig
+from dsm.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def connect(config: ClusterConfig, timeout: float = 30.0) -> Iterator[Client]:
+    """Open a client on the configured cluster; close it (and a LocalCluster) on exit.
+
+    With ``config.address`` the client connects to that scheduler and leaves it running;
+    otherwise a LocalCluster of ``n_workers`` processes is started and shut down.
+    """
+    if config.address:
+        try:
+            client = Client(config.address, timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(f"cluster.address: cannot reach the scheduler at {config.address}: {exc}") from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    cluster = LocalCluster(
+        n_workers=config.n_workers,
+        threads_per_worker=config.threads_per_worker,
+        memory_limit=config.memory_limit,
+        dashboard_address=config.dashboard_address,
+        processes=True,
+    )
+    try:
+        with Client(cluster) as client:
+            yield client
+    finally:
+        cluster.close()
+
+
+def describe(client: Client) -> str:
+    """One line naming the scheduler, its workers and the dashboard link."""
+    info = client.scheduler_info(n_workers=-1)
+    workers = info.get("workers", {})
+    threads = sum(w.get("nthreads", 0) for w in workers.values())
+    link = client.dashboard_link if info.get("services", {}).get("dashboard") else "(no dashboard)"
+    return f"cluster {client.scheduler.address}: {len(workers)} workers, {threads} threads; dashboard {link}"

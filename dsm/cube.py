@@ -1,0 +1,275 @@
+"""The predictor cube: its schema, its template, opening it, and a summary of it.
+
+Variables live on their native time axes (see :data:`AXES`): static ``(y, x)``; daily
+``(time, y, x)``; 8-day ``(time_8d, y, x)``; 16-day ``(time_16d, y, x)``; SMAP on the 36 km
+grid ``(time, cy, cx)``. ``time_8d`` and ``time_16d`` hold the first day of each composite.
+Spatial chunks are multiples of 36 so no 36 km cell straddles a chunk; the 36 km chunks are
+the same areas (``space // 36`` cells).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from affine import Affine
+from pyproj import CRS
+
+from dsm import store
+from dsm.errors import ConfigError
+from dsm.grid import CRS_WKT, EPSG, FINE_PER_COARSE, Region
+
+FINE_GRID_MAPPING = "spatial_ref"
+COARSE_GRID_MAPPING = "spatial_ref_36km"
+from dsm.periods import composites_8day, days, periods
+
+AXES: dict[str, tuple[str, ...]] = {
+    "static": ("y", "x"),
+    "daily": ("time", "y", "x"),
+    "8day": ("time_8d", "y", "x"),
+    "16day": ("time_16d", "y", "x"),
+    "smap": ("time", "cy", "cx"),
+}
+
+
+@dataclass(frozen=True)
+class VariableSpec:
+    """One variable of a dsm store: axis, dtype, fill and CF attributes."""
+
+    name: str
+    axis: str
+    units: str
+    long_name: str
+    valid_range: tuple[float, float]
+    standard_name: str | None = None
+    source: str = ""
+    dtype: str = "float32"
+    fill: Any = np.nan
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        """Dimension names of the variable."""
+        return AXES[self.axis]
+
+    def attrs(self) -> dict[str, Any]:
+        """CF attributes of the variable."""
+        a: dict[str, Any] = {"long_name": self.long_name, "units": self.units}
+        if self.standard_name:
+            a["standard_name"] = self.standard_name
+        a["valid_min"], a["valid_max"] = self.valid_range
+        if self.source:
+            a["source"] = self.source
+        a["grid_mapping"] = COARSE_GRID_MAPPING if self.axis == "smap" else FINE_GRID_MAPPING
+        a.update(self.extra)
+        return a
+
+
+_V = VariableSpec
+SCHEMA: tuple[VariableSpec, ...] = (
+    _V("lst", "daily", "K", "Daytime land surface temperature, good-quality only",
+       (150.0, 360.0), "surface_temperature", "MOD11A1 LST_Day_1km"),
+    _V("albedo", "daily", "1", "Shortwave broadband surface albedo", (0.0, 1.0),
+       "surface_albedo", "MCD43A3 / MCD43D58"),
+    _V("lai", "8day", "1", "Leaf area index", (0.0, 10.0), "leaf_area_index", "MOD15A2H Lai_500m"),
+    _V("fapar", "8day", "1", "Fraction of absorbed photosynthetically active radiation",
+       (0.0, 1.0), None, "MOD15A2H Fpar_500m"),
+    _V("ndwi", "8day", "1", "Normalised difference water index (B4-B2)/(B4+B2)", (-1.0, 1.0),
+       None, "MOD09A1"),
+    _V("lswi", "8day", "1", "Land surface water index (B2-B6)/(B2+B6)", (-1.0, 1.0), None, "MOD09A1"),
+    _V("nsdsi", "8day", "1", "Normalised SWIR difference soil-moisture index (B6-B7)/B6",
+       (-1.0, 1.0), None, "MOD09A1"),
+    _V("ndvi", "16day", "1", "Normalised difference vegetation index", (-0.2, 1.0),
+       "normalized_difference_vegetation_index", "MOD13A2"),
+    _V("evi", "16day", "1", "Enhanced vegetation index", (-0.2, 1.0), None, "MOD13A2"),
+    _V("dem", "static", "m", "Elevation above sea level", (-500.0, 9000.0), "surface_altitude", "SRTM"),
+    _V("slope", "static", "degree", "Terrain slope", (0.0, 90.0), None, "computed from dem (Horn)"),
+    _V("aspect", "static", "degree", "Terrain aspect: downslope direction clockwise from north",
+       (0.0, 360.0), None, "computed from dem (Horn); 0 where flat"),
+    _V("sand", "static", "percent", "Sand content of the topsoil", (0.0, 100.0), None, "soil texture"),
+    _V("silt", "static", "percent", "Silt content of the topsoil", (0.0, 100.0), None, "soil texture"),
+    _V("clay", "static", "percent", "Clay content of the topsoil", (0.0, 100.0), None, "soil texture"),
+    _V("land_mask", "static", "1", "Land mask", (0, 1), None, "", "uint8", None,
+       {"flag_values": [0, 1], "flag_meanings": "water land"}),
+    _V("smap_sm", "smap", "m3 m-3", "SMAP L3 36 km surface soil moisture, AM descending pass",
+       (0.0, 1.0), "volume_fraction_of_condensed_water_in_soil", "SPL3SMP soil_moisture",
+       extra={"comment": "top 5 cm; recommended-quality retrievals only"}),
+)  # fmt: skip
+SPECS: dict[str, VariableSpec] = {v.name: v for v in SCHEMA}
+PREDICTOR_NAMES: frozenset[str] = frozenset(v.name for v in SCHEMA if v.name not in ("land_mask", "smap_sm"))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Everything that fixes a store's shape: region, dates and chunking."""
+
+    region: Region
+    start: dt.date
+    end: dt.date
+    space_chunk: int = 720
+    time_chunk: int = 8
+
+    def __post_init__(self) -> None:
+        if self.space_chunk <= 0 or self.space_chunk % FINE_PER_COARSE:
+            raise ConfigError(
+                f"space chunk {self.space_chunk} is not a positive multiple of {FINE_PER_COARSE}"
+            )
+        if self.time_chunk < 1:
+            raise ConfigError(f"time chunk {self.time_chunk} must be at least 1")
+
+    @classmethod
+    def from_config(cls, config: Any) -> Layout:
+        """The layout of a :class:`dsm.config.Config`."""
+        return cls(config.grid_region, config.dates.start, config.dates.end,
+                   config.chunks.space, config.chunks.time)
+
+    def coords(self) -> dict[str, Any]:
+        """Dimension and auxiliary coordinates with CF attributes."""
+        r = self.region
+        t = pd.DatetimeIndex([np.datetime64(d, "ns") for d in days(self.start, self.end)])
+        t8 = pd.DatetimeIndex([np.datetime64(c.start, "ns") for c in composites_8day(self.start, self.end)])
+        t16 = pd.DatetimeIndex([np.datetime64(c.start, "ns") for c in periods(self.start, self.end)])
+        xy = {"units": "m"}
+        return {
+            "time": ("time", t, {"standard_name": "time", "long_name": "day (UTC)", "axis": "T"}),
+            "time_8d": ("time_8d", t8, {"long_name": "first day of the 8-day composite"}),
+            "time_16d": ("time_16d", t16, {"long_name": "first day of the 16-day period"}),
+            "y": ("y", r.fine_y, {**xy, "standard_name": "projection_y_coordinate", "axis": "Y"}),
+            "x": ("x", r.fine_x, {**xy, "standard_name": "projection_x_coordinate", "axis": "X"}),
+            "cy": ("cy", r.coarse_y, {**xy, "long_name": "y of 36 km cell centres"}),
+            "cx": ("cx", r.coarse_x, {**xy, "long_name": "x of 36 km cell centres"}),
+            "lat": ("y", r.fine_lat, {"standard_name": "latitude", "units": "degrees_north"}),
+            "lon": ("x", r.fine_lon, {"standard_name": "longitude", "units": "degrees_east"}),
+        }
+
+    def chunks_for(self, dims: Sequence[str], sizes: Mapping[str, int]) -> tuple[int, ...]:
+        """Chunk shape for a variable with ``dims``."""
+        coarse = self.space_chunk // FINE_PER_COARSE
+        per_dim = {"y": self.space_chunk, "x": self.space_chunk, "cy": coarse, "cx": coarse,
+                   "time": self.time_chunk, "time_8d": 1, "time_16d": 1}
+        return tuple(min(per_dim[d], sizes[d]) for d in dims)
+
+    def attrs(self) -> dict[str, Any]:
+        """Store attributes that record the layout (checked when a store is reused)."""
+        return {
+            "region": self.region.to_dict(),
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "grid": f"EASE-Grid 2.0 global, EPSG:{EPSG}, 1 km nested 36 x 36 in the SMAP 36 km grid",
+            "Conventions": "CF-1.10",
+        }
+
+
+def spatial_ref(transform: Affine) -> xr.DataArray:
+    """A CF grid-mapping variable of EASE-Grid 2.0 with its exact GDAL GeoTransform.
+
+    rioxarray and GDAL use ``GeoTransform`` instead of recomputing the transform from the
+    (rounded) coordinates; the 36 km variables get their own grid mapping for that reason.
+    """
+    attrs = CRS.from_epsg(EPSG).to_cf()
+    attrs["spatial_ref"] = CRS_WKT
+    attrs["crs_wkt"] = CRS_WKT
+    attrs["GeoTransform"] = " ".join(repr(float(v)) for v in transform.to_gdal())
+    return xr.DataArray(np.int32(0), attrs=attrs)
+
+
+def template(layout: Layout, specs: Sequence[VariableSpec], attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
+    """A lazy dataset with the given variables, coordinates, attributes and encodings."""
+    coords = layout.coords()
+    ds = xr.Dataset(coords={k: xr.Variable(v[0], v[1], v[2]) for k, v in coords.items()})
+    ds = ds.assign_coords({FINE_GRID_MAPPING: spatial_ref(layout.region.fine_transform),
+                           COARSE_GRID_MAPPING: spatial_ref(layout.region.coarse_transform)})
+    sizes = dict(ds.sizes)
+    for spec in specs:
+        shape = tuple(sizes[d] for d in spec.dims)
+        chunks = layout.chunks_for(spec.dims, sizes)
+        data = da.full(shape, 0 if spec.fill is None else spec.fill, dtype=spec.dtype, chunks=chunks)
+        ds[spec.name] = xr.Variable(spec.dims, data, spec.attrs())
+        ds[spec.name].encoding = store.encoding_for(np.dtype(spec.dtype), chunks, spec.fill)
+    # time encodings: whole days since the epoch, no float drift
+    for t in ("time", "time_8d", "time_16d"):
+        ds[t].encoding = {"units": "days since 1970-01-01", "dtype": "int32", "calendar": "proleptic_gregorian"}
+    ds.attrs = {**layout.attrs(), **dict(attrs or {})}
+    return ds
+
+
+def cube_template(layout: Layout) -> xr.Dataset:
+    """The template of a predictor cube with every variable of :data:`SCHEMA`."""
+    return template(layout, SCHEMA, {"title": "dsm predictor cube"})
+
+
+def create_cube(url: str, layout: Layout, storage_options: Mapping[str, Any] | None = None,
+                overwrite: bool = False) -> None:
+    """Create an empty predictor cube at ``url`` (local path or fsspec URL)."""
+    store.create(url, cube_template(layout), "cube", storage_options, overwrite)
+
+
+def open_cube(url: str, storage_options: Mapping[str, Any] | None = None) -> xr.Dataset:
+    """Open a predictor cube lazily; rioxarray finds its CRS and transforms (``ds.rio``).
+
+    Raises :class:`dsm.errors.StoreError` if ``url`` is missing or not a dsm cube, or if
+    the cube lacks a variable of the schema.
+    """
+    ds = store.open_store(url, "cube", storage_options)
+    missing = [v.name for v in SCHEMA if v.name not in ds]
+    if missing:
+        from dsm.errors import StoreError
+
+        raise StoreError(f"cube {url} lacks variable(s) {missing}")
+    return ds
+
+
+def layout_of(ds: xr.Dataset) -> Layout:
+    """The :class:`Layout` a store was written with (from its attributes and chunks)."""
+    r = ds.attrs["region"]
+    ychunk = ds["y"].size if "chunks" not in ds["dem"].encoding else ds["dem"].encoding["chunks"][0]
+    tchunk = ds["lst"].encoding.get("chunks", (ds.sizes["time"],))[0]
+    return Layout(Region(r["row0"], r["col0"], r["nrows"], r["ncols"]),
+                  dt.date.fromisoformat(ds.attrs["start"]), dt.date.fromisoformat(ds.attrs["end"]),
+                  ychunk, tchunk)
+
+
+def summary(ds: xr.Dataset, valid_fractions: bool = True) -> dict[str, Any]:
+    """Variables, axes, chunks, extent and (optionally computed) valid fractions of a cube.
+
+    Valid fractions count finite values within each variable's valid range over land
+    pixels (the whole 36 km grid for SMAP); computing them reads the whole cube.
+    """
+    r = ds.attrs["region"]
+    region = Region(r["row0"], r["col0"], r["nrows"], r["ncols"])
+    out: dict[str, Any] = {
+        "region": {**region.to_dict(), "lonlat_bounds": [round(b, 5) for b in region.lonlat_bounds],
+                   "fine_shape": list(region.fine_shape)},
+        "dates": [ds.attrs["start"], ds.attrs["end"]],
+        "sizes": {k: int(v) for k, v in ds.sizes.items()},
+        "variables": {},
+    }
+    fractions: dict[str, Any] = {}
+    if valid_fractions:
+        land = ds["land_mask"] == 1
+        lazy = {}
+        for spec in SCHEMA:
+            if spec.name == "land_mask":
+                lazy[spec.name] = land.mean()
+                continue
+            v = ds[spec.name]
+            ok = (v >= spec.valid_range[0]) & (v <= spec.valid_range[1])
+            lazy[spec.name] = ok.mean() if spec.axis == "smap" else ok.where(land).mean()
+        import dask
+
+        fractions = dict(zip(lazy, dask.compute(*lazy.values())))
+    for spec in SCHEMA:
+        v = ds[spec.name]
+        entry: dict[str, Any] = {"axis": spec.axis, "dims": list(v.dims), "dtype": str(v.dtype),
+                                 "units": v.attrs.get("units"), "chunks": list(v.encoding.get("chunks", ()))}
+        if spec.name in fractions:
+            entry["valid_fraction"] = round(float(fractions[spec.name]), 4)
+        out["variables"][spec.name] = entry
+    return out

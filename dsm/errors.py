@@ -1,0 +1,36 @@
+"""Exception tree of dsm, grouped by what the caller does about it.
+
+``DsmError``
+    ``ConfigError``      the run configuration is wrong: fix the YAML / arguments.
+    ``GridError``        a region or index does not fit the EASE-Grid 2.0 grid.
+    ``InputError``       an input file or store is missing, corrupt or of the wrong kind:
+                         skip it, report it, carry on with the rest.
+        ``StoreError``   a Zarr store is missing or is not what dsm expects.
+    ``TransientIOError`` a storage or network failure that may succeed when retried.
+"""
+
+from __future__ import annotations
+
+
+class DsmError(Exception):
+    """Base class of every error raised on purpose by dsm."""
+
+
+class ConfigError(DsmError, ValueError):
+    """The configuration (file, key or argument) is invalid; the message names it."""
+
+
+class GridError(DsmError, ValueError):
+    """A region, bounding box or index does not fit the EASE-Grid 2.0 grid."""
+
+
+class InputError(DsmError):
+    """An input file or store is missing, unreadable or of the wrong kind."""
+
+
+class StoreError(InputError):
+    """A Zarr store does not exist or is not the kind of dsm store expected."""
+
+
+class TransientIOError(DsmError):
+    """A storage or network failure that may succeed if retried."""

@@ -1,0 +1,601 @@
+"""Validation metrics of a soil moisture product against a reference.
+
+The scores are those of Rao et al. (2022, ESSD), section 2.5: Pearson correlation
+coefficient R, root mean square error RMSE, unbiased RMSE (ubRMSE) and bias, with the
+number of valid pairs N. All are population statistics (divisor N):
+
+* ``rmse   = sqrt(mean((p - q)**2))``
+* ``bias   = mean(q) - mean(p)``  (default, the paper's convention, see below)
+* ``ubrmse = sqrt(mean(((p - mean(p)) - (q - mean(q)))**2)) = sqrt(rmse**2 - bias**2)``
+* ``r      = sum(dp * dq) / sqrt(sum(dp**2) * sum(dq**2))`` with ``dp = p - mean(p)``
+
+where ``p`` is the product (estimate) and ``q`` the reference (in situ).
+
+Sign of the bias
+----------------
+Rao et al. (2022) define the bias as the in situ mean minus the product mean, so a
+positive bias means the product is too *dry*. That is the default here,
+``bias_convention="reference_minus_product"``. The usual convention of pytesmo and
+QA4SM, product mean minus reference mean (positive = product too *wet*), is
+``bias_convention="product_minus_reference"``. RMSE, ubRMSE and R do not depend on it.
+
+Missing values
+--------------
+Pairs are formed by position and a pair is dropped when either member is NaN; nothing
+is ever filled. Infinite values are rejected (``ValueError``): they are a bug upstream,
+not a missing observation. With fewer than ``min_n`` valid pairs (at least 2) every
+score is NaN and ``n`` still reports the number of valid pairs, so that scoring many
+sites keeps going and the caller can see why a site has no score.
+
+This module is pure: numpy only (``score_table`` imports pandas when called).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "BIAS_CONVENTIONS",
+    "METRIC_NAMES",
+    "BiasConvention",
+    "BootstrapScores",
+    "Scores",
+    "bias",
+    "bootstrap_scores",
+    "pearson_r",
+    "rmse",
+    "score",
+    "score_groups",
+    "score_table",
+    "ubrmse",
+    "valid_pairs",
+]
+
+BiasConvention = Literal["reference_minus_product", "product_minus_reference"]
+BIAS_CONVENTIONS: tuple[str, ...] = ("reference_minus_product", "product_minus_reference")
+METRIC_NAMES: tuple[str, ...] = ("r", "rmse", "ubrmse", "bias", "n")
+_MAX_RESAMPLE_VALUES = 2_000_000  # values held at once while scoring resamples
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Validation scores of one product/reference pairing.
+
+    Attributes
+    ----------
+    r : float
+        Pearson correlation coefficient (NaN when a series is constant or ``n < min_n``).
+    rmse : float
+        Root mean square error, in the unit of the data (m3/m3).
+    ubrmse : float
+        Unbiased RMSE: RMSE of the anomalies from each series' mean.
+    bias : float
+        Difference of means, signed by the chosen convention (see module docstring).
+    n : int
+        Number of valid (non-NaN) pairs used.
+    """
+
+    r: float
+    rmse: float
+    ubrmse: float
+    bias: float
+    n: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        """Return the scores as a plain dictionary keyed by :data:`METRIC_NAMES`."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BootstrapScores:
+    """Point estimates with percentile bootstrap confidence intervals.
+
+    Attributes
+    ----------
+    estimate : Scores
+        Scores of the full sample.
+    r, rmse, ubrmse, bias : tuple of float
+        ``(low, high)`` percentile bounds of each score over the resamples that gave a
+        finite value; ``(nan, nan)`` when none did.
+    confidence : float
+        Two-sided confidence level, e.g. 0.95.
+    n_resamples : int
+        Number of bootstrap resamples drawn.
+    block_length : int or None
+        Length of the moving blocks, or None for the ordinary (pairwise) bootstrap.
+    seed : int or None
+        Seed of the random generator.
+    """
+
+    estimate: Scores
+    r: tuple[float, float]
+    rmse: tuple[float, float]
+    ubrmse: tuple[float, float]
+    bias: tuple[float, float]
+    confidence: float
+    n_resamples: int
+    block_length: int | None
+    seed: int | None
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _as_float_array(values: ArrayLike, name: str) -> NDArray[np.float64]:
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numeric: {exc}") from exc
+    return array.ravel()
+
+
+def _check_same_labels(product: Any, reference: Any) -> None:
+    """Refuse labelled inputs (pandas objects) whose labels differ.
+
+    Pairs are formed by position; two Series on different indexes would be paired
+    silently wrong, so they must be aligned by the caller first.
+    """
+    p_index = getattr(product, "index", None)
+    q_index = getattr(reference, "index", None)
+    if p_index is None or q_index is None:
+        return
+    equals = getattr(p_index, "equals", None)
+    if equals is not None and not equals(q_index):
+        raise ValueError(
+            "product and reference have different indexes; align them first "
+            "(for example with Series.align or DataFrame.join)"
+        )
+
+
+def _check_convention(bias_convention: str) -> None:
+    if bias_convention not in BIAS_CONVENTIONS:
+        raise ValueError(
+            f"bias_convention must be one of {BIAS_CONVENTIONS}, got {bias_convention!r}"
+        )
+
+
+def _check_min_n(min_n: int) -> None:
+    if isinstance(min_n, bool) or not isinstance(min_n, (int, np.integer)) or min_n < 2:
+        raise ValueError(f"min_n must be an integer >= 2, got {min_n!r}")
+
+
+def _prepare(
+    product: ArrayLike, reference: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Both inputs as flat float arrays of the same shape, without infinities."""
+    _check_same_labels(product, reference)
+    p = np.asarray(product)
+    q = np.asarray(reference)
+    if p.shape != q.shape:
+        raise ValueError(
+            f"product and reference must have the same shape, got {p.shape} and {q.shape}"
+        )
+    p_flat = _as_float_array(p, "product")
+    q_flat = _as_float_array(q, "reference")
+    for name, array in (("product", p_flat), ("reference", q_flat)):
+        if np.isinf(array).any():
+            raise ValueError(f"{name} contains infinite values; use NaN for missing data")
+    return p_flat, q_flat
+
+
+def valid_pairs(
+    product: ArrayLike, reference: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Return the pairs where neither member is NaN.
+
+    Parameters
+    ----------
+    product, reference : array_like
+        Values paired by position; same shape (flattened).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        The product and reference values of the valid pairs, 1-D, in input order.
+
+    Raises
+    ------
+    ValueError
+        On a shape mismatch, non-numeric or infinite values, or pandas inputs with
+        different indexes.
+    """
+    p, q = _prepare(product, reference)
+    keep = ~(np.isnan(p) | np.isnan(q))
+    return p[keep], q[keep]
+
+
+# --------------------------------------------------------------------------- core
+
+
+def _safe_divide(num: NDArray[np.float64], den: NDArray[np.float64]) -> NDArray[np.float64]:
+    out = np.full(np.shape(num), np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _grouped_scores(
+    p: NDArray[np.float64],
+    q: NDArray[np.float64],
+    codes: NDArray[np.intp],
+    n_groups: int,
+    bias_convention: str,
+    min_n: int,
+) -> dict[str, NDArray[Any]]:
+    """Scores of every group at once; the inputs hold valid pairs only.
+
+    ``codes`` gives each pair's group in ``0 .. n_groups - 1``. Each group is first
+    shifted by one of its own values (so a constant series has exactly zero anomalies
+    and R is NaN, not rounding noise), then two-pass centred sums keep the result
+    accurate for large means and small variances.
+    """
+    n = np.bincount(codes, minlength=n_groups)
+    pivot_p, pivot_q = np.zeros(n_groups), np.zeros(n_groups)
+    pivot_p[codes], pivot_q[codes] = p, q
+    p_shift, q_shift = p - pivot_p[codes], q - pivot_q[codes]
+    mean_p_shift = _safe_divide(np.bincount(codes, p_shift, n_groups), n)
+    mean_q_shift = _safe_divide(np.bincount(codes, q_shift, n_groups), n)
+    dp = p_shift - mean_p_shift[codes]
+    dq = q_shift - mean_q_shift[codes]
+    mean_p, mean_q = pivot_p + mean_p_shift, pivot_q + mean_q_shift
+    sum_pp = np.bincount(codes, dp * dp, n_groups)
+    sum_qq = np.bincount(codes, dq * dq, n_groups)
+    sum_pq = np.bincount(codes, dp * dq, n_groups)
+    mse = _safe_divide(np.bincount(codes, (p - q) ** 2, n_groups), n)
+    ub_mse = _safe_divide(np.bincount(codes, (dp - dq) ** 2, n_groups), n)
+    r = np.clip(_safe_divide(sum_pq, np.sqrt(sum_pp * sum_qq)), -1.0, 1.0)
+    diff = mean_q - mean_p
+    signed_bias = diff if bias_convention == "reference_minus_product" else -diff
+    too_few = n < min_n
+    scores = {
+        "r": r,
+        "rmse": np.sqrt(mse),
+        "ubrmse": np.sqrt(ub_mse),
+        "bias": signed_bias,
+    }
+    for values in scores.values():
+        values[too_few] = np.nan
+    return {**scores, "n": n.astype(np.int64)}
+
+
+def score(
+    product: ArrayLike,
+    reference: ArrayLike,
+    *,
+    bias_convention: BiasConvention = "reference_minus_product",
+    min_n: int = 2,
+) -> Scores:
+    """Score a product against a reference.
+
+    Parameters
+    ----------
+    product : array_like
+        Estimated soil moisture (e.g. the 1 km map at a site), paired by position.
+    reference : array_like
+        Reference soil moisture (e.g. in situ daily means), same shape as ``product``.
+    bias_convention : {"reference_minus_product", "product_minus_reference"}
+        Sign of the bias. Default: reference minus product, as in Rao et al. (2022).
+    min_n : int, default 2
+        Fewest valid pairs for which scores are computed; below it all scores are NaN.
+
+    Returns
+    -------
+    Scores
+        R, RMSE, ubRMSE, bias and the number of valid pairs.
+
+    Raises
+    ------
+    ValueError
+        On a shape mismatch, non-numeric or infinite values, differently indexed
+        pandas inputs, an unknown ``bias_convention`` or ``min_n < 2``.
+
+    Examples
+    --------
+    >>> score([0.20, 0.25, 0.30], [0.22, 0.26, 0.35])
+    Scores(r=0.976..., rmse=0.0316..., ubrmse=0.0169..., bias=0.0266..., n=3)
+    """
+    _check_convention(bias_convention)
+    _check_min_n(min_n)
+    p, q = valid_pairs(product, reference)
+    codes = np.zeros(p.size, dtype=np.intp)
+    result = _grouped_scores(p, q, codes, 1, bias_convention, min_n)
+    return Scores(
+        r=float(result["r"][0]),
+        rmse=float(result["rmse"][0]),
+        ubrmse=float(result["ubrmse"][0]),
+        bias=float(result["bias"][0]),
+        n=int(result["n"][0]),
+    )
+
+
+def pearson_r(product: ArrayLike, reference: ArrayLike, *, min_n: int = 2) -> float:
+    """Pearson correlation coefficient of the valid pairs (see :func:`score`)."""
+    return score(product, reference, min_n=min_n).r
+
+
+def rmse(product: ArrayLike, reference: ArrayLike, *, min_n: int = 2) -> float:
+    """Root mean square error of the valid pairs (see :func:`score`)."""
+    return score(product, reference, min_n=min_n).rmse
+
+
+def ubrmse(product: ArrayLike, reference: ArrayLike, *, min_n: int = 2) -> float:
+    """Unbiased RMSE, ``sqrt(rmse**2 - bias**2)``, of the valid pairs (see :func:`score`)."""
+    return score(product, reference, min_n=min_n).ubrmse
+
+
+def bias(
+    product: ArrayLike,
+    reference: ArrayLike,
+    *,
+    bias_convention: BiasConvention = "reference_minus_product",
+    min_n: int = 2,
+) -> float:
+    """Difference of means of the valid pairs, signed by ``bias_convention``.
+
+    The default, ``"reference_minus_product"``, is ``mean(reference) - mean(product)``
+    (Rao et al., 2022); ``"product_minus_reference"`` is the pytesmo/QA4SM sign.
+    """
+    return score(product, reference, bias_convention=bias_convention, min_n=min_n).bias
+
+
+# --------------------------------------------------------------------------- groups
+
+
+def score_groups(
+    product: ArrayLike,
+    reference: ArrayLike,
+    groups: ArrayLike,
+    *,
+    bias_convention: BiasConvention = "reference_minus_product",
+    min_n: int = 2,
+) -> tuple[NDArray[Any], dict[str, NDArray[Any]]]:
+    """Score many groups (sites, networks, ...) in one vectorised pass.
+
+    Parameters
+    ----------
+    product, reference : array_like
+        Values paired by position, same shape.
+    groups : array_like
+        Group label of every pair, same shape; any sortable labels (not NaN).
+    bias_convention : {"reference_minus_product", "product_minus_reference"}
+        Sign of the bias (see module docstring).
+    min_n : int, default 2
+        Fewest valid pairs per group for which scores are computed.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        The sorted unique group labels, including groups without any valid pair.
+    scores : dict of str to numpy.ndarray
+        ``"r"``, ``"rmse"``, ``"ubrmse"``, ``"bias"`` (float) and ``"n"`` (int), one
+        value per label.
+    """
+    _check_convention(bias_convention)
+    _check_min_n(min_n)
+    p, q = _prepare(product, reference)
+    labels_in = np.asarray(groups).ravel()
+    if labels_in.shape != p.shape:
+        raise ValueError(
+            f"groups must have one label per pair: got {labels_in.size} labels "
+            f"for {p.size} pairs"
+        )
+    labels, codes = np.unique(labels_in, return_inverse=True)
+    keep = ~(np.isnan(p) | np.isnan(q))
+    result = _grouped_scores(
+        p[keep], q[keep], codes.ravel()[keep], labels.size, bias_convention, min_n
+    )
+    return labels, result
+
+
+def score_table(
+    frame: pd.DataFrame,
+    product: str,
+    reference: str,
+    by: str | Sequence[str] | None = None,
+    *,
+    bias_convention: BiasConvention = "reference_minus_product",
+    min_n: int = 2,
+) -> pd.DataFrame:
+    """Score the columns of a table per group (site, network) or over all rows.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per pair (e.g. per site and day).
+    product, reference : str
+        Names of the product and reference columns.
+    by : str or sequence of str, optional
+        Grouping column(s), e.g. ``"station"`` or ``["network", "station"]``. None
+        pools every row into one score.
+    bias_convention : {"reference_minus_product", "product_minus_reference"}
+        Sign of the bias (see module docstring).
+    min_n : int, default 2
+        Fewest valid pairs per group for which scores are computed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group (the ``by`` columns, then ``r, rmse, ubrmse, bias, n``),
+        groups in sorted order; groups with a missing key are kept.
+
+    Raises
+    ------
+    ValueError
+        When a named column is missing, and as :func:`score`.
+    """
+    import pandas as pd
+
+    keys = [] if by is None else [by] if isinstance(by, str) else list(by)
+    missing = [c for c in (product, reference, *keys) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"score_table: frame has no column(s) {missing}")
+    if keys:
+        grouped = frame.groupby(keys, sort=True, dropna=False, observed=True)
+        codes = grouped.ngroup().to_numpy(dtype=np.intp)
+    else:
+        codes = np.zeros(len(frame), dtype=np.intp)
+    _, result = score_groups(
+        frame[product].to_numpy(dtype=np.float64, na_value=np.nan),
+        frame[reference].to_numpy(dtype=np.float64, na_value=np.nan),
+        codes,
+        bias_convention=bias_convention,
+        min_n=min_n,
+    )
+    table = pd.DataFrame(result, columns=list(METRIC_NAMES))
+    if not keys:
+        return table
+    _, first_rows = np.unique(codes, return_index=True)
+    labels = frame[keys].iloc[first_rows].reset_index(drop=True)
+    return pd.concat([labels, table], axis=1)
+
+
+# --------------------------------------------------------------------------- bootstrap
+
+
+def _check_bootstrap_args(
+    n_resamples: int, confidence: float, block_length: int | None, size: int
+) -> None:
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)):
+        raise ValueError(f"n_resamples must be an integer, got {n_resamples!r}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    if block_length is None:
+        return
+    if isinstance(block_length, bool) or not isinstance(block_length, (int, np.integer)):
+        raise ValueError(f"block_length must be an integer or None, got {block_length!r}")
+    if not 1 <= block_length <= max(size, 1):
+        raise ValueError(
+            f"block_length must be between 1 and the series length {size}, "
+            f"got {block_length}"
+        )
+
+
+def _pair_indices(
+    rng: np.random.Generator, n_valid: int, n_resamples: int
+) -> NDArray[np.intp]:
+    """Ordinary bootstrap: draw valid pairs with replacement."""
+    return rng.integers(0, n_valid, size=(n_resamples, n_valid))
+
+
+def _block_indices(
+    rng: np.random.Generator, size: int, n_resamples: int, block_length: int
+) -> NDArray[np.intp]:
+    """Moving-block bootstrap (Kuensch 1989) over positions ``0 .. size - 1``."""
+    n_blocks = -(-size // block_length)
+    starts = rng.integers(0, size - block_length + 1, size=(n_resamples, n_blocks))
+    offsets = np.arange(block_length)
+    indices = (starts[:, :, None] + offsets).reshape(n_resamples, -1)
+    return indices[:, :size]
+
+
+def _resample_scores(
+    p: NDArray[np.float64],
+    q: NDArray[np.float64],
+    indices: NDArray[np.intp],
+    bias_convention: str,
+    min_n: int,
+) -> dict[str, NDArray[Any]]:
+    """Scores of every resample (row of ``indices``), a bounded number of rows at a time."""
+    n_resamples, length = indices.shape
+    step = max(1, _MAX_RESAMPLE_VALUES // max(length, 1))
+    parts = []
+    for start in range(0, n_resamples, step):
+        rows = indices[start : start + step]
+        p_res, q_res = p[rows].ravel(), q[rows].ravel()
+        codes = np.repeat(np.arange(rows.shape[0]), length)
+        keep = ~(np.isnan(p_res) | np.isnan(q_res))
+        parts.append(
+            _grouped_scores(
+                p_res[keep], q_res[keep], codes[keep], rows.shape[0], bias_convention, min_n
+            )
+        )
+    return {k: np.concatenate([part[k] for part in parts]) for k in METRIC_NAMES}
+
+
+def _percentile_bounds(values: NDArray[np.float64], confidence: float) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return (np.nan, np.nan)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(finite, [alpha, 1.0 - alpha])
+    return (float(low), float(high))
+
+
+def bootstrap_scores(
+    product: ArrayLike,
+    reference: ArrayLike,
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int | None = None,
+    block_length: int | None = None,
+    bias_convention: BiasConvention = "reference_minus_product",
+    min_n: int = 2,
+) -> BootstrapScores:
+    """Scores with percentile bootstrap confidence intervals.
+
+    Parameters
+    ----------
+    product, reference : array_like
+        Values paired by position, same shape. For the block bootstrap they must be
+        1-D series on a regular time step (one value per day, NaN for gaps).
+    n_resamples : int, default 1000
+        Number of bootstrap resamples.
+    confidence : float, default 0.95
+        Two-sided confidence level of the percentile interval.
+    seed : int, optional
+        Seed of ``numpy.random.default_rng``; the same seed gives the same intervals.
+    block_length : int, optional
+        None (default): ordinary bootstrap of the valid pairs. An integer L: moving-block
+        bootstrap of runs of L consecutive time steps (NaN gaps included, then dropped
+        pairwise in each resample), for autocorrelated series.
+    bias_convention : {"reference_minus_product", "product_minus_reference"}
+        Sign of the bias (see module docstring).
+    min_n : int, default 2
+        Fewest valid pairs for a (re)sample to be scored.
+
+    Returns
+    -------
+    BootstrapScores
+        The full-sample scores and ``(low, high)`` bounds of R, RMSE, ubRMSE and bias.
+        Resamples without a finite score (e.g. a constant resample for R) are left out
+        of that score's percentiles.
+    """
+    _check_convention(bias_convention)
+    _check_min_n(min_n)
+    p_all, q_all = _prepare(product, reference)
+    _check_bootstrap_args(n_resamples, confidence, block_length, p_all.size)
+    estimate = score(p_all, q_all, bias_convention=bias_convention, min_n=min_n)
+    rng = np.random.default_rng(seed)
+    if estimate.n < min_n:
+        nan_pair = (np.nan, np.nan)
+        return BootstrapScores(
+            estimate, nan_pair, nan_pair, nan_pair, nan_pair,
+            confidence, n_resamples, block_length, seed,
+        )  # fmt: skip
+    if block_length is None:
+        keep = ~(np.isnan(p_all) | np.isnan(q_all))
+        p_src, q_src = p_all[keep], q_all[keep]
+        indices = _pair_indices(rng, p_src.size, n_resamples)
+    else:
+        p_src, q_src = p_all, q_all
+        indices = _block_indices(rng, p_src.size, n_resamples, block_length)
+    result = _resample_scores(p_src, q_src, indices, bias_convention, min_n)
+    bounds = {k: _percentile_bounds(result[k], confidence) for k in METRIC_NAMES[:4]}
+    return BootstrapScores(
+        estimate=estimate,
+        confidence=confidence,
+        n_resamples=int(n_resamples),
+        block_length=None if block_length is None else int(block_length),
+        seed=seed,
+        **bounds,
+    )

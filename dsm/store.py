@@ -1,0 +1,178 @@
+"""Zarr stores at any fsspec URL: template creation, chunk-aligned region writes, opening.
+
+Every dsm store (predictor cube, truth, products) is written the same way: the whole store
+is first created as a *template* (metadata, coordinates and empty arrays, no data), then
+filled by independent region writes whose bounds fall on chunk boundaries, so writers on
+different workers never touch the same chunk and a rerun rewrites identical bytes. A store
+carries ``dsm_store`` (its kind) and ``dsm_format`` attributes; :func:`open_store` checks them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import fsspec
+import numpy as np
+import xarray as xr
+import zarr
+from zarr.codecs import BloscCodec
+
+from dsm.errors import StoreError
+
+FORMAT_VERSION = 1
+
+
+def default_compressors() -> list[Any]:
+    """Blosc-lz4 with byte shuffle: fast enough for hot data (see docs/architecture.md)."""
+    return [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
+
+
+def _exists(url: str, storage_options: Mapping[str, Any] | None) -> bool:
+    fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    return fs.exists(f"{path.rstrip('/')}/zarr.json")
+
+
+def create(
+    url: str,
+    template: xr.Dataset,
+    kind: str,
+    storage_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Write a store's template: metadata and coordinates only, no data chunks.
+
+    ``template`` holds dask-backed data variables (never computed) whose ``encoding``
+    carries chunks and codecs. Refuses to replace an existing store unless ``overwrite``.
+    """
+    if not overwrite and _exists(url, storage_options):
+        raise StoreError(f"a store already exists at {url}; pass overwrite=True to replace it")
+    ds = template.copy()
+    ds.attrs = {**template.attrs, "dsm_store": kind, "dsm_format": FORMAT_VERSION}
+    ds.to_zarr(
+        url,
+        mode="w",
+        compute=False,
+        zarr_format=3,
+        consolidated=False,
+        storage_options=dict(storage_options or {}) or None,
+    )
+
+
+def open_store(
+    url: str,
+    kind: str,
+    storage_options: Mapping[str, Any] | None = None,
+    chunks: Mapping[str, int] | None | str = "store",
+) -> xr.Dataset:
+    """Open a dsm store lazily and check that it is of ``kind``.
+
+    Parameters
+    ----------
+    chunks
+        ``"store"`` (default) for the store's own chunks as dask arrays, or any value
+        accepted by :func:`xarray.open_zarr`.
+    """
+    so = dict(storage_options or {}) or None
+    try:
+        if not _exists(url, storage_options):
+            raise StoreError(f"no Zarr store at {url} (no zarr.json found)")
+        ds = xr.open_zarr(
+            url, chunks={} if chunks == "store" else chunks, consolidated=False, storage_options=so
+        )
+    except StoreError:
+        raise
+    except (OSError, ValueError, KeyError, zarr.errors.BaseZarrError) as exc:
+        raise StoreError(f"cannot open {url} as a Zarr store: {exc}") from exc
+    found = ds.attrs.get("dsm_store")
+    if found != kind:
+        what = f"a dsm {found} store" if found else "not a dsm store (no 'dsm_store' attribute)"
+        raise StoreError(f"{url} is {what}, expected a dsm {kind} store")
+    if ds.attrs.get("dsm_format") != FORMAT_VERSION:
+        raise StoreError(
+            f"{url} has dsm_format {ds.attrs.get('dsm_format')!r}; this dsm reads format {FORMAT_VERSION}"
+        )
+    return ds
+
+
+def region_slices(store: xr.Dataset, part: xr.Dataset | xr.DataArray) -> dict[Hashable, slice]:
+    """Index slices of ``part`` inside ``store``, found from their dimension coordinates.
+
+    Raises :class:`StoreError` if a coordinate of ``part`` is not a contiguous run of the
+    store's coordinate.
+    """
+    out: dict[Hashable, slice] = {}
+    for dim in part.dims:
+        full = store.indexes[dim]
+        sub = part.indexes[dim] if dim in part.indexes else None
+        if sub is None:
+            raise StoreError(f"cannot place data without a '{dim}' coordinate")
+        start = full.get_indexer(sub[:1])[0]
+        if start < 0 or not full[start : start + len(sub)].equals(sub):
+            raise StoreError(f"'{dim}' values of the data are not a contiguous part of the store's")
+        out[dim] = slice(int(start), int(start) + len(sub))
+    return out
+
+
+def _check_aligned(name: Hashable, region: Mapping[Hashable, slice], chunks: tuple[int, ...],
+                   dims: tuple[Hashable, ...], shape: tuple[int, ...]) -> None:
+    for dim, size, chunk in zip(dims, shape, chunks):
+        sl = region[dim]
+        if sl.start % chunk or (sl.stop % chunk and sl.stop != size):
+            raise StoreError(
+                f"region write of '{name}' along '{dim}' [{sl.start}:{sl.stop}] is not aligned to "
+                f"the store's chunks of {chunk}: concurrent writers could corrupt a chunk"
+            )
+
+
+def write_region(
+    url: str,
+    part: xr.Dataset,
+    storage_options: Mapping[str, Any] | None = None,
+    store: xr.Dataset | None = None,
+) -> dict[Hashable, slice]:
+    """Write ``part`` (data variables with dimension coordinates) into its place in a store.
+
+    Variables are grouped by their dimensions and each group is written as one region;
+    bounds must fall on the store's chunk boundaries (checked for numpy and dask data alike).
+    Returns the region of the last group written.
+    """
+    if store is None:
+        store = xr.open_zarr(url, consolidated=False, storage_options=dict(storage_options or {}) or None)
+    groups: dict[tuple[Hashable, ...], list[Hashable]] = {}
+    for name, var in part.data_vars.items():
+        if name not in store.data_vars:
+            raise StoreError(f"variable '{name}' is not in the store at {url}")
+        groups.setdefault(tuple(var.dims), []).append(name)
+    region: dict[Hashable, slice] = {}
+    for dims, names in groups.items():
+        sub = part[names]
+        region = region_slices(store, sub[names[0]])
+        for name in names:
+            target = store[name]
+            if tuple(target.dims) != dims:
+                raise StoreError(f"'{name}' has dims {dims}, the store has {tuple(target.dims)}")
+            chunks = tuple(target.encoding["chunks"])
+            _check_aligned(name, region, chunks, dims, target.shape)
+        sub = sub.drop_vars([c for c in sub.coords])
+        sub.to_zarr(
+            url,
+            region={d: region[d] for d in dims},
+            mode="r+",
+            consolidated=False,
+            storage_options=dict(storage_options or {}) or None,
+        )
+    return region
+
+
+def set_attrs(url: str, attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None) -> None:
+    """Update top-level store attributes (JSON-serialisable values)."""
+    group = zarr.open_group(url, mode="r+", storage_options=dict(storage_options or {}) or None)
+    group.attrs.update(json.loads(json.dumps(dict(attrs))))
+
+
+def encoding_for(dtype: np.dtype, chunks: tuple[int, ...], fill: Any) -> dict[str, Any]:
+    """Zarr format 3 encoding for one variable."""
+    return {"chunks": chunks, "compressors": default_compressors(), "_FillValue": fill,
+            "dtype": np.dtype(dtype)}

@@ -1,0 +1,183 @@
+"""Writing the synthetic twin: the predictor cube, the separate truth store and stations.
+
+The simulation itself is pure (:mod:`dsm.synthetic`); this module is its IO edge. Daily
+variables are buffered one time chunk at a time and written by chunk-aligned region writes;
+composites are written as their windows close. The truth goes to its own store (kind
+``truth``), never into the cube, so no pipeline stage can read it by mistake.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from dsm import cube, store
+from dsm.cube import Layout, VariableSpec
+from dsm.periods import composite_8day_of
+from dsm.synthetic import (
+    Day,
+    StationRecorder,
+    TwinSpec,
+    composite_8day,
+    composite_16day,
+    composite_ends,
+    describe,
+    make_static,
+    place_stations,
+    simulate,
+)
+
+TRUTH_SPECS: tuple[VariableSpec, ...] = (
+    VariableSpec("sm_true", "daily", "m3 m-3", "True 1 km surface soil moisture of the twin",
+                 (0.0, 1.0), "volume_fraction_of_condensed_water_in_soil", "dsm.synthetic"),
+    cube.SPECS["land_mask"],
+)
+
+
+@dataclass(frozen=True)
+class TwinStores:
+    """Where a twin was written."""
+
+    cube: str
+    truth: str
+    stations: str
+
+    @property
+    def insitu_csv(self) -> str:
+        """In situ station table (station, network, lon, lat, depth, time, value)."""
+        return f"{self.stations.rstrip('/')}/insitu.csv"
+
+    @property
+    def weather_csv(self) -> str:
+        """Weather station table (station, lon, lat, elevation, time, precip_mm, tair_c)."""
+        return f"{self.stations.rstrip('/')}/weather.csv"
+
+
+def _dataset(coords: Mapping[str, Any], arrays: Mapping[str, tuple[tuple[str, ...], np.ndarray]]) -> xr.Dataset:
+    return xr.Dataset({k: (dims, a) for k, (dims, a) in arrays.items()}, coords=dict(coords))
+
+
+class _Writer:
+    """Buffers daily data per time chunk and writes regions of the cube and the truth."""
+
+    def __init__(self, stores: TwinStores, layout: Layout, so: Mapping[str, Any] | None) -> None:
+        self.stores, self.layout, self.so = stores, layout, so
+        self.cube = store.open_store(stores.cube, "cube", so)
+        self.truth = store.open_store(stores.truth, "truth", so)
+        self.times = self.cube.indexes["time"]
+        self.buffer: list[Day] = []
+
+    def static(self, static: Any) -> None:
+        fine = {"y": self.cube["y"].values, "x": self.cube["x"].values}
+        water = ~static.land
+        arrays = {k: getattr(static, k).copy() for k in ("dem", "slope", "aspect", "sand", "silt", "clay")}
+        for k in ("sand", "silt", "clay"):
+            arrays[k][water] = np.nan
+        ds = _dataset(fine, {k: (("y", "x"), v.astype(np.float32)) for k, v in arrays.items()})
+        ds["land_mask"] = (("y", "x"), static.land.astype(np.uint8))
+        store.write_region(self.stores.cube, ds, self.so, self.cube)
+        store.write_region(self.stores.truth, ds[["land_mask"]], self.so, self.truth)
+
+    def day(self, d: Day) -> None:
+        if self.layout.start <= d.date <= self.layout.end:
+            self.buffer.append(d)
+            index = self.times.get_loc(np.datetime64(d.date, "ns"))
+            if (index + 1) % self.layout.time_chunk == 0 or index + 1 == len(self.times):
+                self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        b = self.buffer
+        coords = {"time": [np.datetime64(d.date, "ns") for d in b], "y": self.cube["y"].values,
+                  "x": self.cube["x"].values, "cy": self.cube["cy"].values, "cx": self.cube["cx"].values}
+        daily = ("time", "y", "x")
+        ds = _dataset(coords, {
+            "lst": (daily, np.stack([d.lst for d in b])),
+            "albedo": (daily, np.stack([d.albedo for d in b])),
+            "smap_sm": (("time", "cy", "cx"), np.stack([d.smap for d in b])),
+        })
+        store.write_region(self.stores.cube, ds, self.so, self.cube)
+        truth = _dataset(coords, {"sm_true": (daily, np.stack([d.truth for d in b]))})
+        store.write_region(self.stores.truth, truth, self.so, self.truth)
+        self.buffer = []
+
+    def composite(self, axis: str, start: dt.date, fields: Mapping[str, np.ndarray]) -> None:
+        coords = {axis: [np.datetime64(start, "ns")], "y": self.cube["y"].values, "x": self.cube["x"].values}
+        if np.datetime64(start, "ns") not in self.cube.indexes[axis]:
+            return  # a composite outside the configured dates
+        ds = _dataset(coords, {k: ((axis, "y", "x"), v[None]) for k, v in fields.items()})
+        store.write_region(self.stores.cube, ds, self.so, self.cube)
+
+
+def build_twin(
+    stores: TwinStores,
+    spec: TwinSpec,
+    space_chunk: int = 720,
+    time_chunk: int = 8,
+    storage_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> TwinStores:
+    """Simulate the twin of ``spec`` and write its cube, truth store and station tables.
+
+    Parameters
+    ----------
+    stores
+        Locations (local paths or fsspec URLs) of the cube, the truth store and the station
+        folder.
+    spec
+        Region, dates and seed of the twin; the same spec always gives the same bytes.
+    space_chunk, time_chunk
+        Chunking of the stores (``space_chunk`` a multiple of 36).
+    storage_options
+        fsspec options for remote URLs (for example an S3 ``endpoint_url``).
+    overwrite
+        Replace existing stores; without it an existing store is an error.
+    progress
+        Show a progress bar over the simulated days.
+    """
+    layout = Layout(spec.region, spec.start, spec.end, space_chunk, time_chunk)
+    attrs = dict(describe(spec))
+    store.create(stores.cube, cube.template(layout, cube.SCHEMA, {"title": "dsm predictor cube (synthetic twin)", **attrs}),
+                 "cube", storage_options, overwrite)
+    store.create(stores.truth, cube.template(layout, TRUTH_SPECS, {"title": "dsm twin 1 km truth", **attrs}),
+                 "truth", storage_options, overwrite)
+
+    rng_static = np.random.default_rng(spec.seed)
+    static = make_static(spec.region, rng_static)
+    writer = _Writer(stores, layout, storage_options)
+    writer.static(static)
+    recorder = StationRecorder(place_stations(spec, static, spec.seed), spec.seed)
+
+    n_days = (spec.sim_end - spec.sim_start).days + 1
+    window: list[Day] = []
+    for d in tqdm(simulate(spec, static, rng_static), total=n_days, desc="twin days", unit="day",
+                  disable=not progress):
+        window.append(d)
+        writer.day(d)
+        if spec.start <= d.date <= spec.end:
+            recorder.record(d)
+        ends_8, ends_16 = composite_ends(d.date)
+        if ends_8:
+            w8 = window[-composite_8day_of(d.date).ndays:]
+            writer.composite("time_8d", w8[0].date, composite_8day(w8))
+        if ends_16:
+            writer.composite("time_16d", window[0].date, composite_16day(window))
+            window = []
+    writer.flush()
+
+    insitu, weather = recorder.frames()
+    fs, root = fsspec.core.url_to_fs(stores.stations, **dict(storage_options or {}))
+    fs.makedirs(root, exist_ok=True)
+    for table, url in ((insitu, stores.insitu_csv), (weather, stores.weather_csv)):
+        with fsspec.open(url, "w", **dict(storage_options or {})) as f:
+            table.to_csv(f, index=False, date_format="%Y-%m-%d")
+    return stores

@@ -1,0 +1,34 @@
+"""Shared fixtures: the real sample data folder, a tiny twin, a loopback S3 server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the checkout; the test is skipped when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real sample files not found at {SHARED_DATA} (../shared/data beside the repo)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_twin(tmp_path_factory: pytest.TempPathFactory):
+    """The tiny twin (4 x 4 SMAP cells, 48 days) built once per session; treat as read-only."""
+    from dsm.testing import make_synthetic_cube
+
+    return make_synthetic_cube(str(tmp_path_factory.mktemp("tiny_twin")), size="tiny", seed=7)
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A real S3-compatible server (SeaweedFS, else moto) on 127.0.0.1 for the session."""
+    from dsm.testing.s3 import LoopbackS3
+
+    with LoopbackS3() as server:
+        yield server
