@@ -1,0 +1,129 @@
+"""Cube write/read throughput of dsm against raw zarr writes of the same bytes, as ratios.
+
+Both paths write the same float32 array (daily LST-like data) with the same chunks and the
+same codec into Zarr format 3 in the same process, in alternating order, several times:
+
+* raw:  ``zarr.create_array`` + one ``arr[...] = block`` per time chunk, ``arr[:]`` to read;
+* dsm:  ``dsm.store.write_region`` per time chunk into a cube made by
+        ``dsm.cube.create_cube``; ``dsm.cube.open_cube(...)["lst"].values`` to read (xarray +
+        dask). The template creation and the open are one-off costs, printed apart.
+
+Run: ``.venv/bin/python bench/cube_io.py [--days 64] [--cells 8] [--repeat 3] [--s3]``.
+The figures that matter are the ratios dsm / raw (1.0 = no overhead); MB/s are printed
+for context only, since these machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+import numpy as np
+import xarray as xr
+import zarr
+
+from dsm import cube, store
+from dsm.grid import Region
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def run(days: int, cells: int, repeat: int, root: str, so: dict | None) -> dict[str, float]:
+    """Median write/read seconds of both paths; returns the figures."""
+    region = Region.around(109.0, 38.9, cells, cells)
+    start = dt.date(2016, 6, 1)
+    layout = cube.Layout(region, start, start + dt.timedelta(days - 1), space_chunk=144, time_chunk=8)
+    ny, nx = region.fine_shape
+    rng = np.random.default_rng(0)
+    data = (280 + 30 * rng.random((days, ny, nx))).astype(np.float32)
+    data[:, ::7, ::5] = np.nan
+    nbytes = data.nbytes
+    chunks = (8, 144, 144)
+    times: dict[str, list[float]] = {k: [] for k in (
+        "raw_write", "raw_read", "dsm_create", "dsm_write", "dsm_open", "dsm_read")}
+
+    for i in range(repeat):
+        raw_url, dsm_url = f"{root}/raw{i}.zarr", f"{root}/dsm{i}.zarr"
+        opened: dict[str, xr.Dataset] = {}
+
+        def raw_write() -> None:
+            arr = zarr.create_array(raw_url, shape=data.shape, chunks=chunks, dtype="float32",
+                                    compressors=store.default_compressors(), fill_value=np.nan,
+                                    zarr_format=3, storage_options=so)
+            for t0 in range(0, days, 8):
+                arr[t0 : t0 + 8] = data[t0 : t0 + 8]
+
+        def dsm_create() -> None:
+            cube.create_cube(dsm_url, layout, storage_options=so)
+            opened["ds"] = cube.open_cube(dsm_url, so)
+
+        def dsm_write() -> None:
+            ds = opened["ds"]
+            for t0 in range(0, days, 8):
+                part = xr.Dataset({"lst": (("time", "y", "x"), data[t0 : t0 + 8])},
+                                  coords={"time": ds["time"].values[t0 : t0 + 8], "y": ds["y"].values, "x": ds["x"].values})
+                store.write_region(dsm_url, part, so, ds)
+
+        def raw_read() -> None:
+            back = zarr.open_array(raw_url, mode="r", storage_options=so)[:]
+            assert np.array_equal(back, data, equal_nan=True)
+
+        def dsm_open() -> None:
+            opened["back"] = cube.open_cube(dsm_url, so)
+
+        def dsm_read() -> None:
+            assert np.array_equal(opened["back"]["lst"].values, data, equal_nan=True)
+
+        times["dsm_create"].append(_timed(dsm_create))
+        pair = [("raw_write", raw_write), ("dsm_write", dsm_write)]
+        for name, fn in (pair if i % 2 == 0 else pair[::-1]):
+            times[name].append(_timed(fn))
+        times["dsm_open"].append(_timed(dsm_open))
+        pair = [("raw_read", raw_read), ("dsm_read", dsm_read)]
+        for name, fn in (pair if i % 2 == 0 else pair[::-1]):
+            times[name].append(_timed(fn))
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    mb = nbytes / 1e6
+    print(f"array {days} x {ny} x {nx} float32 = {mb:.1f} MB, chunks {chunks}, {repeat} repeats (median)")
+    print(f"one-off: cube template (17 variables) {1e3 * med['dsm_create']:.0f} ms, "
+          f"open {1e3 * med['dsm_open']:.0f} ms")
+    for op in ("write", "read"):
+        raw, dsm = med[f"raw_{op}"], med[f"dsm_{op}"]
+        print(f"{op:5s}  raw zarr {mb / raw:8.1f} MB/s   dsm {mb / dsm:8.1f} MB/s   "
+              f"dsm/raw throughput ratio {raw / dsm:5.2f}")
+    return med
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--days", type=int, default=64)
+    p.add_argument("--cells", type=int, default=8, help="region side in SMAP cells")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--s3", action="store_true", help="also run against a loopback S3 server")
+    a = p.parse_args()
+    root = tempfile.mkdtemp(prefix="dsm-bench-")
+    try:
+        print("== local filesystem")
+        run(a.days, a.cells, a.repeat, root, None)
+        if a.s3:
+            from dsm.testing.s3 import LoopbackS3
+
+            with LoopbackS3() as s3:
+                print(f"== S3 ({s3.backend} on loopback)")
+                run(a.days, a.cells, a.repeat, s3.make_bucket("bench"), s3.storage_options)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

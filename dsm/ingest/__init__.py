@@ -1,0 +1,61 @@
+"""Readers of the real inputs, returning xarray objects on a Region's EASE-Grid 2.0 grids.
+
+========================  ==========================================================
+module                    reads
+========================  ==========================================================
+:mod:`.smap`              SMAP SPL3SMP HDF5 -> 36 km soil moisture (cy, cx)
+:mod:`.modis`             MODIS HDF4-EOS tiles -> LST, NDVI/EVI, NDWI/LSWI/NSDSI,
+                          LAI/FPAR, albedo on the native grid or the 1 km grid
+:mod:`.terrain`           SRTM .hgt / GeoTIFF DEMs -> dem, slope, aspect (1 km)
+:mod:`.soil`              sand/silt/clay rasters (percent) -> 1 km
+:mod:`.rasters`           any GDAL raster; per-date GeoTIFF series -> (time, y, x)
+:mod:`.reproject`         warping and mosaicking onto a Region, grid coordinates
+:mod:`.base`              InputError subclasses, file-name dates, ``read_many``
+========================  ==========================================================
+"""
+
+from dsm.ingest.base import (
+    EmptyGranuleError,
+    FileReport,
+    GeolocationError,
+    IngestInputError,
+    InputDateError,
+    ManyResult,
+    MissingVariableError,
+    NoOverlapError,
+    UnreadableFileError,
+    WrongProductError,
+    date_from_name,
+    read_many,
+)
+from dsm.ingest.modis import PRODUCTS, QCRule, modis_to_region, read_modis_tile
+from dsm.ingest.rasters import geotiff_series_to_region, read_raster
+from dsm.ingest.smap import read_spl3smp
+from dsm.ingest.soil import soil_to_region
+from dsm.ingest.terrain import dem_to_region, read_dem, read_hgt
+
+__all__ = [
+    "PRODUCTS",
+    "EmptyGranuleError",
+    "FileReport",
+    "GeolocationError",
+    "IngestInputError",
+    "InputDateError",
+    "ManyResult",
+    "MissingVariableError",
+    "NoOverlapError",
+    "QCRule",
+    "UnreadableFileError",
+    "WrongProductError",
+    "date_from_name",
+    "dem_to_region",
+    "geotiff_series_to_region",
+    "modis_to_region",
+    "read_dem",
+    "read_hgt",
+    "read_many",
+    "read_modis_tile",
+    "read_raster",
+    "read_spl3smp",
+    "soil_to_region",
+]

@@ -1,0 +1,115 @@
+"""DEMs (SRTM ``.hgt`` tiles, GeoTIFF DEMs in any CRS) on a region's 1 km grid, with slope
+and aspect.
+
+SRTM ``.hgt``: big-endian int16, 1201 x 1201 (3 arc-second) or 3601 x 3601 (1 arc-second)
+samples, void -32768 -> NaN. Samples are points on whole-degree lines: the file named
+``N44W072`` has its first row on 45 N and its last on 44 N, first column on 72 W; so the
+pixel-area grid extends half a sample beyond the degree square (tiles share edge rows).
+Geographic WGS 84 (EPSG:4326); heights above the EGM96 geoid, kept as they are.
+
+Elevation is averaged onto the 1 km grid (tiles of one resolution are mosaicked first) with
+one extra 1 km pixel on every side; slope and aspect are computed on that padded 1 km DEM by
+:func:`dsm.terrain.slope_aspect` with ground spacings :func:`dsm.terrain.ease_spacing`, so
+pixels on the region's edge use their true neighbours where the DEM covers them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+from affine import Affine
+from rasterio.crs import CRS
+
+from dsm.grid import CELL_1KM, EASE2_1KM, Region, xy_to_lonlat
+from dsm.ingest.base import EmptyGranuleError, ManyResult, PathLike, UnreadableFileError, read_many
+from dsm.ingest.rasters import read_raster
+from dsm.ingest.reproject import Raster, fine_dataarray, warp_many_to_region
+from dsm.terrain import ease_spacing, slope_aspect
+
+log = logging.getLogger(__name__)
+
+HGT_VOID = -32768
+_HGT_NAME = re.compile(r"([NS])(\d{2})([EW])(\d{3})", re.I)
+_HGT_SIZES = {1201 * 1201 * 2: 1201, 3601 * 3601 * 2: 3601}
+
+
+def hgt_origin(path: PathLike) -> tuple[int, int]:
+    """(lat, lon) of the south-west corner named by an SRTM file name (``N44W072`` -> 44, -72)."""
+    m = _HGT_NAME.search(os.path.basename(os.fspath(path)))
+    if m is None:
+        raise UnreadableFileError(path, "the file name has no SRTM tile name like N44W072")
+    lat = int(m.group(2)) * (1 if m.group(1).upper() == "N" else -1)
+    lon = int(m.group(4)) * (1 if m.group(3).upper() == "E" else -1)
+    if not (-90 <= lat < 90 and -180 <= lon < 180):
+        raise UnreadableFileError(path, f"tile name {m.group(0)} is outside the globe")
+    return lat, lon
+
+
+def read_hgt(path: PathLike) -> Raster:
+    """An SRTM ``.hgt`` tile as a float32 :class:`Raster` (EPSG:4326), NaN at voids.
+
+    Raises
+    ------
+    UnreadableFileError
+        Missing, a size that is neither 1201^2 nor 3601^2 samples (truncated), or no tile name.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UnreadableFileError(path, "file does not exist")
+    lat, lon = hgt_origin(path)
+    size = os.path.getsize(path)
+    if size not in _HGT_SIZES:
+        raise UnreadableFileError(path, f"{size} bytes is not a 1201x1201 or 3601x3601 int16 SRTM tile (truncated?)")
+    n = _HGT_SIZES[size]
+    raw = np.fromfile(path, dtype=">i2").reshape(n, n)
+    data = raw.astype(np.float32)
+    data[raw == HGT_VOID] = np.nan
+    if np.isnan(data).all():
+        raise EmptyGranuleError(path, "every sample is void (-32768)")
+    res = 1.0 / (n - 1)
+    transform = Affine(res, 0.0, lon - res / 2, 0.0, -res, lat + 1 + res / 2)
+    return Raster(data, transform, CRS.from_epsg(4326))
+
+
+def read_dem(path: PathLike) -> Raster:
+    """A DEM file: ``.hgt`` by :func:`read_hgt`, anything else through GDAL (:func:`read_raster`)."""
+    path = os.fspath(path)
+    if path.lower().endswith(".hgt"):
+        return read_hgt(path)
+    raster = read_raster(path)
+    if np.isnan(raster.data).all():
+        raise EmptyGranuleError(path, "every pixel is nodata")
+    return raster
+
+
+def dem_to_region(paths: Sequence[PathLike], region: Region) -> tuple[xr.Dataset, ManyResult]:
+    """Elevation (average), slope and aspect on a region's 1 km grid from DEM files.
+
+    Returns
+    -------
+    (xarray.Dataset, ManyResult)
+        ``dem`` (m), ``slope`` (degrees), ``aspect`` (degrees clockwise from north, downslope;
+        0 where flat), all (y, x) float32, NaN where the DEMs have no data; and the report.
+    """
+    many = read_many(paths, read_dem)
+    pad = 1
+    dem_p = warp_many_to_region(list(many.results.values()), region, "average", pad=pad)
+    rows = np.arange(region.fine_row0 - pad, region.fine_row0 + region.fine_shape[0] + pad)
+    lat = xy_to_lonlat(np.zeros(rows.size), EASE2_1KM.y_centres(rows))[1]
+    dx, dy = ease_spacing(CELL_1KM, lat)
+    slope_p, aspect_p = slope_aspect(dem_p, dx, dy)
+    inner = (slice(pad, -pad), slice(pad, -pad))
+    srcs = " ".join(os.path.basename(p) for p in many.results)
+    ds = xr.Dataset(
+        {
+            "dem": fine_dataarray(dem_p[inner], region, "dem", {"units": "m", "long_name": "elevation above the geoid", "standard_name": "height_above_geopotential_datum", "sources": srcs}),
+            "slope": fine_dataarray(slope_p[inner], region, "slope", {"units": "degree", "long_name": "terrain slope from the 1 km DEM (Horn)"}),
+            "aspect": fine_dataarray(aspect_p[inner], region, "aspect", {"units": "degree", "long_name": "terrain aspect, downslope direction clockwise from north (0 where flat)"}),
+        }
+    )
+    return ds, many
