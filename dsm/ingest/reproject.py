@@ -37,7 +37,8 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import reproject, transform_bounds
 
-from dsm.grid import CRS_WKT, EPSG, Region
+from dsm.cube import COARSE_GRID_MAPPING, FINE_GRID_MAPPING, spatial_ref
+from dsm.grid import EPSG, Region
 
 log = logging.getLogger(__name__)
 
@@ -61,57 +62,37 @@ class Raster:
         return abs(self.transform.a), abs(self.transform.e)
 
 
-# -- xarray on the region's grids -------------------------------------------------------
-def spatial_ref() -> xr.DataArray:
-    """CF grid-mapping variable of EASE-Grid 2.0 (``spatial_ref``, as rioxarray writes it)."""
+# -- xarray on the region's grids (grid mappings as in the cube) ----------------------
+def _grid_dataarray(data: np.ndarray, region: Region, name: str, attrs: dict | None, coarse: bool) -> xr.DataArray:
+    if coarse:
+        dims, shape, level = ("cy", "cx"), region.coarse_shape, "36 km"
+        ys, xs, mapping, transform = region.coarse_y, region.coarse_x, COARSE_GRID_MAPPING, region.coarse_transform
+    else:
+        dims, shape, level = ("y", "x"), region.fine_shape, "1 km"
+        ys, xs, mapping, transform = region.fine_y, region.fine_x, FINE_GRID_MAPPING, region.fine_transform
+    if data.shape != shape:
+        raise ValueError(f"{name}: array shape {data.shape} is not the region's {level} shape {shape}")
     return xr.DataArray(
-        0,
-        attrs={
-            "crs_wkt": CRS_WKT,
-            "spatial_ref": CRS_WKT,
-            "grid_mapping_name": "lambert_cylindrical_equal_area",
-            "standard_parallel": 30.0,
-            "longitude_of_central_meridian": 0.0,
-            "false_easting": 0.0,
-            "false_northing": 0.0,
-            "epsg_code": f"EPSG:{EPSG}",
+        data,
+        dims=dims,
+        coords={
+            dims[0]: (dims[0], ys, {"units": "m", "standard_name": "projection_y_coordinate"}),
+            dims[1]: (dims[1], xs, {"units": "m", "standard_name": "projection_x_coordinate"}),
+            mapping: spatial_ref(transform),
         },
+        name=name,
+        attrs={**(attrs or {}), "grid_mapping": mapping},
     )
 
 
 def fine_dataarray(data: np.ndarray, region: Region, name: str, attrs: dict | None = None) -> xr.DataArray:
     """Wrap a (rows, cols) array on the region's 1 km grid as a CF DataArray (y, x)."""
-    ny, nx = region.fine_shape
-    if data.shape != (ny, nx):
-        raise ValueError(f"{name}: array shape {data.shape} is not the region's 1 km shape {(ny, nx)}")
-    return xr.DataArray(
-        data,
-        dims=("y", "x"),
-        coords={
-            "y": ("y", region.fine_y, {"units": "m", "standard_name": "projection_y_coordinate"}),
-            "x": ("x", region.fine_x, {"units": "m", "standard_name": "projection_x_coordinate"}),
-            "spatial_ref": spatial_ref(),
-        },
-        name=name,
-        attrs={**(attrs or {}), "grid_mapping": "spatial_ref"},
-    )
+    return _grid_dataarray(data, region, name, attrs, coarse=False)
 
 
 def coarse_dataarray(data: np.ndarray, region: Region, name: str, attrs: dict | None = None) -> xr.DataArray:
     """Wrap a (rows, cols) array on the region's 36 km grid as a CF DataArray (cy, cx)."""
-    if data.shape != region.coarse_shape:
-        raise ValueError(f"{name}: array shape {data.shape} is not the region's 36 km shape {region.coarse_shape}")
-    return xr.DataArray(
-        data,
-        dims=("cy", "cx"),
-        coords={
-            "cy": ("cy", region.coarse_y, {"units": "m", "standard_name": "projection_y_coordinate"}),
-            "cx": ("cx", region.coarse_x, {"units": "m", "standard_name": "projection_x_coordinate"}),
-            "spatial_ref": spatial_ref(),
-        },
-        name=name,
-        attrs={**(attrs or {}), "grid_mapping": "spatial_ref"},
-    )
+    return _grid_dataarray(data, region, name, attrs, coarse=True)
 
 
 # -- cropping and mosaicking ------------------------------------------------------------
