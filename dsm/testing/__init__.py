@@ -1,0 +1,38 @@
+"""Fixtures users and tests can reuse.
+
+* :func:`make_synthetic_cube` builds a twin (cube, truth, stations) in a folder or bucket;
+* :mod:`dsm.testing.s3` runs a real S3-compatible server on loopback (``LoopbackS3``);
+* :mod:`dsm.testing.processes` runs a real ``dask scheduler`` and ``dask worker`` processes
+  (``ProcessCluster``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dsm.synthetic import TwinSpec
+from dsm.twin import TwinStores, build_twin
+
+
+def make_synthetic_cube(
+    root: str,
+    size: str = "tiny",
+    seed: int = 42,
+    space_chunk: int = 72,
+    time_chunk: int = 8,
+    storage_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> TwinStores:
+    """Build a twin under ``root`` (path or fsspec URL): ``cube.zarr``, ``truth.zarr``, ``stations/``.
+
+    ``size`` is ``"tiny"`` (4 x 4 SMAP cells, 48 days; seconds) or ``"default"``
+    (8 x 8 cells, one year).
+    """
+    base = root.rstrip("/")
+    stores = TwinStores(f"{base}/cube.zarr", f"{base}/truth.zarr", f"{base}/stations")
+    return build_twin(stores, TwinSpec.of_size(size, seed), space_chunk, time_chunk,
+                      storage_options, overwrite=overwrite, progress=False)
+
+
+__all__ = ["make_synthetic_cube", "TwinStores"]
