@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
@@ -23,12 +24,12 @@ from affine import Affine
 from pyproj import CRS
 
 from dsm import store
-from dsm.errors import ConfigError
+from dsm.errors import ConfigError, StoreError
 from dsm.grid import CRS_WKT, EPSG, FINE_PER_COARSE, Region
-
-FINE_GRID_MAPPING = "spatial_ref"
-COARSE_GRID_MAPPING = "spatial_ref_36km"
 from dsm.periods import composites_8day, days, periods
+
+FINE_GRID_MAPPING = "spatial_ref"  # 1 km variables
+COARSE_GRID_MAPPING = "spatial_ref_36km"  # SMAP variables
 
 AXES: dict[str, tuple[str, ...]] = {
     "static": ("y", "x"),
@@ -220,8 +221,6 @@ def open_cube(url: str, storage_options: Mapping[str, Any] | None = None) -> xr.
     ds = store.open_store(url, "cube", storage_options)
     missing = [v.name for v in SCHEMA if v.name not in ds]
     if missing:
-        from dsm.errors import StoreError
-
         raise StoreError(f"cube {url} lacks variable(s) {missing}")
     return ds
 
@@ -262,8 +261,6 @@ def summary(ds: xr.Dataset, valid_fractions: bool = True) -> dict[str, Any]:
             v = ds[spec.name]
             ok = (v >= spec.valid_range[0]) & (v <= spec.valid_range[1])
             lazy[spec.name] = ok.mean() if spec.axis == "smap" else ok.where(land).mean()
-        import dask
-
         fractions = dict(zip(lazy, dask.compute(*lazy.values())))
     for spec in SCHEMA:
         v = ds[spec.name]

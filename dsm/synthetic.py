@@ -40,10 +40,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.ndimage import gaussian_filter
 from scipy.special import ndtri
 
 from dsm import indices
-from dsm.grid import CELL_1KM, Region, block_reduce_mean
+from dsm.grid import CELL_1KM, EASE2_1KM, Region, block_reduce_mean, xy_to_lonlat
 from dsm.periods import composite_8day_of, julian_name, period_of, periods
 from dsm.terrain import ease_spacing, slope_aspect
 
@@ -175,8 +176,6 @@ def make_static(region: Region, rng: np.random.Generator) -> Static:
 
 
 def _smooth_like(a: np.ndarray, length: float) -> np.ndarray:
-    from scipy.ndimage import gaussian_filter
-
     return gaussian_filter(a.astype(np.float64), length, mode="nearest").astype(np.float32)
 
 
@@ -400,8 +399,6 @@ class Stations:
 
 def place_stations(spec: TwinSpec, static: Static, seed: int) -> Stations:
     """Choose station pixels on land, away from the edges, and a location inside each."""
-    from dsm.grid import EASE2_1KM, xy_to_lonlat
-
     rng = np.random.default_rng([seed, 1])
     ny, nx = static.dem.shape
     ok = static.land.copy()
