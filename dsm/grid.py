@@ -176,7 +176,7 @@ class Region:
             raise GridError(f"bounding box ({lon_min}, {lat_min}, {lon_max}, {lat_max}) is not in degrees")
         (x0, x1), (y0, y1) = lonlat_to_xy([lon_min, lon_max], [lat_min, lat_max])
         g = EASE2_36KM
-        eps = 1e-6  # metres: a box edge exactly on a cell edge does not take the next cell
+        eps = 1e-6 / g.cell  # 1e-6 m in cells: a box edge on a cell edge does not take the next cell
         col0 = math.floor((x0 - g.x_min) / g.cell + eps)
         col1 = math.ceil((x1 - g.x_min) / g.cell - eps)
         row0 = math.floor((g.y_max - y1) / g.cell + eps)

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 import xarray as xr
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pyproj import Proj
 
@@ -63,6 +63,7 @@ def test_scale_factors_match_pyproj():
 
 
 @settings(max_examples=60, deadline=None)
+@example(lon=0.0, lat=-5.960464477539063e-08, dlon=1.0, dlat=1.0)  # 7.6 mm past a cell edge
 @given(
     lon=st.floats(-179.0, 178.0), lat=st.floats(-80.0, 78.0),
     dlon=st.floats(0.01, 1.5), dlat=st.floats(0.01, 1.5),
