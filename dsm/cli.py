@@ -4,6 +4,9 @@ Commands
 --------
 ``dsm demo --workdir DIR``     build the twin region under DIR and print its summary
 ``dsm twin CONFIG``            build the twin over a configuration's region, dates and stores
+``dsm train CONFIG``           train every 16-day period's models; per-period table and Table 4
+``dsm ingest CONFIG``          real input files (inputs:) -> the predictor cube, with a report
+``dsm fetch CONFIG --dest D``  download the granules of CONFIG from NASA Earthdata (earthaccess)
 ``dsm cube info URL``          variables, axes, chunks, extent and valid fractions of a cube
 ``dsm config check CONFIG``    validate a configuration file and print it resolved
 """
@@ -97,11 +100,13 @@ def demo(workdir: Path, size: str, seed: int, overwrite: bool) -> None:
     raw = {
         "region": {"cells": [r.row0, r.col0, r.nrows, r.ncols]},
         "dates": {"start": spec.start.isoformat(), "end": spec.end.isoformat()},
-        "stores": {"cube": "cube.zarr", "truth": "truth.zarr", "stations": "stations"},
+        "stores": {"cube": "cube.zarr", "truth": "truth.zarr", "stations": "stations", "models": "models"},
         "cluster": {"n_workers": 2, "threads_per_worker": 1},
         "chunks": {"space": 144, "time": 8},
         "twin": {"seed": seed},
     }
+    if size == "tiny":  # 4 x 4 cells give at most 256 samples a period, about 60-75 valid
+        raw["training"] = {"min_samples": 40}
     cfg_path = workdir / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     cfg = config_mod.load(cfg_path)
@@ -110,6 +115,8 @@ def demo(workdir: Path, size: str, seed: int, overwrite: bool) -> None:
     with cluster.connect(cfg.cluster) as client:
         click.echo(cluster.describe(client))
         _print_summary(cube.summary(cube.open_cube(cfg.stores.cube)))
+        click.echo(f"training every period's models into {cfg.stores.models}")
+        _run_training(cfg, client, force=overwrite)
     click.echo(f"config: {cfg_path}")
 
 
@@ -133,6 +140,117 @@ def twin(config_path: str, overwrite: bool) -> None:
     cfg = config_mod.load(config_path)
     _build_twin(cfg, overwrite)
     click.echo(f"twin written: cube {cfg.stores.cube}, truth {cfg.stores.truth}, stations {cfg.stores.stations}")
+
+
+@main.command()
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+@click.option("--report", "report_path", default=None, metavar="URL",
+              help="Where to write the JSON report (default: <cube stem>.ingest_report.json beside the cube).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+@click.option("--strict", is_flag=True, help="Exit with status 1 when any file failed (not only on task errors).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar over the tasks.")
+def ingest(config_path: str, report_path: str | None, as_json: bool, strict: bool, progress: bool) -> None:
+    """Ingest CONFIG's inputs (SMAP, MODIS, DEM, soil, GeoTIFF series) into its cube.
+
+    Creates the cube when missing; runs on the configured cluster; bad files are reported
+    with their reason and the rest completes. Exit status 1 when a task failed.
+    """
+    from dsm import cluster
+    from dsm.ingest.pipeline import format_report, run_ingest
+
+    cfg = config_mod.load(config_path)
+    if cfg.inputs is None:
+        raise config_mod.ConfigError(f"{config_path} has no 'inputs:' section: nothing to ingest")
+    with cluster.connect(cfg.cluster) as client:
+        click.echo(cluster.describe(client), err=True)
+        report = run_ingest(cfg, client, progress=progress, report_path=report_path)
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+    else:
+        for line in format_report(report):
+            click.echo(line)
+        click.echo(f"report: {report['report']}")
+    s = report["summary"]
+    if s["task_errors"] or (strict and s["failed"]):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dest", required=True, type=click.Path(file_okay=False), help="Folder for the granules (DEST/<source>/).")
+@click.option("--source", "-s", "sources", multiple=True, help="Only these sources (smap, mod11a1, mcd43, "
+              "mod15a2h, mod09a1, mod13a2, dem); default: those in inputs:, else all.")
+@click.option("--retries", type=int, default=3, show_default=True, help="Retries per search and per download.")
+@click.option("--dry-run", is_flag=True, help="Print the searches (JSON) without contacting Earthdata.")
+def fetch(config_path: str, dest: str, sources: tuple[str, ...], retries: int, dry_run: bool) -> None:
+    """Search and download CONFIG's granules from NASA Earthdata (needs earthaccess).
+
+    Credentials come from EARTHDATA_USERNAME/EARTHDATA_PASSWORD (or EARTHDATA_TOKEN) or from
+    ~/.netrc, never from the command line. Prints an inputs: block for the downloaded files.
+    """
+    from dsm.ingest import fetch as fetch_mod
+
+    cfg = config_mod.load(config_path)
+    if dry_run:
+        params = fetch_mod.search_parameters(cfg, sources)
+        click.echo(json.dumps([{**p, "source": s} for s, p in zip(fetch_mod.sources_of(cfg, sources), params)], indent=1))
+        return
+    summary = fetch_mod.fetch(cfg, dest, sources, retries)
+    for source, n in summary.found.items():
+        click.echo(f"{source:<9} found {n}, have {len(summary.downloaded.get(source, []))}")
+    for source, name, reason in summary.failed:
+        click.echo(f"  FAILED {source} {name}: {reason}")
+    click.echo(yaml.safe_dump({"inputs": fetch_mod.inputs_block(str(Path(dest).resolve()), summary.found)}, sort_keys=False))
+    if summary.failed:
+        sys.exit(1)
+
+
+def _run_training(cfg: config_mod.Config, client: Any, force: bool = False,
+                  only: tuple[str, ...] = ()) -> bool:
+    """Train, print the per-period table and Table 4; True when nothing failed."""
+    from dsm.models.train import train
+
+    report = train(cfg, client, force=force, only=only or None, progress=lambda line: click.echo(line, err=True))
+    with pd_options():
+        click.echo("per period:")
+        click.echo(report.period_table().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        click.echo("Table 4 (mean over trained periods):")
+        click.echo(report.table4().to_string(float_format=lambda v: f"{v:.4f}"))
+    if report.skipped:
+        click.echo(f"skipped (already stored; --force retrains): {', '.join(report.skipped)}")
+    for name, cause in report.failed.items():
+        click.secho(f"FAILED {name}: {cause}", fg="red", err=True)
+    return not report.failed
+
+
+def pd_options() -> Any:
+    """pandas display options for wide tables."""
+    import pandas as pd
+
+    return pd.option_context("display.width", 200, "display.max_columns", 30)
+
+
+@main.command("train")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+@click.option("--force", is_flag=True, help="Retrain periods whose model and card are already stored.")
+@click.option("--period", "only", multiple=True, metavar="YYYYDDD", help="Only this period (repeatable).")
+def train_cmd(config_path: str, force: bool, only: tuple[str, ...]) -> None:
+    """Train the five models of every 16-day period of CONFIG and store the chosen ones.
+
+    Prints a per-period table (samples, chosen model, train/test R and RMSE, fallback) and the
+    Table-4 summary. Exit status 1 when a period failed (the others are still trained).
+    """
+    from dsm import cluster
+
+    cfg = config_mod.load(config_path)
+    from dsm.models.train import check_training_config
+
+    check_training_config(cfg)
+    with cluster.connect(cfg.cluster) as client:
+        click.echo(cluster.describe(client), err=True)
+        ok = _run_training(cfg, client, force=force, only=only)
+    if not ok:
+        sys.exit(1)
 
 
 @main.group("cube")

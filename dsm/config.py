@@ -17,6 +17,17 @@ Example
     cluster: {address: null, n_workers: 2, threads_per_worker: 1}
     chunks: {space: 720, time: 8}
     predictors: [lst, albedo, lai, ndwi, lswi, nsdsi, ndvi, evi, dem, slope, aspect, sand, silt, clay]
+    inputs:                               # for `dsm ingest` (every source optional)
+      storage_options: {}                 # fsspec options for every input URL
+      smap: {paths: "granules/smap/*.h5", overpass: AM, qc_mask: 1}
+      mod11a1: {paths: "s3://my-bucket/MOD11A1/*.hdf", storage_options: {anon: true}}
+      mcd43: {paths: "granules/mcd43/*.hdf", albedo: wsa}    # wsa | bsa | mean
+      mod15a2h: {paths: "granules/mod15a2h/*.hdf"}
+      mod09a1: {paths: "granules/mod09a1/*.hdf"}
+      mod13a2: {paths: "granules/mod13a2/*.hdf", qc: {"1 km 16 days pixel reliability": [[0, 8, [0]]]}}
+      dem: {paths: ["granules/dem/*.hgt"]}
+      soil: {sand: soil/sand.tif, silt: soil/silt.tif, clay: soil/clay.tif, scale: 1.0}
+      geotiff: {}                         # variables no source above makes, e.g. {fapar: {paths: "appeears/*.tif", date_regex: "doy(?P<year>\\d{4})(?P<doy>\\d{3})"}}
 
 Relative local paths are taken relative to the YAML file's folder. Credentials belong in the
 environment (``AWS_ACCESS_KEY_ID`` ...), not in the file, though ``storage_options`` accepts
@@ -28,7 +39,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -139,6 +150,154 @@ class TwinConfig(_Frozen):
     n_weather: int = Field(default=6, ge=0)
 
 
+MODEL_NAMES: tuple[str, ...] = ("mlr", "svr", "ann", "rf", "xgb")
+"""The five regressors of the method, in the paper's order (see :mod:`dsm.models.estimators`)."""
+
+DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
+    # plain parameter names of the final estimator; scaling steps are not tuned
+    "mlr": {"fit_intercept": [True]},
+    "svr": {"C": [0.3, 1.0, 3.0], "gamma": ["scale"], "epsilon": [0.005, 0.02]},
+    "ann": {"hidden_layer_sizes": [[32], [64, 32]], "alpha": [1e-4, 1e-2]},
+    "rf": {"n_estimators": [200], "max_depth": [8, 12], "min_samples_leaf": [1, 5]},
+    "xgb": {"n_estimators": [200, 400], "max_depth": [4, 6], "learning_rate": [0.05]},
+}
+DEFAULT_POOLED_PARAMS: dict[str, Any] = {"n_estimators": 400, "max_depth": 6, "learning_rate": 0.05}
+
+
+class TrainingConfig(_Frozen):
+    """Per-period training (issue 3): samples, split, models, grids, selection, fallback.
+
+    ``grids`` maps a model name to ``{parameter: [values, ...]}`` of its final estimator
+    (no pipeline prefixes); a model given here replaces that model's default grid, the
+    others keep theirs (:data:`DEFAULT_GRIDS`).
+    """
+
+    models: tuple[str, ...] = MODEL_NAMES
+    grids: dict[str, dict[str, list[Any]]] = Field(default_factory=lambda: dict(DEFAULT_GRIDS))
+    cv_folds: int = Field(default=3, ge=2)
+    min_samples: int = Field(default=100, ge=1)
+    aggregation: Literal["mean", "nearest"] = "mean"
+    min_valid_fraction: float = Field(default=0.5, gt=0.0, le=1.0)
+    seed: int = 0
+    ks_alpha: float = Field(default=0.05, ge=0.0, le=1.0)
+    ks_attempts: int = Field(default=20, ge=1)
+    spatial_block: int | None = Field(default=2, ge=1, description="SMAP cells per block side; null: no spatial split")
+    predict_with: Literal["per_period", "pooled"] = "per_period"
+    pooled: bool = True
+    pooled_params: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_POOLED_PARAMS))
+    concurrent_periods: int = Field(default=2, ge=1)
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [m for m in v if m not in MODEL_NAMES]
+        if unknown:
+            raise ValueError(f"unknown model name(s) {unknown}; known: {list(MODEL_NAMES)}")
+        if not v or len(set(v)) != len(v):
+            raise ValueError("models must be a non-empty list without repeats")
+        return v
+
+    @field_validator("grids")
+    @classmethod
+    def _grids(cls, v: dict[str, dict[str, list[Any]]]) -> dict[str, dict[str, list[Any]]]:
+        unknown = [m for m in v if m not in MODEL_NAMES]
+        if unknown:
+            raise ValueError(f"grid(s) for unknown model name(s) {unknown}; known: {list(MODEL_NAMES)}")
+        for model, grid in v.items():
+            if not grid:
+                raise ValueError(f"the grid of model '{model}' is empty: give at least one parameter")
+            empty = [k for k, values in grid.items() if not values]
+            if empty:
+                raise ValueError(f"the grid of model '{model}' has no values for {empty}")
+        return {**DEFAULT_GRIDS, **v}
+
+
+class InputSource(_Frozen):
+    """Files of one input: local paths/globs or fsspec URL globs (``s3://b/MOD11A1/*.hdf``).
+
+    ``storage_options`` are fsspec options for these URLs, merged over ``inputs.storage_options``.
+    """
+
+    paths: tuple[str, ...]
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, str) else v
+
+
+class SmapInput(InputSource):
+    """SPL3SMP granules: overpass and ``retrieval_qual_flag`` bits that must be clear."""
+
+    overpass: Literal["AM", "PM"] = "AM"
+    qc_mask: int = Field(default=1, ge=0)
+
+
+class ModisInput(InputSource):
+    """Tiles of one MODIS product; ``qc`` replaces the reader's QC rules per QC SDS.
+
+    ``qc: {"QC_Day": [[0, 2, [0, 1]]]}`` keeps pixels whose bits 0-1 are 0 or 1 (see
+    :class:`dsm.ingest.modis.QCRule`: start bit, number of bits, allowed values).
+    """
+
+    qc: dict[str, tuple[tuple[int, int, tuple[int, ...]], ...]] | None = None
+
+
+class AlbedoInput(ModisInput):
+    """MCD43A3 tiles; ``albedo`` picks white-sky, black-sky or their mean for the cube."""
+
+    albedo: Literal["wsa", "bsa", "mean"] = "wsa"
+
+
+class SoilInput(_Frozen):
+    """One raster (path or URL) per soil fraction, in percent after ``scale``."""
+
+    sand: str | None = None
+    silt: str | None = None
+    clay: str | None = None
+    scale: float = 1.0
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class GeotiffSeriesInput(InputSource):
+    """Per-date rasters of one cube variable; the date comes from the file name."""
+
+    date_regex: str | None = Field(default=None, description="None: dsm.ingest.base.DEFAULT_DATE_REGEX")
+    resampling: Literal["average", "nearest", "bilinear"] = "average"
+    band: int = Field(default=1, ge=1)
+
+
+class InputsConfig(_Frozen):
+    """The input files of ``dsm ingest`` (every source optional), see :mod:`dsm.ingest.pipeline`."""
+
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    smap: SmapInput | None = None
+    mod11a1: ModisInput | None = None
+    mcd43: AlbedoInput | None = None
+    mod15a2h: ModisInput | None = None
+    mod09a1: ModisInput | None = None
+    mod13a2: ModisInput | None = None
+    dem: InputSource | None = None
+    soil: SoilInput | None = None
+    land_mask: InputSource | None = Field(default=None, description="raster, land where >= 0.5 after averaging")
+    geotiff: dict[str, GeotiffSeriesInput] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _geotiff_targets(self) -> InputsConfig:
+        from dsm.cube import SPECS
+
+        made = {"lst": self.mod11a1, "albedo": self.mcd43, "lai": self.mod15a2h, "fapar": self.mod15a2h,
+                "ndwi": self.mod09a1, "lswi": self.mod09a1, "nsdsi": self.mod09a1,
+                "ndvi": self.mod13a2, "evi": self.mod13a2}  # fmt: skip
+        for name in self.geotiff:
+            if name not in SPECS or SPECS[name].axis not in ("daily", "8day", "16day"):
+                raise ValueError(f"geotiff.{name}: not a daily, 8-day or 16-day variable of the cube")
+            if made.get(name) is not None:
+                raise ValueError(f"geotiff.{name}: {name} already comes from a MODIS source; give one of the two")
+        return self
+
+
 class Config(_Frozen):
     """The whole run configuration (immutable)."""
 
@@ -149,6 +308,8 @@ class Config(_Frozen):
     chunks: ChunksConfig = ChunksConfig()
     predictors: tuple[str, ...] = PAPER_PREDICTORS
     twin: TwinConfig | None = None
+    training: TrainingConfig = TrainingConfig()
+    inputs: InputsConfig | None = None
 
     @field_validator("predictors")
     @classmethod
@@ -174,7 +335,28 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         for key, value in stores.items():
             if key != "storage_options" and isinstance(value, str) and "://" not in value:
                 stores[key] = str((base / os.path.expanduser(value)).resolve())
+    _resolve_input_paths(raw.get("inputs"), base)
     return raw
+
+
+def _resolve_input_paths(inputs: Any, base: Path) -> None:
+    """Make the local paths/globs of ``inputs:`` absolute (relative to the YAML folder), in place."""
+
+    def local(v: Any) -> Any:
+        return str(base / os.path.expanduser(v)) if isinstance(v, str) and "://" not in v else v
+
+    if not isinstance(inputs, dict):
+        return
+    sources = [v for k, v in inputs.items() if k not in ("storage_options", "geotiff", "soil")]
+    sources += list((inputs.get("geotiff") or {}).values()) if isinstance(inputs.get("geotiff"), dict) else []
+    for src in sources:
+        if isinstance(src, dict) and "paths" in src:
+            p = src["paths"]
+            src["paths"] = [local(x) for x in p] if isinstance(p, list) else local(p)
+    soil = inputs.get("soil")
+    if isinstance(soil, dict):
+        for k in ("sand", "silt", "clay"):
+            soil[k] = local(soil.get(k)) if soil.get(k) is not None else None
 
 
 def _format_errors(source: str, exc: ValidationError) -> str:

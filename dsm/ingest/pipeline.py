@@ -1,0 +1,706 @@
+"""``dsm ingest``: real input files -> the predictor cube, in parallel on the cluster.
+
+Steps
+-----
+1. **Plan** (client): expand every configured glob (local or fsspec, e.g.
+   ``s3://bucket/MOD11A1/*.hdf``), date every file from its name, drop files whose date is
+   not on the cube's axis, keep the newest of duplicate granules (same product, tile and date:
+   the name that sorts last, i.e. the latest production stamp / CRID), and cut the work into
+   :class:`Task` s.
+2. **Run** (workers, ``client.map``): each task fetches its files through fsspec (remote
+   files are downloaded to a worker-local temporary folder, since pyhdf and h5py need a local
+   path), reads them with the :mod:`dsm.ingest` readers, mosaics and warps each *group*
+   (all tiles of one product on one date) onto the region, and writes one chunk-aligned
+   block with :func:`dsm.store.write_region`.
+3. **Report** (client): every file with its status (used / skipped / failed) and reason,
+   every group with what was written, and the provenance (which files made which variable
+   and date) are printed and written as JSON next to the cube (:func:`report_url`).
+
+The write rule (why tasks are what they are)
+--------------------------------------------
+A Zarr chunk must have exactly one writer. Daily variables (``lst``, ``albedo``,
+``smap_sm``) have a time chunk of ``chunks.time`` days, so **one task owns one time chunk of
+one source**: it gathers every day of that chunk, reads the block already in the store,
+replaces the days it has new data for and writes the whole block (all spatial chunks of
+the region) at once. 8-day and 16-day variables have a time chunk of 1, so their tasks are
+one composite each; static variables (dem, slope, aspect, sand, silt, clay, land_mask) are
+one task. Different sources never write the same variable (the configuration refuses a
+GeoTIFF series for a variable a MODIS source already makes), so no two tasks share a chunk.
+
+What a group writes (nothing already in the cube is damaged)
+------------------------------------------------------------
+===========  ==================================================  =========================
+group        files                                               effect on the store
+===========  ==================================================  =========================
+complete     at least one used, none failed                      the day is replaced
+partial      some used, some failed (corrupt, wrong product...)  fills only pixels that
+                                                                 are still empty (NaN)
+failed       none used, some failed                              nothing written
+empty        none used, none failed (all fill, no overlap)       nothing written
+===========  ==================================================  =========================
+
+A block is only written when it differs from what is stored, and encoding is deterministic,
+so ingesting the same granules again leaves the store byte-identical. A task that dies
+(a bug, storage down) writes nothing it has not finished: its block write is the last step.
+
+Land mask: from a ``land_mask`` raster when configured (land where its 1 km average is
+>= 0.5), else land where the DEM and every configured soil fraction have a value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import posixpath
+import re
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import numpy as np
+import xarray as xr
+
+from dsm import store
+from dsm.config import Config, InputsConfig, InputSource
+from dsm.cube import SPECS, Layout, create_cube, layout_of, open_cube
+from dsm.errors import ConfigError, InputError
+from dsm.grid import Region
+from dsm.ingest.base import DEFAULT_DATE_REGEX, FileReport, InputDateError, ManyResult, NoOverlapError, date_from_name, read_many
+from dsm.ingest.modis import PRODUCTS, QCRule, read_modis_tile, tile_raster
+from dsm.ingest.rasters import geotiff_series_to_region, read_raster
+from dsm.ingest.reproject import crop_to_region, warp_many_to_region, warp_to_region
+from dsm.ingest.smap import read_spl3smp
+from dsm.ingest.soil import FRACTIONS, soil_to_region
+from dsm.ingest.terrain import dem_to_region
+
+log = logging.getLogger(__name__)
+
+#: MODIS sources of ``inputs:``: product, axis and reader output -> cube variable.
+MODIS_SOURCES: dict[str, tuple[str, str, dict[str, str]]] = {
+    "mod11a1": ("MOD11A1", "daily", {"lst": "lst"}),
+    "mcd43": ("MCD43A3", "daily", {"albedo": "albedo"}),
+    "mod15a2h": ("MOD15A2H", "8day", {"lai": "lai", "fpar": "fapar"}),
+    "mod09a1": ("MOD09A1", "8day", {"ndwi": "ndwi", "lswi": "lswi", "nsdsi": "nsdsi"}),
+    "mod13a2": ("MOD13A2", "16day", {"ndvi": "ndvi", "evi": "evi"}),
+}
+TIME_DIM = {"daily": "time", "8day": "time_8d", "16day": "time_16d", "smap": "time"}
+STATIC_VARS = ("dem", "slope", "aspect", "sand", "silt", "clay", "land_mask")
+MODIS_DATE = r"\.A(?P<year>\d{4})(?P<doy>\d{3})\."
+SMAP_DATE = r"SMAP_L3_SM_P_(?P<date>\d{8})_"
+_TILE = re.compile(r"\.(h\d{2}v\d{2})\.")
+
+
+# -- plan -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Group:
+    """All files of one source on one date (``date`` None for the static inputs)."""
+
+    date: dt.date | None
+    urls: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Task:
+    """The unit of work: one source's groups inside one chunk ``[start, stop)`` of ``dim``."""
+
+    source: str  #: ``smap``, a key of :data:`MODIS_SOURCES`, ``geotiff:VAR`` or ``static``
+    dim: str | None
+    start: int
+    stop: int
+    groups: tuple[Group, ...]
+
+    @property
+    def key(self) -> str:
+        """A unique, readable name (used as the Dask key)."""
+        return f"ingest-{self.source.replace(':', '-')}-{self.dim or 'static'}-{self.start}"
+
+
+@dataclass
+class Plan:
+    """Tasks plus the files already decided on the client (failed or skipped by name)."""
+
+    tasks: list[Task] = field(default_factory=list)
+    files: list[dict[str, Any]] = field(default_factory=list)
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _options(inputs: InputsConfig, src: InputSource | Any) -> dict[str, Any]:
+    return {**inputs.storage_options, **getattr(src, "storage_options", {})}
+
+
+def expand(patterns: Sequence[str], storage_options: Mapping[str, Any]) -> list[str]:
+    """Files matching local globs or fsspec URL globs, sorted, as paths or full URLs."""
+    out: set[str] = set()
+    for pattern in patterns:
+        fs, path = fsspec.core.url_to_fs(pattern, **dict(storage_options))
+        remote = "://" in pattern and not pattern.startswith("file://")
+        for p in fs.glob(path) if _has_magic(path) else ([path] if fs.exists(path) else []):
+            if not fs.isdir(p):
+                out.add(fs.unstrip_protocol(p) if remote else p)
+    return sorted(out)
+
+
+def _has_magic(path: str) -> bool:
+    return any(c in path for c in "*?[")
+
+
+def _entry(path: str, source: str, date: dt.date | None, status: str, reason: str = "", error: str = "") -> dict[str, Any]:
+    return {"path": path, "source": source, "date": date.isoformat() if date else None,
+            "status": status, "reason": reason, "error": error}  # fmt: skip
+
+
+def _axis_index(layout_index: Mapping[str, Any], dim: str, date: dt.date) -> int | None:
+    idx = layout_index[dim]
+    pos = idx.get_indexer([np.datetime64(date, "ns")])[0]
+    return None if pos < 0 else int(pos)
+
+
+def _dated_sources(cfg: Config) -> Iterator[tuple[str, InputSource, str, str]]:
+    """(source key, its config, axis, file-name date regex) of every time-varying source."""
+    inputs = cfg.inputs
+    assert inputs is not None
+    if inputs.smap is not None:
+        yield "smap", inputs.smap, "smap", SMAP_DATE
+    for key, (_, axis, _) in MODIS_SOURCES.items():
+        src = getattr(inputs, key)
+        if src is not None:
+            yield key, src, axis, MODIS_DATE
+    for var, src in inputs.geotiff.items():
+        yield f"geotiff:{var}", src, SPECS[var].axis, src.date_regex or DEFAULT_DATE_REGEX
+
+
+def plan(cfg: Config, cube: xr.Dataset) -> Plan:
+    """Cut the configured inputs into tasks that each own whole chunks of the cube.
+
+    Parameters
+    ----------
+    cfg
+        Configuration with an ``inputs`` section.
+    cube
+        The (existing) cube, opened lazily: its axes and chunks decide the tasks.
+    """
+    inputs = cfg.inputs
+    if inputs is None:
+        raise ConfigError("the configuration has no 'inputs:' section: nothing to ingest")
+    out = Plan()
+    indexes = {d: cube.indexes[d] for d in ("time", "time_8d", "time_16d")}
+    for key, src, axis, regex in _dated_sources(cfg):
+        urls = expand(src.paths, _options(inputs, src))
+        out.sources[key] = {"patterns": list(src.paths), "matched": len(urls)}
+        if not urls:
+            log.warning("inputs.%s: no file matches %s", key, list(src.paths))
+        dim = TIME_DIM[axis]
+        var = _first_var(key)
+        tchunk = int(cube[var].encoding["chunks"][0])
+        by_date: dict[dt.date, dict[str, str]] = {}
+        for url in urls:
+            try:
+                date = date_from_name(url, regex)
+            except InputDateError as exc:
+                out.files.append(_entry(url, key, None, "failed", exc.reason, type(exc).__name__))
+                continue
+            if _axis_index(indexes, dim, date) is None:
+                what = "day" if dim == "time" else f"{'8' if dim == 'time_8d' else '16'}-day composite start"
+                out.files.append(_entry(url, key, date, "skipped", f"{date} is not a {what} of the cube ({dim})"))
+                continue
+            tile = _TILE.search(os.path.basename(url))
+            slot = "smap" if key == "smap" else (tile.group(1) if tile and key in MODIS_SOURCES else url)
+            older = by_date.setdefault(date, {}).get(slot)
+            if older is not None:  # duplicate granule: keep the newest name
+                keep, drop = sorted([older, url], key=os.path.basename)[::-1]
+                out.files.append(_entry(drop, key, date, "skipped", f"superseded by {os.path.basename(keep)}"))
+                url = keep
+            by_date[date][slot] = url
+        chunks: dict[int, list[Group]] = {}
+        for date in sorted(by_date):
+            i = _axis_index(indexes, dim, date)
+            assert i is not None
+            chunks.setdefault(i // tchunk, []).append(Group(date, tuple(sorted(by_date[date].values()))))
+        size = cube.sizes[dim]
+        for c, groups in sorted(chunks.items()):
+            out.tasks.append(Task(key, dim, c * tchunk, min((c + 1) * tchunk, size), tuple(groups)))
+    static = _static_urls(inputs, out)
+    if static:
+        out.tasks.append(Task("static", None, 0, 0, tuple(Group(None, (f"{k}={u}",)) for k, u in static)))
+    return out
+
+
+def _static_urls(inputs: InputsConfig, out: Plan) -> list[tuple[str, str]]:
+    """(kind, url) of the static inputs: ``dem``, ``land_mask`` (globs) and soil fractions."""
+    found: list[tuple[str, str]] = []
+    for kind in ("dem", "land_mask"):
+        src = getattr(inputs, kind)
+        if src is not None:
+            urls = expand(src.paths, _options(inputs, src))
+            out.sources[kind] = {"patterns": list(src.paths), "matched": len(urls)}
+            found += [(kind, u) for u in urls]
+    if inputs.soil is not None:
+        paths = {f: getattr(inputs.soil, f) for f in FRACTIONS if getattr(inputs.soil, f)}
+        out.sources["soil"] = {"patterns": list(paths.values()), "matched": len(paths)}
+        found += [(f, _plain(p)) for f, p in paths.items()]
+    return found
+
+
+def _plain(path: str) -> str:
+    return path if "://" in path else os.path.abspath(path)
+
+
+def _first_var(source: str) -> str:
+    if source == "smap":
+        return "smap_sm"
+    if source.startswith("geotiff:"):
+        return source.split(":", 1)[1]
+    return next(iter(MODIS_SOURCES[source][2].values()))
+
+
+# -- fetching on the worker -------------------------------------------------------------
+def is_local(url: str) -> bool:
+    """Whether ``url`` is a plain path (or ``file://``) rather than a remote fsspec URL."""
+    return "://" not in url or url.startswith("file://")
+
+
+@contextlib.contextmanager
+def local_copies(urls: Sequence[str], storage_options: Mapping[str, Any]) -> Iterator[tuple[dict[str, str], list[FileReport]]]:
+    """Local paths of ``urls``: remote files are downloaded to a temporary folder (removed on exit).
+
+    Yields
+    ------
+    (dict, list)
+        ``{url: local path}`` of the files that could be had, and a ``failed`` report for
+        the others. The local copy keeps the file's name (readers take dates from names).
+    """
+    paths: dict[str, str] = {}
+    failed: list[FileReport] = []
+    with tempfile.TemporaryDirectory(prefix="dsm-ingest-") as tmp:
+        for i, url in enumerate(urls):
+            if is_local(url):
+                paths[url] = url.removeprefix("file://")
+                continue
+            target = os.path.join(tmp, str(i), posixpath.basename(url))
+            os.makedirs(os.path.dirname(target))
+            try:
+                fs, path = fsspec.core.url_to_fs(url, **dict(storage_options))
+                fs.get_file(path, target)
+            except FileNotFoundError:
+                failed.append(FileReport(url, "failed", "file does not exist", "UnreadableFileError"))
+            except Exception as exc:  # noqa: BLE001 - s3fs/botocore/aiohttp raise many kinds
+                failed.append(FileReport(url, "failed", f"download failed ({type(exc).__name__}: {exc})", "TransientIOError"))
+            else:
+                paths[url] = target
+        yield paths, failed
+
+
+# -- reading one group ------------------------------------------------------------------
+@dataclass
+class GroupResult:
+    """New 2-D arrays of one group (None when nothing usable) and its per-file report."""
+
+    arrays: dict[str, np.ndarray] | None
+    files: list[FileReport]
+
+    @property
+    def status(self) -> str:
+        """``complete``, ``partial``, ``failed`` or ``empty`` (module docstring)."""
+        failed = any(f.status == "failed" for f in self.files)
+        if not self.arrays:
+            return "failed" if failed else "empty"
+        return "partial" if failed else "complete"
+
+
+def _modis_qc(src: Any) -> dict[str, tuple[QCRule, ...]] | None:
+    qc = getattr(src, "qc", None)
+    return None if qc is None else {k: tuple(QCRule(s, n, tuple(a)) for s, n, a in v) for k, v in qc.items()}
+
+
+def _tile_for_region(path: str, region: Region, product: str, qc: Any) -> xr.Dataset:
+    ds, _ = read_modis_tile(path, product, qc=qc)
+    if crop_to_region(tile_raster(ds, next(iter(ds.data_vars))), region, margin=1) is None:
+        raise NoOverlapError(path, f"tile {ds.attrs['tile']} does not cover region {region.to_dict()}")
+    return ds
+
+
+def read_group(source: str, paths: Sequence[str], cfg: Config, region: Region) -> tuple[dict[str, np.ndarray] | None, ManyResult]:
+    """Read, mosaic and warp the local files of one group onto the region.
+
+    Returns
+    -------
+    (dict or None, ManyResult)
+        Cube variable -> 2-D float32 array (1 km, or 36 km for ``smap_sm``), None when no
+        file was usable; and the per-file report (paths as given).
+    """
+    inputs = cfg.inputs
+    assert inputs is not None
+    if source == "smap":
+        smap = inputs.smap
+        assert smap is not None
+        many = read_many(paths, read_spl3smp, region=region, overpass=smap.overpass, qc_mask=smap.qc_mask)
+        if not many.results:
+            return None, many
+        return {"smap_sm": next(iter(many.results.values()))[0].values}, many
+    if source.startswith("geotiff:"):
+        var = source.split(":", 1)[1]
+        src = inputs.geotiff[var]
+        da, many = geotiff_series_to_region(paths, region, var, date_regex=src.date_regex or DEFAULT_DATE_REGEX,
+                                            resampling=src.resampling, band=src.band)  # fmt: skip
+        return ({var: da.values[0]} if da.sizes["time"] else None), many
+    product, _, names = MODIS_SOURCES[source]
+    src = getattr(inputs, source)
+    many = read_many(paths, _tile_for_region, region=region, product=product, qc=_modis_qc(src))
+    if not many.results:
+        return None, many
+    tiles = list(many.results.values())
+    spec = PRODUCTS[product]
+    warped = {
+        str(v): warp_many_to_region([tile_raster(t, str(v)) for t in tiles], region, spec.outputs[str(v)].resampling)
+        for v in tiles[0].data_vars
+    }
+    if source == "mcd43":
+        kind = src.albedo
+        if kind == "mean":
+            with np.errstate(invalid="ignore"):
+                return {"albedo": ((warped["albedo_wsa"] + warped["albedo_bsa"]) / 2).astype(np.float32)}, many
+        return {"albedo": warped[f"albedo_{kind}"]}, many
+    return {names[k]: a for k, a in warped.items()}, many
+
+
+# -- one task on a worker ---------------------------------------------------------------
+def run_task(task: Task, cfg: Config) -> dict[str, Any]:
+    """Run one ingest task (on a worker): read its groups and write its block.
+
+    Returns
+    -------
+    dict
+        ``files`` (report entries), ``groups`` (what each group did), ``provenance``
+        (variable -> date -> files used) and ``wrote`` (variable -> [start, stop] or
+        ``"static"``), all JSON-ready.
+    """
+    t0 = time.perf_counter()
+    url, so = cfg.stores.cube, cfg.stores.storage_options
+    cube = store.open_store(url, "cube", so)
+    region = cfg.grid_region
+    if task.source == "static":
+        result = _run_static(task, cfg, cube, region)
+    else:
+        result = _run_dated(task, cfg, cube, region)
+    result["seconds"] = round(time.perf_counter() - t0, 3)
+    return result
+
+
+def _source_options(cfg: Config, source: str) -> dict[str, Any]:
+    inputs = cfg.inputs
+    assert inputs is not None
+    if source.startswith("geotiff:"):
+        return _options(inputs, inputs.geotiff[source.split(":", 1)[1]])
+    return _options(inputs, getattr(inputs, source))
+
+
+def _report(files: Sequence[FileReport], back: Mapping[str, str], source: str, date: dt.date | None) -> list[dict[str, Any]]:
+    return [_entry(back.get(f.path, f.path), source, date, f.status, f.reason, f.error) for f in files]
+
+
+def _run_dated(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> dict[str, Any]:
+    assert task.dim is not None
+    so = _source_options(cfg, task.source)
+    results: dict[int, GroupResult] = {}
+    files: list[dict[str, Any]] = []
+    groups: list[dict[str, Any]] = []
+    index = cube.indexes[task.dim]
+    for g in task.groups:
+        with local_copies(g.urls, so) as (local, fetch_failed):
+            back = {v: k for k, v in local.items()}
+            arrays, many = read_group(task.source, [local[u] for u in g.urls if u in local], cfg, region)
+            reports = [*fetch_failed, *[FileReport(back.get(r.path, r.path), r.status, r.reason, r.error) for r in many.report]]
+        gr = GroupResult(arrays, reports)
+        i = int(index.get_loc(np.datetime64(g.date, "ns")))
+        results[i] = gr
+        files += _report(reports, {}, task.source, g.date)
+        groups.append({"source": task.source, "date": g.date.isoformat(), "status": gr.status,
+                       "variables": sorted(arrays or ()), "files": [r.path for r in reports if r.status == "used"]})  # fmt: skip
+    variables = sorted({v for r in results.values() for v in (r.arrays or {})})
+    wrote = _merge_and_write(cfg, cube, task.dim, task.start, task.stop, variables, results)
+    prov = {v: {g["date"]: g["files"] for g in groups if v in g["variables"]} for v in variables}
+    return {"task": task.key, "files": files, "groups": groups, "provenance": prov, "wrote": wrote}
+
+
+def _merge(block: np.ndarray, new: np.ndarray, status: str) -> None:
+    """Put ``new`` into ``block`` in place: replace (complete) or fill empty pixels (partial)."""
+    if status == "complete":
+        block[...] = new
+    elif status == "partial":
+        np.copyto(block, new, where=np.isnan(block))
+
+
+def _merge_and_write(cfg: Config, cube: xr.Dataset, dim: str, start: int, stop: int, variables: Sequence[str],
+                     results: Mapping[int, GroupResult]) -> dict[str, list[int]]:  # fmt: skip
+    """Read the stored block, merge the groups' arrays, and write it back if it changed."""
+    if not variables:
+        return {}
+    old = cube[list(variables)].isel({dim: slice(start, stop)}).load()
+    part = xr.Dataset(coords={d: old[d].values for d in old.dims})
+    wrote: dict[str, list[int]] = {}
+    for v in variables:
+        block = old[v].values.astype(np.float32, copy=True)
+        for i, r in results.items():
+            if r.arrays and v in r.arrays:
+                _merge(block[i - start], r.arrays[v], r.status)
+        if not np.array_equal(block, old[v].values, equal_nan=True):
+            part[v] = (old[v].dims, block)
+            wrote[v] = [start, stop]
+    if part.data_vars:
+        store.write_region(cfg.stores.cube, part, cfg.stores.storage_options, cube)
+    return wrote
+
+
+def _run_static(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> dict[str, Any]:
+    inputs = cfg.inputs
+    assert inputs is not None
+    by_kind: dict[str, list[str]] = {}
+    for g in task.groups:
+        kind, _, url = g.urls[0].partition("=")
+        by_kind.setdefault(kind, []).append(url)
+    results: dict[str, GroupResult] = {}
+    files: list[dict[str, Any]] = []
+    if "dem" in by_kind:
+        results["dem"] = _static_group(by_kind["dem"], _options(inputs, inputs.dem), lambda p: _read_dem(p, region))
+    for f in FRACTIONS:
+        if f in by_kind:
+            scale = inputs.soil.scale if inputs.soil else 1.0
+            results[f] = _static_group(by_kind[f], _options(inputs, inputs.soil), lambda p, f=f: _read_soil(p, f, region, scale))
+    if "land_mask" in by_kind:
+        results["land_mask"] = _static_group(by_kind["land_mask"], _options(inputs, inputs.land_mask), lambda p: _read_mask(p, region))
+    groups = []
+    for kind, r in results.items():
+        files += _report(r.files, {}, kind, None)
+        groups.append({"source": kind, "date": None, "status": r.status, "variables": sorted(r.arrays or ()),
+                       "files": [x.path for x in r.files if x.status == "used"]})  # fmt: skip
+    wrote = _write_static(cfg, cube, results, derive_mask="land_mask" not in by_kind)
+    prov = {v: {"static": g["files"]} for g in groups for v in g["variables"]}
+    return {"task": task.key, "files": files, "groups": groups, "provenance": prov, "wrote": wrote}
+
+
+def _static_group(urls: Sequence[str], so: Mapping[str, Any], reader: Any) -> GroupResult:
+    with local_copies(urls, so) as (local, fetch_failed):
+        back = {v: k for k, v in local.items()}
+        arrays, many = reader([local[u] for u in urls if u in local])
+        reports = [*fetch_failed, *[FileReport(back.get(r.path, r.path), r.status, r.reason, r.error) for r in many.report]]
+    return GroupResult(arrays, reports)
+
+
+def _read_dem(paths: Sequence[str], region: Region) -> tuple[dict[str, np.ndarray] | None, ManyResult]:
+    ds, many = dem_to_region(paths, region)
+    if not many.results:
+        return None, many
+    return {k: ds[k].values for k in ("dem", "slope", "aspect")}, many
+
+
+def _read_soil(paths: Sequence[str], fraction: str, region: Region, scale: float) -> tuple[dict[str, np.ndarray] | None, ManyResult]:
+    many = read_many(paths, lambda p: soil_to_region({fraction: p}, region, scale=scale)[fraction].values)
+    return ({fraction: next(iter(many.results.values()))} if many.results else None), many
+
+
+def _read_mask(paths: Sequence[str], region: Region) -> tuple[dict[str, np.ndarray] | None, ManyResult]:
+    many = read_many(paths, read_raster)
+    if not many.results:
+        return None, many
+    frac = warp_many_to_region(list(many.results.values()), region, "average")
+    return {"land_mask": np.where(np.isnan(frac), np.nan, (frac >= 0.5).astype(np.float32))}, many
+
+
+def _write_static(cfg: Config, cube: xr.Dataset, results: Mapping[str, GroupResult], derive_mask: bool) -> dict[str, str]:
+    old = cube[list(STATIC_VARS)].load()
+    merged = {v: old[v].values.astype(np.float32, copy=True) for v in STATIC_VARS if v != "land_mask"}
+    mask = old["land_mask"].values.astype(np.float32)
+    touched: set[str] = set()
+    for r in results.values():
+        for v, a in (r.arrays or {}).items():
+            if v == "land_mask":  # a mask raster: where it has a value, it decides
+                np.copyto(mask, a, where=~np.isnan(a))
+            else:
+                _merge(merged[v], a, r.status)
+            touched.add(v)
+    if derive_mask and touched & {"dem", *FRACTIONS}:
+        configured = [f for f in FRACTIONS if getattr(cfg.inputs.soil, f, None)] if cfg.inputs and cfg.inputs.soil else []
+        land = np.isfinite(merged["dem"]) if cfg.inputs and cfg.inputs.dem else np.ones(mask.shape, bool)
+        for f in configured:
+            land &= np.isfinite(merged[f])
+        mask = land.astype(np.float32)
+    part = xr.Dataset(coords={"y": old["y"].values, "x": old["x"].values})
+    for v, a in merged.items():
+        if not np.array_equal(a, old[v].values, equal_nan=True):
+            part[v] = (("y", "x"), a)
+    if not np.array_equal(mask, old["land_mask"].values):
+        part["land_mask"] = (("y", "x"), mask.astype(np.uint8))
+    if part.data_vars:
+        store.write_region(cfg.stores.cube, part, cfg.stores.storage_options, cube)
+    return {str(v): "static" for v in part.data_vars}
+
+
+# -- the whole ingest on the client -----------------------------------------------------
+def report_url(cube_url: str) -> str:
+    """Where the ingest report of a cube lives: beside it, ``<cube stem>.ingest_report.json``.
+
+    Not inside the store: a report of thousands of files in the store's attributes would be
+    read on every open, and the store's bytes would change with every run.
+    """
+    base = cube_url.rstrip("/")
+    parent, name = posixpath.split(base) if "://" in base else os.path.split(base)
+    stem = name[: -len(".zarr")] if name.endswith(".zarr") else name
+    return f"{parent}/{stem}.ingest_report.json"
+
+
+def ensure_cube(cfg: Config) -> xr.Dataset:
+    """Open the configured cube, creating it first when missing; check it fits the config.
+
+    Raises
+    ------
+    ConfigError
+        The existing cube was made for another region or other dates.
+    """
+    url, so = cfg.stores.cube, cfg.stores.storage_options
+    layout = Layout.from_config(cfg)
+    if not store._exists(url, so):
+        log.info("creating the cube %s", url)
+        create_cube(url, layout, so)
+    ds = open_cube(url, so)
+    have = layout_of(ds)
+    if (have.region, have.start, have.end) != (layout.region, layout.start, layout.end):
+        raise ConfigError(
+            f"the cube at {url} covers region {have.region.to_dict()} {have.start}..{have.end}, the configuration "
+            f"{layout.region.to_dict()} {layout.start}..{layout.end}: use another stores.cube"
+        )
+    return ds
+
+
+def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str | None = None) -> dict[str, Any]:
+    """Ingest every configured input into the cube on ``client``'s cluster; write the report.
+
+    Parameters
+    ----------
+    cfg
+        Configuration with ``inputs``, ``stores.cube`` and the region, dates and chunks.
+    client
+        A :class:`distributed.Client`.
+    progress
+        Show a progress bar over the tasks.
+    report_path
+        Where to write the JSON report (default :func:`report_url` of the cube).
+
+    Returns
+    -------
+    dict
+        The report (see :func:`summarize` for its ``summary``).
+    """
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    started = dt.datetime.now(dt.timezone.utc)
+    t0 = time.perf_counter()
+    cube = ensure_cube(cfg)
+    p = plan(cfg, cube)
+    log.info("ingest: %d tasks, %d files decided by name", len(p.tasks), len(p.files))
+    run_id = uuid.uuid4().hex[:8]  # fresh keys: a rerun on the same client must not reuse results
+    futures = client.map(run_task, p.tasks, cfg=cfg, key=[f"{t.key}-{run_id}" for t in p.tasks], retries=0)
+    by_key = {f.key: t for f, t in zip(futures, p.tasks)}
+    results, errors = [], []
+    for fut in tqdm(as_completed(futures), total=len(futures), desc="ingest", unit="task", disable=not progress):
+        try:
+            results.append(fut.result())
+        except Exception as exc:  # noqa: BLE001 - a bug or a storage failure in one task: report, go on
+            task = by_key[fut.key]
+            log.error("task %s failed: %r", task.key, exc)
+            errors.append({"task": task.key, "error": f"{type(exc).__name__}: {exc}",
+                           "files": [u for g in task.groups for u in g.urls]})  # fmt: skip
+        fut.release()
+    report = _assemble(cfg, p, results, errors, started, time.perf_counter() - t0)
+    path = report_path or report_url(cfg.stores.cube)
+    report["provenance"] = _merge_provenance(_previous(path, cfg.stores.storage_options), report["provenance"])
+    with fsspec.open(path, "w", **dict(cfg.stores.storage_options)) as f:
+        json.dump(report, f, indent=1, sort_keys=False)
+    report["report"] = path
+    return report
+
+
+def _assemble(cfg: Config, p: Plan, results: Sequence[dict[str, Any]], errors: Sequence[dict[str, Any]],
+              started: dt.datetime, seconds: float) -> dict[str, Any]:  # fmt: skip
+    files = sorted([*p.files, *(f for r in results for f in r["files"])], key=lambda e: (e["source"], e["date"] or "", e["path"]))
+    groups = sorted((g for r in results for g in r["groups"]), key=lambda g: (g["source"], g["date"] or ""))
+    prov: dict[str, dict[str, list[str]]] = {}
+    for r in results:
+        for v, d in r["provenance"].items():
+            prov.setdefault(v, {}).update(d)
+    wrote: dict[str, int] = {}
+    for r in results:
+        for v in r["wrote"]:
+            wrote[v] = wrote.get(v, 0) + 1
+    report = {
+        "cube": cfg.stores.cube,
+        "started": started.isoformat(timespec="seconds"),
+        "seconds": round(seconds, 2),
+        "summary": {},
+        "sources": p.sources,
+        "files": files,
+        "groups": groups,
+        "blocks_written": wrote,
+        "task_errors": list(errors),
+        "task_seconds": {r["task"]: r["seconds"] for r in results},
+        "provenance": {v: dict(sorted(d.items())) for v, d in sorted(prov.items())},
+    }
+    report["summary"] = summarize(report)
+    return report
+
+
+def summarize(report: Mapping[str, Any]) -> dict[str, int]:
+    """Counts of files per status, groups per status, blocks written and task errors."""
+    out: dict[str, int] = {s: 0 for s in ("used", "skipped", "failed")}
+    for f in report["files"]:
+        out[f["status"]] = out.get(f["status"], 0) + 1
+    for g in report["groups"]:
+        key = f"groups_{g['status']}"
+        out[key] = out.get(key, 0) + 1
+    out["blocks_written"] = sum(report["blocks_written"].values())
+    out["task_errors"] = len(report["task_errors"])
+    return out
+
+
+def _previous(path: str, so: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        with fsspec.open(path, "r", **dict(so)) as f:
+            return json.load(f).get("provenance", {})
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, AttributeError) as exc:
+        log.warning("ignoring the unreadable previous report %s: %s", path, exc)
+        return {}
+
+
+def _merge_provenance(old: Mapping[str, Mapping[str, list[str]]], new: Mapping[str, Mapping[str, list[str]]]) -> dict[str, Any]:
+    """Provenance over runs: a date written in this run replaces that date's earlier entry."""
+    out = {v: dict(d) for v, d in old.items()}
+    for v, d in new.items():
+        out.setdefault(v, {}).update(d)
+    return {v: dict(sorted(d.items())) for v, d in sorted(out.items())}
+
+
+def format_report(report: Mapping[str, Any], max_lines: int = 40) -> list[str]:
+    """Human-readable lines: the summary, then every failed and skipped file with its reason."""
+    s = report["summary"]
+    lines = [
+        f"files: {s['used']} used, {s['skipped']} skipped, {s['failed']} failed; "
+        + ", ".join(f"{k.removeprefix('groups_')} {v}" for k, v in s.items() if k.startswith("groups_"))
+        + f" groups; {s['blocks_written']} blocks written; {s['task_errors']} task errors; {report['seconds']} s",
+    ]
+    bad = [f for f in report["files"] if f["status"] != "used"]
+    for f in bad[:max_lines]:
+        lines.append(f"  {f['status']:<7} {f['source']:<9} {f['date'] or '-':<10} {f['path']}: {f['reason']}")
+    if len(bad) > max_lines:
+        lines.append(f"  ... {len(bad) - max_lines} more in the JSON report")
+    for e in report["task_errors"]:
+        lines.append(f"  ERROR   task {e['task']}: {e['error']}")
+    return lines

@@ -1,0 +1,163 @@
+"""Training one period: split, five tuned models, scores, selection and the model card.
+
+:func:`fit_period` takes a period's sample table (already computed) and the client; the grid
+searches run on the workers (:func:`dsm.models.search.search`), the cheap parts (split,
+scores, selection) here. :func:`refit_and_score` runs on a worker for the spatial-block check.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from distributed import Client
+from sklearn.base import BaseEstimator, clone
+
+from dsm.config import TrainingConfig
+from dsm.models import estimators
+from dsm.models.search import SearchResult, search
+from dsm.models.select import choose, scores
+from dsm.models.split import Split, date_split, spatial_block_split
+from dsm.samples import TARGET
+
+SearchFn = Callable[..., SearchResult]
+
+
+def split_seed(seed: int, period: str) -> int:
+    """The split seed of a period: the configured seed mixed with the period name."""
+    return int(np.random.SeedSequence([int(seed), int(period) if period.isdigit() else 0]).generate_state(1)[0])
+
+
+def features(table: pd.DataFrame, predictors: Sequence[str]) -> np.ndarray:
+    """The predictor matrix of a sample table (float32, columns in ``predictors`` order)."""
+    return table.loc[:, list(predictors)].to_numpy(dtype=np.float32)
+
+
+def period_split(table: pd.DataFrame, period: str, cfg: TrainingConfig) -> Split:
+    """The paper's date-stratified, KS-checked split of a period's table."""
+    return date_split(table["date"].to_numpy(), table[TARGET].to_numpy(), split_seed(cfg.seed, period),
+                      cfg.ks_alpha, cfg.ks_attempts)
+
+
+def refit_and_score(estimator: BaseEstimator, X: np.ndarray, y: np.ndarray,
+                    train: np.ndarray, test: np.ndarray) -> dict[str, dict[str, float]]:
+    """Fit a clone of ``estimator`` on ``train`` rows and score it on both halves."""
+    est = clone(estimator).fit(X[train], y[train])
+    return {"train": scores(est.predict(X[train]), y[train]), "test": scores(est.predict(X[test]), y[test])}
+
+
+@dataclass
+class PeriodFit:
+    """A trained period: its card (without the stored-model entry) and chosen estimator."""
+
+    card: dict[str, Any]
+    estimator: BaseEstimator
+
+
+def fit_period(client: Client, table: pd.DataFrame, period: str, predictors: Sequence[str],
+               cfg: TrainingConfig, search_fn: SearchFn | None = None) -> PeriodFit:
+    """Split, tune the configured models, score them, choose one and write its card.
+
+    Parameters
+    ----------
+    client
+        Cluster client; the candidate x fold fits run on its workers.
+    table
+        The period's sample table (:mod:`dsm.samples`).
+    period
+        Period name ``YYYYDDD``.
+    predictors
+        Predictor columns, in order.
+    cfg
+        The ``training`` section of the configuration.
+    search_fn
+        Replaces :func:`dsm.models.search.search` (same signature); for the benchmark.
+
+    Raises
+    ------
+    ValueError
+        When no model could be fitted (each model's error is in the message).
+    """
+    run_search = search_fn or search
+    X = features(table, predictors)
+    y = table[TARGET].to_numpy(dtype=np.float64)
+    split = period_split(table, period, cfg)
+    tr, te = split.train, split.test
+    seed = split.seed
+    per_model: dict[str, dict[str, Any]] = {}
+    fitted: dict[str, BaseEstimator] = {}
+    errors: dict[str, str] = {}
+    for name in cfg.models:
+        try:
+            res = run_search(client, name, X[tr], y[tr], cfg.grids[name], folds=cfg.cv_folds, seed=seed)
+        except Exception as exc:  # one model failing does not sink the period
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            continue
+        est = res.estimator
+        fitted[name] = est
+        entry: dict[str, Any] = {
+            "train": scores(est.predict(X[tr]), y[tr]),
+            "test": scores(est.predict(X[te]), y[te]),
+            "cv_rmse": res.cv_rmse,
+            "best_params": estimators.plain_params(res.best_params),
+            "n_candidates": res.n_candidates,
+        }
+        imp = estimators.feature_importance(name, est, predictors)
+        if imp is not None:
+            entry["importance"] = imp
+        warn = estimators.convergence_warnings(est)
+        if warn:
+            entry["convergence_warnings"] = warn
+        per_model[name] = entry
+    if not per_model:
+        raise ValueError(f"period {period}: no model could be fitted: {errors}")
+    chosen = choose(per_model)
+    card: dict[str, Any] = {
+        "period": period,
+        "status": "trained",
+        "n_samples": int(len(table)),
+        "n_dates": int(table["date"].nunique()),
+        "predictors": list(predictors),
+        "aggregation": None,  # filled by the caller, which knows the sample settings
+        "split": {**split.record(), "config_seed": cfg.seed, "ks_alpha": cfg.ks_alpha,
+                  "max_attempts": cfg.ks_attempts, "stratified_by": "date"},
+        "grids": {m: cfg.grids[m] for m in cfg.models},
+        "cv_folds": cfg.cv_folds,
+        "models": per_model,
+        "model_errors": errors,
+        "chosen": chosen,
+        "selection_rule": "lowest mean(train RMSE, test RMSE)",
+        "reused_from": None,
+        "importance": {"rf_impurity": per_model.get("rf", {}).get("importance"),
+                       "xgb_gain": per_model.get("xgb", {}).get("importance")},
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if cfg.spatial_block:
+        card["spatial_split"] = spatial_check(client, X, y, table, fitted, seed, cfg.spatial_block)
+    return PeriodFit(card, fitted[chosen])
+
+
+def spatial_check(client: Client | None, X: np.ndarray, y: np.ndarray, table: pd.DataFrame,
+                  fitted: dict[str, BaseEstimator], seed: int, block: int) -> dict[str, Any]:
+    """Refit each tuned model on a spatial-block split and score it (fits on the workers)."""
+    sp = spatial_block_split(table["row"].to_numpy(), table["col"].to_numpy(), y, seed, block)
+    out: dict[str, Any] = {**sp.record(), "block_cells": block, "models": {}}
+    if sp.train.size < 2 or sp.test.size < 2:
+        out["note"] = "too few blocks for a spatial split"
+        return out
+    if client is None:
+        results = {n: refit_and_score(e, X, y, sp.train, sp.test) for n, e in fitted.items()}
+    else:
+        futs = {n: client.submit(refit_and_score, e, X, y, sp.train, sp.test, pure=False) for n, e in fitted.items()}
+        results = {}
+        for n, f in futs.items():
+            try:
+                results[n] = f.result()
+            except Exception as exc:
+                results[n] = {"error": f"{type(exc).__name__}: {exc}"}
+    out["models"] = results
+    return out

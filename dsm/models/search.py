@@ -1,0 +1,116 @@
+"""Grid-search cross-validation on RMSE, on the cluster (dask-ml) or in one process (sklearn).
+
+:func:`search` runs dask-ml's ``GridSearchCV`` from the client with ``scheduler=client``:
+the candidate x fold fits are tasks spread over the Dask workers, each fitting an in-memory
+scikit-learn / ``xgboost.XGBRegressor(n_jobs=1)`` estimator on the (small) sample table.
+Never put a ``DaskXGBRegressor`` in here: nested in a dask-ml search it hangs.
+
+dask-ml retries a failed fit task forever, so fits run with ``error_score=nan``: a fit that
+raises scores NaN, and a model whose every candidate failed raises :class:`SearchError`.
+
+:func:`search_local` runs the same search with scikit-learn's ``GridSearchCV`` in the calling
+process (the benchmark's sequential baseline).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from distributed import Client
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import FitFailedWarning
+from sklearn.model_selection import GridSearchCV as SkGridSearchCV
+from sklearn.model_selection import KFold
+
+from dsm.errors import DsmError
+from dsm.models.estimators import make_estimator, param_grid
+
+SCORING = "neg_root_mean_squared_error"
+
+
+class SearchError(DsmError):
+    """Every candidate of a model's grid search failed."""
+
+
+@dataclass
+class SearchResult:
+    """The outcome of one model's grid search.
+
+    Attributes
+    ----------
+    name
+        Model name.
+    estimator
+        The best candidate refitted on all of the training data.
+    best_params
+        Its parameters (estimator names, pipeline prefixes included).
+    cv_rmse
+        Mean cross-validated RMSE of the best candidate.
+    n_candidates
+        Size of the grid.
+    """
+
+    name: str
+    estimator: BaseEstimator
+    best_params: dict[str, Any]
+    cv_rmse: float
+    n_candidates: int
+
+
+def _folds(n: int, folds: int, seed: int) -> KFold:
+    if n < folds:
+        raise SearchError(f"{n} training samples cannot make {folds} cross-validation folds")
+    return KFold(n_splits=folds, shuffle=True, random_state=seed)
+
+
+def _result(name: str, search: Any, n_candidates: int) -> SearchResult:
+    scores = np.asarray(search.cv_results_["mean_test_score"], dtype=np.float64)
+    if not np.isfinite(scores).any():
+        raise SearchError(f"every candidate of model '{name}' failed to fit")
+    return SearchResult(name, search.best_estimator_, dict(search.best_params_),
+                        float(-scores[search.best_index_]), n_candidates)
+
+
+def search(client: Client, name: str, X: np.ndarray, y: np.ndarray, grid: Mapping[str, Sequence[Any]],
+           folds: int = 3, seed: int = 0) -> SearchResult:
+    """Tune model ``name`` on ``(X, y)`` by grid-search CV on RMSE, fits on the workers.
+
+    Parameters
+    ----------
+    client
+        The cluster's client; the fits run on its workers.
+    name
+        Model name (:data:`dsm.config.MODEL_NAMES`).
+    X, y
+        Training predictors and target (numpy, in memory).
+    grid
+        ``{parameter: [values]}`` with plain parameter names (configuration form).
+    folds, seed
+        Shuffled K-fold cross-validation.
+    """
+    from dask_ml.model_selection import GridSearchCV
+
+    params = param_grid(name, grid)
+    gs = GridSearchCV(make_estimator(name, seed), params, scoring=SCORING, cv=_folds(len(y), folds, seed),
+                      refit=True, error_score=np.nan, scheduler=client, return_train_score=False)
+    with warnings.catch_warnings():
+        # a failing candidate is reported through its NaN score (checked in _result)
+        warnings.simplefilter("ignore", FitFailedWarning)
+        gs.fit(X, y)
+    return _result(name, gs, len(gs.cv_results_["params"]))
+
+
+def search_local(name: str, X: np.ndarray, y: np.ndarray, grid: Mapping[str, Sequence[Any]],
+                 folds: int = 3, seed: int = 0) -> SearchResult:
+    """The same search with scikit-learn's ``GridSearchCV``, sequentially in this process."""
+    params = param_grid(name, grid)
+    gs = SkGridSearchCV(make_estimator(name, seed), params, scoring=SCORING, cv=_folds(len(y), folds, seed),
+                        refit=True, error_score=np.nan, n_jobs=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitFailedWarning)
+        gs.fit(X, y)
+    return _result(name, gs, len(gs.cv_results_["params"]))

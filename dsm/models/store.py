@@ -1,0 +1,225 @@
+"""The model store: one folder per period at a local path or any fsspec URL (``s3://...``).
+
+Layout::
+
+    URL/<YYYYDDD>/card.json     the model card (written last: its presence marks the period done)
+    URL/<YYYYDDD>/model.json    XGBoost model (when XGB was chosen)
+    URL/<YYYYDDD>/model.joblib  scikit-learn model (any other choice)
+    URL/pooled/...              the pooled model, same files
+    URL/run.json                the report of the latest ``dsm train`` run
+
+Formats, and why
+----------------
+* XGBoost models are saved as XGBoost's own JSON (``Booster.save_raw("json")``): a documented
+  format that later XGBoost versions load, and that round-trips bit for bit.
+* scikit-learn has no portable format in the installed stack (``skops`` is not installed),
+  so fitted estimators are pickled with joblib. The card records the versions of Python,
+  scikit-learn, numpy, scipy, joblib and xgboost that wrote the file and its SHA-256;
+  :meth:`ModelStore.load_model` verifies the digest and refuses a file written by another
+  scikit-learn minor version (``allow_version_mismatch=True`` overrides). Pickles execute
+  code when loaded: only load model stores you trust. Linear models also get their
+  coefficients in the card, readable without unpickling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import platform
+from collections.abc import Mapping
+from typing import Any
+
+import fsspec
+import joblib
+import numpy as np
+import scipy
+import sklearn
+import xgboost
+from sklearn.base import BaseEstimator
+
+from dsm.errors import StoreError
+from dsm.models.estimators import final_step
+
+CARD = "card.json"
+REPORT = "run.json"
+POOLED = "pooled"
+FORMAT_VERSION = 1
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that define the stored models."""
+    return {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__, "scipy": scipy.__version__, "joblib": joblib.__version__,
+            "xgboost": xgboost.__version__}
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def to_bytes(estimator: BaseEstimator) -> tuple[bytes, str, str]:
+    """Serialise a fitted model: ``(bytes, file name, format)``."""
+    if isinstance(estimator, xgboost.XGBModel):
+        return bytes(estimator.get_booster().save_raw("json")), "model.json", "xgboost-json"
+    buf = io.BytesIO()
+    joblib.dump(estimator, buf)
+    return buf.getvalue(), "model.joblib", "joblib"
+
+
+def from_bytes(raw: bytes, fmt: str) -> BaseEstimator:
+    """Inverse of :func:`to_bytes`."""
+    if fmt == "xgboost-json":
+        model = xgboost.XGBRegressor()
+        model.load_model(bytearray(raw))
+        return model
+    if fmt == "joblib":
+        return joblib.load(io.BytesIO(raw))
+    raise StoreError(f"unknown model format {fmt!r}")
+
+
+def linear_coefficients(estimator: BaseEstimator) -> dict[str, Any] | None:
+    """Coefficients and intercept of a linear model (JSON-ready), else None."""
+    est = final_step(estimator)
+    if hasattr(est, "coef_") and hasattr(est, "intercept_") and np.ndim(est.coef_) == 1:
+        return {"coef": [float(c) for c in est.coef_], "intercept": float(est.intercept_)}
+    return None
+
+
+class ModelStore:
+    """Models and cards of every period at ``url`` (local path or fsspec URL).
+
+    Parameters
+    ----------
+    url
+        Root of the store.
+    storage_options
+        fsspec options (e.g. ``{"endpoint_url": ...}`` for S3).
+    """
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        self.url = url.rstrip("/")
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(self.url, **dict(storage_options or {}))
+        except (ValueError, ImportError) as exc:
+            raise StoreError(f"cannot open the model store {url}: {exc}") from exc
+        self.root = self.root.rstrip("/")
+
+    def _path(self, *parts: str) -> str:
+        return "/".join((self.root, *parts))
+
+    def _write(self, path: str, data: bytes) -> None:
+        parent = path.rsplit("/", 1)[0]
+        try:
+            self.fs.makedirs(parent, exist_ok=True)
+            self.fs.pipe_file(path, data)
+        except OSError as exc:
+            raise StoreError(f"cannot write {path} in the model store {self.url}: {exc}") from exc
+
+    def _read(self, path: str) -> bytes:
+        try:
+            return self.fs.cat_file(path)
+        except FileNotFoundError:
+            raise StoreError(f"{path} is not in the model store {self.url}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {path} from the model store {self.url}: {exc}") from exc
+
+    # -- cards ---------------------------------------------------------------------------
+    def read_card(self, key: str) -> dict[str, Any] | None:
+        """The card of ``key`` (a period name or ``"pooled"``), or None when absent."""
+        path = self._path(key, CARD)
+        if not self.fs.exists(path):
+            return None
+        try:
+            return json.loads(self._read(path))
+        except json.JSONDecodeError as exc:
+            raise StoreError(f"model card {path} is not valid JSON: {exc}") from exc
+
+    def write_card(self, key: str, card: Mapping[str, Any]) -> None:
+        """Write the card of ``key`` (after its model: the card marks the key done)."""
+        text = json.dumps(_jsonable(card), indent=2, sort_keys=False, allow_nan=True)
+        self._write(self._path(key, CARD), text.encode())
+
+    def done(self, key: str) -> bool:
+        """Whether ``key`` has a card and, if it holds its own model, the model file."""
+        card = self.read_card(key)
+        if card is None:
+            return False
+        model = card.get("model")
+        return model is None or self.fs.exists(self._path(key, model["file"]))
+
+    def keys(self) -> list[str]:
+        """Every key with a card, sorted."""
+        if not self.fs.exists(self.root):
+            return []
+        out = []
+        for entry in self.fs.ls(self.root, detail=False):
+            name = entry.rstrip("/").rsplit("/", 1)[-1]
+            if self.fs.exists(self._path(name, CARD)):
+                out.append(name)
+        return sorted(out)
+
+    # -- models --------------------------------------------------------------------------
+    def save_model(self, key: str, estimator: BaseEstimator) -> dict[str, Any]:
+        """Write a fitted model; returns the card's ``model`` entry (file, format, digest, versions)."""
+        raw, name, fmt = to_bytes(estimator)
+        self._write(self._path(key, name), raw)
+        entry: dict[str, Any] = {"file": name, "format": fmt, "sha256": hashlib.sha256(raw).hexdigest(),
+                                 "class": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
+                                 "versions": library_versions(), "store_format": FORMAT_VERSION}
+        coefs = linear_coefficients(estimator)
+        if coefs is not None:
+            entry["linear"] = coefs
+        return entry
+
+    def load_model(self, key: str, allow_version_mismatch: bool = False) -> BaseEstimator:
+        """The model that ``key`` uses, following ``reused_from``; checks digest and versions.
+
+        Raises
+        ------
+        StoreError
+            When the card or model is missing, the digest differs, or the model was pickled
+            by another scikit-learn minor version (unless ``allow_version_mismatch``).
+        """
+        seen: list[str] = []
+        card = self.read_card(key)
+        while card is not None and card.get("model") is None and card.get("reused_from"):
+            seen.append(key)
+            key = card["reused_from"]
+            if key in seen:
+                raise StoreError(f"model cards form a cycle: {seen + [key]}")
+            card = self.read_card(key)
+        if card is None or card.get("model") is None:
+            raise StoreError(f"no model stored for {key} in {self.url}")
+        entry = card["model"]
+        raw = self._read(self._path(key, entry["file"]))
+        if hashlib.sha256(raw).hexdigest() != entry["sha256"]:
+            raise StoreError(f"{key}/{entry['file']} in {self.url} does not match the SHA-256 in its card")
+        if entry["format"] == "joblib" and not allow_version_mismatch:
+            wrote = entry["versions"]["scikit-learn"]
+            if _minor(wrote) != _minor(sklearn.__version__):
+                raise StoreError(f"{key}/{entry['file']} was written by scikit-learn {wrote}; this is "
+                                 f"{sklearn.__version__} (pass allow_version_mismatch=True to load anyway)")
+        return from_bytes(raw, entry["format"])
+
+    # -- run report ----------------------------------------------------------------------
+    def write_report(self, report: Mapping[str, Any]) -> None:
+        """Write the report of the latest run (``run.json``)."""
+        self._write(self._path(REPORT), json.dumps(_jsonable(report), indent=2).encode())
+
+    def read_report(self) -> dict[str, Any] | None:
+        """The latest run report, or None."""
+        path = self._path(REPORT)
+        return json.loads(self._read(path)) if self.fs.exists(path) else None
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj

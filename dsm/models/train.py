@@ -1,0 +1,235 @@
+"""Training every 16-day period of a configuration on the cluster (the ``dsm train`` stage).
+
+1. The sample table of every period to train is a dask graph over the cube
+   (:func:`dsm.samples.sample_graph`); all are submitted at once with ``client.compute``, so
+   the workers read and aggregate the 1 km chunks and only the small tables come back.
+2. Periods train concurrently: ``training.concurrent_periods`` client threads each take a
+   period as its table arrives and run its grid searches, whose fits spread over the workers.
+3. A period that fails (on a worker or here) is reported with its cause; the others finish.
+   Failed periods get no card, so the next run retries them.
+4. A period with fewer than ``training.min_samples`` samples (none valid included) gets a card
+   ``status: reused`` naming the period whose model it uses (:func:`select.resolve_fallbacks`).
+5. The pooled model (``training.pooled``) is trained over all periods with ``xgboost.dask``.
+6. A rerun skips every period (and the pooled model) whose card and model are stored, unless
+   ``force``; reuse cards are re-resolved every run, since a newly trained period may change
+   which model a short period should use.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from distributed import Client
+
+from dsm.config import Config
+from dsm.cube import open_cube
+from dsm.errors import ConfigError
+from dsm.models.estimators import param_grid
+from dsm.models.period import SearchFn, fit_period, period_split
+from dsm.models.pooled import train_pooled
+from dsm.models.report import period_table, table4
+from dsm.models.select import resolve_fallbacks
+from dsm.models.store import POOLED, ModelStore
+from dsm.periods import Composite, periods
+from dsm.samples import check_predictors, sample_graph
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainReport:
+    """What a training run did.
+
+    Attributes
+    ----------
+    periods
+        Every period name, in order.
+    trained, reused, skipped
+        Periods trained in this run; periods using another period's model; periods skipped
+        because they were already stored.
+    failed
+        Period (or ``"pooled"``) -> cause, for those that failed.
+    cards
+        The stored card of every period that has one (after the run).
+    pooled
+        The pooled model's card, when there is one.
+    """
+
+    periods: list[str]
+    trained: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    cards: list[dict[str, Any]] = field(default_factory=list)
+    pooled: dict[str, Any] | None = None
+
+    def period_table(self) -> pd.DataFrame:
+        """The per-period table (see :func:`dsm.models.report.period_table`)."""
+        return period_table(self.cards, {k: v for k, v in self.failed.items() if k != POOLED})
+
+    def table4(self) -> pd.DataFrame:
+        """The Table-4 summary (see :func:`dsm.models.report.table4`)."""
+        return table4(self.cards, self.pooled)
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready summary, stored as ``run.json``."""
+        return {"periods": self.periods, "trained": self.trained, "reused": self.reused,
+                "skipped": self.skipped, "failed": self.failed,
+                "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def check_training_config(config: Config) -> None:
+    """Raise :class:`ConfigError` for a missing model store or a bad grid, before any work."""
+    if not config.stores.models:
+        raise ConfigError("stores.models must be set to train (where the models and cards go)")
+    for name in config.training.models:
+        param_grid(name, config.training.grids[name])
+
+
+def _select(all_periods: list[Composite], only: Sequence[str] | None) -> list[Composite]:
+    if not only:
+        return all_periods
+    names = {p.name for p in all_periods}
+    unknown = [o for o in only if o not in names]
+    if unknown:
+        raise ConfigError(f"period(s) {unknown} are not 16-day periods of the configured dates "
+                          f"({all_periods[0].name}..{all_periods[-1].name})")
+    return [p for p in all_periods if p.name in set(only)]
+
+
+def train(config: Config, client: Client, *, force: bool = False, only: Sequence[str] | None = None,
+          search_fn: SearchFn | None = None, progress: Callable[[str], None] | None = None) -> TrainReport:
+    """Train every period of ``config`` (or those named in ``only``) on ``client``'s cluster.
+
+    Parameters
+    ----------
+    config
+        The run configuration (``stores.cube``, ``stores.models``, ``predictors``, ``training``).
+    client
+        The cluster's client.
+    force
+        Retrain periods (and the pooled model) already in the store.
+    only
+        Period names to consider (default: every period of the configured dates).
+    search_fn
+        Replaces the dask-ml grid search (same signature as :func:`dsm.models.search.search`).
+    progress
+        Called with one line per finished period.
+
+    Raises
+    ------
+    ConfigError
+        Bad training settings (unknown period, bad grid, no model store).
+    InputError
+        The cube is missing, or lacks a predictor.
+    """
+    check_training_config(config)
+    tcfg, so = config.training, config.stores.storage_options
+    say = progress or (lambda line: log.info(line))
+    ds = open_cube(config.stores.cube, so)
+    check_predictors(ds, config.predictors)
+    all_periods = periods(config.dates.start, config.dates.end)
+    chosen = _select(all_periods, only)
+    store = ModelStore(config.stores.models, so)  # type: ignore[arg-type]
+    report = TrainReport([p.name for p in all_periods])
+
+    todo = [p for p in chosen if force or not store.done(p.name)]
+    report.skipped = [p.name for p in chosen if p not in todo]
+    want_pooled = tcfg.pooled and (force or not store.done(POOLED))
+    need = all_periods if want_pooled else todo
+    graphs = {p.name: sample_graph(ds, p, config.predictors, tcfg.aggregation, tcfg.min_valid_fraction) for p in need}
+    futures = dict(zip(graphs, client.compute(list(graphs.values()))))
+    sample_info = {"aggregation": tcfg.aggregation, "min_valid_fraction": tcfg.min_valid_fraction,
+                   "rule": "mean of valid land pixels" if tcfg.aggregation == "mean"
+                   else "1 km pixel at row 18, col 18 of the cell's 36 x 36 block"}
+    tables: dict[str, pd.DataFrame] = {}
+    small: dict[str, int] = {}
+
+    def run_period(p: Composite) -> str:
+        table = futures[p.name].result()
+        tables[p.name] = table
+        if len(table) < tcfg.min_samples:
+            small[p.name] = len(table)
+            return f"{p.name}: {len(table)} samples < {tcfg.min_samples}: will reuse another period's model"
+        fit = fit_period(client, table, p.name, config.predictors, tcfg, search_fn)
+        card = {**fit.card, "aggregation": sample_info, "cube": config.stores.cube}
+        card["model"] = store.save_model(p.name, fit.estimator)
+        store.write_card(p.name, card)
+        report.trained.append(p.name)
+        return f"{p.name}: {len(table)} samples, chose {card['chosen']}"
+
+    with cf.ThreadPoolExecutor(max_workers=tcfg.concurrent_periods, thread_name_prefix="dsm-train") as pool:
+        jobs = {pool.submit(run_period, p): p for p in todo}
+        for job in cf.as_completed(jobs):
+            p = jobs[job]
+            try:
+                say(job.result())
+            except Exception as exc:  # reported per period; the others go on
+                report.failed[p.name] = f"{type(exc).__name__}: {exc}"
+                say(f"{p.name}: FAILED {report.failed[p.name]}")
+    report.trained.sort()
+
+    # tables of periods that were not trained in this run but the pooled model needs
+    for name in [n for n in graphs if n not in tables]:
+        try:
+            tables[name] = futures[name].result()
+        except Exception as exc:
+            report.failed.setdefault(name, f"{type(exc).__name__}: {exc}")
+
+    _resolve_reuse(store, report, all_periods, small, sample_info)
+    if want_pooled:
+        _pooled(client, config, store, report, tables)
+    report.pooled = store.read_card(POOLED)
+    report.cards = [c for c in (store.read_card(p.name) for p in all_periods) if c is not None]
+    store.write_report(report.record())
+    return report
+
+
+def _resolve_reuse(store: ModelStore, report: TrainReport, all_periods: list[Composite],
+                   small: dict[str, int], sample_info: dict[str, Any]) -> None:
+    """Write (or refresh) the cards of periods that reuse another period's model."""
+    cards = {p.name: store.read_card(p.name) for p in all_periods}
+    trained = [n for n, c in cards.items() if c is not None and c.get("status") == "trained"]
+    source = resolve_fallbacks([p.name for p in all_periods], trained)
+    for p in all_periods:
+        card = cards[p.name]
+        if p.name in small:
+            n = small[p.name]
+        elif card is not None and card.get("status") == "reused":
+            n = card.get("n_samples", 0)
+        else:
+            continue
+        src = source[p.name]
+        if src is None:
+            report.failed[p.name] = (f"{n} samples < min_samples and no period has a model of its own "
+                                     "to reuse")
+            continue
+        direction = "previous" if src < p.name else "next"
+        reason = "no valid samples" if n == 0 else f"{n} samples, fewer than training.min_samples"
+        new = {"period": p.name, "status": "reused", "n_samples": int(n), "reused_from": src,
+               "fallback": f"{reason}: uses the {direction} trained period's model", "model": None,
+               "aggregation": sample_info,
+               "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        if card is None or card.get("reused_from") != src or p.name in small:
+            store.write_card(p.name, new)
+        report.reused.append(p.name)
+
+
+def _pooled(client: Client, config: Config, store: ModelStore, report: TrainReport,
+            tables: dict[str, pd.DataFrame]) -> None:
+    tcfg = config.training
+    try:
+        splits = {k: period_split(t, k, tcfg) for k, t in tables.items() if len(t)}
+        model, card = train_pooled(client, {k: tables[k] for k in splits}, splits, config.predictors,
+                                   tcfg.pooled_params, tcfg.seed)
+        card["predicts"] = tcfg.predict_with == "pooled"
+        card["model"] = store.save_model(POOLED, model)
+        store.write_card(POOLED, card)
+    except Exception as exc:
+        report.failed[POOLED] = f"{type(exc).__name__}: {exc}"

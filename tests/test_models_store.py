@@ -1,0 +1,82 @@
+"""The model store: bit-for-bit round trips (local and S3), digests, versions, reuse."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dsm.config import MODEL_NAMES
+from dsm.errors import StoreError
+from dsm.models.estimators import make_estimator
+from dsm.models.store import ModelStore
+
+
+def _fitted():
+    rng = np.random.default_rng(0)
+    X = rng.random((300, 5)).astype(np.float32)
+    y = (X @ np.array([0.1, -0.2, 0.05, 0.0, 0.3]) + rng.normal(0, 0.01, 300)).astype(np.float64)
+    small = {"rf": {"n_estimators": 20, "max_depth": 5}, "xgb": {"n_estimators": 20},
+             "ann": {"model__hidden_layer_sizes": (8,), "model__max_iter": 300}}
+    out = {}
+    for name in MODEL_NAMES:
+        out[name] = make_estimator(name, seed=1).set_params(**small.get(name, {})).fit(X, y)
+    return X, out
+
+
+def _round_trip(store: ModelStore):
+    X, models = _fitted()
+    Xnew = np.random.default_rng(9).random((400, 5)).astype(np.float32)
+    for name, est in models.items():
+        entry = store.save_model(name, est)
+        store.write_card(name, {"period": name, "status": "trained", "model": entry})
+        assert store.done(name)
+        loaded = store.load_model(name)
+        assert type(loaded) is type(est) or name == "xgb"
+        a, b = est.predict(Xnew), loaded.predict(Xnew)
+        assert a.dtype == b.dtype and np.array_equal(a, b), name  # bit for bit
+        card = store.read_card(name)
+        assert card["model"]["versions"]["scikit-learn"]
+        assert card["model"]["format"] == ("xgboost-json" if name == "xgb" else "joblib")
+    assert "linear" in store.read_card("mlr")["model"]
+    assert store.keys() == sorted(MODEL_NAMES)
+
+
+def test_round_trip_local_bit_for_bit(tmp_path):
+    _round_trip(ModelStore(str(tmp_path / "models")))
+
+
+@pytest.mark.s3
+def test_round_trip_on_s3_bit_for_bit(s3):
+    bucket = s3.make_bucket("models-rt")
+    _round_trip(ModelStore(f"s3://{bucket}/run1", s3.storage_options))
+
+
+def test_digest_version_reuse_and_missing(tmp_path):
+    store = ModelStore(str(tmp_path / "m"))
+    X, models = _fitted()
+    entry = store.save_model("2016161", models["rf"])
+    store.write_card("2016161", {"period": "2016161", "status": "trained", "model": entry})
+    store.write_card("2016177", {"period": "2016177", "status": "reused", "reused_from": "2016161", "model": None})
+    assert np.array_equal(store.load_model("2016177").predict(X), models["rf"].predict(X))
+    assert store.done("2016177")
+    # a model written by another scikit-learn minor version is refused unless allowed
+    card = store.read_card("2016161")
+    card["model"]["versions"]["scikit-learn"] = "0.24.2"
+    store.write_card("2016161", card)
+    with pytest.raises(StoreError, match="0.24.2"):
+        store.load_model("2016161")
+    store.load_model("2016161", allow_version_mismatch=True)
+    # a changed file is caught by its digest
+    (tmp_path / "m" / "2016161" / "model.joblib").write_bytes(b"garbage")
+    with pytest.raises(StoreError, match="SHA-256"):
+        store.load_model("2016161")
+    with pytest.raises(StoreError, match="no model stored"):
+        store.load_model("2016193")
+    (tmp_path / "m" / "2016161" / "model.joblib").unlink()
+    assert not store.done("2016161")
+    (tmp_path / "m" / "2016161" / "card.json").write_text("{not json")
+    with pytest.raises(StoreError, match="not valid JSON"):
+        store.read_card("2016161")
+    assert json.loads((tmp_path / "m" / "2016177" / "card.json").read_text())["reused_from"] == "2016161"

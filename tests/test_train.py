@@ -1,0 +1,145 @@
+"""Training on a real LocalCluster: per-period models, fallback, reruns, failures, CLI."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+import zarr
+from distributed import Client, LocalCluster
+
+from dsm.config import from_dict
+from dsm.cube import open_cube
+from dsm.models.search import search, search_local
+from dsm.models.store import ModelStore
+from dsm.models.train import train
+from dsm.periods import periods
+from dsm.samples import sample_graph
+
+P1, P2, P3 = "2016161", "2016177", "2016193"
+SMALL_GRIDS = {
+    "mlr": {"fit_intercept": [True]},
+    "svr": {"C": [1.0, 3.0]},
+    "ann": {"hidden_layer_sizes": [[16]], "alpha": [0.01]},
+    "rf": {"n_estimators": [30], "max_depth": [5]},
+    "xgb": {"n_estimators": [30], "max_depth": [3]},
+}
+
+
+@pytest.fixture(scope="module")
+def client():
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
+            Client(cl) as c:
+        yield c
+
+
+def _config(cube: str, model_store: str, **training):
+    t = {"min_samples": 30, "grids": SMALL_GRIDS, "pooled_params": {"n_estimators": 30}, **training}
+    return from_dict({"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
+                      "stores": {"cube": cube, "models": model_store}, "training": t})
+
+
+def _copy_cube(tiny_twin, tmp_path: Path) -> str:
+    dst = tmp_path / "cube.zarr"
+    shutil.copytree(tiny_twin.cube, dst)
+    return str(dst)
+
+
+@pytest.mark.timeout(180)
+def test_trains_every_period_stores_cards_and_rerun_skips(tiny_twin, tmp_path, client):
+    cfg = _config(tiny_twin.cube, str(tmp_path / "models"))
+    report = train(cfg, client)
+    assert report.failed == {}
+    assert report.trained == [P1, P2, P3]
+    ds = open_cube(tiny_twin.cube)
+    store = ModelStore(cfg.stores.models)
+    for p, card in zip(periods(cfg.dates.start, cfg.dates.end), report.cards):
+        n = len(sample_graph(ds, p, cfg.predictors).compute(scheduler="sync"))
+        assert card["n_samples"] == n
+        assert card["split"]["n_train"] + card["split"]["n_test"] == n
+        assert set(card["models"]) == set(cfg.training.models)
+        best = min(card["models"], key=lambda m: card["models"][m]["train"]["rmse"] + card["models"][m]["test"]["rmse"])
+        assert card["chosen"] == best
+        assert sum(card["importance"]["rf_impurity"].values()) == pytest.approx(1.0)
+        assert set(card["importance"]["xgb_gain"]) == set(cfg.predictors)
+        assert card["spatial_split"]["models"]
+        assert store.load_model(p.name) is not None
+    assert report.pooled is not None and set(report.pooled["per_period"]) == {P1, P2, P3}
+    t4 = report.table4()
+    assert {"mlr", "svr", "ann", "rf", "xgb", "combination", "pooled"} <= set(t4.index)
+    again = train(cfg, client)
+    assert again.trained == [] and again.skipped == [P1, P2, P3] and again.failed == {}
+    forced = train(cfg, client, force=True, only=[P2])
+    assert forced.trained == [P2] and forced.skipped == []
+
+
+@pytest.mark.timeout(180)
+def test_worker_failure_in_one_period_leaves_the_others_trained(tiny_twin, tmp_path, client):
+    cube = _copy_cube(tiny_twin, tmp_path)
+    # time chunks of 8 days: chunk 2 (days 16-23) lies in the second period only
+    chunk = Path(cube) / "lst" / "c" / "2" / "0" / "0"
+    assert chunk.is_file()
+    chunk.write_bytes(b"this is not a blosc chunk")
+    cfg = _config(cube, str(tmp_path / "models"), pooled=False)
+    report = train(cfg, client)
+    assert report.trained == [P1, P3]
+    assert P2 in report.failed and report.failed[P2]
+    assert ModelStore(cfg.stores.models).read_card(P2) is None  # retried by the next run
+
+
+@pytest.mark.timeout(180)
+def test_invalid_and_short_periods_fall_back(tiny_twin, tmp_path, client):
+    cube = _copy_cube(tiny_twin, tmp_path)
+    sm = zarr.open_array(str(Path(cube) / "smap_sm"), mode="r+")
+    sm[0:16] = np.nan  # every sample of the first period invalid
+    cfg = _config(cube, str(tmp_path / "models"), pooled=False)
+    report = train(cfg, client)
+    assert report.trained == [P2, P3] and report.reused == [P1]
+    card = ModelStore(cfg.stores.models).read_card(P1)
+    assert card["n_samples"] == 0 and card["reused_from"] == P2 and "no valid samples" in card["fallback"]
+    # a short middle period uses the previous one
+    n2 = next(c["n_samples"] for c in report.cards if c["period"] == P2)
+    n3 = next(c["n_samples"] for c in report.cards if c["period"] == P3)
+    cfg2 = _config(cube, str(tmp_path / "models2"), pooled=False, min_samples=min(n2, n3) + 1,
+                   models=["mlr", "rf"])
+    report2 = train(cfg2, client)
+    big = P2 if n2 > n3 else P3
+    assert report2.trained == [big]
+    cards = {c["period"]: c for c in report2.cards}
+    assert all(cards[p]["reused_from"] == big for p in (P1, P2, P3) if p != big)
+
+
+@pytest.mark.timeout(120)
+def test_cluster_search_matches_sklearn_search(client):
+    rng = np.random.default_rng(0)
+    X = rng.random((120, 4)).astype(np.float32)
+    y = X @ np.array([0.2, -0.1, 0.05, 0.3]) + rng.normal(0, 0.02, 120)
+    grid = {"n_estimators": [20], "max_depth": [2, 6]}
+    a = search(client, "rf", X, y, grid, folds=3, seed=1)
+    b = search_local("rf", X, y, grid, folds=3, seed=1)
+    assert a.best_params == b.best_params
+    assert a.cv_rmse == pytest.approx(b.cv_rmse, rel=1e-9)
+
+
+@pytest.mark.timeout(240)
+def test_cli_train_prints_the_tables(tiny_twin, tmp_path):
+    cfg = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
+           "stores": {"cube": tiny_twin.cube, "models": str(tmp_path / "models")},
+           "cluster": {"n_workers": 2, "threads_per_worker": 1, "dashboard_address": None},
+           "training": {"min_samples": 30, "grids": SMALL_GRIDS, "pooled": False, "models": ["mlr", "xgb"]}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = subprocess.run([sys.executable, "-m", "dsm", "train", str(path)], capture_output=True, text=True, timeout=200)
+    assert res.returncode == 0, res.stderr
+    assert "per period:" in res.stdout and "Table 4" in res.stdout and "combination" in res.stdout
+    for p in (P1, P2, P3):
+        assert p in res.stdout
+    bad = dict(cfg, training={"models": ["mlr", "lasso"]})
+    path.write_text(yaml.safe_dump(bad))
+    res = subprocess.run([sys.executable, "-m", "dsm", "train", str(path)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "lasso" in res.stderr
