@@ -45,7 +45,7 @@ from dask.delayed import Delayed
 
 from dsm.cube import SPECS
 from dsm.errors import InputError
-from dsm.grid import FINE_PER_COARSE, Region, block_reduce_mean, cell_id
+from dsm.grid import FINE_PER_COARSE, NCOLS_36KM, Region, block_reduce_mean
 from dsm.periods import Composite, composite_8day_of
 
 Aggregation = Literal["mean", "nearest"]
@@ -105,8 +105,6 @@ def table_from_arrays(dates: Sequence[np.datetime64], cells: np.ndarray,
         "date": np.repeat(np.asarray(dates, dtype="datetime64[ns]"), cells.size),
         "cell": np.broadcast_to(cells, shape).ravel().astype(np.int64),
     }
-    from dsm.grid import NCOLS_36KM
-
     data["row"] = data["cell"] // NCOLS_36KM
     data["col"] = data["cell"] % NCOLS_36KM
     ok = np.isfinite(target).ravel()

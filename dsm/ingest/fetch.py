@@ -28,7 +28,6 @@ files already there are not downloaded again.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import posixpath

@@ -70,12 +70,12 @@ import xarray as xr
 from dsm import store
 from dsm.config import Config, InputsConfig, InputSource
 from dsm.cube import SPECS, Layout, create_cube, layout_of, open_cube
-from dsm.errors import ConfigError, InputError
+from dsm.errors import ConfigError
 from dsm.grid import Region
 from dsm.ingest.base import DEFAULT_DATE_REGEX, FileReport, InputDateError, ManyResult, NoOverlapError, date_from_name, read_many
 from dsm.ingest.modis import PRODUCTS, QCRule, read_modis_tile, tile_raster
 from dsm.ingest.rasters import geotiff_series_to_region, read_raster
-from dsm.ingest.reproject import crop_to_region, warp_many_to_region, warp_to_region
+from dsm.ingest.reproject import crop_to_region, warp_many_to_region
 from dsm.ingest.smap import read_spl3smp
 from dsm.ingest.soil import FRACTIONS, soil_to_region
 from dsm.ingest.terrain import dem_to_region

@@ -116,7 +116,7 @@ def date_split(dates: ArrayLike, sm: ArrayLike, seed: int, alpha: float = 0.05,
     rng = np.random.default_rng(seed)
     best: tuple[float, float, NDArray[np.bool_]] | None = None
     pvalues: list[float] = []
-    for attempt in range(1, max_attempts + 1):
+    for _ in range(max_attempts):
         in_train = _draw_by_date(codes, rng)
         stat, p = test(y[in_train], y[~in_train])
         pvalues.append(p)
