@@ -276,6 +276,48 @@ def cube_info(url: str, storage_option: tuple[str, ...], no_valid: bool, as_json
         _print_summary(summary)
 
 
+@main.group("deploy")
+def deploy_group() -> None:
+    """Kubernetes manifests for the dask-kubernetes operator (see deploy/README.md)."""
+
+
+@deploy_group.command("render")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+@click.option("--image", required=True, help="Image with a pinned tag, e.g. registry.example.org/dsm:0.1.0.")
+@click.option("--kind", type=click.Choice(["cluster", "job"]), default="job", show_default=True,
+              help="job: ConfigMap + DaskJob running `dsm run`; cluster: interactive DaskCluster.")
+@click.option("--name", default=None, help="Resource name (default: dsm-run for a job, dsm for a cluster).")
+@click.option("--workers", type=int, default=None, help="Worker replicas (default: cluster.n_workers).")
+@click.option("--worker-cpu", type=int, default=2, show_default=True, help="Cores per worker (= --nthreads).")
+@click.option("--worker-memory", default="8Gi", show_default=True, help="Memory limit per worker container.")
+@click.option("--gpu-workers", type=int, default=1, show_default=True, help="GPU workers when cluster.device is cuda.")
+@click.option("--gpu-worker-cpu", type=int, default=4, show_default=True)
+@click.option("--gpu-worker-memory", default="16Gi", show_default=True)
+@click.option("--gpu-image", default=None, help="Image of GPU pods (default: IMAGE-cuda).")
+@click.option("--secret", "secrets", multiple=True, metavar="NAME",
+              help="Secret passed to workers and runner with envFrom (repeatable; default dsm-s3-credentials).")
+@click.option("--idle-timeout", type=int, default=0, show_default=True,
+              help="Seconds idle before the operator deletes a DaskCluster (0: never).")
+def deploy_render(config_path: str, image: str, kind: str, name: str | None, workers: int | None,
+                  worker_cpu: int, worker_memory: str, gpu_workers: int, gpu_worker_cpu: int,
+                  gpu_worker_memory: str, gpu_image: str | None, secrets: tuple[str, ...],
+                  idle_timeout: int) -> None:
+    """Print the Kubernetes resources for CONFIG as YAML (pipe into `kubectl apply -f -`)."""
+    from dsm import deploy
+
+    cfg = config_mod.load(config_path)
+    try:
+        spec = deploy.DeploySpec(
+            image=image, name=name or ("dsm-run" if kind == "job" else "dsm"), workers=workers,
+            worker=deploy.Resources(worker_cpu, worker_memory), gpu_workers=gpu_workers,
+            gpu_worker=deploy.Resources(gpu_worker_cpu, gpu_worker_memory, gpu=1), gpu_image=gpu_image,
+            secrets=secrets or (deploy.CREDENTIALS_SECRET,), idle_timeout=idle_timeout,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    click.echo(deploy.to_yaml(deploy.render(cfg, spec, kind)), nl=False)  # type: ignore[arg-type]
+
+
 @main.group("config")
 def config_group() -> None:
     """Work with configuration files."""

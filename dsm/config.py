@@ -14,7 +14,7 @@ Example
       cube: s3://my-bucket/dsm/cube.zarr
       truth: null
       storage_options: {endpoint_url: "http://127.0.0.1:8333"}
-    cluster: {address: null, n_workers: 2, threads_per_worker: 1}
+    cluster: {address: null, n_workers: 2, threads_per_worker: 1, device: cpu}   # device: cuda on GPU pools
     chunks: {space: 720, time: 8}
     predictors: [lst, albedo, lai, ndwi, lswi, nsdsi, ndvi, evi, dem, slope, aspect, sand, silt, clay]
     inputs:                               # for `dsm ingest` (every source optional)
@@ -105,6 +105,7 @@ class StoresConfig(_Frozen):
     output: str | None = None
     cog: str | None = None
     stations: str | None = None
+    stac: str | None = None
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -116,6 +117,11 @@ class ClusterConfig(_Frozen):
     threads_per_worker: int = Field(default=1, ge=1)
     memory_limit: str = "auto"
     dashboard_address: str | None = ":0"
+    device: Literal["cpu", "cuda"] = Field(
+        default="cpu",
+        description="XGBoost device: 'cuda' on GPU node pools (workers with nvidia.com/gpu and the "
+        "xgboost CUDA build, see deploy/README.md); 'cpu' everywhere else",
+    )
 
     @field_validator("address")
     @classmethod
@@ -268,6 +274,37 @@ class GeotiffSeriesInput(InputSource):
     band: int = Field(default=1, ge=1)
 
 
+class OutputConfig(_Frozen):
+    """Prediction and export (issue 4): gap-free mode, uncertainty, residual correction, COGs.
+
+    ``reduced_sets`` lists predictor groups that may be missing on a day (default: LST, the
+    cloud gap); each gets a reduced model per period trained without them. ``gap_free: false``
+    leaves such pixels empty, as in the paper.
+    """
+
+    gap_free: bool = True
+    reduced_sets: tuple[tuple[str, ...], ...] = (("lst",),)
+    uncertainty: Literal["quantile", "none"] = "quantile"
+    interval: float = Field(default=0.9, gt=0.0, lt=1.0, description="nominal coverage of sm +- sm_unc")
+    residual_correction: bool = False
+    clip: tuple[float, float] = (0.0, 1.0)
+    predict_threads: int = Field(default=1, ge=1, description="model threads per task")
+    export_crs: Literal["EPSG:6933", "EPSG:4326"] = "EPSG:6933"
+    cog_blocksize: int = Field(default=512, ge=16)
+    cog_compress: Literal["DEFLATE", "ZSTD", "LZW"] = "DEFLATE"
+
+    @field_validator("reduced_sets")
+    @classmethod
+    def _sets(cls, v: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...]:
+        from dsm.cube import PREDICTOR_NAMES
+
+        for group in v:
+            unknown = [p for p in group if p not in PREDICTOR_NAMES]
+            if not group or unknown:
+                raise ValueError(f"reduced set {list(group)}: unknown or empty predictor list {unknown}")
+        return v
+
+
 class InputsConfig(_Frozen):
     """The input files of ``dsm ingest`` (every source optional), see :mod:`dsm.ingest.pipeline`."""
 
@@ -298,6 +335,76 @@ class InputsConfig(_Frozen):
         return self
 
 
+class StationSourceConfig(_Frozen):
+    """One in situ source: an ISMN file, folder or zip (``ismn``) or a plain CSV (``csv``)."""
+
+    path: str
+    format: Literal["auto", "ismn", "csv"] = Field(
+        default="auto", description="auto: .csv -> csv; .stm, .zip or a folder -> ismn")
+    network: str | None = Field(default=None, description="network name for a CSV without a network column")
+
+
+class GriddedProductConfig(_Frozen):
+    """Another gridded product compared at the stations (NetCDF, GeoTIFF series or Zarr, any grid).
+
+    ``value = raw * scale + offset`` must be m3/m3. ``crs`` is only for files that carry none
+    (e.g. ``EPSG:4326`` for plain lon/lat NetCDF); a product without any CRS is reported, not guessed.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")
+    path: str
+    variable: str | None = Field(default=None, description="variable name (NetCDF/Zarr); GeoTIFF: band 1")
+    scale: float = 1.0
+    offset: float = 0.0
+    crs: str | None = None
+    time_dim: str | None = Field(default=None, description="None: the first datetime dimension")
+    date_regex: str | None = Field(default=None, description="GeoTIFF series: date in the file name")
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class BootstrapConfig(_Frozen):
+    """Percentile bootstrap of the in situ scores (``n_resamples: 0`` switches it off)."""
+
+    n_resamples: int = Field(default=1000, ge=0)
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+    seed: int = 0
+    block_length: int | None = Field(default=None, ge=1, description="days per moving block; None: pairs")
+
+
+class ValidationConfig(_Frozen):
+    """In situ validation, analysis and the report (``dsm validate``, ``dsm report``; issue 6).
+
+    Without ``stations`` the twin's ``stores.stations/insitu.csv`` is used, without ``weather``
+    its ``weather.csv``. ``out`` defaults to ``validation/`` beside ``stores.output``.
+    """
+
+    stations: tuple[StationSourceConfig, ...] = ()
+    weather: str | None = Field(default=None, description="CSV: station, lon, lat, time, precip_mm, tair_c")
+    max_depth: float = Field(default=0.05, gt=0.0, description="deepest sensor bottom kept, m")
+    flags: tuple[str, ...] = ("G",)
+    min_obs_per_day: int = Field(default=1, ge=1)
+    min_n: int = Field(default=10, ge=2, description="fewest paired days to score a site")
+    bias_convention: Literal["reference_minus_product", "product_minus_reference"] = "reference_minus_product"
+    products: tuple[GriddedProductConfig, ...] = ()
+    bootstrap: BootstrapConfig = BootstrapConfig()
+    out: str | None = None
+    report: str | None = Field(default=None, description="HTML file; default OUT/report.html")
+    box: tuple[float, float, float, float] | None = Field(
+        default=None, description="lon_min, lat_min, lon_max, lat_max of the regional subset view")
+    partial_correlation_freq: str = Field(default="MS", description="pandas frequency: MS monthly")
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    weather_max_km: float = Field(default=50.0, gt=0.0, description="nearest weather station for rain bars")
+
+    @field_validator("products")
+    @classmethod
+    def _unique_names(cls, v: tuple[GriddedProductConfig, ...]) -> tuple[GriddedProductConfig, ...]:
+        names = [p.name for p in v]
+        reserved = {"insitu", "sm_1km", "smap_36km"} & set(names)
+        if reserved or len(set(names)) != len(names):
+            raise ValueError(f"product names must be unique and not {sorted(reserved) or 'repeated'}: {names}")
+        return v
+
+
 class Config(_Frozen):
     """The whole run configuration (immutable)."""
 
@@ -310,6 +417,8 @@ class Config(_Frozen):
     twin: TwinConfig | None = None
     training: TrainingConfig = TrainingConfig()
     inputs: InputsConfig | None = None
+    output: OutputConfig = OutputConfig()
+    validation: ValidationConfig | None = None
 
     @field_validator("predictors")
     @classmethod
@@ -336,7 +445,25 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
             if key != "storage_options" and isinstance(value, str) and "://" not in value:
                 stores[key] = str((base / os.path.expanduser(value)).resolve())
     _resolve_input_paths(raw.get("inputs"), base)
+    _resolve_validation_paths(raw.get("validation"), base)
     return raw
+
+
+def _resolve_validation_paths(section: Any, base: Path) -> None:
+    """Make the local paths of ``validation:`` absolute (relative to the YAML folder), in place."""
+
+    def local(v: Any) -> Any:
+        return str((base / os.path.expanduser(v)).resolve()) if isinstance(v, str) and "://" not in v else v
+
+    if not isinstance(section, dict):
+        return
+    for key in ("weather", "out", "report"):
+        if section.get(key) is not None:
+            section[key] = local(section[key])
+    for key in ("stations", "products"):
+        for item in section.get(key) or []:
+            if isinstance(item, dict) and "path" in item:
+                item["path"] = local(item["path"])
 
 
 def _resolve_input_paths(inputs: Any, base: Path) -> None:

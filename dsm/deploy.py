@@ -1,0 +1,480 @@
+"""Kubernetes manifests for dsm: DaskCluster, DaskWorkerGroup and DaskJob specs (pure).
+
+The functions here turn a validated :class:`dsm.config.Config`, an image and worker sizes into
+the custom resources of the dask-kubernetes operator (``kubernetes.dask.org/v1``). They start
+from the operator's own :func:`~dask_kubernetes.operator.make_worker_spec` and
+:func:`~dask_kubernetes.operator.make_scheduler_spec` and then fix what those leave to us:
+
+* commands: ``dask scheduler`` / ``dask worker`` (distributed no longer installs the
+  ``dask-scheduler`` / ``dask-worker`` scripts those helpers still name);
+* sizing: ``--nthreads`` equals the container's CPU limit and ``--memory-limit`` is
+  :data:`MEMORY_FRACTION` of its memory limit, so the nanny restarts a worker before the
+  kernel's OOM killer takes the whole pod; requests equal limits (Guaranteed QoS);
+* security: non-root uid 1000, no privilege escalation, all capabilities dropped, the
+  runtime's seccomp profile (the "restricted" Pod Security Standard);
+* credentials: only by reference, ``envFrom`` Kubernetes Secrets, never a literal value;
+* the GPU pool: ``nvidia.com/gpu`` limits, a node selector, a toleration and a
+  ``--resources GPU=1`` worker resource for task constraints.
+
+Nothing here talks to a cluster; :func:`to_yaml` gives the text for ``kubectl apply -f -``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import yaml
+
+from dsm.config import Config
+from dsm.errors import ConfigError
+
+API_VERSION = "kubernetes.dask.org/v1"
+MEMORY_FRACTION = 0.9
+"""Dask ``--memory-limit`` as a fraction of the container memory limit (the rest: nanny, headroom)."""
+CONFIG_MOUNT = "/config"
+CONFIG_KEY = "config.yaml"
+SCRATCH_MOUNT = "/scratch"
+UID = 1000
+CREDENTIALS_SECRET = "dsm-s3-credentials"
+EARTHDATA_SECRET = "dsm-earthdata"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_NODE_SELECTOR: dict[str, str] = {"nvidia.com/gpu.present": "true"}
+GPU_TOLERATIONS: tuple[dict[str, str], ...] = (
+    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+)
+LABELS: dict[str, str] = {"app.kubernetes.io/name": "dsm", "app.kubernetes.io/part-of": "dsm"}
+_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_SUFFIX = {
+    "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60, "m": 1e-3,
+}  # fmt: skip
+_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$")
+
+
+def parse_quantity(quantity: str | int | float) -> float:
+    """A Kubernetes resource quantity as a number (bytes for memory, cores for CPU).
+
+    Parameters
+    ----------
+    quantity
+        ``"8Gi"``, ``"8G"``, ``"500m"``, ``"1.5"``, ``2`` ...
+
+    Returns
+    -------
+    float
+        The value in base units.
+
+    Raises
+    ------
+    ValueError
+        When the text is not a Kubernetes quantity.
+    """
+    if isinstance(quantity, (int, float)) and not isinstance(quantity, bool):
+        return float(quantity)
+    m = _QUANTITY.match(str(quantity).strip())
+    if not m:
+        raise ValueError(f"{quantity!r} is not a Kubernetes quantity (e.g. 8Gi, 8G, 500m, 2)")
+    return float(m.group(1)) * _SUFFIX[m.group(2) or ""]
+
+
+def dask_memory_limit(container_memory: str, fraction: float = MEMORY_FRACTION) -> str:
+    """The ``dask worker --memory-limit`` for a container memory limit, in whole MiB.
+
+    Dask pauses a worker at 80 % and the nanny restarts it at 95 % of ``--memory-limit``; with
+    ``fraction=0.9`` the restart happens at 85.5 % of the container limit, before the kernel
+    kills the pod (and the nanny with it).
+
+    Parameters
+    ----------
+    container_memory
+        The container's ``resources.limits.memory`` (``"8Gi"``).
+    fraction
+        Share of the container limit given to the worker process.
+
+    Returns
+    -------
+    str
+        For example ``"7372MiB"`` for ``"8Gi"``.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction {fraction} must be in (0, 1]")
+    mib = math.floor(parse_quantity(container_memory) * fraction / 2**20)
+    if mib < 256:
+        raise ValueError(f"memory limit {container_memory!r} leaves {mib} MiB for a worker: give at least 1Gi")
+    return f"{mib}MiB"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Requests = limits of one container: whole CPUs, a memory quantity, GPUs.
+
+    Parameters
+    ----------
+    cpu
+        Whole cores; a worker runs this many threads (``--nthreads``).
+    memory
+        Kubernetes memory quantity (``"8Gi"``).
+    gpu
+        ``nvidia.com/gpu`` count (0: none).
+    """
+
+    cpu: int
+    memory: str
+    gpu: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cpu, int) or self.cpu < 1:
+            raise ValueError(f"cpu = {self.cpu!r}: give a whole number of cores >= 1 (it becomes --nthreads)")
+        if parse_quantity(self.memory) < 2**30:
+            raise ValueError(f"memory = {self.memory!r}: give at least 1Gi")
+        if self.gpu < 0:
+            raise ValueError(f"gpu = {self.gpu}: must be >= 0")
+
+    def to_k8s(self) -> dict[str, dict[str, str]]:
+        """``resources:`` of a container; every quantity a string (the CRD schema requires it)."""
+        amounts = {"cpu": str(self.cpu), "memory": self.memory}
+        if self.gpu:
+            amounts[GPU_RESOURCE] = str(self.gpu)
+        return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+@dataclass(frozen=True)
+class DeploySpec:
+    """What to deploy besides the dsm configuration.
+
+    Parameters
+    ----------
+    image
+        Container image with a pinned tag or digest (``registry.example.org/dsm:0.1.0``).
+    name
+        Name of the DaskCluster or DaskJob; the scheduler Service is ``<name>-scheduler``.
+    workers
+        Replicas of the default worker group; None: ``cluster.n_workers`` of the config.
+    worker, scheduler, runner
+        Sizes of a CPU worker, the scheduler and the job runner (``dsm run``).
+    gpu_workers
+        GPU workers: with ``cluster.device: cuda`` a DaskJob's workers are all GPU workers
+        (a DaskJob has one worker group) and a DaskCluster gets an extra group of this size.
+    gpu_worker
+        Size of a GPU worker.
+    gpu_image
+        Image of GPU workers (built with ``XGBOOST_VARIANT=cuda``); None: ``<image>-cuda``.
+        A DaskJob with ``cluster.device: cuda`` uses it for every pod.
+    secrets
+        Secrets whose keys become environment variables of workers and the job runner.
+    optional_secrets
+        Secrets passed the same way to the job runner only, when they exist (Earthdata).
+    scratch
+        Size limit of the worker spill ``emptyDir``.
+    idle_timeout
+        Seconds of inactivity after which the operator deletes a DaskCluster (0: never).
+    """
+
+    image: str
+    name: str = "dsm"
+    workers: int | None = None
+    worker: Resources = Resources(cpu=2, memory="8Gi")
+    scheduler: Resources = Resources(cpu=1, memory="4Gi")
+    runner: Resources = Resources(cpu=1, memory="4Gi")
+    gpu_workers: int = 1
+    gpu_worker: Resources = Resources(cpu=4, memory="16Gi", gpu=1)
+    gpu_image: str | None = None
+    secrets: tuple[str, ...] = (CREDENTIALS_SECRET,)
+    optional_secrets: tuple[str, ...] = (EARTHDATA_SECRET,)
+    scratch: str = "20Gi"
+    idle_timeout: int = 0
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    node_selector: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # <name>-scheduler must be a DNS-1035 label (<= 63); worker pods add ~30 characters
+        if not _NAME.match(self.name) or len(self.name) > 40:
+            raise ValueError(f"name {self.name!r}: lower-case letters, digits and '-', starting with a "
+                             "letter, at most 40 characters")
+        for image in (self.image, self.gpu_image):
+            if image is None:
+                continue
+            if ":" not in image.rsplit("/", 1)[-1] and "@" not in image:
+                raise ValueError(f"image {image!r}: give a tag or digest (repository:tag)")
+            if image.endswith(":latest"):
+                raise ValueError(f"image {image!r}: pin a version, not :latest")
+        if self.gpu_image is None and "@" in self.image:
+            raise ValueError("with an image digest, give gpu_image too")
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"workers = {self.workers}: must be >= 0")
+        if self.gpu_worker.gpu < 1:
+            raise ValueError("gpu_worker needs gpu >= 1")
+
+    @property
+    def cuda_image(self) -> str:
+        """The image of GPU pods: ``gpu_image`` or ``<image>-cuda``."""
+        return self.gpu_image or f"{self.image}-cuda"
+
+
+def _operator() -> Any:
+    try:
+        import dask_kubernetes.operator as op
+    except ImportError as exc:  # pragma: no cover - the k8s extra is missing
+        raise ConfigError("rendering Kubernetes manifests needs the k8s extra: pip install 'dsm[k8s]'") from exc
+    return op
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-plain copy without None values (the operator helpers leave ``env: None``)."""
+
+    def strip(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if v is not None}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        return x
+
+    return strip(json.loads(json.dumps(obj)))
+
+
+def _pod_security() -> dict[str, Any]:
+    return {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
+            "seccompProfile": {"type": "RuntimeDefault"}}  # fmt: skip
+
+
+def _container_security() -> dict[str, Any]:
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def _env_from(secrets: tuple[str, ...], optional: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{"secretRef": {"name": s}} for s in secrets]
+    return out + [{"secretRef": {"name": s, "optional": True}} for s in optional]
+
+
+def worker_args(resources: Resources, gpu: bool = False) -> list[str]:
+    """``dask worker`` arguments sized from the container's limits.
+
+    Parameters
+    ----------
+    resources
+        The worker container's requests/limits.
+    gpu
+        Advertise a ``GPU=<n>`` worker resource for ``dask.annotate(resources=...)``.
+
+    Returns
+    -------
+    list of str
+        The container ``args``; the operator sets ``DASK_WORKER_NAME`` and
+        ``DASK_SCHEDULER_ADDRESS`` in the environment.
+    """
+    args = ["dask", "worker", "--name", "$(DASK_WORKER_NAME)", "--nworkers", "1",
+            "--nthreads", str(resources.cpu), "--memory-limit", dask_memory_limit(resources.memory),
+            "--local-directory", SCRATCH_MOUNT, "--dashboard", "--dashboard-address", "8788"]  # fmt: skip
+    if gpu:
+        args += ["--resources", f"GPU={resources.gpu}"]
+    return args
+
+
+def worker_spec(spec: DeploySpec, replicas: int, gpu: bool = False) -> dict[str, Any]:
+    """A worker group's ``{replicas, spec}`` (the CRD's ``DaskWorker``).
+
+    Parameters
+    ----------
+    spec
+        Deployment settings.
+    replicas
+        Number of worker pods.
+    gpu
+        GPU workers (``spec.gpu_worker`` sizes, node selector, toleration) instead of CPU ones.
+    """
+    res = spec.gpu_worker if gpu else spec.worker
+    image = spec.cuda_image if gpu else spec.image
+    out = _plain(_operator().make_worker_spec(image=image, n_workers=replicas, resources=res.to_k8s()))
+    pod = out["spec"]
+    (c,) = pod["containers"]
+    c.update(args=worker_args(res, gpu=gpu), imagePullPolicy=spec.image_pull_policy,
+             envFrom=_env_from(spec.secrets), securityContext=_container_security(),
+             volumeMounts=[{"name": "scratch", "mountPath": SCRATCH_MOUNT}])  # fmt: skip
+    pod["securityContext"] = _pod_security()
+    pod["volumes"] = [{"name": "scratch", "emptyDir": {"sizeLimit": spec.scratch}}]
+    selector = {**spec.node_selector, **(GPU_NODE_SELECTOR if gpu else {})}
+    if selector:
+        pod["nodeSelector"] = selector
+    if gpu:
+        pod["tolerations"] = [dict(t) for t in GPU_TOLERATIONS]
+    return out
+
+
+def scheduler_spec(spec: DeploySpec, cluster_name: str) -> dict[str, Any]:
+    """The scheduler's ``{spec, service}``; it needs no credentials (it never touches data)."""
+    out = _plain(_operator().make_scheduler_spec(cluster_name=cluster_name, image=spec.image,
+                                                 resources=spec.scheduler.to_k8s()))  # fmt: skip
+    (c,) = out["spec"]["containers"]
+    c.update(args=["dask", "scheduler", "--host", "0.0.0.0"], imagePullPolicy=spec.image_pull_policy,
+             securityContext=_container_security())  # fmt: skip
+    out["spec"]["securityContext"] = _pod_security()
+    if spec.node_selector:
+        out["spec"]["nodeSelector"] = dict(spec.node_selector)
+    return out
+
+
+def _replicas(config: Config, spec: DeploySpec) -> int:
+    return config.cluster.n_workers if spec.workers is None else spec.workers
+
+
+def _metadata(name: str, component: str) -> dict[str, Any]:
+    return {"name": name, "labels": {**LABELS, "app.kubernetes.io/component": component}}
+
+
+def render_cluster(config: Config, spec: DeploySpec) -> list[dict[str, Any]]:
+    """An interactive DaskCluster, plus a GPU DaskWorkerGroup when ``cluster.device`` is cuda.
+
+    Parameters
+    ----------
+    config
+        The dsm configuration (worker count, device).
+    spec
+        Image, name, sizes, secrets.
+
+    Returns
+    -------
+    list of dict
+        The resources, JSON-plain (ready for :func:`to_yaml`).
+    """
+    _check_remote(config)  # the workers read and write every store
+    docs: list[dict[str, Any]] = [{
+        "apiVersion": API_VERSION, "kind": "DaskCluster", "metadata": _metadata(spec.name, "cluster"),
+        "spec": {"idleTimeout": spec.idle_timeout, "worker": worker_spec(spec, _replicas(config, spec)),
+                 "scheduler": scheduler_spec(spec, spec.name)},
+    }]  # fmt: skip
+    if config.cluster.device == "cuda" and spec.gpu_workers:
+        docs.append(render_gpu_worker_group(spec))
+    return docs
+
+
+def render_gpu_worker_group(spec: DeploySpec, cluster_name: str | None = None) -> dict[str, Any]:
+    """A DaskWorkerGroup of GPU workers attached to an existing DaskCluster.
+
+    Parameters
+    ----------
+    spec
+        Deployment settings (``gpu_workers``, ``gpu_worker``).
+    cluster_name
+        The DaskCluster to join; default ``spec.name``.
+    """
+    cluster = cluster_name or spec.name
+    return {"apiVersion": API_VERSION, "kind": "DaskWorkerGroup", "metadata": _metadata(f"{cluster}-gpu", "workergroup"),
+            "spec": {"cluster": cluster, "worker": worker_spec(spec, spec.gpu_workers, gpu=True)}}  # fmt: skip
+
+
+def scheduler_address(name: str, namespace: str | None = None) -> str:
+    """The in-cluster address of the scheduler Service the operator creates for ``name``.
+
+    Without a namespace the short name resolves in the pod's own namespace.
+    """
+    host = f"{name}-scheduler" + (f".{namespace}.svc.cluster.local" if namespace else "")
+    return f"tcp://{host}:8786"
+
+
+def _check_remote(config: Config) -> None:
+    """Pods share no disk with the machine that rendered them: every store must be a URL."""
+    local = [f"stores.{k}" for k, v in config.stores.model_dump().items()
+             if k != "storage_options" and isinstance(v, str) and "://" not in v]  # fmt: skip
+    if config.inputs is not None:
+        for key, src in config.inputs.model_dump().items():
+            srcs = src.items() if key == "geotiff" else [(key, src)]
+            for sub, s in srcs:
+                if not isinstance(s, dict):
+                    continue
+                paths = list(s.get("paths") or []) + [s.get(k) for k in ("sand", "silt", "clay") if s.get(k)]
+                local += [f"inputs.{sub}" for p in paths if "://" not in p][:1]
+    if local:
+        raise ConfigError(f"{', '.join(local)}: local paths do not exist in the pods; use object storage "
+                          "URLs (s3://bucket/...) for every store and input")
+
+
+def job_config(config: Config, name: str) -> Config:
+    """The configuration a DaskJob runs: ``cluster.address`` set to the job's own scheduler."""
+    _check_remote(config)
+    cluster = config.cluster.model_copy(update={"address": scheduler_address(name)})
+    return config.model_copy(update={"cluster": cluster})
+
+
+def render_job(config: Config, spec: DeploySpec) -> list[dict[str, Any]]:
+    """A ConfigMap with the configuration and a DaskJob running ``dsm run /config/config.yaml``.
+
+    With ``cluster.device: cuda`` the job's workers are GPU workers (``spec.gpu_workers``
+    of them unless ``spec.workers`` is given).
+
+    Parameters
+    ----------
+    config
+        The dsm configuration; every store and input must be a URL.
+    spec
+        Image, name, sizes, secrets.
+
+    Returns
+    -------
+    list of dict
+        ``[ConfigMap, DaskJob]``, JSON-plain.
+    """
+    cfg = job_config(config, spec.name)
+    gpu = cfg.cluster.device == "cuda"
+    if gpu:  # one environment for runner, scheduler and GPU workers
+        spec = replace(spec, image=spec.cuda_image, gpu_image=spec.cuda_image)
+    replicas = spec.workers if spec.workers is not None else (spec.gpu_workers if gpu else cfg.cluster.n_workers)
+    cm_name = f"{spec.name}-config"
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(cm_name, "config"),
+                 "data": {CONFIG_KEY: config_yaml(cfg)}}  # fmt: skip
+    runner = {
+        "restartPolicy": "Never",  # the operator finishes the job when this pod Succeeds/Fails
+        "securityContext": _pod_security(),
+        "containers": [{
+            "name": "job", "image": spec.image, "imagePullPolicy": spec.image_pull_policy,
+            "args": ["dsm", "run", f"{CONFIG_MOUNT}/{CONFIG_KEY}"],
+            "envFrom": _env_from(spec.secrets, spec.optional_secrets),
+            "resources": spec.runner.to_k8s(), "securityContext": _container_security(),
+            "volumeMounts": [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True}],
+        }],
+        "volumes": [{"name": "config", "configMap": {"name": cm_name}}],
+    }  # fmt: skip
+    if spec.node_selector:
+        runner["nodeSelector"] = dict(spec.node_selector)
+    job = {
+        "apiVersion": API_VERSION, "kind": "DaskJob", "metadata": _metadata(spec.name, "job"),
+        "spec": {"job": {"spec": runner},
+                 "cluster": {"spec": {"worker": worker_spec(spec, replicas, gpu=gpu),
+                                      "scheduler": scheduler_spec(spec, spec.name)}}},
+    }  # fmt: skip
+    return [configmap, job]
+
+
+def render(config: Config, spec: DeploySpec, kind: Literal["cluster", "job"] = "cluster") -> list[dict[str, Any]]:
+    """The resources of one deployment ``kind``: an interactive cluster or a ``dsm run`` job."""
+    if kind == "cluster":
+        return render_cluster(config, spec)
+    if kind == "job":
+        return render_job(config, spec)
+    raise ValueError(f"kind {kind!r}: expected 'cluster' or 'job'")
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML with multi-line strings (the ConfigMap's config.yaml) as literal blocks."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def config_yaml(config: Config) -> str:
+    """The settings given in ``config`` (defaults left out) as YAML that :func:`dsm.config.load` reads."""
+    return yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True), sort_keys=False)
+
+
+def to_yaml(docs: list[dict[str, Any]]) -> str:
+    """Multi-document YAML for ``kubectl apply -f -`` (keys in the order they were built)."""
+    return yaml.dump_all([copy.deepcopy(d) for d in docs], Dumper=_Dumper, sort_keys=False, width=120)
