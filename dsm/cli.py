@@ -5,10 +5,17 @@ Commands
 ``dsm demo --workdir DIR``     build the twin region under DIR and print its summary
 ``dsm twin CONFIG``            build the twin over a configuration's region, dates and stores
 ``dsm train CONFIG``           train every 16-day period's models; per-period table and Table 4
+``dsm predict CONFIG``         daily 1 km sm, sm_unc, sm_origin into stores.output (resumable)
+``dsm export CONFIG``          one COG per predicted day (SM_1km_YYYYDDD.tif) and a STAC catalog
+``dsm status CONFIG``          periods trained, days predicted, empty, failed and exported
+``dsm skill CONFIG``           the twin skill table against the 1 km truth (DIR/skill.json)
+``dsm validate CONFIG``        in situ scores of the 1 km product, SMAP and other products (CSV/JSON)
+``dsm report CONFIG``          validation + analysis + figures in one offline HTML file
 ``dsm ingest CONFIG``          real input files (inputs:) -> the predictor cube, with a report
 ``dsm fetch CONFIG --dest D``  download the granules of CONFIG from NASA Earthdata (earthaccess)
 ``dsm cube info URL``          variables, axes, chunks, extent and valid fractions of a cube
 ``dsm config check CONFIG``    validate a configuration file and print it resolved
+``dsm deploy render CONFIG --image IMG``  Kubernetes DaskJob/DaskCluster YAML for CONFIG
 """
 
 from __future__ import annotations
@@ -89,7 +96,9 @@ def demo(workdir: Path, size: str, seed: int, overwrite: bool) -> None:
     """Build the embedded twin region under WORKDIR and print its summary.
 
     Leaves WORKDIR/config.yaml (reusable by every other command), WORKDIR/cube.zarr,
-    WORKDIR/truth.zarr and WORKDIR/stations/.
+    WORKDIR/truth.zarr and WORKDIR/stations/, then trains (WORKDIR/models/), predicts
+    (WORKDIR/sm.zarr), exports (WORKDIR/cog/, WORKDIR/stac/) and prints the skill of the 1 km
+    product against the truth beside the SMAP baselines (WORKDIR/skill.json).
     """
     from dsm import cluster, cube
     from dsm.synthetic import TwinSpec
@@ -100,7 +109,8 @@ def demo(workdir: Path, size: str, seed: int, overwrite: bool) -> None:
     raw = {
         "region": {"cells": [r.row0, r.col0, r.nrows, r.ncols]},
         "dates": {"start": spec.start.isoformat(), "end": spec.end.isoformat()},
-        "stores": {"cube": "cube.zarr", "truth": "truth.zarr", "stations": "stations", "models": "models"},
+        "stores": {"cube": "cube.zarr", "truth": "truth.zarr", "stations": "stations", "models": "models",
+                   "output": "sm.zarr", "cog": "cog", "stac": "stac"},
         "cluster": {"n_workers": 2, "threads_per_worker": 1},
         "chunks": {"space": 144, "time": 8},
         "twin": {"seed": seed},
@@ -117,6 +127,11 @@ def demo(workdir: Path, size: str, seed: int, overwrite: bool) -> None:
         _print_summary(cube.summary(cube.open_cube(cfg.stores.cube)))
         click.echo(f"training every period's models into {cfg.stores.models}")
         _run_training(cfg, client, force=overwrite)
+        click.echo(f"predicting every day into {cfg.stores.output}")
+        _run_predict(cfg, client, overwrite=overwrite)
+        click.echo(f"exporting COGs to {cfg.stores.cog} and STAC to {cfg.stores.stac}")
+        _run_export(cfg, client, force=overwrite)
+    _run_skill(cfg, str(workdir / "skill.json"))
     click.echo(f"config: {cfg_path}")
 
 
@@ -251,6 +266,146 @@ def train_cmd(config_path: str, force: bool, only: tuple[str, ...]) -> None:
         ok = _run_training(cfg, client, force=force, only=only)
     if not ok:
         sys.exit(1)
+
+
+def _run_predict(cfg: config_mod.Config, client: Any, overwrite: bool = False) -> bool:
+    from dsm.predict import predict
+
+    r = predict(cfg, client, overwrite=overwrite, progress=lambda line: click.echo(line, err=True))
+    rate = r.pixels / r.seconds if r.seconds else 0.0
+    click.echo(f"predicted {len(r.predicted)} day(s) ({r.pixels} pixel-days, {rate:,.0f}/s); "
+               f"skipped {len(r.skipped)} already done; empty {len(r.empty)}; failed {len(r.failed)}")
+    for day, why in r.empty.items():
+        click.echo(f"  empty {day}: {why}")
+    for day, why in r.failed.items():
+        click.secho(f"  FAILED {day}: {why}", fg="red", err=True)
+    return not r.failed
+
+
+def _run_export(cfg: config_mod.Config, client: Any, force: bool = False) -> bool:
+    from dsm.export import export
+
+    r = export(cfg, client, force=force)
+    click.echo(f"exported {len(r.exported)} COG(s) to {cfg.stores.cog}; skipped {len(r.skipped)}; "
+               f"STAC: {r.stac or '-'}")
+    for day, why in r.failed.items():
+        click.secho(f"  FAILED {day}: {why}", fg="red", err=True)
+    return not r.failed
+
+
+def _run_skill(cfg: config_mod.Config, dest: str) -> None:
+    from dsm.skill import format_table, skill, write_skill
+
+    if not (cfg.stores.truth and cfg.stores.output):
+        raise config_mod.ConfigError("stores.truth and stores.output must be set to score the twin")
+    result = skill(cfg.stores.output, cfg.stores.truth, cfg.stores.cube, cfg.stores.storage_options)
+    write_skill(result, dest, cfg.stores.storage_options)
+    click.echo(f"skill of the 1 km maps against the twin's 1 km truth ({result['days']} days; {dest}):")
+    click.echo(format_table(result))
+
+
+@main.command("predict")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+@click.option("--overwrite", is_flag=True, help="Replace the output store instead of resuming it.")
+def predict_cmd(config_path: str, overwrite: bool) -> None:
+    """Predict every day of CONFIG into stores.output (skips days already done).
+
+    Exit status 1 when a day failed (the other days are still written).
+    """
+    from dsm import cluster
+
+    cfg = config_mod.load(config_path)
+    with cluster.connect(cfg.cluster) as client:
+        click.echo(cluster.describe(client), err=True)
+        ok = _run_predict(cfg, client, overwrite=overwrite)
+    if not ok:
+        sys.exit(1)
+
+
+@main.command("export")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+@click.option("--force", is_flag=True, help="Rewrite COGs already exported.")
+def export_cmd(config_path: str, force: bool) -> None:
+    """Write one COG per predicted day to stores.cog and the STAC catalog to stores.stac."""
+    from dsm import cluster
+
+    cfg = config_mod.load(config_path)
+    with cluster.connect(cfg.cluster) as client:
+        click.echo(cluster.describe(client), err=True)
+        ok = _run_export(cfg, client, force=force)
+    if not ok:
+        sys.exit(1)
+
+
+@main.command("status")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status_cmd(config_path: str, as_json: bool) -> None:
+    """Periods trained, days predicted, empty and failed, COGs exported."""
+    from dsm.predict import status
+
+    s = status(config_mod.load(config_path))
+    if as_json:
+        click.echo(json.dumps(s, indent=1))
+        return
+    for name, what in s["periods"].items():
+        click.echo(f"period {name}: {what}")
+    if "output" in s:
+        click.echo(f"output: {s['output']}")
+    elif "predicted" in s:
+        click.echo(f"days: {s['days']}, predicted {s['predicted']}, empty {len(s['empty'])}, "
+                   f"failed {len(s['failed'])}, exported {s['exported']}")
+        for day, why in {**s["empty"], **s["failed"]}.items():
+            click.echo(f"  {day}: {why}")
+
+
+@main.command("validate")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+def validate_cmd(config_path: str) -> None:
+    """Score the 1 km product, SMAP 36 km and CONFIG's other products against the in situ stations.
+
+    Writes pairs.csv, scores.csv/json, stations.csv, problems.csv and timeseries/ (pytesmo/QA4SM
+    CSVs) under validation.out. Inputs that cannot be used are listed; exit status 1 when
+    nothing could be scored.
+    """
+    from dsm import cluster
+    from dsm.validate import format_scores, problem_lines, run_validate
+
+    cfg = config_mod.load(config_path)
+    with cluster.connect(cfg.cluster) as client:
+        click.echo(cluster.describe(client), err=True)
+        result, written = run_validate(cfg, client)
+    for line in problem_lines(result.problems):
+        click.secho(f"  left out: {line}", fg="yellow", err=True)
+    if result.scores.empty:
+        click.secho("nothing could be scored", fg="red", err=True)
+        sys.exit(1)
+    with pd_options():
+        click.echo(format_scores(result.scores))
+    click.echo(f"tables: {', '.join(sorted(written.values()))}")
+
+
+@main.command("report")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+def report_cmd(config_path: str) -> None:
+    """Validate, analyse and write one self-contained HTML report (validation.report)."""
+    from dsm import cluster
+    from dsm.report import run_report
+
+    cfg = config_mod.load(config_path)
+    with cluster.connect(cfg.cluster) as client:
+        click.echo(cluster.describe(client), err=True)
+        path = run_report(cfg, client)
+    click.echo(f"report: {path}")
+
+
+@main.command("skill")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "dest", default=None, help="Where to write skill.json (default: beside the config).")
+def skill_cmd(config_path: str, dest: str | None) -> None:
+    """Score the predicted maps against the twin's 1 km truth, beside the SMAP baselines."""
+    cfg = config_mod.load(config_path)
+    _run_skill(cfg, dest or str(Path(config_path).resolve().parent / "skill.json"))
 
 
 @main.group("cube")

@@ -28,6 +28,12 @@ Example
       dem: {paths: ["granules/dem/*.hgt"]}
       soil: {sand: soil/sand.tif, silt: soil/silt.tif, clay: soil/clay.tif, scale: 1.0}
       geotiff: {}                         # variables no source above makes, e.g. {fapar: {paths: "appeears/*.tif", date_regex: "doy(?P<year>\\d{4})(?P<doy>\\d{3})"}}
+    validation:                           # for `dsm validate` / `dsm report` (all optional; twin: defaults)
+      stations: [{path: ismn/Data_separate_files.zip}, {path: my_sites.csv, format: csv, network: MINE}]
+      max_depth: 0.05                     # surface layer: sensor bottom <= 5 cm
+      products: [{name: ERA5-Land, path: era5_swvl1.nc, variable: swvl1, crs: "EPSG:4326"}]
+      bootstrap: {n_resamples: 1000, confidence: 0.95, seed: 0}
+      box: [108.5, 38.5, 109.5, 39.5]     # regional subset view
 
 Relative local paths are taken relative to the YAML file's folder. Credentials belong in the
 environment (``AWS_ACCESS_KEY_ID`` ...), not in the file, though ``storage_options`` accepts

@@ -68,6 +68,7 @@ class TrainReport:
     failed: dict[str, str] = field(default_factory=dict)
     cards: list[dict[str, Any]] = field(default_factory=list)
     pooled: dict[str, Any] | None = None
+    variants: list[str] = field(default_factory=list)
 
     def period_table(self) -> pd.DataFrame:
         """The per-period table (see :func:`dsm.models.report.period_table`)."""
@@ -183,6 +184,13 @@ def train(config: Config, client: Client, *, force: bool = False, only: Sequence
             report.failed.setdefault(name, f"{type(exc).__name__}: {exc}")
 
     _resolve_reuse(store, report, all_periods, small, sample_info)
+    # companion models for prediction (issue 4): reduced (gap-free) and quantile models
+    from dsm.models.variants import train_variants
+
+    report.variants, variant_failures = train_variants(client, config, store, ds, [p.name for p in chosen],
+                                                       force=force, fresh=report.trained,
+                                                       tables=tables)
+    report.failed.update(variant_failures)
     if want_pooled:
         _pooled(client, config, store, report, tables)
     report.pooled = store.read_card(POOLED)

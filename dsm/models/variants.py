@@ -1,0 +1,204 @@
+"""Companion models of each trained period, for prediction: reduced models and quantile models.
+
+Trained by :func:`dsm.models.train.train` after the per-period models (issue 4):
+
+* **reduced models** (gap-free mode): for each group of predictors that may be missing on a
+  day (``output.reduced_sets``, default ``[[lst]]``, the cloud gap), the period's chosen
+  regressor with its tuned hyperparameters, refitted on the period's samples *without* those
+  predictors. Those samples include the (cell, day) pairs where the dropped predictors are
+  missing, so a cloudy day still teaches the reduced model.
+* **quantile models** (``output.uncertainty: quantile``): one XGBoost model per predictor set
+  with the ``reg:quantileerror`` objective at the two quantiles ``(1 - interval) / 2`` and
+  ``(1 + interval) / 2``; the prediction uncertainty ``sm_unc`` is half the distance between
+  them, widened by a conformal margin from the period's test half (conformalised quantile
+  regression); coverage on the test half, before and after, is in the card.
+
+Every variant card also records the range (min, max) of each predictor in the training
+samples, which prediction uses to flag extrapolation.
+
+Model store layout (beside the period's own ``<YYYYDDD>/``)::
+
+    variants/full/<YYYYDDD>/card.json              ranges of the full predictor set (no model)
+    variants/full/<YYYYDDD>/quantile/model.json     quantile model on the full set
+    variants/no-lst/<YYYYDDD>/card.json + model.*    reduced point model
+    variants/no-lst/<YYYYDDD>/quantile/model.json    reduced quantile model
+
+Periods that reuse another period's model use that period's variants.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost
+from distributed import Client
+from sklearn.base import BaseEstimator
+
+from dsm.config import Config, TrainingConfig
+from dsm.models.estimators import make_estimator, param_grid
+from dsm.models.period import features, period_split
+from dsm.models.select import scores
+from dsm.models.store import ModelStore
+from dsm.samples import TARGET, sample_graph
+
+FULL = "full"
+QUANTILE = "quantile"
+QUANTILE_PARAMS: dict[str, Any] = {"n_estimators": 200, "max_depth": 4, "learning_rate": 0.05}
+
+
+def variant_name(dropped: Sequence[str]) -> str:
+    """``"full"`` for no dropped predictor, else ``"no-" + "-".join(dropped)``."""
+    return FULL if not dropped else "no-" + "-".join(dropped)
+
+
+def variant_key(variant: str, period: str) -> str:
+    """Model-store key of a period's variant card."""
+    return f"variants/{variant}/{period}"
+
+
+def quantile_key(variant: str, period: str) -> str:
+    """Model-store key of a period's quantile model for a variant."""
+    return f"variants/{variant}/{period}/{QUANTILE}"
+
+
+def variants_of(config: Config) -> dict[str, tuple[str, ...]]:
+    """Variant name -> predictors it uses: the full set first, then each reduced set."""
+    out = {FULL: tuple(config.predictors)}
+    if config.output.gap_free:
+        for group in config.output.reduced_sets:
+            kept = tuple(p for p in config.predictors if p not in group)
+            dropped = tuple(p for p in config.predictors if p in group)
+            if dropped and kept:
+                out[variant_name(dropped)] = kept
+    return out
+
+
+def quantiles(interval: float) -> tuple[float, float]:
+    """Lower and upper quantile levels of a central interval."""
+    return (round((1.0 - interval) / 2.0, 6), round((1.0 + interval) / 2.0, 6))
+
+
+def feature_ranges(table: pd.DataFrame, predictors: Sequence[str]) -> dict[str, list[float]]:
+    """``{predictor: [min, max]}`` over the training samples."""
+    return {p: [float(table[p].min()), float(table[p].max())] for p in predictors} if len(table) else {}
+
+
+def refit_chosen(chosen: str, best_params: Mapping[str, Any], seed: int) -> BaseEstimator:
+    """A fresh estimator of kind ``chosen`` with the period's tuned hyperparameters."""
+    est = make_estimator(chosen, seed)
+    grid = param_grid(chosen, {k: [v] for k, v in best_params.items()}) if best_params else {}
+    return est.set_params(**{k: v[0] for k, v in grid.items()})
+
+
+def quantile_model(levels: tuple[float, float], seed: int) -> xgboost.XGBRegressor:
+    """The XGBoost multi-quantile regressor."""
+    return xgboost.XGBRegressor(objective="reg:quantileerror", quantile_alpha=np.array(levels),
+                                tree_method="hist", n_jobs=1, random_state=seed, **QUANTILE_PARAMS)
+
+
+def fit_variant(table: pd.DataFrame, period: str, variant: str, predictors: Sequence[str],
+                main_card: Mapping[str, Any], tcfg: TrainingConfig, interval: float | None
+                ) -> tuple[BaseEstimator | None, BaseEstimator | None, dict[str, Any]]:
+    """Fit one variant of a period (runs on a worker).
+
+    Returns the reduced point model (None for ``full``), the quantile model (None when
+    ``interval`` is None or there are too few samples) and the variant card.
+    """
+    card: dict[str, Any] = {"period": period, "variant": variant, "predictors": list(predictors),
+                            "dropped": [p for p in main_card["predictors"] if p not in predictors],
+                            "n_samples": int(len(table)), "feature_ranges": feature_ranges(table, predictors),
+                            "model": None, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    if len(table) < max(tcfg.min_samples, 4):
+        card["status"] = "too_few_samples"
+        return None, None, card
+    X = features(table, predictors)
+    y = table[TARGET].to_numpy(dtype=np.float64)
+    split = period_split(table, period, tcfg)
+    tr, te = split.train, split.test
+    point = None
+    if variant != FULL:
+        chosen = main_card["chosen"]
+        point = refit_chosen(chosen, main_card["models"][chosen].get("best_params", {}), split.seed).fit(X[tr], y[tr])
+        card["chosen"] = chosen
+        card["best_params"] = main_card["models"][chosen].get("best_params", {})
+        card["train"] = scores(point.predict(X[tr]), y[tr])
+        card["test"] = scores(point.predict(X[te]), y[te])
+    card["split"] = split.record()
+    card["status"] = "trained"
+    q = None
+    if interval is not None:
+        levels = quantiles(interval)
+        q = quantile_model(levels, split.seed).fit(X[tr], y[tr])
+        pred = q.predict(X[te]).reshape(len(te), -1)
+        lo, hi = pred.min(axis=1), pred.max(axis=1)
+        # conformalised quantile regression (Romano et al. 2019): widen (or narrow) the interval by
+        # the interval-quantile of the test half's conformity scores, so it covers held-out samples
+        margin = 0.0
+        if len(te):
+            e = np.maximum(lo - y[te], y[te] - hi)
+            margin = float(np.quantile(e, min(1.0, interval * (1 + 1 / len(te)))))
+        card["quantile"] = {"levels": list(levels), "params": QUANTILE_PARAMS, "conformal_margin": margin,
+                            "test_coverage_raw": float(np.mean((y[te] >= lo) & (y[te] <= hi))) if len(te) else None,
+                            "test_coverage": float(np.mean((y[te] >= lo - margin) & (y[te] <= hi + margin)))
+                            if len(te) else None,
+                            "test_mean_half_width": float(np.mean(np.maximum((hi - lo) / 2 + margin, 0))) if len(te) else None}
+    return point, q, card
+
+
+def train_variants(client: Client, config: Config, store: ModelStore, ds: Any, period_names: Sequence[str],
+                   force: bool = False, fresh: Sequence[str] = (),
+                   tables: Mapping[str, pd.DataFrame] | None = None) -> tuple[list[str], dict[str, str]]:
+    """Train the missing variants of the given periods (those with a trained card).
+
+    ``fresh`` names periods whose model was (re)trained in this run: their variants are
+    retrained too, so they never belong to an older model. ``tables`` holds sample tables of
+    the full predictor set already computed by the caller (reused, not recomputed).
+
+    Returns the variant keys trained and ``{key: cause}`` of those that failed.
+    """
+    from dsm.periods import periods
+
+    interval = config.output.interval if config.output.uncertainty == "quantile" else None
+    tcfg = config.training
+    by_name = {p.name: p for p in periods(config.dates.start, config.dates.end)}
+    wanted: list[tuple[str, str, tuple[str, ...], dict[str, Any]]] = []
+    for name in period_names:
+        card = store.read_card(name)
+        if card is None or card.get("status") != "trained":
+            continue
+        for variant, preds in variants_of(config).items():
+            key = variant_key(variant, name)
+            done = store.done(key) and (interval is None or store.done(quantile_key(variant, name))
+                                        or (store.read_card(key) or {}).get("status") == "too_few_samples")
+            if force or name in fresh or not done:
+                wanted.append((name, variant, preds, card))
+    if not wanted:
+        return [], {}
+    have = dict(tables or {})
+    todo = [i for i, (n, v, _, _) in enumerate(wanted) if not (v == FULL and n in have)]
+    computed = dict(zip(todo, client.compute([sample_graph(ds, by_name[wanted[i][0]], wanted[i][2], tcfg.aggregation,
+                                                           tcfg.min_valid_fraction) for i in todo])))
+    inputs = [computed[i] if i in computed else have[wanted[i][0]] for i in range(len(wanted))]
+    fits = [client.submit(fit_variant, t, n, v, preds, card, tcfg, interval, pure=False)
+            for t, (n, v, preds, card) in zip(inputs, wanted)]
+    trained: list[str] = []
+    failed: dict[str, str] = {}
+    for fut, (name, variant, _, _) in zip(fits, wanted):
+        key = variant_key(variant, name)
+        try:
+            point, q, card = fut.result()
+            if q is not None:
+                qcard = {"period": name, "variant": variant, "kind": "quantile", **card.get("quantile", {})}
+                qcard["model"] = store.save_model(quantile_key(variant, name), q)
+                store.write_card(quantile_key(variant, name), qcard)
+            if point is not None:
+                card["model"] = store.save_model(key, point)
+            store.write_card(key, card)
+            trained.append(key)
+        except Exception as exc:  # one variant failing does not sink the others
+            failed[key] = f"{type(exc).__name__}: {exc}"
+    return trained, failed

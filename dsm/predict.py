@@ -1,0 +1,590 @@
+"""Daily 1 km prediction into the output store (the ``dsm predict`` stage).
+
+How a run goes
+--------------
+1. The client checks the stores against the configuration (the cube's grid and dates, an
+   existing output store's grid, dates and chunks: another configuration's store is refused
+   with the differences named), creates the output store's template when it is missing, and
+   makes a **plan** for every day: the period's model (following ``reused_from``), its
+   reduced (gap-free) and quantile variants, and the predictor ranges seen in training.
+2. Every (time chunk, space chunk) block of the output store whose days are not all complete
+   becomes one task (:func:`run_block`) on the workers. A task reads its block of the cube
+   (through fsspec, no shared disk), builds float32 features of the valid land pixels only,
+   applies the models (``Booster.inplace_predict`` for XGBoost), sets the origin bits, writes
+   ``sm``, ``sm_unc``, ``sm_origin`` and ``sm_36km`` by chunk-aligned region writes, and
+   returns small per-day summaries (counts, 36 km pairs for the consistency check).
+3. When every block of a time chunk has landed the client records its days in the store's
+   attributes (``days_done``, ``days_empty``, ``day_models``, ``consistency``); a block that
+   failed leaves its days in ``days_failed`` and they are retried by the next run.
+
+A rerun skips time chunks whose days are all done (or empty). A killed run leaves at most
+some blocks written but unrecorded; the rerun writes them again with the same bytes, since
+every block is a pure function of the cube and the models. Nothing in the store depends on
+the order tasks finish (records are kept sorted; the 36 km statistics are computed from pairs
+sorted by cell).
+
+Choice of model per pixel (``output.gap_free``): the full predictor set when all of a pixel's
+predictors are valid, else the first reduced variant whose predictors are (default: without
+LST); with ``gap_free: false`` such pixels stay empty, as in the paper.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+import xgboost
+import zarr
+from distributed import Client, as_completed
+
+from dsm import products, store
+from dsm.config import Config
+from dsm.cube import SPECS, Layout, open_cube
+from dsm.errors import ConfigError, InputError, StoreError
+from dsm.grid import FINE_PER_COARSE, Region, block_reduce_mean
+from dsm.metrics import score
+from dsm.models.pooled import doy_terms
+from dsm.models.store import POOLED, ModelStore
+from dsm.models.variants import FULL, quantile_key, variant_key, variants_of
+from dsm.periods import composite_8day_of, days as day_range, period_of
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------ plans
+@dataclass(frozen=True)
+class VariantPlan:
+    """One model of a day: its predictors, model-store keys and training ranges."""
+
+    name: str
+    predictors: tuple[str, ...]
+    point_key: str
+    point_sha: str
+    quantile_key: str | None = None
+    quantile_sha: str | None = None
+    ranges: tuple[tuple[float, float], ...] | None = None  # per predictor, None: no range check
+    doy: bool = False  # pooled model: day-of-year terms appended
+    margin: float = 0.0  # conformal margin added to the quantile half width
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready description, stored in ``day_models``."""
+        return {"predictors": list(self.predictors), "model": self.point_key, "sha256": self.point_sha,
+                "quantile": self.quantile_key}
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """Which models make one day (or why none can)."""
+
+    day: dt.date
+    period: str
+    model_period: str | None = None
+    chosen: str | None = None
+    reused: bool = False
+    variants: tuple[VariantPlan, ...] = ()
+    error: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready description, stored in ``day_models``."""
+        return {"period": self.period, "model_period": self.model_period, "model": self.chosen,
+                "reused": self.reused, "variants": {v.name: v.record() for v in self.variants}}
+
+
+def _resolve(models: ModelStore, period: str) -> tuple[str | None, dict[str, Any] | None, bool, str | None]:
+    card = models.read_card(period)
+    if card is None:
+        return None, None, False, f"period {period} has no model in {models.url} (run dsm train)"
+    key, reused, seen = period, False, set()
+    while card is not None and card.get("model") is None and card.get("reused_from"):
+        seen.add(key)
+        key, reused = card["reused_from"], True
+        if key in seen:
+            return None, None, True, f"period {period}: model cards form a cycle through {key}"
+        card = models.read_card(key)
+    if card is None or card.get("model") is None:
+        return None, None, reused, f"period {period}: no stored model (reused_from {key} has none)"
+    return key, card, reused, None
+
+
+def make_plans(config: Config, models: ModelStore, day_list: Sequence[dt.date]) -> list[DayPlan]:
+    """The plan of every day (pure apart from reading model cards)."""
+    pooled = config.training.predict_with == "pooled"
+    want_q = config.output.uncertainty == "quantile"
+    by_period: dict[str, DayPlan] = {}
+    plans = []
+    for day in day_list:
+        name = period_of(day).name
+        if name not in by_period:
+            by_period[name] = _period_plan(config, models, name, pooled, want_q)
+        base = by_period[name]
+        plans.append(DayPlan(day, base.period, base.model_period, base.chosen, base.reused, base.variants, base.error))
+    return plans
+
+
+def _period_plan(config: Config, models: ModelStore, name: str, pooled: bool, want_q: bool) -> DayPlan:
+    if pooled:
+        card = models.read_card(POOLED)
+        if card is None or card.get("model") is None:
+            return DayPlan(dt.date.min, name, error=f"no pooled model in {models.url} (training.predict_with: pooled)")
+        v = VariantPlan(FULL, tuple(config.predictors), POOLED, card["model"]["sha256"], doy=True)
+        return DayPlan(dt.date.min, name, POOLED, "xgb (pooled)", False, (v,))
+    key, card, reused, error = _resolve(models, name)
+    if error or key is None or card is None:
+        return DayPlan(dt.date.min, name, error=error, reused=reused)
+    if list(card.get("predictors", config.predictors)) != list(config.predictors):
+        return DayPlan(dt.date.min, name, error=f"period {key}'s model uses predictors {card.get('predictors')}, "
+                       f"the configuration has {list(config.predictors)}")
+    variants = []
+    for vname, preds in variants_of(config).items():
+        vcard = models.read_card(variant_key(vname, key))
+        if vname == FULL:
+            point_key, sha = key, card["model"]["sha256"]
+        elif vcard is None or vcard.get("model") is None:
+            continue  # no reduced model (too few samples or trained before issue 4): pixels stay empty
+        else:
+            point_key, sha = variant_key(vname, key), vcard["model"]["sha256"]
+        ranges = None
+        if vcard and vcard.get("feature_ranges"):
+            ranges = tuple(tuple(vcard["feature_ranges"][p]) for p in preds)
+        qkey = qsha = None
+        margin = 0.0
+        if want_q:
+            qcard = models.read_card(quantile_key(vname, key))
+            if qcard is not None and qcard.get("model"):
+                qkey, qsha = quantile_key(vname, key), qcard["model"]["sha256"]
+                margin = float(qcard.get("conformal_margin") or 0.0)
+        variants.append(VariantPlan(vname, preds, point_key, sha, qkey, qsha, ranges,  # type: ignore[arg-type]
+                                    margin=margin))
+    return DayPlan(dt.date.min, name, key, card.get("chosen"), reused, tuple(variants))
+
+
+# ------------------------------------------------------------------------------ worker side
+@dataclass(frozen=True)
+class BlockJob:
+    """One (time chunk, space chunk) block of the output store: everything a worker needs."""
+
+    cube: str
+    output: str
+    models: str
+    storage_options: str  # JSON, hashable
+    token: str  # run id: invalidates worker caches between runs
+    t0: int
+    t1: int
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    plans: tuple[DayPlan, ...]
+    clip: tuple[float, float] = (0.0, 1.0)
+    residual_correction: bool = False
+    threads: int = 1
+
+
+@functools.lru_cache(maxsize=8)
+def _open(url: str, so: str, token: str, kind: str) -> xr.Dataset:
+    opts = json.loads(so)
+    if kind == "raw":
+        return xr.open_zarr(url, chunks=None, consolidated=False, storage_options=opts or None,
+                            mask_and_scale=True)
+    return store.open_store(url, kind, opts)
+
+
+@functools.lru_cache(maxsize=64)
+def load_model(models_url: str, so: str, key: str, sha: str, threads: int = 1) -> Any:
+    """A stored model, cached per worker process (keyed by its SHA-256)."""
+    model = ModelStore(models_url, json.loads(so)).load_model(key)
+    if isinstance(model, xgboost.XGBModel):
+        booster = model.get_booster()
+        booster.set_param({"nthread": threads})
+        return booster
+    return model
+
+
+def apply_model(model: Any, X: np.ndarray) -> np.ndarray:
+    """Predictions of a loaded model on float32 features: ``inplace_predict`` for XGBoost."""
+    if X.shape[0] == 0:
+        return np.zeros((0,), np.float32)
+    if isinstance(model, xgboost.Booster):
+        return np.asarray(model.inplace_predict(X))
+    return np.asarray(model.predict(X))
+
+
+def _read(ds: xr.Dataset, name: str, **index: Any) -> np.ndarray:
+    return np.asarray(ds[name].isel(index).values)
+
+
+def block_features(cube: xr.Dataset, day: dt.date, names: Sequence[str], ys: slice, xs: slice,
+                   cache: dict[Any, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each predictor of ``day`` on a block: the day's daily layers, the 8-day and 16-day
+    composites covering it, the static layers (float32, NaN where missing)."""
+    out = {}
+    times = cube.indexes
+    for name in names:
+        axis = SPECS[name].axis if name in SPECS else "static"
+        if axis == "daily":
+            key = (name, "d", day)
+            index = {"time": int(times["time"].get_loc(pd.Timestamp(day)))}
+        elif axis == "8day":
+            start = composite_8day_of(day).start
+            key, index = (name, "8", start), {"time_8d": int(times["time_8d"].get_loc(pd.Timestamp(start)))}
+        elif axis == "16day":
+            start = period_of(day).start
+            key, index = (name, "16", start), {"time_16d": int(times["time_16d"].get_loc(pd.Timestamp(start)))}
+        else:
+            key, index = (name, "s", None), {}
+        if key not in cache:
+            cache[key] = _read(cube, name, **index, y=ys, x=xs).astype(np.float32, copy=False)
+        out[name] = cache[key]
+    return out
+
+
+def predict_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndarray, plan: DayPlan,
+                load: Callable[[str, str], Any], clip: tuple[float, float] = (0.0, 1.0),
+                residual_correction: bool = False, doy: float | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+    """Soil moisture, uncertainty and origin of one day on one block (pure given ``load``).
+
+    Parameters
+    ----------
+    feats
+        Predictor name -> 2-D float32 array of the block.
+    land
+        Boolean land mask of the block.
+    smap
+        SMAP of the block's 36 km cells (NaN: no observation).
+    plan
+        The day's plan (variants in order of preference).
+    load
+        ``load(key, sha)`` -> a model from :func:`load_model`.
+
+    Returns
+    -------
+    sm, unc (float32, NaN where not predicted), origin (uint8) and per-variant pixel counts.
+    """
+    shape = land.shape
+    sm = np.full(shape, np.nan, np.float32)
+    unc = np.full(shape, np.nan, np.float32)
+    origin = np.zeros(shape, np.uint8)
+    counts: dict[str, int] = {}
+    remaining = land.copy()
+    no_smap = np.repeat(np.repeat(~np.isfinite(smap), FINE_PER_COARSE, 0), FINE_PER_COARSE, 1)
+    for v in plan.variants:
+        ok = remaining.copy()
+        for p in v.predictors:
+            ok &= np.isfinite(feats[p])
+        remaining &= ~ok
+        n = int(ok.sum())
+        counts[v.name] = n
+        if n == 0:
+            continue
+        X = np.empty((n, len(v.predictors) + (2 if v.doy else 0)), np.float32)
+        for j, p in enumerate(v.predictors):
+            X[:, j] = feats[p][ok]
+        if v.doy:
+            X[:, len(v.predictors):] = doy_terms(np.array([np.datetime64(plan.day, "ns")]))[0]
+        pred = apply_model(load(v.point_key, v.point_sha), X).astype(np.float32).reshape(n)
+        sm[ok] = np.clip(pred, *clip)
+        bits = np.full(n, products.ALL_PREDICTORS if v.name == FULL else products.REDUCED, np.uint8)
+        if plan.reused:
+            bits |= products.REUSED
+        if v.ranges is not None:
+            lo = np.array([r[0] for r in v.ranges], np.float32)
+            hi = np.array([r[1] for r in v.ranges], np.float32)
+            outside = ((X[:, : len(lo)] < lo) | (X[:, : len(lo)] > hi)).any(axis=1)
+            bits[outside] |= products.EXTRAPOLATION
+        bits[no_smap[ok]] |= products.NO_SMAP
+        origin[ok] = bits
+        if v.quantile_key and v.quantile_sha:
+            q = apply_model(load(v.quantile_key, v.quantile_sha), X).reshape(n, -1).astype(np.float32)
+            unc[ok] = np.maximum(np.abs(q.max(axis=1) - q.min(axis=1)) / 2 + v.margin, 0.0)
+    if residual_correction:
+        sm = residual_correct(sm, smap, clip)
+    return sm, unc, origin, counts
+
+
+def residual_correct(sm: np.ndarray, smap: np.ndarray, clip: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+    """Shift each cell's pixels so the cell mean equals SMAP where SMAP observed it."""
+    means = block_reduce_mean(sm)
+    shift = np.where(np.isfinite(smap) & np.isfinite(means), smap - means, 0.0).astype(np.float32)
+    full = np.repeat(np.repeat(shift, FINE_PER_COARSE, 0), FINE_PER_COARSE, 1)
+    return np.where(np.isfinite(sm), np.clip(sm + full, *clip), np.nan).astype(np.float32)
+
+
+def run_block(job: BlockJob) -> dict[str, Any]:
+    """Predict and write one block of the output store (runs on a worker).
+
+    Returns per-day summaries: pixel counts per variant, origin bit counts, predictors with no
+    valid land pixel in the block, and the (cell, 36 km mean, SMAP) pairs.
+    """
+    so = job.storage_options
+    cube = _open(job.cube, so, job.token, "raw")
+    out = _open(job.output, so, job.token, products.KIND)
+    ys, xs = slice(job.y0, job.y1), slice(job.x0, job.x1)
+    cys, cxs = slice(job.y0 // FINE_PER_COARSE, job.y1 // FINE_PER_COARSE), slice(job.x0 // FINE_PER_COARSE, job.x1 // FINE_PER_COARSE)
+    land = _read(cube, "land_mask", y=ys, x=xs) == 1
+    r = cube.attrs["region"]
+    cell_ids = Region(r["row0"], r["col0"], r["nrows"], r["ncols"]).cell_ids[cys, cxs]
+    nt = job.t1 - job.t0
+    shape = (nt, job.y1 - job.y0, job.x1 - job.x0)
+    sm = np.full(shape, np.nan, np.float32)
+    unc = np.full(shape, np.nan, np.float32)
+    origin = np.zeros(shape, np.uint8)
+    sm36 = np.full((nt, cell_ids.shape[0], cell_ids.shape[1]), np.nan, np.float32)
+    cache: dict[Any, np.ndarray] = {}
+    summaries = []
+    all_names = sorted({p for plan in job.plans for v in plan.variants for p in v.predictors})
+
+    def load(key: str, sha: str) -> Any:
+        return load_model(job.models, so, key, sha, job.threads)
+
+    for i, plan in enumerate(job.plans):
+        info: dict[str, Any] = {"day": plan.day.isoformat(), "land": int(land.sum())}
+        if plan.error:
+            info["error"] = plan.error
+            summaries.append(info)
+            continue
+        ct = int(cube.indexes["time"].get_loc(pd.Timestamp(plan.day)))
+        smap = _read(cube, "smap_sm", time=ct, cy=cys, cx=cxs).astype(np.float32)
+        feats = block_features(cube, plan.day, all_names, ys, xs, cache)
+        s, u, o, counts = predict_day(feats, land, smap, plan, load, job.clip, job.residual_correction)
+        sm[i], unc[i], origin[i] = s, u, o
+        sm36[i] = block_reduce_mean(s)
+        info["counts"] = counts
+        info["origin"] = {str(b): int(((o & b) > 0).sum()) for b in products.ORIGIN_BITS}
+        info["missing"] = [p for p in all_names if not np.isfinite(feats[p][land]).any()]
+        ok = np.isfinite(sm36[i]) & np.isfinite(smap)
+        info["pairs"] = [[int(c), float(a), float(b)] for c, a, b in zip(cell_ids[ok], sm36[i][ok], smap[ok])]
+        summaries.append(info)
+        # daily layers of earlier days are not needed again
+        for key in [k for k in cache if k[1] == "d"]:
+            del cache[key]
+    coords = {"time": out["time"].values[job.t0:job.t1], "y": out["y"].values[ys], "x": out["x"].values[xs]}
+    part = xr.Dataset({"sm": (("time", "y", "x"), sm), "sm_unc": (("time", "y", "x"), unc),
+                       "sm_origin": (("time", "y", "x"), origin)}, coords=coords)
+    store.write_region(job.output, part, json.loads(so) or None, out)
+    part36 = xr.Dataset({"sm_36km": (("time", "cy", "cx"), sm36)},
+                        coords={"time": coords["time"], "cy": out["cy"].values[cys], "cx": out["cx"].values[cxs]})
+    store.write_region(job.output, part36, json.loads(so) or None, out)
+    return {"t0": job.t0, "y0": job.y0, "x0": job.x0, "days": summaries}
+
+
+# ------------------------------------------------------------------------------ client side
+@dataclass
+class PredictReport:
+    """What a prediction run did."""
+
+    days: list[str]
+    predicted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    empty: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    pixels: int = 0  # valid pixel-days predicted in this run
+    seconds: float = 0.0
+
+
+def check_inputs(config: Config, cube: xr.Dataset) -> None:
+    """The cube must be on the configured grid and cover the configured dates."""
+    want = config.grid_region.to_dict()
+    if cube.attrs.get("region") != want:
+        raise StoreError(f"the cube {config.stores.cube} covers region {cube.attrs.get('region')}, "
+                         f"the configuration has {want}: it was written by another configuration")
+    start, end = dt.date.fromisoformat(cube.attrs["start"]), dt.date.fromisoformat(cube.attrs["end"])
+    if config.dates.start < start or config.dates.end > end:
+        raise StoreError(f"the cube {config.stores.cube} holds {start}..{end}, the configuration asks for "
+                         f"{config.dates.start}..{config.dates.end}")
+    missing = [p for p in (*config.predictors, "land_mask", "smap_sm") if p not in cube.data_vars]
+    if missing:
+        raise InputError(f"the cube {config.stores.cube} lacks {missing}")
+
+
+def open_or_create_output(config: Config, overwrite: bool = False) -> xr.Dataset:
+    """The output store, created from its template when missing (or when ``overwrite``)."""
+    url, so = config.stores.output, config.stores.storage_options
+    if url is None:
+        raise ConfigError("stores.output must be set to predict (where the daily maps go)")
+    layout = Layout.from_config(config)
+    interval = config.output.interval if config.output.uncertainty == "quantile" else None
+    exists = True
+    try:
+        ds = products.open_products(url, so)
+    except StoreError as exc:
+        if "no Zarr store" not in str(exc):
+            raise
+        exists = False
+    if overwrite or not exists:
+        attrs = {"predictors": list(config.predictors), "gap_free": config.output.gap_free,
+                 "residual_correction": config.output.residual_correction,
+                 "reduced_sets": [list(g) for g in config.output.reduced_sets], "models": config.stores.models}
+        products.create_products(url, layout, interval, attrs, so, overwrite=True)
+        ds = products.open_products(url, so)
+    products.check_layout(ds, layout, url)
+    return ds
+
+
+def record_attrs(url: str, attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None) -> None:
+    """Update store attributes in ONE metadata write (zarr's ``attrs.update`` writes once per key,
+    so a run killed between keys would leave ``days_done`` ahead of ``day_models``)."""
+    group = zarr.open_group(url, mode="r+", storage_options=dict(storage_options or {}) or None)
+    group.update_attributes(json.loads(json.dumps(dict(attrs))))
+
+
+def _sorted(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: d[k] for k in sorted(d)}
+
+
+def consistency(pairs: Sequence[Sequence[float]]) -> dict[str, float | int | None]:
+    """R, RMSE and bias (map minus SMAP) of the 36 km block means against SMAP for one day."""
+    if not pairs:
+        return {"r": None, "rmse": None, "bias": None, "n": 0}
+    arr = np.array(sorted(pairs), dtype=np.float64)
+    s = score(arr[:, 1], arr[:, 2], bias_convention="product_minus_reference", min_n=2) if len(arr) >= 2 else None
+
+    def f(v: float) -> float | None:
+        return None if v is None or not np.isfinite(v) else round(float(v), 6)
+
+    if s is None:
+        return {"r": None, "rmse": f(abs(arr[0, 1] - arr[0, 2])), "bias": f(arr[0, 1] - arr[0, 2]), "n": 1}
+    return {"r": f(s.r), "rmse": f(s.rmse), "bias": f(s.bias), "n": int(s.n)}
+
+
+def predict(config: Config, client: Client, *, overwrite: bool = False, only_days: Sequence[dt.date] | None = None,
+            progress: Callable[[str], None] | None = None) -> PredictReport:
+    """Predict every day of ``config`` into ``stores.output`` on ``client``'s workers.
+
+    Parameters
+    ----------
+    config
+        The run configuration (``stores.cube``, ``stores.models``, ``stores.output``, ``output``).
+    client
+        The cluster's client.
+    overwrite
+        Replace the output store (else an existing one is resumed).
+    only_days
+        Restrict the run to the time chunks holding these days.
+    progress
+        Called with one line per finished time chunk.
+
+    Raises
+    ------
+    ConfigError
+        ``stores.output`` or ``stores.models`` unset.
+    StoreError
+        The cube or an existing output store does not match the configuration.
+    """
+    import time
+
+    t_start = time.perf_counter()
+    say = progress or (lambda line: log.info(line))
+    if not config.stores.models:
+        raise ConfigError("stores.models must be set to predict (where dsm train stored the models)")
+    so = config.stores.storage_options
+    cube = open_cube(config.stores.cube, so)
+    check_inputs(config, cube)
+    out = open_or_create_output(config, overwrite)
+    models = ModelStore(config.stores.models, so)
+    all_days = list(day_range(config.dates.start, config.dates.end))
+    plans = make_plans(config, models, all_days)
+    report = PredictReport([d.isoformat() for d in all_days])
+    attrs = dict(out.attrs)
+    done = set(attrs.get("days_done", []))
+    empty = dict(attrs.get("days_empty", {}))
+    failed = dict(attrs.get("days_failed", {}))
+    day_models = dict(attrs.get("day_models", {}))
+    cons = dict(attrs.get("consistency", {}))
+    layout = Layout.from_config(config)
+    tchunk, schunk = layout.time_chunk, layout.space_chunk
+    ny, nx = config.grid_region.fine_shape
+    token = uuid.uuid4().hex
+    so_json = json.dumps(so, sort_keys=True)
+    wanted = {d for d in only_days} if only_days else None
+    jobs: dict[int, list[BlockJob]] = {}
+    for t0 in range(0, len(all_days), tchunk):
+        t1 = min(t0 + tchunk, len(all_days))
+        names = [d.isoformat() for d in all_days[t0:t1]]
+        if wanted is not None and not wanted & set(all_days[t0:t1]):
+            continue
+        if all(n in done or n in empty for n in names):
+            report.skipped += names
+            continue
+        jobs[t0] = [BlockJob(config.stores.cube, config.stores.output, config.stores.models, so_json, token,  # type: ignore[arg-type]
+                             t0, t1, y0, min(y0 + schunk, ny), x0, min(x0 + schunk, nx), tuple(plans[t0:t1]),
+                             tuple(config.output.clip), config.output.residual_correction, config.output.predict_threads)
+                    for y0 in range(0, ny, schunk) for x0 in range(0, nx, schunk)]
+    futures = {client.submit(run_block, job, pure=False): job for js in jobs.values() for job in js}
+    results: dict[int, list[dict[str, Any]]] = {t0: [] for t0 in jobs}
+    errors: dict[int, str] = {}
+    remaining = {t0: len(js) for t0, js in jobs.items()}
+    for fut in as_completed(futures):
+        job = futures[fut]
+        try:
+            results[job.t0].append(fut.result())
+        except Exception as exc:  # the block's days are retried by the next run
+            errors.setdefault(job.t0, f"block y {job.y0}:{job.y1}, x {job.x0}:{job.x1}: {type(exc).__name__}: {exc}")
+        remaining[job.t0] -= 1
+        if remaining[job.t0]:
+            continue
+        t0 = job.t0
+        for i, plan in enumerate(plans[t0:t0 + len(jobs[t0][0].plans)]):
+            name = plan.day.isoformat()
+            if t0 in errors or plan.error:
+                failed[name] = plan.error or errors[t0]
+                done.discard(name)
+                report.failed[name] = failed[name]
+                continue
+            infos = [r["days"][i] for r in results[t0]]
+            n = sum(sum(info["counts"].values()) for info in infos)
+            land = sum(info["land"] for info in infos)
+            failed.pop(name, None)
+            if n == 0 and land > 0:
+                missing = sorted(set.intersection(*(set(info["missing"]) for info in infos)))
+                empty[name] = ("no land pixel has the predictors of any model"
+                               + (f"; missing all day: {', '.join(missing)}" if missing else ""))
+                report.empty[name] = empty[name]
+            else:
+                done.add(name)
+                empty.pop(name, None)
+                report.predicted.append(name)
+            report.pixels += n
+            day_models[name] = plan.record()
+            cons[name] = consistency([p for info in infos for p in info["pairs"]])
+        record_attrs(config.stores.output, {  # type: ignore[arg-type]
+            "days_done": sorted(done), "days_empty": _sorted(empty), "days_failed": _sorted(failed),
+            "day_models": _sorted(day_models), "consistency": _sorted(cons)}, so)
+        names = [p.day.isoformat() for p in plans[t0:t0 + len(jobs[t0][0].plans)]]
+        say(f"{names[0]}..{names[-1]}: " + ("FAILED " + errors[t0] if t0 in errors else "written"))
+    report.predicted.sort()
+    report.seconds = time.perf_counter() - t_start
+    return report
+
+
+def status(config: Config) -> dict[str, Any]:
+    """Periods trained, days predicted/empty/failed and exported (for ``dsm status``)."""
+    so = config.stores.storage_options
+    out: dict[str, Any] = {"periods": {}, "days": len(list(day_range(config.dates.start, config.dates.end)))}
+    if config.stores.models:
+        models = ModelStore(config.stores.models, so)
+        from dsm.periods import periods
+
+        for p in periods(config.dates.start, config.dates.end):
+            card = models.read_card(p.name)
+            out["periods"][p.name] = ("missing" if card is None else
+                                      f"{card.get('status')} ({card.get('chosen') or 'from ' + str(card.get('reused_from'))})")
+    if config.stores.output:
+        try:
+            ds = products.open_products(config.stores.output, so)
+        except StoreError as exc:
+            out["output"] = str(exc)
+        else:
+            a = ds.attrs
+            out.update(predicted=len(a.get("days_done", [])), empty=a.get("days_empty", {}),
+                       failed=a.get("days_failed", {}), exported=len(a.get("days_exported", {})))
+    return out

@@ -1,0 +1,108 @@
+"""The output store of daily 1 km soil moisture: schema, origin bits, creation and checks.
+
+Variables (CF attributes, grid mappings ``spatial_ref`` / ``spatial_ref_36km``):
+
+``sm`` (time, y, x)
+    Soil moisture, m3/m3, stored as int16 with ``scale_factor`` 1e-4 and ``_FillValue`` -9999
+    (CF packing: xarray decodes it to float).
+``sm_unc`` (time, y, x)
+    Half width of the central prediction interval (``output.interval``, default 90 %) from the
+    period's XGBoost quantile models plus their conformal margin, same packing as ``sm``.
+``sm_origin`` (time, y, x)
+    uint8 bit flags, see :data:`ORIGIN_BITS`; 0 where ``sm`` is empty.
+``sm_36km`` (time, cy, cx)
+    Block mean of the 1 km ``sm`` over each SMAP cell (float32), for the 36 km consistency.
+
+Store attributes record the run: ``days_done`` (sorted ISO days whose chunks all landed),
+``days_empty`` (day -> reason; a day with nothing to predict), ``days_failed`` (day -> reason,
+retried by the next run), ``day_models`` (day -> which models made it), ``consistency``
+(day -> R, RMSE, bias of ``sm_36km`` against SMAP), ``days_exported`` and ``origin_bits``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from dsm import store
+from dsm.cube import Layout, VariableSpec, template
+from dsm.errors import StoreError
+
+KIND = "products"
+SCALE = 1e-4
+FILL = -9999
+
+ORIGIN_BITS: dict[int, tuple[str, str]] = {
+    1: ("all_same_day_predictors", "predicted by the period's model with every predictor of the day"),
+    2: ("reduced_model", "a predictor was missing (e.g. LST under cloud): the period's reduced model, "
+                         "trained without it, was used"),
+    4: ("reused_period_model", "the period had too few samples and reuses another period's model"),
+    8: ("extrapolation", "a predictor lies outside the range seen in the model's training samples"),
+    16: ("no_smap_observation", "SMAP has no observation that day in the pixel's 36 km cell"),
+}
+"""Bit value -> (flag meaning, description) of ``sm_origin``; 0 means not predicted."""
+
+ALL_PREDICTORS, REDUCED, REUSED, EXTRAPOLATION, NO_SMAP = 1, 2, 4, 8, 16
+
+_SM_ENC = {"scale_factor": SCALE, "_FillValue": np.int16(FILL), "dtype": np.dtype("int16"), "fill_value": np.int16(FILL)}
+
+SPECS: tuple[VariableSpec, ...] = (
+    VariableSpec("sm", "daily", "m3 m-3", "Daily 1 km surface soil moisture (top 5 cm), downscaled SMAP",
+                 (0.0, 1.0), "volume_fraction_of_condensed_water_in_soil", "dsm.predict", "float32", np.nan,
+                 {"comment": "stored as int16 x 10000 (CF scale_factor 1e-4, _FillValue -9999)"}),
+    VariableSpec("sm_unc", "daily", "m3 m-3", "Half width of the central prediction interval of sm",
+                 (0.0, 1.0), None, "dsm.predict: XGBoost quantile models of the period", "float32", np.nan),
+    VariableSpec("sm_origin", "daily", "1", "Origin and quality of sm (bit flags)", (0, 31), None,
+                 "dsm.predict", "uint8", None,
+                 {"flag_masks": list(ORIGIN_BITS), "flag_meanings": " ".join(m for m, _ in ORIGIN_BITS.values()),
+                  "comment": "0: not predicted (water, or predictors missing)"}),
+    VariableSpec("sm_36km", "smap", "m3 m-3", "Block mean of the 1 km sm over each SMAP 36 km cell",
+                 (0.0, 1.0), None, "dsm.predict"),
+)
+
+
+def products_template(layout: Layout, interval: float | None, attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
+    """The lazy template of an output store (CF packing of ``sm`` and ``sm_unc`` in the encodings)."""
+    extra = {"title": "dsm daily 1 km soil moisture",
+             "origin_bits": {str(k): f"{m}: {d}" for k, (m, d) in ORIGIN_BITS.items()},
+             "days_done": [], "days_empty": {}, "days_failed": {}, "day_models": {}, "consistency": {},
+             "days_exported": {}, **dict(attrs or {})}
+    ds = template(layout, SPECS, extra)
+    for name in ("sm", "sm_unc"):
+        ds[name].encoding.update(_SM_ENC)
+    if interval is not None:
+        ds["sm_unc"].attrs["interval"] = interval
+    ds = ds.drop_vars([v for v in ("time_8d", "time_16d") if v in ds.coords])
+    return ds
+
+
+def create_products(url: str, layout: Layout, interval: float | None, attrs: Mapping[str, Any] | None = None,
+                    storage_options: Mapping[str, Any] | None = None, overwrite: bool = False) -> None:
+    """Create the output store's template at ``url``."""
+    store.create(url, products_template(layout, interval, attrs), KIND, storage_options, overwrite)
+
+
+def open_products(url: str, storage_options: Mapping[str, Any] | None = None) -> xr.Dataset:
+    """Open an output store lazily (checks its kind and format)."""
+    return store.open_store(url, KIND, storage_options)
+
+
+def check_layout(ds: xr.Dataset, layout: Layout, url: str, what: str = "output store") -> None:
+    """Raise :class:`StoreError` naming every difference between a store and the configuration."""
+    want = layout.attrs()
+    problems = []
+    for key in ("region", "start", "end"):
+        if ds.attrs.get(key) != want[key]:
+            problems.append(f"{key} is {ds.attrs.get(key)!r}, the configuration has {want[key]!r}")
+    enc = ds["sm"].encoding.get("chunks") if "sm" in ds else None
+    if enc is not None:
+        sizes = dict(ds.sizes)
+        expected = layout.chunks_for(("time", "y", "x"), sizes)
+        if tuple(enc) != tuple(expected):
+            problems.append(f"chunks are {tuple(enc)}, the configuration gives {tuple(expected)}")
+    if problems:
+        raise StoreError(f"the {what} {url} was written by another configuration: " + "; ".join(problems)
+                         + " (use another stores.output location or --overwrite)")

@@ -1,0 +1,432 @@
+"""The validation and analysis report: one self-contained HTML file (``dsm report CONFIG``).
+
+:func:`run_report` runs the in situ validation (:func:`dsm.validate.run_validate`), reads the
+model cards, computes the mean maps on the cluster (:func:`dsm.analysis.write_means`), the
+partial correlations at the weather stations and, on the twin, the skill against the truth,
+draws the figures (:mod:`dsm.figures`) and writes ``report.html``: figures embedded as base64
+PNG, tables as HTML, inline CSS, no script and no external link, so it opens offline.
+
+Every figure is a ``<figure data-figure="KEY">`` and every table a ``<div data-table="KEY">``,
+KEY from :data:`FIGURES` and :data:`TABLES`; a part that cannot be made (no model store, no
+weather stations ...) says why in its place.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import numpy as np
+import pandas as pd
+import xarray as xr
+from distributed import Client
+
+from dsm import analysis, figures, store
+from dsm import validate as val
+from dsm.config import Config
+from dsm.errors import DsmError, GridError, InputError
+
+log = logging.getLogger(__name__)
+
+FIGURES: dict[str, str] = {
+    "model_scores_per_period": "Model R and RMSE per period",
+    "table4": "Table 4 summary",
+    "skill_periods": "Twin skill per period",
+    "site_scatter": "Scatter per site",
+    "site_timeseries": "Time series at sites with precipitation",
+    "monthly_maps": "Monthly mean maps",
+    "annual_maps": "Annual mean maps",
+    "daily_mean": "Multi-year daily mean (regional average)",
+    "importance": "Variable importance",
+    "partial_correlation_map": "Partial correlation map",
+    "subset_maps": "Regional subset: monthly mean maps",
+}
+TABLES: dict[str, str] = {
+    "period_table": "Per-period models",
+    "table4": "Table 4: mean over periods",
+    "split_comparison": "Date split vs spatial-block split (test scores)",
+    "twin_skill": "Twin skill against the 1 km truth",
+    "twin_skill_periods": "Twin skill per period",
+    "insitu_summary": "In situ scores: all sites and per network",
+    "insitu_sites": "In situ scores per site",
+    "stations": "Stations",
+    "problems": "Inputs left out",
+    "monthly_means": "Regional mean per month",
+    "importance": "Variable importance",
+    "partial_correlation": "Partial correlation at weather stations",
+    "subset": "Regional subset: mean per month",
+}
+
+_CSS = """
+body{font-family:system-ui,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;margin-top:2em}h3{font-size:1.05em;margin-top:1.4em}
+table{border-collapse:collapse;font-size:12px;margin:.5em 0}th,td{padding:2px 8px;border-bottom:1px solid #eee;
+text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+figure{margin:1em 0}figure img{max-width:100%}figcaption{font-size:12px;color:#555}
+.note{background:#fff8e0;padding:.4em .8em;border-left:3px solid #e0b000;font-size:13px}
+.scroll{max-height:420px;overflow:auto}code{background:#f4f4f4;padding:0 3px}
+"""
+
+
+@dataclass
+class Report:
+    """The parts of a report, in order; rendered by :meth:`html`."""
+
+    title: str
+    parts: list[str] = field(default_factory=list)
+    figures: dict[str, str] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def heading(self, text: str, level: int = 2) -> None:
+        """Add a heading."""
+        self.parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
+
+    def text(self, text: str, note: bool = False) -> None:
+        """Add a paragraph (escaped)."""
+        cls = ' class="note"' if note else ""
+        self.parts.append(f"<p{cls}>{html.escape(text)}</p>")
+
+    def figure(self, key: str, png: bytes, caption: str) -> None:
+        """Embed a PNG as base64."""
+        data = base64.b64encode(png).decode("ascii")
+        self.figures[key] = caption
+        self.parts.append(f'<figure data-figure="{key}"><img alt="{html.escape(FIGURES.get(key, key))}" '
+                          f'src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption>'
+                          "</figure>")
+
+    def table(self, key: str, frame: pd.DataFrame, caption: str | None = None, index: bool = False,
+              scroll: bool = False) -> None:
+        """Add a table (numbers with 4 significant decimals, NaN as an em dash)."""
+        self.tables[key] = frame
+        body = frame.to_html(index=index, border=0, na_rep="—", float_format=lambda v: f"{v:.4g}", escape=True)
+        cap = f"<h3>{html.escape(caption or TABLES.get(key, key))}</h3>"
+        cls = ' class="scroll"' if scroll else ""
+        self.parts.append(f'<div data-table="{key}"{cls}>{cap}{body}</div>')
+
+    def missing(self, key: str, why: str) -> None:
+        """Say why a figure or table is not there."""
+        self.parts.append(f'<p class="note" data-missing="{key}">{html.escape(FIGURES.get(key) or TABLES.get(key, key))}'
+                          f": not available: {html.escape(why)}</p>")
+
+    def html(self) -> str:
+        """The whole document."""
+        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>"
+                f"<h1>{html.escape(self.title)}</h1><p>Generated {now} by dsm.</p>"
+                + "\n".join(self.parts) + "</body></html>\n")
+
+
+def _png(path: str, so: Mapping[str, Any] | None = None) -> bytes:
+    with fsspec.open(path, "rb", **dict(so or {})) as f:
+        return f.read()
+
+
+def model_cards(models_url: str | None, so: Mapping[str, Any] | None = None
+                ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The period cards (keys ``YYYYDDD``) and the pooled card of a model store (empty without one)."""
+    from dsm.models.store import POOLED, ModelStore
+
+    if not models_url:
+        return [], None
+    ms = ModelStore(models_url, so)
+    cards = [c for k in ms.keys() if k.isdigit() and len(k) == 7 and (c := ms.read_card(k)) is not None]
+    return cards, ms.read_card(POOLED)
+
+
+def _weather(path: str | None) -> pd.DataFrame | None:
+    if not path or not os.path.exists(path):
+        return None
+    w = pd.read_csv(path, dtype={"station": str})
+    missing = [c for c in ("station", "lon", "lat", "time", "precip_mm", "tair_c") if c not in w.columns]
+    if missing:
+        raise InputError(f"weather file {path} lacks column(s) {missing}")
+    w["time"] = pd.to_datetime(w["time"])
+    return w
+
+
+def nearest_weather(sites: pd.DataFrame, weather: pd.DataFrame, max_km: float) -> dict[tuple[str, str], pd.Series]:
+    """Daily precipitation of the nearest weather station (within ``max_km``) of each site (pure).
+
+    Distances are measured on EASE-Grid 2.0 (equal-area; at mid-latitudes within a few per cent
+    of the ground distance at these ranges).
+    """
+    from dsm.grid import lonlat_to_xy
+
+    ws = weather.drop_duplicates("station").reset_index(drop=True)
+    wx, wy = lonlat_to_xy(ws["lon"].to_numpy(float), ws["lat"].to_numpy(float))
+    out: dict[tuple[str, str], pd.Series] = {}
+    for _, s in sites.iterrows():
+        d = np.hypot(np.asarray(wx) - s["x"], np.asarray(wy) - s["y"]) / 1000.0
+        if d.size == 0 or d.min() > max_km:
+            continue
+        i = int(np.argmin(d))
+        name = ws.loc[i, "station"]
+        rain = weather.loc[weather["station"] == name].set_index("time")["precip_mm"]
+        rain.name = f"{name}, {d[i]:.1f} km"
+        out[(s["network"], s["station"])] = rain
+    return out
+
+
+def _section_models(rep: Report, cards: list[dict[str, Any]], pooled: dict[str, Any] | None, fig_dir: str) -> None:
+    from dsm.models.report import period_table, table4
+
+    rep.heading("Models per period")
+    if not cards:
+        for k in ("period_table", "table4", "model_scores_per_period", "split_comparison"):
+            rep.missing(k, "no model cards (stores.models unset or empty)")
+        return
+    rep.text("Every 16-day period's five regressors are tuned by grid-search cross-validation on the train "
+             "half (50 % stratified by date, KS-checked); the model with the lowest mean(train RMSE, test RMSE) "
+             "is the period's model. Periods with too few samples reuse another period's model.")
+    rep.table("period_table", period_table(cards), scroll=True)
+    rep.figure("model_scores_per_period",
+               _png(figures.model_scores_per_period(cards, f"{fig_dir}/model_scores_per_period.png")),
+               "Train (dashed) and test (solid) R and RMSE of every model per period; circles: chosen model.")
+    t4 = table4(cards, pooled)
+    rep.table("table4", t4.reset_index())
+    rep.figure("table4", _png(figures.table4_figure(t4, f"{fig_dir}/table4.png")),
+               "Mean over trained periods of the train and test R and RMSE (Table 4 of Rao et al., 2022).")
+    sc = analysis.split_comparison(cards)
+    if sc.empty:
+        rep.missing("split_comparison", "the model cards hold no spatial-block check (training.spatial_block)")
+    else:
+        rep.text("The paper's split puts neighbouring cells and days in both halves; the spatial-block split "
+                 "holds out whole blocks of 2 x 2 SMAP cells. rmse_increase is the spatial minus the date-split "
+                 "test RMSE: how much the date split flatters the test score.")
+        rep.table("split_comparison", sc, scroll=True)
+
+
+def _section_twin(rep: Report, config: Config, result: val.ValidationResult, fig_dir: str) -> None:
+    rep.heading("Twin skill against the known 1 km truth")
+    if not config.stores.truth:
+        for k in ("twin_skill", "twin_skill_periods", "skill_periods"):
+            rep.missing(k, "no truth store (only the synthetic twin has one)")
+        return
+    from dsm.skill import skill
+
+    try:
+        s = skill(config.stores.output, config.stores.truth, config.stores.cube, config.stores.storage_options)
+    except (DsmError, ValueError) as exc:
+        rep.missing("twin_skill", str(exc))
+    else:
+        frame = pd.DataFrame([{"map": k, **v} for k, v in s["scores"].items()])
+        rep.text("product: the downscaled 1 km map; smap_repeat / smap_bilinear: SMAP 36 km without downscaling "
+                 "(repeated on its pixels / bilinear between cell centres); cell_r: mean correlation with the truth "
+                 "across the 1 km pixels of one SMAP cell on one day (what SMAP cannot see). bias = map - truth.")
+        rep.table("twin_skill", frame)
+    if result.period_skill is None or result.period_skill.empty:
+        rep.missing("twin_skill_periods", "no period skill computed")
+        rep.missing("skill_periods", "no period skill computed")
+        return
+    rep.table("twin_skill_periods", result.period_skill, scroll=True)
+    rep.figure("skill_periods", _png(figures.skill_periods_figure(result.period_skill, f"{fig_dir}/skill_periods.png")),
+               "RMSE against the truth and mean within-cell R per period for the product and the baselines.")
+
+
+def _section_insitu(rep: Report, result: val.ValidationResult, weather: pd.DataFrame | None, max_km: float,
+                    fig_dir: str) -> None:
+    rep.heading("In situ validation")
+    sc = result.scores
+    conv = sc["bias_convention"].iloc[0] if len(sc) else "reference_minus_product"
+    sign = ("in situ mean minus product mean (Rao et al. 2022: positive = product too dry)"
+            if conv == "reference_minus_product" else "product mean minus in situ mean (pytesmo/QA4SM sign)")
+    rep.text(f"R, RMSE, ubRMSE (m³/m³) and bias of daily means; bias = {sign}. Intervals: percentile bootstrap "
+             "(_lo/_hi). 'common' days: every product and the in situ mean valid on the same station-day; 'own': "
+             "each product on all days it shares with the in situ mean. all: pooled pairs of all sites; site_mean: "
+             "mean of the per-site scores.")
+    if sc.empty:
+        rep.missing("insitu_summary", "nothing could be scored (see the inputs left out)")
+        rep.missing("insitu_sites", "nothing could be scored")
+    else:
+        summary = sc.loc[sc["level"].isin(["all", "site_mean", "network"])].drop(columns=["bias_convention"])
+        rep.table("insitu_summary", summary)
+        rep.table("insitu_sites", sc.loc[sc["level"] == "site"].drop(columns=["bias_convention"]), scroll=True)
+    rep.table("stations", result.stations, scroll=True)
+    rep.table("problems", result.problems if len(result.problems) else pd.DataFrame(
+        {"kind": [], "name": [], "problem": []}), scroll=True)
+    if result.pairs.empty:
+        rep.missing("site_scatter", "no station-day pairs")
+        rep.missing("site_timeseries", "no station-day pairs")
+        return
+    rep.figure("site_scatter", _png(figures.site_scatter(result.pairs, sc, f"{fig_dir}/site_scatter.png")),
+               "1 km product against the in situ daily mean per site, with R, RMSE, ubRMSE, bias and n.")
+    precip = {}
+    if weather is not None:
+        scored = result.stations.loc[result.stations["status"] == "scored"]
+        precip = nearest_weather(scored, weather, max_km)
+    rep.figure("site_timeseries",
+               _png(figures.site_timeseries(result.pairs, f"{fig_dir}/site_timeseries.png", result.products, precip)),
+               "In situ daily means (dots), the 1 km product, SMAP 36 km and other products; bars: daily "
+               f"precipitation of the nearest weather station within {max_km:g} km.")
+
+
+def _section_maps(rep: Report, means_url: str, region_box: tuple[float, float, float, float] | None,
+                  points: pd.DataFrame | None, fig_dir: str) -> xr.DataArray | None:
+    rep.heading("Mean maps")
+    means = xr.open_zarr(means_url, consolidated=False)
+    monthly = means["sm_monthly"].load()
+    annual = means["sm_annual"].load()
+    rep.figure("monthly_maps", _png(figures.map_panels(monthly, f"{fig_dir}/monthly_maps.png", "month",
+                                                      "Monthly mean soil moisture", points=points)),
+               f"Mean of the daily 1 km maps per calendar month. Stored with the annual and multi-year daily means "
+               f"in {means_url}.")
+    rep.figure("annual_maps", _png(figures.map_panels(annual, f"{fig_dir}/annual_maps.png", "year",
+                                                     "Annual mean soil moisture", fmt="%Y")),
+               "Mean of the daily 1 km maps per year.")
+    table = pd.DataFrame({"month": pd.DatetimeIndex(monthly["month"].values).strftime("%Y-%m"),
+                          "mean_sm": _nanmean_maps(monthly.values),
+                          "valid_pixels": np.isfinite(monthly.values).reshape(monthly.shape[0], -1).sum(axis=1)})
+    rep.table("monthly_means", table)
+    daily = means["sm_daily_mean"]
+    clim = pd.Series(_nanmean_maps(daily.values), index=daily["dayofyear"].values)
+    rep.figure("daily_mean", _png(_daily_mean_png(clim, f"{fig_dir}/daily_mean.png")),
+               "Regional average of the multi-year daily mean map for each day of the year.")
+    if region_box is None:
+        rep.missing("subset_maps", "no validation.box configured")
+        rep.missing("subset", "no validation.box configured")
+    else:
+        try:
+            sub = analysis.subset_box(monthly, region_box)
+        except GridError as exc:
+            rep.missing("subset_maps", str(exc))
+            rep.missing("subset", str(exc))
+        else:
+            rep.heading("Regional subset view", 3)
+            rep.text(f"Box lon {region_box[0]}..{region_box[2]}, lat {region_box[1]}..{region_box[3]}: "
+                     f"{sub.sizes['y']} x {sub.sizes['x']} pixels of 1 km.")
+            rep.figure("subset_maps", _png(figures.map_panels(sub, f"{fig_dir}/subset_maps.png", "month",
+                                                             "Monthly mean soil moisture in the box")),
+                       "Monthly mean maps cut to the configured box.")
+            rep.table("subset", pd.DataFrame({"month": pd.DatetimeIndex(sub["month"].values).strftime("%Y-%m"),
+                                              "mean_sm": _nanmean_maps(sub.values)}))
+    return monthly
+
+
+def _nanmean_maps(values: np.ndarray) -> np.ndarray:
+    flat = np.asarray(values, dtype=np.float64).reshape(values.shape[0], -1)
+    n = np.isfinite(flat).sum(axis=1)
+    total = np.where(np.isfinite(flat), flat, 0.0).sum(axis=1)
+    return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+
+
+def _daily_mean_png(clim: pd.Series, path: str) -> str:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3))
+    ax = fig.subplots()
+    ax.plot(clim.index, clim.to_numpy(float), "-", color="tab:red")
+    ax.set_xlabel("day of year")
+    ax.set_ylabel("SM (m³/m³)")
+    ax.grid(alpha=0.3)
+    ax.set_title("Multi-year daily mean, regional average", fontsize=10)
+    return figures.save(fig, path)
+
+
+def _section_importance(rep: Report, cards: list[dict[str, Any]], fig_dir: str) -> None:
+    rep.heading("Variable importance")
+    summary = analysis.importance_summary(cards)
+    if summary.empty:
+        rep.missing("importance", "no trained period with RF or XGB")
+        return
+    rep.text("RF: mean decrease in impurity; XGB: total gain; each normalised to sum 1 within a period, then "
+             "mean and standard deviation over trained periods (reused periods not counted twice).")
+    rep.table("importance", summary.reset_index())
+    rep.figure("importance", _png(figures.importance_bars(summary, f"{fig_dir}/importance.png")),
+               "Mean importance over periods with ± one standard deviation.")
+
+
+def _section_partial(rep: Report, config: Config, v: Any, weather: pd.DataFrame | None, client: Client | None,
+                     background: xr.DataArray | None, fig_dir: str) -> None:
+    rep.heading("Climate: partial correlation at weather stations")
+    if weather is None:
+        rep.missing("partial_correlation", "no weather station file (validation.weather)")
+        rep.missing("partial_correlation_map", "no weather station file (validation.weather)")
+        return
+    sites = val.locate(weather.assign(network="weather"), config.grid_region)
+    sites = sites.loc[sites["inside"]].reset_index(drop=True)
+    if sites.empty:
+        rep.missing("partial_correlation", "no weather station inside the region")
+        rep.missing("partial_correlation_map", "no weather station inside the region")
+        return
+    daily = val.sample_store(sites, config.stores.output, None, client, config.stores.storage_options)
+    sm = analysis.aggregate_sm(daily, val.PRODUCT_1KM, v.partial_correlation_freq)
+    wagg = analysis.aggregate_weather(weather, v.partial_correlation_freq)
+    table = analysis.station_partial_correlations(sm, wagg, sites[["station", "lon", "lat", "x", "y"]], v.alpha)
+    rep.text(f"Soil moisture of the 1 km product at each weather station's pixel, averaged per period "
+             f"({v.partial_correlation_freq}; monthly is 'MS'), against the period's precipitation total "
+             f"(controlling for mean air temperature) and mean air temperature (controlling for precipitation). "
+             f"Two-sided t-test with n - 3 degrees of freedom at alpha = {v.alpha}.")
+    rep.table("partial_correlation", table.drop(columns=["x", "y"]))
+    bg = background.mean("month") if background is not None and background.sizes.get("month", 0) else None
+    rep.figure("partial_correlation_map",
+               _png(figures.partial_correlation_map(table, f"{fig_dir}/partial_correlation_map.png", bg)),
+               "Significance classes of the partial correlations at the weather stations over the mean SM map.")
+
+
+def run_report(config: Config, client: Client | None) -> str:
+    """Validate, analyse and write the self-contained HTML report; returns its path.
+
+    Parameters
+    ----------
+    config : Config
+        ``stores.output`` (products), ``stores.cube``, optionally ``stores.models``,
+        ``stores.truth`` (twin) and the ``validation`` section (defaults: the twin's stations,
+        ``validation/`` beside the output store, ``report.html`` in it).
+    client : distributed.Client or None
+        The cluster: store reads and the mean maps run on its workers.
+
+    Returns
+    -------
+    str
+        Path of the HTML file; figures are also left as PNG files in ``OUT/figures/`` and the
+        tables as CSV/JSON in ``OUT/``.
+    """
+    v = val.stations_config(config)
+    out = str(v.out)
+    so = config.stores.storage_options
+    fig_dir = f"{out}/figures"
+    fs, root = fsspec.core.url_to_fs(fig_dir, **dict(so or {}))
+    fs.makedirs(root, exist_ok=True)
+    result, written = val.run_validate(config, client)
+    cards, pooled = model_cards(config.stores.models, so)
+    weather = _weather(v.weather)
+    products_ds = store.open_store(str(config.stores.output), "products", so)
+    means_url = analysis.write_means(products_ds["sm"], f"{out}/means.zarr", client, so)
+
+    r = config.grid_region
+    rep = Report(f"dsm validation report: {r.nrows} x {r.ncols} SMAP cells, {config.dates.start} .. {config.dates.end}")
+    lo0, la0, lo1, la1 = r.lonlat_bounds
+    rep.text(f"Region rows {r.row0}+{r.nrows}, cols {r.col0}+{r.ncols} of the EASE-Grid 2.0 36 km grid "
+             f"(lon {lo0:.3f}..{lo1:.3f}, lat {la0:.3f}..{la1:.3f}); products {config.stores.output}; "
+             f"{len(products_ds.attrs.get('days_done', []))} predicted day(s). Tables: {out}; station time "
+             f"series for pytesmo/QA4SM: {written['timeseries_zip']}.")
+    _section_models(rep, cards, pooled, fig_dir)
+    _section_twin(rep, config, result, fig_dir)
+    _section_insitu(rep, result, weather, v.weather_max_km, fig_dir)
+    scored = result.stations.loc[result.stations["status"] == "scored"]
+    box = v.box
+    if box is None:  # the central half of the region, so the view is always shown; named as a default
+        box = (lo0 + (lo1 - lo0) / 4, la0 + (la1 - la0) / 4, lo1 - (lo1 - lo0) / 4, la1 - (la1 - la0) / 4)
+        rep.text(f"No validation.box configured: the regional subset view shows the central half of the region, "
+                 f"lon {box[0]:.3f}..{box[2]:.3f}, lat {box[1]:.3f}..{box[3]:.3f}.", note=True)
+    monthly = _section_maps(rep, means_url, box, scored, fig_dir)
+    _section_importance(rep, cards, fig_dir)
+    _section_partial(rep, config, v, weather, client, monthly, fig_dir)
+    path = v.report or f"{out}/report.html"
+    with fsspec.open(path, "w", encoding="utf-8", **dict(so or {})) as f:
+        f.write(rep.html())
+    with fsspec.open(f"{out}/report_contents.json", "w", **dict(so or {})) as f:
+        json.dump({"figures": rep.figures, "tables": sorted(rep.tables)}, f, indent=1)
+    return path
+
+
+__all__ = ["FIGURES", "TABLES", "Report", "model_cards", "nearest_weather", "run_report"]

@@ -1,0 +1,146 @@
+"""COGs and STAC from an output store: validation, scale and nodata, Julian names, EPSG:4326, S3."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+import xarray as xr
+from distributed import Client, LocalCluster
+from pystac.extensions.projection import ProjectionExtension
+from pystac.extensions.raster import RasterExtension
+from pystac.validation import validate_dict
+from rio_cogeo.cogeo import cog_validate
+
+from dsm import products, store
+from dsm.config import from_dict
+from dsm.cube import Layout
+from dsm.export import blocksize_for, cog_name, export
+from dsm.grid import Region
+from dsm.predict import record_attrs
+
+REGION = Region(74, 772, 4, 4)
+START, END = dt.date(2016, 6, 9), dt.date(2016, 6, 12)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
+            Client(cl) as c:
+        yield c
+
+
+def _output(url: str, so=None) -> np.ndarray:
+    """An output store of four days with known values; days 0-2 done, day 3 not."""
+    layout = Layout(REGION, START, END, 72, 2)
+    products.create_products(url, layout, 0.9, storage_options=so, overwrite=True)
+    ds = products.open_products(url, so)
+    rng = np.random.default_rng(0)
+    sm = rng.uniform(0.02, 0.45, (4, 144, 144)).astype(np.float32)
+    sm[:, :10, :] = np.nan  # "water"
+    origin = np.where(np.isnan(sm), 0, 1).astype(np.uint8)
+    part = xr.Dataset({"sm": (("time", "y", "x"), sm), "sm_unc": (("time", "y", "x"), sm * 0.1),
+                       "sm_origin": (("time", "y", "x"), origin)},
+                      coords={"time": ds["time"].values, "y": ds["y"].values, "x": ds["x"].values})
+    store.write_region(url, part, so, ds)
+    days = [(START + dt.timedelta(i)).isoformat() for i in range(3)]
+    record_attrs(url, {"days_done": days, "day_models": {d: {"period": "2016161", "model_period": "2016161",
+                                                             "model": "xgb", "reused": False, "variants": {"full": {}}}
+                                                         for d in days}}, so)
+    return sm
+
+
+def _config(out: str, cog: str, stac: str, so=None, **output):
+    return from_dict({"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": str(START), "end": str(END)},
+                      "stores": {"cube": "unused.zarr", "output": out, "cog": cog, "stac": stac,
+                                 "storage_options": so or {}},
+                      "chunks": {"space": 72, "time": 2}, "output": output})
+
+
+@pytest.mark.timeout(180)
+def test_cogs_are_valid_scaled_named_and_catalogued(client, tmp_path):
+    sm = _output(str(tmp_path / "sm.zarr"))
+    cfg = _config(str(tmp_path / "sm.zarr"), str(tmp_path / "cog"), str(tmp_path / "stac"))
+    report = export(cfg, client)
+    assert report.exported == ["2016-06-09", "2016-06-10", "2016-06-11"] and report.failed == {}
+    names = sorted(p.name for p in (tmp_path / "cog").iterdir())
+    assert names == ["SM_1km_2016161.tif", "SM_1km_2016162.tif", "SM_1km_2016163.tif"]
+    for i, name in enumerate(names):
+        path = tmp_path / "cog" / name
+        valid, errors, _ = cog_validate(str(path), quiet=True)
+        assert valid, errors
+        with rasterio.open(path) as src:
+            assert src.dtypes[0] == "int16" and src.nodata == -9999
+            assert src.scales == (0.0001,) and src.offsets == (0.0,)
+            assert src.overviews(1) and src.profile["tiled"] and src.compression.name.upper() == "DEFLATE"
+            assert src.crs.to_epsg() == 6933
+            assert src.transform.almost_equals(REGION.fine_transform)
+            data = src.read(1)
+        want = np.where(np.isnan(sm[i]), -9999, np.round(sm[i].astype(np.float64) * 1e4)).astype(np.int16)
+        assert np.abs(data.astype(int) - want).max() <= 1
+        decoded = np.where(data == -9999, np.nan, data * 1e-4)
+        np.testing.assert_allclose(decoded, sm[i], atol=1e-4)
+    # STAC: readable with pystac; core schemas validate offline, extensions through their classes
+    coll = pystac.read_file(str(tmp_path / "stac" / "collection.json"))
+    assert isinstance(coll, pystac.Collection)
+    validate_dict(coll.to_dict(), extensions=[])
+    items = sorted(coll.get_items(), key=lambda it: it.id)
+    assert [it.id for it in items] == [n.removesuffix(".tif") for n in names]
+    for it in items:
+        validate_dict(it.to_dict(), extensions=[])
+        assert it.datetime.date() == dt.date(2016, 6, 9) + dt.timedelta(items.index(it))
+        proj = ProjectionExtension.ext(it)
+        assert proj.epsg == 6933 and proj.shape == [144, 144]
+        band = RasterExtension.ext(it.assets["sm"]).bands[0]
+        assert band.scale == 0.0001 and band.nodata == -9999 and band.data_type == "int16"
+        assert it.properties["dsm:period"] == "2016161" and it.properties["dsm:model"] == "xgb"
+        assert it.properties["dsm:origin_pixels"]["all_same_day_predictors"] == 134 * 144
+    # recorded, and a rerun skips what is exported
+    out = products.open_products(cfg.stores.output)
+    assert sorted(out.attrs["days_exported"]) == report.exported
+    again = export(cfg, client)
+    assert again.exported == [] and again.skipped == report.exported
+
+
+@pytest.mark.timeout(180)
+def test_epsg4326_export(client, tmp_path):
+    _output(str(tmp_path / "sm.zarr"))
+    cfg = _config(str(tmp_path / "sm.zarr"), str(tmp_path / "cog"), str(tmp_path / "stac"), export_crs="EPSG:4326")
+    assert export(cfg, client).failed == {}
+    with rasterio.open(tmp_path / "cog" / cog_name(START)) as src:
+        assert src.crs.to_epsg() == 4326 and src.overviews(1) and src.scales == (0.0001,)
+        lon0, lat0, lon1, lat1 = REGION.lonlat_bounds
+        assert src.bounds.left == pytest.approx(lon0, abs=0.02) and src.bounds.top == pytest.approx(lat1, abs=0.02)
+    item = json.loads(next((tmp_path / "stac").rglob("SM_1km_2016161.json")).read_text())
+    assert item["properties"]["proj:code"] == "EPSG:4326"
+
+
+@pytest.mark.s3
+@pytest.mark.timeout(240)
+def test_export_to_s3(client, s3, tmp_path):
+    so = s3.storage_options
+    root = s3.make_bucket("dsm-export")
+    bucket = root.removeprefix("s3://")
+    out = f"{root}/sm.zarr"
+    _output(out, so)
+    cfg = _config(out, f"{root}/cog", f"{root}/stac", so)
+    report = export(cfg, client)
+    assert report.failed == {} and len(report.exported) == 3
+    fs = s3.filesystem()
+    assert sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"{bucket}/cog")) == [
+        "SM_1km_2016161.tif", "SM_1km_2016162.tif", "SM_1km_2016163.tif"]
+    local = tmp_path / "x.tif"
+    fs.get_file(f"{bucket}/cog/SM_1km_2016162.tif", str(local))
+    assert cog_validate(str(local), quiet=True)[0]
+    coll = json.loads(fs.cat_file(f"{bucket}/stac/collection.json"))
+    assert coll["type"] == "Collection" and len([lk for lk in coll["links"] if lk["rel"] == "item"]) == 3
+
+
+def test_blocksize_leaves_room_for_an_overview():
+    assert blocksize_for((144, 144), 512) == 64
+    assert blocksize_for((4000, 3000), 512) == 512
+    assert cog_name(dt.date(2016, 2, 1)) == "SM_1km_2016032.tif"

@@ -1,0 +1,73 @@
+"""A prediction killed midway (SIGKILL of the job and its workers) and rerun gives the same bytes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from distributed import Client, LocalCluster
+
+from dsm.config import load
+from dsm.models.train import train
+from dsm.predict import predict
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _done(url: Path) -> int:
+    try:
+        return len(json.loads((url / "zarr.json").read_text())["attributes"]["days_done"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+@pytest.mark.timeout(240)
+def test_killed_run_resumes_to_byte_identical_output(tiny_twin, tmp_path):
+    raw = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
+           "stores": {"cube": tiny_twin.cube, "models": str(tmp_path / "models"), "output": str(tmp_path / "a.zarr")},
+           "chunks": {"space": 72, "time": 1},
+           "cluster": {"n_workers": 2, "threads_per_worker": 1, "dashboard_address": None},
+           "training": {"min_samples": 30, "models": ["xgb"], "pooled": False,
+                        "grids": {"xgb": {"n_estimators": [40], "max_depth": [3]}}}}
+    path = tmp_path / "a.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    cfg = load(path)
+    ref_cfg = cfg.model_copy(update={"stores": cfg.stores.model_copy(update={"output": str(tmp_path / "ref.zarr")})})
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, Client(cl) as c:
+        assert train(cfg, c).failed == {}
+        ref = predict(ref_cfg, c)
+    assert len(ref.predicted) == 48
+
+    proc = subprocess.Popen([sys.executable, "-m", "dsm", "predict", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    out = tmp_path / "a.zarr"
+    deadline = time.monotonic() + 120
+    while _done(out) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    finished_early = proc.poll() is not None
+    os.killpg(proc.pid, signal.SIGKILL)  # the job process, its scheduler and its workers
+    proc.wait(timeout=30)
+    assert not finished_early, "the run finished before it could be killed"
+    killed_at = _done(out)
+    assert 3 <= killed_at < 48
+    res = subprocess.run([sys.executable, "-m", "dsm", "predict", str(path)], capture_output=True, text=True,
+                         timeout=180)
+    assert res.returncode == 0, res.stderr
+    assert f"skipped {killed_at} already done" in res.stdout
+    a, b = _files(out), _files(tmp_path / "ref.zarr")
+    assert a.keys() == b.keys()
+    different = [k for k in a if a[k] != b[k]]
+    assert different == []
+    res = subprocess.run([sys.executable, "-m", "dsm", "status", str(path)], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0 and "days: 48, predicted 48, empty 0, failed 0, exported 0" in res.stdout
+    assert "period 2016161: trained (xgb)" in res.stdout

@@ -1,0 +1,249 @@
+"""In situ validation on the tiny twin: stations -> pixel/cell, scores checked independently,
+bootstrap intervals, other gridded products, bad input, exports, twin skill per period, CLI."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import yaml
+from click.testing import CliRunner
+from pyproj import Transformer
+
+from dsm import validate as val
+from dsm.config import BootstrapConfig, from_dict
+from dsm.grid import CELL_1KM, X_MIN, Y_MAX
+from dsm.skill import skill
+from dsm.testing.validation import gridded_field, make_products_store, write_gridded_geotiffs, write_gridded_netcdf
+
+REGION = [74, 772, 4, 4]
+BOX = (108.2, 38.0, 110.0, 39.6)  # lon/lat grid of the "other" products; TW06 (lat 37.999) lies outside
+
+
+@pytest.fixture(scope="module")
+def twin(tiny_twin, tmp_path_factory):
+    root = tmp_path_factory.mktemp("validate")
+    out = make_products_store(str(root / "sm.zarr"), tiny_twin.truth, noise=0.02, seed=3)
+    field = gridded_field(tiny_twin.truth, BOX, 0.25)
+    other = {
+        "nc": write_gridded_netcdf(root / "other.nc", field, scale=0.01),  # stored in percent
+        "nocrs": write_gridded_netcdf(root / "nocrs.nc", field, with_crs=False),
+    }
+    write_gridded_geotiffs(root / "tifs", field)
+    zarr_path = root / "other.zarr"
+    import rioxarray  # noqa: F401
+
+    field.to_dataset(name="sm").rio.write_crs("EPSG:4326").to_zarr(zarr_path, zarr_format=3, consolidated=False)
+    other.update(tif=str(root / "tifs" / "*.tif"), zarr=str(zarr_path))
+    return {"root": root, "out": out, "field": field, "other": other, "stores": tiny_twin}
+
+
+def _config(twin, **validation):
+    s = twin["stores"]
+    raw = {"region": {"cells": REGION}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
+           "stores": {"cube": s.cube, "truth": s.truth, "stations": s.stations, "output": twin["out"]},
+           "validation": {"bootstrap": {"n_resamples": 300, "seed": 1}, "out": str(twin["root"] / "val"),
+                          **validation}}
+    return from_dict(raw)
+
+
+def _pixel(lon, lat):
+    """Independent: global 1 km row/col by pyproj and the grid constants, then region-relative."""
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:6933", always_xy=True).transform(lon, lat)
+    col = np.floor((np.asarray(x) - X_MIN) / CELL_1KM).astype(int) - REGION[1] * 36
+    row = np.floor((Y_MAX - np.asarray(y)) / CELL_1KM).astype(int) - REGION[0] * 36
+    return row, col
+
+
+@pytest.fixture(scope="module")
+def result(twin):
+    return val.validate(_config(twin), None)
+
+
+def test_stations_map_to_their_pixel_and_cell(result, twin):
+    raw = pd.read_csv(twin["stores"].insitu_csv).drop_duplicates("station").sort_values("station")
+    st = result.stations.sort_values("station")
+    row, col = _pixel(raw["lon"].to_numpy(), raw["lat"].to_numpy())
+    assert st["row"].tolist() == row.tolist() and st["col"].tolist() == col.tolist()
+    assert st["cy"].tolist() == (row // 36).tolist() and st["cx"].tolist() == (col // 36).tolist()
+    assert (st["status"] == "scored").all() and len(st) == 12
+
+
+def test_scores_equal_an_independent_computation(result, twin):
+    raw = pd.read_csv(twin["stores"].insitu_csv, parse_dates=["time"])
+    sm = xr.open_zarr(twin["out"], consolidated=False)["sm"].values  # CF-decoded int16 -> float
+    smap = xr.open_zarr(twin["stores"].cube, consolidated=False)["smap_sm"].values
+    t0 = np.datetime64("2016-06-09")
+    got = result.scores.set_index(["product", "days", "level", "station"])
+    for name, g in raw.groupby("station"):
+        row, col = _pixel(g["lon"].iloc[0], g["lat"].iloc[0])
+        t = ((g["time"].values - t0) // np.timedelta64(1, "D")).astype(int)
+        q = g["value"].to_numpy()
+        for product, p in (("sm_1km", sm[t, row, col]), ("smap_36km", smap[t, row // 36, col // 36])):
+            ok = np.isfinite(p)
+            if ok.sum() < 10:
+                assert got.loc[(product, "own", "site", name), "n"] == ok.sum()
+                continue
+            pp, qq = p[ok].astype(np.float64), q[ok]
+            s = got.loc[(product, "own", "site", name)]
+            assert s["n"] == ok.sum()
+            assert s["r"] == pytest.approx(np.corrcoef(pp, qq)[0, 1], abs=1e-9)
+            assert s["rmse"] == pytest.approx(np.sqrt(np.mean((pp - qq) ** 2)), abs=1e-9)
+            assert s["bias"] == pytest.approx(qq.mean() - pp.mean(), abs=1e-9)  # in situ minus product
+            assert s["ubrmse"] == pytest.approx(np.sqrt(np.mean(((pp - pp.mean()) - (qq - qq.mean())) ** 2)), abs=1e-9)
+    # pooled 'all' = every valid pair of every site
+    pairs = result.pairs
+    ok = pairs[["sm_1km", "insitu"]].notna().all(axis=1)
+    allrow = got.loc[("sm_1km", "own", "all", "")]
+    assert allrow["n"] == ok.sum()
+    assert allrow["rmse"] == pytest.approx(np.sqrt(((pairs.sm_1km - pairs.insitu)[ok] ** 2).mean()), abs=1e-9)
+    # 'common': the same station-days for every product
+    common = result.scores.loc[(result.scores["days"] == "common") & (result.scores["level"] == "all")]
+    assert common["n"].nunique() == 1 and common["n"].iloc[0] < allrow["n"]
+    assert set(result.scores["bias_convention"]) == {"reference_minus_product"}
+
+
+def test_bootstrap_intervals_contain_the_estimate_and_bias_sign_flips(result, twin):
+    s = result.scores.loc[result.scores["level"].isin(["site", "network", "all"]) & result.scores["r"].notna()]
+    assert len(s) > 20
+    for k in ("r", "rmse", "ubrmse", "bias"):
+        assert (s[f"{k}_lo"] <= s[k] + 1e-12).all() and (s[k] <= s[f"{k}_hi"] + 1e-12).all(), k
+        assert (s[f"{k}_lo"] < s[f"{k}_hi"]).all()
+    flipped = val.score_pairs(result.pairs, ["sm_1km"], boot=BootstrapConfig(n_resamples=300, seed=1),
+                              bias_convention="product_minus_reference", min_n=10,
+                              common_products=["sm_1km", "smap_36km"])
+    base = result.scores.loc[result.scores["product"] == "sm_1km"].reset_index(drop=True)
+    np.testing.assert_allclose(flipped["bias"], -base["bias"], atol=1e-12)
+    np.testing.assert_allclose(flipped["bias_lo"], -base["bias_hi"], atol=1e-12)
+
+
+def test_other_gridded_products_are_sampled_at_the_station_lonlat(twin):
+    o = twin["other"]
+    cfg = _config(twin, products=[
+        {"name": "nc", "path": o["nc"], "variable": "soil_moisture", "scale": 0.01},
+        {"name": "tif", "path": o["tif"]},
+        {"name": "zarr", "path": o["zarr"], "variable": "sm"},
+        {"name": "nocrs", "path": o["nocrs"], "variable": "soil_moisture"},
+        {"name": "nocrs_fixed", "path": o["nocrs"], "variable": "soil_moisture", "crs": "EPSG:4326"},
+    ])
+    res = val.validate(cfg, None)
+    field = twin["field"]
+    raw = pd.read_csv(twin["stores"].insitu_csv, parse_dates=["time"])
+    first = raw.loc[raw["station"] == "TW01"].iloc[0]
+    i = int(np.floor((first["lon"] - BOX[0]) / 0.25))
+    j = int(np.floor((BOX[3] - first["lat"]) / 0.25))
+    expected = float(field.sel(time=first["time"]).values[j, i])
+    row = res.pairs.loc[(res.pairs["station"] == "TW01") & (res.pairs["time"] == first["time"])].iloc[0]
+    for name in ("nc", "tif", "zarr", "nocrs_fixed"):
+        assert row[name] == pytest.approx(expected, abs=1e-6), name
+    probs = res.problems
+    nocrs = probs.loc[probs["name"] == "nocrs", "problem"].str.cat()
+    assert "has no CRS" in nocrs and "nocrs.nc" in nocrs
+    assert "nocrs" not in res.products and {"nc", "tif", "zarr", "nocrs_fixed"} <= set(res.products)
+    assert probs["problem"].str.contains("TW06.*outside the product's grid").any()
+    scored = set(res.scores.loc[res.scores["level"] == "all", "product"])
+    assert scored == {"sm_1km", "smap_36km", "nc", "tif", "zarr", "nocrs_fixed"}
+
+
+@pytest.mark.shared_data
+def test_bad_inputs_are_named_and_the_rest_is_scored(twin, shared_data, tmp_path):
+    ismn = shared_data / "insitu"
+    junk = tmp_path / "stations.txt"
+    junk.write_text("this is not a station file\n1 2 3\n")
+    other_year = twin["field"].assign_coords(time=twin["field"]["time"].values - np.timedelta64(3650, "D"))
+    old = write_gridded_netcdf(tmp_path / "old.nc", other_year)
+    cfg = _config(twin, stations=[
+        {"path": twin["stores"].insitu_csv},
+        {"path": str(ismn / "ismn_header_values")},                 # Narbonne, France: outside the region
+        {"path": str(ismn / "ismn_header_values_station")},         # COSMOS 0-0.19 m: depth not available
+        {"path": str(junk)},
+        {"path": str(tmp_path / "missing.csv")},
+    ], products=[{"name": "old", "path": old, "variable": "soil_moisture"},
+                 {"name": "nocrs", "path": twin["other"]["nocrs"], "variable": "soil_moisture"}])
+    res = val.validate(cfg, None)
+    p = res.problems
+    text = "\n".join(f"{k} {n}: {m}" for k, n, m in p.itertuples(index=False))
+    assert "unknown station file format" in text and "stations.txt" in text
+    assert "missing.csv" in text
+    assert "SMOSMANIA/Narbonne: outside the region" in text
+    assert "COSMOS/ARM-1: depth not available" in text and "0-0.19 m" in text
+    assert "old: no overlapping days" in text
+    assert "nocrs" in text and "has no CRS" in text
+    # the twin stations and the 1 km product are still scored
+    all_1km = res.scores.loc[(res.scores["product"] == "sm_1km") & (res.scores["level"] == "all")
+                             & (res.scores["days"] == "own")].iloc[0]
+    assert all_1km["n"] > 500 and all_1km["r"] > 0.7
+    assert "old" not in set(res.scores["product"])
+    assert (res.stations.loc[res.stations["station"] == "Narbonne", "status"] == "outside region").all()
+
+
+def test_no_overlapping_days_at_all_is_named(twin, tmp_path):
+    csv = tmp_path / "late.csv"
+    pd.DataFrame({"station": "L1", "lon": 109.0, "lat": 38.6, "depth": 0.05,
+                  "time": pd.date_range("2019-01-01", periods=20).strftime("%Y-%m-%d"),
+                  "value": 0.2}).to_csv(csv, index=False)
+    res = val.validate(_config(twin, stations=[{"path": str(csv), "network": "LATE"}]), None)
+    assert res.scores["n"].max() == 0 or res.scores.empty
+    assert res.problems["problem"].str.contains("sm_1km: no overlapping days|no overlapping days with any station",
+                                                regex=True).any()
+
+
+def test_outputs_and_pytesmo_qa4sm_timeseries(result, tmp_path):
+    written = val.write_validation(result, str(tmp_path / "val"))
+    scores = pd.read_csv(written["scores"])
+    assert len(scores) == len(result.scores)
+    ts = val.export_timeseries(result.pairs, result.stations, str(tmp_path / "ts"), depth=0.05)
+    assert len(ts["files"]) == 12
+    name = Path(ts["files"][0]).name
+    assert name.startswith("dsm_gpi=0_lat=") and "_lon=" in name and name.endswith(".csv")
+    frame = pd.read_csv(ts["files"][0], index_col=0, parse_dates=True)  # how pytesmo/QA4SM read it
+    assert isinstance(frame.index, pd.DatetimeIndex) and list(frame.columns) == ["insitu", "sm_1km", "smap_36km"]
+    st = pd.read_csv(ts["stations"])
+    first = result.pairs.loc[result.pairs["station"] == st.loc[0, "station"]]
+    np.testing.assert_allclose(frame["insitu"].to_numpy(), first["insitu"].to_numpy(), atol=1e-5)
+    meta = yaml.safe_load(Path(ts["metadata"]).read_text())
+    assert meta["sm_1km"]["units"] == "m3 m-3"
+    assert len(zipfile.ZipFile(ts["zip"]).namelist()) == 14
+
+
+def test_period_skill_matches_the_skill_summary(result, twin):
+    ps = result.period_skill
+    assert sorted(ps["period"].unique()) == ["2016161", "2016177", "2016193", "all"]
+    s = skill(twin["out"], twin["stores"].truth, twin["stores"].cube)
+    for m in ("product", "smap_repeat", "smap_bilinear"):
+        row = ps.loc[(ps["period"] == "all") & (ps["map"] == m)].iloc[0]
+        assert row["n"] == s["scores"][m]["n"]
+        assert row["rmse"] == pytest.approx(s["scores"][m]["rmse"], rel=1e-6)
+    per = ps.loc[(ps["period"] != "all") & (ps["map"] == "product")]
+    assert per["n"].sum() == s["scores"]["product"]["n"]
+    # the product is truth + N(0, 0.02): RMSE ~ 0.02 in every period (clipping at 0 aside)
+    np.testing.assert_allclose(per["rmse"], 0.02, rtol=0.03)
+
+
+@pytest.mark.timeout(120)
+def test_cli_validate(twin, tmp_path):
+    from dsm.cli import main
+
+    s = twin["stores"]
+    cfg = {"region": {"cells": REGION}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
+           "stores": {"cube": s.cube, "stations": s.stations, "output": twin["out"]},
+           "cluster": {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": None},
+           "validation": {"bootstrap": {"n_resamples": 50}, "out": "val"}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = CliRunner().invoke(main, ["validate", str(path)])
+    assert res.exit_code == 0, res.output
+    assert "sm_1km" in res.output and "site_mean" in res.output
+    assert (tmp_path / "val" / "scores.json").exists() and (tmp_path / "val" / "timeseries").is_dir()
+    # an empty station set: exit status 1 and the reason
+    bad = tmp_path / "bad.yaml"
+    cfg["validation"]["stations"] = [{"path": "nowhere.csv"}]
+    bad.write_text(yaml.safe_dump(cfg))
+    res = CliRunner().invoke(main, ["validate", str(bad)])
+    assert res.exit_code == 1
+    shutil.rmtree(tmp_path / "val")
