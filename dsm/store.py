@@ -182,7 +182,7 @@ def write_region(
 def set_attrs(url: str, attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None) -> None:
     """Update top-level store attributes (JSON-serialisable values)."""
     group = zarr.open_group(url, mode="r+", storage_options=dict(storage_options or {}) or None)
-    group.attrs.update(json.loads(json.dumps(dict(attrs))))
+    group.update_attributes(json.loads(json.dumps(dict(attrs))))  # one write of zarr.json
 
 
 def encoding_for(dtype: np.dtype, chunks: tuple[int, ...], fill: Any) -> dict[str, Any]:

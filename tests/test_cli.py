@@ -33,6 +33,8 @@ def test_demo_builds_the_tiny_twin_and_prints_its_summary(tmp_path):
     assert "2016-06-09 .. 2016-07-26" in out
     assert (work / "cube.zarr" / "zarr.json").exists() and (work / "truth.zarr" / "zarr.json").exists()
     assert (work / "stations" / "insitu.csv").exists()
+    assert (work / "validation" / "report.html").stat().st_size > 10_000  # the chain ends with the report
+    assert "INFO distributed" not in res.stdout + res.stderr
     ds = cube.open_cube(str(work / "cube.zarr"))
     assert ds.attrs["twin_seed"] == 3 and ds.sizes["time"] == 48
     # the config it leaves drives the other commands
