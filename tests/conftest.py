@@ -32,3 +32,13 @@ def s3():
 
     with LoopbackS3() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A LocalCluster of two worker processes (one thread each) and its client, per test module."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as c:
+        yield c

@@ -10,7 +10,6 @@ import pystac
 import pytest
 import rasterio
 import xarray as xr
-from distributed import Client, LocalCluster
 from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import RasterExtension
 from pystac.validation import validate_dict
@@ -25,13 +24,6 @@ from dsm.predict import record_attrs
 
 REGION = Region(74, 772, 4, 4)
 START, END = dt.date(2016, 6, 9), dt.date(2016, 6, 12)
-
-
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
-            Client(cl) as c:
-        yield c
 
 
 def _output(url: str, so=None) -> np.ndarray:

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from distributed import Client, LocalCluster
 
 from dsm import products
 from dsm.config import from_dict
@@ -34,13 +33,6 @@ def config(cube: str, models: str, out: str, **extra):
     for k, v in extra.items():
         raw[k] = {**raw.get(k, {}), **v} if isinstance(v, dict) else v
     return from_dict(raw)
-
-
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
-            Client(cl) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

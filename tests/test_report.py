@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from distributed import Client, LocalCluster
 
 from dsm.config import from_dict
 from dsm.models.train import train
@@ -20,13 +19,6 @@ from dsm.testing.validation import gridded_field, make_products_store, write_gri
 
 GRIDS = {"rf": {"n_estimators": [20], "max_depth": [4]}, "xgb": {"n_estimators": [20], "max_depth": [3]}}
 BOX = [108.6, 38.3, 109.4, 39.0]
-
-
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
-            Client(cl) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

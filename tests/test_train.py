@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import yaml
 import zarr
-from distributed import Client, LocalCluster
 
 from dsm.config import from_dict
 from dsm.cube import open_cube
@@ -29,13 +28,6 @@ SMALL_GRIDS = {
     "rf": {"n_estimators": [30], "max_depth": [5]},
     "xgb": {"n_estimators": [30], "max_depth": [3]},
 }
-
-
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
-            Client(cl) as c:
-        yield c
 
 
 def _config(cube: str, model_store: str, **training):
