@@ -24,13 +24,16 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 import yaml
 
 from dsm import config as config_mod
 from dsm.errors import DsmError
+
+T = TypeVar("T")
 
 
 def _fail(exc: Exception) -> None:
@@ -46,6 +49,15 @@ def _storage_options(pairs: tuple[str, ...]) -> dict[str, Any]:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--storage-option")
         out[key] = yaml.safe_load(value)
     return out
+
+
+def _on_cluster(cfg: config_mod.Config, stage: Callable[[Any], T]) -> T:
+    """Run ``stage(client)`` on the configured cluster, naming the cluster on stderr."""
+    from dsm import cluster
+
+    with cluster.connect(cfg.cluster) as client:
+        click.echo(cluster.describe(client), err=True)
+        return stage(client)
 
 
 class _Group(click.Group):
@@ -178,15 +190,12 @@ def ingest(config_path: str, report_path: str | None, as_json: bool, strict: boo
     Creates the cube when missing; runs on the configured cluster; bad files are reported
     with their reason and the rest completes. Exit status 1 when a task failed.
     """
-    from dsm import cluster
     from dsm.ingest.pipeline import format_report, run_ingest
 
     cfg = config_mod.load(config_path)
     if cfg.inputs is None:
         raise config_mod.ConfigError(f"{config_path} has no 'inputs:' section: nothing to ingest")
-    with cluster.connect(cfg.cluster) as client:
-        click.echo(cluster.describe(client), err=True)
-        report = run_ingest(cfg, client, progress=progress, report_path=report_path)
+    report = _on_cluster(cfg, lambda client: run_ingest(cfg, client, progress=progress, report_path=report_path))
     if as_json:
         click.echo(json.dumps(report, indent=1))
     else:
@@ -263,15 +272,11 @@ def train_cmd(config_path: str, force: bool, only: tuple[str, ...]) -> None:
     Prints a per-period table (samples, chosen model, train/test R and RMSE, fallback) and the
     Table-4 summary. Exit status 1 when a period failed (the others are still trained).
     """
-    from dsm import cluster
-
     cfg = config_mod.load(config_path)
     from dsm.models.train import check_training_config
 
     check_training_config(cfg)
-    with cluster.connect(cfg.cluster) as client:
-        click.echo(cluster.describe(client), err=True)
-        ok = _run_training(cfg, client, force=force, only=only)
+    ok = _on_cluster(cfg, lambda client: _run_training(cfg, client, force=force, only=only))
     if not ok:
         sys.exit(1)
 
@@ -320,12 +325,8 @@ def predict_cmd(config_path: str, overwrite: bool) -> None:
 
     Exit status 1 when a day failed (the other days are still written).
     """
-    from dsm import cluster
-
     cfg = config_mod.load(config_path)
-    with cluster.connect(cfg.cluster) as client:
-        click.echo(cluster.describe(client), err=True)
-        ok = _run_predict(cfg, client, overwrite=overwrite)
+    ok = _on_cluster(cfg, lambda client: _run_predict(cfg, client, overwrite=overwrite))
     if not ok:
         sys.exit(1)
 
@@ -335,12 +336,8 @@ def predict_cmd(config_path: str, overwrite: bool) -> None:
 @click.option("--force", is_flag=True, help="Rewrite COGs already exported.")
 def export_cmd(config_path: str, force: bool) -> None:
     """Write one COG per predicted day to stores.cog and the STAC catalog to stores.stac."""
-    from dsm import cluster
-
     cfg = config_mod.load(config_path)
-    with cluster.connect(cfg.cluster) as client:
-        click.echo(cluster.describe(client), err=True)
-        ok = _run_export(cfg, client, force=force)
+    ok = _on_cluster(cfg, lambda client: _run_export(cfg, client, force=force))
     if not ok:
         sys.exit(1)
 
@@ -376,13 +373,10 @@ def validate_cmd(config_path: str) -> None:
     CSVs) under validation.out. Inputs that cannot be used are listed; exit status 1 when
     nothing could be scored.
     """
-    from dsm import cluster
     from dsm.validate import format_scores, problem_lines, run_validate
 
     cfg = config_mod.load(config_path)
-    with cluster.connect(cfg.cluster) as client:
-        click.echo(cluster.describe(client), err=True)
-        result, written = run_validate(cfg, client)
+    result, written = _on_cluster(cfg, lambda client: run_validate(cfg, client))
     for line in problem_lines(result.problems):
         click.secho(f"  left out: {line}", fg="yellow", err=True)
     if result.scores.empty:
@@ -397,13 +391,10 @@ def validate_cmd(config_path: str) -> None:
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
 def report_cmd(config_path: str) -> None:
     """Validate, analyse and write one self-contained HTML report (validation.report)."""
-    from dsm import cluster
     from dsm.report import run_report
 
     cfg = config_mod.load(config_path)
-    with cluster.connect(cfg.cluster) as client:
-        click.echo(cluster.describe(client), err=True)
-        path = run_report(cfg, client)
+    path = _on_cluster(cfg, lambda client: run_report(cfg, client))
     click.echo(f"report: {path}")
 
 
