@@ -4,6 +4,7 @@ Commands
 --------
 ``dsm demo --workdir DIR``     build the twin region under DIR and print its summary
 ``dsm twin CONFIG``            build the twin over a configuration's region, dates and stores
+``dsm run CONFIG``             the whole chain as one resumable, locked job (cube .. validate)
 ``dsm train CONFIG``           train every 16-day period's models; per-period table and Table 4
 ``dsm predict CONFIG``         daily 1 km sm, sm_unc, sm_origin into stores.output (resumable)
 ``dsm export CONFIG``          one COG per predicted day (SM_1km_YYYYDDD.tif) and a STAC catalog
@@ -51,12 +52,13 @@ def _storage_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _on_cluster(cfg: config_mod.Config, stage: Callable[[Any], T]) -> T:
-    """Run ``stage(client)`` on the configured cluster, naming the cluster on stderr."""
+def _on_cluster(cfg: config_mod.Config, stage: Callable[[Any], T], err: bool = True) -> T:
+    """Run ``stage(client)`` on the configured cluster, naming the cluster (and its dashboard)
+    on stderr (``err``) or stdout."""
     from dsm import cluster
 
     with cluster.connect(cfg.cluster) as client:
-        click.echo(cluster.describe(client), err=True)
+        click.echo(cluster.describe(client), err=err)
         return stage(client)
 
 
@@ -108,14 +110,14 @@ def _print_summary(summary: dict[str, Any]) -> None:
 @click.option("--overwrite/--no-overwrite", default=True, show_default=True,
               help="Replace stores left by an earlier demo in the same folder.")
 def demo(workdir: Path, size: str, seed: int, overwrite: bool) -> None:
-    """Build the embedded twin region under WORKDIR and print its summary.
+    """Run the whole chain on the embedded twin region under WORKDIR (`dsm run` of its config).
 
-    Leaves WORKDIR/config.yaml (reusable by every other command), WORKDIR/cube.zarr,
-    WORKDIR/truth.zarr and WORKDIR/stations/, then trains (WORKDIR/models/), predicts
-    (WORKDIR/sm.zarr), exports (WORKDIR/cog/, WORKDIR/stac/) and prints the skill of the 1 km
-    product against the truth beside the SMAP baselines (WORKDIR/skill.json).
+    Writes WORKDIR/config.yaml (reusable by every other command), builds WORKDIR/cube.zarr,
+    WORKDIR/truth.zarr and WORKDIR/stations/, trains (WORKDIR/models/), predicts
+    (WORKDIR/sm.zarr), exports (WORKDIR/cog/, WORKDIR/stac/), prints the skill of the 1 km
+    product against the truth beside the SMAP baselines (WORKDIR/skill.json) and writes the
+    validation report (WORKDIR/validation/report.html). --no-overwrite resumes an earlier demo.
     """
-    from dsm import cluster, cube
     from dsm.synthetic import TwinSpec
 
     spec = TwinSpec.of_size(size, seed)
@@ -136,35 +138,94 @@ def demo(workdir: Path, size: str, seed: int, overwrite: bool) -> None:
     cfg_path = workdir / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     cfg = config_mod.load(cfg_path)
-    click.echo(f"building the {size} twin region (seed {seed}) in {workdir}")
-    _build_twin(cfg, overwrite)
-    with cluster.connect(cfg.cluster) as client:
-        click.echo(cluster.describe(client))
-        _print_summary(cube.summary(cube.open_cube(cfg.stores.cube)))
-        click.echo(f"training every period's models into {cfg.stores.models}")
-        _run_training(cfg, client, force=overwrite)
-        click.echo(f"predicting every day into {cfg.stores.output}")
-        _run_predict(cfg, client, overwrite=overwrite)
-        click.echo(f"exporting COGs to {cfg.stores.cog} and STAC to {cfg.stores.stac}")
-        _run_export(cfg, client, force=overwrite)
-        _run_skill(cfg, str(workdir / "skill.json"))
-        from dsm.report import run_report
-
-        click.echo("validating against the stations and writing the report")
-        click.echo(f"report: {run_report(cfg, client)}")
-    click.echo(f"config: {cfg_path}")
+    if overwrite:
+        _remove_outputs(cfg)
+    click.echo(f"running the {size} twin region (seed {seed}) in {workdir}: twin, train, predict, export, validate")
+    ok = _run_chain(cfg, None, break_lock=False, valid_fractions=True)
+    click.echo(f"config: {cfg_path}  (rerun any stage with `dsm run {cfg_path}` or `dsm <stage> {cfg_path}`)")
+    if not ok:
+        sys.exit(1)
 
 
-def _build_twin(cfg: config_mod.Config, overwrite: bool) -> None:
-    from dsm.synthetic import TwinSpec
-    from dsm.twin import TwinStores, build_twin
+def _remove_outputs(cfg: config_mod.Config) -> None:
+    """Delete every store a run of ``cfg`` writes (the demo's --overwrite)."""
+    import fsspec
 
-    if cfg.stores.truth is None or cfg.stores.stations is None:
-        raise config_mod.ConfigError("stores.truth and stores.stations must be set to build the twin")
-    t = cfg.twin or config_mod.TwinConfig()
-    spec = TwinSpec(cfg.grid_region, cfg.dates.start, cfg.dates.end, t.seed, t.n_insitu, t.n_weather)
-    stores = TwinStores(cfg.stores.cube, cfg.stores.truth, cfg.stores.stations)
-    build_twin(stores, spec, cfg.chunks.space, cfg.chunks.time, cfg.stores.storage_options, overwrite)
+    from dsm.run import records_url
+    from dsm.runlock import lock_url
+    from dsm.validate import stations_config
+
+    s = cfg.stores
+    targets = [s.cube, s.truth, s.stations, s.models, s.output, s.cog, s.stac, str(stations_config(cfg).out),
+               records_url(cfg), lock_url(s.output or s.cube)]
+    for url in filter(None, targets):
+        fs, path = fsspec.core.url_to_fs(url, **s.storage_options)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+
+
+def _print_stage(cfg: config_mod.Config, res: Any, valid_fractions: bool) -> None:
+    """What one stage of ``dsm run`` did, as the single-stage commands print it."""
+    click.secho(f"== {res.stage}: {res.status} ({res.seconds:.1f} s){'; ' + res.message if res.message else ''}",
+                bold=True, fg={"error": "red", "partial": "yellow"}.get(res.status))
+    if res.status in ("error", "skipped"):
+        return
+    if res.stage == "cube":
+        from dsm import cube
+
+        _print_summary(cube.summary(cube.open_cube(cfg.stores.cube, cfg.stores.storage_options),
+                                    valid_fractions=valid_fractions))
+        for name, why in res.failed.items():
+            click.secho(f"  FAILED {name}: {why}", fg="red", err=True)
+    elif res.stage == "train":
+        _print_training(res.report)
+    elif res.stage == "predict":
+        _print_predict(res.report)
+    elif res.stage == "export":
+        _print_export(cfg, res.report)
+    elif res.stage == "validate":
+        click.echo(f"report: {res.summary['report']}")
+        if res.report is not None:
+            from dsm.skill import format_table
+
+            click.echo(f"skill of the 1 km maps against the twin's 1 km truth ({res.report['days']} days; "
+                       f"{res.summary['skill']}):")
+            click.echo(format_table(res.report))
+
+
+def _run_chain(cfg: config_mod.Config, stages: tuple[str, ...] | None, break_lock: bool,
+               valid_fractions: bool = False) -> bool:
+    """``dsm run`` on the configured cluster, printing each stage; True when complete."""
+    from dsm.run import last_error, lock_for, run
+
+    with lock_for(cfg, break_lock=break_lock) as lock:  # refuse before starting a cluster
+        result = _on_cluster(cfg, lambda client: run(
+            cfg, client, stages=stages, lock=lock, progress=_progress,
+            on_stage=lambda res: _print_stage(cfg, res, valid_fractions)), err=False)
+    click.echo(f"run {result.run_id}: {result.outcome}; record {result.records}/run.json")
+    stopped = last_error(result)
+    if stopped is not None:
+        click.secho(f"error in stage {stopped.stage}: {stopped.message}", fg="red", err=True)
+    return result.outcome == "complete"
+
+
+@main.command("run")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+@click.option("--stage", "stages", multiple=True, type=click.Choice(["cube", "train", "predict", "export", "validate"]),
+              help="Run only these stages (repeatable; default run.stages, all five).")
+@click.option("--break-lock", is_flag=True, help="Take the output store's lock from a run known to be dead.")
+def run_cmd(config_path: str, stages: tuple[str, ...], break_lock: bool) -> None:
+    """Run the whole chain of CONFIG as one resumable job: cube, train, predict, export, validate.
+
+    The cube stage ingests CONFIG's inputs (or builds the twin when CONFIG has twin:); every
+    stage skips what an earlier run finished, so a rerun after a crash resumes. The output
+    store is locked while the job runs: a second run on it refuses to start. Each run leaves
+    run.json and Dask's performance report under run.records. Exit status 1 when a stage
+    failed or left failed items.
+    """
+    cfg = config_mod.load(config_path)
+    if not _run_chain(cfg, stages or None, break_lock):
+        sys.exit(1)
 
 
 @main.command()
@@ -172,8 +233,10 @@ def _build_twin(cfg: config_mod.Config, overwrite: bool) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace existing stores.")
 def twin(config_path: str, overwrite: bool) -> None:
     """Build the synthetic twin over CONFIG's region and dates into its stores."""
+    from dsm.run import build_twin_stores
+
     cfg = config_mod.load(config_path)
-    _build_twin(cfg, overwrite)
+    build_twin_stores(cfg, overwrite)
     click.echo(f"twin written: cube {cfg.stores.cube}, truth {cfg.stores.truth}, stations {cfg.stores.stations}")
 
 
@@ -242,7 +305,17 @@ def _run_training(cfg: config_mod.Config, client: Any, force: bool = False,
     """Train, print the per-period table and Table 4; True when nothing failed."""
     from dsm.models.train import train
 
-    report = train(cfg, client, force=force, only=only or None, progress=lambda line: click.echo(line, err=True))
+    report = train(cfg, client, force=force, only=only or None, progress=_progress)
+    _print_training(report)
+    return not report.failed
+
+
+def _progress(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _print_training(report: Any) -> None:
+    """The per-period table, Table 4, skipped and failed periods of a TrainReport."""
     with pd_options():
         click.echo("per period:")
         click.echo(report.period_table().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -252,7 +325,6 @@ def _run_training(cfg: config_mod.Config, client: Any, force: bool = False,
         click.echo(f"skipped (already stored; --force retrains): {', '.join(report.skipped)}")
     for name, cause in report.failed.items():
         click.secho(f"FAILED {name}: {cause}", fg="red", err=True)
-    return not report.failed
 
 
 def pd_options() -> Any:
@@ -284,7 +356,13 @@ def train_cmd(config_path: str, force: bool, only: tuple[str, ...]) -> None:
 def _run_predict(cfg: config_mod.Config, client: Any, overwrite: bool = False) -> bool:
     from dsm.predict import predict
 
-    r = predict(cfg, client, overwrite=overwrite, progress=lambda line: click.echo(line, err=True))
+    r = predict(cfg, client, overwrite=overwrite, progress=_progress)
+    _print_predict(r)
+    return not r.failed
+
+
+def _print_predict(r: Any) -> None:
+    """One line for a PredictReport, then its empty and failed days."""
     rate = r.pixels / r.seconds if r.seconds else 0.0
     click.echo(f"predicted {len(r.predicted)} day(s) ({r.pixels} pixel-days, {rate:,.0f}/s); "
                f"skipped {len(r.skipped)} already done; empty {len(r.empty)}; failed {len(r.failed)}")
@@ -292,18 +370,22 @@ def _run_predict(cfg: config_mod.Config, client: Any, overwrite: bool = False) -
         click.echo(f"  empty {day}: {why}")
     for day, why in r.failed.items():
         click.secho(f"  FAILED {day}: {why}", fg="red", err=True)
-    return not r.failed
 
 
 def _run_export(cfg: config_mod.Config, client: Any, force: bool = False) -> bool:
     from dsm.export import export
 
     r = export(cfg, client, force=force)
+    _print_export(cfg, r)
+    return not r.failed
+
+
+def _print_export(cfg: config_mod.Config, r: Any) -> None:
+    """One line for an ExportReport, then its failed days."""
     click.echo(f"exported {len(r.exported)} COG(s) to {cfg.stores.cog}; skipped {len(r.skipped)}; "
                f"STAC: {r.stac or '-'}")
     for day, why in r.failed.items():
         click.secho(f"  FAILED {day}: {why}", fg="red", err=True)
-    return not r.failed
 
 
 def _run_skill(cfg: config_mod.Config, dest: str) -> None:

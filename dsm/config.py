@@ -311,6 +311,27 @@ class OutputConfig(_Frozen):
         return v
 
 
+class RunConfig(_Frozen):
+    """The one-command job ``dsm run`` (issue 7): stages, lock and run records.
+
+    ``records`` is where each run leaves ``<run id>/run.json`` (stages, timings, results) and
+    ``<run id>/dask-performance.html``; default ``runs/`` beside ``stores.output``.
+    """
+
+    stages: tuple[Literal["cube", "train", "predict", "export", "validate"], ...] = (
+        "cube", "train", "predict", "export", "validate")
+    records: str | None = None
+    lock_ttl: float = Field(default=120.0, gt=0.0, description="seconds after its last heartbeat a lock is abandoned")
+    lock_heartbeat: float = Field(default=15.0, gt=0.0, description="seconds between lock heartbeats")
+    performance_report: bool = True
+
+    @model_validator(mode="after")
+    def _beat_within_ttl(self) -> RunConfig:
+        if self.lock_heartbeat >= self.lock_ttl:
+            raise ValueError(f"lock_heartbeat ({self.lock_heartbeat}) must be shorter than lock_ttl ({self.lock_ttl})")
+        return self
+
+
 class InputsConfig(_Frozen):
     """The input files of ``dsm ingest`` (every source optional), see :mod:`dsm.ingest.pipeline`."""
 
@@ -425,6 +446,7 @@ class Config(_Frozen):
     inputs: InputsConfig | None = None
     output: OutputConfig = OutputConfig()
     validation: ValidationConfig | None = None
+    run: RunConfig = RunConfig()
 
     @field_validator("predictors")
     @classmethod
@@ -452,6 +474,9 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
                 stores[key] = str((base / os.path.expanduser(value)).resolve())
     _resolve_input_paths(raw.get("inputs"), base)
     _resolve_validation_paths(raw.get("validation"), base)
+    run = raw.get("run")
+    if isinstance(run, dict) and isinstance(run.get("records"), str) and "://" not in run["records"]:
+        run["records"] = str((base / os.path.expanduser(run["records"])).resolve())
     return raw
 
 

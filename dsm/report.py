@@ -18,7 +18,6 @@ import datetime as dt
 import html
 import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,10 +141,14 @@ def model_cards(models_url: str | None, so: Mapping[str, Any] | None = None
     return cards, ms.read_card(POOLED)
 
 
-def _weather(path: str | None) -> pd.DataFrame | None:
-    if not path or not os.path.exists(path):
+def _weather(path: str | None, so: Mapping[str, Any] | None = None) -> pd.DataFrame | None:
+    if not path:
         return None
-    w = pd.read_csv(path, dtype={"station": str})
+    try:
+        with fsspec.open(path, "r", **dict(so or {})) as f:
+            w = pd.read_csv(f, dtype={"station": str})
+    except FileNotFoundError:
+        return None
     missing = [c for c in ("station", "lon", "lat", "time", "precip_mm", "tair_c") if c not in w.columns]
     if missing:
         raise InputError(f"weather file {path} lacks column(s) {missing}")
@@ -398,7 +401,7 @@ def run_report(config: Config, client: Client | None) -> str:
     fs.makedirs(root, exist_ok=True)
     result, written = val.run_validate(config, client)
     cards, pooled = model_cards(config.stores.models, so)
-    weather = _weather(v.weather)
+    weather = _weather(v.weather, so)
     products_ds = store.open_store(str(config.stores.output), "products", so)
     means_url = analysis.write_means(products_ds["sm"], f"{out}/means.zarr", client, so)
 

@@ -41,13 +41,15 @@ Outputs of :func:`write_validation` (folder ``validation.out``): ``pairs.csv``,
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import json
 import logging
 import os
+import tempfile
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,13 +139,45 @@ def _source_format(src: StationSourceConfig) -> str:
     return "unknown"
 
 
-def read_source(src: StationSourceConfig) -> tuple[pd.DataFrame, dict[str, str]]:
+def is_remote(path: str) -> bool:
+    """Whether ``path`` is a URL that fsspec reads through a network protocol (s3://, ...)."""
+    return "://" in path and not path.startswith("file://")
+
+
+@contextlib.contextmanager
+def local_copies(path: str, storage_options: Mapping[str, Any] | None = None) -> Iterator[list[tuple[str, str]]]:
+    """``(local path, name to report)`` of each file or folder that ``path`` names.
+
+    ``path`` is a file, folder, zip or glob, local or at any fsspec URL. Remote matches are
+    downloaded into a temporary folder (removed on exit), since the station readers need
+    local files; local paths are used in place. A remote path that matches nothing gives [].
+    """
+    if not is_remote(path):
+        local = path.removeprefix("file://")
+        yield [(p, p) for p in (sorted(glob.glob(local)) if glob.has_magic(local) else [local])]
+        return
+    fs, root = fsspec.core.url_to_fs(path, **dict(storage_options or {}))
+    matches = sorted(fs.glob(root)) if glob.has_magic(root) else ([root] if fs.exists(root) else [])
+    with tempfile.TemporaryDirectory(prefix="dsm-stations-") as tmp:
+        items = []
+        for i, match in enumerate(matches):
+            dest = os.path.join(tmp, str(i), match.rstrip("/").rsplit("/", 1)[-1])
+            os.makedirs(os.path.dirname(dest))
+            fs.get(match, dest, recursive=fs.isdir(match))
+            items.append((dest, fs.unstrip_protocol(match)))
+        yield items
+
+
+def read_source(src: StationSourceConfig, storage_options: Mapping[str, Any] | None = None
+                ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Read one in situ source into tidy records (:data:`dsm.insitu.TIDY_COLUMNS`).
 
     Parameters
     ----------
     src : StationSourceConfig
-        Path (file, folder, zip or glob) and format.
+        Path (file, folder, zip or glob; local or an fsspec URL such as ``s3://``) and format.
+    storage_options : mapping, optional
+        fsspec options for a remote path.
 
     Returns
     -------
@@ -152,37 +186,43 @@ def read_source(src: StationSourceConfig) -> tuple[pd.DataFrame, dict[str, str]]
     failures : dict of str to str
         File -> why it could not be read (unknown format, malformed content).
     """
-    paths = sorted(glob.glob(src.path)) if glob.has_magic(src.path) else [src.path]
-    if not paths:
-        return insitu._empty_tidy(), {src.path: "no file matches this path"}
     frames: list[pd.DataFrame] = []
     failures: dict[str, str] = {}
-    for path in paths:
-        fmt = _source_format(StationSourceConfig(path=path, format=src.format, network=src.network))
-        try:
-            if not os.path.exists(path):
-                raise insitu.InsituFormatError(path, "no such file or folder")
-            if fmt == "csv":
-                frames.append(insitu.read_station_csv(path, network=src.network))
-            elif fmt == "ismn" and (os.path.isdir(path) or path.lower().endswith(".zip")):
-                res = insitu.read_ismn_archive(path)
-                frames.append(res.data)
-                failures.update(res.failures)
-            elif fmt == "ismn":
-                frames.append(insitu.read_ismn_file(path))
-            else:  # unknown extension: accept ISMN content, else name the file
-                content = Path(path).read_bytes()
-                try:
-                    frames.append(insitu.parse_ismn_text(content, path))
-                except insitu.InsituFormatError as exc:
-                    raise insitu.InsituFormatError(
-                        path, "unknown station file format (not .csv, not an ISMN .stm file, folder or zip): "
-                              f"{exc.problem}") from None
-        except (insitu.InsituFormatError, OSError) as exc:
-            failures[path] = str(exc)
+    with local_copies(src.path, storage_options) as items:
+        if not items:
+            return insitu._empty_tidy(), {src.path: "no file matches this path"}
+        for path, name in items:
+            try:
+                frame, member_failures = _read_station_path(path, src)
+                frames.append(frame)
+                failures.update({k.replace(path, name): v for k, v in member_failures.items()})
+            except (insitu.InsituFormatError, OSError) as exc:
+                failures[name] = str(exc).replace(path, name)
     frames = [f for f in frames if len(f)]
     data = pd.concat(frames, ignore_index=True) if frames else insitu._empty_tidy()
     return data, failures
+
+
+def _read_station_path(path: str, src: StationSourceConfig) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Tidy records of one local station file, folder or zip, and the archive members that
+    could not be read; raises :class:`~dsm.insitu.InsituFormatError` for an unreadable file."""
+    fmt = _source_format(StationSourceConfig(path=path, format=src.format, network=src.network))
+    if not os.path.exists(path):
+        raise insitu.InsituFormatError(path, "no such file or folder")
+    if fmt == "csv":
+        return insitu.read_station_csv(path, network=src.network), {}
+    if fmt == "ismn" and (os.path.isdir(path) or path.lower().endswith(".zip")):
+        res = insitu.read_ismn_archive(path)
+        return res.data, dict(res.failures)
+    if fmt == "ismn":
+        return insitu.read_ismn_file(path), {}
+    content = Path(path).read_bytes()  # unknown extension: accept ISMN content, else name the file
+    try:
+        return insitu.parse_ismn_text(content, path), {}
+    except insitu.InsituFormatError as exc:
+        raise insitu.InsituFormatError(
+            path, "unknown station file format (not .csv, not an ISMN .stm file, folder or zip): "
+                  f"{exc.problem}") from None
 
 
 def station_daily(records: pd.DataFrame, cfg: ValidationConfig, problems: _Problems | None = None) -> pd.DataFrame:
@@ -707,6 +747,11 @@ def period_skill(output_url: str, truth_url: str, cube_url: str,
 # --------------------------------------------------------------------------- orchestration
 
 
+def _exists(url: str, storage_options: Mapping[str, Any] | None = None) -> bool:
+    fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    return bool(fs.exists(path))
+
+
 def stations_config(config: Config) -> ValidationConfig:
     """The ``validation`` section, with the twin's station files as defaults."""
     v = config.validation or ValidationConfig()
@@ -714,7 +759,7 @@ def stations_config(config: Config) -> ValidationConfig:
     st = config.stores.stations
     if not v.stations and st:
         updates["stations"] = (StationSourceConfig(path=f"{st.rstrip('/')}/insitu.csv", format="csv"),)
-    if v.weather is None and st and os.path.exists(f"{st.rstrip('/')}/weather.csv"):
+    if v.weather is None and st and _exists(f"{st.rstrip('/')}/weather.csv", config.stores.storage_options):
         updates["weather"] = f"{st.rstrip('/')}/weather.csv"
     if v.out is None:
         base = config.stores.output or config.stores.cube
@@ -749,12 +794,15 @@ def validate(config: Config, client: Client | None) -> ValidationResult:
     problems = _Problems()
     frames = []
     for src in v.stations:
-        data, failures = read_source(src)
+        data, failures = read_source(src, config.stores.storage_options)
         for path, why in failures.items():
             problems.add("station_file", path, why)
         frames.append(data)
     frames = [f for f in frames if len(f)]
-    records = pd.concat(frames, ignore_index=True) if frames else insitu._empty_tidy()
+    if not frames:
+        why = "; ".join(f"{r['name']}: {r['problem']}" for r in problems.rows if r["kind"] == "station_file")
+        raise InputError(f"no in situ record could be read ({why or 'the station sources hold no records'})")
+    records = pd.concat(frames, ignore_index=True)
     records = records.assign(network=records["network"].fillna("-"))
     region = config.grid_region
     located = locate(records if len(records) else pd.DataFrame(columns=[*SITE_KEYS, "lon", "lat"]), region,

@@ -34,6 +34,10 @@ def test_demo_builds_the_tiny_twin_and_prints_its_summary(tmp_path):
     assert (work / "cube.zarr" / "zarr.json").exists() and (work / "truth.zarr" / "zarr.json").exists()
     assert (work / "stations" / "insitu.csv").exists()
     assert (work / "validation" / "report.html").stat().st_size > 10_000  # the chain ends with the report
+    for stage in ("cube", "train", "predict", "export", "validate"):
+        assert f"== {stage}: done" in out
+    assert "skill of the 1 km maps" in out and (work / "skill.json").exists()
+    assert len(list(work.glob("runs/*/run.json"))) == 1 and len(list(work.glob("runs/*/dask-performance.html"))) == 1
     assert "INFO distributed" not in res.stdout + res.stderr
     ds = cube.open_cube(str(work / "cube.zarr"))
     assert ds.attrs["twin_seed"] == 3 and ds.sizes["time"] == 48

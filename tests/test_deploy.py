@@ -329,8 +329,6 @@ def test_a_rendered_job_carries_its_configuration(device: str) -> None:
 
 
 def test_dsm_run_parses_the_job_arguments() -> None:
-    if "run" not in dsm_cli.commands:
-        pytest.skip("`dsm run` is not written yet (issue 7, item 2)")
     job, _ = _job_parts(_yaml_docs(K8S / "daskjob.yaml"))
     args = job["spec"]["job"]["spec"]["containers"][0]["args"][1:]
     dsm_cli.commands["run"].make_context("dsm run", [str(K8S / "config.yaml")] + args[2:])

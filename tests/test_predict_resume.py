@@ -1,4 +1,5 @@
-"""A prediction killed midway (SIGKILL of the job and its workers) and rerun gives the same bytes."""
+"""A ``dsm run`` killed midway through prediction (SIGKILL of the job and its workers) and rerun
+resumes: it takes over the dead run's lock, redoes no finished day and gives the same bytes."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def test_killed_run_resumes_to_byte_identical_output(tiny_twin, tmp_path):
         ref = predict(ref_cfg, c)
     assert len(ref.predicted) == 48
 
-    proc = subprocess.Popen([sys.executable, "-m", "dsm", "predict", str(path)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "dsm", "run", "--stage", "predict", str(path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
     out = tmp_path / "a.zarr"
     deadline = time.monotonic() + 120
@@ -59,10 +60,11 @@ def test_killed_run_resumes_to_byte_identical_output(tiny_twin, tmp_path):
     assert not finished_early, "the run finished before it could be killed"
     killed_at = _done(out)
     assert 3 <= killed_at < 48
-    res = subprocess.run([sys.executable, "-m", "dsm", "predict", str(path)], capture_output=True, text=True,
+    res = subprocess.run([sys.executable, "-m", "dsm", "run", "--stage", "predict", str(path)], capture_output=True, text=True,
                          timeout=180)
     assert res.returncode == 0, res.stderr
     assert f"skipped {killed_at} already done" in res.stdout
+    assert "taking over the stale lock" in res.stderr
     a, b = _files(out), _files(tmp_path / "ref.zarr")
     assert a.keys() == b.keys()
     different = [k for k in a if a[k] != b[k]]

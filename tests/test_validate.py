@@ -240,10 +240,36 @@ def test_cli_validate(twin, tmp_path):
     assert res.exit_code == 0, res.output
     assert "sm_1km" in res.output and "site_mean" in res.output
     assert (tmp_path / "val" / "scores.json").exists() and (tmp_path / "val" / "timeseries").is_dir()
-    # an empty station set: exit status 1 and the reason
+    # no readable station: one clear error naming the file (exit status 2)
     bad = tmp_path / "bad.yaml"
     cfg["validation"]["stations"] = [{"path": "nowhere.csv"}]
     bad.write_text(yaml.safe_dump(cfg))
     res = CliRunner().invoke(main, ["validate", str(bad)])
-    assert res.exit_code == 1
+    assert res.exit_code == 2 and "no in situ record could be read" in res.output
+    assert "nowhere.csv: no such file or folder" in res.output
     shutil.rmtree(tmp_path / "val")
+
+
+@pytest.mark.s3
+@pytest.mark.timeout(120)
+def test_station_files_are_read_from_object_storage_and_bad_ones_named(s3, tiny_twin):
+    from dsm.config import StationSourceConfig
+
+    bucket = s3.make_bucket("dsm-stations")
+    fs = s3.filesystem()
+    fs.put_file(f"{tiny_twin.stations}/insitu.csv", f"{bucket.removeprefix('s3://')}/st/insitu.csv")
+    fs.pipe_file(f"{bucket.removeprefix('s3://')}/st/broken.csv", b"this,is\nnot,a station table\n")
+    remote, failures = val.read_source(StationSourceConfig(path=f"{bucket}/st/*.csv"), s3.storage_options)
+    local, none = val.read_source(StationSourceConfig(path=f"{tiny_twin.stations}/insitu.csv"))
+    assert none == {} and len(local) > 100
+    pd.testing.assert_frame_equal(remote, local)
+    assert list(failures) == [f"{bucket}/st/broken.csv"] and "broken.csv" in failures[f"{bucket}/st/broken.csv"]
+    missing, why = val.read_source(StationSourceConfig(path=f"{bucket}/nowhere/*.csv"), s3.storage_options)
+    assert len(missing) == 0 and why == {f"{bucket}/nowhere/*.csv": "no file matches this path"}
+
+
+def test_no_readable_station_is_one_clear_error(twin, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("no,stations\nhere,at all\n")
+    with pytest.raises(val.InputError, match=r"no in situ record could be read \(.*bad\.csv"):
+        val.validate(_config(twin, stations=[{"path": str(bad)}]), None)

@@ -1,0 +1,361 @@
+"""The whole chain as one resumable job (``dsm run``).
+
+Stages, in order (``run.stages`` selects a subset):
+
+``cube``      the predictor cube: ``dsm ingest`` when the configuration has ``inputs:``,
+              else the synthetic twin when it has ``twin:`` (built once; a twin whose station
+              tables, written last, are missing is rebuilt), else the existing cube is checked;
+``train``     every period's models (periods already stored are skipped);
+``predict``   the daily 1 km maps (days already done are skipped);
+``export``    COGs and STAC (days already exported are skipped; needs ``stores.cog``);
+``validate``  in situ validation, analysis and the HTML report, and on the twin the skill
+              against the 1 km truth (``skill.json`` beside the output store).
+
+Every stage is resumable on its own, so rerunning ``dsm run`` after a crash, a killed job or
+a storage outage redoes only what was not recorded as finished. While it runs, the job holds
+the output store's lock (:mod:`dsm.runlock`): a second run on the same output store refuses
+to start. Each run leaves ``<run.records>/<run id>/run.json`` (stages, timings, outcomes) and
+Dask's HTML performance report beside it.
+
+A stage that raises stops the run (later stages depend on it). A stage that finishes with
+some failed items (a period, a day) lets the run go on, and the run's outcome is "partial".
+Storage and network failures are reported as :class:`~dsm.errors.TransientIOError`: what was
+written stays valid and a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+from distributed import Client, performance_report
+
+from dsm.config import Config, ConfigError
+from dsm.errors import DsmError, TransientIOError
+from dsm.runlock import RunLock, lock_url
+
+log = logging.getLogger(__name__)
+
+STAGES = ("cube", "train", "predict", "export", "validate")
+
+
+@dataclass
+class StageResult:
+    """What one stage did.
+
+    ``status`` is ``done`` (everything finished), ``partial`` (finished with failed items,
+    named in ``failed``), ``skipped`` (not configured; ``message`` says why) or ``error`` (the
+    stage raised; ``message`` holds the error and later stages did not run).
+    """
+
+    stage: str
+    status: str
+    seconds: float = 0.0
+    message: str = ""
+    summary: dict[str, Any] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    report: Any = None  # the stage's own report object (not serialised)
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready form for ``run.json``."""
+        return {"stage": self.stage, "status": self.status, "seconds": round(self.seconds, 3),
+                "message": self.message, "summary": self.summary, "failed": self.failed}
+
+
+@dataclass
+class RunResult:
+    """A whole run: its id, stages and where its records are."""
+
+    run_id: str
+    started: str
+    stages: list[StageResult] = field(default_factory=list)
+    records: str | None = None
+
+    @property
+    def outcome(self) -> str:
+        """``complete``, ``partial`` (some items failed) or ``failed`` (a stage raised)."""
+        status = {s.status for s in self.stages}
+        return "failed" if "error" in status else "partial" if "partial" in status else "complete"
+
+
+def records_url(config: Config) -> str:
+    """Where run records go: ``run.records``, else ``runs/`` beside the output store."""
+    if config.run.records:
+        return config.run.records.rstrip("/")
+    base = config.stores.output or config.stores.cube
+    return f"{os.path.dirname(base.rstrip('/'))}/runs"
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a storage or network failure worth a rerun (not bad input)."""
+    if isinstance(exc, TransientIOError):
+        return True
+    if isinstance(exc, DsmError):
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    names = {c.__name__ for c in type(exc).__mro__}
+    return bool(names & {"ClientError", "ClientConnectorError", "EndpointConnectionError", "ConnectTimeoutError",
+                         "ReadTimeoutError", "ServerDisconnectedError", "ConnectionClosedError"}) or (
+        isinstance(exc, OSError) and not isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)))
+
+
+# ------------------------------------------------------------------------------ stages
+def _stage_cube(config: Config, client: Client, say: Callable[[str], None]) -> StageResult:
+    from dsm import cube
+
+    if config.inputs is not None:
+        from dsm.ingest.pipeline import run_ingest
+
+        rep = run_ingest(config, client, progress=False)
+        s = rep["summary"]
+        failed = {str(f.get("path")): str(f.get("reason", "")) for f in rep["files"] if f.get("status") == "failed"}
+        failed.update({f"task {i}": str(e) for i, e in enumerate(rep["task_errors"])})
+        status = "partial" if s.get("failed") or s.get("task_errors") else "done"
+        return StageResult("cube", status, message=f"ingest report {rep.get('report')}", summary=dict(s),
+                           failed=failed, report=rep)
+    if config.twin is not None:
+        stores = twin_stores(config)
+        fs, path = fsspec.core.url_to_fs(stores.weather_csv, **config.stores.storage_options)
+        if fs.exists(path):
+            cube.open_cube(config.stores.cube, config.stores.storage_options)
+            return StageResult("cube", "done", message="twin already built", summary={"built": False})
+        say(f"building the twin region into {config.stores.cube}")
+        build_twin_stores(config, overwrite=True)
+        return StageResult("cube", "done", message="twin built", summary={"built": True})
+    cube.open_cube(config.stores.cube, config.stores.storage_options)
+    return StageResult("cube", "done", message=f"using the existing cube {config.stores.cube}", summary={"built": False})
+
+
+def twin_stores(config: Config) -> Any:
+    """The :class:`~dsm.twin.TwinStores` of ``config`` (truth and stations must be set)."""
+    from dsm.twin import TwinStores
+
+    if config.stores.truth is None or config.stores.stations is None:
+        raise ConfigError("stores.truth and stores.stations must be set to build the twin")
+    return TwinStores(config.stores.cube, config.stores.truth, config.stores.stations)
+
+
+def build_twin_stores(config: Config, overwrite: bool, progress: bool = True) -> None:
+    """Build the twin of ``config`` (region, dates, ``twin:`` section) into its stores.
+
+    ``overwrite`` replaces existing stores (else they are an error); ``progress`` shows a
+    progress bar over the simulated days.
+    """
+    from dsm.config import TwinConfig
+    from dsm.synthetic import TwinSpec
+    from dsm.twin import build_twin
+
+    stores = twin_stores(config)
+    t = config.twin or TwinConfig()
+    spec = TwinSpec(config.grid_region, config.dates.start, config.dates.end, t.seed, t.n_insitu, t.n_weather)
+    build_twin(stores, spec, config.chunks.space, config.chunks.time, config.stores.storage_options, overwrite,
+               progress=progress)
+
+
+def _stage_train(config: Config, client: Client, say: Callable[[str], None]) -> StageResult:
+    from dsm.models.train import check_training_config, train
+
+    if not config.stores.models:
+        return StageResult("train", "skipped", message="stores.models is not set")
+    check_training_config(config)
+    rep = train(config, client, progress=say)
+    return StageResult("train", "partial" if rep.failed else "done",
+                       summary={"periods": len(rep.periods), "trained": len(rep.trained), "reused": len(rep.reused),
+                                "skipped": len(rep.skipped)},
+                       failed=dict(rep.failed), report=rep)
+
+
+def _stage_predict(config: Config, client: Client, say: Callable[[str], None]) -> StageResult:
+    from dsm.predict import predict
+
+    if not config.stores.output:
+        return StageResult("predict", "skipped", message="stores.output is not set")
+    rep = predict(config, client, progress=say)
+    return StageResult("predict", "partial" if rep.failed else "done",
+                       summary={"predicted": len(rep.predicted), "skipped": len(rep.skipped), "empty": len(rep.empty),
+                                "pixels": rep.pixels},
+                       failed=dict(rep.failed), report=rep)
+
+
+def _stage_export(config: Config, client: Client, say: Callable[[str], None]) -> StageResult:
+    from dsm.export import export
+
+    if not config.stores.cog:
+        return StageResult("export", "skipped", message="stores.cog is not set")
+    rep = export(config, client, progress=say)
+    return StageResult("export", "partial" if rep.failed else "done",
+                       summary={"exported": len(rep.exported), "skipped": len(rep.skipped), "stac": rep.stac},
+                       failed=dict(rep.failed), report=rep)
+
+
+def _stage_validate(config: Config, client: Client, say: Callable[[str], None]) -> StageResult:
+    from dsm.validate import stations_config
+
+    v = stations_config(config)
+    if not v.stations:
+        return StageResult("validate", "skipped", message="no stations configured (validation.stations)")
+    from dsm.report import run_report
+
+    summary: dict[str, Any] = {"report": run_report(config, client)}
+    scores = None
+    if config.stores.truth and config.stores.output:
+        from dsm.skill import skill, write_skill
+
+        dest = f"{os.path.dirname(config.stores.output.rstrip('/'))}/skill.json"
+        scores = skill(config.stores.output, config.stores.truth, config.stores.cube, config.stores.storage_options)
+        write_skill(scores, dest, config.stores.storage_options)
+        summary["skill"] = dest
+    return StageResult("validate", "done", summary=summary, report=scores)
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[Config, Client, Callable[[str], None]], StageResult]] = {
+    "cube": _stage_cube, "train": _stage_train, "predict": _stage_predict, "export": _stage_export,
+    "validate": _stage_validate,
+}
+
+
+# ------------------------------------------------------------------------------ the run
+def write_record(result: RunResult, config: Config, extra: dict[str, Any] | None = None) -> str:
+    """Write ``run.json`` of ``result`` under its records folder; returns its URL."""
+    url = f"{result.records}/run.json"
+    body = {"run_id": result.run_id, "started": result.started, "outcome": result.outcome,
+            "region": config.grid_region.to_dict(),
+            "dates": [config.dates.start.isoformat(), config.dates.end.isoformat()],
+            "stores": config.stores.model_dump(mode="json", exclude={"storage_options"}),
+            "stages": [s.record() for s in result.stages], **(extra or {})}
+    fs, path = fsspec.core.url_to_fs(url, **config.stores.storage_options)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(path, "w") as f:
+        json.dump(body, f, indent=1)
+    return url
+
+
+@contextmanager
+def _performance_report(enabled: bool, dest: str, storage_options: dict[str, Any]) -> Iterator[None]:
+    """Dask's HTML performance report of the block, uploaded to ``dest`` afterwards."""
+    if not enabled:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="dsm-run-") as tmp:
+        local = os.path.join(tmp, "dask-performance.html")
+        try:
+            with performance_report(filename=local):
+                yield
+        finally:
+            if os.path.exists(local):
+                try:
+                    fs, path = fsspec.core.url_to_fs(dest, **storage_options)
+                    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+                    fs.put_file(local, path)
+                except Exception as exc:  # the report is a convenience: never fail the run for it
+                    log.warning("could not save the performance report to %s: %s", dest, exc)
+
+
+def new_run_id() -> str:
+    """A run id: the UTC start time and a random suffix (sorts by time)."""
+    return f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+def lock_for(config: Config, run_id: str | None = None, break_lock: bool = False) -> RunLock:
+    """The (not yet acquired) lock of ``config``'s output store; use it as a context manager."""
+    target = config.stores.output or config.stores.cube
+    return RunLock(lock_url(target), config.stores.storage_options, ttl=config.run.lock_ttl,
+                   heartbeat=config.run.lock_heartbeat, run_id=run_id or new_run_id(), break_lock=break_lock)
+
+
+def run(config: Config, client: Client, *, stages: tuple[str, ...] | None = None, break_lock: bool = False,
+        lock: RunLock | None = None, progress: Callable[[str], None] | None = None,
+        on_stage: Callable[[StageResult], None] | None = None) -> RunResult:
+    """Run the chain of ``config`` on ``client``'s cluster, resuming whatever is already done.
+
+    Parameters
+    ----------
+    config
+        The run configuration; ``run.stages`` lists the stages to run.
+    client
+        The cluster's client (a LocalCluster, or a scheduler reached by address).
+    stages
+        Overrides ``run.stages``.
+    break_lock
+        Take the output store's lock even when another run seems to hold it.
+    lock
+        A lock from :func:`lock_for` that the caller already holds (for example taken before
+        starting a cluster); by default the run takes its own.
+    progress
+        Called with progress lines.
+    on_stage
+        Called with each stage's result as soon as the stage ends.
+
+    Returns
+    -------
+    RunResult
+        The stages' results; ``run.json`` and the performance report are under ``records``.
+
+    Raises
+    ------
+    LockError
+        Another live run holds the output store's lock (nothing was done).
+    """
+    say = progress or (lambda line: log.info(line))
+    chosen = tuple(stages or config.run.stages)
+    unknown = [s for s in chosen if s not in STAGES]
+    if unknown:
+        raise ConfigError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
+    own_lock = lock is None
+    lock = lock or lock_for(config, break_lock=break_lock)
+    run_id = lock.record.run_id
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    result = RunResult(run_id, now, records=f"{records_url(config)}/{run_id}")
+    so = config.stores.storage_options
+    with lock if own_lock else nullcontext(lock):
+        say(f"run {run_id}: stages {', '.join(chosen)}; records {result.records}")
+        report_ctx = _performance_report(config.run.performance_report, f"{result.records}/dask-performance.html",
+                                         so) if client is not None else nullcontext()
+        with report_ctx:
+            for name in STAGES:
+                if name not in chosen:
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    res = STAGE_FUNCTIONS[name](config, client, say)
+                except Exception as exc:
+                    if _transient(exc):
+                        msg = (f"storage or network failure in stage {name}: {type(exc).__name__}: {exc}. "
+                               "What was written stays valid; rerun to resume.")
+                    elif isinstance(exc, DsmError):
+                        msg = str(exc)
+                    else:
+                        log.exception("stage %s failed", name)
+                        msg = f"{type(exc).__name__}: {exc}"
+                    res = StageResult(name, "error", message=msg)
+                res.seconds = time.perf_counter() - t0
+                result.stages.append(res)
+                if on_stage is not None:
+                    on_stage(res)
+                if res.status == "error":
+                    break
+        try:
+            write_record(result, config, {"lock": lock.url, "stages_requested": list(chosen),
+                                          "performance_report": f"{result.records}/dask-performance.html"
+                                          if config.run.performance_report else None})
+        except Exception as exc:
+            log.warning("could not write the run record under %s: %s", result.records, exc)
+    return result
+
+
+def last_error(result: RunResult) -> StageResult | None:
+    """The stage that stopped the run, if one did."""
+    return next((s for s in result.stages if s.status == "error"), None)
+
+

@@ -1,0 +1,190 @@
+"""A lease on an output store, so two runs never interleave their writes.
+
+``dsm run`` holds the lock for as long as it runs. The lock is a small JSON object stored
+beside the output store (``<output>.lock``: a local file or an object in the same bucket,
+outside the store so that replacing the store cannot delete it) that names its holder (run
+id, host, process id, start time) and carries a heartbeat refreshed by a background thread.
+
+A lock is *live* while its heartbeat is younger than ``ttl`` seconds, and *stale* when the
+heartbeat is older, or when its holder ran on this host and that process is gone (a job
+killed by SIGKILL leaves its lock behind; the rerun takes it over at once). A live lock held
+by another run makes :func:`acquire` raise :class:`LockError` naming the holder.
+
+Object stores have no atomic create-if-absent that every S3-compatible server honours, so
+acquiring is *write, wait, read back*: two runs racing within ``settle`` seconds both write,
+and only the one whose record is read back proceeds. That is the usual lease protocol and is
+enough for two people starting the same job, which is what the lock is for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import fsspec
+
+from dsm.errors import DsmError
+
+log = logging.getLogger(__name__)
+
+
+class LockError(DsmError):
+    """Another live run holds the output store's lock."""
+
+
+@dataclass(frozen=True)
+class LockRecord:
+    """Who holds a lock, and since when."""
+
+    run_id: str
+    host: str
+    pid: int
+    started: str
+    heartbeat: float  # seconds since the epoch
+
+    def age(self, now: float | None = None) -> float:
+        """Seconds since the last heartbeat."""
+        return (time.time() if now is None else now) - self.heartbeat
+
+    def describe(self) -> str:
+        """One line naming the holder."""
+        return f"run {self.run_id} (pid {self.pid} on {self.host}, started {self.started}, heartbeat {self.age():.0f} s ago)"
+
+
+def lock_url(output_url: str) -> str:
+    """The lock's location for an output store URL."""
+    return output_url.rstrip("/") + ".lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_stale(record: LockRecord, ttl: float, now: float | None = None) -> bool:
+    """Whether ``record`` no longer protects anything (old heartbeat or dead local holder)."""
+    if record.age(now) > ttl:
+        return True
+    return record.host == socket.gethostname() and not _pid_alive(record.pid)
+
+
+class RunLock:
+    """The lease of one run on an output store; use :func:`acquire`.
+
+    Parameters
+    ----------
+    url
+        Location of the lock object (see :func:`lock_url`).
+    storage_options
+        fsspec options for remote URLs.
+    ttl
+        Seconds after the last heartbeat at which the lock counts as abandoned.
+    heartbeat
+        Seconds between heartbeats (well below ``ttl``).
+    run_id
+        The run's id (default: a new random one).
+    break_lock
+        Take the lock even from a live holder (the user knows it is dead).
+
+    Used as a context manager, the lock is acquired on entry and released on exit.
+    """
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None, *, ttl: float = 120.0,
+                 heartbeat: float = 15.0, run_id: str | None = None, break_lock: bool = False) -> None:
+        if heartbeat >= ttl:
+            raise ValueError(f"heartbeat ({heartbeat} s) must be shorter than ttl ({ttl} s)")
+        self.url = url
+        self.ttl = ttl
+        self.heartbeat = heartbeat
+        self.break_lock = break_lock
+        self._fs, self._path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+        self.record = LockRecord(run_id or uuid.uuid4().hex[:12], socket.gethostname(), os.getpid(),
+                                 dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), time.time())
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- reading and writing the object ----------------------------------------------
+    def read(self) -> LockRecord | None:
+        """The record stored now, or None when there is none (or it is unreadable)."""
+        try:
+            with self._fs.open(self._path, "rb") as f:
+                raw = json.loads(f.read())
+            return LockRecord(**raw)
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError) as exc:  # a torn or foreign object: treat as absent, say so
+            log.warning("ignoring unreadable lock %s: %s", self.url, exc)
+            return None
+
+    def _write(self) -> None:
+        self.record = LockRecord(**{**asdict(self.record), "heartbeat": time.time()})
+        parent = self._path.rsplit("/", 1)[0]
+        if parent and parent != self._path:
+            self._fs.makedirs(parent, exist_ok=True)
+        with self._fs.open(self._path, "wb") as f:
+            f.write(json.dumps(asdict(self.record)).encode())
+
+    # -- the lease ----------------------------------------------------------------------
+    def acquire(self, settle: float = 0.5) -> None:
+        """Take the lock, or raise :class:`LockError` when another live run holds it."""
+        break_lock = self.break_lock
+        held = self.read()
+        if held is not None and held.run_id != self.record.run_id and not break_lock and not is_stale(held, self.ttl):
+            raise LockError(
+                f"the output store is locked by {held.describe()}: another dsm run is writing to it. "
+                f"Wait for it to finish; if it is dead, the lock expires {self.ttl:.0f} s after its last "
+                f"heartbeat, or rerun with --break-lock (lock: {self.url})")
+        if held is not None and held.run_id != self.record.run_id:
+            log.warning("taking over %s lock of %s", "the" if break_lock else "the stale", held.describe())
+        self._write()
+        time.sleep(settle)
+        now = self.read()
+        if now is None or now.run_id != self.record.run_id:
+            raise LockError(f"another dsm run took the lock {self.url} at the same moment "
+                            f"({now.describe() if now else 'and released it'}); start again later")
+        self._thread = threading.Thread(target=self._beat, name="dsm-run-lock", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat):
+            try:
+                held = self.read()
+                if held is not None and held.run_id != self.record.run_id:
+                    log.error("lost the lock %s to %s", self.url, held.describe())
+                    return
+                self._write()
+            except Exception as exc:  # a storage hiccup: the next beat tries again
+                log.warning("lock heartbeat failed (%s); retrying in %.0f s", exc, self.heartbeat)
+
+    def release(self) -> None:
+        """Stop the heartbeat and delete the lock if it is still ours."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.heartbeat + 5)
+        try:
+            held = self.read()
+            if held is not None and held.run_id == self.record.run_id:
+                self._fs.rm(self._path)
+        except Exception as exc:  # the lock then goes stale by itself
+            log.warning("could not remove the lock %s (%s); it expires after %.0f s", self.url, exc, self.ttl)
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

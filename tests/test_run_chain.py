@@ -1,0 +1,184 @@
+"""``dsm run`` end to end on an external cluster and object storage, and the faults it survives.
+
+One module-scoped chain: a real S3-compatible server on loopback, a ``dask scheduler`` and two
+``dask worker`` processes started here, and ``dsm run`` as its own process with every store
+(cube, truth, stations, models, products, COGs, STAC, validation, run records) in ``s3://``
+and the credentials in its environment only. The fault tests then predict again into fresh
+output stores on the same cluster and store, and compare them byte for byte with the chain's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
+import yaml
+from distributed import Client
+
+from dsm.config import load
+from dsm.run import run
+from dsm.testing.processes import ProcessCluster
+
+pytestmark = [pytest.mark.s3, pytest.mark.cluster]
+
+TRAINING = {"min_samples": 40, "models": ["mlr", "xgb"], "cv_folds": 2,
+            "grids": {"xgb": {"n_estimators": [60], "max_depth": [3], "learning_rate": [0.1]}},
+            "pooled_params": {"n_estimators": 60, "max_depth": 4}}
+
+
+@pytest.fixture(scope="module")
+def chain(s3, tmp_path_factory):
+    """The whole chain run once by ``dsm run`` in a subprocess; yields what the tests need."""
+    bucket = s3.make_bucket("dsm-chain")
+    tmp = tmp_path_factory.mktemp("chain")
+    root = f"{bucket}/tiny"
+    raw = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
+           "stores": {k: f"{root}/{v}" for k, v in {"cube": "cube.zarr", "truth": "truth.zarr", "stations": "stations",
+                                                     "models": "models", "output": "sm.zarr", "cog": "cog",
+                                                     "stac": "stac"}.items()},
+           "chunks": {"space": 72, "time": 2}, "twin": {"seed": 3}, "training": TRAINING,
+           "validation": {"partial_correlation_freq": "W", "bootstrap": {"n_resamples": 50}}}
+    with ProcessCluster(2, env=s3.worker_env) as cluster:
+        raw["cluster"] = {"address": cluster.address}
+        path = tmp / "chain.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **s3.env}
+        started = time.perf_counter()
+        res = subprocess.run([sys.executable, "-m", "dsm", "run", str(path)], capture_output=True, text=True,
+                             env=env, timeout=600)
+        yield {"s3": s3, "cluster": cluster, "path": path, "raw": raw, "root": root, "env": env, "first": res,
+               "seconds": time.perf_counter() - started}
+
+
+def _objects(fs, url: str) -> dict[str, bytes]:
+    base = url.removeprefix("s3://").rstrip("/")
+    return {p[len(base):]: fs.cat_file(p) for p in sorted(fs.find(base))}
+
+
+def _same_products(fs, a: str, b: str) -> list[str]:
+    """Keys whose bytes differ between two product stores (root attributes compared without
+    ``days_exported``, which only the export stage records)."""
+    fs.invalidate_cache()
+    oa, ob = _objects(fs, a), _objects(fs, b)
+    assert oa.keys() == ob.keys()
+    diff = [k for k in oa if k != "/zarr.json" and oa[k] != ob[k]]
+    ja, jb = json.loads(oa["/zarr.json"]), json.loads(ob["/zarr.json"])
+    for j in (ja, jb):
+        j["attributes"].pop("days_exported", None)
+    return diff + (["/zarr.json"] if ja != jb else [])
+
+
+def _days_done(fs, url: str) -> int:
+    try:
+        return len(json.loads(fs.cat_file(f"{url.removeprefix('s3://')}/zarr.json"))["attributes"]["days_done"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _config_for(chain, output: str):
+    """The chain's configuration predicting into ``output``, credentials as storage options."""
+    cfg = load(chain["path"])
+    stores = cfg.stores.model_copy(update={"output": output, "storage_options": chain["s3"].storage_options})
+    return cfg.model_copy(update={"stores": stores})
+
+
+@contextmanager
+def _predicting(cfg, client, fs):
+    """Run the predict stage of ``cfg`` in a thread; enter once 4 days are recorded (the fault
+    goes in the body), leave when the run has ended; the run's result is ``results["r"]``."""
+    results: dict = {}
+    thread = threading.Thread(target=lambda: results.update(r=run(cfg, client, stages=("predict",))))
+    thread.start()
+    deadline = time.monotonic() + 120
+    while _days_done(fs, cfg.stores.output) < 4 and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert thread.is_alive(), "prediction finished before the fault could be injected"
+    try:
+        yield results
+    finally:
+        thread.join(timeout=300)
+    assert "r" in results, "the run did not return"
+
+
+@pytest.mark.timeout(900)
+def test_the_whole_chain_runs_on_an_external_cluster_against_s3(chain):
+    res = chain["first"]
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    for stage in ("cube", "train", "predict", "export", "validate"):
+        assert f"== {stage}: done" in res.stdout
+    assert "predicted 48 day(s)" in res.stdout and "exported 48 COG(s)" in res.stdout
+    fs = chain["s3"].filesystem()
+    root = chain["root"].removeprefix("s3://")
+    assert _days_done(fs, f"{root}/sm.zarr") == 48
+    cogs = fs.glob(f"{root}/cog/SM_1km_2016*.tif")
+    assert len(cogs) == 48 and f"{root}/cog/SM_1km_2016161.tif" in cogs
+    assert fs.exists(f"{root}/stac/collection.json")
+    assert fs.exists(f"{root}/validation/report.html") and fs.exists(f"{root}/skill.json")
+    records = fs.glob(f"{root}/runs/*/run.json")
+    assert len(records) == 1
+    record = json.loads(fs.cat_file(records[0]))
+    assert record["outcome"] == "complete" and [s["stage"] for s in record["stages"]] == \
+        ["cube", "train", "predict", "export", "validate"]
+    assert fs.exists(records[0].replace("run.json", "dask-performance.html"))
+    assert not fs.exists(f"{root}/sm.zarr.lock")  # released
+    assert chain["cluster"].address in res.stdout  # the cluster (and its dashboard) was named
+
+
+@pytest.mark.timeout(600)
+def test_a_rerun_resumes_and_redoes_nothing(chain):
+    assert chain["first"].returncode == 0
+    res = subprocess.run([sys.executable, "-m", "dsm", "run", str(chain["path"])], capture_output=True, text=True,
+                         env=chain["env"], timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "twin already built" in res.stdout
+    assert "skipped (already stored; --force retrains): 2016161, 2016177, 2016193" in res.stdout
+    assert "predicted 0 day(s)" in res.stdout and "skipped 48 already done" in res.stdout
+    assert "exported 0 COG(s)" in res.stdout and "skipped 48" in res.stdout
+
+
+@pytest.mark.timeout(600)
+def test_a_worker_killed_during_prediction_changes_no_byte(chain):
+    assert chain["first"].returncode == 0
+    s3, cluster = chain["s3"], chain["cluster"]
+    fs = s3.filesystem()
+    ref, out = f"{chain['root']}/sm.zarr", f"{chain['root']}/killed-worker/sm.zarr"
+    cfg = _config_for(chain, out)
+    with Client(cluster.address) as client:
+        with _predicting(cfg, client, fs) as results:
+            victim = next(i for i, w in enumerate(cluster.workers) if w.alive)
+            cluster.kill_worker(victim)
+        cluster.start_worker()  # back to two workers for the next test
+    result = results["r"]
+    assert result.outcome == "complete", [s.record() for s in result.stages]
+    assert result.stages[0].summary["predicted"] == 48
+    assert _same_products(fs, ref, out) == []
+
+
+@pytest.mark.timeout(600)
+def test_an_s3_outage_during_a_run_resumes_to_identical_bytes(chain):
+    assert chain["first"].returncode == 0
+    s3, cluster = chain["s3"], chain["cluster"]
+    fs = s3.filesystem()
+    ref, out = f"{chain['root']}/sm.zarr", f"{chain['root']}/outage/sm.zarr"
+    cfg = _config_for(chain, out)
+    with Client(cluster.address) as client:
+        with _predicting(cfg, client, fs) as results:
+            s3.stop()
+            time.sleep(3.0)
+            s3.start()
+        first = results["r"]
+        stage = first.stages[0]
+        # either the retries carried the run through, or it stopped with a clear, resumable error
+        assert first.outcome == "complete" or (
+            stage.status in ("error", "partial") and ("rerun to resume" in stage.message or stage.failed)), stage.record()
+        # the rerun (the first run may not have managed to delete its lock while the server was down)
+        second = run(cfg, client, stages=("predict",), break_lock=True)
+    assert second.outcome == "complete", [s.record() for s in second.stages]
+    assert _days_done(fs, out) == 48
+    assert _same_products(s3.filesystem(), ref, out) == []
