@@ -24,8 +24,11 @@ demo: setup  ## build the embedded twin region under $(WORKDIR) and print its su
 test: setup  ## run the test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: setup  ## run the benchmarks (figures printed as ratios)
+bench: setup  ## run the benchmarks (figures printed as ratios; about 20 minutes on 2 cores)
 	$(BIN)/python bench/cube_io.py
+	$(BIN)/python bench/train.py
+	$(BIN)/python bench/predict.py
+	$(BIN)/python bench/daily_maps.py
 
 lock:  ## re-pin constraints.txt from the current .venv (after changing dependencies)
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^dsm' > constraints.txt

@@ -20,27 +20,19 @@ Run: ``.venv/bin/python bench/predict.py [--workdir DIR] [--uncertainty none|qua
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import resource
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from distributed import Client, LocalCluster
 
+from _common import END, START, day_predictors, ensure_twin, local_cluster, train_models, twin_config
 from dsm import config as config_mod
 from dsm.cube import open_cube
-from dsm.grid import Region
 from dsm.models.store import ModelStore
-from dsm.models.train import train
-from dsm.periods import composite_8day_of, period_of
 from dsm.predict import predict
 from dsm.products import open_products
-from dsm.synthetic import TWIN_CENTRE, TwinSpec
-from dsm.twin import TwinStores, build_twin
-
-START, END = dt.date(2016, 6, 9), dt.date(2016, 7, 10)
 
 
 def peak_rss_mb() -> float:
@@ -63,16 +55,7 @@ def bare(cfg: config_mod.Config) -> tuple[int, dict[int, float]]:
     batches = []
     for t, day in enumerate(d.astype("datetime64[D]").item() for d in out["time"].values):
         origin = out["sm_origin"].isel(time=t).values
-        feats = {}
-        for n in cfg.predictors:
-            v = cube[n]
-            if "time" in v.dims:
-                v = v.sel(time=np.datetime64(day, "ns"))
-            elif "time_8d" in v.dims:
-                v = v.sel(time_8d=np.datetime64(composite_8day_of(day).start, "ns"))
-            elif "time_16d" in v.dims:
-                v = v.sel(time_16d=np.datetime64(period_of(day).start, "ns"))
-            feats[n] = v.values.astype(np.float32)
+        feats = day_predictors(cube, day, cfg.predictors)
         rec = out.attrs["day_models"][day.isoformat()]["variants"]
         for bit, v in ((1, "full"), (2, "no-lst")):
             if v not in rec:
@@ -97,28 +80,10 @@ def bare(cfg: config_mod.Config) -> tuple[int, dict[int, float]]:
 
 
 def run(size: int, root: Path, uncertainty: str) -> dict[str, float]:
-    region = Region.around(*TWIN_CENTRE, size, size)
-    stores = TwinStores(str(root / "cube.zarr"), str(root / "truth.zarr"), str(root / "stations"))
-    if not (root / "cube.zarr" / "zarr.json").exists():
-        build_twin(stores, TwinSpec(region, START, END, 42, 2, 1), 144 if size > 2 else 72, 8, overwrite=True,
-                   progress=False)
-    r = region
-    cfg = config_mod.from_dict({
-        "region": {"cells": [r.row0, r.col0, r.nrows, r.ncols]},
-        "dates": {"start": str(START), "end": str(END)},
-        "stores": {"cube": stores.cube, "models": str(root / "models"), "output": str(root / "sm.zarr")},
-        "chunks": {"space": 144 if size > 2 else 72, "time": 8},
-        "training": {"models": ["xgb"], "grids": {"xgb": {"n_estimators": [300], "max_depth": [6],
-                                                          "learning_rate": [0.05]}},
-                     "pooled": False, "min_samples": 10, "spatial_block": None},
-        "output": {"uncertainty": uncertainty},
-    })
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
-            Client(cl) as c:
-        rep = train(cfg, c)
-        assert not rep.failed, rep.failed
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
-            Client(cl) as c:
+    cfg = twin_config(root, size, START, END, uncertainty=uncertainty)
+    ensure_twin(cfg, root)
+    train_models(cfg)
+    with local_cluster(2) as c:
         idle = c.run(rss_mb)
         t0 = time.perf_counter()
         res = predict(cfg, c, overwrite=True)
