@@ -187,6 +187,7 @@ class BlockJob:
     clip: tuple[float, float] = (0.0, 1.0)
     residual_correction: bool = False
     threads: int = 1
+    device: str = "cpu"  # XGBoost's device for prediction (cluster.device)
 
 
 @functools.lru_cache(maxsize=8)
@@ -199,12 +200,13 @@ def _open(url: str, so: str, token: str, kind: str) -> xr.Dataset:
 
 
 @functools.lru_cache(maxsize=64)
-def load_model(models_url: str, so: str, key: str, sha: str, threads: int = 1) -> Any:
-    """A stored model, cached per worker process (keyed by its SHA-256)."""
+def load_model(models_url: str, so: str, key: str, sha: str, threads: int = 1, device: str = "cpu") -> Any:
+    """A stored model, cached per worker process (keyed by its SHA-256); XGBoost models come
+    back as a Booster set to ``threads`` and ``device``."""
     model = ModelStore(models_url, json.loads(so)).load_model(key)
     if isinstance(model, xgboost.XGBModel):
         booster = model.get_booster()
-        booster.set_param({"nthread": threads})
+        booster.set_param({"nthread": threads, "device": device})
         return booster
     return model
 
@@ -344,7 +346,7 @@ def run_block(job: BlockJob) -> dict[str, Any]:
     all_names = sorted({p for plan in job.plans for v in plan.variants for p in v.predictors})
 
     def load(key: str, sha: str) -> Any:
-        return load_model(job.models, so, key, sha, job.threads)
+        return load_model(job.models, so, key, sha, job.threads, job.device)
 
     for i, plan in enumerate(job.plans):
         info: dict[str, Any] = {"day": plan.day.isoformat(), "land": int(land.sum())}
@@ -517,7 +519,8 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
             continue
         jobs[t0] = [BlockJob(config.stores.cube, config.stores.output, config.stores.models, so_json, token,  # type: ignore[arg-type]
                              t0, t1, y0, min(y0 + schunk, ny), x0, min(x0 + schunk, nx), tuple(plans[t0:t1]),
-                             tuple(config.output.clip), config.output.residual_correction, config.output.predict_threads)
+                             tuple(config.output.clip), config.output.residual_correction, config.output.predict_threads,
+                             config.cluster.device)
                     for y0 in range(0, ny, schunk) for x0 in range(0, nx, schunk)]
     futures = {client.submit(run_block, job, pure=False): job for js in jobs.values() for job in js}
     results: dict[int, list[dict[str, Any]]] = {t0: [] for t0 in jobs}

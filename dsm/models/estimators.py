@@ -61,8 +61,12 @@ class RecordingMLP(MLPRegressor):
         return self
 
 
-def make_estimator(name: str, seed: int = 0) -> BaseEstimator:
-    """A fresh, unfitted estimator ``name`` (one of :data:`dsm.config.MODEL_NAMES`)."""
+def make_estimator(name: str, seed: int = 0, device: str = "cpu") -> BaseEstimator:
+    """A fresh, unfitted estimator ``name`` (one of :data:`dsm.config.MODEL_NAMES`).
+
+    ``device`` is XGBoost's (``"cpu"`` or ``"cuda"``, from ``cluster.device``); the
+    scikit-learn models always run on the CPU.
+    """
     if name == "mlr":
         return LinearRegression()
     if name == "svr":
@@ -73,7 +77,7 @@ def make_estimator(name: str, seed: int = 0) -> BaseEstimator:
     if name == "rf":
         return RandomForestRegressor(n_jobs=1, random_state=seed)
     if name == "xgb":
-        return xgboost.XGBRegressor(n_jobs=1, tree_method="hist", random_state=seed)
+        return xgboost.XGBRegressor(n_jobs=1, tree_method="hist", random_state=seed, device=device)
     raise ConfigError(f"unknown model name {name!r}; known: {list(MODEL_NAMES)}")
 
 

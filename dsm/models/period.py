@@ -59,7 +59,7 @@ class PeriodFit:
 
 
 def fit_period(client: Client, table: pd.DataFrame, period: str, predictors: Sequence[str],
-               cfg: TrainingConfig, search_fn: SearchFn | None = None) -> PeriodFit:
+               cfg: TrainingConfig, search_fn: SearchFn | None = None, device: str = "cpu") -> PeriodFit:
     """Split, tune the configured models, score them, choose one and write its card.
 
     Parameters
@@ -76,6 +76,8 @@ def fit_period(client: Client, table: pd.DataFrame, period: str, predictors: Seq
         The ``training`` section of the configuration.
     search_fn
         Replaces :func:`dsm.models.search.search` (same signature); for the benchmark.
+    device
+        XGBoost's device (``cluster.device``).
 
     Raises
     ------
@@ -93,7 +95,7 @@ def fit_period(client: Client, table: pd.DataFrame, period: str, predictors: Seq
     errors: dict[str, str] = {}
     for name in cfg.models:
         try:
-            res = run_search(client, name, X[tr], y[tr], cfg.grids[name], folds=cfg.cv_folds, seed=seed)
+            res = run_search(client, name, X[tr], y[tr], cfg.grids[name], folds=cfg.cv_folds, seed=seed, device=device)
         except Exception as exc:  # one model failing does not sink the period
             errors[name] = f"{type(exc).__name__}: {exc}"
             continue

@@ -45,7 +45,7 @@ def pooled_features(table: pd.DataFrame, predictors: Sequence[str]) -> np.ndarra
 
 
 def train_pooled(client: Client, tables: Mapping[str, pd.DataFrame], splits: Mapping[str, Split],
-                 predictors: Sequence[str], params: Mapping[str, Any], seed: int = 0
+                 predictors: Sequence[str], params: Mapping[str, Any], seed: int = 0, device: str = "cpu"
                  ) -> tuple[xgboost.XGBRegressor, dict[str, Any]]:
     """Fit the pooled model with ``xgboost.dask`` and score it.
 
@@ -61,6 +61,8 @@ def train_pooled(client: Client, tables: Mapping[str, pd.DataFrame], splits: Map
         XGBoost parameters (``n_estimators``, ``max_depth``, ...).
     seed
         XGBoost's random state.
+    device
+        XGBoost's device on the workers (``cluster.device``: ``"cuda"`` on GPU workers).
 
     Returns
     -------
@@ -78,7 +80,7 @@ def train_pooled(client: Client, tables: Mapping[str, pd.DataFrame], splits: Map
     Xd = da.from_array(Xtr, chunks=(rows, Xtr.shape[1]))
     yd = da.from_array(ytr, chunks=(rows,))
     Xd, yd = client.persist([Xd, yd])
-    reg = xgboost.dask.DaskXGBRegressor(**dict(params), tree_method="hist", random_state=seed)
+    reg = xgboost.dask.DaskXGBRegressor(**dict(params), tree_method="hist", random_state=seed, device=device)
     reg.client = client
     reg.fit(Xd, yd)
     model = xgboost.XGBRegressor()

@@ -76,7 +76,7 @@ def _result(name: str, search: Any, n_candidates: int) -> SearchResult:
 
 
 def search(client: Client, name: str, X: np.ndarray, y: np.ndarray, grid: Mapping[str, Sequence[Any]],
-           folds: int = 3, seed: int = 0) -> SearchResult:
+           folds: int = 3, seed: int = 0, device: str = "cpu") -> SearchResult:
     """Tune model ``name`` on ``(X, y)`` by grid-search CV on RMSE, fits on the workers.
 
     Parameters
@@ -91,11 +91,13 @@ def search(client: Client, name: str, X: np.ndarray, y: np.ndarray, grid: Mappin
         ``{parameter: [values]}`` with plain parameter names (configuration form).
     folds, seed
         Shuffled K-fold cross-validation.
+    device
+        XGBoost's device (``cluster.device``).
     """
     from dask_ml.model_selection import GridSearchCV
 
     params = param_grid(name, grid)
-    gs = GridSearchCV(make_estimator(name, seed), params, scoring=SCORING, cv=_folds(len(y), folds, seed),
+    gs = GridSearchCV(make_estimator(name, seed, device), params, scoring=SCORING, cv=_folds(len(y), folds, seed),
                       refit=True, error_score=np.nan, scheduler=client, return_train_score=False)
     with warnings.catch_warnings():
         # a failing candidate is reported through its NaN score (checked in _result)
@@ -105,10 +107,10 @@ def search(client: Client, name: str, X: np.ndarray, y: np.ndarray, grid: Mappin
 
 
 def search_local(name: str, X: np.ndarray, y: np.ndarray, grid: Mapping[str, Sequence[Any]],
-                 folds: int = 3, seed: int = 0) -> SearchResult:
+                 folds: int = 3, seed: int = 0, device: str = "cpu") -> SearchResult:
     """The same search with scikit-learn's ``GridSearchCV``, sequentially in this process."""
     params = param_grid(name, grid)
-    gs = SkGridSearchCV(make_estimator(name, seed), params, scoring=SCORING, cv=_folds(len(y), folds, seed),
+    gs = SkGridSearchCV(make_estimator(name, seed, device), params, scoring=SCORING, cv=_folds(len(y), folds, seed),
                         refit=True, error_score=np.nan, n_jobs=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitFailedWarning)

@@ -158,7 +158,7 @@ def train(config: Config, client: Client, *, force: bool = False, only: Sequence
         if len(table) < tcfg.min_samples:
             small[p.name] = len(table)
             return f"{p.name}: {len(table)} samples < {tcfg.min_samples}: will reuse another period's model"
-        fit = fit_period(client, table, p.name, config.predictors, tcfg, search_fn)
+        fit = fit_period(client, table, p.name, config.predictors, tcfg, search_fn, config.cluster.device)
         card = {**fit.card, "aggregation": sample_info, "cube": config.stores.cube}
         card["model"] = store.save_model(p.name, fit.estimator)
         store.write_card(p.name, card)
@@ -235,7 +235,7 @@ def _pooled(client: Client, config: Config, store: ModelStore, report: TrainRepo
     try:
         splits = {k: period_split(t, k, tcfg) for k, t in tables.items() if len(t)}
         model, card = train_pooled(client, {k: tables[k] for k in splits}, splits, config.predictors,
-                                   tcfg.pooled_params, tcfg.seed)
+                                   tcfg.pooled_params, tcfg.seed, config.cluster.device)
         card["predicts"] = tcfg.predict_with == "pooled"
         card["model"] = store.save_model(POOLED, model)
         store.write_card(POOLED, card)

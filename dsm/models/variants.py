@@ -87,23 +87,23 @@ def feature_ranges(table: pd.DataFrame, predictors: Sequence[str]) -> dict[str, 
     return {p: [float(table[p].min()), float(table[p].max())] for p in predictors} if len(table) else {}
 
 
-def refit_chosen(chosen: str, best_params: Mapping[str, Any], seed: int) -> BaseEstimator:
+def refit_chosen(chosen: str, best_params: Mapping[str, Any], seed: int, device: str = "cpu") -> BaseEstimator:
     """A fresh estimator of kind ``chosen`` with the period's tuned hyperparameters."""
-    est = make_estimator(chosen, seed)
+    est = make_estimator(chosen, seed, device)
     grid = param_grid(chosen, {k: [v] for k, v in best_params.items()}) if best_params else {}
     return est.set_params(**{k: v[0] for k, v in grid.items()})
 
 
-def quantile_model(levels: tuple[float, float], seed: int) -> xgboost.XGBRegressor:
+def quantile_model(levels: tuple[float, float], seed: int, device: str = "cpu") -> xgboost.XGBRegressor:
     """The XGBoost multi-quantile regressor."""
     return xgboost.XGBRegressor(objective="reg:quantileerror", quantile_alpha=np.array(levels),
-                                tree_method="hist", n_jobs=1, random_state=seed, **QUANTILE_PARAMS)
+                                tree_method="hist", n_jobs=1, random_state=seed, device=device, **QUANTILE_PARAMS)
 
 
 def fit_variant(table: pd.DataFrame, period: str, variant: str, predictors: Sequence[str],
-                main_card: Mapping[str, Any], tcfg: TrainingConfig, interval: float | None
+                main_card: Mapping[str, Any], tcfg: TrainingConfig, interval: float | None, device: str = "cpu"
                 ) -> tuple[BaseEstimator | None, BaseEstimator | None, dict[str, Any]]:
-    """Fit one variant of a period (runs on a worker).
+    """Fit one variant of a period (runs on a worker; XGBoost on ``device``).
 
     Returns the reduced point model (None for ``full``), the quantile model (None when
     ``interval`` is None or there are too few samples) and the variant card.
@@ -122,9 +122,10 @@ def fit_variant(table: pd.DataFrame, period: str, variant: str, predictors: Sequ
     point = None
     if variant != FULL:
         chosen = main_card["chosen"]
-        point = refit_chosen(chosen, main_card["models"][chosen].get("best_params", {}), split.seed).fit(X[tr], y[tr])
+        best = main_card["models"][chosen].get("best_params", {})
+        point = refit_chosen(chosen, best, split.seed, device).fit(X[tr], y[tr])
         card["chosen"] = chosen
-        card["best_params"] = main_card["models"][chosen].get("best_params", {})
+        card["best_params"] = best
         card["train"] = scores(point.predict(X[tr]), y[tr])
         card["test"] = scores(point.predict(X[te]), y[te])
     card["split"] = split.record()
@@ -132,7 +133,7 @@ def fit_variant(table: pd.DataFrame, period: str, variant: str, predictors: Sequ
     q = None
     if interval is not None:
         levels = quantiles(interval)
-        q = quantile_model(levels, split.seed).fit(X[tr], y[tr])
+        q = quantile_model(levels, split.seed, device).fit(X[tr], y[tr])
         pred = q.predict(X[te]).reshape(len(te), -1)
         lo, hi = pred.min(axis=1), pred.max(axis=1)
         # conformalised quantile regression (Romano et al. 2019): widen (or narrow) the interval by
@@ -183,7 +184,7 @@ def train_variants(client: Client, config: Config, store: ModelStore, ds: Any, p
     computed = dict(zip(todo, client.compute([sample_graph(ds, by_name[wanted[i][0]], wanted[i][2], tcfg.aggregation,
                                                            tcfg.min_valid_fraction) for i in todo])))
     inputs = [computed[i] if i in computed else have[wanted[i][0]] for i in range(len(wanted))]
-    fits = [client.submit(fit_variant, t, n, v, preds, card, tcfg, interval, pure=False)
+    fits = [client.submit(fit_variant, t, n, v, preds, card, tcfg, interval, config.cluster.device, pure=False)
             for t, (n, v, preds, card) in zip(inputs, wanted)]
     trained: list[str] = []
     failed: dict[str, str] = {}
