@@ -348,14 +348,23 @@ def run_block(job: BlockJob) -> dict[str, Any]:
     def load(key: str, sha: str) -> Any:
         return load_model(job.models, so, key, sha, job.threads, job.device)
 
+    # the block's days are consecutive: read each daily layer (and SMAP) for all of them at once,
+    # rather than decoding the same time chunk once per day
+    day_index = [int(cube.indexes["time"].get_loc(pd.Timestamp(plan.day))) for plan in job.plans]
+    ct0, ct1 = min(day_index), max(day_index) + 1
+    for name in all_names:
+        if name in SPECS and SPECS[name].axis == "daily":
+            layers = _read(cube, name, time=slice(ct0, ct1), y=ys, x=xs).astype(np.float32, copy=False)
+            cache.update({(name, "d", plan.day): layers[ct - ct0] for plan, ct in zip(job.plans, day_index)})
+    smaps = _read(cube, "smap_sm", time=slice(ct0, ct1), cy=cys, cx=cxs).astype(np.float32)
+
     for i, plan in enumerate(job.plans):
         info: dict[str, Any] = {"day": plan.day.isoformat(), "land": int(land.sum())}
         if plan.error:
             info["error"] = plan.error
             summaries.append(info)
             continue
-        ct = int(cube.indexes["time"].get_loc(pd.Timestamp(plan.day)))
-        smap = _read(cube, "smap_sm", time=ct, cy=cys, cx=cxs).astype(np.float32)
+        smap = smaps[day_index[i] - ct0]
         feats = block_features(cube, plan.day, all_names, ys, xs, cache)
         s, u, o, counts = predict_day(feats, land, smap, plan, load, job.clip, job.residual_correction)
         sm[i], unc[i], origin[i] = s, u, o
@@ -366,8 +375,8 @@ def run_block(job: BlockJob) -> dict[str, Any]:
         ok = np.isfinite(sm36[i]) & np.isfinite(smap)
         info["pairs"] = [[int(c), float(a), float(b)] for c, a, b in zip(cell_ids[ok], sm36[i][ok], smap[ok])]
         summaries.append(info)
-        # daily layers of earlier days are not needed again
-        for key in [k for k in cache if k[1] == "d"]:
+        # this day's daily layers are not needed again
+        for key in [k for k in cache if k[1] == "d" and k[2] == plan.day]:
             del cache[key]
     coords = {"time": out["time"].values[job.t0:job.t1], "y": out["y"].values[ys], "x": out["x"].values[xs]}
     part = xr.Dataset({"sm": (("time", "y", "x"), sm), "sm_unc": (("time", "y", "x"), unc),
