@@ -878,7 +878,8 @@ def write_validation(result: ValidationResult, out: str, storage_options: Mappin
 
 
 def export_timeseries(pairs: pd.DataFrame, stations: pd.DataFrame, out: str, *, dataset: str = "dsm",
-                      units: str = "m3 m-3", depth: float | None = None) -> dict[str, Any]:
+                      units: str = "m3 m-3", depth: float | None = None,
+                      storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Station-pixel time series as CSV files that pytesmo and QA4SM read.
 
     Layout (QA4SM "user data upload: time series" convention)::
@@ -896,12 +897,30 @@ def export_timeseries(pairs: pd.DataFrame, stations: pd.DataFrame, out: str, *, 
     ``GPI`` is the station's 0-based position in ``stations.csv``; LAT/LON the station's
     coordinates (degrees, WGS 84, 6 decimals).
 
+    ``out`` is a local folder or an fsspec URL (``s3://...``, with ``storage_options``): remote
+    files are written to a temporary folder, then uploaded.
+
     Returns
     -------
     dict
-        ``{"files": [...], "zip": path, "metadata": path, "stations": path}``.
+        ``{"files": [...], "zip": path, "metadata": path, "stations": path}`` (under ``out``).
     """
-    root = Path(out)
+    if not is_remote(out):
+        return _write_timeseries(pairs, stations, Path(out), dataset, units, depth)
+    fs, base = fsspec.core.url_to_fs(out, **dict(storage_options or {}))
+    with tempfile.TemporaryDirectory(prefix="dsm-timeseries-") as tmp:
+        local = _write_timeseries(pairs, stations, Path(tmp), dataset, units, depth)
+        fs.makedirs(base, exist_ok=True)
+        for name in sorted(os.listdir(tmp)):
+            fs.put_file(os.path.join(tmp, name), f"{base.rstrip('/')}/{name}")
+    url = out.rstrip("/")
+    return {"files": [f"{url}/{os.path.basename(f)}" for f in local["files"]],
+            **{k: f"{url}/{os.path.basename(local[k])}" for k in ("zip", "metadata", "stations")}}
+
+
+def _write_timeseries(pairs: pd.DataFrame, stations: pd.DataFrame, root: Path, dataset: str, units: str,
+                      depth: float | None) -> dict[str, Any]:
+    """:func:`export_timeseries` into the local folder ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     value_cols = [c for c in pairs.columns if c not in (*SITE_KEYS, "time")]
     sites = stations.loc[stations["status"] == "scored"].reset_index(drop=True) if "status" in stations else stations
@@ -934,7 +953,8 @@ def run_validate(config: Config, client: Client | None) -> tuple[ValidationResul
     v = stations_config(config)
     result = validate(config, client)
     written = write_validation(result, str(v.out), config.stores.storage_options)
-    ts = export_timeseries(result.pairs, result.stations, f"{v.out}/timeseries", depth=v.max_depth)
+    ts = export_timeseries(result.pairs, result.stations, f"{v.out}/timeseries", depth=v.max_depth,
+                           storage_options=config.stores.storage_options)
     written["timeseries_zip"] = ts["zip"]
     return result, written
 

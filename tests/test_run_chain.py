@@ -51,7 +51,7 @@ def chain(s3, tmp_path_factory):
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **s3.env}
         started = time.perf_counter()
         res = subprocess.run([sys.executable, "-m", "dsm", "run", str(path)], capture_output=True, text=True,
-                             env=env, timeout=600)
+                             env=env, timeout=600, cwd=tmp)
         yield {"s3": s3, "cluster": cluster, "path": path, "raw": raw, "root": root, "env": env, "first": res,
                "seconds": time.perf_counter() - started}
 
@@ -120,6 +120,8 @@ def test_the_whole_chain_runs_on_an_external_cluster_against_s3(chain):
     assert len(cogs) == 48 and f"{root}/cog/SM_1km_2016161.tif" in cogs
     assert fs.exists(f"{root}/stac/collection.json")
     assert fs.exists(f"{root}/validation/report.html") and fs.exists(f"{root}/skill.json")
+    assert fs.exists(f"{root}/validation/timeseries/dsm_timeseries.zip")
+    assert list(chain["path"].parent.iterdir()) == [chain["path"]]  # nothing written locally
     records = fs.glob(f"{root}/runs/*/run.json")
     assert len(records) == 1
     record = json.loads(fs.cat_file(records[0]))
