@@ -118,23 +118,10 @@ def demo(workdir: Path, size: str, seed: int, overwrite: bool) -> None:
     product against the truth beside the SMAP baselines (WORKDIR/skill.json) and writes the
     validation report (WORKDIR/validation/report.html). --no-overwrite resumes an earlier demo.
     """
-    from dsm.synthetic import TwinSpec
+    from dsm.twin import demo_config
 
-    spec = TwinSpec.of_size(size, seed)
     workdir.mkdir(parents=True, exist_ok=True)
-    r = spec.region
-    raw = {
-        "region": {"cells": [r.row0, r.col0, r.nrows, r.ncols]},
-        "dates": {"start": spec.start.isoformat(), "end": spec.end.isoformat()},
-        "stores": {"cube": "cube.zarr", "truth": "truth.zarr", "stations": "stations", "models": "models",
-                   "output": "sm.zarr", "cog": "cog", "stac": "stac"},
-        "cluster": {"n_workers": 2, "threads_per_worker": 1},
-        "chunks": {"space": 144, "time": 8},
-        "twin": {"seed": seed},
-    }
-    if size == "tiny":  # 4 x 4 cells give at most 256 samples a period, about 60-75 valid
-        raw["training"] = {"min_samples": 40}
-        raw["validation"] = {"partial_correlation_freq": "W"}  # 48 days hold too few months
+    raw = demo_config(size, seed)
     cfg_path = workdir / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     cfg = config_mod.load(cfg_path)

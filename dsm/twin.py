@@ -181,3 +181,54 @@ def build_twin(
         with fsspec.open(url, "w", **dict(storage_options or {})) as f:
             table.to_csv(f, index=False, date_format="%Y-%m-%d")
     return stores
+
+
+# one candidate per model and 2 folds: a quick demonstration, not a tuned product
+QUICK_TRAINING: dict[str, Any] = {
+    "pooled": False, "cv_folds": 2, "grids": {
+        "svr": {"C": [1.0], "epsilon": [0.02]}, "ann": {"hidden_layer_sizes": [[32]], "alpha": [1e-2]},
+        "rf": {"n_estimators": [50], "max_depth": [8]},
+        "xgb": {"n_estimators": [100], "max_depth": [4], "learning_rate": [0.1]}},
+}
+
+
+def demo_config(size: str = "default", seed: int = 42, root: str | None = None, quick: bool = False) -> dict[str, Any]:
+    """The run configuration of the standard twin of ``size`` (what ``dsm demo`` writes).
+
+    Parameters
+    ----------
+    size
+        ``"default"`` (8 x 8 SMAP cells, 2016) or ``"tiny"`` (4 x 4 cells, 48 days).
+    seed
+        Seed of the twin.
+    root
+        Folder or fsspec URL the stores go under; None leaves them relative (to the YAML file
+        the configuration is written to).
+    quick
+        One hyperparameter candidate per model, 2 CV folds and no pooled model
+        (:data:`QUICK_TRAINING`), for notebooks and examples.
+
+    Returns
+    -------
+    dict
+        The raw configuration, for :func:`dsm.config.from_dict` or a YAML file.
+    """
+    spec = TwinSpec.of_size(size, seed)
+    r = spec.region
+    names = {"cube": "cube.zarr", "truth": "truth.zarr", "stations": "stations", "models": "models",
+             "output": "sm.zarr", "cog": "cog", "stac": "stac"}
+    raw: dict[str, Any] = {
+        "region": {"cells": [r.row0, r.col0, r.nrows, r.ncols]},
+        "dates": {"start": spec.start.isoformat(), "end": spec.end.isoformat()},
+        "stores": {k: v if root is None else f"{root.rstrip('/')}/{v}" for k, v in names.items()},
+        "cluster": {"n_workers": 2, "threads_per_worker": 1},
+        "chunks": {"space": 144, "time": 8},
+        "twin": {"seed": seed},
+    }
+    training: dict[str, Any] = dict(QUICK_TRAINING) if quick else {}
+    if size == "tiny":  # 4 x 4 cells give at most 256 samples a period, about 60-75 valid
+        training["min_samples"] = 40
+        raw["validation"] = {"partial_correlation_freq": "W"}  # 48 days hold too few months
+    if training:
+        raw["training"] = training
+    return raw
