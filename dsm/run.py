@@ -163,6 +163,11 @@ def build_twin_stores(config: Config, overwrite: bool, progress: bool = True) ->
                progress=progress)
 
 
+def _finished(stage: str, rep: Any, **summary: Any) -> StageResult:
+    """The result of a stage whose report names its failed items in ``rep.failed``."""
+    return StageResult(stage, "partial" if rep.failed else "done", summary=summary, failed=dict(rep.failed), report=rep)
+
+
 def _stage_train(config: Config, client: Client, say: Callable[[str], None]) -> StageResult:
     from dsm.models.train import check_training_config, train
 
@@ -170,10 +175,8 @@ def _stage_train(config: Config, client: Client, say: Callable[[str], None]) -> 
         return StageResult("train", "skipped", message="stores.models is not set")
     check_training_config(config)
     rep = train(config, client, progress=say)
-    return StageResult("train", "partial" if rep.failed else "done",
-                       summary={"periods": len(rep.periods), "trained": len(rep.trained), "reused": len(rep.reused),
-                                "skipped": len(rep.skipped)},
-                       failed=dict(rep.failed), report=rep)
+    return _finished("train", rep, periods=len(rep.periods), trained=len(rep.trained), reused=len(rep.reused),
+                     skipped=len(rep.skipped))
 
 
 def _stage_predict(config: Config, client: Client, say: Callable[[str], None]) -> StageResult:
@@ -182,10 +185,8 @@ def _stage_predict(config: Config, client: Client, say: Callable[[str], None]) -
     if not config.stores.output:
         return StageResult("predict", "skipped", message="stores.output is not set")
     rep = predict(config, client, progress=say)
-    return StageResult("predict", "partial" if rep.failed else "done",
-                       summary={"predicted": len(rep.predicted), "skipped": len(rep.skipped), "empty": len(rep.empty),
-                                "pixels": rep.pixels},
-                       failed=dict(rep.failed), report=rep)
+    return _finished("predict", rep, predicted=len(rep.predicted), skipped=len(rep.skipped), empty=len(rep.empty),
+                     pixels=rep.pixels)
 
 
 def _stage_export(config: Config, client: Client, say: Callable[[str], None]) -> StageResult:
@@ -194,9 +195,7 @@ def _stage_export(config: Config, client: Client, say: Callable[[str], None]) ->
     if not config.stores.cog:
         return StageResult("export", "skipped", message="stores.cog is not set")
     rep = export(config, client, progress=say)
-    return StageResult("export", "partial" if rep.failed else "done",
-                       summary={"exported": len(rep.exported), "skipped": len(rep.skipped), "stac": rep.stac},
-                       failed=dict(rep.failed), report=rep)
+    return _finished("export", rep, exported=len(rep.exported), skipped=len(rep.skipped), stac=rep.stac)
 
 
 def _stage_validate(config: Config, client: Client, say: Callable[[str], None]) -> StageResult:

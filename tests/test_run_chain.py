@@ -81,11 +81,14 @@ def _days_done(fs, url: str) -> int:
         return 0
 
 
-def _config_for(chain, output: str):
-    """The chain's configuration predicting into ``output``, credentials as storage options."""
+def _fault_setup(chain, name: str):
+    """Server, cluster, a filesystem, the chain's products URL, a fresh products URL ``name``
+    and the chain's configuration predicting into it (credentials as storage options)."""
+    assert chain["first"].returncode == 0
+    ref, out = f"{chain['root']}/sm.zarr", f"{chain['root']}/{name}/sm.zarr"
     cfg = load(chain["path"])
-    stores = cfg.stores.model_copy(update={"output": output, "storage_options": chain["s3"].storage_options})
-    return cfg.model_copy(update={"stores": stores})
+    stores = cfg.stores.model_copy(update={"output": out, "storage_options": chain["s3"].storage_options})
+    return chain["s3"], chain["cluster"], chain["s3"].filesystem(), ref, out, cfg.model_copy(update={"stores": stores})
 
 
 @contextmanager
@@ -147,11 +150,7 @@ def test_a_rerun_resumes_and_redoes_nothing(chain):
 
 @pytest.mark.timeout(600)
 def test_a_worker_killed_during_prediction_changes_no_byte(chain):
-    assert chain["first"].returncode == 0
-    s3, cluster = chain["s3"], chain["cluster"]
-    fs = s3.filesystem()
-    ref, out = f"{chain['root']}/sm.zarr", f"{chain['root']}/killed-worker/sm.zarr"
-    cfg = _config_for(chain, out)
+    s3, cluster, fs, ref, out, cfg = _fault_setup(chain, "killed-worker")
     with Client(cluster.address) as client:
         with _predicting(cfg, client, fs) as results:
             victim = next(i for i, w in enumerate(cluster.workers) if w.alive)
@@ -165,11 +164,7 @@ def test_a_worker_killed_during_prediction_changes_no_byte(chain):
 
 @pytest.mark.timeout(600)
 def test_an_s3_outage_during_a_run_resumes_to_identical_bytes(chain):
-    assert chain["first"].returncode == 0
-    s3, cluster = chain["s3"], chain["cluster"]
-    fs = s3.filesystem()
-    ref, out = f"{chain['root']}/sm.zarr", f"{chain['root']}/outage/sm.zarr"
-    cfg = _config_for(chain, out)
+    s3, cluster, fs, ref, out, cfg = _fault_setup(chain, "outage")
     with Client(cluster.address) as client:
         with _predicting(cfg, client, fs) as results:
             s3.stop()
