@@ -98,7 +98,7 @@ def write_cog(data: np.ndarray, transform: Any, crs: str, path: str, blocksize: 
             try:
                 overview_level = max(1, int(math.log2(max(1, min(source.height, source.width) // bs))))
                 cog_translate(source, path, cog, nodata=products.FILL, overview_level=overview_level,
-                              overview_resampling="nearest", in_memory=True, quiet=True, add_mask=False,
+                              overview_resampling="average", in_memory=True, quiet=True, add_mask=False,
                               use_cog_driver=False)
             finally:
                 if dst_crs:

@@ -72,6 +72,14 @@ def test_cogs_are_valid_scaled_named_and_catalogued(client, tmp_path):
             assert src.crs.to_epsg() == 6933
             assert src.transform.almost_equals(REGION.fine_transform)
             data = src.read(1)
+        with rasterio.open(path, overview_level=0) as ov:  # first overview: 2 x 2 means of valid pixels
+            half = ov.read(1).astype(float)
+        valid = (data != -9999).reshape(72, 2, 72, 2)
+        count = valid.sum(axis=(1, 3))
+        total = np.where(valid, data.reshape(72, 2, 72, 2), 0).sum(axis=(1, 3))
+        mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        assert half.shape == (72, 72) and ((half == -9999) == np.isnan(mean)).all()
+        assert np.abs(half - mean)[~np.isnan(mean)].max() <= 1
         want = np.where(np.isnan(sm[i]), -9999, np.round(sm[i].astype(np.float64) * 1e4)).astype(np.int16)
         assert np.abs(data.astype(int) - want).max() <= 1
         decoded = np.where(data == -9999, np.nan, data * 1e-4)
