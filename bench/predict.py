@@ -1,7 +1,9 @@
 """Prediction throughput: the pipeline store-to-store against bare ``Booster.inplace_predict``.
 
 For a region of 4 SMAP cells (2 x 2) and one of 64 (8 x 8), over two 16-day periods of the
-twin (2016-06-09 .. 2016-07-10):
+twin (2016-06-09 .. 2016-07-10), both stored in the same 72 x 72-pixel, 8-day blocks (one
+prediction task each), so the larger region has 16 times the tasks of the same size and peak
+worker memory should not grow with it:
 
 1. build the twin and train XGBoost per period (300 trees of depth 6, the reference in
    docs/architecture.md) plus the reduced no-LST models (gap-free mode);
@@ -80,7 +82,8 @@ def bare(cfg: config_mod.Config) -> tuple[int, dict[int, float]]:
 
 
 def run(size: int, root: Path, uncertainty: str) -> dict[str, float]:
-    cfg = twin_config(root, size, START, END, uncertainty=uncertainty)
+    # the same 72 x 72 blocks for every region: a task's size is fixed, only their number grows
+    cfg = twin_config(root, size, START, END, uncertainty=uncertainty, space=72)
     ensure_twin(cfg, root)
     train_models(cfg)
     with local_cluster(2) as c:
@@ -111,6 +114,10 @@ def main() -> None:
         print(f"{r['cells']:>5} {r['pixel_days']:>11,} {r['pipeline_s']:>10.2f} {r['pipeline_rate']:>14,.0f} "
               f"{r['bare1_rate']:>13,.0f} {r['bare2_rate']:>13,.0f} {r['ratio']:>6.2f} "
               f"{r['peak_worker_mb']:>15.0f} {r['worker_increase_mb']:>12.0f}")
+    small, large = rows[0], rows[-1]
+    print(f"region {large['cells'] // small['cells']}x larger: peak worker memory x"
+          f"{large['peak_worker_mb'] / small['peak_worker_mb']:.2f}, increase over idle x"
+          f"{large['worker_increase_mb'] / max(small['worker_increase_mb'], 1):.2f} (72 x 72-pixel blocks of 8 days)")
 
 
 if __name__ == "__main__":
