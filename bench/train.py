@@ -57,7 +57,7 @@ def main() -> None:
 
     from distributed import Client, LocalCluster
 
-    from dsm.cli import _build_twin
+    from dsm.run import build_twin_stores
     from dsm.models.train import train
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="dsm-bench-train-"))
@@ -74,7 +74,7 @@ def main() -> None:
     cfg = config_mod.from_dict(raw)
     if not (work / "cube.zarr" / "zarr.json").exists():
         t0 = time.perf_counter()
-        _build_twin(cfg, overwrite=True)
+        build_twin_stores(cfg, overwrite=True)
         print(f"built the default twin in {time.perf_counter() - t0:.1f} s at {work}")
     all_p = periods(cfg.dates.start, cfg.dates.end)
     chosen = all_p[10:10 + args.periods] if args.periods else all_p

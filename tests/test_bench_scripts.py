@@ -1,0 +1,42 @@
+"""The benchmark scripts stay runnable: every name they import from dsm exists, and each
+prints its usage (their figures are measured by running them, never in the test suite)."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+SCRIPTS = sorted(p for p in BENCH.glob("*.py") if not p.name.startswith("_"))
+
+
+def _dsm_imports(path: Path) -> list[tuple[str, str]]:
+    tree = ast.parse(path.read_text(), str(path))
+    return [(node.module, alias.name) for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "dsm"
+            for alias in node.names]
+
+
+@pytest.mark.parametrize("path", [*SCRIPTS, BENCH / "_common.py"], ids=lambda p: p.name)
+def test_every_dsm_name_a_benchmark_imports_exists(path):
+    missing = []
+    for module, name in _dsm_imports(path):
+        mod = importlib.import_module(module)
+        submodule = hasattr(mod, "__path__") and importlib.util.find_spec(f"{module}.{name}") is not None
+        if not hasattr(mod, name) and not submodule:
+            missing.append(f"{module}.{name}")
+    assert missing == [], f"{path.name} imports names dsm no longer has"
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
+def test_a_benchmark_prints_its_usage(path):
+    res = subprocess.run([sys.executable, str(path), "--help"], capture_output=True, text=True, timeout=120,
+                         cwd=BENCH)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "usage:" in res.stdout
