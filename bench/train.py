@@ -44,8 +44,9 @@ SMALL_GRIDS = {
 }
 
 
-def _local_search(client: Any, name: str, X: Any, y: Any, grid: Any, folds: int = 3, seed: int = 0) -> Any:
-    return search_local(name, X, y, grid, folds=folds, seed=seed)
+def _local_search(client: Any, name: str, X: Any, y: Any, grid: Any, folds: int = 3, seed: int = 0,
+                  device: str = "cpu") -> Any:
+    return search_local(name, X, y, grid, folds=folds, seed=seed, device=device)
 
 
 def main() -> None:

@@ -40,3 +40,13 @@ def test_a_benchmark_prints_its_usage(path):
                          cwd=BENCH)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "usage:" in res.stdout
+
+
+def test_the_sequential_training_baseline_takes_the_searchs_arguments(monkeypatch):
+    import inspect
+
+    from dsm.models.search import search
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    bench_train = importlib.import_module("train")
+    assert list(inspect.signature(bench_train._local_search).parameters) == list(inspect.signature(search).parameters)
