@@ -173,11 +173,7 @@ def _print_stage(cfg: config_mod.Config, res: Any, valid_fractions: bool) -> Non
     elif res.stage == "validate":
         click.echo(f"report: {res.summary['report']}")
         if res.report is not None:
-            from dsm.skill import format_table
-
-            click.echo(f"skill of the 1 km maps against the twin's 1 km truth ({res.report['days']} days; "
-                       f"{res.summary['skill']}):")
-            click.echo(format_table(res.report))
+            _print_skill(res.report, res.summary["skill"])
 
 
 def _run_chain(cfg: config_mod.Config, stages: tuple[str, ...] | None, break_lock: bool,
@@ -376,12 +372,19 @@ def _print_export(cfg: config_mod.Config, r: Any) -> None:
 
 
 def _run_skill(cfg: config_mod.Config, dest: str) -> None:
-    from dsm.skill import format_table, skill, write_skill
+    from dsm.skill import skill, write_skill
 
     if not (cfg.stores.truth and cfg.stores.output):
         raise config_mod.ConfigError("stores.truth and stores.output must be set to score the twin")
     result = skill(cfg.stores.output, cfg.stores.truth, cfg.stores.cube, cfg.stores.storage_options)
     write_skill(result, dest, cfg.stores.storage_options)
+    _print_skill(result, dest)
+
+
+def _print_skill(result: dict[str, Any], dest: str) -> None:
+    """The twin skill table (see :func:`dsm.skill.format_table`) and where it was written."""
+    from dsm.skill import format_table
+
     click.echo(f"skill of the 1 km maps against the twin's 1 km truth ({result['days']} days; {dest}):")
     click.echo(format_table(result))
 

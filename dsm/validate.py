@@ -139,33 +139,22 @@ def _source_format(src: StationSourceConfig) -> str:
     return "unknown"
 
 
-def is_remote(path: str) -> bool:
-    """Whether ``path`` is a URL that fsspec reads through a network protocol (s3://, ...)."""
-    return "://" in path and not path.startswith("file://")
-
-
 @contextlib.contextmanager
-def local_copies(path: str, storage_options: Mapping[str, Any] | None = None) -> Iterator[list[tuple[str, str]]]:
-    """``(local path, name to report)`` of each file or folder that ``path`` names.
+def _station_paths(path: str, storage_options: Mapping[str, Any] | None
+                   ) -> Iterator[tuple[list[tuple[str, str]], dict[str, str]]]:
+    """``(local path, name to report)`` of each file or folder ``path`` names, and the remote
+    files that could not be downloaded. Local files, folders, zips and globs are used in place;
+    remote files are fetched by the ingest pipeline's :func:`~dsm.ingest.pipeline.expand` and
+    :func:`~dsm.ingest.pipeline.local_copies` (the station readers need local files)."""
+    from dsm.ingest.pipeline import expand, is_local, local_copies
 
-    ``path`` is a file, folder, zip or glob, local or at any fsspec URL. Remote matches are
-    downloaded into a temporary folder (removed on exit), since the station readers need
-    local files; local paths are used in place. A remote path that matches nothing gives [].
-    """
-    if not is_remote(path):
+    if is_local(path):
         local = path.removeprefix("file://")
-        yield [(p, p) for p in (sorted(glob.glob(local)) if glob.has_magic(local) else [local])]
+        yield [(p, p) for p in (sorted(glob.glob(local)) if glob.has_magic(local) else [local])], {}
         return
-    fs, root = fsspec.core.url_to_fs(path, **dict(storage_options or {}))
-    matches = sorted(fs.glob(root)) if glob.has_magic(root) else ([root] if fs.exists(root) else [])
-    with tempfile.TemporaryDirectory(prefix="dsm-stations-") as tmp:
-        items = []
-        for i, match in enumerate(matches):
-            dest = os.path.join(tmp, str(i), match.rstrip("/").rsplit("/", 1)[-1])
-            os.makedirs(os.path.dirname(dest))
-            fs.get(match, dest, recursive=fs.isdir(match))
-            items.append((dest, fs.unstrip_protocol(match)))
-        yield items
+    urls = expand([path], dict(storage_options or {}))
+    with local_copies(urls, dict(storage_options or {})) as (paths, failed):
+        yield [(local, url) for url, local in paths.items()], {f.path: f.reason for f in failed}
 
 
 def read_source(src: StationSourceConfig, storage_options: Mapping[str, Any] | None = None
@@ -187,9 +176,8 @@ def read_source(src: StationSourceConfig, storage_options: Mapping[str, Any] | N
         File -> why it could not be read (unknown format, malformed content).
     """
     frames: list[pd.DataFrame] = []
-    failures: dict[str, str] = {}
-    with local_copies(src.path, storage_options) as items:
-        if not items:
+    with _station_paths(src.path, storage_options) as (items, failures):
+        if not items and not failures:
             return insitu._empty_tidy(), {src.path: "no file matches this path"}
         for path, name in items:
             try:
@@ -747,8 +735,8 @@ def period_skill(output_url: str, truth_url: str, cube_url: str,
 # --------------------------------------------------------------------------- orchestration
 
 
-def _exists(url: str, storage_options: Mapping[str, Any] | None = None) -> bool:
-    fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+def _file_exists(url: str, storage_options: Mapping[str, Any]) -> bool:
+    fs, path = fsspec.core.url_to_fs(url, **dict(storage_options))
     return bool(fs.exists(path))
 
 
@@ -759,8 +747,9 @@ def stations_config(config: Config) -> ValidationConfig:
     st = config.stores.stations
     if not v.stations and st:
         updates["stations"] = (StationSourceConfig(path=f"{st.rstrip('/')}/insitu.csv", format="csv"),)
-    if v.weather is None and st and _exists(f"{st.rstrip('/')}/weather.csv", config.stores.storage_options):
-        updates["weather"] = f"{st.rstrip('/')}/weather.csv"
+    weather = f"{st.rstrip('/')}/weather.csv" if st else None
+    if v.weather is None and weather and _file_exists(weather, config.stores.storage_options):
+        updates["weather"] = weather
     if v.out is None:
         base = config.stores.output or config.stores.cube
         updates["out"] = f"{os.path.dirname(base.rstrip('/'))}/validation"
@@ -905,7 +894,9 @@ def export_timeseries(pairs: pd.DataFrame, stations: pd.DataFrame, out: str, *, 
     dict
         ``{"files": [...], "zip": path, "metadata": path, "stations": path}`` (under ``out``).
     """
-    if not is_remote(out):
+    from dsm.ingest.pipeline import is_local
+
+    if is_local(out):
         return _write_timeseries(pairs, stations, Path(out), dataset, units, depth)
     fs, base = fsspec.core.url_to_fs(out, **dict(storage_options or {}))
     with tempfile.TemporaryDirectory(prefix="dsm-timeseries-") as tmp:
