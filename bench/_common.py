@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 import xarray as xr
 from distributed import Client, LocalCluster
@@ -70,10 +71,12 @@ def ensure_twin(cfg: config_mod.Config, root: Path) -> bool:
 
 
 @contextmanager
-def local_cluster(n_workers: int = 2) -> Iterator[Client]:
+def local_cluster(n_workers: int = 2, profile: bool = True) -> Iterator[Client]:
     """A LocalCluster of ``n_workers`` single-threaded worker processes and its client; both
-    are closed (workers terminated) on exit."""
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
+    are closed (workers terminated) on exit. ``profile=False`` turns off Dask's statistical
+    profiler on the workers (``distributed.worker.profile.enabled``)."""
+    with dask.config.set({"distributed.worker.profile.enabled": profile}), \
+            LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
             Client(cl) as c:
         yield c
 
@@ -119,7 +122,6 @@ def load_average() -> str:
 
 def machine_facts() -> list[str]:
     """Lines describing the machine and the library versions."""
-    import dask
     import distributed
     import rasterio
     import xgboost

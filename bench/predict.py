@@ -10,13 +10,18 @@ worker memory should not grow with it:
 2. **pipeline**: ``dsm.predict.predict`` on a fresh LocalCluster of 2 single-threaded worker
    processes, from the cube store to the output store (reads, features, models, int16
    packing, region writes, records); throughput = valid pixel-days predicted / wall time;
-   peak RSS of each worker (``ru_maxrss``) and its increase over the idle worker's RSS;
+   peak RSS of each worker (``VmHWM``) and its increase over the idle worker's RSS;
+   the run is repeated, twice over, on a cluster with Dask's statistical profiler off: the
+   profiler's history (one profile per second of work, up to
+   ``distributed.admin.low-level-log-length`` = 1000 of them) grows with the run's duration
+   and would otherwise be counted as the pipeline's; the second pass over the whole region
+   on the same workers shows whether memory keeps growing with the number of tasks done;
 3. **bare**: in this process, the same valid pixels' float32 features held in memory, and
    the same boosters' ``inplace_predict`` on them (nthread 1 and 2; best of three, features
    built beforehand). Ratio = pipeline / the better of bare at nthread 2 and twice bare at
    nthread 1 (two cores either way; small batches do not scale across threads).
 
-Run: ``.venv/bin/python bench/predict.py [--workdir DIR] [--uncertainty none|quantile]``
+Run: ``.venv/bin/python bench/predict.py [--workdir DIR] [--uncertainty none|quantile] [--sizes 2 8 16]``
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import resource
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,8 +44,18 @@ from dsm.products import open_products
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process (MB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """Peak resident set size of this process's own address space (MB).
+
+    Linux's ``VmHWM``; not ``getrusage``'s ``ru_maxrss``, which carries over fork and exec
+    the high-water mark of the process that spawned this one (for a LocalCluster's worker,
+    the benchmark's own process) and so would measure the parent rather than the worker.
+    Elsewhere ``ru_maxrss`` is all there is.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024.0
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def rss_mb() -> float:
@@ -81,44 +97,68 @@ def bare(cfg: config_mod.Config) -> tuple[int, dict[int, float]]:
     return n, times
 
 
+def profiling(dask_worker: Any) -> bool:
+    """Whether Dask's statistical profiler samples this worker."""
+    return "profile" in dask_worker.periodic_callbacks
+
+
+def pipeline(cfg: config_mod.Config, profile: bool, passes: int = 1) -> tuple[int, float, list[float], float]:
+    """Valid pixel-days and wall seconds of the first of ``passes`` prediction runs on one fresh
+    LocalCluster of 2 single-threaded workers, the peak worker RSS (MB) after each pass, and
+    the idle worker's RSS (MB)."""
+    with local_cluster(2, profile=profile) as c:
+        assert set(c.run(profiling).values()) == {profile}
+        idle = max(c.run(rss_mb).values())
+        peaks, walls, pixels = [], [], 0
+        for _ in range(passes):
+            t0 = time.perf_counter()
+            pixels = predict(cfg, c, overwrite=True).pixels
+            walls.append(time.perf_counter() - t0)
+            peaks.append(max(c.run(peak_rss_mb).values()))
+    return pixels, walls[0], peaks, idle
+
+
 def run(size: int, root: Path, uncertainty: str) -> dict[str, float]:
     # the same 72 x 72 blocks for every region: a task's size is fixed, only their number grows
     cfg = twin_config(root, size, START, END, uncertainty=uncertainty, space=72)
     ensure_twin(cfg, root)
     train_models(cfg)
-    with local_cluster(2) as c:
-        idle = c.run(rss_mb)
-        t0 = time.perf_counter()
-        res = predict(cfg, c, overwrite=True)
-        wall = time.perf_counter() - t0
-        peak = c.run(peak_rss_mb)
+    pixels, wall, (peak,), idle = pipeline(cfg, profile=True)
+    _, _, (peak_np, peak_np2), idle_np = pipeline(cfg, profile=False, passes=2)
     n, bare_s = bare(cfg)
-    assert n == res.pixels, (n, res.pixels)
+    assert n == pixels, (n, pixels)
     return {"cells": size * size, "pixel_days": n, "pipeline_s": wall, "pipeline_rate": n / wall,
             "bare1_rate": n / bare_s[1], "bare2_rate": n / bare_s[2],
             "ratio": (n / wall) / max(n / bare_s[2], 2 * n / bare_s[1]),
-            "peak_worker_mb": max(peak.values()), "worker_increase_mb": max(peak[k] - idle[k] for k in peak)}
+            "peak": peak, "increase": peak - idle, "peak_np": peak_np, "increase_np": peak_np - idle_np,
+            "second_np": peak_np2 - peak_np}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--uncertainty", choices=["none", "quantile"], default="none")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[2, 8],
+                    help="regions of N x N SMAP cells, smallest first (default: 2 8)")
     args = ap.parse_args()
     base = Path(args.workdir or tempfile.mkdtemp(prefix="dsm-bench-predict-"))
-    rows = [run(n, base / f"r{n}", args.uncertainty) for n in (2, 8)]
+    rows = [run(n, base / f"r{n}", args.uncertainty) for n in sorted(args.sizes)]
     print(f"uncertainty: {args.uncertainty}; 2 workers x 1 thread; {START}..{END}; work in {base}")
+    print(f"{'':>5} {'':>11} {'':>10} {'':>14} {'':>13} {'':>13} {'':>6} {'peak worker MB':>19} "
+          f"{'no profiler: peak MB':>25} {'2nd pass':>8}")
     print(f"{'cells':>5} {'pixel-days':>11} {'pipeline s':>10} {'pipeline px/s':>14} {'bare 1t px/s':>13} "
-          f"{'bare 2t px/s':>13} {'ratio':>6} {'peak MB/worker':>15} {'increase MB':>12}")
+          f"{'bare 2t px/s':>13} {'ratio':>6} {'(over idle)':>19} {'(over idle)':>25} {'adds MB':>8}")
     for r in rows:
         print(f"{r['cells']:>5} {r['pixel_days']:>11,} {r['pipeline_s']:>10.2f} {r['pipeline_rate']:>14,.0f} "
               f"{r['bare1_rate']:>13,.0f} {r['bare2_rate']:>13,.0f} {r['ratio']:>6.2f} "
-              f"{r['peak_worker_mb']:>15.0f} {r['worker_increase_mb']:>12.0f}")
+              f"{r['peak']:>12.0f} ({r['increase']:>4.0f}) {r['peak_np']:>18.0f} ({r['increase_np']:>4.0f}) "
+              f"{r['second_np']:>8.1f}")
     small, large = rows[0], rows[-1]
-    print(f"region {large['cells'] // small['cells']}x larger: peak worker memory x"
-          f"{large['peak_worker_mb'] / small['peak_worker_mb']:.2f}, increase over idle x"
-          f"{large['worker_increase_mb'] / max(small['worker_increase_mb'], 1):.2f} (72 x 72-pixel blocks of 8 days)")
-
+    print(f"region {large['cells'] // small['cells']}x the smallest, same 72 x 72-pixel blocks of 8 days: peak worker "
+          f"memory x{large['peak'] / small['peak']:.2f} (Dask's profiler on, as by default; its history grows "
+          f"with the seconds of work, up to distributed.admin.low-level-log-length = 1000 one-second profiles), "
+          f"x{large['peak_np'] / small['peak_np']:.2f} with the profiler off; a second pass over the whole region "
+          f"on the same workers added {small['second_np']:.1f} and {large['second_np']:.1f} MB")
 
 if __name__ == "__main__":
     main()

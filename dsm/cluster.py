@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any, TypeVar
 
-from distributed import Client, LocalCluster
+from distributed import Client, Future, LocalCluster, as_completed
 
 from dsm.config import ClusterConfig
 from dsm.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -57,3 +60,29 @@ def describe(client: Client) -> str:
     threads = sum(w.get("nthreads", 0) for w in workers.values())
     link = client.dashboard_link if info.get("services", {}).get("dashboard") else "(no dashboard)"
     return f"cluster {client.scheduler.address}: {len(workers)} workers, {threads} threads; dashboard {link}"
+
+
+def outcomes(futures: Mapping[Future, T]) -> Iterator[tuple[T, Any, Exception | None]]:
+    """Each future's tag with its result or its exception, in the order the tasks finish.
+
+    Every future is released as soon as its outcome has been taken, so a worker holds only the
+    results not yet consumed, not every result of a stage until its last task: a stage's worker
+    memory stays independent of how many tasks (blocks, days, files) the region has.
+
+    Parameters
+    ----------
+    futures
+        Future -> the caller's tag for it (a job, a day, a task).
+
+    Yields
+    ------
+    (tag, result, None) for a task that succeeded, (tag, None, exception) for one that failed.
+    """
+    for fut in as_completed(list(futures)):
+        tag = futures[fut]
+        try:
+            result, error = fut.result(), None
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, who reports it and goes on
+            result, error = None, exc
+        fut.release()
+        yield tag, result, error

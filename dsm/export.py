@@ -39,6 +39,7 @@ from rio_cogeo.cogeo import cog_translate, cog_validate
 from rio_cogeo.profiles import cog_profiles
 
 from dsm import products
+from dsm.cluster import outcomes
 from dsm.config import Config
 from dsm.errors import ConfigError, InputError
 from dsm.grid import EPSG, Region
@@ -249,15 +250,16 @@ def export(config: Config, client: Client, *, force: bool = False,
         jobs.append(ExportJob(config.stores.output, config.stores.cog, so_json, day, t, config.output.export_crs,
                               config.output.cog_blocksize, config.output.cog_compress))
     futures = client.map(export_day, jobs, pure=False)
-    for job, fut in zip(jobs, futures):
+    for job, result, exc in outcomes(dict(zip(futures, jobs))):
         name = job.day.isoformat()
-        try:
-            exported[name] = fut.result()
+        if exc is None:
+            exported[name] = result
             report.exported.append(name)
             if progress:
                 progress(f"{name}: {exported[name]['url']}")
-        except Exception as exc:
+        else:
             report.failed[name] = f"{type(exc).__name__}: {exc}"
+    report.exported.sort()
     record_attrs(config.stores.output, {"days_exported": {k: exported[k] for k in sorted(exported)}}, so)
     if exported:
         stac_url = config.stores.stac or f"{config.stores.cog.rstrip('/')}/stac"

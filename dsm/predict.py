@@ -44,9 +44,10 @@ import pandas as pd
 import xarray as xr
 import xgboost
 import zarr
-from distributed import Client, as_completed
+from distributed import Client
 
 from dsm import products, store
+from dsm.cluster import outcomes
 from dsm.config import Config
 from dsm.cube import SPECS, Layout, open_cube
 from dsm.errors import ConfigError, InputError, StoreError
@@ -535,11 +536,10 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     results: dict[int, list[dict[str, Any]]] = {t0: [] for t0 in jobs}
     errors: dict[int, str] = {}
     remaining = {t0: len(js) for t0, js in jobs.items()}
-    for fut in as_completed(futures):
-        job = futures[fut]
-        try:
-            results[job.t0].append(fut.result())
-        except Exception as exc:  # the block's days are retried by the next run
+    for job, result, exc in outcomes(futures):
+        if exc is None:
+            results[job.t0].append(result)
+        else:  # the block's days are retried by the next run
             errors.setdefault(job.t0, f"block y {job.y0}:{job.y1}, x {job.x0}:{job.x1}: {type(exc).__name__}: {exc}")
         remaining[job.t0] -= 1
         if remaining[job.t0]:

@@ -45,3 +45,36 @@ def test_an_unreachable_scheduler_is_named():
     with pytest.raises(ConfigError, match=f"cluster.address: cannot reach the scheduler at tcp://127.0.0.1:{port}"):
         with cluster.connect(ClusterConfig(address=f"tcp://127.0.0.1:{port}"), timeout=3):
             pass
+
+
+def _block(i: int) -> np.ndarray:
+    if i == 3:
+        raise ValueError(f"block {i} is broken")
+    return np.full(250_000, i, np.float32)  # 1 MB a result
+
+
+def _held(client, key) -> bool:
+    return client.run_on_scheduler(lambda dask_scheduler: key in dask_scheduler.tasks)
+
+
+@pytest.mark.timeout(120)
+def test_outcomes_release_each_result_once_taken_and_hand_over_failures(client):
+    import time
+
+    futures = client.map(_block, range(6), pure=False)
+    client.gather([f for i, f in enumerate(futures) if i != 3], errors="skip")  # every task has finished
+    assert all(_held(client, f.key) for f in futures)  # nothing taken yet: the cluster holds them all
+    seen, failed = [], {}
+    for tag, result, exc in cluster.outcomes(dict(zip(futures, range(6)))):
+        if exc is None:
+            assert result.nbytes == 1_000_000 and float(result[0]) == tag
+            seen.append(tag)
+        else:
+            failed[tag] = str(exc)
+        key = futures[tag].key
+        deadline = time.monotonic() + 10
+        while _held(client, key) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _held(client, key), f"the result of task {tag} is still held after it was taken"
+    assert sorted(seen) == [0, 1, 2, 4, 5]
+    assert failed == {3: "block 3 is broken"}

@@ -68,6 +68,7 @@ import numpy as np
 import xarray as xr
 
 from dsm import store
+from dsm.cluster import outcomes
 from dsm.config import Config, InputsConfig, InputSource
 from dsm.cube import SPECS, Layout, create_cube, layout_of, open_cube
 from dsm.errors import ConfigError
@@ -597,7 +598,6 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
     dict
         The report (see :func:`summarize` for its ``summary``).
     """
-    from distributed import as_completed
     from tqdm.auto import tqdm
 
     started = dt.datetime.now(dt.timezone.utc)
@@ -607,17 +607,16 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
     log.info("ingest: %d tasks, %d files decided by name", len(p.tasks), len(p.files))
     run_id = uuid.uuid4().hex[:8]  # fresh keys: a rerun on the same client must not reuse results
     futures = client.map(run_task, p.tasks, cfg=cfg, key=[f"{t.key}-{run_id}" for t in p.tasks], retries=0)
-    by_key = {f.key: t for f, t in zip(futures, p.tasks)}
     results, errors = [], []
-    for fut in tqdm(as_completed(futures), total=len(futures), desc="ingest", unit="task", disable=not progress):
-        try:
-            results.append(fut.result())
-        except Exception as exc:  # noqa: BLE001 - a bug or a storage failure in one task: report, go on
-            task = by_key[fut.key]
-            log.error("task %s failed: %r", task.key, exc)
-            errors.append({"task": task.key, "error": f"{type(exc).__name__}: {exc}",
-                           "files": [u for g in task.groups for u in g.urls]})  # fmt: skip
-        fut.release()
+    done = outcomes(dict(zip(futures, p.tasks)))
+    for task, result, exc in tqdm(done, total=len(futures), desc="ingest", unit="task", disable=not progress):
+        if exc is None:
+            results.append(result)
+            continue
+        # a bug or a storage failure in one task: report it, go on with the others
+        log.error("task %s failed: %r", task.key, exc)
+        errors.append({"task": task.key, "error": f"{type(exc).__name__}: {exc}",
+                       "files": [u for g in task.groups for u in g.urls]})  # fmt: skip
     report = _assemble(cfg, p, results, errors, started, time.perf_counter() - t0)
     path = report_path or report_url(cfg.stores.cube)
     report["provenance"] = _merge_provenance(_previous(path, cfg.stores.storage_options), report["provenance"])
