@@ -101,15 +101,6 @@ def export_inputs(cfg: config_mod.Config, folder: Path) -> int:
     return n
 
 
-def period_model(models: ModelStore, period: str) -> Any:
-    """The period's model from the dsm model store (following ``reused_from``)."""
-    card = models.read_card(period) or {}
-    while card.get("model") is None and card.get("reused_from"):
-        period = card["reused_from"]
-        card = models.read_card(period) or {}
-    return models.load_model(period)
-
-
 def naive_script(inputs: Path, out: Path, days: list[dt.date], predictors: tuple[str, ...], models_url: str) -> int:
     """What a user would write: per day, read the GeoTIFFs, stack, predict, write a GeoTIFF.
     Returns the valid pixel-days predicted."""
@@ -132,7 +123,7 @@ def naive_script(inputs: Path, out: Path, days: list[dt.date], predictors: tuple
         valid = land & np.isfinite(stack).all(axis=0)
         period = period_of(day).name
         if period not in loaded:
-            loaded[period] = period_model(models, period)
+            loaded[period] = models.load_model(period)  # follows reused_from
         sm = np.clip(loaded[period].predict(stack[:, valid].T), 0.0, 1.0)
         grid = np.full(land.shape, NODATA, np.int16)
         grid[valid] = np.round(sm * 10000).astype(np.int16)

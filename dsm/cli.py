@@ -194,7 +194,7 @@ def _run_chain(cfg: config_mod.Config, stages: tuple[str, ...] | None, break_loc
 
 @main.command("run")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
-@click.option("--stage", "stages", multiple=True, type=click.Choice(["cube", "train", "predict", "export", "validate"]),
+@click.option("--stage", "stages", multiple=True, type=click.Choice(config_mod.STAGES),
               help="Run only these stages (repeatable; default run.stages, all five).")
 @click.option("--break-lock", is_flag=True, help="Take the output store's lock from a run known to be dead.")
 def run_cmd(config_path: str, stages: tuple[str, ...], break_lock: bool) -> None:
@@ -372,13 +372,9 @@ def _print_export(cfg: config_mod.Config, r: Any) -> None:
 
 
 def _run_skill(cfg: config_mod.Config, dest: str) -> None:
-    from dsm.skill import skill, write_skill
+    from dsm.run import twin_skill
 
-    if not (cfg.stores.truth and cfg.stores.output):
-        raise config_mod.ConfigError("stores.truth and stores.output must be set to score the twin")
-    result = skill(cfg.stores.output, cfg.stores.truth, cfg.stores.cube, cfg.stores.storage_options)
-    write_skill(result, dest, cfg.stores.storage_options)
-    _print_skill(result, dest)
+    _print_skill(twin_skill(cfg, dest), dest)
 
 
 def _print_skill(result: dict[str, Any], dest: str) -> None:

@@ -45,7 +45,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -311,6 +311,10 @@ class OutputConfig(_Frozen):
         return v
 
 
+Stage = Literal["cube", "train", "predict", "export", "validate"]
+STAGES: tuple[Stage, ...] = get_args(Stage)  # the stages of ``dsm run``, in order
+
+
 class RunConfig(_Frozen):
     """The one-command job ``dsm run`` (issue 7): stages, lock and run records.
 
@@ -318,8 +322,7 @@ class RunConfig(_Frozen):
     ``<run id>/dask-performance.html``; default ``runs/`` beside ``stores.output``.
     """
 
-    stages: tuple[Literal["cube", "train", "predict", "export", "validate"], ...] = (
-        "cube", "train", "predict", "export", "validate")
+    stages: tuple[Stage, ...] = STAGES
     records: str | None = None
     lock_ttl: float = Field(default=120.0, gt=0.0, description="seconds after its last heartbeat a lock is abandoned")
     lock_heartbeat: float = Field(default=15.0, gt=0.0, description="seconds between lock heartbeats")
@@ -466,17 +469,26 @@ class Config(_Frozen):
         return self.region.to_region()
 
 
+def _absolute(value: Any, base: Path, resolve: bool = True) -> Any:
+    """A local path made absolute against ``base`` (the YAML file's folder); URLs and
+    non-strings unchanged. ``resolve=False`` keeps glob patterns and links as written."""
+    if not isinstance(value, str) or "://" in value:
+        return value
+    path = base / os.path.expanduser(value)
+    return str(path.resolve() if resolve else path)
+
+
 def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     stores = raw.get("stores")
     if isinstance(stores, dict):
         for key, value in stores.items():
-            if key != "storage_options" and isinstance(value, str) and "://" not in value:
-                stores[key] = str((base / os.path.expanduser(value)).resolve())
+            if key != "storage_options":
+                stores[key] = _absolute(value, base)
     _resolve_input_paths(raw.get("inputs"), base)
     _resolve_validation_paths(raw.get("validation"), base)
     run = raw.get("run")
-    if isinstance(run, dict) and isinstance(run.get("records"), str) and "://" not in run["records"]:
-        run["records"] = str((base / os.path.expanduser(run["records"])).resolve())
+    if isinstance(run, dict) and "records" in run:
+        run["records"] = _absolute(run["records"], base)
     return raw
 
 
@@ -484,7 +496,7 @@ def _resolve_validation_paths(section: Any, base: Path) -> None:
     """Make the local paths of ``validation:`` absolute (relative to the YAML folder), in place."""
 
     def local(v: Any) -> Any:
-        return str((base / os.path.expanduser(v)).resolve()) if isinstance(v, str) and "://" not in v else v
+        return _absolute(v, base)
 
     if not isinstance(section, dict):
         return
@@ -501,7 +513,7 @@ def _resolve_input_paths(inputs: Any, base: Path) -> None:
     """Make the local paths/globs of ``inputs:`` absolute (relative to the YAML folder), in place."""
 
     def local(v: Any) -> Any:
-        return str(base / os.path.expanduser(v)) if isinstance(v, str) and "://" not in v else v
+        return _absolute(v, base, resolve=False)
 
     if not isinstance(inputs, dict):
         return

@@ -38,7 +38,7 @@ from rasterio.vrt import WarpedVRT
 from rio_cogeo.cogeo import cog_translate, cog_validate
 from rio_cogeo.profiles import cog_profiles
 
-from dsm import products
+from dsm import products, store
 from dsm.cluster import outcomes
 from dsm.config import Config
 from dsm.errors import ConfigError, InputError
@@ -242,11 +242,9 @@ def export(config: Config, client: Client, *, force: bool = False,
         if name not in done:
             continue
         info = exported.get(name)
-        if info and not force:
-            fs, path = fsspec.core.url_to_fs(info["url"], **so)
-            if fs.exists(path):
-                report.skipped.append(name)
-                continue
+        if info and not force and store.exists(info["url"], so):
+            report.skipped.append(name)
+            continue
         jobs.append(ExportJob(config.stores.output, config.stores.cog, so_json, day, t, config.output.export_crs,
                               config.output.cog_blocksize, config.output.cog_compress))
     futures = client.map(export_day, jobs, pure=False)

@@ -40,14 +40,12 @@ from typing import Any
 import fsspec
 from distributed import Client, performance_report
 
-from dsm.config import Config, ConfigError
+from dsm import store
+from dsm.config import STAGES, Config, ConfigError
 from dsm.errors import DsmError, TransientIOError
 from dsm.runlock import RunLock, lock_url
 
 log = logging.getLogger(__name__)
-
-STAGES = ("cube", "train", "predict", "export", "validate")
-
 
 @dataclass
 class StageResult:
@@ -125,9 +123,7 @@ def _stage_cube(config: Config, client: Client, say: Callable[[str], None]) -> S
         return StageResult("cube", status, message=f"ingest report {rep.get('report')}", summary=dict(s),
                            failed=failed, report=rep)
     if config.twin is not None:
-        stores = twin_stores(config)
-        fs, path = fsspec.core.url_to_fs(stores.weather_csv, **config.stores.storage_options)
-        if fs.exists(path):
+        if store.exists(twin_stores(config).weather_csv, config.stores.storage_options):
             cube.open_cube(config.stores.cube, config.stores.storage_options)
             return StageResult("cube", "done", message="twin already built", summary={"built": False})
         say(f"building the twin region into {config.stores.cube}")
@@ -209,13 +205,27 @@ def _stage_validate(config: Config, client: Client, say: Callable[[str], None]) 
     summary: dict[str, Any] = {"report": run_report(config, client)}
     scores = None
     if config.stores.truth and config.stores.output:
-        from dsm.skill import skill, write_skill
-
-        dest = f"{os.path.dirname(config.stores.output.rstrip('/'))}/skill.json"
-        scores = skill(config.stores.output, config.stores.truth, config.stores.cube, config.stores.storage_options)
-        write_skill(scores, dest, config.stores.storage_options)
-        summary["skill"] = dest
+        summary["skill"] = f"{os.path.dirname(config.stores.output.rstrip('/'))}/skill.json"
+        scores = twin_skill(config, summary["skill"])
     return StageResult("validate", "done", summary=summary, report=scores)
+
+
+def twin_skill(config: Config, dest: str) -> dict[str, Any]:
+    """Score the output store of ``config`` against the twin's 1 km truth (:func:`dsm.skill.skill`)
+    and write the scores as JSON to ``dest``; returns them.
+
+    Raises
+    ------
+    ConfigError
+        ``stores.truth`` or ``stores.output`` unset.
+    """
+    from dsm.skill import skill, write_skill
+
+    if not (config.stores.truth and config.stores.output):
+        raise ConfigError("stores.truth and stores.output must be set to score the twin")
+    scores = skill(config.stores.output, config.stores.truth, config.stores.cube, config.stores.storage_options)
+    write_skill(scores, dest, config.stores.storage_options)
+    return scores
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[Config, Client, Callable[[str], None]], StageResult]] = {
@@ -358,3 +368,20 @@ def last_error(result: RunResult) -> StageResult | None:
     return next((s for s in result.stages if s.status == "error"), None)
 
 
+
+
+def config_or_demo(config_path: str | None, client: Client, stages: tuple[str, ...],
+                   say: Callable[[str], None] = print) -> Config:
+    """The configuration at ``config_path``, or, without one, the quick tiny twin demo
+    (:func:`dsm.twin.demo_config` with ``quick=True``) in a new temporary folder, run through
+    ``stages`` on ``client`` with one line per stage to ``say`` (how the notebooks start).
+    """
+    from dsm import config as config_mod
+    from dsm.twin import demo_config
+
+    if config_path is not None:
+        return config_mod.load(config_path)
+    cfg = config_mod.from_dict(demo_config("tiny", root=tempfile.mkdtemp(prefix="dsm-nb-"), quick=True))
+    for s in run(cfg, client, stages=stages).stages:
+        say(f"{s.stage:8s} {s.status:8s} {s.seconds:5.1f} s  {s.summary}")
+    return cfg

@@ -29,9 +29,14 @@ def default_compressors() -> list[Any]:
     return [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
 
 
-def _exists(url: str, storage_options: Mapping[str, Any] | None) -> bool:
+def exists(url: str, storage_options: Mapping[str, Any] | None = None) -> bool:
+    """Whether a file, folder or object exists at ``url`` (a local path or an fsspec URL)."""
     fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
-    return fs.exists(f"{path.rstrip('/')}/zarr.json")
+    return bool(fs.exists(path))
+
+
+def _exists(url: str, storage_options: Mapping[str, Any] | None) -> bool:
+    return exists(f"{url.rstrip('/')}/zarr.json", storage_options)
 
 
 def create(

@@ -735,11 +735,6 @@ def period_skill(output_url: str, truth_url: str, cube_url: str,
 # --------------------------------------------------------------------------- orchestration
 
 
-def _file_exists(url: str, storage_options: Mapping[str, Any]) -> bool:
-    fs, path = fsspec.core.url_to_fs(url, **dict(storage_options))
-    return bool(fs.exists(path))
-
-
 def stations_config(config: Config) -> ValidationConfig:
     """The ``validation`` section, with the twin's station files as defaults."""
     v = config.validation or ValidationConfig()
@@ -748,7 +743,7 @@ def stations_config(config: Config) -> ValidationConfig:
     if not v.stations and st:
         updates["stations"] = (StationSourceConfig(path=f"{st.rstrip('/')}/insitu.csv", format="csv"),)
     weather = f"{st.rstrip('/')}/weather.csv" if st else None
-    if v.weather is None and weather and _file_exists(weather, config.stores.storage_options):
+    if v.weather is None and weather and store.exists(weather, config.stores.storage_options):
         updates["weather"] = weather
     if v.out is None:
         base = config.stores.output or config.stores.cube
@@ -794,8 +789,7 @@ def validate(config: Config, client: Client | None) -> ValidationResult:
     records = pd.concat(frames, ignore_index=True)
     records = records.assign(network=records["network"].fillna("-"))
     region = config.grid_region
-    located = locate(records if len(records) else pd.DataFrame(columns=[*SITE_KEYS, "lon", "lat"]), region,
-                     problems)
+    located = locate(records, region, problems)
     inside = located.loc[located["inside"], list(SITE_KEYS)]
     daily = station_daily(records, v, problems).merge(inside, on=list(SITE_KEYS))
     sites = located.loc[located["inside"]].merge(daily[list(SITE_KEYS)].drop_duplicates(), on=list(SITE_KEYS))

@@ -17,13 +17,12 @@
 # cells). `dsm export` turns each day into a Cloud-Optimized GeoTIFF with a STAC item.
 #
 # This notebook builds the tiny twin region (4 x 4 SMAP cells, 48 days), trains, predicts and
-# exports it with `dsm.run.run`, the function behind `dsm run` (about a minute), then looks at
-# what came out. To look at your own run instead, set `CONFIG_PATH` to its configuration
+# exports it with `dsm.run.run`, the function behind `dsm run` (about a minute, through
+# `dsm.run.config_or_demo`), then looks at what came out. To look at your own run instead, set `CONFIG_PATH` to its configuration
 # (for example `work/demo/config.yaml` after `make demo`): every store it names may be a local
 # path or an `s3://...` URL, with fsspec options under `stores.storage_options`.
 
 # %%
-import tempfile
 
 import fsspec
 import matplotlib.pyplot as plt
@@ -38,24 +37,17 @@ from distributed import Client, LocalCluster
 import dsm.analysis
 import dsm.cube
 import dsm.products
-from dsm import config as dsm_config
 from dsm.export import FsspecStacIO
-from dsm.run import run
-from dsm.twin import demo_config
+from dsm.run import config_or_demo
 
 CONFIG_PATH = None  # e.g. "work/demo/config.yaml"; its stores may be s3:// URLs
 
 cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0")
 client = Client(cluster)
-if CONFIG_PATH is not None:
-    cfg = dsm_config.load(CONFIG_PATH)
-else:
-    # the configuration `dsm demo --size tiny` writes, made quicker (one hyperparameter
-    # candidate per model, 2 CV folds, no pooled model), with its stores in a temporary folder
-    cfg = dsm_config.from_dict(demo_config("tiny", root=tempfile.mkdtemp(prefix="dsm-nb-"), quick=True))
-    done = run(cfg, client, stages=("cube", "train", "predict", "export"))  # what `dsm run` does
-    for stage in done.stages:
-        print(f"{stage.stage:8s} {stage.status:8s} {stage.seconds:5.1f} s  {stage.summary}")
+# without a configuration: the configuration `dsm demo --size tiny` writes, made quicker (one
+# hyperparameter candidate per model, 2 CV folds, no pooled model), its stores in a temporary
+# folder, run through these stages as `dsm run` does
+cfg = config_or_demo(CONFIG_PATH, client, stages=("cube", "train", "predict", "export"))
 so = cfg.stores.storage_options
 
 # %% [markdown]

@@ -42,25 +42,18 @@ import dsm.figures
 import dsm.report
 import dsm.skill
 import dsm.validate
-from dsm import config as dsm_config
 from dsm import products, store
 from dsm.predict import residual_correct
-from dsm.run import run
-from dsm.twin import demo_config
+from dsm.run import config_or_demo
 
 CONFIG_PATH = None  # e.g. "work/demo/config.yaml"; its stores may be s3:// URLs
 
 cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0")
 client = Client(cluster)
-if CONFIG_PATH is not None:
-    cfg = dsm_config.load(CONFIG_PATH)
-else:
-    # the configuration `dsm demo --size tiny` writes, made quicker (one hyperparameter
-    # candidate per model, 2 CV folds, no pooled model), with its stores in a temporary folder
-    cfg = dsm_config.from_dict(demo_config("tiny", root=tempfile.mkdtemp(prefix="dsm-nb-"), quick=True))
-    done = run(cfg, client, stages=("cube", "train", "predict"))  # what `dsm run` does
-    for stage in done.stages:
-        print(f"{stage.stage:8s} {stage.status:8s} {stage.seconds:5.1f} s  {stage.summary}")
+# without a configuration: the configuration `dsm demo --size tiny` writes, made quicker (one
+# hyperparameter candidate per model, 2 CV folds, no pooled model), its stores in a temporary
+# folder, run through these stages as `dsm run` does
+cfg = config_or_demo(CONFIG_PATH, client, stages=("cube", "train", "predict"))
 so = cfg.stores.storage_options
 figdir = Path(tempfile.mkdtemp(prefix="dsm-figures-"))  # dsm.figures writes PNG files (any fsspec URL)
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -16,8 +18,6 @@ from dsm.runlock import LockError, LockRecord, RunLock, is_stale, lock_url
 
 
 def _write(url, record: LockRecord) -> None:
-    from pathlib import Path
-
     Path(url).write_text(json.dumps(record.__dict__))
 
 
@@ -48,8 +48,6 @@ def test_a_killed_runs_lock_on_this_host_is_taken_over(tmp_path):
     url = str(tmp_path / "out.lock")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(dead.stdout)
-    import socket
-
     _write(url, LockRecord("killed", socket.gethostname(), pid, "2026-01-01T00:00:00+00:00", time.time()))
     with RunLock(url, ttl=600, heartbeat=5, run_id="rerun") as lock:
         assert lock.read().run_id == "rerun"
