@@ -174,12 +174,67 @@ DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
     "xgb": {"n_estimators": [200, 400], "max_depth": [4, 6], "learning_rate": [0.05]},
 }
 DEFAULT_POOLED_PARAMS: dict[str, Any] = {"n_estimators": 400, "max_depth": 6, "learning_rate": 0.05}
+DEFAULT_FUSION_GRID: dict[str, list[Any]] = {
+    # regularised boosting; the number of rounds is chosen by the cross-validation (early stopping)
+    "max_depth": [3, 5],
+    "min_child_weight": [5, 20],
+    "subsample": [0.8],
+    "colsample_bytree": [0.8],
+    "learning_rate": [0.05],
+    "reg_lambda": [1.0, 10.0],
+}
+Method = Literal["fusion", "rao2022"]
+METHODS: tuple[Method, ...] = get_args(Method)
+
+
+class FusionConfig(_Frozen):
+    """The default method (``training.method: fusion``): pooled model, cross-validation, fusion.
+
+    See :mod:`dsm.models.fusion_train` (training) and :mod:`dsm.fusion` (the error model and
+    the fusion of each cell mean with the day's SMAP).
+    """
+
+    grid: dict[str, list[Any]] = Field(default_factory=lambda: dict(DEFAULT_FUSION_GRID),
+                                       description="XGBoost hyperparameters searched by cross-validation")
+    max_rounds: int = Field(default=600, ge=10, description="most boosting rounds; the CV picks how many")
+    cv_folds: int = Field(default=4, ge=2)
+    block_days: int = Field(default=16, ge=1, description="days per cross-validation block")
+    block_cells: int = Field(default=2, ge=1, description="36 km cells per side of a cross-validation block")
+    smap_error_sd: float = Field(default=0.04, gt=0.0, le=0.2,
+                                 description="SMAP random error (m3/m3) used when too few triplets estimate it")
+    min_triplets: int = Field(default=100, ge=3, description="fewest SMAP triplets to estimate SMAP's error")
+    decay_days: float | None = Field(default=None, gt=0.0, description="e-folding of carried increments; "
+                                     "null: estimated from the data")
+    max_carry_days: int = Field(default=10, ge=0, description="days an increment is carried without SMAP")
+    smooth_increments: bool = Field(default=False, description="area-to-point smoothing of the increments "
+                                    "across neighbouring cells (cell means preserved)")
+    anomaly_gain: float = Field(default=1.0, ge=0.0, le=2.0, description="k in C + k (f - mean_cell f)")
+    anomaly_error_sd: float = Field(
+        default=0.03, gt=0.0, le=0.2,
+        description="error sd (m3/m3) of the 1 km departure from the cell mean, for sm_unc: nothing at 36 km "
+        "observes it, so it is a prior (0.03: the typical spatial sd of surface soil moisture within "
+        "~50 km, Famiglietti et al. 2008); check its coverage at stations")
+    pixels_per_cell: int = Field(default=64, ge=4, description="disaggregation: 1 km pixels sampled per cell-day")
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if "n_estimators" in v:
+            raise ValueError("training.fusion.grid: the number of rounds is chosen by cross-validation; "
+                             "set training.fusion.max_rounds instead of n_estimators")
+        empty = [k for k, values in v.items() if not values]
+        if empty:
+            raise ValueError(f"training.fusion.grid has no values for {empty}")
+        return {**DEFAULT_FUSION_GRID, **v}
 
 
 class TrainingConfig(_Frozen):
-    """Per-period training (issue 3): samples, split, models, grids, selection, fallback.
+    """Training: the method, and for ``rao2022`` the per-period samples, split, models, grids,
+    selection and fallback.
 
-    ``grids`` maps a model name to ``{parameter: [values, ...]}`` of its final estimator
+    ``method: fusion`` (default) trains one pooled, cross-validated XGBoost with reduced
+    companions and the fusion error model (``fusion:``); ``method: rao2022`` is the paper's
+    per-period method exactly. ``grids`` maps a model name to ``{parameter: [values, ...]}`` of its final estimator
     (no pipeline prefixes); a model given here replaces that model's default grid, the
     others keep theirs (:data:`DEFAULT_GRIDS`).
     """
@@ -194,10 +249,21 @@ class TrainingConfig(_Frozen):
     ks_alpha: float = Field(default=0.05, ge=0.0, le=1.0)
     ks_attempts: int = Field(default=20, ge=1)
     spatial_block: int | None = Field(default=2, ge=1, description="SMAP cells per block side; null: no spatial split")
-    predict_with: Literal["per_period", "pooled"] = "per_period"
-    pooled: bool = True
+    method: Method = "fusion"
+    disaggregation: bool = Field(default=False, description="fusion: average with a model fitted on 1 km "
+                                 "pixels whose loss is on their 36 km mean against SMAP")
+    fusion: FusionConfig = FusionConfig()
+    pooled: bool = Field(default=True, description="rao2022: also train the pooled comparison model")
     pooled_params: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_POOLED_PARAMS))
     concurrent_periods: int = Field(default=2, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "predict_with" in data:
+            raise ValueError("training.predict_with was removed: the pooled model predicts with "
+                             "training.method: fusion (the default), the per-period models with method: rao2022")
+        return data
 
     @field_validator("models")
     @classmethod

@@ -36,7 +36,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -47,14 +47,17 @@ import zarr
 from distributed import Client
 
 from dsm import products, store
+from dsm.cellmeans import BlockCells, block_cells, fused_cells
 from dsm.cluster import outcomes
 from dsm.config import Config
 from dsm.cube import SPECS, Layout, open_cube
 from dsm.errors import ConfigError, InputError, StoreError
 from dsm.grid import FINE_PER_COARSE, Region, block_reduce_mean
 from dsm.metrics import score
-from dsm.models.pooled import doy_terms
-from dsm.models.store import POOLED, ModelStore
+from dsm.features import DOY_FEATURES, doy_terms, feature_layer, source_of
+from dsm.fusion import STATE_CARRIED, STATE_FUSED, pixel_interval, smooth_increments
+from dsm.models.cards import FUSION_KEY, FusionCard, ModelRecord
+from dsm.models.store import ModelStore
 from dsm.models.variants import FULL, quantile_key, variant_key, variants_of
 from dsm.periods import composite_8day_of, days as day_range, period_of
 
@@ -72,9 +75,15 @@ class VariantPlan:
     point_sha: str
     quantile_key: str | None = None
     quantile_sha: str | None = None
-    ranges: tuple[tuple[float, float], ...] | None = None  # per predictor, None: no range check
+    ranges: tuple[tuple[float, float], ...] | None = None  # per feature, None: no range check
     doy: bool = False  # pooled model: day-of-year terms appended
     margin: float = 0.0  # conformal margin added to the quantile half width
+    features: tuple[str, ...] | None = None  # model columns from the predictors (None: the predictors)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The model's feature columns before the day-of-year terms."""
+        return self.features if self.features is not None else self.predictors
 
     def record(self) -> dict[str, Any]:
         """JSON-ready description, stored in ``day_models``."""
@@ -93,11 +102,19 @@ class DayPlan:
     reused: bool = False
     variants: tuple[VariantPlan, ...] = ()
     error: str | None = None
+    disaggregation: VariantPlan | None = None  # fusion: averaged with the full variant
 
     def record(self) -> dict[str, Any]:
         """JSON-ready description, stored in ``day_models``."""
-        return {"period": self.period, "model_period": self.model_period, "model": self.chosen,
-                "reused": self.reused, "variants": {v.name: v.record() for v in self.variants}}
+        rec = {"period": self.period, "model_period": self.model_period, "model": self.chosen,
+               "reused": self.reused, "variants": {v.name: v.record() for v in self.variants}}
+        if self.disaggregation is not None:
+            rec["disaggregation"] = self.disaggregation.record()
+        return rec
+
+    def on(self, day: dt.date) -> DayPlan:
+        """The same plan for another day."""
+        return replace(self, day=day)
 
 
 def _resolve(models: ModelStore, period: str) -> tuple[str | None, dict[str, Any] | None, bool, str | None]:
@@ -116,28 +133,34 @@ def _resolve(models: ModelStore, period: str) -> tuple[str | None, dict[str, Any
     return key, card, reused, None
 
 
-def make_plans(config: Config, models: ModelStore, day_list: Sequence[dt.date]) -> list[DayPlan]:
-    """The plan of every day (pure apart from reading model cards)."""
-    pooled = config.training.predict_with == "pooled"
+def make_plans(config: Config, models: ModelStore, day_list: Sequence[dt.date],
+               card: FusionCard | None = None) -> list[DayPlan]:
+    """The plan of every day (pure apart from reading model cards); ``card``: the fusion method's."""
     want_q = config.output.uncertainty == "quantile"
     by_period: dict[str, DayPlan] = {}
     plans = []
     for day in day_list:
         name = period_of(day).name
         if name not in by_period:
-            by_period[name] = _period_plan(config, models, name, pooled, want_q)
-        base = by_period[name]
-        plans.append(DayPlan(day, base.period, base.model_period, base.chosen, base.reused, base.variants, base.error))
+            by_period[name] = (_fusion_plan(card, name) if card is not None
+                               else _period_plan(config, models, name, want_q))
+        plans.append(by_period[name].on(day))
     return plans
 
 
-def _period_plan(config: Config, models: ModelStore, name: str, pooled: bool, want_q: bool) -> DayPlan:
-    if pooled:
-        card = models.read_card(POOLED)
-        if card is None or card.get("model") is None:
-            return DayPlan(dt.date.min, name, error=f"no pooled model in {models.url} (training.predict_with: pooled)")
-        v = VariantPlan(FULL, tuple(config.predictors), POOLED, card["model"]["sha256"], doy=True)
-        return DayPlan(dt.date.min, name, POOLED, "xgb (pooled)", False, (v,))
+def _record_plan(rec: ModelRecord) -> VariantPlan:
+    features = tuple(f for f in rec.features if f not in DOY_FEATURES)
+    return VariantPlan(rec.name, rec.predictors, rec.key, rec.sha256, doy=True, features=features,
+                       ranges=tuple(tuple(rec.ranges[f]) for f in features) if rec.ranges else None)  # type: ignore[misc]
+
+
+def _fusion_plan(card: FusionCard, name: str) -> DayPlan:
+    disagg = _record_plan(card.disaggregation) if card.disaggregation is not None else None
+    return DayPlan(dt.date.min, name, FUSION_KEY, "xgb (pooled, fused with SMAP)", False,
+                   tuple(_record_plan(r) for r in card.variants), disaggregation=disagg)
+
+
+def _period_plan(config: Config, models: ModelStore, name: str, want_q: bool) -> DayPlan:
     key, card, reused, error = _resolve(models, name)
     if error or key is None or card is None:
         return DayPlan(dt.date.min, name, error=error, reused=reused)
@@ -168,6 +191,14 @@ def _period_plan(config: Config, models: ModelStore, name: str, pooled: bool, wa
     return DayPlan(dt.date.min, name, key, card.get("chosen"), reused, tuple(variants))
 
 
+def fusion_card(models: ModelStore) -> FusionCard:
+    """The fusion method's card, or a :class:`ConfigError` saying to train first."""
+    raw = models.read_card(FUSION_KEY)
+    if raw is None:
+        raise ConfigError(f"no fusion model in {models.url}: run `dsm train` first (training.method: fusion)")
+    return FusionCard.from_dict(raw)
+
+
 # ------------------------------------------------------------------------------ worker side
 @dataclass(frozen=True)
 class BlockJob:
@@ -189,6 +220,10 @@ class BlockJob:
     residual_correction: bool = False
     threads: int = 1
     device: str = "cpu"  # XGBoost's device for prediction (cluster.device)
+    cells: BlockCells | None = None  # fusion method: the block's fused cell means
+    var_anomaly: float = 0.0
+    anomaly_gain: float = 1.0
+    interval: float | None = None
 
 
 @functools.lru_cache(maxsize=8)
@@ -252,7 +287,7 @@ def block_features(cube: xr.Dataset, day: dt.date, names: Sequence[str], ys: sli
 
 def predict_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndarray, plan: DayPlan,
                 load: Callable[[str, str], Any], clip: tuple[float, float] = (0.0, 1.0),
-                residual_correction: bool = False, doy: float | None = None
+                residual_correction: bool = False, cells: DayCells | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
     """Soil moisture, uncertainty and origin of one day on one block (pure given ``load``).
 
@@ -268,6 +303,9 @@ def predict_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndar
         The day's plan (variants in order of preference).
     load
         ``load(key, sha)`` -> a model from :func:`load_model`.
+    cells
+        The fusion method's fused cell means of the day (:func:`fuse_block`); None for the
+        paper's method.
 
     Returns
     -------
@@ -280,22 +318,27 @@ def predict_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndar
     counts: dict[str, int] = {}
     remaining = land.copy()
     no_smap = np.repeat(np.repeat(~np.isfinite(smap), FINE_PER_COARSE, 0), FINE_PER_COARSE, 1)
+    doy = doy_terms(np.array([np.datetime64(plan.day, "ns")]))[0]
+    layers = {c: feature_layer(c, feats[source_of(c)]) for v in plan.variants for c in v.columns}
     for v in plan.variants:
         ok = remaining.copy()
-        for p in v.predictors:
-            ok &= np.isfinite(feats[p])
+        for c in v.columns:
+            ok &= np.isfinite(layers[c])
         remaining &= ~ok
         n = int(ok.sum())
         counts[v.name] = n
         if n == 0:
             continue
-        X = np.empty((n, len(v.predictors) + (2 if v.doy else 0)), np.float32)
-        for j, p in enumerate(v.predictors):
-            X[:, j] = feats[p][ok]
+        X = np.empty((n, len(v.columns) + (2 if v.doy else 0)), np.float32)
+        for j, c in enumerate(v.columns):
+            X[:, j] = layers[c][ok]
         if v.doy:
-            X[:, len(v.predictors):] = doy_terms(np.array([np.datetime64(plan.day, "ns")]))[0]
+            X[:, len(v.columns):] = doy
         pred = apply_model(load(v.point_key, v.point_sha), X).astype(np.float32).reshape(n)
-        sm[ok] = np.clip(pred, *clip)
+        if v.name == FULL and plan.disaggregation is not None:
+            d = plan.disaggregation
+            pred = 0.5 * (pred + apply_model(load(d.point_key, d.point_sha), X).astype(np.float32).reshape(n))
+        sm[ok] = pred if cells is not None else np.clip(pred, *clip)
         bits = np.full(n, products.ALL_PREDICTORS if v.name == FULL else products.REDUCED, np.uint8)
         if plan.reused:
             bits |= products.REUSED
@@ -309,9 +352,60 @@ def predict_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndar
         if v.quantile_key and v.quantile_sha:
             q = apply_model(load(v.quantile_key, v.quantile_sha), X).reshape(n, -1).astype(np.float32)
             unc[ok] = np.maximum(np.abs(q.max(axis=1) - q.min(axis=1)) / 2 + v.margin, 0.0)
-    if residual_correction:
+    if cells is not None:
+        sm, unc, origin = fuse_block(sm, origin, cells, clip)
+    elif residual_correction:
         sm = residual_correct(sm, smap, clip)
     return sm, unc, origin, counts
+
+
+@dataclass(frozen=True)
+class DayCells:
+    """One day of a block's fused cell means, and how to apply them (the fusion method)."""
+
+    cell_mean: np.ndarray  # (cy, cx)
+    increment: np.ndarray
+    variance: np.ndarray
+    state: np.ndarray
+    var_anomaly: float
+    anomaly_gain: float = 1.0
+    interval: float | None = 0.9
+    increment_halo: np.ndarray | None = None  # (cy + 2, cx + 2): smooth the increments
+
+
+def fuse_block(model: np.ndarray, origin: np.ndarray, cells: DayCells, clip: tuple[float, float] = (0.0, 1.0)
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fusion method's map of one day on a block (pure).
+
+    ``sm = C + k (f - mean_cell f)``: the fused cell mean ``C`` plus ``k`` times the model's
+    within-cell anomaly (``f`` the 1 km model, its cell mean over the cell's predicted pixels).
+    With ``increment_halo`` the increment is spread smoothly over the cell
+    (:func:`dsm.fusion.smooth_increments`, cell means preserved): ``sm = (C - increment) +
+    smooth(increment) + k (f - mean_cell f)``. Where ``C`` is undefined (no model cell mean)
+    the map is ``f`` itself. ``sm_unc`` is the normal interval of the cell's error variance
+    plus the anomaly's (:func:`dsm.fusion.pixel_interval`). Origin bits 32 and 64 mark cells
+    fused with the day's SMAP and cells carrying an earlier increment.
+    """
+    f = FINE_PER_COARSE
+    ok = np.isfinite(model)
+    means = block_reduce_mean(model)
+    rep = lambda a: np.repeat(np.repeat(a, f, 0), f, 1)  # noqa: E731
+    anomaly = model - rep(means)
+    base = rep(cells.cell_mean)
+    if cells.increment_halo is not None:
+        smooth = smooth_increments(cells.increment_halo, f)[f:-f, f:-f]
+        base = rep(cells.cell_mean - cells.increment) + np.where(np.isfinite(smooth), smooth, rep(cells.increment))
+    sm = np.where(np.isfinite(base), base + cells.anomaly_gain * anomaly, model)
+    sm = np.where(ok, np.clip(sm, *clip), np.nan).astype(np.float32)
+    unc = np.full(model.shape, np.nan, np.float32)
+    if cells.interval is not None:
+        var_cell = np.where(np.isfinite(cells.variance), cells.variance, cells.var_anomaly)
+        unc = np.where(ok, pixel_interval(rep(var_cell), cells.var_anomaly, cells.interval), np.nan).astype(np.float32)
+    state = rep(cells.state)
+    origin = origin.copy()
+    origin[ok & (state == STATE_FUSED)] |= products.SMAP_FUSED
+    origin[ok & (state == STATE_CARRIED)] |= products.SMAP_CARRIED
+    return sm, unc, origin
 
 
 def residual_correct(sm: np.ndarray, smap: np.ndarray, clip: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
@@ -345,6 +439,7 @@ def run_block(job: BlockJob) -> dict[str, Any]:
     cache: dict[Any, np.ndarray] = {}
     summaries = []
     all_names = sorted({p for plan in job.plans for v in plan.variants for p in v.predictors})
+    bc = job.cells
 
     def load(key: str, sha: str) -> Any:
         return load_model(job.models, so, key, sha, job.threads, job.device)
@@ -367,7 +462,10 @@ def run_block(job: BlockJob) -> dict[str, Any]:
             continue
         smap = smaps[day_index[i] - ct0]
         feats = block_features(cube, plan.day, all_names, ys, xs, cache)
-        s, u, o, counts = predict_day(feats, land, smap, plan, load, job.clip, job.residual_correction)
+        cells = None if bc is None else DayCells(
+            bc.cell_mean[i], bc.increment[i], bc.variance[i], bc.state[i], job.var_anomaly, job.anomaly_gain,
+            job.interval, None if bc.increment_halo is None else bc.increment_halo[i])
+        s, u, o, counts = predict_day(feats, land, smap, plan, load, job.clip, job.residual_correction, cells)
         sm[i], unc[i], origin[i] = s, u, o
         sm36[i] = block_reduce_mean(s)
         info["counts"] = counts
@@ -433,7 +531,7 @@ def open_or_create_output(config: Config, overwrite: bool = False) -> xr.Dataset
             raise
         exists = False
     if overwrite or not exists:
-        attrs = {"predictors": list(config.predictors), "gap_free": config.output.gap_free,
+        attrs = {"method": config.training.method, "predictors": list(config.predictors), "gap_free": config.output.gap_free,
                  "residual_correction": config.output.residual_correction,
                  "reduced_sets": [list(g) for g in config.output.reduced_sets], "models": config.stores.models}
         products.create_products(url, layout, interval, attrs, so, overwrite=True)
@@ -504,7 +602,14 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     out = open_or_create_output(config, overwrite)
     models = ModelStore(config.stores.models, so)
     all_days = list(day_range(config.dates.start, config.dates.end))
-    plans = make_plans(config, models, all_days)
+    card = fused = None
+    if config.training.method == "fusion":
+        card = fusion_card(models)
+        say("fusing the model's cell means with SMAP")
+        fused, _ = fused_cells(client, cube, card, lambda rec: models.load_model(rec.key), config.dates.start,
+                               config.dates.end, config.training.aggregation, config.training.min_valid_fraction)
+        cube_t0 = int(cube.indexes["time"].get_loc(pd.Timestamp(all_days[0])))
+    plans = make_plans(config, models, all_days, card)
     report = PredictReport([d.isoformat() for d in all_days])
     attrs = dict(out.attrs)
     done = set(attrs.get("days_done", []))
@@ -519,6 +624,18 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     so_json = json.dumps(so, sort_keys=True)
     wanted = {d for d in only_days} if only_days else None
     jobs: dict[int, list[BlockJob]] = {}
+    f = FINE_PER_COARSE
+
+    def cells_of(t0: int, t1: int, y0: int, y1: int, x0: int, x1: int) -> BlockCells | None:
+        if fused is None:
+            return None
+        return block_cells(fused, cube_t0 + t0, cube_t0 + t1, y0 // f, -(-y1 // f), x0 // f, -(-x1 // f),
+                           halo=config.training.fusion.smooth_increments)
+
+    fusion_args: dict[str, Any] = {}
+    if card is not None:
+        fusion_args = {"var_anomaly": card.var_anomaly, "anomaly_gain": card.anomaly_gain,
+                       "interval": config.output.interval if config.output.uncertainty != "none" else None}
     for t0 in range(0, len(all_days), tchunk):
         t1 = min(t0 + tchunk, len(all_days))
         names = [d.isoformat() for d in all_days[t0:t1]]
@@ -530,7 +647,8 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
         jobs[t0] = [BlockJob(config.stores.cube, config.stores.output, config.stores.models, so_json, token,  # type: ignore[arg-type]
                              t0, t1, y0, min(y0 + schunk, ny), x0, min(x0 + schunk, nx), tuple(plans[t0:t1]),
                              tuple(config.output.clip), config.output.residual_correction, config.output.predict_threads,
-                             config.cluster.device)
+                             config.cluster.device,
+                             cells_of(t0, t1, y0, min(y0 + schunk, ny), x0, min(x0 + schunk, nx)), **fusion_args)
                     for y0 in range(0, ny, schunk) for x0 in range(0, nx, schunk)]
     futures = {client.submit(run_block, job, pure=False): job for js in jobs.values() for job in js}
     results: dict[int, list[dict[str, Any]]] = {t0: [] for t0 in jobs}

@@ -6,8 +6,10 @@ Variables (CF attributes, grid mappings ``spatial_ref`` / ``spatial_ref_36km``):
     Soil moisture, m3/m3, stored as int16 with ``scale_factor`` 1e-4 and ``_FillValue`` -9999
     (CF packing: xarray decodes it to float).
 ``sm_unc`` (time, y, x)
-    Half width of the central prediction interval (``output.interval``, default 90 %) from the
-    period's XGBoost quantile models plus their conformal margin, same packing as ``sm``.
+    Half width of the central prediction interval (``output.interval``, default 90 %), same
+    packing as ``sm``: method ``fusion``, the normal interval of the fused cell mean's error
+    variance plus the within-cell anomaly's (:func:`dsm.predict.fuse_block`); method
+    ``rao2022``, the period's XGBoost quantile models plus their conformal margin.
 ``sm_origin`` (time, y, x)
     uint8 bit flags, see :data:`ORIGIN_BITS`; 0 where ``sm`` is empty.
 ``sm_36km`` (time, cy, cx)
@@ -42,10 +44,13 @@ ORIGIN_BITS: dict[int, tuple[str, str]] = {
     4: ("reused_period_model", "the period had too few samples and reuses another period's model"),
     8: ("extrapolation", "a predictor lies outside the range seen in the model's training samples"),
     16: ("no_smap_observation", "SMAP has no observation that day in the pixel's 36 km cell"),
+    32: ("smap_fused", "the cell mean was fused with the day's SMAP retrieval (method fusion)"),
+    64: ("smap_carried", "the cell mean carries the decayed fusion increment of an earlier SMAP day "
+                         "(method fusion)"),
 }
 """Bit value -> (flag meaning, description) of ``sm_origin``; 0 means not predicted."""
 
-ALL_PREDICTORS, REDUCED, REUSED, EXTRAPOLATION, NO_SMAP = 1, 2, 4, 8, 16
+ALL_PREDICTORS, REDUCED, REUSED, EXTRAPOLATION, NO_SMAP, SMAP_FUSED, SMAP_CARRIED = 1, 2, 4, 8, 16, 32, 64
 
 _SM_ENC = {"scale_factor": SCALE, "_FillValue": np.int16(FILL), "dtype": np.dtype("int16"), "fill_value": np.int16(FILL)}
 
@@ -54,8 +59,8 @@ SPECS: tuple[VariableSpec, ...] = (
                  (0.0, 1.0), "volume_fraction_of_condensed_water_in_soil", "dsm.predict", "float32", np.nan,
                  {"comment": "stored as int16 x 10000 (CF scale_factor 1e-4, _FillValue -9999)"}),
     VariableSpec("sm_unc", "daily", "m3 m-3", "Half width of the central prediction interval of sm",
-                 (0.0, 1.0), None, "dsm.predict: XGBoost quantile models of the period", "float32", np.nan),
-    VariableSpec("sm_origin", "daily", "1", "Origin and quality of sm (bit flags)", (0, 31), None,
+                 (0.0, 1.0), None, "dsm.predict: fusion error model (method fusion) or quantile models (rao2022)", "float32", np.nan),
+    VariableSpec("sm_origin", "daily", "1", "Origin and quality of sm (bit flags)", (0, 127), None,
                  "dsm.predict", "uint8", None,
                  {"flag_masks": list(ORIGIN_BITS), "flag_meanings": " ".join(m for m, _ in ORIGIN_BITS.values()),
                   "comment": "0: not predicted (water, or predictors missing)"}),

@@ -46,9 +46,12 @@ from dask.delayed import Delayed
 from dsm.cube import SPECS
 from dsm.errors import InputError
 from dsm.grid import FINE_PER_COARSE, NCOLS_36KM, Region, block_reduce_mean
-from dsm.periods import Composite, composite_8day_of
+from dsm.features import feature_layers, source_of
+from dsm.periods import Composite, composite_8day_of, period_of
 
 Aggregation = Literal["mean", "nearest"]
+Keep = Literal["complete", "smap", "all"]
+RANGE_SUFFIX = {"min": "__min", "max": "__max"}
 NEAREST_OFFSET = FINE_PER_COARSE // 2  # 18: the pixel whose upper-left corner is the cell centre
 TARGET = "sm"
 KEY_COLUMNS = ("date", "cell", "row", "col")
@@ -85,8 +88,10 @@ def aggregate(fine: np.ndarray, land: np.ndarray, how: Aggregation = "mean",
 
 
 def table_from_arrays(dates: Sequence[np.datetime64], cells: np.ndarray,
-                      columns: Mapping[str, np.ndarray], target: np.ndarray) -> pd.DataFrame:
-    """The sample table from 36 km arrays, keeping only fully valid (cell, day) rows.
+                      columns: Mapping[str, np.ndarray], target: np.ndarray,
+                      required: Sequence[str] | None = None, need_target: bool = True) -> pd.DataFrame:
+    """The sample table from 36 km arrays, keeping the (cell, day) rows whose ``required``
+    columns (default: all) and, with ``need_target``, target are valid.
 
     Parameters
     ----------
@@ -107,14 +112,29 @@ def table_from_arrays(dates: Sequence[np.datetime64], cells: np.ndarray,
     }
     data["row"] = data["cell"] // NCOLS_36KM
     data["col"] = data["cell"] % NCOLS_36KM
-    ok = np.isfinite(target).ravel()
+    ok = np.isfinite(target).ravel() if need_target else np.ones(t * cells.size, bool)
+    must = set(columns if required is None else required)
     for name, arr in columns.items():
         full = np.broadcast_to(np.asarray(arr, dtype=np.float32), shape).ravel()
         data[name] = full
-        ok &= np.isfinite(full)
+        if name in must:
+            ok &= np.isfinite(full)
     data[TARGET] = np.asarray(target, dtype=np.float32).ravel()
     frame = pd.DataFrame({k: v[ok] for k, v in data.items()})
     return frame.reset_index(drop=True)
+
+
+def cell_extreme(fine: np.ndarray, land: np.ndarray, stat: str) -> np.ndarray:
+    """Per 36 km cell, the minimum (``stat="min"``) or maximum of the valid land pixels (NaN if none)."""
+    f = FINE_PER_COARSE
+    x = np.where(land, fine, np.nan).astype(np.float32, copy=False)
+    shape = (*x.shape[:-2], x.shape[-2] // f, f, x.shape[-1] // f, f)
+    blocks = x.reshape(shape)
+    valid = np.isfinite(blocks).any(axis=(-3, -1))
+    fill = np.inf if stat == "min" else -np.inf
+    reduce = np.min if stat == "min" else np.max
+    out = reduce(np.where(np.isfinite(blocks), blocks, fill), axis=(-3, -1))
+    return np.where(valid, out, np.nan).astype(np.float32)
 
 
 def empty_table(predictors: Sequence[str]) -> pd.DataFrame:
@@ -155,20 +175,69 @@ def check_predictors(ds: xr.Dataset, predictors: Sequence[str]) -> None:
         raise InputError(f"the cube lacks variable(s) {missing} needed for training")
 
 
-def sample_graph(ds: xr.Dataset, period: Composite, predictors: Sequence[str],
-                 how: Aggregation = "mean", min_valid_fraction: float = 0.5) -> Delayed:
-    """A lazy dask graph whose result is the sample table of ``period``.
+def predictor_layer(ds: xr.Dataset, name: str, days: Sequence[dt.date]) -> da.Array:
+    """The 1 km layer of predictor ``name`` for each of ``days``, lazily: ``(t, y, x)`` for daily
+    and composite predictors (the composite containing each day), ``(y, x)`` for static ones."""
+    var = ds[name]
+    axis = SPECS[name].axis if name in SPECS else None
+    times = [np.datetime64(d, "ns") for d in days]
+    if var.dims == ("y", "x") or axis == "static":
+        fine = var
+    elif "time" in var.dims:
+        fine = var.sel(time=times)
+    elif "time_8d" in var.dims:
+        starts = [np.datetime64(composite_8day_of(d).start, "ns") for d in days]
+        fine = var.sel(time_8d=xr.DataArray(starts, dims="time"))
+    elif "time_16d" in var.dims:
+        starts = [np.datetime64(period_of(d).start, "ns") for d in days]
+        fine = var.sel(time_16d=xr.DataArray(starts, dims="time"))
+    else:
+        raise InputError(f"cube variable '{name}' has unexpected dims {var.dims}")
+    return fine.data if isinstance(fine.data, da.Array) else da.from_array(fine.data)
+
+
+def is_static(ds: xr.Dataset, feature: str) -> bool:
+    """Whether a feature's predictor is a static (y, x) layer of the cube."""
+    return ds[source_of(feature)].dims == ("y", "x")
+
+
+def _reduce_dask(fine: da.Array, land: da.Array, stat: str) -> da.Array:
+    """Per-cell min or max of the valid land pixels (NaN where none)."""
+    f = FINE_PER_COARSE
+    land = land.rechunk(fine.chunks[-2:])
+    lead = "".join("abcdefgh"[i] for i in range(fine.ndim - 2))
+    return da.blockwise(
+        cell_extreme, lead + "yx", fine, lead + "yx", land, "yx", stat=stat,
+        adjust_chunks={"y": tuple(c // f for c in fine.chunks[-2]), "x": tuple(c // f for c in fine.chunks[-1])},
+        dtype=np.float32, meta=np.empty((0,) * fine.ndim, np.float32),
+    )
+
+
+def sample_graph(ds: xr.Dataset, period: Composite | Sequence[dt.date], predictors: Sequence[str],
+                 how: Aggregation = "mean", min_valid_fraction: float = 0.5, *,
+                 features: Sequence[str] | None = None, keep: Keep = "complete", ranges: bool = False) -> Delayed:
+    """A lazy dask graph whose result is the sample table of ``period`` (or of a list of days).
 
     Parameters
     ----------
     ds
         The predictor cube, opened lazily (:func:`dsm.cube.open_cube`).
     period
-        The 16-day period.
+        The 16-day period, or the days to tabulate.
     predictors
         Predictor names, in column order.
     how, min_valid_fraction
         Aggregation rule (module docstring).
+    features
+        Feature columns computed from the 1 km predictors before aggregation
+        (:mod:`dsm.features`, e.g. ``aspect_sin``); default: the predictors themselves.
+    keep
+        Rows kept: ``"complete"`` SMAP and every feature valid (the paper's samples);
+        ``"smap"`` SMAP and the static features valid, dynamic ones may be NaN (models that
+        choose among predictor subsets); ``"all"`` every cell-day whose static features are valid.
+    ranges
+        Add ``<feature>__min`` and ``<feature>__max``: the extremes of the valid 1 km land
+        pixels of each cell-day (the range a model saw at 1 km).
 
     Raises
     ------
@@ -176,29 +245,32 @@ def sample_graph(ds: xr.Dataset, period: Composite, predictors: Sequence[str],
         When the cube lacks a predictor, ``smap_sm`` or ``land_mask``.
     """
     check_predictors(ds, predictors)
+    columns_of = tuple(features) if features is not None else tuple(predictors)
     r = ds.attrs["region"]
     cells = Region(r["row0"], r["col0"], r["nrows"], r["ncols"]).cell_ids
-    days = period_days(ds, period)
+    days = period_days(ds, period) if isinstance(period, Composite) else list(period)
     if not days:
-        return dask.delayed(empty_table)(list(predictors))
+        return dask.delayed(empty_table)(list(columns_of))
     times = [np.datetime64(d, "ns") for d in days]
     land = ds["land_mask"].data == 1
+    layers = {name: predictor_layer(ds, name, days) for name in {source_of(f) for f in columns_of}}
     columns: dict[str, Any] = {}
-    for name in predictors:
-        var = ds[name]
-        axis = SPECS[name].axis if name in SPECS else None
-        if var.dims == ("y", "x") or axis == "static":
-            fine = var
-        elif "time" in var.dims:
-            fine = var.sel(time=times)
-        elif "time_8d" in var.dims:
-            starts = [np.datetime64(composite_8day_of(d).start, "ns") for d in days]
-            fine = var.sel(time_8d=xr.DataArray(starts, dims="time"))
-        elif "time_16d" in var.dims:
-            fine = var.sel(time_16d=[np.datetime64(period.start, "ns")])
-        else:
-            raise InputError(f"cube variable '{name}' has unexpected dims {var.dims}")
-        data = fine.data if isinstance(fine.data, da.Array) else da.from_array(fine.data)
-        columns[name] = _aggregate_dask(data, land, how, min_valid_fraction)
+    for name, fine in feature_layers(layers, columns_of).items():
+        columns[name] = _aggregate_dask(fine, land, how, min_valid_fraction)
+        if ranges:
+            for stat in ("min", "max"):
+                columns[f"{name}{RANGE_SUFFIX[stat]}"] = _reduce_dask(fine, land, stat)
     target = ds["smap_sm"].sel(time=times).data
-    return dask.delayed(table_from_arrays, pure=True)(times, cells, columns, target)
+    required = list(columns_of) if keep == "complete" else [c for c in columns_of if is_static(ds, c)]
+    return dask.delayed(table_from_arrays, pure=True)(times, cells, columns, target, required, keep != "all")
+
+
+def table_to_grid(table: pd.DataFrame, values: np.ndarray, ds: xr.Dataset) -> np.ndarray:
+    """Per-row values of a sample table placed on the cube's (time, cy, cx) SMAP grid (NaN
+    where the table has no row)."""
+    r = ds.attrs["region"]
+    times = pd.DatetimeIndex(ds["time"].values)
+    out = np.full((len(times), r["nrows"], r["ncols"]), np.nan, np.float32)
+    ti = times.get_indexer(pd.DatetimeIndex(table["date"]))
+    out[ti, table["row"].to_numpy() - r["row0"], table["col"].to_numpy() - r["col0"]] = values
+    return out

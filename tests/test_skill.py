@@ -1,4 +1,5 @@
-"""The twin skill summary: baselines, within-cell correlation, coverage, on constructed stores."""
+"""The twin skill summary: baselines, within-cell and temporal scores, stations, coverage, on
+constructed stores (products built from the tiny twin's truth), checked against direct numpy."""
 
 from __future__ import annotations
 
@@ -6,14 +7,33 @@ import datetime as dt
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
 from dsm import products, store
 from dsm.cube import Layout, open_cube
-from dsm.grid import Region
+from dsm.grid import FINE_PER_COARSE, Region
 from dsm.predict import record_attrs
-from dsm.skill import bilinear, format_table, repeat, skill, write_skill
+from dsm.skill import (
+    MIN_CELL_PIXELS,
+    MIN_PIXEL_DAYS,
+    MIN_STATION_DAYS,
+    _Acc,
+    _PixelR,
+    _Scored,
+    bilinear,
+    format_table,
+    read_twin_stations,
+    repeat,
+    skill,
+    station_pixels,
+    station_scores,
+    write_skill,
+)
+
+REGION = Region(74, 772, 4, 4)
+F = FINE_PER_COARSE
 
 
 def test_bilinear_and_repeat():
@@ -36,32 +56,427 @@ def test_bilinear_and_repeat():
     assert bh[35, 35] == pytest.approx(np.nanmean([0.1, 0.3, 0.4]), abs=0.02)
 
 
-@pytest.mark.timeout(120)
-def test_perfect_product_scores_perfectly_and_baselines_do_not(tiny_twin, tmp_path):
+# ------------------------------------------------------------------------------ helpers
+
+@pytest.fixture(scope="module")
+def twin(tiny_twin):
     cube = open_cube(tiny_twin.cube)
     truth = store.open_store(tiny_twin.truth, "truth")
-    start = dt.date(2016, 6, 9)
-    layout = Layout(Region(74, 772, 4, 4), start, dt.date(2016, 7, 26), 72, 8)
-    url = str(tmp_path / "sm.zarr")
-    products.create_products(url, layout, 0.9)
+    smap = cube["smap_sm"].values.astype(np.float32)
+    return {"stores": tiny_twin, "truth": truth["sm_true"].values.astype(np.float32),
+            "land": cube["land_mask"].values == 1, "smap": smap, "times": cube["time"].values,
+            "x": cube["x"].values, "y": cube["y"].values}
+
+
+def make_product(path, sm, unc=None, origin=None, days=None, interval=0.9):
+    """A products store on the tiny twin's grid holding ``sm`` (read back: int16 packing)."""
+    url = str(path)
+    layout = Layout(REGION, dt.date(2016, 6, 9), dt.date(2016, 7, 26), 72, 8)
+    products.create_products(url, layout, interval)
     out = products.open_products(url)
-    t = truth["sm_true"].values
-    part = xr.Dataset({"sm": (("time", "y", "x"), t), "sm_unc": (("time", "y", "x"), np.full_like(t, 0.01))},
-                      coords={"time": out["time"].values, "y": out["y"].values, "x": out["x"].values})
+    arrays = {"sm": (("time", "y", "x"), sm.astype(np.float32)),
+              "sm_unc": (("time", "y", "x"), (np.full_like(sm, 0.01) if unc is None else unc).astype(np.float32))}
+    if origin is not None:
+        arrays["sm_origin"] = (("time", "y", "x"), origin.astype(np.uint8))
+    part = xr.Dataset(arrays, coords={"time": out["time"].values, "y": out["y"].values, "x": out["x"].values})
     store.write_region(url, part, None, out)
-    days = [str(d)[:10] for d in out["time"].values]
-    record_attrs(url, {"days_done": days})
-    res = skill(url, tiny_twin.truth, tiny_twin.cube)
+    all_days = [str(d)[:10] for d in out["time"].values]
+    record_attrs(url, {"days_done": all_days if days is None else [all_days[i] for i in days]})
+    return url, products.open_products(url)["sm"].values.astype(np.float32)
+
+
+def basic(x, y):
+    e = x - y
+    return {"n": x.size, "rmse": np.sqrt(np.mean(e**2)), "r": np.corrcoef(x, y)[0, 1], "bias": e.mean(),
+            "ubrmse": np.sqrt(np.mean((e - e.mean()) ** 2))}
+
+
+def cell_days(x, y, mask):
+    """(day, cell) -> x and y over the masked pixels, cells with >= MIN_CELL_PIXELS pixels."""
+    for t in range(x.shape[0]):
+        for i in range(x.shape[1] // F):
+            for j in range(x.shape[2] // F):
+                s = (t, slice(i * F, (i + 1) * F), slice(j * F, (j + 1) * F))
+                m = mask[s]
+                if m.sum() >= MIN_CELL_PIXELS:
+                    yield x[s][m].astype(np.float64), y[s][m].astype(np.float64)
+
+
+def direct_cell_r(x, y, mask):
+    rs = [np.corrcoef(a, b)[0, 1] for a, b in cell_days(x, y, mask) if a.std() > 1e-6 and b.std() > 1e-6]
+    return np.mean(rs) if rs else None
+
+
+def direct_cell_split(x, y, mask):
+    e_cell, anom = [], []
+    for a, b in cell_days(x, y, mask):
+        e_cell.append(a.mean() - b.mean())
+        anom.append((a - a.mean()) - (b - b.mean()))
+    anom = np.concatenate(anom)
+    return np.sqrt(np.mean(np.square(e_cell))), np.sqrt(np.mean(anom**2)), np.array(e_cell), anom
+
+
+def direct_temporal_r(x, y, mask, check=60):
+    """Per-pixel temporal R (centred two-pass sums), pixels with >= MIN_PIXEL_DAYS days and both
+    series varying; ``check`` of the pixels are also compared with np.corrcoef."""
+    n = mask.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dx = np.where(mask, x - np.where(mask, x, 0).sum(0, dtype=np.float64) / n, 0.0)
+        dy = np.where(mask, y - np.where(mask, y, 0).sum(0, dtype=np.float64) / n, 0.0)
+        vx, vy = (dx * dx).sum(0), (dy * dy).sum(0)
+        r = (dx * dy).sum(0) / np.sqrt(vx * vy)
+    ok = (n >= MIN_PIXEL_DAYS) & (vx / np.maximum(n, 1) > 1e-12) & (vy / np.maximum(n, 1) > 1e-12)
+    pix = np.argwhere(ok)
+    for i, j in pix[np.random.default_rng(0).choice(len(pix), min(check, len(pix)), replace=False)]:
+        m = mask[:, i, j]
+        assert r[i, j] == pytest.approx(np.corrcoef(x[m, i, j], y[m, i, j])[0, 1], abs=1e-9)
+    return r[ok]
+
+
+def direct_anomaly_cell_r(x, y, mask):
+    n = mask.sum(0)
+    keep = n >= MIN_PIXEL_DAYS
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx = np.where(mask, x, 0).sum(0) / n
+        my = np.where(mask, y, 0).sum(0) / n
+    return direct_cell_r(x - mx, y - my, mask & keep[None])
+
+
+# ------------------------------------------------------------------------------ tests
+
+@pytest.mark.timeout(120)
+def test_perfect_product_scores_perfectly_and_baselines_do_not(twin, tmp_path):
+    t, land = twin["truth"], twin["land"]
+    url, _ = make_product(tmp_path / "sm.zarr", t)
+    res = skill(url, twin["stores"].truth, twin["stores"].cube)  # a plain URL: the label "product"
+    assert res["maps"] == ["product"] and res["stations"] is None
     s = res["scores"]
-    assert s["product"]["rmse"] < 1e-4 and s["product"]["r"] > 0.9999 and s["product"]["cell_r"] > 0.9999
-    assert s["product_all"]["n"] > s["product"]["n"] > 0  # product_all also covers days without SMAP
-    assert s["smap_repeat"]["cell_r"] is None and s["smap_repeat"]["rmse"] > 0.01
-    assert s["smap_bilinear"]["cell_r"] < 0.9
-    assert s["smap_repeat"]["n"] == s["smap_bilinear"]["n"] == s["product"]["n"]
-    land = cube["land_mask"].values == 1
+    assert set(s) == {"product", "smap_repeat", "smap_bilinear", "product_all"}
+    p = s["product"]
+    assert p["rmse"] < 1e-4 and p["r"] > 0.9999 and p["cell_r"] > 0.9999
+    assert p["rmse_cell_mean"] < 1e-4 and p["rmse_anomaly"] < 1e-4
+    assert p["temporal_r_median"] > 0.9999 and p["anomaly_cell_r"] > 0.9999
+    assert s["product_all"]["n"] > p["n"] > 0  # product_all also covers days without SMAP
+    assert s["smap_repeat"]["cell_r"] is None and s["smap_repeat"]["anomaly_cell_r"] is None
+    assert s["smap_repeat"]["rmse"] > 0.01 and s["smap_bilinear"]["cell_r"] < 0.9
+    assert s["smap_repeat"]["n"] == s["smap_bilinear"]["n"] == p["n"]
     assert s["product_all"]["n"] == int(np.isfinite(t[:, land]).sum())
-    assert res["coverage"]["empirical"] == pytest.approx(1.0) and res["coverage"]["nominal"] == 0.9
+    c = res["coverage"]["product"]
+    assert c["empirical"] == pytest.approx(1.0) and c["nominal"] == 0.9 and c["n"] == s["product_all"]["n"]
     write_skill(res, str(tmp_path / "skill.json"))
     assert json.loads((tmp_path / "skill.json").read_text())["days"] == 48
     table = format_table(res)
-    assert "smap_bilinear" in table and "—" in table and "nominal 90 %" in table
+    lines = table.splitlines()
+    for k in ("product", "smap_repeat", "smap_bilinear", "product_all"):
+        assert sum(line.split()[0] == k for line in lines if line.strip()) == 1
+    assert "RMSE cm" in lines[0] and "an. cell R" in lines[0] and "product_rc" not in table
+    assert "—" in table and "nominal 90 %" in table
+
+
+@pytest.fixture(scope="module")
+def three(twin, tmp_path_factory):
+    """Three products on the tiny twin and the direct numpy view of their common pixel-days."""
+    t, land, smap = twin["truth"], twin["land"], twin["smap"]
+    rng = np.random.default_rng(3)
+    root = tmp_path_factory.mktemp("three")
+    noisy_in = np.clip(t + rng.normal(0, 0.02, t.shape), 0.001, None).astype(np.float32)
+    offset = repeat(rng.uniform(0.0, 0.05, (1, 4, 4))).astype(np.float32)  # a constant per cell
+    cellc_in = t + offset
+    cellc_in[:, :5, :] = np.nan  # some pixels the other products have: the common set shrinks
+    static_in = t.copy()
+    west = t[:, :, :72]
+    with np.errstate(invalid="ignore", divide="ignore"):  # water pixels: no truth, NaN
+        static_in[:, :, :72] = np.nansum(west, 0) / np.isfinite(west).sum(0)  # constant in time in the west
+    days = list(range(0, 45))  # the noisy product misses the last 3 days: the intersection is 45 days
+    noisy_url, noisy = make_product(root / "noisy.zarr", noisy_in, days=days)
+    cellc_url, cellc = make_product(root / "cellc.zarr", cellc_in)
+    static_url, static = make_product(root / "static.zarr", static_in)
+    res = skill({"noisy": noisy_url, "cellc": cellc_url, "static": static_url},
+                twin["stores"].truth, twin["stores"].cube)
+    sl = slice(0, 45)
+    t, smap = t[sl], smap[sl]
+    maps = {"noisy": noisy[sl], "cellc": cellc[sl], "static": static[sl],
+            "smap_repeat": repeat(smap), "smap_bilinear": bilinear(smap)}
+    common = land[None] & np.isfinite(t)
+    for v in maps.values():
+        common &= np.isfinite(v)
+    return {"res": res, "maps": maps, "t": t, "common": common, "land": land,
+            "full": {"noisy": noisy, "truth": twin["truth"], "smap": twin["smap"]}}
+
+
+def test_common_pixel_days_and_basic_scores_match_numpy(three):
+    res, maps, t, common = three["res"], three["maps"], three["t"], three["common"]
+    assert res["maps"] == ["noisy", "cellc", "static"] and res["days"] == 45
+    s = res["scores"]
+    assert set(s) == {"noisy", "cellc", "static", "smap_repeat", "smap_bilinear", "noisy_all", "cellc_all",
+                      "static_all"}
+    for k, x in maps.items():
+        d = basic(x[common].astype(np.float64), t[common].astype(np.float64))
+        assert s[k]["n"] == d["n"] == int(common.sum())
+        for m in ("rmse", "r", "bias", "ubrmse"):
+            assert s[k][m] == pytest.approx(d[m], rel=1e-6, abs=1e-9), (k, m)
+        assert s[k]["smap_days"]["n"] == d["n"] and s[k]["smap_days"]["rmse"] == pytest.approx(d["rmse"])
+    assert s["noisy"]["cell_r"] == pytest.approx(direct_cell_r(maps["noisy"], t, common), rel=1e-6)
+    assert s["smap_bilinear"]["cell_r"] == pytest.approx(direct_cell_r(maps["smap_bilinear"], t, common), rel=1e-6)
+    # _all: each product on its own pixel-days (all 45 days, SMAP or not)
+    own = three["land"][None] & np.isfinite(t) & np.isfinite(maps["cellc"])
+    assert s["cellc_all"]["n"] == int(own.sum()) > s["cellc"]["n"]
+    assert s["cellc_all"]["rmse"] == pytest.approx(basic(maps["cellc"][own], t[own])["rmse"], rel=1e-6)
+    # seasons: June and July only
+    assert set(s["noisy"]["seasons"]) == {"JJA"}
+    assert s["noisy"]["seasons"]["JJA"]["n"] == s["noisy"]["n"]
+    assert s["noisy"]["seasons"]["JJA"]["rmse"] == pytest.approx(s["noisy"]["rmse"])
+
+
+def test_cell_mean_and_anomaly_split(three):
+    res, maps, t, common = three["res"], three["maps"], three["t"], three["common"]
+    s = res["scores"]
+    for k in ("noisy", "cellc", "smap_repeat", "smap_bilinear"):
+        cm, an, e_cell, anom = direct_cell_split(maps[k], t, common)
+        assert s[k]["rmse_cell_mean"] == pytest.approx(cm, rel=1e-5), k
+        assert s[k]["rmse_anomaly"] == pytest.approx(an, rel=1e-5), k
+    # a map = truth + a constant per cell: all its error is in the cell means
+    assert s["cellc"]["rmse_anomaly"] < 1e-4 and s["cellc"]["rmse_cell_mean"] > 0.005
+    assert s["cellc"]["anomaly_cell_r"] > 0.9999 and s["cellc"]["cell_r"] > 0.9999
+    # the pixel-weighted split is exact: sum of squared errors = sum_c n_c e_c^2 + sum anomaly^2
+    cm, an, e_cell, anom = direct_cell_split(maps["noisy"], t, common)
+    n_c = np.array([a.size for a, _ in cell_days(maps["noisy"], t, common)])
+    sse = sum(((a - b) ** 2).sum() for a, b in cell_days(maps["noisy"], t, common))
+    assert sse == pytest.approx((n_c * e_cell**2).sum() + (anom**2).sum(), rel=1e-9)
+    assert s["noisy"]["rmse"] ** 2 == pytest.approx(cm**2 + an**2, rel=0.05)  # up to the weighting
+
+
+def test_temporal_r_and_anomaly_cell_r(three):
+    res, maps, t, common = three["res"], three["maps"], three["t"], three["common"]
+    s = res["scores"]
+    for k in ("noisy", "smap_repeat"):
+        rs = direct_temporal_r(maps[k], t, common)
+        assert s[k]["temporal_r_pixels"] == rs.size > 1000
+        assert s[k]["temporal_r_median"] == pytest.approx(np.median(rs), rel=1e-6)
+        assert s[k]["temporal_r_mean"] == pytest.approx(rs.mean(), rel=1e-6)
+    # constant in time on the western half: those pixels have no temporal R and are left out
+    rs_static = direct_temporal_r(maps["static"], t, common)
+    n_east = int(((common.sum(0) >= MIN_PIXEL_DAYS) & (np.arange(144) >= 72)[None, :]).sum())
+    assert s["static"]["temporal_r_pixels"] == rs_static.size == n_east
+    assert s["static"]["temporal_r_median"] > 0.9999  # the eastern half is the truth
+    for k in ("noisy", "smap_bilinear", "static"):
+        assert s[k]["anomaly_cell_r"] == pytest.approx(direct_anomaly_cell_r(maps[k], t, common), rel=1e-6), k
+    assert s["noisy"]["anomaly_cell_r"] < s["cellc"]["anomaly_cell_r"]
+
+
+def test_other_days_are_the_products_own_days_without_smap(three):
+    res, full = three["res"], three["full"]
+    s = res["scores"]
+    t, x, smap = full["truth"][:45], full["noisy"][:45], full["smap"][:45]
+    no_smap = np.isnan(repeat(smap))
+    other = three["land"][None] & np.isfinite(t) & np.isfinite(x) & no_smap
+    assert other.sum() > 1000
+    d = basic(x[other], t[other])
+    assert s["noisy"]["other_days"]["n"] == s["noisy_all"]["other_days"]["n"] == d["n"]
+    assert s["noisy"]["other_days"]["rmse"] == pytest.approx(d["rmse"], rel=1e-6)
+    rs = direct_temporal_r(x, t, other)
+    assert s["noisy"]["other_days"]["temporal_r_median"] == pytest.approx(np.median(rs), rel=1e-6)
+    assert s["smap_repeat"]["other_days"] is None and s["smap_bilinear"]["other_days"] is None
+    mine = three["land"][None] & np.isfinite(t) & np.isfinite(x) & ~no_smap
+    assert s["noisy_all"]["smap_days"]["n"] == int(mine.sum())
+    assert s["noisy_all"]["n"] == s["noisy_all"]["smap_days"]["n"] + s["noisy_all"]["other_days"]["n"]
+
+
+def test_seasons_split_by_month():
+    rng = np.random.default_rng(0)
+    y = rng.uniform(0.1, 0.4, (4, 36, 36))
+    x = y + rng.normal(0, 0.01, y.shape) * np.array([1, 1, 3, 3])[:, None, None]
+    mask = np.ones(y.shape, bool)
+    sc = _Scored((36, 36))
+    sc.add(x, y, mask, np.array([5, 5, 6, 6]))
+    res = sc.result()
+    assert set(res["seasons"]) == {"MAM", "JJA"}
+    for season, days in (("MAM", [0, 1]), ("JJA", [2, 3])):
+        assert res["seasons"][season]["n"] == 2 * 36 * 36
+        assert res["seasons"][season]["rmse"] == pytest.approx(np.sqrt(np.mean((x[days] - y[days]) ** 2)))
+        assert res["seasons"][season]["cell_r"] == pytest.approx(direct_cell_r(x[days], y[days], mask[days]))
+
+
+def test_pixel_temporal_r_needs_days_and_variation():
+    rng = np.random.default_rng(1)
+    nt = MIN_PIXEL_DAYS + 2
+    y = rng.uniform(0.1, 0.4, (nt, 36, 36))
+    x = y + rng.normal(0, 0.05, y.shape)
+    x[:, :, 30:] = 0.3 + 1e-8 * rng.normal(size=(nt, 36, 6))  # constant up to float noise
+    mask = np.ones(y.shape, bool)
+    mask[3:, 20:25, :] = False  # 3 days: too few
+    mask[: nt - MIN_PIXEL_DAYS, 25:30, :] = False  # exactly MIN_PIXEL_DAYS days: kept
+    acc = _PixelR((36, 36))
+    acc.add(x[:5], y[:5], mask[:5])  # two time chunks
+    acc.add(x[5:], y[5:], mask[5:])
+    r = acc.r()
+    assert np.isnan(r[20:25]).all() and np.isnan(r[:, 30:]).all()
+    for i, j in ((0, 0), (10, 29), (27, 3), (35, 29)):
+        m = mask[:, i, j]
+        assert r[i, j] == pytest.approx(np.corrcoef(x[m, i, j], y[m, i, j])[0, 1], abs=1e-9)
+    res = acc.result()
+    assert res["temporal_r_pixels"] == int(np.isfinite(r).sum()) == 31 * 30
+    assert res["temporal_r_median"] == pytest.approx(np.median(r[np.isfinite(r)]))
+
+
+def test_small_cells_are_left_out_of_the_cell_scores():
+    rng = np.random.default_rng(6)
+    y = rng.uniform(0.1, 0.4, (1, 36, 72))
+    x = y + rng.normal(0, 0.02, y.shape)
+    x[:, :, 36:] = rng.uniform(0.1, 0.4, (1, 36, 36)) + 0.1  # the second cell: unrelated and biased
+    mask = np.ones(y.shape, bool)
+    mask[:, :, 36:] = False
+    assert MIN_CELL_PIXELS == 30
+    mask[:, :5, 36:42] = True  # 30 pixels: kept
+    acc = _Acc()
+    acc.add(x, y, mask)
+    a, b = x[0, :, :36].ravel(), y[0, :, :36].ravel()
+    a2, b2 = x[0, :5, 36:42].ravel(), y[0, :5, 36:42].ravel()
+    res = acc.result()
+    assert res["cell_r"] == pytest.approx((np.corrcoef(a, b)[0, 1] + np.corrcoef(a2, b2)[0, 1]) / 2)
+    e1, e2 = a.mean() - b.mean(), a2.mean() - b2.mean()
+    assert res["rmse_cell_mean"] == pytest.approx(np.sqrt((e1**2 + e2**2) / 2))
+    mask[:, 4, 41] = False  # 29 pixels: the second cell no longer counts
+    acc = _Acc()
+    acc.add(x, y, mask)
+    res = acc.result()
+    assert res["cell_r"] == pytest.approx(np.corrcoef(a, b)[0, 1]) and res["cell_r_pairs"] == 1
+    assert res["rmse_cell_mean"] == pytest.approx(abs(a.mean() - b.mean()))
+    anom = (a - a.mean()) - (b - b.mean())
+    assert res["rmse_anomaly"] == pytest.approx(np.sqrt(np.mean(anom**2)))
+    assert res["n"] == mask.sum() and res["rmse"] == pytest.approx(np.sqrt(np.mean((x[mask] - y[mask]) ** 2)))
+
+
+def test_coverage_by_origin(twin, tmp_path):
+    t = twin["truth"]
+    rng = np.random.default_rng(5)
+    err = rng.normal(0, 0.02, t.shape).astype(np.float32)
+    origin = np.zeros(t.shape, np.uint8)
+    for b in products.ORIGIN_BITS:  # every bit of the store's flag_masks, in random combinations
+        origin |= np.where(rng.random(t.shape) < 0.3, b, 0).astype(np.uint8)
+    unc = np.where(origin & 2, 0.01, 0.04).astype(np.float32)  # bit 2: too narrow an interval
+    url, sm = make_product(tmp_path / "sm.zarr", np.clip(t + err, 0.001, None), unc=unc, origin=origin,
+                           interval=0.8)
+    unc_read = products.open_products(url)["sm_unc"].values
+    res = skill({"p": url}, twin["stores"].truth, twin["stores"].cube)
+    c = res["coverage"]["p"]
+    ok = twin["land"][None] & np.isfinite(t) & np.isfinite(sm) & np.isfinite(unc_read)
+    inside = np.abs(t - sm) <= unc_read
+    assert c["nominal"] == 0.8 and c["n"] == int(ok.sum())
+    assert c["empirical"] == pytest.approx(inside[ok].mean())
+    assert list(c["by_origin"]) == [m for m, _ in products.ORIGIN_BITS.values()]
+    for name, b in zip(c["by_origin"], products.ORIGIN_BITS):
+        m = ok & ((origin & b) != 0)
+        assert c["by_origin"][name]["bit"] == b and c["by_origin"][name]["n"] == int(m.sum()) > 0
+        assert c["by_origin"][name]["coverage"] == pytest.approx(inside[m].mean())
+    assert c["by_origin"]["reduced_model"]["coverage"] < c["by_origin"]["all_same_day_predictors"]["coverage"]
+    table = format_table(res)
+    assert "reduced_model" in table and "nominal 80 %" in table
+
+
+def test_station_pixels_and_twin_stations(tiny_twin, twin):
+    from dsm.synthetic import TwinSpec, make_static, place_stations
+
+    rows, cols = np.array([0, 5, 143, 70]), np.array([0, 100, 143, 3])
+    lon, lat = REGION.fine_lon[cols], REGION.fine_lat[rows]
+    r, c = station_pixels(lon, lat, twin["x"], twin["y"])
+    np.testing.assert_array_equal(r, rows)
+    np.testing.assert_array_equal(c, cols)
+    r, c = station_pixels(np.array([lon[0] - 1.0]), np.array([lat[0]]), twin["x"], twin["y"])
+    assert r[0] == -1 and c[0] == -1
+    st = read_twin_stations(tiny_twin.insitu_csv)
+    assert list(st.columns) == ["station", "lon", "lat", "time", "sm"]
+    raw = pd.read_csv(tiny_twin.insitu_csv)
+    np.testing.assert_allclose(st["sm"], raw["value"])
+    assert st["time"].min() == pd.Timestamp("2016-06-09")
+    spec = TwinSpec.of_size("tiny", 7)
+    placed = place_stations(spec, make_static(spec.region, np.random.default_rng(spec.seed)), spec.seed)
+    sites = st.drop_duplicates("station").sort_values("station")
+    r, c = station_pixels(sites["lon"].to_numpy(), sites["lat"].to_numpy(), twin["x"], twin["y"])
+    idx = sites["station"].str[2:].astype(int).to_numpy() - 1
+    np.testing.assert_array_equal(np.stack([r, c], 1), placed.insitu_pixels[idx])
+
+
+def test_station_scores_match_corrcoef(twin, tmp_path):
+    t, smap = twin["truth"], twin["smap"]
+    rng = np.random.default_rng(11)
+    url_a, a = make_product(tmp_path / "a.zarr", np.clip(t + rng.normal(0, 0.01, t.shape), 0.001, None))
+    url_b, b = make_product(tmp_path / "b.zarr", np.clip(t + rng.normal(0, 0.04, t.shape), 0.001, None))
+    land = twin["land"]
+    cand = np.argwhere(land & np.isfinite(t).all(0))
+    pick = cand[rng.choice(len(cand), 9, replace=False)]
+    days = pd.DatetimeIndex(twin["times"])
+    rows = []
+    for i, (r, c) in enumerate(pick):
+        obs = t[:, r, c] + rng.normal(0, 0.01, len(days))
+        keep = rng.random(len(days)) > 0.1  # some station days missing
+        for d, v in zip(days[keep], obs[keep]):
+            rows.append((f"S{i}", REGION.fine_lon[c], REGION.fine_lat[r], d + pd.Timedelta(hours=6), v))
+    rows.append(("OUT", REGION.fine_lon[0] - 2.0, REGION.fine_lat[0], days[0], 0.2))  # outside: dropped
+    frame = pd.DataFrame(rows, columns=["station", "lon", "lat", "time", "sm"])
+    res = skill({"a": url_a, "b": url_b}, twin["stores"].truth, twin["stores"].cube, stations=frame,
+                n_boot=300, seed=1)
+    st = res["stations"]
+    assert [row["station"] for row in st["table"]] == [f"S{i}" for i in range(9)] and st["outside"] == ["OUT"]
+    maps = {"a": a, "b": b, "smap_repeat": repeat(smap), "smap_bilinear": bilinear(smap)}
+    direct = {k: [] for k in maps}
+    for i, (r, c) in enumerate(pick):
+        obs = frame.loc[frame["station"] == f"S{i}"].set_index("time")["sm"]
+        obs.index = obs.index.floor("D")
+        o = obs.reindex(days).to_numpy()
+        valid = np.isfinite(o)
+        for v in maps.values():
+            valid &= np.isfinite(v[:, r, c])
+        row = st["table"][i]
+        assert (row["row"], row["col"], row["n"]) == (r, c, int(valid.sum()))
+        assert valid.sum() >= MIN_STATION_DAYS
+        for k, v in maps.items():
+            rr = np.corrcoef(v[valid, r, c], o[valid])[0, 1]
+            direct[k].append(rr)
+            assert row[f"r_{k}"] == pytest.approx(rr, rel=1e-6)
+    assert st["n_stations"] == 9
+    for k in maps:
+        s = st["maps"][k]
+        assert s["n_stations"] == 9
+        assert s["station_r_median"] == pytest.approx(np.median(direct[k]))
+        assert s["station_r_mean"] == pytest.approx(np.mean(direct[k]))
+        lo, hi = s["station_r_median_ci"]
+        assert lo <= s["station_r_median"] <= hi and lo < hi
+        lo, hi = s["station_r_mean_ci"]
+        assert lo <= s["station_r_mean"] <= hi and lo < hi
+    assert st["maps"]["a"]["station_r_mean"] > st["maps"]["b"]["station_r_mean"]
+    table = format_table(res)
+    assert "stations: temporal R at 9 stations" in table and "smap_bilinear" in table
+
+
+def test_station_bootstrap_interval():
+    rng = np.random.default_rng(2)
+    n_days, n_st = 40, 25
+    obs = rng.normal(size=(n_days, n_st))
+    series = {"m": obs + rng.normal(0, 1.0, obs.shape) * rng.uniform(0.2, 2, n_st)}
+    series["const"] = series["m"].copy()
+    series["const"][:, 0] = 1.0  # constant at station 0: R undefined there, station 0 not scored for any map
+    sites = pd.DataFrame({"station": [f"s{i}" for i in range(n_st)], "lon": 0.0, "lat": 0.0})
+    res = station_scores(series, obs, sites, n_boot=2000, seed=4)
+    r = np.array([np.corrcoef(series["m"][:, j], obs[:, j])[0, 1] for j in range(n_st)])
+    assert res["n_stations"] == n_st - 1 and res["table"][0]["scored"] is False
+    s = res["maps"]["m"]
+    assert s["station_r_mean"] == pytest.approx(r[1:].mean())
+    # the percentile interval of the bootstrap means, recomputed with the same draws
+    draws = np.random.default_rng(4).integers(0, n_st - 1, size=(2000, n_st - 1))
+    lo, hi = np.quantile(r[1:][draws].mean(axis=1), [0.025, 0.975])
+    assert s["station_r_mean_ci"] == pytest.approx([lo, hi])
+    assert lo < s["station_r_mean"] < hi
+    se = r[1:].std(ddof=1) / np.sqrt(n_st - 1)  # about +- 2 standard errors
+    assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.25)
+    again = station_scores(series, obs, sites, n_boot=2000, seed=4)
+    assert again["maps"]["m"]["station_r_median_ci"] == s["station_r_median_ci"]
+
+
+def test_skill_rejects_clashing_labels_and_no_common_day(twin, tmp_path):
+    url, _ = make_product(tmp_path / "a.zarr", twin["truth"], days=[0, 1])
+    url2, _ = make_product(tmp_path / "b.zarr", twin["truth"], days=[2, 3])
+    with pytest.raises(ValueError, match="clash"):
+        skill({"smap_repeat": url}, twin["stores"].truth, twin["stores"].cube)
+    with pytest.raises(ValueError, match="no day"):
+        skill({"a": url, "b": url2}, twin["stores"].truth, twin["stores"].cube)

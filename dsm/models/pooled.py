@@ -24,24 +24,32 @@ import xgboost
 import xgboost.dask  # noqa: F401  (not loaded by ``import xgboost``)
 from distributed import Client
 
+from dsm.features import DOY_FEATURES, doy_terms
 from dsm.models.select import scores
 from dsm.models.split import Split
 from dsm.samples import TARGET
-
-DOY_FEATURES = ("doy_sin", "doy_cos")
-
-
-def doy_terms(dates: Any) -> np.ndarray:
-    """``(n, 2)`` float32 array of ``sin`` and ``cos`` of ``2 pi doy / 365.25``."""
-    doy = pd.DatetimeIndex(pd.to_datetime(np.asarray(dates))).day_of_year.to_numpy(dtype=np.float64)
-    angle = 2.0 * np.pi * doy / 365.25
-    return np.stack([np.sin(angle), np.cos(angle)], axis=1).astype(np.float32)
-
 
 def pooled_features(table: pd.DataFrame, predictors: Sequence[str]) -> np.ndarray:
     """Predictors then the day-of-year terms, float32."""
     X = table.loc[:, list(predictors)].to_numpy(dtype=np.float32)
     return np.concatenate([X, doy_terms(table["date"].to_numpy())], axis=1)
+
+
+def fit_dask(client: Client, X: np.ndarray, y: np.ndarray, params: Mapping[str, Any], seed: int = 0,
+             device: str = "cpu") -> xgboost.XGBRegressor:
+    """Fit an XGBoost regressor with ``xgboost.dask`` on the workers (the rows split evenly
+    between them) and return it as an in-memory ``XGBRegressor``."""
+    n_workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
+    rows = max(1, -(-len(y) // n_workers))
+    Xd = da.from_array(X, chunks=(rows, X.shape[1]))
+    yd = da.from_array(y, chunks=(rows,))
+    Xd, yd = client.persist([Xd, yd])
+    reg = xgboost.dask.DaskXGBRegressor(**dict(params), tree_method="hist", random_state=seed, device=device)
+    reg.client = client
+    reg.fit(Xd, yd)
+    model = xgboost.XGBRegressor()
+    model.load_model(bytearray(reg.get_booster().save_raw("json")))
+    return model
 
 
 def train_pooled(client: Client, tables: Mapping[str, pd.DataFrame], splits: Mapping[str, Split],
@@ -75,16 +83,7 @@ def train_pooled(client: Client, tables: Mapping[str, pd.DataFrame], splits: Map
     parts = {k: (pooled_features(tables[k], predictors), tables[k][TARGET].to_numpy(np.float32)) for k in keys}
     Xtr = np.concatenate([parts[k][0][splits[k].train] for k in keys])
     ytr = np.concatenate([parts[k][1][splits[k].train] for k in keys])
-    n_workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
-    rows = max(1, -(-len(ytr) // n_workers))
-    Xd = da.from_array(Xtr, chunks=(rows, Xtr.shape[1]))
-    yd = da.from_array(ytr, chunks=(rows,))
-    Xd, yd = client.persist([Xd, yd])
-    reg = xgboost.dask.DaskXGBRegressor(**dict(params), tree_method="hist", random_state=seed, device=device)
-    reg.client = client
-    reg.fit(Xd, yd)
-    model = xgboost.XGBRegressor()
-    model.load_model(bytearray(reg.get_booster().save_raw("json")))
+    model = fit_dask(client, Xtr, ytr, params, seed, device)
     per_period: dict[str, Any] = {}
     for k in keys:
         X, y = parts[k]

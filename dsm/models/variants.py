@@ -39,6 +39,7 @@ from distributed import Client
 from sklearn.base import BaseEstimator
 
 from dsm.config import Config, TrainingConfig
+from dsm.cube import SPECS
 from dsm.models.estimators import make_estimator, param_grid
 from dsm.models.period import features, period_split
 from dsm.models.select import scores
@@ -46,6 +47,7 @@ from dsm.models.store import ModelStore
 from dsm.samples import TARGET, sample_graph
 
 FULL = "full"
+STATIC = "static"
 QUANTILE = "quantile"
 QUANTILE_PARAMS: dict[str, Any] = {"n_estimators": 200, "max_depth": 4, "learning_rate": 0.05}
 
@@ -65,16 +67,27 @@ def quantile_key(variant: str, period: str) -> str:
     return f"variants/{variant}/{period}/{QUANTILE}"
 
 
-def variants_of(config: Config) -> dict[str, tuple[str, ...]]:
-    """Variant name -> predictors it uses: the full set first, then each reduced set."""
-    out = {FULL: tuple(config.predictors)}
-    if config.output.gap_free:
-        for group in config.output.reduced_sets:
-            kept = tuple(p for p in config.predictors if p not in group)
-            dropped = tuple(p for p in config.predictors if p in group)
+def predictor_sets(predictors: Sequence[str], reduced_sets: Sequence[Sequence[str]], gap_free: bool = True
+                   ) -> dict[str, tuple[str, ...]]:
+    """Variant name -> predictors it uses: the full set first, then (gap-free mode) each reduced
+    set, then ``static``: the static predictors alone, so that every land pixel with its static
+    layers gets a value whatever daily or composite layer is missing."""
+    out = {FULL: tuple(predictors)}
+    if gap_free:
+        for group in reduced_sets:
+            kept = tuple(p for p in predictors if p not in group)
+            dropped = tuple(p for p in predictors if p in group)
             if dropped and kept:
                 out[variant_name(dropped)] = kept
+        static = tuple(p for p in predictors if SPECS[p].axis == "static")
+        if static and static not in out.values():
+            out[STATIC] = static
     return out
+
+
+def variants_of(config: Config) -> dict[str, tuple[str, ...]]:
+    """:func:`predictor_sets` of a configuration."""
+    return predictor_sets(config.predictors, config.output.reduced_sets, config.output.gap_free)
 
 
 def quantiles(interval: float) -> tuple[float, float]:

@@ -1,0 +1,123 @@
+"""The typed card of the default method's model (``training.method: fusion``).
+
+Written by :mod:`dsm.models.fusion_train` as ``fusion/card.json`` in the model store (last,
+after every model it names: its presence marks training done), read by prediction. One
+writer, one reader, one schema: :meth:`FusionCard.to_dict` and :meth:`FusionCard.from_dict`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+FUSION_KEY = "fusion"
+CARD_VERSION = 1
+
+
+def fusion_model_key(variant: str) -> str:
+    """Model-store key of one model of the fusion method (``fusion/<variant>``)."""
+    return f"{FUSION_KEY}/{variant}"
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One stored model of the method: a predictor-set variant or the disaggregation model.
+
+    Attributes
+    ----------
+    name
+        ``full``, ``no-lst``, ..., ``static`` or ``disaggregation``.
+    predictors, features
+        Cube predictors it needs, and the model's feature columns in order (day-of-year
+        terms included).
+    key, sha256
+        Where it is in the model store, and the digest of its file.
+    n_train, n_rounds
+        Samples it was refitted on, boosting rounds.
+    cv_rmse
+        Cross-validated RMSE against SMAP (blocks of days and cells).
+    ranges
+        ``{feature: [min, max]}`` over the 1 km pixels of its training cell-days (bit 8).
+    """
+
+    name: str
+    predictors: tuple[str, ...]
+    features: tuple[str, ...]
+    key: str
+    sha256: str
+    n_train: int
+    n_rounds: int
+    cv_rmse: float | None = None
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelRecord:
+        """Inverse of ``asdict``."""
+        return cls(d["name"], tuple(d["predictors"]), tuple(d["features"]), d["key"], d["sha256"], int(d["n_train"]),
+                   int(d["n_rounds"]), d.get("cv_rmse"), {k: (float(v[0]), float(v[1])) for k, v in d["ranges"].items()})
+
+
+@dataclass(frozen=True)
+class FusionCard:
+    """What the fusion method trained, and the error model prediction applies.
+
+    Attributes
+    ----------
+    predictors
+        The configured predictors.
+    params
+        The chosen XGBoost hyperparameters (cross-validated).
+    search
+        Every candidate's CV score (``params``, ``cv_rmse``, ``n_rounds``).
+    cv
+        The cross-validation set-up (folds, block sizes, samples).
+    variants
+        The point models in order of preference (``full`` first).
+    error_model
+        :class:`dsm.fusion.ErrorModel` as a dict (var_S, var_M, w, decay, warnings).
+    var_anomaly
+        Error variance of the within-cell anomaly in ``sm_unc`` (the configured prior
+        ``training.fusion.anomaly_error_sd`` squared: nothing at 36 km observes it).
+    anomaly_gain
+        k in ``C + k (f - mean_cell f)``.
+    interval
+        Nominal coverage of ``sm +- sm_unc`` (None: no uncertainty).
+    disaggregation
+        The disaggregation model, when trained.
+    importance
+        XGBoost gain of the full model's features, normalised.
+    """
+
+    predictors: tuple[str, ...]
+    params: dict[str, Any]
+    search: tuple[dict[str, Any], ...]
+    cv: dict[str, Any]
+    variants: tuple[ModelRecord, ...]
+    error_model: dict[str, Any]
+    var_anomaly: float
+    anomaly_gain: float
+    interval: float | None
+    disaggregation: ModelRecord | None = None
+    disaggregation_card: dict[str, Any] | None = None
+    importance: dict[str, float] = field(default_factory=dict)
+    created: str = ""
+    method: str = "fusion"
+    version: int = CARD_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``card.json``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FusionCard:
+        """Read a stored card."""
+        return cls(tuple(d["predictors"]), dict(d["params"]), tuple(d["search"]), dict(d["cv"]),
+                   tuple(ModelRecord.from_dict(v) for v in d["variants"]), dict(d["error_model"]),
+                   float(d["var_anomaly"]), float(d["anomaly_gain"]), d.get("interval"),
+                   ModelRecord.from_dict(d["disaggregation"]) if d.get("disaggregation") else None,
+                   d.get("disaggregation_card"), dict(d.get("importance", {})), d.get("created", ""),
+                   d.get("method", "fusion"), int(d.get("version", CARD_VERSION)))
+
+
+__all__ = ["FUSION_KEY", "fusion_model_key", "ModelRecord", "FusionCard"]

@@ -1,0 +1,189 @@
+"""Training the default method (``training.method: fusion``) on the cluster.
+
+1. **Samples.** Every (36 km cell, day) of the run where SMAP observed the cell and the
+   static features are valid, with the day's dynamic features where valid (NaN elsewhere):
+   per-period dask graphs over the cube (:func:`dsm.samples.sample_graph`, ``keep="smap"``),
+   computed on the workers. Features are the predictors with aspect as sine and cosine,
+   computed at 1 km before averaging, plus day-of-year terms (:mod:`dsm.features`); each
+   sample also carries the extremes of its cell's 1 km pixels (the ranges of bit 8).
+2. **Search.** One pooled XGBoost over all periods. Every hyperparameter candidate
+   (``training.fusion.grid``) is cross-validated on blocks of days and of cells
+   (:mod:`dsm.models.blockcv`); the candidate x fold fits run on the workers; the number of
+   rounds is chosen by the CV. The candidate with the lowest CV RMSE wins.
+3. **Companions.** Each reduced predictor set (``output.reduced_sets``, then the static
+   predictors alone) gets the chosen hyperparameters, its own CV (for its rounds and its
+   held-out predictions) on the samples where its features are valid.
+4. **Refit.** Every variant is refitted on all its samples with ``xgboost.dask`` on the workers.
+5. **Error model.** The held-out (out-of-fold) cell means of the variant prediction would use
+   for each sample, against SMAP, give SMAP's random error by triple collocation, the model's
+   error variance, the fusion weight and the decay of carried increments
+   (:func:`dsm.fusion.estimate_error_model`).
+6. **Disaggregation** (``training.disaggregation``): a model on sampled 1 km pixels whose
+   loss is on their cell mean against SMAP (:mod:`dsm.models.disaggregation`), fitted on a worker.
+7. The card (:class:`dsm.models.cards.FusionCard`) is written last; a rerun with a card skips
+   training unless forced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from distributed import Client
+
+from dsm.config import Config
+from dsm.errors import InputError
+from dsm.features import DOY_FEATURES, doy_terms, feature_names
+from dsm.fusion import estimate_error_model
+from dsm.models.blockcv import CvScore, block_folds, candidates, fit_fold, out_of_fold, score_curves
+from dsm.models.cards import FUSION_KEY, FusionCard, ModelRecord, fusion_model_key
+from dsm.models.pooled import fit_dask
+from dsm.models.store import ModelStore
+from dsm.models.variants import predictor_sets
+from dsm.periods import periods
+from dsm.samples import RANGE_SUFFIX, TARGET, sample_graph, table_to_grid
+
+log = logging.getLogger(__name__)
+DISAGGREGATION = "disaggregation"
+
+
+def design(table: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
+    """The feature matrix of a sample table: ``features`` then the day-of-year terms (float32)."""
+    X = table.loc[:, list(features)].to_numpy(dtype=np.float32)
+    return np.concatenate([X, doy_terms(table["date"].to_numpy())], axis=1)
+
+
+def pixel_ranges(table: pd.DataFrame, features: Sequence[str]) -> dict[str, tuple[float, float]]:
+    """``{feature: (min, max)}`` over the 1 km pixels of the table's cell-days."""
+    return {f: (float(np.nanmin(table[f + RANGE_SUFFIX["min"]])), float(np.nanmax(table[f + RANGE_SUFFIX["max"]])))
+            for f in features}
+
+
+def cross_validate(client: Client, X: np.ndarray, y: np.ndarray, fold: np.ndarray, grid: Sequence[Mapping[str, Any]],
+                   n_folds: int, max_rounds: int, seed: int, device: str) -> tuple[list[CvScore], np.ndarray]:
+    """Score every candidate by blocked CV on the workers; returns the scores (best first) and
+    the best candidate's out-of-fold predictions."""
+    Xf, yf, ff = client.scatter([X, y, fold], broadcast=True)
+    jobs = {(i, k): client.submit(fit_fold, Xf, yf, ff, k, dict(p), max_rounds, seed, device, pure=False)
+            for i, p in enumerate(grid) for k in range(n_folds)}
+    results = {key: fut.result() for key, fut in jobs.items()}
+    scores = [score_curves(p, [results[i, k][0] for k in range(n_folds)], [results[i, k][2] for k in range(n_folds)])
+              for i, p in enumerate(grid)]
+    best = int(np.argmin([s.rmse for s in scores]))
+    oof = out_of_fold(X, fold, [results[best, k][1] for k in range(n_folds)], scores[best].n_rounds)
+    order = sorted(range(len(scores)), key=lambda i: scores[i].rmse)
+    return [scores[i] for i in order], oof
+
+
+def sample_table(config: Config, client: Client, ds: xr.Dataset, features: Sequence[str]) -> pd.DataFrame:
+    """Every SMAP cell-day of the run with its features (computed on the workers)."""
+    tcfg = config.training
+    graphs = [sample_graph(ds, p, config.predictors, tcfg.aggregation, tcfg.min_valid_fraction,
+                           features=features, keep="smap", ranges=True)
+              for p in periods(config.dates.start, config.dates.end)]
+    tables = [t for t in client.gather(client.compute(graphs)) if len(t)]
+    if not tables:
+        raise InputError(f"the cube {config.stores.cube} has no day where SMAP and the static predictors are "
+                         "valid together: nothing to train on")
+    return pd.concat(tables, ignore_index=True)
+
+
+def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Dataset, *, force: bool = False,
+                 progress: Callable[[str], None] | None = None) -> tuple[FusionCard, bool]:
+    """Train the fusion method (module docstring); returns its card and whether it was trained
+    in this call (False: an existing card was kept)."""
+    say = progress or (lambda line: log.info(line))
+    if not force and store.done(FUSION_KEY):
+        return FusionCard.from_dict(store.read_card(FUSION_KEY) or {}), False
+    tcfg, fcfg, device = config.training, config.training.fusion, config.cluster.device
+    sets = predictor_sets(config.predictors, config.output.reduced_sets, config.output.gap_free)
+    all_features = feature_names(config.predictors)
+    table = sample_table(config, client, ds, all_features)
+    if len(table) < tcfg.min_samples:
+        raise InputError(f"only {len(table)} SMAP cell-days have valid predictors in {config.stores.cube}: "
+                         f"fewer than training.min_samples = {tcfg.min_samples}")
+    fold = block_folds(table["date"].to_numpy(), table["row"].to_numpy(), table["col"].to_numpy(), fcfg.cv_folds,
+                       fcfg.block_days, fcfg.block_cells, tcfg.seed)
+    y_all = table[TARGET].to_numpy(np.float32)
+    oof_used = np.full(len(table), np.nan, np.float32)
+    records: list[ModelRecord] = []
+    search: list[CvScore] = []
+    params: dict[str, Any] = {}
+    full_model = None
+    for name, preds in sets.items():
+        feats = feature_names(preds)
+        rows = np.isfinite(table[list(feats)].to_numpy(np.float32)).all(axis=1)
+        if rows.sum() < tcfg.min_samples or len(np.unique(fold[rows])) < fcfg.cv_folds:
+            say(f"fusion {name}: {int(rows.sum())} samples, too few: no {name} model")
+            continue
+        X, y = design(table[rows], feats), y_all[rows]
+        grid = candidates(fcfg.grid) if not params else [params]
+        scores, oof = cross_validate(client, X, y, fold[rows], grid, fcfg.cv_folds, fcfg.max_rounds, tcfg.seed, device)
+        if not params:
+            search, params = scores, scores[0].params
+        best = scores[0]
+        model = fit_dask(client, X, y, {**params, "n_estimators": best.n_rounds}, tcfg.seed, device)
+        full_model = full_model or model
+        fill = rows & ~np.isfinite(oof_used)
+        oof_used[fill] = oof[fill[rows]]
+        key = fusion_model_key(name)
+        entry = store.save_model(key, model)
+        store.write_card(key, {"variant": name, "model": entry, "cv": best.record(), "n_train": int(rows.sum())})
+        records.append(ModelRecord(name, tuple(preds), (*feats, *DOY_FEATURES), key, entry["sha256"], int(rows.sum()),
+                                   best.n_rounds, round(best.rmse, 6), pixel_ranges(table[rows], feats)))
+        say(f"fusion {name}: {int(rows.sum())} samples, CV RMSE {best.rmse:.4f} with {best.n_rounds} rounds")
+    if not records or records[0].name != "full":
+        raise InputError("too few samples with every predictor valid to train the fusion method's full model "
+                         f"({int(np.isfinite(table[list(all_features)]).all(axis=1).sum())} < training.min_samples)")
+    smap = ds["smap_sm"].values.astype(np.float32)
+    em = estimate_error_model(smap, table_to_grid(table, oof_used, ds), default_var_smap=fcfg.smap_error_sd ** 2,
+                              min_triplets=fcfg.min_triplets, max_carry_days=fcfg.max_carry_days,
+                              decay_days=fcfg.decay_days)
+    for w in em.warnings:
+        say(f"fusion error model: {w}")
+    disagg, disagg_card = (_disaggregation(config, client, store, ds, table, records[0], params)
+                           if tcfg.disaggregation else (None, None))
+    gain = full_model.get_booster().get_score(importance_type="gain") if full_model is not None else {}
+    feats = records[0].features
+    imp = np.array([gain.get(f"f{i}", 0.0) for i in range(len(feats))], np.float64)
+    card = FusionCard(
+        predictors=tuple(config.predictors), params=params, search=tuple(s.record() for s in search),
+        cv={"folds": fcfg.cv_folds, "block_days": fcfg.block_days, "block_cells": fcfg.block_cells,
+            "n_samples": int(len(table)), "max_rounds": fcfg.max_rounds, "scheme": "blocks of days x cells"},
+        variants=tuple(records), error_model=em.to_dict(), var_anomaly=fcfg.anomaly_error_sd ** 2,
+        anomaly_gain=fcfg.anomaly_gain,
+        interval=config.output.interval if config.output.uncertainty != "none" else None,
+        disaggregation=disagg, disaggregation_card=disagg_card,
+        importance=dict(zip(feats, (imp / imp.sum() if imp.sum() > 0 else imp).round(6).tolist())),
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    store.write_card(FUSION_KEY, card.to_dict())
+    say(f"fusion error model: SMAP error sd {em.var_smap ** 0.5:.4f} ({em.var_smap_method}, {em.n_triplets} "
+        f"triplets), model error sd {em.var_model ** 0.5:.4f}, weight {em.weight:.2f}, decay {em.decay_days:.1f} d")
+    return card, True
+
+
+def _disaggregation(config: Config, client: Client, store: ModelStore, ds: xr.Dataset, table: pd.DataFrame,
+                    full: ModelRecord, params: Mapping[str, Any]) -> tuple[ModelRecord, dict[str, Any]]:
+    """Fit and store the disaggregation model on 1 km pixels of the training days."""
+    from dsm.models.disaggregation import fit_disaggregation, pixel_sample_graph
+
+    fcfg = config.training.fusion
+    days = sorted(pd.DatetimeIndex(table["date"]).date)
+    days = sorted(set(days))
+    pixels = client.compute(pixel_sample_graph(ds, days, list(full.features), fcfg.pixels_per_cell,
+                                               config.training.seed, config.training.min_valid_fraction)).result()
+    model, card = client.submit(fit_disaggregation, pixels, list(full.features), dict(params), full.n_rounds,
+                                config.training.seed, pure=False).result()
+    key = fusion_model_key(DISAGGREGATION)
+    entry = store.save_model(key, model)
+    store.write_card(key, {"variant": DISAGGREGATION, "model": entry, **card})
+    return ModelRecord(DISAGGREGATION, full.predictors, full.features, key, entry["sha256"], int(len(pixels)),
+                       full.n_rounds, None, full.ranges), card
+
+
+__all__ = ["train_fusion", "design", "pixel_ranges", "cross_validate", "sample_table"]
