@@ -38,15 +38,16 @@ from dsm.samples import sample_graph, table_to_grid
 class BlockCells:
     """The fused cell means of one block (its days x its cells), sent with its job.
 
-    ``increment_halo`` holds the increments of the block's cells plus one ring of
-    neighbours (NaN beyond the region), for smoothing the increments across cell edges.
+    ``halo`` holds the field to smooth (the increments or the fused cell means) on the
+    block's cells plus one ring of neighbours (NaN beyond the region), for smoothing across
+    cell edges.
     """
 
     cell_mean: np.ndarray  # (t, cy, cx) C = m + increment
     increment: np.ndarray
     variance: np.ndarray  # error variance of C
     state: np.ndarray  # 0 model only, 1 fused with the day's SMAP, 2 increment carried
-    increment_halo: np.ndarray | None = None
+    halo: np.ndarray | None = None
 
 
 def cell_model(table: pd.DataFrame, records: Sequence[ModelRecord], load: Callable[[ModelRecord], Any]) -> np.ndarray:
@@ -85,13 +86,15 @@ def fused_cells(client: Client, ds: xr.Dataset, card: FusionCard, load: Callable
 
 
 def block_cells(fused: FusedCells, t0: int, t1: int, cy0: int, cy1: int, cx0: int, cx1: int,
-                halo: bool = False) -> BlockCells:
-    """The slice of one block (time indices of the cube, cell indices of the region)."""
+                smooth: str = "none") -> BlockCells:
+    """The slice of one block (time indices of the cube, cell indices of the region), with the
+    halo of the field that ``smooth`` names (``increments``, ``cell_means``; ``none``: no halo)."""
     sl = (slice(t0, t1), slice(cy0, cy1), slice(cx0, cx1))
     ring = None
-    if halo:
-        ny, nx = fused.increment.shape[1:]
-        padded = np.pad(fused.increment[t0:t1].astype(np.float32), ((0, 0), (1, 1), (1, 1)), constant_values=np.nan)
+    if smooth != "none":
+        field = fused.increment if smooth == "increments" else fused.cell_mean
+        ny, nx = field.shape[1:]
+        padded = np.pad(field[t0:t1].astype(np.float32), ((0, 0), (1, 1), (1, 1)), constant_values=np.nan)
         ring = padded[:, cy0:cy1 + 2, cx0:cx1 + 2].copy()
         assert ring.shape[1:] == (cy1 - cy0 + 2, cx1 - cx0 + 2) and cy1 <= ny and cx1 <= nx
     return BlockCells(fused.cell_mean[sl].astype(np.float32), fused.increment[sl].astype(np.float32),

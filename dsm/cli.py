@@ -109,7 +109,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed of the twin.")
 @click.option("--overwrite/--no-overwrite", default=True, show_default=True,
               help="Replace stores left by an earlier demo in the same folder.")
-def demo(workdir: Path, size: str, seed: int, overwrite: bool) -> None:
+@click.option("--compare/--no-compare", default=True, show_default=True,
+              help="Also run the paper's method (rao2022) and score it beside the default one.")
+def demo(workdir: Path, size: str, seed: int, overwrite: bool, compare: bool) -> None:
     """Run the whole chain on the embedded twin region under WORKDIR (`dsm run` of its config).
 
     Writes WORKDIR/config.yaml (reusable by every other command), builds WORKDIR/cube.zarr,
@@ -117,18 +119,33 @@ def demo(workdir: Path, size: str, seed: int, overwrite: bool) -> None:
     (WORKDIR/sm.zarr), exports (WORKDIR/cog/, WORKDIR/stac/), prints the skill of the 1 km
     product against the truth beside the SMAP baselines (WORKDIR/skill.json) and writes the
     validation report (WORKDIR/validation/report.html). --no-overwrite resumes an earlier demo.
+
+    With --compare (default) the paper's method first trains and predicts into WORKDIR/rao2022/
+    (its own WORKDIR/config-rao2022.yaml), and the skill table and the report score both methods
+    on the same pixel-days.
     """
     from dsm.twin import demo_config
 
     workdir.mkdir(parents=True, exist_ok=True)
-    raw = demo_config(size, seed)
     cfg_path = workdir / "config.yaml"
-    cfg_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    cfg_path.write_text(yaml.safe_dump(demo_config(size, seed, compare=compare), sort_keys=False))
     cfg = config_mod.load(cfg_path)
+    paper = None
+    if compare:
+        paper_path = workdir / "config-rao2022.yaml"
+        paper_path.write_text(yaml.safe_dump(demo_config(size, seed, method="rao2022"), sort_keys=False))
+        paper = config_mod.load(paper_path)
     if overwrite:
         _remove_outputs(cfg)
+        if paper is not None:
+            _remove_outputs(paper)
+    ok = True
+    if paper is not None:
+        click.echo(f"the paper's method (rao2022) on the {size} twin region (seed {seed}) in {workdir}/rao2022: "
+                   "twin, train, predict")
+        ok = _run_chain(paper, None, break_lock=False, valid_fractions=True)
     click.echo(f"running the {size} twin region (seed {seed}) in {workdir}: twin, train, predict, export, validate")
-    ok = _run_chain(cfg, None, break_lock=False, valid_fractions=True)
+    ok = _run_chain(cfg, None, break_lock=False, valid_fractions=True) and ok
     click.echo(f"config: {cfg_path}  (rerun any stage with `dsm run {cfg_path}` or `dsm <stage> {cfg_path}`)")
     if not ok:
         sys.exit(1)
@@ -298,16 +315,40 @@ def _progress(line: str) -> None:
 
 
 def _print_training(report: Any) -> None:
-    """The per-period table, Table 4, skipped and failed periods of a TrainReport."""
+    """The per-period table, Table 4, skipped and failed periods of a TrainReport (method
+    rao2022), or the fusion method's models and error model."""
+    if report.fusion is not None:
+        _print_fusion(report.fusion)
+    elif report.method == "rao2022":
+        _print_periods(report)
+    if report.skipped:
+        click.echo(f"skipped (already stored; --force retrains): {', '.join(report.skipped)}")
+    for name, cause in report.failed.items():
+        click.secho(f"FAILED {name}: {cause}", fg="red", err=True)
+
+
+def _print_fusion(card: Any) -> None:
+    """The fusion card: CV of each model, the chosen hyperparameters and the error model."""
+    click.echo(f"fusion method: pooled XGBoost {card.params}")
+    click.echo(f"{'model':<16} {'samples':>8} {'rounds':>7} {'CV RMSE':>8}")
+    for v in card.variants:
+        cv = f"{v.cv_rmse:.4f}" if v.cv_rmse is not None else "—"
+        click.echo(f"{v.name:<16} {v.n_train:>8d} {v.n_rounds:>7d} {cv:>8}")
+    em = card.error_model
+    click.echo(f"SMAP error sd {em['var_smap'] ** 0.5:.4f} ({em['var_smap_method']}, {em['n_triplets']} triplets); "
+               f"model error sd {em['var_model'] ** 0.5:.4f}; fusion weight {em['weight']:.2f}; increments carried "
+               f"with e-folding {em['decay_days']:.1f} d ({em['decay_method']}) for up to {em['max_carry_days']} d")
+    for w in em.get("warnings", []):
+        click.secho(f"warning: {w}", fg="yellow")
+
+
+def _print_periods(report: Any) -> None:
+    """The per-period table and Table 4 of the paper's method."""
     with pd_options():
         click.echo("per period:")
         click.echo(report.period_table().to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         click.echo("Table 4 (mean over trained periods):")
         click.echo(report.table4().to_string(float_format=lambda v: f"{v:.4f}"))
-    if report.skipped:
-        click.echo(f"skipped (already stored; --force retrains): {', '.join(report.skipped)}")
-    for name, cause in report.failed.items():
-        click.secho(f"FAILED {name}: {cause}", fg="red", err=True)
 
 
 def pd_options() -> Any:
@@ -422,7 +463,7 @@ def status_cmd(config_path: str, as_json: bool) -> None:
         click.echo(json.dumps(s, indent=1))
         return
     for name, what in s["periods"].items():
-        click.echo(f"period {name}: {what}")
+        click.echo(f"{name}: {what}" if name == "fusion" else f"period {name}: {what}")
     if "output" in s:
         click.echo(f"output: {s['output']}")
     elif "predicted" in s:

@@ -206,8 +206,9 @@ class FusionConfig(_Frozen):
     decay_days: float | None = Field(default=None, gt=0.0, description="e-folding of carried increments; "
                                      "null: estimated from the data")
     max_carry_days: int = Field(default=10, ge=0, description="days an increment is carried without SMAP")
-    smooth_increments: bool = Field(default=False, description="area-to-point smoothing of the increments "
-                                    "across neighbouring cells (cell means preserved)")
+    smooth: Literal["none", "increments", "cell_means"] = Field(
+        default="none", description="area-to-point smoothing across neighbouring cells, cell means preserved: "
+        "of the fusion increments, or of the whole fused cell means")
     anomaly_gain: float = Field(default=1.0, ge=0.0, le=2.0, description="k in C + k (f - mean_cell f)")
     anomaly_error_sd: float = Field(
         default=0.03, gt=0.0, le=0.2,
@@ -482,6 +483,9 @@ class ValidationConfig(_Frozen):
     min_n: int = Field(default=10, ge=2, description="fewest paired days to score a site")
     bias_convention: Literal["reference_minus_product", "product_minus_reference"] = "reference_minus_product"
     products: tuple[GriddedProductConfig, ...] = ()
+    compare: dict[str, str] = Field(
+        default_factory=dict, description="twin skill: other dsm products stores scored beside this run's "
+        "on the same pixel-days, label -> store (e.g. {rao2022: rao2022/sm.zarr})")
     bootstrap: BootstrapConfig = BootstrapConfig()
     out: str | None = None
     report: str | None = Field(default=None, description="HTML file; default OUT/report.html")
@@ -569,6 +573,8 @@ def _resolve_validation_paths(section: Any, base: Path) -> None:
     for key in ("weather", "out", "report"):
         if section.get(key) is not None:
             section[key] = local(section[key])
+    if isinstance(section.get("compare"), dict):
+        section["compare"] = {k: local(v) for k, v in section["compare"].items()}
     for key in ("stations", "products"):
         for item in section.get(key) or []:
             if isinstance(item, dict) and "path" in item:

@@ -224,6 +224,7 @@ class BlockJob:
     var_anomaly: float = 0.0
     anomaly_gain: float = 1.0
     interval: float | None = None
+    smooth: str = "none"
 
 
 @functools.lru_cache(maxsize=8)
@@ -370,7 +371,8 @@ class DayCells:
     var_anomaly: float
     anomaly_gain: float = 1.0
     interval: float | None = 0.9
-    increment_halo: np.ndarray | None = None  # (cy + 2, cx + 2): smooth the increments
+    halo: np.ndarray | None = None  # (cy + 2, cx + 2): the field to smooth
+    smooth: str = "none"  # "increments" or "cell_means"
 
 
 def fuse_block(model: np.ndarray, origin: np.ndarray, cells: DayCells, clip: tuple[float, float] = (0.0, 1.0)
@@ -379,9 +381,10 @@ def fuse_block(model: np.ndarray, origin: np.ndarray, cells: DayCells, clip: tup
 
     ``sm = C + k (f - mean_cell f)``: the fused cell mean ``C`` plus ``k`` times the model's
     within-cell anomaly (``f`` the 1 km model, its cell mean over the cell's predicted pixels).
-    With ``increment_halo`` the increment is spread smoothly over the cell
+    With ``smooth="increments"`` the increment is spread smoothly over the cell
     (:func:`dsm.fusion.smooth_increments`, cell means preserved): ``sm = (C - increment) +
-    smooth(increment) + k (f - mean_cell f)``. Where ``C`` is undefined (no model cell mean)
+    smooth(increment) + k (f - mean_cell f)``; with ``"cell_means"`` the whole cell mean is:
+    ``sm = smooth(C) + k (f - mean_cell f)``. Where ``C`` is undefined (no model cell mean)
     the map is ``f`` itself. ``sm_unc`` is the normal interval of the cell's error variance
     plus the anomaly's (:func:`dsm.fusion.pixel_interval`). Origin bits 32 and 64 mark cells
     fused with the day's SMAP and cells carrying an earlier increment.
@@ -392,9 +395,14 @@ def fuse_block(model: np.ndarray, origin: np.ndarray, cells: DayCells, clip: tup
     rep = lambda a: np.repeat(np.repeat(a, f, 0), f, 1)  # noqa: E731
     anomaly = model - rep(means)
     base = rep(cells.cell_mean)
-    if cells.increment_halo is not None:
-        smooth = smooth_increments(cells.increment_halo, f)[f:-f, f:-f]
-        base = rep(cells.cell_mean - cells.increment) + np.where(np.isfinite(smooth), smooth, rep(cells.increment))
+    if cells.halo is not None and cells.smooth != "none":
+        smooth = smooth_increments(cells.halo, f)[f:-f, f:-f]
+        if cells.smooth == "increments":
+            base = rep(cells.cell_mean - cells.increment) + np.where(np.isfinite(smooth), smooth, rep(cells.increment))
+        else:
+            base = np.where(np.isfinite(smooth), smooth, base)
+        # the smoothing preserves the mean over all pixels of a cell; keep it over the predicted ones
+        base = base + rep(cells.cell_mean - block_reduce_mean(np.where(ok, base, np.nan)))
     sm = np.where(np.isfinite(base), base + cells.anomaly_gain * anomaly, model)
     sm = np.where(ok, np.clip(sm, *clip), np.nan).astype(np.float32)
     unc = np.full(model.shape, np.nan, np.float32)
@@ -464,7 +472,7 @@ def run_block(job: BlockJob) -> dict[str, Any]:
         feats = block_features(cube, plan.day, all_names, ys, xs, cache)
         cells = None if bc is None else DayCells(
             bc.cell_mean[i], bc.increment[i], bc.variance[i], bc.state[i], job.var_anomaly, job.anomaly_gain,
-            job.interval, None if bc.increment_halo is None else bc.increment_halo[i])
+            job.interval, None if bc.halo is None else bc.halo[i], job.smooth)
         s, u, o, counts = predict_day(feats, land, smap, plan, load, job.clip, job.residual_correction, cells)
         sm[i], unc[i], origin[i] = s, u, o
         sm36[i] = block_reduce_mean(s)
@@ -630,11 +638,12 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
         if fused is None:
             return None
         return block_cells(fused, cube_t0 + t0, cube_t0 + t1, y0 // f, -(-y1 // f), x0 // f, -(-x1 // f),
-                           halo=config.training.fusion.smooth_increments)
+                           smooth=config.training.fusion.smooth)
 
     fusion_args: dict[str, Any] = {}
     if card is not None:
         fusion_args = {"var_anomaly": card.var_anomaly, "anomaly_gain": card.anomaly_gain,
+                       "smooth": config.training.fusion.smooth,
                        "interval": config.output.interval if config.output.uncertainty != "none" else None}
     for t0 in range(0, len(all_days), tchunk):
         t1 = min(t0 + tchunk, len(all_days))
@@ -704,7 +713,11 @@ def status(config: Config) -> dict[str, Any]:
         models = ModelStore(config.stores.models, so)
         from dsm.periods import periods
 
-        for p in periods(config.dates.start, config.dates.end):
+        if config.training.method == "fusion":
+            raw = models.read_card(FUSION_KEY)
+            out["periods"][FUSION_KEY] = ("missing" if raw is None else "trained (pooled xgb: "
+                                          + ", ".join(v["name"] for v in raw["variants"]) + ")")
+        for p in periods(config.dates.start, config.dates.end) if config.training.method == "rao2022" else ():
             card = models.read_card(p.name)
             out["periods"][p.name] = ("missing" if card is None else
                                       f"{card.get('status')} ({card.get('chosen') or 'from ' + str(card.get('reused_from'))})")

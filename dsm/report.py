@@ -53,6 +53,7 @@ TABLES: dict[str, str] = {
     "table4": "Table 4: mean over periods",
     "split_comparison": "Date split vs spatial-block split (test scores)",
     "twin_skill": "Twin skill against the 1 km truth",
+    "twin_skill_stations": "Twin skill at the in situ stations",
     "twin_skill_periods": "Twin skill per period",
     "insitu_summary": "In situ scores: all sites and per network",
     "insitu_sites": "In situ scores per site",
@@ -208,24 +209,37 @@ def _section_models(rep: Report, cards: list[dict[str, Any]], pooled: dict[str, 
         rep.table("split_comparison", sc, scroll=True)
 
 
-def _section_twin(rep: Report, config: Config, result: val.ValidationResult, fig_dir: str) -> None:
+def _section_twin(rep: Report, config: Config, result: val.ValidationResult, fig_dir: str,
+                  twin: Mapping[str, Any] | None = None) -> None:
     rep.heading("Twin skill against the known 1 km truth")
     if not config.stores.truth:
-        for k in ("twin_skill", "twin_skill_periods", "skill_periods"):
+        for k in ("twin_skill", "twin_skill_stations", "twin_skill_periods", "skill_periods"):
             rep.missing(k, "no truth store (only the synthetic twin has one)")
         return
-    from dsm.skill import skill
-
     try:
-        s = skill(config.stores.output, config.stores.truth, config.stores.cube, config.stores.storage_options)
+        s = twin if twin is not None else val.twin_skill_of(config)
     except (DsmError, ValueError) as exc:
         rep.missing("twin_skill", str(exc))
     else:
-        frame = pd.DataFrame([{"map": k, **v} for k, v in s["scores"].items()])
-        rep.text("product: the downscaled 1 km map; smap_repeat / smap_bilinear: SMAP 36 km without downscaling "
-                 "(repeated on its pixels / bilinear between cell centres); cell_r: mean correlation with the truth "
-                 "across the 1 km pixels of one SMAP cell on one day (what SMAP cannot see). bias = map - truth.")
+        scalar = ("n", "rmse", "r", "ubrmse", "bias", "cell_r", "rmse_cell_mean", "rmse_anomaly",
+                  "temporal_r_median", "anomaly_cell_r")
+        frame = pd.DataFrame([{"map": k, **{c: v.get(c) for c in scalar}} for k, v in s["scores"].items()])
+        rep.text(f"{', '.join(s['maps'])}: the downscaled 1 km maps (method fusion: the default; rao2022: the "
+                 "paper's); smap_repeat / smap_bilinear: SMAP 36 km without downscaling (repeated on its pixels / "
+                 "bilinear between cell centres), all on the same pixel-days; *_all: a map on all its own "
+                 "pixel-days. cell_r: mean correlation with the truth across the 1 km pixels of one SMAP cell on "
+                 "one day (what SMAP cannot see); rmse_cell_mean / rmse_anomaly: the error of the 36 km cell "
+                 "means and of the departures from them; temporal_r_median: median over pixels of the temporal R; "
+                 "anomaly_cell_r: within-cell R of the daily anomalies (map minus its time mean). bias = map - truth.")
         rep.table("twin_skill", frame)
+        st = s.get("stations")
+        if st:
+            rows = [{"map": k, **v} for k, v in st["maps"].items()]
+            rep.text("Temporal R at the twin's in situ stations on the station-days every map covers, median and "
+                     "mean over stations with a 95 % bootstrap interval over stations.")
+            rep.table("twin_skill_stations", pd.DataFrame(rows))
+        else:
+            rep.missing("twin_skill_stations", "no in situ stations in the twin's stores")
     if result.period_skill is None or result.period_skill.empty:
         rep.missing("twin_skill_periods", "no period skill computed")
         rep.missing("skill_periods", "no period skill computed")
@@ -375,7 +389,7 @@ def _section_partial(rep: Report, config: Config, v: Any, weather: pd.DataFrame 
                "Significance classes of the partial correlations at the weather stations over the mean SM map.")
 
 
-def run_report(config: Config, client: Client | None) -> str:
+def run_report(config: Config, client: Client | None, twin: Mapping[str, Any] | None = None) -> str:
     """Validate, analyse and write the self-contained HTML report; returns its path.
 
     Parameters
@@ -386,6 +400,8 @@ def run_report(config: Config, client: Client | None) -> str:
         ``validation/`` beside the output store, ``report.html`` in it).
     client : distributed.Client or None
         The cluster: store reads and the mean maps run on its workers.
+    twin : mapping, optional
+        The twin skill already computed (:func:`dsm.validate.twin_skill_of`); else computed here.
 
     Returns
     -------
@@ -413,7 +429,7 @@ def run_report(config: Config, client: Client | None) -> str:
              f"{len(products_ds.attrs.get('days_done', []))} predicted day(s). Tables: {out}; station time "
              f"series for pytesmo/QA4SM: {written['timeseries_zip']}.")
     _section_models(rep, cards, pooled, fig_dir)
-    _section_twin(rep, config, result, fig_dir)
+    _section_twin(rep, config, result, fig_dir, twin)
     _section_insitu(rep, result, weather, v.weather_max_km, fig_dir)
     scored = result.stations.loc[result.stations["status"] == "scored"]
     box = v.box

@@ -202,28 +202,28 @@ def _stage_validate(config: Config, client: Client, say: Callable[[str], None]) 
         return StageResult("validate", "skipped", message="no stations configured (validation.stations)")
     from dsm.report import run_report
 
-    summary: dict[str, Any] = {"report": run_report(config, client)}
+    summary: dict[str, Any] = {}
     scores = None
     if config.stores.truth and config.stores.output:
         summary["skill"] = f"{os.path.dirname(config.stores.output.rstrip('/'))}/skill.json"
         scores = twin_skill(config, summary["skill"])
+    summary["report"] = run_report(config, client, twin=scores)
     return StageResult("validate", "done", summary=summary, report=scores)
 
 
 def twin_skill(config: Config, dest: str) -> dict[str, Any]:
-    """Score the output store of ``config`` against the twin's 1 km truth (:func:`dsm.skill.skill`)
-    and write the scores as JSON to ``dest``; returns them.
+    """Score the products of ``config`` against the twin's 1 km truth
+    (:func:`dsm.validate.twin_skill_of`) and write the scores as JSON to ``dest``; returns them.
 
     Raises
     ------
     ConfigError
         ``stores.truth`` or ``stores.output`` unset.
     """
-    from dsm.skill import skill, write_skill
+    from dsm.skill import write_skill
+    from dsm.validate import twin_skill_of
 
-    if not (config.stores.truth and config.stores.output):
-        raise ConfigError("stores.truth and stores.output must be set to score the twin")
-    scores = skill(config.stores.output, config.stores.truth, config.stores.cube, config.stores.storage_options)
+    scores = twin_skill_of(config)
     write_skill(scores, dest, config.stores.storage_options)
     return scores
 

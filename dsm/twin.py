@@ -185,14 +185,21 @@ def build_twin(
 
 # one candidate per model and 2 folds: a quick demonstration, not a tuned product
 QUICK_TRAINING: dict[str, Any] = {
-    "pooled": False, "cv_folds": 2, "grids": {
+    "pooled": False, "cv_folds": 2,
+    "fusion": {"grid": {"max_depth": [4], "min_child_weight": [5], "reg_lambda": [1.0]}, "max_rounds": 200,
+               "cv_folds": 3},
+    "grids": {
         "svr": {"C": [1.0], "epsilon": [0.02]}, "ann": {"hidden_layer_sizes": [[32]], "alpha": [1e-2]},
         "rf": {"n_estimators": [50], "max_depth": [8]},
         "xgb": {"n_estimators": [100], "max_depth": [4], "learning_rate": [0.1]}},
 }
 
 
-def demo_config(size: str = "default", seed: int = 42, root: str | None = None, quick: bool = False) -> dict[str, Any]:
+COMPARE_DIR = "rao2022"  # where the demo puts the paper's method beside the default one
+
+
+def demo_config(size: str = "default", seed: int = 42, root: str | None = None, quick: bool = False,
+                method: str = "fusion", compare: bool = False) -> dict[str, Any]:
     """The run configuration of the standard twin of ``size`` (what ``dsm demo`` writes).
 
     Parameters
@@ -207,6 +214,13 @@ def demo_config(size: str = "default", seed: int = 42, root: str | None = None, 
     quick
         One hyperparameter candidate per model, 2 CV folds and no pooled model
         (:data:`QUICK_TRAINING`), for notebooks and examples.
+    method
+        ``training.method``: ``"fusion"`` (the default method) or ``"rao2022"`` (the paper's),
+        whose models and products then go under ``rao2022/`` beside the shared twin stores,
+        with the stages cube, train and predict only.
+    compare
+        Score the ``rao2022`` products beside this run's in the twin skill
+        (``validation.compare``).
 
     Returns
     -------
@@ -215,20 +229,31 @@ def demo_config(size: str = "default", seed: int = 42, root: str | None = None, 
     """
     spec = TwinSpec.of_size(size, seed)
     r = spec.region
-    names = {"cube": "cube.zarr", "truth": "truth.zarr", "stations": "stations", "models": "models",
-             "output": "sm.zarr", "cog": "cog", "stac": "stac"}
+    names: dict[str, str | None] = {"cube": "cube.zarr", "truth": "truth.zarr", "stations": "stations",
+                                    "models": "models", "output": "sm.zarr", "cog": "cog", "stac": "stac"}
+    if method == "rao2022":
+        names.update(models=f"{COMPARE_DIR}/models", output=f"{COMPARE_DIR}/sm.zarr", cog=None, stac=None)
     raw: dict[str, Any] = {
         "region": {"cells": [r.row0, r.col0, r.nrows, r.ncols]},
         "dates": {"start": spec.start.isoformat(), "end": spec.end.isoformat()},
-        "stores": {k: v if root is None else f"{root.rstrip('/')}/{v}" for k, v in names.items()},
+        "stores": {k: v if root is None or v is None else f"{root.rstrip('/')}/{v}" for k, v in names.items()},
         "cluster": {"n_workers": 2, "threads_per_worker": 1},
         "chunks": {"space": 144, "time": 8},
         "twin": {"seed": seed},
     }
     training: dict[str, Any] = dict(QUICK_TRAINING) if quick else {}
+    if method != "fusion":
+        training["method"] = method
+        raw["run"] = {"stages": ["cube", "train", "predict"]}
+    validation: dict[str, Any] = {}
     if size == "tiny":  # 4 x 4 cells give at most 256 samples a period, about 60-75 valid
         training["min_samples"] = 40
-        raw["validation"] = {"partial_correlation_freq": "W"}  # 48 days hold too few months
+        validation["partial_correlation_freq"] = "W"  # 48 days hold too few months
+    if compare:
+        out = f"{COMPARE_DIR}/sm.zarr"
+        validation["compare"] = {"rao2022": out if root is None else f"{root.rstrip('/')}/{out}"}
+    if validation:
+        raw["validation"] = validation
     if training:
         raw["training"] = training
     return raw

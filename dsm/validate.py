@@ -63,6 +63,7 @@ from distributed import Client
 from pyproj import CRS, Transformer
 
 from dsm import insitu, metrics, store
+from dsm import skill as skill_mod
 from dsm.config import BootstrapConfig, Config, GriddedProductConfig, StationSourceConfig, ValidationConfig
 from dsm.errors import ConfigError, InputError
 from dsm.grid import FINE_PER_COARSE, Region, lonlat_to_xy
@@ -689,17 +690,14 @@ def period_skill(output_url: str, truth_url: str, cube_url: str,
                  storage_options: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Skill against the twin's 1 km truth per 16-day period and overall.
 
-    The same scores and maps as :func:`dsm.skill.skill` (``product``, ``product_rc``,
-    ``smap_repeat``, ``smap_bilinear`` on the common pixel-days), grouped by period.
+    The same scores and maps as :func:`dsm.skill.skill` (``product``, ``smap_repeat``,
+    ``smap_bilinear`` on the common pixel-days), grouped by period.
 
     Returns
     -------
     pandas.DataFrame
         ``period, map, n, rmse, r, ubrmse, bias, cell_r`` (``period`` ``all`` for the whole run).
     """
-    from dsm import skill as skill_mod
-    from dsm.predict import residual_correct
-
     so = dict(storage_options or {})
     out = store.open_store(output_url, "products", so)
     truth = store.open_store(truth_url, "truth", so)
@@ -708,7 +706,7 @@ def period_skill(output_url: str, truth_url: str, cube_url: str,
     if not days:
         raise InputError(f"{output_url} has no predicted day to score")
     land = cube["land_mask"].values == 1
-    names = ("product", "product_rc", "smap_repeat", "smap_bilinear")
+    names = ("product", "smap_repeat", "smap_bilinear")
     by_period: dict[str, list[np.datetime64]] = {}
     for d in days:
         by_period.setdefault(period_of(pd.Timestamp(d).date()).name, []).append(np.datetime64(d, "ns"))
@@ -721,9 +719,8 @@ def period_skill(output_url: str, truth_url: str, cube_url: str,
         tr = truth["sm_true"].sel(time=t).values.astype(np.float32)
         smap = cube["smap_sm"].sel(time=t).values.astype(np.float32)
         rep, bil = skill_mod.repeat(smap), skill_mod.bilinear(smap)
-        rc = np.stack([residual_correct(s, c) for s, c in zip(sm, smap)])
         common = land[None] & np.isfinite(tr) & np.isfinite(sm) & np.isfinite(rep) & np.isfinite(bil)
-        for k, v in zip(names, (sm, rc, rep, bil)):
+        for k, v in zip(names, (sm, rep, bil)):
             acc[k].add(v, tr, common)
             total[k].add(v, tr, common)
         rows += [{"period": period, "map": k, **acc[k].result()} for k in names]
@@ -749,6 +746,27 @@ def stations_config(config: Config) -> ValidationConfig:
         base = config.stores.output or config.stores.cube
         updates["out"] = f"{os.path.dirname(base.rstrip('/'))}/validation"
     return v.model_copy(update=updates)
+
+
+def skill_maps(config: Config) -> dict[str, str]:
+    """The products stores the twin skill scores: this run's (labelled by its method) and
+    ``validation.compare``."""
+    if not (config.stores.truth and config.stores.output):
+        raise ConfigError("stores.truth and stores.output must be set to score the twin")
+    compare = dict(config.validation.compare) if config.validation else {}
+    return {config.training.method: config.stores.output, **compare}
+
+
+def twin_skill_of(config: Config) -> dict[str, Any]:
+    """The twin skill (:func:`dsm.skill.skill`) of the configured products, with the twin's
+    in situ stations when ``stores.stations`` holds them."""
+    so = config.stores.storage_options
+    stations = None
+    if config.stores.stations:
+        url = f"{config.stores.stations.rstrip('/')}/insitu.csv"
+        if store.exists(url, so):
+            stations = skill_mod.read_twin_stations(url, so)
+    return skill_mod.skill(skill_maps(config), str(config.stores.truth), config.stores.cube, so, stations=stations)
 
 
 def validate(config: Config, client: Client | None) -> ValidationResult:

@@ -29,7 +29,8 @@
 #
 # Everything below uses `ROOT` and `STORAGE_OPTIONS` and nothing else, so a local folder and a
 # bucket take exactly the same code path. The notebook writes the tiny twin (4 x 4 SMAP cells,
-# 48 days) to `ROOT`, trains one 16-day period and predicts that period across the workers.
+# 48 days) to `ROOT`, trains the default method's pooled model and predicts one 16-day period
+# across the workers.
 
 # %%
 import contextlib
@@ -101,17 +102,19 @@ for entry in fs.ls(path, detail=True):
     print(f"  {entry['name'].rsplit('/', 1)[-1]:<12} {entry['type']:<10} {size / 1e6:8.2f} MB")
 
 # %% [markdown]
-# ## Train one period
-# `train(..., only=[name])` fits just that period: its samples are aggregated on the workers,
-# the grid searches of the five models spread over them, and the chosen model (with its
-# reduced and quantile companions) lands in `ROOT/models`, next to its JSON card.
+# ## Train the pooled model
+# The samples of every period are aggregated on the workers, the cross-validation fits
+# (candidate x fold) spread over them, and each model (the full one and its reduced
+# companions) is refitted with `xgboost.dask`; the models land in `ROOT/models/fusion/`, next
+# to the JSON card that records the search and the fusion error model.
 
 # %%
+report = train(cfg, client, force=True)  # force: retrain if an earlier run left one
+card = report.fusion
+print("\n".join(f"{v.name:<8} {v.n_train:>5} samples, CV RMSE {v.cv_rmse:.4f}, {v.n_rounds} rounds"
+                for v in card.variants))
+print(f"fusion weight of SMAP {card.error_model['weight']:.2f}")
 period = periods(cfg.dates.start, cfg.dates.end)[1]
-report = train(cfg, client, only=[period.name], force=True)  # force: retrain if an earlier run left one
-card = report.cards[[c["period"] for c in report.cards].index(period.name)]
-print(f"period {period.name} ({period.start} .. {period.end}): {card['n_samples']} samples, chose {card['chosen']}, "
-      f"test R {card['models'][card['chosen']]['test']['r']:.3f}; companions: {report.variants}")
 
 # %% [markdown]
 # ## Predict that period across the workers

@@ -29,7 +29,7 @@ GRIDS = {"xgb": {"n_estimators": [40], "max_depth": [3]}}
 def config(cube: str, models: str, out: str, **extra):
     raw = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
            "stores": {"cube": cube, "models": models, "output": out}, "chunks": {"space": 72, "time": 8},
-           "training": {"min_samples": 30, "grids": GRIDS, "models": ["xgb"], "pooled": False}}
+           "training": {"method": "rao2022", "min_samples": 30, "grids": GRIDS, "models": ["xgb"], "pooled": False}}
     for k, v in extra.items():
         raw[k] = {**raw.get(k, {}), **v} if isinstance(v, dict) else v
     return from_dict(raw)
@@ -40,7 +40,7 @@ def trained(tiny_twin, tmp_path_factory, client):
     root = tmp_path_factory.mktemp("predict")
     cfg = config(tiny_twin.cube, str(root / "models"), str(root / "sm.zarr"))
     report = train(cfg, client)
-    assert report.failed == {} and len(report.variants) == 6
+    assert report.failed == {} and len(report.variants) == 9  # full, no-lst, static x 3 periods
     return cfg, root
 
 
@@ -75,8 +75,8 @@ def test_prediction_equals_the_stored_models_and_round_trips_int16(predicted, ti
     assert out["sm"].encoding["_FillValue"] == -9999 and out["sm"].attrs["grid_mapping"] == "spatial_ref"
     assert out.rio.crs.to_epsg() == 6933
     assert "reduced_model" in out["sm_origin"].attrs["flag_meanings"]
-    assert out["sm_origin"].attrs["flag_masks"] == [1, 2, 4, 8, 16]
-    assert set(out.attrs["origin_bits"]) == {"1", "2", "4", "8", "16"}
+    assert out["sm_origin"].attrs["flag_masks"] == [1, 2, 4, 8, 16, 32, 64]
+    assert set(out.attrs["origin_bits"]) == {"1", "2", "4", "8", "16", "32", "64"}
     cube = open_cube(tiny_twin.cube)
     land = cube["land_mask"].values == 1
     models = ModelStore(cfg.stores.models)
@@ -98,14 +98,20 @@ def test_prediction_equals_the_stored_models_and_round_trips_int16(predicted, ti
         # int16 packing: value x 10000 rounded; decoding is within 1e-4
         assert raw[t].dtype == np.int16
         assert np.abs(raw[t][all_ok] - want_full * 1e4).max() <= 0.5 + 1e-3
-        assert np.all(np.isnan(sm[~(all_ok | red)])) and np.all(raw[t][~(all_ok | red)] == -9999)
+        # the rest of the land: the static companion (gap-free mode); off land: empty
+        static_cols = [i for i, p in enumerate(cfg.predictors) if p in ("dem", "slope", "aspect", "sand", "silt", "clay")]
+        rest = land & ~(all_ok | red)
+        assert rest.any() and np.isfinite(X[rest][:, static_cols]).all()
+        want_static = np.clip(models.load_model(variant_key("static", P2)).predict(X[rest][:, static_cols]), 0, 1)
+        np.testing.assert_allclose(sm[rest], want_static, atol=5.01e-5, rtol=0)
+        assert np.all(np.isnan(sm[~land])) and np.all(raw[t][~land] == -9999)
         origin = out["sm_origin"].isel(time=t).values
         assert np.all(origin[all_ok] & 1) and not np.any(origin[all_ok] & 2)
-        assert np.all(origin[red] & 2) and not np.any(origin[red] & 1)
-        assert np.all(origin[~(all_ok | red)] == 0)
+        assert np.all(origin[red | rest] & 2) and not np.any(origin[red | rest] & 1)
+        assert np.all(origin[~land] == 0)
         smap = cube["smap_sm"].sel(time=np.datetime64(day, "ns")).values
         nosmap = np.repeat(np.repeat(~np.isfinite(smap), 36, 0), 36, 1)
-        assert np.array_equal((origin & 16) > 0, nosmap & (all_ok | red))
+        assert np.array_equal((origin & 16) > 0, nosmap & land)
         unc = out["sm_unc"].isel(time=t).values
         assert np.all(unc[all_ok | red] >= 0) and np.isfinite(unc[all_ok | red]).all()
         qcard = models.read_card(f"variants/full/{P2}/quantile")
@@ -152,7 +158,8 @@ def test_empty_day_and_missing_period_are_reported_and_the_rest_is_produced(trai
     models = tmp_path / "models"
     shutil.copytree(cfg.stores.models, models)
     shutil.rmtree(models / P3)
-    c = config(str(cube), str(models), str(tmp_path / "sm.zarr"))
+    # without gap filling (gap-free mode fills such a day with the static companion model)
+    c = config(str(cube), str(models), str(tmp_path / "sm.zarr"), output={"gap_free": False})
     report = predict(c, client)
     assert list(report.empty) == ["2016-06-20"] and "albedo, lst" in report.empty["2016-06-20"]
     p3_days = [(dt.date(2016, 7, 11) + dt.timedelta(i)).isoformat() for i in range(16)]

@@ -37,8 +37,7 @@ def test_killed_run_resumes_to_byte_identical_output(tiny_twin, tmp_path):
            "stores": {"cube": tiny_twin.cube, "models": str(tmp_path / "models"), "output": str(tmp_path / "a.zarr")},
            "chunks": {"space": 72, "time": 1},
            "cluster": {"n_workers": 2, "threads_per_worker": 1, "dashboard_address": None},
-           "training": {"min_samples": 30, "models": ["xgb"], "pooled": False,
-                        "grids": {"xgb": {"n_estimators": [40], "max_depth": [3]}}}}
+           "training": {"min_samples": 30, "fusion": {"grid": {"max_depth": [3]}, "max_rounds": 60, "cv_folds": 3}}}
     path = tmp_path / "a.yaml"
     path.write_text(yaml.safe_dump(raw))
     cfg = load(path)
@@ -72,4 +71,4 @@ def test_killed_run_resumes_to_byte_identical_output(tiny_twin, tmp_path):
     res = subprocess.run([sys.executable, "-m", "dsm", "status", str(path)], capture_output=True, text=True,
                          timeout=60)
     assert res.returncode == 0 and "days: 48, predicted 48, empty 0, failed 0, exported 0" in res.stdout
-    assert "period 2016161: trained (xgb)" in res.stdout
+    assert "fusion: trained (pooled xgb: full, no-lst, static)" in res.stdout

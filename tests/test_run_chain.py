@@ -28,6 +28,7 @@ from dsm.testing.processes import ProcessCluster
 pytestmark = [pytest.mark.s3, pytest.mark.cluster]
 
 TRAINING = {"min_samples": 40, "models": ["mlr", "xgb"], "cv_folds": 2,
+            "fusion": {"grid": {"max_depth": [3]}, "max_rounds": 80, "cv_folds": 3},
             "grids": {"xgb": {"n_estimators": [60], "max_depth": [3], "learning_rate": [0.1]}},
             "pooled_params": {"n_estimators": 60, "max_depth": 4}}
 
@@ -143,7 +144,7 @@ def test_a_rerun_resumes_and_redoes_nothing(chain):
                          text=True, env=chain["env"], timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "twin already built" in res.stdout
-    assert "skipped (already stored; --force retrains): 2016161, 2016177, 2016193" in res.stdout
+    assert "skipped (already stored; --force retrains): fusion" in res.stdout
     assert "predicted 0 day(s)" in res.stdout and "skipped 48 already done" in res.stdout
     assert "exported 0 COG(s)" in res.stdout and "skipped 48" in res.stdout
 

@@ -31,7 +31,8 @@ SMALL_GRIDS = {
 
 
 def _config(cube: str, model_store: str, **training):
-    t = {"min_samples": 30, "grids": SMALL_GRIDS, "pooled_params": {"n_estimators": 30}, **training}
+    t = {"method": "rao2022", "min_samples": 30, "grids": SMALL_GRIDS, "pooled_params": {"n_estimators": 30},
+         **training}
     return from_dict({"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
                       "stores": {"cube": cube, "models": model_store}, "training": t})
 
@@ -123,7 +124,8 @@ def test_cli_train_prints_the_tables(tiny_twin, tmp_path):
     cfg = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
            "stores": {"cube": tiny_twin.cube, "models": str(tmp_path / "models")},
            "cluster": {"n_workers": 2, "threads_per_worker": 1, "dashboard_address": None},
-           "training": {"min_samples": 30, "grids": SMALL_GRIDS, "pooled": False, "models": ["mlr", "xgb"]}}
+           "training": {"method": "rao2022", "min_samples": 30, "grids": SMALL_GRIDS, "pooled": False,
+                        "models": ["mlr", "xgb"]}}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     res = subprocess.run([sys.executable, "-m", "dsm", "train", str(path)], capture_output=True, text=True, timeout=200)

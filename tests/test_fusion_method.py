@@ -1,0 +1,180 @@
+"""The default method (training.method: fusion) end to end on the tiny twin, beside the paper's."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+from dsm import products
+from dsm.config import from_dict
+from dsm.errors import ConfigError
+from dsm.fusion import STATE_CARRIED, STATE_FUSED
+from dsm.grid import FINE_PER_COARSE, block_reduce_mean
+from dsm.models.cards import FUSION_KEY, FusionCard
+from dsm.models.store import ModelStore
+from dsm.models.train import train
+from dsm.predict import DayCells, fuse_block, predict
+from dsm.skill import skill
+
+FAST = {"grid": {"max_depth": [4], "min_child_weight": [5], "reg_lambda": [1.0]}, "max_rounds": 200, "cv_folds": 3}
+SMALL_GRIDS = {"svr": {"C": [1.0]}, "ann": {"hidden_layer_sizes": [[16]], "alpha": [0.01]},
+               "rf": {"n_estimators": [30], "max_depth": [5]}, "xgb": {"n_estimators": [30], "max_depth": [3]}}
+
+
+def _config(cube: str, root: Path, method: str = "fusion", **training):
+    t = {"min_samples": 30, "method": method, "fusion": FAST, "grids": SMALL_GRIDS, "cv_folds": 2, "pooled": False,
+         **training}
+    return from_dict({"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
+                      "stores": {"cube": cube, "models": str(root / "models"), "output": str(root / "sm.zarr")},
+                      "chunks": {"space": 72, "time": 8}, "training": t})
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_twin, tmp_path_factory, client):
+    """Both methods trained and predicted on the tiny twin."""
+    out = {}
+    for method in ("fusion", "rao2022"):
+        cfg = _config(tiny_twin.cube, tmp_path_factory.mktemp(method), method)
+        rep = train(cfg, client)
+        assert rep.failed == {}
+        pr = predict(cfg, client)
+        assert pr.failed == {} and len(pr.predicted) == 48
+        out[method] = cfg
+    return out
+
+
+@pytest.mark.timeout(600)
+def test_fusion_beats_bilinear_smap_on_a_small_twin(tmp_path_factory, client):
+    """8 x 8 SMAP cells over 64 summer days: the smallest twin with enough SMAP cell-days
+    (about 1800) for the error model; the tiny twin's 300 leave the fusion weight unresolved."""
+    import datetime as dt
+
+    from dsm.grid import Region
+    from dsm.synthetic import TwinSpec
+    from dsm.twin import TwinStores, build_twin
+
+    root = tmp_path_factory.mktemp("small_twin")
+    st = TwinStores(str(root / "cube.zarr"), str(root / "truth.zarr"), str(root / "stations"))
+    build_twin(st, TwinSpec(Region(72, 770, 8, 8), dt.date(2016, 6, 1), dt.date(2016, 8, 3), seed=42), 144, 8,
+               progress=False)
+    raw = _config(st.cube, root).model_dump(mode="json")
+    raw["region"] = {"cells": [72, 770, 8, 8]}
+    raw["dates"] = {"start": "2016-06-01", "end": "2016-08-03"}
+    raw["chunks"] = {"space": 144, "time": 8}
+    cfg = from_dict(raw)
+    assert train(cfg, client).failed == {}
+    assert predict(cfg, client).failed == {}
+    s = skill({"fusion": cfg.stores.output}, st.truth, st.cube)["scores"]
+    assert s["fusion"]["n"] == s["smap_bilinear"]["n"] > 1_000_000
+    assert s["fusion"]["rmse"] < 0.97 * s["smap_bilinear"]["rmse"]
+    assert s["smap_bilinear"]["rmse"] < s["smap_repeat"]["rmse"]
+    assert s["fusion"]["rmse_cell_mean"] < s["smap_bilinear"]["rmse_cell_mean"]
+    assert s["fusion"]["cell_r"] > s["smap_bilinear"]["cell_r"]
+
+
+def test_card_records_the_search_the_companions_and_the_error_model(runs, tiny_twin):
+    store = ModelStore(runs["fusion"].stores.models)
+    card = FusionCard.from_dict(store.read_card(FUSION_KEY))
+    assert [v.name for v in card.variants] == ["full", "no-lst", "static"]
+    full = card.variants[0]
+    assert full.features[-2:] == ("doy_sin", "doy_cos") and "aspect_sin" in full.features
+    assert "aspect" not in full.features and set(full.ranges) == set(full.features[:-2])
+    lo, hi = full.ranges["dem"]
+    dem = xr.open_zarr(tiny_twin.cube, consolidated=False)["dem"].values
+    assert np.nanmin(dem) <= lo < hi <= np.nanmax(dem)  # 1 km pixel range, not the 36 km means
+    em = card.error_model
+    assert em["var_smap"] > 0 and em["var_model"] > 0 and 0 < em["weight"] < 1 and em["decay_days"] > 0
+    assert em["var_smap_method"] in ("triple_collocation", "configured_default")
+    assert card.search and card.search[0]["n_rounds"] == full.n_rounds
+    assert card.cv["scheme"] == "blocks of days x cells"
+
+
+def test_stored_models_reload_bit_identical(runs):
+    store = ModelStore(runs["fusion"].stores.models)
+    card = FusionCard.from_dict(store.read_card(FUSION_KEY))
+    for rec in card.variants:
+        model = store.load_model(rec.key)
+        raw = bytes(model.get_booster().save_raw("json"))
+        assert hashlib.sha256(raw).hexdigest() == rec.sha256
+        X = np.random.default_rng(1).normal(size=(50, len(rec.features))).astype(np.float32)
+        again = store.load_model(rec.key)
+        assert np.array_equal(model.predict(X), again.predict(X))
+
+
+def test_coverage_gap_free_and_unc_are_the_same_for_both_methods(runs, tiny_twin):
+    land = xr.open_zarr(tiny_twin.cube, consolidated=False)["land_mask"].values == 1
+    stores = {m: xr.open_zarr(cfg.stores.output, consolidated=False) for m, cfg in runs.items()}
+    for method, ds in stores.items():
+        sm, unc = ds["sm"].values, ds["sm_unc"].values
+        assert ds.attrs["method"] == method and ds.attrs["gap_free"] is True
+        assert np.isfinite(sm).sum() == land.sum() * sm.shape[0], method  # every land pixel-day
+        assert np.array_equal(np.isfinite(unc), np.isfinite(sm)), method
+        assert (unc[np.isfinite(unc)] > 0).all()
+        origin = ds["sm_origin"].values
+        assert ((origin > 0) == np.isfinite(sm)).all()
+    fused = stores["fusion"]["sm_origin"].values
+    assert ((fused & products.SMAP_FUSED) > 0).any() and ((fused & products.SMAP_CARRIED) > 0).any()
+    no_smap = (fused & products.NO_SMAP) > 0
+    assert not ((fused & products.SMAP_FUSED) > 0)[no_smap].any()  # fused only where SMAP observed
+
+
+@pytest.mark.timeout(300)
+def test_a_region_without_smap_gets_the_model_alone_flagged(runs, tiny_twin, tmp_path, client):
+    cube = tmp_path / "cube.zarr"
+    shutil.copytree(tiny_twin.cube, cube)
+    arr = zarr.open_array(str(cube / "smap_sm"), mode="r+")
+    arr[...] = np.nan
+    base = runs["fusion"]
+    cfg = from_dict({**base.model_dump(mode="json"), "stores": {**base.stores.model_dump(), "cube": str(cube),
+                                                               "output": str(tmp_path / "sm.zarr")}})
+    assert predict(cfg, client).failed == {}
+    ds = xr.open_zarr(cfg.stores.output, consolidated=False)
+    origin, sm = ds["sm_origin"].values, ds["sm"].values
+    ok = np.isfinite(sm)
+    assert ok.any() and ((origin[ok] & products.NO_SMAP) > 0).all()
+    assert not ((origin & (products.SMAP_FUSED | products.SMAP_CARRIED)) > 0).any()
+
+
+def _cells(cell_mean, increment, state, halo=None, smooth="none"):
+    var = np.full(cell_mean.shape, 1e-4)
+    return DayCells(cell_mean, increment, var, state, var_anomaly=4e-4, anomaly_gain=1.0, interval=0.9,
+                    halo=halo, smooth=smooth)
+
+
+@pytest.mark.parametrize("smooth", ["none", "increments", "cell_means"])
+def test_fuse_block_keeps_the_fused_cell_means_and_the_model_anomaly(smooth):
+    rng = np.random.default_rng(0)
+    f = FINE_PER_COARSE
+    model = (0.2 + 0.02 * rng.normal(size=(2 * f, 3 * f))).astype(np.float32)
+    model[:5, :5] = np.nan  # water
+    C = np.array([[0.25, 0.15, 0.3], [0.2, 0.22, 0.18]])
+    inc = np.array([[0.02, -0.01, 0.0], [0.03, 0.0, 0.01]])
+    state = np.array([[STATE_FUSED, STATE_CARRIED, 0], [STATE_FUSED, 0, STATE_CARRIED]], np.uint8)
+    halo = None
+    if smooth != "none":
+        halo = np.pad(inc if smooth == "increments" else C, 1, constant_values=np.nan)
+    sm, unc, origin = fuse_block(model, np.ones(model.shape, np.uint8), _cells(C, inc, state, halo, smooth))
+    np.testing.assert_allclose(block_reduce_mean(sm), C, atol=1e-6)  # area-to-point consistent
+    if smooth == "none":
+        anomaly = model - np.repeat(np.repeat(block_reduce_mean(model), f, 0), f, 1)
+        np.testing.assert_allclose(sm - np.repeat(np.repeat(C, f, 0), f, 1), anomaly, atol=1e-6)
+    assert np.isnan(sm[:5, :5]).all() and np.isnan(unc[:5, :5]).all()
+    np.testing.assert_allclose(unc[10, 10], 1.6448536 * np.sqrt(1e-4 + 4e-4), rtol=1e-5)
+    assert (origin[10:20, 10:20] & products.SMAP_FUSED).all()
+    assert (origin[10:20, 40:50] & products.SMAP_CARRIED).all()
+    assert not (origin[10:20, 80:90] & (products.SMAP_FUSED | products.SMAP_CARRIED)).any()
+
+
+def test_config_refuses_a_gain_outside_0_2_and_the_removed_predict_with(tiny_twin, tmp_path):
+    with pytest.raises(ConfigError, match="anomaly_gain"):
+        _config(tiny_twin.cube, tmp_path, fusion={"anomaly_gain": 2.5})
+    with pytest.raises(ConfigError, match="predict_with was removed"):
+        _config(tiny_twin.cube, tmp_path, predict_with="pooled")
+    with pytest.raises(ConfigError, match="max_rounds"):
+        _config(tiny_twin.cube, tmp_path, fusion={"grid": {"n_estimators": [100]}})
