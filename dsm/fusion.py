@@ -23,6 +23,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize_scalar
 from scipy.stats import norm
 
+from dsm.grid import bilinear
+
 __all__ = ["ErrorModel", "FusedCells", "estimate_error_model", "fit_decay", "fuse",
            "innovation_autocorrelation", "pixel_interval", "smap_error_variance", "smooth_increments",
            "triple_collocation"]
@@ -393,18 +395,6 @@ def fuse(model: ArrayLike, smap: ArrayLike, em: ErrorModel) -> FusedCells:
     return FusedCells(cell_mean=m + increment, increment=increment, variance=variance, state=state, lag=lag)
 
 
-def _interp_matrix(n: int, factor: int) -> NDArray[np.float64]:
-    """``(n * factor, n)`` linear interpolation between cell centres, edge values held."""
-    u = (np.arange(n * factor) + 0.5) / factor - 0.5  # fine centres in cell-index units
-    i0 = np.floor(u).astype(np.int64)
-    frac = u - i0
-    a = np.zeros((n * factor, n))
-    rows = np.arange(n * factor)
-    np.add.at(a, (rows, np.clip(i0, 0, n - 1)), 1.0 - frac)
-    np.add.at(a, (rows, np.clip(i0 + 1, 0, n - 1)), frac)
-    return a
-
-
 def smooth_increments(increment: ArrayLike, factor: int = 36) -> NDArray[np.float64]:
     """Area-to-point smoothing of cell increments onto the fine grid, cell means preserved.
 
@@ -432,11 +422,7 @@ def smooth_increments(increment: ArrayLike, factor: int = 36) -> NDArray[np.floa
         raise ValueError(f"factor must be a positive integer, got {factor}")
     factor = int(factor)
     cy, cx = v.shape[-2:]
-    ay, ax = _interp_matrix(cy, factor), _interp_matrix(cx, factor)
-    valid = np.isfinite(v)
-    num = ay @ np.where(valid, v, 0.0) @ ax.T
-    den = ay @ valid.astype(np.float64) @ ax.T
-    interp = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    interp = bilinear(v, factor)
     blocks = interp.reshape(*v.shape[:-2], cy, factor, cx, factor)
     shift = v - blocks.mean(axis=(-3, -1))  # NaN for NaN cells
     blocks = blocks + shift[..., :, None, :, None]

@@ -336,6 +336,35 @@ class Region:
         return {"row0": int(self.row0), "col0": int(self.col0), "nrows": int(self.nrows), "ncols": int(self.ncols)}
 
 
+def _interp_matrix(n: int, factor: int) -> np.ndarray:
+    """``(n * factor, n)`` linear interpolation between cell centres, edge values held."""
+    u = (np.arange(n * factor) + 0.5) / factor - 0.5  # fine centres in cell-index units
+    i0 = np.floor(u).astype(np.int64)
+    frac = u - i0
+    a = np.zeros((n * factor, n))
+    rows = np.arange(n * factor)
+    np.add.at(a, (rows, np.clip(i0, 0, n - 1)), 1.0 - frac)
+    np.add.at(a, (rows, np.clip(i0 + 1, 0, n - 1)), frac)
+    return a
+
+
+def bilinear(coarse: np.ndarray, factor: int = FINE_PER_COARSE) -> np.ndarray:
+    """Bilinear interpolation of a coarse field (last two axes) to the fine pixel centres.
+
+    Interpolates between cell centres, holding edge values beyond the outer centres; NaN
+    neighbours are left out and the weights of the others renormalised; pixels whose own
+    cell is NaN are NaN. Returns float64 of shape ``(..., ny * factor, nx * factor)``.
+    """
+    v = np.asarray(coarse, dtype=np.float64)
+    ay, ax = _interp_matrix(v.shape[-2], factor), _interp_matrix(v.shape[-1], factor)
+    valid = np.isfinite(v)
+    num = ay @ np.where(valid, v, 0.0) @ ax.T
+    den = ay @ valid.astype(np.float64) @ ax.T
+    out = np.divide(num, den, out=np.full_like(num, np.nan), where=den > 0)
+    own = np.repeat(np.repeat(valid, factor, -2), factor, -1)
+    return np.where(own, out, np.nan)
+
+
 def block_reduce_mean(fine: np.ndarray, valid_fraction: float = 0.0) -> np.ndarray:
     """Mean of the valid (non-NaN) 1 km pixels of each 36 km cell.
 

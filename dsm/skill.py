@@ -86,6 +86,7 @@ import pandas as pd
 
 from dsm import products, store
 from dsm.grid import EASE2_1KM, FINE_PER_COARSE, lonlat_to_xy
+from dsm.grid import bilinear as grid_bilinear
 
 MIN_CELL_PIXELS = 30
 """Fewest scored pixels a (cell, day) needs for ``cell_r``, ``rmse_cell_mean`` and ``rmse_anomaly``."""
@@ -102,35 +103,8 @@ _EPS = 1e-12
 
 
 def bilinear(coarse: np.ndarray) -> np.ndarray:
-    """Bilinear interpolation of a 36 km field (last two axes) to 1 km pixel centres.
-
-    Interpolates between cell centres, holding edge values beyond the outer centres; NaN
-    neighbours are left out and the weights of the others renormalised; pixels whose own
-    cell is NaN stay NaN (as in the repeated baseline).
-    """
-    f = FINE_PER_COARSE
-    ny, nx = coarse.shape[-2:]
-
-    def axis(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        pos = np.clip((np.arange(n * f) + 0.5) / f - 0.5, 0, n - 1)
-        i0 = np.floor(pos).astype(int)
-        i1 = np.minimum(i0 + 1, n - 1)
-        return i0, i1, (pos - i0).astype(np.float64)
-
-    y0, y1, wy = axis(ny)
-    x0, x1, wx = axis(nx)
-    num = np.zeros((*coarse.shape[:-2], ny * f, nx * f))
-    den = np.zeros_like(num)
-    for yi, wyv in ((y0, 1 - wy), (y1, wy)):
-        for xi, wxv in ((x0, 1 - wx), (x1, wx)):
-            v = coarse[..., yi[:, None], xi[None, :]]
-            w = wyv[:, None] * wxv[None, :] * np.isfinite(v)
-            num += np.where(np.isfinite(v), v, 0.0) * w
-            den += w
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(den > 0, num / den, np.nan).astype(np.float32)
-    out[np.isnan(repeat(coarse))] = np.nan  # no SMAP in the pixel's own cell: no baseline value
-    return out
+    """SMAP bilinearly interpolated to 1 km (:func:`dsm.grid.bilinear`), float32."""
+    return grid_bilinear(coarse, FINE_PER_COARSE).astype(np.float32)
 
 
 def repeat(coarse: np.ndarray) -> np.ndarray:

@@ -124,22 +124,24 @@ if weather is not None:
 
 # %% [markdown]
 # ## The twin: skill against the 1 km truth
-# `dsm.skill.skill` streams over the predicted days and scores every land pixel-day where the
-# truth, the map and SMAP all exist, for four maps: the product, the product after the
-# residual correction (each cell's mean set to SMAP on days SMAP saw it), and the two maps
-# without downscaling. `cell_r` is the mean correlation with the truth across the 1 km pixels
-# of one SMAP cell on one day: the part of the signal SMAP cannot see, and the one number a
-# downscaling must win (repeated SMAP is constant in a cell, so it has none).
+# `dsm.validate.twin_skill_of` (`dsm.skill.skill` on this run's products, any
+# `validation.compare` stores, and the twin's stations) streams over the predicted days and
+# scores every land pixel-day where the truth, every map and SMAP exist: the products and the
+# two maps without downscaling (SMAP repeated and bilinear). `cell_r` is the mean correlation
+# with the truth across the 1 km pixels of one SMAP cell on one day: the part of the signal
+# SMAP cannot see (repeated SMAP is constant in a cell, so it has none); the table also splits
+# the error into the 36 km cell means and the departures from them, and gives temporal R per
+# pixel and at the stations.
 
 # %%
 assert cfg.stores.truth, "no stores.truth: only the synthetic twin can be scored against a 1 km truth"
-sk = dsm.skill.skill(cfg.stores.output, cfg.stores.truth, cfg.stores.cube, so)
+sk = dsm.validate.twin_skill_of(cfg)
 print(dsm.skill.format_table(sk))
-scores = pd.DataFrame(sk["scores"]).T.drop(index="product_all")
+scores = pd.DataFrame(sk["scores"]).T.drop(index=[f"{m}_all" for m in sk["maps"]])
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), constrained_layout=True)
 for ax, metric, label in zip(axes, ("rmse", "r", "cell_r"), ("RMSE (m3/m3)", "R", "mean within-cell R")):
     vals = scores[metric].astype(float)
-    ax.bar(vals.index, vals.fillna(0).values, color=["tab:red", "salmon", "tab:blue", "lightsteelblue"])
+    ax.bar(vals.index, vals.fillna(0).values, color=["tab:red", "salmon", "tab:blue", "lightsteelblue"][-len(vals):])
     for i, val in enumerate(vals):
         ax.text(i, 0 if np.isnan(val) else val, "n/a" if np.isnan(val) else f"{val:.3f}", ha="center", va="bottom",
                 fontsize=8)

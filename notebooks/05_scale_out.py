@@ -122,7 +122,9 @@ period = periods(cfg.dates.start, cfg.dates.end)[1]
 # hold those days. Each task owns one (time chunk, 72 x 72 pixel) block of the output store:
 # it reads its predictors from the cube, loads the models once per worker, predicts, and
 # writes its block to `ROOT/sm.zarr` itself; only a small summary goes back to the client,
-# which records the days as done once all their blocks landed. `get_task_stream` records
+# which records the days as done once all their blocks landed. Before the blocks, the workers
+# aggregate every cell-day's predictors to 36 km, so the client can fuse the model's cell
+# means with SMAP and send each block its fused cell means. `get_task_stream` records
 # where and when each task ran.
 
 # %%
@@ -134,6 +136,8 @@ print(f"predicted {len(result.predicted)} days ({result.predicted[0]} .. {result
 tasks = pd.DataFrame([{"worker": t["worker"], "kind": key_split(t["key"]), "start": s["start"], "stop": s["stop"]}
                       for t in stream.data for s in t["startstops"] if s["action"] == "compute"])
 tasks["seconds"] = tasks["stop"] - tasks["start"]
+# before the blocks, the fusion method aggregates every cell-day's predictors on the workers
+tasks["kind"] = tasks["kind"].where(tasks["kind"] == "run_block", "cell means (aggregation)")
 t0 = tasks["start"].min()
 fig, ax = plt.subplots(figsize=(11, 2.8), constrained_layout=True)
 names = sorted(tasks["worker"].unique())

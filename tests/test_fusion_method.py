@@ -124,7 +124,7 @@ def test_coverage_gap_free_and_unc_are_the_same_for_both_methods(runs, tiny_twin
     assert not ((fused & products.SMAP_FUSED) > 0)[no_smap].any()  # fused only where SMAP observed
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_a_region_without_smap_gets_the_model_alone_flagged(runs, tiny_twin, tmp_path, client):
     cube = tmp_path / "cube.zarr"
     shutil.copytree(tiny_twin.cube, cube)
@@ -178,3 +178,26 @@ def test_config_refuses_a_gain_outside_0_2_and_the_removed_predict_with(tiny_twi
         _config(tiny_twin.cube, tmp_path, predict_with="pooled")
     with pytest.raises(ConfigError, match="max_rounds"):
         _config(tiny_twin.cube, tmp_path, fusion={"grid": {"n_estimators": [100]}})
+
+
+@pytest.mark.timeout(600)
+def test_disaggregation_model_is_trained_stored_and_averaged_into_the_map(runs, tiny_twin, tmp_path, client):
+    import datetime as dt
+
+    cfg = _config(tiny_twin.cube, tmp_path, disaggregation=True, fusion={**FAST, "pixels_per_cell": 16})
+    assert train(cfg, client).failed == {}
+    store = ModelStore(cfg.stores.models)
+    card = FusionCard.from_dict(store.read_card(FUSION_KEY))
+    assert card.disaggregation is not None and card.disaggregation_card["n_groups"] > 100
+    assert card.disaggregation_card["loss_end"] < card.disaggregation_card["loss_start"]
+    week = [dt.date(2016, 6, 9) + dt.timedelta(i) for i in range(8)]
+    assert predict(cfg, client, only_days=week).failed == {}
+    ds = xr.open_zarr(cfg.stores.output, consolidated=False)
+    assert "disaggregation" in ds.attrs["day_models"]["2016-06-09"]
+    plain = xr.open_zarr(runs["fusion"].stores.output, consolidated=False)
+    a, b = ds["sm"].isel(time=slice(0, 8)).values, plain["sm"].isel(time=slice(0, 8)).values
+    both = np.isfinite(a) & np.isfinite(b)
+    assert both.sum() > 10_000 and not np.allclose(a[both], b[both])
+    # the cell means stay the fused ones: the averaging only changes the within-cell pattern
+    diff = block_reduce_mean(a[0]) - block_reduce_mean(b[0])
+    assert np.nanmax(np.abs(diff)) < 0.01

@@ -31,7 +31,7 @@ def _done(url: Path) -> int:
         return 0
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(480)
 def test_killed_run_resumes_to_byte_identical_output(tiny_twin, tmp_path):
     raw = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
            "stores": {"cube": tiny_twin.cube, "models": str(tmp_path / "models"), "output": str(tmp_path / "a.zarr")},
