@@ -12,7 +12,8 @@ Before the 1 km prediction, the fusion method needs, per SMAP cell and day:
    (:func:`dsm.fusion.fuse`, with the error model of the model card).
 
 The result is small (days x cells) and travels to the block tasks with their jobs. It is a
-pure function of the cube and the stored models, so every run computes the same bytes.
+pure function of the cube and the stored models, so every run computes the same bytes. On
+the block, :func:`fuse_block` (pure) turns one day of it and the 1 km model into the map.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ import pandas as pd
 import xarray as xr
 from distributed import Client
 
+from dsm import products
 from dsm.features import doy_terms
-from dsm.fusion import ErrorModel, FusedCells, fuse
+from dsm.fusion import STATE_CARRIED, STATE_FUSED, ErrorModel, FusedCells, fuse, pixel_interval, smooth_increments
+from dsm.grid import FINE_PER_COARSE, block_reduce_mean
 from dsm.models.cards import FusionCard, ModelRecord
 from dsm.periods import periods
 from dsm.samples import sample_graph, table_to_grid
@@ -93,12 +96,66 @@ def block_cells(fused: FusedCells, t0: int, t1: int, cy0: int, cy1: int, cx0: in
     ring = None
     if smooth != "none":
         field = fused.increment if smooth == "increments" else fused.cell_mean
-        ny, nx = field.shape[1:]
         padded = np.pad(field[t0:t1].astype(np.float32), ((0, 0), (1, 1), (1, 1)), constant_values=np.nan)
-        ring = padded[:, cy0:cy1 + 2, cx0:cx1 + 2].copy()
-        assert ring.shape[1:] == (cy1 - cy0 + 2, cx1 - cx0 + 2) and cy1 <= ny and cx1 <= nx
+        ring = padded[:, cy0:cy1 + 2, cx0:cx1 + 2].copy()  # padded index i is cell i - 1
     return BlockCells(fused.cell_mean[sl].astype(np.float32), fused.increment[sl].astype(np.float32),
                       fused.variance[sl].astype(np.float32), fused.state[sl].copy(), ring)
 
 
-__all__ = ["BlockCells", "cell_model", "fused_cells", "block_cells"]
+@dataclass(frozen=True)
+class DayCells:
+    """One day of a block's fused cell means, and how to apply them (the fusion method)."""
+
+    cell_mean: np.ndarray  # (cy, cx)
+    increment: np.ndarray
+    variance: np.ndarray
+    state: np.ndarray
+    var_anomaly: float
+    anomaly_gain: float = 1.0
+    interval: float | None = 0.9
+    halo: np.ndarray | None = None  # (cy + 2, cx + 2): the field to smooth
+    smooth: str = "none"  # "increments" or "cell_means"
+
+
+def fuse_block(model: np.ndarray, origin: np.ndarray, cells: DayCells, clip: tuple[float, float] = (0.0, 1.0)
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fusion method's map of one day on a block (pure).
+
+    ``sm = C + k (f - mean_cell f)``: the fused cell mean ``C`` plus ``k`` times the model's
+    within-cell anomaly (``f`` the 1 km model, its cell mean over the cell's predicted pixels).
+    With ``smooth="increments"`` the increment is spread smoothly over the cell
+    (:func:`dsm.fusion.smooth_increments`, cell means preserved): ``sm = (C - increment) +
+    smooth(increment) + k (f - mean_cell f)``; with ``"cell_means"`` the whole cell mean is:
+    ``sm = smooth(C) + k (f - mean_cell f)``. Where ``C`` is undefined (no model cell mean)
+    the map is ``f`` itself. ``sm_unc`` is the normal interval of the cell's error variance
+    plus the anomaly's (:func:`dsm.fusion.pixel_interval`). Origin bits 32 and 64 mark cells
+    fused with the day's SMAP and cells carrying an earlier increment.
+    """
+    f = FINE_PER_COARSE
+    ok = np.isfinite(model)
+    means = block_reduce_mean(model)
+    rep = lambda a: np.repeat(np.repeat(a, f, 0), f, 1)  # noqa: E731
+    anomaly = model - rep(means)
+    base = rep(cells.cell_mean)
+    if cells.halo is not None and cells.smooth != "none":
+        smooth = smooth_increments(cells.halo, f)[f:-f, f:-f]
+        if cells.smooth == "increments":
+            base = rep(cells.cell_mean - cells.increment) + np.where(np.isfinite(smooth), smooth, rep(cells.increment))
+        else:
+            base = np.where(np.isfinite(smooth), smooth, base)
+        # the smoothing preserves the mean over all pixels of a cell; keep it over the predicted ones
+        base = base + rep(cells.cell_mean - block_reduce_mean(np.where(ok, base, np.nan)))
+    sm = np.where(np.isfinite(base), base + cells.anomaly_gain * anomaly, model)
+    sm = np.where(ok, np.clip(sm, *clip), np.nan).astype(np.float32)
+    unc = np.full(model.shape, np.nan, np.float32)
+    if cells.interval is not None:
+        var_cell = np.where(np.isfinite(cells.variance), cells.variance, cells.var_anomaly)
+        unc = np.where(ok, pixel_interval(rep(var_cell), cells.var_anomaly, cells.interval), np.nan).astype(np.float32)
+    state = rep(cells.state)
+    origin = origin.copy()
+    origin[ok & (state == STATE_FUSED)] |= products.SMAP_FUSED
+    origin[ok & (state == STATE_CARRIED)] |= products.SMAP_CARRIED
+    return sm, unc, origin
+
+
+__all__ = ["BlockCells", "DayCells", "cell_model", "fused_cells", "block_cells", "fuse_block"]

@@ -25,7 +25,14 @@ sorted by cell).
 
 Choice of model per pixel (``output.gap_free``): the full predictor set when all of a pixel's
 predictors are valid, else the first reduced variant whose predictors are (default: without
-LST); with ``gap_free: false`` such pixels stay empty, as in the paper.
+LST, then the static predictors alone); with ``gap_free: false`` such pixels stay empty, as in
+the paper.
+
+Method ``fusion`` (the default): before step 2 the client computes the fused 36 km cell means
+of every day (:func:`dsm.cellmeans.fused_cells`: the pooled models on every cell-day's
+aggregated predictors, fused with SMAP) and gives each block its slice; the block's map is the
+fused cell mean plus the 1 km model's departure from its own cell mean
+(:func:`dsm.cellmeans.fuse_block`). Method ``rao2022``: each period's model, as the paper.
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ import zarr
 from distributed import Client
 
 from dsm import products, store
-from dsm.cellmeans import BlockCells, block_cells, fused_cells
+from dsm.cellmeans import BlockCells, DayCells, block_cells, fuse_block, fused_cells
 from dsm.cluster import outcomes
 from dsm.config import Config
 from dsm.cube import SPECS, Layout, open_cube
@@ -55,7 +62,6 @@ from dsm.errors import ConfigError, InputError, StoreError
 from dsm.grid import FINE_PER_COARSE, Region, block_reduce_mean
 from dsm.metrics import score
 from dsm.features import DOY_FEATURES, doy_terms, feature_layer, source_of
-from dsm.fusion import STATE_CARRIED, STATE_FUSED, pixel_interval, smooth_increments
 from dsm.models.cards import FUSION_KEY, FusionCard, ModelRecord
 from dsm.models.store import ModelStore
 from dsm.models.variants import FULL, quantile_key, variant_key, variants_of
@@ -358,62 +364,6 @@ def predict_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndar
     elif residual_correction:
         sm = residual_correct(sm, smap, clip)
     return sm, unc, origin, counts
-
-
-@dataclass(frozen=True)
-class DayCells:
-    """One day of a block's fused cell means, and how to apply them (the fusion method)."""
-
-    cell_mean: np.ndarray  # (cy, cx)
-    increment: np.ndarray
-    variance: np.ndarray
-    state: np.ndarray
-    var_anomaly: float
-    anomaly_gain: float = 1.0
-    interval: float | None = 0.9
-    halo: np.ndarray | None = None  # (cy + 2, cx + 2): the field to smooth
-    smooth: str = "none"  # "increments" or "cell_means"
-
-
-def fuse_block(model: np.ndarray, origin: np.ndarray, cells: DayCells, clip: tuple[float, float] = (0.0, 1.0)
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The fusion method's map of one day on a block (pure).
-
-    ``sm = C + k (f - mean_cell f)``: the fused cell mean ``C`` plus ``k`` times the model's
-    within-cell anomaly (``f`` the 1 km model, its cell mean over the cell's predicted pixels).
-    With ``smooth="increments"`` the increment is spread smoothly over the cell
-    (:func:`dsm.fusion.smooth_increments`, cell means preserved): ``sm = (C - increment) +
-    smooth(increment) + k (f - mean_cell f)``; with ``"cell_means"`` the whole cell mean is:
-    ``sm = smooth(C) + k (f - mean_cell f)``. Where ``C`` is undefined (no model cell mean)
-    the map is ``f`` itself. ``sm_unc`` is the normal interval of the cell's error variance
-    plus the anomaly's (:func:`dsm.fusion.pixel_interval`). Origin bits 32 and 64 mark cells
-    fused with the day's SMAP and cells carrying an earlier increment.
-    """
-    f = FINE_PER_COARSE
-    ok = np.isfinite(model)
-    means = block_reduce_mean(model)
-    rep = lambda a: np.repeat(np.repeat(a, f, 0), f, 1)  # noqa: E731
-    anomaly = model - rep(means)
-    base = rep(cells.cell_mean)
-    if cells.halo is not None and cells.smooth != "none":
-        smooth = smooth_increments(cells.halo, f)[f:-f, f:-f]
-        if cells.smooth == "increments":
-            base = rep(cells.cell_mean - cells.increment) + np.where(np.isfinite(smooth), smooth, rep(cells.increment))
-        else:
-            base = np.where(np.isfinite(smooth), smooth, base)
-        # the smoothing preserves the mean over all pixels of a cell; keep it over the predicted ones
-        base = base + rep(cells.cell_mean - block_reduce_mean(np.where(ok, base, np.nan)))
-    sm = np.where(np.isfinite(base), base + cells.anomaly_gain * anomaly, model)
-    sm = np.where(ok, np.clip(sm, *clip), np.nan).astype(np.float32)
-    unc = np.full(model.shape, np.nan, np.float32)
-    if cells.interval is not None:
-        var_cell = np.where(np.isfinite(cells.variance), cells.variance, cells.var_anomaly)
-        unc = np.where(ok, pixel_interval(rep(var_cell), cells.var_anomaly, cells.interval), np.nan).astype(np.float32)
-    state = rep(cells.state)
-    origin = origin.copy()
-    origin[ok & (state == STATE_FUSED)] |= products.SMAP_FUSED
-    origin[ok & (state == STATE_CARRIED)] |= products.SMAP_CARRIED
-    return sm, unc, origin
 
 
 def residual_correct(sm: np.ndarray, smap: np.ndarray, clip: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:

@@ -8,7 +8,7 @@ Variables (CF attributes, grid mappings ``spatial_ref`` / ``spatial_ref_36km``):
 ``sm_unc`` (time, y, x)
     Half width of the central prediction interval (``output.interval``, default 90 %), same
     packing as ``sm``: method ``fusion``, the normal interval of the fused cell mean's error
-    variance plus the within-cell anomaly's (:func:`dsm.predict.fuse_block`); method
+    variance plus the within-cell anomaly's (:func:`dsm.cellmeans.fuse_block`); method
     ``rao2022``, the period's XGBoost quantile models plus their conformal margin.
 ``sm_origin`` (time, y, x)
     uint8 bit flags, see :data:`ORIGIN_BITS`; 0 where ``sm`` is empty.

@@ -19,7 +19,8 @@ from dsm.grid import FINE_PER_COARSE, block_reduce_mean
 from dsm.models.cards import FUSION_KEY, FusionCard
 from dsm.models.store import ModelStore
 from dsm.models.train import train
-from dsm.predict import DayCells, fuse_block, predict
+from dsm.cellmeans import DayCells, fuse_block
+from dsm.predict import predict
 from dsm.skill import skill
 
 FAST = {"grid": {"max_depth": [4], "min_child_weight": [5], "reg_lambda": [1.0]}, "max_rounds": 200, "cv_folds": 3}

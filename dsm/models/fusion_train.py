@@ -173,8 +173,7 @@ def _disaggregation(config: Config, client: Client, store: ModelStore, ds: xr.Da
     from dsm.models.disaggregation import fit_disaggregation, pixel_sample_graph
 
     fcfg = config.training.fusion
-    days = sorted(pd.DatetimeIndex(table["date"]).date)
-    days = sorted(set(days))
+    days = sorted(set(pd.DatetimeIndex(table["date"]).date))
     pixels = client.compute(pixel_sample_graph(ds, days, list(full.features), fcfg.pixels_per_cell,
                                                config.training.seed, config.training.min_valid_fraction)).result()
     model, card = client.submit(fit_disaggregation, pixels, list(full.features), dict(params), full.n_rounds,

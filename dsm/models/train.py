@@ -1,4 +1,8 @@
-"""Training every 16-day period of a configuration on the cluster (the ``dsm train`` stage).
+"""Training on the cluster (the ``dsm train`` stage).
+
+``training.method: fusion`` (the default) trains one pooled model over all periods
+(:func:`dsm.models.fusion_train.train_fusion`). ``training.method: rao2022``, the paper, trains
+every 16-day period as follows.
 
 1. The sample table of every period to train is a dask graph over the cube
    (:func:`dsm.samples.sample_graph`); all are submitted at once with ``client.compute``, so
