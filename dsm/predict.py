@@ -560,13 +560,7 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     out = open_or_create_output(config, overwrite)
     models = ModelStore(config.stores.models, so)
     all_days = list(day_range(config.dates.start, config.dates.end))
-    card = fused = None
-    if config.training.method == "fusion":
-        card = fusion_card(models)
-        say("fusing the model's cell means with SMAP")
-        fused, _ = fused_cells(client, cube, card, lambda rec: models.load_model(rec.key), config.dates.start,
-                               config.dates.end, config.training.aggregation, config.training.min_valid_fraction)
-        cube_t0 = int(cube.indexes["time"].get_loc(pd.Timestamp(all_days[0])))
+    card = fusion_card(models) if config.training.method == "fusion" else None
     plans = make_plans(config, models, all_days, card)
     report = PredictReport([d.isoformat() for d in all_days])
     attrs = dict(out.attrs)
@@ -582,6 +576,21 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     so_json = json.dumps(so, sort_keys=True)
     wanted = {d for d in only_days} if only_days else None
     jobs: dict[int, list[BlockJob]] = {}
+    pending = []
+    for t0 in range(0, len(all_days), tchunk):
+        names = [d.isoformat() for d in all_days[t0:t0 + tchunk]]
+        if wanted is not None and not wanted & set(all_days[t0:t0 + tchunk]):
+            continue
+        if all(n in done or n in empty for n in names):
+            report.skipped += names
+            continue
+        pending.append(t0)
+    fused = None
+    if card is not None and pending:  # a rerun with nothing left to do skips the 36 km pass too
+        say("fusing the model's cell means with SMAP")
+        fused, _ = fused_cells(client, cube, card, lambda rec: models.load_model(rec.key), config.dates.start,
+                               config.dates.end, config.training.aggregation, config.training.min_valid_fraction)
+    cube_t0 = int(cube.indexes["time"].get_loc(pd.Timestamp(all_days[0])))
     f = FINE_PER_COARSE
 
     def cells_of(t0: int, t1: int, y0: int, y1: int, x0: int, x1: int) -> BlockCells | None:
@@ -595,14 +604,8 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
         fusion_args = {"var_anomaly": card.var_anomaly, "anomaly_gain": card.anomaly_gain,
                        "smooth": config.training.fusion.smooth,
                        "interval": config.output.interval if config.output.uncertainty != "none" else None}
-    for t0 in range(0, len(all_days), tchunk):
+    for t0 in pending:
         t1 = min(t0 + tchunk, len(all_days))
-        names = [d.isoformat() for d in all_days[t0:t1]]
-        if wanted is not None and not wanted & set(all_days[t0:t1]):
-            continue
-        if all(n in done or n in empty for n in names):
-            report.skipped += names
-            continue
         jobs[t0] = [BlockJob(config.stores.cube, config.stores.output, config.stores.models, so_json, token,  # type: ignore[arg-type]
                              t0, t1, y0, min(y0 + schunk, ny), x0, min(x0 + schunk, nx), tuple(plans[t0:t1]),
                              tuple(config.output.clip), config.output.residual_correction, config.output.predict_threads,

@@ -145,6 +145,7 @@ def test_a_rerun_resumes_and_redoes_nothing(chain):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "twin already built" in res.stdout
     assert "skipped (already stored; --force retrains): fusion" in res.stdout
+    assert "fusing the model's cell means" not in res.stdout + res.stderr  # no day left: no 36 km pass
     assert "predicted 0 day(s)" in res.stdout and "skipped 48 already done" in res.stdout
     assert "exported 0 COG(s)" in res.stdout and "skipped 48" in res.stdout
 
