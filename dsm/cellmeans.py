@@ -29,7 +29,7 @@ import xarray as xr
 from distributed import Client
 
 from dsm import products
-from dsm.features import doy_terms
+from dsm.features import DOY_FEATURES, design_matrix
 from dsm.fusion import STATE_CARRIED, STATE_FUSED, ErrorModel, FusedCells, fuse, pixel_interval, smooth_increments
 from dsm.grid import FINE_PER_COARSE, block_reduce_mean
 from dsm.models.cards import FusionCard, ModelRecord
@@ -57,10 +57,8 @@ def cell_model(table: pd.DataFrame, records: Sequence[ModelRecord], load: Callab
     """The model's cell mean of every row: the first variant whose features are all valid."""
     out = np.full(len(table), np.nan, np.float32)
     todo = np.ones(len(table), bool)
-    doy = doy_terms(table["date"].to_numpy()) if len(table) else np.zeros((0, 2), np.float32)
     for rec in records:
-        cols = [f for f in rec.features if f not in ("doy_sin", "doy_cos")]
-        X = np.concatenate([table.loc[:, cols].to_numpy(np.float32), doy], axis=1)
+        X = design_matrix(table, [f for f in rec.features if f not in DOY_FEATURES])
         ok = todo & np.isfinite(X).all(axis=1)
         if ok.any():
             out[ok] = np.asarray(load(rec).predict(X[ok]), np.float32)
@@ -75,7 +73,7 @@ def fused_cells(client: Client, ds: xr.Dataset, card: FusionCard, load: Callable
 
     Days outside ``start``..``end`` have no model value (state 0, NaN).
     """
-    features = sorted({f for r in card.variants for f in r.features if f not in ("doy_sin", "doy_cos")})
+    features = sorted({f for r in card.variants for f in r.features if f not in DOY_FEATURES})
     graphs = [sample_graph(ds, p, card.predictors, aggregation, min_valid_fraction,  # type: ignore[arg-type]
                            features=features, keep="all") for p in periods(start, end)]
     tables = [t for t in client.gather(client.compute(graphs)) if len(t)]

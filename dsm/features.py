@@ -64,4 +64,11 @@ def doy_terms(dates: Any) -> np.ndarray:
     return np.stack([np.sin(angle), np.cos(angle)], axis=1).astype(np.float32)
 
 
-__all__ = ["CIRCULAR", "DOY_FEATURES", "feature_names", "source_of", "feature_layer", "feature_layers", "doy_terms"]
+def design_matrix(table: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """A table's ``columns`` then the day-of-year terms of its ``date`` column (float32): the
+    matrix every pooled model is fitted and applied on."""
+    X = table.loc[:, list(columns)].to_numpy(dtype=np.float32)
+    return np.concatenate([X, doy_terms(table["date"].to_numpy()).reshape(len(table), 2)], axis=1)
+
+
+__all__ = ["design_matrix", "CIRCULAR", "DOY_FEATURES", "feature_names", "source_of", "feature_layer", "feature_layers", "doy_terms"]

@@ -38,7 +38,7 @@ from distributed import Client
 
 from dsm.config import Config
 from dsm.errors import InputError
-from dsm.features import DOY_FEATURES, doy_terms, feature_names
+from dsm.features import DOY_FEATURES, design_matrix, feature_names
 from dsm.fusion import estimate_error_model
 from dsm.models.blockcv import CvScore, block_folds, candidates, fit_fold, out_of_fold, score_curves
 from dsm.models.cards import FUSION_KEY, FusionCard, ModelRecord, fusion_model_key
@@ -50,12 +50,6 @@ from dsm.samples import RANGE_SUFFIX, TARGET, sample_graph, table_to_grid
 
 log = logging.getLogger(__name__)
 DISAGGREGATION = "disaggregation"
-
-
-def design(table: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
-    """The feature matrix of a sample table: ``features`` then the day-of-year terms (float32)."""
-    X = table.loc[:, list(features)].to_numpy(dtype=np.float32)
-    return np.concatenate([X, doy_terms(table["date"].to_numpy())], axis=1)
 
 
 def pixel_ranges(table: pd.DataFrame, features: Sequence[str]) -> dict[str, tuple[float, float]]:
@@ -121,7 +115,7 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
         if rows.sum() < tcfg.min_samples or len(np.unique(fold[rows])) < fcfg.cv_folds:
             say(f"fusion {name}: {int(rows.sum())} samples, too few: no {name} model")
             continue
-        X, y = design(table[rows], feats), y_all[rows]
+        X, y = design_matrix(table[rows], feats), y_all[rows]
         grid = candidates(fcfg.grid) if not params else [params]
         scores, oof = cross_validate(client, X, y, fold[rows], grid, fcfg.cv_folds, fcfg.max_rounds, tcfg.seed, device)
         if not params:
@@ -185,4 +179,4 @@ def _disaggregation(config: Config, client: Client, store: ModelStore, ds: xr.Da
                        full.n_rounds, None, full.ranges), card
 
 
-__all__ = ["train_fusion", "design", "pixel_ranges", "cross_validate", "sample_table"]
+__all__ = ["train_fusion", "pixel_ranges", "cross_validate", "sample_table"]

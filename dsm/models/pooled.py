@@ -24,16 +24,10 @@ import xgboost
 import xgboost.dask  # noqa: F401  (not loaded by ``import xgboost``)
 from distributed import Client
 
-from dsm.features import DOY_FEATURES, doy_terms
+from dsm.features import DOY_FEATURES, design_matrix
 from dsm.models.select import scores
 from dsm.models.split import Split
 from dsm.samples import TARGET
-
-def pooled_features(table: pd.DataFrame, predictors: Sequence[str]) -> np.ndarray:
-    """Predictors then the day-of-year terms, float32."""
-    X = table.loc[:, list(predictors)].to_numpy(dtype=np.float32)
-    return np.concatenate([X, doy_terms(table["date"].to_numpy())], axis=1)
-
 
 def fit_dask(client: Client, X: np.ndarray, y: np.ndarray, params: Mapping[str, Any], seed: int = 0,
              device: str = "cpu") -> xgboost.XGBRegressor:
@@ -80,7 +74,7 @@ def train_pooled(client: Client, tables: Mapping[str, pd.DataFrame], splits: Map
     keys = [k for k in tables if len(tables[k])]
     if not keys:
         raise ValueError("no period has samples: the pooled model cannot be trained")
-    parts = {k: (pooled_features(tables[k], predictors), tables[k][TARGET].to_numpy(np.float32)) for k in keys}
+    parts = {k: (design_matrix(tables[k], predictors), tables[k][TARGET].to_numpy(np.float32)) for k in keys}
     Xtr = np.concatenate([parts[k][0][splits[k].train] for k in keys])
     ytr = np.concatenate([parts[k][1][splits[k].train] for k in keys])
     model = fit_dask(client, Xtr, ytr, params, seed, device)
