@@ -115,8 +115,29 @@ class DayCells:
     smooth: str = "none"  # "increments" or "cell_means"
 
 
-def fuse_block(model: np.ndarray, origin: np.ndarray, cells: DayCells, clip: tuple[float, float] = (0.0, 1.0)
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def within_cell_anomaly(model: np.ndarray) -> np.ndarray:
+    """``f - mean_cell f``: each pixel's departure from its 36 km cell's mean (NaN stays NaN)."""
+    f = FINE_PER_COARSE
+    return model - np.repeat(np.repeat(block_reduce_mean(model), f, 0), f, 1)
+
+
+def running_mean(stack: np.ndarray, window: int) -> np.ndarray:
+    """Centred running mean over ``window`` days (odd) of a (time, y, x) stack, ignoring NaN
+    days; at the ends of the stack the window is cut short. NaN where a pixel is NaN that day."""
+    half = window // 2
+    ok = np.isfinite(stack)
+    total = np.cumsum(np.concatenate([np.zeros((1, *stack.shape[1:])), np.where(ok, stack, 0.0)]), axis=0)
+    count = np.cumsum(np.concatenate([np.zeros((1, *stack.shape[1:])), ok]), axis=0)
+    n = stack.shape[0]
+    lo = np.clip(np.arange(n) - half, 0, n)
+    hi = np.clip(np.arange(n) + half + 1, 0, n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (total[hi] - total[lo]) / (count[hi] - count[lo])
+    return np.where(ok, mean, np.nan).astype(np.float32)
+
+
+def fuse_block(model: np.ndarray, origin: np.ndarray, cells: DayCells, clip: tuple[float, float] = (0.0, 1.0),
+               anomaly: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The fusion method's map of one day on a block (pure).
 
     ``sm = C + k (f - mean_cell f)``: the fused cell mean ``C`` plus ``k`` times the model's
@@ -127,13 +148,13 @@ def fuse_block(model: np.ndarray, origin: np.ndarray, cells: DayCells, clip: tup
     ``sm = smooth(C) + k (f - mean_cell f)``. Where ``C`` is undefined (no model cell mean)
     the map is ``f`` itself. ``sm_unc`` is the normal interval of the cell's error variance
     plus the anomaly's (:func:`dsm.fusion.pixel_interval`). Origin bits 32 and 64 mark cells
-    fused with the day's SMAP and cells carrying an earlier increment.
+    fused with the day's SMAP and cells carrying an earlier increment. ``anomaly`` replaces
+    the day's ``f - mean_cell f`` (for example its running mean over days, :func:`running_mean`).
     """
     f = FINE_PER_COARSE
     ok = np.isfinite(model)
-    means = block_reduce_mean(model)
     rep = lambda a: np.repeat(np.repeat(a, f, 0), f, 1)  # noqa: E731
-    anomaly = model - rep(means)
+    anomaly = within_cell_anomaly(model) if anomaly is None else anomaly
     base = rep(cells.cell_mean)
     if cells.halo is not None and cells.smooth != "none":
         smooth = smooth_increments(cells.halo, f)[f:-f, f:-f]
@@ -156,4 +177,5 @@ def fuse_block(model: np.ndarray, origin: np.ndarray, cells: DayCells, clip: tup
     return sm, unc, origin
 
 
-__all__ = ["BlockCells", "DayCells", "cell_model", "fused_cells", "block_cells", "fuse_block"]
+__all__ = ["BlockCells", "DayCells", "cell_model", "fused_cells", "block_cells", "fuse_block", "within_cell_anomaly",
+           "running_mean"]

@@ -120,30 +120,30 @@ def demo(workdir: Path, size: str, seed: int, overwrite: bool, compare: bool) ->
     product against the truth beside the SMAP baselines (WORKDIR/skill.json) and writes the
     validation report (WORKDIR/validation/report.html). --no-overwrite resumes an earlier demo.
 
-    With --compare (default) the paper's method first trains and predicts into WORKDIR/rao2022/
-    (its own WORKDIR/config-rao2022.yaml), and the skill table and the report score both methods
-    on the same pixel-days.
+    With --compare (default) the paper's method and the default method without rain predictors
+    first train and predict into WORKDIR/rao2022/ and WORKDIR/no-rain/ (their own
+    WORKDIR/config-<name>.yaml), and the skill table and the report score all of them on the
+    same pixel-days.
     """
-    from dsm.twin import demo_config
+    from dsm.twin import COMPARISONS, demo_config
 
     workdir.mkdir(parents=True, exist_ok=True)
     cfg_path = workdir / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(demo_config(size, seed, compare=compare), sort_keys=False))
     cfg = config_mod.load(cfg_path)
-    paper = None
-    if compare:
-        paper_path = workdir / "config-rao2022.yaml"
-        paper_path.write_text(yaml.safe_dump(demo_config(size, seed, method="rao2022"), sort_keys=False))
-        paper = config_mod.load(paper_path)
+    others = {}
+    for key in COMPARISONS if compare else ():
+        path = workdir / f"config-{key}.yaml"
+        path.write_text(yaml.safe_dump(demo_config(size, seed, comparison=key), sort_keys=False))
+        others[key] = config_mod.load(path)
     if overwrite:
-        _remove_outputs(cfg)
-        if paper is not None:
-            _remove_outputs(paper)
+        for c in (cfg, *others.values()):
+            _remove_outputs(c)
     ok = True
-    if paper is not None:
-        click.echo(f"the paper's method (rao2022) on the {size} twin region (seed {seed}) in {workdir}/rao2022: "
+    for key, other in others.items():
+        click.echo(f"comparison {COMPARISONS[key][0]!r} on the {size} twin region (seed {seed}) in {workdir}/{key}: "
                    "twin, train, predict")
-        ok = _run_chain(paper, None, break_lock=False, valid_fractions=True)
+        ok = _run_chain(other, None, break_lock=False, valid_fractions=True) and ok
     click.echo(f"running the {size} twin region (seed {seed}) in {workdir}: twin, train, predict, export, validate")
     ok = _run_chain(cfg, None, break_lock=False, valid_fractions=True) and ok
     click.echo(f"config: {cfg_path}  (rerun any stage with `dsm run {cfg_path}` or `dsm <stage> {cfg_path}`)")
@@ -248,7 +248,7 @@ def twin(config_path: str, overwrite: bool) -> None:
 @click.option("--strict", is_flag=True, help="Exit with status 1 when any file failed (not only on task errors).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar over the tasks.")
 def ingest(config_path: str, report_path: str | None, as_json: bool, strict: bool, progress: bool) -> None:
-    """Ingest CONFIG's inputs (SMAP, MODIS, DEM, soil, GeoTIFF series) into its cube.
+    """Ingest CONFIG's inputs (SMAP, MODIS, DEM, soil, GeoTIFF series, precipitation) into its cube.
 
     Creates the cube when missing; runs on the configured cluster; bad files are reported
     with their reason and the rest completes. Exit status 1 when a task failed.

@@ -28,6 +28,8 @@ Example
       dem: {paths: ["granules/dem/*.hgt"]}
       soil: {sand: soil/sand.tif, silt: soil/silt.tif, clay: soil/clay.tif, scale: 1.0}
       geotiff: {}                         # variables no source above makes, e.g. {fapar: {paths: "appeears/*.tif", date_regex: "doy(?P<year>\\d{4})(?P<doy>\\d{3})"}}
+      precip: {paths: "imerg/3B-DAY.MS.MRG.3IMERG.*.nc4", product: imerg}   # imerg | chirps | era5land
+    rain: {spinup_days: 45, max_gap_days: 3, predictors: auto}   # antecedent precipitation indices
     validation:                           # for `dsm validate` / `dsm report` (all optional; twin: defaults)
       stations: [{path: ismn/Data_separate_files.zip}, {path: my_sites.csv, format: csv, network: MINE}]
       max_depth: 0.05                     # surface layer: sensor bottom <= 5 cm
@@ -216,6 +218,16 @@ class FusionConfig(_Frozen):
         "observes it, so it is a prior (0.03: the typical spatial sd of surface soil moisture within "
         "~50 km, Famiglietti et al. 2008); check its coverage at stations")
     pixels_per_cell: int = Field(default=64, ge=4, description="disaggregation: 1 km pixels sampled per cell-day")
+    anomaly_window_days: int = Field(
+        default=1, ge=1, le=61, description="centred running mean of the 1 km within-cell anomaly over this "
+        "many days (odd; 1: none): smoother day-to-day detail, for users who prefer temporal to spatial detail")
+
+    @field_validator("anomaly_window_days")
+    @classmethod
+    def _odd(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError(f"training.fusion.anomaly_window_days must be odd (centred on the day), got {v}")
+        return v
 
     @field_validator("grid")
     @classmethod
@@ -402,6 +414,25 @@ class RunConfig(_Frozen):
         return self
 
 
+PrecipProduct = Literal["imerg", "chirps", "era5land"]
+
+
+class PrecipInput(InputSource):
+    """Gridded daily precipitation files (issue 19), read by :mod:`dsm.ingest.precip`.
+
+    ``product``: ``imerg`` (GPM IMERG daily, netCDF4/HDF5, its day is the UTC day), ``chirps``
+    (CHIRPS daily GeoTIFF or netCDF, 0.05 degree) or ``era5land`` (ERA5-Land ``tp`` netCDF,
+    hourly accumulations summed to local days). ``utc_offset_hours``: the local day of
+    hourly products (null: the region's mean solar time, longitude / 15, rounded).
+    ``remap``: how the product is put on the 1 km grid (``conservative``: area-weighted, keeps
+    area means; ``bilinear``).
+    """
+
+    product: PrecipProduct
+    utc_offset_hours: int | None = Field(default=None, ge=-12, le=14)
+    remap: Literal["conservative", "bilinear"] = "conservative"
+
+
 class InputsConfig(_Frozen):
     """The input files of ``dsm ingest`` (every source optional), see :mod:`dsm.ingest.pipeline`."""
 
@@ -416,6 +447,7 @@ class InputsConfig(_Frozen):
     soil: SoilInput | None = None
     land_mask: InputSource | None = Field(default=None, description="raster, land where >= 0.5 after averaging")
     geotiff: dict[str, GeotiffSeriesInput] = Field(default_factory=dict)
+    precip: PrecipInput | None = None
 
     @model_validator(mode="after")
     def _geotiff_targets(self) -> InputsConfig:
@@ -505,6 +537,23 @@ class ValidationConfig(_Frozen):
         return v
 
 
+class RainConfig(_Frozen):
+    """Antecedent precipitation indices from the cube's daily precipitation (issue 19).
+
+    ``API_t = k API_(t-1) + P_t`` for the e-folding times of :data:`dsm.cube.API_EFOLDING_DAYS`,
+    spun up over the ``spinup_days`` before the first day (rounded up to whole time chunks of
+    the cube). A run of missing precipitation days no longer than ``max_gap_days`` is bridged
+    (the indices decay through it); a longer one restarts them from zero. Pixel-days whose
+    record has a missing day within the last ``spinup_days`` are flagged in ``sm_origin``.
+    ``predictors``: the default method adds the rain predictors (``precip`` and the indices)
+    to its model when the cube has precipitation (``auto``) or never (``off``).
+    """
+
+    spinup_days: int = Field(default=45, ge=1, le=255)
+    max_gap_days: int = Field(default=3, ge=0)
+    predictors: Literal["auto", "off"] = "auto"
+
+
 class Config(_Frozen):
     """The whole run configuration (immutable)."""
 
@@ -520,6 +569,7 @@ class Config(_Frozen):
     output: OutputConfig = OutputConfig()
     validation: ValidationConfig | None = None
     run: RunConfig = RunConfig()
+    rain: RainConfig = RainConfig()
 
     @field_validator("predictors")
     @classmethod

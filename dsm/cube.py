@@ -37,7 +37,23 @@ AXES: dict[str, tuple[str, ...]] = {
     "8day": ("time_8d", "y", "x"),
     "16day": ("time_16d", "y", "x"),
     "smap": ("time", "cy", "cx"),
+    "precip": ("time_precip", "y", "x"),
 }
+
+#: e-folding times (days) of the antecedent precipitation indices (:mod:`dsm.rain`)
+API_EFOLDING_DAYS: tuple[int, ...] = (2, 5, 15)
+
+
+def api_name(efolding_days: int) -> str:
+    """Cube variable of the antecedent precipitation index with e-folding ``efolding_days``."""
+    return f"api_{efolding_days}d"
+
+
+API_NAMES: tuple[str, ...] = tuple(api_name(d) for d in API_EFOLDING_DAYS)
+#: the rain variables: a cube made before them opens without them (they are optional)
+RAIN_VARS: tuple[str, ...] = ("precip", *API_NAMES, "api_age")
+#: predictors that come from the precipitation record
+RAIN_PREDICTORS: tuple[str, ...] = ("precip", *API_NAMES)
 
 
 @dataclass(frozen=True)
@@ -99,12 +115,25 @@ SCHEMA: tuple[VariableSpec, ...] = (
     _V("clay", "static", "percent", "Clay content of the topsoil", (0.0, 100.0), None, "soil texture"),
     _V("land_mask", "static", "1", "Land mask", (0, 1), None, "", "uint8", None,
        {"flag_values": [0, 1], "flag_meanings": "water land"}),
+    _V("precip", "precip", "mm", "Daily precipitation on the 1 km grid (remapped gridded product)",
+       (0.0, 1500.0), "lwe_thickness_of_precipitation_amount", "inputs.precip (dsm.ingest.precip)",
+       extra={"cell_methods": "time: sum (interval: 1 day)",
+              "comment": "time_precip starts before the first day: the spin-up of the antecedent indices"}),
+    *(_V(api_name(d), "daily", "mm", f"Antecedent precipitation index, e-folding {d} days",
+         (0.0, 1500.0 * d), None, "dsm.rain: API_t = exp(-1/%d) API_(t-1) + P_t" % d) for d in API_EFOLDING_DAYS),
+    _V("api_age", "daily", "day", "Days since the last missing day of the precipitation record (capped at 255)",
+       (0, 255), None, "dsm.rain", "uint8", None),
     _V("smap_sm", "smap", "m3 m-3", "SMAP L3 36 km surface soil moisture, AM descending pass",
        (0.0, 1.0), "volume_fraction_of_condensed_water_in_soil", "SPL3SMP soil_moisture",
        extra={"comment": "top 5 cm; recommended-quality retrievals only"}),
 )  # fmt: skip
 SPECS: dict[str, VariableSpec] = {v.name: v for v in SCHEMA}
-PREDICTOR_NAMES: frozenset[str] = frozenset(v.name for v in SCHEMA if v.name not in ("land_mask", "smap_sm"))
+PREDICTOR_NAMES: frozenset[str] = frozenset(v.name for v in SCHEMA if v.name not in ("land_mask", "smap_sm", "api_age"))
+
+
+def whole_chunks(ndays: int, time_chunk: int) -> int:
+    """``ndays`` rounded up to whole time chunks (the precipitation spin-up of a layout)."""
+    return -(-ndays // time_chunk) * time_chunk
 
 
 @dataclass(frozen=True)
@@ -116,6 +145,7 @@ class Layout:
     end: dt.date
     space_chunk: int = 720
     time_chunk: int = 8
+    precip_spinup: int = 0  #: days of precipitation before ``start`` (a multiple of ``time_chunk``)
 
     def __post_init__(self) -> None:
         if self.space_chunk <= 0 or self.space_chunk % FINE_PER_COARSE:
@@ -124,12 +154,21 @@ class Layout:
             )
         if self.time_chunk < 1:
             raise ConfigError(f"time chunk {self.time_chunk} must be at least 1")
+        if self.precip_spinup < 0 or self.precip_spinup % self.time_chunk:
+            raise ConfigError(f"precipitation spin-up {self.precip_spinup} days is not a multiple of the "
+                              f"time chunk {self.time_chunk}")
 
     @classmethod
     def from_config(cls, config: Any) -> Layout:
         """The layout of a :class:`dsm.config.Config`."""
-        return cls(config.grid_region, config.dates.start, config.dates.end,
-                   config.chunks.space, config.chunks.time)
+        tc = config.chunks.time
+        return cls(config.grid_region, config.dates.start, config.dates.end, config.chunks.space, tc,
+                   whole_chunks(config.rain.spinup_days, tc))
+
+    @property
+    def precip_start(self) -> dt.date:
+        """First day of the precipitation axis: ``start`` minus the spin-up."""
+        return self.start - dt.timedelta(days=self.precip_spinup)
 
     def coords(self) -> dict[str, Any]:
         """Dimension and auxiliary coordinates with CF attributes."""
@@ -137,11 +176,13 @@ class Layout:
         t = pd.DatetimeIndex([np.datetime64(d, "ns") for d in days(self.start, self.end)])
         t8 = pd.DatetimeIndex([np.datetime64(c.start, "ns") for c in composites_8day(self.start, self.end)])
         t16 = pd.DatetimeIndex([np.datetime64(c.start, "ns") for c in periods(self.start, self.end)])
+        tp = pd.DatetimeIndex([np.datetime64(d, "ns") for d in days(self.precip_start, self.end)])
         xy = {"units": "m"}
         return {
             "time": ("time", t, {"standard_name": "time", "long_name": "day (UTC)", "axis": "T"}),
             "time_8d": ("time_8d", t8, {"long_name": "first day of the 8-day composite"}),
             "time_16d": ("time_16d", t16, {"long_name": "first day of the 16-day period"}),
+            "time_precip": ("time_precip", tp, {"long_name": "day of precipitation (spin-up days first)"}),
             "y": ("y", r.fine_y, {**xy, "standard_name": "projection_y_coordinate", "axis": "Y"}),
             "x": ("x", r.fine_x, {**xy, "standard_name": "projection_x_coordinate", "axis": "X"}),
             "cy": ("cy", r.coarse_y, {**xy, "long_name": "y of 36 km cell centres"}),
@@ -154,7 +195,8 @@ class Layout:
         """Chunk shape for a variable with ``dims``."""
         coarse = self.space_chunk // FINE_PER_COARSE
         per_dim = {"y": self.space_chunk, "x": self.space_chunk, "cy": coarse, "cx": coarse,
-                   "time": self.time_chunk, "time_8d": 1, "time_16d": 1}
+                   "time": self.time_chunk, "time_8d": 1, "time_16d": 1,
+                   "time_precip": self.time_chunk}
         return tuple(min(per_dim[d], sizes[d]) for d in dims)
 
     def attrs(self) -> dict[str, Any]:
@@ -184,6 +226,8 @@ def spatial_ref(transform: Affine) -> xr.DataArray:
 def template(layout: Layout, specs: Sequence[VariableSpec], attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
     """A lazy dataset with the given variables, coordinates, attributes and encodings."""
     coords = layout.coords()
+    if not any("time_precip" in spec.dims for spec in specs):
+        coords.pop("time_precip")
     ds = xr.Dataset(coords={k: xr.Variable(v[0], v[1], v[2]) for k, v in coords.items()})
     ds = ds.assign_coords({FINE_GRID_MAPPING: spatial_ref(layout.region.fine_transform),
                            COARSE_GRID_MAPPING: spatial_ref(layout.region.coarse_transform)})
@@ -195,8 +239,9 @@ def template(layout: Layout, specs: Sequence[VariableSpec], attrs: Mapping[str, 
         ds[spec.name] = xr.Variable(spec.dims, data, spec.attrs())
         ds[spec.name].encoding = store.encoding_for(np.dtype(spec.dtype), chunks, spec.fill)
     # time encodings: whole days since the epoch, no float drift
-    for t in ("time", "time_8d", "time_16d"):
-        ds[t].encoding = {"units": "days since 1970-01-01", "dtype": "int32", "calendar": "proleptic_gregorian"}
+    for t in ("time", "time_8d", "time_16d", "time_precip"):
+        if t in ds.coords:
+            ds[t].encoding = {"units": "days since 1970-01-01", "dtype": "int32", "calendar": "proleptic_gregorian"}
     ds.attrs = {**layout.attrs(), **dict(attrs or {})}
     return ds
 
@@ -219,10 +264,18 @@ def open_cube(url: str, storage_options: Mapping[str, Any] | None = None) -> xr.
     the cube lacks a variable of the schema.
     """
     ds = store.open_store(url, "cube", storage_options)
-    missing = [v.name for v in SCHEMA if v.name not in ds]
+    missing = [v.name for v in SCHEMA if v.name not in ds and v.name not in RAIN_VARS]
     if missing:
         raise StoreError(f"cube {url} lacks variable(s) {missing}")
     return ds
+
+
+ANTECEDENT_ATTR = "antecedent_precipitation"  #: cube attribute written with the antecedent indices
+
+
+def has_rain(ds: xr.Dataset) -> bool:
+    """Whether the cube holds precipitation and its antecedent indices (:mod:`dsm.antecedent`)."""
+    return ANTECEDENT_ATTR in ds.attrs and all(v in ds for v in RAIN_VARS)
 
 
 def layout_of(ds: xr.Dataset) -> Layout:
@@ -230,9 +283,10 @@ def layout_of(ds: xr.Dataset) -> Layout:
     r = ds.attrs["region"]
     ychunk = ds["y"].size if "chunks" not in ds["dem"].encoding else ds["dem"].encoding["chunks"][0]
     tchunk = ds["lst"].encoding.get("chunks", (ds.sizes["time"],))[0]
+    spinup = ds.sizes["time_precip"] - ds.sizes["time"] if "time_precip" in ds.dims else 0
     return Layout(Region(r["row0"], r["col0"], r["nrows"], r["ncols"]),
                   dt.date.fromisoformat(ds.attrs["start"]), dt.date.fromisoformat(ds.attrs["end"]),
-                  ychunk, tchunk)
+                  ychunk, tchunk, spinup)
 
 
 def summary(ds: xr.Dataset, valid_fractions: bool = True) -> dict[str, Any]:
@@ -255,6 +309,8 @@ def summary(ds: xr.Dataset, valid_fractions: bool = True) -> dict[str, Any]:
         land = ds["land_mask"] == 1
         lazy = {}
         for spec in SCHEMA:
+            if spec.name not in ds:
+                continue
             if spec.name == "land_mask":
                 lazy[spec.name] = land.mean()
                 continue
@@ -263,6 +319,8 @@ def summary(ds: xr.Dataset, valid_fractions: bool = True) -> dict[str, Any]:
             lazy[spec.name] = ok.mean() if spec.axis == "smap" else ok.where(land).mean()
         fractions = dict(zip(lazy, dask.compute(*lazy.values())))
     for spec in SCHEMA:
+        if spec.name not in ds:
+            continue
         v = ds[spec.name]
         entry: dict[str, Any] = {"axis": spec.axis, "dims": list(v.dims), "dtype": str(v.dtype),
                                  "units": v.attrs.get("units"), "chunks": list(v.encoding.get("chunks", ()))}

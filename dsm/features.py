@@ -27,6 +27,18 @@ CIRCULAR: frozenset[str] = frozenset({"aspect"})
 DOY_FEATURES: tuple[str, str] = ("doy_sin", "doy_cos")
 
 
+def with_rain(predictors: Sequence[str], rain: Sequence[str], use: bool) -> tuple[str, ...]:
+    """``predictors`` followed by the ``rain`` predictors they lack, when ``use``; else unchanged."""
+    return tuple(predictors) + (tuple(r for r in rain if r not in predictors) if use else ())
+
+
+def rain_reduced_sets(reduced_sets: Sequence[Sequence[str]], rain: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    """The reduced predictor groups plus one that also drops the ``rain`` predictors (for a day
+    whose precipitation record has a gap): ``[[lst]]`` -> ``[[lst], [lst, precip, api_...]]``."""
+    dropped = tuple(dict.fromkeys(p for group in reduced_sets for p in group))
+    return (*map(tuple, reduced_sets), (*dropped, *(r for r in rain if r not in dropped)))
+
+
 def feature_names(predictors: Sequence[str], circular: bool = True) -> tuple[str, ...]:
     """Feature columns of ``predictors``: each circular one becomes ``<name>_sin``, ``<name>_cos``."""
     out: list[str] = []

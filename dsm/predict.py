@@ -54,10 +54,10 @@ import zarr
 from distributed import Client
 
 from dsm import products, store
-from dsm.cellmeans import BlockCells, DayCells, block_cells, fuse_block, fused_cells
+from dsm.cellmeans import BlockCells, DayCells, block_cells, fuse_block, fused_cells, running_mean, within_cell_anomaly
 from dsm.cluster import outcomes
 from dsm.config import Config
-from dsm.cube import SPECS, Layout, open_cube
+from dsm.cube import API_NAMES, SPECS, Layout, open_cube
 from dsm.errors import ConfigError, InputError, StoreError
 from dsm.grid import FINE_PER_COARSE, Region, block_reduce_mean
 from dsm.metrics import score
@@ -231,6 +231,10 @@ class BlockJob:
     anomaly_gain: float = 1.0
     interval: float | None = None
     smooth: str = "none"
+    rain_spinup: int = 0  # rain.spinup_days: flag pixel-days with a shorter precipitation record
+    window: int = 1  # fusion: days of the centred running mean of the within-cell anomaly
+    before: tuple[DayPlan, ...] = ()  # the plans of the window's days before and after the block
+    after: tuple[DayPlan, ...] = ()
 
 
 @functools.lru_cache(maxsize=8)
@@ -278,6 +282,9 @@ def block_features(cube: xr.Dataset, day: dt.date, names: Sequence[str], ys: sli
         if axis == "daily":
             key = (name, "d", day)
             index = {"time": int(times["time"].get_loc(pd.Timestamp(day)))}
+        elif axis == "precip":
+            key = (name, "d", day)
+            index = {"time_precip": int(times["time_precip"].get_loc(pd.Timestamp(day)))}
         elif axis == "8day":
             start = composite_8day_of(day).start
             key, index = (name, "8", start), {"time_8d": int(times["time_8d"].get_loc(pd.Timestamp(start)))}
@@ -292,11 +299,11 @@ def block_features(cube: xr.Dataset, day: dt.date, names: Sequence[str], ys: sli
     return out
 
 
-def predict_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndarray, plan: DayPlan,
-                load: Callable[[str, str], Any], clip: tuple[float, float] = (0.0, 1.0),
-                residual_correction: bool = False, cells: DayCells | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
-    """Soil moisture, uncertainty and origin of one day on one block (pure given ``load``).
+def model_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndarray, plan: DayPlan,
+              load: Callable[[str, str], Any], rain_spinup: int = 0
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+    """The models' 1 km values (unclipped), uncertainty and origin of one day on one block
+    (pure given ``load``).
 
     Parameters
     ----------
@@ -310,13 +317,13 @@ def predict_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndar
         The day's plan (variants in order of preference).
     load
         ``load(key, sha)`` -> a model from :func:`load_model`.
-    cells
-        The fusion method's fused cell means of the day (:func:`fuse_block`); None for the
-        paper's method.
+    rain_spinup
+        Pixels whose model uses antecedent precipitation indices get bit 128 where
+        ``feats["api_age"]`` (days since the record's last missing day) is below it.
 
     Returns
     -------
-    sm, unc (float32, NaN where not predicted), origin (uint8) and per-variant pixel counts.
+    model, unc (float32, NaN where not predicted), origin (uint8) and per-variant pixel counts.
     """
     shape = land.shape
     sm = np.full(shape, np.nan, np.float32)
@@ -345,7 +352,7 @@ def predict_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndar
         if v.name == FULL and plan.disaggregation is not None:
             d = plan.disaggregation
             pred = 0.5 * (pred + apply_model(load(d.point_key, d.point_sha), X).astype(np.float32).reshape(n))
-        sm[ok] = pred if cells is not None else np.clip(pred, *clip)
+        sm[ok] = pred
         bits = np.full(n, products.ALL_PREDICTORS if v.name == FULL else products.REDUCED, np.uint8)
         if plan.reused:
             bits |= products.REUSED
@@ -355,15 +362,38 @@ def predict_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndar
             outside = ((X[:, : len(lo)] < lo) | (X[:, : len(lo)] > hi)).any(axis=1)
             bits[outside] |= products.EXTRAPOLATION
         bits[no_smap[ok]] |= products.NO_SMAP
+        if rain_spinup and "api_age" in feats and any(p in API_NAMES for p in v.predictors):
+            bits[feats["api_age"][ok] < rain_spinup] |= products.RAIN_MEMORY_SHORT
         origin[ok] = bits
         if v.quantile_key and v.quantile_sha:
             q = apply_model(load(v.quantile_key, v.quantile_sha), X).reshape(n, -1).astype(np.float32)
             unc[ok] = np.maximum(np.abs(q.max(axis=1) - q.min(axis=1)) / 2 + v.margin, 0.0)
-    if cells is not None:
-        sm, unc, origin = fuse_block(sm, origin, cells, clip)
-    elif residual_correction:
-        sm = residual_correct(sm, smap, clip)
     return sm, unc, origin, counts
+
+
+def finish_day(model: np.ndarray, unc: np.ndarray, origin: np.ndarray, smap: np.ndarray,
+               clip: tuple[float, float] = (0.0, 1.0), residual_correction: bool = False,
+               cells: DayCells | None = None, anomaly: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The day's map from the model's (:func:`model_day`): fused with the cell means (fusion
+    method; ``anomaly`` replaces the model's own within-cell anomaly, e.g. its running mean),
+    else clipped and optionally shifted to SMAP's cell means (``residual_correction``)."""
+    if cells is not None:
+        return fuse_block(model, origin, cells, clip, anomaly)
+    sm = np.where(np.isfinite(model), np.clip(model, *clip), np.nan).astype(np.float32)
+    if residual_correction:
+        sm = residual_correct(sm, smap, clip)
+    return sm, unc, origin
+
+
+def predict_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndarray, plan: DayPlan,
+                load: Callable[[str, str], Any], clip: tuple[float, float] = (0.0, 1.0),
+                residual_correction: bool = False, cells: DayCells | None = None, rain_spinup: int = 0
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+    """Soil moisture, uncertainty, origin and per-variant pixel counts of one day on one block:
+    :func:`model_day` then :func:`finish_day` (pure given ``load``)."""
+    model, unc, origin, counts = model_day(feats, land, smap, plan, load, rain_spinup)
+    return (*finish_day(model, unc, origin, smap, clip, residual_correction, cells), counts)
 
 
 def residual_correct(sm: np.ndarray, smap: np.ndarray, clip: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
@@ -397,20 +427,42 @@ def run_block(job: BlockJob) -> dict[str, Any]:
     cache: dict[Any, np.ndarray] = {}
     summaries = []
     all_names = sorted({p for plan in job.plans for v in plan.variants for p in v.predictors})
+    if job.rain_spinup and any(p in API_NAMES for p in all_names):
+        all_names.append("api_age")
     bc = job.cells
 
     def load(key: str, sha: str) -> Any:
         return load_model(job.models, so, key, sha, job.threads, job.device)
 
-    # the block's days are consecutive: read each daily layer (and SMAP) for all of them at once,
-    # rather than decoding the same time chunk once per day
-    day_index = [int(cube.indexes["time"].get_loc(pd.Timestamp(plan.day))) for plan in job.plans]
+    # the block's days (and the halo days of a running-mean anomaly) are consecutive: read each
+    # daily layer (and SMAP) for all of them at once, rather than decoding a time chunk per day
+    seq = (*job.before, *job.plans, *job.after)
+    day_index = [int(cube.indexes["time"].get_loc(pd.Timestamp(plan.day))) for plan in seq]
     ct0, ct1 = min(day_index), max(day_index) + 1
+    spinup = int(cube.sizes.get("time_precip", cube.sizes["time"])) - int(cube.sizes["time"])
     for name in all_names:
-        if name in SPECS and SPECS[name].axis == "daily":
-            layers = _read(cube, name, time=slice(ct0, ct1), y=ys, x=xs).astype(np.float32, copy=False)
-            cache.update({(name, "d", plan.day): layers[ct - ct0] for plan, ct in zip(job.plans, day_index)})
+        if name in SPECS and SPECS[name].axis in ("daily", "precip"):
+            shift = spinup if SPECS[name].axis == "precip" else 0
+            dim = "time_precip" if SPECS[name].axis == "precip" else "time"
+            layers = _read(cube, name, **{dim: slice(ct0 + shift, ct1 + shift)}, y=ys, x=xs).astype(np.float32, copy=False)
+            cache.update({(name, "d", plan.day): layers[ct - ct0] for plan, ct in zip(seq, day_index)})
     smaps = _read(cube, "smap_sm", time=slice(ct0, ct1), cy=cys, cx=cxs).astype(np.float32)
+
+    modelled: dict[dt.date, tuple[Any, ...]] = {}
+    missing: dict[dt.date, list[str]] = {}
+    for plan, ct in zip(seq, day_index):
+        if plan.error:
+            continue
+        feats = block_features(cube, plan.day, all_names, ys, xs, cache)
+        modelled[plan.day] = model_day(feats, land, smaps[ct - ct0], plan, load, job.rain_spinup)
+        missing[plan.day] = [p for p in all_names if p != "api_age" and not np.isfinite(feats[p][land]).any()]
+        for key in [k for k in cache if k[1] == "d" and k[2] == plan.day]:  # not needed again
+            del cache[key]
+    anomalies = None
+    if job.window > 1 and bc is not None:
+        nan = np.full(land.shape, np.nan, np.float32)
+        stack = np.stack([within_cell_anomaly(modelled[p.day][0]) if p.day in modelled else nan for p in seq])
+        anomalies = running_mean(stack, job.window)[len(job.before):len(job.before) + nt]
 
     for i, plan in enumerate(job.plans):
         info: dict[str, Any] = {"day": plan.day.isoformat(), "land": int(land.sum())}
@@ -418,23 +470,21 @@ def run_block(job: BlockJob) -> dict[str, Any]:
             info["error"] = plan.error
             summaries.append(info)
             continue
-        smap = smaps[day_index[i] - ct0]
-        feats = block_features(cube, plan.day, all_names, ys, xs, cache)
+        smap = smaps[day_index[len(job.before) + i] - ct0]
         cells = None if bc is None else DayCells(
             bc.cell_mean[i], bc.increment[i], bc.variance[i], bc.state[i], job.var_anomaly, job.anomaly_gain,
             job.interval, None if bc.halo is None else bc.halo[i], job.smooth)
-        s, u, o, counts = predict_day(feats, land, smap, plan, load, job.clip, job.residual_correction, cells)
+        model, u, o, counts = modelled[plan.day]
+        s, u, o = finish_day(model, u, o, smap, job.clip, job.residual_correction, cells,
+                             None if anomalies is None else anomalies[i])
         sm[i], unc[i], origin[i] = s, u, o
         sm36[i] = block_reduce_mean(s)
         info["counts"] = counts
         info["origin"] = {str(b): int(((o & b) > 0).sum()) for b in products.ORIGIN_BITS}
-        info["missing"] = [p for p in all_names if not np.isfinite(feats[p][land]).any()]
+        info["missing"] = missing[plan.day]
         ok = np.isfinite(sm36[i]) & np.isfinite(smap)
         info["pairs"] = [[int(c), float(a), float(b)] for c, a, b in zip(cell_ids[ok], sm36[i][ok], smap[ok])]
         summaries.append(info)
-        # this day's daily layers are not needed again
-        for key in [k for k in cache if k[1] == "d" and k[2] == plan.day]:
-            del cache[key]
     coords = {"time": out["time"].values[job.t0:job.t1], "y": out["y"].values[ys], "x": out["x"].values[xs]}
     part = xr.Dataset({"sm": (("time", "y", "x"), sm), "sm_unc": (("time", "y", "x"), unc),
                        "sm_origin": (("time", "y", "x"), origin)}, coords=coords)
@@ -600,17 +650,23 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
                            smooth=config.training.fusion.smooth)
 
     fusion_args: dict[str, Any] = {}
+    half = 0
     if card is not None:
         fusion_args = {"var_anomaly": card.var_anomaly, "anomaly_gain": card.anomaly_gain,
                        "smooth": config.training.fusion.smooth,
-                       "interval": config.output.interval if config.output.uncertainty != "none" else None}
+                       "interval": config.output.interval if config.output.uncertainty != "none" else None,
+                       "window": config.training.fusion.anomaly_window_days}
+        half = config.training.fusion.anomaly_window_days // 2
     for t0 in pending:
         t1 = min(t0 + tchunk, len(all_days))
+        if half:
+            fusion_args.update(before=tuple(plans[max(0, t0 - half):t0]), after=tuple(plans[t1:t1 + half]))
         jobs[t0] = [BlockJob(config.stores.cube, config.stores.output, config.stores.models, so_json, token,  # type: ignore[arg-type]
                              t0, t1, y0, min(y0 + schunk, ny), x0, min(x0 + schunk, nx), tuple(plans[t0:t1]),
                              tuple(config.output.clip), config.output.residual_correction, config.output.predict_threads,
                              config.cluster.device,
-                             cells_of(t0, t1, y0, min(y0 + schunk, ny), x0, min(x0 + schunk, nx)), **fusion_args)
+                             cells_of(t0, t1, y0, min(y0 + schunk, ny), x0, min(x0 + schunk, nx)),
+                             rain_spinup=config.rain.spinup_days, **fusion_args)
                     for y0 in range(0, ny, schunk) for x0 in range(0, nx, schunk)]
     futures = {client.submit(run_block, job, pure=False): job for js in jobs.values() for job in js}
     results: dict[int, list[dict[str, Any]]] = {t0: [] for t0 in jobs}

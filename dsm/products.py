@@ -47,10 +47,13 @@ ORIGIN_BITS: dict[int, tuple[str, str]] = {
     32: ("smap_fused", "the cell mean was fused with the day's SMAP retrieval (method fusion)"),
     64: ("smap_carried", "the cell mean carries the decayed fusion increment of an earlier SMAP day "
                          "(method fusion)"),
+    128: ("rain_memory_short", "the model used antecedent precipitation indices whose record had a missing "
+                               "day within the last rain.spinup_days days (bridged or restarted)"),
 }
 """Bit value -> (flag meaning, description) of ``sm_origin``; 0 means not predicted."""
 
-ALL_PREDICTORS, REDUCED, REUSED, EXTRAPOLATION, NO_SMAP, SMAP_FUSED, SMAP_CARRIED = 1, 2, 4, 8, 16, 32, 64
+ALL_PREDICTORS, REDUCED, REUSED, EXTRAPOLATION, NO_SMAP, SMAP_FUSED, SMAP_CARRIED, RAIN_MEMORY_SHORT = (
+    1, 2, 4, 8, 16, 32, 64, 128)
 
 _SM_ENC = {"scale_factor": SCALE, "_FillValue": np.int16(FILL), "dtype": np.dtype("int16"), "fill_value": np.int16(FILL)}
 

@@ -156,7 +156,7 @@ def build_twin_stores(config: Config, overwrite: bool, progress: bool = True) ->
     t = config.twin or TwinConfig()
     spec = TwinSpec(config.grid_region, config.dates.start, config.dates.end, t.seed, t.n_insitu, t.n_weather)
     build_twin(stores, spec, config.chunks.space, config.chunks.time, config.stores.storage_options, overwrite,
-               progress=progress)
+               progress=progress, rain=config.rain)
 
 
 def _finished(stage: str, rep: Any, **summary: Any) -> StageResult:

@@ -185,6 +185,8 @@ def predictor_layer(ds: xr.Dataset, name: str, days: Sequence[dt.date]) -> da.Ar
         fine = var
     elif "time" in var.dims:
         fine = var.sel(time=times)
+    elif "time_precip" in var.dims:
+        fine = var.sel(time_precip=xr.DataArray(times, dims="time"))
     elif "time_8d" in var.dims:
         starts = [np.datetime64(composite_8day_of(d).start, "ns") for d in days]
         fine = var.sel(time_8d=xr.DataArray(starts, dims="time"))

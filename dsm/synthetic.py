@@ -328,12 +328,16 @@ class Simulator:
         return np.where(ok, np.clip(mean + noise, *SMAP_VALID), np.nan).astype(np.float32)
 
 
-def simulate(spec: TwinSpec, static: Static | None = None, rng: np.random.Generator | None = None) -> Iterator[Day]:
+def simulate(spec: TwinSpec, static: Static | None = None, rng: np.random.Generator | None = None,
+             history_days: int = 0) -> Iterator[Day]:
     """Yield every day from ``spec.sim_start`` to ``spec.sim_end`` after a spin-up.
 
     ``static`` and ``rng`` may be given together: the static world and the generator that
     made it (``rng = default_rng(spec.seed)``; ``static = make_static(region, rng)``), so a
-    caller can use the static fields first and still get the same days.
+    caller can use the static fields first and still get the same days. ``history_days``
+    also yields that many of the last spin-up days first (for the precipitation record
+    before the first day); the spin-up lasts ``max(SPIN_UP_DAYS, history_days)`` days, so
+    a history longer than :data:`SPIN_UP_DAYS` makes another (equally valid) world.
     """
     if (static is None) != (rng is None):
         raise ValueError("give both static and rng, or neither")
@@ -341,8 +345,10 @@ def simulate(spec: TwinSpec, static: Static | None = None, rng: np.random.Genera
         rng = np.random.default_rng(spec.seed)
         static = make_static(spec.region, rng)
     sim = Simulator(spec, rng, static)
-    for k in range(SPIN_UP_DAYS, 0, -1):
-        sim.step(spec.sim_start - dt.timedelta(k))
+    for k in range(max(SPIN_UP_DAYS, history_days), 0, -1):
+        d = sim.step(spec.sim_start - dt.timedelta(k))
+        if k <= history_days:
+            yield d
     day = spec.sim_start
     while day <= spec.sim_end:
         yield sim.step(day)

@@ -19,7 +19,10 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from dsm import cube, store
-from dsm.cube import Layout, VariableSpec
+from dsm.antecedent import write_antecedent
+from dsm.config import RainConfig
+from dsm.cube import Layout, VariableSpec, whole_chunks
+from dsm.ingest.remap import remap_to_region
 from dsm.periods import composite_8day_of
 from dsm.synthetic import (
     Day,
@@ -33,6 +36,7 @@ from dsm.synthetic import (
     place_stations,
     simulate,
 )
+from dsm.synthetic_precip import ProductGrid, product_days
 
 TRUTH_SPECS: tuple[VariableSpec, ...] = (
     VariableSpec("sm_true", "daily", "m3 m-3", "True 1 km surface soil moisture of the twin",
@@ -67,12 +71,33 @@ def _dataset(coords: Mapping[str, Any], arrays: Mapping[str, tuple[tuple[str, ..
 class _Writer:
     """Buffers daily data per time chunk and writes regions of the cube and the truth."""
 
-    def __init__(self, stores: TwinStores, layout: Layout, so: Mapping[str, Any] | None) -> None:
+    def __init__(self, stores: TwinStores, layout: Layout, so: Mapping[str, Any] | None, seed: int) -> None:
         self.stores, self.layout, self.so = stores, layout, so
         self.cube = store.open_store(stores.cube, "cube", so)
         self.truth = store.open_store(stores.truth, "truth", so)
         self.times = self.cube.indexes["time"]
         self.buffer: list[Day] = []
+        self.precip_times = self.cube.indexes["time_precip"]
+        self.rain: list[tuple[dt.date, np.ndarray]] = []
+        self.product_grid = ProductGrid.over(layout.region)
+        self.product_rng = np.random.default_rng([seed, 3])
+
+    def precip(self, d: Day) -> None:
+        """Buffer the day's rain for the 0.1 degree product; write one time chunk at a time."""
+        t = np.datetime64(d.date, "ns")
+        if t not in self.precip_times:
+            return
+        self.rain.append((d.date, d.rain))
+        index = self.precip_times.get_loc(t)
+        if (index + 1) % self.layout.time_chunk == 0 or index + 1 == len(self.precip_times):
+            dates = [date for date, _ in self.rain]
+            product = product_days([r for _, r in self.rain], dates, self.product_grid, self.product_rng)
+            fine = remap_to_region(product, self.layout.region, "conservative")
+            coords = {"time_precip": [np.datetime64(x, "ns") for x in dates],
+                      "y": self.cube["y"].values, "x": self.cube["x"].values}
+            ds = _dataset(coords, {"precip": (("time_precip", "y", "x"), fine.astype(np.float32))})
+            store.write_region(self.stores.cube, ds, self.so, self.cube)
+            self.rain = []
 
     def static(self, static: Any) -> None:
         fine = {"y": self.cube["y"].values, "x": self.cube["x"].values}
@@ -125,8 +150,13 @@ def build_twin(
     storage_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    rain: RainConfig | None = None,
 ) -> TwinStores:
     """Simulate the twin of ``spec`` and write its cube, truth store and station tables.
+
+    The cube gets the twin's 0.1 degree precipitation product (:mod:`dsm.synthetic_precip`)
+    on the 1 km grid from ``rain.spinup_days`` (whole time chunks) before the first day, and
+    the antecedent precipitation indices computed from it (:func:`dsm.antecedent.write_antecedent`).
 
     Parameters
     ----------
@@ -143,8 +173,12 @@ def build_twin(
         Replace existing stores; without it an existing store is an error.
     progress
         Show a progress bar over the simulated days.
+    rain
+        Spin-up and gap settings of the antecedent indices (default: :class:`~dsm.config.RainConfig`).
     """
-    layout = Layout(spec.region, spec.start, spec.end, space_chunk, time_chunk)
+    rain = rain or RainConfig()
+    layout = Layout(spec.region, spec.start, spec.end, space_chunk, time_chunk,
+                    whole_chunks(rain.spinup_days, time_chunk))
     attrs = dict(describe(spec))
     store.create(stores.cube, cube.template(layout, cube.SCHEMA, {"title": "dsm predictor cube (synthetic twin)", **attrs}),
                  "cube", storage_options, overwrite)
@@ -153,14 +187,18 @@ def build_twin(
 
     rng_static = np.random.default_rng(spec.seed)
     static = make_static(spec.region, rng_static)
-    writer = _Writer(stores, layout, storage_options)
+    writer = _Writer(stores, layout, storage_options, spec.seed)
     writer.static(static)
     recorder = StationRecorder(place_stations(spec, static, spec.seed), spec.seed)
 
-    n_days = (spec.sim_end - spec.sim_start).days + 1
+    history = max(0, (spec.sim_start - layout.precip_start).days)
+    n_days = (spec.sim_end - spec.sim_start).days + 1 + history
     window: list[Day] = []
-    for d in tqdm(simulate(spec, static, rng_static), total=n_days, desc="twin days", unit="day",
+    for d in tqdm(simulate(spec, static, rng_static, history), total=n_days, desc="twin days", unit="day",
                   disable=not progress):
+        writer.precip(d)
+        if d.date < spec.sim_start:
+            continue
         window.append(d)
         writer.day(d)
         if spec.start <= d.date <= spec.end:
@@ -173,6 +211,7 @@ def build_twin(
             writer.composite("time_16d", window[0].date, composite_16day(window))
             window = []
     writer.flush()
+    write_antecedent(stores.cube, storage_options, rain)
 
     insitu, weather = recorder.frames()
     fs, root = fsspec.core.url_to_fs(stores.stations, **dict(storage_options or {}))
@@ -195,11 +234,15 @@ QUICK_TRAINING: dict[str, Any] = {
 }
 
 
-COMPARE_DIR = "rao2022"  # where the demo puts the paper's method beside the default one
+#: the demo's comparison runs beside the default one: folder -> (label, configuration changes)
+COMPARISONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "rao2022": ("rao2022", {"training": {"method": "rao2022"}}),
+    "no-rain": ("fusion, no rain", {"rain": {"predictors": "off"}}),
+}
 
 
 def demo_config(size: str = "default", seed: int = 42, root: str | None = None, quick: bool = False,
-                method: str = "fusion", compare: bool = False) -> dict[str, Any]:
+                comparison: str | None = None, compare: bool = False) -> dict[str, Any]:
     """The run configuration of the standard twin of ``size`` (what ``dsm demo`` writes).
 
     Parameters
@@ -214,12 +257,13 @@ def demo_config(size: str = "default", seed: int = 42, root: str | None = None, 
     quick
         One hyperparameter candidate per model, 2 CV folds and no pooled model
         (:data:`QUICK_TRAINING`), for notebooks and examples.
-    method
-        ``training.method``: ``"fusion"`` (the default method) or ``"rao2022"`` (the paper's),
-        whose models and products then go under ``rao2022/`` beside the shared twin stores,
-        with the stages cube, train and predict only.
+    comparison
+        A key of :data:`COMPARISONS`: the run of the paper's method (``rao2022``) or of the
+        default method without rain predictors (``no-rain``), whose models and products then
+        go under that folder beside the shared twin stores, with the stages cube, train and
+        predict only.
     compare
-        Score the ``rao2022`` products beside this run's in the twin skill
+        Score every comparison's products beside this run's in the twin skill
         (``validation.compare``).
 
     Returns
@@ -227,31 +271,38 @@ def demo_config(size: str = "default", seed: int = 42, root: str | None = None, 
     dict
         The raw configuration, for :func:`dsm.config.from_dict` or a YAML file.
     """
+    if comparison is not None and comparison not in COMPARISONS:
+        raise ValueError(f"comparison {comparison!r} is not one of {sorted(COMPARISONS)}")
     spec = TwinSpec.of_size(size, seed)
     r = spec.region
     names: dict[str, str | None] = {"cube": "cube.zarr", "truth": "truth.zarr", "stations": "stations",
                                     "models": "models", "output": "sm.zarr", "cog": "cog", "stac": "stac"}
-    if method == "rao2022":
-        names.update(models=f"{COMPARE_DIR}/models", output=f"{COMPARE_DIR}/sm.zarr", cog=None, stac=None)
+
+    def where(v: str) -> str:
+        return v if root is None else f"{root.rstrip('/')}/{v}"
+
+    if comparison is not None:
+        names.update(models=f"{comparison}/models", output=f"{comparison}/sm.zarr", cog=None, stac=None)
     raw: dict[str, Any] = {
         "region": {"cells": [r.row0, r.col0, r.nrows, r.ncols]},
         "dates": {"start": spec.start.isoformat(), "end": spec.end.isoformat()},
-        "stores": {k: v if root is None or v is None else f"{root.rstrip('/')}/{v}" for k, v in names.items()},
+        "stores": {k: v if v is None else where(v) for k, v in names.items()},
         "cluster": {"n_workers": 2, "threads_per_worker": 1},
         "chunks": {"space": 144, "time": 8},
         "twin": {"seed": seed},
     }
     training: dict[str, Any] = dict(QUICK_TRAINING) if quick else {}
-    if method != "fusion":
-        training["method"] = method
+    if comparison is not None:
+        changes = COMPARISONS[comparison][1]
+        training.update(changes.get("training", {}))
+        raw.update({k: v for k, v in changes.items() if k != "training"})
         raw["run"] = {"stages": ["cube", "train", "predict"]}
     validation: dict[str, Any] = {}
     if size == "tiny":  # 4 x 4 cells give at most 256 samples a period, about 60-75 valid
         training["min_samples"] = 40
         validation["partial_correlation_freq"] = "W"  # 48 days hold too few months
     if compare:
-        out = f"{COMPARE_DIR}/sm.zarr"
-        validation["compare"] = {"rao2022": out if root is None else f"{root.rstrip('/')}/{out}"}
+        validation["compare"] = {label: where(f"{key}/sm.zarr") for key, (label, _) in COMPARISONS.items()}
     if validation:
         raw["validation"] = validation
     if training:

@@ -482,3 +482,18 @@ def test_pixel_interval_nan_and_invalid():
     for bad in (0.0, 1.0, 1.5):
         with pytest.raises(ValueError):
             pixel_interval(1e-4, 1e-4, bad)
+
+
+def test_running_mean_is_a_centred_nan_aware_window():
+    from dsm.cellmeans import running_mean
+
+    rng = np.random.default_rng(3)
+    stack = rng.normal(size=(12, 3, 4)).astype(np.float32)
+    stack[rng.random(stack.shape) < 0.2] = np.nan
+    got = running_mean(stack, 5)
+    for t in range(12):
+        window = stack[max(0, t - 2):t + 3]
+        with np.errstate(invalid="ignore"):
+            want = np.where(np.isfinite(stack[t]), np.nanmean(window, axis=0), np.nan)
+        np.testing.assert_allclose(got[t], want, rtol=1e-5, equal_nan=True)
+    np.testing.assert_array_equal(running_mean(stack, 1), stack)

@@ -82,7 +82,11 @@ def test_fusion_beats_bilinear_smap_on_a_small_twin(tmp_path_factory, client):
 def test_card_records_the_search_the_companions_and_the_error_model(runs, tiny_twin):
     store = ModelStore(runs["fusion"].stores.models)
     card = FusionCard.from_dict(store.read_card(FUSION_KEY))
-    assert [v.name for v in card.variants] == ["full", "no-lst", "static"]
+    # the twin has precipitation: the rain predictors join, with a companion for gaps in its record
+    rain = "no-lst-precip-api_2d-api_5d-api_15d"
+    assert [v.name for v in card.variants] == ["full", "no-lst", rain, "static"]
+    assert card.predictors[-4:] == ("precip", "api_2d", "api_5d", "api_15d")
+    assert "api_15d" in card.variants[1].predictors and "precip" not in card.variants[2].predictors
     full = card.variants[0]
     assert full.features[-2:] == ("doy_sin", "doy_cos") and "aspect_sin" in full.features
     assert "aspect" not in full.features and set(full.ranges) == set(full.features[:-2])
@@ -202,3 +206,34 @@ def test_disaggregation_model_is_trained_stored_and_averaged_into_the_map(runs, 
     # the cell means stay the fused ones: the averaging only changes the within-cell pattern
     diff = block_reduce_mean(a[0]) - block_reduce_mean(b[0])
     assert np.nanmax(np.abs(diff)) < 0.01
+
+
+def test_running_mean_window_smooths_the_within_cell_anomaly_across_time_chunks(runs, tmp_path, client):
+    """anomaly_window_days: the map's within-cell anomaly is the centred running mean of the
+    daily one (halo days read across the 8-day blocks), its cell means unchanged."""
+    from dsm.cellmeans import running_mean, within_cell_anomaly
+
+    base = runs["fusion"]
+    raw = base.model_dump(mode="json")
+    raw["training"]["fusion"]["anomaly_window_days"] = 5
+    raw["stores"]["output"] = str(tmp_path / "sm_window.zarr")
+    cfg = from_dict(raw)
+    assert predict(cfg, client).failed == {}
+    daily = xr.open_zarr(base.stores.output, consolidated=False)["sm"].values
+    smooth = xr.open_zarr(cfg.stores.output, consolidated=False)["sm"].values
+    assert np.array_equal(np.isfinite(daily), np.isfinite(smooth))
+    want = running_mean(np.stack([within_cell_anomaly(d) for d in daily]), 5)
+    got = np.stack([within_cell_anomaly(d) for d in smooth])
+    ok = np.isfinite(want) & (daily > 0.01) & (smooth > 0.01)  # away from the clip at 0
+    assert ok.sum() > 100_000
+    assert np.abs(got[ok] - want[ok]).max() < 2e-3  # int16 storage (1e-4) and clipping at cell edges
+    # days 7 and 8 sit on either side of the first block boundary: smoothed across it
+    assert np.abs(got[7:9][ok[7:9]] - want[7:9][ok[7:9]]).mean() < 2e-4
+    assert np.nanstd(np.diff(got, axis=0)) < 0.7 * np.nanstd(np.diff(np.stack([within_cell_anomaly(d) for d in daily]), axis=0))
+    cm = lambda a: np.stack([block_reduce_mean(d) for d in a])  # noqa: E731
+    assert np.nanmax(np.abs(cm(smooth) - cm(daily))) < 5e-3
+
+
+def test_anomaly_window_must_be_odd(tiny_twin, tmp_path):
+    with pytest.raises(ConfigError, match="anomaly_window_days must be odd"):
+        _config(tiny_twin.cube, tmp_path, fusion={**FAST, "anomaly_window_days": 4})

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from affine import Affine
@@ -22,6 +23,7 @@ from dsm.cube import open_cube
 from dsm.grid import Region
 from dsm.ingest import dem_to_region, modis_to_region, read_modis_tile, read_spl3smp, soil_to_region
 from dsm.ingest.pipeline import plan, report_url
+from dsm.ingest.precip import read_imerg, remap_to_region
 from dsm.ingest.reproject import EASE_CRS, SINUSOIDAL_CRS
 from dsm.testing.granules import (
     LAYOUTS,
@@ -33,6 +35,7 @@ from dsm.testing.granules import (
     write_spl3smp,
     write_srtm_hgt,
 )
+from dsm.testing.precip import imerg_filename, write_imerg_day
 
 MOD11 = "MOD11A1.A2021227.h11v05.061.2021228105320.hdf"
 MOD13 = "MOD13A2.A2021225.h11v06.061.2021320163717.hdf"
@@ -368,3 +371,191 @@ def test_ingest_from_and_into_s3(s3, inputs, tmp_path):
     soil = soil_to_region({"sand": d["soil"] / "sand.tif"}, region)
     np.testing.assert_array_equal(cube["sand"].values, soil["sand"].values)
     np.testing.assert_array_equal(cube["land_mask"].values, np.isfinite(soil["sand"].values).astype(np.uint8))
+
+
+# -- precipitation (inputs.precip: IMERG daily files) ------------------------------------
+P_AXIS = [dt.date(2021, 8, 9) + dt.timedelta(days=k) for k in range(10)]  # spin-up 3 -> 4 days (time chunk 2)
+P_GOOD = [dt.date(2021, 8, d) for d in (9, 10, 12, 13, 16, 18)]
+P_VARIED = dt.date(2021, 8, 16)
+
+
+def _imerg_grid(region: Region, margin: int = 3, west_cut: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Centres of IMERG's global 0.1 degree grid around the region (or only west of ``west_cut``)."""
+    lon0, lat0, lon1, lat1 = region.lonlat_bounds
+    i = np.arange(math.floor(lat0 * 10) - margin, math.ceil(lat1 * 10) + margin)
+    j = np.arange(math.floor(lon0 * 10) - margin, math.ceil(lon1 * 10) + margin)
+    lat, lon = np.round((i[::-1] + 0.5) / 10, 2), np.round((j + 0.5) / 10, 2)
+    return lat, (lon if west_cut is None else lon[lon < west_cut])
+
+
+def _precip_config(root: Path, region: Region, name: str, spinup: int = 3, paths: str = "imerg/*.nc4") -> Path:
+    raw = {
+        "region": {"cells": [region.row0, region.col0, region.nrows, region.ncols]},
+        "dates": {"start": D13.isoformat(), "end": D18.isoformat()},
+        "stores": {"cube": f"{name}.zarr"},
+        "cluster": {"n_workers": 2, "threads_per_worker": 1, "dashboard_address": None},
+        "chunks": {"space": 36, "time": 2},
+        "rain": {"spinup_days": spinup},
+        "inputs": {"precip": {"paths": paths, "product": "imerg"}, "land_mask": {"paths": "precip_land.tif"}},
+    }
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def precip_run(inputs):
+    """IMERG files for six days of the precipitation axis, a superseded Late run, a corrupt file,
+    a file covering half the region and one outside the axis; land everywhere."""
+    root, region, _ = inputs
+    folder = root / "imerg"
+    folder.mkdir()
+    lat, lon = _imerg_grid(region)
+    rng = np.random.default_rng(19)
+    values = {}
+    for k, day in enumerate(P_GOOD):
+        v = (rng.random((lat.size, lon.size)) * 30).astype(np.float32) if day == P_VARIED else np.full(
+            (lat.size, lon.size), k + 1.5, np.float32)
+        values[day] = v
+        write_imerg_day(folder / imerg_filename(day), day, lat, lon, v)
+    write_imerg_day(folder / imerg_filename(D13, run="late"), D13, lat, lon, np.full((lat.size, lon.size), 99.0), run="late")
+    _truncated(folder / imerg_filename(D13), folder / imerg_filename(D14))
+    mid = float(np.mean(region.lonlat_bounds[::2]))
+    half_lat, half_lon = _imerg_grid(region, west_cut=mid)
+    write_imerg_day(folder / imerg_filename(D15), D15, half_lat, half_lon, np.ones((half_lat.size, half_lon.size)))
+    write_imerg_day(folder / imerg_filename(dt.date(2021, 8, 20)), dt.date(2021, 8, 20), lat, lon, values[P_GOOD[0]])
+    lon0, lat0, lon1, lat1 = region.lonlat_bounds
+    t = Affine(0.01, 0, math.floor(lon0) - 0.5, 0, -0.01, math.ceil(lat1) + 0.5)
+    n = (int((math.ceil(lat1) - math.floor(lat0) + 1) * 100), int((math.ceil(lon1) - math.floor(lon0) + 1) * 100))
+    write_geotiff(root / "precip_land.tif", np.ones(n, np.float32), t, "EPSG:4326")
+    config = _precip_config(root, region, "precip_cube")
+    res = _ingest(config)
+    assert res.exit_code == 0, res.output
+    return config, res, json.loads((root / "precip_cube.ingest_report.json").read_text()), values
+
+
+@pytest.mark.timeout(180)
+def test_precip_ingest_writes_the_days_and_names_the_missing_ones(inputs, precip_run):
+    root, region, _ = inputs
+    config, res, report, values = precip_run
+    cube = open_cube(str(root / "precip_cube.zarr")).load()
+    assert [pd.Timestamp(t).date() for t in cube["time_precip"].values] == P_AXIS
+    precip = cube["precip"].values
+    for day in P_GOOD:
+        got = precip[P_AXIS.index(day)]
+        if day == P_VARIED:  # the reader + remap chain, and a field that really varies
+            exp = remap_to_region(read_imerg(root / "imerg" / imerg_filename(day), bbox=region.lonlat_bounds), region)[0]
+            np.testing.assert_array_equal(got, exp)
+            assert np.nanstd(got) > 1.0
+        else:  # a constant field stays that constant on the right day
+            np.testing.assert_allclose(got, values[day][0, 0], rtol=1e-6)
+    missing = ["2021-08-11", "2021-08-14", "2021-08-15", "2021-08-17"]
+    for day in missing:
+        assert np.isnan(precip[P_AXIS.index(dt.date.fromisoformat(day))]).all()
+    pr = report["precip"]
+    assert pr["missing_days"] == missing and pr["day"] == "UTC" and pr["product"] == "imerg"
+    assert pr["days_without_file"] == ["2021-08-11", "2021-08-17"]
+    assert pr["days_without_data"] == ["2021-08-14", "2021-08-15"]
+    assert pr["days_with_data"] == len(P_GOOD)
+    files = _by_name(report)
+    assert files[imerg_filename(D13, run="late")]["status"] == "skipped"
+    assert "superseded by " + imerg_filename(D13) in files[imerg_filename(D13, run="late")]["reason"]
+    assert (files[imerg_filename(D14)]["status"], files[imerg_filename(D14)]["error"]) == ("failed", "UnreadableFileError")
+    assert files[imerg_filename(D15)]["error"] == "GeolocationError" and "covers only part" in files[imerg_filename(D15)]["reason"]
+    assert files[imerg_filename(dt.date(2021, 8, 20))]["status"] == "skipped"
+    assert report["provenance"]["precip"]["2021-08-13"] == [str(root / "imerg" / imerg_filename(D13))]
+    assert "precip (imerg, day UTC): 6 days with data this run, 4 missing: 2021-08-11" in res.output
+
+
+@pytest.mark.timeout(120)
+def test_precip_ingest_runs_the_antecedent_indices_and_is_idempotent(inputs, precip_run):
+    pytest.importorskip("dsm.antecedent")
+    root, _, _ = inputs
+    config, res, report, _ = precip_run
+    assert report["antecedent"]["days"] == len(DAYS) and report["antecedent"]["cube_spinup_days"] == 4
+    assert report["summary"]["task_errors"] == 0 and "antecedent indices: 6 days written" in res.output
+    cube = open_cube(str(root / "precip_cube.zarr"))
+    assert np.isfinite(cube["api_2d"].values).any()
+    before = cube["precip"].values
+    again = _ingest(config)
+    assert again.exit_code == 0, again.output
+    rep2 = json.loads((root / "precip_cube.ingest_report.json").read_text())
+    assert rep2["blocks_written"].get("precip", 0) == 0 and rep2["precip"]["missing_days"] == report["precip"]["missing_days"]
+    np.testing.assert_array_equal(open_cube(str(root / "precip_cube.zarr"))["precip"].values, before)
+
+
+def test_precip_plan_refuses_a_cube_without_the_axis_or_with_another_spinup(tmp_path):
+    from dsm.cube import RAIN_VARS, SCHEMA, Layout, create_cube, template
+    from dsm.store import create
+
+    raw = {"region": {"cells": [100, 200, 1, 1]}, "dates": {"start": "2021-08-13", "end": "2021-08-18"},
+           "stores": {"cube": str(tmp_path / "old.zarr")}, "chunks": {"space": 36, "time": 2},
+           "rain": {"spinup_days": 3}, "inputs": {"precip": {"paths": str(tmp_path / "*.nc4"), "product": "imerg"}}}
+    cfg = config_mod.from_dict(raw)
+    layout = Layout.from_config(cfg)
+    create(cfg.stores.cube, template(layout, [s for s in SCHEMA if s.name not in RAIN_VARS]), "cube")
+    with pytest.raises(config_mod.ConfigError, match=r"inputs.precip: the cube .*old.zarr has no precipitation axis"):
+        plan(cfg, open_cube(cfg.stores.cube))
+    raw["stores"]["cube"] = str(tmp_path / "new.zarr")
+    create_cube(raw["stores"]["cube"], Layout.from_config(config_mod.from_dict(raw)))
+    raw["rain"]["spinup_days"] = 9
+    cfg = config_mod.from_dict(raw)
+    with pytest.raises(config_mod.ConfigError, match=r"4 days of precipitation spin-up, the configuration 10"):
+        plan(cfg, open_cube(cfg.stores.cube))
+    raw["rain"]["spinup_days"] = 4  # rounds to the same 4 days: accepted, no file -> every day missing
+    cfg = config_mod.from_dict(raw)
+    p = plan(cfg, open_cube(cfg.stores.cube))
+    assert p.tasks == [] and len(p.sources["precip"]["days_without_file"]) == 10
+
+
+def test_precip_plan_reads_netcdf_times_and_groups_era5_hours_across_files(tmp_path):
+    """Days of many-day files come from their time coordinate; a local day needing two hourly
+    files gets both; the worker's reader sums it from both."""
+    from dsm.cube import Layout, create_cube
+    from dsm.ingest.pipeline import precip_file_days, read_precip_group
+    from dsm.testing.precip import (
+        accumulate_since_00utc,
+        chirps_nc_name,
+        write_chirps_nc,
+        write_era5land_daily,
+        write_era5land_hourly,
+    )
+
+    region = Region.around(116.4, 39.9, 1, 1)  # Beijing: solar time UTC+8
+    lat, lon = _imerg_grid(region)
+    days = [dt.date(2021, 1, 30) + dt.timedelta(days=k) for k in range(4)]
+    chirps = write_chirps_nc(tmp_path / chirps_nc_name(2021), days, lat, lon, np.ones((4, lat.size, lon.size)))
+    assert precip_file_days(str(chirps), "chirps", 8, {}) == days
+    daily = write_era5land_daily(tmp_path / "daily.nc", days[:2], lat, lon, np.ones((2, lat.size, lon.size)) * 0.01)
+    assert precip_file_days(str(daily), "era5land", 8, {}) == days[:2]
+    times = pd.date_range("2021-01-31 00:00", "2021-02-02 00:00", freq="h")
+    amounts = np.random.default_rng(2).random((times.size, lat.size, lon.size)) * 5e-4
+    tp = accumulate_since_00utc(times, amounts)
+    jan = times < pd.Timestamp("2021-02-01")
+    (tmp_path / "era5").mkdir()
+    f1 = write_era5land_hourly(tmp_path / "era5" / "2021-01.nc", times[jan], lat, lon, tp[jan], layout="old")
+    f2 = write_era5land_hourly(tmp_path / "era5" / "2021-02.nc", times[~jan], lat, lon, tp[~jan], layout="new")
+    assert precip_file_days(str(f1), "era5land", 8, {}) == [dt.date(2021, 1, 31), dt.date(2021, 2, 1)]
+    assert precip_file_days(str(f2), "era5land", 8, {}) == [dt.date(2021, 2, 1), dt.date(2021, 2, 2)]
+    raw = {"region": {"cells": [region.row0, region.col0, 1, 1]}, "dates": {"start": "2021-02-01", "end": "2021-02-02"},
+           "stores": {"cube": str(tmp_path / "c.zarr")}, "chunks": {"space": 36, "time": 2}, "rain": {"spinup_days": 2},
+           "inputs": {"precip": {"paths": str(tmp_path / "era5" / "*.nc"), "product": "era5land"}}}
+    cfg = config_mod.from_dict(raw)
+    create_cube(cfg.stores.cube, Layout.from_config(cfg))
+    p = plan(cfg, open_cube(cfg.stores.cube))
+    groups = {g.date: g.urls for t in p.tasks for g in t.groups}
+    assert groups[dt.date(2021, 2, 1)] == (str(f1), str(f2)) and groups[dt.date(2021, 1, 31)] == (str(f1),)
+    assert p.sources["precip"]["utc_offset_hours"] == 8 and p.sources["precip"]["days_without_file"] == ["2021-01-30"]
+    fields, many = read_precip_group("era5land", [str(f1), str(f2)], region, [dt.date(2021, 2, 1)], 8)
+    assert {r.status for r in many.report} == {"used"} and len(fields) == 1
+    hours = (times - pd.Timedelta(hours=1) + pd.Timedelta(hours=8)).normalize() == pd.Timestamp("2021-02-01")
+    expect = 1000 * amounts[hours].sum(axis=0)
+    f = fields[0]
+    rows = [int(np.argmin(np.abs(lat - v))) for v in f["lat"].values]
+    cols = [int(np.argmin(np.abs(lon - v))) for v in f["lon"].values]
+    assert f.sizes["lat"] < lat.size  # read around the region only
+    np.testing.assert_allclose(f.values[0], expect[np.ix_(rows, cols)], atol=0.02)
+    # ERA5 (hourly amounts, not accumulated): every hourly file of the task fails, with the reason
+    bad = write_era5land_hourly(tmp_path / "era5.nc", times, lat, lon, amounts)
+    fields, many = read_precip_group("era5land", [str(bad)], region, [dt.date(2021, 2, 1)], 8)
+    assert fields == [] and many.report[0].status == "failed" and "not accumulated" in many.report[0].reason

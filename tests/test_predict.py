@@ -75,8 +75,8 @@ def test_prediction_equals_the_stored_models_and_round_trips_int16(predicted, ti
     assert out["sm"].encoding["_FillValue"] == -9999 and out["sm"].attrs["grid_mapping"] == "spatial_ref"
     assert out.rio.crs.to_epsg() == 6933
     assert "reduced_model" in out["sm_origin"].attrs["flag_meanings"]
-    assert out["sm_origin"].attrs["flag_masks"] == [1, 2, 4, 8, 16, 32, 64]
-    assert set(out.attrs["origin_bits"]) == {"1", "2", "4", "8", "16", "32", "64"}
+    assert out["sm_origin"].attrs["flag_masks"] == [1, 2, 4, 8, 16, 32, 64, 128]
+    assert set(out.attrs["origin_bits"]) == {"1", "2", "4", "8", "16", "32", "64", "128"}
     cube = open_cube(tiny_twin.cube)
     land = cube["land_mask"].values == 1
     models = ModelStore(cfg.stores.models)

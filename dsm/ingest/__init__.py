@@ -9,6 +9,8 @@ module                    reads
 :mod:`.terrain`           SRTM .hgt / GeoTIFF DEMs -> dem, slope, aspect (1 km)
 :mod:`.soil`              sand/silt/clay rasters (percent) -> 1 km
 :mod:`.rasters`           any GDAL raster; per-date GeoTIFF series -> (time, y, x)
+:mod:`.precip`            IMERG, CHIRPS, ERA5-Land daily precipitation (time, lat, lon)
+:mod:`.remap`             lon/lat precipitation -> 1 km (conservative or bilinear)
 :mod:`.reproject`         warping and mosaicking onto a Region, grid coordinates
 :mod:`.base`              InputError subclasses, file-name dates, ``read_many``
 ========================  ==========================================================
@@ -29,7 +31,9 @@ from dsm.ingest.base import (
     read_many,
 )
 from dsm.ingest.modis import PRODUCTS, QCRule, modis_to_region, read_modis_tile
+from dsm.ingest.precip import check_covers, read_chirps, read_era5land, read_imerg, read_precip
 from dsm.ingest.rasters import geotiff_series_to_region, read_raster
+from dsm.ingest.remap import remap_to_region
 from dsm.ingest.smap import read_spl3smp
 from dsm.ingest.soil import soil_to_region
 from dsm.ingest.terrain import dem_to_region, read_dem, read_hgt
@@ -47,15 +51,21 @@ __all__ = [
     "QCRule",
     "UnreadableFileError",
     "WrongProductError",
+    "check_covers",
     "date_from_name",
     "dem_to_region",
     "geotiff_series_to_region",
     "modis_to_region",
+    "read_chirps",
     "read_dem",
+    "read_era5land",
     "read_hgt",
+    "read_imerg",
     "read_many",
     "read_modis_tile",
+    "read_precip",
     "read_raster",
     "read_spl3smp",
+    "remap_to_region",
     "soil_to_region",
 ]

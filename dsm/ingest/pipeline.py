@@ -43,6 +43,16 @@ A block is only written when it differs from what is stored, and encoding is det
 so ingesting the same granules again leaves the store byte-identical. A task that dies
 (a bug, storage down) writes nothing it has not finished: its block write is the last step.
 
+Precipitation (``inputs.precip``): IMERG, CHIRPS or ERA5-Land files (:mod:`dsm.ingest.precip`)
+fill ``precip`` on the cube's ``time_precip`` axis, which starts ``rain.spinup_days`` (rounded
+up to whole time chunks) before the first day. Days come from the file names (IMERG, CHIRPS
+GeoTIFF) or the files' time coordinates, read cheaply at plan time (netCDF files of many
+days); one task per time chunk of ``time_precip`` reads, checks (:func:`check_covers`), remaps
+(``inputs.precip.remap``) and writes its days. Days of the axis with no file or no usable data
+are not filled: the report lists them (``precip.missing_days``). After the precipitation writes,
+:func:`dsm.antecedent.write_antecedent` computes the antecedent indices (report
+``antecedent``). A cube without ``time_precip``, or with another spin-up, is refused.
+
 Land mask: from a ``land_mask`` raster when configured (land where its 1 km average is
 >= 0.5), else land where the DEM and every configured soil fraction have a value.
 """
@@ -65,16 +75,37 @@ from typing import Any
 
 import fsspec
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from dsm import store
 from dsm.cluster import outcomes
 from dsm.config import Config, InputsConfig, InputSource
 from dsm.cube import SPECS, Layout, create_cube, layout_of, open_cube
-from dsm.errors import ConfigError
+from dsm.errors import ConfigError, InputError
 from dsm.grid import Region
-from dsm.ingest.base import DEFAULT_DATE_REGEX, FileReport, InputDateError, ManyResult, NoOverlapError, date_from_name, read_many
+from dsm.ingest.base import (
+    DEFAULT_DATE_REGEX,
+    FileReport,
+    InputDateError,
+    ManyResult,
+    NoOverlapError,
+    UnreadableFileError,
+    date_from_name,
+    read_many,
+)
 from dsm.ingest.modis import PRODUCTS, QCRule, read_modis_tile, tile_raster
+from dsm.ingest.precip import (
+    check_covers,
+    hourly_to_local_days,
+    imerg_date,
+    local_utc_offset,
+    netcdf_times,
+    read_chirps,
+    read_era5land_file,
+    read_imerg,
+    remap_to_region,
+)
 from dsm.ingest.rasters import geotiff_series_to_region, read_raster
 from dsm.ingest.reproject import crop_to_region, warp_many_to_region
 from dsm.ingest.smap import read_spl3smp
@@ -227,6 +258,8 @@ def plan(cfg: Config, cube: xr.Dataset) -> Plan:
         size = cube.sizes[dim]
         for c, groups in sorted(chunks.items()):
             out.tasks.append(Task(key, dim, c * tchunk, min((c + 1) * tchunk, size), tuple(groups)))
+    if inputs.precip is not None:
+        _plan_precip(cfg, cube, out)
     static = _static_urls(inputs, out)
     if static:
         out.tasks.append(Task("static", None, 0, 0, tuple(Group(None, (f"{k}={u}",)) for k, u in static)))
@@ -259,6 +292,148 @@ def _first_var(source: str) -> str:
     if source.startswith("geotiff:"):
         return source.split(":", 1)[1]
     return next(iter(MODIS_SOURCES[source][2].values()))
+
+
+# -- precipitation (inputs.precip) ------------------------------------------------------
+PRECIP_DIM = "time_precip"
+_CHIRPS_TIF_NAME = re.compile(r"\.tiff?(\.gz)?$", re.IGNORECASE)
+_IMERG_RUN = re.compile(r"3B-DAY(-[EL])?\..*\.V(\d{2}[A-Z]?)")
+
+
+def precip_utc_offset(cfg: Config) -> int:
+    """The local day of hourly precipitation: ``inputs.precip.utc_offset_hours``, else the region's solar time."""
+    src = cfg.inputs.precip if cfg.inputs else None
+    if src is not None and src.utc_offset_hours is not None:
+        return int(src.utc_offset_hours)
+    return local_utc_offset(cfg.grid_region)
+
+
+def check_precip_cube(cfg: Config, cube: xr.Dataset) -> None:
+    """Refuse a cube without a precipitation axis, or whose spin-up differs from the configuration.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``inputs.precip``, the cube and what to do.
+    """
+    url = cfg.stores.cube
+    if PRECIP_DIM not in cube.dims or "precip" not in cube:
+        raise ConfigError(f"inputs.precip: the cube {url} has no precipitation axis ('{PRECIP_DIM}'): it was made "
+                          "before the rain variables; use a new stores.cube (or delete this cube) and run dsm ingest")
+    have = cube.sizes[PRECIP_DIM] - cube.sizes["time"]
+    want = Layout.from_config(cfg).precip_spinup
+    if have != want:
+        raise ConfigError(f"inputs.precip: the cube {url} has {have} days of precipitation spin-up, the configuration "
+                          f"{want} (rain.spinup_days {cfg.rain.spinup_days} rounded up to whole time chunks of "
+                          f"{cfg.chunks.time}): set rain.spinup_days to match the cube or use another stores.cube")
+
+
+def _nc_time_info(url: str, so: Mapping[str, Any]) -> tuple[pd.DatetimeIndex, str | None]:
+    """Times of a netCDF file (read through fsspec, only the time coordinate) and ``tp``'s GRIB_stepType."""
+    try:
+        with fsspec.open(url, "rb", **dict(so)) as f:
+            magic = f.read(4)
+            f.seek(0)
+            engine = "h5netcdf" if magic == b"\x89HDF" else "scipy" if magic[:3] == b"CDF" else None
+            if engine is None:
+                raise UnreadableFileError(url, "not a netCDF file (neither netCDF4/HDF5 nor classic netCDF)")
+            with xr.open_dataset(f, engine=engine, decode_times=False, mask_and_scale=False) as ds:
+                tname = next((t for t in ("valid_time", "time") if t in ds.variables), None)
+                if tname is None:
+                    raise InputDateError(url, "no time or valid_time coordinate")
+                times = netcdf_times(url, ds[tname].values, dict(ds[tname].attrs))
+                step = ds["tp"].attrs.get("GRIB_stepType") if "tp" in ds.variables else None
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - h5py/scipy/fsspec raise many kinds
+        raise UnreadableFileError(url, f"cannot read the time coordinate ({type(exc).__name__}: {exc})") from exc
+    return times.sort_values(), (str(step) if step is not None else None)
+
+
+def precip_file_days(url: str, product: str, utc_offset_hours: int, so: Mapping[str, Any]) -> list[dt.date]:
+    """Days a precipitation file can contribute to (IMERG, CHIRPS GeoTIFF: the name; netCDF: its times).
+
+    An hourly ERA5-Land file contributes to the local days of its hours and, through the
+    accumulation at its last hour, to the day of the hour after it.
+    """
+    name = posixpath.basename(url)
+    if product == "imerg":
+        return [imerg_date(url)]
+    if product == "chirps" and _CHIRPS_TIF_NAME.search(name):
+        return [date_from_name(url, r"(?P<year>\d{4})\.(?P<month>\d{2})\.(?P<day>\d{2})\.tiff?")]
+    times, step_type = _nc_time_info(url, so)
+    hours = np.unique(np.diff(times.values).astype("timedelta64[h]").astype(np.int64))
+    daily = set(hours) <= {24} if hours.size else (times[0] == times[0].normalize() and step_type != "accum")
+    if product == "chirps" or daily:
+        return sorted({t.date() for t in times})
+    off = pd.Timedelta(hours=utc_offset_hours)
+    ends = (times - pd.Timedelta(hours=1) + off).normalize().append((times + off).normalize())
+    return sorted({t.date() for t in ends})
+
+
+def _precip_rank(url: str) -> tuple[int, str, str]:
+    """Preference among files of one day: IMERG Final > Late > Early, then newest version, then name."""
+    name = posixpath.basename(url)
+    m = _IMERG_RUN.search(name)
+    run = {None: 2, "-L": 1, "-E": 0}.get(m.group(1) if m else None, 2)
+    return run, m.group(2) if m else "", name
+
+
+def _plan_precip(cfg: Config, cube: xr.Dataset, out: Plan) -> None:
+    """Tasks of ``inputs.precip``: one per time chunk of the cube's precipitation axis."""
+    inputs = cfg.inputs
+    assert inputs is not None and inputs.precip is not None
+    src = inputs.precip
+    check_precip_cube(cfg, cube)
+    so = _options(inputs, src)
+    urls = expand(src.paths, so)
+    offset = precip_utc_offset(cfg)
+    index = cube.indexes[PRECIP_DIM]
+    axis = [t.date() for t in index]
+    on_axis = set(axis)
+    if not urls:
+        log.warning("inputs.precip: no file matches %s", list(src.paths))
+    by_day: dict[dt.date, list[str]] = {}
+    for url in urls:
+        try:
+            days = precip_file_days(url, src.product, offset, so)
+        except InputError as exc:
+            out.files.append(_entry(url, "precip", None, "failed", getattr(exc, "reason", str(exc)), type(exc).__name__))
+            continue
+        mine = [d for d in days if d in on_axis]
+        if not mine:
+            first = days[0] if days else None
+            out.files.append(_entry(url, "precip", first, "skipped",
+                                    f"no day on the cube's precipitation axis ({axis[0]}..{axis[-1]})"))
+            continue
+        for d in mine:
+            by_day.setdefault(d, []).append(url)
+    if src.product in ("imerg", "chirps"):  # one file per day: keep the preferred one
+        superseded: dict[str, tuple[str, dt.date]] = {}
+        for d, us in by_day.items():
+            keep = max(us, key=_precip_rank)
+            by_day[d] = [keep]
+            superseded.update({u: (keep, d) for u in us if u != keep})
+        used = {u for us in by_day.values() for u in us}
+        for u, (keep, d) in sorted(superseded.items()):
+            if u not in used:
+                out.files.append(_entry(u, "precip", d, "skipped", f"superseded by {posixpath.basename(keep)}"))
+    tchunk = int(cube["precip"].encoding["chunks"][0])
+    chunks: dict[int, list[Group]] = {}
+    for d in sorted(by_day):
+        i = axis.index(d)
+        chunks.setdefault(i // tchunk, []).append(Group(d, tuple(sorted(by_day[d]))))
+    for c, groups in sorted(chunks.items()):
+        out.tasks.append(Task("precip", PRECIP_DIM, c * tchunk, min((c + 1) * tchunk, len(axis)), tuple(groups)))
+    day = "UTC" if src.product == "imerg" else (f"UTC{offset:+03d}:00 (hourly files)" if src.product == "era5land"
+                                                 else "CHIRPS day as labelled")
+    if src.product != "era5land" and src.utc_offset_hours not in (None, 0):
+        log.warning("inputs.precip.utc_offset_hours applies to hourly ERA5-Land only: %s days are %s", src.product, day)
+    out.sources["precip"] = {"patterns": list(src.paths), "matched": len(urls), "product": src.product,
+                             "day": day, "utc_offset_hours": offset if src.product == "era5land" else None,
+                             "remap": src.remap,
+                             "axis": [axis[0].isoformat(), axis[-1].isoformat()],
+                             "days_without_file": [d.isoformat() for d in axis if d not in by_day]}
 
 
 # -- fetching on the worker -------------------------------------------------------------
@@ -388,6 +563,8 @@ def run_task(task: Task, cfg: Config) -> dict[str, Any]:
     region = cfg.grid_region
     if task.source == "static":
         result = _run_static(task, cfg, cube, region)
+    elif task.source == "precip":
+        result = _run_precip(task, cfg, cube, region)
     else:
         result = _run_dated(task, cfg, cube, region)
     result["seconds"] = round(time.perf_counter() - t0, 3)
@@ -427,6 +604,81 @@ def _run_dated(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> dic
     variables = sorted({v for r in results.values() for v in (r.arrays or {})})
     wrote = _merge_and_write(cfg, cube, task.dim, task.start, task.stop, variables, results)
     prov = {v: {g["date"]: g["files"] for g in groups if v in g["variables"]} for v in variables}
+    return {"task": task.key, "files": files, "groups": groups, "provenance": prov, "wrote": wrote}
+
+
+def _precip_part(path: str, product: str, region: Region, days: Sequence[dt.date]) -> xr.DataArray:
+    """One precipitation file read around the region and checked to cover it (a ``read_many`` reader)."""
+    bbox = region.lonlat_bounds
+    if product == "imerg":
+        da = read_imerg(path, bbox=bbox)
+    elif product == "chirps":
+        da = read_chirps(path, bbox=bbox, days=days)
+    else:
+        da = read_era5land_file(path, bbox=bbox)
+    check_covers(da, region, path)
+    return da
+
+
+def read_precip_group(product: str, paths: Sequence[str], region: Region, days: Sequence[dt.date],
+                      utc_offset_hours: int) -> tuple[list[xr.DataArray], ManyResult]:
+    """Daily ``precip`` fields (time, lat, lon) of the local files of one task, and the file report.
+
+    ERA5-Land hourly files are combined before summing local days (a day may need two files);
+    an error found only then (grids that differ, values not accumulated since 00 UTC) fails
+    every hourly file of the task.
+    """
+    many = read_many(paths, _precip_part, product=product, region=region, days=days)
+    parts = list(many.results.values())
+    if product == "era5land":
+        hourly = [p for p in parts if p.attrs["kind"] == "hourly"]
+        parts = [p.rename("precip") for p in parts if p.attrs["kind"] == "daily"]
+        if hourly:
+            try:
+                parts.append(hourly_to_local_days(hourly, utc_offset_hours, days))
+            except InputError as exc:
+                bad = {p for p, v in many.results.items() if v.attrs["kind"] == "hourly"}
+                reason = getattr(exc, "reason", str(exc))
+                many.report = [FileReport(r.path, "failed", reason, type(exc).__name__) if r.path in bad else r
+                               for r in many.report]
+                for p in bad:
+                    many.results.pop(p)
+    want = set(days)
+    return [p.isel(time=[t.date() in want for t in p.indexes["time"]]) for p in parts], many
+
+
+def _run_precip(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> dict[str, Any]:
+    """Read, check and remap one time chunk of precipitation days; write it (one writer per chunk)."""
+    inputs = cfg.inputs
+    assert inputs is not None and inputs.precip is not None
+    src = inputs.precip
+    urls = sorted({u for g in task.groups for u in g.urls})
+    days = [g.date for g in task.groups if g.date is not None]
+    with local_copies(urls, _options(inputs, src)) as (local, fetch_failed):
+        back = {v: k for k, v in local.items()}
+        fields, many = read_precip_group(src.product, [local[u] for u in urls if u in local], region, days,
+                                        precip_utc_offset(cfg))
+        reports = {r.path: r for r in fetch_failed}
+        reports.update({back.get(r.path, r.path): FileReport(back.get(r.path, r.path), r.status, r.reason, r.error)
+                        for r in many.report})
+    fine: dict[dt.date, np.ndarray] = {}
+    for field in fields:  # in file order: a day given twice is taken from the later file
+        if field.sizes["time"]:
+            remapped = remap_to_region(field, region, src.remap)
+            fine.update({t.date(): a for t, a in zip(field.indexes["time"], remapped) if np.isfinite(a).any()})
+    index = cube.indexes[PRECIP_DIM]
+    results: dict[int, GroupResult] = {}
+    groups: list[dict[str, Any]] = []
+    for g in task.groups:
+        assert g.date is not None
+        gr = GroupResult({"precip": fine[g.date]} if g.date in fine else None, [reports[u] for u in g.urls])
+        results[int(index.get_loc(np.datetime64(g.date, "ns")))] = gr
+        groups.append({"source": "precip", "date": g.date.isoformat(), "status": gr.status,
+                       "variables": sorted(gr.arrays or ()), "files": [u for u in g.urls if reports[u].status == "used"]})
+    files = [_entry(u, "precip", next(g.date for g in task.groups if u in g.urls), r.status, r.reason, r.error)
+             for u, r in sorted(reports.items())]
+    wrote = _merge_and_write(cfg, cube, PRECIP_DIM, task.start, task.stop, ["precip"] if fine else [], results)
+    prov = {"precip": {g["date"]: g["files"] for g in groups if g["variables"]}} if fine else {}
     return {"task": task.key, "files": files, "groups": groups, "provenance": prov, "wrote": wrote}
 
 
@@ -616,8 +868,12 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
         # a bug or a storage failure in one task: report it, go on with the others
         log.error("task %s failed: %r", task.key, exc)
         errors.append({"task": task.key, "error": f"{type(exc).__name__}: {exc}",
-                       "files": [u for g in task.groups for u in g.urls]})  # fmt: skip
+                       "files": [u for g in task.groups for u in g.urls],
+                       "dates": [g.date.isoformat() for g in task.groups if g.date is not None]})  # fmt: skip
     report = _assemble(cfg, p, results, errors, started, time.perf_counter() - t0)
+    if cfg.inputs is not None and cfg.inputs.precip is not None:
+        report["antecedent"] = _antecedent(cfg, client, report)
+        report["summary"] = summarize(report)
     path = report_path or report_url(cfg.stores.cube)
     report["provenance"] = _merge_provenance(_previous(path, cfg.stores.storage_options), report["provenance"])
     with fsspec.open(path, "w", **dict(cfg.stores.storage_options)) as f:
@@ -626,9 +882,50 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
     return report
 
 
+def _antecedent(cfg: Config, client: Any, report: dict[str, Any]) -> dict[str, Any]:
+    """After the precipitation writes: the antecedent indices (:func:`dsm.antecedent.write_antecedent`).
+
+    Skipped when a precipitation task failed. A cube without precipitation (InputError) is
+    reported; any other failure is recorded as a task error.
+    """
+    if any(e["task"].startswith("ingest-precip-") for e in report["task_errors"]):
+        return {"skipped": "a precipitation task failed: the indices were not recomputed"}
+    try:
+        from dsm.antecedent import write_antecedent
+
+        summary = write_antecedent(cfg.stores.cube, cfg.stores.storage_options, cfg.rain, client)
+    except InputError as exc:  # no precipitation in the cube yet: say so, nothing is broken
+        log.warning("antecedent indices not written: %s", exc)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    except Exception as exc:  # noqa: BLE001 - reported like a failed task; the report is still written
+        log.error("antecedent indices failed: %r", exc)
+        report["task_errors"].append({"task": "antecedent", "error": f"{type(exc).__name__}: {exc}", "files": []})
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return summary.to_dict()
+
+
+def _precip_report(p: Plan, groups: Sequence[dict[str, Any]], errors: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Days of the precipitation axis with data this run, and the missing days (not filled).
+
+    ``days_without_file``: no file gives the day; ``days_without_data``: its files failed, hold
+    no value over the region (or not all 24 hours, ERA5-Land), or their task failed.
+    """
+    src = dict(p.sources["precip"])
+    no_file = src.pop("days_without_file")
+    no_data = sorted({*(g["date"] for g in groups if g["source"] == "precip" and g["status"] in ("failed", "empty")),
+                      *(d for e in errors if e["task"].startswith("ingest-precip-") for d in e.get("dates", []))})
+    return {**src, "days_with_data": sum(1 for g in groups if g["source"] == "precip" and g["variables"]),
+            "missing_days": sorted({*no_file, *no_data}), "days_without_file": no_file, "days_without_data": no_data}
+
+
 def _assemble(cfg: Config, p: Plan, results: Sequence[dict[str, Any]], errors: Sequence[dict[str, Any]],
               started: dt.datetime, seconds: float) -> dict[str, Any]:  # fmt: skip
-    files = sorted([*p.files, *(f for r in results for f in r["files"])], key=lambda e: (e["source"], e["date"] or "", e["path"]))
+    files, seen = [], set()
+    for f in sorted([*p.files, *(f for r in results for f in r["files"])], key=lambda e: (e["source"], e["date"] or "", e["path"])):
+        key = (f["source"], f["path"], f["status"], f["reason"]) if f["source"] == "precip" else id(f)
+        if key not in seen:  # a precipitation file of many days is listed once per outcome
+            seen.add(key)
+            files.append(f)
     groups = sorted((g for r in results for g in r["groups"]), key=lambda g: (g["source"], g["date"] or ""))
     prov: dict[str, dict[str, list[str]]] = {}
     for r in results:
@@ -651,6 +948,8 @@ def _assemble(cfg: Config, p: Plan, results: Sequence[dict[str, Any]], errors: S
         "task_seconds": {r["task"]: r["seconds"] for r in results},
         "provenance": {v: dict(sorted(d.items())) for v, d in sorted(prov.items())},
     }
+    if "precip" in p.sources:
+        report["precip"] = _precip_report(p, groups, errors)
     report["summary"] = summarize(report)
     return report
 
@@ -702,4 +1001,14 @@ def format_report(report: Mapping[str, Any], max_lines: int = 40) -> list[str]:
         lines.append(f"  ... {len(bad) - max_lines} more in the JSON report")
     for e in report["task_errors"]:
         lines.append(f"  ERROR   task {e['task']}: {e['error']}")
+    if "precip" in report:
+        pr = report["precip"]
+        miss = pr["missing_days"]
+        shown = ", ".join(miss[:8]) + (f" ... ({len(miss) - 8} more)" if len(miss) > 8 else "")
+        lines.append(f"precip ({pr['product']}, day {pr['day']}): {pr['days_with_data']} days with data this run, "
+                     f"{len(miss)} missing{': ' + shown if miss else ''}")
+    if "antecedent" in report:
+        a = report["antecedent"]
+        lines.append("antecedent indices: " + (a.get("error") or a.get("skipped") or
+                                               f"{a['days']} days written, {a['missing_precip_days']} days without rain data"))
     return lines

@@ -38,7 +38,8 @@ from distributed import Client
 
 from dsm.config import Config
 from dsm.errors import InputError
-from dsm.features import DOY_FEATURES, design_matrix, feature_names
+from dsm.cube import RAIN_PREDICTORS, has_rain
+from dsm.features import DOY_FEATURES, design_matrix, feature_names, rain_reduced_sets, with_rain
 from dsm.fusion import estimate_error_model
 from dsm.models.blockcv import CvScore, block_folds, candidates, fit_fold, out_of_fold, score_curves
 from dsm.models.cards import FUSION_KEY, FusionCard, ModelRecord, fusion_model_key
@@ -74,10 +75,21 @@ def cross_validate(client: Client, X: np.ndarray, y: np.ndarray, fold: np.ndarra
     return [scores[i] for i in order], oof
 
 
-def sample_table(config: Config, client: Client, ds: xr.Dataset, features: Sequence[str]) -> pd.DataFrame:
+def model_predictors(config: Config, ds: xr.Dataset) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """The predictors of the fusion model and its reduced groups: the configured ones, plus
+    the rain predictors when the cube has its antecedent indices and ``rain.predictors`` is
+    ``auto`` (then one more companion drops them, for gaps in the precipitation record)."""
+    use = config.rain.predictors == "auto" and has_rain(ds)
+    preds = with_rain(config.predictors, RAIN_PREDICTORS, use)
+    groups = rain_reduced_sets(config.output.reduced_sets, RAIN_PREDICTORS) if use else config.output.reduced_sets
+    return preds, tuple(map(tuple, groups))
+
+
+def sample_table(config: Config, client: Client, ds: xr.Dataset, predictors: Sequence[str],
+                 features: Sequence[str]) -> pd.DataFrame:
     """Every SMAP cell-day of the run with its features (computed on the workers)."""
     tcfg = config.training
-    graphs = [sample_graph(ds, p, config.predictors, tcfg.aggregation, tcfg.min_valid_fraction,
+    graphs = [sample_graph(ds, p, predictors, tcfg.aggregation, tcfg.min_valid_fraction,
                            features=features, keep="smap", ranges=True)
               for p in periods(config.dates.start, config.dates.end)]
     tables = [t for t in client.gather(client.compute(graphs)) if len(t)]
@@ -95,9 +107,10 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
     if not force and store.done(FUSION_KEY):
         return FusionCard.from_dict(store.read_card(FUSION_KEY) or {}), False
     tcfg, fcfg, device = config.training, config.training.fusion, config.cluster.device
-    sets = predictor_sets(config.predictors, config.output.reduced_sets, config.output.gap_free)
-    all_features = feature_names(config.predictors)
-    table = sample_table(config, client, ds, all_features)
+    predictors, groups = model_predictors(config, ds)
+    sets = predictor_sets(predictors, groups, config.output.gap_free)
+    all_features = feature_names(predictors)
+    table = sample_table(config, client, ds, predictors, all_features)
     if len(table) < tcfg.min_samples:
         raise InputError(f"only {len(table)} SMAP cell-days have valid predictors in {config.stores.cube}: "
                          f"fewer than training.min_samples = {tcfg.min_samples}")
@@ -146,7 +159,7 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
     feats = records[0].features
     imp = np.array([gain.get(f"f{i}", 0.0) for i in range(len(feats))], np.float64)
     card = FusionCard(
-        predictors=tuple(config.predictors), params=params, search=tuple(s.record() for s in search),
+        predictors=predictors, params=params, search=tuple(s.record() for s in search),
         cv={"folds": fcfg.cv_folds, "block_days": fcfg.block_days, "block_cells": fcfg.block_cells,
             "n_samples": int(len(table)), "max_rounds": fcfg.max_rounds, "scheme": "blocks of days x cells"},
         variants=tuple(records), error_model=em.to_dict(), var_anomaly=fcfg.anomaly_error_sd ** 2,
@@ -179,4 +192,4 @@ def _disaggregation(config: Config, client: Client, store: ModelStore, ds: xr.Da
                        full.n_rounds, None, full.ranges), card
 
 
-__all__ = ["train_fusion", "pixel_ranges", "cross_validate", "sample_table"]
+__all__ = ["train_fusion", "pixel_ranges", "cross_validate", "sample_table", "model_predictors"]

@@ -1,0 +1,212 @@
+"""Writing the antecedent precipitation indices into the cube: the IO edge of :mod:`dsm.rain`.
+
+:func:`write_antecedent` opens the cube, scans its whole ``precip`` series lazily (spin-up
+days first, one chain of tasks per spatial block), drops the spin-up days and writes
+``api_*`` and ``api_age`` for the cube's days: one task per (time chunk, spatial block)
+writes its chunks with :func:`dsm.store.write_region`, on the cluster's workers when a client
+is given. Water pixels (``land_mask`` 0) get NaN indices and age 0. The settings go to the
+cube attribute ``antecedent_precipitation`` so that later stages know the indices are there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+
+from dsm import rain as rain_mod
+from dsm import store
+from dsm.cube import API_EFOLDING_DAYS, API_NAMES, open_cube
+from dsm.errors import InputError, StoreError
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from dsm.config import RainConfig
+
+ATTR = "antecedent_precipitation"  #: cube attribute recording the settings of the written indices
+_DAILY = ("time", "y", "x")
+
+
+@dataclass(frozen=True)
+class AntecedentSummary:
+    """What :func:`write_antecedent` wrote.
+
+    Attributes
+    ----------
+    cube : str
+        The cube's URL.
+    efolding_days, spinup_days, max_gap_days
+        The settings (``spinup_days``: the configured age below which pixel-days are flagged).
+    cube_spinup_days : int
+        Days of precipitation before the cube's first day (the spin-up actually scanned).
+    days, precip_days : int
+        Days written; days scanned (spin-up included).
+    land_pixels : int
+        Land pixels (``land_mask`` 1).
+    missing_precip_days : int
+        Scanned days on which no land pixel has precipitation.
+    restart_pixels : int
+        Land pixels whose indices restarted at least once (a gap longer than ``max_gap_days``).
+    refused_pixel_days : int
+        Land pixel-days of the cube's days with NaN indices (inside such a gap).
+    flagged_pixel_days : int
+        Land pixel-days of the cube's days with ``api_age < spinup_days``.
+    blocks : int
+        Region writes (time chunk x spatial block).
+    written : str
+        UTC time of the write (ISO 8601).
+    """
+
+    cube: str
+    efolding_days: tuple[int, ...]
+    spinup_days: int
+    max_gap_days: int
+    cube_spinup_days: int
+    days: int
+    precip_days: int
+    land_pixels: int
+    missing_precip_days: int
+    restart_pixels: int
+    refused_pixel_days: int
+    flagged_pixel_days: int
+    blocks: int
+    written: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        d = asdict(self)
+        d["efolding_days"] = list(self.efolding_days)
+        return d
+
+
+@functools.lru_cache(maxsize=8)
+def _open(url: str, so: str, call: str) -> xr.Dataset:
+    """The cube, opened once per worker process and call."""
+    return store.open_store(url, "cube", json.loads(so) or None)
+
+
+def _write_block(*blocks: np.ndarray, url: str, so: str, call: str,
+                 block_info: Mapping[Any, Any] | None = None) -> np.ndarray:
+    """Write one (time chunk, spatial block) of ``api_*`` and ``api_age`` (runs on a worker)."""
+    assert block_info is not None
+    (t0, t1), (y0, y1), (x0, x1) = block_info[0]["array-location"]
+    cube = _open(url, so, call)
+    coords = {"time": cube["time"].values[t0:t1], "y": cube["y"].values[y0:y1], "x": cube["x"].values[x0:x1]}
+    names = (*API_NAMES, "api_age")
+    part = xr.Dataset({n: (_DAILY, b) for n, b in zip(names, blocks, strict=True)}, coords=coords)
+    store.write_region(url, part, json.loads(so) or None, cube)
+    return np.ones((1, 1, 1), np.int64)
+
+
+def _pieces(n: int, size: int) -> tuple[int, ...]:
+    return (size,) * (n // size) + ((n % size,) if n % size else ())
+
+
+def _check_cube(url: str, cube: xr.Dataset, so: Mapping[str, Any] | None) -> int:
+    """Refuse a cube without precipitation or index variables; return its spin-up days."""
+    if "precip" not in cube or "time_precip" not in cube.dims:
+        raise InputError(f"the cube {url} has no precipitation ('precip' on 'time_precip'): configure "
+                         "inputs.precip and run dsm ingest (a cube made before the rain variables must be recreated)")
+    missing = [n for n in (*API_NAMES, "api_age") if n not in cube]
+    if missing:
+        raise StoreError(f"the cube {url} lacks {missing}: recreate it with this version of dsm (dsm ingest)")
+    spin = cube.sizes["time_precip"] - cube.sizes["time"]
+    if spin < 0 or not cube.indexes["time_precip"][spin:].equals(cube.indexes["time"]):
+        raise StoreError(f"the cube {url}: 'time_precip' does not end with the cube's days")
+    array = zarr.open_array(f"{url.rstrip('/')}/precip", mode="r", storage_options=dict(so or {}) or None)
+    if array.nchunks_initialized == 0:
+        raise InputError(f"the cube {url} has no precipitation values ('precip' is empty): configure "
+                         "inputs.precip and run dsm ingest")
+    return spin
+
+
+def _forget(url: str, cube: xr.Dataset, so: Mapping[str, Any] | None) -> None:
+    """Drop the record of earlier indices before overwriting them (a failed run leaves none)."""
+    if ATTR in cube.attrs:
+        group = zarr.open_group(url, mode="r+", storage_options=dict(so or {}) or None)
+        del group.attrs[ATTR]
+
+
+def _compute(client: Client | None, *lazy: Any) -> Sequence[Any]:
+    if client is not None:
+        return client.gather(client.compute(list(lazy)))
+    return dask.compute(*lazy)
+
+
+def write_antecedent(cube_url: str, storage_options: Mapping[str, Any] | None, rain: RainConfig,
+                     client: Client | None = None) -> AntecedentSummary:
+    """Compute the antecedent precipitation indices of the cube's ``precip`` and write them in.
+
+    Parameters
+    ----------
+    cube_url
+        The predictor cube (local path or fsspec URL).
+    storage_options
+        fsspec options for a remote cube.
+    rain
+        ``spinup_days`` (the age flagged below) and ``max_gap_days`` (:mod:`dsm.rain`).
+    client
+        Compute on this cluster's workers; None: ``dask.compute`` here.
+
+    Returns
+    -------
+    AntecedentSummary
+
+    Raises
+    ------
+    InputError
+        The cube has no precipitation, or none on land.
+    StoreError
+        The cube lacks the index variables or its precipitation axis does not fit its days.
+    ValueError
+        Negative or infinite precipitation in the cube.
+    """
+    cube = open_cube(cube_url, storage_options)
+    spin = _check_cube(cube_url, cube, storage_options)
+    nt, ny, nx = (cube.sizes[d] for d in _DAILY)
+    tc, sc_y, sc_x = cube["api_age"].encoding["chunks"]
+    precip = cube["precip"].data.rechunk((_pieces(spin, tc) + _pieces(nt, tc), _pieces(ny, sc_y), _pieces(nx, sc_x)))
+    land = cube["land_mask"].data == 1
+    apis, age = rain_mod.api_dask(precip, API_EFOLDING_DAYS, rain.max_gap_days)
+
+    out = [da.where(land, a[spin:], np.float32(np.nan)) for a in apis]
+    out_age = da.where(land, age[spin:], np.uint8(0))
+    so_json = json.dumps(dict(storage_options or {}), sort_keys=True)
+    writes = da.map_blocks(_write_block, *out, out_age, url=cube_url, so=so_json, call=uuid.uuid4().hex,
+                           chunks=tuple((1,) * len(c) for c in out_age.chunks), dtype=np.int64)
+    refused = da.isnan(apis[0]) & land
+    stats = {
+        "blocks": writes.sum(),
+        "land_pixels": land.sum(),
+        "precip_on_land": (da.isfinite(precip) & land).any(axis=(1, 2)),
+        "restart_pixels": refused.any(axis=0).sum(),
+        "refused_pixel_days": refused[spin:].sum(),
+        "flagged_pixel_days": ((age[spin:] < rain.spinup_days) & land).sum(),
+    }
+    _forget(cube_url, cube, storage_options)
+    done = dict(zip(stats, _compute(client, *stats.values()), strict=True))
+    days_with_rain = int(np.count_nonzero(done["precip_on_land"]))
+    if days_with_rain == 0:
+        raise InputError(f"the cube {cube_url} has no precipitation on land (every 'precip' value over land is "
+                         "missing): configure inputs.precip and run dsm ingest")
+    written = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    store.set_attrs(cube_url, {ATTR: {"efolding_days": list(API_EFOLDING_DAYS), "spinup_days": rain.spinup_days,
+                                      "max_gap_days": rain.max_gap_days, "cube_spinup_days": spin,
+                                      }}, storage_options)
+    return AntecedentSummary(
+        cube=cube_url, efolding_days=tuple(API_EFOLDING_DAYS), spinup_days=rain.spinup_days,
+        max_gap_days=rain.max_gap_days, cube_spinup_days=spin, days=nt, precip_days=spin + nt,
+        land_pixels=int(done["land_pixels"]), missing_precip_days=spin + nt - days_with_rain,
+        restart_pixels=int(done["restart_pixels"]), refused_pixel_days=int(done["refused_pixel_days"]),
+        flagged_pixel_days=int(done["flagged_pixel_days"]), blocks=int(done["blocks"]), written=written)
