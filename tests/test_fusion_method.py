@@ -50,10 +50,11 @@ def runs(tiny_twin, tmp_path_factory, client):
     return out
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_fusion_beats_bilinear_smap_on_a_small_twin(tmp_path_factory, client):
     """8 x 8 SMAP cells over 64 summer days: the smallest twin with enough SMAP cell-days
-    (about 1800) for the error model; the tiny twin's 300 leave the fusion weight unresolved."""
+    (about 1800) for the error model; the tiny twin's 300 leave the fusion weight unresolved.
+    The same run without the rain predictors (rain.predictors: off) follows the weather less."""
     import datetime as dt
 
     from dsm.grid import Region
@@ -69,12 +70,20 @@ def test_fusion_beats_bilinear_smap_on_a_small_twin(tmp_path_factory, client):
     raw["dates"] = {"start": "2016-06-01", "end": "2016-08-03"}
     raw["chunks"] = {"space": 144, "time": 8}
     cfg = from_dict(raw)
-    assert train(cfg, client).failed == {}
-    assert predict(cfg, client).failed == {}
-    s = skill({"fusion": cfg.stores.output}, st.truth, st.cube)["scores"]
+    dry = from_dict({**raw, "rain": {"predictors": "off"},
+                     "stores": {**raw["stores"], "models": str(root / "dry_models"), "output": str(root / "dry.zarr")}})
+    for c in (cfg, dry):
+        assert train(c, client).failed == {}
+        assert predict(c, client).failed == {}
+    assert FusionCard.from_dict(ModelStore(dry.stores.models).read_card(FUSION_KEY)).predictors == tuple(dry.predictors)
+    s = skill({"fusion": cfg.stores.output, "no rain": dry.stores.output}, st.truth, st.cube)["scores"]
     assert s["fusion"]["n"] == s["smap_bilinear"]["n"] > 1_000_000
     assert s["fusion"]["rmse"] < 0.97 * s["smap_bilinear"]["rmse"]
     assert s["smap_bilinear"]["rmse"] < s["smap_repeat"]["rmse"]
+    # the rain predictors make the maps follow the weather pixel by pixel
+    assert s["fusion"]["temporal_r_median"] > s["no rain"]["temporal_r_median"] + 0.005
+    assert s["fusion_all"]["temporal_r_median"] > s["no rain_all"]["temporal_r_median"] + 0.005
+    assert s["fusion"]["rmse"] < s["no rain"]["rmse"]
     assert s["fusion"]["rmse_cell_mean"] < s["smap_bilinear"]["rmse_cell_mean"]
     assert s["fusion"]["cell_r"] > s["smap_bilinear"]["cell_r"]
 

@@ -229,6 +229,18 @@ def test_origin_bits_on_constructed_cases():
     reused = DayPlan(plan.day, P2, P1, "xgb", True, (full,))
     sm2, _, origin2, _ = predict_day(feats, land, smap, reused, lambda k, s: models[k])
     assert origin2[10, 10] == 1 | 4 and origin2[0, 10] == 0 and np.isnan(sm2[0, 10])  # no reduced model: gap
+    # a model on the antecedent indices flags pixel-days whose rain record is short (bit 128)
+    age = np.full(land.shape, 60.0, np.float32)
+    age[:, 5:8] = 3.0  # a gap three days ago
+    wet = {**feats, "api_5d": a.copy(), "api_age": age}
+    rainy = VariantPlan("full", ("lst", "albedo", "api_5d"), "full", "s")
+    _, _, origin3, _ = predict_day(wet, land, smap, DayPlan(plan.day, P1, P1, "xgb", False, (rainy, red)),
+                                   lambda k, s: models[k], rain_spinup=45)
+    assert origin3[10, 6] == 1 | 128 and origin3[10, 10] == 1
+    assert origin3[0, 6] == 2  # the reduced model does not use the indices: no flag
+    _, _, origin4, _ = predict_day(wet, land, smap, DayPlan(plan.day, P1, P1, "xgb", False, (rainy,)),
+                                   lambda k, s: models[k])
+    assert origin4[10, 6] == 1  # rain_spinup 0: no flagging
     # residual correction: cell mean equals SMAP where observed, untouched elsewhere
     corr = residual_correct(sm, smap)
     assert np.nanmean(corr[:, :f]) == pytest.approx(0.2, abs=1e-6)
