@@ -71,4 +71,4 @@ def test_killed_run_resumes_to_byte_identical_output(tiny_twin, tmp_path):
     res = subprocess.run([sys.executable, "-m", "dsm", "status", str(path)], capture_output=True, text=True,
                          timeout=60)
     assert res.returncode == 0 and "days: 48, predicted 48, empty 0, failed 0, exported 0" in res.stdout
-    assert "fusion: trained (pooled xgb: full, no-lst, static)" in res.stdout
+    assert "fusion: trained (pooled xgb: full, no-lst, no-lst-rain, static)" in res.stdout

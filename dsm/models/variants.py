@@ -39,7 +39,7 @@ from distributed import Client
 from sklearn.base import BaseEstimator
 
 from dsm.config import Config, TrainingConfig
-from dsm.cube import SPECS
+from dsm.cube import RAIN_PREDICTORS, SPECS
 from dsm.models.estimators import make_estimator, param_grid
 from dsm.models.period import features, period_split
 from dsm.models.select import scores
@@ -53,8 +53,14 @@ QUANTILE_PARAMS: dict[str, Any] = {"n_estimators": 200, "max_depth": 4, "learnin
 
 
 def variant_name(dropped: Sequence[str]) -> str:
-    """``"full"`` for no dropped predictor, else ``"no-" + "-".join(dropped)``."""
-    return FULL if not dropped else "no-" + "-".join(dropped)
+    """``"full"`` for no dropped predictor, else ``"no-" + "-".join(dropped)``, the rain
+    predictors (all of them) written ``rain``: ``no-lst-rain``."""
+    if not dropped:
+        return FULL
+    names = list(dropped)
+    if set(RAIN_PREDICTORS) <= set(names):
+        names = [p for p in names if p not in RAIN_PREDICTORS] + ["rain"]
+    return "no-" + "-".join(names)
 
 
 def variant_key(variant: str, period: str) -> str:
