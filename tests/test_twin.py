@@ -170,3 +170,23 @@ def test_twin_writes_to_s3(s3, tiny_twin):
     xr.testing.assert_identical(remote[["lst", "smap_sm", "ndvi"]].load(), local[["lst", "smap_sm", "ndvi"]].load())
     with s3.filesystem().open(stores.insitu_csv) as f:
         assert pd.read_csv(f).shape == pd.read_csv(tiny_twin.insitu_csv).shape
+
+
+def test_demo_configurations_put_each_comparison_beside_the_default_run(tmp_path):
+    from dsm.config import from_dict
+    from dsm.twin import COMPARISONS, demo_config
+
+    main = from_dict(demo_config("tiny", root=str(tmp_path), compare=True))
+    assert main.training.method == "fusion" and main.rain.predictors == "auto"
+    assert main.validation.compare == {label: f"{tmp_path}/{key}/sm.zarr" for key, (label, _) in COMPARISONS.items()}
+    paper = from_dict(demo_config("tiny", root=str(tmp_path), comparison="rao2022"))
+    dry = from_dict(demo_config("tiny", root=str(tmp_path), comparison="no-rain"))
+    assert paper.training.method == "rao2022" and dry.training.method == "fusion"
+    assert dry.rain.predictors == "off" and paper.rain.predictors == "auto"
+    for key, cfg in (("rao2022", paper), ("no-rain", dry)):
+        assert cfg.stores.cube == main.stores.cube and cfg.stores.truth == main.stores.truth  # one twin
+        assert cfg.stores.output == main.validation.compare[COMPARISONS[key][0]]
+        assert cfg.stores.models == f"{tmp_path}/{key}/models" and cfg.stores.cog is None
+        assert cfg.run.stages == ("cube", "train", "predict")
+    with pytest.raises(ValueError, match="not one of"):
+        demo_config("tiny", comparison="bogus")
