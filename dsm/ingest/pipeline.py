@@ -662,10 +662,10 @@ def _run_precip(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> di
         reports.update({back.get(r.path, r.path): FileReport(back.get(r.path, r.path), r.status, r.reason, r.error)
                         for r in many.report})
     fine: dict[dt.date, np.ndarray] = {}
-    for field in fields:  # in file order: a day given twice is taken from the later file
-        if field.sizes["time"]:
-            remapped = remap_to_region(field, region, src.remap)
-            fine.update({t.date(): a for t, a in zip(field.indexes["time"], remapped) if np.isfinite(a).any()})
+    for part in fields:  # in file order: a day given twice is taken from the later file
+        if part.sizes["time"]:
+            remapped = remap_to_region(part, region, src.remap)
+            fine.update({t.date(): a for t, a in zip(part.indexes["time"], remapped) if np.isfinite(a).any()})
     index = cube.indexes[PRECIP_DIM]
     results: dict[int, GroupResult] = {}
     groups: list[dict[str, Any]] = []
