@@ -21,7 +21,11 @@ from dsm.predict import predict
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file of a store, except the ``*.partial`` temporaries of zarr's local store (a chunk
+    is written to ``<key>.<token>.partial`` and renamed: a writer killed in between leaves one;
+    it is no key of the store and no reader sees it)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.name.endswith(".partial")}
 
 
 def _done(url: Path) -> int:

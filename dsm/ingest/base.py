@@ -135,6 +135,14 @@ def _reason(exc: InputError) -> str:
 
 
 # -- dates ------------------------------------------------------------------------------
+def parse_day(text: str, path: PathLike, what: str, fmt: str | None = None) -> dt.date:
+    """The date in ``text`` (ISO ``YYYY-MM-DD...`` or ``fmt``), else an :class:`InputDateError`
+    saying which ``what`` of ``path`` is not a date."""
+    try:
+        return dt.datetime.strptime(text, fmt).date() if fmt else dt.date.fromisoformat(text[:10])
+    except ValueError as exc:
+        raise InputDateError(path, f"{what} {text!r} is not a date") from exc
+
 
 #: Default file-name date pattern: ``AYYYYDDD`` (MODIS), ``YYYYDDD``, ``YYYYMMDD`` or
 #: ``YYYY-MM-DD`` / ``YYYY_MM_DD``, not inside a longer run of digits.

@@ -54,6 +54,7 @@ from dsm.grid import Region
 from dsm.ingest.base import (
     GeolocationError,
     InputDateError,
+    parse_day,
     MissingVariableError,
     NoOverlapError,
     PathLike,
@@ -206,17 +207,11 @@ def imerg_date(path: str, attrs: dict[str, Any] | None = None) -> dt.date:
     m = _IMERG_NAME.search(os.path.basename(path))
     name_date = None
     if m:
-        try:
-            name_date = dt.datetime.strptime(m.group("date"), "%Y%m%d").date()
-        except ValueError as exc:
-            raise InputDateError(path, f"'{m.group('date')}' in the file name is not a date") from exc
+        name_date = parse_day(m.group("date"), path, "the file name's date", "%Y%m%d")
     begin = _attr(attrs or {}, "BeginDate")
     meta_date = None
     if begin:
-        try:
-            meta_date = dt.date.fromisoformat(begin[:10])
-        except ValueError as exc:
-            raise InputDateError(path, f"BeginDate {begin!r} is not a date") from exc
+        meta_date = parse_day(begin, path, "BeginDate")
         end = _attr(attrs or {}, "EndDate")
         if end and end[:10] != begin[:10]:
             raise WrongProductError(path, f"BeginDate {begin} and EndDate {end} differ: not a daily IMERG file "

@@ -44,6 +44,7 @@ from dsm.ingest.base import (
     EmptyGranuleError,
     GeolocationError,
     InputDateError,
+    parse_day,
     MissingVariableError,
     PathLike,
     UnreadableFileError,
@@ -222,17 +223,11 @@ def _granule_date(f, path: str, g, sfx: str) -> dt.date:
     meta = _attr_str(f, "Metadata/Extent", "rangeBeginningDateTime")
     meta_date = None
     if meta:
-        try:
-            meta_date = dt.date.fromisoformat(meta[:10])
-        except ValueError as exc:
-            raise InputDateError(path, f"rangeBeginningDateTime {meta!r} is not a date") from exc
+        meta_date = parse_day(meta, path, "rangeBeginningDateTime")
     name_date = None
     m = _NAME_DATE.search(os.path.basename(path))
     if m:
-        try:
-            name_date = dt.datetime.strptime(m.group(1), "%Y%m%d").date()
-        except ValueError as exc:
-            raise InputDateError(path, f"'{m.group(1)}' in the file name is not a date") from exc
+        name_date = parse_day(m.group(1), path, "the file name's date", "%Y%m%d")
     if meta_date and name_date and meta_date != name_date:
         raise InputDateError(path, f"metadata date {meta_date} disagrees with the file name date {name_date}")
     if meta_date or name_date:
