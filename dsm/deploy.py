@@ -12,19 +12,25 @@ from the operator's own :func:`~dask_kubernetes.operator.make_worker_spec` and
   kernel's OOM killer takes the whole pod; requests equal limits (Guaranteed QoS);
 * security: non-root uid 1000, no privilege escalation, all capabilities dropped, the
   runtime's seccomp profile (the "restricted" Pod Security Standard);
-* credentials: only by reference, ``envFrom`` Kubernetes Secrets, never a literal value;
+* credentials: only by reference, ``envFrom`` Kubernetes Secrets, never a literal value; the
+  configuration in a job's ConfigMap has its credential-like ``storage_options`` left out
+  (:func:`split_storage_options`) and :func:`render_secret`, called only on request, turns
+  them into a Secret of ``AWS_*`` variables;
 * the GPU pool: ``nvidia.com/gpu`` limits, a node selector, a toleration and a
   ``--resources GPU=1`` worker resource for task constraints.
 
 Nothing here talks to a cluster; :func:`to_yaml` gives the text for ``kubectl apply -f -``.
+Only :func:`render_secret` ever puts a credential into a manifest.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import math
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -49,6 +55,19 @@ GPU_TOLERATIONS: tuple[dict[str, str], ...] = (
 )
 LABELS: dict[str, str] = {"app.kubernetes.io/name": "dsm", "app.kubernetes.io/part-of": "dsm"}
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+CREDENTIAL_WORDS = ("key", "secret", "token", "passw", "credential", "auth", "connection_string", "private",
+                    "cookie")
+"""An fsspec option whose name contains one of these (any case) is a credential (:func:`is_credential`)."""
+AWS_ENV: dict[tuple[str, ...], str] = {
+    ("key",): "AWS_ACCESS_KEY_ID",
+    ("secret",): "AWS_SECRET_ACCESS_KEY",
+    ("token",): "AWS_SESSION_TOKEN",
+    ("client_kwargs", "aws_access_key_id"): "AWS_ACCESS_KEY_ID",
+    ("client_kwargs", "aws_secret_access_key"): "AWS_SECRET_ACCESS_KEY",
+    ("client_kwargs", "aws_session_token"): "AWS_SESSION_TOKEN",
+}
+"""s3fs credential options and the environment variables botocore reads in their place."""
 _SUFFIX = {
     "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60, "m": 1e-3,
@@ -400,8 +419,164 @@ def job_config(config: Config, name: str) -> Config:
     return config.model_copy(update={"cluster": cluster})
 
 
+def is_credential(name: str, value: Any) -> bool:
+    """Whether the fsspec option ``name: value`` is a credential (see :data:`CREDENTIAL_WORDS`).
+
+    None and booleans (``anon: true``, ``use_ssl: false``) never are.
+    """
+    if value is None or isinstance(value, bool):
+        return False
+    return any(word in name.lower() for word in CREDENTIAL_WORDS)
+
+
+def split_storage_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """fsspec options split into (non-secret, credentials); nested maps (``client_kwargs``) alike.
+
+    Parameters
+    ----------
+    options
+        ``storage_options`` of the configuration.
+
+    Returns
+    -------
+    tuple of dict
+        What may be written into a manifest (``endpoint_url``, ``anon`` ...) and the
+        credentials (``key``, ``secret``, ``token``, ``client_kwargs.aws_secret_access_key`` ...).
+    """
+    public: dict[str, Any] = {}
+    secret: dict[str, Any] = {}
+    for name, value in options.items():
+        if is_credential(name, value):
+            secret[name] = value
+        elif isinstance(value, Mapping):
+            pub, sec = split_storage_options(value)
+            if pub or not sec:  # a map emptied only by taking credentials out is dropped
+                public[name] = pub
+            if sec:
+                secret[name] = sec
+        else:
+            public[name] = value
+    return public, secret
+
+
+def _split_config(raw: Any, where: str = "") -> tuple[Any, dict[str, dict[str, Any]]]:
+    """A dumped configuration without credentials, and the credentials of each ``storage_options``."""
+    if isinstance(raw, list):
+        parts = [_split_config(v, f"{where}[{i}]") for i, v in enumerate(raw)]
+        return [p for p, _ in parts], {k: v for _, found in parts for k, v in found.items()}
+    if not isinstance(raw, dict):
+        return raw, {}
+    out: dict[str, Any] = {}
+    found: dict[str, dict[str, Any]] = {}
+    for key, value in raw.items():
+        at = f"{where}.{key}" if where else key
+        if key == "storage_options" and isinstance(value, dict):
+            out[key], secret = split_storage_options(value)
+            if secret:
+                found[at] = secret
+        else:
+            out[key], sub = _split_config(value, at)
+            found.update(sub)
+    return out, found
+
+
+def _leaves(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            yield from _leaves(value, (*prefix, key))
+        else:
+            yield (*prefix, key), value
+
+
+def inline_credentials(config: Config) -> list[str]:
+    """Where ``config`` carries credentials inline: ``["stores.storage_options.secret", ...]``."""
+    _, found = _split_config(config.model_dump(mode="json", exclude_unset=True))
+    return [".".join((where, *path)) for where, secret in found.items() for path, _ in _leaves(secret)]
+
+
+def credential_env(config: Config) -> dict[str, str]:
+    """The ``AWS_*`` environment that replaces the credentials ``config`` carries inline.
+
+    Parameters
+    ----------
+    config
+        A configuration with s3fs credentials (``key``, ``secret``, ``token``, or the same as
+        ``client_kwargs.aws_*``) in some ``storage_options``.
+
+    Returns
+    -------
+    dict
+        ``{"AWS_ACCESS_KEY_ID": ..., "AWS_SECRET_ACCESS_KEY": ..., "AWS_SESSION_TOKEN": ...}``
+        (those given).
+
+    Raises
+    ------
+    ConfigError
+        When there are no inline credentials, when one has no ``AWS_*`` variable, or when two
+        ``storage_options`` give one variable different values (pods have one environment).
+    """
+    _, found = _split_config(config.model_dump(mode="json", exclude_unset=True))
+    if not found:
+        raise ConfigError("the configuration has no credentials in its storage_options: create the Secret with "
+                          "kubectl create secret generic NAME --from-literal=AWS_ACCESS_KEY_ID=... "
+                          "--from-literal=AWS_SECRET_ACCESS_KEY=...")
+    env: dict[str, str] = {}
+    for where, secret in found.items():
+        for path, value in _leaves(secret):
+            name = AWS_ENV.get(path)
+            option = ".".join((where, *path))
+            if name is None:
+                raise ConfigError(f"{option}: no environment variable of s3fs/botocore carries it; leave it out and "
+                                  "put what your filesystem reads into the Secret yourself (kubectl create secret "
+                                  "generic NAME --from-literal=VARIABLE=...)")
+            if env.setdefault(name, str(value)) != str(value):
+                raise ConfigError(f"{option}: differs from another storage_options' value of {name}; pods have "
+                                  "one environment, so every store and input must use the same credentials")
+    return env
+
+
+def render_secret(config: Config, name: str = CREDENTIALS_SECRET) -> dict[str, Any]:
+    """An Opaque Secret holding the inline credentials of ``config`` as ``AWS_*`` variables.
+
+    The only function here whose output contains credentials (base64 in ``data``); the pods
+    get its keys through ``envFrom``. Call it only when asked and never commit its output.
+
+    Parameters
+    ----------
+    config
+        A configuration with credentials in its ``storage_options`` (:func:`credential_env`).
+    name
+        The Secret's name, the one ``DeploySpec.secrets`` references.
+
+    Raises
+    ------
+    ConfigError
+        When ``name`` is not a Kubernetes name or :func:`credential_env` fails.
+    """
+    if not _SUBDOMAIN.match(name) or len(name) > 253:
+        raise ConfigError(f"Secret name {name!r}: lower-case letters, digits, '-' and '.'")
+    data = {k: base64.b64encode(v.encode()).decode() for k, v in credential_env(config).items()}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _metadata(name, "credentials"),
+            "type": "Opaque", "data": data}  # fmt: skip
+
+
+def credentials_notice(config: Config, spec: DeploySpec, config_path: str = "CONFIG") -> str | None:
+    """One line for stderr when ``config`` carries credentials that the manifests leave out."""
+    left_out = inline_credentials(config)
+    if not left_out:
+        return None
+    secret = spec.secrets[0] if spec.secrets else CREDENTIALS_SECRET
+    return (f"{', '.join(left_out)}: left out of the manifests; the pods read credentials only from the Secret "
+            f"{', '.join(spec.secrets) or secret}: create it with `dsm deploy secret {config_path} --name {secret} "
+            f"| kubectl apply -f -` or `kubectl create secret generic {secret} --from-literal=AWS_ACCESS_KEY_ID=... "
+            "--from-literal=AWS_SECRET_ACCESS_KEY=...`")
+
+
 def render_job(config: Config, spec: DeploySpec) -> list[dict[str, Any]]:
     """A ConfigMap with the configuration and a DaskJob running ``dsm run /config/config.yaml``.
+
+    Credentials in the configuration's ``storage_options`` are left out of the ConfigMap; the
+    runner and workers get them from ``spec.secrets`` (:func:`render_secret`).
 
     With ``cluster.device: cuda`` the job's workers are GPU workers (``spec.gpu_workers``
     of them unless ``spec.workers`` is given).
@@ -471,8 +646,12 @@ _Dumper.add_representer(str, _str)
 
 
 def config_yaml(config: Config) -> str:
-    """The settings given in ``config`` (defaults left out) as YAML that :func:`dsm.config.load` reads."""
-    return yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True), sort_keys=False)
+    """The settings given in ``config`` (defaults left out) as YAML that :func:`dsm.config.load` reads.
+
+    Credential-like ``storage_options`` (:func:`split_storage_options`) are left out, everywhere.
+    """
+    public, _ = _split_config(config.model_dump(mode="json", exclude_unset=True))
+    return yaml.safe_dump(public, sort_keys=False)
 
 
 def to_yaml(docs: list[dict[str, Any]]) -> str:

@@ -17,6 +17,7 @@ arguments and pod specs the way the Dask chart's templates do.
 
 from __future__ import annotations
 
+import base64
 import copy
 import importlib.metadata as md
 import json
@@ -380,6 +381,122 @@ def test_no_secret_values_in_any_file() -> None:
     next(containers(bad))[2]["env"] = [{"name": "AWS_SECRET_ACCESS_KEY", "value": "x"}]
     with pytest.raises(AssertionError, match="literal"):
         test_credentials_come_only_from_secrets("bad", bad)
+
+
+# the AWS documentation's example credentials (not real ones)
+KEY, SECRET, TOKEN = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "FwoGZXIvYXdzEXAMPLEtoken"
+
+
+def _inline_credentials_config(tmp_path: Path, **options: Any) -> Path:
+    """deploy/k8s/config.yaml with credentials inline in stores and inputs storage_options."""
+    raw = yaml.safe_load((K8S / "config.yaml").read_text())
+    raw["stores"]["storage_options"] = {"endpoint_url": "https://s3.example.org", "key": KEY, "secret": SECRET,
+                                        "token": TOKEN, "client_kwargs": {"region_name": "eu-1"}, **options}
+    raw["inputs"] = {"storage_options": {"key": KEY, "secret": SECRET, "anon": False},
+                     "mod11a1": {"paths": "s3://b/MOD11A1/*.hdf", "storage_options": {"requester_pays": True}}}
+    path = tmp_path / "inline.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("kind", ["job", "cluster"])
+def test_render_never_writes_inline_credentials(tmp_path: Path, kind: str, device: str) -> None:
+    path = _inline_credentials_config(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["cluster"]["device"] = device
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    cfg = config_mod.load(path)
+    assert cfg.stores.storage_options["secret"] == SECRET  # dsm itself still reads them
+    result = CliRunner().invoke(dsm_cli, ["deploy", "render", str(path), "--image", IMAGE, "--kind", kind])
+    assert result.exit_code == 0, result.output
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert docs == deploy.render(cfg, deploy.DeploySpec(image=IMAGE, name="dsm-run" if kind == "job" else "dsm"),
+                                 kind)  # type: ignore[arg-type]
+    assert "Secret" not in {d["kind"] for d in docs}
+    for d in docs:  # every document as YAML text, and the credentials in every usual encoding
+        text = deploy.to_yaml([d])
+        for value in (KEY, SECRET, TOKEN):
+            for form in (value, base64.b64encode(value.encode()).decode(), json.dumps(value)):
+                assert form not in text, f"{d['kind']}: a credential in a rendered manifest"
+    for d in docs:
+        if d["kind"] == "ConfigMap":
+            validate_k8s(d)
+            inner = yaml.safe_load(d["data"][deploy.CONFIG_KEY])
+            assert inner["stores"]["storage_options"] == {"endpoint_url": "https://s3.example.org",
+                                                          "client_kwargs": {"region_name": "eu-1"}}
+            assert inner["inputs"]["storage_options"] == {"anon": False}
+            assert inner["inputs"]["mod11a1"]["storage_options"] == {"requester_pays": True}
+            config_mod.from_dict(inner, source="configmap")
+        if not d["apiVersion"].startswith("kubernetes.dask.org/"):
+            continue
+        roles = {role for role, _ in pod_specs(d)}
+        for role, _, c in containers(d):  # runner and workers reference the Secret; the scheduler reads no data
+            refs = [r["secretRef"]["name"] for r in c.get("envFrom", []) if not r["secretRef"].get("optional")]
+            assert refs == ([] if role == "scheduler" else [deploy.CREDENTIALS_SECRET]), role
+            assert not any(e.get("value") in (KEY, SECRET, TOKEN) for e in c.get("env", [])), role
+        assert roles >= ({"worker"} if d["kind"] == "DaskWorkerGroup" else {"scheduler", "worker"})
+        assert "job" in roles or d["kind"] != "DaskJob"
+    (line,) = result.stderr.splitlines()  # said once, on stderr: what was left out and how to provide it
+    assert "stores.storage_options.secret" in line and "inputs.storage_options.key" in line
+    assert f"Secret {deploy.CREDENTIALS_SECRET}" in line and "kubectl create secret generic" in line
+    assert f"dsm deploy secret {path} --name {deploy.CREDENTIALS_SECRET}" in line
+    assert not {KEY, SECRET, TOKEN} & set(re.findall(r"[\w/+]+", line))
+
+
+def test_render_names_the_secret_it_references(tmp_path: Path) -> None:
+    path = _inline_credentials_config(tmp_path)
+    result = CliRunner().invoke(dsm_cli, ["deploy", "render", str(path), "--image", IMAGE, "--secret", "team-s3"])
+    assert result.exit_code == 0, result.output
+    (job,) = [d for d in yaml.safe_load_all(result.stdout) if d["kind"] == "DaskJob"]
+    for role, _, c in containers(job):
+        refs = [r["secretRef"]["name"] for r in c.get("envFrom", [])]
+        assert role == "scheduler" or "team-s3" in refs, role
+    assert "Secret team-s3:" in result.stderr and "--name team-s3" in result.stderr
+    clean = CliRunner().invoke(dsm_cli, ["deploy", "render", str(K8S / "config.yaml"), "--image", IMAGE])
+    assert clean.exit_code == 0 and clean.stderr == ""  # nothing inline, nothing to say
+
+
+def test_the_secret_command_carries_the_credentials_only_on_request(tmp_path: Path) -> None:
+    path = _inline_credentials_config(tmp_path, client_kwargs={"region_name": "eu-1", "aws_session_token": TOKEN})
+    result = CliRunner().invoke(dsm_cli, ["deploy", "secret", str(path), "--name", "team-s3"])
+    assert result.exit_code == 0, result.output
+    (doc,) = [d for d in yaml.safe_load_all(result.stdout) if d]
+    validate_k8s(doc)
+    assert doc["kind"] == "Secret" and doc["type"] == "Opaque" and doc["metadata"]["name"] == "team-s3"
+    assert {k: base64.b64decode(v).decode() for k, v in doc["data"].items()} == {
+        "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_SESSION_TOKEN": TOKEN}
+    default = CliRunner().invoke(dsm_cli, ["deploy", "secret", str(path)])
+    assert yaml.safe_load(default.stdout)["metadata"]["name"] == deploy.CREDENTIALS_SECRET
+    # nothing inline: no Secret, but how to make one
+    none = CliRunner().invoke(dsm_cli, ["deploy", "secret", str(K8S / "config.yaml")])
+    assert none.exit_code == 2 and none.stdout == "" and "kubectl create secret generic" in none.stderr
+    # a credential with no AWS_* variable is refused by `secret` and still left out by `render`
+    odd = _inline_credentials_config(tmp_path, password="hunter2-hunter2")
+    refused = CliRunner().invoke(dsm_cli, ["deploy", "secret", str(odd)])
+    assert refused.exit_code == 2 and "stores.storage_options.password" in refused.stderr
+    assert "hunter2" not in CliRunner().invoke(dsm_cli, ["deploy", "render", str(odd), "--image", IMAGE]).stdout
+    bad_name = CliRunner().invoke(dsm_cli, ["deploy", "secret", str(path), "--name", "Team_S3"])
+    assert bad_name.exit_code == 2 and bad_name.stdout == ""
+
+
+def test_credentials_are_told_apart_from_other_storage_options() -> None:
+    options = {"endpoint_url": "https://s3.example.org", "anon": False, "use_ssl": True, "key": KEY,
+               "client_kwargs": {"region_name": "eu-1", "aws_secret_access_key": SECRET},
+               "config_kwargs": {"signature_version": "s3v4"}, "headers": {"Authorization": "Bearer x"},
+               "s3_additional_kwargs": {"ACL": "private"}, "token": None}
+    public, secret = deploy.split_storage_options(options)
+    assert public == {"endpoint_url": "https://s3.example.org", "anon": False, "use_ssl": True,
+                      "client_kwargs": {"region_name": "eu-1"}, "config_kwargs": {"signature_version": "s3v4"},
+                      "s3_additional_kwargs": {"ACL": "private"}, "token": None}
+    assert secret == {"key": KEY, "client_kwargs": {"aws_secret_access_key": SECRET},
+                      "headers": {"Authorization": "Bearer x"}}
+    assert deploy.split_storage_options({"client_kwargs": {}}) == ({"client_kwargs": {}}, {})
+    raw = yaml.safe_load((K8S / "config.yaml").read_text())
+    raw["stores"]["storage_options"] = {"key": KEY, "secret": SECRET}
+    raw["inputs"] = {"storage_options": {"key": "AKIAOTHEROTHEROTHER1", "secret": SECRET}}
+    with pytest.raises(ConfigError, match=r"inputs\.storage_options\.key: differs"):
+        deploy.credential_env(config_mod.from_dict(raw, source="test"))
 
 
 def test_static_manifests_are_what_the_renderer_makes() -> None:
