@@ -11,6 +11,11 @@ Before the 1 km prediction, the fusion method needs, per SMAP cell and day:
 2. the fusion of ``m`` with the day's SMAP and the increments carried over days without it
    (:func:`dsm.fusion.fuse`, with the error model of the model card).
 
+Impossible inputs (:mod:`dsm.ranges`) are masked on the way: 1 km predictor values outside
+their valid range enter no cell mean (:func:`dsm.samples.sample_graph`), SMAP outside [0.02,
+0.5] is not fused. The cell-days where either happened are returned (``screened``): their
+pixels get origin bit 256 (``input_out_of_range``) in :func:`fuse_block`.
+
 The result is small (days x cells) and travels to the block tasks with their jobs. It is a
 pure function of the cube and the stored models, so every run computes the same bytes. On
 the block, :func:`fuse_block` (pure) turns one day of it and the 1 km model into the map.
@@ -34,7 +39,8 @@ from dsm.fusion import STATE_CARRIED, STATE_FUSED, ErrorModel, FusedCells, fuse,
 from dsm.grid import FINE_PER_COARSE, block_reduce_mean
 from dsm.models.cards import FusionCard, ModelRecord
 from dsm.periods import periods
-from dsm.samples import sample_graph, table_to_grid
+from dsm.ranges import SMAP
+from dsm.samples import OUT_OF_RANGE, sample_graph, smap_grid, table_counts, table_to_grid
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class BlockCells:
     variance: np.ndarray  # error variance of C
     state: np.ndarray  # 0 model only, 1 fused with the day's SMAP, 2 increment carried
     halo: np.ndarray | None = None
+    screened: np.ndarray | None = None  # (t, cy, cx) bool: an input of the cell-day was masked as impossible
 
 
 def cell_model(table: pd.DataFrame, records: Sequence[ModelRecord], load: Callable[[ModelRecord], Any]) -> np.ndarray:
@@ -66,30 +73,48 @@ def cell_model(table: pd.DataFrame, records: Sequence[ModelRecord], load: Callab
     return out
 
 
+@dataclass(frozen=True)
+class CellMeans:
+    """The 36 km pass of a run: fused cell means, the model's cell means and what was masked."""
+
+    fused: FusedCells
+    model: np.ndarray  # (t, cy, cx) m, the models' cell means
+    screened: np.ndarray  # (t, cy, cx) bool: a 1 km predictor value or SMAP was masked as impossible
+    out_of_range: dict[str, int]  # masked values: 1 km land pixel-days per predictor, SMAP cell-days
+
+
 def fused_cells(client: Client, ds: xr.Dataset, card: FusionCard, load: Callable[[ModelRecord], Any],
                 start: dt.date, end: dt.date, aggregation: str = "mean", min_valid_fraction: float = 0.5
-                ) -> tuple[FusedCells, np.ndarray]:
-    """Fused cell means over the cube's time axis; returns them and the model cell means ``m``.
+                ) -> CellMeans:
+    """Fused cell means over the cube's time axis, the model cell means ``m`` and the masked inputs.
 
     Days outside ``start``..``end`` have no model value (state 0, NaN).
     """
     features = sorted({f for r in card.variants for f in r.features if f not in DOY_FEATURES})
     graphs = [sample_graph(ds, p, card.predictors, aggregation, min_valid_fraction,  # type: ignore[arg-type]
-                           features=features, keep="all") for p in periods(start, end)]
-    tables = [t for t in client.gather(client.compute(graphs)) if len(t)]
+                           features=features, keep="all", count_column=True) for p in periods(start, end)]
+    computed = client.gather(client.compute(graphs))
+    tables = [t for t in computed if len(t)]
     r = ds.attrs["region"]
     m = np.full((ds.sizes["time"], r["nrows"], r["ncols"]), np.nan, np.float32)
+    screened = np.zeros(m.shape, bool)
     if tables:
         table = pd.concat(tables, ignore_index=True)
         m = table_to_grid(table, cell_model(table, card.variants, load), ds)
-    smap = ds["smap_sm"].values.astype(np.float32)
-    return fuse(m, smap, ErrorModel.from_dict(card.error_model)), m
+        screened = table_to_grid(table, table[OUT_OF_RANGE].to_numpy() > 0, ds) == 1
+    smap, smap_bad = smap_grid(ds)
+    counts = table_counts(computed)
+    counts.pop(SMAP, None)  # counted here over the whole time axis, once
+    if smap_bad.any():
+        counts[SMAP] = int(smap_bad.sum())
+    return CellMeans(fuse(m, smap, ErrorModel.from_dict(card.error_model)), m, screened | smap_bad, counts)
 
 
 def block_cells(fused: FusedCells, t0: int, t1: int, cy0: int, cy1: int, cx0: int, cx1: int,
-                smooth: str = "none") -> BlockCells:
+                smooth: str = "none", screened: np.ndarray | None = None) -> BlockCells:
     """The slice of one block (time indices of the cube, cell indices of the region), with the
-    halo of the field that ``smooth`` names (``increments``, ``cell_means``; ``none``: no halo)."""
+    halo of the field that ``smooth`` names (``increments``, ``cell_means``; ``none``: no halo)
+    and the slice of ``screened`` (:class:`CellMeans`)."""
     sl = (slice(t0, t1), slice(cy0, cy1), slice(cx0, cx1))
     ring = None
     if smooth != "none":
@@ -97,7 +122,8 @@ def block_cells(fused: FusedCells, t0: int, t1: int, cy0: int, cy1: int, cx0: in
         padded = np.pad(field[t0:t1].astype(np.float32), ((0, 0), (1, 1), (1, 1)), constant_values=np.nan)
         ring = padded[:, cy0:cy1 + 2, cx0:cx1 + 2].copy()  # padded index i is cell i - 1
     return BlockCells(fused.cell_mean[sl].astype(np.float32), fused.increment[sl].astype(np.float32),
-                      fused.variance[sl].astype(np.float32), fused.state[sl].copy(), ring)
+                      fused.variance[sl].astype(np.float32), fused.state[sl].copy(), ring,
+                      None if screened is None else screened[sl].copy())
 
 
 @dataclass(frozen=True)
@@ -113,6 +139,7 @@ class DayCells:
     interval: float | None = 0.9
     halo: np.ndarray | None = None  # (cy + 2, cx + 2): the field to smooth
     smooth: str = "none"  # "increments" or "cell_means"
+    screened: np.ndarray | None = None  # (cy, cx) bool: the cell mean or its fusion lost an impossible input
 
 
 def within_cell_anomaly(model: np.ndarray) -> np.ndarray:
@@ -148,8 +175,10 @@ def fuse_block(model: np.ndarray, origin: np.ndarray, cells: DayCells, clip: tup
     ``sm = smooth(C) + k (f - mean_cell f)``. Where ``C`` is undefined (no model cell mean)
     the map is ``f`` itself. ``sm_unc`` is the normal interval of the cell's error variance
     plus the anomaly's (:func:`dsm.fusion.pixel_interval`). Origin bits 32 and 64 mark cells
-    fused with the day's SMAP and cells carrying an earlier increment. ``anomaly`` replaces
-    the day's ``f - mean_cell f`` (for example its running mean over days, :func:`running_mean`).
+    fused with the day's SMAP and cells carrying an earlier increment, bit 256 the cells in
+    ``cells.screened`` (an input of the cell mean or of its fusion was impossible and masked).
+    ``anomaly`` replaces the day's ``f - mean_cell f`` (for example its running mean over days,
+    :func:`running_mean`).
     """
     f = FINE_PER_COARSE
     ok = np.isfinite(model)
@@ -171,11 +200,13 @@ def fuse_block(model: np.ndarray, origin: np.ndarray, cells: DayCells, clip: tup
         var_cell = np.where(np.isfinite(cells.variance), cells.variance, cells.var_anomaly)
         unc = np.where(ok, pixel_interval(rep(var_cell), cells.var_anomaly, cells.interval), np.nan).astype(np.float32)
     state = rep(cells.state)
-    origin = origin.copy()
+    origin = origin.astype(products.ORIGIN_DTYPE)  # a copy
     origin[ok & (state == STATE_FUSED)] |= products.SMAP_FUSED
     origin[ok & (state == STATE_CARRIED)] |= products.SMAP_CARRIED
+    if cells.screened is not None:
+        origin[ok & rep(cells.screened)] |= products.INPUT_OUT_OF_RANGE
     return sm, unc, origin
 
 
-__all__ = ["BlockCells", "DayCells", "cell_model", "fused_cells", "block_cells", "fuse_block", "within_cell_anomaly",
-           "running_mean"]
+__all__ = ["BlockCells", "CellMeans", "DayCells", "cell_model", "fused_cells", "block_cells", "fuse_block",
+           "within_cell_anomaly", "running_mean"]

@@ -17,6 +17,7 @@ Commands
 ``dsm cube info URL``          variables, axes, chunks, extent and valid fractions of a cube
 ``dsm config check CONFIG``    validate a configuration file and print it resolved
 ``dsm deploy render CONFIG --image IMG``  Kubernetes DaskJob/DaskCluster YAML for CONFIG
+``dsm deploy secret CONFIG``  the Secret of CONFIG's inline credentials (only on request)
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
@@ -63,13 +65,34 @@ def _on_cluster(cfg: config_mod.Config, stage: Callable[[Any], T], err: bool = T
 
 
 class _Group(click.Group):
-    """Turns dsm's own errors into one clear line and exit status 2."""
+    """Turns dsm's own errors into one clear line and exit status 2, and SIGTERM/SIGINT (after
+    the lock was released) into one line and exit status 128 + the signal's number."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from dsm.run import RunInterrupted
+
         try:
             return super().invoke(ctx)
         except DsmError as exc:
             _fail(exc)
+        except RunInterrupted as exc:
+            click.secho(f"interrupted: {exc}; the lock was released and what was written is recorded: "
+                        "rerun the command to resume", fg="yellow", err=True)
+            sys.exit(128 + exc.signum)
+
+
+@contextmanager
+def _locked(cfg: config_mod.Config, break_lock: bool = False) -> Iterator[Any]:
+    """Hold ``cfg``'s output-store lock (:mod:`dsm.runlock`) around a writing command, with
+    SIGTERM/SIGINT turned into a clean stop that releases it; yields the lock (the lease)."""
+    from dsm.run import lock_for, stop_on_signals
+
+    with stop_on_signals(), lock_for(cfg, break_lock=break_lock) as lock:
+        yield lock
+
+
+_break_lock = click.option("--break-lock", is_flag=True,
+                           help="Take the output store's lock from a run known to be dead.")
 
 
 @click.group(cls=_Group)
@@ -138,7 +161,8 @@ def demo(workdir: Path, size: str, seed: int, overwrite: bool, compare: bool) ->
         others[key] = config_mod.load(path)
     if overwrite:
         for c in (cfg, *others.values()):
-            _remove_outputs(c)
+            with _locked(c):  # never delete the stores of a live run: its lock refuses
+                _remove_outputs(c)
     ok = True
     for key, other in others.items():
         click.echo(f"comparison {COMPARISONS[key][0]!r} on the {size} twin region (seed {seed}) in {workdir}/{key}: "
@@ -152,16 +176,16 @@ def demo(workdir: Path, size: str, seed: int, overwrite: bool, compare: bool) ->
 
 
 def _remove_outputs(cfg: config_mod.Config) -> None:
-    """Delete every store a run of ``cfg`` writes (the demo's --overwrite)."""
+    """Delete every store a run of ``cfg`` writes (the demo's --overwrite), except the lock,
+    which the caller holds."""
     import fsspec
 
     from dsm.run import records_url
-    from dsm.runlock import lock_url
     from dsm.validate import stations_config
 
     s = cfg.stores
     targets = [s.cube, s.truth, s.stations, s.models, s.output, s.cog, s.stac, str(stations_config(cfg).out),
-               records_url(cfg), lock_url(s.output or s.cube)]
+               records_url(cfg)]
     for url in filter(None, targets):
         fs, path = fsspec.core.url_to_fs(url, **s.storage_options)
         if fs.exists(path):
@@ -172,7 +196,7 @@ def _print_stage(cfg: config_mod.Config, res: Any, valid_fractions: bool) -> Non
     """What one stage of ``dsm run`` did, as the single-stage commands print it."""
     click.secho(f"== {res.stage}: {res.status} ({res.seconds:.1f} s){'; ' + res.message if res.message else ''}",
                 bold=True, fg={"error": "red", "partial": "yellow"}.get(res.status))
-    if res.status in ("error", "skipped"):
+    if res.status in ("error", "skipped", "interrupted"):
         return
     if res.stage == "cube":
         from dsm import cube
@@ -196,9 +220,9 @@ def _print_stage(cfg: config_mod.Config, res: Any, valid_fractions: bool) -> Non
 def _run_chain(cfg: config_mod.Config, stages: tuple[str, ...] | None, break_lock: bool,
                valid_fractions: bool = False) -> bool:
     """``dsm run`` on the configured cluster, printing each stage; True when complete."""
-    from dsm.run import last_error, lock_for, run
+    from dsm.run import last_error, run
 
-    with lock_for(cfg, break_lock=break_lock) as lock:  # refuse before starting a cluster
+    with _locked(cfg, break_lock) as lock:  # refuse before starting a cluster
         result = _on_cluster(cfg, lambda client: run(
             cfg, client, stages=stages, lock=lock, progress=_progress,
             on_stage=lambda res: _print_stage(cfg, res, valid_fractions)), err=False)
@@ -213,7 +237,7 @@ def _run_chain(cfg: config_mod.Config, stages: tuple[str, ...] | None, break_loc
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
 @click.option("--stage", "stages", multiple=True, type=click.Choice(config_mod.STAGES),
               help="Run only these stages (repeatable; default run.stages, all five).")
-@click.option("--break-lock", is_flag=True, help="Take the output store's lock from a run known to be dead.")
+@_break_lock
 def run_cmd(config_path: str, stages: tuple[str, ...], break_lock: bool) -> None:
     """Run the whole chain of CONFIG as one resumable job: cube, train, predict, export, validate.
 
@@ -231,12 +255,14 @@ def run_cmd(config_path: str, stages: tuple[str, ...], break_lock: bool) -> None
 @main.command()
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
 @click.option("--overwrite", is_flag=True, help="Replace existing stores.")
-def twin(config_path: str, overwrite: bool) -> None:
+@_break_lock
+def twin(config_path: str, overwrite: bool, break_lock: bool) -> None:
     """Build the synthetic twin over CONFIG's region and dates into its stores."""
     from dsm.run import build_twin_stores
 
     cfg = config_mod.load(config_path)
-    build_twin_stores(cfg, overwrite)
+    with _locked(cfg, break_lock):
+        build_twin_stores(cfg, overwrite)
     click.echo(f"twin written: cube {cfg.stores.cube}, truth {cfg.stores.truth}, stations {cfg.stores.stations}")
 
 
@@ -247,7 +273,9 @@ def twin(config_path: str, overwrite: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
 @click.option("--strict", is_flag=True, help="Exit with status 1 when any file failed (not only on task errors).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar over the tasks.")
-def ingest(config_path: str, report_path: str | None, as_json: bool, strict: bool, progress: bool) -> None:
+@_break_lock
+def ingest(config_path: str, report_path: str | None, as_json: bool, strict: bool, progress: bool,
+           break_lock: bool) -> None:
     """Ingest CONFIG's inputs (SMAP, MODIS, DEM, soil, GeoTIFF series, precipitation) into its cube.
 
     Creates the cube when missing; runs on the configured cluster; bad files are reported
@@ -258,7 +286,9 @@ def ingest(config_path: str, report_path: str | None, as_json: bool, strict: boo
     cfg = config_mod.load(config_path)
     if cfg.inputs is None:
         raise config_mod.ConfigError(f"{config_path} has no 'inputs:' section: nothing to ingest")
-    report = _on_cluster(cfg, lambda client: run_ingest(cfg, client, progress=progress, report_path=report_path))
+    with _locked(cfg, break_lock) as lease:
+        report = _on_cluster(cfg, lambda client: run_ingest(cfg, client, progress=progress, report_path=report_path,
+                                                            lease=lease))
     if as_json:
         click.echo(json.dumps(report, indent=1))
     else:
@@ -301,11 +331,11 @@ def fetch(config_path: str, dest: str, sources: tuple[str, ...], retries: int, d
 
 
 def _run_training(cfg: config_mod.Config, client: Any, force: bool = False,
-                  only: tuple[str, ...] = ()) -> bool:
+                  only: tuple[str, ...] = (), lease: Any = None) -> bool:
     """Train, print the per-period table and Table 4; True when nothing failed."""
     from dsm.models.train import train
 
-    report = train(cfg, client, force=force, only=only or None, progress=_progress)
+    report = train(cfg, client, force=force, only=only or None, progress=_progress, lease=lease)
     _print_training(report)
     return not report.failed
 
@@ -362,7 +392,8 @@ def pd_options() -> Any:
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
 @click.option("--force", is_flag=True, help="Retrain periods whose model and card are already stored.")
 @click.option("--period", "only", multiple=True, metavar="YYYYDDD", help="Only this period (repeatable).")
-def train_cmd(config_path: str, force: bool, only: tuple[str, ...]) -> None:
+@_break_lock
+def train_cmd(config_path: str, force: bool, only: tuple[str, ...], break_lock: bool) -> None:
     """Train the five models of every 16-day period of CONFIG and store the chosen ones.
 
     Prints a per-period table (samples, chosen model, train/test R and RMSE, fallback) and the
@@ -372,15 +403,16 @@ def train_cmd(config_path: str, force: bool, only: tuple[str, ...]) -> None:
     from dsm.models.train import check_training_config
 
     check_training_config(cfg)
-    ok = _on_cluster(cfg, lambda client: _run_training(cfg, client, force=force, only=only))
+    with _locked(cfg, break_lock) as lease:
+        ok = _on_cluster(cfg, lambda client: _run_training(cfg, client, force=force, only=only, lease=lease))
     if not ok:
         sys.exit(1)
 
 
-def _run_predict(cfg: config_mod.Config, client: Any, overwrite: bool = False) -> bool:
+def _run_predict(cfg: config_mod.Config, client: Any, overwrite: bool = False, lease: Any = None) -> bool:
     from dsm.predict import predict
 
-    r = predict(cfg, client, overwrite=overwrite, progress=_progress)
+    r = predict(cfg, client, overwrite=overwrite, progress=_progress, lease=lease)
     _print_predict(r)
     return not r.failed
 
@@ -390,16 +422,22 @@ def _print_predict(r: Any) -> None:
     rate = r.pixels / r.seconds if r.seconds else 0.0
     click.echo(f"predicted {len(r.predicted)} day(s) ({r.pixels} pixel-days, {rate:,.0f}/s); "
                f"skipped {len(r.skipped)} already done; empty {len(r.empty)}; failed {len(r.failed)}")
+    if r.out_of_range:
+        from dsm.ranges import describe, merge_counts
+
+        click.secho(f"impossible input values masked on {len(r.out_of_range)} day(s) (origin bit 256 where they "
+                    f"changed a pixel): {describe(merge_counts(r.out_of_range.values()), '1 km values')}",
+                    fg="yellow", err=True)
     for day, why in r.empty.items():
         click.echo(f"  empty {day}: {why}")
     for day, why in r.failed.items():
         click.secho(f"  FAILED {day}: {why}", fg="red", err=True)
 
 
-def _run_export(cfg: config_mod.Config, client: Any, force: bool = False) -> bool:
+def _run_export(cfg: config_mod.Config, client: Any, force: bool = False, lease: Any = None) -> bool:
     from dsm.export import export
 
-    r = export(cfg, client, force=force)
+    r = export(cfg, client, force=force, lease=lease)
     _print_export(cfg, r)
     return not r.failed
 
@@ -429,13 +467,15 @@ def _print_skill(result: dict[str, Any], dest: str) -> None:
 @main.command("predict")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
 @click.option("--overwrite", is_flag=True, help="Replace the output store instead of resuming it.")
-def predict_cmd(config_path: str, overwrite: bool) -> None:
+@_break_lock
+def predict_cmd(config_path: str, overwrite: bool, break_lock: bool) -> None:
     """Predict every day of CONFIG into stores.output (skips days already done).
 
     Exit status 1 when a day failed (the other days are still written).
     """
     cfg = config_mod.load(config_path)
-    ok = _on_cluster(cfg, lambda client: _run_predict(cfg, client, overwrite=overwrite))
+    with _locked(cfg, break_lock) as lease:
+        ok = _on_cluster(cfg, lambda client: _run_predict(cfg, client, overwrite=overwrite, lease=lease))
     if not ok:
         sys.exit(1)
 
@@ -443,10 +483,12 @@ def predict_cmd(config_path: str, overwrite: bool) -> None:
 @main.command("export")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
 @click.option("--force", is_flag=True, help="Rewrite COGs already exported.")
-def export_cmd(config_path: str, force: bool) -> None:
+@_break_lock
+def export_cmd(config_path: str, force: bool, break_lock: bool) -> None:
     """Write one COG per predicted day to stores.cog and the STAC catalog to stores.stac."""
     cfg = config_mod.load(config_path)
-    ok = _on_cluster(cfg, lambda client: _run_export(cfg, client, force=force))
+    with _locked(cfg, break_lock) as lease:
+        ok = _on_cluster(cfg, lambda client: _run_export(cfg, client, force=force, lease=lease))
     if not ok:
         sys.exit(1)
 
@@ -475,7 +517,8 @@ def status_cmd(config_path: str, as_json: bool) -> None:
 
 @main.command("validate")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
-def validate_cmd(config_path: str) -> None:
+@_break_lock
+def validate_cmd(config_path: str, break_lock: bool) -> None:
     """Score the 1 km product, SMAP 36 km and CONFIG's other products against the in situ stations.
 
     Writes pairs.csv, scores.csv/json, stations.csv, problems.csv and timeseries/ (pytesmo/QA4SM
@@ -485,7 +528,8 @@ def validate_cmd(config_path: str) -> None:
     from dsm.validate import format_scores, problem_lines, run_validate
 
     cfg = config_mod.load(config_path)
-    result, written = _on_cluster(cfg, lambda client: run_validate(cfg, client))
+    with _locked(cfg, break_lock):
+        result, written = _on_cluster(cfg, lambda client: run_validate(cfg, client))
     for line in problem_lines(result.problems):
         click.secho(f"  left out: {line}", fg="yellow", err=True)
     if result.scores.empty:
@@ -498,12 +542,14 @@ def validate_cmd(config_path: str) -> None:
 
 @main.command("report")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
-def report_cmd(config_path: str) -> None:
+@_break_lock
+def report_cmd(config_path: str, break_lock: bool) -> None:
     """Validate, analyse and write one self-contained HTML report (validation.report)."""
     from dsm.report import run_report
 
     cfg = config_mod.load(config_path)
-    path = _on_cluster(cfg, lambda client: run_report(cfg, client))
+    with _locked(cfg, break_lock) as lease:
+        path = _on_cluster(cfg, lambda client: run_report(cfg, client, lease=lease))
     click.echo(f"report: {path}")
 
 
@@ -579,6 +625,26 @@ def deploy_render(config_path: str, image: str, kind: str, name: str | None, wor
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     click.echo(deploy.to_yaml(deploy.render(cfg, spec, kind)), nl=False)  # type: ignore[arg-type]
+    notice = deploy.credentials_notice(cfg, spec, config_path)
+    if notice:
+        click.echo(notice, err=True)
+
+
+@deploy_group.command("secret")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", default="dsm-s3-credentials", show_default=True,
+              help="Secret name (the one `render --secret` references).")
+def deploy_secret(config_path: str, name: str) -> None:
+    """Print a Secret with the credentials in CONFIG's storage_options as AWS_* variables.
+
+    Its output contains the credentials: pipe it into `kubectl apply -f -`, never commit it.
+    `render` never writes them; without this command create the Secret with
+    `kubectl create secret generic NAME --from-literal=AWS_ACCESS_KEY_ID=...`.
+    """
+    from dsm import deploy
+
+    doc = deploy.render_secret(config_mod.load(config_path), name)
+    click.echo(deploy.to_yaml([doc]), nl=False)
 
 
 @main.group("config")
@@ -589,8 +655,14 @@ def config_group() -> None:
 @config_group.command("check")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
 def config_check(config_path: str) -> None:
-    """Validate CONFIG and print it with defaults filled in and paths resolved."""
+    """Validate CONFIG and print it with defaults filled in and paths resolved.
+
+    Every training grid value (and XGBoost setting) is also tried on its estimator.
+    """
     cfg = config_mod.load(config_path)
+    from dsm.models.estimators import check_training_grids
+
+    check_training_grids(cfg.training)
     click.echo(config_mod.dump(cfg), nl=False)
     r = cfg.grid_region
     click.echo(f"# region: {r.nrows} x {r.ncols} SMAP cells, 1 km {r.fine_shape[0]} x {r.fine_shape[1]}")

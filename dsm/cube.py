@@ -50,6 +50,15 @@ def api_name(efolding_days: int) -> str:
 
 
 API_NAMES: tuple[str, ...] = tuple(api_name(d) for d in API_EFOLDING_DAYS)
+#: valid maximum of daily precipitation (mm): above the world record, 1825 mm in 24 h (the
+#: precipitation readers refuse files with more, ``dsm.ingest.precip.MAX_DAILY_MM``)
+PRECIP_MAX_MM = 2000.0
+
+
+def api_max(efolding_days: int) -> float:
+    """Valid maximum of an antecedent precipitation index: every day at :data:`PRECIP_MAX_MM`,
+    ``PRECIP_MAX_MM / (1 - exp(-1/e))``, rounded up to whole mm."""
+    return float(np.ceil(PRECIP_MAX_MM / -np.expm1(-1.0 / efolding_days)))
 #: the rain variables: a cube made before them opens without them (they are optional)
 RAIN_VARS: tuple[str, ...] = ("precip", *API_NAMES, "api_age")
 #: predictors that come from the precipitation record
@@ -116,16 +125,16 @@ SCHEMA: tuple[VariableSpec, ...] = (
     _V("land_mask", "static", "1", "Land mask", (0, 1), None, "", "uint8", None,
        {"flag_values": [0, 1], "flag_meanings": "water land"}),
     _V("precip", "precip", "mm", "Daily precipitation on the 1 km grid (remapped gridded product)",
-       (0.0, 1500.0), "lwe_thickness_of_precipitation_amount", "inputs.precip (dsm.ingest.precip)",
+       (0.0, PRECIP_MAX_MM), "lwe_thickness_of_precipitation_amount", "inputs.precip (dsm.ingest.precip)",
        extra={"cell_methods": "time: sum (interval: 1 day)",
               "comment": "time_precip starts before the first day: the spin-up of the antecedent indices"}),
     *(_V(api_name(d), "daily", "mm", f"Antecedent precipitation index, e-folding {d} days",
-         (0.0, 1500.0 * d), None, "dsm.rain: API_t = exp(-1/%d) API_(t-1) + P_t" % d) for d in API_EFOLDING_DAYS),
+         (0.0, api_max(d)), None, "dsm.rain: API_t = exp(-1/%d) API_(t-1) + P_t" % d) for d in API_EFOLDING_DAYS),
     _V("api_age", "daily", "day", "Days since the last missing day of the precipitation record (capped at 255)",
        (0, 255), None, "dsm.rain", "uint8", None),
     _V("smap_sm", "smap", "m3 m-3", "SMAP L3 36 km surface soil moisture, AM descending pass",
-       (0.0, 1.0), "volume_fraction_of_condensed_water_in_soil", "SPL3SMP soil_moisture",
-       extra={"comment": "top 5 cm; recommended-quality retrievals only"}),
+       (0.02, 0.5), "volume_fraction_of_condensed_water_in_soil", "SPL3SMP soil_moisture",
+       extra={"comment": "top 5 cm; recommended-quality retrievals only; valid range: SPL3SMP's valid_min/max"}),
 )  # fmt: skip
 SPECS: dict[str, VariableSpec] = {v.name: v for v in SCHEMA}
 PREDICTOR_NAMES: frozenset[str] = frozenset(v.name for v in SCHEMA if v.name not in ("land_mask", "smap_sm", "api_age"))

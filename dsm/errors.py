@@ -7,6 +7,8 @@
                          skip it, report it, carry on with the rest.
         ``StoreError``   a Zarr store is missing or is not what dsm expects.
     ``TransientIOError`` a storage or network failure that may succeed when retried.
+        ``WorkerLostError``  a Dask worker was lost during a distributed computation:
+                             rerun to resume.
 """
 
 from __future__ import annotations
@@ -34,3 +36,8 @@ class StoreError(InputError):
 
 class TransientIOError(DsmError):
     """A storage or network failure that may succeed if retried."""
+
+
+class WorkerLostError(TransientIOError):
+    """A Dask worker was lost during a distributed computation (an ``xgboost.dask`` fit); a
+    rerun resumes."""

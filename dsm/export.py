@@ -38,13 +38,14 @@ from rasterio.vrt import WarpedVRT
 from rio_cogeo.cogeo import cog_translate, cog_validate
 from rio_cogeo.profiles import cog_profiles
 
-from dsm import products, store
+from dsm import fingerprint, products, store
 from dsm.cluster import outcomes
 from dsm.config import Config
 from dsm.errors import ConfigError, InputError
 from dsm.grid import EPSG, Region
 from dsm.periods import julian_name
 from dsm.predict import record_attrs
+from dsm.runlock import Lease, LockLostError
 
 COLLECTION_ID = "dsm-sm-1km"
 
@@ -138,7 +139,7 @@ def export_day(job: ExportJob) -> dict[str, Any]:
         info["size"] = os.path.getsize(path)
     valid = data != products.FILL
     info.update(url=url, name=name, day=job.day.isoformat(), valid_pixels=int(valid.sum()),
-                origin={products.ORIGIN_BITS[b][0]: int(((origin & b) > 0).sum()) for b in products.ORIGIN_BITS},
+                origin={products.ORIGIN_BITS[b][0]: n for b, n in products.origin_counts(origin).items()},
                 lonlat_bounds=list(region.lonlat_bounds))
     return info
 
@@ -225,14 +226,23 @@ class ExportReport:
 
 
 def export(config: Config, client: Client, *, force: bool = False,
-           progress: Callable[[str], None] | None = None) -> ExportReport:
-    """Export every predicted day of ``config`` as a COG, then write the STAC catalog."""
+           progress: Callable[[str], None] | None = None, lease: Lease | None = None) -> ExportReport:
+    """Export every predicted day of ``config`` as a COG, then write the STAC catalog.
+
+    ``lease`` (the run's :class:`dsm.runlock.Lease`) is checked before the COGs are
+    submitted, as each one lands (a lost lease cancels the rest) and before the records and
+    the catalog are written.
+    """
     so = config.stores.storage_options
     if not config.stores.output or not config.stores.cog:
         raise ConfigError("stores.output and stores.cog must be set to export")
     ds = products.open_products(config.stores.output, so)
     done = set(ds.attrs.get("days_done", []))
     exported = dict(ds.attrs.get("days_exported", {}))
+    settings = fingerprint.record(config, "cog")
+    if exported and not force:
+        fingerprint.check_settings(ds.attrs.get("cog_settings"), config, "cog", config.stores.cog,
+                                   "`dsm export CONFIG --force` rewrites every COG")
     times = [dt.date.fromisoformat(str(t)[:10]) for t in ds["time"].values.astype("datetime64[D]")]
     report = ExportReport()
     so_json = json.dumps(so, sort_keys=True)
@@ -247,8 +257,15 @@ def export(config: Config, client: Client, *, force: bool = False,
             continue
         jobs.append(ExportJob(config.stores.output, config.stores.cog, so_json, day, t, config.output.export_crs,
                               config.output.cog_blocksize, config.output.cog_compress))
+    check = lease.check if lease is not None else (lambda: None)
+    check()
     futures = client.map(export_day, jobs, pure=False)
     for job, result, exc in outcomes(dict(zip(futures, jobs))):
+        try:
+            check()
+        except LockLostError:
+            client.cancel(futures)
+            raise
         name = job.day.isoformat()
         if exc is None:
             exported[name] = result
@@ -258,7 +275,9 @@ def export(config: Config, client: Client, *, force: bool = False,
         else:
             report.failed[name] = f"{type(exc).__name__}: {exc}"
     report.exported.sort()
-    record_attrs(config.stores.output, {"days_exported": {k: exported[k] for k in sorted(exported)}}, so)
+    check()
+    record_attrs(config.stores.output, {"days_exported": {k: exported[k] for k in sorted(exported)},
+                                        "cog_settings": settings}, so)
     if exported:
         stac_url = config.stores.stac or f"{config.stores.cog.rstrip('/')}/stac"
         build_catalog(list(exported.values()), ds.attrs.get("day_models", {}), stac_url, so)

@@ -53,7 +53,7 @@ import xgboost
 import zarr
 from distributed import Client
 
-from dsm import products, store
+from dsm import fingerprint, products, store
 from dsm.cellmeans import BlockCells, DayCells, block_cells, fuse_block, fused_cells, running_mean, within_cell_anomaly
 from dsm.cluster import outcomes
 from dsm.config import Config
@@ -66,6 +66,8 @@ from dsm.models.cards import FUSION_KEY, FusionCard, ModelRecord
 from dsm.models.store import ModelStore
 from dsm.models.variants import FULL, quantile_key, variant_key, variants_of
 from dsm.periods import composite_8day_of, days as day_range, period_of
+from dsm.ranges import SMAP, describe, merge_counts, screen, screen_layers
+from dsm.runlock import Lease
 
 log = logging.getLogger(__name__)
 
@@ -300,19 +302,27 @@ def block_features(cube: xr.Dataset, day: dt.date, names: Sequence[str], ys: sli
 
 
 def model_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndarray, plan: DayPlan,
-              load: Callable[[str, str], Any], rain_spinup: int = 0
+              load: Callable[[str, str], Any], rain_spinup: int = 0, *,
+              out_of_range: Mapping[str, np.ndarray] | None = None, smap_out_of_range: np.ndarray | None = None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
     """The models' 1 km values (unclipped), uncertainty and origin of one day on one block
     (pure given ``load``).
 
+    A value outside its variable's valid range (:mod:`dsm.ranges`) is missing, like a cloud:
+    the pixel gets the first variant whose predictors are all valid. Where that changed what a
+    predicted pixel got (another variant than the raw values would have chosen, or its cell's
+    SMAP dropped), the pixel gets bit 256 (``input_out_of_range``).
+
     Parameters
     ----------
     feats
-        Predictor name -> 2-D float32 array of the block.
+        Predictor name -> 2-D float32 array of the block, as read (screened here), or already
+        screened when ``out_of_range`` is given.
     land
         Boolean land mask of the block.
     smap
-        SMAP of the block's 36 km cells (NaN: no observation).
+        SMAP of the block's 36 km cells (NaN: no observation), as read (screened here), or
+        already screened when ``smap_out_of_range`` is given.
     plan
         The day's plan (variants in order of preference).
     load
@@ -320,25 +330,46 @@ def model_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndarra
     rain_spinup
         Pixels whose model uses antecedent precipitation indices get bit 128 where
         ``feats["api_age"]`` (days since the record's last missing day) is below it.
+    out_of_range, smap_out_of_range
+        The masks of the values already screened out of ``feats`` (predictor -> 2-D bool; a
+        predictor without one had none) and of ``smap`` (:func:`dsm.ranges.screen_layers`,
+        :func:`dsm.ranges.screen`).
 
     Returns
     -------
-    model, unc (float32, NaN where not predicted), origin (uint8) and per-variant pixel counts.
+    model, unc (float32, NaN where not predicted), origin (uint16) and per-variant pixel counts.
     """
+    if out_of_range is None:
+        feats, out_of_range = screen_layers(feats)
+    if smap_out_of_range is None:
+        smap, smap_out_of_range = screen(SMAP, smap)
     shape = land.shape
     sm = np.full(shape, np.nan, np.float32)
     unc = np.full(shape, np.nan, np.float32)
-    origin = np.zeros(shape, np.uint8)
+    origin = np.zeros(shape, products.ORIGIN_DTYPE)
     counts: dict[str, int] = {}
     remaining = land.copy()
-    no_smap = np.repeat(np.repeat(~np.isfinite(smap), FINE_PER_COARSE, 0), FINE_PER_COARSE, 1)
+    no_smap = _to_pixels(~np.isfinite(smap))
     doy = doy_terms(np.array([np.datetime64(plan.day, "ns")]))[0]
     layers = {c: feature_layer(c, feats[source_of(c)]) for v in plan.variants for c in v.columns}
+    masked = {c: out_of_range[source_of(c)] for c in layers if source_of(c) in out_of_range}
+    raw_remaining = land.copy()  # the variant choice the raw values would have made
+    changed = _to_pixels(np.asarray(smap_out_of_range, bool))
     for v in plan.variants:
         ok = remaining.copy()
         for c in v.columns:
             ok &= np.isfinite(layers[c])
         remaining &= ~ok
+        if masked:
+            raw_ok, hit = raw_remaining.copy(), np.zeros(shape, bool)
+            for c in v.columns:
+                valid = np.isfinite(layers[c])
+                if c in masked:
+                    valid |= masked[c]
+                    hit |= masked[c]
+                raw_ok &= valid
+            raw_remaining &= ~raw_ok
+            changed |= raw_ok & hit
         n = int(ok.sum())
         counts[v.name] = n
         if n == 0:
@@ -353,7 +384,7 @@ def model_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndarra
             d = plan.disaggregation
             pred = 0.5 * (pred + apply_model(load(d.point_key, d.point_sha), X).astype(np.float32).reshape(n))
         sm[ok] = pred
-        bits = np.full(n, products.ALL_PREDICTORS if v.name == FULL else products.REDUCED, np.uint8)
+        bits = np.full(n, products.ALL_PREDICTORS if v.name == FULL else products.REDUCED, products.ORIGIN_DTYPE)
         if plan.reused:
             bits |= products.REUSED
         if v.ranges is not None:
@@ -368,7 +399,13 @@ def model_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndarra
         if v.quantile_key and v.quantile_sha:
             q = apply_model(load(v.quantile_key, v.quantile_sha), X).reshape(n, -1).astype(np.float32)
             unc[ok] = np.maximum(np.abs(q.max(axis=1) - q.min(axis=1)) / 2 + v.margin, 0.0)
+    origin[changed & (origin > 0)] |= products.INPUT_OUT_OF_RANGE
     return sm, unc, origin, counts
+
+
+def _to_pixels(cells: np.ndarray) -> np.ndarray:
+    """A (cy, cx) array repeated onto the 1 km pixels of its cells."""
+    return np.repeat(np.repeat(cells, FINE_PER_COARSE, 0), FINE_PER_COARSE, 1)
 
 
 def finish_day(model: np.ndarray, unc: np.ndarray, origin: np.ndarray, smap: np.ndarray,
@@ -391,13 +428,16 @@ def predict_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndar
                 residual_correction: bool = False, cells: DayCells | None = None, rain_spinup: int = 0
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
     """Soil moisture, uncertainty, origin and per-variant pixel counts of one day on one block:
-    :func:`model_day` then :func:`finish_day` (pure given ``load``)."""
-    model, unc, origin, counts = model_day(feats, land, smap, plan, load, rain_spinup)
+    :func:`model_day` then :func:`finish_day` (pure given ``load``; inputs as read, screened
+    here, :mod:`dsm.ranges`)."""
+    smap, smap_bad = screen(SMAP, smap)
+    model, unc, origin, counts = model_day(feats, land, smap, plan, load, rain_spinup, smap_out_of_range=smap_bad)
     return (*finish_day(model, unc, origin, smap, clip, residual_correction, cells), counts)
 
 
 def residual_correct(sm: np.ndarray, smap: np.ndarray, clip: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
-    """Shift each cell's pixels so the cell mean equals SMAP where SMAP observed it."""
+    """Shift each cell's pixels so the cell mean equals SMAP where SMAP observed it (``smap``
+    screened: :func:`run_block` and :func:`predict_day` pass only valid values, :mod:`dsm.ranges`)."""
     means = block_reduce_mean(sm)
     shift = np.where(np.isfinite(smap) & np.isfinite(means), smap - means, 0.0).astype(np.float32)
     full = np.repeat(np.repeat(shift, FINE_PER_COARSE, 0), FINE_PER_COARSE, 1)
@@ -408,7 +448,8 @@ def run_block(job: BlockJob) -> dict[str, Any]:
     """Predict and write one block of the output store (runs on a worker).
 
     Returns per-day summaries: pixel counts per variant, origin bit counts, predictors with no
-    valid land pixel in the block, and the (cell, 36 km mean, SMAP) pairs.
+    valid land pixel in the block, the (cell, 36 km mean, SMAP) pairs and the values masked as
+    impossible (``out_of_range``: land pixels per predictor, SMAP cells under ``smap_sm``).
     """
     so = job.storage_options
     cube = _open(job.cube, so, job.token, "raw")
@@ -422,7 +463,7 @@ def run_block(job: BlockJob) -> dict[str, Any]:
     shape = (nt, job.y1 - job.y0, job.x1 - job.x0)
     sm = np.full(shape, np.nan, np.float32)
     unc = np.full(shape, np.nan, np.float32)
-    origin = np.zeros(shape, np.uint8)
+    origin = np.zeros(shape, products.ORIGIN_DTYPE)
     sm36 = np.full((nt, cell_ids.shape[0], cell_ids.shape[1]), np.nan, np.float32)
     cache: dict[Any, np.ndarray] = {}
     summaries = []
@@ -446,15 +487,19 @@ def run_block(job: BlockJob) -> dict[str, Any]:
             dim = "time_precip" if SPECS[name].axis == "precip" else "time"
             layers = _read(cube, name, **{dim: slice(ct0 + shift, ct1 + shift)}, y=ys, x=xs).astype(np.float32, copy=False)
             cache.update({(name, "d", plan.day): layers[ct - ct0] for plan, ct in zip(seq, day_index)})
-    smaps = _read(cube, "smap_sm", time=slice(ct0, ct1), cy=cys, cx=cxs).astype(np.float32)
+    smaps, smaps_bad = screen(SMAP, _read(cube, SMAP, time=slice(ct0, ct1), cy=cys, cx=cxs).astype(np.float32))
 
     modelled: dict[dt.date, tuple[Any, ...]] = {}
     missing: dict[dt.date, list[str]] = {}
+    masked: dict[dt.date, dict[str, int]] = {}
     for plan, ct in zip(seq, day_index):
         if plan.error:
             continue
-        feats = block_features(cube, plan.day, all_names, ys, xs, cache)
-        modelled[plan.day] = model_day(feats, land, smaps[ct - ct0], plan, load, job.rain_spinup)
+        feats, bad = screen_layers(block_features(cube, plan.day, all_names, ys, xs, cache))
+        modelled[plan.day] = model_day(feats, land, smaps[ct - ct0], plan, load, job.rain_spinup,
+                                       out_of_range=bad, smap_out_of_range=smaps_bad[ct - ct0])
+        masked[plan.day] = merge_counts([{p: int((m & land).sum()) for p, m in bad.items()},
+                                         {SMAP: int(smaps_bad[ct - ct0].sum())}])
         missing[plan.day] = [p for p in all_names if p != "api_age" and not np.isfinite(feats[p][land]).any()]
         for key in [k for k in cache if k[1] == "d" and k[2] == plan.day]:  # not needed again
             del cache[key]
@@ -473,15 +518,17 @@ def run_block(job: BlockJob) -> dict[str, Any]:
         smap = smaps[day_index[len(job.before) + i] - ct0]
         cells = None if bc is None else DayCells(
             bc.cell_mean[i], bc.increment[i], bc.variance[i], bc.state[i], job.var_anomaly, job.anomaly_gain,
-            job.interval, None if bc.halo is None else bc.halo[i], job.smooth)
+            job.interval, None if bc.halo is None else bc.halo[i], job.smooth,
+            None if bc.screened is None else bc.screened[i])
         model, u, o, counts = modelled[plan.day]
         s, u, o = finish_day(model, u, o, smap, job.clip, job.residual_correction, cells,
                              None if anomalies is None else anomalies[i])
         sm[i], unc[i], origin[i] = s, u, o
         sm36[i] = block_reduce_mean(s)
         info["counts"] = counts
-        info["origin"] = {str(b): int(((o & b) > 0).sum()) for b in products.ORIGIN_BITS}
+        info["origin"] = {str(b): n for b, n in products.origin_counts(o).items()}
         info["missing"] = missing[plan.day]
+        info["out_of_range"] = masked[plan.day]
         ok = np.isfinite(sm36[i]) & np.isfinite(smap)
         info["pairs"] = [[int(c), float(a), float(b)] for c, a, b in zip(cell_ids[ok], sm36[i][ok], smap[ok])]
         summaries.append(info)
@@ -507,6 +554,11 @@ class PredictReport:
     failed: dict[str, str] = field(default_factory=dict)
     pixels: int = 0  # valid pixel-days predicted in this run
     seconds: float = 0.0
+    #: day -> values masked as impossible (dsm.ranges) on the day's blocks: 1 km land pixels per
+    #: predictor, SMAP cells under ``smap_sm`` (days predicted in this run, only where any)
+    out_of_range: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: the same over the fusion method's 36 km pass, every day of the cube (SMAP: cell-days)
+    out_of_range_cells: dict[str, int] = field(default_factory=dict)
 
 
 def check_inputs(config: Config, cube: xr.Dataset) -> None:
@@ -541,10 +593,14 @@ def open_or_create_output(config: Config, overwrite: bool = False) -> xr.Dataset
     if overwrite or not exists:
         attrs = {"method": config.training.method, "predictors": list(config.predictors), "gap_free": config.output.gap_free,
                  "residual_correction": config.output.residual_correction,
-                 "reduced_sets": [list(g) for g in config.output.reduced_sets], "models": config.stores.models}
+                 "reduced_sets": [list(g) for g in config.output.reduced_sets], "models": config.stores.models,
+                 "settings": fingerprint.record(config, "products")}
         products.create_products(url, layout, interval, attrs, so, overwrite=True)
         ds = products.open_products(url, so)
+    fingerprint.check_settings(ds.attrs.get("settings"), config, "products", url,
+                               "`dsm predict CONFIG --overwrite` replaces the store")
     products.check_layout(ds, layout, url)
+    products.check_origin(ds, url)
     return ds
 
 
@@ -575,7 +631,7 @@ def consistency(pairs: Sequence[Sequence[float]]) -> dict[str, float | int | Non
 
 
 def predict(config: Config, client: Client, *, overwrite: bool = False, only_days: Sequence[dt.date] | None = None,
-            progress: Callable[[str], None] | None = None) -> PredictReport:
+            progress: Callable[[str], None] | None = None, lease: Lease | None = None) -> PredictReport:
     """Predict every day of ``config`` into ``stores.output`` on ``client``'s workers.
 
     Parameters
@@ -590,11 +646,16 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
         Restrict the run to the time chunks holding these days.
     progress
         Called with one line per finished time chunk.
+    lease
+        The run's lease on the output store (:class:`dsm.runlock.Lease`), checked before the
+        store is created and before each record of finished days.
 
     Raises
     ------
     ConfigError
         ``stores.output`` or ``stores.models`` unset.
+    LockLostError
+        The lease was taken over: nothing more is recorded.
     StoreError
         The cube or an existing output store does not match the configuration.
     """
@@ -607,8 +668,13 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     so = config.stores.storage_options
     cube = open_cube(config.stores.cube, so)
     check_inputs(config, cube)
+    if lease is not None:
+        lease.check()
     out = open_or_create_output(config, overwrite)
     models = ModelStore(config.stores.models, so)
+    fingerprint.check_settings(models.read_settings(), config, "models", config.stores.models,
+                               "`dsm train CONFIG --force` retrains them, or point stores.models at models "
+                               "trained with these settings")
     all_days = list(day_range(config.dates.start, config.dates.end))
     card = fusion_card(models) if config.training.method == "fusion" else None
     plans = make_plans(config, models, all_days, card)
@@ -619,6 +685,7 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     failed = dict(attrs.get("days_failed", {}))
     day_models = dict(attrs.get("day_models", {}))
     cons = dict(attrs.get("consistency", {}))
+    oor = dict(attrs.get("inputs_out_of_range", {}))
     layout = Layout.from_config(config)
     tchunk, schunk = layout.time_chunk, layout.space_chunk
     ny, nx = config.grid_region.fine_shape
@@ -635,11 +702,16 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
             report.skipped += names
             continue
         pending.append(t0)
-    fused = None
+    fused = screened = None
     if card is not None and pending:  # a rerun with nothing left to do skips the 36 km pass too
         say("fusing the model's cell means with SMAP")
-        fused, _ = fused_cells(client, cube, card, lambda rec: models.load_model(rec.key), config.dates.start,
-                               config.dates.end, config.training.aggregation, config.training.min_valid_fraction)
+        cm = fused_cells(client, cube, card, lambda rec: models.load_model(rec.key), config.dates.start,
+                         config.dates.end, config.training.aggregation, config.training.min_valid_fraction)
+        fused, screened, report.out_of_range_cells = cm.fused, cm.screened, cm.out_of_range
+        if cm.out_of_range:
+            say("36 km cell means: values outside their valid range, masked: "
+                + describe({k: v for k, v in cm.out_of_range.items() if k != SMAP}, "1 km pixel-days")
+                + f"; SMAP {cm.out_of_range.get(SMAP, 0)} cell-days")
     cube_t0 = int(cube.indexes["time"].get_loc(pd.Timestamp(all_days[0])))
     f = FINE_PER_COARSE
 
@@ -647,7 +719,7 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
         if fused is None:
             return None
         return block_cells(fused, cube_t0 + t0, cube_t0 + t1, y0 // f, -(-y1 // f), x0 // f, -(-x1 // f),
-                           smooth=config.training.fusion.smooth)
+                           smooth=config.training.fusion.smooth, screened=screened)
 
     fusion_args: dict[str, Any] = {}
     half = 0
@@ -704,12 +776,21 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
             report.pixels += n
             day_models[name] = plan.record()
             cons[name] = consistency([p for info in infos for p in info["pairs"]])
+            counts = merge_counts(info.get("out_of_range", {}) for info in infos)
+            if counts:
+                oor[name] = report.out_of_range[name] = counts
+            else:
+                oor.pop(name, None)
+        if lease is not None:
+            lease.check()
         record_attrs(config.stores.output, {  # type: ignore[arg-type]
             "days_done": sorted(done), "days_empty": _sorted(empty), "days_failed": _sorted(failed),
-            "day_models": _sorted(day_models), "consistency": _sorted(cons)}, so)
+            "day_models": _sorted(day_models), "consistency": _sorted(cons),
+            "inputs_out_of_range": _sorted(oor)}, so)
         names = [p.day.isoformat() for p in plans[t0:t0 + len(jobs[t0][0].plans)]]
         say(f"{names[0]}..{names[-1]}: " + ("FAILED " + errors[t0] if t0 in errors else "written"))
     report.predicted.sort()
+    report.out_of_range = _sorted(report.out_of_range)
     report.seconds = time.perf_counter() - t_start
     return report
 

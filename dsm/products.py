@@ -11,14 +11,18 @@ Variables (CF attributes, grid mappings ``spatial_ref`` / ``spatial_ref_36km``):
     variance plus the within-cell anomaly's (:func:`dsm.cellmeans.fuse_block`); method
     ``rao2022``, the period's XGBoost quantile models plus their conformal margin.
 ``sm_origin`` (time, y, x)
-    uint8 bit flags, see :data:`ORIGIN_BITS`; 0 where ``sm`` is empty.
+    uint16 bit flags, see :data:`ORIGIN_BITS`; 0 where ``sm`` is empty. Stores made before bit
+    256 hold uint8 (bits 1-128): they stay readable (:func:`origin_counts`), but prediction
+    refuses to resume them (:func:`check_origin`).
 ``sm_36km`` (time, cy, cx)
     Block mean of the 1 km ``sm`` over each SMAP cell (float32), for the 36 km consistency.
 
 Store attributes record the run: ``days_done`` (sorted ISO days whose chunks all landed),
 ``days_empty`` (day -> reason; a day with nothing to predict), ``days_failed`` (day -> reason,
 retried by the next run), ``day_models`` (day -> which models made it), ``consistency``
-(day -> R, RMSE, bias of ``sm_36km`` against SMAP), ``days_exported`` and ``origin_bits``.
+(day -> R, RMSE, bias of ``sm_36km`` against SMAP), ``inputs_out_of_range`` (day ->
+predictor -> values masked as impossible, :mod:`dsm.ranges`), ``days_exported`` and
+``origin_bits``.
 """
 
 from __future__ import annotations
@@ -49,11 +53,15 @@ ORIGIN_BITS: dict[int, tuple[str, str]] = {
                          "(method fusion)"),
     128: ("rain_memory_short", "the model used antecedent precipitation indices whose record had a missing "
                                "day within the last rain.spinup_days days (bridged or restarted)"),
+    256: ("input_out_of_range", "an input value outside its variable's valid range (an impossible value) was "
+                                "treated as missing and changed what the pixel got: another model, or a cell "
+                                "mean or SMAP fusion made without it (dsm.ranges)"),
 }
 """Bit value -> (flag meaning, description) of ``sm_origin``; 0 means not predicted."""
 
-ALL_PREDICTORS, REDUCED, REUSED, EXTRAPOLATION, NO_SMAP, SMAP_FUSED, SMAP_CARRIED, RAIN_MEMORY_SHORT = (
-    1, 2, 4, 8, 16, 32, 64, 128)
+(ALL_PREDICTORS, REDUCED, REUSED, EXTRAPOLATION, NO_SMAP, SMAP_FUSED, SMAP_CARRIED, RAIN_MEMORY_SHORT,
+ INPUT_OUT_OF_RANGE) = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+ORIGIN_DTYPE = np.dtype("uint16")  #: dtype of ``sm_origin`` (uint8 before bit 256)
 
 _SM_ENC = {"scale_factor": SCALE, "_FillValue": np.int16(FILL), "dtype": np.dtype("int16"), "fill_value": np.int16(FILL)}
 
@@ -63,8 +71,8 @@ SPECS: tuple[VariableSpec, ...] = (
                  {"comment": "stored as int16 x 10000 (CF scale_factor 1e-4, _FillValue -9999)"}),
     VariableSpec("sm_unc", "daily", "m3 m-3", "Half width of the central prediction interval of sm",
                  (0.0, 1.0), None, "dsm.predict: fusion error model (method fusion) or quantile models (rao2022)", "float32", np.nan),
-    VariableSpec("sm_origin", "daily", "1", "Origin and quality of sm (bit flags)", (0, 127), None,
-                 "dsm.predict", "uint8", None,
+    VariableSpec("sm_origin", "daily", "1", "Origin and quality of sm (bit flags)", (0, sum(ORIGIN_BITS)), None,
+                 "dsm.predict", ORIGIN_DTYPE.name, None,
                  {"flag_masks": list(ORIGIN_BITS), "flag_meanings": " ".join(m for m, _ in ORIGIN_BITS.values()),
                   "comment": "0: not predicted (water, or predictors missing)"}),
     VariableSpec("sm_36km", "smap", "m3 m-3", "Block mean of the 1 km sm over each SMAP 36 km cell",
@@ -113,4 +121,26 @@ def check_layout(ds: xr.Dataset, layout: Layout, url: str, what: str = "output s
             problems.append(f"chunks are {tuple(enc)}, the configuration gives {tuple(expected)}")
     if problems:
         raise StoreError(f"the {what} {url} was written by another configuration: " + "; ".join(problems)
-                         + " (use another stores.output location or --overwrite)")
+                         + f" (choose another stores.output, delete {url}, or replace it with "
+                         "`dsm predict CONFIG --overwrite`; `dsm run` never replaces an output store)")
+
+
+def check_origin(ds: xr.Dataset, url: str) -> None:
+    """Refuse to write into a store whose ``sm_origin`` cannot hold every bit of :data:`ORIGIN_BITS`.
+
+    Raises
+    ------
+    StoreError
+        The store was made before bit 256 (``sm_origin`` uint8), naming the store and the remedy.
+    """
+    have = np.dtype(ds["sm_origin"].encoding.get("dtype", ds["sm_origin"].dtype)) if "sm_origin" in ds else None
+    if have is not None and (have.kind != "u" or have.itemsize < ORIGIN_DTYPE.itemsize):
+        raise StoreError(f"the output store {url} keeps sm_origin as {have}, made before origin bit "
+                         f"{INPUT_OUT_OF_RANGE} ({ORIGIN_BITS[INPUT_OUT_OF_RANGE][0]}); this version writes "
+                         f"{ORIGIN_DTYPE}: predict into another stores.output, or replace it with `dsm predict CONFIG --overwrite`")
+
+
+def origin_counts(origin: np.ndarray) -> dict[int, int]:
+    """Pixels with each bit of :data:`ORIGIN_BITS` set (``sm_origin`` of any unsigned dtype, old stores too)."""
+    o = np.asarray(origin).astype(np.uint32, copy=False)
+    return {b: int(((o & b) > 0).sum()) for b in ORIGIN_BITS}

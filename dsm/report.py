@@ -32,6 +32,7 @@ from dsm import analysis, figures, store
 from dsm import validate as val
 from dsm.config import Config
 from dsm.errors import DsmError, GridError, InputError
+from dsm.runlock import Lease
 
 log = logging.getLogger(__name__)
 
@@ -389,7 +390,8 @@ def _section_partial(rep: Report, config: Config, v: Any, weather: pd.DataFrame 
                "Significance classes of the partial correlations at the weather stations over the mean SM map.")
 
 
-def run_report(config: Config, client: Client | None, twin: Mapping[str, Any] | None = None) -> str:
+def run_report(config: Config, client: Client | None, twin: Mapping[str, Any] | None = None,
+               lease: Lease | None = None) -> str:
     """Validate, analyse and write the self-contained HTML report; returns its path.
 
     Parameters
@@ -402,6 +404,9 @@ def run_report(config: Config, client: Client | None, twin: Mapping[str, Any] | 
         The cluster: store reads and the mean maps run on its workers.
     twin : mapping, optional
         The twin skill already computed (:func:`dsm.validate.twin_skill_of`); else computed here.
+    lease : Lease, optional
+        The run's lease (:class:`dsm.runlock.Lease`), checked before the tables, the mean maps
+        and the report are written.
 
     Returns
     -------
@@ -409,16 +414,19 @@ def run_report(config: Config, client: Client | None, twin: Mapping[str, Any] | 
         Path of the HTML file; figures are also left as PNG files in ``OUT/figures/`` and the
         tables as CSV/JSON in ``OUT/``.
     """
+    check = lease.check if lease is not None else (lambda: None)
     v = val.stations_config(config)
     out = str(v.out)
     so = config.stores.storage_options
     fig_dir = f"{out}/figures"
+    check()
     fs, root = fsspec.core.url_to_fs(fig_dir, **dict(so or {}))
     fs.makedirs(root, exist_ok=True)
     result, written = val.run_validate(config, client)
     cards, pooled = model_cards(config.stores.models, so)
     weather = _weather(v.weather, so)
     products_ds = store.open_store(str(config.stores.output), "products", so)
+    check()
     means_url = analysis.write_means(products_ds["sm"], f"{out}/means.zarr", client, so)
 
     r = config.grid_region
@@ -441,6 +449,7 @@ def run_report(config: Config, client: Client | None, twin: Mapping[str, Any] | 
     _section_importance(rep, cards, fig_dir)
     _section_partial(rep, config, v, weather, client, monthly, fig_dir)
     path = v.report or f"{out}/report.html"
+    check()
     with fsspec.open(path, "w", encoding="utf-8", **dict(so or {})) as f:
         f.write(rep.html())
     with fsspec.open(f"{out}/report_contents.json", "w", **dict(so or {})) as f:

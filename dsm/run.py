@@ -17,6 +17,12 @@ the output store's lock (:mod:`dsm.runlock`): a second run on the same output st
 to start. Each run leaves ``<run.records>/<run id>/run.json`` (stages, timings, outcomes) and
 Dask's HTML performance report beside it.
 
+Every stage receives the run's lease and checks it before it writes: a run whose lock was
+taken over stops (stage ``error``, "lost the lock to run X"). SIGTERM and SIGINT (under
+:func:`stop_on_signals`, as the command line runs) stop the run between two Python
+statements: the stage is recorded as ``interrupted``, ``run.json`` is written and the lock is
+released, so the rerun resumes at once.
+
 A stage that raises stops the run (later stages depend on it). A stage that finishes with
 some failed items (a period, a day) lets the run go on, and the run's outcome is "partial".
 Storage and network failures are reported as :class:`~dsm.errors.TransientIOError`: what was
@@ -29,7 +35,9 @@ import datetime as dt
 import json
 import logging
 import os
+import signal
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -43,17 +51,55 @@ from distributed import Client, performance_report
 from dsm import store
 from dsm.config import STAGES, Config, ConfigError
 from dsm.errors import DsmError, TransientIOError
-from dsm.runlock import RunLock, lock_url
+from dsm.runlock import Lease, RunLock, lock_url
 
 log = logging.getLogger(__name__)
+
+
+class RunInterrupted(BaseException):
+    """SIGTERM or SIGINT stopped the job (a BaseException, like KeyboardInterrupt, so that no
+    stage's ``except Exception`` swallows it); ``signum`` is the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+@contextmanager
+def stop_on_signals(signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
+    """Raise :class:`RunInterrupted` in the main thread on the first of ``signals``.
+
+    The run then records the stage as ``interrupted``, writes ``run.json`` and releases its
+    lock; a second signal during that cleanup is ignored (logged). Outside the main thread
+    (where Python cannot install handlers) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if fired:
+            log.warning("%s again: still releasing the lock and writing the run record", signal.Signals(signum).name)
+            return
+        fired.append(signum)
+        raise RunInterrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 @dataclass
 class StageResult:
     """What one stage did.
 
     ``status`` is ``done`` (everything finished), ``partial`` (finished with failed items,
-    named in ``failed``), ``skipped`` (not configured; ``message`` says why) or ``error`` (the
-    stage raised; ``message`` holds the error and later stages did not run).
+    named in ``failed``), ``skipped`` (not configured; ``message`` says why), ``error`` (the
+    stage raised; ``message`` holds the error and later stages did not run) or
+    ``interrupted`` (SIGTERM/SIGINT; what it wrote is recorded, the rerun resumes).
     """
 
     stage: str
@@ -81,8 +127,11 @@ class RunResult:
 
     @property
     def outcome(self) -> str:
-        """``complete``, ``partial`` (some items failed) or ``failed`` (a stage raised)."""
+        """``complete``, ``partial`` (some items failed), ``failed`` (a stage raised) or
+        ``interrupted`` (SIGTERM/SIGINT)."""
         status = {s.status for s in self.stages}
+        if "interrupted" in status:
+            return "interrupted"
         return "failed" if "error" in status else "partial" if "partial" in status else "complete"
 
 
@@ -109,13 +158,13 @@ def _transient(exc: BaseException) -> bool:
 
 
 # ------------------------------------------------------------------------------ stages
-def _stage_cube(config: Config, client: Client, say: Callable[[str], None]) -> StageResult:
+def _stage_cube(config: Config, client: Client, say: Callable[[str], None], lease: Lease | None) -> StageResult:
     from dsm import cube
 
     if config.inputs is not None:
         from dsm.ingest.pipeline import run_ingest
 
-        rep = run_ingest(config, client, progress=False)
+        rep = run_ingest(config, client, progress=False, lease=lease)
         s = rep["summary"]
         failed = {str(f.get("path")): str(f.get("reason", "")) for f in rep["files"] if f.get("status") == "failed"}
         failed.update({f"task {i}": str(e) for i, e in enumerate(rep["task_errors"])})
@@ -127,6 +176,8 @@ def _stage_cube(config: Config, client: Client, say: Callable[[str], None]) -> S
             cube.open_cube(config.stores.cube, config.stores.storage_options)
             return StageResult("cube", "done", message="twin already built", summary={"built": False})
         say(f"building the twin region into {config.stores.cube}")
+        if lease is not None:
+            lease.check()
         build_twin_stores(config, overwrite=True)
         return StageResult("cube", "done", message="twin built", summary={"built": True})
     cube.open_cube(config.stores.cube, config.stores.storage_options)
@@ -164,37 +215,37 @@ def _finished(stage: str, rep: Any, **summary: Any) -> StageResult:
     return StageResult(stage, "partial" if rep.failed else "done", summary=summary, failed=dict(rep.failed), report=rep)
 
 
-def _stage_train(config: Config, client: Client, say: Callable[[str], None]) -> StageResult:
+def _stage_train(config: Config, client: Client, say: Callable[[str], None], lease: Lease | None) -> StageResult:
     from dsm.models.train import check_training_config, train
 
     if not config.stores.models:
         return StageResult("train", "skipped", message="stores.models is not set")
     check_training_config(config)
-    rep = train(config, client, progress=say)
+    rep = train(config, client, progress=say, lease=lease)
     return _finished("train", rep, periods=len(rep.periods), trained=len(rep.trained), reused=len(rep.reused),
                      skipped=len(rep.skipped))
 
 
-def _stage_predict(config: Config, client: Client, say: Callable[[str], None]) -> StageResult:
+def _stage_predict(config: Config, client: Client, say: Callable[[str], None], lease: Lease | None) -> StageResult:
     from dsm.predict import predict
 
     if not config.stores.output:
         return StageResult("predict", "skipped", message="stores.output is not set")
-    rep = predict(config, client, progress=say)
+    rep = predict(config, client, progress=say, lease=lease)
     return _finished("predict", rep, predicted=len(rep.predicted), skipped=len(rep.skipped), empty=len(rep.empty),
-                     pixels=rep.pixels)
+                     pixels=rep.pixels, days_with_inputs_out_of_range=len(rep.out_of_range))
 
 
-def _stage_export(config: Config, client: Client, say: Callable[[str], None]) -> StageResult:
+def _stage_export(config: Config, client: Client, say: Callable[[str], None], lease: Lease | None) -> StageResult:
     from dsm.export import export
 
     if not config.stores.cog:
         return StageResult("export", "skipped", message="stores.cog is not set")
-    rep = export(config, client, progress=say)
+    rep = export(config, client, progress=say, lease=lease)
     return _finished("export", rep, exported=len(rep.exported), skipped=len(rep.skipped), stac=rep.stac)
 
 
-def _stage_validate(config: Config, client: Client, say: Callable[[str], None]) -> StageResult:
+def _stage_validate(config: Config, client: Client, say: Callable[[str], None], lease: Lease | None) -> StageResult:
     from dsm.validate import stations_config
 
     v = stations_config(config)
@@ -204,10 +255,12 @@ def _stage_validate(config: Config, client: Client, say: Callable[[str], None]) 
 
     summary: dict[str, Any] = {}
     scores = None
+    if lease is not None:
+        lease.check()
     if config.stores.truth and config.stores.output:
         summary["skill"] = f"{os.path.dirname(config.stores.output.rstrip('/'))}/skill.json"
         scores = twin_skill(config, summary["skill"])
-    summary["report"] = run_report(config, client, twin=scores)
+    summary["report"] = run_report(config, client, twin=scores, lease=lease)
     return StageResult("validate", "done", summary=summary, report=scores)
 
 
@@ -228,7 +281,7 @@ def twin_skill(config: Config, dest: str) -> dict[str, Any]:
     return scores
 
 
-STAGE_FUNCTIONS: dict[str, Callable[[Config, Client, Callable[[str], None]], StageResult]] = {
+STAGE_FUNCTIONS: dict[str, Callable[[Config, Client, Callable[[str], None], Lease | None], StageResult]] = {
     "cube": _stage_cube, "train": _stage_train, "predict": _stage_predict, "export": _stage_export,
     "validate": _stage_validate,
 }
@@ -337,7 +390,10 @@ def run(config: Config, client: Client, *, stages: tuple[str, ...] | None = None
                     continue
                 t0 = time.perf_counter()
                 try:
-                    res = STAGE_FUNCTIONS[name](config, client, say)
+                    res = STAGE_FUNCTIONS[name](config, client, say, lock)
+                except RunInterrupted as exc:
+                    res = StageResult(name, "interrupted", message=f"{exc}; what was written is recorded, "
+                                      "rerun to resume")
                 except Exception as exc:
                     if _transient(exc):
                         msg = (f"storage or network failure in stage {name}: {type(exc).__name__}: {exc}. "
@@ -352,7 +408,7 @@ def run(config: Config, client: Client, *, stages: tuple[str, ...] | None = None
                 result.stages.append(res)
                 if on_stage is not None:
                     on_stage(res)
-                if res.status == "error":
+                if res.status in ("error", "interrupted"):
                     break
         try:
             write_record(result, config, {"lock": lock.url, "stages_requested": list(chosen),

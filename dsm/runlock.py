@@ -10,6 +10,12 @@ heartbeat is older, or when its holder ran on this host and that process is gone
 killed by SIGKILL leaves its lock behind; the rerun takes it over at once). A live lock held
 by another run makes :func:`acquire` raise :class:`LockError` naming the holder.
 
+The lease is enforced, not advisory: every writer (the stores of models, products, COGs and
+the stage records) calls :meth:`RunLock.check` before it writes, and a holder whose lock was
+taken over (or whose heartbeat could not be renewed for ``ttl`` seconds, so another run may
+have taken it) gets :class:`LockLostError` naming the new holder and stops before it records
+anything more, so what its workers may still write is never marked done.
+
 Object stores have no atomic create-if-absent that every S3-compatible server honours, so
 acquiring is *write, wait, read back*: two runs racing within ``settle`` seconds both write,
 and only the one whose record is read back proceeds. That is the usual lease protocol and is
@@ -28,17 +34,31 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import fsspec
 
-from dsm.errors import DsmError
+from dsm.errors import DsmError, TransientIOError
 
 log = logging.getLogger(__name__)
 
 
 class LockError(DsmError):
     """Another live run holds the output store's lock."""
+
+
+class LockLostError(LockError):
+    """This run's lease was taken over (or could not be renewed): it must stop writing."""
+
+
+class Lease(Protocol):
+    """What a writer needs of a lock: the holder's run id and a check before each write."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    def check(self) -> None:
+        """Raise :class:`LockLostError` when the lease is no longer this run's."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +136,14 @@ class RunLock:
                                  dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), time.time())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._held = False
+        self._lost: str | None = None  # why the lease was lost (set by the heartbeat thread)
+        self._renewed = 0.0  # time.time() of the last heartbeat written
+
+    @property
+    def run_id(self) -> str:
+        """The holder's run id."""
+        return self.record.run_id
 
     # -- reading and writing the object ----------------------------------------------
     def read(self) -> LockRecord | None:
@@ -137,15 +165,34 @@ class RunLock:
             self._fs.makedirs(parent, exist_ok=True)
         with self._fs.open(self._path, "wb") as f:
             f.write(json.dumps(asdict(self.record)).encode())
+        self._renewed = self.record.heartbeat
 
     # -- the lease ----------------------------------------------------------------------
     def acquire(self, settle: float = 0.5) -> None:
-        """Take the lock, or raise :class:`LockError` when another live run holds it."""
+        """Take the lock, or raise :class:`LockError` when another live run holds it.
+
+        Raises
+        ------
+        LockError
+            Another live run holds the lock, or took it at the same moment.
+        TransientIOError
+            The lock's storage cannot be reached (endpoint, credentials, network).
+        """
+        try:
+            self._acquire(settle)
+        except LockError:
+            raise
+        except Exception as exc:  # the first contact with the output storage: say which and why
+            raise TransientIOError(
+                f"cannot take the lock {self.url}: {type(exc).__name__}: {exc}. Check that the output storage "
+                "is reachable (stores.storage_options: endpoint_url, credentials) and rerun") from exc
+
+    def _acquire(self, settle: float) -> None:
         break_lock = self.break_lock
         held = self.read()
         if held is not None and held.run_id != self.record.run_id and not break_lock and not is_stale(held, self.ttl):
             raise LockError(
-                f"the output store is locked by {held.describe()}: another dsm run is writing to it. "
+                f"{self.url.removesuffix('.lock')} is locked by {held.describe()}: another dsm run is writing to it. "
                 f"Wait for it to finish; if it is dead, the lock expires {self.ttl:.0f} s after its last "
                 f"heartbeat, or rerun with --break-lock (lock: {self.url})")
         if held is not None and held.run_id != self.record.run_id:
@@ -156,25 +203,62 @@ class RunLock:
         if now is None or now.run_id != self.record.run_id:
             raise LockError(f"another dsm run took the lock {self.url} at the same moment "
                             f"({now.describe() if now else 'and released it'}); start again later")
+        self._held, self._lost = True, None
+        self._stop.clear()
         self._thread = threading.Thread(target=self._beat, name="dsm-run-lock", daemon=True)
         self._thread.start()
+
+    def _taken_by(self, held: LockRecord | None) -> str | None:
+        """Why the lease is gone, given the record stored now (None: it is still ours)."""
+        if held is None:
+            return f"the lock {self.url} was removed"
+        if held.run_id != self.record.run_id:
+            return f"lost the lock {self.url} to {held.describe()}"
+        return None
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat):
             try:
-                held = self.read()
-                if held is not None and held.run_id != self.record.run_id:
-                    log.error("lost the lock %s to %s", self.url, held.describe())
+                lost = self._taken_by(self.read())
+                if lost is not None:
+                    self._lost = lost
+                    log.error("%s: this run stops before its next write", lost)
                     return
                 self._write()
             except Exception as exc:  # a storage hiccup: the next beat tries again
                 log.warning("lock heartbeat failed (%s); retrying in %.0f s", exc, self.heartbeat)
+
+    def check(self) -> None:
+        """Raise :class:`LockLostError` unless this run still holds the lease.
+
+        Called by every writer before it writes. The lease is gone when the heartbeat thread
+        saw another holder, when the stored record now names another run (or none), or when
+        no heartbeat could be written for ``ttl`` seconds (another run may then take it).
+        """
+        if not self._held:
+            raise LockLostError(f"run {self.run_id} does not hold the lock {self.url} (not acquired, or released)")
+        lost = self._lost
+        if lost is None:
+            try:
+                lost = self._taken_by(self.read())
+            except Exception as exc:  # unreadable now: trust the lease while the heartbeat is recent
+                if time.time() - self._renewed <= self.ttl:
+                    log.warning("could not read the lock %s (%s); the last heartbeat is recent", self.url, exc)
+                    return
+                lost = f"the lock {self.url} could not be renewed for {self.ttl:.0f} s ({exc})"
+        if lost is None and time.time() - self._renewed > self.ttl:
+            lost = f"the lock {self.url} was not renewed for {time.time() - self._renewed:.0f} s (ttl {self.ttl:.0f} s)"
+        if lost is not None:
+            self._lost = lost
+            raise LockLostError(f"{lost}: run {self.run_id} stopped before writing more. "
+                                "What it wrote so far is recorded; the run holding the lock now goes on")
 
     def release(self) -> None:
         """Stop the heartbeat and delete the lock if it is still ours."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.heartbeat + 5)
+        self._held = False
         try:
             held = self.read()
             if held is not None and held.run_id == self.record.run_id:

@@ -27,6 +27,14 @@ Predictors on composite axes (8-day, 16-day) take, for each day, the composite c
 the day; static predictors are the same every day. The SMAP value is the cube's
 ``smap_sm`` for the cell and day (already 36 km).
 
+Impossible values
+-----------------
+A 1 km value outside its variable's valid range, and a SMAP value outside [0.02, 0.5] or
+infinite, is treated as missing (:mod:`dsm.ranges`): it enters no mean, no extreme, and no
+target. The table's ``attrs["out_of_range"]`` counts what was masked: 1 km land pixel-days
+per predictor, SMAP cell-days under ``smap_sm``; with ``count_column`` each row also carries
+``n_out_of_range``, the masked pixel values of its cell-day over all its predictors.
+
 The array functions (:func:`aggregate`, :func:`table_from_arrays`) are pure.
 """
 
@@ -46,8 +54,9 @@ from dask.delayed import Delayed
 from dsm.cube import SPECS
 from dsm.errors import InputError
 from dsm.grid import FINE_PER_COARSE, NCOLS_36KM, Region, block_reduce_mean
-from dsm.features import feature_layers, source_of
+from dsm.features import CIRCULAR, feature_layers, source_of
 from dsm.periods import Composite, composite_8day_of, period_of
+from dsm.ranges import SMAP, masked, merge_counts, outside, screen as screen_range, screen_lazy, valid_range
 
 Aggregation = Literal["mean", "nearest"]
 Keep = Literal["complete", "smap", "all"]
@@ -55,11 +64,13 @@ RANGE_SUFFIX = {"min": "__min", "max": "__max"}
 NEAREST_OFFSET = FINE_PER_COARSE // 2  # 18: the pixel whose upper-left corner is the cell centre
 TARGET = "sm"
 KEY_COLUMNS = ("date", "cell", "row", "col")
+OUT_OF_RANGE = "n_out_of_range"  #: per-row column of masked 1 km values (``count_column``)
+OUT_OF_RANGE_ATTR = "out_of_range"  #: ``table.attrs`` key: ``{variable: count}`` of masked values
 
 
 # ------------------------------------------------------------------------------- pure core
 def aggregate(fine: np.ndarray, land: np.ndarray, how: Aggregation = "mean",
-              min_valid_fraction: float = 0.5) -> np.ndarray:
+              min_valid_fraction: float = 0.5, bounds: tuple[float, float] | None = None) -> np.ndarray:
     """Aggregate 1 km pixels to 36 km cells by the module's rule.
 
     Parameters
@@ -72,13 +83,15 @@ def aggregate(fine: np.ndarray, land: np.ndarray, how: Aggregation = "mean",
         ``"mean"`` or ``"nearest"`` (see the module docstring).
     min_valid_fraction
         For ``"mean"``: fewest valid pixels, as a fraction of 1296, for a valid cell.
+    bounds
+        The valid range: pixels outside it are invalid (:func:`dsm.ranges.outside`).
 
     Returns
     -------
     numpy.ndarray
         float32 array with the last two axes divided by 36; NaN where invalid.
     """
-    fine = np.where(land, fine, np.nan).astype(np.float32, copy=False)
+    fine = np.where(land, fine if bounds is None else masked(fine, bounds), np.nan).astype(np.float32, copy=False)
     if how == "mean":
         return block_reduce_mean(fine, min_valid_fraction).astype(np.float32)
     if how == "nearest":
@@ -124,10 +137,12 @@ def table_from_arrays(dates: Sequence[np.datetime64], cells: np.ndarray,
     return frame.reset_index(drop=True)
 
 
-def cell_extreme(fine: np.ndarray, land: np.ndarray, stat: str) -> np.ndarray:
-    """Per 36 km cell, the minimum (``stat="min"``) or maximum of the valid land pixels (NaN if none)."""
+def cell_extreme(fine: np.ndarray, land: np.ndarray, stat: str,
+                 bounds: tuple[float, float] | None = None) -> np.ndarray:
+    """Per 36 km cell, the minimum (``stat="min"``) or maximum of the valid land pixels (NaN if
+    none); with ``bounds``, pixels outside them are invalid."""
     f = FINE_PER_COARSE
-    x = np.where(land, fine, np.nan).astype(np.float32, copy=False)
+    x = np.where(land, fine if bounds is None else masked(fine, bounds), np.nan).astype(np.float32, copy=False)
     shape = (*x.shape[:-2], x.shape[-2] // f, f, x.shape[-1] // f, f)
     blocks = x.reshape(shape)
     valid = np.isfinite(blocks).any(axis=(-3, -1))
@@ -135,6 +150,40 @@ def cell_extreme(fine: np.ndarray, land: np.ndarray, stat: str) -> np.ndarray:
     reduce = np.min if stat == "min" else np.max
     out = reduce(np.where(np.isfinite(blocks), blocks, fill), axis=(-3, -1))
     return np.where(valid, out, np.nan).astype(np.float32)
+
+
+def count_cells(fine: np.ndarray, land: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """Per 36 km cell, the number of land pixels whose value is outside ``bounds``
+    (:func:`dsm.ranges.outside`; int32, the last two axes divided by 36)."""
+    f = FINE_PER_COARSE
+    x = outside(fine, bounds) & np.asarray(land, bool)
+    return x.reshape(*x.shape[:-2], x.shape[-2] // f, f, x.shape[-1] // f, f).sum(axis=(-3, -1), dtype=np.int32)
+
+
+def screened_table(dates: Sequence[np.datetime64], cells: np.ndarray, columns: Mapping[str, np.ndarray],
+                   target: np.ndarray, required: Sequence[str] | None, need_target: bool,
+                   bad_cells: Mapping[str, np.ndarray], count_column: bool = False) -> pd.DataFrame:
+    """:func:`table_from_arrays` with SMAP outside its valid range (or infinite) masked, and
+    ``attrs["out_of_range"]`` (module docstring).
+
+    ``bad_cells`` holds, per predictor, the masked land pixels per cell (:func:`count_cells`),
+    ``(t, cy, cx)`` or ``(cy, cx)`` for a static predictor (counted once per day); with
+    ``count_column`` their sum over predictors becomes the column ``n_out_of_range``.
+    """
+    target, smap_bad = screen_range(SMAP, np.asarray(target, np.float32))
+    shape = (len(dates), *cells.shape)
+    if count_column:
+        columns = {**columns, OUT_OF_RANGE: sum((np.broadcast_to(b, shape) for b in bad_cells.values()),
+                                                np.zeros(shape, np.int32))}
+    table = table_from_arrays(dates, cells, columns, target, required, need_target)
+    counts = {name: int(np.broadcast_to(b, shape).sum()) for name, b in bad_cells.items()}
+    table.attrs[OUT_OF_RANGE_ATTR] = merge_counts([counts, {SMAP: int(smap_bad.sum())}])
+    return table
+
+
+def table_counts(tables: Sequence[pd.DataFrame]) -> dict[str, int]:
+    """The summed ``attrs["out_of_range"]`` of sample tables (e.g. of every period)."""
+    return merge_counts(t.attrs.get(OUT_OF_RANGE_ATTR, {}) for t in tables)
 
 
 def empty_table(predictors: Sequence[str]) -> pd.DataFrame:
@@ -145,7 +194,8 @@ def empty_table(predictors: Sequence[str]) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------- lazy graph
-def _aggregate_dask(fine: da.Array, land: da.Array, how: Aggregation, min_valid_fraction: float) -> da.Array:
+def _aggregate_dask(fine: da.Array, land: da.Array, how: Aggregation, min_valid_fraction: float,
+                    bounds: tuple[float, float] | None = None) -> da.Array:
     f = FINE_PER_COARSE
     for c in (*fine.chunks[-2], *fine.chunks[-1]):
         if c % f:
@@ -156,7 +206,7 @@ def _aggregate_dask(fine: da.Array, land: da.Array, how: Aggregation, min_valid_
     chunks = (*fine.chunks[:-2], tuple(c // f for c in fine.chunks[-2]), tuple(c // f for c in fine.chunks[-1]))
     return da.blockwise(
         aggregate, lead + "yx", fine, lead + "yx", land, "yx",
-        how=how, min_valid_fraction=min_valid_fraction,
+        how=how, min_valid_fraction=min_valid_fraction, bounds=bounds,
         adjust_chunks={"y": chunks[-2], "x": chunks[-1]}, dtype=np.float32,
         meta=np.empty((0,) * fine.ndim, np.float32),
     )
@@ -175,9 +225,10 @@ def check_predictors(ds: xr.Dataset, predictors: Sequence[str]) -> None:
         raise InputError(f"the cube lacks variable(s) {missing} needed for training")
 
 
-def predictor_layer(ds: xr.Dataset, name: str, days: Sequence[dt.date]) -> da.Array:
+def predictor_layer(ds: xr.Dataset, name: str, days: Sequence[dt.date], screen: bool = True) -> da.Array:
     """The 1 km layer of predictor ``name`` for each of ``days``, lazily: ``(t, y, x)`` for daily
-    and composite predictors (the composite containing each day), ``(y, x)`` for static ones."""
+    and composite predictors (the composite containing each day), ``(y, x)`` for static ones.
+    With ``screen``, values outside the variable's valid range are NaN (:func:`dsm.ranges.screen_lazy`)."""
     var = ds[name]
     axis = SPECS[name].axis if name in SPECS else None
     times = [np.datetime64(d, "ns") for d in days]
@@ -195,7 +246,16 @@ def predictor_layer(ds: xr.Dataset, name: str, days: Sequence[dt.date]) -> da.Ar
         fine = var.sel(time_16d=xr.DataArray(starts, dims="time"))
     else:
         raise InputError(f"cube variable '{name}' has unexpected dims {var.dims}")
-    return fine.data if isinstance(fine.data, da.Array) else da.from_array(fine.data)
+    data = fine.data if isinstance(fine.data, da.Array) else da.from_array(fine.data)
+    return screen_lazy(name, data) if screen else data
+
+
+def smap_layer(ds: xr.Dataset, times: Sequence[Any], screen: bool = True) -> da.Array:
+    """SMAP ``(t, cy, cx)`` on ``times``, lazily; with ``screen``, NaN outside [0.02, 0.5]
+    (the valid range of ``smap_sm``) and where infinite."""
+    data = ds[SMAP].sel(time=list(times)).data
+    data = data if isinstance(data, da.Array) else da.from_array(data)
+    return screen_lazy(SMAP, data) if screen else data
 
 
 def is_static(ds: xr.Dataset, feature: str) -> bool:
@@ -203,13 +263,25 @@ def is_static(ds: xr.Dataset, feature: str) -> bool:
     return ds[source_of(feature)].dims == ("y", "x")
 
 
-def _reduce_dask(fine: da.Array, land: da.Array, stat: str) -> da.Array:
-    """Per-cell min or max of the valid land pixels (NaN where none)."""
+def _count_dask(fine: da.Array, land: da.Array, bounds: tuple[float, float]) -> da.Array:
+    """Per-cell count of the land pixels outside ``bounds``."""
     f = FINE_PER_COARSE
     land = land.rechunk(fine.chunks[-2:])
     lead = "".join("abcdefgh"[i] for i in range(fine.ndim - 2))
     return da.blockwise(
-        cell_extreme, lead + "yx", fine, lead + "yx", land, "yx", stat=stat,
+        count_cells, lead + "yx", fine, lead + "yx", land, "yx", bounds=bounds,
+        adjust_chunks={"y": tuple(c // f for c in fine.chunks[-2]), "x": tuple(c // f for c in fine.chunks[-1])},
+        dtype=np.int32, meta=np.empty((0,) * fine.ndim, np.int32),
+    )
+
+
+def _reduce_dask(fine: da.Array, land: da.Array, stat: str, bounds: tuple[float, float] | None = None) -> da.Array:
+    """Per-cell min or max of the valid land pixels, within ``bounds`` (NaN where none)."""
+    f = FINE_PER_COARSE
+    land = land.rechunk(fine.chunks[-2:])
+    lead = "".join("abcdefgh"[i] for i in range(fine.ndim - 2))
+    return da.blockwise(
+        cell_extreme, lead + "yx", fine, lead + "yx", land, "yx", stat=stat, bounds=bounds,
         adjust_chunks={"y": tuple(c // f for c in fine.chunks[-2]), "x": tuple(c // f for c in fine.chunks[-1])},
         dtype=np.float32, meta=np.empty((0,) * fine.ndim, np.float32),
     )
@@ -217,7 +289,8 @@ def _reduce_dask(fine: da.Array, land: da.Array, stat: str) -> da.Array:
 
 def sample_graph(ds: xr.Dataset, period: Composite | Sequence[dt.date], predictors: Sequence[str],
                  how: Aggregation = "mean", min_valid_fraction: float = 0.5, *,
-                 features: Sequence[str] | None = None, keep: Keep = "complete", ranges: bool = False) -> Delayed:
+                 features: Sequence[str] | None = None, keep: Keep = "complete", ranges: bool = False,
+                 count_column: bool = False) -> Delayed:
     """A lazy dask graph whose result is the sample table of ``period`` (or of a list of days).
 
     Parameters
@@ -240,6 +313,11 @@ def sample_graph(ds: xr.Dataset, period: Composite | Sequence[dt.date], predicto
     ranges
         Add ``<feature>__min`` and ``<feature>__max``: the extremes of the valid 1 km land
         pixels of each cell-day (the range a model saw at 1 km).
+    count_column
+        Add ``n_out_of_range`` (module docstring).
+
+    The result's ``attrs["out_of_range"]`` counts the values masked as impossible (module
+    docstring), whatever the options.
 
     Raises
     ------
@@ -255,16 +333,28 @@ def sample_graph(ds: xr.Dataset, period: Composite | Sequence[dt.date], predicto
         return dask.delayed(empty_table)(list(columns_of))
     times = [np.datetime64(d, "ns") for d in days]
     land = ds["land_mask"].data == 1
-    layers = {name: predictor_layer(ds, name, days) for name in {source_of(f) for f in columns_of}}
+    raw = {name: predictor_layer(ds, name, days, screen=False) for name in sorted({source_of(f) for f in columns_of})}
+    # impossible values: masked inside the aggregation tasks, or before a circular predictor
+    # becomes sine and cosine; counted per cell from the raw layers
+    layers = {name: screen_lazy(name, layer) if name in CIRCULAR else layer for name, layer in raw.items()}
+    bad = {name: _count_dask(layer, land, valid_range(name)) for name, layer in raw.items()  # type: ignore[arg-type]
+           if valid_range(name) is not None}  # (t, cy, cx), or (cy, cx) for a static layer
     columns: dict[str, Any] = {}
     for name, fine in feature_layers(layers, columns_of).items():
-        columns[name] = _aggregate_dask(fine, land, how, min_valid_fraction)
+        bounds = valid_range(name) if source_of(name) == name else None
+        columns[name] = _aggregate_dask(fine, land, how, min_valid_fraction, bounds)
         if ranges:
             for stat in ("min", "max"):
-                columns[f"{name}{RANGE_SUFFIX[stat]}"] = _reduce_dask(fine, land, stat)
-    target = ds["smap_sm"].sel(time=times).data
+                columns[f"{name}{RANGE_SUFFIX[stat]}"] = _reduce_dask(fine, land, stat, bounds)
     required = list(columns_of) if keep == "complete" else [c for c in columns_of if is_static(ds, c)]
-    return dask.delayed(table_from_arrays, pure=True)(times, cells, columns, target, required, keep != "all")
+    return dask.delayed(screened_table, pure=True)(times, cells, columns, smap_layer(ds, times, screen=False),
+                                                   required, keep != "all", bad, count_column)
+
+
+def smap_grid(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The cube's whole SMAP ``(time, cy, cx)`` as float32 with NaN where invalid (outside
+    [0.02, 0.5] or infinite), and the mask of the values so masked (read now, not lazily)."""
+    return screen_range(SMAP, ds[SMAP].values.astype(np.float32))  # type: ignore[return-value]
 
 
 def table_to_grid(table: pd.DataFrame, values: np.ndarray, ds: xr.Dataset) -> np.ndarray:

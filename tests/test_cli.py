@@ -81,6 +81,28 @@ def test_errors_are_one_clear_line(tmp_path, tiny_twin):
     assert res.exit_code == 2 and "KEY=VALUE" in res.output
 
 
+def test_config_check_tries_every_grid_value_on_its_estimator(tmp_path):
+    raw = {"region": {"cells": [74, 772, 2, 2]}, "dates": {"start": "2016-06-09", "end": "2016-06-10"},
+           "stores": {"cube": "c.zarr"}, "training": {"grids": {"rf": {"n_estimators": [-5]}}}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    runner = CliRunner()
+    res = runner.invoke(main, ["config", "check", str(path)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    line = res.output.strip()
+    assert "\n" not in line and line.startswith("error: training.grids.rf.n_estimators: the value -5 cannot be used")
+    assert "must be an int in the range [1, inf)" in line and "fix or remove it" in line
+    raw["training"] = {"fusion": {"grid": {"max_depth": [4, -2]}}}
+    path.write_text(yaml.safe_dump(raw))
+    res = runner.invoke(main, ["config", "check", str(path)])
+    assert res.exit_code == 2 and "training.fusion.grid.max_depth: the value -2" in res.output
+    raw["training"] = {"fusion": {"grid": {"max_depth": [4, 2]}}, "grids": {"rf": {"n_estimators": [5]}}}
+    path.write_text(yaml.safe_dump(raw))
+    res = runner.invoke(main, ["config", "check", str(path)])
+    assert res.exit_code == 0, res.output
+    assert "n_estimators:\n      - 5" in res.output
+
+
 def test_twin_command_refuses_to_overwrite(tmp_path, tiny_twin):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"region": {"cells": [72, 770, 1, 1]},

@@ -73,6 +73,14 @@ def _fields(shape, rng, lo, hi):
     return (lo + (hi - lo) * rng.random(shape)).astype(np.float32)
 
 
+def _reflectances(shape, rng) -> dict[str, np.ndarray]:
+    """MOD09A1 bands 1-7; band 7 (SWIR 2.1 um) below band 6 (1.6 um), as over land, so NSDSI =
+    (B6 - B7) / B6 stays within its valid range (independent draws gave down to -8: masked)."""
+    bands = {f"sur_refl_b0{b}": _fields(shape, rng, 0.05, 0.45) for b in range(1, 7)}
+    bands["sur_refl_b07"] = (bands["sur_refl_b06"] * _fields(shape, rng, 0.5, 0.95)).astype(np.float32)
+    return bands
+
+
 def _modis(folder: Path, product: str, date: dt.date, region: Region, rng, **kw) -> Path:
     lay = LAYOUTS[product]
     win = _window(region, lay.pixels)
@@ -81,8 +89,7 @@ def _modis(folder: Path, product: str, date: dt.date, region: Region, rng, **kw)
         "MOD11A1": lambda: {"LST_Day_1km": _fields(shape, rng, 285, 320), "QC_Day": np.zeros(shape, np.uint8)},
         "MOD13A2": lambda: {"1 km 16 days NDVI": _fields(shape, rng, 0.1, 0.9), "1 km 16 days EVI": _fields(shape, rng, 0.1, 0.6),
                             "1 km 16 days pixel reliability": np.zeros(shape, np.int8)},
-        "MOD09A1": lambda: {**{f"sur_refl_b0{b}": _fields(shape, rng, 0.05, 0.45) for b in range(1, 8)},
-                            "sur_refl_state_500m": np.zeros(shape, np.uint16)},
+        "MOD09A1": lambda: {**_reflectances(shape, rng), "sur_refl_state_500m": np.zeros(shape, np.uint16)},
         "MOD15A2H": lambda: {"Lai_500m": _fields(shape, rng, 0.5, 6), "Fpar_500m": _fields(shape, rng, 0.1, 0.9),
                              "FparLai_QC": np.zeros(shape, np.uint8)},
         "MCD43A3": lambda: {"Albedo_WSA_shortwave": _fields(shape, rng, 0.1, 0.3), "Albedo_BSA_shortwave": _fields(shape, rng, 0.1, 0.3),

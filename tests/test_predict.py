@@ -75,8 +75,9 @@ def test_prediction_equals_the_stored_models_and_round_trips_int16(predicted, ti
     assert out["sm"].encoding["_FillValue"] == -9999 and out["sm"].attrs["grid_mapping"] == "spatial_ref"
     assert out.rio.crs.to_epsg() == 6933
     assert "reduced_model" in out["sm_origin"].attrs["flag_meanings"]
-    assert out["sm_origin"].attrs["flag_masks"] == [1, 2, 4, 8, 16, 32, 64, 128]
-    assert set(out.attrs["origin_bits"]) == {"1", "2", "4", "8", "16", "32", "64", "128"}
+    assert out["sm_origin"].attrs["flag_masks"] == [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    assert set(out.attrs["origin_bits"]) == {"1", "2", "4", "8", "16", "32", "64", "128", "256"}
+    assert out["sm_origin"].dtype == np.uint16
     cube = open_cube(tiny_twin.cube)
     land = cube["land_mask"].values == 1
     models = ModelStore(cfg.stores.models)
@@ -200,10 +201,10 @@ def test_origin_bits_on_constructed_cases():
     land = np.ones((f, 2 * f), bool)
     land[:, -3:] = False
     a = np.full((f, 2 * f), 1.0, np.float32)
-    lst = a.copy()
+    lst = np.full((f, 2 * f), 300.0, np.float32)
     lst[:4] = np.nan  # cloud over four rows
-    albedo = a.copy()
-    albedo[:2, :2] = 5.0  # outside the training range
+    albedo = np.full((f, 2 * f), 0.2, np.float32)
+    albedo[:2, :2] = 0.9  # outside the training range (inside the valid range)
     feats = {"lst": lst, "albedo": albedo}
     smap = np.array([[0.2, np.nan]], np.float32)
 
@@ -215,8 +216,8 @@ def test_origin_bits_on_constructed_cases():
             return np.full(len(X), self.v)
 
     models = {"full": Const(0.3), "red": Const(0.25), "qf": Const(0.05)}
-    full = VariantPlan("full", ("lst", "albedo"), "full", "s", ranges=((0.0, 2.0), (0.0, 2.0)))
-    red = VariantPlan("no-lst", ("albedo",), "red", "s", ranges=((0.0, 2.0),))
+    full = VariantPlan("full", ("lst", "albedo"), "full", "s", ranges=((250.0, 350.0), (0.0, 0.5)))
+    red = VariantPlan("no-lst", ("albedo",), "red", "s", ranges=((0.0, 0.5),))
     plan = DayPlan(dt.date(2016, 6, 9), P1, P1, "xgb", False, (full, red))
     sm, unc, origin, counts = predict_day(feats, land, smap, plan, lambda k, s: models[k])
     assert counts == {"full": int((land & ~np.isnan(lst)).sum()), "no-lst": int((land & np.isnan(lst)).sum())}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +16,8 @@ import yaml
 from click.testing import CliRunner
 
 from dsm.cli import main
-from dsm.runlock import LockError, LockRecord, RunLock, is_stale, lock_url
+from dsm.errors import TransientIOError
+from dsm.runlock import LockError, LockLostError, LockRecord, RunLock, is_stale, lock_url
 
 
 def _write(url, record: LockRecord) -> None:
@@ -93,3 +96,162 @@ def test_dsm_run_refuses_a_locked_output_store_before_doing_anything(tmp_path):
     assert res.exit_code == 2, res.output
     assert "locked by run holder" in res.output
     assert not (tmp_path / "cube.zarr").exists() and not (tmp_path / "runs").exists()  # nothing was started
+
+
+# -- the lease is enforced -----------------------------------------------------------------
+def _take_over(url: str, run_id: str = "usurper") -> None:
+    """What a second run with --break-lock does: write its own live record over the lock."""
+    _write(url, LockRecord(run_id, "another-host", 1, "2026-01-01T00:00:00+00:00", time.time() + 3600))
+
+
+def test_a_holder_whose_lock_was_taken_over_stops_at_its_next_check(tmp_path):
+    url = str(tmp_path / "out.lock")
+    with RunLock(url, ttl=5, heartbeat=0.2, run_id="first") as lock:
+        lock.check()  # still ours
+        _take_over(url)
+        with pytest.raises(LockLostError, match=r"lost the lock .* to run usurper .*run first stopped"):
+            lock.check()
+        time.sleep(0.5)  # the heartbeat saw it too, and never writes over the new holder
+        assert lock.read().run_id == "usurper"
+    assert Path(url).exists() and json.loads(Path(url).read_text())["run_id"] == "usurper"  # not released by the loser
+
+
+def test_the_heartbeat_thread_notices_the_loss_without_a_check(tmp_path):
+    url = str(tmp_path / "out.lock")
+    with RunLock(url, ttl=5, heartbeat=0.1, run_id="first") as lock:
+        _take_over(url)
+        time.sleep(0.4)
+        Path(url).unlink()  # the new holder is gone again: the lease stays lost
+        with pytest.raises(LockLostError, match="usurper"):
+            lock.check()
+
+
+def test_a_lease_not_renewed_for_its_ttl_is_lost(tmp_path):
+    url = str(tmp_path / "out.lock")
+    lock = RunLock(url, ttl=0.6, heartbeat=0.5, run_id="slow")
+    lock.acquire(settle=0)
+    lock._stop.set()  # the heartbeat stops, as when the storage cannot be written
+    time.sleep(0.8)
+    with pytest.raises(LockLostError, match="not renewed"):
+        lock.check()
+    lock.release()
+    with pytest.raises(LockLostError, match="does not hold"):
+        lock.check()
+
+
+def test_the_model_store_refuses_to_write_for_a_lost_lease(tmp_path):
+    from sklearn.linear_model import LinearRegression
+
+    from dsm.models.store import ModelStore
+
+    url = str(tmp_path / "models.lock")
+    model = LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0])
+    with RunLock(url, ttl=5, heartbeat=1, run_id="writer") as lock:
+        store = ModelStore(str(tmp_path / "models"), lease=lock)
+        store.save_model("2016161", model)
+        _take_over(url)
+        with pytest.raises(LockLostError, match="usurper"):
+            store.write_card("2016161", {"status": "trained"})
+    assert not (tmp_path / "models" / "2016161" / "card.json").exists()
+
+
+def test_an_unreachable_lock_storage_is_one_clear_error(tmp_path):
+    lock = RunLock("s3://dsm-no-bucket/sm.zarr.lock", {"endpoint_url": "http://127.0.0.1:9", "key": "k",
+                                                        "secret": "s", "config_kwargs": {"retries": {"max_attempts": 1}},
+                                                        "connect_timeout": 1}, ttl=5, heartbeat=1)
+    with pytest.raises(TransientIOError, match=r"cannot take the lock s3://dsm-no-bucket/sm.zarr.lock: .*endpoint_url"):
+        lock.acquire(settle=0)
+
+
+def test_dsm_demo_never_deletes_the_stores_of_a_live_run(tmp_path):
+    marker = tmp_path / "sm.zarr" / "keep"
+    marker.parent.mkdir()
+    marker.write_text("a live run's output")
+    with RunLock(str(tmp_path / "sm.zarr.lock"), ttl=60, heartbeat=10, run_id="live"):
+        res = CliRunner().invoke(main, ["demo", "--workdir", str(tmp_path), "--size", "tiny", "--no-compare"])
+    assert res.exit_code == 2, res.output
+    assert "locked by run live" in res.output
+    assert marker.read_text() == "a live run's output"
+
+
+def _tiny_run(tmp_path: Path) -> Path:
+    from dsm.twin import demo_config
+
+    raw = demo_config("tiny", seed=2, quick=True)
+    raw["cluster"] = {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": None}
+    raw["run"] = {"lock_ttl": 30, "lock_heartbeat": 1, "performance_report": False}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _start(path: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "dsm", "run", str(path)], cwd=path.parent, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(proc: subprocess.Popen, text: str, lines: list[str], timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    for line in proc.stdout:  # type: ignore[union-attr]
+        lines.append(line)
+        if text in line:
+            return
+        assert time.time() < deadline, "".join(lines)
+    raise AssertionError(f"the run ended before {text!r}:\n{''.join(lines)}")
+
+
+@pytest.mark.timeout(400)
+def test_a_run_whose_lock_is_taken_over_stops_with_exit_1_and_writes_no_more(tmp_path):
+    path = _tiny_run(tmp_path)
+    proc = _start(path)
+    lines: list[str] = []
+    try:
+        _wait_for(proc, "== cube: done", lines)
+        _take_over(str(tmp_path / "sm.zarr.lock"))
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    text = "".join(lines) + out
+    assert proc.returncode == 1, text
+    assert "error in stage train: lost the lock" in text and "usurper" in text
+    assert not (tmp_path / "sm.zarr").exists()  # no later stage ran
+    assert json.loads((tmp_path / "sm.zarr.lock").read_text())["run_id"] == "usurper"  # the new holder keeps it
+    record = json.loads(next((tmp_path / "runs").glob("*/run.json")).read_text())
+    assert record["outcome"] == "failed" and record["stages"][-1]["stage"] == "train"
+
+
+@pytest.mark.timeout(400)
+def test_sigterm_releases_the_lock_and_records_the_run_as_interrupted(tmp_path):
+    path = _tiny_run(tmp_path)
+    proc = _start(path)
+    lines: list[str] = []
+    try:
+        _wait_for(proc, "building the twin region", lines)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    text = "".join(lines) + out
+    assert proc.returncode == 1, text
+    assert "== cube: interrupted" in text and "stopped by SIGTERM" in text
+    assert not (tmp_path / "sm.zarr.lock").exists()  # released: the rerun starts at once
+    record = json.loads(next((tmp_path / "runs").glob("*/run.json")).read_text())
+    assert record["outcome"] == "interrupted"
+    assert record["stages"][-1] == {**record["stages"][-1], "stage": "cube", "status": "interrupted"}
+
+
+@pytest.mark.parametrize("command", [["predict", "--overwrite"], ["train"], ["export", "--force"], ["validate"],
+                                     ["report"], ["twin", "--overwrite"]])
+def test_every_writing_command_refuses_a_locked_output_store(tmp_path, command):
+    raw = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
+           "stores": {"cube": "cube.zarr", "truth": "truth.zarr", "stations": "stations", "models": "models",
+                      "output": "sm.zarr", "cog": "cog"},
+           "twin": {"seed": 1}, "cluster": {"dashboard_address": None}}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with RunLock(str(tmp_path / "sm.zarr.lock"), ttl=60, heartbeat=10, run_id="holder"):
+        res = CliRunner().invoke(main, [command[0], str(path), *command[1:]])
+    assert res.exit_code == 2, res.output
+    assert "locked by run holder" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.yaml"]  # nothing was written, the lock released

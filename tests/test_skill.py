@@ -77,7 +77,7 @@ def make_product(path, sm, unc=None, origin=None, days=None, interval=0.9):
     arrays = {"sm": (("time", "y", "x"), sm.astype(np.float32)),
               "sm_unc": (("time", "y", "x"), (np.full_like(sm, 0.01) if unc is None else unc).astype(np.float32))}
     if origin is not None:
-        arrays["sm_origin"] = (("time", "y", "x"), origin.astype(np.uint8))
+        arrays["sm_origin"] = (("time", "y", "x"), origin.astype(products.ORIGIN_DTYPE))
     part = xr.Dataset(arrays, coords={"time": out["time"].values, "y": out["y"].values, "x": out["x"].values})
     store.write_region(url, part, None, out)
     all_days = [str(d)[:10] for d in out["time"].values]
@@ -351,9 +351,9 @@ def test_coverage_by_origin(twin, tmp_path):
     t = twin["truth"]
     rng = np.random.default_rng(5)
     err = rng.normal(0, 0.02, t.shape).astype(np.float32)
-    origin = np.zeros(t.shape, np.uint8)
+    origin = np.zeros(t.shape, products.ORIGIN_DTYPE)
     for b in products.ORIGIN_BITS:  # every bit of the store's flag_masks, in random combinations
-        origin |= np.where(rng.random(t.shape) < 0.3, b, 0).astype(np.uint8)
+        origin |= np.where(rng.random(t.shape) < 0.3, b, 0).astype(products.ORIGIN_DTYPE)
     unc = np.where(origin & 2, 0.01, 0.04).astype(np.float32)  # bit 2: too narrow an interval
     url, sm = make_product(tmp_path / "sm.zarr", np.clip(t + err, 0.001, None), unc=unc, origin=origin,
                            interval=0.8)

@@ -14,6 +14,7 @@ import zarr
 
 from dsm.config import from_dict
 from dsm.cube import open_cube
+from dsm.errors import ConfigError, TransientIOError, WorkerLostError
 from dsm.models.search import search, search_local
 from dsm.models.store import ModelStore
 from dsm.models.train import train
@@ -137,3 +138,68 @@ def test_cli_train_prints_the_tables(tiny_twin, tmp_path):
     path.write_text(yaml.safe_dump(bad))
     res = subprocess.run([sys.executable, "-m", "dsm", "train", str(path)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "lasso" in res.stderr
+
+
+# --------------------------------------------------------------- grid values and lost workers
+
+@pytest.mark.parametrize("training, path, value, reason", [
+    ({"grids": {"rf": {"n_estimators": [200, -5]}}}, "training.grids.rf.n_estimators", "-5",
+     "'n_estimators' parameter of RandomForestRegressor must be an int in the range [1, inf)"),
+    ({"grids": {"svr": {"C": [0.0]}}}, "training.grids.svr.C", "0.0", "'C' parameter of SVR must be"),
+    ({"grids": {"ann": {"hidden_layer_sizes": [[16], [16, -5]]}}}, "training.grids.ann.hidden_layer_sizes",
+     "[16, -5]", "hidden_layer_sizes must be > 0"),
+    ({"grids": {"xgb": {"max_depth": [-1]}}}, "training.grids.xgb.max_depth", "-1",
+     "value -1 for Parameter max_depth should be greater equal to 0"),
+    ({"grids": {"xgb": {"n_estimators": [0]}}}, "training.grids.xgb.n_estimators", "0", "whole number"),
+    ({"fusion": {"grid": {"subsample": [0.8, 2.0]}}}, "training.fusion.grid.subsample", "2.0",
+     "Parameter subsample exceed bound [0,1]"),
+    ({"fusion": {"grid": {"max_dept": [3]}}}, "training.fusion.grid.max_dept", "3", "reports the parameter"),
+    ({"pooled_params": {"n_estimators": 30, "learning_rate": -1}}, "training.pooled_params.learning_rate", "-1",
+     "Parameter learning_rate should be greater equal to 0"),
+])
+def test_grid_values_their_estimator_rejects_fail_before_training(tmp_path, training, path, value, reason):
+    from dsm.models.train import check_training_config
+
+    cfg = _config("/nonexistent/cube.zarr", str(tmp_path / "models"), **training)
+    with pytest.raises(ConfigError) as info:
+        check_training_config(cfg)
+    text = str(info.value)
+    assert text.startswith(f"{path}: the value {value} cannot be used") and reason in text
+    assert "fix or remove it" in text and "\n" not in text and "Stack trace" not in text
+    with pytest.raises(ConfigError, match=path):  # the train stage checks before opening the cube
+        train(cfg, None)  # type: ignore[arg-type]
+
+
+def test_valid_grids_pass_the_training_check(tmp_path):
+    from dsm.models.train import check_training_config
+
+    check_training_config(_config("c.zarr", str(tmp_path / "m")))
+    check_training_config(_config("c.zarr", str(tmp_path / "m"), method="fusion", grids={}, pooled_params={}))
+    check_training_config(_config("c.zarr", str(tmp_path / "m"), grids={
+        "rf": {"max_depth": [None, 4], "max_features": [1.0, "sqrt"]},
+        "xgb": {"n_estimators": [5], "tree_method": ["exact"], "subsample": [1.0]},
+        "ann": {"hidden_layer_sizes": [[8, 4], 6]}}, fusion={"grid": {"gamma": [0.0, 0.1]}}))
+
+
+def test_a_lost_worker_in_the_distributed_fit_is_one_resumable_line():
+    import xgboost
+    from distributed.comm.core import CommClosedError
+
+    from dsm.models.pooled import worker_lost
+
+    raw = ("[09:41:07] /workspace/src/collective/result.cc:83: [allgather.cc:53|09:41:07]: Ring allgather failed, "
+           "current iteration:0\n- [socket.h:348|09:41:07]: Socket error. Connection reset by peer\n"
+           "Stack trace:\n  [bt] (0) /opt/xgboost/lib/libxgboost.so(+0x11031e) [0x7f41bc91031e]\n")
+    err = worker_lost(xgboost.core.XGBoostError(raw), "pooled model (training.pooled)")
+    assert isinstance(err, WorkerLostError) and isinstance(err, TransientIOError)
+    text = str(err)
+    assert text.startswith("pooled model (training.pooled): a Dask worker was lost during the distributed")
+    assert "Ring allgather failed, current iteration:0; Socket error. Connection reset by peer" in text
+    assert "rerun to resume" in text and "\n" not in text and "[bt]" not in text and "09:41:07" not in text
+    closed = worker_lost(CommClosedError("in <TCP (closed) ConnectionPool.gather>: Stream is closed"), "fusion model")
+    assert isinstance(closed, WorkerLostError) and str(closed).startswith("fusion model: a Dask worker was lost")
+    # other errors of the fit are not a lost worker: a real parameter error of XGBoost goes on as it is
+    with pytest.raises(xgboost.core.XGBoostError) as info:
+        xgboost.XGBRegressor(max_depth=-1, n_estimators=1).fit(np.ones((4, 1), np.float32), np.ones(4, np.float32))
+    assert worker_lost(info.value, "pooled model") is None
+    assert worker_lost(ValueError("Ring allgather failed"), "pooled model") is None

@@ -55,6 +55,10 @@ are not filled: the report lists them (``precip.missing_days``). After the preci
 
 Land mask: from a ``land_mask`` raster when configured (land where its 1 km average is
 >= 0.5), else land where the DEM and every configured soil fraction have a value.
+
+Impossible values: before a block is merged, every value outside its variable's valid range
+(:mod:`dsm.ranges`; SMAP outside [0.02, 0.5]) becomes NaN, like a fill value. The report counts
+them per variable and date (``out_of_range``, and ``summary["out_of_range"]``).
 """
 
 from __future__ import annotations
@@ -111,6 +115,8 @@ from dsm.ingest.reproject import crop_to_region, warp_many_to_region
 from dsm.ingest.smap import read_spl3smp
 from dsm.ingest.soil import FRACTIONS, soil_to_region
 from dsm.ingest.terrain import dem_to_region
+from dsm.ranges import screen
+from dsm.runlock import Lease, LockLostError
 
 log = logging.getLogger(__name__)
 
@@ -602,9 +608,10 @@ def _run_dated(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> dic
         groups.append({"source": task.source, "date": g.date.isoformat(), "status": gr.status,
                        "variables": sorted(arrays or ()), "files": [r.path for r in reports if r.status == "used"]})  # fmt: skip
     variables = sorted({v for r in results.values() for v in (r.arrays or {})})
-    wrote = _merge_and_write(cfg, cube, task.dim, task.start, task.stop, variables, results)
+    wrote, masked = _merge_and_write(cfg, cube, task.dim, task.start, task.stop, variables, results)
     prov = {v: {g["date"]: g["files"] for g in groups if v in g["variables"]} for v in variables}
-    return {"task": task.key, "files": files, "groups": groups, "provenance": prov, "wrote": wrote}
+    return {"task": task.key, "files": files, "groups": groups, "provenance": prov, "wrote": wrote,
+            "out_of_range": masked}
 
 
 def _precip_part(path: str, product: str, region: Region, days: Sequence[dt.date]) -> xr.DataArray:
@@ -677,9 +684,10 @@ def _run_precip(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> di
                        "variables": sorted(gr.arrays or ()), "files": [u for u in g.urls if reports[u].status == "used"]})
     files = [_entry(u, "precip", next(g.date for g in task.groups if u in g.urls), r.status, r.reason, r.error)
              for u, r in sorted(reports.items())]
-    wrote = _merge_and_write(cfg, cube, PRECIP_DIM, task.start, task.stop, ["precip"] if fine else [], results)
+    wrote, masked = _merge_and_write(cfg, cube, PRECIP_DIM, task.start, task.stop, ["precip"] if fine else [], results)
     prov = {"precip": {g["date"]: g["files"] for g in groups if g["variables"]}} if fine else {}
-    return {"task": task.key, "files": files, "groups": groups, "provenance": prov, "wrote": wrote}
+    return {"task": task.key, "files": files, "groups": groups, "provenance": prov, "wrote": wrote,
+            "out_of_range": masked}
 
 
 def _merge(block: np.ndarray, new: np.ndarray, status: str) -> None:
@@ -690,25 +698,38 @@ def _merge(block: np.ndarray, new: np.ndarray, status: str) -> None:
         np.copyto(block, new, where=np.isnan(block))
 
 
+def _screened(var: str, values: np.ndarray) -> tuple[np.ndarray, int]:
+    """``values`` with NaN outside the valid range of ``var`` (:mod:`dsm.ranges`) and how many were."""
+    out, bad = screen(var, values)
+    return out, 0 if bad is None else int(bad.sum())
+
+
 def _merge_and_write(cfg: Config, cube: xr.Dataset, dim: str, start: int, stop: int, variables: Sequence[str],
-                     results: Mapping[int, GroupResult]) -> dict[str, list[int]]:  # fmt: skip
-    """Read the stored block, merge the groups' arrays, and write it back if it changed."""
+                     results: Mapping[int, GroupResult]
+                     ) -> tuple[dict[str, list[int]], dict[str, dict[str, int]]]:  # fmt: skip
+    """Read the stored block, merge the groups' arrays (values outside their valid range masked)
+    and write it back if it changed; returns what was written and ``{variable: {date: masked}}``."""
     if not variables:
-        return {}
+        return {}, {}
     old = cube[list(variables)].isel({dim: slice(start, stop)}).load()
     part = xr.Dataset(coords={d: old[d].values for d in old.dims})
     wrote: dict[str, list[int]] = {}
+    masked: dict[str, dict[str, int]] = {}
+    dates = [str(t)[:10] for t in old[dim].values]
     for v in variables:
         block = old[v].values.astype(np.float32, copy=True)
         for i, r in results.items():
             if r.arrays and v in r.arrays:
-                _merge(block[i - start], r.arrays[v], r.status)
+                new, n = _screened(v, r.arrays[v])
+                if n:
+                    masked.setdefault(v, {})[dates[i - start]] = n
+                _merge(block[i - start], new, r.status)
         if not np.array_equal(block, old[v].values, equal_nan=True):
             part[v] = (old[v].dims, block)
             wrote[v] = [start, stop]
     if part.data_vars:
         store.write_region(cfg.stores.cube, part, cfg.stores.storage_options, cube)
-    return wrote
+    return wrote, masked
 
 
 def _run_static(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> dict[str, Any]:
@@ -733,9 +754,10 @@ def _run_static(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> di
         files += _report(r.files, {}, kind, None)
         groups.append({"source": kind, "date": None, "status": r.status, "variables": sorted(r.arrays or ()),
                        "files": [x.path for x in r.files if x.status == "used"]})  # fmt: skip
-    wrote = _write_static(cfg, cube, results, derive_mask="land_mask" not in by_kind)
+    wrote, masked = _write_static(cfg, cube, results, derive_mask="land_mask" not in by_kind)
     prov = {v: {"static": g["files"]} for g in groups for v in g["variables"]}
-    return {"task": task.key, "files": files, "groups": groups, "provenance": prov, "wrote": wrote}
+    return {"task": task.key, "files": files, "groups": groups, "provenance": prov, "wrote": wrote,
+            "out_of_range": masked}
 
 
 def _static_group(urls: Sequence[str], so: Mapping[str, Any], reader: Any) -> GroupResult:
@@ -766,8 +788,12 @@ def _read_mask(paths: Sequence[str], region: Region) -> tuple[dict[str, np.ndarr
     return {"land_mask": np.where(np.isnan(frac), np.nan, (frac >= 0.5).astype(np.float32))}, many
 
 
-def _write_static(cfg: Config, cube: xr.Dataset, results: Mapping[str, GroupResult], derive_mask: bool) -> dict[str, str]:
+def _write_static(cfg: Config, cube: xr.Dataset, results: Mapping[str, GroupResult], derive_mask: bool
+                  ) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    """Merge the static layers (values outside their valid range masked), derive the land mask,
+    write what changed; returns what was written and ``{variable: {"static": masked}}``."""
     old = cube[list(STATIC_VARS)].load()
+    masked: dict[str, dict[str, int]] = {}
     merged = {v: old[v].values.astype(np.float32, copy=True) for v in STATIC_VARS if v != "land_mask"}
     mask = old["land_mask"].values.astype(np.float32)
     touched: set[str] = set()
@@ -776,6 +802,10 @@ def _write_static(cfg: Config, cube: xr.Dataset, results: Mapping[str, GroupResu
             if v == "land_mask":  # a mask raster: where it has a value, it decides
                 np.copyto(mask, a, where=~np.isnan(a))
             else:
+                a, n = _screened(v, a)
+                if n:
+                    entry = masked.setdefault(v, {})
+                    entry["static"] = entry.get("static", 0) + n
                 _merge(merged[v], a, r.status)
             touched.add(v)
     if derive_mask and touched & {"dem", *FRACTIONS}:
@@ -792,7 +822,7 @@ def _write_static(cfg: Config, cube: xr.Dataset, results: Mapping[str, GroupResu
         part["land_mask"] = (("y", "x"), mask.astype(np.uint8))
     if part.data_vars:
         store.write_region(cfg.stores.cube, part, cfg.stores.storage_options, cube)
-    return {str(v): "static" for v in part.data_vars}
+    return {str(v): "static" for v in part.data_vars}, masked
 
 
 # -- the whole ingest on the client -----------------------------------------------------
@@ -831,7 +861,8 @@ def ensure_cube(cfg: Config) -> xr.Dataset:
     return ds
 
 
-def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str | None = None) -> dict[str, Any]:
+def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str | None = None,
+               lease: Lease | None = None) -> dict[str, Any]:
     """Ingest every configured input into the cube on ``client``'s cluster; write the report.
 
     Parameters
@@ -844,6 +875,10 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
         Show a progress bar over the tasks.
     report_path
         Where to write the JSON report (default :func:`report_url` of the cube).
+    lease
+        The run's lease (:class:`dsm.runlock.Lease`): checked before the cube is created,
+        as each task lands (a lost lease cancels the rest), before the antecedent indices
+        and before the report is written.
 
     Returns
     -------
@@ -852,8 +887,10 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
     """
     from tqdm.auto import tqdm
 
+    check = lease.check if lease is not None else (lambda: None)
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
+    check()
     cube = ensure_cube(cfg)
     p = plan(cfg, cube)
     log.info("ingest: %d tasks, %d files decided by name", len(p.tasks), len(p.files))
@@ -862,6 +899,11 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
     results, errors = [], []
     done = outcomes(dict(zip(futures, p.tasks)))
     for task, result, exc in tqdm(done, total=len(futures), desc="ingest", unit="task", disable=not progress):
+        try:
+            check()
+        except LockLostError:
+            client.cancel(futures)
+            raise
         if exc is None:
             results.append(result)
             continue
@@ -871,11 +913,13 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
                        "files": [u for g in task.groups for u in g.urls],
                        "dates": [g.date.isoformat() for g in task.groups if g.date is not None]})  # fmt: skip
     report = _assemble(cfg, p, results, errors, started, time.perf_counter() - t0)
+    check()
     if cfg.inputs is not None and cfg.inputs.precip is not None:
         report["antecedent"] = _antecedent(cfg, client, report)
         report["summary"] = summarize(report)
     path = report_path or report_url(cfg.stores.cube)
     report["provenance"] = _merge_provenance(_previous(path, cfg.stores.storage_options), report["provenance"])
+    check()
     with fsspec.open(path, "w", **dict(cfg.stores.storage_options)) as f:
         json.dump(report, f, indent=1, sort_keys=False)
     report["report"] = path
@@ -935,6 +979,12 @@ def _assemble(cfg: Config, p: Plan, results: Sequence[dict[str, Any]], errors: S
     for r in results:
         for v in r["wrote"]:
             wrote[v] = wrote.get(v, 0) + 1
+    masked: dict[str, dict[str, int]] = {}
+    for r in results:
+        for v, by_date in r.get("out_of_range", {}).items():
+            entry = masked.setdefault(v, {})
+            for d, n in by_date.items():
+                entry[d] = entry.get(d, 0) + n
     report = {
         "cube": cfg.stores.cube,
         "started": started.isoformat(timespec="seconds"),
@@ -944,6 +994,8 @@ def _assemble(cfg: Config, p: Plan, results: Sequence[dict[str, Any]], errors: S
         "files": files,
         "groups": groups,
         "blocks_written": wrote,
+        # values outside their variable's valid range, masked before writing: variable -> date -> count
+        "out_of_range": {v: dict(sorted(d.items())) for v, d in sorted(masked.items())},
         "task_errors": list(errors),
         "task_seconds": {r["task"]: r["seconds"] for r in results},
         "provenance": {v: dict(sorted(d.items())) for v, d in sorted(prov.items())},
@@ -955,7 +1007,8 @@ def _assemble(cfg: Config, p: Plan, results: Sequence[dict[str, Any]], errors: S
 
 
 def summarize(report: Mapping[str, Any]) -> dict[str, int]:
-    """Counts of files per status, groups per status, blocks written and task errors."""
+    """Counts of files per status, groups per status, blocks written, task errors and values
+    masked as out of range."""
     out: dict[str, int] = {s: 0 for s in ("used", "skipped", "failed")}
     for f in report["files"]:
         out[f["status"]] = out.get(f["status"], 0) + 1
@@ -964,6 +1017,7 @@ def summarize(report: Mapping[str, Any]) -> dict[str, int]:
         out[key] = out.get(key, 0) + 1
     out["blocks_written"] = sum(report["blocks_written"].values())
     out["task_errors"] = len(report["task_errors"])
+    out["out_of_range"] = sum(n for d in report.get("out_of_range", {}).values() for n in d.values())
     return out
 
 
@@ -1001,6 +1055,10 @@ def format_report(report: Mapping[str, Any], max_lines: int = 40) -> list[str]:
         lines.append(f"  ... {len(bad) - max_lines} more in the JSON report")
     for e in report["task_errors"]:
         lines.append(f"  ERROR   task {e['task']}: {e['error']}")
+    if report.get("out_of_range"):
+        per_var = {v: sum(d.values()) for v, d in report["out_of_range"].items()}
+        lines.append("values outside their valid range, masked (not written): "
+                     + ", ".join(f"{v} {n} ({len(report['out_of_range'][v])} dates)" for v, n in per_var.items()))
     if "precip" in report:
         pr = report["precip"]
         miss = pr["missing_days"]

@@ -87,6 +87,9 @@ class FusionCard:
         The disaggregation model, when trained.
     importance
         XGBoost gain of the full model's features, normalised.
+    inputs_out_of_range
+        Values of the training samples' inputs masked as impossible (:mod:`dsm.ranges`): 1 km
+        land pixel-days per predictor, SMAP cell-days under ``smap_sm``.
     """
 
     predictors: tuple[str, ...]
@@ -104,6 +107,7 @@ class FusionCard:
     created: str = ""
     method: str = "fusion"
     version: int = CARD_VERSION
+    inputs_out_of_range: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``card.json``)."""
@@ -117,7 +121,8 @@ class FusionCard:
                    float(d["var_anomaly"]), float(d["anomaly_gain"]), d.get("interval"),
                    ModelRecord.from_dict(d["disaggregation"]) if d.get("disaggregation") else None,
                    d.get("disaggregation_card"), dict(d.get("importance", {})), d.get("created", ""),
-                   d.get("method", "fusion"), int(d.get("version", CARD_VERSION)))
+                   d.get("method", "fusion"), int(d.get("version", CARD_VERSION)),
+                   {k: int(v) for k, v in d.get("inputs_out_of_range", {}).items()})
 
 
 __all__ = ["FUSION_KEY", "fusion_model_key", "ModelRecord", "FusionCard"]

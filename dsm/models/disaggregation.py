@@ -40,7 +40,7 @@ from dsm.errors import InputError
 from dsm.features import DOY_FEATURES, doy_terms, feature_layers, source_of
 from dsm.grid import FINE_PER_COARSE, Region
 from dsm.periods import Composite
-from dsm.samples import TARGET, check_predictors, period_days, predictor_layer
+from dsm.samples import TARGET, check_predictors, period_days, predictor_layer, smap_layer
 
 Hessian = Literal["diagonal", "bound"]
 Objective = Callable[[np.ndarray, xgboost.DMatrix], tuple[np.ndarray, np.ndarray]]
@@ -201,8 +201,9 @@ def pixel_sample_graph(ds: xr.Dataset, days: Composite | Sequence[dt.date], feat
                        pixels_per_cell: int = 64, seed: int = 0, min_valid_fraction: float = 0.5) -> Delayed:
     """A lazy graph whose result is the pixel table of ``days`` (a period or a list of days).
 
-    A cell-day is kept when SMAP is finite and at least ``min_valid_fraction`` of its 1296
-    pixels are *valid* (``land_mask == 1`` and every cube feature finite); up to
+    A cell-day is kept when SMAP is valid and at least ``min_valid_fraction`` of its 1296
+    pixels are *valid* (``land_mask == 1`` and every cube feature finite and within its valid
+    range: :func:`dsm.samples.predictor_layer`, :func:`dsm.samples.smap_layer`); up to
     ``pixels_per_cell`` valid pixels are drawn from it at random (deterministic given ``seed``,
     day and cell, whatever the chunking). Each block (time chunk x space chunk) is sampled on
     a worker; only the sampled rows travel.
@@ -246,8 +247,7 @@ def pixel_sample_graph(ds: xr.Dataset, days: Composite | Sequence[dt.date], feat
     yc, xc = land.chunks
     if any(c % f for c in (*yc, *xc)):
         raise InputError(f"cube chunks {land.chunksize} are not multiples of {f} in space")
-    smap = ds["smap_sm"].sel(time=times).data
-    smap = (smap if isinstance(smap, da.Array) else da.from_array(smap)).rechunk(
+    smap = smap_layer(ds, times).rechunk(
         (tch, tuple(c // f for c in yc), tuple(c // f for c in xc)))
     layers = {name: predictor_layer(ds, name, days) for name in {source_of(x) for x in cube_features}}
     arrays = [a.rechunk((tch, yc, xc) if a.ndim == 3 else (yc, xc))

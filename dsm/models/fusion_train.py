@@ -3,7 +3,9 @@
 1. **Samples.** Every (36 km cell, day) of the run where SMAP observed the cell and the
    static features are valid, with the day's dynamic features where valid (NaN elsewhere):
    per-period dask graphs over the cube (:func:`dsm.samples.sample_graph`, ``keep="smap"``),
-   computed on the workers. Features are the predictors with aspect as sine and cosine,
+   computed on the workers. Impossible values (outside a variable's valid range; SMAP outside
+   [0.02, 0.5]) are masked there (:mod:`dsm.ranges`), counted, logged and recorded in the
+   card (``inputs_out_of_range``). Features are the predictors with aspect as sine and cosine,
    computed at 1 km before averaging, plus day-of-year terms (:mod:`dsm.features`); each
    sample also carries the extremes of its cell's 1 km pixels (the ranges of bit 8).
 2. **Search.** One pooled XGBoost over all periods. Every hyperparameter candidate
@@ -47,7 +49,8 @@ from dsm.models.pooled import fit_dask
 from dsm.models.store import ModelStore
 from dsm.models.variants import predictor_sets
 from dsm.periods import periods
-from dsm.samples import RANGE_SUFFIX, TARGET, sample_graph, table_to_grid
+from dsm.ranges import SMAP, describe
+from dsm.samples import OUT_OF_RANGE_ATTR, RANGE_SUFFIX, TARGET, sample_graph, smap_grid, table_counts, table_to_grid
 
 log = logging.getLogger(__name__)
 DISAGGREGATION = "disaggregation"
@@ -87,16 +90,21 @@ def model_predictors(config: Config, ds: xr.Dataset) -> tuple[tuple[str, ...], t
 
 def sample_table(config: Config, client: Client, ds: xr.Dataset, predictors: Sequence[str],
                  features: Sequence[str]) -> pd.DataFrame:
-    """Every SMAP cell-day of the run with its features (computed on the workers)."""
+    """Every SMAP cell-day of the run with its features (computed on the workers); its
+    ``attrs["out_of_range"]`` sums the periods' counts of masked values (:mod:`dsm.samples`)."""
     tcfg = config.training
     graphs = [sample_graph(ds, p, predictors, tcfg.aggregation, tcfg.min_valid_fraction,
                            features=features, keep="smap", ranges=True)
               for p in periods(config.dates.start, config.dates.end)]
-    tables = [t for t in client.gather(client.compute(graphs)) if len(t)]
+    computed = client.gather(client.compute(graphs))
+    counts = table_counts(computed)
+    tables = [t for t in computed if len(t)]
     if not tables:
         raise InputError(f"the cube {config.stores.cube} has no day where SMAP and the static predictors are "
                          "valid together: nothing to train on")
-    return pd.concat(tables, ignore_index=True)
+    table = pd.concat(tables, ignore_index=True)
+    table.attrs[OUT_OF_RANGE_ATTR] = counts
+    return table
 
 
 def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Dataset, *, force: bool = False,
@@ -111,6 +119,11 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
     sets = predictor_sets(predictors, groups, config.output.gap_free)
     all_features = feature_names(predictors)
     table = sample_table(config, client, ds, predictors, all_features)
+    masked = dict(table.attrs.get(OUT_OF_RANGE_ATTR, {}))
+    if masked:
+        say("fusion samples: values outside their valid range, masked: "
+            + describe({k: v for k, v in masked.items() if k != SMAP}, "1 km pixel-days")
+            + f"; SMAP {masked.get(SMAP, 0)} cell-days")
     if len(table) < tcfg.min_samples:
         raise InputError(f"only {len(table)} SMAP cell-days have valid predictors in {config.stores.cube}: "
                          f"fewer than training.min_samples = {tcfg.min_samples}")
@@ -134,7 +147,8 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
         if not params:
             search, params = scores, scores[0].params
         best = scores[0]
-        model = fit_dask(client, X, y, {**params, "n_estimators": best.n_rounds}, tcfg.seed, device)
+        model = fit_dask(client, X, y, {**params, "n_estimators": best.n_rounds}, tcfg.seed, device,
+                         name=f"fusion {name} model")
         full_model = full_model or model
         fill = rows & ~np.isfinite(oof_used)
         oof_used[fill] = oof[fill[rows]]
@@ -147,7 +161,7 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
     if not records or records[0].name != "full":
         raise InputError("too few samples with every predictor valid to train the fusion method's full model "
                          f"({int(np.isfinite(table[list(all_features)]).all(axis=1).sum())} < training.min_samples)")
-    smap = ds["smap_sm"].values.astype(np.float32)
+    smap = smap_grid(ds)[0]  # valid SMAP only
     em = estimate_error_model(smap, table_to_grid(table, oof_used, ds), default_var_smap=fcfg.smap_error_sd ** 2,
                               min_triplets=fcfg.min_triplets, max_carry_days=fcfg.max_carry_days,
                               decay_days=fcfg.decay_days)
@@ -167,7 +181,7 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
         interval=config.output.interval if config.output.uncertainty != "none" else None,
         disaggregation=disagg, disaggregation_card=disagg_card,
         importance=dict(zip(feats, (imp / imp.sum() if imp.sum() > 0 else imp).round(6).tolist())),
-        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), inputs_out_of_range=masked)
     store.write_card(FUSION_KEY, card.to_dict())
     say(f"fusion error model: SMAP error sd {em.var_smap ** 0.5:.4f} ({em.var_smap_method}, {em.n_triplets} "
         f"triplets), model error sd {em.var_model ** 0.5:.4f}, weight {em.weight:.2f}, decay {em.decay_days:.1f} d")

@@ -22,7 +22,7 @@ from dsm.models import estimators
 from dsm.models.search import SearchResult, search
 from dsm.models.select import choose, scores
 from dsm.models.split import Split, date_split, spatial_block_split
-from dsm.samples import TARGET
+from dsm.samples import OUT_OF_RANGE_ATTR, TARGET
 
 SearchFn = Callable[..., SearchResult]
 
@@ -123,6 +123,9 @@ def fit_period(client: Client, table: pd.DataFrame, period: str, predictors: Seq
         "status": "trained",
         "n_samples": int(len(table)),
         "n_dates": int(table["date"].nunique()),
+        # values masked as impossible while the samples were made (dsm.ranges): 1 km land
+        # pixel-days per predictor, SMAP cell-days under smap_sm
+        "inputs_out_of_range": dict(table.attrs.get(OUT_OF_RANGE_ATTR, {})),
         "predictors": list(predictors),
         "aggregation": None,  # filled by the caller, which knows the sample settings
         "split": {**split.record(), "config_seed": cfg.seed, "ks_alpha": cfg.ks_alpha,

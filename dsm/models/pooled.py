@@ -9,6 +9,11 @@ per-period scores, so the two approaches compare on the same held-out samples.
 
 Hyperparameters are fixed (``training.pooled_params``): a ``DaskXGBRegressor`` must not be
 nested in a dask-ml search (it hangs).
+
+A worker lost during an ``xgboost.dask`` fit breaks XGBoost's collective (a C++ "Ring
+allgather failed" error on the surviving workers) or kills the task: :func:`fit_dask` raises
+:class:`~dsm.errors.WorkerLostError` instead, one line naming the model (see
+:func:`worker_lost`).
 """
 
 from __future__ import annotations
@@ -23,16 +28,55 @@ import pandas as pd
 import xgboost
 import xgboost.dask  # noqa: F401  (not loaded by ``import xgboost``)
 from distributed import Client
+from distributed.comm.core import CommClosedError
+from distributed.scheduler import KilledWorker
 
+from dsm.errors import WorkerLostError
 from dsm.features import DOY_FEATURES, design_matrix
+from dsm.models.estimators import library_reason
 from dsm.models.select import scores
 from dsm.models.split import Split
 from dsm.samples import TARGET
 
+
+# words of XGBoost's collective (allreduce / allgather over the workers' sockets) errors
+_COLLECTIVE = ("/collective/", "allgather", "allreduce", "scatter reduce", "broadcast failed", "tracker",
+               "socket error", "connection reset", "broken pipe", "failed to connect to other workers")
+
+
+def worker_lost(exc: BaseException, model: str) -> WorkerLostError | None:
+    """The :class:`WorkerLostError` that ``exc`` stands for, when it is the failure of a
+    distributed XGBoost fit whose worker was lost (else None: a different error).
+
+    Parameters
+    ----------
+    exc
+        What the fit raised: XGBoost's error from a broken collective (the surviving workers'
+        "Ring allgather failed", a closed socket), distributed's ``KilledWorker`` or
+        ``CommClosedError``.
+    model
+        The model being fitted, for the message.
+    """
+    if isinstance(exc, xgboost.core.XGBoostError):
+        if not any(word in str(exc).lower() for word in _COLLECTIVE):
+            return None
+    elif not isinstance(exc, (KilledWorker, CommClosedError)):
+        return None
+    return WorkerLostError(f"{model}: a Dask worker was lost during the distributed xgboost.dask fit "
+                           f"({type(exc).__name__}: {library_reason(exc, 200)}); rerun to resume: what is "
+                           "already stored is kept and this fit starts again")
+
+
 def fit_dask(client: Client, X: np.ndarray, y: np.ndarray, params: Mapping[str, Any], seed: int = 0,
-             device: str = "cpu") -> xgboost.XGBRegressor:
+             device: str = "cpu", name: str = "XGBoost model") -> xgboost.XGBRegressor:
     """Fit an XGBoost regressor with ``xgboost.dask`` on the workers (the rows split evenly
-    between them) and return it as an in-memory ``XGBRegressor``."""
+    between them) and return it as an in-memory ``XGBRegressor``.
+
+    Raises
+    ------
+    WorkerLostError
+        A worker was lost during the fit (``name`` names the model in its message).
+    """
     n_workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
     rows = max(1, -(-len(y) // n_workers))
     Xd = da.from_array(X, chunks=(rows, X.shape[1]))
@@ -40,7 +84,13 @@ def fit_dask(client: Client, X: np.ndarray, y: np.ndarray, params: Mapping[str, 
     Xd, yd = client.persist([Xd, yd])
     reg = xgboost.dask.DaskXGBRegressor(**dict(params), tree_method="hist", random_state=seed, device=device)
     reg.client = client
-    reg.fit(Xd, yd)
+    try:
+        reg.fit(Xd, yd)
+    except Exception as exc:
+        lost = worker_lost(exc, name)
+        if lost is None:
+            raise
+        raise lost from exc
     model = xgboost.XGBRegressor()
     model.load_model(bytearray(reg.get_booster().save_raw("json")))
     return model
@@ -77,7 +127,7 @@ def train_pooled(client: Client, tables: Mapping[str, pd.DataFrame], splits: Map
     parts = {k: (design_matrix(tables[k], predictors), tables[k][TARGET].to_numpy(np.float32)) for k in keys}
     Xtr = np.concatenate([parts[k][0][splits[k].train] for k in keys])
     ytr = np.concatenate([parts[k][1][splits[k].train] for k in keys])
-    model = fit_dask(client, Xtr, ytr, params, seed, device)
+    model = fit_dask(client, Xtr, ytr, params, seed, device, name="pooled model (training.pooled)")
     per_period: dict[str, Any] = {}
     for k in keys:
         X, y = parts[k]

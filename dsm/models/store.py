@@ -7,6 +7,7 @@ Layout::
     URL/<YYYYDDD>/model.joblib  scikit-learn model (any other choice)
     URL/pooled/...              the pooled model, same files
     URL/run.json                the report of the latest ``dsm train`` run
+    URL/settings.json           the settings the models were trained with (:mod:`dsm.fingerprint`)
 
 Formats, and why
 ----------------
@@ -40,9 +41,11 @@ from sklearn.base import BaseEstimator
 
 from dsm.errors import StoreError
 from dsm.models.estimators import final_step
+from dsm.runlock import Lease
 
 CARD = "card.json"
 REPORT = "run.json"
+SETTINGS = "settings.json"
 POOLED = "pooled"
 FORMAT_VERSION = 1
 
@@ -95,10 +98,14 @@ class ModelStore:
         Root of the store.
     storage_options
         fsspec options (e.g. ``{"endpoint_url": ...}`` for S3).
+    lease
+        The writing run's lease (:class:`dsm.runlock.Lease`): checked before every write, so
+        a run that lost the output store's lock stops before it replaces a model or a card.
     """
 
-    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None, lease: Lease | None = None) -> None:
         self.url = url.rstrip("/")
+        self.lease = lease
         try:
             self.fs, self.root = fsspec.core.url_to_fs(self.url, **dict(storage_options or {}))
         except (ValueError, ImportError) as exc:
@@ -109,6 +116,8 @@ class ModelStore:
         return "/".join((self.root, *parts))
 
     def _write(self, path: str, data: bytes) -> None:
+        if self.lease is not None:
+            self.lease.check()
         parent = path.rsplit("/", 1)[0]
         try:
             self.fs.makedirs(parent, exist_ok=True)
@@ -211,6 +220,21 @@ class ModelStore:
         """The latest run report, or None."""
         path = self._path(REPORT)
         return json.loads(self._read(path)) if self.fs.exists(path) else None
+
+    # -- the settings the models were trained with (dsm.fingerprint) ---------------------------
+    def read_settings(self) -> dict[str, Any] | None:
+        """The recorded ``{"fingerprint", "settings"}`` of the store, or None (none recorded)."""
+        path = self._path(SETTINGS)
+        if not self.fs.exists(path):
+            return None
+        try:
+            return json.loads(self._read(path))
+        except json.JSONDecodeError as exc:
+            raise StoreError(f"{path} is not valid JSON ({exc}): delete it and retrain with --force") from exc
+
+    def write_settings(self, record: Mapping[str, Any]) -> None:
+        """Record the settings the store's models are trained with (before the first model)."""
+        self._write(self._path(SETTINGS), json.dumps(_jsonable(record), indent=1, sort_keys=True).encode())
 
 
 def _jsonable(obj: Any) -> Any:

@@ -31,11 +31,12 @@ from typing import Any
 import pandas as pd
 from distributed import Client
 
+from dsm import fingerprint
 from dsm.config import Config
 from dsm.cube import open_cube
 from dsm.errors import ConfigError
 from dsm.models.cards import FUSION_KEY, FusionCard
-from dsm.models.estimators import param_grid
+from dsm.models.estimators import check_training_grids
 from dsm.models.fusion_train import train_fusion
 from dsm.models.period import SearchFn, fit_period, period_split
 from dsm.models.pooled import train_pooled
@@ -43,6 +44,7 @@ from dsm.models.report import period_table, table4
 from dsm.models.select import resolve_fallbacks
 from dsm.models.store import POOLED, ModelStore
 from dsm.periods import Composite, periods
+from dsm.runlock import Lease, LockLostError, RunLock, lock_url
 from dsm.samples import check_predictors, sample_graph
 
 log = logging.getLogger(__name__)
@@ -94,11 +96,11 @@ class TrainReport:
 
 
 def check_training_config(config: Config) -> None:
-    """Raise :class:`ConfigError` for a missing model store or a bad grid, before any work."""
+    """Raise :class:`ConfigError` for a missing model store, or a grid or XGBoost value its
+    estimator rejects (:func:`~dsm.models.estimators.check_training_grids`), before any work."""
     if not config.stores.models:
         raise ConfigError("stores.models must be set to train (where the models and cards go)")
-    for name in config.training.models:
-        param_grid(name, config.training.grids[name])
+    check_training_grids(config.training)
 
 
 def _select(all_periods: list[Composite], only: Sequence[str] | None) -> list[Composite]:
@@ -113,7 +115,8 @@ def _select(all_periods: list[Composite], only: Sequence[str] | None) -> list[Co
 
 
 def train(config: Config, client: Client, *, force: bool = False, only: Sequence[str] | None = None,
-          search_fn: SearchFn | None = None, progress: Callable[[str], None] | None = None) -> TrainReport:
+          search_fn: SearchFn | None = None, progress: Callable[[str], None] | None = None,
+          lease: Lease | None = None) -> TrainReport:
     """Train every period of ``config`` (or those named in ``only``) on ``client``'s cluster.
 
     Parameters
@@ -130,6 +133,10 @@ def train(config: Config, client: Client, *, force: bool = False, only: Sequence
         Replaces the dask-ml grid search (same signature as :func:`dsm.models.search.search`).
     progress
         Called with one line per finished period.
+    lease
+        The run's lease on the output store (:class:`dsm.runlock.Lease`), checked first. The
+        model store gets its own lock (``<models>.lock``, same run id), checked before every
+        model, card and report written, so two runs never train into one model store.
 
     Raises
     ------
@@ -137,15 +144,47 @@ def train(config: Config, client: Client, *, force: bool = False, only: Sequence
         Bad training settings (unknown period, bad grid, no model store).
     InputError
         The cube is missing, or lacks a predictor.
+    StoreError
+        The model store holds models trained with other settings (:mod:`dsm.fingerprint`);
+        ``force`` (without ``only``) retrains them all.
+    LockError
+        Another run is training into the model store.
     """
     check_training_config(config)
-    tcfg, so = config.training, config.stores.storage_options
+    so = config.stores.storage_options
     say = progress or (lambda line: log.info(line))
-    ds = open_cube(config.stores.cube, so)
-    check_predictors(ds, config.predictors)
     all_periods = periods(config.dates.start, config.dates.end)
     chosen = _select(all_periods, only)
-    store = ModelStore(config.stores.models, so)  # type: ignore[arg-type]
+    if lease is not None:
+        lease.check()
+    models_url = str(config.stores.models)
+    with RunLock(lock_url(models_url), so, ttl=config.run.lock_ttl, heartbeat=config.run.lock_heartbeat,
+                 run_id=lease.run_id if lease is not None else None) as models_lease:
+        ds = open_cube(config.stores.cube, so)
+        check_predictors(ds, config.predictors)
+        store = ModelStore(models_url, so, lease=models_lease)
+        bind_settings(store, config, replace=force and not only)
+        return _train_into(store, config, client, ds, all_periods, chosen, force, only, search_fn, say)
+
+
+def bind_settings(store: ModelStore, config: Config, replace: bool) -> None:
+    """Record ``config``'s model settings in ``store`` (:mod:`dsm.fingerprint`), or refuse a
+    store trained with other settings unless ``replace`` (every model is retrained)."""
+    current = fingerprint.record(config, "models")
+    recorded = store.read_settings()
+    if recorded == current:
+        return
+    if recorded is not None and not replace:
+        fingerprint.check_settings(recorded, config, "models", store.url,
+                                   "`dsm train CONFIG --force` retrains every model with these settings")
+    store.write_settings(current)
+
+
+def _train_into(store: ModelStore, config: Config, client: Client, ds: Any, all_periods: list[Composite],
+                chosen: list[Composite], force: bool, only: Sequence[str] | None, search_fn: SearchFn | None,
+                say: Callable[[str], None]) -> TrainReport:
+    """:func:`train`'s work once the model store is locked and bound to the settings."""
+    tcfg = config.training
     report = TrainReport([p.name for p in all_periods], method=tcfg.method)
     if tcfg.method == "fusion":
         if only:
@@ -187,6 +226,10 @@ def train(config: Config, client: Client, *, force: bool = False, only: Sequence
             p = jobs[job]
             try:
                 say(job.result())
+            except LockLostError:  # another run holds the models now: stop at once
+                for other in jobs:
+                    other.cancel()
+                raise
             except Exception as exc:  # reported per period; the others go on
                 report.failed[p.name] = f"{type(exc).__name__}: {exc}"
                 say(f"{p.name}: FAILED {report.failed[p.name]}")

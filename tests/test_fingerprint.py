@@ -1,0 +1,113 @@
+"""Store fingerprints: the settings that determine a store's bytes, and the refusal to mix them."""
+
+from __future__ import annotations
+
+import pytest
+
+from dsm import config as config_mod
+from dsm.errors import StoreError
+from dsm.fingerprint import check_settings, differences, fingerprint, record, settings_of
+from dsm.twin import demo_config
+
+
+def _config(**changes):
+    raw = demo_config("tiny")
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = raw
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return config_mod.from_dict(raw)
+
+
+def test_the_same_settings_give_the_same_fingerprint_and_execution_settings_do_not_count():
+    a = _config()
+    b = _config(cluster__n_workers=7, training__concurrent_periods=5, run__lock_ttl=999.0,
+                dates__end="2016-07-20", output__predict_threads=4)
+    for kind in ("models", "products", "cog"):
+        assert record(a, kind) == record(b, kind)
+
+
+@pytest.mark.parametrize(("change", "kind", "key"), [
+    ({"output__gap_free": False}, "products", "output.gap_free"),
+    ({"output__residual_correction": True}, "products", "output.residual_correction"),
+    ({"output__uncertainty": "none"}, "models", "output.uncertainty"),
+    ({"training__fusion__smooth": "cell_means"}, "models", "training.fusion.smooth"),
+    ({"training__method": "rao2022"}, "models", "training.method"),
+    ({"output__cog_compress": "ZSTD"}, "cog", "output.cog_compress"),
+    ({"rain__predictors": "off"}, "products", "rain.predictors"),
+])
+def test_a_setting_that_changes_the_bytes_changes_the_fingerprint(change, kind, key):
+    a, b = _config(), _config(**change)
+    assert fingerprint(settings_of(a, kind)) != fingerprint(settings_of(b, kind))
+    assert any(line.startswith(key + ":") for line in differences(settings_of(a, kind), settings_of(b, kind)))
+
+
+def test_the_other_methods_settings_do_not_count():
+    fusion = _config(training__grids={"rf": {"n_estimators": [7]}})
+    assert record(fusion, "models") == record(_config(), "models")
+    paper = _config(training__method="rao2022")
+    assert record(paper, "models") == record(_config(training__method="rao2022", training__fusion__smooth="cell_means"),
+                                             "models")
+    assert not any(k.startswith("training.fusion") for k in settings_of(paper, "models"))
+
+
+def test_a_cog_setting_does_not_touch_the_products_fingerprint():
+    assert record(_config(output__export_crs="EPSG:4326"), "products") == record(_config(), "products")
+
+
+def test_resuming_with_other_settings_is_refused_naming_every_key():
+    made = record(_config(), "products")
+    check_settings(made, _config(), "products", "sm.zarr", "dsm predict C --overwrite")  # same: accepted
+    check_settings(None, _config(output__gap_free=False), "products", "sm.zarr", "x")  # nothing recorded: accepted
+    with pytest.raises(StoreError) as err:
+        check_settings(made, _config(output__gap_free=False, output__residual_correction=True), "products", "sm.zarr",
+                       "dsm predict C --overwrite")
+    msg = str(err.value)
+    assert "output.gap_free: True -> False" in msg and "output.residual_correction: False -> True" in msg
+    assert "sm.zarr" in msg and "dsm predict C --overwrite" in msg
+
+
+def _stores(cfg, tmp_path):
+    stores = {**cfg.stores.model_dump(), "cube": str(tmp_path / "cube.zarr"), "models": str(tmp_path / "models"),
+              "output": str(tmp_path / "sm.zarr")}
+    return cfg.model_copy(update={"stores": cfg.stores.model_copy(update=stores)})
+
+
+def test_an_output_store_is_not_resumed_with_other_settings(tmp_path):
+    from dsm.predict import open_or_create_output
+
+    made = _stores(_config(), tmp_path)
+    open_or_create_output(made)
+    open_or_create_output(made)  # the same settings resume
+    with pytest.raises(StoreError, match=r"output.residual_correction: False -> True.*dsm predict CONFIG --overwrite"):
+        open_or_create_output(_stores(_config(output__residual_correction=True), tmp_path))
+    other = _stores(_config(output__gap_free=False), tmp_path)
+    ds = open_or_create_output(other, overwrite=True)  # starting again records the new settings
+    assert ds.attrs["settings"] == record(other, "products")
+
+
+def test_a_model_store_is_bound_to_the_settings_it_was_trained_with(tmp_path):
+    from dsm.models.store import ModelStore
+    from dsm.models.train import bind_settings
+
+    store = ModelStore(str(tmp_path / "models"))
+    bind_settings(store, _config(), replace=False)
+    assert store.read_settings() == record(_config(), "models")
+    bind_settings(store, _config(cluster__n_workers=9), replace=False)  # execution settings: the same store
+    with pytest.raises(StoreError, match=r"training.fusion.smooth: 'none' -> 'cell_means'.*--force"):
+        bind_settings(store, _config(training__fusion__smooth="cell_means"), replace=False)
+    bind_settings(store, _config(training__fusion__smooth="cell_means"), replace=True)
+    assert store.read_settings() == record(_config(training__fusion__smooth="cell_means"), "models")
+
+
+def test_two_runs_never_train_into_one_model_store(tmp_path):
+    from dsm.models.train import train
+    from dsm.runlock import LockError, RunLock
+
+    cfg = _stores(_config(), tmp_path)
+    with RunLock(str(tmp_path / "models.lock"), ttl=60, heartbeat=10, run_id="other-config"):
+        with pytest.raises(LockError, match="locked by run other-config"):
+            train(cfg, None)
+    assert not (tmp_path / "models").exists()
