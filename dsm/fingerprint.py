@@ -41,6 +41,8 @@ OTHER_METHOD: dict[str, tuple[str, ...]] = {
     "rao2022": ("training.fusion", "training.disaggregation"),
 }
 """Per ``training.method``, the training keys only the other method reads (left out)."""
+PREDICTION_ONLY: tuple[str, ...] = ("training.fusion.smooth", "training.fusion.anomaly_window_days")
+"""Fusion settings applied at prediction, not training: part of the products', not the models', settings."""
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
@@ -74,7 +76,7 @@ def settings_of(config: Config, kind: StoreKind) -> dict[str, Any]:
         section, _, name = key.partition(".")
         value = raw[section] if not name else raw[section][name]
         _flatten(key, value, out)
-    unused = OTHER_METHOD[config.training.method]
+    unused = OTHER_METHOD[config.training.method] + (PREDICTION_ONLY if kind == "models" else ())
     return {k: out[k] for k in sorted(out) if not any(k == u or k.startswith(u + ".") for u in unused)}
 
 

@@ -33,7 +33,8 @@ def test_the_same_settings_give_the_same_fingerprint_and_execution_settings_do_n
     ({"output__gap_free": False}, "products", "output.gap_free"),
     ({"output__residual_correction": True}, "products", "output.residual_correction"),
     ({"output__uncertainty": "none"}, "models", "output.uncertainty"),
-    ({"training__fusion__smooth": "cell_means"}, "models", "training.fusion.smooth"),
+    ({"training__fusion__smooth": "cell_means"}, "products", "training.fusion.smooth"),
+    ({"training__fusion__max_rounds": 50}, "models", "training.fusion.max_rounds"),
     ({"training__method": "rao2022"}, "models", "training.method"),
     ({"output__cog_compress": "ZSTD"}, "cog", "output.cog_compress"),
     ({"rain__predictors": "off"}, "products", "rain.predictors"),
@@ -48,7 +49,7 @@ def test_the_other_methods_settings_do_not_count():
     fusion = _config(training__grids={"rf": {"n_estimators": [7]}})
     assert record(fusion, "models") == record(_config(), "models")
     paper = _config(training__method="rao2022")
-    assert record(paper, "models") == record(_config(training__method="rao2022", training__fusion__smooth="cell_means"),
+    assert record(paper, "models") == record(_config(training__method="rao2022", training__fusion__max_rounds=50),
                                              "models")
     assert not any(k.startswith("training.fusion") for k in settings_of(paper, "models"))
 
@@ -96,10 +97,11 @@ def test_a_model_store_is_bound_to_the_settings_it_was_trained_with(tmp_path):
     bind_settings(store, _config(), replace=False)
     assert store.read_settings() == record(_config(), "models")
     bind_settings(store, _config(cluster__n_workers=9), replace=False)  # execution settings: the same store
-    with pytest.raises(StoreError, match=r"training.fusion.smooth: 'none' -> 'cell_means'.*--force"):
-        bind_settings(store, _config(training__fusion__smooth="cell_means"), replace=False)
-    bind_settings(store, _config(training__fusion__smooth="cell_means"), replace=True)
-    assert store.read_settings() == record(_config(training__fusion__smooth="cell_means"), "models")
+    bind_settings(store, _config(training__fusion__anomaly_window_days=5), replace=False)  # applied at prediction
+    with pytest.raises(StoreError, match=r"training.fusion.max_rounds: 600 -> 50.*--force"):
+        bind_settings(store, _config(training__fusion__max_rounds=50), replace=False)
+    bind_settings(store, _config(training__fusion__max_rounds=50), replace=True)
+    assert store.read_settings() == record(_config(training__fusion__max_rounds=50), "models")
 
 
 def test_two_runs_never_train_into_one_model_store(tmp_path):

@@ -64,7 +64,7 @@ def _objects(fs, url: str) -> dict[str, bytes]:
 
 def _same_products(fs, a: str, b: str) -> list[str]:
     """Keys whose bytes differ between two product stores (root attributes compared without
-    ``days_exported``, which only the export stage records)."""
+    ``days_exported`` and ``cog_settings``, which only the export stage records)."""
     fs.invalidate_cache()
     oa, ob = _objects(fs, a), _objects(fs, b)
     assert oa.keys() == ob.keys()
@@ -72,6 +72,7 @@ def _same_products(fs, a: str, b: str) -> list[str]:
     ja, jb = json.loads(oa["/zarr.json"]), json.loads(ob["/zarr.json"])
     for j in (ja, jb):
         j["attributes"].pop("days_exported", None)
+        j["attributes"].pop("cog_settings", None)
     return diff + (["/zarr.json"] if ja != jb else [])
 
 
