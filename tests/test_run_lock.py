@@ -201,19 +201,24 @@ def _wait_for(proc: subprocess.Popen, text: str, lines: list[str], timeout: floa
     raise AssertionError(f"the run ended before {text!r}:\n{''.join(lines)}")
 
 
-@pytest.mark.timeout(400)
-def test_a_run_whose_lock_is_taken_over_stops_with_exit_1_and_writes_no_more(tmp_path):
-    path = _tiny_run(tmp_path)
-    proc = _start(path)
+def _run_and_act(tmp_path: Path, when: str, act) -> tuple[int, str]:
+    """Start ``dsm run`` on a tiny twin, call ``act(proc)`` once ``when`` is printed, and wait
+    for the run to end; returns its exit status and its whole output."""
+    proc = _start(_tiny_run(tmp_path))
     lines: list[str] = []
     try:
-        _wait_for(proc, "== cube: done", lines)
-        _take_over(str(tmp_path / "sm.zarr.lock"))
+        _wait_for(proc, when, lines)
+        act(proc)
         out, _ = proc.communicate(timeout=300)
     finally:
         proc.kill()
-    text = "".join(lines) + out
-    assert proc.returncode == 1, text
+    return proc.returncode, "".join(lines) + out
+
+
+@pytest.mark.timeout(400)
+def test_a_run_whose_lock_is_taken_over_stops_with_exit_1_and_writes_no_more(tmp_path):
+    code, text = _run_and_act(tmp_path, "== cube: done", lambda proc: _take_over(str(tmp_path / "sm.zarr.lock")))
+    assert code == 1, text
     assert "error in stage train: lost the lock" in text and "usurper" in text
     assert not (tmp_path / "sm.zarr").exists()  # no later stage ran
     assert json.loads((tmp_path / "sm.zarr.lock").read_text())["run_id"] == "usurper"  # the new holder keeps it
@@ -223,17 +228,8 @@ def test_a_run_whose_lock_is_taken_over_stops_with_exit_1_and_writes_no_more(tmp
 
 @pytest.mark.timeout(400)
 def test_sigterm_releases_the_lock_and_records_the_run_as_interrupted(tmp_path):
-    path = _tiny_run(tmp_path)
-    proc = _start(path)
-    lines: list[str] = []
-    try:
-        _wait_for(proc, "building the twin region", lines)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    text = "".join(lines) + out
-    assert proc.returncode == 1, text
+    code, text = _run_and_act(tmp_path, "building the twin region", lambda proc: proc.send_signal(signal.SIGTERM))
+    assert code == 1, text
     assert "== cube: interrupted" in text and "stopped by SIGTERM" in text
     assert not (tmp_path / "sm.zarr.lock").exists()  # released: the rerun starts at once
     record = json.loads(next((tmp_path / "runs").glob("*/run.json")).read_text())

@@ -133,16 +133,19 @@ class ModelStore:
         except OSError as exc:
             raise StoreError(f"cannot read {path} from the model store {self.url}: {exc}") from exc
 
-    # -- cards ---------------------------------------------------------------------------
-    def read_card(self, key: str) -> dict[str, Any] | None:
-        """The card of ``key`` (a period name or ``"pooled"``), or None when absent."""
-        path = self._path(key, CARD)
+    def _read_json(self, path: str, what: str) -> dict[str, Any] | None:
+        """The JSON object at ``path``, None when absent; ``what`` names it in the error."""
         if not self.fs.exists(path):
             return None
         try:
             return json.loads(self._read(path))
         except json.JSONDecodeError as exc:
-            raise StoreError(f"model card {path} is not valid JSON: {exc}") from exc
+            raise StoreError(f"{what} {path} is not valid JSON: {exc}") from exc
+
+    # -- cards ---------------------------------------------------------------------------
+    def read_card(self, key: str) -> dict[str, Any] | None:
+        """The card of ``key`` (a period name or ``"pooled"``), or None when absent."""
+        return self._read_json(self._path(key, CARD), "model card")
 
     def write_card(self, key: str, card: Mapping[str, Any]) -> None:
         """Write the card of ``key`` (after its model: the card marks the key done)."""
@@ -224,13 +227,7 @@ class ModelStore:
     # -- the settings the models were trained with (dsm.fingerprint) ---------------------------
     def read_settings(self) -> dict[str, Any] | None:
         """The recorded ``{"fingerprint", "settings"}`` of the store, or None (none recorded)."""
-        path = self._path(SETTINGS)
-        if not self.fs.exists(path):
-            return None
-        try:
-            return json.loads(self._read(path))
-        except json.JSONDecodeError as exc:
-            raise StoreError(f"{path} is not valid JSON ({exc}): delete it and retrain with --force") from exc
+        return self._read_json(self._path(SETTINGS), "settings record (delete it and retrain with --force)")
 
     def write_settings(self, record: Mapping[str, Any]) -> None:
         """Record the settings the store's models are trained with (before the first model)."""
