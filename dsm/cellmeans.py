@@ -163,22 +163,17 @@ def running_mean(stack: np.ndarray, window: int) -> np.ndarray:
     return np.where(ok, mean, np.nan).astype(np.float32)
 
 
-def fuse_block(model: np.ndarray, origin: np.ndarray, cells: DayCells, clip: tuple[float, float] = (0.0, 1.0),
-               anomaly: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The fusion method's map of one day on a block (pure).
+def fusion_parts(model: np.ndarray, cells: DayCells, anomaly: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The two parts of the fusion method's map on a block (pure): ``sm = B + k a``.
 
-    ``sm = C + k (f - mean_cell f)``: the fused cell mean ``C`` plus ``k`` times the model's
-    within-cell anomaly (``f`` the 1 km model, its cell mean over the cell's predicted pixels).
-    With ``smooth="increments"`` the increment is spread smoothly over the cell
-    (:func:`dsm.fusion.smooth_increments`, cell means preserved): ``sm = (C - increment) +
-    smooth(increment) + k (f - mean_cell f)``; with ``"cell_means"`` the whole cell mean is:
-    ``sm = smooth(C) + k (f - mean_cell f)``. Where ``C`` is undefined (no model cell mean)
-    the map is ``f`` itself. ``sm_unc`` is the normal interval of the cell's error variance
-    plus the anomaly's (:func:`dsm.fusion.pixel_interval`). Origin bits 32 and 64 mark cells
-    fused with the day's SMAP and cells carrying an earlier increment, bit 256 the cells in
-    ``cells.screened`` (an input of the cell mean or of its fusion was impossible and masked).
-    ``anomaly`` replaces the day's ``f - mean_cell f`` (for example its running mean over days,
-    :func:`running_mean`).
+    ``a = f - mean_cell f`` is the model's within-cell anomaly (``f`` the 1 km model, its cell
+    mean over the cell's predicted pixels), or ``anomaly`` when given (for example its running
+    mean over days, :func:`running_mean`). ``B`` is the fused cell mean ``C`` on every pixel of
+    its cell; with ``smooth="increments"`` the increment is spread smoothly over the cell
+    (:func:`dsm.fusion.smooth_increments`, cell means preserved): ``B = (C - increment) +
+    smooth(increment)``; with ``"cell_means"`` the whole cell mean is: ``B = smooth(C)``. In
+    both cases ``B``'s mean over the cell's predicted pixels is ``C``. NaN where ``C`` is
+    undefined (no model cell mean).
     """
     f = FINE_PER_COARSE
     ok = np.isfinite(model)
@@ -193,6 +188,24 @@ def fuse_block(model: np.ndarray, origin: np.ndarray, cells: DayCells, clip: tup
             base = np.where(np.isfinite(smooth), smooth, base)
         # the smoothing preserves the mean over all pixels of a cell; keep it over the predicted ones
         base = base + rep(cells.cell_mean - block_reduce_mean(np.where(ok, base, np.nan)))
+    return base, anomaly
+
+
+def fuse_block(model: np.ndarray, origin: np.ndarray, cells: DayCells, clip: tuple[float, float] = (0.0, 1.0),
+               anomaly: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fusion method's map of one day on a block (pure).
+
+    ``sm = B + k a`` (:func:`fusion_parts`, ``k`` = ``cells.anomaly_gain``); where ``B`` is
+    undefined (no model cell mean) the map is ``f`` itself. ``sm_unc`` is the normal interval
+    of the cell's error variance plus the anomaly's (:func:`dsm.fusion.pixel_interval`). Origin
+    bits 32 and 64 mark cells fused with the day's SMAP and cells carrying an earlier
+    increment, bit 256 the cells in ``cells.screened`` (an input of the cell mean or of its
+    fusion was impossible and masked).
+    """
+    f = FINE_PER_COARSE
+    ok = np.isfinite(model)
+    rep = lambda a: np.repeat(np.repeat(a, f, 0), f, 1)  # noqa: E731
+    base, anomaly = fusion_parts(model, cells, anomaly)
     sm = np.where(np.isfinite(base), base + cells.anomaly_gain * anomaly, model)
     sm = np.where(ok, np.clip(sm, *clip), np.nan).astype(np.float32)
     unc = np.full(model.shape, np.nan, np.float32)
@@ -209,4 +222,4 @@ def fuse_block(model: np.ndarray, origin: np.ndarray, cells: DayCells, clip: tup
 
 
 __all__ = ["BlockCells", "CellMeans", "DayCells", "cell_model", "fused_cells", "block_cells", "fuse_block",
-           "within_cell_anomaly", "running_mean"]
+           "within_cell_anomaly", "running_mean", "fusion_parts"]

@@ -16,6 +16,7 @@ Commands
 ``dsm fetch CONFIG --dest D``  download the granules of CONFIG from NASA Earthdata (earthaccess)
 ``dsm cube info URL``          variables, axes, chunks, extent and valid fractions of a cube
 ``dsm config check CONFIG``    validate a configuration file and print it resolved
+``dsm config schema``          the JSON schema of the configuration, with every key's description
 ``dsm deploy render CONFIG --image IMG``  Kubernetes DaskJob/DaskCluster YAML for CONFIG
 ``dsm deploy secret CONFIG``  the Secret of CONFIG's inline credentials (only on request)
 """
@@ -192,9 +193,15 @@ def _remove_outputs(cfg: config_mod.Config) -> None:
             fs.rm(path, recursive=True)
 
 
+def _one_line(text: str) -> str:
+    """``text`` with its lines joined by "; " (an error message printed as one line)."""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def _print_stage(cfg: config_mod.Config, res: Any, valid_fractions: bool) -> None:
     """What one stage of ``dsm run`` did, as the single-stage commands print it."""
-    click.secho(f"== {res.stage}: {res.status} ({res.seconds:.1f} s){'; ' + res.message if res.message else ''}",
+    message = _one_line(res.message)
+    click.secho(f"== {res.stage}: {res.status} ({res.seconds:.1f} s){'; ' + message if message else ''}",
                 bold=True, fg={"error": "red", "partial": "yellow"}.get(res.status))
     if res.status in ("error", "skipped", "interrupted"):
         return
@@ -220,7 +227,7 @@ def _print_stage(cfg: config_mod.Config, res: Any, valid_fractions: bool) -> Non
 def _run_chain(cfg: config_mod.Config, stages: tuple[str, ...] | None, break_lock: bool,
                valid_fractions: bool = False) -> bool:
     """``dsm run`` on the configured cluster, printing each stage; True when complete."""
-    from dsm.run import last_error, run
+    from dsm.run import AFTER_PRODUCTS, last_error, run
 
     with _locked(cfg, break_lock) as lock:  # refuse before starting a cluster
         result = _on_cluster(cfg, lambda client: run(
@@ -229,7 +236,10 @@ def _run_chain(cfg: config_mod.Config, stages: tuple[str, ...] | None, break_loc
     click.echo(f"run {result.run_id}: {result.outcome}; record {result.records}/run.json")
     stopped = last_error(result)
     if stopped is not None:
-        click.secho(f"error in stage {stopped.stage}: {stopped.message}", fg="red", err=True)
+        click.secho(f"error in stage {stopped.stage}: {_one_line(stopped.message)}", fg="red", err=True)
+        if stopped.stage in AFTER_PRODUCTS:
+            click.echo(f"the products are written; fix the cause and rerun `dsm run --stage {stopped.stage} CONFIG`",
+                       err=True)
     return result.outcome == "complete"
 
 
@@ -245,7 +255,8 @@ def run_cmd(config_path: str, stages: tuple[str, ...], break_lock: bool) -> None
     stage skips what an earlier run finished, so a rerun after a crash resumes. The output
     store is locked while the job runs: a second run on it refuses to start. Each run leaves
     run.json and Dask's performance report under run.records. Exit status 1 when a stage
-    failed or left failed items.
+    failed or left failed items; a failed validate stage leaves the products written and the
+    run partial.
     """
     cfg = config_mod.load(config_path)
     if not _run_chain(cfg, stages or None, break_lock):
@@ -271,7 +282,10 @@ def twin(config_path: str, overwrite: bool, break_lock: bool) -> None:
 @click.option("--report", "report_path", default=None, metavar="URL",
               help="Where to write the JSON report (default: <cube stem>.ingest_report.json beside the cube).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
-@click.option("--strict", is_flag=True, help="Exit with status 1 when any file failed (not only on task errors).")
+@click.option("--strict", is_flag=True,
+              help="Exit with status 1 when any input file failed (unreadable, corrupt or not downloaded). "
+                   "Without it only a failed task (a bug or storage failure writing part of the cube) does; "
+                   "failed files are listed in the report either way.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar over the tasks.")
 @_break_lock
 def ingest(config_path: str, report_path: str | None, as_json: bool, strict: bool, progress: bool,
@@ -657,7 +671,9 @@ def config_group() -> None:
 def config_check(config_path: str) -> None:
     """Validate CONFIG and print it with defaults filled in and paths resolved.
 
-    Every training grid value (and XGBoost setting) is also tried on its estimator.
+    Every training grid value (and XGBoost setting) is also tried on its estimator. An
+    unknown or misspelt key is named with the keys valid at its place (`dsm config schema`
+    describes them all).
     """
     cfg = config_mod.load(config_path)
     from dsm.models.estimators import check_training_grids
@@ -666,3 +682,12 @@ def config_check(config_path: str) -> None:
     click.echo(config_mod.dump(cfg), nl=False)
     r = cfg.grid_region
     click.echo(f"# region: {r.nrows} x {r.ncols} SMAP cells, 1 km {r.fine_shape[0]} x {r.fine_shape[1]}")
+
+
+@config_group.command("schema")
+def config_schema() -> None:
+    """Print the JSON schema of the configuration: every section and key, its type, default
+    and description (for editors' YAML validation, e.g. yaml-language-server)."""
+    from dsm.config_help import schema
+
+    click.echo(json.dumps(schema(), indent=1))

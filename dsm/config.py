@@ -31,7 +31,8 @@ Example
       precip: {paths: "imerg/3B-DAY.MS.MRG.3IMERG.*.nc4", product: imerg}   # imerg | chirps | era5land
     rain: {spinup_days: 45, max_gap_days: 3, predictors: auto}   # antecedent precipitation indices
     validation:                           # for `dsm validate` / `dsm report` (all optional; twin: defaults)
-      stations: [{path: ismn/Data_separate_files.zip}, {path: my_sites.csv, format: csv, network: MINE}]
+      stations: [{path: ismn/Data_separate_files.zip}, {path: my_sites.csv, format: csv, network: MINE,
+                  columns: {station: site_id, value: vwc_5cm}}]   # dsm's column name -> yours
       max_depth: 0.05                     # surface layer: sensor bottom <= 5 cm
       products: [{name: ERA5-Land, path: era5_swvl1.nc, variable: swvl1, crs: "EPSG:4326"}]
       bootstrap: {n_resamples: 1000, confidence: 0.95, seed: 0}
@@ -64,6 +65,13 @@ PAPER_PREDICTORS: tuple[str, ...] = (
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _one_or_many(schema: dict[str, Any]) -> None:
+    """JSON schema of a list field that also takes one string (``paths: "a/*.hdf"``)."""
+    items = schema.pop("items", {"type": "string"})
+    schema.pop("type", None)
+    schema["anyOf"] = [items, {"type": "array", "items": items}]
 
 
 class RegionConfig(_Frozen):
@@ -209,9 +217,17 @@ class FusionConfig(_Frozen):
                                      "null: estimated from the data")
     max_carry_days: int = Field(default=10, ge=0, description="days an increment is carried without SMAP")
     smooth: Literal["none", "increments", "cell_means"] = Field(
-        default="none", description="area-to-point smoothing across neighbouring cells, cell means preserved: "
-        "of the fusion increments, or of the whole fused cell means")
-    anomaly_gain: float = Field(default=1.0, ge=0.0, le=2.0, description="k in C + k (f - mean_cell f)")
+        default="cell_means", description="area-to-point smoothing across neighbouring cells, cell means "
+        "preserved: of the whole fused cell means (default: no 36 km block edges in the maps), of the fusion "
+        "increments only, or none")
+    anomaly_gain: float = Field(default=1.0, ge=0.0, le=2.0, description="k in B + k (f - mean_cell f), B the "
+                                "(smoothed) fused cell mean; used unless calibrated from stations")
+    gain_from_stations: bool = Field(
+        default=True, description="calibrate k at prediction from the in situ stations (validation.stations, or "
+        "the twin's) when at least min_gain_stations lie in the region: the slope of (station - B) on the "
+        "anomaly at the station pixels, used only where it lowers the leave-one-station-out error "
+        "(dsm.calibration); recorded in the products store (attribute anomaly_gain)")
+    min_gain_stations: int = Field(default=8, ge=3, description="fewest stations (each >= 10 days) to calibrate k")
     anomaly_error_sd: float = Field(
         default=0.03, gt=0.0, le=0.2,
         description="error sd (m3/m3) of the 1 km departure from the cell mean, for sm_unc: nothing at 36 km "
@@ -255,7 +271,8 @@ class TrainingConfig(_Frozen):
     models: tuple[str, ...] = MODEL_NAMES
     grids: dict[str, dict[str, list[Any]]] = Field(default_factory=lambda: dict(DEFAULT_GRIDS))
     cv_folds: int = Field(default=3, ge=2)
-    min_samples: int = Field(default=100, ge=1)
+    min_samples: int = Field(default=100, ge=1, description="fewest samples (SMAP cell-days with valid "
+                             "predictors) to train a model: the fusion model, or a period's models (rao2022)")
     aggregation: Literal["mean", "nearest"] = "mean"
     min_valid_fraction: float = Field(default=0.5, gt=0.0, le=1.0)
     seed: int = 0
@@ -304,13 +321,18 @@ class TrainingConfig(_Frozen):
 
 
 class InputSource(_Frozen):
-    """Files of one input: local paths/globs or fsspec URL globs (``s3://b/MOD11A1/*.hdf``).
+    """Files of one input: files, globs or folders (a folder is searched recursively for the
+    input's own files, e.g. ``SMAP_L3_SM_P_*.h5``), local or fsspec URLs (``s3://b/MOD11A1/``).
+    An input that matches no file, or none of whose files is usable, fails ``dsm ingest``.
 
     ``storage_options`` are fsspec options for these URLs, merged over ``inputs.storage_options``.
     """
 
-    paths: tuple[str, ...]
-    storage_options: dict[str, Any] = Field(default_factory=dict)
+    paths: tuple[str, ...] = Field(
+        description="one file, glob or fsspec URL glob, or a list of them (e.g. \"MOD11A1/*.hdf\", "
+        "\"s3://bucket/SPL3SMP/*.h5\"); relative paths are relative to the YAML file", json_schema_extra=_one_or_many)
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options for these URLs, merged over inputs.storage_options")
 
     @field_validator("paths", mode="before")
     @classmethod
@@ -321,8 +343,10 @@ class InputSource(_Frozen):
 class SmapInput(InputSource):
     """SPL3SMP granules: overpass and ``retrieval_qual_flag`` bits that must be clear."""
 
-    overpass: Literal["AM", "PM"] = "AM"
-    qc_mask: int = Field(default=1, ge=0)
+    overpass: Literal["AM", "PM"] = Field(
+        default="AM", description="SPL3SMP retrievals of the AM (descending, 6:00 local) or PM (ascending) overpass")
+    qc_mask: int = Field(default=1, ge=0, description="bits of retrieval_qual_flag that must be clear (1: "
+                         "'retrieval recommended' only; 0: keep every retrieval)")
 
 
 class ModisInput(InputSource):
@@ -332,31 +356,57 @@ class ModisInput(InputSource):
     :class:`dsm.ingest.modis.QCRule`: start bit, number of bits, allowed values).
     """
 
-    qc: dict[str, tuple[tuple[int, int, tuple[int, ...]], ...]] | None = None
+    qc: dict[str, tuple[tuple[int, int, tuple[int, ...]], ...]] | None = Field(
+        default=None, description="QC SDS name -> rules [start bit, number of bits, allowed values]; "
+        "null: the reader's defaults")
 
 
 class AlbedoInput(ModisInput):
     """MCD43A3 tiles; ``albedo`` picks white-sky, black-sky or their mean for the cube."""
 
-    albedo: Literal["wsa", "bsa", "mean"] = "wsa"
+    albedo: Literal["wsa", "bsa", "mean"] = Field(
+        default="wsa", description="shortwave white-sky (wsa), black-sky (bsa) albedo or their mean")
+
+
+class RasterInput(InputSource):
+    """Rasters (GeoTIFF or any GDAL format): ``value = raw * scale + offset`` where raw is not ``nodata``.
+
+    The file's own scale, offset and nodata (GDAL band metadata) win; these apply to files
+    without them (None: scale 1, offset 0, no nodata value).
+    """
+
+    scale: float | None = Field(default=None, description="None: the file's scale, else 1")
+    offset: float | None = Field(default=None, description="None: the file's offset, else 0")
+    nodata: float | None = Field(default=None, description="None: the file's nodata value, else none")
 
 
 class SoilInput(_Frozen):
-    """One raster (path or URL) per soil fraction, in percent after ``scale``."""
+    """One raster per soil fraction (file, glob or folder; path or URL), in percent after
+    ``scale``/``offset`` (the file's own scale and offset win, as in :class:`RasterInput`)."""
 
-    sand: str | None = None
-    silt: str | None = None
-    clay: str | None = None
-    scale: float = 1.0
+    sand: str | None = Field(default=None, description="sand raster(s): a file, glob or folder, path or URL")
+    silt: str | None = Field(default=None, description="silt raster(s), as sand")
+    clay: str | None = Field(default=None, description="clay raster(s), as sand")
+    scale: float = Field(default=1.0, description="to percent where the file has no scale (0.1 for SoilGrids g/kg)")
+    offset: float | None = None
+    nodata: float | None = None
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
 
-class GeotiffSeriesInput(InputSource):
-    """Per-date rasters of one cube variable; the date comes from the file name."""
+class GeotiffSeriesInput(RasterInput):
+    """Per-date rasters of one cube variable; the date comes from the file name.
 
-    date_regex: str | None = Field(default=None, description="None: dsm.ingest.base.DEFAULT_DATE_REGEX")
-    resampling: Literal["average", "nearest", "bilinear"] = "average"
-    band: int = Field(default=1, ge=1)
+    An integer raster needs a scale (the file's or ``scale``: e.g. 0.0001 for MOD13 NDVI
+    counts; ``scale: 1`` when the integers are the values).
+    """
+
+    date_regex: str | None = Field(
+        default=None, description="regular expression finding the date in each file name, with named groups "
+        "year+month+day or year+doy (e.g. \"doy(?P<year>\\d{4})(?P<doy>\\d{3})\"); null: YYYY-MM-DD, "
+        "YYYY_MM_DD, YYYYMMDD or YYYYDDD anywhere in the name (dsm.ingest.base.DEFAULT_DATE_REGEX)")
+    resampling: Literal["average", "nearest", "bilinear"] = Field(
+        default="average", description="how the rasters are put on the 1 km grid")
+    band: int = Field(default=1, ge=1, description="band of the raster to read (1-based)")
 
 
 class OutputConfig(_Frozen):
@@ -424,30 +474,45 @@ class PrecipInput(InputSource):
     (CHIRPS daily GeoTIFF or netCDF, 0.05 degree) or ``era5land`` (ERA5-Land ``tp`` netCDF,
     hourly accumulations summed to local days). ``utc_offset_hours``: the local day of
     hourly products (null: the region's mean solar time, longitude / 15, rounded).
-    ``remap``: how the product is put on the 1 km grid (``conservative``: area-weighted, keeps
-    area means; ``bilinear``).
+    ``remap``: how the product is put on the 1 km grid (``bilinear``, the default: a smooth 1 km
+    field, which gives the within-cell rain gradients the maps need, measured on the twin;
+    ``conservative``: area-weighted, keeps area means exactly but is blocky at the product's
+    resolution).
     """
 
-    product: PrecipProduct
-    utc_offset_hours: int | None = Field(default=None, ge=-12, le=14)
-    remap: Literal["conservative", "bilinear"] = "conservative"
+    product: PrecipProduct = Field(description="imerg (GPM IMERG daily), chirps (CHIRPS daily) or era5land "
+                                   "(ERA5-Land hourly tp)")
+    utc_offset_hours: int | None = Field(default=None, ge=-12, le=14, description="local day of hourly "
+                                         "products; null: longitude / 15 of the region's centre, rounded")
+    remap: Literal["conservative", "bilinear"] = Field(
+        default="bilinear", description="bilinear (default): a smooth 1 km field, with the within-cell rain "
+        "gradients the maps need; conservative: area-weighted, keeps area means exactly, blocky at 0.1 degree")
 
 
 class InputsConfig(_Frozen):
     """The input files of ``dsm ingest`` (every source optional), see :mod:`dsm.ingest.pipeline`."""
 
-    storage_options: dict[str, Any] = Field(default_factory=dict)
-    smap: SmapInput | None = None
-    mod11a1: ModisInput | None = None
-    mcd43: AlbedoInput | None = None
-    mod15a2h: ModisInput | None = None
-    mod09a1: ModisInput | None = None
-    mod13a2: ModisInput | None = None
-    dem: InputSource | None = None
-    soil: SoilInput | None = None
-    land_mask: InputSource | None = Field(default=None, description="raster, land where >= 0.5 after averaging")
-    geotiff: dict[str, GeotiffSeriesInput] = Field(default_factory=dict)
-    precip: PrecipInput | None = None
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for every input URL")
+    smap: SmapInput | None = Field(default=None, description="SMAP L3 radiometer 36 km daily soil moisture "
+                                   "(SPL3SMP, HDF5): the target of training")
+    mod11a1: ModisInput | None = Field(default=None, description="MODIS Terra land surface temperature daily "
+                                       "1 km tiles (MOD11A1, HDF4): lst")
+    mcd43: AlbedoInput | None = Field(default=None, description="MODIS BRDF/albedo daily 500 m tiles (MCD43A3, "
+                                      "HDF4): albedo")
+    mod15a2h: ModisInput | None = Field(default=None, description="MODIS LAI/FPAR 8-day 500 m tiles (MOD15A2H, "
+                                        "HDF4): lai, fapar")
+    mod09a1: ModisInput | None = Field(default=None, description="MODIS surface reflectance 8-day 500 m tiles "
+                                       "(MOD09A1, HDF4): ndwi, lswi, nsdsi")
+    mod13a2: ModisInput | None = Field(default=None, description="MODIS vegetation indices 16-day 1 km tiles "
+                                       "(MOD13A2, HDF4): ndvi, evi")
+    dem: RasterInput | None = Field(default=None, description="elevation rasters, m (SRTM .hgt, Copernicus DEM "
+                                    "GeoTIFF ...): dem, slope, aspect")
+    soil: SoilInput | None = Field(default=None, description="sand, silt and clay rasters, % (e.g. SoilGrids)")
+    land_mask: RasterInput | None = Field(default=None, description="raster, land where >= 0.5 after averaging")
+    geotiff: dict[str, GeotiffSeriesInput] = Field(
+        default_factory=dict, description="cube variable -> per-date rasters, for variables no source above makes")
+    precip: PrecipInput | None = Field(default=None, description="daily precipitation (IMERG, CHIRPS or "
+                                       "ERA5-Land): precip and the antecedent precipitation indices")
 
     @model_validator(mode="after")
     def _geotiff_targets(self) -> InputsConfig:
@@ -464,13 +529,49 @@ class InputsConfig(_Frozen):
         return self
 
 
-class StationSourceConfig(_Frozen):
-    """One in situ source: an ISMN file, folder or zip (``ismn``) or a plain CSV (``csv``)."""
+def _known_columns(v: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
+    """A column mapping whose keys are all dsm names (``names``), else an error listing them."""
+    import difflib
 
-    path: str
+    for name in v:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"{name!r} is not one of dsm's column names; {hint}the names are {list(names)} "
+                             "(map each to your file's column name)")
+    return v
+
+
+class StationSourceConfig(_Frozen):
+    """One in situ source: an ISMN file, folder or zip (``ismn``) or a plain CSV (``csv``).
+
+    A CSV needs the columns ``station, lon, lat, depth, time, value`` (and may have ``network,
+    sensor, flag``); ``columns`` maps those names to the file's own, e.g.
+    ``columns: {station: site_id, value: vwc_5cm, time: timestamp_utc}``.
+    """
+
+    path: str = Field(description="file, folder, zip or glob; a local path or an fsspec URL (s3://...)")
     format: Literal["auto", "ismn", "csv"] = Field(
         default="auto", description="auto: .csv -> csv; .stm, .zip or a folder -> ismn")
     network: str | None = Field(default=None, description="network name for a CSV without a network column")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="CSV only: dsm's column name -> the file's column name, for the names "
+        "that differ; dsm's names: station, network, lon, lat, depth (sensor depth, m), time (ISO 8601, UTC when "
+        "naive), value (m3/m3), sensor, flag (ISMN flag; G kept)")
+
+    @field_validator("columns")
+    @classmethod
+    def _column_names(cls, v: dict[str, str]) -> dict[str, str]:
+        from dsm.insitu import STATION_CSV_COLUMNS
+
+        return _known_columns(v, STATION_CSV_COLUMNS)
+
+    @model_validator(mode="after")
+    def _csv_only(self) -> StationSourceConfig:
+        if self.columns and self.format == "ismn":
+            raise ValueError("columns maps the columns of a plain CSV; ISMN files have a fixed layout: remove "
+                             "columns or set format: csv")
+        return self
 
 
 class GriddedProductConfig(_Frozen):
@@ -504,11 +605,16 @@ class ValidationConfig(_Frozen):
     """In situ validation, analysis and the report (``dsm validate``, ``dsm report``; issue 6).
 
     Without ``stations`` the twin's ``stores.stations/insitu.csv`` is used, without ``weather``
-    its ``weather.csv``. ``out`` defaults to ``validation/`` beside ``stores.output``.
+    its ``weather.csv``; ``weather_columns`` maps the weather table's column names like
+    ``stations[*].columns``. ``out`` defaults to ``validation/`` beside ``stores.output``.
     """
 
     stations: tuple[StationSourceConfig, ...] = ()
-    weather: str | None = Field(default=None, description="CSV: station, lon, lat, time, precip_mm, tair_c")
+    weather: str | None = Field(default=None, description="CSV: station, lon, lat, time, precip_mm, tair_c "
+                                "(daily precipitation, mm, and mean air temperature, deg C)")
+    weather_columns: dict[str, str] = Field(
+        default_factory=dict, description="dsm's column name of the weather table -> the file's column name, for "
+        "the names that differ (e.g. {precip_mm: PRCP, tair_c: TAVG})")
     max_depth: float = Field(default=0.05, gt=0.0, description="deepest sensor bottom kept, m")
     flags: tuple[str, ...] = ("G",)
     min_obs_per_day: int = Field(default=1, ge=1)
@@ -526,6 +632,13 @@ class ValidationConfig(_Frozen):
     partial_correlation_freq: str = Field(default="MS", description="pandas frequency: MS monthly")
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
     weather_max_km: float = Field(default=50.0, gt=0.0, description="nearest weather station for rain bars")
+
+    @field_validator("weather_columns")
+    @classmethod
+    def _weather_column_names(cls, v: dict[str, str]) -> dict[str, str]:
+        from dsm.insitu import WEATHER_COLUMNS
+
+        return _known_columns(v, WEATHER_COLUMNS)
 
     @field_validator("products")
     @classmethod
@@ -652,12 +765,11 @@ def _resolve_input_paths(inputs: Any, base: Path) -> None:
 
 
 def _format_errors(source: str, exc: ValidationError) -> str:
-    lines = [f"invalid configuration {source}:"]
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"  {key}: {msg}")
-    return "\n".join(lines)
+    """One line per error, ``key: problem``, with the valid keys where a key is unknown or a
+    section is not a mapping (:func:`dsm.config_help.explain`)."""
+    from dsm.config_help import explain
+
+    return "\n".join([f"invalid configuration {source}:", *(f"  {explain(err)}" for err in exc.errors())])
 
 
 def from_dict(raw: dict[str, Any], source: str = "<dict>", base: Path | None = None) -> Config:

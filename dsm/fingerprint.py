@@ -41,7 +41,9 @@ OTHER_METHOD: dict[str, tuple[str, ...]] = {
     "rao2022": ("training.fusion", "training.disaggregation"),
 }
 """Per ``training.method``, the training keys only the other method reads (left out)."""
-PREDICTION_ONLY: tuple[str, ...] = ("training.fusion.smooth", "training.fusion.anomaly_window_days")
+PREDICTION_ONLY: tuple[str, ...] = ("training.fusion.smooth", "training.fusion.anomaly_window_days",
+                                    "training.fusion.gain_from_stations", "training.fusion.min_gain_stations",
+                                    "training.fusion.anomaly_gain")
 """Fusion settings applied at prediction, not training: part of the products', not the models', settings."""
 
 

@@ -31,7 +31,7 @@ from distributed import Client
 from dsm import analysis, figures, store
 from dsm import validate as val
 from dsm.config import Config
-from dsm.errors import DsmError, GridError, InputError
+from dsm.errors import DsmError, GridError
 from dsm.runlock import Lease
 
 log = logging.getLogger(__name__)
@@ -141,21 +141,6 @@ def model_cards(models_url: str | None, so: Mapping[str, Any] | None = None
     ms = ModelStore(models_url, so)
     cards = [c for k in ms.keys() if k.isdigit() and len(k) == 7 and (c := ms.read_card(k)) is not None]
     return cards, ms.read_card(POOLED)
-
-
-def _weather(path: str | None, so: Mapping[str, Any] | None = None) -> pd.DataFrame | None:
-    if not path:
-        return None
-    try:
-        with fsspec.open(path, "r", **dict(so or {})) as f:
-            w = pd.read_csv(f, dtype={"station": str})
-    except FileNotFoundError:
-        return None
-    missing = [c for c in ("station", "lon", "lat", "time", "precip_mm", "tair_c") if c not in w.columns]
-    if missing:
-        raise InputError(f"weather file {path} lacks column(s) {missing}")
-    w["time"] = pd.to_datetime(w["time"])
-    return w
 
 
 def nearest_weather(sites: pd.DataFrame, weather: pd.DataFrame, max_km: float) -> dict[tuple[str, str], pd.Series]:
@@ -424,7 +409,7 @@ def run_report(config: Config, client: Client | None, twin: Mapping[str, Any] | 
     fs.makedirs(root, exist_ok=True)
     result, written = val.run_validate(config, client)
     cards, pooled = model_cards(config.stores.models, so)
-    weather = _weather(v.weather, so)
+    weather = val.weather_table(v, so)
     products_ds = store.open_store(str(config.stores.output), "products", so)
     check()
     means_url = analysis.write_means(products_ds["sm"], f"{out}/means.zarr", client, so)

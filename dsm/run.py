@@ -23,8 +23,10 @@ taken over stops (stage ``error``, "lost the lock to run X"). SIGTERM and SIGINT
 statements: the stage is recorded as ``interrupted``, ``run.json`` is written and the lock is
 released, so the rerun resumes at once.
 
-A stage that raises stops the run (later stages depend on it). A stage that finishes with
-some failed items (a period, a day) lets the run go on, and the run's outcome is "partial".
+A stage that raises stops the run (later stages depend on it) and its outcome is "failed",
+except the validate stage, which only reads the products: when it raises, the products and
+the stages that wrote them stay ``done`` and the outcome is "partial". A stage that finishes
+with some failed items (a period, a day) lets the run go on, and the outcome is "partial".
 Storage and network failures are reported as :class:`~dsm.errors.TransientIOError`: what was
 written stays valid and a rerun resumes.
 """
@@ -127,12 +129,19 @@ class RunResult:
 
     @property
     def outcome(self) -> str:
-        """``complete``, ``partial`` (some items failed), ``failed`` (a stage raised) or
-        ``interrupted`` (SIGTERM/SIGINT)."""
+        """``complete``, ``partial`` (some items failed, or a stage of :data:`AFTER_PRODUCTS`
+        raised), ``failed`` (another stage raised) or ``interrupted`` (SIGTERM/SIGINT)."""
         status = {s.status for s in self.stages}
         if "interrupted" in status:
             return "interrupted"
-        return "failed" if "error" in status else "partial" if "partial" in status else "complete"
+        if any(s.status == "error" and s.stage not in AFTER_PRODUCTS for s in self.stages):
+            return "failed"
+        return "partial" if status & {"partial", "error"} else "complete"
+
+
+AFTER_PRODUCTS: tuple[str, ...] = ("validate",)
+"""Stages that only read the products: when one raises, the products (and the stages that wrote
+them) stay valid and ``done``, so the run is ``partial``, not ``failed``."""
 
 
 def records_url(config: Config) -> str:

@@ -366,3 +366,24 @@ def table_to_grid(table: pd.DataFrame, values: np.ndarray, ds: xr.Dataset) -> np
     ti = times.get_indexer(pd.DatetimeIndex(table["date"]))
     out[ti, table["row"].to_numpy() - r["row0"], table["col"].to_numpy() - r["col0"]] = values
     return out
+
+
+def empty_cube_cause(ds: Any) -> str | None:
+    """Why a cube has no training sample, when the cause is an input that was never ingested:
+    no valid SMAP on any day, or no land pixel; None otherwise.
+
+    Parameters
+    ----------
+    ds
+        The cube (:func:`dsm.cube.open_cube`); ``smap_sm`` (36 km) and ``land_mask`` are read.
+    """
+    if SMAP in ds:
+        sm = np.asarray(ds[SMAP].values, np.float32)
+        if not (np.isfinite(sm) & ~outside(sm, valid_range(SMAP) or (0.0, 1.0))).any():
+            return ("it holds no SMAP soil moisture on any day (smap_sm is empty): no SMAP granule was ingested. "
+                    "Configure inputs.smap (SPL3SMP files SMAP_L3_SM_P_*.h5 covering the dates) and run dsm ingest; "
+                    "its report (<cube>.ingest_report.json) says what happened to each file")
+    if "land_mask" in ds and not (ds["land_mask"].values == 1).any():
+        return ("its land mask has no land pixel: give inputs.land_mask or inputs.dem (and soil) and run dsm ingest; "
+                "the ingest report's land_mask_source says where the mask came from")
+    return None

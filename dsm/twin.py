@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from dsm import cube, store
 from dsm.antecedent import write_antecedent
-from dsm.config import RainConfig
+from dsm.config import PrecipInput, RainConfig
 from dsm.cube import Layout, VariableSpec, whole_chunks
 from dsm.ingest.remap import remap_to_region
 from dsm.periods import composite_8day_of
@@ -92,7 +92,7 @@ class _Writer:
         if (index + 1) % self.layout.time_chunk == 0 or index + 1 == len(self.precip_times):
             dates = [date for date, _ in self.rain]
             product = product_days([r for _, r in self.rain], dates, self.product_grid, self.product_rng)
-            fine = remap_to_region(product, self.layout.region, "conservative")
+            fine = remap_to_region(product, self.layout.region, PrecipInput.model_fields["remap"].default)
             coords = {"time_precip": [np.datetime64(x, "ns") for x in dates],
                       "y": self.cube["y"].values, "x": self.cube["x"].values}
             ds = _dataset(coords, {"precip": (("time_precip", "y", "x"), fine.astype(np.float32))})

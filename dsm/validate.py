@@ -3,10 +3,10 @@
 What :func:`validate` does
 --------------------------
 1. **Stations**: reads every configured in situ source (ISMN "header + values" / CEOP files,
-   folders or zips; the plain CSV ``station, lon, lat, depth, time, value``), keeps the surface
-   layer (sensor bottom ``<= validation.max_depth``, default 0.05 m) and the accepted ISMN flags
-   (default ``G``), makes UTC daily means per sensor and then per station (the mean of its
-   surface sensors).
+   folders or zips; the plain CSV ``station, lon, lat, depth, time, value`` under any column
+   names, ``validation.stations[*].columns``), keeps the surface layer (sensor bottom
+   ``<= validation.max_depth``, default 0.05 m) and the accepted ISMN flags (default ``G``),
+   makes UTC daily means per sensor and then per station (the mean of its surface sensors).
 2. **Location**: each station's 1 km pixel (row, col in the region) and 36 km SMAP cell
    (``cy, cx``) on the EASE-Grid 2.0 grid.
 3. **Sampling**: the daily 1 km product (``sm`` of the output store, only days recorded in
@@ -41,7 +41,6 @@ Outputs of :func:`write_validation` (folder ``validation.out``): ``pairs.csv``,
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import io
 import json
@@ -49,7 +48,7 @@ import logging
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,17 +63,15 @@ from pyproj import CRS, Transformer
 
 from dsm import insitu, metrics, store
 from dsm import skill as skill_mod
-from dsm.config import BootstrapConfig, Config, GriddedProductConfig, StationSourceConfig, ValidationConfig
+from dsm.config import BootstrapConfig, Config, GriddedProductConfig, ValidationConfig
 from dsm.errors import ConfigError, InputError
-from dsm.grid import FINE_PER_COARSE, Region, lonlat_to_xy
 from dsm.periods import period_of
+from dsm.stations import INSITU, SITE_KEYS, Problems as _Problems, locate, read_source, station_daily, stations_config
 
 log = logging.getLogger(__name__)
 
-INSITU = "insitu"
 PRODUCT_1KM = "sm_1km"
 SMAP_36KM = "smap_36km"
-SITE_KEYS = ("network", "station")
 SCORE_COLUMNS = ("product", "days", "level", "network", "station", "n", "r", "r_lo", "r_hi", "rmse", "rmse_lo",
                  "rmse_hi", "ubrmse", "ubrmse_lo", "ubrmse_hi", "bias", "bias_lo", "bias_hi", "bias_convention",
                  "confidence")
@@ -112,189 +109,6 @@ class ValidationResult:
     problems: pd.DataFrame
     products: list[str] = field(default_factory=list)
     period_skill: pd.DataFrame | None = None
-
-
-class _Problems:
-    def __init__(self) -> None:
-        self.rows: list[dict[str, str]] = []
-
-    def add(self, kind: str, name: str, problem: str) -> None:
-        log.warning("validation: %s %s: %s", kind, name, problem)
-        self.rows.append({"kind": kind, "name": name, "problem": problem})
-
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows, columns=["kind", "name", "problem"])
-
-
-# --------------------------------------------------------------------------- stations
-
-
-def _source_format(src: StationSourceConfig) -> str:
-    if src.format != "auto":
-        return src.format
-    p = src.path.lower().rstrip("/")
-    if p.endswith(".csv"):
-        return "csv"
-    if p.endswith((".stm", ".zip")) or os.path.isdir(src.path):
-        return "ismn"
-    return "unknown"
-
-
-@contextlib.contextmanager
-def _station_paths(path: str, storage_options: Mapping[str, Any] | None
-                   ) -> Iterator[tuple[list[tuple[str, str]], dict[str, str]]]:
-    """``(local path, name to report)`` of each file or folder ``path`` names, and the remote
-    files that could not be downloaded. Local files, folders, zips and globs are used in place;
-    remote files are fetched by the ingest pipeline's :func:`~dsm.ingest.pipeline.expand` and
-    :func:`~dsm.ingest.pipeline.local_copies` (the station readers need local files)."""
-    from dsm.ingest.pipeline import expand, is_local, local_copies
-
-    if is_local(path):
-        local = path.removeprefix("file://")
-        yield [(p, p) for p in (sorted(glob.glob(local)) if glob.has_magic(local) else [local])], {}
-        return
-    urls = expand([path], dict(storage_options or {}))
-    with local_copies(urls, dict(storage_options or {})) as (paths, failed):
-        yield [(local, url) for url, local in paths.items()], {f.path: f.reason for f in failed}
-
-
-def read_source(src: StationSourceConfig, storage_options: Mapping[str, Any] | None = None
-                ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Read one in situ source into tidy records (:data:`dsm.insitu.TIDY_COLUMNS`).
-
-    Parameters
-    ----------
-    src : StationSourceConfig
-        Path (file, folder, zip or glob; local or an fsspec URL such as ``s3://``) and format.
-    storage_options : mapping, optional
-        fsspec options for a remote path.
-
-    Returns
-    -------
-    records : pandas.DataFrame
-        Tidy records of every readable file.
-    failures : dict of str to str
-        File -> why it could not be read (unknown format, malformed content).
-    """
-    frames: list[pd.DataFrame] = []
-    with _station_paths(src.path, storage_options) as (items, failures):
-        if not items and not failures:
-            return insitu._empty_tidy(), {src.path: "no file matches this path"}
-        for path, name in items:
-            try:
-                frame, member_failures = _read_station_path(path, src)
-                frames.append(frame)
-                failures.update({k.replace(path, name): v for k, v in member_failures.items()})
-            except (insitu.InsituFormatError, OSError) as exc:
-                failures[name] = str(exc).replace(path, name)
-    frames = [f for f in frames if len(f)]
-    data = pd.concat(frames, ignore_index=True) if frames else insitu._empty_tidy()
-    return data, failures
-
-
-def _read_station_path(path: str, src: StationSourceConfig) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Tidy records of one local station file, folder or zip, and the archive members that
-    could not be read; raises :class:`~dsm.insitu.InsituFormatError` for an unreadable file."""
-    fmt = _source_format(StationSourceConfig(path=path, format=src.format, network=src.network))
-    if not os.path.exists(path):
-        raise insitu.InsituFormatError(path, "no such file or folder")
-    if fmt == "csv":
-        return insitu.read_station_csv(path, network=src.network), {}
-    if fmt == "ismn" and (os.path.isdir(path) or path.lower().endswith(".zip")):
-        res = insitu.read_ismn_archive(path)
-        return res.data, dict(res.failures)
-    if fmt == "ismn":
-        return insitu.read_ismn_file(path), {}
-    content = Path(path).read_bytes()  # unknown extension: accept ISMN content, else name the file
-    try:
-        return insitu.parse_ismn_text(content, path), {}
-    except insitu.InsituFormatError as exc:
-        raise insitu.InsituFormatError(
-            path, "unknown station file format (not .csv, not an ISMN .stm file, folder or zip): "
-                  f"{exc.problem}") from None
-
-
-def station_daily(records: pd.DataFrame, cfg: ValidationConfig, problems: _Problems | None = None) -> pd.DataFrame:
-    """Surface layer, accepted flags, UTC daily means per sensor and then per station (pure).
-
-    Parameters
-    ----------
-    records : pandas.DataFrame
-        Tidy in situ records.
-    cfg : ValidationConfig
-        ``max_depth``, ``flags`` and ``min_obs_per_day``.
-    problems : _Problems, optional
-        Collects stations without a sensor in the surface layer.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``network, station, lon, lat, time, insitu, n_sensors``; ``time`` is the UTC day
-        (timezone-naive datetime64), one row per station-day.
-    """
-    cols = ["network", "station", "lon", "lat", "time", INSITU, "n_sensors"]
-    if records.empty:
-        return pd.DataFrame({c: [] for c in cols})
-    records = records.assign(network=records["network"].fillna("-"))
-    surface = insitu.select_surface(records, cfg.max_depth)
-    if problems is not None:
-        for (net, sta), grp in records.groupby(["network", "station"], sort=True):
-            if not ((surface["network"] == net) & (surface["station"] == sta)).any():
-                depths = sorted({f"{a:g}-{b:g} m" for a, b in zip(grp["depth_from"], grp["depth_to"])})
-                problems.add("station", f"{net}/{sta}",
-                             f"depth not available: no sensor within 0-{cfg.max_depth:g} m "
-                             f"(depths in the file: {', '.join(depths)})")
-    good = insitu.filter_flags(surface, cfg.flags)
-    if problems is not None:
-        for (net, sta), grp in surface.groupby(["network", "station"], sort=True):
-            if not ((good["network"] == net) & (good["station"] == sta)).any():
-                problems.add("station", f"{net}/{sta}",
-                             f"no surface record with an accepted flag {list(cfg.flags)} "
-                             f"(flags found: {', '.join(sorted(map(str, grp['flag'].unique())))})")
-    if good.empty:
-        return pd.DataFrame({c: [] for c in cols})
-    daily = insitu.daily_means(good, min_count=cfg.min_obs_per_day)
-    daily["time"] = daily["time"].dt.tz_convert("UTC").dt.tz_localize(None)
-    out = (daily.groupby(["network", "station", "time"], sort=True)
-           .agg(lon=("lon", "first"), lat=("lat", "first"), insitu=("value", "mean"), n_sensors=("value", "size"))
-           .reset_index())
-    return out.loc[:, cols]
-
-
-def locate(stations: pd.DataFrame, region: Region, problems: _Problems | None = None) -> pd.DataFrame:
-    """Each station's 1 km pixel and 36 km cell in ``region`` (pure).
-
-    Parameters
-    ----------
-    stations : pandas.DataFrame
-        At least ``network, station, lon, lat`` (one row per station, or per station-day).
-    region : Region
-        The configured region.
-    problems : _Problems, optional
-        Collects stations outside the region.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``network, station, lon, lat, row, col, cy, cx, x, y, inside`` (one row per station;
-        row/col/cy/cx are -1 outside the region).
-    """
-    table = stations.drop_duplicates(list(SITE_KEYS)).loc[:, [*SITE_KEYS, "lon", "lat"]].reset_index(drop=True)
-    lon, lat = table["lon"].to_numpy(np.float64), table["lat"].to_numpy(np.float64)
-    row, col = region.pixel_of(lon, lat) if len(table) else (np.zeros(0, int), np.zeros(0, int))
-    x, y = lonlat_to_xy(lon, lat)
-    inside = np.asarray(row) >= 0
-    table["row"], table["col"] = np.asarray(row, np.int64), np.asarray(col, np.int64)
-    table["cy"] = np.where(inside, table["row"] // FINE_PER_COARSE, -1)
-    table["cx"] = np.where(inside, table["col"] // FINE_PER_COARSE, -1)
-    table["x"], table["y"], table["inside"] = np.asarray(x), np.asarray(y), inside
-    if problems is not None:
-        lo0, la0, lo1, la1 = region.lonlat_bounds
-        for _, s in table.loc[~inside].iterrows():
-            problems.add("station", f"{s.network}/{s.station}",
-                         f"outside the region: lon {s.lon:.5f}, lat {s.lat:.5f} is not in lon {lo0:.4f}..{lo1:.4f}, "
-                         f"lat {la0:.4f}..{la1:.4f}")
-    return table
 
 
 # --------------------------------------------------------------------------- sampling the stores
@@ -732,20 +546,24 @@ def period_skill(output_url: str, truth_url: str, cube_url: str,
 # --------------------------------------------------------------------------- orchestration
 
 
-def stations_config(config: Config) -> ValidationConfig:
-    """The ``validation`` section, with the twin's station files as defaults."""
-    v = config.validation or ValidationConfig()
-    updates: dict[str, Any] = {}
-    st = config.stores.stations
-    if not v.stations and st:
-        updates["stations"] = (StationSourceConfig(path=f"{st.rstrip('/')}/insitu.csv", format="csv"),)
-    weather = f"{st.rstrip('/')}/weather.csv" if st else None
-    if v.weather is None and weather and store.exists(weather, config.stores.storage_options):
-        updates["weather"] = weather
-    if v.out is None:
-        base = config.stores.output or config.stores.cube
-        updates["out"] = f"{os.path.dirname(base.rstrip('/'))}/validation"
-    return v.model_copy(update=updates)
+def weather_table(v: ValidationConfig, storage_options: Mapping[str, Any] | None = None) -> pd.DataFrame | None:
+    """The weather-station table of ``v`` (``weather`` read with ``weather_columns``), or None
+    without one (or when its file does not exist).
+
+    Raises
+    ------
+    InputError
+        The file lacks a column (naming it and ``validation.weather_columns.<name>``) or is no CSV.
+    """
+    if not v.weather:
+        return None
+    try:
+        return insitu.read_weather_csv(v.weather, columns=v.weather_columns, setting="validation.weather_columns",
+                                       storage_options=storage_options)
+    except FileNotFoundError:
+        return None
+    except insitu.InsituFormatError as exc:
+        raise InputError(f"weather file {exc}") from None
 
 
 def skill_maps(config: Config) -> dict[str, str]:
@@ -795,8 +613,8 @@ def validate(config: Config, client: Client | None) -> ValidationResult:
         raise ConfigError("no station source: set validation.stations (or stores.stations for the twin)")
     problems = _Problems()
     frames = []
-    for src in v.stations:
-        data, failures = read_source(src, config.stores.storage_options)
+    for i, src in enumerate(v.stations):
+        data, failures = read_source(src, config.stores.storage_options, f"validation.stations[{i}].columns")
         for path, why in failures.items():
             problems.add("station_file", path, why)
         frames.append(data)

@@ -43,7 +43,7 @@ import dsm.report
 import dsm.skill
 import dsm.validate
 from dsm import products, store
-from dsm.predict import residual_correct
+from dsm.blocks import residual_correct
 from dsm.run import config_or_demo
 
 CONFIG_PATH = None  # e.g. "work/demo/config.yaml"; its stores may be s3:// URLs
@@ -170,7 +170,7 @@ result.period_skill.query("period == 'all'").round(4)
 # ## One day, map by map
 # The truth, the 1 km product, SMAP interpolated bilinearly (`dsm.skill.bilinear`) and the
 # errors, on the day with the most SMAP cells; bottom left, the product after the residual
-# correction (`dsm.predict.residual_correct`: each cell's mean set to SMAP). Within a 36 km
+# correction (`dsm.blocks.residual_correct`: each cell's mean set to SMAP). Within a 36 km
 # cell the bilinear map has only a gentle slope; the product has the 1 km structure of its
 # predictors, right or wrong.
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -115,3 +116,89 @@ def test_twin_command_refuses_to_overwrite(tmp_path, tiny_twin):
     res = runner.invoke(main, ["twin", str(cfg)])
     assert res.exit_code == 2 and "already exists" in res.output
     assert runner.invoke(main, ["twin", str(cfg), "--overwrite"]).exit_code == 0
+
+
+def test_only_an_error_in_a_stage_that_writes_products_fails_a_run():
+    from dsm.run import RunResult, StageResult
+
+    done = [StageResult(s, "done") for s in ("cube", "train", "predict", "export")]
+    assert RunResult("r", "t", done).outcome == "complete"
+    assert RunResult("r", "t", [*done, StageResult("validate", "error")]).outcome == "partial"
+    assert RunResult("r", "t", [*done[:2], StageResult("predict", "error")]).outcome == "failed"
+    assert RunResult("r", "t", [*done[:3], StageResult("export", "partial")]).outcome == "partial"
+    assert RunResult("r", "t", [*done, StageResult("validate", "interrupted")]).outcome == "interrupted"
+    from dsm.cli import _one_line
+
+    assert _one_line("KeyError: 'sm'\n  while reading\n\n b.nc ") == "KeyError: 'sm'; while reading; b.nc"
+
+
+@pytest.mark.timeout(300)
+def test_a_failed_validation_leaves_the_run_partial_and_the_products_done(tmp_path, tiny_twin):
+    sites = tmp_path / "my_sites.csv"
+    pd.read_csv(tiny_twin.insitu_csv, dtype=str).rename(columns={"value": "vwc"}).to_csv(sites, index=False)
+    fusion = {"grid": {"max_depth": [3], "min_child_weight": [5], "reg_lambda": [1.0]}, "max_rounds": 40, "cv_folds": 2}
+    raw = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-06-24"},  # 16 days
+           "stores": {"cube": tiny_twin.cube, "models": "models", "output": "sm.zarr", "cog": "cog"},
+           "chunks": {"space": 72, "time": 8}, "training": {"min_samples": 40, "fusion": fusion},
+           "output": {"gap_free": False, "uncertainty": "none"}, "rain": {"predictors": "off"},  # one model: quick
+           "cluster": {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": None},
+           "run": {"performance_report": False},
+           "validation": {"stations": [{"path": str(sites), "columns": {"value": "sm_5cm"}}]}}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    res = _dsm("run", str(path), cwd=tmp_path)
+    assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error in stage")]
+    assert len(errors) == 1 and errors[0].startswith(f"error in stage validate: no in situ record could be read ({sites}: "
+                                                     "no column 'sm_5cm' (dsm's 'value', set by "
+                                                     "validation.stations[0].columns.value)")
+    assert "the products are written" in res.stderr and "Traceback" not in res.stderr
+    assert ": partial; record " in res.stdout
+    record = json.loads(next(tmp_path.glob("runs/*/run.json")).read_text())
+    assert record["outcome"] == "partial"
+    assert {s["stage"]: s["status"] for s in record["stages"]} == {
+        "cube": "done", "train": "done", "predict": "done", "export": "done", "validate": "error"}
+    assert len(json.loads((tmp_path / "sm.zarr" / "zarr.json").read_text())["attributes"]["days_done"]) == 16
+    assert len(list((tmp_path / "cog").glob("SM_1km_*.tif"))) == 16
+
+
+def test_config_check_lists_the_valid_keys_where_a_key_is_wrong(tmp_path):
+    raw = {"region": {"cells": [74, 772, 2, 2]}, "dates": {"start": "2016-06-09", "end": "2016-06-10"},
+           "stores": {"cube": "c.zarr"}, "inputs": {"smpa": {"paths": "smap/*.h5"}, "mod11a1": "mod11a1/*.hdf"}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    res = CliRunner().invoke(main, ["config", "check", str(path)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    lines = res.output.splitlines()
+    assert lines[0] == f"error: invalid configuration {path}:"
+    assert ("  inputs.smpa: unknown key; did you mean 'smap'? inputs takes: storage_options, smap, mod11a1, mcd43, "
+            "mod15a2h, mod09a1, mod13a2, dem, soil, land_mask, geotiff, precip") in lines
+    assert any(line.startswith("  inputs.mod11a1: Input should be a valid dictionary; inputs.mod11a1 takes: "
+                               "paths (required), storage_options, qc") for line in lines)
+
+
+def test_config_schema_describes_the_keys_and_checks_a_file_as_dsm_does():
+    import jsonschema
+
+    from dsm.config import from_dict
+    from dsm.twin import demo_config
+
+    res = CliRunner().invoke(main, ["config", "schema"])
+    assert res.exit_code == 0, res.output
+    schema = json.loads(res.output)
+    props = {name: d.get("properties", {}) for name, d in schema["$defs"].items()}
+    assert "relative to the YAML file" in props["SmapInput"]["paths"]["description"]
+    assert "year+doy" in props["GeotiffSeriesInput"]["date_regex"]["description"]
+    assert "fewest samples" in props["TrainingConfig"]["min_samples"]["description"]
+    assert "the file's column name" in props["StationSourceConfig"]["columns"]["description"]
+    assert "SPL3SMP" in props["InputsConfig"]["smap"]["description"]
+    validator = jsonschema.Draft202012Validator(schema)
+    validator.validate(demo_config("tiny"))
+    raw = {"region": {"cells": [74, 772, 2, 2]}, "dates": {"start": "2016-06-09", "end": "2016-06-10"},
+           "stores": {"cube": "c.zarr"}, "inputs": {"smap": {"paths": "smap/*.h5"}, "dem": {"paths": ["d/*.hgt"]}},
+           "validation": {"stations": [{"path": "sites.csv", "columns": {"value": "vwc"}}]}}
+    validator.validate(raw)  # paths: one string or a list, as dsm takes them
+    from_dict(raw)
+    raw["inputs"]["smpa"] = raw["inputs"].pop("smap")
+    with pytest.raises(jsonschema.ValidationError, match="smpa"):
+        validator.validate(raw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import pydantic
@@ -59,7 +60,25 @@ def test_a_valid_file_loads_into_an_immutable_object(tmp_path):
         ({"region": {"cells": [400, 0, 10, 10]}}, "region", "outside the EASE-Grid 2.0"),
         ({"region": {}}, "region", "exactly one of 'bbox' or 'cells'"),
         ({"predictors": ["lst", "soil_colour"]}, "predictors", "unknown predictor"),
-        ({"stores__colour": "red"}, "stores.colour", "Extra inputs are not permitted"),
+        ({"stores__colour": "red"}, "stores.colour", "unknown key; stores takes: cube (required), truth, models"),
+        ({"inputs": {"smpa": {"paths": "s/*.h5"}}}, "inputs.smpa",
+         "unknown key; did you mean 'smap'? inputs takes: storage_options, smap, mod11a1, mcd43, mod15a2h"),
+        ({"inputs": {"smap": "granules/*.h5"}}, "inputs.smap",
+         "Input should be a valid dictionary; inputs.smap takes: paths (required), storage_options, overpass"),
+        ({"inputs": {"mcd43": {"paths": "a/*.hdf", "albdo": "wsa"}}}, "inputs.mcd43.albdo",
+         "unknown key; did you mean 'albedo'? inputs.mcd43 takes: paths (required)"),
+        ({"inputs": {"geotiff": "appeears/*.tif"}}, "inputs.geotiff",
+         "inputs.geotiff maps a name to a mapping of: paths (required), storage_options"),
+        ({"training": {"fusion": 3}}, "training.fusion", "training.fusion takes: grid, max_rounds, cv_folds"),
+        ({"colour": "red"}, "colour", "unknown key; did you mean 'cluster'? the top level takes: region (required)"),
+        ({"validation": {"stations": [{"path": "s.csv", "colums": {}}]}}, "validation.stations[0].colums",
+         "unknown key; did you mean 'columns'? validation.stations[0] takes: path (required), format, network"),
+        ({"validation": {"stations": [{"path": "s.csv", "columns": {"vaule": "SM"}}]}},
+         "validation.stations[0].columns", "'vaule' is not one of dsm's column names; did you mean 'value'?"),
+        ({"validation": {"stations": [{"path": "s.zip", "format": "ismn", "columns": {"value": "SM"}}]}},
+         "validation.stations[0]", "ISMN files have a fixed layout: remove columns or set format: csv"),
+        ({"validation": {"weather_columns": {"precip": "PRCP"}}}, "validation.weather_columns",
+         "'precip' is not one of dsm's column names; did you mean 'precip_mm'?"),
         ({"cluster": {"address": "localhost:8786"}}, "cluster.address", "tcp://host:port"),
         ({"dates__start": "yesterday"}, "dates.start", "valid date"),
         ({"stores": {}}, "stores.cube", "Field required"),
@@ -83,3 +102,41 @@ def test_unreadable_and_non_yaml_files(tmp_path):
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         config.load(bad)
+
+
+# The examples of the README section "Your own region from real data", verbatim.
+def _readme_yaml_blocks(section: str) -> list[str]:
+    """The ```yaml blocks of one README section, in order."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```yaml\n(.*?)```", body, flags=re.S)
+
+
+README_INPUTS, README_GEOTIFF = _readme_yaml_blocks("Your own region from real data")[:2]
+
+
+def test_the_readme_inputs_examples_are_valid_configurations(tmp_path):
+    from dsm.ingest.base import date_from_name
+
+    path = _write(tmp_path, yaml.safe_load(README_INPUTS))
+    cfg = config.load(path)
+    i = cfg.inputs
+    unset = [k for k in config.InputsConfig.model_fields if k != "storage_options" and getattr(i, k) in (None, {})]
+    assert unset == ["geotiff"]  # every source but geotiff (the second example) is set: a new one must be added
+    assert i.smap.paths == (str(tmp_path / "granules/smap/SMAP_L3_SM_P_*.h5"),) and i.smap.overpass == "AM"
+    assert i.soil.scale == 0.1 and i.soil.clay == str(tmp_path / "soil/clay_0-5cm_mean.tif")
+    assert i.precip.product == "imerg" and i.mcd43.albedo == "wsa"
+    v = cfg.validation
+    assert v.stations[1].columns["value"] == "vwc_5cm" and v.weather_columns["tair_c"] == "TAVG"
+    raw = yaml.safe_load(README_INPUTS)
+    raw["inputs"].update(yaml.safe_load(README_GEOTIFF)["inputs"])
+    alt = config.from_dict(raw, base=tmp_path).inputs
+    assert alt.mod13a2 is None and set(alt.geotiff) == {"ndvi", "evi"}
+    ndvi = alt.geotiff["ndvi"]
+    assert date_from_name("MOD13A2.061__1_km_16_days_NDVI_doy2016161_aid0001.tif", ndvi.date_regex) == dt.date(2016, 6, 9)
+    assert ndvi.scale == 0.0001 and ndvi.nodata == -3000
+    assert alt.dem.paths[0].startswith("s3://copernicus-dem-30m/") and alt.dem.storage_options == {"anon": True}
+    assert alt.precip.product == "chirps"
+    raw["inputs"]["mod13a2"] = {"paths": "granules/mod13a2/*.hdf"}  # why the example sets mod13a2: null
+    with pytest.raises(ConfigError, match="already comes from a MODIS source"):
+        config.from_dict(raw, base=tmp_path)

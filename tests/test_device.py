@@ -8,7 +8,7 @@ import pytest
 
 from dsm.models import pooled, variants
 from dsm.models.estimators import make_estimator
-from dsm.predict import BlockJob, load_model
+from dsm.blocks import BlockJob, load_model
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])

@@ -33,7 +33,7 @@ def test_the_same_settings_give_the_same_fingerprint_and_execution_settings_do_n
     ({"output__gap_free": False}, "products", "output.gap_free"),
     ({"output__residual_correction": True}, "products", "output.residual_correction"),
     ({"output__uncertainty": "none"}, "models", "output.uncertainty"),
-    ({"training__fusion__smooth": "cell_means"}, "products", "training.fusion.smooth"),
+    ({"training__fusion__smooth": "none"}, "products", "training.fusion.smooth"),
     ({"training__fusion__max_rounds": 50}, "models", "training.fusion.max_rounds"),
     ({"training__method": "rao2022"}, "models", "training.method"),
     ({"output__cog_compress": "ZSTD"}, "cog", "output.cog_compress"),

@@ -50,6 +50,18 @@ def runs(tiny_twin, tmp_path_factory, client):
     return out
 
 
+@pytest.fixture(scope="module")
+def unsmoothed(runs, tmp_path_factory, client):
+    """The fusion run predicted again with the fused cell means as 36 km blocks (smooth: none) and
+    the configured gain k = 1: the map's within-cell anomaly is the model's own."""
+    raw = runs["fusion"].model_dump(mode="json")
+    raw["training"]["fusion"].update(smooth="none", gain_from_stations=False)
+    raw["stores"]["output"] = str(tmp_path_factory.mktemp("unsmoothed") / "sm.zarr")
+    cfg = from_dict(raw)
+    assert predict(cfg, client).failed == {}
+    return cfg
+
+
 @pytest.mark.timeout(900)
 def test_fusion_beats_bilinear_smap_on_a_small_twin(tmp_path_factory, client):
     """8 x 8 SMAP cells over 64 summer days: the smallest twin with enough SMAP cell-days
@@ -217,18 +229,18 @@ def test_disaggregation_model_is_trained_stored_and_averaged_into_the_map(runs, 
     assert np.nanmax(np.abs(diff)) < 0.01
 
 
-def test_running_mean_window_smooths_the_within_cell_anomaly_across_time_chunks(runs, tmp_path, client):
+def test_running_mean_window_smooths_the_within_cell_anomaly_across_time_chunks(runs, unsmoothed, tmp_path, client):
     """anomaly_window_days: the map's within-cell anomaly is the centred running mean of the
     daily one (halo days read across the 8-day blocks), its cell means unchanged."""
     from dsm.cellmeans import running_mean, within_cell_anomaly
 
     base = runs["fusion"]
     raw = base.model_dump(mode="json")
-    raw["training"]["fusion"]["anomaly_window_days"] = 5
+    raw["training"]["fusion"].update(anomaly_window_days=5, smooth="none")  # within-cell anomaly = the model's
     raw["stores"]["output"] = str(tmp_path / "sm_window.zarr")
     cfg = from_dict(raw)
     assert predict(cfg, client).failed == {}
-    daily = xr.open_zarr(base.stores.output, consolidated=False)["sm"].values
+    daily = xr.open_zarr(unsmoothed.stores.output, consolidated=False)["sm"].values
     smooth = xr.open_zarr(cfg.stores.output, consolidated=False)["sm"].values
     assert np.array_equal(np.isfinite(daily), np.isfinite(smooth))
     want = running_mean(np.stack([within_cell_anomaly(d) for d in daily]), 5)
@@ -246,3 +258,37 @@ def test_running_mean_window_smooths_the_within_cell_anomaly_across_time_chunks(
 def test_anomaly_window_must_be_odd(tiny_twin, tmp_path):
     with pytest.raises(ConfigError, match="anomaly_window_days must be odd"):
         _config(tiny_twin.cube, tmp_path, fusion={**FAST, "anomaly_window_days": 4})
+
+
+def test_the_anomaly_gain_is_calibrated_at_the_stations_recorded_and_kept_on_resume(unsmoothed, tiny_twin, tmp_path,
+                                                                                    client):
+    """With the twin's 12 stations the gain k of B + k a comes from them (dsm.calibration):
+    recorded in the store, applied to every pixel, and kept by a resumed run."""
+    from dsm.calibration import GainCalibration
+    from dsm.cellmeans import within_cell_anomaly
+    from dsm.predict import GAIN_ATTR
+
+    raw = unsmoothed.model_dump(mode="json")  # smooth: none, so that the within-cell anomaly of the map is k a
+    # a configured gain far from the twin's (about 0.5): the stations' must win and be applied
+    raw["training"]["fusion"].update(gain_from_stations=True, min_gain_stations=4, anomaly_gain=2.0)
+    raw["stores"].update(output=str(tmp_path / "kcal.zarr"), stations=tiny_twin.stations)
+    cfg = from_dict(raw)
+    assert predict(cfg, client).failed == {}
+    cal = GainCalibration.from_dict(zarr.open_group(cfg.stores.output, mode="r").attrs[GAIN_ATTR])
+    assert cal.n_stations >= 4 and cal.n_pairs > 100
+    assert cal.estimate is not None and cal.cv_rmse_calibrated > 0 and cal.interval is not None
+    assert cal.source == "stations" and cal.configured == 2.0 and cal.cv_rmse_calibrated < cal.cv_rmse_configured
+    one = xr.open_zarr(unsmoothed.stores.output, consolidated=False)["sm"].values
+    got = xr.open_zarr(cfg.stores.output, consolidated=False)["sm"].values
+    a1 = np.stack([within_cell_anomaly(d) for d in one])
+    ak = np.stack([within_cell_anomaly(d) for d in got])
+    ok = np.isfinite(a1) & (one > 0.02) & (got > 0.02) & (np.abs(a1) > 0.01)  # away from the clip at 0
+    assert ok.sum() > 10_000
+    assert np.median(ak[ok] / a1[ok]) == pytest.approx(cal.gain, abs=0.02)
+    # a resumed run keeps the store's gain even when the stations change
+    raw["stores"]["stations"] = str(tmp_path / "no-stations")
+    attrs = dict(zarr.open_group(cfg.stores.output, mode="r").attrs)
+    zarr.open_group(cfg.stores.output, mode="r+").attrs.update(days_done=attrs["days_done"][:-8])
+    assert predict(from_dict(raw), client).failed == {}
+    assert zarr.open_group(cfg.stores.output, mode="r").attrs[GAIN_ATTR] == cal.to_dict()
+    assert np.array_equal(xr.open_zarr(cfg.stores.output, consolidated=False)["sm"].values, got, equal_nan=True)

@@ -451,7 +451,8 @@ def test_precip_ingest_writes_the_days_and_names_the_missing_ones(inputs, precip
     for day in P_GOOD:
         got = precip[P_AXIS.index(day)]
         if day == P_VARIED:  # the reader + remap chain, and a field that really varies
-            exp = remap_to_region(read_imerg(root / "imerg" / imerg_filename(day), bbox=region.lonlat_bounds), region)[0]
+            field = read_imerg(root / "imerg" / imerg_filename(day), bbox=region.lonlat_bounds)
+            exp = remap_to_region(field, region, report["precip"]["remap"])[0]  # the configured (default) remap
             np.testing.assert_array_equal(got, exp)
             assert np.nanstd(got) > 1.0
         else:  # a constant field stays that constant on the right day

@@ -109,3 +109,83 @@ def test_read_many_propagates_bugs():
 
     with pytest.raises(ZeroDivisionError):
         read_many(["a"], buggy)
+
+
+# -- values: scale, offset and nodata from the file or the configuration; the valid range ----
+def _tagged(tmp_path, name, array, scale, nodata=None, offset=0.0):
+    """A 0.01-degree GeoTIFF like :func:`_geographic` whose band carries GDAL scale/offset metadata."""
+    import rasterio
+
+    profile = {"driver": "GTiff", "width": array.shape[1], "height": array.shape[0], "count": 1,
+               "dtype": array.dtype.name, "crs": "EPSG:4326", "transform": Affine(0.01, 0.0, 108.0, 0.0, -0.01, 42.0),
+               "nodata": nodata}  # fmt: skip
+    with rasterio.open(tmp_path / name, "w", **profile) as dst:
+        dst.write(array, 1)
+        dst.scales, dst.offsets = (scale,), (offset,)
+    return tmp_path / name
+
+
+def test_integer_series_need_a_scale_from_the_file_or_the_configuration(tmp_path):
+    from dsm.ingest.rasters import ValueRule
+
+    counts = np.full((400, 500), 4000, np.int16)  # MOD13-like NDVI counts
+    counts[:, :250] = -3000  # its fill value, west of 110.5 E: over half the region
+    bare = _geographic(tmp_path, "ndvi_2021-08-13.tif", counts)
+    tagged = _tagged(tmp_path, "ndvi_2021-08-29.tif", counts, 0.0001, nodata=-3000)
+    rule = ValueRule(setting="inputs.geotiff.ndvi")
+    da, many = geotiff_series_to_region([bare, tagged], REGION, "ndvi", resampling="nearest", rule=rule)
+    assert [(r.status, r.error) for r in many.report] == [("failed", "WrongProductError"), ("used", "")]
+    assert "int16 values without a scale" in many.report[0].reason
+    assert "set inputs.geotiff.ndvi.scale (e.g. 0.0001 for MOD13 NDVI counts" in many.report[0].reason
+    west, east = REGION.fine_lon < 110.5 - 0.02, REGION.fine_lon > 110.5 + 0.02
+    assert west.any() and east.any()
+    np.testing.assert_allclose(da.values[0][:, east], 0.4, rtol=1e-6)  # scale and nodata from the file's tags
+    assert np.isnan(da.values[0][:, west]).all()
+    # the configuration gives scale and nodata to the file without them; the file's own win
+    rule = ValueRule(scale=0.0001, nodata=-3000, setting="inputs.geotiff.ndvi")
+    da, many = geotiff_series_to_region([bare, tagged], REGION, "ndvi", resampling="nearest", rule=rule)
+    assert [r.status for r in many.report] == ["used", "used"]
+    np.testing.assert_array_equal(da.values[0], da.values[1])
+    mistaken = ValueRule(scale=0.001, setting="inputs.geotiff.ndvi")
+    da, many = geotiff_series_to_region([tagged], REGION, "ndvi", resampling="nearest", rule=mistaken)
+    np.testing.assert_allclose(da.values[0][:, east], 0.4, rtol=1e-6)
+
+
+def test_series_files_with_values_outside_the_valid_range_are_refused_and_named(tmp_path):
+    from dsm.ingest.rasters import ValueRule
+
+    good = _geographic(tmp_path, "ndvi_2021-08-13.tif", np.full((400, 500), 0.5, np.float32))
+    counts = np.full((400, 500), 4000, np.int16)
+    wrong = _geographic(tmp_path, "ndvi_2021-08-29.tif", counts)  # scale 0.001 configured: NDVI 4
+    rule = ValueRule(scale=0.001, setting="inputs.geotiff.ndvi")
+    da, many = geotiff_series_to_region([good, wrong], REGION, "ndvi", resampling="nearest", rule=rule)
+    assert [(r.status, r.error) for r in many.report] == [("used", ""), ("failed", "WrongProductError")]
+    assert "values over the region (4..4) are outside the valid range of ndvi [-0.2, 1]" in many.report[1].reason
+    assert "scale 0.001 and offset 0 (from inputs.geotiff.ndvi.scale)" in many.report[1].reason
+    assert da.sizes["time"] == 1 and (da.values[0] == np.float32(0.5 * 0.001)).all()  # only the good file
+    spike = np.full((400, 500), 0.5, np.float32)
+    spike[200, 200] = 7.5  # one impossible value over the region (110.0 E, 40.0 N: an undeclared fill)
+    spike[0, 0] = 99.0  # outside the region: not checked
+    spiked = _geographic(tmp_path, "ndvi_2021-09-14.tif", spike)
+    rule = ValueRule(setting="inputs.geotiff.ndvi")
+    _, many = geotiff_series_to_region([spiked], REGION, "ndvi", resampling="nearest", rule=rule)
+    assert (many.report[0].status, many.report[0].error) == ("failed", "WrongProductError")
+    assert "1 values over the region (0.5..7.5)" in many.report[0].reason
+    hint = "set inputs.geotiff.ndvi.scale, inputs.geotiff.ndvi.offset or inputs.geotiff.ndvi.nodata"
+    assert hint in many.report[0].reason
+    spike[200, 200] = 0.5
+    _, many = geotiff_series_to_region([_geographic(tmp_path, "ndvi_2021-09-30.tif", spike)], REGION, "ndvi", rule=rule)
+    assert many.report[0].status == "used"
+    far = write_geotiff(tmp_path / "ndvi_2021-10-01.tif", np.full((10, 10), 9.0, np.float32),
+                        Affine(0.01, 0, -60.0, 0, -0.01, 0.0), "EPSG:4326")
+    _, many = geotiff_series_to_region([far], REGION, "ndvi", rule=rule)
+    assert many.report[0].error == "NoOverlapError"
+
+
+def test_soil_raster_off_the_region_is_no_overlap(tmp_path):
+    from dsm.ingest import NoOverlapError
+
+    far = write_geotiff(tmp_path / "sand.tif", np.full((10, 10), 40.0, np.float32),
+                        Affine(0.01, 0, -60.0, 0, -0.01, 0.0), "EPSG:4326")
+    with pytest.raises(NoOverlapError, match="does not overlap the region"):
+        soil_to_region({"sand": far}, REGION)

@@ -153,3 +153,24 @@ def test_bad_dems(tmp_path, hgt):
         read_dem(local)
     with pytest.raises(UnreadableFileError, match="N44W072"):
         read_hgt(noname)
+
+
+def test_dems_off_the_region_are_skipped_and_impossible_elevations_refused(tmp_path, hgt, region):
+    from dsm.ingest.rasters import ValueRule
+
+    far = write_srtm_hgt(tmp_path, 10, 10, np.full((1201, 1201), 120, np.int16))  # N10E010: far from the region
+    ds, many = dem_to_region([far], region)
+    assert [(r.status, r.error) for r in many.report] == [("skipped", "NoOverlapError")]
+    assert "does not overlap the region" in many.report[0].reason and np.isnan(ds["dem"].values).all()
+    ds, many = dem_to_region([hgt, far], region)  # a folder of tiles: the one over the region is used
+    assert [r.status for r in many.report] == ["used", "skipped"] and np.isfinite(ds["dem"].values).all()
+    # a GeoTIFF DEM in centimetres: refused, unless inputs.dem.scale says so
+    t = region.fine_transform
+    cm = write_geotiff(tmp_path / "dem_cm.tif", np.full(region.fine_shape, 123400, np.int32), t, "EPSG:6933")
+    ds, many = dem_to_region([cm], region, ValueRule(setting="inputs.dem"))
+    assert [(r.status, r.error) for r in many.report] == [("failed", "WrongProductError")]
+    assert "outside the valid range of dem [-500, 9000]" in many.report[0].reason
+    assert "set inputs.dem.scale" in many.report[0].reason
+    ds, many = dem_to_region([cm], region, ValueRule(scale=0.01, setting="inputs.dem"))
+    assert many.report[0].status == "used"
+    np.testing.assert_allclose(ds["dem"].values, 1234.0)

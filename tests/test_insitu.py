@@ -25,6 +25,7 @@ from dsm.insitu import (
     read_ismn_files,
     read_static_variables,
     read_station_csv,
+    read_weather_csv,
     select_surface,
     station_table,
 )
@@ -328,7 +329,7 @@ def test_station_csv_network_and_flag_columns(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("station,lon,lat,time,value\nS,1,2,2016-01-01,0.2\n", r"missing column\(s\) \['depth'\]"),
+        ("station,lon,lat,time,value\nS,1,2,2016-01-01,0.2\n", r"no column 'depth': set columns\.depth to the file's"),
         ("station,lon,lat,depth,time,value\nS,1,2,0.05,yesterday,0.2\n", "bad value"),
         ("station,lon,lat,depth,time,value\nS,1,2,0.05,2016-01-01,wet\n", "bad value"),
         ("", "not a readable CSV"),
@@ -340,6 +341,59 @@ def test_station_csv_errors_name_the_file(tmp_path: Path, text: str, message: st
     with pytest.raises(InsituFormatError, match=message) as info:
         read_station_csv(path)
     assert info.value.path == str(path)
+
+
+USER_CSV = (
+    "site_id,longitude,latitude,sensor_depth_m,timestamp_utc,vwc,qc\n"
+    "007,100.5,40.25,0.05,2016-01-01T06:00:00,0.21,G\n"
+    "007,100.5,40.25,0.05,2016-01-02T06:00:00,0.19,D03\n"
+)
+USER_COLUMNS = {"station": "site_id", "lon": "longitude", "lat": "latitude", "depth": "sensor_depth_m",
+                "time": "timestamp_utc", "value": "vwc", "flag": "qc"}
+
+
+def test_station_csv_columns_read_a_users_own_names(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.csv"
+    mine.write_text(USER_CSV)
+    plain = tmp_path / "plain.csv"
+    plain.write_text("station,lon,lat,depth,time,value,flag\n" + USER_CSV.split("\n", 1)[1])
+    frame = read_station_csv(mine, network="MINE", columns=USER_COLUMNS)
+    pd.testing.assert_frame_equal(frame, read_station_csv(plain, network="MINE"))
+    assert frame["station"].tolist() == ["007", "007"]  # the mapped station column stays text
+    assert frame["flag"].tolist() == ["G", "D03"]
+
+
+def test_a_missing_mapped_column_names_the_file_the_column_and_the_key(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.csv"
+    mine.write_text(USER_CSV)
+    key = "validation.stations[2].columns"
+    with pytest.raises(InsituFormatError) as info:
+        read_station_csv(mine, columns={**USER_COLUMNS, "value": "sm_5cm"}, setting=key)
+    text = str(info.value)
+    assert info.value.path == str(mine) and text.startswith(str(mine))
+    assert f"no column 'sm_5cm' (dsm's 'value', set by {key}.value)" in text and "'vwc'" in text
+    # an optional column (flag) that is mapped must exist too; an unmapped required one names its key
+    with pytest.raises(InsituFormatError, match=rf"no column 'quality' \(dsm's 'flag', set by {re.escape(key)}\.flag\)"):
+        read_station_csv(mine, columns={**USER_COLUMNS, "flag": "quality"}, setting=key)
+    columns = {k: v for k, v in USER_COLUMNS.items() if k != "depth"}
+    with pytest.raises(InsituFormatError, match=rf"no column 'depth': set {re.escape(key)}\.depth to the file's name"):
+        read_station_csv(mine, columns=columns, setting=key)
+
+
+def test_weather_csv_columns_and_a_missing_one(tmp_path: Path) -> None:
+    path = tmp_path / "weather.csv"
+    path.write_text("id,x,y,date,PRCP,TAVG\n01,109.1,38.9,2016-06-09,1.5,21.0\n01,109.1,38.9,2016-06-10,0.0,23.5\n")
+    columns = {"station": "id", "lon": "x", "lat": "y", "time": "date", "precip_mm": "PRCP", "tair_c": "TAVG"}
+    w = read_weather_csv(str(path), columns=columns)
+    assert list(w.columns) == list(insitu.WEATHER_COLUMNS)
+    assert w["station"].tolist() == ["01", "01"] and w["precip_mm"].tolist() == [1.5, 0.0]
+    assert w["time"].tolist() == [pd.Timestamp("2016-06-09"), pd.Timestamp("2016-06-10")]
+    key = "validation.weather_columns"
+    with pytest.raises(InsituFormatError) as info:
+        read_weather_csv(str(path), columns={**columns, "tair_c": "TMEAN"}, setting=key)
+    assert str(info.value).startswith(str(path)) and f"no column 'TMEAN' (dsm's 'tair_c', set by {key}.tair_c)" in str(info.value)
+    with pytest.raises(InsituFormatError, match=rf"no column 'precip_mm': set {key}\.precip_mm"):
+        read_weather_csv(str(path), columns={k: v for k, v in columns.items() if k != "precip_mm"}, setting=key)
 
 
 # --------------------------------------------------------------------------- processing

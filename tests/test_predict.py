@@ -20,7 +20,9 @@ from dsm.models.store import ModelStore
 from dsm.models.train import train
 from dsm.models.variants import variant_key
 from dsm.periods import composite_8day_of, period_of
-from dsm.predict import DayPlan, VariantPlan, apply_model, predict, predict_day, residual_correct
+from dsm.blocks import apply_model, predict_day, residual_correct
+from dsm.dayplans import DayPlan, VariantPlan
+from dsm.predict import predict
 
 P1, P2, P3 = "2016161", "2016177", "2016193"
 GRIDS = {"xgb": {"n_estimators": [40], "max_depth": [3]}}

@@ -31,8 +31,9 @@ from dsm.models.cards import FUSION_KEY, FusionCard
 from dsm.models.disaggregation import pixel_sample_graph
 from dsm.models.store import ModelStore
 from dsm.periods import period_of
-from dsm.predict import (BlockJob, DayPlan, VariantPlan, model_day, open_or_create_output, predict, predict_day,
-                         run_block)
+from dsm.blocks import BlockJob, model_day, predict_day, run_block
+from dsm.dayplans import DayPlan, VariantPlan
+from dsm.predict import open_or_create_output, predict
 from dsm.samples import OUT_OF_RANGE, OUT_OF_RANGE_ATTR, sample_graph, smap_grid
 
 F = FINE_PER_COARSE
@@ -329,8 +330,6 @@ def test_ingest_masks_impossible_values_counts_and_reports_them(tmp_path, client
 
     from dsm.ingest import read_spl3smp
     from dsm.ingest.pipeline import format_report, run_ingest
-    from dsm.ingest.rasters import geotiff_series_to_region
-    from dsm.ingest.terrain import dem_to_region
     from dsm.testing.granules import AM_GROUP, SmapPass, spl3smp_filename, write_geotiff, write_spl3smp
 
     region = Region(74, 772, 1, 2)
@@ -367,26 +366,24 @@ def test_ingest_masks_impossible_values_counts_and_reports_them(tmp_path, client
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
     cfg = from_dict(raw)
     report = run_ingest(cfg, client, progress=False)
-    # the readers let the values through: the pipeline masks them
-    read = {v: geotiff_series_to_region([tmp_path / v / f"{v}_{day}.tif"], region, v, resampling="nearest")[0].values[0]
-            for v, day in (("lst", d13), ("albedo", d14), ("ndvi", d13))}
-    read["dem"] = dem_to_region([tmp_path / "dem" / "dem.tif"], region)[0]["dem"].values
+    # GeoTIFF series and DEM files with impossible values are refused and named, never stored
+    files = {Path(f["path"]).name: f for f in report["files"]}
+    for name, var in (("lst_2021-08-13.tif", "lst"), ("albedo_2021-08-14.tif", "albedo"),
+                      ("ndvi_2021-08-13.tif", "ndvi"), ("dem.tif", "dem")):
+        assert (files[name]["status"], files[name]["error"]) == ("failed", "WrongProductError"), files[name]
+        assert f"outside the valid range of {var}" in files[name]["reason"]
+    cube = open_cube(cfg.stores.cube).load()
+    for v in ("lst", "albedo", "ndvi", "dem"):
+        assert np.isnan(cube[v].values).all(), v
+    # the SMAP reader lets the values through: the pipeline masks them
     smap_read = [read_spl3smp(tmp_path / "smap" / spl3smp_filename(day), region)[0].values for day in (d13, d14)]
     assert smap_read[0][0, 0] == pytest.approx(1.5) and smap_read[1][0, 0] == pytest.approx(-0.3)
-    bad = {v: ranges.outside(a, ranges.valid_range(v)) for v, a in read.items()}
-    assert [int(bad[v].sum()) for v in ("lst", "albedo", "ndvi", "dem")] == [16, 4, 6, 1]
-    cube = open_cube(cfg.stores.cube).load()
-    for v, t_index in (("lst", 0), ("albedo", 1), ("ndvi", 0), ("dem", None)):
-        stored = cube[v].values if t_index is None else cube[v].values[t_index]
-        assert np.isnan(stored[bad[v]]).all(), v
-        np.testing.assert_array_equal(stored[~bad[v]], read[v][~bad[v]])
     assert np.isnan(cube["smap_sm"].values[:, 0, 0]).all() and (cube["smap_sm"].values[:, 0, 1] == np.float32(0.25)).all()
-    want = {"albedo": {"2021-08-14": 4}, "lst": {"2021-08-13": 16}, "ndvi": {"2021-08-13": 6},
-            "dem": {"static": 1}, "smap_sm": {"2021-08-13": 1, "2021-08-14": 1}}
-    assert report["out_of_range"] == want and report["summary"]["out_of_range"] == 29
+    want = {"smap_sm": {"2021-08-13": 1, "2021-08-14": 1}}
+    assert report["out_of_range"] == want and report["summary"]["out_of_range"] == 2
     on_disk = json.loads(Path(report["report"]).read_text())
     assert on_disk["out_of_range"] == want
-    assert any(line.startswith("values outside their valid range") and "lst 16" in line for line in format_report(report))
+    assert any(line.startswith("values outside their valid range") and "smap_sm 2" in line for line in format_report(report))
 
 
 # ------------------------------------------------------------------------------ stores made before bit 256

@@ -263,7 +263,8 @@ def test_station_files_are_read_from_object_storage_and_bad_ones_named(s3, tiny_
     local, none = val.read_source(StationSourceConfig(path=f"{tiny_twin.stations}/insitu.csv"))
     assert none == {} and len(local) > 100
     pd.testing.assert_frame_equal(remote, local)
-    assert list(failures) == [f"{bucket}/st/broken.csv"] and "broken.csv" in failures[f"{bucket}/st/broken.csv"]
+    assert list(failures) == [f"{bucket}/st/broken.csv"]
+    assert failures[f"{bucket}/st/broken.csv"].startswith("no column 'station': set columns.station")
     missing, why = val.read_source(StationSourceConfig(path=f"{bucket}/nowhere/*.csv"), s3.storage_options)
     assert len(missing) == 0 and why == {f"{bucket}/nowhere/*.csv": "no file matches this path"}
 
@@ -273,3 +274,47 @@ def test_no_readable_station_is_one_clear_error(twin, tmp_path):
     bad.write_text("no,stations\nhere,at all\n")
     with pytest.raises(val.InputError, match=r"no in situ record could be read \(.*bad\.csv"):
         val.validate(_config(twin, stations=[{"path": str(bad)}]), None)
+
+
+RENAMED = {"station": "site_id", "network": "net", "lon": "longitude", "lat": "latitude", "depth": "depth_m",
+           "time": "timestamp_utc", "value": "vwc_5cm"}
+
+
+def test_station_columns_read_a_csv_under_its_own_names(twin, result, tmp_path):
+    mine = tmp_path / "my_sites.csv"
+    pd.read_csv(twin["stores"].insitu_csv, dtype=str).rename(columns=RENAMED).to_csv(mine, index=False)
+    res = val.validate(_config(twin, stations=[{"path": str(mine), "columns": RENAMED}], bootstrap={"n_resamples": 0}),
+                       None)
+    pd.testing.assert_frame_equal(res.pairs, result.pairs)  # the same pairs as the twin's own CSV gives
+    pd.testing.assert_frame_equal(res.problems, result.problems)  # and nothing more left out
+
+
+def test_a_missing_mapped_column_names_the_file_column_and_key(twin, tmp_path):
+    mine = tmp_path / "my_sites.csv"
+    pd.read_csv(twin["stores"].insitu_csv, dtype=str).rename(columns=RENAMED).to_csv(mine, index=False)
+    wrong = {**RENAMED, "value": "sm_5cm"}
+    stations = [{"path": twin["stores"].insitu_csv}, {"path": str(mine), "columns": wrong}]
+    res = val.validate(_config(twin, stations=stations, bootstrap={"n_resamples": 0}), None)
+    bad = res.problems.loc[res.problems["name"] == str(mine), "problem"].tolist()
+    assert len(bad) == 1 and bad[0].startswith("no column 'sm_5cm' (dsm's 'value', set by "
+                                               "validation.stations[1].columns.value); the file's columns are")
+    assert (res.stations["status"] == "scored").sum() == 12  # the other source is still scored
+    with pytest.raises(val.InputError) as info:  # the only source: nothing to score, one error
+        val.validate(_config(twin, stations=[{"path": str(mine), "columns": wrong}]), None)
+    text = str(info.value)
+    assert str(mine) in text and "'sm_5cm'" in text and "validation.stations[0].columns.value" in text
+    assert f"{mine}: {mine}" not in text  # the file is named once
+
+
+def test_weather_columns_read_a_weather_table_under_its_own_names(twin, tmp_path):
+    names = {"station": "id", "time": "date", "precip_mm": "PRCP", "tair_c": "TAVG"}
+    mine = tmp_path / "weather.csv"
+    pd.read_csv(twin["stores"].weather_csv, dtype=str).rename(columns=names).to_csv(mine, index=False)
+    twins = val.weather_table(val.stations_config(_config(twin)))  # the twin's weather.csv by default
+    w = val.weather_table(val.stations_config(_config(twin, weather=str(mine), weather_columns=names)))
+    pd.testing.assert_frame_equal(w, twins)
+    assert len(w) > 100 and w["station"].str.startswith("WX").all()
+    with pytest.raises(val.InputError) as info:
+        val.weather_table(val.stations_config(_config(twin, weather=str(mine), weather_columns={**names, "tair_c": "T"})))
+    text = str(info.value)
+    assert text.startswith(f"weather file {mine}: no column 'T' (dsm's 'tair_c', set by validation.weather_columns.tair_c)")

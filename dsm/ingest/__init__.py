@@ -13,6 +13,10 @@ module                    reads
 :mod:`.remap`             lon/lat precipitation -> 1 km (conservative or bilinear)
 :mod:`.reproject`         warping and mosaicking onto a Region, grid coordinates
 :mod:`.base`              InputError subclasses, file-name dates, ``read_many``
+:mod:`.pipeline`          ``dsm ingest``: plan, tasks on the cluster, the report
+:mod:`.inputs`            files, globs and folders of an input; inputs that gave nothing
+:mod:`.static`            DEM, soil and land-mask layers; where the land mask comes from
+:mod:`.duplicates`        duplicate granules: the newest intact one wins
 ========================  ==========================================================
 """
 

@@ -2,19 +2,21 @@
 
 Steps
 -----
-1. **Plan** (client): expand every configured glob (local or fsspec, e.g.
-   ``s3://bucket/MOD11A1/*.hdf``), date every file from its name, drop files whose date is
-   not on the cube's axis, keep the newest of duplicate granules (same product, tile and date:
-   the name that sorts last, i.e. the latest production stamp / CRID), and cut the work into
-   :class:`Task` s.
+1. **Plan** (client): expand every configured file, glob and folder (local or fsspec, e.g.
+   ``s3://bucket/MOD11A1/``; :mod:`dsm.ingest.inputs`), date every file from its name, drop
+   files whose date is not on the cube's axis, order duplicate granules (same product, tile
+   and date) newest first (:mod:`dsm.ingest.duplicates`: the newest intact one is used), and
+   cut the work into :class:`Task` s.
 2. **Run** (workers, ``client.map``): each task fetches its files through fsspec (remote
    files are downloaded to a worker-local temporary folder, since pyhdf and h5py need a local
    path), reads them with the :mod:`dsm.ingest` readers, mosaics and warps each *group*
    (all tiles of one product on one date) onto the region, and writes one chunk-aligned
    block with :func:`dsm.store.write_region`.
 3. **Report** (client): every file with its status (used / skipped / failed) and reason,
-   every group with what was written, and the provenance (which files made which variable
-   and date) are printed and written as JSON next to the cube (:func:`report_url`).
+   every group with what was written, the provenance (which files made which variable
+   and date), duplicate fallbacks, ``land_mask_source`` and warnings are printed and written
+   as JSON next to the cube (:func:`report_url`). A configured input that gave nothing (no
+   file matched, or none was used) is an error (``task_errors``, exit status 1).
 
 The write rule (why tasks are what they are)
 --------------------------------------------
@@ -48,13 +50,16 @@ fill ``precip`` on the cube's ``time_precip`` axis, which starts ``rain.spinup_d
 up to whole time chunks) before the first day. Days come from the file names (IMERG, CHIRPS
 GeoTIFF) or the files' time coordinates, read cheaply at plan time (netCDF files of many
 days); one task per time chunk of ``time_precip`` reads, checks (:func:`check_covers`), remaps
-(``inputs.precip.remap``) and writes its days. Days of the axis with no file or no usable data
-are not filled: the report lists them (``precip.missing_days``). After the precipitation writes,
+(``inputs.precip.remap``) and writes its days; of several files of one day (IMERG Final, Late,
+Early) the preferred one is read, and the next one when it fails (:mod:`dsm.ingest.duplicates`).
+Days of the axis with no file or no usable data are not filled: the report lists them
+(``precip.missing_days``). After the precipitation writes,
 :func:`dsm.antecedent.write_antecedent` computes the antecedent indices (report
 ``antecedent``). A cube without ``time_precip``, or with another spin-up, is refused.
 
 Land mask: from a ``land_mask`` raster when configured (land where its 1 km average is
->= 0.5), else land where the DEM and every configured soil fraction have a value.
+>= 0.5), else land where the DEM has a value and is not sea-level zeros, and every configured
+soil fraction has a value (:mod:`dsm.ingest.static`).
 
 Impossible values: before a block is merged, every value outside its variable's valid range
 (:mod:`dsm.ranges`; SMAP outside [0.02, 0.5]) becomes NaN, like a fill value. The report counts
@@ -110,12 +115,16 @@ from dsm.ingest.precip import (
     read_imerg,
     remap_to_region,
 )
-from dsm.ingest.rasters import geotiff_series_to_region, read_raster
+from dsm.ingest.blocks import merge as _merge
+from dsm.ingest.blocks import screened as _screened
+from dsm.ingest.duplicates import newest_first, read_newest_intact
+from dsm.ingest.inputs import expand as expand  # noqa: F401 - used from here by dsm.validate
+from dsm.ingest.inputs import expand_each, folder_patterns, input_errors, source_entry
+from dsm.ingest.rasters import ValueRule, geotiff_series_to_region
 from dsm.ingest.reproject import crop_to_region, warp_many_to_region
 from dsm.ingest.smap import read_spl3smp
-from dsm.ingest.soil import FRACTIONS, soil_to_region
-from dsm.ingest.terrain import dem_to_region
-from dsm.ranges import screen
+from dsm.ingest.soil import FRACTIONS
+from dsm.ingest.static import read_dem_layers, read_mask_layer, read_soil_layer, soil_rule, write_static
 from dsm.runlock import Lease, LockLostError
 
 log = logging.getLogger(__name__)
@@ -129,7 +138,6 @@ MODIS_SOURCES: dict[str, tuple[str, str, dict[str, str]]] = {
     "mod13a2": ("MOD13A2", "16day", {"ndvi": "ndvi", "evi": "evi"}),
 }
 TIME_DIM = {"daily": "time", "8day": "time_8d", "16day": "time_16d", "smap": "time"}
-STATIC_VARS = ("dem", "slope", "aspect", "sand", "silt", "clay", "land_mask")
 MODIS_DATE = r"\.A(?P<year>\d{4})(?P<doy>\d{3})\."
 SMAP_DATE = r"SMAP_L3_SM_P_(?P<date>\d{8})_"
 _TILE = re.compile(r"\.(h\d{2}v\d{2})\.")
@@ -138,10 +146,12 @@ _TILE = re.compile(r"\.(h\d{2}v\d{2})\.")
 # -- plan -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Group:
-    """All files of one source on one date (``date`` None for the static inputs)."""
+    """All files of one source on one date (``date`` None for the static inputs); ``older``:
+    the older duplicates of a file, newest first (read when it fails)."""
 
     date: dt.date | None
     urls: tuple[str, ...]
+    older: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -173,20 +183,12 @@ def _options(inputs: InputsConfig, src: InputSource | Any) -> dict[str, Any]:
     return {**inputs.storage_options, **getattr(src, "storage_options", {})}
 
 
-def expand(patterns: Sequence[str], storage_options: Mapping[str, Any]) -> list[str]:
-    """Files matching local globs or fsspec URL globs, sorted, as paths or full URLs."""
-    out: set[str] = set()
-    for pattern in patterns:
-        fs, path = fsspec.core.url_to_fs(pattern, **dict(storage_options))
-        remote = "://" in pattern and not pattern.startswith("file://")
-        for p in fs.glob(path) if _has_magic(path) else ([path] if fs.exists(path) else []):
-            if not fs.isdir(p):
-                out.add(fs.unstrip_protocol(p) if remote else p)
-    return sorted(out)
-
-
-def _has_magic(path: str) -> bool:
-    return any(c in path for c in "*?[")
+def _expand_source(out: Plan, key: str, setting: str, patterns: Sequence[str], so: Mapping[str, Any],
+                   folder: Sequence[str]) -> list[str]:
+    """The files of one input (files, globs, folders); records its entry in ``out.sources``."""
+    found = expand_each(patterns, so, folder)
+    out.sources[key] = source_entry(setting, patterns, found, folder)
+    return sorted({u for v in found.values() for u in v})
 
 
 def _entry(path: str, source: str, date: dt.date | None, status: str, reason: str = "", error: str = "") -> dict[str, Any]:
@@ -200,18 +202,20 @@ def _axis_index(layout_index: Mapping[str, Any], dim: str, date: dt.date) -> int
     return None if pos < 0 else int(pos)
 
 
-def _dated_sources(cfg: Config) -> Iterator[tuple[str, InputSource, str, str]]:
-    """(source key, its config, axis, file-name date regex) of every time-varying source."""
+def _dated_sources(cfg: Config) -> Iterator[tuple[str, InputSource, str, str, str, tuple[str, ...]]]:
+    """(source key, its config, axis, file-name date regex, setting, folder patterns) of every
+    time-varying source."""
     inputs = cfg.inputs
     assert inputs is not None
     if inputs.smap is not None:
-        yield "smap", inputs.smap, "smap", SMAP_DATE
-    for key, (_, axis, _) in MODIS_SOURCES.items():
+        yield "smap", inputs.smap, "smap", SMAP_DATE, "inputs.smap", folder_patterns("smap")
+    for key, (product, axis, _) in MODIS_SOURCES.items():
         src = getattr(inputs, key)
         if src is not None:
-            yield key, src, axis, MODIS_DATE
+            yield key, src, axis, MODIS_DATE, f"inputs.{key}", folder_patterns(key, product)
     for var, src in inputs.geotiff.items():
-        yield f"geotiff:{var}", src, SPECS[var].axis, src.date_regex or DEFAULT_DATE_REGEX
+        yield (f"geotiff:{var}", src, SPECS[var].axis, src.date_regex or DEFAULT_DATE_REGEX, f"inputs.geotiff.{var}",
+               folder_patterns("geotiff"))
 
 
 def plan(cfg: Config, cube: xr.Dataset) -> Plan:
@@ -229,15 +233,12 @@ def plan(cfg: Config, cube: xr.Dataset) -> Plan:
         raise ConfigError("the configuration has no 'inputs:' section: nothing to ingest")
     out = Plan()
     indexes = {d: cube.indexes[d] for d in ("time", "time_8d", "time_16d")}
-    for key, src, axis, regex in _dated_sources(cfg):
-        urls = expand(src.paths, _options(inputs, src))
-        out.sources[key] = {"patterns": list(src.paths), "matched": len(urls)}
-        if not urls:
-            log.warning("inputs.%s: no file matches %s", key, list(src.paths))
+    for key, src, axis, regex, setting, folder in _dated_sources(cfg):
+        urls = _expand_source(out, key, setting, src.paths, _options(inputs, src), folder)
         dim = TIME_DIM[axis]
         var = _first_var(key)
         tchunk = int(cube[var].encoding["chunks"][0])
-        by_date: dict[dt.date, dict[str, str]] = {}
+        by_date: dict[dt.date, dict[str, list[str]]] = {}
         for url in urls:
             try:
                 date = date_from_name(url, regex)
@@ -250,17 +251,14 @@ def plan(cfg: Config, cube: xr.Dataset) -> Plan:
                 continue
             tile = _TILE.search(os.path.basename(url))
             slot = "smap" if key == "smap" else (tile.group(1) if tile and key in MODIS_SOURCES else url)
-            older = by_date.setdefault(date, {}).get(slot)
-            if older is not None:  # duplicate granule: keep the newest name
-                keep, drop = sorted([older, url], key=os.path.basename)[::-1]
-                out.files.append(_entry(drop, key, date, "skipped", f"superseded by {os.path.basename(keep)}"))
-                url = keep
-            by_date[date][slot] = url
+            by_date.setdefault(date, {}).setdefault(slot, []).append(url)  # duplicates: resolved on the worker
         chunks: dict[int, list[Group]] = {}
         for date in sorted(by_date):
             i = _axis_index(indexes, dim, date)
             assert i is not None
-            chunks.setdefault(i // tchunk, []).append(Group(date, tuple(sorted(by_date[date].values()))))
+            slots = sorted((newest_first(c) for c in by_date[date].values()), key=lambda c: c[0])
+            older = tuple((c[0], c[1:]) for c in slots if len(c) > 1)
+            chunks.setdefault(i // tchunk, []).append(Group(date, tuple(c[0] for c in slots), older))
         size = cube.sizes[dim]
         for c, groups in sorted(chunks.items()):
             out.tasks.append(Task(key, dim, c * tchunk, min((c + 1) * tchunk, size), tuple(groups)))
@@ -273,23 +271,22 @@ def plan(cfg: Config, cube: xr.Dataset) -> Plan:
 
 
 def _static_urls(inputs: InputsConfig, out: Plan) -> list[tuple[str, str]]:
-    """(kind, url) of the static inputs: ``dem``, ``land_mask`` (globs) and soil fractions."""
+    """(kind, url) of the static inputs: ``dem``, ``land_mask`` and the soil fractions (files,
+    globs or folders)."""
     found: list[tuple[str, str]] = []
     for kind in ("dem", "land_mask"):
         src = getattr(inputs, kind)
         if src is not None:
-            urls = expand(src.paths, _options(inputs, src))
-            out.sources[kind] = {"patterns": list(src.paths), "matched": len(urls)}
+            urls = _expand_source(out, kind, f"inputs.{kind}", src.paths, _options(inputs, src), folder_patterns(kind))
             found += [(kind, u) for u in urls]
     if inputs.soil is not None:
-        paths = {f: getattr(inputs.soil, f) for f in FRACTIONS if getattr(inputs.soil, f)}
-        out.sources["soil"] = {"patterns": list(paths.values()), "matched": len(paths)}
-        found += [(f, _plain(p)) for f, p in paths.items()]
+        for f in FRACTIONS:
+            path = getattr(inputs.soil, f)
+            if path:
+                urls = _expand_source(out, f, f"inputs.soil.{f}", [path], _options(inputs, inputs.soil),
+                                      folder_patterns("soil"))
+                found += [(f, u) for u in urls]
     return found
-
-
-def _plain(path: str) -> str:
-    return path if "://" in path else os.path.abspath(path)
 
 
 def _first_var(source: str) -> str:
@@ -392,13 +389,11 @@ def _plan_precip(cfg: Config, cube: xr.Dataset, out: Plan) -> None:
     src = inputs.precip
     check_precip_cube(cfg, cube)
     so = _options(inputs, src)
-    urls = expand(src.paths, so)
+    urls = _expand_source(out, "precip", "inputs.precip", src.paths, so, folder_patterns(src.product))
     offset = precip_utc_offset(cfg)
     index = cube.indexes[PRECIP_DIM]
     axis = [t.date() for t in index]
     on_axis = set(axis)
-    if not urls:
-        log.warning("inputs.precip: no file matches %s", list(src.paths))
     by_day: dict[dt.date, list[str]] = {}
     for url in urls:
         try:
@@ -414,28 +409,24 @@ def _plan_precip(cfg: Config, cube: xr.Dataset, out: Plan) -> None:
             continue
         for d in mine:
             by_day.setdefault(d, []).append(url)
-    if src.product in ("imerg", "chirps"):  # one file per day: keep the preferred one
-        superseded: dict[str, tuple[str, dt.date]] = {}
+    older: dict[dt.date, tuple[str, ...]] = {}
+    if src.product in ("imerg", "chirps"):  # one file per day: the preferred one; the others if it fails
         for d, us in by_day.items():
-            keep = max(us, key=_precip_rank)
-            by_day[d] = [keep]
-            superseded.update({u: (keep, d) for u in us if u != keep})
-        used = {u for us in by_day.values() for u in us}
-        for u, (keep, d) in sorted(superseded.items()):
-            if u not in used:
-                out.files.append(_entry(u, "precip", d, "skipped", f"superseded by {posixpath.basename(keep)}"))
+            ranked = sorted(us, key=_precip_rank, reverse=True)
+            by_day[d], older[d] = ranked[:1], tuple(ranked[1:])
     tchunk = int(cube["precip"].encoding["chunks"][0])
     chunks: dict[int, list[Group]] = {}
     for d in sorted(by_day):
         i = axis.index(d)
-        chunks.setdefault(i // tchunk, []).append(Group(d, tuple(sorted(by_day[d]))))
+        alts = ((by_day[d][0], older[d]),) if older.get(d) else ()
+        chunks.setdefault(i // tchunk, []).append(Group(d, tuple(sorted(by_day[d])), alts))
     for c, groups in sorted(chunks.items()):
         out.tasks.append(Task("precip", PRECIP_DIM, c * tchunk, min((c + 1) * tchunk, len(axis)), tuple(groups)))
     day = "UTC" if src.product == "imerg" else (f"UTC{offset:+03d}:00 (hourly files)" if src.product == "era5land"
                                                  else "CHIRPS day as labelled")
     if src.product != "era5land" and src.utc_offset_hours not in (None, 0):
         log.warning("inputs.precip.utc_offset_hours applies to hourly ERA5-Land only: %s days are %s", src.product, day)
-    out.sources["precip"] = {"patterns": list(src.paths), "matched": len(urls), "product": src.product,
+    out.sources["precip"] = {**out.sources["precip"], "product": src.product,
                              "day": day, "utc_offset_hours": offset if src.product == "era5land" else None,
                              "remap": src.remap,
                              "axis": [axis[0].isoformat(), axis[-1].isoformat()],
@@ -530,7 +521,8 @@ def read_group(source: str, paths: Sequence[str], cfg: Config, region: Region) -
         var = source.split(":", 1)[1]
         src = inputs.geotiff[var]
         da, many = geotiff_series_to_region(paths, region, var, date_regex=src.date_regex or DEFAULT_DATE_REGEX,
-                                            resampling=src.resampling, band=src.band)  # fmt: skip
+                                            resampling=src.resampling, band=src.band,
+                                            rule=ValueRule.of(src, f"inputs.geotiff.{var}"))  # fmt: skip
         return ({var: da.values[0]} if da.sizes["time"] else None), many
     product, _, names = MODIS_SOURCES[source]
     src = getattr(inputs, source)
@@ -596,22 +588,30 @@ def _run_dated(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> dic
     files: list[dict[str, Any]] = []
     groups: list[dict[str, Any]] = []
     index = cube.indexes[task.dim]
+    fallbacks: list[dict[str, Any]] = []
     for g in task.groups:
-        with local_copies(g.urls, so) as (local, fetch_failed):
-            back = {v: k for k, v in local.items()}
-            arrays, many = read_group(task.source, [local[u] for u in g.urls if u in local], cfg, region)
-            reports = [*fetch_failed, *[FileReport(back.get(r.path, r.path), r.status, r.reason, r.error) for r in many.report]]
-        gr = GroupResult(arrays, reports)
+
+        def read(urls: list[str], g: Group = g) -> tuple[dict[str, np.ndarray] | None, list[FileReport]]:
+            with local_copies(urls, so) as (local, fetch_failed):
+                back = {v: k for k, v in local.items()}
+                arrays, many = read_group(task.source, [local[u] for u in urls if u in local], cfg, region)
+                return arrays, [*fetch_failed, *[FileReport(back.get(r.path, r.path), r.status, r.reason, r.error)
+                                                 for r in many.report]]
+
+        older = dict(g.older)
+        res = read_newest_intact([(u, *older.get(u, ())) for u in g.urls], read)
+        gr = GroupResult(res.arrays, res.final)  # replaced and superseded files do not make a group partial
         i = int(index.get_loc(np.datetime64(g.date, "ns")))
         results[i] = gr
-        files += _report(reports, {}, task.source, g.date)
+        files += _report([*res.final, *res.others], {}, task.source, g.date)
+        fallbacks += [{"source": task.source, "date": g.date.isoformat(), **f} for f in res.fallbacks]
         groups.append({"source": task.source, "date": g.date.isoformat(), "status": gr.status,
-                       "variables": sorted(arrays or ()), "files": [r.path for r in reports if r.status == "used"]})  # fmt: skip
+                       "variables": sorted(gr.arrays or ()), "files": [r.path for r in res.final if r.status == "used"]})  # fmt: skip
     variables = sorted({v for r in results.values() for v in (r.arrays or {})})
     wrote, masked = _merge_and_write(cfg, cube, task.dim, task.start, task.stop, variables, results)
     prov = {v: {g["date"]: g["files"] for g in groups if v in g["variables"]} for v in variables}
     return {"task": task.key, "files": files, "groups": groups, "provenance": prov, "wrote": wrote,
-            "out_of_range": masked}
+            "out_of_range": masked, "fallbacks": fallbacks}
 
 
 def _precip_part(path: str, product: str, region: Region, days: Sequence[dt.date]) -> xr.DataArray:
@@ -673,35 +673,61 @@ def _run_precip(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> di
         if part.sizes["time"]:
             remapped = remap_to_region(part, region, src.remap)
             fine.update({t.date(): a for t, a in zip(part.indexes["time"], remapped) if np.isfinite(a).any()})
+    final = {g.date: [reports[u] for u in g.urls] for g in task.groups}
+    fallbacks = _precip_fallbacks(task, cfg, region, reports, final, fine)
     index = cube.indexes[PRECIP_DIM]
     results: dict[int, GroupResult] = {}
     groups: list[dict[str, Any]] = []
     for g in task.groups:
         assert g.date is not None
-        gr = GroupResult({"precip": fine[g.date]} if g.date in fine else None, [reports[u] for u in g.urls])
+        gr = GroupResult({"precip": fine[g.date]} if g.date in fine else None, final[g.date])
         results[int(index.get_loc(np.datetime64(g.date, "ns")))] = gr
         groups.append({"source": "precip", "date": g.date.isoformat(), "status": gr.status,
-                       "variables": sorted(gr.arrays or ()), "files": [u for u in g.urls if reports[u].status == "used"]})
-    files = [_entry(u, "precip", next(g.date for g in task.groups if u in g.urls), r.status, r.reason, r.error)
-             for u, r in sorted(reports.items())]
+                       "variables": sorted(gr.arrays or ()),
+                       "files": [r.path for r in final[g.date] if r.status == "used"]})
+    day_of: dict[str, dt.date | None] = {}
+    for g in task.groups:
+        for u in (*g.urls, *(a for _, alts in g.older for a in alts)):
+            day_of.setdefault(u, g.date)
+    files = [_entry(u, "precip", day_of[u], r.status, r.reason, r.error) for u, r in sorted(reports.items())]
     wrote, masked = _merge_and_write(cfg, cube, PRECIP_DIM, task.start, task.stop, ["precip"] if fine else [], results)
     prov = {"precip": {g["date"]: g["files"] for g in groups if g["variables"]}} if fine else {}
     return {"task": task.key, "files": files, "groups": groups, "provenance": prov, "wrote": wrote,
-            "out_of_range": masked}
+            "out_of_range": masked, "fallbacks": fallbacks}
 
 
-def _merge(block: np.ndarray, new: np.ndarray, status: str) -> None:
-    """Put ``new`` into ``block`` in place: replace (complete) or fill empty pixels (partial)."""
-    if status == "complete":
-        block[...] = new
-    elif status == "partial":
-        np.copyto(block, new, where=np.isnan(block))
+def _precip_fallbacks(task: Task, cfg: Config, region: Region, reports: dict[str, FileReport],
+                      final: dict[Any, list[FileReport]], fine: dict[dt.date, np.ndarray]) -> list[dict[str, Any]]:
+    """Days whose preferred file failed: the next file of the day (:mod:`dsm.ingest.duplicates`);
+    the others are superseded. Updates ``reports``, ``final`` and ``fine`` in place."""
+    inputs = cfg.inputs
+    assert inputs is not None and inputs.precip is not None
+    src = inputs.precip
+    out: list[dict[str, Any]] = []
+    for g in task.groups:
+        first, alts = g.urls[0], dict(g.older).get(g.urls[0], ())
+        if not alts or g.date is None:
+            continue
+        if reports[first].status != "failed":
+            reports.update({u: FileReport(u, "skipped", f"superseded by {posixpath.basename(first)}") for u in alts})
+            continue
 
+        def read(urls: list[str], day: dt.date = g.date) -> tuple[np.ndarray | None, list[FileReport]]:
+            with local_copies(urls, _options(inputs, src)) as (local, fetch_failed):
+                back = {v: k for k, v in local.items()}
+                parts, many = read_precip_group(src.product, [local[u] for u in urls if u in local], region, [day],
+                                                precip_utc_offset(cfg))
+                got = [remap_to_region(p, region, src.remap)[0] for p in parts if p.sizes["time"]]
+                back_reports = [FileReport(back.get(r.path, r.path), r.status, r.reason, r.error) for r in many.report]
+                return (got[-1] if got and np.isfinite(got[-1]).any() else None), [*fetch_failed, *back_reports]
 
-def _screened(var: str, values: np.ndarray) -> tuple[np.ndarray, int]:
-    """``values`` with NaN outside the valid range of ``var`` (:mod:`dsm.ranges`) and how many were."""
-    out, bad = screen(var, values)
-    return out, 0 if bad is None else int(bad.sum())
+        res = read_newest_intact([(first, *alts)], read)
+        reports.update({r.path: r for r in (*res.final, *res.others)})
+        final[g.date] = res.final
+        if res.arrays is not None:
+            fine[g.date] = res.arrays
+        out += [{"source": "precip", "date": g.date.isoformat(), **f} for f in res.fallbacks]
+    return out
 
 
 def _merge_and_write(cfg: Config, cube: xr.Dataset, dim: str, start: int, stop: int, variables: Sequence[str],
@@ -733,6 +759,7 @@ def _merge_and_write(cfg: Config, cube: xr.Dataset, dim: str, start: int, stop: 
 
 
 def _run_static(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> dict[str, Any]:
+    """Read the DEM, soil and land mask files (:mod:`dsm.ingest.static`) and write the static layers."""
     inputs = cfg.inputs
     assert inputs is not None
     by_kind: dict[str, list[str]] = {}
@@ -742,22 +769,26 @@ def _run_static(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> di
     results: dict[str, GroupResult] = {}
     files: list[dict[str, Any]] = []
     if "dem" in by_kind:
-        results["dem"] = _static_group(by_kind["dem"], _options(inputs, inputs.dem), lambda p: _read_dem(p, region))
+        rule = ValueRule.of(inputs.dem, "inputs.dem")
+        results["dem"] = _static_group(by_kind["dem"], _options(inputs, inputs.dem),
+                                       lambda p: read_dem_layers(p, region, rule))
     for f in FRACTIONS:
         if f in by_kind:
-            scale = inputs.soil.scale if inputs.soil else 1.0
-            results[f] = _static_group(by_kind[f], _options(inputs, inputs.soil), lambda p, f=f: _read_soil(p, f, region, scale))
+            results[f] = _static_group(by_kind[f], _options(inputs, inputs.soil),
+                                       lambda p, f=f: read_soil_layer(p, f, region, soil_rule(inputs.soil)))
     if "land_mask" in by_kind:
-        results["land_mask"] = _static_group(by_kind["land_mask"], _options(inputs, inputs.land_mask), lambda p: _read_mask(p, region))
+        rule = ValueRule.of(inputs.land_mask, "inputs.land_mask")
+        results["land_mask"] = _static_group(by_kind["land_mask"], _options(inputs, inputs.land_mask),
+                                             lambda p: read_mask_layer(p, region, rule))
     groups = []
     for kind, r in results.items():
         files += _report(r.files, {}, kind, None)
         groups.append({"source": kind, "date": None, "status": r.status, "variables": sorted(r.arrays or ()),
                        "files": [x.path for x in r.files if x.status == "used"]})  # fmt: skip
-    wrote, masked = _write_static(cfg, cube, results, derive_mask="land_mask" not in by_kind)
+    soil = [f for f in FRACTIONS if getattr(inputs.soil, f, None)] if inputs.soil else []
+    out = write_static(cfg.stores.cube, cfg.stores.storage_options, cube, results, soil, inputs.dem is not None)
     prov = {v: {"static": g["files"]} for g in groups for v in g["variables"]}
-    return {"task": task.key, "files": files, "groups": groups, "provenance": prov, "wrote": wrote,
-            "out_of_range": masked}
+    return {"task": task.key, "files": files, "groups": groups, "provenance": prov, **out}
 
 
 def _static_group(urls: Sequence[str], so: Mapping[str, Any], reader: Any) -> GroupResult:
@@ -766,63 +797,6 @@ def _static_group(urls: Sequence[str], so: Mapping[str, Any], reader: Any) -> Gr
         arrays, many = reader([local[u] for u in urls if u in local])
         reports = [*fetch_failed, *[FileReport(back.get(r.path, r.path), r.status, r.reason, r.error) for r in many.report]]
     return GroupResult(arrays, reports)
-
-
-def _read_dem(paths: Sequence[str], region: Region) -> tuple[dict[str, np.ndarray] | None, ManyResult]:
-    ds, many = dem_to_region(paths, region)
-    if not many.results:
-        return None, many
-    return {k: ds[k].values for k in ("dem", "slope", "aspect")}, many
-
-
-def _read_soil(paths: Sequence[str], fraction: str, region: Region, scale: float) -> tuple[dict[str, np.ndarray] | None, ManyResult]:
-    many = read_many(paths, lambda p: soil_to_region({fraction: p}, region, scale=scale)[fraction].values)
-    return ({fraction: next(iter(many.results.values()))} if many.results else None), many
-
-
-def _read_mask(paths: Sequence[str], region: Region) -> tuple[dict[str, np.ndarray] | None, ManyResult]:
-    many = read_many(paths, read_raster)
-    if not many.results:
-        return None, many
-    frac = warp_many_to_region(list(many.results.values()), region, "average")
-    return {"land_mask": np.where(np.isnan(frac), np.nan, (frac >= 0.5).astype(np.float32))}, many
-
-
-def _write_static(cfg: Config, cube: xr.Dataset, results: Mapping[str, GroupResult], derive_mask: bool
-                  ) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
-    """Merge the static layers (values outside their valid range masked), derive the land mask,
-    write what changed; returns what was written and ``{variable: {"static": masked}}``."""
-    old = cube[list(STATIC_VARS)].load()
-    masked: dict[str, dict[str, int]] = {}
-    merged = {v: old[v].values.astype(np.float32, copy=True) for v in STATIC_VARS if v != "land_mask"}
-    mask = old["land_mask"].values.astype(np.float32)
-    touched: set[str] = set()
-    for r in results.values():
-        for v, a in (r.arrays or {}).items():
-            if v == "land_mask":  # a mask raster: where it has a value, it decides
-                np.copyto(mask, a, where=~np.isnan(a))
-            else:
-                a, n = _screened(v, a)
-                if n:
-                    entry = masked.setdefault(v, {})
-                    entry["static"] = entry.get("static", 0) + n
-                _merge(merged[v], a, r.status)
-            touched.add(v)
-    if derive_mask and touched & {"dem", *FRACTIONS}:
-        configured = [f for f in FRACTIONS if getattr(cfg.inputs.soil, f, None)] if cfg.inputs and cfg.inputs.soil else []
-        land = np.isfinite(merged["dem"]) if cfg.inputs and cfg.inputs.dem else np.ones(mask.shape, bool)
-        for f in configured:
-            land &= np.isfinite(merged[f])
-        mask = land.astype(np.float32)
-    part = xr.Dataset(coords={"y": old["y"].values, "x": old["x"].values})
-    for v, a in merged.items():
-        if not np.array_equal(a, old[v].values, equal_nan=True):
-            part[v] = (("y", "x"), a)
-    if not np.array_equal(mask, old["land_mask"].values):
-        part["land_mask"] = (("y", "x"), mask.astype(np.uint8))
-    if part.data_vars:
-        store.write_region(cfg.stores.cube, part, cfg.stores.storage_options, cube)
-    return {str(v): "static" for v in part.data_vars}, masked
 
 
 # -- the whole ingest on the client -----------------------------------------------------
@@ -985,6 +959,8 @@ def _assemble(cfg: Config, p: Plan, results: Sequence[dict[str, Any]], errors: S
             entry = masked.setdefault(v, {})
             for d, n in by_date.items():
                 entry[d] = entry.get(d, 0) + n
+    static = next((r for r in results if "land_mask_source" in r), None)
+    errors = [*errors, *input_errors(p.sources, files, errors)]
     report = {
         "cube": cfg.stores.cube,
         "started": started.isoformat(timespec="seconds"),
@@ -996,7 +972,14 @@ def _assemble(cfg: Config, p: Plan, results: Sequence[dict[str, Any]], errors: S
         "blocks_written": wrote,
         # values outside their variable's valid range, masked before writing: variable -> date -> count
         "out_of_range": {v: dict(sorted(d.items())) for v, d in sorted(masked.items())},
+        # failed tasks, and configured inputs that gave nothing ({"task": "input", "input": setting, ...})
         "task_errors": list(errors),
+        # duplicates: a newer file that failed to read, and the older one used instead
+        "fallbacks": sorted((f for r in results for f in r.get("fallbacks", [])), key=lambda f: (f["source"], f["date"])),
+        "land_mask_source": static["land_mask_source"] if static else (
+            "unknown (the static task failed)" if any(k in p.sources for k in ("dem", "land_mask", *FRACTIONS))
+            else "unchanged (no land_mask, dem or soil input)"),
+        "warnings": [w for r in results for w in r.get("warnings", [])],
         "task_seconds": {r["task"]: r["seconds"] for r in results},
         "provenance": {v: dict(sorted(d.items())) for v, d in sorted(prov.items())},
     }
@@ -1007,8 +990,9 @@ def _assemble(cfg: Config, p: Plan, results: Sequence[dict[str, Any]], errors: S
 
 
 def summarize(report: Mapping[str, Any]) -> dict[str, int]:
-    """Counts of files per status, groups per status, blocks written, task errors and values
-    masked as out of range."""
+    """Counts of files per status, groups per status, blocks written, task errors (of which
+    ``input_errors`` are inputs that gave nothing), duplicate fallbacks and values masked as
+    out of range."""
     out: dict[str, int] = {s: 0 for s in ("used", "skipped", "failed")}
     for f in report["files"]:
         out[f["status"]] = out.get(f["status"], 0) + 1
@@ -1017,6 +1001,8 @@ def summarize(report: Mapping[str, Any]) -> dict[str, int]:
         out[key] = out.get(key, 0) + 1
     out["blocks_written"] = sum(report["blocks_written"].values())
     out["task_errors"] = len(report["task_errors"])
+    out["input_errors"] = sum(1 for e in report["task_errors"] if e["task"] == "input")
+    out["fallbacks"] = len(report.get("fallbacks", []))
     out["out_of_range"] = sum(n for d in report.get("out_of_range", {}).values() for n in d.values())
     return out
 
@@ -1054,7 +1040,14 @@ def format_report(report: Mapping[str, Any], max_lines: int = 40) -> list[str]:
     if len(bad) > max_lines:
         lines.append(f"  ... {len(bad) - max_lines} more in the JSON report")
     for e in report["task_errors"]:
-        lines.append(f"  ERROR   task {e['task']}: {e['error']}")
+        lines.append(f"  ERROR   {e['error']}" if e["task"] == "input" else f"  ERROR   task {e['task']}: {e['error']}")
+    for f in report.get("fallbacks", []):
+        lines.append(f"  fallback {f['source']} {f['date']}: {posixpath.basename(f['failed'])} failed "
+                     f"({f['reason']}); used the older {posixpath.basename(f['used'])}")
+    if "land_mask_source" in report:
+        lines.append(f"land mask: {report['land_mask_source']}")
+    for w in report.get("warnings", []):
+        lines.append(f"  WARNING {w}")
     if report.get("out_of_range"):
         per_var = {v: sum(d.values()) for v, d in report["out_of_range"].items()}
         lines.append("values outside their valid range, masked (not written): "

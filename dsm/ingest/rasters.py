@@ -1,8 +1,19 @@
 """GDAL-readable rasters (GeoTIFF...) in any CRS, and per-date GeoTIFF series on the 1 km grid.
 
-A raster's nodata value (and NaN) become NaN; band ``scale``/``offset`` metadata, when set,
-are applied (value = raw * scale + offset). A raster without a CRS, or with one that cannot
-be transformed to EPSG:6933, raises :class:`GeolocationError`.
+How stored numbers become values (:class:`ValueRule`): ``value = raw * scale + offset`` where
+raw is neither the nodata value nor NaN. The file's own band metadata win (GDAL's scale,
+offset and nodata, which rasterio exposes as ``scales``, ``offsets``, ``nodata``); the
+configured ``scale``/``offset``/``nodata`` apply to files without them. A file "has" a scale
+when its scale is not 1 or its offset not 0 (GDAL cannot tell an explicit 1 from none).
+
+Checks, each raising an error that names the file and the setting to change:
+
+- no CRS, or one that cannot be transformed to EPSG:6933: :class:`GeolocationError`;
+- a GeoTIFF series file of integers without any scale: :class:`WrongProductError` (set
+  ``inputs.geotiff.<name>.scale``, e.g. 0.0001 for MOD13 NDVI counts);
+- values over the region outside the cube variable's valid range (:mod:`dsm.ranges`):
+  :class:`WrongProductError` (:func:`check_range`); the file is refused, never stored;
+- no overlap with the region (:class:`NoOverlapError`, :func:`require_overlap`).
 """
 
 from __future__ import annotations
@@ -11,6 +22,7 @@ import datetime as dt
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
@@ -24,12 +36,50 @@ from dsm.ingest.base import (
     NoOverlapError,
     PathLike,
     UnreadableFileError,
+    WrongProductError,
     date_from_name,
     read_many,
 )
 from dsm.ingest.reproject import EASE_CRS, Raster, crop_to_region, fine_dataarray, warp_many_to_region
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ValueRule:
+    """Configured ``scale``, ``offset`` and ``nodata`` of an input (None: not configured), and
+    ``setting``, the configuration key named in messages (``inputs.geotiff.ndvi``)."""
+
+    scale: float | None = None
+    offset: float | None = None
+    nodata: float | None = None
+    setting: str = ""
+
+    @classmethod
+    def of(cls, src: object, setting: str) -> ValueRule:
+        """The rule of a configuration section with ``scale``/``offset``/``nodata`` fields."""
+        return cls(getattr(src, "scale", None), getattr(src, "offset", None), getattr(src, "nodata", None), setting)
+
+    def key(self, name: str) -> str:
+        """``<setting>.<name>``, or ``<name>`` without a setting."""
+        return f"{self.setting}.{name}" if self.setting else name
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What :func:`read_values` did: the file's dtype, the scale and offset applied, where they
+    came from (``file``, ``config`` or ``none``) and the nodata value used."""
+
+    dtype: str
+    scale: float
+    offset: float
+    source: str
+    nodata: float | None
+
+    def describe(self) -> str:
+        """``scale 0.0001 and offset 0 from the file, nodata -3000``."""
+        nd = "no nodata value" if self.nodata is None else f"nodata {self.nodata:g}"
+        return f"scale {self.scale:g} and offset {self.offset:g} ({self.source}), {nd}"
 
 
 def check_crs(path: str, crs) -> None:
@@ -48,8 +98,8 @@ def check_crs(path: str, crs) -> None:
         raise GeolocationError(path, f"unknown or unusable coordinate reference system ({exc})") from exc
 
 
-def read_raster(path: PathLike, band: int = 1) -> Raster:
-    """One band of a GDAL-readable raster as float32 with NaN for nodata.
+def read_values(path: PathLike, band: int = 1, rule: ValueRule | None = None) -> tuple[Raster, Applied]:
+    """One band of a GDAL-readable raster as float32 values (NaN where nodata), and what was applied.
 
     Raises
     ------
@@ -58,6 +108,7 @@ def read_raster(path: PathLike, band: int = 1) -> Raster:
     import rasterio
     from rasterio.errors import RasterioIOError
 
+    rule = rule or ValueRule()
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise UnreadableFileError(path, "file does not exist")
@@ -69,15 +120,85 @@ def read_raster(path: PathLike, band: int = 1) -> Raster:
             if src.transform.b != 0 or src.transform.d != 0:
                 raise GeolocationError(path, "rotated rasters are not supported")
             raw = src.read(band)
-            data = raw.astype(np.float32)
-            if src.nodata is not None and not np.isnan(src.nodata):
-                data[raw == src.nodata] = np.nan
-            scale, offset = src.scales[band - 1], src.offsets[band - 1]
-            if scale != 1 or offset != 0:
-                data = data * np.float32(scale) + np.float32(offset)
-            return Raster(data, src.transform, src.crs)
+            file_scale, file_offset, file_nodata = src.scales[band - 1], src.offsets[band - 1], src.nodata
+            transform, crs = src.transform, src.crs
     except RasterioIOError as exc:
         raise UnreadableFileError(path, f"not a readable raster ({exc})") from exc
+    nodata = file_nodata if file_nodata is not None else rule.nodata
+    if file_scale != 1 or file_offset != 0:
+        scale, offset, source = float(file_scale), float(file_offset), "from the file"
+        if (rule.scale, rule.offset) not in ((None, None), (scale, offset)):
+            log.warning("%s: scale %g and offset %g from the file; %s/%s ignored", path, scale, offset,
+                        rule.key("scale"), rule.key("offset"))
+    elif rule.scale is not None or rule.offset is not None:
+        scale, offset, source = float(rule.scale or 1.0), float(rule.offset or 0.0), f"from {rule.key('scale')}"
+    else:
+        scale, offset, source = 1.0, 0.0, "none given"
+    data = raw.astype(np.float32)
+    if nodata is not None and not np.isnan(nodata):
+        data[raw == nodata] = np.nan
+    if scale != 1 or offset != 0:
+        data = data * np.float32(scale) + np.float32(offset)
+    applied = Applied(raw.dtype.name, scale, offset, source, None if nodata is None else float(nodata))
+    return Raster(data, transform, crs), applied
+
+
+def read_raster(path: PathLike, band: int = 1, rule: ValueRule | None = None) -> Raster:
+    """One band of a GDAL-readable raster as float32 with NaN for nodata (:func:`read_values`).
+
+    Raises
+    ------
+    UnreadableFileError, GeolocationError
+    """
+    return read_values(path, band, rule)[0]
+
+
+def require_overlap(path: str, raster: Raster, region: Region, pad_m: float = 0.0) -> Raster:
+    """The part of ``raster`` over ``region`` (grown by ``pad_m`` metres); :class:`NoOverlapError`
+    naming the raster's and the region's extents when it does not overlap or has no value there."""
+    part = crop_to_region(raster, region, margin=0, pad_m=pad_m)
+    if part is None or not np.isfinite(part.data).any():
+        what = "does not overlap" if part is None else "has only nodata over"
+        raise NoOverlapError(path, f"{what} the region (raster extent {_extent(raster)}; region lon/lat "
+                                   f"{_fmt(region.lonlat_bounds)}): use a file that covers the region")
+    return part
+
+
+def check_range(path: str, raster: Raster, var: str, region: Region, rule: ValueRule, applied: Applied) -> None:
+    """Refuse (:class:`WrongProductError`) a raster with values over ``region`` outside the
+    valid range of cube variable ``var`` (no check for other names)."""
+    from dsm.ranges import outside, valid_range
+
+    bounds = valid_range(var)
+    part = crop_to_region(raster, region, margin=1)
+    if bounds is None or part is None:
+        return
+    bad = outside(part.data, bounds)
+    if bad.any():
+        v = part.data[np.isfinite(part.data)]
+        raise WrongProductError(
+            path, f"{int(bad.sum())} values over the region ({v.min():g}..{v.max():g}) are outside the valid range "
+                  f"of {var} [{bounds[0]:g}, {bounds[1]:g}] after {applied.describe()}: set {rule.key('scale')}, "
+                  f"{rule.key('offset')} or {rule.key('nodata')} to what the file stores")
+
+
+def require_scale(path: str, applied: Applied, rule: ValueRule) -> None:
+    """Refuse (:class:`WrongProductError`) an integer raster without any scale."""
+    if np.dtype(applied.dtype).kind in "iu" and applied.source == "none given":
+        raise WrongProductError(
+            path, f"{applied.dtype} values without a scale (no scale in the file, {rule.key('scale')} not set): set "
+                  f"{rule.key('scale')} (e.g. 0.0001 for MOD13 NDVI counts; 1 if the integers are the values)")
+
+
+def _fmt(b: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in b) + ")"
+
+
+def _extent(raster: Raster) -> str:
+    ny, nx = raster.data.shape
+    t = raster.transform
+    xs, ys = (t.c, t.c + t.a * nx), (t.f, t.f + t.e * ny)
+    return f"{_fmt((min(xs), min(ys), max(xs), max(ys)))} in {raster.crs.to_string() if raster.crs else 'no CRS'}"
 
 
 def geotiff_series_to_region(
@@ -89,6 +210,7 @@ def geotiff_series_to_region(
     resampling: str = "average",
     band: int = 1,
     attrs: dict | None = None,
+    rule: ValueRule | None = None,
 ) -> tuple[xr.DataArray, ManyResult]:
     """Per-date rasters (any CRS, several tiles per date allowed) on a region's 1 km grid.
 
@@ -100,27 +222,33 @@ def geotiff_series_to_region(
     region
         Destination region.
     name
-        Variable name of the result.
+        Variable name of the result; for a cube variable, values outside its valid range
+        refuse the file (:func:`check_range`).
     resampling
         ``"average"`` for continuous fields coarser than 1 km, ``"nearest"`` for QC-masked 1 km
         fields.
     attrs
         CF attributes (units, long_name...) for the result.
+    rule
+        Configured scale, offset and nodata (module docstring); integer files need a scale.
 
     Returns
     -------
     (xarray.DataArray, ManyResult)
-        (time, y, x) float32 sorted by date, and the per-file report (files without a date
-        or outside the region are reported, not raised).
+        (time, y, x) float32 sorted by date, and the per-file report (files without a date,
+        without a scale, with impossible values or outside the region are reported, not raised).
     """
+    rule = rule or ValueRule()
 
     def _one(path: str) -> tuple[dt.date, Raster]:
         date = date_from_name(path, date_regex)
-        raster = read_raster(path, band)
+        raster, applied = read_values(path, band, rule)
+        require_scale(path, applied, rule)
         if crop_to_region(raster, region, margin=1) is None:
             raise NoOverlapError(path, f"does not cover region {region.to_dict()}")
         if np.isnan(raster.data).all():
             raise EmptyGranuleError(path, "every pixel is nodata")
+        check_range(path, raster, name, region, rule, applied)
         return date, raster
 
     many = read_many(paths, _one)

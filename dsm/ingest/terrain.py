@@ -11,6 +11,11 @@ Elevation is averaged onto the 1 km grid (tiles of one resolution are mosaicked 
 one extra 1 km pixel on every side; slope and aspect are computed on that padded 1 km DEM by
 :func:`dsm.terrain.slope_aspect` with ground spacings :func:`dsm.terrain.ease_spacing`, so
 pixels on the region's edge use their true neighbours where the DEM covers them.
+
+A DEM file with no value over the region (and its one-pixel border) is skipped
+(:class:`NoOverlapError`), never "used"; a file with elevations over the region outside
+[-500, 9000] m (feet, centimetres, a nodata value not declared) is refused
+(:class:`WrongProductError`, see :func:`dsm.ingest.rasters.check_range`).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from rasterio.crs import CRS
 
 from dsm.grid import CELL_1KM, EASE2_1KM, Region, xy_to_lonlat
 from dsm.ingest.base import EmptyGranuleError, ManyResult, PathLike, UnreadableFileError, read_many
-from dsm.ingest.rasters import read_raster
+from dsm.ingest.rasters import Applied, ValueRule, check_range, read_values, require_overlap
 from dsm.ingest.reproject import Raster, fine_dataarray, warp_many_to_region
 from dsm.terrain import ease_spacing, slope_aspect
 
@@ -76,19 +81,42 @@ def read_hgt(path: PathLike) -> Raster:
     return Raster(data, transform, CRS.from_epsg(4326))
 
 
-def read_dem(path: PathLike) -> Raster:
-    """A DEM file: ``.hgt`` by :func:`read_hgt`, anything else through GDAL (:func:`read_raster`)."""
-    path = os.fspath(path)
+def read_dem(path: PathLike, rule: ValueRule | None = None) -> Raster:
+    """A DEM file: ``.hgt`` by :func:`read_hgt`, anything else through GDAL
+    (:func:`dsm.ingest.rasters.read_values` with ``rule``)."""
+    return _read_dem(os.fspath(path), rule)[0]
+
+
+def _read_dem(path: str, rule: ValueRule | None) -> tuple[Raster, Applied]:
     if path.lower().endswith(".hgt"):
-        return read_hgt(path)
-    raster = read_raster(path)
+        return read_hgt(path), Applied("int16", 1.0, 0.0, "SRTM .hgt metres", float(HGT_VOID))
+    raster, applied = read_values(path, 1, rule)
     if np.isnan(raster.data).all():
         raise EmptyGranuleError(path, "every pixel is nodata")
+    return raster, applied
+
+
+def dem_for_region(path: PathLike, region: Region, rule: ValueRule | None = None) -> Raster:
+    """A DEM file checked to have values over ``region`` (or its one-pixel border) within the
+    valid range of ``dem``.
+
+    Raises
+    ------
+    NoOverlapError, WrongProductError
+        And the errors of :func:`read_dem`.
+    """
+    path = os.fspath(path)
+    rule = rule or ValueRule(setting="inputs.dem")
+    raster, applied = _read_dem(path, rule)
+    require_overlap(path, raster, region, pad_m=CELL_1KM)
+    check_range(path, raster, "dem", region, rule, applied)
     return raster
 
 
-def dem_to_region(paths: Sequence[PathLike], region: Region) -> tuple[xr.Dataset, ManyResult]:
-    """Elevation (average), slope and aspect on a region's 1 km grid from DEM files.
+def dem_to_region(paths: Sequence[PathLike], region: Region, rule: ValueRule | None = None
+                  ) -> tuple[xr.Dataset, ManyResult]:
+    """Elevation (average), slope and aspect on a region's 1 km grid from DEM files
+    (:func:`dem_for_region`: files without a value over the region are skipped).
 
     Returns
     -------
@@ -96,7 +124,7 @@ def dem_to_region(paths: Sequence[PathLike], region: Region) -> tuple[xr.Dataset
         ``dem`` (m), ``slope`` (degrees), ``aspect`` (degrees clockwise from north, downslope;
         0 where flat), all (y, x) float32, NaN where the DEMs have no data; and the report.
     """
-    many = read_many(paths, read_dem)
+    many = read_many(paths, dem_for_region, region=region, rule=rule)
     pad = 1
     dem_p = warp_many_to_region(list(many.results.values()), region, "average", pad=pad)
     rows = np.arange(region.fine_row0 - pad, region.fine_row0 + region.fine_shape[0] + pad)

@@ -50,7 +50,7 @@ from dsm.models.store import ModelStore
 from dsm.models.variants import predictor_sets
 from dsm.periods import periods
 from dsm.ranges import SMAP, describe
-from dsm.samples import OUT_OF_RANGE_ATTR, RANGE_SUFFIX, TARGET, sample_graph, smap_grid, table_counts, table_to_grid
+from dsm.samples import OUT_OF_RANGE_ATTR, RANGE_SUFFIX, TARGET, empty_cube_cause, sample_graph, smap_grid, table_counts, table_to_grid
 
 log = logging.getLogger(__name__)
 DISAGGREGATION = "disaggregation"
@@ -100,8 +100,8 @@ def sample_table(config: Config, client: Client, ds: xr.Dataset, predictors: Seq
     counts = table_counts(computed)
     tables = [t for t in computed if len(t)]
     if not tables:
-        raise InputError(f"the cube {config.stores.cube} has no day where SMAP and the static predictors are "
-                         "valid together: nothing to train on")
+        cause = empty_cube_cause(ds) or "no day where SMAP and the static predictors are valid together"
+        raise InputError(f"nothing to train on in the cube {config.stores.cube}: {cause}")
     table = pd.concat(tables, ignore_index=True)
     table.attrs[OUT_OF_RANGE_ATTR] = counts
     return table

@@ -1,0 +1,423 @@
+"""The worker side of the predict stage: one block of the output store, read, modelled and written.
+
+A :class:`BlockJob` carries everything a worker needs (store URLs, the days' plans, the
+block's fused cell means). :func:`run_block` reads its block of the cube through fsspec,
+builds float32 features of the valid land pixels only, applies the models
+(``Booster.inplace_predict`` for XGBoost), sets the origin bits, writes ``sm``, ``sm_unc``,
+``sm_origin`` and ``sm_36km`` by chunk-aligned region writes and returns small per-day
+summaries. :func:`station_parts` computes the same maps' parts at a few pixels without writing
+(the anomaly gain's calibration at stations).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+import xgboost
+
+from dsm import products, store
+from dsm.cellmeans import (BlockCells, DayCells, fuse_block, fusion_parts, running_mean, within_cell_anomaly)
+from dsm.cube import API_NAMES, SPECS
+from dsm.grid import FINE_PER_COARSE, Region, block_reduce_mean
+from dsm.features import doy_terms, feature_layer, source_of
+from dsm.models.store import ModelStore
+from dsm.models.variants import FULL
+from dsm.periods import composite_8day_of, period_of
+from dsm.ranges import SMAP, merge_counts, screen, screen_layers
+
+from dsm.dayplans import DayPlan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BlockJob:
+    """One (time chunk, space chunk) block of the output store: everything a worker needs."""
+
+    cube: str
+    output: str
+    models: str
+    storage_options: str  # JSON, hashable
+    token: str  # run id: invalidates worker caches between runs
+    t0: int
+    t1: int
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    plans: tuple[DayPlan, ...]
+    clip: tuple[float, float] = (0.0, 1.0)
+    residual_correction: bool = False
+    threads: int = 1
+    device: str = "cpu"  # XGBoost's device for prediction (cluster.device)
+    cells: BlockCells | None = None  # fusion method: the block's fused cell means
+    var_anomaly: float = 0.0
+    anomaly_gain: float = 1.0
+    interval: float | None = None
+    smooth: str = "none"
+    rain_spinup: int = 0  # rain.spinup_days: flag pixel-days with a shorter precipitation record
+    window: int = 1  # fusion: days of the centred running mean of the within-cell anomaly
+    before: tuple[DayPlan, ...] = ()  # the plans of the window's days before and after the block
+    after: tuple[DayPlan, ...] = ()
+
+
+@functools.lru_cache(maxsize=8)
+def _open(url: str, so: str, token: str, kind: str) -> xr.Dataset:
+    opts = json.loads(so)
+    if kind == "raw":
+        return xr.open_zarr(url, chunks=None, consolidated=False, storage_options=opts or None,
+                            mask_and_scale=True)
+    return store.open_store(url, kind, opts)
+
+
+@functools.lru_cache(maxsize=64)
+def load_model(models_url: str, so: str, key: str, sha: str, threads: int = 1, device: str = "cpu") -> Any:
+    """A stored model, cached per worker process (keyed by its SHA-256); XGBoost models come
+    back as a Booster set to ``threads`` and ``device``."""
+    model = ModelStore(models_url, json.loads(so)).load_model(key)
+    if isinstance(model, xgboost.XGBModel):
+        booster = model.get_booster()
+        booster.set_param({"nthread": threads, "device": device})
+        return booster
+    return model
+
+
+def apply_model(model: Any, X: np.ndarray) -> np.ndarray:
+    """Predictions of a loaded model on float32 features: ``inplace_predict`` for XGBoost."""
+    if X.shape[0] == 0:
+        return np.zeros((0,), np.float32)
+    if isinstance(model, xgboost.Booster):
+        return np.asarray(model.inplace_predict(X))
+    return np.asarray(model.predict(X))
+
+
+def _read(ds: xr.Dataset, name: str, **index: Any) -> np.ndarray:
+    return np.asarray(ds[name].isel(index).values)
+
+
+def block_features(cube: xr.Dataset, day: dt.date, names: Sequence[str], ys: slice, xs: slice,
+                   cache: dict[Any, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each predictor of ``day`` on a block: the day's daily layers, the 8-day and 16-day
+    composites covering it, the static layers (float32, NaN where missing)."""
+    out = {}
+    times = cube.indexes
+    for name in names:
+        axis = SPECS[name].axis if name in SPECS else "static"
+        if axis == "daily":
+            key = (name, "d", day)
+            index = {"time": int(times["time"].get_loc(pd.Timestamp(day)))}
+        elif axis == "precip":
+            key = (name, "d", day)
+            index = {"time_precip": int(times["time_precip"].get_loc(pd.Timestamp(day)))}
+        elif axis == "8day":
+            start = composite_8day_of(day).start
+            key, index = (name, "8", start), {"time_8d": int(times["time_8d"].get_loc(pd.Timestamp(start)))}
+        elif axis == "16day":
+            start = period_of(day).start
+            key, index = (name, "16", start), {"time_16d": int(times["time_16d"].get_loc(pd.Timestamp(start)))}
+        else:
+            key, index = (name, "s", None), {}
+        if key not in cache:
+            cache[key] = _read(cube, name, **index, y=ys, x=xs).astype(np.float32, copy=False)
+        out[name] = cache[key]
+    return out
+
+
+def model_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndarray, plan: DayPlan,
+              load: Callable[[str, str], Any], rain_spinup: int = 0, *,
+              out_of_range: Mapping[str, np.ndarray] | None = None, smap_out_of_range: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+    """The models' 1 km values (unclipped), uncertainty and origin of one day on one block
+    (pure given ``load``).
+
+    A value outside its variable's valid range (:mod:`dsm.ranges`) is missing, like a cloud:
+    the pixel gets the first variant whose predictors are all valid. Where that changed what a
+    predicted pixel got (another variant than the raw values would have chosen, or its cell's
+    SMAP dropped), the pixel gets bit 256 (``input_out_of_range``).
+
+    Parameters
+    ----------
+    feats
+        Predictor name -> 2-D float32 array of the block, as read (screened here), or already
+        screened when ``out_of_range`` is given.
+    land
+        Boolean land mask of the block.
+    smap
+        SMAP of the block's 36 km cells (NaN: no observation), as read (screened here), or
+        already screened when ``smap_out_of_range`` is given.
+    plan
+        The day's plan (variants in order of preference).
+    load
+        ``load(key, sha)`` -> a model from :func:`load_model`.
+    rain_spinup
+        Pixels whose model uses antecedent precipitation indices get bit 128 where
+        ``feats["api_age"]`` (days since the record's last missing day) is below it.
+    out_of_range, smap_out_of_range
+        The masks of the values already screened out of ``feats`` (predictor -> 2-D bool; a
+        predictor without one had none) and of ``smap`` (:func:`dsm.ranges.screen_layers`,
+        :func:`dsm.ranges.screen`).
+
+    Returns
+    -------
+    model, unc (float32, NaN where not predicted), origin (uint16) and per-variant pixel counts.
+    """
+    if out_of_range is None:
+        feats, out_of_range = screen_layers(feats)
+    if smap_out_of_range is None:
+        smap, smap_out_of_range = screen(SMAP, smap)
+    shape = land.shape
+    sm = np.full(shape, np.nan, np.float32)
+    unc = np.full(shape, np.nan, np.float32)
+    origin = np.zeros(shape, products.ORIGIN_DTYPE)
+    counts: dict[str, int] = {}
+    remaining = land.copy()
+    no_smap = _to_pixels(~np.isfinite(smap))
+    doy = doy_terms(np.array([np.datetime64(plan.day, "ns")]))[0]
+    layers = {c: feature_layer(c, feats[source_of(c)]) for v in plan.variants for c in v.columns}
+    masked = {c: out_of_range[source_of(c)] for c in layers if source_of(c) in out_of_range}
+    raw_remaining = land.copy()  # the variant choice the raw values would have made
+    changed = _to_pixels(np.asarray(smap_out_of_range, bool))
+    for v in plan.variants:
+        ok = remaining.copy()
+        for c in v.columns:
+            ok &= np.isfinite(layers[c])
+        remaining &= ~ok
+        if masked:
+            raw_ok, hit = raw_remaining.copy(), np.zeros(shape, bool)
+            for c in v.columns:
+                valid = np.isfinite(layers[c])
+                if c in masked:
+                    valid |= masked[c]
+                    hit |= masked[c]
+                raw_ok &= valid
+            raw_remaining &= ~raw_ok
+            changed |= raw_ok & hit
+        n = int(ok.sum())
+        counts[v.name] = n
+        if n == 0:
+            continue
+        X = np.empty((n, len(v.columns) + (2 if v.doy else 0)), np.float32)
+        for j, c in enumerate(v.columns):
+            X[:, j] = layers[c][ok]
+        if v.doy:
+            X[:, len(v.columns):] = doy
+        pred = apply_model(load(v.point_key, v.point_sha), X).astype(np.float32).reshape(n)
+        if v.name == FULL and plan.disaggregation is not None:
+            d = plan.disaggregation
+            pred = 0.5 * (pred + apply_model(load(d.point_key, d.point_sha), X).astype(np.float32).reshape(n))
+        sm[ok] = pred
+        bits = np.full(n, products.ALL_PREDICTORS if v.name == FULL else products.REDUCED, products.ORIGIN_DTYPE)
+        if plan.reused:
+            bits |= products.REUSED
+        if v.ranges is not None:
+            lo = np.array([r[0] for r in v.ranges], np.float32)
+            hi = np.array([r[1] for r in v.ranges], np.float32)
+            outside = ((X[:, : len(lo)] < lo) | (X[:, : len(lo)] > hi)).any(axis=1)
+            bits[outside] |= products.EXTRAPOLATION
+        bits[no_smap[ok]] |= products.NO_SMAP
+        if rain_spinup and "api_age" in feats and any(p in API_NAMES for p in v.predictors):
+            bits[feats["api_age"][ok] < rain_spinup] |= products.RAIN_MEMORY_SHORT
+        origin[ok] = bits
+        if v.quantile_key and v.quantile_sha:
+            q = apply_model(load(v.quantile_key, v.quantile_sha), X).reshape(n, -1).astype(np.float32)
+            unc[ok] = np.maximum(np.abs(q.max(axis=1) - q.min(axis=1)) / 2 + v.margin, 0.0)
+    origin[changed & (origin > 0)] |= products.INPUT_OUT_OF_RANGE
+    return sm, unc, origin, counts
+
+
+def _to_pixels(cells: np.ndarray) -> np.ndarray:
+    """A (cy, cx) array repeated onto the 1 km pixels of its cells."""
+    return np.repeat(np.repeat(cells, FINE_PER_COARSE, 0), FINE_PER_COARSE, 1)
+
+
+def finish_day(model: np.ndarray, unc: np.ndarray, origin: np.ndarray, smap: np.ndarray,
+               clip: tuple[float, float] = (0.0, 1.0), residual_correction: bool = False,
+               cells: DayCells | None = None, anomaly: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The day's map from the model's (:func:`model_day`): fused with the cell means (fusion
+    method; ``anomaly`` replaces the model's own within-cell anomaly, e.g. its running mean),
+    else clipped and optionally shifted to SMAP's cell means (``residual_correction``)."""
+    if cells is not None:
+        return fuse_block(model, origin, cells, clip, anomaly)
+    sm = np.where(np.isfinite(model), np.clip(model, *clip), np.nan).astype(np.float32)
+    if residual_correction:
+        sm = residual_correct(sm, smap, clip)
+    return sm, unc, origin
+
+
+def predict_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndarray, plan: DayPlan,
+                load: Callable[[str, str], Any], clip: tuple[float, float] = (0.0, 1.0),
+                residual_correction: bool = False, cells: DayCells | None = None, rain_spinup: int = 0
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+    """Soil moisture, uncertainty, origin and per-variant pixel counts of one day on one block:
+    :func:`model_day` then :func:`finish_day` (pure given ``load``; inputs as read, screened
+    here, :mod:`dsm.ranges`)."""
+    smap, smap_bad = screen(SMAP, smap)
+    model, unc, origin, counts = model_day(feats, land, smap, plan, load, rain_spinup, smap_out_of_range=smap_bad)
+    return (*finish_day(model, unc, origin, smap, clip, residual_correction, cells), counts)
+
+
+def residual_correct(sm: np.ndarray, smap: np.ndarray, clip: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+    """Shift each cell's pixels so the cell mean equals SMAP where SMAP observed it (``smap``
+    screened: :func:`run_block` and :func:`predict_day` pass only valid values, :mod:`dsm.ranges`)."""
+    means = block_reduce_mean(sm)
+    shift = np.where(np.isfinite(smap) & np.isfinite(means), smap - means, 0.0).astype(np.float32)
+    full = np.repeat(np.repeat(shift, FINE_PER_COARSE, 0), FINE_PER_COARSE, 1)
+    return np.where(np.isfinite(sm), np.clip(sm + full, *clip), np.nan).astype(np.float32)
+
+
+@dataclass
+class _ModelledBlock:
+    """The 1 km models of a block's days (and of the running-mean window's halo days)."""
+
+    land: np.ndarray
+    modelled: dict[dt.date, tuple[Any, ...]]  # day -> model_day's (model, unc, origin, counts)
+    anomalies: np.ndarray | None  # (t, y, x): running mean of the within-cell anomaly, or None
+    smaps: np.ndarray  # (days read, cy, cx), screened
+    day_index: list[int]  # cube time index of each day of (before, plans, after)
+    masked: dict[dt.date, dict[str, int]]
+    missing: dict[dt.date, list[str]]
+
+
+def _model_block(job: BlockJob) -> _ModelledBlock:
+    """Read a block of the cube and apply the day plans' models to it (runs on a worker)."""
+    so = job.storage_options
+    cube = _open(job.cube, so, job.token, "raw")
+    ys, xs = slice(job.y0, job.y1), slice(job.x0, job.x1)
+    cys, cxs = slice(job.y0 // FINE_PER_COARSE, job.y1 // FINE_PER_COARSE), slice(job.x0 // FINE_PER_COARSE, job.x1 // FINE_PER_COARSE)
+    land = _read(cube, "land_mask", y=ys, x=xs) == 1
+    cache: dict[Any, np.ndarray] = {}
+    all_names = sorted({p for plan in job.plans for v in plan.variants for p in v.predictors})
+    if job.rain_spinup and any(p in API_NAMES for p in all_names):
+        all_names.append("api_age")
+
+    def load(key: str, sha: str) -> Any:
+        return load_model(job.models, so, key, sha, job.threads, job.device)
+
+    # the block's days (and the halo days of a running-mean anomaly) are consecutive: read each
+    # daily layer (and SMAP) for all of them at once, rather than decoding a time chunk per day
+    seq = (*job.before, *job.plans, *job.after)
+    day_index = [int(cube.indexes["time"].get_loc(pd.Timestamp(plan.day))) for plan in seq]
+    ct0, ct1 = min(day_index), max(day_index) + 1
+    spinup = int(cube.sizes.get("time_precip", cube.sizes["time"])) - int(cube.sizes["time"])
+    for name in all_names:
+        if name in SPECS and SPECS[name].axis in ("daily", "precip"):
+            shift = spinup if SPECS[name].axis == "precip" else 0
+            dim = "time_precip" if SPECS[name].axis == "precip" else "time"
+            layers = _read(cube, name, **{dim: slice(ct0 + shift, ct1 + shift)}, y=ys, x=xs).astype(np.float32, copy=False)
+            cache.update({(name, "d", plan.day): layers[ct - ct0] for plan, ct in zip(seq, day_index)})
+    smaps, smaps_bad = screen(SMAP, _read(cube, SMAP, time=slice(ct0, ct1), cy=cys, cx=cxs).astype(np.float32))
+
+    modelled: dict[dt.date, tuple[Any, ...]] = {}
+    missing: dict[dt.date, list[str]] = {}
+    masked: dict[dt.date, dict[str, int]] = {}
+    for plan, ct in zip(seq, day_index):
+        if plan.error:
+            continue
+        feats, bad = screen_layers(block_features(cube, plan.day, all_names, ys, xs, cache))
+        modelled[plan.day] = model_day(feats, land, smaps[ct - ct0], plan, load, job.rain_spinup,
+                                       out_of_range=bad, smap_out_of_range=smaps_bad[ct - ct0])
+        masked[plan.day] = merge_counts([{p: int((m & land).sum()) for p, m in bad.items()},
+                                         {SMAP: int(smaps_bad[ct - ct0].sum())}])
+        missing[plan.day] = [p for p in all_names if p != "api_age" and not np.isfinite(feats[p][land]).any()]
+        for key in [k for k in cache if k[1] == "d" and k[2] == plan.day]:  # not needed again
+            del cache[key]
+    anomalies = None
+    if job.window > 1 and job.cells is not None:
+        nan = np.full(land.shape, np.nan, np.float32)
+        stack = np.stack([within_cell_anomaly(modelled[p.day][0]) if p.day in modelled else nan for p in seq])
+        anomalies = running_mean(stack, job.window)[len(job.before):len(job.before) + job.t1 - job.t0]
+    return _ModelledBlock(land, modelled, anomalies, smaps, [i - ct0 for i in day_index], masked, missing)
+
+
+def _day_cells(job: BlockJob, i: int) -> DayCells | None:
+    """Day ``i`` of the block's fused cell means (None: the paper's method)."""
+    bc = job.cells
+    return None if bc is None else DayCells(
+        bc.cell_mean[i], bc.increment[i], bc.variance[i], bc.state[i], job.var_anomaly, job.anomaly_gain,
+        job.interval, None if bc.halo is None else bc.halo[i], job.smooth,
+        None if bc.screened is None else bc.screened[i])
+
+
+def station_parts(job: BlockJob, pixels: Sequence[tuple[int, int]]) -> dict[str, np.ndarray]:
+    """The fusion map's parts ``B`` and ``a`` (:func:`dsm.cellmeans.fusion_parts`) at some
+    pixels of a block (rows, columns within the block) on each of its days, for calibrating
+    the anomaly gain at stations (runs on a worker; writes nothing).
+
+    Returns ``{"base": (t, n), "anomaly": (t, n)}``, NaN where the pixel was not predicted.
+    """
+    mb = _model_block(job)
+    rows = np.array([p[0] for p in pixels], int)
+    cols = np.array([p[1] for p in pixels], int)
+    base = np.full((len(job.plans), len(pixels)), np.nan, np.float32)
+    anomaly = np.full_like(base, np.nan)
+    for i, plan in enumerate(job.plans):
+        cells = _day_cells(job, i)
+        if plan.error or cells is None or plan.day not in mb.modelled:
+            continue
+        model = mb.modelled[plan.day][0]
+        b, a = fusion_parts(model, cells, None if mb.anomalies is None else mb.anomalies[i])
+        ok = np.isfinite(model[rows, cols])
+        base[i] = np.where(ok, b[rows, cols], np.nan)
+        anomaly[i] = np.where(ok, a[rows, cols], np.nan)
+    return {"base": base, "anomaly": anomaly}
+
+
+def run_block(job: BlockJob) -> dict[str, Any]:
+    """Predict and write one block of the output store (runs on a worker).
+
+    Returns per-day summaries: pixel counts per variant, origin bit counts, predictors with no
+    valid land pixel in the block, the (cell, 36 km mean, SMAP) pairs and the values masked as
+    impossible (``out_of_range``: land pixels per predictor, SMAP cells under ``smap_sm``).
+    """
+    so = job.storage_options
+    cube = _open(job.cube, so, job.token, "raw")
+    out = _open(job.output, so, job.token, products.KIND)
+    ys, xs = slice(job.y0, job.y1), slice(job.x0, job.x1)
+    cys, cxs = slice(job.y0 // FINE_PER_COARSE, job.y1 // FINE_PER_COARSE), slice(job.x0 // FINE_PER_COARSE, job.x1 // FINE_PER_COARSE)
+    r = cube.attrs["region"]
+    cell_ids = Region(r["row0"], r["col0"], r["nrows"], r["ncols"]).cell_ids[cys, cxs]
+    mb = _model_block(job)
+    nt = job.t1 - job.t0
+    shape = (nt, job.y1 - job.y0, job.x1 - job.x0)
+    sm = np.full(shape, np.nan, np.float32)
+    unc = np.full(shape, np.nan, np.float32)
+    origin = np.zeros(shape, products.ORIGIN_DTYPE)
+    sm36 = np.full((nt, cell_ids.shape[0], cell_ids.shape[1]), np.nan, np.float32)
+    summaries = []
+    for i, plan in enumerate(job.plans):
+        info: dict[str, Any] = {"day": plan.day.isoformat(), "land": int(mb.land.sum())}
+        if plan.error:
+            info["error"] = plan.error
+            summaries.append(info)
+            continue
+        smap = mb.smaps[mb.day_index[len(job.before) + i]]
+        model, u, o, counts = mb.modelled[plan.day]
+        s, u, o = finish_day(model, u, o, smap, job.clip, job.residual_correction, _day_cells(job, i),
+                             None if mb.anomalies is None else mb.anomalies[i])
+        sm[i], unc[i], origin[i] = s, u, o
+        sm36[i] = block_reduce_mean(s)
+        info["counts"] = counts
+        info["origin"] = {str(b): n for b, n in products.origin_counts(o).items()}
+        info["missing"] = mb.missing[plan.day]
+        info["out_of_range"] = mb.masked[plan.day]
+        ok = np.isfinite(sm36[i]) & np.isfinite(smap)
+        info["pairs"] = [[int(c), float(a), float(b)] for c, a, b in zip(cell_ids[ok], sm36[i][ok], smap[ok])]
+        summaries.append(info)
+    coords = {"time": out["time"].values[job.t0:job.t1], "y": out["y"].values[ys], "x": out["x"].values[xs]}
+    part = xr.Dataset({"sm": (("time", "y", "x"), sm), "sm_unc": (("time", "y", "x"), unc),
+                       "sm_origin": (("time", "y", "x"), origin)}, coords=coords)
+    store.write_region(job.output, part, json.loads(so) or None, out)
+    part36 = xr.Dataset({"sm_36km": (("time", "cy", "cx"), sm36)},
+                        coords={"time": coords["time"], "cy": out["cy"].values[cys], "cx": out["cx"].values[cxs]})
+    store.write_region(job.output, part36, json.loads(so) or None, out)
+    return {"t0": job.t0, "y0": job.y0, "x0": job.x0, "days": summaries}

@@ -1,0 +1,160 @@
+"""Day plans of the predict stage: which stored models predict each day (pure given the store).
+
+For the paper's method a day's plan is its period's model (following ``reused_from``), its
+reduced (gap-free) and quantile variants and the predictor ranges seen in training; for the
+fusion method, the pooled model and its companions from the model card.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+
+from dsm.config import Config
+from dsm.errors import ConfigError
+from dsm.features import DOY_FEATURES
+from dsm.models.cards import FUSION_KEY, FusionCard, ModelRecord
+from dsm.models.store import ModelStore
+from dsm.models.variants import FULL, quantile_key, variant_key, variants_of
+from dsm.periods import period_of
+
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VariantPlan:
+    """One model of a day: its predictors, model-store keys and training ranges."""
+
+    name: str
+    predictors: tuple[str, ...]
+    point_key: str
+    point_sha: str
+    quantile_key: str | None = None
+    quantile_sha: str | None = None
+    ranges: tuple[tuple[float, float], ...] | None = None  # per feature, None: no range check
+    doy: bool = False  # pooled model: day-of-year terms appended
+    margin: float = 0.0  # conformal margin added to the quantile half width
+    features: tuple[str, ...] | None = None  # model columns from the predictors (None: the predictors)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The model's feature columns before the day-of-year terms."""
+        return self.features if self.features is not None else self.predictors
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready description, stored in ``day_models``."""
+        return {"predictors": list(self.predictors), "model": self.point_key, "sha256": self.point_sha,
+                "quantile": self.quantile_key}
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """Which models make one day (or why none can)."""
+
+    day: dt.date
+    period: str
+    model_period: str | None = None
+    chosen: str | None = None
+    reused: bool = False
+    variants: tuple[VariantPlan, ...] = ()
+    error: str | None = None
+    disaggregation: VariantPlan | None = None  # fusion: averaged with the full variant
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready description, stored in ``day_models``."""
+        rec = {"period": self.period, "model_period": self.model_period, "model": self.chosen,
+               "reused": self.reused, "variants": {v.name: v.record() for v in self.variants}}
+        if self.disaggregation is not None:
+            rec["disaggregation"] = self.disaggregation.record()
+        return rec
+
+    def on(self, day: dt.date) -> DayPlan:
+        """The same plan for another day."""
+        return replace(self, day=day)
+
+
+def _resolve(models: ModelStore, period: str) -> tuple[str | None, dict[str, Any] | None, bool, str | None]:
+    card = models.read_card(period)
+    if card is None:
+        return None, None, False, f"period {period} has no model in {models.url} (run dsm train)"
+    key, reused, seen = period, False, set()
+    while card is not None and card.get("model") is None and card.get("reused_from"):
+        seen.add(key)
+        key, reused = card["reused_from"], True
+        if key in seen:
+            return None, None, True, f"period {period}: model cards form a cycle through {key}"
+        card = models.read_card(key)
+    if card is None or card.get("model") is None:
+        return None, None, reused, f"period {period}: no stored model (reused_from {key} has none)"
+    return key, card, reused, None
+
+
+def make_plans(config: Config, models: ModelStore, day_list: Sequence[dt.date],
+               card: FusionCard | None = None) -> list[DayPlan]:
+    """The plan of every day (pure apart from reading model cards); ``card``: the fusion method's."""
+    want_q = config.output.uncertainty == "quantile"
+    by_period: dict[str, DayPlan] = {}
+    plans = []
+    for day in day_list:
+        name = period_of(day).name
+        if name not in by_period:
+            by_period[name] = (_fusion_plan(card, name) if card is not None
+                               else _period_plan(config, models, name, want_q))
+        plans.append(by_period[name].on(day))
+    return plans
+
+
+def _record_plan(rec: ModelRecord) -> VariantPlan:
+    features = tuple(f for f in rec.features if f not in DOY_FEATURES)
+    return VariantPlan(rec.name, rec.predictors, rec.key, rec.sha256, doy=True, features=features,
+                       ranges=tuple(tuple(rec.ranges[f]) for f in features) if rec.ranges else None)  # type: ignore[misc]
+
+
+def _fusion_plan(card: FusionCard, name: str) -> DayPlan:
+    disagg = _record_plan(card.disaggregation) if card.disaggregation is not None else None
+    return DayPlan(dt.date.min, name, FUSION_KEY, "xgb (pooled, fused with SMAP)", False,
+                   tuple(_record_plan(r) for r in card.variants), disaggregation=disagg)
+
+
+def _period_plan(config: Config, models: ModelStore, name: str, want_q: bool) -> DayPlan:
+    key, card, reused, error = _resolve(models, name)
+    if error or key is None or card is None:
+        return DayPlan(dt.date.min, name, error=error, reused=reused)
+    if list(card.get("predictors", config.predictors)) != list(config.predictors):
+        return DayPlan(dt.date.min, name, error=f"period {key}'s model uses predictors {card.get('predictors')}, "
+                       f"the configuration has {list(config.predictors)}")
+    variants = []
+    for vname, preds in variants_of(config).items():
+        vcard = models.read_card(variant_key(vname, key))
+        if vname == FULL:
+            point_key, sha = key, card["model"]["sha256"]
+        elif vcard is None or vcard.get("model") is None:
+            continue  # no reduced model (too few samples or trained before issue 4): pixels stay empty
+        else:
+            point_key, sha = variant_key(vname, key), vcard["model"]["sha256"]
+        ranges = None
+        if vcard and vcard.get("feature_ranges"):
+            ranges = tuple(tuple(vcard["feature_ranges"][p]) for p in preds)
+        qkey = qsha = None
+        margin = 0.0
+        if want_q:
+            qcard = models.read_card(quantile_key(vname, key))
+            if qcard is not None and qcard.get("model"):
+                qkey, qsha = quantile_key(vname, key), qcard["model"]["sha256"]
+                margin = float(qcard.get("conformal_margin") or 0.0)
+        variants.append(VariantPlan(vname, preds, point_key, sha, qkey, qsha, ranges,  # type: ignore[arg-type]
+                                    margin=margin))
+    return DayPlan(dt.date.min, name, key, card.get("chosen"), reused, tuple(variants))
+
+
+def fusion_card(models: ModelStore) -> FusionCard:
+    """The fusion method's card, or a :class:`ConfigError` saying to train first."""
+    raw = models.read_card(FUSION_KEY)
+    if raw is None:
+        raise ConfigError(f"no fusion model in {models.url}: run `dsm train` first (training.method: fusion)")
+    return FusionCard.from_dict(raw)

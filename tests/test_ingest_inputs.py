@@ -1,0 +1,295 @@
+"""Real inputs a user has (issue 13): files, globs and folders; inputs that give nothing fail
+the ingest; coverage of the static rasters and where the land mask comes from; scale and
+nodata of GeoTIFF series from the configuration; duplicate granules (newest intact wins).
+
+The ingests run through ``dsm ingest`` / ``dsm run`` on the module's LocalCluster (reached
+by ``cluster.address``), with files written by :mod:`dsm.testing` and rasterio.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from affine import Affine
+from click.testing import CliRunner
+
+from dsm.cli import main
+from dsm.cube import open_cube
+from dsm.grid import Region
+from dsm.ingest import read_spl3smp
+from dsm.ingest.inputs import expand, expand_each, folder_patterns
+from dsm.samples import empty_cube_cause
+from dsm.ingest.static import SEA_MIN_PIXELS, sea_level_water
+from dsm.testing.granules import SmapPass, modis_filename, spl3smp_filename, write_geotiff, write_spl3smp
+
+REGION = Region.around(110.0, 40.0, 1, 2)
+D13, D14 = dt.date(2021, 8, 13), dt.date(2021, 8, 14)
+
+
+def _smap(folder: Path, day: dt.date, value: float, crid: str = "R19240") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_spl3smp(folder / spl3smp_filename(day, crid=crid), day, SmapPass(np.full((406, 964), value, np.float32)))
+
+
+def _on_region(path: Path, array: np.ndarray, nodata: float | None = None) -> Path:
+    """A GeoTIFF on the region's own 1 km grid (EPSG:6933)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_geotiff(path, array, REGION.fine_transform, "EPSG:6933", nodata=nodata)
+
+
+def _far(path: Path) -> Path:
+    """A 0.01 degree raster over the South Atlantic: nowhere near the region."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_geotiff(path, np.full((50, 50), 20.0, np.float32), Affine(0.01, 0, -20.0, 0, -0.01, -30.0), "EPSG:4326")
+
+
+def _truncated(src: Path, dst: Path) -> Path:
+    dst.write_bytes(src.read_bytes()[:5000])
+    return dst
+
+
+def _config(root: Path, client, inputs: dict, name: str = "cube") -> Path:
+    raw = {"region": {"cells": [REGION.row0, REGION.col0, REGION.nrows, REGION.ncols]},
+           "dates": {"start": D13.isoformat(), "end": D14.isoformat()},
+           "stores": {"cube": str(root / f"{name}.zarr"), "output": str(root / f"{name}_out.zarr")},
+           "cluster": {"address": client.scheduler.address}, "chunks": {"space": 36, "time": 2},
+           "inputs": inputs}  # fmt: skip
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _ingest(config: Path, *extra: str):
+    return CliRunner().invoke(main, ["ingest", str(config), "--no-progress", *extra], catch_exceptions=False)
+
+
+def _report(root: Path, name: str = "cube") -> dict:
+    return json.loads((root / f"{name}.ingest_report.json").read_text())
+
+
+def _files(report: dict) -> dict[str, dict]:
+    return {Path(f["path"]).name: f for f in report["files"]}
+
+
+# -- 1. files, globs and folders; no silent no-ops ---------------------------------------
+def test_paths_are_files_globs_or_folders_searched_for_the_products_own_files(tmp_path):
+    a = tmp_path / "granules"
+    s13, s14 = _smap(a, D13, 0.2), _smap(a / "2021" / "08", D14, 0.2)
+    mod = a / "2021" / modis_filename("MOD11A1", D13, 11, 5)
+    mod.write_bytes(b"x")
+    (a / "notes.txt").write_text("not a granule")
+    tif = a / "2021" / "NDVI_2021225.TIF"
+    tif.write_bytes(b"x")
+    smap, both = folder_patterns("smap"), sorted([str(s13), str(s14)])
+    assert expand([str(a)], {}, smap) == both  # recursive, only SMAP files
+    assert expand([str(tmp_path / "gran*")], {}, smap) == both  # a glob matching a folder
+    assert expand([str(a)], {}, folder_patterns("mod11a1", "MOD11A1")) == [str(mod)]
+    assert expand([str(a)], {}, folder_patterns("geotiff:ndvi")) == [str(tif)]  # *.tif, any case
+    found = expand_each([str(s13), str(a / "missing.h5"), str(a / "*.h5")], {}, smap)
+    assert found == {str(s13): [str(s13)], str(a / "missing.h5"): [], str(a / "*.h5"): [str(s13)]}
+    assert expand([str(a)], {}) == []  # without patterns a folder gives nothing (plain expand, as before)
+
+
+@pytest.mark.s3
+def test_folders_on_s3_are_searched_too(s3, tmp_path):
+    bucket = s3.make_bucket("folders")
+    fs = s3.filesystem()
+    src = _smap(tmp_path, D13, 0.2)
+    fs.put_file(str(src), f"folders/in/2021/{src.name}")
+    fs.pipe_file("folders/in/readme.txt", b"x")
+    got = expand([f"{bucket}/in/"], s3.storage_options, folder_patterns("smap"))
+    assert got == [f"{bucket}/in/2021/{src.name}"]
+    assert expand([f"{bucket}/in/*/"], s3.storage_options, folder_patterns("smap")) == got
+
+
+@pytest.mark.timeout(180)
+def test_an_input_that_matches_nothing_or_whose_files_all_fail_fails_the_ingest(tmp_path, client):
+    empty = tmp_path / "smap_empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("the granules are elsewhere")
+    dem = np.full(REGION.fine_shape, 250.0, np.float32)
+    inputs = {"smap": {"paths": str(empty)}, "dem": {"paths": str(_on_region(tmp_path / "dem" / "dem.tif", dem))}}
+    res = _ingest(_config(tmp_path, client, inputs))
+    assert res.exit_code == 1, res.output
+    assert f"inputs.smap: no file matches ['{empty}'] (a folder is searched for SMAP_L3_SM_P_*.h5)" in res.output
+    report = _report(tmp_path)
+    assert [e["input"] for e in report["task_errors"]] == ["inputs.smap"] and report["summary"]["input_errors"] == 1
+    np.testing.assert_array_equal(open_cube(str(tmp_path / "cube.zarr"))["dem"].values, dem)  # the rest is ingested
+    # dsm run: the cube stage is not done, the run exits 1
+    res = CliRunner().invoke(main, ["run", str(tmp_path / "cube.yaml"), "--stage", "cube"], catch_exceptions=False)
+    assert res.exit_code == 1 and "== cube: partial" in res.output and "inputs.smap: no file matches" in res.output
+    # every file failed: named with the reasons
+    good = _smap(tmp_path / "ok", D13, 0.2)
+    bad = tmp_path / "smap_bad"
+    bad.mkdir()
+    _truncated(good, bad / spl3smp_filename(D14))
+    inputs["smap"] = {"paths": str(bad)}
+    res = _ingest(_config(tmp_path, client, inputs))
+    assert res.exit_code == 1
+    assert "inputs.smap: none of the 1 files of" in res.output and "1 failed (UnreadableFileError)" in res.output
+    # one good file among failed ones: the input gave something; --strict fails on any failed file
+    inputs["smap"] = {"paths": [str(bad), str(good)]}
+    assert _ingest(_config(tmp_path, client, inputs)).exit_code == 0
+    res = _ingest(_config(tmp_path, client, inputs), "--strict")
+    assert res.exit_code == 1 and "1 failed" in res.output and "ERROR" not in res.output
+
+
+@pytest.mark.timeout(180)
+def test_training_on_a_cube_without_smap_names_the_missing_input(tmp_path, client):
+    from dsm import config as config_mod
+    from dsm.errors import InputError
+    from dsm.features import feature_names
+    from dsm.models.fusion_train import sample_table
+
+    dem = np.full(REGION.fine_shape, 250.0, np.float32)
+    config = _config(tmp_path, client, {"dem": {"paths": str(_on_region(tmp_path / "dem.tif", dem))}})
+    assert _ingest(config).exit_code == 0
+    cfg = config_mod.load(config)
+    ds = open_cube(cfg.stores.cube)
+    assert "no SMAP granule was ingested" in (empty_cube_cause(ds) or "")
+    preds = ("dem", "slope", "aspect")
+    with pytest.raises(InputError, match=r"nothing to train on .* no SMAP granule was ingested. Configure inputs.smap"):
+        sample_table(cfg, client, ds, preds, feature_names(preds))
+
+
+# -- 2. coverage and the land mask ---------------------------------------------------------
+@pytest.mark.timeout(120)
+def test_rasters_off_the_region_are_named_and_fail_their_input(tmp_path, client):
+    inputs = {"dem": {"paths": str(_far(tmp_path / "dem" / "far_dem.tif"))},
+              "soil": {"sand": str(_far(tmp_path / "soil" / "sand.tif"))},
+              "land_mask": {"paths": str(tmp_path / "mask")}}  # fmt: skip
+    _far(tmp_path / "mask" / "far_mask.tif")
+    res = _ingest(_config(tmp_path, client, inputs))
+    assert res.exit_code == 1, res.output
+    report = _report(tmp_path)
+    files = _files(report)
+    for name in ("far_dem.tif", "sand.tif", "far_mask.tif"):
+        assert (files[name]["status"], files[name]["error"]) == ("skipped", "NoOverlapError"), files[name]
+        assert "does not overlap the region" in files[name]["reason"]
+    assert sorted(e["input"] for e in report["task_errors"]) == ["inputs.dem", "inputs.land_mask", "inputs.soil.sand"]
+    assert "far_dem.tif" in res.output and "does not overlap the region" in res.output
+    assert report["land_mask_source"].startswith("land_mask input (no file used")
+    assert np.isnan(open_cube(str(tmp_path / "cube.zarr"))["dem"].values).all()
+
+
+def test_sea_level_water_takes_edge_and_large_zero_areas():
+    dem = np.full((12, 12), 120.0, np.float32)
+    dem[:, :3] = 0.0  # sea along the west edge
+    dem[5:7, 6:8] = 0.0  # a small inland flat at 0 m: land
+    dem[1:4, 8:11] = 0.0  # a large inland area at 0 m: water
+    dem[11, 10:12] = 0.0  # a small one on the edge: the sea entering the region
+    water = sea_level_water(dem)
+    expect = np.zeros(dem.shape, bool)
+    expect[:, :3] = expect[1:4, 8:11] = expect[11, 10:12] = True
+    np.testing.assert_array_equal(water, expect)
+    assert 4 < SEA_MIN_PIXELS <= 9
+
+
+@pytest.mark.timeout(120)
+def test_land_mask_from_the_dem_or_the_land_mask_input_and_reported(tmp_path, client):
+    ny, nx = REGION.fine_shape
+    dem = (100.0 + np.arange(ny * nx, dtype=np.float32).reshape(ny, nx) % 400).astype(np.float32)
+    dem[:, :10] = 0.0  # the sea, along the west edge
+    dem[20:22, 40:42] = 0.0  # 4 pixels at 0 m inland: land
+    dem[30, 50] = np.nan  # no elevation: not land
+    config = _config(tmp_path, client, {"dem": {"paths": str(_on_region(tmp_path / "dem.tif", dem, nodata=np.nan))}})
+    res = _ingest(config)
+    assert res.exit_code == 0, res.output
+    report = _report(tmp_path)
+    assert report["land_mask_source"] == "dem (sea-level zeros as water)"
+    assert any("sea-level zeros taken as water" in w for w in report["warnings"])
+    assert "land mask: dem (sea-level zeros as water)" in res.output and "WARNING" in res.output
+    land = np.ones((ny, nx), np.uint8)
+    land[:, :10] = 0
+    land[30, 50] = 0
+    np.testing.assert_array_equal(open_cube(str(tmp_path / "cube.zarr"))["land_mask"].values, land)
+    # a land_mask input decides instead
+    raw = yaml.safe_load(config.read_text())
+    raw["inputs"]["land_mask"] = {"paths": str(_on_region(tmp_path / "mask.tif", np.ones((ny, nx), np.float32)))}
+    config.write_text(yaml.safe_dump(raw))
+    assert _ingest(config).exit_code == 0
+    assert _report(tmp_path)["land_mask_source"] == "land_mask input"
+    assert (open_cube(str(tmp_path / "cube.zarr"))["land_mask"].values == 1).all()
+
+
+# -- 3. GeoTIFF series values from the configuration ---------------------------------------
+@pytest.mark.timeout(120)
+def test_geotiff_series_scale_and_nodata_from_the_configuration(tmp_path, client):
+    counts = np.full(REGION.fine_shape, 4000, np.int16)  # MOD13-like NDVI counts
+    counts[:, :5] = -3000
+    _on_region(tmp_path / "ndvi" / "ndvi_2021-08-13.tif", counts)
+    inputs = {"geotiff": {"ndvi": {"paths": str(tmp_path / "ndvi"), "resampling": "nearest"}}}
+    res = _ingest(_config(tmp_path, client, inputs))
+    assert res.exit_code == 1 and "set inputs.geotiff.ndvi.scale (e.g. 0.0001" in res.output, res.output
+    assert np.isnan(open_cube(str(tmp_path / "cube.zarr"))["ndvi"].values).all()
+    inputs["geotiff"]["ndvi"].update(scale=0.0001, nodata=-3000)
+    assert _ingest(_config(tmp_path, client, inputs)).exit_code == 0
+    ndvi = open_cube(str(tmp_path / "cube.zarr"))["ndvi"].values[0]
+    assert np.isnan(ndvi[:, :5]).all()
+    np.testing.assert_allclose(ndvi[:, 5:], 0.4, rtol=1e-6)
+
+
+# -- 4. duplicates: the newest intact granule wins -----------------------------------------
+@pytest.mark.timeout(120)
+def test_newest_intact_duplicate_wins_and_a_failed_newer_one_falls_back(tmp_path, client):
+    folder = tmp_path / "smap"
+    old13, new13 = _smap(folder, D13, 0.2, "R18290"), _smap(folder, D13, 0.3, "R19240")
+    old14 = _smap(folder, D14, 0.25, "R18290")
+    new14 = _truncated(new13, folder / spl3smp_filename(D14, crid="R19240"))
+    res = _ingest(_config(tmp_path, client, {"smap": {"paths": str(folder)}}))
+    assert res.exit_code == 0, res.output
+    report = _report(tmp_path)
+    files = _files(report)
+    assert files[old13.name]["status"] == "skipped" and files[old13.name]["reason"] == f"superseded by {new13.name}"
+    assert files[new14.name]["status"] == "failed"
+    assert f"the older {old14.name} was tried instead" in files[new14.name]["reason"]
+    assert files[old14.name]["status"] == "used" and f"the newer {new14.name} failed" in files[old14.name]["reason"]
+    assert report["fallbacks"] == [{"source": "smap", "date": "2021-08-14", "failed": str(new14), "used": str(old14),
+                                    "reason": files[new14.name]["reason"].split(" (the older")[0]}]
+    assert {g["date"]: g["status"] for g in report["groups"]} == {"2021-08-13": "complete", "2021-08-14": "complete"}
+    assert f"fallback smap 2021-08-14: {new14.name} failed" in res.output
+    sm = open_cube(str(tmp_path / "cube.zarr"))["smap_sm"].values
+    np.testing.assert_array_equal(sm[0], read_spl3smp(new13, REGION)[0].values)
+    np.testing.assert_array_equal(sm[1], read_spl3smp(old14, REGION)[0].values)
+    np.testing.assert_allclose(sm, [np.full(sm.shape[1:], 0.3), np.full(sm.shape[1:], 0.25)])
+    assert report["provenance"]["smap_sm"]["2021-08-14"] == [str(old14)]
+
+
+@pytest.mark.timeout(120)
+def test_a_failed_imerg_final_falls_back_to_the_late_run(tmp_path, client):
+    import math
+
+    from dsm.testing.precip import imerg_filename, write_imerg_day
+
+    lon0, lat0, lon1, lat1 = REGION.lonlat_bounds
+    i = np.arange(math.floor(lat0 * 10) - 3, math.ceil(lat1 * 10) + 3)  # IMERG's 0.1 degree grid around the region
+    j = np.arange(math.floor(lon0 * 10) - 3, math.ceil(lon1 * 10) + 3)
+    lat, lon = np.round((i[::-1] + 0.5) / 10, 2), np.round((j + 0.5) / 10, 2)
+    folder = tmp_path / "imerg"
+    folder.mkdir()
+
+    def day(d: dt.date, value: float, run: str) -> Path:
+        return write_imerg_day(folder / imerg_filename(d, run=run), d, lat, lon, np.full((lat.size, lon.size), value), run=run)
+
+    late13, late14, final14 = day(D13, 7.0, "late"), day(D14, 9.0, "late"), day(D14, 3.0, "final")
+    final13 = _truncated(final14, folder / imerg_filename(D13))
+    config = _config(tmp_path, client, {"precip": {"paths": str(folder), "product": "imerg"}})
+    raw = yaml.safe_load(config.read_text())
+    raw["rain"] = {"spinup_days": 1}
+    config.write_text(yaml.safe_dump(raw))
+    res = _ingest(config)
+    assert res.exit_code == 0, res.output
+    report = _report(tmp_path)
+    files = _files(report)
+    assert files[final13.name]["status"] == "failed" and files[late13.name]["status"] == "used"
+    assert f"the newer {final13.name} failed" in files[late13.name]["reason"]
+    assert files[late14.name]["status"] == "skipped" and files[late14.name]["reason"] == f"superseded by {final14.name}"
+    assert [(f["date"], Path(f["failed"]).name, Path(f["used"]).name) for f in report["fallbacks"]] == [
+        ("2021-08-13", final13.name, late13.name)]
+    precip = open_cube(str(tmp_path / "cube.zarr"))["precip"].values[-2:]
+    np.testing.assert_allclose(precip, [np.full(precip.shape[1:], 7.0), np.full(precip.shape[1:], 3.0)], rtol=1e-6)
