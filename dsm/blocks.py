@@ -283,7 +283,7 @@ class _ModelledBlock:
     modelled: dict[dt.date, tuple[Any, ...]]  # day -> model_day's (model, unc, origin, counts)
     anomalies: np.ndarray | None  # (t, y, x): running mean of the within-cell anomaly, or None
     smaps: np.ndarray  # (days read, cy, cx), screened
-    day_index: list[int]  # cube time index of each day of (before, plans, after)
+    day_index: list[int]  # index into smaps of each day of (before, plans, after)
     masked: dict[dt.date, dict[str, int]]
     missing: dict[dt.date, list[str]]
 

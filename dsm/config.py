@@ -387,7 +387,8 @@ class SoilInput(_Frozen):
     sand: str | None = Field(default=None, description="sand raster(s): a file, glob or folder, path or URL")
     silt: str | None = Field(default=None, description="silt raster(s), as sand")
     clay: str | None = Field(default=None, description="clay raster(s), as sand")
-    scale: float = Field(default=1.0, description="to percent where the file has no scale (0.1 for SoilGrids g/kg)")
+    scale: float | None = Field(default=None, description="to percent where the file has no scale (0.1 for SoilGrids g/kg); "
+                                 "null: the file's scale, else 1")
     offset: float | None = None
     nodata: float | None = None
     storage_options: dict[str, Any] = Field(default_factory=dict)

@@ -65,9 +65,10 @@ def _station_paths(path: str, storage_options: Mapping[str, Any] | None
                    ) -> Iterator[tuple[list[tuple[str, str]], dict[str, str]]]:
     """``(local path, name to report)`` of each file or folder ``path`` names, and the remote
     files that could not be downloaded. Local files, folders, zips and globs are used in place;
-    remote files are fetched by the ingest pipeline's :func:`~dsm.ingest.pipeline.expand` and
+    remote files are matched by :func:`dsm.ingest.inputs.expand` and
     :func:`~dsm.ingest.pipeline.local_copies` (the station readers need local files)."""
-    from dsm.ingest.pipeline import expand, is_local, local_copies
+    from dsm.ingest.inputs import expand
+    from dsm.ingest.pipeline import is_local, local_copies
 
     if is_local(path):
         local = path.removeprefix("file://")

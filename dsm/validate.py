@@ -66,7 +66,7 @@ from dsm import skill as skill_mod
 from dsm.config import BootstrapConfig, Config, GriddedProductConfig, ValidationConfig
 from dsm.errors import ConfigError, InputError
 from dsm.periods import period_of
-from dsm.stations import INSITU, SITE_KEYS, Problems as _Problems, locate, read_source, station_daily, stations_config
+from dsm.stations import INSITU, SITE_KEYS, Problems, locate, read_source, station_daily, stations_config
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ def _open_geotiff_series(p: GriddedProductConfig) -> xr.DataArray:
 
 
 def sample_gridded(da: xr.DataArray, p: GriddedProductConfig, sites: pd.DataFrame,
-                   problems: _Problems | None = None) -> pd.DataFrame:
+                   problems: Problems | None = None) -> pd.DataFrame:
     """A gridded product at the station lon/lat: nearest cell, daily (UTC) means, scaled.
 
     Stations outside the product's grid get NaN (and a problem entry).
@@ -475,7 +475,7 @@ def score_pairs(pairs: pd.DataFrame, products: Sequence[str], *, boot: Bootstrap
     return table.loc[:, list(SCORE_COLUMNS)]
 
 
-def overlap_problems(pairs: pd.DataFrame, products: Sequence[str], problems: _Problems, min_n: int) -> list[str]:
+def overlap_problems(pairs: pd.DataFrame, products: Sequence[str], problems: Problems, min_n: int) -> list[str]:
     """Name stations and products without overlapping days; return the products that overlap."""
     usable = []
     for name in products:
@@ -611,7 +611,7 @@ def validate(config: Config, client: Client | None) -> ValidationResult:
         raise ConfigError("stores.output must be set to validate (the products store of dsm predict)")
     if not v.stations:
         raise ConfigError("no station source: set validation.stations (or stores.stations for the twin)")
-    problems = _Problems()
+    problems = Problems()
     frames = []
     for i, src in enumerate(v.stations):
         data, failures = read_source(src, config.stores.storage_options, f"validation.stations[{i}].columns")

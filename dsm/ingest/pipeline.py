@@ -118,7 +118,6 @@ from dsm.ingest.precip import (
 from dsm.ingest.blocks import merge as _merge
 from dsm.ingest.blocks import screened as _screened
 from dsm.ingest.duplicates import newest_first, read_newest_intact
-from dsm.ingest.inputs import expand as expand  # noqa: F401 - used from here by dsm.validate
 from dsm.ingest.inputs import expand_each, folder_patterns, input_errors, source_entry
 from dsm.ingest.rasters import ValueRule, geotiff_series_to_region
 from dsm.ingest.reproject import crop_to_region, warp_many_to_region

@@ -26,14 +26,14 @@ log = logging.getLogger(__name__)
 FRACTIONS = ("sand", "silt", "clay")
 
 
-def read_texture_raster(path: PathLike, scale: float = 1.0, band: int = 1, rule: ValueRule | None = None) -> Raster:
+def read_texture_raster(path: PathLike, scale: float | None = None, band: int = 1, rule: ValueRule | None = None) -> Raster:
     """One texture raster in percent (NaN nodata), checked to lie in [0, 100].
 
     ``rule`` (default: ``scale``) gives the configured scale, offset and nodata, used where the
     file has none.
     """
     path = os.fspath(path)
-    rule = rule or ValueRule(scale=None if scale == 1.0 else scale, setting="inputs.soil")
+    rule = rule or ValueRule(scale=scale, setting="inputs.soil")
     r, applied = read_values(path, band, rule)
     data = r.data
     if np.isnan(data).all():
@@ -45,7 +45,7 @@ def read_texture_raster(path: PathLike, scale: float = 1.0, band: int = 1, rule:
     return Raster(data, r.transform, r.crs)
 
 
-def soil_to_region(paths: Mapping[str, PathLike], region: Region, *, scale: float = 1.0, band: int = 1,
+def soil_to_region(paths: Mapping[str, PathLike], region: Region, *, scale: float | None = None, band: int = 1,
                    rule: ValueRule | None = None) -> xr.Dataset:
     """Sand, silt and clay (percent) averaged onto a region's 1 km grid.
 
@@ -54,7 +54,7 @@ def soil_to_region(paths: Mapping[str, PathLike], region: Region, *, scale: floa
     paths
         ``{"sand": path, "silt": path, "clay": path}`` (any subset).
     scale
-        Multiplier bringing stored values to percent (where the file has no scale).
+        Multiplier bringing stored values to percent where the file has no scale (None: 1).
     rule
         Configured scale, offset and nodata (overrides ``scale``).
 

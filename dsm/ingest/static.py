@@ -45,10 +45,8 @@ DEM_SEA = "dem (sea-level zeros as water)"
 
 
 def soil_rule(soil: Any) -> ValueRule:
-    """The value rule of ``inputs.soil`` (its ``scale`` of 1.0 means "not set")."""
-    scale = getattr(soil, "scale", 1.0)
-    return ValueRule(None if scale == 1.0 else scale, getattr(soil, "offset", None), getattr(soil, "nodata", None),
-                     "inputs.soil")
+    """The value rule of ``inputs.soil`` (:class:`dsm.config.SoilInput`)."""
+    return ValueRule(soil.scale, soil.offset, soil.nodata, "inputs.soil")
 
 
 def read_dem_layers(paths: Sequence[str], region: Region, rule: ValueRule | None = None
