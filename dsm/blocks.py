@@ -101,7 +101,7 @@ def apply_model(model: Any, X: np.ndarray) -> np.ndarray:
 
 
 def _read(ds: xr.Dataset, name: str, **index: Any) -> np.ndarray:
-    return np.asarray(ds[name].isel(index).values)
+    return store.read_values(ds, name, ds.encoding.get("source", "the cube"), **index)
 
 
 def block_features(cube: xr.Dataset, day: dt.date, names: Sequence[str], ys: slice, xs: slice,
@@ -407,6 +407,7 @@ def run_block(job: BlockJob) -> dict[str, Any]:
         sm[i], unc[i], origin[i] = s, u, o
         sm36[i] = block_reduce_mean(s)
         info["counts"] = counts
+        info["valid"] = int(np.isfinite(s).sum())
         info["origin"] = {str(b): n for b, n in products.origin_counts(o).items()}
         info["missing"] = mb.missing[plan.day]
         info["out_of_range"] = mb.masked[plan.day]

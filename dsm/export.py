@@ -38,10 +38,10 @@ from rasterio.vrt import WarpedVRT
 from rio_cogeo.cogeo import cog_translate, cog_validate
 from rio_cogeo.profiles import cog_profiles
 
-from dsm import fingerprint, products, store
+from dsm import files, fingerprint, products, store
 from dsm.cluster import outcomes
 from dsm.config import Config
-from dsm.errors import ConfigError, InputError
+from dsm.errors import ConfigError, InputError, StoreError
 from dsm.grid import EPSG, Region
 from dsm.periods import julian_name
 from dsm.predict import record_attrs
@@ -63,6 +63,10 @@ def blocksize_for(shape: tuple[int, int], wanted: int) -> int:
     return max(16, size)
 
 
+class LostDataError(StoreError):
+    """The products store no longer holds what predict wrote for a day."""
+
+
 @dataclass(frozen=True)
 class ExportJob:
     """One day to export."""
@@ -75,6 +79,7 @@ class ExportJob:
     crs: str = f"EPSG:{EPSG}"
     blocksize: int = 512
     compress: str = "DEFLATE"
+    valid_pixels: int | None = None  # what predict wrote that day (None: a store that did not record it)
 
 
 def write_cog(data: np.ndarray, transform: Any, crs: str, path: str, blocksize: int = 512,
@@ -117,16 +122,33 @@ def write_cog(data: np.ndarray, transform: Any, crs: str, path: str, blocksize: 
     return info
 
 
+def _day_layer(out: str, name: str, t: int, so: Mapping[str, Any]) -> np.ndarray:
+    """Day ``t`` of the products variable ``name``; a damaged chunk is an error naming it."""
+    arr = zarr.open_array(f"{out}/{name}", mode="r", storage_options=dict(so) or None)
+    try:
+        return np.asarray(arr[t])
+    except (ValueError, RuntimeError, OSError) as exc:
+        index = [slice(t, t + 1)] + [slice(0, n) for n in arr.shape[1:]]
+        raise LostDataError(f"{store.damaged_chunks(out, name, arr.shape, arr.chunks, index, arr.__getitem__, exc)}. Nothing was published and the "
+                            "day is no longer marked predicted: `dsm predict CONFIG` predicts it again") from exc
+
+
 def export_day(job: ExportJob) -> dict[str, Any]:
     """Write one day's COG and upload it (runs on a worker); returns its description."""
     so = json.loads(job.storage_options)
     out = job.output.rstrip("/")
-    raw = zarr.open_array(f"{out}/sm", mode="r", storage_options=so or None)[job.t]
-    origin = zarr.open_array(f"{out}/sm_origin", mode="r", storage_options=so or None)[job.t]
+    raw = _day_layer(out, "sm", job.t, so)
+    origin = _day_layer(out, "sm_origin", job.t, so)
     group = zarr.open_group(out, mode="r", storage_options=so or None)
     r = group.attrs["region"]
     region = Region(r["row0"], r["col0"], r["nrows"], r["ncols"])
     data = np.asarray(raw, dtype=np.int16)
+    valid = data != products.FILL
+    if job.valid_pixels is not None and int(valid.sum()) != job.valid_pixels:
+        raise LostDataError(
+            f"{out}/sm holds {int(valid.sum())} valid pixels on {job.day} (time index {job.t}) but predict wrote "
+            f"{job.valid_pixels}: a chunk of the products store is lost or was replaced. Nothing was published and "
+            f"the day is no longer marked predicted: `dsm predict CONFIG` predicts it again, then `dsm export CONFIG`")
     name = cog_name(job.day)
     dst_crs = None if job.crs == f"EPSG:{EPSG}" else job.crs
     with tempfile.TemporaryDirectory(prefix="dsm-cog-") as tmp:
@@ -134,14 +156,23 @@ def export_day(job: ExportJob) -> dict[str, Any]:
         info = write_cog(data, region.fine_transform, f"EPSG:{EPSG}", path, job.blocksize, job.compress, dst_crs)
         url = f"{job.cog_url.rstrip('/')}/{name}"
         fs, target = fsspec.core.url_to_fs(url, **so)
-        fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-        fs.put_file(path, target)
+        files.put_file(fs, path, target)
         info["size"] = os.path.getsize(path)
-    valid = data != products.FILL
+        info["sha256"] = files.file_sha256(path)
     info.update(url=url, name=name, day=job.day.isoformat(), valid_pixels=int(valid.sum()),
                 origin={products.ORIGIN_BITS[b][0]: n for b, n in products.origin_counts(origin).items()},
                 lonlat_bounds=list(region.lonlat_bounds))
     return info
+
+
+def _cog_intact(info: Mapping[str, Any], storage_options: Mapping[str, Any]) -> bool:
+    """Whether the exported COG ``info`` describes still exists with the size it was written with."""
+    fs, path = fsspec.core.url_to_fs(info["url"], **storage_options)
+    try:
+        size = fs.size(path)
+    except FileNotFoundError:
+        return False
+    return "size" not in info or size == info["size"]
 
 
 # ------------------------------------------------------------------------------ STAC
@@ -157,10 +188,7 @@ class FsspecStacIO(pystac.StacIO):
             return f.read()
 
     def write_text(self, dest: Any, txt: str, *args: Any, **kwargs: Any) -> None:  # noqa: D102
-        fs, path = fsspec.core.url_to_fs(str(dest), **self.so)
-        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        with fs.open(path, "w") as f:
-            f.write(txt)
+        files.write_url(str(dest), txt, self.so)
 
 
 def stac_item(info: Mapping[str, Any], day_model: Mapping[str, Any] | None) -> pystac.Item:
@@ -238,6 +266,7 @@ def export(config: Config, client: Client, *, force: bool = False,
         raise ConfigError("stores.output and stores.cog must be set to export")
     ds = products.open_products(config.stores.output, so)
     done = set(ds.attrs.get("days_done", []))
+    day_models = ds.attrs.get("day_models", {})
     exported = dict(ds.attrs.get("days_exported", {}))
     settings = fingerprint.record(config, "cog")
     if exported and not force:
@@ -252,11 +281,12 @@ def export(config: Config, client: Client, *, force: bool = False,
         if name not in done:
             continue
         info = exported.get(name)
-        if info and not force and store.exists(info["url"], so):
+        if info and not force and _cog_intact(info, so):
             report.skipped.append(name)
             continue
         jobs.append(ExportJob(config.stores.output, config.stores.cog, so_json, day, t, config.output.export_crs,
-                              config.output.cog_blocksize, config.output.cog_compress))
+                              config.output.cog_blocksize, config.output.cog_compress,
+                              day_models.get(name, {}).get(products.VALID_PIXELS)))
     check = lease.check if lease is not None else (lambda: None)
     check()
     futures = client.map(export_day, jobs, pure=False)
@@ -274,10 +304,13 @@ def export(config: Config, client: Client, *, force: bool = False,
                 progress(f"{name}: {exported[name]['url']}")
         else:
             report.failed[name] = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, LostDataError):  # predict redoes the day; its old COG is no longer trusted
+                done.discard(name)
+                exported.pop(name, None)
     report.exported.sort()
     check()
     record_attrs(config.stores.output, {"days_exported": {k: exported[k] for k in sorted(exported)},
-                                        "cog_settings": settings}, so)
+                                        "cog_settings": settings, "days_done": sorted(done)}, so)
     if exported:
         stac_url = config.stores.stac or f"{config.stores.cog.rstrip('/')}/stac"
         build_catalog(list(exported.values()), ds.attrs.get("day_models", {}), stac_url, so)

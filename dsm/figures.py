@@ -21,12 +21,12 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import fsspec
 import numpy as np
 import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
 
+from dsm import files
 from dsm.analysis import (
     INSUFFICIENT,
     NOT_SIGNIFICANT,
@@ -45,9 +45,7 @@ def save(fig: Figure, path: str, storage_options: Mapping[str, Any] | None = Non
     """Write ``fig`` as PNG to ``path`` (any fsspec URL); returns ``path``."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    with fsspec.open(path, "wb", **dict(storage_options or {})) as f:
-        f.write(buf.getvalue())
-    return path
+    return files.write_url(path, buf.getvalue(), storage_options)
 
 
 def _color(name: str, others: Sequence[str]) -> str:
@@ -62,13 +60,14 @@ def _empty(fig: Figure, text: str) -> None:
     ax.set_axis_off()
 
 
-def model_scores_per_period(cards: Sequence[Mapping[str, Any]], path: str) -> str:
+def model_scores_per_period(cards: Sequence[Mapping[str, Any]], path: str,
+                            *, storage_options: Mapping[str, Any] | None = None) -> str:
     """Train (dashed) and test (solid) R and RMSE of every model per period; chosen ones marked."""
     trained = sorted((c for c in cards if c.get("status") == "trained" and c.get("models")), key=lambda c: c["period"])
     fig = Figure(figsize=(11, 4))
     if not trained:
         _empty(fig, "no trained period")
-        return save(fig, path)
+        return save(fig, path, storage_options)
     axes = fig.subplots(1, 2)
     periods = [c["period"] for c in trained]
     x = np.arange(len(periods))
@@ -91,15 +90,15 @@ def model_scores_per_period(cards: Sequence[Mapping[str, Any]], path: str) -> st
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, ncol=2, loc="best")
     fig.suptitle("Model R and RMSE per 16-day period (solid: test half, dashed: train half)")
-    return save(fig, path)
+    return save(fig, path, storage_options)
 
 
-def table4_figure(table4: pd.DataFrame, path: str) -> str:
+def table4_figure(table4: pd.DataFrame, path: str, *, storage_options: Mapping[str, Any] | None = None) -> str:
     """Mean train/test R and RMSE of each model and of the combination (the paper's Table 4)."""
     fig = Figure(figsize=(10, 3.8))
     if table4 is None or table4.empty:
         _empty(fig, "no trained period")
-        return save(fig, path)
+        return save(fig, path, storage_options)
     axes = fig.subplots(1, 2)
     names = list(table4.index)
     x = np.arange(len(names))
@@ -112,18 +111,18 @@ def table4_figure(table4: pd.DataFrame, path: str) -> str:
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend()
     fig.suptitle("Table 4: mean over periods of train and test scores")
-    return save(fig, path)
+    return save(fig, path, storage_options)
 
 
 def site_scatter(pairs: pd.DataFrame, scores: pd.DataFrame, path: str, product: str = "sm_1km",
-                 days: str = "own") -> str:
+                 days: str = "own", *, storage_options: Mapping[str, Any] | None = None) -> str:
     """One panel per site: product vs in situ with the 1:1 line and R, RMSE, ubRMSE, bias, n."""
     sites = pairs.loc[:, ["network", "station"]].drop_duplicates().head(MAX_SITES)
     n = len(sites)
     fig = Figure(figsize=(3.0 * min(n, 4) + 0.5, 3.0 * max(1, -(-n // 4)) + 0.4))
     if n == 0 or product not in pairs:
         _empty(fig, f"no station pairs for {product}")
-        return save(fig, path)
+        return save(fig, path, storage_options)
     axes = np.atleast_1d(fig.subplots(-(-n // 4), min(n, 4), squeeze=False)).ravel()
     conv = scores["bias_convention"].iloc[0] if len(scores) else "reference_minus_product"
     lim_vals = pairs[[product, "insitu"]].to_numpy(float)
@@ -149,11 +148,12 @@ def site_scatter(pairs: pd.DataFrame, scores: pd.DataFrame, path: str, product: 
     fig.supxlabel("in situ daily mean (m³/m³)", fontsize=9)
     fig.supylabel(f"{product} (m³/m³)", fontsize=9)
     fig.suptitle(f"{product} against in situ per site (bias = {sign}; {days} days)", fontsize=10)
-    return save(fig, path)
+    return save(fig, path, storage_options)
 
 
 def site_timeseries(pairs: pd.DataFrame, path: str, products: Sequence[str],
-                    precip: Mapping[tuple[str, str], pd.Series] | None = None, max_sites: int = 8) -> str:
+                    precip: Mapping[tuple[str, str], pd.Series] | None = None, max_sites: int = 8,
+                    *, storage_options: Mapping[str, Any] | None = None) -> str:
     """Time series at sites: in situ (dots), products (lines), precipitation bars (right axis).
 
     Parameters
@@ -167,7 +167,7 @@ def site_timeseries(pairs: pd.DataFrame, path: str, products: Sequence[str],
     fig = Figure(figsize=(11, 2.3 * max(n, 1) + 0.5), layout="constrained")
     if n == 0:
         _empty(fig, "no station pairs")
-        return save(fig, path)
+        return save(fig, path, storage_options)
     axes = np.atleast_1d(fig.subplots(n, 1, sharex=True, squeeze=False)).ravel()
     others = [p for p in products if p not in PRODUCT_COLORS]
     for ax, (_, s) in zip(axes, sites.iterrows()):
@@ -194,11 +194,12 @@ def site_timeseries(pairs: pd.DataFrame, path: str, products: Sequence[str],
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, ncol=len(products) + 1, loc="upper right")
     fig.suptitle("Soil moisture at the sites", fontsize=10)
-    return save(fig, path)
+    return save(fig, path, storage_options)
 
 
 def map_panels(maps: xr.DataArray, path: str, dim: str, title: str, fmt: str = "%Y-%m",
-               points: pd.DataFrame | None = None, vmin: float | None = None, vmax: float | None = None) -> str:
+               points: pd.DataFrame | None = None, vmin: float | None = None, vmax: float | None = None,
+               *, storage_options: Mapping[str, Any] | None = None) -> str:
     """One map per entry of ``dim`` (e.g. monthly means), shared colour scale, km axes.
 
     Parameters
@@ -214,7 +215,7 @@ def map_panels(maps: xr.DataArray, path: str, dim: str, title: str, fmt: str = "
     fig = Figure(figsize=(3.2 * ncol + 1.0, 3.0 * nrow + 0.5))
     if k == 0:
         _empty(fig, "no data")
-        return save(fig, path)
+        return save(fig, path, storage_options)
     values = np.asarray(maps.values, dtype=float)
     finite = values[np.isfinite(values)]
     lo = vmin if vmin is not None else (float(np.quantile(finite, 0.02)) if finite.size else 0.0)
@@ -241,16 +242,16 @@ def map_panels(maps: xr.DataArray, path: str, dim: str, title: str, fmt: str = "
     if im is not None:
         fig.colorbar(im, ax=list(axes), shrink=0.8, label="soil moisture (m³/m³)")
     fig.suptitle(f"{title} (EASE-Grid 2.0 x/y, km)", fontsize=10)
-    return save(fig, path)
+    return save(fig, path, storage_options)
 
 
-def importance_bars(summary: pd.DataFrame, path: str) -> str:
+def importance_bars(summary: pd.DataFrame, path: str, *, storage_options: Mapping[str, Any] | None = None) -> str:
     """Mean importance of each predictor over periods with ± one standard deviation."""
     fig = Figure(figsize=(10, 0.35 * max(len(summary), 4) + 1.2))
     kinds = [k for k in ("rf_impurity", "xgb_gain") if len(summary) and summary[f"{k}_n"].sum() > 0]
     if not kinds:
         _empty(fig, "no RF or XGB importance in the model cards")
-        return save(fig, path)
+        return save(fig, path, storage_options)
     axes = np.atleast_1d(fig.subplots(1, len(kinds), squeeze=False)).ravel()
     names = list(summary.index)
     yy = np.arange(len(names))
@@ -265,10 +266,11 @@ def importance_bars(summary: pd.DataFrame, path: str) -> str:
                      fontsize=9)
         ax.set_xlabel("share of total importance")
         ax.grid(axis="x", alpha=0.3)
-    return save(fig, path)
+    return save(fig, path, storage_options)
 
 
-def partial_correlation_map(table: pd.DataFrame, path: str, background: xr.DataArray | None = None) -> str:
+def partial_correlation_map(table: pd.DataFrame, path: str, background: xr.DataArray | None = None,
+                            *, storage_options: Mapping[str, Any] | None = None) -> str:
     """Weather stations coloured by significance class of SM-precipitation and SM-temperature.
 
     Parameters
@@ -301,16 +303,17 @@ def partial_correlation_map(table: pd.DataFrame, path: str, background: xr.DataA
         ax.tick_params(labelsize=7)
         ax.set_xlabel("x (km)")
     fig.suptitle("Partial correlation at weather stations (t-test, n − 3 d.o.f.)", fontsize=10)
-    return save(fig, path)
+    return save(fig, path, storage_options)
 
 
-def skill_periods_figure(period_skill: pd.DataFrame, path: str) -> str:
+def skill_periods_figure(period_skill: pd.DataFrame, path: str,
+                         *, storage_options: Mapping[str, Any] | None = None) -> str:
     """Twin skill against the truth per period: RMSE and mean within-cell R of each map."""
     fig = Figure(figsize=(10, 3.8))
     per = period_skill.loc[period_skill["period"] != "all"] if len(period_skill) else period_skill
     if per.empty:
         _empty(fig, "no twin skill")
-        return save(fig, path)
+        return save(fig, path, storage_options)
     axes = fig.subplots(1, 2)
     periods = sorted(per["period"].unique())
     x = np.arange(len(periods))
@@ -324,7 +327,7 @@ def skill_periods_figure(period_skill: pd.DataFrame, path: str) -> str:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle("Twin skill per period (common pixel-days)", fontsize=10)
-    return save(fig, path)
+    return save(fig, path, storage_options)
 
 
 __all__ = ["save", "model_scores_per_period", "table4_figure", "site_scatter", "site_timeseries", "map_panels",

@@ -369,7 +369,7 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
                 empty.pop(name, None)
                 report.predicted.append(name)
             report.pixels += n
-            day_models[name] = plan.record()
+            day_models[name] = {**plan.record(), products.VALID_PIXELS: sum(info.get("valid", 0) for info in infos)}
             cons[name] = consistency([p for info in infos for p in info["pairs"]])
             counts = merge_counts(info.get("out_of_range", {}) for info in infos)
             if counts:

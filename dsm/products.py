@@ -40,6 +40,8 @@ from dsm.errors import StoreError
 KIND = "products"
 SCALE = 1e-4
 FILL = -9999
+#: key of each ``day_models`` entry holding the number of valid ``sm`` pixels predict wrote that day
+VALID_PIXELS = "valid_pixels"
 
 ORIGIN_BITS: dict[int, tuple[str, str]] = {
     1: ("all_same_day_predictors", "predicted by the period's model with every predictor of the day"),

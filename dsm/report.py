@@ -28,7 +28,7 @@ import pandas as pd
 import xarray as xr
 from distributed import Client
 
-from dsm import analysis, figures, store
+from dsm import analysis, figures, files, store
 from dsm import validate as val
 from dsm.config import Config
 from dsm.errors import DsmError, GridError
@@ -126,9 +126,21 @@ class Report:
                 + "\n".join(self.parts) + "</body></html>\n")
 
 
-def _png(path: str, so: Mapping[str, Any] | None = None) -> bytes:
-    with fsspec.open(path, "rb", **dict(so or {})) as f:
-        return f.read()
+@dataclass(frozen=True)
+class FigureDir:
+    """Where the report's figures go (any fsspec URL) and the storage options to reach it."""
+
+    root: str
+    so: Mapping[str, Any]
+
+    def url(self, name: str) -> str:
+        """URL of the figure file ``name``."""
+        return f"{self.root}/{name}"
+
+    def png(self, url: str) -> bytes:
+        """The bytes of a figure written under this folder (to embed in the report)."""
+        with fsspec.open(url, "rb", **dict(self.so)) as f:
+            return f.read()
 
 
 def model_cards(models_url: str | None, so: Mapping[str, Any] | None = None
@@ -166,7 +178,7 @@ def nearest_weather(sites: pd.DataFrame, weather: pd.DataFrame, max_km: float) -
     return out
 
 
-def _section_models(rep: Report, cards: list[dict[str, Any]], pooled: dict[str, Any] | None, fig_dir: str) -> None:
+def _section_models(rep: Report, cards: list[dict[str, Any]], pooled: dict[str, Any] | None, figs: FigureDir) -> None:
     from dsm.models.report import period_table, table4
 
     rep.heading("Models per period")
@@ -179,11 +191,12 @@ def _section_models(rep: Report, cards: list[dict[str, Any]], pooled: dict[str, 
              "is the period's model. Periods with too few samples reuse another period's model.")
     rep.table("period_table", period_table(cards), scroll=True)
     rep.figure("model_scores_per_period",
-               _png(figures.model_scores_per_period(cards, f"{fig_dir}/model_scores_per_period.png")),
+               figs.png(figures.model_scores_per_period(cards, figs.url("model_scores_per_period.png"),
+                                                        storage_options=figs.so)),
                "Train (dashed) and test (solid) R and RMSE of every model per period; circles: chosen model.")
     t4 = table4(cards, pooled)
     rep.table("table4", t4.reset_index())
-    rep.figure("table4", _png(figures.table4_figure(t4, f"{fig_dir}/table4.png")),
+    rep.figure("table4", figs.png(figures.table4_figure(t4, figs.url("table4.png"), storage_options=figs.so)),
                "Mean over trained periods of the train and test R and RMSE (Table 4 of Rao et al., 2022).")
     sc = analysis.split_comparison(cards)
     if sc.empty:
@@ -195,7 +208,7 @@ def _section_models(rep: Report, cards: list[dict[str, Any]], pooled: dict[str, 
         rep.table("split_comparison", sc, scroll=True)
 
 
-def _section_twin(rep: Report, config: Config, result: val.ValidationResult, fig_dir: str,
+def _section_twin(rep: Report, config: Config, result: val.ValidationResult, figs: FigureDir,
                   twin: Mapping[str, Any] | None = None) -> None:
     rep.heading("Twin skill against the known 1 km truth")
     if not config.stores.truth:
@@ -231,12 +244,13 @@ def _section_twin(rep: Report, config: Config, result: val.ValidationResult, fig
         rep.missing("skill_periods", "no period skill computed")
         return
     rep.table("twin_skill_periods", result.period_skill, scroll=True)
-    rep.figure("skill_periods", _png(figures.skill_periods_figure(result.period_skill, f"{fig_dir}/skill_periods.png")),
+    rep.figure("skill_periods", figs.png(figures.skill_periods_figure(result.period_skill, figs.url("skill_periods.png"),
+                                                                      storage_options=figs.so)),
                "RMSE against the truth and mean within-cell R per period for the product and the baselines.")
 
 
 def _section_insitu(rep: Report, result: val.ValidationResult, weather: pd.DataFrame | None, max_km: float,
-                    fig_dir: str) -> None:
+                    figs: FigureDir) -> None:
     rep.heading("In situ validation")
     sc = result.scores
     conv = sc["bias_convention"].iloc[0] if len(sc) else "reference_minus_product"
@@ -260,30 +274,33 @@ def _section_insitu(rep: Report, result: val.ValidationResult, weather: pd.DataF
         rep.missing("site_scatter", "no station-day pairs")
         rep.missing("site_timeseries", "no station-day pairs")
         return
-    rep.figure("site_scatter", _png(figures.site_scatter(result.pairs, sc, f"{fig_dir}/site_scatter.png")),
+    rep.figure("site_scatter", figs.png(figures.site_scatter(result.pairs, sc, figs.url("site_scatter.png"),
+                                                             storage_options=figs.so)),
                "1 km product against the in situ daily mean per site, with R, RMSE, ubRMSE, bias and n.")
     precip = {}
     if weather is not None:
         scored = result.stations.loc[result.stations["status"] == "scored"]
         precip = nearest_weather(scored, weather, max_km)
     rep.figure("site_timeseries",
-               _png(figures.site_timeseries(result.pairs, f"{fig_dir}/site_timeseries.png", result.products, precip)),
+               figs.png(figures.site_timeseries(result.pairs, figs.url("site_timeseries.png"), result.products, precip,
+                                                storage_options=figs.so)),
                "In situ daily means (dots), the 1 km product, SMAP 36 km and other products; bars: daily "
                f"precipitation of the nearest weather station within {max_km:g} km.")
 
 
 def _section_maps(rep: Report, means_url: str, region_box: tuple[float, float, float, float] | None,
-                  points: pd.DataFrame | None, fig_dir: str) -> xr.DataArray | None:
+                  points: pd.DataFrame | None, figs: FigureDir) -> xr.DataArray | None:
     rep.heading("Mean maps")
     means = xr.open_zarr(means_url, consolidated=False)
     monthly = means["sm_monthly"].load()
     annual = means["sm_annual"].load()
-    rep.figure("monthly_maps", _png(figures.map_panels(monthly, f"{fig_dir}/monthly_maps.png", "month",
-                                                      "Monthly mean soil moisture", points=points)),
+    rep.figure("monthly_maps", figs.png(figures.map_panels(monthly, figs.url("monthly_maps.png"), "month",
+                                                      "Monthly mean soil moisture", points=points,
+        storage_options=figs.so)),
                f"Mean of the daily 1 km maps per calendar month. Stored with the annual and multi-year daily means "
                f"in {means_url}.")
-    rep.figure("annual_maps", _png(figures.map_panels(annual, f"{fig_dir}/annual_maps.png", "year",
-                                                     "Annual mean soil moisture", fmt="%Y")),
+    rep.figure("annual_maps", figs.png(figures.map_panels(annual, figs.url("annual_maps.png"), "year",
+                                                     "Annual mean soil moisture", fmt="%Y", storage_options=figs.so)),
                "Mean of the daily 1 km maps per year.")
     table = pd.DataFrame({"month": pd.DatetimeIndex(monthly["month"].values).strftime("%Y-%m"),
                           "mean_sm": _nanmean_maps(monthly.values),
@@ -291,7 +308,7 @@ def _section_maps(rep: Report, means_url: str, region_box: tuple[float, float, f
     rep.table("monthly_means", table)
     daily = means["sm_daily_mean"]
     clim = pd.Series(_nanmean_maps(daily.values), index=daily["dayofyear"].values)
-    rep.figure("daily_mean", _png(_daily_mean_png(clim, f"{fig_dir}/daily_mean.png")),
+    rep.figure("daily_mean", figs.png(_daily_mean_png(clim, figs.url("daily_mean.png"), figs.so)),
                "Regional average of the multi-year daily mean map for each day of the year.")
     if region_box is None:
         rep.missing("subset_maps", "no validation.box configured")
@@ -306,8 +323,9 @@ def _section_maps(rep: Report, means_url: str, region_box: tuple[float, float, f
             rep.heading("Regional subset view", 3)
             rep.text(f"Box lon {region_box[0]}..{region_box[2]}, lat {region_box[1]}..{region_box[3]}: "
                      f"{sub.sizes['y']} x {sub.sizes['x']} pixels of 1 km.")
-            rep.figure("subset_maps", _png(figures.map_panels(sub, f"{fig_dir}/subset_maps.png", "month",
-                                                             "Monthly mean soil moisture in the box")),
+            rep.figure("subset_maps", figs.png(figures.map_panels(sub, figs.url("subset_maps.png"), "month",
+                                                             "Monthly mean soil moisture in the box",
+        storage_options=figs.so)),
                        "Monthly mean maps cut to the configured box.")
             rep.table("subset", pd.DataFrame({"month": pd.DatetimeIndex(sub["month"].values).strftime("%Y-%m"),
                                               "mean_sm": _nanmean_maps(sub.values)}))
@@ -321,7 +339,7 @@ def _nanmean_maps(values: np.ndarray) -> np.ndarray:
     return np.where(n > 0, total / np.maximum(n, 1), np.nan)
 
 
-def _daily_mean_png(clim: pd.Series, path: str) -> str:
+def _daily_mean_png(clim: pd.Series, path: str, so: Mapping[str, Any] | None) -> str:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9, 3))
@@ -331,10 +349,10 @@ def _daily_mean_png(clim: pd.Series, path: str) -> str:
     ax.set_ylabel("SM (m³/m³)")
     ax.grid(alpha=0.3)
     ax.set_title("Multi-year daily mean, regional average", fontsize=10)
-    return figures.save(fig, path)
+    return figures.save(fig, path, so)
 
 
-def _section_importance(rep: Report, cards: list[dict[str, Any]], fig_dir: str) -> None:
+def _section_importance(rep: Report, cards: list[dict[str, Any]], figs: FigureDir) -> None:
     rep.heading("Variable importance")
     summary = analysis.importance_summary(cards)
     if summary.empty:
@@ -343,12 +361,13 @@ def _section_importance(rep: Report, cards: list[dict[str, Any]], fig_dir: str) 
     rep.text("RF: mean decrease in impurity; XGB: total gain; each normalised to sum 1 within a period, then "
              "mean and standard deviation over trained periods (reused periods not counted twice).")
     rep.table("importance", summary.reset_index())
-    rep.figure("importance", _png(figures.importance_bars(summary, f"{fig_dir}/importance.png")),
+    rep.figure("importance", figs.png(figures.importance_bars(summary, figs.url("importance.png"),
+                                                              storage_options=figs.so)),
                "Mean importance over periods with ± one standard deviation.")
 
 
 def _section_partial(rep: Report, config: Config, v: Any, weather: pd.DataFrame | None, client: Client | None,
-                     background: xr.DataArray | None, fig_dir: str) -> None:
+                     background: xr.DataArray | None, figs: FigureDir) -> None:
     rep.heading("Climate: partial correlation at weather stations")
     if weather is None:
         rep.missing("partial_correlation", "no weather station file (validation.weather)")
@@ -371,7 +390,8 @@ def _section_partial(rep: Report, config: Config, v: Any, weather: pd.DataFrame 
     rep.table("partial_correlation", table.drop(columns=["x", "y"]))
     bg = background.mean("month") if background is not None and background.sizes.get("month", 0) else None
     rep.figure("partial_correlation_map",
-               _png(figures.partial_correlation_map(table, f"{fig_dir}/partial_correlation_map.png", bg)),
+               figs.png(figures.partial_correlation_map(table, figs.url("partial_correlation_map.png"), bg,
+                                                        storage_options=figs.so)),
                "Significance classes of the partial correlations at the weather stations over the mean SM map.")
 
 
@@ -403,10 +423,10 @@ def run_report(config: Config, client: Client | None, twin: Mapping[str, Any] | 
     v = val.stations_config(config)
     out = str(v.out)
     so = config.stores.storage_options
-    fig_dir = f"{out}/figures"
+    figs = FigureDir(f"{out}/figures", dict(so or {}))
     check()
-    fs, root = fsspec.core.url_to_fs(fig_dir, **dict(so or {}))
-    fs.makedirs(root, exist_ok=True)
+    fs, root = fsspec.core.url_to_fs(figs.root, **figs.so)
+    files.make_folder(fs, root)
     result, written = val.run_validate(config, client)
     cards, pooled = model_cards(config.stores.models, so)
     weather = val.weather_table(v, so)
@@ -421,24 +441,23 @@ def run_report(config: Config, client: Client | None, twin: Mapping[str, Any] | 
              f"(lon {lo0:.3f}..{lo1:.3f}, lat {la0:.3f}..{la1:.3f}); products {config.stores.output}; "
              f"{len(products_ds.attrs.get('days_done', []))} predicted day(s). Tables: {out}; station time "
              f"series for pytesmo/QA4SM: {written['timeseries_zip']}.")
-    _section_models(rep, cards, pooled, fig_dir)
-    _section_twin(rep, config, result, fig_dir, twin)
-    _section_insitu(rep, result, weather, v.weather_max_km, fig_dir)
+    _section_models(rep, cards, pooled, figs)
+    _section_twin(rep, config, result, figs, twin)
+    _section_insitu(rep, result, weather, v.weather_max_km, figs)
     scored = result.stations.loc[result.stations["status"] == "scored"]
     box = v.box
     if box is None:  # the central half of the region, so the view is always shown; named as a default
         box = (lo0 + (lo1 - lo0) / 4, la0 + (la1 - la0) / 4, lo1 - (lo1 - lo0) / 4, la1 - (la1 - la0) / 4)
         rep.text(f"No validation.box configured: the regional subset view shows the central half of the region, "
                  f"lon {box[0]:.3f}..{box[2]:.3f}, lat {box[1]:.3f}..{box[3]:.3f}.", note=True)
-    monthly = _section_maps(rep, means_url, box, scored, fig_dir)
-    _section_importance(rep, cards, fig_dir)
-    _section_partial(rep, config, v, weather, client, monthly, fig_dir)
+    monthly = _section_maps(rep, means_url, box, scored, figs)
+    _section_importance(rep, cards, figs)
+    _section_partial(rep, config, v, weather, client, monthly, figs)
     path = v.report or f"{out}/report.html"
     check()
-    with fsspec.open(path, "w", encoding="utf-8", **dict(so or {})) as f:
-        f.write(rep.html())
-    with fsspec.open(f"{out}/report_contents.json", "w", **dict(so or {})) as f:
-        json.dump({"figures": rep.figures, "tables": sorted(rep.tables)}, f, indent=1)
+    files.write_url(path, rep.html(), so)
+    files.write_url(f"{out}/report_contents.json", json.dumps({"figures": rep.figures, "tables": sorted(rep.tables)},
+                                                              indent=1), so)
     return path
 
 

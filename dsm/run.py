@@ -50,7 +50,7 @@ from typing import Any
 import fsspec
 from distributed import Client, performance_report
 
-from dsm import store
+from dsm import files, store
 from dsm.config import STAGES, Config, ConfigError
 from dsm.errors import DsmError, TransientIOError
 from dsm.runlock import Lease, RunLock, lock_url
@@ -305,11 +305,7 @@ def write_record(result: RunResult, config: Config, extra: dict[str, Any] | None
             "dates": [config.dates.start.isoformat(), config.dates.end.isoformat()],
             "stores": config.stores.model_dump(mode="json", exclude={"storage_options"}),
             "stages": [s.record() for s in result.stages], **(extra or {})}
-    fs, path = fsspec.core.url_to_fs(url, **config.stores.storage_options)
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    with fs.open(path, "w") as f:
-        json.dump(body, f, indent=1)
-    return url
+    return files.write_url(url, json.dumps(body, indent=1), config.stores.storage_options)
 
 
 @contextmanager
@@ -327,8 +323,7 @@ def _performance_report(enabled: bool, dest: str, storage_options: dict[str, Any
             if os.path.exists(local):
                 try:
                     fs, path = fsspec.core.url_to_fs(dest, **storage_options)
-                    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-                    fs.put_file(local, path)
+                    files.put_file(fs, local, path)
                 except Exception as exc:  # the report is a convenience: never fail the run for it
                     log.warning("could not save the performance report to %s: %s", dest, exc)
 

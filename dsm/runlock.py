@@ -38,7 +38,8 @@ from typing import Any, Protocol
 
 import fsspec
 
-from dsm.errors import DsmError, TransientIOError
+from dsm import files
+from dsm.errors import DsmError, StoreError, TransientIOError
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +161,8 @@ class RunLock:
 
     def _write(self) -> None:
         self.record = LockRecord(**{**asdict(self.record), "heartbeat": time.time()})
-        parent = self._path.rsplit("/", 1)[0]
-        if parent and parent != self._path:
-            self._fs.makedirs(parent, exist_ok=True)
-        with self._fs.open(self._path, "wb") as f:
-            f.write(json.dumps(asdict(self.record)).encode())
+        files.make_folder(self._fs, self._path.rsplit("/", 1)[0])
+        files.write_bytes(self._fs, self._path, json.dumps(asdict(self.record)).encode())
         self._renewed = self.record.heartbeat
 
     # -- the lease ----------------------------------------------------------------------
@@ -180,7 +178,7 @@ class RunLock:
         """
         try:
             self._acquire(settle)
-        except LockError:
+        except (LockError, StoreError):
             raise
         except Exception as exc:  # the first contact with the output storage: say which and why
             raise TransientIOError(

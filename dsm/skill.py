@@ -84,7 +84,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 
-from dsm import products, store
+from dsm import files, products, store
 from dsm.grid import EASE2_1KM, FINE_PER_COARSE, lonlat_to_xy
 from dsm.grid import bilinear as grid_bilinear
 
@@ -532,8 +532,7 @@ def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
 
 def write_skill(result: Mapping[str, Any], url: str, storage_options: Mapping[str, Any] | None = None) -> None:
     """Write the skill summary as JSON."""
-    with fsspec.open(url, "w", **dict(storage_options or {})) as f:
-        json.dump(result, f, indent=2)
+    files.write_url(url, json.dumps(result, indent=2), storage_options)
 
 
 def format_table(result: Mapping[str, Any]) -> str:

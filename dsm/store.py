@@ -9,15 +9,16 @@ carries ``dsm_store`` (its kind) and ``dsm_format`` attributes; :func:`open_stor
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import fsspec
 import numpy as np
 import xarray as xr
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from dsm.errors import StoreError
 
@@ -25,8 +26,48 @@ FORMAT_VERSION = 1
 
 
 def default_compressors() -> list[Any]:
-    """Blosc-lz4 with byte shuffle: fast enough for hot data (see docs/architecture.md)."""
-    return [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
+    """Blosc-lz4 with byte shuffle (fast enough for hot data, see docs/architecture.md), then a
+    CRC32C checksum of each stored chunk, which zarr verifies on every read: a damaged or
+    foreign chunk is an error (:func:`read_values`), never silently decoded."""
+    return [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec()]
+
+
+def damaged_chunks(url: str, name: str, shape: Sequence[int], chunks: Sequence[int], index: Sequence[slice],
+                   read: Callable[[tuple[slice, ...]], Any], exc: BaseException) -> StoreError:
+    """The error for a selection of ``url``/``name`` that could not be read or decoded.
+
+    Each chunk (of shape ``chunks``) that ``index`` (one slice per dimension) touches is read
+    again alone with ``read``; the error names those that fail (their grid indices, as in the
+    store's keys ``c/i/j/k``) and the first failure's cause.
+    """
+    ranges = [range(sl.start // c, max(sl.stop - 1, sl.start) // c + 1) for sl, c in zip(index, chunks)]
+    bad, cause = [], exc
+    for key in itertools.product(*ranges):
+        try:
+            read(tuple(slice(k * c, min((k + 1) * c, n)) for k, c, n in zip(key, chunks, shape)))
+        except (ValueError, RuntimeError, OSError) as err:
+            bad.append("/".join(map(str, key)))
+            cause = err if len(bad) == 1 else cause
+    where = f"chunk {', '.join(bad)}" if bad else "a chunk"
+    return StoreError(f"{url.rstrip('/')}/{name}: {where} cannot be read ({type(cause).__name__}: {cause}). The "
+                      "store is damaged: rewrite that part (rerun the stage that wrote it) or restore it")
+
+
+def read_values(ds: xr.Dataset, name: str, url: str, **index: slice) -> np.ndarray:
+    """``ds[name].isel(index)`` as a numpy array, a chunk that cannot be decoded raising
+    :func:`damaged_chunks`'s error (store, variable, chunk) instead of a codec message."""
+    var = ds[name]
+    try:
+        return np.asarray(var.isel(index).values)
+    except (ValueError, RuntimeError, OSError) as exc:
+        chunks = var.encoding.get("chunks", var.shape)
+        sel = []
+        for dim, n in zip(var.dims, var.shape):
+            s = index.get(dim, slice(None))
+            s = s if isinstance(s, slice) else slice(int(s), int(s) + 1)
+            start, stop, _ = s.indices(n)
+            sel.append(slice(start, stop))
+        raise damaged_chunks(url, str(name), var.shape, chunks, sel, lambda sl: var[sl].values, exc) from exc
 
 
 def exists(url: str, storage_options: Mapping[str, Any] | None = None) -> bool:

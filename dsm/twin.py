@@ -18,7 +18,7 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from dsm import cube, store
+from dsm import cube, files, store
 from dsm.antecedent import write_antecedent
 from dsm.config import PrecipInput, RainConfig
 from dsm.cube import Layout, VariableSpec, whole_chunks
@@ -215,7 +215,7 @@ def build_twin(
 
     insitu, weather = recorder.frames()
     fs, root = fsspec.core.url_to_fs(stores.stations, **dict(storage_options or {}))
-    fs.makedirs(root, exist_ok=True)
+    files.make_folder(fs, root)
     for table, url in ((insitu, stores.insitu_csv), (weather, stores.weather_csv)):
         with fsspec.open(url, "w", **dict(storage_options or {})) as f:
             table.to_csv(f, index=False, date_format="%Y-%m-%d")

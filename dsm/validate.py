@@ -61,7 +61,7 @@ import yaml
 from distributed import Client
 from pyproj import CRS, Transformer
 
-from dsm import insitu, metrics, store
+from dsm import files, insitu, metrics, store
 from dsm import skill as skill_mod
 from dsm.config import BootstrapConfig, Config, GriddedProductConfig, ValidationConfig
 from dsm.errors import ConfigError, InputError
@@ -664,9 +664,7 @@ def validate(config: Config, client: Client | None) -> ValidationResult:
 
 
 def _write_text(url: str, text: str, so: Mapping[str, Any] | None = None) -> str:
-    with fsspec.open(url, "w", **dict(so or {})) as f:
-        f.write(text)
-    return url
+    return files.write_url(url, text, so)
 
 
 def write_validation(result: ValidationResult, out: str, storage_options: Mapping[str, Any] | None = None
@@ -679,7 +677,7 @@ def write_validation(result: ValidationResult, out: str, storage_options: Mappin
         Table name -> URL written.
     """
     fs, root = fsspec.core.url_to_fs(out, **dict(storage_options or {}))
-    fs.makedirs(root, exist_ok=True)
+    files.make_folder(fs, root)
     base = out.rstrip("/")
     written = {}
     tables = {"pairs": result.pairs, "scores": result.scores, "stations": result.stations,
@@ -731,9 +729,9 @@ def export_timeseries(pairs: pd.DataFrame, stations: pd.DataFrame, out: str, *, 
     fs, base = fsspec.core.url_to_fs(out, **dict(storage_options or {}))
     with tempfile.TemporaryDirectory(prefix="dsm-timeseries-") as tmp:
         local = _write_timeseries(pairs, stations, Path(tmp), dataset, units, depth)
-        fs.makedirs(base, exist_ok=True)
+        files.make_folder(fs, base)
         for name in sorted(os.listdir(tmp)):
-            fs.put_file(os.path.join(tmp, name), f"{base.rstrip('/')}/{name}")
+            files.put_file(fs, os.path.join(tmp, name), f"{base.rstrip('/')}/{name}")
     url = out.rstrip("/")
     return {"files": [f"{url}/{os.path.basename(f)}" for f in local["files"]],
             **{k: f"{url}/{os.path.basename(local[k])}" for k in ("zip", "metadata", "stations")}}

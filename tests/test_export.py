@@ -15,7 +15,7 @@ from pystac.extensions.raster import RasterExtension
 from pystac.validation import validate_dict
 from rio_cogeo.cogeo import cog_validate
 
-from dsm import products, store
+from dsm import files, products, store
 from dsm.config import from_dict
 from dsm.cube import Layout
 from dsm.export import blocksize_for, cog_name, export
@@ -104,6 +104,13 @@ def test_cogs_are_valid_scaled_named_and_catalogued(client, tmp_path):
     assert sorted(out.attrs["days_exported"]) == report.exported
     again = export(cfg, client)
     assert again.exported == [] and again.skipped == report.exported
+    # the record holds each COG's size and digest; a truncated COG is exported again, alone
+    first = tmp_path / "cog" / names[0]
+    assert out.attrs["days_exported"]["2016-06-09"]["sha256"] == files.file_sha256(str(first))
+    first.write_bytes(first.read_bytes()[:1000])
+    redo = export(cfg, client)
+    assert redo.exported == ["2016-06-09"] and redo.skipped == report.exported[1:]
+    assert cog_validate(str(first), quiet=True)[0]
 
 
 @pytest.mark.timeout(180)
@@ -144,3 +151,33 @@ def test_blocksize_leaves_room_for_an_overview():
     assert blocksize_for((144, 144), 512) == 64
     assert blocksize_for((4000, 3000), 512) == 512
     assert cog_name(dt.date(2016, 2, 1)) == "SM_1km_2016032.tif"
+
+
+@pytest.mark.timeout(180)
+def test_a_lost_products_chunk_is_never_published_and_its_days_are_predicted_again(client, tmp_path):
+    url = str(tmp_path / "sm.zarr")
+    sm = _output(url)
+    models = products.open_products(url).attrs["day_models"]
+    record_attrs(url, {"day_models": {d: {**m, products.VALID_PIXELS: int(np.isfinite(sm[i]).sum())}
+                                      for i, (d, m) in enumerate(sorted(models.items()))}})
+    (tmp_path / "sm.zarr" / "sm" / "c" / "0" / "0" / "1").unlink()  # days 0-1, the block x 72:144
+    cfg = _config(url, str(tmp_path / "cog"), str(tmp_path / "stac"))
+    report = export(cfg, client)
+    assert report.exported == ["2016-06-11"] and sorted(report.failed) == ["2016-06-09", "2016-06-10"]
+    assert "a chunk of the products store is lost" in report.failed["2016-06-09"]
+    assert sorted(p.name for p in (tmp_path / "cog").iterdir()) == ["SM_1km_2016163.tif"]
+    attrs = products.open_products(url).attrs
+    assert attrs["days_done"] == ["2016-06-11"] and sorted(attrs["days_exported"]) == ["2016-06-11"]
+
+
+@pytest.mark.timeout(180)
+def test_a_damaged_products_chunk_is_named_and_never_published(client, tmp_path):
+    url = str(tmp_path / "sm.zarr")
+    _output(url)
+    chunk = tmp_path / "sm.zarr" / "sm" / "c" / "1" / "1" / "0"  # days 2-3, the block y 72:144
+    chunk.write_bytes(b"\x00garbage" * 64)
+    report = export(_config(url, str(tmp_path / "cog"), str(tmp_path / "stac")), client)
+    assert report.exported == ["2016-06-09", "2016-06-10"] and list(report.failed) == ["2016-06-11"]
+    assert f"{url}/sm: chunk 1/1/0 cannot be read" in report.failed["2016-06-11"]
+    assert not (tmp_path / "cog" / "SM_1km_2016163.tif").exists()
+    assert products.open_products(url).attrs["days_done"] == ["2016-06-09", "2016-06-10"]

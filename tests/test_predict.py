@@ -127,6 +127,7 @@ def test_prediction_equals_the_stored_models_and_round_trips_int16(predicted, ti
     rec = a["day_models"]["2016-06-26"]
     assert rec["period"] == P2 and rec["model"] == "xgb" and rec["variants"]["full"]["model"] == P2
     assert rec["variants"]["full"]["sha256"] == models.read_card(P2)["model"]["sha256"]
+    assert rec[products.VALID_PIXELS] == int(np.isfinite(out["sm"].isel(time=17).values).sum()) > 0
     assert set(a["consistency"]) == set(a["days_done"])
     cs = [v for v in a["consistency"].values() if v["n"] > 2]
     assert len(cs) > 10 and all(0 <= v["rmse"] < 0.2 and -1 <= v["r"] <= 1 for v in cs)

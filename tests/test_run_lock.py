@@ -251,3 +251,19 @@ def test_every_writing_command_refuses_a_locked_output_store(tmp_path, command):
     assert res.exit_code == 2, res.output
     assert "locked by run holder" in res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.yaml"]  # nothing was written, the lock released
+
+
+@pytest.mark.s3
+@pytest.mark.timeout(120)
+def test_dsm_run_names_a_bucket_that_does_not_exist_and_never_creates_it(s3, tmp_path):
+    missing = "dsm-mistyped-bucket"
+    raw = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
+           "stores": {"cube": "cube.zarr", "truth": "truth.zarr", "stations": "stations", "models": "models",
+                      "output": f"s3://{missing}/sm.zarr", "storage_options": s3.storage_options},
+           "twin": {"seed": 1}, "cluster": {"dashboard_address": None}}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    res = CliRunner().invoke(main, ["run", str(path)])
+    assert res.exit_code != 0 and f"the bucket s3://{missing} does not exist" in res.output, res.output
+    assert "Traceback" not in res.output
+    assert not s3.filesystem().exists(missing) and not (tmp_path / "cube.zarr").exists()

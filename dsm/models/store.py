@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import json
 import platform
 from collections.abc import Mapping
@@ -39,6 +40,7 @@ import sklearn
 import xgboost
 from sklearn.base import BaseEstimator
 
+from dsm import files
 from dsm.errors import StoreError
 from dsm.models.estimators import final_step
 from dsm.runlock import Lease
@@ -47,6 +49,7 @@ CARD = "card.json"
 REPORT = "run.json"
 SETTINGS = "settings.json"
 POOLED = "pooled"
+log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 
 
@@ -118,10 +121,8 @@ class ModelStore:
     def _write(self, path: str, data: bytes) -> None:
         if self.lease is not None:
             self.lease.check()
-        parent = path.rsplit("/", 1)[0]
         try:
-            self.fs.makedirs(parent, exist_ok=True)
-            self.fs.pipe_file(path, data)
+            files.write_bytes(self.fs, path, data)
         except OSError as exc:
             raise StoreError(f"cannot write {path} in the model store {self.url}: {exc}") from exc
 
@@ -153,12 +154,29 @@ class ModelStore:
         self._write(self._path(key, CARD), text.encode())
 
     def done(self, key: str) -> bool:
-        """Whether ``key`` has a card and, if it holds its own model, the model file."""
-        card = self.read_card(key)
+        """Whether ``key`` has a readable card and, if it holds its own model, the whole model file.
+
+        A card that is not valid JSON, or a model file missing or of another size than its
+        card records, makes the key not done (so it is trained again), never the whole store.
+        """
+        try:
+            card = self.read_card(key)
+        except StoreError as exc:
+            log.warning("%s: retraining %s", exc, key)
+            return False
         if card is None:
             return False
         model = card.get("model")
-        return model is None or self.fs.exists(self._path(key, model["file"]))
+        if model is None:
+            return True
+        path = self._path(key, model["file"])
+        if not self.fs.exists(path):
+            return False
+        if "size" in model and self.fs.size(path) != model["size"]:
+            log.warning("%s in %s has %d bytes, its card records %d: retraining %s",
+                        path, self.url, self.fs.size(path), model["size"], key)
+            return False
+        return True
 
     def keys(self) -> list[str]:
         """Every key with a card, sorted."""
@@ -176,7 +194,7 @@ class ModelStore:
         """Write a fitted model; returns the card's ``model`` entry (file, format, digest, versions)."""
         raw, name, fmt = to_bytes(estimator)
         self._write(self._path(key, name), raw)
-        entry: dict[str, Any] = {"file": name, "format": fmt, "sha256": hashlib.sha256(raw).hexdigest(),
+        entry: dict[str, Any] = {"file": name, "format": fmt, "sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw),
                                  "class": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
                                  "versions": library_versions(), "store_format": FORMAT_VERSION}
         coefs = linear_coefficients(estimator)

@@ -1,0 +1,115 @@
+"""Whole-file writes through fsspec: a file under its final name is always complete.
+
+A crash, a kill or a full disk in the middle of a write must never leave a truncated COG,
+model, card or record under the name a resumed run trusts. On a local file system the bytes
+go to ``NAME.<random>.partial`` in the same folder, are flushed to disk, and the file is
+renamed over ``NAME`` (``os.replace``: atomic on POSIX); a failed write removes its partial
+file. On object storage (``s3://``, ``gs://``...) an upload is already all-or-nothing (the
+object appears only when the PUT or the multipart upload completes), so the bytes are
+uploaded directly.
+
+Object storage has no folders: :func:`make_folder` creates local folders only, and on object
+storage checks that the bucket exists. A mistyped bucket is an error naming it, never a new
+bucket (fsspec's ``makedirs`` would create one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from dsm.errors import StoreError
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def is_local(url: str) -> bool:
+    """Whether ``url`` is a plain path (or ``file://``) rather than a remote fsspec URL."""
+    return "://" not in url or url.startswith("file://")
+
+
+def _partial_name(path: str) -> str:
+    return f"{path}.{uuid.uuid4().hex[:12]}{PARTIAL_SUFFIX}"
+
+
+def _replace_from(path: str, fill: Any) -> None:
+    """Write ``path`` through a partial file: ``fill(f)`` writes the bytes to an open binary file."""
+    tmp = _partial_name(path)
+    try:
+        with open(tmp, "wb") as f:
+            fill(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def make_folder(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    """Create the local folder ``path``; on object storage, check that its bucket exists.
+
+    Raises
+    ------
+    StoreError
+        The bucket (first part of ``path``) does not exist or cannot be listed.
+    """
+    if isinstance(fs, LocalFileSystem):
+        fs.makedirs(path, exist_ok=True)
+        return
+    bucket = path.strip("/").split("/", 1)[0]
+    protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
+    if not fs.exists(bucket):
+        raise StoreError(f"the bucket {protocol}://{bucket} does not exist (or these credentials cannot see it): "
+                         f"create it, or correct the URL; dsm never creates buckets")
+
+
+def _make_parent(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    parent = path.rsplit("/", 1)[0]
+    if isinstance(fs, LocalFileSystem) and parent and parent != path:
+        fs.makedirs(parent, exist_ok=True)
+
+
+def write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` of ``fs`` whole (local parent folders created)."""
+    _make_parent(fs, path)
+    if isinstance(fs, LocalFileSystem):
+        _replace_from(path, lambda f: f.write(data))
+    else:
+        fs.pipe_file(path, data)
+
+
+def put_file(fs: fsspec.AbstractFileSystem, local: str, path: str) -> None:
+    """Copy the local file ``local`` to ``path`` of ``fs`` whole (local parent folders created)."""
+    _make_parent(fs, path)
+    if isinstance(fs, LocalFileSystem):
+        def copy(f: Any) -> None:
+            with open(local, "rb") as src:
+                shutil.copyfileobj(src, f, 1 << 20)
+        _replace_from(path, copy)
+    else:
+        fs.put_file(local, path)
+
+
+def write_url(url: str, data: bytes | str, storage_options: Mapping[str, Any] | None = None) -> str:
+    """Write ``data`` (text is UTF-8 encoded) to the fsspec ``url`` whole; returns ``url``."""
+    fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    write_bytes(fs, path, data.encode("utf-8") if isinstance(data, str) else data)
+    return url
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 hex digest of a local file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
