@@ -3,7 +3,9 @@
 The 36 km SMAP grid is 964 x 406 cells of 36032.220840584 m with its upper-left corner at
 x = -17367530.44516138 m, y = 7314540.830638 m. The 1 km grid is the same extent cut 36 x 36
 per coarse cell (cell 1000.89502334956 m, 34704 x 14616), so every 1 km pixel lies in exactly
-one SMAP cell and 1 km -> 36 km is a pure block operation.
+one SMAP cell and 1 km -> 36 km is a pure block operation. The 9 km grid of SPL3SMP_E is the
+same extent cut 4 x 4 per coarse cell (cell 9008.055210146 m, 3856 x 1624): 9 x 9 one-km
+pixels nest in one 9 km cell and 4 x 4 nine-km cells in one 36 km cell.
 
 The projection is cylindrical equal-area (standard parallel 30 deg, WGS 84): x depends on
 longitude only and y on latitude only, so cell-centre longitudes and latitudes are 1-D.
@@ -28,6 +30,8 @@ CRS_WKT = CRS.from_epsg(EPSG).to_wkt()
 CELL_36KM = 36032.220840584
 FINE_PER_COARSE = 36
 CELL_1KM = CELL_36KM / FINE_PER_COARSE
+KM9_PER_COARSE = 4
+CELL_9KM = CELL_36KM / KM9_PER_COARSE
 NCOLS_36KM = 964
 NROWS_36KM = 406
 X_MIN = -17367530.44516138
@@ -73,6 +77,26 @@ class Grid:
 
 EASE2_36KM = Grid(CELL_36KM, NCOLS_36KM, NROWS_36KM)
 EASE2_1KM = Grid(CELL_1KM, NCOLS_36KM * FINE_PER_COARSE, NROWS_36KM * FINE_PER_COARSE)
+EASE2_9KM = Grid(CELL_9KM, NCOLS_36KM * KM9_PER_COARSE, NROWS_36KM * KM9_PER_COARSE)
+
+
+def cells_per_coarse(grid: Grid) -> int:
+    """How many cells of ``grid`` span one 36 km cell along each axis (36 km: 1, 9 km: 4, 1 km: 36).
+
+    Raises
+    ------
+    GridError
+        ``grid`` is not a global EASE-Grid 2.0 grid nested in the 36 km grid.
+    """
+    n = round(CELL_36KM / grid.cell)
+    if (
+        n < 1
+        or abs(n * grid.cell - CELL_36KM) > 1e-6
+        or (grid.nrows, grid.ncols) != (NROWS_36KM * n, NCOLS_36KM * n)
+        or (grid.x_min, grid.y_max) != (X_MIN, Y_MAX)
+    ):
+        raise GridError(f"{grid} is not a global EASE-Grid 2.0 grid nested in the 36 km grid")
+    return n
 
 
 @functools.lru_cache(maxsize=1)
@@ -330,6 +354,12 @@ class Region:
         nr, nc = self.fine_shape
         outside = (row < 0) | (row >= nr) | (col < 0) | (col >= nc)
         return np.where(outside, -1, row), np.where(outside, -1, col)
+
+    def window(self, grid: Grid) -> tuple[int, int, int, int]:
+        """``(row0, col0, nrows, ncols)`` of the region's cells on a global grid nested in the
+        36 km grid (:data:`EASE2_36KM`, :data:`EASE2_9KM`, :data:`EASE2_1KM`)."""
+        n = cells_per_coarse(grid)
+        return self.row0 * n, self.col0 * n, self.nrows * n, self.ncols * n
 
     def to_dict(self) -> dict[str, int]:
         """Plain-dict form, as stored in store attributes."""

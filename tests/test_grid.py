@@ -12,7 +12,7 @@ from pyproj import Proj
 
 from dsm import grid
 from dsm.errors import GridError
-from dsm.grid import CELL_1KM, CELL_36KM, EASE2_1KM, EASE2_36KM, Region
+from dsm.grid import CELL_1KM, CELL_9KM, CELL_36KM, EASE2_1KM, EASE2_9KM, EASE2_36KM, Grid, Region
 
 
 def test_grid_constants_match_the_published_grids():
@@ -93,6 +93,29 @@ def test_region_transforms_and_coordinates_agree():
     assert np.all(np.diff(lon) > 0) and np.all(np.diff(lat) < 0)
     row, col = r.pixel_of(lon[[5, 100]], lat[[7, 200]])
     assert row.tolist() == [7, 200] and col.tolist() == [5, 100]
+
+
+def test_9km_grid_nests_between_the_36km_and_1km_grids():
+    assert (EASE2_9KM.nrows, EASE2_9KM.ncols) == (1624, 3856)
+    assert CELL_9KM == pytest.approx(9008.055210146, abs=1e-9) and CELL_9KM == pytest.approx(9 * CELL_1KM, abs=1e-9)
+    assert (EASE2_9KM.x_min, EASE2_9KM.y_max) == (EASE2_36KM.x_min, EASE2_36KM.y_max)
+    assert [grid.cells_per_coarse(g) for g in (EASE2_36KM, EASE2_9KM, EASE2_1KM)] == [1, 4, 36]
+    r = Region(100, 700, 3, 5)
+    assert r.window(EASE2_36KM) == (100, 700, 3, 5)
+    assert r.window(EASE2_9KM) == (400, 2800, 12, 20)
+    assert r.window(EASE2_1KM) == (r.fine_row0, r.fine_col0, *r.fine_shape)
+    # the region's 9 km cells: 4 x 4 per 36 km cell, 9 x 9 one-km pixels each, one outline
+    x9 = EASE2_9KM.x_centres(np.arange(2800, 2820))
+    y9 = EASE2_9KM.y_centres(np.arange(400, 412))
+    np.testing.assert_allclose(x9.reshape(5, 4).mean(axis=1), r.coarse_x, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(y9.reshape(3, 4).mean(axis=1), r.coarse_y, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(r.fine_x.reshape(20, 9).mean(axis=1), x9, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(r.fine_y.reshape(12, 9).mean(axis=1), y9, rtol=0, atol=1e-6)
+    rows, cols = EASE2_9KM.index(r.fine_x[[0, 8, 9]], r.fine_y[[0, 8, 9]])
+    assert rows.tolist() == [400, 400, 401] and cols.tolist() == [2800, 2800, 2801]
+    for bad in (Grid(CELL_36KM / 3.5, 3374, 1421), Grid(CELL_9KM, 3856, 1624, x_min=0.0), Grid(CELL_9KM, 3855, 1624)):
+        with pytest.raises(GridError, match="not a global EASE-Grid 2.0 grid nested"):
+            grid.cells_per_coarse(bad)
 
 
 def test_fine_and_coarse_indices_nest():

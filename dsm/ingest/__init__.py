@@ -3,7 +3,9 @@
 ========================  ==========================================================
 module                    reads
 ========================  ==========================================================
-:mod:`.smap`              SMAP SPL3SMP HDF5 -> 36 km soil moisture (cy, cx)
+:mod:`.smap`              SMAP SPL3SMP (36 km, cy, cx) and SPL3SMP_E (9 km) soil moisture,
+                          whole granules or Harmony/OPeNDAP subsets
+:mod:`.easegrid`          placing SMAP arrays and subsets on the EASE-Grid 2.0 grids
 :mod:`.modis`             MODIS HDF4-EOS tiles -> LST, NDVI/EVI, NDWI/LSWI/NSDSI,
                           LAI/FPAR, albedo on the native grid or the 1 km grid
 :mod:`.terrain`           SRTM .hgt / GeoTIFF DEMs -> dem, slope, aspect (1 km)
@@ -38,7 +40,7 @@ from dsm.ingest.modis import PRODUCTS, QCRule, modis_to_region, read_modis_tile
 from dsm.ingest.precip import check_covers, read_chirps, read_era5land, read_imerg, read_precip
 from dsm.ingest.rasters import geotiff_series_to_region, read_raster
 from dsm.ingest.remap import remap_to_region
-from dsm.ingest.smap import read_spl3smp
+from dsm.ingest.smap import read_spl3smp, read_spl3smp_e
 from dsm.ingest.soil import soil_to_region
 from dsm.ingest.terrain import dem_to_region, read_dem, read_hgt
 
@@ -70,6 +72,7 @@ __all__ = [
     "read_precip",
     "read_raster",
     "read_spl3smp",
+    "read_spl3smp_e",
     "remap_to_region",
     "soil_to_region",
 ]
