@@ -17,7 +17,7 @@ from dsm.models.train import train
 from dsm.report import FIGURES, TABLES, run_report
 from dsm.testing.validation import gridded_field, make_products_store, write_gridded_netcdf
 
-GRIDS = {"rf": {"n_estimators": [20], "max_depth": [4]}, "xgb": {"n_estimators": [20], "max_depth": [3]}}
+GRIDS = {"xgb": {"n_estimators": [20], "max_depth": [3]}}
 BOX = [108.6, 38.3, 109.4, 39.0]
 
 
@@ -30,7 +30,7 @@ def report(tiny_twin, tmp_path_factory, client):
         "region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
         "stores": {"cube": tiny_twin.cube, "truth": tiny_twin.truth, "stations": tiny_twin.stations,
                    "output": out, "models": str(root / "models")},
-        "training": {"method": "rao2022", "min_samples": 30, "models": ["mlr", "rf", "xgb"], "pooled": False,
+        "training": {"method": "rao2022", "min_samples": 30, "models": ["mlr", "xgb"], "pooled": False,
                      "grids": GRIDS},
         "validation": {"products": [{"name": "other", "path": nc, "variable": "soil_moisture"}],
                        "bootstrap": {"n_resamples": 200}, "partial_correlation_freq": "W", "box": BOX,
