@@ -9,6 +9,7 @@ Commands
 ``dsm predict CONFIG``         daily 1 km sm, sm_unc, sm_origin into stores.output (resumable)
 ``dsm export CONFIG``          one COG per predicted day (SM_1km_YYYYDDD.tif) and a STAC catalog
 ``dsm status CONFIG``          periods trained, days predicted, empty, failed and exported
+``dsm verify CONFIG [--fix]``  every chunk, model and COG against its record; what to redo
 ``dsm skill CONFIG``           the twin skill table against the 1 km truth (DIR/skill.json)
 ``dsm validate CONFIG``        in situ scores of the 1 km product, SMAP and other products (CSV/JSON)
 ``dsm report CONFIG``          validation + analysis + figures in one offline HTML file
@@ -504,6 +505,38 @@ def export_cmd(config_path: str, force: bool, break_lock: bool) -> None:
     with _locked(cfg, break_lock) as lease:
         ok = _on_cluster(cfg, lambda client: _run_export(cfg, client, force=force, lease=lease))
     if not ok:
+        sys.exit(1)
+
+
+@main.command("verify")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+@click.option("--fix", is_flag=True, help="Un-mark what failed (delete damaged product chunks and bad model files, "
+                                          "forget bad COGs) so that the next dsm run redoes exactly that.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_break_lock
+def verify_cmd(config_path: str, fix: bool, as_json: bool, break_lock: bool) -> None:
+    """Check every chunk, model and COG of CONFIG's stores against what was recorded.
+
+    Exit status 1 when anything is damaged, missing or different; each finding names the
+    store, the chunk, day, model or COG, and the command that redoes it.
+    """
+    from contextlib import nullcontext
+
+    from dsm.verify import verify
+
+    cfg = config_mod.load(config_path)
+    with _locked(cfg, break_lock) if fix else nullcontext():
+        report = _on_cluster(cfg, lambda client: verify(cfg, client, fix=fix))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=1))
+    else:
+        click.echo("checked: " + ", ".join(f"{n} {what}" for what, n in report.checked.items()))
+        for finding in report.findings:
+            click.echo(finding.line())
+        for line in report.fixed:
+            click.echo(f"fixed: {line}")
+        click.echo("all verified" if report.ok else f"{len(report.findings)} problem(s) found")
+    if not report.ok:
         sys.exit(1)
 
 

@@ -44,7 +44,6 @@ from dsm.config import Config
 from dsm.errors import ConfigError, InputError, StoreError
 from dsm.grid import EPSG, Region
 from dsm.periods import julian_name
-from dsm.predict import record_attrs
 from dsm.runlock import Lease, LockLostError
 
 COLLECTION_ID = "dsm-sm-1km"
@@ -309,7 +308,7 @@ def export(config: Config, client: Client, *, force: bool = False,
                 exported.pop(name, None)
     report.exported.sort()
     check()
-    record_attrs(config.stores.output, {"days_exported": {k: exported[k] for k in sorted(exported)},
+    store.set_attrs(config.stores.output, {"days_exported": {k: exported[k] for k in sorted(exported)},
                                         "cog_settings": settings, "days_done": sorted(done)}, so)
     if exported:
         stac_url = config.stores.stac or f"{config.stores.cog.rstrip('/')}/stac"

@@ -48,10 +48,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
-import zarr
 from distributed import Client
 
-from dsm import fingerprint, products
+from dsm import fingerprint, products, store
 from dsm.cellmeans import BlockCells, block_cells, fused_cells
 from dsm.calibration import GainCalibration, calibrate_gain
 from dsm.cluster import outcomes
@@ -133,13 +132,6 @@ def open_or_create_output(config: Config, overwrite: bool = False) -> xr.Dataset
     products.check_layout(ds, layout, url)
     products.check_origin(ds, url)
     return ds
-
-
-def record_attrs(url: str, attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None) -> None:
-    """Update store attributes in ONE metadata write (zarr's ``attrs.update`` writes once per key,
-    so a run killed between keys would leave ``days_done`` ahead of ``day_models``)."""
-    group = zarr.open_group(url, mode="r+", storage_options=dict(storage_options or {}) or None)
-    group.update_attributes(json.loads(json.dumps(dict(attrs))))
 
 
 def _sorted(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -328,7 +320,7 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
         if GAIN_ATTR not in attrs:
             if lease is not None:
                 lease.check()
-            record_attrs(config.stores.output, {GAIN_ATTR: gain.to_dict()}, so)  # type: ignore[arg-type]
+            store.set_attrs(config.stores.output, {GAIN_ATTR: gain.to_dict()}, so)  # type: ignore[arg-type]
         say(f"anomaly gain k = {gain.gain:.3f} ({gain.source}): {gain.reason}"
             + (f"; 95 % interval {gain.interval[0]:.2f}..{gain.interval[1]:.2f}" if gain.interval else ""))
     for t0 in pending:
@@ -378,7 +370,7 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
                 oor.pop(name, None)
         if lease is not None:
             lease.check()
-        record_attrs(config.stores.output, {  # type: ignore[arg-type]
+        store.set_attrs(config.stores.output, {  # type: ignore[arg-type]
             "days_done": sorted(done), "days_empty": _sorted(empty), "days_failed": _sorted(failed),
             "day_models": _sorted(day_models), "consistency": _sorted(cons),
             "inputs_out_of_range": _sorted(oor)}, so)

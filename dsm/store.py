@@ -226,7 +226,9 @@ def write_region(
 
 
 def set_attrs(url: str, attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None) -> None:
-    """Update top-level store attributes (JSON-serialisable values)."""
+    """Update top-level store attributes (JSON-serialisable values) in ONE metadata write: zarr's
+    ``attrs.update`` writes once per key, so a run killed between keys could leave, e.g.,
+    ``days_done`` ahead of ``day_models``."""
     group = zarr.open_group(url, mode="r+", storage_options=dict(storage_options or {}) or None)
     group.update_attributes(json.loads(json.dumps(dict(attrs))))  # one write of zarr.json
 

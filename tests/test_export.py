@@ -20,7 +20,6 @@ from dsm.config import from_dict
 from dsm.cube import Layout
 from dsm.export import blocksize_for, cog_name, export
 from dsm.grid import Region
-from dsm.predict import record_attrs
 
 REGION = Region(74, 772, 4, 4)
 START, END = dt.date(2016, 6, 9), dt.date(2016, 6, 12)
@@ -40,7 +39,7 @@ def _output(url: str, so=None) -> np.ndarray:
                       coords={"time": ds["time"].values, "y": ds["y"].values, "x": ds["x"].values})
     store.write_region(url, part, so, ds)
     days = [(START + dt.timedelta(i)).isoformat() for i in range(3)]
-    record_attrs(url, {"days_done": days, "day_models": {d: {"period": "2016161", "model_period": "2016161",
+    store.set_attrs(url, {"days_done": days, "day_models": {d: {"period": "2016161", "model_period": "2016161",
                                                              "model": "xgb", "reused": False, "variants": {"full": {}}}
                                                          for d in days}}, so)
     return sm
@@ -158,7 +157,7 @@ def test_a_lost_products_chunk_is_never_published_and_its_days_are_predicted_aga
     url = str(tmp_path / "sm.zarr")
     sm = _output(url)
     models = products.open_products(url).attrs["day_models"]
-    record_attrs(url, {"day_models": {d: {**m, products.VALID_PIXELS: int(np.isfinite(sm[i]).sum())}
+    store.set_attrs(url, {"day_models": {d: {**m, products.VALID_PIXELS: int(np.isfinite(sm[i]).sum())}
                                       for i, (d, m) in enumerate(sorted(models.items()))}})
     (tmp_path / "sm.zarr" / "sm" / "c" / "0" / "0" / "1").unlink()  # days 0-1, the block x 72:144
     cfg = _config(url, str(tmp_path / "cog"), str(tmp_path / "stac"))

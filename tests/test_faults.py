@@ -13,10 +13,13 @@ import fsspec
 import numpy as np
 import pandas as pd
 import xarray as xr
+import yaml
+from click.testing import CliRunner
 import pytest
 from sklearn.linear_model import Ridge
 
-from dsm import cube, figures, files, store
+from dsm import cube, figures, files, products, store
+from dsm.cli import main
 from dsm.cube import Layout
 from dsm.errors import StoreError
 from dsm.grid import Region
@@ -126,3 +129,62 @@ def test_a_flipped_bit_in_a_cube_chunk_is_an_error_naming_store_variable_and_chu
     np.testing.assert_allclose(store.read_values(raw, "lst", url, time=slice(0, 8)), lst[:8], rtol=1e-6)
     with pytest.raises(StoreError, match=rf"{url}/lst: chunk 1/0/1 cannot be read .*checksum"):
         store.read_values(raw, "lst", url, time=slice(4, 12), y=slice(60, 80))
+
+
+@pytest.mark.timeout(240)
+def test_verify_names_every_damaged_byte_and_fix_makes_the_rerun_redo_exactly_that(tmp_path, client):
+    from test_export import _config, _output
+
+    from dsm.export import export
+    from dsm.verify import verify
+
+    out, cog = str(tmp_path / "sm.zarr"), str(tmp_path / "cog")
+    sm = _output(out)
+    day_models = products.open_products(out).attrs["day_models"]
+    store.set_attrs(out, {"day_models": {d: {**m, products.VALID_PIXELS: int(np.isfinite(sm[i]).sum())}
+                                         for i, (d, m) in enumerate(sorted(day_models.items()))}})
+    cfg = _config(out, cog, str(tmp_path / "stac"))
+    assert export(cfg, client).failed == {}
+    layout = Layout(Region(74, 772, 4, 4), dt.date(2016, 6, 9), dt.date(2016, 6, 12), 72, 2)
+    cube.create_cube(str(tmp_path / "cube.zarr"), layout)
+    ds = cube.open_cube(str(tmp_path / "cube.zarr"))
+    store.write_region(str(tmp_path / "cube.zarr"), xr.Dataset(
+        {"lst": (("time", "y", "x"), np.full((4, 144, 144), 300, np.float32))},
+        coords={"time": ds["time"].values, "y": ds["y"].values, "x": ds["x"].values}), None, ds)
+    _store_with_two_periods(str(tmp_path / "models"))
+    cfg = cfg.model_copy(update={"stores": cfg.stores.model_copy(update={
+        "cube": str(tmp_path / "cube.zarr"), "models": str(tmp_path / "models")})})
+    clean = verify(cfg, client)
+    assert clean.ok and clean.checked["models"] == 2 and clean.checked["cogs"] == 3, clean.to_dict()
+
+    def flip(path):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(data))
+
+    flip(tmp_path / "cube.zarr" / "lst" / "c" / "1" / "1" / "1")
+    (tmp_path / "sm.zarr" / "sm" / "c" / "1" / "0" / "0").unlink()  # days 2-3: day 2 loses pixels
+    flip(tmp_path / "sm.zarr" / "sm_origin" / "c" / "0" / "1" / "0")  # days 0-1
+    flip(tmp_path / "models" / "2016169" / "model.joblib")
+    (tmp_path / "cog" / "SM_1km_2016162.tif").write_bytes(b"truncated")
+    found = {(f.store, f.item) for f in verify(cfg, client).findings}
+    assert found == {("cube", "lst/c/1/1/1"), ("products", "2016-06-11"), ("products", "sm_origin/c/0/1/0"),
+                     ("models", "2016169"), ("cog", "SM_1km_2016162.tif")}
+    fixed = verify(cfg, client, fix=True)
+    assert not fixed.ok and len(fixed.fixed) == 3
+    attrs = products.open_products(out).attrs
+    assert attrs["days_done"] == [] and attrs["days_exported"] == {}  # days 0-2 to predict again, all COGs redone
+    assert not (tmp_path / "sm.zarr" / "sm_origin" / "c" / "0" / "1" / "0").exists()
+    models = ModelStore(str(tmp_path / "models"))
+    assert models.done("2016161") and not models.done("2016169")
+    # the command: one line per finding with what redoes it, exit status 1
+    raw = cfg.model_dump(mode="json", exclude_defaults=True)
+    raw["cluster"] = {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": None}
+    path = tmp_path / "verify.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    res = CliRunner().invoke(main, ["verify", str(path)])
+    assert res.exit_code == 1, res.output
+    assert "cube lst/c/1/1/1: ValueError: Stored and computed checksum do not match" in res.output
+    assert "-> rebuild the cube: dsm ingest CONFIG" in res.output
+    assert "models 2016169: model file missing -> dsm train CONFIG" in res.output  # until train redoes it
+    assert res.output.endswith("2 problem(s) found\n")

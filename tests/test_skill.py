@@ -14,7 +14,6 @@ import xarray as xr
 from dsm import products, store
 from dsm.cube import Layout, open_cube
 from dsm.grid import FINE_PER_COARSE, Region
-from dsm.predict import record_attrs
 from dsm.skill import (
     MIN_CELL_PIXELS,
     MIN_PIXEL_DAYS,
@@ -81,7 +80,7 @@ def make_product(path, sm, unc=None, origin=None, days=None, interval=0.9):
     part = xr.Dataset(arrays, coords={"time": out["time"].values, "y": out["y"].values, "x": out["x"].values})
     store.write_region(url, part, None, out)
     all_days = [str(d)[:10] for d in out["time"].values]
-    record_attrs(url, {"days_done": all_days if days is None else [all_days[i] for i in days]})
+    store.set_attrs(url, {"days_done": all_days if days is None else [all_days[i] for i in days]})
     return url, products.open_products(url)["sm"].values.astype(np.float32)
 
 
