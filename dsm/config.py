@@ -23,10 +23,11 @@ Example
       mod11a1: {paths: "s3://my-bucket/MOD11A1/*.hdf", storage_options: {anon: true}}
       mcd43: {paths: "granules/mcd43/*.hdf", albedo: wsa}    # wsa | bsa | mean
       mod15a2h: {paths: "granules/mod15a2h/*.hdf"}
-      mod09a1: {paths: "granules/mod09a1/*.hdf"}
+      mod09a1: {paths: "granules/mod09a1/*.hdf"}   # or reflectance: {b2: ..., b4: ..., b6: ..., b7: ..., scale: 0.0001}
       mod13a2: {paths: "granules/mod13a2/*.hdf", qc: {"1 km 16 days pixel reliability": [[0, 8, [0]]]}}
       dem: {paths: ["granules/dem/*.hgt"]}
       soil: {sand: soil/sand.tif, silt: soil/silt.tif, clay: soil/clay.tif, scale: 1.0}
+      slope: {paths: terrain/slope.tif}   # optional, degrees: instead of the 1 km DEM's (aspect: likewise)
       geotiff: {}                         # variables no source above makes, e.g. {fapar: {paths: "appeears/*.tif", date_regex: "doy(?P<year>\\d{4})(?P<doy>\\d{3})"}}
       precip: {paths: "imerg/3B-DAY.MS.MRG.3IMERG.*.nc4", product: imerg}   # imerg | chirps | era5land
     rain: {spinup_days: 45, max_gap_days: 3, predictors: auto}   # antecedent precipitation indices
@@ -72,6 +73,11 @@ def _one_or_many(schema: dict[str, Any]) -> None:
     items = schema.pop("items", {"type": "string"})
     schema.pop("type", None)
     schema["anyOf"] = [items, {"type": "array", "items": items}]
+
+
+def _one_many_or_none(schema: dict[str, Any]) -> None:
+    """JSON schema of an optional list field that also takes one string (``state: "a/*.tif"``)."""
+    schema["anyOf"] = [{"type": "string"}, *schema.get("anyOf", [])]
 
 
 class RegionConfig(_Frozen):
@@ -368,30 +374,96 @@ class AlbedoInput(ModisInput):
         default="wsa", description="shortwave white-sky (wsa), black-sky (bsa) albedo or their mean")
 
 
-class RasterInput(InputSource):
-    """Rasters (GeoTIFF or any GDAL format): ``value = raw * scale + offset`` where raw is not ``nodata``.
-
-    The file's own scale, offset and nodata (GDAL band metadata) win; these apply to files
-    without them (None: scale 1, offset 0, no nodata value).
-    """
+class ValueSettings(_Frozen):
+    """``scale``, ``offset`` and ``nodata`` of rasters whose files may lack them (GDAL band metadata)."""
 
     scale: float | None = Field(default=None, description="None: the file's scale, else 1")
     offset: float | None = Field(default=None, description="None: the file's offset, else 0")
     nodata: float | None = Field(default=None, description="None: the file's nodata value, else none")
 
 
+class RasterInput(ValueSettings, InputSource):
+    """Rasters (GeoTIFF or any GDAL format): ``value = raw * scale + offset`` where raw is not ``nodata``.
+
+    The file's own scale, offset and nodata (GDAL band metadata) win; these apply to files
+    without them (None: scale 1, offset 0, no nodata value).
+    """
+
+
 class SoilInput(_Frozen):
-    """One raster per soil fraction (file, glob or folder; path or URL), in percent after
-    ``scale``/``offset`` (the file's own scale and offset win, as in :class:`RasterInput`)."""
+    """Sand, silt and clay: one raster per fraction (file, glob or folder; path or URL), in percent
+    after ``scale``/``offset`` (the file's own scale and offset win, as in :class:`RasterInput`);
+    or ``soilgrids``, ISRIC SoilGrids 2.0 as published (g/kg, nodata -32768, any CRS including its
+    Homolosine), found by name in a folder or under the SoilGrids URL (:mod:`dsm.ingest.soilgrids`).
+    """
 
     sand: str | None = Field(default=None, description="sand raster(s): a file, glob or folder, path or URL")
     silt: str | None = Field(default=None, description="silt raster(s), as sand")
     clay: str | None = Field(default=None, description="clay raster(s), as sand")
+    soilgrids: str | None = Field(
+        default=None, description="instead of sand/silt/clay: a folder (searched for sand_0-5cm_mean*.tif/.vrt, "
+        "silt_..., clay_..., cut or whole) or the SoilGrids data URL "
+        "(https://files.isric.org/soilgrids/latest/data/: the 0-5 cm mean VRTs, of which only the region's "
+        "blocks are read); g/kg -> % (scale 0.1), nodata -32768, averaged to 1 km")
     scale: float | None = Field(default=None, description="to percent where the file has no scale (0.1 for SoilGrids g/kg); "
                                  "null: the file's scale, else 1")
     offset: float | None = None
     nodata: float | None = None
     storage_options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SoilInput:
+        if self.soilgrids is None:
+            return self
+        given = [k for k in ("sand", "silt", "clay", "scale", "offset", "nodata") if getattr(self, k) is not None]
+        if given:
+            raise ValueError(f"soilgrids reads sand, silt and clay in SoilGrids' own units (g/kg, scale 0.1, nodata "
+                             f"-32768): remove {', '.join(given)}, or remove soilgrids and give each fraction's raster")
+        return self
+
+
+Band = Literal["b2", "b4", "b6", "b7"]
+
+
+class ReflectanceInput(ValueSettings):
+    """MOD09A1 surface reflectance bands as per-date rasters, as MODIStsp or AppEEARS deliver them
+    (``MOD09A1_sur_refl_b02_2021_193.tif``, ``MOD09A1.061_sur_refl_b02_doy2021193_aid0001.tif``),
+    from which NDWI, LSWI and NSDSI are computed exactly as from the MOD09A1 tiles
+    (:mod:`dsm.ingest.reflectance`).
+
+    Each band's files are dated by name; a date needs all four bands (and ``state`` when given),
+    else it is skipped and named in the report. Reflectance must be 0-1 after ``scale``
+    (within MOD09A1's valid range -0.01..1.6): int16 counts need ``scale: 0.0001`` (when the
+    files carry no scale), and a file outside the range is refused.
+    """
+
+    b2: tuple[str, ...] = Field(description="band 2 (NIR, 841-876 nm) rasters: files, globs or folders, paths or "
+                                "URLs", json_schema_extra=_one_or_many)
+    b4: tuple[str, ...] = Field(description="band 4 (green, 545-565 nm) rasters, as b2", json_schema_extra=_one_or_many)
+    b6: tuple[str, ...] = Field(description="band 6 (SWIR, 1628-1652 nm) rasters, as b2", json_schema_extra=_one_or_many)
+    b7: tuple[str, ...] = Field(description="band 7 (SWIR, 2105-2155 nm) rasters, as b2", json_schema_extra=_one_or_many)
+    state: tuple[str, ...] | None = Field(
+        default=None, description="optional sur_refl_state_500m rasters (integers, unscaled): the MOD09A1 cloud "
+        "and shadow screening (qc); null: no screening (the bands as delivered)", json_schema_extra=_one_many_or_none)
+    qc: tuple[tuple[int, int, tuple[int, ...]], ...] | None = Field(
+        default=None, description="rules [start bit, number of bits, allowed values] on state; null: MOD09A1's "
+        "(bits 0-1 clear, bit 2 no cloud shadow)")
+    date_regex: str | None = Field(
+        default=None, description="regular expression finding the date in each file name (named groups year+doy "
+        "or year+month+day); null: YYYY_DDD (MODIStsp), AYYYYDDD, doyYYYYDDD (AppEEARS), YYYY-MM-DD or YYYYMMDD")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options for these URLs, merged over inputs.storage_options")
+
+    @field_validator("b2", "b4", "b6", "b7", "state", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, str) else v
+
+    @property
+    def bands(self) -> dict[str, tuple[str, ...]]:
+        """``{"b2": paths, "b4": ..., "b6": ..., "b7": ...}`` plus ``"state"`` when given."""
+        out = {b: getattr(self, b) for b in get_args(Band)}
+        return {**out, "state": self.state} if self.state else out
 
 
 class GeotiffSeriesInput(RasterInput):
@@ -507,11 +579,20 @@ class InputsConfig(_Frozen):
     mod13a2: ModisInput | None = Field(default=None, description="MODIS vegetation indices 16-day 1 km tiles "
                                        "(MOD13A2, HDF4): ndvi, evi")
     dem: RasterInput | None = Field(default=None, description="elevation rasters, m (SRTM .hgt, Copernicus DEM "
-                                    "GeoTIFF ...): dem, slope, aspect")
-    soil: SoilInput | None = Field(default=None, description="sand, silt and clay rasters, % (e.g. SoilGrids)")
+                                    "GeoTIFF ...): dem, and slope and aspect unless given below")
+    slope: RasterInput | None = Field(default=None, description="optional precomputed slope rasters, degrees 0-90 "
+                                      "(e.g. from a 30 m DEM), averaged to 1 km: used instead of the slope of the 1 km DEM")
+    aspect: RasterInput | None = Field(default=None, description="optional precomputed aspect rasters, degrees 0-360 "
+                                       "clockwise from north (flat: nodata, e.g. nodata: -1 for ArcGIS), circular mean "
+                                       "to 1 km: used instead of the aspect of the 1 km DEM")
+    soil: SoilInput | None = Field(default=None, description="sand, silt and clay rasters, %, or SoilGrids as "
+                                   "published (soilgrids: folder or URL)")
     land_mask: RasterInput | None = Field(default=None, description="raster, land where >= 0.5 after averaging")
     geotiff: dict[str, GeotiffSeriesInput] = Field(
         default_factory=dict, description="cube variable -> per-date rasters, for variables no source above makes")
+    reflectance: ReflectanceInput | None = Field(
+        default=None, description="MOD09A1 surface reflectance bands b2, b4, b6, b7 as per-date GeoTIFFs (MODIStsp, "
+        "AppEEARS) instead of mod09a1: ndwi, lswi, nsdsi by the same code")
     precip: PrecipInput | None = Field(default=None, description="daily precipitation (IMERG, CHIRPS or "
                                        "ERA5-Land): precip and the antecedent precipitation indices")
 
@@ -519,14 +600,19 @@ class InputsConfig(_Frozen):
     def _geotiff_targets(self) -> InputsConfig:
         from dsm.cube import SPECS
 
+        if self.mod09a1 is not None and self.reflectance is not None:
+            raise ValueError("reflectance: ndwi, lswi and nsdsi already come from mod09a1 (the HDF tiles); give one "
+                             "of the two (mod09a1: null to use the band GeoTIFFs)")
+        bands = self.mod09a1 or self.reflectance
         made = {"lst": self.mod11a1, "albedo": self.mcd43, "lai": self.mod15a2h, "fapar": self.mod15a2h,
-                "ndwi": self.mod09a1, "lswi": self.mod09a1, "nsdsi": self.mod09a1,
+                "ndwi": bands, "lswi": bands, "nsdsi": bands,
                 "ndvi": self.mod13a2, "evi": self.mod13a2}  # fmt: skip
         for name in self.geotiff:
             if name not in SPECS or SPECS[name].axis not in ("daily", "8day", "16day"):
                 raise ValueError(f"geotiff.{name}: not a daily, 8-day or 16-day variable of the cube")
             if made.get(name) is not None:
-                raise ValueError(f"geotiff.{name}: {name} already comes from a MODIS source; give one of the two")
+                raise ValueError(f"geotiff.{name}: {name} already comes from a MODIS source (or reflectance); give one "
+                                 "of the two")
         return self
 
 
@@ -756,12 +842,13 @@ def _resolve_input_paths(inputs: Any, base: Path) -> None:
     sources = [v for k, v in inputs.items() if k not in ("storage_options", "geotiff", "soil")]
     sources += list((inputs.get("geotiff") or {}).values()) if isinstance(inputs.get("geotiff"), dict) else []
     for src in sources:
-        if isinstance(src, dict) and "paths" in src:
-            p = src["paths"]
-            src["paths"] = [local(x) for x in p] if isinstance(p, list) else local(p)
+        for key in ("paths", *get_args(Band), "state"):
+            p = src.get(key) if isinstance(src, dict) else None
+            if p is not None:
+                src[key] = [local(x) for x in p] if isinstance(p, list) else local(p)
     soil = inputs.get("soil")
     if isinstance(soil, dict):
-        for k in ("sand", "silt", "clay"):
+        for k in ("sand", "silt", "clay", "soilgrids"):
             soil[k] = local(soil.get(k)) if soil.get(k) is not None else None
 
 

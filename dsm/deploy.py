@@ -405,7 +405,8 @@ def _check_remote(config: Config) -> None:
             for sub, s in srcs:
                 if not isinstance(s, dict):
                     continue
-                paths = list(s.get("paths") or []) + [s.get(k) for k in ("sand", "silt", "clay") if s.get(k)]
+                paths = [p for k in ("paths", "b2", "b4", "b6", "b7", "state") for p in (s.get(k) or [])]
+                paths += [s.get(k) for k in ("sand", "silt", "clay", "soilgrids") if s.get(k)]
                 local += [f"inputs.{sub}" for p in paths if "://" not in p][:1]
     if local:
         raise ConfigError(f"{', '.join(local)}: local paths do not exist in the pods; use object storage "

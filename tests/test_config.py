@@ -122,7 +122,8 @@ def test_the_readme_inputs_examples_are_valid_configurations(tmp_path):
     cfg = config.load(path)
     i = cfg.inputs
     unset = [k for k in config.InputsConfig.model_fields if k != "storage_options" and getattr(i, k) in (None, {})]
-    assert unset == ["geotiff"]  # every source but geotiff (the second example) is set: a new one must be added
+    # every source but geotiff and reflectance (the second example) is set: a new one must be added
+    assert unset == ["geotiff", "reflectance"]
     assert i.smap.paths == (str(tmp_path / "granules/smap/SMAP_L3_SM_P_*.h5"),) and i.smap.overpass == "AM"
     assert i.soil.scale == 0.1 and i.soil.clay == str(tmp_path / "soil/clay_0-5cm_mean.tif")
     assert i.precip.product == "imerg" and i.mcd43.albedo == "wsa"
@@ -137,6 +138,12 @@ def test_the_readme_inputs_examples_are_valid_configurations(tmp_path):
     assert ndvi.scale == 0.0001 and ndvi.nodata == -3000
     assert alt.dem.paths[0].startswith("s3://copernicus-dem-30m/") and alt.dem.storage_options == {"anon": True}
     assert alt.precip.product == "chirps"
+    assert alt.mod09a1 is None and alt.reflectance.scale == 0.0001 and alt.reflectance.state is not None
+    assert alt.soil.soilgrids == "https://files.isric.org/soilgrids/latest/data/" and alt.soil.sand is None
+    raw["inputs"]["mod09a1"] = {"paths": "granules/mod09a1/*.hdf"}  # why the example sets mod09a1: null
+    with pytest.raises(ConfigError, match="ndwi, lswi and nsdsi already come from mod09a1"):
+        config.from_dict(raw, base=tmp_path)
+    raw["inputs"]["mod09a1"] = None
     raw["inputs"]["mod13a2"] = {"paths": "granules/mod13a2/*.hdf"}  # why the example sets mod13a2: null
     with pytest.raises(ConfigError, match="already comes from a MODIS source"):
         config.from_dict(raw, base=tmp_path)

@@ -1,6 +1,7 @@
 """Real inputs a user has (issue 13): files, globs and folders; inputs that give nothing fail
 the ingest; coverage of the static rasters and where the land mask comes from; scale and
-nodata of GeoTIFF series from the configuration; duplicate granules (newest intact wins).
+nodata of GeoTIFF series from the configuration; duplicate granules (newest intact wins);
+MOD09A1 reflectance bands, precomputed slope, SoilGrids as published; rasters dsm cannot place.
 
 The ingests run through ``dsm ingest`` / ``dsm run`` on the module's LocalCluster (reached
 by ``cluster.address``), with files written by :mod:`dsm.testing` and rasterio.
@@ -53,9 +54,9 @@ def _truncated(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _config(root: Path, client, inputs: dict, name: str = "cube") -> Path:
+def _config(root: Path, client, inputs: dict, name: str = "cube", end: dt.date = D14) -> Path:
     raw = {"region": {"cells": [REGION.row0, REGION.col0, REGION.nrows, REGION.ncols]},
-           "dates": {"start": D13.isoformat(), "end": D14.isoformat()},
+           "dates": {"start": D13.isoformat(), "end": end.isoformat()},
            "stores": {"cube": str(root / f"{name}.zarr"), "output": str(root / f"{name}_out.zarr")},
            "cluster": {"address": client.scheduler.address}, "chunks": {"space": 36, "time": 2},
            "inputs": inputs}  # fmt: skip
@@ -293,3 +294,166 @@ def test_a_failed_imerg_final_falls_back_to_the_late_run(tmp_path, client):
         ("2021-08-13", final13.name, late13.name)]
     precip = open_cube(str(tmp_path / "cube.zarr"))["precip"].values[-2:]
     np.testing.assert_allclose(precip, [np.full(precip.shape[1:], 7.0), np.full(precip.shape[1:], 3.0)], rtol=1e-6)
+
+
+# -- 5. MOD09A1 reflectance bands, precomputed slope, SoilGrids (items 5 and 8) --------------
+D21 = dt.date(2021, 8, 21)  # the 8-day composite after D13
+
+
+@pytest.mark.timeout(120)
+def test_reflectance_bands_make_the_indices_and_a_date_missing_a_band_is_named(tmp_path, client):
+    from dsm.ingest.rasters import ValueRule
+    from dsm.ingest.reflectance import reflectance_indices
+
+    rng = np.random.default_rng(5)
+    (tmp_path / "refl").mkdir()
+    t = Affine(0.005, 0, 108.0, 0, -0.005, 42.0)  # about MODIS' 500 m, in lon/lat
+    made: dict[dt.date, dict[str, str]] = {D13: {}, D21: {}}
+    for day in (D13, D21):
+        refl = {b: rng.uniform(0.05, 0.45, (800, 1000)) for b in ("b2", "b4", "b6")}
+        refl["b7"] = refl["b6"] * rng.uniform(0.5, 0.95, (800, 1000))
+        for b, a in refl.items():
+            if (day, b) == (D21, "b6"):
+                continue  # that date lacks band 6
+            p = write_geotiff(tmp_path / "refl" / f"MOD09A1_sur_refl_b0{b[1]}_{day:%Y_%j}.tif",
+                              np.round(a * 10000).astype(np.int16), t, "EPSG:4326", nodata=-28672)
+            made[day][str(p)] = b
+    inputs = {"reflectance": {**{b: str(tmp_path / "refl" / f"*_b0{b[1]}_*.tif") for b in ("b2", "b4", "b6", "b7")},
+                              "scale": 0.0001, "nodata": -28672}}
+    res = _ingest(_config(tmp_path, client, inputs, end=D21))
+    assert res.exit_code == 0, res.output
+    files = _files(_report(tmp_path))
+    for name in ("MOD09A1_sur_refl_b02_2021_233.tif", "MOD09A1_sur_refl_b04_2021_233.tif", "MOD09A1_sur_refl_b07_2021_233.tif"):
+        assert (files[name]["status"], files[name]["date"]) == ("skipped", "2021-08-21"), files[name]
+        assert files[name]["reason"] == "no b6 (inputs.reflectance.b6) file for 2021-08-21: the date is skipped"
+        assert name in res.output
+    assert [files[Path(p).name]["status"] for p in made[D13]] == ["used"] * 4
+    cube = open_cube(str(tmp_path / "cube.zarr"))
+    expect, _ = reflectance_indices(made[D13], REGION, ValueRule(0.0001, None, -28672, "inputs.reflectance"))
+    for var in ("ndwi", "lswi", "nsdsi"):
+        values = cube[var].values
+        assert values.shape[0] == 2 and np.isfinite(values[0]).all()
+        np.testing.assert_array_equal(values[0], expect[var])
+        assert np.isnan(values[1]).all()  # 2021-08-21: not written
+    assert sorted(_report(tmp_path)["provenance"]["ndwi"]["2021-08-13"]) == sorted(made[D13])
+
+
+@pytest.mark.timeout(120)
+def test_a_slope_raster_replaces_the_dems_slope_and_one_out_of_range_is_refused_by_name(tmp_path, client):
+    from dsm.ingest.terrain import dem_to_region
+
+    ny, nx = REGION.fine_shape
+    dem = _on_region(tmp_path / "dem.tif", (500.0 + 30.0 * np.arange(nx, dtype=np.float32))[None, :].repeat(ny, 0))
+    given = np.full((ny, nx), 12.5, np.float32)
+    given[:, :7] = 3.0
+    slope = _on_region(tmp_path / "terrain" / "slope.tif", given)
+    config = _config(tmp_path, client, {"dem": {"paths": str(dem)}, "slope": {"paths": str(slope)}})
+    res = _ingest(config)
+    assert res.exit_code == 0, res.output
+    cube = open_cube(str(tmp_path / "cube.zarr"))
+    from_dem, _ = dem_to_region([dem], REGION)
+    np.testing.assert_array_equal(cube["slope"].values, given)
+    assert np.nanmin(np.abs(from_dem["slope"].values - given)) > 1  # not the DEM's slope
+    np.testing.assert_array_equal(cube["aspect"].values, from_dem["aspect"].values)  # the DEM's: no aspect input
+    assert _report(tmp_path)["provenance"]["slope"] == {"static": [str(slope)]}
+    # a slope in percent (up to 150): refused and named, the input fails, the cube keeps its slope
+    pct = _on_region(tmp_path / "terrain" / "slope_percent.tif", given * 12)
+    raw = yaml.safe_load(config.read_text())
+    raw["inputs"]["slope"] = {"paths": str(pct)}
+    config.write_text(yaml.safe_dump(raw))
+    res = _ingest(config)
+    assert res.exit_code == 1
+    f = _files(_report(tmp_path))["slope_percent.tif"]
+    assert (f["status"], f["error"]) == ("failed", "WrongProductError")
+    assert "outside the valid range of slope [0, 90]" in f["reason"] and "set inputs.slope.scale" in f["reason"]
+    assert "slope_percent.tif" in res.output and "inputs.slope: none of the 1 files" in res.output
+    np.testing.assert_array_equal(open_cube(str(tmp_path / "cube.zarr"))["slope"].values, given)
+
+
+@pytest.mark.timeout(120)
+def test_soilgrids_as_published_fills_the_texture_and_a_folder_mixing_units_is_refused(tmp_path, client):
+    from dsm.ingest.soilgrids import soilgrids_layer
+    from dsm.testing.soilgrids import NODATA, grid_window, texture, write_soilgrids
+
+    data = write_soilgrids(tmp_path / "isric", REGION)
+    res = _ingest(_config(tmp_path, client, {"soil": {"soilgrids": str(data)}}))
+    assert res.exit_code == 0, res.output
+    report = _report(tmp_path)
+    cube = open_cube(str(tmp_path / "cube.zarr"))
+    for f in ("sand", "silt", "clay"):
+        vrt = str(data / f / f"{f}_0-5cm_mean.vrt")
+        assert _files(report)[f"{f}_0-5cm_mean.vrt"]["status"] == "used"
+        np.testing.assert_array_equal(cube[f].values, soilgrids_layer([vrt], f, REGION)[0][f])
+    np.testing.assert_allclose(cube["silt"].values, 40.0, atol=1e-4)
+    assert report["sources"]["sand"]["setting"] == "inputs.soil.soilgrids" and not report["warnings"]
+    assert report["land_mask_source"].startswith("soil")
+    # the SoilGrids URL: the workers' GDAL reads the VRTs and their tiles in place (no copy)
+    from dsm.testing.web import LoopbackHTTP
+
+    with LoopbackHTTP(tmp_path / "isric") as web:
+        res = _ingest(_config(tmp_path, client, {"soil": {"soilgrids": f"{web.url}data/"}}, name="web"))
+    assert res.exit_code == 0, res.output
+    assert {Path(f["path"]).name for f in _report(tmp_path, "web")["files"] if f["status"] == "used"} == {
+        f"{f}_0-5cm_mean.vrt" for f in ("sand", "silt", "clay")}
+    web_cube = open_cube(str(tmp_path / "web.zarr"))
+    for f in ("sand", "silt", "clay"):
+        np.testing.assert_array_equal(web_cube[f].values, cube[f].values)
+    # sand in percent beside silt and clay in g/kg: each alone is plausible, together they are refused
+    grams = texture(grid_window(REGION)[2:])
+    grams["sand"] = np.where(grams["sand"] == NODATA, NODATA, grams["sand"] // 10).astype(np.int16)
+    mixed = write_soilgrids(tmp_path / "mixed", REGION, grams)
+    res = _ingest(_config(tmp_path, client, {"soil": {"soilgrids": str(mixed)}}, name="mixed"))
+    assert res.exit_code == 1
+    files = _files(_report(tmp_path, "mixed"))
+    for f in ("sand", "silt", "clay"):
+        entry = files[f"{f}_0-5cm_mean.vrt"]
+        assert (entry["status"], entry["error"]) == ("failed", "WrongProductError")
+        assert "the rasters (sand_0-5cm_mean.vrt, silt_0-5cm_mean.vrt, clay_0-5cm_mean.vrt) are not all percent" in entry["reason"]
+    assert np.isnan(open_cube(str(tmp_path / "mixed.zarr"))["sand"].values).all()
+
+
+# -- 6. rasters dsm cannot place: refused by name, the rest ingested ------------------------
+def _unplaceable(folder: Path) -> dict[str, str]:
+    """LST GeoTIFFs of 2021-08-13 / 14 dsm cannot place: file name -> the reason it must give."""
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    a = np.full(REGION.fine_shape, 300.0, np.float32)
+    t = REGION.fine_transform
+    local = 'LOCAL_CS["arbitrary",LOCAL_DATUM["x",0],UNIT["metre",1],AXIS["X",EAST],AXIS["Y",NORTH]]'
+    cases = {"lst_2021-08-13_rotated.tif": (t * Affine.rotation(10), "EPSG:6933", "rotated or sheared"),
+             "lst_2021-08-14_sheared.tif": (t * Affine.shear(5, 0), "EPSG:6933", "rotated or sheared"),
+             "lst_2021-08-14_nocrs.tif": (t, None, "no coordinate reference system"),
+             "lst_2021-08-14_localcs.tif": (t, local, "unknown or unusable coordinate reference system"),
+             "lst_2021-08-14_nogeotransform.tif": (None, "EPSG:6933", "no geotransform")}
+    for name, (transform, crs, _) in cases.items():
+        profile = {"driver": "GTiff", "width": a.shape[1], "height": a.shape[0], "count": 1, "dtype": "float32"}
+        profile.update({k: v for k, v in (("transform", transform), ("crs", crs)) if v is not None})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(folder / name, "w", **profile) as dst:
+                dst.write(a, 1)
+    return {name: why for name, (_, _, why) in cases.items()}
+
+
+@pytest.mark.timeout(120)
+def test_rasters_dsm_cannot_place_are_refused_by_name_and_the_rest_is_ingested(tmp_path, client):
+    folder = tmp_path / "lst"
+    good = _on_region(folder / "lst_2021-08-13.tif", np.full(REGION.fine_shape, 290.0, np.float32))
+    bad = _unplaceable(folder)
+    dem = _on_region(tmp_path / "dem" / "dem.tif", np.full(REGION.fine_shape, 800.0, np.float32))
+    rotated_dem = tmp_path / "dem" / "dem_rotated.tif"
+    rotated_dem.write_bytes((folder / "lst_2021-08-13_rotated.tif").read_bytes())
+    inputs = {"geotiff": {"lst": {"paths": str(folder), "resampling": "nearest"}}, "dem": {"paths": str(tmp_path / "dem")}}
+    res = _ingest(_config(tmp_path, client, inputs))
+    assert res.exit_code == 0, res.output  # every input gave something
+    files = _files(_report(tmp_path))
+    for name, why in {**bad, "dem_rotated.tif": "rotated or sheared"}.items():
+        assert (files[name]["status"], files[name]["error"]) == ("failed", "GeolocationError"), files[name]
+        assert why in files[name]["reason"] and name in res.output
+    assert files[good.name]["status"] == files[dem.name]["status"] == "used"
+    cube = open_cube(str(tmp_path / "cube.zarr"))
+    assert (cube["lst"].values[0] == 290.0).all() and np.isnan(cube["lst"].values[1]).all()
+    assert (cube["dem"].values == 800.0).all()

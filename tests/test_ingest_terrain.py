@@ -174,3 +174,35 @@ def test_dems_off_the_region_are_skipped_and_impossible_elevations_refused(tmp_p
     ds, many = dem_to_region([cm], region, ValueRule(scale=0.01, setting="inputs.dem"))
     assert many.report[0].status == "used"
     np.testing.assert_allclose(ds["dem"].values, 1234.0)
+
+
+# -- precomputed slope and aspect (inputs.slope, inputs.aspect) ------------------------------
+def test_precomputed_slope_is_averaged_and_aspect_takes_its_circular_mean(tmp_path, region):
+    from dsm.ingest.rasters import ValueRule
+    from dsm.ingest.terrain import terrain_layer
+
+    # 0.001 degree (about 100 m) rasters over the region; columns alternate 350 and 10 degrees
+    t = Affine(0.001, 0.0, -72.0, 0.0, -0.001, 45.0)
+    cols = np.arange(1000)
+    aspect = np.broadcast_to(np.where(cols % 2, 10.0, 350.0), (1000, 1000)).astype(np.float32)
+    slope = np.broadcast_to(np.where(cols % 2, 10.0, 30.0), (1000, 1000)).astype(np.float32)
+    out, many = terrain_layer([write_geotiff(tmp_path / "aspect.tif", aspect, t, "EPSG:4326")], "aspect", region)
+    assert [r.status for r in many.report] == ["used"]
+    a = out["aspect"]
+    assert a.shape == region.fine_shape and np.isfinite(a).all()
+    assert np.all(np.minimum(a, 360.0 - a) < 1.0)  # north: 350 and 10 average to 0, not 180
+    out, _ = terrain_layer([write_geotiff(tmp_path / "slope.tif", slope, t, "EPSG:4326")], "slope", region)
+    np.testing.assert_allclose(out["slope"], 20.0, atol=0.5)
+    # values outside the valid range refuse the file, named with the setting to change
+    percent = write_geotiff(tmp_path / "slope_percent.tif", slope * 5.0, t, "EPSG:4326")
+    out, many = terrain_layer([percent], "slope", region, ValueRule(setting="inputs.slope"))
+    assert out is None and (many.report[0].status, many.report[0].error) == ("failed", "WrongProductError")
+    assert "outside the valid range of slope [0, 90]" in many.report[0].reason
+    assert "set inputs.slope.scale, inputs.slope.offset or inputs.slope.nodata" in many.report[0].reason
+    flat = aspect.copy()
+    flat[:, :500] = -1.0  # ArcGIS marks flat cells -1: refused, unless nodata says so
+    marked = write_geotiff(tmp_path / "aspect_arcgis.tif", flat, t, "EPSG:4326")
+    _, many = terrain_layer([marked], "aspect", region)
+    assert many.report[0].status == "failed" and "outside the valid range of aspect [0, 360]" in many.report[0].reason
+    out, many = terrain_layer([marked], "aspect", region, ValueRule(nodata=-1, setting="inputs.aspect"))
+    assert many.report[0].status == "used" and np.all(np.minimum(out["aspect"], 360 - out["aspect"])[np.isfinite(out["aspect"])] < 1.0)

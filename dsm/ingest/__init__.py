@@ -8,8 +8,11 @@ module                    reads
 :mod:`.easegrid`          placing SMAP arrays and subsets on the EASE-Grid 2.0 grids
 :mod:`.modis`             MODIS HDF4-EOS tiles -> LST, NDVI/EVI, NDWI/LSWI/NSDSI,
                           LAI/FPAR, albedo on the native grid or the 1 km grid
-:mod:`.terrain`           SRTM .hgt / GeoTIFF DEMs -> dem, slope, aspect (1 km)
-:mod:`.soil`              sand/silt/clay rasters (percent) -> 1 km
+:mod:`.terrain`           SRTM .hgt / GeoTIFF DEMs -> dem, slope, aspect (1 km); given
+                          slope/aspect rasters -> 1 km
+:mod:`.soil`              sand/silt/clay rasters (percent) -> 1 km; their sum checked
+:mod:`.soilgrids`         SoilGrids 2.0 as published (g/kg, Homolosine, VRT or URL) -> 1 km
+:mod:`.reflectance`       MOD09A1 band GeoTIFFs (MODIStsp, AppEEARS) -> NDWI/LSWI/NSDSI
 :mod:`.rasters`           any GDAL raster; per-date GeoTIFF series -> (time, y, x)
 :mod:`.precip`            IMERG, CHIRPS, ERA5-Land daily precipitation (time, lat, lon)
 :mod:`.remap`             lon/lat precipitation -> 1 km (conservative or bilinear)

@@ -31,6 +31,8 @@ FOLDER_PATTERNS: dict[str, tuple[str, ...]] = {
     "smap": ("SMAP_L3_SM_P_*.h5",),
     "geotiff": _GEOTIFF,
     "dem": ("*.hgt", *_GEOTIFF),
+    "slope": _GEOTIFF,
+    "aspect": _GEOTIFF,
     "land_mask": _GEOTIFF,
     "soil": _GEOTIFF,
     "imerg": ("3B-DAY*.nc4", "3B-DAY*.nc", "3B-DAY*.HDF5"),
@@ -137,7 +139,7 @@ def input_errors(sources: Mapping[str, Mapping[str, Any]], files: Sequence[Mappi
     out: list[dict[str, Any]] = []
     for key, src in sources.items():
         setting, paths = src.get("setting", f"inputs.{key}"), list(src.get("patterns", []))
-        prefix = "ingest-static-" if key in ("dem", "land_mask", "sand", "silt", "clay") else \
+        prefix = "ingest-static-" if key in ("dem", "slope", "aspect", "land_mask", "sand", "silt", "clay") else \
             f"ingest-{key.replace(':', '-')}-"
         if any(t.startswith(prefix) for t in crashed):
             continue

@@ -57,6 +57,14 @@ Days of the axis with no file or no usable data are not filled: the report lists
 :func:`dsm.antecedent.write_antecedent` computes the antecedent indices (report
 ``antecedent``). A cube without ``time_precip``, or with another spin-up, is refused.
 
+MOD09A1 reflectance bands (``inputs.reflectance``): the files of each band are dated and the
+dates matched across bands at plan time (:func:`dsm.ingest.reflectance.match_band_dates`: a
+date missing a band is skipped, its files named); a group is one 8-day date, its files tagged
+with their band (``Group.kinds``), read by :func:`dsm.ingest.reflectance.reflectance_indices`.
+Slope and aspect rasters (``inputs.slope``, ``inputs.aspect``) and SoilGrids
+(``inputs.soil.soilgrids``, :mod:`dsm.ingest.soilgrids`; web URLs read by GDAL in place, not
+copied) are static inputs; a given slope or aspect replaces the DEM's.
+
 Land mask: from a ``land_mask`` raster when configured (land where its 1 km average is
 >= 0.5), else land where the DEM has a value and is not sea-level zeros, and every configured
 soil fraction has a value (:mod:`dsm.ingest.static`).
@@ -120,10 +128,24 @@ from dsm.ingest.blocks import screened as _screened
 from dsm.ingest.duplicates import newest_first, read_newest_intact
 from dsm.ingest.inputs import expand_each, folder_patterns, input_errors, source_entry
 from dsm.ingest.rasters import ValueRule, geotiff_series_to_region
+from dsm.ingest.reflectance import DATE_REGEX as REFLECTANCE_DATES
+from dsm.ingest.reflectance import match_band_dates, reflectance_indices
 from dsm.ingest.reproject import crop_to_region, warp_many_to_region
 from dsm.ingest.smap import read_spl3smp
 from dsm.ingest.soil import FRACTIONS
-from dsm.ingest.static import read_dem_layers, read_mask_layer, read_soil_layer, soil_rule, write_static
+from dsm.ingest.soilgrids import SETTING as SOILGRIDS_SETTING
+from dsm.ingest.soilgrids import file_patterns as soilgrids_patterns
+from dsm.ingest.soilgrids import read_in_place, soilgrids_files, soilgrids_layer
+from dsm.ingest.static import (
+    STATIC_VARS,
+    check_soil_sum,
+    read_dem_layers,
+    read_mask_layer,
+    read_soil_layer,
+    soil_rule,
+    write_static,
+)
+from dsm.ingest.terrain import terrain_layer
 from dsm.runlock import Lease, LockLostError
 
 log = logging.getLogger(__name__)
@@ -146,18 +168,20 @@ _TILE = re.compile(r"\.(h\d{2}v\d{2})\.")
 @dataclass(frozen=True)
 class Group:
     """All files of one source on one date (``date`` None for the static inputs); ``older``:
-    the older duplicates of a file, newest first (read when it fails)."""
+    the older duplicates of a file, newest first (read when it fails); ``kinds``: what each
+    file of ``urls`` is, where a source has several kinds (the bands of ``reflectance``)."""
 
     date: dt.date | None
     urls: tuple[str, ...]
     older: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    kinds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Task:
     """The unit of work: one source's groups inside one chunk ``[start, stop)`` of ``dim``."""
 
-    source: str  #: ``smap``, a key of :data:`MODIS_SOURCES`, ``geotiff:VAR`` or ``static``
+    source: str  #: ``smap``, a key of :data:`MODIS_SOURCES`, ``geotiff:VAR``, ``reflectance``, ``precip`` or ``static``
     dim: str | None
     start: int
     stop: int
@@ -245,22 +269,21 @@ def plan(cfg: Config, cube: xr.Dataset) -> Plan:
                 out.files.append(_entry(url, key, None, "failed", exc.reason, type(exc).__name__))
                 continue
             if _axis_index(indexes, dim, date) is None:
-                what = "day" if dim == "time" else f"{'8' if dim == 'time_8d' else '16'}-day composite start"
-                out.files.append(_entry(url, key, date, "skipped", f"{date} is not a {what} of the cube ({dim})"))
+                out.files.append(_entry(url, key, date, "skipped", _off_axis(dim, date)))
                 continue
             tile = _TILE.search(os.path.basename(url))
             slot = "smap" if key == "smap" else (tile.group(1) if tile and key in MODIS_SOURCES else url)
             by_date.setdefault(date, {}).setdefault(slot, []).append(url)  # duplicates: resolved on the worker
-        chunks: dict[int, list[Group]] = {}
+        groups: list[tuple[int, Group]] = []
         for date in sorted(by_date):
             i = _axis_index(indexes, dim, date)
             assert i is not None
             slots = sorted((newest_first(c) for c in by_date[date].values()), key=lambda c: c[0])
             older = tuple((c[0], c[1:]) for c in slots if len(c) > 1)
-            chunks.setdefault(i // tchunk, []).append(Group(date, tuple(c[0] for c in slots), older))
-        size = cube.sizes[dim]
-        for c, groups in sorted(chunks.items()):
-            out.tasks.append(Task(key, dim, c * tchunk, min((c + 1) * tchunk, size), tuple(groups)))
+            groups.append((i, Group(date, tuple(c[0] for c in slots), older)))
+        out.tasks += _chunk_tasks(key, dim, tchunk, cube.sizes[dim], groups)
+    if inputs.reflectance is not None:
+        _plan_reflectance(cfg, cube, out, indexes)
     if inputs.precip is not None:
         _plan_precip(cfg, cube, out)
     static = _static_urls(inputs, out)
@@ -269,20 +292,59 @@ def plan(cfg: Config, cube: xr.Dataset) -> Plan:
     return out
 
 
+def _chunk_tasks(key: str, dim: str, tchunk: int, size: int, groups: Sequence[tuple[int, Group]]) -> list[Task]:
+    """The tasks of one source: its groups (each with its index on ``dim``) cut by time chunk."""
+    chunks: dict[int, list[Group]] = {}
+    for i, g in groups:
+        chunks.setdefault(i // tchunk, []).append(g)
+    return [Task(key, dim, c * tchunk, min((c + 1) * tchunk, size), tuple(gs)) for c, gs in sorted(chunks.items())]
+
+
+def _off_axis(dim: str, date: dt.date) -> str:
+    what = "day" if dim == "time" else f"{'8' if dim == 'time_8d' else '16'}-day composite start"
+    return f"{date} is not a {what} of the cube ({dim})"
+
+
+def _plan_reflectance(cfg: Config, cube: xr.Dataset, out: Plan, indexes: Mapping[str, Any]) -> None:
+    """Tasks of ``inputs.reflectance``: the band files of each date (:func:`match_band_dates`)."""
+    inputs = cfg.inputs
+    assert inputs is not None and inputs.reflectance is not None
+    src, so, folder = inputs.reflectance, _options(inputs, inputs.reflectance), folder_patterns("geotiff")
+    found = {b: expand_each(paths, so, folder) for b, paths in src.bands.items()}
+    out.sources["reflectance"] = source_entry("inputs.reflectance", [p for ps in src.bands.values() for p in ps],
+                                              {p: us for f in found.values() for p, us in f.items()}, folder)
+    matched = match_band_dates({b: sorted({u for us in f.values() for u in us}) for b, f in found.items()},
+                               src.date_regex or REFLECTANCE_DATES)
+    out.files += [_entry(u, "reflectance", d, status, why, err) for u, d, status, why, err in matched.problems]
+    groups: list[tuple[int, Group]] = []
+    for date, pairs in matched.complete.items():
+        i = _axis_index(indexes, "time_8d", date)
+        if i is None:
+            out.files += [_entry(u, "reflectance", date, "skipped", _off_axis("time_8d", date)) for _, u in pairs]
+            continue
+        groups.append((i, Group(date, tuple(u for _, u in pairs), kinds=tuple(b for b, _ in pairs))))
+    out.tasks += _chunk_tasks("reflectance", "time_8d", int(cube["ndwi"].encoding["chunks"][0]), cube.sizes["time_8d"],
+                              groups)
+
+
 def _static_urls(inputs: InputsConfig, out: Plan) -> list[tuple[str, str]]:
-    """(kind, url) of the static inputs: ``dem``, ``land_mask`` and the soil fractions (files,
-    globs or folders)."""
+    """(kind, url) of the static inputs: ``dem``, ``slope``, ``aspect``, ``land_mask`` and the
+    soil fractions (files, globs or folders; or found under ``inputs.soil.soilgrids``)."""
     found: list[tuple[str, str]] = []
-    for kind in ("dem", "land_mask"):
+    for kind in ("dem", "slope", "aspect", "land_mask"):
         src = getattr(inputs, kind)
         if src is not None:
             urls = _expand_source(out, kind, f"inputs.{kind}", src.paths, _options(inputs, src), folder_patterns(kind))
             found += [(kind, u) for u in urls]
-    if inputs.soil is not None:
+    soil = inputs.soil
+    if soil is not None:
         for f in FRACTIONS:
-            path = getattr(inputs.soil, f)
-            if path:
-                urls = _expand_source(out, f, f"inputs.soil.{f}", [path], _options(inputs, inputs.soil),
+            if soil.soilgrids:
+                where = soilgrids_files(soil.soilgrids, f, _options(inputs, soil))
+                out.sources[f] = source_entry(SOILGRIDS_SETTING, [soil.soilgrids], where, soilgrids_patterns(f))
+                found += [(f, u) for u in where[soil.soilgrids]]
+            elif getattr(soil, f):
+                urls = _expand_source(out, f, f"inputs.soil.{f}", [getattr(soil, f)], _options(inputs, soil),
                                       folder_patterns("soil"))
                 found += [(f, u) for u in urls]
     return found
@@ -293,6 +355,8 @@ def _first_var(source: str) -> str:
         return "smap_sm"
     if source.startswith("geotiff:"):
         return source.split(":", 1)[1]
+    if source == "reflectance":
+        return "ndwi"
     return next(iter(MODIS_SOURCES[source][2].values()))
 
 
@@ -413,14 +477,9 @@ def _plan_precip(cfg: Config, cube: xr.Dataset, out: Plan) -> None:
         for d, us in by_day.items():
             ranked = sorted(us, key=_precip_rank, reverse=True)
             by_day[d], older[d] = ranked[:1], tuple(ranked[1:])
-    tchunk = int(cube["precip"].encoding["chunks"][0])
-    chunks: dict[int, list[Group]] = {}
-    for d in sorted(by_day):
-        i = axis.index(d)
-        alts = ((by_day[d][0], older[d]),) if older.get(d) else ()
-        chunks.setdefault(i // tchunk, []).append(Group(d, tuple(sorted(by_day[d])), alts))
-    for c, groups in sorted(chunks.items()):
-        out.tasks.append(Task("precip", PRECIP_DIM, c * tchunk, min((c + 1) * tchunk, len(axis)), tuple(groups)))
+    groups = [(axis.index(d), Group(d, tuple(sorted(by_day[d])), ((by_day[d][0], older[d]),) if older.get(d) else ()))
+              for d in sorted(by_day)]
+    out.tasks += _chunk_tasks("precip", PRECIP_DIM, int(cube["precip"].encoding["chunks"][0]), len(axis), groups)
     day = "UTC" if src.product == "imerg" else (f"UTC{offset:+03d}:00 (hourly files)" if src.product == "era5land"
                                                  else "CHIRPS day as labelled")
     if src.product != "era5land" and src.utc_offset_hours not in (None, 0):
@@ -498,8 +557,10 @@ def _tile_for_region(path: str, region: Region, product: str, qc: Any) -> xr.Dat
     return ds
 
 
-def read_group(source: str, paths: Sequence[str], cfg: Config, region: Region) -> tuple[dict[str, np.ndarray] | None, ManyResult]:
-    """Read, mosaic and warp the local files of one group onto the region.
+def read_group(source: str, paths: Sequence[str], cfg: Config, region: Region, kinds: Mapping[str, str] | None = None
+               ) -> tuple[dict[str, np.ndarray] | None, ManyResult]:
+    """Read, mosaic and warp the local files of one group onto the region (``kinds``: the band
+    of each file of a ``reflectance`` group).
 
     Returns
     -------
@@ -523,6 +584,11 @@ def read_group(source: str, paths: Sequence[str], cfg: Config, region: Region) -
                                             resampling=src.resampling, band=src.band,
                                             rule=ValueRule.of(src, f"inputs.geotiff.{var}"))  # fmt: skip
         return ({var: da.values[0]} if da.sizes["time"] else None), many
+    if source == "reflectance":
+        bands = inputs.reflectance
+        assert bands is not None and kinds is not None
+        qc = None if bands.qc is None else tuple(QCRule(s, n, tuple(a)) for s, n, a in bands.qc)
+        return reflectance_indices(kinds, region, ValueRule.of(bands, "inputs.reflectance"), qc)
     product, _, names = MODIS_SOURCES[source]
     src = getattr(inputs, source)
     many = read_many(paths, _tile_for_region, region=region, product=product, qc=_modis_qc(src))
@@ -593,7 +659,8 @@ def _run_dated(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> dic
         def read(urls: list[str], g: Group = g) -> tuple[dict[str, np.ndarray] | None, list[FileReport]]:
             with local_copies(urls, so) as (local, fetch_failed):
                 back = {v: k for k, v in local.items()}
-                arrays, many = read_group(task.source, [local[u] for u in urls if u in local], cfg, region)
+                kinds = {local[u]: k for u, k in zip(g.urls, g.kinds) if u in local}
+                arrays, many = read_group(task.source, [local[u] for u in urls if u in local], cfg, region, kinds)
                 return arrays, [*fetch_failed, *[FileReport(back.get(r.path, r.path), r.status, r.reason, r.error)
                                                  for r in many.report]]
 
@@ -769,12 +836,23 @@ def _run_static(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> di
     files: list[dict[str, Any]] = []
     if "dem" in by_kind:
         rule = ValueRule.of(inputs.dem, "inputs.dem")
+        keep = [v for v in ("dem", "slope", "aspect") if v == "dem" or getattr(inputs, v) is None]
         results["dem"] = _static_group(by_kind["dem"], _options(inputs, inputs.dem),
-                                       lambda p: read_dem_layers(p, region, rule))
+                                       lambda p: read_dem_layers(p, region, rule, keep))
+    for kind in ("slope", "aspect"):
+        if kind in by_kind:
+            src = getattr(inputs, kind)
+            rule = ValueRule.of(src, f"inputs.{kind}")
+            results[kind] = _static_group(by_kind[kind], _options(inputs, src),
+                                          lambda p, k=kind, r=rule: terrain_layer(p, k, region, r))
+    grids = inputs.soil.soilgrids if inputs.soil else None
     for f in FRACTIONS:
         if f in by_kind:
-            results[f] = _static_group(by_kind[f], _options(inputs, inputs.soil),
-                                       lambda p, f=f: read_soil_layer(p, f, region, soil_rule(inputs.soil)))
+            reader = (lambda p, f=f: soilgrids_layer(p, f, region)) if grids else \
+                (lambda p, f=f: read_soil_layer(p, f, region, soil_rule(inputs.soil)))
+            results[f] = _static_group(by_kind[f], _options(inputs, inputs.soil), reader,
+                                       fetch=not (grids and read_in_place(grids)))
+    warnings = check_soil_sum(results)
     if "land_mask" in by_kind:
         rule = ValueRule.of(inputs.land_mask, "inputs.land_mask")
         results["land_mask"] = _static_group(by_kind["land_mask"], _options(inputs, inputs.land_mask),
@@ -784,13 +862,17 @@ def _run_static(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> di
         files += _report(r.files, {}, kind, None)
         groups.append({"source": kind, "date": None, "status": r.status, "variables": sorted(r.arrays or ()),
                        "files": [x.path for x in r.files if x.status == "used"]})  # fmt: skip
-    soil = [f for f in FRACTIONS if getattr(inputs.soil, f, None)] if inputs.soil else []
-    out = write_static(cfg.stores.cube, cfg.stores.storage_options, cube, results, soil, inputs.dem is not None)
+    soil = [f for f in FRACTIONS if inputs.soil.soilgrids or getattr(inputs.soil, f, None)] if inputs.soil else []
+    out = write_static(cfg.stores.cube, cfg.stores.storage_options, cube, results, soil, inputs.dem is not None, warnings)
     prov = {v: {"static": g["files"]} for g in groups for v in g["variables"]}
     return {"task": task.key, "files": files, "groups": groups, "provenance": prov, **out}
 
 
-def _static_group(urls: Sequence[str], so: Mapping[str, Any], reader: Any) -> GroupResult:
+def _static_group(urls: Sequence[str], so: Mapping[str, Any], reader: Any, fetch: bool = True) -> GroupResult:
+    """Read one static input's files (remote ones copied first unless ``fetch`` is False: GDAL reads them)."""
+    if not fetch:
+        arrays, many = reader(list(urls))
+        return GroupResult(arrays, list(many.report))
     with local_copies(urls, so) as (local, fetch_failed):
         back = {v: k for k, v in local.items()}
         arrays, many = reader([local[u] for u in urls if u in local])
@@ -976,7 +1058,7 @@ def _assemble(cfg: Config, p: Plan, results: Sequence[dict[str, Any]], errors: S
         # duplicates: a newer file that failed to read, and the older one used instead
         "fallbacks": sorted((f for r in results for f in r.get("fallbacks", [])), key=lambda f: (f["source"], f["date"])),
         "land_mask_source": static["land_mask_source"] if static else (
-            "unknown (the static task failed)" if any(k in p.sources for k in ("dem", "land_mask", *FRACTIONS))
+            "unknown (the static task failed)" if any(k in p.sources for k in STATIC_VARS)
             else "unchanged (no land_mask, dem or soil input)"),
         "warnings": [w for r in results for w in r.get("warnings", [])],
         "task_seconds": {r["task"]: r["seconds"] for r in results},

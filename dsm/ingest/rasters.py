@@ -9,11 +9,16 @@ when its scale is not 1 or its offset not 0 (GDAL cannot tell an explicit 1 from
 Checks, each raising an error that names the file and the setting to change:
 
 - no CRS, or one that cannot be transformed to EPSG:6933: :class:`GeolocationError`;
+- a rotated or sheared geotransform, or none at all (GDAL's default identity; ground control
+  points only): :class:`GeolocationError` (:func:`check_georeferencing`), warp it first;
 - a GeoTIFF series file of integers without any scale: :class:`WrongProductError` (set
   ``inputs.geotiff.<name>.scale``, e.g. 0.0001 for MOD13 NDVI counts);
 - values over the region outside the cube variable's valid range (:mod:`dsm.ranges`):
   :class:`WrongProductError` (:func:`check_range`); the file is refused, never stored;
 - no overlap with the region (:class:`NoOverlapError`, :func:`require_overlap`).
+
+:func:`read_values` with a ``region`` reads only the window over it (a global SoilGrids VRT,
+a large mosaic); local files, or ``http(s)://`` URLs GDAL reads itself.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
+from affine import Affine
 
 from dsm.grid import Region
 from dsm.ingest.base import (
@@ -40,20 +46,22 @@ from dsm.ingest.base import (
     date_from_name,
     read_many,
 )
-from dsm.ingest.reproject import EASE_CRS, Raster, crop_to_region, fine_dataarray, warp_many_to_region
+from dsm.ingest.reproject import EASE_CRS, Raster, crop_to_region, fine_dataarray, region_window, warp_many_to_region
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ValueRule:
-    """Configured ``scale``, ``offset`` and ``nodata`` of an input (None: not configured), and
-    ``setting``, the configuration key named in messages (``inputs.geotiff.ndvi``)."""
+    """Configured ``scale``, ``offset`` and ``nodata`` of an input (None: not configured),
+    ``setting``, the configuration key named in messages (``inputs.geotiff.ndvi``), and
+    ``origin``, where a scale set by dsm rather than by a key comes from (``SoilGrids g/kg``)."""
 
     scale: float | None = None
     offset: float | None = None
     nodata: float | None = None
     setting: str = ""
+    origin: str = ""
 
     @classmethod
     def of(cls, src: object, setting: str) -> ValueRule:
@@ -98,30 +106,70 @@ def check_crs(path: str, crs) -> None:
         raise GeolocationError(path, f"unknown or unusable coordinate reference system ({exc})") from exc
 
 
-def read_values(path: PathLike, band: int = 1, rule: ValueRule | None = None) -> tuple[Raster, Applied]:
+def check_georeferencing(path: str, transform: Affine, has_gcps: bool = False) -> None:
+    """Raise ``GeolocationError`` unless ``transform`` is a north-up geotransform (no rotation
+    or shear terms) that is not GDAL's default identity (a raster without one)."""
+    if transform.b != 0 or transform.d != 0:
+        raise GeolocationError(path, f"the geotransform is rotated or sheared (terms b={transform.b:g}, d={transform.d:g}): "
+                                     "dsm reads north-up rasters only; warp it to a north-up grid first (e.g. gdalwarp "
+                                     "in.tif north_up.tif)")
+    if transform.is_identity:
+        how = "ground control points only (no geotransform)" if has_gcps else "no geotransform (not georeferenced)"
+        raise GeolocationError(path, f"the raster has {how}: warp it to a georeferenced grid first (e.g. gdalwarp "
+                                     "-t_srs EPSG:4326 in.tif out.tif)")
+
+
+def read_values(path: PathLike, band: int = 1, rule: ValueRule | None = None, region: Region | None = None,
+                pad_m: float = 0.0) -> tuple[Raster, Applied]:
     """One band of a GDAL-readable raster as float32 values (NaN where nodata), and what was applied.
+
+    Parameters
+    ----------
+    path
+        A local file, or a URL GDAL reads itself (``https://...``: ``/vsicurl/``).
+    band
+        1-based band number.
+    rule
+        Configured scale, offset and nodata (module docstring).
+    region
+        Read only the window over this region (grown by ``pad_m`` metres and a few pixels):
+        how a global raster (a SoilGrids VRT) is read; None reads the whole band.
 
     Raises
     ------
-    UnreadableFileError, GeolocationError
+    UnreadableFileError, GeolocationError, NoOverlapError
+        The last one only with ``region``: the raster does not overlap it.
     """
+    import warnings
+
     import rasterio
-    from rasterio.errors import RasterioIOError
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+    from rasterio.windows import Window
 
     rule = rule or ValueRule()
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if "://" not in path and not os.path.isfile(path):
         raise UnreadableFileError(path, "file does not exist")
     try:
-        with rasterio.open(path) as src:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(path)
+        with src:
             check_crs(path, src.crs)
+            check_georeferencing(path, src.transform, bool(src.gcps[0]))
             if not 1 <= band <= src.count:
                 raise UnreadableFileError(path, f"band {band} does not exist (the file has {src.count})")
-            if src.transform.b != 0 or src.transform.d != 0:
-                raise GeolocationError(path, "rotated rasters are not supported")
-            raw = src.read(band)
+            window = None
+            if region is not None:
+                win = region_window(src.transform, src.crs, (src.height, src.width), region, 3, pad_m)
+                if win is None:
+                    raise NoOverlapError(path, _no_overlap("does not overlap", _extent(src.transform, src.shape, src.crs),
+                                                           region))
+                window = Window(win[2], win[0], win[3] - win[2], win[1] - win[0])
+            raw = src.read(band, window=window)
             file_scale, file_offset, file_nodata = src.scales[band - 1], src.offsets[band - 1], src.nodata
-            transform, crs = src.transform, src.crs
+            transform = src.window_transform(window) if window is not None else src.transform
+            crs = src.crs
     except RasterioIOError as exc:
         raise UnreadableFileError(path, f"not a readable raster ({exc})") from exc
     nodata = file_nodata if file_nodata is not None else rule.nodata
@@ -131,7 +179,7 @@ def read_values(path: PathLike, band: int = 1, rule: ValueRule | None = None) ->
             log.warning("%s: scale %g and offset %g from the file; %s/%s ignored", path, scale, offset,
                         rule.key("scale"), rule.key("offset"))
     elif rule.scale is not None or rule.offset is not None:
-        scale, offset, source = float(rule.scale or 1.0), float(rule.offset or 0.0), f"from {rule.key('scale')}"
+        scale, offset, source = float(rule.scale or 1.0), float(rule.offset or 0.0), f"from {rule.origin or rule.key('scale')}"
     else:
         scale, offset, source = 1.0, 0.0, "none given"
     data = raw.astype(np.float32)
@@ -159,17 +207,23 @@ def require_overlap(path: str, raster: Raster, region: Region, pad_m: float = 0.
     part = crop_to_region(raster, region, margin=0, pad_m=pad_m)
     if part is None or not np.isfinite(part.data).any():
         what = "does not overlap" if part is None else "has only nodata over"
-        raise NoOverlapError(path, f"{what} the region (raster extent {_extent(raster)}; region lon/lat "
-                                   f"{_fmt(region.lonlat_bounds)}): use a file that covers the region")
+        raise NoOverlapError(path, _no_overlap(what, _extent(raster.transform, raster.data.shape, raster.crs), region))
     return part
 
 
-def check_range(path: str, raster: Raster, var: str, region: Region, rule: ValueRule, applied: Applied) -> None:
-    """Refuse (:class:`WrongProductError`) a raster with values over ``region`` outside the
-    valid range of cube variable ``var`` (no check for other names)."""
+def _no_overlap(what: str, extent: str, region: Region) -> str:
+    return (f"{what} the region (raster extent {extent}; region lon/lat {_fmt(region.lonlat_bounds)}): use a file "
+            "that covers the region")
+
+
+def check_range(path: str, raster: Raster, var: str, region: Region, rule: ValueRule, applied: Applied,
+                bounds: tuple[float, float] | None = None) -> None:
+    """Refuse (:class:`WrongProductError`) a raster with values over ``region`` outside
+    ``bounds``, by default the valid range of cube variable ``var`` (no check for other names
+    without ``bounds``)."""
     from dsm.ranges import outside, valid_range
 
-    bounds = valid_range(var)
+    bounds = bounds or valid_range(var)
     part = crop_to_region(raster, region, margin=1)
     if bounds is None or part is None:
         return
@@ -182,23 +236,24 @@ def check_range(path: str, raster: Raster, var: str, region: Region, rule: Value
                   f"{rule.key('offset')} or {rule.key('nodata')} to what the file stores")
 
 
-def require_scale(path: str, applied: Applied, rule: ValueRule) -> None:
-    """Refuse (:class:`WrongProductError`) an integer raster without any scale."""
+def require_scale(path: str, applied: Applied, rule: ValueRule, example: str = "0.0001 for MOD13 NDVI counts") -> None:
+    """Refuse (:class:`WrongProductError`) an integer raster without any scale; ``example``
+    names a typical scale in the message."""
     if np.dtype(applied.dtype).kind in "iu" and applied.source == "none given":
         raise WrongProductError(
             path, f"{applied.dtype} values without a scale (no scale in the file, {rule.key('scale')} not set): set "
-                  f"{rule.key('scale')} (e.g. 0.0001 for MOD13 NDVI counts; 1 if the integers are the values)")
+                  f"{rule.key('scale')} (e.g. {example}; 1 if the integers are the values)")
 
 
 def _fmt(b: Sequence[float]) -> str:
     return "(" + ", ".join(f"{v:.4g}" for v in b) + ")"
 
 
-def _extent(raster: Raster) -> str:
-    ny, nx = raster.data.shape
-    t = raster.transform
+def _extent(t: Affine, shape: tuple[int, int], crs: object) -> str:
+    ny, nx = shape
     xs, ys = (t.c, t.c + t.a * nx), (t.f, t.f + t.e * ny)
-    return f"{_fmt((min(xs), min(ys), max(xs), max(ys)))} in {raster.crs.to_string() if raster.crs else 'no CRS'}"
+    name = crs.to_string() if crs is not None and hasattr(crs, "to_string") else "no CRS"
+    return f"{_fmt((min(xs), min(ys), max(xs), max(ys)))} in {name}"
 
 
 def geotiff_series_to_region(

@@ -96,31 +96,46 @@ def coarse_dataarray(data: np.ndarray, region: Region, name: str, attrs: dict | 
 
 
 # -- cropping and mosaicking ------------------------------------------------------------
-def crop_to_region(raster: Raster, region: Region, margin: int = 3, pad_m: float = 0.0) -> Raster | None:
-    """The part of ``raster`` covering ``region`` (grown by ``pad_m`` metres, plus ``margin``
-    source pixels), or None when they do not overlap.
+def region_window(transform: Affine, crs: CRS, shape: tuple[int, int], region: Region, margin: int = 3,
+                  pad_m: float = 0.0) -> tuple[int, int, int, int] | None:
+    """Rows ``r0:r1`` and columns ``c0:c1`` of a raster grid (``transform``, ``crs``, ``shape``)
+    covering ``region`` (grown by ``pad_m`` metres, plus ``margin`` pixels), clipped to the
+    grid; None when they do not overlap. The whole grid when the region's outline cannot be
+    transformed to ``crs``.
 
     The region's outline is transformed to the raster's CRS with densified edges, so the
-    crop is safe for curved outlines (sinusoidal, geographic).
+    window is safe for curved outlines (sinusoidal, geographic, Homolosine).
     """
     try:
         x0, y0, x1, y1 = region.bounds
         left, bottom, right, top = transform_bounds(
-            EASE_CRS, raster.crs, x0 - pad_m, y0 - pad_m, x1 + pad_m, y1 + pad_m, densify_pts=51
+            EASE_CRS, crs, x0 - pad_m, y0 - pad_m, x1 + pad_m, y1 + pad_m, densify_pts=51
         )
     except Exception as exc:  # noqa: BLE001 - PROJ errors have no common class
-        log.debug("cannot transform region bounds to %s: %s", raster.crs, exc)
-        return raster
+        log.debug("cannot transform region bounds to %s: %s", crs, exc)
+        return 0, shape[0], 0, shape[1]
     if not all(map(math.isfinite, (left, bottom, right, top))):
-        return raster
-    inv = ~raster.transform
+        return 0, shape[0], 0, shape[1]
+    inv = ~transform
     cols, rows = zip(*(inv * (x, y) for x in (left, right) for y in (bottom, top)))
     r0 = max(math.floor(min(rows)) - margin, 0)
-    r1 = min(math.ceil(max(rows)) + margin, raster.data.shape[0])
+    r1 = min(math.ceil(max(rows)) + margin, shape[0])
     c0 = max(math.floor(min(cols)) - margin, 0)
-    c1 = min(math.ceil(max(cols)) + margin, raster.data.shape[1])
+    c1 = min(math.ceil(max(cols)) + margin, shape[1])
     if r0 >= r1 or c0 >= c1:
         return None
+    return r0, r1, c0, c1
+
+
+def crop_to_region(raster: Raster, region: Region, margin: int = 3, pad_m: float = 0.0) -> Raster | None:
+    """The part of ``raster`` covering ``region`` (grown by ``pad_m`` metres, plus ``margin``
+    source pixels), or None when they do not overlap (:func:`region_window`)."""
+    win = region_window(raster.transform, raster.crs, raster.data.shape, region, margin, pad_m)
+    if win is None:
+        return None
+    r0, r1, c0, c1 = win
+    if (r0, r1, c0, c1) == (0, raster.data.shape[0], 0, raster.data.shape[1]):
+        return raster
     return Raster(raster.data[r0:r1, c0:c1], raster.transform * Affine.translation(c0, r0), raster.crs)
 
 

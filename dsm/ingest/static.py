@@ -1,4 +1,5 @@
-"""The static layers of one ingest: DEM (with slope and aspect), soil fractions and the land mask.
+"""The static layers of one ingest: DEM (with slope and aspect, or those given as rasters of
+their own), soil fractions (checked to add up to 100 %, :func:`check_soil_sum`) and the land mask.
 
 Every file must have values over the region: one that does not is skipped
 (:class:`~dsm.ingest.base.NoOverlapError`, named in the report) and never "used"; an input
@@ -19,7 +20,9 @@ The DEM's sea test runs on the 1 km average, so a coastal pixel with some land i
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,7 +35,7 @@ from dsm.ingest.base import ManyResult, read_many
 from dsm.ingest.blocks import merge, screened
 from dsm.ingest.rasters import ValueRule, check_range, read_values, require_overlap
 from dsm.ingest.reproject import Raster, warp_many_to_region
-from dsm.ingest.soil import FRACTIONS, read_texture_raster
+from dsm.ingest.soil import FRACTIONS, read_texture_raster, sum_refusal, texture_sum
 from dsm.ingest.terrain import dem_to_region
 
 log = logging.getLogger(__name__)
@@ -49,17 +52,18 @@ def soil_rule(soil: Any) -> ValueRule:
     return ValueRule(soil.scale, soil.offset, soil.nodata, "inputs.soil")
 
 
-def read_dem_layers(paths: Sequence[str], region: Region, rule: ValueRule | None = None
-                    ) -> tuple[dict[str, np.ndarray] | None, ManyResult]:
-    """``dem``, ``slope`` and ``aspect`` of DEM files (:func:`dsm.ingest.terrain.dem_to_region`)."""
+def read_dem_layers(paths: Sequence[str], region: Region, rule: ValueRule | None = None,
+                    keep: Sequence[str] = ("dem", "slope", "aspect")) -> tuple[dict[str, np.ndarray] | None, ManyResult]:
+    """``dem``, ``slope`` and ``aspect`` of DEM files (:func:`dsm.ingest.terrain.dem_to_region`),
+    those in ``keep`` (slope and aspect given as inputs of their own are not taken from the DEM)."""
     ds, many = dem_to_region(paths, region, rule)
     if not many.results:
         return None, many
-    return {k: ds[k].values for k in ("dem", "slope", "aspect")}, many
+    return {k: ds[k].values for k in keep}, many
 
 
 def _texture_part(path: str, region: Region, rule: ValueRule) -> Raster:
-    raster = read_texture_raster(path, rule=rule)
+    raster = read_texture_raster(path, rule=rule, region=region)
     require_overlap(path, raster, region)
     return raster
 
@@ -71,6 +75,28 @@ def read_soil_layer(paths: Sequence[str], fraction: str, region: Region, rule: V
     if not many.results:
         return None, many
     return {fraction: warp_many_to_region(list(many.results.values()), region, "average")}, many
+
+
+def check_soil_sum(results: dict[str, Any]) -> list[str]:
+    """Sand + silt + clay of this ingest (:func:`dsm.ingest.soil.texture_sum`), when all three were read.
+
+    A median sum off by more than :data:`~dsm.ingest.soil.SUM_REFUSE` points refuses the three:
+    their results are replaced, in ``results``, by failed ones (nothing written, every used file
+    ``failed`` with the reason). Returns the report's warnings (pixels off by more than
+    :data:`~dsm.ingest.soil.SUM_TOLERANCE` points).
+    """
+    if not all(f in results and results[f].arrays for f in FRACTIONS):
+        return []
+    check = texture_sum({f: results[f].arrays[f] for f in FRACTIONS})
+    if check.refused:
+        used = [r.path for f in FRACTIONS for r in results[f].files if r.status == "used"]
+        why = sum_refusal(check, ", ".join(os.path.basename(p) for p in used))
+        for f in FRACTIONS:
+            files = [dataclasses.replace(r, status="failed", reason=why, error="WrongProductError") if r.status == "used"
+                     else r for r in results[f].files]
+            results[f] = dataclasses.replace(results[f], arrays=None, files=files)
+        return []
+    return [f"{check.describe()} (tolerated: predicted fractions need not add up exactly)"] if check.off else []
 
 
 def _mask_part(path: str, region: Region, rule: ValueRule) -> Raster:
@@ -125,7 +151,7 @@ def derive_land(dem: np.ndarray | None, soil: Mapping[str, np.ndarray], shape: t
 
 
 def write_static(cube_url: str, so: Mapping[str, Any], cube: xr.Dataset, results: Mapping[str, Any],
-                 soil_configured: Sequence[str], dem_configured: bool) -> dict[str, Any]:
+                 soil_configured: Sequence[str], dem_configured: bool, warnings: Sequence[str] = ()) -> dict[str, Any]:
     """Merge the static layers (values outside their valid range masked), make the land mask,
     write what changed.
 
@@ -136,6 +162,8 @@ def write_static(cube_url: str, so: Mapping[str, Any], cube: xr.Dataset, results
     soil_configured, dem_configured
         The configured soil fractions and whether a DEM is configured (the derived mask
         needs each of them to have a value).
+    warnings
+        Warnings of the reading (:func:`check_soil_sum`), reported first.
 
     Returns
     -------
@@ -144,6 +172,7 @@ def write_static(cube_url: str, so: Mapping[str, Any], cube: xr.Dataset, results
         ``land_mask_source`` and ``warnings``.
     """
     old = cube[list(STATIC_VARS)].load()
+    notes = list(warnings)
     masked: dict[str, dict[str, int]] = {}
     merged = {v: old[v].values.astype(np.float32, copy=True) for v in STATIC_VARS if v != "land_mask"}
     mask = old["land_mask"].values.astype(np.float32)
@@ -157,23 +186,23 @@ def write_static(cube_url: str, so: Mapping[str, Any], cube: xr.Dataset, results
                 masked.setdefault(v, {})["static"] = masked.get(v, {}).get("static", 0) + n
             merge(merged[v], a, r.status)
             touched.add(v)
-    warnings: list[str] = []
     if "land_mask" in results:
         a = (results["land_mask"].arrays or {}).get("land_mask")
         source = LAND_MASK_INPUT if a is not None else f"{LAND_MASK_INPUT} (no file used: the mask is unchanged)"
         if a is not None:  # where the raster has a value, it decides
             np.copyto(mask, a, where=~np.isnan(a))
             if np.isnan(a).any():
-                warnings.append(f"the land_mask input covers {int((~np.isnan(a)).sum())} of {a.size} pixels: the "
-                                "others keep the cube's previous mask")
+                notes.append(f"the land_mask input covers {int((~np.isnan(a)).sum())} of {a.size} pixels: the "
+                             "others keep the cube's previous mask")
     elif touched & {"dem", *FRACTIONS}:
-        land, source, warnings = derive_land(merged["dem"] if dem_configured else None,
-                                             {f: merged[f] for f in soil_configured}, mask.shape)
+        land, source, derived = derive_land(merged["dem"] if dem_configured else None,
+                                            {f: merged[f] for f in soil_configured}, mask.shape)
+        notes += derived
         mask = land.astype(np.float32)
     else:
         source = "unchanged (no dem or soil file used)"
     if not (mask == 1).any():
-        warnings.append("the land mask has no land pixel: nothing will be trained or predicted")
+        notes.append("the land mask has no land pixel: nothing will be trained or predicted")
     part = xr.Dataset(coords={"y": old["y"].values, "x": old["x"].values})
     for v, a in merged.items():
         if not np.array_equal(a, old[v].values, equal_nan=True):
@@ -182,7 +211,7 @@ def write_static(cube_url: str, so: Mapping[str, Any], cube: xr.Dataset, results
         part["land_mask"] = (("y", "x"), mask.astype(np.uint8))
     if part.data_vars:
         store.write_region(cube_url, part, so, cube)
-    for w in warnings:
+    for w in notes:
         log.warning("%s", w)
     return {"wrote": {str(v): "static" for v in part.data_vars}, "out_of_range": masked,
-            "land_mask_source": source, "warnings": warnings}
+            "land_mask_source": source, "warnings": notes}

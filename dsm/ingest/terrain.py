@@ -16,6 +16,12 @@ A DEM file with no value over the region (and its one-pixel border) is skipped
 (:class:`NoOverlapError`), never "used"; a file with elevations over the region outside
 [-500, 9000] m (feet, centimetres, a nodata value not declared) is refused
 (:class:`WrongProductError`, see :func:`dsm.ingest.rasters.check_range`).
+
+Precomputed slope and aspect (``inputs.slope``, ``inputs.aspect``, e.g. from a 30 m DEM) replace
+the ones of the 1 km DEM (:func:`terrain_layer`): degrees, checked against the cube's valid
+ranges (slope 0-90, aspect 0-360; a file outside them is refused, so set ``nodata`` to a flat
+marker such as ArcGIS' -1), averaged to 1 km; aspect, an angle, by its circular mean (the
+direction of the mean unit vector, so 350 and 10 average to 0, not 180).
 """
 
 from __future__ import annotations
@@ -111,6 +117,38 @@ def dem_for_region(path: PathLike, region: Region, rule: ValueRule | None = None
     require_overlap(path, raster, region, pad_m=CELL_1KM)
     check_range(path, raster, "dem", region, rule, applied)
     return raster
+
+
+def _terrain_part(path: str, var: str, region: Region, rule: ValueRule) -> Raster:
+    raster, applied = read_values(path, 1, rule, region, CELL_1KM)
+    require_overlap(path, raster, region)
+    check_range(path, raster, var, region, rule, applied)
+    return raster
+
+
+def terrain_layer(paths: Sequence[PathLike], var: str, region: Region, rule: ValueRule | None = None
+                  ) -> tuple[dict[str, np.ndarray] | None, ManyResult]:
+    """A precomputed ``slope`` or ``aspect`` (degrees) on the region's 1 km grid (module docstring).
+
+    Returns
+    -------
+    (dict or None, ManyResult)
+        ``{var: float32 (y, x)}``, None when no file was usable; and the per-file report.
+    """
+    if var not in ("slope", "aspect"):
+        raise ValueError(f"terrain layers are slope and aspect, not {var!r}")
+    many = read_many(paths, _terrain_part, var=var, region=region, rule=rule or ValueRule(setting=f"inputs.{var}"))
+    rasters = list(many.results.values())
+    if not rasters:
+        return None, many
+    if var == "slope":
+        return {var: warp_many_to_region(rasters, region, "average")}, many
+    rad = [np.radians(r.data.astype(np.float64)) for r in rasters]
+    east = warp_many_to_region([Raster(np.sin(a).astype(np.float32), r.transform, r.crs) for a, r in zip(rad, rasters)],
+                               region, "average")
+    north = warp_many_to_region([Raster(np.cos(a).astype(np.float32), r.transform, r.crs) for a, r in zip(rad, rasters)],
+                                region, "average")
+    return {var: (np.degrees(np.arctan2(east, north)) % 360.0).astype(np.float32)}, many
 
 
 def dem_to_region(paths: Sequence[PathLike], region: Region, rule: ValueRule | None = None

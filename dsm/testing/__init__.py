@@ -4,6 +4,9 @@
 * :mod:`dsm.testing.s3` runs a real S3-compatible server on loopback (``LoopbackS3``);
 * :mod:`dsm.testing.processes` runs a real ``dask scheduler`` and ``dask worker`` processes
   (``ProcessCluster``).
+* :mod:`dsm.testing.web` serves a folder over HTTP with range requests (``LoopbackHTTP``), as
+  GDAL's ``/vsicurl/`` reads web rasters;
+* :mod:`dsm.testing.soilgrids` writes SoilGrids 2.0 texture VRTs and tiles as ISRIC publishes them.
 """
 
 from __future__ import annotations
