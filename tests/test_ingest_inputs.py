@@ -26,7 +26,8 @@ from dsm.ingest import read_spl3smp
 from dsm.ingest.inputs import expand, expand_each, folder_patterns
 from dsm.samples import empty_cube_cause
 from dsm.ingest.static import SEA_MIN_PIXELS, sea_level_water
-from dsm.testing.granules import SmapPass, modis_filename, spl3smp_filename, write_geotiff, write_spl3smp
+from dsm.testing.granules import (SmapPass, modis_filename, spl3smp_filename, write_geotiff, write_smap_subset,
+                                  write_spl3smp)
 
 REGION = Region.around(110.0, 40.0, 1, 2)
 D13, D14 = dt.date(2021, 8, 13), dt.date(2021, 8, 14)
@@ -259,6 +260,27 @@ def test_newest_intact_duplicate_wins_and_a_failed_newer_one_falls_back(tmp_path
     np.testing.assert_array_equal(sm[1], read_spl3smp(old14, REGION)[0].values)
     np.testing.assert_allclose(sm, [np.full(sm.shape[1:], 0.3), np.full(sm.shape[1:], 0.25)])
     assert report["provenance"]["smap_sm"]["2021-08-14"] == [str(old14)]
+
+
+def test_harmony_subsets_renamed_by_a_download_tool_are_dated_from_their_content(tmp_path, client):
+    folder = tmp_path / "harmony"
+    folder.mkdir()
+    rows, cols = REGION.nrows + 4, REGION.ncols + 6
+    values = np.linspace(0.1, 0.4, rows * cols, dtype=np.float32).reshape(rows, cols)
+    subset = write_smap_subset(folder / "download_1.nc4", D13, SmapPass(values), row0=REGION.row0 - 2,
+                               col0=REGION.col0 - 3)  # dated by the granule name in its history
+    other = write_smap_subset(folder / "download_2.nc4", D14, SmapPass(values[::-1]), row0=REGION.row0 - 2,
+                              col0=REGION.col0 - 3, history=False)  # by the name in its build_dmrpp invocation
+    (folder / "download_3.nc4").write_bytes(b"<html>login required</html>")  # what a failed download leaves
+    res = _ingest(_config(tmp_path, client, {"smap": {"paths": str(folder / "*.nc4")}}))
+    assert res.exit_code == 0, res.output
+    files = _files(_report(tmp_path))
+    assert files[subset.name]["status"] == "used" and files[subset.name]["date"] == D13.isoformat()
+    assert files[other.name]["status"] == "used" and files[other.name]["date"] == D14.isoformat()
+    assert files["download_3.nc4"]["status"] == "failed" and "not a readable HDF5 file" in files["download_3.nc4"]["reason"]
+    sm = open_cube(str(tmp_path / "cube.zarr"))["smap_sm"].values
+    np.testing.assert_array_equal(sm[0], values[2:2 + REGION.nrows, 3:3 + REGION.ncols])
+    np.testing.assert_array_equal(sm[1], values[::-1][2:2 + REGION.nrows, 3:3 + REGION.ncols])
 
 
 @pytest.mark.timeout(120)

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 _GEOTIFF = ("*.tif", "*.tiff")
 #: File-name patterns searched in a folder, per input (MODIS: ``<PRODUCT>.*.hdf``, see :func:`folder_patterns`).
 FOLDER_PATTERNS: dict[str, tuple[str, ...]] = {
-    "smap": ("SMAP_L3_SM_P_*.h5",),
+    "smap": ("SMAP_L3_SM_P_*.h5", "SMAP_L3_SM_P_*.nc4", "SMAP_L3_SM_P_*.nc"),  # granules, Harmony subsets
     "geotiff": _GEOTIFF,
     "dem": ("*.hgt", *_GEOTIFF),
     "slope": _GEOTIFF,

@@ -104,6 +104,7 @@ from dsm.grid import Region
 from dsm.ingest.base import (
     DEFAULT_DATE_REGEX,
     FileReport,
+    IngestInputError,
     InputDateError,
     ManyResult,
     NoOverlapError,
@@ -131,7 +132,7 @@ from dsm.ingest.rasters import ValueRule, geotiff_series_to_region
 from dsm.ingest.reflectance import DATE_REGEX as REFLECTANCE_DATES
 from dsm.ingest.reflectance import match_band_dates, reflectance_indices
 from dsm.ingest.reproject import crop_to_region, warp_many_to_region
-from dsm.ingest.smap import read_spl3smp
+from dsm.ingest.smap import granule_date, read_spl3smp
 from dsm.ingest.soil import FRACTIONS
 from dsm.ingest.soilgrids import SETTING as SOILGRIDS_SETTING
 from dsm.ingest.soilgrids import file_patterns as soilgrids_patterns
@@ -266,8 +267,10 @@ def plan(cfg: Config, cube: xr.Dataset) -> Plan:
             try:
                 date = date_from_name(url, regex)
             except InputDateError as exc:
-                out.files.append(_entry(url, key, None, "failed", exc.reason, type(exc).__name__))
-                continue
+                date, exc = _date_from_content(key, url, src, _options(inputs, src), exc)
+                if date is None:
+                    out.files.append(_entry(url, key, None, "failed", exc.reason, type(exc).__name__))
+                    continue
             if _axis_index(indexes, dim, date) is None:
                 out.files.append(_entry(url, key, date, "skipped", _off_axis(dim, date)))
                 continue
@@ -290,6 +293,22 @@ def plan(cfg: Config, cube: xr.Dataset) -> Plan:
     if static:
         out.tasks.append(Task("static", None, 0, 0, tuple(Group(None, (f"{k}={u}",)) for k, u in static)))
     return out
+
+
+def _date_from_content(key: str, url: str, src: InputSource, so: Mapping[str, Any], exc: IngestInputError
+                       ) -> tuple[dt.date | None, IngestInputError]:
+    """The date of a file whose name has none, from its own content where the format has one
+    (SMAP: metadata, granule names in its attributes, acquisition times; only the metadata
+    of a remote file is read); ``(None, error)`` when it cannot be had."""
+    if key != "smap":
+        return None, exc
+    try:
+        with fsspec.open(url, "rb", **so) as f:
+            return granule_date(url, f, overpass=getattr(src, "overpass", "AM")), exc
+    except IngestInputError as err:
+        return None, err
+    except OSError as err:
+        return None, UnreadableFileError(url, f"cannot be opened to find its date ({err})")
 
 
 def _chunk_tasks(key: str, dim: str, tchunk: int, size: int, groups: Sequence[tuple[int, Group]]) -> list[Task]:

@@ -51,7 +51,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
@@ -183,6 +183,31 @@ def read_spl3smp_e(
     InputDateError, EmptyGranuleError, NoOverlapError
     """
     return _read_l3(SPL3SMP_E, path, region, overpass, qc_mask, tolerance_deg)
+
+
+def granule_date(path: PathLike, opened: Any = None, *, overpass: Literal["AM", "PM"] = "AM",
+                 product: str = "SPL3SMP") -> dt.date:
+    """The date of an SMAP L3 granule or subset from its own content, as its reader finds it
+    (metadata, the granule name in the file name or its history attributes, acquisition times).
+
+    ``opened`` is an open binary file object of ``path`` (e.g. fsspec's, for a remote file:
+    only the metadata is read); None opens ``path`` itself.
+
+    Raises
+    ------
+    UnreadableFileError, WrongProductError, MissingVariableError, InputDateError
+    """
+    import h5py
+
+    path = os.fspath(path)
+    spec = PRODUCTS[product]
+    try:
+        with h5py.File(opened if opened is not None else path, "r") as f:
+            _check_product(f, path, spec)
+            g, sfx = _group(f, path, spec, overpass)
+            return _granule_date(f, path, g, sfx, spec)
+    except (OSError, KeyError) as exc:
+        raise UnreadableFileError(path, f"not a readable HDF5 file ({exc})") from exc
 
 
 def _read_l3(
