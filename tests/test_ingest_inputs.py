@@ -118,7 +118,8 @@ def test_an_input_that_matches_nothing_or_whose_files_all_fail_fails_the_ingest(
     inputs = {"smap": {"paths": str(empty)}, "dem": {"paths": str(_on_region(tmp_path / "dem" / "dem.tif", dem))}}
     res = _ingest(_config(tmp_path, client, inputs))
     assert res.exit_code == 1, res.output
-    assert f"inputs.smap: no file matches ['{empty}'] (a folder is searched for SMAP_L3_SM_P_*.h5)" in res.output
+    assert (f"inputs.smap: no file matches ['{empty}'] (a folder is searched for SMAP_L3_SM_P_*.h5, SMAP_L3_SM_P_*.nc4, "
+            "SMAP_L3_SM_P_*.nc)") in res.output
     report = _report(tmp_path)
     assert [e["input"] for e in report["task_errors"]] == ["inputs.smap"] and report["summary"]["input_errors"] == 1
     np.testing.assert_array_equal(open_cube(str(tmp_path / "cube.zarr"))["dem"].values, dem)  # the rest is ingested
