@@ -74,9 +74,11 @@ class BlockJob:
 def _open(url: str, so: str, token: str, kind: str) -> xr.Dataset:
     opts = json.loads(so)
     if kind == "raw":
-        return xr.open_zarr(url, chunks=None, consolidated=False, storage_options=opts or None,
-                            mask_and_scale=True)
-    return store.open_store(url, kind, opts)
+        ds = xr.open_zarr(url, chunks=None, consolidated=False, storage_options=opts or None, mask_and_scale=True)
+    else:
+        ds = store.open_store(url, kind, opts)
+    ds.encoding.update(source=url, storage_options=opts)  # for _read's checks
+    return ds
 
 
 @functools.lru_cache(maxsize=64)
@@ -101,7 +103,11 @@ def apply_model(model: Any, X: np.ndarray) -> np.ndarray:
 
 
 def _read(ds: xr.Dataset, name: str, **index: Any) -> np.ndarray:
-    return store.read_values(ds, name, ds.encoding.get("source", "the cube"), **index)
+    """``ds[name]`` at ``index``: a chunk lost from rows recorded written, or one that cannot be
+    decoded, is an error naming it (:func:`dsm.store.require_chunks`, :func:`dsm.store.read_values`)."""
+    url = ds.encoding["source"]
+    store.require_chunks(ds, url, ds.encoding.get("storage_options"), name, **index)
+    return store.read_values(ds, name, url, **index)
 
 
 def block_features(cube: xr.Dataset, day: dt.date, names: Sequence[str], ys: slice, xs: slice,

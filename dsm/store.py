@@ -220,9 +220,85 @@ def write_region(
         _check_aligned(name, region, tuple(target.encoding["chunks"]), target.dims, target.shape)
         data = encode_like(var.variable, target, name)
         array = zarr.open_array(f"{url.rstrip('/')}/{name}", mode="r+", storage_options=so)
+        # every chunk of a written region is stored, empty or not: a chunk missing where its
+        # row is recorded written (WRITTEN_ATTR) is lost data, never "no data" (require_chunks)
+        array = array.with_config({"write_empty_chunks": True})
         array[tuple(region[d] for d in target.dims)] = data
         written[name] = region
     return written
+
+
+WRITTEN_ATTR = "chunks_written"
+"""Store attribute: per variable, the ranges ``[start, stop)`` along its first axis that were
+written (every chunk of those rows is stored, :func:`write_region`)."""
+
+
+def first_axis_ranges(regions: Mapping[Hashable, Mapping[Hashable, slice]]) -> dict[str, list[int]]:
+    """``{variable: [start, stop]}`` along each variable's first axis, from :func:`write_region`'s result."""
+    return {str(name): [int(next(iter(r.values())).start), int(next(iter(r.values())).stop)]
+            for name, r in regions.items()}
+
+
+def merge_written(recorded: Mapping[str, Sequence[Sequence[int]]], *wrote: Mapping[str, Sequence[int]]
+                  ) -> dict[str, list[list[int]]]:
+    """``recorded`` ranges per variable with each ``{variable: [start, stop]}`` of ``wrote`` added
+    (overlapping and touching ranges joined)."""
+    ranges = {k: [list(r) for r in v] for k, v in recorded.items()}
+    for w in wrote:
+        for name, (start, stop) in w.items():
+            ranges.setdefault(name, []).append([int(start), int(stop)])
+    out: dict[str, list[list[int]]] = {}
+    for name, rs in ranges.items():
+        joined: list[list[int]] = []
+        for start, stop in sorted(rs):
+            if joined and start <= joined[-1][1]:
+                joined[-1][1] = max(joined[-1][1], stop)
+            else:
+                joined.append([start, stop])
+        out[name] = joined
+    return {k: out[k] for k in sorted(out)}
+
+
+def require_chunks(ds: xr.Dataset, url: str, storage_options: Mapping[str, Any] | None, name: str,
+                   **index: slice) -> None:
+    """Raise when a chunk of ``ds[name]`` under ``index`` is missing from a row recorded written.
+
+    A missing chunk reads as fill values: without this check lost data would pass for cloud or
+    water. Rows not recorded (:data:`WRITTEN_ATTR`) are not checked: nothing was written there.
+
+    Raises
+    ------
+    StoreError
+        Naming the store, the variable, the missing chunk keys and the indices of the first
+        axis (days) they hold.
+    """
+    rows = ds.attrs.get(WRITTEN_ATTR, {}).get(name)
+    if not rows:
+        return
+    var = ds[name]
+    chunks = var.encoding.get("chunks", var.shape)
+    ranges = []
+    for dim, n, c in zip(var.dims, var.shape, chunks):
+        s = index.get(dim, slice(None))
+        s = s if isinstance(s, slice) else slice(int(s), int(s) + 1)
+        start, stop, _ = s.indices(n)
+        ranges.append(range(start // c, max(stop - 1, start) // c + 1))
+    fs, root = fsspec.core.url_to_fs(f"{url.rstrip('/')}/{name}", **dict(storage_options or {}))
+    missing = []
+    for key in itertools.product(*ranges):
+        lo = key[0] * chunks[0]
+        if not any(a <= lo < b for a, b in rows):
+            continue
+        path = "/".join((root.rstrip("/"), "c", *map(str, key)))
+        if not fs.exists(path):
+            missing.append(key)
+    if missing:
+        keys = ", ".join("c/" + "/".join(map(str, k)) for k in missing)
+        first = sorted({k[0] for k in missing})
+        spans = ", ".join(f"{k * chunks[0]}..{min((k + 1) * chunks[0], var.shape[0]) - 1}" for k in first)
+        raise StoreError(f"{url.rstrip('/')}/{name}: chunk {keys} is missing although it was written (index "
+                         f"{spans} of {var.dims[0]}): the data is lost. Restore it, or rebuild the cube "
+                         "(dsm ingest CONFIG; dsm twin CONFIG --overwrite for a twin)")
 
 
 def set_attrs(url: str, attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None) -> None:

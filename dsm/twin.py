@@ -81,6 +81,15 @@ class _Writer:
         self.rain: list[tuple[dt.date, np.ndarray]] = []
         self.product_grid = ProductGrid.over(layout.region)
         self.product_rng = np.random.default_rng([seed, 3])
+        self.written: list[dict[str, list[int]]] = []
+
+    def _cube(self, ds: xr.Dataset) -> None:
+        """Write ``ds`` into the cube, noting the rows written (:data:`dsm.store.WRITTEN_ATTR`)."""
+        self.written.append(store.first_axis_ranges(store.write_region(self.stores.cube, ds, self.so, self.cube)))
+
+    def record_written(self) -> None:
+        """Record in the cube every row the twin wrote (after the last write)."""
+        store.set_attrs(self.stores.cube, {store.WRITTEN_ATTR: store.merge_written({}, *self.written)}, self.so)
 
     def precip(self, d: Day) -> None:
         """Buffer the day's rain for the 0.1 degree product; write one time chunk at a time."""
@@ -96,7 +105,7 @@ class _Writer:
             coords = {"time_precip": [np.datetime64(x, "ns") for x in dates],
                       "y": self.cube["y"].values, "x": self.cube["x"].values}
             ds = _dataset(coords, {"precip": (("time_precip", "y", "x"), fine.astype(np.float32))})
-            store.write_region(self.stores.cube, ds, self.so, self.cube)
+            self._cube(ds)
             self.rain = []
 
     def static(self, static: Any) -> None:
@@ -107,7 +116,7 @@ class _Writer:
             arrays[k][water] = np.nan
         ds = _dataset(fine, {k: (("y", "x"), v.astype(np.float32)) for k, v in arrays.items()})
         ds["land_mask"] = (("y", "x"), static.land.astype(np.uint8))
-        store.write_region(self.stores.cube, ds, self.so, self.cube)
+        self._cube(ds)
         store.write_region(self.stores.truth, ds[["land_mask"]], self.so, self.truth)
 
     def day(self, d: Day) -> None:
@@ -129,7 +138,7 @@ class _Writer:
             "albedo": (daily, np.stack([d.albedo for d in b])),
             "smap_sm": (("time", "cy", "cx"), np.stack([d.smap for d in b])),
         })
-        store.write_region(self.stores.cube, ds, self.so, self.cube)
+        self._cube(ds)
         truth = _dataset(coords, {"sm_true": (daily, np.stack([d.truth for d in b]))})
         store.write_region(self.stores.truth, truth, self.so, self.truth)
         self.buffer = []
@@ -139,7 +148,7 @@ class _Writer:
         if np.datetime64(start, "ns") not in self.cube.indexes[axis]:
             return  # a composite outside the configured dates
         ds = _dataset(coords, {k: ((axis, "y", "x"), v[None]) for k, v in fields.items()})
-        store.write_region(self.stores.cube, ds, self.so, self.cube)
+        self._cube(ds)
 
 
 def build_twin(
@@ -211,6 +220,7 @@ def build_twin(
             writer.composite("time_16d", window[0].date, composite_16day(window))
             window = []
     writer.flush()
+    writer.record_written()
     write_antecedent(stores.cube, storage_options, rain)
 
     insitu, weather = recorder.frames()

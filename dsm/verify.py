@@ -3,8 +3,9 @@
 * **Cube and products stores**: every chunk of every variable is read and decoded on the
   cluster (one task per variable and chunk row along the first axis). Zarr verifies each
   chunk's CRC32C (:func:`dsm.store.default_compressors`), so a damaged, truncated or foreign
-  chunk is found and named. A missing chunk of the products reads as empty: it is found by
-  the next check.
+  chunk is found and named; so is a chunk missing from a row recorded written
+  (:data:`dsm.store.WRITTEN_ATTR`: the ingest and the twin record the rows they write). A
+  missing chunk of the products reads as empty: it is found by the next check.
 * **Products, per day**: the valid ``sm`` pixels of each predicted day equal the number
   predict recorded (``day_models[day]["valid_pixels"]``).
 * **Models**: each card's model file exists and has the SHA-256 its card records.
@@ -69,24 +70,35 @@ class VerifyReport:
                 "fixed": self.fixed}
 
 
-def check_chunk_row(url: str, storage_options: str, name: str, row: int) -> dict[str, Any]:
+def check_chunk_row(url: str, storage_options: str, name: str, row: int, written: bool = False) -> dict[str, Any]:
     """Read every chunk of row ``row`` (along the first axis) of ``url``/``name`` (runs on a worker).
 
-    Returns the keys (``c/i/j/...``) that cannot be read, with the reason, and, per index of
+    Returns the keys (``c/i/j/...``) that cannot be read, or that are missing from a row
+    recorded ``written`` (:data:`dsm.store.WRITTEN_ATTR`), with the reason, and, per index of
     the first axis in the row, the count of values that are not the fill value.
     """
-    arr = zarr.open_array(f"{url}/{name}", mode="r", storage_options=json.loads(storage_options) or None)
+    so = json.loads(storage_options)
+    arr = zarr.open_array(f"{url}/{name}", mode="r", storage_options=so or None)
     chunks, shape = arr.chunks, arr.shape
     lo, hi = row * chunks[0], min((row + 1) * chunks[0], shape[0])
     counts = np.zeros(hi - lo, np.int64)
     bad: dict[str, str] = {}
     rest = [range(-(-n // c)) for n, c in zip(shape[1:], chunks[1:])]
+    present: set[str] = set()
+    if written:
+        fs, root = fsspec.core.url_to_fs(f"{url.rstrip('/')}/{name}", **so)
+        prefix = f"{root.rstrip('/')}/"
+        present = {p[len(prefix):] for p in fs.find(f"{prefix}c/{row}")}
     for key in itertools.product(*rest):
+        chunk_key = "/".join(map(str, ("c", row, *key)))
+        if written and chunk_key not in present:
+            bad[chunk_key] = "missing, although the row was written: the data is lost"
+            continue
         sel = (slice(lo, hi), *(slice(k * c, min((k + 1) * c, n)) for k, c, n in zip(key, chunks[1:], shape[1:])))
         try:
             block = np.asarray(arr[sel])
         except (ValueError, RuntimeError, OSError) as exc:
-            bad["/".join(map(str, ("c", row, *key)))] = f"{type(exc).__name__}: {exc}"
+            bad[chunk_key] = f"{type(exc).__name__}: {exc}"
             continue
         valid = np.isfinite(block) if block.dtype.kind == "f" else block != arr.fill_value
         counts += valid.reshape(hi - lo, -1).sum(axis=1)
@@ -95,11 +107,15 @@ def check_chunk_row(url: str, storage_options: str, name: str, row: int) -> dict
 
 def _scan(client: Client, url: str, so: Mapping[str, Any], names: Sequence[str]) -> list[dict[str, Any]]:
     so_json = json.dumps(dict(so), sort_keys=True)
+    group = zarr.open_group(url, mode="r", storage_options=dict(so) or None)
+    written = group.attrs.get(store.WRITTEN_ATTR, {})
     jobs = []
     for name in names:
-        arr = zarr.open_array(f"{url}/{name}", mode="r", storage_options=dict(so) or None)
-        jobs += [(name, r) for r in range(-(-arr.shape[0] // arr.chunks[0]) if arr.shape else 1)]
-    futures = [client.submit(check_chunk_row, url, so_json, n, r, pure=False) for n, r in jobs]
+        arr = group[name]
+        for r in range(-(-arr.shape[0] // arr.chunks[0])):
+            lo = r * arr.chunks[0]
+            jobs.append((name, r, any(a <= lo < b for a, b in written.get(name, []))))
+    futures = [client.submit(check_chunk_row, url, so_json, n, r, w, pure=False) for n, r, w in jobs]
     return client.gather(futures)
 
 

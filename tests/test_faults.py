@@ -188,3 +188,26 @@ def test_verify_names_every_damaged_byte_and_fix_makes_the_rerun_redo_exactly_th
     assert "-> rebuild the cube: dsm ingest CONFIG" in res.output
     assert "models 2016169: model file missing -> dsm train CONFIG" in res.output  # until train redoes it
     assert res.output.endswith("2 problem(s) found\n")
+
+
+@pytest.mark.timeout(180)
+def test_a_chunk_lost_from_the_cube_is_an_error_for_predict_and_verify_never_cloud(tiny_twin, tmp_path, client):
+    import shutil
+
+    from dsm import blocks
+    from dsm.config import from_dict
+    from dsm.verify import verify
+
+    url = str(tmp_path / "cube.zarr")
+    shutil.copytree(tiny_twin.cube, url)
+    ds = blocks._open(url, "{}", "lost", "raw")
+    assert ds.attrs[store.WRITTEN_ATTR]["lst"] == [[0, 48]] and ds.attrs[store.WRITTEN_ATTR]["dem"] == [[0, 144]]
+    (tmp_path / "cube.zarr" / "lst" / "c" / "1" / "0" / "1").unlink()  # days 8-15, y 0:72, x 72:144
+    with pytest.raises(StoreError, match=rf"{url}/lst: chunk c/1/0/1 is missing although it was written "
+                                         r"\(index 8..15 of time\): the data is lost"):
+        blocks._read(ds, "lst", time=slice(8, 16), y=slice(0, 72), x=slice(72, 144))
+    assert np.isfinite(blocks._read(ds, "lst", time=slice(8, 16), y=slice(0, 72), x=slice(0, 72))).any()
+    cfg = from_dict({"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
+                     "stores": {"cube": url}})
+    found = verify(cfg, client).findings
+    assert [(f.store, f.item) for f in found] == [("cube", "lst/c/1/0/1")] and "the data is lost" in found[0].problem

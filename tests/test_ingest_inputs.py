@@ -25,6 +25,7 @@ from dsm.grid import Region
 from dsm.ingest import read_spl3smp
 from dsm.ingest.inputs import expand, expand_each, folder_patterns
 from dsm.samples import empty_cube_cause
+from dsm.store import WRITTEN_ATTR
 from dsm.ingest.static import SEA_MIN_PIXELS, sea_level_water
 from dsm.testing.granules import (SmapPass, modis_filename, spl3smp_filename, write_geotiff, write_smap_subset,
                                   write_spl3smp)
@@ -282,6 +283,8 @@ def test_harmony_subsets_renamed_by_a_download_tool_are_dated_from_their_content
     sm = open_cube(str(tmp_path / "cube.zarr"))["smap_sm"].values
     np.testing.assert_array_equal(sm[0], values[2:2 + REGION.nrows, 3:3 + REGION.ncols])
     np.testing.assert_array_equal(sm[1], values[::-1][2:2 + REGION.nrows, 3:3 + REGION.ncols])
+    # the rows written are recorded: a chunk lost from them later is an error, not cloud
+    assert open_cube(str(tmp_path / "cube.zarr")).attrs[WRITTEN_ATTR] == {"smap_sm": [[0, 2]]}
 
 
 @pytest.mark.timeout(120)

@@ -986,6 +986,8 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
         errors.append({"task": task.key, "error": f"{type(exc).__name__}: {exc}",
                        "files": [u for g in task.groups for u in g.urls],
                        "dates": [g.date.isoformat() for g in task.groups if g.date is not None]})  # fmt: skip
+    check()
+    _record_written(cfg, cube, results)
     report = _assemble(cfg, p, results, errors, started, time.perf_counter() - t0)
     check()
     if cfg.inputs is not None and cfg.inputs.precip is not None:
@@ -998,6 +1000,16 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
         json.dump(report, f, indent=1, sort_keys=False)
     report["report"] = path
     return report
+
+
+def _record_written(cfg: Config, cube: xr.Dataset, results: Sequence[Mapping[str, Any]]) -> None:
+    """Add the rows the tasks wrote to the cube's record (:data:`dsm.store.WRITTEN_ATTR`), so a
+    chunk lost from them later is an error, not a gap."""
+    wrote = [{v: [0, cube[v].shape[0]] if w == "static" else w for v, w in r.get("wrote", {}).items()} for r in results]
+    if any(wrote):
+        recorded = cube.attrs.get(store.WRITTEN_ATTR, {})
+        store.set_attrs(cfg.stores.cube, {store.WRITTEN_ATTR: store.merge_written(recorded, *wrote)},
+                        cfg.stores.storage_options)
 
 
 def _antecedent(cfg: Config, client: Any, report: dict[str, Any]) -> dict[str, Any]:
