@@ -301,6 +301,43 @@ def require_chunks(ds: xr.Dataset, url: str, storage_options: Mapping[str, Any] 
                          "(dsm ingest CONFIG; dsm twin CONFIG --overwrite for a twin)")
 
 
+def chunk_keys(shape: Sequence[int], chunks: Sequence[int], row: int) -> list[str]:
+    """The keys (``c/row/j/k``) of every chunk of row ``row`` along the first axis of an array."""
+    rest = [range(-(-n // c)) for n, c in zip(shape[1:], chunks[1:])]
+    return ["/".join(map(str, ("c", row, *key))) for key in itertools.product(*rest)]
+
+
+def lost_chunks(ds: xr.Dataset, url: str, storage_options: Mapping[str, Any] | None, name: str) -> list[str]:
+    """Keys of ``ds[name]``'s chunks missing from the rows recorded written (:data:`WRITTEN_ATTR`),
+    found with one listing of the variable (not one request per chunk)."""
+    rows = ds.attrs.get(WRITTEN_ATTR, {}).get(name)
+    if not rows:
+        return []
+    var = ds[name]
+    chunks = var.encoding.get("chunks", var.shape)
+    fs, root = fsspec.core.url_to_fs(f"{url.rstrip('/')}/{name}", **dict(storage_options or {}))
+    prefix = f"{root.rstrip('/')}/"
+    present = {p[len(prefix):] for p in fs.find(f"{prefix}c")}
+    written = [r for r in range(-(-var.shape[0] // chunks[0])) if any(a <= r * chunks[0] < b for a, b in rows)]
+    return [k for r in written for k in chunk_keys(var.shape, chunks, r) if k not in present]
+
+
+def require_present(ds: xr.Dataset, url: str, storage_options: Mapping[str, Any] | None, names: Sequence[str]) -> None:
+    """Raise naming every chunk of ``names`` lost from rows recorded written (:func:`lost_chunks`).
+
+    Raises
+    ------
+    StoreError
+        Naming the store, each variable and its missing chunk keys.
+    """
+    lost = {n: keys for n in names if n in ds and (keys := lost_chunks(ds, url, storage_options, n))}
+    if lost:
+        listed = "; ".join(f"{n}: {', '.join(k[:5])}{' ...' if len(k) > 5 else ''} ({len(k)} chunks)" for n, k in lost.items())
+        raise StoreError(f"{url.rstrip('/')}: chunks missing although they were written ({listed}): the data is "
+                         "lost. Restore them, or rebuild the cube (dsm ingest CONFIG; dsm twin CONFIG --overwrite "
+                         "for a twin); dsm verify CONFIG lists every damaged chunk")
+
+
 def set_attrs(url: str, attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None) -> None:
     """Update top-level store attributes (JSON-serialisable values) in ONE metadata write: zarr's
     ``attrs.update`` writes once per key, so a run killed between keys could leave, e.g.,

@@ -20,7 +20,6 @@ days un-marked (predict), the bad COGs' records dropped (export), the bad model 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -83,17 +82,16 @@ def check_chunk_row(url: str, storage_options: str, name: str, row: int, written
     lo, hi = row * chunks[0], min((row + 1) * chunks[0], shape[0])
     counts = np.zeros(hi - lo, np.int64)
     bad: dict[str, str] = {}
-    rest = [range(-(-n // c)) for n, c in zip(shape[1:], chunks[1:])]
     present: set[str] = set()
     if written:
         fs, root = fsspec.core.url_to_fs(f"{url.rstrip('/')}/{name}", **so)
         prefix = f"{root.rstrip('/')}/"
         present = {p[len(prefix):] for p in fs.find(f"{prefix}c/{row}")}
-    for key in itertools.product(*rest):
-        chunk_key = "/".join(map(str, ("c", row, *key)))
+    for chunk_key in store.chunk_keys(shape, chunks, row):
         if written and chunk_key not in present:
             bad[chunk_key] = "missing, although the row was written: the data is lost"
             continue
+        key = [int(k) for k in chunk_key.split("/")[2:]]
         sel = (slice(lo, hi), *(slice(k * c, min((k + 1) * c, n)) for k, c, n in zip(key, chunks[1:], shape[1:])))
         try:
             block = np.asarray(arr[sel])

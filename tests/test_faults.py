@@ -196,6 +196,7 @@ def test_a_chunk_lost_from_the_cube_is_an_error_for_predict_and_verify_never_clo
 
     from dsm import blocks
     from dsm.config import from_dict
+    from dsm.models.train import train
     from dsm.verify import verify
 
     url = str(tmp_path / "cube.zarr")
@@ -211,3 +212,9 @@ def test_a_chunk_lost_from_the_cube_is_an_error_for_predict_and_verify_never_clo
                      "stores": {"cube": url}})
     found = verify(cfg, client).findings
     assert [(f.store, f.item) for f in found] == [("cube", "lst/c/1/0/1")] and "the data is lost" in found[0].problem
+    # training refuses the cube before it gathers a sample, naming the chunk
+    cfg = from_dict({**cfg.model_dump(mode="json", exclude_defaults=True),
+                     "stores": {"cube": url, "models": str(tmp_path / "models")}})
+    with pytest.raises(StoreError, match=r"chunks missing although they were written \(lst: c/1/0/1 \(1 chunks\)\)"):
+        train(cfg, client)
+    assert not (tmp_path / "models").exists()

@@ -32,6 +32,7 @@ import pandas as pd
 from distributed import Client
 
 from dsm import fingerprint
+from dsm import store as zarr_stores  # the local name store is the model store
 from dsm.config import Config
 from dsm.cube import open_cube
 from dsm.errors import ConfigError
@@ -162,6 +163,7 @@ def train(config: Config, client: Client, *, force: bool = False, only: Sequence
                  run_id=lease.run_id if lease is not None else None) as models_lease:
         ds = open_cube(config.stores.cube, so)
         check_predictors(ds, config.predictors)
+        zarr_stores.require_present(ds, config.stores.cube, so, [*config.predictors, "smap_sm", "land_mask"])
         store = ModelStore(models_url, so, lease=models_lease)
         bind_settings(store, config, replace=force and not only)
         return _train_into(store, config, client, ds, all_periods, chosen, force, only, search_fn, say)
