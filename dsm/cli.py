@@ -296,7 +296,8 @@ def ingest(config_path: str, report_path: str | None, as_json: bool, strict: boo
     Creates the cube when missing; runs on the configured cluster; bad files are reported
     with their reason and the rest completes. Exit status 1 when a task failed.
     """
-    from dsm.ingest.pipeline import format_report, run_ingest
+    from dsm.ingest.pipeline import run_ingest
+    from dsm.ingest.report import format_report
 
     cfg = config_mod.load(config_path)
     if cfg.inputs is None:

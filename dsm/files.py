@@ -11,16 +11,24 @@ uploaded directly.
 Object storage has no folders: :func:`make_folder` creates local folders only, and on object
 storage checks that the bucket exists. A mistyped bucket is an error naming it, never a new
 bucket (fsspec's ``makedirs`` would create one).
+
+Readers that need a local path (pyhdf, h5py, the station readers) get one through
+:func:`local_copies`: remote files are copied whole to a temporary folder, local ones
+(:func:`is_local`) are used in place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import posixpath
 import shutil
+import tempfile
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -28,11 +36,53 @@ from fsspec.implementations.local import LocalFileSystem
 from dsm.errors import StoreError
 
 PARTIAL_SUFFIX = ".partial"
+Status = Literal["used", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """What happened to one input file (read, fetched): used, skipped or failed, and why."""
+
+    path: str
+    status: Status
+    reason: str = ""
+    error: str = ""  #: exception class name for skipped/failed files
 
 
 def is_local(url: str) -> bool:
     """Whether ``url`` is a plain path (or ``file://``) rather than a remote fsspec URL."""
     return "://" not in url or url.startswith("file://")
+
+
+@contextlib.contextmanager
+def local_copies(urls: Sequence[str], storage_options: Mapping[str, Any]) -> Iterator[tuple[dict[str, str], list[FileReport]]]:
+    """Local paths of ``urls``: remote files are downloaded to a temporary folder (removed on exit).
+
+    Yields
+    ------
+    (dict, list)
+        ``{url: local path}`` of the files that could be had, and a ``failed`` report for
+        the others. The local copy keeps the file's name (readers take dates from names).
+    """
+    paths: dict[str, str] = {}
+    failed: list[FileReport] = []
+    with tempfile.TemporaryDirectory(prefix="dsm-ingest-") as tmp:
+        for i, url in enumerate(urls):
+            if is_local(url):
+                paths[url] = url.removeprefix("file://")
+                continue
+            target = os.path.join(tmp, str(i), posixpath.basename(url))
+            os.makedirs(os.path.dirname(target))
+            try:
+                fs, path = fsspec.core.url_to_fs(url, **dict(storage_options))
+                fs.get_file(path, target)
+            except FileNotFoundError:
+                failed.append(FileReport(url, "failed", "file does not exist", "UnreadableFileError"))
+            except Exception as exc:  # noqa: BLE001 - s3fs/botocore/aiohttp raise many kinds
+                failed.append(FileReport(url, "failed", f"download failed ({type(exc).__name__}: {exc})", "TransientIOError"))
+            else:
+                paths[url] = target
+        yield paths, failed
 
 
 def _partial_name(path: str) -> str:
@@ -67,9 +117,11 @@ def make_folder(fs: fsspec.AbstractFileSystem, path: str) -> None:
         return
     bucket = path.strip("/").split("/", 1)[0]
     protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
-    if not fs.exists(bucket):
+    try:
+        fs.info(bucket)  # unlike exists(), lets an unreachable endpoint or bad options raise as themselves
+    except FileNotFoundError:
         raise StoreError(f"the bucket {protocol}://{bucket} does not exist (or these credentials cannot see it): "
-                         f"create it, or correct the URL; dsm never creates buckets")
+                         f"create it, or correct the URL; dsm never creates buckets") from None
 
 
 def _make_parent(fs: fsspec.AbstractFileSystem, path: str) -> None:

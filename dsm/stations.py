@@ -66,9 +66,9 @@ def _station_paths(path: str, storage_options: Mapping[str, Any] | None
     """``(local path, name to report)`` of each file or folder ``path`` names, and the remote
     files that could not be downloaded. Local files, folders, zips and globs are used in place;
     remote files are matched by :func:`dsm.ingest.inputs.expand` and
-    :func:`~dsm.ingest.pipeline.local_copies` (the station readers need local files)."""
+    :func:`~dsm.files.local_copies` (the station readers need local files)."""
     from dsm.ingest.inputs import expand
-    from dsm.ingest.pipeline import is_local, local_copies
+    from dsm.files import is_local, local_copies
 
     if is_local(path):
         local = path.removeprefix("file://")

@@ -722,9 +722,7 @@ def export_timeseries(pairs: pd.DataFrame, stations: pd.DataFrame, out: str, *, 
     dict
         ``{"files": [...], "zip": path, "metadata": path, "stations": path}`` (under ``out``).
     """
-    from dsm.ingest.pipeline import is_local
-
-    if is_local(out):
+    if files.is_local(out):
         return _write_timeseries(pairs, stations, Path(out), dataset, units, depth)
     fs, base = fsspec.core.url_to_fs(out, **dict(storage_options or {}))
     with tempfile.TemporaryDirectory(prefix="dsm-timeseries-") as tmp:

@@ -124,7 +124,7 @@ def test_the_readme_inputs_examples_are_valid_configurations(tmp_path):
     unset = [k for k in config.InputsConfig.model_fields if k != "storage_options" and getattr(i, k) in (None, {})]
     # every source but geotiff and reflectance (the second example) is set: a new one must be added
     assert unset == ["geotiff", "reflectance"]
-    assert i.smap.paths == (str(tmp_path / "granules/smap/SMAP_L3_SM_P_*.h5"),) and i.smap.overpass == "AM"
+    assert i.smap.paths == (str(tmp_path / "granules/smap"),) and i.smap.overpass == "AM"
     assert i.soil.scale == 0.1 and i.soil.clay == str(tmp_path / "soil/clay_0-5cm_mean.tif")
     assert i.precip.product == "imerg" and i.mcd43.albedo == "wsa"
     v = cfg.validation

@@ -22,8 +22,9 @@ from dsm.cli import main
 from dsm.cube import open_cube
 from dsm.grid import Region
 from dsm.ingest import dem_to_region, modis_to_region, read_modis_tile, read_spl3smp, soil_to_region
-from dsm.ingest.pipeline import plan, report_url
+from dsm.ingest.plan import plan
 from dsm.ingest.precip import read_imerg, remap_to_region
+from dsm.ingest.report import report_url
 from dsm.ingest.reproject import EASE_CRS, SINUSOIDAL_CRS
 from dsm.testing.granules import (
     LAYOUTS,
@@ -520,7 +521,8 @@ def test_precip_plan_reads_netcdf_times_and_groups_era5_hours_across_files(tmp_p
     """Days of many-day files come from their time coordinate; a local day needing two hourly
     files gets both; the worker's reader sums it from both."""
     from dsm.cube import Layout, create_cube
-    from dsm.ingest.pipeline import precip_file_days, read_precip_group
+    from dsm.ingest.plan import precip_file_days
+    from dsm.ingest.tasks import read_precip_group
     from dsm.testing.precip import (
         accumulate_since_00utc,
         chirps_nc_name,

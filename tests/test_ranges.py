@@ -329,7 +329,8 @@ def test_ingest_masks_impossible_values_counts_and_reports_them(tmp_path, client
     import h5py
 
     from dsm.ingest import read_spl3smp
-    from dsm.ingest.pipeline import format_report, run_ingest
+    from dsm.ingest.pipeline import run_ingest
+    from dsm.ingest.report import format_report
     from dsm.testing.granules import AM_GROUP, SmapPass, spl3smp_filename, write_geotiff, write_spl3smp
 
     region = Region(74, 772, 1, 2)

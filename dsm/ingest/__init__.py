@@ -18,7 +18,10 @@ module                    reads
 :mod:`.remap`             lon/lat precipitation -> 1 km (conservative or bilinear)
 :mod:`.reproject`         warping and mosaicking onto a Region, grid coordinates
 :mod:`.base`              InputError subclasses, file-name dates, ``read_many``
-:mod:`.pipeline`          ``dsm ingest``: plan, tasks on the cluster, the report
+:mod:`.pipeline`          ``dsm ingest`` on the client: the cube, the tasks on the cluster
+:mod:`.plan`              the ingest's plan: files dated, work cut into one-writer tasks
+:mod:`.tasks`             one ingest task on a worker: fetch, read, merge, write a block
+:mod:`.report`            the ingest report: assembled, counted, printed, where it lives
 :mod:`.inputs`            files, globs and folders of an input; inputs that gave nothing
 :mod:`.static`            DEM, soil and land-mask layers; where the land mask comes from
 :mod:`.duplicates`        duplicate granules: the newest intact one wins

@@ -25,9 +25,10 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from dsm.errors import InputError
+from dsm.files import FileReport, Status
 
 log = logging.getLogger(__name__)
 
@@ -69,19 +70,6 @@ class InputDateError(IngestInputError):
 
 class GeolocationError(IngestInputError):
     """The file's geolocation is missing, unknown (CRS) or disagrees with the grid."""
-
-
-Status = Literal["used", "skipped", "failed"]
-
-
-@dataclass(frozen=True)
-class FileReport:
-    """What happened to one file in :func:`read_many`."""
-
-    path: str
-    status: Status
-    reason: str = ""
-    error: str = ""  #: exception class name for skipped/failed files
 
 
 @dataclass

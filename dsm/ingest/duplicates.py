@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dsm.ingest.base import FileReport
+from dsm.files import FileReport
 
 Reader = Callable[[list[str]], tuple[Any, list[FileReport]]]
 

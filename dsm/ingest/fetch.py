@@ -118,7 +118,7 @@ def wanted(cfg: Config, source: str, name: str) -> bool:
     names without a recognisable date are kept (the ingest report will name them).
     """
     from dsm.ingest.base import IngestInputError, date_from_name
-    from dsm.ingest.pipeline import MODIS_DATE
+    from dsm.ingest.plan import MODIS_DATE
 
     if COLLECTIONS[source].name_date != "middle":
         return True
