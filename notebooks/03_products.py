@@ -18,11 +18,14 @@
 #
 # This notebook builds the tiny twin region (4 x 4 SMAP cells, 48 days), trains, predicts and
 # exports it with `dsm.run.run`, the function behind `dsm run` (about a minute, through
-# `dsm.run.config_or_demo`), then looks at what came out. To look at your own run instead, set `CONFIG_PATH` to its configuration
+# `dsm.run.config_or_demo`), then looks at what came out. To look at your own run instead, set
+# `CONFIG_PATH` (or the environment variable `DSM_NOTEBOOK_CONFIG`) to its configuration
 # (for example `work/demo/config.yaml` after `make demo`): every store it names may be a local
 # path or an `s3://...` URL, with fsspec options under `stores.storage_options`.
 
 # %%
+
+import os
 
 import fsspec
 import matplotlib.pyplot as plt
@@ -40,7 +43,7 @@ import dsm.products
 from dsm.export import FsspecStacIO
 from dsm.run import config_or_demo
 
-CONFIG_PATH = None  # e.g. "work/demo/config.yaml"; its stores may be s3:// URLs
+CONFIG_PATH = os.environ.get("DSM_NOTEBOOK_CONFIG")  # or e.g. "work/demo/config.yaml"; stores may be s3://
 
 cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0")
 client = Client(cluster)

@@ -23,11 +23,13 @@
 #
 # `dsm report` does all of this into one HTML file. This notebook builds, trains and predicts
 # the tiny twin (about a minute), then walks through the same calls. To validate your own run,
-# set `CONFIG_PATH` to its configuration: its `validation:` section names the station files
+# set `CONFIG_PATH` (or the environment variable `DSM_NOTEBOOK_CONFIG`) to its configuration: its
+# `validation:` section names the station files
 # (ISMN or CSV) and other gridded products to compare; without a `stores.truth` the second
 # half has nothing to score.
 
 # %%
+import os
 import tempfile
 from pathlib import Path
 
@@ -46,7 +48,7 @@ from dsm import products, store
 from dsm.blocks import residual_correct
 from dsm.run import config_or_demo
 
-CONFIG_PATH = None  # e.g. "work/demo/config.yaml"; its stores may be s3:// URLs
+CONFIG_PATH = os.environ.get("DSM_NOTEBOOK_CONFIG")  # or e.g. "work/demo/config.yaml"; stores may be s3://
 
 cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0")
 client = Client(cluster)

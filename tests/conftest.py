@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -23,6 +26,17 @@ def tiny_twin(tmp_path_factory: pytest.TempPathFactory):
     from dsm.testing import make_synthetic_cube
 
     return make_synthetic_cube(str(tmp_path_factory.mktemp("tiny_twin")), size="tiny", seed=7)
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """``dsm demo --size tiny --seed 3`` run once per session as a user runs it (its own
+    process): ``work`` (the folder, with ``config.yaml``) and ``result`` (the process's exit
+    status and output). Treat the folder as read-only."""
+    work = tmp_path_factory.mktemp("tiny_demo") / "demo"
+    result = subprocess.run([sys.executable, "-m", "dsm", "demo", "--workdir", str(work), "--size", "tiny", "--seed",
+                             "3", "--no-compare"], capture_output=True, text=True, timeout=300)
+    return SimpleNamespace(work=work, result=result)
 
 
 @pytest.fixture(scope="session")

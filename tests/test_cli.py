@@ -23,9 +23,8 @@ def _dsm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.timeout(300)
-def test_demo_builds_the_tiny_twin_and_prints_its_summary(tmp_path):
-    work = tmp_path / "demo"
-    res = _dsm("demo", "--workdir", str(work), "--size", "tiny", "--seed", "3", "--no-compare")
+def test_demo_builds_the_tiny_twin_and_prints_its_summary(tiny_demo):
+    work, res = tiny_demo.work, tiny_demo.result
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert "dashboard http://" in out and "2 workers" in out
