@@ -40,7 +40,7 @@ def damaged_chunks(url: str, name: str, shape: Sequence[int], chunks: Sequence[i
     again alone with ``read``; the error names those that fail (their grid indices, as in the
     store's keys ``c/i/j/k``) and the first failure's cause.
     """
-    ranges = [range(sl.start // c, max(sl.stop - 1, sl.start) // c + 1) for sl, c in zip(index, chunks)]
+    ranges = _chunk_ranges(index, chunks)
     bad, cause = [], exc
     for key in itertools.product(*ranges):
         try:
@@ -60,14 +60,24 @@ def read_values(ds: xr.Dataset, name: str, url: str, **index: slice) -> np.ndarr
     try:
         return np.asarray(var.isel(index).values)
     except (ValueError, RuntimeError, OSError) as exc:
-        chunks = var.encoding.get("chunks", var.shape)
-        sel = []
-        for dim, n in zip(var.dims, var.shape):
-            s = index.get(dim, slice(None))
-            s = s if isinstance(s, slice) else slice(int(s), int(s) + 1)
-            start, stop, _ = s.indices(n)
-            sel.append(slice(start, stop))
-        raise damaged_chunks(url, str(name), var.shape, chunks, sel, lambda sl: var[sl].values, exc) from exc
+        raise damaged_chunks(url, str(name), var.shape, var.encoding.get("chunks", var.shape), _selection(var, index),
+                             lambda sl: var[sl].values, exc) from exc
+
+
+def _chunk_ranges(selection: Sequence[slice], chunks: Sequence[int]) -> list[range]:
+    """Per dimension, the chunk indices a selection (bounded slices) touches."""
+    return [range(sl.start // c, max(sl.stop - 1, sl.start) // c + 1) for sl, c in zip(selection, chunks)]
+
+
+def _selection(var: xr.DataArray, index: Mapping[str, Any]) -> list[slice]:
+    """``index`` (an ``isel`` mapping of slices or integers) as one bounded slice per dimension."""
+    out = []
+    for dim, n in zip(var.dims, var.shape):
+        s = index.get(str(dim), slice(None))
+        s = s if isinstance(s, slice) else slice(int(s), int(s) + 1)
+        start, stop, _ = s.indices(n)
+        out.append(slice(start, stop))
+    return out
 
 
 def exists(url: str, storage_options: Mapping[str, Any] | None = None) -> bool:
@@ -277,12 +287,7 @@ def require_chunks(ds: xr.Dataset, url: str, storage_options: Mapping[str, Any] 
         return
     var = ds[name]
     chunks = var.encoding.get("chunks", var.shape)
-    ranges = []
-    for dim, n, c in zip(var.dims, var.shape, chunks):
-        s = index.get(dim, slice(None))
-        s = s if isinstance(s, slice) else slice(int(s), int(s) + 1)
-        start, stop, _ = s.indices(n)
-        ranges.append(range(start // c, max(stop - 1, start) // c + 1))
+    ranges = _chunk_ranges(_selection(var, index), chunks)
     fs, root = fsspec.core.url_to_fs(f"{url.rstrip('/')}/{name}", **dict(storage_options or {}))
     missing = []
     for key in itertools.product(*ranges):

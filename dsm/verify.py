@@ -148,9 +148,7 @@ def verify_products(client: Client, config: Config, report: VerifyReport, fix: b
         for key, why in r["bad"].items():
             report.findings.append(Finding("products", f"{r['name']}/{key}", why, redo))
             damaged.append(f"{r['name']}/{key}")
-            if r["name"] in ("sm", "sm_unc", "sm_origin"):
-                n = len(r["counts"])
-                undo.update(d for d in days[r["lo"]:r["lo"] + n] if d in done)
+            undo.update(d for d in days[r["lo"]:r["lo"] + len(r["counts"])] if d in done)  # every variable is daily
         if r["name"] != "sm" or r["bad"]:
             continue
         for i, count in enumerate(r["counts"]):
