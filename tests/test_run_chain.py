@@ -26,7 +26,7 @@ from dsm.run import run
 from dsm.testing.processes import ProcessCluster
 
 pytestmark = [pytest.mark.s3, pytest.mark.cluster]
-NDAYS = 32  # two 16-day periods of the tiny twin: enough for every stage, half the time of all 48
+NDAYS = 24  # a 16-day period and half of the next: every stage, a fault after 4 days, half the time of 48
 
 TRAINING = {"min_samples": 40, "models": ["mlr", "xgb"], "cv_folds": 2,
             "fusion": {"grid": {"max_depth": [3]}, "max_rounds": 80, "cv_folds": 3},
@@ -40,7 +40,7 @@ def chain(s3, tmp_path_factory):
     bucket = s3.make_bucket("dsm-chain")
     tmp = tmp_path_factory.mktemp("chain")
     root = f"{bucket}/tiny"
-    raw = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-10"},  # NDAYS
+    raw = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-02"},  # NDAYS
            "stores": {k: f"{root}/{v}" for k, v in {"cube": "cube.zarr", "truth": "truth.zarr", "stations": "stations",
                                                      "models": "models", "output": "sm.zarr", "cog": "cog",
                                                      "stac": "stac"}.items()},
