@@ -34,6 +34,7 @@ from affine import Affine
 
 from dsm.grid import Grid, Region, lonlat_to_xy, xy_to_lonlat
 from dsm.ingest.base import GeolocationError, WrongProductError
+from dsm.ingest.reproject import wrap_on_grid
 
 #: Largest distance (in cells) of a file's ``x``/``y`` from the grid's cell centres.
 XY_TOLERANCE_CELLS = 1e-3
@@ -244,22 +245,9 @@ def paste(values: np.ndarray, cut: Window, target: Window) -> np.ndarray:
 
 def grid_dataarray(data: np.ndarray, region: Region, grid: Grid, name: str, attrs: dict, dims: tuple[str, str], mapping: str) -> xr.DataArray:
     """Wrap the region's cells on ``grid`` as a CF DataArray with an exact grid mapping."""
-    from dsm.cube import spatial_ref
-
     w = region_window(region, grid)
-    if data.shape != w.shape:
-        raise ValueError(f"{name}: array shape {data.shape} is not the region's {grid_label(grid)} shape {w.shape}")
     x0, _, _, y1 = region.bounds
     ys = grid.y_centres(np.arange(w.row0, w.row0 + w.nrows))
     xs = grid.x_centres(np.arange(w.col0, w.col0 + w.ncols))
-    return xr.DataArray(
-        data,
-        dims=dims,
-        coords={
-            dims[0]: (dims[0], ys, {"units": "m", "standard_name": "projection_y_coordinate"}),
-            dims[1]: (dims[1], xs, {"units": "m", "standard_name": "projection_x_coordinate"}),
-            mapping: spatial_ref(Affine(grid.cell, 0.0, x0, 0.0, -grid.cell, y1)),
-        },
-        name=name,
-        attrs={**attrs, "grid_mapping": mapping},
-    )
+    return wrap_on_grid(data, name, attrs, dims, ys, xs, mapping, Affine(grid.cell, 0.0, x0, 0.0, -grid.cell, y1),
+                        grid_label(grid))

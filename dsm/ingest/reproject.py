@@ -63,15 +63,12 @@ class Raster:
 
 
 # -- xarray on the region's grids (grid mappings as in the cube) ----------------------
-def _grid_dataarray(data: np.ndarray, region: Region, name: str, attrs: dict | None, coarse: bool) -> xr.DataArray:
-    if coarse:
-        dims, shape, level = ("cy", "cx"), region.coarse_shape, "36 km"
-        ys, xs, mapping, transform = region.coarse_y, region.coarse_x, COARSE_GRID_MAPPING, region.coarse_transform
-    else:
-        dims, shape, level = ("y", "x"), region.fine_shape, "1 km"
-        ys, xs, mapping, transform = region.fine_y, region.fine_x, FINE_GRID_MAPPING, region.fine_transform
-    if data.shape != shape:
-        raise ValueError(f"{name}: array shape {data.shape} is not the region's {level} shape {shape}")
+def wrap_on_grid(data: np.ndarray, name: str, attrs: dict | None, dims: tuple[str, str], ys: np.ndarray,
+                 xs: np.ndarray, mapping: str, transform: Affine, level: str) -> xr.DataArray:
+    """``data`` (rows, cols) as a CF DataArray on the cells centred at ``ys`` x ``xs``, with the
+    grid mapping variable ``mapping`` of ``transform`` (``level`` names the grid in errors)."""
+    if data.shape != (len(ys), len(xs)):
+        raise ValueError(f"{name}: array shape {data.shape} is not the region's {level} shape {(len(ys), len(xs))}")
     return xr.DataArray(
         data,
         dims=dims,
@@ -87,12 +84,14 @@ def _grid_dataarray(data: np.ndarray, region: Region, name: str, attrs: dict | N
 
 def fine_dataarray(data: np.ndarray, region: Region, name: str, attrs: dict | None = None) -> xr.DataArray:
     """Wrap a (rows, cols) array on the region's 1 km grid as a CF DataArray (y, x)."""
-    return _grid_dataarray(data, region, name, attrs, coarse=False)
+    return wrap_on_grid(data, name, attrs, ("y", "x"), region.fine_y, region.fine_x, FINE_GRID_MAPPING,
+                        region.fine_transform, "1 km")
 
 
 def coarse_dataarray(data: np.ndarray, region: Region, name: str, attrs: dict | None = None) -> xr.DataArray:
     """Wrap a (rows, cols) array on the region's 36 km grid as a CF DataArray (cy, cx)."""
-    return _grid_dataarray(data, region, name, attrs, coarse=True)
+    return wrap_on_grid(data, name, attrs, ("cy", "cx"), region.coarse_y, region.coarse_x, COARSE_GRID_MAPPING,
+                        region.coarse_transform, "36 km")
 
 
 # -- cropping and mosaicking ------------------------------------------------------------
