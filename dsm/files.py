@@ -158,10 +158,24 @@ def write_url(url: str, data: bytes | str, storage_options: Mapping[str, Any] | 
     return url
 
 
+def _sha256_of(f: Any) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    for block in iter(lambda: f.read(1 << 20), b""):
+        digest.update(block)
+        size += len(block)
+    return size, digest.hexdigest()
+
+
 def file_sha256(path: str) -> str:
     """SHA-256 hex digest of a local file."""
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return _sha256_of(f)[1]
+
+
+def url_digest(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple[int, str] | None:
+    """``(size, SHA-256 hex digest)`` of the file at an fsspec URL, read in blocks; None when absent."""
+    try:
+        with fsspec.open(url, "rb", **dict(storage_options or {})) as f:
+            return _sha256_of(f)
+    except FileNotFoundError:
+        return None

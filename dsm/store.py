@@ -291,8 +291,7 @@ def require_chunks(ds: xr.Dataset, url: str, storage_options: Mapping[str, Any] 
     fs, root = fsspec.core.url_to_fs(f"{url.rstrip('/')}/{name}", **dict(storage_options or {}))
     missing = []
     for key in itertools.product(*ranges):
-        lo = key[0] * chunks[0]
-        if not any(a <= lo < b for a, b in rows):
+        if not row_written(rows, key[0], chunks[0]):
             continue
         path = "/".join((root.rstrip("/"), "c", *map(str, key)))
         if not fs.exists(path):
@@ -312,19 +311,30 @@ def chunk_keys(shape: Sequence[int], chunks: Sequence[int], row: int) -> list[st
     return ["/".join(map(str, ("c", row, *key))) for key in itertools.product(*rest)]
 
 
-def lost_chunks(ds: xr.Dataset, url: str, storage_options: Mapping[str, Any] | None, name: str) -> list[str]:
-    """Keys of ``ds[name]``'s chunks missing from the rows recorded written (:data:`WRITTEN_ATTR`),
-    found with one listing of the variable (not one request per chunk)."""
-    rows = ds.attrs.get(WRITTEN_ATTR, {}).get(name)
+def row_written(ranges: Sequence[Sequence[int]], row: int, chunk: int) -> bool:
+    """Whether chunk row ``row`` (rows of ``chunk`` along the first axis) lies in a recorded written range."""
+    return any(a <= row * chunk < b for a, b in ranges)
+
+
+def missing_chunks(url: str, storage_options: Mapping[str, Any] | None, name: str, shape: Sequence[int],
+                   chunks: Sequence[int], rows: Sequence[int]) -> list[str]:
+    """Keys of the chunks of ``rows`` (along the first axis) of ``url``/``name`` absent from the
+    store, found with one listing (of the row when there is one, else of the variable)."""
     if not rows:
         return []
-    var = ds[name]
-    chunks = var.encoding.get("chunks", var.shape)
     fs, root = fsspec.core.url_to_fs(f"{url.rstrip('/')}/{name}", **dict(storage_options or {}))
     prefix = f"{root.rstrip('/')}/"
-    present = {p[len(prefix):] for p in fs.find(f"{prefix}c")}
-    written = [r for r in range(-(-var.shape[0] // chunks[0])) if any(a <= r * chunks[0] < b for a, b in rows)]
-    return [k for r in written for k in chunk_keys(var.shape, chunks, r) if k not in present]
+    present = {p[len(prefix):] for p in fs.find(f"{prefix}c/{rows[0]}" if len(rows) == 1 else f"{prefix}c")}
+    return [k for r in rows for k in chunk_keys(shape, chunks, r) if k not in present]
+
+
+def lost_chunks(ds: xr.Dataset, url: str, storage_options: Mapping[str, Any] | None, name: str) -> list[str]:
+    """Keys of ``ds[name]``'s chunks missing from the rows recorded written (:data:`WRITTEN_ATTR`)."""
+    ranges = ds.attrs.get(WRITTEN_ATTR, {}).get(name, [])
+    var = ds[name]
+    chunks = var.encoding.get("chunks", var.shape)
+    rows = [r for r in range(-(-var.shape[0] // chunks[0])) if row_written(ranges, r, chunks[0])]
+    return missing_chunks(url, storage_options, name, var.shape, chunks, rows)
 
 
 def require_present(ds: xr.Dataset, url: str, storage_options: Mapping[str, Any] | None, names: Sequence[str]) -> None:

@@ -19,9 +19,8 @@ days un-marked (predict), the bad COGs' records dropped (export), the bad model 
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,7 +29,7 @@ import numpy as np
 import zarr
 from distributed import Client
 
-from dsm import products, store
+from dsm import files, products, store
 from dsm.config import Config
 from dsm.errors import StoreError
 from dsm.models.store import ModelStore
@@ -81,14 +80,10 @@ def check_chunk_row(url: str, storage_options: str, name: str, row: int, written
     chunks, shape = arr.chunks, arr.shape
     lo, hi = row * chunks[0], min((row + 1) * chunks[0], shape[0])
     counts = np.zeros(hi - lo, np.int64)
+    missing = set(store.missing_chunks(url, so, name, shape, chunks, [row] if written else []))
     bad: dict[str, str] = {}
-    present: set[str] = set()
-    if written:
-        fs, root = fsspec.core.url_to_fs(f"{url.rstrip('/')}/{name}", **so)
-        prefix = f"{root.rstrip('/')}/"
-        present = {p[len(prefix):] for p in fs.find(f"{prefix}c/{row}")}
     for chunk_key in store.chunk_keys(shape, chunks, row):
-        if written and chunk_key not in present:
+        if chunk_key in missing:
             bad[chunk_key] = "missing, although the row was written: the data is lost"
             continue
         key = [int(k) for k in chunk_key.split("/")[2:]]
@@ -103,29 +98,22 @@ def check_chunk_row(url: str, storage_options: str, name: str, row: int, written
     return {"name": name, "row": row, "lo": lo, "bad": bad, "counts": counts.tolist()}
 
 
-def _scan(client: Client, url: str, so: Mapping[str, Any], names: Sequence[str]) -> list[dict[str, Any]]:
+def _scan(client: Client, url: str, so: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """:func:`check_chunk_row` of every chunk row of every data variable (2-D or more) of a store."""
     so_json = json.dumps(dict(so), sort_keys=True)
     group = zarr.open_group(url, mode="r", storage_options=dict(so) or None)
     written = group.attrs.get(store.WRITTEN_ATTR, {})
-    jobs = []
-    for name in names:
-        arr = group[name]
-        for r in range(-(-arr.shape[0] // arr.chunks[0])):
-            lo = r * arr.chunks[0]
-            jobs.append((name, r, any(a <= lo < b for a, b in written.get(name, []))))
+    jobs = [(name, r, store.row_written(written.get(name, []), r, arr.chunks[0]))
+            for name, arr in sorted(group.arrays()) if arr.ndim >= 2
+            for r in range(-(-arr.shape[0] // arr.chunks[0]))]
     futures = [client.submit(check_chunk_row, url, so_json, n, r, w, pure=False) for n, r, w in jobs]
     return client.gather(futures)
-
-
-def _data_variables(url: str, so: Mapping[str, Any]) -> list[str]:
-    group = zarr.open_group(url, mode="r", storage_options=dict(so) or None)
-    return sorted(name for name, arr in group.arrays() if arr.ndim >= 2)
 
 
 def verify_cube(client: Client, config: Config, report: VerifyReport) -> None:
     """Decode every chunk of the cube's data variables."""
     url, so = config.stores.cube, config.stores.storage_options
-    rows = _scan(client, url, so, _data_variables(url, so))
+    rows = _scan(client, url, so)
     report.checked["cube chunk rows"] = len(rows)
     for r in rows:
         for key, why in r["bad"].items():
@@ -139,7 +127,7 @@ def verify_products(client: Client, config: Config, report: VerifyReport, fix: b
     ds = products.open_products(url, so)
     days = [str(t)[:10] for t in ds["time"].values.astype("datetime64[D]")]
     done, models = set(ds.attrs.get("days_done", [])), ds.attrs.get("day_models", {})
-    rows = _scan(client, url, so, _data_variables(url, so))
+    rows = _scan(client, url, so)
     report.checked["products chunk rows"] = len(rows)
     redo = "dsm predict CONFIG (then dsm export CONFIG)"
     undo: set[str] = set()
@@ -168,58 +156,49 @@ def verify_products(client: Client, config: Config, report: VerifyReport, fix: b
         report.fixed += [f"products: {len(damaged)} damaged chunk(s) deleted, {len(undo)} day(s) to predict again"]
 
 
-def verify_models(config: Config, report: VerifyReport, fix: bool) -> None:
-    """Each card's model file against the size and SHA-256 in its card."""
+def _digests(client: Client, urls: list[str], so: Mapping[str, Any]) -> list[tuple[int, str] | None]:
+    """``(size, SHA-256)`` of each file, read and hashed on the workers (None: missing)."""
+    return client.gather(client.map(files.url_digest, urls, storage_options=dict(so), pure=False))
+
+
+def verify_models(client: Client, config: Config, report: VerifyReport, fix: bool) -> None:
+    """Each card's model file against the SHA-256 in its card."""
     models = ModelStore(str(config.stores.models), config.stores.storage_options)
-    checked = 0
-    for key in _card_keys(models):
+    entries: list[tuple[str, dict[str, Any]]] = []
+    for key in models.card_keys():
         try:
             card = models.read_card(key)
         except StoreError as exc:
             report.findings.append(Finding("models", key, str(exc), "dsm train CONFIG"))
             continue
-        entry = (card or {}).get("model")
-        if not entry:
+        if (card or {}).get("model"):
+            entries.append((key, card["model"]))
+    found = _digests(client, [f"{models.url}/{key}/{entry['file']}" for key, entry in entries],
+                     config.stores.storage_options)
+    for (key, entry), got in zip(entries, found):
+        if got is not None and got[1] == entry["sha256"]:
             continue
-        checked += 1
-        path = f"{models.root}/{key}/{entry['file']}"
-        try:
-            digest = hashlib.sha256(models.fs.cat_file(path)).hexdigest()
-        except FileNotFoundError:
-            digest = None
-        if digest != entry["sha256"]:
-            report.findings.append(Finding("models", key, "model file missing" if digest is None else
-                                           "model file does not match the SHA-256 in its card", "dsm train CONFIG"))
-            if fix and digest is not None:
-                models.fs.rm(path)
-                report.fixed.append(f"models: {key}/{entry['file']} deleted (train redoes it)")
-    report.checked["models"] = checked
+        report.findings.append(Finding("models", key, "model file missing" if got is None else
+                                       "model file does not match the SHA-256 in its card", "dsm train CONFIG"))
+        if fix and got is not None:
+            models.fs.rm(f"{models.root}/{key}/{entry['file']}")
+            report.fixed.append(f"models: {key}/{entry['file']} deleted (train redoes it)")
+    report.checked["models"] = len(entries)
 
 
-def _card_keys(models: ModelStore) -> list[str]:
-    """Every key with a card, nested keys (``variants/full``...) included."""
-    if not models.fs.exists(models.root):
-        return []
-    root = models.root.rstrip("/") + "/"
-    return sorted(p[len(root):].rsplit("/", 1)[0] for p in models.fs.find(models.root) if p.endswith("/card.json"))
-
-
-def verify_cogs(config: Config, report: VerifyReport, fix: bool) -> None:
+def verify_cogs(client: Client, config: Config, report: VerifyReport, fix: bool) -> None:
     """Each exported COG against the size and SHA-256 recorded at export."""
     url, so = str(config.stores.output), config.stores.storage_options
     exported = dict(products.open_products(url, so).attrs.get("days_exported", {}))
+    days = sorted(exported)
     bad = []
-    for day, info in sorted(exported.items()):
-        fs, path = fsspec.core.url_to_fs(info["url"], **so)
-        try:
-            raw = fs.cat_file(path)
-        except FileNotFoundError:
-            raw = None
-        want = info.get("sha256")
-        if raw is None or len(raw) != info.get("size", len(raw)) or (want and hashlib.sha256(raw).hexdigest() != want):
-            report.findings.append(Finding("cog", info.get("name", day), "missing" if raw is None else
-                                           "does not match the size or SHA-256 recorded at export", "dsm export CONFIG"))
-            bad.append(day)
+    for day, got in zip(days, _digests(client, [exported[d]["url"] for d in days], so)):
+        info = exported[day]
+        if got is not None and got[0] == info.get("size", got[0]) and got[1] == info.get("sha256", got[1]):
+            continue
+        report.findings.append(Finding("cog", info.get("name", day), "missing" if got is None else
+                                       "does not match the size or SHA-256 recorded at export", "dsm export CONFIG"))
+        bad.append(day)
     report.checked["cogs"] = len(exported)
     if fix and bad:
         store.set_attrs(url, {"days_exported": {k: v for k, v in exported.items() if k not in bad}}, so)
@@ -233,8 +212,8 @@ def verify(config: Config, client: Client, fix: bool = False) -> VerifyReport:
     if stores.cube and store.exists(f"{stores.cube.rstrip('/')}/zarr.json", stores.storage_options):
         verify_cube(client, config, report)
     if stores.models:
-        verify_models(config, report, fix)
+        verify_models(client, config, report, fix)
     if stores.output and store.exists(f"{stores.output.rstrip('/')}/zarr.json", stores.storage_options):
-        verify_cogs(config, report, fix)  # first: fixing the products forgets the COGs of their days
+        verify_cogs(client, config, report, fix)  # first: fixing the products forgets the COGs of their days
         verify_products(client, config, report, fix)
     return report

@@ -189,6 +189,13 @@ class ModelStore:
                 out.append(name)
         return sorted(out)
 
+    def card_keys(self) -> list[str]:
+        """Every key with a card, nested ones (``variants/full/...``) included, sorted."""
+        if not self.fs.exists(self.root):
+            return []
+        root = f"{self.root}/"
+        return sorted(p[len(root):].rsplit("/", 1)[0] for p in self.fs.find(self.root) if p.endswith(f"/{CARD}"))
+
     # -- models --------------------------------------------------------------------------
     def save_model(self, key: str, estimator: BaseEstimator) -> dict[str, Any]:
         """Write a fitted model; returns the card's ``model`` entry (file, format, digest, versions)."""
