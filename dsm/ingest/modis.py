@@ -109,6 +109,14 @@ class QCRule:
         return np.isin(field_, self.allowed)
 
 
+def passes_all(rules: Sequence[QCRule], qc: np.ndarray) -> np.ndarray:
+    """Boolean mask of pixels whose QC values satisfy every rule (all pass when there is none)."""
+    ok = np.ones(np.shape(qc), bool)
+    for rule in rules:
+        ok &= rule.passes(qc)
+    return ok
+
+
 @dataclass(frozen=True)
 class Layer:
     """One SDS read from a product: its packing convention and the QC SDS that masks it."""
@@ -451,8 +459,8 @@ def read_modis_tile(
         if raw.shape != (geom.ydim, geom.xdim):
             raise GeolocationError(path, f"SDS {layer.sds!r} shape {raw.shape} is not YDim x XDim {(geom.ydim, geom.xdim)}")
         value = unpack(raw, content.sds_attributes[layer.sds], layer.convention, path, layer.sds)
-        for rule in rules.get(layer.qc_sds, ()) if layer.qc_sds else ():
-            value[~rule.passes(content.sds[layer.qc_sds])] = np.nan
+        if layer.qc_sds and rules.get(layer.qc_sds):
+            value[~passes_all(rules[layer.qc_sds], content.sds[layer.qc_sds])] = np.nan
         layers[name] = value
     out = spec.derive(layers) if spec.derive else layers
     counts = {k: int(np.count_nonzero(~np.isnan(v))) for k, v in out.items()}

@@ -41,7 +41,7 @@ from dsm.ingest.base import (
     date_from_name,
     read_many,
 )
-from dsm.ingest.modis import PRODUCTS, QCRule
+from dsm.ingest.modis import PRODUCTS, QCRule, passes_all
 from dsm.ingest.rasters import ValueRule, check_range, read_values, require_scale
 from dsm.ingest.reproject import Raster, warp_many_to_region
 
@@ -149,10 +149,7 @@ def _grid_key(r: Raster) -> tuple:
 
 def screen_state(layers: Mapping[str, np.ndarray], state: np.ndarray, rules: Sequence[QCRule]) -> dict[str, np.ndarray]:
     """Bands with NaN where the state band fails ``rules`` (:meth:`QCRule.passes`) or has no value."""
-    ok = np.isfinite(state)
-    bits = np.where(ok, state, 0).astype(np.int64)
-    for rule in rules:
-        ok &= rule.passes(bits)
+    ok = np.isfinite(state) & passes_all(rules, np.where(np.isfinite(state), state, 0).astype(np.int64))
     return {b: np.where(ok, a, np.float32(np.nan)).astype(np.float32) for b, a in layers.items()}
 
 
