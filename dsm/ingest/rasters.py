@@ -236,6 +236,12 @@ def check_range(path: str, raster: Raster, var: str, region: Region, rule: Value
                   f"{rule.key('offset')} or {rule.key('nodata')} to what the file stores")
 
 
+def require_values(path: str, raster: Raster, where: str = "") -> None:
+    """Raise :class:`EmptyGranuleError` when every pixel of ``raster`` is nodata (``where``: e.g. " over the region")."""
+    if np.isnan(raster.data).all():
+        raise EmptyGranuleError(path, f"every pixel{where} is nodata")
+
+
 def require_scale(path: str, applied: Applied, rule: ValueRule, example: str = "0.0001 for MOD13 NDVI counts") -> None:
     """Refuse (:class:`WrongProductError`) an integer raster without any scale; ``example``
     names a typical scale in the message."""
@@ -301,8 +307,7 @@ def geotiff_series_to_region(
         require_scale(path, applied, rule)
         if crop_to_region(raster, region, margin=1) is None:
             raise NoOverlapError(path, f"does not cover region {region.to_dict()}")
-        if np.isnan(raster.data).all():
-            raise EmptyGranuleError(path, "every pixel is nodata")
+        require_values(path, raster)
         check_range(path, raster, name, region, rule, applied)
         return date, raster
 

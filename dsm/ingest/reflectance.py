@@ -34,7 +34,6 @@ import numpy as np
 from dsm.grid import CELL_1KM, Region
 from dsm.ingest.base import (
     DEFAULT_DATE_REGEX,
-    EmptyGranuleError,
     InputDateError,
     ManyResult,
     PathLike,
@@ -42,7 +41,7 @@ from dsm.ingest.base import (
     read_many,
 )
 from dsm.ingest.modis import PRODUCTS, QCRule, passes_all
-from dsm.ingest.rasters import ValueRule, check_range, read_values, require_scale
+from dsm.ingest.rasters import ValueRule, check_range, read_values, require_scale, require_values
 from dsm.ingest.reproject import Raster, warp_many_to_region
 
 BANDS = ("b2", "b4", "b6", "b7")
@@ -133,8 +132,7 @@ def read_band(path: PathLike, band: str, region: Region, rule: ValueRule) -> Ras
         return raster
     raster, applied = read_values(path, 1, rule, region, CELL_1KM)
     require_scale(path, applied, rule, example="0.0001 for MOD09A1 reflectance counts")
-    if np.isnan(raster.data).all():
-        raise EmptyGranuleError(path, "every pixel over the region is nodata")
+    require_values(path, raster, " over the region")
     check_range(path, raster, f"{band} reflectance", region, rule, applied, REFLECTANCE_RANGE)
     return raster
 

@@ -28,10 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from dsm.files import is_local
 from dsm.grid import CELL_1KM, Region
-from dsm.ingest.base import EmptyGranuleError, ManyResult, read_many
+from dsm.ingest.base import ManyResult, read_many
 from dsm.ingest.inputs import expand_each
-from dsm.ingest.rasters import ValueRule, read_values, require_overlap
+from dsm.ingest.rasters import ValueRule, read_values, require_overlap, require_values
 from dsm.ingest.reproject import Raster, warp_many_to_region
 from dsm.ingest.soil import check_percent
 
@@ -64,7 +65,7 @@ def is_web(location: str) -> bool:
 def read_in_place(url: str) -> bool:
     """Whether GDAL reads ``url`` itself (a local path or http(s)), so it is not copied first:
     a VRT copied alone would lose its tiles."""
-    return "://" not in url or url.startswith("file://") or is_web(url)
+    return is_local(url) or is_web(url)
 
 
 def soilgrids_files(location: str, fraction: str, storage_options: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -86,8 +87,7 @@ def read_soilgrids(path: str, region: Region) -> Raster:
         all nodata there (:class:`EmptyGranuleError`), or not 0-1000 g/kg (:class:`WrongProductError`).
     """
     raster, applied = read_values(path, 1, RULE, region, CELL_1KM)
-    if np.isnan(raster.data).all():
-        raise EmptyGranuleError(path, "every pixel over the region is nodata")
+    require_values(path, raster, " over the region")
     check_percent(path, raster.data, applied, _HINT)
     require_overlap(path, raster, region)
     return raster

@@ -38,7 +38,7 @@ from rasterio.crs import CRS
 
 from dsm.grid import CELL_1KM, EASE2_1KM, Region, xy_to_lonlat
 from dsm.ingest.base import EmptyGranuleError, ManyResult, PathLike, UnreadableFileError, read_many
-from dsm.ingest.rasters import Applied, ValueRule, check_range, read_values, require_overlap
+from dsm.ingest.rasters import Applied, ValueRule, check_range, read_values, require_overlap, require_values
 from dsm.ingest.reproject import Raster, fine_dataarray, warp_many_to_region
 from dsm.terrain import ease_spacing, slope_aspect
 
@@ -97,8 +97,7 @@ def _read_dem(path: str, rule: ValueRule | None) -> tuple[Raster, Applied]:
     if path.lower().endswith(".hgt"):
         return read_hgt(path), Applied("int16", 1.0, 0.0, "SRTM .hgt metres", float(HGT_VOID))
     raster, applied = read_values(path, 1, rule)
-    if np.isnan(raster.data).all():
-        raise EmptyGranuleError(path, "every pixel is nodata")
+    require_values(path, raster)
     return raster, applied
 
 
