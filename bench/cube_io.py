@@ -6,9 +6,13 @@ same codec into Zarr format 3 in the same process, in alternating order, several
 * raw:  ``zarr.create_array`` + one ``arr[...] = block`` per time chunk, ``arr[:]`` to read;
 * dsm:  ``dsm.store.write_region`` per time chunk into a cube made by
         ``dsm.cube.create_cube``; ``dsm.cube.open_cube(...)["lst"].values`` to read (xarray +
-        dask). The template creation and the open are one-off costs, printed apart.
+        dask). The template creation and the open are one-off costs, printed apart;
+* plain: the raw path with Blosc alone, without the CRC32C checksum that
+        ``dsm.store.default_compressors`` appends: raw / plain is what the checksum costs.
 
-Run: ``.venv/bin/python bench/cube_io.py [--days 64] [--cells 8] [--repeat 3] [--s3]``.
+Each ratio is printed as its median over the repeats with the range of the per-repeat ratios.
+
+Run: ``.venv/bin/python bench/cube_io.py [--days 64] [--cells 8] [--repeat 3] [--s3] [--json PATH]``.
 The figures that matter are the ratios dsm / raw (1.0 = no overhead); MB/s are printed
 for context only, since these machines are noisy.
 """
@@ -16,16 +20,19 @@ for context only, since these machines are noisy.
 from __future__ import annotations
 
 import argparse
+import json
 import datetime as dt
 import shutil
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
 import zarr
+from zarr.codecs import Crc32cCodec
 
 from dsm import cube, store
 from dsm.grid import Region
@@ -49,18 +56,23 @@ def run(days: int, cells: int, repeat: int, root: str, so: dict | None) -> dict[
     nbytes = data.nbytes
     chunks = (8, 144, 144)
     times: dict[str, list[float]] = {k: [] for k in (
-        "raw_write", "raw_read", "dsm_create", "dsm_write", "dsm_open", "dsm_read")}
+        "raw_write", "raw_read", "plain_write", "plain_read", "dsm_create", "dsm_write", "dsm_open", "dsm_read")}
 
     for i in range(repeat):
-        raw_url, dsm_url = f"{root}/raw{i}.zarr", f"{root}/dsm{i}.zarr"
+        raw_url, plain_url, dsm_url = f"{root}/raw{i}.zarr", f"{root}/plain{i}.zarr", f"{root}/dsm{i}.zarr"
         opened: dict[str, xr.Dataset] = {}
 
-        def raw_write() -> None:
-            arr = zarr.create_array(raw_url, shape=data.shape, chunks=chunks, dtype="float32",
-                                    compressors=store.default_compressors(), fill_value=np.nan,
-                                    zarr_format=3, storage_options=so)
+        def write_zarr(url: str, compressors: list) -> None:
+            arr = zarr.create_array(url, shape=data.shape, chunks=chunks, dtype="float32", compressors=compressors,
+                                    fill_value=np.nan, zarr_format=3, storage_options=so)
             for t0 in range(0, days, 8):
                 arr[t0 : t0 + 8] = data[t0 : t0 + 8]
+
+        def raw_write() -> None:
+            write_zarr(raw_url, store.default_compressors())
+
+        def plain_write() -> None:
+            write_zarr(plain_url, [c for c in store.default_compressors() if not isinstance(c, Crc32cCodec)])
 
         def dsm_create() -> None:
             cube.create_cube(dsm_url, layout, storage_options=so)
@@ -73,9 +85,12 @@ def run(days: int, cells: int, repeat: int, root: str, so: dict | None) -> dict[
                                   coords={"time": ds["time"].values[t0 : t0 + 8], "y": ds["y"].values, "x": ds["x"].values})
                 store.write_region(dsm_url, part, so, ds)
 
-        def raw_read() -> None:
-            back = zarr.open_array(raw_url, mode="r", storage_options=so)[:]
+        def raw_read(url: str = raw_url) -> None:
+            back = zarr.open_array(url, mode="r", storage_options=so)[:]
             assert np.array_equal(back, data, equal_nan=True)
+
+        def plain_read() -> None:
+            raw_read(plain_url)
 
         def dsm_open() -> None:
             opened["back"] = cube.open_cube(dsm_url, so)
@@ -84,12 +99,12 @@ def run(days: int, cells: int, repeat: int, root: str, so: dict | None) -> dict[
             assert np.array_equal(opened["back"]["lst"].values, data, equal_nan=True)
 
         times["dsm_create"].append(_timed(dsm_create))
-        pair = [("raw_write", raw_write), ("dsm_write", dsm_write)]
-        for name, fn in (pair if i % 2 == 0 else pair[::-1]):
+        order = [("raw_write", raw_write), ("plain_write", plain_write), ("dsm_write", dsm_write)]
+        for name, fn in (order if i % 2 == 0 else order[::-1]):
             times[name].append(_timed(fn))
         times["dsm_open"].append(_timed(dsm_open))
-        pair = [("raw_read", raw_read), ("dsm_read", dsm_read)]
-        for name, fn in (pair if i % 2 == 0 else pair[::-1]):
+        order = [("raw_read", raw_read), ("plain_read", plain_read), ("dsm_read", dsm_read)]
+        for name, fn in (order if i % 2 == 0 else order[::-1]):
             times[name].append(_timed(fn))
 
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -97,11 +112,19 @@ def run(days: int, cells: int, repeat: int, root: str, so: dict | None) -> dict[
     print(f"array {days} x {ny} x {nx} float32 = {mb:.1f} MB, chunks {chunks}, {repeat} repeats (median)")
     print(f"one-off: cube template (17 variables) {1e3 * med['dsm_create']:.0f} ms, "
           f"open {1e3 * med['dsm_open']:.0f} ms")
+    out: dict[str, float] = dict(med)
     for op in ("write", "read"):
         raw, dsm = med[f"raw_{op}"], med[f"dsm_{op}"]
+        for label, num, den in (("dsm/raw", f"raw_{op}", f"dsm_{op}"), ("checksum", f"plain_{op}", f"raw_{op}")):
+            ratios = [a / b for a, b in zip(times[num], times[den])]  # throughput ratio per repeat
+            out[f"{label}_{op}_ratio"] = statistics.median(ratios)
+            out[f"{label}_{op}_ratio_min"], out[f"{label}_{op}_ratio_max"] = min(ratios), max(ratios)
         print(f"{op:5s}  raw zarr {mb / raw:8.1f} MB/s   dsm {mb / dsm:8.1f} MB/s   "
-              f"dsm/raw throughput ratio {raw / dsm:5.2f}")
-    return med
+              f"dsm/raw throughput ratio {out[f'dsm/raw_{op}_ratio']:5.2f} "
+              f"({out[f'dsm/raw_{op}_ratio_min']:.2f}..{out[f'dsm/raw_{op}_ratio_max']:.2f})   "
+              f"with/without CRC32C {out[f'checksum_{op}_ratio']:5.2f} "
+              f"({out[f'checksum_{op}_ratio_min']:.2f}..{out[f'checksum_{op}_ratio_max']:.2f})")
+    return out
 
 
 def main() -> None:
@@ -110,19 +133,23 @@ def main() -> None:
     p.add_argument("--cells", type=int, default=8, help="region side in SMAP cells")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--s3", action="store_true", help="also run against a loopback S3 server")
+    p.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     a = p.parse_args()
     root = tempfile.mkdtemp(prefix="dsm-bench-")
+    figures: dict[str, dict[str, float]] = {}
     try:
         print("== local filesystem")
-        run(a.days, a.cells, a.repeat, root, None)
+        figures["local"] = run(a.days, a.cells, a.repeat, root, None)
         if a.s3:
             from dsm.testing.s3 import LoopbackS3
 
             with LoopbackS3() as s3:
                 print(f"== S3 ({s3.backend} on loopback)")
-                run(a.days, a.cells, a.repeat, s3.make_bucket("bench"), s3.storage_options)
+                figures["s3"] = run(a.days, a.cells, a.repeat, s3.make_bucket("bench"), s3.storage_options)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    if a.json:
+        Path(a.json).write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":
