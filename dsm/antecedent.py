@@ -201,9 +201,11 @@ def write_antecedent(cube_url: str, storage_options: Mapping[str, Any] | None, r
         raise InputError(f"the cube {cube_url} has no precipitation on land (every 'precip' value over land is "
                          "missing): configure inputs.precip and run dsm ingest")
     written = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    every_day = {n: [0, nt] for n in (*API_NAMES, "api_age")}  # all rows written: a chunk lost later is an error
     store.set_attrs(cube_url, {ATTR: {"efolding_days": list(API_EFOLDING_DAYS), "spinup_days": rain.spinup_days,
-                                      "max_gap_days": rain.max_gap_days, "cube_spinup_days": spin,
-                                      }}, storage_options)
+                                      "max_gap_days": rain.max_gap_days, "cube_spinup_days": spin},
+                               store.WRITTEN_ATTR: store.merge_written(cube.attrs.get(store.WRITTEN_ATTR, {}),
+                                                                       every_day)}, storage_options)
     return AntecedentSummary(
         cube=cube_url, efolding_days=tuple(API_EFOLDING_DAYS), spinup_days=rain.spinup_days,
         max_gap_days=rain.max_gap_days, cube_spinup_days=spin, days=nt, precip_days=spin + nt,

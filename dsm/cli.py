@@ -288,13 +288,16 @@ def twin(config_path: str, overwrite: bool, break_lock: bool) -> None:
                    "Without it only a failed task (a bug or storage failure writing part of the cube) does; "
                    "failed files are listed in the report either way.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar over the tasks.")
+@click.option("--overwrite", is_flag=True, help="Start a new, empty cube in place of the existing one (needed when "
+                                                "the inputs' value settings changed).")
 @_break_lock
-def ingest(config_path: str, report_path: str | None, as_json: bool, strict: bool, progress: bool,
+def ingest(config_path: str, report_path: str | None, as_json: bool, strict: bool, progress: bool, overwrite: bool,
            break_lock: bool) -> None:
     """Ingest CONFIG's inputs (SMAP, MODIS, DEM, soil, GeoTIFF series, precipitation) into its cube.
 
     Creates the cube when missing; runs on the configured cluster; bad files are reported
-    with their reason and the rest completes. Exit status 1 when a task failed.
+    with their reason and the rest completes. Exit status 1 when a task failed. A cube made
+    with other value settings (scale, offset, nodata, QC, overpass...) is refused, naming them.
     """
     from dsm.ingest.pipeline import run_ingest
     from dsm.ingest.report import format_report
@@ -304,7 +307,7 @@ def ingest(config_path: str, report_path: str | None, as_json: bool, strict: boo
         raise config_mod.ConfigError(f"{config_path} has no 'inputs:' section: nothing to ingest")
     with _locked(cfg, break_lock) as lease:
         report = _on_cluster(cfg, lambda client: run_ingest(cfg, client, progress=progress, report_path=report_path,
-                                                            lease=lease))
+                                                            lease=lease, overwrite=overwrite))
     if as_json:
         click.echo(json.dumps(report, indent=1))
     else:

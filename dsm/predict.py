@@ -17,7 +17,9 @@ How a run goes
    attributes (``days_done``, ``days_empty``, ``day_models``, ``consistency``); a block that
    failed leaves its days in ``days_failed`` and they are retried by the next run.
 
-A rerun skips time chunks whose days are all done (or empty). A killed run leaves at most
+A rerun skips time chunks whose days are all done, or empty with the cube unchanged since
+(:data:`dsm.store.REVISION_ATTR`, recorded with each day: an ingest that wrote anything may have
+brought the inputs an empty day lacked, so its chunk is made again). A killed run leaves at most
 some blocks written but unrecorded; the rerun writes them again with the same bytes, since
 every block is a pure function of the cube and the models. Nothing in the store depends on
 the order tasks finish (records are kept sorted; the 36 km statistics are computed from pairs
@@ -106,8 +108,9 @@ def check_inputs(config: Config, cube: xr.Dataset) -> None:
         raise InputError(f"the cube {config.stores.cube} lacks {missing}")
 
 
-def open_or_create_output(config: Config, overwrite: bool = False) -> xr.Dataset:
-    """The output store, created from its template when missing (or when ``overwrite``)."""
+def open_or_create_output(config: Config, overwrite: bool = False, cube: str | None = None) -> xr.Dataset:
+    """The output store, created from its template when missing (or when ``overwrite``), bound
+    to ``config``'s product settings and the fingerprint ``cube`` of the cube it is made from."""
     url, so = config.stores.output, config.stores.storage_options
     if url is None:
         raise ConfigError("stores.output must be set to predict (where the daily maps go)")
@@ -124,14 +127,19 @@ def open_or_create_output(config: Config, overwrite: bool = False) -> xr.Dataset
         attrs = {"method": config.training.method, "predictors": list(config.predictors), "gap_free": config.output.gap_free,
                  "residual_correction": config.output.residual_correction,
                  "reduced_sets": [list(g) for g in config.output.reduced_sets], "models": config.stores.models,
-                 "settings": fingerprint.record(config, "products")}
+                 "settings": fingerprint.record(config, "products", cube)}
         products.create_products(url, layout, interval, attrs, so, overwrite=True)
         ds = products.open_products(url, so)
     fingerprint.check_settings(ds.attrs.get("settings"), config, "products", url,
-                               "`dsm predict CONFIG --overwrite` replaces the store")
+                               "`dsm predict CONFIG --overwrite` replaces the store", cube)
     products.check_layout(ds, layout, url)
     products.check_origin(ds, url)
     return ds
+
+
+def _inputs_moved(record: Mapping[str, Any], revision: Any) -> bool:
+    """Whether the cube changed (:data:`dsm.store.REVISION_ATTR`) since the day of ``record`` was made."""
+    return record.get(store.REVISION_ATTR) != revision
 
 
 def _sorted(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -243,11 +251,12 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     check_inputs(config, cube)
     if lease is not None:
         lease.check()
-    out = open_or_create_output(config, overwrite)
+    cube_fp = fingerprint.cube_fingerprint(cube.attrs)
+    out = open_or_create_output(config, overwrite, cube_fp)
     models = ModelStore(config.stores.models, so)
     fingerprint.check_settings(models.read_settings(), config, "models", config.stores.models,
                                "`dsm train CONFIG --force` retrains them, or point stores.models at models "
-                               "trained with these settings")
+                               "trained with these settings", cube_fp)
     all_days = list(day_range(config.dates.start, config.dates.end))
     card = fusion_card(models) if config.training.method == "fusion" else None
     plans = make_plans(config, models, all_days, card)
@@ -257,6 +266,7 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     empty = dict(attrs.get("days_empty", {}))
     failed = dict(attrs.get("days_failed", {}))
     day_models = dict(attrs.get("day_models", {}))
+    revision = cube.attrs.get(store.REVISION_ATTR)
     cons = dict(attrs.get("consistency", {}))
     oor = dict(attrs.get("inputs_out_of_range", {}))
     layout = Layout.from_config(config)
@@ -271,7 +281,7 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
         names = [d.isoformat() for d in all_days[t0:t0 + tchunk]]
         if wanted is not None and not wanted & set(all_days[t0:t0 + tchunk]):
             continue
-        if all(n in done or n in empty for n in names):
+        if all(n in done or (n in empty and not _inputs_moved(day_models.get(n, {}), revision)) for n in names):
             report.skipped += names
             continue
         pending.append(t0)
@@ -361,7 +371,8 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
                 empty.pop(name, None)
                 report.predicted.append(name)
             report.pixels += n
-            day_models[name] = {**plan.record(), products.VALID_PIXELS: sum(info.get("valid", 0) for info in infos)}
+            day_models[name] = {**plan.record(), products.VALID_PIXELS: sum(info.get("valid", 0) for info in infos),
+                                store.REVISION_ATTR: revision}
             cons[name] = consistency([p for info in infos for p in info["pairs"]])
             counts = merge_counts(info.get("out_of_range", {}) for info in infos)
             if counts:

@@ -50,7 +50,7 @@ from typing import Any
 import fsspec
 from distributed import Client, performance_report
 
-from dsm import files, store
+from dsm import files, fingerprint, store
 from dsm.config import STAGES, Config, ConfigError
 from dsm.errors import DsmError, TransientIOError
 from dsm.runlock import Lease, RunLock, lock_url
@@ -182,7 +182,10 @@ def _stage_cube(config: Config, client: Client, say: Callable[[str], None], leas
                            failed=failed, report=rep)
     if config.twin is not None:
         if store.exists(twin_stores(config).weather_csv, config.stores.storage_options):
-            cube.open_cube(config.stores.cube, config.stores.storage_options)
+            built = cube.open_cube(config.stores.cube, config.stores.storage_options)
+            fingerprint.check_settings(built.attrs.get(fingerprint.CUBE_ATTR), config, "cube", config.stores.cube,
+                                       "`dsm twin CONFIG --overwrite` rebuilds the twin (then dsm train --force "
+                                       "and dsm predict --overwrite), or choose other stores")
             return StageResult("cube", "done", message="twin already built", summary={"built": False})
         say(f"building the twin region into {config.stores.cube}")
         if lease is not None:

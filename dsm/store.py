@@ -243,6 +243,25 @@ WRITTEN_ATTR = "chunks_written"
 written (every chunk of those rows is stored, :func:`write_region`)."""
 
 
+REVISION_ATTR = "inputs_revision"
+"""Store attribute (the cube): how many runs changed its values (:func:`record_written`). Predict
+records it with each day, and makes a day it found empty again once it has moved: new inputs
+may have arrived for it."""
+
+
+def record_written(url: str, storage_options: Mapping[str, Any] | None, attrs: Mapping[str, Any],
+                   *wrote: Mapping[str, Sequence[int]], also: Mapping[str, Any] | None = None) -> None:
+    """Add the rows of each ``{variable: [start, stop]}`` in ``wrote`` to the written-rows record
+    (:data:`WRITTEN_ATTR`) of the store at ``url``, whose attributes are ``attrs``, and count one
+    more revision (:data:`REVISION_ATTR`), with the attributes ``also``, in one metadata write;
+    nothing when nothing was written."""
+    wrote = tuple(w for w in wrote if w)
+    if not wrote:
+        return
+    set_attrs(url, {WRITTEN_ATTR: merge_written(attrs.get(WRITTEN_ATTR, {}), *wrote),
+                    REVISION_ATTR: int(attrs.get(REVISION_ATTR, 0)) + 1, **dict(also or {})}, storage_options)
+
+
 def first_axis_ranges(regions: Mapping[Hashable, Mapping[Hashable, slice]]) -> dict[str, list[int]]:
     """``{variable: [start, stop]}`` along each variable's first axis, from :func:`write_region`'s result."""
     return {str(name): [int(next(iter(r.values())).start), int(next(iter(r.values())).stop)]

@@ -18,9 +18,9 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from dsm import cube, files, store
+from dsm import cube, files, fingerprint, store
 from dsm.antecedent import write_antecedent
-from dsm.config import PrecipInput, RainConfig
+from dsm.config import PrecipInput, RainConfig, TwinConfig
 from dsm.cube import Layout, VariableSpec, whole_chunks
 from dsm.ingest.remap import remap_to_region
 from dsm.periods import composite_8day_of
@@ -89,7 +89,7 @@ class _Writer:
 
     def record_written(self) -> None:
         """Record in the cube every row the twin wrote (after the last write)."""
-        store.set_attrs(self.stores.cube, {store.WRITTEN_ATTR: store.merge_written({}, *self.written)}, self.so)
+        store.record_written(self.stores.cube, self.so, {}, *self.written)
 
     def precip(self, d: Day) -> None:
         """Buffer the day's rain for the 0.1 degree product; write one time chunk at a time."""
@@ -189,7 +189,10 @@ def build_twin(
     layout = Layout(spec.region, spec.start, spec.end, space_chunk, time_chunk,
                     whole_chunks(rain.spinup_days, time_chunk))
     attrs = dict(describe(spec))
-    store.create(stores.cube, cube.template(layout, cube.SCHEMA, {"title": "dsm predictor cube (synthetic twin)", **attrs}),
+    settings = fingerprint.cube_record(None, TwinConfig(seed=spec.seed, n_insitu=spec.n_insitu, n_weather=spec.n_weather),
+                                       rain)
+    store.create(stores.cube, cube.template(layout, cube.SCHEMA, {"title": "dsm predictor cube (synthetic twin)", **attrs,
+                                                                  fingerprint.CUBE_ATTR: settings}),
                  "cube", storage_options, overwrite)
     store.create(stores.truth, cube.template(layout, TRUTH_SPECS, {"title": "dsm twin 1 km truth", **attrs}),
                  "truth", storage_options, overwrite)

@@ -203,7 +203,9 @@ def test_a_chunk_lost_from_the_cube_is_an_error_for_predict_and_verify_never_clo
     shutil.copytree(tiny_twin.cube, url)
     ds = blocks._open(url, "{}", "lost", "raw")
     assert ds.attrs[store.WRITTEN_ATTR]["lst"] == [[0, 48]] and ds.attrs[store.WRITTEN_ATTR]["dem"] == [[0, 144]]
+    assert all(ds.attrs[store.WRITTEN_ATTR][n] == [[0, 48]] for n in cube.RAIN_VARS if n != "precip")  # the indices too
     (tmp_path / "cube.zarr" / "lst" / "c" / "1" / "0" / "1").unlink()  # days 8-15, y 0:72, x 72:144
+    (tmp_path / "cube.zarr" / "api_5d" / "c" / "5" / "1" / "1").unlink()  # days 40-47
     with pytest.raises(StoreError, match=rf"{url}/lst: chunk c/1/0/1 is missing although it was written "
                                          r"\(index 8..15 of time\): the data is lost"):
         blocks._read(ds, "lst", time=slice(8, 16), y=slice(0, 72), x=slice(72, 144))
@@ -211,10 +213,57 @@ def test_a_chunk_lost_from_the_cube_is_an_error_for_predict_and_verify_never_clo
     cfg = from_dict({"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
                      "stores": {"cube": url}})
     found = verify(cfg, client).findings
-    assert [(f.store, f.item) for f in found] == [("cube", "lst/c/1/0/1")] and "the data is lost" in found[0].problem
+    assert sorted((f.store, f.item) for f in found) == [("cube", "api_5d/c/5/1/1"), ("cube", "lst/c/1/0/1")]
+    assert all("the data is lost" in f.problem for f in found)
     # training refuses the cube before it gathers a sample, naming the chunk
     cfg = from_dict({**cfg.model_dump(mode="json", exclude_defaults=True),
                      "stores": {"cube": url, "models": str(tmp_path / "models")}})
-    with pytest.raises(StoreError, match=r"chunks missing although they were written \(lst: c/1/0/1 \(1 chunks\)\)"):
+    with pytest.raises(StoreError, match=r"chunks missing although they were written \(lst: c/1/0/1 \(1 chunks\); "
+                                         r"api_5d: c/5/1/1 \(1 chunks\)\)"):
         train(cfg, client)
     assert not (tmp_path / "models").exists()
+
+
+@pytest.mark.timeout(300)
+def test_days_made_empty_are_redone_once_the_cube_changes_and_models_follow_the_cube(tiny_twin, tmp_path, client):
+    import shutil
+
+    from dsm import fingerprint
+    from dsm.config import from_dict
+    from dsm.models.train import train
+    from dsm.predict import predict
+
+    url = str(tmp_path / "cube.zarr")
+    shutil.copytree(tiny_twin.cube, url)
+    cfg = from_dict({"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-06-24"},
+                     "stores": {"cube": url, "models": str(tmp_path / "models"), "output": str(tmp_path / "sm.zarr")},
+                     "chunks": {"space": 72, "time": 8}, "output": {"gap_free": False},
+                     "training": {"min_samples": 30, "fusion": {"grid": {"max_depth": [3]}, "max_rounds": 40,
+                                                                "cv_folds": 3}},
+                     "rain": {"predictors": "off"}})
+    assert train(cfg, client).failed == {}
+    # LST lost for one whole day (no file yet): without gap filling the day has nothing to predict
+    ds = cube.open_cube(url)
+    intact = ds[["lst"]].isel(time=slice(8, 16)).load()
+    holed = intact.copy(deep=True)
+    holed["lst"][2] = np.nan
+    store.write_region(url, holed, None, ds)
+    first = predict(cfg, client)
+    assert list(first.empty) == ["2016-06-19"] and "missing all day: lst" in first.empty["2016-06-19"]
+    assert predict(cfg, client).skipped == first.days  # nothing changed: nothing is made again
+    # the file arrives: the ingest writes the day and records the write (the same call as dsm ingest)
+    store.write_region(url, intact, None, ds)
+    store.record_written(url, None, cube.open_cube(url).attrs, {"lst": [8, 16]})
+    again = predict(cfg, client)
+    assert again.empty == {} and again.predicted == [f"2016-06-{d}" for d in range(17, 25)]
+    attrs = products.open_products(cfg.stores.output).attrs
+    assert attrs["days_empty"] == {} and attrs["day_models"]["2016-06-19"][products.VALID_PIXELS] > 0
+    assert attrs["day_models"]["2016-06-19"][store.REVISION_ATTR] == cube.open_cube(url).attrs[store.REVISION_ATTR]
+    # the cube rebuilt with other input settings: its models and products are refused, naming the cube
+    twin = fingerprint.cube_settings(None, None, cfg.rain) | {"twin.seed": 8}
+    store.set_attrs(url, {fingerprint.CUBE_ATTR: {"fingerprint": fingerprint.fingerprint(twin), "settings": twin}})
+    with pytest.raises(StoreError, match=r"made from a cube of fingerprint \w+, the cube .*cube.zarr now has \w+ "
+                                         r"\(rebuilt, or inputs added since\)"):
+        predict(cfg, client)
+    with pytest.raises(StoreError, match=r"the models store .* was made with other settings .*rebuilt, or inputs added"):
+        train(cfg, client)

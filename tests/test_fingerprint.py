@@ -113,3 +113,75 @@ def test_two_runs_never_train_into_one_model_store(tmp_path):
         with pytest.raises(LockError, match="locked by run other-config"):
             train(cfg, None)
     assert not (tmp_path / "models").exists()
+
+
+_INPUTS = {"smap": {"paths": ["/data/smap/"], "qc_mask": 1},
+           "geotiff": {"ndvi": {"paths": ["/data/ndvi/*.tif"], "scale": 0.0001}},
+           "soil": {"sand": "/data/sand.tif", "silt": "/data/silt.tif", "clay": "/data/clay.tif"}}
+
+
+def test_the_cube_fingerprint_counts_value_settings_not_where_the_files_are():
+    base = _config(inputs=_INPUTS)
+    moved = _config(inputs={**_INPUTS, "storage_options": {"anon": True},
+                            "smap": {**_INPUTS["smap"], "paths": ["s3://bucket/smap/"]},
+                            "soil": {"sand": "s3://b/sand.tif", "silt": "s3://b/silt.tif", "clay": "s3://b/clay.tif"}})
+    assert record(moved, "cube") == record(base, "cube")
+    assert record(_config(inputs=_INPUTS, training__fusion__max_rounds=50), "cube") == record(base, "cube")
+    for change, key in (({"smap": {**_INPUTS["smap"], "qc_mask": 0}}, "inputs.smap.qc_mask: 1 -> 0"),
+                        ({"geotiff": {"ndvi": {"paths": ["/d/*.tif"], "scale": 1.0}}}, "inputs.geotiff.ndvi.scale"),
+                        ({"soil": {"soilgrids": "/data/soilgrids/"}}, "inputs.soil.soilgrids: False -> True")):
+        other = _config(inputs={**_INPUTS, **change})
+        assert record(other, "cube") != record(base, "cube")
+        assert any(d.startswith(key) for d in differences(settings_of(base, "cube"), settings_of(other, "cube")))
+    assert record(_config(rain__max_gap_days=9), "cube") != record(_config(), "cube")
+    assert settings_of(_config(), "cube")["twin.seed"] == 42  # no inputs: the twin's settings, defaults included
+    assert record(_config(twin={"seed": 42}), "cube") == record(_config(), "cube")
+
+
+def test_sources_are_recorded_as_they_write_and_held_to_their_settings():
+    from dsm.fingerprint import cube_update
+
+    cfg = _config(inputs=_INPUTS)
+    first = cube_update(None, cfg, "cube.zarr", "x", wrote=["inputs.smap"])  # the GeoTIFFs wrote nothing
+    assert first["settings"]["inputs.smap.qc_mask"] == 1 and not any("geotiff" in k for k in first["settings"])
+    fixed = _config(inputs={**_INPUTS, "geotiff": {"ndvi": {"paths": ["/d/"], "scale": 0.001}}})
+    both = cube_update(first, fixed, "cube.zarr", "x", wrote=["inputs.geotiff.ndvi"])  # not refused: never written
+    assert both["settings"]["inputs.geotiff.ndvi.scale"] == 0.001 and both["settings"]["inputs.smap.qc_mask"] == 1
+    assert cube_update(both, _config(inputs={"smap": {"paths": ["/x/"]}}), "c", "x") == both  # a source alone: kept
+    with pytest.raises(StoreError, match=r"cube store c.zarr .*inputs.smap.qc_mask: 1 -> 0.*ingesting would mix "
+                                         r"them.*dsm ingest CONFIG --overwrite"):
+        cube_update(both, _config(inputs={"smap": {"paths": ["/x/"], "qc_mask": 0}}), "c.zarr",
+                    "dsm ingest CONFIG --overwrite")
+    assert cube_update(None, cfg, "c", "x", wrote=["rain"])["settings"] == {"rain.max_gap_days": 3, "rain.spinup_days": 45}
+
+
+def test_models_and_products_are_bound_to_the_cube_they_were_made_from(tmp_path):
+    from dsm.models.store import ModelStore
+    from dsm.models.train import bind_settings
+    from dsm.predict import open_or_create_output
+
+    store = ModelStore(str(tmp_path / "models"))
+    bind_settings(store, _config(), replace=False, cube="aaaa")
+    bind_settings(store, _config(), replace=False, cube="aaaa")
+    with pytest.raises(StoreError, match=r"cube: made from a cube of fingerprint aaaa, the cube .* now has bbbb \("
+                                         r"rebuilt, or inputs added since\).*dsm train CONFIG --force"):
+        bind_settings(store, _config(), replace=False, cube="bbbb")
+    with pytest.raises(StoreError, match=r"fingerprint aaaa, the cube .* now has bbbb"):
+        check_settings(store.read_settings(), _config(), "models", store.url, "retrain", "bbbb")
+    old = {**record(_config(), "models")}  # recorded before cubes had fingerprints: not checked against one
+    check_settings(old, _config(), "models", store.url, "retrain", "bbbb")
+    made = _stores(_config(), tmp_path)
+    open_or_create_output(made, cube="aaaa")
+    with pytest.raises(StoreError, match=r"fingerprint aaaa, the cube .* now has bbbb.*dsm predict CONFIG --overwrite"):
+        open_or_create_output(made, cube="bbbb")
+
+
+def test_a_built_twin_is_not_reused_for_another_twin_configuration(tiny_twin):
+    from dsm.run import _stage_cube
+
+    raw = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
+           "stores": {"cube": tiny_twin.cube, "truth": tiny_twin.truth, "stations": tiny_twin.stations}}
+    same = config_mod.from_dict({**raw, "twin": {"seed": 7}})
+    assert _stage_cube(same, None, print, None).message == "twin already built"
+    with pytest.raises(StoreError, match=r"twin.seed: 7 -> 8.*dsm twin CONFIG --overwrite"):
+        _stage_cube(config_mod.from_dict({**raw, "twin": {"seed": 8}}), None, print, None)

@@ -231,11 +231,19 @@ def test_geotiff_series_scale_and_nodata_from_the_configuration(tmp_path, client
     res = _ingest(_config(tmp_path, client, inputs))
     assert res.exit_code == 1 and "set inputs.geotiff.ndvi.scale (e.g. 0.0001" in res.output, res.output
     assert np.isnan(open_cube(str(tmp_path / "cube.zarr"))["ndvi"].values).all()
-    inputs["geotiff"]["ndvi"].update(scale=0.0001, nodata=-3000)
+    inputs["geotiff"]["ndvi"].update(scale=0.0001, nodata=-3000)  # the refused run bound nothing: accepted
     assert _ingest(_config(tmp_path, client, inputs)).exit_code == 0
     ndvi = open_cube(str(tmp_path / "cube.zarr"))["ndvi"].values[0]
     assert np.isnan(ndvi[:, :5]).all()
     np.testing.assert_allclose(ndvi[:, 5:], 0.4, rtol=1e-6)
+    # another scale for values already in the cube would mix two scalings: refused, named
+    inputs["geotiff"]["ndvi"].update(scale=0.00005)
+    res = _ingest(_config(tmp_path, client, inputs))
+    assert res.exit_code == 2 and "inputs.geotiff.ndvi.scale: 0.0001 -> 5e-05" in res.output, res.output
+    assert "dsm ingest CONFIG --overwrite" in res.output
+    np.testing.assert_allclose(open_cube(str(tmp_path / "cube.zarr"))["ndvi"].values[0][:, 5:], 0.4, rtol=1e-6)
+    assert _ingest(_config(tmp_path, client, inputs), "--overwrite").exit_code == 0  # a new cube, the new scale
+    np.testing.assert_allclose(open_cube(str(tmp_path / "cube.zarr"))["ndvi"].values[0][:, 5:], 0.2, rtol=1e-6)
 
 
 # -- 4. duplicates: the newest intact granule wins -----------------------------------------

@@ -99,7 +99,7 @@ from typing import Any
 import fsspec
 import xarray as xr
 
-from dsm import store
+from dsm import fingerprint, store
 from dsm.cluster import outcomes
 from dsm.config import Config
 from dsm.cube import Layout, create_cube, layout_of, open_cube
@@ -112,19 +112,23 @@ from dsm.runlock import Lease, LockLostError
 log = logging.getLogger(__name__)
 
 
-def ensure_cube(cfg: Config) -> xr.Dataset:
-    """Open the configured cube, creating it first when missing; check it fits the config.
+def ensure_cube(cfg: Config, overwrite: bool = False) -> xr.Dataset:
+    """Open the configured cube, creating it first when missing (or when ``overwrite``); check
+    it fits the configuration and record the settings its values are made with.
 
     Raises
     ------
     ConfigError
         The existing cube was made for another region or other dates.
+    StoreError
+        A source was ingested into the cube with other value settings
+        (:func:`dsm.fingerprint.cube_update`): ingesting it again would mix them.
     """
     url, so = cfg.stores.cube, cfg.stores.storage_options
     layout = Layout.from_config(cfg)
-    if not store._exists(url, so):
+    if overwrite or not store._exists(url, so):
         log.info("creating the cube %s", url)
-        create_cube(url, layout, so)
+        create_cube(url, layout, so, overwrite=overwrite)
     ds = open_cube(url, so)
     have = layout_of(ds)
     if (have.region, have.start, have.end) != (layout.region, layout.start, layout.end):
@@ -132,11 +136,24 @@ def ensure_cube(cfg: Config) -> xr.Dataset:
             f"the cube at {url} covers region {have.region.to_dict()} {have.start}..{have.end}, the configuration "
             f"{layout.region.to_dict()} {layout.start}..{layout.end}: use another stores.cube"
         )
+    _settings_after(cfg, ds, ())  # refuses before any file is read
     return ds
 
 
+def _settings_after(cfg: Config, cube: xr.Dataset, sources: Sequence[str]) -> dict[str, Any]:
+    """The cube's settings record (:func:`dsm.fingerprint.cube_update`) once the tasks of
+    ``sources`` (:attr:`~dsm.ingest.plan.Task.source`) have written values."""
+    static = ("dem", "slope", "aspect", "soil", "land_mask")
+    prefixes = {p for s in sources for p in ([f"inputs.{k}" for k in static] if s == "static" else
+                                             ["inputs.precip", "rain"] if s == "precip" else
+                                             [f"inputs.{s.replace(':', '.')}"])}
+    return fingerprint.cube_update(cube.attrs.get(fingerprint.CUBE_ATTR), cfg, cfg.stores.cube,
+                                   "`dsm ingest CONFIG --overwrite` rebuilds the cube (then dsm train --force and "
+                                   "dsm predict --overwrite), or choose another stores.cube", sorted(prefixes))
+
+
 def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str | None = None,
-               lease: Lease | None = None) -> dict[str, Any]:
+               lease: Lease | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Ingest every configured input into the cube on ``client``'s cluster; write the report.
 
     Parameters
@@ -153,6 +170,8 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
         The run's lease (:class:`dsm.runlock.Lease`): checked before the cube is created,
         as each task lands (a lost lease cancels the rest), before the antecedent indices
         and before the report is written.
+    overwrite
+        Start a new, empty cube in place of an existing one (:func:`ensure_cube`).
 
     Returns
     -------
@@ -165,7 +184,7 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     check()
-    cube = ensure_cube(cfg)
+    cube = ensure_cube(cfg, overwrite)
     p = plan(cfg, cube)
     log.info("ingest: %d tasks, %d files decided by name", len(p.tasks), len(p.files))
     run_id = uuid.uuid4().hex[:8]  # fresh keys: a rerun on the same client must not reuse results
@@ -179,7 +198,7 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
             client.cancel(futures)
             raise
         if exc is None:
-            results.append(result)
+            results.append((task, result))
             continue
         # a bug or a storage failure in one task: report it, go on with the others
         log.error("task %s failed: %r", task.key, exc)
@@ -188,13 +207,14 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
                        "dates": [g.date.isoformat() for g in task.groups if g.date is not None]})  # fmt: skip
     check()
     _record_written(cfg, cube, results)
-    report = _assemble(cfg, p, results, errors, started, time.perf_counter() - t0)
+    report = _assemble(cfg, p, [r for _, r in results], errors, started, time.perf_counter() - t0)
     check()
     if cfg.inputs is not None and cfg.inputs.precip is not None:
         report["antecedent"] = _antecedent(cfg, client, report)
         report["summary"] = summarize(report)
     path = report_path or report_url(cfg.stores.cube)
-    report["provenance"] = _merge_provenance(_previous(path, cfg.stores.storage_options), report["provenance"])
+    earlier = {} if overwrite else _previous(path, cfg.stores.storage_options)  # a new cube: its own files only
+    report["provenance"] = _merge_provenance(earlier, report["provenance"])
     check()
     with fsspec.open(path, "w", **dict(cfg.stores.storage_options)) as f:
         json.dump(report, f, indent=1, sort_keys=False)
@@ -202,14 +222,15 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
     return report
 
 
-def _record_written(cfg: Config, cube: xr.Dataset, results: Sequence[Mapping[str, Any]]) -> None:
-    """Add the rows the tasks wrote to the cube's record (:data:`dsm.store.WRITTEN_ATTR`), so a
-    chunk lost from them later is an error, not a gap."""
-    wrote = [{v: [0, cube[v].shape[0]] if w == "static" else w for v, w in r.get("wrote", {}).items()} for r in results]
-    if any(wrote):
-        recorded = cube.attrs.get(store.WRITTEN_ATTR, {})
-        store.set_attrs(cfg.stores.cube, {store.WRITTEN_ATTR: store.merge_written(recorded, *wrote)},
-                        cfg.stores.storage_options)
+def _record_written(cfg: Config, cube: xr.Dataset, results: Sequence[tuple[Any, Mapping[str, Any]]]) -> None:
+    """Add the rows the tasks wrote to the cube's record (:func:`dsm.store.record_written`), so a
+    chunk lost from them later is an error, not a gap, and days predicted empty are redone; and
+    the settings of the sources that wrote to its settings record."""
+    wrote = [{v: [0, cube[v].shape[0]] if w == "static" else w for v, w in r.get("wrote", {}).items()}
+             for _, r in results]
+    settings = _settings_after(cfg, cube, [t.source for (t, _), w in zip(results, wrote) if w])
+    store.record_written(cfg.stores.cube, cfg.stores.storage_options, cube.attrs, *wrote,
+                         also={fingerprint.CUBE_ATTR: settings})
 
 
 def _antecedent(cfg: Config, client: Any, report: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from distributed import Client
 from dsm import fingerprint
 from dsm import store as zarr_stores  # the local name store is the model store
 from dsm.config import Config
-from dsm.cube import open_cube
+from dsm.cube import RAIN_VARS, open_cube
 from dsm.errors import ConfigError
 from dsm.models.cards import FUSION_KEY, FusionCard
 from dsm.models.estimators import check_training_grids
@@ -163,22 +163,24 @@ def train(config: Config, client: Client, *, force: bool = False, only: Sequence
                  run_id=lease.run_id if lease is not None else None) as models_lease:
         ds = open_cube(config.stores.cube, so)
         check_predictors(ds, config.predictors)
-        zarr_stores.require_present(ds, config.stores.cube, so, [*config.predictors, "smap_sm", "land_mask"])
+        rain = RAIN_VARS if config.rain.predictors == "auto" else ()  # the default method's rain predictors
+        zarr_stores.require_present(ds, config.stores.cube, so, [*config.predictors, "smap_sm", "land_mask", *rain])
         store = ModelStore(models_url, so, lease=models_lease)
-        bind_settings(store, config, replace=force and not only)
+        bind_settings(store, config, replace=force and not only, cube=fingerprint.cube_fingerprint(ds.attrs))
         return _train_into(store, config, client, ds, all_periods, chosen, force, only, search_fn, say)
 
 
-def bind_settings(store: ModelStore, config: Config, replace: bool) -> None:
-    """Record ``config``'s model settings in ``store`` (:mod:`dsm.fingerprint`), or refuse a
-    store trained with other settings unless ``replace`` (every model is retrained)."""
-    current = fingerprint.record(config, "models")
+def bind_settings(store: ModelStore, config: Config, replace: bool, cube: str | None = None) -> None:
+    """Record ``config``'s model settings and the fingerprint ``cube`` of the cube the models are
+    trained on in ``store`` (:mod:`dsm.fingerprint`), or refuse a store trained with other
+    settings or on another cube unless ``replace`` (every model is retrained)."""
+    current = fingerprint.record(config, "models", cube)
     recorded = store.read_settings()
     if recorded == current:
         return
     if recorded is not None and not replace:
         fingerprint.check_settings(recorded, config, "models", store.url,
-                                   "`dsm train CONFIG --force` retrains every model with these settings")
+                                   "`dsm train CONFIG --force` retrains every model with these settings", cube)
     store.write_settings(current)
 
 
