@@ -1,5 +1,33 @@
 """Faults a run must survive: a write cut short never leaves a partial file under a final
-name, and a resume redoes what is truncated or unreadable instead of trusting that it exists."""
+name, and a resume redoes what is truncated or unreadable instead of trusting that it exists.
+
+Where each failure of the reliability review (issue 14) is reproduced; the scenarios that need a
+module's own fixtures live beside them:
+
+==============================  ==========================================================
+case                            tests
+==============================  ==========================================================
+1 the lock                      ``test_run_lock.py``: every writing command, a lease taken
+                                over (exit 1, nothing more written), SIGTERM, ``dsm demo``
+                                beside a live run
+2 stores mix configurations     ``test_fingerprint.py`` (cube, models, products, the twin);
+                                here: models and products follow the cube
+3 the model store               ``test_fingerprint.py::test_two_runs_never_train_into_one_model_store``
+4 lost data is not cloud        here (lost and flipped cube chunks, ``dsm verify``, empty
+                                days redone); ``test_export.py`` (lost or damaged product
+                                chunks never published)
+5 impossible inputs             ``test_ranges.py``; ``test_ingest_inputs.py`` (refused files)
+6 resume trusts files           here (truncated models, cards, COGs, a write cut short)
+7 storage options, buckets      here (report figures); ``test_run_lock.py`` (missing bucket)
+8 secrets                       ``test_deploy.py`` (credentials only from Secrets, grep of
+                                every rendered manifest)
+9 messages                      ``test_run_lock.py`` (unreachable endpoint), ``test_train.py``
+                                (lost worker in the distributed fit, grid values),
+                                here (a damaged chunk named)
+10 reproducible models          ``test_train.py::test_the_same_inputs_and_seed_give_byte_identical_model_files``
+crashes, killed workers, S3     ``test_predict_resume.py``, ``test_run_chain.py``
+==============================  ==========================================================
+"""
 
 from __future__ import annotations
 
