@@ -27,7 +27,7 @@ import xgboost
 from dsm import products, store
 from dsm.cellmeans import (BlockCells, DayCells, fuse_block, fusion_parts, running_mean, within_cell_anomaly)
 from dsm.cube import API_NAMES, SPECS
-from dsm.grid import FINE_PER_COARSE, Region, block_reduce_mean
+from dsm.grid import Region, block_reduce_mean
 from dsm.features import doy_terms, feature_layer, source_of
 from dsm.models.store import ModelStore
 from dsm.models.variants import FULL
@@ -186,12 +186,12 @@ def model_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndarra
     origin = np.zeros(shape, products.ORIGIN_DTYPE)
     counts: dict[str, int] = {}
     remaining = land.copy()
-    no_smap = _to_pixels(~np.isfinite(smap))
+    no_smap = _to_pixels(~np.isfinite(smap), shape)
     doy = doy_terms(np.array([np.datetime64(plan.day, "ns")]))[0]
     layers = {c: feature_layer(c, feats[source_of(c)]) for v in plan.variants for c in v.columns}
     masked = {c: out_of_range[source_of(c)] for c in layers if source_of(c) in out_of_range}
     raw_remaining = land.copy()  # the variant choice the raw values would have made
-    changed = _to_pixels(np.asarray(smap_out_of_range, bool))
+    changed = _to_pixels(np.asarray(smap_out_of_range, bool), shape)
     for v in plan.variants:
         ok = remaining.copy()
         for c in v.columns:
@@ -240,9 +240,10 @@ def model_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndarra
     return sm, unc, origin, counts
 
 
-def _to_pixels(cells: np.ndarray) -> np.ndarray:
-    """A (cy, cx) array repeated onto the 1 km pixels of its cells."""
-    return np.repeat(np.repeat(cells, FINE_PER_COARSE, 0), FINE_PER_COARSE, 1)
+def _to_pixels(cells: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A (cy, cx) array repeated onto the 1 km pixels of its cells, a block of ``shape``."""
+    f = shape[-2] // cells.shape[-2]
+    return np.repeat(np.repeat(cells, f, 0), f, 1)
 
 
 def finish_day(model: np.ndarray, unc: np.ndarray, origin: np.ndarray, smap: np.ndarray,
@@ -275,9 +276,9 @@ def predict_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndar
 def residual_correct(sm: np.ndarray, smap: np.ndarray, clip: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
     """Shift each cell's pixels so the cell mean equals SMAP where SMAP observed it (``smap``
     screened: :func:`run_block` and :func:`predict_day` pass only valid values, :mod:`dsm.ranges`)."""
-    means = block_reduce_mean(sm)
+    means = block_reduce_mean(sm, factor=sm.shape[-2] // smap.shape[-2])
     shift = np.where(np.isfinite(smap) & np.isfinite(means), smap - means, 0.0).astype(np.float32)
-    full = np.repeat(np.repeat(shift, FINE_PER_COARSE, 0), FINE_PER_COARSE, 1)
+    full = _to_pixels(shift, sm.shape)
     return np.where(np.isfinite(sm), np.clip(sm + full, *clip), np.nan).astype(np.float32)
 
 
@@ -299,7 +300,8 @@ def _model_block(job: BlockJob) -> _ModelledBlock:
     so = job.storage_options
     cube = _open(job.cube, so, job.token, "raw")
     ys, xs = slice(job.y0, job.y1), slice(job.x0, job.x1)
-    cys, cxs = slice(job.y0 // FINE_PER_COARSE, job.y1 // FINE_PER_COARSE), slice(job.x0 // FINE_PER_COARSE, job.x1 // FINE_PER_COARSE)
+    f = Region.from_dict(cube.attrs["region"]).fine_per_coarse
+    cys, cxs = slice(job.y0 // f, job.y1 // f), slice(job.x0 // f, job.x1 // f)
     land = _read(cube, "land_mask", y=ys, x=xs) == 1
     cache: dict[Any, np.ndarray] = {}
     all_names = sorted({p for plan in job.plans for v in plan.variants for p in v.predictors})
@@ -340,7 +342,7 @@ def _model_block(job: BlockJob) -> _ModelledBlock:
     anomalies = None
     if job.window > 1 and job.cells is not None:
         nan = np.full(land.shape, np.nan, np.float32)
-        stack = np.stack([within_cell_anomaly(modelled[p.day][0]) if p.day in modelled else nan for p in seq])
+        stack = np.stack([within_cell_anomaly(modelled[p.day][0], f) if p.day in modelled else nan for p in seq])
         anomalies = running_mean(stack, job.window)[len(job.before):len(job.before) + job.t1 - job.t0]
     return _ModelledBlock(land, modelled, anomalies, smaps, [i - ct0 for i in day_index], masked, missing)
 
@@ -389,9 +391,10 @@ def run_block(job: BlockJob) -> dict[str, Any]:
     cube = _open(job.cube, so, job.token, "raw")
     out = _open(job.output, so, job.token, products.KIND)
     ys, xs = slice(job.y0, job.y1), slice(job.x0, job.x1)
-    cys, cxs = slice(job.y0 // FINE_PER_COARSE, job.y1 // FINE_PER_COARSE), slice(job.x0 // FINE_PER_COARSE, job.x1 // FINE_PER_COARSE)
-    r = cube.attrs["region"]
-    cell_ids = Region(r["row0"], r["col0"], r["nrows"], r["ncols"]).cell_ids[cys, cxs]
+    region = Region.from_dict(cube.attrs["region"])
+    f = region.fine_per_coarse
+    cys, cxs = slice(job.y0 // f, job.y1 // f), slice(job.x0 // f, job.x1 // f)
+    cell_ids = region.cell_ids[cys, cxs]
     mb = _model_block(job)
     nt = job.t1 - job.t0
     shape = (nt, job.y1 - job.y0, job.x1 - job.x0)
@@ -411,7 +414,7 @@ def run_block(job: BlockJob) -> dict[str, Any]:
         s, u, o = finish_day(model, u, o, smap, job.clip, job.residual_correction, _day_cells(job, i),
                              None if mb.anomalies is None else mb.anomalies[i])
         sm[i], unc[i], origin[i] = s, u, o
-        sm36[i] = block_reduce_mean(s)
+        sm36[i] = block_reduce_mean(s, factor=f)
         info["counts"] = counts
         info["valid"] = int(np.isfinite(s).sum())
         info["origin"] = {str(b): n for b, n in products.origin_counts(o).items()}

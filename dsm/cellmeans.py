@@ -1,4 +1,4 @@
-"""The fused 36 km cell means of the default method, for every cell and day of a run.
+"""The fused SMAP-cell (36 or 9 km) means of the default method, for every cell and day of a run.
 
 Before the 1 km prediction, the fusion method needs, per SMAP cell and day:
 
@@ -95,8 +95,7 @@ def fused_cells(client: Client, ds: xr.Dataset, card: FusionCard, load: Callable
                            features=features, keep="all", count_column=True) for p in periods(start, end)]
     computed = client.gather(client.compute(graphs))
     tables = [t for t in computed if len(t)]
-    r = ds.attrs["region"]
-    m = np.full((ds.sizes["time"], r["nrows"], r["ncols"]), np.nan, np.float32)
+    m = np.full((ds.sizes["time"], ds.sizes["cy"], ds.sizes["cx"]), np.nan, np.float32)
     screened = np.zeros(m.shape, bool)
     if tables:
         table = pd.concat(tables, ignore_index=True)
@@ -142,10 +141,11 @@ class DayCells:
     screened: np.ndarray | None = None  # (cy, cx) bool: the cell mean or its fusion lost an impossible input
 
 
-def within_cell_anomaly(model: np.ndarray) -> np.ndarray:
-    """``f - mean_cell f``: each pixel's departure from its 36 km cell's mean (NaN stays NaN)."""
-    f = FINE_PER_COARSE
-    return model - np.repeat(np.repeat(block_reduce_mean(model), f, 0), f, 1)
+def within_cell_anomaly(model: np.ndarray, factor: int = FINE_PER_COARSE) -> np.ndarray:
+    """``f - mean_cell f``: each pixel's departure from its SMAP cell's mean (cells of ``factor``
+    pixels a side; NaN stays NaN)."""
+    f = factor
+    return model - np.repeat(np.repeat(block_reduce_mean(model, factor=f), f, 0), f, 1)
 
 
 def running_mean(stack: np.ndarray, window: int) -> np.ndarray:
@@ -173,12 +173,12 @@ def fusion_parts(model: np.ndarray, cells: DayCells, anomaly: np.ndarray | None 
     (:func:`dsm.fusion.smooth_increments`, cell means preserved): ``B = (C - increment) +
     smooth(increment)``; with ``"cell_means"`` the whole cell mean is: ``B = smooth(C)``. In
     both cases ``B``'s mean over the cell's predicted pixels is ``C``. NaN where ``C`` is
-    undefined (no model cell mean).
+    undefined (no model cell mean). The cells' size is the ratio of the block's shape to theirs.
     """
-    f = FINE_PER_COARSE
+    f = model.shape[-2] // cells.cell_mean.shape[-2]
     ok = np.isfinite(model)
     rep = lambda a: np.repeat(np.repeat(a, f, 0), f, 1)  # noqa: E731
-    anomaly = within_cell_anomaly(model) if anomaly is None else anomaly
+    anomaly = within_cell_anomaly(model, f) if anomaly is None else anomaly
     base = rep(cells.cell_mean)
     if cells.halo is not None and cells.smooth != "none":
         smooth = smooth_increments(cells.halo, f)[f:-f, f:-f]
@@ -187,7 +187,7 @@ def fusion_parts(model: np.ndarray, cells: DayCells, anomaly: np.ndarray | None 
         else:
             base = np.where(np.isfinite(smooth), smooth, base)
         # the smoothing preserves the mean over all pixels of a cell; keep it over the predicted ones
-        base = base + rep(cells.cell_mean - block_reduce_mean(np.where(ok, base, np.nan)))
+        base = base + rep(cells.cell_mean - block_reduce_mean(np.where(ok, base, np.nan), factor=f))
     return base, anomaly
 
 
@@ -202,7 +202,7 @@ def fuse_block(model: np.ndarray, origin: np.ndarray, cells: DayCells, clip: tup
     increment, bit 256 the cells in ``cells.screened`` (an input of the cell mean or of its
     fusion was impossible and masked).
     """
-    f = FINE_PER_COARSE
+    f = model.shape[-2] // cells.cell_mean.shape[-2]
     ok = np.isfinite(model)
     rep = lambda a: np.repeat(np.repeat(a, f, 0), f, 1)  # noqa: E731
     base, anomaly = fusion_parts(model, cells, anomaly)

@@ -9,6 +9,7 @@ Example
 
     region:
       bbox: [108.0, 38.0, 110.9, 40.4]    # lon_min, lat_min, lon_max, lat_max; snapped outward
+      coarse: spl3smp                     # or spl3smp_e: downscale the 9 km SPL3SMP_E
     dates: {start: 2016-01-01, end: 2016-12-31}
     stores:
       cube: s3://my-bucket/dsm/cube.zarr
@@ -46,6 +47,7 @@ any fsspec option.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from pathlib import Path
@@ -80,13 +82,21 @@ def _one_many_or_none(schema: dict[str, Any]) -> None:
     schema["anyOf"] = [{"type": "string"}, *schema.get("anyOf", [])]
 
 
+COARSE_PRODUCTS: dict[str, int] = {"spl3smp": 36, "spl3smp_e": 9}
+"""The SMAP products a region's coarse grid may follow, and their cell size in km."""
+
+
 class RegionConfig(_Frozen):
-    """Either a lon/lat ``bbox`` snapped outward to whole 36 km cells, or explicit ``cells``."""
+    """Either a lon/lat ``bbox`` snapped outward to whole 36 km cells, or explicit ``cells``;
+    ``coarse``: the SMAP product (and so the coarse grid) the 1 km maps are downscaled from."""
 
     bbox: tuple[float, float, float, float] | None = None
     cells: tuple[int, int, int, int] | None = Field(
         default=None, description="row0, col0, nrows, ncols on the global 36 km grid"
     )
+    coarse: Literal["spl3smp", "spl3smp_e"] = Field(
+        default="spl3smp", description="SMAP product downscaled: spl3smp (36 km, SPL3SMP) or spl3smp_e (9 km, "
+                                       "SPL3SMP_E: samples, training, fusion and the consistency check at 9 km)")
 
     @model_validator(mode="after")
     def _one_of(self) -> RegionConfig:
@@ -100,10 +110,11 @@ class RegionConfig(_Frozen):
 
     def to_region(self) -> Region:
         """The grid region this describes."""
+        km = COARSE_PRODUCTS[self.coarse]
         if self.bbox is not None:
-            return Region.from_bbox(*self.bbox)
+            return dataclasses.replace(Region.from_bbox(*self.bbox), coarse_km=km)
         assert self.cells is not None
-        return Region(*self.cells)
+        return Region(*self.cells, coarse_km=km)
 
 
 class DatesConfig(_Frozen):

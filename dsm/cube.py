@@ -194,15 +194,15 @@ class Layout:
             "time_precip": ("time_precip", tp, {"long_name": "day of precipitation (spin-up days first)"}),
             "y": ("y", r.fine_y, {**xy, "standard_name": "projection_y_coordinate", "axis": "Y"}),
             "x": ("x", r.fine_x, {**xy, "standard_name": "projection_x_coordinate", "axis": "X"}),
-            "cy": ("cy", r.coarse_y, {**xy, "long_name": "y of 36 km cell centres"}),
-            "cx": ("cx", r.coarse_x, {**xy, "long_name": "x of 36 km cell centres"}),
+            "cy": ("cy", r.coarse_y, {**xy, "long_name": f"y of {r.coarse_km} km SMAP cell centres"}),
+            "cx": ("cx", r.coarse_x, {**xy, "long_name": f"x of {r.coarse_km} km SMAP cell centres"}),
             "lat": ("y", r.fine_lat, {"standard_name": "latitude", "units": "degrees_north"}),
             "lon": ("x", r.fine_lon, {"standard_name": "longitude", "units": "degrees_east"}),
         }
 
     def chunks_for(self, dims: Sequence[str], sizes: Mapping[str, int]) -> tuple[int, ...]:
         """Chunk shape for a variable with ``dims``."""
-        coarse = self.space_chunk // FINE_PER_COARSE
+        coarse = self.space_chunk // self.region.fine_per_coarse
         per_dim = {"y": self.space_chunk, "x": self.space_chunk, "cy": coarse, "cx": coarse,
                    "time": self.time_chunk, "time_8d": 1, "time_16d": 1,
                    "time_precip": self.time_chunk}
@@ -214,7 +214,8 @@ class Layout:
             "region": self.region.to_dict(),
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
-            "grid": f"EASE-Grid 2.0 global, EPSG:{EPSG}, 1 km nested 36 x 36 in the SMAP 36 km grid",
+            "grid": f"EASE-Grid 2.0 global, EPSG:{EPSG}, 1 km nested {self.region.fine_per_coarse} x "
+                    f"{self.region.fine_per_coarse} in the SMAP {self.region.coarse_km} km grid",
             "Conventions": "CF-1.10",
         }
 
@@ -293,7 +294,7 @@ def layout_of(ds: xr.Dataset) -> Layout:
     ychunk = ds["y"].size if "chunks" not in ds["dem"].encoding else ds["dem"].encoding["chunks"][0]
     tchunk = ds["lst"].encoding.get("chunks", (ds.sizes["time"],))[0]
     spinup = ds.sizes["time_precip"] - ds.sizes["time"] if "time_precip" in ds.dims else 0
-    return Layout(Region(r["row0"], r["col0"], r["nrows"], r["ncols"]),
+    return Layout(Region.from_dict(r),
                   dt.date.fromisoformat(ds.attrs["start"]), dt.date.fromisoformat(ds.attrs["end"]),
                   ychunk, tchunk, spinup)
 
@@ -305,7 +306,7 @@ def summary(ds: xr.Dataset, valid_fractions: bool = True) -> dict[str, Any]:
     pixels (the whole 36 km grid for SMAP); computing them reads the whole cube.
     """
     r = ds.attrs["region"]
-    region = Region(r["row0"], r["col0"], r["nrows"], r["ncols"])
+    region = Region.from_dict(r)
     out: dict[str, Any] = {
         "region": {**region.to_dict(), "lonlat_bounds": [round(b, 5) for b in region.lonlat_bounds],
                    "fine_shape": list(region.fine_shape)},

@@ -140,7 +140,7 @@ def export_day(job: ExportJob) -> dict[str, Any]:
     origin = _day_layer(out, "sm_origin", job.t, so)
     group = zarr.open_group(out, mode="r", storage_options=so or None)
     r = group.attrs["region"]
-    region = Region(r["row0"], r["col0"], r["nrows"], r["ncols"])
+    region = Region.from_dict(r)
     data = np.asarray(raw, dtype=np.int16)
     valid = data != products.FILL
     if job.valid_pixels is not None and int(valid.sum()) != job.valid_pixels:

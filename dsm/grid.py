@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -136,9 +138,10 @@ def land_point_index(row: np.ndarray, col: np.ndarray) -> np.ndarray:
     return (NROWS_36KM - 1 - np.asarray(row)) * NCOLS_36KM + np.asarray(col)
 
 
-def cell_id(row: np.ndarray, col: np.ndarray) -> np.ndarray:
-    """Global linear id of a 36 km cell, row-major from the north-west corner."""
-    return np.asarray(row, dtype=np.int64) * NCOLS_36KM + np.asarray(col, dtype=np.int64)
+def cell_id(row: np.ndarray, col: np.ndarray, ncols: int = NCOLS_36KM) -> np.ndarray:
+    """Global linear id of a coarse cell, row-major from the north-west corner of a global grid
+    of ``ncols`` columns (the 36 km grid's by default)."""
+    return np.asarray(row, dtype=np.int64) * ncols + np.asarray(col, dtype=np.int64)
 
 
 def fine_to_coarse(row: np.ndarray, col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -152,9 +155,13 @@ def coarse_to_fine(row: int, col: int) -> tuple[slice, slice]:
     return slice(row * f, (row + 1) * f), slice(col * f, (col + 1) * f)
 
 
+COARSE_KM: tuple[int, ...] = (36, 9)
+"""Coarse grids a region's SMAP may come on: 36 km (SPL3SMP) or 9 km (SPL3SMP_E)."""
+
+
 @dataclass(frozen=True)
 class Region:
-    """A rectangle of whole 36 km cells on the global grid.
+    """A rectangle of whole 36 km cells on the global grid, with the coarse grid its SMAP is on.
 
     Parameters
     ----------
@@ -162,17 +169,24 @@ class Region:
         Global 36 km row and column of the upper-left cell.
     nrows, ncols
         Size in 36 km cells.
+    coarse_km
+        The coarse (SMAP) grid: 36 (SPL3SMP) or 9 (SPL3SMP_E, 4 x 4 cells per 36 km cell).
+        The ``coarse_*`` properties and :attr:`fine_per_coarse` follow it; the extent and the
+        1 km grid do not.
     """
 
     row0: int
     col0: int
     nrows: int
     ncols: int
+    coarse_km: int = 36
 
     def __post_init__(self) -> None:
         for name in ("row0", "col0", "nrows", "ncols"):
             if not isinstance(getattr(self, name), (int, np.integer)):
                 raise GridError(f"Region.{name} must be an integer, got {getattr(self, name)!r}")
+        if self.coarse_km not in COARSE_KM:
+            raise GridError(f"coarse grid of {self.coarse_km!r} km: dsm knows the EASE-Grid 2.0 {COARSE_KM} km grids")
         if self.nrows < 1 or self.ncols < 1:
             raise GridError(f"region size must be at least 1 x 1 cells, got {self.nrows} x {self.ncols}")
         if (
@@ -225,11 +239,27 @@ class Region:
             raise GridError(f"point ({lon}, {lat}) is outside the EASE-Grid 2.0 grid")
         return cls(int(row) - (nrows - 1) // 2, int(col) - (ncols - 1) // 2, nrows, ncols)
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Region:
+        """The region of :meth:`to_dict`'s form (as stored in store attributes)."""
+        return cls(int(d["row0"]), int(d["col0"]), int(d["nrows"]), int(d["ncols"]), int(d.get("coarse_km", 36)))
+
     # -- shapes and transforms ----------------------------------------------------------
     @property
+    def coarse_grid(self) -> Grid:
+        """The global coarse grid: :data:`EASE2_36KM` or :data:`EASE2_9KM`."""
+        return EASE2_36KM if self.coarse_km == 36 else EASE2_9KM
+
+    @property
+    def fine_per_coarse(self) -> int:
+        """1 km pixels per coarse cell along each axis (36, or 9 on the 9 km grid)."""
+        return self.coarse_km
+
+    @property
     def coarse_shape(self) -> tuple[int, int]:
-        """(rows, cols) on the 36 km grid."""
-        return self.nrows, self.ncols
+        """(rows, cols) on the coarse grid."""
+        n = 36 // self.coarse_km
+        return self.nrows * n, self.ncols * n
 
     @property
     def fine_shape(self) -> tuple[int, int]:
@@ -263,9 +293,10 @@ class Region:
 
     @property
     def coarse_transform(self) -> Affine:
-        """Affine transform of the region on the 36 km grid."""
+        """Affine transform of the region on the coarse grid."""
         x0, _, _, y1 = self.bounds
-        return Affine(CELL_36KM, 0.0, x0, 0.0, -CELL_36KM, y1)
+        cell = self.coarse_grid.cell
+        return Affine(cell, 0.0, x0, 0.0, -cell, y1)
 
     @property
     def fine_transform(self) -> Affine:
@@ -276,13 +307,15 @@ class Region:
     # -- coordinates --------------------------------------------------------------------
     @property
     def coarse_x(self) -> np.ndarray:
-        """x (m) of 36 km cell centres."""
-        return EASE2_36KM.x_centres(np.arange(self.col0, self.col0 + self.ncols))
+        """x (m) of coarse cell centres."""
+        row0, col0, nrows, ncols = self.window(self.coarse_grid)
+        return self.coarse_grid.x_centres(np.arange(col0, col0 + ncols))
 
     @property
     def coarse_y(self) -> np.ndarray:
-        """y (m) of 36 km cell centres (north to south)."""
-        return EASE2_36KM.y_centres(np.arange(self.row0, self.row0 + self.nrows))
+        """y (m) of coarse cell centres (north to south)."""
+        row0, col0, nrows, ncols = self.window(self.coarse_grid)
+        return self.coarse_grid.y_centres(np.arange(row0, row0 + nrows))
 
     @property
     def fine_x(self) -> np.ndarray:
@@ -298,13 +331,13 @@ class Region:
 
     @property
     def coarse_lon(self) -> np.ndarray:
-        """Longitude (deg) of 36 km cell centres; 1-D because the projection is cylindrical."""
-        return xy_to_lonlat(self.coarse_x, np.zeros(self.ncols))[0]
+        """Longitude (deg) of coarse cell centres; 1-D because the projection is cylindrical."""
+        return xy_to_lonlat(self.coarse_x, np.zeros(self.coarse_shape[1]))[0]
 
     @property
     def coarse_lat(self) -> np.ndarray:
-        """Latitude (deg) of 36 km cell centres (north to south)."""
-        return xy_to_lonlat(np.zeros(self.nrows), self.coarse_y)[1]
+        """Latitude (deg) of coarse cell centres (north to south)."""
+        return xy_to_lonlat(np.zeros(self.coarse_shape[0]), self.coarse_y)[1]
 
     @property
     def fine_lon(self) -> np.ndarray:
@@ -318,10 +351,11 @@ class Region:
 
     @property
     def cell_ids(self) -> np.ndarray:
-        """Global linear ids (``row * 964 + col``) of the region's 36 km cells, 2-D."""
-        rows = np.arange(self.row0, self.row0 + self.nrows)[:, None]
-        cols = np.arange(self.col0, self.col0 + self.ncols)[None, :]
-        return cell_id(rows, cols)
+        """Global linear ids (``row * ncols + col`` of the coarse grid) of the region's coarse cells, 2-D."""
+        row0, col0, nrows, ncols = self.window(self.coarse_grid)
+        rows = np.arange(row0, row0 + nrows)[:, None]
+        cols = np.arange(col0, col0 + ncols)[None, :]
+        return cell_id(rows, cols, self.coarse_grid.ncols)
 
     # -- relations ----------------------------------------------------------------------
     def contains(self, other: Region) -> bool:
@@ -334,16 +368,17 @@ class Region:
         )
 
     def coarse_slices(self, sub: Region) -> tuple[slice, slice]:
-        """Row and column slices of ``sub`` in this region's 36 km arrays."""
+        """Row and column slices of ``sub`` in this region's coarse arrays."""
         if not self.contains(sub):
             raise GridError(f"{sub} is not inside {self}")
-        r, c = sub.row0 - self.row0, sub.col0 - self.col0
-        return slice(r, r + sub.nrows), slice(c, c + sub.ncols)
+        n = 36 // self.coarse_km
+        r, c = (sub.row0 - self.row0) * n, (sub.col0 - self.col0) * n
+        return slice(r, r + sub.nrows * n), slice(c, c + sub.ncols * n)
 
     def fine_slices(self, sub: Region) -> tuple[slice, slice]:
         """Row and column slices of ``sub`` in this region's 1 km arrays."""
         rs, cs = self.coarse_slices(sub)
-        f = FINE_PER_COARSE
+        f = self.fine_per_coarse
         return slice(rs.start * f, rs.stop * f), slice(cs.start * f, cs.stop * f)
 
     def pixel_of(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -362,8 +397,9 @@ class Region:
         return self.row0 * n, self.col0 * n, self.nrows * n, self.ncols * n
 
     def to_dict(self) -> dict[str, int]:
-        """Plain-dict form, as stored in store attributes."""
-        return {"row0": int(self.row0), "col0": int(self.col0), "nrows": int(self.nrows), "ncols": int(self.ncols)}
+        """Plain-dict form, as stored in store attributes (``coarse_km`` only when not 36)."""
+        d = {"row0": int(self.row0), "col0": int(self.col0), "nrows": int(self.nrows), "ncols": int(self.ncols)}
+        return d if self.coarse_km == 36 else {**d, "coarse_km": int(self.coarse_km)}
 
 
 def _interp_matrix(n: int, factor: int) -> np.ndarray:
@@ -395,17 +431,19 @@ def bilinear(coarse: np.ndarray, factor: int = FINE_PER_COARSE) -> np.ndarray:
     return np.where(own, out, np.nan)
 
 
-def block_reduce_mean(fine: np.ndarray, valid_fraction: float = 0.0) -> np.ndarray:
-    """Mean of the valid (non-NaN) 1 km pixels of each 36 km cell.
+def block_reduce_mean(fine: np.ndarray, valid_fraction: float = 0.0, factor: int = FINE_PER_COARSE) -> np.ndarray:
+    """Mean of the valid (non-NaN) 1 km pixels of each coarse cell.
 
     Parameters
     ----------
     fine
-        Array whose last two axes are multiples of 36 (1 km rows, cols).
+        Array whose last two axes are multiples of ``factor`` (1 km rows, cols).
     valid_fraction
         Minimum fraction of valid pixels for a cell to get a value; below it the cell is NaN.
+    factor
+        1 km pixels per coarse cell along each axis (:attr:`Region.fine_per_coarse`).
     """
-    f = FINE_PER_COARSE
+    f = factor
     *lead, ny, nx = fine.shape
     if ny % f or nx % f:
         raise GridError(f"1 km array shape {fine.shape} is not a multiple of {f} in its last two axes")

@@ -59,7 +59,6 @@ from dsm.cluster import outcomes
 from dsm.config import Config
 from dsm.cube import Layout, open_cube
 from dsm.errors import ConfigError, InputError, StoreError
-from dsm.grid import FINE_PER_COARSE
 from dsm.metrics import score
 from dsm.models.cards import FUSION_KEY
 from dsm.models.store import ModelStore
@@ -188,7 +187,7 @@ def calibrate_anomaly_gain(config: Config, client: Client, jobs_for: Callable[[i
         return GainCalibration(fcfg.anomaly_gain, "configured", fcfg.anomaly_gain,
                                f"{n_sites} in situ stations in the region, fewer than "
                                f"training.fusion.min_gain_stations = {fcfg.min_gain_stations}", n_stations=n_sites)
-    f = FINE_PER_COARSE
+    f = config.grid_region.fine_per_coarse
     sites = obs.drop_duplicates("station").loc[:, ["station", "row", "col"]]
     tchunk = Layout.from_config(config).time_chunk
     futures = {}
@@ -292,11 +291,11 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
                          config.dates.end, config.training.aggregation, config.training.min_valid_fraction)
         fused, screened, report.out_of_range_cells = cm.fused, cm.screened, cm.out_of_range
         if cm.out_of_range:
-            say("36 km cell means: values outside their valid range, masked: "
+            say("SMAP cell means: values outside their valid range, masked: "
                 + describe({k: v for k, v in cm.out_of_range.items() if k != SMAP}, "1 km pixel-days")
                 + f"; SMAP {cm.out_of_range.get(SMAP, 0)} cell-days")
     cube_t0 = int(cube.indexes["time"].get_loc(pd.Timestamp(all_days[0])))
-    f = FINE_PER_COARSE
+    f = config.grid_region.fine_per_coarse
 
     def cells_of(t0: int, t1: int, y0: int, y1: int, x0: int, x1: int) -> BlockCells | None:
         if fused is None:

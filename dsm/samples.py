@@ -1,10 +1,12 @@
-"""Per-period training samples: 1 km predictors aggregated to the 36 km SMAP cells.
+"""Per-period training samples: 1 km predictors aggregated to the SMAP cells.
 
-A *sample* is one (36 km cell, day) of a 16-day period where SMAP and every predictor,
-aggregated to 36 km, are valid. The sample table of a period is a pandas DataFrame with the
-columns ``date`` (datetime64), ``cell`` (global cell id, :func:`dsm.grid.cell_id`), ``row``
-and ``col`` (global 36 km row and column), one column per predictor, and ``sm`` (SMAP soil
-moisture, the target), sorted by date then cell.
+A *sample* is one (SMAP cell, day) of a 16-day period where SMAP and every predictor,
+aggregated to the cell, are valid. SMAP cells are 36 km (SPL3SMP), or 9 km where the region's
+coarse grid is SPL3SMP_E's (``region.coarse: spl3smp_e``, :attr:`dsm.grid.Region.coarse_km`):
+everything below holds with 9 x 9 pixels per cell. The sample table of a period is a pandas
+DataFrame with the columns ``date`` (datetime64), ``cell`` (global cell id,
+:func:`dsm.grid.cell_id`), ``row`` and ``col`` (global row and column on the coarse grid), one
+column per predictor, and ``sm`` (SMAP soil moisture, the target), sorted by date then cell.
 
 :func:`sample_graph` builds that table as a lazy dask graph over the cube (it reads nothing);
 computing it on the cluster (``client.compute``) reads and aggregates the 1 km chunks on the
@@ -19,13 +21,14 @@ A 1 km pixel is *valid* when it is finite and the cube's ``land_mask`` is 1 ther
     ``min_valid_fraction`` of the cell's 36 x 36 = 1296 pixels are valid; else invalid.
 ``"nearest"`` (as in the paper)
     The value of one 1 km pixel: row 18, column 18 of the cell's 36 x 36 block (counting
-    from 0 at the north-west corner). With an even 36 pixels per side no pixel is centred
-    on the cell centre; pixel (18, 18) is the one whose north-west (upper-left) corner *is*
-    the cell centre, i.e. the south-east pixel of the central four. Invalid if that pixel is.
+    from 0 at the north-west corner; row 4, column 4 of a 9 km cell). With an even 36 pixels
+    per side no pixel is centred on the cell centre; pixel (18, 18) is the one whose
+    north-west (upper-left) corner *is* the cell centre, i.e. the south-east pixel of the
+    central four. Invalid if that pixel is.
 
 Predictors on composite axes (8-day, 16-day) take, for each day, the composite containing
 the day; static predictors are the same every day. The SMAP value is the cube's
-``smap_sm`` for the cell and day (already 36 km).
+``smap_sm`` for the cell and day (already on the coarse grid).
 
 Impossible values
 -----------------
@@ -61,7 +64,7 @@ from dsm.ranges import SMAP, masked, merge_counts, outside, screen as screen_ran
 Aggregation = Literal["mean", "nearest"]
 Keep = Literal["complete", "smap", "all"]
 RANGE_SUFFIX = {"min": "__min", "max": "__max"}
-NEAREST_OFFSET = FINE_PER_COARSE // 2  # 18: the pixel whose upper-left corner is the cell centre
+NEAREST_OFFSET = FINE_PER_COARSE // 2  # 18 at 36 km: the pixel whose upper-left corner is the cell centre
 TARGET = "sm"
 KEY_COLUMNS = ("date", "cell", "row", "col")
 OUT_OF_RANGE = "n_out_of_range"  #: per-row column of masked 1 km values (``count_column``)
@@ -70,40 +73,44 @@ OUT_OF_RANGE_ATTR = "out_of_range"  #: ``table.attrs`` key: ``{variable: count}`
 
 # ------------------------------------------------------------------------------- pure core
 def aggregate(fine: np.ndarray, land: np.ndarray, how: Aggregation = "mean",
-              min_valid_fraction: float = 0.5, bounds: tuple[float, float] | None = None) -> np.ndarray:
-    """Aggregate 1 km pixels to 36 km cells by the module's rule.
+              min_valid_fraction: float = 0.5, bounds: tuple[float, float] | None = None,
+              factor: int = FINE_PER_COARSE) -> np.ndarray:
+    """Aggregate 1 km pixels to coarse (36 or 9 km) cells by the module's rule.
 
     Parameters
     ----------
     fine
-        Array whose last two axes are 1 km rows and columns (multiples of 36).
+        Array whose last two axes are 1 km rows and columns (multiples of ``factor``).
     land
         Boolean land mask of the last two axes; pixels off land count as invalid.
     how
         ``"mean"`` or ``"nearest"`` (see the module docstring).
     min_valid_fraction
-        For ``"mean"``: fewest valid pixels, as a fraction of 1296, for a valid cell.
+        For ``"mean"``: fewest valid pixels, as a fraction of the cell's (1296 at 36 km), for a valid cell.
     bounds
         The valid range: pixels outside it are invalid (:func:`dsm.ranges.outside`).
+    factor
+        1 km pixels per coarse cell along each axis (:attr:`dsm.grid.Region.fine_per_coarse`).
 
     Returns
     -------
     numpy.ndarray
-        float32 array with the last two axes divided by 36; NaN where invalid.
+        float32 array with the last two axes divided by ``factor``; NaN where invalid.
     """
     fine = np.where(land, fine if bounds is None else masked(fine, bounds), np.nan).astype(np.float32, copy=False)
     if how == "mean":
-        return block_reduce_mean(fine, min_valid_fraction).astype(np.float32)
+        return block_reduce_mean(fine, min_valid_fraction, factor).astype(np.float32)
     if how == "nearest":
-        f = FINE_PER_COARSE
-        return np.ascontiguousarray(fine[..., NEAREST_OFFSET::f, NEAREST_OFFSET::f])
+        f, centre = factor, factor // 2  # NEAREST_OFFSET on the 36 km grid
+        return np.ascontiguousarray(fine[..., centre::f, centre::f])
     raise ValueError(f"unknown aggregation {how!r}; use 'mean' or 'nearest'")
 
 
 def table_from_arrays(dates: Sequence[np.datetime64], cells: np.ndarray,
                       columns: Mapping[str, np.ndarray], target: np.ndarray,
-                      required: Sequence[str] | None = None, need_target: bool = True) -> pd.DataFrame:
-    """The sample table from 36 km arrays, keeping the (cell, day) rows whose ``required``
+                      required: Sequence[str] | None = None, need_target: bool = True,
+                      ncols: int = NCOLS_36KM) -> pd.DataFrame:
+    """The sample table from coarse arrays, keeping the (cell, day) rows whose ``required``
     columns (default: all) and, with ``need_target``, target are valid.
 
     Parameters
@@ -111,11 +118,13 @@ def table_from_arrays(dates: Sequence[np.datetime64], cells: np.ndarray,
     dates
         The days, length ``t``.
     cells
-        Global 36 km cell ids, shape ``(cy, cx)``.
+        Global coarse cell ids (:attr:`dsm.grid.Region.cell_ids`), shape ``(cy, cx)``.
     columns
         Predictor name -> array of shape ``(t, cy, cx)`` or ``(cy, cx)`` (static).
     target
         SMAP soil moisture, shape ``(t, cy, cx)``.
+    ncols
+        Columns of the global coarse grid the ids count in (964 at 36 km, 3856 at 9 km).
     """
     t = len(dates)
     shape = (t, *cells.shape)
@@ -123,8 +132,8 @@ def table_from_arrays(dates: Sequence[np.datetime64], cells: np.ndarray,
         "date": np.repeat(np.asarray(dates, dtype="datetime64[ns]"), cells.size),
         "cell": np.broadcast_to(cells, shape).ravel().astype(np.int64),
     }
-    data["row"] = data["cell"] // NCOLS_36KM
-    data["col"] = data["cell"] % NCOLS_36KM
+    data["row"] = data["cell"] // ncols
+    data["col"] = data["cell"] % ncols
     ok = np.isfinite(target).ravel() if need_target else np.ones(t * cells.size, bool)
     must = set(columns if required is None else required)
     for name, arr in columns.items():
@@ -138,10 +147,10 @@ def table_from_arrays(dates: Sequence[np.datetime64], cells: np.ndarray,
 
 
 def cell_extreme(fine: np.ndarray, land: np.ndarray, stat: str,
-                 bounds: tuple[float, float] | None = None) -> np.ndarray:
-    """Per 36 km cell, the minimum (``stat="min"``) or maximum of the valid land pixels (NaN if
-    none); with ``bounds``, pixels outside them are invalid."""
-    f = FINE_PER_COARSE
+                 bounds: tuple[float, float] | None = None, factor: int = FINE_PER_COARSE) -> np.ndarray:
+    """Per coarse cell (``factor`` pixels a side), the minimum (``stat="min"``) or maximum of the
+    valid land pixels (NaN if none); with ``bounds``, pixels outside them are invalid."""
+    f = factor
     x = np.where(land, fine if bounds is None else masked(fine, bounds), np.nan).astype(np.float32, copy=False)
     shape = (*x.shape[:-2], x.shape[-2] // f, f, x.shape[-1] // f, f)
     blocks = x.reshape(shape)
@@ -152,30 +161,33 @@ def cell_extreme(fine: np.ndarray, land: np.ndarray, stat: str,
     return np.where(valid, out, np.nan).astype(np.float32)
 
 
-def count_cells(fine: np.ndarray, land: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
-    """Per 36 km cell, the number of land pixels whose value is outside ``bounds``
-    (:func:`dsm.ranges.outside`; int32, the last two axes divided by 36)."""
-    f = FINE_PER_COARSE
+def count_cells(fine: np.ndarray, land: np.ndarray, bounds: tuple[float, float],
+                factor: int = FINE_PER_COARSE) -> np.ndarray:
+    """Per coarse cell (``factor`` pixels a side), the number of land pixels whose value is
+    outside ``bounds`` (:func:`dsm.ranges.outside`; int32, the last two axes divided by ``factor``)."""
+    f = factor
     x = outside(fine, bounds) & np.asarray(land, bool)
     return x.reshape(*x.shape[:-2], x.shape[-2] // f, f, x.shape[-1] // f, f).sum(axis=(-3, -1), dtype=np.int32)
 
 
 def screened_table(dates: Sequence[np.datetime64], cells: np.ndarray, columns: Mapping[str, np.ndarray],
                    target: np.ndarray, required: Sequence[str] | None, need_target: bool,
-                   bad_cells: Mapping[str, np.ndarray], count_column: bool = False) -> pd.DataFrame:
+                   bad_cells: Mapping[str, np.ndarray], count_column: bool = False,
+                   ncols: int = NCOLS_36KM) -> pd.DataFrame:
     """:func:`table_from_arrays` with SMAP outside its valid range (or infinite) masked, and
     ``attrs["out_of_range"]`` (module docstring).
 
     ``bad_cells`` holds, per predictor, the masked land pixels per cell (:func:`count_cells`),
     ``(t, cy, cx)`` or ``(cy, cx)`` for a static predictor (counted once per day); with
-    ``count_column`` their sum over predictors becomes the column ``n_out_of_range``.
+    ``count_column`` their sum over predictors becomes the column ``n_out_of_range``;
+    ``ncols`` as for :func:`table_from_arrays`.
     """
     target, smap_bad = screen_range(SMAP, np.asarray(target, np.float32))
     shape = (len(dates), *cells.shape)
     if count_column:
         columns = {**columns, OUT_OF_RANGE: sum((np.broadcast_to(b, shape) for b in bad_cells.values()),
                                                 np.zeros(shape, np.int32))}
-    table = table_from_arrays(dates, cells, columns, target, required, need_target)
+    table = table_from_arrays(dates, cells, columns, target, required, need_target, ncols)
     counts = {name: int(np.broadcast_to(b, shape).sum()) for name, b in bad_cells.items()}
     table.attrs[OUT_OF_RANGE_ATTR] = merge_counts([counts, {SMAP: int(smap_bad.sum())}])
     return table
@@ -195,18 +207,18 @@ def empty_table(predictors: Sequence[str]) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------- lazy graph
 def _aggregate_dask(fine: da.Array, land: da.Array, how: Aggregation, min_valid_fraction: float,
-                    bounds: tuple[float, float] | None = None) -> da.Array:
-    f = FINE_PER_COARSE
+                    bounds: tuple[float, float] | None = None, factor: int = FINE_PER_COARSE) -> da.Array:
+    f = factor
     for c in (*fine.chunks[-2], *fine.chunks[-1]):
         if c % f:
             raise InputError(f"cube chunks {fine.chunksize} are not multiples of {f} in space: "
-                             "a 36 km cell would straddle two chunks")
+                             "a SMAP cell would straddle two chunks")
     land = land.rechunk(fine.chunks[-2:])
     lead = "".join("abcdefgh"[i] for i in range(fine.ndim - 2))
     chunks = (*fine.chunks[:-2], tuple(c // f for c in fine.chunks[-2]), tuple(c // f for c in fine.chunks[-1]))
     return da.blockwise(
         aggregate, lead + "yx", fine, lead + "yx", land, "yx",
-        how=how, min_valid_fraction=min_valid_fraction, bounds=bounds,
+        how=how, min_valid_fraction=min_valid_fraction, bounds=bounds, factor=f,
         adjust_chunks={"y": chunks[-2], "x": chunks[-1]}, dtype=np.float32,
         meta=np.empty((0,) * fine.ndim, np.float32),
     )
@@ -263,25 +275,26 @@ def is_static(ds: xr.Dataset, feature: str) -> bool:
     return ds[source_of(feature)].dims == ("y", "x")
 
 
-def _count_dask(fine: da.Array, land: da.Array, bounds: tuple[float, float]) -> da.Array:
+def _count_dask(fine: da.Array, land: da.Array, bounds: tuple[float, float], factor: int) -> da.Array:
     """Per-cell count of the land pixels outside ``bounds``."""
-    f = FINE_PER_COARSE
+    f = factor
     land = land.rechunk(fine.chunks[-2:])
     lead = "".join("abcdefgh"[i] for i in range(fine.ndim - 2))
     return da.blockwise(
-        count_cells, lead + "yx", fine, lead + "yx", land, "yx", bounds=bounds,
+        count_cells, lead + "yx", fine, lead + "yx", land, "yx", bounds=bounds, factor=f,
         adjust_chunks={"y": tuple(c // f for c in fine.chunks[-2]), "x": tuple(c // f for c in fine.chunks[-1])},
         dtype=np.int32, meta=np.empty((0,) * fine.ndim, np.int32),
     )
 
 
-def _reduce_dask(fine: da.Array, land: da.Array, stat: str, bounds: tuple[float, float] | None = None) -> da.Array:
+def _reduce_dask(fine: da.Array, land: da.Array, stat: str, bounds: tuple[float, float] | None,
+                 factor: int) -> da.Array:
     """Per-cell min or max of the valid land pixels, within ``bounds`` (NaN where none)."""
-    f = FINE_PER_COARSE
+    f = factor
     land = land.rechunk(fine.chunks[-2:])
     lead = "".join("abcdefgh"[i] for i in range(fine.ndim - 2))
     return da.blockwise(
-        cell_extreme, lead + "yx", fine, lead + "yx", land, "yx", stat=stat, bounds=bounds,
+        cell_extreme, lead + "yx", fine, lead + "yx", land, "yx", stat=stat, bounds=bounds, factor=f,
         adjust_chunks={"y": tuple(c // f for c in fine.chunks[-2]), "x": tuple(c // f for c in fine.chunks[-1])},
         dtype=np.float32, meta=np.empty((0,) * fine.ndim, np.float32),
     )
@@ -326,8 +339,8 @@ def sample_graph(ds: xr.Dataset, period: Composite | Sequence[dt.date], predicto
     """
     check_predictors(ds, predictors)
     columns_of = tuple(features) if features is not None else tuple(predictors)
-    r = ds.attrs["region"]
-    cells = Region(r["row0"], r["col0"], r["nrows"], r["ncols"]).cell_ids
+    region = Region.from_dict(ds.attrs["region"])
+    cells, f = region.cell_ids, region.fine_per_coarse
     days = period_days(ds, period) if isinstance(period, Composite) else list(period)
     if not days:
         return dask.delayed(empty_table)(list(columns_of))
@@ -337,18 +350,19 @@ def sample_graph(ds: xr.Dataset, period: Composite | Sequence[dt.date], predicto
     # impossible values: masked inside the aggregation tasks, or before a circular predictor
     # becomes sine and cosine; counted per cell from the raw layers
     layers = {name: screen_lazy(name, layer) if name in CIRCULAR else layer for name, layer in raw.items()}
-    bad = {name: _count_dask(layer, land, valid_range(name)) for name, layer in raw.items()  # type: ignore[arg-type]
+    bad = {name: _count_dask(layer, land, valid_range(name), f) for name, layer in raw.items()  # type: ignore[arg-type]
            if valid_range(name) is not None}  # (t, cy, cx), or (cy, cx) for a static layer
     columns: dict[str, Any] = {}
     for name, fine in feature_layers(layers, columns_of).items():
         bounds = valid_range(name) if source_of(name) == name else None
-        columns[name] = _aggregate_dask(fine, land, how, min_valid_fraction, bounds)
+        columns[name] = _aggregate_dask(fine, land, how, min_valid_fraction, bounds, f)
         if ranges:
             for stat in ("min", "max"):
-                columns[f"{name}{RANGE_SUFFIX[stat]}"] = _reduce_dask(fine, land, stat, bounds)
+                columns[f"{name}{RANGE_SUFFIX[stat]}"] = _reduce_dask(fine, land, stat, bounds, f)
     required = list(columns_of) if keep == "complete" else [c for c in columns_of if is_static(ds, c)]
     return dask.delayed(screened_table, pure=True)(times, cells, columns, smap_layer(ds, times, screen=False),
-                                                   required, keep != "all", bad, count_column)
+                                                   required, keep != "all", bad, count_column,
+                                                   region.coarse_grid.ncols)
 
 
 def smap_grid(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -360,11 +374,12 @@ def smap_grid(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
 def table_to_grid(table: pd.DataFrame, values: np.ndarray, ds: xr.Dataset) -> np.ndarray:
     """Per-row values of a sample table placed on the cube's (time, cy, cx) SMAP grid (NaN
     where the table has no row)."""
-    r = ds.attrs["region"]
+    region = Region.from_dict(ds.attrs["region"])
+    row0, col0, nrows, ncols = region.window(region.coarse_grid)
     times = pd.DatetimeIndex(ds["time"].values)
-    out = np.full((len(times), r["nrows"], r["ncols"]), np.nan, np.float32)
+    out = np.full((len(times), nrows, ncols), np.nan, np.float32)
     ti = times.get_indexer(pd.DatetimeIndex(table["date"]))
-    out[ti, table["row"].to_numpy() - r["row0"], table["col"].to_numpy() - r["col0"]] = values
+    out[ti, table["row"].to_numpy() - row0, table["col"].to_numpy() - col0] = values
     return out
 
 

@@ -102,14 +102,15 @@ SEASONS = {12: "DJF", 1: "DJF", 2: "DJF", 3: "MAM", 4: "MAM", 5: "MAM",
 _EPS = 1e-12
 
 
-def bilinear(coarse: np.ndarray) -> np.ndarray:
-    """SMAP bilinearly interpolated to 1 km (:func:`dsm.grid.bilinear`), float32."""
-    return grid_bilinear(coarse, FINE_PER_COARSE).astype(np.float32)
+def bilinear(coarse: np.ndarray, factor: int = FINE_PER_COARSE) -> np.ndarray:
+    """SMAP bilinearly interpolated to 1 km (:func:`dsm.grid.bilinear`; ``factor`` pixels per
+    cell side), float32."""
+    return grid_bilinear(coarse, factor).astype(np.float32)
 
 
-def repeat(coarse: np.ndarray) -> np.ndarray:
-    """A 36 km field repeated on its 1 km pixels."""
-    return np.repeat(np.repeat(coarse, FINE_PER_COARSE, -2), FINE_PER_COARSE, -1)
+def repeat(coarse: np.ndarray, factor: int = FINE_PER_COARSE) -> np.ndarray:
+    """A coarse field repeated on its 1 km pixels (``factor`` a side)."""
+    return np.repeat(np.repeat(coarse, factor, -2), factor, -1)
 
 
 def _f(v: Any) -> float | None:
@@ -120,10 +121,10 @@ def _f(v: Any) -> float | None:
     return v if np.isfinite(v) else None
 
 
-def _cells(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per (day, cell): pixel count, means of x and y, and the sums of squared deviations
-    ``sxx, syy, sxy`` over the masked pixels (inputs (time, y, x))."""
-    f = FINE_PER_COARSE
+def _cells(x: np.ndarray, y: np.ndarray, mask: np.ndarray, factor: int) -> tuple[np.ndarray, ...]:
+    """Per (day, cell of ``factor`` pixels a side): pixel count, means of x and y, and the sums
+    of squared deviations ``sxx, syy, sxy`` over the masked pixels (inputs (time, y, x))."""
+    f = factor
     t, ny, nx = x.shape
     shp = (t, ny // f, f, nx // f, f)
     m = mask.reshape(shp)
@@ -141,7 +142,8 @@ class _Acc:
     """Streaming sums for R, RMSE, ubRMSE, bias, the within-cell correlation and the
     cell-mean / within-cell-anomaly split of the squared error."""
 
-    def __init__(self) -> None:
+    def __init__(self, factor: int = FINE_PER_COARSE) -> None:
+        self.factor = factor  # 1 km pixels per SMAP cell side
         self.s = np.zeros(6)  # n, sx, sy, sxx, syy, sxy (x map, y truth)
         self.cell_r_sum = 0.0
         self.cell_r_n = 0
@@ -151,7 +153,7 @@ class _Acc:
     def add(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> None:
         xv, yv = x[mask].astype(np.float64), y[mask].astype(np.float64)
         self.s += [xv.size, xv.sum(), yv.sum(), (xv * xv).sum(), (yv * yv).sum(), (xv * yv).sum()]
-        n, mx, my, vx, vy, cov = _cells(x, y, mask)
+        n, mx, my, vx, vy, cov = _cells(x, y, mask, self.factor)
         with np.errstate(invalid="ignore", divide="ignore"):
             r = cov / np.sqrt(vx * vy)
         big = n >= MIN_CELL_PIXELS
@@ -221,9 +223,9 @@ class _PixelR:
 class _Scored:
     """Everything scored for one map on one kind of pixel-days."""
 
-    def __init__(self, shape: tuple[int, int]) -> None:
-        self.shape = shape
-        self.acc, self.pix, self.anom = _Acc(), _PixelR(shape), _Acc()
+    def __init__(self, shape: tuple[int, int], factor: int = FINE_PER_COARSE) -> None:
+        self.shape, self.factor = shape, factor
+        self.acc, self.pix, self.anom = _Acc(factor), _PixelR(shape), _Acc(factor)
         self.seasons: dict[str, _Acc] = {}
         self.split: dict[str, tuple[_Acc, _PixelR]] = {}
         self.means: tuple[np.ndarray, np.ndarray] | None = None
@@ -237,10 +239,10 @@ class _Scored:
         seasons = np.array([SEASONS[int(m)] for m in months])
         for s in dict.fromkeys(seasons):
             i = seasons == s
-            self.seasons.setdefault(s, _Acc()).add(x[i], y[i], mask[i])
+            self.seasons.setdefault(s, _Acc(self.factor)).add(x[i], y[i], mask[i])
         for name, m in (("smap_days", smap), ("other_days", other)):
             if m is not None:
-                acc, pix = self.split.setdefault(name, (_Acc(), _PixelR(self.shape)))
+                acc, pix = self.split.setdefault(name, (_Acc(self.factor), _PixelR(self.shape)))
                 acc.add(x, y, m)
                 pix.add(x, y, m)
 
@@ -457,8 +459,9 @@ def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
         if o["sm"].shape[1:] != shape:
             raise ValueError(f"{urls[k]}: sm is {o['sm'].shape[1:]} pixels, the cube {shape}")
     names = [*labels, *BASELINES]
-    common = {k: _Scored(shape) for k in names}
-    own = {k: _Scored(shape) for k in labels}
+    f = shape[-1] // cube.sizes["cx"]  # 1 km pixels per SMAP cell side: 36, or 9 on the 9 km grid
+    common = {k: _Scored(shape, f) for k in names}
+    own = {k: _Scored(shape, f) for k in labels}
     cover = {k: _Cover(outs[k]) for k in labels}
     sites = series = obs = None
     outside: list[str] = []
@@ -477,7 +480,7 @@ def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
         tr = truth["sm_true"].sel(time=t).values.astype(np.float32)
         smap = cube["smap_sm"].sel(time=t).values.astype(np.float32)
         vals = {k: outs[k]["sm"].sel(time=t).values.astype(np.float32) for k in labels}
-        vals["smap_repeat"], vals["smap_bilinear"] = repeat(smap), bilinear(smap)
+        vals["smap_repeat"], vals["smap_bilinear"] = repeat(smap, f), bilinear(smap, f)
         base = land[None] & np.isfinite(tr)
         smap_obs = np.isfinite(vals["smap_repeat"]) & np.isfinite(vals["smap_bilinear"])
         mask = base & smap_obs
@@ -549,7 +552,7 @@ def format_table(result: Mapping[str, Any]) -> str:
                      f"{f(s['bias'], 8)} {f(s.get('cell_r'), 7, 3)} {f(s.get('rmse_cell_mean'), 8)} "
                      f"{f(s.get('rmse_anomaly'), 8)} {f(s.get('temporal_r_median'), 7, 3)} "
                      f"{f(s.get('anomaly_cell_r'), 10, 3)}")
-    lines.append("(RMSE cm: of the 36 km cell means; RMSE an: of the within-cell anomalies; temp R: median "
+    lines.append("(RMSE cm: of the SMAP cell means; RMSE an: of the within-cell anomalies; temp R: median "
                  "per-pixel temporal R; an. cell R: within-cell R of the daily anomalies)")
     st = result.get("stations")
     if st:

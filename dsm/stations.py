@@ -21,7 +21,7 @@ import pandas as pd
 
 from dsm import insitu, store
 from dsm.config import Config, StationSourceConfig, ValidationConfig
-from dsm.grid import FINE_PER_COARSE, Region, lonlat_to_xy
+from dsm.grid import Region, lonlat_to_xy
 
 log = logging.getLogger(__name__)
 
@@ -213,8 +213,8 @@ def locate(stations: pd.DataFrame, region: Region, problems: Problems | None = N
     x, y = lonlat_to_xy(lon, lat)
     inside = np.asarray(row) >= 0
     table["row"], table["col"] = np.asarray(row, np.int64), np.asarray(col, np.int64)
-    table["cy"] = np.where(inside, table["row"] // FINE_PER_COARSE, -1)
-    table["cx"] = np.where(inside, table["col"] // FINE_PER_COARSE, -1)
+    table["cy"] = np.where(inside, table["row"] // region.fine_per_coarse, -1)
+    table["cx"] = np.where(inside, table["col"] // region.fine_per_coarse, -1)
     table["x"], table["y"], table["inside"] = np.asarray(x), np.asarray(y), inside
     if problems is not None:
         lo0, la0, lo1, la1 = region.lonlat_bounds

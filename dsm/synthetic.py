@@ -26,13 +26,19 @@ What drives what (one day at a time):
   maximum FAPAR) and 16-day (MOD13A2: maximum NDVI) over clear days only;
 * SMAP 36 km: the block mean of the truth over land plus retrieval noise (0.02 m3/m3),
   clipped to SMAP's valid range [0.02, 0.5], missing outside the daily swath, when the
-  soil is frozen, over cells with less than 90 % land, and at random (RFI);
+  soil is frozen, over cells with less than 90 % land, and at random (RFI). On a region
+  whose coarse grid is 9 km (SPL3SMP_E, :attr:`dsm.grid.Region.coarse_km`): the 9 km block
+  mean of the truth plus the 36 km retrieval error interpolated bilinearly to the 9 km cells
+  (SPL3SMP_E interpolates the same radiometer footprints, so its errors are smooth across
+  neighbouring 9 km cells), missing where its 36 km cell is, or where the 9 km cell has less
+  than 90 % land; the random draws are those of the 36 km product, so both grids see one world;
 * stations: in situ probes (truth at the pixel + a station bias + AR(1) point-scale noise)
   and weather stations (daily precipitation, air temperature).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -44,7 +50,7 @@ from scipy.ndimage import gaussian_filter
 from scipy.special import ndtri
 
 from dsm import indices
-from dsm.grid import CELL_1KM, EASE2_1KM, Region, block_reduce_mean, xy_to_lonlat
+from dsm.grid import CELL_1KM, EASE2_1KM, Region, bilinear, block_reduce_mean, xy_to_lonlat
 from dsm.periods import composite_8day_of, julian_name, period_of, periods
 from dsm.terrain import ease_spacing, slope_aspect
 
@@ -225,7 +231,7 @@ class Simulator:
         zeros = np.zeros(shape, np.float32)
         self.state = _State(theta0, theta0.copy(), zeros.copy(), zeros.copy(), zeros.copy(),
                             (0.04 + 0.3 * s.fv_max).astype(np.float32))
-        r = self.spec.region
+        r = dataclasses.replace(self.spec.region, coarse_km=36)  # SMAP's footprints: the 36 km cells
         self._cx, self._cy = r.coarse_x[None, :], r.coarse_y[:, None]
         self._x0 = float(r.coarse_x.mean())
         self._y0 = float(r.coarse_y.mean())
@@ -325,6 +331,13 @@ class Simulator:
         offset = (self._cx - xc - 0.25 * (self._cy - self._y0) + period / 2) % period - period / 2
         covered = np.abs(offset) < 5.0e5
         ok = covered & (self._land_frac >= 0.9) & ~frozen_cell & ~rfi & np.isfinite(mean)
+        f = self.spec.region.fine_per_coarse
+        if f != 36:  # SPL3SMP_E: 9 km means, the 36 km error spread smoothly over the 9 km cells
+            n = 36 // f
+            observed = np.repeat(np.repeat(covered & ~frozen_cell & ~rfi, n, 0), n, 1)
+            mean = block_reduce_mean(np.where(s.land, truth, np.nan), factor=f)
+            noise = bilinear(noise, n)
+            ok = observed & (block_reduce_mean(s.land.astype(np.float32), factor=f) >= 0.9) & np.isfinite(mean)
         return np.where(ok, np.clip(mean + noise, *SMAP_VALID), np.nan).astype(np.float32)
 
 

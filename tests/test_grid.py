@@ -161,3 +161,26 @@ def test_block_reduce_mean_uses_valid_pixels_only():
     assert np.isnan(grid.block_reduce_mean(fine, valid_fraction=0.95)[0, 1])
     with pytest.raises(GridError, match="multiple of 36"):
         grid.block_reduce_mean(np.zeros((40, 36)))
+
+
+def test_a_region_on_the_9km_grid_keeps_its_extent_and_1km_grid():
+    from dsm.grid import EASE2_9KM, block_reduce_mean
+
+    r36, r9 = Region(74, 772, 3, 2), Region(74, 772, 3, 2, coarse_km=9)
+    assert r9.fine_shape == r36.fine_shape == (108, 72) and r9.bounds == r36.bounds
+    assert r9.coarse_shape == (12, 8) and r9.fine_per_coarse == 9 and r36.fine_per_coarse == 36
+    row0, col0, nrows, ncols = r9.window(EASE2_9KM)
+    assert (row0, col0) == (296, 3088)
+    np.testing.assert_allclose(r9.coarse_x, EASE2_9KM.x_centres(np.arange(col0, col0 + ncols)))
+    np.testing.assert_allclose(r9.coarse_y, EASE2_9KM.y_centres(np.arange(row0, row0 + nrows)))
+    assert r9.coarse_transform.a == EASE2_9KM.cell and r9.coarse_transform * (0, 0) == r36.coarse_transform * (0, 0)
+    # the 9 km cell centres are the means of their 9 x 9 one-km pixel centres
+    np.testing.assert_allclose(r9.coarse_x, r9.fine_x.reshape(-1, 9).mean(axis=1), rtol=0, atol=1e-6)
+    assert r9.cell_ids[0, 0] == 296 * 3856 + 3088 and r9.cell_ids.shape == (12, 8)
+    assert Region.from_dict(r9.to_dict()) == r9 and r36.to_dict() == {"row0": 74, "col0": 772, "nrows": 3, "ncols": 2}
+    assert r9.coarse_slices(Region(75, 773, 1, 1, coarse_km=9)) == (slice(4, 8), slice(4, 8))
+    assert r9.fine_slices(Region(75, 773, 1, 1, coarse_km=9)) == (slice(36, 72), slice(36, 72))
+    fine = np.arange(108 * 72, dtype=np.float64).reshape(108, 72)
+    np.testing.assert_allclose(block_reduce_mean(fine, factor=9)[1, 2], fine[9:18, 18:27].mean())
+    with pytest.raises(GridError, match="coarse grid of 3 km"):
+        Region(74, 772, 1, 1, coarse_km=3)

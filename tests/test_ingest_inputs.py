@@ -296,6 +296,40 @@ def test_harmony_subsets_renamed_by_a_download_tool_are_dated_from_their_content
 
 
 @pytest.mark.timeout(120)
+def test_spl3smp_e_fills_a_9km_cube_and_the_36km_product_is_refused_by_name(tmp_path, client):
+    folder = tmp_path / "smap_e"
+    folder.mkdir()
+    r9 = Region(REGION.row0, REGION.col0, REGION.nrows, REGION.ncols, coarse_km=9)
+    rows, cols = r9.coarse_shape[0] + 6, r9.coarse_shape[1] + 4  # a subset around the region's 9 km cells
+    values = np.linspace(0.1, 0.4, rows * cols, dtype=np.float32).reshape(rows, cols)
+    row0, col0 = REGION.row0 * 4 - 3, REGION.col0 * 4 - 2
+    for day, field in ((D13, values), (D14, values[::-1])):
+        write_smap_subset(folder / spl3smp_filename(day, enhanced=True).replace(".h5", ".nc4"), day, SmapPass(field),
+                          row0=row0, col0=col0, product="SPL3SMP_E")
+    path = _config(tmp_path, client, {"smap": {"paths": str(folder)}})
+    raw = yaml.safe_load(path.read_text())
+    raw["region"]["coarse"] = "spl3smp_e"
+    path.write_text(yaml.safe_dump(raw))
+    res = _ingest(path)
+    assert res.exit_code == 0, res.output
+    cube = open_cube(str(tmp_path / "cube.zarr"))
+    assert cube["smap_sm"].shape == (2, 4, 8) and cube.attrs["region"]["coarse_km"] == 9
+    np.testing.assert_allclose(cube["cx"].values, r9.coarse_x)
+    np.testing.assert_array_equal(cube["smap_sm"].values[0], values[3:7, 2:10])
+    np.testing.assert_array_equal(cube["smap_sm"].values[1], values[::-1][3:7, 2:10])
+    # the 36 km product for a 9 km region: refused, naming both products
+    _smap(tmp_path / "smap36", D13, 0.2)
+    raw["inputs"] = {"smap": {"paths": str(tmp_path / "smap36")}}
+    raw["stores"]["cube"] = str(tmp_path / "other.zarr")
+    path.write_text(yaml.safe_dump(raw))
+    res = _ingest(path)
+    assert res.exit_code == 1, res.output
+    files = _files(_report(tmp_path, "other"))
+    reason = files[spl3smp_filename(D13)]["reason"]
+    assert files[spl3smp_filename(D13)]["status"] == "failed" and "SPL3SMP" in reason and "SPL3SMP_E" in reason, reason
+
+
+@pytest.mark.timeout(120)
 def test_a_failed_imerg_final_falls_back_to_the_late_run(tmp_path, client):
     import math
 

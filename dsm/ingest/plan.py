@@ -39,7 +39,7 @@ from dsm.ingest.inputs import expand_each, folder_patterns, source_entry
 from dsm.ingest.precip import imerg_date, local_utc_offset, netcdf_times
 from dsm.ingest.reflectance import DATE_REGEX as REFLECTANCE_DATES
 from dsm.ingest.reflectance import match_band_dates
-from dsm.ingest.smap import granule_date
+from dsm.ingest.smap import granule_date, product_of
 from dsm.ingest.soil import FRACTIONS
 from dsm.ingest.soilgrids import SETTING as SOILGRIDS_SETTING
 from dsm.ingest.soilgrids import file_patterns as soilgrids_patterns
@@ -57,7 +57,7 @@ MODIS_SOURCES: dict[str, tuple[str, str, dict[str, str]]] = {
 }
 TIME_DIM = {"daily": "time", "8day": "time_8d", "16day": "time_16d", "smap": "time"}
 MODIS_DATE = r"\.A(?P<year>\d{4})(?P<doy>\d{3})\."
-SMAP_DATE = r"SMAP_L3_SM_P_(?P<date>\d{8})_"
+SMAP_DATE = r"SMAP_L3_SM_P_(?:E_)?(?P<date>\d{8})_"  # SPL3SMP and SPL3SMP_E granule names
 _TILE = re.compile(r"\.(h\d{2}v\d{2})\.")
 
 
@@ -163,7 +163,8 @@ def plan(cfg: Config, cube: xr.Dataset) -> Plan:
             try:
                 date = date_from_name(url, regex)
             except InputDateError as exc:
-                date, exc = _date_from_content(key, url, src, _options(inputs, src), exc)
+                date, exc = _date_from_content(key, url, src, _options(inputs, src), exc,
+                                               product_of(cfg.grid_region).short_name)
                 if date is None:
                     out.files.append(_entry(url, key, None, "failed", exc.reason, type(exc).__name__))
                     continue
@@ -191,16 +192,16 @@ def plan(cfg: Config, cube: xr.Dataset) -> Plan:
     return out
 
 
-def _date_from_content(key: str, url: str, src: InputSource, so: Mapping[str, Any], exc: IngestInputError
-                       ) -> tuple[dt.date | None, IngestInputError]:
+def _date_from_content(key: str, url: str, src: InputSource, so: Mapping[str, Any], exc: IngestInputError,
+                       smap_product: str) -> tuple[dt.date | None, IngestInputError]:
     """The date of a file whose name has none, from its own content where the format has one
-    (SMAP: metadata, granule names in its attributes, acquisition times; only the metadata
-    of a remote file is read); ``(None, error)`` when it cannot be had."""
+    (SMAP, of product ``smap_product``: metadata, granule names in its attributes, acquisition
+    times; only the metadata of a remote file is read); ``(None, error)`` when it cannot be had."""
     if key != "smap":
         return None, exc
     try:
         with fsspec.open(url, "rb", **so) as f:
-            return granule_date(url, f, overpass=getattr(src, "overpass", "AM")), exc
+            return granule_date(url, f, overpass=getattr(src, "overpass", "AM"), product=smap_product), exc
     except IngestInputError as err:
         return None, err
     except OSError as err:

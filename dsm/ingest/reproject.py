@@ -37,7 +37,7 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import reproject, transform_bounds
 
-from dsm.cube import COARSE_GRID_MAPPING, FINE_GRID_MAPPING, spatial_ref
+from dsm.cube import FINE_GRID_MAPPING, spatial_ref
 from dsm.grid import EPSG, Region
 
 log = logging.getLogger(__name__)
@@ -86,12 +86,6 @@ def fine_dataarray(data: np.ndarray, region: Region, name: str, attrs: dict | No
     """Wrap a (rows, cols) array on the region's 1 km grid as a CF DataArray (y, x)."""
     return wrap_on_grid(data, name, attrs, ("y", "x"), region.fine_y, region.fine_x, FINE_GRID_MAPPING,
                         region.fine_transform, "1 km")
-
-
-def coarse_dataarray(data: np.ndarray, region: Region, name: str, attrs: dict | None = None) -> xr.DataArray:
-    """Wrap a (rows, cols) array on the region's 36 km grid as a CF DataArray (cy, cx)."""
-    return wrap_on_grid(data, name, attrs, ("cy", "cx"), region.coarse_y, region.coarse_x, COARSE_GRID_MAPPING,
-                        region.coarse_transform, "36 km")
 
 
 # -- cropping and mosaicking ------------------------------------------------------------

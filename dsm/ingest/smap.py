@@ -77,7 +77,7 @@ from dsm.ingest.easegrid import (
     paste,
     region_window,
 )
-from dsm.ingest.reproject import coarse_dataarray
+from dsm.cube import COARSE_GRID_MAPPING
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,10 @@ GRID_MAPPING_9KM = "spatial_ref_9km"
 
 def _wrap_9km(values: np.ndarray, region: Region, name: str, attrs: dict) -> xr.DataArray:
     return grid_dataarray(values, region, EASE2_9KM, name, attrs, DIMS_9KM, GRID_MAPPING_9KM)
+
+
+def _wrap_36km(values: np.ndarray, region: Region, name: str, attrs: dict) -> xr.DataArray:
+    return grid_dataarray(values, region, EASE2_36KM, name, attrs, ("cy", "cx"), COARSE_GRID_MAPPING)
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,7 @@ class Product:
         return re.compile(re.escape(self.granule) + r"(\d{8})_")
 
 
-SPL3SMP = Product("SPL3SMP", EASE2_36KM, "SMAP_L3_SM_P_", "read_spl3smp", coarse_dataarray)
+SPL3SMP = Product("SPL3SMP", EASE2_36KM, "SMAP_L3_SM_P_", "read_spl3smp", _wrap_36km)
 SPL3SMP_E = Product("SPL3SMP_E", EASE2_9KM, "SMAP_L3_SM_P_E_", "read_spl3smp_e", _wrap_9km)
 PRODUCTS = {p.short_name: p for p in (SPL3SMP, SPL3SMP_E)}
 
@@ -183,6 +187,19 @@ def read_spl3smp_e(
     InputDateError, EmptyGranuleError, NoOverlapError
     """
     return _read_l3(SPL3SMP_E, path, region, overpass, qc_mask, tolerance_deg)
+
+
+def product_of(region: Region) -> Product:
+    """The SMAP product on ``region``'s coarse grid (:attr:`dsm.grid.Region.coarse_km`):
+    SPL3SMP at 36 km, SPL3SMP_E at 9 km."""
+    return SPL3SMP_E if region.coarse_km == 9 else SPL3SMP
+
+
+def read_smap(path: PathLike, region: Region, *, overpass: Literal["AM", "PM"] = "AM", qc_mask: int = 0b1,
+              tolerance_deg: float = 1e-3) -> tuple[xr.DataArray, dt.date]:
+    """:func:`read_spl3smp` or :func:`read_spl3smp_e`: the product of ``region``'s coarse grid
+    (:func:`product_of`), on its coarse cells."""
+    return _read_l3(product_of(region), path, region, overpass, qc_mask, tolerance_deg)
 
 
 def granule_date(path: PathLike, opened: Any = None, *, overpass: Literal["AM", "PM"] = "AM",

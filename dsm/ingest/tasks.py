@@ -43,7 +43,7 @@ from dsm.ingest.precip import (
 from dsm.ingest.rasters import ValueRule, geotiff_series_to_region
 from dsm.ingest.reflectance import reflectance_indices
 from dsm.ingest.reproject import crop_to_region, warp_many_to_region
-from dsm.ingest.smap import read_spl3smp
+from dsm.ingest.smap import read_smap
 from dsm.ingest.soil import FRACTIONS
 from dsm.ingest.soilgrids import read_in_place, soilgrids_layer
 from dsm.ingest.static import (
@@ -94,7 +94,7 @@ def read_group(source: str, paths: Sequence[str], cfg: Config, region: Region, k
     Returns
     -------
     (dict or None, ManyResult)
-        Cube variable -> 2-D float32 array (1 km, or 36 km for ``smap_sm``), None when no
+        Cube variable -> 2-D float32 array (1 km, or the coarse grid for ``smap_sm``), None when no
         file was usable; and the per-file report (paths as given).
     """
     inputs = cfg.inputs
@@ -102,7 +102,7 @@ def read_group(source: str, paths: Sequence[str], cfg: Config, region: Region, k
     if source == "smap":
         smap = inputs.smap
         assert smap is not None
-        many = read_many(paths, read_spl3smp, region=region, overpass=smap.overpass, qc_mask=smap.qc_mask)
+        many = read_many(paths, read_smap, region=region, overpass=smap.overpass, qc_mask=smap.qc_mask)
         if not many.results:
             return None, many
         return {"smap_sm": next(iter(many.results.values()))[0].values}, many

@@ -47,7 +47,6 @@ Objective = Callable[[np.ndarray, xgboost.DMatrix], tuple[np.ndarray, np.ndarray
 PIXEL_KEYS = ("date", "cell", "group", "fine_row", "fine_col")
 DEFAULT_PARAMS: dict[str, Any] = {"tree_method": "hist", "max_depth": 6, "eta": 0.1, "subsample": 0.8,
                                   "min_child_weight": 1.0, "lambda": 1.0, "nthread": 1}
-_NPIX = FINE_PER_COARSE * FINE_PER_COARSE
 
 
 # ------------------------------------------------------------------------------- objective
@@ -121,18 +120,19 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def pixel_keys(seed: int, days: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """Random uint64 keys of shape ``(t, cy, cx, 1296)``, a pure function of (seed, day, cell, pixel).
+def pixel_keys(seed: int, days: np.ndarray, cells: np.ndarray, factor: int = FINE_PER_COARSE) -> np.ndarray:
+    """Random uint64 keys of shape ``(t, cy, cx, factor**2)``, a pure function of (seed, day, cell, pixel).
 
     ``days`` are datetime64 values (length ``t``), ``cells`` global cell ids ``(cy, cx)``;
-    pixel ``i`` of a cell is row ``i // 36``, column ``i % 36`` of its block.
+    pixel ``i`` of a cell is row ``i // factor``, column ``i % factor`` of its block (``factor``
+    1 km pixels per cell side: 36, or 9 on the 9 km grid).
     """
     day = np.asarray(days, "datetime64[D]").astype(np.int64).astype(np.uint64)
     with np.errstate(over="ignore"):
         h = _mix(np.full(1, seed, np.int64).astype(np.uint64))
         h = _mix(h ^ day[:, None, None, None])
         h = _mix(h ^ np.asarray(cells, np.int64).astype(np.uint64)[None, :, :, None])
-        return _mix(h ^ np.arange(_NPIX, dtype=np.uint64))
+        return _mix(h ^ np.arange(factor * factor, dtype=np.uint64))
 
 
 def sample_pixels(dates: np.ndarray, cells: np.ndarray, row0: int, col0: int, land: np.ndarray,
@@ -140,21 +140,23 @@ def sample_pixels(dates: np.ndarray, cells: np.ndarray, row0: int, col0: int, la
                   pixels_per_cell: int, min_valid_fraction: float) -> pd.DataFrame:
     """Sampled pixels of one block (pure; see :func:`pixel_sample_graph`).
 
-    ``land`` is ``(y, x)`` boolean, ``smap`` ``(t, y/36, x/36)``, each of ``layers`` ``(t, y, x)``
-    or ``(y, x)``; ``row0``, ``col0`` are the global 1 km row and column of the block's corner.
-    Returns the columns ``date``, ``cell``, ``fine_row``, ``fine_col``, ``names`` and ``sm``.
+    ``land`` is ``(y, x)`` boolean, ``smap`` ``(t, y/f, x/f)`` (``f`` pixels per cell side),
+    each of ``layers`` ``(t, y, x)`` or ``(y, x)``; ``row0``, ``col0`` are the global 1 km row
+    and column of the block's corner. Returns the columns ``date``, ``cell``, ``fine_row``,
+    ``fine_col``, ``names`` and ``sm``.
     """
-    f = FINE_PER_COARSE
     nt, ncy, ncx = smap.shape
+    f = np.shape(land)[-1] // ncx
+    npix = f * f
     ok = np.broadcast_to(np.asarray(land, bool), (nt, ncy * f, ncx * f))
     for layer in layers:
         ok = ok & np.isfinite(layer)
-    ok = ok.reshape(nt, ncy, f, ncx, f).transpose(0, 1, 3, 2, 4).reshape(nt, ncy, ncx, _NPIX)
+    ok = ok.reshape(nt, ncy, f, ncx, f).transpose(0, 1, 3, 2, 4).reshape(nt, ncy, ncx, npix)
     count = ok.sum(axis=-1)
-    cell_ok = np.isfinite(smap) & (count > 0) & (count >= min_valid_fraction * _NPIX)
-    keys = np.where(ok, pixel_keys(seed, dates, cells), np.iinfo(np.uint64).max)
-    k = min(int(pixels_per_cell), _NPIX)
-    idx = np.argpartition(keys, k - 1, axis=-1)[..., :k] if k < _NPIX else np.argsort(keys, axis=-1)
+    cell_ok = np.isfinite(smap) & (count > 0) & (count >= min_valid_fraction * npix)
+    keys = np.where(ok, pixel_keys(seed, dates, cells, f), np.iinfo(np.uint64).max)
+    k = min(int(pixels_per_cell), npix)
+    idx = np.argpartition(keys, k - 1, axis=-1)[..., :k] if k < npix else np.argsort(keys, axis=-1)
     take = np.take_along_axis(ok, idx, axis=-1) & cell_ok[..., None]
     t, i, j, s = np.nonzero(take)
     p = idx[t, i, j, s]
@@ -239,7 +241,8 @@ def pixel_sample_graph(ds: xr.Dataset, days: Composite | Sequence[dt.date], feat
     if not days:
         return dask.delayed(empty_pixel_table)(list(features))
     times = np.array([np.datetime64(d, "ns") for d in days])
-    f = FINE_PER_COARSE
+    region = Region.from_dict(ds.attrs["region"])
+    f = region.fine_per_coarse
     land = ds["land_mask"].data == 1
     if not isinstance(land, da.Array):
         land = da.from_array(land)
@@ -255,8 +258,6 @@ def pixel_sample_graph(ds: xr.Dataset, days: Composite | Sequence[dt.date], feat
     land, smap, *arrays = dask.optimize(land, smap, *arrays)
     land_b, smap_b = land.to_delayed(optimize_graph=False), smap.to_delayed(optimize_graph=False)
     arr_b = [a.to_delayed(optimize_graph=False) for a in arrays]
-    r = ds.attrs["region"]
-    region = Region(r["row0"], r["col0"], r["nrows"], r["ncols"])
     cells = region.cell_ids
     t_off, y_off, x_off = (np.r_[0, np.cumsum(c)] for c in (smap.chunks[0], yc, xc))
     parts = []

@@ -50,7 +50,7 @@ def make_products_store(url: str, truth_url: str, *, noise: float = 0.02, seed: 
     """
     truth = store.open_store(truth_url, "truth")
     r = truth.attrs["region"]
-    region = Region(r["row0"], r["col0"], r["nrows"], r["ncols"])
+    region = Region.from_dict(r)
     start, end = dt.date.fromisoformat(truth.attrs["start"]), dt.date.fromisoformat(truth.attrs["end"])
     layout = Layout(region, start, end, space_chunk, time_chunk)
     products.create_products(url, layout, 0.9, overwrite=overwrite)
