@@ -7,14 +7,15 @@ from the operator's own :func:`~dask_kubernetes.operator.make_worker_spec` and
 
 * commands: ``dask scheduler`` / ``dask worker`` (distributed no longer installs the
   ``dask-scheduler`` / ``dask-worker`` scripts those helpers still name);
-* sizing: ``--nthreads`` equals the container's CPU limit and ``--memory-limit`` is
-  :data:`MEMORY_FRACTION` of its memory limit, so the nanny restarts a worker before the
-  kernel's OOM killer takes the whole pod; requests equal limits (Guaranteed QoS);
+* sizing (:mod:`dsm.k8s_resources`): ``--nthreads`` equals the container's CPU limit and
+  ``--memory-limit`` is :data:`MEMORY_FRACTION` of its memory limit, so the nanny restarts a
+  worker before the kernel's OOM killer takes the whole pod; requests equal limits
+  (Guaranteed QoS);
 * security: non-root uid 1000, no privilege escalation, all capabilities dropped, the
   runtime's seccomp profile (the "restricted" Pod Security Standard);
 * credentials: only by reference, ``envFrom`` Kubernetes Secrets, never a literal value; the
   configuration in a job's ConfigMap has its credential-like ``storage_options`` left out
-  (:func:`split_storage_options`) and :func:`render_secret`, called only on request, turns
+  (:mod:`dsm.storage_credentials`) and :func:`render_secret`, called only on request, turns
   them into a Secret of ``AWS_*`` variables;
 * the GPU pool: ``nvidia.com/gpu`` limits, a node selector, a toleration and a
   ``--resources GPU=1`` worker resource for task constraints.
@@ -28,9 +29,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import math
 import re
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -38,17 +37,33 @@ import yaml
 
 from dsm.config import Config
 from dsm.errors import ConfigError
+from dsm.k8s_resources import GPU_RESOURCE, MEMORY_FRACTION, Resources, dask_memory_limit, parse_quantity
+from dsm.storage_credentials import (
+    AWS_ENV,
+    CREDENTIAL_WORDS,
+    config_yaml,
+    credential_env,
+    inline_credentials,
+    is_credential,
+    split_storage_options,
+)
+
+__all__ = [
+    "API_VERSION", "AWS_ENV", "CONFIG_KEY", "CONFIG_MOUNT", "CREDENTIALS_SECRET", "CREDENTIAL_WORDS",
+    "EARTHDATA_SECRET", "GPU_NODE_SELECTOR", "GPU_RESOURCE", "GPU_TOLERATIONS", "LABELS", "MEMORY_FRACTION",
+    "SCRATCH_MOUNT", "UID", "DeploySpec", "Resources", "config_yaml", "credential_env", "credentials_notice",
+    "dask_memory_limit", "inline_credentials", "is_credential", "job_config", "parse_quantity", "render",
+    "render_cluster", "render_gpu_worker_group", "render_job", "render_secret", "scheduler_address",
+    "scheduler_spec", "split_storage_options", "to_yaml", "worker_args", "worker_spec",
+]
 
 API_VERSION = "kubernetes.dask.org/v1"
-MEMORY_FRACTION = 0.9
-"""Dask ``--memory-limit`` as a fraction of the container memory limit (the rest: nanny, headroom)."""
 CONFIG_MOUNT = "/config"
 CONFIG_KEY = "config.yaml"
 SCRATCH_MOUNT = "/scratch"
 UID = 1000
 CREDENTIALS_SECRET = "dsm-s3-credentials"
 EARTHDATA_SECRET = "dsm-earthdata"
-GPU_RESOURCE = "nvidia.com/gpu"
 GPU_NODE_SELECTOR: dict[str, str] = {"nvidia.com/gpu.present": "true"}
 GPU_TOLERATIONS: tuple[dict[str, str], ...] = (
     {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
@@ -56,110 +71,6 @@ GPU_TOLERATIONS: tuple[dict[str, str], ...] = (
 LABELS: dict[str, str] = {"app.kubernetes.io/name": "dsm", "app.kubernetes.io/part-of": "dsm"}
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-CREDENTIAL_WORDS = ("key", "secret", "token", "passw", "credential", "auth", "connection_string", "private",
-                    "cookie")
-"""An fsspec option whose name contains one of these (any case) is a credential (:func:`is_credential`)."""
-AWS_ENV: dict[tuple[str, ...], str] = {
-    ("key",): "AWS_ACCESS_KEY_ID",
-    ("secret",): "AWS_SECRET_ACCESS_KEY",
-    ("token",): "AWS_SESSION_TOKEN",
-    ("client_kwargs", "aws_access_key_id"): "AWS_ACCESS_KEY_ID",
-    ("client_kwargs", "aws_secret_access_key"): "AWS_SECRET_ACCESS_KEY",
-    ("client_kwargs", "aws_session_token"): "AWS_SESSION_TOKEN",
-}
-"""s3fs credential options and the environment variables botocore reads in their place."""
-_SUFFIX = {
-    "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60, "m": 1e-3,
-}  # fmt: skip
-_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$")
-
-
-def parse_quantity(quantity: str | int | float) -> float:
-    """A Kubernetes resource quantity as a number (bytes for memory, cores for CPU).
-
-    Parameters
-    ----------
-    quantity
-        ``"8Gi"``, ``"8G"``, ``"500m"``, ``"1.5"``, ``2`` ...
-
-    Returns
-    -------
-    float
-        The value in base units.
-
-    Raises
-    ------
-    ValueError
-        When the text is not a Kubernetes quantity.
-    """
-    if isinstance(quantity, (int, float)) and not isinstance(quantity, bool):
-        return float(quantity)
-    m = _QUANTITY.match(str(quantity).strip())
-    if not m:
-        raise ValueError(f"{quantity!r} is not a Kubernetes quantity (e.g. 8Gi, 8G, 500m, 2)")
-    return float(m.group(1)) * _SUFFIX[m.group(2) or ""]
-
-
-def dask_memory_limit(container_memory: str, fraction: float = MEMORY_FRACTION) -> str:
-    """The ``dask worker --memory-limit`` for a container memory limit, in whole MiB.
-
-    Dask pauses a worker at 80 % and the nanny restarts it at 95 % of ``--memory-limit``; with
-    ``fraction=0.9`` the restart happens at 85.5 % of the container limit, before the kernel
-    kills the pod (and the nanny with it).
-
-    Parameters
-    ----------
-    container_memory
-        The container's ``resources.limits.memory`` (``"8Gi"``).
-    fraction
-        Share of the container limit given to the worker process.
-
-    Returns
-    -------
-    str
-        For example ``"7372MiB"`` for ``"8Gi"``.
-    """
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction {fraction} must be in (0, 1]")
-    mib = math.floor(parse_quantity(container_memory) * fraction / 2**20)
-    if mib < 256:
-        raise ValueError(f"memory limit {container_memory!r} leaves {mib} MiB for a worker: give at least 1Gi")
-    return f"{mib}MiB"
-
-
-@dataclass(frozen=True)
-class Resources:
-    """Requests = limits of one container: whole CPUs, a memory quantity, GPUs.
-
-    Parameters
-    ----------
-    cpu
-        Whole cores; a worker runs this many threads (``--nthreads``).
-    memory
-        Kubernetes memory quantity (``"8Gi"``).
-    gpu
-        ``nvidia.com/gpu`` count (0: none).
-    """
-
-    cpu: int
-    memory: str
-    gpu: int = 0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.cpu, int) or self.cpu < 1:
-            raise ValueError(f"cpu = {self.cpu!r}: give a whole number of cores >= 1 (it becomes --nthreads)")
-        if parse_quantity(self.memory) < 2**30:
-            raise ValueError(f"memory = {self.memory!r}: give at least 1Gi")
-        if self.gpu < 0:
-            raise ValueError(f"gpu = {self.gpu}: must be >= 0")
-
-    def to_k8s(self) -> dict[str, dict[str, str]]:
-        """``resources:`` of a container; every quantity a string (the CRD schema requires it)."""
-        amounts = {"cpu": str(self.cpu), "memory": self.memory}
-        if self.gpu:
-            amounts[GPU_RESOURCE] = str(self.gpu)
-        return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
 @dataclass(frozen=True)
@@ -420,122 +331,6 @@ def job_config(config: Config, name: str) -> Config:
     return config.model_copy(update={"cluster": cluster})
 
 
-def is_credential(name: str, value: Any) -> bool:
-    """Whether the fsspec option ``name: value`` is a credential (see :data:`CREDENTIAL_WORDS`).
-
-    None and booleans (``anon: true``, ``use_ssl: false``) never are.
-    """
-    if value is None or isinstance(value, bool):
-        return False
-    return any(word in name.lower() for word in CREDENTIAL_WORDS)
-
-
-def split_storage_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """fsspec options split into (non-secret, credentials); nested maps (``client_kwargs``) alike.
-
-    Parameters
-    ----------
-    options
-        ``storage_options`` of the configuration.
-
-    Returns
-    -------
-    tuple of dict
-        What may be written into a manifest (``endpoint_url``, ``anon`` ...) and the
-        credentials (``key``, ``secret``, ``token``, ``client_kwargs.aws_secret_access_key`` ...).
-    """
-    public: dict[str, Any] = {}
-    secret: dict[str, Any] = {}
-    for name, value in options.items():
-        if is_credential(name, value):
-            secret[name] = value
-        elif isinstance(value, Mapping):
-            pub, sec = split_storage_options(value)
-            if pub or not sec:  # a map emptied only by taking credentials out is dropped
-                public[name] = pub
-            if sec:
-                secret[name] = sec
-        else:
-            public[name] = value
-    return public, secret
-
-
-def _split_config(raw: Any, where: str = "") -> tuple[Any, dict[str, dict[str, Any]]]:
-    """A dumped configuration without credentials, and the credentials of each ``storage_options``."""
-    if isinstance(raw, list):
-        parts = [_split_config(v, f"{where}[{i}]") for i, v in enumerate(raw)]
-        return [p for p, _ in parts], {k: v for _, found in parts for k, v in found.items()}
-    if not isinstance(raw, dict):
-        return raw, {}
-    out: dict[str, Any] = {}
-    found: dict[str, dict[str, Any]] = {}
-    for key, value in raw.items():
-        at = f"{where}.{key}" if where else key
-        if key == "storage_options" and isinstance(value, dict):
-            out[key], secret = split_storage_options(value)
-            if secret:
-                found[at] = secret
-        else:
-            out[key], sub = _split_config(value, at)
-            found.update(sub)
-    return out, found
-
-
-def _leaves(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            yield from _leaves(value, (*prefix, key))
-        else:
-            yield (*prefix, key), value
-
-
-def inline_credentials(config: Config) -> list[str]:
-    """Where ``config`` carries credentials inline: ``["stores.storage_options.secret", ...]``."""
-    _, found = _split_config(config.model_dump(mode="json", exclude_unset=True))
-    return [".".join((where, *path)) for where, secret in found.items() for path, _ in _leaves(secret)]
-
-
-def credential_env(config: Config) -> dict[str, str]:
-    """The ``AWS_*`` environment that replaces the credentials ``config`` carries inline.
-
-    Parameters
-    ----------
-    config
-        A configuration with s3fs credentials (``key``, ``secret``, ``token``, or the same as
-        ``client_kwargs.aws_*``) in some ``storage_options``.
-
-    Returns
-    -------
-    dict
-        ``{"AWS_ACCESS_KEY_ID": ..., "AWS_SECRET_ACCESS_KEY": ..., "AWS_SESSION_TOKEN": ...}``
-        (those given).
-
-    Raises
-    ------
-    ConfigError
-        When there are no inline credentials, when one has no ``AWS_*`` variable, or when two
-        ``storage_options`` give one variable different values (pods have one environment).
-    """
-    _, found = _split_config(config.model_dump(mode="json", exclude_unset=True))
-    if not found:
-        raise ConfigError("the configuration has no credentials in its storage_options: create the Secret with "
-                          "kubectl create secret generic NAME --from-literal=AWS_ACCESS_KEY_ID=... "
-                          "--from-literal=AWS_SECRET_ACCESS_KEY=...")
-    env: dict[str, str] = {}
-    for where, secret in found.items():
-        for path, value in _leaves(secret):
-            name = AWS_ENV.get(path)
-            option = ".".join((where, *path))
-            if name is None:
-                raise ConfigError(f"{option}: no environment variable of s3fs/botocore carries it; leave it out and "
-                                  "put what your filesystem reads into the Secret yourself (kubectl create secret "
-                                  "generic NAME --from-literal=VARIABLE=...)")
-            if env.setdefault(name, str(value)) != str(value):
-                raise ConfigError(f"{option}: differs from another storage_options' value of {name}; pods have "
-                                  "one environment, so every store and input must use the same credentials")
-    return env
-
-
 def render_secret(config: Config, name: str = CREDENTIALS_SECRET) -> dict[str, Any]:
     """An Opaque Secret holding the inline credentials of ``config`` as ``AWS_*`` variables.
 
@@ -644,15 +439,6 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 
 
 _Dumper.add_representer(str, _str)
-
-
-def config_yaml(config: Config) -> str:
-    """The settings given in ``config`` (defaults left out) as YAML that :func:`dsm.config.load` reads.
-
-    Credential-like ``storage_options`` (:func:`split_storage_options`) are left out, everywhere.
-    """
-    public, _ = _split_config(config.model_dump(mode="json", exclude_unset=True))
-    return yaml.safe_dump(public, sort_keys=False)
 
 
 def to_yaml(docs: list[dict[str, Any]]) -> str:

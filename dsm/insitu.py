@@ -1,20 +1,10 @@
-"""Readers for in situ soil moisture (ISMN station files and a plain CSV) and weather stations.
+"""Readers for in situ soil moisture: ISMN station files, and every in situ reader in one place.
 
-Every reader returns the same tidy table, one row per record (:data:`TIDY_COLUMNS`):
-
-=========== ==================================================================
-network     network name (ISMN header field 2)
-station     station name
-lon, lat    station position, degrees (WGS84)
-depth_from  top of the measured layer, metres below the surface
-depth_to    bottom of the measured layer, metres (a point sensor: from == to)
-sensor      instrument name, or missing when the file does not tell
-time        UTC timestamp of the record (tz-aware)
-value       volumetric soil moisture, m3/m3
-flag        ISMN quality flag: ``G`` good, ``C01``-``C03`` out of plausible range,
-            ``D01``-``D10`` dubious, ``M`` missing, ``U`` undefined; several flags
-            are joined by commas (``D03,D05``)
-=========== ==================================================================
+Every reader returns the same tidy table, one row per record
+(:data:`~dsm.insitu_records.TIDY_COLUMNS`, processed by :mod:`dsm.insitu_records`). This module
+reads the ISMN files; dsm's plain station and weather-station CSVs are read by
+:mod:`dsm.station_csv`. Both are also importable from here, with the processing
+(:func:`select_surface`, :func:`filter_flags`, :func:`daily_means`, :func:`station_table`).
 
 ISMN formats (both are whitespace separated, any of CR, LF or CRLF line endings):
 
@@ -29,12 +19,6 @@ ISMN file names follow ``CSE_network_station_variable_depthfrom_depthto_sensor_s
 .stm``; only soil moisture (variable ``sm``) is read. The provider flag and the
 elevation are not kept. The archive's ``Metadata.xml`` is dataset-level ISO 19115
 metadata (no per-station content) and is not read.
-
-The plain CSV (:func:`read_station_csv`) and the weather-station CSV (:func:`read_weather_csv`)
-read any column names through a ``columns`` mapping from dsm's names to the file's.
-
-Then: :func:`select_surface` keeps the surface layer, :func:`filter_flags` the good
-records and :func:`daily_means` makes UTC daily means.
 """
 
 from __future__ import annotations
@@ -46,11 +30,27 @@ import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
 
-import fsspec
 import numpy as np
 import pandas as pd
+
+from dsm.insitu_records import (
+    DAILY_COLUMNS,
+    STATION_KEYS,
+    TIDY_COLUMNS,
+    InsituFormatError,
+    daily_means,
+    filter_flags,
+    select_surface,
+    station_table,
+)
+from dsm.station_csv import (
+    STATION_CSV_COLUMNS,
+    STATION_CSV_REQUIRED,
+    WEATHER_COLUMNS,
+    read_station_csv,
+    read_weather_csv,
+)
 
 __all__ = [
     "DAILY_COLUMNS",
@@ -77,12 +77,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-STATION_KEYS: tuple[str, ...] = (
-    "network", "station", "lon", "lat", "depth_from", "depth_to", "sensor",
-)  # fmt: skip
-TIDY_COLUMNS: tuple[str, ...] = (*STATION_KEYS, "time", "value", "flag")
-DAILY_COLUMNS: tuple[str, ...] = (*STATION_KEYS, "time", "value", "n_obs")
 
 SOIL_MOISTURE = "sm"
 _ISMN_TIME_FORMAT = "%Y/%m/%d %H:%M"
@@ -115,23 +109,6 @@ _STATIC_NAME_RE = re.compile(
     re.IGNORECASE,
 )
 _STATIC_UNKNOWN_DEPTH = -99.9
-
-
-class InsituFormatError(ValueError):
-    """A file is not in a supported in situ format or its content is malformed.
-
-    Parameters
-    ----------
-    path : str or pathlib.Path
-        The offending file (for an archive member: ``archive.zip/member``).
-    problem : str
-        What is wrong.
-    """
-
-    def __init__(self, path: str | Path, problem: str) -> None:
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -492,273 +469,3 @@ def read_static_variables(path: str | Path) -> pd.DataFrame:
         table.insert(0, "station", match["station"])
         table.insert(0, "network", match["network"])
     return table
-
-
-# --------------------------------------------------------------------------- plain CSV
-
-STATION_CSV_COLUMNS: tuple[str, ...] = (
-    "station", "network", "lon", "lat", "depth", "time", "value", "sensor", "flag",
-)  # fmt: skip
-"""dsm's names of the station CSV columns; ``columns`` maps any of them to a file's own names."""
-STATION_CSV_REQUIRED: tuple[str, ...] = ("station", "lon", "lat", "depth", "time", "value")
-WEATHER_COLUMNS: tuple[str, ...] = ("station", "lon", "lat", "time", "precip_mm", "tair_c")
-"""dsm's names of the weather-station CSV columns (all required)."""
-
-
-def _mapped_columns(
-    path: str | Path, found: Sequence[str], names: Sequence[str], required: Sequence[str],
-    columns: Mapping[str, str] | None, setting: str,
-) -> dict[str, str]:
-    """dsm name -> the file's column, for the ``names`` the file has (all of ``required``, and
-    every name ``columns`` maps); raises :class:`InsituFormatError` naming each missing column
-    and the setting that maps it."""
-    columns = dict(columns or {})
-    unknown = sorted(set(columns) - set(names))
-    if unknown:
-        raise InsituFormatError(path, f"{setting} names unknown column(s) {unknown}; dsm's names: {list(names)}")
-    col = {n: columns.get(n, n) for n in names}
-    missing = [n for n in names if col[n] not in found and (n in required or n in columns)]
-    if missing:
-        why = "; ".join(
-            f"no column {col[n]!r} (dsm's {n!r}, set by {setting}.{n})" if n in columns
-            else f"no column {n!r}: set {setting}.{n} to the file's name for it" for n in missing)
-        raise InsituFormatError(path, f"{why}; the file's columns are {list(found)}")
-    return {n: c for n, c in col.items() if c in found}
-
-
-def read_station_csv(
-    path: str | Path, *, network: str | None = None, default_flag: str = "G",
-    columns: Mapping[str, str] | None = None, setting: str = "columns",
-) -> pd.DataFrame:
-    """Read the plain in situ CSV (``station, lon, lat, depth, time, value``).
-
-    This is the layout dsm's synthetic twin writes for its stations; ``columns`` reads any
-    other CSV with these quantities under other names.
-
-    Parameters
-    ----------
-    path : str or pathlib.Path
-        Comma-separated file with a header row. Optional columns: ``network``,
-        ``sensor`` and ``flag``. ``depth`` is the sensor depth in metres (it becomes
-        ``depth_from`` and ``depth_to``), ``value`` is in m3/m3, ``time`` is ISO 8601
-        (naive times are taken as UTC).
-    network : str, optional
-        Network name for files without a ``network`` column.
-    default_flag : str, default "G"
-        Quality flag given to every record when the file has no ``flag`` column.
-    columns : mapping of str to str, optional
-        dsm's name (:data:`STATION_CSV_COLUMNS`) -> the file's column name, for the names
-        that differ; a mapped column must exist.
-    setting : str, default "columns"
-        The configuration key of ``columns``, named in errors
-        (e.g. ``validation.stations[0].columns``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Tidy records (:data:`TIDY_COLUMNS`).
-
-    Raises
-    ------
-    InsituFormatError
-        When a required or mapped column is missing (naming it and the setting to change)
-        or a value cannot be parsed.
-    """
-    path = Path(path)
-    text = {(columns or {}).get(n, n): str for n in ("station", "network", "sensor")}
-    try:
-        raw = pd.read_csv(path, dtype=text)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InsituFormatError(path, f"not a readable CSV: {exc}") from exc
-    col = _mapped_columns(path, list(raw.columns), STATION_CSV_COLUMNS, STATION_CSV_REQUIRED, columns, setting)
-    try:
-        numeric = {
-            c: pd.to_numeric(raw[col[c]]).astype(np.float64) for c in ("lon", "lat", "depth", "value")
-        }
-        time = pd.to_datetime(raw[col["time"]], format="ISO8601", utc=True)
-    except (ValueError, TypeError) as exc:
-        raise InsituFormatError(path, f"bad value: {exc}") from exc
-    frame = pd.DataFrame(
-        {
-            "network": raw[col["network"]] if "network" in col else network,
-            "station": raw[col["station"]],
-            "lon": numeric["lon"],
-            "lat": numeric["lat"],
-            "depth_from": numeric["depth"],
-            "depth_to": numeric["depth"],
-            "sensor": raw[col["sensor"]] if "sensor" in col else None,
-            "time": time,
-            "value": numeric["value"],
-            "flag": raw[col["flag"]] if "flag" in col else default_flag,
-        },
-        columns=list(TIDY_COLUMNS),
-    )
-    return frame
-
-
-def read_weather_csv(
-    url: str, *, columns: Mapping[str, str] | None = None, setting: str = "weather_columns",
-    storage_options: Mapping[str, Any] | None = None,
-) -> pd.DataFrame:
-    """Read a weather-station table (daily precipitation and air temperature).
-
-    Parameters
-    ----------
-    url : str
-        Local path or fsspec URL of a CSV with a header row and the columns
-        :data:`WEATHER_COLUMNS`: ``station, lon, lat, time, precip_mm, tair_c``.
-    columns : mapping of str to str, optional
-        dsm's name -> the file's column name, for the names that differ.
-    setting : str, default "weather_columns"
-        The configuration key of ``columns``, named in errors.
-    storage_options : mapping, optional
-        fsspec options for ``url``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns :data:`WEATHER_COLUMNS` (``time`` parsed), one row per station-day.
-
-    Raises
-    ------
-    FileNotFoundError
-        No file at ``url``.
-    InsituFormatError
-        A required or mapped column is missing, or the file is not a CSV.
-    """
-    try:
-        with fsspec.open(url, "r", **dict(storage_options or {})) as f:
-            raw = pd.read_csv(f, dtype={(columns or {}).get("station", "station"): str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InsituFormatError(url, f"not a readable CSV: {exc}") from exc
-    col = _mapped_columns(url, list(raw.columns), WEATHER_COLUMNS, WEATHER_COLUMNS, columns, setting)
-    w = pd.DataFrame({n: raw[col[n]] for n in WEATHER_COLUMNS})
-    try:
-        w["time"] = pd.to_datetime(w["time"])
-    except (ValueError, TypeError) as exc:
-        raise InsituFormatError(url, f"bad value in column {col['time']!r}: {exc}") from exc
-    return w
-
-
-# --------------------------------------------------------------------------- processing
-
-
-def _require_columns(data: pd.DataFrame, columns: Iterable[str], caller: str) -> None:
-    missing = [c for c in columns if c not in data.columns]
-    if missing:
-        raise ValueError(f"{caller}: data has no column(s) {missing}")
-
-
-def select_surface(
-    data: pd.DataFrame, max_depth: float = 0.05, *, tolerance: float = 1e-9
-) -> pd.DataFrame:
-    """Keep the records of the surface layer: ``depth_to <= max_depth``.
-
-    Parameters
-    ----------
-    data : pandas.DataFrame
-        Tidy records.
-    max_depth : float, default 0.05
-        Deepest allowed bottom of the measured layer, metres (SMAP senses ~5 cm).
-    tolerance : float, default 1e-9
-        Slack on the comparison for depths written with rounding.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The selected rows (a copy; original index kept).
-    """
-    _require_columns(data, ("depth_to",), "select_surface")
-    return data.loc[data["depth_to"] <= max_depth + tolerance].copy()
-
-
-def _flag_is_kept(flag: object, keep: frozenset[str]) -> bool:
-    """True when every comma-separated code of ``flag`` is accepted by ``keep``.
-
-    A code is accepted when it is in ``keep`` or when its letter is (``"D"`` accepts
-    ``D01`` ... ``D10``).
-    """
-    if not isinstance(flag, str) or not flag.strip():
-        return False
-    codes = [code.strip() for code in flag.split(",")]
-    return all(code in keep or code[:1] in keep for code in codes if code)
-
-
-def filter_flags(data: pd.DataFrame, keep: str | Iterable[str] = ("G",)) -> pd.DataFrame:
-    """Keep the records whose ISMN quality flag is accepted.
-
-    Parameters
-    ----------
-    data : pandas.DataFrame
-        Tidy records.
-    keep : str or iterable of str, default ("G",)
-        Accepted flags: whole codes (``"D05"``) or classes (``"D"`` for any
-        ``D01``-``D10``). A combined flag such as ``"D03,D05"`` is kept only when every
-        code in it is accepted. Missing flags are never kept.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The selected rows (a copy; original index kept).
-    """
-    _require_columns(data, ("flag",), "filter_flags")
-    accepted = frozenset([keep] if isinstance(keep, str) else keep)
-    verdict = {flag: _flag_is_kept(flag, accepted) for flag in data["flag"].unique()}
-    mask = data["flag"].map(verdict).fillna(False).astype(bool)
-    return data.loc[mask].copy()
-
-
-def daily_means(data: pd.DataFrame, *, min_count: int = 1) -> pd.DataFrame:
-    """Average the records of each sensor over UTC days.
-
-    Parameters
-    ----------
-    data : pandas.DataFrame
-        Tidy records (usually after :func:`select_surface` and :func:`filter_flags`).
-        ``time`` must be timezone-aware.
-    min_count : int, default 1
-        Fewest non-missing records (e.g. hourly readings) a day needs to get a mean;
-        days with fewer are dropped.
-
-    Returns
-    -------
-    pandas.DataFrame
-        :data:`DAILY_COLUMNS`: the station keys, ``time`` (00:00 UTC of the day),
-        ``value`` (mean, m3/m3) and ``n_obs`` (records averaged), sorted by station
-        and day.
-
-    Raises
-    ------
-    ValueError
-        On missing columns, naive timestamps or ``min_count < 1``.
-    """
-    _require_columns(data, (*STATION_KEYS, "time", "value"), "daily_means")
-    if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 1:
-        raise ValueError(f"daily_means: min_count must be an integer >= 1, got {min_count!r}")
-    if getattr(data["time"].dt, "tz", None) is None:
-        raise ValueError("daily_means: time must be timezone-aware (UTC), got naive timestamps")
-    valid = data.loc[data["value"].notna(), [*STATION_KEYS, "time", "value"]]
-    valid = valid.assign(time=valid["time"].dt.tz_convert("UTC").dt.floor("D"))
-    grouped = valid.groupby([*STATION_KEYS, "time"], sort=True, dropna=False)["value"]
-    daily = grouped.agg(value="mean", n_obs="count").reset_index()
-    daily = daily.loc[daily["n_obs"] >= min_count].reset_index(drop=True)
-    daily["n_obs"] = daily["n_obs"].astype(np.int64)
-    return daily.loc[:, list(DAILY_COLUMNS)]
-
-
-def station_table(data: pd.DataFrame) -> pd.DataFrame:
-    """One row per sensor: its station keys, first and last time and record count.
-
-    Parameters
-    ----------
-    data : pandas.DataFrame
-        Tidy or daily records.
-
-    Returns
-    -------
-    pandas.DataFrame
-        :data:`STATION_KEYS` plus ``start``, ``end`` and ``n_records``.
-    """
-    _require_columns(data, (*STATION_KEYS, "time"), "station_table")
-    grouped = data.groupby(list(STATION_KEYS), sort=True, dropna=False)["time"]
-    return grouped.agg(start="min", end="max", n_records="size").reset_index()

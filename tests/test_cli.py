@@ -126,7 +126,7 @@ def test_only_an_error_in_a_stage_that_writes_products_fails_a_run():
     assert RunResult("r", "t", [*done[:2], StageResult("predict", "error")]).outcome == "failed"
     assert RunResult("r", "t", [*done[:3], StageResult("export", "partial")]).outcome == "partial"
     assert RunResult("r", "t", [*done, StageResult("validate", "interrupted")]).outcome == "interrupted"
-    from dsm.cli import _one_line
+    from dsm.cli.printing import _one_line
 
     assert _one_line("KeyError: 'sm'\n  while reading\n\n b.nc ") == "KeyError: 'sm'; while reading; b.nc"
 

@@ -738,7 +738,7 @@ def _dockerignored(path: str) -> bool:
 
 
 def test_dockerignore_keeps_the_context_to_what_the_image_needs() -> None:
-    for kept in ("pyproject.toml", "constraints.txt", "README.md", "dsm/cli.py", "dsm/ingest/modis.py"):
+    for kept in ("pyproject.toml", "constraints.txt", "README.md", "dsm/cli/__init__.py", "dsm/ingest/modis.py"):
         assert not _dockerignored(kept), kept
     for dropped in (".venv/bin/python", ".git/config", ".env", "dsm/.env", "tests/test_deploy.py", "work/demo/cube.zarr",
                     "dsm/__pycache__/cli.cpython-311.pyc", "notebooks/a.ipynb", ".aws/credentials", ".netrc",

@@ -1,0 +1,141 @@
+"""The single-stage commands: ``dsm train``, ``predict``, ``export``, ``validate``, ``report`` and ``skill``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dsm import config as config_mod
+from dsm.cli.common import _break_lock, _locked, _on_cluster
+from dsm.cli.printing import _print_export, _print_predict, _print_skill, _print_training, _progress, pd_options
+
+def _run_training(cfg: config_mod.Config, client: Any, force: bool = False,
+                  only: tuple[str, ...] = (), lease: Any = None) -> bool:
+    """Train, print the per-period table and Table 4; True when nothing failed."""
+    from dsm.models.train import train
+
+    report = train(cfg, client, force=force, only=only or None, progress=_progress, lease=lease)
+    _print_training(report)
+    return not report.failed
+
+
+@click.command("train")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+@click.option("--force", is_flag=True, help="Retrain periods whose model and card are already stored.")
+@click.option("--period", "only", multiple=True, metavar="YYYYDDD", help="Only this period (repeatable).")
+@_break_lock
+def train_cmd(config_path: str, force: bool, only: tuple[str, ...], break_lock: bool) -> None:
+    """Train the five models of every 16-day period of CONFIG and store the chosen ones.
+
+    Prints a per-period table (samples, chosen model, train/test R and RMSE, fallback) and the
+    Table-4 summary. Exit status 1 when a period failed (the others are still trained).
+    """
+    cfg = config_mod.load(config_path)
+    from dsm.models.train import check_training_config
+
+    check_training_config(cfg)
+    with _locked(cfg, break_lock) as lease:
+        ok = _on_cluster(cfg, lambda client: _run_training(cfg, client, force=force, only=only, lease=lease))
+    if not ok:
+        sys.exit(1)
+
+
+def _run_predict(cfg: config_mod.Config, client: Any, overwrite: bool = False, lease: Any = None) -> bool:
+    from dsm.predict import predict
+
+    r = predict(cfg, client, overwrite=overwrite, progress=_progress, lease=lease)
+    _print_predict(r)
+    return not r.failed
+
+
+def _run_export(cfg: config_mod.Config, client: Any, force: bool = False, lease: Any = None) -> bool:
+    from dsm.export import export
+
+    r = export(cfg, client, force=force, lease=lease)
+    _print_export(cfg, r)
+    return not r.failed
+
+
+def _run_skill(cfg: config_mod.Config, dest: str) -> None:
+    from dsm.run import twin_skill
+
+    _print_skill(twin_skill(cfg, dest), dest)
+
+
+@click.command("predict")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+@click.option("--overwrite", is_flag=True, help="Replace the output store instead of resuming it.")
+@_break_lock
+def predict_cmd(config_path: str, overwrite: bool, break_lock: bool) -> None:
+    """Predict every day of CONFIG into stores.output (skips days already done).
+
+    Exit status 1 when a day failed (the other days are still written).
+    """
+    cfg = config_mod.load(config_path)
+    with _locked(cfg, break_lock) as lease:
+        ok = _on_cluster(cfg, lambda client: _run_predict(cfg, client, overwrite=overwrite, lease=lease))
+    if not ok:
+        sys.exit(1)
+
+
+@click.command("export")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+@click.option("--force", is_flag=True, help="Rewrite COGs already exported.")
+@_break_lock
+def export_cmd(config_path: str, force: bool, break_lock: bool) -> None:
+    """Write one COG per predicted day to stores.cog and the STAC catalog to stores.stac."""
+    cfg = config_mod.load(config_path)
+    with _locked(cfg, break_lock) as lease:
+        ok = _on_cluster(cfg, lambda client: _run_export(cfg, client, force=force, lease=lease))
+    if not ok:
+        sys.exit(1)
+
+
+@click.command("validate")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+@_break_lock
+def validate_cmd(config_path: str, break_lock: bool) -> None:
+    """Score the 1 km product, SMAP 36 km and CONFIG's other products against the in situ stations.
+
+    Writes pairs.csv, scores.csv/json, stations.csv, problems.csv and timeseries/ (pytesmo/QA4SM
+    CSVs) under validation.out. Inputs that cannot be used are listed; exit status 1 when
+    nothing could be scored.
+    """
+    from dsm.validate import format_scores, problem_lines, run_validate
+
+    cfg = config_mod.load(config_path)
+    with _locked(cfg, break_lock):
+        result, written = _on_cluster(cfg, lambda client: run_validate(cfg, client))
+    for line in problem_lines(result.problems):
+        click.secho(f"  left out: {line}", fg="yellow", err=True)
+    if result.scores.empty:
+        click.secho("nothing could be scored", fg="red", err=True)
+        sys.exit(1)
+    with pd_options():
+        click.echo(format_scores(result.scores))
+    click.echo(f"tables: {', '.join(sorted(written.values()))}")
+
+
+@click.command("report")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+@_break_lock
+def report_cmd(config_path: str, break_lock: bool) -> None:
+    """Validate, analyse and write one self-contained HTML report (validation.report)."""
+    from dsm.report import run_report
+
+    cfg = config_mod.load(config_path)
+    with _locked(cfg, break_lock) as lease:
+        path = _on_cluster(cfg, lambda client: run_report(cfg, client, lease=lease))
+    click.echo(f"report: {path}")
+
+
+@click.command("skill")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "dest", default=None, help="Where to write skill.json (default: beside the config).")
+def skill_cmd(config_path: str, dest: str | None) -> None:
+    """Score the predicted maps against the twin's 1 km truth, beside the SMAP baselines."""
+    cfg = config_mod.load(config_path)
+    _run_skill(cfg, dest or str(Path(config_path).resolve().parent / "skill.json"))

@@ -1,0 +1,280 @@
+"""The products at the in situ stations: each product's daily value at every station.
+
+* :func:`sample_store`: the 1 km product (``sm`` of the products store, days in ``days_done``)
+  at each station's pixel and SMAP 36 km (``smap_sm`` of the cube) at its cell;
+* :func:`open_gridded`: any other gridded product (NetCDF, Zarr or a GeoTIFF series, in any
+  CRS) opened lazily as ``(time, y, x)`` that knows its CRS;
+* :func:`sample_gridded`: such a product at the station lon/lat (nearest cell of its grid,
+  after transforming lon/lat into its CRS; sub-daily values averaged over UTC days).
+
+Each returns the long table ``network, station, time, <product>`` that
+:func:`dsm.station_scores.pair_table` joins with the in situ daily means.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import fsspec
+import numpy as np
+import pandas as pd
+import xarray as xr
+from distributed import Client
+from pyproj import CRS, Transformer
+
+from dsm import store
+from dsm.config import GriddedProductConfig
+from dsm.errors import InputError
+from dsm.stations import Problems
+
+PRODUCT_1KM = "sm_1km"
+SMAP_36KM = "smap_36km"
+
+
+class ProductError(InputError):
+    """A gridded product cannot be used (no CRS, no such variable, unreadable); names the product."""
+
+
+def _compute(obj: Any, client: Client | None) -> Any:
+    return client.compute(obj).result() if client is not None else obj.compute()
+
+
+def _long(values: np.ndarray, times: np.ndarray, sites: pd.DataFrame, name: str) -> pd.DataFrame:
+    """(time, site) values -> long frame ``network, station, time, name``."""
+    nt, ns = values.shape
+    return pd.DataFrame({
+        "network": np.tile(sites["network"].to_numpy(), nt),
+        "station": np.tile(sites["station"].to_numpy(), nt),
+        "time": np.repeat(pd.DatetimeIndex(times).to_numpy(), ns),
+        name: values.reshape(-1).astype(np.float64),
+    })
+
+
+def sample_store(sites: pd.DataFrame, output_url: str, cube_url: str | None, client: Client | None,
+                 storage_options: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """The 1 km product at each station's pixel and SMAP 36 km at its cell, every day.
+
+    Parameters
+    ----------
+    sites : pandas.DataFrame
+        Stations inside the region (:func:`dsm.stations.locate`).
+    output_url : str
+        The products store (``dsm predict``); only days in its ``days_done`` are used.
+    cube_url : str or None
+        The predictor cube, for ``smap_sm``; None leaves ``smap_36km`` empty.
+    client : distributed.Client or None
+        Reads run on its workers (None: the local scheduler).
+    storage_options : mapping, optional
+        fsspec options of the stores.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``network, station, time, sm_1km, smap_36km``.
+    """
+    so = dict(storage_options or {})
+    out = store.open_store(output_url, "products", so)
+    done = pd.DatetimeIndex(pd.to_datetime(sorted(out.attrs.get("days_done", []))))
+    times = out.indexes["time"]
+    rows = xr.DataArray(sites["row"].to_numpy(), dims="site")
+    cols = xr.DataArray(sites["col"].to_numpy(), dims="site")
+    sm = out["sm"].isel(y=rows, x=cols).transpose("time", "site")
+    parts = {PRODUCT_1KM: sm}
+    if cube_url:
+        cube = store.open_store(cube_url, "cube", so)
+        cy = xr.DataArray(sites["cy"].to_numpy(), dims="site")
+        cx = xr.DataArray(sites["cx"].to_numpy(), dims="site")
+        smap = cube["smap_sm"].isel(cy=cy, cx=cx).transpose("time", "site").reindex(time=times)
+        parts[SMAP_36KM] = smap
+    computed = _compute(xr.Dataset({k: v.drop_vars([c for c in v.coords if c != "time"]) for k, v in parts.items()}),
+                        client)
+    values = computed[PRODUCT_1KM].values.astype(np.float64)
+    values[~times.isin(done)] = np.nan
+    frame = _long(values, times.values, sites, PRODUCT_1KM)
+    smap_values = computed[SMAP_36KM].values if SMAP_36KM in computed else np.full(values.shape, np.nan)
+    frame[SMAP_36KM] = smap_values.reshape(-1).astype(np.float64)
+    return frame
+
+
+def _is_zarr(path: str) -> bool:
+    p = path.rstrip("/")
+    return p.endswith(".zarr") or (os.path.isdir(p) and any(
+        os.path.exists(os.path.join(p, f)) for f in ("zarr.json", ".zgroup", ".zattrs")))
+
+
+def _time_dim(da: xr.DataArray, p: GriddedProductConfig) -> str:
+    if p.time_dim:
+        if p.time_dim not in da.dims:
+            raise ProductError(f"product '{p.name}' ({p.path}): no dimension {p.time_dim!r} (dims {da.dims})")
+        return p.time_dim
+    for dim in da.dims:
+        if dim in da.coords and np.issubdtype(da[dim].dtype, np.datetime64):
+            return str(dim)
+    raise ProductError(f"product '{p.name}' ({p.path}): no time dimension with datetime values "
+                       f"(dims {da.dims}); set time_dim")
+
+
+def open_gridded(p: GriddedProductConfig) -> xr.DataArray:
+    """Open a gridded product lazily as a DataArray ``(time, y, x)`` that knows its CRS.
+
+    NetCDF/HDF5 (``.nc``, ``.nc4``, ``.h5``, ``.cdf``) and Zarr are opened with xarray
+    (``decode_coords="all"``, so CF ``grid_mapping`` variables give the CRS); GeoTIFFs (one file
+    per day, a glob) with rioxarray, the day from each file name (``date_regex``).
+
+    Raises
+    ------
+    ProductError
+        The files cannot be read, the variable or time axis is missing, or no CRS is known
+        (neither in the file nor ``crs`` in the configuration).
+    """
+    import rioxarray  # noqa: F401  (registers .rio)
+
+    path = p.path
+    low = path.lower().rstrip("/")
+    try:
+        if low.endswith((".tif", ".tiff")):
+            da = _open_geotiff_series(p)
+        else:
+            if _is_zarr(path):
+                ds = _open_user_zarr(path, p)
+            elif low.endswith((".nc", ".nc4", ".h5", ".hdf5", ".cdf", ".netcdf")):
+                if "://" in path:
+                    ds = xr.open_dataset(fsspec.open(path, **p.storage_options).open(), engine="h5netcdf",
+                                         decode_coords="all")
+                else:
+                    ds = xr.open_dataset(path, decode_coords="all", chunks={})
+            else:
+                raise ProductError(f"product '{p.name}' ({path}): unknown format (expected .nc/.nc4/.h5, "
+                                   ".zarr or .tif/.tiff)")
+            if p.variable is None or p.variable not in ds.data_vars:
+                raise ProductError(f"product '{p.name}' ({path}): variable {p.variable!r} not found; "
+                                   f"it has {sorted(map(str, ds.data_vars))}")
+            da = ds[p.variable]
+    except ProductError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ProductError(f"product '{p.name}' ({path}) cannot be read: {exc}") from exc
+    try:
+        crs = da.rio.crs
+    except Exception as exc:  # rioxarray raises its own errors for odd grid mappings
+        raise ProductError(f"product '{p.name}' ({path}): its CRS cannot be read: {exc}") from exc
+    if crs is None:
+        if p.crs is None:
+            raise ProductError(
+                f"product '{p.name}' ({path}) has no CRS (no CF grid_mapping / spatial_ref, no GeoTIFF CRS); "
+                f"set crs for it in validation.products (e.g. crs: EPSG:4326 for plain lon/lat grids)")
+        da = da.rio.write_crs(p.crs)
+    try:
+        da.rio.x_dim, da.rio.y_dim  # noqa: B018 (raises when the spatial dimensions are unknown)
+    except Exception as exc:
+        xd, yd = _spatial_dim(da, "x"), _spatial_dim(da, "y")
+        if xd is None or yd is None:
+            raise ProductError(f"product '{p.name}' ({path}): no x/y (or lon/lat) dimensions: {exc}") from exc
+        da = da.rio.set_spatial_dims(x_dim=xd, y_dim=yd)
+    _time_dim(da, p)
+    return da
+
+
+_SPATIAL_NAMES = {"x": ("x", "lon", "longitude", "easting"), "y": ("y", "lat", "latitude", "northing")}
+_SPATIAL_UNITS = {"x": ("degrees_east", "degree_east", "degrees_e", "degree_e"),
+                  "y": ("degrees_north", "degree_north", "degrees_n", "degree_n")}
+
+
+def _spatial_dim(da: xr.DataArray, axis: str) -> str | None:
+    """The dimension of ``axis`` ("x" or "y") by name, CF ``axis`` or CF units."""
+    for dim in map(str, da.dims):
+        attrs = da[dim].attrs if dim in da.coords else {}
+        if (dim.lower() in _SPATIAL_NAMES[axis] or str(attrs.get("axis", "")).lower() == axis
+                or str(attrs.get("units", "")).lower() in _SPATIAL_UNITS[axis]):
+            return dim
+    return None
+
+
+def _open_user_zarr(path: str, p: GriddedProductConfig) -> xr.Dataset:
+    """A Zarr store with consolidated metadata when it has them, else without (no fallback warning)."""
+    import zarr
+
+    so = dict(p.storage_options) or None
+    try:
+        return xr.open_zarr(path, consolidated=True, decode_coords="all", storage_options=so)
+    except (KeyError, ValueError, OSError, zarr.errors.BaseZarrError):
+        return xr.open_zarr(path, consolidated=False, decode_coords="all", storage_options=so)
+
+
+def _open_geotiff_series(p: GriddedProductConfig) -> xr.DataArray:
+    import rioxarray
+
+    from dsm.ingest.base import DEFAULT_DATE_REGEX, date_from_name
+
+    files = sorted(glob.glob(p.path)) if glob.has_magic(p.path) else [p.path]
+    if not files:
+        raise ProductError(f"product '{p.name}' ({p.path}): no file matches")
+    days, arrays = [], []
+    for f in files:
+        try:
+            day = date_from_name(f, p.date_regex or DEFAULT_DATE_REGEX)
+        except InputError as exc:
+            raise ProductError(f"product '{p.name}': {exc}") from exc
+        a = rioxarray.open_rasterio(f, masked=True, mask_and_scale=True).isel(band=0, drop=True)
+        days.append(np.datetime64(day, "ns"))
+        arrays.append(a)
+    da = xr.concat(arrays, dim=xr.DataArray(days, dims="time", name="time"), coords="minimal",
+                   compat="override", join="override")
+    return da.sortby("time")
+
+
+def sample_gridded(da: xr.DataArray, p: GriddedProductConfig, sites: pd.DataFrame,
+                   problems: Problems | None = None) -> pd.DataFrame:
+    """A gridded product at the station lon/lat: nearest cell, daily (UTC) means, scaled.
+
+    Stations outside the product's grid get NaN (and a problem entry).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``network, station, time, <p.name>``.
+    """
+    crs = CRS.from_user_input(da.rio.crs)
+    xdim, ydim, tdim = da.rio.x_dim, da.rio.y_dim, _time_dim(da, p)
+    tr = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    sx, sy = tr.transform(sites["lon"].to_numpy(np.float64), sites["lat"].to_numpy(np.float64))
+    sx, sy = np.asarray(sx, np.float64), np.asarray(sy, np.float64)
+    xs, ys = da[xdim].to_numpy().astype(np.float64), da[ydim].to_numpy().astype(np.float64)
+    if crs.is_geographic and xs.size and np.nanmax(xs) > 180.0:
+        sx = np.mod(sx, 360.0)
+    ix, okx = _nearest(xs, sx)
+    iy, oky = _nearest(ys, sy)
+    ok = okx & oky
+    if problems is not None:
+        for _, s in sites.loc[~ok].iterrows():
+            problems.add("product", p.name, f"station {s.network}/{s.station} (lon {s.lon:.4f}, lat {s.lat:.4f}) "
+                                            "is outside the product's grid")
+    pts = da.isel({xdim: xr.DataArray(np.where(ok, ix, 0), dims="site"),
+                   ydim: xr.DataArray(np.where(ok, iy, 0), dims="site")})
+    pts = pts.transpose(tdim, "site").drop_vars([c for c in pts.coords if c != tdim])
+    values = np.asarray(pts.values, dtype=np.float64) * p.scale + p.offset
+    values[:, ~ok] = np.nan
+    times = pd.DatetimeIndex(pts[tdim].values)
+    if times.tz is not None:
+        times = times.tz_convert("UTC").tz_localize(None)
+    frame = _long(values, times.floor("D").values, sites, p.name)
+    return frame.groupby(["network", "station", "time"], sort=True)[p.name].mean().reset_index()
+
+
+def _nearest(coord: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the nearest coordinate value and whether the point lies within half a cell of it."""
+    if coord.size == 0:
+        return np.zeros(points.size, np.int64), np.zeros(points.size, bool)
+    order = np.argsort(coord)
+    c = coord[order]
+    pos = np.clip(np.searchsorted(c, points), 1, max(c.size - 1, 1))
+    lo = np.clip(pos - 1, 0, c.size - 1)
+    hi = np.clip(pos, 0, c.size - 1)
+    pick = np.where(np.abs(points - c[lo]) <= np.abs(points - c[hi]), lo, hi)
+    step = np.median(np.diff(c)) if c.size > 1 else np.inf
+    ok = np.abs(points - c[pick]) <= 0.5 * step * (1 + 1e-6)
+    return order[pick], ok & np.isfinite(points)
+

@@ -1,0 +1,163 @@
+"""Scores of products against the in situ daily means (pure).
+
+:func:`pair_table` joins the station daily means with each product's samples;
+:func:`score_pairs` scores every product per site, per network, pooled over all sites
+(``all``) and as the mean of the per-site scores (``site_mean``), on the common days and on
+its own days, with percentile bootstrap confidence intervals (:mod:`dsm.metrics`);
+:func:`overlap_problems` names the stations and products without overlapping days.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dsm import metrics
+from dsm.config import BootstrapConfig
+from dsm.stations import INSITU, SITE_KEYS, Problems
+
+SCORE_COLUMNS = ("product", "days", "level", "network", "station", "n", "r", "r_lo", "r_hi", "rmse", "rmse_lo",
+                 "rmse_hi", "ubrmse", "ubrmse_lo", "ubrmse_hi", "bias", "bias_lo", "bias_hi", "bias_convention",
+                 "confidence")
+
+
+def pair_table(daily: pd.DataFrame, samples: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Join the in situ daily means with each product's samples on (network, station, day).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``network, station, time, insitu`` and one column per product; only days with an in
+        situ mean; sorted by station and day.
+    """
+    pairs = daily.loc[:, [*SITE_KEYS, "time", INSITU]].copy()
+    for s in samples:
+        pairs = pairs.merge(s, on=[*SITE_KEYS, "time"], how="left")
+    return pairs.sort_values([*SITE_KEYS, "time"]).reset_index(drop=True)
+
+
+def common_mask(pairs: pd.DataFrame, products: Sequence[str]) -> np.ndarray:
+    """Station-days where the in situ mean and every product in ``products`` are valid."""
+    cols = [INSITU, *products]
+    return np.isfinite(pairs.loc[:, cols].to_numpy(np.float64)).all(axis=1)
+
+
+def _ci_row(p: np.ndarray, q: np.ndarray, boot: BootstrapConfig, convention: str, min_n: int,
+            block: bool) -> dict[str, float]:
+    out = {f"{k}_{b}": np.nan for k in ("r", "rmse", "ubrmse", "bias") for b in ("lo", "hi")}
+    if boot.n_resamples < 1 or np.isfinite(p + q).sum() < min_n:
+        return out
+    if block and boot.block_length is not None:
+        length = min(boot.block_length, p.size)
+        res = metrics.bootstrap_scores(p, q, n_resamples=boot.n_resamples, confidence=boot.confidence,
+                                       seed=boot.seed, block_length=length, bias_convention=convention,
+                                       min_n=min_n)
+    else:
+        keep = np.isfinite(p + q)
+        res = metrics.bootstrap_scores(p[keep], q[keep], n_resamples=boot.n_resamples,
+                                       confidence=boot.confidence, seed=boot.seed, bias_convention=convention,
+                                       min_n=min_n)
+    for k in ("r", "rmse", "ubrmse", "bias"):
+        out[f"{k}_lo"], out[f"{k}_hi"] = getattr(res, k)
+    return out
+
+
+def _regular(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """A station's product and in situ series on a regular daily axis (NaN gaps)."""
+    s = frame.set_index("time")[[column, INSITU]]
+    full = s.reindex(pd.date_range(s.index.min(), s.index.max(), freq="D"))
+    return full[column].to_numpy(np.float64), full[INSITU].to_numpy(np.float64)
+
+
+def score_pairs(pairs: pd.DataFrame, products: Sequence[str], *, boot: BootstrapConfig | None = None,
+                bias_convention: metrics.BiasConvention = "reference_minus_product", min_n: int = 10,
+                common_products: Sequence[str] | None = None) -> pd.DataFrame:
+    """Score every product against the in situ means per site, per network and overall (pure).
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        :func:`pair_table` output.
+    products : sequence of str
+        Product columns to score.
+    boot : BootstrapConfig, optional
+        Bootstrap settings (default: 1000 resamples, 95 %, seed 0). Sites use the moving-block
+        bootstrap when ``block_length`` is set; the pooled levels always resample pairs.
+    bias_convention : str
+        Sign of the bias (:mod:`dsm.metrics`).
+    min_n : int
+        Fewest pairs for a score.
+    common_products : sequence of str, optional
+        Products that define the common days (default: ``products``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`SCORE_COLUMNS`; ``level`` is ``site``, ``network``, ``all`` or ``site_mean``.
+    """
+    boot = boot or BootstrapConfig()
+    common = common_mask(pairs, list(common_products if common_products is not None else products))
+    rows: list[dict[str, Any]] = []
+    for name in products:
+        for days in ("common", "own"):
+            mask = common if days == "common" else np.isfinite(pairs[[name, INSITU]].to_numpy(np.float64)).all(axis=1)
+            frame = pairs.loc[:, [*SITE_KEYS, "time", INSITU, name]].copy()
+            frame.loc[~mask, [INSITU, name]] = np.nan
+            base = {"product": name, "days": days, "bias_convention": bias_convention, "confidence": boot.confidence}
+            site_table = metrics.score_table(frame, name, INSITU, list(SITE_KEYS), bias_convention=bias_convention,
+                                             min_n=min_n)
+            for _, s in site_table.iterrows():
+                sub = frame.loc[(frame["network"] == s["network"]) & (frame["station"] == s["station"])]
+                if boot.block_length is not None and len(sub):
+                    p, q = _regular(sub, name)
+                else:
+                    p, q = sub[name].to_numpy(np.float64), sub[INSITU].to_numpy(np.float64)
+                rows.append({**base, "level": "site", "network": s["network"], "station": s["station"],
+                             **{k: s[k] for k in metrics.METRIC_NAMES}, **_ci_row(p, q, boot, bias_convention,
+                                                                                  min_n, block=True)})
+            net_table = metrics.score_table(frame, name, INSITU, "network", bias_convention=bias_convention,
+                                            min_n=min_n)
+            for _, s in net_table.iterrows():
+                sub = frame.loc[frame["network"] == s["network"]]
+                rows.append({**base, "level": "network", "network": s["network"], "station": "",
+                             **{k: s[k] for k in metrics.METRIC_NAMES},
+                             **_ci_row(sub[name].to_numpy(np.float64), sub[INSITU].to_numpy(np.float64), boot,
+                                       bias_convention, min_n, block=False)})
+            overall = metrics.score(frame[name], frame[INSITU], bias_convention=bias_convention, min_n=min_n)
+            rows.append({**base, "level": "all", "network": "", "station": "", **overall.as_dict(),
+                         **_ci_row(frame[name].to_numpy(np.float64), frame[INSITU].to_numpy(np.float64), boot,
+                                   bias_convention, min_n, block=False)})
+            scored = site_table.loc[site_table["n"] >= min_n]
+            mean = {k: float(scored[k].mean()) if len(scored) else np.nan for k in ("r", "rmse", "ubrmse", "bias")}
+            rows.append({**base, "level": "site_mean", "network": "", "station": f"{len(scored)} sites",
+                         "n": int(scored["n"].sum()), **mean})
+    table = pd.DataFrame(rows)
+    for c in SCORE_COLUMNS:
+        if c not in table.columns:
+            table[c] = np.nan
+    return table.loc[:, list(SCORE_COLUMNS)]
+
+
+def overlap_problems(pairs: pd.DataFrame, products: Sequence[str], problems: Problems, min_n: int) -> list[str]:
+    """Name stations and products without overlapping days; return the products that overlap."""
+    usable = []
+    for name in products:
+        ok = np.isfinite(pairs[[name, INSITU]].to_numpy(np.float64)).all(axis=1)
+        if not ok.any():
+            t = pairs["time"]
+            span = f"{t.min():%Y-%m-%d}..{t.max():%Y-%m-%d}" if len(t) else "none"
+            problems.add("product", name, f"no overlapping days with any station (in situ days {span}); "
+                                          "left out of the common days")
+            continue
+        usable.append(name)
+        n = pd.Series(ok).groupby([pairs["network"], pairs["station"]]).sum()
+        for (net, sta), k in n.items():
+            if k == 0:
+                problems.add("station", f"{net}/{sta}", f"no overlapping days with {name}")
+            elif k < min_n:
+                problems.add("station", f"{net}/{sta}", f"only {int(k)} day(s) overlap {name} (min_n {min_n}): "
+                                                        "not scored")
+    return usable
