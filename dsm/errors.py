@@ -34,6 +34,14 @@ class StoreError(InputError):
     """A Zarr store does not exist or is not the kind of dsm store expected."""
 
 
+class LockError(DsmError):
+    """Another live run holds the output store's lock (:mod:`dsm.runlock`)."""
+
+
+class LockLostError(LockError):
+    """This run's lease was taken over (or could not be renewed): it must stop writing."""
+
+
 class TransientIOError(DsmError):
     """A storage or network failure that may succeed if retried."""
 

@@ -309,7 +309,8 @@ def export(config: Config, client: Client, *, force: bool = False,
     report.exported.sort()
     check()
     store.set_attrs(config.stores.output, {"days_exported": {k: exported[k] for k in sorted(exported)},
-                                        "cog_settings": settings, "days_done": sorted(done)}, so)
+                                        "cog_settings": settings, "days_done": sorted(done)}, so,
+                    fence=lease.fence if lease is not None else None)
     if exported:
         stac_url = config.stores.stac or f"{config.stores.cog.rstrip('/')}/stac"
         build_catalog(list(exported.values()), ds.attrs.get("day_models", {}), stac_url, so)

@@ -329,7 +329,8 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
         if GAIN_ATTR not in attrs:
             if lease is not None:
                 lease.check()
-            store.set_attrs(config.stores.output, {GAIN_ATTR: gain.to_dict()}, so)  # type: ignore[arg-type]
+            store.set_attrs(config.stores.output, {GAIN_ATTR: gain.to_dict()}, so,  # type: ignore[arg-type]
+                            fence=lease.fence if lease is not None else None)
         say(f"anomaly gain k = {gain.gain:.3f} ({gain.source}): {gain.reason}"
             + (f"; 95 % interval {gain.interval[0]:.2f}..{gain.interval[1]:.2f}" if gain.interval else ""))
     for t0 in pending:
@@ -383,7 +384,7 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
         store.set_attrs(config.stores.output, {  # type: ignore[arg-type]
             "days_done": sorted(done), "days_empty": _sorted(empty), "days_failed": _sorted(failed),
             "day_models": _sorted(day_models), "consistency": _sorted(cons),
-            "inputs_out_of_range": _sorted(oor)}, so)
+            "inputs_out_of_range": _sorted(oor)}, so, fence=lease.fence if lease is not None else None)
         names = [p.day.isoformat() for p in plans[t0:t0 + len(jobs[t0][0].plans)]]
         say(f"{names[0]}..{names[-1]}: " + ("FAILED " + errors[t0] if t0 in errors else "written"))
     report.predicted.sort()

@@ -14,7 +14,11 @@ The lease is enforced, not advisory: every writer (the stores of models, product
 the stage records) calls :meth:`RunLock.check` before it writes, and a holder whose lock was
 taken over (or whose heartbeat could not be renewed for ``ttl`` seconds, so another run may
 have taken it) gets :class:`LockLostError` naming the new holder and stops before it records
-anything more, so what its workers may still write is never marked done.
+anything more, so what its workers may still write is never marked done. A holder can still
+lose its lease between its check and its write (a long pause): each lease carries a fencing
+token (:attr:`RunLock.fence`, larger for every later lease), writers record it with the
+store's records, and a record write carrying a smaller token than the one stored is refused
+(:func:`dsm.store.set_attrs`), so a stale holder's late write is detected, never applied.
 
 Object stores have no atomic create-if-absent that every S3-compatible server honours, so
 acquiring is *write, wait, read back*: two runs racing within ``settle`` seconds both write,
@@ -39,24 +43,20 @@ from typing import Any, Protocol
 import fsspec
 
 from dsm import files
-from dsm.errors import DsmError, StoreError, TransientIOError
+from dsm.errors import LockError, LockLostError, StoreError, TransientIOError
 
 log = logging.getLogger(__name__)
 
 
-class LockError(DsmError):
-    """Another live run holds the output store's lock."""
-
-
-class LockLostError(LockError):
-    """This run's lease was taken over (or could not be renewed): it must stop writing."""
-
-
 class Lease(Protocol):
-    """What a writer needs of a lock: the holder's run id and a check before each write."""
+    """What a writer needs of a lock: the holder's run id, its fencing token and a check
+    before each write."""
 
     @property
     def run_id(self) -> str: ...
+
+    @property
+    def fence(self) -> int: ...
 
     def check(self) -> None:
         """Raise :class:`LockLostError` when the lease is no longer this run's."""
@@ -71,6 +71,7 @@ class LockRecord:
     pid: int
     started: str
     heartbeat: float  # seconds since the epoch
+    fence: int = 0  #: fencing token: nanoseconds since the epoch when the lease was taken (0: a record of dsm < 0.9)
 
     def age(self, now: float | None = None) -> float:
         """Seconds since the last heartbeat."""
@@ -146,6 +147,16 @@ class RunLock:
         """The holder's run id."""
         return self.record.run_id
 
+    @property
+    def fence(self) -> int:
+        """The lease's fencing token: larger for every later lease (the time it was taken, ns).
+
+        Writers record it with what they write (:func:`dsm.store.set_attrs`), and a write
+        carrying a smaller token than the one recorded is refused: a holder that lost its
+        lease between its check and its write cannot overwrite a later run's records.
+        """
+        return self.record.fence
+
     # -- reading and writing the object ----------------------------------------------
     def read(self) -> LockRecord | None:
         """The record stored now, or None when there is none (or it is unreadable)."""
@@ -195,6 +206,8 @@ class RunLock:
                 f"heartbeat, or rerun with --break-lock (lock: {self.url})")
         if held is not None and held.run_id != self.record.run_id:
             log.warning("taking over %s lock of %s", "the" if break_lock else "the stale", held.describe())
+        if not self.record.fence or held is None or held.run_id != self.record.run_id:  # a new lease: a later token
+            self.record = LockRecord(**{**asdict(self.record), "fence": max(time.time_ns(), (held.fence if held else 0) + 1)})
         self._write()
         time.sleep(settle)
         now = self.read()

@@ -20,7 +20,7 @@ import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from dsm.errors import StoreError
+from dsm.errors import LockLostError, StoreError
 
 FORMAT_VERSION = 1
 
@@ -372,11 +372,33 @@ def require_present(ds: xr.Dataset, url: str, storage_options: Mapping[str, Any]
                          "for a twin); dsm verify CONFIG lists every damaged chunk")
 
 
-def set_attrs(url: str, attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None) -> None:
+FENCE_ATTR = "fence"
+"""Store attribute: the fencing token of the lease that last wrote the store's records
+(:attr:`dsm.runlock.RunLock.fence`)."""
+
+
+def set_attrs(url: str, attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None,
+              fence: int | None = None) -> None:
     """Update top-level store attributes (JSON-serialisable values) in ONE metadata write: zarr's
     ``attrs.update`` writes once per key, so a run killed between keys could leave, e.g.,
-    ``days_done`` ahead of ``day_models``."""
+    ``days_done`` ahead of ``day_models``.
+
+    With ``fence`` (the writer's lease token, :attr:`dsm.runlock.RunLock.fence`) the write is
+    refused when the store records a larger token (a later run has written its records since:
+    this writer's lease was taken over), and the token is recorded (:data:`FENCE_ATTR`).
+
+    Raises
+    ------
+    LockLostError
+        A later lease's token is recorded: nothing is written.
+    """
     group = zarr.open_group(url, mode="r+", storage_options=dict(storage_options or {}) or None)
+    if fence is not None:
+        later = group.attrs.get(FENCE_ATTR)
+        if later is not None and int(later) > fence:
+            raise LockLostError(f"{url}: a later run (lease token {later}) has written its records since this run's "
+                                f"lease (token {fence}) was taken over; this run stops without writing")
+        attrs = {**attrs, FENCE_ATTR: int(fence)}
     group.update_attributes(json.loads(json.dumps(dict(attrs))))  # one write of zarr.json
 
 

@@ -52,6 +52,7 @@ from dsm.cube import Layout
 from dsm.errors import StoreError
 from dsm.grid import Region
 from dsm.models.store import ModelStore
+from dsm.runlock import RunLock
 
 
 def _write_under_a_file_size_limit(target: str, limit: int, size: int, how: str) -> subprocess.CompletedProcess:
@@ -276,7 +277,9 @@ def test_days_made_empty_are_redone_once_the_cube_changes_and_models_follow_the_
     holed = intact.copy(deep=True)
     holed["lst"][2] = np.nan
     store.write_region(url, holed, None, ds)
-    first = predict(cfg, client)
+    with RunLock(str(tmp_path / "sm.zarr.lock"), ttl=60, heartbeat=10) as lease:
+        first = predict(cfg, client, lease=lease)
+    assert products.open_products(cfg.stores.output).attrs[store.FENCE_ATTR] == lease.fence  # its records carry its token
     assert list(first.empty) == ["2016-06-19"] and "missing all day: lst" in first.empty["2016-06-19"]
     assert predict(cfg, client).skipped == first.days  # nothing changed: nothing is made again
     # the file arrives: the ingest writes the day and records the write (the same call as dsm ingest)

@@ -126,6 +126,33 @@ def test_the_heartbeat_thread_notices_the_loss_without_a_check(tmp_path):
             lock.check()
 
 
+def test_a_late_write_of_a_taken_over_holder_is_refused_by_its_fencing_token(tmp_path):
+    import zarr
+
+    from dsm import store
+
+    url, out = str(tmp_path / "out.lock"), str(tmp_path / "out.zarr")
+    zarr.open_group(out, mode="w")
+    first = RunLock(url, ttl=5, heartbeat=1, run_id="first")
+    first.acquire(settle=0)
+    store.set_attrs(out, {"days_done": ["2016-06-09"]}, fence=first.fence)
+    # the first holder stalls past its ttl (a long pause); a second run takes the lock over
+    with RunLock(url, ttl=5, heartbeat=1, run_id="second", break_lock=True) as second:
+        assert second.fence > first.fence
+        store.set_attrs(out, {"days_done": ["2016-06-09", "2016-06-10"]}, fence=second.fence)
+        # the first wakes up and writes its records before its next check: refused, nothing written
+        with pytest.raises(LockLostError, match=r"a later run \(lease token \d+\) has written its records"):
+            store.set_attrs(out, {"days_done": []}, fence=first.fence)
+        attrs = zarr.open_group(out, mode="r").attrs
+        assert attrs["days_done"] == ["2016-06-09", "2016-06-10"] and attrs[store.FENCE_ATTR] == second.fence
+        store.set_attrs(out, {"days_done": ["2016-06-09"]}, fence=second.fence)  # its own token: accepted
+    first.release()
+    with RunLock(url, ttl=5, heartbeat=1, run_id="third") as third:  # a later lease, on a released lock
+        assert third.fence > second.fence
+    assert LockRecord(**{k: v for k, v in json.loads(json.dumps(third.record.__dict__)).items()
+                         if k != "fence"}).fence == 0  # a record written before tokens existed
+
+
 def test_a_lease_not_renewed_for_its_ttl_is_lost(tmp_path):
     url = str(tmp_path / "out.lock")
     lock = RunLock(url, ttl=0.6, heartbeat=0.5, run_id="slow")
