@@ -417,6 +417,8 @@ def run_block(job: BlockJob) -> dict[str, Any]:
         sm36[i] = block_reduce_mean(s, factor=f)
         info["counts"] = counts
         info["valid"] = int(np.isfinite(s).sum())
+        stored = store.encode_like(xr.Variable(("y", "x"), s), out["sm"], "sm")  # the bytes export will read
+        info["digest"] = products.digest_part(stored, job.y0, job.x0)
         info["origin"] = {str(b): n for b, n in products.origin_counts(o).items()}
         info["missing"] = mb.missing[plan.day]
         info["out_of_range"] = mb.masked[plan.day]

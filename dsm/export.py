@@ -79,6 +79,7 @@ class ExportJob:
     blocksize: int = 512
     compress: str = "DEFLATE"
     valid_pixels: int | None = None  # what predict wrote that day (None: a store that did not record it)
+    sm_digest: str | None = None  # the digest of the sm predict wrote that day (products.day_digest; None: not recorded)
 
 
 def write_cog(data: np.ndarray, transform: Any, crs: str, path: str, blocksize: int = 512,
@@ -148,6 +149,11 @@ def export_day(job: ExportJob) -> dict[str, Any]:
             f"{out}/sm holds {int(valid.sum())} valid pixels on {job.day} (time index {job.t}) but predict wrote "
             f"{job.valid_pixels}: a chunk of the products store is lost or was replaced. Nothing was published and "
             f"the day is no longer marked predicted: `dsm predict CONFIG` predicts it again, then `dsm export CONFIG`")
+    if job.sm_digest is not None and products.day_digest(data, tuple(group["sm"].chunks[1:])) != job.sm_digest:
+        raise LostDataError(
+            f"{out}/sm on {job.day} (time index {job.t}) is not what predict wrote (its digest differs): a chunk of "
+            "the products store was replaced or altered. Nothing was published and the day is no longer marked "
+            "predicted: `dsm predict CONFIG` predicts it again, then `dsm export CONFIG`")
     name = cog_name(job.day)
     dst_crs = None if job.crs == f"EPSG:{EPSG}" else job.crs
     with tempfile.TemporaryDirectory(prefix="dsm-cog-") as tmp:
@@ -285,7 +291,8 @@ def export(config: Config, client: Client, *, force: bool = False,
             continue
         jobs.append(ExportJob(config.stores.output, config.stores.cog, so_json, day, t, config.output.export_crs,
                               config.output.cog_blocksize, config.output.cog_compress,
-                              day_models.get(name, {}).get(products.VALID_PIXELS)))
+                              day_models.get(name, {}).get(products.VALID_PIXELS),
+                              day_models.get(name, {}).get(products.SM_DIGEST)))
     check = lease.check if lease is not None else (lambda: None)
     check()
     futures = client.map(export_day, jobs, pure=False)

@@ -372,6 +372,7 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
                 report.predicted.append(name)
             report.pixels += n
             day_models[name] = {**plan.record(), products.VALID_PIXELS: sum(info.get("valid", 0) for info in infos),
+                                products.SM_DIGEST: products.combine_digests(info["digest"] for info in infos),
                                 store.REVISION_ATTR: revision}
             cons[name] = consistency([p for info in infos for p in info["pairs"]])
             counts = merge_counts(info.get("out_of_range", {}) for info in infos)

@@ -27,7 +27,8 @@ predictor -> values masked as impossible, :mod:`dsm.ranges`), ``days_exported`` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,32 @@ SCALE = 1e-4
 FILL = -9999
 #: key of each ``day_models`` entry holding the number of valid ``sm`` pixels predict wrote that day
 VALID_PIXELS = "valid_pixels"
+#: key of each ``day_models`` entry holding the digest of the day's stored ``sm`` (:func:`day_digest`)
+SM_DIGEST = "sm_digest"
+
+
+def digest_part(stored: np.ndarray, y0: int, x0: int) -> int:
+    """The digest of one block of a day's stored (packed int16) ``sm`` whose corner is pixel
+    (``y0``, ``x0``): 64 bits of BLAKE2b over its place and bytes."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(np.array([y0, x0, *stored.shape], np.int64).tobytes())
+    h.update(np.ascontiguousarray(stored, dtype=np.int16).tobytes())
+    return int.from_bytes(h.digest(), "little")
+
+
+def combine_digests(parts: Iterable[int]) -> str:
+    """The day's digest from its blocks' :func:`digest_part` s, whatever their order (hex)."""
+    return f"{sum(parts) % (1 << 64):016x}"
+
+
+def day_digest(stored: np.ndarray, chunks: tuple[int, int]) -> str:
+    """The digest of a whole day's stored ``sm`` (``(y, x)`` packed int16) cut into its
+    spatial ``chunks``: equal to :func:`combine_digests` of the parts predict's blocks wrote,
+    so a chunk replaced by another (another day's, another place's) is told apart."""
+    ny, nx = stored.shape
+    cy, cx = chunks
+    return combine_digests(digest_part(stored[y:y + cy, x:x + cx], y, x)
+                           for y in range(0, ny, cy) for x in range(0, nx, cx))
 
 ORIGIN_BITS: dict[int, tuple[str, str]] = {
     1: ("all_same_day_predictors", "predicted by the period's model with every predictor of the day"),

@@ -73,13 +73,15 @@ def check_chunk_row(url: str, storage_options: str, name: str, row: int, written
 
     Returns the keys (``c/i/j/...``) that cannot be read, or that are missing from a row
     recorded ``written`` (:data:`dsm.store.WRITTEN_ATTR`), with the reason, and, per index of
-    the first axis in the row, the count of values that are not the fill value.
+    the first axis in the row, the count of values that are not the fill value (and, for the
+    products' ``sm``, the day's digest, :func:`dsm.products.day_digest`).
     """
     so = json.loads(storage_options)
     arr = zarr.open_array(f"{url}/{name}", mode="r", storage_options=so or None)
     chunks, shape = arr.chunks, arr.shape
     lo, hi = row * chunks[0], min((row + 1) * chunks[0], shape[0])
     counts = np.zeros(hi - lo, np.int64)
+    parts = [0] * (hi - lo)  # the products' sm: each day's digest (products.day_digest)
     missing = set(store.missing_chunks(url, so, name, shape, chunks, [row] if written else []))
     bad: dict[str, str] = {}
     for chunk_key in store.chunk_keys(shape, chunks, row):
@@ -95,7 +97,10 @@ def check_chunk_row(url: str, storage_options: str, name: str, row: int, written
             continue
         valid = np.isfinite(block) if block.dtype.kind == "f" else block != arr.fill_value
         counts += valid.reshape(hi - lo, -1).sum(axis=1)
-    return {"name": name, "row": row, "lo": lo, "bad": bad, "counts": counts.tolist()}
+        if name == "sm" and block.ndim == 3:
+            parts = [p + products.digest_part(day, key[0] * chunks[1], key[1] * chunks[2]) for p, day in zip(parts, block)]
+    return {"name": name, "row": row, "lo": lo, "bad": bad, "counts": counts.tolist(),
+            "digests": [products.combine_digests([p]) for p in parts] if name == "sm" else []}
 
 
 def _scan(client: Client, url: str, so: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -142,8 +147,13 @@ def verify_products(client: Client, config: Config, report: VerifyReport, fix: b
         for i, count in enumerate(r["counts"]):
             day = days[r["lo"] + i]
             want = models.get(day, {}).get(products.VALID_PIXELS)
+            digest = models.get(day, {}).get(products.SM_DIGEST)
             if day in done and want is not None and count != want:
                 report.findings.append(Finding("products", day, f"sm holds {count} valid pixels, predict wrote {want}",
+                                               redo))
+                undo.add(day)
+            elif day in done and digest is not None and r["digests"][i] != digest:
+                report.findings.append(Finding("products", day, "sm is not what predict wrote (its digest differs)",
                                                redo))
                 undo.add(day)
     report.checked["products days"] = len(done)

@@ -290,6 +290,23 @@ def test_days_made_empty_are_redone_once_the_cube_changes_and_models_follow_the_
     attrs = products.open_products(cfg.stores.output).attrs
     assert attrs["days_empty"] == {} and attrs["day_models"]["2016-06-19"][products.VALID_PIXELS] > 0
     assert attrs["day_models"]["2016-06-19"][store.REVISION_ATTR] == cube.open_cube(url).attrs[store.REVISION_ATTR]
+    # what predict's blocks wrote is what export reads: every day published; then values altered in
+    # place (the same pixels valid, so only the digest can tell) are never published
+    from dsm.export import export
+    from dsm.verify import verify
+
+    published = cfg.model_copy(update={"stores": cfg.stores.model_copy(update={
+        "cog": str(tmp_path / "cog"), "stac": str(tmp_path / "stac")})})
+    assert len(export(published, client).exported) == 16
+    out = products.open_products(cfg.stores.output)
+    altered = out[["sm"]].isel(time=slice(8, 16)).load()
+    altered["sm"][3] = altered["sm"][3] + 0.01  # 2016-06-20; NaN stays NaN
+    store.write_region(cfg.stores.output, altered, None, out)
+    found = {(f.store, f.item): f.problem for f in verify(published, client).findings}
+    assert found == {("products", "2016-06-20"): "sm is not what predict wrote (its digest differs)"}
+    report = export(published, client, force=True)
+    assert list(report.failed) == ["2016-06-20"] and "is not what predict wrote" in report.failed["2016-06-20"]
+    assert "2016-06-20" not in products.open_products(cfg.stores.output).attrs["days_done"]
     # the cube rebuilt with other input settings: its models and products are refused, naming the cube
     twin = fingerprint.cube_settings(None, None, cfg.rain) | {"twin.seed": 8}
     store.set_attrs(url, {fingerprint.CUBE_ATTR: {"fingerprint": fingerprint.fingerprint(twin), "settings": twin}})
