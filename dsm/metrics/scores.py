@@ -1,33 +1,6 @@
-"""Validation metrics of a soil moisture product against a reference.
-
-The scores are those of Rao et al. (2022, ESSD), section 2.5: Pearson correlation
-coefficient R, root mean square error RMSE, unbiased RMSE (ubRMSE) and bias, with the
-number of valid pairs N. All are population statistics (divisor N):
-
-* ``rmse   = sqrt(mean((p - q)**2))``
-* ``bias   = mean(q) - mean(p)``  (default, the paper's convention, see below)
-* ``ubrmse = sqrt(mean(((p - mean(p)) - (q - mean(q)))**2)) = sqrt(rmse**2 - bias**2)``
-* ``r      = sum(dp * dq) / sqrt(sum(dp**2) * sum(dq**2))`` with ``dp = p - mean(p)``
-
-where ``p`` is the product (estimate) and ``q`` the reference (in situ).
-
-Sign of the bias
-----------------
-Rao et al. (2022) define the bias as the in situ mean minus the product mean, so a
-positive bias means the product is too *dry*. That is the default here,
-``bias_convention="reference_minus_product"``. The usual convention of pytesmo and
-QA4SM, product mean minus reference mean (positive = product too *wet*), is
-``bias_convention="product_minus_reference"``. RMSE, ubRMSE and R do not depend on it.
-
-Missing values
---------------
-Pairs are formed by position and a pair is dropped when either member is NaN; nothing
-is ever filled. Infinite values are rejected (``ValueError``): they are a bug upstream,
-not a missing observation. With fewer than ``min_n`` valid pairs (at least 2) every
-score is NaN and ``n`` still reports the number of valid pairs, so that scoring many
-sites keeps going and the caller can see why a site has no score.
-
-This module is pure: numpy only (``score_table`` imports pandas when called).
+"""Point scores of a product against a reference: R, RMSE, ubRMSE, bias and N of one pair
+of series (:func:`score`), of many groups in one vectorised pass (:func:`score_groups`) or
+of a table's columns (:func:`score_table`). Definitions and conventions: :mod:`dsm.metrics`.
 """
 
 from __future__ import annotations
@@ -42,27 +15,9 @@ from numpy.typing import ArrayLike, NDArray
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = [
-    "BIAS_CONVENTIONS",
-    "METRIC_NAMES",
-    "BiasConvention",
-    "BootstrapScores",
-    "Scores",
-    "bias",
-    "bootstrap_scores",
-    "pearson_r",
-    "rmse",
-    "score",
-    "score_groups",
-    "score_table",
-    "ubrmse",
-    "valid_pairs",
-]
-
 BiasConvention = Literal["reference_minus_product", "product_minus_reference"]
 BIAS_CONVENTIONS: tuple[str, ...] = ("reference_minus_product", "product_minus_reference")
 METRIC_NAMES: tuple[str, ...] = ("r", "rmse", "ubrmse", "bias", "n")
-_MAX_RESAMPLE_VALUES = 2_000_000  # values held at once while scoring resamples
 
 
 @dataclass(frozen=True)
@@ -78,7 +33,7 @@ class Scores:
     ubrmse : float
         Unbiased RMSE: RMSE of the anomalies from each series' mean.
     bias : float
-        Difference of means, signed by the chosen convention (see module docstring).
+        Difference of means, signed by the chosen convention (see :mod:`dsm.metrics`).
     n : int
         Number of valid (non-NaN) pairs used.
     """
@@ -92,38 +47,6 @@ class Scores:
     def as_dict(self) -> dict[str, float | int]:
         """Return the scores as a plain dictionary keyed by :data:`METRIC_NAMES`."""
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class BootstrapScores:
-    """Point estimates with percentile bootstrap confidence intervals.
-
-    Attributes
-    ----------
-    estimate : Scores
-        Scores of the full sample.
-    r, rmse, ubrmse, bias : tuple of float
-        ``(low, high)`` percentile bounds of each score over the resamples that gave a
-        finite value; ``(nan, nan)`` when none did.
-    confidence : float
-        Two-sided confidence level, e.g. 0.95.
-    n_resamples : int
-        Number of bootstrap resamples drawn.
-    block_length : int or None
-        Length of the moving blocks, or None for the ordinary (pairwise) bootstrap.
-    seed : int or None
-        Seed of the random generator.
-    """
-
-    estimate: Scores
-    r: tuple[float, float]
-    rmse: tuple[float, float]
-    ubrmse: tuple[float, float]
-    bias: tuple[float, float]
-    confidence: float
-    n_resamples: int
-    block_length: int | None
-    seed: int | None
 
 
 # --------------------------------------------------------------------------- validation
@@ -365,7 +288,7 @@ def score_groups(
     groups : array_like
         Group label of every pair, same shape; any sortable labels (not NaN).
     bias_convention : {"reference_minus_product", "product_minus_reference"}
-        Sign of the bias (see module docstring).
+        Sign of the bias (see :mod:`dsm.metrics`).
     min_n : int, default 2
         Fewest valid pairs per group for which scores are computed.
 
@@ -415,7 +338,7 @@ def score_table(
         Grouping column(s), e.g. ``"station"`` or ``["network", "station"]``. None
         pools every row into one score.
     bias_convention : {"reference_minus_product", "product_minus_reference"}
-        Sign of the bias (see module docstring).
+        Sign of the bias (see :mod:`dsm.metrics`).
     min_n : int, default 2
         Fewest valid pairs per group for which scores are computed.
 
@@ -454,148 +377,3 @@ def score_table(
     _, first_rows = np.unique(codes, return_index=True)
     labels = frame[keys].iloc[first_rows].reset_index(drop=True)
     return pd.concat([labels, table], axis=1)
-
-
-# --------------------------------------------------------------------------- bootstrap
-
-
-def _check_bootstrap_args(
-    n_resamples: int, confidence: float, block_length: int | None, size: int
-) -> None:
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)):
-        raise ValueError(f"n_resamples must be an integer, got {n_resamples!r}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    if block_length is None:
-        return
-    if isinstance(block_length, bool) or not isinstance(block_length, (int, np.integer)):
-        raise ValueError(f"block_length must be an integer or None, got {block_length!r}")
-    if not 1 <= block_length <= max(size, 1):
-        raise ValueError(
-            f"block_length must be between 1 and the series length {size}, "
-            f"got {block_length}"
-        )
-
-
-def _pair_indices(
-    rng: np.random.Generator, n_valid: int, n_resamples: int
-) -> NDArray[np.intp]:
-    """Ordinary bootstrap: draw valid pairs with replacement."""
-    return rng.integers(0, n_valid, size=(n_resamples, n_valid))
-
-
-def _block_indices(
-    rng: np.random.Generator, size: int, n_resamples: int, block_length: int
-) -> NDArray[np.intp]:
-    """Moving-block bootstrap (Kuensch 1989) over positions ``0 .. size - 1``."""
-    n_blocks = -(-size // block_length)
-    starts = rng.integers(0, size - block_length + 1, size=(n_resamples, n_blocks))
-    offsets = np.arange(block_length)
-    indices = (starts[:, :, None] + offsets).reshape(n_resamples, -1)
-    return indices[:, :size]
-
-
-def _resample_scores(
-    p: NDArray[np.float64],
-    q: NDArray[np.float64],
-    indices: NDArray[np.intp],
-    bias_convention: str,
-    min_n: int,
-) -> dict[str, NDArray[Any]]:
-    """Scores of every resample (row of ``indices``), a bounded number of rows at a time."""
-    n_resamples, length = indices.shape
-    step = max(1, _MAX_RESAMPLE_VALUES // max(length, 1))
-    parts = []
-    for start in range(0, n_resamples, step):
-        rows = indices[start : start + step]
-        p_res, q_res = p[rows].ravel(), q[rows].ravel()
-        codes = np.repeat(np.arange(rows.shape[0]), length)
-        keep = ~(np.isnan(p_res) | np.isnan(q_res))
-        parts.append(
-            _grouped_scores(
-                p_res[keep], q_res[keep], codes[keep], rows.shape[0], bias_convention, min_n
-            )
-        )
-    return {k: np.concatenate([part[k] for part in parts]) for k in METRIC_NAMES}
-
-
-def _percentile_bounds(values: NDArray[np.float64], confidence: float) -> tuple[float, float]:
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return (np.nan, np.nan)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(finite, [alpha, 1.0 - alpha])
-    return (float(low), float(high))
-
-
-def bootstrap_scores(
-    product: ArrayLike,
-    reference: ArrayLike,
-    *,
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int | None = None,
-    block_length: int | None = None,
-    bias_convention: BiasConvention = "reference_minus_product",
-    min_n: int = 2,
-) -> BootstrapScores:
-    """Scores with percentile bootstrap confidence intervals.
-
-    Parameters
-    ----------
-    product, reference : array_like
-        Values paired by position, same shape. For the block bootstrap they must be
-        1-D series on a regular time step (one value per day, NaN for gaps).
-    n_resamples : int, default 1000
-        Number of bootstrap resamples.
-    confidence : float, default 0.95
-        Two-sided confidence level of the percentile interval.
-    seed : int, optional
-        Seed of ``numpy.random.default_rng``; the same seed gives the same intervals.
-    block_length : int, optional
-        None (default): ordinary bootstrap of the valid pairs. An integer L: moving-block
-        bootstrap of runs of L consecutive time steps (NaN gaps included, then dropped
-        pairwise in each resample), for autocorrelated series.
-    bias_convention : {"reference_minus_product", "product_minus_reference"}
-        Sign of the bias (see module docstring).
-    min_n : int, default 2
-        Fewest valid pairs for a (re)sample to be scored.
-
-    Returns
-    -------
-    BootstrapScores
-        The full-sample scores and ``(low, high)`` bounds of R, RMSE, ubRMSE and bias.
-        Resamples without a finite score (e.g. a constant resample for R) are left out
-        of that score's percentiles.
-    """
-    _check_convention(bias_convention)
-    _check_min_n(min_n)
-    p_all, q_all = _prepare(product, reference)
-    _check_bootstrap_args(n_resamples, confidence, block_length, p_all.size)
-    estimate = score(p_all, q_all, bias_convention=bias_convention, min_n=min_n)
-    rng = np.random.default_rng(seed)
-    if estimate.n < min_n:
-        nan_pair = (np.nan, np.nan)
-        return BootstrapScores(
-            estimate, nan_pair, nan_pair, nan_pair, nan_pair,
-            confidence, n_resamples, block_length, seed,
-        )  # fmt: skip
-    if block_length is None:
-        keep = ~(np.isnan(p_all) | np.isnan(q_all))
-        p_src, q_src = p_all[keep], q_all[keep]
-        indices = _pair_indices(rng, p_src.size, n_resamples)
-    else:
-        p_src, q_src = p_all, q_all
-        indices = _block_indices(rng, p_src.size, n_resamples, block_length)
-    result = _resample_scores(p_src, q_src, indices, bias_convention, min_n)
-    bounds = {k: _percentile_bounds(result[k], confidence) for k in METRIC_NAMES[:4]}
-    return BootstrapScores(
-        estimate=estimate,
-        confidence=confidence,
-        n_resamples=int(n_resamples),
-        block_length=None if block_length is None else int(block_length),
-        seed=seed,
-        **bounds,
-    )
