@@ -114,7 +114,17 @@ def test_twin_command_refuses_to_overwrite(tmp_path, tiny_twin):
     assert cube.open_cube(str(tmp_path / "cube.zarr")).sizes["time"] == 3
     res = runner.invoke(main, ["twin", str(cfg)])
     assert res.exit_code == 2 and "already exists" in res.output
-    assert runner.invoke(main, ["twin", str(cfg), "--overwrite"]).exit_code == 0
+    res = runner.invoke(main, ["twin", str(cfg), "--overwrite"])
+    assert res.exit_code == 0 and "twin days" in res.stderr  # the progress bar
+    res = runner.invoke(main, ["-q", "twin", str(cfg), "--overwrite"])  # quiet: the result line only
+    assert res.exit_code == 0 and res.stderr == "" and res.stdout.startswith("twin written: cube ")
+
+
+def test_version():
+    from dsm import __version__
+
+    res = CliRunner().invoke(main, ["--version"])
+    assert res.exit_code == 0 and res.output == f"dsm, version {__version__}\n" and __version__[0].isdigit()
 
 
 def test_only_an_error_in_a_stage_that_writes_products_fails_a_run():

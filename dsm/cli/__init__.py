@@ -47,6 +47,7 @@ from dsm.cli.configure import config_group, deploy_group
 from dsm.cli.inputs import fetch, ingest
 from dsm.cli.stages import export_cmd, predict_cmd, report_cmd, skill_cmd, train_cmd, validate_cmd
 from dsm.cli.stores import cube_group, status_cmd, verify_cmd
+from dsm import __version__
 from dsm.errors import DsmError
 
 
@@ -73,10 +74,12 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group)
+@click.version_option(__version__, "-V", "--version", prog_name="dsm")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-def main(verbose: int) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Only results and errors: no progress lines or bars, no warnings.")
+def main(verbose: int, quiet: bool) -> None:
     """dsm: daily 1 km soil moisture from SMAP, MODIS, terrain and soil, on Dask."""
-    level = logging.WARNING - 10 * min(verbose, 2)
+    level = logging.ERROR if quiet else logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     # distributed configures its own loggers at INFO when first imported: import it now, then
     # make its loggers follow the command's verbosity

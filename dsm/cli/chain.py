@@ -11,7 +11,8 @@ import yaml
 
 from dsm import config as config_mod
 from dsm.cli.common import _break_lock, _locked, _on_cluster
-from dsm.cli.printing import _one_line, _print_export, _print_predict, _print_skill, _print_summary, _print_training, _progress
+from dsm.cli.printing import (_one_line, _print_export, _print_predict, _print_skill, _print_summary, _print_training,
+                              _progress, quiet)
 
 @click.command()
 @click.option("--workdir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -156,5 +157,5 @@ def twin(config_path: str, overwrite: bool, break_lock: bool) -> None:
 
     cfg = config_mod.load(config_path)
     with _locked(cfg, break_lock):
-        build_twin_stores(cfg, overwrite)
+        build_twin_stores(cfg, overwrite, progress=not quiet())
     click.echo(f"twin written: cube {cfg.stores.cube}, truth {cfg.stores.truth}, stations {cfg.stores.stations}")

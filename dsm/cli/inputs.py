@@ -11,6 +11,7 @@ import yaml
 
 from dsm import config as config_mod
 from dsm.cli.common import _break_lock, _locked, _on_cluster
+from dsm.cli.printing import quiet
 
 @click.command()
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
@@ -40,7 +41,7 @@ def ingest(config_path: str, report_path: str | None, as_json: bool, strict: boo
     if cfg.inputs is None:
         raise config_mod.ConfigError(f"{config_path} has no 'inputs:' section: nothing to ingest")
     with _locked(cfg, break_lock) as lease:
-        report = _on_cluster(cfg, lambda client: run_ingest(cfg, client, progress=progress, report_path=report_path,
+        report = _on_cluster(cfg, lambda client: run_ingest(cfg, client, progress=progress and not quiet(), report_path=report_path,
                                                             lease=lease, overwrite=overwrite))
     if as_json:
         click.echo(json.dumps(report, indent=1))

@@ -28,8 +28,16 @@ def _one_line(text: str) -> str:
     return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+def quiet() -> bool:
+    """Whether the command runs under ``dsm -q`` (no progress lines or bars)."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.find_root().params.get("quiet"))
+
+
 def _progress(line: str) -> None:
-    click.echo(line, err=True)
+    """A progress line of a long stage, on stderr (none under ``dsm -q``)."""
+    if not quiet():
+        click.echo(line, err=True)
 
 
 def _print_training(report: Any) -> None:
