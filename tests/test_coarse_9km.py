@@ -17,6 +17,8 @@ from dsm import products
 from dsm.cli import main
 from dsm.cube import open_cube
 from dsm.grid import EASE2_9KM, Region, block_reduce_mean
+from dsm.models.cards import FUSION_KEY
+from dsm.models.store import ModelStore
 from dsm.samples import sample_graph
 from dsm.skill import skill
 from dsm.twin import demo_config
@@ -56,6 +58,9 @@ def test_a_twin_runs_end_to_end_on_the_9km_grid(run_9km):
         rows = slice((row.row - w[0]) * 9, (row.row - w[0] + 1) * 9)
         cols = slice((row.col - w[1]) * 9, (row.col - w[1] + 1) * 9)
         np.testing.assert_allclose(row.dem, np.nanmean(cube["dem"].values[rows, cols]), rtol=1e-5)
+    # the cross-validation blocks keep their size in 36 km cells: 4 x as many 9 km cells a side
+    card = ModelStore(raw["stores"]["models"]).read_card(FUSION_KEY)
+    assert card["cv"]["block_cells"] == 2 and card["cv"]["block_smap_cells"] == 8
     # every day predicted; the stored cell means are those of the 1 km map on the 9 km cells
     out = products.open_products(raw["stores"]["output"])
     assert len(out.attrs["days_done"]) == 16

@@ -127,8 +127,9 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
     if len(table) < tcfg.min_samples:
         raise InputError(f"only {len(table)} SMAP cell-days have valid predictors in {config.stores.cube}: "
                          f"fewer than training.min_samples = {tcfg.min_samples}")
+    per_36km = 36 // config.grid_region.coarse_km  # the blocks are block_cells 36 km cells a side on any SMAP grid
     fold = block_folds(table["date"].to_numpy(), table["row"].to_numpy(), table["col"].to_numpy(), fcfg.cv_folds,
-                       fcfg.block_days, fcfg.block_cells, tcfg.seed)
+                       fcfg.block_days, fcfg.block_cells * per_36km, tcfg.seed)
     y_all = table[TARGET].to_numpy(np.float32)
     oof_used = np.full(len(table), np.nan, np.float32)
     records: list[ModelRecord] = []
@@ -175,7 +176,8 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
     card = FusionCard(
         predictors=predictors, params=params, search=tuple(s.record() for s in search),
         cv={"folds": fcfg.cv_folds, "block_days": fcfg.block_days, "block_cells": fcfg.block_cells,
-            "n_samples": int(len(table)), "max_rounds": fcfg.max_rounds, "scheme": "blocks of days x cells"},
+            "block_smap_cells": fcfg.block_cells * per_36km, "n_samples": int(len(table)),
+            "max_rounds": fcfg.max_rounds, "scheme": "blocks of days x cells"},
         variants=tuple(records), error_model=em.to_dict(), var_anomaly=fcfg.anomaly_error_sd ** 2,
         anomaly_gain=fcfg.anomaly_gain,
         interval=config.output.interval if config.output.uncertainty != "none" else None,
