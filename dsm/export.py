@@ -99,6 +99,8 @@ def write_cog(data: np.ndarray, transform: Any, crs: str, path: str, blocksize: 
             src.write(data, 1)
             src.scales = (products.SCALE,)
             src.offsets = (0.0,)
+            src.units = ("m3 m-3",)
+            src.set_band_description(1, "sm: surface soil moisture (top 5 cm), x 10000")
             src.update_tags(1, units="m3 m-3", long_name="surface soil moisture (top 5 cm)")
         with mem.open() as src:
             source = WarpedVRT(src, crs=dst_crs, resampling=Resampling.nearest, nodata=products.FILL) if dst_crs else src
@@ -106,7 +108,7 @@ def write_cog(data: np.ndarray, transform: Any, crs: str, path: str, blocksize: 
                 overview_level = max(1, int(math.log2(max(1, min(source.height, source.width) // bs))))
                 cog_translate(source, path, cog, nodata=products.FILL, overview_level=overview_level,
                               overview_resampling="average", in_memory=True, quiet=True, add_mask=False,
-                              use_cog_driver=False)
+                              use_cog_driver=False, forward_band_tags=True)  # description, units, tags kept
             finally:
                 if dst_crs:
                     source.close()

@@ -70,6 +70,7 @@ def test_cogs_are_valid_scaled_named_and_catalogued(client, tmp_path):
             assert src.overviews(1) and src.profile["tiled"] and src.compression.name.upper() == "DEFLATE"
             assert src.crs.to_epsg() == 6933
             assert src.transform.almost_equals(REGION.fine_transform)
+            assert src.descriptions[0].startswith("sm: surface soil moisture") and src.tags(1)["units"] == "m3 m-3"
             data = src.read(1)
         with rasterio.open(path, overview_level=0) as ov:  # first overview: 2 x 2 means of valid pixels
             half = ov.read(1).astype(float)
