@@ -219,7 +219,9 @@ def stac_item(info: Mapping[str, Any], day_model: Mapping[str, Any] | None) -> p
     item.add_asset("sm", asset)
     proj = ProjectionExtension.ext(item, add_if_missing=True)
     epsg = int(info["crs"].split(":")[1]) if info["crs"].upper().startswith("EPSG:") else None
-    proj.epsg = epsg
+    proj.epsg = epsg  # proj:code (projection extension v2)
+    if epsg is not None:
+        item.properties["proj:epsg"] = epsg  # beside it, for the readers of v1 (stackstac)
     proj.shape = info["shape"]
     proj.transform = info["transform"]
     raster = RasterExtension.ext(asset, add_if_missing=True)
@@ -246,6 +248,7 @@ def build_catalog(infos: list[Mapping[str, Any]], day_models: Mapping[str, Any],
         coll.add_item(item)
     root = stac_url.rstrip("/")
     coll.normalize_hrefs(root)
+    coll.make_all_asset_hrefs_relative()  # the catalog and the COGs move together (another folder, bucket)
     coll.save(catalog_type=pystac.CatalogType.SELF_CONTAINED, stac_io=FsspecStacIO(storage_options))
     return coll
 

@@ -220,7 +220,7 @@ print(f"collection {collection.id}: {len(list(collection.get_items()))} items; e
 band = item.assets["sm"].extra_fields["raster:bands"][0]
 print(f"item {item.id}: {item.datetime:%Y-%m-%d}, {item.properties['proj:code']}, shape {item.properties['proj:shape']}, "
       f"band scale {band['scale']}, nodata {band['nodata']}")
-print(f"  asset href {item.assets['sm'].href}")
+print(f"  asset href {item.assets['sm'].href} (relative to the item: {item.assets['sm'].get_absolute_href()})")
 print(f"  period {item.properties['dsm:period']}, model {item.properties['dsm:model']} "
       f"(reused: {item.properties['dsm:reused']}), variants {item.properties['dsm:variants']}")
 print("  origin pixels:", item.properties["dsm:origin_pixels"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import numpy as np
 import pystac
@@ -95,10 +96,23 @@ def test_cogs_are_valid_scaled_named_and_catalogued(client, tmp_path):
         assert it.datetime.date() == dt.date(2016, 6, 9) + dt.timedelta(items.index(it))
         proj = ProjectionExtension.ext(it)
         assert proj.epsg == 6933 and proj.shape == [144, 144]
+        raw = json.loads(Path(it.get_self_href()).read_text())  # as written (pystac migrates proj:epsg on read)
+        assert raw["properties"]["proj:epsg"] == 6933 and raw["properties"]["proj:code"] == "EPSG:6933"
+        assert not it.assets["sm"].href.startswith(("/", "file:"))  # relative: moves with the catalog
+        assert it.assets["sm"].get_absolute_href() == str(tmp_path / "cog" / f"{it.id}.tif")
         band = RasterExtension.ext(it.assets["sm"]).bands[0]
         assert band.scale == 0.0001 and band.nodata == -9999 and band.data_type == "int16"
         assert it.properties["dsm:period"] == "2016161" and it.properties["dsm:model"] == "xgb"
         assert it.properties["dsm:origin_pixels"]["all_same_day_predictors"] == 134 * 144
+    # the catalog and the COGs moved together to another folder: every asset still resolves
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(tmp_path / "stac", moved / "stac")
+    shutil.copytree(tmp_path / "cog", moved / "cog")
+    for it in pystac.read_file(str(moved / "stac" / "collection.json")).get_items():
+        href = it.assets["sm"].get_absolute_href()
+        assert href == str(moved / "cog" / f"{it.id}.tif") and rasterio.open(href).read(1).shape == (144, 144)
     # recorded, and a rerun skips what is exported
     out = products.open_products(cfg.stores.output)
     assert sorted(out.attrs["days_exported"]) == report.exported
