@@ -18,14 +18,20 @@ from distributed import Client, LocalCluster
 from dsm.config import load
 from dsm.models.train import train
 from dsm.predict import predict
+from dsm.store import FENCE_ATTR
 
 
 def _files(root: Path) -> dict[str, bytes]:
     """Every file of a store, except the ``*.partial`` temporaries of zarr's local store (a chunk
     is written to ``<key>.<token>.partial`` and renamed: a writer killed in between leaves one;
-    it is no key of the store and no reader sees it)."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.name.endswith(".partial")}
+    it is no key of the store and no reader sees it); the root metadata without the writer's
+    lease token (``fence``), which every run takes anew."""
+    out = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+           if p.is_file() and not p.name.endswith(".partial")}
+    meta = json.loads(out["zarr.json"])
+    meta["attributes"].pop(FENCE_ATTR, None)
+    out["zarr.json"] = json.dumps(meta, sort_keys=True).encode()
+    return out
 
 
 def _done(url: Path) -> int:
