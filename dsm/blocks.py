@@ -27,7 +27,7 @@ import xgboost
 from dsm import products, store
 from dsm.cellmeans import (BlockCells, DayCells, fuse_block, fusion_parts, running_mean, within_cell_anomaly)
 from dsm.cube import API_NAMES, SPECS
-from dsm.grid import Region, block_reduce_mean
+from dsm.grid import Region, block_reduce_mean, repeat_to_fine
 from dsm.features import doy_terms, feature_layer, source_of
 from dsm.models.store import ModelStore
 from dsm.models.variants import FULL
@@ -186,12 +186,13 @@ def model_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndarra
     origin = np.zeros(shape, products.ORIGIN_DTYPE)
     counts: dict[str, int] = {}
     remaining = land.copy()
-    no_smap = _to_pixels(~np.isfinite(smap), shape)
+    f = shape[-2] // smap.shape[-2]
+    no_smap = repeat_to_fine(~np.isfinite(smap), f)
     doy = doy_terms(np.array([np.datetime64(plan.day, "ns")]))[0]
     layers = {c: feature_layer(c, feats[source_of(c)]) for v in plan.variants for c in v.columns}
     masked = {c: out_of_range[source_of(c)] for c in layers if source_of(c) in out_of_range}
     raw_remaining = land.copy()  # the variant choice the raw values would have made
-    changed = _to_pixels(np.asarray(smap_out_of_range, bool), shape)
+    changed = repeat_to_fine(np.asarray(smap_out_of_range, bool), f)
     for v in plan.variants:
         ok = remaining.copy()
         for c in v.columns:
@@ -240,12 +241,6 @@ def model_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndarra
     return sm, unc, origin, counts
 
 
-def _to_pixels(cells: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """A (cy, cx) array repeated onto the 1 km pixels of its cells, a block of ``shape``."""
-    f = shape[-2] // cells.shape[-2]
-    return np.repeat(np.repeat(cells, f, 0), f, 1)
-
-
 def finish_day(model: np.ndarray, unc: np.ndarray, origin: np.ndarray, smap: np.ndarray,
                clip: tuple[float, float] = (0.0, 1.0), residual_correction: bool = False,
                cells: DayCells | None = None, anomaly: np.ndarray | None = None
@@ -276,9 +271,10 @@ def predict_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndar
 def residual_correct(sm: np.ndarray, smap: np.ndarray, clip: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
     """Shift each cell's pixels so the cell mean equals SMAP where SMAP observed it (``smap``
     screened: :func:`run_block` and :func:`predict_day` pass only valid values, :mod:`dsm.ranges`)."""
-    means = block_reduce_mean(sm, factor=sm.shape[-2] // smap.shape[-2])
+    f = sm.shape[-2] // smap.shape[-2]
+    means = block_reduce_mean(sm, factor=f)
     shift = np.where(np.isfinite(smap) & np.isfinite(means), smap - means, 0.0).astype(np.float32)
-    full = _to_pixels(shift, sm.shape)
+    full = repeat_to_fine(shift, f)
     return np.where(np.isfinite(sm), np.clip(sm + full, *clip), np.nan).astype(np.float32)
 
 

@@ -24,6 +24,7 @@ the block, :func:`fuse_block` (pure) turns one day of it and the 1 km model into
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,7 @@ from distributed import Client
 from dsm import products
 from dsm.features import DOY_FEATURES, design_matrix
 from dsm.fusion import STATE_CARRIED, STATE_FUSED, ErrorModel, FusedCells, fuse, pixel_interval, smooth_increments
-from dsm.grid import FINE_PER_COARSE, block_reduce_mean
+from dsm.grid import FINE_PER_COARSE, block_reduce_mean, repeat_to_fine
 from dsm.models.cards import FusionCard, ModelRecord
 from dsm.periods import periods
 from dsm.ranges import SMAP
@@ -145,7 +146,7 @@ def within_cell_anomaly(model: np.ndarray, factor: int = FINE_PER_COARSE) -> np.
     """``f - mean_cell f``: each pixel's departure from its SMAP cell's mean (cells of ``factor``
     pixels a side; NaN stays NaN)."""
     f = factor
-    return model - np.repeat(np.repeat(block_reduce_mean(model, factor=f), f, 0), f, 1)
+    return model - repeat_to_fine(block_reduce_mean(model, factor=f), f)
 
 
 def running_mean(stack: np.ndarray, window: int) -> np.ndarray:
@@ -177,7 +178,7 @@ def fusion_parts(model: np.ndarray, cells: DayCells, anomaly: np.ndarray | None 
     """
     f = model.shape[-2] // cells.cell_mean.shape[-2]
     ok = np.isfinite(model)
-    rep = lambda a: np.repeat(np.repeat(a, f, 0), f, 1)  # noqa: E731
+    rep = functools.partial(repeat_to_fine, factor=f)
     anomaly = within_cell_anomaly(model, f) if anomaly is None else anomaly
     base = rep(cells.cell_mean)
     if cells.halo is not None and cells.smooth != "none":
@@ -204,7 +205,7 @@ def fuse_block(model: np.ndarray, origin: np.ndarray, cells: DayCells, clip: tup
     """
     f = model.shape[-2] // cells.cell_mean.shape[-2]
     ok = np.isfinite(model)
-    rep = lambda a: np.repeat(np.repeat(a, f, 0), f, 1)  # noqa: E731
+    rep = functools.partial(repeat_to_fine, factor=f)
     base, anomaly = fusion_parts(model, cells, anomaly)
     sm = np.where(np.isfinite(base), base + cells.anomaly_gain * anomaly, model)
     sm = np.where(ok, np.clip(sm, *clip), np.nan).astype(np.float32)

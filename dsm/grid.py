@@ -414,6 +414,11 @@ def _interp_matrix(n: int, factor: int) -> np.ndarray:
     return a
 
 
+def repeat_to_fine(coarse: np.ndarray, factor: int = FINE_PER_COARSE) -> np.ndarray:
+    """A coarse field (last two axes) repeated onto the ``factor`` x ``factor`` fine pixels of each cell."""
+    return np.repeat(np.repeat(coarse, factor, -2), factor, -1)
+
+
 def bilinear(coarse: np.ndarray, factor: int = FINE_PER_COARSE) -> np.ndarray:
     """Bilinear interpolation of a coarse field (last two axes) to the fine pixel centres.
 
@@ -427,7 +432,7 @@ def bilinear(coarse: np.ndarray, factor: int = FINE_PER_COARSE) -> np.ndarray:
     num = ay @ np.where(valid, v, 0.0) @ ax.T
     den = ay @ valid.astype(np.float64) @ ax.T
     out = np.divide(num, den, out=np.full_like(num, np.nan), where=den > 0)
-    own = np.repeat(np.repeat(valid, factor, -2), factor, -1)
+    own = repeat_to_fine(valid, factor)
     return np.where(own, out, np.nan)
 
 

@@ -85,7 +85,7 @@ import numpy as np
 import pandas as pd
 
 from dsm import files, products, store
-from dsm.grid import EASE2_1KM, FINE_PER_COARSE, lonlat_to_xy
+from dsm.grid import EASE2_1KM, FINE_PER_COARSE, Region, lonlat_to_xy, repeat_to_fine
 from dsm.grid import bilinear as grid_bilinear
 
 MIN_CELL_PIXELS = 30
@@ -109,8 +109,8 @@ def bilinear(coarse: np.ndarray, factor: int = FINE_PER_COARSE) -> np.ndarray:
 
 
 def repeat(coarse: np.ndarray, factor: int = FINE_PER_COARSE) -> np.ndarray:
-    """A coarse field repeated on its 1 km pixels (``factor`` a side)."""
-    return np.repeat(np.repeat(coarse, factor, -2), factor, -1)
+    """SMAP repeated on its 1 km pixels (:func:`dsm.grid.repeat_to_fine`, ``factor`` a side)."""
+    return repeat_to_fine(coarse, factor)
 
 
 def _f(v: Any) -> float | None:
@@ -459,7 +459,7 @@ def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
         if o["sm"].shape[1:] != shape:
             raise ValueError(f"{urls[k]}: sm is {o['sm'].shape[1:]} pixels, the cube {shape}")
     names = [*labels, *BASELINES]
-    f = shape[-1] // cube.sizes["cx"]  # 1 km pixels per SMAP cell side: 36, or 9 on the 9 km grid
+    f = Region.from_dict(cube.attrs["region"]).fine_per_coarse  # 1 km pixels per SMAP cell side
     common = {k: _Scored(shape, f) for k in names}
     own = {k: _Scored(shape, f) for k in labels}
     cover = {k: _Cover(outs[k]) for k in labels}

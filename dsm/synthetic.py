@@ -50,7 +50,7 @@ from scipy.ndimage import gaussian_filter
 from scipy.special import ndtri
 
 from dsm import indices
-from dsm.grid import CELL_1KM, EASE2_1KM, Region, bilinear, block_reduce_mean, xy_to_lonlat
+from dsm.grid import CELL_1KM, EASE2_1KM, Region, bilinear, block_reduce_mean, repeat_to_fine, xy_to_lonlat
 from dsm.periods import composite_8day_of, julian_name, period_of, periods
 from dsm.terrain import ease_spacing, slope_aspect
 
@@ -334,7 +334,7 @@ class Simulator:
         f = self.spec.region.fine_per_coarse
         if f != 36:  # SPL3SMP_E: 9 km means, the 36 km error spread smoothly over the 9 km cells
             n = 36 // f
-            observed = np.repeat(np.repeat(covered & ~frozen_cell & ~rfi, n, 0), n, 1)
+            observed = repeat_to_fine(covered & ~frozen_cell & ~rfi, n)
             mean = block_reduce_mean(np.where(s.land, truth, np.nan), factor=f)
             noise = bilinear(noise, n)
             ok = observed & (block_reduce_mean(s.land.astype(np.float32), factor=f) >= 0.9) & np.isfinite(mean)

@@ -63,6 +63,7 @@ from dsm import files, insitu, store
 from dsm import skill as skill_mod
 from dsm.config import Config, ValidationConfig
 from dsm.errors import ConfigError, InputError
+from dsm.grid import Region
 from dsm.periods import period_of
 from dsm.station_sampling import PRODUCT_1KM, SMAP_36KM, ProductError, open_gridded, sample_gridded, sample_store
 from dsm.station_scores import SCORE_COLUMNS, common_mask, overlap_problems, pair_table, score_pairs
@@ -124,7 +125,7 @@ def period_skill(output_url: str, truth_url: str, cube_url: str,
     if not days:
         raise InputError(f"{output_url} has no predicted day to score")
     land = cube["land_mask"].values == 1
-    f = land.shape[-1] // cube.sizes["cx"]  # 1 km pixels per SMAP cell side
+    f = Region.from_dict(cube.attrs["region"]).fine_per_coarse  # 1 km pixels per SMAP cell side
     names = ("product", "smap_repeat", "smap_bilinear")
     by_period: dict[str, list[np.datetime64]] = {}
     for d in days:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -31,6 +32,15 @@ def _locked(cfg: config_mod.Config, break_lock: bool = False) -> Iterator[Any]:
 
     with stop_on_signals(), lock_for(cfg, break_lock=break_lock) as lock:
         yield lock
+
+
+def _run_locked(cfg: config_mod.Config, break_lock: bool, stage: Callable[[Any, Any], bool]) -> None:
+    """Run ``stage(client, lease)`` on the cluster under the lock (:func:`_locked`,
+    :func:`_on_cluster`); exit status 1 when it returns False (some of its items failed)."""
+    with _locked(cfg, break_lock) as lease:
+        ok = _on_cluster(cfg, lambda client: stage(client, lease))
+    if not ok:
+        sys.exit(1)
 
 
 _break_lock = click.option("--break-lock", is_flag=True,

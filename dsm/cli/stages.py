@@ -9,8 +9,9 @@ from typing import Any
 import click
 
 from dsm import config as config_mod
-from dsm.cli.common import _break_lock, _locked, _on_cluster
+from dsm.cli.common import _break_lock, _locked, _on_cluster, _run_locked
 from dsm.cli.printing import _print_export, _print_predict, _print_skill, _print_training, _progress, pd_options
+
 
 def _run_training(cfg: config_mod.Config, client: Any, force: bool = False,
                   only: tuple[str, ...] = (), lease: Any = None) -> bool:
@@ -37,10 +38,7 @@ def train_cmd(config_path: str, force: bool, only: tuple[str, ...], break_lock: 
     from dsm.models.train import check_training_config
 
     check_training_config(cfg)
-    with _locked(cfg, break_lock) as lease:
-        ok = _on_cluster(cfg, lambda client: _run_training(cfg, client, force=force, only=only, lease=lease))
-    if not ok:
-        sys.exit(1)
+    _run_locked(cfg, break_lock, lambda client, lease: _run_training(cfg, client, force=force, only=only, lease=lease))
 
 
 def _run_predict(cfg: config_mod.Config, client: Any, overwrite: bool = False, lease: Any = None) -> bool:
@@ -75,10 +73,7 @@ def predict_cmd(config_path: str, overwrite: bool, break_lock: bool) -> None:
     Exit status 1 when a day failed (the other days are still written).
     """
     cfg = config_mod.load(config_path)
-    with _locked(cfg, break_lock) as lease:
-        ok = _on_cluster(cfg, lambda client: _run_predict(cfg, client, overwrite=overwrite, lease=lease))
-    if not ok:
-        sys.exit(1)
+    _run_locked(cfg, break_lock, lambda client, lease: _run_predict(cfg, client, overwrite=overwrite, lease=lease))
 
 
 @click.command("export")
@@ -88,10 +83,7 @@ def predict_cmd(config_path: str, overwrite: bool, break_lock: bool) -> None:
 def export_cmd(config_path: str, force: bool, break_lock: bool) -> None:
     """Write one COG per predicted day to stores.cog and the STAC catalog to stores.stac."""
     cfg = config_mod.load(config_path)
-    with _locked(cfg, break_lock) as lease:
-        ok = _on_cluster(cfg, lambda client: _run_export(cfg, client, force=force, lease=lease))
-    if not ok:
-        sys.exit(1)
+    _run_locked(cfg, break_lock, lambda client, lease: _run_export(cfg, client, force=force, lease=lease))
 
 
 @click.command("validate")
