@@ -8,7 +8,7 @@ WORKDIR ?= work/demo
 SIZE   ?= default
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench lock clean
+.PHONY: setup demo test bench notebooks lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ bench: setup  ## run the benchmarks (figures printed as ratios; about 20 minutes
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/predict.py
 	$(BIN)/python bench/daily_maps.py
+
+notebooks: setup  ## open the notebooks (jupytext .py files) in JupyterLab
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[notebooks]"
+	$(BIN)/jupyter lab notebooks/
 
 lock:  ## re-pin constraints.txt from the current .venv (after changing dependencies)
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^dsm' > constraints.txt

@@ -357,13 +357,15 @@ def station_parts(job: BlockJob, pixels: Sequence[tuple[int, int]]) -> dict[str,
     pixels of a block (rows, columns within the block) on each of its days, for calibrating
     the anomaly gain at stations (runs on a worker; writes nothing).
 
-    Returns ``{"base": (t, n), "anomaly": (t, n)}``, NaN where the pixel was not predicted.
+    Returns ``{"base": (t, n), "anomaly": (t, n), "var_cell": (t, n)}`` (``var_cell``: the
+    error variance of the pixel's fused cell mean), NaN where the pixel was not predicted.
     """
     mb = _model_block(job)
     rows = np.array([p[0] for p in pixels], int)
     cols = np.array([p[1] for p in pixels], int)
     base = np.full((len(job.plans), len(pixels)), np.nan, np.float32)
     anomaly = np.full_like(base, np.nan)
+    var_cell = np.full_like(base, np.nan)
     for i, plan in enumerate(job.plans):
         cells = _day_cells(job, i)
         if plan.error or cells is None or plan.day not in mb.modelled:
@@ -371,9 +373,11 @@ def station_parts(job: BlockJob, pixels: Sequence[tuple[int, int]]) -> dict[str,
         model = mb.modelled[plan.day][0]
         b, a = fusion_parts(model, cells, None if mb.anomalies is None else mb.anomalies[i])
         ok = np.isfinite(model[rows, cols])
+        f = model.shape[-2] // cells.variance.shape[-2]
         base[i] = np.where(ok, b[rows, cols], np.nan)
         anomaly[i] = np.where(ok, a[rows, cols], np.nan)
-    return {"base": base, "anomaly": anomaly}
+        var_cell[i] = np.where(ok, cells.variance[rows // f, cols // f], np.nan)
+    return {"base": base, "anomaly": anomaly, "var_cell": var_cell}
 
 
 def run_block(job: BlockJob) -> dict[str, Any]:

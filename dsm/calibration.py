@@ -11,23 +11,52 @@ With few stations the slope is noisy, so it is checked before use: by leave-one-
 cross-validation (each station's squared error with the slope of the others, against the
 configured ``k``), and its 95 % interval is a bootstrap over stations. The calibrated ``k``
 replaces the configured one only when it lowers the cross-validated error.
+
+The same station-days calibrate ``sm_unc`` (:func:`calibrate_anomaly_sd`). The interval is
+``z sqrt(var_cell + s^2)``: ``var_cell`` the fused cell mean's error variance (estimated at
+36 km, :mod:`dsm.fusion`), ``s`` the error sd of the 1 km within-cell part, which nothing at
+36 km observes. With stations, ``s`` is chosen by split-conformal calibration on normalised
+scores: each station-day needs ``s_i^2 = (r_i / z)^2 - var_cell_i`` to be covered (``r`` the
+observation minus the map), and ``s^2`` is the ``ceil((n + 1) q) / n`` empirical quantile of
+those, so the interval covers the nominal share ``q`` of the station observations. Stations
+see the 1 km truth plus their own error, so the 1 km truth is covered at least as often.
+Leave-one-station-out coverage and a bootstrap interval over stations are recorded.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy.stats import norm
 
-__all__ = ["GainCalibration", "calibrate_gain", "gain_slope"]
+__all__ = ["GainCalibration", "IntervalCalibration", "calibrate_anomaly_sd", "calibrate_gain", "conformal_variance",
+           "gain_slope"]
 
 GAIN_BOUNDS: tuple[float, float] = (0.0, 2.0)  # the range of training.fusion.anomaly_gain
 
 
+class _Record:
+    """A calibration recorded in the products store's attributes (JSON): ``interval`` is a pair."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        d = asdict(self)  # type: ignore[call-overload]
+        d["interval"] = None if d["interval"] is None else [float(v) for v in d["interval"]]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        """Rebuild from :meth:`to_dict` output."""
+        iv = d.get("interval")
+        return cls(**{**d, "interval": None if iv is None else (float(iv[0]), float(iv[1]))})
+
+
+
 @dataclass(frozen=True)
-class GainCalibration:
+class GainCalibration(_Record):
     """The anomaly gain used by a products store, and where it came from.
 
     Attributes
@@ -62,17 +91,32 @@ class GainCalibration:
     n_stations: int = 0
     n_pairs: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary."""
-        d = asdict(self)
-        d["interval"] = None if self.interval is None else [float(v) for v in self.interval]
-        return d
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GainCalibration:
-        """Rebuild from :meth:`to_dict` output."""
-        iv = d.get("interval")
-        return cls(**{**d, "interval": None if iv is None else (float(iv[0]), float(iv[1]))})
+def _station_days(station: ArrayLike, columns: dict[str, ArrayLike], min_days: int
+                  ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """The station-days with every column finite, of the stations with at least ``min_days`` of
+    them: ``(ids, columns, kept station names)``; a ValueError when the lengths differ."""
+    ids = np.asarray(station).astype(str)
+    cols = {k: np.asarray(v, np.float64) for k, v in columns.items()}
+    if not (all(c.shape == ids.shape for c in cols.values()) and ids.ndim == 1):
+        raise ValueError(f"station, {', '.join(cols)} must be 1-D arrays of one length")
+    ok = np.logical_and.reduce([np.isfinite(c) for c in cols.values()])
+    names, counts = np.unique(ids[ok], return_counts=True)
+    keep = names[counts >= min_days]
+    rows = ok & np.isin(ids, keep)
+    return ids[rows], {k: c[rows] for k, c in cols.items()}, keep
+
+
+def _station_bootstrap(ids: np.ndarray, keep: np.ndarray, statistic: Any, n_boot: int,
+                       seed: int) -> tuple[float, float] | None:
+    """2.5 and 97.5 % percentiles of ``statistic(rows)`` over resamples of whole stations (the
+    finite values), None when none is finite."""
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(ids == s) for s in keep]
+    boots = np.array([statistic(np.concatenate([members[i] for i in rng.integers(0, keep.size, keep.size)]))
+                      for _ in range(n_boot)], np.float64)
+    boots = boots[np.isfinite(boots)]
+    return (float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))) if boots.size else None
 
 
 def gain_slope(target: ArrayLike, anomaly: ArrayLike) -> float:
@@ -117,16 +161,8 @@ def calibrate_gain(station: ArrayLike, observed: ArrayLike, base: ArrayLike, ano
     -------
     GainCalibration
     """
-    ids = np.asarray(station).astype(str)
-    o, b, a = (np.asarray(v, np.float64) for v in (observed, base, anomaly))
-    if not (ids.shape == o.shape == b.shape == a.shape and o.ndim == 1):
-        raise ValueError("station, observed, base and anomaly must be 1-D arrays of one length")
-    ok = np.isfinite(o) & np.isfinite(b) & np.isfinite(a)
-    ids, y, a = ids[ok], (o - b)[ok], a[ok]
-    names, counts = np.unique(ids, return_counts=True)
-    keep = names[counts >= min_days]
-    rows = np.isin(ids, keep)
-    ids, y, a = ids[rows], y[rows], a[rows]
+    ids, cols, keep = _station_days(station, {"observed": observed, "base": base, "anomaly": anomaly}, min_days)
+    y, a = cols["observed"] - cols["base"], cols["anomaly"]
     n_st, n = int(keep.size), int(ids.size)
 
     def configured_because(reason: str, **extra: Any) -> GainCalibration:
@@ -147,15 +183,7 @@ def calibrate_gain(station: ArrayLike, observed: ArrayLike, base: ArrayLike, ano
         sse_cal += float(np.sum((y[test] - k * a[test]) ** 2))
         sse_conf += float(np.sum((y[test] - configured * a[test]) ** 2))
     cv_cal, cv_conf = float(np.sqrt(sse_cal / n)), float(np.sqrt(sse_conf / n))
-    rng = np.random.default_rng(seed)
-    boots = []
-    members = [np.flatnonzero(m) for m in groups.values()]
-    for _ in range(n_boot):
-        idx = np.concatenate([members[i] for i in rng.integers(0, n_st, n_st)])
-        boots.append(gain_slope(y[idx], a[idx]))
-    boots_a = np.asarray(boots)
-    boots_a = boots_a[np.isfinite(boots_a)]
-    interval = (float(np.percentile(boots_a, 2.5)), float(np.percentile(boots_a, 97.5))) if boots_a.size else None
+    interval = _station_bootstrap(ids, keep, lambda idx: gain_slope(y[idx], a[idx]), n_boot, seed)
     extra = {"estimate": estimate, "interval": interval, "cv_rmse_calibrated": cv_cal, "cv_rmse_configured": cv_conf}
     if cv_cal < cv_conf:
         return GainCalibration(gain=estimate, source="stations", configured=float(configured),
@@ -164,3 +192,127 @@ def calibrate_gain(station: ArrayLike, observed: ArrayLike, base: ArrayLike, ano
                                n_stations=n_st, n_pairs=n, **extra)
     return configured_because(f"the gain calibrated on {n_st} stations does not lower the leave-one-station-out "
                               f"RMSE ({cv_cal:.4f} vs {cv_conf:.4f}): the configured gain is used", **extra)
+
+
+MIN_ANOMALY_SD = 1e-3  # m3/m3: the calibrated within-cell error sd is never taken below this
+
+
+@dataclass(frozen=True)
+class IntervalCalibration(_Record):
+    """The within-cell error sd ``s`` behind ``sm_unc``, and where it came from.
+
+    Attributes
+    ----------
+    anomaly_sd : float
+        The ``s`` applied (m3/m3).
+    source : str
+        ``"stations"`` (conformal calibration) or ``"configured"``
+        (``training.fusion.anomaly_error_sd``).
+    configured : float
+        ``training.fusion.anomaly_error_sd``.
+    reason : str
+        Why the source was chosen, in one sentence.
+    nominal : float
+        The interval's nominal coverage (``output.interval``).
+    interval : tuple of float or None
+        2.5 and 97.5 % bootstrap percentiles of ``s`` over stations.
+    cv_coverage : float or None
+        Share of the station-days covered when each station's ``s`` comes from the others.
+    coverage_configured : float or None
+        Share of the station-days the configured ``s`` covers.
+    n_stations, n_pairs : int
+        Stations and station-days used.
+    """
+
+    anomaly_sd: float
+    source: str
+    configured: float
+    reason: str
+    nominal: float = 0.9
+    interval: tuple[float, float] | None = None
+    cv_coverage: float | None = None
+    coverage_configured: float | None = None
+    n_stations: int = 0
+    n_pairs: int = 0
+
+
+def conformal_variance(residual: ArrayLike, var_cell: ArrayLike, nominal: float) -> float:
+    """The smallest ``s^2 >= 0`` whose intervals ``z sqrt(var_cell + s^2)`` cover ``residual``
+    on at least ``ceil((n + 1) nominal)`` of its ``n`` values (split-conformal quantile of the
+    scores ``(r / z)^2 - var_cell``; ``z`` the normal quantile of ``nominal``); ``inf`` when
+    ``n`` is too small for that quantile, NaN without data."""
+    if not 0 < nominal < 1:
+        raise ValueError(f"nominal coverage must lie in (0, 1), got {nominal}")
+    r, vc = np.asarray(residual, np.float64), np.asarray(var_cell, np.float64)
+    z = float(norm.ppf((1.0 + nominal) / 2.0))
+    scores = np.sort((r / z) ** 2 - vc)
+    n = scores.size
+    if n == 0:
+        return float("nan")
+    rank = int(np.ceil((n + 1) * nominal))
+    if rank > n:
+        return float("inf")
+    return max(float(scores[rank - 1]), 0.0)
+
+
+def _covered(residual: np.ndarray, var_cell: np.ndarray, var_anomaly: float, nominal: float) -> np.ndarray:
+    z = float(norm.ppf((1.0 + nominal) / 2.0))
+    return np.abs(residual) <= z * np.sqrt(var_cell + var_anomaly)
+
+
+def calibrate_anomaly_sd(station: ArrayLike, residual: ArrayLike, var_cell: ArrayLike, *, nominal: float,
+                         configured: float, min_stations: int = 8, min_days: int = 10, n_boot: int = 1000,
+                         seed: int = 0) -> IntervalCalibration:
+    """Calibrate the within-cell error sd of ``sm_unc`` at stations (module docstring).
+
+    Parameters
+    ----------
+    station : array_like
+        Station identifier of each station-day.
+    residual : array_like
+        The observation minus the map at the station's pixel that day (m3/m3).
+    var_cell : array_like
+        The fused cell mean's error variance there ((m3/m3)^2); rows with any non-finite value
+        are left out.
+    nominal : float
+        The interval's nominal coverage.
+    configured : float
+        ``training.fusion.anomaly_error_sd``, kept with too few stations.
+    min_stations, min_days : int
+        Fewest stations, each with at least ``min_days`` station-days, to calibrate.
+    n_boot : int
+        Bootstrap resamples of the stations for the interval.
+    seed : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    IntervalCalibration
+    """
+    ids, cols, keep = _station_days(station, {"residual": residual, "var_cell": var_cell}, min_days)
+    r, vc = cols["residual"], cols["var_cell"]
+    n_st, n = int(keep.size), int(ids.size)
+    base = {"configured": float(configured), "nominal": float(nominal), "n_stations": n_st, "n_pairs": n}
+    if n_st < min_stations:
+        return IntervalCalibration(float(configured), "configured", reason=f"{n_st} stations with >= {min_days} "
+                                   f"days in the region (fewer than {min_stations}): the configured sd is used", **base)
+    cov_conf = float(np.mean(_covered(r, vc, configured ** 2, nominal)))
+    var = conformal_variance(r, vc, nominal)
+    if not np.isfinite(var):
+        return IntervalCalibration(float(configured), "configured", reason=f"{n} station-days are too few for the "
+                                   f"{nominal:.0%} conformal quantile: the configured sd is used",
+                                   coverage_configured=cov_conf, **base)
+    sd = max(float(np.sqrt(var)), MIN_ANOMALY_SD)
+    covered = np.zeros(n, bool)
+    for s in keep:
+        test = ids == s
+        v = conformal_variance(r[~test], vc[~test], nominal)
+        covered[test] = _covered(r[test], vc[test], max(v, MIN_ANOMALY_SD ** 2), nominal)
+    interval = _station_bootstrap(
+        ids, keep, lambda idx: np.sqrt(max(conformal_variance(r[idx], vc[idx], nominal), MIN_ANOMALY_SD ** 2)),
+        n_boot, seed)
+    cv = float(covered.mean())
+    return IntervalCalibration(sd, "stations", reason=f"conformal at {n_st} stations: sm_unc covers {nominal:.0%} of "
+                               f"their {n} station-days ({cv:.1%} when each station is left out; {cov_conf:.1%} with "
+                               f"the configured sd {configured:g})", interval=interval, cv_coverage=cv,
+                               coverage_configured=cov_conf, **base)

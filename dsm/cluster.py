@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from distributed import Client, Future, LocalCluster, as_completed
 
 from dsm.config import ClusterConfig
-from dsm.errors import ConfigError
+from dsm.errors import ConfigError, LockLostError
 
 log = logging.getLogger(__name__)
 
@@ -85,4 +85,18 @@ def outcomes(futures: Mapping[Future, T]) -> Iterator[tuple[T, Any, Exception | 
         except Exception as exc:  # noqa: BLE001 - handed to the caller, who reports it and goes on
             result, error = None, exc
         fut.release()
+        yield tag, result, error
+
+
+def leased_outcomes(client: Client, futures: Mapping[Future, T],
+                    check: Callable[[], None]) -> Iterator[tuple[T, Any, Exception | None]]:
+    """:func:`outcomes`, with the run's lease checked (``check``: :meth:`dsm.runlock.Lease.check`)
+    as each task lands: a lost lease cancels the tasks not yet finished and raises
+    :class:`~dsm.errors.LockLostError`, so a run that lost its store writes nothing more."""
+    for tag, result, error in outcomes(futures):
+        try:
+            check()
+        except LockLostError:
+            client.cancel(list(futures))
+            raise
         yield tag, result, error

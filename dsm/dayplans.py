@@ -134,7 +134,7 @@ def _period_plan(config: Config, models: ModelStore, name: str, want_q: bool) ->
         if vname == FULL:
             point_key, sha = key, card["model"]["sha256"]
         elif vcard is None or vcard.get("model") is None:
-            continue  # no reduced model (too few samples or trained before issue 4): pixels stay empty
+            continue  # no reduced model (too few samples or trained by an older dsm): pixels stay empty
         else:
             point_key, sha = variant_key(vname, key), vcard["model"]["sha256"]
         ranges = None

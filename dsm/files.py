@@ -12,7 +12,8 @@ Object storage has no folders: :func:`make_folder` creates local folders only, a
 storage checks that the bucket exists. A mistyped bucket is an error naming it, never a new
 bucket (fsspec's ``makedirs`` would create one).
 
-Readers that need a local path (pyhdf, h5py, the station readers) get one through
+Inputs are found by :func:`expand`: files, globs and folders, local or fsspec URLs. Readers
+that need a local path (pyhdf, h5py, the station readers) get one through
 :func:`local_copies`: remote files are copied whole to a temporary folder, local ones
 (:func:`is_local`) are used in place.
 """
@@ -20,6 +21,7 @@ Readers that need a local path (pyhdf, h5py, the station readers) get one throug
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import os
 import posixpath
@@ -179,3 +181,57 @@ def url_digest(url: str, storage_options: Mapping[str, Any] | None = None) -> tu
             return _sha256_of(f)
     except FileNotFoundError:
         return None
+
+
+# ------------------------------------------------------------------ finding input files
+def _has_magic(path: str) -> bool:
+    return any(c in path for c in "*?[")
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    low = name.lower()
+    return any(fnmatch.fnmatchcase(low, p.lower()) for p in patterns)
+
+
+def expand_each(patterns: Sequence[str], storage_options: Mapping[str, Any],
+                folder: Sequence[str] = ()) -> dict[str, list[str]]:
+    """Files of each entry of ``patterns`` (a file, a glob or a folder; local or fsspec URL).
+
+    Parameters
+    ----------
+    patterns
+        The ``paths`` of an input; one ending in ``/`` names folders only.
+    storage_options
+        fsspec options for URLs.
+    folder
+        File-name patterns searched (recursively) in a folder; empty: folders give nothing.
+
+    Returns
+    -------
+    dict
+        ``{entry: sorted files}`` (full URLs for remote entries, paths for local ones).
+    """
+    out: dict[str, list[str]] = {}
+    for pattern in patterns:
+        fs, path = fsspec.core.url_to_fs(pattern, **dict(storage_options))
+        remote = "://" in pattern and not pattern.startswith("file://")
+        found: set[str] = set()
+        for p in _candidates(fs, path):
+            if fs.isdir(p):
+                found.update(f for f in fs.find(p) if folder and _matches(posixpath.basename(f), folder))
+            elif not pattern.endswith("/"):  # "dir/*/" names folders only (s3fs's glob also returns files)
+                found.add(p)
+        out[pattern] = sorted(fs.unstrip_protocol(p) if remote else p for p in found)
+    return out
+
+
+def _candidates(fs: Any, path: str) -> Iterator[str]:
+    if _has_magic(path):
+        yield from fs.glob(path)
+    elif fs.exists(path):
+        yield path.rstrip("/") or path
+
+
+def expand(patterns: Sequence[str], storage_options: Mapping[str, Any], folder: Sequence[str] = ()) -> list[str]:
+    """All files of ``patterns`` (:func:`expand_each`), sorted, without repeats."""
+    return sorted({u for urls in expand_each(patterns, storage_options, folder).values() for u in urls})

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dsm.errors import InputError
+
 STATION_KEYS: tuple[str, ...] = (
     "network", "station", "lon", "lat", "depth_from", "depth_to", "sensor",
 )  # fmt: skip
@@ -36,7 +38,7 @@ TIDY_COLUMNS: tuple[str, ...] = (*STATION_KEYS, "time", "value", "flag")
 DAILY_COLUMNS: tuple[str, ...] = (*STATION_KEYS, "time", "value", "n_obs")
 
 
-class InsituFormatError(ValueError):
+class InsituFormatError(InputError, ValueError):
     """A file is not in a supported in situ format or its content is malformed.
 
     Parameters

@@ -54,20 +54,20 @@ from distributed import Client
 
 from dsm import fingerprint, products, store
 from dsm.cellmeans import BlockCells, block_cells, fused_cells
-from dsm.calibration import GainCalibration, calibrate_gain
 from dsm.cluster import outcomes
 from dsm.config import Config
 from dsm.cube import Layout, open_cube
-from dsm.errors import ConfigError, InputError, StoreError
+from dsm.errors import ConfigError, InputError, StoreError, StoreNotFoundError
 from dsm.metrics import score
 from dsm.models.cards import FUSION_KEY
 from dsm.models.store import ModelStore
 from dsm.periods import days as day_range
+from dsm.progress import Steps
 from dsm.ranges import SMAP, describe, merge_counts
 from dsm.runlock import Lease
-from dsm.stations import station_observations
+from dsm.station_calibration import GAIN_ATTR, UNC_ATTR, calibrate_at_stations
 
-from dsm.blocks import BlockJob, run_block, station_parts
+from dsm.blocks import BlockJob, run_block
 from dsm.dayplans import fusion_card, make_plans
 
 log = logging.getLogger(__name__)
@@ -118,9 +118,7 @@ def open_or_create_output(config: Config, overwrite: bool = False, cube: str | N
     exists = True
     try:
         ds = products.open_products(url, so)
-    except StoreError as exc:
-        if "no Zarr store" not in str(exc):
-            raise
+    except StoreNotFoundError:
         exists = False
     if overwrite or not exists:
         attrs = {"method": config.training.method, "predictors": list(config.predictors), "gap_free": config.output.gap_free,
@@ -160,56 +158,6 @@ def consistency(pairs: Sequence[Sequence[float]]) -> dict[str, float | int | Non
     return {"r": f(s.r), "rmse": f(s.rmse), "bias": f(s.bias), "n": int(s.n)}
 
 
-GAIN_ATTR = "anomaly_gain"  # products attribute: the GainCalibration of the store
-
-
-def calibrate_anomaly_gain(config: Config, client: Client, jobs_for: Callable[[int, int, int, int], BlockJob],
-                           n_days: int, stored: Mapping[str, Any] | None) -> GainCalibration:
-    """The fusion method's anomaly gain ``k`` for this store (:mod:`dsm.calibration`).
-
-    A store keeps the gain it was started with (``stored``), so a resumed run writes the same
-    bytes. Else, with ``training.fusion.gain_from_stations`` and enough in situ stations in the
-    region (:func:`dsm.stations.station_observations`), the map's parts ``B`` and ``a`` are
-    computed at the station pixels on every day (one task per station cell and time chunk,
-    :func:`station_parts`) and ``k`` is calibrated on them; otherwise the configured one is used.
-    ``jobs_for(t0, t1, row, col)`` is the block job of the 36 x 36 cell holding pixel
-    ``(row, col)`` over days ``t0:t1`` of the run.
-    """
-    fcfg = config.training.fusion
-    if stored:
-        return GainCalibration.from_dict(dict(stored))
-    if not fcfg.gain_from_stations:
-        return GainCalibration(fcfg.anomaly_gain, "configured", fcfg.anomaly_gain,
-                               "training.fusion.gain_from_stations is off")
-    obs = station_observations(config)
-    n_sites = obs["station"].nunique() if len(obs) else 0
-    if n_sites < fcfg.min_gain_stations:
-        return GainCalibration(fcfg.anomaly_gain, "configured", fcfg.anomaly_gain,
-                               f"{n_sites} in situ stations in the region, fewer than "
-                               f"training.fusion.min_gain_stations = {fcfg.min_gain_stations}", n_stations=n_sites)
-    f = config.grid_region.fine_per_coarse
-    sites = obs.drop_duplicates("station").loc[:, ["station", "row", "col"]]
-    tchunk = Layout.from_config(config).time_chunk
-    futures = {}
-    for (cy, cx), group in sites.groupby([sites["row"] // f, sites["col"] // f]):
-        pixels = [(int(r) - cy * f, int(c) - cx * f) for r, c in zip(group["row"], group["col"])]
-        for t0 in range(0, n_days, tchunk):
-            job = jobs_for(t0, min(t0 + tchunk, n_days), cy * f, cx * f)
-            futures[client.submit(station_parts, job, pixels, pure=False)] = (t0, tuple(group["station"]))
-    frames = []
-    for fut, (t0, names) in futures.items():
-        parts = fut.result()
-        days = pd.DatetimeIndex(config.dates.start + dt.timedelta(days=t0 + i) for i in range(parts["base"].shape[0]))
-        for j, name in enumerate(names):
-            frames.append(pd.DataFrame({"station": name, "time": days, "base": parts["base"][:, j],
-                                        "anomaly": parts["anomaly"][:, j]}))
-    table = pd.concat(frames, ignore_index=True).merge(obs.loc[:, ["station", "time", "insitu"]],
-                                                       on=["station", "time"], how="inner")
-    return calibrate_gain(table["station"], table["insitu"], table["base"], table["anomaly"],
-                          configured=fcfg.anomaly_gain, min_stations=fcfg.min_gain_stations,
-                          seed=config.training.seed)
-
-
 def predict(config: Config, client: Client, *, overwrite: bool = False, only_days: Sequence[dt.date] | None = None,
             progress: Callable[[str], None] | None = None, lease: Lease | None = None) -> PredictReport:
     """Predict every day of ``config`` into ``stores.output`` on ``client``'s workers.
@@ -225,7 +173,8 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     only_days
         Restrict the run to the time chunks holding these days.
     progress
-        Called with one line per finished time chunk.
+        Called with progress lines: notes, and one :class:`~dsm.progress.Step` per finished
+        time chunk (task ``predict``, counted in days).
     lease
         The run's lease on the output store (:class:`dsm.runlock.Lease`), checked before the
         store is created and before each record of finished days.
@@ -322,21 +271,27 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
                         **{**fusion_args, **window})
 
     if card is not None and pending:
-        gain = calibrate_anomaly_gain(
+        gain, unc = calibrate_at_stations(
             config, client, lambda t0, t1, y0, x0: job_of(t0, t1, y0, y0 + f, x0, x0 + f), len(all_days),
-            attrs.get(GAIN_ATTR))
-        fusion_args["anomaly_gain"] = gain.gain
-        if GAIN_ATTR not in attrs:
+            attrs, float(np.sqrt(card.var_anomaly)))
+        fusion_args.update(anomaly_gain=gain.gain, var_anomaly=unc.anomaly_sd ** 2)
+        new = {k: v.to_dict() for k, v in ((GAIN_ATTR, gain), (UNC_ATTR, unc)) if k not in attrs}
+        if new:
             if lease is not None:
                 lease.check()
-            store.set_attrs(config.stores.output, {GAIN_ATTR: gain.to_dict()}, so,  # type: ignore[arg-type]
-                            fence=lease.fence if lease is not None else None)
+            store.set_attrs(config.stores.output, new, so, fence=lease.fence if lease is not None else None)  # type: ignore[arg-type]
         say(f"anomaly gain k = {gain.gain:.3f} ({gain.source}): {gain.reason}"
             + (f"; 95 % interval {gain.interval[0]:.2f}..{gain.interval[1]:.2f}" if gain.interval else ""))
+        if fusion_args.get("interval") is not None:
+            say(f"sm_unc: within-cell error sd {unc.anomaly_sd:.4f} ({unc.source}): {unc.reason}"
+                + (f"; 95 % interval {unc.interval[0]:.4f}..{unc.interval[1]:.4f}" if unc.interval else ""))
     for t0 in pending:
         t1 = min(t0 + tchunk, len(all_days))
         jobs[t0] = [job_of(t0, t1, y0, min(y0 + schunk, ny), x0, min(x0 + schunk, nx))
                     for y0 in range(0, ny, schunk) for x0 in range(0, nx, schunk)]
+    steps = Steps(say, "predict", sum(len(js[0].plans) for js in jobs.values()), "day")
+    if jobs:
+        steps.start()
     futures = {client.submit(run_block, job, pure=False): job for js in jobs.values() for job in js}
     results: dict[int, list[dict[str, Any]]] = {t0: [] for t0 in jobs}
     errors: dict[int, str] = {}
@@ -387,7 +342,7 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
             "day_models": _sorted(day_models), "consistency": _sorted(cons),
             "inputs_out_of_range": _sorted(oor)}, so, fence=lease.fence if lease is not None else None)
         names = [p.day.isoformat() for p in plans[t0:t0 + len(jobs[t0][0].plans)]]
-        say(f"{names[0]}..{names[-1]}: " + ("FAILED " + errors[t0] if t0 in errors else "written"))
+        steps.step(f"{names[0]}..{names[-1]}: " + ("FAILED " + errors[t0] if t0 in errors else "written"), len(names))
     report.predicted.sort()
     report.out_of_range = _sorted(report.out_of_range)
     report.seconds = time.perf_counter() - t_start

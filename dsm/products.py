@@ -93,34 +93,89 @@ ORIGIN_BITS: dict[int, tuple[str, str]] = {
 ORIGIN_DTYPE = np.dtype("uint16")  #: dtype of ``sm_origin`` (uint8 before bit 256)
 
 _SM_ENC = {"scale_factor": SCALE, "_FillValue": np.int16(FILL), "dtype": np.dtype("int16"), "fill_value": np.int16(FILL)}
+PACKED_RANGE = np.array([0, round(1.0 / SCALE)], np.int16)
+"""``valid_range`` of ``sm`` and ``sm_unc`` in packed units (CF: the range of the stored int16)."""
+DEPTH = (0.0, 0.05)
+"""The soil layer ``sm`` describes, metres below the surface (SMAP's top 5 cm)."""
+CELL_METHODS = "area: mean"
+"""Each value is the mean over its grid cell (1 km pixel, 36 km SMAP cell); a daily value stands
+for its UTC day, whose bounds are ``time_bnds``."""
+REFERENCES = ("Rao, P., Wang, Y., Wang, F., Liu, Y., Wang, X., and Wang, Z.: Daily soil moisture mapping at 1 km "
+              "resolution based on SMAP data for desertification areas in northern China, Earth Syst. Sci. Data, "
+              "14, 3053-3073, https://doi.org/10.5194/essd-14-3053-2022, 2022")
+"""The method's paper (CF/ACDD ``references``)."""
+SOURCE = ("SMAP L3 36 km soil moisture downscaled to the 1 km EASE-Grid 2.0 with MODIS land surface "
+          "temperature, albedo, LAI/FPAR, NDVI/EVI, terrain and soil predictors (dsm)")
+"""What the products are made from (CF ``source``)."""
 
 SPECS: tuple[VariableSpec, ...] = (
     VariableSpec("sm", "daily", "m3 m-3", "Daily 1 km surface soil moisture (top 5 cm), downscaled SMAP",
                  (0.0, 1.0), "volume_fraction_of_condensed_water_in_soil", "dsm.predict", "float32", np.nan,
-                 {"comment": "stored as int16 x 10000 (CF scale_factor 1e-4, _FillValue -9999)"}),
+                 {"comment": "stored as int16 x 10000 (CF scale_factor 1e-4, _FillValue -9999; valid_range in "
+                             "packed units)", "cell_methods": CELL_METHODS,
+                  "ancillary_variables": "sm_unc sm_origin"}),
     VariableSpec("sm_unc", "daily", "m3 m-3", "Half width of the central prediction interval of sm",
-                 (0.0, 1.0), None, "dsm.predict: fusion error model (method fusion) or quantile models (rao2022)", "float32", np.nan),
+                 (0.0, 1.0), None, "dsm.predict: fusion error model (method fusion) or quantile models (rao2022)",
+                 "float32", np.nan, {"cell_methods": CELL_METHODS}),
     VariableSpec("sm_origin", "daily", "1", "Origin and quality of sm (bit flags)", (0, sum(ORIGIN_BITS)), None,
                  "dsm.predict", ORIGIN_DTYPE.name, None,
-                 {"flag_masks": list(ORIGIN_BITS), "flag_meanings": " ".join(m for m, _ in ORIGIN_BITS.values()),
+                 {"flag_masks": np.array(list(ORIGIN_BITS), ORIGIN_DTYPE),
+                  "flag_meanings": " ".join(m for m, _ in ORIGIN_BITS.values()),
                   "comment": "0: not predicted (water, or predictors missing)"}),
     VariableSpec("sm_36km", "smap", "m3 m-3", "Block mean of the 1 km sm over each SMAP 36 km cell",
-                 (0.0, 1.0), None, "dsm.predict"),
+                 (0.0, 1.0), None, "dsm.predict", extra={"cell_methods": CELL_METHODS}),
 )
 
 
+def cf_attrs(spec: VariableSpec) -> dict[str, Any]:
+    """The CF attributes of a products variable: ``valid_range`` (in packed units for the packed
+    ``sm`` and ``sm_unc``, of the variable's own type otherwise) instead of ``valid_min/max``."""
+    a = spec.attrs()
+    lo, hi = a.pop("valid_min"), a.pop("valid_max")
+    if spec.name in ("sm", "sm_unc"):
+        a["valid_range"] = PACKED_RANGE.copy()
+    else:
+        a["valid_range"] = np.array([lo, hi], np.dtype(spec.dtype))
+    return a
+
+
+def bounds_coords(times: np.ndarray) -> dict[str, xr.Variable]:
+    """CF bounds of the products: ``time_bnds`` (each UTC day), the scalar ``depth`` (m, positive
+    down, the middle of :data:`DEPTH`) and its ``depth_bnds``."""
+    t = np.asarray(times).astype("datetime64[ns]")
+    bounds = np.stack([t, t + np.timedelta64(1, "D")], axis=1)
+    return {
+        "time_bnds": xr.Variable(("time", "nv"), bounds, {"long_name": "bounds of the UTC day"}),
+        "depth": xr.Variable((), np.float32(sum(DEPTH) / 2),
+                             {"standard_name": "depth", "long_name": "depth below the soil surface", "units": "m",
+                              "positive": "down", "axis": "Z", "bounds": "depth_bnds"}),
+        "depth_bnds": xr.Variable(("nv",), np.array(DEPTH, np.float32), {"long_name": "bounds of the soil layer"}),
+    }
+
+
 def products_template(layout: Layout, interval: float | None, attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
-    """The lazy template of an output store (CF packing of ``sm`` and ``sm_unc`` in the encodings)."""
-    extra = {"title": "dsm daily 1 km soil moisture",
+    """The lazy template of an output store (CF packing of ``sm`` and ``sm_unc`` in the encodings;
+    CF attributes: packed ``valid_range``, ``cell_methods``, time and depth bounds, projection
+    axes on both grids, coordinates without ``_FillValue``)."""
+    extra = {"title": "dsm daily 1 km soil moisture", "references": REFERENCES, "source": SOURCE,
              "origin_bits": {str(k): f"{m}: {d}" for k, (m, d) in ORIGIN_BITS.items()},
              "days_done": [], "days_empty": {}, "days_failed": {}, "day_models": {}, "consistency": {},
              "days_exported": {}, **dict(attrs or {})}
     ds = template(layout, SPECS, extra)
+    for spec in SPECS:
+        ds[spec.name].attrs = cf_attrs(spec)
     for name in ("sm", "sm_unc"):
         ds[name].encoding.update(_SM_ENC)
     if interval is not None:
         ds["sm_unc"].attrs["interval"] = interval
     ds = ds.drop_vars([v for v in ("time_8d", "time_16d") if v in ds.coords])
+    ds = ds.assign_coords(bounds_coords(ds["time"].values))
+    ds["time"].attrs["bounds"] = "time_bnds"
+    for axis, name in (("y", "cy"), ("x", "cx")):
+        ds[name].attrs.update(standard_name=f"projection_{axis}_coordinate", axis=axis.upper())
+    for name in ("time", "y", "x", "cy", "cx", "lat", "lon", "depth", "depth_bnds", "time_bnds"):
+        ds[name].encoding["_FillValue"] = None  # CF: coordinates hold no missing values
+    ds["time_bnds"].encoding.update({k: v for k, v in ds["time"].encoding.items() if k != "_FillValue"})
     return ds
 
 

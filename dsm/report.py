@@ -1,8 +1,8 @@
 """The validation and analysis report: one self-contained HTML file (``dsm report CONFIG``).
 
-:func:`run_report` runs the in situ validation (:func:`dsm.validate.run_validate`), reads the
-model cards, computes the mean maps on the cluster (:func:`dsm.analysis.write_means`), the
-partial correlations at the weather stations and, on the twin, the skill against the truth,
+:func:`run_report` takes the in situ validation (:func:`dsm.validate.run_validate`, run first by
+the caller), reads the model cards, computes the mean maps on the cluster
+(:func:`dsm.analysis.write_means`), the partial correlations at the weather stations and, on the twin, the skill against the truth,
 draws the figures (:mod:`dsm.figures`) and writes ``report.html``: figures embedded as base64
 PNG, tables as HTML, inline CSS, no script and no external link, so it opens offline.
 
@@ -29,10 +29,13 @@ import xarray as xr
 from distributed import Client
 
 from dsm import analysis, figures, files, store
-from dsm import validate as val
 from dsm.config import Config
 from dsm.errors import DsmError, GridError
 from dsm.runlock import Lease
+from dsm.skill import twin_skill_of
+from dsm.station_sampling import PRODUCT_1KM, sample_store
+from dsm.station_scores import ValidationResult
+from dsm.stations import locate, stations_config, weather_table
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +211,7 @@ def _section_models(rep: Report, cards: list[dict[str, Any]], pooled: dict[str, 
         rep.table("split_comparison", sc, scroll=True)
 
 
-def _section_twin(rep: Report, config: Config, result: val.ValidationResult, figs: FigureDir,
+def _section_twin(rep: Report, config: Config, result: ValidationResult, figs: FigureDir,
                   twin: Mapping[str, Any] | None = None) -> None:
     rep.heading("Twin skill against the known 1 km truth")
     if not config.stores.truth:
@@ -216,7 +219,7 @@ def _section_twin(rep: Report, config: Config, result: val.ValidationResult, fig
             rep.missing(k, "no truth store (only the synthetic twin has one)")
         return
     try:
-        s = twin if twin is not None else val.twin_skill_of(config)
+        s = twin if twin is not None else twin_skill_of(config)
     except (DsmError, ValueError) as exc:
         rep.missing("twin_skill", str(exc))
     else:
@@ -249,7 +252,7 @@ def _section_twin(rep: Report, config: Config, result: val.ValidationResult, fig
                "RMSE against the truth and mean within-cell R per period for the product and the baselines.")
 
 
-def _section_insitu(rep: Report, result: val.ValidationResult, weather: pd.DataFrame | None, max_km: float,
+def _section_insitu(rep: Report, result: ValidationResult, weather: pd.DataFrame | None, max_km: float,
                     figs: FigureDir) -> None:
     rep.heading("In situ validation")
     sc = result.scores
@@ -373,14 +376,14 @@ def _section_partial(rep: Report, config: Config, v: Any, weather: pd.DataFrame 
         rep.missing("partial_correlation", "no weather station file (validation.weather)")
         rep.missing("partial_correlation_map", "no weather station file (validation.weather)")
         return
-    sites = val.locate(weather.assign(network="weather"), config.grid_region)
+    sites = locate(weather.assign(network="weather"), config.grid_region)
     sites = sites.loc[sites["inside"]].reset_index(drop=True)
     if sites.empty:
         rep.missing("partial_correlation", "no weather station inside the region")
         rep.missing("partial_correlation_map", "no weather station inside the region")
         return
-    daily = val.sample_store(sites, config.stores.output, None, client, config.stores.storage_options)
-    sm = analysis.aggregate_sm(daily, val.PRODUCT_1KM, v.partial_correlation_freq)
+    daily = sample_store(sites, config.stores.output, None, client, config.stores.storage_options)
+    sm = analysis.aggregate_sm(daily, PRODUCT_1KM, v.partial_correlation_freq)
     wagg = analysis.aggregate_weather(weather, v.partial_correlation_freq)
     table = analysis.station_partial_correlations(sm, wagg, sites[["station", "lon", "lat", "x", "y"]], v.alpha)
     rep.text(f"Soil moisture of the 1 km product at each weather station's pixel, averaged per period "
@@ -395,9 +398,9 @@ def _section_partial(rep: Report, config: Config, v: Any, weather: pd.DataFrame 
                "Significance classes of the partial correlations at the weather stations over the mean SM map.")
 
 
-def run_report(config: Config, client: Client | None, twin: Mapping[str, Any] | None = None,
-               lease: Lease | None = None) -> str:
-    """Validate, analyse and write the self-contained HTML report; returns its path.
+def run_report(config: Config, client: Client | None, validation: tuple[ValidationResult, Mapping[str, str]],
+               twin: Mapping[str, Any] | None = None, lease: Lease | None = None) -> str:
+    """Analyse and write the self-contained HTML report of a validation; returns its path.
 
     Parameters
     ----------
@@ -407,8 +410,11 @@ def run_report(config: Config, client: Client | None, twin: Mapping[str, Any] | 
         ``validation/`` beside the output store, ``report.html`` in it).
     client : distributed.Client or None
         The cluster: store reads and the mean maps run on its workers.
+    validation : (ValidationResult, mapping)
+        What :func:`dsm.validate.run_validate` returned for ``config``: the result and the
+        tables it wrote.
     twin : mapping, optional
-        The twin skill already computed (:func:`dsm.validate.twin_skill_of`); else computed here.
+        The twin skill already computed (:func:`dsm.skill.twin_skill_of`); else computed here.
     lease : Lease, optional
         The run's lease (:class:`dsm.runlock.Lease`), checked before the tables, the mean maps
         and the report are written.
@@ -420,16 +426,16 @@ def run_report(config: Config, client: Client | None, twin: Mapping[str, Any] | 
         tables as CSV/JSON in ``OUT/``.
     """
     check = lease.check if lease is not None else (lambda: None)
-    v = val.stations_config(config)
+    v = stations_config(config)
     out = str(v.out)
     so = config.stores.storage_options
     figs = FigureDir(f"{out}/figures", dict(so or {}))
     check()
     fs, root = fsspec.core.url_to_fs(figs.root, **figs.so)
     files.make_folder(fs, root)
-    result, written = val.run_validate(config, client)
+    result, written = validation
     cards, pooled = model_cards(config.stores.models, so)
-    weather = val.weather_table(v, so)
+    weather = weather_table(v, so)
     products_ds = store.open_store(str(config.stores.output), "products", so)
     check()
     means_url = analysis.write_means(products_ds["sm"], f"{out}/means.zarr", client, so)

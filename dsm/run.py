@@ -253,8 +253,30 @@ def _stage_export(config: Config, client: Client, say: Callable[[str], None], le
 
     if not config.stores.cog:
         return StageResult("export", "skipped", message="stores.cog is not set")
-    rep = export(config, client, progress=say, lease=lease)
+    rep = export(config, client, progress=export_steps(config, say), lease=lease)
     return _finished("export", rep, exported=len(rep.exported), skipped=len(rep.skipped), stac=rep.stac)
+
+
+def export_steps(config: Config, say: Callable[[str], None], force: bool = False,
+                 formats: tuple[str, ...] = ()) -> Callable[[str], None]:
+    """The ``progress`` callback to give :func:`dsm.export.export`: each line it reports (one per
+    file written) goes to ``say`` as a :class:`~dsm.progress.Step` of the task ``export``. The
+    total counts the predicted days whose COGs are not yet written (all of them with ``force``)
+    when ``formats`` (default ``output.formats``) holds COGs; netCDF files add to it as they come.
+    """
+    from dsm.progress import Steps
+
+    total: int | None = 0
+    if "cog" in (formats or getattr(config.output, "formats", ("cog",))):
+        try:
+            attrs = store.open_store(str(config.stores.output), "products", config.stores.storage_options).attrs
+            done = set(attrs.get("days_done", []))
+            total = len(done if force else done - set(attrs.get("days_exported", {})))
+        except DsmError:  # export names the problem itself
+            total = None
+    steps = Steps(say, "export", total, "file")
+    steps.start()
+    return steps.step
 
 
 def _stage_validate(config: Config, client: Client, say: Callable[[str], None], lease: Lease | None) -> StageResult:
@@ -263,16 +285,23 @@ def _stage_validate(config: Config, client: Client, say: Callable[[str], None], 
     v = stations_config(config)
     if not v.stations:
         return StageResult("validate", "skipped", message="no stations configured (validation.stations)")
+    from dsm.progress import Steps
     from dsm.report import run_report
+    from dsm.validate import run_validate
 
     summary: dict[str, Any] = {}
     scores = None
     if lease is not None:
         lease.check()
-    if config.stores.truth and config.stores.output:
-        summary["skill"] = f"{os.path.dirname(config.stores.output.rstrip('/'))}/skill.json"
+    twin = bool(config.stores.truth and config.stores.output)
+    steps = Steps(say, "validate", 1 + twin, "step")
+    steps.start()
+    if twin:
+        summary["skill"] = f"{os.path.dirname(str(config.stores.output).rstrip('/'))}/skill.json"
         scores = twin_skill(config, summary["skill"])
-    summary["report"] = run_report(config, client, twin=scores, lease=lease)
+        steps.step(f"twin skill against the 1 km truth: {summary['skill']}")
+    summary["report"] = run_report(config, client, run_validate(config, client), twin=scores, lease=lease)
+    steps.step(f"validation report: {summary['report']}")
     return StageResult("validate", "done", summary=summary, report=scores)
 
 

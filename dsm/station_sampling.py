@@ -207,7 +207,7 @@ def _open_user_zarr(path: str, p: GriddedProductConfig) -> xr.Dataset:
 def _open_geotiff_series(p: GriddedProductConfig) -> xr.DataArray:
     import rioxarray
 
-    from dsm.ingest.base import DEFAULT_DATE_REGEX, date_from_name
+    from dsm.filedates import DEFAULT_DATE_REGEX, date_from_name
 
     files = sorted(glob.glob(p.path)) if glob.has_magic(p.path) else [p.path]
     if not files:

@@ -10,6 +10,7 @@ its own days, with percentile bootstrap confidence intervals (:mod:`dsm.metrics`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -161,3 +162,33 @@ def overlap_problems(pairs: pd.DataFrame, products: Sequence[str], problems: Pro
                 problems.add("station", f"{net}/{sta}", f"only {int(k)} day(s) overlap {name} (min_n {min_n}): "
                                                         "not scored")
     return usable
+
+
+@dataclass
+class ValidationResult:
+    """Everything :func:`validate` found.
+
+    Attributes
+    ----------
+    stations : pandas.DataFrame
+        One row per station: ``network, station, lon, lat, row, col, cy, cx, n_days, status``
+        (row/col: 1 km pixel in the region; cy/cx: 36 km cell; -1 when outside).
+    pairs : pandas.DataFrame
+        One row per station-day: ``network, station, time, insitu`` and one column per product
+        (``sm_1km``, ``smap_36km``, then the configured products), m3/m3, NaN where missing.
+    scores : pandas.DataFrame
+        Tidy scores (:data:`~dsm.station_scores.SCORE_COLUMNS`).
+    problems : pandas.DataFrame
+        ``kind, name, problem`` of every input that was left out, and why.
+    products : list of str
+        The product columns of ``pairs``, in order.
+    period_skill : pandas.DataFrame or None
+        Twin only: skill against the 1 km truth per 16-day period (:func:`period_skill`).
+    """
+
+    stations: pd.DataFrame
+    pairs: pd.DataFrame
+    scores: pd.DataFrame
+    problems: pd.DataFrame
+    products: list[str] = field(default_factory=list)
+    period_skill: pd.DataFrame | None = None

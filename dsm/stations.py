@@ -21,6 +21,7 @@ import pandas as pd
 
 from dsm import insitu, store
 from dsm.config import Config, StationSourceConfig, ValidationConfig
+from dsm.errors import InputError
 from dsm.grid import Region, lonlat_to_xy
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ INSITU = "insitu"
 SITE_KEYS = ("network", "station")
 
 __all__ = ["INSITU", "SITE_KEYS", "Problems", "locate", "read_source", "station_daily", "station_observations",
-           "stations_config"]
+           "stations_config", "weather_table"]
 
 
 class Problems:
@@ -65,9 +66,9 @@ def _station_paths(path: str, storage_options: Mapping[str, Any] | None
                    ) -> Iterator[tuple[list[tuple[str, str]], dict[str, str]]]:
     """``(local path, name to report)`` of each file or folder ``path`` names, and the remote
     files that could not be downloaded. Local files, folders, zips and globs are used in place;
-    remote files are matched by :func:`dsm.ingest.inputs.expand` and
+    remote files are matched by :func:`dsm.files.expand` and
     :func:`~dsm.files.local_copies` (the station readers need local files)."""
-    from dsm.ingest.inputs import expand
+    from dsm.files import expand
     from dsm.files import is_local, local_copies
 
     if is_local(path):
@@ -264,3 +265,23 @@ def station_observations(config: Config) -> pd.DataFrame:
     out = daily.merge(sites.loc[:, ["network", "station", "row", "col"]], on=["network", "station"])
     out["station"] = out["network"].astype(str) + "/" + out["station"].astype(str)
     return out.loc[:, cols].reset_index(drop=True)
+
+
+def weather_table(v: ValidationConfig, storage_options: Mapping[str, Any] | None = None) -> pd.DataFrame | None:
+    """The weather-station table of ``v`` (``weather`` read with ``weather_columns``), or None
+    without one (or when its file does not exist).
+
+    Raises
+    ------
+    InputError
+        The file lacks a column (naming it and ``validation.weather_columns.<name>``) or is no CSV.
+    """
+    if not v.weather:
+        return None
+    try:
+        return insitu.read_weather_csv(v.weather, columns=v.weather_columns, setting="validation.weather_columns",
+                                       storage_options=storage_options)
+    except FileNotFoundError:
+        return None
+    except insitu.InsituFormatError as exc:
+        raise InputError(f"weather file {exc}") from None

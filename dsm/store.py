@@ -20,7 +20,7 @@ import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from dsm.errors import LockLostError, StoreError
+from dsm.errors import LockLostError, StoreError, StoreNotFoundError
 
 FORMAT_VERSION = 1
 
@@ -133,7 +133,7 @@ def open_store(
     so = dict(storage_options or {}) or None
     try:
         if not _exists(url, storage_options):
-            raise StoreError(f"no Zarr store at {url} (no zarr.json found)")
+            raise StoreNotFoundError(f"no Zarr store at {url} (no zarr.json found)")
         ds = xr.open_zarr(
             url, chunks={} if chunks == "store" else chunks, consolidated=False, storage_options=so
         )

@@ -22,7 +22,7 @@ from dsm import cube, files, fingerprint, store
 from dsm.antecedent import write_antecedent
 from dsm.config import PrecipInput, RainConfig, TwinConfig
 from dsm.cube import Layout, VariableSpec, whole_chunks
-from dsm.ingest.remap import remap_to_region
+from dsm.remap import remap_to_region
 from dsm.periods import composite_8day_of
 from dsm.synthetic import (
     Day,

@@ -48,8 +48,7 @@ import logging
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,58 +58,33 @@ import pandas as pd
 import yaml
 from distributed import Client
 
-from dsm import files, insitu, store
+from dsm import files, store
 from dsm import skill as skill_mod
-from dsm.config import Config, ValidationConfig
+from dsm.config import Config
 from dsm.errors import ConfigError, InputError
 from dsm.grid import Region
 from dsm.periods import period_of
+from dsm.progress import Steps
 from dsm.station_sampling import PRODUCT_1KM, SMAP_36KM, ProductError, open_gridded, sample_gridded, sample_store
-from dsm.station_scores import SCORE_COLUMNS, common_mask, overlap_problems, pair_table, score_pairs
-from dsm.stations import INSITU, SITE_KEYS, Problems, locate, read_source, station_daily, stations_config
+from dsm.skill import skill_maps, twin_skill_of
+from dsm.station_scores import (SCORE_COLUMNS, ValidationResult, common_mask, overlap_problems, pair_table,
+                                score_pairs)
+from dsm.stations import (INSITU, SITE_KEYS, Problems, locate, read_source, station_daily, stations_config,
+                          weather_table)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ValidationResult:
-    """Everything :func:`validate` found.
-
-    Attributes
-    ----------
-    stations : pandas.DataFrame
-        One row per station: ``network, station, lon, lat, row, col, cy, cx, n_days, status``
-        (row/col: 1 km pixel in the region; cy/cx: 36 km cell; -1 when outside).
-    pairs : pandas.DataFrame
-        One row per station-day: ``network, station, time, insitu`` and one column per product
-        (``sm_1km``, ``smap_36km``, then the configured products), m3/m3, NaN where missing.
-    scores : pandas.DataFrame
-        Tidy scores (:data:`~dsm.station_scores.SCORE_COLUMNS`).
-    problems : pandas.DataFrame
-        ``kind, name, problem`` of every input that was left out, and why.
-    products : list of str
-        The product columns of ``pairs``, in order.
-    period_skill : pandas.DataFrame or None
-        Twin only: skill against the 1 km truth per 16-day period (:func:`period_skill`).
-    """
-
-    stations: pd.DataFrame
-    pairs: pd.DataFrame
-    scores: pd.DataFrame
-    problems: pd.DataFrame
-    products: list[str] = field(default_factory=list)
-    period_skill: pd.DataFrame | None = None
 
 
 # --------------------------------------------------------------------------- twin skill per period
 
 
 def period_skill(output_url: str, truth_url: str, cube_url: str,
-                 storage_options: Mapping[str, Any] | None = None) -> pd.DataFrame:
+                 storage_options: Mapping[str, Any] | None = None, steps: Steps | None = None) -> pd.DataFrame:
     """Skill against the twin's 1 km truth per 16-day period and overall.
 
     The same scores and maps as :func:`dsm.skill.skill` (``product``, ``smap_repeat``,
-    ``smap_bilinear`` on the common pixel-days), grouped by period.
+    ``smap_bilinear`` on the common pixel-days), grouped by period. ``steps`` (optional) counts
+    the periods into its task, one step each.
 
     Returns
     -------
@@ -132,6 +106,8 @@ def period_skill(output_url: str, truth_url: str, cube_url: str,
         by_period.setdefault(period_of(pd.Timestamp(d).date()).name, []).append(np.datetime64(d, "ns"))
     total = {k: skill_mod._Acc(f) for k in names}
     rows = []
+    if steps is not None:
+        steps.grow(len(by_period))
     for period, times in sorted(by_period.items()):
         acc = {k: skill_mod._Acc(f) for k in names}
         t = np.array(times)
@@ -144,6 +120,8 @@ def period_skill(output_url: str, truth_url: str, cube_url: str,
             acc[k].add(v, tr, common)
             total[k].add(v, tr, common)
         rows += [{"period": period, "map": k, **acc[k].result()} for k in names]
+        if steps is not None:
+            steps.step(f"twin skill of period {period} ({len(times)} days)")
     rows += [{"period": "all", "map": k, **total[k].result()} for k in names]
     frame = pd.DataFrame(rows)
     return frame.loc[:, ["period", "map", "n", "rmse", "r", "ubrmse", "bias", "cell_r"]]
@@ -152,48 +130,8 @@ def period_skill(output_url: str, truth_url: str, cube_url: str,
 # --------------------------------------------------------------------------- orchestration
 
 
-def weather_table(v: ValidationConfig, storage_options: Mapping[str, Any] | None = None) -> pd.DataFrame | None:
-    """The weather-station table of ``v`` (``weather`` read with ``weather_columns``), or None
-    without one (or when its file does not exist).
-
-    Raises
-    ------
-    InputError
-        The file lacks a column (naming it and ``validation.weather_columns.<name>``) or is no CSV.
-    """
-    if not v.weather:
-        return None
-    try:
-        return insitu.read_weather_csv(v.weather, columns=v.weather_columns, setting="validation.weather_columns",
-                                       storage_options=storage_options)
-    except FileNotFoundError:
-        return None
-    except insitu.InsituFormatError as exc:
-        raise InputError(f"weather file {exc}") from None
-
-
-def skill_maps(config: Config) -> dict[str, str]:
-    """The products stores the twin skill scores: this run's (labelled by its method) and
-    ``validation.compare``."""
-    if not (config.stores.truth and config.stores.output):
-        raise ConfigError("stores.truth and stores.output must be set to score the twin")
-    compare = dict(config.validation.compare) if config.validation else {}
-    return {config.training.method: config.stores.output, **compare}
-
-
-def twin_skill_of(config: Config) -> dict[str, Any]:
-    """The twin skill (:func:`dsm.skill.skill`) of the configured products, with the twin's
-    in situ stations when ``stores.stations`` holds them."""
-    so = config.stores.storage_options
-    stations = None
-    if config.stores.stations:
-        url = f"{config.stores.stations.rstrip('/')}/insitu.csv"
-        if store.exists(url, so):
-            stations = skill_mod.read_twin_stations(url, so)
-    return skill_mod.skill(skill_maps(config), str(config.stores.truth), config.stores.cube, so, stations=stations)
-
-
-def validate(config: Config, client: Client | None) -> ValidationResult:
+def validate(config: Config, client: Client | None,
+             progress: Callable[[str], None] | None = None) -> ValidationResult:
     """Validate the configured products against the configured stations (see the module doc).
 
     Parameters
@@ -202,6 +140,9 @@ def validate(config: Config, client: Client | None) -> ValidationResult:
         ``stores.output`` (the products store), ``stores.cube`` (SMAP) and ``validation``.
     client : distributed.Client or None
         Store reads run on its workers.
+    progress : callable, optional
+        Called with one :class:`~dsm.progress.Step` (task ``validate``) per station source read,
+        per product sampled, for the scores and per twin period scored.
 
     Returns
     -------
@@ -218,12 +159,15 @@ def validate(config: Config, client: Client | None) -> ValidationResult:
     if not v.stations:
         raise ConfigError("no station source: set validation.stations (or stores.stations for the twin)")
     problems = Problems()
+    steps = Steps(progress or log.info, "validate", len(v.stations) + 2 + len(v.products), "step")
+    steps.start()
     frames = []
     for i, src in enumerate(v.stations):
         data, failures = read_source(src, config.stores.storage_options, f"validation.stations[{i}].columns")
         for path, why in failures.items():
             problems.add("station_file", path, why)
         frames.append(data)
+        steps.step(f"station source {i}: {len(data)} records")
     frames = [f for f in frames if len(f)]
     if not frames:
         why = "; ".join(f"{r['name']}: {r['problem']}" for r in problems.rows if r["kind"] == "station_file")
@@ -241,6 +185,7 @@ def validate(config: Config, client: Client | None) -> ValidationResult:
     if len(sites):
         samples.append(sample_store(sites, config.stores.output, config.stores.cube, client,
                                     config.stores.storage_options))
+    steps.step(f"sampled {PRODUCT_1KM} and {SMAP_36KM} at {len(sites)} stations")
     for p in v.products:
         try:
             da = open_gridded(p)
@@ -249,12 +194,14 @@ def validate(config: Config, client: Client | None) -> ValidationResult:
             product_names.append(p.name)
         except ProductError as exc:
             problems.add("product", p.name, str(exc))
+        steps.step(f"sampled {p.name}")
     pairs = pair_table(daily, samples)
     for name in product_names:
         if name not in pairs.columns:
             pairs[name] = np.nan
     usable = overlap_problems(pairs, product_names, problems, v.min_n) if len(pairs) else []
     scores = score_pairs(pairs, usable, boot=v.bootstrap, bias_convention=v.bias_convention, min_n=v.min_n)
+    steps.step(f"scored {len(usable)} product(s) at {len(sites)} stations")
     n_days = pairs.groupby(list(SITE_KEYS)).size().rename("n_days").reset_index()
     stations = located.merge(n_days, on=list(SITE_KEYS), how="left").fillna({"n_days": 0})
     stations["status"] = np.where(~stations["inside"], "outside region",
@@ -263,7 +210,7 @@ def validate(config: Config, client: Client | None) -> ValidationResult:
     if config.stores.truth:
         try:
             ps = period_skill(config.stores.output, config.stores.truth, config.stores.cube,
-                              config.stores.storage_options)
+                              config.stores.storage_options, steps=steps)
         except InputError as exc:
             problems.add("twin", config.stores.truth, str(exc))
     return ValidationResult(stations.drop(columns=["inside"]), pairs, scores, problems.frame(), product_names, ps)
@@ -371,10 +318,12 @@ def _write_timeseries(pairs: pd.DataFrame, stations: pd.DataFrame, root: Path, d
             "stations": str(root / "stations.csv")}
 
 
-def run_validate(config: Config, client: Client | None) -> tuple[ValidationResult, dict[str, str]]:
-    """:func:`validate`, then write its tables and the station time series under ``validation.out``."""
+def run_validate(config: Config, client: Client | None,
+                 progress: Callable[[str], None] | None = None) -> tuple[ValidationResult, dict[str, str]]:
+    """:func:`validate` (``progress`` as there), then write its tables and the station time series
+    under ``validation.out``."""
     v = stations_config(config)
-    result = validate(config, client)
+    result = validate(config, client, progress)
     written = write_validation(result, str(v.out), config.stores.storage_options)
     ts = export_timeseries(result.pairs, result.stations, f"{v.out}/timeseries", depth=v.max_depth,
                            storage_options=config.stores.storage_options)
@@ -402,4 +351,5 @@ __all__ = [
     "read_source", "station_daily", "locate", "sample_store", "open_gridded", "sample_gridded",
     "pair_table", "common_mask", "score_pairs", "overlap_problems", "period_skill", "stations_config",
     "validate", "write_validation", "export_timeseries", "run_validate", "format_scores", "problem_lines",
+    "skill_maps", "twin_skill_of", "weather_table",
 ]

@@ -1,9 +1,12 @@
-"""The anomaly gain calibrated from stations (dsm.calibration)."""
+"""The anomaly gain and the interval's within-cell error sd calibrated from stations (dsm.calibration)."""
 
 import numpy as np
 import pytest
 
-from dsm.calibration import GainCalibration, calibrate_gain, gain_slope
+from scipy.stats import norm
+
+from dsm.calibration import (GainCalibration, IntervalCalibration, calibrate_anomaly_sd, calibrate_gain,
+                             conformal_variance, gain_slope)
 
 
 def _stations(k_true: float, n_stations: int = 12, days: int = 200, station_sd: float = 0.02, seed: int = 1):
@@ -64,3 +67,37 @@ def test_the_gain_is_clipped_to_its_configured_range():
 def test_mismatched_arrays_are_refused():
     with pytest.raises(ValueError, match="one length"):
         calibrate_gain(["a", "b"], [0.1], [0.1, 0.2], [0.0, 0.1])
+
+
+def test_the_conformal_variance_covers_the_nominal_share_and_no_more():
+    rng = np.random.default_rng(3)
+    r = rng.normal(0.0, 0.03, 999)
+    vc = rng.uniform(0.0, 2e-4, r.size)
+    var = conformal_variance(r, vc, 0.9)
+    z = norm.ppf(0.95)
+    covered = np.abs(r) <= z * np.sqrt(vc + var) + 1e-15
+    assert covered.sum() == int(np.ceil(1000 * 0.9))  # the (n + 1) q-th smallest score: exactly that many
+    assert (np.abs(r) <= z * np.sqrt(vc + var * 0.999)).sum() < covered.sum()  # and it is the smallest such
+    assert conformal_variance(r * 1e-3, np.full(r.size, 1e-2), 0.9) == 0.0  # the cell's variance alone covers
+    assert conformal_variance(r[:5], vc[:5], 0.9) == np.inf  # too few values for the quantile
+    with pytest.raises(ValueError, match="nominal"):
+        conformal_variance(r, vc, 1.0)
+
+
+def test_the_within_cell_sd_is_calibrated_to_cover_the_station_observations():
+    """Residuals (station - map) of sd sqrt(var_cell + 0.015^2 + station error^2): the calibrated sd
+    makes the normal interval cover 90 % of the station-days, also for stations left out."""
+    rng = np.random.default_rng(5)
+    ids = np.repeat([f"S{i}" for i in range(12)], 300)
+    vc = rng.uniform(0.5e-4, 1.5e-4, ids.size)
+    r = rng.normal(0.0, 1.0, ids.size) * np.sqrt(vc + 0.015 ** 2 + 0.01 ** 2)
+    cal = calibrate_anomaly_sd(ids, r, vc, nominal=0.9, configured=0.03)
+    assert cal.source == "stations" and cal.n_stations == 12 and cal.n_pairs == ids.size
+    assert cal.anomaly_sd == pytest.approx(np.hypot(0.015, 0.01), rel=0.08)
+    assert cal.cv_coverage == pytest.approx(0.9, abs=0.02) and cal.coverage_configured > 0.97
+    assert cal.interval[0] < cal.anomaly_sd < cal.interval[1]
+    assert IntervalCalibration.from_dict(cal.to_dict()) == cal
+    few = calibrate_anomaly_sd(ids[:600], r[:600], vc[:600], nominal=0.9, configured=0.03)
+    assert few.source == "configured" and few.anomaly_sd == 0.03 and "fewer than 8" in few.reason
+    with pytest.raises(ValueError, match="one length"):
+        calibrate_anomaly_sd(ids, r[:-1], vc, nominal=0.9, configured=0.03)

@@ -157,6 +157,11 @@ def test_a_failed_validation_leaves_the_run_partial_and_the_products_done(tmp_pa
     path.write_text(yaml.safe_dump(raw))
     res = _dsm("run", str(path), cwd=tmp_path)
     assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
+    # not a terminal: one progress line per stage (its bar's final state), no line per period, block or day
+    bars = {line.split(":")[0]: line for line in res.stderr.splitlines() if "%|" in line}
+    assert set(bars) == {"train", "predict", "export", "validate"}, res.stderr
+    assert "16/16" in bars["predict"] and "day/s" in bars["predict"] and "16/16" in bars["export"]
+    assert "\r" not in res.stderr and "2016-06-0" not in res.stderr and "got rank" not in res.stdout + res.stderr
     errors = [line for line in res.stderr.splitlines() if line.startswith("error in stage")]
     assert len(errors) == 1 and errors[0].startswith(f"error in stage validate: no in situ record could be read ({sites}: "
                                                      "no column 'sm_5cm' (dsm's 'value', set by "
@@ -168,7 +173,63 @@ def test_a_failed_validation_leaves_the_run_partial_and_the_products_done(tmp_pa
     assert {s["stage"]: s["status"] for s in record["stages"]} == {
         "cube": "done", "train": "done", "predict": "done", "export": "done", "validate": "error"}
     assert len(json.loads((tmp_path / "sm.zarr" / "zarr.json").read_text())["attributes"]["days_done"]) == 16
-    assert len(list((tmp_path / "cog").glob("SM_1km_*.tif"))) == 16
+    assert len(list((tmp_path / "cog").glob("SM_1km_???????.tif"))) == 16  # sm (beside its _origin COGs)
+    res = _dsm("-q", "export", str(path), "--force", cwd=tmp_path)  # quiet: the summary, nothing on stderr
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    assert res.stdout.startswith("exported 16 day(s)") and "%|" not in res.stdout
+
+
+def test_progress_bars_one_line_per_task_off_a_terminal_none_when_quiet():
+    import io
+
+    from dsm.cli.bars import Bars
+    from dsm.progress import Steps
+
+    def run(bars: Bars) -> str:
+        with bars:
+            bars("fusing the model's cell means with SMAP")  # a note
+            steps = Steps(bars, "predict", 16, "day")
+            steps.start()
+            steps.step("2016-06-09..2016-06-16: written", 8)
+            steps.step("2016-06-17..2016-06-24: written", 8)
+            steps = Steps(bars, "validate", 2, "step")
+            steps.start()
+            steps.step("station source 0")
+            steps.grow(2)  # learned later: two twin periods
+            steps.step("twin skill of period 2016161")  # left open: closed on exit
+        return bars.stream.getvalue()
+
+    out = run(Bars(stream=io.StringIO()))
+    lines = out.splitlines()
+    assert lines[0] == "fusing the model's cell means with SMAP" and len(lines) == 3
+    assert lines[1].startswith("predict: 100%|") and "16/16" in lines[1] and "day/s" in lines[1]
+    assert lines[2].startswith("validate:  50%|") and "2/4" in lines[2]
+    assert "\r" not in out and "written" not in out
+    verbose = run(Bars(stream=io.StringIO(), verbose=True)).splitlines()
+    assert "2016-06-17..2016-06-24: written" in verbose and len(verbose) == 3 + 4
+    assert run(Bars(stream=io.StringIO(), quiet=True)) == ""
+    live = run(Bars(stream=io.StringIO(), tty=True))  # a terminal: redrawn bars, notes above them
+    assert "\r" in live and "predict: 100%" in live and "fusing the model's" in live
+
+
+def test_fetch_without_credentials_is_one_message_naming_what_to_set(tmp_path):
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump({"region": {"bbox": [108.0, 38.0, 110.9, 40.4]},
+                                        "dates": {"start": "2016-01-05", "end": "2016-01-06"},
+                                        "stores": {"cube": "cube.zarr"}}))
+    env = {"HOME": str(tmp_path), "NETRC": None, "EARTHDATA_USERNAME": "me", "EARTHDATA_PASSWORD": None,
+           "EARTHDATA_TOKEN": None}
+    res = CliRunner().invoke(main, ["fetch", str(cfg_path), "--dest", str(tmp_path / "g")], env=env)
+    assert res.exit_code == 2 and "Traceback" not in res.output and res.exception is not None
+    assert len(res.output.strip().splitlines()) == 1, res.output
+    message = res.output
+    assert message.startswith("error: no NASA Earthdata login") and f"no netrc file {tmp_path}/.netrc" in message
+    assert "EARTHDATA_USERNAME is set without EARTHDATA_PASSWORD" in message
+    assert "machine urs.earthdata.nasa.gov login" in message and "~/.netrc" in message
+    assert not (tmp_path / "g").exists()
+    (tmp_path / ".netrc").write_text("machine example.org login a password b\n")
+    res = CliRunner().invoke(main, ["fetch", str(cfg_path), "--dest", str(tmp_path / "g")], env=env)
+    assert res.exit_code == 2 and "has no 'machine urs.earthdata.nasa.gov' entry" in res.output
 
 
 def test_config_check_lists_the_valid_keys_where_a_key_is_wrong(tmp_path):

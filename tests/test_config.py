@@ -51,6 +51,34 @@ def test_a_valid_file_loads_into_an_immutable_object(tmp_path):
     assert again == cfg
 
 
+def test_the_configuration_is_immutable_all_the_way_down_and_loading_changes_nothing(tmp_path):
+    import copy
+    import pickle
+
+    from dsm.config.training import DEFAULT_GRIDS
+
+    raw = _raw()
+    before = copy.deepcopy(raw)
+    defaults = copy.deepcopy(DEFAULT_GRIDS)
+    cfg = config.from_dict(raw, base=tmp_path)
+    assert raw == before  # the caller's mapping is not rewritten (paths made absolute on a copy)
+    assert cfg.stores.truth == str(tmp_path / "truth.zarr")
+    grid = cfg.training.grids["xgb"]
+    for change in (lambda: cfg.stores.storage_options.update(endpoint_url="http://elsewhere"),
+                   lambda: cfg.training.grids.pop("xgb"),
+                   lambda: grid.__setitem__("max_depth", [1]),
+                   lambda: grid["max_depth"].append(99)):
+        with pytest.raises(TypeError, match="immutable"):
+            change()
+    assert DEFAULT_GRIDS == defaults  # the module's defaults are not shared with the object
+    assert cfg.stores.storage_options == {"endpoint_url": "http://127.0.0.1:9000"}
+    assert pickle.loads(pickle.dumps(cfg)) == cfg == copy.deepcopy(cfg)  # to the workers and back
+    dumped = cfg.model_dump()
+    assert type(dumped["training"]["grids"]) is dict and type(dumped["training"]["grids"]["xgb"]["max_depth"]) is list
+    dumped["training"]["grids"]["xgb"]["max_depth"].append(99)  # a dump is the caller's own copy
+    assert 99 not in cfg.training.grids["xgb"]["max_depth"]
+
+
 @pytest.mark.parametrize(
     "over, key, problem",
     [
@@ -116,7 +144,7 @@ README_INPUTS, README_GEOTIFF = _readme_yaml_blocks("Your own region from real d
 
 
 def test_the_readme_inputs_examples_are_valid_configurations(tmp_path):
-    from dsm.ingest.base import date_from_name
+    from dsm.filedates import date_from_name
 
     path = _write(tmp_path, yaml.safe_load(README_INPUTS))
     cfg = config.load(path)

@@ -19,6 +19,7 @@ from rio_cogeo.cogeo import cog_validate
 from dsm import files, products, store
 from dsm.config import from_dict
 from dsm.cube import Layout
+from dsm.errors import ConfigError
 from dsm.export import blocksize_for, cog_name, export
 from dsm.grid import Region
 
@@ -59,8 +60,10 @@ def test_cogs_are_valid_scaled_named_and_catalogued(client, tmp_path):
     cfg = _config(str(tmp_path / "sm.zarr"), str(tmp_path / "cog"), str(tmp_path / "stac"))
     report = export(cfg, client)
     assert report.exported == ["2016-06-09", "2016-06-10", "2016-06-11"] and report.failed == {}
-    names = sorted(p.name for p in (tmp_path / "cog").iterdir())
-    assert names == ["SM_1km_2016161.tif", "SM_1km_2016162.tif", "SM_1km_2016163.tif"]
+    written = sorted(p.name for p in (tmp_path / "cog").iterdir())
+    assert written == sorted(f"SM_1km_{j}{s}.tif" for j in ("2016161", "2016162", "2016163")
+                             for s in ("", "_unc", "_origin"))
+    names = [n for n in written if not n.endswith(("_unc.tif", "_origin.tif"))]
     for i, name in enumerate(names):
         path = tmp_path / "cog" / name
         valid, errors, _ = cog_validate(str(path), quiet=True)
@@ -100,6 +103,8 @@ def test_cogs_are_valid_scaled_named_and_catalogued(client, tmp_path):
         assert raw["properties"]["proj:epsg"] == 6933 and raw["properties"]["proj:code"] == "EPSG:6933"
         assert not it.assets["sm"].href.startswith(("/", "file:"))  # relative: moves with the catalog
         assert it.assets["sm"].get_absolute_href() == str(tmp_path / "cog" / f"{it.id}.tif")
+        assert it.assets["sm_unc"].get_absolute_href() == str(tmp_path / "cog" / f"{it.id}_unc.tif")
+        assert it.assets["sm_origin"].get_absolute_href() == str(tmp_path / "cog" / f"{it.id}_origin.tif")
         band = RasterExtension.ext(it.assets["sm"]).bands[0]
         assert band.scale == 0.0001 and band.nodata == -9999 and band.data_type == "int16"
         assert it.properties["dsm:period"] == "2016161" and it.properties["dsm:model"] == "xgb"
@@ -125,6 +130,16 @@ def test_cogs_are_valid_scaled_named_and_catalogued(client, tmp_path):
     redo = export(cfg, client)
     assert redo.exported == ["2016-06-09"] and redo.skipped == report.exported[1:]
     assert cog_validate(str(first), quiet=True)[0]
+    # so is a day whose origin COG is gone, and a day recorded before the unc/origin COGs existed
+    (tmp_path / "cog" / "SM_1km_2016162_origin.tif").unlink()
+    recorded = products.open_products(cfg.stores.output).attrs["days_exported"]
+    old_record = {k: v for k, v in recorded["2016-06-11"].items() if k != "layers"}
+    store.set_attrs(cfg.stores.output, {"days_exported": {**recorded, "2016-06-11": old_record}})
+    redo = export(cfg, client)
+    assert redo.exported == ["2016-06-10", "2016-06-11"] and redo.skipped == ["2016-06-09"]
+    assert (tmp_path / "cog" / "SM_1km_2016162_origin.tif").exists()
+    assert sorted(products.open_products(cfg.stores.output).attrs["days_exported"]["2016-06-11"]["layers"]) == [
+        "sm_origin", "sm_unc"]
 
 
 @pytest.mark.timeout(180)
@@ -152,8 +167,8 @@ def test_export_to_s3(client, s3, tmp_path):
     report = export(cfg, client)
     assert report.failed == {} and len(report.exported) == 3
     fs = s3.filesystem()
-    assert sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"{bucket}/cog")) == [
-        "SM_1km_2016161.tif", "SM_1km_2016162.tif", "SM_1km_2016163.tif"]
+    assert sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"{bucket}/cog")) == sorted(
+        f"SM_1km_{j}{s}.tif" for j in ("2016161", "2016162", "2016163") for s in ("", "_unc", "_origin"))
     local = tmp_path / "x.tif"
     fs.get_file(f"{bucket}/cog/SM_1km_2016162.tif", str(local))
     assert cog_validate(str(local), quiet=True)[0]
@@ -179,7 +194,8 @@ def test_a_lost_products_chunk_is_never_published_and_its_days_are_predicted_aga
     report = export(cfg, client)
     assert report.exported == ["2016-06-11"] and sorted(report.failed) == ["2016-06-09", "2016-06-10"]
     assert "a chunk of the products store is lost" in report.failed["2016-06-09"]
-    assert sorted(p.name for p in (tmp_path / "cog").iterdir()) == ["SM_1km_2016163.tif"]
+    assert sorted(p.name for p in (tmp_path / "cog").iterdir()) == [
+        "SM_1km_2016163.tif", "SM_1km_2016163_origin.tif", "SM_1km_2016163_unc.tif"]
     attrs = products.open_products(url).attrs
     assert attrs["days_done"] == ["2016-06-11"] and sorted(attrs["days_exported"]) == ["2016-06-11"]
 
@@ -195,3 +211,79 @@ def test_a_damaged_products_chunk_is_named_and_never_published(client, tmp_path)
     assert f"{url}/sm: chunk 1/1/0 cannot be read" in report.failed["2016-06-11"]
     assert not (tmp_path / "cog" / "SM_1km_2016163.tif").exists()
     assert products.open_products(url).attrs["days_done"] == ["2016-06-09", "2016-06-10"]
+
+
+@pytest.mark.timeout(180)
+def test_uncertainty_and_origin_cogs_and_a_configured_collection(client, tmp_path):
+    sm = _output(str(tmp_path / "sm.zarr"))
+    providers = [{"name": "Example Soil Lab", "roles": ["producer", "licensor"], "url": "https://example.org"}]
+    cfg = _config(str(tmp_path / "sm.zarr"), str(tmp_path / "cog"), str(tmp_path / "stac"), license="CC-BY-4.0",
+                  license_url="https://creativecommons.org/licenses/by/4.0/", providers=providers,
+                  keywords=["soil moisture", "Loess Plateau"])
+    ds = products.open_products(cfg.stores.output)
+    origin = np.where(np.isnan(sm), 0, 1).astype(np.uint16)
+    origin[:, :, 1::2] |= np.where(origin[:, :, 1::2] > 0, products.EXTRAPOLATION, 0).astype(np.uint16)
+    store.write_region(cfg.stores.output, xr.Dataset({"sm_origin": (("time", "y", "x"), origin)},
+                                                     coords={"time": ds["time"].values, "y": ds["y"].values,
+                                                             "x": ds["x"].values}), None, ds)
+    assert export(cfg, client).failed == {}
+    stored = products.open_products(cfg.stores.output)
+    for suffix, var in (("_unc", "sm_unc"), ("_origin", "sm_origin")):
+        path = tmp_path / "cog" / f"SM_1km_2016162{suffix}.tif"
+        valid, errors, _ = cog_validate(str(path), quiet=True)
+        assert valid, errors
+        with rasterio.open(path) as src:
+            assert src.descriptions[0].startswith(f"{var}: ") and src.tags(1)["variable"] == var
+            data = src.read(1)
+            if var == "sm_unc":
+                assert src.dtypes[0] == "int16" and src.nodata == -9999 and src.scales == (0.0001,)
+                assert src.tags(1)["units"] == "m3 m-3"
+                decoded = np.where(data == -9999, np.nan, data * 1e-4)
+                np.testing.assert_allclose(decoded, stored["sm_unc"].values[1], atol=1e-4)
+                assert np.array_equal(np.isnan(decoded), np.isnan(sm[1]))
+            else:
+                assert src.dtypes[0] == "uint16" and src.nodata is None and src.scales == (1.0,)
+                assert np.array_equal(data, origin[1])
+            with rasterio.open(path, overview_level=0) as ov:
+                half = ov.read(1)
+            if var == "sm_origin":  # flags are never averaged
+                assert set(np.unique(half)) <= {0, 1, 9}  # values of the day, never a mean of flags
+    coll = pystac.read_file(str(tmp_path / "stac" / "collection.json"))
+    validate_dict(coll.to_dict(), extensions=[])
+    raw = json.loads((tmp_path / "stac" / "collection.json").read_text())
+    assert raw["license"] == "CC-BY-4.0" and raw["keywords"] == ["soil moisture", "Loess Plateau"]
+    assert [lk["href"] for lk in raw["links"] if lk["rel"] == "license"] == [
+        "https://creativecommons.org/licenses/by/4.0/"]
+    assert raw["providers"] == [{"name": "Example Soil Lab", "roles": ["producer", "licensor"],
+                                 "url": "https://example.org"}]
+    assert sorted(raw["item_assets"]) == ["sm", "sm_origin", "sm_unc"]
+    assert raw["item_assets"]["sm_unc"]["roles"] == ["uncertainty"]
+    assert raw["item_assets"]["sm_origin"]["roles"] == ["quality"]
+    assert raw["item_assets"]["sm"]["raster:bands"][0]["scale"] == 0.0001
+    assert raw["summaries"]["proj:code"] == ["EPSG:6933"] and raw["summaries"]["proj:epsg"] == [6933]
+    assert raw["summaries"]["gsd"] == [pytest.approx(abs(REGION.fine_transform.a))]
+    assert raw["summaries"]["dsm:method"] == [cfg.training.method]
+    for ext in ("raster", "projection", "classification"):
+        assert any(f"/{ext}/" in u for u in raw["stac_extensions"]), ext
+    for it in coll.get_items():
+        validate_dict(it.to_dict(), extensions=[])
+        item = json.loads(Path(it.get_self_href()).read_text())
+        assert any("/classification/" in u for u in item["stac_extensions"])
+        assets = item["assets"]
+        assert assets["sm_unc"]["roles"] == ["uncertainty"] and assets["sm_origin"]["roles"] == ["quality"]
+        for key in ("sm", "sm_unc", "sm_origin"):
+            assert not assets[key]["href"].startswith(("/", "file:"))
+            assert assets[key]["type"] == pystac.MediaType.COG
+        band = assets["sm_origin"]["raster:bands"][0]
+        assert band["data_type"] == "uint16" and "nodata" not in band and band["scale"] == 1.0
+        fields = {b["name"]: b for b in assets["sm_origin"]["classification:bitfields"]}
+        assert [fields[m]["offset"] for m, _ in products.ORIGIN_BITS.values()] == list(range(9))
+        assert all(b["length"] == 1 for b in fields.values())
+        assert assets["sm_unc"]["raster:bands"][0]["nodata"] == -9999
+
+
+def test_unknown_export_format_is_named(client, tmp_path):
+    _output(str(tmp_path / "sm.zarr"))
+    cfg = _config(str(tmp_path / "sm.zarr"), str(tmp_path / "cog"), str(tmp_path / "stac"))
+    with pytest.raises(ConfigError, match=r"output.formats / --format"):
+        export(cfg, client, formats=["gtiff"])

@@ -146,3 +146,26 @@ def test_the_searches_are_valid_earthaccess_cmr_queries():
     assert "strategy" in inspect.signature(earthaccess.login).parameters
     assert "show_progress" in inspect.signature(earthaccess.download).parameters
     assert fetch.credential_strategy({}) in ("netrc", "environment")
+
+
+def test_credentials_are_checked_before_earthaccess_is_asked(tmp_path, monkeypatch):
+    netrc = tmp_path / "my.netrc"
+    env = {"HOME": str(tmp_path)}
+    assert fetch.credentials_problem({**env, "EARTHDATA_USERNAME": "u", "EARTHDATA_PASSWORD": "p"}) is None
+    assert fetch.credentials_problem({**env, "EARTHDATA_TOKEN": "t"}) is None
+    assert f"there is no netrc file {tmp_path}/.netrc" in fetch.credentials_problem(env)
+    netrc.write_text("machine urs.earthdata.nasa.gov login me\n")  # no password
+    problem = fetch.credentials_problem({**env, "NETRC": str(netrc)})
+    assert f"{netrc} has no 'machine urs.earthdata.nasa.gov' entry with a login and a password" in problem
+    netrc.write_text("machine urs.earthdata.nasa.gov login me password secret\n")
+    assert fetch.credentials_problem({**env, "NETRC": str(netrc)}) is None
+    (tmp_path / ".netrc").write_text("machine urs.earthdata.nasa.gov\n  login me\n  password secret\n")
+    assert fetch.credentials_problem(env) is None
+    assert fetch.netrc_path({"NETRC": str(netrc), "HOME": "/nowhere"}) == str(netrc)
+    for name in ("EARTHDATA_USERNAME", "EARTHDATA_PASSWORD", "EARTHDATA_TOKEN", "NETRC"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "empty"))
+    with pytest.raises(ConfigError, match="no NASA Earthdata login.*EARTHDATA_USERNAME and EARTHDATA_PASSWORD"):
+        fetch.fetch(_cfg(), str(tmp_path / "g"))
+    assert not (tmp_path / "g").exists()
+

@@ -263,11 +263,13 @@ def test_anomaly_window_must_be_odd(tiny_twin, tmp_path):
 
 def test_the_anomaly_gain_is_calibrated_at_the_stations_recorded_and_kept_on_resume(unsmoothed, tiny_twin, tmp_path,
                                                                                     client):
-    """With the twin's 12 stations the gain k of B + k a comes from them (dsm.calibration):
-    recorded in the store, applied to every pixel, and kept by a resumed run."""
-    from dsm.calibration import GainCalibration
+    """With the twin's 12 stations the gain k of B + k a and sm_unc's within-cell error sd come from
+    them (dsm.calibration): recorded in the store, applied to every pixel, and kept by a resumed run."""
+    from scipy.stats import norm
+
+    from dsm.calibration import GainCalibration, IntervalCalibration
     from dsm.cellmeans import within_cell_anomaly
-    from dsm.predict import GAIN_ATTR
+    from dsm.station_calibration import GAIN_ATTR, UNC_ATTR
 
     raw = unsmoothed.model_dump(mode="json")  # smooth: none, so that the within-cell anomaly of the map is k a
     # a configured gain far from the twin's (about 0.5): the stations' must win and be applied
@@ -286,10 +288,23 @@ def test_the_anomaly_gain_is_calibrated_at_the_stations_recorded_and_kept_on_res
     ok = np.isfinite(a1) & (one > 0.02) & (got > 0.02) & (np.abs(a1) > 0.01)  # away from the clip at 0
     assert ok.sum() > 10_000
     assert np.median(ak[ok] / a1[ok]) == pytest.approx(cal.gain, abs=0.02)
+    # sm_unc's within-cell sd comes from the same stations, and every pixel's interval uses it:
+    # (u_k / z)^2 - (u_1 / z)^2 = s^2 - 0.03^2, the cell variance being the same in both stores
+    unc = IntervalCalibration.from_dict(zarr.open_group(cfg.stores.output, mode="r").attrs[UNC_ATTR])
+    assert unc.source == "stations" and unc.n_pairs == cal.n_pairs and unc.cv_coverage is not None
+    assert unc.configured == pytest.approx(0.03) and unc.anomaly_sd != unc.configured
+    u_1 = xr.open_zarr(unsmoothed.stores.output, consolidated=False)["sm_unc"].values
+    u_k = xr.open_zarr(cfg.stores.output, consolidated=False)["sm_unc"].values
+    z = norm.ppf((1 + cfg.output.interval) / 2)
+    both = np.isfinite(u_1) & np.isfinite(u_k)
+    assert both.sum() > 10_000
+    assert np.median(((u_k / z) ** 2 - (u_1 / z) ** 2)[both]) == pytest.approx(unc.anomaly_sd ** 2 - 0.03 ** 2, abs=1e-5)
     # a resumed run keeps the store's gain even when the stations change
     raw["stores"]["stations"] = str(tmp_path / "no-stations")
     attrs = dict(zarr.open_group(cfg.stores.output, mode="r").attrs)
     zarr.open_group(cfg.stores.output, mode="r+").attrs.update(days_done=attrs["days_done"][:-8])
     assert predict(from_dict(raw), client).failed == {}
     assert zarr.open_group(cfg.stores.output, mode="r").attrs[GAIN_ATTR] == cal.to_dict()
+    assert zarr.open_group(cfg.stores.output, mode="r").attrs[UNC_ATTR] == unc.to_dict()
     assert np.array_equal(xr.open_zarr(cfg.stores.output, consolidated=False)["sm"].values, got, equal_nan=True)
+    assert np.array_equal(xr.open_zarr(cfg.stores.output, consolidated=False)["sm_unc"].values, u_k, equal_nan=True)

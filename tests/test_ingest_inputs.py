@@ -23,7 +23,8 @@ from dsm.cli import main
 from dsm.cube import open_cube
 from dsm.grid import Region
 from dsm.ingest import read_spl3smp
-from dsm.ingest.inputs import expand, expand_each, folder_patterns
+from dsm.files import expand, expand_each
+from dsm.ingest.inputs import folder_patterns
 from dsm.samples import empty_cube_cause
 from dsm.store import WRITTEN_ATTR
 from dsm.ingest.static import SEA_MIN_PIXELS, sea_level_water

@@ -17,7 +17,7 @@ from dsm.ingest import (
     read_many,
     soil_to_region,
 )
-from dsm.ingest.base import DEFAULT_DATE_REGEX
+from dsm.filedates import DEFAULT_DATE_REGEX
 from dsm.testing.granules import write_geotiff
 
 REGION = Region.around(110.0, 40.0, 1, 2)  # northern China, 1 x 2 SMAP cells

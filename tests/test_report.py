@@ -16,6 +16,7 @@ from dsm.config import from_dict
 from dsm.models.train import train
 from dsm.report import FIGURES, TABLES, run_report
 from dsm.testing.validation import gridded_field, make_products_store, write_gridded_netcdf
+from dsm.validate import run_validate
 
 GRIDS = {"xgb": {"n_estimators": [20], "max_depth": [3]}}
 BOX = [108.6, 38.3, 109.4, 39.0]
@@ -38,7 +39,7 @@ def report(tiny_twin, tmp_path_factory, client):
     })
     trained = train(cfg, client)
     assert trained.failed == {} and len(trained.trained) == 3
-    path = run_report(cfg, client)
+    path = run_report(cfg, client, run_validate(cfg, client))
     return Path(path), root
 
 

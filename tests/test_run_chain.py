@@ -120,11 +120,11 @@ def test_the_whole_chain_runs_on_an_external_cluster_against_s3(chain):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     for stage in ("cube", "train", "predict", "export", "validate"):
         assert f"== {stage}: done" in res.stdout
-    assert f"predicted {NDAYS} day(s)" in res.stdout and f"exported {NDAYS} COG(s)" in res.stdout
+    assert f"predicted {NDAYS} day(s)" in res.stdout and f"exported {NDAYS} day(s) of COGs" in res.stdout
     fs = chain["s3"].filesystem()
     root = chain["root"].removeprefix("s3://")
     assert _days_done(fs, f"{root}/sm.zarr") == NDAYS
-    cogs = fs.glob(f"{root}/cog/SM_1km_2016*.tif")
+    cogs = fs.glob(f"{root}/cog/SM_1km_2016???.tif")
     assert len(cogs) == NDAYS and f"{root}/cog/SM_1km_2016161.tif" in cogs
     assert fs.exists(f"{root}/stac/collection.json")
     assert fs.exists(f"{root}/validation/report.html") and fs.exists(f"{root}/skill.json")
@@ -151,7 +151,7 @@ def test_a_rerun_resumes_and_redoes_nothing(chain):
     assert "skipped (already stored; --force retrains): fusion" in res.stdout
     assert "fusing the model's cell means" not in res.stdout + res.stderr  # no day left: no 36 km pass
     assert "predicted 0 day(s)" in res.stdout and f"skipped {NDAYS} already done" in res.stdout
-    assert "exported 0 COG(s)" in res.stdout and f"skipped {NDAYS}" in res.stdout
+    assert "exported 0 day(s) of COGs" in res.stdout and f"skipped {NDAYS}" in res.stdout
 
 
 @pytest.mark.timeout(600)

@@ -31,6 +31,7 @@ Modules
 :mod:`.configure`      ``dsm config ...``, ``dsm deploy ...``
 :mod:`.common`         a command on the configured cluster, under the output store's lock
 :mod:`.printing`       what a stage did, as the commands print it
+:mod:`.bars`           the progress bars of the long stages (stderr; ``-q`` none, ``-v`` every item)
 =====================  ===========================================================
 """
 
@@ -75,8 +76,11 @@ class _Group(click.Group):
 
 @click.group(cls=_Group)
 @click.version_option(__version__, "-V", "--version", prog_name="dsm")
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only results and errors: no progress lines or bars, no warnings.")
+@click.option("-v", "--verbose", count=True,
+              help="More output: -v prints every item's progress line (period, time chunk, file) and info logs, "
+                   "-vv debug logs.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Only results and errors: no progress bars, notes or cluster line, no warnings.")
 def main(verbose: int, quiet: bool) -> None:
     """dsm: daily 1 km soil moisture from SMAP, MODIS, terrain and soil, on Dask."""
     level = logging.ERROR if quiet else logging.WARNING - 10 * min(verbose, 2)

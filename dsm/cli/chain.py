@@ -11,8 +11,8 @@ import yaml
 
 from dsm import config as config_mod
 from dsm.cli.common import _break_lock, _locked, _on_cluster
-from dsm.cli.printing import (_one_line, _print_export, _print_predict, _print_skill, _print_summary, _print_training,
-                              _progress, quiet)
+from dsm.cli.bars import Bars, bars, quiet
+from dsm.cli.printing import _one_line, _print_export, _print_predict, _print_skill, _print_summary, _print_training
 
 @click.command()
 @click.option("--workdir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -113,10 +113,14 @@ def _run_chain(cfg: config_mod.Config, stages: tuple[str, ...] | None, break_loc
     """``dsm run`` on the configured cluster, printing each stage; True when complete."""
     from dsm.run import AFTER_PRODUCTS, last_error, run
 
-    with _locked(cfg, break_lock) as lock:  # refuse before starting a cluster
+    def on_stage(progress: Bars, res: Any) -> None:
+        progress.close()  # the stage's bar ends before its summary
+        _print_stage(cfg, res, valid_fractions)
+
+    with _locked(cfg, break_lock) as lock, bars() as progress:  # refuse before starting a cluster
         result = _on_cluster(cfg, lambda client: run(
-            cfg, client, stages=stages, lock=lock, progress=_progress,
-            on_stage=lambda res: _print_stage(cfg, res, valid_fractions)), err=False)
+            cfg, client, stages=stages, lock=lock, progress=progress,
+            on_stage=lambda res: on_stage(progress, res)), err=False)
     click.echo(f"run {result.run_id}: {result.outcome}; record {result.records}/run.json")
     stopped = last_error(result)
     if stopped is not None:

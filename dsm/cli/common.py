@@ -16,11 +16,13 @@ T = TypeVar("T")
 
 def _on_cluster(cfg: config_mod.Config, stage: Callable[[Any], T], err: bool = True) -> T:
     """Run ``stage(client)`` on the configured cluster, naming the cluster (and its dashboard)
-    on stderr (``err``) or stdout."""
+    on stderr (``err``) or stdout, except under ``dsm -q``."""
     from dsm import cluster
+    from dsm.cli.bars import quiet
 
     with cluster.connect(cfg.cluster) as client:
-        click.echo(cluster.describe(client), err=err)
+        if not quiet():
+            click.echo(cluster.describe(client), err=err)
         return stage(client)
 
 

@@ -11,7 +11,7 @@ import yaml
 
 from dsm import config as config_mod
 from dsm.cli.common import _break_lock, _locked, _on_cluster
-from dsm.cli.printing import quiet
+from dsm.cli.bars import quiet
 
 @click.command()
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
@@ -74,7 +74,7 @@ def fetch(config_path: str, dest: str, sources: tuple[str, ...], retries: int, d
         params = fetch_mod.search_parameters(cfg, sources)
         click.echo(json.dumps([{**p, "source": s} for s, p in zip(fetch_mod.sources_of(cfg, sources), params)], indent=1))
         return
-    summary = fetch_mod.fetch(cfg, dest, sources, retries)
+    summary = fetch_mod.fetch(cfg, dest, sources, retries, progress=not quiet())
     for source, n in summary.found.items():
         click.echo(f"{source:<9} found {n}, have {len(summary.downloaded.get(source, []))}")
     for source, name, reason in summary.failed:

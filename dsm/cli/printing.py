@@ -28,18 +28,6 @@ def _one_line(text: str) -> str:
     return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
-def quiet() -> bool:
-    """Whether the command runs under ``dsm -q`` (no progress lines or bars)."""
-    ctx = click.get_current_context(silent=True)
-    return bool(ctx is not None and ctx.find_root().params.get("quiet"))
-
-
-def _progress(line: str) -> None:
-    """A progress line of a long stage, on stderr (none under ``dsm -q``)."""
-    if not quiet():
-        click.echo(line, err=True)
-
-
 def _print_training(report: Any) -> None:
     """The per-period table, Table 4, skipped and failed periods of a TrainReport (method
     rao2022), or the fusion method's models and error model."""
@@ -47,6 +35,8 @@ def _print_training(report: Any) -> None:
         _print_fusion(report.fusion)
     elif report.method == "rao2022":
         _print_periods(report)
+    click.echo(f"train: {len(report.trained)} trained, {len(report.reused)} reusing another period's model, "
+               f"{len(report.skipped)} already stored, {len(report.failed)} failed")
     if report.skipped:
         click.echo(f"skipped (already stored; --force retrains): {', '.join(report.skipped)}")
     for name, cause in report.failed.items():
@@ -102,11 +92,18 @@ def _print_predict(r: Any) -> None:
 
 
 def _print_export(cfg: config_mod.Config, r: Any) -> None:
-    """One line for an ExportReport, then its failed days."""
-    click.echo(f"exported {len(r.exported)} COG(s) to {cfg.stores.cog}; skipped {len(r.skipped)}; "
-               f"STAC: {r.stac or '-'}")
+    """One line per format an ExportReport wrote, then its failed days and files."""
+    if r.exported or r.skipped or r.failed or r.stac:
+        click.echo(f"exported {len(r.exported)} day(s) of COGs to {cfg.stores.cog}; skipped {len(r.skipped)}; "
+                   f"STAC: {r.stac or '-'}")
+    netcdf = getattr(r, "netcdf", [])
+    if netcdf or getattr(r, "netcdf_skipped", []) or getattr(r, "netcdf_failed", {}):
+        where = netcdf[0].rsplit("/", 1)[0] if netcdf else "-"
+        click.echo(f"wrote {len(netcdf)} netCDF file(s) to {where}; up to date {len(r.netcdf_skipped)}")
     for day, why in r.failed.items():
         click.secho(f"  FAILED {day}: {why}", fg="red", err=True)
+    for label, why in getattr(r, "netcdf_failed", {}).items():
+        click.secho(f"  FAILED netCDF {label}: {why}", fg="red", err=True)
 
 
 def _print_skill(result: dict[str, Any], dest: str) -> None:

@@ -10,7 +10,8 @@ import click
 
 from dsm import config as config_mod
 from dsm.cli.common import _break_lock, _locked, _on_cluster, _run_locked
-from dsm.cli.printing import _print_export, _print_predict, _print_skill, _print_training, _progress, pd_options
+from dsm.cli.bars import bars
+from dsm.cli.printing import _print_export, _print_predict, _print_skill, _print_training, pd_options
 
 
 def _run_training(cfg: config_mod.Config, client: Any, force: bool = False,
@@ -18,7 +19,8 @@ def _run_training(cfg: config_mod.Config, client: Any, force: bool = False,
     """Train, print the per-period table and Table 4; True when nothing failed."""
     from dsm.models.train import train
 
-    report = train(cfg, client, force=force, only=only or None, progress=_progress, lease=lease)
+    with bars() as progress:
+        report = train(cfg, client, force=force, only=only or None, progress=progress, lease=lease)
     _print_training(report)
     return not report.failed
 
@@ -44,17 +46,24 @@ def train_cmd(config_path: str, force: bool, only: tuple[str, ...], break_lock: 
 def _run_predict(cfg: config_mod.Config, client: Any, overwrite: bool = False, lease: Any = None) -> bool:
     from dsm.predict import predict
 
-    r = predict(cfg, client, overwrite=overwrite, progress=_progress, lease=lease)
+    with bars() as progress:
+        r = predict(cfg, client, overwrite=overwrite, progress=progress, lease=lease)
     _print_predict(r)
     return not r.failed
 
 
-def _run_export(cfg: config_mod.Config, client: Any, force: bool = False, lease: Any = None) -> bool:
+def _run_export(cfg: config_mod.Config, client: Any, force: bool = False, lease: Any = None,
+                formats: tuple[str, ...] = ()) -> bool:
     from dsm.export import export
+    from dsm.run import export_steps
 
-    r = export(cfg, client, force=force, lease=lease)
+    formats = formats or cfg.output.formats
+    command = " ".join(["dsm", "export", *sys.argv[2:]]) if sys.argv[1:2] == ["export"] else "dsm export"
+    with bars() as progress:
+        steps = export_steps(cfg, progress, force) if "cog" in formats else None  # one step per COG day
+        r = export(cfg, client, force=force, progress=steps, lease=lease, formats=formats, command=command)
     _print_export(cfg, r)
-    return not r.failed
+    return not r.failed and not r.netcdf_failed
 
 
 def _run_skill(cfg: config_mod.Config, dest: str) -> None:
@@ -78,12 +87,19 @@ def predict_cmd(config_path: str, overwrite: bool, break_lock: bool) -> None:
 
 @click.command("export")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
-@click.option("--force", is_flag=True, help="Rewrite COGs already exported.")
+@click.option("--force", is_flag=True, help="Rewrite the files already exported.")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["cog", "netcdf"]),
+              help="What to write (repeatable); default: output.formats of CONFIG (cog).")
 @_break_lock
-def export_cmd(config_path: str, force: bool, break_lock: bool) -> None:
-    """Write one COG per predicted day to stores.cog and the STAC catalog to stores.stac."""
+def export_cmd(config_path: str, force: bool, formats: tuple[str, ...], break_lock: bool) -> None:
+    """Write the predicted days: COGs (sm, sm_unc, sm_origin per day) to stores.cog with the STAC
+    catalog in stores.stac, and/or CF/ACDD netCDF4 files (one per year or month) to stores.netcdf.
+
+    Exit status 1 when a day or a file failed (the others are still written).
+    """
     cfg = config_mod.load(config_path)
-    _run_locked(cfg, break_lock, lambda client, lease: _run_export(cfg, client, force=force, lease=lease))
+    _run_locked(cfg, break_lock,
+                lambda client, lease: _run_export(cfg, client, force=force, lease=lease, formats=formats))
 
 
 @click.command("validate")
@@ -99,8 +115,8 @@ def validate_cmd(config_path: str, break_lock: bool) -> None:
     from dsm.validate import format_scores, problem_lines, run_validate
 
     cfg = config_mod.load(config_path)
-    with _locked(cfg, break_lock):
-        result, written = _on_cluster(cfg, lambda client: run_validate(cfg, client))
+    with _locked(cfg, break_lock), bars() as progress:
+        result, written = _on_cluster(cfg, lambda client: run_validate(cfg, client, progress=progress))
     for line in problem_lines(result.problems):
         click.secho(f"  left out: {line}", fg="yellow", err=True)
     if result.scores.empty:
@@ -117,10 +133,11 @@ def validate_cmd(config_path: str, break_lock: bool) -> None:
 def report_cmd(config_path: str, break_lock: bool) -> None:
     """Validate, analyse and write one self-contained HTML report (validation.report)."""
     from dsm.report import run_report
+    from dsm.validate import run_validate
 
     cfg = config_mod.load(config_path)
     with _locked(cfg, break_lock) as lease:
-        path = _on_cluster(cfg, lambda client: run_report(cfg, client, lease=lease))
+        path = _on_cluster(cfg, lambda client: run_report(cfg, client, run_validate(cfg, client), lease=lease))
     click.echo(f"report: {path}")
 
 

@@ -94,7 +94,7 @@ class TwinConfig(_Frozen):
 
 
 class RainConfig(_Frozen):
-    """Antecedent precipitation indices from the cube's daily precipitation (issue 19).
+    """Antecedent precipitation indices from the cube's daily precipitation.
 
     ``API_t = k API_(t-1) + P_t`` for the e-folding times of :data:`dsm.cube.API_EFOLDING_DAYS`,
     spun up over the ``spinup_days`` before the first day (rounded up to whole time chunks of

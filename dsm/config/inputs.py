@@ -181,7 +181,7 @@ PrecipProduct = Literal["imerg", "chirps", "era5land"]
 
 
 class PrecipInput(InputSource):
-    """Gridded daily precipitation files (issue 19), read by :mod:`dsm.ingest.precip`.
+    """Gridded daily precipitation files, read by :mod:`dsm.ingest.precip`.
 
     ``product``: ``imerg`` (GPM IMERG daily, netCDF4/HDF5, its day is the UTC day), ``chirps``
     (CHIRPS daily GeoTIFF or netCDF, 0.05 degree) or ``era5land`` (ERA5-Land ``tp`` netCDF,

@@ -4,6 +4,7 @@ to YAML (:func:`dump`)."""
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any, get_args
@@ -92,7 +93,7 @@ def from_dict(raw: dict[str, Any], source: str = "<dict>", base: Path | None = N
     if not isinstance(raw, dict):
         raise ConfigError(f"invalid configuration {source}: expected a mapping at the top level")
     if base is not None:
-        raw = _resolve_paths(dict(raw), base)
+        raw = _resolve_paths(copy.deepcopy(raw), base)  # the caller's mapping stays as it was
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from dsm.config.base import _Frozen
+
+_SPDX = re.compile(r"^[\w\-.+]+$")  # a license id as STAC's schema allows it (SPDX, or "other")
+ExportFormat = Literal["cog", "netcdf"]
+
+
+class Provider(_Frozen):
+    """One organisation that made, processed, licenses or hosts the products (STAC ``providers``).
+
+    The first ``producer`` is also the netCDF files' ACDD ``creator_*``, the first ``host`` their
+    ``publisher_*``.
+    """
+
+    name: str = Field(min_length=1)
+    roles: tuple[Literal["licensor", "producer", "processor", "host"], ...] = ()
+    url: str | None = None
+    email: str | None = Field(default=None, description="contact address (netCDF creator_email / publisher_email)")
+    description: str | None = None
 
 
 class OutputConfig(_Frozen):
@@ -27,6 +45,33 @@ class OutputConfig(_Frozen):
     export_crs: Literal["EPSG:6933", "EPSG:4326"] = "EPSG:6933"
     cog_blocksize: int = Field(default=512, ge=16)
     cog_compress: Literal["DEFLATE", "ZSTD", "LZW"] = "DEFLATE"
+    formats: tuple[ExportFormat, ...] = Field(
+        default=("cog",), min_length=1,
+        description="what `dsm export` writes: 'cog' (daily COGs + STAC, stores.cog/stores.stac) and/or "
+                    "'netcdf' (CF-1.10/ACDD-1.3 netCDF4 files, stores.netcdf); `dsm export --format` overrides it")
+    netcdf_period: Literal["year", "month"] = Field(
+        default="year", description="one netCDF file per calendar year (SM_1km_YYYY.nc) or month (SM_1km_YYYYMM.nc)")
+    netcdf_complevel: int = Field(default=4, ge=1, le=9, description="zlib level of the netCDF variables")
+    license: str = Field(
+        default="other",
+        description="SPDX id of the products' license (STAC `license`, netCDF `license`); 'other' (the default: "
+                    "terms of your own, name them in license_url) until you choose one, e.g. CC-BY-4.0")
+    license_url: str | None = Field(default=None, description="where the license terms are (a STAC 'license' link)")
+    providers: tuple[Provider, ...] = ()
+    keywords: tuple[str, ...] = ("soil moisture", "SMAP", "downscaling", "MODIS", "1 km", "daily")
+
+    @field_validator("license")
+    @classmethod
+    def _license(cls, v: str) -> str:
+        if not _SPDX.match(v):
+            raise ValueError(f"license {v!r} is not an SPDX identifier (e.g. CC-BY-4.0, CC0-1.0, or 'other' "
+                             "with output.license_url)")
+        return v
+
+    @field_validator("formats")
+    @classmethod
+    def _formats(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(v))  # each once, in the order given
 
     @field_validator("reduced_sets")
     @classmethod

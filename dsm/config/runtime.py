@@ -20,6 +20,8 @@ class StoresConfig(_Frozen):
     cog: str | None = None
     stations: str | None = None
     stac: str | None = None
+    netcdf: str | None = Field(default=None, description="folder of the netCDF files of `dsm export --format netcdf` "
+                               "(default: netcdf/ beside stores.output)")
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -50,7 +52,7 @@ STAGES: tuple[Stage, ...] = get_args(Stage)  # the stages of ``dsm run``, in ord
 
 
 class RunConfig(_Frozen):
-    """The one-command job ``dsm run`` (issue 7): stages, lock and run records.
+    """The one-command job ``dsm run``: stages, lock and run records.
 
     ``records`` is where each run leaves ``<run id>/run.json`` (stages, timings, results) and
     ``<run id>/dask-performance.html``; default ``runs/`` beside ``stores.output``.

@@ -67,9 +67,14 @@ class FusionConfig(_Frozen):
     min_gain_stations: int = Field(default=8, ge=3, description="fewest stations (each >= 10 days) to calibrate k")
     anomaly_error_sd: float = Field(
         default=0.03, gt=0.0, le=0.2,
-        description="error sd (m3/m3) of the 1 km departure from the cell mean, for sm_unc: nothing at 36 km "
-        "observes it, so it is a prior (0.03: the typical spatial sd of surface soil moisture within "
-        "~50 km, Famiglietti et al. 2008); check its coverage at stations")
+        description="error sd (m3/m3) of the 1 km departure from the cell mean, for sm_unc, where it is not "
+        "calibrated at stations: nothing at 36 km observes it, so it is a prior (0.03: the typical spatial sd "
+        "of surface soil moisture within ~50 km, Famiglietti et al. 2008)")
+    interval_from_stations: bool = Field(
+        default=True, description="calibrate that sd at prediction from the in situ stations when at least "
+        "min_gain_stations lie in the region: split-conformal, so that sm +- sm_unc covers output.interval of "
+        "the station observations (dsm.calibration; leave-one-station-out coverage recorded); recorded in "
+        "the products store (attribute anomaly_error)")
     pixels_per_cell: int = Field(default=64, ge=4, description="disaggregation: 1 km pixels sampled per cell-day")
     anomaly_window_days: int = Field(
         default=1, ge=1, le=61, description="centred running mean of the 1 km within-cell anomaly over this "

@@ -83,7 +83,7 @@ class BootstrapConfig(_Frozen):
 
 
 class ValidationConfig(_Frozen):
-    """In situ validation, analysis and the report (``dsm validate``, ``dsm report``; issue 6).
+    """In situ validation, analysis and the report (``dsm validate``, ``dsm report``).
 
     Without ``stations`` the twin's ``stores.stations/insitu.csv`` is used, without ``weather``
     its ``weather.csv``; ``weather_columns`` maps the weather table's column names like

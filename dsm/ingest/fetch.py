@@ -6,8 +6,10 @@ is imported only when a search really runs (it is an optional dependency:
 ``pip install earthaccess``).
 
 Credentials: ``EARTHDATA_USERNAME`` / ``EARTHDATA_PASSWORD`` (or ``EARTHDATA_TOKEN``) in the
-environment, otherwise the ``urs.earthdata.nasa.gov`` entry of ``~/.netrc``
-(:func:`credential_strategy`). There is no command-line password on purpose.
+environment, otherwise the ``urs.earthdata.nasa.gov`` entry of ``~/.netrc`` (or of the file
+named by ``NETRC``) (:func:`credential_strategy`). There is no command-line password on purpose.
+:func:`credentials_problem` checks that one of them is there before earthaccess is asked to log
+in, so that a missing login is one message naming what to set.
 
 ========  ==========  =======  ======================================================
 source    short name  version  temporal search
@@ -29,6 +31,7 @@ files already there are not downloaded again.
 from __future__ import annotations
 
 import logging
+import netrc
 import os
 import posixpath
 import time
@@ -137,6 +140,43 @@ def credential_strategy(env: Mapping[str, str] | None = None) -> str:
     return "netrc"
 
 
+EARTHDATA_HOST = "urs.earthdata.nasa.gov"
+
+
+def netrc_path(env: Mapping[str, str] | None = None) -> str:
+    """The netrc file earthaccess reads: ``$NETRC``, else ``~/.netrc`` (``$HOME/.netrc``)."""
+    env = os.environ if env is None else env
+    if env.get("NETRC"):
+        return env["NETRC"]
+    return os.path.join(env.get("HOME") or os.path.expanduser("~"), ".netrc")
+
+
+def credentials_problem(env: Mapping[str, str] | None = None) -> str | None:
+    """None when Earthdata credentials are set (:func:`credential_strategy`: the environment, or a
+    netrc entry for ``urs.earthdata.nasa.gov`` with a login and a password); otherwise one
+    paragraph saying what is missing and what to set. Reads no network."""
+    env = os.environ if env is None else env
+    if credential_strategy(env) == "environment":
+        return None
+    path = netrc_path(env)
+    if not os.path.isfile(path):
+        why = f"there is no netrc file {path}"
+    else:
+        try:
+            entry = netrc.netrc(path).authenticators(EARTHDATA_HOST)
+        except (netrc.NetrcParseError, OSError) as exc:
+            why = f"{path} cannot be read ({exc})"
+        else:
+            if entry is not None and entry[0] and entry[2]:
+                return None
+            why = f"{path} has no 'machine {EARTHDATA_HOST}' entry with a login and a password"
+    partial = " (EARTHDATA_USERNAME is set without EARTHDATA_PASSWORD)" if env.get("EARTHDATA_USERNAME") else ""
+    return (f"no NASA Earthdata login: EARTHDATA_USERNAME and EARTHDATA_PASSWORD (or EARTHDATA_TOKEN) are not "
+            f"set{partial} and {why}. Set both variables in the environment, or add the line "
+            f"'machine {EARTHDATA_HOST} login YOUR_USER password YOUR_PASSWORD' to ~/.netrc (chmod 600; NETRC "
+            "names another file). An account is free at https://urs.earthdata.nasa.gov/users/new.")
+
+
 # -- retries ----------------------------------------------------------------------------
 @dataclass
 class FetchSummary:
@@ -213,8 +253,14 @@ def fetch(cfg: Config, dest: str, only: Sequence[str] = (), retries: int = 3, pr
     Raises
     ------
     ConfigError
+        No Earthdata credentials are set (:func:`credentials_problem`, checked first),
         earthaccess is not installed, or the Earthdata login failed.
+    TransientIOError
+        Earthdata could not be reached to log in.
     """
+    problem = credentials_problem()
+    if problem is not None:
+        raise ConfigError(problem)
     try:
         import earthaccess
     except ImportError:
@@ -222,7 +268,14 @@ def fetch(cfg: Config, dest: str, only: Sequence[str] = (), retries: int = 3, pr
     from tqdm.auto import tqdm
 
     strategy = credential_strategy()
-    auth = earthaccess.login(strategy=strategy)
+    try:
+        auth = earthaccess.login(strategy=strategy)
+    except OSError as exc:  # requests' network errors are OSErrors
+        raise TransientIOError(f"could not reach NASA Earthdata to log in: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - earthaccess raises its own kinds for refused logins
+        raise ConfigError(f"Earthdata login failed (strategy {strategy!r}: {type(exc).__name__}: {exc}): check "
+                          f"EARTHDATA_USERNAME and EARTHDATA_PASSWORD, or the {EARTHDATA_HOST} entry of "
+                          f"{netrc_path()}") from None
     if not getattr(auth, "authenticated", False):
         raise ConfigError(
             f"Earthdata login failed (strategy {strategy!r}): set EARTHDATA_USERNAME and EARTHDATA_PASSWORD, "

@@ -14,14 +14,12 @@ why a cube has nothing to train on (no SMAP, no land).
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import posixpath
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import fsspec
 
 log = logging.getLogger(__name__)
 
@@ -47,59 +45,6 @@ def folder_patterns(key: str, modis_product: str | None = None) -> tuple[str, ..
     if modis_product is not None:
         return (f"{modis_product}.*.hdf",)
     return FOLDER_PATTERNS[key.split(":", 1)[0]]
-
-
-def _has_magic(path: str) -> bool:
-    return any(c in path for c in "*?[")
-
-
-def _matches(name: str, patterns: Sequence[str]) -> bool:
-    low = name.lower()
-    return any(fnmatch.fnmatchcase(low, p.lower()) for p in patterns)
-
-
-def expand_each(patterns: Sequence[str], storage_options: Mapping[str, Any],
-                folder: Sequence[str] = ()) -> dict[str, list[str]]:
-    """Files of each entry of ``patterns`` (a file, a glob or a folder; local or fsspec URL).
-
-    Parameters
-    ----------
-    patterns
-        The ``paths`` of an input; one ending in ``/`` names folders only.
-    storage_options
-        fsspec options for URLs.
-    folder
-        File-name patterns searched (recursively) in a folder; empty: folders give nothing.
-
-    Returns
-    -------
-    dict
-        ``{entry: sorted files}`` (full URLs for remote entries, paths for local ones).
-    """
-    out: dict[str, list[str]] = {}
-    for pattern in patterns:
-        fs, path = fsspec.core.url_to_fs(pattern, **dict(storage_options))
-        remote = "://" in pattern and not pattern.startswith("file://")
-        found: set[str] = set()
-        for p in _candidates(fs, path):
-            if fs.isdir(p):
-                found.update(f for f in fs.find(p) if folder and _matches(posixpath.basename(f), folder))
-            elif not pattern.endswith("/"):  # "dir/*/" names folders only (s3fs's glob also returns files)
-                found.add(p)
-        out[pattern] = sorted(fs.unstrip_protocol(p) if remote else p for p in found)
-    return out
-
-
-def _candidates(fs: Any, path: str) -> Iterator[str]:
-    if _has_magic(path):
-        yield from fs.glob(path)
-    elif fs.exists(path):
-        yield path.rstrip("/") or path
-
-
-def expand(patterns: Sequence[str], storage_options: Mapping[str, Any], folder: Sequence[str] = ()) -> list[str]:
-    """All files of ``patterns`` (:func:`expand_each`), sorted, without repeats."""
-    return sorted({u for urls in expand_each(patterns, storage_options, folder).values() for u in urls})
 
 
 def source_entry(setting: str, patterns: Sequence[str], found: Mapping[str, Sequence[str]],

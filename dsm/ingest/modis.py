@@ -49,21 +49,17 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import xarray as xr
 from affine import Affine
 
-from dsm import indices
 from dsm.errors import InputError
 from dsm.grid import Region
 from dsm.ingest.base import (
     EmptyGranuleError,
     GeolocationError,
-    InputDateError,
     ManyResult,
     MissingVariableError,
     NoOverlapError,
@@ -72,6 +68,18 @@ from dsm.ingest.base import (
     read_many,
 )
 from dsm.ingest.hdf4 import read_hdf4
+from dsm.ingest.modis_metadata import (
+    SPHERE_RADIUS,
+    TILE_SIZE,
+    TILE_X0,
+    TILE_Y0,
+    TileGeometry,
+    core_metadata_value,
+    parse_struct_metadata,
+    tile_corners,
+    tile_date,
+)
+from dsm.ingest.modis_products import PRODUCTS, Layer, Output, ProductSpec, QCRule, passes_all, product_of
 from dsm.ingest.reproject import (
     SINUSOIDAL_CRS,
     SINUSOIDAL_PROJ4,
@@ -83,243 +91,8 @@ from dsm.ingest.reproject import (
 
 log = logging.getLogger(__name__)
 
-#: Published MODIS sinusoidal tiling (metres): tile (h, v) upper-left corner.
-TILE_X0 = -20015109.354
-TILE_Y0 = 10007554.677
-TILE_SIZE = 1111950.5197
-SPHERE_RADIUS = 6371007.181
 
-
-# -- product specifications -------------------------------------------------------------
-@dataclass(frozen=True)
-class QCRule:
-    """Keep a pixel when bits ``start .. start+nbits-1`` of its QC value are in ``allowed``.
-
-    A whole-byte rank (MOD13 pixel reliability) is ``QCRule(0, 8, (0, 1))``; negative ranks
-    (fill -1) read as 255 and are rejected.
-    """
-
-    start: int
-    nbits: int
-    allowed: tuple[int, ...]
-
-    def passes(self, qc: np.ndarray) -> np.ndarray:
-        """Boolean mask of pixels whose QC field satisfies the rule."""
-        field_ = (np.asarray(qc).astype(np.int64) >> self.start) & ((1 << self.nbits) - 1)
-        return np.isin(field_, self.allowed)
-
-
-def passes_all(rules: Sequence[QCRule], qc: np.ndarray) -> np.ndarray:
-    """Boolean mask of pixels whose QC values satisfy every rule (all pass when there is none)."""
-    ok = np.ones(np.shape(qc), bool)
-    for rule in rules:
-        ok &= rule.passes(qc)
-    return ok
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One SDS read from a product: its packing convention and the QC SDS that masks it."""
-
-    sds: str
-    convention: str  # "multiply" or "divide"
-    qc_sds: str | None = None
-
-
-@dataclass(frozen=True)
-class Output:
-    """One output variable of a product (CF attributes and 1 km resampling)."""
-
-    units: str
-    long_name: str
-    resampling: str
-    standard_name: str | None = None
-
-
-@dataclass(frozen=True)
-class ProductSpec:
-    """How to read one MODIS product."""
-
-    short_names: tuple[str, ...]
-    grid_prefix: str
-    layers: Mapping[str, Layer]
-    outputs: Mapping[str, Output]
-    qc_defaults: Mapping[str, tuple[QCRule, ...]]
-    derive: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
-    name_date_offset: int = 0  #: days from RANGEBEGINNINGDATE to the file-name date
-    composite_days: int = 1
-
-
-def _mod09_indices(b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {
-        "ndwi": indices.ndwi(b["b2"], b["b4"]),
-        "lswi": indices.lswi(b["b2"], b["b6"]),
-        "nsdsi": indices.nsdsi(b["b6"], b["b7"]),
-    }
-
-
-_UNIT = "1"
-PRODUCTS: dict[str, ProductSpec] = {
-    "MOD11A1": ProductSpec(
-        short_names=("MOD11A1", "MYD11A1"),
-        grid_prefix="MODIS_Grid_Daily_1km_LST",
-        layers={"lst": Layer("LST_Day_1km", "multiply", "QC_Day")},
-        outputs={"lst": Output("K", "daytime land surface temperature (MOD11A1)", "nearest", "surface_temperature")},
-        qc_defaults={"QC_Day": (QCRule(0, 2, (0,)),)},
-    ),
-    "MOD13A2": ProductSpec(
-        short_names=("MOD13A2", "MYD13A2"),
-        grid_prefix="MODIS_Grid_16DAY_1km_VI",
-        layers={
-            "ndvi": Layer("1 km 16 days NDVI", "divide", "1 km 16 days pixel reliability"),
-            "evi": Layer("1 km 16 days EVI", "divide", "1 km 16 days pixel reliability"),
-        },
-        outputs={
-            "ndvi": Output(_UNIT, "normalized difference vegetation index (MOD13A2)", "nearest"),
-            "evi": Output(_UNIT, "enhanced vegetation index (MOD13A2)", "nearest"),
-        },
-        qc_defaults={"1 km 16 days pixel reliability": (QCRule(0, 8, (0, 1)),)},
-        composite_days=16,
-    ),
-    "MOD09A1": ProductSpec(
-        short_names=("MOD09A1", "MYD09A1"),
-        grid_prefix="MOD_Grid_500m_Surface_Reflectance",
-        layers={
-            f"b{n}": Layer(f"sur_refl_b0{n}", "multiply", "sur_refl_state_500m") for n in (2, 4, 6, 7)
-        },
-        outputs={
-            "ndwi": Output(_UNIT, "normalized difference water index (B4-B2)/(B4+B2), MOD09A1", "average"),
-            "lswi": Output(_UNIT, "land surface water index (B2-B6)/(B2+B6), MOD09A1", "average"),
-            "nsdsi": Output(_UNIT, "normalized SWIR difference soil-moisture index (B6-B7)/B6, MOD09A1", "average"),
-        },
-        qc_defaults={"sur_refl_state_500m": (QCRule(0, 2, (0,)), QCRule(2, 1, (0,)))},
-        derive=_mod09_indices,
-        composite_days=8,
-    ),
-    "MOD15A2H": ProductSpec(
-        short_names=("MOD15A2H", "MYD15A2H", "MCD15A2H"),
-        grid_prefix="MOD_Grid_MOD15A2H",
-        layers={"lai": Layer("Lai_500m", "multiply", "FparLai_QC"), "fpar": Layer("Fpar_500m", "multiply", "FparLai_QC")},
-        outputs={
-            "lai": Output("m2 m-2", "leaf area index (MOD15A2H)", "average", "leaf_area_index"),
-            "fpar": Output(
-                _UNIT,
-                "fraction of absorbed photosynthetically active radiation (MOD15A2H)",
-                "average",
-                "fraction_of_surface_downwelling_photosynthetic_radiative_flux_absorbed_by_vegetation",
-            ),
-        },
-        qc_defaults={"FparLai_QC": (QCRule(0, 1, (0,)), QCRule(3, 2, (0,)))},
-        composite_days=8,
-    ),
-    "MCD43A3": ProductSpec(
-        short_names=("MCD43A3",),
-        grid_prefix="MOD_Grid_BRDF",
-        layers={
-            "albedo_wsa": Layer("Albedo_WSA_shortwave", "multiply", "BRDF_Albedo_Band_Mandatory_Quality_shortwave"),
-            "albedo_bsa": Layer("Albedo_BSA_shortwave", "multiply", "BRDF_Albedo_Band_Mandatory_Quality_shortwave"),
-        },
-        outputs={
-            "albedo_wsa": Output(_UNIT, "white-sky shortwave albedo (MCD43A3)", "average", "surface_albedo"),
-            "albedo_bsa": Output(_UNIT, "black-sky shortwave albedo at local solar noon (MCD43A3)", "average", "surface_albedo"),
-        },
-        qc_defaults={"BRDF_Albedo_Band_Mandatory_Quality_shortwave": (QCRule(0, 8, (0, 1)),)},
-        name_date_offset=8,
-    ),
-}
-
-
-# -- StructMetadata / CoreMetadata ------------------------------------------------------
-@dataclass(frozen=True)
-class TileGeometry:
-    """Grid of one HDF-EOS tile, from ``StructMetadata.0``."""
-
-    grid_name: str
-    xdim: int
-    ydim: int
-    upper_left: tuple[float, float]
-    lower_right: tuple[float, float]
-    radius: float
-
-    @property
-    def transform(self) -> Affine:
-        """Affine transform (pixel corners) of the tile."""
-        (x0, y0), (x1, y1) = self.upper_left, self.lower_right
-        return Affine((x1 - x0) / self.xdim, 0.0, x0, 0.0, (y1 - y0) / self.ydim, y0)
-
-    @property
-    def pixel_size(self) -> float:
-        """Pixel width in metres (926.625 m for 1 km, 463.313 m for 500 m products)."""
-        return (self.lower_right[0] - self.upper_left[0]) / self.xdim
-
-    @property
-    def tile(self) -> tuple[int, int]:
-        """(h, v) of the published tile holding the grid's upper-left corner."""
-        x0, y0 = self.upper_left
-        return int(np.floor((x0 - TILE_X0) / TILE_SIZE + 1e-6)), int(np.floor((TILE_Y0 - y0) / TILE_SIZE + 1e-6))
-
-
-def _odl(text: str, key: str) -> str | None:
-    m = re.search(rf"^\s*{re.escape(key)}\s*=\s*(.+?)\s*$", text, re.M)
-    return m.group(1) if m else None
-
-
-def _pair(value: str | None) -> tuple[float, float] | None:
-    if value is None:
-        return None
-    nums = re.findall(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", value)
-    return (float(nums[0]), float(nums[1])) if len(nums) >= 2 else None
-
-
-def parse_struct_metadata(text: str, path: PathLike = "<StructMetadata.0>") -> TileGeometry:
-    """Geometry of the first grid of an HDF-EOS ``StructMetadata.0`` text.
-
-    Raises
-    ------
-    GeolocationError
-        No grid, a missing corner/size, or a projection other than sinusoidal.
-    """
-    m = re.search(r"GROUP=GRID_1(.*?)END_GROUP=GRID_1", text, re.S)
-    if m is None:
-        raise GeolocationError(path, "StructMetadata.0 defines no grid (GROUP=GRID_1)")
-    g = m.group(1)
-    name = (_odl(g, "GridName") or "").strip('"')
-    xdim, ydim = _odl(g, "XDim"), _odl(g, "YDim")
-    ul, lr = _pair(_odl(g, "UpperLeftPointMtrs")), _pair(_odl(g, "LowerRightMtrs"))
-    proj = _odl(g, "Projection")
-    if None in (xdim, ydim, ul, lr):
-        raise GeolocationError(path, "StructMetadata.0 lacks XDim, YDim, UpperLeftPointMtrs or LowerRightMtrs")
-    if proj != "GCTP_SNSOID":
-        raise GeolocationError(path, f"projection {proj!r} is not MODIS sinusoidal (GCTP_SNSOID)")
-    params = re.findall(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", _odl(g, "ProjParams") or "")
-    radius = float(params[0]) if params and float(params[0]) > 0 else SPHERE_RADIUS
-    if abs(radius - SPHERE_RADIUS) > 1.0:
-        raise GeolocationError(path, f"sinusoidal sphere radius {radius} m is not MODIS's {SPHERE_RADIUS} m")
-    geom = TileGeometry(name, int(xdim), int(ydim), ul, lr, radius)
-    if not (geom.pixel_size > 0 and geom.transform.e < 0):
-        raise GeolocationError(path, f"grid corners {ul} / {lr} are not upper-left / lower-right")
-    return geom
-
-
-def core_metadata_value(text: str, name: str) -> str | None:
-    """``VALUE`` of ``OBJECT = name`` in an ECS ``CoreMetadata.0`` (ODL) text, or None."""
-    m = re.search(rf"OBJECT\s*=\s*{re.escape(name)}\s*\n(.*?)END_OBJECT\s*=\s*{re.escape(name)}\b", text, re.S)
-    if not m:
-        return None
-    v = re.search(r"^\s*VALUE\s*=\s*(.+?)\s*$", m.group(1), re.M)
-    return v.group(1).strip('"') if v else None
-
-
-# -- product and date identification ----------------------------------------------------
-def product_of(path: PathLike) -> str | None:
-    """Key in :data:`PRODUCTS` of the short name at the start of a file name, or None."""
-    short = os.path.basename(os.fspath(path)).split(".")[0].upper()
-    for key, spec in PRODUCTS.items():
-        if short in spec.short_names:
-            return key
-    return None
-
-
+# -- product identification -------------------------------------------------------------
 def _identify(path: str, product: str | None, grid_name: str) -> str:
     by_name = product_of(path)
     if product is not None:
@@ -335,34 +108,6 @@ def _identify(path: str, product: str | None, grid_name: str) -> str:
     if not grid_name.startswith(PRODUCTS[key].grid_prefix):
         raise WrongProductError(path, f"grid {grid_name!r} is not the {key} grid ({PRODUCTS[key].grid_prefix})")
     return key
-
-
-def tile_date(path: str, attributes: Mapping[str, object], spec: ProductSpec) -> dt.date:
-    """Date of a tile: ``AYYYYDDD`` in the name, cross-checked with ``RANGEBEGINNINGDATE``."""
-    name_date = None
-    m = re.search(r"\.A(\d{4})(\d{3})\.", os.path.basename(path))
-    if m:
-        try:
-            name_date = dt.date(int(m.group(1)), 1, 1) + dt.timedelta(int(m.group(2)) - 1)
-            if name_date.year != int(m.group(1)):
-                raise ValueError("day of year past the end of the year")
-        except ValueError as exc:
-            raise InputDateError(path, f"'A{m.group(1)}{m.group(2)}' in the name is not a date ({exc})") from exc
-    meta_date = None
-    core = attributes.get("CoreMetadata.0") or attributes.get("OldCoreMetadata.0")
-    if isinstance(core, str):
-        value = core_metadata_value(core, "RANGEBEGINNINGDATE")
-        if value:
-            try:
-                meta_date = dt.date.fromisoformat(value) + dt.timedelta(spec.name_date_offset)
-            except ValueError as exc:
-                raise InputDateError(path, f"RANGEBEGINNINGDATE {value!r} is not a date") from exc
-    if name_date and meta_date and name_date != meta_date:
-        raise InputDateError(path, f"file name date {name_date} disagrees with the metadata date {meta_date}")
-    date = name_date or meta_date
-    if date is None:
-        raise InputDateError(path, "no AYYYYDDD date in the name and no RANGEBEGINNINGDATE in the metadata")
-    return date
 
 
 # -- unpacking --------------------------------------------------------------------------
@@ -562,7 +307,11 @@ def _read_for_region(path: str, region: Region, **kw: object) -> tuple[xr.Datase
     return ds, date
 
 
-def tile_corners(h: int, v: int) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Upper-left and lower-right corners (sinusoidal metres) of tile (h, v), published tiling."""
-    x0, y0 = TILE_X0 + h * TILE_SIZE, TILE_Y0 - v * TILE_SIZE
-    return (x0, y0), (x0 + TILE_SIZE, y0 - TILE_SIZE)
+__all__ = [
+    "modis_to_region", "read_modis_tile", "tile_raster", "unpack",
+    # the product specifications (dsm.ingest.modis_products)
+    "PRODUCTS", "Layer", "Output", "ProductSpec", "QCRule", "passes_all", "product_of",
+    # the tile metadata (dsm.ingest.modis_metadata)
+    "SPHERE_RADIUS", "TILE_SIZE", "TILE_X0", "TILE_Y0", "TileGeometry", "core_metadata_value",
+    "parse_struct_metadata", "tile_corners", "tile_date",
+]

@@ -100,14 +100,14 @@ import fsspec
 import xarray as xr
 
 from dsm import fingerprint, store
-from dsm.cluster import outcomes
+from dsm.cluster import leased_outcomes
 from dsm.config import Config
 from dsm.cube import Layout, create_cube, layout_of, open_cube
 from dsm.errors import ConfigError, InputError
 from dsm.ingest.plan import plan
 from dsm.ingest.report import _assemble, _merge_provenance, _previous, report_url, summarize
 from dsm.ingest.tasks import run_task
-from dsm.runlock import Lease, LockLostError
+from dsm.runlock import Lease
 
 log = logging.getLogger(__name__)
 
@@ -190,13 +190,8 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
     run_id = uuid.uuid4().hex[:8]  # fresh keys: a rerun on the same client must not reuse results
     futures = client.map(run_task, p.tasks, cfg=cfg, key=[f"{t.key}-{run_id}" for t in p.tasks], retries=0)
     results, errors = [], []
-    done = outcomes(dict(zip(futures, p.tasks)))
+    done = leased_outcomes(client, dict(zip(futures, p.tasks)), check)
     for task, result, exc in tqdm(done, total=len(futures), desc="ingest", unit="task", disable=not progress):
-        try:
-            check()
-        except LockLostError:
-            client.cancel(futures)
-            raise
         if exc is None:
             results.append((task, result))
             continue

@@ -27,6 +27,7 @@ import xarray as xr
 from dsm.config import Config, InputsConfig, InputSource
 from dsm.cube import SPECS, Layout
 from dsm.errors import ConfigError, InputError
+from dsm.files import expand_each
 from dsm.ingest.base import (
     DEFAULT_DATE_REGEX,
     IngestInputError,
@@ -35,7 +36,7 @@ from dsm.ingest.base import (
     date_from_name,
 )
 from dsm.ingest.duplicates import newest_first
-from dsm.ingest.inputs import expand_each, folder_patterns, source_entry
+from dsm.ingest.inputs import folder_patterns, source_entry
 from dsm.ingest.precip import imerg_date, local_utc_offset, netcdf_times
 from dsm.ingest.reflectance import DATE_REGEX as REFLECTANCE_DATES
 from dsm.ingest.reflectance import match_band_dates

@@ -40,7 +40,7 @@ from dsm.ingest.base import (
     date_from_name,
     read_many,
 )
-from dsm.ingest.modis import PRODUCTS, QCRule, passes_all
+from dsm.ingest.modis_products import PRODUCTS, QCRule, passes_all
 from dsm.ingest.rasters import ValueRule, check_range, read_values, require_scale, require_values
 from dsm.ingest.reproject import Raster, warp_many_to_region
 

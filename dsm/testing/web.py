@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from dsm.testing.processes import LOOPBACK, ManagedProcess, free_ports, wait_until
+from dsm.testing.child_processes import LOOPBACK, ManagedProcess, free_ports, wait_until
 
 __all__ = ["LoopbackHTTP", "RangeHandler"]
 

@@ -1,0 +1,214 @@
+"""Streaming sums that score a 1 km map against its truth, one time chunk at a time (pure numpy).
+
+:class:`ScoreSums` holds the sums for n, RMSE, R, ubRMSE, bias, the within-cell R and the
+cell-mean / within-cell-anomaly split of the squared error; :class:`PixelSums` the per-pixel
+sums over time for the temporal R and the pixels' time means; :class:`MapScores` everything
+:func:`dsm.skill.skill` scores for one map on one kind of pixel-days (overall, by season, with
+and without SMAP, the anomalies of a second pass); :class:`CoverageSums` the coverage of
+``sm +- sm_unc``. The scores are defined in :mod:`dsm.skill`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dsm.grid import FINE_PER_COARSE
+
+MIN_CELL_PIXELS = 30
+"""Fewest scored pixels a (cell, day) needs for ``cell_r``, ``rmse_cell_mean`` and ``rmse_anomaly``."""
+MIN_PIXEL_DAYS = 10
+"""Fewest days a pixel needs for its temporal R and its time mean (``anomaly_cell_r``)."""
+SEASONS = {12: "DJF", 1: "DJF", 2: "DJF", 3: "MAM", 4: "MAM", 5: "MAM",
+           6: "JJA", 7: "JJA", 8: "JJA", 9: "SON", 10: "SON", 11: "SON"}
+_EPS = 1e-12
+
+
+def json_float(v: Any) -> float | None:
+    """A JSON-ready float: None for None, NaN or inf."""
+    if v is None:
+        return None
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+def cell_sums(x: np.ndarray, y: np.ndarray, mask: np.ndarray, factor: int) -> tuple[np.ndarray, ...]:
+    """Per (day, cell of ``factor`` pixels a side): pixel count, means of x and y, and the sums
+    of squared deviations ``sxx, syy, sxy`` over the masked pixels (inputs (time, y, x))."""
+    f = factor
+    t, ny, nx = x.shape
+    shp = (t, ny // f, f, nx // f, f)
+    m = mask.reshape(shp)
+    xb = np.where(m, x.reshape(shp), 0.0).astype(np.float64)
+    yb = np.where(m, y.reshape(shp), 0.0).astype(np.float64)
+    n = m.sum(axis=(2, 4))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx, my = xb.sum(axis=(2, 4)) / n, yb.sum(axis=(2, 4)) / n
+    dx = np.where(m, xb - mx[:, :, None, :, None], 0.0)
+    dy = np.where(m, yb - my[:, :, None, :, None], 0.0)
+    return n, mx, my, (dx * dx).sum(axis=(2, 4)), (dy * dy).sum(axis=(2, 4)), (dx * dy).sum(axis=(2, 4))
+
+
+class ScoreSums:
+    """Streaming sums for R, RMSE, ubRMSE, bias, the within-cell correlation and the
+    cell-mean / within-cell-anomaly split of the squared error."""
+
+    def __init__(self, factor: int = FINE_PER_COARSE) -> None:
+        self.factor = factor  # 1 km pixels per SMAP cell side
+        self.s = np.zeros(6)  # n, sx, sy, sxx, syy, sxy (x map, y truth)
+        self.cell_r_sum = 0.0
+        self.cell_r_n = 0
+        self.cell = np.zeros(3)  # cell-days, sum of squared cell-mean errors, their pixels
+        self.anom_sse = 0.0
+
+    def add(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> None:
+        xv, yv = x[mask].astype(np.float64), y[mask].astype(np.float64)
+        self.s += [xv.size, xv.sum(), yv.sum(), (xv * xv).sum(), (yv * yv).sum(), (xv * yv).sum()]
+        n, mx, my, vx, vy, cov = cell_sums(x, y, mask, self.factor)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = cov / np.sqrt(vx * vy)
+        big = n >= MIN_CELL_PIXELS
+        ok = big & (vx > _EPS) & (vy > _EPS) & np.isfinite(r)
+        self.cell_r_sum += float(r[ok].sum())
+        self.cell_r_n += int(ok.sum())
+        e = (mx - my)[big]
+        self.cell += [e.size, float((e * e).sum()), int(n[big].sum())]
+        # sum over a cell of ((x - mx) - (y - my))**2 = sxx + syy - 2 sxy (deviation sums)
+        self.anom_sse += float(np.maximum(vx + vy - 2 * cov, 0.0)[big].sum())
+
+    def result(self) -> dict[str, Any]:
+        n, sx, sy, sxx, syy, sxy = self.s
+        ncell, cell_sse, cell_pixels = self.cell
+        out: dict[str, Any] = {"n": int(n), "rmse": None, "r": None, "ubrmse": None, "bias": None,
+                               "cell_r": self.cell_r_sum / self.cell_r_n if self.cell_r_n else None,
+                               "cell_r_pairs": self.cell_r_n,
+                               "rmse_cell_mean": json_float(np.sqrt(cell_sse / ncell)) if ncell else None,
+                               "rmse_anomaly": (json_float(np.sqrt(self.anom_sse / cell_pixels))
+                                                if cell_pixels else None)}
+        if n < 2:
+            return out
+        mse = (sxx - 2 * sxy + syy) / n
+        bias = (sx - sy) / n
+        vx, vy = sxx / n - (sx / n) ** 2, syy / n - (sy / n) ** 2
+        cov = sxy / n - sx * sy / n**2
+        r = cov / np.sqrt(vx * vy) if vx > _EPS and vy > _EPS else float("nan")
+        out.update({"rmse": float(np.sqrt(max(mse, 0))), "r": json_float(r),
+                    "ubrmse": float(np.sqrt(max(mse - bias**2, 0))), "bias": float(bias)})
+        return out
+
+
+class PixelSums:
+    """Per-pixel streaming sums over time for the temporal R and the per-pixel time means."""
+
+    def __init__(self, shape: tuple[int, int]) -> None:
+        self.s = np.zeros((6, *shape))  # n, sx, sy, sxx, syy, sxy
+
+    def add(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> None:
+        xv = np.where(mask, x, 0.0).astype(np.float64)
+        yv = np.where(mask, y, 0.0).astype(np.float64)
+        for k, a in enumerate((mask, xv, yv, xv * xv, yv * yv, xv * yv)):
+            self.s[k] += a.sum(axis=0)
+
+    def means(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-pixel time means of map and truth; NaN for pixels with < MIN_PIXEL_DAYS days."""
+        n, sx, sy = self.s[:3]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            keep = n >= MIN_PIXEL_DAYS
+            return np.where(keep, sx / n, np.nan), np.where(keep, sy / n, np.nan)
+
+    def r(self) -> np.ndarray:
+        """Per-pixel temporal R; NaN for pixels with < MIN_PIXEL_DAYS days or a constant series."""
+        n, sx, sy, sxx, syy, sxy = self.s
+        with np.errstate(invalid="ignore", divide="ignore"):
+            vx, vy = sxx / n - (sx / n) ** 2, syy / n - (sy / n) ** 2
+            r = (sxy / n - sx * sy / n**2) / np.sqrt(vx * vy)
+        ok = (n >= MIN_PIXEL_DAYS) & (vx > _EPS) & (vy > _EPS) & np.isfinite(r)
+        return np.where(ok, np.clip(r, -1.0, 1.0), np.nan)
+
+    def result(self) -> dict[str, Any]:
+        r = self.r()
+        r = r[np.isfinite(r)]
+        return {"temporal_r_median": json_float(np.median(r)) if r.size else None,
+                "temporal_r_mean": json_float(r.mean()) if r.size else None, "temporal_r_pixels": int(r.size)}
+
+
+class MapScores:
+    """Everything scored for one map on one kind of pixel-days."""
+
+    def __init__(self, shape: tuple[int, int], factor: int = FINE_PER_COARSE) -> None:
+        self.shape, self.factor = shape, factor
+        self.acc, self.pix, self.anom = ScoreSums(factor), PixelSums(shape), ScoreSums(factor)
+        self.seasons: dict[str, ScoreSums] = {}
+        self.split: dict[str, tuple[ScoreSums, PixelSums]] = {}
+        self.means: tuple[np.ndarray, np.ndarray] | None = None
+
+    def add(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, months: np.ndarray,
+            smap: np.ndarray | None = None, other: np.ndarray | None = None) -> None:
+        """Pass 1: ``mask`` the scored pixel-days; ``smap`` / ``other``, when given, the
+        pixel-days with / without a SMAP observation for ``smap_days`` / ``other_days``."""
+        self.acc.add(x, y, mask)
+        self.pix.add(x, y, mask)
+        seasons = np.array([SEASONS[int(m)] for m in months])
+        for s in dict.fromkeys(seasons):
+            i = seasons == s
+            self.seasons.setdefault(s, ScoreSums(self.factor)).add(x[i], y[i], mask[i])
+        for name, m in (("smap_days", smap), ("other_days", other)):
+            if m is not None:
+                acc, pix = self.split.setdefault(name, (ScoreSums(self.factor), PixelSums(self.shape)))
+                acc.add(x, y, m)
+                pix.add(x, y, m)
+
+    def add_anomaly(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> None:
+        """Pass 2: the within-cell correlation of the anomalies from the pixels' time means."""
+        if self.means is None:
+            self.means = self.pix.means()
+        mx, my = self.means
+        m = mask & np.isfinite(mx)[None]
+        self.anom.add(x - mx[None], y - my[None], m)
+
+    def result(self) -> dict[str, Any]:
+        out = self.acc.result()
+        out.update(self.pix.result())
+        out["anomaly_cell_r"] = self.anom.result()["cell_r"]
+        out["seasons"] = {s: {k: a.result()[k] for k in ("n", "rmse", "cell_r")}
+                          for s in ("DJF", "MAM", "JJA", "SON") if (a := self.seasons.get(s)) and a.s[0] > 0}
+        out["smap_days"] = {"n": out["n"], "rmse": out["rmse"], "temporal_r_median": out["temporal_r_median"]}
+        out["other_days"] = None
+        for name, (acc, pix) in self.split.items():
+            res = acc.result()
+            out[name] = {"n": res["n"], "rmse": res["rmse"], "temporal_r_median": pix.result()["temporal_r_median"]}
+        return out
+
+
+class CoverageSums:
+    """Coverage of ``sm +- sm_unc``, overall and by ``sm_origin`` bit."""
+
+    def __init__(self, ds: Any) -> None:
+        attrs = ds["sm_origin"].attrs if "sm_origin" in ds else {}
+        masks = [int(b) for b in np.atleast_1d(attrs.get("flag_masks", []))]
+        names = str(attrs.get("flag_meanings", "")).split()
+        self.bits = {(names[i] if i < len(names) else f"bit_{b}"): b for i, b in enumerate(masks)}
+        self.nominal = ds["sm_unc"].attrs.get("interval")
+        self.total = np.zeros(2, np.int64)
+        self.by = {k: np.zeros(2, np.int64) for k in self.bits}
+
+    def add(self, inside: np.ndarray, ok: np.ndarray, origin: np.ndarray | None) -> None:
+        self.total += [int(inside[ok].sum()), int(ok.sum())]
+        if origin is None:
+            return
+        for k, b in self.bits.items():
+            m = ok & ((origin.astype(np.int64) & b) != 0)
+            self.by[k] += [int(inside[m].sum()), int(m.sum())]
+
+    def result(self) -> dict[str, Any]:
+        def frac(a: np.ndarray) -> float | None:
+            return float(a[0] / a[1]) if a[1] else None
+
+        return {"nominal": json_float(self.nominal), "empirical": frac(self.total), "n": int(self.total[1]),
+                "by_origin": {k: {"bit": b, "n": int(self.by[k][1]), "coverage": frac(self.by[k])}
+                              for k, b in self.bits.items()}}
+
+
+__all__ = ["MIN_CELL_PIXELS", "MIN_PIXEL_DAYS", "SEASONS", "CoverageSums", "MapScores", "PixelSums", "ScoreSums",
+           "cell_sums", "json_float"]

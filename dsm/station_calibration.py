@@ -1,0 +1,114 @@
+"""The fusion map's settings calibrated at the in situ stations, on the client (predict stage).
+
+The map is ``sm = B + k a`` with interval ``z sqrt(var_cell + s^2)`` (:mod:`dsm.cellmeans`).
+Before the first block is written, :func:`calibrate_at_stations` computes ``B``, ``a`` and
+``var_cell`` at the station pixels on every day (one :func:`dsm.blocks.station_parts` task per
+station cell and time chunk: the blocks' own code, writing nothing), then calibrates the gain
+``k`` (:func:`dsm.calibration.calibrate_gain`) and, on the residuals of the map with that gain,
+the within-cell error sd ``s`` (:func:`dsm.calibration.calibrate_anomaly_sd`). With too few
+stations, or with the calibration switched off, the configured values are used. A products
+store keeps the values it was started with, so a resumed run writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pandas as pd
+from distributed import Client
+
+from dsm.blocks import BlockJob, station_parts
+from dsm.calibration import GainCalibration, IntervalCalibration, calibrate_anomaly_sd, calibrate_gain
+from dsm.config import Config
+from dsm.cube import Layout
+from dsm.stations import station_observations
+
+__all__ = ["GAIN_ATTR", "UNC_ATTR", "calibrate_at_stations", "station_table"]
+
+GAIN_ATTR = "anomaly_gain"  # products attribute: the store's GainCalibration
+UNC_ATTR = "anomaly_error"  # products attribute: the store's IntervalCalibration
+
+JobsFor = Callable[[int, int, int, int], BlockJob]
+
+
+def station_table(config: Config, client: Client, jobs_for: JobsFor, n_days: int, obs: pd.DataFrame) -> pd.DataFrame:
+    """The map's parts at the stations of ``obs`` (:func:`dsm.stations.station_observations`):
+    one row per station-day with ``station, time, base, anomaly, var_cell, insitu``.
+
+    ``jobs_for(t0, t1, row, col)`` is the block job of the SMAP cell holding pixel
+    ``(row, col)`` over days ``t0:t1`` of the run.
+    """
+    f = config.grid_region.fine_per_coarse
+    sites = obs.drop_duplicates("station").loc[:, ["station", "row", "col"]]
+    tchunk = Layout.from_config(config).time_chunk
+    futures = {}
+    for (cy, cx), group in sites.groupby([sites["row"] // f, sites["col"] // f]):
+        pixels = [(int(r) - cy * f, int(c) - cx * f) for r, c in zip(group["row"], group["col"])]
+        for t0 in range(0, n_days, tchunk):
+            job = jobs_for(t0, min(t0 + tchunk, n_days), cy * f, cx * f)
+            futures[client.submit(station_parts, job, pixels, pure=False)] = (t0, tuple(group["station"]))
+    frames = []
+    for fut, (t0, names) in futures.items():
+        parts = fut.result()
+        days = pd.DatetimeIndex(config.dates.start + dt.timedelta(days=t0 + i) for i in range(parts["base"].shape[0]))
+        for j, name in enumerate(names):
+            frames.append(pd.DataFrame({"station": name, "time": days, **{k: v[:, j] for k, v in parts.items()}}))
+    return pd.concat(frames, ignore_index=True).merge(obs.loc[:, ["station", "time", "insitu"]],
+                                                      on=["station", "time"], how="inner")
+
+
+def calibrate_at_stations(config: Config, client: Client, jobs_for: JobsFor, n_days: int,
+                          stored: Mapping[str, Any], configured_sd: float
+                          ) -> tuple[GainCalibration, IntervalCalibration]:
+    """The gain ``k`` and the within-cell error sd ``s`` of this products store (module
+    docstring).
+
+    Parameters
+    ----------
+    stored
+        The store's attributes: values recorded under :data:`GAIN_ATTR` / :data:`UNC_ATTR` are
+        kept. A store that recorded a gain but no sd was started before ``s`` was calibrated
+        and keeps ``configured_sd``.
+    configured_sd
+        ``training.fusion.anomaly_error_sd`` as the fusion model was trained with (its card).
+    """
+    fcfg = config.training.fusion
+    nominal = config.output.interval
+    gain = GainCalibration.from_dict(dict(stored[GAIN_ATTR])) if stored.get(GAIN_ATTR) else None
+    unc = IntervalCalibration.from_dict(dict(stored[UNC_ATTR])) if stored.get(UNC_ATTR) else None
+    if gain is not None and unc is None:
+        unc = IntervalCalibration(configured_sd, "configured", configured_sd,
+                                  "the store was started before sm_unc was calibrated at stations", nominal)
+    if gain is not None and unc is not None:
+        return gain, unc
+
+    def configured(why: str, n: int = 0) -> tuple[GainCalibration, IntervalCalibration]:
+        return (gain or GainCalibration(fcfg.anomaly_gain, "configured", fcfg.anomaly_gain, why, n_stations=n),
+                unc or IntervalCalibration(configured_sd, "configured", configured_sd, why, nominal, n_stations=n))
+
+    wanted = fcfg.gain_from_stations and gain is None
+    wanted_unc = fcfg.interval_from_stations and config.output.uncertainty != "none"
+    if not (wanted or wanted_unc):
+        return configured("training.fusion.gain_from_stations and interval_from_stations are off")
+    obs = station_observations(config)
+    n_sites = obs["station"].nunique() if len(obs) else 0
+    if n_sites < fcfg.min_gain_stations:
+        return configured(f"{n_sites} in situ stations in the region, fewer than training.fusion.min_gain_stations "
+                          f"= {fcfg.min_gain_stations}", n_sites)
+    table = station_table(config, client, jobs_for, n_days, obs)
+    if gain is None:
+        gain = (calibrate_gain(table["station"], table["insitu"], table["base"], table["anomaly"],
+                               configured=fcfg.anomaly_gain, min_stations=fcfg.min_gain_stations,
+                               seed=config.training.seed) if fcfg.gain_from_stations else
+                GainCalibration(fcfg.anomaly_gain, "configured", fcfg.anomaly_gain,
+                                "training.fusion.gain_from_stations is off"))
+    if not wanted_unc:
+        return gain, IntervalCalibration(configured_sd, "configured", configured_sd,
+                                         "training.fusion.interval_from_stations is off (or output.uncertainty: none)",
+                                         nominal)
+    residual = table["insitu"] - (table["base"] + gain.gain * table["anomaly"])
+    return gain, calibrate_anomaly_sd(table["station"], residual, table["var_cell"], nominal=nominal,
+                                      configured=configured_sd, min_stations=fcfg.min_gain_stations,
+                                      seed=config.training.seed)

@@ -1,0 +1,208 @@
+"""CF-1.10 / ACDD-1.3 netCDF export and the CF attributes of the products store: checked with a
+real CF checker (compliance-checker), read back with netCDF4-python and xarray."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from dsm import products, store
+from dsm.config import from_dict
+from dsm.cube import Layout
+from dsm.errors import ConfigError
+from dsm.export import export
+from dsm.grid import Region
+
+netCDF4 = pytest.importorskip("netCDF4", reason="netCDF4-python is needed to read the files back (test extra)")
+
+REGION = Region(74, 772, 2, 2)
+START, END = dt.date(2016, 6, 29), dt.date(2016, 7, 2)
+DONE = ["2016-06-29", "2016-06-30", "2016-07-02"]  # 2016-07-01 not predicted
+PROVIDERS = [{"name": "Example Soil Lab", "roles": ["producer", "processor"], "url": "https://example.org/soil",
+              "email": "soil@example.org"},
+             {"name": "Example Data Host", "roles": ["host"], "url": "https://data.example.org",
+              "email": "data@example.org"}]
+
+
+def _store(url: str) -> np.ndarray:
+    """A products store of four days (72 x 72 pixels) with known sm, sm_unc and origin; three done."""
+    products.create_products(url, Layout(REGION, START, END, 36, 2), 0.9, overwrite=True)
+    ds = products.open_products(url)
+    rng = np.random.default_rng(1)
+    sm = rng.uniform(0.02, 0.45, (4, 72, 72)).astype(np.float32)
+    sm[:, :5, :] = np.nan  # "water"
+    origin = np.where(np.isnan(sm), 0, products.ALL_PREDICTORS | products.INPUT_OUT_OF_RANGE).astype(np.uint16)
+    part = xr.Dataset({"sm": (("time", "y", "x"), sm), "sm_unc": (("time", "y", "x"), sm * 0.1),
+                       "sm_origin": (("time", "y", "x"), origin)},
+                      coords={"time": ds["time"].values, "y": ds["y"].values, "x": ds["x"].values})
+    store.write_region(url, part, None, ds)
+    stored = products.open_products(url)["sm"].values
+    packed = _packed(url)
+    index = {d: (dt.date.fromisoformat(d) - START).days for d in DONE}
+    models = {d: {"period": "2016177", "model": "xgb", products.VALID_PIXELS: int(np.isfinite(stored[t]).sum()),
+                  products.SM_DIGEST: products.day_digest(packed[t], (36, 36))} for d, t in index.items()}
+    store.set_attrs(url, {"days_done": DONE, "day_models": models})
+    return stored
+
+
+def _packed(url: str) -> np.ndarray:
+    """``sm`` as stored (int16)."""
+    import zarr
+
+    return np.asarray(zarr.open_array(f"{url}/sm", mode="r")[:])
+
+
+def _config(tmp_path: Path, **output):
+    return from_dict({"region": {"cells": [74, 772, 2, 2]}, "dates": {"start": str(START), "end": str(END)},
+                      "stores": {"cube": "unused.zarr", "output": str(tmp_path / "sm.zarr"),
+                                 "netcdf": str(tmp_path / "nc")},
+                      "chunks": {"space": 36, "time": 2},
+                      "output": {"formats": ["netcdf"], "netcdf_period": "month", "license": "CC-BY-4.0",
+                                 "providers": PROVIDERS, **output}})
+
+
+KNOWN: dict[str, str] = {
+    # compliance-checker 6.1 lists lambert_cylindrical_equal_area's one required attribute as a string,
+    # not a tuple, and asks for each of its letters ("l is a required attribute..."); the attribute
+    # itself (longitude_of_central_meridian) is asserted present in the test
+    "is a required attribute for grid mapping lambert_cylindrical_equal_area": "checker bug",
+    # ACDD wants a standard_name on every data variable; none in the CF table names a prediction
+    # interval's half width (sm_unc), and a wrong one would be worse than none
+    'variable "sm_unc" missing the following attributes:: standard_name': "no CF standard name",
+    # warnings: the bounds of a scalar coordinate have one dimension (CF 7.1); the vertical extent
+    # and time_coverage_end are the layer's and the last day's bounds, not the coordinate values
+    "Boundary variable depth_bnds specified by depth should have at least two dimensions": "CF 7.1",
+    "geospatial_vertical_min != geospatial_vertical_max for scalar depth values": "the 0-5 cm layer",
+    "geospatial_vertical_max != depth values": "the 0-5 cm layer",
+    "geospatial_bounds_vertical_crs not present": "EPSG has no CRS of depth below the land surface",
+    "time_coverage_end and actual time values": "end of the last day",
+    "naming_authority not present": "no naming authority of the user's is known",
+}
+
+
+def _cf_failures(path: str) -> dict[str, list[str]]:
+    """compliance-checker's failed checks of ``path`` against CF-1.10 and ACDD-1.3 by priority
+    (``high``: errors, ``medium``: warnings), less the :data:`KNOWN` ones."""
+    from compliance_checker.runner import CheckSuite
+
+    suite = CheckSuite()
+    suite.load_all_available_checkers()
+    ds = suite.load_dataset(path)
+    out: dict[str, list[str]] = {"high": [], "medium": [], "low": []}
+    for checker, (results, errors) in suite.run_all(ds, ["cf:1.10", "acdd:1.3"], skip_checks=[]).items():
+        assert not errors, f"{checker} could not run: {errors}"
+        for r in results:
+            value = r.value
+            failed = (value[0] < value[1]) if isinstance(value, tuple) else not value
+            msgs = [m for m in r.msgs if not any(k in f"{r.name}: {m}" for k in KNOWN)]
+            if failed and msgs:
+                out[{3: "high", 2: "medium", 1: "low"}[r.weight]].append(f"{checker} {r.name}: {msgs}")
+    return out
+
+
+@pytest.mark.timeout(240)
+def test_netcdf_files_are_cf_acdd_clean_and_hold_the_stored_values(client, tmp_path):
+    pytest.importorskip("compliance_checker", reason="compliance-checker (CF checker, test extra) is not installed")
+    stored = _store(str(tmp_path / "sm.zarr"))
+    cfg = _config(tmp_path)
+    report = export(cfg, client, command="dsm export config.yaml --format netcdf")
+    assert report.netcdf_failed == {} and report.exported == [] and report.stac is None  # no COGs asked for
+    assert report.netcdf == [str(tmp_path / "nc" / "SM_1km_201606.nc"), str(tmp_path / "nc" / "SM_1km_201607.nc")]
+    zarr_ds = xr.open_zarr(tmp_path / "sm.zarr", consolidated=False)
+    for path, days in zip(report.netcdf, (DONE[:2], DONE[2:])):
+        with netCDF4.Dataset(path) as nc:
+            sm = nc["sm"]
+            assert sm.dtype == np.int16 and sm.filters()["zlib"] and sm.chunking() != "contiguous"
+            assert sm.valid_range.dtype == np.int16 and list(sm.valid_range) == [0, 10000]
+            assert sm._FillValue == -9999 and sm.scale_factor == np.float32(1e-4) and sm.add_offset == 0
+            read = sm[:]  # masked and scaled by netCDF4 as any CF reader does
+            t = [(dt.date.fromisoformat(d) - START).days for d in days]
+            want = stored[t]
+            assert np.array_equal(np.ma.getmaskarray(read), np.isnan(want))
+            np.testing.assert_allclose(read.filled(np.nan), want, atol=1e-4)
+            np.testing.assert_allclose(read.filled(np.nan), zarr_ds["sm"].values[t], atol=1e-4)
+            assert np.ma.count(read) > 0.9 * read.size
+            assert nc["sm_unc"][:].mask.sum() == np.isnan(want).sum()
+            assert (nc["sm_origin"][:] == (np.where(np.isnan(want), 0, 257))).all()
+            times = netCDF4.num2date(nc["time"][:], nc["time"].units, only_use_cftime_datetimes=False)
+            assert [str(x)[:10] for x in times] == days and nc["time"].bounds == "time_bnds"
+            assert (nc["time_bnds"][:, 1] - nc["time_bnds"][:, 0] == 1).all()
+            assert nc["depth"].positive == "down" and float(nc["depth"][...]) == pytest.approx(0.025)
+            assert list(nc["depth_bnds"][:]) == pytest.approx([0.0, 0.05])
+            for coord in ("time", "x", "y", "lat", "lon", "depth"):
+                assert "_FillValue" not in nc[coord].ncattrs(), coord
+            assert nc["x"].axis == "X" and nc["y"].standard_name == "projection_y_coordinate"
+            assert nc["spatial_ref"].grid_mapping_name == "lambert_cylindrical_equal_area" and "crs_wkt" in nc["spatial_ref"].ncattrs()
+            assert sm.cell_methods == "area: mean" and sm.grid_mapping == "spatial_ref"
+            assert nc.Conventions == "CF-1.10, ACDD-1.3" and "10.5194/essd-14-3053-2022" in nc.references
+            assert nc.license == "CC-BY-4.0" and nc.creator_name == "Example Soil Lab"
+            assert nc.publisher_url == "https://data.example.org"
+            assert nc["spatial_ref"].longitude_of_central_meridian == 0
+            assert "dsm export config.yaml --format netcdf" in nc.history
+            assert nc.time_coverage_start == f"{days[0]}T00:00:00Z"
+            assert not any(a in nc.ncattrs() for a in ("days_done", "day_models", "origin_bits"))
+        with xr.open_dataset(path, decode_coords="all") as x:  # xarray reads the same
+            np.testing.assert_allclose(x["sm"].values, want, atol=1e-4)
+            assert x["sm"].rio.crs.to_epsg() == 6933
+        failures = _cf_failures(path)
+        assert failures["high"] == [] and failures["medium"] == [], failures
+    # a rerun skips both files; a file gone, or a setting changed, is written again
+    assert export(cfg, client).netcdf_skipped == ["201606", "201607"]
+    Path(report.netcdf[1]).unlink()
+    again = export(cfg, client)
+    assert again.netcdf == [report.netcdf[1]] and again.netcdf_skipped == ["201606"]
+    relicensed = export(_config(tmp_path, license="CC0-1.0"), client)
+    assert relicensed.netcdf == report.netcdf
+    with netCDF4.Dataset(report.netcdf[0]) as nc:
+        assert nc.license == "CC0-1.0"
+
+
+@pytest.mark.timeout(240)
+def test_a_replaced_chunk_is_never_written_to_netcdf(client, tmp_path):
+    url = str(tmp_path / "sm.zarr")
+    _store(url)
+    chunk = tmp_path / "sm.zarr" / "sm" / "c"
+    (chunk / "1" / "0" / "0").write_bytes((chunk / "0" / "0" / "0").read_bytes())  # days 2-3 get days 0-1's block
+    report = export(_config(tmp_path), client)
+    assert list(report.netcdf_failed) == ["201607"] and "digest differs" in report.netcdf_failed["201607"]
+    assert report.netcdf == [str(tmp_path / "nc" / "SM_1km_201606.nc")]
+    assert not (tmp_path / "nc" / "SM_1km_201607.nc").exists()
+    assert products.open_products(url).attrs["days_done"] == DONE[:2]  # predict writes it again
+
+
+def test_products_store_attributes_are_cf(tmp_path):
+    url = str(tmp_path / "sm.zarr")
+    products.create_products(url, Layout(REGION, START, END, 36, 2), 0.9)
+    meta = {v: json.loads((tmp_path / "sm.zarr" / v / "zarr.json").read_text())["attributes"]
+            for v in ("sm", "sm_unc", "sm_origin", "x", "y", "cy", "lat", "time", "time_bnds", "depth")}
+    assert meta["sm"]["valid_range"] == [0, 10000] and "valid_min" not in meta["sm"]  # packed units
+    assert meta["sm_unc"]["valid_range"] == [0, 10000] and meta["sm_origin"]["valid_range"] == [0, 511]
+    assert meta["sm"]["cell_methods"] == "area: mean"
+    for coord in ("x", "y", "cy", "lat", "time", "time_bnds", "depth"):
+        assert "_FillValue" not in meta[coord], coord
+    assert meta["cy"]["axis"] == "Y" and meta["cy"]["standard_name"] == "projection_y_coordinate"
+    assert meta["time"]["bounds"] == "time_bnds" and meta["time_bnds"]["units"] == meta["time"]["units"]
+    ds = xr.open_zarr(url, consolidated=False)
+    assert float(ds["depth"]) == pytest.approx(0.025) and ds["depth"].attrs["positive"] == "down"
+    assert (ds["time_bnds"].values[:, 1] - ds["time_bnds"].values[:, 0] == np.timedelta64(1, "D")).all()
+    assert "10.5194/essd-14-3053-2022" in ds.attrs["references"]
+    # the variables go to netCDF as they are (the JSON-valued run records stay in the store)
+    plain = ds.drop_attrs(deep=False)
+    plain.attrs = {k: v for k, v in ds.attrs.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+    plain["sm"] = plain["sm"].copy(data=np.full(plain["sm"].shape, 0.25, np.float32))
+    plain.to_netcdf(tmp_path / "plain.nc", engine="netcdf4")
+    with netCDF4.Dataset(tmp_path / "plain.nc") as nc:
+        assert nc["sm"].dtype == np.int16 and not np.ma.getmaskarray(nc["sm"][:]).any()
+        np.testing.assert_allclose(nc["sm"][:], 0.25, atol=1e-4)
+
+
+def test_bad_export_settings_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="output.license"):
+        _config(tmp_path, license="CC BY 4.0")
+    with pytest.raises(ConfigError, match="output.formats"):
+        _config(tmp_path, formats=["geotiff"])
