@@ -8,6 +8,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import settings
+
+# Property tests check values, never time: a shared 2-core machine stalls a 1 ms example now and
+# then, and hypothesis's default 200 ms deadline would turn that into a failure.
+settings.register_profile("dsm", deadline=None)
+settings.load_profile("dsm")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
