@@ -8,7 +8,7 @@ WORKDIR ?= work/demo
 SIZE   ?= default
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench notebooks lock clean
+.PHONY: setup demo test lint bench notebooks lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,14 @@ setup: $(STAMP)  ## create .venv and install dsm with pinned dependencies
 demo: setup  ## build the embedded twin region under $(WORKDIR) and print its summary
 	$(BIN)/dsm demo --workdir $(WORKDIR) --size $(SIZE)
 
-test: setup  ## run the test suite
+test: setup  ## lint and type-check dsm/, then run the test suite
+	$(BIN)/ruff check dsm
+	$(BIN)/mypy dsm
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup  ## ruff and mypy on dsm/ (configured in pyproject.toml); part of `make test`
+	$(BIN)/ruff check dsm
+	$(BIN)/mypy dsm
 
 bench: setup  ## run the benchmarks (figures printed as ratios; about 20 minutes on 2 cores)
 	$(BIN)/python bench/cube_io.py

@@ -101,7 +101,7 @@ def write_means(sm: xr.DataArray, url: str, client: Client | None,
                      "sm_daily_mean": daily_climatology(sm).astype(np.float32)})
     ds = ds.chunk({"month": 1, "year": 1, "dayofyear": 8})
     for name in ds.data_vars:
-        ds[name].attrs = {"units": "m3 m-3", "long_name": f"{name.replace('_', ' ')} of the 1 km soil moisture"}
+        ds[name].attrs = {"units": "m3 m-3", "long_name": f"{str(name).replace('_', ' ')} of the 1 km soil moisture"}
         ds[name].encoding = {}
     job = ds.to_zarr(url, mode="w", compute=False, zarr_format=3, consolidated=False,
                      storage_options=dict(storage_options or {}) or None)

@@ -25,16 +25,15 @@ import xarray as xr
 import xgboost
 
 from dsm import products, store
-from dsm.cellmeans import (BlockCells, DayCells, fuse_block, fusion_parts, running_mean, within_cell_anomaly)
+from dsm.cellmeans import BlockCells, DayCells, fuse_block, fusion_parts, running_mean, within_cell_anomaly
 from dsm.cube import API_NAMES, SPECS
-from dsm.grid import Region, block_reduce_mean, repeat_to_fine
+from dsm.dayplans import DayPlan, VariantPlan
 from dsm.features import doy_terms, feature_layer, source_of
+from dsm.grid import Region, block_reduce_mean, repeat_to_fine
 from dsm.models.store import ModelStore
 from dsm.models.variants import FULL
 from dsm.periods import composite_8day_of, period_of
 from dsm.ranges import SMAP, merge_counts, screen, screen_layers
-
-from dsm.dayplans import DayPlan
 
 log = logging.getLogger(__name__)
 
@@ -199,46 +198,66 @@ def model_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndarra
             ok &= np.isfinite(layers[c])
         remaining &= ~ok
         if masked:
-            raw_ok, hit = raw_remaining.copy(), np.zeros(shape, bool)
-            for c in v.columns:
-                valid = np.isfinite(layers[c])
-                if c in masked:
-                    valid |= masked[c]
-                    hit |= masked[c]
-                raw_ok &= valid
+            raw_ok, hit = _raw_choice(v, layers, masked, raw_remaining)
             raw_remaining &= ~raw_ok
             changed |= raw_ok & hit
         n = int(ok.sum())
         counts[v.name] = n
         if n == 0:
             continue
-        X = np.empty((n, len(v.columns) + (2 if v.doy else 0)), np.float32)
-        for j, c in enumerate(v.columns):
-            X[:, j] = layers[c][ok]
-        if v.doy:
-            X[:, len(v.columns):] = doy
+        X = _design(v, layers, ok, n, doy)
         pred = apply_model(load(v.point_key, v.point_sha), X).astype(np.float32).reshape(n)
         if v.name == FULL and plan.disaggregation is not None:
             d = plan.disaggregation
             pred = 0.5 * (pred + apply_model(load(d.point_key, d.point_sha), X).astype(np.float32).reshape(n))
         sm[ok] = pred
-        bits = np.full(n, products.ALL_PREDICTORS if v.name == FULL else products.REDUCED, products.ORIGIN_DTYPE)
-        if plan.reused:
-            bits |= products.REUSED
-        if v.ranges is not None:
-            lo = np.array([r[0] for r in v.ranges], np.float32)
-            hi = np.array([r[1] for r in v.ranges], np.float32)
-            outside = ((X[:, : len(lo)] < lo) | (X[:, : len(lo)] > hi)).any(axis=1)
-            bits[outside] |= products.EXTRAPOLATION
-        bits[no_smap[ok]] |= products.NO_SMAP
-        if rain_spinup and "api_age" in feats and any(p in API_NAMES for p in v.predictors):
-            bits[feats["api_age"][ok] < rain_spinup] |= products.RAIN_MEMORY_SHORT
-        origin[ok] = bits
+        origin[ok] = _origin_bits(v, plan.reused, X, ok, no_smap, feats.get("api_age"), rain_spinup)
         if v.quantile_key and v.quantile_sha:
             q = apply_model(load(v.quantile_key, v.quantile_sha), X).reshape(n, -1).astype(np.float32)
             unc[ok] = np.maximum(np.abs(q.max(axis=1) - q.min(axis=1)) / 2 + v.margin, 0.0)
     origin[changed & (origin > 0)] |= products.INPUT_OUT_OF_RANGE
     return sm, unc, origin, counts
+
+
+def _raw_choice(v: VariantPlan, layers: Mapping[str, np.ndarray], masked: Mapping[str, np.ndarray],
+                raw_remaining: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels variant ``v`` would get from the raw values (those screened out counted as
+    valid), and the pixels where a screened-out value is among its predictors."""
+    raw_ok, hit = raw_remaining.copy(), np.zeros(raw_remaining.shape, bool)
+    for c in v.columns:
+        valid = np.isfinite(layers[c])
+        if c in masked:
+            valid |= masked[c]
+            hit |= masked[c]
+        raw_ok &= valid
+    return raw_ok, hit
+
+
+def _design(v: VariantPlan, layers: Mapping[str, np.ndarray], ok: np.ndarray, n: int, doy: np.ndarray) -> np.ndarray:
+    """The model input of variant ``v`` at the ``n`` pixels ``ok``: its columns, then the day-of-year terms."""
+    X = np.empty((n, len(v.columns) + (2 if v.doy else 0)), np.float32)
+    for j, c in enumerate(v.columns):
+        X[:, j] = layers[c][ok]
+    if v.doy:
+        X[:, len(v.columns):] = doy
+    return X
+
+
+def _origin_bits(v: VariantPlan, reused: bool, X: np.ndarray, ok: np.ndarray, no_smap: np.ndarray,
+                 api_age: np.ndarray | None, rain_spinup: int) -> np.ndarray:
+    """The origin flags of the pixels ``ok`` variant ``v`` predicted (rows of ``X``)."""
+    bits = np.full(X.shape[0], products.ALL_PREDICTORS if v.name == FULL else products.REDUCED, products.ORIGIN_DTYPE)
+    if reused:
+        bits |= products.REUSED
+    if v.ranges is not None:
+        lo = np.array([r[0] for r in v.ranges], np.float32)
+        hi = np.array([r[1] for r in v.ranges], np.float32)
+        outside = ((X[:, : len(lo)] < lo) | (X[:, : len(lo)] > hi)).any(axis=1)
+        bits[outside] |= products.EXTRAPOLATION
+    bits[no_smap[ok]] |= products.NO_SMAP
+    if rain_spinup and api_age is not None and any(p in API_NAMES for p in v.predictors):
+        bits[api_age[ok] < rain_spinup] |= products.RAIN_MEMORY_SHORT
+    return bits
 
 
 def finish_day(model: np.ndarray, unc: np.ndarray, origin: np.ndarray, smap: np.ndarray,
@@ -318,13 +337,13 @@ def _model_block(job: BlockJob) -> _ModelledBlock:
             shift = spinup if SPECS[name].axis == "precip" else 0
             dim = "time_precip" if SPECS[name].axis == "precip" else "time"
             layers = _read(cube, name, **{dim: slice(ct0 + shift, ct1 + shift)}, y=ys, x=xs).astype(np.float32, copy=False)
-            cache.update({(name, "d", plan.day): layers[ct - ct0] for plan, ct in zip(seq, day_index)})
+            cache.update({(name, "d", plan.day): layers[ct - ct0] for plan, ct in zip(seq, day_index, strict=True)})
     smaps, smaps_bad = screen(SMAP, _read(cube, SMAP, time=slice(ct0, ct1), cy=cys, cx=cxs).astype(np.float32))
 
     modelled: dict[dt.date, tuple[Any, ...]] = {}
     missing: dict[dt.date, list[str]] = {}
     masked: dict[dt.date, dict[str, int]] = {}
-    for plan, ct in zip(seq, day_index):
+    for plan, ct in zip(seq, day_index, strict=True):
         if plan.error:
             continue
         feats, bad = screen_layers(block_features(cube, plan.day, all_names, ys, xs, cache))
@@ -423,7 +442,8 @@ def run_block(job: BlockJob) -> dict[str, Any]:
         info["missing"] = mb.missing[plan.day]
         info["out_of_range"] = mb.masked[plan.day]
         ok = np.isfinite(sm36[i]) & np.isfinite(smap)
-        info["pairs"] = [[int(c), float(a), float(b)] for c, a, b in zip(cell_ids[ok], sm36[i][ok], smap[ok])]
+        info["pairs"] = [[int(c), float(a), float(b)]
+                         for c, a, b in zip(cell_ids[ok], sm36[i][ok], smap[ok], strict=True)]
         summaries.append(info)
     coords = {"time": out["time"].values[job.t0:job.t1], "y": out["y"].values[ys], "x": out["x"].values[xs]}
     part = xr.Dataset({"sm": (("time", "y", "x"), sm), "sm_unc": (("time", "y", "x"), unc),

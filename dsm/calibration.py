@@ -175,16 +175,17 @@ def calibrate_gain(station: ArrayLike, observed: ArrayLike, base: ArrayLike, ano
     estimate = gain_slope(y, a)
     if not np.isfinite(estimate):
         return configured_because("the model's within-cell anomaly has no variance at the stations")
-    groups = {s: ids == s for s in keep}
+    groups = [ids == s for s in keep]
     sse_cal = sse_conf = 0.0
-    for s, test in groups.items():
+    for test in groups:
         k = gain_slope(y[~test], a[~test])
         k = configured if not np.isfinite(k) else k
         sse_cal += float(np.sum((y[test] - k * a[test]) ** 2))
         sse_conf += float(np.sum((y[test] - configured * a[test]) ** 2))
     cv_cal, cv_conf = float(np.sqrt(sse_cal / n)), float(np.sqrt(sse_conf / n))
     interval = _station_bootstrap(ids, keep, lambda idx: gain_slope(y[idx], a[idx]), n_boot, seed)
-    extra = {"estimate": estimate, "interval": interval, "cv_rmse_calibrated": cv_cal, "cv_rmse_configured": cv_conf}
+    extra: dict[str, Any] = {"estimate": estimate, "interval": interval, "cv_rmse_calibrated": cv_cal,
+                             "cv_rmse_configured": cv_conf}
     if cv_cal < cv_conf:
         return GainCalibration(gain=estimate, source="stations", configured=float(configured),
                                reason=f"calibrated on {n_st} stations: leave-one-station-out RMSE {cv_cal:.4f} "
@@ -292,7 +293,7 @@ def calibrate_anomaly_sd(station: ArrayLike, residual: ArrayLike, var_cell: Arra
     ids, cols, keep = _station_days(station, {"residual": residual, "var_cell": var_cell}, min_days)
     r, vc = cols["residual"], cols["var_cell"]
     n_st, n = int(keep.size), int(ids.size)
-    base = {"configured": float(configured), "nominal": float(nominal), "n_stations": n_st, "n_pairs": n}
+    base: dict[str, Any] = {"configured": float(configured), "nominal": float(nominal), "n_stations": n_st, "n_pairs": n}
     if n_st < min_stations:
         return IntervalCalibration(float(configured), "configured", reason=f"{n_st} stations with >= {min_days} "
                                    f"days in the region (fewer than {min_stations}): the configured sd is used", **base)

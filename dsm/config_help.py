@@ -24,7 +24,7 @@ _NOT_A_MAPPING = ("model_type", "model_attributes_type", "dict_type")
 def schema() -> dict[str, Any]:
     """The JSON schema of the whole configuration (:class:`dsm.config.Config`), with every
     section's docstring and every field's description."""
-    from dsm.config import Config
+    from dsm.config import Config  # noqa: PLC0415 - cycle: dsm.config imports this module
 
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **Config.model_json_schema(),
             "title": "dsm run configuration"}
@@ -48,7 +48,7 @@ def _members(annotation: Any) -> tuple[type[BaseModel] | None, Any]:
 
 def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
     """The section model at ``loc`` (a pydantic error location) under the top level, if any."""
-    from dsm.config import Config
+    from dsm.config import Config  # noqa: PLC0415 - cycle: dsm.config imports this module
 
     model: type[BaseModel] | None = Config
     element: Any = None
@@ -95,9 +95,9 @@ def explain(err: Mapping[str, Any]) -> str:
         hint = f"did you mean {close[0]!r}? " if close else ""
         return f"{key}: unknown key; {hint}{_place(loc[:-1])} takes: {', '.join(valid)}"
     if err["type"] in _NOT_A_MAPPING:
-        valid = keys_at(loc)
-        if valid is not None:
-            return f"{key}: Input should be a valid dictionary; {key} takes: {', '.join(valid)}"
+        takes = keys_at(loc)
+        if takes is not None:
+            return f"{key}: Input should be a valid dictionary; {key} takes: {', '.join(takes)}"
         inner = keys_at((*loc, "*")) if loc else None  # a mapping of sections, e.g. inputs.geotiff
         if inner is not None:
             return f"{key}: {msg}; {key} maps a name to a mapping of: {', '.join(inner)}"

@@ -10,7 +10,7 @@ the same areas (``space // 36`` cells).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,7 +200,7 @@ class Layout:
             "lon": ("x", r.fine_lon, {"standard_name": "longitude", "units": "degrees_east"}),
         }
 
-    def chunks_for(self, dims: Sequence[str], sizes: Mapping[str, int]) -> tuple[int, ...]:
+    def chunks_for(self, dims: Sequence[str], sizes: Mapping[Hashable, int]) -> tuple[int, ...]:
         """Chunk shape for a variable with ``dims``."""
         coarse = self.space_chunk // self.region.fine_per_coarse
         per_dim = {"y": self.space_chunk, "x": self.space_chunk, "cy": coarse, "cx": coarse,
@@ -327,7 +327,7 @@ def summary(ds: xr.Dataset, valid_fractions: bool = True) -> dict[str, Any]:
             v = ds[spec.name]
             ok = (v >= spec.valid_range[0]) & (v <= spec.valid_range[1])
             lazy[spec.name] = ok.mean() if spec.axis == "smap" else ok.where(land).mean()
-        fractions = dict(zip(lazy, dask.compute(*lazy.values())))
+        fractions = dict(zip(lazy, dask.compute(*lazy.values()), strict=True))
     for spec in SCHEMA:
         if spec.name not in ds:
             continue

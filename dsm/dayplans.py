@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-
 from dsm.config import Config
 from dsm.errors import ConfigError
 from dsm.features import DOY_FEATURES
@@ -21,7 +20,6 @@ from dsm.models.cards import FUSION_KEY, FusionCard, ModelRecord
 from dsm.models.store import ModelStore
 from dsm.models.variants import FULL, quantile_key, variant_key, variants_of
 from dsm.periods import period_of
-
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +145,7 @@ def _period_plan(config: Config, models: ModelStore, name: str, want_q: bool) ->
             if qcard is not None and qcard.get("model"):
                 qkey, qsha = quantile_key(vname, key), qcard["model"]["sha256"]
                 margin = float(qcard.get("conformal_margin") or 0.0)
-        variants.append(VariantPlan(vname, preds, point_key, sha, qkey, qsha, ranges,  # type: ignore[arg-type]
+        variants.append(VariantPlan(vname, preds, point_key, sha, qkey, qsha, ranges,
                                     margin=margin))
     return DayPlan(dt.date.min, name, key, card.get("chosen"), reused, tuple(variants))
 

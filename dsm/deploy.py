@@ -148,7 +148,7 @@ class DeploySpec:
 
 def _operator() -> Any:
     try:
-        import dask_kubernetes.operator as op
+        import dask_kubernetes.operator as op  # noqa: PLC0415 - optional dependency (the k8s extra)
     except ImportError as exc:  # pragma: no cover - the k8s extra is missing
         raise ConfigError("rendering Kubernetes manifests needs the k8s extra: pip install 'dsm[k8s]'") from exc
     return op

@@ -101,7 +101,7 @@ def _export_cogs(config: Config, client: Client, st: _State, report: ExportRepor
                               model.get(products.VALID_PIXELS), model.get(products.SM_DIGEST), layers))
     check()
     futures = client.map(export_day, jobs, pure=False)
-    for job, result, exc in leased_outcomes(client, dict(zip(futures, jobs)), check):
+    for job, result, exc in leased_outcomes(client, dict(zip(futures, jobs, strict=True)), check):
         name = job.day.isoformat()
         if exc is None:
             st.exported[name] = result
@@ -169,7 +169,7 @@ def _export_netcdf(config: Config, client: Client, st: _State, report: ExportRep
                               config.output.netcdf_complevel))
     check()
     futures = client.map(write_period, jobs, pure=False)
-    for job, result, exc in leased_outcomes(client, dict(zip(futures, jobs)), check):
+    for job, result, exc in leased_outcomes(client, dict(zip(futures, jobs, strict=True)), check):
         if exc is None:
             recorded[job.label] = {**result, "settings": settings}
             report.netcdf.append(result["url"])

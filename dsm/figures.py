@@ -81,7 +81,8 @@ def model_scores_per_period(cards: Sequence[Mapping[str, Any]], path: str,
                 ax.plot(x, y, style, color=color, marker="o" if split == "test" else None, ms=4,
                         label=f"{m.upper()} {split}")
         chosen = [c.get("chosen") for c in trained]
-        y = [((c["models"].get(ch) or {}).get("test") or {}).get(metric, np.nan) for c, ch in zip(trained, chosen)]
+        y = [((c["models"].get(ch) or {}).get("test") or {}).get(metric, np.nan)
+             for c, ch in zip(trained, chosen, strict=True)]
         ax.scatter(x, np.array([np.nan if v is None else v for v in y], dtype=float), s=90, facecolors="none",
                    edgecolors="k", zorder=3, label="chosen (test)")
         ax.set_xticks(x, periods, rotation=60, fontsize=7)
@@ -128,7 +129,7 @@ def site_scatter(pairs: pd.DataFrame, scores: pd.DataFrame, path: str, product: 
     lim_vals = pairs[[product, "insitu"]].to_numpy(float)
     lim_vals = lim_vals[np.isfinite(lim_vals)]
     hi = float(lim_vals.max()) * 1.05 if lim_vals.size else 0.5
-    for ax, (_, s) in zip(axes, sites.iterrows()):
+    for ax, (_, s) in zip(axes, sites.iterrows(), strict=False):
         sub = pairs.loc[(pairs["network"] == s["network"]) & (pairs["station"] == s["station"])]
         ax.scatter(sub["insitu"], sub[product], s=8, color=PRODUCT_COLORS.get(product, "tab:green"), alpha=0.7)
         ax.plot([0, hi], [0, hi], "k--", lw=0.8)
@@ -170,7 +171,7 @@ def site_timeseries(pairs: pd.DataFrame, path: str, products: Sequence[str],
         return save(fig, path, storage_options)
     axes = np.atleast_1d(fig.subplots(n, 1, sharex=True, squeeze=False)).ravel()
     others = [p for p in products if p not in PRODUCT_COLORS]
-    for ax, (_, s) in zip(axes, sites.iterrows()):
+    for ax, (_, s) in zip(axes, sites.iterrows(), strict=True):
         sub = pairs.loc[(pairs["network"] == s["network"]) & (pairs["station"] == s["station"])].sort_values("time")
         t = pd.to_datetime(sub["time"])
         ax.plot(t, sub["insitu"], ".", color="black", ms=4, label="in situ")
@@ -255,7 +256,7 @@ def importance_bars(summary: pd.DataFrame, path: str, *, storage_options: Mappin
     axes = np.atleast_1d(fig.subplots(1, len(kinds), squeeze=False)).ravel()
     names = list(summary.index)
     yy = np.arange(len(names))
-    for ax, kind in zip(axes, kinds):
+    for ax, kind in zip(axes, kinds, strict=True):
         mean = summary[f"{kind}_mean"].to_numpy(float)
         std = np.nan_to_num(summary[f"{kind}_std"].to_numpy(float))
         ax.barh(yy, mean, xerr=std, color="tab:green" if kind == "rf_impurity" else "tab:orange", capsize=3)

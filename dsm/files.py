@@ -28,8 +28,8 @@ import posixpath
 import shutil
 import tempfile
 import uuid
-from dataclasses import dataclass
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import fsspec

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from affine import Affine
+from numpy.typing import ArrayLike
 from pyproj import CRS, Transformer
 
 from dsm.errors import GridError
@@ -111,12 +112,12 @@ def _from_ease() -> Transformer:
     return Transformer.from_crs(f"EPSG:{EPSG}", "EPSG:4326", always_xy=True)
 
 
-def lonlat_to_xy(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def lonlat_to_xy(lon: ArrayLike, lat: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Project longitude/latitude (degrees, WGS 84) to EASE-Grid 2.0 x/y (m)."""
     return _to_ease().transform(np.asarray(lon, np.float64), np.asarray(lat, np.float64))
 
 
-def xy_to_lonlat(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def xy_to_lonlat(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Unproject EASE-Grid 2.0 x/y (m) to longitude/latitude (degrees, WGS 84)."""
     return _from_ease().transform(np.asarray(x, np.float64), np.asarray(y, np.float64))
 

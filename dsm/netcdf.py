@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import fsspec
+import netCDF4
 import numpy as np
 import zarr
 
-from dsm import files, products
+from dsm import __version__, files, products
 from dsm.config import Config
 from dsm.daydata import LostDataError, check_day, open_layer, read_block
 from dsm.errors import ConfigError
@@ -95,8 +96,6 @@ def _provider(config: Config, role: str) -> Any:
 def global_attrs(config: Config, region: Region, days: Sequence[str], label: str, command: str,
                  now: dt.datetime | None = None) -> dict[str, Any]:
     """The global attributes (CF + ACDD-1.3) of the file ``label`` holding ``days``."""
-    from dsm import __version__
-
     now = now or dt.datetime.now(dt.timezone.utc)
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     lon0, lat0, lon1, lat1 = (float(v) for v in region.lonlat_bounds)  # the region's edges
@@ -252,8 +251,6 @@ def _copy(nc: Any, job: NetcdfJob, so: Mapping[str, Any], names: Sequence[str], 
 def write_period(job: NetcdfJob) -> dict[str, Any]:
     """Write one period's netCDF file and upload it (runs on a worker); returns its record
     (``url``, ``name``, ``size``, ``sha256``, ``days``)."""
-    import netCDF4
-
     so = json.loads(job.storage_options)
     group = zarr.open_group(job.output, mode="r", storage_options=so or None)
     region = Region.from_dict(group.attrs["region"])

@@ -42,6 +42,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,22 +54,22 @@ import xarray as xr
 from distributed import Client
 
 from dsm import fingerprint, products, store
+from dsm.blocks import BlockJob, run_block
 from dsm.cellmeans import BlockCells, block_cells, fused_cells
 from dsm.cluster import outcomes
 from dsm.config import Config
 from dsm.cube import Layout, open_cube
+from dsm.dayplans import DayPlan, fusion_card, make_plans
 from dsm.errors import ConfigError, InputError, StoreError, StoreNotFoundError
 from dsm.metrics import score
 from dsm.models.cards import FUSION_KEY
 from dsm.models.store import ModelStore
 from dsm.periods import days as day_range
+from dsm.periods import periods
 from dsm.progress import Steps
 from dsm.ranges import SMAP, describe, merge_counts
 from dsm.runlock import Lease
 from dsm.station_calibration import GAIN_ATTR, UNC_ATTR, calibrate_at_stations
-
-from dsm.blocks import BlockJob, run_block
-from dsm.dayplans import fusion_card, make_plans
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ def _sorted(d: Mapping[str, Any]) -> dict[str, Any]:
     return {k: d[k] for k in sorted(d)}
 
 
-def consistency(pairs: Sequence[Sequence[float]]) -> dict[str, float | int | None]:
+def consistency(pairs: Sequence[list[float]]) -> dict[str, float | int | None]:
     """R, RMSE and bias (map minus SMAP) of the 36 km block means against SMAP for one day."""
     if not pairs:
         return {"r": None, "rmse": None, "bias": None, "n": 0}
@@ -188,8 +189,6 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     StoreError
         The cube or an existing output store does not match the configuration.
     """
-    import time
-
     t_start = time.perf_counter()
     say = progress or (lambda line: log.info(line))
     if not config.stores.models:
@@ -210,40 +209,19 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     plans = make_plans(config, models, all_days, card)
     report = PredictReport([d.isoformat() for d in all_days])
     attrs = dict(out.attrs)
-    done = set(attrs.get("days_done", []))
-    empty = dict(attrs.get("days_empty", {}))
-    failed = dict(attrs.get("days_failed", {}))
-    day_models = dict(attrs.get("day_models", {}))
+    rec = _DaysRecord.of(attrs)
     revision = cube.attrs.get(store.REVISION_ATTR)
-    cons = dict(attrs.get("consistency", {}))
-    oor = dict(attrs.get("inputs_out_of_range", {}))
     layout = Layout.from_config(config)
     tchunk, schunk = layout.time_chunk, layout.space_chunk
     ny, nx = config.grid_region.fine_shape
     token = uuid.uuid4().hex
     so_json = json.dumps(so, sort_keys=True)
-    wanted = {d for d in only_days} if only_days else None
     jobs: dict[int, list[BlockJob]] = {}
-    pending = []
-    for t0 in range(0, len(all_days), tchunk):
-        names = [d.isoformat() for d in all_days[t0:t0 + tchunk]]
-        if wanted is not None and not wanted & set(all_days[t0:t0 + tchunk]):
-            continue
-        if all(n in done or (n in empty and not _inputs_moved(day_models.get(n, {}), revision)) for n in names):
-            report.skipped += names
-            continue
-        pending.append(t0)
+    pending = _pending_chunks(all_days, tchunk, only_days, rec, revision, report)
     fused = screened = None
     if card is not None and pending:  # a rerun with nothing left to do skips the 36 km pass too
-        say("fusing the model's cell means with SMAP")
-        cm = fused_cells(client, cube, card, lambda rec: models.load_model(rec.key), config.dates.start,
-                         config.dates.end, config.training.aggregation, config.training.min_valid_fraction)
-        fused, screened, report.out_of_range_cells = cm.fused, cm.screened, cm.out_of_range
-        if cm.out_of_range:
-            say("SMAP cell means: values outside their valid range, masked: "
-                + describe({k: v for k, v in cm.out_of_range.items() if k != SMAP}, "1 km pixel-days")
-                + f"; SMAP {cm.out_of_range.get(SMAP, 0)} cell-days")
-    cube_t0 = int(cube.indexes["time"].get_loc(pd.Timestamp(all_days[0])))
+        fused, screened = _fuse_cells(config, client, cube, card, models, report, say)
+    cube_t0 = int(cube.indexes["time"].get_loc(pd.Timestamp(all_days[0])))  # type: ignore[arg-type]  # unique index
     f = config.grid_region.fine_per_coarse
 
     def cells_of(t0: int, t1: int, y0: int, y1: int, x0: int, x1: int) -> BlockCells | None:
@@ -252,43 +230,38 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
         return block_cells(fused, cube_t0 + t0, cube_t0 + t1, y0 // f, -(-y1 // f), x0 // f, -(-x1 // f),
                            smooth=config.training.fusion.smooth, screened=screened)
 
-    fusion_args: dict[str, Any] = {}
-    half = 0
-    if card is not None:
-        fusion_args = {"var_anomaly": card.var_anomaly, "anomaly_gain": config.training.fusion.anomaly_gain,
-                       "smooth": config.training.fusion.smooth,
-                       "interval": config.output.interval if config.output.uncertainty != "none" else None,
-                       "window": config.training.fusion.anomaly_window_days}
-        half = config.training.fusion.anomaly_window_days // 2
+    fusion_args = _fusion_args(config, card)
+    half = config.training.fusion.anomaly_window_days // 2 if card is not None else 0
 
     def job_of(t0: int, t1: int, y0: int, y1: int, x0: int, x1: int) -> BlockJob:
         window = ({"before": tuple(plans[max(0, t0 - half):t0]), "after": tuple(plans[t1:t1 + half])}
                   if half else {})
         return BlockJob(config.stores.cube, config.stores.output, config.stores.models, so_json, token,  # type: ignore[arg-type]
-                        t0, t1, y0, y1, x0, x1, tuple(plans[t0:t1]), tuple(config.output.clip),
+                        t0, t1, y0, y1, x0, x1, tuple(plans[t0:t1]),
+                        tuple(config.output.clip),  # type: ignore[arg-type]  # a pair
                         config.output.residual_correction, config.output.predict_threads, config.cluster.device,
                         cells_of(t0, t1, y0, y1, x0, x1), rain_spinup=config.rain.spinup_days,
                         **{**fusion_args, **window})
 
     if card is not None and pending:
-        gain, unc = calibrate_at_stations(
-            config, client, lambda t0, t1, y0, x0: job_of(t0, t1, y0, y0 + f, x0, x0 + f), len(all_days),
-            attrs, float(np.sqrt(card.var_anomaly)))
-        fusion_args.update(anomaly_gain=gain.gain, var_anomaly=unc.anomaly_sd ** 2)
-        new = {k: v.to_dict() for k, v in ((GAIN_ATTR, gain), (UNC_ATTR, unc)) if k not in attrs}
-        if new:
-            if lease is not None:
-                lease.check()
-            store.set_attrs(config.stores.output, new, so, fence=lease.fence if lease is not None else None)  # type: ignore[arg-type]
-        say(f"anomaly gain k = {gain.gain:.3f} ({gain.source}): {gain.reason}"
-            + (f"; 95 % interval {gain.interval[0]:.2f}..{gain.interval[1]:.2f}" if gain.interval else ""))
-        if fusion_args.get("interval") is not None:
-            say(f"sm_unc: within-cell error sd {unc.anomaly_sd:.4f} ({unc.source}): {unc.reason}"
-                + (f"; 95 % interval {unc.interval[0]:.4f}..{unc.interval[1]:.4f}" if unc.interval else ""))
+        _calibrate(config, client, lambda t0, t1, y0, x0: job_of(t0, t1, y0, y0 + f, x0, x0 + f), len(all_days),
+                   attrs, card.var_anomaly, fusion_args, lease, say)
     for t0 in pending:
         t1 = min(t0 + tchunk, len(all_days))
         jobs[t0] = [job_of(t0, t1, y0, min(y0 + schunk, ny), x0, min(x0 + schunk, nx))
                     for y0 in range(0, ny, schunk) for x0 in range(0, nx, schunk)]
+    _run_jobs(client, jobs, plans, rec, revision, report, config.stores.output, so, lease, say)
+    report.predicted.sort()
+    report.out_of_range = _sorted(report.out_of_range)
+    report.seconds = time.perf_counter() - t_start
+    return report
+
+
+def _run_jobs(client: Client, jobs: Mapping[int, list[BlockJob]], plans: Sequence[DayPlan], rec: _DaysRecord,
+              revision: Any, report: PredictReport, output: str | None, so: Mapping[str, Any], lease: Lease | None,
+              say: Callable[[str], None]) -> None:
+    """Run the block jobs of every time chunk; when all blocks of a chunk have landed, record its
+    days (``rec`` and ``report``) in the output store's attributes."""
     steps = Steps(say, "predict", sum(len(js[0].plans) for js in jobs.values()), "day")
     if jobs:
         steps.start()
@@ -306,47 +279,137 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
             continue
         t0 = job.t0
         for i, plan in enumerate(plans[t0:t0 + len(jobs[t0][0].plans)]):
-            name = plan.day.isoformat()
             if t0 in errors or plan.error:
-                failed[name] = plan.error or errors[t0]
-                done.discard(name)
-                report.failed[name] = failed[name]
-                continue
-            infos = [r["days"][i] for r in results[t0]]
-            n = sum(sum(info["counts"].values()) for info in infos)
-            land = sum(info["land"] for info in infos)
-            failed.pop(name, None)
-            if n == 0 and land > 0:
-                missing = sorted(set.intersection(*(set(info["missing"]) for info in infos)))
-                empty[name] = ("no land pixel has the predictors of any model"
-                               + (f"; missing all day: {', '.join(missing)}" if missing else ""))
-                report.empty[name] = empty[name]
+                rec.failed_day(plan.day.isoformat(), plan.error or errors[t0], report)
             else:
-                done.add(name)
-                empty.pop(name, None)
-                report.predicted.append(name)
-            report.pixels += n
-            day_models[name] = {**plan.record(), products.VALID_PIXELS: sum(info.get("valid", 0) for info in infos),
-                                products.SM_DIGEST: products.combine_digests(info["digest"] for info in infos),
-                                store.REVISION_ATTR: revision}
-            cons[name] = consistency([p for info in infos for p in info["pairs"]])
-            counts = merge_counts(info.get("out_of_range", {}) for info in infos)
-            if counts:
-                oor[name] = report.out_of_range[name] = counts
-            else:
-                oor.pop(name, None)
+                rec.landed_day(plan, [r["days"][i] for r in results[t0]], revision, report)
         if lease is not None:
             lease.check()
-        store.set_attrs(config.stores.output, {  # type: ignore[arg-type]
-            "days_done": sorted(done), "days_empty": _sorted(empty), "days_failed": _sorted(failed),
-            "day_models": _sorted(day_models), "consistency": _sorted(cons),
-            "inputs_out_of_range": _sorted(oor)}, so, fence=lease.fence if lease is not None else None)
+        store.set_attrs(output, rec.attrs(), so,  # type: ignore[arg-type]
+                        fence=lease.fence if lease is not None else None)
         names = [p.day.isoformat() for p in plans[t0:t0 + len(jobs[t0][0].plans)]]
         steps.step(f"{names[0]}..{names[-1]}: " + ("FAILED " + errors[t0] if t0 in errors else "written"), len(names))
-    report.predicted.sort()
-    report.out_of_range = _sorted(report.out_of_range)
-    report.seconds = time.perf_counter() - t_start
-    return report
+
+
+@dataclass
+class _DaysRecord:
+    """The output store's record of its days (attributes ``days_done``, ``days_empty``,
+    ``days_failed``, ``day_models``, ``consistency``, ``inputs_out_of_range``)."""
+
+    done: set[str]
+    empty: dict[str, str]
+    failed: dict[str, str]
+    day_models: dict[str, Any]
+    cons: dict[str, Any]
+    oor: dict[str, Any]
+
+    @classmethod
+    def of(cls, attrs: Mapping[str, Any]) -> _DaysRecord:
+        return cls(set(attrs.get("days_done", [])), dict(attrs.get("days_empty", {})),
+                   dict(attrs.get("days_failed", {})), dict(attrs.get("day_models", {})),
+                   dict(attrs.get("consistency", {})), dict(attrs.get("inputs_out_of_range", {})))
+
+    def attrs(self) -> dict[str, Any]:
+        return {"days_done": sorted(self.done), "days_empty": _sorted(self.empty), "days_failed": _sorted(self.failed),
+                "day_models": _sorted(self.day_models), "consistency": _sorted(self.cons),
+                "inputs_out_of_range": _sorted(self.oor)}
+
+    def is_current(self, name: str, revision: Any) -> bool:
+        """Whether day ``name`` is done, or empty with the cube unchanged since."""
+        return name in self.done or (name in self.empty and not _inputs_moved(self.day_models.get(name, {}), revision))
+
+    def failed_day(self, name: str, error: str, report: PredictReport) -> None:
+        self.failed[name] = error
+        self.done.discard(name)
+        report.failed[name] = error
+
+    def landed_day(self, plan: DayPlan, infos: list[dict[str, Any]], revision: Any, report: PredictReport) -> None:
+        """Record a day its blocks predicted (``infos``: each block's record of the day)."""
+        name = plan.day.isoformat()
+        n = sum(sum(info["counts"].values()) for info in infos)
+        land = sum(info["land"] for info in infos)
+        self.failed.pop(name, None)
+        if n == 0 and land > 0:
+            missing = sorted(set.intersection(*(set(info["missing"]) for info in infos)))
+            self.empty[name] = ("no land pixel has the predictors of any model"
+                                + (f"; missing all day: {', '.join(missing)}" if missing else ""))
+            report.empty[name] = self.empty[name]
+        else:
+            self.done.add(name)
+            self.empty.pop(name, None)
+            report.predicted.append(name)
+        report.pixels += n
+        self.day_models[name] = {**plan.record(),
+                                 products.VALID_PIXELS: sum(info.get("valid", 0) for info in infos),
+                                 products.SM_DIGEST: products.combine_digests(info["digest"] for info in infos),
+                                 store.REVISION_ATTR: revision}
+        self.cons[name] = consistency([p for info in infos for p in info["pairs"]])
+        counts = merge_counts(info.get("out_of_range", {}) for info in infos)
+        if counts:
+            self.oor[name] = report.out_of_range[name] = counts
+        else:
+            self.oor.pop(name, None)
+
+
+def _pending_chunks(all_days: Sequence[dt.date], tchunk: int, only_days: Sequence[dt.date] | None,
+                    rec: _DaysRecord, revision: Any, report: PredictReport) -> list[int]:
+    """The first day index of every time chunk to predict (those of ``only_days`` when given),
+    skipping (into ``report.skipped``) those whose days are all current."""
+    wanted = {d for d in only_days} if only_days else None
+    pending = []
+    for t0 in range(0, len(all_days), tchunk):
+        names = [d.isoformat() for d in all_days[t0:t0 + tchunk]]
+        if wanted is not None and not wanted & set(all_days[t0:t0 + tchunk]):
+            continue
+        if all(rec.is_current(n, revision) for n in names):
+            report.skipped += names
+            continue
+        pending.append(t0)
+    return pending
+
+
+def _fuse_cells(config: Config, client: Client, cube: xr.Dataset, card: Any, models: ModelStore,
+                report: PredictReport, say: Callable[[str], None]) -> tuple[Any, Any]:
+    """The 36 km pass of the fusion method: the fused and screened cell means."""
+    say("fusing the model's cell means with SMAP")
+    cm = fused_cells(client, cube, card, lambda rec: models.load_model(rec.key), config.dates.start,
+                     config.dates.end, config.training.aggregation, config.training.min_valid_fraction)
+    report.out_of_range_cells = cm.out_of_range
+    if cm.out_of_range:
+        say("SMAP cell means: values outside their valid range, masked: "
+            + describe({k: v for k, v in cm.out_of_range.items() if k != SMAP}, "1 km pixel-days")
+            + f"; SMAP {cm.out_of_range.get(SMAP, 0)} cell-days")
+    return cm.fused, cm.screened
+
+
+def _fusion_args(config: Config, card: Any) -> dict[str, Any]:
+    """The fusion method's arguments of every block job (none for the paper's method)."""
+    if card is None:
+        return {}
+    return {"var_anomaly": card.var_anomaly, "anomaly_gain": config.training.fusion.anomaly_gain,
+            "smooth": config.training.fusion.smooth,
+            "interval": config.output.interval if config.output.uncertainty != "none" else None,
+            "window": config.training.fusion.anomaly_window_days}
+
+
+def _calibrate(config: Config, client: Client, job_at: Callable[[int, int, int, int], BlockJob], n_days: int,
+               attrs: Mapping[str, Any], var_anomaly: float, fusion_args: dict[str, Any], lease: Lease | None,
+               say: Callable[[str], None]) -> None:
+    """Calibrate the anomaly gain and the within-cell error at the stations into ``fusion_args``;
+    record them in the output store the first time."""
+    gain, unc = calibrate_at_stations(config, client, job_at, n_days, attrs, float(np.sqrt(var_anomaly)))
+    fusion_args.update(anomaly_gain=gain.gain, var_anomaly=unc.anomaly_sd ** 2)
+    new = {k: v.to_dict() for k, v in ((GAIN_ATTR, gain), (UNC_ATTR, unc)) if k not in attrs}
+    if new:
+        if lease is not None:
+            lease.check()
+        store.set_attrs(config.stores.output, new, config.stores.storage_options,  # type: ignore[arg-type]
+                        fence=lease.fence if lease is not None else None)
+    say(f"anomaly gain k = {gain.gain:.3f} ({gain.source}): {gain.reason}"
+        + (f"; 95 % interval {gain.interval[0]:.2f}..{gain.interval[1]:.2f}" if gain.interval else ""))
+    if fusion_args.get("interval") is not None:
+        say(f"sm_unc: within-cell error sd {unc.anomaly_sd:.4f} ({unc.source}): {unc.reason}"
+            + (f"; 95 % interval {unc.interval[0]:.4f}..{unc.interval[1]:.4f}" if unc.interval else ""))
 
 
 def status(config: Config) -> dict[str, Any]:
@@ -355,8 +418,6 @@ def status(config: Config) -> dict[str, Any]:
     out: dict[str, Any] = {"periods": {}, "days": len(list(day_range(config.dates.start, config.dates.end)))}
     if config.stores.models:
         models = ModelStore(config.stores.models, so)
-        from dsm.periods import periods
-
         if config.training.method == "fusion":
             raw = models.read_card(FUSION_KEY)
             out["periods"][FUSION_KEY] = ("missing" if raw is None else "trained (pooled xgb: "

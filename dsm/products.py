@@ -157,7 +157,10 @@ def products_template(layout: Layout, interval: float | None, attrs: Mapping[str
     """The lazy template of an output store (CF packing of ``sm`` and ``sm_unc`` in the encodings;
     CF attributes: packed ``valid_range``, ``cell_methods``, time and depth bounds, projection
     axes on both grids, coordinates without ``_FillValue``)."""
+    # grid_mapping at the root: the store has two grids (1 km and the SMAP cells, both with CF
+    # projection axes), and rioxarray's dataset-level ``ds.rio.crs`` needs to know the main one
     extra = {"title": "dsm daily 1 km soil moisture", "references": REFERENCES, "source": SOURCE,
+             "grid_mapping": "spatial_ref",
              "origin_bits": {str(k): f"{m}: {d}" for k, (m, d) in ORIGIN_BITS.items()},
              "days_done": [], "days_empty": {}, "days_failed": {}, "day_models": {}, "consistency": {},
              "days_exported": {}, **dict(attrs or {})}

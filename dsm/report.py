@@ -27,10 +27,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from distributed import Client
+from matplotlib.figure import Figure
 
 from dsm import analysis, figures, files, store
 from dsm.config import Config
 from dsm.errors import DsmError, GridError
+from dsm.grid import lonlat_to_xy
+from dsm.models.report import period_table, table4
 from dsm.runlock import Lease
 from dsm.skill import twin_skill_of
 from dsm.station_sampling import PRODUCT_1KM, sample_store
@@ -149,7 +152,7 @@ class FigureDir:
 def model_cards(models_url: str | None, so: Mapping[str, Any] | None = None
                 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """The period cards (keys ``YYYYDDD``) and the pooled card of a model store (empty without one)."""
-    from dsm.models.store import POOLED, ModelStore
+    from dsm.models.store import POOLED, ModelStore  # noqa: PLC0415 - xgboost stays out of the report's import
 
     if not models_url:
         return [], None
@@ -164,8 +167,6 @@ def nearest_weather(sites: pd.DataFrame, weather: pd.DataFrame, max_km: float) -
     Distances are measured on EASE-Grid 2.0 (equal-area; at mid-latitudes within a few per cent
     of the ground distance at these ranges).
     """
-    from dsm.grid import lonlat_to_xy
-
     ws = weather.drop_duplicates("station").reset_index(drop=True)
     wx, wy = lonlat_to_xy(ws["lon"].to_numpy(float), ws["lat"].to_numpy(float))
     out: dict[tuple[str, str], pd.Series] = {}
@@ -182,8 +183,6 @@ def nearest_weather(sites: pd.DataFrame, weather: pd.DataFrame, max_km: float) -
 
 
 def _section_models(rep: Report, cards: list[dict[str, Any]], pooled: dict[str, Any] | None, figs: FigureDir) -> None:
-    from dsm.models.report import period_table, table4
-
     rep.heading("Models per period")
     if not cards:
         for k in ("period_table", "table4", "model_scores_per_period", "split_comparison"):
@@ -343,8 +342,6 @@ def _nanmean_maps(values: np.ndarray) -> np.ndarray:
 
 
 def _daily_mean_png(clim: pd.Series, path: str, so: Mapping[str, Any] | None) -> str:
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(9, 3))
     ax = fig.subplots()
     ax.plot(clim.index, clim.to_numpy(float), "-", color="tab:red")

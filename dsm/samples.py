@@ -56,10 +56,11 @@ from dask.delayed import Delayed
 
 from dsm.cube import SPECS
 from dsm.errors import InputError
-from dsm.grid import FINE_PER_COARSE, NCOLS_36KM, Region, block_reduce_mean
 from dsm.features import CIRCULAR, feature_layers, source_of
+from dsm.grid import FINE_PER_COARSE, NCOLS_36KM, Region, block_reduce_mean
 from dsm.periods import Composite, composite_8day_of, period_of
-from dsm.ranges import SMAP, masked, merge_counts, outside, screen as screen_range, screen_lazy, valid_range
+from dsm.ranges import SMAP, masked, merge_counts, outside, screen_lazy, valid_range
+from dsm.ranges import screen as screen_range
 
 Aggregation = Literal["mean", "nearest"]
 Keep = Literal["complete", "smap", "all"]

@@ -77,11 +77,12 @@ replacement, the same resamples for every map, ``seed``), and the per-station ta
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from dsm import files, products, store
 from dsm.config import Config
@@ -114,6 +115,9 @@ def repeat(coarse: np.ndarray, factor: int = FINE_PER_COARSE) -> np.ndarray:
     """SMAP repeated on its 1 km pixels (:func:`dsm.grid.repeat_to_fine`, ``factor`` a side)."""
     return repeat_to_fine(coarse, factor)
 
+# what :func:`skill` reads of some days: truth, the maps and baselines, the base mask, the common mask
+_Chunk = tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]
+
 
 def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
           storage_options: Mapping[str, Any] | None = None, *,
@@ -142,12 +146,7 @@ def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
     """
     so = dict(storage_options or {})
     urls = {"product": maps} if isinstance(maps, str) else dict(maps)
-    if not urls:
-        raise ValueError("no product to score")
-    labels = list(urls)
-    clash = [k for k in labels if k in BASELINES or k.endswith("_all") and k[:-4] in labels]
-    if clash:
-        raise ValueError(f"map label(s) {clash} clash with {list(BASELINES)} or another label's _all scores")
+    labels = _labels(urls)
     outs = {k: products.open_products(u, so) for k, u in urls.items()}
     truth = store.open_store(truth_url, "truth", so)
     cube = store.open_store(cube_url, "cube", so)
@@ -158,9 +157,7 @@ def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
     times = np.array(days, dtype="datetime64[ns]")
     land = cube["land_mask"].values == 1
     shape = land.shape
-    for k, o in outs.items():
-        if o["sm"].shape[1:] != shape:
-            raise ValueError(f"{urls[k]}: sm is {o['sm'].shape[1:]} pixels, the cube {shape}")
+    _check_shapes(outs, urls, shape)
     names = [*labels, *BASELINES]
     f = Region.from_dict(cube.attrs["region"]).fine_per_coarse  # 1 km pixels per SMAP cell side
     common = {k: MapScores(shape, f) for k in names}
@@ -169,17 +166,11 @@ def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
     sites = series = obs = None
     outside: list[str] = []
     if stations is not None:
-        sites, obs = station_obs(stations, times)
-        row, col = station_pixels(sites["lon"].to_numpy(), sites["lat"].to_numpy(),
-                                  cube["x"].values, cube["y"].values)
-        inside = row >= 0
-        outside = [str(v) for v in sites["station"].loc[~inside]]
-        sites = sites.assign(row=row, col=col).loc[inside].reset_index(drop=True)
-        obs = obs[:, inside]
+        sites, obs, outside = _stations_on_grid(stations, times, cube)
         series = {k: np.full(obs.shape, np.nan) for k in names}
     step = int(outs[labels[0]]["sm"].encoding.get("chunks", (8,))[0])
 
-    def read(t: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    def read(t: np.ndarray) -> _Chunk:
         tr = truth["sm_true"].sel(time=t).values.astype(np.float32)
         smap = cube["smap_sm"].sel(time=t).values.astype(np.float32)
         vals = {k: outs[k]["sm"].sel(time=t).values.astype(np.float32) for k in labels}
@@ -202,22 +193,13 @@ def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
         for k in labels:
             mine = base & np.isfinite(vals[k])
             own[k].add(vals[k], tr, mine, months, smap=mine & smap_obs, other=mine & ~smap_obs)
-            unc = outs[k]["sm_unc"].sel(time=t).values.astype(np.float32)
-            origin = outs[k]["sm_origin"].sel(time=t).values if "sm_origin" in outs[k] else None
-            ok = mine & np.isfinite(unc)
-            with np.errstate(invalid="ignore"):
-                cover[k].add(np.abs(tr - vals[k]) <= unc, ok, origin)
+            _add_coverage(cover[k], outs[k], t, tr, vals[k], mine)
         if series is not None:
             r, c = sites["row"].to_numpy(), sites["col"].to_numpy()
             for k in names:
                 series[k][start:start + len(t)] = vals[k][:, r, c]
         start += len(t)
-    for t in chunks:  # pass 2: anomalies from the per-pixel time means of pass 1
-        tr, vals, base, mask = read(t)
-        for k in names:
-            common[k].add_anomaly(vals[k], tr, mask)
-        for k in labels:
-            own[k].add_anomaly(vals[k], tr, base & np.isfinite(vals[k]))
+    _add_anomalies(chunks, read, common, own)  # pass 2
 
     scores = {k: common[k].result() for k in names}
     for k in labels:
@@ -234,6 +216,57 @@ def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
                     "own pixel-days without SMAP (not common to the maps; None for the baselines); "
                     "rmse**2 ~ rmse_cell_mean**2 + rmse_anomaly**2 up to the weighting of cell-days by their "
                     "pixel counts; coverage over each product's own pixel-days"}
+
+
+def _add_anomalies(chunks: list[np.ndarray], read: Callable[[np.ndarray], _Chunk],
+                   common: Mapping[str, MapScores], own: Mapping[str, MapScores]) -> None:
+    """Pass 2 of :func:`skill`: the anomalies from the per-pixel time means of pass 1 (on the
+    common pixel-days, and on each product's own)."""
+    for t in chunks:
+        tr, vals, base, mask = read(t)
+        for k, acc in common.items():
+            acc.add_anomaly(vals[k], tr, mask)
+        for k, acc in own.items():
+            acc.add_anomaly(vals[k], tr, base & np.isfinite(vals[k]))
+
+
+def _labels(urls: Mapping[str, str]) -> list[str]:
+    """The map labels, refused when none or when one clashes with a baseline's or another's ``_all``."""
+    if not urls:
+        raise ValueError("no product to score")
+    labels = list(urls)
+    clash = [k for k in labels if k in BASELINES or k.endswith("_all") and k[:-4] in labels]
+    if clash:
+        raise ValueError(f"map label(s) {clash} clash with {list(BASELINES)} or another label's _all scores")
+    return labels
+
+
+def _check_shapes(outs: Mapping[str, xr.Dataset], urls: Mapping[str, str], shape: tuple[int, ...]) -> None:
+    for k, o in outs.items():
+        if o["sm"].shape[1:] != shape:
+            raise ValueError(f"{urls[k]}: sm is {o['sm'].shape[1:]} pixels, the cube {shape}")
+
+
+def _stations_on_grid(stations: pd.DataFrame, times: np.ndarray, cube: xr.Dataset
+                      ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """The stations inside the grid (with their ``row``, ``col``), their observations on
+    ``times`` and the names of those outside."""
+    sites, obs = station_obs(stations, times)
+    row, col = station_pixels(sites["lon"].to_numpy(), sites["lat"].to_numpy(), cube["x"].values, cube["y"].values)
+    inside = row >= 0
+    outside = [str(v) for v in sites["station"].loc[~inside]]
+    sites = sites.assign(row=row, col=col).loc[inside].reset_index(drop=True)
+    return sites, obs[:, inside], outside
+
+
+def _add_coverage(cover: CoverageSums, out: xr.Dataset, t: np.ndarray, tr: np.ndarray, vals: np.ndarray,
+                  mine: np.ndarray) -> None:
+    """Add the days ``t`` of one product to its interval coverage (where its ``sm_unc`` is valid)."""
+    unc = out["sm_unc"].sel(time=t).values.astype(np.float32)
+    origin = out["sm_origin"].sel(time=t).values if "sm_origin" in out else None
+    ok = mine & np.isfinite(unc)
+    with np.errstate(invalid="ignore"):
+        cover.add(np.abs(tr - vals) <= unc, ok, origin)
 
 
 def write_skill(result: Mapping[str, Any], url: str, storage_options: Mapping[str, Any] | None = None) -> None:

@@ -87,33 +87,14 @@ def station_scores(series: Mapping[str, np.ndarray], obs: np.ndarray, sites: pd.
     for v in series.values():
         valid &= np.isfinite(v)
     n_days = valid.sum(axis=0)
-    r = {k: np.full(obs.shape[1], np.nan) for k in labels}
-    for j in np.flatnonzero(n_days >= MIN_STATION_DAYS):
-        o = obs[valid[:, j], j]
-        for k in labels:
-            m = series[k][valid[:, j], j]
-            if o.std() > 1e-9 and m.std() > 1e-9:
-                r[k][j] = float(np.corrcoef(m, o)[0, 1])
+    r = _station_r(series, obs, valid, n_days)
     scored = np.ones(obs.shape[1], bool)
     for k in labels:
         scored &= np.isfinite(r[k])
     idx = np.flatnonzero(scored)
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, idx.size, size=(n_boot, idx.size)) if idx.size and n_boot > 0 else None
-    alpha = (1 - CONFIDENCE) / 2
-    maps: dict[str, Any] = {}
-    for k in labels:
-        v = r[k][idx]
-        res: dict[str, Any] = {"n_stations": int(idx.size), "station_r_median": None, "station_r_median_ci": None,
-                               "station_r_mean": None, "station_r_mean_ci": None}
-        if idx.size:
-            res["station_r_median"], res["station_r_mean"] = json_float(np.median(v)), json_float(v.mean())
-            if draws is not None:
-                boot = v[draws]
-                for name, stat in (("median", np.median(boot, axis=1)), ("mean", boot.mean(axis=1))):
-                    lo, hi = np.quantile(stat, [alpha, 1 - alpha])
-                    res[f"station_r_{name}_ci"] = [json_float(lo), json_float(hi)]
-        maps[k] = res
+    maps = {k: _r_summary(r[k][idx], draws) for k in labels}
     table = []
     for j in range(obs.shape[1]):
         row = {"station": str(sites["station"].iloc[j]), "lon": json_float(sites["lon"].iloc[j]),
@@ -130,6 +111,36 @@ def station_scores(series: Mapping[str, np.ndarray], obs: np.ndarray, sites: pd.
             "note": "temporal Pearson R per station on the station-days where every map and the station have "
                     "values; median/mean over the stations where every map's R is defined, percentile "
                     "bootstrap intervals over stations"}
+
+
+def _station_r(series: Mapping[str, np.ndarray], obs: np.ndarray, valid: np.ndarray, n_days: np.ndarray
+               ) -> dict[str, np.ndarray]:
+    """Map label -> the temporal R at each station with enough valid days (NaN elsewhere, and
+    where the map or the station does not vary)."""
+    r = {k: np.full(obs.shape[1], np.nan) for k in series}
+    for j in np.flatnonzero(n_days >= MIN_STATION_DAYS):
+        o = obs[valid[:, j], j]
+        for k in series:
+            m = series[k][valid[:, j], j]
+            if o.std() > 1e-9 and m.std() > 1e-9:
+                r[k][j] = float(np.corrcoef(m, o)[0, 1])
+    return r
+
+
+def _r_summary(v: np.ndarray, draws: np.ndarray | None) -> dict[str, Any]:
+    """Median and mean of the scored stations' R ``v``, with their bootstrap intervals
+    (``draws``: the resampled station indices, one row per resample)."""
+    alpha = (1 - CONFIDENCE) / 2
+    res: dict[str, Any] = {"n_stations": int(v.size), "station_r_median": None, "station_r_median_ci": None,
+                           "station_r_mean": None, "station_r_mean_ci": None}
+    if v.size:
+        res["station_r_median"], res["station_r_mean"] = json_float(np.median(v)), json_float(v.mean())
+        if draws is not None:
+            boot = v[draws]
+            for name, stat in (("median", np.median(boot, axis=1)), ("mean", boot.mean(axis=1))):
+                lo, hi = np.quantile(stat, [alpha, 1 - alpha])
+                res[f"station_r_{name}_ci"] = [json_float(lo), json_float(hi)]
+    return res
 
 
 __all__ = ["CONFIDENCE", "MIN_STATION_DAYS", "read_twin_stations", "station_obs", "station_pixels", "station_scores"]

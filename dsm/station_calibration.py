@@ -45,7 +45,7 @@ def station_table(config: Config, client: Client, jobs_for: JobsFor, n_days: int
     tchunk = Layout.from_config(config).time_chunk
     futures = {}
     for (cy, cx), group in sites.groupby([sites["row"] // f, sites["col"] // f]):
-        pixels = [(int(r) - cy * f, int(c) - cx * f) for r, c in zip(group["row"], group["col"])]
+        pixels = [(int(r) - cy * f, int(c) - cx * f) for r, c in zip(group["row"], group["col"], strict=True)]
         for t0 in range(0, n_days, tchunk):
             job = jobs_for(t0, min(t0 + tchunk, n_days), cy * f, cx * f)
             futures[client.submit(station_parts, job, pixels, pure=False)] = (t0, tuple(group["station"]))

@@ -22,12 +22,14 @@ import fsspec
 import numpy as np
 import pandas as pd
 import xarray as xr
+import zarr
 from distributed import Client
 from pyproj import CRS, Transformer
 
 from dsm import store
 from dsm.config import GriddedProductConfig
 from dsm.errors import InputError
+from dsm.filedates import DEFAULT_DATE_REGEX, date_from_name
 from dsm.stations import Problems
 
 PRODUCT_1KM = "sm_1km"
@@ -130,29 +132,12 @@ def open_gridded(p: GriddedProductConfig) -> xr.DataArray:
         The files cannot be read, the variable or time axis is missing, or no CRS is known
         (neither in the file nor ``crs`` in the configuration).
     """
-    import rioxarray  # noqa: F401  (registers .rio)
+    import rioxarray  # noqa: F401, PLC0415  (registers .rio; rasterio, ~0.6 s, only once a product is opened)
 
     path = p.path
     low = path.lower().rstrip("/")
     try:
-        if low.endswith((".tif", ".tiff")):
-            da = _open_geotiff_series(p)
-        else:
-            if _is_zarr(path):
-                ds = _open_user_zarr(path, p)
-            elif low.endswith((".nc", ".nc4", ".h5", ".hdf5", ".cdf", ".netcdf")):
-                if "://" in path:
-                    ds = xr.open_dataset(fsspec.open(path, **p.storage_options).open(), engine="h5netcdf",
-                                         decode_coords="all")
-                else:
-                    ds = xr.open_dataset(path, decode_coords="all", chunks={})
-            else:
-                raise ProductError(f"product '{p.name}' ({path}): unknown format (expected .nc/.nc4/.h5, "
-                                   ".zarr or .tif/.tiff)")
-            if p.variable is None or p.variable not in ds.data_vars:
-                raise ProductError(f"product '{p.name}' ({path}): variable {p.variable!r} not found; "
-                                   f"it has {sorted(map(str, ds.data_vars))}")
-            da = ds[p.variable]
+        da = _open_geotiff_series(p) if low.endswith((".tif", ".tiff")) else _open_variable(p, path, low)
     except ProductError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -178,6 +163,25 @@ def open_gridded(p: GriddedProductConfig) -> xr.DataArray:
     return da
 
 
+def _open_variable(p: GriddedProductConfig, path: str, low: str) -> xr.DataArray:
+    """The product's variable of a Zarr store or a netCDF/HDF5 file (``low``: ``path`` in lower case)."""
+    if _is_zarr(path):
+        ds = _open_user_zarr(path, p)
+    elif low.endswith((".nc", ".nc4", ".h5", ".hdf5", ".cdf", ".netcdf")):
+        if "://" in path:
+            ds = xr.open_dataset(fsspec.open(path, **p.storage_options).open(), engine="h5netcdf",
+                                 decode_coords="all")
+        else:
+            ds = xr.open_dataset(path, decode_coords="all", chunks={})
+    else:
+        raise ProductError(f"product '{p.name}' ({path}): unknown format (expected .nc/.nc4/.h5, "
+                           ".zarr or .tif/.tiff)")
+    if p.variable is None or p.variable not in ds.data_vars:
+        raise ProductError(f"product '{p.name}' ({path}): variable {p.variable!r} not found; "
+                           f"it has {sorted(map(str, ds.data_vars))}")
+    return ds[p.variable]
+
+
 _SPATIAL_NAMES = {"x": ("x", "lon", "longitude", "easting"), "y": ("y", "lat", "latitude", "northing")}
 _SPATIAL_UNITS = {"x": ("degrees_east", "degree_east", "degrees_e", "degree_e"),
                   "y": ("degrees_north", "degree_north", "degrees_n", "degree_n")}
@@ -195,8 +199,6 @@ def _spatial_dim(da: xr.DataArray, axis: str) -> str | None:
 
 def _open_user_zarr(path: str, p: GriddedProductConfig) -> xr.Dataset:
     """A Zarr store with consolidated metadata when it has them, else without (no fallback warning)."""
-    import zarr
-
     so = dict(p.storage_options) or None
     try:
         return xr.open_zarr(path, consolidated=True, decode_coords="all", storage_options=so)
@@ -205,9 +207,8 @@ def _open_user_zarr(path: str, p: GriddedProductConfig) -> xr.Dataset:
 
 
 def _open_geotiff_series(p: GriddedProductConfig) -> xr.DataArray:
-    import rioxarray
+    import rioxarray  # noqa: PLC0415 - rioxarray (rasterio, ~0.6 s) only for GeoTIFF products
 
-    from dsm.filedates import DEFAULT_DATE_REGEX, date_from_name
 
     files = sorted(glob.glob(p.path)) if glob.has_magic(p.path) else [p.path]
     if not files:

@@ -22,6 +22,7 @@ import pandas as pd
 from dsm import insitu, store
 from dsm.config import Config, StationSourceConfig, ValidationConfig
 from dsm.errors import InputError
+from dsm.files import expand, is_local, local_copies
 from dsm.grid import Region, lonlat_to_xy
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,6 @@ def _station_paths(path: str, storage_options: Mapping[str, Any] | None
     files that could not be downloaded. Local files, folders, zips and globs are used in place;
     remote files are matched by :func:`dsm.files.expand` and
     :func:`~dsm.files.local_copies` (the station readers need local files)."""
-    from dsm.files import expand
-    from dsm.files import is_local, local_copies
-
     if is_local(path):
         local = path.removeprefix("file://")
         yield [(p, p) for p in (sorted(glob.glob(local)) if glob.has_magic(local) else [local])], {}
@@ -169,7 +167,7 @@ def station_daily(records: pd.DataFrame, cfg: ValidationConfig, problems: Proble
     if problems is not None:
         for (net, sta), grp in records.groupby(["network", "station"], sort=True):
             if not ((surface["network"] == net) & (surface["station"] == sta)).any():
-                depths = sorted({f"{a:g}-{b:g} m" for a, b in zip(grp["depth_from"], grp["depth_to"])})
+                depths = sorted({f"{a:g}-{b:g} m" for a, b in zip(grp["depth_from"], grp["depth_to"], strict=True)})
                 problems.add("station", f"{net}/{sta}",
                              f"depth not available: no sensor within 0-{cfg.max_depth:g} m "
                              f"(depths in the file: {', '.join(depths)})")

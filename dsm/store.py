@@ -44,7 +44,7 @@ def damaged_chunks(url: str, name: str, shape: Sequence[int], chunks: Sequence[i
     bad, cause = [], exc
     for key in itertools.product(*ranges):
         try:
-            read(tuple(slice(k * c, min((k + 1) * c, n)) for k, c, n in zip(key, chunks, shape)))
+            read(tuple(slice(k * c, min((k + 1) * c, n)) for k, c, n in zip(key, chunks, shape, strict=True)))
         except (ValueError, RuntimeError, OSError) as err:
             bad.append("/".join(map(str, key)))
             cause = err if len(bad) == 1 else cause
@@ -66,13 +66,13 @@ def read_values(ds: xr.Dataset, name: str, url: str, **index: slice) -> np.ndarr
 
 def _chunk_ranges(selection: Sequence[slice], chunks: Sequence[int]) -> list[range]:
     """Per dimension, the chunk indices a selection (bounded slices) touches."""
-    return [range(sl.start // c, max(sl.stop - 1, sl.start) // c + 1) for sl, c in zip(selection, chunks)]
+    return [range(sl.start // c, max(sl.stop - 1, sl.start) // c + 1) for sl, c in zip(selection, chunks, strict=True)]
 
 
 def _selection(var: xr.DataArray, index: Mapping[str, Any]) -> list[slice]:
     """``index`` (an ``isel`` mapping of slices or integers) as one bounded slice per dimension."""
     out = []
-    for dim, n in zip(var.dims, var.shape):
+    for dim, n in zip(var.dims, var.shape, strict=True):
         s = index.get(str(dim), slice(None))
         s = s if isinstance(s, slice) else slice(int(s), int(s) + 1)
         start, stop, _ = s.indices(n)
@@ -173,7 +173,7 @@ def region_slices(store: xr.Dataset, part: xr.Dataset | xr.DataArray) -> dict[Ha
 
 def _check_aligned(name: Hashable, region: Mapping[Hashable, slice], chunks: tuple[int, ...],
                    dims: tuple[Hashable, ...], shape: tuple[int, ...]) -> None:
-    for dim, size, chunk in zip(dims, shape, chunks):
+    for dim, size, chunk in zip(dims, shape, chunks, strict=True):
         sl = region[dim]
         if sl.start % chunk or (sl.stop % chunk and sl.stop != size):
             raise StoreError(
@@ -326,7 +326,7 @@ def require_chunks(ds: xr.Dataset, url: str, storage_options: Mapping[str, Any] 
 
 def chunk_keys(shape: Sequence[int], chunks: Sequence[int], row: int) -> list[str]:
     """The keys (``c/row/j/k``) of every chunk of row ``row`` along the first axis of an array."""
-    rest = [range(-(-n // c)) for n, c in zip(shape[1:], chunks[1:])]
+    rest = [range(-(-n // c)) for n, c in zip(shape[1:], chunks[1:], strict=True)]
     return ["/".join(map(str, ("c", row, *key))) for key in itertools.product(*rest)]
 
 

@@ -22,8 +22,8 @@ from dsm import cube, files, fingerprint, store
 from dsm.antecedent import write_antecedent
 from dsm.config import PrecipInput, RainConfig, TwinConfig
 from dsm.cube import Layout, VariableSpec, whole_chunks
-from dsm.remap import remap_to_region
 from dsm.periods import composite_8day_of
+from dsm.remap import remap_to_region
 from dsm.synthetic import (
     Day,
     StationRecorder,

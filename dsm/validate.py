@@ -48,7 +48,7 @@ import logging
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,17 +60,15 @@ from distributed import Client
 
 from dsm import files, store
 from dsm import skill as skill_mod
-from dsm.config import Config
+from dsm.config import Config, StationSourceConfig
 from dsm.errors import ConfigError, InputError
 from dsm.grid import Region
 from dsm.periods import period_of
 from dsm.progress import Steps
-from dsm.station_sampling import PRODUCT_1KM, SMAP_36KM, ProductError, open_gridded, sample_gridded, sample_store
 from dsm.skill import skill_maps, twin_skill_of
-from dsm.station_scores import (SCORE_COLUMNS, ValidationResult, common_mask, overlap_problems, pair_table,
-                                score_pairs)
-from dsm.stations import (INSITU, SITE_KEYS, Problems, locate, read_source, station_daily, stations_config,
-                          weather_table)
+from dsm.station_sampling import PRODUCT_1KM, SMAP_36KM, ProductError, open_gridded, sample_gridded, sample_store
+from dsm.station_scores import SCORE_COLUMNS, ValidationResult, common_mask, overlap_problems, pair_table, score_pairs
+from dsm.stations import INSITU, SITE_KEYS, Problems, locate, read_source, station_daily, stations_config, weather_table
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +114,7 @@ def period_skill(output_url: str, truth_url: str, cube_url: str,
         smap = cube["smap_sm"].sel(time=t).values.astype(np.float32)
         rep, bil = skill_mod.repeat(smap, f), skill_mod.bilinear(smap, f)
         common = land[None] & np.isfinite(tr) & np.isfinite(sm) & np.isfinite(rep) & np.isfinite(bil)
-        for k, v in zip(names, (sm, rep, bil)):
+        for k, v in zip(names, (sm, rep, bil), strict=True):
             acc[k].add(v, tr, common)
             total[k].add(v, tr, common)
         rows += [{"period": period, "map": k, **acc[k].result()} for k in names]
@@ -161,19 +159,7 @@ def validate(config: Config, client: Client | None,
     problems = Problems()
     steps = Steps(progress or log.info, "validate", len(v.stations) + 2 + len(v.products), "step")
     steps.start()
-    frames = []
-    for i, src in enumerate(v.stations):
-        data, failures = read_source(src, config.stores.storage_options, f"validation.stations[{i}].columns")
-        for path, why in failures.items():
-            problems.add("station_file", path, why)
-        frames.append(data)
-        steps.step(f"station source {i}: {len(data)} records")
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        why = "; ".join(f"{r['name']}: {r['problem']}" for r in problems.rows if r["kind"] == "station_file")
-        raise InputError(f"no in situ record could be read ({why or 'the station sources hold no records'})")
-    records = pd.concat(frames, ignore_index=True)
-    records = records.assign(network=records["network"].fillna("-"))
+    records = _read_records(v.stations, config.stores.storage_options, problems, steps)
     region = config.grid_region
     located = locate(records, region, problems)
     inside = located.loc[located["inside"], list(SITE_KEYS)]
@@ -214,6 +200,31 @@ def validate(config: Config, client: Client | None,
         except InputError as exc:
             problems.add("twin", config.stores.truth, str(exc))
     return ValidationResult(stations.drop(columns=["inside"]), pairs, scores, problems.frame(), product_names, ps)
+
+
+def _read_records(sources: Sequence[StationSourceConfig], so: Mapping[str, Any], problems: Problems,
+                  steps: Steps) -> pd.DataFrame:
+    """The in situ records of every station source (unreadable files in ``problems``), one
+    progress step per source.
+
+    Raises
+    ------
+    InputError
+        No record could be read.
+    """
+    frames = []
+    for i, src in enumerate(sources):
+        data, failures = read_source(src, so, f"validation.stations[{i}].columns")
+        for path, why in failures.items():
+            problems.add("station_file", path, why)
+        frames.append(data)
+        steps.step(f"station source {i}: {len(data)} records")
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        why = "; ".join(f"{r['name']}: {r['problem']}" for r in problems.rows if r["kind"] == "station_file")
+        raise InputError(f"no in situ record could be read ({why or 'the station sources hold no records'})")
+    records = pd.concat(frames, ignore_index=True)
+    return records.assign(network=records["network"].fillna("-"))
 
 
 def _write_text(url: str, text: str, so: Mapping[str, Any] | None = None) -> str:

@@ -89,7 +89,8 @@ def check_chunk_row(url: str, storage_options: str, name: str, row: int, written
             bad[chunk_key] = "missing, although the row was written: the data is lost"
             continue
         key = [int(k) for k in chunk_key.split("/")[2:]]
-        sel = (slice(lo, hi), *(slice(k * c, min((k + 1) * c, n)) for k, c, n in zip(key, chunks[1:], shape[1:])))
+        sel = (slice(lo, hi),
+               *(slice(k * c, min((k + 1) * c, n)) for k, c, n in zip(key, chunks[1:], shape[1:], strict=True)))
         try:
             block = np.asarray(arr[sel])
         except (ValueError, RuntimeError, OSError) as exc:
@@ -98,7 +99,8 @@ def check_chunk_row(url: str, storage_options: str, name: str, row: int, written
         valid = np.isfinite(block) if block.dtype.kind == "f" else block != arr.fill_value
         counts += valid.reshape(hi - lo, -1).sum(axis=1)
         if name == "sm" and block.ndim == 3:
-            parts = [p + products.digest_part(day, key[0] * chunks[1], key[1] * chunks[2]) for p, day in zip(parts, block)]
+            parts = [p + products.digest_part(day, key[0] * chunks[1], key[1] * chunks[2])
+                     for p, day in zip(parts, block, strict=True)]
     return {"name": name, "row": row, "lo": lo, "bad": bad, "counts": counts.tolist(),
             "digests": [products.combine_digests([p]) for p in parts] if name == "sm" else []}
 
@@ -185,7 +187,7 @@ def verify_models(client: Client, config: Config, report: VerifyReport, fix: boo
             entries.append((key, card["model"]))
     found = _digests(client, [f"{models.url}/{key}/{entry['file']}" for key, entry in entries],
                      config.stores.storage_options)
-    for (key, entry), got in zip(entries, found):
+    for (key, entry), got in zip(entries, found, strict=True):
         if got is not None and got[1] == entry["sha256"]:
             continue
         report.findings.append(Finding("models", key, "model file missing" if got is None else
@@ -202,7 +204,7 @@ def verify_cogs(client: Client, config: Config, report: VerifyReport, fix: bool)
     exported = dict(products.open_products(url, so).attrs.get("days_exported", {}))
     days = sorted(exported)
     bad = []
-    for day, got in zip(days, _digests(client, [exported[d]["url"] for d in days], so)):
+    for day, got in zip(days, _digests(client, [exported[d]["url"] for d in days], so), strict=True):
         info = exported[day]
         if got is not None and got[0] == info.get("size", got[0]) and got[1] == info.get("sha256", got[1]):
             continue

@@ -43,12 +43,12 @@ from typing import Any
 
 import click
 
+from dsm import __version__
 from dsm.cli.chain import demo, run_cmd, twin
 from dsm.cli.configure import config_group, deploy_group
 from dsm.cli.inputs import fetch, ingest
 from dsm.cli.stages import export_cmd, predict_cmd, report_cmd, skill_cmd, train_cmd, validate_cmd
 from dsm.cli.stores import cube_group, status_cmd, verify_cmd
-from dsm import __version__
 from dsm.errors import DsmError
 
 

@@ -10,9 +10,10 @@ import click
 import yaml
 
 from dsm import config as config_mod
-from dsm.cli.common import _break_lock, _locked, _on_cluster
 from dsm.cli.bars import Bars, bars, quiet
+from dsm.cli.common import _break_lock, _locked, _on_cluster
 from dsm.cli.printing import _one_line, _print_export, _print_predict, _print_skill, _print_summary, _print_training
+
 
 @click.command()
 @click.option("--workdir", required=True, type=click.Path(file_okay=False, path_type=Path),

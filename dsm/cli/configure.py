@@ -8,6 +8,7 @@ import click
 
 from dsm import config as config_mod
 
+
 @click.group("config")
 def config_group() -> None:
     """Work with configuration files."""

@@ -10,8 +10,9 @@ import click
 import yaml
 
 from dsm import config as config_mod
-from dsm.cli.common import _break_lock, _locked, _on_cluster
 from dsm.cli.bars import quiet
+from dsm.cli.common import _break_lock, _locked, _on_cluster
+
 
 @click.command()
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
@@ -72,7 +73,8 @@ def fetch(config_path: str, dest: str, sources: tuple[str, ...], retries: int, d
     cfg = config_mod.load(config_path)
     if dry_run:
         params = fetch_mod.search_parameters(cfg, sources)
-        click.echo(json.dumps([{**p, "source": s} for s, p in zip(fetch_mod.sources_of(cfg, sources), params)], indent=1))
+        searches = [{**p, "source": s} for s, p in zip(fetch_mod.sources_of(cfg, sources), params, strict=True)]
+        click.echo(json.dumps(searches, indent=1))
         return
     summary = fetch_mod.fetch(cfg, dest, sources, retries, progress=not quiet())
     for source, n in summary.found.items():

@@ -8,6 +8,7 @@ import click
 
 from dsm import config as config_mod
 
+
 def _print_summary(summary: dict[str, Any]) -> None:
     r = summary["region"]
     click.echo(f"region  rows {r['row0']}+{r['nrows']}, cols {r['col0']}+{r['ncols']} (36 km cells); "

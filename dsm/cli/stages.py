@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from dsm import config as config_mod
-from dsm.cli.common import _break_lock, _locked, _on_cluster, _run_locked
 from dsm.cli.bars import bars
+from dsm.cli.common import _break_lock, _locked, _on_cluster, _run_locked
 from dsm.cli.printing import _print_export, _print_predict, _print_skill, _print_training, pd_options
 
 

@@ -13,6 +13,7 @@ from dsm import config as config_mod
 from dsm.cli.common import _break_lock, _locked, _on_cluster
 from dsm.cli.printing import _print_summary
 
+
 @click.command("verify")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
 @click.option("--fix", is_flag=True, help="Un-mark what failed (delete damaged product chunks and bad model files, "

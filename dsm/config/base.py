@@ -21,7 +21,7 @@ def _refuse(self: Any, *args: Any, **kwargs: Any) -> NoReturn:
                     "(dict(...) / list(...)) or use Config.model_copy(update=...)")
 
 
-class FrozenDict(dict):  # type: ignore[type-arg]
+class FrozenDict(dict):
     """A ``dict`` that refuses changes (a configuration mapping)."""
 
     __slots__ = ()
@@ -31,7 +31,7 @@ class FrozenDict(dict):  # type: ignore[type-arg]
         return (type(self), (dict(self),))
 
 
-class FrozenList(list):  # type: ignore[type-arg]
+class FrozenList(list):
     """A ``list`` that refuses changes (a configuration sequence)."""
 
     __slots__ = ()

@@ -238,7 +238,7 @@ class InputsConfig(_Frozen):
 
     @model_validator(mode="after")
     def _geotiff_targets(self) -> InputsConfig:
-        from dsm.cube import SPECS
+        from dsm.cube import SPECS  # noqa: PLC0415 - dsm.cube (dask, xarray) stays out of the light config
 
         if self.mod09a1 is not None and self.reflectance is not None:
             raise ValueError("reflectance: ndwi, lswi and nsdsi already come from mod09a1 (the HDF tiles); give one "

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from dsm.config.inputs import Band
 from dsm.config.root import Config
+from dsm.config_help import explain
 from dsm.errors import ConfigError
 
 
@@ -83,8 +84,6 @@ def _resolve_input_paths(inputs: Any, base: Path) -> None:
 def _format_errors(source: str, exc: ValidationError) -> str:
     """One line per error, ``key: problem``, with the valid keys where a key is unknown or a
     section is not a mapping (:func:`dsm.config_help.explain`)."""
-    from dsm.config_help import explain
-
     return "\n".join([f"invalid configuration {source}:", *(f"  {explain(err)}" for err in exc.errors())])
 
 

@@ -76,7 +76,7 @@ class OutputConfig(_Frozen):
     @field_validator("reduced_sets")
     @classmethod
     def _sets(cls, v: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...]:
-        from dsm.cube import PREDICTOR_NAMES
+        from dsm.cube import PREDICTOR_NAMES  # noqa: PLC0415 - dsm.cube (dask, xarray) stays out of the light config
 
         for group in v:
             unknown = [p for p in group if p not in PREDICTOR_NAMES]

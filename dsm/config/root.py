@@ -41,7 +41,7 @@ class Config(_Frozen):
     @field_validator("predictors")
     @classmethod
     def _known_predictors(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        from dsm.cube import PREDICTOR_NAMES
+        from dsm.cube import PREDICTOR_NAMES  # noqa: PLC0415 - dsm.cube (dask, xarray) stays out of the light config
 
         unknown = [p for p in v if p not in PREDICTOR_NAMES]
         if unknown:

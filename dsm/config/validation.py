@@ -3,6 +3,7 @@ the settings of ``dsm validate`` and ``dsm report``."""
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -12,8 +13,6 @@ from dsm.config.base import _Frozen
 
 def _known_columns(v: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
     """A column mapping whose keys are all dsm names (``names``), else an error listing them."""
-    import difflib
-
     for name in v:
         if name not in names:
             close = difflib.get_close_matches(name, names, n=1)
@@ -43,7 +42,7 @@ class StationSourceConfig(_Frozen):
     @field_validator("columns")
     @classmethod
     def _column_names(cls, v: dict[str, str]) -> dict[str, str]:
-        from dsm.insitu import STATION_CSV_COLUMNS
+        from dsm.insitu import STATION_CSV_COLUMNS  # noqa: PLC0415 - dsm.insitu (pandas) stays out of the light config
 
         return _known_columns(v, STATION_CSV_COLUMNS)
 
@@ -117,7 +116,7 @@ class ValidationConfig(_Frozen):
     @field_validator("weather_columns")
     @classmethod
     def _weather_column_names(cls, v: dict[str, str]) -> dict[str, str]:
-        from dsm.insitu import WEATHER_COLUMNS
+        from dsm.insitu import WEATHER_COLUMNS  # noqa: PLC0415 - dsm.insitu (pandas) stays out of the light config
 
         return _known_columns(v, WEATHER_COLUMNS)
 

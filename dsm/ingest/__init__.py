@@ -46,10 +46,10 @@ from dsm.ingest.modis import modis_to_region, read_modis_tile
 from dsm.ingest.modis_products import PRODUCTS, QCRule
 from dsm.ingest.precip import check_covers, read_chirps, read_era5land, read_imerg, read_precip
 from dsm.ingest.rasters import geotiff_series_to_region, read_raster
-from dsm.remap import remap_to_region
 from dsm.ingest.smap import read_spl3smp, read_spl3smp_e
 from dsm.ingest.soil import soil_to_region
 from dsm.ingest.terrain import dem_to_region, read_dem, read_hgt
+from dsm.remap import remap_to_region
 
 __all__ = [
     "PRODUCTS",

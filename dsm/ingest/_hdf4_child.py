@@ -15,7 +15,7 @@ import sys
 
 def read(path: str, names: list[str]) -> dict:
     """Global attributes, SDS names and the requested SDS of ``path`` (all SDS when none)."""
-    from pyhdf.SD import SD, SDC
+    from pyhdf.SD import SD, SDC  # noqa: PLC0415 - pyhdf loads only in the process that reads (the isolated child)
 
     sd = SD(path, SDC.READ)
     try:

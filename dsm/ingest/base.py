@@ -26,8 +26,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dsm.errors import (EmptyGranuleError, GeolocationError, IngestInputError, InputDateError, InputError,
-                        MissingVariableError, NoOverlapError, UnreadableFileError, WrongProductError)
+from dsm.errors import (
+    EmptyGranuleError,
+    GeolocationError,
+    IngestInputError,
+    InputDateError,
+    InputError,
+    MissingVariableError,
+    NoOverlapError,
+    UnreadableFileError,
+    WrongProductError,
+)
 from dsm.filedates import DEFAULT_DATE_REGEX, date_from_name, parse_day
 from dsm.files import FileReport, Status
 

@@ -62,7 +62,7 @@ def read_newest_intact(slots: Sequence[Sequence[str]], read: Reader) -> Resolved
     pos = [0] * len(slots)
     replaced: list[list[FileReport]] = [[] for _ in slots]
     while True:
-        arrays, reports = read([s[k] for s, k in zip(slots, pos)])
+        arrays, reports = read([s[k] for s, k in zip(slots, pos, strict=True)])
         by_path = {r.path: r for r in reports}
         again = False
         for i, s in enumerate(slots):

@@ -35,12 +35,17 @@ import netrc
 import os
 import posixpath
 import time
+import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from dsm.config import Config
 from dsm.errors import ConfigError, TransientIOError
+from dsm.ingest.base import IngestInputError, date_from_name
+from dsm.ingest.plan import MODIS_DATE
 from dsm.periods import composite_8day_of, period_of
 
 log = logging.getLogger(__name__)
@@ -120,9 +125,6 @@ def wanted(cfg: Config, source: str, name: str) -> bool:
     Only MCD43A3 is filtered (its 16-day windows overlap the search range on both sides);
     names without a recognisable date are kept (the ingest report will name them).
     """
-    from dsm.ingest.base import IngestInputError, date_from_name
-    from dsm.ingest.plan import MODIS_DATE
-
     if COLLECTIONS[source].name_date != "middle":
         return True
     try:
@@ -229,8 +231,6 @@ def download_one(earthaccess: Any, granule: Any, folder: str) -> str:
 
 def unzip_hgt(path: str, folder: str) -> list[str]:
     """Extract the ``.hgt`` members of a zip next to it (once); return their paths."""
-    import zipfile
-
     out = []
     try:
         with zipfile.ZipFile(path) as z:
@@ -262,11 +262,9 @@ def fetch(cfg: Config, dest: str, only: Sequence[str] = (), retries: int = 3, pr
     if problem is not None:
         raise ConfigError(problem)
     try:
-        import earthaccess
+        import earthaccess  # noqa: PLC0415 - optional dependency (the fetch extra)
     except ImportError:
         raise ConfigError("dsm fetch needs the optional package earthaccess (pip install earthaccess)") from None
-    from tqdm.auto import tqdm
-
     strategy = credential_strategy()
     try:
         auth = earthaccess.login(strategy=strategy)
@@ -282,7 +280,7 @@ def fetch(cfg: Config, dest: str, only: Sequence[str] = (), retries: int = 3, pr
             "or add machine urs.earthdata.nasa.gov to ~/.netrc"
         )
     summary = FetchSummary()
-    for source, params in zip(sources_of(cfg, only), search_parameters(cfg, only)):
+    for source, params in zip(sources_of(cfg, only), search_parameters(cfg, only), strict=True):
         try:
             found = with_retries(lambda p=params: earthaccess.search_data(**p), f"search {params['short_name']}", retries)
         except TransientIOError as exc:
@@ -295,7 +293,7 @@ def fetch(cfg: Config, dest: str, only: Sequence[str] = (), retries: int = 3, pr
         for g in tqdm(granules, desc=source, unit="file", disable=not progress):
             name = granule_name(g)
             try:
-                path = with_retries(lambda g=g: download_one(earthaccess, g, folder), name, retries)
+                path = with_retries(lambda g=g, folder=folder: download_one(earthaccess, g, folder), name, retries)
             except TransientIOError as exc:
                 summary.failed.append((source, name, str(exc)))
             else:

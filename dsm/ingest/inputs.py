@@ -20,7 +20,6 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-
 log = logging.getLogger(__name__)
 
 _GEOTIFF = ("*.tif", "*.tiff")

@@ -98,8 +98,10 @@ from typing import Any
 
 import fsspec
 import xarray as xr
+from tqdm.auto import tqdm
 
 from dsm import fingerprint, store
+from dsm.antecedent import write_antecedent
 from dsm.cluster import leased_outcomes
 from dsm.config import Config
 from dsm.cube import Layout, create_cube, layout_of, open_cube
@@ -178,8 +180,6 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
     dict
         The report (see :func:`~dsm.ingest.report.summarize` for its ``summary``).
     """
-    from tqdm.auto import tqdm
-
     check = lease.check if lease is not None else (lambda: None)
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
@@ -190,7 +190,7 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
     run_id = uuid.uuid4().hex[:8]  # fresh keys: a rerun on the same client must not reuse results
     futures = client.map(run_task, p.tasks, cfg=cfg, key=[f"{t.key}-{run_id}" for t in p.tasks], retries=0)
     results, errors = [], []
-    done = leased_outcomes(client, dict(zip(futures, p.tasks)), check)
+    done = leased_outcomes(client, dict(zip(futures, p.tasks, strict=True)), check)
     for task, result, exc in tqdm(done, total=len(futures), desc="ingest", unit="task", disable=not progress):
         if exc is None:
             results.append((task, result))
@@ -223,7 +223,7 @@ def _record_written(cfg: Config, cube: xr.Dataset, results: Sequence[tuple[Any, 
     the settings of the sources that wrote to its settings record."""
     wrote = [{v: [0, cube[v].shape[0]] if w == "static" else w for v, w in r.get("wrote", {}).items()}
              for _, r in results]
-    settings = _settings_after(cfg, cube, [t.source for (t, _), w in zip(results, wrote) if w])
+    settings = _settings_after(cfg, cube, [t.source for (t, _), w in zip(results, wrote, strict=True) if w])
     store.record_written(cfg.stores.cube, cfg.stores.storage_options, cube.attrs, *wrote,
                          also={fingerprint.CUBE_ATTR: settings})
 
@@ -237,8 +237,6 @@ def _antecedent(cfg: Config, client: Any, report: dict[str, Any]) -> dict[str, A
     if any(e["task"].startswith("ingest-precip-") for e in report["task_errors"]):
         return {"skipped": "a precipitation task failed: the indices were not recomputed"}
     try:
-        from dsm.antecedent import write_antecedent
-
         summary = write_antecedent(cfg.stores.cube, cfg.stores.storage_options, cfg.rain, client)
     except InputError as exc:  # no precipitation in the cube yet: say so, nothing is broken
         log.warning("antecedent indices not written: %s", exc)

@@ -12,7 +12,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import rasterio
 import xarray as xr
+from rasterio.errors import RasterioIOError
 
 from dsm.ingest.base import (
     GeolocationError,
@@ -21,8 +23,16 @@ from dsm.ingest.base import (
     UnreadableFileError,
     WrongProductError,
 )
-from dsm.ingest.precip_common import (DAILY_MM_UNITS, check_units, existing_file, latlon_names, netcdf_times,
-                                      open_netcdf, precip_array, require_variable)
+from dsm.ingest.precip_common import (
+    DAILY_MM_UNITS,
+    check_units,
+    existing_file,
+    latlon_names,
+    netcdf_times,
+    open_netcdf,
+    precip_array,
+    require_variable,
+)
 from dsm.remap import BBox, gather_block, lat_window, load_block, lon_window
 
 __all__ = ["chirps_dates", "read_chirps"]
@@ -90,9 +100,6 @@ def read_chirps(path: PathLike, *, bbox: BBox | None = None, days: Iterable[dt.d
 
 
 def _read_chirps_tif(path: str, bbox: BBox | None, attrs: dict[str, Any]) -> xr.DataArray:
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
     date = chirps_dates(path)[0]
     with open(path, "rb") as f:
         gz = f.read(2) == b"\x1f\x8b"

@@ -29,8 +29,16 @@ from dsm.ingest.base import (
     PathLike,
     WrongProductError,
 )
-from dsm.ingest.precip_common import (attr_text, check_units, existing_file, latlon_names, netcdf_times, open_netcdf,
-                                      precip_array, require_variable)
+from dsm.ingest.precip_common import (
+    attr_text,
+    check_units,
+    existing_file,
+    latlon_names,
+    netcdf_times,
+    open_netcdf,
+    precip_array,
+    require_variable,
+)
 from dsm.remap import BBox, lat_window, load_block, lon_window
 
 __all__ = ["hourly_to_local_days", "read_era5land", "read_era5land_file"]

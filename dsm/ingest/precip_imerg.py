@@ -19,8 +19,15 @@ from dsm.ingest.base import (
     WrongProductError,
     parse_day,
 )
-from dsm.ingest.precip_common import (DAILY_MM_UNITS, attr_text, check_units, existing_file, latlon_names,
-                                      open_netcdf, precip_array)
+from dsm.ingest.precip_common import (
+    DAILY_MM_UNITS,
+    attr_text,
+    check_units,
+    existing_file,
+    latlon_names,
+    open_netcdf,
+    precip_array,
+)
 from dsm.remap import BBox, lat_window, load_block, lon_window
 
 __all__ = ["imerg_date", "read_imerg"]

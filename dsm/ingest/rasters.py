@@ -26,12 +26,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import rasterio
 import xarray as xr
 from affine import Affine
+from pyproj import CRS as PCRS
+from pyproj import Transformer
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window
 
 from dsm.grid import Region
 from dsm.ingest.base import (
@@ -47,6 +53,7 @@ from dsm.ingest.base import (
     read_many,
 )
 from dsm.ingest.reproject import EASE_CRS, Raster, crop_to_region, fine_dataarray, region_window, warp_many_to_region
+from dsm.ranges import outside, valid_range
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +99,6 @@ class Applied:
 
 def check_crs(path: str, crs) -> None:
     """Raise ``GeolocationError`` unless ``crs`` is set and transformable to EASE-Grid 2.0."""
-    from pyproj import CRS as PCRS
-    from pyproj import Transformer
-
     if crs is None:
         raise GeolocationError(path, "the raster has no coordinate reference system")
     try:
@@ -140,12 +144,6 @@ def read_values(path: PathLike, band: int = 1, rule: ValueRule | None = None, re
     UnreadableFileError, GeolocationError, NoOverlapError
         The last one only with ``region``: the raster does not overlap it.
     """
-    import warnings
-
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
-    from rasterio.windows import Window
-
     rule = rule or ValueRule()
     path = os.fspath(path)
     if "://" not in path and not os.path.isfile(path):
@@ -221,8 +219,6 @@ def check_range(path: str, raster: Raster, var: str, region: Region, rule: Value
     """Refuse (:class:`WrongProductError`) a raster with values over ``region`` outside
     ``bounds``, by default the valid range of cube variable ``var`` (no check for other names
     without ``bounds``)."""
-    from dsm.ranges import outside, valid_range
-
     bounds = bounds or valid_range(var)
     part = crop_to_region(raster, region, margin=1)
     if bounds is None or part is None:

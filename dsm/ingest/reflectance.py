@@ -111,7 +111,7 @@ def match_band_dates(files: Mapping[str, Sequence[str]], regex: str = DATE_REGEX
             out.complete[date] = [(b, u) for b in files for u in have[b]]
             continue
         what = ", ".join(f"{b} ({setting}.{b})" for b in missing)
-        for b, urls in have.items():
+        for urls in have.values():
             out.problems += [(u, date, "skipped", f"no {what} file for {date}: the date is skipped", "") for u in urls]
     return out
 

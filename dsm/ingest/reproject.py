@@ -110,7 +110,7 @@ def region_window(transform: Affine, crs: CRS, shape: tuple[int, int], region: R
     if not all(map(math.isfinite, (left, bottom, right, top))):
         return 0, shape[0], 0, shape[1]
     inv = ~transform
-    cols, rows = zip(*(inv * (x, y) for x in (left, right) for y in (bottom, top)))
+    cols, rows = zip(*(inv * (x, y) for x in (left, right) for y in (bottom, top)), strict=True)
     r0 = max(math.floor(min(rows)) - margin, 0)
     r1 = min(math.ceil(max(rows)) + margin, shape[0])
     c0 = max(math.floor(min(cols)) - margin, 0)
@@ -158,10 +158,10 @@ def mosaic_aligned(pieces: Sequence[Raster], rtol: float = 1e-6) -> Raster:
         offsets.append((round(r), round(c)))
     r_min = min(r for r, _ in offsets)
     c_min = min(c for _, c in offsets)
-    nrows = max(r + p.data.shape[0] for (r, _), p in zip(offsets, pieces)) - r_min
-    ncols = max(c + p.data.shape[1] for (_, c), p in zip(offsets, pieces)) - c_min
+    nrows = max(r + p.data.shape[0] for (r, _), p in zip(offsets, pieces, strict=True)) - r_min
+    ncols = max(c + p.data.shape[1] for (_, c), p in zip(offsets, pieces, strict=True)) - c_min
     out = np.full((nrows, ncols), np.nan, dtype=np.float32)
-    for (r, c), p in zip(offsets, pieces):
+    for (r, c), p in zip(offsets, pieces, strict=True):
         dst = out[r - r_min : r - r_min + p.data.shape[0], c - c_min : c - c_min + p.data.shape[1]]
         np.copyto(dst, p.data, where=np.isnan(dst))
     transform = first.transform * Affine.translation(c_min, r_min)

@@ -53,9 +53,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import h5py
 import numpy as np
 import xarray as xr
 
+from dsm.cube import COARSE_GRID_MAPPING
 from dsm.grid import EASE2_9KM, EASE2_36KM, Grid, Region
 from dsm.ingest.base import (
     EmptyGranuleError,
@@ -77,7 +79,6 @@ from dsm.ingest.easegrid import (
     paste,
     region_window,
 )
-from dsm.cube import COARSE_GRID_MAPPING
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +215,6 @@ def granule_date(path: PathLike, opened: Any = None, *, overpass: Literal["AM", 
     ------
     UnreadableFileError, WrongProductError, MissingVariableError, InputDateError
     """
-    import h5py
-
     path = os.fspath(path)
     spec = PRODUCTS[product]
     try:
@@ -231,8 +230,6 @@ def _read_l3(
     product: Product, path: PathLike, region: Region, overpass: str, qc_mask: int, tolerance_deg: float
 ) -> tuple[xr.DataArray, dt.date]:
     """The reader of both products (:func:`read_spl3smp`)."""
-    import h5py
-
     path = os.fspath(path)
     if overpass not in GROUPS:
         raise ValueError(f"overpass must be 'AM' or 'PM', got {overpass!r}")

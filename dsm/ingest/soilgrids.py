@@ -28,10 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from dsm.files import is_local
+from dsm.files import expand_each, is_local
 from dsm.grid import CELL_1KM, Region
 from dsm.ingest.base import ManyResult, read_many
-from dsm.files import expand_each
 from dsm.ingest.rasters import ValueRule, read_values, require_overlap, require_values
 from dsm.ingest.reproject import Raster, warp_many_to_region
 from dsm.ingest.soil import check_percent

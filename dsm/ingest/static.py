@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from scipy import ndimage
 
 from dsm import store
 from dsm.grid import Region
@@ -119,8 +120,6 @@ def read_mask_layer(paths: Sequence[str], region: Region, rule: ValueRule
 def sea_level_water(dem: np.ndarray, min_pixels: int = SEA_MIN_PIXELS) -> np.ndarray:
     """Pixels of connected (4-neighbour) areas of exactly 0 m that touch the array's edge or
     have at least ``min_pixels`` pixels: the sea of an SRTM-like DEM."""
-    from scipy import ndimage
-
     labels, n = ndimage.label(dem == 0)
     if n == 0:
         return np.zeros(dem.shape, bool)
@@ -173,9 +172,26 @@ def write_static(cube_url: str, so: Mapping[str, Any], cube: xr.Dataset, results
     """
     old = cube[list(STATIC_VARS)].load()
     notes = list(warnings)
-    masked: dict[str, dict[str, int]] = {}
     merged = {v: old[v].values.astype(np.float32, copy=True) for v in STATIC_VARS if v != "land_mask"}
-    mask = old["land_mask"].values.astype(np.float32)
+    masked, touched = _merge_layers(merged, results)
+    mask, source = _land_mask(old["land_mask"].values.astype(np.float32), merged, results, touched,
+                              soil_configured, dem_configured, notes)
+    if not (mask == 1).any():
+        notes.append("the land mask has no land pixel: nothing will be trained or predicted")
+    part = _changed(old, merged, mask)
+    if part.data_vars:
+        store.write_region(cube_url, part, so, cube)
+    for w in notes:
+        log.warning("%s", w)
+    return {"wrote": {str(v): "static" for v in part.data_vars}, "out_of_range": masked,
+            "land_mask_source": source, "warnings": notes}
+
+
+def _merge_layers(merged: dict[str, np.ndarray], results: Mapping[str, Any]
+                  ) -> tuple[dict[str, dict[str, int]], set[str]]:
+    """Merge the layers read (values outside their valid range masked) into ``merged`` (in
+    place); return the masked counts ({variable: {"static": n}}) and the variables touched."""
+    masked: dict[str, dict[str, int]] = {}
     touched: set[str] = set()
     for kind, r in results.items():
         if kind == "land_mask":
@@ -186,6 +202,13 @@ def write_static(cube_url: str, so: Mapping[str, Any], cube: xr.Dataset, results
                 masked.setdefault(v, {})["static"] = masked.get(v, {}).get("static", 0) + n
             merge(merged[v], a, r.status)
             touched.add(v)
+    return masked, touched
+
+
+def _land_mask(mask: np.ndarray, merged: Mapping[str, np.ndarray], results: Mapping[str, Any], touched: set[str],
+               soil_configured: Sequence[str], dem_configured: bool, notes: list[str]) -> tuple[np.ndarray, str]:
+    """The land mask (from ``mask``, the cube's, updated in place by a ``land_mask`` input, else
+    derived from the DEM and soil when they changed) and its source; notes appended to ``notes``."""
     if "land_mask" in results:
         a = (results["land_mask"].arrays or {}).get("land_mask")
         source = LAND_MASK_INPUT if a is not None else f"{LAND_MASK_INPUT} (no file used: the mask is unchanged)"
@@ -201,17 +224,15 @@ def write_static(cube_url: str, so: Mapping[str, Any], cube: xr.Dataset, results
         mask = land.astype(np.float32)
     else:
         source = "unchanged (no dem or soil file used)"
-    if not (mask == 1).any():
-        notes.append("the land mask has no land pixel: nothing will be trained or predicted")
+    return mask, source
+
+
+def _changed(old: xr.Dataset, merged: Mapping[str, np.ndarray], mask: np.ndarray) -> xr.Dataset:
+    """The static layers (and the land mask) that differ from the cube's."""
     part = xr.Dataset(coords={"y": old["y"].values, "x": old["x"].values})
     for v, a in merged.items():
         if not np.array_equal(a, old[v].values, equal_nan=True):
             part[v] = (("y", "x"), a)
     if not np.array_equal(mask, old["land_mask"].values):
         part["land_mask"] = (("y", "x"), mask.astype(np.uint8))
-    if part.data_vars:
-        store.write_region(cube_url, part, so, cube)
-    for w in notes:
-        log.warning("%s", w)
-    return {"wrote": {str(v): "static" for v in part.data_vars}, "out_of_range": masked,
-            "land_mask_source": source, "warnings": notes}
+    return part

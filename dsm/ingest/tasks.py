@@ -24,8 +24,8 @@ import xarray as xr
 from dsm import store
 from dsm.config import Config
 from dsm.errors import InputError
-from dsm.grid import Region
 from dsm.files import FileReport, local_copies
+from dsm.grid import Region
 from dsm.ingest.base import DEFAULT_DATE_REGEX, ManyResult, NoOverlapError, read_many
 from dsm.ingest.blocks import merge as _merge
 from dsm.ingest.blocks import screened as _screened
@@ -189,7 +189,7 @@ def _run_dated(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> dic
         def read(urls: list[str], g: Group = g) -> tuple[dict[str, np.ndarray] | None, list[FileReport]]:
             with local_copies(urls, so) as (local, fetch_failed):
                 back = {v: k for k, v in local.items()}
-                kinds = {local[u]: k for u, k in zip(g.urls, g.kinds) if u in local}
+                kinds = {local[u]: k for u, k in zip(g.urls, g.kinds, strict=False) if u in local}
                 arrays, many = read_group(task.source, [local[u] for u in urls if u in local], cfg, region, kinds)
                 return arrays, [*fetch_failed, *[FileReport(back.get(r.path, r.path), r.status, r.reason, r.error)
                                                  for r in many.report]]
@@ -268,7 +268,8 @@ def _run_precip(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> di
     for part in fields:  # in file order: a day given twice is taken from the later file
         if part.sizes["time"]:
             remapped = remap_to_region(part, region, src.remap)
-            fine.update({t.date(): a for t, a in zip(part.indexes["time"], remapped) if np.isfinite(a).any()})
+            fine.update({t.date(): a for t, a in zip(part.indexes["time"], remapped, strict=True)
+                         if np.isfinite(a).any()})
     final = {g.date: [reports[u] for u in g.urls] for g in task.groups}
     fallbacks = _precip_fallbacks(task, cfg, region, reports, final, fine)
     index = cube.indexes[PRECIP_DIM]

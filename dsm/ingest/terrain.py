@@ -143,9 +143,11 @@ def terrain_layer(paths: Sequence[PathLike], var: str, region: Region, rule: Val
     if var == "slope":
         return {var: warp_many_to_region(rasters, region, "average")}, many
     rad = [np.radians(r.data.astype(np.float64)) for r in rasters]
-    east = warp_many_to_region([Raster(np.sin(a).astype(np.float32), r.transform, r.crs) for a, r in zip(rad, rasters)],
+    east = warp_many_to_region([Raster(np.sin(a).astype(np.float32), r.transform, r.crs)
+                                for a, r in zip(rad, rasters, strict=True)],
                                region, "average")
-    north = warp_many_to_region([Raster(np.cos(a).astype(np.float32), r.transform, r.crs) for a, r in zip(rad, rasters)],
+    north = warp_many_to_region([Raster(np.cos(a).astype(np.float32), r.transform, r.crs)
+                                 for a, r in zip(rad, rasters, strict=True)],
                                 region, "average")
     return {var: (np.degrees(np.arctan2(east, north)) % 360.0).astype(np.float32)}, many
 

@@ -167,7 +167,7 @@ def sample_pixels(dates: np.ndarray, cells: np.ndarray, row0: int, col0: int, la
         "fine_row": (row0 + rows).astype(np.int64),
         "fine_col": (col0 + cols).astype(np.int64),
     }
-    for name, layer in zip(names, layers):
+    for name, layer in zip(names, layers, strict=True):
         vals = layer[t, rows, cols] if layer.ndim == 3 else layer[rows, cols]
         out[name] = vals.astype(np.float32)
     out[TARGET] = smap[t, i, j].astype(np.float32)

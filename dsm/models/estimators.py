@@ -47,6 +47,7 @@ from sklearn.svm import SVR
 
 from dsm.config import MODEL_NAMES
 from dsm.errors import ConfigError
+from dsm.models.blockcv import make_regressor
 
 if TYPE_CHECKING:
     from dsm.config import TrainingConfig
@@ -226,8 +227,6 @@ def check_training_grids(training: TrainingConfig) -> None:
     :func:`dsm.models.pooled.fit_dask`). The message names the key path, the value, the
     library's reason and what to do.
     """
-    from dsm.models.blockcv import make_regressor
-
     for name in training.models:
         grid = training.grids[name]
         param_grid(name, grid)  # unknown parameter names
@@ -273,7 +272,7 @@ def feature_importance(name: str, estimator: BaseEstimator, features: Sequence[s
     total = imp.sum()
     if total > 0:
         imp = imp / total
-    return {f: float(v) for f, v in zip(features, imp)}
+    return {f: float(v) for f, v in zip(features, imp, strict=True)}
 
 
 def convergence_warnings(estimator: BaseEstimator) -> list[str]:

@@ -39,19 +39,29 @@ import xarray as xr
 from distributed import Client
 
 from dsm.config import Config
-from dsm.errors import InputError
 from dsm.cube import RAIN_PREDICTORS, has_rain
+from dsm.errors import InputError
 from dsm.features import DOY_FEATURES, design_matrix, feature_names, rain_reduced_sets, with_rain
 from dsm.fusion import estimate_error_model
 from dsm.models.blockcv import CvScore, block_folds, candidates, fit_fold, out_of_fold, score_curves
 from dsm.models.cards import FUSION_KEY, FusionCard, ModelRecord, fusion_model_key
+from dsm.models.disaggregation import fit_disaggregation, pixel_sample_graph
 from dsm.models.pooled import fit_dask
 from dsm.models.store import ModelStore
 from dsm.models.variants import predictor_sets
 from dsm.periods import periods
 from dsm.progress import Steps
 from dsm.ranges import SMAP, describe
-from dsm.samples import OUT_OF_RANGE_ATTR, RANGE_SUFFIX, TARGET, empty_cube_cause, sample_graph, smap_grid, table_counts, table_to_grid
+from dsm.samples import (
+    OUT_OF_RANGE_ATTR,
+    RANGE_SUFFIX,
+    TARGET,
+    empty_cube_cause,
+    sample_graph,
+    smap_grid,
+    table_counts,
+    table_to_grid,
+)
 
 log = logging.getLogger(__name__)
 DISAGGREGATION = "disaggregation"
@@ -188,7 +198,7 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
         anomaly_gain=fcfg.anomaly_gain,
         interval=config.output.interval if config.output.uncertainty != "none" else None,
         disaggregation=disagg, disaggregation_card=disagg_card,
-        importance=dict(zip(feats, (imp / imp.sum() if imp.sum() > 0 else imp).round(6).tolist())),
+        importance=dict(zip(feats, (imp / imp.sum() if imp.sum() > 0 else imp).round(6).tolist(), strict=True)),
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), inputs_out_of_range=masked)
     store.write_card(FUSION_KEY, card.to_dict())
     say(f"fusion error model: SMAP error sd {em.var_smap ** 0.5:.4f} ({em.var_smap_method}, {em.n_triplets} "
@@ -199,8 +209,6 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
 def _disaggregation(config: Config, client: Client, store: ModelStore, ds: xr.Dataset, table: pd.DataFrame,
                     full: ModelRecord, params: Mapping[str, Any]) -> tuple[ModelRecord, dict[str, Any]]:
     """Fit and store the disaggregation model on 1 km pixels of the training days."""
-    from dsm.models.disaggregation import fit_disaggregation, pixel_sample_graph
-
     fcfg = config.training.fusion
     days = sorted(set(pd.DatetimeIndex(table["date"]).date))
     pixels = client.compute(pixel_sample_graph(ds, days, list(full.features), fcfg.pixels_per_cell,

@@ -39,7 +39,6 @@ from dsm.models.split import Split
 from dsm.models.xgblog import route_worker_logs
 from dsm.samples import TARGET
 
-
 # words of XGBoost's collective (allreduce / allgather over the workers' sockets) errors
 _COLLECTIVE = ("/collective/", "allgather", "allreduce", "scatter reduce", "broadcast failed", "tracker",
                "socket error", "connection reset", "broken pipe", "failed to connect to other workers")
@@ -156,7 +155,7 @@ def train_pooled(client: Client, tables: Mapping[str, pd.DataFrame], splits: Map
         "train": scores(model.predict(Xtr), ytr),
         "test": scores(model.predict(Xte), yte) if len(yte) else None,
         "per_period": per_period,
-        "importance": {"xgb_gain": dict(zip(features, map(float, imp)))},
+        "importance": {"xgb_gain": dict(zip(features, map(float, imp), strict=True))},
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return model, card

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 import json
+import logging
 import platform
 from collections.abc import Mapping
 from typing import Any
@@ -157,14 +157,16 @@ class ModelStore:
         """Whether ``key`` has a readable card and, if it holds its own model, the whole model file.
 
         A card that is not valid JSON, or a model file missing or of another size than its
-        card records, makes the key not done (so it is trained again), never the whole store.
+        card records, makes the key not done (so it is trained again), never the whole store;
+        so does a card recording models that failed to fit (``model_errors``): a rerun tries
+        them again rather than report the period done.
         """
         try:
             card = self.read_card(key)
         except StoreError as exc:
             log.warning("%s: retraining %s", exc, key)
             return False
-        if card is None:
+        if card is None or card.get("model_errors"):
             return False
         model = card.get("model")
         if model is None:

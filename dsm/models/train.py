@@ -44,6 +44,7 @@ from dsm.models.pooled import train_pooled
 from dsm.models.report import period_table, table4
 from dsm.models.select import resolve_fallbacks
 from dsm.models.store import POOLED, ModelStore
+from dsm.models.variants import train_variants
 from dsm.periods import Composite, periods
 from dsm.progress import Steps
 from dsm.runlock import Lease, LockLostError, RunLock, lock_url
@@ -64,7 +65,8 @@ class TrainReport:
         Periods trained in this run; periods using another period's model; periods skipped
         because they were already stored.
     failed
-        Period (or ``"pooled"``) -> cause, for those that failed.
+        Period, ``period/model`` (a model of the period that failed to fit: the period chose
+        among the others, and a rerun fits it again) or ``"pooled"`` -> cause.
     cards
         The stored card of every period that has one (after the run).
     pooled
@@ -206,7 +208,7 @@ def _train_into(store: ModelStore, config: Config, client: Client, ds: Any, all_
     want_pooled = tcfg.pooled and (force or not store.done(POOLED))
     need = all_periods if want_pooled else todo
     graphs = {p.name: sample_graph(ds, p, config.predictors, tcfg.aggregation, tcfg.min_valid_fraction) for p in need}
-    futures = dict(zip(graphs, client.compute(list(graphs.values()))))
+    futures = dict(zip(graphs, client.compute(list(graphs.values())), strict=True))
     sample_info = {"aggregation": tcfg.aggregation, "min_valid_fraction": tcfg.min_valid_fraction,
                    "rule": "mean of valid land pixels" if tcfg.aggregation == "mean"
                    else "1 km pixel at row 18, col 18 of the cell's 36 x 36 block"}
@@ -224,12 +226,43 @@ def _train_into(store: ModelStore, config: Config, client: Client, ds: Any, all_
         card["model"] = store.save_model(p.name, fit.estimator)
         store.write_card(p.name, card)
         report.trained.append(p.name)
-        return f"{p.name}: {len(table)} samples, chose {card['chosen']}"
+        for model, error in card.get("model_errors", {}).items():  # the period stands; the stage is partial
+            report.failed[f"{p.name}/{model}"] = error
+        lost = f" ({', '.join(card['model_errors'])} failed)" if card.get("model_errors") else ""
+        return f"{p.name}: {len(table)} samples, chose {card['chosen']}{lost}"
 
+    _run_periods(run_period, todo, tcfg.concurrent_periods, report, say)
+    report.trained.sort()
+
+    # tables of periods that were not trained in this run but the pooled model needs
+    for name in [n for n in graphs if n not in tables]:
+        try:
+            tables[name] = futures[name].result()
+        except Exception as exc:
+            report.failed.setdefault(name, f"{type(exc).__name__}: {exc}")
+
+    _resolve_reuse(store, report, all_periods, small, sample_info)
+    # companion models for prediction: reduced (gap-free) and quantile models
+    report.variants, variant_failures = train_variants(client, config, store, ds, [p.name for p in chosen],
+                                                       force=force, fresh=report.trained,
+                                                       tables=tables)
+    report.failed.update(variant_failures)
+    if want_pooled:
+        _pooled(client, config, store, report, tables)
+    report.pooled = store.read_card(POOLED)
+    report.cards = [c for c in (store.read_card(p.name) for p in all_periods) if c is not None]
+    store.write_report(report.record())
+    return report
+
+
+def _run_periods(run_period: Callable[[Composite], str], todo: list[Composite], workers: int, report: TrainReport,
+                 say: Callable[[str], None]) -> None:
+    """Run ``run_period`` on every period of ``todo``, ``workers`` at a time, one progress step
+    each: a failure is recorded in ``report.failed`` and the others go on; a lost lock stops all."""
     steps = Steps(say, "train", len(todo), "period")
     if todo:
         steps.start()
-    with cf.ThreadPoolExecutor(max_workers=tcfg.concurrent_periods, thread_name_prefix="dsm-train") as pool:
+    with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dsm-train") as pool:
         jobs = {pool.submit(run_period, p): p for p in todo}
         for job in cf.as_completed(jobs):
             p = jobs[job]
@@ -242,29 +275,6 @@ def _train_into(store: ModelStore, config: Config, client: Client, ds: Any, all_
             except Exception as exc:  # reported per period; the others go on
                 report.failed[p.name] = f"{type(exc).__name__}: {exc}"
                 steps.step(f"{p.name}: FAILED {report.failed[p.name]}")
-    report.trained.sort()
-
-    # tables of periods that were not trained in this run but the pooled model needs
-    for name in [n for n in graphs if n not in tables]:
-        try:
-            tables[name] = futures[name].result()
-        except Exception as exc:
-            report.failed.setdefault(name, f"{type(exc).__name__}: {exc}")
-
-    _resolve_reuse(store, report, all_periods, small, sample_info)
-    # companion models for prediction (issue 4): reduced (gap-free) and quantile models
-    from dsm.models.variants import train_variants
-
-    report.variants, variant_failures = train_variants(client, config, store, ds, [p.name for p in chosen],
-                                                       force=force, fresh=report.trained,
-                                                       tables=tables)
-    report.failed.update(variant_failures)
-    if want_pooled:
-        _pooled(client, config, store, report, tables)
-    report.pooled = store.read_card(POOLED)
-    report.cards = [c for c in (store.read_card(p.name) for p in all_periods) if c is not None]
-    store.write_report(report.record())
-    return report
 
 
 def _resolve_reuse(store: ModelStore, report: TrainReport, all_periods: list[Composite],

@@ -44,6 +44,7 @@ from dsm.models.estimators import make_estimator, param_grid
 from dsm.models.period import features, period_split
 from dsm.models.select import scores
 from dsm.models.store import ModelStore
+from dsm.periods import periods
 from dsm.samples import TARGET, sample_graph
 
 FULL = "full"
@@ -180,8 +181,6 @@ def train_variants(client: Client, config: Config, store: ModelStore, ds: Any, p
 
     Returns the variant keys trained and ``{key: cause}`` of those that failed.
     """
-    from dsm.periods import periods
-
     interval = config.output.interval if config.output.uncertainty == "quantile" else None
     tcfg = config.training
     by_name = {p.name: p for p in periods(config.dates.start, config.dates.end)}
@@ -201,13 +200,13 @@ def train_variants(client: Client, config: Config, store: ModelStore, ds: Any, p
     have = dict(tables or {})
     todo = [i for i, (n, v, _, _) in enumerate(wanted) if not (v == FULL and n in have)]
     computed = dict(zip(todo, client.compute([sample_graph(ds, by_name[wanted[i][0]], wanted[i][2], tcfg.aggregation,
-                                                           tcfg.min_valid_fraction) for i in todo])))
+                                                           tcfg.min_valid_fraction) for i in todo]), strict=True))
     inputs = [computed[i] if i in computed else have[wanted[i][0]] for i in range(len(wanted))]
     fits = [client.submit(fit_variant, t, n, v, preds, card, tcfg, interval, config.cluster.device, pure=False)
-            for t, (n, v, preds, card) in zip(inputs, wanted)]
+            for t, (n, v, preds, card) in zip(inputs, wanted, strict=True)]
     trained: list[str] = []
     failed: dict[str, str] = {}
-    for fut, (name, variant, _, _) in zip(fits, wanted):
+    for fut, (name, variant, _, _) in zip(fits, wanted, strict=True):
         key = variant_key(variant, name)
         try:
             point, q, card = fut.result()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
+import uuid
 from typing import Any
 
 from distributed import Client
@@ -40,7 +41,7 @@ def log_to_logging() -> bool:
     it does (False: this XGBoost build offers no way to, and its own printing stays)."""
     global _callback
     try:
-        import xgboost.core
+        import xgboost.core  # noqa: PLC0415 - a build without it is tolerated (ImportError below)
 
         with _lock:
             if _callback is None:
@@ -69,8 +70,6 @@ def _on_every_thread(token: str, nthreads: int, timeout: float = 5.0) -> bool:
 
 def route_worker_logs(client: Client) -> None:
     """Run :func:`log_to_logging` on every task thread of every worker of ``client``."""
-    import uuid
-
     futures = []
     for address, info in client.scheduler_info(n_workers=-1).get("workers", {}).items():
         n = max(1, int(info.get("nthreads", 1)))

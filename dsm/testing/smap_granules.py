@@ -100,8 +100,8 @@ def smap_schema(suffix: str, grid: Grid = EASE2_36KM) -> dict[str, tuple[str, di
     }
     if suffix:
         qual = {k: qual[k] for k in ("_FillValue", "flag_masks", "long_name", "coordinates", "flag_meanings")}
-    lat = {"long_name": "Latitude of the center of the Earth based grid cell.", "units": "degrees_north"}
-    lon = {"long_name": "Longitude of the center of the Earth based grid cell.", "units": "degrees_east"}
+    lat: dict[str, object] = {"long_name": "Latitude of the center of the Earth based grid cell.", "units": "degrees_north"}
+    lon: dict[str, object] = {"long_name": "Longitude of the center of the Earth based grid cell.", "units": "degrees_east"}
     if suffix:
         lat |= {"coordinates": _COORDS, "valid_min": f32(-90.0), "valid_max": f32(90.0), "_FillValue": f32(-9999.0)}
         lon |= {"coordinates": _COORDS, "valid_min": f32(-180.0), "valid_max": f32(179.998993), "_FillValue": f32(-9999.0)}
@@ -326,7 +326,9 @@ def _write_l3(
         if metadata:
             _smap_metadata(f, date, granule, version, product, spec.smap_short)
         if history and written:
-            ny, nx = np.shape((am or pm).soil_moisture)
+            first = am or pm
+            assert first is not None  # something was written
+            ny, nx = np.shape(first.soil_moisture)
             ce = ";".join(f"{n}[{row0}:{row0 + ny - 1}][{col0}:{col0 + nx - 1}]" for n in written)
             f.attrs["history"] = np.bytes_(
                 "2025-08-13 18:42:53 GMT hyrax-1.17.1-219 https://opendap.earthdata.nasa.gov/collections/C2938663676-NSIDC_CPRD/"
@@ -368,24 +370,31 @@ def _write_pass(g, date, suffix, p: SmapPass, grid: Grid, row0, col0, lat0, lon0
         names.append(name)
         if box is None:
             continue
-        obs = observed[box]
-        base = name.removesuffix(suffix)
-        if base == "soil_moisture":
-            data = np.where(valid[box], sm[box], -9999.0)
-        elif base == "retrieval_qual_flag":
-            data = qual[box]
-        elif base in ("latitude", "longitude"):
-            data = np.where(obs, (lat0 if base == "latitude" else lon0)[box], -9999.0)
-        elif base == "tb_time_utc":
-            data = np.where(obs, stamp.encode(), b"")
-        elif base == "tb_time_seconds":
-            data = np.where(obs, seconds, -9999.0)
-        else:
-            rows = np.arange(row0, row0 + shape[0])[box[0], None] if base == "EASE_row_index" else None
-            cols = np.arange(col0, col0 + shape[1])[None, box[1]] if base == "EASE_column_index" else None
-            data = np.where(obs, rows if rows is not None else cols, 65534)
-        ds[box] = data
+        ds[box] = _pass_data(name.removesuffix(suffix), box, sm, valid, observed, qual,
+                             {"latitude": lat0, "longitude": lon0}, stamp, seconds, row0, col0)
     return names
+
+
+def _pass_data(base: str, box: tuple[slice, slice], sm: np.ndarray, valid: np.ndarray, observed: np.ndarray,
+               qual: np.ndarray, latlon: dict[str, np.ndarray], stamp: str, seconds: float, row0: int, col0: int
+               ) -> np.ndarray:
+    """The stored values (over ``box``) of the pass variable ``base`` (its name without the suffix)."""
+    obs = observed[box]
+    shape = sm.shape
+    if base == "soil_moisture":
+        return np.where(valid[box], sm[box], -9999.0)
+    if base == "retrieval_qual_flag":
+        return qual[box]
+    if base in ("latitude", "longitude"):
+        return np.where(obs, latlon[base][box], -9999.0)
+    if base == "tb_time_utc":
+        return np.where(obs, stamp.encode(), b"")
+    if base == "tb_time_seconds":
+        return np.where(obs, seconds, -9999.0)
+    if base == "EASE_row_index":
+        return np.where(obs, np.arange(row0, row0 + shape[0])[box[0], None], 65534)
+    assert base == "EASE_column_index", base  # the last variable of smap_schema
+    return np.where(obs, np.arange(col0, col0 + shape[1])[None, box[1]], 65534)
 
 
 def _write_xy(g, grid: Grid, row0: int, col0: int, shape: tuple[int, int], mapping: str, names: list[str]) -> None:
