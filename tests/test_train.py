@@ -223,16 +223,16 @@ def test_the_same_inputs_and_seed_give_byte_identical_model_files(tiny_twin, tmp
 
 @pytest.mark.timeout(180)
 def test_a_model_that_fails_to_fit_makes_the_stage_partial_and_is_fitted_again_on_rerun(tiny_twin, tmp_path, client):
-    """A grid value that passes the configuration check but fails in ``fit`` (more features
-    than there are): the period still chooses among the other models, the failure is named per
+    """A grid value that passes the configuration check but fails in ``fit`` (a precomputed
+    kernel, given features): the period still chooses among the other models, the failure is named per
     period and model (so the train stage is partial, not done), and a rerun tries it again."""
-    grids = {**SMALL_GRIDS, "rf": {"n_estimators": [10], "max_features": [1000]}}
-    cfg = _config(tiny_twin.cube, str(tmp_path / "models"), pooled=False, models=["mlr", "rf"], grids=grids)
+    grids = {**SMALL_GRIDS, "svr": {"kernel": ["precomputed"]}}  # needs a square kernel matrix: fails in fit
+    cfg = _config(tiny_twin.cube, str(tmp_path / "models"), pooled=False, models=["mlr", "svr"], grids=grids)
     report = train(cfg, client)
     assert report.trained == [P1, P2, P3]
-    assert sorted(report.failed) == [f"{p}/rf" for p in (P1, P2, P3)]
-    assert all("max_features" in why for why in report.failed.values())
-    assert all(c["chosen"] == "mlr" and "rf" in c["model_errors"] for c in report.cards)
+    assert sorted(report.failed) == [f"{p}/svr" for p in (P1, P2, P3)]
+    assert all("failed to fit" in why and "square matrix" in why for why in report.failed.values())  # the cause named
+    assert all(c["chosen"] == "mlr" and "svr" in c["model_errors"] for c in report.cards)
     table = report.period_table()
     assert set(table.loc[table["status"] == "failed", "period"]) == set(report.failed)
     again = train(cfg, client)  # not skipped as done: the failed model is tried again

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from distributed import Client
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import FitFailedWarning
 from sklearn.model_selection import GridSearchCV as SkGridSearchCV
 from sklearn.model_selection import KFold
@@ -67,10 +67,23 @@ def _folds(n: int, folds: int, seed: int) -> KFold:
     return KFold(n_splits=folds, shuffle=True, random_state=seed)
 
 
-def _result(name: str, search: Any, n_candidates: int) -> SearchResult:
+def _every_candidate_failed(name: str, estimator: BaseEstimator, params: Any, X: np.ndarray,
+                            y: np.ndarray) -> SearchError:
+    """The error for a search whose candidates all failed, naming what the first one raises (refit
+    here on the data: the fits that failed raised on the workers, where their messages stay)."""
+    first = params[0] if isinstance(params, list) else params
+    why = ""
+    try:
+        clone(estimator).set_params(**{k: v[0] for k, v in first.items()}).fit(X, y)
+    except Exception as exc:  # noqa: BLE001 - the cause is what we report
+        why = f"; the first candidate raises {type(exc).__name__}: {exc}"
+    return SearchError(f"every candidate of model '{name}' failed to fit{why}")
+
+
+def _result(name: str, search: Any, n_candidates: int, X: np.ndarray, y: np.ndarray) -> SearchResult:
     scores = np.asarray(search.cv_results_["mean_test_score"], dtype=np.float64)
     if not np.isfinite(scores).any():
-        raise SearchError(f"every candidate of model '{name}' failed to fit")
+        raise _every_candidate_failed(name, search.estimator, search.param_grid, X, y)
     return SearchResult(name, search.best_estimator_, dict(search.best_params_),
                         float(-scores[search.best_index_]), n_candidates)
 
@@ -102,8 +115,11 @@ def search(client: Client, name: str, X: np.ndarray, y: np.ndarray, grid: Mappin
     with warnings.catch_warnings():
         # a failing candidate is reported through its NaN score (checked in _result)
         warnings.simplefilter("ignore", FitFailedWarning)
-        gs.fit(X, y)
-    return _result(name, gs, len(gs.cv_results_["params"]))
+        try:
+            gs.fit(X, y)
+        except IndexError as exc:  # dask-ml's refit of the best candidate when every score is NaN
+            raise _every_candidate_failed(name, gs.estimator, params, X, y) from exc
+    return _result(name, gs, len(gs.cv_results_["params"]), X, y)
 
 
 def search_local(name: str, X: np.ndarray, y: np.ndarray, grid: Mapping[str, Sequence[Any]],
@@ -115,4 +131,4 @@ def search_local(name: str, X: np.ndarray, y: np.ndarray, grid: Mapping[str, Seq
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitFailedWarning)
         gs.fit(X, y)
-    return _result(name, gs, len(gs.cv_results_["params"]))
+    return _result(name, gs, len(gs.cv_results_["params"]), X, y)
