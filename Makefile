@@ -8,7 +8,7 @@ WORKDIR ?= work/demo
 SIZE   ?= default
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench notebooks lock clean
+.PHONY: setup demo test test-fast lint bench notebooks lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test: setup  ## lint and type-check dsm/, then run the test suite
 	$(BIN)/ruff check dsm
 	$(BIN)/mypy dsm
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup  ## the tests not marked slow (about 2 minutes): for the edit-test loop, not instead of make test
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: setup  ## ruff and mypy on dsm/ (configured in pyproject.toml); part of `make test`
 	$(BIN)/ruff check dsm

@@ -123,6 +123,7 @@ def _daily_cube(days=400, ny=6, nx=5, seed=0):
                         coords={"time": t, "y": np.arange(ny)[::-1] * 1000.0, "x": np.arange(nx) * 1000.0}), values
 
 
+@pytest.mark.slow
 def test_mean_maps_are_lazy_and_equal_pandas_groupbys(tmp_path):
     sm, values = _daily_cube()
     monthly = analysis.monthly_means(sm)

@@ -22,6 +22,7 @@ def _dsm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           cwd=cwd, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_demo_builds_the_tiny_twin_and_prints_its_summary(tiny_demo):
     work, res = tiny_demo.work, tiny_demo.result
@@ -103,6 +104,7 @@ def test_config_check_tries_every_grid_value_on_its_estimator(tmp_path):
     assert "n_estimators:\n      - 5" in res.output
 
 
+@pytest.mark.slow
 def test_twin_command_refuses_to_overwrite(tmp_path, tiny_twin):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"region": {"cells": [72, 770, 1, 1]},
@@ -141,6 +143,7 @@ def test_only_an_error_in_a_stage_that_writes_products_fails_a_run():
     assert _one_line("KeyError: 'sm'\n  while reading\n\n b.nc ") == "KeyError: 'sm'; while reading; b.nc"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_failed_validation_leaves_the_run_partial_and_the_products_done(tmp_path, tiny_twin):
     sites = tmp_path / "my_sites.csv"

@@ -10,6 +10,8 @@ from dsm.config import ClusterConfig
 from dsm.errors import ConfigError
 from dsm.testing.processes import ProcessCluster, free_ports
 
+pytestmark = pytest.mark.slow  # make test-fast leaves these out
+
 
 @pytest.mark.timeout(120)
 def test_local_cluster_runs_the_cube_summary_on_its_workers(tiny_twin):

@@ -23,6 +23,8 @@ from dsm.samples import sample_graph
 from dsm.skill import skill
 from dsm.twin import demo_config
 
+pytestmark = pytest.mark.slow  # make test-fast leaves these out
+
 
 @pytest.fixture(scope="module")
 def run_9km(tmp_path_factory):

@@ -116,6 +116,7 @@ def test_layout_is_recovered_from_a_store(tmp_path):
     assert cube.layout_of(cube.open_cube(url)) == LAYOUT
 
 
+@pytest.mark.slow
 @pytest.mark.s3
 @pytest.mark.timeout(180)
 def test_round_trip_through_a_real_s3_server(s3):

@@ -54,6 +54,8 @@ from dsm.grid import Region
 from dsm.models.store import ModelStore
 from dsm.runlock import RunLock
 
+pytestmark = pytest.mark.slow  # make test-fast leaves these out
+
 
 def _write_under_a_file_size_limit(target: str, limit: int, size: int, how: str) -> subprocess.CompletedProcess:
     """Write ``size`` bytes to ``target`` in a process that may not write files over ``limit`` bytes.

@@ -23,6 +23,8 @@ from dsm.cellmeans import DayCells, fuse_block
 from dsm.predict import predict
 from dsm.skill import skill
 
+pytestmark = pytest.mark.slow  # make test-fast leaves these out
+
 FAST = {"grid": {"max_depth": [4], "min_child_weight": [5], "reg_lambda": [1.0]}, "max_rounds": 200, "cv_folds": 3}
 SMALL_GRIDS = {"svr": {"C": [1.0]}, "ann": {"hidden_layer_sizes": [[16]], "alpha": [0.01]},
                "rf": {"n_estimators": [30], "max_depth": [5]}, "xgb": {"n_estimators": [30], "max_depth": [3]}}

@@ -111,6 +111,7 @@ def test_folders_on_s3_are_searched_too(s3, tmp_path):
     assert expand([f"{bucket}/in/*/"], s3.storage_options, folder_patterns("smap")) == got
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_an_input_that_matches_nothing_or_whose_files_all_fail_fails_the_ingest(tmp_path, client):
     empty = tmp_path / "smap_empty"
@@ -439,6 +440,7 @@ def test_a_slope_raster_replaces_the_dems_slope_and_one_out_of_range_is_refused_
     np.testing.assert_array_equal(open_cube(str(tmp_path / "cube.zarr"))["slope"].values, given)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_soilgrids_as_published_fills_the_texture_and_a_folder_mixing_units_is_refused(tmp_path, client):
     from dsm.ingest.soilgrids import soilgrids_layer

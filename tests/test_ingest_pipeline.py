@@ -38,6 +38,8 @@ from dsm.testing.granules import (
 )
 from dsm.testing.precip import imerg_filename, write_imerg_day
 
+pytestmark = pytest.mark.slow  # make test-fast leaves these out
+
 MOD11 = "MOD11A1.A2021227.h11v05.061.2021228105320.hdf"
 MOD13 = "MOD13A2.A2021225.h11v06.061.2021320163717.hdf"
 X0, Y0, TILE = -20015109.354, 10007554.677, 1111950.5197

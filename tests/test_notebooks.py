@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # make test-fast leaves these out
+
 LOOK_AT_A_RUN = ("03_products", "04_validation")  # read CONFIG_PATH from DSM_NOTEBOOK_CONFIG
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9]*.py"))
 

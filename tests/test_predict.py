@@ -24,6 +24,8 @@ from dsm.blocks import apply_model, predict_day, residual_correct
 from dsm.dayplans import DayPlan, VariantPlan
 from dsm.predict import predict
 
+pytestmark = pytest.mark.slow  # make test-fast leaves these out
+
 P1, P2, P3 = "2016161", "2016177", "2016193"
 GRIDS = {"xgb": {"n_estimators": [40], "max_depth": [3]}}
 

@@ -20,6 +20,8 @@ from dsm.models.train import train
 from dsm.predict import predict
 from dsm.store import FENCE_ATTR
 
+pytestmark = pytest.mark.slow  # make test-fast leaves these out
+
 
 def _files(root: Path) -> dict[str, bytes]:
     """Every file of a store, except the ``*.partial`` temporaries of zarr's local store (a chunk

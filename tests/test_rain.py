@@ -255,6 +255,7 @@ def test_write_antecedent_twice_identical(tmp_path: Path) -> None:
     assert first.to_dict()["efolding_days"] == [2, 5, 15]
 
 
+@pytest.mark.slow
 @pytest.mark.cluster
 def test_write_antecedent_on_cluster(tmp_path: Path, client) -> None:
     url, p, land = make_cube(tmp_path / "a")

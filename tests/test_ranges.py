@@ -272,6 +272,7 @@ def test_block_prediction_uses_the_reduced_models_and_smap_only_when_valid(bad_c
 FAST = {"grid": {"max_depth": [3], "min_child_weight": [5], "reg_lambda": [1.0]}, "max_rounds": 100, "cv_folds": 3}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_fusion_never_trains_on_or_fuses_impossible_values(bad_cube, tmp_path, client):
     from dsm.models.train import train

@@ -18,6 +18,8 @@ from dsm.report import FIGURES, TABLES, run_report
 from dsm.testing.validation import gridded_field, make_products_store, write_gridded_netcdf
 from dsm.validate import run_validate
 
+pytestmark = pytest.mark.slow  # make test-fast leaves these out
+
 GRIDS = {"xgb": {"n_estimators": [20], "max_depth": [3]}}
 BOX = [108.6, 38.3, 109.4, 39.0]
 

@@ -26,7 +26,7 @@ from dsm.run import run
 from dsm.store import FENCE_ATTR
 from dsm.testing.processes import ProcessCluster
 
-pytestmark = [pytest.mark.s3, pytest.mark.cluster]
+pytestmark = [pytest.mark.s3, pytest.mark.cluster, pytest.mark.slow]
 NDAYS = 24  # a 16-day period and half of the next: every stage, a fault after 4 days, half the time of 48
 
 TRAINING = {"min_samples": 40, "models": ["mlr", "xgb"], "cv_folds": 2,

@@ -19,6 +19,8 @@ from dsm.cli import main
 from dsm.errors import TransientIOError
 from dsm.runlock import LockError, LockLostError, LockRecord, RunLock, is_stale, lock_url
 
+pytestmark = pytest.mark.slow  # make test-fast leaves these out
+
 
 def _write(url, record: LockRecord) -> None:
     Path(url).write_text(json.dumps(record.__dict__))

