@@ -7,7 +7,8 @@ Stages, in order (``run.stages`` selects a subset):
               tables, written last, are missing is rebuilt), else the existing cube is checked;
 ``train``     every period's models (periods already stored are skipped);
 ``predict``   the daily 1 km maps (days already done are skipped);
-``export``    COGs and STAC (days already exported are skipped; needs ``stores.cog``);
+``export``    COGs and STAC (needs ``stores.cog``) and/or netCDF files (``output.formats``); days
+              already exported are skipped;
 ``validate``  in situ validation, analysis and the HTML report, and on the twin the skill
               against the 1 km truth (``skill.json`` beside the output store).
 
@@ -251,9 +252,12 @@ def _stage_predict(config: Config, client: Client, say: Callable[[str], None], l
 def _stage_export(config: Config, client: Client, say: Callable[[str], None], lease: Lease | None) -> StageResult:
     from dsm.export import export
 
-    if not config.stores.cog:
-        return StageResult("export", "skipped", message="stores.cog is not set")
-    rep = export(config, client, progress=export_steps(config, say), lease=lease)
+    formats = tuple(config.output.formats)
+    if not config.stores.cog and "cog" in formats:
+        formats = tuple(f for f in formats if f != "cog")  # netCDF files need no COG folder
+        if not formats:
+            return StageResult("export", "skipped", message="stores.cog is not set (and output.formats has no netcdf)")
+    rep = export(config, client, progress=export_steps(config, say, formats=formats), lease=lease, formats=formats)
     return _finished("export", rep, exported=len(rep.exported), skipped=len(rep.skipped), stac=rep.stac)
 
 

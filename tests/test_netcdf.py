@@ -175,6 +175,21 @@ def test_a_replaced_chunk_is_never_written_to_netcdf(client, tmp_path):
     assert products.open_products(url).attrs["days_done"] == DONE[:2]  # predict writes it again
 
 
+def test_the_run_exports_netcdf_without_a_cog_folder_and_skips_when_there_is_nothing_to_write(client, tmp_path):
+    """``dsm run``'s export stage with ``output.formats: [netcdf]`` and no ``stores.cog`` writes
+    the netCDF files (it used to skip the stage for want of a COG folder)."""
+    from dsm.run import run
+
+    _store(str(tmp_path / "sm.zarr"))
+    res = run(_config(tmp_path), client, stages=("export",))
+    (stage,) = res.stages
+    assert stage.status == "done", stage
+    assert sorted(p.name for p in (tmp_path / "nc").iterdir()) == ["SM_1km_201606.nc", "SM_1km_201607.nc"]
+    cogs_only = _config(tmp_path, formats=["cog"])  # COGs asked, no folder for them: named, not done
+    (stage,) = run(cogs_only, client, stages=("export",)).stages
+    assert stage.status == "skipped" and "stores.cog is not set" in stage.message
+
+
 def test_products_store_attributes_are_cf(tmp_path):
     url = str(tmp_path / "sm.zarr")
     products.create_products(url, Layout(REGION, START, END, 36, 2), 0.9)
