@@ -9,7 +9,8 @@
 * **Products, per day**: the valid ``sm`` pixels of each predicted day equal the number
   predict recorded (``day_models[day]["valid_pixels"]``).
 * **Models**: each card's model file exists and has the SHA-256 its card records.
-* **COGs**: each exported COG exists with the size and SHA-256 recorded at export.
+* **COGs**: each exported COG (``sm`` and its ``sm_unc``/``sm_origin`` layers) exists with the
+  size and SHA-256 recorded at export.
 
 With ``fix=True`` (``dsm verify --fix``) what failed is un-marked, so that the next ``dsm run``
 (or the stage named) redoes exactly that: the products' damaged chunks are deleted and their
@@ -199,22 +200,24 @@ def verify_models(client: Client, config: Config, report: VerifyReport, fix: boo
 
 
 def verify_cogs(client: Client, config: Config, report: VerifyReport, fix: bool) -> None:
-    """Each exported COG against the size and SHA-256 recorded at export."""
+    """Each exported COG of each day (``sm`` and the layers recorded with it: ``sm_unc``,
+    ``sm_origin``) against the size and SHA-256 recorded at export."""
     url, so = str(config.stores.output), config.stores.storage_options
     exported = dict(products.open_products(url, so).attrs.get("days_exported", {}))
-    days = sorted(exported)
-    bad = []
-    for day, got in zip(days, _digests(client, [exported[d]["url"] for d in days], so), strict=True):
-        info = exported[day]
-        if got is not None and got[0] == info.get("size", got[0]) and got[1] == info.get("sha256", got[1]):
+    files_of = [(day, rec) for day in sorted(exported)
+                for rec in (exported[day], *exported[day].get("layers", {}).values())]
+    bad: list[str] = []
+    for (day, rec), got in zip(files_of, _digests(client, [r["url"] for _, r in files_of], so), strict=True):
+        if got is not None and got[0] == rec.get("size", got[0]) and got[1] == rec.get("sha256", got[1]):
             continue
-        report.findings.append(Finding("cog", info.get("name", day), "missing" if got is None else
+        report.findings.append(Finding("cog", rec.get("name", day), "missing" if got is None else
                                        "does not match the size or SHA-256 recorded at export", "dsm export CONFIG"))
-        bad.append(day)
-    report.checked["cogs"] = len(exported)
+        if day not in bad:
+            bad.append(day)
+    report.checked["cogs"] = len(files_of)
     if fix and bad:
         store.set_attrs(url, {"days_exported": {k: v for k, v in exported.items() if k not in bad}}, so)
-        report.fixed.append(f"cog: {len(bad)} COG record(s) dropped (export redoes them)")
+        report.fixed.append(f"cog: the COG records of {len(bad)} day(s) dropped (export redoes them)")
 
 
 def verify(config: Config, client: Client, fix: bool = False) -> VerifyReport:

@@ -186,7 +186,7 @@ def test_verify_names_every_damaged_byte_and_fix_makes_the_rerun_redo_exactly_th
     cfg = cfg.model_copy(update={"stores": cfg.stores.model_copy(update={
         "cube": str(tmp_path / "cube.zarr"), "models": str(tmp_path / "models")})})
     clean = verify(cfg, client)
-    assert clean.ok and clean.checked["models"] == 2 and clean.checked["cogs"] == 3, clean.to_dict()
+    assert clean.ok and clean.checked["models"] == 2 and clean.checked["cogs"] == 9, clean.to_dict()  # 3 days x 3 layers
 
     def flip(path):
         data = bytearray(path.read_bytes())
@@ -198,9 +198,10 @@ def test_verify_names_every_damaged_byte_and_fix_makes_the_rerun_redo_exactly_th
     flip(tmp_path / "sm.zarr" / "sm_origin" / "c" / "0" / "1" / "0")  # days 0-1
     flip(tmp_path / "models" / "2016169" / "model.joblib")
     (tmp_path / "cog" / "SM_1km_2016162.tif").write_bytes(b"truncated")
+    flip(tmp_path / "cog" / "SM_1km_2016161_unc.tif")  # an uncertainty layer counts as much as sm
     found = {(f.store, f.item) for f in verify(cfg, client).findings}
     assert found == {("cube", "lst/c/1/1/1"), ("products", "2016-06-11"), ("products", "sm_origin/c/0/1/0"),
-                     ("models", "2016169"), ("cog", "SM_1km_2016162.tif")}
+                     ("models", "2016169"), ("cog", "SM_1km_2016162.tif"), ("cog", "SM_1km_2016161_unc.tif")}
     fixed = verify(cfg, client, fix=True)
     assert not fixed.ok and len(fixed.fixed) == 3
     attrs = products.open_products(out).attrs
