@@ -9,6 +9,14 @@ PNG, tables as HTML, inline CSS, no script and no external link, so it opens off
 Every figure is a ``<figure data-figure="KEY">`` and every table a ``<div data-table="KEY">``,
 KEY from :data:`FIGURES` and :data:`TABLES`; a part that cannot be made (no model store, no
 weather stations ...) says why in its place.
+
+The report prints to PDF whole (no scroll boxes; a print style sheet keeps figures on one page
+and repeats table headers). Every bias in it is map minus reference (:data:`BIAS_STATEMENT`,
+said once at the top; the bias columns are headed :data:`BIAS_HEADER`): the station scores are
+converted for display (:func:`dsm.station_scores.map_minus_reference`) while ``scores.csv``
+and ``scores.json`` keep ``validation.bias_convention`` (named in their ``bias_convention``
+column/key); the twin skill is map minus truth already. Maps keep EASE-Grid 2.0 x/y with a
+lat/lon graticule (:func:`dsm.figures.graticule`).
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from dsm.models.report import period_table, table4
 from dsm.runlock import Lease
 from dsm.skill import twin_skill_of
 from dsm.station_sampling import PRODUCT_1KM, sample_store
-from dsm.station_scores import ValidationResult
+from dsm.station_scores import ValidationResult, map_minus_reference
 from dsm.stations import locate, stations_config, weather_table
 
 log = logging.getLogger(__name__)
@@ -72,15 +80,40 @@ TABLES: dict[str, str] = {
     "subset": "Regional subset: mean per month",
 }
 
+BIAS_STATEMENT = ("Sign of the bias in every table and figure of this report: bias = map − reference: positive "
+                  "means the map is wetter (its mean soil moisture is above that of the reference: the in situ "
+                  "daily means at the stations, the 1 km truth on the twin).")
+BIAS_HEADER = "map − reference"
+_BIAS_COLUMNS = ("bias", "bias_lo", "bias_hi")
+
+# Printable: no scroll boxes or fixed heights (a printed scroll box loses its hidden rows); in
+# print, full width, figures and table rows kept whole, table headers repeated on every page.
 _CSS = """
 body{font-family:system-ui,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;margin-top:2em}h3{font-size:1.05em;margin-top:1.4em}
 table{border-collapse:collapse;font-size:12px;margin:.5em 0}th,td{padding:2px 8px;border-bottom:1px solid #eee;
 text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
-figure{margin:1em 0}figure img{max-width:100%}figcaption{font-size:12px;color:#555}
+figure{margin:1em 0;break-inside:avoid;page-break-inside:avoid}figure img{max-width:100%;height:auto}
+figcaption{font-size:12px;color:#555}
 .note{background:#fff8e0;padding:.4em .8em;border-left:3px solid #e0b000;font-size:13px}
-.scroll{max-height:420px;overflow:auto}code{background:#f4f4f4;padding:0 3px}
+.bias{font-weight:600}code{background:#f4f4f4;padding:0 3px}
+@page{margin:12mm}
+@media print{
+body{max-width:none;width:100%;margin:0;font-size:10pt}
+h2,h3{break-after:avoid;page-break-after:avoid}
+figure,.note,tr{break-inside:avoid;page-break-inside:avoid}
+table{width:100%;font-size:8pt}th,td{padding:1px 3px}th{overflow-wrap:anywhere}
+thead{display:table-header-group}tfoot{display:table-footer-group}
+th{background:#f4f4f4;-webkit-print-color-adjust:exact;print-color-adjust:exact}
+}
 """
+
+
+def bias_headers(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its bias columns headed ``bias (map − reference)`` (``bias_lo``, ``bias_hi``
+    likewise) and without ``bias_convention``; the values must already be map minus reference."""
+    out = frame.drop(columns=[c for c in ("bias_convention",) if c in frame.columns])
+    return out.rename(columns={c: f"{c} ({BIAS_HEADER})" for c in _BIAS_COLUMNS if c in out.columns})
 
 
 @dataclass
@@ -96,9 +129,10 @@ class Report:
         """Add a heading."""
         self.parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
 
-    def text(self, text: str, note: bool = False) -> None:
+    def text(self, text: str, note: bool = False, cls_name: str | None = None) -> None:
         """Add a paragraph (escaped)."""
-        cls = ' class="note"' if note else ""
+        names = " ".join(n for n in ("note" if note else None, cls_name) if n)
+        cls = f' class="{names}"' if names else ""
         self.parts.append(f"<p{cls}>{html.escape(text)}</p>")
 
     def figure(self, key: str, png: bytes, caption: str) -> None:
@@ -109,14 +143,12 @@ class Report:
                           f'src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption>'
                           "</figure>")
 
-    def table(self, key: str, frame: pd.DataFrame, caption: str | None = None, index: bool = False,
-              scroll: bool = False) -> None:
-        """Add a table (numbers with 4 significant decimals, NaN as an em dash)."""
+    def table(self, key: str, frame: pd.DataFrame, caption: str | None = None, index: bool = False) -> None:
+        """Add a table, all its rows (numbers with 4 significant decimals, NaN as an em dash)."""
         self.tables[key] = frame
         body = frame.to_html(index=index, border=0, na_rep="—", float_format=lambda v: f"{v:.4g}", escape=True)
         cap = f"<h3>{html.escape(caption or TABLES.get(key, key))}</h3>"
-        cls = ' class="scroll"' if scroll else ""
-        self.parts.append(f'<div data-table="{key}"{cls}>{cap}{body}</div>')
+        self.parts.append(f'<div data-table="{key}">{cap}{body}</div>')
 
     def missing(self, key: str, why: str) -> None:
         """Say why a figure or table is not there."""
@@ -191,7 +223,7 @@ def _section_models(rep: Report, cards: list[dict[str, Any]], pooled: dict[str, 
     rep.text("Every 16-day period's five regressors are tuned by grid-search cross-validation on the train "
              "half (50 % stratified by date, KS-checked); the model with the lowest mean(train RMSE, test RMSE) "
              "is the period's model. Periods with too few samples reuse another period's model.")
-    rep.table("period_table", period_table(cards), scroll=True)
+    rep.table("period_table", period_table(cards))
     rep.figure("model_scores_per_period",
                figs.png(figures.model_scores_per_period(cards, figs.url("model_scores_per_period.png"),
                                                         storage_options=figs.so)),
@@ -207,7 +239,7 @@ def _section_models(rep: Report, cards: list[dict[str, Any]], pooled: dict[str, 
         rep.text("The paper's split puts neighbouring cells and days in both halves; the spatial-block split "
                  "holds out whole blocks of 2 x 2 SMAP cells. rmse_increase is the spatial minus the date-split "
                  "test RMSE: how much the date split flatters the test score.")
-        rep.table("split_comparison", sc, scroll=True)
+        rep.table("split_comparison", sc)
 
 
 def _section_twin(rep: Report, config: Config, result: ValidationResult, figs: FigureDir,
@@ -231,8 +263,9 @@ def _section_twin(rep: Report, config: Config, result: ValidationResult, figs: F
                  "pixel-days. cell_r: mean correlation with the truth across the 1 km pixels of one SMAP cell on "
                  "one day (what SMAP cannot see); rmse_cell_mean / rmse_anomaly: the error of the 36 km cell "
                  "means and of the departures from them; temporal_r_median: median over pixels of the temporal R; "
-                 "anomaly_cell_r: within-cell R of the daily anomalies (map minus its time mean). bias = map - truth.")
-        rep.table("twin_skill", frame)
+                 "anomaly_cell_r: within-cell R of the daily anomalies (map minus its time mean). The reference "
+                 "of the bias here is the truth.")
+        rep.table("twin_skill", bias_headers(frame))
         st = s.get("stations")
         if st:
             rows = [{"map": k, **v} for k, v in st["maps"].items()]
@@ -245,7 +278,7 @@ def _section_twin(rep: Report, config: Config, result: ValidationResult, figs: F
         rep.missing("twin_skill_periods", "no period skill computed")
         rep.missing("skill_periods", "no period skill computed")
         return
-    rep.table("twin_skill_periods", result.period_skill, scroll=True)
+    rep.table("twin_skill_periods", bias_headers(result.period_skill))
     rep.figure("skill_periods", figs.png(figures.skill_periods_figure(result.period_skill, figs.url("skill_periods.png"),
                                                                       storage_options=figs.so)),
                "RMSE against the truth and mean within-cell R per period for the product and the baselines.")
@@ -254,31 +287,33 @@ def _section_twin(rep: Report, config: Config, result: ValidationResult, figs: F
 def _section_insitu(rep: Report, result: ValidationResult, weather: pd.DataFrame | None, max_km: float,
                     figs: FigureDir) -> None:
     rep.heading("In situ validation")
-    sc = result.scores
-    conv = sc["bias_convention"].iloc[0] if len(sc) else "reference_minus_product"
-    sign = ("in situ mean minus product mean (Rao et al. 2022: positive = product too dry)"
-            if conv == "reference_minus_product" else "product mean minus in situ mean (pytesmo/QA4SM sign)")
-    rep.text(f"R, RMSE, ubRMSE (m³/m³) and bias of daily means; bias = {sign}. Intervals: percentile bootstrap "
-             "(_lo/_hi). 'common' days: every product and the in situ mean valid on the same station-day; 'own': "
-             "each product on all days it shares with the in situ mean. all: pooled pairs of all sites; site_mean: "
-             "mean of the per-site scores.")
+    conv = result.scores["bias_convention"].iloc[0] if len(result.scores) else "reference_minus_product"
+    stored = ("in situ mean minus product mean, the sign of Rao et al. 2022"
+              if conv == "reference_minus_product" else "product mean minus in situ mean, as shown here")
+    sc = map_minus_reference(result.scores)
+    rep.text("R, RMSE, ubRMSE (m³/m³) and bias of daily means, the reference being the in situ daily mean. "
+             "Intervals: percentile bootstrap (_lo/_hi). 'common' days: every product and the in situ mean valid "
+             "on the same station-day; 'own': each product on all days it shares with the in situ mean. all: "
+             "pooled pairs of all sites; site_mean: mean of the per-site scores. The files scores.csv and "
+             f"scores.json keep the configured sign (validation.bias_convention = {conv}: {stored}); the tables "
+             "here show map − reference.")
     if sc.empty:
         rep.missing("insitu_summary", "nothing could be scored (see the inputs left out)")
         rep.missing("insitu_sites", "nothing could be scored")
     else:
-        summary = sc.loc[sc["level"].isin(["all", "site_mean", "network"])].drop(columns=["bias_convention"])
-        rep.table("insitu_summary", summary)
-        rep.table("insitu_sites", sc.loc[sc["level"] == "site"].drop(columns=["bias_convention"]), scroll=True)
-    rep.table("stations", result.stations, scroll=True)
+        rep.table("insitu_summary", bias_headers(sc.loc[sc["level"].isin(["all", "site_mean", "network"])]))
+        rep.table("insitu_sites", bias_headers(sc.loc[sc["level"] == "site"]))
+    rep.table("stations", result.stations)
     rep.table("problems", result.problems if len(result.problems) else pd.DataFrame(
-        {"kind": [], "name": [], "problem": []}), scroll=True)
+        {"kind": [], "name": [], "problem": []}))
     if result.pairs.empty:
         rep.missing("site_scatter", "no station-day pairs")
         rep.missing("site_timeseries", "no station-day pairs")
         return
     rep.figure("site_scatter", figs.png(figures.site_scatter(result.pairs, sc, figs.url("site_scatter.png"),
                                                              storage_options=figs.so)),
-               "1 km product against the in situ daily mean per site, with R, RMSE, ubRMSE, bias and n.")
+               "1 km product against the in situ daily mean per site, with R, RMSE, ubRMSE, bias (map − "
+               "reference) and n.")
     precip = {}
     if weather is not None:
         scored = result.stations.loc[result.stations["status"] == "scored"]
@@ -444,6 +479,7 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
              f"(lon {lo0:.3f}..{lo1:.3f}, lat {la0:.3f}..{la1:.3f}); products {config.stores.output}; "
              f"{len(products_ds.attrs.get('days_done', []))} predicted day(s). Tables: {out}; station time "
              f"series for pytesmo/QA4SM: {written['timeseries_zip']}.")
+    rep.text(BIAS_STATEMENT, cls_name="bias")
     _section_models(rep, cards, pooled, figs)
     _section_twin(rep, config, result, figs, twin)
     _section_insitu(rep, result, weather, v.weather_max_km, figs)
@@ -464,4 +500,5 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
     return path
 
 
-__all__ = ["FIGURES", "TABLES", "Report", "model_cards", "nearest_weather", "run_report"]
+__all__ = ["BIAS_HEADER", "BIAS_STATEMENT", "FIGURES", "TABLES", "Report", "bias_headers", "model_cards",
+           "nearest_weather", "run_report"]

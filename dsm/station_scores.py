@@ -142,6 +142,29 @@ def score_pairs(pairs: pd.DataFrame, products: Sequence[str], *, boot: Bootstrap
     return table.loc[:, list(SCORE_COLUMNS)]
 
 
+def map_minus_reference(scores: pd.DataFrame) -> pd.DataFrame:
+    """The scores with the bias as product minus reference, whatever ``bias_convention`` they carry (pure).
+
+    Rows scored as ``reference_minus_product`` get ``bias`` negated and ``bias_lo``/``bias_hi``
+    negated and swapped (a percentile interval of ``-b`` is the mirrored interval of ``b``);
+    ``bias_convention`` then reads ``product_minus_reference`` on every row. R, RMSE and ubRMSE
+    do not depend on the sign. For display: the tables :func:`dsm.validate.write_validation`
+    writes keep the configured convention.
+    """
+    out = scores.copy()
+    if "bias_convention" not in out.columns or out.empty:
+        return out
+    flip = (out["bias_convention"] == "reference_minus_product").to_numpy()
+    if "bias" in out.columns:
+        out.loc[flip, "bias"] = -out.loc[flip, "bias"].to_numpy(np.float64)
+    if "bias_lo" in out.columns and "bias_hi" in out.columns:
+        lo = out.loc[flip, "bias_lo"].to_numpy(np.float64)
+        hi = out.loc[flip, "bias_hi"].to_numpy(np.float64)
+        out.loc[flip, "bias_lo"], out.loc[flip, "bias_hi"] = -hi, -lo
+    out["bias_convention"] = "product_minus_reference"
+    return out
+
+
 def overlap_problems(pairs: pd.DataFrame, products: Sequence[str], problems: Problems, min_n: int) -> list[str]:
     """Name stations and products without overlapping days; return the products that overlap."""
     usable = []

@@ -4,17 +4,26 @@ real LocalCluster with real model cards."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import html
 import json
 import re
 import struct
+from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from dsm.config import from_dict
+from dsm.figures import draw_map_panels, draw_skill_periods, graticule_ticks
+from dsm.grid import lonlat_to_xy, xy_to_lonlat
 from dsm.models.train import train
-from dsm.report import FIGURES, TABLES, run_report
+from dsm.periods import periods
+from dsm.report import BIAS_HEADER, BIAS_STATEMENT, FIGURES, TABLES, run_report
 from dsm.testing.validation import gridded_field, make_products_store, write_gridded_netcdf
 from dsm.validate import run_validate
 
@@ -74,10 +83,178 @@ def test_report_numbers_match_the_written_tables(report):
     row = scores.loc[(scores["product"] == "sm_1km") & (scores["level"] == "all") & (scores["days"] == "own")].iloc[0]
     assert f"{row['rmse']:.4g}" in text and f"{row['r']:.4g}" in text
     assert 0.015 < row["rmse"] < 0.04 and row["r"] > 0.8
-    assert "in situ mean minus product mean" in text
+    assert "validation.bias_convention = reference_minus_product" in text  # the stored files' sign, named
     for period in ("2016161", "2016177", "2016193"):
         assert period in text
     assert (root / "validation" / "means.zarr" / "sm_monthly").is_dir()
     assert (root / "validation" / "timeseries" / "dsm_timeseries.zip").exists()
     pc = re.search(r'<div data-table="partial_correlation".*?</div>', text, re.S).group(0)
     assert pc.count("<tr") == 7  # header + 6 weather stations
+
+
+class _Tables(HTMLParser):
+    """The ``<div data-table=KEY>`` tables of a report: header cells and rows of cell texts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, tuple[list[str], list[list[str]]]] = {}
+        self._key: str | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "div" and "data-table" in a:
+            self._key = a["data-table"]
+            self.tables[self._key] = ([], [])
+        elif self._key and tag == "tr":
+            self.tables[self._key][1].append([])
+        elif self._key and tag in ("th", "td"):
+            self._cell = []
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag):
+        if self._key and tag in ("th", "td") and self._cell is not None:
+            text = "".join(self._cell).strip()
+            heads, rows = self.tables[self._key]
+            (heads if tag == "th" else rows[-1]).append(text)
+            self._cell = None
+        elif tag == "div":
+            self._key = None
+
+
+def _tables(text: str) -> dict[str, pd.DataFrame]:
+    parser = _Tables()
+    parser.feed(text)
+    return {k: pd.DataFrame([r for r in rows if r], columns=heads) for k, (heads, rows) in parser.tables.items()}
+
+
+def _num(frame: pd.DataFrame, column: str) -> np.ndarray:
+    return pd.to_numeric(frame[column].replace("—", np.nan)).to_numpy(float)
+
+
+def test_report_prints_whole(report):
+    path, root = report
+    text = path.read_text(encoding="utf-8")
+    assert not re.search(r"overflow(-[xy])?\s*:\s*(auto|scroll|hidden)", text)
+    assert "max-height" not in text and 'class="scroll"' not in text
+    css = re.search(r"@media print\s*\{(.*?)\n\}", text, re.S)
+    assert css, "no print style sheet"
+    assert "thead{display:table-header-group}" in css.group(1)
+    assert re.search(r"figure[^{]*\{[^}]*break-inside:avoid", css.group(1))
+    # every row of the long tables is in the document
+    tables = _tables(text)
+    stations = pd.read_csv(root / "validation" / "stations.csv")
+    assert len(tables["stations"]) == len(stations) > 0
+    scores = pd.read_csv(root / "validation" / "scores.csv")
+    assert len(tables["insitu_sites"]) == (scores["level"] == "site").sum() > 10
+    assert len(tables["twin_skill_periods"]) == len(pd.read_csv(root / "validation" / "skill_periods.csv"))
+
+
+def test_report_bias_is_map_minus_reference_everywhere(report):
+    path, root = report
+    text = path.read_text(encoding="utf-8")
+    assert "bias = map − reference: positive means the map is wetter" in BIAS_STATEMENT
+    assert text.count(html.escape(BIAS_STATEMENT)) == 1
+    assert text.count("bias = ") == 1, "the sign of the bias is stated once, at the top"
+    assert text.index(html.escape(BIAS_STATEMENT)) < text.index("<h2>")
+    tables = _tables(text)
+    bias_heads = {k: [h for h in t.columns if "bias" in h] for k, t in tables.items()}
+    for key in ("twin_skill", "twin_skill_periods", "insitu_summary", "insitu_sites"):
+        assert f"bias ({BIAS_HEADER})" in bias_heads[key], key
+    for key, heads in bias_heads.items():
+        assert all(h.endswith(f"({BIAS_HEADER})") for h in heads), (key, heads)
+    # in situ: the stored scores keep the paper's sign; the report shows mean(map) - mean(in situ)
+    pairs = pd.read_csv(root / "validation" / "pairs.csv")
+    ok = pairs[["sm_1km", "insitu"]].notna().all(axis=1)
+    expected = pairs.loc[ok, "sm_1km"].mean() - pairs.loc[ok, "insitu"].mean()
+    summary = tables["insitu_summary"]
+    row = summary.loc[(summary["product"] == "sm_1km") & (summary["level"] == "all") & (summary["days"] == "own")]
+    shown = _num(row, f"bias ({BIAS_HEADER})")[0]
+    lo, hi = _num(row, f"bias_lo ({BIAS_HEADER})")[0], _num(row, f"bias_hi ({BIAS_HEADER})")[0]
+    assert abs(expected) > 1e-4
+    assert shown == pytest.approx(expected, rel=1e-3, abs=1e-6)
+    assert lo <= shown <= hi
+    scores = pd.read_csv(root / "validation" / "scores.csv")
+    stored = scores.loc[(scores["product"] == "sm_1km") & (scores["level"] == "all") & (scores["days"] == "own")]
+    assert stored["bias_convention"].iloc[0] == "reference_minus_product"
+    assert stored["bias"].iloc[0] == pytest.approx(-expected, rel=1e-3, abs=1e-6)
+    # twin: map minus truth, as stored
+    periods_csv = pd.read_csv(root / "validation" / "skill_periods.csv")
+    shown = _num(tables["twin_skill_periods"], f"bias ({BIAS_HEADER})")
+    np.testing.assert_allclose(shown, periods_csv["bias"].to_numpy(float), rtol=1e-3)
+
+
+def test_graticule_ticks_are_round_degrees():
+    x0, y0 = lonlat_to_xy(108.2, 38.0)
+    x1, y1 = lonlat_to_xy(110.0, 39.6)
+    xs, lons, xlabels = graticule_ticks(x0, x1, "lon", max_ticks=5)
+    ys, lats, ylabels = graticule_ticks(y1, y0, "lat", max_ticks=5)  # either order
+    assert 2 <= len(xs) <= 5 and 2 <= len(ys) <= 5
+    assert np.all((xs >= x0) & (xs <= x1)) and np.all((ys >= y0) & (ys <= y1))
+    back_lon = xy_to_lonlat(xs, np.full_like(xs, y0))[0]
+    back_lat = xy_to_lonlat(np.full_like(ys, x0), ys)[1]
+    np.testing.assert_allclose(back_lon, lons, atol=1e-6)
+    np.testing.assert_allclose(back_lat, lats, atol=1e-6)
+    for deg in (lons, lats):  # round: whole multiples of one step from the list of steps
+        step = np.diff(deg)[0]
+        np.testing.assert_allclose(np.diff(deg), step)
+        np.testing.assert_allclose(deg / step, np.round(deg / step), atol=1e-6)
+        assert step in (0.25, 0.5, 1.0)
+    assert xlabels == [f"{v:.1f}°E" for v in lons] and ylabels == [f"{v:.1f}°N" for v in lats]
+    # western and southern hemispheres, and a 20 km range gets finer steps
+    _, d, labels = graticule_ticks(*lonlat_to_xy([-10.0, 10.0], [0.0, 0.0])[0], "lon")
+    assert labels == ["10°W", "5°W", "0°", "5°E", "10°E"] and list(d) == [-10, -5, 0, 5, 10]
+    _, d, labels = graticule_ticks(*lonlat_to_xy([0.0, 0.0], [-35.0, -34.8])[1], "lat")
+    assert labels[0].endswith("°S") and len(d) >= 2
+    with pytest.raises(ValueError):
+        graticule_ticks(0.0, 1.0, "x")
+
+
+def test_map_figures_are_labelled_in_degrees():
+    x0, y0 = lonlat_to_xy(108.6, 39.0)
+    maps = xr.DataArray(np.random.default_rng(0).random((5, 40, 60)), dims=("month", "y", "x"),
+                        coords={"month": pd.date_range("2016-01-01", periods=5, freq="MS"),
+                                "y": y0 - 500.0 - 1000.0 * np.arange(40), "x": x0 + 500.0 + 1000.0 * np.arange(60)})
+    fig = draw_map_panels(maps, "month", "test")
+    FigureCanvasAgg(fig).draw()
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 5
+    assert any("°" in ax.get_xlabel() and "longitude" in ax.get_xlabel() for ax in panels)
+    assert any("°" in ax.get_ylabel() and "latitude" in ax.get_ylabel() for ax in panels)
+    for ax in panels:
+        xl = [t.get_text() for t in ax.get_xticklabels()]
+        yl = [t.get_text() for t in ax.get_yticklabels()]
+        assert len(xl) >= 2 and all(t.endswith("°E") for t in xl), xl
+        assert len(yl) >= 2 and all(t.endswith("°N") for t in yl), yl
+        lon = xy_to_lonlat(np.asarray(ax.get_xticks()) * 1000.0, np.zeros(len(xl)))[0]
+        np.testing.assert_allclose(lon, [float(t[:-2]) for t in xl], atol=1e-6)
+
+
+def _overlapping_xlabels(fig) -> list[tuple[str, str]]:
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    bad = []
+    for ax in fig.axes:
+        x0, x1 = sorted(ax.get_xlim())
+        labels = [t for t, v in zip(ax.get_xticklabels(), ax.get_xticks(), strict=True)
+                  if t.get_visible() and t.get_text() and x0 <= v <= x1]
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        pairs = zip(labels, labels[1:], boxes, boxes[1:], strict=False)
+        bad += [(a.get_text(), b.get_text()) for a, b, ba, bb in pairs if ba.overlaps(bb)]
+    return bad
+
+
+@pytest.mark.parametrize("end", [dt.date(2016, 2, 10), dt.date(2016, 4, 30), dt.date(2016, 12, 31),
+                                 dt.date(2020, 12, 31)])
+def test_twin_skill_per_period_has_readable_x_labels(end):
+    names = [p.name for p in periods(dt.date(2016, 1, 1), end)]
+    rng = np.random.default_rng(1)
+    skill = pd.DataFrame([{"period": p, "map": m, "rmse": rng.random(), "cell_r": rng.random()}
+                          for p in [*names, "all"] for m in ("product", "smap_repeat", "smap_bilinear")])
+    fig = draw_skill_periods(skill)
+    assert _overlapping_xlabels(fig) == []
+    ticks = [t.get_text() for ax in fig.axes for t in ax.get_xticklabels() if t.get_text()]
+    assert ticks and 2 <= len(ticks) // 2 <= 12
