@@ -1,0 +1,148 @@
+"""The validation report's HTML document (:mod:`dsm.report`): the page and its print style
+sheet, one sign for every bias column, figures embedded as base64 PNG and tables as HTML.
+
+Printable: no scroll boxes or fixed heights (a printed scroll box loses its hidden rows); in
+print, full width, figures and table rows kept whole, table headers repeated on every page.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import pandas as pd
+
+FIGURES: dict[str, str] = {
+    "model_scores_per_period": "Model R and RMSE per period",
+    "table4": "Table 4 summary",
+    "skill_periods": "Twin skill per period",
+    "site_scatter": "Scatter per site",
+    "site_timeseries": "Time series at sites with precipitation",
+    "monthly_maps": "Monthly mean maps",
+    "annual_maps": "Annual mean maps",
+    "daily_mean": "Multi-year daily mean (regional average)",
+    "importance": "Variable importance",
+    "partial_correlation_map": "Partial correlation map",
+    "subset_maps": "Regional subset: monthly mean maps",
+}
+TABLES: dict[str, str] = {
+    "period_table": "Per-period models",
+    "table4": "Table 4: mean over periods",
+    "split_comparison": "Date split vs spatial-block split (test scores)",
+    "twin_skill": "Twin skill against the 1 km truth",
+    "twin_skill_stations": "Twin skill at the in situ stations",
+    "twin_skill_periods": "Twin skill per period",
+    "insitu_summary": "In situ scores: all sites and per network",
+    "insitu_sites": "In situ scores per site",
+    "stations": "Stations",
+    "problems": "Inputs left out",
+    "monthly_means": "Regional mean per month",
+    "importance": "Variable importance",
+    "partial_correlation": "Partial correlation at weather stations",
+    "subset": "Regional subset: mean per month",
+}
+
+BIAS_STATEMENT = ("Sign of the bias in every table and figure of this report: bias = map − reference: positive "
+                  "means the map is wetter (its mean soil moisture is above that of the reference: the in situ "
+                  "daily means at the stations, the 1 km truth on the twin).")
+BIAS_HEADER = "map − reference"
+_BIAS_COLUMNS = ("bias", "bias_lo", "bias_hi")
+
+# Printable: no scroll boxes or fixed heights (a printed scroll box loses its hidden rows); in
+# print, full width, figures and table rows kept whole, table headers repeated on every page.
+_CSS = """
+body{font-family:system-ui,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;margin-top:2em}h3{font-size:1.05em;margin-top:1.4em}
+table{border-collapse:collapse;font-size:12px;margin:.5em 0}th,td{padding:2px 8px;border-bottom:1px solid #eee;
+text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+figure{margin:1em 0;break-inside:avoid;page-break-inside:avoid}figure img{max-width:100%;height:auto}
+figcaption{font-size:12px;color:#555}
+.note{background:#fff8e0;padding:.4em .8em;border-left:3px solid #e0b000;font-size:13px}
+.bias{font-weight:600}code{background:#f4f4f4;padding:0 3px}
+@page{margin:12mm}
+@media print{
+body{max-width:none;width:100%;margin:0;font-size:10pt}
+h2,h3{break-after:avoid;page-break-after:avoid}
+figure,.note,tr{break-inside:avoid;page-break-inside:avoid}
+table{width:100%;font-size:8pt}th,td{padding:1px 3px}th{overflow-wrap:anywhere}
+thead{display:table-header-group}tfoot{display:table-footer-group}
+th{background:#f4f4f4;-webkit-print-color-adjust:exact;print-color-adjust:exact}
+}
+"""
+
+
+def bias_headers(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its bias columns headed ``bias (map − reference)`` (``bias_lo``, ``bias_hi``
+    likewise) and without ``bias_convention``; the values must already be map minus reference."""
+    out = frame.drop(columns=[c for c in ("bias_convention",) if c in frame.columns])
+    return out.rename(columns={c: f"{c} ({BIAS_HEADER})" for c in _BIAS_COLUMNS if c in out.columns})
+
+
+@dataclass
+class Report:
+    """The parts of a report, in order; rendered by :meth:`html`."""
+
+    title: str
+    parts: list[str] = field(default_factory=list)
+    figures: dict[str, str] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def heading(self, text: str, level: int = 2) -> None:
+        """Add a heading."""
+        self.parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
+
+    def text(self, text: str, note: bool = False, cls_name: str | None = None) -> None:
+        """Add a paragraph (escaped)."""
+        names = " ".join(n for n in ("note" if note else None, cls_name) if n)
+        cls = f' class="{names}"' if names else ""
+        self.parts.append(f"<p{cls}>{html.escape(text)}</p>")
+
+    def figure(self, key: str, png: bytes, caption: str) -> None:
+        """Embed a PNG as base64."""
+        data = base64.b64encode(png).decode("ascii")
+        self.figures[key] = caption
+        self.parts.append(f'<figure data-figure="{key}"><img alt="{html.escape(FIGURES.get(key, key))}" '
+                          f'src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption>'
+                          "</figure>")
+
+    def table(self, key: str, frame: pd.DataFrame, caption: str | None = None, index: bool = False) -> None:
+        """Add a table, all its rows (numbers with 4 significant decimals, NaN as an em dash)."""
+        self.tables[key] = frame
+        body = frame.to_html(index=index, border=0, na_rep="—", float_format=lambda v: f"{v:.4g}", escape=True)
+        cap = f"<h3>{html.escape(caption or TABLES.get(key, key))}</h3>"
+        self.parts.append(f'<div data-table="{key}">{cap}{body}</div>')
+
+    def missing(self, key: str, why: str) -> None:
+        """Say why a figure or table is not there."""
+        self.parts.append(f'<p class="note" data-missing="{key}">{html.escape(FIGURES.get(key) or TABLES.get(key, key))}'
+                          f": not available: {html.escape(why)}</p>")
+
+    def html(self) -> str:
+        """The whole document."""
+        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>"
+                f"<h1>{html.escape(self.title)}</h1><p>Generated {now} by dsm.</p>"
+                + "\n".join(self.parts) + "</body></html>\n")
+
+
+@dataclass(frozen=True)
+class FigureDir:
+    """Where the report's figures go (any fsspec URL) and the storage options to reach it."""
+
+    root: str
+    so: Mapping[str, Any]
+
+    def url(self, name: str) -> str:
+        """URL of the figure file ``name``."""
+        return f"{self.root}/{name}"
+
+    def png(self, url: str) -> bytes:
+        """The bytes of a figure written under this folder (to embed in the report)."""
+        with fsspec.open(url, "rb", **dict(self.so)) as f:
+            return f.read()
