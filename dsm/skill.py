@@ -97,12 +97,10 @@ from dsm.skill_stations import (
     station_pixels,
     station_scores,
 )
-from dsm.skill_sums import MIN_CELL_PIXELS, MIN_PIXEL_DAYS, SEASONS, CoverageSums, MapScores, PixelSums, ScoreSums
+from dsm.skill_sums import MIN_CELL_PIXELS, MIN_PIXEL_DAYS, SEASONS, CoverageSums, MapScores
 from dsm.skill_table import format_table
 
 BASELINES = ("smap_repeat", "smap_bilinear")
-# The accumulators' names before they moved to :mod:`dsm.skill_sums` (still imported from here).
-_Acc, _PixelR, _Scored, _Cover = ScoreSums, PixelSums, MapScores, CoverageSums
 
 
 def bilinear(coarse: np.ndarray, factor: int = FINE_PER_COARSE) -> np.ndarray:

@@ -76,38 +76,34 @@ def calibrate_at_stations(config: Config, client: Client, jobs_for: JobsFor, n_d
     """
     fcfg = config.training.fusion
     nominal = config.output.interval
-    gain = GainCalibration.from_dict(dict(stored[GAIN_ATTR])) if stored.get(GAIN_ATTR) else None
-    unc = IntervalCalibration.from_dict(dict(stored[UNC_ATTR])) if stored.get(UNC_ATTR) else None
-    if gain is not None and unc is None:
-        unc = IntervalCalibration(configured_sd, "configured", configured_sd,
-                                  "the store was started before sm_unc was calibrated at stations", nominal)
-    if gain is not None and unc is not None:
-        return gain, unc
+    if stored.get(GAIN_ATTR):  # a resumed store keeps what it was started with (both are written together)
+        unc = (IntervalCalibration.from_dict(dict(stored[UNC_ATTR])) if stored.get(UNC_ATTR) else
+               IntervalCalibration(configured_sd, "configured", configured_sd,
+                                   "the store was started before sm_unc was calibrated at stations", nominal))
+        return GainCalibration.from_dict(dict(stored[GAIN_ATTR])), unc
 
-    def configured(why: str, n: int = 0) -> tuple[GainCalibration, IntervalCalibration]:
-        return (gain or GainCalibration(fcfg.anomaly_gain, "configured", fcfg.anomaly_gain, why, n_stations=n),
-                unc or IntervalCalibration(configured_sd, "configured", configured_sd, why, nominal, n_stations=n))
+    def configured_gain(why: str, n: int = 0) -> GainCalibration:
+        return GainCalibration(fcfg.anomaly_gain, "configured", fcfg.anomaly_gain, why, n_stations=n)
 
-    wanted = fcfg.gain_from_stations and gain is None
-    wanted_unc = fcfg.interval_from_stations and config.output.uncertainty != "none"
-    if not (wanted or wanted_unc):
-        return configured("training.fusion.gain_from_stations and interval_from_stations are off")
+    def configured_unc(why: str, n: int = 0) -> IntervalCalibration:
+        return IntervalCalibration(configured_sd, "configured", configured_sd, why, nominal, n_stations=n)
+
+    calibrate_unc = fcfg.interval_from_stations and config.output.uncertainty != "none"
+    if not (fcfg.gain_from_stations or calibrate_unc):
+        why = "training.fusion.gain_from_stations and interval_from_stations are off"
+        return configured_gain(why), configured_unc(why)
     obs = station_observations(config)
     n_sites = obs["station"].nunique() if len(obs) else 0
     if n_sites < fcfg.min_gain_stations:
-        return configured(f"{n_sites} in situ stations in the region, fewer than training.fusion.min_gain_stations "
-                          f"= {fcfg.min_gain_stations}", n_sites)
+        why = (f"{n_sites} in situ stations in the region, fewer than training.fusion.min_gain_stations "
+               f"= {fcfg.min_gain_stations}")
+        return configured_gain(why, n_sites), configured_unc(why, n_sites)
     table = station_table(config, client, jobs_for, n_days, obs)
-    if gain is None:
-        gain = (calibrate_gain(table["station"], table["insitu"], table["base"], table["anomaly"],
-                               configured=fcfg.anomaly_gain, min_stations=fcfg.min_gain_stations,
-                               seed=config.training.seed) if fcfg.gain_from_stations else
-                GainCalibration(fcfg.anomaly_gain, "configured", fcfg.anomaly_gain,
-                                "training.fusion.gain_from_stations is off"))
-    if not wanted_unc:
-        return gain, IntervalCalibration(configured_sd, "configured", configured_sd,
-                                         "training.fusion.interval_from_stations is off (or output.uncertainty: none)",
-                                         nominal)
+    gain = (calibrate_gain(table["station"], table["insitu"], table["base"], table["anomaly"],
+                           configured=fcfg.anomaly_gain, min_stations=fcfg.min_gain_stations, seed=config.training.seed)
+            if fcfg.gain_from_stations else configured_gain("training.fusion.gain_from_stations is off"))
+    if not calibrate_unc:
+        return gain, configured_unc("training.fusion.interval_from_stations is off (or output.uncertainty: none)")
     residual = table["insitu"] - (table["base"] + gain.gain * table["anomaly"])
     return gain, calibrate_anomaly_sd(table["station"], residual, table["var_cell"], nominal=nominal,
                                       configured=configured_sd, min_stations=fcfg.min_gain_stations,

@@ -66,6 +66,7 @@ from dsm.grid import Region
 from dsm.periods import period_of
 from dsm.progress import Steps
 from dsm.skill import skill_maps, twin_skill_of
+from dsm.skill_sums import ScoreSums
 from dsm.station_sampling import PRODUCT_1KM, SMAP_36KM, ProductError, open_gridded, sample_gridded, sample_store
 from dsm.station_scores import SCORE_COLUMNS, ValidationResult, common_mask, overlap_problems, pair_table, score_pairs
 from dsm.stations import INSITU, SITE_KEYS, Problems, locate, read_source, station_daily, stations_config, weather_table
@@ -102,12 +103,12 @@ def period_skill(output_url: str, truth_url: str, cube_url: str,
     by_period: dict[str, list[np.datetime64]] = {}
     for d in days:
         by_period.setdefault(period_of(pd.Timestamp(d).date()).name, []).append(np.datetime64(d, "ns"))
-    total = {k: skill_mod._Acc(f) for k in names}
+    total = {k: ScoreSums(f) for k in names}
     rows = []
     if steps is not None:
         steps.grow(len(by_period))
     for period, times in sorted(by_period.items()):
-        acc = {k: skill_mod._Acc(f) for k in names}
+        acc = {k: ScoreSums(f) for k in names}
         t = np.array(times)
         sm = out["sm"].sel(time=t).values.astype(np.float32)
         tr = truth["sm_true"].sel(time=t).values.astype(np.float32)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from affine import Affine
 
+from dsm.errors import InputError
 from dsm.grid import EASE2_9KM, EASE2_36KM, Region, lonlat_to_xy
 from dsm.ingest import (
     EmptyGranuleError,
@@ -27,16 +28,15 @@ from dsm.ingest import (
     read_spl3smp,
     read_spl3smp_e,
 )
-from dsm.errors import InputError
 from dsm.ingest.easegrid import Geolocation, Window, check_cells, locate, region_window
 from dsm.testing.granules import (
     SmapPass,
-    _smap_schema,
     spl3smp_filename,
     write_smap_subset,
     write_spl3smp,
     write_spl3smp_e,
 )
+from dsm.testing.smap_granules import smap_schema
 
 DATE = dt.date(2015, 4, 10)
 GLOBE = Region(0, 0, 406, 964)
@@ -136,7 +136,7 @@ def test_fixture_follows_the_real_schema(granule, shared_data):
     with h5py.File(granule["path"], "r") as f:
         for group, suffix in (("Soil_Moisture_Retrieval_Data_AM", ""), ("Soil_Moisture_Retrieval_Data_PM", "_pm")):
             g = next(e for e in root if e.get("name") == group)
-            for name in _smap_schema(suffix):
+            for name in smap_schema(suffix):
                 var = next(e for e in g if e.get("name") == name)
                 ds = f[group][name]
                 assert ds.dtype.str.lstrip("<>|")[:len(types[var.tag[len(ns):]])] == types[var.tag[len(ns):]], name

@@ -18,9 +18,6 @@ from dsm.skill import (
     MIN_CELL_PIXELS,
     MIN_PIXEL_DAYS,
     MIN_STATION_DAYS,
-    _Acc,
-    _PixelR,
-    _Scored,
     bilinear,
     format_table,
     read_twin_stations,
@@ -30,6 +27,7 @@ from dsm.skill import (
     station_scores,
     write_skill,
 )
+from dsm.skill_sums import MapScores, PixelSums, ScoreSums
 
 REGION = Region(74, 772, 4, 4)
 F = FINE_PER_COARSE
@@ -286,7 +284,7 @@ def test_seasons_split_by_month():
     y = rng.uniform(0.1, 0.4, (4, 36, 36))
     x = y + rng.normal(0, 0.01, y.shape) * np.array([1, 1, 3, 3])[:, None, None]
     mask = np.ones(y.shape, bool)
-    sc = _Scored((36, 36))
+    sc = MapScores((36, 36))
     sc.add(x, y, mask, np.array([5, 5, 6, 6]))
     res = sc.result()
     assert set(res["seasons"]) == {"MAM", "JJA"}
@@ -305,7 +303,7 @@ def test_pixel_temporal_r_needs_days_and_variation():
     mask = np.ones(y.shape, bool)
     mask[3:, 20:25, :] = False  # 3 days: too few
     mask[: nt - MIN_PIXEL_DAYS, 25:30, :] = False  # exactly MIN_PIXEL_DAYS days: kept
-    acc = _PixelR((36, 36))
+    acc = PixelSums((36, 36))
     acc.add(x[:5], y[:5], mask[:5])  # two time chunks
     acc.add(x[5:], y[5:], mask[5:])
     r = acc.r()
@@ -327,7 +325,7 @@ def test_small_cells_are_left_out_of_the_cell_scores():
     mask[:, :, 36:] = False
     assert MIN_CELL_PIXELS == 30
     mask[:, :5, 36:42] = True  # 30 pixels: kept
-    acc = _Acc()
+    acc = ScoreSums()
     acc.add(x, y, mask)
     a, b = x[0, :, :36].ravel(), y[0, :, :36].ravel()
     a2, b2 = x[0, :5, 36:42].ravel(), y[0, :5, 36:42].ravel()
@@ -336,7 +334,7 @@ def test_small_cells_are_left_out_of_the_cell_scores():
     e1, e2 = a.mean() - b.mean(), a2.mean() - b2.mean()
     assert res["rmse_cell_mean"] == pytest.approx(np.sqrt((e1**2 + e2**2) / 2))
     mask[:, 4, 41] = False  # 29 pixels: the second cell no longer counts
-    acc = _Acc()
+    acc = ScoreSums()
     acc.add(x, y, mask)
     res = acc.result()
     assert res["cell_r"] == pytest.approx(np.corrcoef(a, b)[0, 1]) and res["cell_r_pairs"] == 1

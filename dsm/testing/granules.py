@@ -55,7 +55,6 @@ from dsm.testing.smap_granules import (
 )
 
 PathLike = str | os.PathLike
-_smap_schema = smap_schema  # its name before it moved to dsm.testing.smap_granules
 
 
 def srtm_name(lat: int, lon: int) -> str:
