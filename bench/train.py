@@ -45,7 +45,7 @@ SMALL_GRIDS = {
 
 
 def _local_search(client: Any, name: str, X: Any, y: Any, grid: Any, folds: int = 3, seed: int = 0,
-                  device: str = "cpu") -> Any:
+                  device: str = "cpu", one_task_max: int = 0) -> Any:
     return search_local(name, X, y, grid, folds=folds, seed=seed, device=device)
 
 

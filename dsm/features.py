@@ -15,7 +15,7 @@ Every function here works on numpy and dask arrays alike (only ufuncs are used).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -69,6 +69,14 @@ def feature_layers(layers: Mapping[str, Any], features: Sequence[str]) -> dict[s
     return {f: feature_layer(f, layers[source_of(f)]) for f in features}
 
 
+def monotone_constraints(features: Sequence[str], increasing: Collection[str]) -> tuple[int, ...] | None:
+    """XGBoost's ``monotone_constraints`` for a model on ``features`` (in order): non-decreasing
+    (1) in each feature of ``increasing``, unconstrained (0) in the others; None when no feature
+    is constrained."""
+    signs = tuple(int(f in increasing) for f in features)
+    return signs if any(signs) else None
+
+
 def doy_terms(dates: Any) -> np.ndarray:
     """``(n, 2)`` float32 array of ``sin`` and ``cos`` of ``2 pi doy / 365.25``."""
     doy = pd.DatetimeIndex(pd.to_datetime(np.asarray(dates))).day_of_year.to_numpy(dtype=np.float64)
@@ -83,4 +91,4 @@ def design_matrix(table: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     return np.concatenate([X, doy_terms(table["date"].to_numpy()).reshape(len(table), 2)], axis=1)
 
 
-__all__ = ["design_matrix", "CIRCULAR", "DOY_FEATURES", "feature_names", "source_of", "feature_layer", "feature_layers", "doy_terms"]
+__all__ = ["design_matrix", "monotone_constraints", "CIRCULAR", "DOY_FEATURES", "feature_names", "source_of", "feature_layer", "feature_layers", "doy_terms"]

@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from dsm import products
+from dsm import ledger, products
 from dsm.config import from_dict
 from dsm.errors import ConfigError
 from dsm.fusion import STATE_CARRIED, STATE_FUSED
@@ -136,12 +136,31 @@ def test_stored_models_reload_bit_identical(runs):
         assert np.array_equal(model.predict(X), again.predict(X))
 
 
+def test_every_model_is_non_decreasing_in_the_rain_predictors(runs):
+    store = ModelStore(runs["fusion"].stores.models)
+    card = FusionCard.from_dict(store.read_card(FUSION_KEY))
+    assert card.monotone_increasing == ("precip", "api_2d", "api_5d", "api_15d")
+    rng = np.random.default_rng(3)
+    for rec in [v for v in card.variants if "precip" in v.predictors]:
+        model = store.load_model(rec.key)
+        bounds = [rec.ranges.get(f, (-1.0, 1.0)) for f in rec.features]  # the training pixels' ranges; doy in [-1, 1]
+        X = np.column_stack([rng.uniform(lo, hi, 400) for lo, hi in bounds]).astype(np.float32)
+        for i, f in enumerate(rec.features):
+            wetter = X.copy()
+            wetter[:, i] += rng.uniform(0.0, 0.5, len(X)).astype(np.float32) * (bounds[i][1] - bounds[i][0])
+            change = model.predict(wetter) - model.predict(X)
+            if f in card.monotone_increasing:
+                assert change.min() >= 0, (rec.name, f, change.min())
+            elif f == "lst":  # free: the model does decrease somewhere in an unconstrained predictor
+                assert change.min() < 0, (rec.name, f)
+
+
 def test_coverage_gap_free_and_unc_are_the_same_for_both_methods(runs, tiny_twin):
     land = xr.open_zarr(tiny_twin.cube, consolidated=False)["land_mask"].values == 1
     stores = {m: xr.open_zarr(cfg.stores.output, consolidated=False) for m, cfg in runs.items()}
     for method, ds in stores.items():
         sm, unc = ds["sm"].values, ds["sm_unc"].values
-        assert ds.attrs["method"] == method and ds.attrs["gap_free"] is True
+        assert ds.attrs["method"] == method and products.decode_attrs(ds.attrs)["gap_free"] is True
         assert np.isfinite(sm).sum() == land.sum() * sm.shape[0], method  # every land pixel-day
         assert np.array_equal(np.isfinite(unc), np.isfinite(sm)), method
         assert (unc[np.isfinite(unc)] > 0).all()
@@ -222,7 +241,7 @@ def test_disaggregation_model_is_trained_stored_and_averaged_into_the_map(runs, 
     week = [dt.date(2016, 6, 9) + dt.timedelta(i) for i in range(8)]
     assert predict(cfg, client, only_days=week).failed == {}
     ds = xr.open_zarr(cfg.stores.output, consolidated=False)
-    assert "disaggregation" in ds.attrs["day_models"]["2016-06-09"]
+    assert "disaggregation" in ledger.read(cfg.stores.output).day("2016-06-09").model
     plain = xr.open_zarr(runs["fusion"].stores.output, consolidated=False)
     a, b = ds["sm"].isel(time=slice(0, 8)).values, plain["sm"].isel(time=slice(0, 8)).values
     both = np.isfinite(a) & np.isfinite(b)
@@ -279,7 +298,7 @@ def test_the_anomaly_gain_is_calibrated_at_the_stations_recorded_and_kept_on_res
     raw["stores"].update(output=str(tmp_path / "kcal.zarr"), stations=tiny_twin.stations)
     cfg = from_dict(raw)
     assert predict(cfg, client).failed == {}
-    cal = GainCalibration.from_dict(zarr.open_group(cfg.stores.output, mode="r").attrs[GAIN_ATTR])
+    cal = GainCalibration.from_dict(ledger.read(cfg.stores.output).stored_records()[GAIN_ATTR])
     assert cal.n_stations >= 4 and cal.n_pairs > 100
     assert cal.estimate is not None and cal.cv_rmse_calibrated > 0 and cal.interval is not None
     assert cal.source == "stations" and cal.configured == 2.0 and cal.cv_rmse_calibrated < cal.cv_rmse_configured
@@ -292,7 +311,7 @@ def test_the_anomaly_gain_is_calibrated_at_the_stations_recorded_and_kept_on_res
     assert np.median(ak[ok] / a1[ok]) == pytest.approx(cal.gain, abs=0.02)
     # sm_unc's within-cell sd comes from the same stations, and every pixel's interval uses it:
     # (u_k / z)^2 - (u_1 / z)^2 = s^2 - 0.03^2, the cell variance being the same in both stores
-    unc = IntervalCalibration.from_dict(zarr.open_group(cfg.stores.output, mode="r").attrs[UNC_ATTR])
+    unc = IntervalCalibration.from_dict(ledger.read(cfg.stores.output).stored_records()[UNC_ATTR])
     assert unc.source == "stations" and unc.n_pairs == cal.n_pairs and unc.cv_coverage is not None
     assert unc.configured == pytest.approx(0.03) and unc.anomaly_sd != unc.configured
     u_1 = xr.open_zarr(unsmoothed.stores.output, consolidated=False)["sm_unc"].values
@@ -303,10 +322,10 @@ def test_the_anomaly_gain_is_calibrated_at_the_stations_recorded_and_kept_on_res
     assert np.median(((u_k / z) ** 2 - (u_1 / z) ** 2)[both]) == pytest.approx(unc.anomaly_sd ** 2 - 0.03 ** 2, abs=1e-5)
     # a resumed run keeps the store's gain even when the stations change
     raw["stores"]["stations"] = str(tmp_path / "no-stations")
-    attrs = dict(zarr.open_group(cfg.stores.output, mode="r").attrs)
-    zarr.open_group(cfg.stores.output, mode="r+").attrs.update(days_done=attrs["days_done"][:-8])
+    led = ledger.read(cfg.stores.output)
+    ledger.write_days(cfg.stores.output, {d: ledger.taken_back(led.day(d)) for d in led.done[-8:]})
     assert predict(from_dict(raw), client).failed == {}
-    assert zarr.open_group(cfg.stores.output, mode="r").attrs[GAIN_ATTR] == cal.to_dict()
-    assert zarr.open_group(cfg.stores.output, mode="r").attrs[UNC_ATTR] == unc.to_dict()
+    assert ledger.read(cfg.stores.output).stored_records()[GAIN_ATTR] == cal.to_dict()
+    assert ledger.read(cfg.stores.output).stored_records()[UNC_ATTR] == unc.to_dict()
     assert np.array_equal(xr.open_zarr(cfg.stores.output, consolidated=False)["sm"].values, got, equal_nan=True)
     assert np.array_equal(xr.open_zarr(cfg.stores.output, consolidated=False)["sm_unc"].values, u_k, equal_nan=True)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 import zarr
+from distributed import get_task_stream
 
 from dsm.config import from_dict
 from dsm.cube import open_cube
@@ -116,10 +117,15 @@ def test_cluster_search_matches_sklearn_search(client):
     X = rng.random((120, 4)).astype(np.float32)
     y = X @ np.array([0.2, -0.1, 0.05, 0.3]) + rng.normal(0, 0.02, 120)
     grid = {"n_estimators": [20], "max_depth": [2, 6]}
-    a = search(client, "rf", X, y, grid, folds=3, seed=1)
     b = search_local("rf", X, y, grid, folds=3, seed=1)
-    assert a.best_params == b.best_params
-    assert a.cv_rmse == pytest.approx(b.cv_rmse, rel=1e-9)
+    for one_task_max, n_tasks in ((0, lambda n: n >= 6), (X.size, lambda n: n == 1)):  # per fit, then one task
+        with get_task_stream(client) as ts:
+            a = search(client, "rf", X, y, grid, folds=3, seed=1, one_task_max=one_task_max)
+        fits = [t for t in ts.data if "search_local" in str(t["key"]) or "fit" in str(t["key"])]
+        assert n_tasks(len(fits)), (one_task_max, [t["key"] for t in ts.data])
+        assert a.best_params == b.best_params
+        assert a.cv_rmse == pytest.approx(b.cv_rmse, rel=1e-9)
+        np.testing.assert_array_equal(a.estimator.predict(X), b.estimator.predict(X))
 
 
 @pytest.mark.timeout(240)

@@ -75,6 +75,10 @@ class FusionConfig(_Frozen):
         "min_gain_stations lie in the region: split-conformal, so that sm +- sm_unc covers output.interval of "
         "the station observations (dsm.calibration; leave-one-station-out coverage recorded); recorded in "
         "the products store (attribute anomaly_error)")
+    monotone_rain: bool = Field(
+        default=True, description="constrain the pooled model to be non-decreasing in the day's precipitation "
+        "and the antecedent precipitation indices, all else equal (XGBoost monotone_constraints): soil wets "
+        "up after rain; without it the trees also fit the rain product's errors")
     pixels_per_cell: int = Field(default=64, ge=4, description="disaggregation: 1 km pixels sampled per cell-day")
     anomaly_window_days: int = Field(
         default=1, ge=1, le=61, description="centred running mean of the 1 km within-cell anomaly over this "

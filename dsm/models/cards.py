@@ -74,6 +74,9 @@ class FusionCard:
         The cross-validation set-up (folds, block sizes, samples).
     variants
         The point models in order of preference (``full`` first).
+    monotone_increasing
+        Predictors every model is constrained to be non-decreasing in
+        (``training.fusion.monotone_rain``).
     error_model
         :class:`dsm.fusion.ErrorModel` as a dict (var_S, var_M, w, decay, warnings).
     var_anomaly
@@ -108,6 +111,7 @@ class FusionCard:
     method: str = "fusion"
     version: int = CARD_VERSION
     inputs_out_of_range: dict[str, int] = field(default_factory=dict)
+    monotone_increasing: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``card.json``)."""
@@ -122,7 +126,8 @@ class FusionCard:
                    ModelRecord.from_dict(d["disaggregation"]) if d.get("disaggregation") else None,
                    d.get("disaggregation_card"), dict(d.get("importance", {})), d.get("created", ""),
                    d.get("method", "fusion"), int(d.get("version", CARD_VERSION)),
-                   {k: int(v) for k, v in d.get("inputs_out_of_range", {}).items()})
+                   {k: int(v) for k, v in d.get("inputs_out_of_range", {}).items()},
+                   tuple(d.get("monotone_increasing", ())))
 
 
 __all__ = ["FUSION_KEY", "fusion_model_key", "ModelRecord", "FusionCard"]

@@ -11,7 +11,9 @@
 2. **Search.** One pooled XGBoost over all periods. Every hyperparameter candidate
    (``training.fusion.grid``) is cross-validated on blocks of days and of cells
    (:mod:`dsm.models.blockcv`); the candidate x fold fits run on the workers; the number of
-   rounds is chosen by the CV. The candidate with the lowest CV RMSE wins.
+   rounds is chosen by the CV. The candidate with the lowest CV RMSE wins. Every model is
+   constrained to be non-decreasing in the rain predictors (``training.fusion.monotone_rain``):
+   soil wets up after rain, and the trees cannot fit the rain product's errors the other way.
 3. **Companions.** Each reduced predictor set (``output.reduced_sets``, then the static
    predictors alone) gets the chosen hyperparameters, its own CV (for its rounds and its
    held-out predictions) on the samples where its features are valid.
@@ -41,7 +43,14 @@ from distributed import Client
 from dsm.config import Config
 from dsm.cube import RAIN_PREDICTORS, has_rain
 from dsm.errors import InputError
-from dsm.features import DOY_FEATURES, design_matrix, feature_names, rain_reduced_sets, with_rain
+from dsm.features import (
+    DOY_FEATURES,
+    design_matrix,
+    feature_names,
+    monotone_constraints,
+    rain_reduced_sets,
+    with_rain,
+)
 from dsm.fusion import estimate_error_model
 from dsm.models.blockcv import CvScore, block_folds, candidates, fit_fold, out_of_fold, score_curves
 from dsm.models.cards import FUSION_KEY, FusionCard, ModelRecord, fusion_model_key
@@ -87,6 +96,12 @@ def cross_validate(client: Client, X: np.ndarray, y: np.ndarray, fold: np.ndarra
     oof = out_of_fold(X, fold, [results[best, k][1] for k in range(n_folds)], scores[best].n_rounds)
     order = sorted(range(len(scores)), key=lambda i: scores[i].rmse)
     return [scores[i] for i in order], oof
+
+
+def _shape_constraints(features: Sequence[str], increasing: Sequence[str]) -> dict[str, Any]:
+    """XGBoost parameters that make a model on ``features`` non-decreasing in ``increasing``."""
+    signs = monotone_constraints(features, increasing)
+    return {} if signs is None else {"monotone_constraints": signs}
 
 
 def model_predictors(config: Config, ds: xr.Dataset) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
@@ -150,6 +165,7 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
     search: list[CvScore] = []
     params: dict[str, Any] = {}
     full_model = None
+    monotone = tuple(RAIN_PREDICTORS) if fcfg.monotone_rain else ()
     for name, preds in sets.items():
         feats = feature_names(preds)
         rows = np.isfinite(table[list(feats)].to_numpy(np.float32)).all(axis=1)
@@ -157,12 +173,13 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
             steps.step(f"fusion {name}: {int(rows.sum())} samples, too few: no {name} model")
             continue
         X, y = design_matrix(table[rows], feats), y_all[rows]
-        grid = candidates(fcfg.grid) if not params else [params]
+        shape = _shape_constraints((*feats, *DOY_FEATURES), monotone)
+        grid = [{**g, **shape} for g in (candidates(fcfg.grid) if not params else [params])]
         scores, oof = cross_validate(client, X, y, fold[rows], grid, fcfg.cv_folds, fcfg.max_rounds, tcfg.seed, device)
         if not params:
-            search, params = scores, scores[0].params
+            search, params = scores, {k: v for k, v in scores[0].params.items() if k not in shape}
         best = scores[0]
-        model = fit_dask(client, X, y, {**params, "n_estimators": best.n_rounds}, tcfg.seed, device,
+        model = fit_dask(client, X, y, {**params, **shape, "n_estimators": best.n_rounds}, tcfg.seed, device,
                          name=f"fusion {name} model")
         full_model = full_model or model
         fill = rows & ~np.isfinite(oof_used)
@@ -182,7 +199,8 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
                               decay_days=fcfg.decay_days)
     for w in em.warnings:
         say(f"fusion error model: {w}")
-    disagg, disagg_card = (_disaggregation(config, client, store, ds, table, records[0], params)
+    disagg, disagg_card = (_disaggregation(config, client, store, ds, table, records[0],
+                                           {**params, **_shape_constraints(records[0].features, monotone)})
                            if tcfg.disaggregation else (None, None))
     if tcfg.disaggregation:
         steps.step("fusion disaggregation model")
@@ -194,7 +212,8 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
         cv={"folds": fcfg.cv_folds, "block_days": fcfg.block_days, "block_cells": fcfg.block_cells,
             "block_smap_cells": fcfg.block_cells * per_36km, "n_samples": int(len(table)),
             "max_rounds": fcfg.max_rounds, "scheme": "blocks of days x cells"},
-        variants=tuple(records), error_model=em.to_dict(), var_anomaly=fcfg.anomaly_error_sd ** 2,
+        variants=tuple(records), monotone_increasing=tuple(p for p in monotone if p in predictors),
+        error_model=em.to_dict(), var_anomaly=fcfg.anomaly_error_sd ** 2,
         anomaly_gain=fcfg.anomaly_gain,
         interval=config.output.interval if config.output.uncertainty != "none" else None,
         disaggregation=disagg, disaggregation_card=disagg_card,

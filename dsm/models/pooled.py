@@ -67,6 +67,18 @@ def worker_lost(exc: BaseException, model: str) -> WorkerLostError | None:
                            "already stored is kept and this fit starts again")
 
 
+def scattered_rows(client: Client, X: np.ndarray, y: np.ndarray, parts: int) -> tuple[da.Array, da.Array]:
+    """``X`` and ``y`` as Dask arrays of ``parts`` even row blocks, scattered to the workers
+    (data sent once, not embedded in a task graph), in the order of the rows."""
+    rows = max(1, -(-len(y) // parts))
+    blocks = [(X[i:i + rows], y[i:i + rows]) for i in range(0, len(y), rows)]
+    xf = client.scatter([bx for bx, _ in blocks])
+    yf = client.scatter([by for _, by in blocks])
+    Xs = [da.from_delayed(f, bx.shape, X.dtype) for f, (bx, _) in zip(xf, blocks, strict=True)]
+    ys = [da.from_delayed(f, by.shape, y.dtype) for f, (_, by) in zip(yf, blocks, strict=True)]
+    return da.concatenate(Xs), da.concatenate(ys)
+
+
 def fit_dask(client: Client, X: np.ndarray, y: np.ndarray, params: Mapping[str, Any], seed: int = 0,
              device: str = "cpu", name: str = "XGBoost model") -> xgboost.XGBRegressor:
     """Fit an XGBoost regressor with ``xgboost.dask`` on the workers (the rows split evenly
@@ -78,10 +90,7 @@ def fit_dask(client: Client, X: np.ndarray, y: np.ndarray, params: Mapping[str, 
         A worker was lost during the fit (``name`` names the model in its message).
     """
     n_workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
-    rows = max(1, -(-len(y) // n_workers))
-    Xd = da.from_array(X, chunks=(rows, X.shape[1]))
-    yd = da.from_array(y, chunks=(rows,))
-    Xd, yd = client.persist([Xd, yd])
+    Xd, yd = scattered_rows(client, X, y, n_workers)
     route_worker_logs(client)  # the collective's "got rank" lines to logging, not the terminal
     reg = xgboost.dask.DaskXGBRegressor(**dict(params), tree_method="hist", random_state=seed, device=device)
     reg.client = client

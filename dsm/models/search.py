@@ -1,9 +1,18 @@
 """Grid-search cross-validation on RMSE, on the cluster (dask-ml) or in one process (sklearn).
 
-:func:`search` runs dask-ml's ``GridSearchCV`` from the client with ``scheduler=client``:
-the candidate x fold fits are tasks spread over the Dask workers, each fitting an in-memory
-scikit-learn / ``xgboost.XGBRegressor(n_jobs=1)`` estimator on the (small) sample table.
-Never put a ``DaskXGBRegressor`` in here: nested in a dask-ml search it hangs.
+:func:`search` runs on the cluster in one of two ways, with the same result:
+
+* a table of at most :data:`ONE_TASK_MAX_VALUES` predictor values (every period table of a
+  36 km region of a few hundred cells): the whole search is **one task** on a worker
+  (scikit-learn's ``GridSearchCV``, :func:`search_local`), the table scattered once. Each
+  candidate x fold fit of such a table takes milliseconds, so as tasks of their own the
+  scheduler's round trips would cost more than the fits; the cluster's parallelism comes
+  from the periods and models searched at once (``training.concurrent_periods``);
+* a larger table: dask-ml's ``GridSearchCV`` from the client with ``scheduler=client``, every
+  candidate x fold fit a task spread over the workers.
+
+Either way each fit is an in-memory scikit-learn / ``xgboost.XGBRegressor(n_jobs=1)``
+estimator. Never put a ``DaskXGBRegressor`` in here: nested in a dask-ml search it hangs.
 
 dask-ml retries a failed fit task forever, so fits run with ``error_score=nan``: a fit that
 raises scores NaN, and a model whose every candidate failed raises :class:`SearchError`.
@@ -30,6 +39,8 @@ from dsm.errors import DsmError
 from dsm.models.estimators import make_estimator, param_grid
 
 SCORING = "neg_root_mean_squared_error"
+ONE_TASK_MAX_VALUES = 1_000_000
+"""Largest table (rows x predictors) whose search runs as one task (module docstring)."""
 
 
 class SearchError(DsmError):
@@ -89,8 +100,10 @@ def _result(name: str, search: Any, n_candidates: int, X: np.ndarray, y: np.ndar
 
 
 def search(client: Client, name: str, X: np.ndarray, y: np.ndarray, grid: Mapping[str, Sequence[Any]],
-           folds: int = 3, seed: int = 0, device: str = "cpu") -> SearchResult:
-    """Tune model ``name`` on ``(X, y)`` by grid-search CV on RMSE, fits on the workers.
+           folds: int = 3, seed: int = 0, device: str = "cpu",
+           one_task_max: int = ONE_TASK_MAX_VALUES) -> SearchResult:
+    """Tune model ``name`` on ``(X, y)`` by grid-search CV on RMSE, on the workers: as one
+    task when ``X.size <= one_task_max``, else one task per candidate x fold (module docstring).
 
     Parameters
     ----------
@@ -106,7 +119,12 @@ def search(client: Client, name: str, X: np.ndarray, y: np.ndarray, grid: Mappin
         Shuffled K-fold cross-validation.
     device
         XGBoost's device (``cluster.device``).
+    one_task_max
+        Largest ``X.size`` searched in one task (0: always one task per fit).
     """
+    if X.size <= one_task_max:
+        Xf, yf = client.scatter([X, y])
+        return client.submit(search_local, name, Xf, yf, grid, folds, seed, device, pure=False).result()
     from dask_ml.model_selection import GridSearchCV  # noqa: PLC0415 - dask_ml (~0.5 s) only when a search runs
 
     params = param_grid(name, grid)
