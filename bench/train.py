@@ -1,36 +1,45 @@
 """Per-period training on the cluster against the same grid searches run sequentially.
 
-Builds (or reuses) the default twin region (8 x 8 SMAP cells, 2016), then in the same run:
+Builds (or reuses) the default twin region (8 x 8 SMAP cells, 2016), then, in interleaved
+rounds (``--rounds``, each configuration once per round, in a rotating order):
 
-* cluster:    ``dsm.models.train.train`` on a LocalCluster of 2 single-threaded worker
-              processes: sample tables computed on the workers, periods concurrently, every
-              candidate x fold fit a task (dask-ml ``GridSearchCV``), spatial check refits on
-              the workers; models and cards written to a fresh store;
-* sequential: the same sample tables computed with dask's synchronous scheduler and the same
-              per-period work (split, the same grids with scikit-learn ``GridSearchCV``,
-              n_jobs=1, the spatial check) one period after another in this process.
+* ``one_task``: ``dsm.models.train.train`` on a LocalCluster of 2 single-threaded worker
+  processes, each (period, model) grid search one task on a worker (the default for tables up
+  to :data:`dsm.models.search.ONE_TASK_MAX_VALUES` values); sample tables computed on the
+  workers, periods concurrently (``training.concurrent_periods``), the spatial check's refits on
+  the workers; models and cards written to a fresh store;
+* ``per_fit``: the same with every candidate x fold fit a task of its own (dask-ml's
+  ``GridSearchCV``, ``one_task_max=0``);
+* ``sequential``: the same sample tables computed with dask's synchronous scheduler and the
+  same per-period work (split, the same grids with scikit-learn ``GridSearchCV``, n_jobs=1, the
+  spatial check) one period after another in this process.
 
-The pooled model is left out of both (it has no sequential twin). Prints both wall times and
-their ratio (sequential / cluster: > 1 means the cluster is faster).
+The cluster runs choose the same model with the same cross-validated RMSE in every period
+(checked). The pooled model is left out (it has no sequential twin). Prints each wall time,
+the ratios sequential / cluster (> 1: the cluster is faster) with their median and range over
+the rounds, and ``--json PATH`` writes them.
 
-Run: ``.venv/bin/python bench/train.py [--periods N] [--workdir DIR] [--grids small|default]``
+Run: ``.venv/bin/python bench/train.py [--periods N] [--rounds R] [--workdir DIR] [--grids small|default] [--json PATH]``
 (``--periods N``: N consecutive periods from mid-June, where samples are plentiful).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import dask
+from _common import load_average, machine_facts
 
 from dsm import config as config_mod
 from dsm.cube import open_cube
 from dsm.models.period import fit_period
-from dsm.models.search import search_local
+from dsm.models.search import ONE_TASK_MAX_VALUES, search_local
 from dsm.periods import periods
 from dsm.samples import sample_graph
 from dsm.synthetic import TwinSpec
@@ -49,17 +58,56 @@ def _local_search(client: Any, name: str, X: Any, y: Any, grid: Any, folds: int 
     return search_local(name, X, y, grid, folds=folds, seed=seed, device=device)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--periods", type=int, default=0, help="limit to N periods (0: all 23 of 2016)")
-    ap.add_argument("--workdir", default=None, help="folder holding (or to hold) the default twin")
-    ap.add_argument("--grids", choices=["small", "default"], default="small")
-    args = ap.parse_args()
-
+def _train_cluster(cfg: Any, names: list[str], one_task_max: int) -> tuple[float, dict[str, Any]]:
+    """Wall time of training ``names`` on a fresh 2-worker LocalCluster, and the chosen models."""
     from distributed import Client, LocalCluster
 
-    from dsm.run import build_twin_stores
+    from dsm.models.search import search
     from dsm.models.train import train
+
+    def run_search(client: Any, name: str, X: Any, y: Any, grid: Any, folds: int = 3, seed: int = 0,
+                   device: str = "cpu") -> Any:
+        return search(client, name, X, y, grid, folds, seed, device, one_task_max=one_task_max)
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
+            Client(cl) as client:
+        client.run(lambda: None)  # workers up before timing
+        t0 = time.perf_counter()
+        report = train(cfg, client, force=True, only=names, search_fn=run_search)
+        elapsed = time.perf_counter() - t0
+    assert not report.failed, report.failed
+    return elapsed, _chosen(report.cards, names)
+
+
+def _chosen(cards: Any, names: list[str]) -> dict[str, Any]:
+    return {c["period"]: (c["chosen"], round(c["models"][c["chosen"]]["cv_rmse"], 9))
+            for c in cards if c.get("period") in names and c.get("status") == "trained"}
+
+
+def _train_sequential(cfg: Any, chosen: list[Any]) -> tuple[float, dict[str, Any]]:
+    ds = open_cube(cfg.stores.cube)
+    t0 = time.perf_counter()
+    cards = []
+    for p in chosen:
+        with dask.config.set(scheduler="sync"):
+            table = sample_graph(ds, p, cfg.predictors, cfg.training.aggregation,
+                                 cfg.training.min_valid_fraction).compute()
+        if len(table) >= cfg.training.min_samples:
+            fit = fit_period(None, table, p.name, cfg.predictors, cfg.training, search_fn=_local_search)  # type: ignore[arg-type]
+            cards.append(fit.card)
+    return time.perf_counter() - t0, _chosen(cards, [p.name for p in chosen])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--periods", type=int, default=6, help="N periods from mid-June (0: all 23 of 2016; default 6)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the three configurations (default 3)")
+    ap.add_argument("--workdir", default=None, help="folder holding (or to hold) the default twin")
+    ap.add_argument("--grids", choices=["small", "default"], default="small")
+    ap.add_argument("--json", metavar="PATH", help="write the figures as JSON")
+    args = ap.parse_args()
+
+    from dsm.run import build_twin_stores
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="dsm-bench-train-"))
     spec = TwinSpec.of_size("default", 42)
@@ -80,32 +128,39 @@ def main() -> None:
     all_p = periods(cfg.dates.start, cfg.dates.end)
     chosen = all_p[10:10 + args.periods] if args.periods else all_p
     names = [p.name for p in chosen]
-    print(f"periods: {len(names)} ({names[0]}..{names[-1]}); grids: {args.grids}; models: {cfg.training.models}")
+    for line in machine_facts():
+        print(line)
+    print(f"periods: {len(names)} ({names[0]}..{names[-1]}); grids: {args.grids}; models: {cfg.training.models}; "
+          f"{args.rounds} interleaved rounds")
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
-            Client(cl) as client:
-        client.run(lambda: None)  # workers up before timing
-        t0 = time.perf_counter()
-        report = train(cfg, client, force=True, only=names)
-        t_cluster = time.perf_counter() - t0
-    assert not report.failed, report.failed
-
-    ds = open_cube(cfg.stores.cube)
-    t0 = time.perf_counter()
-    n_fit = 0
-    for p in chosen:
-        with dask.config.set(scheduler="sync"):
-            table = sample_graph(ds, p, cfg.predictors, cfg.training.aggregation,
-                                 cfg.training.min_valid_fraction).compute()
-        if len(table) >= cfg.training.min_samples:
-            fit_period(None, table, p.name, cfg.predictors, cfg.training, search_fn=_local_search)  # type: ignore[arg-type]
-            n_fit += 1
-    t_seq = time.perf_counter() - t0
-
-    print(f"trained periods: cluster {len(report.trained)}, sequential {n_fit}; reused {len(report.reused)}")
-    print(f"cluster (2 workers x 1 thread): {t_cluster:8.1f} s")
-    print(f"sequential (1 process):         {t_seq:8.1f} s")
-    print(f"ratio sequential / cluster:     {t_seq / t_cluster:8.2f}")
+    runs: dict[str, Any] = {
+        "one_task": lambda: _train_cluster(cfg, names, ONE_TASK_MAX_VALUES),
+        "per_fit": lambda: _train_cluster(cfg, names, 0),
+        "sequential": lambda: _train_sequential(cfg, chosen),
+    }
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    choices: dict[str, Any] = {}
+    order = list(runs)
+    for i in range(args.rounds):
+        for label in order[i % len(order):] + order[:i % len(order)]:  # rotate: no configuration always first
+            elapsed, picked = runs[label]()
+            times[label].append(elapsed)
+            choices.setdefault(label, picked)
+            print(f"round {i + 1} {label:10s} {elapsed:8.1f} s")
+    assert choices["one_task"] == choices["per_fit"], (choices["one_task"], choices["per_fit"])
+    figures: dict[str, Any] = {"periods": names, "grids": args.grids, "rounds": args.rounds,
+                               "machine": machine_facts(), "seconds": times}
+    for label in ("one_task", "per_fit"):
+        ratios = [s / c for s, c in zip(times["sequential"], times[label], strict=True)]
+        figures[f"sequential/{label}"] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+        print(f"sequential / cluster {label:9s} ratio {statistics.median(ratios):5.2f} "
+              f"({min(ratios):.2f}..{max(ratios):.2f})  cluster median {statistics.median(times[label]):7.1f} s")
+    ratios = [p / o for p, o in zip(times["per_fit"], times["one_task"], strict=True)]
+    figures["per_fit/one_task"] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+    print(f"per_fit / one_task ratio            {statistics.median(ratios):5.2f} ({min(ratios):.2f}..{max(ratios):.2f})")
+    print(f"load average after: {load_average()}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

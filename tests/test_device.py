@@ -24,3 +24,24 @@ def test_cpu_is_the_default_everywhere():
     for fn in (pooled.train_pooled, variants.fit_variant, load_model):
         assert inspect.signature(fn).parameters["device"].default == "cpu"
     assert BlockJob.__dataclass_fields__["device"].default == "cpu"
+
+
+def test_prediction_applies_boosters_in_place_without_a_dmatrix(monkeypatch):
+    """The 1 km kernel predicts with ``Booster.inplace_predict`` straight from the float32 block
+    (no DMatrix: a copy of every block's features, and XGBoost's slower path)."""
+    import numpy as np
+    import xgboost
+
+    from dsm.blocks import apply_model
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 4)).astype(np.float32)
+    X[::7, 1] = np.nan  # missing values go through as NaN
+    booster = xgboost.train({"max_depth": 3}, xgboost.DMatrix(X, label=X[:, 0] - X[:, 2]), num_boost_round=5)
+    expected = booster.predict(xgboost.DMatrix(X))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("prediction built a DMatrix")
+
+    monkeypatch.setattr(xgboost.DMatrix, "__init__", refuse)
+    np.testing.assert_allclose(apply_model(booster, X), expected, rtol=1e-6)

@@ -245,3 +245,20 @@ def test_a_model_that_fails_to_fit_makes_the_stage_partial_and_is_fitted_again_o
     assert set(table.loc[table["status"] == "failed", "period"]) == set(report.failed)
     again = train(cfg, client)  # not skipped as done: the failed model is tried again
     assert again.trained == [P1, P2, P3] and sorted(again.failed) == sorted(report.failed)
+
+
+@pytest.mark.timeout(240)
+def test_the_configured_device_reaches_every_fitted_variant(tiny_twin, tmp_path, client):
+    """``cluster.device`` is passed down to the companion fits on the workers (recorded in their
+    cards); on a machine without a GPU XGBoost falls back to the CPU, so this runs anywhere."""
+    from dsm.models.variants import variant_key
+
+    cfg = from_dict({"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
+                     "stores": {"cube": tiny_twin.cube, "models": str(tmp_path / "models")}, "cluster": {"device": "cuda"},
+                     "training": {"method": "rao2022", "min_samples": 30, "grids": SMALL_GRIDS, "models": ["xgb"],
+                                  "pooled": False}})
+    report = train(cfg, client, only=[P2])
+    assert report.failed == {} and report.variants
+    store = ModelStore(cfg.stores.models)
+    cards = [store.read_card(variant_key(v, P2)) for v in ("full", "no-lst")]
+    assert [c["device"] for c in cards] == ["cuda", "cuda"], cards

@@ -131,7 +131,8 @@ def fit_variant(table: pd.DataFrame, period: str, variant: str, predictors: Sequ
     card: dict[str, Any] = {"period": period, "variant": variant, "predictors": list(predictors),
                             "dropped": [p for p in main_card["predictors"] if p not in predictors],
                             "n_samples": int(len(table)), "feature_ranges": feature_ranges(table, predictors),
-                            "model": None, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+                            "model": None, "device": device,
+                            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     if len(table) < max(tcfg.min_samples, 4):
         card["status"] = "too_few_samples"
         return None, None, card
