@@ -109,26 +109,35 @@ def _read(ds: xr.Dataset, name: str, **index: Any) -> np.ndarray:
     return store.read_values(ds, name, url, **index)
 
 
+def _position(index: pd.Index, when: Any) -> int:
+    """Position of the date ``when`` on a unique time index."""
+    loc = index.get_loc(pd.Timestamp(when))
+    if not isinstance(loc, (int, np.integer)):
+        raise ValueError(f"{when} is not once on the time axis")
+    return int(loc)
+
+
 def block_features(cube: xr.Dataset, day: dt.date, names: Sequence[str], ys: slice, xs: slice,
                    cache: dict[Any, np.ndarray]) -> dict[str, np.ndarray]:
     """Each predictor of ``day`` on a block: the day's daily layers, the 8-day and 16-day
     composites covering it, the static layers (float32, NaN where missing)."""
     out = {}
     times = cube.indexes
+    key: tuple[str, str, dt.date | None]
     for name in names:
         axis = SPECS[name].axis if name in SPECS else "static"
         if axis == "daily":
             key = (name, "d", day)
-            index = {"time": int(times["time"].get_loc(pd.Timestamp(day)))}
+            index = {"time": _position(times["time"], day)}
         elif axis == "precip":
             key = (name, "d", day)
-            index = {"time_precip": int(times["time_precip"].get_loc(pd.Timestamp(day)))}
+            index = {"time_precip": _position(times["time_precip"], day)}
         elif axis == "8day":
             start = composite_8day_of(day).start
-            key, index = (name, "8", start), {"time_8d": int(times["time_8d"].get_loc(pd.Timestamp(start)))}
+            key, index = (name, "8", start), {"time_8d": _position(times["time_8d"], start)}
         elif axis == "16day":
             start = period_of(day).start
-            key, index = (name, "16", start), {"time_16d": int(times["time_16d"].get_loc(pd.Timestamp(start)))}
+            key, index = (name, "16", start), {"time_16d": _position(times["time_16d"], start)}
         else:
             key, index = (name, "s", None), {}
         if key not in cache:
@@ -329,7 +338,7 @@ def _model_block(job: BlockJob) -> _ModelledBlock:
     # the block's days (and the halo days of a running-mean anomaly) are consecutive: read each
     # daily layer (and SMAP) for all of them at once, rather than decoding a time chunk per day
     seq = (*job.before, *job.plans, *job.after)
-    day_index = [int(cube.indexes["time"].get_loc(pd.Timestamp(plan.day))) for plan in seq]
+    day_index = [_position(cube.indexes["time"], plan.day) for plan in seq]
     ct0, ct1 = min(day_index), max(day_index) + 1
     spinup = int(cube.sizes.get("time_precip", cube.sizes["time"])) - int(cube.sizes["time"])
     for name in all_names:
@@ -339,6 +348,7 @@ def _model_block(job: BlockJob) -> _ModelledBlock:
             layers = _read(cube, name, **{dim: slice(ct0 + shift, ct1 + shift)}, y=ys, x=xs).astype(np.float32, copy=False)
             cache.update({(name, "d", plan.day): layers[ct - ct0] for plan, ct in zip(seq, day_index, strict=True)})
     smaps, smaps_bad = screen(SMAP, _read(cube, SMAP, time=slice(ct0, ct1), cy=cys, cx=cxs).astype(np.float32))
+    assert smaps_bad is not None  # SMAP has a valid range
 
     modelled: dict[dt.date, tuple[Any, ...]] = {}
     missing: dict[dt.date, list[str]] = {}

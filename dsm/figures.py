@@ -190,14 +190,14 @@ def model_scores_per_period(cards: Sequence[Mapping[str, Any]], path: str,
         for i, m in enumerate(models):
             color = _OTHER_COLORS[i % len(_OTHER_COLORS)]
             for split, style in (("test", "-"), ("train", "--")):
-                y = [((c["models"].get(m) or {}).get(split) or {}).get(metric, np.nan) for c in trained]
-                y = np.array([np.nan if v is None else v for v in y], dtype=float)
+                got = [((c["models"].get(m) or {}).get(split) or {}).get(metric, np.nan) for c in trained]
+                y = np.array([np.nan if v is None else v for v in got], dtype=float)
                 ax.plot(x, y, style, color=color, marker="o" if split == "test" else None, ms=4,
                         label=f"{m.upper()} {split}")
         chosen = [c.get("chosen") for c in trained]
-        y = [((c["models"].get(ch) or {}).get("test") or {}).get(metric, np.nan)
-             for c, ch in zip(trained, chosen, strict=True)]
-        ax.scatter(x, np.array([np.nan if v is None else v for v in y], dtype=float), s=90, facecolors="none",
+        got = [((c["models"].get(ch) or {}).get("test") or {}).get(metric, np.nan)
+               for c, ch in zip(trained, chosen, strict=True)]
+        ax.scatter(x, np.array([np.nan if v is None else v for v in got], dtype=float), s=90, facecolors="none",
                    edgecolors="k", zorder=3, label="chosen (test)")
         _period_axis(ax, periods)
         ax.set_ylabel(label)

@@ -282,7 +282,7 @@ def _parse_ceop_sep(
         raise InsituFormatError(
             source, f"records of {len(distinct)} different stations/depths in one file"
         )
-    meta = _station_meta(fields.iloc[0].to_dict(), source)
+    meta = _station_meta({str(k): v for k, v in fields.iloc[0].to_dict().items()}, source)
     meta["sensor"] = name.sensor if name else None
     return _records_frame(meta, fields, source)
 

@@ -208,6 +208,7 @@ def api_dask(precip: da.Array, efolding_days: Sequence[float], max_gap_days: int
                 layer[(scan, n, j, i)] = (step, (precip.name, n, j, i), *prev)
                 layer[(state, n, j, i)] = (operator.getitem, (scan, n, j, i), 2)
     base = precip.__dask_graph__()
+    assert isinstance(base, HighLevelGraph)  # a dask array's graph
     layers = {**base.layers, scan: layer}
     deps = {**base.dependencies, scan: set(precip.__dask_layers__())}
     names = [f"api-{e:g}d-{token}" for e in efolding]

@@ -190,7 +190,7 @@ def screened_table(dates: Sequence[np.datetime64], cells: np.ndarray, columns: M
                                                 np.zeros(shape, np.int32))}
     table = table_from_arrays(dates, cells, columns, target, required, need_target, ncols)
     counts = {name: int(np.broadcast_to(b, shape).sum()) for name, b in bad_cells.items()}
-    table.attrs[OUT_OF_RANGE_ATTR] = merge_counts([counts, {SMAP: int(smap_bad.sum())}])
+    table.attrs[OUT_OF_RANGE_ATTR] = merge_counts([counts, {SMAP: 0 if smap_bad is None else int(smap_bad.sum())}])
     return table
 
 

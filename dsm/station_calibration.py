@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 from distributed import Client
@@ -44,7 +44,8 @@ def station_table(config: Config, client: Client, jobs_for: JobsFor, n_days: int
     sites = obs.drop_duplicates("station").loc[:, ["station", "row", "col"]]
     tchunk = Layout.from_config(config).time_chunk
     futures = {}
-    for (cy, cx), group in sites.groupby([sites["row"] // f, sites["col"] // f]):
+    for key, group in sites.groupby([sites["row"] // f, sites["col"] // f]):
+        cy, cx = (int(k) for k in cast(tuple[int, int], key))  # grouped by two columns
         pixels = [(int(r) - cy * f, int(c) - cx * f) for r, c in zip(group["row"], group["col"], strict=True)]
         for t0 in range(0, n_days, tchunk):
             job = jobs_for(t0, min(t0 + tchunk, n_days), cy * f, cx * f)
@@ -52,7 +53,7 @@ def station_table(config: Config, client: Client, jobs_for: JobsFor, n_days: int
     frames = []
     for fut, (t0, names) in futures.items():
         parts = fut.result()
-        days = pd.DatetimeIndex(config.dates.start + dt.timedelta(days=t0 + i) for i in range(parts["base"].shape[0]))
+        days = pd.DatetimeIndex([config.dates.start + dt.timedelta(days=t0 + i) for i in range(parts["base"].shape[0])])
         for j, name in enumerate(names):
             frames.append(pd.DataFrame({"station": name, "time": days, **{k: v[:, j] for k, v in parts.items()}}))
     return pd.concat(frames, ignore_index=True).merge(obs.loc[:, ["station", "time", "insitu"]],

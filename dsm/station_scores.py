@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,7 @@ def common_mask(pairs: pd.DataFrame, products: Sequence[str]) -> np.ndarray:
     return np.isfinite(pairs.loc[:, cols].to_numpy(np.float64)).all(axis=1)
 
 
-def _ci_row(p: np.ndarray, q: np.ndarray, boot: BootstrapConfig, convention: str, min_n: int,
+def _ci_row(p: np.ndarray, q: np.ndarray, boot: BootstrapConfig, convention: metrics.BiasConvention, min_n: int,
             block: bool) -> dict[str, float]:
     out = {f"{k}_{b}": np.nan for k in ("r", "rmse", "ubrmse", "bias") for b in ("lo", "hi")}
     if boot.n_resamples < 1 or np.isfinite(p + q).sum() < min_n:
@@ -178,7 +178,8 @@ def overlap_problems(pairs: pd.DataFrame, products: Sequence[str], problems: Pro
             continue
         usable.append(name)
         n = pd.Series(ok).groupby([pairs["network"], pairs["station"]]).sum()
-        for (net, sta), k in n.items():
+        for key, k in n.items():
+            net, sta = cast(tuple[str, str], key)  # grouped by (network, station)
             if k == 0:
                 problems.add("station", f"{net}/{sta}", f"no overlapping days with {name}")
             elif k < min_n:

@@ -250,7 +250,7 @@ def pixel_sample_graph(ds: xr.Dataset, days: Composite | Sequence[dt.date], feat
     yc, xc = land.chunks
     if any(c % f for c in (*yc, *xc)):
         raise InputError(f"cube chunks {land.chunksize} are not multiples of {f} in space")
-    smap = smap_layer(ds, times).rechunk(
+    smap = smap_layer(ds, list(times)).rechunk(
         (tch, tuple(c // f for c in yc), tuple(c // f for c in xc)))
     layers = {name: predictor_layer(ds, name, days) for name in {source_of(x) for x in cube_features}}
     arrays = [a.rechunk((tch, yc, xc) if a.ndim == 3 else (yc, xc))

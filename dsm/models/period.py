@@ -154,11 +154,11 @@ def spatial_check(client: Client | None, X: np.ndarray, y: np.ndarray, table: pd
     if sp.train.size < 2 or sp.test.size < 2:
         out["note"] = "too few blocks for a spatial split"
         return out
+    results: dict[str, Any] = {}
     if client is None:
         results = {n: refit_and_score(e, X, y, sp.train, sp.test) for n, e in fitted.items()}
     else:
         futs = {n: client.submit(refit_and_score, e, X, y, sp.train, sp.test, pure=False) for n, e in fitted.items()}
-        results = {}
         for n, f in futs.items():
             try:
                 results[n] = f.result()

@@ -38,6 +38,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -105,7 +106,7 @@ def write_imerg_day(path: PathLike, date: dt.date, lat: np.ndarray, lon: np.ndar
                              f"StopGranuleDateTime={date:%Y-%m-%d}T23:59:59.999Z",
                "DOI": f"10.5067/GPM/IMERGD{_RUN[run][1]}/DAY/{'07' if v07 else '06'}",
                "ProductionTime": "2024-11-06T16:23:03.571Z"})
-    enc = {name: {"_FillValue": IMERG_FILL, "dtype": "float32"}, **_no_fill("time", "lon", "lat", "time_bnds",
+    enc: dict[str, dict[str, Any]] = {name: {"_FillValue": IMERG_FILL, "dtype": "float32"}, **_no_fill("time", "lon", "lat", "time_bnds",
                                                                             f"{name}_cnt")}
     ds.to_netcdf(path, engine="h5netcdf", encoding=enc)
     return path
@@ -161,7 +162,7 @@ def write_chirps_nc(path: PathLike, dates: Sequence[dt.date], lat: np.ndarray, l
                "institution": "Climate Hazards Group.  University of California at Santa Barbara",
                "documentation": "http://pubs.usgs.gov/ds/832/",
                "comments": " time variable denotes the first day of the given day."})
-    enc = {"precip": {"_FillValue": CHIRPS_FILL, "dtype": "float32"}, **_no_fill("latitude", "longitude", "time")}
+    enc: dict[str, dict[str, Any]] = {"precip": {"_FillValue": CHIRPS_FILL, "dtype": "float32"}, **_no_fill("latitude", "longitude", "time")}
     ds.to_netcdf(path, engine="h5netcdf", encoding=enc)
     return path
 
@@ -172,7 +173,7 @@ def accumulate_since_00utc(times: Sequence[dt.datetime], amounts: np.ndarray) ->
     ``amounts[k]`` is the precipitation of the hour ending at ``times[k]`` (consecutive hours);
     the value at 00 UTC is the whole previous day, the value at 01 UTC the first hour.
     """
-    t = pd.DatetimeIndex(times)
+    t = pd.DatetimeIndex(list(times))
     a = np.asarray(amounts, np.float64)
     out = np.empty_like(a)
     run = np.zeros(a.shape[1:])
@@ -225,7 +226,7 @@ def _new_cds(path: Path, times: pd.DatetimeIndex, lat: np.ndarray, lon: np.ndarr
                                                                     "long_name": "longitude"}),
                 "expver": ("valid_time", np.array(["0001"] * len(times), dtype=object))},
         attrs=_NEW_GLOBAL)
-    enc = {"tp": {"_FillValue": np.float32(np.nan)}, "latitude": {"_FillValue": np.nan},
+    enc: dict[str, dict[str, Any]] = {"tp": {"_FillValue": np.float32(np.nan)}, "latitude": {"_FillValue": np.nan},
            "longitude": {"_FillValue": np.nan}, **_no_fill("valid_time", "number")}
     ds.to_netcdf(path, engine="h5netcdf", encoding=enc)
     return path
@@ -238,7 +239,7 @@ def write_era5land_hourly(path: PathLike, times: Sequence[dt.datetime], lat: np.
     ``layout``: ``"new"`` (CDS 2024+) or ``"old"`` (CDS before 2024); see the module docstring.
     """
     path = Path(path)
-    t = pd.DatetimeIndex(times)
+    t = pd.DatetimeIndex(list(times))
     lat, lon = np.asarray(lat, np.float64), np.asarray(lon, np.float64)
     if layout == "new":
         return _new_cds(path, t, lat, lon, tp, "accum", units)
@@ -261,7 +262,7 @@ def write_era5land_hourly(path: PathLike, times: Sequence[dt.datetime], lat: np.
                                                    "/opt/ecmwf/mars-client/bin/grib_to_netcdf.bin -S param -o "
                                                    "/cache/data0/adaptor.mars.internal.nc /cache/tmp/data.grib"})
     ds = ds.transpose("time", "latitude", "longitude")
-    enc = {"tp": {"dtype": "int16", "scale_factor": scale, "add_offset": offset, "_FillValue": ERA5_OLD_FILL,
+    enc: dict[str, dict[str, Any]] = {"tp": {"dtype": "int16", "scale_factor": scale, "add_offset": offset, "_FillValue": ERA5_OLD_FILL,
                   "missing_value": ERA5_OLD_FILL}, **_no_fill("longitude", "latitude", "time")}
     ds.to_netcdf(path, engine="scipy", format="NETCDF3_64BIT", encoding=enc)
     return path
