@@ -86,7 +86,7 @@ def cross_validate(client: Client, X: np.ndarray, y: np.ndarray, fold: np.ndarra
                    n_folds: int, max_rounds: int, seed: int, device: str) -> tuple[list[CvScore], np.ndarray]:
     """Score every candidate by blocked CV on the workers; returns the scores (best first) and
     the best candidate's out-of-fold predictions."""
-    Xf, yf, ff = client.scatter([X, y, fold], broadcast=True)
+    Xf, yf, ff = client.scatter([X, y, fold], broadcast=True, hash=False)
     jobs = {(i, k): client.submit(fit_fold, Xf, yf, ff, k, dict(p), max_rounds, seed, device, pure=False)
             for i, p in enumerate(grid) for k in range(n_folds)}
     results = {key: fut.result() for key, fut in jobs.items()}

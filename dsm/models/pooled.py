@@ -72,8 +72,8 @@ def scattered_rows(client: Client, X: np.ndarray, y: np.ndarray, parts: int) -> 
     (data sent once, not embedded in a task graph), in the order of the rows."""
     rows = max(1, -(-len(y) // parts))
     blocks = [(X[i:i + rows], y[i:i + rows]) for i in range(0, len(y), rows)]
-    xf = client.scatter([bx for bx, _ in blocks])
-    yf = client.scatter([by for _, by in blocks])
+    xf = client.scatter([bx for bx, _ in blocks], hash=False)
+    yf = client.scatter([by for _, by in blocks], hash=False)
     Xs = [da.from_delayed(f, bx.shape, X.dtype) for f, (bx, _) in zip(xf, blocks, strict=True)]
     ys = [da.from_delayed(f, by.shape, y.dtype) for f, (_, by) in zip(yf, blocks, strict=True)]
     return da.concatenate(Xs), da.concatenate(ys)

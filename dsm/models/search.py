@@ -123,7 +123,7 @@ def search(client: Client, name: str, X: np.ndarray, y: np.ndarray, grid: Mappin
         Largest ``X.size`` searched in one task (0: always one task per fit).
     """
     if X.size <= one_task_max:
-        Xf, yf = client.scatter([X, y])
+        Xf, yf = client.scatter([X, y], hash=False)  # unique keys: a hashed key released by the previous search can be lost
         return client.submit(search_local, name, Xf, yf, grid, folds, seed, device, pure=False).result()
     from dask_ml.model_selection import GridSearchCV  # noqa: PLC0415 - dask_ml (~0.5 s) only when a search runs
 

@@ -202,7 +202,7 @@ def train_variants(client: Client, config: Config, store: ModelStore, ds: Any, p
     todo = [i for i, (n, v, _, _) in enumerate(wanted) if not (v == FULL and n in have)]
     computed = dict(zip(todo, client.compute([sample_graph(ds, by_name[wanted[i][0]], wanted[i][2], tcfg.aggregation,
                                                            tcfg.min_valid_fraction) for i in todo]), strict=True))
-    sent = {n: client.scatter(have[n]) for n in {wanted[i][0] for i in range(len(wanted)) if i not in computed}}
+    sent = {n: client.scatter(have[n], hash=False) for n in {wanted[i][0] for i in range(len(wanted)) if i not in computed}}
     inputs = [computed[i] if i in computed else sent[wanted[i][0]] for i in range(len(wanted))]  # data sent once
     fits = [client.submit(fit_variant, t, n, v, preds, card, tcfg, interval, config.cluster.device, pure=False)
             for t, (n, v, preds, card) in zip(inputs, wanted, strict=True)]
