@@ -13,9 +13,10 @@ storage checks that the bucket exists. A mistyped bucket is an error naming it, 
 bucket (fsspec's ``makedirs`` would create one).
 
 Inputs are found by :func:`expand`: files, globs and folders, local or fsspec URLs. Readers
-that need a local path (pyhdf, h5py, the station readers) get one through
-:func:`local_copies`: remote files are copied whole to a temporary folder, local ones
-(:func:`is_local`) are used in place.
+that need a local path (pyhdf, the station readers) get one through :func:`local_copies`:
+remote files are copied whole to a temporary folder, local ones (:func:`is_local`) are used
+in place; readers of file objects read remote files in place (:mod:`dsm.inplace`). Either
+way a remote file that cannot be had is reported by :func:`fetch_failure`.
 """
 
 from __future__ import annotations
@@ -56,6 +57,16 @@ def is_local(url: str) -> bool:
     return "://" not in url or url.startswith("file://")
 
 
+def fetch_failure(url: str, exc: BaseException, doing: str = "download") -> FileReport:
+    """The ``failed`` report of a remote file that could not be had (copied, or read in place:
+    :mod:`dsm.inplace`): a missing file is ``UnreadableFileError`` ("file does not exist"),
+    any other error a ``TransientIOError`` (storage or network: rerun to resume)."""
+    if isinstance(exc, FileNotFoundError):
+        return FileReport(url, "failed", "file does not exist", "UnreadableFileError")
+    return FileReport(url, "failed", f"{doing} failed ({type(exc).__name__}: {exc}); rerun to resume",
+                      "TransientIOError")
+
+
 @contextlib.contextmanager
 def local_copies(urls: Sequence[str], storage_options: Mapping[str, Any]) -> Iterator[tuple[dict[str, str], list[FileReport]]]:
     """Local paths of ``urls``: remote files are downloaded to a temporary folder (removed on exit).
@@ -78,10 +89,8 @@ def local_copies(urls: Sequence[str], storage_options: Mapping[str, Any]) -> Ite
             try:
                 fs, path = fsspec.core.url_to_fs(url, **dict(storage_options))
                 fs.get_file(path, target)
-            except FileNotFoundError:
-                failed.append(FileReport(url, "failed", "file does not exist", "UnreadableFileError"))
             except Exception as exc:  # noqa: BLE001 - s3fs/botocore/aiohttp raise many kinds
-                failed.append(FileReport(url, "failed", f"download failed ({type(exc).__name__}: {exc})", "TransientIOError"))
+                failed.append(fetch_failure(url, exc))
             else:
                 paths[url] = target
         yield paths, failed

@@ -178,6 +178,7 @@ class GeotiffSeriesInput(RasterInput):
 
 
 PrecipProduct = Literal["imerg", "chirps", "era5land"]
+ReadMode = Literal["auto", "copy"]
 
 
 class PrecipInput(InputSource):
@@ -235,6 +236,11 @@ class InputsConfig(_Frozen):
         "AppEEARS) instead of mod09a1: ndwi, lswi, nsdsi by the same code")
     precip: PrecipInput | None = Field(default=None, description="daily precipitation (IMERG, CHIRPS or "
                                        "ERA5-Land): precip and the antecedent precipitation indices")
+    read: ReadMode = Field(
+        default="auto", description="how remote input files (s3://, gs://, https://...) are read: auto reads SMAP "
+        "HDF5 granules and GDAL rasters (GeoTIFF, COG) in place, fetching only the byte ranges the readers need, and "
+        "copies the rest (MODIS HDF4 tiles, SRTM .hgt tiles, VRTs, precipitation files) to the worker first; copy "
+        "copies every remote file whole first. Local files are always read where they are")
 
     @model_validator(mode="after")
     def _geotiff_targets(self) -> InputsConfig:

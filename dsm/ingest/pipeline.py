@@ -20,8 +20,9 @@ Steps
    and date) newest first (:mod:`dsm.ingest.duplicates`: the newest intact one is used), and
    cut the work into :class:`~dsm.ingest.plan.Task` s.
 2. **Run** (workers, ``client.map``): each task fetches its files through fsspec (remote
-   files are downloaded to a worker-local temporary folder, since pyhdf and h5py need a local
-   path), reads them with the :mod:`dsm.ingest` readers, mosaics and warps each *group*
+   SMAP granules and GDAL rasters are read in place, byte ranges only, :mod:`dsm.inplace`;
+   the others, e.g. MODIS HDF4 tiles for pyhdf, are downloaded to a worker-local temporary
+   folder; ``inputs.read``), reads them with the :mod:`dsm.ingest` readers, mosaics and warps each *group*
    (all tiles of one product on one date) onto the region, and writes one chunk-aligned
    block with :func:`dsm.store.write_region`.
 3. **Report** (client): every file with its status (used / skipped / failed) and reason,

@@ -18,7 +18,9 @@ Checks, each raising an error that names the file and the setting to change:
 - no overlap with the region (:class:`NoOverlapError`, :func:`require_overlap`).
 
 :func:`read_values` with a ``region`` reads only the window over it (a global SoilGrids VRT,
-a large mosaic); local files, or ``http(s)://`` URLs GDAL reads itself.
+a large mosaic, a COG); local files, remote files read in place through fsspec
+(:class:`dsm.inplace.RemoteFile`, :func:`open_raster`: only the bytes of the header and the
+window's tiles are fetched), or ``http(s)://`` URLs GDAL reads itself.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from pyproj import Transformer
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
-from dsm.grid import Region
+from dsm.grid import CELL_1KM, Region
 from dsm.ingest.base import (
     DEFAULT_DATE_REGEX,
     EmptyGranuleError,
@@ -53,6 +55,7 @@ from dsm.ingest.base import (
     read_many,
 )
 from dsm.ingest.reproject import EASE_CRS, Raster, crop_to_region, fine_dataarray, region_window, warp_many_to_region
+from dsm.inplace import RemoteFile
 from dsm.ranges import outside, valid_range
 
 log = logging.getLogger(__name__)
@@ -123,6 +126,15 @@ def check_georeferencing(path: str, transform: Affine, has_gcps: bool = False) -
                                      "-t_srs EPSG:4326 in.tif out.tif)")
 
 
+def open_raster(path: str) -> rasterio.DatasetReader:
+    """``rasterio.open(path)``; a remote file read in place (:class:`dsm.inplace.RemoteFile`)
+    through its fsspec handles (rasterio's ``opener``), so GDAL fetches only the byte ranges it
+    reads (a COG's header and the tiles of a window) with the input's own storage options."""
+    if isinstance(path, RemoteFile):
+        return rasterio.open(path.fs_path, opener=path.gdal_opener())
+    return rasterio.open(path)
+
+
 def read_values(path: PathLike, band: int = 1, rule: ValueRule | None = None, region: Region | None = None,
                 pad_m: float = 0.0) -> tuple[Raster, Applied]:
     """One band of a GDAL-readable raster as float32 values (NaN where nodata), and what was applied.
@@ -130,7 +142,8 @@ def read_values(path: PathLike, band: int = 1, rule: ValueRule | None = None, re
     Parameters
     ----------
     path
-        A local file, or a URL GDAL reads itself (``https://...``: ``/vsicurl/``).
+        A local file, a remote file read in place (:class:`dsm.inplace.RemoteFile`), or a URL
+        GDAL reads itself (``https://...``: ``/vsicurl/``).
     band
         1-based band number.
     rule
@@ -145,13 +158,13 @@ def read_values(path: PathLike, band: int = 1, rule: ValueRule | None = None, re
         The last one only with ``region``: the raster does not overlap it.
     """
     rule = rule or ValueRule()
-    path = os.fspath(path)
+    path = os.fspath(path)  # a RemoteFile stays one
     if "://" not in path and not os.path.isfile(path):
         raise UnreadableFileError(path, "file does not exist")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            src = rasterio.open(path)
+            src = open_raster(path)
         with src:
             check_crs(path, src.crs)
             check_georeferencing(path, src.transform, bool(src.gcps[0]))
@@ -275,7 +288,9 @@ def geotiff_series_to_region(
     ----------
     paths
         Raster files; each file's date comes from its name through ``date_regex``
-        (:func:`dsm.ingest.base.date_from_name`).
+        (:func:`dsm.ingest.base.date_from_name`). Only each file's window over the region
+        (and 1 km around: what the warp reads) is read, so a file with values elsewhere but
+        only nodata there is skipped (every pixel over the region is nodata).
     region
         Destination region.
     name
@@ -299,11 +314,11 @@ def geotiff_series_to_region(
 
     def _one(path: str) -> tuple[dt.date, Raster]:
         date = date_from_name(path, date_regex)
-        raster, applied = read_values(path, band, rule)
+        raster, applied = read_values(path, band, rule, region, CELL_1KM)  # the window the warp uses
         require_scale(path, applied, rule)
         if crop_to_region(raster, region, margin=1) is None:
             raise NoOverlapError(path, f"does not cover region {region.to_dict()}")
-        require_values(path, raster)
+        require_values(path, raster, " over the region")
         check_range(path, raster, name, region, rule, applied)
         return date, raster
 

@@ -45,6 +45,7 @@ Date, in order:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -79,6 +80,7 @@ from dsm.ingest.easegrid import (
     paste,
     region_window,
 )
+from dsm.inplace import HDF5_CACHE, RemoteFile
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +133,8 @@ def read_spl3smp(
     Parameters
     ----------
     path
-        SPL3SMP HDF5 granule, or a Harmony/OPeNDAP subset of one (netCDF-4).
+        SPL3SMP HDF5 granule, or a Harmony/OPeNDAP subset of one (netCDF-4): a local file, or a
+        remote one read in place (:class:`dsm.inplace.RemoteFile`).
     region
         Region whose 36 km cells are returned.
     overpass
@@ -229,15 +232,18 @@ def granule_date(path: PathLike, opened: Any = None, *, overpass: Literal["AM", 
 def _read_l3(
     product: Product, path: PathLike, region: Region, overpass: str, qc_mask: int, tolerance_deg: float
 ) -> tuple[xr.DataArray, dt.date]:
-    """The reader of both products (:func:`read_spl3smp`)."""
-    path = os.fspath(path)
+    """The reader of both products (:func:`read_spl3smp`); ``path`` may be a remote
+    :class:`~dsm.inplace.RemoteFile`, read in place."""
+    path = os.fspath(path)  # a RemoteFile stays one
     if overpass not in GROUPS:
         raise ValueError(f"overpass must be 'AM' or 'PM', got {overpass!r}")
-    if not os.path.isfile(path):
+    remote = isinstance(path, RemoteFile)
+    if not remote and not os.path.isfile(path):
         raise UnreadableFileError(path, "file does not exist")
     label = grid_label(product.grid)
     try:
-        with h5py.File(path, "r") as f:
+        with contextlib.ExitStack() as stack:
+            f = stack.enter_context(h5py.File(_opened(stack, path), "r"))
             _check_product(f, path, product)
             g, sfx = _group(f, path, product, overpass)
             sm_ds = _dataset(g, f"soil_moisture{sfx}", path, None, required=True)
@@ -298,6 +304,11 @@ def _read_l3(
         },
     )
     return da.assign_coords(time=np.datetime64(date, "ns")), date
+
+
+def _opened(stack: contextlib.ExitStack, path: str) -> Any:
+    """What h5py opens: ``path``, or a handle on a remote file read in place (closed with ``stack``)."""
+    return stack.enter_context(path.open(HDF5_CACHE)) if isinstance(path, RemoteFile) else path
 
 
 # -- product, groups, datasets -----------------------------------------------------------

@@ -1,7 +1,9 @@
 """One ingest task on a worker: fetch its files, read its groups, write its block once.
 
-:func:`run_task` runs one :class:`~dsm.ingest.plan.Task`: remote files are copied to a
-worker-local temporary folder (:func:`dsm.files.local_copies`), each group is read, mosaicked
+:func:`run_task` runs one :class:`~dsm.ingest.plan.Task`: remote files are read in place
+(SMAP HDF5 granules, GDAL rasters: :mod:`dsm.inplace`) or copied to a worker-local temporary
+folder (MODIS HDF4 tiles, SRTM ``.hgt`` tiles, VRTs, precipitation files, and every file with
+``inputs.read: copy``: :func:`dsm.files.local_copies`), each group is read, mosaicked
 and warped onto the region (:func:`read_group`, :func:`read_precip_group` for precipitation,
 the :mod:`dsm.ingest.static` readers for the static layers; of duplicate files the newest
 intact one, :mod:`dsm.ingest.duplicates`), and the stored block is read, merged with the new
@@ -24,7 +26,7 @@ import xarray as xr
 from dsm import store
 from dsm.config import Config
 from dsm.errors import InputError
-from dsm.files import FileReport, local_copies
+from dsm.files import FileReport
 from dsm.grid import Region
 from dsm.ingest.base import DEFAULT_DATE_REGEX, ManyResult, NoOverlapError, read_many
 from dsm.ingest.blocks import merge as _merge
@@ -56,6 +58,7 @@ from dsm.ingest.static import (
     write_static,
 )
 from dsm.ingest.terrain import terrain_layer
+from dsm.inplace import InPlace, input_files
 
 
 # -- reading one group ------------------------------------------------------------------
@@ -187,12 +190,11 @@ def _run_dated(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> dic
     for g in task.groups:
 
         def read(urls: list[str], g: Group = g) -> tuple[dict[str, np.ndarray] | None, list[FileReport]]:
-            with local_copies(urls, so) as (local, fetch_failed):
-                back = {v: k for k, v in local.items()}
+            with input_files(urls, so, in_place(cfg, task.source)) as got:
+                local = got.paths
                 kinds = {local[u]: k for u, k in zip(g.urls, g.kinds, strict=False) if u in local}
                 arrays, many = read_group(task.source, [local[u] for u in urls if u in local], cfg, region, kinds)
-                return arrays, [*fetch_failed, *[FileReport(back.get(r.path, r.path), r.status, r.reason, r.error)
-                                                 for r in many.report]]
+                return arrays, got.reports(many.report)
 
         older = dict(g.older)
         res = read_newest_intact([(u, *older.get(u, ())) for u in g.urls], read)
@@ -257,13 +259,10 @@ def _run_precip(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> di
     src = inputs.precip
     urls = sorted({u for g in task.groups for u in g.urls})
     days = [g.date for g in task.groups if g.date is not None]
-    with local_copies(urls, _options(inputs, src)) as (local, fetch_failed):
-        back = {v: k for k, v in local.items()}
-        fields, many = read_precip_group(src.product, [local[u] for u in urls if u in local], region, days,
+    with input_files(urls, _options(inputs, src), in_place(cfg, "precip")) as got:
+        fields, many = read_precip_group(src.product, [got.paths[u] for u in urls if u in got.paths], region, days,
                                         precip_utc_offset(cfg))
-        reports = {r.path: r for r in fetch_failed}
-        reports.update({back.get(r.path, r.path): FileReport(back.get(r.path, r.path), r.status, r.reason, r.error)
-                        for r in many.report})
+        reports = {r.path: r for r in got.reports(many.report)}
     fine: dict[dt.date, np.ndarray] = {}
     for part in fields:  # in file order: a day given twice is taken from the later file
         if part.sizes["time"]:
@@ -310,13 +309,11 @@ def _precip_fallbacks(task: Task, cfg: Config, region: Region, reports: dict[str
             continue
 
         def read(urls: list[str], day: dt.date = g.date) -> tuple[np.ndarray | None, list[FileReport]]:
-            with local_copies(urls, _options(inputs, src)) as (local, fetch_failed):
-                back = {v: k for k, v in local.items()}
-                parts, many = read_precip_group(src.product, [local[u] for u in urls if u in local], region, [day],
-                                                precip_utc_offset(cfg))
+            with input_files(urls, _options(inputs, src), in_place(cfg, "precip")) as files:
+                parts, many = read_precip_group(src.product, [files.paths[u] for u in urls if u in files.paths], region,
+                                                [day], precip_utc_offset(cfg))
                 got = [remap_to_region(p, region, src.remap)[0] for p in parts if p.sizes["time"]]
-                back_reports = [FileReport(back.get(r.path, r.path), r.status, r.reason, r.error) for r in many.report]
-                return (got[-1] if got and np.isfinite(got[-1]).any() else None), [*fetch_failed, *back_reports]
+                return (got[-1] if got and np.isfinite(got[-1]).any() else None), files.reports(many.report)
 
         res = read_newest_intact([(first, *alts)], read)
         reports.update({r.path: r for r in (*res.final, *res.others)})
@@ -369,25 +366,25 @@ def _run_static(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> di
         rule = ValueRule.of(inputs.dem, "inputs.dem")
         keep = [v for v in ("dem", "slope", "aspect") if v == "dem" or getattr(inputs, v) is None]
         results["dem"] = _static_group(by_kind["dem"], _options(inputs, inputs.dem),
-                                       lambda p: read_dem_layers(p, region, rule, keep))
+                                       lambda p: read_dem_layers(p, region, rule, keep), in_place(cfg, "dem"))
     for kind in ("slope", "aspect"):
         if kind in by_kind:
             src = getattr(inputs, kind)
             rule = ValueRule.of(src, f"inputs.{kind}")
             results[kind] = _static_group(by_kind[kind], _options(inputs, src),
-                                          lambda p, k=kind, r=rule: terrain_layer(p, k, region, r))
+                                          lambda p, k=kind, r=rule: terrain_layer(p, k, region, r), in_place(cfg, kind))
     grids = inputs.soil.soilgrids if inputs.soil else None
     for f in FRACTIONS:
         if f in by_kind:
             reader = (lambda p, f=f: soilgrids_layer(p, f, region)) if grids else \
                 (lambda p, f=f: read_soil_layer(p, f, region, soil_rule(inputs.soil)))
-            results[f] = _static_group(by_kind[f], _options(inputs, inputs.soil), reader,
+            results[f] = _static_group(by_kind[f], _options(inputs, inputs.soil), reader, in_place(cfg, f),
                                        fetch=not (grids and read_in_place(grids)))
     warnings = check_soil_sum(results)
     if "land_mask" in by_kind:
         rule = ValueRule.of(inputs.land_mask, "inputs.land_mask")
         results["land_mask"] = _static_group(by_kind["land_mask"], _options(inputs, inputs.land_mask),
-                                             lambda p: read_mask_layer(p, region, rule))
+                                             lambda p: read_mask_layer(p, region, rule), in_place(cfg, "land_mask"))
     groups = []
     for kind, r in results.items():
         files += _report(r.files, {}, kind, None)
@@ -399,13 +396,41 @@ def _run_static(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> di
     return {"task": task.key, "files": files, "groups": groups, "provenance": prov, **out}
 
 
-def _static_group(urls: Sequence[str], so: Mapping[str, Any], reader: Any, fetch: bool = True) -> GroupResult:
-    """Read one static input's files (remote ones copied first unless ``fetch`` is False: GDAL reads them)."""
+def _static_group(urls: Sequence[str], so: Mapping[str, Any], reader: Any, how: InPlace, fetch: bool = True
+                  ) -> GroupResult:
+    """Read one static input's files: remote ones in place where ``how`` says (:func:`in_place`),
+    else copied first; all given to the reader as they are when ``fetch`` is False (GDAL reads
+    local files and web URLs itself)."""
     if not fetch:
         arrays, many = reader(list(urls))
         return GroupResult(arrays, list(many.report))
-    with local_copies(urls, so) as (local, fetch_failed):
-        back = {v: k for k, v in local.items()}
-        arrays, many = reader([local[u] for u in urls if u in local])
-        reports = [*fetch_failed, *[FileReport(back.get(r.path, r.path), r.status, r.reason, r.error) for r in many.report]]
+    with input_files(urls, so, how) as got:
+        arrays, many = reader([got.paths[u] for u in urls if u in got.paths])
+        reports = got.reports(many.report)
     return GroupResult(arrays, reports)
+
+
+#: Sources whose readers read file objects: SMAP through h5py, the rest through GDAL.
+_IN_PLACE = frozenset({"smap", "reflectance", "dem", "slope", "aspect", "land_mask", *FRACTIONS})
+#: Files GDAL could read in place but dsm reads otherwise: SRTM tiles (dsm's own reader needs a
+#: path) and VRTs (their tiles are other files, which a copy of the VRT alone would not reach).
+_COPIED_SUFFIXES = (".hgt", ".vrt")
+
+
+def _gdal_in_place(url: str) -> bool:
+    return not url.lower().endswith(_COPIED_SUFFIXES)
+
+
+def in_place(cfg: Config, source: str) -> InPlace:
+    """Whether the remote files of ``source`` (a task source, ``geotiff:<var>``, or a static
+    kind: ``dem``, ``sand``...) are read in place (:mod:`dsm.inplace`) under ``inputs.read``:
+    with ``auto`` SMAP granules and GDAL rasters are, other than SRTM ``.hgt`` tiles and VRTs;
+    MODIS HDF4 tiles (pyhdf needs a path) and precipitation files are copied."""
+    inputs = cfg.inputs
+    if inputs is None or inputs.read == "copy":
+        return False
+    if source == "smap":
+        return True
+    if source in _IN_PLACE or source.startswith("geotiff:"):
+        return _gdal_in_place
+    return False
