@@ -266,6 +266,31 @@ def test_sigterm_releases_the_lock_and_records_the_run_as_interrupted(tmp_path):
     assert record["stages"][-1] == {**record["stages"][-1], "stage": "cube", "status": "interrupted"}
 
 
+@pytest.mark.timeout(400)
+def test_sigterm_during_training_does_not_wait_for_the_periods_being_fitted(tmp_path):
+    """Grid searches far longer than the test: the stop must not wait for them to finish."""
+    path = _tiny_run(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["training"] = {"method": "rao2022", "models": ["xgb"], "pooled": False, "min_samples": 30,
+                       "grids": {"xgb": {"n_estimators": [100000], "max_depth": [10], "learning_rate": [0.001]}}}
+    path.write_text(yaml.safe_dump(raw))
+    proc = _start(path)
+    lines: list[str] = []
+    try:
+        _wait_for(proc, "== cube: done", lines)
+        time.sleep(5)  # the first searches are running on the worker
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    text = "".join(lines) + out
+    assert proc.returncode == 1, text
+    assert "== train: interrupted" in text and "stopped by SIGTERM" in text
+    assert not (tmp_path / "sm.zarr.lock").exists()
+    record = json.loads(next((tmp_path / "runs").glob("*/run.json")).read_text())
+    assert record["outcome"] == "interrupted" and record["stages"][-1]["stage"] == "train"
+
+
 @pytest.mark.parametrize("command", [["predict", "--overwrite"], ["train"], ["export", "--force"], ["validate"],
                                      ["report"], ["twin", "--overwrite"]])
 def test_every_writing_command_refuses_a_locked_output_store(tmp_path, command):

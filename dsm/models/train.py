@@ -262,19 +262,24 @@ def _run_periods(run_period: Callable[[Composite], str], todo: list[Composite], 
     steps = Steps(say, "train", len(todo), "period")
     if todo:
         steps.start()
-    with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dsm-train") as pool:
+    pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dsm-train")
+    try:
         jobs = {pool.submit(run_period, p): p for p in todo}
         for job in cf.as_completed(jobs):
             p = jobs[job]
             try:
                 steps.step(job.result())
-            except LockLostError:  # another run holds the models now: stop at once
-                for other in jobs:
-                    other.cancel()
-                raise
             except Exception as exc:  # reported per period; the others go on
+                if isinstance(exc, LockLostError):  # another run holds the models now: stop at once
+                    raise
                 report.failed[p.name] = f"{type(exc).__name__}: {exc}"
                 steps.step(f"{p.name}: FAILED {report.failed[p.name]}")
+    except BaseException:
+        # a lost lock or a stop (SIGTERM, SIGINT): do not wait for the periods being fitted; the
+        # caller's client closes, which cancels their tasks and ends their threads
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _resolve_reuse(store: ModelStore, report: TrainReport, all_periods: list[Composite],
