@@ -37,6 +37,7 @@ import numpy as np
 
 from _common import END, START, day_predictors, ensure_twin, local_cluster, train_models, twin_config
 from dsm import config as config_mod
+from dsm import ledger
 from dsm.cube import open_cube
 from dsm.models.store import ModelStore
 from dsm.predict import predict
@@ -69,12 +70,13 @@ def bare(cfg: config_mod.Config) -> tuple[int, dict[int, float]]:
     """Valid pixel-days and seconds of bare inplace_predict per nthread."""
     cube = open_cube(cfg.stores.cube).load()
     out = open_products(cfg.stores.output)
+    days = ledger.read(cfg.stores.output, None, out.attrs).days
     models = ModelStore(cfg.stores.models)
     batches = []
     for t, day in enumerate(d.astype("datetime64[D]").item() for d in out["time"].values):
         origin = out["sm_origin"].isel(time=t).values
         feats = day_predictors(cube, day, cfg.predictors)
-        rec = out.attrs["day_models"][day.isoformat()]["variants"]
+        rec = days[day.isoformat()].model["variants"]
         for bit, v in ((1, "full"), (2, "no-lst")):
             if v not in rec:
                 continue

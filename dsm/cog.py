@@ -178,7 +178,7 @@ def export_day(job: ExportJob) -> dict[str, Any]:
     data = np.asarray(day_layer(out, "sm", job.t, so), dtype=np.int16)
     origin = day_layer(out, "sm_origin", job.t, so)
     group = zarr.open_group(out, mode="r", storage_options=so or None)
-    region = Region.from_dict(group.attrs["region"])
+    region = products.region_of(group.attrs)
     digest = products.day_digest(data, tuple(group["sm"].chunks[1:])) if job.sm_digest is not None else None
     check_day(out, job.day, job.t, valid_count(data), digest, job.valid_pixels, job.sm_digest)
     stored = {"sm": data, "sm_origin": origin}

@@ -21,8 +21,8 @@ from dsm.errors import StoreError
 class LostDataError(StoreError):
     """The products store no longer holds what predict wrote for a day.
 
-    ``days`` lists the ISO days concerned: the exporter takes them out of ``days_done`` so
-    that predict writes them again.
+    ``days`` lists the ISO days concerned: the exporter records them no longer done
+    (:class:`dsm.ledger.DayRecord`) so that predict writes them again.
     """
 
     def __init__(self, message: str, days: tuple[str, ...] = ()) -> None:

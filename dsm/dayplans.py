@@ -45,7 +45,7 @@ class VariantPlan:
         return self.features if self.features is not None else self.predictors
 
     def record(self) -> dict[str, Any]:
-        """JSON-ready description, stored in ``day_models``."""
+        """JSON-ready description, stored in the day's :attr:`dsm.ledger.DayRecord.model`."""
         return {"predictors": list(self.predictors), "model": self.point_key, "sha256": self.point_sha,
                 "quantile": self.quantile_key}
 
@@ -64,7 +64,7 @@ class DayPlan:
     disaggregation: VariantPlan | None = None  # fusion: averaged with the full variant
 
     def record(self) -> dict[str, Any]:
-        """JSON-ready description, stored in ``day_models``."""
+        """JSON-ready description, the day's :attr:`dsm.ledger.DayRecord.model`."""
         rec = {"period": self.period, "model_period": self.model_period, "model": self.chosen,
                "reused": self.reused, "variants": {v.name: v.record() for v in self.variants}}
         if self.disaggregation is not None:

@@ -6,16 +6,16 @@
     Per predicted day, three COGs (:mod:`dsm.cog`: ``sm``, ``sm_unc``, ``sm_origin``) to
     ``stores.cog``, then a STAC Collection with one Item per day (:mod:`dsm.stac`) to
     ``stores.stac`` (default ``stac/`` under ``stores.cog``). Each exported day is recorded in
-    the products store (``days_exported``: each file's URL, size and SHA-256); a rerun skips
-    the days whose files all still exist with their size.
+    the products store's ledger (:func:`dsm.ledger.write_exported`: each file's URL, size and
+    SHA-256); a rerun skips the days whose files all still exist with their size.
 ``netcdf``
     One CF-1.10/ACDD-1.3 netCDF4 file per year or month (:mod:`dsm.netcdf`) to
-    ``stores.netcdf``, recorded in ``netcdf_exported`` (file, size, SHA-256, the days it
-    holds, the settings it was written with); a rerun rewrites only the files whose days or
-    settings changed or whose file is gone.
+    ``stores.netcdf``, recorded in the ledger (:class:`dsm.ledger.NetcdfRecord`: file, size,
+    SHA-256, the days it holds, the settings it was written with); a rerun rewrites only the
+    files whose days or settings changed or whose file is gone.
 
 A day whose stored ``sm`` is no longer what predict wrote (:class:`LostDataError`) is never
-published: it is taken out of ``days_done`` (and its COG records) so that predict writes it again.
+published: its COG records are dropped and it is no longer done, so that predict writes it again.
 """
 
 from __future__ import annotations
@@ -23,20 +23,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import fsspec
 import xarray as xr
 from distributed import Client
 
-from dsm import fingerprint, products, store
+from dsm import fingerprint, ledger, products
 from dsm.cluster import leased_outcomes
 from dsm.cog import EXTRA_LAYERS, ExportJob, blocksize_for, cog_intact, cog_name, export_day, write_cog
 from dsm.config import Config
 from dsm.daydata import LostDataError
 from dsm.errors import ConfigError
-from dsm.grid import Region
 from dsm.netcdf import NetcdfJob, global_attrs, netcdf_url, period_label, write_period
 from dsm.runlock import Lease
 from dsm.stac import COLLECTION_ID, FsspecStacIO, build_catalog, stac_item
@@ -63,13 +62,30 @@ class ExportReport:
 
 @dataclass
 class _State:
-    """The products store's records as this run changes them."""
+    """The products store's records as this run changes them (``led``: as last recorded)."""
 
     ds: xr.Dataset
+    led: ledger.ProductsLedger
     done: set[str]
-    day_models: Mapping[str, Any]
     exported: dict[str, Any]
     times: list[dt.date]
+
+    def take_back(self, day: str) -> None:
+        """Day ``day``'s data is not what predict wrote: not done, its COG records no longer trusted."""
+        self.done.discard(day)
+        self.exported.pop(day, None)
+
+
+def _record(config: Config, st: _State, fence: int | None) -> None:
+    """Record the COG records and the days taken back that changed since ``st.led``: the COG
+    records first, so a crash in between never leaves a record of a day predict will redo."""
+    url, so = str(config.stores.output), config.stores.storage_options
+    old = st.led.exported
+    ledger.write_exported(url, {d: st.exported.get(d) for d in sorted(set(old) | set(st.exported))
+                                if st.exported.get(d) != old.get(d)}, so, fence)
+    undone = {d: replace(st.led.day(d), done=False) for d in st.led.done if d not in st.done}
+    ledger.write_days(url, undone, so, fence)
+    st.led = replace(st.led, days={**st.led.days, **undone}, exported=dict(st.exported))
 
 
 def _layers(config: Config) -> tuple[str, ...]:
@@ -82,7 +98,7 @@ def _export_cogs(config: Config, client: Client, st: _State, report: ExportRepor
     so = config.stores.storage_options
     settings = fingerprint.record(config, "cog")
     if st.exported and not force:
-        fingerprint.check_settings(st.ds.attrs.get("cog_settings"), config, "cog", str(config.stores.cog),
+        fingerprint.check_settings(st.led.cog_settings, config, "cog", str(config.stores.cog),
                                    "`dsm export CONFIG --force` rewrites every COG")
     layers = _layers(config)
     so_json = json.dumps(so, sort_keys=True)
@@ -95,10 +111,10 @@ def _export_cogs(config: Config, client: Client, st: _State, report: ExportRepor
         if info and not force and cog_intact(info, so, layers):
             report.skipped.append(name)
             continue
-        model = st.day_models.get(name, {})
+        rec = st.led.day(name)
         jobs.append(ExportJob(str(config.stores.output), str(config.stores.cog), so_json, day, t,
                               config.output.export_crs, config.output.cog_blocksize, config.output.cog_compress,
-                              model.get(products.VALID_PIXELS), model.get(products.SM_DIGEST), layers))
+                              rec.valid_pixels, rec.sm_digest, layers))
     check()
     futures = client.map(export_day, jobs, pure=False)
     for job, result, exc in leased_outcomes(client, dict(zip(futures, jobs, strict=True)), check):
@@ -111,15 +127,14 @@ def _export_cogs(config: Config, client: Client, st: _State, report: ExportRepor
         else:
             report.failed[name] = f"{type(exc).__name__}: {exc}"
             if isinstance(exc, LostDataError):  # predict redoes the day; its old COGs are no longer trusted
-                st.done.discard(name)
-                st.exported.pop(name, None)
+                st.take_back(name)
     report.exported.sort()
     check()
-    store.set_attrs(str(config.stores.output), {"days_exported": {k: st.exported[k] for k in sorted(st.exported)},
-                                                "cog_settings": settings, "days_done": sorted(st.done)}, so, fence=fence)
+    _record(config, st, fence)
+    ledger.write_records(str(config.stores.output), {"cog_settings": settings}, so, fence=fence)
     if st.exported:
         stac_url = config.stores.stac or f"{str(config.stores.cog).rstrip('/')}/stac"
-        build_catalog(list(st.exported.values()), st.day_models, stac_url, so, config.output, config.training.method)
+        build_catalog(list(st.exported.values()), st.led.days, stac_url, so, config.output, config.training.method)
         report.stac = f"{stac_url.rstrip('/')}/collection.json"
 
 
@@ -131,11 +146,11 @@ def _netcdf_settings(config: Config) -> dict[str, Any]:
             "providers": [p.model_dump(mode="json") for p in out.providers]}
 
 
-def _netcdf_intact(record: Mapping[str, Any], so: Mapping[str, Any]) -> bool:
+def _netcdf_intact(record: ledger.NetcdfRecord, so: Mapping[str, Any]) -> bool:
     """Whether the recorded netCDF file still exists with its size."""
-    fs, path = fsspec.core.url_to_fs(record["url"], **so)
+    fs, path = fsspec.core.url_to_fs(record.url, **so)
     try:
-        return fs.size(path) == record.get("size")
+        return fs.size(path) == record.size
     except FileNotFoundError:
         return False
 
@@ -146,8 +161,9 @@ def _export_netcdf(config: Config, client: Client, st: _State, report: ExportRep
     so = config.stores.storage_options
     dest = netcdf_url(config)
     settings = _netcdf_settings(config)
-    recorded = dict(st.ds.attrs.get("netcdf_exported", {}))
-    region = Region.from_dict(st.ds.attrs["region"])
+    recorded = st.led.netcdf
+    written: dict[str, ledger.NetcdfRecord] = {}
+    region = products.region_of(st.ds.attrs)
     periods: dict[str, list[tuple[int, str]]] = {}
     for t, day in enumerate(st.times):
         if day.isoformat() in st.done:
@@ -157,33 +173,31 @@ def _export_netcdf(config: Config, client: Client, st: _State, report: ExportRep
     for label, members in sorted(periods.items()):
         days = [d for _, d in members]
         rec = recorded.get(label)
-        if (rec and not force and rec.get("days") == days and rec.get("settings") == settings
-                and rec.get("url") == f"{dest}/{rec.get('name')}" and _netcdf_intact(rec, so)):
+        if (rec and not force and list(rec.days) == days and rec.settings == settings
+                and rec.url == f"{dest}/{rec.name}" and _netcdf_intact(rec, so)):
             report.netcdf_skipped.append(label)
             continue
-        models = [st.day_models.get(d, {}) for d in days]
+        models = [st.led.day(d) for d in days]
         jobs.append(NetcdfJob(str(config.stores.output), dest, so_json, label, tuple(days),
-                              tuple(t for t, _ in members), tuple(m.get(products.VALID_PIXELS) for m in models),
-                              tuple(m.get(products.SM_DIGEST) for m in models),
+                              tuple(t for t, _ in members), tuple(m.valid_pixels for m in models),
+                              tuple(m.sm_digest for m in models),
                               json.dumps(global_attrs(config, region, days, label, command)),
                               config.output.netcdf_complevel))
     check()
     futures = client.map(write_period, jobs, pure=False)
     for job, result, exc in leased_outcomes(client, dict(zip(futures, jobs, strict=True)), check):
         if exc is None:
-            recorded[job.label] = {**result, "settings": settings}
+            written[job.label] = ledger.NetcdfRecord.from_dict({**result, "settings": settings})
             report.netcdf.append(result["url"])
         else:
             report.netcdf_failed[job.label] = f"{type(exc).__name__}: {exc}"
             if isinstance(exc, LostDataError):
                 for day in exc.days:
-                    st.done.discard(day)
-                    st.exported.pop(day, None)
+                    st.take_back(day)
     report.netcdf.sort()
     check()
-    store.set_attrs(str(config.stores.output), {"netcdf_exported": {k: recorded[k] for k in sorted(recorded)},
-                                                "days_exported": {k: st.exported[k] for k in sorted(st.exported)},
-                                                "days_done": sorted(st.done)}, so, fence=fence)
+    ledger.write_netcdf(str(config.stores.output), written, so, fence=fence)
+    _record(config, st, fence)
 
 
 def export(config: Config, client: Client, *, force: bool = False, progress: Callable[[str], None] | None = None,
@@ -226,8 +240,8 @@ def export(config: Config, client: Client, *, force: bool = False, progress: Cal
                           "`dsm export CONFIG --format netcdf` writes netCDF files only")
     ds = products.open_products(config.stores.output, so)
     times = [dt.date.fromisoformat(str(t)[:10]) for t in ds["time"].values.astype("datetime64[D]")]
-    st = _State(ds, set(ds.attrs.get("days_done", [])), ds.attrs.get("day_models", {}),
-                dict(ds.attrs.get("days_exported", {})), times)
+    led = ledger.read(config.stores.output, so, ds.attrs)
+    st = _State(ds, led, set(led.done), dict(led.exported), times)
     report = ExportReport()
     check = lease.check if lease is not None else (lambda: None)
     fence = lease.fence if lease is not None else None

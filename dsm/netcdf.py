@@ -14,8 +14,8 @@ One file per calendar year (``SM_1km_YYYY.nc``) or month (``SM_1km_YYYYMM.nc``,
   and GDAL's ``GeoTransform``); ``cell_methods: area: mean``;
 * global ACDD discovery attributes: title, summary, keywords, license, references (the
   paper's DOI), creator/publisher (``output.providers``), history (the command and time),
-  ``geospatial_*``, ``time_coverage_*``. The products store's JSON-valued run records
-  (``days_done``, ``day_models``...) are not copied.
+  ``geospatial_*``, ``time_coverage_*``. The products store's run records (its ledger,
+  :mod:`dsm.ledger`, and the settings fingerprints) are not copied.
 
 Each file is written on a worker to a local temporary file, internally chunked (the store's
 time chunk x 256 x 256) and zlib-compressed (``output.netcdf_complevel``, shuffle), then
@@ -253,7 +253,7 @@ def write_period(job: NetcdfJob) -> dict[str, Any]:
     (``url``, ``name``, ``size``, ``sha256``, ``days``)."""
     so = json.loads(job.storage_options)
     group = zarr.open_group(job.output, mode="r", storage_options=so or None)
-    region = Region.from_dict(group.attrs["region"])
+    region = products.region_of(group.attrs)
     names = [n for n in VARIABLES if n in group]
     tchunk = group["sm"].chunks[0]
     ny, nx = region.fine_shape

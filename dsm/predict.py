@@ -13,9 +13,10 @@ How a run goes
    applies the models (``Booster.inplace_predict`` for XGBoost), sets the origin bits, writes
    ``sm``, ``sm_unc``, ``sm_origin`` and ``sm_36km`` by chunk-aligned region writes, and
    returns small per-day summaries (counts, 36 km pairs for the consistency check).
-3. When every block of a time chunk has landed the client records its days in the store's
-   attributes (``days_done``, ``days_empty``, ``day_models``, ``consistency``); a block that
-   failed leaves its days in ``days_failed`` and they are retried by the next run.
+3. When every block of a time chunk has landed the client records its days in the store's run
+   ledger (:mod:`dsm.ledger`: one object per time chunk, a :class:`~dsm.ledger.DayRecord` per
+   day: done or empty, its models, the 36 km consistency); a block that failed leaves its days
+   failed and they are retried by the next run.
 
 A rerun skips time chunks whose days are all done, or empty with the cube unchanged since
 (:data:`dsm.store.REVISION_ATTR`, recorded with each day: an ingest that wrote anything may have
@@ -45,7 +46,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -53,7 +54,7 @@ import pandas as pd
 import xarray as xr
 from distributed import Client
 
-from dsm import fingerprint, products, store
+from dsm import fingerprint, ledger, products, store
 from dsm.blocks import BlockJob, run_block
 from dsm.cellmeans import BlockCells, block_cells, fused_cells
 from dsm.cluster import outcomes
@@ -128,16 +129,11 @@ def open_or_create_output(config: Config, overwrite: bool = False, cube: str | N
                  "settings": fingerprint.record(config, "products", cube)}
         products.create_products(url, layout, interval, attrs, so, overwrite=True)
         ds = products.open_products(url, so)
-    fingerprint.check_settings(ds.attrs.get("settings"), config, "products", url,
+    fingerprint.check_settings(ledger.store_records(ds.attrs).settings, config, "products", url,
                                "`dsm predict CONFIG --overwrite` replaces the store", cube)
     products.check_layout(ds, layout, url)
     products.check_origin(ds, url)
     return ds
-
-
-def _inputs_moved(record: Mapping[str, Any], revision: Any) -> bool:
-    """Whether the cube changed (:data:`dsm.store.REVISION_ATTR`) since the day of ``record`` was made."""
-    return record.get(store.REVISION_ATTR) != revision
 
 
 def _sorted(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,8 +204,8 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     card = fusion_card(models) if config.training.method == "fusion" else None
     plans = make_plans(config, models, all_days, card)
     report = PredictReport([d.isoformat() for d in all_days])
-    attrs = dict(out.attrs)
-    rec = _DaysRecord.of(attrs)
+    led = ledger.read(config.stores.output, so, out.attrs)  # type: ignore[arg-type]  # checked above
+    rec = _DaysRecord(dict(led.days))
     revision = cube.attrs.get(store.REVISION_ATTR)
     layout = Layout.from_config(config)
     tchunk, schunk = layout.time_chunk, layout.space_chunk
@@ -245,7 +241,7 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
 
     if card is not None and pending:
         _calibrate(config, client, lambda t0, t1, y0, x0: job_of(t0, t1, y0, y0 + f, x0, x0 + f), len(all_days),
-                   attrs, card.var_anomaly, fusion_args, lease, say)
+                   led.stored_records(), card.var_anomaly, fusion_args, lease, say)
     for t0 in pending:
         t1 = min(t0 + tchunk, len(all_days))
         jobs[t0] = [job_of(t0, t1, y0, min(y0 + schunk, ny), x0, min(x0 + schunk, nx))
@@ -261,7 +257,7 @@ def _run_jobs(client: Client, jobs: Mapping[int, list[BlockJob]], plans: Sequenc
               revision: Any, report: PredictReport, output: str | None, so: Mapping[str, Any], lease: Lease | None,
               say: Callable[[str], None]) -> None:
     """Run the block jobs of every time chunk; when all blocks of a chunk have landed, record its
-    days (``rec`` and ``report``) in the output store's attributes."""
+    days (``rec`` and ``report``) in the output store's ledger."""
     steps = Steps(say, "predict", sum(len(js[0].plans) for js in jobs.values()), "day")
     if jobs:
         steps.start()
@@ -285,70 +281,53 @@ def _run_jobs(client: Client, jobs: Mapping[int, list[BlockJob]], plans: Sequenc
                 rec.landed_day(plan, [r["days"][i] for r in results[t0]], revision, report)
         if lease is not None:
             lease.check()
-        store.set_attrs(output, rec.attrs(), so,  # type: ignore[arg-type]
-                        fence=lease.fence if lease is not None else None)
         names = [p.day.isoformat() for p in plans[t0:t0 + len(jobs[t0][0].plans)]]
+        ledger.write_days(output, {n: rec.days[n] for n in names}, so,  # type: ignore[arg-type]
+                          fence=lease.fence if lease is not None else None)
         steps.step(f"{names[0]}..{names[-1]}: " + ("FAILED " + errors[t0] if t0 in errors else "written"), len(names))
 
 
 @dataclass
 class _DaysRecord:
-    """The output store's record of its days (attributes ``days_done``, ``days_empty``,
-    ``days_failed``, ``day_models``, ``consistency``, ``inputs_out_of_range``)."""
+    """The output store's record of its days (:class:`dsm.ledger.DayRecord`) as this run changes them."""
 
-    done: set[str]
-    empty: dict[str, str]
-    failed: dict[str, str]
-    day_models: dict[str, Any]
-    cons: dict[str, Any]
-    oor: dict[str, Any]
+    days: dict[str, ledger.DayRecord]
 
-    @classmethod
-    def of(cls, attrs: Mapping[str, Any]) -> _DaysRecord:
-        return cls(set(attrs.get("days_done", [])), dict(attrs.get("days_empty", {})),
-                   dict(attrs.get("days_failed", {})), dict(attrs.get("day_models", {})),
-                   dict(attrs.get("consistency", {})), dict(attrs.get("inputs_out_of_range", {})))
-
-    def attrs(self) -> dict[str, Any]:
-        return {"days_done": sorted(self.done), "days_empty": _sorted(self.empty), "days_failed": _sorted(self.failed),
-                "day_models": _sorted(self.day_models), "consistency": _sorted(self.cons),
-                "inputs_out_of_range": _sorted(self.oor)}
+    def day(self, name: str) -> ledger.DayRecord:
+        return self.days.get(name, ledger.DayRecord())
 
     def is_current(self, name: str, revision: Any) -> bool:
-        """Whether day ``name`` is done, or empty with the cube unchanged since."""
-        return name in self.done or (name in self.empty and not _inputs_moved(self.day_models.get(name, {}), revision))
+        """Whether day ``name`` is done, or empty with the cube unchanged (:data:`dsm.store.REVISION_ATTR`) since."""
+        r = self.day(name)
+        return r.done or (r.empty is not None and r.inputs_revision == revision)
 
     def failed_day(self, name: str, error: str, report: PredictReport) -> None:
-        self.failed[name] = error
-        self.done.discard(name)
+        self.days[name] = replace(self.day(name), failed=error, done=False)
         report.failed[name] = error
 
     def landed_day(self, plan: DayPlan, infos: list[dict[str, Any]], revision: Any, report: PredictReport) -> None:
         """Record a day its blocks predicted (``infos``: each block's record of the day)."""
         name = plan.day.isoformat()
+        r = replace(self.day(name), failed=None)
         n = sum(sum(info["counts"].values()) for info in infos)
         land = sum(info["land"] for info in infos)
-        self.failed.pop(name, None)
         if n == 0 and land > 0:
             missing = sorted(set.intersection(*(set(info["missing"]) for info in infos)))
-            self.empty[name] = ("no land pixel has the predictors of any model"
-                                + (f"; missing all day: {', '.join(missing)}" if missing else ""))
-            report.empty[name] = self.empty[name]
+            r = replace(r, empty="no land pixel has the predictors of any model"
+                        + (f"; missing all day: {', '.join(missing)}" if missing else ""))
+            report.empty[name] = str(r.empty)
         else:
-            self.done.add(name)
-            self.empty.pop(name, None)
+            r = replace(r, done=True, empty=None)
             report.predicted.append(name)
         report.pixels += n
-        self.day_models[name] = {**plan.record(),
-                                 products.VALID_PIXELS: sum(info.get("valid", 0) for info in infos),
-                                 products.SM_DIGEST: products.combine_digests(info["digest"] for info in infos),
-                                 store.REVISION_ATTR: revision}
-        self.cons[name] = consistency([p for info in infos for p in info["pairs"]])
         counts = merge_counts(info.get("out_of_range", {}) for info in infos)
         if counts:
-            self.oor[name] = report.out_of_range[name] = counts
-        else:
-            self.oor.pop(name, None)
+            report.out_of_range[name] = counts
+        self.days[name] = replace(
+            r, model={**plan.record(), products.VALID_PIXELS: sum(info.get("valid", 0) for info in infos),
+                      products.SM_DIGEST: products.combine_digests(info["digest"] for info in infos),
+                      store.REVISION_ATTR: revision},
+            consistency=consistency([p for info in infos for p in info["pairs"]]), out_of_range=counts or None)
 
 
 def _pending_chunks(all_days: Sequence[dt.date], tchunk: int, only_days: Sequence[dt.date] | None,
@@ -403,8 +382,8 @@ def _calibrate(config: Config, client: Client, job_at: Callable[[int, int, int, 
     if new:
         if lease is not None:
             lease.check()
-        store.set_attrs(config.stores.output, new, config.stores.storage_options,  # type: ignore[arg-type]
-                        fence=lease.fence if lease is not None else None)
+        ledger.write_records(config.stores.output, new, config.stores.storage_options,  # type: ignore[arg-type]
+                             fence=lease.fence if lease is not None else None)
     say(f"anomaly gain k = {gain.gain:.3f} ({gain.source}): {gain.reason}"
         + (f"; 95 % interval {gain.interval[0]:.2f}..{gain.interval[1]:.2f}" if gain.interval else ""))
     if fusion_args.get("interval") is not None:
@@ -432,7 +411,6 @@ def status(config: Config) -> dict[str, Any]:
         except StoreError as exc:
             out["output"] = str(exc)
         else:
-            a = ds.attrs
-            out.update(predicted=len(a.get("days_done", [])), empty=a.get("days_empty", {}),
-                       failed=a.get("days_failed", {}), exported=len(a.get("days_exported", {})))
+            led = ledger.read(config.stores.output, so, ds.attrs)
+            out.update(predicted=len(led.done), empty=led.empty, failed=led.failed, exported=len(led.exported))
     return out

@@ -17,17 +17,18 @@ Variables (CF attributes, grid mappings ``spatial_ref`` / ``spatial_ref_36km``):
 ``sm_36km`` (time, cy, cx)
     Block mean of the 1 km ``sm`` over each SMAP cell (float32), for the 36 km consistency.
 
-Store attributes record the run: ``days_done`` (sorted ISO days whose chunks all landed),
-``days_empty`` (day -> reason; a day with nothing to predict), ``days_failed`` (day -> reason,
-retried by the next run), ``day_models`` (day -> which models made it), ``consistency``
-(day -> R, RMSE, bias of ``sm_36km`` against SMAP), ``inputs_out_of_range`` (day ->
-predictor -> values masked as impossible, :mod:`dsm.ranges`), ``days_exported`` and
-``origin_bits``.
+The store's root attributes describe it and stay the same size whatever the number of days;
+every one is a netCDF attribute (a string, a number or a list of them: structured values such
+as ``region``, ``origin_bits`` or the settings fingerprint are JSON text, :func:`netcdf_safe`,
+read back with :func:`decode_attrs`), so ``xr.open_zarr(url).to_netcdf(path)`` works. What the
+runs recorded per day (days done, empty or failed, the models of each day, the 36 km
+consistency, the exported files) is the run ledger beside the arrays (:mod:`dsm.ledger`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -37,6 +38,7 @@ import xarray as xr
 from dsm import store
 from dsm.cube import Layout, VariableSpec, template
 from dsm.errors import StoreError
+from dsm.grid import Region
 
 KIND = "products"
 SCALE = 1e-4
@@ -161,10 +163,9 @@ def products_template(layout: Layout, interval: float | None, attrs: Mapping[str
     # projection axes), and rioxarray's dataset-level ``ds.rio.crs`` needs to know the main one
     extra = {"title": "dsm daily 1 km soil moisture", "references": REFERENCES, "source": SOURCE,
              "grid_mapping": "spatial_ref",
-             "origin_bits": {str(k): f"{m}: {d}" for k, (m, d) in ORIGIN_BITS.items()},
-             "days_done": [], "days_empty": {}, "days_failed": {}, "day_models": {}, "consistency": {},
-             "days_exported": {}, **dict(attrs or {})}
+             "origin_bits": {str(k): f"{m}: {d}" for k, (m, d) in ORIGIN_BITS.items()}, **dict(attrs or {})}
     ds = template(layout, SPECS, extra)
+    ds.attrs = netcdf_safe(ds.attrs)
     for spec in SPECS:
         ds[spec.name].attrs = cf_attrs(spec)
     for name in ("sm", "sm_unc"):
@@ -182,6 +183,41 @@ def products_template(layout: Layout, interval: float | None, attrs: Mapping[str
     return ds
 
 
+JSON_ATTRS = ("region", "origin_bits", "reduced_sets", "gap_free", "residual_correction", "settings",
+              "cog_settings", "anomaly_gain", "anomaly_error")
+"""Root attributes of the products store whose values are structured (mappings, nested lists,
+booleans): stored as JSON text (:func:`netcdf_safe`), decoded by :func:`decode_attrs`."""
+
+
+def _netcdf_value(value: Any) -> bool:
+    """Whether ``value`` is a netCDF attribute as it is: a string, a number, or a non-empty list
+    of strings or of numbers (booleans and None are not)."""
+    if isinstance(value, bool) or value is None:
+        return False
+    if isinstance(value, (str, int, float, np.number)):
+        return True
+    if isinstance(value, (list, tuple)) and value:
+        return (all(isinstance(v, str) for v in value)
+                or all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in value))
+    return False
+
+
+def netcdf_safe(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """``attrs`` with every value that is no netCDF attribute (:func:`_netcdf_value`) as JSON text."""
+    return {k: v if _netcdf_value(v) else json.dumps(v, sort_keys=True) for k, v in attrs.items()}
+
+
+def decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The root attributes of a products store with the structured ones (:data:`JSON_ATTRS`)
+    decoded; a store written before they were JSON text holds them decoded already."""
+    return {k: json.loads(v) if k in JSON_ATTRS and isinstance(v, str) else v for k, v in attrs.items()}
+
+
+def region_of(attrs: Mapping[str, Any]) -> Region:
+    """The :class:`~dsm.grid.Region` a products store's root attributes record."""
+    return Region.from_dict(decode_attrs({"region": attrs["region"]})["region"])
+
+
 def create_products(url: str, layout: Layout, interval: float | None, attrs: Mapping[str, Any] | None = None,
                     storage_options: Mapping[str, Any] | None = None, overwrite: bool = False) -> None:
     """Create the output store's template at ``url``."""
@@ -196,10 +232,11 @@ def open_products(url: str, storage_options: Mapping[str, Any] | None = None) ->
 def check_layout(ds: xr.Dataset, layout: Layout, url: str, what: str = "output store") -> None:
     """Raise :class:`StoreError` naming every difference between a store and the configuration."""
     want = layout.attrs()
+    have = decode_attrs(ds.attrs)
     problems = []
     for key in ("region", "start", "end"):
-        if ds.attrs.get(key) != want[key]:
-            problems.append(f"{key} is {ds.attrs.get(key)!r}, the configuration has {want[key]!r}")
+        if have.get(key) != want[key]:
+            problems.append(f"{key} is {have.get(key)!r}, the configuration has {want[key]!r}")
     enc = ds["sm"].encoding.get("chunks") if "sm" in ds else None
     if enc is not None:
         sizes = dict(ds.sizes)

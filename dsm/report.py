@@ -33,7 +33,7 @@ import xarray as xr
 from distributed import Client
 from matplotlib.figure import Figure
 
-from dsm import analysis, figures, files, store
+from dsm import analysis, figures, files, ledger, store
 from dsm.config import Config
 from dsm.errors import DsmError, GridError
 from dsm.grid import lonlat_to_xy
@@ -344,7 +344,8 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
     lo0, la0, lo1, la1 = r.lonlat_bounds
     rep.text(f"Region rows {r.row0}+{r.nrows}, cols {r.col0}+{r.ncols} of the EASE-Grid 2.0 36 km grid "
              f"(lon {lo0:.3f}..{lo1:.3f}, lat {la0:.3f}..{la1:.3f}); products {config.stores.output}; "
-             f"{len(products_ds.attrs.get('days_done', []))} predicted day(s). Tables: {out}; station time "
+             f"{len(ledger.read(str(config.stores.output), so, products_ds.attrs).done)} predicted day(s). "
+             f"Tables: {out}; station time "
              f"series for pytesmo/QA4SM: {written['timeseries_zip']}.")
     rep.text(BIAS_STATEMENT, cls_name="bias")
     _section_models(rep, cards, pooled, figs)

@@ -51,7 +51,7 @@ from typing import Any
 import fsspec
 from distributed import Client, performance_report
 
-from dsm import files, fingerprint, store
+from dsm import files, fingerprint, ledger, store
 from dsm.config import STAGES, Config, ConfigError
 from dsm.errors import DsmError, TransientIOError
 from dsm.runlock import Lease, RunLock, lock_url
@@ -273,9 +273,10 @@ def export_steps(config: Config, say: Callable[[str], None], force: bool = False
     total: int | None = 0
     if "cog" in (formats or getattr(config.output, "formats", ("cog",))):
         try:
-            attrs = store.open_store(str(config.stores.output), "products", config.stores.storage_options).attrs
-            done = set(attrs.get("days_done", []))
-            total = len(done if force else done - set(attrs.get("days_exported", {})))
+            url, so = str(config.stores.output), config.stores.storage_options
+            led = ledger.read(url, so, store.open_store(url, "products", so).attrs)
+            done = set(led.done)
+            total = len(done if force else done - set(led.exported))
         except DsmError:  # export names the problem itself
             total = None
     steps = Steps(say, "export", total, "file")

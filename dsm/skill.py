@@ -71,7 +71,9 @@ Pearson R with the station's daily observations computed on the station-days whe
 (products and both baselines, so SMAP days only) and the station have values (>=
 :data:`~dsm.skill_stations.MIN_STATION_DAYS` days). Per map: median and mean of R over the stations where every map's
 R is defined, with percentile bootstrap intervals (``n_boot`` resamples of those stations with
-replacement, the same resamples for every map, ``seed``), and the per-station table.
+replacement, the same resamples for every map, ``seed``), and the per-station table. Under
+``all_days``, each product's own summary on all its station-days, SMAP or not (the baselines
+exist on SMAP days only).
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from dsm import files, products, store
+from dsm import files, ledger, products, store
 from dsm.config import Config
 from dsm.errors import ConfigError
 from dsm.grid import FINE_PER_COARSE, Region, repeat_to_fine
@@ -148,7 +150,7 @@ def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
     outs = {k: products.open_products(u, so) for k, u in urls.items()}
     truth = store.open_store(truth_url, "truth", so)
     cube = store.open_store(cube_url, "cube", so)
-    done = [set(o.attrs.get("days_done", [])) for o in outs.values()]
+    done = [set(ledger.read(urls[k], so, o.attrs).done) for k, o in outs.items()]
     days = sorted(set.intersection(*done))
     if not days:
         raise ValueError(f"no day is predicted in every one of {list(urls.values())}")
@@ -205,7 +207,8 @@ def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
         scores[k]["other_days"] = dict(scores[f"{k}_all"]["other_days"])  # the same pixel-days (see the module doc)
     st = None
     if series is not None:
-        st = {**station_scores(series, obs, sites, n_boot, seed), "outside": outside}
+        st = {**station_scores(series, obs, sites, n_boot, seed), "outside": outside,
+              "all_days": {k: station_scores({k: series[k]}, obs, sites, n_boot, seed)["maps"][k] for k in labels}}
     return {"maps": labels, "days": len(days), "scores": scores,
             "coverage": {k: cover[k].result() for k in labels}, "stations": st,
             "note": "common pixel-days: land, truth, every product and SMAP (repeat and bilinear) all valid on "

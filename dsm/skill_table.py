@@ -27,12 +27,16 @@ def format_table(result: Mapping[str, Any]) -> str:
         pct = f"{100 * st['confidence']:.0f} %"
         lines.append(f"stations: temporal R at {st['n_stations']} stations ({pct} bootstrap intervals, "
                      f"{st['n_boot']} resamples)")
-        for k, s in st["maps"].items():
-            def ci(v: Any) -> str:
-                return f"[{v[0]:.3f}, {v[1]:.3f}]" if v and None not in v else "[—]"
+        def ci(v: Any) -> str:
+            return f"[{v[0]:.3f}, {v[1]:.3f}]" if v and None not in v else "[—]"
 
+        rows = [*st["maps"].items(), *((f"{k}_all", s) for k, s in st.get("all_days", {}).items())]
+        for k, s in rows:
             lines.append(f"  {k:<{width}} median {f(s['station_r_median'], 6, 3)} {ci(s['station_r_median_ci'])}"
                          f"   mean {f(s['station_r_mean'], 6, 3)} {ci(s['station_r_mean_ci'])}")
+        if st.get("all_days"):
+            lines.append("  (<map>_all: each product on all its station-days, SMAP or not; the others on the "
+                         "station-days every map covers)")
     coverage = result.get("coverage") or {}
     if "empirical" in coverage:  # a summary of the single-product format before several maps
         coverage = {"product": coverage}

@@ -29,6 +29,7 @@ from pystac.extensions.raster import RasterBand, RasterExtension
 from dsm import files, products
 from dsm.cog import LAYERS, CogLayer
 from dsm.config.output import OutputConfig
+from dsm.ledger import DayRecord
 from dsm.periods import julian_name
 
 COLLECTION_ID = "dsm-sm-1km"
@@ -79,7 +80,8 @@ def _gsd(info: Mapping[str, Any]) -> float:
 
 
 def stac_item(info: Mapping[str, Any], day_model: Mapping[str, Any] | None) -> pystac.Item:
-    """The STAC Item of one day's COGs (projection, raster, classification; provenance)."""
+    """The STAC Item of one day's COGs (projection, raster, classification; provenance:
+    ``day_model``, the models of the day, :attr:`dsm.ledger.DayRecord.model`)."""
     lon0, lat0, lon1, lat1 = info["lonlat_bounds"]
     geom = {"type": "Polygon", "coordinates": [[[lon0, lat0], [lon1, lat0], [lon1, lat1], [lon0, lat1], [lon0, lat0]]]}
     day = dt.date.fromisoformat(info["day"])
@@ -118,7 +120,7 @@ def _providers(output: OutputConfig) -> list[pystac.Provider]:
                             url=p.url) for p in output.providers]
 
 
-def build_catalog(infos: list[Mapping[str, Any]], day_models: Mapping[str, Any], stac_url: str,
+def build_catalog(infos: list[Mapping[str, Any]], days: Mapping[str, DayRecord], stac_url: str,
                   storage_options: Mapping[str, Any] | None = None, output: OutputConfig | None = None,
                   method: str | None = None) -> pystac.Collection:
     """Write the STAC Collection with one Item per day under ``stac_url``; returns it.
@@ -127,8 +129,9 @@ def build_catalog(infos: list[Mapping[str, Any]], day_models: Mapping[str, Any],
     ----------
     infos
         The records of the exported days (:func:`dsm.cog.export_day`).
-    day_models
-        The products store's ``day_models`` (provenance of each day).
+    days
+        The products store's record of each day (:attr:`dsm.ledger.ProductsLedger.days`: the
+        models that made it, its provenance).
     stac_url
         Folder (or ``s3://`` prefix) of ``collection.json``.
     storage_options
@@ -139,7 +142,8 @@ def build_catalog(infos: list[Mapping[str, Any]], day_models: Mapping[str, Any],
         ``training.method``, summarised as ``dsm:method``.
     """
     output = output or OutputConfig()
-    items = [stac_item(i, day_models.get(i["day"])) for i in sorted(infos, key=lambda i: i["day"])]
+    items = [stac_item(i, days[i["day"]].model if i["day"] in days else None)
+             for i in sorted(infos, key=lambda i: i["day"])]
     bbox = [min(i.bbox[0] for i in items), min(i.bbox[1] for i in items),
             max(i.bbox[2] for i in items), max(i.bbox[3] for i in items)]
     times = [i.datetime for i in items]

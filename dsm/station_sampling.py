@@ -26,7 +26,7 @@ import zarr
 from distributed import Client
 from pyproj import CRS, Transformer
 
-from dsm import store
+from dsm import ledger, store
 from dsm.config import GriddedProductConfig
 from dsm.errors import InputError
 from dsm.filedates import DEFAULT_DATE_REGEX, date_from_name
@@ -79,7 +79,7 @@ def sample_store(sites: pd.DataFrame, output_url: str, cube_url: str | None, cli
     """
     so = dict(storage_options or {})
     out = store.open_store(output_url, "products", so)
-    done = pd.DatetimeIndex(pd.to_datetime(sorted(out.attrs.get("days_done", []))))
+    done = pd.DatetimeIndex(pd.to_datetime(ledger.read(output_url, so, out.attrs).done))
     times = out.indexes["time"]
     rows = xr.DataArray(sites["row"].to_numpy(), dims="site")
     cols = xr.DataArray(sites["col"].to_numpy(), dims="site")

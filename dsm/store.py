@@ -380,8 +380,8 @@ FENCE_ATTR = "fence"
 def set_attrs(url: str, attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None,
               fence: int | None = None) -> None:
     """Update top-level store attributes (JSON-serialisable values) in ONE metadata write: zarr's
-    ``attrs.update`` writes once per key, so a run killed between keys could leave, e.g.,
-    ``days_done`` ahead of ``day_models``.
+    ``attrs.update`` writes once per key, so a run killed between keys could leave one record
+    ahead of another. (The products' records of days are not attributes: :mod:`dsm.ledger`.)
 
     With ``fence`` (the writer's lease token, :attr:`dsm.runlock.RunLock.fence`) the write is
     refused when the store records a larger token (a later run has written its records since:
@@ -394,12 +394,23 @@ def set_attrs(url: str, attrs: Mapping[str, Any], storage_options: Mapping[str, 
     """
     group = zarr.open_group(url, mode="r+", storage_options=dict(storage_options or {}) or None)
     if fence is not None:
-        later = group.attrs.get(FENCE_ATTR)
-        if later is not None and int(later) > fence:
-            raise LockLostError(f"{url}: a later run (lease token {later}) has written its records since this run's "
-                                f"lease (token {fence}) was taken over; this run stops without writing")
+        check_fence(url, group.attrs.get(FENCE_ATTR), fence)
         attrs = {**attrs, FENCE_ATTR: int(fence)}
     group.update_attributes(json.loads(json.dumps(dict(attrs))))  # one write of zarr.json
+
+
+def check_fence(url: str, recorded: Any, fence: int) -> None:
+    """Refuse a write by the lease of token ``fence`` when the store at ``url`` records the token
+    ``recorded`` (:data:`FENCE_ATTR`) of a later lease.
+
+    Raises
+    ------
+    LockLostError
+        ``recorded`` is larger than ``fence``: this writer's lease was taken over.
+    """
+    if recorded is not None and int(recorded) > fence:
+        raise LockLostError(f"{url}: a later run (lease token {recorded}) has written its records since this run's "
+                            f"lease (token {fence}) was taken over; this run stops without writing")
 
 
 def encoding_for(dtype: np.dtype, chunks: tuple[int, ...], fill: Any) -> dict[str, Any]:

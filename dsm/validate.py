@@ -58,7 +58,7 @@ import pandas as pd
 import yaml
 from distributed import Client
 
-from dsm import files, store
+from dsm import files, ledger, store
 from dsm import skill as skill_mod
 from dsm.config import Config, StationSourceConfig
 from dsm.errors import ConfigError, InputError
@@ -94,7 +94,7 @@ def period_skill(output_url: str, truth_url: str, cube_url: str,
     out = store.open_store(output_url, "products", so)
     truth = store.open_store(truth_url, "truth", so)
     cube = store.open_store(cube_url, "cube", so)
-    days = sorted(out.attrs.get("days_done", []))
+    days = ledger.read(output_url, so, out.attrs).done
     if not days:
         raise InputError(f"{output_url} has no predicted day to score")
     land = cube["land_mask"].values == 1

@@ -7,7 +7,7 @@
   (:data:`dsm.store.WRITTEN_ATTR`: the ingest and the twin record the rows they write). A
   missing chunk of the products reads as empty: it is found by the next check.
 * **Products, per day**: the valid ``sm`` pixels of each predicted day equal the number
-  predict recorded (``day_models[day]["valid_pixels"]``).
+  predict recorded (:attr:`dsm.ledger.DayRecord.valid_pixels`), and its digest the digest.
 * **Models**: each card's model file exists and has the SHA-256 its card records.
 * **COGs**: each exported COG (``sm`` and its ``sm_unc``/``sm_origin`` layers) exists with the
   size and SHA-256 recorded at export.
@@ -30,7 +30,7 @@ import numpy as np
 import zarr
 from distributed import Client
 
-from dsm import files, products, store
+from dsm import files, ledger, products, store
 from dsm.config import Config
 from dsm.errors import StoreError
 from dsm.models.store import ModelStore
@@ -134,7 +134,8 @@ def verify_products(client: Client, config: Config, report: VerifyReport, fix: b
     url, so = str(config.stores.output), config.stores.storage_options
     ds = products.open_products(url, so)
     days = [str(t)[:10] for t in ds["time"].values.astype("datetime64[D]")]
-    done, models = set(ds.attrs.get("days_done", [])), ds.attrs.get("day_models", {})
+    led = ledger.read(url, so, ds.attrs)
+    done = set(led.done)
     rows = _scan(client, url, so)
     report.checked["products chunk rows"] = len(rows)
     redo = "dsm predict CONFIG (then dsm export CONFIG)"
@@ -149,8 +150,7 @@ def verify_products(client: Client, config: Config, report: VerifyReport, fix: b
             continue
         for i, count in enumerate(r["counts"]):
             day = days[r["lo"] + i]
-            want = models.get(day, {}).get(products.VALID_PIXELS)
-            digest = models.get(day, {}).get(products.SM_DIGEST)
+            want, digest = led.day(day).valid_pixels, led.day(day).sm_digest
             if day in done and want is not None and count != want:
                 report.findings.append(Finding("products", day, f"sm holds {count} valid pixels, predict wrote {want}",
                                                redo))
@@ -164,8 +164,9 @@ def verify_products(client: Client, config: Config, report: VerifyReport, fix: b
         fs, root = fsspec.core.url_to_fs(url, **so)
         for key in damaged:  # a damaged chunk must go, or rewriting part of it would decode it again
             fs.rm(f"{root.rstrip('/')}/{key}")
-        exported = {k: v for k, v in ds.attrs.get("days_exported", {}).items() if k not in undo}
-        store.set_attrs(url, {"days_done": sorted(done - undo), "days_exported": exported}, so)
+        # the COG records first: a crash in between never leaves a record of a day predict redoes
+        ledger.write_exported(url, {d: None for d in sorted(undo) if d in led.exported}, so)
+        ledger.write_days(url, {d: ledger.taken_back(led.day(d)) for d in sorted(undo & done)}, so)
         report.fixed += [f"products: {len(damaged)} damaged chunk(s) deleted, {len(undo)} day(s) to predict again"]
 
 
@@ -203,7 +204,7 @@ def verify_cogs(client: Client, config: Config, report: VerifyReport, fix: bool)
     """Each exported COG of each day (``sm`` and the layers recorded with it: ``sm_unc``,
     ``sm_origin``) against the size and SHA-256 recorded at export."""
     url, so = str(config.stores.output), config.stores.storage_options
-    exported = dict(products.open_products(url, so).attrs.get("days_exported", {}))
+    exported = ledger.read(url, so).exported
     files_of = [(day, rec) for day in sorted(exported)
                 for rec in (exported[day], *exported[day].get("layers", {}).values())]
     bad: list[str] = []
@@ -216,7 +217,7 @@ def verify_cogs(client: Client, config: Config, report: VerifyReport, fix: bool)
             bad.append(day)
     report.checked["cogs"] = len(files_of)
     if fix and bad:
-        store.set_attrs(url, {"days_exported": {k: v for k, v in exported.items() if k not in bad}}, so)
+        ledger.write_exported(url, {d: None for d in bad}, so)
         report.fixed.append(f"cog: the COG records of {len(bad)} day(s) dropped (export redoes them)")
 
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from dsm import products
+from dsm import ledger, products
 from dsm.cli import main
 from dsm.cube import open_cube
 from dsm.grid import EASE2_9KM, Region, block_reduce_mean
@@ -65,11 +65,12 @@ def test_a_twin_runs_end_to_end_on_the_9km_grid(run_9km):
     assert card["cv"]["block_cells"] == 2 and card["cv"]["block_smap_cells"] == 8
     # every day predicted; the stored cell means are those of the 1 km map on the 9 km cells
     out = products.open_products(raw["stores"]["output"])
-    assert len(out.attrs["days_done"]) == 16
+    led = ledger.read(raw["stores"]["output"])
+    assert len(led.done) == 16
     sm = out["sm"].values
     np.testing.assert_allclose(out["sm_36km"].values, block_reduce_mean(sm, factor=9), atol=5e-5)  # sm: int16 x 1e-4
     # the map follows SMAP at 9 km: its cell means agree with the day's SMAP where it observed
-    cons = out.attrs["consistency"]
-    assert np.median([c["r"] for c in cons.values() if c.get("r") is not None]) > 0.8
+    cons = [led.day(d).consistency for d in led.done]
+    assert np.median([c["r"] for c in cons if c.get("r") is not None]) > 0.8
     scores = skill(raw["stores"]["output"], raw["stores"]["truth"], raw["stores"]["cube"])["scores"]
     assert scores["product"]["n"] > 0 and scores["product"]["rmse"] < scores["smap_repeat"]["rmse"] * 1.2

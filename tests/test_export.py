@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from pystac.extensions.raster import RasterExtension
 from pystac.validation import validate_dict
 from rio_cogeo.cogeo import cog_validate
 
-from dsm import files, products, store
+from dsm import files, ledger, products, store
 from dsm.config import from_dict
 from dsm.cube import Layout
 from dsm.errors import ConfigError
@@ -42,9 +43,10 @@ def _output(url: str, so=None) -> np.ndarray:
                       coords={"time": ds["time"].values, "y": ds["y"].values, "x": ds["x"].values})
     store.write_region(url, part, so, ds)
     days = [(START + dt.timedelta(i)).isoformat() for i in range(3)]
-    store.set_attrs(url, {"days_done": days, "day_models": {d: {"period": "2016161", "model_period": "2016161",
-                                                             "model": "xgb", "reused": False, "variants": {"full": {}}}
-                                                         for d in days}}, so)
+    ledger.write_days(url, {d: ledger.DayRecord(done=True, model={"period": "2016161", "model_period": "2016161",
+                                                                   "model": "xgb", "reused": False,
+                                                                   "variants": {"full": {}}})
+                            for d in days}, so)
     return sm
 
 
@@ -118,26 +120,26 @@ def test_cogs_are_valid_scaled_named_and_catalogued(client, tmp_path):
         href = it.assets["sm"].get_absolute_href()
         assert href == str(moved / "cog" / f"{it.id}.tif") and rasterio.open(href).read(1).shape == (144, 144)
     # recorded, and a rerun skips what is exported
-    out = products.open_products(cfg.stores.output)
-    assert sorted(out.attrs["days_exported"]) == report.exported
+    exported = ledger.read(cfg.stores.output).exported
+    assert sorted(exported) == report.exported
     again = export(cfg, client)
     assert again.exported == [] and again.skipped == report.exported
     # the record holds each COG's size and digest; a truncated COG is exported again, alone
     first = tmp_path / "cog" / names[0]
-    assert out.attrs["days_exported"]["2016-06-09"]["sha256"] == files.file_sha256(str(first))
+    assert exported["2016-06-09"]["sha256"] == files.file_sha256(str(first))
     first.write_bytes(first.read_bytes()[:1000])
     redo = export(cfg, client)
     assert redo.exported == ["2016-06-09"] and redo.skipped == report.exported[1:]
     assert cog_validate(str(first), quiet=True)[0]
     # so is a day whose origin COG is gone, and a day recorded before the unc/origin COGs existed
     (tmp_path / "cog" / "SM_1km_2016162_origin.tif").unlink()
-    recorded = products.open_products(cfg.stores.output).attrs["days_exported"]
+    recorded = ledger.read(cfg.stores.output).exported
     old_record = {k: v for k, v in recorded["2016-06-11"].items() if k != "layers"}
-    store.set_attrs(cfg.stores.output, {"days_exported": {**recorded, "2016-06-11": old_record}})
+    ledger.write_exported(cfg.stores.output, {"2016-06-11": old_record})
     redo = export(cfg, client)
     assert redo.exported == ["2016-06-10", "2016-06-11"] and redo.skipped == ["2016-06-09"]
     assert (tmp_path / "cog" / "SM_1km_2016162_origin.tif").exists()
-    assert sorted(products.open_products(cfg.stores.output).attrs["days_exported"]["2016-06-11"]["layers"]) == [
+    assert sorted(ledger.read(cfg.stores.output).exported["2016-06-11"]["layers"]) == [
         "sm_origin", "sm_unc"]
 
 
@@ -185,9 +187,9 @@ def test_blocksize_leaves_room_for_an_overview():
 def test_a_lost_products_chunk_is_never_published_and_its_days_are_predicted_again(client, tmp_path):
     url = str(tmp_path / "sm.zarr")
     sm = _output(url)
-    models = products.open_products(url).attrs["day_models"]
-    store.set_attrs(url, {"day_models": {d: {**m, products.VALID_PIXELS: int(np.isfinite(sm[i]).sum())}
-                                      for i, (d, m) in enumerate(sorted(models.items()))}})
+    days = ledger.read(url).days
+    ledger.write_days(url, {d: replace(r, model={**(r.model or {}), products.VALID_PIXELS: int(np.isfinite(sm[i]).sum())})
+                            for i, (d, r) in enumerate(sorted(days.items()))})
     (tmp_path / "sm.zarr" / "sm" / "c" / "0" / "0" / "1").unlink()  # days 0-1, the block x 72:144
     cfg = _config(url, str(tmp_path / "cog"), str(tmp_path / "stac"))
     report = export(cfg, client)
@@ -195,8 +197,8 @@ def test_a_lost_products_chunk_is_never_published_and_its_days_are_predicted_aga
     assert "a chunk of the products store is lost" in report.failed["2016-06-09"]
     assert sorted(p.name for p in (tmp_path / "cog").iterdir()) == [
         "SM_1km_2016163.tif", "SM_1km_2016163_origin.tif", "SM_1km_2016163_unc.tif"]
-    attrs = products.open_products(url).attrs
-    assert attrs["days_done"] == ["2016-06-11"] and sorted(attrs["days_exported"]) == ["2016-06-11"]
+    led = ledger.read(url)
+    assert led.done == ["2016-06-11"] and sorted(led.exported) == ["2016-06-11"]
 
 
 @pytest.mark.timeout(180)
@@ -209,7 +211,7 @@ def test_a_damaged_products_chunk_is_named_and_never_published(client, tmp_path)
     assert report.exported == ["2016-06-09", "2016-06-10"] and list(report.failed) == ["2016-06-11"]
     assert f"{url}/sm: chunk 1/1/0 cannot be read" in report.failed["2016-06-11"]
     assert not (tmp_path / "cog" / "SM_1km_2016163.tif").exists()
-    assert products.open_products(url).attrs["days_done"] == ["2016-06-09", "2016-06-10"]
+    assert ledger.read(url).done == ["2016-06-09", "2016-06-10"]
 
 
 @pytest.mark.timeout(180)
@@ -317,7 +319,7 @@ def moved_catalog(client, tmp_path_factory):
     assert export(cfg, client).failed == {}
     (root / "made").rename(root / "moved")
     ds = products.open_products(cfg.stores.output)
-    return {"root": root / "moved", "store": ds, "region": Region.from_dict(ds.attrs["region"])}
+    return {"root": root / "moved", "store": ds, "region": products.region_of(ds.attrs)}
 
 
 def _moved_items(moved_catalog) -> list[pystac.Item]:

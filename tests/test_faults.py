@@ -36,6 +36,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import fsspec
 import numpy as np
@@ -46,7 +47,7 @@ from click.testing import CliRunner
 import pytest
 from sklearn.linear_model import Ridge
 
-from dsm import cube, figures, files, products, store
+from dsm import cube, figures, files, ledger, products, store
 from dsm.cli import main
 from dsm.cube import Layout
 from dsm.errors import StoreError
@@ -171,9 +172,9 @@ def test_verify_names_every_damaged_byte_and_fix_makes_the_rerun_redo_exactly_th
 
     out, cog = str(tmp_path / "sm.zarr"), str(tmp_path / "cog")
     sm = _output(out)
-    day_models = products.open_products(out).attrs["day_models"]
-    store.set_attrs(out, {"day_models": {d: {**m, products.VALID_PIXELS: int(np.isfinite(sm[i]).sum())}
-                                         for i, (d, m) in enumerate(sorted(day_models.items()))}})
+    days = ledger.read(out).days
+    ledger.write_days(out, {d: replace(r, model={**(r.model or {}), products.VALID_PIXELS: int(np.isfinite(sm[i]).sum())})
+                            for i, (d, r) in enumerate(sorted(days.items()))})
     cfg = _config(out, cog, str(tmp_path / "stac"))
     assert export(cfg, client).failed == {}
     layout = Layout(Region(74, 772, 4, 4), dt.date(2016, 6, 9), dt.date(2016, 6, 12), 72, 2)
@@ -204,8 +205,8 @@ def test_verify_names_every_damaged_byte_and_fix_makes_the_rerun_redo_exactly_th
                      ("models", "2016169"), ("cog", "SM_1km_2016162.tif"), ("cog", "SM_1km_2016161_unc.tif")}
     fixed = verify(cfg, client, fix=True)
     assert not fixed.ok and len(fixed.fixed) == 3
-    attrs = products.open_products(out).attrs
-    assert attrs["days_done"] == [] and attrs["days_exported"] == {}  # days 0-2 to predict again, all COGs redone
+    led = ledger.read(out)
+    assert led.done == [] and led.exported == {}  # days 0-2 to predict again, all COGs redone
     assert not (tmp_path / "sm.zarr" / "sm_origin" / "c" / "0" / "1" / "0").exists()
     models = ModelStore(str(tmp_path / "models"))
     assert models.done("2016161") and not models.done("2016169")
@@ -290,9 +291,9 @@ def test_days_made_empty_are_redone_once_the_cube_changes_and_models_follow_the_
     store.record_written(url, None, cube.open_cube(url).attrs, {"lst": [8, 16]})
     again = predict(cfg, client)
     assert again.empty == {} and again.predicted == [f"2016-06-{d}" for d in range(17, 25)]
-    attrs = products.open_products(cfg.stores.output).attrs
-    assert attrs["days_empty"] == {} and attrs["day_models"]["2016-06-19"][products.VALID_PIXELS] > 0
-    assert attrs["day_models"]["2016-06-19"][store.REVISION_ATTR] == cube.open_cube(url).attrs[store.REVISION_ATTR]
+    led = ledger.read(cfg.stores.output)
+    assert led.empty == {} and led.day("2016-06-19").valid_pixels > 0
+    assert led.day("2016-06-19").inputs_revision == cube.open_cube(url).attrs[store.REVISION_ATTR]
     # what predict's blocks wrote is what export reads: every day published; then values altered in
     # place (the same pixels valid, so only the digest can tell) are never published
     from dsm.export import export
@@ -309,7 +310,7 @@ def test_days_made_empty_are_redone_once_the_cube_changes_and_models_follow_the_
     assert found == {("products", "2016-06-20"): "sm is not what predict wrote (its digest differs)"}
     report = export(published, client, force=True)
     assert list(report.failed) == ["2016-06-20"] and "is not what predict wrote" in report.failed["2016-06-20"]
-    assert "2016-06-20" not in products.open_products(cfg.stores.output).attrs["days_done"]
+    assert "2016-06-20" not in ledger.read(cfg.stores.output).done
     # the cube rebuilt with other input settings: its models and products are refused, naming the cube
     twin = fingerprint.cube_settings(None, None, cfg.rain) | {"twin.seed": 8}
     store.set_attrs(url, {fingerprint.CUBE_ATTR: {"fingerprint": fingerprint.fingerprint(twin), "settings": twin}})

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from dsm import products, store
+from dsm import ledger, products, store
 from dsm.config import from_dict
 from dsm.cube import Layout
 from dsm.errors import ConfigError
@@ -46,7 +46,7 @@ def _store(url: str) -> np.ndarray:
     index = {d: (dt.date.fromisoformat(d) - START).days for d in DONE}
     models = {d: {"period": "2016177", "model": "xgb", products.VALID_PIXELS: int(np.isfinite(stored[t]).sum()),
                   products.SM_DIGEST: products.day_digest(packed[t], (36, 36))} for d, t in index.items()}
-    store.set_attrs(url, {"days_done": DONE, "day_models": models})
+    ledger.write_days(url, {d: ledger.DayRecord(done=True, model=m) for d, m in models.items()})
     return stored
 
 
@@ -172,7 +172,7 @@ def test_a_replaced_chunk_is_never_written_to_netcdf(client, tmp_path):
     assert list(report.netcdf_failed) == ["201607"] and "digest differs" in report.netcdf_failed["201607"]
     assert report.netcdf == [str(tmp_path / "nc" / "SM_1km_201606.nc")]
     assert not (tmp_path / "nc" / "SM_1km_201607.nc").exists()
-    assert products.open_products(url).attrs["days_done"] == DONE[:2]  # predict writes it again
+    assert ledger.read(url).done == DONE[:2]  # predict writes it again
 
 
 def test_the_run_exports_netcdf_without_a_cog_folder_and_skips_when_there_is_nothing_to_write(client, tmp_path):
@@ -206,12 +206,12 @@ def test_products_store_attributes_are_cf(tmp_path):
     assert float(ds["depth"]) == pytest.approx(0.025) and ds["depth"].attrs["positive"] == "down"
     assert (ds["time_bnds"].values[:, 1] - ds["time_bnds"].values[:, 0] == np.timedelta64(1, "D")).all()
     assert "10.5194/essd-14-3053-2022" in ds.attrs["references"]
-    # the variables go to netCDF as they are (the JSON-valued run records stay in the store)
-    plain = ds.drop_attrs(deep=False)
-    plain.attrs = {k: v for k, v in ds.attrs.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+    # the store goes to netCDF as it is, root attributes and all (the run records are its ledger)
+    plain = ds.copy()
     plain["sm"] = plain["sm"].copy(data=np.full(plain["sm"].shape, 0.25, np.float32))
     plain.to_netcdf(tmp_path / "plain.nc", engine="netcdf4")
     with netCDF4.Dataset(tmp_path / "plain.nc") as nc:
+        assert set(ds.attrs) <= set(nc.ncattrs()) and products.region_of(nc.__dict__) == REGION
         assert nc["sm"].dtype == np.int16 and not np.ma.getmaskarray(nc["sm"][:]).any()
         np.testing.assert_allclose(nc["sm"][:], 0.25, atol=1e-4)
 

@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from dsm import products
+from dsm import ledger, products
 from dsm.config import from_dict
 from dsm.cube import open_cube
 from dsm.errors import StoreError
@@ -80,7 +80,7 @@ def test_prediction_equals_the_stored_models_and_round_trips_int16(predicted, ti
     assert out.rio.crs.to_epsg() == 6933
     assert "reduced_model" in out["sm_origin"].attrs["flag_meanings"]
     assert out["sm_origin"].attrs["flag_masks"] == [1, 2, 4, 8, 16, 32, 64, 128, 256]
-    assert set(out.attrs["origin_bits"]) == {"1", "2", "4", "8", "16", "32", "64", "128", "256"}
+    assert set(products.decode_attrs(out.attrs)["origin_bits"]) == {"1", "2", "4", "8", "16", "32", "64", "128", "256"}
     assert out["sm_origin"].dtype == np.uint16
     cube = open_cube(tiny_twin.cube)
     land = cube["land_mask"].values == 1
@@ -124,14 +124,14 @@ def test_prediction_equals_the_stored_models_and_round_trips_int16(predicted, ti
         q = models.load_model(f"variants/full/{P2}/quantile").predict(X[all_ok]).reshape(-1, 2)
         want_unc = np.maximum(np.abs(q[:, 1] - q[:, 0]) / 2 + qcard["conformal_margin"], 0)
         np.testing.assert_allclose(unc[all_ok], want_unc, atol=5.01e-5, rtol=0)
-    a = out.attrs
-    assert a["days_done"] == [d.isoformat() for d in (cfg.dates.start + dt.timedelta(i) for i in range(48))]
-    rec = a["day_models"]["2016-06-26"]
+    led = ledger.read(cfg.stores.output)
+    assert led.done == [d.isoformat() for d in (cfg.dates.start + dt.timedelta(i) for i in range(48))]
+    rec = led.day("2016-06-26").model
     assert rec["period"] == P2 and rec["model"] == "xgb" and rec["variants"]["full"]["model"] == P2
     assert rec["variants"]["full"]["sha256"] == models.read_card(P2)["model"]["sha256"]
     assert rec[products.VALID_PIXELS] == int(np.isfinite(out["sm"].isel(time=17).values).sum()) > 0
-    assert set(a["consistency"]) == set(a["days_done"])
-    cs = [v for v in a["consistency"].values() if v["n"] > 2]
+    assert all(led.day(d).consistency is not None for d in led.done)
+    cs = [v for v in (led.day(d).consistency for d in led.done) if v["n"] > 2]
     assert len(cs) > 10 and all(0 <= v["rmse"] < 0.2 and -1 <= v["r"] <= 1 for v in cs)
     sm36 = out["sm_36km"].isel(time=(dt.date(2016, 6, 26) - cfg.dates.start).days).values
     np.testing.assert_allclose(sm36, out["sm"].isel(time=17).coarsen(y=36, x=36).mean().values, atol=1e-4)
@@ -153,6 +153,29 @@ def test_rerun_skips_and_other_configurations_are_refused(predicted, client, tin
         predict(region, client)
 
 
+@pytest.mark.timeout(240)
+def test_the_store_metadata_keeps_its_size_as_days_are_predicted_and_plain_xarray_writes_netcdf(trained, client,
+                                                                                                   tmp_path):
+    cfg, _ = trained
+    c = cfg.model_copy(update={"stores": cfg.stores.model_copy(update={"output": str(tmp_path / "sm.zarr")})})
+    meta = tmp_path / "sm.zarr" / "zarr.json"
+    sizes = []
+    for n in (8, 24, 48):  # one time chunk, then two more, then the rest
+        assert predict(c, client, only_days=[cfg.dates.start + dt.timedelta(i) for i in range(n)]).failed == {}
+        sizes.append(meta.stat().st_size)
+        assert len(ledger.read(c.stores.output).done) == n
+    assert len(set(sizes)) == 1, sizes  # the days' records are the ledger's, one object per time chunk
+    chunks = sorted(p.name for p in (tmp_path / "sm.zarr" / ledger.FOLDER / "predict").iterdir())
+    assert chunks == [f"{cfg.dates.start + dt.timedelta(t)}.json" for t in range(0, 48, 8)]
+    with xr.open_zarr(c.stores.output, consolidated=False) as ds:
+        ds.isel(time=slice(0, 2)).to_netcdf(tmp_path / "sm.nc")
+        attrs = dict(ds.attrs)
+    with xr.open_dataset(tmp_path / "sm.nc") as nc:
+        assert {k: np.asarray(v).tolist() for k, v in nc.attrs.items()} == {k: np.asarray(v).tolist()
+                                                                             for k, v in attrs.items()}
+        assert ledger.store_records(nc.attrs).settings == ledger.read(c.stores.output).settings is not None
+
+
 @pytest.mark.timeout(180)
 def test_empty_day_and_missing_period_are_reported_and_the_rest_is_produced(trained, client, tiny_twin, tmp_path):
     cfg, root = trained
@@ -172,14 +195,14 @@ def test_empty_day_and_missing_period_are_reported_and_the_rest_is_produced(trai
     assert sorted(report.failed) == p3_days and "no model" in report.failed[p3_days[0]]
     assert len(report.predicted) == 48 - 16 - 1
     out = products.open_products(c.stores.output)
-    assert out.attrs["days_failed"][p3_days[0]].startswith(f"period {P3} has no model")
+    assert ledger.read(c.stores.output).failed[p3_days[0]].startswith(f"period {P3} has no model")
     assert np.isnan(out["sm"].sel(time="2016-07-15").values).all()
     assert np.isfinite(out["sm"].sel(time="2016-07-10").values).any()
     # the model comes back: the rerun does only the failed days
     shutil.copytree(Path(cfg.stores.models) / P3, models / P3)
     again = predict(c, client)
     assert sorted(again.predicted) == p3_days and again.failed == {}
-    assert products.open_products(c.stores.output).attrs["days_failed"] == {}
+    assert ledger.read(c.stores.output).failed == {}
 
 
 @pytest.mark.timeout(180)

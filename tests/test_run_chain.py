@@ -21,7 +21,9 @@ import pytest
 import yaml
 from distributed import Client
 
+from dsm import ledger
 from dsm.config import load
+from dsm.errors import StoreError
 from dsm.run import run
 from dsm.store import FENCE_ATTR
 from dsm.testing.processes import ProcessCluster
@@ -60,20 +62,21 @@ def chain(s3, tmp_path_factory):
 
 
 def _objects(fs, url: str) -> dict[str, bytes]:
+    """Every object of a products store but the export stage's records (its COG and netCDF ledger)."""
     base = url.removeprefix("s3://").rstrip("/")
-    return {p[len(base):]: fs.cat_file(p) for p in sorted(fs.find(base))}
+    export = tuple(f"{base}/{ledger.FOLDER}/{kind}/" for kind in (ledger.COG, ledger.NETCDF))
+    return {p[len(base):]: fs.cat_file(p) for p in sorted(fs.find(base)) if not p.startswith(export)}
 
 
 def _same_products(fs, a: str, b: str) -> list[str]:
     """Keys whose bytes differ between two product stores (root attributes compared without
-    ``days_exported`` and ``cog_settings``, which only the export stage records)."""
+    ``cog_settings``, which only the export stage records, as it alone writes its ledger objects)."""
     fs.invalidate_cache()
     oa, ob = _objects(fs, a), _objects(fs, b)
     assert oa.keys() == ob.keys()
     diff = [k for k in oa if k != "/zarr.json" and oa[k] != ob[k]]
     ja, jb = json.loads(oa["/zarr.json"]), json.loads(ob["/zarr.json"])
     for j in (ja, jb):
-        j["attributes"].pop("days_exported", None)
         j["attributes"].pop("cog_settings", None)
         j["attributes"].pop(FENCE_ATTR, None)  # the writer's lease token: every run takes its own
     return diff + (["/zarr.json"] if ja != jb else [])
@@ -81,8 +84,8 @@ def _same_products(fs, a: str, b: str) -> list[str]:
 
 def _days_done(fs, url: str) -> int:
     try:
-        return len(json.loads(fs.cat_file(f"{url.removeprefix('s3://')}/zarr.json"))["attributes"]["days_done"])
-    except (OSError, ValueError, KeyError):
+        return len(ledger.read(f"s3://{url.removeprefix('s3://')}", fs.storage_options).done)
+    except (OSError, ValueError, KeyError, StoreError):  # not yet created, or the server is down
         return 0
 
 

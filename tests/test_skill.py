@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from dsm import products, store
+from dsm import ledger, products, store
 from dsm.cube import Layout, open_cube
 from dsm.grid import FINE_PER_COARSE, Region
 from dsm.skill import (
@@ -78,7 +78,7 @@ def make_product(path, sm, unc=None, origin=None, days=None, interval=0.9):
     part = xr.Dataset(arrays, coords={"time": out["time"].values, "y": out["y"].values, "x": out["x"].values})
     store.write_region(url, part, None, out)
     all_days = [str(d)[:10] for d in out["time"].values]
-    store.set_attrs(url, {"days_done": all_days if days is None else [all_days[i] for i in days]})
+    ledger.write_days(url, {d: ledger.DayRecord(done=True) for d in (all_days if days is None else [all_days[i] for i in days])})
     return url, products.open_products(url)["sm"].values.astype(np.float32)
 
 
@@ -442,8 +442,20 @@ def test_station_scores_match_corrcoef(twin, tmp_path):
         lo, hi = s["station_r_mean_ci"]
         assert lo <= s["station_r_mean"] <= hi and lo < hi
     assert st["maps"]["a"]["station_r_mean"] > st["maps"]["b"]["station_r_mean"]
+    # each product on all its own station-days, SMAP or not (days without SMAP count here)
+    for k in ("a", "b"):
+        own = []
+        for i, (r, c) in enumerate(pick):
+            obs = frame.loc[frame["station"] == f"S{i}"].set_index("time")["sm"]
+            obs.index = obs.index.floor("D")
+            o = obs.reindex(days).to_numpy()
+            valid = np.isfinite(o) & np.isfinite(maps[k][:, r, c])
+            own.append(np.corrcoef(maps[k][valid, r, c], o[valid])[0, 1])
+        assert st["all_days"][k]["station_r_mean"] == pytest.approx(np.mean(own), rel=1e-9)
+        assert st["all_days"][k]["station_r_median"] == pytest.approx(np.median(own), rel=1e-9)
+    assert not np.isfinite(smap).all()  # so all days are more days than the common ones
     table = format_table(res)
-    assert "stations: temporal R at 9 stations" in table and "smap_bilinear" in table
+    assert "stations: temporal R at 9 stations" in table and "smap_bilinear" in table and "a_all" in table
 
 
 def test_station_bootstrap_interval():

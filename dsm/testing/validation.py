@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from dsm import products, store
+from dsm import ledger, products, store
 from dsm.cube import Layout
 from dsm.grid import Region, block_reduce_mean
 
@@ -70,7 +70,7 @@ def make_products_store(url: str, truth_url: str, *, noise: float = 0.02, seed: 
     c36 = xr.Dataset({"sm_36km": (("time", "cy", "cx"), block_reduce_mean(sm))}, coords=coarse)
     store.write_region(url, c36, store=out)
     done = list(days_done) if days_done is not None else [str(pd.Timestamp(t).date()) for t in truth["time"].values]
-    store.set_attrs(url, {"days_done": sorted(done)})
+    ledger.write_days(url, {d: ledger.DayRecord(done=True) for d in sorted(done)})
     return url
 
 
