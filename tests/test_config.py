@@ -150,8 +150,8 @@ def test_the_readme_inputs_examples_are_valid_configurations(tmp_path):
     cfg = config.load(path)
     i = cfg.inputs
     unset = [k for k in config.InputsConfig.model_fields if k != "storage_options" and getattr(i, k) in (None, {})]
-    # every source but geotiff and reflectance (the second example) is set: a new one must be added
-    assert unset == ["geotiff", "reflectance"]
+    # every source but geotiff and reflectance (the second example) and stac (the third) is set: a new one must be added
+    assert unset == ["geotiff", "reflectance", "stac"]
     assert i.smap.paths == (str(tmp_path / "granules/smap"),) and i.smap.overpass == "AM"
     assert i.soil.scale == 0.1 and i.soil.clay == str(tmp_path / "soil/clay_0-5cm_mean.tif")
     assert i.precip.product == "imerg" and i.mcd43.albedo == "wsa"

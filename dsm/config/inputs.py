@@ -177,6 +177,70 @@ class GeotiffSeriesInput(RasterInput):
     band: int = Field(default=1, ge=1, description="band of the raster to read (1-based)")
 
 
+class StacQC(_Frozen):
+    """The QC asset of a STAC asset and the rules its pixels must pass, as the MODIS tiles' QC SDS
+    (:class:`dsm.ingest.modis_products.QCRule`: start bit, number of bits, allowed values)."""
+
+    asset: str = Field(description="key of the QC asset in the items (e.g. \"QC_Day\"), read raw (no scale, no nodata)")
+    rules: tuple[tuple[int, int, tuple[int, ...]], ...] = Field(
+        min_length=1, description="rules [start bit, number of bits, allowed values]; a pixel is kept when its QC "
+        "value passes every rule (e.g. [[0, 2, [0]]]: MOD11A1's 'LST produced, good quality')")
+
+
+class StacAssetInput(ValueSettings):
+    """One cube variable from one asset of a STAC catalog's items (:mod:`dsm.ingest.stac_inputs`).
+
+    ``value = raw * scale + offset`` where raw is not ``nodata``, as for GeoTIFFs: the file's own
+    scale, offset and nodata win, then the asset's ``raster:bands``, then these settings.
+    """
+
+    asset: str = Field(description="key of the asset in the items (e.g. \"LST_Day_1km\"); an item without it "
+                       "is reported failed, naming the item")
+    collection: str | None = Field(default=None, description="the collection whose items hold the asset; null: "
+                                   "every collection of inputs.stac.collections")
+    band: int = Field(default=1, ge=1, description="band of the asset's raster to read (1-based)")
+    resampling: Literal["average", "nearest", "bilinear"] = Field(
+        default="average", description="how the asset is put on the 1 km grid (nearest for QC-masked 1 km fields, "
+        "as MOD11A1 and MOD13A2 are from the tiles)")
+    qc: StacQC | None = Field(default=None, description="QC asset and rules applied on the asset's own pixels "
+                              "before the warp, as for the MODIS tiles; null: no screening")
+
+
+class StacInput(_Frozen):
+    """Items of a STAC catalog (static, read with pystac, or a STAC API, searched with
+    pystac-client) whose assets are rasters (COGs) of cube variables: searched once on the
+    client by collection, the region's bounding box and the cube's dates, dated by their
+    ``start_datetime`` (composites) or ``datetime`` (UTC day), and loaded by the workers with
+    odc-stac onto each asset's own grid, then masked, scaled and warped to the 1 km grid by the
+    GeoTIFF and MODIS code.
+    """
+
+    catalog: str = Field(description="a static catalog's root (catalog.json or collection.json: a path or "
+                         "fsspec URL, e.g. s3://bucket/stac/catalog.json) or a STAC API's root URL (https://..., "
+                         "searched with pystac-client)")
+    collections: tuple[str, ...] = Field(
+        default=(), description="ids of the collections searched; empty: every collection of the catalog",
+        json_schema_extra=_one_or_many)
+    assets: dict[str, StacAssetInput] = Field(
+        min_length=1, description="cube variable -> the asset it comes from, with its value and QC settings")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options for the catalog and asset URLs, merged over "
+        "inputs.storage_options")
+
+    @field_validator("collections", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _known_collections(self) -> StacInput:
+        for var, a in self.assets.items():
+            if self.collections and a.collection is not None and a.collection not in self.collections:
+                raise ValueError(f"assets.{var}.collection: {a.collection!r} is not one of collections "
+                                 f"{list(self.collections)}: add it there or remove it here")
+        return self
+
+
 PrecipProduct = Literal["imerg", "chirps", "era5land"]
 ReadMode = Literal["auto", "copy"]
 
@@ -236,6 +300,9 @@ class InputsConfig(_Frozen):
         "AppEEARS) instead of mod09a1: ndwi, lswi, nsdsi by the same code")
     precip: PrecipInput | None = Field(default=None, description="daily precipitation (IMERG, CHIRPS or "
                                        "ERA5-Land): precip and the antecedent precipitation indices")
+    stac: StacInput | None = Field(
+        default=None, description="items of a STAC catalog (static or API) whose COG assets give cube variables, "
+        "for variables no source above makes (loaded with odc-stac: pip install 'dsm[stac]')")
     read: ReadMode = Field(
         default="auto", description="how remote input files (s3://, gs://, https://...) are read: auto reads SMAP "
         "HDF5 granules and GDAL rasters (GeoTIFF, COG) in place, fetching only the byte ranges the readers need, and "
@@ -259,4 +326,10 @@ class InputsConfig(_Frozen):
             if made.get(name) is not None:
                 raise ValueError(f"geotiff.{name}: {name} already comes from a MODIS source (or reflectance); give one "
                                  "of the two")
+        for name in self.stac.assets if self.stac is not None else ():
+            if name not in SPECS or SPECS[name].axis not in ("daily", "8day", "16day"):
+                raise ValueError(f"stac.assets.{name}: not a daily, 8-day or 16-day variable of the cube")
+            if made.get(name) is not None or name in self.geotiff:
+                other = f"geotiff.{name}" if name in self.geotiff else "a MODIS source (or reflectance)"
+                raise ValueError(f"stac.assets.{name}: {name} already comes from {other}; give one of the two")
         return self

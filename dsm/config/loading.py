@@ -71,7 +71,7 @@ def _resolve_input_paths(inputs: Any, base: Path) -> None:
     sources = [v for k, v in inputs.items() if k not in ("storage_options", "geotiff", "soil")]
     sources += list((inputs.get("geotiff") or {}).values()) if isinstance(inputs.get("geotiff"), dict) else []
     for src in sources:
-        for key in ("paths", *get_args(Band), "state"):
+        for key in ("paths", "catalog", *get_args(Band), "state"):  # catalog: inputs.stac
             p = src.get(key) if isinstance(src, dict) else None
             if p is not None:
                 src[key] = [local(x) for x in p] if isinstance(p, list) else local(p)

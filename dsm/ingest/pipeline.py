@@ -149,6 +149,7 @@ def _settings_after(cfg: Config, cube: xr.Dataset, sources: Sequence[str]) -> di
     static = ("dem", "slope", "aspect", "soil", "land_mask")
     prefixes = {p for s in sources for p in ([f"inputs.{k}" for k in static] if s == "static" else
                                              ["inputs.precip", "rain"] if s == "precip" else
+                                             [f"inputs.stac.assets.{s[5:]}"] if s.startswith("stac:") else
                                              [f"inputs.{s.replace(':', '.')}"])}
     return fingerprint.cube_update(cube.attrs.get(fingerprint.CUBE_ATTR), cfg, cfg.stores.cube,
                                    "`dsm ingest CONFIG --overwrite` rebuilds the cube (then dsm train --force and "

@@ -28,6 +28,7 @@ from dsm.config import Config, InputsConfig, InputSource
 from dsm.cube import SPECS, Layout
 from dsm.errors import ConfigError, InputError
 from dsm.files import expand_each
+from dsm.ingest import stac_inputs
 from dsm.ingest.base import (
     DEFAULT_DATE_REGEX,
     IngestInputError,
@@ -67,19 +68,21 @@ _TILE = re.compile(r"\.(h\d{2}v\d{2})\.")
 class Group:
     """All files of one source on one date (``date`` None for the static inputs); ``older``:
     the older duplicates of a file, newest first (read when it fails); ``kinds``: what each
-    file of ``urls`` is, where a source has several kinds (the bands of ``reflectance``)."""
+    file of ``urls`` is, where a source has several kinds (the bands of ``reflectance``);
+    ``items``: the STAC items of a ``stac:<variable>`` source (:mod:`dsm.ingest.stac_inputs`)."""
 
     date: dt.date | None
     urls: tuple[str, ...]
     older: tuple[tuple[str, tuple[str, ...]], ...] = ()
     kinds: tuple[str, ...] = ()
+    items: tuple[str, ...] = ()  #: ``stac:`` sources: the STAC items (JSON) whose assets ``urls`` are
 
 
 @dataclass(frozen=True)
 class Task:
     """The unit of work: one source's groups inside one chunk ``[start, stop)`` of ``dim``."""
 
-    source: str  #: ``smap``, a key of :data:`MODIS_SOURCES`, ``geotiff:VAR``, ``reflectance``, ``precip`` or ``static``
+    source: str  #: ``smap``, a key of :data:`MODIS_SOURCES`, ``geotiff:VAR``, ``stac:VAR``, ``reflectance``, ``precip`` or ``static``
     dim: str | None
     start: int
     stop: int
@@ -185,6 +188,8 @@ def plan(cfg: Config, cube: xr.Dataset) -> Plan:
         out.tasks += _chunk_tasks(key, dim, tchunk, cube.sizes[dim], groups)
     if inputs.reflectance is not None:
         _plan_reflectance(cfg, cube, out, indexes)
+    if inputs.stac is not None:
+        _plan_stac(cfg, cube, out, indexes)
     if inputs.precip is not None:
         _plan_precip(cfg, cube, out)
     static = _static_urls(inputs, out)
@@ -242,6 +247,45 @@ def _plan_reflectance(cfg: Config, cube: xr.Dataset, out: Plan, indexes: Mapping
         groups.append((i, Group(date, tuple(u for _, u in pairs), kinds=tuple(b for b, _ in pairs))))
     out.tasks += _chunk_tasks("reflectance", "time_8d", int(cube["ndwi"].encoding["chunks"][0]), cube.sizes["time_8d"],
                               groups)
+
+
+def _plan_stac(cfg: Config, cube: xr.Dataset, out: Plan, indexes: Mapping[str, Any]) -> None:
+    """Tasks of ``inputs.stac``: the catalog searched once (:func:`dsm.ingest.stac_inputs.search_items`),
+    its items grouped by variable and day, cut by time chunk; items without the asset are failed,
+    items off the cube's axis skipped, each named."""
+    inputs = cfg.inputs
+    assert inputs is not None and inputs.stac is not None
+    src = inputs.stac
+    kind, items = stac_inputs.search_items(src, _options(inputs, src), cfg.grid_region,
+                                           *stac_inputs.search_span(indexes))
+    for var, a in src.assets.items():
+        key, dim = f"{stac_inputs.PREFIX}{var}", TIME_DIM[SPECS[var].axis]
+        mine = [it for it in items if a.collection is None or it.collection_id == a.collection]
+        what = f"{src.catalog} ({kind}; collection {a.collection or ', '.join(src.collections) or 'any'}, " \
+               f"asset {a.asset!r})"
+        out.sources[key] = {"setting": stac_inputs.setting_of(var), "patterns": [what], "folder_patterns": [],
+                            "matched": len(mine), "unmatched": [] if mine else [what]}
+        if not mine:
+            log.warning("%s: no item of %s over the region and dates", stac_inputs.setting_of(var), what)
+        by_date: dict[dt.date, list[Any]] = {}
+        for it in mine:
+            date, name = stac_inputs.item_date(it), stac_inputs.item_name(it)
+            why = stac_inputs.missing_assets(it, a)
+            if date is None or why is not None:
+                out.files.append(_entry(name, key, date, "failed", why or f"STAC item {it.id} has no datetime",
+                                        "MissingVariableError" if why else "InputDateError"))
+            elif _axis_index(indexes, dim, date) is None:
+                out.files.append(_entry(it.assets[a.asset].href, key, date, "skipped", _off_axis(dim, date)))
+            else:
+                by_date.setdefault(date, []).append(it)
+        groups: list[tuple[int, Group]] = []
+        for date in sorted(by_date):
+            i = _axis_index(indexes, dim, date)
+            assert i is not None
+            day = sorted(by_date[date], key=lambda it, a=a: it.assets[a.asset].href)
+            groups.append((i, Group(date, tuple(it.assets[a.asset].href for it in day),
+                                    items=tuple(stac_inputs.encode(it) for it in day))))
+        out.tasks += _chunk_tasks(key, dim, int(cube[var].encoding["chunks"][0]), cube.sizes[dim], groups)
 
 
 def _static_urls(inputs: InputsConfig, out: Plan) -> list[tuple[str, str]]:

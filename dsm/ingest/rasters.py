@@ -183,6 +183,15 @@ def read_values(path: PathLike, band: int = 1, rule: ValueRule | None = None, re
             crs = src.crs
     except RasterioIOError as exc:
         raise UnreadableFileError(path, f"not a readable raster ({exc})") from exc
+    data, applied = apply_rule(raw, path, file_scale, file_offset, file_nodata, rule)
+    return Raster(data, transform, crs), applied
+
+
+def apply_rule(raw: np.ndarray, path: str, file_scale: float, file_offset: float, file_nodata: float | None,
+               rule: ValueRule) -> tuple[np.ndarray, Applied]:
+    """Stored numbers ``raw`` as float32 values (NaN where nodata) under the file's own scale,
+    offset and nodata (GDAL band metadata: ``file_scale`` 1 and ``file_offset`` 0 mean none)
+    and ``rule`` for what the file lacks (module docstring); and what was applied."""
     nodata = file_nodata if file_nodata is not None else rule.nodata
     if file_scale != 1 or file_offset != 0:
         scale, offset, source = float(file_scale), float(file_offset), "from the file"
@@ -199,7 +208,7 @@ def read_values(path: PathLike, band: int = 1, rule: ValueRule | None = None, re
     if scale != 1 or offset != 0:
         data = data * np.float32(scale) + np.float32(offset)
     applied = Applied(raw.dtype.name, scale, offset, source, None if nodata is None else float(nodata))
-    return Raster(data, transform, crs), applied
+    return data, applied
 
 
 def read_raster(path: PathLike, band: int = 1, rule: ValueRule | None = None) -> Raster:

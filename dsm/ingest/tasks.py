@@ -28,6 +28,7 @@ from dsm.config import Config
 from dsm.errors import InputError
 from dsm.files import FileReport
 from dsm.grid import Region
+from dsm.ingest import stac_inputs
 from dsm.ingest.base import DEFAULT_DATE_REGEX, ManyResult, NoOverlapError, read_many
 from dsm.ingest.blocks import merge as _merge
 from dsm.ingest.blocks import screened as _screened
@@ -161,6 +162,8 @@ def run_task(task: Task, cfg: Config) -> dict[str, Any]:
         result = _run_static(task, cfg, cube, region)
     elif task.source == "precip":
         result = _run_precip(task, cfg, cube, region)
+    elif task.source.startswith(stac_inputs.PREFIX):
+        result = _run_stac(task, cfg, cube, region)
     else:
         result = _run_dated(task, cfg, cube, region)
     result["seconds"] = round(time.perf_counter() - t0, 3)
@@ -172,6 +175,8 @@ def _source_options(cfg: Config, source: str) -> dict[str, Any]:
     assert inputs is not None
     if source.startswith("geotiff:"):
         return _options(inputs, inputs.geotiff[source.split(":", 1)[1]])
+    if source.startswith(stac_inputs.PREFIX):
+        return _options(inputs, inputs.stac)
     return _options(inputs, getattr(inputs, source))
 
 
@@ -210,6 +215,31 @@ def _run_dated(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> dic
     prov = {v: {g["date"]: g["files"] for g in groups if v in g["variables"]} for v in variables}
     return {"task": task.key, "files": files, "groups": groups, "provenance": prov, "wrote": wrote,
             "out_of_range": masked, "fallbacks": fallbacks}
+
+
+def _run_stac(task: Task, cfg: Config, cube: xr.Dataset, region: Region) -> dict[str, Any]:
+    """One time chunk of a STAC variable: each day's items loaded (:func:`dsm.ingest.stac_inputs.read_stac_group`),
+    then merged and written as every other dated source."""
+    assert task.dim is not None and cfg.inputs is not None and cfg.inputs.stac is not None
+    var = task.source.removeprefix(stac_inputs.PREFIX)
+    so, how = _source_options(cfg, task.source), in_place(cfg, task.source)
+    index = cube.indexes[task.dim]
+    results: dict[int, GroupResult] = {}
+    files: list[dict[str, Any]] = []
+    groups: list[dict[str, Any]] = []
+    for g in task.groups:
+        assert g.date is not None
+        arrays, reports = stac_inputs.read_stac_group(var, cfg.inputs.stac, g.items, region, so, how)
+        gr = GroupResult(arrays, reports)
+        results[int(index.get_loc(np.datetime64(g.date, "ns")))] = gr
+        files += _report(reports, {}, task.source, g.date)
+        groups.append({"source": task.source, "date": g.date.isoformat(), "status": gr.status,
+                       "variables": sorted(gr.arrays or ()), "files": [r.path for r in reports if r.status == "used"]})
+    variables = sorted({v for r in results.values() for v in (r.arrays or {})})
+    wrote, masked = _merge_and_write(cfg, cube, task.dim, task.start, task.stop, variables, results)
+    prov = {v: {g["date"]: g["files"] for g in groups if v in g["variables"]} for v in variables}
+    return {"task": task.key, "files": files, "groups": groups, "provenance": prov, "wrote": wrote,
+            "out_of_range": masked, "fallbacks": []}
 
 
 def _precip_part(path: str, product: str, region: Region, days: Sequence[dt.date]) -> xr.DataArray:
@@ -431,6 +461,6 @@ def in_place(cfg: Config, source: str) -> InPlace:
         return False
     if source == "smap":
         return True
-    if source in _IN_PLACE or source.startswith("geotiff:"):
+    if source in _IN_PLACE or source.startswith(("geotiff:", stac_inputs.PREFIX)):
         return _gdal_in_place
     return False
