@@ -9,7 +9,10 @@
   scheduler's round trips would cost more than the fits; the cluster's parallelism comes
   from the periods and models searched at once (``training.concurrent_periods``);
 * a larger table: dask-ml's ``GridSearchCV`` from the client with ``scheduler=client``, every
-  candidate x fold fit a task spread over the workers.
+  candidate x fold fit a task spread over the workers, and the best candidate refitted in a
+  task. Its candidates are ranked by the plain mean of their fold scores, as scikit-learn's
+  (dask-ml's own ``mean_test_score`` weighs the folds by their sizes, so its CV RMSE, and
+  rarely its choice, would differ from the one-task search on the same table).
 
 Either way each fit is an in-memory scikit-learn / ``xgboost.XGBRegressor(n_jobs=1)``
 estimator. Never put a ``DaskXGBRegressor`` in here: nested in a dask-ml search it hangs.
@@ -99,6 +102,16 @@ def _result(name: str, search: Any, n_candidates: int, X: np.ndarray, y: np.ndar
                         float(-scores[search.best_index_]), n_candidates)
 
 
+def fold_mean_scores(cv_results: Mapping[str, Any], n_splits: int) -> np.ndarray:
+    """Each candidate's plain mean of its ``n_splits`` fold test scores (NaN where a fold failed),
+    as scikit-learn's ``mean_test_score``."""
+    return np.mean([np.asarray(cv_results[f"split{k}_test_score"], dtype=np.float64) for k in range(n_splits)], axis=0)
+
+
+def _refit(estimator: BaseEstimator, params: Mapping[str, Any], X: np.ndarray, y: np.ndarray) -> BaseEstimator:
+    return clone(estimator).set_params(**params).fit(X, y)
+
+
 def search(client: Client, name: str, X: np.ndarray, y: np.ndarray, grid: Mapping[str, Sequence[Any]],
            folds: int = 3, seed: int = 0, device: str = "cpu",
            one_task_max: int = ONE_TASK_MAX_VALUES) -> SearchResult:
@@ -128,16 +141,21 @@ def search(client: Client, name: str, X: np.ndarray, y: np.ndarray, grid: Mappin
     from dask_ml.model_selection import GridSearchCV  # noqa: PLC0415 - dask_ml (~0.5 s) only when a search runs
 
     params = param_grid(name, grid)
-    gs = GridSearchCV(make_estimator(name, seed, device), params, scoring=SCORING, cv=_folds(len(y), folds, seed),
-                      refit=True, error_score=np.nan, scheduler=client, return_train_score=False)
+    estimator = make_estimator(name, seed, device)
+    gs = GridSearchCV(estimator, params, scoring=SCORING, cv=_folds(len(y), folds, seed),
+                      refit=False, error_score=np.nan, scheduler=client, return_train_score=False)
     with warnings.catch_warnings():
-        # a failing candidate is reported through its NaN score (checked in _result)
+        # a failing candidate is reported through its NaN score (checked below)
         warnings.simplefilter("ignore", FitFailedWarning)
-        try:
-            gs.fit(X, y)
-        except IndexError as exc:  # dask-ml's refit of the best candidate when every score is NaN
-            raise _every_candidate_failed(name, gs.estimator, params, X, y) from exc
-    return _result(name, gs, len(gs.cv_results_["params"]), X, y)
+        gs.fit(X, y)
+    scores = fold_mean_scores(gs.cv_results_, folds)
+    if not np.isfinite(scores).any():
+        raise _every_candidate_failed(name, estimator, params, X, y)
+    best = int(np.nanargmax(scores))  # the first of equals, as scikit-learn's rank
+    chosen = dict(gs.cv_results_["params"][best])
+    Xf, yf = client.scatter([X, y], hash=False)
+    fitted = client.submit(_refit, estimator, chosen, Xf, yf, pure=False).result()
+    return SearchResult(name, fitted, chosen, float(-scores[best]), len(scores))
 
 
 def search_local(name: str, X: np.ndarray, y: np.ndarray, grid: Mapping[str, Sequence[Any]],
