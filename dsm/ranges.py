@@ -5,7 +5,7 @@ written as ``valid_min``/``valid_max``; SMAP's is its product's own, [0.02, 0.5]
 outside it, or an infinite one, is impossible: a broken granule, a wrong scale factor, a fill
 value a reader did not know. Such a value is treated as missing, exactly like a cloud:
 
-- at ingest, before a block is written to the cube (:mod:`dsm.ingest.tasks`);
+- at ingest, before a block is written to the cube (:mod:`dsm.ingest.write`);
 - when samples are built from the cube, for training and for prediction's 36 km cell means
   (:mod:`dsm.samples`, :mod:`dsm.cellmeans`, :mod:`dsm.models.disaggregation`), and for
   SMAP wherever it is a target or is fused;

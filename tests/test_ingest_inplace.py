@@ -23,7 +23,8 @@ from dsm.ingest.base import read_many
 from dsm.ingest.rasters import ValueRule, geotiff_series_to_region
 from dsm.ingest.reproject import SINUSOIDAL_CRS
 from dsm.ingest.smap import read_smap
-from dsm.ingest.tasks import in_place
+from dsm.ingest.source import in_place
+from dsm.ingest.sources import configured_sources
 from dsm.inplace import input_files
 from dsm.testing.granules import (
     LAYOUTS,
@@ -230,15 +231,21 @@ def test_failures_in_place_are_reported_as_failed_copies_are(tmp_path):
 def test_which_remote_files_are_read_in_place():
     """auto: SMAP and GDAL rasters in place, but not SRTM .hgt tiles nor VRTs; MODIS HDF4 tiles
     and precipitation files copied; copy: everything copied; anything else refused."""
+    tifs = {"paths": "s3://b/*.tif"}
     raw = {"region": {"cells": [REGION.row0, REGION.col0, 1, 1]}, "dates": {"start": "2021-08-13", "end": "2021-08-14"},
-           "stores": {"cube": "c.zarr"}, "inputs": {"smap": {"paths": "s3://b/*.h5"}}}
+           "stores": {"cube": "c.zarr"},
+           "inputs": {"smap": {"paths": "s3://b/*.h5"}, "mod11a1": {"paths": "s3://b/*.hdf"},
+                      "precip": {"paths": "s3://b/*.nc4", "product": "imerg"}, "geotiff": {"ndvi": tifs},
+                      "reflectance": {b: "s3://b/*.tif" for b in ("b2", "b4", "b6", "b7")}, "dem": tifs,
+                      "soil": {"sand": "s3://b/*.tif"}, "land_mask": tifs}}
     cfg = config_mod.from_dict(raw)
-    assert cfg.inputs.read == "auto" and in_place(cfg, "smap") is True
-    for source in ("geotiff:ndvi", "reflectance", "dem", "sand", "land_mask"):
-        test = in_place(cfg, source)
+    how = {name: in_place(cfg, s.reads) for name, s in configured_sources(cfg).items()}
+    assert cfg.inputs.read == "auto" and how["smap"] is True
+    for source in ("geotiff:ndvi", "reflectance", "static"):
+        test = how[source]
         assert test("s3://b/x.tif") and not test("s3://b/N38E108.hgt") and not test("s3://b/sand_0-5cm_mean.vrt")
-    assert not in_place(cfg, "mod11a1") and not in_place(cfg, "precip")
+    assert how["mod11a1"] is False and how["precip"] is False
     copy = config_mod.from_dict({**raw, "inputs": {**raw["inputs"], "read": "copy"}})
-    assert not any(in_place(copy, s) for s in ("smap", "geotiff:ndvi", "dem"))
+    assert not any(in_place(copy, s.reads) for s in configured_sources(copy).values())
     with pytest.raises(config_mod.ConfigError, match="inputs.read"):
         config_mod.from_dict({**raw, "inputs": {**raw["inputs"], "read": "in_place"}})

@@ -523,8 +523,7 @@ def test_precip_plan_reads_netcdf_times_and_groups_era5_hours_across_files(tmp_p
     """Days of many-day files come from their time coordinate; a local day needing two hourly
     files gets both; the worker's reader sums it from both."""
     from dsm.cube import Layout, create_cube
-    from dsm.ingest.plan import precip_file_days
-    from dsm.ingest.tasks import read_precip_group
+    from dsm.ingest.source_precip import precip_file_days, read_precip_group
     from dsm.testing.precip import (
         accumulate_since_00utc,
         chirps_nc_name,

@@ -19,8 +19,14 @@ module                    reads
 :mod:`.reproject`         warping and mosaicking onto a Region, grid coordinates
 :mod:`.base`              InputError subclasses, file-name dates, ``read_many``
 :mod:`.pipeline`          ``dsm ingest`` on the client: the cube, the tasks on the cluster
-:mod:`.plan`              the ingest's plan: files dated, work cut into one-writer tasks
-:mod:`.tasks`             one ingest task on a worker: fetch, read, merge, write a block
+:mod:`.plan`              the ingest's plan: each source's files dated, cut into one-writer tasks
+:mod:`.source`            the Source protocol; the sources whose files are dated by name
+:mod:`.sources`           one class per product family; the table of the configured sources
+:mod:`.source_stac`       STAC assets; :mod:`.source_precip`: precipitation;
+                          :mod:`.source_static`: DEM, slope, aspect, soil, land mask
+:mod:`.work`              plan, tasks and groups: the units of work
+:mod:`.tasks`             one ingest task on a worker: its source found, read, written
+:mod:`.write`             one task's block merged and written once
 :mod:`.report`            the ingest report: assembled, counted, printed, where it lives
 :mod:`.inputs`            files, globs and folders of an input; inputs that gave nothing
 :mod:`.static`            DEM, soil and land-mask layers; where the land mask comes from

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from dsm.config import Config
 from dsm.errors import ConfigError, TransientIOError
 from dsm.ingest.base import IngestInputError, date_from_name
-from dsm.ingest.plan import MODIS_DATE
+from dsm.ingest.sources import MODIS_DATE
 from dsm.periods import composite_8day_of, period_of
 
 log = logging.getLogger(__name__)

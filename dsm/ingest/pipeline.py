@@ -12,13 +12,17 @@ module                     step
 :mod:`dsm.ingest.report`   3, on the client: the report assembled, counted, printed
 =========================  ===========================================================
 
+Each input product is a source (:mod:`dsm.ingest.sources`: one class per product family
+behind :class:`dsm.ingest.source.Source`): the plan asks each configured source for its
+tasks, and a worker finds a task's source again by its name.
+
 Steps
 -----
 1. **Plan** (client): expand every configured file, glob and folder (local or fsspec, e.g.
    ``s3://bucket/MOD11A1/``; :mod:`dsm.ingest.inputs`), date every file from its name, drop
    files whose date is not on the cube's axis, order duplicate granules (same product, tile
    and date) newest first (:mod:`dsm.ingest.duplicates`: the newest intact one is used), and
-   cut the work into :class:`~dsm.ingest.plan.Task` s.
+   cut the work into :class:`~dsm.ingest.work.Task` s.
 2. **Run** (workers, ``client.map``): each task fetches its files through fsspec (remote
    SMAP granules and GDAL rasters are read in place, byte ranges only, :mod:`dsm.inplace`;
    the others, e.g. MODIS HDF4 tiles for pyhdf, are downloaded to a worker-local temporary
@@ -109,6 +113,7 @@ from dsm.cube import Layout, create_cube, layout_of, open_cube
 from dsm.errors import ConfigError, InputError
 from dsm.ingest.plan import plan
 from dsm.ingest.report import _assemble, _merge_provenance, _previous, report_url, summarize
+from dsm.ingest.sources import configured_sources
 from dsm.ingest.tasks import run_task
 from dsm.runlock import Lease
 
@@ -145,12 +150,10 @@ def ensure_cube(cfg: Config, overwrite: bool = False) -> xr.Dataset:
 
 def _settings_after(cfg: Config, cube: xr.Dataset, sources: Sequence[str]) -> dict[str, Any]:
     """The cube's settings record (:func:`dsm.fingerprint.cube_update`) once the tasks of
-    ``sources`` (:attr:`~dsm.ingest.plan.Task.source`) have written values."""
-    static = ("dem", "slope", "aspect", "soil", "land_mask")
-    prefixes = {p for s in sources for p in ([f"inputs.{k}" for k in static] if s == "static" else
-                                             ["inputs.precip", "rain"] if s == "precip" else
-                                             [f"inputs.stac.assets.{s[5:]}"] if s.startswith("stac:") else
-                                             [f"inputs.{s.replace(':', '.')}"])}
+    ``sources`` (:attr:`~dsm.ingest.work.Task.source`) have written values (each source's
+    :attr:`~dsm.ingest.source.Source.settings`)."""
+    table = configured_sources(cfg)
+    prefixes = {p for s in sources for p in table[s].settings}
     return fingerprint.cube_update(cube.attrs.get(fingerprint.CUBE_ATTR), cfg, cfg.stores.cube,
                                    "`dsm ingest CONFIG --overwrite` rebuilds the cube (then dsm train --force and "
                                    "dsm predict --overwrite), or choose another stores.cube", sorted(prefixes))
