@@ -121,7 +121,8 @@ def main() -> None:
            "dates": {"start": spec.start.isoformat(), "end": spec.end.isoformat()},
            "stores": {"cube": str(work / "cube.zarr"), "truth": str(work / "truth.zarr"),
                       "stations": str(work / "stations"), "models": str(work / "models-bench")},
-           "chunks": {"space": 144, "time": 8}, "training": training}
+           "chunks": {"space": 144, "time": 8}, "training": training,
+           "output": {"gap_free": False, "uncertainty": "none"}}  # the period models only, as the sequential run
     cfg = config_mod.from_dict(raw)
     if not (work / "cube.zarr" / "zarr.json").exists():
         t0 = time.perf_counter()
