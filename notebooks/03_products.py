@@ -39,6 +39,7 @@ from distributed import Client, LocalCluster
 
 import dsm.analysis
 import dsm.cube
+import dsm.ledger
 import dsm.products
 from dsm.export import FsspecStacIO
 from dsm.run import config_or_demo
@@ -64,8 +65,8 @@ ds = dsm.products.open_products(cfg.stores.output, so)
 cube = dsm.cube.open_cube(cfg.stores.cube, so)
 print("sm on disk:", ds.sm.encoding["dtype"], "scale_factor", ds.sm.encoding["scale_factor"],
       "_FillValue", ds.sm.encoding["_FillValue"])
-print(f"days done {len(ds.attrs['days_done'])}, empty {len(ds.attrs['days_empty'])}, "
-      f"failed {len(ds.attrs['days_failed'])}, exported {len(ds.attrs['days_exported'])}")
+led = dsm.ledger.read(cfg.stores.output, so)  # the run ledger beside the arrays: one record per day
+print(f"days done {len(led.done)}, empty {len(led.empty)}, failed {len(led.failed)}, exported {len(led.exported)}")
 ds
 
 # %% [markdown]
@@ -101,13 +102,13 @@ fig.colorbar(im, ax=axes, shrink=0.85, label="soil moisture (m3/m3)")
 # ## Uncertainty and origin
 # `sm_unc` is the half width of the central 90 % interval (`ds.sm_unc.attrs["interval"]`) from
 # the period's XGBoost quantile models, widened by a conformal margin measured on the test half.
-# `sm_origin` stores bit flags (`ds.attrs["origin_bits"]`): 1 all predictors of the day were
+# `sm_origin` stores bit flags (the store's attribute `origin_bits`): 1 all predictors of the day were
 # there; 2 a predictor was missing (LST under cloud) and the period's reduced model made the
 # pixel; 4 the period reuses another period's model; 8 a predictor lies outside the range the
 # model saw in training; 16 SMAP did not observe the pixel's cell that day. 0: not predicted.
 
 # %%
-for bit, text in ds.attrs["origin_bits"].items():
+for bit, text in dsm.products.decode_attrs(ds.attrs)["origin_bits"].items():  # structured attributes are JSON text
     print(f"{bit:>3}  {text}")
 origin = ds.sm_origin.sel(time=day).values
 short = {1: "all", 2: "reduced", 4: "reused", 8: "extrapolation", 16: "no SMAP"}
@@ -164,13 +165,13 @@ for ax, month in zip(grid.axs.flat, monthly.month.values):
 
 # %% [markdown]
 # ## The 36 km consistency check
-# For each predicted day the store records, in `attrs["consistency"]`, R, RMSE and bias
+# For each predicted day the store's run ledger records (`consistency`) R, RMSE and bias
 # (map minus SMAP) of `sm_36km` against SMAP over the cells SMAP observed. A map that drifts
 # away from SMAP at its own scale shows up here first. (`output.residual_correction: true`
 # shifts each cell's pixels so that this bias is zero on observed days.)
 
 # %%
-cons = pd.DataFrame(ds.attrs["consistency"]).T
+cons = pd.DataFrame({d: r.consistency for d, r in led.days.items() if r.consistency}).T
 cons.index = pd.to_datetime(cons.index)
 cons = cons.astype(float)
 pairs = xr.Dataset({"map": ds.sm_36km, "smap": cube.smap_sm.sel(time=ds.time)}).to_dataframe()[["map", "smap"]].dropna()
@@ -197,7 +198,7 @@ cons.describe().loc[["mean", "min", "max"]]
 # `mask_and_scale=True` makes rioxarray apply the nodata and the band scale.
 
 # %%
-info = ds.attrs["days_exported"][dstr]
+info = led.exported[dstr]
 with fsspec.open(info["url"], "rb", **so) as f, rasterio.open(f) as src:
     print(f"{info['url']}\n  {src.dtypes[0]}, nodata {src.nodata}, scale {src.scales[0]}, offset {src.offsets[0]}, "
           f"{src.crs}, {src.width} x {src.height}, tiles {src.block_shapes[0]}, overviews {src.overviews(1)}, "

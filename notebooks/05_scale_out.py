@@ -45,6 +45,7 @@ from distributed import get_task_stream
 
 import dsm.analysis
 import dsm.cluster
+import dsm.ledger
 import dsm.products
 from dsm import config as dsm_config
 from dsm.models.train import train
@@ -153,7 +154,7 @@ ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()
 tasks.groupby("worker").agg(tasks=("kind", "size"), busy_seconds=("seconds", "sum")).round(2)
 
 # %% [markdown]
-# A second call finds the period's days in the store's `days_done` and has nothing to do:
+# A second call finds the period's days done in the store's run ledger and has nothing to do:
 # the output is written as independent chunk-aligned regions and a day counts as done only
 # after all its blocks landed, so a run that died midway is simply run again.
 
@@ -169,7 +170,7 @@ print(f"second run: predicted {len(again.predicted)}, skipped {len(again.skipped
 # %%
 ds = dsm.products.open_products(cfg.stores.output, so)
 plain = xr.open_zarr(cfg.stores.output, storage_options=so or None, consolidated=False)
-print("days done:", len(ds.attrs["days_done"]), "of", ds.sizes["time"], "| same data with xarray:",
+print("days done:", len(dsm.ledger.read(cfg.stores.output, so).done), "of", ds.sizes["time"], "| same data with xarray:",
       plain.sm.sel(time=result.predicted[0]).equals(ds.sm.sel(time=result.predicted[0])))
 sm = ds.sm.sel(time=slice(str(period.start), str(period.end)))
 grid = sm.isel(time=[0, 5, 10, 15]).plot(col="time", cmap="YlGnBu", figsize=(14, 3.6),

@@ -245,7 +245,7 @@ def test_config_check_lists_the_valid_keys_where_a_key_is_wrong(tmp_path):
     lines = res.output.splitlines()
     assert lines[0] == f"error: invalid configuration {path}:"
     assert ("  inputs.smpa: unknown key; did you mean 'smap'? inputs takes: storage_options, smap, mod11a1, mcd43, "
-            "mod15a2h, mod09a1, mod13a2, dem, slope, aspect, soil, land_mask, geotiff, reflectance, precip, read") in lines
+            "mod15a2h, mod09a1, mod13a2, dem, slope, aspect, soil, land_mask, geotiff, reflectance, precip, stac, read") in lines
     assert any(line.startswith("  inputs.mod11a1: Input should be a valid dictionary; inputs.mod11a1 takes: "
                                "paths (required), storage_options, qc") for line in lines)
 

@@ -7,6 +7,7 @@ scores, selection) here. :func:`refit_and_score` runs on a worker for the spatia
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -93,11 +94,16 @@ def fit_period(client: Client, table: pd.DataFrame, period: str, predictors: Seq
     per_model: dict[str, dict[str, Any]] = {}
     fitted: dict[str, BaseEstimator] = {}
     errors: dict[str, str] = {}
-    for name in cfg.models:
+
+    def tune(name: str) -> SearchResult | Exception:
         try:
-            res = run_search(client, name, X[tr], y[tr], cfg.grids[name], folds=cfg.cv_folds, seed=seed, device=device)
-        except Exception as exc:  # one model failing does not sink the period
-            errors[name] = f"{type(exc).__name__}: {exc}"
+            return run_search(client, name, X[tr], y[tr], cfg.grids[name], folds=cfg.cv_folds, seed=seed, device=device)
+        except Exception as exc:  # noqa: BLE001 - one model failing does not sink the period
+            return exc
+
+    for name, res in _each_model(tune, cfg.models, concurrent=client is not None):
+        if isinstance(res, Exception):
+            errors[name] = f"{type(res).__name__}: {res}"
             continue
         est = res.estimator
         fitted[name] = est
@@ -144,6 +150,17 @@ def fit_period(client: Client, table: pd.DataFrame, period: str, predictors: Seq
     if cfg.spatial_block:
         card["spatial_split"] = spatial_check(client, X, y, table, fitted, seed, cfg.spatial_block)
     return PeriodFit(card, fitted[chosen])
+
+
+def _each_model(tune: Callable[[str], SearchResult | Exception], models: Sequence[str], concurrent: bool
+                ) -> list[tuple[str, SearchResult | Exception]]:
+    """``tune`` of every model, in the order of ``models``; with ``concurrent`` the searches are
+    submitted together (each waits on its own tasks), so the workers hold every model of the
+    period at once rather than one after another."""
+    if not concurrent or len(models) < 2:
+        return [(m, tune(m)) for m in models]
+    with cf.ThreadPoolExecutor(max_workers=len(models), thread_name_prefix="dsm-search") as pool:
+        return list(zip(models, pool.map(tune, models), strict=True))
 
 
 def spatial_check(client: Client | None, X: np.ndarray, y: np.ndarray, table: pd.DataFrame,

@@ -166,5 +166,10 @@ def search_local(name: str, X: np.ndarray, y: np.ndarray, grid: Mapping[str, Seq
                         refit=True, error_score=np.nan, n_jobs=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitFailedWarning)
-        gs.fit(X, y)
+        try:
+            gs.fit(X, y)
+        except ValueError as exc:  # scikit-learn's "All the N fits failed" (with every traceback)
+            if "fits failed" not in str(exc):
+                raise
+            raise _every_candidate_failed(name, gs.estimator, params, X, y) from None
     return _result(name, gs, len(gs.cv_results_["params"]), X, y)
