@@ -110,14 +110,14 @@ def _section_models(rep: Report, cards: list[dict[str, Any]], pooled: dict[str, 
 
 
 def _section_twin(rep: Report, config: Config, result: ValidationResult, figs: FigureDir,
-                  twin: Mapping[str, Any] | None = None) -> None:
+                  twin: Mapping[str, Any] | None = None, client: Client | None = None) -> None:
     rep.heading("Twin skill against the known 1 km truth")
     if not config.stores.truth:
         for k in ("twin_skill", "twin_skill_stations", "twin_skill_periods", "skill_periods"):
             rep.missing(k, "no truth store (only the synthetic twin has one)")
         return
     try:
-        s = twin if twin is not None else twin_skill_of(config)
+        s = twin if twin is not None else twin_skill_of(config, client)
     except (DsmError, ValueError) as exc:
         rep.missing("twin_skill", str(exc))
     else:
@@ -313,7 +313,9 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
         What :func:`dsm.validate.run_validate` returned for ``config``: the result and the
         tables it wrote.
     twin : mapping, optional
-        The twin skill already computed (:func:`dsm.skill.twin_skill_of`); else computed here.
+        The twin skill already computed (:func:`dsm.skill.twin_skill_of`); else computed here
+        (on ``client``'s workers). Pass the same one to :func:`dsm.validate.run_validate`: its
+        per-period table is then taken from it, and the truth is read by one skill pass only.
     lease : Lease, optional
         The run's lease (:class:`dsm.runlock.Lease`), checked before the tables, the mean maps
         and the report are written.
@@ -349,7 +351,7 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
              f"series for pytesmo/QA4SM: {written['timeseries_zip']}.")
     rep.text(BIAS_STATEMENT, cls_name="bias")
     _section_models(rep, cards, pooled, figs)
-    _section_twin(rep, config, result, figs, twin)
+    _section_twin(rep, config, result, figs, twin, client)
     _section_insitu(rep, result, weather, v.weather_max_km, figs)
     scored = result.stations.loc[result.stations["status"] == "scored"]
     box = v.box

@@ -303,16 +303,18 @@ def _stage_validate(config: Config, client: Client, say: Callable[[str], None], 
     steps.start()
     if twin:
         summary["skill"] = f"{os.path.dirname(str(config.stores.output).rstrip('/'))}/skill.json"
-        scores = twin_skill(config, summary["skill"])
+        scores = twin_skill(config, summary["skill"], client)
         steps.step(f"twin skill against the 1 km truth: {summary['skill']}")
-    summary["report"] = run_report(config, client, run_validate(config, client), twin=scores, lease=lease)
+    summary["report"] = run_report(config, client, run_validate(config, client, twin=scores), twin=scores,
+                                   lease=lease)
     steps.step(f"validation report: {summary['report']}")
     return StageResult("validate", "done", summary=summary, report=scores)
 
 
-def twin_skill(config: Config, dest: str) -> dict[str, Any]:
+def twin_skill(config: Config, dest: str, client: Client | None = None) -> dict[str, Any]:
     """Score the products of ``config`` against the twin's 1 km truth
-    (:func:`dsm.validate.twin_skill_of`) and write the scores as JSON to ``dest``; returns them.
+    (:func:`dsm.validate.twin_skill_of`, on ``client``'s workers when given) and write the scores
+    as JSON to ``dest``; returns them.
 
     Raises
     ------
@@ -322,7 +324,7 @@ def twin_skill(config: Config, dest: str) -> dict[str, Any]:
     from dsm.skill import write_skill
     from dsm.validate import twin_skill_of
 
-    scores = twin_skill_of(config)
+    scores = twin_skill_of(config, client)
     write_skill(scores, dest, config.stores.storage_options)
     return scores
 

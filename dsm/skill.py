@@ -2,7 +2,12 @@
 
 :func:`skill` judges one or more 1 km products (``maps``: label -> products store) against two
 maps without downscaling, on the same pixel-days, streaming one time chunk at a time (memory:
-one time chunk of every map plus a few float64 layers per map and pixel).
+one time chunk of every map plus a few float64 layers per map and pixel). Each chunk is read and
+scored by :mod:`dsm.skill_chunks` into sums that merge (:mod:`dsm.skill_sums`): in this process,
+or with a Dask ``client`` as one task per chunk on the workers, the client merging the small
+sums in time order (the same result, bit for bit). With ``periods``, the same pass also scores
+the first map per 16-day period (the table of :func:`dsm.validate.validate` and the report), so
+the validate stage reads the truth in this one pass only.
 
 Maps
 ----
@@ -79,14 +84,15 @@ exist on SMAP days only).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from dsm import files, ledger, products, store
+from dsm import skill_chunks as chunks_mod
 from dsm.config import Config
 from dsm.errors import ConfigError
 from dsm.grid import FINE_PER_COARSE, Region, repeat_to_fine
@@ -99,10 +105,13 @@ from dsm.skill_stations import (
     station_pixels,
     station_scores,
 )
-from dsm.skill_sums import MIN_CELL_PIXELS, MIN_PIXEL_DAYS, SEASONS, CoverageSums, MapScores
+from dsm.skill_sums import MIN_CELL_PIXELS, MIN_PIXEL_DAYS, SEASONS, CoverageSums
 from dsm.skill_table import format_table
 
-BASELINES = ("smap_repeat", "smap_bilinear")
+if TYPE_CHECKING:  # the pure core imports no distributed: dsm.skill_workers does, when a client is given
+    from distributed import Client
+
+BASELINES = chunks_mod.BASELINES
 
 
 def bilinear(coarse: np.ndarray, factor: int = FINE_PER_COARSE) -> np.ndarray:
@@ -115,13 +124,10 @@ def repeat(coarse: np.ndarray, factor: int = FINE_PER_COARSE) -> np.ndarray:
     """SMAP repeated on its 1 km pixels (:func:`dsm.grid.repeat_to_fine`, ``factor`` a side)."""
     return repeat_to_fine(coarse, factor)
 
-# what :func:`skill` reads of some days: truth, the maps and baselines, the base mask, the common mask
-_Chunk = tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]
-
-
 def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
           storage_options: Mapping[str, Any] | None = None, *,
-          stations: pd.DataFrame | None = None, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+          stations: pd.DataFrame | None = None, n_boot: int = 1000, seed: int = 0,
+          client: Client | None = None, periods: bool = False) -> dict[str, Any]:
     """The twin skill summary of one or more 1 km products (see the module docstring).
 
     Parameters
@@ -137,98 +143,95 @@ def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
         :func:`~dsm.skill_stations.read_twin_stations`.
     n_boot, seed
         Station bootstrap resamples and seed.
+    client
+        With a Dask client, each time chunk is read and scored by a task on its workers (the
+        stores read there by URL and ``storage_options``), in two rounds (the anomalies need the
+        pixels' time means of the first); the client only merges the chunks' sums, in time order,
+        so the result is the same as without a client, bit for bit.
+    periods
+        Also score the first map and the baselines per 16-day period (``periods`` of the result).
 
     Returns
     -------
     dict
         ``maps`` (labels), ``days``, ``scores`` (label, ``smap_repeat``, ``smap_bilinear``,
-        ``<label>_all``), ``coverage`` (label), ``stations`` (or None) and ``note``.
+        ``<label>_all``), ``coverage`` (label), ``stations`` (or None), ``note`` and with
+        ``periods`` the rows ``period, map, n, rmse, r, ubrmse, bias, cell_r`` (map ``product``:
+        the first map; ``period`` ``all``: every day) on the first map's own pixel-days with SMAP
+        (the common pixel-days when it is the only map).
     """
     so = dict(storage_options or {})
     urls = {"product": maps} if isinstance(maps, str) else dict(maps)
     labels = _labels(urls)
     outs = {k: products.open_products(u, so) for k, u in urls.items()}
-    truth = store.open_store(truth_url, "truth", so)
-    cube = store.open_store(cube_url, "cube", so)
+    cube = store.open_store(cube_url, "cube", so, chunks=None)  # the land mask: read here, without tasks
+    store.open_store(truth_url, "truth", so)  # named here when missing (read by the chunk tasks)
     done = [set(ledger.read(urls[k], so, o.attrs).done) for k, o in outs.items()]
     days = sorted(set.intersection(*done))
     if not days:
         raise ValueError(f"no day is predicted in every one of {list(urls.values())}")
     times = np.array(days, dtype="datetime64[ns]")
     land = cube["land_mask"].values == 1
-    shape = land.shape
-    _check_shapes(outs, urls, shape)
-    names = [*labels, *BASELINES]
-    f = Region.from_dict(cube.attrs["region"]).fine_per_coarse  # 1 km pixels per SMAP cell side
-    common = {k: MapScores(shape, f) for k in names}
-    own = {k: MapScores(shape, f) for k in labels}
-    cover = {k: CoverageSums(outs[k]) for k in labels}
-    sites = series = obs = None
+    _check_shapes(outs, urls, land.shape)
+    sites = obs = None
     outside: list[str] = []
     if stations is not None:
         sites, obs, outside = _stations_on_grid(stations, times, cube)
-        series = {k: np.full(obs.shape, np.nan) for k in names}
+    job = chunks_mod.SkillJob(
+        urls, truth_url, cube_url, so, land, Region.from_dict(cube.attrs["region"]).fine_per_coarse,
+        {k: CoverageSums(outs[k]) for k in labels},
+        None if sites is None else sites["row"].to_numpy(), None if sites is None else sites["col"].to_numpy(),
+        periods)
     step = int(outs[labels[0]]["sm"].encoding.get("chunks", (8,))[0])
-
-    def read(t: np.ndarray) -> _Chunk:
-        tr = truth["sm_true"].sel(time=t).values.astype(np.float32)
-        smap = cube["smap_sm"].sel(time=t).values.astype(np.float32)
-        vals = {k: outs[k]["sm"].sel(time=t).values.astype(np.float32) for k in labels}
-        vals["smap_repeat"], vals["smap_bilinear"] = repeat(smap, f), bilinear(smap, f)
-        base = land[None] & np.isfinite(tr)
-        smap_obs = np.isfinite(vals["smap_repeat"]) & np.isfinite(vals["smap_bilinear"])
-        mask = base & smap_obs
-        for k in labels:
-            mask &= np.isfinite(vals[k])
-        return tr, vals, base, mask
-
     chunks = [times[i:i + step] for i in range(0, len(times), step)]
-    start = 0
-    for t in chunks:  # pass 1
-        tr, vals, base, mask = read(t)
-        months = pd.DatetimeIndex(t).month.to_numpy()
-        smap_obs = np.isfinite(vals["smap_repeat"])
-        for k in names:
-            common[k].add(vals[k], tr, mask, months)
-        for k in labels:
-            mine = base & np.isfinite(vals[k])
-            own[k].add(vals[k], tr, mine, months, smap=mine & smap_obs, other=mine & ~smap_obs)
-            _add_coverage(cover[k], outs[k], t, tr, vals[k], mine)
-        if series is not None:
-            r, c = sites["row"].to_numpy(), sites["col"].to_numpy()
-            for k in names:
-                series[k][start:start + len(t)] = vals[k][:, r, c]
-        start += len(t)
-    _add_anomalies(chunks, read, common, own)  # pass 2
+    if client is not None:
+        from dsm.skill_workers import on_workers  # noqa: PLC0415 - distributed stays out of the pure core
 
+        run = on_workers(client)
+    else:
+        run = _in_process(job)
+    sums = chunks_mod.empty_sums(job, land.shape)
+    for part in run(chunks_mod.pass1, job, [(t,) for t in chunks]):  # pass 1
+        sums.merge(part)
+    common, own = sums.common, sums.own
+    means = ({k: v.pix.means() for k, v in common.items()}, {k: v.pix.means() for k, v in own.items()})
+    for anom_common, anom_own in run(chunks_mod.pass2, job, [(t, *means) for t in chunks]):  # pass 2
+        for k, a in anom_common.items():
+            common[k].anom.merge(a)
+        for k, a in anom_own.items():
+            own[k].anom.merge(a)
+    names = job.names
     scores = {k: common[k].result() for k in names}
     for k in labels:
         scores[f"{k}_all"] = own[k].result()
         scores[k]["other_days"] = dict(scores[f"{k}_all"]["other_days"])  # the same pixel-days (see the module doc)
     st = None
-    if series is not None:
+    if sums.series is not None and obs is not None and sites is not None:
+        series = {k: sums.series[k].astype(np.float64) for k in names}
         st = {**station_scores(series, obs, sites, n_boot, seed), "outside": outside,
               "all_days": {k: station_scores({k: series[k]}, obs, sites, n_boot, seed)["maps"][k] for k in labels}}
-    return {"maps": labels, "days": len(days), "scores": scores,
-            "coverage": {k: cover[k].result() for k in labels}, "stations": st,
-            "note": "common pixel-days: land, truth, every product and SMAP (repeat and bilinear) all valid on "
-                    "the days every product predicted; <label>_all: each product on all its own pixel-days; "
-                    "smap_repeat has no within-cell variation (cell_r undefined); other_days: a product on its "
-                    "own pixel-days without SMAP (not common to the maps; None for the baselines); "
-                    "rmse**2 ~ rmse_cell_mean**2 + rmse_anomaly**2 up to the weighting of cell-days by their "
-                    "pixel counts; coverage over each product's own pixel-days"}
+    out = {"maps": labels, "days": len(days), "scores": scores,
+           "coverage": {k: sums.cover[k].result() for k in labels}, "stations": st,
+           "note": "common pixel-days: land, truth, every product and SMAP (repeat and bilinear) all valid on "
+                   "the days every product predicted; <label>_all: each product on all its own pixel-days; "
+                   "smap_repeat has no within-cell variation (cell_r undefined); other_days: a product on its "
+                   "own pixel-days without SMAP (not common to the maps; None for the baselines); "
+                   "rmse**2 ~ rmse_cell_mean**2 + rmse_anomaly**2 up to the weighting of cell-days by their "
+                   "pixel counts; coverage over each product's own pixel-days"}
+    if periods:
+        out["periods"] = chunks_mod.period_rows(sums.periods)
+    return out
 
 
-def _add_anomalies(chunks: list[np.ndarray], read: Callable[[np.ndarray], _Chunk],
-                   common: Mapping[str, MapScores], own: Mapping[str, MapScores]) -> None:
-    """Pass 2 of :func:`skill`: the anomalies from the per-pixel time means of pass 1 (on the
-    common pixel-days, and on each product's own)."""
-    for t in chunks:
-        tr, vals, base, mask = read(t)
-        for k, acc in common.items():
-            acc.add_anomaly(vals[k], tr, mask)
-        for k, acc in own.items():
-            acc.add_anomaly(vals[k], tr, base & np.isfinite(vals[k]))
+def _in_process(job: chunks_mod.SkillJob) -> chunks_mod.Runner:
+    """Run the chunk functions here, one after another, on stores opened once."""
+    opened = chunks_mod.open_all(job)
+
+    def run(fn: Callable[..., Any], job: chunks_mod.SkillJob, args: list[tuple[Any, ...]]) -> Iterator[Any]:
+        for a in args:
+            yield fn(job, *a, opened=opened)
+
+    return run
 
 
 def _labels(urls: Mapping[str, str]) -> list[str]:
@@ -260,16 +263,6 @@ def _stations_on_grid(stations: pd.DataFrame, times: np.ndarray, cube: xr.Datase
     return sites, obs[:, inside], outside
 
 
-def _add_coverage(cover: CoverageSums, out: xr.Dataset, t: np.ndarray, tr: np.ndarray, vals: np.ndarray,
-                  mine: np.ndarray) -> None:
-    """Add the days ``t`` of one product to its interval coverage (where its ``sm_unc`` is valid)."""
-    unc = out["sm_unc"].sel(time=t).values.astype(np.float32)
-    origin = out["sm_origin"].sel(time=t).values if "sm_origin" in out else None
-    ok = mine & np.isfinite(unc)
-    with np.errstate(invalid="ignore"):
-        cover.add(np.abs(tr - vals) <= unc, ok, origin)
-
-
 def write_skill(result: Mapping[str, Any], url: str, storage_options: Mapping[str, Any] | None = None) -> None:
     """Write the skill summary as JSON."""
     files.write_url(url, json.dumps(result, indent=2), storage_options)
@@ -284,16 +277,19 @@ def skill_maps(config: Config) -> dict[str, str]:
     return {config.training.method: config.stores.output, **compare}
 
 
-def twin_skill_of(config: Config) -> dict[str, Any]:
+def twin_skill_of(config: Config, client: Client | None = None) -> dict[str, Any]:
     """The twin skill (:func:`dsm.skill.skill`) of the configured products, with the twin's
-    in situ stations when ``stores.stations`` holds them."""
+    in situ stations when ``stores.stations`` holds them and the per-period scores of the run's
+    product (``periods``, what :func:`dsm.validate.validate` and the report show); on
+    ``client``'s workers when given."""
     so = config.stores.storage_options
     stations = None
     if config.stores.stations:
         url = f"{config.stores.stations.rstrip('/')}/insitu.csv"
         if store.exists(url, so):
             stations = read_twin_stations(url, so)
-    return skill(skill_maps(config), str(config.stores.truth), config.stores.cube, so, stations=stations)
+    return skill(skill_maps(config), str(config.stores.truth), config.stores.cube, so, stations=stations,
+                 client=client, periods=True)
 
 
 __all__ = ["skill", "skill_maps", "twin_skill_of", "write_skill", "format_table", "bilinear", "repeat", "read_twin_stations",

@@ -6,10 +6,16 @@ sums over time for the temporal R and the pixels' time means; :class:`MapScores`
 :func:`dsm.skill.skill` scores for one map on one kind of pixel-days (overall, by season, with
 and without SMAP, the anomalies of a second pass); :class:`CoverageSums` the coverage of
 ``sm +- sm_unc``. The scores are defined in :mod:`dsm.skill`.
+
+Every class has ``merge(other)``: the sums of two disjoint sets of days added together, so sums
+made chunk by chunk (on Dask workers, :mod:`dsm.skill_chunks`) merge into those of one pass.
+Merged in time order into empty sums, they are bit for bit those of adding the chunks one after
+another (each sum is the same float additions in the same order).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -77,6 +83,15 @@ class ScoreSums:
         # sum over a cell of ((x - mx) - (y - my))**2 = sxx + syy - 2 sxy (deviation sums)
         self.anom_sse += float(np.maximum(vx + vy - 2 * cov, 0.0)[big].sum())
 
+    def merge(self, other: ScoreSums) -> ScoreSums:
+        """Add the sums of ``other`` (other days, the same ``factor``) to these; returns self."""
+        self.s += other.s
+        self.cell_r_sum += other.cell_r_sum
+        self.cell_r_n += other.cell_r_n
+        self.cell += other.cell
+        self.anom_sse += other.anom_sse
+        return self
+
     def result(self) -> dict[str, Any]:
         n, sx, sy, sxx, syy, sxy = self.s
         ncell, cell_sse, cell_pixels = self.cell
@@ -110,6 +125,11 @@ class PixelSums:
         for k, a in enumerate((mask, xv, yv, xv * xv, yv * yv, xv * yv)):
             self.s[k] += a.sum(axis=0)
 
+    def merge(self, other: PixelSums) -> PixelSums:
+        """Add the sums of ``other`` (other days, the same pixels) to these; returns self."""
+        self.s += other.s
+        return self
+
     def means(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-pixel time means of map and truth; NaN for pixels with < MIN_PIXEL_DAYS days."""
         n, sx, sy = self.s[:3]
@@ -133,6 +153,43 @@ class PixelSums:
                 "temporal_r_mean": json_float(r.mean()) if r.size else None, "temporal_r_pixels": int(r.size)}
 
 
+class SumsMemo:
+    """The sums of one time chunk already made, by map, truth and mask: asked again for the same
+    arrays (the same objects) and an equal mask, it returns them instead of summing again (the
+    same numbers: the sums are deterministic). Added into other sums with ``merge``, never
+    changed."""
+
+    def __init__(self, factor: int, shape: tuple[int, int]) -> None:
+        self.factor, self.shape = factor, shape
+        self._made: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, Any]] = []
+
+    def _find(self, kind: str, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> Any:
+        for k, mx, my, m, sums in self._made:
+            if k == kind and mx is x and my is y and (m is mask or np.array_equal(m, mask)):
+                return sums
+        return None
+
+    def score(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, keep: bool = True) -> ScoreSums:
+        """The :class:`ScoreSums` of ``x``, ``y`` on ``mask`` (``keep=False``: not kept, for
+        arrays made for this one call)."""
+        found = self._find("score", x, y, mask) if keep else None
+        if found is None:
+            found = ScoreSums(self.factor)
+            found.add(x, y, mask)
+            if keep:
+                self._made.append(("score", x, y, mask, found))
+        return found
+
+    def pixels(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> PixelSums:
+        """The :class:`PixelSums` of ``x``, ``y`` on ``mask``."""
+        found = self._find("pixels", x, y, mask)
+        if found is None:
+            found = PixelSums(self.shape)
+            found.add(x, y, mask)
+            self._made.append(("pixels", x, y, mask, found))
+        return found
+
+
 class MapScores:
     """Everything scored for one map on one kind of pixel-days."""
 
@@ -144,28 +201,46 @@ class MapScores:
         self.means: tuple[np.ndarray, np.ndarray] | None = None
 
     def add(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, months: np.ndarray,
-            smap: np.ndarray | None = None, other: np.ndarray | None = None) -> None:
+            smap: np.ndarray | None = None, other: np.ndarray | None = None, memo: SumsMemo | None = None) -> None:
         """Pass 1: ``mask`` the scored pixel-days; ``smap`` / ``other``, when given, the
-        pixel-days with / without a SMAP observation for ``smap_days`` / ``other_days``."""
-        self.acc.add(x, y, mask)
-        self.pix.add(x, y, mask)
+        pixel-days with / without a SMAP observation for ``smap_days`` / ``other_days``.
+        ``memo``: the sums of these days already made for other masks or maps (equal inputs are
+        summed once; the result is the same)."""
+        memo = memo if memo is not None else SumsMemo(self.factor, self.shape)
+        self.acc.merge(memo.score(x, y, mask))
+        self.pix.merge(memo.pixels(x, y, mask))
         seasons = np.array([SEASONS[int(m)] for m in months])
         for s in dict.fromkeys(seasons):
             i = seasons == s
-            self.seasons.setdefault(s, ScoreSums(self.factor)).add(x[i], y[i], mask[i])
+            part = memo.score(x, y, mask) if i.all() else memo.score(x[i], y[i], mask[i], keep=False)
+            self.seasons.setdefault(s, ScoreSums(self.factor)).merge(part)
         for name, m in (("smap_days", smap), ("other_days", other)):
             if m is not None:
                 acc, pix = self.split.setdefault(name, (ScoreSums(self.factor), PixelSums(self.shape)))
-                acc.add(x, y, m)
-                pix.add(x, y, m)
+                acc.merge(memo.score(x, y, m))
+                pix.merge(memo.pixels(x, y, m))
+
+    def merge(self, other: MapScores) -> MapScores:
+        """Add the pass-1 and pass-2 sums of ``other`` (other days of the same map and pixels) to
+        these; returns self. Merge before the pixels' time means are taken (pass 2)."""
+        if self.means is not None:
+            raise ValueError("merge the pass-1 sums before the anomalies (the time means are already taken)")
+        self.acc.merge(other.acc)
+        self.pix.merge(other.pix)
+        self.anom.merge(other.anom)
+        for s, a in other.seasons.items():
+            self.seasons.setdefault(s, ScoreSums(self.factor)).merge(a)
+        for name, (acc, pix) in other.split.items():
+            mine = self.split.setdefault(name, (ScoreSums(self.factor), PixelSums(self.shape)))
+            mine[0].merge(acc)
+            mine[1].merge(pix)
+        return self
 
     def add_anomaly(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> None:
         """Pass 2: the within-cell correlation of the anomalies from the pixels' time means."""
         if self.means is None:
             self.means = self.pix.means()
-        mx, my = self.means
-        m = mask & np.isfinite(mx)[None]
-        self.anom.add(x - mx[None], y - my[None], m)
+        self.anom.merge(anomaly_sums(x, y, mask, self.means, self.factor))
 
     def result(self) -> dict[str, Any]:
         out = self.acc.result()
@@ -179,6 +254,16 @@ class MapScores:
             res = acc.result()
             out[name] = {"n": res["n"], "rmse": res["rmse"], "temporal_r_median": pix.result()["temporal_r_median"]}
         return out
+
+
+def anomaly_sums(x: np.ndarray, y: np.ndarray, mask: np.ndarray, means: tuple[np.ndarray, np.ndarray],
+                 factor: int = FINE_PER_COARSE) -> ScoreSums:
+    """The pass-2 sums of some days: map and truth minus their pixels' time means ``means``
+    (:meth:`PixelSums.means`, NaN where a pixel has too few days) on ``mask``."""
+    mx, my = means
+    out = ScoreSums(factor)
+    out.add(x - mx[None], y - my[None], mask & np.isfinite(mx)[None])
+    return out
 
 
 class CoverageSums:
@@ -201,6 +286,20 @@ class CoverageSums:
             m = ok & ((origin.astype(np.int64) & b) != 0)
             self.by[k] += [int(inside[m].sum()), int(m.sum())]
 
+    def empty(self) -> CoverageSums:
+        """Sums of no day with these bits and nominal interval."""
+        out = copy.copy(self)
+        out.total = np.zeros(2, np.int64)
+        out.by = {k: np.zeros(2, np.int64) for k in self.bits}
+        return out
+
+    def merge(self, other: CoverageSums) -> CoverageSums:
+        """Add the counts of ``other`` (other days, the same bits) to these; returns self."""
+        self.total += other.total
+        for k, v in other.by.items():
+            self.by[k] += v
+        return self
+
     def result(self) -> dict[str, Any]:
         def frac(a: np.ndarray) -> float | None:
             return float(a[0] / a[1]) if a[1] else None
@@ -211,4 +310,4 @@ class CoverageSums:
 
 
 __all__ = ["MIN_CELL_PIXELS", "MIN_PIXEL_DAYS", "SEASONS", "CoverageSums", "MapScores", "PixelSums", "ScoreSums",
-           "cell_sums", "json_float"]
+           "SumsMemo", "anomaly_sums", "cell_sums", "json_float"]

@@ -129,8 +129,15 @@ def period_skill(output_url: str, truth_url: str, cube_url: str,
 # --------------------------------------------------------------------------- orchestration
 
 
+def period_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The ``periods`` rows of a twin skill (:func:`dsm.skill.skill` with ``periods``) as the
+    table :func:`period_skill` returns."""
+    return pd.DataFrame(list(rows), columns=["period", "map", "n", "rmse", "r", "ubrmse", "bias", "cell_r"])
+
+
 def validate(config: Config, client: Client | None,
-             progress: Callable[[str], None] | None = None) -> ValidationResult:
+             progress: Callable[[str], None] | None = None,
+             twin: Mapping[str, Any] | None = None) -> ValidationResult:
     """Validate the configured products against the configured stations (see the module doc).
 
     Parameters
@@ -142,6 +149,10 @@ def validate(config: Config, client: Client | None,
     progress : callable, optional
         Called with one :class:`~dsm.progress.Step` (task ``validate``) per station source read,
         per product sampled, for the scores and per twin period scored.
+    twin : mapping, optional
+        The twin skill of ``config`` already computed (:func:`dsm.skill.twin_skill_of`): its
+        ``periods`` are the per-period table, and the truth is not read again here. Without it,
+        on the twin, :func:`period_skill` reads the truth.
 
     Returns
     -------
@@ -194,7 +205,11 @@ def validate(config: Config, client: Client | None,
     stations["status"] = np.where(~stations["inside"], "outside region",
                                   np.where(stations["n_days"] > 0, "scored", "no days"))
     ps = None
-    if config.stores.truth:
+    if twin is not None and twin.get("periods") is not None:
+        ps = period_frame(twin["periods"])
+        steps.grow(1)
+        steps.step(f"twin skill per period: {ps['period'].nunique() - 1} period(s) from the twin skill")
+    elif config.stores.truth:
         try:
             ps = period_skill(config.stores.output, config.stores.truth, config.stores.cube,
                               config.stores.storage_options, steps=steps)
@@ -331,11 +346,12 @@ def _write_timeseries(pairs: pd.DataFrame, stations: pd.DataFrame, root: Path, d
 
 
 def run_validate(config: Config, client: Client | None,
-                 progress: Callable[[str], None] | None = None) -> tuple[ValidationResult, dict[str, str]]:
-    """:func:`validate` (``progress`` as there), then write its tables and the station time series
-    under ``validation.out``."""
+                 progress: Callable[[str], None] | None = None,
+                 twin: Mapping[str, Any] | None = None) -> tuple[ValidationResult, dict[str, str]]:
+    """:func:`validate` (``progress`` and ``twin`` as there), then write its tables and the
+    station time series under ``validation.out``."""
     v = stations_config(config)
-    result = validate(config, client, progress)
+    result = validate(config, client, progress, twin)
     written = write_validation(result, str(v.out), config.stores.storage_options)
     ts = export_timeseries(result.pairs, result.stations, f"{v.out}/timeseries", depth=v.max_depth,
                            storage_options=config.stores.storage_options)
@@ -361,7 +377,7 @@ def problem_lines(problems: pd.DataFrame) -> Iterable[str]:
 __all__ = [
     "INSITU", "PRODUCT_1KM", "SMAP_36KM", "SCORE_COLUMNS", "ProductError", "ValidationResult",
     "read_source", "station_daily", "locate", "sample_store", "open_gridded", "sample_gridded",
-    "pair_table", "common_mask", "score_pairs", "overlap_problems", "period_skill", "stations_config",
+    "pair_table", "common_mask", "score_pairs", "overlap_problems", "period_frame", "period_skill", "stations_config",
     "validate", "write_validation", "export_timeseries", "run_validate", "format_scores", "problem_lines",
     "skill_maps", "twin_skill_of", "weather_table",
 ]

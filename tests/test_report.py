@@ -24,6 +24,7 @@ from dsm.grid import lonlat_to_xy, xy_to_lonlat
 from dsm.models.train import train
 from dsm.periods import periods
 from dsm.report import BIAS_HEADER, BIAS_STATEMENT, FIGURES, TABLES, run_report
+from dsm.skill import twin_skill_of
 from dsm.testing.validation import gridded_field, make_products_store, write_gridded_netcdf
 from dsm.validate import run_validate
 
@@ -50,7 +51,8 @@ def report(tiny_twin, tmp_path_factory, client):
     })
     trained = train(cfg, client)
     assert trained.failed == {} and len(trained.trained) == 3
-    path = run_report(cfg, client, run_validate(cfg, client))
+    twin = twin_skill_of(cfg, client)  # once, on the workers: the validation's period table and the report's
+    path = run_report(cfg, client, run_validate(cfg, client, twin=twin), twin=twin)
     return Path(path), root
 
 

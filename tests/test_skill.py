@@ -198,6 +198,7 @@ def three(twin, tmp_path_factory):
     for v in maps.values():
         common &= np.isfinite(v)
     return {"res": res, "maps": maps, "t": t, "common": common, "land": land,
+            "urls": {"noisy": noisy_url, "cellc": cellc_url, "static": static_url},
             "full": {"noisy": noisy, "truth": twin["truth"], "smap": twin["smap"]}}
 
 
@@ -489,3 +490,94 @@ def test_skill_rejects_clashing_labels_and_no_common_day(twin, tmp_path):
         skill({"smap_repeat": url}, twin["stores"].truth, twin["stores"].cube)
     with pytest.raises(ValueError, match="no day"):
         skill({"a": url, "b": url2}, twin["stores"].truth, twin["stores"].cube)
+
+
+# ------------------------------------------------------------------------------ chunk sums and the workers
+
+
+def _sums_state(obj):
+    """Every number a sums object holds (for exact comparison), nested."""
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, dict):
+        return {k: _sums_state(v) for k, v in sorted(obj.items())}
+    if isinstance(obj, tuple | list):
+        return [_sums_state(v) for v in obj]
+    if hasattr(obj, "__dict__"):
+        return {k: _sums_state(v) for k, v in sorted(vars(obj).items())}
+    return obj
+
+
+def test_merged_chunk_sums_equal_one_pass():
+    from dsm.skill_sums import CoverageSums, anomaly_sums
+
+    rng = np.random.default_rng(8)
+    nt = 3 * MIN_PIXEL_DAYS
+    y = rng.uniform(0.1, 0.4, (nt, 72, 72))
+    x = y + rng.normal(0, 0.03, y.shape)
+    mask = rng.random(y.shape) > 0.2
+    smap = rng.random(y.shape) > 0.4
+    months = np.repeat([5, 6, 9], MIN_PIXEL_DAYS)  # MAM, JJA, SON
+    origin = rng.integers(0, 4, y.shape)
+    ds = xr.Dataset({"sm_unc": (("t",), [0.0], {"interval": 0.9}),
+                     "sm_origin": (("t",), [0], {"flag_masks": [1, 2], "flag_meanings": "a b"})})
+    inside = np.abs(x - y) < 0.03
+    cuts = [0, 7, 8, 19, nt]  # uneven chunks
+    seq, merged, whole = MapScores((72, 72)), MapScores((72, 72)), MapScores((72, 72))
+    cseq, cmerged = CoverageSums(ds), CoverageSums(ds)
+    whole.add(x, y, mask, months, smap=mask & smap, other=mask & ~smap)
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        i = slice(a, b)
+        seq.add(x[i], y[i], mask[i], months[i], smap=mask[i] & smap[i], other=mask[i] & ~smap[i])
+        part = MapScores((72, 72))
+        part.add(x[i], y[i], mask[i], months[i], smap=mask[i] & smap[i], other=mask[i] & ~smap[i])
+        merged.merge(part)
+        cseq.add(inside[i], mask[i], origin[i])
+        cmerged.merge(_coverage_part(ds, inside[i], mask[i], origin[i]))
+    assert _sums_state(merged) == _sums_state(seq)  # bit for bit: the same additions in the same order
+    assert _sums_state(cmerged) == _sums_state(cseq) and cmerged.total[1] == mask.sum()
+    means = seq.pix.means()
+    for a, b in zip(cuts[:-1], cuts[1:]):  # pass 2
+        seq.add_anomaly(x[a:b], y[a:b], mask[a:b])
+        merged.anom.merge(anomaly_sums(x[a:b], y[a:b], mask[a:b], means))
+    assert _sums_state(merged.anom) == _sums_state(seq.anom)
+    assert json.dumps(merged.result()) == json.dumps(seq.result())
+    whole.add_anomaly(x, y, mask)  # one pass over all days: the same up to float rounding
+    got, want = merged.result(), whole.result()
+    for k in ("n", "rmse", "r", "ubrmse", "bias", "cell_r", "rmse_cell_mean", "rmse_anomaly", "temporal_r_median",
+              "anomaly_cell_r"):
+        assert got[k] == pytest.approx(want[k], rel=1e-12, abs=1e-12), k
+    for s in ("MAM", "JJA", "SON"):
+        assert got["seasons"][s]["rmse"] == pytest.approx(want["seasons"][s]["rmse"], rel=1e-12)
+    assert got["other_days"]["rmse"] == pytest.approx(want["other_days"]["rmse"], rel=1e-12)
+    with pytest.raises(ValueError, match="before the anomalies"):
+        seq.merge(part)
+
+
+def _coverage_part(ds, inside, ok, origin):
+    from dsm.skill_sums import CoverageSums
+
+    part = CoverageSums(ds)
+    part.add(inside, ok, origin)
+    return part
+
+
+def test_skill_on_the_workers_equals_skill_in_process(three, twin, client):
+    from distributed import get_task_stream
+
+    urls = three["urls"]
+    stations = read_twin_stations(twin["stores"].insitu_csv)
+    here = skill(urls, twin["stores"].truth, twin["stores"].cube, stations=stations, n_boot=200, periods=True)
+    with get_task_stream(client) as ts:
+        there = skill(urls, twin["stores"].truth, twin["stores"].cube, stations=stations, n_boot=200, periods=True,
+                      client=client)
+    assert json.dumps(there) == json.dumps(here)  # bit for bit
+    assert json.dumps({k: v for k, v in here.items() if k not in ("periods", "stations")}) == \
+        json.dumps({k: v for k, v in three["res"].items() if k != "stations"})
+    assert here["stations"]["n_stations"] > 0 and len(here["periods"]) == 3 * 4  # 3 periods and all, 3 maps
+    # one task per time chunk and pass, nothing else: each chunk of the truth is read once per pass
+    n_chunks = -(-45 // 8)
+    keys = [str(t["key"]) for t in ts.data]
+    assert sum(k.startswith("skill-pass1-") for k in keys) == n_chunks
+    assert sum(k.startswith("skill-pass2-") for k in keys) == n_chunks
+    assert len(keys) == 2 * n_chunks, keys

@@ -225,6 +225,46 @@ def test_period_skill_matches_the_skill_summary(result, twin):
     np.testing.assert_allclose(per["rmse"], 0.02, rtol=0.03)
 
 
+def test_the_period_table_comes_from_the_twin_skill_without_reading_the_truth_again(result, twin, tmp_path):
+    from dsm.skill import twin_skill_of
+
+    truth = tmp_path / "truth.zarr"  # a copy of the truth, removed once the skill is computed
+    shutil.copytree(twin["stores"].truth, truth)
+    cfg = _config(twin)
+    cfg = cfg.model_copy(update={"stores": cfg.stores.model_copy(update={"truth": str(truth)})})
+    s = twin_skill_of(cfg)
+    shutil.rmtree(truth)
+    with pytest.raises(Exception, match="truth.zarr"):  # the truth is gone: reading it fails
+        val.period_skill(twin["out"], str(truth), twin["stores"].cube)
+    got = val.validate(cfg, None, twin=s).period_skill  # so this one read no truth
+    want = result.period_skill  # val.period_skill on the client, from the truth
+    assert got[["period", "map", "n"]].equals(want[["period", "map", "n"]])
+    for c in ("rmse", "r", "ubrmse", "bias", "cell_r"):
+        np.testing.assert_allclose(got[c].to_numpy(float), want[c].to_numpy(float), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.timeout(120)
+def test_cli_skill_scores_on_the_cluster_as_in_process(twin, tmp_path):
+    import json
+
+    from dsm.cli import main
+    from dsm.skill import read_twin_stations
+
+    s = twin["stores"]
+    cfg = {"region": {"cells": REGION}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
+           "stores": {"cube": s.cube, "truth": s.truth, "stations": s.stations, "output": twin["out"]},
+           "cluster": {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": None}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = CliRunner().invoke(main, ["skill", str(path), "--out", str(tmp_path / "skill.json")])
+    assert res.exit_code == 0, res.output
+    assert "skill of the 1 km maps" in res.output
+    written = json.loads((tmp_path / "skill.json").read_text())
+    here = skill({"fusion": twin["out"]}, s.truth, s.cube, stations=read_twin_stations(f"{s.stations}/insitu.csv"),
+                 periods=True)
+    assert written == json.loads(json.dumps(here)) and written["periods"]
+
+
 @pytest.mark.timeout(120)
 def test_cli_validate(twin, tmp_path):
     from dsm.cli import main

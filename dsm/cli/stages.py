@@ -69,7 +69,24 @@ def _run_export(cfg: config_mod.Config, client: Any, force: bool = False, lease:
 def _run_skill(cfg: config_mod.Config, dest: str) -> None:
     from dsm.run import twin_skill
 
-    _print_skill(twin_skill(cfg, dest), dest)
+    _print_skill(_on_cluster(cfg, lambda client: twin_skill(cfg, dest, client)), dest)
+
+
+def _report_on(cfg: config_mod.Config, client: Any, lease: Any) -> str:
+    """Validate and report on ``client``: on the twin, the skill is computed once (on the workers)
+    and shared by the validation's period table and the report."""
+    from dsm.errors import DsmError
+    from dsm.report import run_report
+    from dsm.skill import twin_skill_of
+    from dsm.validate import run_validate
+
+    twin = None
+    if cfg.stores.truth and cfg.stores.output:
+        try:
+            twin = twin_skill_of(cfg, client)
+        except (DsmError, ValueError):  # the report names the problem (it tries again and fails)
+            twin = None
+    return run_report(cfg, client, run_validate(cfg, client, twin=twin), twin=twin, lease=lease)
 
 
 @click.command("predict")
@@ -132,12 +149,9 @@ def validate_cmd(config_path: str, break_lock: bool) -> None:
 @_break_lock
 def report_cmd(config_path: str, break_lock: bool) -> None:
     """Validate, analyse and write one self-contained HTML report (validation.report)."""
-    from dsm.report import run_report
-    from dsm.validate import run_validate
-
     cfg = config_mod.load(config_path)
     with _locked(cfg, break_lock) as lease:
-        path = _on_cluster(cfg, lambda client: run_report(cfg, client, run_validate(cfg, client), lease=lease))
+        path = _on_cluster(cfg, lambda client: _report_on(cfg, client, lease))
     click.echo(f"report: {path}")
 
 

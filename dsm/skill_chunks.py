@@ -1,0 +1,213 @@
+"""The per-time-chunk work of :func:`dsm.skill.skill`: read one chunk of days, return its sums.
+
+:func:`pass1` reads the truth, SMAP and every product's ``sm`` / ``sm_unc`` / ``sm_origin`` of
+some days from their stores (by URL and storage options, so it runs on a Dask worker as well as
+in-process) and scores them (:func:`score_chunk`, pure numpy) into a :class:`ChunkSums`: the
+:class:`~dsm.skill_sums.MapScores` of every map on the common and on each product's own
+pixel-days, the coverage counts, the station pixels' series and, on request, the
+:class:`~dsm.skill_sums.ScoreSums` of the first product and the baselines per 16-day period.
+:func:`pass2` reads the truth, SMAP and the products' ``sm`` of the same days again and returns the
+anomaly sums from the pixels' time means of pass 1. Chunk sums merged in time order
+(:meth:`ChunkSums.merge`) equal those of one pass over all days, bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from dsm import store
+from dsm.grid import bilinear as grid_bilinear
+from dsm.grid import repeat_to_fine
+from dsm.periods import period_of
+from dsm.skill_sums import CoverageSums, MapScores, ScoreSums, SumsMemo, anomaly_sums
+
+BASELINES = ("smap_repeat", "smap_bilinear")
+PERIOD_MAPS = ("product", *BASELINES)
+"""The maps of the per-period scores: the first product (named ``product``) and the baselines."""
+
+
+@dataclass(frozen=True)
+class SkillJob:
+    """What every chunk task of one :func:`dsm.skill.skill` needs (small: sent once to each worker).
+
+    ``urls``: label -> products store; ``land``: the cube's land mask (bool); ``factor``: 1 km
+    pixels per SMAP cell side; ``cover``: an empty :class:`~dsm.skill_sums.CoverageSums` per
+    label; ``rows`` / ``cols``: the station pixels (None: no stations); ``periods``: also score
+    per 16-day period.
+    """
+
+    urls: dict[str, str]
+    truth_url: str
+    cube_url: str
+    storage_options: dict[str, Any]
+    land: np.ndarray
+    factor: int
+    cover: dict[str, CoverageSums]
+    rows: np.ndarray | None = None
+    cols: np.ndarray | None = None
+    periods: bool = False
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.urls)
+
+    @property
+    def names(self) -> list[str]:
+        return [*self.urls, *BASELINES]
+
+
+@dataclass
+class ChunkSums:
+    """The pass-1 sums of some days (see the module doc); ``series``: map -> (days, stations)."""
+
+    common: dict[str, MapScores]
+    own: dict[str, MapScores]
+    cover: dict[str, CoverageSums]
+    series: dict[str, np.ndarray] | None = None
+    periods: dict[str, dict[str, ScoreSums]] = field(default_factory=dict)
+
+    def merge(self, other: ChunkSums) -> ChunkSums:
+        """Add the sums of ``other`` (the days after these) to these; returns self."""
+        for k, m in other.common.items():
+            self.common[k].merge(m)
+        for k, m in other.own.items():
+            self.own[k].merge(m)
+        for k, c in other.cover.items():
+            self.cover[k].merge(c)
+        if other.series is not None:
+            self.series = other.series if self.series is None else {
+                k: np.concatenate([v, other.series[k]]) for k, v in self.series.items()}
+        for p, sums in other.periods.items():
+            mine = self.periods.setdefault(p, {})
+            for k, a in sums.items():
+                mine.setdefault(k, ScoreSums(a.factor)).merge(a)
+        return self
+
+
+def empty_sums(job: SkillJob, shape: tuple[int, int]) -> ChunkSums:
+    """The sums of no day."""
+    return ChunkSums({k: MapScores(shape, job.factor) for k in job.names},
+                     {k: MapScores(shape, job.factor) for k in job.labels},
+                     {k: c.empty() for k, c in job.cover.items()})
+
+
+def open_all(job: SkillJob) -> tuple[xr.Dataset, xr.Dataset, dict[str, xr.Dataset]]:
+    """Truth, cube and products of ``job``, opened lazily without Dask (reads fetch the chunks
+    they touch)."""
+    so = job.storage_options
+    return (store.open_store(job.truth_url, "truth", so, chunks=None),
+            store.open_store(job.cube_url, "cube", so, chunks=None),
+            {k: store.open_store(u, "products", so, chunks=None) for k, u in job.urls.items()})
+
+
+def _read(ds: xr.Dataset, name: str, t: np.ndarray) -> np.ndarray:
+    return ds[name].sel(time=t).values
+
+
+def read_chunk(job: SkillJob, t: np.ndarray, opened: tuple[xr.Dataset, xr.Dataset, dict[str, xr.Dataset]] | None,
+               uncertainty: bool) -> dict[str, Any]:
+    """The arrays of days ``t``: ``truth``, ``smap`` and ``sm`` (label -> array), with
+    ``uncertainty`` also ``unc`` and ``origin`` (label -> array or None)."""
+    truth, cube, outs = opened or open_all(job)
+    out: dict[str, Any] = {"truth": _read(truth, "sm_true", t), "smap": _read(cube, "smap_sm", t),
+                           "sm": {k: _read(o, "sm", t) for k, o in outs.items()}}
+    if uncertainty:
+        out["unc"] = {k: _read(o, "sm_unc", t) for k, o in outs.items()}
+        out["origin"] = {k: _read(o, "sm_origin", t) if "sm_origin" in o else None for k, o in outs.items()}
+    return out
+
+
+def _maps(job: SkillJob, data: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Truth, the maps and baselines (float32), the base mask (land, truth) and the common mask."""
+    f = job.factor
+    tr = data["truth"].astype(np.float32)
+    smap = data["smap"].astype(np.float32)
+    vals = {k: v.astype(np.float32) for k, v in data["sm"].items()}
+    vals["smap_repeat"] = repeat_to_fine(smap, f)
+    vals["smap_bilinear"] = grid_bilinear(smap, f).astype(np.float32)
+    base = job.land[None] & np.isfinite(tr)
+    mask = base & np.isfinite(vals["smap_repeat"]) & np.isfinite(vals["smap_bilinear"])
+    for k in job.labels:
+        mask &= np.isfinite(vals[k])
+    return tr, vals, base, mask
+
+
+def score_chunk(job: SkillJob, t: np.ndarray, data: Mapping[str, Any]) -> ChunkSums:
+    """The pass-1 sums of days ``t`` from their arrays (:func:`read_chunk` with uncertainty)."""
+    tr, vals, base, mask = _maps(job, data)
+    sums = empty_sums(job, tr.shape[1:])
+    memo = SumsMemo(job.factor, tr.shape[1:])  # equal masks of a map summed once (e.g. one season, one product)
+    months = pd.DatetimeIndex(t).month.to_numpy()
+    smap_obs = np.isfinite(vals["smap_repeat"])
+    for k in job.names:
+        sums.common[k].add(vals[k], tr, mask, months, memo=memo)
+    for k in job.labels:
+        mine = base & np.isfinite(vals[k])
+        sums.own[k].add(vals[k], tr, mine, months, smap=mine & smap_obs, other=mine & ~smap_obs, memo=memo)
+        ok = mine & np.isfinite(data["unc"][k].astype(np.float32))
+        with np.errstate(invalid="ignore"):
+            inside = np.abs(tr - vals[k]) <= data["unc"][k].astype(np.float32)
+        sums.cover[k].add(inside, ok, data["origin"][k])
+    if job.rows is not None and job.cols is not None:
+        sums.series = {k: vals[k][:, job.rows, job.cols] for k in job.names}
+    if job.periods:
+        # the first product's own pixel-days with SMAP (the common ones when it is the only map)
+        first = base & np.isfinite(vals[job.labels[0]]) & smap_obs & np.isfinite(vals["smap_bilinear"])
+        _add_periods(sums, job, t, tr, vals, first, memo)
+    return sums
+
+
+def _add_periods(sums: ChunkSums, job: SkillJob, t: np.ndarray, tr: np.ndarray, vals: Mapping[str, np.ndarray],
+                 mask: np.ndarray, memo: SumsMemo) -> None:
+    """Per 16-day period (and ``all``): the first product and the baselines on ``mask``."""
+    names = [period_of(d.date()).name for d in pd.DatetimeIndex(t)]
+    srcs = dict(zip(PERIOD_MAPS, (job.labels[0], *BASELINES), strict=True))
+    for p in ["all", *dict.fromkeys(names)]:
+        i = np.array([p in ("all", n) for n in names])
+        sums.periods[p] = {m: ScoreSums(job.factor) for m in PERIOD_MAPS}
+        for m, k in srcs.items():
+            part = memo.score(vals[k], tr, mask) if i.all() else memo.score(vals[k][i], tr[i], mask[i], keep=False)
+            sums.periods[p][m].merge(part)
+
+
+def pass1(job: SkillJob, t: np.ndarray, opened: Any = None) -> ChunkSums:
+    """Read days ``t`` (opening the stores unless ``opened``) and return their pass-1 sums."""
+    return score_chunk(job, t, read_chunk(job, t, opened, uncertainty=True))
+
+
+Means = dict[str, tuple[np.ndarray, np.ndarray]]
+Runner = Callable[[Callable[..., Any], "SkillJob", list[tuple[Any, ...]]], Iterator[Any]]
+"""Runs :func:`pass1` or :func:`pass2` of a job on a list of per-chunk arguments, yielding the
+results in the order of the list (in-process, or on Dask workers: :func:`dsm.skill_workers.on_workers`)."""
+
+
+def pass2(job: SkillJob, t: np.ndarray, common: Means, own: Means, opened: Any = None
+          ) -> tuple[dict[str, ScoreSums], dict[str, ScoreSums]]:
+    """The anomaly sums of days ``t`` on the common and on each product's own pixel-days, from the
+    pixels' time means of pass 1 (:meth:`~dsm.skill_sums.PixelSums.means` of each map)."""
+    tr, vals, base, mask = _maps(job, read_chunk(job, t, opened, uncertainty=False))
+    return ({k: anomaly_sums(vals[k], tr, mask, m, job.factor) for k, m in common.items()},
+            {k: anomaly_sums(vals[k], tr, base & np.isfinite(vals[k]), m, job.factor) for k, m in own.items()})
+
+
+def period_rows(periods: Mapping[str, Mapping[str, ScoreSums]]) -> list[dict[str, Any]]:
+    """The per-period scores as rows ``period, map, n, rmse, r, ubrmse, bias, cell_r`` (periods in
+    order, ``all`` last)."""
+    keys = ("n", "rmse", "r", "ubrmse", "bias", "cell_r")
+    order = [*sorted(p for p in periods if p != "all"), *(["all"] if "all" in periods else [])]
+    rows = []
+    for p in order:
+        for m in PERIOD_MAPS:
+            res = periods[p][m].result()
+            rows.append({"period": p, "map": m, **{k: res[k] for k in keys}})
+    return rows
+
+
+__all__ = ["BASELINES", "PERIOD_MAPS", "ChunkSums", "Means", "Runner", "SkillJob", "empty_sums", "open_all", "pass1", "pass2",
+           "period_rows", "read_chunk", "score_chunk"]
