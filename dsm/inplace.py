@@ -136,11 +136,24 @@ class _Handle(io.RawIOBase):
         try:
             data = self._cache._fetch(self._loc, end)
         except Exception as exc:  # noqa: BLE001 - s3fs/botocore/aiohttp raise many kinds; reported by Inputs.reports
-            self._file.transfer.error = exc
+            self._file.transfer.error = _without_frames(exc)
             return 0
         view[: len(data)] = data
         self._loc += len(data)
         return len(data)
+
+
+def _without_frames(exc: BaseException) -> BaseException:
+    """``exc`` (and the exceptions it chains) without tracebacks: an error raised in a read that
+    h5py's or GDAL's C code called holds their frames, and kept until the interpreter exits it
+    would be freed after those libraries shut down (a segmentation fault at exit)."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        e.__traceback__ = None
+        e = e.__cause__ or e.__context__
+    return exc
 
 
 @dataclass

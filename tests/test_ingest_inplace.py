@@ -228,6 +228,43 @@ def test_failures_in_place_are_reported_as_failed_copies_are(tmp_path):
     assert c.reason.startswith("download failed (")
 
 
+_READ_AFTER_THE_SERVER_STOPPED = """
+import sys
+from pathlib import Path
+import h5py
+from dsm.inplace import HDF5_CACHE, input_files
+from dsm.testing.s3 import LoopbackS3
+granule = Path(sys.argv[1])
+with LoopbackS3() as own:
+    own.make_bucket("gone")
+    own.filesystem().put_file(str(granule), f"gone/{granule.name}")
+    url = f"s3://gone/{granule.name}"
+    with input_files([url], {**own.storage_options, "config_kwargs": {"retries": {"max_attempts": 1}}}, True) as got:
+        own.stop()
+        handle = got.paths[url].open(HDF5_CACHE)
+        try:
+            h5py.File(handle, "r")
+        except OSError:
+            pass
+        handle.close()
+        remote = got.paths[url]
+print("error kept:", type(remote.transfer.error).__name__)
+"""
+
+
+def test_a_failed_read_in_place_does_not_crash_the_process_at_exit(tmp_path):
+    """A read that fails under h5py's C code records its error; kept until the interpreter exits,
+    that error must not hold h5py's frames (it crashed the process at exit: signal 11)."""
+    import subprocess
+    import sys
+
+    granule = _smap(tmp_path / spl3smp_filename(DAYS[0]), DAYS[0], np.random.default_rng(1))
+    res = subprocess.run([sys.executable, "-c", _READ_AFTER_THE_SERVER_STOPPED, str(granule)], capture_output=True,
+                         text=True, timeout=240)
+    assert res.returncode == 0, (res.returncode, res.stderr[-2000:])
+    assert "error kept:" in res.stdout and "NoneType" not in res.stdout
+
+
 def test_which_remote_files_are_read_in_place():
     """auto: SMAP and GDAL rasters in place, but not SRTM .hgt tiles nor VRTs; MODIS HDF4 tiles
     and precipitation files copied; copy: everything copied; anything else refused."""
