@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 import xgboost
 
@@ -32,7 +31,7 @@ from dsm.features import doy_terms, feature_layer, source_of
 from dsm.grid import Region, block_reduce_mean, repeat_to_fine
 from dsm.models.store import ModelStore
 from dsm.models.variants import FULL
-from dsm.periods import composite_8day_of, period_of
+from dsm.periods import composite_8day_of, period_of, time_position
 from dsm.ranges import SMAP, merge_counts, screen, screen_layers
 
 log = logging.getLogger(__name__)
@@ -109,14 +108,6 @@ def _read(ds: xr.Dataset, name: str, **index: Any) -> np.ndarray:
     return store.read_values(ds, name, url, **index)
 
 
-def _position(index: pd.Index, when: Any) -> int:
-    """Position of the date ``when`` on a unique time index."""
-    loc = index.get_loc(pd.Timestamp(when))
-    if not isinstance(loc, (int, np.integer)):
-        raise ValueError(f"{when} is not once on the time axis")
-    return int(loc)
-
-
 def block_features(cube: xr.Dataset, day: dt.date, names: Sequence[str], ys: slice, xs: slice,
                    cache: dict[Any, np.ndarray]) -> dict[str, np.ndarray]:
     """Each predictor of ``day`` on a block: the day's daily layers, the 8-day and 16-day
@@ -128,16 +119,16 @@ def block_features(cube: xr.Dataset, day: dt.date, names: Sequence[str], ys: sli
         axis = SPECS[name].axis if name in SPECS else "static"
         if axis == "daily":
             key = (name, "d", day)
-            index = {"time": _position(times["time"], day)}
+            index = {"time": time_position(times["time"], day)}
         elif axis == "precip":
             key = (name, "d", day)
-            index = {"time_precip": _position(times["time_precip"], day)}
+            index = {"time_precip": time_position(times["time_precip"], day)}
         elif axis == "8day":
             start = composite_8day_of(day).start
-            key, index = (name, "8", start), {"time_8d": _position(times["time_8d"], start)}
+            key, index = (name, "8", start), {"time_8d": time_position(times["time_8d"], start)}
         elif axis == "16day":
             start = period_of(day).start
-            key, index = (name, "16", start), {"time_16d": _position(times["time_16d"], start)}
+            key, index = (name, "16", start), {"time_16d": time_position(times["time_16d"], start)}
         else:
             key, index = (name, "s", None), {}
         if key not in cache:
@@ -338,7 +329,7 @@ def _model_block(job: BlockJob) -> _ModelledBlock:
     # the block's days (and the halo days of a running-mean anomaly) are consecutive: read each
     # daily layer (and SMAP) for all of them at once, rather than decoding a time chunk per day
     seq = (*job.before, *job.plans, *job.after)
-    day_index = [_position(cube.indexes["time"], plan.day) for plan in seq]
+    day_index = [time_position(cube.indexes["time"], plan.day) for plan in seq]
     ct0, ct1 = min(day_index), max(day_index) + 1
     spinup = int(cube.sizes.get("time_precip", cube.sizes["time"])) - int(cube.sizes["time"])
     for name in all_names:

@@ -14,6 +14,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from dsm.errors import ConfigError
 
@@ -117,3 +121,20 @@ def check_dates(start: Date, end: Date) -> None:
     """Raise ``ConfigError`` unless ``start <= end``."""
     if start > end:
         raise ConfigError(f"dates are in the wrong order: start {start} is after end {end}")
+
+
+def time_position(index: pd.Index, when: Any) -> int:
+    """Position of the date ``when`` on a time index that holds it once.
+
+    Raises
+    ------
+    KeyError
+        ``when`` is not on the index.
+    ValueError
+        It is there more than once.
+    """
+    loc = index.get_loc(pd.Timestamp(when))
+    if not isinstance(loc, (int, np.integer)):
+        raise ValueError(f"{when} is not once on the time axis")
+    return int(loc)
+

@@ -50,7 +50,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 from distributed import Client
 
@@ -66,7 +65,7 @@ from dsm.metrics import score
 from dsm.models.cards import FUSION_KEY
 from dsm.models.store import ModelStore
 from dsm.periods import days as day_range
-from dsm.periods import periods
+from dsm.periods import periods, time_position
 from dsm.progress import Steps
 from dsm.ranges import SMAP, describe, merge_counts
 from dsm.runlock import Lease
@@ -217,7 +216,7 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     fused = screened = None
     if card is not None and pending:  # a rerun with nothing left to do skips the 36 km pass too
         fused, screened = _fuse_cells(config, client, cube, card, models, report, say)
-    cube_t0 = int(cube.indexes["time"].get_loc(pd.Timestamp(all_days[0])))  # type: ignore[arg-type]  # unique index
+    cube_t0 = time_position(cube.indexes["time"], all_days[0])
     f = config.grid_region.fine_per_coarse
 
     def cells_of(t0: int, t1: int, y0: int, y1: int, x0: int, x1: int) -> BlockCells | None:

@@ -41,13 +41,13 @@ from dsm.ingest.work import (
     expand_source,
     off_axis,
     options,
-    position,
     report,
     time_chunk,
     time_indexes,
 )
 from dsm.ingest.write import group_entry, task_result
 from dsm.inplace import InPlace, input_files
+from dsm.periods import time_position
 
 #: How a source's remote files are read under ``inputs.read: auto``: ``h5py`` in place (SMAP
 #: HDF5), ``gdal`` in place but for SRTM ``.hgt`` tiles and VRTs, ``copy`` copied first
@@ -209,7 +209,7 @@ class DatedSource:
             older = dict(g.older)
             res = read_newest_intact([(u, *older.get(u, ())) for u in g.urls], read)
             gr = GroupResult(res.arrays, res.final)  # replaced and superseded files do not make a group partial
-            results[position(index, g.date)] = gr
+            results[time_position(index, g.date)] = gr
             files += report([*res.final, *res.others], self.name, g.date)
             fallbacks += [{"source": self.name, "date": g.date.isoformat(), **f} for f in res.fallbacks]
             groups.append(group_entry(self.name, g.date.isoformat(), gr, res.final))

@@ -52,11 +52,11 @@ from dsm.ingest.work import (
     entry,
     expand_source,
     options,
-    position,
     time_chunk,
 )
 from dsm.ingest.write import group_entry, task_result
 from dsm.inplace import input_files
+from dsm.periods import time_position
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ class PrecipSource:
         for g in task.groups:
             assert g.date is not None
             gr = GroupResult({"precip": fine[g.date]} if g.date in fine else None, final[g.date])
-            results[position(index, g.date)] = gr
+            results[time_position(index, g.date)] = gr
             groups.append(group_entry(self.name, g.date.isoformat(), gr, final[g.date]))
         day_of: dict[str, dt.date | None] = {}
         for g in task.groups:

@@ -33,12 +33,12 @@ from dsm.ingest.work import (
     entry,
     off_axis,
     options,
-    position,
     report,
     time_chunk,
     time_indexes,
 )
 from dsm.ingest.write import group_entry, task_result
+from dsm.periods import time_position
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class StacSource:
             arrays, reports = stac_inputs.read_stac_group(self.var, self.src, g.items, region, self.storage_options,
                                                           how)
             gr = GroupResult(arrays, reports)
-            results[position(index, g.date)] = gr
+            results[time_position(index, g.date)] = gr
             files += report(reports, self.name, g.date)
             groups.append(group_entry(self.name, g.date.isoformat(), gr, reports))
         return task_result(task, cfg, cube, results, files, groups, [])

@@ -118,11 +118,6 @@ def axis_index(indexes: Mapping[str, Any], dim: str, date: dt.date) -> int | Non
     return None if pos < 0 else int(pos)
 
 
-def position(index: Any, date: dt.date) -> int:
-    """The position of ``date`` (on the axis) in a time index."""
-    return int(index.get_loc(np.datetime64(date, "ns")))
-
-
 def off_axis(dim: str, date: dt.date) -> str:
     """Why a file of ``date`` is skipped: not on the cube's ``dim``."""
     what = "day" if dim == "time" else f"{'8' if dim == 'time_8d' else '16'}-day composite start"
