@@ -140,9 +140,9 @@ def block_features(cube: xr.Dataset, day: dt.date, names: Sequence[str], ys: sli
 def model_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndarray, plan: DayPlan,
               load: Callable[[str, str], Any], rain_spinup: int = 0, *,
               out_of_range: Mapping[str, np.ndarray] | None = None, smap_out_of_range: np.ndarray | None = None
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int], np.ndarray]:
     """The models' 1 km values (unclipped), uncertainty and origin of one day on one block
-    (pure given ``load``).
+    (pure given ``load``), and the 1 km field whose within-cell anomaly the fusion map uses.
 
     A value outside its variable's valid range (:mod:`dsm.ranges`) is missing, like a cloud:
     the pixel gets the first variant whose predictors are all valid. Where that changed what a
@@ -173,7 +173,9 @@ def model_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndarra
 
     Returns
     -------
-    model, unc (float32, NaN where not predicted), origin (uint16) and per-variant pixel counts.
+    model, unc (float32, NaN where not predicted), origin (uint16), per-variant pixel counts and
+    detail: ``model``, except where a variant has an anomaly partner (``plan.partners``): there
+    the mean of the variant's and the partner's values (float32).
     """
     if out_of_range is None:
         feats, out_of_range = screen_layers(feats)
@@ -182,6 +184,7 @@ def model_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndarra
     shape = land.shape
     sm = np.full(shape, np.nan, np.float32)
     unc = np.full(shape, np.nan, np.float32)
+    detail = sm if not plan.partners else np.full(shape, np.nan, np.float32)
     origin = np.zeros(shape, products.ORIGIN_DTYPE)
     counts: dict[str, int] = {}
     remaining = land.copy()
@@ -211,12 +214,17 @@ def model_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndarra
             d = plan.disaggregation
             pred = 0.5 * (pred + apply_model(load(d.point_key, d.point_sha), X).astype(np.float32).reshape(n))
         sm[ok] = pred
+        if plan.partners:
+            partner = plan.partner_of(v.name)
+            detail[ok] = pred if partner is None else 0.5 * (pred + apply_model(
+                load(partner.point_key, partner.point_sha), _design(partner, layers, ok, n, doy)
+            ).astype(np.float32).reshape(n))
         origin[ok] = _origin_bits(v, plan.reused, X, ok, no_smap, feats.get("api_age"), rain_spinup)
         if v.quantile_key and v.quantile_sha:
             q = apply_model(load(v.quantile_key, v.quantile_sha), X).reshape(n, -1).astype(np.float32)
             unc[ok] = np.maximum(np.abs(q.max(axis=1) - q.min(axis=1)) / 2 + v.margin, 0.0)
     origin[changed & (origin > 0)] |= products.INPUT_OUT_OF_RANGE
-    return sm, unc, origin, counts
+    return sm, unc, origin, counts, detail
 
 
 def _raw_choice(v: VariantPlan, layers: Mapping[str, np.ndarray], masked: Mapping[str, np.ndarray],
@@ -283,8 +291,10 @@ def predict_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndar
     :func:`model_day` then :func:`finish_day` (pure given ``load``; inputs as read, screened
     here, :mod:`dsm.ranges`)."""
     smap, smap_bad = screen(SMAP, smap)
-    model, unc, origin, counts = model_day(feats, land, smap, plan, load, rain_spinup, smap_out_of_range=smap_bad)
-    return (*finish_day(model, unc, origin, smap, clip, residual_correction, cells), counts)
+    model, unc, origin, counts, detail = model_day(feats, land, smap, plan, load, rain_spinup,
+                                                   smap_out_of_range=smap_bad)
+    anomaly = within_cell_anomaly(detail, land.shape[-2] // smap.shape[-2]) if plan.partners else None
+    return (*finish_day(model, unc, origin, smap, clip, residual_correction, cells, anomaly), counts)
 
 
 def residual_correct(sm: np.ndarray, smap: np.ndarray, clip: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
@@ -302,8 +312,8 @@ class _ModelledBlock:
     """The 1 km models of a block's days (and of the running-mean window's halo days)."""
 
     land: np.ndarray
-    modelled: dict[dt.date, tuple[Any, ...]]  # day -> model_day's (model, unc, origin, counts)
-    anomalies: np.ndarray | None  # (t, y, x): running mean of the within-cell anomaly, or None
+    modelled: dict[dt.date, tuple[Any, ...]]  # day -> model_day's (model, unc, origin, counts, detail)
+    anomalies: np.ndarray | None  # (t, y, x): the within-cell anomaly (partners, running mean), or None
     smaps: np.ndarray  # (days read, cy, cx), screened
     day_index: list[int]  # index into smaps of each day of (before, plans, after)
     masked: dict[dt.date, dict[str, int]]
@@ -356,10 +366,11 @@ def _model_block(job: BlockJob) -> _ModelledBlock:
         for key in [k for k in cache if k[1] == "d" and k[2] == plan.day]:  # not needed again
             del cache[key]
     anomalies = None
-    if job.window > 1 and job.cells is not None:
+    if job.cells is not None and (job.window > 1 or any(p.partners for p in seq)):
         nan = np.full(land.shape, np.nan, np.float32)
-        stack = np.stack([within_cell_anomaly(modelled[p.day][0], f) if p.day in modelled else nan for p in seq])
-        anomalies = running_mean(stack, job.window)[len(job.before):len(job.before) + job.t1 - job.t0]
+        stack = np.stack([within_cell_anomaly(modelled[p.day][4], f) if p.day in modelled else nan for p in seq])
+        anomalies = (running_mean(stack, job.window) if job.window > 1 else stack)[
+            len(job.before):len(job.before) + job.t1 - job.t0]
     return _ModelledBlock(land, modelled, anomalies, smaps, [i - ct0 for i in day_index], masked, missing)
 
 
@@ -430,7 +441,7 @@ def run_block(job: BlockJob) -> dict[str, Any]:
             summaries.append(info)
             continue
         smap = mb.smaps[mb.day_index[len(job.before) + i]]
-        model, u, o, counts = mb.modelled[plan.day]
+        model, u, o, counts, _ = mb.modelled[plan.day]
         s, u, o = finish_day(model, u, o, smap, job.clip, job.residual_correction, _day_cells(job, i),
                              None if mb.anomalies is None else mb.anomalies[i])
         sm[i], unc[i], origin[i] = s, u, o

@@ -62,13 +62,20 @@ class DayPlan:
     variants: tuple[VariantPlan, ...] = ()
     error: str | None = None
     disaggregation: VariantPlan | None = None  # fusion: averaged with the full variant
+    partners: tuple[tuple[str, VariantPlan], ...] = ()  # fusion: variant -> its within-cell anomaly's partner
+
+    def partner_of(self, variant: str) -> VariantPlan | None:
+        """The model whose within-cell anomaly is averaged with ``variant``'s (None: its own alone)."""
+        return next((p for name, p in self.partners if name == variant), None)
 
     def record(self) -> dict[str, Any]:
         """JSON-ready description, the day's :attr:`dsm.ledger.DayRecord.model`."""
-        rec = {"period": self.period, "model_period": self.model_period, "model": self.chosen,
-               "reused": self.reused, "variants": {v.name: v.record() for v in self.variants}}
+        rec: dict[str, Any] = {"period": self.period, "model_period": self.model_period, "model": self.chosen,
+                               "reused": self.reused, "variants": {v.name: v.record() for v in self.variants}}
         if self.disaggregation is not None:
             rec["disaggregation"] = self.disaggregation.record()
+        if self.partners:
+            rec["anomaly_partners"] = {name: p.name for name, p in self.partners}
         return rec
 
     def on(self, day: dt.date) -> DayPlan:
@@ -115,8 +122,10 @@ def _record_plan(rec: ModelRecord) -> VariantPlan:
 
 def _fusion_plan(card: FusionCard, name: str) -> DayPlan:
     disagg = _record_plan(card.disaggregation) if card.disaggregation is not None else None
+    variants = {r.name: _record_plan(r) for r in card.variants}
+    partners = tuple((v, variants[p]) for v, p in card.anomaly_partners.items() if v in variants and p in variants)
     return DayPlan(dt.date.min, name, FUSION_KEY, "xgb (pooled, fused with SMAP)", False,
-                   tuple(_record_plan(r) for r in card.variants), disaggregation=disagg)
+                   tuple(variants.values()), disaggregation=disagg, partners=partners)
 
 
 def _period_plan(config: Config, models: ModelStore, name: str, want_q: bool) -> DayPlan:

@@ -33,10 +33,26 @@ def with_rain(predictors: Sequence[str], rain: Sequence[str], use: bool) -> tupl
 
 
 def rain_reduced_sets(reduced_sets: Sequence[Sequence[str]], rain: Sequence[str]) -> tuple[tuple[str, ...], ...]:
-    """The reduced predictor groups plus one that also drops the ``rain`` predictors (for a day
-    whose precipitation record has a gap): ``[[lst]]`` -> ``[[lst], [lst, precip, api_...]]``."""
+    """The reduced predictor groups plus one that drops the ``rain`` predictors alone (a gap in
+    the precipitation record on a clear day; also the rain-free partner of the within-cell
+    anomaly, :func:`rain_free_partners`) and one that drops them with every other group:
+    ``[[lst]]`` -> ``[[lst], [precip, api_...], [lst, precip, api_...]]``."""
     dropped = tuple(dict.fromkeys(p for group in reduced_sets for p in group))
-    return (*map(tuple, reduced_sets), (*dropped, *(r for r in rain if r not in dropped)))
+    rain_only = tuple(r for r in rain if r not in dropped)
+    return (*map(tuple, reduced_sets), rain_only, (*dropped, *rain_only))
+
+
+def rain_free_partners(variants: Mapping[str, Sequence[str]], rain: Collection[str]) -> dict[str, str]:
+    """``{variant: partner}``: for each variant that uses a ``rain`` predictor, the variant
+    whose predictors are the same without them (when there is one)."""
+    by_predictors = {tuple(p): name for name, p in variants.items()}
+    out = {}
+    for name, preds in variants.items():
+        if any(p in rain for p in preds):
+            partner = by_predictors.get(tuple(p for p in preds if p not in rain))
+            if partner is not None:
+                out[name] = partner
+    return out
 
 
 def feature_names(predictors: Sequence[str], circular: bool = True) -> tuple[str, ...]:
@@ -69,12 +85,12 @@ def feature_layers(layers: Mapping[str, Any], features: Sequence[str]) -> dict[s
     return {f: feature_layer(f, layers[source_of(f)]) for f in features}
 
 
-def monotone_constraints(features: Sequence[str], increasing: Collection[str]) -> tuple[int, ...] | None:
-    """XGBoost's ``monotone_constraints`` for a model on ``features`` (in order): non-decreasing
-    (1) in each feature of ``increasing``, unconstrained (0) in the others; None when no feature
-    is constrained."""
+def monotone_constraints(features: Sequence[str], increasing: Collection[str]) -> dict[str, tuple[int, ...]]:
+    """XGBoost parameters that make a model on ``features`` (in order) non-decreasing in each
+    feature of ``increasing``: ``{"monotone_constraints": (1 or 0 per feature)}``, or ``{}``
+    when no feature is constrained."""
     signs = tuple(int(f in increasing) for f in features)
-    return signs if any(signs) else None
+    return {"monotone_constraints": signs} if any(signs) else {}
 
 
 def doy_terms(dates: Any) -> np.ndarray:
@@ -91,4 +107,5 @@ def design_matrix(table: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     return np.concatenate([X, doy_terms(table["date"].to_numpy()).reshape(len(table), 2)], axis=1)
 
 
-__all__ = ["design_matrix", "monotone_constraints", "CIRCULAR", "DOY_FEATURES", "feature_names", "source_of", "feature_layer", "feature_layers", "doy_terms"]
+__all__ = ["design_matrix", "monotone_constraints", "CIRCULAR", "DOY_FEATURES", "feature_names", "source_of", "feature_layer", "feature_layers", "doy_terms",
+           "rain_free_partners", "rain_reduced_sets", "with_rain"]

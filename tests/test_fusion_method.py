@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,10 @@ from dsm import ledger, products
 from dsm.config import from_dict
 from dsm.errors import ConfigError
 from dsm.fusion import STATE_CARRIED, STATE_FUSED
-from dsm.grid import FINE_PER_COARSE, block_reduce_mean
+from dsm.blocks import model_day, predict_day
+from dsm.cube import RAIN_PREDICTORS as RAIN
+from dsm.dayplans import DayPlan, VariantPlan
+from dsm.grid import FINE_PER_COARSE, block_reduce_mean, repeat_to_fine
 from dsm.models.cards import FUSION_KEY, FusionCard
 from dsm.models.store import ModelStore
 from dsm.models.train import train
@@ -106,11 +111,14 @@ def test_fusion_beats_bilinear_smap_on_a_small_twin(tmp_path_factory, client):
 def test_card_records_the_search_the_companions_and_the_error_model(runs, tiny_twin):
     store = ModelStore(runs["fusion"].stores.models)
     card = FusionCard.from_dict(store.read_card(FUSION_KEY))
-    # the twin has precipitation: the rain predictors join, with a companion for gaps in its record
-    rain = "no-lst-rain"
-    assert [v.name for v in card.variants] == ["full", "no-lst", rain, "static"]
+    # the twin has precipitation: the rain predictors join, with companions for gaps in its record
+    assert [v.name for v in card.variants] == ["full", "no-lst", "no-rain", "no-lst-rain", "static"]
     assert card.predictors[-4:] == ("precip", "api_2d", "api_5d", "api_15d")
-    assert "api_15d" in card.variants[1].predictors and "precip" not in card.variants[2].predictors
+    by_name = {v.name: v for v in card.variants}
+    assert "api_15d" in by_name["no-lst"].predictors and "precip" not in by_name["no-lst-rain"].predictors
+    assert by_name["no-rain"].predictors == tuple(p for p in card.predictors if p not in RAIN)
+    # each rain model's within-cell anomaly is averaged with its rain-free companion's
+    assert card.anomaly_partners == {"full": "no-rain", "no-lst": "no-lst-rain"}
     full = card.variants[0]
     assert full.features[-2:] == ("doy_sin", "doy_cos") and "aspect_sin" in full.features
     assert "aspect" not in full.features and set(full.ranges) == set(full.features[:-2])
@@ -329,3 +337,85 @@ def test_the_anomaly_gain_is_calibrated_at_the_stations_recorded_and_kept_on_res
     assert ledger.read(cfg.stores.output).stored_records()[UNC_ATTR] == unc.to_dict()
     assert np.array_equal(xr.open_zarr(cfg.stores.output, consolidated=False)["sm"].values, got, equal_nan=True)
     assert np.array_equal(xr.open_zarr(cfg.stores.output, consolidated=False)["sm_unc"].values, u_k, equal_nan=True)
+
+
+class _Linear:
+    """A model predicting ``X @ w`` (the columns a variant's plan feeds it)."""
+
+    def __init__(self, *w: float) -> None:
+        self.w = np.asarray(w, np.float32)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return X @ self.w
+
+
+def test_the_within_cell_anomaly_is_averaged_with_the_rain_free_partner():
+    f = FINE_PER_COARSE
+    rng = np.random.default_rng(3)
+    land = np.ones((f, 2 * f), bool)
+    land[:3, :3] = False
+    lst = (300 + 5 * rng.normal(size=land.shape)).astype(np.float32)
+    lst[:, f:][:4] = np.nan  # cloud: the reduced models there
+    feats = {"lst": lst, "dem": (1000 + 50 * rng.normal(size=land.shape)).astype(np.float32),
+             "precip": np.full(land.shape, 4.0, np.float32)}
+    feats["precip"][:, f + 10:] = 12.0  # rain varies within cell 1
+    models = {"full": _Linear(0.001, 0.0001, 0.01), "no-rain": _Linear(0.0005, 0.0002),
+              "no-lst": _Linear(0.0003, 0.02), "static": _Linear(0.0002)}
+    full = VariantPlan("full", ("lst", "dem", "precip"), "full", "s")
+    no_rain = VariantPlan("no-rain", ("lst", "dem"), "no-rain", "s")
+    no_lst = VariantPlan("no-lst", ("dem", "precip"), "no-lst", "s")
+    static = VariantPlan("static", ("dem",), "static", "s")
+    plain = DayPlan(dt.date(2016, 6, 27), "p", "fusion", "xgb", False, (full, no_rain, no_lst, static))
+    paired = replace(plain, partners=(("full", no_rain), ("no-lst", static)))
+    smap = np.array([[0.2, 0.25]], np.float32)
+    load = lambda key, sha: models[key]  # noqa: E731
+    m0, u0, o0, c0, d0 = model_day(feats, land, smap, plain, load)
+    m1, u1, o1, c1, d1 = model_day(feats, land, smap, paired, load)
+    # the model, its origin and counts do not change; the detail field is the pair's mean
+    np.testing.assert_array_equal(m0, m1)
+    np.testing.assert_array_equal(o0, o1)
+    assert c0 == c1 and d0 is m0
+    X = np.stack([feats["lst"], feats["dem"], feats["precip"]], -1)
+    clear = land & np.isfinite(lst)
+    np.testing.assert_allclose(d1[clear], 0.5 * (X[clear] @ models["full"].w + X[clear][:, :2] @ models["no-rain"].w),
+                               rtol=1e-6)
+    cloud = land & ~np.isfinite(lst)
+    np.testing.assert_allclose(d1[cloud], 0.5 * (X[cloud][:, 1:] @ models["no-lst"].w + X[cloud][:, 1] * 0.0002),
+                               rtol=1e-6)
+    assert np.isnan(d1[~land]).all()
+    # the fused map adds k times the detail's within-cell anomaly to the fused cell mean
+    cells = _cells(np.array([[0.21, 0.24]]), np.zeros((1, 2)), np.full((1, 2), STATE_FUSED, np.uint8))
+    sm, _, _, _ = predict_day(feats, land, smap, paired, load, cells=cells)
+    expected = d1 - repeat_to_fine(block_reduce_mean(d1), f) + repeat_to_fine(np.array([[0.21, 0.24]]), f)
+    np.testing.assert_allclose(sm[land], expected[land], atol=1e-6)
+    sm0, _, _, _ = predict_day(feats, land, smap, plain, load, cells=cells)
+    assert not np.allclose(sm0[land], sm[land])
+
+
+def test_prediction_averages_the_anomaly_with_the_cards_rain_free_partner(runs, unsmoothed, tmp_path, client):
+    """The same models predicted with a card that lists no anomaly partners: the cell means do
+    not change, the within-cell anomalies do (they are the full model's alone)."""
+    from dsm.cellmeans import within_cell_anomaly
+
+    models = tmp_path / "models"
+    shutil.copytree(unsmoothed.stores.models, models)
+    store = ModelStore(str(models))
+    card = store.read_card(FUSION_KEY)
+    assert card["anomaly_partners"] == {"full": "no-rain", "no-lst": "no-lst-rain"}
+    store.write_card(FUSION_KEY, {**card, "anomaly_partners": {}})
+    raw = unsmoothed.model_dump(mode="json")
+    raw["stores"].update(models=str(models), output=str(tmp_path / "alone.zarr"))
+    alone = from_dict(raw)
+    assert predict(alone, client).failed == {}
+    day = "2016-06-20"
+    assert ledger.read(unsmoothed.stores.output).day(day).model["anomaly_partners"] == card["anomaly_partners"]
+    assert "anomaly_partners" not in ledger.read(alone.stores.output).day(day).model
+    paired = xr.open_zarr(unsmoothed.stores.output, consolidated=False)["sm"].values
+    own = xr.open_zarr(alone.stores.output, consolidated=False)["sm"].values
+    ok = (paired > 0.01) & (own > 0.01)  # away from the clip at 0
+    assert ok.sum() > 100_000
+    cm = lambda a: np.stack([block_reduce_mean(d) for d in a])  # noqa: E731
+    np.testing.assert_allclose(cm(np.where(ok, paired, np.nan)), cm(np.where(ok, own, np.nan)), atol=2e-3)
+    a_paired = np.stack([within_cell_anomaly(d) for d in paired])[ok]
+    a_own = np.stack([within_cell_anomaly(d) for d in own])[ok]
+    assert np.abs(a_paired - a_own).mean() > 5e-4

@@ -106,7 +106,7 @@ def test_model_day_treats_impossible_values_as_missing_and_flags_what_it_changed
     assert counts["static"] == 2 * F + 2 * 2 * F  # albedo -7 in cell 1, NDVI -5 in cell 2
     assert ((sm >= 0) & (sm <= 1)).all()
     # model_day alone screens what it is given as well
-    _, _, alone, _ = model_day(feats, land, smap, plan, lambda k, s: models[k])
+    _, _, alone, _, _ = model_day(feats, land, smap, plan, lambda k, s: models[k])
     np.testing.assert_array_equal(alone, origin)
 
 

@@ -79,6 +79,11 @@ class FusionConfig(_Frozen):
         default=True, description="constrain the pooled model to be non-decreasing in the day's precipitation "
         "and the antecedent precipitation indices, all else equal (XGBoost monotone_constraints): soil wets "
         "up after rain; without it the trees also fit the rain product's errors")
+    rain_free_anomaly: bool = Field(
+        default=True, description="the 1 km within-cell anomaly is the mean of the model's and of its companion "
+        "without the rain predictors (trained alongside): the rain fields (0.1 degree) carry no 1 km detail, and "
+        "the model without them learns the static within-cell pattern better; the cell mean keeps the rain. "
+        "Needs output.gap_free (the companions); the card's anomaly_partners lists the pairs used")
     pixels_per_cell: int = Field(default=64, ge=4, description="disaggregation: 1 km pixels sampled per cell-day")
     anomaly_window_days: int = Field(
         default=1, ge=1, le=61, description="centred running mean of the 1 km within-cell anomaly over this "

@@ -77,6 +77,10 @@ class FusionCard:
     monotone_increasing
         Predictors every model is constrained to be non-decreasing in
         (``training.fusion.monotone_rain``).
+    anomaly_partners
+        ``{variant: partner}``: the 1 km within-cell anomaly of a pixel the variant predicts is
+        the mean of the variant's and its partner's (the same predictors without the rain ones,
+        ``training.fusion.rain_free_anomaly``); empty: the variant's own.
     error_model
         :class:`dsm.fusion.ErrorModel` as a dict (var_S, var_M, w, decay, warnings).
     var_anomaly
@@ -112,6 +116,7 @@ class FusionCard:
     version: int = CARD_VERSION
     inputs_out_of_range: dict[str, int] = field(default_factory=dict)
     monotone_increasing: tuple[str, ...] = ()
+    anomaly_partners: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``card.json``)."""
@@ -127,7 +132,7 @@ class FusionCard:
                    d.get("disaggregation_card"), dict(d.get("importance", {})), d.get("created", ""),
                    d.get("method", "fusion"), int(d.get("version", CARD_VERSION)),
                    {k: int(v) for k, v in d.get("inputs_out_of_range", {}).items()},
-                   tuple(d.get("monotone_increasing", ())))
+                   tuple(d.get("monotone_increasing", ())), dict(d.get("anomaly_partners", {})))
 
 
 __all__ = ["FUSION_KEY", "fusion_model_key", "ModelRecord", "FusionCard"]

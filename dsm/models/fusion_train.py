@@ -14,9 +14,14 @@
    rounds is chosen by the CV. The candidate with the lowest CV RMSE wins. Every model is
    constrained to be non-decreasing in the rain predictors (``training.fusion.monotone_rain``):
    soil wets up after rain, and the trees cannot fit the rain product's errors the other way.
-3. **Companions.** Each reduced predictor set (``output.reduced_sets``, then the static
-   predictors alone) gets the chosen hyperparameters, its own CV (for its rounds and its
-   held-out predictions) on the samples where its features are valid.
+3. **Companions.** Each reduced predictor set (``output.reduced_sets``, with the rain
+   predictors: also without them, and without both; then the static predictors alone) gets
+   the chosen hyperparameters, its own CV (for its rounds and its held-out predictions) on the
+   samples where its features are valid. With ``training.fusion.rain_free_anomaly`` each rain
+   model's rain-free companion is its *anomaly partner* (``FusionCard.anomaly_partners``): the
+   map's 1 km within-cell anomaly is the mean of the two models'. The rain fields (0.1 degree)
+   carry no 1 km detail; the trees that have them learn the static within-cell pattern less
+   well (fewer rounds), while the cell mean, where the rain counts, stays the full model's.
 4. **Refit.** Every variant is refitted on all its samples with ``xgboost.dask`` on the workers.
 5. **Error model.** The held-out (out-of-fold) cell means of the variant prediction would use
    for each sample, against SMAP, give SMAP's random error by triple collocation, the model's
@@ -48,6 +53,7 @@ from dsm.features import (
     design_matrix,
     feature_names,
     monotone_constraints,
+    rain_free_partners,
     rain_reduced_sets,
     with_rain,
 )
@@ -96,12 +102,6 @@ def cross_validate(client: Client, X: np.ndarray, y: np.ndarray, fold: np.ndarra
     oof = out_of_fold(X, fold, [results[best, k][1] for k in range(n_folds)], scores[best].n_rounds)
     order = sorted(range(len(scores)), key=lambda i: scores[i].rmse)
     return [scores[i] for i in order], oof
-
-
-def _shape_constraints(features: Sequence[str], increasing: Sequence[str]) -> dict[str, Any]:
-    """XGBoost parameters that make a model on ``features`` non-decreasing in ``increasing``."""
-    signs = monotone_constraints(features, increasing)
-    return {} if signs is None else {"monotone_constraints": signs}
 
 
 def model_predictors(config: Config, ds: xr.Dataset) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
@@ -173,7 +173,7 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
             steps.step(f"fusion {name}: {int(rows.sum())} samples, too few: no {name} model")
             continue
         X, y = design_matrix(table[rows], feats), y_all[rows]
-        shape = _shape_constraints((*feats, *DOY_FEATURES), monotone)
+        shape = monotone_constraints((*feats, *DOY_FEATURES), monotone)
         grid = [{**g, **shape} for g in (candidates(fcfg.grid) if not params else [params])]
         scores, oof = cross_validate(client, X, y, fold[rows], grid, fcfg.cv_folds, fcfg.max_rounds, tcfg.seed, device)
         if not params:
@@ -200,7 +200,7 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
     for w in em.warnings:
         say(f"fusion error model: {w}")
     disagg, disagg_card = (_disaggregation(config, client, store, ds, table, records[0],
-                                           {**params, **_shape_constraints(records[0].features, monotone)})
+                                           {**params, **monotone_constraints(records[0].features, monotone)})
                            if tcfg.disaggregation else (None, None))
     if tcfg.disaggregation:
         steps.step("fusion disaggregation model")
@@ -213,6 +213,8 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
             "block_smap_cells": fcfg.block_cells * per_36km, "n_samples": int(len(table)),
             "max_rounds": fcfg.max_rounds, "scheme": "blocks of days x cells"},
         variants=tuple(records), monotone_increasing=tuple(p for p in monotone if p in predictors),
+        anomaly_partners=(rain_free_partners({r.name: r.predictors for r in records}, RAIN_PREDICTORS)
+                          if fcfg.rain_free_anomaly else {}),
         error_model=em.to_dict(), var_anomaly=fcfg.anomaly_error_sd ** 2,
         anomaly_gain=fcfg.anomaly_gain,
         interval=config.output.interval if config.output.uncertainty != "none" else None,
