@@ -9,13 +9,19 @@ N``: the first N days done), then times in interleaved rounds (``--rounds``, the
   :func:`dsm.validate.period_skill` (a third read of the truth), both on the client;
 * ``workers``: :func:`dsm.skill.skill` with ``client`` and ``periods=True`` on a LocalCluster of
   ``--workers`` single-threaded worker processes: one task per time chunk and pass, the stores
-  read on the workers, the per-period table from the same pass.
+  read on the workers, the per-period table from the same pass, each chunk's sums folded into
+  those before it on the workers (:func:`dsm.skill_workers.on_workers`): only each pass's total
+  comes to the client;
+* ``gathered``: the same tasks, but every chunk's sums gathered to the client and merged there,
+  in time order (the scheme before the fold; :func:`gathered_runner`, this file's baseline).
 
-Both give the same scores (checked: the skill JSON bit for bit, the period table within 1e-12).
-Prints each wall time and the ratio client / workers (> 1: the workers are faster) with its
-median and range over the rounds; ``--json PATH`` writes them.
+All give the same scores (checked: the skill JSON bit for bit, the period table within 1e-12).
+Prints each wall time, the MB the workers sent to the client (their logs of outgoing
+transfers), the ratios client / workers and gathered / workers (> 1: ``workers`` is faster)
+with their median and range over the rounds; ``--json PATH`` writes them.
 
-Run: ``.venv/bin/python bench/validate.py [--workdir DIR] [--days N] [--rounds R] [--workers W] [--json PATH]``
+Run: ``.venv/bin/python bench/validate.py [--workdir DIR] [--days N] [--rounds R] [--workers W]
+[--paths client,workers,gathered] [--json PATH]``
 """
 
 from __future__ import annotations
@@ -25,15 +31,21 @@ import json
 import statistics
 import tempfile
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from _common import load_average, local_cluster, machine_facts
+from distributed import Client, as_completed
 
 from dsm import config as config_mod
+from dsm import skill_workers
 from dsm.skill import read_twin_stations, skill
+from dsm.skill_chunks import Runner, SkillJob
 from dsm.synthetic import TwinSpec
 from dsm.testing.validation import make_products_store
 from dsm.validate import period_skill
@@ -63,12 +75,83 @@ def _stores(work: Path, days: int) -> tuple[config_mod.Config, str]:
     return cfg, str(out)
 
 
+def gathered_runner(client: Client, window: int = 0) -> Runner:
+    """The runner of the twin skill before the fold on the workers: each chunk's sums gathered
+    to the client as soon as the chunk is done and yielded in chunk order (the client merges)."""
+
+    def run(fn: Callable[..., Any], job: SkillJob, args: list[tuple[Any, ...]]) -> Iterator[Any]:
+        width = window or 2 * max(1, sum(client.nthreads().values())) + 2
+        shared = [client.scatter([a], broadcast=True, hash=False)[0] for a in ((job, *args[0][1:]) if args else ())]
+        job_f, rest = (shared[0], shared[1:]) if shared else (job, [])
+        pending = iter(enumerate(args))
+        done: dict[int, Any] = {}
+        queue = as_completed()
+        index: dict[Any, int] = {}
+
+        def submit() -> None:
+            item = next(pending, None)
+            if item is not None:
+                i, a = item
+                f = client.submit(fn, job_f, a[0], *rest, key=f"skill-{fn.__name__}-{i}-{uuid.uuid4().hex}")
+                index[f.key] = i
+                queue.add(f)
+
+        for _ in range(width):
+            submit()
+        nxt = 0
+        for fut in queue:
+            done[index.pop(fut.key)] = fut.result()
+            submit()
+            while nxt in done:
+                yield done.pop(nxt)
+                nxt += 1
+        client.cancel(shared)
+
+    return run
+
+
+@contextmanager
+def runner(make: Callable[..., Runner]) -> Iterator[None]:
+    """:func:`dsm.skill.skill` uses ``make`` instead of :func:`dsm.skill_workers.on_workers` inside."""
+    kept = skill_workers.on_workers
+    skill_workers.on_workers = make
+    try:
+        yield
+    finally:
+        skill_workers.on_workers = kept
+
+
+def sent_to_client(client: Client, since: float) -> int:
+    """Bytes the workers have sent to a client or the scheduler (not to another worker) in the
+    transfers they started after ``since`` (``time.time()``), from their outgoing transfer logs."""
+    def sent(dask_worker: Any) -> int:
+        return sum(t["total"] for t in dask_worker.transfer_outgoing_log if t["who"] is None and t["start"] >= since)
+
+    return sum(client.run(sent).values())
+
+
+def check_same(results: dict[str, Any]) -> dict[str, Any]:
+    """Check that every path gave the first one's skill JSON (bit for bit) and period table
+    (within 1e-12); the first one's skill."""
+    first, *others = list(results)
+    s_c, p_c = results[first]
+    for label in others:
+        s_w, p_w = results[label]
+        assert json.dumps(s_c) == json.dumps(s_w), f"{label} gave other skill scores than {first}"
+        assert p_c[["period", "map", "n"]].equals(p_w[["period", "map", "n"]])
+        for c in ("rmse", "r", "ubrmse", "bias", "cell_r"):
+            np.testing.assert_allclose(p_w[c].to_numpy(float), p_c[c].to_numpy(float), rtol=1e-12, atol=1e-15)
+    return s_c
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default=None, help="folder holding (or to hold) the default twin")
     ap.add_argument("--days", type=int, default=0, help="score the first N days (default 0: all 366)")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the two paths (default 3)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the paths (default 3)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes of the cluster (default 2)")
+    ap.add_argument("--paths", default="client,workers,gathered",
+                    help="the paths to time, comma-separated, at least two (default client,workers,gathered)")
     ap.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     args = ap.parse_args()
 
@@ -89,28 +172,44 @@ def main() -> None:
             s = skill(output, truth, cube, stations=stations, client=client, periods=True)
             return s, pd.DataFrame(s.pop("periods"))
 
-        runs = {"client": on_client, "workers": on_workers}
+        def gathered() -> Any:
+            with runner(gathered_runner):
+                return on_workers()
+
+        paths = {"client": on_client, "workers": on_workers, "gathered": gathered}
+        wanted = args.paths.split(",")
+        if len(wanted) < 2 or not set(wanted) <= set(paths):
+            ap.error(f"--paths: two or more of {', '.join(paths)}")
+        runs = {k: paths[k] for k in wanted}
         times: dict[str, list[float]] = {k: [] for k in runs}
+        received: dict[str, list[float]] = {k: [] for k in runs}
         order = list(runs)
         for i in range(args.rounds):
-            for label in order[i % len(order):] + order[:i % len(order)]:  # rotate: neither always first
-                t0 = time.perf_counter()
+            for label in order[i % len(order):] + order[:i % len(order)]:  # rotate: none always first
+                since, t0 = time.time(), time.perf_counter()
                 results[label] = runs[label]()
                 times[label].append(time.perf_counter() - t0)
-                print(f"round {i + 1} {label:8s} {times[label][-1]:8.1f} s")
-    (s_c, p_c), (s_w, p_w) = results["client"], results["workers"]
-    assert json.dumps(s_c) == json.dumps(s_w), "the two paths gave different skill scores"
-    assert p_c[["period", "map", "n"]].equals(p_w[["period", "map", "n"]])
-    for c in ("rmse", "r", "ubrmse", "bias", "cell_r"):
-        np.testing.assert_allclose(p_w[c].to_numpy(float), p_c[c].to_numpy(float), rtol=1e-12, atol=1e-15)
-    ratios = [c / w for c, w in zip(times["client"], times["workers"], strict=True)]
+                time.sleep(0.5)  # a worker logs a transfer once the client has acknowledged it
+                received[label].append(sent_to_client(client, since) / 1e6)
+                print(f"round {i + 1} {label:8s} {times[label][-1]:8.1f} s, {received[label][-1]:8.1f} MB "
+                      "from the workers")
+    s_c = check_same(results)
+
+    def spread(num: str, den: str) -> dict[str, float]:
+        r = [a / b for a, b in zip(times[num], times[den], strict=True)]
+        return {"median": statistics.median(r), "min": min(r), "max": max(r)}
+
     figures: dict[str, Any] = {"days": s_c["days"], "workers": args.workers, "rounds": args.rounds,
-                               "machine": machine_facts(), "seconds": times,
-                               "client/workers": {"median": statistics.median(ratios), "min": min(ratios),
-                                                  "max": max(ratios)}}
-    print(f"{s_c['days']} days; client / workers ratio {statistics.median(ratios):5.2f} "
-          f"({min(ratios):.2f}..{max(ratios):.2f}); medians: client {statistics.median(times['client']):.1f} s, "
-          f"workers {statistics.median(times['workers']):.1f} s")
+                               "machine": machine_facts(), "seconds": times, "mb_sent_to_client": received,
+                               **{f"{a}/{b}": spread(a, b) for a, b in
+                                  (("client", "workers"), ("gathered", "workers"), ("client", "gathered"))
+                                  if a in runs and b in runs}}
+    print(f"{s_c['days']} days; medians: " + ", ".join(
+        f"{k} {statistics.median(v):.1f} s ({statistics.median(received[k]):.1f} MB to the client)"
+        for k, v in times.items()))
+    for k, f in figures.items():
+        if "/" in k:
+            print(f"ratio {k:16s} {f['median']:5.2f} ({f['min']:.2f}..{f['max']:.2f})")
     print(f"load average after: {load_average()}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))

@@ -13,8 +13,9 @@ it whole with fsspec to ``stores.cog``:
     ``sm_origin``: uint16 bit flags (:data:`dsm.products.ORIGIN_BITS`), no scale, no nodata
     (0: not predicted); its overviews take the nearest pixel, never a mean of flags.
 
-Each band keeps its description, units and tags; the COGs are tiled, with overviews and
-explicit compression; ``output.export_crs: EPSG:4326`` reprojects them (nearest neighbour).
+Each band keeps its description, units (GDAL's unit type), scale, offset, nodata and tags
+(``units``, ``long_name``, ``variable``); the COGs are written by GDAL's COG driver, tiled, with
+overviews and explicit compression; ``output.export_crs: EPSG:4326`` reprojects them (nearest neighbour).
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ from typing import Any
 import fsspec
 import numpy as np
 import rasterio
+import rasterio.shutil
 import zarr
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
-from rio_cogeo.cogeo import cog_translate, cog_validate
-from rio_cogeo.profiles import cog_profiles
+from rio_cogeo.cogeo import cog_validate
 
 from dsm import files, products
 from dsm.daydata import check_day, day_layer, valid_count
@@ -105,9 +106,33 @@ class ExportJob:
     layers: tuple[str, ...] = EXTRA_LAYERS  # exported beside sm
 
 
+def _write_source(mem: rasterio.MemoryFile, data: np.ndarray, profile: Mapping[str, Any], layer: CogLayer,
+                  blocksize: int) -> None:
+    """Write ``data`` to the in-memory GeoTIFF ``mem`` with ``layer``'s band metadata and overviews.
+
+    The overviews (factors 2, 4, ... down to about one block, ``layer.overview_resampling``,
+    nodata excluded) are built here, on the full resolution, the way rio-cogeo builds them.
+    """
+    with mem.open(**profile) as dst:
+        dst.write(np.asarray(data, dtype=layer.dtype), 1)
+        dst.scales = (layer.scale,)
+        dst.offsets = (0.0,)
+        dst.units = (layer.units,)
+        dst.set_band_description(1, layer.description)
+        dst.update_tags(1, units=layer.units, long_name=layer.description.split(": ", 1)[1], variable=layer.variable)
+        dst.update_tags(OVERVIEW_RESAMPLING=layer.overview_resampling.upper())
+        levels = max(1, int(math.log2(max(1, min(dst.height, dst.width) // blocksize))))
+        dst.build_overviews([2 ** j for j in range(1, levels + 1)], Resampling[layer.overview_resampling])
+
+
 def write_cog(data: np.ndarray, transform: Any, crs: str, path: str, blocksize: int = 512,
               compress: str = "DEFLATE", dst_crs: str | None = None, layer: CogLayer = LAYERS["sm"]) -> dict[str, Any]:
     """Write ``data`` (stored values of ``layer``) as a validated COG at local ``path``.
+
+    The band's values, scale, offset, nodata, units, description, tags and overviews are
+    written to an in-memory GeoTIFF (reprojected first to ``dst_crs``, nearest neighbour, when
+    given) that GDAL's COG driver copies whole. rio-cogeo's ``cog_translate`` would drop the
+    band's units (it copies descriptions, tags, scales and offsets only), hence the driver.
 
     Returns the COG's shape, transform, CRS, overview factors, scale, offset and nodata.
 
@@ -120,26 +145,19 @@ def write_cog(data: np.ndarray, transform: Any, crs: str, path: str, blocksize: 
     bs = blocksize_for((h, w), blocksize)
     profile = {"driver": "GTiff", "dtype": layer.dtype, "count": 1, "height": h, "width": w, "crs": crs,
                "transform": transform, "nodata": layer.nodata}
-    cog = dict(cog_profiles.get(compress.lower() if compress != "DEFLATE" else "deflate"))
-    cog.update(blockxsize=bs, blockysize=bs, compress=compress, predictor=2)
     with rasterio.MemoryFile() as mem:
-        with mem.open(**profile) as src:
-            src.write(np.asarray(data, dtype=layer.dtype), 1)
-            src.scales = (layer.scale,)
-            src.offsets = (0.0,)
-            src.units = (layer.units,)
-            src.set_band_description(1, layer.description)
-            src.update_tags(1, units=layer.units, long_name=layer.description.split(": ", 1)[1], variable=layer.variable)
+        if dst_crs:
+            with rasterio.MemoryFile() as native:
+                with native.open(**profile) as src:
+                    src.write(np.asarray(data, dtype=layer.dtype), 1)
+                with native.open() as src, WarpedVRT(src, crs=dst_crs, resampling=Resampling.nearest,
+                                                      nodata=layer.nodata) as vrt:
+                    data = vrt.read(1)
+                    profile.update(height=vrt.height, width=vrt.width, crs=vrt.crs, transform=vrt.transform)
+        _write_source(mem, data, profile, layer, bs)
         with mem.open() as src:
-            source = WarpedVRT(src, crs=dst_crs, resampling=Resampling.nearest, nodata=layer.nodata) if dst_crs else src
-            try:
-                overview_level = max(1, int(math.log2(max(1, min(source.height, source.width) // bs))))
-                cog_translate(source, path, cog, nodata=layer.nodata, overview_level=overview_level,
-                              overview_resampling=layer.overview_resampling, in_memory=True, quiet=True,
-                              add_mask=False, use_cog_driver=False, forward_band_tags=True)
-            finally:
-                if dst_crs:
-                    source.close()
+            rasterio.shutil.copy(src, path, driver="COG", BLOCKSIZE=bs, COMPRESS=compress, PREDICTOR="YES",
+                                 OVERVIEWS="FORCE_USE_EXISTING")
     valid, errors, warnings = cog_validate(path, quiet=True)
     with rasterio.open(path) as dst:
         overviews = dst.overviews(1)
@@ -179,7 +197,10 @@ def export_day(job: ExportJob) -> dict[str, Any]:
     origin = day_layer(out, "sm_origin", job.t, so)
     group = zarr.open_group(out, mode="r", storage_options=so or None)
     region = products.region_of(group.attrs)
-    digest = products.day_digest(data, tuple(group["sm"].chunks[1:])) if job.sm_digest is not None else None
+    sm = group.get("sm")
+    if not isinstance(sm, zarr.Array):
+        raise InputError(f"{out}: no array 'sm'; not a products store (`dsm predict CONFIG` writes one)")
+    digest = products.day_digest(data, (sm.chunks[1], sm.chunks[2])) if job.sm_digest is not None else None
     check_day(out, job.day, job.t, valid_count(data), digest, job.valid_pixels, job.sm_digest)
     stored = {"sm": data, "sm_origin": origin}
     with tempfile.TemporaryDirectory(prefix="dsm-cog-") as tmp:

@@ -32,7 +32,7 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast
 
 import fsspec
 import netCDF4
@@ -42,7 +42,7 @@ import zarr
 from dsm import __version__, files, products
 from dsm.config import Config
 from dsm.daydata import LostDataError, check_day, open_layer, read_block
-from dsm.errors import ConfigError
+from dsm.errors import ConfigError, InputError
 from dsm.grid import Region
 
 VARIABLES: tuple[str, ...] = ("sm", "sm_unc", "sm_origin")
@@ -248,6 +248,23 @@ def _copy(nc: Any, job: NetcdfJob, so: Mapping[str, Any], names: Sequence[str], 
                   job.digests[i])
 
 
+ZlibLevel = Literal[1, 2, 3, 4, 5, 6, 7, 8, 9]
+
+
+def _array(group: zarr.Group, output: str, name: str) -> zarr.Array:
+    """The products array ``name`` of ``group`` (the store at ``output``)."""
+    arr = group.get(name)
+    if not isinstance(arr, zarr.Array):
+        raise InputError(f"{output}: no array {name!r}; not a products store (`dsm predict CONFIG` writes one)")
+    return arr
+
+
+def _zlib_level(level: int) -> ZlibLevel:
+    if level not in range(1, 10):
+        raise ConfigError(f"output.netcdf_complevel: {level} is not a zlib level; give 1 to 9")
+    return cast(ZlibLevel, level)
+
+
 def write_period(job: NetcdfJob) -> dict[str, Any]:
     """Write one period's netCDF file and upload it (runs on a worker); returns its record
     (``url``, ``name``, ``size``, ``sha256``, ``days``)."""
@@ -255,7 +272,7 @@ def write_period(job: NetcdfJob) -> dict[str, Any]:
     group = zarr.open_group(job.output, mode="r", storage_options=so or None)
     region = products.region_of(group.attrs)
     names = [n for n in VARIABLES if n in group]
-    tchunk = group["sm"].chunks[0]
+    tchunk = _array(group, job.output, "sm").chunks[0]
     ny, nx = region.fine_shape
     chunks = (min(len(job.days), tchunk), min(ny, SPATIAL_CHUNK), min(nx, SPATIAL_CHUNK))
     name = netcdf_name(job.label)
@@ -264,13 +281,15 @@ def write_period(job: NetcdfJob) -> dict[str, Any]:
         with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
             _coordinates(nc, group, job, region)
             for var in names:
-                store_attrs = dict(group[var].attrs)
+                arr = _array(group, job.output, var)
+                store_attrs = dict(arr.attrs)
                 packed = var in ("sm", "sm_unc")
+                fill: np.int16 | Literal[False] = np.int16(products.FILL) if packed else False
                 v = nc.createVariable(var, "i2" if packed else "u2", ("time", "y", "x"), zlib=True,
-                                      complevel=job.complevel, shuffle=True, chunksizes=chunks,
-                                      fill_value=np.int16(products.FILL) if packed else False)
+                                      complevel=_zlib_level(job.complevel), shuffle=True, chunksizes=chunks,
+                                      fill_value=fill)
                 v.set_auto_maskandscale(False)  # the stored (packed) values go in as they are
-                band = group[var].chunks[1] + 2 * chunks[1]  # rows a band of the store touches in the file
+                band = arr.chunks[1] + 2 * chunks[1]  # rows a band of the store touches in the file
                 v.set_var_chunk_cache(size=max(1 << 22, chunks[0] * band * nx * v.dtype.itemsize))
                 v.setncatts(_variable_attrs(var, store_attrs))
             _copy(nc, job, so, names, tchunk)

@@ -4,8 +4,9 @@
 maps without downscaling, on the same pixel-days, streaming one time chunk at a time (memory:
 one time chunk of every map plus a few float64 layers per map and pixel). Each chunk is read and
 scored by :mod:`dsm.skill_chunks` into sums that merge (:mod:`dsm.skill_sums`): in this process,
-or with a Dask ``client`` as one task per chunk on the workers, the client merging the small
-sums in time order (the same result, bit for bit). With ``periods``, the same pass also scores
+or with a Dask ``client`` as one task per chunk on the workers, where each chunk's sums are
+folded into those before it, in time order (:mod:`dsm.skill_workers`; the same result, bit for
+bit): only each pass's total comes to the client. With ``periods``, the same pass also scores
 the first map per 16-day period (the table of :func:`dsm.validate.validate` and the report), so
 the validate stage reads the truth in this one pass only.
 
@@ -146,8 +147,9 @@ def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
     client
         With a Dask client, each time chunk is read and scored by a task on its workers (the
         stores read there by URL and ``storage_options``), in two rounds (the anomalies need the
-        pixels' time means of the first); the client only merges the chunks' sums, in time order,
-        so the result is the same as without a client, bit for bit.
+        pixels' time means of the first); the workers fold the chunks' sums in time order and
+        send the client each pass's total, so the result is the same as without a client, bit
+        for bit.
     periods
         Also score the first map and the baselines per 16-day period (``periods`` of the result).
 

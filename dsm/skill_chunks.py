@@ -8,11 +8,13 @@ pixel-days, the coverage counts, the station pixels' series and, on request, the
 :class:`~dsm.skill_sums.ScoreSums` of the first product and the baselines per 16-day period.
 :func:`pass2` reads the truth, SMAP and the products' ``sm`` of the same days again and returns the
 anomaly sums from the pixels' time means of pass 1. Chunk sums merged in time order
-(:meth:`ChunkSums.merge`) equal those of one pass over all days, bit for bit.
+(:meth:`ChunkSums.merge`) equal those of one pass over all days, bit for bit; :func:`fold1` and
+:func:`fold2` merge them without changing their inputs (on the workers, as Dask tasks).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +74,10 @@ class ChunkSums:
     series: dict[str, np.ndarray] | None = None
     periods: dict[str, dict[str, ScoreSums]] = field(default_factory=dict)
 
+    def __sizeof__(self) -> int:
+        """Bytes held, arrays included (what Dask counts for a task's result: ``sys.getsizeof``)."""
+        return object.__sizeof__(self) + _array_bytes(vars(self))
+
     def merge(self, other: ChunkSums) -> ChunkSums:
         """Add the sums of ``other`` (the days after these) to these; returns self."""
         for k, m in other.common.items():
@@ -88,6 +94,17 @@ class ChunkSums:
             for k, a in sums.items():
                 mine.setdefault(k, ScoreSums(a.factor)).merge(a)
         return self
+
+
+def _array_bytes(obj: Any) -> int:
+    """The bytes of the numpy arrays in ``obj`` (nested in dicts, tuples, lists and objects)."""
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, dict):
+        return sum(_array_bytes(v) for v in obj.values())
+    if isinstance(obj, tuple | list):
+        return sum(_array_bytes(v) for v in obj)
+    return _array_bytes(vars(obj)) if hasattr(obj, "__dict__") else 0
 
 
 def empty_sums(job: SkillJob, shape: tuple[int, int]) -> ChunkSums:
@@ -182,18 +199,44 @@ def pass1(job: SkillJob, t: np.ndarray, opened: Any = None) -> ChunkSums:
 
 
 Means = dict[str, tuple[np.ndarray, np.ndarray]]
+Anomalies = tuple[dict[str, ScoreSums], dict[str, ScoreSums]]
+"""The pass-2 sums: label -> anomaly :class:`~dsm.skill_sums.ScoreSums` on the common and on the
+own pixel-days."""
 Runner = Callable[[Callable[..., Any], "SkillJob", list[tuple[Any, ...]]], Iterator[Any]]
-"""Runs :func:`pass1` or :func:`pass2` of a job on a list of per-chunk arguments, yielding the
-results in the order of the list (in-process, or on Dask workers: :func:`dsm.skill_workers.on_workers`)."""
+"""Runs :func:`pass1` or :func:`pass2` of a job on a list of per-chunk arguments and yields sums
+of consecutive chunks, in the order of the list, whose merge in that order is the pass's sums: in
+process one per chunk; on Dask workers (:func:`dsm.skill_workers.on_workers`) one, the chunks'
+sums folded there (:data:`FOLDS`)."""
 
 
-def pass2(job: SkillJob, t: np.ndarray, common: Means, own: Means, opened: Any = None
-          ) -> tuple[dict[str, ScoreSums], dict[str, ScoreSums]]:
+def pass2(job: SkillJob, t: np.ndarray, common: Means, own: Means, opened: Any = None) -> Anomalies:
     """The anomaly sums of days ``t`` on the common and on each product's own pixel-days, from the
     pixels' time means of pass 1 (:meth:`~dsm.skill_sums.PixelSums.means` of each map)."""
     tr, vals, base, mask = _maps(job, read_chunk(job, t, opened, uncertainty=False))
     return ({k: anomaly_sums(vals[k], tr, mask, m, job.factor) for k, m in common.items()},
             {k: anomaly_sums(vals[k], tr, base & np.isfinite(vals[k]), m, job.factor) for k, m in own.items()})
+
+
+def fold1(job: SkillJob, acc: ChunkSums | None, part: ChunkSums) -> ChunkSums:
+    """The pass-1 sums of the days of ``acc`` (None: no day yet) and then those of ``part``
+    (the next chunk): a new object, the inputs unchanged (they are Dask results). Folded in time
+    order from None, they are bit for bit the sums :func:`dsm.skill.skill` merges into
+    :func:`empty_sums` chunk after chunk."""
+    out = empty_sums(job, job.land.shape) if acc is None else copy.deepcopy(acc)
+    return out.merge(part)
+
+
+def fold2(job: SkillJob, acc: Anomalies | None, part: Anomalies) -> Anomalies:
+    """:func:`fold1` of the pass-2 sums (:func:`pass2`)."""
+    out: Anomalies = ({}, {}) if acc is None else copy.deepcopy(acc)
+    for mine, theirs in zip(out, part, strict=True):
+        for k, a in theirs.items():
+            mine.setdefault(k, ScoreSums(a.factor)).merge(a)
+    return out
+
+
+FOLDS: dict[Callable[..., Any], Callable[..., Any]] = {pass1: fold1, pass2: fold2}
+"""The fold of each chunk function's results, for runners that merge where the chunks are scored."""
 
 
 def period_rows(periods: Mapping[str, Mapping[str, ScoreSums]]) -> list[dict[str, Any]]:
@@ -209,5 +252,5 @@ def period_rows(periods: Mapping[str, Mapping[str, ScoreSums]]) -> list[dict[str
     return rows
 
 
-__all__ = ["BASELINES", "PERIOD_MAPS", "ChunkSums", "Means", "Runner", "SkillJob", "empty_sums", "open_all", "pass1", "pass2",
-           "period_rows", "read_chunk", "score_chunk"]
+__all__ = ["BASELINES", "FOLDS", "PERIOD_MAPS", "Anomalies", "ChunkSums", "Means", "Runner", "SkillJob", "empty_sums",
+           "fold1", "fold2", "open_all", "pass1", "pass2", "period_rows", "read_chunk", "score_chunk"]

@@ -3,52 +3,62 @@
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from distributed import Client, as_completed
+from distributed import Client, Future, wait
 
-from dsm.skill_chunks import Runner, SkillJob
+from dsm.skill_chunks import FOLDS, Runner, SkillJob
 
 
 def on_workers(client: Client, window: int = 0) -> Runner:
-    """Run the chunk functions as tasks on ``client``'s workers, at most ``window`` in flight
-    (default: 2 per worker thread + 2), and yield their results in the order of ``args`` (each as
-    soon as it and all before it are done: the merge order that makes the sums those of one pass).
+    """Run the chunk functions as tasks on ``client``'s workers and fold their sums there.
+
+    Each chunk's task is followed by a fold task (:data:`dsm.skill_chunks.FOLDS`) that adds its
+    sums to those of the chunks before it, in the order of ``args`` (the merge order that makes
+    the sums those of one pass, bit for bit); only the last fold's result, the sums of all the
+    chunks, comes to the client, which the runner yields. At most ``window`` chunks (default: 2
+    per worker thread + 2) are submitted beyond the oldest one not yet scored; Dask runs each fold
+    as soon as its chunk and the fold before it are done, and releases both.
 
     ``args`` holds one tuple per chunk: its days, then arguments the same for every chunk (sent
-    to the workers once, with the job)."""
+    to the workers once, with the job). A failed chunk task fails the run with its error."""
 
     def run(fn: Callable[..., Any], job: SkillJob, args: list[tuple[Any, ...]]) -> Iterator[Any]:
+        if not args:
+            return
+        fold = FOLDS[fn]
         width = window or 2 * max(1, sum(client.nthreads().values())) + 2
         # each one object ([x]: a dict or tuple would be scattered item by item, under its own keys)
-        shared = [client.scatter([a], broadcast=True, hash=False)[0] for a in ((job, *args[0][1:]) if args else ())]
-        job_f, rest = (shared[0], shared[1:]) if shared else (job, [])
-        pending = iter(enumerate(args))
-        done: dict[int, Any] = {}
-        queue = as_completed()
-        index: dict[Any, int] = {}  # task key -> chunk
-
-        def submit() -> None:
-            item = next(pending, None)
-            if item is not None:
-                i, a = item
-                f = client.submit(fn, job_f, a[0], *rest, key=f"skill-{fn.__name__}-{i}-{uuid.uuid4().hex}")
-                index[f.key] = i
-                queue.add(f)
-
-        for _ in range(width):
-            submit()
-        nxt = 0
-        for fut in queue:
-            done[index.pop(fut.key)] = fut.result()
-            submit()
-            while nxt in done:
-                yield done.pop(nxt)
-                nxt += 1
-        client.cancel(shared)
+        shared = [client.scatter([a], broadcast=True, hash=False)[0] for a in (job, *args[0][1:])]
+        job_f, rest = shared[0], shared[1:]
+        run_id = uuid.uuid4().hex
+        acc: Future | None = None
+        scoring: deque[Future] = deque()  # chunk tasks not known to be done, oldest first
+        try:
+            for i, a in enumerate(args):
+                part = client.submit(fn, job_f, a[0], *rest, key=f"skill-{fn.__name__}-{i}-{run_id}")
+                # only the newest fold is held here: each earlier one is released once folded on
+                acc = client.submit(fold, job_f, acc, part, key=f"skill-{fold.__name__}-{i}-{run_id}")
+                scoring.append(part)
+                if len(scoring) >= width:  # the oldest chunk scored before another one starts
+                    _raise_if_failed(scoring.popleft())
+            assert acc is not None
+            total = acc.result()
+        finally:
+            for f in shared:  # released, not cancelled: cancelling walks tasks that are already released
+                f.release()
+        yield total
 
     return run
+
+
+def _raise_if_failed(fut: Future) -> None:
+    """Wait for ``fut``; raise its error (that of the chunk it folds) if it failed."""
+    wait(fut)
+    if fut.status == "error":
+        fut.result()
 
 
 __all__ = ["on_workers"]

@@ -19,6 +19,7 @@ from pystac.validation import validate_dict
 from rio_cogeo.cogeo import cog_validate
 
 from dsm import files, ledger, products, store
+from dsm.cog import LAYERS
 from dsm.config import from_dict
 from dsm.cube import Layout
 from dsm.errors import ConfigError
@@ -150,6 +151,8 @@ def test_epsg4326_export(client, tmp_path):
     assert export(cfg, client).failed == {}
     with rasterio.open(tmp_path / "cog" / cog_name(START)) as src:
         assert src.crs.to_epsg() == 4326 and src.overviews(1) and src.scales == (0.0001,)
+        assert src.units == ("m3 m-3",) and src.descriptions == (LAYERS["sm"].description,)  # through the warp too
+        assert cog_validate(str(tmp_path / "cog" / cog_name(START)), strict=True, quiet=True) == (True, [], [])
         lon0, lat0, lon1, lat1 = REGION.lonlat_bounds
         assert src.bounds.left == pytest.approx(lon0, abs=0.02) and src.bounds.top == pytest.approx(lat1, abs=0.02)
     item = json.loads(next((tmp_path / "stac").rglob("SM_1km_2016161.json")).read_text())
@@ -335,6 +338,16 @@ def test_the_sm_unc_and_origin_cogs_are_strictly_valid(moved_catalog):
     for path in cogs:
         valid, errors, warnings = cog_validate(str(path), strict=True, quiet=True)  # warnings are errors too
         assert valid and not errors and not warnings, (path.name, errors, warnings)
+        var = {"": "sm", "_unc": "sm_unc", "_origin": "sm_origin"}[path.stem[len("SM_1km_2016161"):]]
+        want = {"sm": ("m3 m-3", 0.0001, -9999, "int16"), "sm_unc": ("m3 m-3", 0.0001, -9999, "int16"),
+                "sm_origin": ("1", 1.0, None, "uint16")}[var]
+        with rasterio.open(path) as src:  # what GDAL (gdalinfo, QGIS) shows of the band survives the COG writing
+            assert src.units == (want[0],), (path.name, src.units)
+            assert src.descriptions == (LAYERS[var].description,), (path.name, src.descriptions)
+            assert src.tags(1) == {"units": want[0], "variable": var,
+                                   "long_name": LAYERS[var].description.split(": ", 1)[1]}, path.name
+            assert (src.scales, src.offsets, src.nodata, src.dtypes[0]) == ((want[1],), (0.0,), want[2], want[3])
+            assert src.tags()["OVERVIEW_RESAMPLING"] == ("NEAREST" if var == "sm_origin" else "AVERAGE")
 
 
 @pytest.mark.timeout(180)

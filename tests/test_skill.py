@@ -575,9 +575,42 @@ def test_skill_on_the_workers_equals_skill_in_process(three, twin, client):
     assert json.dumps({k: v for k, v in here.items() if k not in ("periods", "stations")}) == \
         json.dumps({k: v for k, v in three["res"].items() if k != "stations"})
     assert here["stations"]["n_stations"] > 0 and len(here["periods"]) == 3 * 4  # 3 periods and all, 3 maps
-    # one task per time chunk and pass, nothing else: each chunk of the truth is read once per pass
+    # one task per time chunk and pass, and one fold of its sums into those before it, nothing
+    # else: each chunk of the truth is read once per pass
     n_chunks = -(-45 // 8)
     keys = [str(t["key"]) for t in ts.data]
-    assert sum(k.startswith("skill-pass1-") for k in keys) == n_chunks
-    assert sum(k.startswith("skill-pass2-") for k in keys) == n_chunks
-    assert len(keys) == 2 * n_chunks, keys
+    for kind in ("pass1", "pass2", "fold1", "fold2"):
+        assert sum(k.startswith(f"skill-{kind}-") for k in keys) == n_chunks, kind
+    assert len(keys) == 4 * n_chunks, keys
+
+
+def test_a_damaged_chunk_fails_the_skill_on_the_workers_as_in_process(twin, client, tmp_path):
+    url, _ = make_product(tmp_path / "bad.zarr", twin["truth"])
+    (tmp_path / "bad.zarr" / "sm" / "c" / "2" / "0" / "0").write_bytes(b"\x00garbage" * 64)  # days 16-23
+    with pytest.raises(Exception) as here:  # noqa: PT011 - whatever zarr raises, the workers raise the same
+        skill(url, twin["stores"].truth, twin["stores"].cube)
+    with pytest.raises(type(here.value)) as there:
+        skill(url, twin["stores"].truth, twin["stores"].cube, client=client)
+    assert str(there.value) == str(here.value)
+
+
+def _sent_to_clients(client) -> dict[str, list[tuple[str, int]]]:
+    """Per worker, the results it has sent to a client or the scheduler (not to another worker),
+    (key, bytes) in order, from the worker's own log of outgoing transfers."""
+    def sent(dask_worker):
+        return [kv for t in dask_worker.transfer_outgoing_log if t["who"] is None for kv in t["keys"].items()]
+
+    return client.run(sent)
+
+
+def test_the_client_receives_only_the_final_sums_of_each_pass(three, twin, client):
+    urls = three["urls"]
+    before = _sent_to_clients(client)
+    there = skill(urls, twin["stores"].truth, twin["stores"].cube, n_boot=200, periods=True, client=client)
+    assert json.dumps(there) == json.dumps(skill(urls, twin["stores"].truth, twin["stores"].cube, n_boot=200,
+                                                 periods=True))
+    sent = [kv for w, log in _sent_to_clients(client).items() for kv in log[len(before.get(w, [])):]]
+    n_chunks = -(-45 // 8)
+    # the last fold of each pass, nothing of the chunks: pass 1's are per-pixel sums of every map
+    assert sorted(k.split("-")[1] for k, _ in sent) == ["fold1", "fold2"], sent
+    assert all(k.split("-")[2] == str(n_chunks - 1) for k, _ in sent), sent
