@@ -5,8 +5,8 @@ Before the 1 km prediction, the fusion method needs, per SMAP cell and day:
 1. ``m``: the pooled model's cell mean, the model applied to the cell's aggregated
    features, the very quantity it was trained and cross-validated on (so the error model's
    ``var_M``, estimated from held-out samples, applies to it exactly). The features of every
-   cell-day are a dask graph over the cube (:func:`dsm.samples.sample_graph`, ``keep="all"``)
-   computed on the workers; each cell-day uses the first model variant whose features are
+   cell-day are per-period tables (:func:`dsm.samples.sample_graph`, ``keep="all"``) computed
+   on the workers, one task per (period, spatial block) (:mod:`dsm.sample_tables`); each cell-day uses the first model variant whose features are
    valid (full, then the reduced companions, then the static model);
 2. the fusion of ``m`` with the day's SMAP and the increments carried over days without it
    (:func:`dsm.fusion.fuse`, with the error model of the model card).
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,8 @@ from dsm.grid import FINE_PER_COARSE, block_reduce_mean, repeat_to_fine
 from dsm.models.cards import FusionCard, ModelRecord
 from dsm.periods import periods
 from dsm.ranges import SMAP
-from dsm.samples import OUT_OF_RANGE, sample_graph, smap_grid, table_counts, table_to_grid
+from dsm.sample_tables import sample_tables
+from dsm.samples import OUT_OF_RANGE, smap_grid, table_counts, table_to_grid
 
 
 @dataclass(frozen=True)
@@ -85,16 +86,16 @@ class CellMeans:
 
 
 def fused_cells(client: Client, ds: xr.Dataset, card: FusionCard, load: Callable[[ModelRecord], Any],
-                start: dt.date, end: dt.date, aggregation: str = "mean", min_valid_fraction: float = 0.5
-                ) -> CellMeans:
-    """Fused cell means over the cube's time axis, the model cell means ``m`` and the masked inputs.
+                start: dt.date, end: dt.date, aggregation: str = "mean", min_valid_fraction: float = 0.5,
+                storage_options: Mapping[str, Any] | None = None) -> CellMeans:
+    """Fused cell means over the cube's time axis, the model cell means ``m`` and the masked inputs
+    (``storage_options``: the cube's fsspec options).
 
     Days outside ``start``..``end`` have no model value (state 0, NaN).
     """
     features = sorted({f for r in card.variants for f in r.features if f not in DOY_FEATURES})
-    graphs = [sample_graph(ds, p, card.predictors, aggregation, min_valid_fraction,  # type: ignore[arg-type]
-                           features=features, keep="all", count_column=True) for p in periods(start, end)]
-    computed = client.gather(client.compute(graphs))
+    computed = sample_tables(client, ds, periods(start, end), card.predictors, storage_options, how=aggregation,
+                             min_valid_fraction=min_valid_fraction, features=features, keep="all", count_column=True)
     tables = [t for t in computed if len(t)]
     m = np.full((ds.sizes["time"], ds.sizes["cy"], ds.sizes["cx"]), np.nan, np.float32)
     screened = np.zeros(m.shape, bool)

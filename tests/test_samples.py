@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from dask.delayed import Delayed
+from distributed import get_task_stream
 
 from dsm.config import PAPER_PREDICTORS
 from dsm.cube import SPECS, open_cube
@@ -112,3 +113,30 @@ def test_period_outside_the_cube_gives_an_empty_table(cube):
     table = sample_graph(cube, period, PAPER_PREDICTORS).compute(scheduler="sync")
     assert len(table) == 0
     assert list(table.columns) == list(empty_table(PAPER_PREDICTORS).columns)
+
+
+@pytest.mark.parametrize("options", [dict(keep="all", count_column=True),
+                                     dict(keep="smap", ranges=True, how="nearest"),
+                                     dict(keep="complete", min_valid_fraction=0.8)])
+def test_tables_computed_by_block_on_the_workers_equal_the_whole_cube_graph(cube, client, options):
+    """One task per (period, 72 x 72 block: four of them) and one merge per period: the same
+    rows, order, values and counts of masked values as the whole-cube graph, for each kind of
+    table."""
+    from dsm.features import feature_names
+    from dsm.sample_tables import sample_tables
+
+    preds = list(PAPER_PREDICTORS)
+    feats = list(feature_names(preds))
+    chosen = list(periods(dt.date(2016, 6, 9), dt.date(2016, 7, 26)))
+    assert cube["land_mask"].encoding["chunks"] == (72, 72) and cube.sizes["y"] == 144
+    with get_task_stream(client) as stream:
+        by_block = sample_tables(client, cube, chosen, preds, features=feats, **options)
+    whole = client.gather(client.compute([sample_graph(cube, p, preds, features=feats, **options) for p in chosen]))
+    assert len(by_block) == len(whole) == len(chosen) == 3
+    for got, want in zip(by_block, whole, strict=True):
+        assert len(want) > 0
+        pd.testing.assert_frame_equal(got, want)
+        assert got.attrs == want.attrs and sum(want.attrs["out_of_range"].values()) >= 0
+    keys = [str(t["key"]) for t in stream.data]
+    assert sum(k.startswith("block_table") for k in keys) == 3 * 4  # one per (period, block)
+    assert sum(k.startswith("_merge") for k in keys) == 3 and len(keys) == 15  # and one merge per period

@@ -2,8 +2,8 @@
 
 1. **Samples.** Every (36 km cell, day) of the run where SMAP observed the cell and the
    static features are valid, with the day's dynamic features where valid (NaN elsewhere):
-   per-period dask graphs over the cube (:func:`dsm.samples.sample_graph`, ``keep="smap"``),
-   computed on the workers. Impossible values (outside a variable's valid range; SMAP outside
+   per-period tables (:func:`dsm.samples.sample_graph`, ``keep="smap"``) computed on the
+   workers, one task per (period, spatial block) (:mod:`dsm.sample_tables`). Impossible values (outside a variable's valid range; SMAP outside
    [0.02, 0.5]) are masked there (:mod:`dsm.ranges`), counted, logged and recorded in the
    card (``inputs_out_of_range``). Features are the predictors with aspect as sine and cosine,
    computed at 1 km before averaging, plus day-of-year terms (:mod:`dsm.features`); each
@@ -67,12 +67,12 @@ from dsm.models.variants import predictor_sets
 from dsm.periods import periods
 from dsm.progress import Steps
 from dsm.ranges import SMAP, describe
+from dsm.sample_tables import sample_tables
 from dsm.samples import (
     OUT_OF_RANGE_ATTR,
     RANGE_SUFFIX,
     TARGET,
     empty_cube_cause,
-    sample_graph,
     smap_grid,
     table_counts,
     table_to_grid,
@@ -119,10 +119,9 @@ def sample_table(config: Config, client: Client, ds: xr.Dataset, predictors: Seq
     """Every SMAP cell-day of the run with its features (computed on the workers); its
     ``attrs["out_of_range"]`` sums the periods' counts of masked values (:mod:`dsm.samples`)."""
     tcfg = config.training
-    graphs = [sample_graph(ds, p, predictors, tcfg.aggregation, tcfg.min_valid_fraction,
-                           features=features, keep="smap", ranges=True)
-              for p in periods(config.dates.start, config.dates.end)]
-    computed = client.gather(client.compute(graphs))
+    computed = sample_tables(client, ds, periods(config.dates.start, config.dates.end), predictors,
+                             config.stores.storage_options, how=tcfg.aggregation,
+                             min_valid_fraction=tcfg.min_valid_fraction, features=features, keep="smap", ranges=True)
     counts = table_counts(computed)
     tables = [t for t in computed if len(t)]
     if not tables:

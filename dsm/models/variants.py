@@ -45,7 +45,8 @@ from dsm.models.period import features, period_split
 from dsm.models.select import scores
 from dsm.models.store import ModelStore
 from dsm.periods import periods
-from dsm.samples import TARGET, sample_graph
+from dsm.sample_tables import table_futures
+from dsm.samples import TARGET
 
 FULL = "full"
 STATIC = "static"
@@ -200,8 +201,8 @@ def train_variants(client: Client, config: Config, store: ModelStore, ds: Any, p
         return [], {}
     have = dict(tables or {})
     todo = [i for i, (n, v, _, _) in enumerate(wanted) if not (v == FULL and n in have)]
-    computed = dict(zip(todo, client.compute([sample_graph(ds, by_name[wanted[i][0]], wanted[i][2], tcfg.aggregation,
-                                                           tcfg.min_valid_fraction) for i in todo]), strict=True))
+    computed = {i: table_futures(client, ds, [by_name[wanted[i][0]]], wanted[i][2], config.stores.storage_options,
+                                 how=tcfg.aggregation, min_valid_fraction=tcfg.min_valid_fraction)[0] for i in todo}
     sent = {n: client.scatter(have[n], hash=False) for n in {wanted[i][0] for i in range(len(wanted)) if i not in computed}}
     inputs = [computed[i] if i in computed else sent[wanted[i][0]] for i in range(len(wanted))]  # data sent once
     fits = [client.submit(fit_variant, t, n, v, preds, card, tcfg, interval, config.cluster.device, pure=False)

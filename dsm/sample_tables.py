@@ -1,0 +1,106 @@
+"""Sample tables of many periods on the cluster, one task per (period, spatial block).
+
+:func:`dsm.samples.sample_graph` describes a period's sample table as one dask graph over the
+whole cube: with every predictor, aggregation, count and range a blockwise step per chunk,
+that is thousands of tasks of a few milliseconds per period, and the graphs of a year weigh
+megabytes on the scheduler ("Sending large graph"). :func:`sample_tables` computes the same
+tables with one task per (period, block of the cube's spatial chunks): the task opens the cube,
+reads its block and runs the very same graph in the worker with Dask's synchronous scheduler;
+the blocks' rows are put back in the order of the whole-cube table (day, then cell) and their
+counts of masked values summed, so the tables are identical.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dask
+import pandas as pd
+import xarray as xr
+from distributed import Client, Future
+
+from dsm import store
+from dsm.grid import Region
+from dsm.periods import Composite
+from dsm.samples import OUT_OF_RANGE_ATTR, sample_graph, table_counts
+
+__all__ = ["block_table", "sample_tables", "table_futures"]
+
+KM_PER_CELL = 36  # Region counts its rows and columns in 36 km cells on either SMAP grid
+
+
+def block_table(url: str, storage_options: str, days: Composite | Sequence[dt.date], predictors: Sequence[str],
+                y0: int, y1: int, x0: int, x1: int, options: Mapping[str, Any]) -> pd.DataFrame:
+    """The sample table of ``days`` on pixels ``y0:y1, x0:x1`` of the cube at ``url`` (whole 36
+    km cells), computed here (runs on a worker; ``options``: :func:`~dsm.samples.sample_graph`'s
+    keywords; ``storage_options`` as JSON)."""
+    ds = store.open_store(url, "cube", json.loads(storage_options) or None)
+    region = Region.from_dict(ds.attrs["region"])
+    f = region.fine_per_coarse
+    sub = ds.isel(y=slice(y0, y1), x=slice(x0, x1), cy=slice(y0 // f, y1 // f), cx=slice(x0 // f, x1 // f))
+    part = Region(region.row0 + y0 // KM_PER_CELL, region.col0 + x0 // KM_PER_CELL, (y1 - y0) // KM_PER_CELL,
+                  (x1 - x0) // KM_PER_CELL, region.coarse_km)
+    sub.attrs["region"] = part.to_dict()
+    with dask.config.set(scheduler="synchronous"):
+        table: pd.DataFrame = sample_graph(sub, days, predictors, **options).compute()
+    return table
+
+
+def _merge(blocks: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """One period's block tables as the whole-cube table: rows by day, then cell."""
+    nonempty = [t for t in blocks if len(t)]
+    table = (pd.concat(nonempty, ignore_index=True).sort_values(["date", "cell"], kind="stable", ignore_index=True)
+             if nonempty else blocks[0].copy())
+    table.attrs = {OUT_OF_RANGE_ATTR: table_counts(blocks)}
+    return table
+
+
+def table_futures(client: Client, ds: xr.Dataset, day_sets: Sequence[Composite | Sequence[dt.date]],
+                  predictors: Sequence[str], storage_options: Mapping[str, Any] | None = None,
+                  **options: Any) -> list[Future]:
+    """:func:`sample_tables`, left on the workers: one future per table."""
+    url = ds.encoding["source"]
+    so = json.dumps(dict(storage_options or {}), sort_keys=True)
+    chunks = ds["land_mask"].encoding.get("chunks") or ds["land_mask"].shape
+    ny, nx = ds.sizes["y"], ds.sizes["x"]
+    blocks = [(y0, min(y0 + chunks[0], ny), x0, min(x0 + chunks[1], nx))
+              for y0 in range(0, ny, chunks[0]) for x0 in range(0, nx, chunks[1])]
+    return [client.submit(_merge, [client.submit(block_table, url, so, days, list(predictors), *b, dict(options),
+                                                 pure=False) for b in blocks], pure=False)
+            for days in day_sets]
+
+
+def sample_tables(client: Client, ds: xr.Dataset, day_sets: Sequence[Composite | Sequence[dt.date]],
+                  predictors: Sequence[str], storage_options: Mapping[str, Any] | None = None,
+                  **options: Any) -> list[pd.DataFrame]:
+    """:func:`~dsm.samples.sample_graph`'s table of each period or list of days, computed on
+    the workers with one task per (period, spatial block of the cube's chunks) (module
+    docstring).
+
+    Parameters
+    ----------
+    client
+        The cluster.
+    ds
+        The cube, opened lazily from its URL (``ds.encoding["source"]``) with its own chunks.
+    day_sets
+        The days of each table: a period (the days of it the cube holds) or a list of days.
+    predictors
+        Predictor names, in column order.
+    storage_options
+        The cube's fsspec options (``stores.storage_options``).
+    options
+        :func:`~dsm.samples.sample_graph`'s other arguments (``how``, ``min_valid_fraction``,
+        ``features``, ``keep``, ``ranges``, ``count_column``).
+
+    Returns
+    -------
+    list of pandas.DataFrame
+        One table per period or list of days, identical to :func:`~dsm.samples.sample_graph`'s.
+    """
+    tables: list[pd.DataFrame] = client.gather(table_futures(client, ds, day_sets, predictors, storage_options,
+                                                             **options))
+    return tables
