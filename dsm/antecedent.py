@@ -96,11 +96,14 @@ def _open(url: str, so: str, call: str) -> xr.Dataset:
     return store.open_store(url, "cube", json.loads(so) or None)
 
 
-def _write_block(*blocks: np.ndarray, url: str, so: str, call: str,
+def _write_block(*blocks: np.ndarray, url: str, so: str, call: str, first: int = 0,
                  block_info: Mapping[Any, Any] | None = None) -> np.ndarray:
-    """Write one (time chunk, spatial block) of ``api_*`` and ``api_age`` (runs on a worker)."""
+    """Write one (time chunk, spatial block) of ``api_*`` and ``api_age`` (runs on a worker);
+    a block wholly before day index ``first`` is left as stored."""
     assert block_info is not None
     (t0, t1), (y0, y1), (x0, x1) = block_info[0]["array-location"]
+    if t1 <= first:
+        return np.zeros((1, 1, 1), np.int64)
     cube = _open(url, so, call)
     coords = {"time": cube["time"].values[t0:t1], "y": cube["y"].values[y0:y1], "x": cube["x"].values[x0:x1]}
     names = (*API_NAMES, "api_age")
@@ -145,8 +148,13 @@ def _compute(client: Client | None, *lazy: Any) -> Sequence[Any]:
 
 
 def write_antecedent(cube_url: str, storage_options: Mapping[str, Any] | None, rain: RainConfig,
-                     client: Client | None = None) -> AntecedentSummary:
+                     client: Client | None = None, from_index: int = 0) -> AntecedentSummary:
     """Compute the antecedent precipitation indices of the cube's ``precip`` and write them in.
+
+    The whole series is scanned (the indices are recursive), but only the time chunks from the
+    one holding day index ``from_index`` on are written: a cube extended in time
+    (:mod:`dsm.extend`) keeps the chunks of its earlier days, whose indices cannot change when
+    only later precipitation was written.
 
     Parameters
     ----------
@@ -158,6 +166,9 @@ def write_antecedent(cube_url: str, storage_options: Mapping[str, Any] | None, r
         ``spinup_days`` (the age flagged below) and ``max_gap_days`` (:mod:`dsm.rain`).
     client
         Compute on this cluster's workers; None: ``dask.compute`` here.
+    from_index
+        The first day (index on ``time``) whose chunk is written (0: every chunk). ``blocks``
+        of the summary counts the blocks written.
 
     Returns
     -------
@@ -184,7 +195,7 @@ def write_antecedent(cube_url: str, storage_options: Mapping[str, Any] | None, r
     out_age = da.where(land, age[spin:], np.uint8(0))
     so_json = json.dumps(dict(storage_options or {}), sort_keys=True)
     writes = da.map_blocks(_write_block, *out, out_age, url=cube_url, so=so_json, call=uuid.uuid4().hex,
-                           chunks=tuple((1,) * len(c) for c in out_age.chunks), dtype=np.int64)
+                           first=max(0, int(from_index)), chunks=tuple((1,) * len(c) for c in out_age.chunks), dtype=np.int64)
     refused = da.isnan(apis[0]) & land
     stats = {
         "blocks": writes.sum(),

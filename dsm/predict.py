@@ -53,7 +53,7 @@ import numpy as np
 import xarray as xr
 from distributed import Client
 
-from dsm import fingerprint, ledger, products, store
+from dsm import extend, fingerprint, ledger, products, store
 from dsm.blocks import BlockJob, run_block
 from dsm.cellmeans import BlockCells, block_cells, fused_cells
 from dsm.cluster import outcomes
@@ -108,9 +108,14 @@ def check_inputs(config: Config, cube: xr.Dataset) -> None:
         raise InputError(f"the cube {config.stores.cube} lacks {missing}")
 
 
-def open_or_create_output(config: Config, overwrite: bool = False, cube: str | None = None) -> xr.Dataset:
+def open_or_create_output(config: Config, overwrite: bool = False, cube: str | None = None,
+                          fence: int | None = None) -> xr.Dataset:
     """The output store, created from its template when missing (or when ``overwrite``), bound
-    to ``config``'s product settings and the fingerprint ``cube`` of the cube it is made from."""
+    to ``config``'s product settings and the fingerprint ``cube`` of the cube it is made from.
+
+    A store that ends before ``dates.end`` is extended (:func:`extend_output`); one that ends
+    after it is refused, naming both dates.
+    """
     url, so = config.stores.output, config.stores.storage_options
     if url is None:
         raise ConfigError("stores.output must be set to predict (where the daily maps go)")
@@ -121,6 +126,14 @@ def open_or_create_output(config: Config, overwrite: bool = False, cube: str | N
         ds = products.open_products(url, so)
     except StoreNotFoundError:
         exists = False
+    if exists and not overwrite:
+        have_end = dt.date.fromisoformat(str(ds.attrs["end"]))
+        extend.check_not_earlier("output store", url, have_end, layout.end)
+        if have_end < layout.end:
+            fingerprint.check_settings(ledger.store_records(ds.attrs).settings, config, "products", url,
+                                       "`dsm predict CONFIG --overwrite` replaces the store", cube)
+            extend.extend_output(config, have_end, products.products_template(layout, interval), fence)
+            ds = products.open_products(url, so)
     if overwrite or not exists:
         attrs = {"method": config.training.method, "predictors": list(config.predictors), "gap_free": config.output.gap_free,
                  "residual_correction": config.output.residual_correction,
@@ -194,7 +207,11 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     if lease is not None:
         lease.check()
     cube_fp = fingerprint.cube_fingerprint(cube.attrs)
-    out = open_or_create_output(config, overwrite, cube_fp)
+    fence = lease.fence if lease is not None else None
+    old_end = extend.recorded_end(str(config.stores.output), so) if not overwrite else None
+    out = open_or_create_output(config, overwrite, cube_fp, fence)
+    if old_end is not None and old_end < config.dates.end:
+        say(f"extended the output store {config.stores.output} from {old_end} to {config.dates.end}")
     models = ModelStore(config.stores.models, so)
     fingerprint.check_settings(models.read_settings(), config, "models", config.stores.models,
                                "`dsm train CONFIG --force` retrains them, or point stores.models at models "
@@ -204,6 +221,13 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     plans = make_plans(config, models, all_days, card)
     report = PredictReport([d.isoformat() for d in all_days])
     led = ledger.read(config.stores.output, so, out.attrs)  # type: ignore[arg-type]  # checked above
+    redo = extend.retrained_days(plans, led)
+    if redo:
+        if lease is not None:
+            lease.check()
+        extend.take_back(config, led, redo, fence)
+        say(f"{len(redo)} day(s) made by models retrained since are predicted again ({min(redo)}..{max(redo)})")
+        led = ledger.read(config.stores.output, so)  # type: ignore[arg-type]
     rec = _DaysRecord(dict(led.days))
     revision = cube.attrs.get(store.REVISION_ATTR)
     layout = Layout.from_config(config)
@@ -307,7 +331,8 @@ class _DaysRecord:
     def landed_day(self, plan: DayPlan, infos: list[dict[str, Any]], revision: Any, report: PredictReport) -> None:
         """Record a day its blocks predicted (``infos``: each block's record of the day)."""
         name = plan.day.isoformat()
-        r = replace(self.day(name), failed=None)
+        prev = self.day(name)
+        r = replace(prev, failed=None)
         n = sum(sum(info["counts"].values()) for info in infos)
         land = sum(info["land"] for info in infos)
         if n == 0 and land > 0:
@@ -322,10 +347,13 @@ class _DaysRecord:
         counts = merge_counts(info.get("out_of_range", {}) for info in infos)
         if counts:
             report.out_of_range[name] = counts
+        replaces = None
+        if prev.model and prev.failed and prev.failed.startswith(extend.REDONE):
+            replaces = {"why": prev.failed, "models": extend.digests(prev.model), "sm_digest": prev.model.get(products.SM_DIGEST)}
         self.days[name] = replace(
             r, model={**plan.record(), products.VALID_PIXELS: sum(info.get("valid", 0) for info in infos),
                       products.SM_DIGEST: products.combine_digests(info["digest"] for info in infos),
-                      store.REVISION_ATTR: revision},
+                      store.REVISION_ATTR: revision, **({"replaces": replaces} if replaces else {})},
             consistency=consistency([p for info in infos for p in info["pairs"]]), out_of_range=counts or None)
 
 
@@ -351,7 +379,8 @@ def _fuse_cells(config: Config, client: Client, cube: xr.Dataset, card: Any, mod
     """The 36 km pass of the fusion method: the fused and screened cell means."""
     say("fusing the model's cell means with SMAP")
     cm = fused_cells(client, cube, card, lambda rec: models.load_model(rec.key), config.dates.start,
-                     config.dates.end, config.training.aggregation, config.training.min_valid_fraction)
+                     config.dates.end, config.training.aggregation, config.training.min_valid_fraction,
+                     config.stores.storage_options)
     report.out_of_range_cells = cm.out_of_range
     if cm.out_of_range:
         say("SMAP cell means: values outside their valid range, masked: "

@@ -51,7 +51,7 @@ from typing import Any
 import fsspec
 from distributed import Client, performance_report
 
-from dsm import files, fingerprint, ledger, store
+from dsm import extend, files, fingerprint, ledger, store
 from dsm.config import STAGES, Config, ConfigError
 from dsm.errors import DsmError, TransientIOError
 from dsm.runlock import Lease, RunLock, lock_url
@@ -170,6 +170,7 @@ def _transient(exc: BaseException) -> bool:
 # ------------------------------------------------------------------------------ stages
 def _stage_cube(config: Config, client: Client, say: Callable[[str], None], lease: Lease | None) -> StageResult:
     from dsm import cube
+    from dsm.twin import twin_complete
 
     if config.inputs is not None:
         from dsm.ingest.pipeline import run_ingest
@@ -187,7 +188,18 @@ def _stage_cube(config: Config, client: Client, say: Callable[[str], None], leas
             fingerprint.check_settings(built.attrs.get(fingerprint.CUBE_ATTR), config, "cube", config.stores.cube,
                                        "`dsm twin CONFIG --overwrite` rebuilds the twin (then dsm train --force "
                                        "and dsm predict --overwrite), or choose other stores")
-            return StageResult("cube", "done", message="twin already built", summary={"built": False})
+            old_end = dt.date.fromisoformat(built.attrs["end"])
+            ndays = (config.dates.end - config.dates.start).days + 1
+            if old_end >= config.dates.end and twin_complete(built.attrs, built.sizes["time"]):
+                return StageResult("cube", "done", message="twin already built", summary={"built": False})
+            if old_end > config.dates.end:  # a twin longer than the run: its days are all there
+                return StageResult("cube", "done", message="twin already built", summary={"built": False})
+            say(f"extending the twin {config.stores.cube} from {old_end} to {config.dates.end}")
+            if lease is not None:
+                lease.check()
+            build_twin_stores(config, overwrite=False, extend=True)
+            return StageResult("cube", "done", message=f"twin extended from {old_end} to {config.dates.end}",
+                               summary={"built": False, "extended_from": old_end.isoformat(), "days": ndays})
         say(f"building the twin region into {config.stores.cube}")
         if lease is not None:
             lease.check()
@@ -206,11 +218,12 @@ def twin_stores(config: Config) -> Any:
     return TwinStores(config.stores.cube, config.stores.truth, config.stores.stations)
 
 
-def build_twin_stores(config: Config, overwrite: bool, progress: bool = True) -> None:
+def build_twin_stores(config: Config, overwrite: bool, progress: bool = True, extend: bool = False) -> None:
     """Build the twin of ``config`` (region, dates, ``twin:`` section) into its stores.
 
-    ``overwrite`` replaces existing stores (else they are an error); ``progress`` shows a
-    progress bar over the simulated days.
+    ``overwrite`` replaces existing stores (else they are an error); ``extend`` grows existing
+    stores to ``dates.end`` and writes what they lack (:func:`dsm.twin.build_twin`); ``progress``
+    shows a progress bar over the simulated days.
     """
     from dsm.config import TwinConfig
     from dsm.synthetic import TwinSpec
@@ -220,7 +233,7 @@ def build_twin_stores(config: Config, overwrite: bool, progress: bool = True) ->
     t = config.twin or TwinConfig()
     spec = TwinSpec(config.grid_region, config.dates.start, config.dates.end, t.seed, t.n_insitu, t.n_weather)
     build_twin(stores, spec, config.chunks.space, config.chunks.time, config.stores.storage_options, overwrite,
-               progress=progress, rain=config.rain)
+               progress=progress, rain=config.rain, extend=extend)
 
 
 def _finished(stage: str, rep: Any, **summary: Any) -> StageResult:
@@ -411,6 +424,10 @@ def run(config: Config, client: Client, *, stages: tuple[str, ...] | None = None
     ------
     LockError
         Another live run holds the output store's lock (nothing was done).
+    StoreError
+        ``dates.end`` is before the output store's end (both dates named), or stores to be
+        extended to ``dates.end`` were made with other settings (the keys named;
+        :func:`dsm.extend.preflight`): nothing was done.
     """
     say = progress or (lambda line: log.info(line))
     chosen = tuple(stages or config.run.stages)
@@ -425,6 +442,8 @@ def run(config: Config, client: Client, *, stages: tuple[str, ...] | None = None
     so = config.stores.storage_options
     with lock if own_lock else nullcontext(lock):
         say(f"run {run_id}: stages {', '.join(chosen)}; records {result.records}")
+        for line in extend.preflight(config):
+            say(f"extending {line}")
         report_ctx = _performance_report(config.run.performance_report, f"{result.records}/dask-performance.html",
                                          so) if client is not None else nullcontext()
         with report_ctx:

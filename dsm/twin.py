@@ -22,6 +22,7 @@ from dsm import cube, files, fingerprint, store
 from dsm.antecedent import write_antecedent
 from dsm.config import PrecipInput, RainConfig, TwinConfig
 from dsm.cube import Layout, VariableSpec, whole_chunks
+from dsm.extend import resize_time
 from dsm.periods import composite_8day_of
 from dsm.remap import remap_to_region
 from dsm.synthetic import (
@@ -64,6 +65,21 @@ class TwinStores:
         return f"{self.stations.rstrip('/')}/weather.csv"
 
 
+def written_prefix(ranges: Any) -> int:
+    """The end of the first range of written rows when it starts at row 0 (else 0): the rows
+    ``[0, end)`` a build has written without a gap."""
+    if ranges and int(ranges[0][0]) == 0:
+        return int(ranges[0][1])
+    return 0
+
+
+def twin_complete(attrs: Mapping[str, Any], n_days: int) -> bool:
+    """Whether a twin cube of attributes ``attrs`` has every one of its ``n_days`` days written
+    (daily inputs and antecedent indices: :data:`dsm.store.WRITTEN_ATTR`)."""
+    rows = attrs.get(store.WRITTEN_ATTR, {})
+    return all(written_prefix(rows.get(v)) >= n_days for v in ("lst", "api_age"))
+
+
 def _dataset(coords: Mapping[str, Any], arrays: Mapping[str, tuple[tuple[str, ...], np.ndarray]]) -> xr.Dataset:
     return xr.Dataset({k: (dims, a) for k, (dims, a) in arrays.items()}, coords=dict(coords))
 
@@ -74,6 +90,8 @@ class _Writer:
     def __init__(self, stores: TwinStores, layout: Layout, so: Mapping[str, Any] | None, seed: int) -> None:
         self.stores, self.layout, self.so = stores, layout, so
         self.cube = store.open_store(stores.cube, "cube", so)
+        # rows already written (a twin extended in time, or resumed): their chunks are kept
+        self.covered = {k: written_prefix(v) for k, v in self.cube.attrs.get(store.WRITTEN_ATTR, {}).items()}
         self.truth = store.open_store(stores.truth, "truth", so)
         self.times = self.cube.indexes["time"]
         self.buffer: list[Day] = []
@@ -83,13 +101,25 @@ class _Writer:
         self.product_rng = np.random.default_rng([seed, 3])
         self.written: list[dict[str, list[int]]] = []
 
-    def _cube(self, ds: xr.Dataset) -> None:
-        """Write ``ds`` into the cube, noting the rows written (:data:`dsm.store.WRITTEN_ATTR`)."""
+    def _kept(self, ds: xr.Dataset) -> bool:
+        """Whether every variable of ``ds`` lies within the rows already written (left as stored)."""
+        for name, var in ds.data_vars.items():
+            rows = store.region_slices(self.cube, var)[var.dims[0]]
+            if rows.stop > self.covered.get(str(name), 0):
+                return False
+        return True
+
+    def _cube(self, ds: xr.Dataset) -> bool:
+        """Write ``ds`` into the cube, noting the rows written (:data:`dsm.store.WRITTEN_ATTR`),
+        unless its rows are already written; returns whether it wrote."""
+        if self._kept(ds):
+            return False
         self.written.append(store.first_axis_ranges(store.write_region(self.stores.cube, ds, self.so, self.cube)))
+        return True
 
     def record_written(self) -> None:
         """Record in the cube every row the twin wrote (after the last write)."""
-        store.record_written(self.stores.cube, self.so, {}, *self.written)
+        store.record_written(self.stores.cube, self.so, self.cube.attrs, *self.written)
 
     def precip(self, d: Day) -> None:
         """Buffer the day's rain for the 0.1 degree product; write one time chunk at a time."""
@@ -116,8 +146,8 @@ class _Writer:
             arrays[k][water] = np.nan
         ds = _dataset(fine, {k: (("y", "x"), v.astype(np.float32)) for k, v in arrays.items()})
         ds["land_mask"] = (("y", "x"), static.land.astype(np.uint8))
-        self._cube(ds)
-        store.write_region(self.stores.truth, ds[["land_mask"]], self.so, self.truth)
+        if self._cube(ds):
+            store.write_region(self.stores.truth, ds[["land_mask"]], self.so, self.truth)
 
     def day(self, d: Day) -> None:
         if self.layout.start <= d.date <= self.layout.end:
@@ -138,9 +168,9 @@ class _Writer:
             "albedo": (daily, np.stack([d.albedo for d in b])),
             "smap_sm": (("time", "cy", "cx"), np.stack([d.smap for d in b])),
         })
-        self._cube(ds)
-        truth = _dataset(coords, {"sm_true": (daily, np.stack([d.truth for d in b]))})
-        store.write_region(self.stores.truth, truth, self.so, self.truth)
+        if self._cube(ds):
+            truth = _dataset(coords, {"sm_true": (daily, np.stack([d.truth for d in b]))})
+            store.write_region(self.stores.truth, truth, self.so, self.truth)
         self.buffer = []
 
     def composite(self, axis: str, start: dt.date, fields: Mapping[str, np.ndarray]) -> None:
@@ -160,8 +190,17 @@ def build_twin(
     overwrite: bool = False,
     progress: bool = True,
     rain: RainConfig | None = None,
+    extend: bool = False,
 ) -> TwinStores:
     """Simulate the twin of ``spec`` and write its cube, truth store and station tables.
+
+    With ``extend`` the existing stores (made by the same spec to an earlier end) are resized
+    to ``spec.end`` (:func:`dsm.extend.resize_time`) and only what they lack is written: the
+    rows not recorded written (:data:`dsm.store.WRITTEN_ATTR`: the new days, the last time
+    chunk that was partial, the new composites, and whatever an interrupted run left unwritten)
+    and the antecedent indices from the first such day. The simulation runs from the start
+    again (it is sequential), so the stores hold the same values as a twin built to
+    ``spec.end`` at once; the station tables are rewritten whole.
 
     The cube gets the twin's 0.1 degree precipitation product (:mod:`dsm.synthetic_precip`)
     on the 1 km grid from ``rain.spinup_days`` (whole time chunks) before the first day, and
@@ -179,7 +218,7 @@ def build_twin(
     storage_options
         fsspec options for remote URLs (for example an S3 ``endpoint_url``).
     overwrite
-        Replace existing stores; without it an existing store is an error.
+        Replace existing stores; without it an existing store is an error (unless ``extend``).
     progress
         Show a progress bar over the simulated days.
     rain
@@ -191,11 +230,15 @@ def build_twin(
     attrs = dict(describe(spec))
     settings = fingerprint.cube_record(None, TwinConfig(seed=spec.seed, n_insitu=spec.n_insitu, n_weather=spec.n_weather),
                                        rain)
-    store.create(stores.cube, cube.template(layout, cube.SCHEMA, {"title": "dsm predictor cube (synthetic twin)", **attrs,
-                                                                  fingerprint.CUBE_ATTR: settings}),
-                 "cube", storage_options, overwrite)
-    store.create(stores.truth, cube.template(layout, TRUTH_SPECS, {"title": "dsm twin 1 km truth", **attrs}),
-                 "truth", storage_options, overwrite)
+    cube_tpl = cube.template(layout, cube.SCHEMA, {"title": "dsm predictor cube (synthetic twin)", **attrs,
+                                                   fingerprint.CUBE_ATTR: settings})
+    truth_tpl = cube.template(layout, TRUTH_SPECS, {"title": "dsm twin 1 km truth", **attrs})
+    if extend:
+        for url, tpl in ((stores.cube, cube_tpl), (stores.truth, truth_tpl)):
+            resize_time(url, tpl, storage_options, attrs)
+    else:
+        store.create(stores.cube, cube_tpl, "cube", storage_options, overwrite)
+        store.create(stores.truth, truth_tpl, "truth", storage_options, overwrite)
 
     rng_static = np.random.default_rng(spec.seed)
     static = make_static(spec.region, rng_static)
@@ -224,7 +267,7 @@ def build_twin(
             window = []
     writer.flush()
     writer.record_written()
-    write_antecedent(stores.cube, storage_options, rain)
+    write_antecedent(stores.cube, storage_options, rain, from_index=writer.covered.get("api_age", 0))
 
     insitu, weather = recorder.frames()
     fs, root = fsspec.core.url_to_fs(stores.stations, **dict(storage_options or {}))

@@ -136,9 +136,21 @@ def _run_chain(cfg: config_mod.Config, stages: tuple[str, ...] | None, break_loc
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
 @click.option("--stage", "stages", multiple=True, type=click.Choice(config_mod.STAGES),
               help="Run only these stages (repeatable; default run.stages, all five).")
+@click.option("--until", metavar="DATE", default=None,
+              help="Run to DATE (YYYY-MM-DD or 'today', UTC) instead of dates.end: stores made to an earlier "
+                   "end are extended (new days only), never shortened.")
 @_break_lock
-def run_cmd(config_path: str, stages: tuple[str, ...], break_lock: bool) -> None:
+def run_cmd(config_path: str, stages: tuple[str, ...], until: str | None, break_lock: bool) -> None:
     """Run the whole chain of CONFIG as one resumable job: cube, train, predict, export, validate.
+
+    --until DATE (or dates.end: today in CONFIG) extends the stores of an earlier run to DATE:
+    the cube, the truth and the products grow along time (no chunk rewritten but the last
+    partial one), the new days are ingested (or simulated), rao2022 retrains only the periods
+    whose days changed (and predicts their days again), the fusion method keeps its model
+    (dsm train CONFIG --force retrains it), and the new days are predicted, exported and added
+    to the STAC collection. An --until before the output store's end is an error; so is one
+    with other settings than those that made the stores (the keys are named). Rerunning the
+    same --until does nothing new.
 
     The cube stage ingests CONFIG's inputs (or builds the twin when CONFIG has twin:); every
     stage skips what an earlier run finished, so a rerun after a crash resumes. The output
@@ -148,6 +160,10 @@ def run_cmd(config_path: str, stages: tuple[str, ...], break_lock: bool) -> None
     run partial.
     """
     cfg = config_mod.load(config_path)
+    if until is not None:
+        from dsm.extend import parse_until, with_end
+
+        cfg = with_end(cfg, parse_until(until))
     if not _run_chain(cfg, stages or None, break_lock):
         sys.exit(1)
 

@@ -40,6 +40,11 @@ def _print_training(report: Any) -> None:
                f"{len(report.skipped)} already stored, {len(report.failed)} failed")
     if report.skipped:
         click.echo(f"skipped (already stored; --force retrains): {', '.join(report.skipped)}")
+    retrained = {k: w for k, w in getattr(report, "windows", {}).items() if k in report.trained and w}
+    if retrained:
+        click.echo("trained on: " + ", ".join(f"{k} {w[0]}..{w[1]}" for k, w in sorted(retrained.items())))
+    if getattr(report, "kept", ""):
+        click.echo(report.kept)
     for name, cause in report.failed.items():
         click.secho(f"FAILED {name}: {cause}", fg="red", err=True)
 

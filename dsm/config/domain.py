@@ -56,11 +56,25 @@ class RegionConfig(_Frozen):
         return Region(*self.cells, coarse_km=km)
 
 
+def parse_day(value: object) -> object:
+    """``"today"`` as today's UTC date (read once, when the configuration is validated); any
+    other value unchanged, for pydantic's own date parsing."""
+    if isinstance(value, str) and value.strip().lower() == "today":
+        return dt.datetime.now(dt.timezone.utc).date()
+    return value
+
+
 class DatesConfig(_Frozen):
-    """Inclusive date range."""
+    """Inclusive date range; ``end: today`` is today's UTC date (an operational run that
+    extends its stores each day, :mod:`dsm.extend`)."""
 
     start: dt.date
     end: dt.date
+
+    @field_validator("end", mode="before")
+    @classmethod
+    def _today(cls, v: object) -> object:
+        return parse_day(v)
 
     @model_validator(mode="after")
     def _ordered(self) -> DatesConfig:

@@ -109,8 +109,9 @@ from dsm import fingerprint, store
 from dsm.antecedent import write_antecedent
 from dsm.cluster import leased_outcomes
 from dsm.config import Config
-from dsm.cube import Layout, create_cube, layout_of, open_cube
+from dsm.cube import Layout, create_cube, cube_template, layout_of, open_cube
 from dsm.errors import ConfigError, InputError
+from dsm.extend import recorded_end, resize_time
 from dsm.ingest.plan import plan
 from dsm.ingest.report import _assemble, _merge_provenance, _previous, report_url, summarize
 from dsm.ingest.sources import configured_sources
@@ -124,10 +125,16 @@ def ensure_cube(cfg: Config, overwrite: bool = False) -> xr.Dataset:
     """Open the configured cube, creating it first when missing (or when ``overwrite``); check
     it fits the configuration and record the settings its values are made with.
 
+    A cube that ends before ``dates.end`` (``dsm run --until``) is first resized to it
+    (:func:`dsm.extend.resize_time`: no chunk rewritten); the plan then finds the files of the
+    new days, and blocks already stored are not written again (a block is written only when it
+    differs).
+
     Raises
     ------
     ConfigError
-        The existing cube was made for another region or other dates.
+        The existing cube was made for another region or other dates (an end after
+        ``dates.end`` included).
     StoreError
         A source was ingested into the cube with other value settings
         (:func:`dsm.fingerprint.cube_update`): ingesting it again would mix them.
@@ -137,6 +144,10 @@ def ensure_cube(cfg: Config, overwrite: bool = False) -> xr.Dataset:
     if overwrite or not store._exists(url, so):
         log.info("creating the cube %s", url)
         create_cube(url, layout, so, overwrite=overwrite)
+    have_end = recorded_end(url, so)
+    if have_end is not None and have_end < layout.end:  # dsm run --until: the cube grows (dsm.extend)
+        log.info("extending the cube %s from %s to %s", url, have_end, layout.end)
+        resize_time(url, cube_template(layout), so)
     ds = open_cube(url, so)
     have = layout_of(ds)
     if (have.region, have.start, have.end) != (layout.region, layout.start, layout.end):
@@ -210,7 +221,7 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
     report = _assemble(cfg, p, [r for _, r in results], errors, started, time.perf_counter() - t0)
     check()
     if cfg.inputs is not None and cfg.inputs.precip is not None:
-        report["antecedent"] = _antecedent(cfg, client, report)
+        report["antecedent"] = _antecedent(cfg, client, report, _first_changed(cube, results))
         report["summary"] = summarize(report)
     path = report_path or report_url(cfg.stores.cube)
     earlier = {} if overwrite else _previous(path, cfg.stores.storage_options)  # a new cube: its own files only
@@ -233,8 +244,25 @@ def _record_written(cfg: Config, cube: xr.Dataset, results: Sequence[tuple[Any, 
                          also={fingerprint.CUBE_ATTR: settings})
 
 
-def _antecedent(cfg: Config, client: Any, report: dict[str, Any]) -> dict[str, Any]:
-    """After the precipitation writes: the antecedent indices (:func:`dsm.antecedent.write_antecedent`).
+def _first_changed(cube: xr.Dataset, results: Sequence[tuple[Any, Mapping[str, Any]]]) -> int:
+    """The first day index whose antecedent indices may have changed: the first precipitation day
+    this ingest wrote, or the first day without indices yet (rows of ``api_age`` recorded
+    written); 0 when the cube has no indices or the land mask was written (every chunk is written)."""
+    spin = cube.sizes.get("time_precip", cube.sizes["time"]) - cube.sizes["time"]
+    rows = cube.attrs.get(store.WRITTEN_ATTR, {}).get("api_age") or []
+    first = int(rows[0][1]) if rows and int(rows[0][0]) == 0 else 0
+    for _, r in results:
+        if "land_mask" in r.get("wrote", {}):  # water pixels get no indices: every day may change
+            return 0
+        wrote = r.get("wrote", {}).get("precip")
+        if wrote and wrote != "static":
+            first = min(first, max(0, int(wrote[0]) - spin))
+    return first
+
+
+def _antecedent(cfg: Config, client: Any, report: dict[str, Any], from_index: int = 0) -> dict[str, Any]:
+    """After the precipitation writes: the antecedent indices (:func:`dsm.antecedent.write_antecedent`),
+    written from the time chunk of day index ``from_index`` on (:func:`_first_changed`).
 
     Skipped when a precipitation task failed. A cube without precipitation (InputError) is
     reported; any other failure is recorded as a task error.
@@ -242,7 +270,7 @@ def _antecedent(cfg: Config, client: Any, report: dict[str, Any]) -> dict[str, A
     if any(e["task"].startswith("ingest-precip-") for e in report["task_errors"]):
         return {"skipped": "a precipitation task failed: the indices were not recomputed"}
     try:
-        summary = write_antecedent(cfg.stores.cube, cfg.stores.storage_options, cfg.rain, client)
+        summary = write_antecedent(cfg.stores.cube, cfg.stores.storage_options, cfg.rain, client, from_index)
     except InputError as exc:  # no precipitation in the cube yet: say so, nothing is broken
         log.warning("antecedent indices not written: %s", exc)
         return {"error": f"{type(exc).__name__}: {exc}"}

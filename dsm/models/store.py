@@ -8,6 +8,8 @@ Layout::
     URL/pooled/...              the pooled model, same files
     URL/run.json                the report of the latest ``dsm train`` run
     URL/settings.json           the settings the models were trained with (:mod:`dsm.fingerprint`)
+    URL/training_window.json    per model kept across extensions in time (the fusion method's),
+                                the first and last day it was trained on (:mod:`dsm.extend`)
 
 Formats, and why
 ----------------
@@ -48,6 +50,7 @@ from dsm.runlock import Lease
 CARD = "card.json"
 REPORT = "run.json"
 SETTINGS = "settings.json"
+WINDOWS = "training_window.json"
 POOLED = "pooled"
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -259,6 +262,19 @@ class ModelStore:
     def write_settings(self, record: Mapping[str, Any]) -> None:
         """Record the settings the store's models are trained with (before the first model)."""
         self._write(self._path(SETTINGS), json.dumps(_jsonable(record), indent=1, sort_keys=True).encode())
+
+    # -- the days a model was trained on (dsm.extend) --------------------------------------------
+    def read_window(self, key: str) -> list[str] | None:
+        """``[first, last]`` (ISO days) that ``key``'s model was trained on, None when not recorded."""
+        recorded = self._read_json(self._path(WINDOWS), "training windows record") or {}
+        window = recorded.get(key)
+        return list(window) if window else None
+
+    def write_window(self, key: str, window: list[str] | None) -> None:
+        """Record the days ``[first, last]`` that ``key``'s model was trained on (after the model)."""
+        recorded = self._read_json(self._path(WINDOWS), "training windows record") or {}
+        recorded[key] = window
+        self._write(self._path(WINDOWS), json.dumps(_jsonable(recorded), indent=1, sort_keys=True).encode())
 
 
 def _jsonable(obj: Any) -> Any:

@@ -4,9 +4,9 @@
 (:func:`dsm.models.fusion_train.train_fusion`). ``training.method: rao2022``, the paper, trains
 every 16-day period as follows.
 
-1. The sample table of every period to train is a dask graph over the cube
-   (:func:`dsm.samples.sample_graph`); all are submitted at once with ``client.compute``, so
-   the workers read and aggregate the 1 km chunks and only the small tables come back.
+1. The sample tables of every period to train are submitted at once, one task per (period,
+   spatial block of the cube) (:func:`dsm.sample_tables.table_futures`), so the workers read
+   and aggregate the 1 km chunks and only the small tables come back.
 2. Periods train concurrently: ``training.concurrent_periods`` client threads each take a
    period as its table arrives and run its grid searches, whose fits spread over the workers.
 3. A period that fails (on a worker or here) is reported with its cause; the others finish.
@@ -17,6 +17,13 @@ every 16-day period as follows.
 6. A rerun skips every period (and the pooled model) whose card and model are stored, unless
    ``force``; reuse cards are re-resolved every run, since a newly trained period may change
    which model a short period should use.
+7. Every card records the days its samples came from (``window``: the first and last day of
+   the period that the cube holds). A store extended in time (``dsm run --until``,
+   :mod:`dsm.extend`) retrains exactly the periods whose window changed (the period that was
+   partial, and the new ones); completed periods keep their models. The rao2022 pooled model
+   (a comparison, never used to predict) is retrained when the whole window changed. The
+   fusion method keeps its pooled model and records the window it was trained on in
+   ``training_window.json``; ``force`` retrains it over the configured dates.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from dsm import fingerprint
 from dsm import store as zarr_stores  # the local name store is the model store
 from dsm.config import Config
 from dsm.cube import RAIN_VARS, open_cube
-from dsm.errors import ConfigError
+from dsm.errors import ConfigError, StoreError
 from dsm.models.cards import FUSION_KEY, FusionCard
 from dsm.models.estimators import check_training_grids
 from dsm.models.fusion_train import train_fusion
@@ -48,7 +55,8 @@ from dsm.models.variants import train_variants
 from dsm.periods import Composite, periods
 from dsm.progress import Steps
 from dsm.runlock import Lease, LockLostError, RunLock, lock_url
-from dsm.samples import check_predictors, sample_graph
+from dsm.sample_tables import table_futures
+from dsm.samples import check_predictors, period_days
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +91,8 @@ class TrainReport:
     variants: list[str] = field(default_factory=list)
     method: str = "rao2022"
     fusion: FusionCard | None = None
+    windows: dict[str, list[str] | None] = field(default_factory=dict)
+    kept: str = ""
 
     def period_table(self) -> pd.DataFrame:
         """The per-period table (see :func:`dsm.models.report.period_table`)."""
@@ -95,7 +105,7 @@ class TrainReport:
     def record(self) -> dict[str, Any]:
         """JSON-ready summary, stored as ``run.json``."""
         return {"method": self.method, "periods": self.periods, "trained": self.trained, "reused": self.reused,
-                "skipped": self.skipped, "failed": self.failed,
+                "skipped": self.skipped, "failed": self.failed, "windows": self.windows, "kept": self.kept,
                 "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
@@ -198,17 +208,28 @@ def _train_into(store: ModelStore, config: Config, client: Client, ds: Any, all_
         if only:
             raise ConfigError("--only trains single periods of training.method: rao2022; the fusion method "
                               "trains one model over all periods")
+        window = sample_window(ds, all_periods)
         report.fusion, fresh = train_fusion(config, client, store, ds, force=force, progress=say)
         (report.trained if fresh else report.skipped).append(FUSION_KEY)
+        if fresh:
+            store.write_window(FUSION_KEY, window)
+        else:
+            report.kept = _kept_note(store.read_window(FUSION_KEY), window)
+            if report.kept:
+                say(report.kept)
         store.write_report(report.record())
         return report
 
-    todo = [p for p in chosen if force or not store.done(p.name)]
+    windows = {p.name: sample_window(ds, [p]) for p in all_periods}
+    todo = [p for p in chosen if force or not store.done(p.name) or _moved(store, p.name, windows[p.name])]
     report.skipped = [p.name for p in chosen if p not in todo]
-    want_pooled = tcfg.pooled and (force or not store.done(POOLED))
+    report.windows = {p.name: windows[p.name] for p in todo}
+    whole = sample_window(ds, all_periods)
+    want_pooled = tcfg.pooled and (force or not store.done(POOLED) or _moved(store, POOLED, whole))
     need = all_periods if want_pooled else todo
-    graphs = {p.name: sample_graph(ds, p, config.predictors, tcfg.aggregation, tcfg.min_valid_fraction) for p in need}
-    futures = dict(zip(graphs, client.compute(list(graphs.values())), strict=True))
+    futures = dict(zip([p.name for p in need],
+                       table_futures(client, ds, need, config.predictors, config.stores.storage_options,
+                                     how=tcfg.aggregation, min_valid_fraction=tcfg.min_valid_fraction), strict=True))
     sample_info = {"aggregation": tcfg.aggregation, "min_valid_fraction": tcfg.min_valid_fraction,
                    "rule": "mean of valid land pixels" if tcfg.aggregation == "mean"
                    else "1 km pixel at row 18, col 18 of the cell's 36 x 36 block"}
@@ -222,7 +243,7 @@ def _train_into(store: ModelStore, config: Config, client: Client, ds: Any, all_
             small[p.name] = len(table)
             return f"{p.name}: {len(table)} samples < {tcfg.min_samples}: will reuse another period's model"
         fit = fit_period(client, table, p.name, config.predictors, tcfg, search_fn, config.cluster.device)
-        card = {**fit.card, "aggregation": sample_info, "cube": config.stores.cube}
+        card = {**fit.card, "aggregation": sample_info, "cube": config.stores.cube, "window": windows[p.name]}
         card["model"] = store.save_model(p.name, fit.estimator)
         store.write_card(p.name, card)
         report.trained.append(p.name)
@@ -235,24 +256,51 @@ def _train_into(store: ModelStore, config: Config, client: Client, ds: Any, all_
     report.trained.sort()
 
     # tables of periods that were not trained in this run but the pooled model needs
-    for name in [n for n in graphs if n not in tables]:
+    for name in [n for n in futures if n not in tables]:
         try:
             tables[name] = futures[name].result()
         except Exception as exc:
             report.failed.setdefault(name, f"{type(exc).__name__}: {exc}")
 
-    _resolve_reuse(store, report, all_periods, small, sample_info)
+    _resolve_reuse(store, report, all_periods, small, sample_info, windows)
     # companion models for prediction: reduced (gap-free) and quantile models
     report.variants, variant_failures = train_variants(client, config, store, ds, [p.name for p in chosen],
                                                        force=force, fresh=report.trained,
                                                        tables=tables)
     report.failed.update(variant_failures)
     if want_pooled:
-        _pooled(client, config, store, report, tables)
+        _pooled(client, config, store, report, tables, whole)
     report.pooled = store.read_card(POOLED)
     report.cards = [c for c in (store.read_card(p.name) for p in all_periods) if c is not None]
     store.write_report(report.record())
     return report
+
+
+def sample_window(ds: Any, chosen: Sequence[Composite]) -> list[str] | None:
+    """``[first, last]`` (ISO) of the days of the periods ``chosen`` that the cube ``ds`` holds:
+    the days a model of them samples; None when the cube holds none."""
+    have = [d for p in chosen for d in period_days(ds, p)]
+    return [min(have).isoformat(), max(have).isoformat()] if have else None
+
+
+def _moved(store: ModelStore, key: str, window: list[str] | None) -> bool:
+    """Whether ``key``'s card records a sample window other than ``window`` (a store extended in
+    time: the period's samples changed). A card without a window (written before windows were
+    recorded) is taken as current."""
+    try:
+        card = store.read_card(key)
+    except StoreError:  # an unreadable card: store.done retrains it already
+        return False
+    recorded = (card or {}).get("window")
+    return recorded is not None and list(recorded) != list(window or [])
+
+
+def _kept_note(recorded: list[str] | None, window: list[str] | None) -> str:
+    """The line saying that the fusion model was kept although the dates now reach further."""
+    if recorded is None or window is None or list(recorded) == list(window):
+        return ""
+    return (f"fusion: kept the pooled model trained on {recorded[0]}..{recorded[1]} (the dates now reach "
+            f"{window[1]}); `dsm train CONFIG --force` retrains it over {window[0]}..{window[1]}")
 
 
 def _run_periods(run_period: Callable[[Composite], str], todo: list[Composite], workers: int, report: TrainReport,
@@ -283,7 +331,8 @@ def _run_periods(run_period: Callable[[Composite], str], todo: list[Composite], 
 
 
 def _resolve_reuse(store: ModelStore, report: TrainReport, all_periods: list[Composite],
-                   small: dict[str, int], sample_info: dict[str, Any]) -> None:
+                   small: dict[str, int], sample_info: dict[str, Any],
+                   windows: dict[str, list[str] | None]) -> None:
     """Write (or refresh) the cards of periods that reuse another period's model."""
     cards = {p.name: store.read_card(p.name) for p in all_periods}
     trained = [n for n, c in cards.items() if c is not None and c.get("status") == "trained"]
@@ -305,7 +354,8 @@ def _resolve_reuse(store: ModelStore, report: TrainReport, all_periods: list[Com
         reason = "no valid samples" if n == 0 else f"{n} samples, fewer than training.min_samples"
         new = {"period": p.name, "status": "reused", "n_samples": int(n), "reused_from": src,
                "fallback": f"{reason}: uses the {direction} trained period's model", "model": None,
-               "aggregation": sample_info,
+               "aggregation": sample_info, "window": card.get("window") if card is not None and p.name not in small
+               else windows[p.name],
                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         if card is None or card.get("reused_from") != src or p.name in small:
             store.write_card(p.name, new)
@@ -313,13 +363,14 @@ def _resolve_reuse(store: ModelStore, report: TrainReport, all_periods: list[Com
 
 
 def _pooled(client: Client, config: Config, store: ModelStore, report: TrainReport,
-            tables: dict[str, pd.DataFrame]) -> None:
+            tables: dict[str, pd.DataFrame], window: list[str] | None) -> None:
     tcfg = config.training
     try:
         splits = {k: period_split(t, k, tcfg) for k, t in tables.items() if len(t)}
         model, card = train_pooled(client, {k: tables[k] for k in splits}, splits, config.predictors,
                                    tcfg.pooled_params, tcfg.seed, config.cluster.device)
         card["predicts"] = False  # a comparison of the paper's method; the fusion method predicts pooled
+        card["window"] = window
         card["model"] = store.save_model(POOLED, model)
         store.write_card(POOLED, card)
     except Exception as exc:
