@@ -1,4 +1,4 @@
-"""Kubernetes manifests for dsm: DaskCluster, DaskWorkerGroup and DaskJob specs (pure).
+"""Kubernetes manifests for dsm: DaskCluster, DaskWorkerGroup, DaskJob and daily CronJob specs (pure).
 
 The functions here turn a validated :class:`dsm.config.Config`, an image and worker sizes into
 the custom resources of the dask-kubernetes operator (``kubernetes.dask.org/v1``). They start
@@ -49,11 +49,11 @@ from dsm.storage_credentials import (
 )
 
 __all__ = [
-    "API_VERSION", "AWS_ENV", "CONFIG_KEY", "CONFIG_MOUNT", "CREDENTIALS_SECRET", "CREDENTIAL_WORDS",
+    "API_VERSION", "AWS_ENV", "CONFIG_KEY", "CONFIG_MOUNT", "CREDENTIALS_SECRET", "CREDENTIAL_WORDS", "DAILY_SCHEDULE",
     "EARTHDATA_SECRET", "GPU_NODE_SELECTOR", "GPU_RESOURCE", "GPU_TOLERATIONS", "LABELS", "MEMORY_FRACTION",
     "SCRATCH_MOUNT", "UID", "DeploySpec", "Resources", "config_yaml", "credential_env", "credentials_notice",
     "dask_memory_limit", "inline_credentials", "is_credential", "job_config", "parse_quantity", "render",
-    "render_cluster", "render_gpu_worker_group", "render_job", "render_secret", "scheduler_address",
+    "render_cluster", "render_daily", "render_gpu_worker_group", "render_job", "render_secret", "scheduler_address",
     "scheduler_spec", "split_storage_options", "to_yaml", "worker_args", "worker_spec",
 ]
 
@@ -420,13 +420,84 @@ def render_job(config: Config, spec: DeploySpec) -> list[dict[str, Any]]:
     return [configmap, job]
 
 
-def render(config: Config, spec: DeploySpec, kind: Literal["cluster", "job"] = "cluster") -> list[dict[str, Any]]:
-    """The resources of one deployment ``kind``: an interactive cluster or a ``dsm run`` job."""
+DAILY_SCHEDULE = "0 6 * * *"
+"""When the daily CronJob runs (cron, UTC)."""
+_CRON = re.compile(r"^(@(daily|hourly|weekly|monthly|yearly)|(\S+\s+){4}\S+)$")
+
+
+def render_daily(config: Config, spec: DeploySpec, schedule: str = DAILY_SCHEDULE) -> list[dict[str, Any]]:
+    """A ConfigMap and a CronJob running ``dsm run /config/config.yaml --until today`` on ``schedule``.
+
+    Each run extends the stores to the day it runs (UTC) and exits; one pod of ``spec.worker``
+    size (``spec.gpu_worker`` with ``cluster.device: cuda``) runs the client and a LocalCluster
+    of one worker process with all its cores and 75 % of its memory (the client shares the
+    container). Runs never overlap (``concurrencyPolicy: Forbid``, and dsm's run lock); a
+    failed run is retried twice (``dsm run`` resumes), and the next day's run catches up.
+
+    Parameters
+    ----------
+    config
+        The dsm configuration; every store and input must be a URL.
+    spec
+        Image, name, the pod's size, secrets.
+    schedule
+        Cron expression, evaluated in UTC (``timeZone: Etc/UTC``).
+
+    Returns
+    -------
+    list of dict
+        ``[ConfigMap, CronJob]``, JSON-plain.
+    """
+    _check_remote(config)
+    if not _CRON.match(schedule.strip()):
+        raise ConfigError(f"schedule {schedule!r}: give a cron expression of five fields, e.g. {DAILY_SCHEDULE!r}")
+    gpu = config.cluster.device == "cuda"
+    res, image = (spec.gpu_worker, spec.cuda_image) if gpu else (spec.worker, spec.image)
+    local = config.cluster.model_copy(update={"address": None, "n_workers": 1, "threads_per_worker": res.cpu,
+                                              "memory_limit": dask_memory_limit(res.memory, 0.75)})  # fmt: skip
+    cm_name = f"{spec.name}-config"
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(cm_name, "config"),
+                 "data": {CONFIG_KEY: config_yaml(config.model_copy(update={"cluster": local}))}}  # fmt: skip
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never", "securityContext": _pod_security(),
+        "containers": [{
+            "name": "dsm", "image": image, "imagePullPolicy": spec.image_pull_policy,
+            "args": ["dsm", "run", f"{CONFIG_MOUNT}/{CONFIG_KEY}", "--until", "today"],
+            "env": [{"name": "DASK_TEMPORARY_DIRECTORY", "value": SCRATCH_MOUNT}],
+            "envFrom": _env_from(spec.secrets, spec.optional_secrets),
+            "resources": res.to_k8s(), "securityContext": _container_security(),
+            "volumeMounts": [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+                             {"name": "scratch", "mountPath": SCRATCH_MOUNT}],
+        }],
+        "volumes": [{"name": "config", "configMap": {"name": cm_name}},
+                    {"name": "scratch", "emptyDir": {"sizeLimit": spec.scratch}}],
+    }  # fmt: skip
+    selector = {**spec.node_selector, **(GPU_NODE_SELECTOR if gpu else {})}
+    if selector:
+        pod["nodeSelector"] = selector
+    if gpu:
+        pod["tolerations"] = [dict(t) for t in GPU_TOLERATIONS]
+    cronjob = {
+        "apiVersion": "batch/v1", "kind": "CronJob", "metadata": _metadata(spec.name, "daily"),
+        "spec": {"schedule": schedule.strip(), "timeZone": "Etc/UTC", "concurrencyPolicy": "Forbid",
+                 "startingDeadlineSeconds": 6 * 3600, "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 3,
+                 "jobTemplate": {"metadata": {"labels": {**LABELS, "app.kubernetes.io/component": "daily"}},
+                                 "spec": {"backoffLimit": 2, "template": {"spec": pod}}}},
+    }  # fmt: skip
+    return [configmap, cronjob]
+
+
+def render(config: Config, spec: DeploySpec, kind: Literal["cluster", "job", "daily"] = "cluster",
+           schedule: str = DAILY_SCHEDULE) -> list[dict[str, Any]]:  # fmt: skip
+    """The resources of one deployment ``kind``: an interactive cluster, a ``dsm run`` job, or
+    the daily CronJob extending the stores (``schedule``)."""
     if kind == "cluster":
         return render_cluster(config, spec)
     if kind == "job":
         return render_job(config, spec)
-    raise ValueError(f"kind {kind!r}: expected 'cluster' or 'job'")
+    if kind == "daily":
+        return render_daily(config, spec, schedule)
+    raise ValueError(f"kind {kind!r}: expected 'cluster', 'job' or 'daily'")
 
 
 class _Dumper(yaml.SafeDumper):

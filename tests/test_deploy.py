@@ -139,17 +139,24 @@ def rendered_docs() -> list[tuple[str, dict[str, Any]]]:
         "job-cuda": deploy.render(_config(device="cuda"), deploy.DeploySpec(image=IMAGE, name="dsm-run"), "job"),
         "job-small": deploy.render(_config(), small, "job"),
         "cluster-small-cuda": deploy.render(_config(device="cuda"), small, "cluster"),
+        "daily-cpu": deploy.render(_config(), deploy.DeploySpec(image=IMAGE, name="dsm-daily"), "daily"),
+        "daily-cuda": deploy.render(_config(device="cuda"), deploy.DeploySpec(image=IMAGE, name="dsm-daily"), "daily"),
+        "daily-small": deploy.render(_config(), small, "daily", "30 2 * * 1-5"),
     }
     return [(f"{case}:{d['kind']}", d) for case, docs in cases.items() for d in docs]
 
 
 ALL = static_docs() + rendered_docs()
 DASK = [(i, d) for i, d in ALL if d["apiVersion"].startswith("kubernetes.dask.org/")]
+PODS = DASK + [(i, d) for i, d in ALL if d["kind"] == "CronJob"]  # every resource that makes pods
 
 
 def pod_specs(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(role, pod spec) of every pod a dask resource makes: scheduler, worker, job."""
+    """(role, pod spec) of every pod a dask resource makes (scheduler, worker, job) or a CronJob (daily)."""
     spec = doc["spec"]
+    if doc["kind"] == "CronJob":
+        yield "daily", spec["jobTemplate"]["spec"]["template"]["spec"]
+        return
     if doc["kind"] == "DaskJob":
         yield "job", spec["job"]["spec"]
         spec = spec["cluster"]["spec"]
@@ -198,7 +205,7 @@ def test_embedded_pods_and_services_match_the_kubernetes_schemas(where: str, doc
 
 def test_plain_kubernetes_objects_validate() -> None:
     plain = [d for _, d in ALL if not d["apiVersion"].startswith("kubernetes.dask.org/")]
-    assert {d["kind"] for d in plain} == {"ConfigMap"}
+    assert {d["kind"] for d in plain} == {"ConfigMap", "CronJob"}  # the CronJob's pod spec is validated with it
     for d in plain:
         validate_k8s(d)
 
@@ -222,7 +229,7 @@ def test_the_validators_reject_what_the_api_server_would() -> None:
 # ----------------------------------------------------------------------------- content
 
 
-@pytest.mark.parametrize(("where", "doc"), DASK, ids=_ids(DASK))
+@pytest.mark.parametrize(("where", "doc"), PODS, ids=_ids(PODS))
 def test_pods_run_non_root_with_pinned_images(where: str, doc: dict[str, Any]) -> None:
     for role, pod, c in containers(doc):
         ctx = pod["securityContext"]
@@ -235,7 +242,7 @@ def test_pods_run_non_root_with_pinned_images(where: str, doc: dict[str, Any]) -
         assert repo and "/" not in tag and tag not in ("", "latest"), c["image"]
 
 
-@pytest.mark.parametrize(("where", "doc"), DASK, ids=_ids(DASK))
+@pytest.mark.parametrize(("where", "doc"), PODS, ids=_ids(PODS))
 def test_every_container_has_requests_equal_to_limits(where: str, doc: dict[str, Any]) -> None:
     for role, _, c in containers(doc):
         res = c["resources"]
@@ -271,7 +278,7 @@ def test_worker_threads_and_memory_limit_follow_the_container_limits(where: str,
             assert not params["resources"] and "tolerations" not in pod
 
 
-@pytest.mark.parametrize(("where", "doc"), DASK, ids=_ids(DASK))
+@pytest.mark.parametrize(("where", "doc"), PODS, ids=_ids(PODS))
 def test_commands_exist_in_the_image(where: str, doc: dict[str, Any]) -> None:
     dask_commands = {ep.name for ep in md.entry_points(group="dask_cli")}
     for role, _, c in containers(doc):
@@ -282,7 +289,7 @@ def test_commands_exist_in_the_image(where: str, doc: dict[str, Any]) -> None:
             if sub == "scheduler":
                 dask_scheduler_cli.make_context("dask scheduler", rest)
         else:
-            assert [program, sub] == ["dsm", "run"] and role == "job"
+            assert [program, sub] == ["dsm", "run"] and role in ("job", "daily")
 
 
 def _job_parts(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
@@ -341,7 +348,7 @@ def _env_entries(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
             yield role, e
 
 
-@pytest.mark.parametrize(("where", "doc"), DASK, ids=_ids(DASK))
+@pytest.mark.parametrize(("where", "doc"), PODS, ids=_ids(PODS))
 def test_credentials_come_only_from_secrets(where: str, doc: dict[str, Any]) -> None:
     for role, e in _env_entries(doc):
         assert not (SECRETISH.search(e["name"]) and "value" in e), f"{role}: literal {e['name']}"
@@ -505,6 +512,8 @@ def test_static_manifests_are_what_the_renderer_makes() -> None:
     assert _yaml_docs(K8S / "daskcluster.yaml") == deploy.render_cluster(cfg, cluster)
     assert _yaml_docs(K8S / "daskworkergroup-gpu.yaml") == [deploy.render_gpu_worker_group(cluster)]
     assert _yaml_docs(K8S / "daskjob.yaml") == deploy.render_job(cfg, deploy.DeploySpec(image=IMAGE, name="dsm-run"))[1:]
+    daily = deploy.DeploySpec(image=IMAGE, name="dsm-daily", worker=deploy.Resources(4, "16Gi"))
+    assert _yaml_docs(K8S / "cronjob-daily.yaml") == deploy.render_daily(cfg, daily)
 
 
 def test_cli_render_prints_the_same_yaml(tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ import click
 from dsm import __version__
 from dsm.cli.chain import demo, run_cmd, twin
 from dsm.cli.configure import config_group, deploy_group
-from dsm.cli.inputs import fetch, ingest
+from dsm.cli.inputs import earthdata_credentials, fetch, ingest
 from dsm.cli.stages import export_cmd, predict_cmd, report_cmd, skill_cmd, train_cmd, validate_cmd
 from dsm.cli.stores import cube_group, status_cmd, verify_cmd
 from dsm.errors import DsmError
@@ -93,6 +93,6 @@ def main(verbose: int, quiet: bool) -> None:
         logging.getLogger(name).setLevel(level)
 
 
-for _command in (demo, run_cmd, twin, ingest, fetch, train_cmd, predict_cmd, export_cmd, verify_cmd, status_cmd,
-                 validate_cmd, report_cmd, skill_cmd, cube_group, deploy_group, config_group):
+for _command in (demo, run_cmd, twin, ingest, fetch, earthdata_credentials, train_cmd, predict_cmd, export_cmd,
+                 verify_cmd, status_cmd, validate_cmd, report_cmd, skill_cmd, cube_group, deploy_group, config_group):
     main.add_command(_command)

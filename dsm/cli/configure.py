@@ -49,9 +49,12 @@ def deploy_group() -> None:
 @deploy_group.command("render")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(exists=True, dir_okay=False))
 @click.option("--image", required=True, help="Image with a pinned tag, e.g. registry.example.org/dsm:0.1.0.")
-@click.option("--kind", type=click.Choice(["cluster", "job"]), default="job", show_default=True,
-              help="job: ConfigMap + DaskJob running `dsm run`; cluster: interactive DaskCluster.")
-@click.option("--name", default=None, help="Resource name (default: dsm-run for a job, dsm for a cluster).")
+@click.option("--kind", type=click.Choice(["cluster", "job", "daily"]), default="job", show_default=True,
+              help="job: ConfigMap + DaskJob running `dsm run`; cluster: interactive DaskCluster; daily: ConfigMap + "
+                   "CronJob running `dsm run --until today` in one pod (worker size) on --schedule.")
+@click.option("--name", default=None, help="Resource name (default: dsm-run for a job, dsm-daily for daily, dsm for "
+              "a cluster).")
+@click.option("--schedule", default="0 6 * * *", show_default=True, help="With --kind daily: cron schedule, UTC.")
 @click.option("--workers", type=int, default=None, help="Worker replicas (default: cluster.n_workers).")
 @click.option("--worker-cpu", type=int, default=2, show_default=True, help="Cores per worker (= --nthreads).")
 @click.option("--worker-memory", default="8Gi", show_default=True, help="Memory limit per worker container.")
@@ -66,21 +69,21 @@ def deploy_group() -> None:
 def deploy_render(config_path: str, image: str, kind: str, name: str | None, workers: int | None,
                   worker_cpu: int, worker_memory: str, gpu_workers: int, gpu_worker_cpu: int,
                   gpu_worker_memory: str, gpu_image: str | None, secrets: tuple[str, ...],
-                  idle_timeout: int) -> None:
+                  idle_timeout: int, schedule: str) -> None:
     """Print the Kubernetes resources for CONFIG as YAML (pipe into `kubectl apply -f -`)."""
     from dsm import deploy
 
     cfg = config_mod.load(config_path)
     try:
         spec = deploy.DeploySpec(
-            image=image, name=name or ("dsm-run" if kind == "job" else "dsm"), workers=workers,
+            image=image, name=name or {"job": "dsm-run", "daily": "dsm-daily"}.get(kind, "dsm"), workers=workers,
             worker=deploy.Resources(worker_cpu, worker_memory), gpu_workers=gpu_workers,
             gpu_worker=deploy.Resources(gpu_worker_cpu, gpu_worker_memory, gpu=1), gpu_image=gpu_image,
             secrets=secrets or (deploy.CREDENTIALS_SECRET,), idle_timeout=idle_timeout,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    click.echo(deploy.to_yaml(deploy.render(cfg, spec, kind)), nl=False)  # type: ignore[arg-type]
+    click.echo(deploy.to_yaml(deploy.render(cfg, spec, kind, schedule)), nl=False)  # type: ignore[arg-type]
     notice = deploy.credentials_notice(cfg, spec, config_path)
     if notice:
         click.echo(notice, err=True)

@@ -38,6 +38,7 @@ import time
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -247,14 +248,14 @@ def unzip_hgt(path: str, folder: str) -> list[str]:
     return out
 
 
-def fetch(cfg: Config, dest: str, only: Sequence[str] = (), retries: int = 3, progress: bool = True) -> FetchSummary:
-    """Search and download every needed granule into ``dest/<source>/``.
+def login() -> Any:
+    """Log in to NASA Earthdata with earthaccess; return the ``earthaccess`` module, logged in.
 
     Raises
     ------
     ConfigError
-        No Earthdata credentials are set (:func:`credentials_problem`, checked first),
-        earthaccess is not installed, or the Earthdata login failed.
+        No Earthdata credentials are set (:func:`credentials_problem`, checked first, with no
+        network), earthaccess is not installed, or the Earthdata login was refused.
     TransientIOError
         Earthdata could not be reached to log in.
     """
@@ -279,10 +280,25 @@ def fetch(cfg: Config, dest: str, only: Sequence[str] = (), retries: int = 3, pr
             f"Earthdata login failed (strategy {strategy!r}): set EARTHDATA_USERNAME and EARTHDATA_PASSWORD, "
             "or add machine urs.earthdata.nasa.gov to ~/.netrc"
         )
+    return earthaccess
+
+
+def fetch(cfg: Config, dest: str, only: Sequence[str] = (), retries: int = 3, progress: bool = True) -> FetchSummary:
+    """Search and download every needed granule into ``dest/<source>/``.
+
+    Raises
+    ------
+    ConfigError
+        No Earthdata credentials are set (:func:`credentials_problem`, checked first),
+        earthaccess is not installed, or the Earthdata login failed.
+    TransientIOError
+        Earthdata could not be reached to log in.
+    """
+    earthaccess = login()
     summary = FetchSummary()
     for source, params in zip(sources_of(cfg, only), search_parameters(cfg, only), strict=True):
         try:
-            found = with_retries(lambda p=params: earthaccess.search_data(**p), f"search {params['short_name']}", retries)
+            found = with_retries(partial(earthaccess.search_data, **params), f"search {params['short_name']}", retries)
         except TransientIOError as exc:
             summary.failed.append((source, "(search)", str(exc)))
             continue
@@ -293,7 +309,7 @@ def fetch(cfg: Config, dest: str, only: Sequence[str] = (), retries: int = 3, pr
         for g in tqdm(granules, desc=source, unit="file", disable=not progress):
             name = granule_name(g)
             try:
-                path = with_retries(lambda g=g, folder=folder: download_one(earthaccess, g, folder), name, retries)
+                path = with_retries(partial(download_one, earthaccess, g, folder), name, retries)
             except TransientIOError as exc:
                 summary.failed.append((source, name, str(exc)))
             else:
