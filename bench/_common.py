@@ -22,10 +22,9 @@ import xarray as xr
 from distributed import Client, LocalCluster
 
 from dsm import config as config_mod
-from dsm.cube import SPECS
+from dsm.blocks import block_features
 from dsm.grid import Region
 from dsm.models.train import train
-from dsm.periods import composite_8day_of, period_of
 from dsm.synthetic import TWIN_CENTRE, TwinSpec
 from dsm.twin import TwinStores, build_twin
 
@@ -89,21 +88,14 @@ def train_models(cfg: config_mod.Config) -> None:
     assert not rep.failed, rep.failed
 
 
-def day_predictors(cube: xr.Dataset, day: dt.date, names: Sequence[str]) -> dict[str, np.ndarray]:
-    """Each predictor of ``day`` as a float32 array: the day's daily layers, the 8-day and
-    16-day composites covering it, the static layers (NaN where missing)."""
-    out = {}
-    for n in names:
-        axis = SPECS[n].axis if n in SPECS else "static"
-        v = cube[n]
-        if axis == "daily":
-            v = v.sel(time=np.datetime64(day, "ns"))
-        elif axis == "8day":
-            v = v.sel(time_8d=np.datetime64(composite_8day_of(day).start, "ns"))
-        elif axis == "16day":
-            v = v.sel(time_16d=np.datetime64(period_of(day).start, "ns"))
-        out[n] = np.asarray(v.values, dtype=np.float32)
-    return out
+def day_predictors(cube: xr.Dataset, day: dt.date, names: Sequence[str],
+                   cache: dict[Any, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Each predictor of ``day`` over the whole region as a float32 array, read as the
+    prediction blocks read it (:func:`dsm.blocks.block_features`): the day's daily and
+    precipitation layers, the 8-day and 16-day composites covering it, the static layers (NaN
+    where missing). ``cache`` keeps the composites and static layers between days."""
+    whole = slice(0, cube.sizes["y"]), slice(0, cube.sizes["x"])
+    return block_features(cube, day, names, *whole, {} if cache is None else cache)
 
 
 def cores() -> tuple[int, int]:

@@ -1,32 +1,37 @@
 """Prediction throughput: the pipeline store-to-store against bare ``Booster.inplace_predict``.
 
-For a region of 4 SMAP cells (2 x 2) and one of 64 (8 x 8), over two 16-day periods of the
-twin (2016-06-09 .. 2016-07-10), both stored in the same 72 x 72-pixel, 8-day blocks (one
-prediction task each), so the larger region has 16 times the tasks of the same size and peak
-worker memory should not grow with it:
+For regions of N x N SMAP cells (default 4 x 4 and 8 x 8) over two 16-day periods of the twin
+(2016-06-09 .. 2016-07-10), all stored in the same 72 x 72-pixel, 8-day blocks (one prediction
+task each), so a larger region has more tasks of the same size and peak worker memory should
+not grow with it:
 
-1. build the twin and train XGBoost per period (300 trees of depth 6, the reference in
-   docs/architecture.md) plus the reduced no-LST models (gap-free mode);
+1. build the twin and train the chosen method (``--method``): ``fusion`` (the default method:
+   the pooled XGBoost, its companions and anomaly partners, its default grid) or ``rao2022``
+   (XGBoost per period, 300 trees of depth 6, plus the reduced no-LST models);
 2. **pipeline**: ``dsm.predict.predict`` on a fresh LocalCluster of 2 single-threaded worker
-   processes, from the cube store to the output store (reads, features, models, int16
-   packing, region writes, records); throughput = valid pixel-days predicted / wall time;
-   peak RSS of each worker (``VmHWM``) and its increase over the idle worker's RSS;
-   the run is repeated, twice over, on a cluster with Dask's statistical profiler off: the
-   profiler's history (one profile per second of work, up to
-   ``distributed.admin.low-level-log-length`` = 1000 of them) grows with the run's duration
-   and would otherwise be counted as the pipeline's; the second pass over the whole region
-   on the same workers shows whether memory keeps growing with the number of tasks done;
-3. **bare**: in this process, the same valid pixels' float32 features held in memory, and
-   the same boosters' ``inplace_predict`` on them (nthread 1 and 2; best of three, features
-   built beforehand). Ratio = pipeline / the better of bare at nthread 2 and twice bare at
-   nthread 1 (two cores either way; small batches do not scale across threads).
+   processes, from the cube store to the output store (for fusion also the fused cell means
+   and their pass over the cube; reads, features, models, int16 packing, region writes,
+   records); throughput = valid pixel-days predicted / wall time. Dask's statistical profiler
+   is off for the timed runs (its history grows with the seconds of work);
+3. **bare**: in this process, every model call the pipeline makes (recorded by running the
+   blocks' own :func:`dsm.blocks.model_day` over the region with a recording model loader):
+   the same boosters' ``inplace_predict`` on the same float32 feature rows held in memory
+   (nthread 1 and 2; best of three). Ratio = pipeline / the better of bare at nthread 2 and
+   twice bare at nthread 1 (two cores either way; small batches do not scale across threads);
+4. ``--rounds R`` interleaves R pipeline runs and R bare runs and reports the median ratio and
+   its range;
+5. memory: peak RSS of each worker (``VmHWM``) and its increase over the idle worker's RSS,
+   with the profiler on (as by default) and off, and what a second pass over the whole region
+   on the same workers adds.
 
-Run: ``.venv/bin/python bench/predict.py [--workdir DIR] [--uncertainty none|quantile] [--sizes 2 8 16]``
+Run: ``.venv/bin/python bench/predict.py [--method fusion|rao2022] [--sizes 4 8] [--rounds 3]
+[--uncertainty none|quantile] [--workdir DIR] [--json PATH]``
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import tempfile
 import time
@@ -35,13 +40,16 @@ from typing import Any
 
 import numpy as np
 
-from _common import END, START, day_predictors, ensure_twin, local_cluster, train_models, twin_config
+from _common import END, START, day_predictors, ensure_twin, load_average, local_cluster, machine_facts, train_models, \
+    twin_config
 from dsm import config as config_mod
-from dsm import ledger
+from dsm.blocks import apply_model, model_day
 from dsm.cube import open_cube
+from dsm.dayplans import fusion_card, make_plans
 from dsm.models.store import ModelStore
 from dsm.predict import predict
 from dsm.products import open_products
+from dsm.ranges import SMAP
 
 
 def peak_rss_mb() -> float:
@@ -66,37 +74,61 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def bare(cfg: config_mod.Config) -> tuple[int, dict[int, float]]:
-    """Valid pixel-days and seconds of bare inplace_predict per nthread."""
-    cube = open_cube(cfg.stores.cube).load()
-    out = open_products(cfg.stores.output)
-    days = ledger.read(cfg.stores.output, None, out.attrs).days
+class _Recording:
+    """A stored model that records every batch it is asked to predict (the pipeline's calls)."""
+
+    def __init__(self, model: Any, key: str, calls: list[tuple[str, np.ndarray]]) -> None:
+        self.model, self.key, self.calls = model, key, calls
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        self.calls.append((self.key, np.ascontiguousarray(X, dtype=np.float32)))
+        return apply_model(self.model, X)
+
+
+def model_calls(cfg: config_mod.Config) -> tuple[list[tuple[Any, np.ndarray]], int]:
+    """Every model call of the prediction (booster, features), made by the blocks' own
+    :func:`dsm.blocks.model_day` over the whole region day by day, and the pixel-days it
+    predicted."""
+    cube = open_cube(cfg.stores.cube)
     models = ModelStore(cfg.stores.models)
-    batches = []
-    for t, day in enumerate(d.astype("datetime64[D]").item() for d in out["time"].values):
-        origin = out["sm_origin"].isel(time=t).values
-        feats = day_predictors(cube, day, cfg.predictors)
-        rec = days[day.isoformat()].model["variants"]
-        for bit, v in ((1, "full"), (2, "no-lst")):
-            if v not in rec:
-                continue
-            key, preds = rec[v]["model"], rec[v]["predictors"]
-            sel = (origin & bit) > 0
-            X = np.ascontiguousarray(np.stack([feats[n][sel] for n in preds], axis=1), dtype=np.float32)
-            batches.append((models.load_model(key).get_booster(), X))
-    n = sum(len(X) for _, X in batches)
+    days = [d.astype("datetime64[D]").item() for d in open_products(cfg.stores.output)["time"].values]
+    card = fusion_card(models) if cfg.training.method == "fusion" else None
+    plans = make_plans(cfg, models, days, card)
+    land = day_predictors(cube, days[0], ["land_mask"])["land_mask"] == 1
+    stored: dict[str, Any] = {}
+    calls: list[tuple[str, np.ndarray]] = []
+
+    def load(key: str, sha: str) -> Any:
+        if key not in stored:
+            stored[key] = models.load_model(key)
+        return _Recording(stored[key], key, calls)
+
+    cache: dict[Any, np.ndarray] = {}
+    smap = cube[SMAP]
+    pixels = 0
+    for plan in plans:
+        names = sorted({p for v in plan.variants for p in v.predictors})
+        feats = day_predictors(cube, plan.day, names, cache)
+        sm = model_day(feats, land, smap.sel(time=np.datetime64(plan.day, "ns")).values, plan, load)[0]
+        pixels += int(np.isfinite(sm).sum())
+    boosters = {k: (m.get_booster() if hasattr(m, "get_booster") else m) for k, m in stored.items()}
+    return [(boosters[k], X) for k, X in calls], pixels
+
+
+def bare(calls: list[tuple[Any, np.ndarray]]) -> dict[int, float]:
+    """Seconds of bare ``inplace_predict`` over ``calls`` per nthread (best of three)."""
     times = {}
     for threads in (1, 2):
-        for b, _ in batches:
+        for b, _ in calls:
             b.set_param({"nthread": threads})
         best = float("inf")
         for _ in range(3):  # best of three (the first call of a booster pays its setup)
             t0 = time.perf_counter()
-            for b, X in batches:
+            for b, X in calls:
                 b.inplace_predict(X)
             best = min(best, time.perf_counter() - t0)
         times[threads] = best
-    return n, times
+    return times
 
 
 def profiling(dask_worker: Any) -> bool:
@@ -120,18 +152,36 @@ def pipeline(cfg: config_mod.Config, profile: bool, passes: int = 1) -> tuple[in
     return pixels, walls[0], peaks, idle
 
 
-def run(size: int, root: Path, uncertainty: str) -> dict[str, float]:
-    # the same 72 x 72 blocks for every region: a task's size is fixed, only their number grows
+def method_config(root: Path, size: int, method: str, uncertainty: str) -> config_mod.Config:
+    """The twin configuration of a region, in the same 72 x 72 blocks for every size (a task's
+    size is fixed, only their number grows), trained by ``method``."""
     cfg = twin_config(root, size, START, END, uncertainty=uncertainty, space=72)
+    if method == "rao2022":
+        return cfg
+    raw = cfg.model_dump(mode="json")
+    raw["training"] = {"method": "fusion", "min_samples": 10}
+    return config_mod.from_dict(raw)
+
+
+def run(size: int, root: Path, method: str, uncertainty: str, rounds: int) -> dict[str, Any]:
+    cfg = method_config(root, size, method, uncertainty)
     ensure_twin(cfg, root)
     train_models(cfg)
-    pixels, wall, (peak,), idle = pipeline(cfg, profile=True)
+    pixels, _, (peak,), idle = pipeline(cfg, profile=True)
     _, _, (peak_np, peak_np2), idle_np = pipeline(cfg, profile=False, passes=2)
-    n, bare_s = bare(cfg)
+    calls, n = model_calls(cfg)
     assert n == pixels, (n, pixels)
-    return {"cells": size * size, "pixel_days": n, "pipeline_s": wall, "pipeline_rate": n / wall,
-            "bare1_rate": n / bare_s[1], "bare2_rate": n / bare_s[2],
-            "ratio": (n / wall) / max(n / bare_s[2], 2 * n / bare_s[1]),
+    walls, bare1, bare2 = [], [], []
+    for _ in range(rounds):  # interleaved: the machine's load moves both alike
+        walls.append(pipeline(cfg, profile=False)[1])
+        b = bare(calls)
+        bare1.append(b[1])
+        bare2.append(b[2])
+    ratios = [min(b2, b1 / 2) / w for w, b1, b2 in zip(walls, bare1, bare2, strict=True)]
+    wall, b1, b2 = float(np.median(walls)), float(np.median(bare1)), float(np.median(bare2))
+    return {"cells": size * size, "pixel_days": n, "model_calls": len(calls),
+            "model_rows": int(sum(len(X) for _, X in calls)), "pipeline_s": walls, "pipeline_rate": n / wall,
+            "bare1_rate": n / b1, "bare2_rate": n / b2, "ratios": ratios, "ratio": float(np.median(ratios)),
             "peak": peak, "increase": peak - idle, "peak_np": peak_np, "increase_np": peak_np - idle_np,
             "second_np": peak_np2 - peak_np}
 
@@ -139,20 +189,30 @@ def run(size: int, root: Path, uncertainty: str) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default=None)
-    ap.add_argument("--uncertainty", choices=["none", "quantile"], default="none")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[2, 8],
-                    help="regions of N x N SMAP cells, smallest first (default: 2 8)")
+    ap.add_argument("--method", choices=["fusion", "rao2022"], default="fusion")
+    ap.add_argument("--uncertainty", choices=["none", "quantile"], default="none",
+                    help="rao2022: quantile models for sm_unc (fusion's sm_unc needs no model)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[4, 8],
+                    help="regions of N x N SMAP cells, smallest first (default: 4 8)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved pipeline and bare runs per size")
+    ap.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     args = ap.parse_args()
     base = Path(args.workdir or tempfile.mkdtemp(prefix="dsm-bench-predict-"))
-    rows = [run(n, base / f"r{n}", args.uncertainty) for n in sorted(args.sizes)]
-    print(f"uncertainty: {args.uncertainty}; 2 workers x 1 thread; {START}..{END}; work in {base}")
-    print(f"{'':>5} {'':>11} {'':>10} {'':>14} {'':>13} {'':>13} {'':>6} {'peak worker MB':>19} "
+    rows = [run(n, base / f"{args.method}-{n}", args.method, args.uncertainty, args.rounds)
+            for n in sorted(args.sizes)]
+    print(f"method {args.method}, uncertainty {args.uncertainty}; 2 workers x 1 thread; {START}..{END}; "
+          f"work in {base}; load average {load_average()}")
+    for line in machine_facts():
+        print(line)
+    print(f"{'':>5} {'':>11} {'':>7} {'':>10} {'':>14} {'':>13} {'':>13} {'':>17} {'peak worker MB':>19} "
           f"{'no profiler: peak MB':>25} {'2nd pass':>8}")
-    print(f"{'cells':>5} {'pixel-days':>11} {'pipeline s':>10} {'pipeline px/s':>14} {'bare 1t px/s':>13} "
-          f"{'bare 2t px/s':>13} {'ratio':>6} {'(over idle)':>19} {'(over idle)':>25} {'adds MB':>8}")
+    print(f"{'cells':>5} {'pixel-days':>11} {'calls':>7} {'pipeline s':>10} {'pipeline px/s':>14} "
+          f"{'bare 1t px/s':>13} {'bare 2t px/s':>13} {'ratio (range)':>17} {'(over idle)':>19} "
+          f"{'(over idle)':>25} {'adds MB':>8}")
     for r in rows:
-        print(f"{r['cells']:>5} {r['pixel_days']:>11,} {r['pipeline_s']:>10.2f} {r['pipeline_rate']:>14,.0f} "
-              f"{r['bare1_rate']:>13,.0f} {r['bare2_rate']:>13,.0f} {r['ratio']:>6.2f} "
+        rng = f"{r['ratio']:.2f} ({min(r['ratios']):.2f}..{max(r['ratios']):.2f})"
+        print(f"{r['cells']:>5} {r['pixel_days']:>11,} {r['model_calls']:>7} {np.median(r['pipeline_s']):>10.2f} "
+              f"{r['pipeline_rate']:>14,.0f} {r['bare1_rate']:>13,.0f} {r['bare2_rate']:>13,.0f} {rng:>17} "
               f"{r['peak']:>12.0f} ({r['increase']:>4.0f}) {r['peak_np']:>18.0f} ({r['increase_np']:>4.0f}) "
               f"{r['second_np']:>8.1f}")
     small, large = rows[0], rows[-1]
@@ -161,6 +221,11 @@ def main() -> None:
           f"with the seconds of work, up to distributed.admin.low-level-log-length = 1000 one-second profiles), "
           f"x{large['peak_np'] / small['peak_np']:.2f} with the profiler off; a second pass over the whole region "
           f"on the same workers added {small['second_np']:.1f} and {large['second_np']:.1f} MB")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"method": args.method, "uncertainty": args.uncertainty,
+                                               "rounds": args.rounds, "load_average": load_average(),
+                                               "machine": machine_facts(), "sizes": rows}, indent=1))
+
 
 if __name__ == "__main__":
     main()
