@@ -264,8 +264,15 @@ def _fs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[fsspec.Abs
 
 def _objects(fs: fsspec.AbstractFileSystem, folder: str) -> dict[str, bytes]:
     """Every record object under ``folder`` (path relative to it -> bytes): one listing, one
-    concurrent fetch. Partial files of a local write in progress are not records."""
+    concurrent fetch. Partial files of a local write in progress are not records.
+
+    The cached listings of ``folder`` and of every folder under it are dropped first: s3fs
+    sizes an object from its folder's cached listing before reading it, so a listing cached
+    before another process added a record object would make that read fail as a missing
+    object, and the record would be left out."""
     fs.invalidate_cache(folder)
+    for cached in [k for k in getattr(fs, "dircache", {}) if str(k).startswith(f"{folder}/")]:
+        fs.invalidate_cache(cached)
     paths = [p for p in fs.find(folder) if p.endswith(".json") and p != f"{folder}/zarr.json"]
     if not paths:
         return {}
