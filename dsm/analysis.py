@@ -20,7 +20,7 @@ Pure functions on arrays and tables, plus lazy xarray reductions that run on the
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,8 @@ NOT_SIGNIFICANT = "not significant"
 INSUFFICIENT = "insufficient data"
 CLASSES: tuple[str, ...] = (SIGNIFICANT_POSITIVE, SIGNIFICANT_NEGATIVE, NOT_SIGNIFICANT, INSUFFICIENT)
 IMPORTANCE_KINDS: Mapping[str, str] = {"rf_impurity": "RF impurity", "xgb_gain": "XGB gain"}
+
+XarrayT = TypeVar("XarrayT", xr.Dataset, xr.DataArray)
 
 
 # --------------------------------------------------------------------------- mean maps (lazy)
@@ -361,7 +363,7 @@ def station_partial_correlations(sm: pd.DataFrame, weather: pd.DataFrame, statio
 # --------------------------------------------------------------------------- regional subset
 
 
-def subset_box(ds: xr.Dataset | xr.DataArray, box: tuple[float, float, float, float]) -> xr.Dataset | xr.DataArray:
+def subset_box(ds: XarrayT, box: tuple[float, float, float, float]) -> XarrayT:
     """Cut a lon/lat box out of data on the EASE-Grid 2.0 1 km grid (``y``, ``x`` in metres).
 
     The box is projected to EASE-Grid 2.0 (x depends on longitude only, y on latitude only) and

@@ -192,8 +192,8 @@ def _export_netcdf(config: Config, client: Client, st: _State, report: ExportRep
         else:
             report.netcdf_failed[job.label] = f"{type(exc).__name__}: {exc}"
             if isinstance(exc, LostDataError):
-                for day in exc.days:
-                    st.take_back(day)
+                for iso in exc.days:
+                    st.take_back(iso)
     report.netcdf.sort()
     check()
     ledger.write_netcdf(str(config.stores.output), written, so, fence=fence)

@@ -74,7 +74,7 @@ def nearest_weather(sites: pd.DataFrame, weather: pd.DataFrame, max_km: float) -
         if d.size == 0 or d.min() > max_km:
             continue
         i = int(np.argmin(d))
-        name = ws.loc[i, "station"]
+        name = str(ws.loc[i, "station"])
         rain = weather.loc[weather["station"] == name].set_index("time")["precip_mm"]
         rain.name = f"{name}, {d[i]:.1f} km"
         out[(s["network"], s["station"])] = rain
@@ -281,7 +281,7 @@ def _section_partial(rep: Report, config: Config, v: Any, weather: pd.DataFrame 
         rep.missing("partial_correlation", "no weather station inside the region")
         rep.missing("partial_correlation_map", "no weather station inside the region")
         return
-    daily = sample_store(sites, config.stores.output, None, client, config.stores.storage_options)
+    daily = sample_store(sites, str(config.stores.output), None, client, config.stores.storage_options)
     sm = analysis.aggregate_sm(daily, PRODUCT_1KM, v.partial_correlation_freq)
     wagg = analysis.aggregate_weather(weather, v.partial_correlation_freq)
     table = analysis.station_partial_correlations(sm, wagg, sites[["station", "lon", "lat", "x", "y"]], v.alpha)

@@ -24,7 +24,7 @@ import fsspec
 import pystac
 from pystac.extensions.classification import Bitfield, Classification, ClassificationExtension
 from pystac.extensions.projection import ProjectionExtension
-from pystac.extensions.raster import RasterBand, RasterExtension
+from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 
 from dsm import files, products
 from dsm.cog import LAYERS, CogLayer
@@ -52,7 +52,7 @@ class FsspecStacIO(pystac.StacIO):
 
 def _band(layer: CogLayer, resolution: float | None) -> dict[str, Any]:
     """The ``raster:bands`` entry of a layer's COG."""
-    band = RasterBand.create(data_type=layer.dtype, nodata=layer.nodata, scale=layer.scale, offset=0.0,
+    band = RasterBand.create(data_type=DataType(layer.dtype), nodata=layer.nodata, scale=layer.scale, offset=0.0,
                              unit=layer.units, spatial_resolution=resolution)
     return band.to_dict()
 
@@ -144,9 +144,9 @@ def build_catalog(infos: list[Mapping[str, Any]], days: Mapping[str, DayRecord],
     output = output or OutputConfig()
     items = [stac_item(i, days[i["day"]].model if i["day"] in days else None)
              for i in sorted(infos, key=lambda i: i["day"])]
-    bbox = [min(i.bbox[0] for i in items), min(i.bbox[1] for i in items),
-            max(i.bbox[2] for i in items), max(i.bbox[3] for i in items)]
-    times = [i.datetime for i in items]
+    boxes = [i.bbox for i in items if i.bbox is not None]  # every item has one (stac_item)
+    bbox = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+    times = [i.datetime for i in items if i.datetime is not None]
     keys = sorted({k for i in items for k in i.assets}, key=list(LAYERS).index)
     resolutions = sorted({_gsd(i) for i in infos})
     coll = pystac.Collection(

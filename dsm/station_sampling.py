@@ -219,10 +219,14 @@ def _open_geotiff_series(p: GriddedProductConfig) -> xr.DataArray:
             day = date_from_name(f, p.date_regex or DEFAULT_DATE_REGEX)
         except InputError as exc:
             raise ProductError(f"product '{p.name}': {exc}") from exc
-        a = rioxarray.open_rasterio(f, masked=True, mask_and_scale=True).isel(band=0, drop=True)
+        opened = rioxarray.open_rasterio(f, masked=True, mask_and_scale=True)
+        if not isinstance(opened, xr.DataArray):
+            raise ProductError(f"product '{p.name}': {f} holds several subdatasets; give one GeoTIFF band per day "
+                               "(or a NetCDF/Zarr product with `variable:`)")
+        a = opened.isel(band=0, drop=True)
         days.append(np.datetime64(day, "ns"))
         arrays.append(a)
-    da = xr.concat(arrays, dim=xr.DataArray(days, dims="time", name="time"), coords="minimal",
+    da: xr.DataArray = xr.concat(arrays, dim=xr.DataArray(days, dims="time", name="time"), coords="minimal",
                    compat="override", join="override")
     return da.sortby("time")
 

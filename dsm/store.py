@@ -134,9 +134,8 @@ def open_store(
     try:
         if not _exists(url, storage_options):
             raise StoreNotFoundError(f"no Zarr store at {url} (no zarr.json found)")
-        ds = xr.open_zarr(
-            url, chunks={} if chunks == "store" else chunks, consolidated=False, storage_options=so
-        )
+        dask_chunks: Any = {} if chunks == "store" else (dict(chunks) if isinstance(chunks, Mapping) else chunks)
+        ds = xr.open_zarr(url, chunks=dask_chunks, consolidated=False, storage_options=so)
     except StoreError:
         raise
     except (OSError, ValueError, KeyError, zarr.errors.BaseZarrError) as exc:

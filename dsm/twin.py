@@ -23,7 +23,7 @@ from dsm.antecedent import write_antecedent
 from dsm.config import PrecipInput, RainConfig, TwinConfig
 from dsm.cube import Layout, VariableSpec, whole_chunks
 from dsm.extend import resize_time
-from dsm.periods import composite_8day_of
+from dsm.periods import composite_8day_of, time_position
 from dsm.remap import remap_to_region
 from dsm.synthetic import (
     Day,
@@ -127,7 +127,7 @@ class _Writer:
         if t not in self.precip_times:
             return
         self.rain.append((d.date, d.rain))
-        index = self.precip_times.get_loc(t)
+        index = time_position(self.precip_times, t)
         if (index + 1) % self.layout.time_chunk == 0 or index + 1 == len(self.precip_times):
             dates = [date for date, _ in self.rain]
             product = product_days([r for _, r in self.rain], dates, self.product_grid, self.product_rng)
@@ -152,7 +152,7 @@ class _Writer:
     def day(self, d: Day) -> None:
         if self.layout.start <= d.date <= self.layout.end:
             self.buffer.append(d)
-            index = self.times.get_loc(np.datetime64(d.date, "ns"))
+            index = time_position(self.times, np.datetime64(d.date, "ns"))
             if (index + 1) % self.layout.time_chunk == 0 or index + 1 == len(self.times):
                 self.flush()
 

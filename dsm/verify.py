@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import fsspec
 import numpy as np
@@ -110,7 +110,7 @@ def _scan(client: Client, url: str, so: Mapping[str, Any]) -> list[dict[str, Any
     """:func:`check_chunk_row` of every chunk row of every data variable (2-D or more) of a store."""
     so_json = json.dumps(dict(so), sort_keys=True)
     group = zarr.open_group(url, mode="r", storage_options=dict(so) or None)
-    written = group.attrs.get(store.WRITTEN_ATTR, {})
+    written = cast(dict[str, Any], group.attrs.get(store.WRITTEN_ATTR) or {})
     jobs = [(name, r, store.row_written(written.get(name, []), r, arr.chunks[0]))
             for name, arr in sorted(group.arrays()) if arr.ndim >= 2
             for r in range(-(-arr.shape[0] // arr.chunks[0]))]
@@ -185,7 +185,7 @@ def verify_models(client: Client, config: Config, report: VerifyReport, fix: boo
         except StoreError as exc:
             report.findings.append(Finding("models", key, str(exc), "dsm train CONFIG"))
             continue
-        if (card or {}).get("model"):
+        if card and card.get("model"):
             entries.append((key, card["model"]))
     found = _digests(client, [f"{models.url}/{key}/{entry['file']}" for key, entry in entries],
                      config.stores.storage_options)
