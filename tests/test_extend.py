@@ -28,9 +28,12 @@ from affine import Affine
 
 from dsm import config as config_mod
 from dsm import ledger
+from dsm.cube import Layout, cube_template
 from dsm.errors import StoreError
 from dsm.extend import parse_until, recorded_end, with_end
 from dsm.ingest.pipeline import run_ingest
+from dsm.ingest.plan import Group, Plan, Task, changing
+from dsm.ingest.report import format_report
 from dsm.run import run
 from dsm.testing.granules import write_geotiff
 from dsm.testing.precip import imerg_filename, write_imerg_day
@@ -298,10 +301,26 @@ def test_an_ingested_cube_extends_to_the_bytes_of_a_single_ingest(tmp_path, clie
         assert rep["summary"]["task_errors"] == 0, rep["task_errors"]
         return rep
 
-    ingest("a.zarr", mid)
+    first = ingest("a.zarr", mid)
     before = _files(tmp_path / "a.zarr")
     rep = ingest("a.zarr", end)
-    ingest("b.zarr", end)
+    single = ingest("b.zarr", end)
+    # only the tasks of the chunks the new days change ran: daily chunks 2 (partial) and 3,
+    # precipitation (4 spin-up days) chunks 4 (partial) and 5; no static task
+    assert sorted(rep["task_seconds"]) == ["ingest-precip-time_precip-10", "ingest-precip-time_precip-8",
+                                           "ingest-smap-time-4", "ingest-smap-time-6"]
+    assert sorted(rep["not_run"]["tasks"]) == sorted(set(first["task_seconds"]) - set(rep["task_seconds"]))
+    assert rep["not_run"]["extended_from"] == mid.isoformat() and "ingest-static-static-0" in rep["not_run"]["tasks"]
+    # the files of the tasks not run are listed kept (not used), and with the used ones make the single ingest's
+    assert rep["summary"]["kept"] == 8 + 4 + 1 and rep["summary"]["used"] == 3 + 3  # precip, smap, land mask
+    assert {(f["path"], f["date"]) for f in rep["files"] if f["status"] in ("used", "kept")} == {
+        (f["path"], f["date"]) for f in single["files"] if f["status"] == "used"}
+    lines = format_report(rep)
+    assert "extended from 2016-06-07: 7 tasks of chunks complete before it not run, their 13 files kept (ingested " \
+           "earlier)" in lines
+    assert not [line for line in lines if "kept " in line and ".h5" in line]  # kept files are not listed as bad
+    saved = json.loads((tmp_path / "a.ingest_report.json").read_text())
+    assert saved["provenance"] == json.loads((tmp_path / "b.ingest_report.json").read_text())["provenance"]
     a, b = _files(tmp_path / "a.zarr"), _files(tmp_path / "b.zarr")
     chunks = [k for k in b if _chunk(k)]
     assert len(chunks) > 10 and [k for k in chunks if a.get(k, (0, b""))[1] != b[k][1]] == []
@@ -311,3 +330,34 @@ def test_an_ingested_cube_extends_to_the_bytes_of_a_single_ingest(tmp_path, clie
     assert touched and {row for v, row in touched if v != "precip"} == {2} and {
         row for v, row in touched if v == "precip"} <= {4}
     assert rep["antecedent"]["blocks"] == 2  # only the partial chunk and the new one were written
+
+
+def test_an_extension_plans_only_the_chunks_its_new_days_change():
+    """Extended from 06-12 to 06-20: a daily chunk complete by 06-12 and recorded written is not
+    run, one not recorded (its task failed before) is; an 8-day composite is run when its days
+    reach past 06-12 (06-09..06-16), and the static task only while a layer is not recorded."""
+    old_end = dt.date(2016, 6, 12)
+    raw = {"region": {"cells": [74, 772, 2, 2]}, "dates": {"start": "2016-06-03", "end": "2016-06-20"},
+           "stores": {"cube": "/nowhere/x.zarr"}, "chunks": {"space": 72, "time": 2},
+           "inputs": {"smap": {"paths": "/nowhere/smap/*.h5"}, "mod15a2h": {"paths": "/nowhere/m/*.hdf"},
+                      "dem": {"paths": "/nowhere/dem.tif"}}}
+    cfg = config_mod.from_dict(raw)
+    cube = cube_template(Layout.from_config(cfg))
+    assert [str(d)[:10] for d in cube.indexes["time_8d"]] == ["2016-06-01", "2016-06-09", "2016-06-17"]
+    day = dt.date(2016, 6, 3)
+    tasks = [Task("smap", "time", i, i + 2, (Group(day + dt.timedelta(i), (f"s{i}.h5",)),)) for i in range(0, 18, 2)]
+    tasks += [Task("mod15a2h", "time_8d", i, i + 1, (Group(None, (f"m{i}.hdf",)),)) for i in range(3)]
+    tasks.append(Task("static", None, 0, 0, (Group(None, ("dem.tif",), kinds=("dem",)),)))
+    cube.attrs["chunks_written"] = {"smap_sm": [[0, 4], [6, 10]], "lai": [[0, 2]], "fapar": [[0, 2]],
+                                    "dem": [[0, 2]], "land_mask": [[0, 2]]}
+    p, not_run = changing(cfg, cube, Plan(tasks=tasks), old_end)
+    assert [t.key for t in p.tasks] == [*(f"ingest-smap-time-{i}" for i in (4, 10, 12, 14, 16)),
+                                        "ingest-mod15a2h-time_8d-1", "ingest-mod15a2h-time_8d-2"]
+    assert not_run == [*(f"ingest-smap-time-{i}" for i in (0, 2, 6, 8)), "ingest-mod15a2h-time_8d-0",
+                       "ingest-static-static-0"]
+    assert [(f["path"], f["source"], f["status"]) for f in p.files] == [
+        ("s0.h5", "smap", "kept"), ("s2.h5", "smap", "kept"), ("s6.h5", "smap", "kept"), ("s8.h5", "smap", "kept"),
+        ("m0.hdf", "mod15a2h", "kept"), ("dem.tif", "dem", "kept")]
+    cube.attrs["chunks_written"] = {"smap_sm": [[0, 10]], "lai": [[0, 2]]}  # fapar, land mask never written
+    p, not_run = changing(cfg, cube, Plan(tasks=tasks), old_end)
+    assert not_run == [f"ingest-smap-time-{i}" for i in (0, 2, 4, 6, 8)]

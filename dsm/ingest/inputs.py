@@ -93,7 +93,7 @@ def input_errors(sources: Mapping[str, Mapping[str, Any]], files: Sequence[Mappi
             where = f" (a folder is searched for {', '.join(folder)})" if folder else ""
             msg = (f"{setting}: no file matches {paths}{where}: check the paths, or remove {setting} from the "
                    "configuration")
-        elif any(f["status"] == "used" for f in mine) or any(f["error"] == "EmptyGranuleError" for f in mine):
+        elif any(f["status"] in ("used", "kept") for f in mine) or any(f["error"] == "EmptyGranuleError" for f in mine):
             continue
         else:
             msg = f"{setting}: none of the {len(mine)} files of {paths} could be used ({_why(mine)}): " \

@@ -32,7 +32,10 @@ Steps
 3. **Report** (client): every file with its status (used / skipped / failed) and reason,
    every group with what was written, the provenance (which files made which variable
    and date), duplicate fallbacks, ``land_mask_source`` and warnings are printed and written
-   as JSON next to the cube (:func:`~dsm.ingest.report.report_url`). A configured input that gave nothing (no
+   as JSON next to the cube (:func:`~dsm.ingest.report.report_url`). After an extension
+   (``dsm run --until``) the tasks of chunks complete before the old end and recorded written
+   are not run (:func:`dsm.ingest.plan.changing`): their files are listed ``kept``, the tasks
+   under ``not_run``, and their provenance comes from the earlier report. A configured input that gave nothing (no
    file matched, or none was used) is an error (``task_errors``, exit status 1).
 
 The write rule (why tasks are what they are)
@@ -112,7 +115,7 @@ from dsm.config import Config
 from dsm.cube import Layout, create_cube, cube_template, layout_of, open_cube
 from dsm.errors import ConfigError, InputError
 from dsm.extend import recorded_end, resize_time
-from dsm.ingest.plan import plan
+from dsm.ingest.plan import changing, plan
 from dsm.ingest.report import _assemble, _merge_provenance, _previous, report_url, summarize
 from dsm.ingest.sources import configured_sources
 from dsm.ingest.tasks import run_task
@@ -122,13 +125,18 @@ log = logging.getLogger(__name__)
 
 
 def ensure_cube(cfg: Config, overwrite: bool = False) -> xr.Dataset:
+    """Open the configured cube (:func:`_ensure_cube`, which see)."""
+    return _ensure_cube(cfg, overwrite)[0]
+
+
+def _ensure_cube(cfg: Config, overwrite: bool = False) -> tuple[xr.Dataset, dt.date | None]:
     """Open the configured cube, creating it first when missing (or when ``overwrite``); check
     it fits the configuration and record the settings its values are made with.
 
     A cube that ends before ``dates.end`` (``dsm run --until``) is first resized to it
     (:func:`dsm.extend.resize_time`: no chunk rewritten); the plan then finds the files of the
-    new days, and blocks already stored are not written again (a block is written only when it
-    differs).
+    new days, and only the tasks whose chunks the new days can change are run
+    (:func:`dsm.ingest.plan.changing`, given the end before, returned with the cube).
 
     Raises
     ------
@@ -145,9 +153,10 @@ def ensure_cube(cfg: Config, overwrite: bool = False) -> xr.Dataset:
         log.info("creating the cube %s", url)
         create_cube(url, layout, so, overwrite=overwrite)
     have_end = recorded_end(url, so)
+    old_end = None
     if have_end is not None and have_end < layout.end:  # dsm run --until: the cube grows (dsm.extend)
         log.info("extending the cube %s from %s to %s", url, have_end, layout.end)
-        resize_time(url, cube_template(layout), so)
+        old_end = resize_time(url, cube_template(layout), so)
     ds = open_cube(url, so)
     have = layout_of(ds)
     if (have.region, have.start, have.end) != (layout.region, layout.start, layout.end):
@@ -156,7 +165,7 @@ def ensure_cube(cfg: Config, overwrite: bool = False) -> xr.Dataset:
             f"{layout.region.to_dict()} {layout.start}..{layout.end}: use another stores.cube"
         )
     _settings_after(cfg, ds, ())  # refuses before any file is read
-    return ds
+    return ds, old_end
 
 
 def _settings_after(cfg: Config, cube: xr.Dataset, sources: Sequence[str]) -> dict[str, Any]:
@@ -200,8 +209,12 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     check()
-    cube = ensure_cube(cfg, overwrite)
+    cube, old_end = _ensure_cube(cfg, overwrite)
     p = plan(cfg, cube)
+    not_run: list[str] = []
+    if old_end is not None:  # extended: the chunks complete before the old end are not read again
+        p, not_run = changing(cfg, cube, p, old_end)
+        log.info("ingest: extended from %s: %d tasks of chunks complete before it not run", old_end, len(not_run))
     log.info("ingest: %d tasks, %d files decided by name", len(p.tasks), len(p.files))
     run_id = uuid.uuid4().hex[:8]  # fresh keys: a rerun on the same client must not reuse results
     futures = client.map(run_task, p.tasks, cfg=cfg, key=[f"{t.key}-{run_id}" for t in p.tasks], retries=0)
@@ -219,6 +232,8 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
     check()
     _record_written(cfg, cube, results)
     report = _assemble(cfg, p, [r for _, r in results], errors, started, time.perf_counter() - t0)
+    if old_end is not None:
+        report["not_run"] = {"extended_from": old_end.isoformat(), "tasks": not_run}
     check()
     if cfg.inputs is not None and cfg.inputs.precip is not None:
         report["antecedent"] = _antecedent(cfg, client, report, _first_changed(cube, results))

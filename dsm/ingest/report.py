@@ -151,11 +151,14 @@ def format_report(report: Mapping[str, Any], max_lines: int = 40) -> list[str]:
         + ", ".join(f"{k.removeprefix('groups_')} {v}" for k, v in s.items() if k.startswith("groups_"))
         + f" groups; {s['blocks_written']} blocks written; {s['task_errors']} task errors; {report['seconds']} s",
     ]
-    bad = [f for f in report["files"] if f["status"] != "used"]
+    bad = [f for f in report["files"] if f["status"] not in ("used", "kept")]
     for f in bad[:max_lines]:
         lines.append(f"  {f['status']:<7} {f['source']:<9} {f['date'] or '-':<10} {f['path']}: {f['reason']}")
     if len(bad) > max_lines:
         lines.append(f"  ... {len(bad) - max_lines} more in the JSON report")
+    if report.get("not_run"):
+        lines.append(f"extended from {report['not_run']['extended_from']}: {len(report['not_run']['tasks'])} tasks "
+                     f"of chunks complete before it not run, their {s.get('kept', 0)} files kept (ingested earlier)")
     for e in report["task_errors"]:
         lines.append(f"  ERROR   {e['error']}" if e["task"] == "input" else f"  ERROR   task {e['task']}: {e['error']}")
     for f in report.get("fallbacks", []):
