@@ -26,7 +26,7 @@ import xarray as xr
 from dsm.config import Config
 from dsm.errors import ConfigError
 from dsm.ingest.sources import configured_sources
-from dsm.ingest.static import STATIC_VARS
+from dsm.ingest.static import LAND_MASK, STATIC_VARS
 from dsm.ingest.work import Group, Plan, Task, entry
 from dsm.store import WRITTEN_ATTR
 
@@ -112,7 +112,7 @@ def _done_before(task: Task, cube: xr.Dataset, written: Mapping[str, Sequence[Se
                  variables: Sequence[str], old_end: dt.date) -> bool:
     """Whether ``task``'s chunk is complete before ``old_end`` and recorded written (:func:`changing`)."""
     if task.dim is None:
-        layers = {k for g in task.groups for k in g.kinds if k in STATIC_VARS} | {"land_mask"}
+        layers = {k for g in task.groups for k in g.kinds if k in STATIC_VARS} | {LAND_MASK}
         return all(_recorded(written, v, 0, 0) for v in layers)
     last = pd.Timestamp(cube.indexes[task.dim][task.stop - 1]).date()
     if last + dt.timedelta(days=SPAN_DAYS[task.dim] - 1) > old_end:

@@ -41,7 +41,8 @@ from dsm.ingest.terrain import dem_to_region
 
 log = logging.getLogger(__name__)
 
-STATIC_VARS = ("dem", "slope", "aspect", "sand", "silt", "clay", "land_mask")
+LAND_MASK = "land_mask"  #: written by every static task (from the DEM, or its own input)
+STATIC_VARS = ("dem", "slope", "aspect", "sand", "silt", "clay", LAND_MASK)
 #: An inland area of exactly 0 m this large (1 km pixels) is taken as sea even off the edge.
 SEA_MIN_PIXELS = 5
 LAND_MASK_INPUT = "land_mask input"
