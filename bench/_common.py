@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import statistics
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -96,6 +97,17 @@ def day_predictors(cube: xr.Dataset, day: dt.date, names: Sequence[str],
     where missing). ``cache`` keeps the composites and static layers between days."""
     whole = slice(0, cube.sizes["y"]), slice(0, cube.sizes["x"])
     return block_features(cube, day, names, *whole, {} if cache is None else cache)
+
+
+def ratio_spread(num: Sequence[float], den: Sequence[float]) -> dict[str, float]:
+    """Median, min and max of the per-round ratios ``num[i] / den[i]`` (rounds interleaved)."""
+    r = [a / b for a, b in zip(num, den, strict=True)]
+    return {"median": statistics.median(r), "min": min(r), "max": max(r)}
+
+
+def spread_text(s: dict[str, float]) -> str:
+    """``"1.23 (0.98..1.40)"``: a :func:`ratio_spread` as printed."""
+    return f"{s['median']:5.2f} ({s['min']:.2f}..{s['max']:.2f})"
 
 
 def cores() -> tuple[int, int]:

@@ -40,8 +40,19 @@ from typing import Any
 
 import numpy as np
 
-from _common import END, START, day_predictors, ensure_twin, load_average, local_cluster, machine_facts, train_models, \
-    twin_config
+from _common import (
+    END,
+    START,
+    day_predictors,
+    ensure_twin,
+    load_average,
+    local_cluster,
+    machine_facts,
+    ratio_spread,
+    spread_text,
+    train_models,
+    twin_config,
+)
 from dsm import config as config_mod
 from dsm.blocks import apply_model, model_day
 from dsm.cube import open_cube
@@ -177,11 +188,11 @@ def run(size: int, root: Path, method: str, uncertainty: str, rounds: int) -> di
         b = bare(calls)
         bare1.append(b[1])
         bare2.append(b[2])
-    ratios = [min(b2, b1 / 2) / w for w, b1, b2 in zip(walls, bare1, bare2, strict=True)]
+    ratios = ratio_spread([min(b2, b1 / 2) for b1, b2 in zip(bare1, bare2, strict=True)], walls)
     wall, b1, b2 = float(np.median(walls)), float(np.median(bare1)), float(np.median(bare2))
     return {"cells": size * size, "pixel_days": n, "model_calls": len(calls),
             "model_rows": int(sum(len(X) for _, X in calls)), "pipeline_s": walls, "pipeline_rate": n / wall,
-            "bare1_rate": n / b1, "bare2_rate": n / b2, "ratios": ratios, "ratio": float(np.median(ratios)),
+            "bare1_rate": n / b1, "bare2_rate": n / b2, "ratio": ratios,
             "peak": peak, "increase": peak - idle, "peak_np": peak_np, "increase_np": peak_np - idle_np,
             "second_np": peak_np2 - peak_np}
 
@@ -210,7 +221,7 @@ def main() -> None:
           f"{'bare 1t px/s':>13} {'bare 2t px/s':>13} {'ratio (range)':>17} {'(over idle)':>19} "
           f"{'(over idle)':>25} {'adds MB':>8}")
     for r in rows:
-        rng = f"{r['ratio']:.2f} ({min(r['ratios']):.2f}..{max(r['ratios']):.2f})"
+        rng = spread_text(r["ratio"]).strip()
         print(f"{r['cells']:>5} {r['pixel_days']:>11,} {r['model_calls']:>7} {np.median(r['pipeline_s']):>10.2f} "
               f"{r['pipeline_rate']:>14,.0f} {r['bare1_rate']:>13,.0f} {r['bare2_rate']:>13,.0f} {rng:>17} "
               f"{r['peak']:>12.0f} ({r['increase']:>4.0f}) {r['peak_np']:>18.0f} ({r['increase_np']:>4.0f}) "

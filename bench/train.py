@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import dask
-from _common import load_average, machine_facts
+from _common import load_average, machine_facts, ratio_spread, spread_text
 
 from dsm import config as config_mod
 from dsm.cube import open_cube
@@ -154,13 +154,11 @@ def main() -> None:
     figures: dict[str, Any] = {"periods": names, "grids": args.grids, "rounds": args.rounds,
                                "machine": machine_facts(), "seconds": times}
     for label in ("one_task", "per_fit"):
-        ratios = [s / c for s, c in zip(times["sequential"], times[label], strict=True)]
-        figures[f"sequential/{label}"] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
-        print(f"sequential / cluster {label:9s} ratio {statistics.median(ratios):5.2f} "
-              f"({min(ratios):.2f}..{max(ratios):.2f})  cluster median {statistics.median(times[label]):7.1f} s")
-    ratios = [p / o for p, o in zip(times["per_fit"], times["one_task"], strict=True)]
-    figures["per_fit/one_task"] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
-    print(f"per_fit / one_task ratio            {statistics.median(ratios):5.2f} ({min(ratios):.2f}..{max(ratios):.2f})")
+        figures[f"sequential/{label}"] = ratio_spread(times["sequential"], times[label])
+        print(f"sequential / cluster {label:9s} ratio {spread_text(figures[f'sequential/{label}'])}  "
+              f"cluster median {statistics.median(times[label]):7.1f} s")
+    figures["per_fit/one_task"] = ratio_spread(times["per_fit"], times["one_task"])
+    print(f"per_fit / one_task ratio            {spread_text(figures['per_fit/one_task'])}")
     print(f"load average after: {load_average()}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from _common import load_average, local_cluster, machine_facts
+from _common import load_average, local_cluster, machine_facts, ratio_spread, spread_text
 from distributed import Client, as_completed
 
 from dsm import config as config_mod
@@ -195,13 +195,9 @@ def main() -> None:
                       "from the workers")
     s_c = check_same(results)
 
-    def spread(num: str, den: str) -> dict[str, float]:
-        r = [a / b for a, b in zip(times[num], times[den], strict=True)]
-        return {"median": statistics.median(r), "min": min(r), "max": max(r)}
-
     figures: dict[str, Any] = {"days": s_c["days"], "workers": args.workers, "rounds": args.rounds,
                                "machine": machine_facts(), "seconds": times, "mb_sent_to_client": received,
-                               **{f"{a}/{b}": spread(a, b) for a, b in
+                               **{f"{a}/{b}": ratio_spread(times[a], times[b]) for a, b in
                                   (("client", "workers"), ("gathered", "workers"), ("client", "gathered"))
                                   if a in runs and b in runs}}
     print(f"{s_c['days']} days; medians: " + ", ".join(
@@ -209,7 +205,7 @@ def main() -> None:
         for k, v in times.items()))
     for k, f in figures.items():
         if "/" in k:
-            print(f"ratio {k:16s} {f['median']:5.2f} ({f['min']:.2f}..{f['max']:.2f})")
+            print(f"ratio {k:16s} {spread_text(f)}")
     print(f"load average after: {load_average()}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))

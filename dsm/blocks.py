@@ -68,15 +68,7 @@ class BlockJob:
     after: tuple[DayPlan, ...] = ()
 
 
-@functools.lru_cache(maxsize=8)
-def _open(url: str, so: str, token: str, kind: str) -> xr.Dataset:
-    opts = json.loads(so)
-    if kind == "raw":
-        ds = xr.open_zarr(url, chunks=None, consolidated=False, storage_options=opts or None, mask_and_scale=True)
-    else:
-        ds = store.open_store(url, kind, opts)
-    ds.encoding.update(source=url, storage_options=opts)  # for _read's checks
-    return ds
+_open = store.open_cached  # the cube and the output store, once per worker and run
 
 
 @functools.lru_cache(maxsize=64)

@@ -368,6 +368,14 @@ def credentials_notice(config: Config, spec: DeploySpec, config_path: str = "CON
             "--from-literal=AWS_SECRET_ACCESS_KEY=...`")
 
 
+def _config_map(name: str, config: Config) -> tuple[str, dict[str, Any]]:
+    """The name and the ConfigMap holding ``config`` (:func:`config_yaml`: no credentials) for
+    the resources called ``name``."""
+    cm_name = f"{name}-config"
+    return cm_name, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(cm_name, "config"),
+                     "data": {CONFIG_KEY: config_yaml(config)}}
+
+
 def render_job(config: Config, spec: DeploySpec) -> list[dict[str, Any]]:
     """A ConfigMap with the configuration and a DaskJob running ``dsm run /config/config.yaml``.
 
@@ -394,9 +402,7 @@ def render_job(config: Config, spec: DeploySpec) -> list[dict[str, Any]]:
     if gpu:  # one environment for runner, scheduler and GPU workers
         spec = replace(spec, image=spec.cuda_image, gpu_image=spec.cuda_image)
     replicas = spec.workers if spec.workers is not None else (spec.gpu_workers if gpu else cfg.cluster.n_workers)
-    cm_name = f"{spec.name}-config"
-    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(cm_name, "config"),
-                 "data": {CONFIG_KEY: config_yaml(cfg)}}  # fmt: skip
+    cm_name, configmap = _config_map(spec.name, cfg)
     runner = {
         "restartPolicy": "Never",  # the operator finishes the job when this pod Succeeds/Fails
         "securityContext": _pod_security(),
@@ -455,9 +461,7 @@ def render_daily(config: Config, spec: DeploySpec, schedule: str = DAILY_SCHEDUL
     res, image = (spec.gpu_worker, spec.cuda_image) if gpu else (spec.worker, spec.image)
     local = config.cluster.model_copy(update={"address": None, "n_workers": 1, "threads_per_worker": res.cpu,
                                               "memory_limit": dask_memory_limit(res.memory, 0.75)})  # fmt: skip
-    cm_name = f"{spec.name}-config"
-    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(cm_name, "config"),
-                 "data": {CONFIG_KEY: config_yaml(config.model_copy(update={"cluster": local}))}}  # fmt: skip
+    cm_name, configmap = _config_map(spec.name, config.model_copy(update={"cluster": local}))
     pod: dict[str, Any] = {
         "restartPolicy": "Never", "securityContext": _pod_security(),
         "containers": [{

@@ -36,13 +36,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-import fsspec
 import numpy as np
 import xarray as xr
 import zarr
 from xarray.coding.times import encode_cf_datetime
 
-from dsm import fingerprint, ledger
+from dsm import fingerprint, ledger, products, store
 from dsm.config import Config, ConfigError, from_dict
 from dsm.config.domain import parse_day
 from dsm.dayplans import DayPlan
@@ -101,35 +100,18 @@ def check_not_earlier(what: str, url: str, have: dt.date, want: dt.date) -> None
 
 
 # ------------------------------------------------------------------------------ Zarr stores
-def _attrs(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The root attributes of the Zarr store at ``url`` (None: no store), read without xarray
-    (a store resized half way, by a run that was killed, is still read)."""
-    fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
-    try:
-        raw = fs.cat_file(f"{root.rstrip('/')}/zarr.json")
-    except FileNotFoundError:
-        return None
-    return dict(json.loads(raw).get("attributes", {}))
-
-
 def recorded_end(url: str, storage_options: Mapping[str, Any] | None = None) -> dt.date | None:
     """The last day the Zarr store at ``url`` was made for (its ``end`` attribute); None when
     there is no store or it records no end."""
-    attrs = _attrs(url, storage_options)
+    attrs = store.root_attrs(url, storage_options)
     end = (attrs or {}).get("end")
     return dt.date.fromisoformat(str(end)) if end else None
 
 
-def _same(have: Any, want: Any) -> bool:
-    """Whether two root attributes agree (a products store keeps structured ones as JSON text)."""
-    def decoded(v: Any) -> Any:
-        if isinstance(v, str) and v[:1] in "{[":
-            try:
-                return json.loads(v)
-            except json.JSONDecodeError:
-                return v
-        return v
-    return bool(decoded(have) == decoded(want))
+def _same(key: str, have: Any, want: Any) -> bool:
+    """Whether two values of root attribute ``key`` agree (a products store keeps structured
+    ones as JSON text: :func:`dsm.products.decode_attrs`)."""
+    return bool(products.decode_attrs({key: have}) == products.decode_attrs({key: want}))
 
 
 def resize_time(url: str, template: xr.Dataset, storage_options: Mapping[str, Any] | None = None,
@@ -166,14 +148,14 @@ def resize_time(url: str, template: xr.Dataset, storage_options: Mapping[str, An
         made for another region, first day or time chunk (the key is named).
     """
     so = dict(storage_options or {}) or None
-    have = _attrs(url, storage_options)
+    have = store.root_attrs(url, storage_options)
     if have is None:
         raise StoreError(f"no Zarr store at {url} to extend (no zarr.json found)")
     old_end = dt.date.fromisoformat(str(have["end"]))
     new_end = dt.date.fromisoformat(str(template.attrs["end"]))
     check_not_earlier(str(have.get("dsm_store", "")) + " store", url, old_end, new_end)
     for key in ("region", "start"):
-        if not _same(have.get(key), template.attrs[key]):
+        if not _same(key, have.get(key), template.attrs[key]):
             raise StoreError(f"cannot extend {url}: its {key} is {have.get(key)!r}, the configuration's "
                              f"{template.attrs[key]!r}; only dates.end may change (choose other stores)")
     group = zarr.open_group(url, mode="r+", storage_options=so)
@@ -232,7 +214,7 @@ def preflight(config: Config) -> list[str]:
     so = config.stores.storage_options
     end = config.dates.end
     lines = []
-    cube_attrs = _attrs(config.stores.cube, so)
+    cube_attrs = store.root_attrs(config.stores.cube, so)
     cube_fp = fingerprint.cube_fingerprint(cube_attrs) if cube_attrs else None
     for what, url in (("cube", config.stores.cube), ("products", config.stores.output)):
         have = recorded_end(url, so) if url else None
@@ -250,7 +232,7 @@ def preflight(config: Config) -> list[str]:
                                    "extend with the configuration that trained them, or `dsm train CONFIG --force` "
                                    "retrains every model", cube_fp)
     if config.stores.output:
-        attrs = _attrs(config.stores.output, so)
+        attrs = store.root_attrs(config.stores.output, so)
         if attrs is not None:
             fingerprint.check_settings(ledger.store_records(attrs).settings, config,
                                        "products", config.stores.output,
@@ -276,14 +258,12 @@ def extend_output(config: Config, old_end: dt.date, template: xr.Dataset, fence:
     names = [(old_end - dt.timedelta(days=k)).isoformat() for k in range(half)]
     back = [n for n in names if led.day(n).done]
     if back:
-        ledger.write_exported(url, {n: None for n in back if n in led.exported}, so, fence)
-        ledger.write_days(url, {n: replace(ledger.taken_back(led.day(n)), failed=_WINDOW_CUT) for n in back}, so,
-                          fence)
+        take_back(config, led, {n: _WINDOW_CUT for n in back}, fence)
     resize_time(url, template, so)
     return sorted(back)
 
 
-_WINDOW_CUT = "predicted again: made before the store was extended, with its anomaly window cut at the old end"
+_WINDOW_CUT = "made before the store was extended, with its anomaly window cut at the old end"
 
 
 def digests(model: Mapping[str, Any] | None) -> dict[str, Any]:

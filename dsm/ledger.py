@@ -276,17 +276,22 @@ def _objects(fs: fsspec.AbstractFileSystem, folder: str) -> dict[str, bytes]:
     paths = [p for p in fs.find(folder) if p.endswith(".json") and p != f"{folder}/zarr.json"]
     if not paths:
         return {}
-    got = fs.cat(paths, on_error="omit")  # an object deleted since the listing is no record
-    return {p[len(folder) + 1:]: got[p] for p in paths if p in got}
+    got = fs.cat(paths, on_error="return")
+    failed = {p: v for p, v in got.items() if isinstance(v, Exception) and not isinstance(v, FileNotFoundError)}
+    if failed:  # never a ledger silently short of records
+        p, exc = next(iter(failed.items()))
+        raise StoreError(f"cannot read the run ledger's record {p} ({len(failed)} unreadable): "
+                         f"{type(exc).__name__}: {exc}; rerun to resume")
+    # an object deleted since the listing (FileNotFoundError) is no record
+    return {p[len(folder) + 1:]: v for p, v in got.items() if isinstance(v, bytes)}
 
 
-def _root_attrs(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Any]:
-    try:
-        raw = fs.cat_file(f"{root}/zarr.json")
-    except FileNotFoundError:
-        raise StoreNotFoundError(f"no Zarr store at {root} (no zarr.json found): no products store, no run "
-                                 "ledger; dsm predict CONFIG makes it") from None
-    return dict(json.loads(raw).get("attributes", {}))
+def _root_attrs(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    attrs = store.root_attrs(url, storage_options)
+    if attrs is None:
+        raise StoreNotFoundError(f"no Zarr store at {url} (no zarr.json found): no products store, no run "
+                                 "ledger; dsm predict CONFIG makes it")
+    return attrs
 
 
 def read(url: str, storage_options: Mapping[str, Any] | None = None,
@@ -305,7 +310,7 @@ def read(url: str, storage_options: Mapping[str, Any] | None = None,
         No store at ``url``.
     """
     fs, root = _fs(url, storage_options)
-    attrs = dict(attrs) if attrs is not None else _root_attrs(fs, root)
+    attrs = dict(attrs) if attrs is not None else _root_attrs(url, storage_options)
     if _is_legacy(attrs):
         return from_attrs(attrs)
     return from_objects(attrs, _objects(fs, f"{root}/{FOLDER}"))
@@ -384,7 +389,7 @@ def migrate(url: str, storage_options: Mapping[str, Any] | None = None) -> bool:
     """Move the records of a store written before the ledger out of its root attributes
     (nothing for a store that has its ledger); returns whether it did."""
     fs, root = _fs(url, storage_options)
-    legacy = _is_legacy(_root_attrs(fs, root))
+    legacy = _is_legacy(_root_attrs(url, storage_options))
     if legacy:
         _begin(url, storage_options, None)
     return legacy

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,18 +33,20 @@ __all__ = ["block_table", "sample_tables", "table_futures"]
 KM_PER_CELL = 36  # Region counts its rows and columns in 36 km cells on either SMAP grid
 
 
-def block_table(url: str, storage_options: str, days: Composite | Sequence[dt.date], predictors: Sequence[str],
-                y0: int, y1: int, x0: int, x1: int, options: Mapping[str, Any]) -> pd.DataFrame:
+def block_table(url: str, storage_options: str, token: str, days: Composite | Sequence[dt.date],
+                predictors: Sequence[str], y0: int, y1: int, x0: int, x1: int, options: Mapping[str, Any]
+                ) -> pd.DataFrame:
     """The sample table of ``days`` on pixels ``y0:y1, x0:x1`` of the cube at ``url`` (whole 36
-    km cells), computed here (runs on a worker; ``options``: :func:`~dsm.samples.sample_graph`'s
-    keywords; ``storage_options`` as JSON)."""
-    ds = store.open_store(url, "cube", json.loads(storage_options) or None)
+    km cells), computed here (runs on a worker; the cube opened once per worker and ``token``,
+    :func:`dsm.store.open_cached`; ``options``: :func:`~dsm.samples.sample_graph`'s keywords;
+    ``storage_options`` as JSON)."""
+    ds = store.open_cached(url, storage_options, token, "cube")
     region = Region.from_dict(ds.attrs["region"])
     f = region.fine_per_coarse
     sub = ds.isel(y=slice(y0, y1), x=slice(x0, x1), cy=slice(y0 // f, y1 // f), cx=slice(x0 // f, x1 // f))
     part = Region(region.row0 + y0 // KM_PER_CELL, region.col0 + x0 // KM_PER_CELL, (y1 - y0) // KM_PER_CELL,
                   (x1 - x0) // KM_PER_CELL, region.coarse_km)
-    sub.attrs["region"] = part.to_dict()
+    sub = sub.assign_attrs(region=part.to_dict())  # a copy: the cached dataset keeps its own
     with dask.config.set(scheduler="synchronous"):
         table: pd.DataFrame = sample_graph(sub, days, predictors, **options).compute()
     return table
@@ -64,11 +67,12 @@ def table_futures(client: Client, ds: xr.Dataset, day_sets: Sequence[Composite |
     """:func:`sample_tables`, left on the workers: one future per table."""
     url = ds.encoding["source"]
     so = json.dumps(dict(storage_options or {}), sort_keys=True)
+    token = uuid.uuid4().hex  # the cube is opened once per worker for these tables, afresh for the next ones
     chunks = ds["land_mask"].encoding.get("chunks") or ds["land_mask"].shape
     ny, nx = ds.sizes["y"], ds.sizes["x"]
     blocks = [(y0, min(y0 + chunks[0], ny), x0, min(x0 + chunks[1], nx))
               for y0 in range(0, ny, chunks[0]) for x0 in range(0, nx, chunks[1])]
-    return [client.submit(_merge, [client.submit(block_table, url, so, days, list(predictors), *b, dict(options),
+    return [client.submit(_merge, [client.submit(block_table, url, so, token, days, list(predictors), *b, dict(options),
                                                  pure=False) for b in blocks], pure=False)
             for days in day_sets]
 

@@ -9,6 +9,7 @@ carries ``dsm_store`` (its kind) and ``dsm_format`` attributes; :func:`open_stor
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -114,6 +115,33 @@ def create(
         consolidated=False,
         storage_options=dict(storage_options or {}) or None,
     )
+
+
+def root_attrs(url: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The root attributes of the Zarr store at ``url``, read from its ``zarr.json`` without
+    xarray or zarr (a store resized half way by a run that was killed is still read); None when
+    there is no store."""
+    fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    try:
+        raw = fs.cat_file(f"{root.rstrip('/')}/zarr.json")
+    except FileNotFoundError:
+        return None
+    return dict(json.loads(raw).get("attributes", {}))
+
+
+@functools.lru_cache(maxsize=8)
+def open_cached(url: str, storage_options: str, token: str, kind: str) -> xr.Dataset:
+    """A store opened once per process and run (``token``), for the tasks of that run on a
+    worker: ``kind`` ``"raw"`` reads numpy arrays on indexing (no dask), any other kind is
+    :func:`open_store` of that kind with its own chunks. ``storage_options`` as JSON (hashable);
+    the dataset's ``encoding`` records the URL and options (for :func:`require_chunks`)."""
+    opts = json.loads(storage_options)
+    if kind == "raw":
+        ds = xr.open_zarr(url, chunks=None, consolidated=False, storage_options=opts or None, mask_and_scale=True)
+    else:
+        ds = open_store(url, kind, opts)
+    ds.encoding.update(source=url, storage_options=opts)
+    return ds
 
 
 def open_store(
