@@ -25,7 +25,7 @@ from distributed import Client, LocalCluster
 from dsm import config as config_mod
 from dsm.blocks import block_features
 from dsm.grid import Region
-from dsm.models.train import train
+from dsm.stages.train import train
 from dsm.synthetic import TWIN_CENTRE, TwinSpec
 from dsm.twin import TwinStores, build_twin
 

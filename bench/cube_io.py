@@ -20,8 +20,8 @@ for context only, since these machines are noisy.
 from __future__ import annotations
 
 import argparse
-import json
 import datetime as dt
+import json
 import shutil
 import statistics
 import tempfile

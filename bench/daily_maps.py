@@ -13,7 +13,7 @@ store). Setup, not timed: build the twin cube, train, export the naive script's 
    are valid, ``XGBRegressor.predict`` with the period's model (loaded from the dsm model
    store once per period; xgboost's default threads = every usable CPU), clip to [0, 1],
    write one int16 GeoTIFF (SM x 10000, nodata -9999, DEFLATE) per day.
-   **pipeline**: ``dsm.predict.predict`` from the cube store into a fresh output store on a
+   **pipeline**: ``dsm.stages.predict.predict`` from the cube store into a fresh output store on a
    LocalCluster of 2 single-threaded worker processes. For the same work as the script it is
    configured ``output.gap_free: false`` (the paper's rule: pixels without all 14 predictors
    stay empty, so the same single model per day and the same pixels) and
@@ -55,16 +55,27 @@ from typing import Any
 import numpy as np
 import rasterio
 import xarray as xr
+from _common import (
+    START,
+    cores,
+    day_predictors,
+    describe_config,
+    ensure_twin,
+    load_average,
+    local_cluster,
+    machine_facts,
+    train_models,
+    twin_config,
+)
 from distributed import Client
 
-from _common import START, cores, day_predictors, describe_config, ensure_twin, load_average, local_cluster, \
-    machine_facts, train_models, twin_config
 from dsm import config as config_mod
 from dsm.cube import open_cube
 from dsm.grid import CELL_1KM
 from dsm.models.store import ModelStore
-from dsm.periods import days as day_range, julian_name, period_of
-from dsm.predict import predict
+from dsm.periods import days as day_range
+from dsm.periods import julian_name, period_of
+from dsm.stages.predict import predict
 
 PAPER_AREA_KM2 = 3.36e6  # Rao et al. 2022: desertification areas of Northern China
 PAPER_START, PAPER_END = dt.date(2015, 3, 31), dt.date(2020, 12, 31)  # SMAP L3 from 2015-03-31

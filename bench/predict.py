@@ -8,7 +8,7 @@ not grow with it:
 1. build the twin and train the chosen method (``--method``): ``fusion`` (the default method:
    the pooled XGBoost, its companions and anomaly partners, its default grid) or ``rao2022``
    (XGBoost per period, 300 trees of depth 6, plus the reduced no-LST models);
-2. **pipeline**: ``dsm.predict.predict`` on a fresh LocalCluster of 2 single-threaded worker
+2. **pipeline**: ``dsm.stages.predict.predict`` on a fresh LocalCluster of 2 single-threaded worker
    processes, from the cube store to the output store (for fusion also the fused cell means
    and their pass over the cube; reads, features, models, int16 packing, region writes,
    records); throughput = valid pixel-days predicted / wall time. Dask's statistical profiler
@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from _common import (
     END,
     START,
@@ -53,14 +52,15 @@ from _common import (
     train_models,
     twin_config,
 )
+
 from dsm import config as config_mod
 from dsm.blocks import apply_model, model_day
 from dsm.cube import open_cube
 from dsm.dayplans import fusion_card, make_plans
 from dsm.models.store import ModelStore
-from dsm.predict import predict
 from dsm.products import open_products
 from dsm.ranges import SMAP
+from dsm.stages.predict import predict
 
 
 def peak_rss_mb() -> float:

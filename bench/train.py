@@ -3,7 +3,7 @@
 Builds (or reuses) the default twin region (8 x 8 SMAP cells, 2016), then, in interleaved
 rounds (``--rounds``, each configuration once per round, in a rotating order):
 
-* ``one_task``: ``dsm.models.train.train`` on a LocalCluster of 2 single-threaded worker
+* ``one_task``: ``dsm.stages.train.train`` on a LocalCluster of 2 single-threaded worker
   processes, each (period, model) grid search one task on a worker (the default for tables up
   to :data:`dsm.models.search.ONE_TASK_MAX_VALUES` values); sample tables computed on the
   workers, periods concurrently (``training.concurrent_periods``), the spatial check's refits on
@@ -64,7 +64,7 @@ def _train_cluster(cfg: Any, names: list[str], one_task_max: int) -> tuple[float
     from distributed import Client, LocalCluster
 
     from dsm.models.search import search
-    from dsm.models.train import train
+    from dsm.stages.train import train
 
     def run_search(client: Any, name: str, X: Any, y: Any, grid: Any, folds: int = 3, seed: int = 0,
                    device: str = "cpu") -> Any:
@@ -109,7 +109,7 @@ def main() -> None:
     ap.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     args = ap.parse_args()
 
-    from dsm.run import build_twin_stores
+    from dsm.chain import build_twin_stores
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="dsm-bench-train-"))
     spec = TwinSpec.of_size("default", 42)

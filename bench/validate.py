@@ -6,7 +6,7 @@ N``: the first N days done), then times in interleaved rounds (``--rounds``, the
 
 * ``client``: what the validate stage did before: :func:`dsm.skill.skill` in this process (one
   time chunk after another, two passes over the truth, the products and SMAP) and then
-  :func:`dsm.validate.period_skill` (a third read of the truth), both on the client;
+  :func:`dsm.stages.validate.period_skill` (a third read of the truth), both on the client;
 * ``workers``: :func:`dsm.skill.skill` with ``client`` and ``periods=True`` on a LocalCluster of
   ``--workers`` single-threaded worker processes: one task per time chunk and pass, the stores
   read on the workers, the per-period table from the same pass, each chunk's sums folded into
@@ -46,14 +46,14 @@ from dsm import config as config_mod
 from dsm import skill_workers
 from dsm.skill import read_twin_stations, skill
 from dsm.skill_chunks import Runner, SkillJob
+from dsm.stages.validate import period_skill
 from dsm.synthetic import TwinSpec
 from dsm.testing.validation import make_products_store
-from dsm.validate import period_skill
 
 
 def _stores(work: Path, days: int) -> tuple[config_mod.Config, str]:
     """The default twin's configuration under ``work`` (built unless there) and its products store."""
-    from dsm.run import build_twin_stores
+    from dsm.chain import build_twin_stores
 
     spec = TwinSpec.of_size("default", 42)
     r = spec.region

@@ -112,20 +112,20 @@ SOURCE = ("SMAP L3 36 km soil moisture downscaled to the 1 km EASE-Grid 2.0 with
 
 SPECS: tuple[VariableSpec, ...] = (
     VariableSpec("sm", "daily", "m3 m-3", "Daily 1 km surface soil moisture (top 5 cm), downscaled SMAP",
-                 (0.0, 1.0), "volume_fraction_of_condensed_water_in_soil", "dsm.predict", "float32", np.nan,
+                 (0.0, 1.0), "volume_fraction_of_condensed_water_in_soil", "dsm.stages.predict", "float32", np.nan,
                  {"comment": "stored as int16 x 10000 (CF scale_factor 1e-4, _FillValue -9999; valid_range in "
                              "packed units)", "cell_methods": CELL_METHODS,
                   "ancillary_variables": "sm_unc sm_origin"}),
     VariableSpec("sm_unc", "daily", "m3 m-3", "Half width of the central prediction interval of sm",
-                 (0.0, 1.0), None, "dsm.predict: fusion error model (method fusion) or quantile models (rao2022)",
+                 (0.0, 1.0), None, "dsm.stages.predict: fusion error model (method fusion) or quantile models (rao2022)",
                  "float32", np.nan, {"cell_methods": CELL_METHODS}),
     VariableSpec("sm_origin", "daily", "1", "Origin and quality of sm (bit flags)", (0, sum(ORIGIN_BITS)), None,
-                 "dsm.predict", ORIGIN_DTYPE.name, None,
+                 "dsm.stages.predict", ORIGIN_DTYPE.name, None,
                  {"flag_masks": np.array(list(ORIGIN_BITS), ORIGIN_DTYPE),
                   "flag_meanings": " ".join(m for m, _ in ORIGIN_BITS.values()),
                   "comment": "0: not predicted (water, or predictors missing)"}),
     VariableSpec("sm_36km", "smap", "m3 m-3", "Block mean of the 1 km sm over each SMAP 36 km cell",
-                 (0.0, 1.0), None, "dsm.predict", extra={"cell_methods": CELL_METHODS}),
+                 (0.0, 1.0), None, "dsm.stages.predict", extra={"cell_methods": CELL_METHODS}),
 )
 
 

@@ -1,7 +1,7 @@
 """How a long stage reports its progress to whoever called it.
 
-The stages (:func:`dsm.models.train.train`, :func:`dsm.predict.predict`,
-:func:`dsm.validate.validate`, :func:`dsm.run.run`) take an optional ``progress`` callback that
+The stages (:func:`dsm.stages.train.train`, :func:`dsm.stages.predict.predict`,
+:func:`dsm.stages.validate.validate`, :func:`dsm.chain.run`) take an optional ``progress`` callback that
 receives lines (``str``). A line that finishes items of a counted task (a period trained, the
 days of a time chunk written, a COG exported) is a :class:`Step`: still a ``str`` (so a callback
 that prints or logs lines prints it unchanged), which also says which task moved, by how many

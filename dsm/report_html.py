@@ -1,4 +1,4 @@
-"""The validation report's HTML document (:mod:`dsm.report`): the page and its print style
+"""The validation report's HTML document (:mod:`dsm.stages.report`): the page and its print style
 sheet, one sign for every bias column, figures embedded as base64 PNG and tables as HTML.
 
 Printable: no scroll boxes or fixed heights (a printed scroll box loses its hidden rows); in

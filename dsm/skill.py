@@ -7,7 +7,7 @@ scored by :mod:`dsm.skill_chunks` into sums that merge (:mod:`dsm.skill_sums`): 
 or with a Dask ``client`` as one task per chunk on the workers, where each chunk's sums are
 folded into those before it, in time order (:mod:`dsm.skill_workers`; the same result, bit for
 bit): only each pass's total comes to the client. With ``periods``, the same pass also scores
-the first map per 16-day period (the table of :func:`dsm.validate.validate` and the report), so
+the first map per 16-day period (the table of :func:`dsm.stages.validate.validate` and the report), so
 the validate stage reads the truth in this one pass only.
 
 Maps
@@ -282,7 +282,7 @@ def skill_maps(config: Config) -> dict[str, str]:
 def twin_skill_of(config: Config, client: Client | None = None) -> dict[str, Any]:
     """The twin skill (:func:`dsm.skill.skill`) of the configured products, with the twin's
     in situ stations when ``stores.stations`` holds them and the per-period scores of the run's
-    product (``periods``, what :func:`dsm.validate.validate` and the report show); on
+    product (``periods``, what :func:`dsm.stages.validate.validate` and the report show); on
     ``client``'s workers when given."""
     so = config.stores.storage_options
     stations = None

@@ -148,7 +148,7 @@ def map_minus_reference(scores: pd.DataFrame) -> pd.DataFrame:
     Rows scored as ``reference_minus_product`` get ``bias`` negated and ``bias_lo``/``bias_hi``
     negated and swapped (a percentile interval of ``-b`` is the mirrored interval of ``b``);
     ``bias_convention`` then reads ``product_minus_reference`` on every row. R, RMSE and ubRMSE
-    do not depend on the sign. For display: the tables :func:`dsm.validate.write_validation`
+    do not depend on the sign. For display: the tables :func:`dsm.stages.validate.write_validation`
     writes keep the configured convention.
     """
     out = scores.copy()

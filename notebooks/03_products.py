@@ -17,8 +17,8 @@
 # cells). `dsm export` turns each day into a Cloud-Optimized GeoTIFF with a STAC item.
 #
 # This notebook builds the tiny twin region (4 x 4 SMAP cells, 48 days), trains, predicts and
-# exports it with `dsm.run.run`, the function behind `dsm run` (about a minute, through
-# `dsm.run.config_or_demo`), then looks at what came out. To look at your own run instead, set
+# exports it with `dsm.chain.run`, the function behind `dsm run` (about a minute, through
+# `dsm.chain.config_or_demo`), then looks at what came out. To look at your own run instead, set
 # `CONFIG_PATH` (or the environment variable `DSM_NOTEBOOK_CONFIG`) to its configuration
 # (for example `work/demo/config.yaml` after `make demo`): every store it names may be a local
 # path or an `s3://...` URL, with fsspec options under `stores.storage_options`.
@@ -41,8 +41,8 @@ import dsm.analysis
 import dsm.cube
 import dsm.ledger
 import dsm.products
-from dsm.export import FsspecStacIO
-from dsm.run import config_or_demo
+from dsm.chain import config_or_demo
+from dsm.stages.export import FsspecStacIO
 
 CONFIG_PATH = os.environ.get("DSM_NOTEBOOK_CONFIG")  # or e.g. "work/demo/config.yaml"; stores may be s3://
 

@@ -14,7 +14,7 @@
 # Two ways to judge the downscaled maps:
 #
 # * **in situ**: probes at 5 cm depth, scored (R, RMSE, ubRMSE, bias with bootstrap intervals)
-#   against the 1 km pixel that holds them and against SMAP's 36 km cell (`dsm.validate`,
+#   against the 1 km pixel that holds them and against SMAP's 36 km cell (`dsm.stages.validate`,
 #   the figures of `dsm.figures`, the partial correlations of `dsm.analysis`); this is all a
 #   real region has;
 # * **against the 1 km truth**, which only the synthetic twin has: every pixel of every day is
@@ -41,12 +41,12 @@ from IPython.display import Image, display
 
 import dsm.analysis
 import dsm.figures
-import dsm.report
 import dsm.skill
-import dsm.validate
+import dsm.stages.report
+import dsm.stages.validate
 from dsm import products, store
 from dsm.blocks import residual_correct
-from dsm.run import config_or_demo
+from dsm.chain import config_or_demo
 
 CONFIG_PATH = os.environ.get("DSM_NOTEBOOK_CONFIG")  # or e.g. "work/demo/config.yaml"; stores may be s3://
 
@@ -68,9 +68,9 @@ figdir = Path(tempfile.mkdtemp(prefix="dsm-figures-"))  # dsm.figures writes PNG
 # Bias is in situ minus product (the paper's sign; `validation.bias_convention` flips it).
 
 # %%
-result = dsm.validate.validate(cfg, client)
-print(dsm.validate.format_scores(result.scores))
-for line in dsm.validate.problem_lines(result.problems):
+result = dsm.stages.validate.validate(cfg, client)
+print(dsm.stages.validate.format_scores(result.scores))
+for line in dsm.stages.validate.problem_lines(result.problems):
     print("left out:", line)
 result.stations
 
@@ -93,17 +93,17 @@ table.round(3)
 # ## Scatter and time series at the stations
 # `dsm.figures` draws the report's figures into PNG files (no pyplot state), shown here as
 # images. The time series carry the daily precipitation of the nearest weather station
-# (`dsm.report.nearest_weather`), which explains most jumps of the in situ curve.
+# (`dsm.stages.report.nearest_weather`), which explains most jumps of the in situ curve.
 
 # %%
 display(Image(dsm.figures.site_scatter(result.pairs, result.scores, str(figdir / "scatter.png"))))
 
 # %%
-v = dsm.validate.stations_config(cfg)  # the validation section, with the twin's station files as defaults
+v = dsm.stages.validate.stations_config(cfg)  # the validation section, with the twin's station files as defaults
 weather = (pd.read_csv(v.weather, parse_dates=["time"], dtype={"station": str}, storage_options=so or None)
            if v.weather else None)
 scored = result.stations.query("status == 'scored'")
-precip = dsm.report.nearest_weather(scored, weather, v.weather_max_km) if weather is not None else None
+precip = dsm.stages.report.nearest_weather(scored, weather, v.weather_max_km) if weather is not None else None
 display(Image(dsm.figures.site_timeseries(result.pairs, str(figdir / "timeseries.png"), result.products, precip,
                                           max_sites=4)))
 
@@ -116,9 +116,9 @@ display(Image(dsm.figures.site_timeseries(result.pairs, str(figdir / "timeseries
 
 # %%
 if weather is not None:
-    wsites = dsm.validate.locate(weather.assign(network="weather"), cfg.grid_region).query("inside")
-    daily = dsm.validate.sample_store(wsites, cfg.stores.output, None, client, so)
-    sm_periods = dsm.analysis.aggregate_sm(daily, dsm.validate.PRODUCT_1KM, v.partial_correlation_freq)
+    wsites = dsm.stages.validate.locate(weather.assign(network="weather"), cfg.grid_region).query("inside")
+    daily = dsm.stages.validate.sample_store(wsites, cfg.stores.output, None, client, so)
+    sm_periods = dsm.analysis.aggregate_sm(daily, dsm.stages.validate.PRODUCT_1KM, v.partial_correlation_freq)
     w_periods = dsm.analysis.aggregate_weather(weather, v.partial_correlation_freq)
     pcor = dsm.analysis.station_partial_correlations(sm_periods, w_periods,
                                                     wsites[["station", "lon", "lat", "x", "y"]], v.alpha)
@@ -126,7 +126,7 @@ if weather is not None:
 
 # %% [markdown]
 # ## The twin: skill against the 1 km truth
-# `dsm.validate.twin_skill_of` (`dsm.skill.skill` on this run's products, any
+# `dsm.stages.validate.twin_skill_of` (`dsm.skill.skill` on this run's products, any
 # `validation.compare` stores, and the twin's stations) streams over the predicted days and
 # scores every land pixel-day where the truth, every map and SMAP exist: the products and the
 # two maps without downscaling (SMAP repeated and bilinear). `cell_r` is the mean correlation
@@ -137,7 +137,7 @@ if weather is not None:
 
 # %%
 assert cfg.stores.truth, "no stores.truth: only the synthetic twin can be scored against a 1 km truth"
-sk = dsm.validate.twin_skill_of(cfg)
+sk = dsm.stages.validate.twin_skill_of(cfg)
 print(dsm.skill.format_table(sk))
 scores = pd.DataFrame(sk["scores"]).T.drop(index=[f"{m}_all" for m in sk["maps"]])
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), constrained_layout=True)
@@ -160,7 +160,7 @@ fig.suptitle("1 km maps against the twin's truth, same pixel-days")
 # pixel-days whose truth lies inside `sm +- sm_unc` should be close to the nominal 90 %.
 
 # %% [markdown]
-# Per 16-day period (`dsm.validate.period_skill`, computed by `validate` on the twin), the
+# Per 16-day period (`dsm.stages.validate.period_skill`, computed by `validate` on the twin), the
 # picture changes with the model each period chose (notebook 02): the paper's selection rule
 # rewards the best fit of the training half, which is not always the best map.
 

@@ -48,9 +48,9 @@ import dsm.cluster
 import dsm.ledger
 import dsm.products
 from dsm import config as dsm_config
-from dsm.models.train import train
 from dsm.periods import periods
-from dsm.predict import predict
+from dsm.stages.predict import predict
+from dsm.stages.train import train
 from dsm.testing import make_synthetic_cube
 from dsm.twin import demo_config
 

@@ -2,11 +2,16 @@
 
 import numpy as np
 import pytest
-
 from scipy.stats import norm
 
-from dsm.calibration import (GainCalibration, IntervalCalibration, calibrate_anomaly_sd, calibrate_gain,
-                             conformal_variance, gain_slope)
+from dsm.calibration import (
+    GainCalibration,
+    IntervalCalibration,
+    calibrate_anomaly_sd,
+    calibrate_gain,
+    conformal_variance,
+    gain_slope,
+)
 
 
 def _stations(k_true: float, n_stations: int = 12, days: int = 200, station_sd: float = 0.02, seed: int = 1):

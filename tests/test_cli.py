@@ -130,7 +130,7 @@ def test_version():
 
 
 def test_only_an_error_in_a_stage_that_writes_products_fails_a_run():
-    from dsm.run import RunResult, StageResult
+    from dsm.chain import RunResult, StageResult
 
     done = [StageResult(s, "done") for s in ("cube", "train", "predict", "export")]
     assert RunResult("r", "t", done).outcome == "complete"

@@ -6,9 +6,9 @@ import inspect
 
 import pytest
 
+from dsm.blocks import BlockJob, load_model
 from dsm.models import pooled, variants
 from dsm.models.estimators import make_estimator
-from dsm.blocks import BlockJob, load_model
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])

@@ -23,8 +23,8 @@ from dsm.cog import LAYERS
 from dsm.config import from_dict
 from dsm.cube import Layout
 from dsm.errors import ConfigError
-from dsm.export import blocksize_for, cog_name, export
 from dsm.grid import Region
+from dsm.stages.export import blocksize_for, cog_name, export
 
 REGION = Region(74, 772, 4, 4)
 START, END = dt.date(2016, 6, 9), dt.date(2016, 6, 12)
@@ -378,8 +378,8 @@ def test_a_moved_catalog_loads_in_odc_stac_on_the_stores_grid(moved_catalog):
 @pytest.mark.timeout(180)
 def test_a_moved_catalog_loads_in_stackstac_on_the_stores_grid(moved_catalog):
     stackstac = pytest.importorskip(
-        "stackstac", reason="stackstac is not installed: not in the test extra, since stackstac 0.5.1 (the last "
-                            "release) requires pandas<3 (pip install --no-deps stackstac==0.5.1 runs it)")
+        "stackstac", reason="stackstac is not installed: make setup installs it without its dependencies, since "
+                            "stackstac 0.5.1 (the last release) declares pandas<3 (pip install --no-deps stackstac==0.5.1)")
     ds, region = moved_catalog["store"], moved_catalog["region"]
     transform, (height, width), res = region.fine_transform, region.fine_shape, abs(region.fine_transform.a)
     items = _moved_items(moved_catalog)

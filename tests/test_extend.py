@@ -28,13 +28,13 @@ from affine import Affine
 
 from dsm import config as config_mod
 from dsm import ledger
+from dsm.chain import run
 from dsm.cube import Layout, cube_template
 from dsm.errors import StoreError
 from dsm.extend import parse_until, recorded_end, with_end
-from dsm.ingest.pipeline import run_ingest
 from dsm.ingest.plan import Group, Plan, Task, changing
 from dsm.ingest.report import format_report
-from dsm.run import run
+from dsm.stages.ingest import run_ingest
 from dsm.testing.granules import write_geotiff
 from dsm.testing.precip import imerg_filename, write_imerg_day
 from dsm.testing.smap_granules import SmapPass, spl3smp_filename, write_spl3smp

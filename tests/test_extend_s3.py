@@ -25,8 +25,8 @@ import yaml
 from distributed import Client
 
 from dsm import ledger
+from dsm.chain import run
 from dsm.config import load
-from dsm.run import run
 from dsm.testing.processes import ProcessCluster
 
 pytestmark = [pytest.mark.s3, pytest.mark.cluster, pytest.mark.slow]

@@ -41,10 +41,10 @@ from dataclasses import replace
 import fsspec
 import numpy as np
 import pandas as pd
+import pytest
 import xarray as xr
 import yaml
 from click.testing import CliRunner
-import pytest
 from sklearn.linear_model import Ridge
 
 from dsm import cube, figures, files, ledger, products, store
@@ -167,7 +167,7 @@ def test_a_flipped_bit_in_a_cube_chunk_is_an_error_naming_store_variable_and_chu
 def test_verify_names_every_damaged_byte_and_fix_makes_the_rerun_redo_exactly_that(tmp_path, client):
     from test_export import _config, _output
 
-    from dsm.export import export
+    from dsm.stages.export import export
     from dsm.verify import verify
 
     out, cog = str(tmp_path / "sm.zarr"), str(tmp_path / "cog")
@@ -229,7 +229,7 @@ def test_a_chunk_lost_from_the_cube_is_an_error_for_predict_and_verify_never_clo
 
     from dsm import blocks
     from dsm.config import from_dict
-    from dsm.models.train import train
+    from dsm.stages.train import train
     from dsm.verify import verify
 
     url = str(tmp_path / "cube.zarr")
@@ -263,8 +263,8 @@ def test_days_made_empty_are_redone_once_the_cube_changes_and_models_follow_the_
 
     from dsm import fingerprint
     from dsm.config import from_dict
-    from dsm.models.train import train
-    from dsm.predict import predict
+    from dsm.stages.predict import predict
+    from dsm.stages.train import train
 
     url = str(tmp_path / "cube.zarr")
     shutil.copytree(tiny_twin.cube, url)
@@ -296,7 +296,7 @@ def test_days_made_empty_are_redone_once_the_cube_changes_and_models_follow_the_
     assert led.day("2016-06-19").inputs_revision == cube.open_cube(url).attrs[store.REVISION_ATTR]
     # what predict's blocks wrote is what export reads: every day published; then values altered in
     # place (the same pixels valid, so only the digest can tell) are never published
-    from dsm.export import export
+    from dsm.stages.export import export
     from dsm.verify import verify
 
     published = cfg.model_copy(update={"stores": cfg.stores.model_copy(update={

@@ -78,7 +78,7 @@ def _stores(cfg, tmp_path):
 
 
 def test_an_output_store_is_not_resumed_with_other_settings(tmp_path):
-    from dsm.predict import open_or_create_output
+    from dsm.stages.predict import open_or_create_output
 
     made = _stores(_config(), tmp_path)
     open_or_create_output(made)
@@ -92,7 +92,7 @@ def test_an_output_store_is_not_resumed_with_other_settings(tmp_path):
 
 def test_a_model_store_is_bound_to_the_settings_it_was_trained_with(tmp_path):
     from dsm.models.store import ModelStore
-    from dsm.models.train import bind_settings
+    from dsm.stages.train import bind_settings
 
     store = ModelStore(str(tmp_path / "models"))
     bind_settings(store, _config(), replace=False)
@@ -106,8 +106,8 @@ def test_a_model_store_is_bound_to_the_settings_it_was_trained_with(tmp_path):
 
 
 def test_two_runs_never_train_into_one_model_store(tmp_path):
-    from dsm.models.train import train
     from dsm.runlock import LockError, RunLock
+    from dsm.stages.train import train
 
     cfg = _stores(_config(), tmp_path)
     with RunLock(str(tmp_path / "models.lock"), ttl=60, heartbeat=10, run_id="other-config"):
@@ -158,8 +158,8 @@ def test_sources_are_recorded_as_they_write_and_held_to_their_settings():
 
 def test_models_and_products_are_bound_to_the_cube_they_were_made_from(tmp_path):
     from dsm.models.store import ModelStore
-    from dsm.models.train import bind_settings
-    from dsm.predict import open_or_create_output
+    from dsm.stages.predict import open_or_create_output
+    from dsm.stages.train import bind_settings
 
     store = ModelStore(str(tmp_path / "models"))
     bind_settings(store, _config(), replace=False, cube="aaaa")
@@ -178,7 +178,7 @@ def test_models_and_products_are_bound_to_the_cube_they_were_made_from(tmp_path)
 
 
 def test_a_built_twin_is_not_reused_for_another_twin_configuration(tiny_twin):
-    from dsm.run import _stage_cube
+    from dsm.chain import _stage_cube
 
     raw = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
            "stores": {"cube": tiny_twin.cube, "truth": tiny_twin.truth, "stations": tiny_twin.stations}}

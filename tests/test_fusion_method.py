@@ -14,19 +14,19 @@ import xarray as xr
 import zarr
 
 from dsm import ledger, products
-from dsm.config import from_dict
-from dsm.errors import ConfigError
-from dsm.fusion import STATE_CARRIED, STATE_FUSED
 from dsm.blocks import model_day, predict_day
+from dsm.cellmeans import DayCells, fuse_block
+from dsm.config import from_dict
 from dsm.cube import RAIN_PREDICTORS as RAIN
 from dsm.dayplans import DayPlan, VariantPlan
+from dsm.errors import ConfigError
+from dsm.fusion import STATE_CARRIED, STATE_FUSED
 from dsm.grid import FINE_PER_COARSE, block_reduce_mean, repeat_to_fine
 from dsm.models.cards import FUSION_KEY, FusionCard
 from dsm.models.store import ModelStore
-from dsm.models.train import train
-from dsm.cellmeans import DayCells, fuse_block
-from dsm.predict import predict
 from dsm.skill import skill
+from dsm.stages.predict import predict
+from dsm.stages.train import train
 
 pytestmark = pytest.mark.slow  # make test-fast leaves these out
 

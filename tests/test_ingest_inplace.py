@@ -129,7 +129,7 @@ def _ingest(cfg: config_mod.Config, monkeypatch) -> tuple[dict, list[str]]:
     """Ingest on an in-process LocalCluster; also returns every URL handed to ``local_copies``."""
     from distributed import Client, LocalCluster
 
-    from dsm.ingest.pipeline import run_ingest
+    from dsm.stages.ingest import run_ingest
 
     copied: list[str] = []
 

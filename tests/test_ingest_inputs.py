@@ -21,15 +21,21 @@ from click.testing import CliRunner
 
 from dsm.cli import main
 from dsm.cube import open_cube
+from dsm.files import expand, expand_each
 from dsm.grid import Region
 from dsm.ingest import read_spl3smp
-from dsm.files import expand, expand_each
 from dsm.ingest.inputs import folder_patterns
+from dsm.ingest.static import SEA_MIN_PIXELS, sea_level_water
 from dsm.samples import empty_cube_cause
 from dsm.store import WRITTEN_ATTR
-from dsm.ingest.static import SEA_MIN_PIXELS, sea_level_water
-from dsm.testing.granules import (SmapPass, modis_filename, spl3smp_filename, write_geotiff, write_smap_subset,
-                                  write_spl3smp)
+from dsm.testing.granules import (
+    SmapPass,
+    modis_filename,
+    spl3smp_filename,
+    write_geotiff,
+    write_smap_subset,
+    write_spl3smp,
+)
 
 REGION = Region.around(110.0, 40.0, 1, 2)
 D13, D14 = dt.date(2021, 8, 13), dt.date(2021, 8, 14)

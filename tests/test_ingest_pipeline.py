@@ -336,7 +336,7 @@ def test_ingest_from_and_into_s3(s3, inputs, tmp_path):
     """Inputs and cube in a bucket: workers download the granules; GeoTIFF series for lst."""
     from distributed import Client, LocalCluster
 
-    from dsm.ingest.pipeline import run_ingest
+    from dsm.stages.ingest import run_ingest
 
     root, region, d = inputs
     bucket = s3.make_bucket("ingest")

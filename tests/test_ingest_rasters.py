@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from affine import Affine
 
+from dsm.filedates import DEFAULT_DATE_REGEX
 from dsm.grid import Region
 from dsm.ingest import (
     InputDateError,
@@ -17,7 +18,6 @@ from dsm.ingest import (
     read_many,
     soil_to_region,
 )
-from dsm.filedates import DEFAULT_DATE_REGEX
 from dsm.testing.granules import write_geotiff
 
 REGION = Region.around(110.0, 40.0, 1, 2)  # northern China, 1 x 2 SMAP cells

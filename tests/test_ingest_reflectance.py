@@ -11,12 +11,12 @@ import pytest
 from affine import Affine
 from pyproj import Transformer
 
+from dsm.filedates import date_from_name
 from dsm.grid import Region
 from dsm.ingest import modis_to_region, read_modis_tile
 from dsm.ingest.hdf4 import read_hdf4
 from dsm.ingest.rasters import ValueRule
 from dsm.ingest.reflectance import DATE_REGEX, match_band_dates, reflectance_indices
-from dsm.filedates import date_from_name
 from dsm.ingest.reproject import SINUSOIDAL_CRS
 from dsm.testing.granules import write_geotiff
 

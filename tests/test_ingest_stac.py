@@ -34,10 +34,10 @@ from dsm.config_help import schema
 from dsm.cube import open_cube
 from dsm.errors import ConfigError, TransientIOError
 from dsm.grid import Region
-from dsm.ingest.pipeline import ensure_cube, run_ingest
 from dsm.ingest.plan import plan
 from dsm.ingest.reproject import EASE_CRS, SINUSOIDAL_CRS
 from dsm.ingest.stac_inputs import _is_api, item_date
+from dsm.stages.ingest import ensure_cube, run_ingest
 from dsm.testing.child_processes import free_ports
 from dsm.testing.granules import LAYOUTS, TILE_SIZE, TILE_X0, TILE_Y0, modis_filename, write_geotiff, write_modis_tile
 

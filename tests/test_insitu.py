@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np

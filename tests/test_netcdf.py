@@ -15,8 +15,8 @@ from dsm import ledger, products, store
 from dsm.config import from_dict
 from dsm.cube import Layout
 from dsm.errors import ConfigError
-from dsm.export import export
 from dsm.grid import Region
+from dsm.stages.export import export
 
 netCDF4 = pytest.importorskip("netCDF4", reason="netCDF4-python is needed to read the files back (test extra)")
 
@@ -178,7 +178,7 @@ def test_a_replaced_chunk_is_never_written_to_netcdf(client, tmp_path):
 def test_the_run_exports_netcdf_without_a_cog_folder_and_skips_when_there_is_nothing_to_write(client, tmp_path):
     """``dsm run``'s export stage with ``output.formats: [netcdf]`` and no ``stores.cog`` writes
     the netCDF files (it used to skip the stage for want of a COG folder)."""
-    from dsm.run import run
+    from dsm.chain import run
 
     _store(str(tmp_path / "sm.zarr"))
     res = run(_config(tmp_path), client, stages=("export",))

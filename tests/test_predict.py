@@ -13,16 +13,16 @@ import xarray as xr
 import zarr
 
 from dsm import ledger, products
+from dsm.blocks import apply_model, predict_day, residual_correct
 from dsm.config import from_dict
 from dsm.cube import open_cube
+from dsm.dayplans import DayPlan, VariantPlan
 from dsm.errors import StoreError
 from dsm.models.store import ModelStore
-from dsm.models.train import train
 from dsm.models.variants import variant_key
 from dsm.periods import composite_8day_of, period_of
-from dsm.blocks import apply_model, predict_day, residual_correct
-from dsm.dayplans import DayPlan, VariantPlan
-from dsm.predict import predict
+from dsm.stages.predict import predict
+from dsm.stages.train import train
 
 pytestmark = pytest.mark.slow  # make test-fast leaves these out
 

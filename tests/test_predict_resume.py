@@ -18,8 +18,8 @@ from distributed import Client, LocalCluster
 from dsm import ledger
 from dsm.config import load
 from dsm.errors import StoreError
-from dsm.models.train import train
-from dsm.predict import predict
+from dsm.stages.predict import predict
+from dsm.stages.train import train
 from dsm.store import FENCE_ATTR
 
 pytestmark = pytest.mark.slow  # make test-fast leaves these out

@@ -23,18 +23,18 @@ import zarr
 from sklearn.dummy import DummyRegressor
 
 from dsm import products, ranges, store
+from dsm.blocks import BlockJob, model_day, predict_day, run_block
 from dsm.config import from_dict
 from dsm.cube import Layout, open_cube
+from dsm.dayplans import DayPlan, VariantPlan
 from dsm.errors import StoreError
 from dsm.grid import FINE_PER_COARSE, Region, block_reduce_mean
 from dsm.models.cards import FUSION_KEY, FusionCard
 from dsm.models.disaggregation import pixel_sample_graph
 from dsm.models.store import ModelStore
 from dsm.periods import period_of
-from dsm.blocks import BlockJob, model_day, predict_day, run_block
-from dsm.dayplans import DayPlan, VariantPlan
-from dsm.predict import open_or_create_output, predict
 from dsm.samples import OUT_OF_RANGE, OUT_OF_RANGE_ATTR, sample_graph, smap_grid
+from dsm.stages.predict import open_or_create_output, predict
 
 F = FINE_PER_COARSE
 REGION = Region(74, 772, 4, 4)  # the tiny twin
@@ -275,7 +275,7 @@ FAST = {"grid": {"max_depth": [3], "min_child_weight": [5], "reg_lambda": [1.0]}
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_fusion_never_trains_on_or_fuses_impossible_values(bad_cube, tmp_path, client):
-    from dsm.models.train import train
+    from dsm.stages.train import train
 
     cfg = from_dict({"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": str(START), "end": str(END)},
                      "stores": {"cube": bad_cube, "models": str(tmp_path / "models"), "output": str(tmp_path / "sm.zarr")},
@@ -330,8 +330,8 @@ def test_ingest_masks_impossible_values_counts_and_reports_them(tmp_path, client
     import h5py
 
     from dsm.ingest import read_spl3smp
-    from dsm.ingest.pipeline import run_ingest
     from dsm.ingest.report import format_report
+    from dsm.stages.ingest import run_ingest
     from dsm.testing.granules import AM_GROUP, SmapPass, spl3smp_filename, write_geotiff, write_spl3smp
 
     region = Region(74, 772, 1, 2)
@@ -397,7 +397,7 @@ def _old_store(url: str, layout: Layout) -> None:
 
 
 def test_stores_with_uint8_origin_are_read_and_exported_but_not_resumed(tmp_path):
-    from dsm.export import ExportJob, export_day
+    from dsm.stages.export import ExportJob, export_day
 
     layout = Layout(REGION, START, END, 72, 8)
     url = str(tmp_path / "old.zarr")

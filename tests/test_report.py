@@ -21,12 +21,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from dsm.config import from_dict
 from dsm.figures import draw_map_panels, draw_skill_periods, graticule_ticks
 from dsm.grid import lonlat_to_xy, xy_to_lonlat
-from dsm.models.train import train
 from dsm.periods import periods
-from dsm.report import BIAS_HEADER, BIAS_STATEMENT, FIGURES, TABLES, run_report
 from dsm.skill import twin_skill_of
+from dsm.stages.report import BIAS_HEADER, BIAS_STATEMENT, FIGURES, TABLES, run_report
+from dsm.stages.train import train
+from dsm.stages.validate import run_validate
 from dsm.testing.validation import gridded_field, make_products_store, write_gridded_netcdf
-from dsm.validate import run_validate
 
 pytestmark = pytest.mark.slow  # make test-fast leaves these out
 

@@ -22,9 +22,9 @@ import yaml
 from distributed import Client
 
 from dsm import ledger
+from dsm.chain import run
 from dsm.config import load
 from dsm.errors import StoreError
-from dsm.run import run
 from dsm.store import FENCE_ATTR
 from dsm.testing.processes import ProcessCluster
 

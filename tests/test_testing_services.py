@@ -16,8 +16,8 @@ import numpy as np
 import psutil
 import pytest
 import xarray as xr
-from botocore.exceptions import EndpointConnectionError
 import zarr
+from botocore.exceptions import EndpointConnectionError
 from distributed import Client
 
 import dsm

@@ -18,9 +18,9 @@ from dsm.cube import open_cube
 from dsm.errors import ConfigError, TransientIOError, WorkerLostError
 from dsm.models.search import search, search_local
 from dsm.models.store import ModelStore
-from dsm.models.train import train
 from dsm.periods import periods
 from dsm.samples import sample_graph
+from dsm.stages.train import train
 
 pytestmark = pytest.mark.slow  # make test-fast leaves these out
 
@@ -166,7 +166,7 @@ def test_cli_train_prints_the_tables(tiny_twin, tmp_path):
      "Parameter learning_rate should be greater equal to 0"),
 ])
 def test_grid_values_their_estimator_rejects_fail_before_training(tmp_path, training, path, value, reason):
-    from dsm.models.train import check_training_config
+    from dsm.stages.train import check_training_config
 
     cfg = _config("/nonexistent/cube.zarr", str(tmp_path / "models"), **training)
     with pytest.raises(ConfigError) as info:
@@ -179,7 +179,7 @@ def test_grid_values_their_estimator_rejects_fail_before_training(tmp_path, trai
 
 
 def test_valid_grids_pass_the_training_check(tmp_path):
-    from dsm.models.train import check_training_config
+    from dsm.stages.train import check_training_config
 
     check_training_config(_config("c.zarr", str(tmp_path / "m")))
     check_training_config(_config("c.zarr", str(tmp_path / "m"), method="fusion", grids={}, pooled_params={}))

@@ -15,10 +15,10 @@ import yaml
 from click.testing import CliRunner
 from pyproj import Transformer
 
-from dsm import validate as val
 from dsm.config import BootstrapConfig, from_dict
 from dsm.grid import CELL_1KM, X_MIN, Y_MAX
 from dsm.skill import skill
+from dsm.stages import validate as val
 from dsm.testing.validation import gridded_field, make_products_store, write_gridded_geotiffs, write_gridded_netcdf
 
 REGION = [74, 772, 4, 4]

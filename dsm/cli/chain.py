@@ -71,8 +71,8 @@ def _remove_outputs(cfg: config_mod.Config) -> None:
     which the caller holds."""
     import fsspec
 
-    from dsm.run import records_url
-    from dsm.validate import stations_config
+    from dsm.chain import records_url
+    from dsm.stages.validate import stations_config
 
     s = cfg.stores
     targets = [s.cube, s.truth, s.stations, s.models, s.output, s.cog, s.stac, str(stations_config(cfg).out),
@@ -112,7 +112,7 @@ def _print_stage(cfg: config_mod.Config, res: Any, valid_fractions: bool) -> Non
 def _run_chain(cfg: config_mod.Config, stages: tuple[str, ...] | None, break_lock: bool,
                valid_fractions: bool = False) -> bool:
     """``dsm run`` on the configured cluster, printing each stage; True when complete."""
-    from dsm.run import AFTER_PRODUCTS, last_error, run
+    from dsm.chain import AFTER_PRODUCTS, last_error, run
 
     def on_stage(progress: Bars, res: Any) -> None:
         progress.close()  # the stage's bar ends before its summary
@@ -174,7 +174,7 @@ def run_cmd(config_path: str, stages: tuple[str, ...], until: str | None, break_
 @_break_lock
 def twin(config_path: str, overwrite: bool, break_lock: bool) -> None:
     """Build the synthetic twin over CONFIG's region and dates into its stores."""
-    from dsm.run import build_twin_stores
+    from dsm.chain import build_twin_stores
 
     cfg = config_mod.load(config_path)
     with _locked(cfg, break_lock):

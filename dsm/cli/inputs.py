@@ -35,8 +35,8 @@ def ingest(config_path: str, report_path: str | None, as_json: bool, strict: boo
     with their reason and the rest completes. Exit status 1 when a task failed. A cube made
     with other value settings (scale, offset, nodata, QC, overpass...) is refused, naming them.
     """
-    from dsm.ingest.pipeline import run_ingest
     from dsm.ingest.report import format_report
+    from dsm.stages.ingest import run_ingest
 
     cfg = config_mod.load(config_path)
     if cfg.inputs is None:

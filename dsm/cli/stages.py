@@ -17,7 +17,7 @@ from dsm.cli.printing import _print_export, _print_predict, _print_skill, _print
 def _run_training(cfg: config_mod.Config, client: Any, force: bool = False,
                   only: tuple[str, ...] = (), lease: Any = None) -> bool:
     """Train, print the per-period table and Table 4; True when nothing failed."""
-    from dsm.models.train import train
+    from dsm.stages.train import train
 
     with bars() as progress:
         report = train(cfg, client, force=force, only=only or None, progress=progress, lease=lease)
@@ -37,14 +37,14 @@ def train_cmd(config_path: str, force: bool, only: tuple[str, ...], break_lock: 
     Table-4 summary. Exit status 1 when a period failed (the others are still trained).
     """
     cfg = config_mod.load(config_path)
-    from dsm.models.train import check_training_config
+    from dsm.stages.train import check_training_config
 
     check_training_config(cfg)
     _run_locked(cfg, break_lock, lambda client, lease: _run_training(cfg, client, force=force, only=only, lease=lease))
 
 
 def _run_predict(cfg: config_mod.Config, client: Any, overwrite: bool = False, lease: Any = None) -> bool:
-    from dsm.predict import predict
+    from dsm.stages.predict import predict
 
     with bars() as progress:
         r = predict(cfg, client, overwrite=overwrite, progress=progress, lease=lease)
@@ -54,8 +54,8 @@ def _run_predict(cfg: config_mod.Config, client: Any, overwrite: bool = False, l
 
 def _run_export(cfg: config_mod.Config, client: Any, force: bool = False, lease: Any = None,
                 formats: tuple[str, ...] = ()) -> bool:
-    from dsm.export import export
-    from dsm.run import export_steps
+    from dsm.chain import export_steps
+    from dsm.stages.export import export
 
     formats = formats or cfg.output.formats
     command = " ".join(["dsm", "export", *sys.argv[2:]]) if sys.argv[1:2] == ["export"] else "dsm export"
@@ -67,7 +67,7 @@ def _run_export(cfg: config_mod.Config, client: Any, force: bool = False, lease:
 
 
 def _run_skill(cfg: config_mod.Config, dest: str) -> None:
-    from dsm.run import twin_skill
+    from dsm.chain import twin_skill
 
     _print_skill(_on_cluster(cfg, lambda client: twin_skill(cfg, dest, client)), dest)
 
@@ -76,9 +76,9 @@ def _report_on(cfg: config_mod.Config, client: Any, lease: Any) -> str:
     """Validate and report on ``client``: on the twin, the skill is computed once (on the workers)
     and shared by the validation's period table and the report."""
     from dsm.errors import DsmError
-    from dsm.report import run_report
     from dsm.skill import twin_skill_of
-    from dsm.validate import run_validate
+    from dsm.stages.report import run_report
+    from dsm.stages.validate import run_validate
 
     twin = None
     if cfg.stores.truth and cfg.stores.output:
@@ -129,7 +129,7 @@ def validate_cmd(config_path: str, break_lock: bool) -> None:
     CSVs) under validation.out. Inputs that cannot be used are listed; exit status 1 when
     nothing could be scored.
     """
-    from dsm.validate import format_scores, problem_lines, run_validate
+    from dsm.stages.validate import format_scores, problem_lines, run_validate
 
     cfg = config_mod.load(config_path)
     with _locked(cfg, break_lock), bars() as progress:

@@ -51,7 +51,7 @@ def verify_cmd(config_path: str, fix: bool, as_json: bool, break_lock: bool) -> 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status_cmd(config_path: str, as_json: bool) -> None:
     """Periods trained, days predicted, empty and failed, COGs exported."""
-    from dsm.predict import status
+    from dsm.stages.predict import status
 
     s = status(config_mod.load(config_path))
     if as_json:

@@ -268,7 +268,7 @@ class PrecipInput(InputSource):
 
 
 class InputsConfig(_Frozen):
-    """The input files of ``dsm ingest`` (every source optional), see :mod:`dsm.ingest.pipeline`."""
+    """The input files of ``dsm ingest`` (every source optional), see :mod:`dsm.stages.ingest`."""
 
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for every input URL")
     smap: SmapInput | None = Field(default=None, description="SMAP L3 radiometer 36 km daily soil moisture "

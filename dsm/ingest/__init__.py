@@ -18,7 +18,7 @@ module                    reads
 :mod:`.remap`             lon/lat precipitation -> 1 km (conservative or bilinear)
 :mod:`.reproject`         warping and mosaicking onto a Region, grid coordinates
 :mod:`.base`              InputError subclasses, file-name dates, ``read_many``
-:mod:`.pipeline`          ``dsm ingest`` on the client: the cube, the tasks on the cluster
+:mod:`dsm.stages.ingest`  ``dsm ingest`` on the client: the cube, the tasks on the cluster
 :mod:`.plan`              the ingest's plan: each source's files dated, cut into one-writer tasks
 :mod:`.source`            the Source protocol; the sources whose files are dated by name
 :mod:`.sources`           one class per product family; the table of the configured sources

@@ -7,7 +7,7 @@ SMAP granule its content; precipitation files on the cube's ``time_precip`` axis
 files whose date is not on the cube's axis, orders duplicate granules newest first
 (:mod:`dsm.ingest.duplicates`) and cuts its groups by time chunk into
 :class:`~dsm.ingest.work.Task` s (one writer per chunk). The steps of the ingest and the write
-rule: :mod:`dsm.ingest.pipeline`.
+rule: :mod:`dsm.stages.ingest`.
 
 When the cube was just extended (``dsm run --until``), :func:`changing` keeps only the tasks
 whose chunks the new days can change: the tasks of chunks complete before the old end and

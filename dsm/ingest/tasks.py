@@ -5,7 +5,7 @@ in the configuration's table (:func:`dsm.ingest.sources.source_named`), whose
 :meth:`~dsm.ingest.source.Source.run` reads the task's groups (remote files read in place or
 copied first, :func:`dsm.ingest.source.in_place`; of duplicate files the newest intact one,
 :mod:`dsm.ingest.duplicates`) and writes the block (:mod:`dsm.ingest.write`). What a group
-writes: :mod:`dsm.ingest.pipeline`.
+writes: :mod:`dsm.stages.ingest`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The units of the ingest's work, shared by the plan, the sources and the writer.
 
 A :class:`Plan` (made on the client) holds :class:`Task` s, each one source's
-:class:`Group` s inside one time chunk (one writer per chunk, :mod:`dsm.ingest.pipeline`),
+:class:`Group` s inside one time chunk (one writer per chunk, :mod:`dsm.stages.ingest`),
 plus the report entries of the files already decided on the client. Tasks are small and
 picklable: they name their source (:attr:`Task.source`), which the worker looks up in the
 table of :mod:`dsm.ingest.sources`. The helpers below are the steps every source's plan
@@ -75,7 +75,7 @@ class GroupResult:
 
     @property
     def status(self) -> str:
-        """``complete``, ``partial``, ``failed`` or ``empty`` (:mod:`dsm.ingest.pipeline`)."""
+        """``complete``, ``partial``, ``failed`` or ``empty`` (:mod:`dsm.stages.ingest`)."""
         failed = any(f.status == "failed" for f in self.files)
         if not self.arrays:
             return "failed" if failed else "empty"

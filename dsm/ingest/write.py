@@ -4,7 +4,7 @@
 into it (values outside their valid range masked first, :mod:`dsm.ranges`; a partial group
 only fills empty pixels, :mod:`dsm.ingest.blocks`) and writes it back only if it changed;
 :func:`task_result` gives a dated task's JSON-ready result. The write rule:
-:mod:`dsm.ingest.pipeline`.
+:mod:`dsm.stages.ingest`.
 """
 
 from __future__ import annotations

@@ -10,5 +10,5 @@ period      training one period and its model card
 pooled      one xgboost.dask model over all periods with day-of-year terms
 store       the model store (XGBoost JSON / joblib + versions, JSON cards) at any fsspec URL
 report      the per-period table and the paper's Table 4 from stored cards     (pure)
-train       orchestration over periods on the cluster (:func:`dsm.models.train.train`)
+train       orchestration over periods on the cluster (:func:`dsm.stages.train.train`)
 """

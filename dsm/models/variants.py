@@ -1,6 +1,6 @@
 """Companion models of each trained period, for prediction: reduced models and quantile models.
 
-Trained by :func:`dsm.models.train.train` after the per-period models:
+Trained by :func:`dsm.stages.train.train` after the per-period models:
 
 * **reduced models** (gap-free mode): for each group of predictors that may be missing on a
   day (``output.reduced_sets``, default ``[[lst]]``, the cloud gap), the period's chosen

@@ -173,7 +173,7 @@ def _stage_cube(config: Config, client: Client, say: Callable[[str], None], leas
     from dsm.twin import twin_complete
 
     if config.inputs is not None:
-        from dsm.ingest.pipeline import run_ingest
+        from dsm.stages.ingest import run_ingest
 
         rep = run_ingest(config, client, progress=False, lease=lease)
         s = rep["summary"]
@@ -242,7 +242,7 @@ def _finished(stage: str, rep: Any, **summary: Any) -> StageResult:
 
 
 def _stage_train(config: Config, client: Client, say: Callable[[str], None], lease: Lease | None) -> StageResult:
-    from dsm.models.train import check_training_config, train
+    from dsm.stages.train import check_training_config, train
 
     if not config.stores.models:
         return StageResult("train", "skipped", message="stores.models is not set")
@@ -253,7 +253,7 @@ def _stage_train(config: Config, client: Client, say: Callable[[str], None], lea
 
 
 def _stage_predict(config: Config, client: Client, say: Callable[[str], None], lease: Lease | None) -> StageResult:
-    from dsm.predict import predict
+    from dsm.stages.predict import predict
 
     if not config.stores.output:
         return StageResult("predict", "skipped", message="stores.output is not set")
@@ -263,7 +263,7 @@ def _stage_predict(config: Config, client: Client, say: Callable[[str], None], l
 
 
 def _stage_export(config: Config, client: Client, say: Callable[[str], None], lease: Lease | None) -> StageResult:
-    from dsm.export import export
+    from dsm.stages.export import export
 
     formats = tuple(config.output.formats)
     if not config.stores.cog and "cog" in formats:
@@ -276,7 +276,7 @@ def _stage_export(config: Config, client: Client, say: Callable[[str], None], le
 
 def export_steps(config: Config, say: Callable[[str], None], force: bool = False,
                  formats: tuple[str, ...] = ()) -> Callable[[str], None]:
-    """The ``progress`` callback to give :func:`dsm.export.export`: each line it reports (one per
+    """The ``progress`` callback to give :func:`dsm.stages.export.export`: each line it reports (one per
     file written) goes to ``say`` as a :class:`~dsm.progress.Step` of the task ``export``. The
     total counts the predicted days whose COGs are not yet written (all of them with ``force``)
     when ``formats`` (default ``output.formats``) holds COGs; netCDF files add to it as they come.
@@ -298,14 +298,14 @@ def export_steps(config: Config, say: Callable[[str], None], force: bool = False
 
 
 def _stage_validate(config: Config, client: Client, say: Callable[[str], None], lease: Lease | None) -> StageResult:
-    from dsm.validate import stations_config
+    from dsm.stages.validate import stations_config
 
     v = stations_config(config)
     if not v.stations:
         return StageResult("validate", "skipped", message="no stations configured (validation.stations)")
     from dsm.progress import Steps
-    from dsm.report import run_report
-    from dsm.validate import run_validate
+    from dsm.stages.report import run_report
+    from dsm.stages.validate import run_validate
 
     summary: dict[str, Any] = {}
     scores = None
@@ -326,7 +326,7 @@ def _stage_validate(config: Config, client: Client, say: Callable[[str], None], 
 
 def twin_skill(config: Config, dest: str, client: Client | None = None) -> dict[str, Any]:
     """Score the products of ``config`` against the twin's 1 km truth
-    (:func:`dsm.validate.twin_skill_of`, on ``client``'s workers when given) and write the scores
+    (:func:`dsm.stages.validate.twin_skill_of`, on ``client``'s workers when given) and write the scores
     as JSON to ``dest``; returns them.
 
     Raises
@@ -335,7 +335,7 @@ def twin_skill(config: Config, dest: str, client: Client | None = None) -> dict[
         ``stores.truth`` or ``stores.output`` unset.
     """
     from dsm.skill import write_skill
-    from dsm.validate import twin_skill_of
+    from dsm.stages.validate import twin_skill_of
 
     scores = twin_skill_of(config, client)
     write_skill(scores, dest, config.stores.storage_options)

@@ -202,7 +202,7 @@ def _export_netcdf(config: Config, client: Client, st: _State, report: ExportRep
 
 def export(config: Config, client: Client, *, force: bool = False, progress: Callable[[str], None] | None = None,
            lease: Lease | None = None, formats: Sequence[str] | None = None,
-           command: str = "dsm.export.export (Python)") -> ExportReport:
+           command: str = "dsm.stages.export.export (Python)") -> ExportReport:
     """Export every predicted day of ``config`` in each of ``formats`` (default ``output.formats``).
 
     Parameters

@@ -1,6 +1,6 @@
 """The validation and analysis report: one self-contained HTML file (``dsm report CONFIG``).
 
-:func:`run_report` takes the in situ validation (:func:`dsm.validate.run_validate`, run first by
+:func:`run_report` takes the in situ validation (:func:`dsm.stages.validate.run_validate`, run first by
 the caller), reads the model cards, computes the mean maps on the cluster
 (:func:`dsm.analysis.write_means`), the partial correlations at the weather stations and, on the twin, the skill against the truth,
 draws the figures (:mod:`dsm.figures`) and writes ``report.html``: figures embedded as base64
@@ -310,11 +310,11 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
     client : distributed.Client or None
         The cluster: store reads and the mean maps run on its workers.
     validation : (ValidationResult, mapping)
-        What :func:`dsm.validate.run_validate` returned for ``config``: the result and the
+        What :func:`dsm.stages.validate.run_validate` returned for ``config``: the result and the
         tables it wrote.
     twin : mapping, optional
         The twin skill already computed (:func:`dsm.skill.twin_skill_of`); else computed here
-        (on ``client``'s workers). Pass the same one to :func:`dsm.validate.run_validate`: its
+        (on ``client``'s workers). Pass the same one to :func:`dsm.stages.validate.run_validate`: its
         per-period table is then taken from it, and the truth is read by one skill pass only.
     lease : Lease, optional
         The run's lease (:class:`dsm.runlock.Lease`), checked before the tables, the mean maps
