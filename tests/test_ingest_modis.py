@@ -315,3 +315,22 @@ def test_fixture_layout_matches_the_real_tiles(tmp_path, modis):
                 if key in want:
                     assert got[key] == want[key], (product, n, key)
             assert raw(p, n)[0].dtype == raw(modis / real, n)[0].dtype
+
+
+def _grid_text(xdim: str, ydim: str) -> str:
+    return ("GROUP=GridStructure\n\tGROUP=GRID_1\n\t\tGridName=\"MODIS_Grid_Daily_1km_LST\"\n"
+            f"\t\tXDim={xdim}\n\t\tYDim={ydim}\n"
+            "\t\tUpperLeftPointMtrs=(-7783653.637667,4447802.078667)\n"
+            "\t\tLowerRightMtrs=(-6671703.118000,3335851.559000)\n"
+            "\t\tProjection=GCTP_SNSOID\n\t\tProjParams=(6371007.181000,0,0,0,0,0,0,0,0,0,0,0,0)\n"
+            "\tEND_GROUP=GRID_1\nEND_GROUP=GridStructure\n")
+
+
+def test_a_malformed_grid_size_is_a_geolocation_error_naming_the_file():
+    from dsm.ingest.modis_metadata import parse_struct_metadata
+
+    geom = parse_struct_metadata(_grid_text("1200", "1200"), "tile.hdf")
+    assert (geom.xdim, geom.ydim) == (1200, 1200) and geom.pixel_size == pytest.approx(926.625433, abs=1e-5)
+    for xdim in ("1200.0", "-1200", "twelve"):
+        with pytest.raises(GeolocationError, match=r"tile\.hdf.*XDim="):
+            parse_struct_metadata(_grid_text(xdim, "1200"), "tile.hdf")

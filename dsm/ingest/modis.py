@@ -95,6 +95,7 @@ log = logging.getLogger(__name__)
 # -- product identification -------------------------------------------------------------
 def _identify(path: str, product: str | None, grid_name: str) -> str:
     by_name = product_of(path)
+    key: str | None
     if product is not None:
         key = product_of(product) or product.upper()
         if key not in PRODUCTS:
@@ -300,9 +301,10 @@ def modis_to_region(
     return ds, date, many
 
 
-def _read_for_region(path: str, region: Region, **kw: object) -> tuple[xr.Dataset, dt.date]:
-    ds, date = read_modis_tile(path, **kw)  # type: ignore[arg-type]
-    if crop_to_region(tile_raster(ds, next(iter(ds.data_vars))), region, margin=1) is None:
+def _read_for_region(path: str, region: Region, *, product: str | None,
+                     qc: Mapping[str, Sequence[QCRule]] | None, isolate: bool) -> tuple[xr.Dataset, dt.date]:
+    ds, date = read_modis_tile(path, product, qc=qc, isolate=isolate)
+    if crop_to_region(tile_raster(ds, str(next(iter(ds.data_vars)))), region, margin=1) is None:
         raise NoOverlapError(path, f"tile {ds.attrs['tile']} does not cover region {region.to_dict()}")
     return ds, date
 

@@ -71,7 +71,7 @@ def parse_struct_metadata(text: str, path: PathLike = "<StructMetadata.0>") -> T
     Raises
     ------
     GeolocationError
-        No grid, a missing corner/size, or a projection other than sinusoidal.
+        No grid, a missing or malformed corner/size, or a projection other than sinusoidal.
     """
     m = re.search(r"GROUP=GRID_1(.*?)END_GROUP=GRID_1", text, re.S)
     if m is None:
@@ -81,7 +81,7 @@ def parse_struct_metadata(text: str, path: PathLike = "<StructMetadata.0>") -> T
     xdim, ydim = _odl(g, "XDim"), _odl(g, "YDim")
     ul, lr = _pair(_odl(g, "UpperLeftPointMtrs")), _pair(_odl(g, "LowerRightMtrs"))
     proj = _odl(g, "Projection")
-    if None in (xdim, ydim, ul, lr):
+    if xdim is None or ydim is None or ul is None or lr is None:
         raise GeolocationError(path, "StructMetadata.0 lacks XDim, YDim, UpperLeftPointMtrs or LowerRightMtrs")
     if proj != "GCTP_SNSOID":
         raise GeolocationError(path, f"projection {proj!r} is not MODIS sinusoidal (GCTP_SNSOID)")
@@ -89,6 +89,8 @@ def parse_struct_metadata(text: str, path: PathLike = "<StructMetadata.0>") -> T
     radius = float(params[0]) if params and float(params[0]) > 0 else SPHERE_RADIUS
     if abs(radius - SPHERE_RADIUS) > 1.0:
         raise GeolocationError(path, f"sinusoidal sphere radius {radius} m is not MODIS's {SPHERE_RADIUS} m")
+    if not (xdim.isdigit() and ydim.isdigit()):
+        raise GeolocationError(path, f"grid size XDim={xdim!r}, YDim={ydim!r} is not a pair of whole numbers")
     geom = TileGeometry(name, int(xdim), int(ydim), ul, lr, radius)
     if not (geom.pixel_size > 0 and geom.transform.e < 0):
         raise GeolocationError(path, f"grid corners {ul} / {lr} are not upper-left / lower-right")

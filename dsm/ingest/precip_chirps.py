@@ -88,7 +88,7 @@ def read_chirps(path: PathLike, *, bbox: BBox | None = None, days: Iterable[dt.d
         require_variable(ds, path, "precip", "CHIRPS", "variable 'precip' is missing")
         check_units(path, ds["precip"].attrs.get("units", ""), DAILY_MM_UNITS, "CHIRPS")
         lat_n, lon_n = latlon_names(ds, path, "precip")
-        tdim = next((d for d in ds["precip"].dims if d not in (lat_n, lon_n)), None)
+        tdim = next((str(d) for d in ds["precip"].dims if d not in (lat_n, lon_n)), None)
         all_days = _nc_days(ds, path)
         want = set(days) if days is not None else None
         tidx = np.array([i for i, d in enumerate(all_days) if want is None or d in want], dtype=np.int64)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ NEG_TOL_MM = 1e-6  #: negative values down to this are rounding noise (set to 0)
 DAILY_MM_UNITS = {"mm": 1.0, "mm/day": 1.0, "mm/d": 1.0, "mmday-1": 1.0, "mmd-1": 1.0}  #: a daily file's amount
 _RATE = {"mm/hr", "mm/h", "mmh-1", "mmhr-1", "mm/s", "mms-1", "kgm-2s-1", "kg/m2/s", "m/s", "ms-1", "mm/3hr"}
 _PRECIP_VARIABLES = ("precip", "precipitation", "precipitationCal", "tp")
+_CF_TIME_UNITS: dict[str, Literal["s", "min", "h", "D"]] = {"seconds": "s", "minutes": "min", "hours": "h", "days": "D"}
 
 
 def _unit_key(units: Any) -> str:
@@ -88,7 +89,7 @@ def netcdf_times(path: str, values: np.ndarray, attrs: dict[str, Any]) -> pd.Dat
         raise InputDateError(path, f"time reference {m.group(2)!r} is not a date") from exc
     if origin.tzinfo is not None:
         origin = origin.tz_convert("UTC").tz_localize(None)
-    step = {"seconds": "s", "minutes": "min", "hours": "h", "days": "D"}[m.group(1)]
+    step = _CF_TIME_UNITS[m.group(1)]
     return pd.DatetimeIndex(origin + pd.to_timedelta(np.asarray(values, dtype=np.float64), unit=step)).as_unit("ns")
 
 
@@ -102,7 +103,7 @@ def latlon_names(ds: xr.Dataset | xr.DataArray, path: str, var: str) -> tuple[st
     return lat, lon
 
 
-def precip_array(values: np.ndarray, lat: np.ndarray, lon: np.ndarray, times: Sequence[Any], path: str,
+def precip_array(values: np.ndarray, lat: np.ndarray, lon: np.ndarray, times: Iterable[Any], path: str,
                  nominal: float, attrs: dict[str, Any], neg_tol: float = NEG_TOL_MM) -> xr.DataArray:
     """Check the grid and values, and wrap them as the readers' ``precip`` DataArray."""
     lat, lon = np.round(lat, 4), np.round(lon, 4)  # the products' centres have <= 3 decimals (float32 noise)

@@ -52,9 +52,10 @@ def imerg_date(path: str, attrs: dict[str, Any] | None = None) -> dt.date:
                                           "(use the 3B-DAY product)")
     if meta_date and name_date and meta_date != name_date:
         raise InputDateError(path, f"BeginDate {meta_date} disagrees with the file name date {name_date}")
-    if meta_date or name_date:
-        return meta_date or name_date  # type: ignore[return-value]
-    raise InputDateError(path, "no BeginDate attribute and no 3IMERG.YYYYMMDD date in the file name")
+    date = meta_date or name_date
+    if date is None:
+        raise InputDateError(path, "no BeginDate attribute and no 3IMERG.YYYYMMDD date in the file name")
+    return date
 
 
 def read_imerg(path: PathLike, *, bbox: BBox | None = None) -> xr.DataArray:
@@ -91,7 +92,7 @@ def read_imerg(path: PathLike, *, bbox: BBox | None = None) -> xr.DataArray:
         check_units(path, ds[var].attrs.get("units", ""), DAILY_MM_UNITS, "IMERG")
         date = imerg_date(path, dict(ds.attrs))
         lat_n, lon_n = latlon_names(ds, path, var)
-        tdim = next((d for d in ds[var].dims if d not in (lat_n, lon_n)), None)
+        tdim = next((str(d) for d in ds[var].dims if d not in (lat_n, lon_n)), None)
         if tdim is not None and ds.sizes[tdim] != 1:
             raise WrongProductError(path, f"'{var}' has {ds.sizes[tdim]} time steps: not a daily IMERG file")
         lat, lon = ds[lat_n].values.astype(np.float64), ds[lon_n].values.astype(np.float64)

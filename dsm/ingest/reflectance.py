@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from dsm.files import Status
 from dsm.grid import CELL_1KM, Region
 from dsm.ingest.base import (
     DEFAULT_DATE_REGEX,
@@ -179,7 +180,7 @@ def reflectance_indices(bands: Mapping[str, str], region: Region, rule: ValueRul
     grids: dict[tuple, dict[str, list[tuple[str, Raster]]]] = {}
     for path, (band, raster) in many.results.items():
         grids.setdefault(_grid_key(raster), {}).setdefault(band, []).append((path, raster))
-    verdicts: dict[str, tuple[str, str, str]] = {}
+    verdicts: dict[str, tuple[Status, str, str]] = {}
     derived: list[tuple[Raster, dict[str, np.ndarray]]] = []
     for have in grids.values():
         files = [p for pairs in have.values() for p, _ in pairs]

@@ -52,7 +52,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import h5py
 import numpy as np
@@ -110,7 +110,7 @@ class Product:
     wrap: Callable[[np.ndarray, Region, str, dict], xr.DataArray]
 
     @property
-    def date_pattern(self) -> re.Pattern:
+    def date_pattern(self) -> re.Pattern[str]:
         """The granule name's date (group 1)."""
         return re.compile(re.escape(self.granule) + r"(\d{8})_")
 
@@ -272,6 +272,7 @@ def _read_l3(
             sm = sm_ds[()]
             valid = _valid(sm, dict(sm_ds.attrs))
             if qc_mask:
+                assert flag_ds is not None  # required (read above) whenever qc_mask is set
                 flag = flag_ds[()]
                 flag_fill = _attr_number(dict(flag_ds.attrs), "_FillValue", INDEX_FILL)
                 valid &= (flag != flag_fill) & ((flag.astype(np.int64) & qc_mask) == 0)
@@ -327,9 +328,9 @@ def _products_named(text: str) -> set[str]:
     return found
 
 
-def _root_texts(f) -> dict[str, str]:
+def _root_texts(f: h5py.File) -> dict[str, str]:
     """String-valued root attributes (``history``, ``build_dmrpp_metadata.invocation``...)."""
-    out = {}
+    out: dict[str, str] = {}
     for key, v in f.attrs.items():
         v = np.asarray(v).ravel()[0] if np.ndim(v) else v
         if isinstance(v, (bytes, np.bytes_)):
@@ -339,7 +340,7 @@ def _root_texts(f) -> dict[str, str]:
     return out
 
 
-def _check_product(f, path: str, product: Product) -> None:
+def _check_product(f: h5py.File, path: str, product: Product) -> None:
     """Refuse the file when anything in it names another product or grid."""
     evidence: list[tuple[str, str]] = []
     short = _attr_str(f, "Metadata/DatasetIdentification", "shortName")
@@ -377,7 +378,7 @@ def _refuse_sibling_shape(path: str, product: Product, shape: tuple[int, ...], h
             )
 
 
-def _group(f, path: str, product: Product, overpass: str):
+def _group(f: h5py.File, path: str, product: Product, overpass: str) -> tuple[h5py.Group, str]:
     group, sfx = GROUPS[overpass]
     if group in f:
         return f[group], sfx
@@ -394,7 +395,18 @@ def _group(f, path: str, product: Product, overpass: str):
     )
 
 
-def _dataset(g, name: str, path: str, shape: tuple[int, ...] | None, required: bool = False):
+@overload
+def _dataset(g: h5py.Group, name: str, path: str, shape: tuple[int, ...] | None,
+             required: Literal[True]) -> h5py.Dataset: ...
+
+
+@overload
+def _dataset(g: h5py.Group, name: str, path: str, shape: tuple[int, ...] | None,
+             required: bool = False) -> h5py.Dataset | None: ...
+
+
+def _dataset(g: h5py.Group, name: str, path: str, shape: tuple[int, ...] | None,
+             required: bool = False) -> h5py.Dataset | None:
     """The h5py dataset ``g/name`` (not read), None when absent and not required."""
     if name not in g:
         if required:
@@ -413,7 +425,7 @@ def _attr_number(attrs: dict, key: str, default: float | None) -> float | None:
     return float(np.asarray(v).ravel()[0])
 
 
-def _attr_str(f, group: str, key: str) -> str | None:
+def _attr_str(f: h5py.File, group: str, key: str) -> str | None:
     if group not in f or key not in f[group].attrs:
         return None
     v = f[group].attrs[key]
@@ -437,7 +449,7 @@ def _valid(sm: np.ndarray, attrs: dict) -> np.ndarray:
 _ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}T")
 
 
-def _granule_date(f, path: str, g, sfx: str, product: Product) -> dt.date:
+def _granule_date(f: h5py.File, path: str, g: h5py.Group, sfx: str, product: Product) -> dt.date:
     named: list[tuple[str, dt.date]] = []
     meta = _attr_str(f, "Metadata/Extent", "rangeBeginningDateTime")
     if meta:
@@ -454,10 +466,10 @@ def _granule_date(f, path: str, g, sfx: str, product: Product) -> dt.date:
             if other != day:
                 raise InputDateError(path, f"the date {other} of {where} disagrees with the date {day} of {first}")
         return day
-    day = _time_date(g, sfx)
-    if day is not None:
-        log.info("%s: date %s from the acquisition times (no metadata, no granule name)", path, day)
-        return day
+    timed = _time_date(g, sfx)
+    if timed is not None:
+        log.info("%s: date %s from the acquisition times (no metadata, no granule name)", path, timed)
+        return timed
     raise InputDateError(
         path,
         f"no /Metadata/Extent rangeBeginningDateTime, no {product.granule}YYYYMMDD_ granule name in the file name "
@@ -466,7 +478,7 @@ def _granule_date(f, path: str, g, sfx: str, product: Product) -> dt.date:
     )
 
 
-def _time_date(g, sfx: str) -> dt.date | None:
+def _time_date(g: h5py.Group, sfx: str) -> dt.date | None:
     """UTC date of the median valid acquisition time of the group, None when there is none."""
     secs = g.get(f"tb_time_seconds{sfx}")
     if secs is not None:

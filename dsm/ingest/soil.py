@@ -84,7 +84,8 @@ class TextureSum:
 
 def texture_sum(fractions: Mapping[str, np.ndarray]) -> TextureSum:
     """:class:`TextureSum` of the three fractions (percent arrays of one shape; pure)."""
-    total = sum(np.asarray(fractions[f], dtype=np.float64) for f in FRACTIONS)
+    sand, silt, clay = (np.asarray(fractions[f], dtype=np.float64) for f in FRACTIONS)
+    total = sand + silt + clay
     ok = np.isfinite(total)
     if not ok.any():
         return TextureSum(0, 0, None)
