@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from dsm.config import Config
-from dsm.errors import ConfigError
+from dsm.errors import ConfigError, StoreError
 from dsm.features import DOY_FEATURES
 from dsm.models.cards import FUSION_KEY, FusionCard, ModelRecord
 from dsm.models.store import ModelStore
@@ -83,22 +83,6 @@ class DayPlan:
         return replace(self, day=day)
 
 
-def _resolve(models: ModelStore, period: str) -> tuple[str | None, dict[str, Any] | None, bool, str | None]:
-    card = models.read_card(period)
-    if card is None:
-        return None, None, False, f"period {period} has no model in {models.url} (run dsm train)"
-    key, reused, seen = period, False, set()
-    while card is not None and card.get("model") is None and card.get("reused_from"):
-        seen.add(key)
-        key, reused = card["reused_from"], True
-        if key in seen:
-            return None, None, True, f"period {period}: model cards form a cycle through {key}"
-        card = models.read_card(key)
-    if card is None or card.get("model") is None:
-        return None, None, reused, f"period {period}: no stored model (reused_from {key} has none)"
-    return key, card, reused, None
-
-
 def make_plans(config: Config, models: ModelStore, day_list: Sequence[dt.date],
                card: FusionCard | None = None) -> list[DayPlan]:
     """The plan of every day (pure apart from reading model cards); ``card``: the fusion method's."""
@@ -129,9 +113,10 @@ def _fusion_plan(card: FusionCard, name: str) -> DayPlan:
 
 
 def _period_plan(config: Config, models: ModelStore, name: str, want_q: bool) -> DayPlan:
-    key, card, reused, error = _resolve(models, name)
-    if error or key is None or card is None:
-        return DayPlan(dt.date.min, name, error=error, reused=reused)
+    try:
+        key, card, reused = models.resolve(name)
+    except StoreError as exc:
+        return DayPlan(dt.date.min, name, error=str(exc))
     if list(card.get("predictors", config.predictors)) != list(config.predictors):
         return DayPlan(dt.date.min, name, error=f"period {key}'s model uses predictors {card.get('predictors')}, "
                        f"the configuration has {list(config.predictors)}")

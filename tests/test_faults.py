@@ -1,7 +1,7 @@
 """Faults a run must survive: a write cut short never leaves a partial file under a final
 name, and a resume redoes what is truncated or unreadable instead of trusting that it exists.
 
-Where each failure of the reliability review (issue 14) is reproduced; the scenarios that need a
+Where each failure of the reliability review is reproduced; the scenarios that need a
 module's own fixtures live beside them:
 
 ==============================  ==========================================================

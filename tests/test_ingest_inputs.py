@@ -1,4 +1,4 @@
-"""Real inputs a user has (issue 13): files, globs and folders; inputs that give nothing fail
+"""Real inputs a user has: files, globs and folders; inputs that give nothing fail
 the ingest; coverage of the static rasters and where the land mask comes from; scale and
 nodata of GeoTIFF series from the configuration; duplicate granules (newest intact wins);
 MOD09A1 reflectance bands, precomputed slope, SoilGrids as published; rasters dsm cannot place.

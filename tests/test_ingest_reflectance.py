@@ -1,4 +1,4 @@
-"""MOD09A1 reflectance bands as per-date GeoTIFFs (``inputs.reflectance``, issue 13 item 5):
+"""MOD09A1 reflectance bands as per-date GeoTIFFs (``inputs.reflectance``):
 the indices equal the MOD09A1 tile reader's on the same pixels; dates are matched across
 bands; values are range-checked and integers need a scale."""
 

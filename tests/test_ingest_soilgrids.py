@@ -1,4 +1,4 @@
-"""SoilGrids 2.0 as ISRIC publishes it (``inputs.soil.soilgrids``, issue 13 item 8): g/kg int16
+"""SoilGrids 2.0 as ISRIC publishes it (``inputs.soil.soilgrids``): g/kg int16
 in the Interrupted Goode Homolosine, as whole VRTs over tiles, cuts, or the web URL; refused
 when not g/kg, and sand + silt + clay checked to make 100 %."""
 

@@ -72,7 +72,7 @@ def test_digest_version_reuse_and_missing(tmp_path):
     (tmp_path / "m" / "2016161" / "model.joblib").write_bytes(b"garbage")
     with pytest.raises(StoreError, match="SHA-256"):
         store.load_model("2016161")
-    with pytest.raises(StoreError, match="no model stored"):
+    with pytest.raises(StoreError, match="2016193 has no model card in .*run dsm train"):
         store.load_model("2016193")
     (tmp_path / "m" / "2016161" / "model.joblib").unlink()
     assert not store.done("2016161")
@@ -80,3 +80,22 @@ def test_digest_version_reuse_and_missing(tmp_path):
     with pytest.raises(StoreError, match="not valid JSON"):
         store.read_card("2016161")
     assert json.loads((tmp_path / "m" / "2016177" / "card.json").read_text())["reused_from"] == "2016161"
+
+
+def test_resolve_follows_reused_from_and_names_a_broken_chain(tmp_path):
+    store = ModelStore(str(tmp_path / "m"))
+    entry = store.save_model("2016161", _fitted()[1]["mlr"])
+    store.write_card("2016161", {"period": "2016161", "status": "trained", "model": entry})
+    for period, src in [("2016177", "2016161"), ("2016193", "2016177"), ("2016209", "2016225"),
+                        ("2016225", "2016209"), ("2016241", "2016257")]:
+        store.write_card(period, {"period": period, "status": "reused", "reused_from": src, "model": None})
+    assert store.resolve("2016161") == ("2016161", store.read_card("2016161"), False)
+    key, card, reused = store.resolve("2016193")  # two steps back
+    assert (key, card["model"]["sha256"], reused) == ("2016161", entry["sha256"], True)
+    with pytest.raises(StoreError, match="2016209 .* form a cycle: 2016209 -> 2016225 -> 2016209"):
+        store.resolve("2016209")
+    with pytest.raises(StoreError, match="2016257 has no model card in .*, reused through 2016241 -> 2016257"):
+        store.resolve("2016241")
+    store.write_card("2016257", {"period": "2016257", "status": "too_few_samples", "model": None})
+    with pytest.raises(StoreError, match="2016257 has no stored model in .*, reused through 2016241 -> 2016257"):
+        store.load_model("2016241")

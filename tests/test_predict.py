@@ -195,7 +195,7 @@ def test_empty_day_and_missing_period_are_reported_and_the_rest_is_produced(trai
     assert sorted(report.failed) == p3_days and "no model" in report.failed[p3_days[0]]
     assert len(report.predicted) == 48 - 16 - 1
     out = products.open_products(c.stores.output)
-    assert ledger.read(c.stores.output).failed[p3_days[0]].startswith(f"period {P3} has no model")
+    assert ledger.read(c.stores.output).failed[p3_days[0]].startswith(f"{P3} has no model card in ")
     assert np.isnan(out["sm"].sel(time="2016-07-15").values).all()
     assert np.isfinite(out["sm"].sel(time="2016-07-10").values).any()
     # the model comes back: the rerun does only the failed days

@@ -1,4 +1,4 @@
-"""Impossible input values (issue 14, item 5): masked, counted and reported at ingest, in the
+"""Impossible input values: masked, counted and reported at ingest, in the
 samples (training and the 36 km cell means) and at prediction, where they also set origin bit
 256; SMAP outside [0.02, 0.5] never enters training, fusion or residual correction.
 

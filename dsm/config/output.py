@@ -28,7 +28,7 @@ class Provider(_Frozen):
 
 
 class OutputConfig(_Frozen):
-    """Prediction and export (issue 4): gap-free mode, uncertainty, residual correction, COGs.
+    """Prediction and export: gap-free mode, uncertainty, residual correction, COGs.
 
     ``reduced_sets`` lists predictor groups that may be missing on a day (default: LST, the
     cloud gap); each gets a reduced model per period trained without them. ``gap_free: false``

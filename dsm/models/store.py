@@ -214,6 +214,31 @@ class ModelStore:
             entry["linear"] = coefs
         return entry
 
+    def resolve(self, key: str) -> tuple[str, dict[str, Any], bool]:
+        """The key whose stored model ``key`` uses (following ``reused_from``), its card, and
+        whether that is another key's model.
+
+        Raises
+        ------
+        StoreError
+            When ``key`` or a key it reuses has no card, the chain has no stored model, or the
+            cards form a cycle; the message names the keys and the store.
+        """
+        chain = [key]
+        card = self.read_card(key)
+        while card is not None and card.get("model") is None and card.get("reused_from"):
+            key = card["reused_from"]
+            if key in chain:
+                raise StoreError(f"the model cards of {chain[0]} in {self.url} form a cycle: {' -> '.join([*chain, key])}")
+            chain.append(key)
+            card = self.read_card(key)
+        via = f", reused through {' -> '.join(chain)}" if len(chain) > 1 else ""
+        if card is None:
+            raise StoreError(f"{key} has no model card in {self.url}{via} (run dsm train)")
+        if card.get("model") is None:
+            raise StoreError(f"{key} has no stored model in {self.url}{via} (run dsm train)")
+        return key, card, len(chain) > 1
+
     def load_model(self, key: str, allow_version_mismatch: bool = False) -> BaseEstimator:
         """The model that ``key`` uses, following ``reused_from``; checks digest and versions.
 
@@ -223,16 +248,7 @@ class ModelStore:
             When the card or model is missing, the digest differs, or the model was pickled
             by another scikit-learn minor version (unless ``allow_version_mismatch``).
         """
-        seen: list[str] = []
-        card = self.read_card(key)
-        while card is not None and card.get("model") is None and card.get("reused_from"):
-            seen.append(key)
-            key = card["reused_from"]
-            if key in seen:
-                raise StoreError(f"model cards form a cycle: {seen + [key]}")
-            card = self.read_card(key)
-        if card is None or card.get("model") is None:
-            raise StoreError(f"no model stored for {key} in {self.url}")
+        key, card, _ = self.resolve(key)
         entry = card["model"]
         raw = self._read(self._path(key, entry["file"]))
         if hashlib.sha256(raw).hexdigest() != entry["sha256"]:
