@@ -29,7 +29,7 @@ from distributed import Client
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from dsm import metrics
+from dsm import files, metrics
 from dsm.config import MODEL_NAMES
 from dsm.errors import GridError
 from dsm.grid import lonlat_to_xy
@@ -106,7 +106,7 @@ def write_means(sm: xr.DataArray, url: str, client: Client | None,
         ds[name].attrs = {"units": "m3 m-3", "long_name": f"{str(name).replace('_', ' ')} of the 1 km soil moisture"}
         ds[name].encoding = {}
     job = ds.to_zarr(url, mode="w", compute=False, zarr_format=3, consolidated=False,
-                     storage_options=dict(storage_options or {}) or None)
+                     storage_options=files.options_for(url, storage_options))
     if client is not None:
         client.compute(job).result()
     else:

@@ -24,8 +24,8 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from dsm import files, store
 from dsm import rain as rain_mod
-from dsm import store
 from dsm.cube import API_EFOLDING_DAYS, API_NAMES, open_cube
 from dsm.errors import InputError, StoreError
 
@@ -127,7 +127,7 @@ def _check_cube(url: str, cube: xr.Dataset, so: Mapping[str, Any] | None) -> int
     spin = cube.sizes["time_precip"] - cube.sizes["time"]
     if spin < 0 or not cube.indexes["time_precip"][spin:].equals(cube.indexes["time"]):
         raise StoreError(f"the cube {url}: 'time_precip' does not end with the cube's days")
-    array = zarr.open_array(f"{url.rstrip('/')}/precip", mode="r", storage_options=dict(so or {}) or None)
+    array = zarr.open_array(f"{url.rstrip('/')}/precip", mode="r", storage_options=files.options_for(url, so))
     if array.nchunks_initialized == 0:
         raise InputError(f"the cube {url} has no precipitation values ('precip' is empty): configure "
                          "inputs.precip and run dsm ingest")
@@ -137,7 +137,7 @@ def _check_cube(url: str, cube: xr.Dataset, so: Mapping[str, Any] | None) -> int
 def _forget(url: str, cube: xr.Dataset, so: Mapping[str, Any] | None) -> None:
     """Drop the record of earlier indices before overwriting them (a failed run leaves none)."""
     if ATTR in cube.attrs:
-        group = zarr.open_group(url, mode="r+", storage_options=dict(so or {}) or None)
+        group = zarr.open_group(url, mode="r+", storage_options=files.options_for(url, so))
         del group.attrs[ATTR]
 
 

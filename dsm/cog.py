@@ -195,7 +195,7 @@ def export_day(job: ExportJob) -> dict[str, Any]:
     out = job.output.rstrip("/")
     data = np.asarray(day_layer(out, "sm", job.t, so), dtype=np.int16)
     origin = day_layer(out, "sm_origin", job.t, so)
-    group = zarr.open_group(out, mode="r", storage_options=so or None)
+    group = zarr.open_group(out, mode="r", storage_options=files.options_for(out, so))
     region = products.region_of(group.attrs)
     sm = group.get("sm")
     if not isinstance(sm, zarr.Array):

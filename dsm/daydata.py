@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from dsm import products, store
+from dsm import files, products, store
 from dsm.errors import StoreError
 
 
@@ -39,7 +39,7 @@ _REDO = ("Nothing was published and the day is no longer marked predicted: `dsm 
 
 def open_layer(out: str, name: str, so: Mapping[str, Any]) -> zarr.Array:
     """The Zarr array of the products variable ``name`` (stored values: packed, unmasked)."""
-    return zarr.open_array(f"{out.rstrip('/')}/{name}", mode="r", storage_options=dict(so) or None)
+    return zarr.open_array(f"{out.rstrip('/')}/{name}", mode="r", storage_options=files.options_for(out, so))
 
 
 def read_block(arr: zarr.Array, out: str, name: str, index: tuple[slice, ...]) -> np.ndarray:

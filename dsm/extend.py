@@ -41,7 +41,7 @@ import xarray as xr
 import zarr
 from xarray.coding.times import encode_cf_datetime
 
-from dsm import fingerprint, ledger, products, store
+from dsm import files, fingerprint, ledger, products, store
 from dsm.config import Config, ConfigError, from_dict
 from dsm.config.domain import parse_day
 from dsm.dayplans import DayPlan
@@ -158,7 +158,7 @@ def resize_time(url: str, template: xr.Dataset, storage_options: Mapping[str, An
         if not _same(key, have.get(key), template.attrs[key]):
             raise StoreError(f"cannot extend {url}: its {key} is {have.get(key)!r}, the configuration's "
                              f"{template.attrs[key]!r}; only dates.end may change (choose other stores)")
-    group = zarr.open_group(url, mode="r+", storage_options=so)
+    group = zarr.open_group(url, mode="r+", storage_options=files.options_for(url, so))
     sizes = dict(template.sizes)
     grown = []
     for name, array in group.arrays():

@@ -57,6 +57,13 @@ def is_local(url: str) -> bool:
     return "://" not in url or url.startswith("file://")
 
 
+def options_for(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The fsspec options to open ``url`` with in zarr or xarray: None for a plain local path,
+    which zarr opens with its own local store (that takes none), so one set of options serves
+    a configuration whose stores are partly local and partly remote."""
+    return None if "://" not in url else (dict(storage_options or {}) or None)
+
+
 def fetch_failure(url: str, exc: BaseException, doing: str = "download") -> FileReport:
     """The ``failed`` report of a remote file that could not be had (copied, or read in place:
     :mod:`dsm.inplace`): a missing file is ``UnreadableFileError`` ("file does not exist"),

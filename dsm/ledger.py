@@ -334,7 +334,7 @@ def _begin(url: str, storage_options: Mapping[str, Any] | None, fence: int | Non
            ) -> tuple[fsspec.AbstractFileSystem, str, zarr.Group]:
     """Before a write: the fence check (a taken-over lease writes nothing), a legacy store
     moved into the ledger (:func:`migrate`), the ledger's group created, the token recorded."""
-    group = zarr.open_group(url, mode="r+", storage_options=dict(storage_options or {}) or None)
+    group = zarr.open_group(url, mode="r+", storage_options=files.options_for(url, storage_options))
     attrs = group.attrs.asdict()
     if fence is not None:
         store.check_fence(url, attrs.get(store.FENCE_ATTR), fence)

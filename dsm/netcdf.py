@@ -269,7 +269,7 @@ def write_period(job: NetcdfJob) -> dict[str, Any]:
     """Write one period's netCDF file and upload it (runs on a worker); returns its record
     (``url``, ``name``, ``size``, ``sha256``, ``days``)."""
     so = json.loads(job.storage_options)
-    group = zarr.open_group(job.output, mode="r", storage_options=so or None)
+    group = zarr.open_group(job.output, mode="r", storage_options=files.options_for(job.output, so))
     region = products.region_of(group.attrs)
     names = [n for n in VARIABLES if n in group]
     tchunk = _array(group, job.output, "sm").chunks[0]

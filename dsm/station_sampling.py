@@ -26,7 +26,7 @@ import zarr
 from distributed import Client
 from pyproj import CRS, Transformer
 
-from dsm import ledger, store
+from dsm import files, ledger, store
 from dsm.config import GriddedProductConfig
 from dsm.errors import InputError
 from dsm.filedates import DEFAULT_DATE_REGEX, date_from_name
@@ -199,7 +199,7 @@ def _spatial_dim(da: xr.DataArray, axis: str) -> str | None:
 
 def _open_user_zarr(path: str, p: GriddedProductConfig) -> xr.Dataset:
     """A Zarr store with consolidated metadata when it has them, else without (no fallback warning)."""
-    so = dict(p.storage_options) or None
+    so = files.options_for(path, p.storage_options)
     try:
         return xr.open_zarr(path, consolidated=True, decode_coords="all", storage_options=so)
     except (KeyError, ValueError, OSError, zarr.errors.BaseZarrError):

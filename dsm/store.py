@@ -21,6 +21,7 @@ import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
+from dsm import files
 from dsm.errors import LockLostError, StoreError, StoreNotFoundError
 
 FORMAT_VERSION = 1
@@ -113,7 +114,7 @@ def create(
         compute=False,
         zarr_format=3,
         consolidated=False,
-        storage_options=dict(storage_options or {}) or None,
+        storage_options=files.options_for(url, storage_options),
     )
 
 
@@ -137,7 +138,8 @@ def open_cached(url: str, storage_options: str, token: str, kind: str) -> xr.Dat
     the dataset's ``encoding`` records the URL and options (for :func:`require_chunks`)."""
     opts = json.loads(storage_options)
     if kind == "raw":
-        ds = xr.open_zarr(url, chunks=None, consolidated=False, storage_options=opts or None, mask_and_scale=True)
+        ds = xr.open_zarr(url, chunks=None, consolidated=False, storage_options=files.options_for(url, opts),
+                         mask_and_scale=True)
     else:
         ds = open_store(url, kind, opts)
     ds.encoding.update(source=url, storage_options=opts)
@@ -163,7 +165,7 @@ def open_store(
         if not _exists(url, storage_options):
             raise StoreNotFoundError(f"no Zarr store at {url} (no zarr.json found)")
         dask_chunks: Any = {} if chunks == "store" else (dict(chunks) if isinstance(chunks, Mapping) else chunks)
-        ds = xr.open_zarr(url, chunks=dask_chunks, consolidated=False, storage_options=so)
+        ds = xr.open_zarr(url, chunks=dask_chunks, consolidated=False, storage_options=files.options_for(url, so))
     except StoreError:
         raise
     except (OSError, ValueError, KeyError, zarr.errors.BaseZarrError) as exc:
@@ -243,7 +245,7 @@ def write_region(
     -------
     The region written, per variable.
     """
-    so = dict(storage_options or {}) or None
+    so = files.options_for(url, storage_options)
     if store is None:
         store = xr.open_zarr(url, consolidated=False, storage_options=so)
     written: dict[Hashable, dict[Hashable, slice]] = {}
@@ -419,7 +421,7 @@ def set_attrs(url: str, attrs: Mapping[str, Any], storage_options: Mapping[str, 
     LockLostError
         A later lease's token is recorded: nothing is written.
     """
-    group = zarr.open_group(url, mode="r+", storage_options=dict(storage_options or {}) or None)
+    group = zarr.open_group(url, mode="r+", storage_options=files.options_for(url, storage_options))
     if fence is not None:
         check_fence(url, group.attrs.get(FENCE_ATTR), fence)
         attrs = {**attrs, FENCE_ATTR: int(fence)}

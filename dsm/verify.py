@@ -78,7 +78,7 @@ def check_chunk_row(url: str, storage_options: str, name: str, row: int, written
     products' ``sm``, the day's digest, :func:`dsm.products.day_digest`).
     """
     so = json.loads(storage_options)
-    arr = zarr.open_array(f"{url}/{name}", mode="r", storage_options=so or None)
+    arr = zarr.open_array(f"{url}/{name}", mode="r", storage_options=files.options_for(url, so))
     chunks, shape = arr.chunks, arr.shape
     lo, hi = row * chunks[0], min((row + 1) * chunks[0], shape[0])
     counts = np.zeros(hi - lo, np.int64)
@@ -109,7 +109,7 @@ def check_chunk_row(url: str, storage_options: str, name: str, row: int, written
 def _scan(client: Client, url: str, so: Mapping[str, Any]) -> list[dict[str, Any]]:
     """:func:`check_chunk_row` of every chunk row of every data variable (2-D or more) of a store."""
     so_json = json.dumps(dict(so), sort_keys=True)
-    group = zarr.open_group(url, mode="r", storage_options=dict(so) or None)
+    group = zarr.open_group(url, mode="r", storage_options=files.options_for(url, so))
     written = cast(dict[str, Any], group.attrs.get(store.WRITTEN_ATTR) or {})
     jobs = [(name, r, store.row_written(written.get(name, []), r, arr.chunks[0]))
             for name, arr in sorted(group.arrays()) if arr.ndim >= 2

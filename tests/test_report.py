@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import html
 import json
+import os
 import re
 import struct
 from html.parser import HTMLParser
@@ -34,26 +35,53 @@ GRIDS = {"xgb": {"n_estimators": [20], "max_depth": [3]}}
 BOX = [108.6, 38.3, 109.4, 39.0]
 
 
+def _config(tiny_twin, root: Path, out: str, nc: str, validation_out: str, storage_options=None):
+    return from_dict({
+        "region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
+        "stores": {"cube": tiny_twin.cube, "truth": tiny_twin.truth, "stations": tiny_twin.stations,
+                   "output": out, "models": str(root / "models"), "storage_options": storage_options or {}},
+        "training": {"method": "rao2022", "min_samples": 30, "models": ["mlr", "xgb"], "pooled": False,
+                     "grids": GRIDS},
+        "validation": {"products": [{"name": "other", "path": nc, "variable": "soil_moisture"}],
+                       "bootstrap": {"n_resamples": 200}, "partial_correlation_freq": "W", "box": BOX,
+                       "out": validation_out},
+    })
+
+
 @pytest.fixture(scope="module")
 def report(tiny_twin, tmp_path_factory, client):
     root = tmp_path_factory.mktemp("report")
     out = make_products_store(str(root / "sm.zarr"), tiny_twin.truth, noise=0.02, seed=5)
     nc = write_gridded_netcdf(root / "other.nc", gridded_field(tiny_twin.truth, (108.2, 38.0, 110.0, 39.6), 0.25))
-    cfg = from_dict({
-        "region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
-        "stores": {"cube": tiny_twin.cube, "truth": tiny_twin.truth, "stations": tiny_twin.stations,
-                   "output": out, "models": str(root / "models")},
-        "training": {"method": "rao2022", "min_samples": 30, "models": ["mlr", "xgb"], "pooled": False,
-                     "grids": GRIDS},
-        "validation": {"products": [{"name": "other", "path": nc, "variable": "soil_moisture"}],
-                       "bootstrap": {"n_resamples": 200}, "partial_correlation_freq": "W", "box": BOX,
-                       "out": str(root / "validation")},
-    })
+    cfg = _config(tiny_twin, root, out, nc, str(root / "validation"))
     trained = train(cfg, client)
     assert trained.failed == {} and len(trained.trained) == 3
     twin = twin_skill_of(cfg, client)  # once, on the workers: the validation's period table and the report's
     path = run_report(cfg, client, run_validate(cfg, client, twin=twin), twin=twin)
     return Path(path), root
+
+
+@pytest.mark.s3
+@pytest.mark.timeout(300)
+def test_a_report_on_object_storage_reaches_it_through_the_configured_storage_options(report, tiny_twin, s3,
+                                                                                        monkeypatch):
+    """Tables, mean maps, figures and the report written to and read back from an S3 endpoint
+    named only in ``stores.storage_options`` (no AWS_* variables: nothing else can reach it)."""
+    path, root = report
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    out = f"{s3.make_bucket('report-s3')}/validation"  # s3://...
+    cfg = _config(tiny_twin, root, str(root / "sm.zarr"), str(root / "other.nc"), out, s3.storage_options)
+    written = run_report(cfg, None, run_validate(cfg, None))
+    assert written == f"{out}/report.html"
+    fs = s3.filesystem()
+    text = fs.cat(f"{out}/report.html").decode()
+    assert text.count("data:image/png;base64,") == len(FIGURES)
+    assert fs.exists(f"{out}/means.zarr/sm_monthly/zarr.json") and fs.exists(f"{out}/scores.csv")
+    # the same figures and tables as the local report, from the same products
+    local = json.loads((root / "validation" / "report_contents.json").read_text())
+    remote = json.loads(fs.cat(f"{out}/report_contents.json"))
+    assert (set(remote["figures"]), remote["tables"]) == (set(local["figures"]), local["tables"])
 
 
 @pytest.mark.timeout(240)

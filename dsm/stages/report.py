@@ -195,7 +195,7 @@ def _section_insitu(rep: Report, result: ValidationResult, weather: pd.DataFrame
 def _section_maps(rep: Report, means_url: str, region_box: tuple[float, float, float, float] | None,
                   points: pd.DataFrame | None, figs: FigureDir) -> xr.DataArray | None:
     rep.heading("Mean maps")
-    means = xr.open_zarr(means_url, consolidated=False)
+    means = xr.open_zarr(means_url, consolidated=False, storage_options=files.options_for(means_url, figs.so))
     monthly = means["sm_monthly"].load()
     annual = means["sm_annual"].load()
     rep.figure("monthly_maps", figs.png(figures.map_panels(monthly, figs.url("monthly_maps.png"), "month",
