@@ -95,7 +95,7 @@ import xarray as xr
 from dsm import files, ledger, products, store
 from dsm import skill_chunks as chunks_mod
 from dsm.config import Config
-from dsm.errors import ConfigError
+from dsm.errors import ConfigError, StoreError
 from dsm.grid import FINE_PER_COARSE, Region, repeat_to_fine
 from dsm.grid import bilinear as grid_bilinear
 from dsm.skill_stations import (
@@ -171,7 +171,7 @@ def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
     done = [set(ledger.read(urls[k], so, o.attrs).done) for k, o in outs.items()]
     days = sorted(set.intersection(*done))
     if not days:
-        raise ValueError(f"no day is predicted in every one of {list(urls.values())}")
+        raise StoreError(f"no day is predicted in every one of {list(urls.values())} (run dsm predict)")
     times = np.array(days, dtype="datetime64[ns]")
     land = cube["land_mask"].values == 1
     _check_shapes(outs, urls, land.shape)
@@ -239,18 +239,19 @@ def _in_process(job: chunks_mod.SkillJob) -> chunks_mod.Runner:
 def _labels(urls: Mapping[str, str]) -> list[str]:
     """The map labels, refused when none or when one clashes with a baseline's or another's ``_all``."""
     if not urls:
-        raise ValueError("no product to score")
+        raise ConfigError("no product to score: name at least one products store")
     labels = list(urls)
     clash = [k for k in labels if k in BASELINES or k.endswith("_all") and k[:-4] in labels]
     if clash:
-        raise ValueError(f"map label(s) {clash} clash with {list(BASELINES)} or another label's _all scores")
+        raise ConfigError(f"map label(s) {clash} clash with {list(BASELINES)} or another label's _all scores")
     return labels
 
 
 def _check_shapes(outs: Mapping[str, xr.Dataset], urls: Mapping[str, str], shape: tuple[int, ...]) -> None:
     for k, o in outs.items():
         if o["sm"].shape[1:] != shape:
-            raise ValueError(f"{urls[k]}: sm is {o['sm'].shape[1:]} pixels, the cube {shape}")
+            raise StoreError(f"{urls[k]}: sm is {o['sm'].shape[1:]} pixels, the cube {shape}: not a product of this "
+                             "region (check stores.output and stores.cube)")
 
 
 def _stations_on_grid(stations: pd.DataFrame, times: np.ndarray, cube: xr.Dataset

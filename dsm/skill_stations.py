@@ -12,6 +12,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 
+from dsm.errors import InputError
 from dsm.grid import EASE2_1KM, lonlat_to_xy
 from dsm.skill_sums import json_float
 
@@ -29,7 +30,7 @@ def read_twin_stations(url: str, storage_options: Mapping[str, Any] | None = Non
     value = "sm" if "sm" in raw.columns else "value"
     missing = [c for c in ("station", "lon", "lat", "time", value) if c not in raw.columns]
     if missing:
-        raise ValueError(f"{url}: no column(s) {missing}")
+        raise InputError(f"{url}: no column(s) {missing} (a twin's insitu.csv has station, lon, lat, time and value or sm)")
     time = pd.to_datetime(raw["time"], format="ISO8601", utc=True).dt.tz_localize(None).dt.floor("D")
     return pd.DataFrame({"station": raw["station"], "lon": raw["lon"].astype(np.float64),
                          "lat": raw["lat"].astype(np.float64), "time": time,
@@ -53,7 +54,7 @@ def station_obs(stations: pd.DataFrame, times: np.ndarray) -> tuple[pd.DataFrame
     need = ("station", "lon", "lat", "time", "sm")
     missing = [c for c in need if c not in stations.columns]
     if missing:
-        raise ValueError(f"stations has no column(s) {missing}; need {list(need)}")
+        raise InputError(f"stations has no column(s) {missing}; need {list(need)}")
     st = stations.loc[:, list(need)].copy()
     t = pd.to_datetime(st["time"])
     if getattr(t.dt, "tz", None) is not None:

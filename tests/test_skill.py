@@ -12,6 +12,7 @@ import pytest
 import xarray as xr
 
 from dsm import ledger, products, store
+from dsm.errors import ConfigError, StoreError
 from dsm.cube import Layout, open_cube
 from dsm.grid import FINE_PER_COARSE, Region
 from dsm.skill import (
@@ -486,9 +487,9 @@ def test_station_bootstrap_interval():
 def test_skill_rejects_clashing_labels_and_no_common_day(twin, tmp_path):
     url, _ = make_product(tmp_path / "a.zarr", twin["truth"], days=[0, 1])
     url2, _ = make_product(tmp_path / "b.zarr", twin["truth"], days=[2, 3])
-    with pytest.raises(ValueError, match="clash"):
+    with pytest.raises(ConfigError, match="clash"):
         skill({"smap_repeat": url}, twin["stores"].truth, twin["stores"].cube)
-    with pytest.raises(ValueError, match="no day"):
+    with pytest.raises(StoreError, match=r"no day is predicted in every one of .*a\.zarr.*b\.zarr.*run dsm predict"):
         skill({"a": url, "b": url2}, twin["stores"].truth, twin["stores"].cube)
 
 
