@@ -43,6 +43,7 @@ bench: setup  ## run the benchmarks (figures printed as ratios; about 20 minutes
 	$(BIN)/python bench/daily_maps.py
 	$(BIN)/python bench/inplace_reads.py
 	$(BIN)/python bench/validate.py
+	$(BIN)/python bench/scaling.py
 
 notebooks: setup  ## open the notebooks (jupytext .py files) in JupyterLab
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[notebooks]"
