@@ -6,7 +6,8 @@
   (``ProcessCluster``).
 * :mod:`dsm.testing.web` serves a folder over HTTP with range requests (``LoopbackHTTP``), as
   GDAL's ``/vsicurl/`` reads web rasters;
-* :mod:`dsm.testing.soilgrids` writes SoilGrids 2.0 texture VRTs and tiles as ISRIC publishes them.
+* :mod:`dsm.testing.soilgrids` writes SoilGrids 2.0 texture VRTs and tiles as ISRIC publishes them;
+* :func:`assert_maximum_dask_computes` fails a block that computes more Dask graphs than allowed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dsm.synthetic import TwinSpec
+from dsm.testing.dask_computes import TooManyComputesError, assert_maximum_dask_computes
 from dsm.twin import TwinStores, build_twin
 
 
@@ -38,4 +40,4 @@ def make_synthetic_cube(
                       storage_options, overwrite=overwrite, progress=False)
 
 
-__all__ = ["make_synthetic_cube", "TwinStores"]
+__all__ = ["TooManyComputesError", "TwinStores", "assert_maximum_dask_computes", "make_synthetic_cube"]
