@@ -20,7 +20,7 @@ Dask's HTML performance report beside it.
 
 Every stage receives the run's lease and checks it before it writes: a run whose lock was
 taken over stops (stage ``error``, "lost the lock to run X"). SIGTERM and SIGINT (under
-:func:`stop_on_signals`, as the command line runs) stop the run between two Python
+:func:`dsm.interrupt.stop_on_signals`, as the command line runs) stop the run between two Python
 statements: the stage is recorded as ``interrupted``, ``run.json`` is written and the lock is
 released, so the rerun resumes at once.
 
@@ -38,9 +38,7 @@ import datetime as dt
 import json
 import logging
 import os
-import signal
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -54,46 +52,11 @@ from distributed import Client, performance_report
 from dsm import extend, files, fingerprint, ledger, store
 from dsm.config import STAGES, Config, ConfigError
 from dsm.errors import DsmError, TransientIOError
+from dsm.interrupt import RunInterrupted
 from dsm.runlock import Lease, RunLock, lock_url
 
 log = logging.getLogger(__name__)
 
-
-class RunInterrupted(BaseException):
-    """SIGTERM or SIGINT stopped the job (a BaseException, like KeyboardInterrupt, so that no
-    stage's ``except Exception`` swallows it); ``signum`` is the signal's number."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"stopped by {signal.Signals(signum).name}")
-        self.signum = signum
-
-
-@contextmanager
-def stop_on_signals(signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
-    """Raise :class:`RunInterrupted` in the main thread on the first of ``signals``.
-
-    The run then records the stage as ``interrupted``, writes ``run.json`` and releases its
-    lock; a second signal during that cleanup is ignored (logged). Outside the main thread
-    (where Python cannot install handlers) this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    fired: list[int] = []
-
-    def handler(signum: int, frame: Any) -> None:
-        if fired:
-            log.warning("%s again: still releasing the lock and writing the run record", signal.Signals(signum).name)
-            return
-        fired.append(signum)
-        raise RunInterrupted(signum)
-
-    previous = {s: signal.signal(s, handler) for s in signals}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 @dataclass
 class StageResult:

@@ -62,7 +62,7 @@ class _Group(click.Group):
     the lock was released) into one line and exit status 128 + the signal's number."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from dsm.chain import RunInterrupted
+        from dsm.interrupt import RunInterrupted
 
         try:
             return super().invoke(ctx)

@@ -30,7 +30,8 @@ def _on_cluster(cfg: config_mod.Config, stage: Callable[[Any], T], err: bool = T
 def _locked(cfg: config_mod.Config, break_lock: bool = False) -> Iterator[Any]:
     """Hold ``cfg``'s output-store lock (:mod:`dsm.runlock`) around a writing command, with
     SIGTERM/SIGINT turned into a clean stop that releases it; yields the lock (the lease)."""
-    from dsm.chain import lock_for, stop_on_signals
+    from dsm.chain import lock_for
+    from dsm.interrupt import stop_on_signals
 
     with stop_on_signals(), lock_for(cfg, break_lock=break_lock) as lock:
         yield lock
