@@ -2,8 +2,9 @@
 
 A :class:`BlockJob` carries everything a worker needs (store URLs, the days' plans, the
 block's fused cell means). :func:`run_block` reads its block of the cube through fsspec,
-builds float32 features of the valid land pixels only, applies the models
-(``Booster.inplace_predict`` for XGBoost), sets the origin bits, writes ``sm``, ``sm_unc``,
+builds float32 features of the valid land pixels only, applies the models once each over
+all the block's days (:func:`dsm.block_models.model_days`; ``Booster.inplace_predict`` for
+XGBoost), sets the origin bits, writes ``sm``, ``sm_unc``,
 ``sm_origin`` and ``sm_36km`` by chunk-aligned region writes and returns small per-day
 summaries. :func:`station_parts` computes the same maps' parts at a few pixels without writing
 (the anomaly gain's calibration at stations).
@@ -24,13 +25,14 @@ import xarray as xr
 import xgboost
 
 from dsm import products, store
+from dsm.block_models import apply_model as apply_model  # re-exported: dsm.blocks.apply_model
+from dsm.block_models import model_day as model_day  # re-exported: the one-day case
+from dsm.block_models import model_days
 from dsm.cellmeans import BlockCells, DayCells, fuse_block, fusion_parts, running_mean, within_cell_anomaly
 from dsm.cube import API_NAMES, SPECS
-from dsm.dayplans import DayPlan, VariantPlan
-from dsm.features import doy_terms, feature_layer, source_of
+from dsm.dayplans import DayPlan
 from dsm.grid import Region, block_reduce_mean, repeat_to_fine
 from dsm.models.store import ModelStore
-from dsm.models.variants import FULL
 from dsm.periods import composite_8day_of, period_of, time_position
 from dsm.ranges import SMAP, merge_counts, screen, screen_layers
 
@@ -83,15 +85,6 @@ def load_model(models_url: str, so: str, key: str, sha: str, threads: int = 1, d
     return model
 
 
-def apply_model(model: Any, X: np.ndarray) -> np.ndarray:
-    """Predictions of a loaded model on float32 features: ``inplace_predict`` for XGBoost."""
-    if X.shape[0] == 0:
-        return np.zeros((0,), np.float32)
-    if isinstance(model, xgboost.Booster):
-        return np.asarray(model.inplace_predict(X))
-    return np.asarray(model.predict(X))
-
-
 def _read(ds: xr.Dataset, name: str, **index: Any) -> np.ndarray:
     """``ds[name]`` at ``index``: a chunk lost from rows recorded written, or one that cannot be
     decoded, is an error naming it (:func:`dsm.store.require_chunks`, :func:`dsm.store.read_values`)."""
@@ -127,137 +120,6 @@ def block_features(cube: xr.Dataset, day: dt.date, names: Sequence[str], ys: sli
             cache[key] = _read(cube, name, **index, y=ys, x=xs).astype(np.float32, copy=False)
         out[name] = cache[key]
     return out
-
-
-def model_day(feats: Mapping[str, np.ndarray], land: np.ndarray, smap: np.ndarray, plan: DayPlan,
-              load: Callable[[str, str], Any], rain_spinup: int = 0, *,
-              out_of_range: Mapping[str, np.ndarray] | None = None, smap_out_of_range: np.ndarray | None = None
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int], np.ndarray]:
-    """The models' 1 km values (unclipped), uncertainty and origin of one day on one block
-    (pure given ``load``), and the 1 km field whose within-cell anomaly the fusion map uses.
-
-    A value outside its variable's valid range (:mod:`dsm.ranges`) is missing, like a cloud:
-    the pixel gets the first variant whose predictors are all valid. Where that changed what a
-    predicted pixel got (another variant than the raw values would have chosen, or its cell's
-    SMAP dropped), the pixel gets bit 256 (``input_out_of_range``).
-
-    Parameters
-    ----------
-    feats
-        Predictor name -> 2-D float32 array of the block, as read (screened here), or already
-        screened when ``out_of_range`` is given.
-    land
-        Boolean land mask of the block.
-    smap
-        SMAP of the block's 36 km cells (NaN: no observation), as read (screened here), or
-        already screened when ``smap_out_of_range`` is given.
-    plan
-        The day's plan (variants in order of preference).
-    load
-        ``load(key, sha)`` -> a model from :func:`load_model`.
-    rain_spinup
-        Pixels whose model uses antecedent precipitation indices get bit 128 where
-        ``feats["api_age"]`` (days since the record's last missing day) is below it.
-    out_of_range, smap_out_of_range
-        The masks of the values already screened out of ``feats`` (predictor -> 2-D bool; a
-        predictor without one had none) and of ``smap`` (:func:`dsm.ranges.screen_layers`,
-        :func:`dsm.ranges.screen`).
-
-    Returns
-    -------
-    model, unc (float32, NaN where not predicted), origin (uint16), per-variant pixel counts and
-    detail: ``model``, except where a variant has an anomaly partner (``plan.partners``): there
-    the mean of the variant's and the partner's values (float32).
-    """
-    if out_of_range is None:
-        feats, out_of_range = screen_layers(feats)
-    if smap_out_of_range is None:
-        smap, smap_out_of_range = screen(SMAP, smap)
-    shape = land.shape
-    sm = np.full(shape, np.nan, np.float32)
-    unc = np.full(shape, np.nan, np.float32)
-    detail = sm if not plan.partners else np.full(shape, np.nan, np.float32)
-    origin = np.zeros(shape, products.ORIGIN_DTYPE)
-    counts: dict[str, int] = {}
-    remaining = land.copy()
-    f = shape[-2] // smap.shape[-2]
-    no_smap = repeat_to_fine(~np.isfinite(smap), f)
-    doy = doy_terms(np.array([np.datetime64(plan.day, "ns")]))[0]
-    layers = {c: feature_layer(c, feats[source_of(c)]) for v in plan.variants for c in v.columns}
-    masked = {c: out_of_range[source_of(c)] for c in layers if source_of(c) in out_of_range}
-    raw_remaining = land.copy()  # the variant choice the raw values would have made
-    changed = repeat_to_fine(np.asarray(smap_out_of_range, bool), f)
-    for v in plan.variants:
-        ok = remaining.copy()
-        for c in v.columns:
-            ok &= np.isfinite(layers[c])
-        remaining &= ~ok
-        if masked:
-            raw_ok, hit = _raw_choice(v, layers, masked, raw_remaining)
-            raw_remaining &= ~raw_ok
-            changed |= raw_ok & hit
-        n = int(ok.sum())
-        counts[v.name] = n
-        if n == 0:
-            continue
-        X = _design(v, layers, ok, n, doy)
-        pred = apply_model(load(v.point_key, v.point_sha), X).astype(np.float32).reshape(n)
-        if v.name == FULL and plan.disaggregation is not None:
-            d = plan.disaggregation
-            pred = 0.5 * (pred + apply_model(load(d.point_key, d.point_sha), X).astype(np.float32).reshape(n))
-        sm[ok] = pred
-        if plan.partners:
-            partner = plan.partner_of(v.name)
-            detail[ok] = pred if partner is None else 0.5 * (pred + apply_model(
-                load(partner.point_key, partner.point_sha), _design(partner, layers, ok, n, doy)
-            ).astype(np.float32).reshape(n))
-        origin[ok] = _origin_bits(v, plan.reused, X, ok, no_smap, feats.get("api_age"), rain_spinup)
-        if v.quantile_key and v.quantile_sha:
-            q = apply_model(load(v.quantile_key, v.quantile_sha), X).reshape(n, -1).astype(np.float32)
-            unc[ok] = np.maximum(np.abs(q.max(axis=1) - q.min(axis=1)) / 2 + v.margin, 0.0)
-    origin[changed & (origin > 0)] |= products.INPUT_OUT_OF_RANGE
-    return sm, unc, origin, counts, detail
-
-
-def _raw_choice(v: VariantPlan, layers: Mapping[str, np.ndarray], masked: Mapping[str, np.ndarray],
-                raw_remaining: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The pixels variant ``v`` would get from the raw values (those screened out counted as
-    valid), and the pixels where a screened-out value is among its predictors."""
-    raw_ok, hit = raw_remaining.copy(), np.zeros(raw_remaining.shape, bool)
-    for c in v.columns:
-        valid = np.isfinite(layers[c])
-        if c in masked:
-            valid |= masked[c]
-            hit |= masked[c]
-        raw_ok &= valid
-    return raw_ok, hit
-
-
-def _design(v: VariantPlan, layers: Mapping[str, np.ndarray], ok: np.ndarray, n: int, doy: np.ndarray) -> np.ndarray:
-    """The model input of variant ``v`` at the ``n`` pixels ``ok``: its columns, then the day-of-year terms."""
-    X = np.empty((n, len(v.columns) + (2 if v.doy else 0)), np.float32)
-    for j, c in enumerate(v.columns):
-        X[:, j] = layers[c][ok]
-    if v.doy:
-        X[:, len(v.columns):] = doy
-    return X
-
-
-def _origin_bits(v: VariantPlan, reused: bool, X: np.ndarray, ok: np.ndarray, no_smap: np.ndarray,
-                 api_age: np.ndarray | None, rain_spinup: int) -> np.ndarray:
-    """The origin flags of the pixels ``ok`` variant ``v`` predicted (rows of ``X``)."""
-    bits = np.full(X.shape[0], products.ALL_PREDICTORS if v.name == FULL else products.REDUCED, products.ORIGIN_DTYPE)
-    if reused:
-        bits |= products.REUSED
-    if v.ranges is not None:
-        lo = np.array([r[0] for r in v.ranges], np.float32)
-        hi = np.array([r[1] for r in v.ranges], np.float32)
-        outside = ((X[:, : len(lo)] < lo) | (X[:, : len(lo)] > hi)).any(axis=1)
-        bits[outside] |= products.EXTRAPOLATION
-    bits[no_smap[ok]] |= products.NO_SMAP
-    if rain_spinup and api_age is not None and any(p in API_NAMES for p in v.predictors):
-        bits[api_age[ok] < rain_spinup] |= products.RAIN_MEMORY_SHORT
-    return bits
 
 
 def finish_day(model: np.ndarray, unc: np.ndarray, origin: np.ndarray, smap: np.ndarray,
@@ -313,7 +175,8 @@ class _ModelledBlock:
 
 
 def _model_block(job: BlockJob) -> _ModelledBlock:
-    """Read a block of the cube and apply the day plans' models to it (runs on a worker)."""
+    """Read a block of the cube and apply the day plans' models to it, each model once over all
+    the block's days (:func:`dsm.block_models.model_days`; runs on a worker)."""
     so = job.storage_options
     cube = _open(job.cube, so, job.token, "raw")
     ys, xs = slice(job.y0, job.y1), slice(job.x0, job.x1)
@@ -333,30 +196,35 @@ def _model_block(job: BlockJob) -> _ModelledBlock:
     seq = (*job.before, *job.plans, *job.after)
     day_index = [time_position(cube.indexes["time"], plan.day) for plan in seq]
     ct0, ct1 = min(day_index), max(day_index) + 1
+    run = [(plan, ct - ct0) for plan, ct in zip(seq, day_index, strict=True) if not plan.error]  # days modelled
+    at = np.array([i for _, i in run], int)
     spinup = int(cube.sizes.get("time_precip", cube.sizes["time"])) - int(cube.sizes["time"])
-    for name in all_names:
-        if name in SPECS and SPECS[name].axis in ("daily", "precip"):
-            shift = spinup if SPECS[name].axis == "precip" else 0
-            dim = "time_precip" if SPECS[name].axis == "precip" else "time"
-            layers = _read(cube, name, **{dim: slice(ct0 + shift, ct1 + shift)}, y=ys, x=xs).astype(np.float32, copy=False)
-            cache.update({(name, "d", plan.day): layers[ct - ct0] for plan, ct in zip(seq, day_index, strict=True)})
+    feats: dict[str, np.ndarray] = {}
+    daily = [n for n in all_names if n in SPECS and SPECS[n].axis in ("daily", "precip")]
+    for name in daily:
+        shift = spinup if SPECS[name].axis == "precip" else 0
+        dim = "time_precip" if SPECS[name].axis == "precip" else "time"
+        feats[name] = _read(cube, name, **{dim: slice(ct0 + shift, ct1 + shift)}, y=ys, x=xs).astype(
+            np.float32, copy=False)[at]
+    # composites and static layers: each read once (cached), stacked on the days they cover
+    rest = [n for n in all_names if n not in daily]
+    per_day = [block_features(cube, plan.day, rest, ys, xs, cache) for plan, _ in run]
+    feats.update({n: np.stack([d[n] for d in per_day]) if run else np.empty((0, *land.shape), np.float32)
+                  for n in rest})
     smaps, smaps_bad = screen(SMAP, _read(cube, SMAP, time=slice(ct0, ct1), cy=cys, cx=cxs).astype(np.float32))
     assert smaps_bad is not None  # SMAP has a valid range
-
+    feats, bad = screen_layers(feats)
+    model, unc, origin, counts, detail = model_days(feats, land, smaps[at], [plan for plan, _ in run], load,
+                                                    job.rain_spinup, out_of_range=bad, smap_out_of_range=smaps_bad[at])
+    bad_land = {p: (m & land).sum(axis=(1, 2)) for p, m in bad.items()}
+    found = {p: np.isfinite(feats[p][:, land]).any(axis=1) for p in all_names if p != "api_age"}
     modelled: dict[dt.date, tuple[Any, ...]] = {}
     missing: dict[dt.date, list[str]] = {}
     masked: dict[dt.date, dict[str, int]] = {}
-    for plan, ct in zip(seq, day_index, strict=True):
-        if plan.error:
-            continue
-        feats, bad = screen_layers(block_features(cube, plan.day, all_names, ys, xs, cache))
-        modelled[plan.day] = model_day(feats, land, smaps[ct - ct0], plan, load, job.rain_spinup,
-                                       out_of_range=bad, smap_out_of_range=smaps_bad[ct - ct0])
-        masked[plan.day] = merge_counts([{p: int((m & land).sum()) for p, m in bad.items()},
-                                         {SMAP: int(smaps_bad[ct - ct0].sum())}])
-        missing[plan.day] = [p for p in all_names if p != "api_age" and not np.isfinite(feats[p][land]).any()]
-        for key in [k for k in cache if k[1] == "d" and k[2] == plan.day]:  # not needed again
-            del cache[key]
+    for k, (plan, i) in enumerate(run):
+        modelled[plan.day] = (model[k], unc[k], origin[k], counts[k], detail[k] if plan.partners else model[k])
+        masked[plan.day] = merge_counts([{p: int(n[k]) for p, n in bad_land.items()}, {SMAP: int(smaps_bad[i].sum())}])
+        missing[plan.day] = [p for p in all_names if p != "api_age" and not found[p][k]]
     anomalies = None
     if job.cells is not None and (job.window > 1 or any(p.partners for p in seq)):
         nan = np.full(land.shape, np.nan, np.float32)
