@@ -14,6 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 
+def bar_disabled(progress: bool) -> bool | None:
+    """tqdm's ``disable`` for a bar that ``progress`` asks for: off when not asked, else None
+    (tqdm's own check: off on a stream that is not a terminal, so a log or a pod's output gets
+    the stage's summary line rather than a bar redrawn in it)."""
+    return None if progress else True
+
+
 class Step(str):
     """A progress line that also counts items of a task.
 

@@ -24,6 +24,7 @@ from dsm.config import PrecipInput, RainConfig, TwinConfig
 from dsm.cube import Layout, VariableSpec, whole_chunks
 from dsm.extend import resize_time
 from dsm.periods import composite_8day_of, time_position
+from dsm.progress import bar_disabled
 from dsm.remap import remap_to_region
 from dsm.synthetic import (
     Day,
@@ -250,7 +251,7 @@ def build_twin(
     n_days = (spec.sim_end - spec.sim_start).days + 1 + history
     window: list[Day] = []
     for d in tqdm(simulate(spec, static, rng_static, history), total=n_days, desc="twin days", unit="day",
-                  disable=not progress):
+                  disable=bar_disabled(progress)):
         writer.precip(d)
         if d.date < spec.sim_start:
             continue

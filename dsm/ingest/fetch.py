@@ -48,6 +48,7 @@ from dsm.errors import ConfigError, TransientIOError
 from dsm.ingest.base import IngestInputError, date_from_name
 from dsm.ingest.sources import MODIS_DATE
 from dsm.periods import composite_8day_of, period_of
+from dsm.progress import bar_disabled
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +307,7 @@ def fetch(cfg: Config, dest: str, only: Sequence[str] = (), retries: int = 3, pr
         summary.found[source] = len(granules)
         folder = os.path.join(dest, source)
         os.makedirs(folder, exist_ok=True)
-        for g in tqdm(granules, desc=source, unit="file", disable=not progress):
+        for g in tqdm(granules, desc=source, unit="file", disable=bar_disabled(progress)):
             name = granule_name(g)
             try:
                 path = with_retries(partial(download_one, earthaccess, g, folder), name, retries)

@@ -119,6 +119,7 @@ from dsm.ingest.plan import changing, plan
 from dsm.ingest.report import _assemble, _merge_provenance, _previous, report_url, summarize
 from dsm.ingest.sources import configured_sources
 from dsm.ingest.tasks import run_task
+from dsm.progress import bar_disabled
 from dsm.runlock import Lease
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
     futures = client.map(run_task, p.tasks, cfg=cfg, key=[f"{t.key}-{run_id}" for t in p.tasks], retries=0)
     results, errors = [], []
     done = leased_outcomes(client, dict(zip(futures, p.tasks, strict=True)), check)
-    for task, result, exc in tqdm(done, total=len(futures), desc="ingest", unit="task", disable=not progress):
+    for task, result, exc in tqdm(done, total=len(futures), desc="ingest", unit="task", disable=bar_disabled(progress)):
         if exc is None:
             results.append((task, result))
             continue
