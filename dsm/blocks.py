@@ -25,9 +25,7 @@ import xarray as xr
 import xgboost
 
 from dsm import products, store
-from dsm.block_models import apply_model as apply_model  # re-exported: dsm.blocks.apply_model
-from dsm.block_models import model_day as model_day  # re-exported: the one-day case
-from dsm.block_models import model_days
+from dsm.block_models import model_day, model_days
 from dsm.cellmeans import BlockCells, DayCells, fuse_block, fusion_parts, running_mean, within_cell_anomaly
 from dsm.cube import API_NAMES, SPECS
 from dsm.dayplans import DayPlan

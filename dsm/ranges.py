@@ -9,7 +9,7 @@ value a reader did not know. Such a value is treated as missing, exactly like a 
 - when samples are built from the cube, for training and for prediction's 36 km cell means
   (:mod:`dsm.samples`, :mod:`dsm.cellmeans`, :mod:`dsm.models.disaggregation`), and for
   SMAP wherever it is a target or is fused;
-- at prediction, before the models see a pixel (:func:`dsm.blocks.model_day`).
+- at prediction, before the models see a pixel (:func:`dsm.block_models.model_days`).
 
 Each place counts what it masked and reports it. The functions work on numpy and dask arrays
 alike. Bounds are float32 (the cube's dtype), so a value stored at a bound (float32(0.02) is

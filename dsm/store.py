@@ -160,12 +160,12 @@ def open_store(
         ``"store"`` (default) for the store's own chunks as dask arrays, or any value
         accepted by :func:`xarray.open_zarr`.
     """
-    so = dict(storage_options or {}) or None
     try:
         if not _exists(url, storage_options):
             raise StoreNotFoundError(f"no Zarr store at {url} (no zarr.json found)")
         dask_chunks: Any = {} if chunks == "store" else (dict(chunks) if isinstance(chunks, Mapping) else chunks)
-        ds = xr.open_zarr(url, chunks=dask_chunks, consolidated=False, storage_options=files.options_for(url, so))
+        ds = xr.open_zarr(url, chunks=dask_chunks, consolidated=False,
+                          storage_options=files.options_for(url, storage_options))
     except StoreError:
         raise
     except (OSError, ValueError, KeyError, zarr.errors.BaseZarrError) as exc:

@@ -1,5 +1,5 @@
 """A block's days modelled at once, one call per model per block (:func:`dsm.block_models.model_days`),
-give bit for bit what its days give one by one (:func:`dsm.blocks.model_day`), on the tiny twin
+give bit for bit what its days give one by one (:func:`dsm.block_models.model_day`), on the tiny twin
 with both methods' trained models, clouds, days without SMAP, impossible values, anomaly
 partners, a running-mean window's halo days, a day without a model and two periods' plans."""
 
@@ -16,8 +16,8 @@ import pytest
 import zarr
 
 from dsm import blocks, products
-from dsm.block_models import apply_model, model_days
-from dsm.blocks import BlockJob, block_features, model_day
+from dsm.block_models import apply_model, model_day, model_days
+from dsm.blocks import BlockJob, block_features
 from dsm.config import from_dict
 from dsm.cube import API_NAMES
 from dsm.dayplans import fusion_card, make_plans

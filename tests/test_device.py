@@ -32,7 +32,7 @@ def test_prediction_applies_boosters_in_place_without_a_dmatrix(monkeypatch):
     import numpy as np
     import xgboost
 
-    from dsm.blocks import apply_model
+    from dsm.block_models import apply_model
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(500, 4)).astype(np.float32)

@@ -14,7 +14,8 @@ import xarray as xr
 import zarr
 
 from dsm import ledger, products
-from dsm.blocks import model_day, predict_day
+from dsm.block_models import model_day
+from dsm.blocks import predict_day
 from dsm.cellmeans import DayCells, fuse_block
 from dsm.config import from_dict
 from dsm.cube import RAIN_PREDICTORS as RAIN

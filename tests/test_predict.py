@@ -13,7 +13,8 @@ import xarray as xr
 import zarr
 
 from dsm import ledger, products
-from dsm.blocks import apply_model, predict_day, residual_correct
+from dsm.block_models import apply_model
+from dsm.blocks import predict_day, residual_correct
 from dsm.config import from_dict
 from dsm.cube import open_cube
 from dsm.dayplans import DayPlan, VariantPlan

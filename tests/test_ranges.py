@@ -23,7 +23,8 @@ import zarr
 from sklearn.dummy import DummyRegressor
 
 from dsm import products, ranges, store
-from dsm.blocks import BlockJob, model_day, predict_day, run_block
+from dsm.block_models import model_day
+from dsm.blocks import BlockJob, predict_day, run_block
 from dsm.config import from_dict
 from dsm.cube import Layout, open_cube
 from dsm.dayplans import DayPlan, VariantPlan
