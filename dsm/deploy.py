@@ -1,25 +1,20 @@
 """Kubernetes manifests for dsm: DaskCluster, DaskWorkerGroup, DaskJob and daily CronJob specs (pure).
 
-The functions here turn a validated :class:`dsm.config.Config`, an image and worker sizes into
-the custom resources of the dask-kubernetes operator (``kubernetes.dask.org/v1``). They start
-from the operator's own :func:`~dask_kubernetes.operator.make_worker_spec` and
-:func:`~dask_kubernetes.operator.make_scheduler_spec` and then fix what those leave to us:
+The functions here turn a validated :class:`dsm.config.Config` and a :class:`DeploySpec` (image,
+names, worker sizes, Secrets) into the custom resources of the dask-kubernetes operator
+(``kubernetes.dask.org/v1``) and the daily ``batch/v1`` CronJob. Their pods come from
+:mod:`dsm.deploy_spec` (the operator's worker and scheduler specs with dsm's commands, sizes,
+security contexts and GPU placement); this module adds what the resources need around them:
 
-* commands: ``dask scheduler`` / ``dask worker`` (distributed no longer installs the
-  ``dask-scheduler`` / ``dask-worker`` scripts those helpers still name);
-* sizing (:mod:`dsm.k8s_resources`): ``--nthreads`` equals the container's CPU limit and
-  ``--memory-limit`` is :data:`MEMORY_FRACTION` of its memory limit, so the nanny restarts a
-  worker before the kernel's OOM killer takes the whole pod; requests equal limits
-  (Guaranteed QoS);
-* security: non-root uid 1000, no privilege escalation, all capabilities dropped, the
-  runtime's seccomp profile (the "restricted" Pod Security Standard);
-* credentials: only by reference, ``envFrom`` Kubernetes Secrets, never a literal value; the
-  configuration in a job's ConfigMap has its credential-like ``storage_options`` left out
-  (:mod:`dsm.storage_credentials`) and :func:`render_secret`, called only on request, turns
+* the checks that a configuration can run in pods (every store and input a URL);
+* the configuration itself, in a ConfigMap with its credential-like ``storage_options`` left
+  out (:mod:`dsm.storage_credentials`); the pods read credentials only by reference,
+  ``envFrom`` Kubernetes Secrets, and :func:`render_secret`, called only on request, turns
   them into a Secret of ``AWS_*`` variables;
-* the GPU pool: ``nvidia.com/gpu`` limits, a node selector, a toleration and a
-  ``--resources GPU=1`` worker resource for task constraints.
+* the job runner (``dsm run``) of a DaskJob, and the one pod of the daily CronJob.
 
+The public names of :mod:`dsm.deploy_spec`, :mod:`dsm.k8s_resources` and
+:mod:`dsm.storage_credentials` that callers of these functions need are importable from here too.
 Nothing here talks to a cluster; :func:`to_yaml` gives the text for ``kubectl apply -f -``.
 Only :func:`render_secret` ever puts a credential into a manifest.
 """
@@ -28,14 +23,28 @@ from __future__ import annotations
 
 import base64
 import copy
-import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Literal
 
 import yaml
 
 from dsm.config import Config
+from dsm.deploy_spec import (
+    CREDENTIALS_SECRET,
+    EARTHDATA_SECRET,
+    GPU_NODE_SELECTOR,
+    GPU_TOLERATIONS,
+    SCRATCH_MOUNT,
+    UID,
+    DeploySpec,
+    container_security,
+    env_from,
+    pod_security,
+    scheduler_spec,
+    worker_args,
+    worker_spec,
+)
 from dsm.errors import ConfigError
 from dsm.k8s_resources import GPU_RESOURCE, MEMORY_FRACTION, Resources, dask_memory_limit, parse_quantity
 from dsm.storage_credentials import (
@@ -60,192 +69,8 @@ __all__ = [
 API_VERSION = "kubernetes.dask.org/v1"
 CONFIG_MOUNT = "/config"
 CONFIG_KEY = "config.yaml"
-SCRATCH_MOUNT = "/scratch"
-UID = 1000
-CREDENTIALS_SECRET = "dsm-s3-credentials"
-EARTHDATA_SECRET = "dsm-earthdata"
-GPU_NODE_SELECTOR: dict[str, str] = {"nvidia.com/gpu.present": "true"}
-GPU_TOLERATIONS: tuple[dict[str, str], ...] = (
-    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
-)
 LABELS: dict[str, str] = {"app.kubernetes.io/name": "dsm", "app.kubernetes.io/part-of": "dsm"}
-_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
-@dataclass(frozen=True)
-class DeploySpec:
-    """What to deploy besides the dsm configuration.
-
-    Parameters
-    ----------
-    image
-        Container image with a pinned tag or digest (``registry.example.org/dsm:0.1.0``).
-    name
-        Name of the DaskCluster or DaskJob; the scheduler Service is ``<name>-scheduler``.
-    workers
-        Replicas of the default worker group; None: ``cluster.n_workers`` of the config.
-    worker, scheduler, runner
-        Sizes of a CPU worker, the scheduler and the job runner (``dsm run``).
-    gpu_workers
-        GPU workers: with ``cluster.device: cuda`` a DaskJob's workers are all GPU workers
-        (a DaskJob has one worker group) and a DaskCluster gets an extra group of this size.
-    gpu_worker
-        Size of a GPU worker.
-    gpu_image
-        Image of GPU workers (built with ``XGBOOST_VARIANT=cuda``); None: ``<image>-cuda``.
-        A DaskJob with ``cluster.device: cuda`` uses it for every pod.
-    secrets
-        Secrets whose keys become environment variables of workers and the job runner.
-    optional_secrets
-        Secrets passed the same way to the job runner only, when they exist (Earthdata).
-    scratch
-        Size limit of the worker spill ``emptyDir``.
-    idle_timeout
-        Seconds of inactivity after which the operator deletes a DaskCluster (0: never).
-    """
-
-    image: str
-    name: str = "dsm"
-    workers: int | None = None
-    worker: Resources = Resources(cpu=2, memory="8Gi")
-    scheduler: Resources = Resources(cpu=1, memory="4Gi")
-    runner: Resources = Resources(cpu=1, memory="4Gi")
-    gpu_workers: int = 1
-    gpu_worker: Resources = Resources(cpu=4, memory="16Gi", gpu=1)
-    gpu_image: str | None = None
-    secrets: tuple[str, ...] = (CREDENTIALS_SECRET,)
-    optional_secrets: tuple[str, ...] = (EARTHDATA_SECRET,)
-    scratch: str = "20Gi"
-    idle_timeout: int = 0
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    node_selector: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        # <name>-scheduler must be a DNS-1035 label (<= 63); worker pods add ~30 characters
-        if not _NAME.match(self.name) or len(self.name) > 40:
-            raise ValueError(f"name {self.name!r}: lower-case letters, digits and '-', starting with a "
-                             "letter, at most 40 characters")
-        for image in (self.image, self.gpu_image):
-            if image is None:
-                continue
-            if ":" not in image.rsplit("/", 1)[-1] and "@" not in image:
-                raise ValueError(f"image {image!r}: give a tag or digest (repository:tag)")
-            if image.endswith(":latest"):
-                raise ValueError(f"image {image!r}: pin a version, not :latest")
-        if self.gpu_image is None and "@" in self.image:
-            raise ValueError("with an image digest, give gpu_image too")
-        if self.workers is not None and self.workers < 0:
-            raise ValueError(f"workers = {self.workers}: must be >= 0")
-        if self.gpu_worker.gpu < 1:
-            raise ValueError("gpu_worker needs gpu >= 1")
-
-    @property
-    def cuda_image(self) -> str:
-        """The image of GPU pods: ``gpu_image`` or ``<image>-cuda``."""
-        return self.gpu_image or f"{self.image}-cuda"
-
-
-def _operator() -> Any:
-    try:
-        import dask_kubernetes.operator as op  # noqa: PLC0415 - optional dependency (the k8s extra)
-    except ImportError as exc:  # pragma: no cover - the k8s extra is missing
-        raise ConfigError("rendering Kubernetes manifests needs the k8s extra: pip install 'dsm[k8s]'") from exc
-    return op
-
-
-def _plain(obj: Any) -> Any:
-    """JSON-plain copy without None values (the operator helpers leave ``env: None``)."""
-
-    def strip(x: Any) -> Any:
-        if isinstance(x, dict):
-            return {k: strip(v) for k, v in x.items() if v is not None}
-        if isinstance(x, list):
-            return [strip(v) for v in x]
-        return x
-
-    return strip(json.loads(json.dumps(obj)))
-
-
-def _pod_security() -> dict[str, Any]:
-    return {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
-            "seccompProfile": {"type": "RuntimeDefault"}}  # fmt: skip
-
-
-def _container_security() -> dict[str, Any]:
-    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
-
-
-def _env_from(secrets: tuple[str, ...], optional: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = [{"secretRef": {"name": s}} for s in secrets]
-    return out + [{"secretRef": {"name": s, "optional": True}} for s in optional]
-
-
-def worker_args(resources: Resources, gpu: bool = False) -> list[str]:
-    """``dask worker`` arguments sized from the container's limits.
-
-    Parameters
-    ----------
-    resources
-        The worker container's requests/limits.
-    gpu
-        Advertise a ``GPU=<n>`` worker resource for ``dask.annotate(resources=...)``.
-
-    Returns
-    -------
-    list of str
-        The container ``args``; the operator sets ``DASK_WORKER_NAME`` and
-        ``DASK_SCHEDULER_ADDRESS`` in the environment.
-    """
-    args = ["dask", "worker", "--name", "$(DASK_WORKER_NAME)", "--nworkers", "1",
-            "--nthreads", str(resources.cpu), "--memory-limit", dask_memory_limit(resources.memory),
-            "--local-directory", SCRATCH_MOUNT, "--dashboard", "--dashboard-address", "8788"]  # fmt: skip
-    if gpu:
-        args += ["--resources", f"GPU={resources.gpu}"]
-    return args
-
-
-def worker_spec(spec: DeploySpec, replicas: int, gpu: bool = False) -> dict[str, Any]:
-    """A worker group's ``{replicas, spec}`` (the CRD's ``DaskWorker``).
-
-    Parameters
-    ----------
-    spec
-        Deployment settings.
-    replicas
-        Number of worker pods.
-    gpu
-        GPU workers (``spec.gpu_worker`` sizes, node selector, toleration) instead of CPU ones.
-    """
-    res = spec.gpu_worker if gpu else spec.worker
-    image = spec.cuda_image if gpu else spec.image
-    out = _plain(_operator().make_worker_spec(image=image, n_workers=replicas, resources=res.to_k8s()))
-    pod = out["spec"]
-    (c,) = pod["containers"]
-    c.update(args=worker_args(res, gpu=gpu), imagePullPolicy=spec.image_pull_policy,
-             envFrom=_env_from(spec.secrets), securityContext=_container_security(),
-             volumeMounts=[{"name": "scratch", "mountPath": SCRATCH_MOUNT}])  # fmt: skip
-    pod["securityContext"] = _pod_security()
-    pod["volumes"] = [{"name": "scratch", "emptyDir": {"sizeLimit": spec.scratch}}]
-    selector = {**spec.node_selector, **(GPU_NODE_SELECTOR if gpu else {})}
-    if selector:
-        pod["nodeSelector"] = selector
-    if gpu:
-        pod["tolerations"] = [dict(t) for t in GPU_TOLERATIONS]
-    return out
-
-
-def scheduler_spec(spec: DeploySpec, cluster_name: str) -> dict[str, Any]:
-    """The scheduler's ``{spec, service}``; it needs no credentials (it never touches data)."""
-    out = _plain(_operator().make_scheduler_spec(cluster_name=cluster_name, image=spec.image,
-                                                 resources=spec.scheduler.to_k8s()))  # fmt: skip
-    (c,) = out["spec"]["containers"]
-    c.update(args=["dask", "scheduler", "--host", "0.0.0.0"], imagePullPolicy=spec.image_pull_policy,
-             securityContext=_container_security())  # fmt: skip
-    out["spec"]["securityContext"] = _pod_security()
-    if spec.node_selector:
-        out["spec"]["nodeSelector"] = dict(spec.node_selector)
-    return out
 
 
 def _replicas(config: Config, spec: DeploySpec) -> int:
@@ -405,12 +230,12 @@ def render_job(config: Config, spec: DeploySpec) -> list[dict[str, Any]]:
     cm_name, configmap = _config_map(spec.name, cfg)
     runner = {
         "restartPolicy": "Never",  # the operator finishes the job when this pod Succeeds/Fails
-        "securityContext": _pod_security(),
+        "securityContext": pod_security(),
         "containers": [{
             "name": "job", "image": spec.image, "imagePullPolicy": spec.image_pull_policy,
             "args": ["dsm", "run", f"{CONFIG_MOUNT}/{CONFIG_KEY}"],
-            "envFrom": _env_from(spec.secrets, spec.optional_secrets),
-            "resources": spec.runner.to_k8s(), "securityContext": _container_security(),
+            "envFrom": env_from(spec.secrets, spec.optional_secrets),
+            "resources": spec.runner.to_k8s(), "securityContext": container_security(),
             "volumeMounts": [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True}],
         }],
         "volumes": [{"name": "config", "configMap": {"name": cm_name}}],
@@ -463,13 +288,13 @@ def render_daily(config: Config, spec: DeploySpec, schedule: str = DAILY_SCHEDUL
                                               "memory_limit": dask_memory_limit(res.memory, 0.75)})  # fmt: skip
     cm_name, configmap = _config_map(spec.name, config.model_copy(update={"cluster": local}))
     pod: dict[str, Any] = {
-        "restartPolicy": "Never", "securityContext": _pod_security(),
+        "restartPolicy": "Never", "securityContext": pod_security(),
         "containers": [{
             "name": "dsm", "image": image, "imagePullPolicy": spec.image_pull_policy,
             "args": ["dsm", "run", f"{CONFIG_MOUNT}/{CONFIG_KEY}", "--until", "today"],
             "env": [{"name": "DASK_TEMPORARY_DIRECTORY", "value": SCRATCH_MOUNT}],
-            "envFrom": _env_from(spec.secrets, spec.optional_secrets),
-            "resources": res.to_k8s(), "securityContext": _container_security(),
+            "envFrom": env_from(spec.secrets, spec.optional_secrets),
+            "resources": res.to_k8s(), "securityContext": container_security(),
             "volumeMounts": [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
                              {"name": "scratch", "mountPath": SCRATCH_MOUNT}],
         }],

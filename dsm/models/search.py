@@ -4,7 +4,7 @@
 
 * a table of at most :data:`ONE_TASK_MAX_VALUES` predictor values (every period table of a
   36 km region of a few hundred cells): the whole search is **one task** on a worker
-  (scikit-learn's ``GridSearchCV``, :func:`search_local`), the table scattered once. Each
+  (:func:`search_local`), the table scattered once. Each
   candidate x fold fit of such a table takes milliseconds, so as tasks of their own the
   scheduler's round trips would cost more than the fits; the cluster's parallelism comes
   from the periods and models searched at once (``training.concurrent_periods``);
@@ -20,8 +20,11 @@ estimator. Never put a ``DaskXGBRegressor`` in here: nested in a dask-ml search 
 dask-ml retries a failed fit task forever, so fits run with ``error_score=nan``: a fit that
 raises scores NaN, and a model whose every candidate failed raises :class:`SearchError`.
 
-:func:`search_local` runs the same search with scikit-learn's ``GridSearchCV`` in the calling
-process (the benchmark's sequential baseline).
+:func:`search_local` runs the same search in the calling process (the benchmark's sequential
+baseline), candidate by candidate on the same folds, scored and chosen as scikit-learn's
+``GridSearchCV(error_score=nan)``. It does not call ``GridSearchCV`` itself: when every fit fails,
+that raises a ``ValueError`` which only its message tells apart from other errors; here, as on
+the cluster, a fit that raises scores NaN and all-NaN scores raise :class:`SearchError`.
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ import numpy as np
 from distributed import Client
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import FitFailedWarning
-from sklearn.model_selection import GridSearchCV as SkGridSearchCV
-from sklearn.model_selection import KFold
+from sklearn.metrics import get_scorer
+from sklearn.model_selection import KFold, ParameterGrid
 
 from dsm.errors import DsmError
 from dsm.models.estimators import make_estimator, param_grid
@@ -94,12 +97,13 @@ def _every_candidate_failed(name: str, estimator: BaseEstimator, params: Any, X:
     return SearchError(f"every candidate of model '{name}' failed to fit{why}")
 
 
-def _result(name: str, search: Any, n_candidates: int, X: np.ndarray, y: np.ndarray) -> SearchResult:
-    scores = np.asarray(search.cv_results_["mean_test_score"], dtype=np.float64)
+def _best(name: str, scores: np.ndarray, estimator: BaseEstimator, params: Any, X: np.ndarray,
+          y: np.ndarray) -> int:
+    """The index of the best of the candidates' mean ``scores`` (the first of equals, as
+    scikit-learn's rank; NaN: a fit failed); :class:`SearchError` when every one is NaN."""
     if not np.isfinite(scores).any():
-        raise _every_candidate_failed(name, search.estimator, search.param_grid, X, y)
-    return SearchResult(name, search.best_estimator_, dict(search.best_params_),
-                        float(-scores[search.best_index_]), n_candidates)
+        raise _every_candidate_failed(name, estimator, params, X, y)
+    return int(np.nanargmax(scores))
 
 
 def fold_mean_scores(cv_results: Mapping[str, Any], n_splits: int) -> np.ndarray:
@@ -149,27 +153,41 @@ def search(client: Client, name: str, X: np.ndarray, y: np.ndarray, grid: Mappin
         warnings.simplefilter("ignore", FitFailedWarning)
         gs.fit(X, y)
     scores = fold_mean_scores(gs.cv_results_, folds)
-    if not np.isfinite(scores).any():
-        raise _every_candidate_failed(name, estimator, params, X, y)
-    best = int(np.nanargmax(scores))  # the first of equals, as scikit-learn's rank
+    best = _best(name, scores, estimator, params, X, y)
     chosen = dict(gs.cv_results_["params"][best])
     Xf, yf = client.scatter([X, y], hash=False)
     fitted = client.submit(_refit, estimator, chosen, Xf, yf, pure=False).result()
     return SearchResult(name, fitted, chosen, float(-scores[best]), len(scores))
 
 
+def _fold_score(estimator: BaseEstimator, params: Mapping[str, Any], scorer: Any, X: np.ndarray, y: np.ndarray,
+                train: np.ndarray, test: np.ndarray) -> float:
+    """One candidate's test score on one fold; NaN when its fit or scoring raises (scikit-learn's
+    ``error_score=nan``)."""
+    try:
+        return float(scorer(_refit(estimator, params, X[train], y[train]), X[test], y[test]))
+    except Exception:  # noqa: BLE001 - a failed candidate scores NaN; all of them failing raises SearchError
+        return np.nan
+
+
 def search_local(name: str, X: np.ndarray, y: np.ndarray, grid: Mapping[str, Sequence[Any]],
                  folds: int = 3, seed: int = 0, device: str = "cpu") -> SearchResult:
-    """The same search with scikit-learn's ``GridSearchCV``, sequentially in this process."""
+    """The same search sequentially in this process: every candidate fitted and scored on every fold
+    as scikit-learn's ``GridSearchCV(error_score=nan)`` does, the best plain mean of the fold scores
+    chosen and refitted on all of ``(X, y)`` (module docstring).
+
+    Raises
+    ------
+    SearchError
+        When every candidate failed, naming the model and what its first candidate raises.
+    """
     params = param_grid(name, grid)
-    gs = SkGridSearchCV(make_estimator(name, seed, device), params, scoring=SCORING, cv=_folds(len(y), folds, seed),
-                        refit=True, error_score=np.nan, n_jobs=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FitFailedWarning)
-        try:
-            gs.fit(X, y)
-        except ValueError as exc:  # scikit-learn's "All the N fits failed" (with every traceback)
-            if "fits failed" not in str(exc):
-                raise
-            raise _every_candidate_failed(name, gs.estimator, params, X, y) from None
-    return _result(name, gs, len(gs.cv_results_["params"]), X, y)
+    estimator = make_estimator(name, seed, device)
+    splits = list(_folds(len(y), folds, seed).split(X))
+    scorer = get_scorer(SCORING)
+    candidates = list(ParameterGrid(params))
+    scores = np.array([[_fold_score(estimator, c, scorer, X, y, train, test) for train, test in splits]
+                       for c in candidates], dtype=np.float64).mean(axis=1)  # fmt: skip
+    best = _best(name, scores, estimator, params, X, y)
+    fitted = _refit(estimator, candidates[best], X, y)
+    return SearchResult(name, fitted, dict(candidates[best]), float(-scores[best]), len(candidates))
