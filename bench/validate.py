@@ -4,9 +4,8 @@ Builds (or reuses, ``--workdir``) the default twin (8 x 8 SMAP cells, 2016) and 
 on it (the truth plus N(0, 0.02), :func:`dsm.testing.validation.make_products_store`; ``--days
 N``: the first N days done), then times in interleaved rounds (``--rounds``, the order rotating):
 
-* ``client``: what the validate stage did before: :func:`dsm.skill.skill` in this process (one
-  time chunk after another, two passes over the truth, the products and SMAP) and then
-  :func:`dsm.stages.validate.period_skill` (a third read of the truth), both on the client;
+* ``client``: :func:`dsm.skill.skill` with ``periods=True`` in this process (one time chunk after
+  another, two passes over the truth, the products and SMAP, the stores opened once);
 * ``workers``: :func:`dsm.skill.skill` with ``client`` and ``periods=True`` on a LocalCluster of
   ``--workers`` single-threaded worker processes: one task per time chunk and pass, the stores
   read on the workers, the per-period table from the same pass, each chunk's sums folded into
@@ -46,7 +45,6 @@ from dsm import config as config_mod
 from dsm import skill_workers
 from dsm.skill import read_twin_stations, skill
 from dsm.skill_chunks import Runner, SkillJob
-from dsm.stages.validate import period_skill
 from dsm.synthetic import TwinSpec
 from dsm.testing.validation import make_products_store
 
@@ -165,8 +163,8 @@ def main() -> None:
     results: dict[str, Any] = {}
     with local_cluster(args.workers) as client:
         def on_client() -> Any:
-            s = skill(output, truth, cube, stations=stations)
-            return s, period_skill(output, truth, cube)
+            s = skill(output, truth, cube, stations=stations, periods=True)
+            return s, pd.DataFrame(s.pop("periods"))
 
         def on_workers() -> Any:
             s = skill(output, truth, cube, stations=stations, client=client, periods=True)

@@ -191,7 +191,7 @@ def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
 
         run = on_workers(client)
     else:
-        run = _in_process(job)
+        run = _in_process
     sums = chunks_mod.empty_sums(job, land.shape)
     for part in run(chunks_mod.pass1, job, [(t,) for t in chunks]):  # pass 1
         sums.merge(part)
@@ -225,15 +225,11 @@ def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
     return out
 
 
-def _in_process(job: chunks_mod.SkillJob) -> chunks_mod.Runner:
-    """Run the chunk functions here, one after another, on stores opened once."""
-    opened = chunks_mod.open_all(job)
-
-    def run(fn: Callable[..., Any], job: chunks_mod.SkillJob, args: list[tuple[Any, ...]]) -> Iterator[Any]:
-        for a in args:
-            yield fn(job, *a, opened=opened)
-
-    return run
+def _in_process(fn: Callable[..., Any], job: chunks_mod.SkillJob, args: list[tuple[Any, ...]]) -> Iterator[Any]:
+    """A :data:`~dsm.skill_chunks.Runner` here: the chunk functions one after another (on the
+    job's stores, opened once)."""
+    for a in args:
+        yield fn(job, *a)
 
 
 def _labels(urls: Mapping[str, str]) -> list[str]:

@@ -30,6 +30,8 @@ from dsm.periods import period_of
 from dsm.skill_sums import CoverageSums, MapScores, ScoreSums, SumsMemo, anomaly_sums
 
 BASELINES = ("smap_repeat", "smap_bilinear")
+Opened = tuple[xr.Dataset, xr.Dataset, dict[str, xr.Dataset]]
+"""A job's truth, cube and products stores, opened lazily without Dask."""
 PERIOD_MAPS = ("product", *BASELINES)
 """The maps of the per-period scores: the first product (named ``product``) and the baselines."""
 
@@ -54,6 +56,19 @@ class SkillJob:
     rows: np.ndarray | None = None
     cols: np.ndarray | None = None
     periods: bool = False
+
+    def opened(self) -> Opened:
+        """Truth, cube and products (:func:`open_all`), opened once by each process that holds
+        this job (a Dask worker holds one copy for all of its chunk tasks, scattered with the job)
+        and never pickled with it."""
+        stores = self.__dict__.get("_opened")
+        if stores is None:
+            stores = open_all(self)
+            object.__setattr__(self, "_opened", stores)  # a cache, not a field: the job stays frozen
+        return stores
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_opened"}
 
     @property
     def labels(self) -> list[str]:
@@ -114,7 +129,7 @@ def empty_sums(job: SkillJob, shape: tuple[int, int]) -> ChunkSums:
                      {k: c.empty() for k, c in job.cover.items()})
 
 
-def open_all(job: SkillJob) -> tuple[xr.Dataset, xr.Dataset, dict[str, xr.Dataset]]:
+def open_all(job: SkillJob) -> Opened:
     """Truth, cube and products of ``job``, opened lazily without Dask (reads fetch the chunks
     they touch)."""
     so = job.storage_options
@@ -127,11 +142,10 @@ def _read(ds: xr.Dataset, name: str, t: np.ndarray) -> np.ndarray:
     return ds[name].sel(time=t).values
 
 
-def read_chunk(job: SkillJob, t: np.ndarray, opened: tuple[xr.Dataset, xr.Dataset, dict[str, xr.Dataset]] | None,
-               uncertainty: bool) -> dict[str, Any]:
+def read_chunk(job: SkillJob, t: np.ndarray, uncertainty: bool) -> dict[str, Any]:
     """The arrays of days ``t``: ``truth``, ``smap`` and ``sm`` (label -> array), with
     ``uncertainty`` also ``unc`` and ``origin`` (label -> array or None)."""
-    truth, cube, outs = opened or open_all(job)
+    truth, cube, outs = job.opened()
     out: dict[str, Any] = {"truth": _read(truth, "sm_true", t), "smap": _read(cube, "smap_sm", t),
                            "sm": {k: _read(o, "sm", t) for k, o in outs.items()}}
     if uncertainty:
@@ -189,13 +203,13 @@ def _add_periods(sums: ChunkSums, job: SkillJob, t: np.ndarray, tr: np.ndarray, 
         i = np.array([p in ("all", n) for n in names])
         sums.periods[p] = {m: ScoreSums(job.factor) for m in PERIOD_MAPS}
         for m, k in srcs.items():
-            part = memo.score(vals[k], tr, mask) if i.all() else memo.score(vals[k][i], tr[i], mask[i], keep=False)
-            sums.periods[p][m].merge(part)
+            cells = memo.cells(vals[k], tr, mask)
+            sums.periods[p][m].add_cells(cells if i.all() else cells.days(i))
 
 
-def pass1(job: SkillJob, t: np.ndarray, opened: Any = None) -> ChunkSums:
-    """Read days ``t`` (opening the stores unless ``opened``) and return their pass-1 sums."""
-    return score_chunk(job, t, read_chunk(job, t, opened, uncertainty=True))
+def pass1(job: SkillJob, t: np.ndarray) -> ChunkSums:
+    """Read days ``t`` and return their pass-1 sums."""
+    return score_chunk(job, t, read_chunk(job, t, uncertainty=True))
 
 
 Means = dict[str, tuple[np.ndarray, np.ndarray]]
@@ -209,10 +223,10 @@ process one per chunk; on Dask workers (:func:`dsm.skill_workers.on_workers`) on
 sums folded there (:data:`FOLDS`)."""
 
 
-def pass2(job: SkillJob, t: np.ndarray, common: Means, own: Means, opened: Any = None) -> Anomalies:
+def pass2(job: SkillJob, t: np.ndarray, common: Means, own: Means) -> Anomalies:
     """The anomaly sums of days ``t`` on the common and on each product's own pixel-days, from the
     pixels' time means of pass 1 (:meth:`~dsm.skill_sums.PixelSums.means` of each map)."""
-    tr, vals, base, mask = _maps(job, read_chunk(job, t, opened, uncertainty=False))
+    tr, vals, base, mask = _maps(job, read_chunk(job, t, uncertainty=False))
     return ({k: anomaly_sums(vals[k], tr, mask, m, job.factor) for k, m in common.items()},
             {k: anomaly_sums(vals[k], tr, base & np.isfinite(vals[k]), m, job.factor) for k, m in own.items()})
 
@@ -253,4 +267,4 @@ def period_rows(periods: Mapping[str, Mapping[str, ScoreSums]]) -> list[dict[str
 
 
 __all__ = ["BASELINES", "FOLDS", "PERIOD_MAPS", "Anomalies", "ChunkSums", "Means", "Runner", "SkillJob", "empty_sums",
-           "fold1", "fold2", "open_all", "pass1", "pass2", "period_rows", "read_chunk", "score_chunk"]
+           "Opened", "fold1", "fold2", "open_all", "pass1", "pass2", "period_rows", "read_chunk", "score_chunk"]

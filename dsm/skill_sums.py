@@ -16,6 +16,7 @@ another (each sum is the same float additions in the same order).
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -39,21 +40,59 @@ def json_float(v: Any) -> float | None:
     return v if np.isfinite(v) else None
 
 
-def cell_sums(x: np.ndarray, y: np.ndarray, mask: np.ndarray, factor: int) -> tuple[np.ndarray, ...]:
-    """Per (day, cell of ``factor`` pixels a side): pixel count, means of x and y, and the sums
-    of squared deviations ``sxx, syy, sxy`` over the masked pixels (inputs (time, y, x))."""
+@dataclass(frozen=True)
+class CellMoments:
+    """Per (day, cell of ``factor`` pixels a side) of some days: the masked pixel count ``n``, the
+    means of map and truth ``mx``, ``my`` (NaN where ``n`` is 0) and the sums of squared and
+    crossed deviations from them ``sxx``, ``syy``, ``sxy``; arrays ``(time, cells y, cells x)``."""
+
+    n: np.ndarray
+    mx: np.ndarray
+    my: np.ndarray
+    sxx: np.ndarray
+    syy: np.ndarray
+    sxy: np.ndarray
+
+    def days(self, index: np.ndarray) -> CellMoments:
+        """The moments of the days ``index`` selects (a boolean or integer index on time)."""
+        return CellMoments(*(getattr(self, f.name)[index] for f in fields(self)))
+
+
+def _masked(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``x`` in float64 where ``mask``, 0 elsewhere (a new array)."""
+    out = np.zeros(x.shape)
+    np.copyto(out, x, where=mask)
+    return out
+
+
+def _pixel_sums(xb: np.ndarray, yb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-pixel sums over time ``n, sx, sy, sxx, syy, sxy`` (``(6, y, x)``) of masked arrays
+    (:func:`_masked`)."""
+    return np.stack([mask.sum(axis=0), xb.sum(axis=0), yb.sum(axis=0), np.einsum("tij,tij->ij", xb, xb),
+                     np.einsum("tij,tij->ij", yb, yb), np.einsum("tij,tij->ij", xb, yb)]).astype(np.float64)
+
+
+def masked_moments(x: np.ndarray, y: np.ndarray, mask: np.ndarray, factor: int, pixels: bool = False
+                   ) -> tuple[CellMoments, np.ndarray | None]:
+    """The :class:`CellMoments` of map ``x`` and truth ``y`` (``(time, y, x)``) on ``mask`` and,
+    with ``pixels``, their per-pixel sums over time (:func:`_pixel_sums`; None without). Each
+    masked array is made once, in float64, and serves both."""
     f = factor
     t, ny, nx = x.shape
+    xb, yb = _masked(x, mask), _masked(y, mask)
+    pix = _pixel_sums(xb, yb, mask) if pixels else None
     shp = (t, ny // f, f, nx // f, f)
-    m = mask.reshape(shp)
-    xb = np.where(m, x.reshape(shp), 0.0).astype(np.float64)
-    yb = np.where(m, y.reshape(shp), 0.0).astype(np.float64)
+    m, xb, yb = mask.reshape(shp), xb.reshape(shp), yb.reshape(shp)  # views
     n = m.sum(axis=(2, 4))
     with np.errstate(invalid="ignore", divide="ignore"):
         mx, my = xb.sum(axis=(2, 4)) / n, yb.sum(axis=(2, 4)) / n
-    dx = np.where(m, xb - mx[:, :, None, :, None], 0.0)
-    dy = np.where(m, yb - my[:, :, None, :, None], 0.0)
-    return n, mx, my, (dx * dx).sum(axis=(2, 4)), (dy * dy).sum(axis=(2, 4)), (dx * dy).sum(axis=(2, 4))
+    # deviations from the cell-day means, in place (0 off the mask; a mean is NaN only where nothing is)
+    xb -= np.nan_to_num(mx)[:, :, None, :, None]
+    yb -= np.nan_to_num(my)[:, :, None, :, None]
+    xb *= m
+    yb *= m
+    dev = "abcde,abcde->abd"
+    return CellMoments(n, mx, my, np.einsum(dev, xb, xb), np.einsum(dev, yb, yb), np.einsum(dev, xb, yb)), pix
 
 
 class ScoreSums:
@@ -69,9 +108,17 @@ class ScoreSums:
         self.anom_sse = 0.0
 
     def add(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> None:
-        xv, yv = x[mask].astype(np.float64), y[mask].astype(np.float64)
-        self.s += [xv.size, xv.sum(), yv.sum(), (xv * xv).sum(), (yv * yv).sum(), (xv * yv).sum()]
-        n, mx, my, vx, vy, cov = cell_sums(x, y, mask, self.factor)
+        """Add the pixel-days of ``mask`` (map ``x``, truth ``y``, ``(time, y, x)``)."""
+        self.add_cells(masked_moments(x, y, mask, self.factor)[0])
+
+    def add_cells(self, c: CellMoments) -> None:
+        """Add the pixel-days summed in ``c`` (:func:`masked_moments`)."""
+        n, mx, my, vx, vy, cov = c.n, c.mx, c.my, c.sxx, c.syy, c.sxy
+        has = n > 0
+        nh, mxh, myh = n[has], mx[has], my[has]
+        # the raw sums from the cells': sum x = n mx, sum x**2 = sxx + n mx**2, sum xy = sxy + n mx my
+        self.s += [nh.sum(), (nh * mxh).sum(), (nh * myh).sum(), (vx[has] + nh * mxh * mxh).sum(),
+                   (vy[has] + nh * myh * myh).sum(), (cov[has] + nh * mxh * myh).sum()]
         with np.errstate(invalid="ignore", divide="ignore"):
             r = cov / np.sqrt(vx * vy)
         big = n >= MIN_CELL_PIXELS
@@ -120,10 +167,8 @@ class PixelSums:
         self.s = np.zeros((6, *shape))  # n, sx, sy, sxx, syy, sxy
 
     def add(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> None:
-        xv = np.where(mask, x, 0.0).astype(np.float64)
-        yv = np.where(mask, y, 0.0).astype(np.float64)
-        for k, a in enumerate((mask, xv, yv, xv * xv, yv * yv, xv * yv)):
-            self.s[k] += a.sum(axis=0)
+        """Add the pixel-days of ``mask`` (map ``x``, truth ``y``, ``(time, y, x)``)."""
+        self.s += _pixel_sums(_masked(x, mask), _masked(y, mask), mask)
 
     def merge(self, other: PixelSums) -> PixelSums:
         """Add the sums of ``other`` (other days, the same pixels) to these; returns self."""
@@ -154,40 +199,35 @@ class PixelSums:
 
 
 class SumsMemo:
-    """The sums of one time chunk already made, by map, truth and mask: asked again for the same
-    arrays (the same objects) and an equal mask, it returns them instead of summing again (the
-    same numbers: the sums are deterministic). Added into other sums with ``merge``, never
-    changed."""
+    """The moments of one time chunk already made, by map, truth and mask: asked again for the
+    same arrays (the same objects) and an equal mask, it returns them instead of summing again
+    (the same numbers: the sums are deterministic). Never changed once made."""
 
     def __init__(self, factor: int, shape: tuple[int, int]) -> None:
         self.factor, self.shape = factor, shape
-        self._made: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, Any]] = []
+        self._made: list[tuple[np.ndarray, np.ndarray, np.ndarray, CellMoments, np.ndarray | None]] = []
 
-    def _find(self, kind: str, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> Any:
-        for k, mx, my, m, sums in self._made:
-            if k == kind and mx is x and my is y and (m is mask or np.array_equal(m, mask)):
-                return sums
-        return None
+    def _moments(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, pixels: bool
+                 ) -> tuple[CellMoments, np.ndarray | None]:
+        for i, (mx, my, m, cells, pix) in enumerate(self._made):
+            if mx is x and my is y and (m is mask or np.array_equal(m, mask)):
+                if pix is not None or not pixels:
+                    return cells, pix
+                del self._made[i]  # made without the pixel sums: made again with them
+                break
+        cells, pix = masked_moments(x, y, mask, self.factor, pixels)
+        self._made.append((x, y, mask, cells, pix))
+        return cells, pix
 
-    def score(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, keep: bool = True) -> ScoreSums:
-        """The :class:`ScoreSums` of ``x``, ``y`` on ``mask`` (``keep=False``: not kept, for
-        arrays made for this one call)."""
-        found = self._find("score", x, y, mask) if keep else None
-        if found is None:
-            found = ScoreSums(self.factor)
-            found.add(x, y, mask)
-            if keep:
-                self._made.append(("score", x, y, mask, found))
-        return found
+    def cells(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> CellMoments:
+        """The :class:`CellMoments` of ``x``, ``y`` on ``mask``."""
+        return self._moments(x, y, mask, pixels=False)[0]
 
-    def pixels(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> PixelSums:
-        """The :class:`PixelSums` of ``x``, ``y`` on ``mask``."""
-        found = self._find("pixels", x, y, mask)
-        if found is None:
-            found = PixelSums(self.shape)
-            found.add(x, y, mask)
-            self._made.append(("pixels", x, y, mask, found))
-        return found
+    def pixels(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The per-pixel sums over time of ``x``, ``y`` on ``mask`` (:class:`PixelSums` ``s``)."""
+        pix = self._moments(x, y, mask, pixels=True)[1]
+        assert pix is not None
+        return pix
 
 
 class MapScores:
@@ -207,18 +247,18 @@ class MapScores:
         ``memo``: the sums of these days already made for other masks or maps (equal inputs are
         summed once; the result is the same)."""
         memo = memo if memo is not None else SumsMemo(self.factor, self.shape)
-        self.acc.merge(memo.score(x, y, mask))
-        self.pix.merge(memo.pixels(x, y, mask))
+        self.pix.s += memo.pixels(x, y, mask)
+        cells = memo.cells(x, y, mask)
+        self.acc.add_cells(cells)
         seasons = np.array([SEASONS[int(m)] for m in months])
         for s in dict.fromkeys(seasons):
             i = seasons == s
-            part = memo.score(x, y, mask) if i.all() else memo.score(x[i], y[i], mask[i], keep=False)
-            self.seasons.setdefault(s, ScoreSums(self.factor)).merge(part)
+            self.seasons.setdefault(s, ScoreSums(self.factor)).add_cells(cells if i.all() else cells.days(i))
         for name, m in (("smap_days", smap), ("other_days", other)):
             if m is not None:
                 acc, pix = self.split.setdefault(name, (ScoreSums(self.factor), PixelSums(self.shape)))
-                acc.merge(memo.score(x, y, m))
-                pix.merge(memo.pixels(x, y, m))
+                pix.s += memo.pixels(x, y, m)
+                acc.add_cells(memo.cells(x, y, m))
 
     def merge(self, other: MapScores) -> MapScores:
         """Add the pass-1 and pass-2 sums of ``other`` (other days of the same map and pixels) to
@@ -310,4 +350,4 @@ class CoverageSums:
 
 
 __all__ = ["MIN_CELL_PIXELS", "MIN_PIXEL_DAYS", "SEASONS", "CoverageSums", "MapScores", "PixelSums", "ScoreSums",
-           "SumsMemo", "anomaly_sums", "cell_sums", "json_float"]
+           "SumsMemo", "CellMoments", "anomaly_sums", "masked_moments", "json_float"]

@@ -160,7 +160,7 @@ fig.suptitle("1 km maps against the twin's truth, same pixel-days")
 # pixel-days whose truth lies inside `sm +- sm_unc` should be close to the nominal 90 %.
 
 # %% [markdown]
-# Per 16-day period (`dsm.stages.validate.period_skill`, computed by `validate` on the twin), the
+# Per 16-day period (the `periods` of `dsm.skill.skill`, computed by `validate` on the twin), the
 # picture changes with the model each period chose (notebook 02): the paper's selection rule
 # rewards the best fit of the training half, which is not always the best map.
 

@@ -615,3 +615,23 @@ def test_the_client_receives_only_the_final_sums_of_each_pass(three, twin, clien
     # the last fold of each pass, nothing of the chunks: pass 1's are per-pixel sums of every map
     assert sorted(k.split("-")[1] for k, _ in sent) == ["fold1", "fold2"], sent
     assert all(k.split("-")[2] == str(n_chunks - 1) for k, _ in sent), sent
+
+
+def test_a_skill_job_opens_its_stores_once_and_travels_without_them(three, twin):
+    import pickle
+
+    from dsm import skill_chunks
+
+    cube = store.open_store(twin["stores"].cube, "cube", chunks=None)
+    job = skill_chunks.SkillJob(three["urls"], twin["stores"].truth, twin["stores"].cube, {},
+                                cube["land_mask"].values == 1, FINE_PER_COARSE, {})
+    stores = job.opened()
+    assert job.opened() is stores  # every chunk task of a process reuses them
+    copy = pickle.loads(pickle.dumps(job))  # what a worker receives
+    assert "_opened" not in vars(copy) and len(pickle.dumps(job)) < len(pickle.dumps(stores))
+    t = cube["time"].values[:8]
+    here, there = skill_chunks.read_chunk(job, t, uncertainty=False), skill_chunks.read_chunk(copy, t, False)
+    assert copy.opened() is not stores
+    np.testing.assert_array_equal(here["truth"], there["truth"])
+    for k in three["urls"]:
+        np.testing.assert_array_equal(here["sm"][k], there["sm"][k])

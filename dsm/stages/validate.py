@@ -58,15 +58,12 @@ import pandas as pd
 import yaml
 from distributed import Client
 
-from dsm import files, ledger, store
+from dsm import files
 from dsm import skill as skill_mod
 from dsm.config import Config, StationSourceConfig
-from dsm.errors import ConfigError, InputError
-from dsm.grid import Region
-from dsm.periods import period_of
+from dsm.errors import ConfigError, DsmError, InputError
 from dsm.progress import Steps
 from dsm.skill import skill_maps, twin_skill_of
-from dsm.skill_sums import ScoreSums
 from dsm.station_sampling import PRODUCT_1KM, SMAP_36KM, ProductError, open_gridded, sample_gridded, sample_store
 from dsm.station_scores import SCORE_COLUMNS, ValidationResult, common_mask, overlap_problems, pair_table, score_pairs
 from dsm.stations import INSITU, SITE_KEYS, Problems, locate, read_source, station_daily, stations_config, weather_table
@@ -74,64 +71,12 @@ from dsm.stations import INSITU, SITE_KEYS, Problems, locate, read_source, stati
 log = logging.getLogger(__name__)
 
 
-# --------------------------------------------------------------------------- twin skill per period
-
-
-def period_skill(output_url: str, truth_url: str, cube_url: str,
-                 storage_options: Mapping[str, Any] | None = None, steps: Steps | None = None) -> pd.DataFrame:
-    """Skill against the twin's 1 km truth per 16-day period and overall.
-
-    The same scores and maps as :func:`dsm.skill.skill` (``product``, ``smap_repeat``,
-    ``smap_bilinear`` on the common pixel-days), grouped by period. ``steps`` (optional) counts
-    the periods into its task, one step each.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``period, map, n, rmse, r, ubrmse, bias, cell_r`` (``period`` ``all`` for the whole run).
-    """
-    so = dict(storage_options or {})
-    out = store.open_store(output_url, "products", so)
-    truth = store.open_store(truth_url, "truth", so)
-    cube = store.open_store(cube_url, "cube", so)
-    days = ledger.read(output_url, so, out.attrs).done
-    if not days:
-        raise InputError(f"{output_url} has no predicted day to score")
-    land = cube["land_mask"].values == 1
-    f = Region.from_dict(cube.attrs["region"]).fine_per_coarse  # 1 km pixels per SMAP cell side
-    names = ("product", "smap_repeat", "smap_bilinear")
-    by_period: dict[str, list[np.datetime64]] = {}
-    for d in days:
-        by_period.setdefault(period_of(pd.Timestamp(d).date()).name, []).append(np.datetime64(d, "ns"))
-    total = {k: ScoreSums(f) for k in names}
-    rows = []
-    if steps is not None:
-        steps.grow(len(by_period))
-    for period, times in sorted(by_period.items()):
-        acc = {k: ScoreSums(f) for k in names}
-        t = np.array(times)
-        sm = out["sm"].sel(time=t).values.astype(np.float32)
-        tr = truth["sm_true"].sel(time=t).values.astype(np.float32)
-        smap = cube["smap_sm"].sel(time=t).values.astype(np.float32)
-        rep, bil = skill_mod.repeat(smap, f), skill_mod.bilinear(smap, f)
-        common = land[None] & np.isfinite(tr) & np.isfinite(sm) & np.isfinite(rep) & np.isfinite(bil)
-        for k, v in zip(names, (sm, rep, bil), strict=True):
-            acc[k].add(v, tr, common)
-            total[k].add(v, tr, common)
-        rows += [{"period": period, "map": k, **acc[k].result()} for k in names]
-        if steps is not None:
-            steps.step(f"twin skill of period {period} ({len(times)} days)")
-    rows += [{"period": "all", "map": k, **total[k].result()} for k in names]
-    frame = pd.DataFrame(rows)
-    return frame.loc[:, ["period", "map", "n", "rmse", "r", "ubrmse", "bias", "cell_r"]]
-
-
 # --------------------------------------------------------------------------- orchestration
 
 
 def period_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """The ``periods`` rows of a twin skill (:func:`dsm.skill.skill` with ``periods``) as the
-    table :func:`period_skill` returns."""
+    """The ``periods`` rows of a twin skill (:func:`dsm.skill.skill` with ``periods``) as a table
+    ``period, map, n, rmse, r, ubrmse, bias, cell_r`` (``period`` ``all`` for the whole run)."""
     return pd.DataFrame(list(rows), columns=["period", "map", "n", "rmse", "r", "ubrmse", "bias", "cell_r"])
 
 
@@ -152,7 +97,8 @@ def validate(config: Config, client: Client | None,
     twin : mapping, optional
         The twin skill of ``config`` already computed (:func:`dsm.skill.twin_skill_of`): its
         ``periods`` are the per-period table, and the truth is not read again here. Without it,
-        on the twin, :func:`period_skill` reads the truth.
+        on the twin, the product's skill is computed here (:func:`dsm.skill.skill`, on
+        ``client``'s workers when given) for that table.
 
     Returns
     -------
@@ -211,10 +157,12 @@ def validate(config: Config, client: Client | None,
         steps.step(f"twin skill per period: {ps['period'].nunique() - 1} period(s) from the twin skill")
     elif config.stores.truth:
         try:
-            ps = period_skill(config.stores.output, config.stores.truth, config.stores.cube,
-                              config.stores.storage_options, steps=steps)
-        except InputError as exc:
+            ps = period_frame(skill_mod.skill(config.stores.output, config.stores.truth, config.stores.cube,
+                                              config.stores.storage_options, client=client, periods=True)["periods"])
+        except DsmError as exc:
             problems.add("twin", config.stores.truth, str(exc))
+        steps.grow(1)
+        steps.step(f"twin skill per period against {config.stores.truth}")
     return ValidationResult(stations.drop(columns=["inside"]), pairs, scores, problems.frame(), product_names, ps)
 
 
@@ -377,7 +325,7 @@ def problem_lines(problems: pd.DataFrame) -> Iterable[str]:
 __all__ = [
     "INSITU", "PRODUCT_1KM", "SMAP_36KM", "SCORE_COLUMNS", "ProductError", "ValidationResult",
     "read_source", "station_daily", "locate", "sample_store", "open_gridded", "sample_gridded",
-    "pair_table", "common_mask", "score_pairs", "overlap_problems", "period_frame", "period_skill", "stations_config",
+    "pair_table", "common_mask", "score_pairs", "overlap_problems", "period_frame", "stations_config",
     "validate", "write_validation", "export_timeseries", "run_validate", "format_scores", "problem_lines",
     "skill_maps", "twin_skill_of", "weather_table",
 ]
