@@ -250,7 +250,7 @@ def run_train(cfg: config_mod.Config, client: Client) -> Any:
     anew (``force``; :func:`run_once` empties the store first); what it trained."""
     rep = train(cfg, client, force=True)
     assert not rep.failed, rep.failed
-    return sorted(rep.trained) + sorted(v["name"] for v in (rep.pooled or {}).get("variants", []))
+    return sorted(rep.trained)
 
 
 STAGES: dict[str, Callable[[config_mod.Config, Client], Any]] = {"predict": run_predict, "train": run_train}

@@ -40,6 +40,7 @@ from _common import load_average, machine_facts, ratio_spread, spread_text
 from dsm import config as config_mod
 from dsm.cube import open_cube
 from dsm.models.period import fit_period
+from dsm.models.period_cards import TrainedPeriodCard
 from dsm.models.search import ONE_TASK_MAX_VALUES, search_local
 from dsm.periods import periods
 from dsm.samples import sample_graph
@@ -82,8 +83,8 @@ def _train_cluster(cfg: Any, names: list[str], one_task_max: int) -> tuple[float
 
 
 def _chosen(cards: Any, names: list[str]) -> dict[str, Any]:
-    return {c["period"]: (c["chosen"], round(c["models"][c["chosen"]]["cv_rmse"], 9))
-            for c in cards if c.get("period") in names and c.get("status") == "trained"}
+    return {c.period: (c.chosen, round(c.models[c.chosen].cv_rmse, 9))
+            for c in cards if c.period in names and isinstance(c, TrainedPeriodCard)}
 
 
 def _train_sequential(cfg: Any, chosen: list[Any]) -> tuple[float, dict[str, Any]]:

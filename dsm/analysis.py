@@ -33,6 +33,7 @@ from dsm import files, metrics
 from dsm.config import MODEL_NAMES
 from dsm.errors import GridError
 from dsm.grid import lonlat_to_xy
+from dsm.models.period_cards import PeriodCard, TrainedPeriodCard
 
 SIGNIFICANT_POSITIVE = "significantly positive"
 SIGNIFICANT_NEGATIVE = "significantly negative"
@@ -117,19 +118,19 @@ def write_means(sm: xr.DataArray, url: str, client: Client | None,
 # --------------------------------------------------------------------------- model cards (pure)
 
 
-def trained_cards(cards: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def trained_cards(cards: Sequence[PeriodCard]) -> list[TrainedPeriodCard]:
     """The cards of periods trained on their own samples (reused periods would count twice)."""
-    return [c for c in cards if c.get("status") == "trained" and c.get("models")]
+    return [c for c in cards if isinstance(c, TrainedPeriodCard) and c.models]
 
 
-def importance_summary(cards: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def importance_summary(cards: Sequence[PeriodCard]) -> pd.DataFrame:
     """Mean and standard deviation over periods of each predictor's importance.
 
     Parameters
     ----------
-    cards : sequence of mapping
-        Model cards (:mod:`dsm.models.period`); only ``status: trained`` cards count. Each
-        card's ``importance.rf_impurity`` / ``importance.xgb_gain`` maps predictor -> share
+    cards : sequence of PeriodCard
+        Model cards (:mod:`dsm.models.period_cards`); only trained cards count. Each card's
+        ``importance.rf_impurity`` / ``importance.xgb_gain`` maps predictor -> share
         (normalised to sum 1 within the period).
 
     Returns
@@ -142,11 +143,11 @@ def importance_summary(cards: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     series: dict[str, dict[str, list[float]]] = {k: {} for k in IMPORTANCE_KINDS}
     order: list[str] = []
     for card in trained_cards(cards):
-        for p in card.get("predictors") or []:
+        for p in card.predictors or ():
             if p not in order:
                 order.append(p)
         for kind in IMPORTANCE_KINDS:
-            imp = (card.get("importance") or {}).get(kind)
+            imp = card.importance.of(kind)
             if not imp:
                 continue
             for p, v in imp.items():
@@ -168,7 +169,7 @@ def importance_summary(cards: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return frame.sort_values(key, ascending=False, na_position="last")
 
 
-def split_comparison(cards: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def split_comparison(cards: Sequence[PeriodCard]) -> pd.DataFrame:
     """Test R and RMSE of every model under the date split and the spatial-block split.
 
     Returns
@@ -181,15 +182,16 @@ def split_comparison(cards: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """
     rows = []
     for card in trained_cards(cards):
-        spatial = (card.get("spatial_split") or {}).get("models") or {}
+        spatial = (card.spatial_split or {}).get("models") or {}
         for model in MODEL_NAMES:
-            m = card["models"].get(model)
-            if m is None:
+            fit = card.models.get(model)
+            if fit is None:
                 continue
+            m = {"test": fit.test}
             s = spatial.get(model) or {}
             date_rmse = _num(m, "test", "rmse")
             sp_rmse = _num(s, "test", "rmse")
-            rows.append({"period": card["period"], "model": model, "chosen": card.get("chosen") == model,
+            rows.append({"period": card.period, "model": model, "chosen": card.chosen == model,
                          "date_test_r": _num(m, "test", "r"), "date_test_rmse": date_rmse,
                          "spatial_test_r": _num(s, "test", "r"), "spatial_test_rmse": sp_rmse,
                          "rmse_increase": sp_rmse - date_rmse})

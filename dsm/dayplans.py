@@ -17,7 +17,9 @@ from dsm.config import Config
 from dsm.errors import ConfigError, StoreError
 from dsm.features import DOY_FEATURES
 from dsm.models.cards import FUSION_KEY, FusionCard, ModelRecord
+from dsm.models.period_cards import TrainedPeriodCard, read_period_card
 from dsm.models.store import ModelStore
+from dsm.models.variant_cards import read_quantile_card, read_variant_card
 from dsm.models.variants import FULL, quantile_key, variant_key, variants_of
 from dsm.periods import period_of
 
@@ -114,34 +116,37 @@ def _fusion_plan(card: FusionCard, name: str) -> DayPlan:
 
 def _period_plan(config: Config, models: ModelStore, name: str, want_q: bool) -> DayPlan:
     try:
-        key, card, reused = models.resolve(name)
+        key, _, reused = models.resolve(name)
+        card = read_period_card(models, key)
     except StoreError as exc:
         return DayPlan(dt.date.min, name, error=str(exc))
-    if list(card.get("predictors", config.predictors)) != list(config.predictors):
-        return DayPlan(dt.date.min, name, error=f"period {key}'s model uses predictors {card.get('predictors')}, "
+    if not isinstance(card, TrainedPeriodCard) or card.model is None:  # resolve found a stored model
+        return DayPlan(dt.date.min, name, error=f"period {key}'s card in {models.url} is no trained period's")
+    if card.predictors is not None and list(card.predictors) != list(config.predictors):
+        return DayPlan(dt.date.min, name, error=f"period {key}'s model uses predictors {list(card.predictors)}, "
                        f"the configuration has {list(config.predictors)}")
     variants = []
     for vname, preds in variants_of(config).items():
-        vcard = models.read_card(variant_key(vname, key))
+        vcard = read_variant_card(models, variant_key(vname, key))
         if vname == FULL:
-            point_key, sha = key, card["model"]["sha256"]
-        elif vcard is None or vcard.get("model") is None:
+            point_key, sha = key, card.model.sha256
+        elif vcard is None or vcard.model is None:
             continue  # no reduced model (too few samples or trained by an older dsm): pixels stay empty
         else:
-            point_key, sha = variant_key(vname, key), vcard["model"]["sha256"]
+            point_key, sha = variant_key(vname, key), vcard.model.sha256
         ranges = None
-        if vcard and vcard.get("feature_ranges"):
-            ranges = tuple(tuple(vcard["feature_ranges"][p]) for p in preds)
+        if vcard and vcard.feature_ranges:
+            ranges = tuple(vcard.feature_ranges[p] for p in preds)
         qkey = qsha = None
         margin = 0.0
         if want_q:
-            qcard = models.read_card(quantile_key(vname, key))
-            if qcard is not None and qcard.get("model"):
-                qkey, qsha = quantile_key(vname, key), qcard["model"]["sha256"]
-                margin = float(qcard.get("conformal_margin") or 0.0)
+            qcard = read_quantile_card(models, quantile_key(vname, key))
+            if qcard is not None and qcard.model is not None:
+                qkey, qsha = quantile_key(vname, key), qcard.model.sha256
+                margin = float(qcard.fit.conformal_margin or 0.0)
         variants.append(VariantPlan(vname, preds, point_key, sha, qkey, qsha, ranges,
                                     margin=margin))
-    return DayPlan(dt.date.min, name, key, card.get("chosen"), reused, tuple(variants))
+    return DayPlan(dt.date.min, name, key, card.chosen, reused, tuple(variants))
 
 
 def fusion_card(models: ModelStore) -> FusionCard:

@@ -40,6 +40,7 @@ from dsm.analysis import (
     SIGNIFICANT_POSITIVE,
 )
 from dsm.grid import lonlat_to_xy, xy_to_lonlat
+from dsm.models.period_cards import PeriodCard, TrainedPeriodCard
 from dsm.periods import parse_julian
 from dsm.station_scores import map_minus_reference
 
@@ -174,31 +175,34 @@ def _period_axis(ax: Axes, periods: Sequence[str]) -> None:
     ax.tick_params(axis="x", labelsize=7)
 
 
-def model_scores_per_period(cards: Sequence[Mapping[str, Any]], path: str,
+def _score(card: TrainedPeriodCard, model: str, split: str, metric: str) -> float:
+    """``metric`` of ``model`` on the ``split`` half in ``card`` (NaN when not there)."""
+    fit = card.models.get(model)
+    value = None if fit is None else (fit.train if split == "train" else fit.test).get(metric)
+    return np.nan if value is None else float(value)
+
+
+def model_scores_per_period(cards: Sequence[PeriodCard], path: str,
                             *, storage_options: Mapping[str, Any] | None = None) -> str:
     """Train (dashed) and test (solid) R and RMSE of every model per period; chosen ones marked."""
-    trained = sorted((c for c in cards if c.get("status") == "trained" and c.get("models")), key=lambda c: c["period"])
+    trained = sorted((c for c in cards if isinstance(c, TrainedPeriodCard) and c.models), key=lambda c: c.period)
     fig = Figure(figsize=(11, 4), layout="constrained")
     if not trained:
         _empty(fig, "no trained period")
         return save(fig, path, storage_options)
     axes = fig.subplots(1, 2)
-    periods = [c["period"] for c in trained]
+    periods = [c.period for c in trained]
     x = _period_x(periods)
-    models = [m for m in ("mlr", "svr", "ann", "rf", "xgb") if any(m in c["models"] for c in trained)]
+    models = [m for m in ("mlr", "svr", "ann", "rf", "xgb") if any(m in c.models for c in trained)]
     for ax, metric, label in ((axes[0], "r", "R"), (axes[1], "rmse", "RMSE (m³/m³)")):
         for i, m in enumerate(models):
             color = _OTHER_COLORS[i % len(_OTHER_COLORS)]
             for split, style in (("test", "-"), ("train", "--")):
-                got = [((c["models"].get(m) or {}).get(split) or {}).get(metric, np.nan) for c in trained]
-                y = np.array([np.nan if v is None else v for v in got], dtype=float)
+                y = np.array([_score(c, m, split, metric) for c in trained], dtype=float)
                 ax.plot(x, y, style, color=color, marker="o" if split == "test" else None, ms=4,
                         label=f"{m.upper()} {split}")
-        chosen = [c.get("chosen") for c in trained]
-        got = [((c["models"].get(ch) or {}).get("test") or {}).get(metric, np.nan)
-               for c, ch in zip(trained, chosen, strict=True)]
-        ax.scatter(x, np.array([np.nan if v is None else v for v in got], dtype=float), s=90, facecolors="none",
-                   edgecolors="k", zorder=3, label="chosen (test)")
+        ax.scatter(x, np.array([_score(c, c.chosen, "test", metric) for c in trained], dtype=float), s=90,
+                   facecolors="none", edgecolors="k", zorder=3, label="chosen (test)")
         _period_axis(ax, periods)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

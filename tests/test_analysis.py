@@ -13,6 +13,7 @@ from scipy import stats
 from dsm import analysis
 from dsm.errors import GridError
 from dsm.grid import Region, lonlat_to_xy
+from dsm.models.period_cards import period_card_from_dict
 
 
 def _ols_partial(x, y, z):
@@ -74,11 +75,13 @@ def _card(period, rf, xgb, status="trained", spatial=None):
     models = {"mlr": {"train": {"r": 0.8, "rmse": 0.03}, "test": {"r": 0.7, "rmse": 0.04}},
               "rf": {"train": {"r": 0.9, "rmse": 0.02}, "test": {"r": 0.8, "rmse": 0.035}},
               "xgb": {"train": {"r": 0.95, "rmse": 0.01}, "test": {"r": 0.85, "rmse": 0.03}}}
+    if status == "reused":
+        return period_card_from_dict({"period": period, "status": status, "reused_from": "2016017"})
     card = {"period": period, "status": status, "predictors": ["lst", "albedo", "dem"], "chosen": "xgb",
-            "models": models if status == "trained" else {}, "importance": {"rf_impurity": rf, "xgb_gain": xgb}}
+            "models": models, "importance": {"rf_impurity": rf, "xgb_gain": xgb}}
     if spatial is not None:
         card["spatial_split"] = {"models": {m: {"test": {"r": 0.5, "rmse": v}} for m, v in spatial.items()}}
-    return card
+    return period_card_from_dict(card)
 
 
 def test_importance_mean_and_std_over_trained_periods():

@@ -12,6 +12,7 @@ from sklearn.metrics import mean_squared_error
 from dsm.config import MODEL_NAMES, from_dict
 from dsm.errors import ConfigError
 from dsm.models.estimators import make_estimator, param_grid
+from dsm.models.period_cards import period_card_from_dict
 from dsm.models.report import table4
 from dsm.models.select import choose, resolve_fallbacks, scores
 
@@ -79,7 +80,7 @@ def test_table4_means_and_combination():
                     "rf": {"train": {"r": 0.7, "rmse": 0.03}, "test": {"r": 0.7, "rmse": 0.03}}}},
         {"period": "p3", "status": "reused", "reused_from": "p2"},
     ]
-    t = table4(cards)
+    t = table4([period_card_from_dict(c) for c in cards])
     assert t.loc["mlr", "train_r"] == pytest.approx(0.7)
     assert t.loc["rf", "test_rmse"] == pytest.approx(0.045)
     assert t.loc["combination", "test_r"] == pytest.approx(0.65)

@@ -205,7 +205,7 @@ def test_period_card_of_rao2022_reports_the_masked_values(bad_cube, client):
     table = client.compute(sample_graph(open_cube(bad_cube), P2, preds)).result()
     card = fit_period(client, table, P2.name, preds, cfg.training).card
     want = _expected(bad_cube)
-    assert card["inputs_out_of_range"] == {**want, "ndvi": want["ndvi"] * 16, "smap_sm": 2}
+    assert card.inputs_out_of_range == {**want, "ndvi": want["ndvi"] * 16, "smap_sm": 2}
 
 
 @pytest.mark.timeout(120)

@@ -16,6 +16,7 @@ from distributed import get_task_stream
 from dsm.config import from_dict
 from dsm.cube import open_cube
 from dsm.errors import ConfigError, TransientIOError, WorkerLostError
+from dsm.models.period_cards import TrainedPeriodCard
 from dsm.models.search import search, search_local
 from dsm.models.store import ModelStore
 from dsm.periods import periods
@@ -57,16 +58,16 @@ def test_trains_every_period_stores_cards_and_rerun_skips(tiny_twin, tmp_path, c
     store = ModelStore(cfg.stores.models)
     for p, card in zip(periods(cfg.dates.start, cfg.dates.end), report.cards):
         n = len(sample_graph(ds, p, cfg.predictors).compute(scheduler="sync"))
-        assert card["n_samples"] == n
-        assert card["split"]["n_train"] + card["split"]["n_test"] == n
-        assert set(card["models"]) == set(cfg.training.models)
-        best = min(card["models"], key=lambda m: card["models"][m]["train"]["rmse"] + card["models"][m]["test"]["rmse"])
-        assert card["chosen"] == best
-        assert sum(card["importance"]["rf_impurity"].values()) == pytest.approx(1.0)
-        assert set(card["importance"]["xgb_gain"]) == set(cfg.predictors)
-        assert card["spatial_split"]["models"]
+        assert isinstance(card, TrainedPeriodCard) and card.n_samples == n
+        assert card.split["n_train"] + card.split["n_test"] == n
+        assert set(card.models) == set(cfg.training.models)
+        best = min(card.models, key=lambda m: card.models[m].train["rmse"] + card.models[m].test["rmse"])
+        assert card.chosen == best
+        assert sum(card.importance.rf_impurity.values()) == pytest.approx(1.0)
+        assert set(card.importance.xgb_gain) == set(cfg.predictors)
+        assert card.spatial_split["models"]
         assert store.load_model(p.name) is not None
-    assert report.pooled is not None and set(report.pooled["per_period"]) == {P1, P2, P3}
+    assert report.pooled is not None and set(report.pooled.per_period) == {P1, P2, P3}
     t4 = report.table4()
     assert {"mlr", "svr", "ann", "rf", "xgb", "combination", "pooled"} <= set(t4.index)
     again = train(cfg, client)
@@ -100,15 +101,15 @@ def test_invalid_and_short_periods_fall_back(tiny_twin, tmp_path, client):
     card = ModelStore(cfg.stores.models).read_card(P1)
     assert card["n_samples"] == 0 and card["reused_from"] == P2 and "no valid samples" in card["fallback"]
     # a short middle period uses the previous one
-    n2 = next(c["n_samples"] for c in report.cards if c["period"] == P2)
-    n3 = next(c["n_samples"] for c in report.cards if c["period"] == P3)
+    n2 = next(c.n_samples for c in report.cards if c.period == P2)
+    n3 = next(c.n_samples for c in report.cards if c.period == P3)
     cfg2 = _config(cube, str(tmp_path / "models2"), pooled=False, min_samples=min(n2, n3) + 1,
                    models=["mlr", "rf"])
     report2 = train(cfg2, client)
     big = P2 if n2 > n3 else P3
     assert report2.trained == [big]
-    cards = {c["period"]: c for c in report2.cards}
-    assert all(cards[p]["reused_from"] == big for p in (P1, P2, P3) if p != big)
+    cards = {c.period: c for c in report2.cards}
+    assert all(cards[p].reused_from == big for p in (P1, P2, P3) if p != big)
 
 
 @pytest.mark.timeout(120)
@@ -240,7 +241,7 @@ def test_a_model_that_fails_to_fit_makes_the_stage_partial_and_is_fitted_again_o
     assert report.trained == [P1, P2, P3]
     assert sorted(report.failed) == [f"{p}/svr" for p in (P1, P2, P3)]
     assert all("failed to fit" in why and "square matrix" in why for why in report.failed.values())  # the cause named
-    assert all(c["chosen"] == "mlr" and "svr" in c["model_errors"] for c in report.cards)
+    assert all(isinstance(c, TrainedPeriodCard) and c.chosen == "mlr" and "svr" in c.model_errors for c in report.cards)
     table = report.period_table()
     assert set(table.loc[table["status"] == "failed", "period"]) == set(report.failed)
     again = train(cfg, client)  # not skipped as done: the failed model is tried again

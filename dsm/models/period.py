@@ -19,7 +19,9 @@ from distributed import Client
 from sklearn.base import BaseEstimator, clone
 
 from dsm.config import TrainingConfig
+from dsm.frozen import frozen
 from dsm.models import estimators
+from dsm.models.period_cards import Importance, ModelFit, TrainedPeriodCard
 from dsm.models.search import SearchResult, search
 from dsm.models.select import choose, scores
 from dsm.models.split import Split, date_split, spatial_block_split
@@ -53,9 +55,10 @@ def refit_and_score(estimator: BaseEstimator, X: np.ndarray, y: np.ndarray,
 
 @dataclass
 class PeriodFit:
-    """A trained period: its card (without the stored-model entry) and chosen estimator."""
+    """A trained period: its card (without the sample settings, cube, window and stored-model
+    entry, which the caller adds) and chosen estimator."""
 
-    card: dict[str, Any]
+    card: TrainedPeriodCard
     estimator: BaseEstimator
 
 
@@ -91,7 +94,7 @@ def fit_period(client: Client, table: pd.DataFrame, period: str, predictors: Seq
     split = period_split(table, period, cfg)
     tr, te = split.train, split.test
     seed = split.seed
-    per_model: dict[str, dict[str, Any]] = {}
+    per_model: dict[str, ModelFit] = {}
     fitted: dict[str, BaseEstimator] = {}
     errors: dict[str, str] = {}
 
@@ -107,48 +110,38 @@ def fit_period(client: Client, table: pd.DataFrame, period: str, predictors: Seq
             continue
         est = res.estimator
         fitted[name] = est
-        entry: dict[str, Any] = {
-            "train": scores(est.predict(X[tr]), y[tr]),
-            "test": scores(est.predict(X[te]), y[te]),
-            "cv_rmse": res.cv_rmse,
-            "best_params": estimators.plain_params(res.best_params),
-            "n_candidates": res.n_candidates,
-        }
-        imp = estimators.feature_importance(name, est, predictors)
-        if imp is not None:
-            entry["importance"] = imp
-        warn = estimators.convergence_warnings(est)
-        if warn:
-            entry["convergence_warnings"] = warn
-        per_model[name] = entry
+        per_model[name] = ModelFit(train=frozen(scores(est.predict(X[tr]), y[tr])),
+                                   test=frozen(scores(est.predict(X[te]), y[te])), cv_rmse=res.cv_rmse,
+                                   best_params=frozen(estimators.plain_params(res.best_params)),
+                                   n_candidates=res.n_candidates,
+                                   importance=frozen(estimators.feature_importance(name, est, predictors)),
+                                   convergence_warnings=tuple(estimators.convergence_warnings(est)))
     if not per_model:
         raise ValueError(f"period {period}: no model could be fitted: {errors}")
-    chosen = choose(per_model)
-    card: dict[str, Any] = {
-        "period": period,
-        "status": "trained",
-        "n_samples": int(len(table)),
-        "n_dates": int(table["date"].nunique()),
+    chosen = choose({name: {"train": m.train, "test": m.test} for name, m in per_model.items()})
+    card = TrainedPeriodCard(
+        period=period,
+        n_samples=int(len(table)),
+        n_dates=int(table["date"].nunique()),
         # values masked as impossible while the samples were made (dsm.ranges): 1 km land
         # pixel-days per predictor, SMAP cell-days under smap_sm
-        "inputs_out_of_range": dict(table.attrs.get(OUT_OF_RANGE_ATTR, {})),
-        "predictors": list(predictors),
-        "aggregation": None,  # filled by the caller, which knows the sample settings
-        "split": {**split.record(), "config_seed": cfg.seed, "ks_alpha": cfg.ks_alpha,
-                  "max_attempts": cfg.ks_attempts, "stratified_by": "date"},
-        "grids": {m: cfg.grids[m] for m in cfg.models},
-        "cv_folds": cfg.cv_folds,
-        "models": per_model,
-        "model_errors": errors,
-        "chosen": chosen,
-        "selection_rule": "lowest mean(train RMSE, test RMSE)",
-        "reused_from": None,
-        "importance": {"rf_impurity": per_model.get("rf", {}).get("importance"),
-                       "xgb_gain": per_model.get("xgb", {}).get("importance")},
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    if cfg.spatial_block:
-        card["spatial_split"] = spatial_check(client, X, y, table, fitted, seed, cfg.spatial_block)
+        inputs_out_of_range=frozen(dict(table.attrs.get(OUT_OF_RANGE_ATTR, {}))),
+        predictors=tuple(predictors),
+        aggregation=None,  # filled by the caller, which knows the sample settings
+        split=frozen({**split.record(), "config_seed": cfg.seed, "ks_alpha": cfg.ks_alpha,
+                      "max_attempts": cfg.ks_attempts, "stratified_by": "date"}),
+        grids=frozen({m: cfg.grids[m] for m in cfg.models}),
+        cv_folds=cfg.cv_folds,
+        models=frozen(per_model),
+        model_errors=frozen(errors),
+        chosen=chosen,
+        selection_rule="lowest mean(train RMSE, test RMSE)",
+        importance=Importance(rf_impurity=per_model["rf"].importance if "rf" in per_model else None,
+                              xgb_gain=per_model["xgb"].importance if "xgb" in per_model else None),
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        spatial_split=(frozen(spatial_check(client, X, y, table, fitted, seed, cfg.spatial_block))
+                       if cfg.spatial_block else None),
+    )
     return PeriodFit(card, fitted[chosen])
 
 

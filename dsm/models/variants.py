@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -40,10 +41,20 @@ from sklearn.base import BaseEstimator
 
 from dsm.config import Config, TrainingConfig
 from dsm.cube import RAIN_PREDICTORS, SPECS
+from dsm.frozen import frozen
 from dsm.models.estimators import make_estimator, param_grid
 from dsm.models.period import features, period_split
+from dsm.models.period_cards import TOO_FEW, TRAINED, StoredModel, TrainedPeriodCard, read_period_card
 from dsm.models.select import scores
 from dsm.models.store import ModelStore
+from dsm.models.variant_cards import (
+    QuantileCard,
+    QuantileFit,
+    VariantCard,
+    read_variant_card,
+    write_quantile_card,
+    write_variant_card,
+)
 from dsm.periods import periods
 from dsm.sample_tables import table_futures
 from dsm.samples import TARGET
@@ -122,36 +133,33 @@ def quantile_model(levels: tuple[float, float], seed: int, device: str = "cpu") 
 
 
 def fit_variant(table: pd.DataFrame, period: str, variant: str, predictors: Sequence[str],
-                main_card: Mapping[str, Any], tcfg: TrainingConfig, interval: float | None, device: str = "cpu"
-                ) -> tuple[BaseEstimator | None, BaseEstimator | None, dict[str, Any]]:
+                main_card: TrainedPeriodCard, tcfg: TrainingConfig, interval: float | None, device: str = "cpu"
+                ) -> tuple[BaseEstimator | None, BaseEstimator | None, VariantCard]:
     """Fit one variant of a period (runs on a worker; XGBoost on ``device``).
 
     Returns the reduced point model (None for ``full``), the quantile model (None when
-    ``interval`` is None or there are too few samples) and the variant card.
+    ``interval`` is None or there are too few samples) and the variant card (without the
+    stored-model entries, which the caller adds).
     """
-    card: dict[str, Any] = {"period": period, "variant": variant, "predictors": list(predictors),
-                            "dropped": [p for p in main_card["predictors"] if p not in predictors],
-                            "n_samples": int(len(table)), "feature_ranges": feature_ranges(table, predictors),
-                            "model": None, "device": device,
-                            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    base = VariantCard(period=period, variant=variant, predictors=tuple(predictors),
+                       dropped=tuple(p for p in main_card.predictors or () if p not in predictors),
+                       n_samples=int(len(table)), feature_ranges=frozen(feature_ranges(table, predictors)),
+                       device=device, created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                       status=TOO_FEW)
     if len(table) < max(tcfg.min_samples, 4):
-        card["status"] = "too_few_samples"
-        return None, None, card
+        return None, None, base
     X = features(table, predictors)
     y = table[TARGET].to_numpy(dtype=np.float64)
     split = period_split(table, period, tcfg)
     tr, te = split.train, split.test
     point = None
+    card = replace(base, split=frozen(split.record()), status=TRAINED)
     if variant != FULL:
-        chosen = main_card["chosen"]
-        best = main_card["models"][chosen].get("best_params", {})
+        chosen = main_card.chosen
+        best = main_card.models[chosen].best_params
         point = refit_chosen(chosen, best, split.seed, device).fit(X[tr], y[tr])
-        card["chosen"] = chosen
-        card["best_params"] = best
-        card["train"] = scores(point.predict(X[tr]), y[tr])
-        card["test"] = scores(point.predict(X[te]), y[te])
-    card["split"] = split.record()
-    card["status"] = "trained"
+        card = replace(card, chosen=chosen, best_params=best, train=frozen(scores(point.predict(X[tr]), y[tr])),
+                       test=frozen(scores(point.predict(X[te]), y[te])))
     q = None
     if interval is not None:
         levels = quantiles(interval)
@@ -164,12 +172,18 @@ def fit_variant(table: pd.DataFrame, period: str, variant: str, predictors: Sequ
         if len(te):
             e = np.maximum(lo - y[te], y[te] - hi)
             margin = float(np.quantile(e, min(1.0, interval * (1 + 1 / len(te)))))
-        card["quantile"] = {"levels": list(levels), "params": QUANTILE_PARAMS, "conformal_margin": margin,
-                            "test_coverage_raw": float(np.mean((y[te] >= lo) & (y[te] <= hi))) if len(te) else None,
-                            "test_coverage": float(np.mean((y[te] >= lo - margin) & (y[te] <= hi + margin)))
-                            if len(te) else None,
-                            "test_mean_half_width": float(np.mean(np.maximum((hi - lo) / 2 + margin, 0))) if len(te) else None}
+        card = replace(card, quantile=QuantileFit(
+            levels=levels, params=frozen(QUANTILE_PARAMS), conformal_margin=margin,
+            test_coverage_raw=float(np.mean((y[te] >= lo) & (y[te] <= hi))) if len(te) else None,
+            test_coverage=float(np.mean((y[te] >= lo - margin) & (y[te] <= hi + margin))) if len(te) else None,
+            test_mean_half_width=float(np.mean(np.maximum((hi - lo) / 2 + margin, 0))) if len(te) else None))
     return point, q, card
+
+
+def _too_few(store: ModelStore, key: str) -> bool:
+    """Whether the variant card at ``key`` records too few samples for a model."""
+    card = read_variant_card(store, key)
+    return card is not None and card.status == TOO_FEW
 
 
 def train_variants(client: Client, config: Config, store: ModelStore, ds: Any, period_names: Sequence[str],
@@ -186,15 +200,15 @@ def train_variants(client: Client, config: Config, store: ModelStore, ds: Any, p
     interval = config.output.interval if config.output.uncertainty == "quantile" else None
     tcfg = config.training
     by_name = {p.name: p for p in periods(config.dates.start, config.dates.end)}
-    wanted: list[tuple[str, str, tuple[str, ...], dict[str, Any]]] = []
+    wanted: list[tuple[str, str, tuple[str, ...], TrainedPeriodCard]] = []
     for name in period_names:
-        card = store.read_card(name)
-        if card is None or card.get("status") != "trained":
+        card = read_period_card(store, name)
+        if not isinstance(card, TrainedPeriodCard):
             continue
         for variant, preds in variants_of(config).items():
             key = variant_key(variant, name)
             done = store.done(key) and (interval is None or store.done(quantile_key(variant, name))
-                                        or (store.read_card(key) or {}).get("status") == "too_few_samples")
+                                        or _too_few(store, key))
             if force or name in fresh or not done:
                 wanted.append((name, variant, preds, card))
     if not wanted:
@@ -212,14 +226,15 @@ def train_variants(client: Client, config: Config, store: ModelStore, ds: Any, p
     for fut, (name, variant, _, _) in zip(fits, wanted, strict=True):
         key = variant_key(variant, name)
         try:
-            point, q, card = fut.result()
-            if q is not None:
-                qcard = {"period": name, "variant": variant, "kind": "quantile", **card.get("quantile", {})}
-                qcard["model"] = store.save_model(quantile_key(variant, name), q)
-                store.write_card(quantile_key(variant, name), qcard)
+            point, q, vcard = fut.result()
+            if q is not None and vcard.quantile is not None:
+                qkey = quantile_key(variant, name)
+                qmodel = StoredModel.from_dict(store.save_model(qkey, q))
+                write_quantile_card(store, qkey, QuantileCard(period=name, variant=variant, fit=vcard.quantile,
+                                                              model=qmodel))
             if point is not None:
-                card["model"] = store.save_model(key, point)
-            store.write_card(key, card)
+                vcard = replace(vcard, model=StoredModel.from_dict(store.save_model(key, point)))
+            write_variant_card(store, key, vcard)
             trained.append(key)
         except Exception as exc:  # one variant failing does not sink the others
             failed[key] = f"{type(exc).__name__}: {exc}"

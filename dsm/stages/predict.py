@@ -63,6 +63,7 @@ from dsm.dayplans import DayPlan, fusion_card, make_plans
 from dsm.errors import ConfigError, InputError, StoreError, StoreNotFoundError
 from dsm.metrics import score
 from dsm.models.cards import FUSION_KEY
+from dsm.models.period_cards import TrainedPeriodCard, read_period_card
 from dsm.models.store import ModelStore
 from dsm.periods import days as day_range
 from dsm.periods import periods, time_position
@@ -430,9 +431,10 @@ def status(config: Config) -> dict[str, Any]:
             out["periods"][FUSION_KEY] = ("missing" if raw is None else "trained (pooled xgb: "
                                           + ", ".join(v["name"] for v in raw["variants"]) + ")")
         for p in periods(config.dates.start, config.dates.end) if config.training.method == "rao2022" else ():
-            card = models.read_card(p.name)
-            out["periods"][p.name] = ("missing" if card is None else
-                                      f"{card.get('status')} ({card.get('chosen') or 'from ' + str(card.get('reused_from'))})")
+            card = read_period_card(models, p.name)
+            out["periods"][p.name] = ("missing" if card is None else f"{card.status} ("
+                                      + (card.chosen if isinstance(card, TrainedPeriodCard) else f"from {card.reused_from}")
+                                      + ")")
     if config.stores.output:
         try:
             ds = products.open_products(config.stores.output, so)

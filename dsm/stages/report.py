@@ -37,6 +37,7 @@ from dsm import analysis, figures, files, ledger, store
 from dsm.config import Config
 from dsm.errors import DsmError, GridError
 from dsm.grid import lonlat_to_xy
+from dsm.models.period_cards import PeriodCard, PooledCard, read_period_card, read_pooled_card
 from dsm.models.report import period_table, table4
 from dsm.report_html import BIAS_HEADER, BIAS_STATEMENT, FIGURES, TABLES, FigureDir, Report, bias_headers
 from dsm.runlock import Lease
@@ -49,15 +50,15 @@ log = logging.getLogger(__name__)
 
 
 def model_cards(models_url: str | None, so: Mapping[str, Any] | None = None
-                ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+                ) -> tuple[list[PeriodCard], PooledCard | None]:
     """The period cards (keys ``YYYYDDD``) and the pooled card of a model store (empty without one)."""
     from dsm.models.store import POOLED, ModelStore  # noqa: PLC0415 - xgboost stays out of the report's import
 
     if not models_url:
         return [], None
     ms = ModelStore(models_url, so)
-    cards = [c for k in ms.keys() if k.isdigit() and len(k) == 7 and (c := ms.read_card(k)) is not None]
-    return cards, ms.read_card(POOLED)
+    cards = [c for k in ms.keys() if k.isdigit() and len(k) == 7 and (c := read_period_card(ms, k)) is not None]
+    return cards, read_pooled_card(ms, POOLED)
 
 
 def nearest_weather(sites: pd.DataFrame, weather: pd.DataFrame, max_km: float) -> dict[tuple[str, str], pd.Series]:
@@ -81,7 +82,7 @@ def nearest_weather(sites: pd.DataFrame, weather: pd.DataFrame, max_km: float) -
     return out
 
 
-def _section_models(rep: Report, cards: list[dict[str, Any]], pooled: dict[str, Any] | None, figs: FigureDir) -> None:
+def _section_models(rep: Report, cards: list[PeriodCard], pooled: PooledCard | None, figs: FigureDir) -> None:
     rep.heading("Models per period")
     if not cards:
         for k in ("period_table", "table4", "model_scores_per_period", "split_comparison"):
@@ -254,7 +255,7 @@ def _daily_mean_png(clim: pd.Series, path: str, so: Mapping[str, Any] | None) ->
     return figures.save(fig, path, so)
 
 
-def _section_importance(rep: Report, cards: list[dict[str, Any]], figs: FigureDir) -> None:
+def _section_importance(rep: Report, cards: list[PeriodCard], figs: FigureDir) -> None:
     rep.heading("Variable importance")
     summary = analysis.importance_summary(cards)
     if summary.empty:

@@ -32,7 +32,7 @@ import concurrent.futures as cf
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -43,10 +43,23 @@ from dsm import store as zarr_stores  # the local name store is the model store
 from dsm.config import Config
 from dsm.cube import RAIN_VARS, open_cube
 from dsm.errors import ConfigError, StoreError
+from dsm.frozen import frozen
 from dsm.models.cards import FUSION_KEY, FusionCard
 from dsm.models.estimators import check_training_grids
 from dsm.models.fusion_train import train_fusion
 from dsm.models.period import SearchFn, fit_period, period_split
+from dsm.models.period_cards import (
+    PeriodCard,
+    PooledCard,
+    ReusedPeriodCard,
+    StoredModel,
+    TrainedPeriodCard,
+    read_period_card,
+    read_pooled_card,
+    tuple_or_none,
+    write_period_card,
+    write_pooled_card,
+)
 from dsm.models.pooled import train_pooled
 from dsm.models.report import period_table, table4
 from dsm.models.select import resolve_fallbacks
@@ -86,8 +99,8 @@ class TrainReport:
     reused: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
-    cards: list[dict[str, Any]] = field(default_factory=list)
-    pooled: dict[str, Any] | None = None
+    cards: list[PeriodCard] = field(default_factory=list)
+    pooled: PooledCard | None = None
     variants: list[str] = field(default_factory=list)
     method: str = "rao2022"
     fusion: FusionCard | None = None
@@ -243,14 +256,15 @@ def _train_into(store: ModelStore, config: Config, client: Client, ds: Any, all_
             small[p.name] = len(table)
             return f"{p.name}: {len(table)} samples < {tcfg.min_samples}: will reuse another period's model"
         fit = fit_period(client, table, p.name, config.predictors, tcfg, search_fn, config.cluster.device)
-        card = {**fit.card, "aggregation": sample_info, "cube": config.stores.cube, "window": windows[p.name]}
-        card["model"] = store.save_model(p.name, fit.estimator)
-        store.write_card(p.name, card)
+        stored = StoredModel.from_dict(store.save_model(p.name, fit.estimator))
+        card = replace(fit.card, aggregation=frozen(sample_info), cube=config.stores.cube,
+                       window=tuple_or_none(windows[p.name]), model=stored)
+        write_period_card(store, card)
         report.trained.append(p.name)
-        for model, error in card.get("model_errors", {}).items():  # the period stands; the stage is partial
+        for model, error in card.model_errors.items():  # the period stands; the stage is partial
             report.failed[f"{p.name}/{model}"] = error
-        lost = f" ({', '.join(card['model_errors'])} failed)" if card.get("model_errors") else ""
-        return f"{p.name}: {len(table)} samples, chose {card['chosen']}{lost}"
+        lost = f" ({', '.join(card.model_errors)} failed)" if card.model_errors else ""
+        return f"{p.name}: {len(table)} samples, chose {card.chosen}{lost}"
 
     _run_periods(run_period, todo, tcfg.concurrent_periods, report, say)
     report.trained.sort()
@@ -270,8 +284,8 @@ def _train_into(store: ModelStore, config: Config, client: Client, ds: Any, all_
     report.failed.update(variant_failures)
     if want_pooled:
         _pooled(client, config, store, report, tables, whole)
-    report.pooled = store.read_card(POOLED)
-    report.cards = [c for c in (store.read_card(p.name) for p in all_periods) if c is not None]
+    report.pooled = read_pooled_card(store, POOLED)
+    report.cards = [c for c in (read_period_card(store, p.name) for p in all_periods) if c is not None]
     store.write_report(report.record())
     return report
 
@@ -288,10 +302,10 @@ def _moved(store: ModelStore, key: str, window: list[str] | None) -> bool:
     time: the period's samples changed). A card without a window (written before windows were
     recorded) is taken as current."""
     try:
-        card = store.read_card(key)
+        card = read_pooled_card(store, POOLED) if key == POOLED else read_period_card(store, key)
     except StoreError:  # an unreadable card: store.done retrains it already
         return False
-    recorded = (card or {}).get("window")
+    recorded = card.window if card is not None else None
     return recorded is not None and list(recorded) != list(window or [])
 
 
@@ -334,15 +348,15 @@ def _resolve_reuse(store: ModelStore, report: TrainReport, all_periods: list[Com
                    small: dict[str, int], sample_info: dict[str, Any],
                    windows: dict[str, list[str] | None]) -> None:
     """Write (or refresh) the cards of periods that reuse another period's model."""
-    cards = {p.name: store.read_card(p.name) for p in all_periods}
-    trained = [n for n, c in cards.items() if c is not None and c.get("status") == "trained"]
+    cards = {p.name: read_period_card(store, p.name) for p in all_periods}
+    trained = [n for n, c in cards.items() if isinstance(c, TrainedPeriodCard)]
     source = resolve_fallbacks([p.name for p in all_periods], trained)
     for p in all_periods:
         card = cards[p.name]
         if p.name in small:
             n = small[p.name]
-        elif card is not None and card.get("status") == "reused":
-            n = card.get("n_samples", 0)
+        elif isinstance(card, ReusedPeriodCard):
+            n = card.n_samples
         else:
             continue
         src = source[p.name]
@@ -352,13 +366,13 @@ def _resolve_reuse(store: ModelStore, report: TrainReport, all_periods: list[Com
             continue
         direction = "previous" if src < p.name else "next"
         reason = "no valid samples" if n == 0 else f"{n} samples, fewer than training.min_samples"
-        new = {"period": p.name, "status": "reused", "n_samples": int(n), "reused_from": src,
-               "fallback": f"{reason}: uses the {direction} trained period's model", "model": None,
-               "aggregation": sample_info, "window": card.get("window") if card is not None and p.name not in small
-               else windows[p.name],
-               "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-        if card is None or card.get("reused_from") != src or p.name in small:
-            store.write_card(p.name, new)
+        window = card.window if card is not None and p.name not in small else windows[p.name]
+        new = ReusedPeriodCard(period=p.name, n_samples=int(n), reused_from=src,
+                               fallback=f"{reason}: uses the {direction} trained period's model",
+                               aggregation=frozen(sample_info), window=tuple_or_none(window),
+                               created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        if card is None or card.reused_from != src or p.name in small:
+            write_period_card(store, new)
         report.reused.append(p.name)
 
 
@@ -369,9 +383,9 @@ def _pooled(client: Client, config: Config, store: ModelStore, report: TrainRepo
         splits = {k: period_split(t, k, tcfg) for k, t in tables.items() if len(t)}
         model, card = train_pooled(client, {k: tables[k] for k in splits}, splits, config.predictors,
                                    tcfg.pooled_params, tcfg.seed, config.cluster.device)
-        card["predicts"] = False  # a comparison of the paper's method; the fusion method predicts pooled
-        card["window"] = window
-        card["model"] = store.save_model(POOLED, model)
-        store.write_card(POOLED, card)
+        entry = store.save_model(POOLED, model)
+        # predicts: False, a comparison of the paper's method; the fusion method predicts pooled
+        write_pooled_card(store, PooledCard.from_dict({**card, "predicts": False, "window": window, "model": entry}),
+                          POOLED)
     except Exception as exc:
         report.failed[POOLED] = f"{type(exc).__name__}: {exc}"
