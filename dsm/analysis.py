@@ -79,8 +79,17 @@ def annual_means(sm: xr.DataArray, min_days: int = 1) -> xr.DataArray:
 
 
 def daily_climatology(sm: xr.DataArray) -> xr.DataArray:
-    """Multi-year daily mean (lazy): the mean map of each day of the year, ``(dayofyear, y, x)``."""
+    """Multi-year daily mean (lazy): the mean map of each day of the year, ``(dayofyear, y, x)``.
+
+    When no day of the year occurs twice (a run of up to a year), each mean is of one map: the
+    maps themselves, relabelled by day of the year in its order (the same values as the group
+    means, without a task per group).
+    """
     _check_time(sm)
+    doy = sm["time"].dt.dayofyear
+    if doy.to_index().is_unique:
+        return (sm.assign_coords(dayofyear=("time", doy.values)).swap_dims(time="dayofyear")
+                .drop_vars("time").sortby("dayofyear"))
     return sm.groupby("time.dayofyear").mean(skipna=True)
 
 

@@ -126,6 +126,18 @@ def _daily_cube(days=400, ny=6, nx=5, seed=0):
                         coords={"time": t, "y": np.arange(ny)[::-1] * 1000.0, "x": np.arange(nx) * 1000.0}), values
 
 
+@pytest.mark.parametrize("start", ["2016-01-01", "2015-07-01"])  # within a year; across new year
+def test_a_climatology_of_up_to_a_year_is_the_maps_by_day_of_year(start):
+    sm, values = _daily_cube(days=300)
+    sm = sm.assign_coords(time=pd.date_range(start, periods=300, freq="D"))
+    clim = analysis.daily_climatology(sm)
+    want = sm.groupby("time.dayofyear").mean(skipna=True)  # the general path: one group per day
+    assert isinstance(clim.data, da.Array) and len(clim.__dask_graph__()) < len(want.__dask_graph__()) / 4
+    assert list(clim["dayofyear"].values) == list(want["dayofyear"].values)
+    np.testing.assert_array_equal(clim.values, want.values)  # NaN days stay NaN
+    assert clim.dims == want.dims and clim.dtype == want.dtype
+
+
 @pytest.mark.slow
 def test_mean_maps_are_lazy_and_equal_pandas_groupbys(tmp_path):
     sm, values = _daily_cube()

@@ -155,6 +155,32 @@ class _Tables(HTMLParser):
             self._key = None
 
 
+def test_the_regional_mean_tables_are_the_mean_of_the_products_maps(report):
+    """The monthly and the box tables: per month, the mean over the pixels of each pixel's mean
+    over the month's valid days (numpy on the products store as the oracle)."""
+    path, root = report
+    tables = _tables(path.read_text(encoding="utf-8"))
+    sm = xr.open_zarr(root / "sm.zarr", consolidated=False)["sm"].load()
+    months = pd.DatetimeIndex(sm["time"].values).to_period("M")
+    want, valid, box = [], [], []
+    x0, y0 = lonlat_to_xy(BOX[0], BOX[1])
+    x1, y1 = lonlat_to_xy(BOX[2], BOX[3])
+    for m in months.unique():
+        v = sm.values[months == m]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pixel = np.nansum(v, axis=0) / np.isfinite(v).sum(axis=0)  # NaN where the month has no valid day
+        want.append(np.nanmean(pixel))
+        valid.append(int(np.isfinite(pixel).sum()))
+        inside = (sm["x"].values >= min(x0, x1)) & (sm["x"].values <= max(x0, x1))
+        rows = (sm["y"].values >= min(y0, y1)) & (sm["y"].values <= max(y0, y1))
+        box.append(np.nanmean(pixel[np.ix_(rows, inside)]))
+    got = tables["monthly_means"]
+    assert list(got["month"]) == [str(m) for m in months.unique()]
+    np.testing.assert_allclose(_num(got, "mean_sm"), want, rtol=1e-3)  # the report prints 4 significant digits
+    assert list(_num(got, "valid_pixels").astype(int)) == valid
+    np.testing.assert_allclose(_num(tables["subset"], "mean_sm"), box, rtol=1e-3)
+
+
 def _tables(text: str) -> dict[str, pd.DataFrame]:
     parser = _Tables()
     parser.feed(text)

@@ -12,8 +12,8 @@ import pytest
 import xarray as xr
 
 from dsm import ledger, products, store
-from dsm.errors import ConfigError, StoreError
 from dsm.cube import Layout, open_cube
+from dsm.errors import ConfigError, StoreError
 from dsm.grid import FINE_PER_COARSE, Region
 from dsm.skill import (
     MIN_CELL_PIXELS,

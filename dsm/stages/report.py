@@ -208,11 +208,11 @@ def _section_maps(rep: Report, means_url: str, region_box: tuple[float, float, f
                                                      "Annual mean soil moisture", fmt="%Y", storage_options=figs.so)),
                "Mean of the daily 1 km maps per year.")
     table = pd.DataFrame({"month": pd.DatetimeIndex(monthly["month"].values).strftime("%Y-%m"),
-                          "mean_sm": _nanmean_maps(monthly.values),
+                          "mean_sm": _regional_means(monthly),
                           "valid_pixels": np.isfinite(monthly.values).reshape(monthly.shape[0], -1).sum(axis=1)})
     rep.table("monthly_means", table)
     daily = means["sm_daily_mean"]
-    clim = pd.Series(_nanmean_maps(daily.values), index=daily["dayofyear"].values)
+    clim = pd.Series(_regional_means(daily), index=daily["dayofyear"].values)  # summed where the maps are
     rep.figure("daily_mean", figs.png(_daily_mean_png(clim, figs.url("daily_mean.png"), figs.so)),
                "Regional average of the multi-year daily mean map for each day of the year.")
     if region_box is None:
@@ -233,15 +233,19 @@ def _section_maps(rep: Report, means_url: str, region_box: tuple[float, float, f
         storage_options=figs.so)),
                        "Monthly mean maps cut to the configured box.")
             rep.table("subset", pd.DataFrame({"month": pd.DatetimeIndex(sub["month"].values).strftime("%Y-%m"),
-                                              "mean_sm": _nanmean_maps(sub.values)}))
+                                              "mean_sm": _regional_means(sub)}))
     return monthly
 
 
-def _nanmean_maps(values: np.ndarray) -> np.ndarray:
-    flat = np.asarray(values, dtype=np.float64).reshape(values.shape[0], -1)
-    n = np.isfinite(flat).sum(axis=1)
-    total = np.where(np.isfinite(flat), flat, 0.0).sum(axis=1)
-    return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+def _regional_means(maps: xr.DataArray) -> np.ndarray:
+    """The mean over its valid pixels of each map of ``maps`` (first dimension; NaN for a map
+    without any), summed in float64 where the maps are: on the cluster when they are dask-backed,
+    so only the sums come back."""
+    spatial = list(maps.dims[1:])
+    sums = xr.Dataset({"total": maps.astype(np.float64).sum(spatial, skipna=True),
+                       "n": maps.notnull().sum(spatial)}).compute()
+    n = sums["n"].values
+    return np.where(n > 0, sums["total"].values / np.maximum(n, 1), np.nan)
 
 
 def _daily_mean_png(clim: pd.Series, path: str, so: Mapping[str, Any] | None) -> str:
