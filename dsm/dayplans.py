@@ -16,7 +16,7 @@ from typing import Any
 from dsm.config import Config
 from dsm.errors import ConfigError, StoreError
 from dsm.features import DOY_FEATURES
-from dsm.models.cards import FUSION_KEY, FusionCard, ModelRecord
+from dsm.models.cards import FUSION_KEY, FusionCard, ModelRecord, read_fusion_card
 from dsm.models.period_cards import TrainedPeriodCard, read_period_card
 from dsm.models.store import ModelStore
 from dsm.models.variant_cards import read_quantile_card, read_variant_card
@@ -151,7 +151,7 @@ def _period_plan(config: Config, models: ModelStore, name: str, want_q: bool) ->
 
 def fusion_card(models: ModelStore) -> FusionCard:
     """The fusion method's card, or a :class:`ConfigError` saying to train first."""
-    raw = models.read_card(FUSION_KEY)
-    if raw is None:
+    card = read_fusion_card(models)
+    if card is None:
         raise ConfigError(f"no fusion model in {models.url}: run `dsm train` first (training.method: fusion)")
-    return FusionCard.from_dict(raw)
+    return card

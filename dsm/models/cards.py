@@ -7,9 +7,16 @@ writer, one reader, one schema: :meth:`FusionCard.to_dict` and :meth:`FusionCard
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from dsm.errors import StoreError
+
+if TYPE_CHECKING:
+    from dsm.models.store import ModelStore
+
+T = TypeVar("T")
 
 FUSION_KEY = "fusion"
 CARD_VERSION = 1
@@ -135,4 +142,30 @@ class FusionCard:
                    tuple(d.get("monotone_increasing", ())), dict(d.get("anomaly_partners", {})))
 
 
-__all__ = ["FUSION_KEY", "fusion_model_key", "ModelRecord", "FusionCard"]
+def read_fusion_card(store: ModelStore) -> FusionCard | None:
+    """The fusion method's card (None when absent); a malformed one is a :class:`StoreError`."""
+    return read_typed(store, FUSION_KEY, FusionCard.from_dict)
+
+
+def write_fusion_card(store: ModelStore, card: FusionCard) -> None:
+    """Write the fusion method's card (last: it marks the training done)."""
+    store.write_card(FUSION_KEY, card.to_dict())
+
+
+def read_typed(store: ModelStore, key: str, parse: Callable[[Mapping[str, Any]], T]) -> T | None:
+    """``parse`` of the card of ``key`` (None when absent); a malformed card is a StoreError."""
+    raw = store.read_card(key)
+    if raw is None:
+        return None
+    try:
+        return parse(raw)
+    except KeyError as exc:
+        problem = f"lacks the key {exc}"
+    except (TypeError, ValueError, AttributeError) as exc:
+        problem = f"is malformed ({exc})"
+    raise StoreError(f"the model card {store.url}/{key}/card.json {problem}: delete it and run "
+                     "`dsm train CONFIG` to write it again")
+
+
+__all__ = ["FUSION_KEY", "fusion_model_key", "ModelRecord", "FusionCard", "read_fusion_card", "write_fusion_card",
+           "read_typed"]

@@ -59,7 +59,7 @@ from dsm.features import (
 )
 from dsm.fusion import estimate_error_model
 from dsm.models.blockcv import CvScore, block_folds, candidates, fit_fold, out_of_fold, score_curves
-from dsm.models.cards import FUSION_KEY, FusionCard, ModelRecord, fusion_model_key
+from dsm.models.cards import FUSION_KEY, FusionCard, ModelRecord, fusion_model_key, read_fusion_card, write_fusion_card
 from dsm.models.disaggregation import fit_disaggregation, pixel_sample_graph
 from dsm.models.pooled import fit_dask
 from dsm.models.store import ModelStore
@@ -138,7 +138,9 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
     in this call (False: an existing card was kept)."""
     say = progress or (lambda line: log.info(line))
     if not force and store.done(FUSION_KEY):
-        return FusionCard.from_dict(store.read_card(FUSION_KEY) or {}), False
+        card = read_fusion_card(store)
+        if card is not None:
+            return card, False
     tcfg, fcfg, device = config.training, config.training.fusion, config.cluster.device
     predictors, groups = model_predictors(config, ds)
     sets = predictor_sets(predictors, groups, config.output.gap_free)
@@ -220,7 +222,7 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
         disaggregation=disagg, disaggregation_card=disagg_card,
         importance=dict(zip(feats, (imp / imp.sum() if imp.sum() > 0 else imp).round(6).tolist(), strict=True)),
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), inputs_out_of_range=masked)
-    store.write_card(FUSION_KEY, card.to_dict())
+    write_fusion_card(store, card)
     say(f"fusion error model: SMAP error sd {em.var_smap ** 0.5:.4f} ({em.var_smap_method}, {em.n_triplets} "
         f"triplets), model error sd {em.var_model ** 0.5:.4f}, weight {em.weight:.2f}, decay {em.decay_days:.1f} d")
     return card, True

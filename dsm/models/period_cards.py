@@ -22,12 +22,12 @@ Model store keys::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dsm.errors import StoreError
 from dsm.frozen import FrozenDict, frozen
+from dsm.models.cards import read_typed
 
 if TYPE_CHECKING:
     from dsm.models.store import ModelStore
@@ -396,21 +396,6 @@ class PooledCard:
 
 
 # -- the one reader and writer of each card ------------------------------------------------------
-def read_typed(store: ModelStore, key: str, parse: Callable[[Mapping[str, Any]], T]) -> T | None:
-    """``parse`` of the card of ``key`` (None when absent); a malformed card is a StoreError."""
-    raw = store.read_card(key)
-    if raw is None:
-        return None
-    try:
-        return parse(raw)
-    except KeyError as exc:
-        problem = f"lacks the key {exc}"
-    except (TypeError, ValueError, AttributeError) as exc:
-        problem = f"is malformed ({exc})"
-    raise StoreError(f"the model card {store.url}/{key}/card.json {problem}: delete it and run "
-                     "`dsm train CONFIG` to write it again")
-
-
 def read_period_card(store: ModelStore, key: str) -> PeriodCard | None:
     """The card of period ``key`` (``YYYYDDD``), None when absent.
 
@@ -440,5 +425,5 @@ def write_pooled_card(store: ModelStore, card: PooledCard, key: str = "pooled") 
 __all__ = ["TRAINED", "REUSED", "TOO_FEW", "StoredModel", "ModelFit", "Importance", "TrainedPeriodCard",
            "ReusedPeriodCard", "PeriodCard", "period_card_from_dict", "PooledCard", "read_period_card",
            "write_period_card", "read_pooled_card", "write_pooled_card", "json_form", "fields_json",
-           "frozen_mapping", "frozen_mapping_or_none", "tuple_or_none", "stored_model_or_none", "read_typed",
+           "frozen_mapping", "frozen_mapping_or_none", "tuple_or_none", "stored_model_or_none",
            "absent_keys"]

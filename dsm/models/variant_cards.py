@@ -18,13 +18,13 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from dsm.frozen import FrozenDict
+from dsm.models.cards import read_typed
 from dsm.models.period_cards import (
     StoredModel,
     absent_keys,
     fields_json,
     frozen_mapping,
     frozen_mapping_or_none,
-    read_typed,
     stored_model_or_none,
 )
 

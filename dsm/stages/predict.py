@@ -62,7 +62,7 @@ from dsm.cube import Layout, open_cube
 from dsm.dayplans import DayPlan, fusion_card, make_plans
 from dsm.errors import ConfigError, InputError, StoreError, StoreNotFoundError
 from dsm.metrics import score
-from dsm.models.cards import FUSION_KEY
+from dsm.models.cards import FUSION_KEY, read_fusion_card
 from dsm.models.period_cards import TrainedPeriodCard, read_period_card
 from dsm.models.store import ModelStore
 from dsm.periods import days as day_range
@@ -427,9 +427,9 @@ def status(config: Config) -> dict[str, Any]:
     if config.stores.models:
         models = ModelStore(config.stores.models, so)
         if config.training.method == "fusion":
-            raw = models.read_card(FUSION_KEY)
-            out["periods"][FUSION_KEY] = ("missing" if raw is None else "trained (pooled xgb: "
-                                          + ", ".join(v["name"] for v in raw["variants"]) + ")")
+            fusion = read_fusion_card(models)
+            out["periods"][FUSION_KEY] = ("missing" if fusion is None else "trained (pooled xgb: "
+                                          + ", ".join(v.name for v in fusion.variants) + ")")
         for p in periods(config.dates.start, config.dates.end) if config.training.method == "rao2022" else ():
             card = read_period_card(models, p.name)
             out["periods"][p.name] = ("missing" if card is None else f"{card.status} ("
