@@ -36,7 +36,8 @@ lint: setup  ## ruff and mypy on dsm/ (configured in pyproject.toml); part of `m
 	$(BIN)/ruff check dsm
 	$(BIN)/mypy dsm
 
-bench: setup  ## run the benchmarks (figures printed as ratios; about 20 minutes on 2 cores)
+bench: setup  ## run the benchmarks (figures printed as ratios; about 25 minutes on 2 cores)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[bench]"
 	$(BIN)/python bench/cube_io.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/predict.py
@@ -44,6 +45,7 @@ bench: setup  ## run the benchmarks (figures printed as ratios; about 20 minutes
 	$(BIN)/python bench/inplace_reads.py
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/scaling.py
+	$(BIN)/python bench/compiled.py
 
 notebooks: setup  ## open the notebooks (jupytext .py files) in JupyterLab
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[notebooks]"
