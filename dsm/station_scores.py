@@ -207,7 +207,7 @@ class ValidationResult:
     products : list of str
         The product columns of ``pairs``, in order.
     period_skill : pandas.DataFrame or None
-        Twin only: skill against the 1 km truth per 16-day period (:func:`period_skill`).
+        Twin only: skill against the 1 km truth per 16-day period (the ``periods`` of :func:`dsm.skill.skill`).
     """
 
     stations: pd.DataFrame
