@@ -78,17 +78,17 @@ ax.set_title(f"KS p = {split.ks_pvalue:.2f} after {split.attempts} draw(s)")
 # %%
 fit = fit_period(client, table, period.name, predictors, cfg)
 card = fit.card
-rows = {m: {"train R": e["train"]["r"], "train RMSE": e["train"]["rmse"],
-            "test R": e["test"]["r"], "test RMSE": e["test"]["rmse"], "best": e["best_params"]}
-        for m, e in card["models"].items()}
-print("chosen:", card["chosen"], "by", card["selection_rule"])
+rows = {m: {"train R": e.train["r"], "train RMSE": e.train["rmse"],
+            "test R": e.test["r"], "test RMSE": e.test["rmse"], "best": dict(e.best_params)}
+        for m, e in card.models.items()}
+print("chosen:", card.chosen, "by", card.selection_rule)
 pd.DataFrame(rows).T
 
 # %% [markdown]
 # ## Variable importance (RF impurity, XGBoost gain)
 
 # %%
-imp = pd.DataFrame({k: v for k, v in card["importance"].items() if v}).fillna(0.0)
+imp = pd.DataFrame({k: dict(v) for k in ("rf_impurity", "xgb_gain") if (v := card.importance.of(k))}).fillna(0.0)
 ax = imp.sort_values(imp.columns[0]).plot.barh(figsize=(7, 5))
 ax.set_xlabel("normalised importance")
 
