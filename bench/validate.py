@@ -15,12 +15,16 @@ N``: the first N days done), then times in interleaved rounds (``--rounds``, the
   in time order (the scheme before the fold; :func:`gathered_runner`, this file's baseline).
 
 All give the same scores (checked: the skill JSON bit for bit, the period table within 1e-12).
+With ``--stage``, each round also times the validate stage's three steps on the same cluster,
+as ``dsm run`` makes them (:func:`stage_steps`: the run's twin skill with the twin's stations,
+the in situ validation, the report with its mean maps and figures), and prints their medians and
+the ratio of the stage to the ``workers`` skill alone.
 Prints each wall time, the MB the workers sent to the client (their logs of outgoing
 transfers), the ratios client / workers and gathered / workers (> 1: ``workers`` is faster)
 with their median and range over the rounds; ``--json PATH`` writes them.
 
 Run: ``.venv/bin/python bench/validate.py [--workdir DIR] [--days N] [--rounds R] [--workers W]
-[--paths client,workers,gathered] [--json PATH]``
+[--paths client,workers,gathered] [--stage] [--json PATH]``
 """
 
 from __future__ import annotations
@@ -119,6 +123,26 @@ def runner(make: Callable[..., Runner]) -> Iterator[None]:
         skill_workers.on_workers = kept
 
 
+def stage_steps(cfg: config_mod.Config, output: str, client: Client) -> dict[str, float]:
+    """Seconds of the validate stage's steps (``skill``, ``stations``, ``report``) and their
+    ``total`` for the products store ``output``, on ``client``'s cluster."""
+    from dsm.chain import twin_skill
+    from dsm.stages.report import run_report
+    from dsm.stages.validate import run_validate
+
+    raw = cfg.model_dump(mode="json")
+    raw["stores"]["output"] = output
+    cfg = config_mod.from_dict(raw)
+    t0 = time.perf_counter()
+    scores = twin_skill(cfg, f"{Path(output).parent}/skill-bench.json", client)
+    t1 = time.perf_counter()
+    validation = run_validate(cfg, client, twin=scores)
+    t2 = time.perf_counter()
+    run_report(cfg, client, validation, twin=scores)
+    t3 = time.perf_counter()
+    return {"skill": t1 - t0, "stations": t2 - t1, "report": t3 - t2, "total": t3 - t0}
+
+
 def sent_to_client(client: Client, since: float) -> int:
     """Bytes the workers have sent to a client or the scheduler (not to another worker) in the
     transfers they started after ``since`` (``time.time()``), from their outgoing transfer logs."""
@@ -150,6 +174,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="worker processes of the cluster (default 2)")
     ap.add_argument("--paths", default="client,workers,gathered",
                     help="the paths to time, comma-separated, at least two (default client,workers,gathered)")
+    ap.add_argument("--stage", action="store_true", help="also time the validate stage's steps in each round")
     ap.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     args = ap.parse_args()
 
@@ -180,6 +205,7 @@ def main() -> None:
             ap.error(f"--paths: two or more of {', '.join(paths)}")
         runs = {k: paths[k] for k in wanted}
         times: dict[str, list[float]] = {k: [] for k in runs}
+        stage: dict[str, list[float]] = {}
         received: dict[str, list[float]] = {k: [] for k in runs}
         order = list(runs)
         for i in range(args.rounds):
@@ -191,6 +217,11 @@ def main() -> None:
                 received[label].append(sent_to_client(client, since) / 1e6)
                 print(f"round {i + 1} {label:8s} {times[label][-1]:8.1f} s, {received[label][-1]:8.1f} MB "
                       "from the workers")
+            if args.stage:
+                steps = stage_steps(cfg, output, client)
+                for k, v in steps.items():
+                    stage.setdefault(k, []).append(v)
+                print(f"round {i + 1} stage    " + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()))
     s_c = check_same(results)
 
     figures: dict[str, Any] = {"days": s_c["days"], "workers": args.workers, "rounds": args.rounds,
@@ -204,6 +235,12 @@ def main() -> None:
     for k, f in figures.items():
         if "/" in k:
             print(f"ratio {k:16s} {spread_text(f)}")
+    if stage:
+        figures["stage_seconds"] = stage
+        print("validate stage, medians: " + ", ".join(f"{k} {statistics.median(v):.1f} s" for k, v in stage.items()))
+        if "workers" in runs:
+            figures["stage/workers"] = ratio_spread(stage["total"], times["workers"])
+            print(f"ratio stage/workers      {spread_text(figures['stage/workers'])}")
     print(f"load average after: {load_average()}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
