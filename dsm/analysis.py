@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 import xarray as xr
+from dask.delayed import Delayed
 from distributed import Client
 from numpy.typing import ArrayLike
 from scipy import stats
@@ -95,16 +96,29 @@ def daily_climatology(sm: xr.DataArray) -> xr.DataArray:
 
 def write_means(sm: xr.DataArray, url: str, client: Client | None,
                 storage_options: Mapping[str, Any] | None = None) -> str:
-    """Compute the monthly, annual and multi-year daily means on the cluster into one Zarr store.
-
-    The store at ``url`` holds ``sm_monthly (month, y, x)``, ``sm_annual (year, y, x)`` and
-    ``sm_daily_mean (dayofyear, y, x)`` (float32, m3/m3) with the coordinates of ``sm``; the
-    reductions run as one dask graph on the client's workers and write their chunks directly.
+    """Compute the monthly, annual and multi-year daily means on the cluster into one Zarr store
+    (:func:`means_job`; without ``client``, in this process).
 
     Returns
     -------
     str
         ``url``.
+    """
+    job = means_job(sm, url, storage_options)
+    if client is not None:
+        client.compute(job).result()
+    else:
+        job.compute()
+    return url
+
+
+def means_job(sm: xr.DataArray, url: str, storage_options: Mapping[str, Any] | None = None) -> Delayed:
+    """The lazy write of the mean maps of ``sm`` to a Zarr store at ``url``, to compute.
+
+    The store holds ``sm_monthly (month, y, x)``, ``sm_annual (year, y, x)`` and
+    ``sm_daily_mean (dayofyear, y, x)`` (float32, m3/m3) with the coordinates of ``sm``; the
+    reductions are one dask graph whose tasks write their chunks directly (on the workers, when
+    computed by a client).
     """
     keep = [c for c in ("x", "y", "spatial_ref") if c in sm.coords]
     sm = sm.drop_vars([c for c in sm.coords if c not in (*keep, "time")])
@@ -115,13 +129,8 @@ def write_means(sm: xr.DataArray, url: str, client: Client | None,
     for name in ds.data_vars:
         ds[name].attrs = {"units": "m3 m-3", "long_name": f"{str(name).replace('_', ' ')} of the 1 km soil moisture"}
         ds[name].encoding = {}
-    job = ds.to_zarr(url, mode="w", compute=False, zarr_format=3, consolidated=False,
-                     storage_options=files.options_for(url, storage_options))
-    if client is not None:
-        client.compute(job).result()
-    else:
-        job.compute()
-    return url
+    return ds.to_zarr(url, mode="w", compute=False, zarr_format=3, consolidated=False,
+                      storage_options=files.options_for(url, storage_options))
 
 
 # --------------------------------------------------------------------------- model cards (pure)
@@ -406,7 +415,7 @@ def subset_box(ds: XarrayT, box: tuple[float, float, float, float]) -> XarrayT:
 
 __all__ = [
     "CLASSES", "SIGNIFICANT_POSITIVE", "SIGNIFICANT_NEGATIVE", "NOT_SIGNIFICANT", "INSUFFICIENT",
-    "monthly_means", "annual_means", "daily_climatology", "write_means", "trained_cards", "importance_summary",
+    "monthly_means", "annual_means", "daily_climatology", "means_job", "write_means", "trained_cards", "importance_summary",
     "split_comparison", "partial_correlation", "significance_class", "aggregate_weather", "aggregate_sm",
     "station_partial_correlations", "subset_box",
 ]

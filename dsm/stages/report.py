@@ -2,7 +2,7 @@
 
 :func:`run_report` takes the in situ validation (:func:`dsm.stages.validate.run_validate`, run first by
 the caller), reads the model cards, computes the mean maps on the cluster
-(:func:`dsm.analysis.write_means`), the partial correlations at the weather stations and, on the twin, the skill against the truth,
+(:func:`dsm.analysis.means_job`, while it draws the sections before them), the partial correlations at the weather stations and, on the twin, the skill against the truth,
 draws the figures (:mod:`dsm.figures`) and writes ``report.html``: figures embedded as base64
 PNG, tables as HTML, inline CSS, no script and no external link, so it opens offline.
 
@@ -343,9 +343,6 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
     cards, pooled = model_cards(config.stores.models, so)
     weather = weather_table(v, so)
     products_ds = store.open_store(str(config.stores.output), "products", so)
-    check()
-    means_url = analysis.write_means(products_ds["sm"], f"{out}/means.zarr", client, so)
-
     r = config.grid_region
     rep = Report(f"dsm validation report: {r.nrows} x {r.ncols} SMAP cells, {config.dates.start} .. {config.dates.end}")
     lo0, la0, lo1, la1 = r.lonlat_bounds
@@ -355,16 +352,29 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
              f"Tables: {out}; station time "
              f"series for pytesmo/QA4SM: {written['timeseries_zip']}.")
     rep.text(BIAS_STATEMENT, cls_name="bias")
-    _section_models(rep, cards, pooled, figs)
-    _section_twin(rep, config, result, figs, twin, client)
-    _section_insitu(rep, result, weather, v.weather_max_km, figs)
-    scored = result.stations.loc[result.stations["status"] == "scored"]
-    box = v.box
-    if box is None:  # the central half of the region, so the view is always shown; named as a default
-        box = (lo0 + (lo1 - lo0) / 4, la0 + (la1 - la0) / 4, lo1 - (lo1 - lo0) / 4, la1 - (la1 - la0) / 4)
-        rep.text(f"No validation.box configured: the regional subset view shows the central half of the region, "
-                 f"lon {box[0]:.3f}..{box[2]:.3f}, lat {box[1]:.3f}..{box[3]:.3f}.", note=True)
-    monthly = _section_maps(rep, means_url, box, scored, figs)
+    check()
+    means_url = f"{out}/means.zarr"
+    means = analysis.means_job(products_ds["sm"], means_url, so)
+    # on a cluster the workers compute the mean maps while this process draws the sections before them
+    pending = client.compute(means) if client is not None else None
+    try:
+        _section_models(rep, cards, pooled, figs)
+        _section_twin(rep, config, result, figs, twin, client)
+        _section_insitu(rep, result, weather, v.weather_max_km, figs)
+        scored = result.stations.loc[result.stations["status"] == "scored"]
+        box = v.box
+        if box is None:  # the central half of the region, so the view is always shown; named as a default
+            box = (lo0 + (lo1 - lo0) / 4, la0 + (la1 - la0) / 4, lo1 - (lo1 - lo0) / 4, la1 - (la1 - la0) / 4)
+            rep.text(f"No validation.box configured: the regional subset view shows the central half of the region, "
+                     f"lon {box[0]:.3f}..{box[2]:.3f}, lat {box[1]:.3f}..{box[3]:.3f}.", note=True)
+        if pending is not None:
+            pending.result()
+        else:
+            means.compute()
+        monthly = _section_maps(rep, means_url, box, scored, figs)
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
     _section_importance(rep, cards, figs)
     _section_partial(rep, config, v, weather, client, monthly, figs)
     path = v.report or f"{out}/report.html"
