@@ -289,7 +289,7 @@ def _stage_validate(config: Config, client: Client, say: Callable[[str], None], 
 
 def twin_skill(config: Config, dest: str, client: Client | None = None) -> dict[str, Any]:
     """Score the products of ``config`` against the twin's 1 km truth
-    (:func:`dsm.stages.validate.twin_skill_of`, on ``client``'s workers when given) and write the scores
+    (:func:`dsm.skill.twin_skill_of`, on ``client``'s workers when given) and write the scores
     as JSON to ``dest``; returns them.
 
     Raises
@@ -297,8 +297,7 @@ def twin_skill(config: Config, dest: str, client: Client | None = None) -> dict[
     ConfigError
         ``stores.truth`` or ``stores.output`` unset.
     """
-    from dsm.skill import write_skill
-    from dsm.stages.validate import twin_skill_of
+    from dsm.skill import twin_skill_of, write_skill
 
     scores = twin_skill_of(config, client)
     write_skill(scores, dest, config.stores.storage_options)

@@ -126,7 +126,7 @@ if weather is not None:
 
 # %% [markdown]
 # ## The twin: skill against the 1 km truth
-# `dsm.stages.validate.twin_skill_of` (`dsm.skill.skill` on this run's products, any
+# `dsm.skill.twin_skill_of` (`dsm.skill.skill` on this run's products, any
 # `validation.compare` stores, and the twin's stations) streams over the predicted days and
 # scores every land pixel-day where the truth, every map and SMAP exist: the products and the
 # two maps without downscaling (SMAP repeated and bilinear). `cell_r` is the mean correlation
@@ -137,7 +137,7 @@ if weather is not None:
 
 # %%
 assert cfg.stores.truth, "no stores.truth: only the synthetic twin can be scored against a 1 km truth"
-sk = dsm.stages.validate.twin_skill_of(cfg)
+sk = dsm.skill.twin_skill_of(cfg)
 print(dsm.skill.format_table(sk))
 scores = pd.DataFrame(sk["scores"]).T.drop(index=[f"{m}_all" for m in sk["maps"]])
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), constrained_layout=True)

@@ -63,7 +63,6 @@ from dsm import skill as skill_mod
 from dsm.config import Config, StationSourceConfig
 from dsm.errors import ConfigError, DsmError, InputError
 from dsm.progress import Steps
-from dsm.skill import skill_maps, twin_skill_of
 from dsm.station_sampling import PRODUCT_1KM, SMAP_36KM, ProductError, open_gridded, sample_gridded, sample_store
 from dsm.station_scores import SCORE_COLUMNS, ValidationResult, common_mask, overlap_problems, pair_table, score_pairs
 from dsm.stations import INSITU, SITE_KEYS, Problems, locate, read_source, station_daily, stations_config, weather_table
@@ -327,5 +326,5 @@ __all__ = [
     "read_source", "station_daily", "locate", "sample_store", "open_gridded", "sample_gridded",
     "pair_table", "common_mask", "score_pairs", "overlap_problems", "period_frame", "stations_config",
     "validate", "write_validation", "export_timeseries", "run_validate", "format_scores", "problem_lines",
-    "skill_maps", "twin_skill_of", "weather_table",
+    "weather_table",
 ]
