@@ -26,6 +26,7 @@ from dsm import config as config_mod
 from dsm.blocks import block_features
 from dsm.grid import Region
 from dsm.stages.train import train
+from dsm.storeref import StoreRef
 from dsm.synthetic import TWIN_CENTRE, TwinSpec
 from dsm.twin import TwinStores, build_twin
 
@@ -64,7 +65,7 @@ def ensure_twin(cfg: config_mod.Config, root: Path) -> bool:
     """Build the twin cube of ``cfg`` under ``root`` unless it is there; True if built."""
     if (root / "cube.zarr" / "zarr.json").exists():
         return False
-    stores = TwinStores(str(root / "cube.zarr"), str(root / "truth.zarr"), str(root / "stations"))
+    stores = TwinStores(*(StoreRef(str(root / n)) for n in ("cube.zarr", "truth.zarr", "stations")))
     build_twin(stores, TwinSpec(cfg.grid_region, cfg.dates.start, cfg.dates.end, 42, 2, 1),
                cfg.chunks.space, cfg.chunks.time, overwrite=True, progress=False)
     return True

@@ -36,6 +36,7 @@ from zarr.codecs import Crc32cCodec
 
 from dsm import cube, store
 from dsm.grid import Region
+from dsm.storeref import StoreRef
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -44,8 +45,8 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
-def run(days: int, cells: int, repeat: int, root: str, so: dict | None) -> dict[str, float]:
-    """Median write/read seconds of both paths; returns the figures."""
+def run(days: int, cells: int, repeat: int, root: StoreRef) -> dict[str, float]:
+    """Median write/read seconds of both paths under the folder ``root``; returns the figures."""
     region = Region.around(109.0, 38.9, cells, cells)
     start = dt.date(2016, 6, 1)
     layout = cube.Layout(region, start, start + dt.timedelta(days - 1), space_chunk=144, time_chunk=8)
@@ -59,41 +60,41 @@ def run(days: int, cells: int, repeat: int, root: str, so: dict | None) -> dict[
         "raw_write", "raw_read", "plain_write", "plain_read", "dsm_create", "dsm_write", "dsm_open", "dsm_read")}
 
     for i in range(repeat):
-        raw_url, plain_url, dsm_url = f"{root}/raw{i}.zarr", f"{root}/plain{i}.zarr", f"{root}/dsm{i}.zarr"
+        raw_ref, plain_ref, dsm_ref = root.join(f"raw{i}.zarr"), root.join(f"plain{i}.zarr"), root.join(f"dsm{i}.zarr")
         opened: dict[str, xr.Dataset] = {}
 
-        def write_zarr(url: str, compressors: list) -> None:
-            arr = zarr.create_array(url, shape=data.shape, chunks=chunks, dtype="float32", compressors=compressors,
-                                    fill_value=np.nan, zarr_format=3, storage_options=so)
+        def write_zarr(ref: StoreRef, compressors: list) -> None:
+            arr = zarr.create_array(ref.url, shape=data.shape, chunks=chunks, dtype="float32", compressors=compressors,
+                                    fill_value=np.nan, zarr_format=3, storage_options=ref.zarr_options)
             for t0 in range(0, days, 8):
                 arr[t0 : t0 + 8] = data[t0 : t0 + 8]
 
         def raw_write() -> None:
-            write_zarr(raw_url, store.default_compressors())
+            write_zarr(raw_ref, store.default_compressors())
 
         def plain_write() -> None:
-            write_zarr(plain_url, [c for c in store.default_compressors() if not isinstance(c, Crc32cCodec)])
+            write_zarr(plain_ref, [c for c in store.default_compressors() if not isinstance(c, Crc32cCodec)])
 
         def dsm_create() -> None:
-            cube.create_cube(dsm_url, layout, storage_options=so)
-            opened["ds"] = cube.open_cube(dsm_url, so)
+            cube.create_cube(dsm_ref, layout)
+            opened["ds"] = cube.open_cube(dsm_ref)
 
         def dsm_write() -> None:
             ds = opened["ds"]
             for t0 in range(0, days, 8):
                 part = xr.Dataset({"lst": (("time", "y", "x"), data[t0 : t0 + 8])},
                                   coords={"time": ds["time"].values[t0 : t0 + 8], "y": ds["y"].values, "x": ds["x"].values})
-                store.write_region(dsm_url, part, so, ds)
+                store.write_region(dsm_ref, part, ds)
 
-        def raw_read(url: str = raw_url) -> None:
-            back = zarr.open_array(url, mode="r", storage_options=so)[:]
+        def raw_read(ref: StoreRef = raw_ref) -> None:
+            back = zarr.open_array(ref.url, mode="r", storage_options=ref.zarr_options)[:]
             assert np.array_equal(back, data, equal_nan=True)
 
         def plain_read() -> None:
-            raw_read(plain_url)
+            raw_read(plain_ref)
 
         def dsm_open() -> None:
-            opened["back"] = cube.open_cube(dsm_url, so)
+            opened["back"] = cube.open_cube(dsm_ref)
 
         def dsm_read() -> None:
             assert np.array_equal(opened["back"]["lst"].values, data, equal_nan=True)
@@ -139,13 +140,13 @@ def main() -> None:
     figures: dict[str, dict[str, float]] = {}
     try:
         print("== local filesystem")
-        figures["local"] = run(a.days, a.cells, a.repeat, root, None)
+        figures["local"] = run(a.days, a.cells, a.repeat, StoreRef(root))
         if a.s3:
             from dsm.testing.s3 import LoopbackS3
 
             with LoopbackS3() as s3:
                 print(f"== S3 ({s3.backend} on loopback)")
-                figures["s3"] = run(a.days, a.cells, a.repeat, s3.make_bucket("bench"), s3.storage_options)
+                figures["s3"] = run(a.days, a.cells, a.repeat, s3.ref(s3.make_bucket("bench")))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if a.json:

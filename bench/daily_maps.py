@@ -76,6 +76,7 @@ from dsm.models.store import ModelStore
 from dsm.periods import days as day_range
 from dsm.periods import julian_name, period_of
 from dsm.stages.predict import predict
+from dsm.storeref import StoreRef
 
 PAPER_AREA_KM2 = 3.36e6  # Rao et al. 2022: desertification areas of Northern China
 PAPER_START, PAPER_END = dt.date(2015, 3, 31), dt.date(2020, 12, 31)  # SMAP L3 from 2015-03-31
@@ -92,7 +93,7 @@ def export_inputs(cfg: config_mod.Config, folder: Path) -> int:
     if done.exists():
         return 0
     shutil.rmtree(folder, ignore_errors=True)
-    cube = open_cube(cfg.stores.cube)
+    cube = open_cube(cfg.stores.ref("cube"))
     cube = cube[[*cfg.predictors, "land_mask"]].load()
     ny, nx = cfg.grid_region.fine_shape
     profile = {"driver": "GTiff", "height": ny, "width": nx, "count": 1, "crs": "EPSG:6933",
@@ -112,10 +113,10 @@ def export_inputs(cfg: config_mod.Config, folder: Path) -> int:
     return n
 
 
-def naive_script(inputs: Path, out: Path, days: list[dt.date], predictors: tuple[str, ...], models_url: str) -> int:
+def naive_script(inputs: Path, out: Path, days: list[dt.date], predictors: tuple[str, ...], models: StoreRef) -> int:
     """What a user would write: per day, read the GeoTIFFs, stack, predict, write a GeoTIFF.
     Returns the valid pixel-days predicted."""
-    models = ModelStore(models_url)
+    store = ModelStore(models)
     loaded: dict[str, Any] = {}
     out.mkdir(parents=True, exist_ok=True)
     with rasterio.open(inputs / "land_mask.tif") as src:
@@ -134,7 +135,7 @@ def naive_script(inputs: Path, out: Path, days: list[dt.date], predictors: tuple
         valid = land & np.isfinite(stack).all(axis=0)
         period = period_of(day).name
         if period not in loaded:
-            loaded[period] = models.load_model(period)  # follows reused_from
+            loaded[period] = store.load_model(period)  # follows reused_from
         sm = np.clip(loaded[period].predict(stack[:, valid].T), 0.0, 1.0)
         grid = np.full(land.shape, NODATA, np.int16)
         grid[valid] = np.round(sm * 10000).astype(np.int16)
@@ -239,7 +240,7 @@ def main() -> None:
           f"training {t2 - t1:.1f} s, naive inputs {'exported' if nfiles else 'reused'} "
           f"({nfiles or 'existing'} GeoTIFFs) {t3 - t2:.1f} s")
 
-    land_pixels = int((open_cube(cfg.stores.cube)["land_mask"].values == 1).sum())
+    land_pixels = int((open_cube(cfg.stores.ref("cube"))["land_mask"].values == 1).sum())
     naive_out = root / "naive" / "out"
     runs: dict[str, list[float]] = {"naive": [], "pipe2": [], "pipe1": []}
     cpus: dict[str, list[float]] = {k: [] for k in runs}
@@ -250,11 +251,11 @@ def main() -> None:
         for n, c in clients.items():
             predict(output_config(cfg, root / "runs" / f"warmup{n}.zarr"), c, overwrite=True, only_days=days[:1])
         naive_script(root / "naive" / "in", root / "naive" / "warmup", days[:1], cfg.predictors,
-                     cfg.stores.models)  # type: ignore[arg-type]
+                     cfg.stores.ref("models"))
         for r in range(args.repeat):
             shutil.rmtree(naive_out, ignore_errors=True)
             cpu0, t = cpu_seconds(), time.perf_counter()
-            n = naive_script(root / "naive" / "in", naive_out, days, cfg.predictors, cfg.stores.models)  # type: ignore[arg-type]
+            n = naive_script(root / "naive" / "in", naive_out, days, cfg.predictors, cfg.stores.ref("models"))
             runs["naive"].append(time.perf_counter() - t)
             cpus["naive"].append(cpu_seconds() - cpu0)
             counts["naive"].add(n)

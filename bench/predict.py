@@ -102,9 +102,9 @@ def model_calls(cfg: config_mod.Config) -> tuple[list[tuple[Any, np.ndarray]], i
     """Every model call of the prediction (booster, features), made by the blocks' own
     :func:`dsm.block_models.model_days` over the whole region, a time chunk of days at a time
     (one call per model and chunk), and the pixel-days it predicted."""
-    cube = open_cube(cfg.stores.cube)
-    models = ModelStore(cfg.stores.models)
-    days = [d.astype("datetime64[D]").item() for d in open_products(cfg.stores.output)["time"].values]
+    cube = open_cube(cfg.stores.ref("cube"))
+    models = ModelStore(cfg.stores.ref("models"))
+    days = [d.astype("datetime64[D]").item() for d in open_products(cfg.stores.ref("output"))["time"].values]
     card = fusion_card(models) if cfg.training.method == "fusion" else None
     plans = make_plans(cfg, models, days, card)
     land = day_predictors(cube, days[0], ["land_mask"])["land_mask"] == 1

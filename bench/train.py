@@ -88,7 +88,7 @@ def _chosen(cards: Any, names: list[str]) -> dict[str, Any]:
 
 
 def _train_sequential(cfg: Any, chosen: list[Any]) -> tuple[float, dict[str, Any]]:
-    ds = open_cube(cfg.stores.cube)
+    ds = open_cube(cfg.stores.ref("cube"))
     t0 = time.perf_counter()
     cards = []
     for p in chosen:

@@ -72,7 +72,7 @@ def _stores(work: Path, days: int) -> tuple[config_mod.Config, str]:
     out = work / f"sm-bench-validate-{days or 'all'}.zarr"
     if not (out / "zarr.json").exists():
         all_days = pd.date_range(spec.start, spec.end).strftime("%Y-%m-%d").tolist()
-        make_products_store(str(out), str(work / "truth.zarr"), noise=0.02, seed=3, space_chunk=144, time_chunk=8,
+        make_products_store(cfg.stores.at(str(out)), cfg.stores.ref("truth"), noise=0.02, seed=3, space_chunk=144, time_chunk=8,
                             days_done=all_days[:days] if days else None)
     return cfg, str(out)
 
@@ -134,7 +134,7 @@ def stage_steps(cfg: config_mod.Config, output: str, client: Client) -> dict[str
     raw["stores"]["output"] = output
     cfg = config_mod.from_dict(raw)
     t0 = time.perf_counter()
-    scores = twin_skill(cfg, f"{Path(output).parent}/skill-bench.json", client)
+    scores = twin_skill(cfg, cfg.stores.at(f"{Path(output).parent}/skill-bench.json"), client)
     t1 = time.perf_counter()
     validation = run_validate(cfg, client, twin=scores)
     t2 = time.perf_counter()
@@ -180,19 +180,19 @@ def main() -> None:
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="dsm-bench-validate-"))
     cfg, output = _stores(work, args.days)
-    truth, cube = str(cfg.stores.truth), cfg.stores.cube
-    stations = read_twin_stations(f"{cfg.stores.stations}/insitu.csv")
+    truth, cube, maps = cfg.stores.ref("truth"), cfg.stores.ref("cube"), cfg.stores.at(output)
+    stations = read_twin_stations(cfg.stores.ref("stations").join("insitu.csv"))
     for line in machine_facts():
         print(line)
     print(f"products {output}; {args.workers} workers; {args.rounds} interleaved rounds")
     results: dict[str, Any] = {}
     with local_cluster(args.workers) as client:
         def on_client() -> Any:
-            s = skill(output, truth, cube, stations=stations, periods=True)
+            s = skill(maps, truth, cube, stations=stations, periods=True)
             return s, pd.DataFrame(s.pop("periods"))
 
         def on_workers() -> Any:
-            s = skill(output, truth, cube, stations=stations, client=client, periods=True)
+            s = skill(maps, truth, cube, stations=stations, client=client, periods=True)
             return s, pd.DataFrame(s.pop("periods"))
 
         def gathered() -> Any:

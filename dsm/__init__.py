@@ -12,8 +12,10 @@ The public API, for notebooks and scripts (each name is also the function behind
         dsm.export(config, client)       # dsm export: COGs + STAC and/or netCDF
         dsm.validate(config, client)     # dsm validate: against in situ stations
         # or all of it, resumably: dsm.run(config, client)
-    maps = dsm.open_products(config.stores.output)
-    cube = dsm.open_cube(config.stores.cube)
+    maps = dsm.open_products(config.stores.ref("output"))  # the store with its storage options
+    cube = dsm.open_cube(config.stores.ref("cube"))
+    maps = dsm.open_products("s3://bucket/sm.zarr")          # or any path or URL, without options
+    maps = dsm.open_products(dsm.StoreRef("s3://bucket/sm.zarr", {"anon": True}))
 
 ``dsm ingest`` is :func:`dsm.stages.ingest.run_ingest` (``dsm.ingest`` is the package of the
 input readers). The names are resolved on first use, so ``import dsm.grid`` or ``import dsm.metrics`` loads
@@ -37,6 +39,7 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "Config": ("dsm.config", "Config"),
     "open_cube": ("dsm.cube", "open_cube"),
     "open_products": ("dsm.products", "open_products"),
+    "StoreRef": ("dsm.storeref", "StoreRef"),
     "train": ("dsm.stages.train", "train"),
     "predict": ("dsm.stages.predict", "predict"),
     "export": ("dsm.stages.export", "export"),
@@ -47,8 +50,8 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "InputError": ("dsm.errors", "InputError"),
 }
 
-__all__ = ["Config", "ConfigError", "DsmError", "InputError", "__version__", "export", "load_config", "open_cube",
-           "open_products", "predict", "run", "train", "validate"]
+__all__ = ["Config", "ConfigError", "DsmError", "InputError", "StoreRef", "__version__", "export", "load_config",
+           "open_cube", "open_products", "predict", "run", "train", "validate"]
 
 if TYPE_CHECKING:  # the names as type checkers and IDEs see them
     from dsm.chain import run
@@ -61,6 +64,7 @@ if TYPE_CHECKING:  # the names as type checkers and IDEs see them
     from dsm.stages.predict import predict
     from dsm.stages.train import train
     from dsm.stages.validate import validate
+    from dsm.storeref import StoreRef
 
 
 def __getattr__(name: str) -> Any:

@@ -30,11 +30,12 @@ from distributed import Client
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from dsm import files, metrics
+from dsm import metrics
 from dsm.config import MODEL_NAMES
 from dsm.errors import GridError
 from dsm.grid import lonlat_to_xy
 from dsm.models.period_cards import PeriodCard, TrainedPeriodCard
+from dsm.storeref import StoreRef
 
 SIGNIFICANT_POSITIVE = "significantly positive"
 SIGNIFICANT_NEGATIVE = "significantly negative"
@@ -94,26 +95,25 @@ def daily_climatology(sm: xr.DataArray) -> xr.DataArray:
     return sm.groupby("time.dayofyear").mean(skipna=True)
 
 
-def write_means(sm: xr.DataArray, url: str, client: Client | None,
-                storage_options: Mapping[str, Any] | None = None) -> str:
+def write_means(sm: xr.DataArray, dest: StoreRef, client: Client | None) -> str:
     """Compute the monthly, annual and multi-year daily means on the cluster into one Zarr store
-    (:func:`means_job`; without ``client``, in this process).
+    at ``dest`` (:func:`means_job`; without ``client``, in this process).
 
     Returns
     -------
     str
-        ``url``.
+        The URL of ``dest``.
     """
-    job = means_job(sm, url, storage_options)
+    job = means_job(sm, dest)
     if client is not None:
         client.compute(job).result()
     else:
         job.compute()
-    return url
+    return dest.url
 
 
-def means_job(sm: xr.DataArray, url: str, storage_options: Mapping[str, Any] | None = None) -> Delayed:
-    """The lazy write of the mean maps of ``sm`` to a Zarr store at ``url``, to compute.
+def means_job(sm: xr.DataArray, dest: StoreRef) -> Delayed:
+    """The lazy write of the mean maps of ``sm`` to a Zarr store at ``dest``, to compute.
 
     The store holds ``sm_monthly (month, y, x)``, ``sm_annual (year, y, x)`` and
     ``sm_daily_mean (dayofyear, y, x)`` (float32, m3/m3) with the coordinates of ``sm``; the
@@ -129,8 +129,8 @@ def means_job(sm: xr.DataArray, url: str, storage_options: Mapping[str, Any] | N
     for name in ds.data_vars:
         ds[name].attrs = {"units": "m3 m-3", "long_name": f"{str(name).replace('_', ' ')} of the 1 km soil moisture"}
         ds[name].encoding = {}
-    return ds.to_zarr(url, mode="w", compute=False, zarr_format=3, consolidated=False,
-                      storage_options=files.options_for(url, storage_options))
+    return ds.to_zarr(dest.url, mode="w", compute=False, zarr_format=3, consolidated=False,
+                      storage_options=dest.zarr_options)
 
 
 # --------------------------------------------------------------------------- model cards (pure)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -24,10 +23,11 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from dsm import files, store
 from dsm import rain as rain_mod
+from dsm import store
 from dsm.cube import API_EFOLDING_DAYS, API_NAMES, open_cube
 from dsm.errors import InputError, StoreError
+from dsm.storeref import StoreRef
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -91,12 +91,12 @@ class AntecedentSummary:
 
 
 @functools.lru_cache(maxsize=8)
-def _open(url: str, so: str, call: str) -> xr.Dataset:
+def _open(ref: StoreRef, call: str) -> xr.Dataset:
     """The cube, opened once per worker process and call."""
-    return store.open_store(url, "cube", json.loads(so) or None)
+    return store.open_store(ref, "cube")
 
 
-def _write_block(*blocks: np.ndarray, url: str, so: str, call: str, first: int = 0,
+def _write_block(*blocks: np.ndarray, ref: StoreRef, call: str, first: int = 0,
                  block_info: Mapping[Any, Any] | None = None) -> np.ndarray:
     """Write one (time chunk, spatial block) of ``api_*`` and ``api_age`` (runs on a worker);
     a block wholly before day index ``first`` is left as stored."""
@@ -104,11 +104,11 @@ def _write_block(*blocks: np.ndarray, url: str, so: str, call: str, first: int =
     (t0, t1), (y0, y1), (x0, x1) = block_info[0]["array-location"]
     if t1 <= first:
         return np.zeros((1, 1, 1), np.int64)
-    cube = _open(url, so, call)
+    cube = _open(ref, call)
     coords = {"time": cube["time"].values[t0:t1], "y": cube["y"].values[y0:y1], "x": cube["x"].values[x0:x1]}
     names = (*API_NAMES, "api_age")
     part = xr.Dataset({n: (_DAILY, b) for n, b in zip(names, blocks, strict=True)}, coords=coords)
-    store.write_region(url, part, json.loads(so) or None, cube)
+    store.write_region(ref, part, cube)
     return np.ones((1, 1, 1), np.int64)
 
 
@@ -116,8 +116,9 @@ def _pieces(n: int, size: int) -> tuple[int, ...]:
     return (size,) * (n // size) + ((n % size,) if n % size else ())
 
 
-def _check_cube(url: str, cube: xr.Dataset, so: Mapping[str, Any] | None) -> int:
+def _check_cube(ref: StoreRef, cube: xr.Dataset) -> int:
     """Refuse a cube without precipitation or index variables; return its spin-up days."""
+    url = ref.url
     if "precip" not in cube or "time_precip" not in cube.dims:
         raise InputError(f"the cube {url} has no precipitation ('precip' on 'time_precip'): configure "
                          "inputs.precip and run dsm ingest (a cube made before the rain variables must be recreated)")
@@ -127,17 +128,17 @@ def _check_cube(url: str, cube: xr.Dataset, so: Mapping[str, Any] | None) -> int
     spin = cube.sizes["time_precip"] - cube.sizes["time"]
     if spin < 0 or not cube.indexes["time_precip"][spin:].equals(cube.indexes["time"]):
         raise StoreError(f"the cube {url}: 'time_precip' does not end with the cube's days")
-    array = zarr.open_array(f"{url.rstrip('/')}/precip", mode="r", storage_options=files.options_for(url, so))
+    array = zarr.open_array(ref.join("precip").url, mode="r", storage_options=ref.zarr_options)
     if array.nchunks_initialized == 0:
         raise InputError(f"the cube {url} has no precipitation values ('precip' is empty): configure "
                          "inputs.precip and run dsm ingest")
     return spin
 
 
-def _forget(url: str, cube: xr.Dataset, so: Mapping[str, Any] | None) -> None:
+def _forget(ref: StoreRef, cube: xr.Dataset) -> None:
     """Drop the record of earlier indices before overwriting them (a failed run leaves none)."""
     if ATTR in cube.attrs:
-        group = zarr.open_group(url, mode="r+", storage_options=files.options_for(url, so))
+        group = zarr.open_group(ref.url, mode="r+", storage_options=ref.zarr_options)
         del group.attrs[ATTR]
 
 
@@ -147,8 +148,8 @@ def _compute(client: Client | None, *lazy: Any) -> Sequence[Any]:
     return dask.compute(*lazy)
 
 
-def write_antecedent(cube_url: str, storage_options: Mapping[str, Any] | None, rain: RainConfig,
-                     client: Client | None = None, from_index: int = 0) -> AntecedentSummary:
+def write_antecedent(cube_ref: StoreRef, rain: RainConfig, client: Client | None = None,
+                     from_index: int = 0) -> AntecedentSummary:
     """Compute the antecedent precipitation indices of the cube's ``precip`` and write them in.
 
     The whole series is scanned (the indices are recursive), but only the time chunks from the
@@ -158,10 +159,8 @@ def write_antecedent(cube_url: str, storage_options: Mapping[str, Any] | None, r
 
     Parameters
     ----------
-    cube_url
-        The predictor cube (local path or fsspec URL).
-    storage_options
-        fsspec options for a remote cube.
+    cube_ref
+        The predictor cube.
     rain
         ``spinup_days`` (the age flagged below) and ``max_gap_days`` (:mod:`dsm.rain`).
     client
@@ -183,8 +182,8 @@ def write_antecedent(cube_url: str, storage_options: Mapping[str, Any] | None, r
     ValueError
         Negative or infinite precipitation in the cube.
     """
-    cube = open_cube(cube_url, storage_options)
-    spin = _check_cube(cube_url, cube, storage_options)
+    cube = open_cube(cube_ref)
+    spin = _check_cube(cube_ref, cube)
     nt, ny, nx = (cube.sizes[d] for d in _DAILY)
     tc, sc_y, sc_x = cube["api_age"].encoding["chunks"]
     precip = cube["precip"].data.rechunk((_pieces(spin, tc) + _pieces(nt, tc), _pieces(ny, sc_y), _pieces(nx, sc_x)))
@@ -193,8 +192,7 @@ def write_antecedent(cube_url: str, storage_options: Mapping[str, Any] | None, r
 
     out = [da.where(land, a[spin:], np.float32(np.nan)) for a in apis]
     out_age = da.where(land, age[spin:], np.uint8(0))
-    so_json = json.dumps(dict(storage_options or {}), sort_keys=True)
-    writes = da.map_blocks(_write_block, *out, out_age, url=cube_url, so=so_json, call=uuid.uuid4().hex,
+    writes = da.map_blocks(_write_block, *out, out_age, ref=cube_ref, call=uuid.uuid4().hex,
                            first=max(0, int(from_index)), chunks=tuple((1,) * len(c) for c in out_age.chunks), dtype=np.int64)
     refused = da.isnan(apis[0]) & land
     stats = {
@@ -205,20 +203,20 @@ def write_antecedent(cube_url: str, storage_options: Mapping[str, Any] | None, r
         "refused_pixel_days": refused[spin:].sum(),
         "flagged_pixel_days": ((age[spin:] < rain.spinup_days) & land).sum(),
     }
-    _forget(cube_url, cube, storage_options)
+    _forget(cube_ref, cube)
     done = dict(zip(stats, _compute(client, *stats.values()), strict=True))
     days_with_rain = int(np.count_nonzero(done["precip_on_land"]))
     if days_with_rain == 0:
-        raise InputError(f"the cube {cube_url} has no precipitation on land (every 'precip' value over land is "
+        raise InputError(f"the cube {cube_ref} has no precipitation on land (every 'precip' value over land is "
                          "missing): configure inputs.precip and run dsm ingest")
     written = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     every_day = {n: [0, nt] for n in (*API_NAMES, "api_age")}  # all rows written: a chunk lost later is an error
-    store.set_attrs(cube_url, {ATTR: {"efolding_days": list(API_EFOLDING_DAYS), "spinup_days": rain.spinup_days,
+    store.set_attrs(cube_ref, {ATTR: {"efolding_days": list(API_EFOLDING_DAYS), "spinup_days": rain.spinup_days,
                                       "max_gap_days": rain.max_gap_days, "cube_spinup_days": spin},
                                store.WRITTEN_ATTR: store.merge_written(cube.attrs.get(store.WRITTEN_ATTR, {}),
-                                                                       every_day)}, storage_options)
+                                                                       every_day)})
     return AntecedentSummary(
-        cube=cube_url, efolding_days=tuple(API_EFOLDING_DAYS), spinup_days=rain.spinup_days,
+        cube=cube_ref.url, efolding_days=tuple(API_EFOLDING_DAYS), spinup_days=rain.spinup_days,
         max_gap_days=rain.max_gap_days, cube_spinup_days=spin, days=nt, precip_days=spin + nt,
         land_pixels=int(done["land_pixels"]), missing_precip_days=spin + nt - days_with_rain,
         restart_pixels=int(done["restart_pixels"]), refused_pixel_days=int(done["refused_pixel_days"]),

@@ -1,6 +1,6 @@
 """The worker side of the predict stage: one block of the output store, read, modelled and written.
 
-A :class:`BlockJob` carries everything a worker needs (store URLs, the days' plans, the
+A :class:`BlockJob` carries everything a worker needs (the stores' handles, the days' plans, the
 block's fused cell means). :func:`run_block` reads its block of the cube through fsspec,
 builds float32 features of the valid land pixels only, applies the models once each over
 all the block's days (:func:`dsm.block_models.model_days`; ``Booster.inplace_predict`` for
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from dsm.grid import Region, block_reduce_mean, repeat_to_fine
 from dsm.models.store import ModelStore
 from dsm.periods import composite_8day_of, period_of, time_position
 from dsm.ranges import SMAP, merge_counts, screen, screen_layers
+from dsm.storeref import StoreRef
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,9 @@ log = logging.getLogger(__name__)
 class BlockJob:
     """One (time chunk, space chunk) block of the output store: everything a worker needs."""
 
-    cube: str
-    output: str
-    models: str
-    storage_options: str  # JSON, hashable
+    cube: StoreRef
+    output: StoreRef
+    models: StoreRef
     token: str  # run id: invalidates worker caches between runs
     t0: int
     t1: int
@@ -72,10 +71,10 @@ _open = store.open_cached  # the cube and the output store, once per worker and 
 
 
 @functools.lru_cache(maxsize=64)
-def load_model(models_url: str, so: str, key: str, sha: str, threads: int = 1, device: str = "cpu") -> Any:
+def load_model(models: StoreRef, key: str, sha: str, threads: int = 1, device: str = "cpu") -> Any:
     """A stored model, cached per worker process (keyed by its SHA-256); XGBoost models come
     back as a Booster set to ``threads`` and ``device``."""
-    model = ModelStore(models_url, json.loads(so)).load_model(key)
+    model = ModelStore(models).load_model(key)
     if isinstance(model, xgboost.XGBModel):
         booster = model.get_booster()
         booster.set_param({"nthread": threads, "device": device})
@@ -86,9 +85,9 @@ def load_model(models_url: str, so: str, key: str, sha: str, threads: int = 1, d
 def _read(ds: xr.Dataset, name: str, **index: Any) -> np.ndarray:
     """``ds[name]`` at ``index``: a chunk lost from rows recorded written, or one that cannot be
     decoded, is an error naming it (:func:`dsm.store.require_chunks`, :func:`dsm.store.read_values`)."""
-    url = ds.encoding["source"]
-    store.require_chunks(ds, url, ds.encoding.get("storage_options"), name, **index)
-    return store.read_values(ds, name, url, **index)
+    ref = ds.encoding["store_ref"]
+    store.require_chunks(ds, ref, name, **index)
+    return store.read_values(ds, name, ref, **index)
 
 
 def block_features(cube: xr.Dataset, day: dt.date, names: Sequence[str], ys: slice, xs: slice,
@@ -175,8 +174,7 @@ class _ModelledBlock:
 def _model_block(job: BlockJob) -> _ModelledBlock:
     """Read a block of the cube and apply the day plans' models to it, each model once over all
     the block's days (:func:`dsm.block_models.model_days`; runs on a worker)."""
-    so = job.storage_options
-    cube = _open(job.cube, so, job.token, "raw")
+    cube = _open(job.cube, job.token, "raw")
     ys, xs = slice(job.y0, job.y1), slice(job.x0, job.x1)
     f = Region.from_dict(cube.attrs["region"]).fine_per_coarse
     cys, cxs = slice(job.y0 // f, job.y1 // f), slice(job.x0 // f, job.x1 // f)
@@ -187,7 +185,7 @@ def _model_block(job: BlockJob) -> _ModelledBlock:
         all_names.append("api_age")
 
     def load(key: str, sha: str) -> Any:
-        return load_model(job.models, so, key, sha, job.threads, job.device)
+        return load_model(job.models, key, sha, job.threads, job.device)
 
     # the block's days (and the halo days of a running-mean anomaly) are consecutive: read each
     # daily layer (and SMAP) for all of them at once, rather than decoding a time chunk per day
@@ -276,9 +274,8 @@ def run_block(job: BlockJob) -> dict[str, Any]:
     valid land pixel in the block, the (cell, 36 km mean, SMAP) pairs and the values masked as
     impossible (``out_of_range``: land pixels per predictor, SMAP cells under ``smap_sm``).
     """
-    so = job.storage_options
-    cube = _open(job.cube, so, job.token, "raw")
-    out = _open(job.output, so, job.token, products.KIND)
+    cube = _open(job.cube, job.token, "raw")
+    out = _open(job.output, job.token, products.KIND)
     ys, xs = slice(job.y0, job.y1), slice(job.x0, job.x1)
     region = Region.from_dict(cube.attrs["region"])
     f = region.fine_per_coarse
@@ -318,8 +315,8 @@ def run_block(job: BlockJob) -> dict[str, Any]:
     coords = {"time": out["time"].values[job.t0:job.t1], "y": out["y"].values[ys], "x": out["x"].values[xs]}
     part = xr.Dataset({"sm": (("time", "y", "x"), sm), "sm_unc": (("time", "y", "x"), unc),
                        "sm_origin": (("time", "y", "x"), origin)}, coords=coords)
-    store.write_region(job.output, part, json.loads(so) or None, out)
+    store.write_region(job.output, part, out)
     part36 = xr.Dataset({"sm_36km": (("time", "cy", "cx"), sm36)},
                         coords={"time": coords["time"], "cy": out["cy"].values[cys], "cx": out["cx"].values[cxs]})
-    store.write_region(job.output, part36, json.loads(so) or None, out)
+    store.write_region(job.output, part36, out)
     return {"t0": job.t0, "y0": job.y0, "x0": job.x0, "days": summaries}

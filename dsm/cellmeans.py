@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,15 +86,15 @@ class CellMeans:
 
 
 def fused_cells(client: Client, ds: xr.Dataset, card: FusionCard, load: Callable[[ModelRecord], Any],
-                start: dt.date, end: dt.date, aggregation: str = "mean", min_valid_fraction: float = 0.5,
-                storage_options: Mapping[str, Any] | None = None) -> CellMeans:
+                start: dt.date, end: dt.date, aggregation: str = "mean", min_valid_fraction: float = 0.5) -> CellMeans:
     """Fused cell means over the cube's time axis, the model cell means ``m`` and the masked inputs
-    (``storage_options``: the cube's fsspec options).
+    (``ds``: the cube opened by :func:`dsm.cube.open_cube`, whose workers open it again from its
+    ``store_ref``).
 
     Days outside ``start``..``end`` have no model value (state 0, NaN).
     """
     features = sorted({f for r in card.variants for f in r.features if f not in DOY_FEATURES})
-    computed = sample_tables(client, ds, periods(start, end), card.predictors, storage_options, how=aggregation,
+    computed = sample_tables(client, ds, periods(start, end), card.predictors, how=aggregation,
                              min_valid_fraction=min_valid_fraction, features=features, keep="all", count_column=True)
     tables = [t for t in computed if len(t)]
     m = np.full((ds.sizes["time"], ds.sizes["cy"], ds.sizes["cx"]), np.nan, np.float32)

@@ -46,14 +46,14 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-import fsspec
 from distributed import Client, performance_report
 
 from dsm import extend, files, fingerprint, ledger, store
 from dsm.config import STAGES, Config, ConfigError
 from dsm.errors import DsmError, TransientIOError
 from dsm.interrupt import RunInterrupted
-from dsm.runlock import Lease, RunLock, lock_url
+from dsm.runlock import Lease, RunLock, lock_ref
+from dsm.storeref import StoreRef
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +108,11 @@ AFTER_PRODUCTS: tuple[str, ...] = ("validate",)
 them) stay valid and ``done``, so the run is ``partial``, not ``failed``."""
 
 
-def records_url(config: Config) -> str:
+def records_ref(config: Config) -> StoreRef:
     """Where run records go: ``run.records``, else ``runs/`` beside the output store."""
     if config.run.records:
-        return config.run.records.rstrip("/")
-    base = config.stores.output or config.stores.cube
-    return f"{os.path.dirname(base.rstrip('/'))}/runs"
+        return config.stores.at(config.run.records.rstrip("/"))
+    return config.stores.ref("output" if config.stores.output else "cube").sibling("runs")
 
 
 def _transient(exc: BaseException) -> bool:
@@ -146,8 +145,8 @@ def _stage_cube(config: Config, client: Client, say: Callable[[str], None], leas
         return StageResult("cube", status, message=f"ingest report {rep.get('report')}", summary=dict(s),
                            failed=failed, report=rep)
     if config.twin is not None:
-        if store.exists(twin_stores(config).weather_csv, config.stores.storage_options):
-            built = cube.open_cube(config.stores.cube, config.stores.storage_options)
+        if store.exists(twin_stores(config).weather_csv):
+            built = cube.open_cube(config.stores.ref("cube"))
             fingerprint.check_settings(built.attrs.get(fingerprint.CUBE_ATTR), config, "cube", config.stores.cube,
                                        "`dsm twin CONFIG --overwrite` rebuilds the twin (then dsm train --force "
                                        "and dsm predict --overwrite), or choose other stores")
@@ -168,7 +167,7 @@ def _stage_cube(config: Config, client: Client, say: Callable[[str], None], leas
             lease.check()
         build_twin_stores(config, overwrite=True)
         return StageResult("cube", "done", message="twin built", summary={"built": True})
-    cube.open_cube(config.stores.cube, config.stores.storage_options)
+    cube.open_cube(config.stores.ref("cube"))
     return StageResult("cube", "done", message=f"using the existing cube {config.stores.cube}", summary={"built": False})
 
 
@@ -178,7 +177,7 @@ def twin_stores(config: Config) -> Any:
 
     if config.stores.truth is None or config.stores.stations is None:
         raise ConfigError("stores.truth and stores.stations must be set to build the twin")
-    return TwinStores(config.stores.cube, config.stores.truth, config.stores.stations)
+    return TwinStores(config.stores.ref("cube"), config.stores.ref("truth"), config.stores.ref("stations"))
 
 
 def build_twin_stores(config: Config, overwrite: bool, progress: bool = True, extend: bool = False) -> None:
@@ -195,8 +194,8 @@ def build_twin_stores(config: Config, overwrite: bool, progress: bool = True, ex
     stores = twin_stores(config)
     t = config.twin or TwinConfig()
     spec = TwinSpec(config.grid_region, config.dates.start, config.dates.end, t.seed, t.n_insitu, t.n_weather)
-    build_twin(stores, spec, config.chunks.space, config.chunks.time, config.stores.storage_options, overwrite,
-               progress=progress, rain=config.rain, extend=extend)
+    build_twin(stores, spec, config.chunks.space, config.chunks.time, overwrite, progress=progress, rain=config.rain,
+               extend=extend)
 
 
 def _finished(stage: str, rep: Any, **summary: Any) -> StageResult:
@@ -249,8 +248,8 @@ def export_steps(config: Config, say: Callable[[str], None], force: bool = False
     total: int | None = 0
     if "cog" in (formats or getattr(config.output, "formats", ("cog",))):
         try:
-            url, so = str(config.stores.output), config.stores.storage_options
-            led = ledger.read(url, so, store.open_store(url, "products", so).attrs)
+            out = config.stores.ref("output")
+            led = ledger.read(out, store.open_store(out, "products").attrs)
             done = set(led.done)
             total = len(done if force else done - set(led.exported))
         except DsmError:  # export names the problem itself
@@ -278,8 +277,9 @@ def _stage_validate(config: Config, client: Client, say: Callable[[str], None], 
     steps = Steps(say, "validate", 1 + twin, "step")
     steps.start()
     if twin:
-        summary["skill"] = f"{os.path.dirname(str(config.stores.output).rstrip('/'))}/skill.json"
-        scores = twin_skill(config, summary["skill"], client)
+        dest = config.stores.ref("output").sibling("skill.json")
+        summary["skill"] = dest.url
+        scores = twin_skill(config, dest, client)
         steps.step(f"twin skill against the 1 km truth: {summary['skill']}")
     summary["report"] = run_report(config, client, run_validate(config, client, twin=scores), twin=scores,
                                    lease=lease)
@@ -287,7 +287,7 @@ def _stage_validate(config: Config, client: Client, say: Callable[[str], None], 
     return StageResult("validate", "done", summary=summary, report=scores)
 
 
-def twin_skill(config: Config, dest: str, client: Client | None = None) -> dict[str, Any]:
+def twin_skill(config: Config, dest: StoreRef, client: Client | None = None) -> dict[str, Any]:
     """Score the products of ``config`` against the twin's 1 km truth
     (:func:`dsm.skill.twin_skill_of`, on ``client``'s workers when given) and write the scores
     as JSON to ``dest``; returns them.
@@ -300,7 +300,7 @@ def twin_skill(config: Config, dest: str, client: Client | None = None) -> dict[
     from dsm.skill import twin_skill_of, write_skill
 
     scores = twin_skill_of(config, client)
-    write_skill(scores, dest, config.stores.storage_options)
+    write_skill(scores, dest)
     return scores
 
 
@@ -313,17 +313,16 @@ STAGE_FUNCTIONS: dict[str, Callable[[Config, Client, Callable[[str], None], Leas
 # ------------------------------------------------------------------------------ the run
 def write_record(result: RunResult, config: Config, extra: dict[str, Any] | None = None) -> str:
     """Write ``run.json`` of ``result`` under its records folder; returns its URL."""
-    url = f"{result.records}/run.json"
     body = {"run_id": result.run_id, "started": result.started, "outcome": result.outcome,
             "region": config.grid_region.to_dict(),
             "dates": [config.dates.start.isoformat(), config.dates.end.isoformat()],
             "stores": config.stores.model_dump(mode="json", exclude={"storage_options"}),
             "stages": [s.record() for s in result.stages], **(extra or {})}
-    return files.write_url(url, json.dumps(body, indent=1), config.stores.storage_options)
+    return files.write_url(config.stores.at(f"{result.records}/run.json"), json.dumps(body, indent=1))
 
 
 @contextmanager
-def _performance_report(enabled: bool, dest: str, storage_options: dict[str, Any]) -> Iterator[None]:
+def _performance_report(enabled: bool, dest: StoreRef) -> Iterator[None]:
     """Dask's HTML performance report of the block, uploaded to ``dest`` afterwards."""
     if not enabled:
         yield
@@ -336,7 +335,7 @@ def _performance_report(enabled: bool, dest: str, storage_options: dict[str, Any
         finally:
             if os.path.exists(local):
                 try:
-                    fs, path = fsspec.core.url_to_fs(dest, **storage_options)
+                    fs, path = dest.fs()
                     files.put_file(fs, local, path)
                 except Exception as exc:  # the report is a convenience: never fail the run for it
                     log.warning("could not save the performance report to %s: %s", dest, exc)
@@ -349,8 +348,8 @@ def new_run_id() -> str:
 
 def lock_for(config: Config, run_id: str | None = None, break_lock: bool = False) -> RunLock:
     """The (not yet acquired) lock of ``config``'s output store; use it as a context manager."""
-    target = config.stores.output or config.stores.cube
-    return RunLock(lock_url(target), config.stores.storage_options, ttl=config.run.lock_ttl,
+    target = config.stores.ref("output" if config.stores.output else "cube")
+    return RunLock(lock_ref(target), ttl=config.run.lock_ttl,
                    heartbeat=config.run.lock_heartbeat, run_id=run_id or new_run_id(), break_lock=break_lock)
 
 
@@ -400,14 +399,14 @@ def run(config: Config, client: Client, *, stages: tuple[str, ...] | None = None
     lock = lock or lock_for(config, break_lock=break_lock)
     run_id = lock.record.run_id
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    result = RunResult(run_id, now, records=f"{records_url(config)}/{run_id}")
-    so = config.stores.storage_options
+    records = records_ref(config).join(run_id)
+    result = RunResult(run_id, now, records=records.url)
     with lock if own_lock else nullcontext(lock):
         say(f"run {run_id}: stages {', '.join(chosen)}; records {result.records}")
         for line in extend.preflight(config):
             say(f"extending {line}")
-        report_ctx = _performance_report(config.run.performance_report, f"{result.records}/dask-performance.html",
-                                         so) if client is not None else nullcontext()
+        report_ctx = _performance_report(config.run.performance_report, records.join("dask-performance.html")
+                                         ) if client is not None else nullcontext()
         with report_ctx:
             for name in STAGES:
                 if name not in chosen:

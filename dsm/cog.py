@@ -21,7 +21,6 @@ overviews and explicit compression; ``output.export_crs: EPSG:4326`` reprojects 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import os
 import tempfile
@@ -29,7 +28,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import fsspec
 import numpy as np
 import rasterio
 import rasterio.shutil
@@ -43,6 +41,7 @@ from dsm.daydata import check_day, day_layer, valid_count
 from dsm.errors import InputError
 from dsm.grid import EPSG, Region
 from dsm.periods import julian_name
+from dsm.storeref import StoreRef
 
 
 @dataclass(frozen=True)
@@ -91,11 +90,10 @@ def blocksize_for(shape: tuple[int, int], wanted: int) -> int:
 
 @dataclass(frozen=True)
 class ExportJob:
-    """One day to export."""
+    """One day to export: from the products store ``output`` to the COG folder ``cog``."""
 
-    output: str
-    cog_url: str
-    storage_options: str
+    output: StoreRef
+    cog: StoreRef
     day: dt.date
     t: int
     crs: str = f"EPSG:{EPSG}"
@@ -170,18 +168,17 @@ def write_cog(data: np.ndarray, transform: Any, crs: str, path: str, blocksize: 
     return info
 
 
-def _publish(data: np.ndarray, job: ExportJob, region: Region, layer: str, tmp: str,
-             so: Mapping[str, Any]) -> dict[str, Any]:
-    """Write one layer's COG locally, upload it to ``job.cog_url``; its description."""
+def _publish(data: np.ndarray, job: ExportJob, region: Region, layer: str, tmp: str) -> dict[str, Any]:
+    """Write one layer's COG locally, upload it to ``job.cog``; its description."""
     name = cog_name(job.day, layer)
     path = os.path.join(tmp, name)
     dst_crs = None if job.crs == f"EPSG:{EPSG}" else job.crs
     info = write_cog(data, region.fine_transform, f"EPSG:{EPSG}", path, job.blocksize, job.compress, dst_crs,
                      LAYERS[layer])
-    url = f"{job.cog_url.rstrip('/')}/{name}"
-    fs, target = fsspec.core.url_to_fs(url, **so)
+    dest = job.cog.join(name)
+    fs, target = dest.fs()
     files.put_file(fs, path, target)
-    info.update(url=url, name=name, size=os.path.getsize(path), sha256=files.file_sha256(path))
+    info.update(url=dest.url, name=name, size=os.path.getsize(path), sha256=files.file_sha256(path))
     return info
 
 
@@ -191,26 +188,25 @@ def export_day(job: ExportJob) -> dict[str, Any]:
     The record is ``sm``'s (``url``, ``name``, ``size``, ``sha256``, shape, transform...) with
     ``layers``: the same for each other layer written.
     """
-    so = json.loads(job.storage_options)
-    out = job.output.rstrip("/")
-    data = np.asarray(day_layer(out, "sm", job.t, so), dtype=np.int16)
-    origin = day_layer(out, "sm_origin", job.t, so)
-    group = zarr.open_group(out, mode="r", storage_options=files.options_for(out, so))
+    out = job.output
+    data = np.asarray(day_layer(out, "sm", job.t), dtype=np.int16)
+    origin = day_layer(out, "sm_origin", job.t)
+    group = zarr.open_group(out.url, mode="r", storage_options=out.zarr_options)
     region = products.region_of(group.attrs)
     sm = group.get("sm")
     if not isinstance(sm, zarr.Array):
         raise InputError(f"{out}: no array 'sm'; not a products store (`dsm predict CONFIG` writes one)")
     digest = products.day_digest(data, (sm.chunks[1], sm.chunks[2])) if job.sm_digest is not None else None
-    check_day(out, job.day, job.t, valid_count(data), digest, job.valid_pixels, job.sm_digest)
+    check_day(out.url, job.day, job.t, valid_count(data), digest, job.valid_pixels, job.sm_digest)
     stored = {"sm": data, "sm_origin": origin}
     with tempfile.TemporaryDirectory(prefix="dsm-cog-") as tmp:
-        info = _publish(data, job, region, "sm", tmp, so)
+        info = _publish(data, job, region, "sm", tmp)
         info["layers"] = {}
         for layer in job.layers:
-            values = stored[layer] if layer in stored else day_layer(out, layer, job.t, so)
+            values = stored[layer] if layer in stored else day_layer(out, layer, job.t)
             if layer == "sm_unc":
                 values = np.where(data == products.FILL, products.FILL, values)  # no uncertainty without sm
-            info["layers"][layer] = {k: v for k, v in _publish(values, job, region, layer, tmp, so).items()
+            info["layers"][layer] = {k: v for k, v in _publish(values, job, region, layer, tmp).items()
                                      if k in ("url", "name", "size", "sha256", "nodata", "scale")}
     info.update(day=job.day.isoformat(), valid_pixels=valid_count(data),
                 origin={products.ORIGIN_BITS[b][0]: n for b, n in products.origin_counts(origin).items()},
@@ -218,8 +214,8 @@ def export_day(job: ExportJob) -> dict[str, Any]:
     return info
 
 
-def _file_intact(url: str, size: int | None, storage_options: Mapping[str, Any]) -> bool:
-    fs, path = fsspec.core.url_to_fs(url, **storage_options)
+def _file_intact(ref: StoreRef, size: int | None) -> bool:
+    fs, path = ref.fs()
     try:
         got = fs.size(path)
     except FileNotFoundError:
@@ -227,13 +223,13 @@ def _file_intact(url: str, size: int | None, storage_options: Mapping[str, Any])
     return size is None or got == size
 
 
-def cog_intact(info: Mapping[str, Any], storage_options: Mapping[str, Any],
-               layers: tuple[str, ...] = EXTRA_LAYERS) -> bool:
+def cog_intact(info: Mapping[str, Any], cog: StoreRef, layers: tuple[str, ...] = EXTRA_LAYERS) -> bool:
     """Whether every COG of the day ``info`` records (``sm`` and each of ``layers``) still
     exists with the size it was written with; a record without one of ``layers`` (an export
-    made before they were written) is not intact."""
+    made before they were written) is not intact. The recorded URLs are opened with the
+    options of ``cog``, the COG folder they were written to."""
     recorded = info.get("layers", {})
     if any(layer not in recorded for layer in layers):
         return False
-    return all(_file_intact(i["url"], i.get("size"), storage_options)
+    return all(_file_intact(cog.at(i["url"]), i.get("size"))
                for i in (info, *(recorded[layer] for layer in layers)))

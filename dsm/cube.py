@@ -27,6 +27,7 @@ from dsm import store
 from dsm.errors import ConfigError, StoreError
 from dsm.grid import CRS_WKT, EPSG, FINE_PER_COARSE, Region
 from dsm.periods import composites_8day, days, periods
+from dsm.storeref import StoreRef
 
 FINE_GRID_MAPPING = "spatial_ref"  # 1 km variables
 COARSE_GRID_MAPPING = "spatial_ref_36km"  # SMAP variables
@@ -261,22 +262,25 @@ def cube_template(layout: Layout) -> xr.Dataset:
     return template(layout, SCHEMA, {"title": "dsm predictor cube"})
 
 
-def create_cube(url: str, layout: Layout, storage_options: Mapping[str, Any] | None = None,
-                overwrite: bool = False) -> None:
-    """Create an empty predictor cube at ``url`` (local path or fsspec URL)."""
-    store.create(url, cube_template(layout), "cube", storage_options, overwrite)
+def create_cube(ref: StoreRef, layout: Layout, overwrite: bool = False) -> None:
+    """Create an empty predictor cube at ``ref``."""
+    store.create(ref, cube_template(layout), "cube", overwrite)
 
 
-def open_cube(url: str, storage_options: Mapping[str, Any] | None = None) -> xr.Dataset:
+def open_cube(where: StoreRef | str) -> xr.Dataset:
     """Open a predictor cube lazily; rioxarray finds its CRS and transforms (``ds.rio``).
 
-    Raises :class:`dsm.errors.StoreError` if ``url`` is missing or not a dsm cube, or if
-    the cube lacks a variable of the schema.
+    ``where`` is a :class:`~dsm.storeref.StoreRef` (``config.stores.ref("cube")``) or a plain
+    path or URL opened without storage options.
+
+    Raises :class:`dsm.errors.StoreError` if the cube is missing or not a dsm cube, or if
+    it lacks a variable of the schema.
     """
-    ds = store.open_store(url, "cube", storage_options)
+    ref = StoreRef.of(where)
+    ds = store.open_store(ref, "cube")
     missing = [v.name for v in SCHEMA if v.name not in ds and v.name not in RAIN_VARS]
     if missing:
-        raise StoreError(f"cube {url} lacks variable(s) {missing}")
+        raise StoreError(f"cube {ref} lacks variable(s) {missing}")
     return ds
 
 

@@ -8,14 +8,14 @@ day whose chunks were lost or replaced since predict wrote them.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import zarr
 
-from dsm import files, products, store
+from dsm import products, store
 from dsm.errors import StoreError
+from dsm.storeref import StoreRef
 
 
 class LostDataError(StoreError):
@@ -37,12 +37,12 @@ _REDO = ("Nothing was published and the day is no longer marked predicted: `dsm 
          "again, then `dsm export CONFIG`")
 
 
-def open_layer(out: str, name: str, so: Mapping[str, Any]) -> zarr.Array:
+def open_layer(out: StoreRef, name: str) -> zarr.Array:
     """The Zarr array of the products variable ``name`` (stored values: packed, unmasked)."""
-    return zarr.open_array(f"{out.rstrip('/')}/{name}", mode="r", storage_options=files.options_for(out, so))
+    return zarr.open_array(out.join(name).url, mode="r", storage_options=out.zarr_options)
 
 
-def read_block(arr: zarr.Array, out: str, name: str, index: tuple[slice, ...]) -> np.ndarray:
+def read_block(arr: zarr.Array, out: StoreRef, name: str, index: tuple[slice, ...]) -> np.ndarray:
     """``arr[index]`` as stored; a damaged chunk is a :class:`LostDataError` naming it."""
     try:
         return np.asarray(arr[index])
@@ -51,9 +51,9 @@ def read_block(arr: zarr.Array, out: str, name: str, index: tuple[slice, ...]) -
                             f". {_REDO}") from exc
 
 
-def day_layer(out: str, name: str, t: int, so: Mapping[str, Any]) -> np.ndarray:
+def day_layer(out: StoreRef, name: str, t: int) -> np.ndarray:
     """Day ``t`` of the products variable ``name`` as stored; a damaged chunk is an error naming it."""
-    arr = open_layer(out, name, so)
+    arr = open_layer(out, name)
     return read_block(arr, out, name, (slice(t, t + 1), *(slice(0, n) for n in arr.shape[1:])))[0]
 
 

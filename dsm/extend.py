@@ -41,12 +41,13 @@ import xarray as xr
 import zarr
 from xarray.coding.times import encode_cf_datetime
 
-from dsm import files, fingerprint, ledger, products, store
+from dsm import fingerprint, ledger, products, store
 from dsm.config import Config, ConfigError, from_dict
 from dsm.config.domain import parse_day
 from dsm.dayplans import DayPlan
 from dsm.errors import StoreError
 from dsm.models.store import ModelStore
+from dsm.storeref import StoreRef
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +101,10 @@ def check_not_earlier(what: str, url: str, have: dt.date, want: dt.date) -> None
 
 
 # ------------------------------------------------------------------------------ Zarr stores
-def recorded_end(url: str, storage_options: Mapping[str, Any] | None = None) -> dt.date | None:
-    """The last day the Zarr store at ``url`` was made for (its ``end`` attribute); None when
+def recorded_end(ref: StoreRef) -> dt.date | None:
+    """The last day the Zarr store at ``ref`` was made for (its ``end`` attribute); None when
     there is no store or it records no end."""
-    attrs = store.root_attrs(url, storage_options)
+    attrs = store.root_attrs(ref)
     end = (attrs or {}).get("end")
     return dt.date.fromisoformat(str(end)) if end else None
 
@@ -114,9 +115,8 @@ def _same(key: str, have: Any, want: Any) -> bool:
     return bool(products.decode_attrs({key: have}) == products.decode_attrs({key: want}))
 
 
-def resize_time(url: str, template: xr.Dataset, storage_options: Mapping[str, Any] | None = None,
-                attrs: Mapping[str, Any] | None = None) -> dt.date | None:
-    """Grow the Zarr store at ``url`` along its time axes to the shape of ``template``.
+def resize_time(ref: StoreRef, template: xr.Dataset, attrs: Mapping[str, Any] | None = None) -> dt.date | None:
+    """Grow the Zarr store at ``ref`` along its time axes to the shape of ``template``.
 
     Every array with a time dimension (:data:`TIME_DIMS`) is resized (metadata only: no data
     chunk is read or written; the new days read as fill values until a stage writes them); the
@@ -126,13 +126,11 @@ def resize_time(url: str, template: xr.Dataset, storage_options: Mapping[str, An
 
     Parameters
     ----------
-    url
-        The store (local path or fsspec URL).
+    ref
+        The store.
     template
         The store's template for the new dates (its sizes, time coordinates, chunks, ``start``,
         ``end`` and ``region`` attributes are used).
-    storage_options
-        fsspec options.
     attrs
         Further root attributes to set with ``end``.
 
@@ -147,8 +145,8 @@ def resize_time(url: str, template: xr.Dataset, storage_options: Mapping[str, An
         The store is missing, ends later than the template (:func:`check_not_earlier`), or was
         made for another region, first day or time chunk (the key is named).
     """
-    so = dict(storage_options or {}) or None
-    have = store.root_attrs(url, storage_options)
+    url = ref.url
+    have = store.root_attrs(ref)
     if have is None:
         raise StoreError(f"no Zarr store at {url} to extend (no zarr.json found)")
     old_end = dt.date.fromisoformat(str(have["end"]))
@@ -158,7 +156,7 @@ def resize_time(url: str, template: xr.Dataset, storage_options: Mapping[str, An
         if not _same(key, have.get(key), template.attrs[key]):
             raise StoreError(f"cannot extend {url}: its {key} is {have.get(key)!r}, the configuration's "
                              f"{template.attrs[key]!r}; only dates.end may change (choose other stores)")
-    group = zarr.open_group(url, mode="r+", storage_options=files.options_for(url, so))
+    group = zarr.open_group(url, mode="r+", storage_options=ref.zarr_options)
     sizes = dict(template.sizes)
     grown = []
     for name, array in group.arrays():
@@ -211,28 +209,28 @@ def preflight(config: Config) -> list[str]:
         A store ends after ``dates.end`` (both dates named), or was made with other settings
         (every differing key named).
     """
-    so = config.stores.storage_options
     end = config.dates.end
     lines = []
-    cube_attrs = store.root_attrs(config.stores.cube, so)
+    cube_attrs = store.root_attrs(config.stores.ref("cube"))
     cube_fp = fingerprint.cube_fingerprint(cube_attrs) if cube_attrs else None
-    for what, url in (("cube", config.stores.cube), ("products", config.stores.output)):
-        have = recorded_end(url, so) if url else None
-        if have is None or url is None:
+    stores = config.stores
+    for what, ref in (("cube", stores.ref("cube")), ("products", stores.ref("output") if stores.output else None)):
+        have = recorded_end(ref) if ref is not None else None
+        if have is None or ref is None:
             continue
         if what == "products":
-            check_not_earlier("products store", url, have, end)
+            check_not_earlier("products store", str(ref), have, end)
         if have < end:
-            lines.append(f"{what} {url}: {have} -> {end}")
+            lines.append(f"{what} {ref}: {have} -> {end}")
     if not lines:
         return lines
     if config.stores.models:
-        models = ModelStore(config.stores.models, so)
+        models = ModelStore(config.stores.ref("models"))
         fingerprint.check_settings(models.read_settings(), config, "models", models.url,
                                    "extend with the configuration that trained them, or `dsm train CONFIG --force` "
                                    "retrains every model", cube_fp)
     if config.stores.output:
-        attrs = store.root_attrs(config.stores.output, so)
+        attrs = store.root_attrs(config.stores.ref("output"))
         if attrs is not None:
             fingerprint.check_settings(ledger.store_records(attrs).settings, config,
                                        "products", config.stores.output,
@@ -252,14 +250,14 @@ def extend_output(config: Config, old_end: dt.date, template: xr.Dataset, fence:
     made with a window cut short. Then the arrays are resized (no data chunk is rewritten).
     Returns the days taken back.
     """
-    url, so = str(config.stores.output), config.stores.storage_options
+    out = config.stores.ref("output")
     half = config.training.fusion.anomaly_window_days // 2 if config.training.method == "fusion" else 0
-    led = ledger.read(url, so)
+    led = ledger.read(out)
     names = [(old_end - dt.timedelta(days=k)).isoformat() for k in range(half)]
     back = [n for n in names if led.day(n).done]
     if back:
         take_back(config, led, {n: _WINDOW_CUT for n in back}, fence)
-    resize_time(url, template, so)
+    resize_time(out, template)
     return sorted(back)
 
 
@@ -294,10 +292,10 @@ def retrained_days(plans: Sequence[DayPlan], led: ledger.ProductsLedger) -> dict
 
 def take_back(config: Config, led: ledger.ProductsLedger, why: Mapping[str, str], fence: int | None) -> None:
     """Record the days of ``why`` as not done (their COG records dropped first), with the reason."""
-    url, so = str(config.stores.output), config.stores.storage_options
-    ledger.write_exported(url, {n: None for n in why if n in led.exported}, so, fence)
-    ledger.write_days(url, {n: replace(ledger.taken_back(led.day(n)), failed=f"{REDONE}{r}") for n, r in why.items()},
-                      so, fence)
+    out = config.stores.ref("output")
+    ledger.write_exported(out, {n: None for n in why if n in led.exported}, fence)
+    ledger.write_days(out, {n: replace(ledger.taken_back(led.day(n)), failed=f"{REDONE}{r}") for n, r in why.items()},
+                      fence)
 
 
 REDONE = "predicted again: "

@@ -1,7 +1,8 @@
 """Figures of the validation and analysis, written as PNG files (matplotlib, Agg, no pyplot).
 
-Every function takes tables or arrays and a path (local or fsspec URL), draws on its own
-:class:`matplotlib.figure.Figure` (no global state, no display) and returns the path written.
+Every function takes tables or arrays and where to write (``dest``, a
+:class:`~dsm.storeref.StoreRef`: a local path or fsspec URL with its options), draws on its own
+:class:`matplotlib.figure.Figure` (no global state, no display) and returns the URL written.
 
 =============================  ==========================================================
 :func:`model_scores_per_period`  train/test R and RMSE of every model per 16-day period
@@ -43,6 +44,7 @@ from dsm.grid import lonlat_to_xy, xy_to_lonlat
 from dsm.models.period_cards import PeriodCard, TrainedPeriodCard
 from dsm.periods import parse_julian
 from dsm.station_scores import map_minus_reference
+from dsm.storeref import StoreRef
 
 PRODUCT_COLORS = {"insitu": "black", "sm_1km": "tab:red", "smap_36km": "tab:blue"}
 _OTHER_COLORS = ("tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
@@ -54,11 +56,11 @@ MAX_PERIOD_LABELS = 12
 MAX_NAMED_PERIODS = 6
 
 
-def save(fig: Figure, path: str, storage_options: Mapping[str, Any] | None = None, dpi: int = 110) -> str:
-    """Write ``fig`` as PNG to ``path`` (any fsspec URL); returns ``path``."""
+def save(fig: Figure, dest: StoreRef, dpi: int = 110) -> str:
+    """Write ``fig`` as PNG to ``dest`` (a local path or fsspec URL, with its options); returns its URL."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    return files.write_url(path, buf.getvalue(), storage_options)
+    return files.write_url(dest, buf.getvalue())
 
 
 def _color(name: str, others: Sequence[str]) -> str:
@@ -182,14 +184,13 @@ def _score(card: TrainedPeriodCard, model: str, split: str, metric: str) -> floa
     return np.nan if value is None else float(value)
 
 
-def model_scores_per_period(cards: Sequence[PeriodCard], path: str,
-                            *, storage_options: Mapping[str, Any] | None = None) -> str:
+def model_scores_per_period(cards: Sequence[PeriodCard], dest: StoreRef) -> str:
     """Train (dashed) and test (solid) R and RMSE of every model per period; chosen ones marked."""
     trained = sorted((c for c in cards if isinstance(c, TrainedPeriodCard) and c.models), key=lambda c: c.period)
     fig = Figure(figsize=(11, 4), layout="constrained")
     if not trained:
         _empty(fig, "no trained period")
-        return save(fig, path, storage_options)
+        return save(fig, dest)
     axes = fig.subplots(1, 2)
     periods = [c.period for c in trained]
     x = _period_x(periods)
@@ -208,15 +209,15 @@ def model_scores_per_period(cards: Sequence[PeriodCard], path: str,
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, ncol=2, loc="best")
     fig.suptitle("Model R and RMSE per 16-day period (solid: test half, dashed: train half)")
-    return save(fig, path, storage_options)
+    return save(fig, dest)
 
 
-def table4_figure(table4: pd.DataFrame, path: str, *, storage_options: Mapping[str, Any] | None = None) -> str:
+def table4_figure(table4: pd.DataFrame, dest: StoreRef) -> str:
     """Mean train/test R and RMSE of each model and of the combination (the paper's Table 4)."""
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     if table4 is None or table4.empty:
         _empty(fig, "no trained period")
-        return save(fig, path, storage_options)
+        return save(fig, dest)
     axes = fig.subplots(1, 2)
     names = list(table4.index)
     x = np.arange(len(names))
@@ -229,11 +230,11 @@ def table4_figure(table4: pd.DataFrame, path: str, *, storage_options: Mapping[s
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend()
     fig.suptitle("Table 4: mean over periods of train and test scores")
-    return save(fig, path, storage_options)
+    return save(fig, dest)
 
 
-def site_scatter(pairs: pd.DataFrame, scores: pd.DataFrame, path: str, product: str = "sm_1km",
-                 days: str = "own", *, storage_options: Mapping[str, Any] | None = None) -> str:
+def site_scatter(pairs: pd.DataFrame, scores: pd.DataFrame, dest: StoreRef, product: str = "sm_1km",
+                 days: str = "own") -> str:
     """One panel per site: product vs in situ with the 1:1 line and R, RMSE, ubRMSE, bias, n.
 
     The bias is shown as product minus in situ (:func:`dsm.station_scores.map_minus_reference`),
@@ -244,7 +245,7 @@ def site_scatter(pairs: pd.DataFrame, scores: pd.DataFrame, path: str, product: 
     fig = Figure(figsize=(3.0 * min(n, 4) + 0.5, 3.0 * max(1, -(-n // 4)) + 0.4))
     if n == 0 or product not in pairs:
         _empty(fig, f"no station pairs for {product}")
-        return save(fig, path, storage_options)
+        return save(fig, dest)
     axes = np.atleast_1d(fig.subplots(-(-n // 4), min(n, 4), squeeze=False)).ravel()
     scores = map_minus_reference(scores)
     lim_vals = pairs[[product, "insitu"]].to_numpy(float)
@@ -269,12 +270,11 @@ def site_scatter(pairs: pd.DataFrame, scores: pd.DataFrame, path: str, product: 
     fig.supxlabel("in situ daily mean (m³/m³)", fontsize=9)
     fig.supylabel(f"{product} (m³/m³)", fontsize=9)
     fig.suptitle(f"{product} against in situ per site (bias: {product} − in situ; {days} days)", fontsize=10)
-    return save(fig, path, storage_options)
+    return save(fig, dest)
 
 
-def site_timeseries(pairs: pd.DataFrame, path: str, products: Sequence[str],
-                    precip: Mapping[tuple[str, str], pd.Series] | None = None, max_sites: int = 8,
-                    *, storage_options: Mapping[str, Any] | None = None) -> str:
+def site_timeseries(pairs: pd.DataFrame, dest: StoreRef, products: Sequence[str],
+                    precip: Mapping[tuple[str, str], pd.Series] | None = None, max_sites: int = 8) -> str:
     """Time series at sites: in situ (dots), products (lines), precipitation bars (right axis).
 
     Parameters
@@ -288,7 +288,7 @@ def site_timeseries(pairs: pd.DataFrame, path: str, products: Sequence[str],
     fig = Figure(figsize=(11, 2.3 * max(n, 1) + 0.5), layout="constrained")
     if n == 0:
         _empty(fig, "no station pairs")
-        return save(fig, path, storage_options)
+        return save(fig, dest)
     axes = np.atleast_1d(fig.subplots(n, 1, sharex=True, squeeze=False)).ravel()
     others = [p for p in products if p not in PRODUCT_COLORS]
     for ax, (_, s) in zip(axes, sites.iterrows(), strict=True):
@@ -318,15 +318,14 @@ def site_timeseries(pairs: pd.DataFrame, path: str, products: Sequence[str],
     axes[-1].xaxis.set_major_formatter(ConciseDateFormatter(locator))
     axes[0].legend(fontsize=7, ncol=len(products) + 1, loc="upper right")
     fig.suptitle("Soil moisture at the sites", fontsize=10)
-    return save(fig, path, storage_options)
+    return save(fig, dest)
 
 
-def map_panels(maps: xr.DataArray, path: str, dim: str, title: str, fmt: str = "%Y-%m",
-               points: pd.DataFrame | None = None, vmin: float | None = None, vmax: float | None = None,
-               *, storage_options: Mapping[str, Any] | None = None) -> str:
+def map_panels(maps: xr.DataArray, dest: StoreRef, dim: str, title: str, fmt: str = "%Y-%m",
+               points: pd.DataFrame | None = None, vmin: float | None = None, vmax: float | None = None) -> str:
     """One map per entry of ``dim`` (e.g. monthly means), shared colour scale, lat/lon graticule
     (:func:`draw_map_panels`, written as PNG)."""
-    return save(draw_map_panels(maps, dim, title, fmt, points, vmin, vmax), path, storage_options)
+    return save(draw_map_panels(maps, dim, title, fmt, points, vmin, vmax), dest)
 
 
 def draw_map_panels(maps: xr.DataArray, dim: str, title: str, fmt: str = "%Y-%m",
@@ -381,13 +380,13 @@ def draw_map_panels(maps: xr.DataArray, dim: str, title: str, fmt: str = "%Y-%m"
     return fig
 
 
-def importance_bars(summary: pd.DataFrame, path: str, *, storage_options: Mapping[str, Any] | None = None) -> str:
+def importance_bars(summary: pd.DataFrame, dest: StoreRef) -> str:
     """Mean importance of each predictor over periods with ± one standard deviation."""
     fig = Figure(figsize=(10, 0.35 * max(len(summary), 4) + 1.2))
     kinds = [k for k in ("rf_impurity", "xgb_gain") if len(summary) and summary[f"{k}_n"].sum() > 0]
     if not kinds:
         _empty(fig, "no RF or XGB importance in the model cards")
-        return save(fig, path, storage_options)
+        return save(fig, dest)
     axes = np.atleast_1d(fig.subplots(1, len(kinds), squeeze=False)).ravel()
     names = list(summary.index)
     yy = np.arange(len(names))
@@ -402,11 +401,10 @@ def importance_bars(summary: pd.DataFrame, path: str, *, storage_options: Mappin
                      fontsize=9)
         ax.set_xlabel("share of total importance")
         ax.grid(axis="x", alpha=0.3)
-    return save(fig, path, storage_options)
+    return save(fig, dest)
 
 
-def partial_correlation_map(table: pd.DataFrame, path: str, background: xr.DataArray | None = None,
-                            *, storage_options: Mapping[str, Any] | None = None) -> str:
+def partial_correlation_map(table: pd.DataFrame, dest: StoreRef, background: xr.DataArray | None = None) -> str:
     """Weather stations coloured by significance class of SM-precipitation and SM-temperature.
 
     Parameters
@@ -439,14 +437,13 @@ def partial_correlation_map(table: pd.DataFrame, path: str, background: xr.DataA
         graticule(ax, ylabel=ax is axes[0])
         ax.tick_params(labelsize=7)
     fig.suptitle("Partial correlation at weather stations (t-test, n − 3 d.o.f.)", fontsize=10)
-    return save(fig, path, storage_options)
+    return save(fig, dest)
 
 
-def skill_periods_figure(period_skill: pd.DataFrame, path: str,
-                         *, storage_options: Mapping[str, Any] | None = None) -> str:
+def skill_periods_figure(period_skill: pd.DataFrame, dest: StoreRef) -> str:
     """Twin skill against the truth per period: RMSE and mean within-cell R of each map
     (:func:`draw_skill_periods`, written as PNG)."""
-    return save(draw_skill_periods(period_skill), path, storage_options)
+    return save(draw_skill_periods(period_skill), dest)
 
 
 def draw_skill_periods(period_skill: pd.DataFrame) -> Figure:

@@ -37,6 +37,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from dsm.errors import StoreError
+from dsm.storeref import StoreRef
 
 PARTIAL_SUFFIX = ".partial"
 Status = Literal["used", "skipped", "failed"]
@@ -55,13 +56,6 @@ class FileReport:
 def is_local(url: str) -> bool:
     """Whether ``url`` is a plain path (or ``file://``) rather than a remote fsspec URL."""
     return "://" not in url or url.startswith("file://")
-
-
-def options_for(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The fsspec options to open ``url`` with in zarr or xarray: None for a plain local path,
-    which zarr opens with its own local store (that takes none), so one set of options serves
-    a configuration whose stores are partly local and partly remote."""
-    return None if "://" not in url else (dict(storage_options or {}) or None)
 
 
 def fetch_failure(url: str, exc: BaseException, doing: str = "download") -> FileReport:
@@ -169,11 +163,11 @@ def put_file(fs: fsspec.AbstractFileSystem, local: str, path: str) -> None:
         fs.put_file(local, path)
 
 
-def write_url(url: str, data: bytes | str, storage_options: Mapping[str, Any] | None = None) -> str:
-    """Write ``data`` (text is UTF-8 encoded) to the fsspec ``url`` whole; returns ``url``."""
-    fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+def write_url(ref: StoreRef, data: bytes | str) -> str:
+    """Write ``data`` (text is UTF-8 encoded) to ``ref`` whole; returns its URL."""
+    fs, path = ref.fs()
     write_bytes(fs, path, data.encode("utf-8") if isinstance(data, str) else data)
-    return url
+    return ref.url
 
 
 def _sha256_of(f: Any) -> tuple[int, str]:
@@ -190,10 +184,10 @@ def file_sha256(path: str) -> str:
         return _sha256_of(f)[1]
 
 
-def url_digest(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple[int, str] | None:
-    """``(size, SHA-256 hex digest)`` of the file at an fsspec URL, read in blocks; None when absent."""
+def url_digest(ref: StoreRef) -> tuple[int, str] | None:
+    """``(size, SHA-256 hex digest)`` of the file at ``ref``, read in blocks; None when absent."""
     try:
-        with fsspec.open(url, "rb", **dict(storage_options or {})) as f:
+        with fsspec.open(ref.url, "rb", **dict(ref.options)) as f:
             return _sha256_of(f)
     except FileNotFoundError:
         return None

@@ -41,6 +41,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from dsm import files, products, store
 from dsm.errors import StoreError, StoreNotFoundError
+from dsm.storeref import StoreRef
 
 __all__ = ["FOLDER", "DayRecord", "NetcdfRecord", "ProductsLedger", "migrate", "read", "store_records", "taken_back",
            "write_days", "write_exported", "write_netcdf", "write_records"]
@@ -257,11 +258,6 @@ def _encode(entries: Mapping[str, Any]) -> bytes:
 
 
 # ------------------------------------------------------------------------------ IO edge
-def _fs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
-    return fs, root.rstrip("/")
-
-
 def _objects(fs: fsspec.AbstractFileSystem, folder: str) -> dict[str, bytes]:
     """Every record object under ``folder`` (path relative to it -> bytes): one listing, one
     concurrent fetch. Partial files of a local write in progress are not records.
@@ -286,17 +282,16 @@ def _objects(fs: fsspec.AbstractFileSystem, folder: str) -> dict[str, bytes]:
     return {p[len(folder) + 1:]: v for p, v in got.items() if isinstance(v, bytes)}
 
 
-def _root_attrs(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    attrs = store.root_attrs(url, storage_options)
+def _root_attrs(ref: StoreRef) -> dict[str, Any]:
+    attrs = store.root_attrs(ref)
     if attrs is None:
-        raise StoreNotFoundError(f"no Zarr store at {url} (no zarr.json found): no products store, no run "
+        raise StoreNotFoundError(f"no Zarr store at {ref} (no zarr.json found): no products store, no run "
                                  "ledger; dsm predict CONFIG makes it")
     return attrs
 
 
-def read(url: str, storage_options: Mapping[str, Any] | None = None,
-         attrs: Mapping[str, Any] | None = None) -> ProductsLedger:
-    """The ledger of the products store at ``url``.
+def read(ref: StoreRef, attrs: Mapping[str, Any] | None = None) -> ProductsLedger:
+    """The ledger of the products store at ``ref``.
 
     Parameters
     ----------
@@ -307,10 +302,10 @@ def read(url: str, storage_options: Mapping[str, Any] | None = None,
     Raises
     ------
     StoreNotFoundError
-        No store at ``url``.
+        No store at ``ref``.
     """
-    fs, root = _fs(url, storage_options)
-    attrs = dict(attrs) if attrs is not None else _root_attrs(url, storage_options)
+    fs, root = ref.fs()
+    attrs = dict(attrs) if attrs is not None else _root_attrs(ref)
     if _is_legacy(attrs):
         return from_attrs(attrs)
     return from_objects(attrs, _objects(fs, f"{root}/{FOLDER}"))
@@ -330,15 +325,14 @@ def _write_objects(fs: fsspec.AbstractFileSystem, blobs: Mapping[str, bytes | No
             fs.rm(p)
 
 
-def _begin(url: str, storage_options: Mapping[str, Any] | None, fence: int | None
-           ) -> tuple[fsspec.AbstractFileSystem, str, zarr.Group]:
+def _begin(ref: StoreRef, fence: int | None) -> tuple[fsspec.AbstractFileSystem, str, zarr.Group]:
     """Before a write: the fence check (a taken-over lease writes nothing), a legacy store
     moved into the ledger (:func:`migrate`), the ledger's group created, the token recorded."""
-    group = zarr.open_group(url, mode="r+", storage_options=files.options_for(url, storage_options))
+    group = zarr.open_group(ref.url, mode="r+", storage_options=ref.zarr_options)
     attrs = group.attrs.asdict()
     if fence is not None:
-        store.check_fence(url, attrs.get(store.FENCE_ATTR), fence)
-    fs, root = _fs(url, storage_options)
+        store.check_fence(ref.url, attrs.get(store.FENCE_ATTR), fence)
+    fs, root = ref.fs()
     if _is_legacy(attrs):
         _migrate(fs, root, group, attrs, fence)
     else:
@@ -385,22 +379,20 @@ def _migrate(fs: fsspec.AbstractFileSystem, root: str, group: zarr.Group, attrs:
     group.attrs.put(products.netcdf_safe(kept))
 
 
-def migrate(url: str, storage_options: Mapping[str, Any] | None = None) -> bool:
+def migrate(ref: StoreRef) -> bool:
     """Move the records of a store written before the ledger out of its root attributes
     (nothing for a store that has its ledger); returns whether it did."""
-    fs, root = _fs(url, storage_options)
-    legacy = _is_legacy(_root_attrs(url, storage_options))
+    legacy = _is_legacy(_root_attrs(ref))
     if legacy:
-        _begin(url, storage_options, None)
+        _begin(ref, None)
     return legacy
 
 
-def _update(url: str, storage_options: Mapping[str, Any] | None, kind: str, entries: Mapping[str, Any | None],
-            fence: int | None) -> None:
+def _update(ref: StoreRef, kind: str, entries: Mapping[str, Any | None], fence: int | None) -> None:
     """Replace (None: remove) the given days' entries of ``kind`` in their time chunks' objects."""
     if not entries:
         return
-    fs, root, group = _begin(url, storage_options, fence)
+    fs, root, group = _begin(ref, fence)
     start, tchunk = str(group.attrs["start"]), _time_chunk(group)
     by_key: dict[str, dict[str, Any | None]] = {}
     for day, entry in entries.items():
@@ -427,8 +419,7 @@ def _merge(fs: fsspec.AbstractFileSystem, folder: str, by_key: Mapping[str, Mapp
     _write_objects(fs, blobs)
 
 
-def write_days(url: str, days: Mapping[str, DayRecord], storage_options: Mapping[str, Any] | None = None,
-               fence: int | None = None) -> None:
+def write_days(ref: StoreRef, days: Mapping[str, DayRecord], fence: int | None = None) -> None:
     """Record predict's :class:`DayRecord` of each day of ``days`` (other days are kept).
 
     Raises
@@ -436,11 +427,10 @@ def write_days(url: str, days: Mapping[str, DayRecord], storage_options: Mapping
     LockLostError
         A later lease than ``fence`` has written the store's records: nothing is written.
     """
-    _update(url, storage_options, PREDICT, {k: v.to_dict() or None for k, v in days.items()}, fence)
+    _update(ref, PREDICT, {k: v.to_dict() or None for k, v in days.items()}, fence)
 
 
-def write_exported(url: str, exported: Mapping[str, Mapping[str, Any] | None],
-                   storage_options: Mapping[str, Any] | None = None, fence: int | None = None) -> None:
+def write_exported(ref: StoreRef, exported: Mapping[str, Mapping[str, Any] | None], fence: int | None = None) -> None:
     """Record the COG record of each day of ``exported`` (None: drop the day's record).
 
     Raises
@@ -448,11 +438,10 @@ def write_exported(url: str, exported: Mapping[str, Mapping[str, Any] | None],
     LockLostError
         As :func:`write_days`.
     """
-    _update(url, storage_options, COG, {k: None if v is None else dict(v) for k, v in exported.items()}, fence)
+    _update(ref, COG, {k: None if v is None else dict(v) for k, v in exported.items()}, fence)
 
 
-def write_netcdf(url: str, records: Mapping[str, NetcdfRecord], storage_options: Mapping[str, Any] | None = None,
-                 fence: int | None = None) -> None:
+def write_netcdf(ref: StoreRef, records: Mapping[str, NetcdfRecord], fence: int | None = None) -> None:
     """Record each netCDF file of ``records`` (period label -> record), one object per label.
 
     Raises
@@ -462,12 +451,11 @@ def write_netcdf(url: str, records: Mapping[str, NetcdfRecord], storage_options:
     """
     if not records:
         return
-    fs, root, _ = _begin(url, storage_options, fence)
+    fs, root, _ = _begin(ref, fence)
     _merge(fs, f"{root}/{FOLDER}/{NETCDF}", {k: {k: v.to_dict()} for k, v in records.items()})
 
 
-def write_records(url: str, records: Mapping[str, Mapping[str, Any]], storage_options: Mapping[str, Any] | None = None,
-                  fence: int | None = None) -> None:
+def write_records(ref: StoreRef, records: Mapping[str, Mapping[str, Any]], fence: int | None = None) -> None:
     """Record store-level records (keys of :data:`RECORDS`) in the root attributes, as JSON
     text, in one write with the lease token (:func:`dsm.store.set_attrs`).
 
@@ -481,8 +469,8 @@ def write_records(url: str, records: Mapping[str, Mapping[str, Any]], storage_op
     unknown = sorted(set(records) - set(RECORDS))
     if unknown:
         raise ValueError(f"{unknown} are not store-level records of the ledger ({list(RECORDS)})")
-    _begin(url, storage_options, fence)
-    store.set_attrs(url, products.netcdf_safe({k: dict(v) for k, v in records.items()}), storage_options, fence=fence)
+    _begin(ref, fence)
+    store.set_attrs(ref, products.netcdf_safe({k: dict(v) for k, v in records.items()}), fence=fence)
 
 
 def taken_back(record: DayRecord) -> DayRecord:

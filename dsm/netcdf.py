@@ -34,7 +34,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-import fsspec
 import netCDF4
 import numpy as np
 import zarr
@@ -44,6 +43,7 @@ from dsm.config import Config
 from dsm.daydata import LostDataError, check_day, open_layer, read_block
 from dsm.errors import ConfigError, InputError
 from dsm.grid import Region
+from dsm.storeref import StoreRef
 
 VARIABLES: tuple[str, ...] = ("sm", "sm_unc", "sm_origin")
 """The products variables a netCDF file holds (those the store has)."""
@@ -62,24 +62,14 @@ def netcdf_name(label: str) -> str:
     return f"SM_1km_{label}.nc"
 
 
-def netcdf_url(config: Config) -> str:
-    """Where the netCDF files go: ``stores.netcdf``, else ``netcdf/`` beside ``stores.output``."""
-    if config.stores.netcdf:
-        return config.stores.netcdf.rstrip("/")
-    if not config.stores.output:
-        raise ConfigError("stores.output must be set to export netCDF files (or set stores.netcdf)")
-    parent = config.stores.output.rstrip("/").rsplit("/", 1)[0] if "/" in config.stores.output.rstrip("/") else "."
-    return f"{parent}/netcdf"
-
-
 @dataclass(frozen=True)
 class NetcdfJob:
-    """One file to write: its period's days (ISO), their time indices in the store and what
-    predict recorded for each (valid pixels, digest; None where not recorded)."""
+    """One file to write, from the products store ``output`` into the folder ``dest``: its
+    period's days (ISO), their time indices in the store and what predict recorded for each
+    (valid pixels, digest; None where not recorded)."""
 
-    output: str
-    url: str
-    storage_options: str  # JSON
+    output: StoreRef
+    dest: StoreRef
     label: str
     days: tuple[str, ...]
     ts: tuple[int, ...]
@@ -214,10 +204,10 @@ def _coordinates(nc: Any, group: zarr.Group, job: NetcdfJob, region: Region) -> 
     crs.assignValue(np.int32(0))
 
 
-def _copy(nc: Any, job: NetcdfJob, so: Mapping[str, Any], names: Sequence[str], tchunk: int) -> None:
+def _copy(nc: Any, job: NetcdfJob, names: Sequence[str], tchunk: int) -> None:
     """Copy each variable's stored values, time chunk by time chunk and band by band, checking
     every day's ``sm`` against what predict recorded."""
-    arrays = {n: open_layer(job.output, n, so) for n in names}
+    arrays = {n: open_layer(job.output, n) for n in names}
     sm = arrays["sm"]
     nt, ny, nx = sm.shape
     cy, cx = sm.chunks[1:]
@@ -244,14 +234,14 @@ def _copy(nc: Any, job: NetcdfJob, so: Mapping[str, Any], names: Sequence[str], 
                         parts[i].extend(products.digest_part(block[k][:, x:x + cx], y0, x) for x in range(0, nx, cx))
     for i, day in enumerate(job.days):
         digest = products.combine_digests(parts[i]) if job.digests[i] is not None else None
-        check_day(job.output, dt.date.fromisoformat(day), job.ts[i], valid[i], digest, job.valid_pixels[i],
+        check_day(job.output.url, dt.date.fromisoformat(day), job.ts[i], valid[i], digest, job.valid_pixels[i],
                   job.digests[i])
 
 
 ZlibLevel = Literal[1, 2, 3, 4, 5, 6, 7, 8, 9]
 
 
-def _array(group: zarr.Group, output: str, name: str) -> zarr.Array:
+def _array(group: zarr.Group, output: StoreRef, name: str) -> zarr.Array:
     """The products array ``name`` of ``group`` (the store at ``output``)."""
     arr = group.get(name)
     if not isinstance(arr, zarr.Array):
@@ -268,8 +258,7 @@ def _zlib_level(level: int) -> ZlibLevel:
 def write_period(job: NetcdfJob) -> dict[str, Any]:
     """Write one period's netCDF file and upload it (runs on a worker); returns its record
     (``url``, ``name``, ``size``, ``sha256``, ``days``)."""
-    so = json.loads(job.storage_options)
-    group = zarr.open_group(job.output, mode="r", storage_options=files.options_for(job.output, so))
+    group = zarr.open_group(job.output.url, mode="r", storage_options=job.output.zarr_options)
     region = products.region_of(group.attrs)
     names = [n for n in VARIABLES if n in group]
     tchunk = _array(group, job.output, "sm").chunks[0]
@@ -292,10 +281,10 @@ def write_period(job: NetcdfJob) -> dict[str, Any]:
                 band = arr.chunks[1] + 2 * chunks[1]  # rows a band of the store touches in the file
                 v.set_var_chunk_cache(size=max(1 << 22, chunks[0] * band * nx * v.dtype.itemsize))
                 v.setncatts(_variable_attrs(var, store_attrs))
-            _copy(nc, job, so, names, tchunk)
+            _copy(nc, job, names, tchunk)
             nc.setncatts(json.loads(job.attrs))
-        url = f"{job.url.rstrip('/')}/{name}"
-        fs, target = fsspec.core.url_to_fs(url, **so)
+        dest = job.dest.join(name)
+        fs, target = dest.fs()
         files.put_file(fs, path, target)
-        return {"url": url, "name": name, "size": os.path.getsize(path), "sha256": files.file_sha256(path),
+        return {"url": dest.url, "name": name, "size": os.path.getsize(path), "sha256": files.file_sha256(path),
                 "days": list(job.days)}

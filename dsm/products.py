@@ -39,6 +39,7 @@ from dsm import store
 from dsm.cube import Layout, VariableSpec, template
 from dsm.errors import StoreError
 from dsm.grid import Region
+from dsm.storeref import StoreRef
 
 KIND = "products"
 SCALE = 1e-4
@@ -218,15 +219,17 @@ def region_of(attrs: Mapping[str, Any]) -> Region:
     return Region.from_dict(decode_attrs({"region": attrs["region"]})["region"])
 
 
-def create_products(url: str, layout: Layout, interval: float | None, attrs: Mapping[str, Any] | None = None,
-                    storage_options: Mapping[str, Any] | None = None, overwrite: bool = False) -> None:
-    """Create the output store's template at ``url``."""
-    store.create(url, products_template(layout, interval, attrs), KIND, storage_options, overwrite)
+def create_products(ref: StoreRef, layout: Layout, interval: float | None, attrs: Mapping[str, Any] | None = None,
+                    overwrite: bool = False) -> None:
+    """Create the output store's template at ``ref``."""
+    store.create(ref, products_template(layout, interval, attrs), KIND, overwrite)
 
 
-def open_products(url: str, storage_options: Mapping[str, Any] | None = None) -> xr.Dataset:
-    """Open an output store lazily (checks its kind and format)."""
-    return store.open_store(url, KIND, storage_options)
+def open_products(where: StoreRef | str) -> xr.Dataset:
+    """Open an output store lazily (checks its kind and format); ``where`` is a
+    :class:`~dsm.storeref.StoreRef` (``config.stores.ref("output")``) or a plain path or URL
+    opened without storage options."""
+    return store.open_store(StoreRef.of(where), KIND)
 
 
 def check_layout(ds: xr.Dataset, layout: Layout, url: str, what: str = "output store") -> None:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-import fsspec
 import pandas as pd
+
+from dsm.storeref import StoreRef
 
 FIGURES: dict[str, str] = {
     "model_scores_per_period": "Model R and RMSE per period",
@@ -133,16 +132,16 @@ class Report:
 
 @dataclass(frozen=True)
 class FigureDir:
-    """Where the report's figures go (any fsspec URL) and the storage options to reach it."""
+    """Where the report's figures go: a folder (local path or fsspec URL, with its options)."""
 
-    root: str
-    so: Mapping[str, Any]
+    root: StoreRef
 
-    def url(self, name: str) -> str:
-        """URL of the figure file ``name``."""
-        return f"{self.root}/{name}"
+    def ref(self, name: str) -> StoreRef:
+        """The location of the figure file ``name`` (the folder's options)."""
+        return self.root.join(name)
 
     def png(self, url: str) -> bytes:
-        """The bytes of a figure written under this folder (to embed in the report)."""
-        with fsspec.open(url, "rb", **dict(self.so)) as f:
-            return f.read()
+        """The bytes of a figure written under this folder (its URL, as the figure functions
+        return it), read with the folder's options (to embed in the report)."""
+        fs, path = self.root.at(url).fs()
+        return bytes(fs.cat_file(path))

@@ -36,14 +36,12 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
-
-import fsspec
+from typing import Protocol
 
 from dsm import files
 from dsm.errors import LockError, LockLostError, StoreError, TransientIOError
+from dsm.storeref import StoreRef
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +80,9 @@ class LockRecord:
         return f"run {self.run_id} (pid {self.pid} on {self.host}, started {self.started}, heartbeat {self.age():.0f} s ago)"
 
 
-def lock_url(output_url: str) -> str:
-    """The lock's location for an output store URL."""
-    return output_url.rstrip("/") + ".lock"
+def lock_ref(target: StoreRef) -> StoreRef:
+    """The lock's location for an output store (``<store>.lock`` beside it, same options)."""
+    return target.at(target.url.rstrip("/") + ".lock")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -109,10 +107,8 @@ class RunLock:
 
     Parameters
     ----------
-    url
-        Location of the lock object (see :func:`lock_url`).
-    storage_options
-        fsspec options for remote URLs.
+    ref
+        Location of the lock object (see :func:`lock_ref`).
     ttl
         Seconds after the last heartbeat at which the lock counts as abandoned.
     heartbeat
@@ -125,15 +121,15 @@ class RunLock:
     Used as a context manager, the lock is acquired on entry and released on exit.
     """
 
-    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None, *, ttl: float = 120.0,
+    def __init__(self, ref: StoreRef, *, ttl: float = 120.0,
                  heartbeat: float = 15.0, run_id: str | None = None, break_lock: bool = False) -> None:
         if heartbeat >= ttl:
             raise ValueError(f"heartbeat ({heartbeat} s) must be shorter than ttl ({ttl} s)")
-        self.url = url
+        self.url = ref.url
         self.ttl = ttl
         self.heartbeat = heartbeat
         self.break_lock = break_lock
-        self._fs, self._path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+        self._fs, self._path = ref.fs()
         self.record = LockRecord(run_id or uuid.uuid4().hex[:12], socket.gethostname(), os.getpid(),
                                  dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), time.time())
         self._stop = threading.Event()

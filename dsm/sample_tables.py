@@ -13,7 +13,6 @@ counts of masked values summed, so the tables are identical.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,20 +26,19 @@ from dsm import store
 from dsm.grid import Region
 from dsm.periods import Composite
 from dsm.samples import OUT_OF_RANGE_ATTR, sample_graph, table_counts
+from dsm.storeref import StoreRef
 
-__all__ = ["block_table", "sample_tables", "table_futures"]
+__all__ = ["block_table", "sample_tables", "store_ref_of", "table_futures"]
 
 KM_PER_CELL = 36  # Region counts its rows and columns in 36 km cells on either SMAP grid
 
 
-def block_table(url: str, storage_options: str, token: str, days: Composite | Sequence[dt.date],
-                predictors: Sequence[str], y0: int, y1: int, x0: int, x1: int, options: Mapping[str, Any]
-                ) -> pd.DataFrame:
-    """The sample table of ``days`` on pixels ``y0:y1, x0:x1`` of the cube at ``url`` (whole 36
+def block_table(cube: StoreRef, token: str, days: Composite | Sequence[dt.date], predictors: Sequence[str],
+                y0: int, y1: int, x0: int, x1: int, options: Mapping[str, Any]) -> pd.DataFrame:
+    """The sample table of ``days`` on pixels ``y0:y1, x0:x1`` of the cube at ``cube`` (whole 36
     km cells), computed here (runs on a worker; the cube opened once per worker and ``token``,
-    :func:`dsm.store.open_cached`; ``options``: :func:`~dsm.samples.sample_graph`'s keywords;
-    ``storage_options`` as JSON)."""
-    ds = store.open_cached(url, storage_options, token, "cube")
+    :func:`dsm.store.open_cached`; ``options``: :func:`~dsm.samples.sample_graph`'s keywords)."""
+    ds = store.open_cached(cube, token, "cube")
     region = Region.from_dict(ds.attrs["region"])
     f = region.fine_per_coarse
     sub = ds.isel(y=slice(y0, y1), x=slice(x0, x1), cy=slice(y0 // f, y1 // f), cx=slice(x0 // f, x1 // f))
@@ -61,25 +59,38 @@ def _merge(blocks: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return table
 
 
+def store_ref_of(ds: xr.Dataset) -> StoreRef:
+    """The handle of the store ``ds`` was opened from (``ds.encoding["store_ref"]``, set by
+    :func:`dsm.store.open_store`).
+
+    Raises
+    ------
+    ValueError
+        ``ds`` was not opened by :func:`dsm.store.open_store` (or :func:`dsm.cube.open_cube`).
+    """
+    ref = ds.encoding.get("store_ref")
+    if not isinstance(ref, StoreRef):
+        raise ValueError("the dataset records no store (ds.encoding['store_ref']): open the cube with "
+                         "dsm.cube.open_cube or dsm.store.open_store")
+    return ref
+
+
 def table_futures(client: Client, ds: xr.Dataset, day_sets: Sequence[Composite | Sequence[dt.date]],
-                  predictors: Sequence[str], storage_options: Mapping[str, Any] | None = None,
-                  **options: Any) -> list[Future]:
+                  predictors: Sequence[str], **options: Any) -> list[Future]:
     """:func:`sample_tables`, left on the workers: one future per table."""
-    url = ds.encoding["source"]
-    so = json.dumps(dict(storage_options or {}), sort_keys=True)
+    ref = store_ref_of(ds)
     token = uuid.uuid4().hex  # the cube is opened once per worker for these tables, afresh for the next ones
     chunks = ds["land_mask"].encoding.get("chunks") or ds["land_mask"].shape
     ny, nx = ds.sizes["y"], ds.sizes["x"]
     blocks = [(y0, min(y0 + chunks[0], ny), x0, min(x0 + chunks[1], nx))
               for y0 in range(0, ny, chunks[0]) for x0 in range(0, nx, chunks[1])]
-    return [client.submit(_merge, [client.submit(block_table, url, so, token, days, list(predictors), *b, dict(options),
+    return [client.submit(_merge, [client.submit(block_table, ref, token, days, list(predictors), *b, dict(options),
                                                  pure=False) for b in blocks], pure=False)
             for days in day_sets]
 
 
 def sample_tables(client: Client, ds: xr.Dataset, day_sets: Sequence[Composite | Sequence[dt.date]],
-                  predictors: Sequence[str], storage_options: Mapping[str, Any] | None = None,
-                  **options: Any) -> list[pd.DataFrame]:
+                  predictors: Sequence[str], **options: Any) -> list[pd.DataFrame]:
     """:func:`~dsm.samples.sample_graph`'s table of each period or list of days, computed on
     the workers with one task per (period, spatial block of the cube's chunks) (module
     docstring).
@@ -89,13 +100,12 @@ def sample_tables(client: Client, ds: xr.Dataset, day_sets: Sequence[Composite |
     client
         The cluster.
     ds
-        The cube, opened lazily from its URL (``ds.encoding["source"]``) with its own chunks.
+        The cube, opened lazily with its own chunks by :func:`dsm.cube.open_cube` (the workers
+        open it again from ``ds.encoding["store_ref"]``, :func:`store_ref_of`).
     day_sets
         The days of each table: a period (the days of it the cube holds) or a list of days.
     predictors
         Predictor names, in column order.
-    storage_options
-        The cube's fsspec options (``stores.storage_options``).
     options
         :func:`~dsm.samples.sample_graph`'s other arguments (``how``, ``min_valid_fraction``,
         ``features``, ``keep``, ``ranges``, ``count_column``).
@@ -105,6 +115,5 @@ def sample_tables(client: Client, ds: xr.Dataset, day_sets: Sequence[Composite |
     list of pandas.DataFrame
         One table per period or list of days, identical to :func:`~dsm.samples.sample_graph`'s.
     """
-    tables: list[pd.DataFrame] = client.gather(table_futures(client, ds, day_sets, predictors, storage_options,
-                                                             **options))
+    tables: list[pd.DataFrame] = client.gather(table_futures(client, ds, day_sets, predictors, **options))
     return tables

@@ -108,6 +108,7 @@ from dsm.skill_stations import (
 )
 from dsm.skill_sums import MIN_CELL_PIXELS, MIN_PIXEL_DAYS, SEASONS, CoverageSums
 from dsm.skill_table import format_table
+from dsm.storeref import StoreRef
 
 if TYPE_CHECKING:  # the pure core imports no distributed: dsm.skill_workers does, when a client is given
     from distributed import Client
@@ -125,8 +126,7 @@ def repeat(coarse: np.ndarray, factor: int = FINE_PER_COARSE) -> np.ndarray:
     """SMAP repeated on its 1 km pixels (:func:`dsm.grid.repeat_to_fine`, ``factor`` a side)."""
     return repeat_to_fine(coarse, factor)
 
-def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
-          storage_options: Mapping[str, Any] | None = None, *,
+def skill(maps: Mapping[str, StoreRef] | StoreRef, truth: StoreRef, cube: StoreRef, *,
           stations: pd.DataFrame | None = None, n_boot: int = 1000, seed: int = 0,
           client: Client | None = None, periods: bool = False) -> dict[str, Any]:
     """The twin skill summary of one or more 1 km products (see the module docstring).
@@ -134,11 +134,9 @@ def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
     Parameters
     ----------
     maps
-        Label -> products store URL; a plain URL is ``{"product": url}``.
-    truth_url, cube_url
+        Label -> products store; a single store ``ref`` is ``{"product": ref}``.
+    truth, cube
         The twin's truth store (``sm_true``) and predictor cube (``land_mask``, ``smap_sm``).
-    storage_options
-        fsspec options of all stores.
     stations
         Optional in situ observations (station, lon, lat, time, sm), e.g.
         :func:`~dsm.skill_stations.read_twin_stations`.
@@ -146,7 +144,7 @@ def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
         Station bootstrap resamples and seed.
     client
         With a Dask client, each time chunk is read and scored by a task on its workers (the
-        stores read there by URL and ``storage_options``), in two rounds (the anomalies need the
+        stores read there by their :class:`~dsm.storeref.StoreRef`), in two rounds (the anomalies need the
         pixels' time means of the first); the workers fold the chunks' sums in time order and
         send the client each pass's total, so the result is the same as without a client, bit
         for bit.
@@ -162,25 +160,24 @@ def skill(maps: Mapping[str, str] | str, truth_url: str, cube_url: str,
         the first map; ``period`` ``all``: every day) on the first map's own pixel-days with SMAP
         (the common pixel-days when it is the only map).
     """
-    so = dict(storage_options or {})
-    urls = {"product": maps} if isinstance(maps, str) else dict(maps)
-    labels = _labels(urls)
-    outs = {k: products.open_products(u, so) for k, u in urls.items()}
-    cube = store.open_store(cube_url, "cube", so, chunks=None)  # the land mask: read here, without tasks
-    store.open_store(truth_url, "truth", so)  # named here when missing (read by the chunk tasks)
-    done = [set(ledger.read(urls[k], so, o.attrs).done) for k, o in outs.items()]
+    refs = {"product": maps} if isinstance(maps, StoreRef) else dict(maps)
+    labels = _labels(refs)
+    outs = {k: products.open_products(ref) for k, ref in refs.items()}
+    grid = store.open_store(cube, "cube", chunks=None)  # the land mask: read here, without tasks
+    store.open_store(truth, "truth")  # named here when missing (read by the chunk tasks)
+    done = [set(ledger.read(refs[k], o.attrs).done) for k, o in outs.items()]
     days = sorted(set.intersection(*done))
     if not days:
-        raise StoreError(f"no day is predicted in every one of {list(urls.values())} (run dsm predict)")
+        raise StoreError(f"no day is predicted in every one of {[str(r) for r in refs.values()]} (run dsm predict)")
     times = np.array(days, dtype="datetime64[ns]")
-    land = cube["land_mask"].values == 1
-    _check_shapes(outs, urls, land.shape)
+    land = grid["land_mask"].values == 1
+    _check_shapes(outs, refs, land.shape)
     sites = obs = None
     outside: list[str] = []
     if stations is not None:
-        sites, obs, outside = _stations_on_grid(stations, times, cube)
+        sites, obs, outside = _stations_on_grid(stations, times, grid)
     job = chunks_mod.SkillJob(
-        urls, truth_url, cube_url, so, land, Region.from_dict(cube.attrs["region"]).fine_per_coarse,
+        refs, truth, cube, land, Region.from_dict(grid.attrs["region"]).fine_per_coarse,
         {k: CoverageSums(outs[k]) for k in labels},
         None if sites is None else sites["row"].to_numpy(), None if sites is None else sites["col"].to_numpy(),
         periods)
@@ -232,21 +229,21 @@ def _in_process(fn: Callable[..., Any], job: chunks_mod.SkillJob, args: list[tup
         yield fn(job, *a)
 
 
-def _labels(urls: Mapping[str, str]) -> list[str]:
+def _labels(refs: Mapping[str, StoreRef]) -> list[str]:
     """The map labels, refused when none or when one clashes with a baseline's or another's ``_all``."""
-    if not urls:
+    if not refs:
         raise ConfigError("no product to score: name at least one products store")
-    labels = list(urls)
+    labels = list(refs)
     clash = [k for k in labels if k in BASELINES or k.endswith("_all") and k[:-4] in labels]
     if clash:
         raise ConfigError(f"map label(s) {clash} clash with {list(BASELINES)} or another label's _all scores")
     return labels
 
 
-def _check_shapes(outs: Mapping[str, xr.Dataset], urls: Mapping[str, str], shape: tuple[int, ...]) -> None:
+def _check_shapes(outs: Mapping[str, xr.Dataset], refs: Mapping[str, StoreRef], shape: tuple[int, ...]) -> None:
     for k, o in outs.items():
         if o["sm"].shape[1:] != shape:
-            raise StoreError(f"{urls[k]}: sm is {o['sm'].shape[1:]} pixels, the cube {shape}: not a product of this "
+            raise StoreError(f"{refs[k]}: sm is {o['sm'].shape[1:]} pixels, the cube {shape}: not a product of this "
                              "region (check stores.output and stores.cube)")
 
 
@@ -262,18 +259,19 @@ def _stations_on_grid(stations: pd.DataFrame, times: np.ndarray, cube: xr.Datase
     return sites, obs[:, inside], outside
 
 
-def write_skill(result: Mapping[str, Any], url: str, storage_options: Mapping[str, Any] | None = None) -> None:
-    """Write the skill summary as JSON."""
-    files.write_url(url, json.dumps(result, indent=2), storage_options)
+def write_skill(result: Mapping[str, Any], dest: StoreRef) -> None:
+    """Write the skill summary as JSON to ``dest``."""
+    files.write_url(dest, json.dumps(result, indent=2))
 
 
-def skill_maps(config: Config) -> dict[str, str]:
+def skill_maps(config: Config) -> dict[str, StoreRef]:
     """The products stores the twin skill scores: this run's (labelled by its method) and
-    ``validation.compare``."""
+    ``validation.compare`` (under the stores' options)."""
     if not (config.stores.truth and config.stores.output):
         raise ConfigError("stores.truth and stores.output must be set to score the twin")
     compare = dict(config.validation.compare) if config.validation else {}
-    return {config.training.method: config.stores.output, **compare}
+    return {config.training.method: config.stores.ref("output"),
+            **{k: config.stores.at(url) for k, url in compare.items()}}
 
 
 def twin_skill_of(config: Config, client: Client | None = None) -> dict[str, Any]:
@@ -281,13 +279,13 @@ def twin_skill_of(config: Config, client: Client | None = None) -> dict[str, Any
     in situ stations when ``stores.stations`` holds them and the per-period scores of the run's
     product (``periods``, what :func:`dsm.stages.validate.validate` and the report show); on
     ``client``'s workers when given."""
-    so = config.stores.storage_options
+    maps = skill_maps(config)
     stations = None
     if config.stores.stations:
-        url = f"{config.stores.stations.rstrip('/')}/insitu.csv"
-        if store.exists(url, so):
-            stations = read_twin_stations(url, so)
-    return skill(skill_maps(config), str(config.stores.truth), config.stores.cube, so, stations=stations,
+        insitu = config.stores.ref("stations").join("insitu.csv")
+        if store.exists(insitu):
+            stations = read_twin_stations(insitu)
+    return skill(maps, config.stores.ref("truth"), config.stores.ref("cube"), stations=stations,
                  client=client, periods=True)
 
 

@@ -1,8 +1,8 @@
 """The per-time-chunk work of :func:`dsm.skill.skill`: read one chunk of days, return its sums.
 
 :func:`pass1` reads the truth, SMAP and every product's ``sm`` / ``sm_unc`` / ``sm_origin`` of
-some days from their stores (by URL and storage options, so it runs on a Dask worker as well as
-in-process) and scores them (:func:`score_chunk`, pure numpy) into a :class:`ChunkSums`: the
+some days from their stores (by their :class:`~dsm.storeref.StoreRef`, so it runs on a Dask
+worker as well as in-process) and scores them (:func:`score_chunk`, pure numpy) into a :class:`ChunkSums`: the
 :class:`~dsm.skill_sums.MapScores` of every map on the common and on each product's own
 pixel-days, the coverage counts, the station pixels' series and, on request, the
 :class:`~dsm.skill_sums.ScoreSums` of the first product and the baselines per 16-day period.
@@ -28,6 +28,7 @@ from dsm.grid import bilinear as grid_bilinear
 from dsm.grid import repeat_to_fine
 from dsm.periods import period_of
 from dsm.skill_sums import CoverageSums, MapScores, ScoreSums, SumsMemo, anomaly_sums
+from dsm.storeref import StoreRef
 
 BASELINES = ("smap_repeat", "smap_bilinear")
 Opened = tuple[xr.Dataset, xr.Dataset, dict[str, xr.Dataset]]
@@ -40,16 +41,16 @@ PERIOD_MAPS = ("product", *BASELINES)
 class SkillJob:
     """What every chunk task of one :func:`dsm.skill.skill` needs (small: sent once to each worker).
 
-    ``urls``: label -> products store; ``land``: the cube's land mask (bool); ``factor``: 1 km
+    ``maps``: label -> products store; ``truth`` / ``cube``: the twin's truth store and
+    predictor cube; ``land``: the cube's land mask (bool); ``factor``: 1 km
     pixels per SMAP cell side; ``cover``: an empty :class:`~dsm.skill_sums.CoverageSums` per
     label; ``rows`` / ``cols``: the station pixels (None: no stations); ``periods``: also score
     per 16-day period.
     """
 
-    urls: dict[str, str]
-    truth_url: str
-    cube_url: str
-    storage_options: dict[str, Any]
+    maps: dict[str, StoreRef]
+    truth: StoreRef
+    cube: StoreRef
     land: np.ndarray
     factor: int
     cover: dict[str, CoverageSums]
@@ -72,11 +73,11 @@ class SkillJob:
 
     @property
     def labels(self) -> list[str]:
-        return list(self.urls)
+        return list(self.maps)
 
     @property
     def names(self) -> list[str]:
-        return [*self.urls, *BASELINES]
+        return [*self.maps, *BASELINES]
 
 
 @dataclass
@@ -132,10 +133,9 @@ def empty_sums(job: SkillJob, shape: tuple[int, int]) -> ChunkSums:
 def open_all(job: SkillJob) -> Opened:
     """Truth, cube and products of ``job``, opened lazily without Dask (reads fetch the chunks
     they touch)."""
-    so = job.storage_options
-    return (store.open_store(job.truth_url, "truth", so, chunks=None),
-            store.open_store(job.cube_url, "cube", so, chunks=None),
-            {k: store.open_store(u, "products", so, chunks=None) for k, u in job.urls.items()})
+    return (store.open_store(job.truth, "truth", chunks=None),
+            store.open_store(job.cube, "cube", chunks=None),
+            {k: store.open_store(ref, "products", chunks=None) for k, ref in job.maps.items()})
 
 
 def _read(ds: xr.Dataset, name: str, t: np.ndarray) -> np.ndarray:

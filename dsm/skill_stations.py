@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import fsspec
 import numpy as np
 import pandas as pd
 
 from dsm.errors import InputError
 from dsm.grid import EASE2_1KM, lonlat_to_xy
 from dsm.skill_sums import json_float
+from dsm.storeref import StoreRef
 
 MIN_STATION_DAYS = 10
 """Fewest common station-days a station needs for its R."""
@@ -22,15 +22,17 @@ CONFIDENCE = 0.95
 """Level of the station bootstrap intervals."""
 
 
-def read_twin_stations(url: str, storage_options: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """The twin's in situ table (``insitu.csv``: station, network, lon, lat, depth, time, value)
-    as the frame :func:`dsm.skill.skill` takes: ``station, lon, lat, time`` (UTC day, naive) ``, sm``."""
-    with fsspec.open(url, "r", **dict(storage_options or {})) as f:
+def read_twin_stations(src: StoreRef) -> pd.DataFrame:
+    """The twin's in situ table (``insitu.csv`` at ``src``: station, network, lon, lat, depth, time,
+    value) as the frame :func:`dsm.skill.skill` takes: ``station, lon, lat, time`` (UTC day, naive) ``, sm``."""
+    fs, path = src.fs()
+    with fs.open(path, "r") as f:
         raw = pd.read_csv(f, dtype={"station": str})
     value = "sm" if "sm" in raw.columns else "value"
     missing = [c for c in ("station", "lon", "lat", "time", value) if c not in raw.columns]
     if missing:
-        raise InputError(f"{url}: no column(s) {missing} (a twin's insitu.csv has station, lon, lat, time and value or sm)")
+        raise InputError(f"{src}: no column(s) {missing} "
+                         "(a twin's insitu.csv has station, lon, lat, time and value or sm)")
     time = pd.to_datetime(raw["time"], format="ISO8601", utc=True).dt.tz_localize(None).dt.floor("D")
     return pd.DataFrame({"station": raw["station"], "lon": raw["lon"].astype(np.float64),
                          "lat": raw["lat"].astype(np.float64), "time": time,

@@ -20,7 +20,6 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-import fsspec
 import pystac
 from pystac.extensions.classification import Bitfield, Classification, ClassificationExtension
 from pystac.extensions.projection import ProjectionExtension
@@ -31,23 +30,35 @@ from dsm.cog import LAYERS, CogLayer
 from dsm.config.output import OutputConfig
 from dsm.ledger import DayRecord
 from dsm.periods import julian_name
+from dsm.storeref import StoreRef
 
 COLLECTION_ID = "dsm-sm-1km"
 
 
 class FsspecStacIO(pystac.StacIO):
-    """pystac IO through fsspec, so catalogs can live on ``s3://`` as well as on disk."""
+    """pystac IO through fsspec, so catalogs can live on ``s3://`` as well as on disk.
 
-    def __init__(self, storage_options: Mapping[str, Any] | None = None) -> None:
+    Parameters
+    ----------
+    catalog
+        The catalog's folder (``stores.stac``): every href read or written is opened with its
+        fsspec options. None: local files, no options.
+    """
+
+    def __init__(self, catalog: StoreRef | None = None) -> None:
         super().__init__()
-        self.so = dict(storage_options or {})
+        self.catalog = catalog
+
+    def _ref(self, href: Any) -> StoreRef:
+        return self.catalog.at(str(href)) if self.catalog is not None else StoreRef(str(href))
 
     def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:  # noqa: D102
-        with fsspec.open(str(source), "r", **self.so) as f:
-            return f.read()
+        fs, path = self._ref(source).fs()
+        with fs.open(path, "r") as f:
+            return str(f.read())
 
     def write_text(self, dest: Any, txt: str, *args: Any, **kwargs: Any) -> None:  # noqa: D102
-        files.write_url(str(dest), txt, self.so)
+        files.write_url(self._ref(dest), txt)
 
 
 def _band(layer: CogLayer, resolution: float | None) -> dict[str, Any]:
@@ -120,10 +131,9 @@ def _providers(output: OutputConfig) -> list[pystac.Provider]:
                             url=p.url) for p in output.providers]
 
 
-def build_catalog(infos: list[Mapping[str, Any]], days: Mapping[str, DayRecord], stac_url: str,
-                  storage_options: Mapping[str, Any] | None = None, output: OutputConfig | None = None,
-                  method: str | None = None) -> pystac.Collection:
-    """Write the STAC Collection with one Item per day under ``stac_url``; returns it.
+def build_catalog(infos: list[Mapping[str, Any]], days: Mapping[str, DayRecord], stac: StoreRef,
+                  output: OutputConfig | None = None, method: str | None = None) -> pystac.Collection:
+    """Write the STAC Collection with one Item per day under ``stac``; returns it.
 
     Parameters
     ----------
@@ -132,10 +142,8 @@ def build_catalog(infos: list[Mapping[str, Any]], days: Mapping[str, DayRecord],
     days
         The products store's record of each day (:attr:`dsm.ledger.ProductsLedger.days`: the
         models that made it, its provenance).
-    stac_url
-        Folder (or ``s3://`` prefix) of ``collection.json``.
-    storage_options
-        fsspec options.
+    stac
+        Folder (or ``s3://`` prefix) of ``collection.json`` (``stores.stac``).
     output
         The ``output`` settings: license, providers, keywords (defaults when None).
     method
@@ -176,8 +184,8 @@ def build_catalog(infos: list[Mapping[str, Any]], days: Mapping[str, DayRecord],
                                   | ({ClassificationExtension.get_schema_uri()} if "sm_origin" in keys else set()))
     for item in items:
         coll.add_item(item)
-    root = stac_url.rstrip("/")
+    root = stac.url.rstrip("/")
     coll.normalize_hrefs(root)
     coll.make_all_asset_hrefs_relative()  # the catalog and the COGs move together (another folder, bucket)
-    coll.save(catalog_type=pystac.CatalogType.SELF_CONTAINED, stac_io=FsspecStacIO(storage_options))
+    coll.save(catalog_type=pystac.CatalogType.SELF_CONTAINED, stac_io=FsspecStacIO(stac))
     return coll

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-import fsspec
 import numpy as np
 import pandas as pd
 
 from dsm.insitu_records import TIDY_COLUMNS, InsituFormatError
+from dsm.storeref import StoreRef
 
 STATION_CSV_COLUMNS: tuple[str, ...] = (
     "station", "network", "lon", "lat", "depth", "time", "value", "sensor", "flag",
@@ -120,22 +119,19 @@ def read_station_csv(
 
 
 def read_weather_csv(
-    url: str, *, columns: Mapping[str, str] | None = None, setting: str = "weather_columns",
-    storage_options: Mapping[str, Any] | None = None,
+    src: StoreRef, *, columns: Mapping[str, str] | None = None, setting: str = "weather_columns",
 ) -> pd.DataFrame:
     """Read a weather-station table (daily precipitation and air temperature).
 
     Parameters
     ----------
-    url : str
-        Local path or fsspec URL of a CSV with a header row and the columns
+    src : StoreRef
+        A CSV (local path or fsspec URL, with its options) with a header row and the columns
         :data:`WEATHER_COLUMNS`: ``station, lon, lat, time, precip_mm, tair_c``.
     columns : mapping of str to str, optional
         dsm's name -> the file's column name, for the names that differ.
     setting : str, default "weather_columns"
         The configuration key of ``columns``, named in errors.
-    storage_options : mapping, optional
-        fsspec options for ``url``.
 
     Returns
     -------
@@ -145,12 +141,14 @@ def read_weather_csv(
     Raises
     ------
     FileNotFoundError
-        No file at ``url``.
+        No file at ``src``.
     InsituFormatError
         A required or mapped column is missing, or the file is not a CSV.
     """
+    url = src.url
+    fs, path = src.fs()
     try:
-        with fsspec.open(url, "r", **dict(storage_options or {})) as f:
+        with fs.open(path, "r") as f:
             raw = pd.read_csv(f, dtype={(columns or {}).get("station", "station"): str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InsituFormatError(url, f"not a readable CSV: {exc}") from exc

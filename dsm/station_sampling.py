@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Mapping
 from typing import Any
 
-import fsspec
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -26,11 +24,12 @@ import zarr
 from distributed import Client
 from pyproj import CRS, Transformer
 
-from dsm import files, ledger, store
+from dsm import ledger, store
 from dsm.config import GriddedProductConfig
 from dsm.errors import InputError
 from dsm.filedates import DEFAULT_DATE_REGEX, date_from_name
 from dsm.stations import Problems
+from dsm.storeref import StoreRef
 
 PRODUCT_1KM = "sm_1km"
 SMAP_36KM = "smap_36km"
@@ -55,41 +54,38 @@ def _long(values: np.ndarray, times: np.ndarray, sites: pd.DataFrame, name: str)
     })
 
 
-def sample_store(sites: pd.DataFrame, output_url: str, cube_url: str | None, client: Client | None,
-                 storage_options: Mapping[str, Any] | None = None) -> pd.DataFrame:
+def sample_store(sites: pd.DataFrame, output: StoreRef, cube: StoreRef | None, client: Client | None
+                 ) -> pd.DataFrame:
     """The 1 km product at each station's pixel and SMAP 36 km at its cell, every day.
 
     Parameters
     ----------
     sites : pandas.DataFrame
         Stations inside the region (:func:`dsm.stations.locate`).
-    output_url : str
+    output : StoreRef
         The products store (``dsm predict``); only days in its ``days_done`` are used.
-    cube_url : str or None
+    cube : StoreRef or None
         The predictor cube, for ``smap_sm``; None leaves ``smap_36km`` empty.
     client : distributed.Client or None
         Reads run on its workers (None: the local scheduler).
-    storage_options : mapping, optional
-        fsspec options of the stores.
 
     Returns
     -------
     pandas.DataFrame
         ``network, station, time, sm_1km, smap_36km``.
     """
-    so = dict(storage_options or {})
-    out = store.open_store(output_url, "products", so)
-    done = pd.DatetimeIndex(pd.to_datetime(ledger.read(output_url, so, out.attrs).done))
+    out = store.open_store(output, "products")
+    done = pd.DatetimeIndex(pd.to_datetime(ledger.read(output, out.attrs).done))
     times = out.indexes["time"]
     rows = xr.DataArray(sites["row"].to_numpy(), dims="site")
     cols = xr.DataArray(sites["col"].to_numpy(), dims="site")
     sm = out["sm"].isel(y=rows, x=cols).transpose("time", "site")
     parts = {PRODUCT_1KM: sm}
-    if cube_url:
-        cube = store.open_store(cube_url, "cube", so)
+    if cube is not None:
+        grid = store.open_store(cube, "cube")
         cy = xr.DataArray(sites["cy"].to_numpy(), dims="site")
         cx = xr.DataArray(sites["cx"].to_numpy(), dims="site")
-        smap = cube["smap_sm"].isel(cy=cy, cx=cx).transpose("time", "site").reindex(time=times)
+        smap = grid["smap_sm"].isel(cy=cy, cx=cx).transpose("time", "site").reindex(time=times)
         parts[SMAP_36KM] = smap
     computed = _compute(xr.Dataset({k: v.drop_vars([c for c in v.coords if c != "time"]) for k, v in parts.items()}),
                         client)
@@ -165,12 +161,13 @@ def open_gridded(p: GriddedProductConfig) -> xr.DataArray:
 
 def _open_variable(p: GriddedProductConfig, path: str, low: str) -> xr.DataArray:
     """The product's variable of a Zarr store or a netCDF/HDF5 file (``low``: ``path`` in lower case)."""
+    src = StoreRef(path, p.storage_options)  # an input: the product's own fsspec options
     if _is_zarr(path):
-        ds = _open_user_zarr(path, p)
+        ds = _open_user_zarr(src)
     elif low.endswith((".nc", ".nc4", ".h5", ".hdf5", ".cdf", ".netcdf")):
         if "://" in path:
-            ds = xr.open_dataset(fsspec.open(path, **p.storage_options).open(), engine="h5netcdf",
-                                 decode_coords="all")
+            fs, fpath = src.fs()
+            ds = xr.open_dataset(fs.open(fpath, "rb"), engine="h5netcdf", decode_coords="all")
         else:
             ds = xr.open_dataset(path, decode_coords="all", chunks={})
     else:
@@ -197,13 +194,12 @@ def _spatial_dim(da: xr.DataArray, axis: str) -> str | None:
     return None
 
 
-def _open_user_zarr(path: str, p: GriddedProductConfig) -> xr.Dataset:
+def _open_user_zarr(src: StoreRef) -> xr.Dataset:
     """A Zarr store with consolidated metadata when it has them, else without (no fallback warning)."""
-    so = files.options_for(path, p.storage_options)
     try:
-        return xr.open_zarr(path, consolidated=True, decode_coords="all", storage_options=so)
+        return xr.open_zarr(src.url, consolidated=True, decode_coords="all", storage_options=src.zarr_options)
     except (KeyError, ValueError, OSError, zarr.errors.BaseZarrError):
-        return xr.open_zarr(path, consolidated=False, decode_coords="all", storage_options=so)
+        return xr.open_zarr(src.url, consolidated=False, decode_coords="all", storage_options=src.zarr_options)
 
 
 def _open_geotiff_series(p: GriddedProductConfig) -> xr.DataArray:

@@ -12,7 +12,7 @@ import contextlib
 import glob
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 
 from dsm import insitu, store
-from dsm.config import Config, StationSourceConfig, ValidationConfig
+from dsm.config import Config, StationSourceConfig, StoresConfig, ValidationConfig
 from dsm.errors import InputError
-from dsm.files import expand, is_local, local_copies
+from dsm.files import expand, local_copies
 from dsm.grid import Region, lonlat_to_xy
+from dsm.storeref import StoreRef
 
 log = logging.getLogger(__name__)
 
@@ -63,22 +64,22 @@ def _source_format(src: StationSourceConfig) -> str:
 
 
 @contextlib.contextmanager
-def _station_paths(path: str, storage_options: Mapping[str, Any] | None
-                   ) -> Iterator[tuple[list[tuple[str, str]], dict[str, str]]]:
-    """``(local path, name to report)`` of each file or folder ``path`` names, and the remote
+def _station_paths(ref: StoreRef) -> Iterator[tuple[list[tuple[str, str]], dict[str, str]]]:
+    """``(local path, name to report)`` of each file or folder ``ref`` names, and the remote
     files that could not be downloaded. Local files, folders, zips and globs are used in place;
     remote files are matched by :func:`dsm.files.expand` and
     :func:`~dsm.files.local_copies` (the station readers need local files)."""
-    if is_local(path):
-        local = path.removeprefix("file://")
+    if ref.is_local:
+        local = ref.url.removeprefix("file://")
         yield [(p, p) for p in (sorted(glob.glob(local)) if glob.has_magic(local) else [local])], {}
         return
-    urls = expand([path], dict(storage_options or {}))
-    with local_copies(urls, dict(storage_options or {})) as (paths, failed):
+    options = dict(ref.options)
+    urls = expand([ref.url], options)
+    with local_copies(urls, options) as (paths, failed):
         yield [(local, url) for url, local in paths.items()], {f.path: f.reason for f in failed}
 
 
-def read_source(src: StationSourceConfig, storage_options: Mapping[str, Any] | None = None,
+def read_source(src: StationSourceConfig, ref: StoreRef | None = None,
                 setting: str = "columns") -> tuple[pd.DataFrame, dict[str, str]]:
     """Read one in situ source into tidy records (:data:`dsm.insitu.TIDY_COLUMNS`).
 
@@ -87,8 +88,9 @@ def read_source(src: StationSourceConfig, storage_options: Mapping[str, Any] | N
     src : StationSourceConfig
         Path (file, folder, zip or glob; local or an fsspec URL such as ``s3://``), format and
         the CSV column mapping.
-    storage_options : mapping, optional
-        fsspec options for a remote path.
+    ref : StoreRef, optional
+        ``src.path`` with the fsspec options that reach it (``config.stores.at(src.path)``);
+        default: ``src.path`` without options. A ref of another location is a ValueError.
     setting : str, default "columns"
         The configuration key of ``src.columns``, named when a CSV lacks a column
         (``validation.stations[i].columns`` in :func:`validate`).
@@ -101,7 +103,11 @@ def read_source(src: StationSourceConfig, storage_options: Mapping[str, Any] | N
         File -> why it could not be read (unknown format, malformed content).
     """
     frames: list[pd.DataFrame] = []
-    with _station_paths(src.path, storage_options) as (items, failures):
+    if ref is None:
+        ref = StoreRef(src.path)
+    elif ref.url != src.path:
+        raise ValueError(f"read_source: the location {ref} is not the source's path {src.path}")
+    with _station_paths(ref) as (items, failures):
         if not items and not failures:
             return insitu._empty_tidy(), {src.path: "no file matches this path"}
         for path, name in items:
@@ -231,9 +237,10 @@ def stations_config(config: Config) -> ValidationConfig:
     st = config.stores.stations
     if not v.stations and st:
         updates["stations"] = (StationSourceConfig(path=f"{st.rstrip('/')}/insitu.csv", format="csv"),)
-    weather = f"{st.rstrip('/')}/weather.csv" if st else None
-    if v.weather is None and weather and store.exists(weather, config.stores.storage_options):
-        updates["weather"] = weather
+    if v.weather is None and st:
+        weather = config.stores.ref("stations").join("weather.csv")
+        if store.exists(weather):
+            updates["weather"] = weather.url
     if v.out is None:
         base = config.stores.output or config.stores.cube
         updates["out"] = f"{os.path.dirname(base.rstrip('/'))}/validation"
@@ -249,8 +256,8 @@ def station_observations(config: Config) -> pd.DataFrame:
     is ``network/station``; row/col the 1 km pixel in the region); empty without stations.
     """
     cfg = stations_config(config)
-    so = config.stores.storage_options
-    frames = [read_source(src, so, f"validation.stations[{i}].columns")[0] for i, src in enumerate(cfg.stations)]
+    frames = [read_source(src, config.stores.at(src.path), f"validation.stations[{i}].columns")[0]
+              for i, src in enumerate(cfg.stations)]
     frames = [f for f in frames if len(f)]
     cols = ["station", "time", "insitu", "row", "col"]
     if not frames:
@@ -265,9 +272,10 @@ def station_observations(config: Config) -> pd.DataFrame:
     return out.loc[:, cols].reset_index(drop=True)
 
 
-def weather_table(v: ValidationConfig, storage_options: Mapping[str, Any] | None = None) -> pd.DataFrame | None:
-    """The weather-station table of ``v`` (``weather`` read with ``weather_columns``), or None
-    without one (or when its file does not exist).
+def weather_table(v: ValidationConfig, stores: StoresConfig | None = None) -> pd.DataFrame | None:
+    """The weather-station table of ``v`` (``weather`` read with ``weather_columns``, under the
+    fsspec options of ``stores``: ``config.stores``; default none), or None without one (or when
+    its file does not exist).
 
     Raises
     ------
@@ -277,8 +285,8 @@ def weather_table(v: ValidationConfig, storage_options: Mapping[str, Any] | None
     if not v.weather:
         return None
     try:
-        return insitu.read_weather_csv(v.weather, columns=v.weather_columns, setting="validation.weather_columns",
-                                       storage_options=storage_options)
+        src = stores.at(v.weather) if stores is not None else StoreRef(v.weather)
+        return insitu.read_weather_csv(src, columns=v.weather_columns, setting="validation.weather_columns")
     except FileNotFoundError:
         return None
     except insitu.InsituFormatError as exc:

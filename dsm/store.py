@@ -15,14 +15,13 @@ import json
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
-import fsspec
 import numpy as np
 import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from dsm import files
 from dsm.errors import LockLostError, StoreError, StoreNotFoundError
+from dsm.storeref import StoreRef
 
 FORMAT_VERSION = 1
 
@@ -34,9 +33,9 @@ def default_compressors() -> list[Any]:
     return [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec()]
 
 
-def damaged_chunks(url: str, name: str, shape: Sequence[int], chunks: Sequence[int], index: Sequence[slice],
+def damaged_chunks(ref: StoreRef, name: str, shape: Sequence[int], chunks: Sequence[int], index: Sequence[slice],
                    read: Callable[[tuple[slice, ...]], Any], exc: BaseException) -> StoreError:
-    """The error for a selection of ``url``/``name`` that could not be read or decoded.
+    """The error for a selection of ``ref``/``name`` that could not be read or decoded.
 
     Each chunk (of shape ``chunks``) that ``index`` (one slice per dimension) touches is read
     again alone with ``read``; the error names those that fail (their grid indices, as in the
@@ -51,18 +50,18 @@ def damaged_chunks(url: str, name: str, shape: Sequence[int], chunks: Sequence[i
             bad.append("/".join(map(str, key)))
             cause = err if len(bad) == 1 else cause
     where = f"chunk {', '.join(bad)}" if bad else "a chunk"
-    return StoreError(f"{url.rstrip('/')}/{name}: {where} cannot be read ({type(cause).__name__}: {cause}). The "
+    return StoreError(f"{ref.url.rstrip('/')}/{name}: {where} cannot be read ({type(cause).__name__}: {cause}). The "
                       "store is damaged: rewrite that part (rerun the stage that wrote it) or restore it")
 
 
-def read_values(ds: xr.Dataset, name: str, url: str, **index: slice) -> np.ndarray:
+def read_values(ds: xr.Dataset, name: str, ref: StoreRef, **index: slice) -> np.ndarray:
     """``ds[name].isel(index)`` as a numpy array, a chunk that cannot be decoded raising
     :func:`damaged_chunks`'s error (store, variable, chunk) instead of a codec message."""
     var = ds[name]
     try:
         return np.asarray(var.isel(index).values)
     except (ValueError, RuntimeError, OSError) as exc:
-        raise damaged_chunks(url, str(name), var.shape, var.encoding.get("chunks", var.shape), _selection(var, index),
+        raise damaged_chunks(ref, str(name), var.shape, var.encoding.get("chunks", var.shape), _selection(var, index),
                              lambda sl: var[sl].values, exc) from exc
 
 
@@ -82,77 +81,58 @@ def _selection(var: xr.DataArray, index: Mapping[str, Any]) -> list[slice]:
     return out
 
 
-def exists(url: str, storage_options: Mapping[str, Any] | None = None) -> bool:
-    """Whether a file, folder or object exists at ``url`` (a local path or an fsspec URL)."""
-    fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+def exists(ref: StoreRef) -> bool:
+    """Whether a file, folder or object exists at ``ref``."""
+    fs, path = ref.fs()
     return bool(fs.exists(path))
 
 
-def _exists(url: str, storage_options: Mapping[str, Any] | None) -> bool:
-    return exists(f"{url.rstrip('/')}/zarr.json", storage_options)
+def _exists(ref: StoreRef) -> bool:
+    return exists(ref.join("zarr.json"))
 
 
-def create(
-    url: str,
-    template: xr.Dataset,
-    kind: str,
-    storage_options: Mapping[str, Any] | None = None,
-    overwrite: bool = False,
-) -> None:
+def create(ref: StoreRef, template: xr.Dataset, kind: str, overwrite: bool = False) -> None:
     """Write a store's template: metadata and coordinates only, no data chunks.
 
     ``template`` holds dask-backed data variables (never computed) whose ``encoding``
     carries chunks and codecs. Refuses to replace an existing store unless ``overwrite``.
     """
-    if not overwrite and _exists(url, storage_options):
-        raise StoreError(f"a store already exists at {url}; pass overwrite=True to replace it")
+    if not overwrite and _exists(ref):
+        raise StoreError(f"a store already exists at {ref}; pass overwrite=True to replace it")
     ds = template.copy()
     ds.attrs = {**template.attrs, "dsm_store": kind, "dsm_format": FORMAT_VERSION}
-    ds.to_zarr(
-        url,
-        mode="w",
-        compute=False,
-        zarr_format=3,
-        consolidated=False,
-        storage_options=files.options_for(url, storage_options),
-    )
+    ds.to_zarr(ref.url, mode="w", compute=False, zarr_format=3, consolidated=False, storage_options=ref.zarr_options)
 
 
-def root_attrs(url: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-    """The root attributes of the Zarr store at ``url``, read from its ``zarr.json`` without
+def root_attrs(ref: StoreRef) -> dict[str, Any] | None:
+    """The root attributes of the Zarr store at ``ref``, read from its ``zarr.json`` without
     xarray or zarr (a store resized half way by a run that was killed is still read); None when
     there is no store."""
-    fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    fs, root = ref.fs()
     try:
-        raw = fs.cat_file(f"{root.rstrip('/')}/zarr.json")
+        raw = fs.cat_file(f"{root}/zarr.json")
     except FileNotFoundError:
         return None
     return dict(json.loads(raw).get("attributes", {}))
 
 
 @functools.lru_cache(maxsize=8)
-def open_cached(url: str, storage_options: str, token: str, kind: str) -> xr.Dataset:
+def open_cached(ref: StoreRef, token: str, kind: str) -> xr.Dataset:
     """A store opened once per process and run (``token``), for the tasks of that run on a
     worker: ``kind`` ``"raw"`` reads numpy arrays on indexing (no dask), any other kind is
-    :func:`open_store` of that kind with its own chunks. ``storage_options`` as JSON (hashable);
-    the dataset's ``encoding`` records the URL and options (for :func:`require_chunks`)."""
-    opts = json.loads(storage_options)
+    :func:`open_store` of that kind with its own chunks. The dataset's ``encoding`` records
+    its URL (``source``) and handle (``store_ref``)."""
     if kind == "raw":
-        ds = xr.open_zarr(url, chunks=None, consolidated=False, storage_options=files.options_for(url, opts),
-                         mask_and_scale=True)
+        ds = xr.open_zarr(ref.url, chunks=None, consolidated=False, storage_options=ref.zarr_options,
+                          mask_and_scale=True)
     else:
-        ds = open_store(url, kind, opts)
-    ds.encoding.update(source=url, storage_options=opts)
+        ds = open_store(ref, kind)
+    ds.encoding.update(source=ref.url, store_ref=ref)
     return ds
 
 
-def open_store(
-    url: str,
-    kind: str,
-    storage_options: Mapping[str, Any] | None = None,
-    chunks: Mapping[str, int] | None | str = "store",
-) -> xr.Dataset:
-    """Open a dsm store lazily and check that it is of ``kind``.
+def open_store(ref: StoreRef, kind: str, chunks: Mapping[str, int] | None | str = "store") -> xr.Dataset:
+    """Open a dsm store lazily and check that it is of ``kind``; ``ds.encoding["store_ref"]`` is ``ref``.
 
     Parameters
     ----------
@@ -161,23 +141,23 @@ def open_store(
         accepted by :func:`xarray.open_zarr`.
     """
     try:
-        if not _exists(url, storage_options):
-            raise StoreNotFoundError(f"no Zarr store at {url} (no zarr.json found)")
+        if not _exists(ref):
+            raise StoreNotFoundError(f"no Zarr store at {ref} (no zarr.json found)")
         dask_chunks: Any = {} if chunks == "store" else (dict(chunks) if isinstance(chunks, Mapping) else chunks)
-        ds = xr.open_zarr(url, chunks=dask_chunks, consolidated=False,
-                          storage_options=files.options_for(url, storage_options))
+        ds = xr.open_zarr(ref.url, chunks=dask_chunks, consolidated=False, storage_options=ref.zarr_options)
     except StoreError:
         raise
     except (OSError, ValueError, KeyError, zarr.errors.BaseZarrError) as exc:
-        raise StoreError(f"cannot open {url} as a Zarr store: {exc}") from exc
+        raise StoreError(f"cannot open {ref} as a Zarr store: {exc}") from exc
     found = ds.attrs.get("dsm_store")
     if found != kind:
         what = f"a dsm {found} store" if found else "not a dsm store (no 'dsm_store' attribute)"
-        raise StoreError(f"{url} is {what}, expected a dsm {kind} store")
+        raise StoreError(f"{ref} is {what}, expected a dsm {kind} store")
     if ds.attrs.get("dsm_format") != FORMAT_VERSION:
         raise StoreError(
-            f"{url} has dsm_format {ds.attrs.get('dsm_format')!r}; this dsm reads format {FORMAT_VERSION}"
+            f"{ref} has dsm_format {ds.attrs.get('dsm_format')!r}; this dsm reads format {FORMAT_VERSION}"
         )
+    ds.encoding["store_ref"] = ref
     return ds
 
 
@@ -222,12 +202,8 @@ def encode_like(var: xr.Variable, target: xr.DataArray, name: Hashable) -> np.nd
     return np.asarray(xr.conventions.encode_cf_variable(v, name=name).values)
 
 
-def write_region(
-    url: str,
-    part: xr.Dataset,
-    storage_options: Mapping[str, Any] | None = None,
-    store: xr.Dataset | None = None,
-) -> dict[Hashable, dict[Hashable, slice]]:
+def write_region(ref: StoreRef, part: xr.Dataset, store: xr.Dataset | None = None
+                 ) -> dict[Hashable, dict[Hashable, slice]]:
     """Write ``part`` (data variables with dimension coordinates) into its place in a store.
 
     Each variable is CF-encoded with the store's own encoding (dtype, ``_FillValue``,
@@ -245,20 +221,20 @@ def write_region(
     -------
     The region written, per variable.
     """
-    so = files.options_for(url, storage_options)
+    so = ref.zarr_options
     if store is None:
-        store = xr.open_zarr(url, consolidated=False, storage_options=so)
+        store = xr.open_zarr(ref.url, consolidated=False, storage_options=so)
     written: dict[Hashable, dict[Hashable, slice]] = {}
     for name, var in part.data_vars.items():
         if name not in store.data_vars:
-            raise StoreError(f"variable '{name}' is not in the store at {url}")
+            raise StoreError(f"variable '{name}' is not in the store at {ref}")
         target = store[name]
         if tuple(target.dims) != tuple(var.dims):
             raise StoreError(f"'{name}' has dims {tuple(var.dims)}, the store has {tuple(target.dims)}")
         region = region_slices(store, var)
         _check_aligned(name, region, tuple(target.encoding["chunks"]), target.dims, target.shape)
         data = encode_like(var.variable, target, name)
-        array = zarr.open_array(f"{url.rstrip('/')}/{name}", mode="r+", storage_options=so)
+        array = zarr.open_array(ref.join(str(name)).url, mode="r+", storage_options=so)
         # every chunk of a written region is stored, empty or not: a chunk missing where its
         # row is recorded written (WRITTEN_ATTR) is lost data, never "no data" (require_chunks)
         array = array.with_config({"write_empty_chunks": True})
@@ -278,17 +254,17 @@ records it with each day, and makes a day it found empty again once it has moved
 may have arrived for it."""
 
 
-def record_written(url: str, storage_options: Mapping[str, Any] | None, attrs: Mapping[str, Any],
+def record_written(ref: StoreRef, attrs: Mapping[str, Any],
                    *wrote: Mapping[str, Sequence[int]], also: Mapping[str, Any] | None = None) -> None:
     """Add the rows of each ``{variable: [start, stop]}`` in ``wrote`` to the written-rows record
-    (:data:`WRITTEN_ATTR`) of the store at ``url``, whose attributes are ``attrs``, and count one
+    (:data:`WRITTEN_ATTR`) of the store at ``ref``, whose attributes are ``attrs``, and count one
     more revision (:data:`REVISION_ATTR`), with the attributes ``also``, in one metadata write;
     nothing when nothing was written."""
     wrote = tuple(w for w in wrote if w)
     if not wrote:
         return
-    set_attrs(url, {WRITTEN_ATTR: merge_written(attrs.get(WRITTEN_ATTR, {}), *wrote),
-                    REVISION_ATTR: int(attrs.get(REVISION_ATTR, 0)) + 1, **dict(also or {})}, storage_options)
+    set_attrs(ref, {WRITTEN_ATTR: merge_written(attrs.get(WRITTEN_ATTR, {}), *wrote),
+                    REVISION_ATTR: int(attrs.get(REVISION_ATTR, 0)) + 1, **dict(also or {})})
 
 
 def first_axis_ranges(regions: Mapping[Hashable, Mapping[Hashable, slice]]) -> dict[str, list[int]]:
@@ -317,8 +293,7 @@ def merge_written(recorded: Mapping[str, Sequence[Sequence[int]]], *wrote: Mappi
     return {k: out[k] for k in sorted(out)}
 
 
-def require_chunks(ds: xr.Dataset, url: str, storage_options: Mapping[str, Any] | None, name: str,
-                   **index: slice) -> None:
+def require_chunks(ds: xr.Dataset, ref: StoreRef, name: str, **index: slice) -> None:
     """Raise when a chunk of ``ds[name]`` under ``index`` is missing from a row recorded written.
 
     A missing chunk reads as fill values: without this check lost data would pass for cloud or
@@ -336,19 +311,19 @@ def require_chunks(ds: xr.Dataset, url: str, storage_options: Mapping[str, Any] 
     var = ds[name]
     chunks = var.encoding.get("chunks", var.shape)
     ranges = _chunk_ranges(_selection(var, index), chunks)
-    fs, root = fsspec.core.url_to_fs(f"{url.rstrip('/')}/{name}", **dict(storage_options or {}))
+    fs, root = ref.join(name).fs()
     missing = []
     for key in itertools.product(*ranges):
         if not row_written(rows, key[0], chunks[0]):
             continue
-        path = "/".join((root.rstrip("/"), "c", *map(str, key)))
+        path = "/".join((root, "c", *map(str, key)))
         if not fs.exists(path):
             missing.append(key)
     if missing:
         keys = ", ".join("c/" + "/".join(map(str, k)) for k in missing)
         first = sorted({k[0] for k in missing})
         spans = ", ".join(f"{k * chunks[0]}..{min((k + 1) * chunks[0], var.shape[0]) - 1}" for k in first)
-        raise StoreError(f"{url.rstrip('/')}/{name}: chunk {keys} is missing although it was written (index "
+        raise StoreError(f"{ref.url.rstrip('/')}/{name}: chunk {keys} is missing although it was written (index "
                          f"{spans} of {var.dims[0]}): the data is lost. Restore it, or rebuild the cube "
                          "(dsm ingest CONFIG; dsm twin CONFIG --overwrite for a twin)")
 
@@ -364,28 +339,28 @@ def row_written(ranges: Sequence[Sequence[int]], row: int, chunk: int) -> bool:
     return any(a <= row * chunk < b for a, b in ranges)
 
 
-def missing_chunks(url: str, storage_options: Mapping[str, Any] | None, name: str, shape: Sequence[int],
-                   chunks: Sequence[int], rows: Sequence[int]) -> list[str]:
-    """Keys of the chunks of ``rows`` (along the first axis) of ``url``/``name`` absent from the
+def missing_chunks(ref: StoreRef, name: str, shape: Sequence[int], chunks: Sequence[int],
+                   rows: Sequence[int]) -> list[str]:
+    """Keys of the chunks of ``rows`` (along the first axis) of ``ref``/``name`` absent from the
     store, found with one listing (of the row when there is one, else of the variable)."""
     if not rows:
         return []
-    fs, root = fsspec.core.url_to_fs(f"{url.rstrip('/')}/{name}", **dict(storage_options or {}))
-    prefix = f"{root.rstrip('/')}/"
+    fs, root = ref.join(name).fs()
+    prefix = f"{root}/"
     present = {p[len(prefix):] for p in fs.find(f"{prefix}c/{rows[0]}" if len(rows) == 1 else f"{prefix}c")}
     return [k for r in rows for k in chunk_keys(shape, chunks, r) if k not in present]
 
 
-def lost_chunks(ds: xr.Dataset, url: str, storage_options: Mapping[str, Any] | None, name: str) -> list[str]:
+def lost_chunks(ds: xr.Dataset, ref: StoreRef, name: str) -> list[str]:
     """Keys of ``ds[name]``'s chunks missing from the rows recorded written (:data:`WRITTEN_ATTR`)."""
     ranges = ds.attrs.get(WRITTEN_ATTR, {}).get(name, [])
     var = ds[name]
     chunks = var.encoding.get("chunks", var.shape)
     rows = [r for r in range(-(-var.shape[0] // chunks[0])) if row_written(ranges, r, chunks[0])]
-    return missing_chunks(url, storage_options, name, var.shape, chunks, rows)
+    return missing_chunks(ref, name, var.shape, chunks, rows)
 
 
-def require_present(ds: xr.Dataset, url: str, storage_options: Mapping[str, Any] | None, names: Sequence[str]) -> None:
+def require_present(ds: xr.Dataset, ref: StoreRef, names: Sequence[str]) -> None:
     """Raise naming every chunk of ``names`` lost from rows recorded written (:func:`lost_chunks`).
 
     Raises
@@ -393,10 +368,10 @@ def require_present(ds: xr.Dataset, url: str, storage_options: Mapping[str, Any]
     StoreError
         Naming the store, each variable and its missing chunk keys.
     """
-    lost = {n: keys for n in names if n in ds and (keys := lost_chunks(ds, url, storage_options, n))}
+    lost = {n: keys for n in names if n in ds and (keys := lost_chunks(ds, ref, n))}
     if lost:
         listed = "; ".join(f"{n}: {', '.join(k[:5])}{' ...' if len(k) > 5 else ''} ({len(k)} chunks)" for n, k in lost.items())
-        raise StoreError(f"{url.rstrip('/')}: chunks missing although they were written ({listed}): the data is "
+        raise StoreError(f"{ref.url.rstrip('/')}: chunks missing although they were written ({listed}): the data is "
                          "lost. Restore them, or rebuild the cube (dsm ingest CONFIG; dsm twin CONFIG --overwrite "
                          "for a twin); dsm verify CONFIG lists every damaged chunk")
 
@@ -406,8 +381,7 @@ FENCE_ATTR = "fence"
 (:attr:`dsm.runlock.RunLock.fence`)."""
 
 
-def set_attrs(url: str, attrs: Mapping[str, Any], storage_options: Mapping[str, Any] | None = None,
-              fence: int | None = None) -> None:
+def set_attrs(ref: StoreRef, attrs: Mapping[str, Any], fence: int | None = None) -> None:
     """Update top-level store attributes (JSON-serialisable values) in ONE metadata write: zarr's
     ``attrs.update`` writes once per key, so a run killed between keys could leave one record
     ahead of another. (The products' records of days are not attributes: :mod:`dsm.ledger`.)
@@ -421,9 +395,9 @@ def set_attrs(url: str, attrs: Mapping[str, Any], storage_options: Mapping[str, 
     LockLostError
         A later lease's token is recorded: nothing is written.
     """
-    group = zarr.open_group(url, mode="r+", storage_options=files.options_for(url, storage_options))
+    group = zarr.open_group(ref.url, mode="r+", storage_options=ref.zarr_options)
     if fence is not None:
-        check_fence(url, group.attrs.get(FENCE_ATTR), fence)
+        check_fence(ref.url, group.attrs.get(FENCE_ATTR), fence)
         attrs = {**attrs, FENCE_ATTR: int(fence)}
     group.update_attributes(json.loads(json.dumps(dict(attrs))))  # one write of zarr.json
 

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import fsspec
 import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
@@ -26,6 +25,7 @@ from dsm.extend import resize_time
 from dsm.periods import composite_8day_of, time_position
 from dsm.progress import bar_disabled
 from dsm.remap import remap_to_region
+from dsm.storeref import StoreRef
 from dsm.synthetic import (
     Day,
     StationRecorder,
@@ -49,21 +49,21 @@ TRUTH_SPECS: tuple[VariableSpec, ...] = (
 
 @dataclass(frozen=True)
 class TwinStores:
-    """Where a twin was written."""
+    """Where a twin was written: its cube, its truth store and its station folder."""
 
-    cube: str
-    truth: str
-    stations: str
+    cube: StoreRef
+    truth: StoreRef
+    stations: StoreRef
 
     @property
-    def insitu_csv(self) -> str:
+    def insitu_csv(self) -> StoreRef:
         """In situ station table (station, network, lon, lat, depth, time, value)."""
-        return f"{self.stations.rstrip('/')}/insitu.csv"
+        return self.stations.join("insitu.csv")
 
     @property
-    def weather_csv(self) -> str:
+    def weather_csv(self) -> StoreRef:
         """Weather station table (station, lon, lat, elevation, time, precip_mm, tair_c)."""
-        return f"{self.stations.rstrip('/')}/weather.csv"
+        return self.stations.join("weather.csv")
 
 
 def written_prefix(ranges: Any) -> int:
@@ -88,12 +88,12 @@ def _dataset(coords: Mapping[str, Any], arrays: Mapping[str, tuple[tuple[str, ..
 class _Writer:
     """Buffers daily data per time chunk and writes regions of the cube and the truth."""
 
-    def __init__(self, stores: TwinStores, layout: Layout, so: Mapping[str, Any] | None, seed: int) -> None:
-        self.stores, self.layout, self.so = stores, layout, so
-        self.cube = store.open_store(stores.cube, "cube", so)
+    def __init__(self, stores: TwinStores, layout: Layout, seed: int) -> None:
+        self.stores, self.layout = stores, layout
+        self.cube = store.open_store(stores.cube, "cube")
         # rows already written (a twin extended in time, or resumed): their chunks are kept
         self.covered = {k: written_prefix(v) for k, v in self.cube.attrs.get(store.WRITTEN_ATTR, {}).items()}
-        self.truth = store.open_store(stores.truth, "truth", so)
+        self.truth = store.open_store(stores.truth, "truth")
         self.times = self.cube.indexes["time"]
         self.buffer: list[Day] = []
         self.precip_times = self.cube.indexes["time_precip"]
@@ -115,12 +115,12 @@ class _Writer:
         unless its rows are already written; returns whether it wrote."""
         if self._kept(ds):
             return False
-        self.written.append(store.first_axis_ranges(store.write_region(self.stores.cube, ds, self.so, self.cube)))
+        self.written.append(store.first_axis_ranges(store.write_region(self.stores.cube, ds, self.cube)))
         return True
 
     def record_written(self) -> None:
         """Record in the cube every row the twin wrote (after the last write)."""
-        store.record_written(self.stores.cube, self.so, self.cube.attrs, *self.written)
+        store.record_written(self.stores.cube, self.cube.attrs, *self.written)
 
     def precip(self, d: Day) -> None:
         """Buffer the day's rain for the 0.1 degree product; write one time chunk at a time."""
@@ -148,7 +148,7 @@ class _Writer:
         ds = _dataset(fine, {k: (("y", "x"), v.astype(np.float32)) for k, v in arrays.items()})
         ds["land_mask"] = (("y", "x"), static.land.astype(np.uint8))
         if self._cube(ds):
-            store.write_region(self.stores.truth, ds[["land_mask"]], self.so, self.truth)
+            store.write_region(self.stores.truth, ds[["land_mask"]], self.truth)
 
     def day(self, d: Day) -> None:
         if self.layout.start <= d.date <= self.layout.end:
@@ -171,7 +171,7 @@ class _Writer:
         })
         if self._cube(ds):
             truth = _dataset(coords, {"sm_true": (daily, np.stack([d.truth for d in b]))})
-            store.write_region(self.stores.truth, truth, self.so, self.truth)
+            store.write_region(self.stores.truth, truth, self.truth)
         self.buffer = []
 
     def composite(self, axis: str, start: dt.date, fields: Mapping[str, np.ndarray]) -> None:
@@ -187,7 +187,6 @@ def build_twin(
     spec: TwinSpec,
     space_chunk: int = 720,
     time_chunk: int = 8,
-    storage_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool = True,
     rain: RainConfig | None = None,
@@ -210,14 +209,12 @@ def build_twin(
     Parameters
     ----------
     stores
-        Locations (local paths or fsspec URLs) of the cube, the truth store and the station
-        folder.
+        The cube, the truth store and the station folder (each a :class:`~dsm.storeref.StoreRef`:
+        a local path or fsspec URL with its options).
     spec
         Region, dates and seed of the twin; the same spec always gives the same bytes.
     space_chunk, time_chunk
         Chunking of the stores (``space_chunk`` a multiple of 36).
-    storage_options
-        fsspec options for remote URLs (for example an S3 ``endpoint_url``).
     overwrite
         Replace existing stores; without it an existing store is an error (unless ``extend``).
     progress
@@ -235,15 +232,15 @@ def build_twin(
                                                    fingerprint.CUBE_ATTR: settings})
     truth_tpl = cube.template(layout, TRUTH_SPECS, {"title": "dsm twin 1 km truth", **attrs})
     if extend:
-        for url, tpl in ((stores.cube, cube_tpl), (stores.truth, truth_tpl)):
-            resize_time(url, tpl, storage_options, attrs)
+        for ref, tpl in ((stores.cube, cube_tpl), (stores.truth, truth_tpl)):
+            resize_time(ref, tpl, attrs)
     else:
-        store.create(stores.cube, cube_tpl, "cube", storage_options, overwrite)
-        store.create(stores.truth, truth_tpl, "truth", storage_options, overwrite)
+        store.create(stores.cube, cube_tpl, "cube", overwrite)
+        store.create(stores.truth, truth_tpl, "truth", overwrite)
 
     rng_static = np.random.default_rng(spec.seed)
     static = make_static(spec.region, rng_static)
-    writer = _Writer(stores, layout, storage_options, spec.seed)
+    writer = _Writer(stores, layout, spec.seed)
     writer.static(static)
     recorder = StationRecorder(place_stations(spec, static, spec.seed), spec.seed)
 
@@ -268,14 +265,13 @@ def build_twin(
             window = []
     writer.flush()
     writer.record_written()
-    write_antecedent(stores.cube, storage_options, rain, from_index=writer.covered.get("api_age", 0))
+    write_antecedent(stores.cube, rain, from_index=writer.covered.get("api_age", 0))
 
     insitu, weather = recorder.frames()
-    fs, root = fsspec.core.url_to_fs(stores.stations, **dict(storage_options or {}))
+    fs, root = stores.stations.fs()
     files.make_folder(fs, root)
-    for table, url in ((insitu, stores.insitu_csv), (weather, stores.weather_csv)):
-        with fsspec.open(url, "w", **dict(storage_options or {})) as f:
-            table.to_csv(f, index=False, date_format="%Y-%m-%d")
+    for table, ref in ((insitu, stores.insitu_csv), (weather, stores.weather_csv)):
+        files.write_url(ref, table.to_csv(index=False, date_format="%Y-%m-%d"))
     return stores
 
 

@@ -20,12 +20,9 @@ days un-marked (predict), the bad COGs' records dropped (export), the bad model 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
-import fsspec
 import numpy as np
 import zarr
 from distributed import Client
@@ -34,6 +31,7 @@ from dsm import files, ledger, products, store
 from dsm.config import Config
 from dsm.errors import StoreError
 from dsm.models.store import ModelStore
+from dsm.storeref import StoreRef
 
 
 @dataclass(frozen=True)
@@ -69,21 +67,20 @@ class VerifyReport:
                 "fixed": self.fixed}
 
 
-def check_chunk_row(url: str, storage_options: str, name: str, row: int, written: bool = False) -> dict[str, Any]:
-    """Read every chunk of row ``row`` (along the first axis) of ``url``/``name`` (runs on a worker).
+def check_chunk_row(ref: StoreRef, name: str, row: int, written: bool = False) -> dict[str, Any]:
+    """Read every chunk of row ``row`` (along the first axis) of ``ref``/``name`` (runs on a worker).
 
     Returns the keys (``c/i/j/...``) that cannot be read, or that are missing from a row
     recorded ``written`` (:data:`dsm.store.WRITTEN_ATTR`), with the reason, and, per index of
     the first axis in the row, the count of values that are not the fill value (and, for the
     products' ``sm``, the day's digest, :func:`dsm.products.day_digest`).
     """
-    so = json.loads(storage_options)
-    arr = zarr.open_array(f"{url}/{name}", mode="r", storage_options=files.options_for(url, so))
+    arr = zarr.open_array(ref.join(name).url, mode="r", storage_options=ref.zarr_options)
     chunks, shape = arr.chunks, arr.shape
     lo, hi = row * chunks[0], min((row + 1) * chunks[0], shape[0])
     counts = np.zeros(hi - lo, np.int64)
     parts = [0] * (hi - lo)  # the products' sm: each day's digest (products.day_digest)
-    missing = set(store.missing_chunks(url, so, name, shape, chunks, [row] if written else []))
+    missing = set(store.missing_chunks(ref, name, shape, chunks, [row] if written else []))
     bad: dict[str, str] = {}
     for chunk_key in store.chunk_keys(shape, chunks, row):
         if chunk_key in missing:
@@ -106,22 +103,20 @@ def check_chunk_row(url: str, storage_options: str, name: str, row: int, written
             "digests": [products.combine_digests([p]) for p in parts] if name == "sm" else []}
 
 
-def _scan(client: Client, url: str, so: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _scan(client: Client, ref: StoreRef) -> list[dict[str, Any]]:
     """:func:`check_chunk_row` of every chunk row of every data variable (2-D or more) of a store."""
-    so_json = json.dumps(dict(so), sort_keys=True)
-    group = zarr.open_group(url, mode="r", storage_options=files.options_for(url, so))
+    group = zarr.open_group(ref.url, mode="r", storage_options=ref.zarr_options)
     written = cast(dict[str, Any], group.attrs.get(store.WRITTEN_ATTR) or {})
     jobs = [(name, r, store.row_written(written.get(name, []), r, arr.chunks[0]))
             for name, arr in sorted(group.arrays()) if arr.ndim >= 2
             for r in range(-(-arr.shape[0] // arr.chunks[0]))]
-    futures = [client.submit(check_chunk_row, url, so_json, n, r, w, pure=False) for n, r, w in jobs]
+    futures = [client.submit(check_chunk_row, ref, n, r, w, pure=False) for n, r, w in jobs]
     return client.gather(futures)
 
 
 def verify_cube(client: Client, config: Config, report: VerifyReport) -> None:
     """Decode every chunk of the cube's data variables."""
-    url, so = config.stores.cube, config.stores.storage_options
-    rows = _scan(client, url, so)
+    rows = _scan(client, config.stores.ref("cube"))
     report.checked["cube chunk rows"] = len(rows)
     for r in rows:
         for key, why in r["bad"].items():
@@ -131,12 +126,12 @@ def verify_cube(client: Client, config: Config, report: VerifyReport) -> None:
 
 def verify_products(client: Client, config: Config, report: VerifyReport, fix: bool) -> None:
     """Decode every chunk of the products and compare each day's valid pixels with predict's record."""
-    url, so = str(config.stores.output), config.stores.storage_options
-    ds = products.open_products(url, so)
+    out = config.stores.ref("output")
+    ds = products.open_products(out)
     days = [str(t)[:10] for t in ds["time"].values.astype("datetime64[D]")]
-    led = ledger.read(url, so, ds.attrs)
+    led = ledger.read(out, ds.attrs)
     done = set(led.done)
-    rows = _scan(client, url, so)
+    rows = _scan(client, out)
     report.checked["products chunk rows"] = len(rows)
     redo = "dsm predict CONFIG (then dsm export CONFIG)"
     undo: set[str] = set()
@@ -161,23 +156,23 @@ def verify_products(client: Client, config: Config, report: VerifyReport, fix: b
                 undo.add(day)
     report.checked["products days"] = len(done)
     if fix and (undo or damaged):
-        fs, root = fsspec.core.url_to_fs(url, **so)
+        fs, root = out.fs()
         for key in damaged:  # a damaged chunk must go, or rewriting part of it would decode it again
-            fs.rm(f"{root.rstrip('/')}/{key}")
+            fs.rm(f"{root}/{key}")
         # the COG records first: a crash in between never leaves a record of a day predict redoes
-        ledger.write_exported(url, {d: None for d in sorted(undo) if d in led.exported}, so)
-        ledger.write_days(url, {d: ledger.taken_back(led.day(d)) for d in sorted(undo & done)}, so)
+        ledger.write_exported(out, {d: None for d in sorted(undo) if d in led.exported})
+        ledger.write_days(out, {d: ledger.taken_back(led.day(d)) for d in sorted(undo & done)})
         report.fixed += [f"products: {len(damaged)} damaged chunk(s) deleted, {len(undo)} day(s) to predict again"]
 
 
-def _digests(client: Client, urls: list[str], so: Mapping[str, Any]) -> list[tuple[int, str] | None]:
+def _digests(client: Client, refs: list[StoreRef]) -> list[tuple[int, str] | None]:
     """``(size, SHA-256)`` of each file, read and hashed on the workers (None: missing)."""
-    return client.gather(client.map(files.url_digest, urls, storage_options=dict(so), pure=False))
+    return client.gather(client.map(files.url_digest, refs, pure=False))
 
 
 def verify_models(client: Client, config: Config, report: VerifyReport, fix: bool) -> None:
     """Each card's model file against the SHA-256 in its card."""
-    models = ModelStore(str(config.stores.models), config.stores.storage_options)
+    models = ModelStore(config.stores.ref("models"))
     entries: list[tuple[str, dict[str, Any]]] = []
     for key in models.card_keys():
         try:
@@ -187,8 +182,7 @@ def verify_models(client: Client, config: Config, report: VerifyReport, fix: boo
             continue
         if card and card.get("model"):
             entries.append((key, card["model"]))
-    found = _digests(client, [f"{models.url}/{key}/{entry['file']}" for key, entry in entries],
-                     config.stores.storage_options)
+    found = _digests(client, [models.ref.join(key, entry["file"]) for key, entry in entries])
     for (key, entry), got in zip(entries, found, strict=True):
         if got is not None and got[1] == entry["sha256"]:
             continue
@@ -203,12 +197,12 @@ def verify_models(client: Client, config: Config, report: VerifyReport, fix: boo
 def verify_cogs(client: Client, config: Config, report: VerifyReport, fix: bool) -> None:
     """Each exported COG of each day (``sm`` and the layers recorded with it: ``sm_unc``,
     ``sm_origin``) against the size and SHA-256 recorded at export."""
-    url, so = str(config.stores.output), config.stores.storage_options
-    exported = ledger.read(url, so).exported
+    out = config.stores.ref("output")
+    exported = ledger.read(out).exported
     files_of = [(day, rec) for day in sorted(exported)
                 for rec in (exported[day], *exported[day].get("layers", {}).values())]
     bad: list[str] = []
-    for (day, rec), got in zip(files_of, _digests(client, [r["url"] for _, r in files_of], so), strict=True):
+    for (day, rec), got in zip(files_of, _digests(client, [config.stores.at(r["url"]) for _, r in files_of]), strict=True):
         if got is not None and got[0] == rec.get("size", got[0]) and got[1] == rec.get("sha256", got[1]):
             continue
         report.findings.append(Finding("cog", rec.get("name", day), "missing" if got is None else
@@ -217,7 +211,7 @@ def verify_cogs(client: Client, config: Config, report: VerifyReport, fix: bool)
             bad.append(day)
     report.checked["cogs"] = len(files_of)
     if fix and bad:
-        ledger.write_exported(url, {d: None for d in bad}, so)
+        ledger.write_exported(out, {d: None for d in bad})
         report.fixed.append(f"cog: the COG records of {len(bad)} day(s) dropped (export redoes them)")
 
 
@@ -225,11 +219,11 @@ def verify(config: Config, client: Client, fix: bool = False) -> VerifyReport:
     """Check every store ``config`` names that exists; with ``fix``, un-mark what failed."""
     report = VerifyReport()
     stores = config.stores
-    if stores.cube and store.exists(f"{stores.cube.rstrip('/')}/zarr.json", stores.storage_options):
+    if stores.cube and store.exists(stores.ref("cube").join("zarr.json")):
         verify_cube(client, config, report)
     if stores.models:
         verify_models(client, config, report, fix)
-    if stores.output and store.exists(f"{stores.output.rstrip('/')}/zarr.json", stores.storage_options):
+    if stores.output and store.exists(stores.ref("output").join("zarr.json")):
         verify_cogs(client, config, report, fix)  # first: fixing the products forgets the COGs of their days
         verify_products(client, config, report, fix)
     return report

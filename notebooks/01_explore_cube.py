@@ -23,15 +23,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import dsm.cube
+from dsm.storeref import StoreRef
 from dsm.testing import make_synthetic_cube
 
 CUBE_URL = None  # e.g. "s3://my-bucket/dsm/cube.zarr"
 STORAGE_OPTIONS = {}  # e.g. {"endpoint_url": "https://..."}; credentials from AWS_* variables
 
 if CUBE_URL is None:
-    stores = make_synthetic_cube(tempfile.mkdtemp(prefix="dsm-nb-"), size="tiny")
-    CUBE_URL = stores.cube
-ds = dsm.cube.open_cube(CUBE_URL, STORAGE_OPTIONS)
+    cube = make_synthetic_cube(tempfile.mkdtemp(prefix="dsm-nb-"), size="tiny").cube
+else:
+    cube = StoreRef(CUBE_URL, STORAGE_OPTIONS)  # a store's location and the fsspec options to reach it
+ds = dsm.cube.open_cube(cube)
 ds
 
 # %% [markdown]

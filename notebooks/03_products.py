@@ -21,13 +21,13 @@
 # `dsm.chain.config_or_demo`), then looks at what came out. To look at your own run instead, set
 # `CONFIG_PATH` (or the environment variable `DSM_NOTEBOOK_CONFIG`) to its configuration
 # (for example `work/demo/config.yaml` after `make demo`): every store it names may be a local
-# path or an `s3://...` URL, with fsspec options under `stores.storage_options`.
+# path or an `s3://...` URL, with fsspec options under `stores.storage_options` (each store is
+# then a `dsm.storeref.StoreRef`, `cfg.stores.ref(name)`: its URL and those options together).
 
 # %%
 
 import os
 
-import fsspec
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -52,7 +52,7 @@ client = Client(cluster)
 # hyperparameter candidate per model, 2 CV folds, no pooled model), its stores in a temporary
 # folder, run through these stages as `dsm run` does
 cfg = config_or_demo(CONFIG_PATH, client, stages=("cube", "train", "predict", "export"))
-so = cfg.stores.storage_options
+output = cfg.stores.ref("output")
 
 # %% [markdown]
 # ## The output store
@@ -61,11 +61,11 @@ so = cfg.stores.storage_options
 # float m3/m3 with NaN where nothing was predicted (water, or no usable predictor).
 
 # %%
-ds = dsm.products.open_products(cfg.stores.output, so)
-cube = dsm.cube.open_cube(cfg.stores.cube, so)
+ds = dsm.products.open_products(output)
+cube = dsm.cube.open_cube(cfg.stores.ref("cube"))
 print("sm on disk:", ds.sm.encoding["dtype"], "scale_factor", ds.sm.encoding["scale_factor"],
       "_FillValue", ds.sm.encoding["_FillValue"])
-led = dsm.ledger.read(cfg.stores.output, so)  # the run ledger beside the arrays: one record per day
+led = dsm.ledger.read(output)  # the run ledger beside the arrays: one record per day
 print(f"days done {len(led.done)}, empty {len(led.empty)}, failed {len(led.failed)}, exported {len(led.exported)}")
 ds
 
@@ -199,7 +199,8 @@ cons.describe().loc[["mean", "min", "max"]]
 
 # %%
 info = led.exported[dstr]
-with fsspec.open(info["url"], "rb", **so) as f, rasterio.open(f) as src:
+fs, path = cfg.stores.at(info["url"]).fs()  # the COG's URL, under the stores' fsspec options
+with fs.open(path, "rb") as f, rasterio.open(f) as src:
     print(f"{info['url']}\n  {src.dtypes[0]}, nodata {src.nodata}, scale {src.scales[0]}, offset {src.offsets[0]}, "
           f"{src.crs}, {src.width} x {src.height}, tiles {src.block_shapes[0]}, overviews {src.overviews(1)}, "
           f"{src.compression.name}")
@@ -214,7 +215,8 @@ print("largest |COG - store| (m3/m3):", float(np.nanmax(np.abs(cog.values - stor
 # dsm writes with; it reads `s3://` catalogs as well.
 
 # %%
-collection = pystac.Collection.from_file(f"{cfg.stores.stac.rstrip('/')}/collection.json", stac_io=FsspecStacIO(so))
+stac = cfg.stores.ref("stac")
+collection = pystac.Collection.from_file(stac.join("collection.json").url, stac_io=FsspecStacIO(stac))
 item = collection.get_item(info["name"].removesuffix(".tif"))
 print(f"collection {collection.id}: {len(list(collection.get_items()))} items; extent "
       f"{collection.extent.temporal.intervals[0][0]:%Y-%m-%d} .. {collection.extent.temporal.intervals[0][1]:%Y-%m-%d}")
@@ -232,7 +234,7 @@ print("  origin pixels:", item.properties["dsm:origin_pixels"])
 # scaled here with the item's `raster:bands` scale and offset.
 
 # %%
-with fsspec.open(info["url"], "rb", **so) as f:
+with fs.open(path, "rb") as f:
     overview = rioxarray.open_rasterio(f, masked=True, overview_level=0).squeeze("band", drop=True).load()
 resampling = overview.attrs.get("OVERVIEW_RESAMPLING", "?").lower()
 overview = overview * band["scale"] + band["offset"]

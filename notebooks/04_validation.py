@@ -31,7 +31,6 @@
 # %%
 import os
 import tempfile
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -47,6 +46,7 @@ import dsm.stages.validate
 from dsm import products, store
 from dsm.blocks import residual_correct
 from dsm.chain import config_or_demo
+from dsm.storeref import StoreRef
 
 CONFIG_PATH = os.environ.get("DSM_NOTEBOOK_CONFIG")  # or e.g. "work/demo/config.yaml"; stores may be s3://
 
@@ -56,8 +56,7 @@ client = Client(cluster)
 # hyperparameter candidate per model, 2 CV folds, no pooled model), its stores in a temporary
 # folder, run through these stages as `dsm run` does
 cfg = config_or_demo(CONFIG_PATH, client, stages=("cube", "train", "predict"))
-so = cfg.stores.storage_options
-figdir = Path(tempfile.mkdtemp(prefix="dsm-figures-"))  # dsm.figures writes PNG files (any fsspec URL)
+figdir = StoreRef(tempfile.mkdtemp(prefix="dsm-figures-"))  # dsm.figures writes PNG files (any fsspec URL)
 
 # %% [markdown]
 # ## In situ scores
@@ -96,15 +95,14 @@ table.round(3)
 # (`dsm.stages.report.nearest_weather`), which explains most jumps of the in situ curve.
 
 # %%
-display(Image(dsm.figures.site_scatter(result.pairs, result.scores, str(figdir / "scatter.png"))))
+display(Image(dsm.figures.site_scatter(result.pairs, result.scores, figdir.join("scatter.png"))))
 
 # %%
 v = dsm.stages.validate.stations_config(cfg)  # the validation section, with the twin's station files as defaults
-weather = (pd.read_csv(v.weather, parse_dates=["time"], dtype={"station": str}, storage_options=so or None)
-           if v.weather else None)
+weather = dsm.stages.validate.weather_table(v, cfg.stores)  # None without a weather file
 scored = result.stations.query("status == 'scored'")
 precip = dsm.stages.report.nearest_weather(scored, weather, v.weather_max_km) if weather is not None else None
-display(Image(dsm.figures.site_timeseries(result.pairs, str(figdir / "timeseries.png"), result.products, precip,
+display(Image(dsm.figures.site_timeseries(result.pairs, figdir.join("timeseries.png"), result.products, precip,
                                           max_sites=4)))
 
 # %% [markdown]
@@ -117,7 +115,7 @@ display(Image(dsm.figures.site_timeseries(result.pairs, str(figdir / "timeseries
 # %%
 if weather is not None:
     wsites = dsm.stages.validate.locate(weather.assign(network="weather"), cfg.grid_region).query("inside")
-    daily = dsm.stages.validate.sample_store(wsites, cfg.stores.output, None, client, so)
+    daily = dsm.stages.validate.sample_store(wsites, cfg.stores.ref("output"), None, client)
     sm_periods = dsm.analysis.aggregate_sm(daily, dsm.stages.validate.PRODUCT_1KM, v.partial_correlation_freq)
     w_periods = dsm.analysis.aggregate_weather(weather, v.partial_correlation_freq)
     pcor = dsm.analysis.station_partial_correlations(sm_periods, w_periods,
@@ -165,7 +163,7 @@ fig.suptitle("1 km maps against the twin's truth, same pixel-days")
 # rewards the best fit of the training half, which is not always the best map.
 
 # %%
-display(Image(dsm.figures.skill_periods_figure(result.period_skill, str(figdir / "skill_periods.png"))))
+display(Image(dsm.figures.skill_periods_figure(result.period_skill, figdir.join("skill_periods.png"))))
 result.period_skill.query("period == 'all'").round(4)
 
 # %% [markdown]
@@ -177,9 +175,9 @@ result.period_skill.query("period == 'all'").round(4)
 # predictors, right or wrong.
 
 # %%
-out = products.open_products(cfg.stores.output, so)
-truth = store.open_store(cfg.stores.truth, "truth", so)
-smap = store.open_store(cfg.stores.cube, "cube", so).smap_sm.sel(time=out.time)
+out = products.open_products(cfg.stores.ref("output"))
+truth = store.open_store(cfg.stores.ref("truth"), "truth")
+smap = store.open_store(cfg.stores.ref("cube"), "cube").smap_sm.sel(time=out.time)
 day = smap.notnull().sum(("cy", "cx")).idxmax("time").values
 smap_day = smap.sel(time=day).values
 maps = {"truth": truth.sm_true.sel(time=day).values, "dsm 1 km": out.sm.sel(time=day).values,

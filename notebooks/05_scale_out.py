@@ -36,7 +36,6 @@
 import contextlib
 import tempfile
 
-import fsspec
 import matplotlib.pyplot as plt
 import pandas as pd
 import xarray as xr
@@ -67,7 +66,7 @@ raw["cluster"] = {"address": SCHEDULER_ADDRESS, "n_workers": 2, "threads_per_wor
                   "dashboard_address": "127.0.0.1:0"}
 raw["chunks"] = {"space": 72, "time": 8}  # 4 blocks a time chunk, so the workers share each chunk's days
 cfg = dsm_config.from_dict(raw)
-so = cfg.stores.storage_options
+root = cfg.stores.at(ROOT)  # ROOT under STORAGE_OPTIONS: one handle (dsm.storeref.StoreRef) for both
 print("stores under", ROOT)
 
 # %% [markdown]
@@ -94,9 +93,9 @@ pd.DataFrame({a: {"name": str(w.get("name")), "threads": w["nthreads"], "memory 
 # tasks run on the workers and write straight to the store.
 
 # %%
-make_synthetic_cube(ROOT, size="tiny", space_chunk=cfg.chunks.space, time_chunk=cfg.chunks.time,
-                    storage_options=so, overwrite=True)  # replaces a twin an earlier run left at ROOT
-fs, path = fsspec.core.url_to_fs(ROOT, **so)
+make_synthetic_cube(root, size="tiny", space_chunk=cfg.chunks.space, time_chunk=cfg.chunks.time,
+                    overwrite=True)  # replaces a twin an earlier run left at ROOT
+fs, path = root.fs()
 print(type(fs).__name__, path)
 for entry in fs.ls(path, detail=True):
     size = fs.du(entry["name"]) if entry["type"] == "directory" else entry["size"]
@@ -168,9 +167,10 @@ print(f"second run: predicted {len(again.predicted)}, skipped {len(again.skipped
 # (`open_products` checks the store's kind) or plain xarray (Zarr v3, no consolidated metadata).
 
 # %%
-ds = dsm.products.open_products(cfg.stores.output, so)
-plain = xr.open_zarr(cfg.stores.output, storage_options=so or None, consolidated=False)
-print("days done:", len(dsm.ledger.read(cfg.stores.output, so).done), "of", ds.sizes["time"], "| same data with xarray:",
+output = cfg.stores.ref("output")
+ds = dsm.products.open_products(output)
+plain = xr.open_zarr(output.url, storage_options=output.zarr_options, consolidated=False)
+print("days done:", len(dsm.ledger.read(output).done), "of", ds.sizes["time"], "| same data with xarray:",
       plain.sm.sel(time=result.predicted[0]).equals(ds.sm.sel(time=result.predicted[0])))
 sm = ds.sm.sel(time=slice(str(period.start), str(period.end)))
 grid = sm.isel(time=[0, 5, 10, 15]).plot(col="time", cmap="YlGnBu", figsize=(14, 3.6),
@@ -185,9 +185,10 @@ for ax in grid.axs.flat:
 # period's mean maps on the workers, which write their chunks straight to `ROOT/means.zarr`.
 
 # %%
-means_url = dsm.analysis.write_means(sm, f"{ROOT}/means.zarr", client, so)
-means = xr.open_zarr(means_url, storage_options=so or None, consolidated=False)
-print(means_url, dict(means.sizes))
+means_ref = root.join("means.zarr")
+dsm.analysis.write_means(sm, means_ref, client)
+means = xr.open_zarr(means_ref.url, storage_options=means_ref.zarr_options, consolidated=False)
+print(means_ref, dict(means.sizes))
 print(sorted(p.rsplit("/", 1)[-1] for p in fs.ls(path)))
 
 # %%

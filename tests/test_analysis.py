@@ -14,6 +14,7 @@ from dsm import analysis
 from dsm.errors import GridError
 from dsm.grid import Region, lonlat_to_xy
 from dsm.models.period_cards import period_card_from_dict
+from dsm.storeref import StoreRef
 
 
 def _ols_partial(x, y, z):
@@ -154,7 +155,7 @@ def test_mean_maps_are_lazy_and_equal_pandas_groupbys(tmp_path):
     ref_d = frame.groupby(frame.index.day_of_year).mean()
     np.testing.assert_allclose(clim.values.reshape(len(ref_d), -1), ref_d.to_numpy(), rtol=1e-6)
     assert monthly.sizes["month"] == 14 and clim.sizes["dayofyear"] == 366
-    url = analysis.write_means(sm, str(tmp_path / "means.zarr"), None)
+    url = analysis.write_means(sm, StoreRef(str(tmp_path / "means.zarr")), None)
     back = xr.open_zarr(url, consolidated=False)
     np.testing.assert_allclose(back["sm_monthly"].values, monthly.values, rtol=1e-6)
     assert back["sm_daily_mean"].attrs["units"] == "m3 m-3"

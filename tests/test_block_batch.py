@@ -26,6 +26,7 @@ from dsm.models.store import ModelStore
 from dsm.periods import period_of, time_position
 from dsm.ranges import SMAP, merge_counts, screen, screen_layers
 from dsm.stages.train import train
+from dsm.storeref import StoreRef
 
 pytestmark = pytest.mark.slow  # make test-fast leaves these out
 
@@ -55,11 +56,11 @@ def twin(tiny_twin, tmp_path_factory, client) -> SimpleNamespace:
     root = tmp_path_factory.mktemp("block_batch")
     cfgs = {}
     for method in ("fusion", "rao2022"):
-        cfg = _config(tiny_twin.cube, root / method, method)
+        cfg = _config(tiny_twin.cube.url, root / method, method)
         assert train(cfg, client).failed == {}
         cfgs[method] = cfg
     bad = str(root / "bad_cube.zarr")
-    shutil.copytree(tiny_twin.cube, bad)
+    shutil.copytree(tiny_twin.cube.url, bad)
     lst = zarr.open_array(f"{bad}/lst", mode="r+")
     day = lst[BAD_DAY]
     day[:F, :F] = 1e30
@@ -82,12 +83,13 @@ def twin(tiny_twin, tmp_path_factory, client) -> SimpleNamespace:
 
 
 def _job(cfg, cube: str, t0: int, t1: int, y0: int, x0: int, half: int = 0, error: int | None = None) -> BlockJob:
-    models = ModelStore(cfg.stores.models)
+    models = ModelStore(cfg.stores.ref("models"))
     days = [START + dt.timedelta(i) for i in range(48)]
     plans = make_plans(cfg, models, days, fusion_card(models) if cfg.training.method == "fusion" else None)
     if error is not None:
         plans[error] = replace(plans[error], variants=(), error="test: no model for this day")
-    return BlockJob(cube, cfg.stores.output, cfg.stores.models, "{}", f"batch-{t0}-{y0}-{x0}", t0, t1, y0, y0 + 72,
+    return BlockJob(StoreRef(cube), cfg.stores.ref("output"), cfg.stores.ref("models"), f"batch-{t0}-{y0}-{x0}",
+                    t0, t1, y0, y0 + 72,
                     x0, x0 + 72, tuple(plans[t0:t1]), rain_spinup=cfg.rain.spinup_days,
                     before=tuple(plans[max(0, t0 - half):t0]), after=tuple(plans[t1:t1 + half]))
 
@@ -95,7 +97,7 @@ def _job(cfg, cube: str, t0: int, t1: int, y0: int, x0: int, half: int = 0, erro
 def _day_by_day(job: BlockJob) -> dict[dt.date, tuple[Any, ...]]:
     """What the block's days give one by one: each day's predictors read and screened alone,
     :func:`model_day` (with today's loader), the day's masked and missing summaries."""
-    cube = blocks._open(job.cube, job.storage_options, job.token, "raw")
+    cube = blocks._open(job.cube, job.token, "raw")
     ys, xs = slice(job.y0, job.y1), slice(job.x0, job.x1)
     land = blocks._read(cube, "land_mask", y=ys, x=xs) == 1
     names = sorted({p for plan in job.plans for v in plan.variants for p in v.predictors})
@@ -110,7 +112,7 @@ def _day_by_day(job: BlockJob) -> dict[dt.date, tuple[Any, ...]]:
                                                    cy=slice(job.y0 // F, job.y1 // F),
                                                    cx=slice(job.x0 // F, job.x1 // F)).astype(np.float32))
         modelled = model_day(feats, land, smap, plan,
-                             lambda k, s: blocks.load_model(job.models, job.storage_options, k, s),
+                             lambda k, s: blocks.load_model(job.models, k, s),
                              job.rain_spinup, out_of_range=bad, smap_out_of_range=smap_bad)
         masked = merge_counts([{p: int((m & land).sum()) for p, m in bad.items()}, {SMAP: int(smap_bad.sum())}])
         missing = [p for p in names if p != "api_age" and not np.isfinite(feats[p][land]).any()]
@@ -147,8 +149,8 @@ class _Counting:
         return apply_model(self.model, X)
 
 
-def _loader(models: str, calls: list[tuple[str, int]]) -> Any:
-    return lambda key, sha: _Counting(blocks.load_model(models, "{}", key, sha), calls, key)
+def _loader(models: StoreRef, calls: list[tuple[str, int]]) -> Any:
+    return lambda key, sha: _Counting(blocks.load_model(models, key, sha), calls, key)
 
 
 @pytest.mark.timeout(600)
@@ -182,7 +184,7 @@ def test_each_model_is_called_once_per_block_over_all_its_rows(twin):
     it predicts as disaggregation model or anomaly partner), as many rows as day by day."""
     for cfg, t0 in ((twin.fusion, 16), (twin.rao2022, 12)):
         job = _job(cfg, twin.bad, t0, t0 + 8, 0, 0)
-        cube = blocks._open(job.cube, "{}", job.token, "raw")
+        cube = blocks._open(job.cube, job.token, "raw")
         ys = xs = slice(0, 72)
         land = blocks._read(cube, "land_mask", y=ys, x=xs) == 1
         names = sorted({p for plan in job.plans for v in plan.variants for p in v.predictors}) + ["api_age"]

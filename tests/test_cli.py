@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from dsm import cube, ledger
 from dsm.cli import main
+from dsm.storeref import StoreRef
 
 
 def _dsm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -51,7 +52,7 @@ def test_demo_builds_the_tiny_twin_and_prints_its_summary(tiny_demo):
 
 def test_cube_info_json_and_table(tiny_twin):
     runner = CliRunner()
-    res = runner.invoke(main, ["cube", "info", tiny_twin.cube, "--json"])
+    res = runner.invoke(main, ["cube", "info", tiny_twin.cube.url, "--json"])
     assert res.exit_code == 0, res.output
     info = json.loads(res.output)
     assert info["region"]["fine_shape"] == [144, 144]
@@ -61,7 +62,7 @@ def test_cube_info_json_and_table(tiny_twin):
     land = ds["land_mask"].values == 1
     expected = np.isfinite(ds["lst"].values[:, land]).mean()
     assert lst_valid == pytest.approx(expected, abs=1e-4)
-    res = runner.invoke(main, ["cube", "info", tiny_twin.cube, "--no-valid"])
+    res = runner.invoke(main, ["cube", "info", tiny_twin.cube.url, "--no-valid"])
     assert res.exit_code == 0 and "smap_sm" in res.output and "EPSG:6933" in res.output
 
 
@@ -69,7 +70,7 @@ def test_errors_are_one_clear_line(tmp_path, tiny_twin):
     runner = CliRunner()
     res = runner.invoke(main, ["cube", "info", str(tmp_path / "nope.zarr")])
     assert res.exit_code == 2 and "no Zarr store at" in res.output and "nope.zarr" in res.output
-    res = runner.invoke(main, ["cube", "info", tiny_twin.truth])
+    res = runner.invoke(main, ["cube", "info", tiny_twin.truth.url])
     assert res.exit_code == 2 and "dsm truth store, expected a dsm cube" in res.output
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"region": {"cells": [0, 0, 2, 2]}, "dates": {"start": "2016-02-01", "end": "2016-01-01"},
@@ -78,7 +79,7 @@ def test_errors_are_one_clear_line(tmp_path, tiny_twin):
     assert res.exit_code == 2
     assert "chunks.space" in res.output and "multiple of 36" in res.output and "wrong order" in res.output
     assert "Traceback" not in res.output
-    res = runner.invoke(main, ["cube", "info", tiny_twin.cube, "-o", "novalue"])
+    res = runner.invoke(main, ["cube", "info", tiny_twin.cube.url, "-o", "novalue"])
     assert res.exit_code == 2 and "KEY=VALUE" in res.output
 
 
@@ -149,10 +150,10 @@ def test_only_an_error_in_a_stage_that_writes_products_fails_a_run():
 @pytest.mark.timeout(300)
 def test_a_failed_validation_leaves_the_run_partial_and_the_products_done(tmp_path, tiny_twin):
     sites = tmp_path / "my_sites.csv"
-    pd.read_csv(tiny_twin.insitu_csv, dtype=str).rename(columns={"value": "vwc"}).to_csv(sites, index=False)
+    pd.read_csv(tiny_twin.insitu_csv.url, dtype=str).rename(columns={"value": "vwc"}).to_csv(sites, index=False)
     fusion = {"grid": {"max_depth": [3], "min_child_weight": [5], "reg_lambda": [1.0]}, "max_rounds": 40, "cv_folds": 2}
     raw = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-06-24"},  # 16 days
-           "stores": {"cube": tiny_twin.cube, "models": "models", "output": "sm.zarr", "cog": "cog"},
+           "stores": {"cube": tiny_twin.cube.url, "models": "models", "output": "sm.zarr", "cog": "cog"},
            "chunks": {"space": 72, "time": 8}, "training": {"min_samples": 40, "fusion": fusion},
            "output": {"gap_free": False, "uncertainty": "none"}, "rain": {"predictors": "off"},  # one model: quick
            "cluster": {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": None},
@@ -177,7 +178,7 @@ def test_a_failed_validation_leaves_the_run_partial_and_the_products_done(tmp_pa
     assert record["outcome"] == "partial"
     assert {s["stage"]: s["status"] for s in record["stages"]} == {
         "cube": "done", "train": "done", "predict": "done", "export": "done", "validate": "error"}
-    assert len(ledger.read(str(tmp_path / "sm.zarr")).done) == 16
+    assert len(ledger.read(StoreRef(str(tmp_path / "sm.zarr"))).done) == 16
     assert len(list((tmp_path / "cog").glob("SM_1km_???????.tif"))) == 16  # sm (beside its _origin COGs)
     res = _dsm("-q", "export", str(path), "--force", cwd=tmp_path)  # quiet: the summary, nothing on stderr
     assert res.returncode == 0 and res.stderr == "", res.stderr

@@ -21,6 +21,7 @@ from dsm.models.cards import FUSION_KEY
 from dsm.models.store import ModelStore
 from dsm.samples import sample_graph
 from dsm.skill import skill
+from dsm.storeref import StoreRef
 from dsm.twin import demo_config
 
 pytestmark = pytest.mark.slow  # make test-fast leaves these out
@@ -61,16 +62,16 @@ def test_a_twin_runs_end_to_end_on_the_9km_grid(run_9km):
         cols = slice((row.col - w[1]) * 9, (row.col - w[1] + 1) * 9)
         np.testing.assert_allclose(row.dem, np.nanmean(cube["dem"].values[rows, cols]), rtol=1e-5)
     # the cross-validation blocks keep their size in 36 km cells: 4 x as many 9 km cells a side
-    card = ModelStore(raw["stores"]["models"]).read_card(FUSION_KEY)
+    card = ModelStore(StoreRef(raw["stores"]["models"])).read_card(FUSION_KEY)
     assert card["cv"]["block_cells"] == 2 and card["cv"]["block_smap_cells"] == 8
     # every day predicted; the stored cell means are those of the 1 km map on the 9 km cells
     out = products.open_products(raw["stores"]["output"])
-    led = ledger.read(raw["stores"]["output"])
+    led = ledger.read(StoreRef(raw["stores"]["output"]))
     assert len(led.done) == 16
     sm = out["sm"].values
     np.testing.assert_allclose(out["sm_36km"].values, block_reduce_mean(sm, factor=9), atol=5e-5)  # sm: int16 x 1e-4
     # the map follows SMAP at 9 km: its cell means agree with the day's SMAP where it observed
     cons = [led.day(d).consistency for d in led.done]
     assert np.median([c["r"] for c in cons if c.get("r") is not None]) > 0.8
-    scores = skill(raw["stores"]["output"], raw["stores"]["truth"], raw["stores"]["cube"])["scores"]
+    scores = skill(*(StoreRef(raw["stores"][k]) for k in ("output", "truth", "cube")))["scores"]
     assert scores["product"]["n"] > 0 and scores["product"]["rmse"] < scores["smap_repeat"]["rmse"] * 1.2

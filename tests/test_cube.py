@@ -11,6 +11,7 @@ import xarray as xr
 from dsm import cube, store
 from dsm.errors import ConfigError, StoreError
 from dsm.grid import Region
+from dsm.storeref import StoreRef
 
 LAYOUT = cube.Layout(Region(72, 770, 2, 3), dt.date(2016, 6, 9), dt.date(2016, 6, 30), 36, 8)
 
@@ -35,7 +36,7 @@ def test_schema_has_the_14_predictors_on_their_native_axes():
 
 
 def test_template_round_trip_local(tmp_path):
-    url = str(tmp_path / "cube.zarr")
+    url = StoreRef(str(tmp_path / "cube.zarr"))
     cube.create_cube(url, LAYOUT)
     ds = cube.open_cube(url)
     # axes and coordinates of the layout
@@ -75,7 +76,7 @@ def test_template_round_trip_local(tmp_path):
 
 
 def test_misaligned_region_writes_are_refused(tmp_path):
-    url = str(tmp_path / "cube.zarr")
+    url = StoreRef(str(tmp_path / "cube.zarr"))
     cube.create_cube(url, LAYOUT)
     ds = cube.open_cube(url)
     with pytest.raises(StoreError, match="not aligned"):
@@ -97,7 +98,7 @@ def test_open_errors_name_the_url(tmp_path):
     xr.Dataset({"a": ("x", np.arange(3))}).to_zarr(plain, zarr_format=3, consolidated=False)
     with pytest.raises(StoreError, match="plain.zarr is not a dsm store"):
         cube.open_cube(plain)
-    url = str(tmp_path / "cube.zarr")
+    url = StoreRef(str(tmp_path / "cube.zarr"))
     cube.create_cube(url, LAYOUT)
     with pytest.raises(StoreError, match="already exists"):
         cube.create_cube(url, LAYOUT)
@@ -111,7 +112,7 @@ def test_layout_refuses_bad_chunks():
 
 
 def test_layout_is_recovered_from_a_store(tmp_path):
-    url = str(tmp_path / "cube.zarr")
+    url = StoreRef(str(tmp_path / "cube.zarr"))
     cube.create_cube(url, LAYOUT)
     assert cube.layout_of(cube.open_cube(url)) == LAYOUT
 
@@ -121,18 +122,17 @@ def test_layout_is_recovered_from_a_store(tmp_path):
 @pytest.mark.timeout(180)
 def test_round_trip_through_a_real_s3_server(s3):
     bucket = s3.make_bucket("cube-roundtrip")
-    url = f"{bucket}/run1/cube.zarr"
-    so = s3.storage_options
-    cube.create_cube(url, LAYOUT, storage_options=so)
-    ds = cube.open_cube(url, storage_options=so)
+    url = StoreRef(f"{bucket}/run1/cube.zarr", s3.storage_options)
+    cube.create_cube(url, LAYOUT)
+    ds = cube.open_cube(url)
     part = _fill(ds.isel(time=slice(0, 8)), ["lst"], seed=3)
-    store.write_region(url, part, storage_options=so)
-    back = cube.open_cube(url, storage_options=so)
+    store.write_region(url, part)
+    back = cube.open_cube(url)
     np.testing.assert_array_equal(back["lst"].isel(time=slice(0, 8)).values, part["lst"].values)
     assert back.rio.crs.to_epsg() == 6933
     # the chunk objects really are in the bucket
     fs = s3.filesystem()
-    keys = fs.find(f"{url}/lst")
+    keys = fs.find(f"{url.url}/lst")
     assert any("/c/0/0/0" in k for k in keys)
     with pytest.raises(StoreError, match="no Zarr store"):
-        cube.open_cube(f"{bucket}/elsewhere.zarr", storage_options=so)
+        cube.open_cube(url.at(f"{bucket}/elsewhere.zarr"))

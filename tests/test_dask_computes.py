@@ -13,6 +13,7 @@ from dsm.cube import Layout, cube_template, open_cube
 from dsm.models.disaggregation import pixel_sample_graph
 from dsm.periods import periods
 from dsm.samples import sample_graph
+from dsm.storeref import StoreRef
 from dsm.testing import TooManyComputesError, assert_maximum_dask_computes
 
 
@@ -50,5 +51,5 @@ def test_a_store_template_is_written_without_computing_its_data(tmp_path):
     template = cube_template(Layout.from_config(cfg))
     assert any(isinstance(v.data, da.Array) for v in template.data_vars.values())
     with assert_maximum_dask_computes(0):
-        store.create(str(tmp_path / "cube.zarr"), template, "cube")
-    assert store.exists(str(tmp_path / "cube.zarr/zarr.json"))
+        store.create(StoreRef(str(tmp_path / "cube.zarr")), template, "cube")
+    assert store.exists(StoreRef(str(tmp_path / "cube.zarr/zarr.json")))

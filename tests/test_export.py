@@ -24,17 +24,19 @@ from dsm.config import from_dict
 from dsm.cube import Layout
 from dsm.errors import ConfigError
 from dsm.grid import Region
-from dsm.stages.export import blocksize_for, cog_name, export
+from dsm.stages.export import FsspecStacIO, blocksize_for, cog_name, export
+from dsm.storeref import StoreRef
 
 REGION = Region(74, 772, 4, 4)
 START, END = dt.date(2016, 6, 9), dt.date(2016, 6, 12)
 
 
-def _output(url: str, so=None) -> np.ndarray:
+def _output(url: str, options=None) -> np.ndarray:
     """An output store of four days with known values; days 0-2 done, day 3 not."""
+    ref = StoreRef(url, options)
     layout = Layout(REGION, START, END, 72, 2)
-    products.create_products(url, layout, 0.9, storage_options=so, overwrite=True)
-    ds = products.open_products(url, so)
+    products.create_products(ref, layout, 0.9, overwrite=True)
+    ds = products.open_products(ref)
     rng = np.random.default_rng(0)
     sm = rng.uniform(0.02, 0.45, (4, 144, 144)).astype(np.float32)
     sm[:, :10, :] = np.nan  # "water"
@@ -42,19 +44,19 @@ def _output(url: str, so=None) -> np.ndarray:
     part = xr.Dataset({"sm": (("time", "y", "x"), sm), "sm_unc": (("time", "y", "x"), sm * 0.1),
                        "sm_origin": (("time", "y", "x"), origin)},
                       coords={"time": ds["time"].values, "y": ds["y"].values, "x": ds["x"].values})
-    store.write_region(url, part, so, ds)
+    store.write_region(ref, part, ds)
     days = [(START + dt.timedelta(i)).isoformat() for i in range(3)]
-    ledger.write_days(url, {d: ledger.DayRecord(done=True, model={"period": "2016161", "model_period": "2016161",
+    ledger.write_days(ref, {d: ledger.DayRecord(done=True, model={"period": "2016161", "model_period": "2016161",
                                                                    "model": "xgb", "reused": False,
                                                                    "variants": {"full": {}}})
-                            for d in days}, so)
+                            for d in days})
     return sm
 
 
-def _config(out: str, cog: str, stac: str, so=None, **output):
+def _config(out: str, cog: str, stac: str, options=None, **output):
     return from_dict({"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": str(START), "end": str(END)},
                       "stores": {"cube": "unused.zarr", "output": out, "cog": cog, "stac": stac,
-                                 "storage_options": so or {}},
+                                 "storage_options": options or {}},
                       "chunks": {"space": 72, "time": 2}, "output": output})
 
 
@@ -121,7 +123,7 @@ def test_cogs_are_valid_scaled_named_and_catalogued(client, tmp_path):
         href = it.assets["sm"].get_absolute_href()
         assert href == str(moved / "cog" / f"{it.id}.tif") and rasterio.open(href).read(1).shape == (144, 144)
     # recorded, and a rerun skips what is exported
-    exported = ledger.read(cfg.stores.output).exported
+    exported = ledger.read(cfg.stores.ref("output")).exported
     assert sorted(exported) == report.exported
     again = export(cfg, client)
     assert again.exported == [] and again.skipped == report.exported
@@ -134,13 +136,13 @@ def test_cogs_are_valid_scaled_named_and_catalogued(client, tmp_path):
     assert cog_validate(str(first), quiet=True)[0]
     # so is a day whose origin COG is gone, and a day recorded before the unc/origin COGs existed
     (tmp_path / "cog" / "SM_1km_2016162_origin.tif").unlink()
-    recorded = ledger.read(cfg.stores.output).exported
+    recorded = ledger.read(cfg.stores.ref("output")).exported
     old_record = {k: v for k, v in recorded["2016-06-11"].items() if k != "layers"}
-    ledger.write_exported(cfg.stores.output, {"2016-06-11": old_record})
+    ledger.write_exported(cfg.stores.ref("output"), {"2016-06-11": old_record})
     redo = export(cfg, client)
     assert redo.exported == ["2016-06-10", "2016-06-11"] and redo.skipped == ["2016-06-09"]
     assert (tmp_path / "cog" / "SM_1km_2016162_origin.tif").exists()
-    assert sorted(ledger.read(cfg.stores.output).exported["2016-06-11"]["layers"]) == [
+    assert sorted(ledger.read(cfg.stores.ref("output")).exported["2016-06-11"]["layers"]) == [
         "sm_origin", "sm_unc"]
 
 
@@ -162,12 +164,12 @@ def test_epsg4326_export(client, tmp_path):
 @pytest.mark.s3
 @pytest.mark.timeout(240)
 def test_export_to_s3(client, s3, tmp_path):
-    so = s3.storage_options
+    options = s3.storage_options
     root = s3.make_bucket("dsm-export")
     bucket = root.removeprefix("s3://")
     out = f"{root}/sm.zarr"
-    _output(out, so)
-    cfg = _config(out, f"{root}/cog", f"{root}/stac", so)
+    _output(out, options)
+    cfg = _config(out, f"{root}/cog", f"{root}/stac", options)
     report = export(cfg, client)
     assert report.failed == {} and len(report.exported) == 3
     fs = s3.filesystem()
@@ -178,6 +180,13 @@ def test_export_to_s3(client, s3, tmp_path):
     assert cog_validate(str(local), quiet=True)[0]
     coll = json.loads(fs.cat_file(f"{bucket}/stac/collection.json"))
     assert coll["type"] == "Collection" and len([lk for lk in coll["links"] if lk["rel"] == "item"]) == 3
+    # the catalog reads back through the store's options (FsspecStacIO), and a rerun finds every
+    # COG where it was recorded (their sizes read with the COG folder's options): nothing redone
+    stac = cfg.stores.ref("stac")
+    read = pystac.Collection.from_file(stac.join("collection.json").url, stac_io=FsspecStacIO(stac))
+    assert sorted(it.id for it in read.get_items()) == ["SM_1km_2016161", "SM_1km_2016162", "SM_1km_2016163"]
+    again = export(cfg, client)
+    assert again.exported == [] and again.skipped == report.exported and again.failed == {}
 
 
 def test_blocksize_leaves_room_for_an_overview():
@@ -190,8 +199,8 @@ def test_blocksize_leaves_room_for_an_overview():
 def test_a_lost_products_chunk_is_never_published_and_its_days_are_predicted_again(client, tmp_path):
     url = str(tmp_path / "sm.zarr")
     sm = _output(url)
-    days = ledger.read(url).days
-    ledger.write_days(url, {d: replace(r, model={**(r.model or {}), products.VALID_PIXELS: int(np.isfinite(sm[i]).sum())})
+    days = ledger.read(StoreRef(url)).days
+    ledger.write_days(StoreRef(url), {d: replace(r, model={**(r.model or {}), products.VALID_PIXELS: int(np.isfinite(sm[i]).sum())})
                             for i, (d, r) in enumerate(sorted(days.items()))})
     (tmp_path / "sm.zarr" / "sm" / "c" / "0" / "0" / "1").unlink()  # days 0-1, the block x 72:144
     cfg = _config(url, str(tmp_path / "cog"), str(tmp_path / "stac"))
@@ -200,7 +209,7 @@ def test_a_lost_products_chunk_is_never_published_and_its_days_are_predicted_aga
     assert "a chunk of the products store is lost" in report.failed["2016-06-09"]
     assert sorted(p.name for p in (tmp_path / "cog").iterdir()) == [
         "SM_1km_2016163.tif", "SM_1km_2016163_origin.tif", "SM_1km_2016163_unc.tif"]
-    led = ledger.read(url)
+    led = ledger.read(StoreRef(url))
     assert led.done == ["2016-06-11"] and sorted(led.exported) == ["2016-06-11"]
 
 
@@ -214,7 +223,7 @@ def test_a_damaged_products_chunk_is_named_and_never_published(client, tmp_path)
     assert report.exported == ["2016-06-09", "2016-06-10"] and list(report.failed) == ["2016-06-11"]
     assert f"{url}/sm: chunk 1/1/0 cannot be read" in report.failed["2016-06-11"]
     assert not (tmp_path / "cog" / "SM_1km_2016163.tif").exists()
-    assert ledger.read(url).done == ["2016-06-09", "2016-06-10"]
+    assert ledger.read(StoreRef(url)).done == ["2016-06-09", "2016-06-10"]
 
 
 @pytest.mark.timeout(180)
@@ -224,14 +233,14 @@ def test_uncertainty_and_origin_cogs_and_a_configured_collection(client, tmp_pat
     cfg = _config(str(tmp_path / "sm.zarr"), str(tmp_path / "cog"), str(tmp_path / "stac"), license="CC-BY-4.0",
                   license_url="https://creativecommons.org/licenses/by/4.0/", providers=providers,
                   keywords=["soil moisture", "Loess Plateau"])
-    ds = products.open_products(cfg.stores.output)
+    ds = products.open_products(cfg.stores.ref("output"))
     origin = np.where(np.isnan(sm), 0, 1).astype(np.uint16)
     origin[:, :, 1::2] |= np.where(origin[:, :, 1::2] > 0, products.EXTRAPOLATION, 0).astype(np.uint16)
-    store.write_region(cfg.stores.output, xr.Dataset({"sm_origin": (("time", "y", "x"), origin)},
-                                                     coords={"time": ds["time"].values, "y": ds["y"].values,
-                                                             "x": ds["x"].values}), None, ds)
+    store.write_region(cfg.stores.ref("output"), xr.Dataset({"sm_origin": (("time", "y", "x"), origin)},
+                                                            coords={"time": ds["time"].values, "y": ds["y"].values,
+                                                                    "x": ds["x"].values}), ds)
     assert export(cfg, client).failed == {}
-    stored = products.open_products(cfg.stores.output)
+    stored = products.open_products(cfg.stores.ref("output"))
     for suffix, var in (("_unc", "sm_unc"), ("_origin", "sm_origin")):
         path = tmp_path / "cog" / f"SM_1km_2016162{suffix}.tif"
         valid, errors, _ = cog_validate(str(path), quiet=True)
@@ -321,7 +330,7 @@ def moved_catalog(client, tmp_path_factory):
     cfg = _config(str(root / "sm.zarr"), str(root / "made" / "cog"), str(root / "made" / "stac"))
     assert export(cfg, client).failed == {}
     (root / "made").rename(root / "moved")
-    ds = products.open_products(cfg.stores.output)
+    ds = products.open_products(cfg.stores.ref("output"))
     return {"root": root / "moved", "store": ds, "region": products.region_of(ds.attrs)}
 
 

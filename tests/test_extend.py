@@ -35,6 +35,7 @@ from dsm.extend import parse_until, recorded_end, with_end
 from dsm.ingest.plan import Group, Plan, Task, changing
 from dsm.ingest.report import format_report
 from dsm.stages.ingest import run_ingest
+from dsm.storeref import StoreRef
 from dsm.testing.granules import write_geotiff
 from dsm.testing.precip import imerg_filename, write_imerg_day
 from dsm.testing.smap_granules import SmapPass, spl3smp_filename, write_spl3smp
@@ -132,7 +133,7 @@ def test_extension_never_rewrites_an_existing_chunk_but_the_partial_and_redone_o
     tchunk, n_old = 4, (N - dt.date(2016, 6, 9)).days + 1  # 25 days: chunk 6 holds one day
     partial = n_old // tchunk
     before, middle = runs["before"], runs["middle"]
-    led = ledger.read(str(runs["root"] / "a" / "sm.zarr"))
+    led = ledger.read(StoreRef(str(runs["root"] / "a" / "sm.zarr")))
     redone = sorted(d for d, r in led.days.items() if (r.model or {}).get("replaces"))
     redone_rows = {((dt.date.fromisoformat(d) - dt.date(2016, 6, 9)).days) // tchunk for d in redone}
     with xr.open_zarr(runs["root"] / "a" / "cube.zarr", consolidated=False) as cube:
@@ -183,7 +184,7 @@ def test_models_and_products_equal_a_single_run(runs):
     pa, pb = _files(root / "a" / "sm.zarr"), _files(root / "b" / "sm.zarr")
     chunks = [k for k in pb if _chunk(k)]
     assert len(chunks) > 40 and [k for k in chunks if pa.get(k, (0, b""))[1] != pb[k][1]] == []
-    la, lb = ledger.read(str(root / "a" / "sm.zarr")), ledger.read(str(root / "b" / "sm.zarr"))
+    la, lb = ledger.read(StoreRef(str(root / "a" / "sm.zarr"))), ledger.read(StoreRef(str(root / "b" / "sm.zarr")))
     assert la.done == lb.done and len(la.done) == 45
     ga, gb = _files(root / "a" / "cog"), _files(root / "b" / "cog")
     assert ga.keys() == gb.keys() and all(ga[k][1] == gb[k][1] for k in gb)
@@ -207,7 +208,7 @@ def test_an_until_before_the_stores_end_names_both_dates(runs, client):
     early = with_end(runs["extended"], dt.date(2016, 7, 13))
     with pytest.raises(StoreError, match="ends on 2016-07-23, after this run's end 2016-07-13"):
         run(early, client, progress=lambda line: None)
-    assert recorded_end(str(runs["root"] / "a" / "sm.zarr")) == N20
+    assert recorded_end(StoreRef(str(runs["root"] / "a" / "sm.zarr"))) == N20
 
 
 def test_extending_with_other_predictors_is_refused_naming_the_key(runs, client):
@@ -217,7 +218,7 @@ def test_extending_with_other_predictors_is_refused_naming_the_key(runs, client)
         run(config_mod.from_dict(raw), client, progress=lambda line: None)
     assert "models store" in str(err.value)
     for store in ("cube.zarr", "truth.zarr", "sm.zarr"):  # refused before anything was resized
-        assert recorded_end(str(runs["root"] / "a" / store)) == N20
+        assert recorded_end(StoreRef(str(runs["root"] / "a" / store))) == N20
 
 
 def test_until_parses_dates_and_today():
@@ -252,7 +253,7 @@ def test_fusion_keeps_its_model_and_redoes_the_days_its_window_cut(runs, client)
     window = json.loads((root / "fusion" / "models" / "training_window.json").read_text())
     assert window == {"fusion": ["2016-06-09", "2016-07-10"]}
     assert _summary(result, "predict")["predicted"] == 21  # the 20 new days and N, in N's time chunk
-    led = ledger.read(str(root / "fusion" / "sm.zarr"))
+    led = ledger.read(StoreRef(str(root / "fusion" / "sm.zarr")))
     assert len(led.done) == 45
     assert "anomaly window" in led.days[N.isoformat()].model["replaces"]["why"]
     now = _files(root / "fusion" / "sm.zarr")
@@ -324,7 +325,7 @@ def test_an_ingested_cube_extends_to_the_bytes_of_a_single_ingest(tmp_path, clie
     a, b = _files(tmp_path / "a.zarr"), _files(tmp_path / "b.zarr")
     chunks = [k for k in b if _chunk(k)]
     assert len(chunks) > 10 and [k for k in chunks if a.get(k, (0, b""))[1] != b[k][1]] == []
-    assert recorded_end(str(tmp_path / "a.zarr")) == end
+    assert recorded_end(StoreRef(str(tmp_path / "a.zarr"))) == end
     touched = {_chunk(k) for k, v in before.items() if _chunk(k) and a[k] != v}
     # 5 days to 06-07: the daily chunk 2 (06-07, 06-08) was partial; precip: 4 spin-up days first
     assert touched and {row for v, row in touched if v != "precip"} == {2} and {

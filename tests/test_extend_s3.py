@@ -81,17 +81,17 @@ def test_until_extends_every_store_on_s3_on_an_external_cluster(s3, tmp_path):
     assert f"twin extended from {N} to {UNTIL}" in res.stdout, res.stdout
     assert "trained on: 2016177 2016-06-25..2016-07-07" in res.stdout, res.stdout  # 2016161 kept
     assert "predicted 13 day(s)" in res.stdout and "skipped 16 already done" in res.stdout, res.stdout  # 9 redone
-    so = s3.storage_options
     n_old, n_new = (N - START).days + 1, (UNTIL - START).days + 1
 
     # every day done, the COGs of every day, the arrays grown, the recorded ends moved
-    led = ledger.read(stores["output"], so)
+    led = ledger.read(cfg.stores.ref("output"))
     days = [(START + dt.timedelta(k)).isoformat() for k in range(n_new)]
     assert sorted(led.done) == days
     cogs = fs.glob(f"{stores['cog'].removeprefix('s3://')}/SM_1km_2016???.tif")
     assert len(cogs) == n_new
     for store in ("cube", "output"):
-        with xr.open_zarr(stores[store], storage_options=so, consolidated=False) as ds:
+        ref = cfg.stores.ref(store)
+        with xr.open_zarr(ref.url, storage_options=ref.zarr_options, consolidated=False) as ds:
             assert ds.sizes["time"] == n_new, store
             assert str(ds["time"].values[-1])[:10] == UNTIL.isoformat()
             assert ds.attrs["end"] == UNTIL.isoformat()

@@ -54,6 +54,7 @@ from dsm.errors import StoreError
 from dsm.grid import Region
 from dsm.models.store import ModelStore
 from dsm.runlock import RunLock
+from dsm.storeref import StoreRef
 
 pytestmark = pytest.mark.slow  # make test-fast leaves these out
 
@@ -105,13 +106,13 @@ def test_a_write_cut_short_leaves_the_previous_file_whole_and_no_partial_file(tm
 @pytest.mark.s3
 def test_write_url_writes_text_and_bytes_whole_on_s3(s3):
     url = f"s3://{s3.make_bucket('faults')}/records/run.json"
-    files.write_url(url, json.dumps({"outcome": "complete"}), s3.storage_options)
+    files.write_url(StoreRef(url, s3.storage_options), json.dumps({"outcome": "complete"}))
     with fsspec.open(url, "r", **s3.storage_options) as f:
         assert json.load(f) == {"outcome": "complete"}
 
 
 def _store_with_two_periods(url: str) -> ModelStore:
-    store = ModelStore(url)
+    store = ModelStore(StoreRef(url))
     rng = np.random.default_rng(0)
     for key in ("2016161", "2016169"):
         model = Ridge().fit(rng.normal(size=(50, 3)), rng.normal(size=50))
@@ -137,30 +138,31 @@ def test_report_figures_reach_object_storage_with_the_configured_options_only(s3
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     bucket = s3.make_bucket("faults-figures")
-    url = figures.importance_bars(pd.DataFrame(), f"{bucket}/validation/figures/importance.png",
-                                  storage_options=s3.storage_options)
+    url = figures.importance_bars(pd.DataFrame(), StoreRef(f"{bucket}/validation/figures/importance.png",
+                                                           s3.storage_options))
     assert s3.filesystem().cat_file(url.removeprefix("s3://"))[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_flipped_bit_in_a_cube_chunk_is_an_error_naming_store_variable_and_chunk(tmp_path):
     url = str(tmp_path / "cube.zarr")
+    ref = StoreRef(url)
     layout = Layout(Region(74, 772, 4, 4), dt.date(2016, 6, 9), dt.date(2016, 6, 24), 72, 8)
-    cube.create_cube(url, layout)
-    ds = cube.open_cube(url)
+    cube.create_cube(ref, layout)
+    ds = cube.open_cube(ref)
     lst = np.random.default_rng(1).uniform(280, 320, (16, 144, 144)).astype(np.float32)
     part = xr.Dataset({"lst": (("time", "y", "x"), lst)},
                       coords={"time": ds["time"].values, "y": ds["y"].values, "x": ds["x"].values})
-    store.write_region(url, part, None, ds)
+    store.write_region(ref, part, ds)
     raw = xr.open_zarr(url, chunks=None, consolidated=False)
-    np.testing.assert_allclose(store.read_values(raw, "lst", url, time=slice(0, 16)), lst, rtol=1e-6)
+    np.testing.assert_allclose(store.read_values(raw, "lst", ref, time=slice(0, 16)), lst, rtol=1e-6)
     chunk = tmp_path / "cube.zarr" / "lst" / "c" / "1" / "0" / "1"
     data = bytearray(chunk.read_bytes())
     data[len(data) // 2] ^= 0x10  # one bit: still a valid blosc frame, so only the checksum sees it
     chunk.write_bytes(bytes(data))
     raw = xr.open_zarr(url, chunks=None, consolidated=False)
-    np.testing.assert_allclose(store.read_values(raw, "lst", url, time=slice(0, 8)), lst[:8], rtol=1e-6)
+    np.testing.assert_allclose(store.read_values(raw, "lst", ref, time=slice(0, 8)), lst[:8], rtol=1e-6)
     with pytest.raises(StoreError, match=rf"{url}/lst: chunk 1/0/1 cannot be read .*checksum"):
-        store.read_values(raw, "lst", url, time=slice(4, 12), y=slice(60, 80))
+        store.read_values(raw, "lst", ref, time=slice(4, 12), y=slice(60, 80))
 
 
 @pytest.mark.timeout(240)
@@ -172,17 +174,18 @@ def test_verify_names_every_damaged_byte_and_fix_makes_the_rerun_redo_exactly_th
 
     out, cog = str(tmp_path / "sm.zarr"), str(tmp_path / "cog")
     sm = _output(out)
-    days = ledger.read(out).days
-    ledger.write_days(out, {d: replace(r, model={**(r.model or {}), products.VALID_PIXELS: int(np.isfinite(sm[i]).sum())})
-                            for i, (d, r) in enumerate(sorted(days.items()))})
+    days = ledger.read(StoreRef(out)).days
+    ledger.write_days(StoreRef(out), {
+        d: replace(r, model={**(r.model or {}), products.VALID_PIXELS: int(np.isfinite(sm[i]).sum())})
+        for i, (d, r) in enumerate(sorted(days.items()))})
     cfg = _config(out, cog, str(tmp_path / "stac"))
     assert export(cfg, client).failed == {}
     layout = Layout(Region(74, 772, 4, 4), dt.date(2016, 6, 9), dt.date(2016, 6, 12), 72, 2)
-    cube.create_cube(str(tmp_path / "cube.zarr"), layout)
+    cube.create_cube(StoreRef(str(tmp_path / "cube.zarr")), layout)
     ds = cube.open_cube(str(tmp_path / "cube.zarr"))
-    store.write_region(str(tmp_path / "cube.zarr"), xr.Dataset(
+    store.write_region(StoreRef(str(tmp_path / "cube.zarr")), xr.Dataset(
         {"lst": (("time", "y", "x"), np.full((4, 144, 144), 300, np.float32))},
-        coords={"time": ds["time"].values, "y": ds["y"].values, "x": ds["x"].values}), None, ds)
+        coords={"time": ds["time"].values, "y": ds["y"].values, "x": ds["x"].values}), ds)
     _store_with_two_periods(str(tmp_path / "models"))
     cfg = cfg.model_copy(update={"stores": cfg.stores.model_copy(update={
         "cube": str(tmp_path / "cube.zarr"), "models": str(tmp_path / "models")})})
@@ -205,10 +208,10 @@ def test_verify_names_every_damaged_byte_and_fix_makes_the_rerun_redo_exactly_th
                      ("models", "2016169"), ("cog", "SM_1km_2016162.tif"), ("cog", "SM_1km_2016161_unc.tif")}
     fixed = verify(cfg, client, fix=True)
     assert not fixed.ok and len(fixed.fixed) == 3
-    led = ledger.read(out)
+    led = ledger.read(StoreRef(out))
     assert led.done == [] and led.exported == {}  # days 0-2 to predict again, all COGs redone
     assert not (tmp_path / "sm.zarr" / "sm_origin" / "c" / "0" / "1" / "0").exists()
-    models = ModelStore(str(tmp_path / "models"))
+    models = ModelStore(StoreRef(str(tmp_path / "models")))
     assert models.done("2016161") and not models.done("2016169")
     # the command: one line per finding with what redoes it, exit status 1
     raw = cfg.model_dump(mode="json", exclude_defaults=True)
@@ -233,8 +236,8 @@ def test_a_chunk_lost_from_the_cube_is_an_error_for_predict_and_verify_never_clo
     from dsm.verify import verify
 
     url = str(tmp_path / "cube.zarr")
-    shutil.copytree(tiny_twin.cube, url)
-    ds = blocks._open(url, "{}", "lost", "raw")
+    shutil.copytree(tiny_twin.cube.url, url)
+    ds = blocks._open(StoreRef(url), "lost", "raw")
     assert ds.attrs[store.WRITTEN_ATTR]["lst"] == [[0, 48]] and ds.attrs[store.WRITTEN_ATTR]["dem"] == [[0, 144]]
     assert all(ds.attrs[store.WRITTEN_ATTR][n] == [[0, 48]] for n in cube.RAIN_VARS if n != "precip")  # the indices too
     (tmp_path / "cube.zarr" / "lst" / "c" / "1" / "0" / "1").unlink()  # days 8-15, y 0:72, x 72:144
@@ -267,7 +270,7 @@ def test_days_made_empty_are_redone_once_the_cube_changes_and_models_follow_the_
     from dsm.stages.train import train
 
     url = str(tmp_path / "cube.zarr")
-    shutil.copytree(tiny_twin.cube, url)
+    shutil.copytree(tiny_twin.cube.url, url)
     cfg = from_dict({"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-06-24"},
                      "stores": {"cube": url, "models": str(tmp_path / "models"), "output": str(tmp_path / "sm.zarr")},
                      "chunks": {"space": 72, "time": 8}, "output": {"gap_free": False},
@@ -280,18 +283,18 @@ def test_days_made_empty_are_redone_once_the_cube_changes_and_models_follow_the_
     intact = ds[["lst"]].isel(time=slice(8, 16)).load()
     holed = intact.copy(deep=True)
     holed["lst"][2] = np.nan
-    store.write_region(url, holed, None, ds)
-    with RunLock(str(tmp_path / "sm.zarr.lock"), ttl=60, heartbeat=10) as lease:
+    store.write_region(cfg.stores.ref("cube"), holed, ds)
+    with RunLock(StoreRef(str(tmp_path / "sm.zarr.lock")), ttl=60, heartbeat=10) as lease:
         first = predict(cfg, client, lease=lease)
     assert products.open_products(cfg.stores.output).attrs[store.FENCE_ATTR] == lease.fence  # its records carry its token
     assert list(first.empty) == ["2016-06-19"] and "missing all day: lst" in first.empty["2016-06-19"]
     assert predict(cfg, client).skipped == first.days  # nothing changed: nothing is made again
     # the file arrives: the ingest writes the day and records the write (the same call as dsm ingest)
-    store.write_region(url, intact, None, ds)
-    store.record_written(url, None, cube.open_cube(url).attrs, {"lst": [8, 16]})
+    store.write_region(cfg.stores.ref("cube"), intact, ds)
+    store.record_written(cfg.stores.ref("cube"), cube.open_cube(url).attrs, {"lst": [8, 16]})
     again = predict(cfg, client)
     assert again.empty == {} and again.predicted == [f"2016-06-{d}" for d in range(17, 25)]
-    led = ledger.read(cfg.stores.output)
+    led = ledger.read(cfg.stores.ref("output"))
     assert led.empty == {} and led.day("2016-06-19").valid_pixels > 0
     assert led.day("2016-06-19").inputs_revision == cube.open_cube(url).attrs[store.REVISION_ATTR]
     # what predict's blocks wrote is what export reads: every day published; then values altered in
@@ -305,15 +308,15 @@ def test_days_made_empty_are_redone_once_the_cube_changes_and_models_follow_the_
     out = products.open_products(cfg.stores.output)
     altered = out[["sm"]].isel(time=slice(8, 16)).load()
     altered["sm"][3] = altered["sm"][3] + 0.01  # 2016-06-20; NaN stays NaN
-    store.write_region(cfg.stores.output, altered, None, out)
+    store.write_region(cfg.stores.ref("output"), altered, out)
     found = {(f.store, f.item): f.problem for f in verify(published, client).findings}
     assert found == {("products", "2016-06-20"): "sm is not what predict wrote (its digest differs)"}
     report = export(published, client, force=True)
     assert list(report.failed) == ["2016-06-20"] and "is not what predict wrote" in report.failed["2016-06-20"]
-    assert "2016-06-20" not in ledger.read(cfg.stores.output).done
+    assert "2016-06-20" not in ledger.read(cfg.stores.ref("output")).done
     # the cube rebuilt with other input settings: its models and products are refused, naming the cube
     twin = fingerprint.cube_settings(None, None, cfg.rain) | {"twin.seed": 8}
-    store.set_attrs(url, {fingerprint.CUBE_ATTR: {"fingerprint": fingerprint.fingerprint(twin), "settings": twin}})
+    store.set_attrs(cfg.stores.ref("cube"), {fingerprint.CUBE_ATTR: {"fingerprint": fingerprint.fingerprint(twin), "settings": twin}})
     with pytest.raises(StoreError, match=r"made from a cube of fingerprint \w+, the cube .*cube.zarr now has \w+ "
                                          r"\(rebuilt, or inputs added since\)"):
         predict(cfg, client)

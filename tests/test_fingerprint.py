@@ -8,6 +8,7 @@ from dsm import config as config_mod
 from dsm import ledger
 from dsm.errors import StoreError
 from dsm.fingerprint import check_settings, differences, fingerprint, record, settings_of
+from dsm.storeref import StoreRef
 from dsm.twin import demo_config
 
 
@@ -94,7 +95,7 @@ def test_a_model_store_is_bound_to_the_settings_it_was_trained_with(tmp_path):
     from dsm.models.store import ModelStore
     from dsm.stages.train import bind_settings
 
-    store = ModelStore(str(tmp_path / "models"))
+    store = ModelStore(StoreRef(str(tmp_path / "models")))
     bind_settings(store, _config(), replace=False)
     assert store.read_settings() == record(_config(), "models")
     bind_settings(store, _config(cluster__n_workers=9), replace=False)  # execution settings: the same store
@@ -110,7 +111,7 @@ def test_two_runs_never_train_into_one_model_store(tmp_path):
     from dsm.stages.train import train
 
     cfg = _stores(_config(), tmp_path)
-    with RunLock(str(tmp_path / "models.lock"), ttl=60, heartbeat=10, run_id="other-config"):
+    with RunLock(StoreRef(str(tmp_path / "models.lock")), ttl=60, heartbeat=10, run_id="other-config"):
         with pytest.raises(LockError, match="locked by run other-config"):
             train(cfg, None)
     assert not (tmp_path / "models").exists()
@@ -161,7 +162,7 @@ def test_models_and_products_are_bound_to_the_cube_they_were_made_from(tmp_path)
     from dsm.stages.predict import open_or_create_output
     from dsm.stages.train import bind_settings
 
-    store = ModelStore(str(tmp_path / "models"))
+    store = ModelStore(StoreRef(str(tmp_path / "models")))
     bind_settings(store, _config(), replace=False, cube="aaaa")
     bind_settings(store, _config(), replace=False, cube="aaaa")
     with pytest.raises(StoreError, match=r"cube: made from a cube of fingerprint aaaa, the cube .* now has bbbb \("
@@ -181,7 +182,7 @@ def test_a_built_twin_is_not_reused_for_another_twin_configuration(tiny_twin):
     from dsm.chain import _stage_cube
 
     raw = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
-           "stores": {"cube": tiny_twin.cube, "truth": tiny_twin.truth, "stations": tiny_twin.stations}}
+           "stores": {"cube": tiny_twin.cube.url, "truth": tiny_twin.truth.url, "stations": tiny_twin.stations.url}}
     same = config_mod.from_dict({**raw, "twin": {"seed": 7}})
     assert _stage_cube(same, None, print, None).message == "twin already built"
     with pytest.raises(StoreError, match=r"twin.seed: 7 -> 8.*dsm twin CONFIG --overwrite"):

@@ -28,6 +28,7 @@ from dsm.models.store import ModelStore
 from dsm.skill import skill
 from dsm.stages.predict import predict
 from dsm.stages.train import train
+from dsm.storeref import StoreRef
 
 pytestmark = pytest.mark.slow  # make test-fast leaves these out
 
@@ -50,7 +51,7 @@ def runs(tiny_twin, tmp_path_factory, client):
     tests in test_train/test_predict)."""
     out = {}
     for method in ("fusion",):
-        cfg = _config(tiny_twin.cube, tmp_path_factory.mktemp(method), method)
+        cfg = _config(tiny_twin.cube.url, tmp_path_factory.mktemp(method), method)
         rep = train(cfg, client)
         assert rep.failed == {}
         pr = predict(cfg, client)
@@ -83,10 +84,10 @@ def test_fusion_beats_bilinear_smap_on_a_small_twin(tmp_path_factory, client):
     from dsm.twin import TwinStores, build_twin
 
     root = tmp_path_factory.mktemp("small_twin")
-    st = TwinStores(str(root / "cube.zarr"), str(root / "truth.zarr"), str(root / "stations"))
+    st = TwinStores(*(StoreRef(str(root / n)) for n in ("cube.zarr", "truth.zarr", "stations")))
     build_twin(st, TwinSpec(Region(72, 770, 8, 8), dt.date(2016, 6, 1), dt.date(2016, 8, 3), seed=42), 144, 8,
                progress=False)
-    raw = _config(st.cube, root).model_dump(mode="json")
+    raw = _config(st.cube.url, root).model_dump(mode="json")
     raw["region"] = {"cells": [72, 770, 8, 8]}
     raw["dates"] = {"start": "2016-06-01", "end": "2016-08-03"}
     raw["chunks"] = {"space": 144, "time": 8}
@@ -96,8 +97,9 @@ def test_fusion_beats_bilinear_smap_on_a_small_twin(tmp_path_factory, client):
     for c in (cfg, dry):
         assert train(c, client).failed == {}
         assert predict(c, client).failed == {}
-    assert FusionCard.from_dict(ModelStore(dry.stores.models).read_card(FUSION_KEY)).predictors == tuple(dry.predictors)
-    s = skill({"fusion": cfg.stores.output, "no rain": dry.stores.output}, st.truth, st.cube)["scores"]
+    card = FusionCard.from_dict(ModelStore(dry.stores.ref("models")).read_card(FUSION_KEY))
+    assert card.predictors == tuple(dry.predictors)
+    s = skill({"fusion": cfg.stores.ref("output"), "no rain": dry.stores.ref("output")}, st.truth, st.cube)["scores"]
     assert s["fusion"]["n"] == s["smap_bilinear"]["n"] > 1_000_000
     assert s["fusion"]["rmse"] < 0.97 * s["smap_bilinear"]["rmse"]
     assert s["smap_bilinear"]["rmse"] < s["smap_repeat"]["rmse"]
@@ -110,7 +112,7 @@ def test_fusion_beats_bilinear_smap_on_a_small_twin(tmp_path_factory, client):
 
 
 def test_card_records_the_search_the_companions_and_the_error_model(runs, tiny_twin):
-    store = ModelStore(runs["fusion"].stores.models)
+    store = ModelStore(runs["fusion"].stores.ref("models"))
     card = FusionCard.from_dict(store.read_card(FUSION_KEY))
     # the twin has precipitation: the rain predictors join, with companions for gaps in its record
     assert [v.name for v in card.variants] == ["full", "no-lst", "no-rain", "no-lst-rain", "static"]
@@ -124,7 +126,7 @@ def test_card_records_the_search_the_companions_and_the_error_model(runs, tiny_t
     assert full.features[-2:] == ("doy_sin", "doy_cos") and "aspect_sin" in full.features
     assert "aspect" not in full.features and set(full.ranges) == set(full.features[:-2])
     lo, hi = full.ranges["dem"]
-    dem = xr.open_zarr(tiny_twin.cube, consolidated=False)["dem"].values
+    dem = xr.open_zarr(tiny_twin.cube.url, consolidated=False)["dem"].values
     assert np.nanmin(dem) <= lo < hi <= np.nanmax(dem)  # 1 km pixel range, not the 36 km means
     em = card.error_model
     assert em["var_smap"] > 0 and em["var_model"] > 0 and 0 < em["weight"] < 1 and em["decay_days"] > 0
@@ -134,7 +136,7 @@ def test_card_records_the_search_the_companions_and_the_error_model(runs, tiny_t
 
 
 def test_stored_models_reload_bit_identical(runs):
-    store = ModelStore(runs["fusion"].stores.models)
+    store = ModelStore(runs["fusion"].stores.ref("models"))
     card = FusionCard.from_dict(store.read_card(FUSION_KEY))
     for rec in card.variants:
         model = store.load_model(rec.key)
@@ -146,7 +148,7 @@ def test_stored_models_reload_bit_identical(runs):
 
 
 def test_every_model_is_non_decreasing_in_the_rain_predictors(runs):
-    store = ModelStore(runs["fusion"].stores.models)
+    store = ModelStore(runs["fusion"].stores.ref("models"))
     card = FusionCard.from_dict(store.read_card(FUSION_KEY))
     assert card.monotone_increasing == ("precip", "api_2d", "api_5d", "api_15d")
     rng = np.random.default_rng(3)
@@ -165,7 +167,7 @@ def test_every_model_is_non_decreasing_in_the_rain_predictors(runs):
 
 
 def test_coverage_gap_free_and_unc_are_the_same_for_both_methods(runs, tiny_twin):
-    land = xr.open_zarr(tiny_twin.cube, consolidated=False)["land_mask"].values == 1
+    land = xr.open_zarr(tiny_twin.cube.url, consolidated=False)["land_mask"].values == 1
     stores = {m: xr.open_zarr(cfg.stores.output, consolidated=False) for m, cfg in runs.items()}
     for method, ds in stores.items():
         sm, unc = ds["sm"].values, ds["sm_unc"].values
@@ -184,7 +186,7 @@ def test_coverage_gap_free_and_unc_are_the_same_for_both_methods(runs, tiny_twin
 @pytest.mark.timeout(600)
 def test_a_region_without_smap_gets_the_model_alone_flagged(runs, tiny_twin, tmp_path, client):
     cube = tmp_path / "cube.zarr"
-    shutil.copytree(tiny_twin.cube, cube)
+    shutil.copytree(tiny_twin.cube.url, cube)
     arr = zarr.open_array(str(cube / "smap_sm"), mode="r+").with_config({"write_empty_chunks": True})
     arr[...] = np.nan  # SMAP written, no retrieval anywhere (the chunks stay: none is lost)
     base = runs["fusion"]
@@ -230,27 +232,27 @@ def test_fuse_block_keeps_the_fused_cell_means_and_the_model_anomaly(smooth):
 
 def test_config_refuses_a_gain_outside_0_2_and_the_removed_predict_with(tiny_twin, tmp_path):
     with pytest.raises(ConfigError, match="anomaly_gain"):
-        _config(tiny_twin.cube, tmp_path, fusion={"anomaly_gain": 2.5})
+        _config(tiny_twin.cube.url, tmp_path, fusion={"anomaly_gain": 2.5})
     with pytest.raises(ConfigError, match="predict_with was removed"):
-        _config(tiny_twin.cube, tmp_path, predict_with="pooled")
+        _config(tiny_twin.cube.url, tmp_path, predict_with="pooled")
     with pytest.raises(ConfigError, match="max_rounds"):
-        _config(tiny_twin.cube, tmp_path, fusion={"grid": {"n_estimators": [100]}})
+        _config(tiny_twin.cube.url, tmp_path, fusion={"grid": {"n_estimators": [100]}})
 
 
 @pytest.mark.timeout(600)
 def test_disaggregation_model_is_trained_stored_and_averaged_into_the_map(runs, tiny_twin, tmp_path, client):
     import datetime as dt
 
-    cfg = _config(tiny_twin.cube, tmp_path, disaggregation=True, fusion={**FAST, "pixels_per_cell": 16})
+    cfg = _config(tiny_twin.cube.url, tmp_path, disaggregation=True, fusion={**FAST, "pixels_per_cell": 16})
     assert train(cfg, client).failed == {}
-    store = ModelStore(cfg.stores.models)
+    store = ModelStore(cfg.stores.ref("models"))
     card = FusionCard.from_dict(store.read_card(FUSION_KEY))
     assert card.disaggregation is not None and card.disaggregation_card["n_groups"] > 100
     assert card.disaggregation_card["loss_end"] < card.disaggregation_card["loss_start"]
     week = [dt.date(2016, 6, 9) + dt.timedelta(i) for i in range(8)]
     assert predict(cfg, client, only_days=week).failed == {}
     ds = xr.open_zarr(cfg.stores.output, consolidated=False)
-    assert "disaggregation" in ledger.read(cfg.stores.output).day("2016-06-09").model
+    assert "disaggregation" in ledger.read(cfg.stores.ref("output")).day("2016-06-09").model
     plain = xr.open_zarr(runs["fusion"].stores.output, consolidated=False)
     a, b = ds["sm"].isel(time=slice(0, 8)).values, plain["sm"].isel(time=slice(0, 8)).values
     both = np.isfinite(a) & np.isfinite(b)
@@ -288,7 +290,7 @@ def test_running_mean_window_smooths_the_within_cell_anomaly_across_time_chunks(
 
 def test_anomaly_window_must_be_odd(tiny_twin, tmp_path):
     with pytest.raises(ConfigError, match="anomaly_window_days must be odd"):
-        _config(tiny_twin.cube, tmp_path, fusion={**FAST, "anomaly_window_days": 4})
+        _config(tiny_twin.cube.url, tmp_path, fusion={**FAST, "anomaly_window_days": 4})
 
 
 def test_the_anomaly_gain_is_calibrated_at_the_stations_recorded_and_kept_on_resume(unsmoothed, tiny_twin, tmp_path,
@@ -304,10 +306,10 @@ def test_the_anomaly_gain_is_calibrated_at_the_stations_recorded_and_kept_on_res
     raw = unsmoothed.model_dump(mode="json")  # smooth: none, so that the within-cell anomaly of the map is k a
     # a configured gain far from the twin's (about 0.5): the stations' must win and be applied
     raw["training"]["fusion"].update(gain_from_stations=True, min_gain_stations=4, anomaly_gain=2.0)
-    raw["stores"].update(output=str(tmp_path / "kcal.zarr"), stations=tiny_twin.stations)
+    raw["stores"].update(output=str(tmp_path / "kcal.zarr"), stations=tiny_twin.stations.url)
     cfg = from_dict(raw)
     assert predict(cfg, client).failed == {}
-    cal = GainCalibration.from_dict(ledger.read(cfg.stores.output).stored_records()[GAIN_ATTR])
+    cal = GainCalibration.from_dict(ledger.read(cfg.stores.ref("output")).stored_records()[GAIN_ATTR])
     assert cal.n_stations >= 4 and cal.n_pairs > 100
     assert cal.estimate is not None and cal.cv_rmse_calibrated > 0 and cal.interval is not None
     assert cal.source == "stations" and cal.configured == 2.0 and cal.cv_rmse_calibrated < cal.cv_rmse_configured
@@ -320,7 +322,7 @@ def test_the_anomaly_gain_is_calibrated_at_the_stations_recorded_and_kept_on_res
     assert np.median(ak[ok] / a1[ok]) == pytest.approx(cal.gain, abs=0.02)
     # sm_unc's within-cell sd comes from the same stations, and every pixel's interval uses it:
     # (u_k / z)^2 - (u_1 / z)^2 = s^2 - 0.03^2, the cell variance being the same in both stores
-    unc = IntervalCalibration.from_dict(ledger.read(cfg.stores.output).stored_records()[UNC_ATTR])
+    unc = IntervalCalibration.from_dict(ledger.read(cfg.stores.ref("output")).stored_records()[UNC_ATTR])
     assert unc.source == "stations" and unc.n_pairs == cal.n_pairs and unc.cv_coverage is not None
     assert unc.configured == pytest.approx(0.03) and unc.anomaly_sd != unc.configured
     u_1 = xr.open_zarr(unsmoothed.stores.output, consolidated=False)["sm_unc"].values
@@ -331,11 +333,11 @@ def test_the_anomaly_gain_is_calibrated_at_the_stations_recorded_and_kept_on_res
     assert np.median(((u_k / z) ** 2 - (u_1 / z) ** 2)[both]) == pytest.approx(unc.anomaly_sd ** 2 - 0.03 ** 2, abs=1e-5)
     # a resumed run keeps the store's gain even when the stations change
     raw["stores"]["stations"] = str(tmp_path / "no-stations")
-    led = ledger.read(cfg.stores.output)
-    ledger.write_days(cfg.stores.output, {d: ledger.taken_back(led.day(d)) for d in led.done[-8:]})
+    led = ledger.read(cfg.stores.ref("output"))
+    ledger.write_days(cfg.stores.ref("output"), {d: ledger.taken_back(led.day(d)) for d in led.done[-8:]})
     assert predict(from_dict(raw), client).failed == {}
-    assert ledger.read(cfg.stores.output).stored_records()[GAIN_ATTR] == cal.to_dict()
-    assert ledger.read(cfg.stores.output).stored_records()[UNC_ATTR] == unc.to_dict()
+    assert ledger.read(cfg.stores.ref("output")).stored_records()[GAIN_ATTR] == cal.to_dict()
+    assert ledger.read(cfg.stores.ref("output")).stored_records()[UNC_ATTR] == unc.to_dict()
     assert np.array_equal(xr.open_zarr(cfg.stores.output, consolidated=False)["sm"].values, got, equal_nan=True)
     assert np.array_equal(xr.open_zarr(cfg.stores.output, consolidated=False)["sm_unc"].values, u_k, equal_nan=True)
 
@@ -400,7 +402,7 @@ def test_prediction_averages_the_anomaly_with_the_cards_rain_free_partner(runs, 
 
     models = tmp_path / "models"
     shutil.copytree(unsmoothed.stores.models, models)
-    store = ModelStore(str(models))
+    store = ModelStore(StoreRef(str(models)))
     card = store.read_card(FUSION_KEY)
     assert card["anomaly_partners"] == {"full": "no-rain", "no-lst": "no-lst-rain"}
     store.write_card(FUSION_KEY, {**card, "anomaly_partners": {}})
@@ -409,8 +411,8 @@ def test_prediction_averages_the_anomaly_with_the_cards_rain_free_partner(runs, 
     alone = from_dict(raw)
     assert predict(alone, client).failed == {}
     day = "2016-06-20"
-    assert ledger.read(unsmoothed.stores.output).day(day).model["anomaly_partners"] == card["anomaly_partners"]
-    assert "anomaly_partners" not in ledger.read(alone.stores.output).day(day).model
+    assert ledger.read(unsmoothed.stores.ref("output")).day(day).model["anomaly_partners"] == card["anomaly_partners"]
+    assert "anomaly_partners" not in ledger.read(alone.stores.ref("output")).day(day).model
     paired = xr.open_zarr(unsmoothed.stores.output, consolidated=False)["sm"].values
     own = xr.open_zarr(alone.stores.output, consolidated=False)["sm"].values
     ok = (paired > 0.01) & (own > 0.01)  # away from the clip at 0

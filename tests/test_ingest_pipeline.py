@@ -24,8 +24,9 @@ from dsm.grid import Region
 from dsm.ingest import dem_to_region, modis_to_region, read_modis_tile, read_spl3smp, soil_to_region
 from dsm.ingest.plan import plan
 from dsm.ingest.precip import read_imerg, remap_to_region
-from dsm.ingest.report import report_url
+from dsm.ingest.report import report_ref
 from dsm.ingest.reproject import EASE_CRS, SINUSOIDAL_CRS
+from dsm.storeref import StoreRef
 from dsm.testing.granules import (
     LAYOUTS,
     SmapPass,
@@ -311,8 +312,9 @@ def test_plan_owns_whole_time_chunks(inputs, first_run):
             assert t.start % 2 == 0 and t.stop - t.start == 2
             assert all(t.start <= DAYS.index(g.date) < t.stop for g in t.groups)
     assert sum(1 for t in p.tasks if t.source == "smap") == 3
-    assert report_url("s3://b/x/cube.zarr") == "s3://b/x/cube.ingest_report.json"
-    assert report_url(str(root / "cube.zarr")) == str(root / "cube.ingest_report.json")
+    remote = report_ref(StoreRef("s3://b/x/cube.zarr", {"anon": True}))
+    assert remote == StoreRef("s3://b/x/cube.ingest_report.json", {"anon": True})  # beside it, same options
+    assert report_ref(StoreRef(str(root / "cube.zarr"))).url == str(root / "cube.ingest_report.json")
 
 
 def test_config_refuses_two_sources_for_one_variable(tmp_path):
@@ -371,7 +373,7 @@ def test_ingest_from_and_into_s3(s3, inputs, tmp_path):
     assert files[modis_filename("MCD43A3", D15, H, V)]["status"] == "failed"
     assert files[modis_filename("MCD43A3", D15, H, V)]["path"].startswith("s3://ingest/in/mcd43/")
     assert sum(f["status"] == "used" for f in report["files"]) == 5
-    cube = open_cube(cfg.stores.cube, s3.storage_options).load()
+    cube = open_cube(cfg.stores.ref("cube")).load()
     np.testing.assert_array_equal(cube["lst"].values[1], lst)
     assert np.isnan(cube["lst"].values[0]).all()
     sm, _ = read_spl3smp(d["smap"] / spl3smp_filename(D14), region)
@@ -504,11 +506,11 @@ def test_precip_plan_refuses_a_cube_without_the_axis_or_with_another_spinup(tmp_
            "rain": {"spinup_days": 3}, "inputs": {"precip": {"paths": str(tmp_path / "*.nc4"), "product": "imerg"}}}
     cfg = config_mod.from_dict(raw)
     layout = Layout.from_config(cfg)
-    create(cfg.stores.cube, template(layout, [s for s in SCHEMA if s.name not in RAIN_VARS]), "cube")
+    create(cfg.stores.ref("cube"), template(layout, [s for s in SCHEMA if s.name not in RAIN_VARS]), "cube")
     with pytest.raises(config_mod.ConfigError, match=r"inputs.precip: the cube .*old.zarr has no precipitation axis"):
         plan(cfg, open_cube(cfg.stores.cube))
     raw["stores"]["cube"] = str(tmp_path / "new.zarr")
-    create_cube(raw["stores"]["cube"], Layout.from_config(config_mod.from_dict(raw)))
+    create_cube(StoreRef(raw["stores"]["cube"]), Layout.from_config(config_mod.from_dict(raw)))
     raw["rain"]["spinup_days"] = 9
     cfg = config_mod.from_dict(raw)
     with pytest.raises(config_mod.ConfigError, match=r"4 days of precipitation spin-up, the configuration 10"):
@@ -552,7 +554,7 @@ def test_precip_plan_reads_netcdf_times_and_groups_era5_hours_across_files(tmp_p
            "stores": {"cube": str(tmp_path / "c.zarr")}, "chunks": {"space": 36, "time": 2}, "rain": {"spinup_days": 2},
            "inputs": {"precip": {"paths": str(tmp_path / "era5" / "*.nc"), "product": "era5land"}}}
     cfg = config_mod.from_dict(raw)
-    create_cube(cfg.stores.cube, Layout.from_config(cfg))
+    create_cube(cfg.stores.ref("cube"), Layout.from_config(cfg))
     p = plan(cfg, open_cube(cfg.stores.cube))
     groups = {g.date: g.urls for t in p.tasks for g in t.groups}
     assert groups[dt.date(2021, 2, 1)] == (str(f1), str(f2)) and groups[dt.date(2021, 1, 31)] == (str(f1),)

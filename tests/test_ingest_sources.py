@@ -120,7 +120,7 @@ def test_a_new_source_needs_only_a_line_in_the_table(tmp_path, monkeypatch):
     unchanged plan and tasks."""
     raw = {**BASE, "stores": {"cube": str(tmp_path / "c.zarr")}, "inputs": {}}
     cfg = config_mod.from_dict(raw)
-    create_cube(cfg.stores.cube, Layout.from_config(cfg))
+    create_cube(cfg.stores.ref("cube"), Layout.from_config(cfg))
     monkeypatch.setattr(sources_mod, "FAMILIES", (*FAMILIES, _Constant.configured))
     (task,) = plan(cfg, open_cube(cfg.stores.cube)).tasks
     assert task.key == "ingest-constant-time-0"

@@ -29,6 +29,7 @@ from dsm.insitu import (
     select_surface,
     station_table,
 )
+from dsm.storeref import StoreRef
 
 SHARED_DATA = Path(__file__).parents[1].parent / "shared" / "data"
 INSITU = SHARED_DATA / "insitu"
@@ -384,16 +385,17 @@ def test_weather_csv_columns_and_a_missing_one(tmp_path: Path) -> None:
     path = tmp_path / "weather.csv"
     path.write_text("id,x,y,date,PRCP,TAVG\n01,109.1,38.9,2016-06-09,1.5,21.0\n01,109.1,38.9,2016-06-10,0.0,23.5\n")
     columns = {"station": "id", "lon": "x", "lat": "y", "time": "date", "precip_mm": "PRCP", "tair_c": "TAVG"}
-    w = read_weather_csv(str(path), columns=columns)
+    w = read_weather_csv(StoreRef(str(path)), columns=columns)
     assert list(w.columns) == list(insitu.WEATHER_COLUMNS)
     assert w["station"].tolist() == ["01", "01"] and w["precip_mm"].tolist() == [1.5, 0.0]
     assert w["time"].tolist() == [pd.Timestamp("2016-06-09"), pd.Timestamp("2016-06-10")]
     key = "validation.weather_columns"
     with pytest.raises(InsituFormatError) as info:
-        read_weather_csv(str(path), columns={**columns, "tair_c": "TMEAN"}, setting=key)
+        read_weather_csv(StoreRef(str(path)), columns={**columns, "tair_c": "TMEAN"}, setting=key)
     assert str(info.value).startswith(str(path)) and f"no column 'TMEAN' (dsm's 'tair_c', set by {key}.tair_c)" in str(info.value)
     with pytest.raises(InsituFormatError, match=rf"no column 'precip_mm': set {key}\.precip_mm"):
-        read_weather_csv(str(path), columns={k: v for k, v in columns.items() if k != "precip_mm"}, setting=key)
+        read_weather_csv(StoreRef(str(path)), columns={k: v for k, v in columns.items() if k != "precip_mm"},
+                         setting=key)
 
 
 # --------------------------------------------------------------------------- processing

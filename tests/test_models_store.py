@@ -11,6 +11,7 @@ from dsm.config import MODEL_NAMES
 from dsm.errors import StoreError
 from dsm.models.estimators import make_estimator
 from dsm.models.store import ModelStore
+from dsm.storeref import StoreRef
 
 
 def _fitted():
@@ -44,17 +45,17 @@ def _round_trip(store: ModelStore):
 
 
 def test_round_trip_local_bit_for_bit(tmp_path):
-    _round_trip(ModelStore(str(tmp_path / "models")))
+    _round_trip(ModelStore(StoreRef(str(tmp_path / "models"))))
 
 
 @pytest.mark.s3
 def test_round_trip_on_s3_bit_for_bit(s3):
     bucket = s3.make_bucket("models-rt")
-    _round_trip(ModelStore(f"s3://{bucket}/run1", s3.storage_options))
+    _round_trip(ModelStore(StoreRef(f"s3://{bucket}/run1", s3.storage_options)))
 
 
 def test_digest_version_reuse_and_missing(tmp_path):
-    store = ModelStore(str(tmp_path / "m"))
+    store = ModelStore(StoreRef(str(tmp_path / "m")))
     X, models = _fitted()
     entry = store.save_model("2016161", models["rf"])
     store.write_card("2016161", {"period": "2016161", "status": "trained", "model": entry})
@@ -83,7 +84,7 @@ def test_digest_version_reuse_and_missing(tmp_path):
 
 
 def test_resolve_follows_reused_from_and_names_a_broken_chain(tmp_path):
-    store = ModelStore(str(tmp_path / "m"))
+    store = ModelStore(StoreRef(str(tmp_path / "m")))
     entry = store.save_model("2016161", _fitted()[1]["mlr"])
     store.write_card("2016161", {"period": "2016161", "status": "trained", "model": entry})
     for period, src in [("2016177", "2016161"), ("2016193", "2016177"), ("2016209", "2016225"),

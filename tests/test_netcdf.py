@@ -17,6 +17,7 @@ from dsm.cube import Layout
 from dsm.errors import ConfigError
 from dsm.grid import Region
 from dsm.stages.export import export
+from dsm.storeref import StoreRef
 
 netCDF4 = pytest.importorskip("netCDF4", reason="netCDF4-python is needed to read the files back (test extra)")
 
@@ -29,10 +30,11 @@ PROVIDERS = [{"name": "Example Soil Lab", "roles": ["producer", "processor"], "u
               "email": "data@example.org"}]
 
 
-def _store(url: str) -> np.ndarray:
+def _store(url: str, options: dict | None = None) -> np.ndarray:
     """A products store of four days (72 x 72 pixels) with known sm, sm_unc and origin; three done."""
-    products.create_products(url, Layout(REGION, START, END, 36, 2), 0.9, overwrite=True)
-    ds = products.open_products(url)
+    ref = StoreRef(url, options)
+    products.create_products(ref, Layout(REGION, START, END, 36, 2), 0.9, overwrite=True)
+    ds = products.open_products(ref)
     rng = np.random.default_rng(1)
     sm = rng.uniform(0.02, 0.45, (4, 72, 72)).astype(np.float32)
     sm[:, :5, :] = np.nan  # "water"
@@ -40,21 +42,21 @@ def _store(url: str) -> np.ndarray:
     part = xr.Dataset({"sm": (("time", "y", "x"), sm), "sm_unc": (("time", "y", "x"), sm * 0.1),
                        "sm_origin": (("time", "y", "x"), origin)},
                       coords={"time": ds["time"].values, "y": ds["y"].values, "x": ds["x"].values})
-    store.write_region(url, part, None, ds)
-    stored = products.open_products(url)["sm"].values
-    packed = _packed(url)
+    store.write_region(ref, part, ds)
+    stored = products.open_products(ref)["sm"].values
+    packed = _packed(ref)
     index = {d: (dt.date.fromisoformat(d) - START).days for d in DONE}
     models = {d: {"period": "2016177", "model": "xgb", products.VALID_PIXELS: int(np.isfinite(stored[t]).sum()),
                   products.SM_DIGEST: products.day_digest(packed[t], (36, 36))} for d, t in index.items()}
-    ledger.write_days(url, {d: ledger.DayRecord(done=True, model=m) for d, m in models.items()})
+    ledger.write_days(ref, {d: ledger.DayRecord(done=True, model=m) for d, m in models.items()})
     return stored
 
 
-def _packed(url: str) -> np.ndarray:
+def _packed(ref: StoreRef) -> np.ndarray:
     """``sm`` as stored (int16)."""
     import zarr
 
-    return np.asarray(zarr.open_array(f"{url}/sm", mode="r")[:])
+    return np.asarray(zarr.open_array(ref.join("sm").url, mode="r", storage_options=ref.zarr_options)[:])
 
 
 def _config(tmp_path: Path, **output):
@@ -172,7 +174,27 @@ def test_a_replaced_chunk_is_never_written_to_netcdf(client, tmp_path):
     assert list(report.netcdf_failed) == ["201607"] and "digest differs" in report.netcdf_failed["201607"]
     assert report.netcdf == [str(tmp_path / "nc" / "SM_1km_201606.nc")]
     assert not (tmp_path / "nc" / "SM_1km_201607.nc").exists()
-    assert ledger.read(url).done == DONE[:2]  # predict writes it again
+    assert ledger.read(StoreRef(url)).done == DONE[:2]  # predict writes it again
+
+
+@pytest.mark.s3
+@pytest.mark.timeout(240)
+def test_netcdf_files_go_to_s3_beside_the_products_store_and_a_rerun_skips_them(client, s3, tmp_path):
+    root = s3.make_bucket("dsm-netcdf")
+    stored = _store(f"{root}/out/sm.zarr", s3.storage_options)
+    raw = _config(tmp_path).model_dump(mode="json")
+    raw["stores"].update(output=f"{root}/out/sm.zarr", netcdf=None, storage_options=s3.storage_options)
+    cfg = from_dict(raw)
+    report = export(cfg, client)
+    assert report.netcdf_failed == {}
+    assert report.netcdf == [f"{root}/out/netcdf/SM_1km_201606.nc", f"{root}/out/netcdf/SM_1km_201607.nc"]
+    local = tmp_path / "back.nc"
+    s3.filesystem().get_file(report.netcdf[1].removeprefix("s3://"), str(local))
+    with netCDF4.Dataset(local) as nc:
+        np.testing.assert_allclose(nc["sm"][:].filled(np.nan), stored[[3]], atol=1e-4)
+    # the recorded files are found (their sizes read with the store's options): nothing written again
+    again = export(cfg, client)
+    assert again.netcdf == [] and again.netcdf_skipped == ["201606", "201607"] and again.netcdf_failed == {}
 
 
 def test_the_run_exports_netcdf_without_a_cog_folder_and_skips_when_there_is_nothing_to_write(client, tmp_path):
@@ -192,7 +214,7 @@ def test_the_run_exports_netcdf_without_a_cog_folder_and_skips_when_there_is_not
 
 def test_products_store_attributes_are_cf(tmp_path):
     url = str(tmp_path / "sm.zarr")
-    products.create_products(url, Layout(REGION, START, END, 36, 2), 0.9)
+    products.create_products(StoreRef(url), Layout(REGION, START, END, 36, 2), 0.9)
     meta = {v: json.loads((tmp_path / "sm.zarr" / v / "zarr.json").read_text())["attributes"]
             for v in ("sm", "sm_unc", "sm_origin", "x", "y", "cy", "lat", "time", "time_bnds", "depth")}
     assert meta["sm"]["valid_range"] == [0, 10000] and "valid_min" not in meta["sm"]  # packed units

@@ -37,6 +37,7 @@ from dsm.models.variant_cards import (
 from dsm.stages.predict import status as predict_status
 from dsm.stages.report import model_cards
 from dsm.stages.train import train
+from dsm.storeref import StoreRef
 
 P1, P2, P3 = "2016161", "2016177", "2016193"
 # model stores of the paper's method written by the dict-based cards before they were typed (for
@@ -92,7 +93,7 @@ def _rewrite(src: ModelStore, dst: ModelStore, key: str) -> object:
 
 def _round_trips(url: str, tmp_path: Path) -> dict[type, int]:
     """Assert every card of the store at ``url`` is rewritten byte-identically; count the types."""
-    src, dst = ModelStore(url), ModelStore(str(tmp_path / "rewritten"))
+    src, dst = ModelStore(StoreRef(url)), ModelStore(StoreRef(str(tmp_path / "rewritten")))
     seen: dict[type, int] = {}
     keys = [k for k in src.card_keys() if not k.startswith("fusion")]
     assert keys, f"no card in {url}"
@@ -120,7 +121,7 @@ def trained_store(tiny_twin, tmp_path_factory, client):
     reused, pooled, variant and quantile cards."""
     tmp = tmp_path_factory.mktemp("period_cards")
     cube = tmp / "cube.zarr"
-    shutil.copytree(tiny_twin.cube, cube)
+    shutil.copytree(tiny_twin.cube.url, cube)
     sm = zarr.open_array(str(cube / "smap_sm"), mode="r+").with_config({"write_empty_chunks": True})
     sm[0:16] = np.nan  # the first period has no valid sample: it reuses the next one's model
     grids = {"mlr": {"fit_intercept": [True]}, "xgb": {"n_estimators": [20], "max_depth": [2]}}
@@ -146,7 +147,7 @@ def test_the_cards_this_code_writes_round_trip_byte_identically(trained_store, t
 @pytest.mark.timeout(400)
 def test_the_cards_this_code_writes_keep_the_keys_and_order_of_the_dict_cards(trained_store):
     url, _ = trained_store
-    for key in ModelStore(url).card_keys():
+    for key in ModelStore(StoreRef(url)).card_keys():
         card = json.loads((Path(url) / key / "card.json").read_text())
         kind = _kind(key)
         if kind == "period":
@@ -164,7 +165,7 @@ def test_the_cards_this_code_writes_keep_the_keys_and_order_of_the_dict_cards(tr
 @pytest.mark.timeout(400)
 def test_a_read_card_is_read_only(trained_store):
     url, report = trained_store
-    card = read_period_card(ModelStore(url), P2)
+    card = read_period_card(ModelStore(StoreRef(url)), P2)
     assert isinstance(card, TrainedPeriodCard) and card.model is not None and card.chosen in card.models
     assert [c.period for c in report.cards] == [P1, P2, P3] and isinstance(report.pooled, PooledCard)
     assert isinstance(report.cards[0], ReusedPeriodCard) and report.cards[0].reused_from == P2
@@ -176,7 +177,7 @@ def test_a_read_card_is_read_only(trained_store):
         card.split["n_train"] = 0  # type: ignore[index]
     with pytest.raises(TypeError):
         card.grids["xgb"]["max_depth"].append(3)
-    variant = read_variant_card(ModelStore(url), f"variants/no-lst/{P2}")
+    variant = read_variant_card(ModelStore(StoreRef(url)), f"variants/no-lst/{P2}")
     assert variant is not None and variant.model is not None and "lst" in variant.dropped
     with pytest.raises(TypeError):
         variant.feature_ranges["dem"] = (0.0, 1.0)  # type: ignore[index]
@@ -212,7 +213,7 @@ def _trained_card(period: str) -> dict:
     ("pooled", {"period": "pooled", "per_period": {}}, "per_period"),
 ])
 def test_a_card_without_a_key_is_a_store_error_naming_its_file(tmp_path, key, card, missing):
-    store = ModelStore(str(tmp_path / "models"))
+    store = ModelStore(StoreRef(str(tmp_path / "models")))
     card.pop(missing)
     store.write_card(key, card)
     reader = {"period": lambda: read_period_card(store, key), "variant": lambda: read_variant_card(store, key),
@@ -224,7 +225,7 @@ def test_a_card_without_a_key_is_a_store_error_naming_its_file(tmp_path, key, ca
 
 def test_a_card_of_another_status_and_a_consumer_of_a_malformed_card_name_the_file(tmp_path):
     url = str(tmp_path / "models")
-    store = ModelStore(url)
+    store = ModelStore(StoreRef(url))
     store.write_card(P2, {**_trained_card(P2), "status": "too_few_samples"})
     with pytest.raises(StoreError, match=re.escape(f"{url}/{P2}/card.json is malformed (status 'too_few_samples'")):
         read_period_card(store, P2)
@@ -232,12 +233,12 @@ def test_a_card_of_another_status_and_a_consumer_of_a_malformed_card_name_the_fi
     del card["models"]["mlr"]["train"]
     store.write_card(P2, card)
     with pytest.raises(StoreError, match=re.escape(f"{url}/{P2}/card.json lacks the key 'train'")):
-        model_cards(url)  # the report's reader
+        model_cards(StoreRef(url))  # the report's reader
 
 
 def test_a_card_with_a_key_no_card_type_knows_is_a_store_error_naming_it(tmp_path):
     """Nothing is dropped silently: a writer that adds a key must add it to the card's type."""
-    store = ModelStore(str(tmp_path / "models"))
+    store = ModelStore(StoreRef(str(tmp_path / "models")))
     store.write_card(P2, {**_trained_card(P2), "colour": "blue"})
     with pytest.raises(StoreError, match=re.escape(f"{P2}/card.json is malformed (unknown key(s) ['colour'] "
                                                    "for a TrainedPeriodCard)")):
@@ -250,7 +251,7 @@ def test_a_card_with_a_key_no_card_type_knows_is_a_store_error_naming_it(tmp_pat
 
 
 def test_a_card_read_without_some_keys_is_written_back_without_them_and_one_built_in_code_has_all(tmp_path):
-    store = ModelStore(str(tmp_path / "models"))
+    store = ModelStore(StoreRef(str(tmp_path / "models")))
     d = _trained_card(P2)
     card = TrainedPeriodCard.from_dict(d)
     write_period_card(store, card)
@@ -267,7 +268,7 @@ def test_a_malformed_fusion_card_is_a_store_error_naming_its_file_for_training_p
     from dsm.models.cards import FUSION_KEY, read_fusion_card
 
     url = str(tmp_path / "models")
-    store = ModelStore(url)
+    store = ModelStore(StoreRef(url))
     assert read_fusion_card(store) is None
     store.write_card(FUSION_KEY, {"predictors": ["lst"], "params": {}, "search": [], "cv": {}})  # no "variants"
     want = re.escape(f"model card {url}/{FUSION_KEY}/card.json lacks the key 'variants'")

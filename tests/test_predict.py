@@ -43,7 +43,7 @@ def config(cube: str, models: str, out: str, **extra):
 @pytest.fixture(scope="module")
 def trained(tiny_twin, tmp_path_factory, client):
     root = tmp_path_factory.mktemp("predict")
-    cfg = config(tiny_twin.cube, str(root / "models"), str(root / "sm.zarr"))
+    cfg = config(tiny_twin.cube.url, str(root / "models"), str(root / "sm.zarr"))
     report = train(cfg, client)
     assert report.failed == {} and len(report.variants) == 9  # full, no-lst, static x 3 periods
     return cfg, root
@@ -85,7 +85,7 @@ def test_prediction_equals_the_stored_models_and_round_trips_int16(predicted, ti
     assert out["sm_origin"].dtype == np.uint16
     cube = open_cube(tiny_twin.cube)
     land = cube["land_mask"].values == 1
-    models = ModelStore(cfg.stores.models)
+    models = ModelStore(cfg.stores.ref("models"))
     full = models.load_model(P2)
     reduced = models.load_model(variant_key("no-lst", P2))
     raw = zarr.open_array(f"{cfg.stores.output}/sm", mode="r")
@@ -125,7 +125,7 @@ def test_prediction_equals_the_stored_models_and_round_trips_int16(predicted, ti
         q = models.load_model(f"variants/full/{P2}/quantile").predict(X[all_ok]).reshape(-1, 2)
         want_unc = np.maximum(np.abs(q[:, 1] - q[:, 0]) / 2 + qcard["conformal_margin"], 0)
         np.testing.assert_allclose(unc[all_ok], want_unc, atol=5.01e-5, rtol=0)
-    led = ledger.read(cfg.stores.output)
+    led = ledger.read(cfg.stores.ref("output"))
     assert led.done == [d.isoformat() for d in (cfg.dates.start + dt.timedelta(i) for i in range(48))]
     rec = led.day("2016-06-26").model
     assert rec["period"] == P2 and rec["model"] == "xgb" and rec["variants"]["full"]["model"] == P2
@@ -143,13 +143,13 @@ def test_rerun_skips_and_other_configurations_are_refused(predicted, client, tin
     cfg, _ = predicted
     again = predict(cfg, client)
     assert again.predicted == [] and len(again.skipped) == 48
-    other = config(tiny_twin.cube, cfg.stores.models, cfg.stores.output, dates={"start": "2016-06-09", "end": "2016-07-20"})
+    other = config(tiny_twin.cube.url, cfg.stores.models, cfg.stores.output, dates={"start": "2016-06-09", "end": "2016-07-20"})
     with pytest.raises(StoreError, match="another configuration.*end"):
         predict(other, client)
-    chunks = config(tiny_twin.cube, cfg.stores.models, cfg.stores.output, chunks={"space": 144})
+    chunks = config(tiny_twin.cube.url, cfg.stores.models, cfg.stores.output, chunks={"space": 144})
     with pytest.raises(StoreError, match="chunks"):
         predict(chunks, client)
-    region = config(tiny_twin.cube, cfg.stores.models, str(tmp_path / "x.zarr"), region={"cells": [74, 773, 4, 4]})
+    region = config(tiny_twin.cube.url, cfg.stores.models, str(tmp_path / "x.zarr"), region={"cells": [74, 773, 4, 4]})
     with pytest.raises(StoreError, match="cube .* covers region"):
         predict(region, client)
 
@@ -164,7 +164,7 @@ def test_the_store_metadata_keeps_its_size_as_days_are_predicted_and_plain_xarra
     for n in (8, 24, 48):  # one time chunk, then two more, then the rest
         assert predict(c, client, only_days=[cfg.dates.start + dt.timedelta(i) for i in range(n)]).failed == {}
         sizes.append(meta.stat().st_size)
-        assert len(ledger.read(c.stores.output).done) == n
+        assert len(ledger.read(c.stores.ref("output")).done) == n
     assert len(set(sizes)) == 1, sizes  # the days' records are the ledger's, one object per time chunk
     chunks = sorted(p.name for p in (tmp_path / "sm.zarr" / ledger.FOLDER / "predict").iterdir())
     assert chunks == [f"{cfg.dates.start + dt.timedelta(t)}.json" for t in range(0, 48, 8)]
@@ -174,14 +174,14 @@ def test_the_store_metadata_keeps_its_size_as_days_are_predicted_and_plain_xarra
     with xr.open_dataset(tmp_path / "sm.nc") as nc:
         assert {k: np.asarray(v).tolist() for k, v in nc.attrs.items()} == {k: np.asarray(v).tolist()
                                                                              for k, v in attrs.items()}
-        assert ledger.store_records(nc.attrs).settings == ledger.read(c.stores.output).settings is not None
+        assert ledger.store_records(nc.attrs).settings == ledger.read(c.stores.ref("output")).settings is not None
 
 
 @pytest.mark.timeout(180)
 def test_empty_day_and_missing_period_are_reported_and_the_rest_is_produced(trained, client, tiny_twin, tmp_path):
     cfg, root = trained
     cube = tmp_path / "cube.zarr"
-    shutil.copytree(tiny_twin.cube, cube)
+    shutil.copytree(tiny_twin.cube.url, cube)
     for name in ("lst", "albedo"):  # every daily predictor of 2016-06-20 (index 11) missing
         arr = zarr.open_array(str(cube / name), mode="r+")
         arr[11] = np.nan
@@ -196,14 +196,14 @@ def test_empty_day_and_missing_period_are_reported_and_the_rest_is_produced(trai
     assert sorted(report.failed) == p3_days and "no model" in report.failed[p3_days[0]]
     assert len(report.predicted) == 48 - 16 - 1
     out = products.open_products(c.stores.output)
-    assert ledger.read(c.stores.output).failed[p3_days[0]].startswith(f"{P3} has no model card in ")
+    assert ledger.read(c.stores.ref("output")).failed[p3_days[0]].startswith(f"{P3} has no model card in ")
     assert np.isnan(out["sm"].sel(time="2016-07-15").values).all()
     assert np.isfinite(out["sm"].sel(time="2016-07-10").values).any()
     # the model comes back: the rerun does only the failed days
     shutil.copytree(Path(cfg.stores.models) / P3, models / P3)
     again = predict(c, client)
     assert sorted(again.predicted) == p3_days and again.failed == {}
-    assert ledger.read(c.stores.output).failed == {}
+    assert ledger.read(c.stores.ref("output")).failed == {}
 
 
 @pytest.mark.timeout(180)

@@ -21,6 +21,7 @@ from dsm.errors import StoreError
 from dsm.stages.predict import predict
 from dsm.stages.train import train
 from dsm.store import FENCE_ATTR
+from dsm.storeref import StoreRef
 
 pytestmark = pytest.mark.slow  # make test-fast leaves these out
 
@@ -40,7 +41,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 def _done(url: Path) -> int:
     try:
-        return len(ledger.read(str(url)).done)
+        return len(ledger.read(StoreRef(str(url))).done)
     except (OSError, ValueError, KeyError, StoreError):  # not yet created
         return 0
 
@@ -48,7 +49,7 @@ def _done(url: Path) -> int:
 @pytest.mark.timeout(480)
 def test_killed_run_resumes_to_byte_identical_output(tiny_twin, tmp_path):
     raw = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-06-24"},  # 16 days
-           "stores": {"cube": tiny_twin.cube, "models": str(tmp_path / "models"), "output": str(tmp_path / "a.zarr")},
+           "stores": {"cube": tiny_twin.cube.url, "models": str(tmp_path / "models"), "output": str(tmp_path / "a.zarr")},
            "chunks": {"space": 72, "time": 1},
            "cluster": {"n_workers": 2, "threads_per_worker": 1, "dashboard_address": None},
            "training": {"min_samples": 30, "fusion": {"grid": {"max_depth": [3]}, "max_rounds": 60, "cv_folds": 3}},

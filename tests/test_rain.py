@@ -20,6 +20,7 @@ from dsm.cube import API_EFOLDING_DAYS, API_NAMES, Layout, create_cube, open_cub
 from dsm.errors import InputError
 from dsm.grid import Region
 from dsm.rain import AGE_MAX, ApiState, api_dask, api_scan, api_step, decay
+from dsm.storeref import StoreRef
 
 EF = (2.0, 5.0, 15.0)
 
@@ -189,13 +190,13 @@ LAYOUT = Layout(Region(72, 770, 2, 3), dt.date(2016, 6, 9), dt.date(2016, 6, 30)
 
 def make_cube(root: Path, precip: bool = True, seed: int = 3) -> tuple[str, np.ndarray, np.ndarray]:
     url = str(root / "cube.zarr")
-    create_cube(url, LAYOUT)
+    create_cube(StoreRef(url), LAYOUT)
     cube = open_cube(url)
     ny, nx = cube.sizes["y"], cube.sizes["x"]
     rng = np.random.default_rng(seed)
     land = (rng.random((ny, nx)) < 0.8).astype(np.uint8)
-    store.write_region(url, xr.Dataset({"land_mask": (("y", "x"), land)},
-                                       coords={"y": cube["y"].values, "x": cube["x"].values}), None, cube)
+    store.write_region(StoreRef(url), xr.Dataset({"land_mask": (("y", "x"), land)},
+                                                 coords={"y": cube["y"].values, "x": cube["x"].values}), cube)
     nt = cube.sizes["time_precip"]
     p = (rng.gamma(0.6, 5.0, (nt, ny, nx)) * (rng.random((nt, ny, nx)) < 0.6)).astype(np.float32)
     p[rng.random(p.shape) < 0.03] = np.nan
@@ -203,9 +204,9 @@ def make_cube(root: Path, precip: bool = True, seed: int = 3) -> tuple[str, np.n
     p[30:33, 40:, 50:] = np.nan  # a short gap across a daily chunk boundary (index 32)
     p[:, :3, :3] = np.nan  # a corner without any record (water or land)
     if precip:  # values over water too (a remapped product spills over the coast): the writer masks them
-        store.write_region(url, xr.Dataset({"precip": (("time_precip", "y", "x"), p)},
-                                           coords={"time_precip": cube["time_precip"].values, "y": cube["y"].values,
-                                                   "x": cube["x"].values}), None, cube)
+        store.write_region(StoreRef(url), xr.Dataset({"precip": (("time_precip", "y", "x"), p)},
+                                                     coords={"time_precip": cube["time_precip"].values,
+                                                             "y": cube["y"].values, "x": cube["x"].values}), cube)
     return url, p, land
 
 
@@ -244,11 +245,11 @@ def check_written(url: str, p: np.ndarray, land: np.ndarray, rain: RainConfig, s
 def test_write_antecedent_twice_identical(tmp_path: Path) -> None:
     url, p, land = make_cube(tmp_path)
     rain = RainConfig(spinup_days=12, max_gap_days=2)
-    first = write_antecedent(url, None, rain)
+    first = write_antecedent(StoreRef(url), rain)
     check_written(url, p, land, rain, first)
     before = chunk_bytes(url)
     assert before
-    second = write_antecedent(url, None, rain)
+    second = write_antecedent(StoreRef(url), rain)
     assert chunk_bytes(url) == before
     assert {k: v for k, v in second.to_dict().items() if k != "written"} == \
         {k: v for k, v in first.to_dict().items() if k != "written"}
@@ -260,19 +261,19 @@ def test_write_antecedent_twice_identical(tmp_path: Path) -> None:
 def test_write_antecedent_on_cluster(tmp_path: Path, client) -> None:
     url, p, land = make_cube(tmp_path / "a")
     rain = RainConfig(spinup_days=20, max_gap_days=1)
-    summary = write_antecedent(url, None, rain, client)
+    summary = write_antecedent(StoreRef(url), rain, client)
     check_written(url, p, land, rain, summary)
     opened = client.run(lambda: __import__("dsm.antecedent").antecedent._open.cache_info().misses)
     assert sum(opened.values()) >= 1  # the region writes ran on the workers
     local_url, _, _ = make_cube(tmp_path / "b")
-    write_antecedent(local_url, None, rain)
+    write_antecedent(StoreRef(local_url), rain)
     assert chunk_bytes(local_url) == chunk_bytes(url)
 
 
 def test_refuses_empty_precipitation(tmp_path: Path) -> None:
     url, _, _ = make_cube(tmp_path, precip=False)
     with pytest.raises(InputError, match="no precipitation values.*inputs.precip.*dsm ingest"):
-        write_antecedent(url, None, RainConfig())
+        write_antecedent(StoreRef(url), RainConfig())
     assert ATTR not in open_cube(url).attrs
     assert not any(zarr.open_array(f"{url}/{n}", mode="r").nchunks_initialized for n in (*API_NAMES, "api_age"))
 
@@ -282,11 +283,11 @@ def test_refuses_precipitation_only_over_water(tmp_path: Path) -> None:
     cube = open_cube(url)
     p = np.full((cube.sizes["time_precip"], *land.shape), np.nan, np.float32)
     p[:, land == 0] = 1.0
-    store.write_region(url, xr.Dataset({"precip": (("time_precip", "y", "x"), p)},
-                                       coords={d: cube[d].values for d in ("time_precip", "y", "x")}), None, cube)
-    store.set_attrs(url, {ATTR: {"written": "an earlier run"}})
+    store.write_region(StoreRef(url), xr.Dataset({"precip": (("time_precip", "y", "x"), p)},
+                                                 coords={d: cube[d].values for d in ("time_precip", "y", "x")}), cube)
+    store.set_attrs(StoreRef(url), {ATTR: {"written": "an earlier run"}})
     with pytest.raises(InputError, match="no precipitation on land"):
-        write_antecedent(url, None, RainConfig())
+        write_antecedent(StoreRef(url), RainConfig())
     assert ATTR not in open_cube(url).attrs  # the indices were rewritten: the earlier record is gone
 
 
@@ -295,6 +296,7 @@ def test_refuses_cube_without_precip_axis(tmp_path: Path) -> None:
     old = Layout(LAYOUT.region, LAYOUT.start, LAYOUT.end, 36, 8)
     from dsm.cube import SCHEMA, template
 
-    store.create(url, template(old, [s for s in SCHEMA if s.axis != "precip" and not s.name.startswith("api")]), "cube")
+    specs = [s for s in SCHEMA if s.axis != "precip" and not s.name.startswith("api")]
+    store.create(StoreRef(url), template(old, specs), "cube")
     with pytest.raises(InputError, match="has no precipitation.*inputs.precip"):
-        write_antecedent(url, None, RainConfig())
+        write_antecedent(StoreRef(url), RainConfig())

@@ -36,6 +36,7 @@ from dsm.models.store import ModelStore
 from dsm.periods import period_of
 from dsm.samples import OUT_OF_RANGE, OUT_OF_RANGE_ATTR, sample_graph, smap_grid
 from dsm.stages.predict import open_or_create_output, predict
+from dsm.storeref import StoreRef
 
 F = FINE_PER_COARSE
 REGION = Region(74, 772, 4, 4)  # the tiny twin
@@ -117,7 +118,7 @@ def bad_cube(tiny_twin, tmp_path_factory) -> str:
     """The tiny twin with impossible values written straight into its chunks."""
     root = tmp_path_factory.mktemp("bad_cube")
     url = str(root / "cube.zarr")
-    shutil.copytree(tiny_twin.cube, url)
+    shutil.copytree(tiny_twin.cube.url, url)
     lst = zarr.open_array(f"{url}/lst", mode="r+")
     day = lst[T]
     day[LST_CELL] = 1e30
@@ -214,8 +215,8 @@ def test_block_prediction_uses_the_reduced_models_and_smap_only_when_valid(bad_c
     albedo -7 -> static model, SMAP 1.5 / -0.3 -> no observation (no residual shift), all flagged."""
     layout = Layout(REGION, START, END, 72, 8)
     out = str(tmp_path / "sm.zarr")
-    products.create_products(out, layout, None)
-    models = ModelStore(str(tmp_path / "models"))
+    products.create_products(StoreRef(out), layout, None)
+    models = ModelStore(StoreRef(str(tmp_path / "models")))
     variants = []
     for name, preds, value in (("full", ("lst", "albedo", "ndvi", "dem"), 0.3),
                                ("no-lst", ("albedo", "ndvi", "dem"), 0.25), ("static", ("dem",), 0.2)):
@@ -225,7 +226,7 @@ def test_block_prediction_uses_the_reduced_models_and_smap_only_when_valid(bad_c
     t0 = T // 8 * 8
     plans = tuple(DayPlan(START + dt.timedelta(t), period_of(START + dt.timedelta(t)).name, "p", "dummy", False,
                           tuple(variants)) for t in range(t0, t0 + 8))
-    job = BlockJob(bad_cube, out, models.url, "{}", "token-ranges", t0, t0 + 8, 0, 72, 0, 72, plans,
+    job = BlockJob(StoreRef(bad_cube), StoreRef(out), models.ref, "token-ranges", t0, t0 + 8, 0, 72, 0, 72, plans,
                    residual_correction=True)
     result = run_block(job)
     ds = products.open_products(out)
@@ -283,7 +284,7 @@ def test_fusion_never_trains_on_or_fuses_impossible_values(bad_cube, tmp_path, c
                      "chunks": {"space": 72, "time": 8},
                      "training": {"method": "fusion", "min_samples": 30, "fusion": FAST}})
     assert train(cfg, client).failed == {}
-    card = FusionCard.from_dict(ModelStore(cfg.stores.models).read_card(FUSION_KEY))
+    card = FusionCard.from_dict(ModelStore(cfg.stores.ref("models")).read_card(FUSION_KEY))
     want = _expected(bad_cube)
     n_periods_days = {**want, "ndvi": want["ndvi"] * 16, "smap_sm": 2}
     assert card.inputs_out_of_range == n_periods_days
@@ -394,7 +395,7 @@ def _old_store(url: str, layout: Layout) -> None:
     ds = products.products_template(layout, None)
     ds["sm_origin"] = ds["sm_origin"].astype(np.uint8)
     ds["sm_origin"].encoding = store.encoding_for(np.dtype(np.uint8), ds["sm"].encoding["chunks"], None)
-    store.create(url, ds, products.KIND)
+    store.create(StoreRef(url), ds, products.KIND)
 
 
 def test_stores_with_uint8_origin_are_read_and_exported_but_not_resumed(tmp_path):
@@ -410,10 +411,10 @@ def test_stores_with_uint8_origin_are_read_and_exported_but_not_resumed(tmp_path
     origin = np.where(np.isfinite(sm), products.ALL_PREDICTORS | products.RAIN_MEMORY_SHORT, 0).astype(np.uint8)
     part = xr.Dataset({"sm": (("time", "y", "x"), sm), "sm_origin": (("time", "y", "x"), origin)},
                       coords={"time": old["time"].values[:8], "y": old["y"].values, "x": old["x"].values})
-    store.write_region(url, part, None, old)
+    store.write_region(StoreRef(url), part, old)
     counts = products.origin_counts(products.open_products(url)["sm_origin"].values[0])
     assert counts[products.RAIN_MEMORY_SHORT] == sm[0].size and counts[products.INPUT_OUT_OF_RANGE] == 0
-    info = export_day(ExportJob(url, str(tmp_path / "cog"), "{}", START, 0))
+    info = export_day(ExportJob(StoreRef(url), StoreRef(str(tmp_path / "cog")), START, 0))
     assert info["origin"]["input_out_of_range"] == 0 and info["origin"]["rain_memory_short"] == sm[0].size
     cfg = from_dict({"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": str(START), "end": str(END)},
                      "stores": {"cube": str(tmp_path / "cube.zarr"), "models": str(tmp_path / "m"), "output": url},

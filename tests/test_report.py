@@ -27,6 +27,7 @@ from dsm.skill import twin_skill_of
 from dsm.stages.report import BIAS_HEADER, BIAS_STATEMENT, FIGURES, TABLES, run_report
 from dsm.stages.train import train
 from dsm.stages.validate import run_validate
+from dsm.storeref import StoreRef
 from dsm.testing.validation import gridded_field, make_products_store, write_gridded_netcdf
 
 pytestmark = pytest.mark.slow  # make test-fast leaves these out
@@ -38,7 +39,7 @@ BOX = [108.6, 38.3, 109.4, 39.0]
 def _config(tiny_twin, root: Path, out: str, nc: str, validation_out: str, storage_options=None):
     return from_dict({
         "region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
-        "stores": {"cube": tiny_twin.cube, "truth": tiny_twin.truth, "stations": tiny_twin.stations,
+        "stores": {"cube": tiny_twin.cube.url, "truth": tiny_twin.truth.url, "stations": tiny_twin.stations.url,
                    "output": out, "models": str(root / "models"), "storage_options": storage_options or {}},
         "training": {"method": "rao2022", "min_samples": 30, "models": ["mlr", "xgb"], "pooled": False,
                      "grids": GRIDS},
@@ -51,9 +52,9 @@ def _config(tiny_twin, root: Path, out: str, nc: str, validation_out: str, stora
 @pytest.fixture(scope="module")
 def report(tiny_twin, tmp_path_factory, client):
     root = tmp_path_factory.mktemp("report")
-    out = make_products_store(str(root / "sm.zarr"), tiny_twin.truth, noise=0.02, seed=5)
+    out = make_products_store(StoreRef(str(root / "sm.zarr")), tiny_twin.truth, noise=0.02, seed=5)
     nc = write_gridded_netcdf(root / "other.nc", gridded_field(tiny_twin.truth, (108.2, 38.0, 110.0, 39.6), 0.25))
-    cfg = _config(tiny_twin, root, out, nc, str(root / "validation"))
+    cfg = _config(tiny_twin, root, out.url, nc, str(root / "validation"))
     trained = train(cfg, client)
     assert trained.failed == {} and len(trained.trained) == 3
     twin = twin_skill_of(cfg, client)  # once, on the workers: the validation's period table and the report's

@@ -26,6 +26,7 @@ from dsm.chain import run
 from dsm.config import load
 from dsm.errors import StoreError
 from dsm.store import FENCE_ATTR
+from dsm.storeref import StoreRef
 from dsm.testing.processes import ProcessCluster
 
 pytestmark = [pytest.mark.s3, pytest.mark.cluster, pytest.mark.slow]
@@ -82,9 +83,9 @@ def _same_products(fs, a: str, b: str) -> list[str]:
     return diff + (["/zarr.json"] if ja != jb else [])
 
 
-def _days_done(fs, url: str) -> int:
+def _days_done(out: StoreRef) -> int:
     try:
-        return len(ledger.read(f"s3://{url.removeprefix('s3://')}", fs.storage_options).done)
+        return len(ledger.read(out).done)
     except (OSError, ValueError, KeyError, StoreError):  # not yet created, or the server is down
         return 0
 
@@ -107,7 +108,7 @@ def _predicting(cfg, client, fs):
     thread = threading.Thread(target=lambda: results.update(r=run(cfg, client, stages=("predict",))))
     thread.start()
     deadline = time.monotonic() + 120
-    while _days_done(fs, cfg.stores.output) < 4 and thread.is_alive() and time.monotonic() < deadline:
+    while _days_done(cfg.stores.ref("output")) < 4 and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert thread.is_alive(), "prediction finished before the fault could be injected"
     try:
@@ -126,7 +127,7 @@ def test_the_whole_chain_runs_on_an_external_cluster_against_s3(chain):
     assert f"predicted {NDAYS} day(s)" in res.stdout and f"exported {NDAYS} day(s) of COGs" in res.stdout
     fs = chain["s3"].filesystem()
     root = chain["root"].removeprefix("s3://")
-    assert _days_done(fs, f"{root}/sm.zarr") == NDAYS
+    assert _days_done(StoreRef(f"s3://{root}/sm.zarr", fs.storage_options)) == NDAYS
     cogs = fs.glob(f"{root}/cog/SM_1km_2016???.tif")
     assert len(cogs) == NDAYS and f"{root}/cog/SM_1km_2016161.tif" in cogs
     assert fs.exists(f"{root}/stac/collection.json")
@@ -187,5 +188,5 @@ def test_an_s3_outage_during_a_run_resumes_to_identical_bytes(chain):
         # the rerun (the first run may not have managed to delete its lock while the server was down)
         second = run(cfg, client, stages=("predict",), break_lock=True)
     assert second.outcome == "complete", [s.record() for s in second.stages]
-    assert _days_done(fs, out) == NDAYS
+    assert _days_done(cfg.stores.ref("output")) == NDAYS
     assert _same_products(s3.filesystem(), ref, out) == []

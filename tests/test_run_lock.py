@@ -17,17 +17,18 @@ from click.testing import CliRunner
 
 from dsm.cli import main
 from dsm.errors import TransientIOError
-from dsm.runlock import LockError, LockLostError, LockRecord, RunLock, is_stale, lock_url
+from dsm.runlock import LockError, LockLostError, LockRecord, RunLock, is_stale, lock_ref
+from dsm.storeref import StoreRef
 
 pytestmark = pytest.mark.slow  # make test-fast leaves these out
 
 
-def _write(url, record: LockRecord) -> None:
-    Path(url).write_text(json.dumps(record.__dict__))
+def _write(ref: StoreRef, record: LockRecord) -> None:
+    Path(ref.url).write_text(json.dumps(record.__dict__))
 
 
 def test_a_live_lock_refuses_a_second_run_and_names_its_holder(tmp_path):
-    url = str(tmp_path / "sm.zarr.lock")
+    url = StoreRef(str(tmp_path / "sm.zarr.lock"))
     first = RunLock(url, ttl=30, heartbeat=5, run_id="first")
     with first:
         second = RunLock(url, ttl=30, heartbeat=5, run_id="second")
@@ -40,7 +41,7 @@ def test_a_live_lock_refuses_a_second_run_and_names_its_holder(tmp_path):
 
 
 def test_the_heartbeat_keeps_a_lock_fresh(tmp_path):
-    url = str(tmp_path / "out.lock")
+    url = StoreRef(str(tmp_path / "out.lock"))
     with RunLock(url, ttl=2.0, heartbeat=0.2, run_id="beating") as lock:
         before = lock.read().heartbeat
         time.sleep(0.8)
@@ -50,7 +51,7 @@ def test_the_heartbeat_keeps_a_lock_fresh(tmp_path):
 
 
 def test_a_killed_runs_lock_on_this_host_is_taken_over(tmp_path):
-    url = str(tmp_path / "out.lock")
+    url = StoreRef(str(tmp_path / "out.lock"))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(dead.stdout)
     _write(url, LockRecord("killed", socket.gethostname(), pid, "2026-01-01T00:00:00+00:00", time.time()))
@@ -59,7 +60,7 @@ def test_a_killed_runs_lock_on_this_host_is_taken_over(tmp_path):
 
 
 def test_an_old_heartbeat_from_another_host_is_stale_but_a_fresh_one_is_not(tmp_path):
-    url = str(tmp_path / "out.lock")
+    url = StoreRef(str(tmp_path / "out.lock"))
     _write(url, LockRecord("elsewhere", "another-host", 1, "2026-01-01T00:00:00+00:00", time.time() - 300))
     with RunLock(url, ttl=120, heartbeat=5, run_id="mine") as lock:
         assert lock.read().run_id == "mine"
@@ -72,18 +73,19 @@ def test_an_old_heartbeat_from_another_host_is_stale_but_a_fresh_one_is_not(tmp_
 
 def test_heartbeat_must_be_shorter_than_ttl(tmp_path):
     with pytest.raises(ValueError, match="heartbeat"):
-        RunLock(str(tmp_path / "x.lock"), ttl=5, heartbeat=5)
+        RunLock(StoreRef(str(tmp_path / "x.lock")), ttl=5, heartbeat=5)
 
 
 @pytest.mark.s3
 @pytest.mark.timeout(120)
 def test_the_lock_works_on_object_storage(s3):
     bucket = s3.make_bucket("dsm-lock")
-    url = lock_url(f"{bucket}/runs/sm.zarr")
-    with RunLock(url, s3.storage_options, ttl=30, heartbeat=5, run_id="on-s3"):
+    url = lock_ref(StoreRef(f"{bucket}/runs/sm.zarr", s3.storage_options))
+    assert url.url == f"{bucket}/runs/sm.zarr.lock" and url.options == s3.storage_options
+    with RunLock(url, ttl=30, heartbeat=5, run_id="on-s3"):
         with pytest.raises(LockError, match="on-s3"):
-            RunLock(url, s3.storage_options, ttl=30, heartbeat=5, run_id="other").acquire(settle=0)
-    assert not s3.filesystem().exists(url.removeprefix("s3://"))
+            RunLock(url, ttl=30, heartbeat=5, run_id="other").acquire(settle=0)
+    assert not s3.filesystem().exists(url.url.removeprefix("s3://"))
 
 
 def test_dsm_run_refuses_a_locked_output_store_before_doing_anything(tmp_path):
@@ -93,7 +95,7 @@ def test_dsm_run_refuses_a_locked_output_store_before_doing_anything(tmp_path):
            "twin": {"seed": 1}, "cluster": {"dashboard_address": None}}
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(raw))
-    with RunLock(str(tmp_path / "sm.zarr.lock"), ttl=60, heartbeat=10, run_id="holder"):
+    with RunLock(StoreRef(str(tmp_path / "sm.zarr.lock")), ttl=60, heartbeat=10, run_id="holder"):
         res = CliRunner().invoke(main, ["run", str(path)])
     assert res.exit_code == 2, res.output
     assert "locked by run holder" in res.output
@@ -101,13 +103,13 @@ def test_dsm_run_refuses_a_locked_output_store_before_doing_anything(tmp_path):
 
 
 # -- the lease is enforced -----------------------------------------------------------------
-def _take_over(url: str, run_id: str = "usurper") -> None:
+def _take_over(url: StoreRef, run_id: str = "usurper") -> None:
     """What a second run with --break-lock does: write its own live record over the lock."""
     _write(url, LockRecord(run_id, "another-host", 1, "2026-01-01T00:00:00+00:00", time.time() + 3600))
 
 
 def test_a_holder_whose_lock_was_taken_over_stops_at_its_next_check(tmp_path):
-    url = str(tmp_path / "out.lock")
+    url = StoreRef(str(tmp_path / "out.lock"))
     with RunLock(url, ttl=5, heartbeat=0.2, run_id="first") as lock:
         lock.check()  # still ours
         _take_over(url)
@@ -115,15 +117,15 @@ def test_a_holder_whose_lock_was_taken_over_stops_at_its_next_check(tmp_path):
             lock.check()
         time.sleep(0.5)  # the heartbeat saw it too, and never writes over the new holder
         assert lock.read().run_id == "usurper"
-    assert Path(url).exists() and json.loads(Path(url).read_text())["run_id"] == "usurper"  # not released by the loser
+    assert Path(url.url).exists() and json.loads(Path(url.url).read_text())["run_id"] == "usurper"  # not released by the loser
 
 
 def test_the_heartbeat_thread_notices_the_loss_without_a_check(tmp_path):
-    url = str(tmp_path / "out.lock")
+    url = StoreRef(str(tmp_path / "out.lock"))
     with RunLock(url, ttl=5, heartbeat=0.1, run_id="first") as lock:
         _take_over(url)
         time.sleep(0.4)
-        Path(url).unlink()  # the new holder is gone again: the lease stays lost
+        Path(url.url).unlink()  # the new holder is gone again: the lease stays lost
         with pytest.raises(LockLostError, match="usurper"):
             lock.check()
 
@@ -133,8 +135,8 @@ def test_a_late_write_of_a_taken_over_holder_is_refused_by_its_fencing_token(tmp
 
     from dsm import store
 
-    url, out = str(tmp_path / "out.lock"), str(tmp_path / "out.zarr")
-    zarr.open_group(out, mode="w")
+    url, out = StoreRef(str(tmp_path / "out.lock")), StoreRef(str(tmp_path / "out.zarr"))
+    zarr.open_group(out.url, mode="w")
     first = RunLock(url, ttl=5, heartbeat=1, run_id="first")
     first.acquire(settle=0)
     store.set_attrs(out, {"days_done": ["2016-06-09"]}, fence=first.fence)
@@ -145,7 +147,7 @@ def test_a_late_write_of_a_taken_over_holder_is_refused_by_its_fencing_token(tmp
         # the first wakes up and writes its records before its next check: refused, nothing written
         with pytest.raises(LockLostError, match=r"a later run \(lease token \d+\) has written its records"):
             store.set_attrs(out, {"days_done": []}, fence=first.fence)
-        attrs = zarr.open_group(out, mode="r").attrs
+        attrs = zarr.open_group(out.url, mode="r").attrs
         assert attrs["days_done"] == ["2016-06-09", "2016-06-10"] and attrs[store.FENCE_ATTR] == second.fence
         store.set_attrs(out, {"days_done": ["2016-06-09"]}, fence=second.fence)  # its own token: accepted
     first.release()
@@ -156,7 +158,7 @@ def test_a_late_write_of_a_taken_over_holder_is_refused_by_its_fencing_token(tmp
 
 
 def test_a_lease_not_renewed_for_its_ttl_is_lost(tmp_path):
-    url = str(tmp_path / "out.lock")
+    url = StoreRef(str(tmp_path / "out.lock"))
     lock = RunLock(url, ttl=0.6, heartbeat=0.5, run_id="slow")
     lock.acquire(settle=0)
     lock._stop.set()  # the heartbeat stops, as when the storage cannot be written
@@ -173,10 +175,10 @@ def test_the_model_store_refuses_to_write_for_a_lost_lease(tmp_path):
 
     from dsm.models.store import ModelStore
 
-    url = str(tmp_path / "models.lock")
+    url = StoreRef(str(tmp_path / "models.lock"))
     model = LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0])
     with RunLock(url, ttl=5, heartbeat=1, run_id="writer") as lock:
-        store = ModelStore(str(tmp_path / "models"), lease=lock)
+        store = ModelStore(StoreRef(str(tmp_path / "models")), lease=lock)
         store.save_model("2016161", model)
         _take_over(url)
         with pytest.raises(LockLostError, match="usurper"):
@@ -185,9 +187,9 @@ def test_the_model_store_refuses_to_write_for_a_lost_lease(tmp_path):
 
 
 def test_an_unreachable_lock_storage_is_one_clear_error(tmp_path):
-    lock = RunLock("s3://dsm-no-bucket/sm.zarr.lock", {"endpoint_url": "http://127.0.0.1:9", "key": "k",
-                                                        "secret": "s", "config_kwargs": {"retries": {"max_attempts": 1}},
-                                                        "connect_timeout": 1}, ttl=5, heartbeat=1)
+    lock = RunLock(StoreRef("s3://dsm-no-bucket/sm.zarr.lock", {
+        "endpoint_url": "http://127.0.0.1:9", "key": "k", "secret": "s", "config_kwargs": {"retries": {"max_attempts": 1}},
+        "connect_timeout": 1}), ttl=5, heartbeat=1)
     with pytest.raises(TransientIOError, match=r"cannot take the lock s3://dsm-no-bucket/sm.zarr.lock: .*endpoint_url"):
         lock.acquire(settle=0)
 
@@ -196,7 +198,7 @@ def test_dsm_demo_never_deletes_the_stores_of_a_live_run(tmp_path):
     marker = tmp_path / "sm.zarr" / "keep"
     marker.parent.mkdir()
     marker.write_text("a live run's output")
-    with RunLock(str(tmp_path / "sm.zarr.lock"), ttl=60, heartbeat=10, run_id="live"):
+    with RunLock(StoreRef(str(tmp_path / "sm.zarr.lock")), ttl=60, heartbeat=10, run_id="live"):
         res = CliRunner().invoke(main, ["demo", "--workdir", str(tmp_path), "--size", "tiny", "--no-compare"])
     assert res.exit_code == 2, res.output
     assert "locked by run live" in res.output
@@ -246,7 +248,7 @@ def _run_and_act(tmp_path: Path, when: str, act) -> tuple[int, str]:
 
 @pytest.mark.timeout(400)
 def test_a_run_whose_lock_is_taken_over_stops_with_exit_1_and_writes_no_more(tmp_path):
-    code, text = _run_and_act(tmp_path, "== cube: done", lambda proc: _take_over(str(tmp_path / "sm.zarr.lock")))
+    code, text = _run_and_act(tmp_path, "== cube: done", lambda proc: _take_over(StoreRef(str(tmp_path / "sm.zarr.lock"))))
     assert code == 1, text
     assert "error in stage train: lost the lock" in text and "usurper" in text
     assert not (tmp_path / "sm.zarr").exists()  # no later stage ran
@@ -300,7 +302,7 @@ def test_every_writing_command_refuses_a_locked_output_store(tmp_path, command):
            "twin": {"seed": 1}, "cluster": {"dashboard_address": None}}
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(raw))
-    with RunLock(str(tmp_path / "sm.zarr.lock"), ttl=60, heartbeat=10, run_id="holder"):
+    with RunLock(StoreRef(str(tmp_path / "sm.zarr.lock")), ttl=60, heartbeat=10, run_id="holder"):
         res = CliRunner().invoke(main, [command[0], str(path), *command[1:]])
     assert res.exit_code == 2, res.output
     assert "locked by run holder" in res.output

@@ -29,6 +29,7 @@ from dsm.skill import (
     write_skill,
 )
 from dsm.skill_sums import MapScores, PixelSums, ScoreSums
+from dsm.storeref import StoreRef
 
 REGION = Region(74, 772, 4, 4)
 F = FINE_PER_COARSE
@@ -67,20 +68,22 @@ def twin(tiny_twin):
 
 
 def make_product(path, sm, unc=None, origin=None, days=None, interval=0.9):
-    """A products store on the tiny twin's grid holding ``sm`` (read back: int16 packing)."""
-    url = str(path)
+    """A products store on the tiny twin's grid holding ``sm`` (read back: int16 packing): its
+    location and ``sm`` as stored."""
+    ref = StoreRef(str(path))
     layout = Layout(REGION, dt.date(2016, 6, 9), dt.date(2016, 7, 26), 72, 8)
-    products.create_products(url, layout, interval)
-    out = products.open_products(url)
+    products.create_products(ref, layout, interval)
+    out = products.open_products(ref)
     arrays = {"sm": (("time", "y", "x"), sm.astype(np.float32)),
               "sm_unc": (("time", "y", "x"), (np.full_like(sm, 0.01) if unc is None else unc).astype(np.float32))}
     if origin is not None:
         arrays["sm_origin"] = (("time", "y", "x"), origin.astype(products.ORIGIN_DTYPE))
     part = xr.Dataset(arrays, coords={"time": out["time"].values, "y": out["y"].values, "x": out["x"].values})
-    store.write_region(url, part, None, out)
+    store.write_region(ref, part, out)
     all_days = [str(d)[:10] for d in out["time"].values]
-    ledger.write_days(url, {d: ledger.DayRecord(done=True) for d in (all_days if days is None else [all_days[i] for i in days])})
-    return url, products.open_products(url)["sm"].values.astype(np.float32)
+    done = all_days if days is None else [all_days[i] for i in days]
+    ledger.write_days(ref, {d: ledger.DayRecord(done=True) for d in done})
+    return ref, products.open_products(ref)["sm"].values.astype(np.float32)
 
 
 def basic(x, y):
@@ -146,7 +149,7 @@ def direct_anomaly_cell_r(x, y, mask):
 def test_perfect_product_scores_perfectly_and_baselines_do_not(twin, tmp_path):
     t, land = twin["truth"], twin["land"]
     url, _ = make_product(tmp_path / "sm.zarr", t)
-    res = skill(url, twin["stores"].truth, twin["stores"].cube)  # a plain URL: the label "product"
+    res = skill(url, twin["stores"].truth, twin["stores"].cube)  # a single store: the label "product"
     assert res["maps"] == ["product"] and res["stations"] is None
     s = res["scores"]
     assert set(s) == {"product", "smap_repeat", "smap_bilinear", "product_all"}
@@ -161,7 +164,7 @@ def test_perfect_product_scores_perfectly_and_baselines_do_not(twin, tmp_path):
     assert s["product_all"]["n"] == int(np.isfinite(t[:, land]).sum())
     c = res["coverage"]["product"]
     assert c["empirical"] == pytest.approx(1.0) and c["nominal"] == 0.9 and c["n"] == s["product_all"]["n"]
-    write_skill(res, str(tmp_path / "skill.json"))
+    write_skill(res, StoreRef(str(tmp_path / "skill.json")))
     assert json.loads((tmp_path / "skill.json").read_text())["days"] == 48
     table = format_table(res)
     lines = table.splitlines()
@@ -385,7 +388,7 @@ def test_station_pixels_and_twin_stations(tiny_twin, twin):
     assert r[0] == -1 and c[0] == -1
     st = read_twin_stations(tiny_twin.insitu_csv)
     assert list(st.columns) == ["station", "lon", "lat", "time", "sm"]
-    raw = pd.read_csv(tiny_twin.insitu_csv)
+    raw = pd.read_csv(tiny_twin.insitu_csv.url)
     np.testing.assert_allclose(st["sm"], raw["value"])
     assert st["time"].min() == pd.Timestamp("2016-06-09")
     spec = TwinSpec.of_size("tiny", 7)
@@ -623,7 +626,7 @@ def test_a_skill_job_opens_its_stores_once_and_travels_without_them(three, twin)
     from dsm import skill_chunks
 
     cube = store.open_store(twin["stores"].cube, "cube", chunks=None)
-    job = skill_chunks.SkillJob(three["urls"], twin["stores"].truth, twin["stores"].cube, {},
+    job = skill_chunks.SkillJob(three["urls"], twin["stores"].truth, twin["stores"].cube,
                                 cube["land_mask"].values == 1, FINE_PER_COARSE, {})
     stores = job.opened()
     assert job.opened() is stores  # every chunk task of a process reuses them

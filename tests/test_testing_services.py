@@ -120,6 +120,9 @@ def test_seaweedfs_xarray_and_credentials(weed_s3: LoopbackS3) -> None:
     ds.chunk({"y": 4}).to_zarr(url, mode="w", storage_options=s3.storage_options, consolidated=False)
     back = xr.open_zarr(url, storage_options=s3.storage_options, consolidated=False).load()
     xr.testing.assert_identical(back, ds)
+    ref = s3.ref(url)  # the location with this server's options: the handle dsm's stores take
+    assert ref.url == url and ref.zarr_options == s3.storage_options
+    xr.testing.assert_identical(xr.open_zarr(ref.url, storage_options=ref.zarr_options, consolidated=False).load(), ds)
 
     with pytest.raises(PermissionError):
         s3.filesystem(secret="not-the-secret").ls("xr-bucket")

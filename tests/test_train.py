@@ -44,18 +44,18 @@ def _config(cube: str, model_store: str, **training):
 
 def _copy_cube(tiny_twin, tmp_path: Path) -> str:
     dst = tmp_path / "cube.zarr"
-    shutil.copytree(tiny_twin.cube, dst)
+    shutil.copytree(tiny_twin.cube.url, dst)
     return str(dst)
 
 
 @pytest.mark.timeout(180)
 def test_trains_every_period_stores_cards_and_rerun_skips(tiny_twin, tmp_path, client):
-    cfg = _config(tiny_twin.cube, str(tmp_path / "models"))
+    cfg = _config(tiny_twin.cube.url, str(tmp_path / "models"))
     report = train(cfg, client)
     assert report.failed == {}
     assert report.trained == [P1, P2, P3]
     ds = open_cube(tiny_twin.cube)
-    store = ModelStore(cfg.stores.models)
+    store = ModelStore(cfg.stores.ref("models"))
     for p, card in zip(periods(cfg.dates.start, cfg.dates.end), report.cards):
         n = len(sample_graph(ds, p, cfg.predictors).compute(scheduler="sync"))
         assert isinstance(card, TrainedPeriodCard) and card.n_samples == n
@@ -87,7 +87,7 @@ def test_worker_failure_in_one_period_leaves_the_others_trained(tiny_twin, tmp_p
     report = train(cfg, client)
     assert report.trained == [P1, P3]
     assert P2 in report.failed and report.failed[P2]
-    assert ModelStore(cfg.stores.models).read_card(P2) is None  # retried by the next run
+    assert ModelStore(cfg.stores.ref("models")).read_card(P2) is None  # retried by the next run
 
 
 @pytest.mark.timeout(180)
@@ -98,7 +98,7 @@ def test_invalid_and_short_periods_fall_back(tiny_twin, tmp_path, client):
     cfg = _config(cube, str(tmp_path / "models"), pooled=False)
     report = train(cfg, client)
     assert report.trained == [P2, P3] and report.reused == [P1]
-    card = ModelStore(cfg.stores.models).read_card(P1)
+    card = ModelStore(cfg.stores.ref("models")).read_card(P1)
     assert card["n_samples"] == 0 and card["reused_from"] == P2 and "no valid samples" in card["fallback"]
     # a short middle period uses the previous one
     n2 = next(c.n_samples for c in report.cards if c.period == P2)
@@ -132,7 +132,7 @@ def test_cluster_search_matches_sklearn_search(client):
 @pytest.mark.timeout(240)
 def test_cli_train_prints_the_tables(tiny_twin, tmp_path):
     cfg = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
-           "stores": {"cube": tiny_twin.cube, "models": str(tmp_path / "models")},
+           "stores": {"cube": tiny_twin.cube.url, "models": str(tmp_path / "models")},
            "cluster": {"n_workers": 2, "threads_per_worker": 1, "dashboard_address": None},
            "training": {"method": "rao2022", "min_samples": 30, "grids": SMALL_GRIDS, "pooled": False,
                         "models": ["mlr", "xgb"]}}
@@ -220,7 +220,7 @@ def test_the_same_inputs_and_seed_give_byte_identical_model_files(tiny_twin, tmp
     ``xgboost.dask`` model come out byte for byte the same from two runs on two workers."""
     stores = []
     for name in ("first", "second"):
-        cfg = _config(tiny_twin.cube, str(tmp_path / name), models=["mlr", "rf", "xgb"])
+        cfg = _config(tiny_twin.cube.url, str(tmp_path / name), models=["mlr", "rf", "xgb"])
         cfg = cfg.model_copy(update={"dates": cfg.dates.model_copy(update={"end": cfg.dates.start.replace(day=24)})})
         assert train(cfg, client).failed == {}
         stores.append({str(p.relative_to(tmp_path / name)): p.read_bytes()
@@ -236,7 +236,7 @@ def test_a_model_that_fails_to_fit_makes_the_stage_partial_and_is_fitted_again_o
     kernel, given features): the period still chooses among the other models, the failure is named per
     period and model (so the train stage is partial, not done), and a rerun tries it again."""
     grids = {**SMALL_GRIDS, "svr": {"kernel": ["precomputed"]}}  # needs a square kernel matrix: fails in fit
-    cfg = _config(tiny_twin.cube, str(tmp_path / "models"), pooled=False, models=["mlr", "svr"], grids=grids)
+    cfg = _config(tiny_twin.cube.url, str(tmp_path / "models"), pooled=False, models=["mlr", "svr"], grids=grids)
     report = train(cfg, client)
     assert report.trained == [P1, P2, P3]
     assert sorted(report.failed) == [f"{p}/svr" for p in (P1, P2, P3)]
@@ -255,11 +255,11 @@ def test_the_configured_device_reaches_every_fitted_variant(tiny_twin, tmp_path,
     from dsm.models.variants import variant_key
 
     cfg = from_dict({"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
-                     "stores": {"cube": tiny_twin.cube, "models": str(tmp_path / "models")}, "cluster": {"device": "cuda"},
+                     "stores": {"cube": tiny_twin.cube.url, "models": str(tmp_path / "models")}, "cluster": {"device": "cuda"},
                      "training": {"method": "rao2022", "min_samples": 30, "grids": SMALL_GRIDS, "models": ["xgb"],
                                   "pooled": False}})
     report = train(cfg, client, only=[P2])
     assert report.failed == {} and report.variants
-    store = ModelStore(cfg.stores.models)
+    store = ModelStore(cfg.stores.ref("models"))
     cards = [store.read_card(variant_key(v, P2)) for v in ("full", "no-lst")]
     assert [c["device"] for c in cards] == ["cuda", "cuda"], cards

@@ -12,6 +12,7 @@ import pytest
 import xarray as xr
 
 from dsm import cube, grid, store, synthetic
+from dsm.storeref import StoreRef
 from dsm.testing import make_synthetic_cube
 
 pytestmark = pytest.mark.slow  # make test-fast leaves these out
@@ -31,12 +32,12 @@ def loaded(tiny_twin):
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, tiny_twin):
     again = make_synthetic_cube(str(tmp_path / "again"), size="tiny", seed=7)
-    first = _tree_digest(Path(tiny_twin.cube).parent)
-    second = _tree_digest(Path(again.cube).parent)
+    first = _tree_digest(Path(tiny_twin.cube.url).parent)
+    second = _tree_digest(Path(again.cube.url).parent)
     assert first.keys() == second.keys() and len(first) > 50
     assert first == second
     other = make_synthetic_cube(str(tmp_path / "other"), size="tiny", seed=8)
-    third = _tree_digest(Path(other.cube).parent)
+    third = _tree_digest(Path(other.cube.url).parent)
     changed = [k for k in first if k.endswith(("/0/0/0", "/0/0")) and first[k] != third.get(k)]
     assert len(changed) > 10
 
@@ -136,8 +137,8 @@ def test_composites_follow_the_product_rules(tiny_twin, loaded):
 
 def test_stations_sample_the_truth(tiny_twin, loaded):
     c, t = loaded
-    insitu = pd.read_csv(tiny_twin.insitu_csv, parse_dates=["time"])
-    weather = pd.read_csv(tiny_twin.weather_csv, parse_dates=["time"])
+    insitu = pd.read_csv(tiny_twin.insitu_csv.url, parse_dates=["time"])
+    weather = pd.read_csv(tiny_twin.weather_csv.url, parse_dates=["time"])
     assert list(insitu.columns) == ["station", "network", "lon", "lat", "depth", "time", "value"]
     assert insitu["station"].nunique() == 12 and weather["station"].nunique() == 6
     r = cube.layout_of(c).region
@@ -166,12 +167,13 @@ def test_twin_spec_sizes():
 @pytest.mark.timeout(300)
 def test_twin_writes_to_s3(s3, tiny_twin):
     bucket = s3.make_bucket("twin")
-    stores = make_synthetic_cube(f"{bucket}/demo", size="tiny", seed=7, storage_options=s3.storage_options)
-    remote = cube.open_cube(stores.cube, storage_options=s3.storage_options)
+    stores = make_synthetic_cube(StoreRef(f"{bucket}/demo", s3.storage_options), size="tiny", seed=7)
+    assert stores.insitu_csv == StoreRef(f"{bucket}/demo/stations/insitu.csv", s3.storage_options)
+    remote = cube.open_cube(stores.cube)
     local = cube.open_cube(tiny_twin.cube)
     xr.testing.assert_identical(remote[["lst", "smap_sm", "ndvi"]].load(), local[["lst", "smap_sm", "ndvi"]].load())
-    with s3.filesystem().open(stores.insitu_csv) as f:
-        assert pd.read_csv(f).shape == pd.read_csv(tiny_twin.insitu_csv).shape
+    with s3.filesystem().open(stores.insitu_csv.url) as f:
+        assert pd.read_csv(f).shape == pd.read_csv(tiny_twin.insitu_csv.url).shape
 
 
 def test_demo_configurations_put_each_comparison_beside_the_default_run(tmp_path):

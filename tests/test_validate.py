@@ -3,6 +3,7 @@ bootstrap intervals, other gridded products, bad input, exports, twin skill per 
 
 from __future__ import annotations
 
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -19,6 +20,7 @@ from dsm.config import BootstrapConfig, from_dict
 from dsm.grid import CELL_1KM, X_MIN, Y_MAX
 from dsm.skill import skill
 from dsm.stages import validate as val
+from dsm.storeref import StoreRef
 from dsm.testing.validation import gridded_field, make_products_store, write_gridded_geotiffs, write_gridded_netcdf
 
 REGION = [74, 772, 4, 4]
@@ -28,7 +30,7 @@ BOX = (108.2, 38.0, 110.0, 39.6)  # lon/lat grid of the "other" products; TW06 (
 @pytest.fixture(scope="module")
 def twin(tiny_twin, tmp_path_factory):
     root = tmp_path_factory.mktemp("validate")
-    out = make_products_store(str(root / "sm.zarr"), tiny_twin.truth, noise=0.02, seed=3)
+    out = make_products_store(StoreRef(str(root / "sm.zarr")), tiny_twin.truth, noise=0.02, seed=3)
     field = gridded_field(tiny_twin.truth, BOX, 0.25)
     other = {
         "nc": write_gridded_netcdf(root / "other.nc", field, scale=0.01),  # stored in percent
@@ -46,7 +48,7 @@ def twin(tiny_twin, tmp_path_factory):
 def _config(twin, **validation):
     s = twin["stores"]
     raw = {"region": {"cells": REGION}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
-           "stores": {"cube": s.cube, "truth": s.truth, "stations": s.stations, "output": twin["out"]},
+           "stores": {"cube": s.cube.url, "truth": s.truth.url, "stations": s.stations.url, "output": twin["out"].url},
            "validation": {"bootstrap": {"n_resamples": 300, "seed": 1}, "out": str(twin["root"] / "val"),
                           **validation}}
     return from_dict(raw)
@@ -66,7 +68,7 @@ def result(twin):
 
 
 def test_stations_map_to_their_pixel_and_cell(result, twin):
-    raw = pd.read_csv(twin["stores"].insitu_csv).drop_duplicates("station").sort_values("station")
+    raw = pd.read_csv(twin["stores"].insitu_csv.url).drop_duplicates("station").sort_values("station")
     st = result.stations.sort_values("station")
     row, col = _pixel(raw["lon"].to_numpy(), raw["lat"].to_numpy())
     assert st["row"].tolist() == row.tolist() and st["col"].tolist() == col.tolist()
@@ -75,9 +77,9 @@ def test_stations_map_to_their_pixel_and_cell(result, twin):
 
 
 def test_scores_equal_an_independent_computation(result, twin):
-    raw = pd.read_csv(twin["stores"].insitu_csv, parse_dates=["time"])
-    sm = xr.open_zarr(twin["out"], consolidated=False)["sm"].values  # CF-decoded int16 -> float
-    smap = xr.open_zarr(twin["stores"].cube, consolidated=False)["smap_sm"].values
+    raw = pd.read_csv(twin["stores"].insitu_csv.url, parse_dates=["time"])
+    sm = xr.open_zarr(twin["out"].url, consolidated=False)["sm"].values  # CF-decoded int16 -> float
+    smap = xr.open_zarr(twin["stores"].cube.url, consolidated=False)["smap_sm"].values
     t0 = np.datetime64("2016-06-09")
     got = result.scores.set_index(["product", "days", "level", "station"])
     for name, g in raw.groupby("station"):
@@ -133,7 +135,7 @@ def test_other_gridded_products_are_sampled_at_the_station_lonlat(twin):
     ])
     res = val.validate(cfg, None)
     field = twin["field"]
-    raw = pd.read_csv(twin["stores"].insitu_csv, parse_dates=["time"])
+    raw = pd.read_csv(twin["stores"].insitu_csv.url, parse_dates=["time"])
     first = raw.loc[raw["station"] == "TW01"].iloc[0]
     i = int(np.floor((first["lon"] - BOX[0]) / 0.25))
     j = int(np.floor((BOX[3] - first["lat"]) / 0.25))
@@ -158,7 +160,7 @@ def test_bad_inputs_are_named_and_the_rest_is_scored(twin, shared_data, tmp_path
     other_year = twin["field"].assign_coords(time=twin["field"]["time"].values - np.timedelta64(3650, "D"))
     old = write_gridded_netcdf(tmp_path / "old.nc", other_year)
     cfg = _config(twin, stations=[
-        {"path": twin["stores"].insitu_csv},
+        {"path": twin["stores"].insitu_csv.url},
         {"path": str(ismn / "ismn_header_values")},                 # Narbonne, France: outside the region
         {"path": str(ismn / "ismn_header_values_station")},         # COSMOS 0-0.19 m: depth not available
         {"path": str(junk)},
@@ -194,10 +196,10 @@ def test_no_overlapping_days_at_all_is_named(twin, tmp_path):
 
 
 def test_outputs_and_pytesmo_qa4sm_timeseries(result, tmp_path):
-    written = val.write_validation(result, str(tmp_path / "val"))
+    written = val.write_validation(result, StoreRef(str(tmp_path / "val")))
     scores = pd.read_csv(written["scores"])
     assert len(scores) == len(result.scores)
-    ts = val.export_timeseries(result.pairs, result.stations, str(tmp_path / "ts"), depth=0.05)
+    ts = val.export_timeseries(result.pairs, result.stations, StoreRef(str(tmp_path / "ts")), depth=0.05)
     assert len(ts["files"]) == 12
     name = Path(ts["files"][0]).name
     assert name.startswith("dsm_gpi=0_lat=") and "_lon=" in name and name.endswith(".csv")
@@ -229,13 +231,13 @@ def test_the_period_table_comes_from_the_twin_skill_without_reading_the_truth_ag
     from dsm.skill import twin_skill_of
 
     truth = tmp_path / "truth.zarr"  # a copy of the truth, removed once the skill is computed
-    shutil.copytree(twin["stores"].truth, truth)
+    shutil.copytree(twin["stores"].truth.url, truth)
     cfg = _config(twin)
     cfg = cfg.model_copy(update={"stores": cfg.stores.model_copy(update={"truth": str(truth)})})
     s = twin_skill_of(cfg)
     shutil.rmtree(truth)
     with pytest.raises(Exception, match="truth.zarr"):  # the truth is gone: reading it fails
-        skill(twin["out"], str(truth), twin["stores"].cube)
+        skill(twin["out"], StoreRef(str(truth)), twin["stores"].cube)
     got = val.validate(cfg, None, twin=s).period_skill  # so this one read no truth
     want = result.period_skill  # validate without the twin skill: its own skill pass, from the truth
     assert got[["period", "map", "n"]].equals(want[["period", "map", "n"]])
@@ -252,7 +254,7 @@ def test_cli_skill_scores_on_the_cluster_as_in_process(twin, tmp_path):
 
     s = twin["stores"]
     cfg = {"region": {"cells": REGION}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
-           "stores": {"cube": s.cube, "truth": s.truth, "stations": s.stations, "output": twin["out"]},
+           "stores": {"cube": s.cube.url, "truth": s.truth.url, "stations": s.stations.url, "output": twin["out"].url},
            "cluster": {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": None}}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -260,7 +262,7 @@ def test_cli_skill_scores_on_the_cluster_as_in_process(twin, tmp_path):
     assert res.exit_code == 0, res.output
     assert "skill of the 1 km maps" in res.output
     written = json.loads((tmp_path / "skill.json").read_text())
-    here = skill({"fusion": twin["out"]}, s.truth, s.cube, stations=read_twin_stations(f"{s.stations}/insitu.csv"),
+    here = skill({"fusion": twin["out"]}, s.truth, s.cube, stations=read_twin_stations(s.insitu_csv),
                  periods=True)
     assert written == json.loads(json.dumps(here)) and written["periods"]
 
@@ -271,7 +273,7 @@ def test_cli_validate(twin, tmp_path):
 
     s = twin["stores"]
     cfg = {"region": {"cells": REGION}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
-           "stores": {"cube": s.cube, "stations": s.stations, "output": twin["out"]},
+           "stores": {"cube": s.cube.url, "stations": s.stations.url, "output": twin["out"].url},
            "cluster": {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": None},
            "validation": {"bootstrap": {"n_resamples": 50}, "out": "val"}}
     path = tmp_path / "config.yaml"
@@ -297,16 +299,45 @@ def test_station_files_are_read_from_object_storage_and_bad_ones_named(s3, tiny_
 
     bucket = s3.make_bucket("dsm-stations")
     fs = s3.filesystem()
-    fs.put_file(f"{tiny_twin.stations}/insitu.csv", f"{bucket.removeprefix('s3://')}/st/insitu.csv")
+    fs.put_file(tiny_twin.insitu_csv.url, f"{bucket.removeprefix('s3://')}/st/insitu.csv")
     fs.pipe_file(f"{bucket.removeprefix('s3://')}/st/broken.csv", b"this,is\nnot,a station table\n")
-    remote, failures = val.read_source(StationSourceConfig(path=f"{bucket}/st/*.csv"), s3.storage_options)
-    local, none = val.read_source(StationSourceConfig(path=f"{tiny_twin.stations}/insitu.csv"))
+    remote, failures = val.read_source(StationSourceConfig(path=f"{bucket}/st/*.csv"), s3.ref(f"{bucket}/st/*.csv"))
+    local, none = val.read_source(StationSourceConfig(path=tiny_twin.insitu_csv.url))
     assert none == {} and len(local) > 100
     pd.testing.assert_frame_equal(remote, local)
     assert list(failures) == [f"{bucket}/st/broken.csv"]
     assert failures[f"{bucket}/st/broken.csv"].startswith("no column 'station': set columns.station")
-    missing, why = val.read_source(StationSourceConfig(path=f"{bucket}/nowhere/*.csv"), s3.storage_options)
+    nowhere = f"{bucket}/nowhere/*.csv"
+    missing, why = val.read_source(StationSourceConfig(path=nowhere), s3.ref(nowhere))
     assert len(missing) == 0 and why == {f"{bucket}/nowhere/*.csv": "no file matches this path"}
+
+
+@pytest.mark.s3
+@pytest.mark.timeout(120)
+def test_twin_station_tables_on_object_storage_are_found_and_read_with_the_stores_options(s3, tiny_twin, monkeypatch):
+    """The twin's weather and in situ tables in a bucket named only in ``stores.storage_options``
+    (no AWS_* variables: nothing else reaches it) read as from the local folder."""
+    from dsm.skill import read_twin_stations
+
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    bucket = s3.make_bucket("dsm-twin-tables")
+    fs = s3.filesystem()
+    for name in ("insitu.csv", "weather.csv"):
+        fs.put_file(tiny_twin.stations.join(name).url, f"{bucket.removeprefix('s3://')}/st/{name}")
+
+    def config(stations, options):
+        return from_dict({"region": {"cells": REGION}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
+                          "stores": {"cube": tiny_twin.cube.url, "stations": stations, "storage_options": options}})
+
+    remote = config(f"{bucket}/st", s3.storage_options)
+    v = val.stations_config(remote)
+    assert v.weather == f"{bucket}/st/weather.csv"  # found in the bucket: the default weather table
+    local = config(tiny_twin.stations.url, {})
+    pd.testing.assert_frame_equal(val.weather_table(v, remote.stores),
+                                  val.weather_table(val.stations_config(local), local.stores))
+    pd.testing.assert_frame_equal(read_twin_stations(remote.stores.ref("stations").join("insitu.csv")),
+                                  read_twin_stations(tiny_twin.insitu_csv))
 
 
 def test_no_readable_station_is_one_clear_error(twin, tmp_path):
@@ -322,7 +353,7 @@ RENAMED = {"station": "site_id", "network": "net", "lon": "longitude", "lat": "l
 
 def test_station_columns_read_a_csv_under_its_own_names(twin, result, tmp_path):
     mine = tmp_path / "my_sites.csv"
-    pd.read_csv(twin["stores"].insitu_csv, dtype=str).rename(columns=RENAMED).to_csv(mine, index=False)
+    pd.read_csv(twin["stores"].insitu_csv.url, dtype=str).rename(columns=RENAMED).to_csv(mine, index=False)
     res = val.validate(_config(twin, stations=[{"path": str(mine), "columns": RENAMED}], bootstrap={"n_resamples": 0}),
                        None)
     pd.testing.assert_frame_equal(res.pairs, result.pairs)  # the same pairs as the twin's own CSV gives
@@ -331,9 +362,9 @@ def test_station_columns_read_a_csv_under_its_own_names(twin, result, tmp_path):
 
 def test_a_missing_mapped_column_names_the_file_column_and_key(twin, tmp_path):
     mine = tmp_path / "my_sites.csv"
-    pd.read_csv(twin["stores"].insitu_csv, dtype=str).rename(columns=RENAMED).to_csv(mine, index=False)
+    pd.read_csv(twin["stores"].insitu_csv.url, dtype=str).rename(columns=RENAMED).to_csv(mine, index=False)
     wrong = {**RENAMED, "value": "sm_5cm"}
-    stations = [{"path": twin["stores"].insitu_csv}, {"path": str(mine), "columns": wrong}]
+    stations = [{"path": twin["stores"].insitu_csv.url}, {"path": str(mine), "columns": wrong}]
     res = val.validate(_config(twin, stations=stations, bootstrap={"n_resamples": 0}), None)
     bad = res.problems.loc[res.problems["name"] == str(mine), "problem"].tolist()
     assert len(bad) == 1 and bad[0].startswith("no column 'sm_5cm' (dsm's 'value', set by "
@@ -349,7 +380,7 @@ def test_a_missing_mapped_column_names_the_file_column_and_key(twin, tmp_path):
 def test_weather_columns_read_a_weather_table_under_its_own_names(twin, tmp_path):
     names = {"station": "id", "time": "date", "precip_mm": "PRCP", "tair_c": "TAVG"}
     mine = tmp_path / "weather.csv"
-    pd.read_csv(twin["stores"].weather_csv, dtype=str).rename(columns=names).to_csv(mine, index=False)
+    pd.read_csv(twin["stores"].weather_csv.url, dtype=str).rename(columns=names).to_csv(mine, index=False)
     twins = val.weather_table(val.stations_config(_config(twin)))  # the twin's weather.csv by default
     w = val.weather_table(val.stations_config(_config(twin, weather=str(mine), weather_columns=names)))
     pd.testing.assert_frame_equal(w, twins)

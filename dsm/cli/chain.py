@@ -69,16 +69,13 @@ def demo(workdir: Path, size: str, seed: int, overwrite: bool, compare: bool) ->
 def _remove_outputs(cfg: config_mod.Config) -> None:
     """Delete every store a run of ``cfg`` writes (the demo's --overwrite), except the lock,
     which the caller holds."""
-    import fsspec
-
-    from dsm.chain import records_url
+    from dsm.chain import records_ref
     from dsm.stages.validate import stations_config
 
     s = cfg.stores
-    targets = [s.cube, s.truth, s.stations, s.models, s.output, s.cog, s.stac, str(stations_config(cfg).out),
-               records_url(cfg)]
-    for url in filter(None, targets):
-        fs, path = fsspec.core.url_to_fs(url, **s.storage_options)
+    urls = [s.cube, s.truth, s.stations, s.models, s.output, s.cog, s.stac, str(stations_config(cfg).out)]
+    for ref in [*(s.at(url) for url in urls if url), records_ref(cfg)]:
+        fs, path = ref.fs()
         if fs.exists(path):
             fs.rm(path, recursive=True)
 
@@ -93,7 +90,7 @@ def _print_stage(cfg: config_mod.Config, res: Any, valid_fractions: bool) -> Non
     if res.stage == "cube":
         from dsm import cube
 
-        _print_summary(cube.summary(cube.open_cube(cfg.stores.cube, cfg.stores.storage_options),
+        _print_summary(cube.summary(cube.open_cube(cfg.stores.ref("cube")),
                                     valid_fractions=valid_fractions))
         for name, why in res.failed.items():
             click.secho(f"  FAILED {name}: {why}", fg="red", err=True)

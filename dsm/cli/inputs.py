@@ -42,7 +42,8 @@ def ingest(config_path: str, report_path: str | None, as_json: bool, strict: boo
     if cfg.inputs is None:
         raise config_mod.ConfigError(f"{config_path} has no 'inputs:' section: nothing to ingest")
     with _locked(cfg, break_lock) as lease:
-        report = _on_cluster(cfg, lambda client: run_ingest(cfg, client, progress=progress and not quiet(), report_path=report_path,
+        report_at = cfg.stores.at(report_path) if report_path else None
+        report = _on_cluster(cfg, lambda client: run_ingest(cfg, client, progress=progress and not quiet(), report_at=report_at,
                                                             lease=lease, overwrite=overwrite))
     if as_json:
         click.echo(json.dumps(report, indent=1))

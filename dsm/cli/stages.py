@@ -67,9 +67,10 @@ def _run_export(cfg: config_mod.Config, client: Any, force: bool = False, lease:
 
 
 def _run_skill(cfg: config_mod.Config, dest: str) -> None:
+    """The twin skill of ``cfg`` written to ``dest`` (a path or URL, under the stores' options)."""
     from dsm.chain import twin_skill
 
-    _print_skill(_on_cluster(cfg, lambda client: twin_skill(cfg, dest, client)), dest)
+    _print_skill(_on_cluster(cfg, lambda client: twin_skill(cfg, cfg.stores.at(dest), client)), dest)
 
 
 def _report_on(cfg: config_mod.Config, client: Any, lease: Any) -> str:

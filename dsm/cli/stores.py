@@ -68,7 +68,8 @@ def status_cmd(config_path: str, as_json: bool) -> None:
             click.echo(f"  {day}: {why}")
 
 
-def _storage_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """The fsspec options of ``--storage-option KEY=VALUE`` pairs (values read as YAML)."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -92,8 +93,9 @@ def cube_group() -> None:
 def cube_info(url: str, storage_option: tuple[str, ...], no_valid: bool, as_json: bool) -> None:
     """Variables, axes, chunks, extent and valid fractions of the cube at URL."""
     from dsm import cube
+    from dsm.storeref import StoreRef
 
-    ds = cube.open_cube(url, _storage_options(storage_option))
+    ds = cube.open_cube(StoreRef(url, _parse_options(storage_option)))
     summary = cube.summary(ds, valid_fractions=not no_valid)
     if as_json:
         click.echo(json.dumps(summary, indent=2))

@@ -8,6 +8,10 @@ from typing import Any, Literal, get_args
 from pydantic import Field, field_validator, model_validator
 
 from dsm.config.base import _Frozen
+from dsm.errors import ConfigError
+from dsm.storeref import StoreRef
+
+StoreName = Literal["cube", "truth", "models", "output", "cog", "stations", "stac", "netcdf"]
 
 
 class StoresConfig(_Frozen):
@@ -23,6 +27,32 @@ class StoresConfig(_Frozen):
     netcdf: str | None = Field(default=None, description="folder of the netCDF files of `dsm export --format netcdf` "
                                "(default: netcdf/ beside stores.output)")
     storage_options: dict[str, Any] = Field(default_factory=dict)
+
+    def ref(self, name: StoreName) -> StoreRef:
+        """The handle of ``stores.<name>`` with these storage options.
+
+        ``stac`` defaults to ``stac/`` under ``stores.cog`` and ``netcdf`` to ``netcdf/`` beside
+        ``stores.output``.
+
+        Raises
+        ------
+        ConfigError
+            The store (or, for a default, the store it derives from) is not set.
+        """
+        url = getattr(self, name)
+        if url:
+            return self.at(url)
+        if name == "stac" and self.cog:
+            return self.ref("cog").join("stac")
+        if name == "netcdf" and self.output:
+            return self.ref("output").sibling("netcdf")
+        base = {"stac": " (or stores.cog, which it defaults under)",
+                "netcdf": " (or stores.output, beside which it defaults)"}.get(name, "")
+        raise ConfigError(f"stores.{name} is not set{base}: set it in the configuration's stores section")
+
+    def at(self, url: str) -> StoreRef:
+        """The handle of any other location (``url``) under these storage options."""
+        return StoreRef(url, self.storage_options)
 
 
 class ClusterConfig(_Frozen):

@@ -5,7 +5,7 @@ written, values masked as out of range, duplicate fallbacks, the land mask's sou
 precipitation days with and without data; :func:`summarize` counts them;
 :func:`_merge_provenance` keeps the provenance of earlier runs (:func:`_previous`) for the
 dates this run did not write; :func:`format_report` gives the lines printed by ``dsm ingest``
-and :func:`report_url` where the JSON report lives (beside the cube).
+and :func:`report_ref` where the JSON report lives (beside the cube).
 """
 
 from __future__ import annotations
@@ -13,31 +13,28 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import posixpath
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-import fsspec
 
 from dsm.config import Config
 from dsm.ingest.inputs import input_errors
 from dsm.ingest.plan import Plan
 from dsm.ingest.static import STATIC_VARS
+from dsm.storeref import StoreRef
 
 log = logging.getLogger(__name__)
 
 
-def report_url(cube_url: str) -> str:
-    """Where the ingest report of a cube lives: beside it, ``<cube stem>.ingest_report.json``.
+def report_ref(cube: StoreRef) -> StoreRef:
+    """Where the ingest report of a cube lives: beside it, ``<cube stem>.ingest_report.json``
+    (same options).
 
     Not inside the store: a report of thousands of files in the store's attributes would be
     read on every open, and the store's bytes would change with every run.
     """
-    base = cube_url.rstrip("/")
-    parent, name = posixpath.split(base) if "://" in base else os.path.split(base)
-    stem = name[: -len(".zarr")] if name.endswith(".zarr") else name
-    return f"{parent}/{stem}.ingest_report.json"
+    stem = cube.name.removesuffix(".zarr")
+    return cube.sibling(f"{stem}.ingest_report.json")
 
 def _precip_report(p: Plan, groups: Sequence[dict[str, Any]], errors: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Days of the precipitation axis with data this run, and the missing days (not filled).
@@ -124,14 +121,16 @@ def summarize(report: Mapping[str, Any]) -> dict[str, int]:
     return out
 
 
-def _previous(path: str, so: Mapping[str, Any]) -> dict[str, Any]:
+def _previous(ref: StoreRef) -> dict[str, Any]:
+    """The provenance of the earlier report at ``ref`` ({} when there is none)."""
     try:
-        with fsspec.open(path, "r", **dict(so)) as f:
+        fs, path = ref.fs()
+        with fs.open(path, "r") as f:
             return json.load(f).get("provenance", {})
     except FileNotFoundError:
         return {}
     except (OSError, ValueError, AttributeError) as exc:
-        log.warning("ignoring the unreadable previous report %s: %s", path, exc)
+        log.warning("ignoring the unreadable previous report %s: %s", ref, exc)
         return {}
 
 

@@ -192,7 +192,6 @@ class StaticSource:
             files += report(r.files, kind, None)
             groups.append({"source": kind, "date": None, "status": r.status, "variables": sorted(r.arrays or ()),
                            "files": [x.path for x in r.files if x.status == "used"]})  # fmt: skip
-        out = write_static(cfg.stores.cube, cfg.stores.storage_options, cube, results, self.soil_configured,
-                           self.dem_configured, warnings)
+        out = write_static(cfg.stores.ref("cube"), cube, results, self.soil_configured, self.dem_configured, warnings)
         prov = {v: {"static": g["files"]} for g in groups for v in g["variables"]}
         return {"task": task.key, "files": files, "groups": groups, "provenance": prov, **out}

@@ -38,6 +38,7 @@ from dsm.ingest.rasters import ValueRule, check_range, read_values, require_over
 from dsm.ingest.reproject import Raster, warp_many_to_region
 from dsm.ingest.soil import FRACTIONS, read_texture_raster, sum_refusal, texture_sum
 from dsm.ingest.terrain import dem_to_region
+from dsm.storeref import StoreRef
 
 log = logging.getLogger(__name__)
 
@@ -150,13 +151,15 @@ def derive_land(dem: np.ndarray | None, soil: Mapping[str, np.ndarray], shape: t
     return land, " and ".join(parts), warnings
 
 
-def write_static(cube_url: str, so: Mapping[str, Any], cube: xr.Dataset, results: Mapping[str, Any],
-                 soil_configured: Sequence[str], dem_configured: bool, warnings: Sequence[str] = ()) -> dict[str, Any]:
+def write_static(cube_ref: StoreRef, cube: xr.Dataset, results: Mapping[str, Any], soil_configured: Sequence[str],
+                 dem_configured: bool, warnings: Sequence[str] = ()) -> dict[str, Any]:
     """Merge the static layers (values outside their valid range masked), make the land mask,
     write what changed.
 
     Parameters
     ----------
+    cube_ref, cube
+        The cube, and the cube opened (:func:`dsm.store.open_store`).
     results
         ``{"dem" | fraction | "land_mask": GroupResult}`` of this ingest.
     soil_configured, dem_configured
@@ -181,7 +184,7 @@ def write_static(cube_url: str, so: Mapping[str, Any], cube: xr.Dataset, results
         notes.append("the land mask has no land pixel: nothing will be trained or predicted")
     part = _changed(old, merged, mask)
     if part.data_vars:
-        store.write_region(cube_url, part, so, cube)
+        store.write_region(cube_ref, part, cube)
     for w in notes:
         log.warning("%s", w)
     return {"wrote": {str(v): "static" for v in part.data_vars}, "out_of_range": masked,

@@ -32,7 +32,7 @@ def run_task(task: Task, cfg: Config) -> dict[str, Any]:
         ``"static"``) and ``seconds``, all JSON-ready.
     """
     t0 = time.perf_counter()
-    cube = store.open_store(cfg.stores.cube, "cube", cfg.stores.storage_options)
+    cube = store.open_store(cfg.stores.ref("cube"), "cube")
     result = source_named(cfg, task.source).run(task, cfg, cube, cfg.grid_region)
     result["seconds"] = round(time.perf_counter() - t0, 3)
     return result

@@ -52,7 +52,7 @@ def merge_and_write(cfg: Config, cube: xr.Dataset, dim: str, start: int, stop: i
             part[v] = (old[v].dims, block)
             wrote[v] = [start, stop]
     if part.data_vars:
-        store.write_region(cfg.stores.cube, part, cfg.stores.storage_options, cube)
+        store.write_region(cfg.stores.ref("cube"), part, cube)
     return wrote, masked
 
 

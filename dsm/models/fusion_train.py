@@ -120,8 +120,8 @@ def sample_table(config: Config, client: Client, ds: xr.Dataset, predictors: Seq
     ``attrs["out_of_range"]`` sums the periods' counts of masked values (:mod:`dsm.samples`)."""
     tcfg = config.training
     computed = sample_tables(client, ds, periods(config.dates.start, config.dates.end), predictors,
-                             config.stores.storage_options, how=tcfg.aggregation,
-                             min_valid_fraction=tcfg.min_valid_fraction, features=features, keep="smap", ranges=True)
+                             how=tcfg.aggregation, min_valid_fraction=tcfg.min_valid_fraction, features=features,
+                             keep="smap", ranges=True)
     counts = table_counts(computed)
     tables = [t for t in computed if len(t)]
     if not tables:

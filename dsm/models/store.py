@@ -34,7 +34,6 @@ import platform
 from collections.abc import Mapping
 from typing import Any
 
-import fsspec
 import joblib
 import numpy as np
 import scipy
@@ -46,6 +45,7 @@ from dsm import files
 from dsm.errors import StoreError
 from dsm.models.estimators import final_step
 from dsm.runlock import Lease
+from dsm.storeref import StoreRef
 
 CARD = "card.json"
 REPORT = "run.json"
@@ -96,27 +96,25 @@ def linear_coefficients(estimator: BaseEstimator) -> dict[str, Any] | None:
 
 
 class ModelStore:
-    """Models and cards of every period at ``url`` (local path or fsspec URL).
+    """Models and cards of every period at ``ref`` (local path or fsspec URL).
 
     Parameters
     ----------
-    url
-        Root of the store.
-    storage_options
-        fsspec options (e.g. ``{"endpoint_url": ...}`` for S3).
+    ref
+        Root of the store (``config.stores.ref("models")``); ``self.url`` is its URL.
     lease
         The writing run's lease (:class:`dsm.runlock.Lease`): checked before every write, so
         a run that lost the output store's lock stops before it replaces a model or a card.
     """
 
-    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None, lease: Lease | None = None) -> None:
-        self.url = url.rstrip("/")
+    def __init__(self, ref: StoreRef, lease: Lease | None = None) -> None:
+        self.ref = ref
+        self.url = ref.url.rstrip("/")
         self.lease = lease
         try:
-            self.fs, self.root = fsspec.core.url_to_fs(self.url, **dict(storage_options or {}))
+            self.fs, self.root = ref.fs()
         except (ValueError, ImportError) as exc:
-            raise StoreError(f"cannot open the model store {url}: {exc}") from exc
-        self.root = self.root.rstrip("/")
+            raise StoreError(f"cannot open the model store {ref}: {exc}") from exc
 
     def _path(self, *parts: str) -> str:
         return "/".join((self.root, *parts))

@@ -215,8 +215,8 @@ def train_variants(client: Client, config: Config, store: ModelStore, ds: Any, p
         return [], {}
     have = dict(tables or {})
     todo = [i for i, (n, v, _, _) in enumerate(wanted) if not (v == FULL and n in have)]
-    computed = {i: table_futures(client, ds, [by_name[wanted[i][0]]], wanted[i][2], config.stores.storage_options,
-                                 how=tcfg.aggregation, min_valid_fraction=tcfg.min_valid_fraction)[0] for i in todo}
+    computed = {i: table_futures(client, ds, [by_name[wanted[i][0]]], wanted[i][2], how=tcfg.aggregation,
+                                 min_valid_fraction=tcfg.min_valid_fraction)[0] for i in todo}
     sent = {n: client.scatter(have[n], hash=False) for n in {wanted[i][0] for i in range(len(wanted)) if i not in computed}}
     inputs = [computed[i] if i in computed else sent[wanted[i][0]] for i in range(len(wanted))]  # data sent once
     fits = [client.submit(fit_variant, t, n, v, preds, card, tcfg, interval, config.cluster.device, pure=False)

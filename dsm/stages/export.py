@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import fsspec
 import xarray as xr
 from distributed import Client
 
@@ -36,9 +35,10 @@ from dsm.cog import EXTRA_LAYERS, ExportJob, blocksize_for, cog_intact, cog_name
 from dsm.config import Config
 from dsm.daydata import LostDataError
 from dsm.errors import ConfigError
-from dsm.netcdf import NetcdfJob, global_attrs, netcdf_url, period_label, write_period
+from dsm.netcdf import NetcdfJob, global_attrs, period_label, write_period
 from dsm.runlock import Lease
 from dsm.stac import COLLECTION_ID, FsspecStacIO, build_catalog, stac_item
+from dsm.storeref import StoreRef
 
 __all__ = ["COLLECTION_ID", "ExportJob", "ExportReport", "FsspecStacIO", "LostDataError", "blocksize_for",
            "build_catalog", "cog_name", "export", "export_day", "stac_item", "write_cog"]
@@ -79,12 +79,12 @@ class _State:
 def _record(config: Config, st: _State, fence: int | None) -> None:
     """Record the COG records and the days taken back that changed since ``st.led``: the COG
     records first, so a crash in between never leaves a record of a day predict will redo."""
-    url, so = str(config.stores.output), config.stores.storage_options
+    out = config.stores.ref("output")
     old = st.led.exported
-    ledger.write_exported(url, {d: st.exported.get(d) for d in sorted(set(old) | set(st.exported))
-                                if st.exported.get(d) != old.get(d)}, so, fence)
+    ledger.write_exported(out, {d: st.exported.get(d) for d in sorted(set(old) | set(st.exported))
+                                if st.exported.get(d) != old.get(d)}, fence)
     undone = {d: replace(st.led.day(d), done=False) for d in st.led.done if d not in st.done}
-    ledger.write_days(url, undone, so, fence)
+    ledger.write_days(out, undone, fence)
     st.led = replace(st.led, days={**st.led.days, **undone}, exported=dict(st.exported))
 
 
@@ -95,24 +95,23 @@ def _layers(config: Config) -> tuple[str, ...]:
 def _export_cogs(config: Config, client: Client, st: _State, report: ExportReport, force: bool,
                  progress: Callable[[str], None] | None, check: Callable[[], None], fence: int | None) -> None:
     """The COGs of every predicted day not yet exported, the records, then the STAC catalog."""
-    so = config.stores.storage_options
+    out, cog = config.stores.ref("output"), config.stores.ref("cog")
     settings = fingerprint.record(config, "cog")
     if st.exported and not force:
-        fingerprint.check_settings(st.led.cog_settings, config, "cog", str(config.stores.cog),
+        fingerprint.check_settings(st.led.cog_settings, config, "cog", cog.url,
                                    "`dsm export CONFIG --force` rewrites every COG")
     layers = _layers(config)
-    so_json = json.dumps(so, sort_keys=True)
     jobs = []
     for t, day in enumerate(st.times):
         name = day.isoformat()
         if name not in st.done:
             continue
         info = st.exported.get(name)
-        if info and not force and cog_intact(info, so, layers):
+        if info and not force and cog_intact(info, cog, layers):
             report.skipped.append(name)
             continue
         rec = st.led.day(name)
-        jobs.append(ExportJob(str(config.stores.output), str(config.stores.cog), so_json, day, t,
+        jobs.append(ExportJob(out, cog, day, t,
                               config.output.export_crs, config.output.cog_blocksize, config.output.cog_compress,
                               rec.valid_pixels, rec.sm_digest, layers))
     check()
@@ -131,11 +130,11 @@ def _export_cogs(config: Config, client: Client, st: _State, report: ExportRepor
     report.exported.sort()
     check()
     _record(config, st, fence)
-    ledger.write_records(str(config.stores.output), {"cog_settings": settings}, so, fence=fence)
+    ledger.write_records(out, {"cog_settings": settings}, fence=fence)
     if st.exported:
-        stac_url = config.stores.stac or f"{str(config.stores.cog).rstrip('/')}/stac"
-        build_catalog(list(st.exported.values()), st.led.days, stac_url, so, config.output, config.training.method)
-        report.stac = f"{stac_url.rstrip('/')}/collection.json"
+        stac = config.stores.ref("stac")
+        build_catalog(list(st.exported.values()), st.led.days, stac, config.output, config.training.method)
+        report.stac = stac.join("collection.json").url
 
 
 def _netcdf_settings(config: Config) -> dict[str, Any]:
@@ -146,9 +145,9 @@ def _netcdf_settings(config: Config) -> dict[str, Any]:
             "providers": [p.model_dump(mode="json") for p in out.providers]}
 
 
-def _netcdf_intact(record: ledger.NetcdfRecord, so: Mapping[str, Any]) -> bool:
-    """Whether the recorded netCDF file still exists with its size."""
-    fs, path = fsspec.core.url_to_fs(record.url, **so)
+def _netcdf_intact(record: ledger.NetcdfRecord, dest: StoreRef) -> bool:
+    """Whether the recorded netCDF file (in the folder ``dest``) still exists with its size."""
+    fs, path = dest.at(record.url).fs()
     try:
         return fs.size(path) == record.size
     except FileNotFoundError:
@@ -158,8 +157,7 @@ def _netcdf_intact(record: ledger.NetcdfRecord, so: Mapping[str, Any]) -> bool:
 def _export_netcdf(config: Config, client: Client, st: _State, report: ExportReport, force: bool, command: str,
                    check: Callable[[], None], fence: int | None) -> None:
     """One netCDF file per period holding predicted days; files up to date are skipped."""
-    so = config.stores.storage_options
-    dest = netcdf_url(config)
+    out, dest = config.stores.ref("output"), config.stores.ref("netcdf")
     settings = _netcdf_settings(config)
     recorded = st.led.netcdf
     written: dict[str, ledger.NetcdfRecord] = {}
@@ -168,17 +166,16 @@ def _export_netcdf(config: Config, client: Client, st: _State, report: ExportRep
     for t, day in enumerate(st.times):
         if day.isoformat() in st.done:
             periods.setdefault(period_label(day, config.output.netcdf_period), []).append((t, day.isoformat()))
-    so_json = json.dumps(so, sort_keys=True)
     jobs = []
     for label, members in sorted(periods.items()):
         days = [d for _, d in members]
         rec = recorded.get(label)
         if (rec and not force and list(rec.days) == days and rec.settings == settings
-                and rec.url == f"{dest}/{rec.name}" and _netcdf_intact(rec, so)):
+                and rec.url == dest.join(rec.name).url and _netcdf_intact(rec, dest)):
             report.netcdf_skipped.append(label)
             continue
         models = [st.led.day(d) for d in days]
-        jobs.append(NetcdfJob(str(config.stores.output), dest, so_json, label, tuple(days),
+        jobs.append(NetcdfJob(out, dest, label, tuple(days),
                               tuple(t for t, _ in members), tuple(m.valid_pixels for m in models),
                               tuple(m.sm_digest for m in models),
                               json.dumps(global_attrs(config, region, days, label, command)),
@@ -196,7 +193,7 @@ def _export_netcdf(config: Config, client: Client, st: _State, report: ExportRep
                     st.take_back(iso)
     report.netcdf.sort()
     check()
-    ledger.write_netcdf(str(config.stores.output), written, so, fence=fence)
+    ledger.write_netcdf(out, written, fence=fence)
     _record(config, st, fence)
 
 
@@ -232,15 +229,15 @@ def export(config: Config, client: Client, *, force: bool = False, progress: Cal
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ConfigError(f"export format(s) {unknown} unknown: output.formats / --format take {list(FORMATS)}")
-    so = config.stores.storage_options
     if not config.stores.output:
         raise ConfigError("stores.output must be set to export")
     if "cog" in formats and not config.stores.cog:
         raise ConfigError("stores.cog must be set to export COGs (output.formats / --format cog); "
                           "`dsm export CONFIG --format netcdf` writes netCDF files only")
-    ds = products.open_products(config.stores.output, so)
+    out = config.stores.ref("output")
+    ds = products.open_products(out)
     times = [dt.date.fromisoformat(str(t)[:10]) for t in ds["time"].values.astype("datetime64[D]")]
-    led = ledger.read(config.stores.output, so, ds.attrs)
+    led = ledger.read(out, ds.attrs)
     st = _State(ds, led, set(led.done), dict(led.exported), times)
     report = ExportReport()
     check = lease.check if lease is not None else (lambda: None)

@@ -32,7 +32,7 @@ Steps
 3. **Report** (client): every file with its status (used / skipped / failed) and reason,
    every group with what was written, the provenance (which files made which variable
    and date), duplicate fallbacks, ``land_mask_source`` and warnings are printed and written
-   as JSON next to the cube (:func:`~dsm.ingest.report.report_url`). After an extension
+   as JSON next to the cube (:func:`~dsm.ingest.report.report_ref`). After an extension
    (``dsm run --until``) the tasks of chunks complete before the old end and recorded written
    are not run (:func:`dsm.ingest.plan.changing`): their files are listed ``kept``, the tasks
    under ``not_run``, and their provenance comes from the earlier report. A configured input that gave nothing (no
@@ -104,11 +104,10 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import fsspec
 import xarray as xr
 from tqdm.auto import tqdm
 
-from dsm import fingerprint, store
+from dsm import files, fingerprint, store
 from dsm.antecedent import write_antecedent
 from dsm.cluster import leased_outcomes
 from dsm.config import Config
@@ -116,11 +115,12 @@ from dsm.cube import Layout, create_cube, cube_template, layout_of, open_cube
 from dsm.errors import ConfigError, InputError
 from dsm.extend import recorded_end, resize_time
 from dsm.ingest.plan import changing, plan
-from dsm.ingest.report import _assemble, _merge_provenance, _previous, report_url, summarize
+from dsm.ingest.report import _assemble, _merge_provenance, _previous, report_ref, summarize
 from dsm.ingest.sources import configured_sources
 from dsm.ingest.tasks import run_task
 from dsm.progress import bar_disabled
 from dsm.runlock import Lease
+from dsm.storeref import StoreRef
 
 log = logging.getLogger(__name__)
 
@@ -148,21 +148,21 @@ def _ensure_cube(cfg: Config, overwrite: bool = False) -> tuple[xr.Dataset, dt.d
         A source was ingested into the cube with other value settings
         (:func:`dsm.fingerprint.cube_update`): ingesting it again would mix them.
     """
-    url, so = cfg.stores.cube, cfg.stores.storage_options
+    ref = cfg.stores.ref("cube")
     layout = Layout.from_config(cfg)
-    if overwrite or not store._exists(url, so):
-        log.info("creating the cube %s", url)
-        create_cube(url, layout, so, overwrite=overwrite)
-    have_end = recorded_end(url, so)
+    if overwrite or not store.exists(ref.join("zarr.json")):
+        log.info("creating the cube %s", ref)
+        create_cube(ref, layout, overwrite=overwrite)
+    have_end = recorded_end(ref)
     old_end = None
     if have_end is not None and have_end < layout.end:  # dsm run --until: the cube grows (dsm.extend)
-        log.info("extending the cube %s from %s to %s", url, have_end, layout.end)
-        old_end = resize_time(url, cube_template(layout), so)
-    ds = open_cube(url, so)
+        log.info("extending the cube %s from %s to %s", ref, have_end, layout.end)
+        old_end = resize_time(ref, cube_template(layout))
+    ds = open_cube(ref)
     have = layout_of(ds)
     if (have.region, have.start, have.end) != (layout.region, layout.start, layout.end):
         raise ConfigError(
-            f"the cube at {url} covers region {have.region.to_dict()} {have.start}..{have.end}, the configuration "
+            f"the cube at {ref} covers region {have.region.to_dict()} {have.start}..{have.end}, the configuration "
             f"{layout.region.to_dict()} {layout.start}..{layout.end}: use another stores.cube"
         )
     _settings_after(cfg, ds, ())  # refuses before any file is read
@@ -180,7 +180,7 @@ def _settings_after(cfg: Config, cube: xr.Dataset, sources: Sequence[str]) -> di
                                    "dsm predict --overwrite), or choose another stores.cube", sorted(prefixes))
 
 
-def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str | None = None,
+def run_ingest(cfg: Config, client: Any, progress: bool = True, report_at: StoreRef | None = None,
                lease: Lease | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Ingest every configured input into the cube on ``client``'s cluster; write the report.
 
@@ -192,8 +192,8 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
         A :class:`distributed.Client`.
     progress
         Show a progress bar over the tasks.
-    report_path
-        Where to write the JSON report (default :func:`~dsm.ingest.report.report_url` of the cube).
+    report_at
+        Where to write the JSON report (default :func:`~dsm.ingest.report.report_ref` of the cube).
     lease
         The run's lease (:class:`dsm.runlock.Lease`): checked before the cube is created,
         as each task lands (a lost lease cancels the rest), before the antecedent indices
@@ -239,13 +239,11 @@ def run_ingest(cfg: Config, client: Any, progress: bool = True, report_path: str
     if cfg.inputs is not None and cfg.inputs.precip is not None:
         report["antecedent"] = _antecedent(cfg, client, report, _first_changed(cube, results))
         report["summary"] = summarize(report)
-    path = report_path or report_url(cfg.stores.cube)
-    earlier = {} if overwrite else _previous(path, cfg.stores.storage_options)  # a new cube: its own files only
+    dest = report_at or report_ref(cfg.stores.ref("cube"))
+    earlier = {} if overwrite else _previous(dest)  # a new cube: its own files only
     report["provenance"] = _merge_provenance(earlier, report["provenance"])
     check()
-    with fsspec.open(path, "w", **dict(cfg.stores.storage_options)) as f:
-        json.dump(report, f, indent=1, sort_keys=False)
-    report["report"] = path
+    report["report"] = files.write_url(dest, json.dumps(report, indent=1, sort_keys=False))
     return report
 
 
@@ -256,8 +254,7 @@ def _record_written(cfg: Config, cube: xr.Dataset, results: Sequence[tuple[Any, 
     wrote = [{v: [0, cube[v].shape[0]] if w == "static" else w for v, w in r.get("wrote", {}).items()}
              for _, r in results]
     settings = _settings_after(cfg, cube, [t.source for (t, _), w in zip(results, wrote, strict=True) if w])
-    store.record_written(cfg.stores.cube, cfg.stores.storage_options, cube.attrs, *wrote,
-                         also={fingerprint.CUBE_ATTR: settings})
+    store.record_written(cfg.stores.ref("cube"), cube.attrs, *wrote, also={fingerprint.CUBE_ATTR: settings})
 
 
 def _first_changed(cube: xr.Dataset, results: Sequence[tuple[Any, Mapping[str, Any]]]) -> int:
@@ -286,7 +283,7 @@ def _antecedent(cfg: Config, client: Any, report: dict[str, Any], from_index: in
     if any(e["task"].startswith("ingest-precip-") for e in report["task_errors"]):
         return {"skipped": "a precipitation task failed: the indices were not recomputed"}
     try:
-        summary = write_antecedent(cfg.stores.cube, cfg.stores.storage_options, cfg.rain, client, from_index)
+        summary = write_antecedent(cfg.stores.ref("cube"), cfg.rain, client, from_index)
     except InputError as exc:  # no precipitation in the cube yet: say so, nothing is broken
         log.warning("antecedent indices not written: %s", exc)
         return {"error": f"{type(exc).__name__}: {exc}"}

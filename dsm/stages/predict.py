@@ -41,7 +41,6 @@ fused cell mean plus the 1 km model's departure from its own cell mean
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import time
 import uuid
@@ -71,6 +70,7 @@ from dsm.progress import Steps
 from dsm.ranges import SMAP, describe, merge_counts
 from dsm.runlock import Lease
 from dsm.station_calibration import GAIN_ATTR, UNC_ATTR, calibrate_at_stations
+from dsm.storeref import StoreRef
 
 log = logging.getLogger(__name__)
 
@@ -117,14 +117,15 @@ def open_or_create_output(config: Config, overwrite: bool = False, cube: str | N
     A store that ends before ``dates.end`` is extended (:func:`extend_output`); one that ends
     after it is refused, naming both dates.
     """
-    url, so = config.stores.output, config.stores.storage_options
-    if url is None:
+    if not config.stores.output:
         raise ConfigError("stores.output must be set to predict (where the daily maps go)")
+    ref = config.stores.ref("output")
+    url = ref.url
     layout = Layout.from_config(config)
     interval = config.output.interval if config.output.uncertainty == "quantile" else None
     exists = True
     try:
-        ds = products.open_products(url, so)
+        ds = products.open_products(ref)
     except StoreNotFoundError:
         exists = False
     if exists and not overwrite:
@@ -134,14 +135,14 @@ def open_or_create_output(config: Config, overwrite: bool = False, cube: str | N
             fingerprint.check_settings(ledger.store_records(ds.attrs).settings, config, "products", url,
                                        "`dsm predict CONFIG --overwrite` replaces the store", cube)
             extend.extend_output(config, have_end, products.products_template(layout, interval), fence)
-            ds = products.open_products(url, so)
+            ds = products.open_products(ref)
     if overwrite or not exists:
         attrs = {"method": config.training.method, "predictors": list(config.predictors), "gap_free": config.output.gap_free,
                  "residual_correction": config.output.residual_correction,
                  "reduced_sets": [list(g) for g in config.output.reduced_sets], "models": config.stores.models,
                  "settings": fingerprint.record(config, "products", cube)}
-        products.create_products(url, layout, interval, attrs, so, overwrite=True)
-        ds = products.open_products(url, so)
+        products.create_products(ref, layout, interval, attrs, overwrite=True)
+        ds = products.open_products(ref)
     fingerprint.check_settings(ledger.store_records(ds.attrs).settings, config, "products", url,
                                "`dsm predict CONFIG --overwrite` replaces the store", cube)
     products.check_layout(ds, layout, url)
@@ -202,40 +203,39 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     say = progress or (lambda line: log.info(line))
     if not config.stores.models:
         raise ConfigError("stores.models must be set to predict (where dsm train stored the models)")
-    so = config.stores.storage_options
-    cube = open_cube(config.stores.cube, so)
+    cube_ref, out_ref, models_ref = (config.stores.ref(n) for n in ("cube", "output", "models"))
+    cube = open_cube(cube_ref)
     check_inputs(config, cube)
     if lease is not None:
         lease.check()
     cube_fp = fingerprint.cube_fingerprint(cube.attrs)
     fence = lease.fence if lease is not None else None
-    old_end = extend.recorded_end(str(config.stores.output), so) if not overwrite else None
+    old_end = extend.recorded_end(out_ref) if not overwrite else None
     out = open_or_create_output(config, overwrite, cube_fp, fence)
     if old_end is not None and old_end < config.dates.end:
-        say(f"extended the output store {config.stores.output} from {old_end} to {config.dates.end}")
-    models = ModelStore(config.stores.models, so)
-    fingerprint.check_settings(models.read_settings(), config, "models", config.stores.models,
+        say(f"extended the output store {out_ref} from {old_end} to {config.dates.end}")
+    models = ModelStore(models_ref)
+    fingerprint.check_settings(models.read_settings(), config, "models", models_ref.url,
                                "`dsm train CONFIG --force` retrains them, or point stores.models at models "
                                "trained with these settings", cube_fp)
     all_days = list(day_range(config.dates.start, config.dates.end))
     card = fusion_card(models) if config.training.method == "fusion" else None
     plans = make_plans(config, models, all_days, card)
     report = PredictReport([d.isoformat() for d in all_days])
-    led = ledger.read(config.stores.output, so, out.attrs)  # type: ignore[arg-type]  # checked above
+    led = ledger.read(out_ref, out.attrs)
     redo = extend.retrained_days(plans, led)
     if redo:
         if lease is not None:
             lease.check()
         extend.take_back(config, led, redo, fence)
         say(f"{len(redo)} day(s) made by models retrained since are predicted again ({min(redo)}..{max(redo)})")
-        led = ledger.read(config.stores.output, so)  # type: ignore[arg-type]
+        led = ledger.read(out_ref)
     rec = _DaysRecord(dict(led.days))
     revision = cube.attrs.get(store.REVISION_ATTR)
     layout = Layout.from_config(config)
     tchunk, schunk = layout.time_chunk, layout.space_chunk
     ny, nx = config.grid_region.fine_shape
     token = uuid.uuid4().hex
-    so_json = json.dumps(so, sort_keys=True)
     jobs: dict[int, list[BlockJob]] = {}
     pending = _pending_chunks(all_days, tchunk, only_days, rec, revision, report)
     fused = screened = None
@@ -256,11 +256,12 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     def job_of(t0: int, t1: int, y0: int, y1: int, x0: int, x1: int) -> BlockJob:
         window = ({"before": tuple(plans[max(0, t0 - half):t0]), "after": tuple(plans[t1:t1 + half])}
                   if half else {})
-        return BlockJob(config.stores.cube, config.stores.output, config.stores.models, so_json, token,  # type: ignore[arg-type]
-                        t0, t1, y0, y1, x0, x1, tuple(plans[t0:t1]),
-                        tuple(config.output.clip),  # type: ignore[arg-type]  # a pair
-                        config.output.residual_correction, config.output.predict_threads, config.cluster.device,
-                        cells_of(t0, t1, y0, y1, x0, x1), rain_spinup=config.rain.spinup_days,
+        return BlockJob(cube=cube_ref, output=out_ref, models=models_ref, token=token, t0=t0, t1=t1, y0=y0, y1=y1,
+                        x0=x0, x1=x1, plans=tuple(plans[t0:t1]),
+                        clip=tuple(config.output.clip),  # type: ignore[arg-type]  # a pair
+                        residual_correction=config.output.residual_correction,
+                        threads=config.output.predict_threads, device=config.cluster.device,
+                        cells=cells_of(t0, t1, y0, y1, x0, x1), rain_spinup=config.rain.spinup_days,
                         **{**fusion_args, **window})
 
     if card is not None and pending:
@@ -270,7 +271,7 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
         t1 = min(t0 + tchunk, len(all_days))
         jobs[t0] = [job_of(t0, t1, y0, min(y0 + schunk, ny), x0, min(x0 + schunk, nx))
                     for y0 in range(0, ny, schunk) for x0 in range(0, nx, schunk)]
-    _run_jobs(client, jobs, plans, rec, revision, report, config.stores.output, so, lease, say)
+    _run_jobs(client, jobs, plans, rec, revision, report, out_ref, lease, say)
     report.predicted.sort()
     report.out_of_range = _sorted(report.out_of_range)
     report.seconds = time.perf_counter() - t_start
@@ -278,7 +279,7 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
 
 
 def _run_jobs(client: Client, jobs: Mapping[int, list[BlockJob]], plans: Sequence[DayPlan], rec: _DaysRecord,
-              revision: Any, report: PredictReport, output: str | None, so: Mapping[str, Any], lease: Lease | None,
+              revision: Any, report: PredictReport, output: StoreRef, lease: Lease | None,
               say: Callable[[str], None]) -> None:
     """Run the block jobs of every time chunk; when all blocks of a chunk have landed, record its
     days (``rec`` and ``report``) in the output store's ledger."""
@@ -306,8 +307,7 @@ def _run_jobs(client: Client, jobs: Mapping[int, list[BlockJob]], plans: Sequenc
         if lease is not None:
             lease.check()
         names = [p.day.isoformat() for p in plans[t0:t0 + len(jobs[t0][0].plans)]]
-        ledger.write_days(output, {n: rec.days[n] for n in names}, so,  # type: ignore[arg-type]
-                          fence=lease.fence if lease is not None else None)
+        ledger.write_days(output, {n: rec.days[n] for n in names}, fence=lease.fence if lease is not None else None)
         steps.step(f"{names[0]}..{names[-1]}: " + ("FAILED " + errors[t0] if t0 in errors else "written"), len(names))
 
 
@@ -380,8 +380,7 @@ def _fuse_cells(config: Config, client: Client, cube: xr.Dataset, card: Any, mod
     """The 36 km pass of the fusion method: the fused and screened cell means."""
     say("fusing the model's cell means with SMAP")
     cm = fused_cells(client, cube, card, lambda rec: models.load_model(rec.key), config.dates.start,
-                     config.dates.end, config.training.aggregation, config.training.min_valid_fraction,
-                     config.stores.storage_options)
+                     config.dates.end, config.training.aggregation, config.training.min_valid_fraction)
     report.out_of_range_cells = cm.out_of_range
     if cm.out_of_range:
         say("SMAP cell means: values outside their valid range, masked: "
@@ -411,8 +410,7 @@ def _calibrate(config: Config, client: Client, job_at: Callable[[int, int, int, 
     if new:
         if lease is not None:
             lease.check()
-        ledger.write_records(config.stores.output, new, config.stores.storage_options,  # type: ignore[arg-type]
-                             fence=lease.fence if lease is not None else None)
+        ledger.write_records(config.stores.ref("output"), new, fence=lease.fence if lease is not None else None)
     say(f"anomaly gain k = {gain.gain:.3f} ({gain.source}): {gain.reason}"
         + (f"; 95 % interval {gain.interval[0]:.2f}..{gain.interval[1]:.2f}" if gain.interval else ""))
     if fusion_args.get("interval") is not None:
@@ -422,10 +420,9 @@ def _calibrate(config: Config, client: Client, job_at: Callable[[int, int, int, 
 
 def status(config: Config) -> dict[str, Any]:
     """Periods trained, days predicted/empty/failed and exported (for ``dsm status``)."""
-    so = config.stores.storage_options
     out: dict[str, Any] = {"periods": {}, "days": len(list(day_range(config.dates.start, config.dates.end)))}
     if config.stores.models:
-        models = ModelStore(config.stores.models, so)
+        models = ModelStore(config.stores.ref("models"))
         if config.training.method == "fusion":
             fusion = read_fusion_card(models)
             out["periods"][FUSION_KEY] = ("missing" if fusion is None else "trained (pooled xgb: "
@@ -437,10 +434,10 @@ def status(config: Config) -> dict[str, Any]:
                                       + ")")
     if config.stores.output:
         try:
-            ds = products.open_products(config.stores.output, so)
+            ds = products.open_products(config.stores.ref("output"))
         except StoreError as exc:
             out["output"] = str(exc)
         else:
-            led = ledger.read(config.stores.output, so, ds.attrs)
+            led = ledger.read(config.stores.ref("output"), ds.attrs)
             out.update(predicted=len(led.done), empty=led.empty, failed=led.failed, exported=len(led.exported))
     return out

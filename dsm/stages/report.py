@@ -26,7 +26,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import fsspec
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -45,18 +44,18 @@ from dsm.skill import twin_skill_of
 from dsm.station_sampling import PRODUCT_1KM, sample_store
 from dsm.station_scores import ValidationResult, map_minus_reference
 from dsm.stations import locate, stations_config, weather_table
+from dsm.storeref import StoreRef
 
 log = logging.getLogger(__name__)
 
 
-def model_cards(models_url: str | None, so: Mapping[str, Any] | None = None
-                ) -> tuple[list[PeriodCard], PooledCard | None]:
+def model_cards(models: StoreRef | None) -> tuple[list[PeriodCard], PooledCard | None]:
     """The period cards (keys ``YYYYDDD``) and the pooled card of a model store (empty without one)."""
     from dsm.models.store import POOLED, ModelStore  # noqa: PLC0415 - xgboost stays out of the report's import
 
-    if not models_url:
+    if models is None:
         return [], None
-    ms = ModelStore(models_url, so)
+    ms = ModelStore(models)
     cards = [c for k in ms.keys() if k.isdigit() and len(k) == 7 and (c := read_period_card(ms, k)) is not None]
     return cards, read_pooled_card(ms, POOLED)
 
@@ -93,12 +92,11 @@ def _section_models(rep: Report, cards: list[PeriodCard], pooled: PooledCard | N
              "is the period's model. Periods with too few samples reuse another period's model.")
     rep.table("period_table", period_table(cards))
     rep.figure("model_scores_per_period",
-               figs.png(figures.model_scores_per_period(cards, figs.url("model_scores_per_period.png"),
-                                                        storage_options=figs.so)),
+               figs.png(figures.model_scores_per_period(cards, figs.ref("model_scores_per_period.png"))),
                "Train (dashed) and test (solid) R and RMSE of every model per period; circles: chosen model.")
     t4 = table4(cards, pooled)
     rep.table("table4", t4.reset_index())
-    rep.figure("table4", figs.png(figures.table4_figure(t4, figs.url("table4.png"), storage_options=figs.so)),
+    rep.figure("table4", figs.png(figures.table4_figure(t4, figs.ref("table4.png"))),
                "Mean over trained periods of the train and test R and RMSE (Table 4 of Rao et al., 2022).")
     sc = analysis.split_comparison(cards)
     if sc.empty:
@@ -147,8 +145,8 @@ def _section_twin(rep: Report, config: Config, result: ValidationResult, figs: F
         rep.missing("skill_periods", "no period skill computed")
         return
     rep.table("twin_skill_periods", bias_headers(result.period_skill))
-    rep.figure("skill_periods", figs.png(figures.skill_periods_figure(result.period_skill, figs.url("skill_periods.png"),
-                                                                      storage_options=figs.so)),
+    rep.figure("skill_periods",
+               figs.png(figures.skill_periods_figure(result.period_skill, figs.ref("skill_periods.png"))),
                "RMSE against the truth and mean within-cell R per period for the product and the baselines.")
 
 
@@ -178,8 +176,7 @@ def _section_insitu(rep: Report, result: ValidationResult, weather: pd.DataFrame
         rep.missing("site_scatter", "no station-day pairs")
         rep.missing("site_timeseries", "no station-day pairs")
         return
-    rep.figure("site_scatter", figs.png(figures.site_scatter(result.pairs, sc, figs.url("site_scatter.png"),
-                                                             storage_options=figs.so)),
+    rep.figure("site_scatter", figs.png(figures.site_scatter(result.pairs, sc, figs.ref("site_scatter.png"))),
                "1 km product against the in situ daily mean per site, with R, RMSE, ubRMSE, bias (map − "
                "reference) and n.")
     precip = {}
@@ -187,25 +184,24 @@ def _section_insitu(rep: Report, result: ValidationResult, weather: pd.DataFrame
         scored = result.stations.loc[result.stations["status"] == "scored"]
         precip = nearest_weather(scored, weather, max_km)
     rep.figure("site_timeseries",
-               figs.png(figures.site_timeseries(result.pairs, figs.url("site_timeseries.png"), result.products, precip,
-                                                storage_options=figs.so)),
+               figs.png(figures.site_timeseries(result.pairs, figs.ref("site_timeseries.png"), result.products,
+                                                precip)),
                "In situ daily means (dots), the 1 km product, SMAP 36 km and other products; bars: daily "
                f"precipitation of the nearest weather station within {max_km:g} km.")
 
 
-def _section_maps(rep: Report, means_url: str, region_box: tuple[float, float, float, float] | None,
+def _section_maps(rep: Report, means_ref: StoreRef, region_box: tuple[float, float, float, float] | None,
                   points: pd.DataFrame | None, figs: FigureDir) -> xr.DataArray | None:
     rep.heading("Mean maps")
-    means = xr.open_zarr(means_url, consolidated=False, storage_options=files.options_for(means_url, figs.so))
+    means = xr.open_zarr(means_ref.url, consolidated=False, storage_options=means_ref.zarr_options)
     monthly = means["sm_monthly"].load()
     annual = means["sm_annual"].load()
-    rep.figure("monthly_maps", figs.png(figures.map_panels(monthly, figs.url("monthly_maps.png"), "month",
-                                                      "Monthly mean soil moisture", points=points,
-        storage_options=figs.so)),
+    rep.figure("monthly_maps", figs.png(figures.map_panels(monthly, figs.ref("monthly_maps.png"), "month",
+                                                      "Monthly mean soil moisture", points=points)),
                f"Mean of the daily 1 km maps per calendar month. Stored with the annual and multi-year daily means "
-               f"in {means_url}.")
-    rep.figure("annual_maps", figs.png(figures.map_panels(annual, figs.url("annual_maps.png"), "year",
-                                                     "Annual mean soil moisture", fmt="%Y", storage_options=figs.so)),
+               f"in {means_ref}.")
+    rep.figure("annual_maps", figs.png(figures.map_panels(annual, figs.ref("annual_maps.png"), "year",
+                                                     "Annual mean soil moisture", fmt="%Y")),
                "Mean of the daily 1 km maps per year.")
     table = pd.DataFrame({"month": pd.DatetimeIndex(monthly["month"].values).strftime("%Y-%m"),
                           "mean_sm": _regional_means(monthly),
@@ -213,7 +209,7 @@ def _section_maps(rep: Report, means_url: str, region_box: tuple[float, float, f
     rep.table("monthly_means", table)
     daily = means["sm_daily_mean"]
     clim = pd.Series(_regional_means(daily), index=daily["dayofyear"].values)  # summed where the maps are
-    rep.figure("daily_mean", figs.png(_daily_mean_png(clim, figs.url("daily_mean.png"), figs.so)),
+    rep.figure("daily_mean", figs.png(_daily_mean_png(clim, figs.ref("daily_mean.png"))),
                "Regional average of the multi-year daily mean map for each day of the year.")
     if region_box is None:
         rep.missing("subset_maps", "no validation.box configured")
@@ -228,9 +224,8 @@ def _section_maps(rep: Report, means_url: str, region_box: tuple[float, float, f
             rep.heading("Regional subset view", 3)
             rep.text(f"Box lon {region_box[0]}..{region_box[2]}, lat {region_box[1]}..{region_box[3]}: "
                      f"{sub.sizes['y']} x {sub.sizes['x']} pixels of 1 km.")
-            rep.figure("subset_maps", figs.png(figures.map_panels(sub, figs.url("subset_maps.png"), "month",
-                                                             "Monthly mean soil moisture in the box",
-        storage_options=figs.so)),
+            rep.figure("subset_maps", figs.png(figures.map_panels(sub, figs.ref("subset_maps.png"), "month",
+                                                             "Monthly mean soil moisture in the box")),
                        "Monthly mean maps cut to the configured box.")
             rep.table("subset", pd.DataFrame({"month": pd.DatetimeIndex(sub["month"].values).strftime("%Y-%m"),
                                               "mean_sm": _regional_means(sub)}))
@@ -248,7 +243,7 @@ def _regional_means(maps: xr.DataArray) -> np.ndarray:
     return np.where(n > 0, sums["total"].values / np.maximum(n, 1), np.nan)
 
 
-def _daily_mean_png(clim: pd.Series, path: str, so: Mapping[str, Any] | None) -> str:
+def _daily_mean_png(clim: pd.Series, dest: StoreRef) -> str:
     fig = Figure(figsize=(9, 3))
     ax = fig.subplots()
     ax.plot(clim.index, clim.to_numpy(float), "-", color="tab:red")
@@ -256,7 +251,7 @@ def _daily_mean_png(clim: pd.Series, path: str, so: Mapping[str, Any] | None) ->
     ax.set_ylabel("SM (m³/m³)")
     ax.grid(alpha=0.3)
     ax.set_title("Multi-year daily mean, regional average", fontsize=10)
-    return figures.save(fig, path, so)
+    return figures.save(fig, dest)
 
 
 def _section_importance(rep: Report, cards: list[PeriodCard], figs: FigureDir) -> None:
@@ -268,8 +263,7 @@ def _section_importance(rep: Report, cards: list[PeriodCard], figs: FigureDir) -
     rep.text("RF: mean decrease in impurity; XGB: total gain; each normalised to sum 1 within a period, then "
              "mean and standard deviation over trained periods (reused periods not counted twice).")
     rep.table("importance", summary.reset_index())
-    rep.figure("importance", figs.png(figures.importance_bars(summary, figs.url("importance.png"),
-                                                              storage_options=figs.so)),
+    rep.figure("importance", figs.png(figures.importance_bars(summary, figs.ref("importance.png"))),
                "Mean importance over periods with ± one standard deviation.")
 
 
@@ -286,7 +280,7 @@ def _section_partial(rep: Report, config: Config, v: Any, weather: pd.DataFrame 
         rep.missing("partial_correlation", "no weather station inside the region")
         rep.missing("partial_correlation_map", "no weather station inside the region")
         return
-    daily = sample_store(sites, str(config.stores.output), None, client, config.stores.storage_options)
+    daily = sample_store(sites, config.stores.ref("output"), None, client)
     sm = analysis.aggregate_sm(daily, PRODUCT_1KM, v.partial_correlation_freq)
     wagg = analysis.aggregate_weather(weather, v.partial_correlation_freq)
     table = analysis.station_partial_correlations(sm, wagg, sites[["station", "lon", "lat", "x", "y"]], v.alpha)
@@ -297,8 +291,7 @@ def _section_partial(rep: Report, config: Config, v: Any, weather: pd.DataFrame 
     rep.table("partial_correlation", table.drop(columns=["x", "y"]))
     bg = background.mean("month") if background is not None and background.sizes.get("month", 0) else None
     rep.figure("partial_correlation_map",
-               figs.png(figures.partial_correlation_map(table, figs.url("partial_correlation_map.png"), bg,
-                                                        storage_options=figs.so)),
+               figs.png(figures.partial_correlation_map(table, figs.ref("partial_correlation_map.png"), bg)),
                "Significance classes of the partial correlations at the weather stations over the mean SM map.")
 
 
@@ -333,28 +326,28 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
     """
     check = lease.check if lease is not None else (lambda: None)
     v = stations_config(config)
-    out = str(v.out)
-    so = config.stores.storage_options
-    figs = FigureDir(f"{out}/figures", dict(so or {}))
+    out = config.stores.at(str(v.out))
+    output = config.stores.ref("output")
+    figs = FigureDir(out.join("figures"))
     check()
-    fs, root = fsspec.core.url_to_fs(figs.root, **figs.so)
+    fs, root = figs.root.fs()
     files.make_folder(fs, root)
     result, written = validation
-    cards, pooled = model_cards(config.stores.models, so)
-    weather = weather_table(v, so)
-    products_ds = store.open_store(str(config.stores.output), "products", so)
+    cards, pooled = model_cards(config.stores.ref("models") if config.stores.models else None)
+    weather = weather_table(v, config.stores)
+    products_ds = store.open_store(output, "products")
     r = config.grid_region
     rep = Report(f"dsm validation report: {r.nrows} x {r.ncols} SMAP cells, {config.dates.start} .. {config.dates.end}")
     lo0, la0, lo1, la1 = r.lonlat_bounds
     rep.text(f"Region rows {r.row0}+{r.nrows}, cols {r.col0}+{r.ncols} of the EASE-Grid 2.0 36 km grid "
-             f"(lon {lo0:.3f}..{lo1:.3f}, lat {la0:.3f}..{la1:.3f}); products {config.stores.output}; "
-             f"{len(ledger.read(str(config.stores.output), so, products_ds.attrs).done)} predicted day(s). "
+             f"(lon {lo0:.3f}..{lo1:.3f}, lat {la0:.3f}..{la1:.3f}); products {output}; "
+             f"{len(ledger.read(output, products_ds.attrs).done)} predicted day(s). "
              f"Tables: {out}; station time "
              f"series for pytesmo/QA4SM: {written['timeseries_zip']}.")
     rep.text(BIAS_STATEMENT, cls_name="bias")
     check()
-    means_url = f"{out}/means.zarr"
-    means = analysis.means_job(products_ds["sm"], means_url, so)
+    means_ref = out.join("means.zarr")
+    means = analysis.means_job(products_ds["sm"], means_ref)
     # on a cluster the workers compute the mean maps while this process draws the sections before them
     pending = client.compute(means) if client is not None else None
     try:
@@ -371,18 +364,18 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
             pending.result()
         else:
             means.compute()
-        monthly = _section_maps(rep, means_url, box, scored, figs)
+        monthly = _section_maps(rep, means_ref, box, scored, figs)
     finally:
         if pending is not None and not pending.done():
             pending.cancel()
     _section_importance(rep, cards, figs)
     _section_partial(rep, config, v, weather, client, monthly, figs)
-    path = v.report or f"{out}/report.html"
+    page = config.stores.at(v.report) if v.report else out.join("report.html")
     check()
-    files.write_url(path, rep.html(), so)
-    files.write_url(f"{out}/report_contents.json", json.dumps({"figures": rep.figures, "tables": sorted(rep.tables)},
-                                                              indent=1), so)
-    return path
+    files.write_url(page, rep.html())
+    files.write_url(out.join("report_contents.json"),
+                    json.dumps({"figures": rep.figures, "tables": sorted(rep.tables)}, indent=1))
+    return page.url
 
 
 __all__ = ["BIAS_HEADER", "BIAS_STATEMENT", "FIGURES", "TABLES", "Report", "bias_headers", "model_cards",

@@ -67,7 +67,7 @@ from dsm.models.store import POOLED, ModelStore
 from dsm.models.variants import train_variants
 from dsm.periods import Composite, periods
 from dsm.progress import Steps
-from dsm.runlock import Lease, LockLostError, RunLock, lock_url
+from dsm.runlock import Lease, LockLostError, RunLock, lock_ref
 from dsm.sample_tables import table_futures
 from dsm.samples import check_predictors, period_days
 
@@ -179,20 +179,20 @@ def train(config: Config, client: Client, *, force: bool = False, only: Sequence
         Another run is training into the model store.
     """
     check_training_config(config)
-    so = config.stores.storage_options
     say = progress or (lambda line: log.info(line))
     all_periods = periods(config.dates.start, config.dates.end)
     chosen = _select(all_periods, only)
     if lease is not None:
         lease.check()
-    models_url = str(config.stores.models)
-    with RunLock(lock_url(models_url), so, ttl=config.run.lock_ttl, heartbeat=config.run.lock_heartbeat,
+    models = config.stores.ref("models")
+    cube = config.stores.ref("cube")
+    with RunLock(lock_ref(models), ttl=config.run.lock_ttl, heartbeat=config.run.lock_heartbeat,
                  run_id=lease.run_id if lease is not None else None) as models_lease:
-        ds = open_cube(config.stores.cube, so)
+        ds = open_cube(cube)
         check_predictors(ds, config.predictors)
         rain = RAIN_VARS if config.rain.predictors == "auto" else ()  # the default method's rain predictors
-        zarr_stores.require_present(ds, config.stores.cube, so, [*config.predictors, "smap_sm", "land_mask", *rain])
-        store = ModelStore(models_url, so, lease=models_lease)
+        zarr_stores.require_present(ds, cube, [*config.predictors, "smap_sm", "land_mask", *rain])
+        store = ModelStore(models, lease=models_lease)
         bind_settings(store, config, replace=force and not only, cube=fingerprint.cube_fingerprint(ds.attrs))
         return _train_into(store, config, client, ds, all_periods, chosen, force, only, search_fn, say)
 
@@ -241,8 +241,8 @@ def _train_into(store: ModelStore, config: Config, client: Client, ds: Any, all_
     want_pooled = tcfg.pooled and (force or not store.done(POOLED) or _moved(store, POOLED, whole))
     need = all_periods if want_pooled else todo
     futures = dict(zip([p.name for p in need],
-                       table_futures(client, ds, need, config.predictors, config.stores.storage_options,
-                                     how=tcfg.aggregation, min_valid_fraction=tcfg.min_valid_fraction), strict=True))
+                       table_futures(client, ds, need, config.predictors, how=tcfg.aggregation,
+                                     min_valid_fraction=tcfg.min_valid_fraction), strict=True))
     sample_info = {"aggregation": tcfg.aggregation, "min_valid_fraction": tcfg.min_valid_fraction,
                    "rule": "mean of valid land pixels" if tcfg.aggregation == "mean"
                    else "1 km pixel at row 18, col 18 of the cell's 36 x 36 block"}

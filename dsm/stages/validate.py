@@ -52,7 +52,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import numpy as np
 import pandas as pd
 import yaml
@@ -60,12 +59,13 @@ from distributed import Client
 
 from dsm import files
 from dsm import skill as skill_mod
-from dsm.config import Config, StationSourceConfig
+from dsm.config import Config, StationSourceConfig, StoresConfig
 from dsm.errors import ConfigError, DsmError, InputError
 from dsm.progress import Steps
 from dsm.station_sampling import PRODUCT_1KM, SMAP_36KM, ProductError, open_gridded, sample_gridded, sample_store
 from dsm.station_scores import SCORE_COLUMNS, ValidationResult, common_mask, overlap_problems, pair_table, score_pairs
 from dsm.stations import INSITU, SITE_KEYS, Problems, locate, read_source, station_daily, stations_config, weather_table
+from dsm.storeref import StoreRef
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def validate(config: Config, client: Client | None,
     problems = Problems()
     steps = Steps(progress or log.info, "validate", len(v.stations) + 2 + len(v.products), "step")
     steps.start()
-    records = _read_records(v.stations, config.stores.storage_options, problems, steps)
+    records = _read_records(v.stations, config.stores, problems, steps)
     region = config.grid_region
     located = locate(records, region, problems)
     inside = located.loc[located["inside"], list(SITE_KEYS)]
@@ -126,8 +126,7 @@ def validate(config: Config, client: Client | None,
     samples = []
     product_names = [PRODUCT_1KM, SMAP_36KM]
     if len(sites):
-        samples.append(sample_store(sites, config.stores.output, config.stores.cube, client,
-                                    config.stores.storage_options))
+        samples.append(sample_store(sites, config.stores.ref("output"), config.stores.ref("cube"), client))
     steps.step(f"sampled {PRODUCT_1KM} and {SMAP_36KM} at {len(sites)} stations")
     for p in v.products:
         try:
@@ -156,8 +155,8 @@ def validate(config: Config, client: Client | None,
         steps.step(f"twin skill per period: {ps['period'].nunique() - 1} period(s) from the twin skill")
     elif config.stores.truth:
         try:
-            ps = period_frame(skill_mod.skill(config.stores.output, config.stores.truth, config.stores.cube,
-                                              config.stores.storage_options, client=client, periods=True)["periods"])
+            ps = period_frame(skill_mod.skill(config.stores.ref("output"), config.stores.ref("truth"),
+                                              config.stores.ref("cube"), client=client, periods=True)["periods"])
         except DsmError as exc:
             problems.add("twin", config.stores.truth, str(exc))
         steps.grow(1)
@@ -165,10 +164,10 @@ def validate(config: Config, client: Client | None,
     return ValidationResult(stations.drop(columns=["inside"]), pairs, scores, problems.frame(), product_names, ps)
 
 
-def _read_records(sources: Sequence[StationSourceConfig], so: Mapping[str, Any], problems: Problems,
+def _read_records(sources: Sequence[StationSourceConfig], stores: StoresConfig, problems: Problems,
                   steps: Steps) -> pd.DataFrame:
-    """The in situ records of every station source (unreadable files in ``problems``), one
-    progress step per source.
+    """The in situ records of every station source (read under the options of ``stores``;
+    unreadable files in ``problems``), one progress step per source.
 
     Raises
     ------
@@ -177,7 +176,7 @@ def _read_records(sources: Sequence[StationSourceConfig], so: Mapping[str, Any],
     """
     frames = []
     for i, src in enumerate(sources):
-        data, failures = read_source(src, so, f"validation.stations[{i}].columns")
+        data, failures = read_source(src, stores.at(src.path), f"validation.stations[{i}].columns")
         for path, why in failures.items():
             problems.add("station_file", path, why)
         frames.append(data)
@@ -190,40 +189,32 @@ def _read_records(sources: Sequence[StationSourceConfig], so: Mapping[str, Any],
     return records.assign(network=records["network"].fillna("-"))
 
 
-def _write_text(url: str, text: str, so: Mapping[str, Any] | None = None) -> str:
-    return files.write_url(url, text, so)
-
-
-def write_validation(result: ValidationResult, out: str, storage_options: Mapping[str, Any] | None = None
-                     ) -> dict[str, str]:
-    """Write the tables of a validation as CSV (and the scores also as JSON) under ``out``.
+def write_validation(result: ValidationResult, out: StoreRef) -> dict[str, str]:
+    """Write the tables of a validation as CSV (and the scores also as JSON) in the folder ``out``.
 
     Returns
     -------
     dict of str to str
         Table name -> URL written.
     """
-    fs, root = fsspec.core.url_to_fs(out, **dict(storage_options or {}))
+    fs, root = out.fs()
     files.make_folder(fs, root)
-    base = out.rstrip("/")
     written = {}
     tables = {"pairs": result.pairs, "scores": result.scores, "stations": result.stations,
               "problems": result.problems}
     if result.period_skill is not None:
         tables["skill_periods"] = result.period_skill
     for name, table in tables.items():
-        written[name] = _write_text(f"{base}/{name}.csv", table.to_csv(index=False, date_format="%Y-%m-%d"),
-                                    storage_options)
+        written[name] = files.write_url(out.join(f"{name}.csv"), table.to_csv(index=False, date_format="%Y-%m-%d"))
     records = json.loads(result.scores.to_json(orient="records"))
-    written["scores_json"] = _write_text(f"{base}/scores.json", json.dumps(
+    written["scores_json"] = files.write_url(out.join("scores.json"), json.dumps(
         {"bias_convention": result.scores["bias_convention"].iloc[0] if len(result.scores) else None,
-         "products": result.products, "scores": records}, indent=1), storage_options)
+         "products": result.products, "scores": records}, indent=1))
     return written
 
 
-def export_timeseries(pairs: pd.DataFrame, stations: pd.DataFrame, out: str, *, dataset: str = "dsm",
-                      units: str = "m3 m-3", depth: float | None = None,
-                      storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def export_timeseries(pairs: pd.DataFrame, stations: pd.DataFrame, out: StoreRef, *, dataset: str = "dsm",
+                      units: str = "m3 m-3", depth: float | None = None) -> dict[str, Any]:
     """Station-pixel time series as CSV files that pytesmo and QA4SM read.
 
     Layout (QA4SM "user data upload: time series" convention)::
@@ -241,23 +232,23 @@ def export_timeseries(pairs: pd.DataFrame, stations: pd.DataFrame, out: str, *, 
     ``GPI`` is the station's 0-based position in ``stations.csv``; LAT/LON the station's
     coordinates (degrees, WGS 84, 6 decimals).
 
-    ``out`` is a local folder or an fsspec URL (``s3://...``, with ``storage_options``): remote
-    files are written to a temporary folder, then uploaded.
+    ``out`` is a local folder or an fsspec URL (``s3://...``, with its options): remote files
+    are written to a temporary folder, then uploaded.
 
     Returns
     -------
     dict
         ``{"files": [...], "zip": path, "metadata": path, "stations": path}`` (under ``out``).
     """
-    if files.is_local(out):
-        return _write_timeseries(pairs, stations, Path(out), dataset, units, depth)
-    fs, base = fsspec.core.url_to_fs(out, **dict(storage_options or {}))
+    if out.is_local:
+        return _write_timeseries(pairs, stations, Path(out.url.removeprefix("file://")), dataset, units, depth)
+    fs, base = out.fs()
     with tempfile.TemporaryDirectory(prefix="dsm-timeseries-") as tmp:
         local = _write_timeseries(pairs, stations, Path(tmp), dataset, units, depth)
         files.make_folder(fs, base)
         for name in sorted(os.listdir(tmp)):
-            files.put_file(fs, os.path.join(tmp, name), f"{base.rstrip('/')}/{name}")
-    url = out.rstrip("/")
+            files.put_file(fs, os.path.join(tmp, name), f"{base}/{name}")
+    url = out.url.rstrip("/")
     return {"files": [f"{url}/{os.path.basename(f)}" for f in local["files"]],
             **{k: f"{url}/{os.path.basename(local[k])}" for k in ("zip", "metadata", "stations")}}
 
@@ -299,9 +290,9 @@ def run_validate(config: Config, client: Client | None,
     station time series under ``validation.out``."""
     v = stations_config(config)
     result = validate(config, client, progress, twin)
-    written = write_validation(result, str(v.out), config.stores.storage_options)
-    ts = export_timeseries(result.pairs, result.stations, f"{v.out}/timeseries", depth=v.max_depth,
-                           storage_options=config.stores.storage_options)
+    out = config.stores.at(str(v.out))
+    written = write_validation(result, out)
+    ts = export_timeseries(result.pairs, result.stations, out.join("timeseries"), depth=v.max_depth)
     written["timeseries_zip"] = ts["zip"]
     return result, written
 

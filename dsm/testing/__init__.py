@@ -12,32 +12,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
+from dsm.storeref import StoreRef
 from dsm.synthetic import TwinSpec
 from dsm.testing.dask_computes import TooManyComputesError, assert_maximum_dask_computes
 from dsm.twin import TwinStores, build_twin
 
 
 def make_synthetic_cube(
-    root: str,
+    root: StoreRef | str,
     size: str = "tiny",
     seed: int = 42,
     space_chunk: int = 72,
     time_chunk: int = 8,
-    storage_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> TwinStores:
-    """Build a twin under ``root`` (path or fsspec URL): ``cube.zarr``, ``truth.zarr``, ``stations/``.
+    """Build a twin under ``root`` (a :class:`~dsm.storeref.StoreRef`, or a path or fsspec URL
+    that needs no options): ``cube.zarr``, ``truth.zarr``, ``stations/``.
 
     ``size`` is ``"tiny"`` (4 x 4 SMAP cells, 48 days; seconds) or ``"default"``
     (8 x 8 cells, one year).
     """
-    base = root.rstrip("/")
-    stores = TwinStores(f"{base}/cube.zarr", f"{base}/truth.zarr", f"{base}/stations")
+    base = root if isinstance(root, StoreRef) else StoreRef(root)
+    stores = TwinStores(base.join("cube.zarr"), base.join("truth.zarr"), base.join("stations"))
     return build_twin(stores, TwinSpec.of_size(size, seed), space_chunk, time_chunk,
-                      storage_options, overwrite=overwrite, progress=False)
+                      overwrite=overwrite, progress=False)
 
 
 __all__ = ["TooManyComputesError", "TwinStores", "assert_maximum_dask_computes", "make_synthetic_cube"]

@@ -31,6 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
+from dsm.storeref import StoreRef
 from dsm.testing.child_processes import (
     LOOPBACK,
     ManagedProcess,
@@ -185,6 +186,10 @@ class LoopbackS3:
             "endpoint_url": self.endpoint_url,
             "client_kwargs": {"region_name": self.region},
         }
+
+    def ref(self, url: str) -> StoreRef:
+        """The location ``url`` (``s3://bucket/...``) on this server, with its `storage_options`."""
+        return StoreRef(url, self.storage_options)
 
     @property
     def env(self) -> dict[str, str]:

@@ -19,18 +19,19 @@ import xarray as xr
 from dsm import ledger, products, store
 from dsm.cube import Layout
 from dsm.grid import Region, block_reduce_mean
+from dsm.storeref import StoreRef
 
 
-def make_products_store(url: str, truth_url: str, *, noise: float = 0.02, seed: int = 0,
+def make_products_store(dest: StoreRef, truth: StoreRef, *, noise: float = 0.02, seed: int = 0,
                         space_chunk: int = 72, time_chunk: int = 8, days_done: Sequence[str] | None = None,
-                        overwrite: bool = True) -> str:
+                        overwrite: bool = True) -> StoreRef:
     """Write a products store: ``sm = truth + N(0, noise)`` over land, clipped to [0, 1].
 
     Parameters
     ----------
-    url : str
+    dest : StoreRef
         Where to write the store.
-    truth_url : str
+    truth : StoreRef
         The twin's truth store (``sm_true``, ``land_mask``; its attributes give region and dates).
     noise : float
         Standard deviation of the added noise, m3/m3.
@@ -45,33 +46,33 @@ def make_products_store(url: str, truth_url: str, *, noise: float = 0.02, seed: 
 
     Returns
     -------
-    str
-        ``url``.
+    StoreRef
+        ``dest``.
     """
-    truth = store.open_store(truth_url, "truth")
-    r = truth.attrs["region"]
+    truth_ds = store.open_store(truth, "truth")
+    r = truth_ds.attrs["region"]
     region = Region.from_dict(r)
-    start, end = dt.date.fromisoformat(truth.attrs["start"]), dt.date.fromisoformat(truth.attrs["end"])
+    start, end = dt.date.fromisoformat(truth_ds.attrs["start"]), dt.date.fromisoformat(truth_ds.attrs["end"])
     layout = Layout(region, start, end, space_chunk, time_chunk)
-    products.create_products(url, layout, 0.9, overwrite=overwrite)
-    tr = truth["sm_true"].values.astype(np.float32)
-    land = truth["land_mask"].values == 1
+    products.create_products(dest, layout, 0.9, overwrite=overwrite)
+    tr = truth_ds["sm_true"].values.astype(np.float32)
+    land = truth_ds["land_mask"].values == 1
     rng = np.random.default_rng(seed)
     sm = np.clip(tr + rng.normal(0.0, noise, tr.shape).astype(np.float32), 0.0, 1.0)
     sm[:, ~land] = np.nan
     origin = np.where(np.isfinite(sm), products.ALL_PREDICTORS, 0).astype(products.ORIGIN_DTYPE)
-    coords = {"time": truth["time"].values, "y": truth["y"].values, "x": truth["x"].values}
-    out = store.open_store(url, "products")
-    coarse = {"time": truth["time"].values, "cy": out["cy"].values, "cx": out["cx"].values}
+    coords = {"time": truth_ds["time"].values, "y": truth_ds["y"].values, "x": truth_ds["x"].values}
+    out = store.open_store(dest, "products")
+    coarse = {"time": truth_ds["time"].values, "cy": out["cy"].values, "cx": out["cx"].values}
     ds = xr.Dataset({"sm": (("time", "y", "x"), sm),
                      "sm_unc": (("time", "y", "x"), np.where(np.isfinite(sm), 1.645 * noise, np.nan).astype(np.float32)),
                      "sm_origin": (("time", "y", "x"), origin)}, coords=coords)
-    store.write_region(url, ds, store=out)
+    store.write_region(dest, ds, store=out)
     c36 = xr.Dataset({"sm_36km": (("time", "cy", "cx"), block_reduce_mean(sm))}, coords=coarse)
-    store.write_region(url, c36, store=out)
-    done = list(days_done) if days_done is not None else [str(pd.Timestamp(t).date()) for t in truth["time"].values]
-    ledger.write_days(url, {d: ledger.DayRecord(done=True) for d in sorted(done)})
-    return url
+    store.write_region(dest, c36, store=out)
+    done = list(days_done) if days_done is not None else [str(pd.Timestamp(t).date()) for t in truth_ds["time"].values]
+    ledger.write_days(dest, {d: ledger.DayRecord(done=True) for d in sorted(done)})
+    return dest
 
 
 def _lonlat_grid(bounds: tuple[float, float, float, float], step: float) -> tuple[np.ndarray, np.ndarray]:
@@ -81,18 +82,18 @@ def _lonlat_grid(bounds: tuple[float, float, float, float], step: float) -> tupl
     return lon, lat
 
 
-def gridded_field(truth_url: str, bounds: tuple[float, float, float, float], step: float) -> xr.DataArray:
+def gridded_field(truth: StoreRef, bounds: tuple[float, float, float, float], step: float) -> xr.DataArray:
     """The twin's truth averaged onto a regular lon/lat grid (``time, lat, lon``), m3/m3.
 
     Each lon/lat cell takes the mean of the 1 km truth pixels whose centres fall in it.
     """
     from dsm.grid import xy_to_lonlat
 
-    truth = store.open_store(truth_url, "truth")
-    tr = truth["sm_true"].values.astype(np.float64)
+    truth_ds = store.open_store(truth, "truth")
+    tr = truth_ds["sm_true"].values.astype(np.float64)
     lon, lat = _lonlat_grid(bounds, step)
-    plon = xy_to_lonlat(truth["x"].values, np.zeros(truth.sizes["x"]))[0]
-    plat = xy_to_lonlat(np.zeros(truth.sizes["y"]), truth["y"].values)[1]
+    plon = xy_to_lonlat(truth_ds["x"].values, np.zeros(truth_ds.sizes["x"]))[0]
+    plat = xy_to_lonlat(np.zeros(truth_ds.sizes["y"]), truth_ds["y"].values)[1]
     ix = np.floor((plon - bounds[0]) / step).astype(int)
     iy = np.floor((bounds[3] - plat) / step).astype(int)
     out = np.full((tr.shape[0], lat.size, lon.size), np.nan)
@@ -104,7 +105,7 @@ def gridded_field(truth_url: str, bounds: tuple[float, float, float, float], ste
                 valid = np.isfinite(block).sum(axis=1) > 0
                 out[valid, j, i] = np.nanmean(block[valid], axis=1)
     return xr.DataArray(out.astype(np.float32), dims=("time", "lat", "lon"),
-                        coords={"time": truth["time"].values, "lat": lat, "lon": lon}, name="sm")
+                        coords={"time": truth_ds["time"].values, "lat": lat, "lon": lon}, name="sm")
 
 
 def write_gridded_netcdf(path: str | Path, field: xr.DataArray, *, with_crs: bool = True,
