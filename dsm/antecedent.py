@@ -93,7 +93,7 @@ class AntecedentSummary:
 @functools.lru_cache(maxsize=8)
 def _open(ref: StoreRef, call: str) -> xr.Dataset:
     """The cube, opened once per worker process and call."""
-    return store.open_store(ref, "cube")
+    return open_cube(ref)
 
 
 def _write_block(*blocks: np.ndarray, ref: StoreRef, call: str, first: int = 0,

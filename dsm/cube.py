@@ -267,17 +267,18 @@ def create_cube(ref: StoreRef, layout: Layout, overwrite: bool = False) -> None:
     store.create(ref, cube_template(layout), "cube", overwrite)
 
 
-def open_cube(where: StoreRef | str) -> xr.Dataset:
+def open_cube(where: StoreRef | str, chunks: Mapping[str, int] | None | str = "store") -> xr.Dataset:
     """Open a predictor cube lazily; rioxarray finds its CRS and transforms (``ds.rio``).
 
     ``where`` is a :class:`~dsm.storeref.StoreRef` (``config.stores.ref("cube")``) or a plain
-    path or URL opened without storage options.
+    path or URL opened without storage options; ``chunks`` as :func:`dsm.store.open_store`'s
+    (None: numpy arrays read on indexing, for the workers).
 
     Raises :class:`dsm.errors.StoreError` if the cube is missing or not a dsm cube, or if
     it lacks a variable of the schema.
     """
     ref = StoreRef.of(where)
-    ds = store.open_store(ref, "cube")
+    ds = store.open_store(ref, "cube", chunks)
     missing = [v.name for v in SCHEMA if v.name not in ds and v.name not in RAIN_VARS]
     if missing:
         raise StoreError(f"cube {ref} lacks variable(s) {missing}")

@@ -225,11 +225,11 @@ def create_products(ref: StoreRef, layout: Layout, interval: float | None, attrs
     store.create(ref, products_template(layout, interval, attrs), KIND, overwrite)
 
 
-def open_products(where: StoreRef | str) -> xr.Dataset:
+def open_products(where: StoreRef | str, chunks: Mapping[str, int] | None | str = "store") -> xr.Dataset:
     """Open an output store lazily (checks its kind and format); ``where`` is a
     :class:`~dsm.storeref.StoreRef` (``config.stores.ref("output")``) or a plain path or URL
-    opened without storage options."""
-    return store.open_store(StoreRef.of(where), KIND)
+    opened without storage options; ``chunks`` as :func:`dsm.store.open_store`'s."""
+    return store.open_store(StoreRef.of(where), KIND, chunks)
 
 
 def check_layout(ds: xr.Dataset, layout: Layout, url: str, what: str = "output store") -> None:

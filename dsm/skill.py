@@ -95,6 +95,7 @@ import xarray as xr
 from dsm import files, ledger, products, store
 from dsm import skill_chunks as chunks_mod
 from dsm.config import Config
+from dsm.cube import open_cube
 from dsm.errors import ConfigError, StoreError
 from dsm.grid import FINE_PER_COARSE, Region, repeat_to_fine
 from dsm.grid import bilinear as grid_bilinear
@@ -163,7 +164,7 @@ def skill(maps: Mapping[str, StoreRef] | StoreRef, truth: StoreRef, cube: StoreR
     refs = {"product": maps} if isinstance(maps, StoreRef) else dict(maps)
     labels = _labels(refs)
     outs = {k: products.open_products(ref) for k, ref in refs.items()}
-    grid = store.open_store(cube, "cube", chunks=None)  # the land mask: read here, without tasks
+    grid = open_cube(cube, chunks=None)  # the land mask: read here, without tasks
     store.open_store(truth, "truth")  # named here when missing (read by the chunk tasks)
     done = [set(ledger.read(refs[k], o.attrs).done) for k, o in outs.items()]
     days = sorted(set.intersection(*done))

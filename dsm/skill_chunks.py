@@ -24,9 +24,11 @@ import pandas as pd
 import xarray as xr
 
 from dsm import store
+from dsm.cube import open_cube
 from dsm.grid import bilinear as grid_bilinear
 from dsm.grid import repeat_to_fine
 from dsm.periods import period_of
+from dsm.products import open_products
 from dsm.skill_sums import CoverageSums, MapScores, ScoreSums, SumsMemo, anomaly_sums
 from dsm.storeref import StoreRef
 
@@ -133,9 +135,8 @@ def empty_sums(job: SkillJob, shape: tuple[int, int]) -> ChunkSums:
 def open_all(job: SkillJob) -> Opened:
     """Truth, cube and products of ``job``, opened lazily without Dask (reads fetch the chunks
     they touch)."""
-    return (store.open_store(job.truth, "truth", chunks=None),
-            store.open_store(job.cube, "cube", chunks=None),
-            {k: store.open_store(ref, "products", chunks=None) for k, ref in job.maps.items()})
+    return (store.open_store(job.truth, "truth", chunks=None), open_cube(job.cube, chunks=None),
+            {k: open_products(ref, chunks=None) for k, ref in job.maps.items()})
 
 
 def _read(ds: xr.Dataset, name: str, t: np.ndarray) -> np.ndarray:

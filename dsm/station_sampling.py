@@ -24,10 +24,12 @@ import zarr
 from distributed import Client
 from pyproj import CRS, Transformer
 
-from dsm import ledger, store
+from dsm import ledger
 from dsm.config import GriddedProductConfig
+from dsm.cube import open_cube
 from dsm.errors import InputError
 from dsm.filedates import DEFAULT_DATE_REGEX, date_from_name
+from dsm.products import open_products
 from dsm.stations import Problems
 from dsm.storeref import StoreRef
 
@@ -74,7 +76,7 @@ def sample_store(sites: pd.DataFrame, output: StoreRef, cube: StoreRef | None, c
     pandas.DataFrame
         ``network, station, time, sm_1km, smap_36km``.
     """
-    out = store.open_store(output, "products")
+    out = open_products(output)
     done = pd.DatetimeIndex(pd.to_datetime(ledger.read(output, out.attrs).done))
     times = out.indexes["time"]
     rows = xr.DataArray(sites["row"].to_numpy(), dims="site")
@@ -82,7 +84,7 @@ def sample_store(sites: pd.DataFrame, output: StoreRef, cube: StoreRef | None, c
     sm = out["sm"].isel(y=rows, x=cols).transpose("time", "site")
     parts = {PRODUCT_1KM: sm}
     if cube is not None:
-        grid = store.open_store(cube, "cube")
+        grid = open_cube(cube)
         cy = xr.DataArray(sites["cy"].to_numpy(), dims="site")
         cx = xr.DataArray(sites["cx"].to_numpy(), dims="site")
         smap = grid["smap_sm"].isel(cy=cy, cx=cx).transpose("time", "site").reindex(time=times)

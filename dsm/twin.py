@@ -90,7 +90,7 @@ class _Writer:
 
     def __init__(self, stores: TwinStores, layout: Layout, seed: int) -> None:
         self.stores, self.layout = stores, layout
-        self.cube = store.open_store(stores.cube, "cube")
+        self.cube = cube.open_cube(stores.cube)
         # rows already written (a twin extended in time, or resumed): their chunks are kept
         self.covered = {k: written_prefix(v) for k, v in self.cube.attrs.get(store.WRITTEN_ATTR, {}).items()}
         self.truth = store.open_store(stores.truth, "truth")

@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from dsm import store
 from dsm.config import Config
+from dsm.cube import open_cube
 from dsm.ingest.sources import source_named
 from dsm.ingest.work import Task
 
@@ -32,7 +32,7 @@ def run_task(task: Task, cfg: Config) -> dict[str, Any]:
         ``"static"``) and ``seconds``, all JSON-ready.
     """
     t0 = time.perf_counter()
-    cube = store.open_store(cfg.stores.ref("cube"), "cube")
+    cube = open_cube(cfg.stores.ref("cube"))
     result = source_named(cfg, task.source).run(task, cfg, cube, cfg.grid_region)
     result["seconds"] = round(time.perf_counter() - t0, 3)
     return result

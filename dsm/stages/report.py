@@ -32,7 +32,7 @@ import xarray as xr
 from distributed import Client
 from matplotlib.figure import Figure
 
-from dsm import analysis, figures, files, ledger, store
+from dsm import analysis, figures, files, ledger, products
 from dsm.config import Config
 from dsm.errors import DsmError, GridError
 from dsm.grid import lonlat_to_xy
@@ -335,7 +335,7 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
     result, written = validation
     cards, pooled = model_cards(config.stores.ref("models") if config.stores.models else None)
     weather = weather_table(v, config.stores)
-    products_ds = store.open_store(output, "products")
+    products_ds = products.open_products(output)
     r = config.grid_region
     rep = Report(f"dsm validation report: {r.nrows} x {r.ncols} SMAP cells, {config.dates.start} .. {config.dates.end}")
     lo0, la0, lo1, la1 = r.lonlat_bounds

@@ -62,7 +62,7 @@ def make_products_store(dest: StoreRef, truth: StoreRef, *, noise: float = 0.02,
     sm[:, ~land] = np.nan
     origin = np.where(np.isfinite(sm), products.ALL_PREDICTORS, 0).astype(products.ORIGIN_DTYPE)
     coords = {"time": truth_ds["time"].values, "y": truth_ds["y"].values, "x": truth_ds["x"].values}
-    out = store.open_store(dest, "products")
+    out = products.open_products(dest)
     coarse = {"time": truth_ds["time"].values, "cy": out["cy"].values, "cx": out["cx"].values}
     ds = xr.Dataset({"sm": (("time", "y", "x"), sm),
                      "sm_unc": (("time", "y", "x"), np.where(np.isfinite(sm), 1.645 * noise, np.nan).astype(np.float32)),
