@@ -79,7 +79,7 @@ def _station_paths(ref: StoreRef) -> Iterator[tuple[list[tuple[str, str]], dict[
         yield [(local, url) for url, local in paths.items()], {f.path: f.reason for f in failed}
 
 
-def read_source(src: StationSourceConfig, ref: StoreRef | None = None,
+def read_source(src: StationSourceConfig, stores: StoresConfig | None = None,
                 setting: str = "columns") -> tuple[pd.DataFrame, dict[str, str]]:
     """Read one in situ source into tidy records (:data:`dsm.insitu.TIDY_COLUMNS`).
 
@@ -88,9 +88,8 @@ def read_source(src: StationSourceConfig, ref: StoreRef | None = None,
     src : StationSourceConfig
         Path (file, folder, zip or glob; local or an fsspec URL such as ``s3://``), format and
         the CSV column mapping.
-    ref : StoreRef, optional
-        ``src.path`` with the fsspec options that reach it (``config.stores.at(src.path)``);
-        default: ``src.path`` without options. A ref of another location is a ValueError.
+    stores : StoresConfig, optional
+        ``config.stores``: ``src.path`` is read under its fsspec options (default: none).
     setting : str, default "columns"
         The configuration key of ``src.columns``, named when a CSV lacks a column
         (``validation.stations[i].columns`` in :func:`validate`).
@@ -103,10 +102,7 @@ def read_source(src: StationSourceConfig, ref: StoreRef | None = None,
         File -> why it could not be read (unknown format, malformed content).
     """
     frames: list[pd.DataFrame] = []
-    if ref is None:
-        ref = StoreRef(src.path)
-    elif ref.url != src.path:
-        raise ValueError(f"read_source: the location {ref} is not the source's path {src.path}")
+    ref = stores.at(src.path) if stores is not None else StoreRef(src.path)
     with _station_paths(ref) as (items, failures):
         if not items and not failures:
             return insitu._empty_tidy(), {src.path: "no file matches this path"}
@@ -256,7 +252,7 @@ def station_observations(config: Config) -> pd.DataFrame:
     is ``network/station``; row/col the 1 km pixel in the region); empty without stations.
     """
     cfg = stations_config(config)
-    frames = [read_source(src, config.stores.at(src.path), f"validation.stations[{i}].columns")[0]
+    frames = [read_source(src, config.stores, f"validation.stations[{i}].columns")[0]
               for i, src in enumerate(cfg.stations)]
     frames = [f for f in frames if len(f)]
     cols = ["station", "time", "insitu", "row", "col"]

@@ -295,20 +295,21 @@ def test_cli_validate(twin, tmp_path):
 @pytest.mark.s3
 @pytest.mark.timeout(120)
 def test_station_files_are_read_from_object_storage_and_bad_ones_named(s3, tiny_twin):
-    from dsm.config import StationSourceConfig
+    from dsm.config import StationSourceConfig, StoresConfig
 
     bucket = s3.make_bucket("dsm-stations")
     fs = s3.filesystem()
     fs.put_file(tiny_twin.insitu_csv.url, f"{bucket.removeprefix('s3://')}/st/insitu.csv")
     fs.pipe_file(f"{bucket.removeprefix('s3://')}/st/broken.csv", b"this,is\nnot,a station table\n")
-    remote, failures = val.read_source(StationSourceConfig(path=f"{bucket}/st/*.csv"), s3.ref(f"{bucket}/st/*.csv"))
+    stores = StoresConfig(cube="unused.zarr", storage_options=s3.storage_options)
+    remote, failures = val.read_source(StationSourceConfig(path=f"{bucket}/st/*.csv"), stores)
     local, none = val.read_source(StationSourceConfig(path=tiny_twin.insitu_csv.url))
     assert none == {} and len(local) > 100
     pd.testing.assert_frame_equal(remote, local)
     assert list(failures) == [f"{bucket}/st/broken.csv"]
     assert failures[f"{bucket}/st/broken.csv"].startswith("no column 'station': set columns.station")
     nowhere = f"{bucket}/nowhere/*.csv"
-    missing, why = val.read_source(StationSourceConfig(path=nowhere), s3.ref(nowhere))
+    missing, why = val.read_source(StationSourceConfig(path=nowhere), stores)
     assert len(missing) == 0 and why == {f"{bucket}/nowhere/*.csv": "no file matches this path"}
 
 

@@ -176,7 +176,7 @@ def _read_records(sources: Sequence[StationSourceConfig], stores: StoresConfig, 
     """
     frames = []
     for i, src in enumerate(sources):
-        data, failures = read_source(src, stores.at(src.path), f"validation.stations[{i}].columns")
+        data, failures = read_source(src, stores, f"validation.stations[{i}].columns")
         for path, why in failures.items():
             problems.add("station_file", path, why)
         frames.append(data)
