@@ -26,11 +26,11 @@ import xgboost
 from dsm import products, store
 from dsm.block_models import model_day, model_days
 from dsm.cellmeans import BlockCells, DayCells, fuse_block, fusion_parts, running_mean, within_cell_anomaly
-from dsm.cube import API_NAMES, SPECS
+from dsm.cube import API_NAMES, SPECS, layer_time
 from dsm.dayplans import DayPlan
 from dsm.grid import Region, block_reduce_mean, repeat_to_fine
 from dsm.models.store import ModelStore
-from dsm.periods import composite_8day_of, period_of, time_position
+from dsm.periods import time_position
 from dsm.ranges import SMAP, merge_counts, screen, screen_layers
 from dsm.storeref import StoreRef
 
@@ -95,25 +95,11 @@ def block_features(cube: xr.Dataset, day: dt.date, names: Sequence[str], ys: sli
     """Each predictor of ``day`` on a block: the day's daily layers, the 8-day and 16-day
     composites covering it, the static layers (float32, NaN where missing)."""
     out = {}
-    times = cube.indexes
-    key: tuple[str, str, dt.date | None]
     for name in names:
-        axis = SPECS[name].axis if name in SPECS else "static"
-        if axis == "daily":
-            key = (name, "d", day)
-            index = {"time": time_position(times["time"], day)}
-        elif axis == "precip":
-            key = (name, "d", day)
-            index = {"time_precip": time_position(times["time_precip"], day)}
-        elif axis == "8day":
-            start = composite_8day_of(day).start
-            key, index = (name, "8", start), {"time_8d": time_position(times["time_8d"], start)}
-        elif axis == "16day":
-            start = period_of(day).start
-            key, index = (name, "16", start), {"time_16d": time_position(times["time_16d"], start)}
-        else:
-            key, index = (name, "s", None), {}
+        where = layer_time(name, day)
+        key = (name, *where) if where else (name,)
         if key not in cache:
+            index = {where[0]: time_position(cube.indexes[where[0]], where[1])} if where else {}
             cache[key] = _read(cube, name, **index, y=ys, x=xs).astype(np.float32, copy=False)
         out[name] = cache[key]
     return out

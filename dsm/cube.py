@@ -26,7 +26,7 @@ from pyproj import CRS
 from dsm import store
 from dsm.errors import ConfigError, StoreError
 from dsm.grid import CRS_WKT, EPSG, FINE_PER_COARSE, Region
-from dsm.periods import composites_8day, days, periods
+from dsm.periods import composite_8day_of, composites_8day, days, period_of, periods
 from dsm.storeref import StoreRef
 
 FINE_GRID_MAPPING = "spatial_ref"  # 1 km variables
@@ -139,6 +139,31 @@ SCHEMA: tuple[VariableSpec, ...] = (
 )  # fmt: skip
 SPECS: dict[str, VariableSpec] = {v.name: v for v in SCHEMA}
 PREDICTOR_NAMES: frozenset[str] = frozenset(v.name for v in SCHEMA if v.name not in ("land_mask", "smap_sm", "api_age"))
+
+
+def layer_dim(name: str) -> str | None:
+    """The time dimension of cube variable ``name`` (:data:`AXES`); None for a static layer
+    (and a name the schema does not hold)."""
+    axis = SPECS[name].axis if name in SPECS else "static"
+    return None if axis == "static" else AXES[axis][0]
+
+
+def layer_time(name: str, day: dt.date) -> tuple[str, dt.date] | None:
+    """Where the cube holds variable ``name`` for ``day``: its time dimension and the label on
+    it (``day`` itself on ``time`` and ``time_precip``; the first day of the 8-day or 16-day
+    composite that contains it on ``time_8d`` / ``time_16d``); None for a static layer.
+
+    The one rule for "the layers of a day", used by training (:func:`dsm.samples.predictor_layer`)
+    and prediction (:func:`dsm.blocks.block_features`) alike.
+    """
+    dim = layer_dim(name)
+    if dim is None:
+        return None
+    if dim == "time_8d":
+        return dim, composite_8day_of(day).start
+    if dim == "time_16d":
+        return dim, period_of(day).start
+    return dim, day
 
 
 def whole_chunks(ndays: int, time_chunk: int) -> int:

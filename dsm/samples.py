@@ -54,11 +54,11 @@ import pandas as pd
 import xarray as xr
 from dask.delayed import Delayed
 
-from dsm.cube import SPECS
+from dsm.cube import layer_dim, layer_time
 from dsm.errors import InputError
 from dsm.features import CIRCULAR, feature_layers, source_of
 from dsm.grid import FINE_PER_COARSE, NCOLS_36KM, Region, block_reduce_mean
-from dsm.periods import Composite, composite_8day_of, period_of
+from dsm.periods import Composite
 from dsm.ranges import SMAP, masked, merge_counts, outside, screen_lazy, valid_range
 from dsm.ranges import screen as screen_range
 
@@ -243,20 +243,12 @@ def predictor_layer(ds: xr.Dataset, name: str, days: Sequence[dt.date], screen: 
     and composite predictors (the composite containing each day), ``(y, x)`` for static ones.
     With ``screen``, values outside the variable's valid range are NaN (:func:`dsm.ranges.screen_lazy`)."""
     var = ds[name]
-    axis = SPECS[name].axis if name in SPECS else None
-    times = [np.datetime64(d, "ns") for d in days]
-    if var.dims == ("y", "x") or axis == "static":
+    dim = layer_dim(name)
+    if var.dims == ("y", "x") and dim is None:
         fine = var
-    elif "time" in var.dims:
-        fine = var.sel(time=times)
-    elif "time_precip" in var.dims:
-        fine = var.sel(time_precip=xr.DataArray(times, dims="time"))
-    elif "time_8d" in var.dims:
-        starts = [np.datetime64(composite_8day_of(d).start, "ns") for d in days]
-        fine = var.sel(time_8d=xr.DataArray(starts, dims="time"))
-    elif "time_16d" in var.dims:
-        starts = [np.datetime64(period_of(d).start, "ns") for d in days]
-        fine = var.sel(time_16d=xr.DataArray(starts, dims="time"))
+    elif dim is not None and dim in var.dims:
+        labels = [np.datetime64(w[1], "ns") for d in days if (w := layer_time(name, d)) is not None]
+        fine = var.sel({dim: xr.DataArray(labels, dims="time")})
     else:
         raise InputError(f"cube variable '{name}' has unexpected dims {var.dims}")
     data = fine.data if isinstance(fine.data, da.Array) else da.from_array(fine.data)

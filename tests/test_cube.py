@@ -136,3 +136,20 @@ def test_round_trip_through_a_real_s3_server(s3):
     assert any("/c/0/0/0" in k for k in keys)
     with pytest.raises(StoreError, match="no Zarr store"):
         cube.open_cube(url.at(f"{bucket}/elsewhere.zarr"))
+
+
+def test_the_layers_of_a_day_one_rule_for_every_axis():
+    from dsm.periods import composite_8day_of, period_of
+
+    day = dt.date(2016, 7, 20)
+    assert cube.layer_time("lst", day) == ("time", day)
+    assert cube.layer_time("smap_sm", day) == ("time", day)
+    assert cube.layer_time("precip", day) == ("time_precip", day)
+    assert cube.layer_time("lai", day) == ("time_8d", composite_8day_of(day).start)
+    assert cube.layer_time("ndvi", day) == ("time_16d", period_of(day).start)
+    assert composite_8day_of(day).start != day and period_of(day).start not in (day, composite_8day_of(day).start)
+    assert cube.layer_time("dem", day) is None and cube.layer_dim("dem") is None
+    assert cube.layer_time("not_a_variable", day) is None
+    # the rule is the cube's own: each non-static variable's first dimension
+    for spec in cube.SCHEMA:
+        assert cube.layer_dim(spec.name) == (None if spec.axis == "static" else spec.dims[0])
