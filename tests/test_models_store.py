@@ -100,3 +100,19 @@ def test_resolve_follows_reused_from_and_names_a_broken_chain(tmp_path):
     store.write_card("2016257", {"period": "2016257", "status": "too_few_samples", "model": None})
     with pytest.raises(StoreError, match="2016257 has no stored model in .*, reused through 2016241 -> 2016257"):
         store.load_model("2016241")
+
+
+def test_a_card_its_schema_rejects_is_not_done_so_training_writes_it_again(tmp_path, caplog):
+    from dsm.models.period_cards import PooledCard, period_card_from_dict
+
+    store = ModelStore(StoreRef(str(tmp_path / "m")))
+    entry = store.save_model("2016161", _fitted()[1]["mlr"])
+    store.write_card("2016161", {"period": "2016161", "status": "trained", "model": entry})  # no fit records
+    store.write_card("pooled", {"status": "trained", "model": None})
+    assert store.done("2016161") and store.done("pooled")  # valid JSON, whole model file: done for any kind
+    with caplog.at_level("WARNING", logger="dsm.models.store"):
+        assert not store.done("2016161", period_card_from_dict)
+        assert not store.done("pooled", PooledCard.from_dict)
+    assert "2016161/card.json does not match its schema" in caplog.text and "retraining pooled" in caplog.text
+    store.write_card("2016177", {"period": "2016177", "status": "reused", "reused_from": "2016161", "model": None})
+    assert store.done("2016177", period_card_from_dict)  # a card its schema takes stays done

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -72,6 +73,10 @@ def test_trains_every_period_stores_cards_and_rerun_skips(tiny_twin, tmp_path, c
     assert {"mlr", "svr", "ann", "rf", "xgb", "combination", "pooled"} <= set(t4.index)
     again = train(cfg, client)
     assert again.trained == [] and again.skipped == [P1, P2, P3] and again.failed == {}
+    card_file = tmp_path / "models" / P3 / "card.json"
+    card_file.write_text(json.dumps({k: v for k, v in json.loads(card_file.read_text()).items() if k != "models"}))
+    healed = train(cfg, client)  # a card its schema rejects is trained again, not kept as done
+    assert healed.trained == [P3] and healed.skipped == [P1, P2] and "models" in json.loads(card_file.read_text())
     forced = train(cfg, client, force=True, only=[P2])
     assert forced.trained == [P2] and forced.skipped == []
 

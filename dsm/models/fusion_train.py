@@ -137,7 +137,7 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
     """Train the fusion method (module docstring); returns its card and whether it was trained
     in this call (False: an existing card was kept)."""
     say = progress or (lambda line: log.info(line))
-    if not force and store.done(FUSION_KEY):
+    if not force and store.done(FUSION_KEY, FusionCard.from_dict):
         card = read_fusion_card(store)
         if card is not None:
             return card, False

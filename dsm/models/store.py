@@ -31,7 +31,7 @@ import io
 import json
 import logging
 import platform
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import joblib
@@ -154,10 +154,11 @@ class ModelStore:
         text = json.dumps(_jsonable(card), indent=2, sort_keys=False, allow_nan=True)
         self._write(self._path(key, CARD), text.encode())
 
-    def done(self, key: str) -> bool:
+    def done(self, key: str, schema: Callable[[Mapping[str, Any]], Any] | None = None) -> bool:
         """Whether ``key`` has a readable card and, if it holds its own model, the whole model file.
 
-        A card that is not valid JSON, or a model file missing or of another size than its
+        A card that is not valid JSON, one that ``schema`` (the card kind's typed reader, e.g.
+        ``PooledCard.from_dict``) rejects, or a model file missing or of another size than its
         card records, makes the key not done (so it is trained again), never the whole store;
         so does a card recording models that failed to fit (``model_errors``): a rerun tries
         them again rather than report the period done.
@@ -169,6 +170,13 @@ class ModelStore:
             return False
         if card is None or card.get("model_errors"):
             return False
+        if schema is not None:
+            try:
+                schema(card)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                log.warning("the model card %s/%s/%s does not match its schema (%s: %s): retraining %s",
+                            self.url, key, CARD, type(exc).__name__, exc, key)
+                return False
         model = card.get("model")
         if model is None:
             return True

@@ -207,8 +207,9 @@ def train_variants(client: Client, config: Config, store: ModelStore, ds: Any, p
             continue
         for variant, preds in variants_of(config).items():
             key = variant_key(variant, name)
-            done = store.done(key) and (interval is None or store.done(quantile_key(variant, name))
-                                        or _too_few(store, key))
+            done = store.done(key, VariantCard.from_dict) and (
+                interval is None or store.done(quantile_key(variant, name), QuantileCard.from_dict)
+                or _too_few(store, key))
             if force or name in fresh or not done:
                 wanted.append((name, variant, preds, card))
     if not wanted:

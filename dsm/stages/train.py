@@ -54,6 +54,7 @@ from dsm.models.period_cards import (
     ReusedPeriodCard,
     StoredModel,
     TrainedPeriodCard,
+    period_card_from_dict,
     read_period_card,
     read_pooled_card,
     tuple_or_none,
@@ -234,11 +235,12 @@ def _train_into(store: ModelStore, config: Config, client: Client, ds: Any, all_
         return report
 
     windows = {p.name: sample_window(ds, [p]) for p in all_periods}
-    todo = [p for p in chosen if force or not store.done(p.name) or _moved(store, p.name, windows[p.name])]
+    todo = [p for p in chosen if force or not store.done(p.name, period_card_from_dict)
+            or _moved(store, p.name, windows[p.name])]
     report.skipped = [p.name for p in chosen if p not in todo]
     report.windows = {p.name: windows[p.name] for p in todo}
     whole = sample_window(ds, all_periods)
-    want_pooled = tcfg.pooled and (force or not store.done(POOLED) or _moved(store, POOLED, whole))
+    want_pooled = tcfg.pooled and (force or not store.done(POOLED, PooledCard.from_dict) or _moved(store, POOLED, whole))
     need = all_periods if want_pooled else todo
     futures = dict(zip([p.name for p in need],
                        table_futures(client, ds, need, config.predictors, how=tcfg.aggregation,
