@@ -177,7 +177,7 @@ result.period_skill.query("period == 'all'").round(4)
 # %%
 out = products.open_products(cfg.stores.ref("output"))
 truth = store.open_store(cfg.stores.ref("truth"), "truth")
-smap = store.open_store(cfg.stores.ref("cube"), "cube").smap_sm.sel(time=out.time)
+smap = dsm.open_cube(cfg.stores.ref("cube")).smap_sm.sel(time=out.time)
 day = smap.notnull().sum(("cy", "cx")).idxmax("time").values
 smap_day = smap.sel(time=day).values
 maps = {"truth": truth.sm_true.sel(time=day).values, "dsm 1 km": out.sm.sel(time=day).values,
