@@ -1,7 +1,8 @@
 """Figures of the validation and analysis, written as PNG files (matplotlib, Agg, no pyplot).
 
-Every function takes tables or arrays and where to write (``dest``, a
-:class:`~dsm.storeref.StoreRef`: a local path or fsspec URL with its options), draws on its own
+Every function takes tables or arrays and where to write (``dest``: a
+:class:`~dsm.storeref.StoreRef`, a local path or fsspec URL with its options, or a plain path
+or URL that needs none), draws on its own
 :class:`matplotlib.figure.Figure` (no global state, no display) and returns the URL written.
 
 =============================  ==========================================================
@@ -56,11 +57,11 @@ MAX_PERIOD_LABELS = 12
 MAX_NAMED_PERIODS = 6
 
 
-def save(fig: Figure, dest: StoreRef, dpi: int = 110) -> str:
+def save(fig: Figure, dest: StoreRef | str, dpi: int = 110) -> str:
     """Write ``fig`` as PNG to ``dest`` (a local path or fsspec URL, with its options); returns its URL."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    return files.write_url(dest, buf.getvalue())
+    return files.write_url(StoreRef.of(dest), buf.getvalue())
 
 
 def _color(name: str, others: Sequence[str]) -> str:
@@ -184,7 +185,7 @@ def _score(card: TrainedPeriodCard, model: str, split: str, metric: str) -> floa
     return np.nan if value is None else float(value)
 
 
-def model_scores_per_period(cards: Sequence[PeriodCard], dest: StoreRef) -> str:
+def model_scores_per_period(cards: Sequence[PeriodCard], dest: StoreRef | str) -> str:
     """Train (dashed) and test (solid) R and RMSE of every model per period; chosen ones marked."""
     trained = sorted((c for c in cards if isinstance(c, TrainedPeriodCard) and c.models), key=lambda c: c.period)
     fig = Figure(figsize=(11, 4), layout="constrained")
@@ -212,7 +213,7 @@ def model_scores_per_period(cards: Sequence[PeriodCard], dest: StoreRef) -> str:
     return save(fig, dest)
 
 
-def table4_figure(table4: pd.DataFrame, dest: StoreRef) -> str:
+def table4_figure(table4: pd.DataFrame, dest: StoreRef | str) -> str:
     """Mean train/test R and RMSE of each model and of the combination (the paper's Table 4)."""
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     if table4 is None or table4.empty:
@@ -233,7 +234,7 @@ def table4_figure(table4: pd.DataFrame, dest: StoreRef) -> str:
     return save(fig, dest)
 
 
-def site_scatter(pairs: pd.DataFrame, scores: pd.DataFrame, dest: StoreRef, product: str = "sm_1km",
+def site_scatter(pairs: pd.DataFrame, scores: pd.DataFrame, dest: StoreRef | str, product: str = "sm_1km",
                  days: str = "own") -> str:
     """One panel per site: product vs in situ with the 1:1 line and R, RMSE, ubRMSE, bias, n.
 
@@ -273,7 +274,7 @@ def site_scatter(pairs: pd.DataFrame, scores: pd.DataFrame, dest: StoreRef, prod
     return save(fig, dest)
 
 
-def site_timeseries(pairs: pd.DataFrame, dest: StoreRef, products: Sequence[str],
+def site_timeseries(pairs: pd.DataFrame, dest: StoreRef | str, products: Sequence[str],
                     precip: Mapping[tuple[str, str], pd.Series] | None = None, max_sites: int = 8) -> str:
     """Time series at sites: in situ (dots), products (lines), precipitation bars (right axis).
 
@@ -321,7 +322,7 @@ def site_timeseries(pairs: pd.DataFrame, dest: StoreRef, products: Sequence[str]
     return save(fig, dest)
 
 
-def map_panels(maps: xr.DataArray, dest: StoreRef, dim: str, title: str, fmt: str = "%Y-%m",
+def map_panels(maps: xr.DataArray, dest: StoreRef | str, dim: str, title: str, fmt: str = "%Y-%m",
                points: pd.DataFrame | None = None, vmin: float | None = None, vmax: float | None = None) -> str:
     """One map per entry of ``dim`` (e.g. monthly means), shared colour scale, lat/lon graticule
     (:func:`draw_map_panels`, written as PNG)."""
@@ -380,7 +381,7 @@ def draw_map_panels(maps: xr.DataArray, dim: str, title: str, fmt: str = "%Y-%m"
     return fig
 
 
-def importance_bars(summary: pd.DataFrame, dest: StoreRef) -> str:
+def importance_bars(summary: pd.DataFrame, dest: StoreRef | str) -> str:
     """Mean importance of each predictor over periods with ± one standard deviation."""
     fig = Figure(figsize=(10, 0.35 * max(len(summary), 4) + 1.2))
     kinds = [k for k in ("rf_impurity", "xgb_gain") if len(summary) and summary[f"{k}_n"].sum() > 0]
@@ -404,7 +405,7 @@ def importance_bars(summary: pd.DataFrame, dest: StoreRef) -> str:
     return save(fig, dest)
 
 
-def partial_correlation_map(table: pd.DataFrame, dest: StoreRef, background: xr.DataArray | None = None) -> str:
+def partial_correlation_map(table: pd.DataFrame, dest: StoreRef | str, background: xr.DataArray | None = None) -> str:
     """Weather stations coloured by significance class of SM-precipitation and SM-temperature.
 
     Parameters
@@ -440,7 +441,7 @@ def partial_correlation_map(table: pd.DataFrame, dest: StoreRef, background: xr.
     return save(fig, dest)
 
 
-def skill_periods_figure(period_skill: pd.DataFrame, dest: StoreRef) -> str:
+def skill_periods_figure(period_skill: pd.DataFrame, dest: StoreRef | str) -> str:
     """Twin skill against the truth per period: RMSE and mean within-cell R of each map
     (:func:`draw_skill_periods`, written as PNG)."""
     return save(draw_skill_periods(period_skill), dest)

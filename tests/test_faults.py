@@ -143,6 +143,12 @@ def test_report_figures_reach_object_storage_with_the_configured_options_only(s3
     assert s3.filesystem().cat_file(url.removeprefix("s3://"))[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_figure_also_goes_to_a_plain_path_as_in_a_notebook(tmp_path):
+    dest = tmp_path / "figures" / "importance.png"
+    assert figures.importance_bars(pd.DataFrame(), str(dest)) == str(dest)
+    assert dest.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_a_flipped_bit_in_a_cube_chunk_is_an_error_naming_store_variable_and_chunk(tmp_path):
     url = str(tmp_path / "cube.zarr")
     ref = StoreRef(url)
