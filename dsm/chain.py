@@ -112,7 +112,7 @@ def records_ref(config: Config) -> StoreRef:
     """Where run records go: ``run.records``, else ``runs/`` beside the output store."""
     if config.run.records:
         return config.stores.at(config.run.records.rstrip("/"))
-    return config.stores.ref("output" if config.stores.output else "cube").sibling("runs")
+    return config.stores.primary().sibling("runs")
 
 
 def _transient(exc: BaseException) -> bool:
@@ -348,8 +348,7 @@ def new_run_id() -> str:
 
 def lock_for(config: Config, run_id: str | None = None, break_lock: bool = False) -> RunLock:
     """The (not yet acquired) lock of ``config``'s output store; use it as a context manager."""
-    target = config.stores.ref("output" if config.stores.output else "cube")
-    return RunLock(lock_ref(target), ttl=config.run.lock_ttl,
+    return RunLock(lock_ref(config.stores.primary()), ttl=config.run.lock_ttl,
                    heartbeat=config.run.lock_heartbeat, run_id=run_id or new_run_id(), break_lock=break_lock)
 
 

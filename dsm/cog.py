@@ -214,15 +214,6 @@ def export_day(job: ExportJob) -> dict[str, Any]:
     return info
 
 
-def _file_intact(ref: StoreRef, size: int | None) -> bool:
-    fs, path = ref.fs()
-    try:
-        got = fs.size(path)
-    except FileNotFoundError:
-        return False
-    return size is None or got == size
-
-
 def cog_intact(info: Mapping[str, Any], cog: StoreRef, layers: tuple[str, ...] = EXTRA_LAYERS) -> bool:
     """Whether every COG of the day ``info`` records (``sm`` and each of ``layers``) still
     exists with the size it was written with; a record without one of ``layers`` (an export
@@ -231,5 +222,5 @@ def cog_intact(info: Mapping[str, Any], cog: StoreRef, layers: tuple[str, ...] =
     recorded = info.get("layers", {})
     if any(layer not in recorded for layer in layers):
         return False
-    return all(_file_intact(cog.at(i["url"]), i.get("size"))
+    return all(files.has_size(cog.at(i["url"]), i.get("size"))
                for i in (info, *(recorded[layer] for layer in layers)))

@@ -163,6 +163,16 @@ def put_file(fs: fsspec.AbstractFileSystem, local: str, path: str) -> None:
         fs.put_file(local, path)
 
 
+def has_size(ref: StoreRef, size: int | None) -> bool:
+    """Whether the file at ``ref`` exists and, unless ``size`` is None, has ``size`` bytes."""
+    fs, path = ref.fs()
+    try:
+        got = fs.size(path)
+    except FileNotFoundError:
+        return False
+    return size is None or got == size
+
+
 def write_url(ref: StoreRef, data: bytes | str) -> str:
     """Write ``data`` (text is UTF-8 encoded) to ``ref`` whole; returns its URL."""
     fs, path = ref.fs()

@@ -25,8 +25,7 @@ CONFIDENCE = 0.95
 def read_twin_stations(src: StoreRef) -> pd.DataFrame:
     """The twin's in situ table (``insitu.csv`` at ``src``: station, network, lon, lat, depth, time,
     value) as the frame :func:`dsm.skill.skill` takes: ``station, lon, lat, time`` (UTC day, naive) ``, sm``."""
-    fs, path = src.fs()
-    with fs.open(path, "r") as f:
+    with src.open("r") as f:
         raw = pd.read_csv(f, dtype={"station": str})
     value = "sm" if "sm" in raw.columns else "value"
     missing = [c for c in ("station", "lon", "lat", "time", value) if c not in raw.columns]

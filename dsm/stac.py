@@ -53,8 +53,7 @@ class FsspecStacIO(pystac.StacIO):
         return self.catalog.at(str(href)) if self.catalog is not None else StoreRef(str(href))
 
     def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:  # noqa: D102
-        fs, path = self._ref(source).fs()
-        with fs.open(path, "r") as f:
+        with self._ref(source).open("r") as f:
             return str(f.read())
 
     def write_text(self, dest: Any, txt: str, *args: Any, **kwargs: Any) -> None:  # noqa: D102

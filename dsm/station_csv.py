@@ -146,9 +146,8 @@ def read_weather_csv(
         A required or mapped column is missing, or the file is not a CSV.
     """
     url = src.url
-    fs, path = src.fs()
     try:
-        with fs.open(path, "r") as f:
+        with src.open("r") as f:
             raw = pd.read_csv(f, dtype={(columns or {}).get("station", "station"): str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InsituFormatError(url, f"not a readable CSV: {exc}") from exc

@@ -79,6 +79,11 @@ def _station_paths(ref: StoreRef) -> Iterator[tuple[list[tuple[str, str]], dict[
         yield [(local, url) for url, local in paths.items()], {f.path: f.reason for f in failed}
 
 
+def _located(path: str, stores: StoresConfig | None) -> StoreRef:
+    """``path`` under the fsspec options of ``stores`` (``config.stores``; None: no options)."""
+    return stores.at(path) if stores is not None else StoreRef(path)
+
+
 def read_source(src: StationSourceConfig, stores: StoresConfig | None = None,
                 setting: str = "columns") -> tuple[pd.DataFrame, dict[str, str]]:
     """Read one in situ source into tidy records (:data:`dsm.insitu.TIDY_COLUMNS`).
@@ -102,7 +107,7 @@ def read_source(src: StationSourceConfig, stores: StoresConfig | None = None,
         File -> why it could not be read (unknown format, malformed content).
     """
     frames: list[pd.DataFrame] = []
-    ref = stores.at(src.path) if stores is not None else StoreRef(src.path)
+    ref = _located(src.path, stores)
     with _station_paths(ref) as (items, failures):
         if not items and not failures:
             return insitu._empty_tidy(), {src.path: "no file matches this path"}
@@ -238,8 +243,7 @@ def stations_config(config: Config) -> ValidationConfig:
         if store.exists(weather):
             updates["weather"] = weather.url
     if v.out is None:
-        base = config.stores.output or config.stores.cube
-        updates["out"] = f"{os.path.dirname(base.rstrip('/'))}/validation"
+        updates["out"] = config.stores.primary().sibling("validation").url
     return v.model_copy(update=updates)
 
 
@@ -281,8 +285,7 @@ def weather_table(v: ValidationConfig, stores: StoresConfig | None = None) -> pd
     if not v.weather:
         return None
     try:
-        src = stores.at(v.weather) if stores is not None else StoreRef(v.weather)
-        return insitu.read_weather_csv(src, columns=v.weather_columns, setting="validation.weather_columns")
+        return insitu.read_weather_csv(_located(v.weather, stores), columns=v.weather_columns, setting="validation.weather_columns")
     except FileNotFoundError:
         return None
     except insitu.InsituFormatError as exc:

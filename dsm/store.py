@@ -87,7 +87,8 @@ def exists(ref: StoreRef) -> bool:
     return bool(fs.exists(path))
 
 
-def _exists(ref: StoreRef) -> bool:
+def is_store(ref: StoreRef) -> bool:
+    """Whether a Zarr store (its ``zarr.json``) exists at ``ref``."""
     return exists(ref.join("zarr.json"))
 
 
@@ -97,7 +98,7 @@ def create(ref: StoreRef, template: xr.Dataset, kind: str, overwrite: bool = Fal
     ``template`` holds dask-backed data variables (never computed) whose ``encoding``
     carries chunks and codecs. Refuses to replace an existing store unless ``overwrite``.
     """
-    if not overwrite and _exists(ref):
+    if not overwrite and is_store(ref):
         raise StoreError(f"a store already exists at {ref}; pass overwrite=True to replace it")
     ds = template.copy()
     ds.attrs = {**template.attrs, "dsm_store": kind, "dsm_format": FORMAT_VERSION}
@@ -141,7 +142,7 @@ def open_store(ref: StoreRef, kind: str, chunks: Mapping[str, int] | None | str 
         accepted by :func:`xarray.open_zarr`.
     """
     try:
-        if not _exists(ref):
+        if not is_store(ref):
             raise StoreNotFoundError(f"no Zarr store at {ref} (no zarr.json found)")
         dask_chunks: Any = {} if chunks == "store" else (dict(chunks) if isinstance(chunks, Mapping) else chunks)
         ds = xr.open_zarr(ref.url, chunks=dask_chunks, consolidated=False, storage_options=ref.zarr_options)

@@ -103,6 +103,10 @@ class StoreRef:
         fs, path = fsspec.core.url_to_fs(self.url, **dict(self.options))
         return fs, path.rstrip("/") or path
 
+    def open(self, mode: str = "rb") -> fsspec.core.OpenFile:
+        """The file at :attr:`url`, to open with ``with ref.open("r") as f`` (fsspec, with the options)."""
+        return fsspec.open(self.url, mode, **dict(self.options))
+
     def join(self, *parts: str) -> StoreRef:
         """The location of ``parts`` under this one, with the same options."""
         tail = "/".join(p.strip("/") for p in parts if p)

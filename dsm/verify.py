@@ -219,11 +219,11 @@ def verify(config: Config, client: Client, fix: bool = False) -> VerifyReport:
     """Check every store ``config`` names that exists; with ``fix``, un-mark what failed."""
     report = VerifyReport()
     stores = config.stores
-    if stores.cube and store.exists(stores.ref("cube").join("zarr.json")):
+    if stores.cube and store.is_store(stores.ref("cube")):
         verify_cube(client, config, report)
     if stores.models:
         verify_models(client, config, report, fix)
-    if stores.output and store.exists(stores.ref("output").join("zarr.json")):
+    if stores.output and store.is_store(stores.ref("output")):
         verify_cogs(client, config, report, fix)  # first: fixing the products forgets the COGs of their days
         verify_products(client, config, report, fix)
     return report

@@ -96,3 +96,16 @@ def test_the_configuration_names_each_store_with_its_options():
 def test_an_unset_store_is_a_config_error_naming_the_setting(name, hint):
     with pytest.raises(ConfigError, match=hint.replace("(", r"\(").replace(".", r"\.")):
         _config().stores.ref(name)
+
+
+def test_the_runs_own_store_is_the_output_else_the_cube():
+    assert _config(output="s3://b/run/sm.zarr").stores.primary() == StoreRef("s3://b/run/sm.zarr", OPTIONS)
+    assert _config().stores.primary() == StoreRef("s3://b/cube.zarr", OPTIONS)
+
+
+def test_open_reads_the_file_with_its_options(tmp_path):
+    (tmp_path / "a.json").write_text('{"x": 1}')
+    with StoreRef(str(tmp_path / "a.json")).open("r") as f:
+        assert f.read() == '{"x": 1}'
+    with pytest.raises(FileNotFoundError), StoreRef(str(tmp_path / "none.json")).open("r"):
+        pass

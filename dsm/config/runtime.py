@@ -50,6 +50,11 @@ class StoresConfig(_Frozen):
                 "netcdf": " (or stores.output, beside which it defaults)"}.get(name, "")
         raise ConfigError(f"stores.{name} is not set{base}: set it in the configuration's stores section")
 
+    def primary(self) -> StoreRef:
+        """The run's own store: ``stores.output``, else ``stores.cube``. Its lock lies beside it,
+        and so do the run records and the validation folder by default."""
+        return self.ref("output" if self.output else "cube")
+
     def at(self, url: str) -> StoreRef:
         """The handle of any other location (``url``) under these storage options."""
         return StoreRef(url, self.storage_options)

@@ -124,8 +124,7 @@ def summarize(report: Mapping[str, Any]) -> dict[str, int]:
 def _previous(ref: StoreRef) -> dict[str, Any]:
     """The provenance of the earlier report at ``ref`` ({} when there is none)."""
     try:
-        fs, path = ref.fs()
-        with fs.open(path, "r") as f:
+        with ref.open("r") as f:
             return json.load(f).get("provenance", {})
     except FileNotFoundError:
         return {}

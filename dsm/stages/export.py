@@ -29,7 +29,7 @@ from typing import Any
 import xarray as xr
 from distributed import Client
 
-from dsm import fingerprint, ledger, products
+from dsm import files, fingerprint, ledger, products
 from dsm.cluster import leased_outcomes
 from dsm.cog import EXTRA_LAYERS, ExportJob, blocksize_for, cog_intact, cog_name, export_day, write_cog
 from dsm.config import Config
@@ -147,11 +147,7 @@ def _netcdf_settings(config: Config) -> dict[str, Any]:
 
 def _netcdf_intact(record: ledger.NetcdfRecord, dest: StoreRef) -> bool:
     """Whether the recorded netCDF file (in the folder ``dest``) still exists with its size."""
-    fs, path = dest.at(record.url).fs()
-    try:
-        return fs.size(path) == record.size
-    except FileNotFoundError:
-        return False
+    return files.has_size(dest.at(record.url), record.size)
 
 
 def _export_netcdf(config: Config, client: Client, st: _State, report: ExportReport, force: bool, command: str,

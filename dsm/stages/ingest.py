@@ -150,7 +150,7 @@ def _ensure_cube(cfg: Config, overwrite: bool = False) -> tuple[xr.Dataset, dt.d
     """
     ref = cfg.stores.ref("cube")
     layout = Layout.from_config(cfg)
-    if overwrite or not store.exists(ref.join("zarr.json")):
+    if overwrite or not store.is_store(ref):
         log.info("creating the cube %s", ref)
         create_cube(ref, layout, overwrite=overwrite)
     have_end = recorded_end(ref)

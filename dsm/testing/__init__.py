@@ -32,7 +32,7 @@ def make_synthetic_cube(
     ``size`` is ``"tiny"`` (4 x 4 SMAP cells, 48 days; seconds) or ``"default"``
     (8 x 8 cells, one year).
     """
-    base = root if isinstance(root, StoreRef) else StoreRef(root)
+    base = StoreRef.of(root)
     stores = TwinStores(base.join("cube.zarr"), base.join("truth.zarr"), base.join("stations"))
     return build_twin(stores, TwinSpec.of_size(size, seed), space_chunk, time_chunk,
                       overwrite=overwrite, progress=False)
