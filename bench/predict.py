@@ -98,6 +98,9 @@ class _Recording:
         return apply_model(self.model, X)
 
 
+DAILY_DIMS = ("time", "time_precip")  # the cache keys (name, dim, day) of daily layers
+
+
 def model_calls(cfg: config_mod.Config) -> tuple[list[tuple[Any, np.ndarray]], int]:
     """Every model call of the prediction (booster, features), made by the blocks' own
     :func:`dsm.block_models.model_days` over the whole region, a time chunk of days at a time
@@ -125,7 +128,7 @@ def model_calls(cfg: config_mod.Config) -> tuple[list[tuple[Any, np.ndarray]], i
         names = sorted({p for plan in chunk for v in plan.variants for p in v.predictors})
         per_day = [day_predictors(cube, plan.day, names, cache) for plan in chunk]
         feats = {n: np.stack([d[n] for d in per_day]) for n in names}
-        for key in [k for k in cache if k[1] == "d"]:  # the daily layers are not needed again
+        for key in [k for k in cache if len(k) > 1 and k[1] in DAILY_DIMS]:  # not needed again
             del cache[key]
         smaps = smap.sel(time=[np.datetime64(plan.day, "ns") for plan in chunk]).values
         sm = model_days(feats, land, smaps, chunk, load)[0]

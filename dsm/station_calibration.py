@@ -3,7 +3,7 @@
 The map is ``sm = B + k a`` with interval ``z sqrt(var_cell + s^2)`` (:mod:`dsm.cellmeans`).
 Before the first block is written, :func:`calibrate_at_stations` computes ``B``, ``a`` and
 ``var_cell`` at the station pixels on every day (one :func:`dsm.blocks.station_parts` task per
-station cell and time chunk: the blocks' own code, writing nothing), then calibrates the gain
+station cell and :data:`STATION_TASK_DAYS` days: the blocks' own code, writing nothing), then calibrates the gain
 ``k`` (:func:`dsm.calibration.calibrate_gain`) and, on the residuals of the map with that gain,
 the within-cell error sd ``s`` (:func:`dsm.calibration.calibrate_anomaly_sd`). With too few
 stations, or with the calibration switched off, the configured values are used. A products
@@ -32,6 +32,11 @@ UNC_ATTR = "anomaly_error"  # products attribute: the store's IntervalCalibratio
 
 JobsFor = Callable[[int, int, int, int], BlockJob]
 
+#: Days of one station task (rounded down to whole time chunks). A task reads one SMAP cell of
+#: the cube, so a long span costs little memory, and it decodes each cube chunk it touches once
+#: instead of once per time chunk of the run (a cube chunk holds many cells).
+STATION_TASK_DAYS = 256
+
 
 def station_table(config: Config, client: Client, jobs_for: JobsFor, n_days: int, obs: pd.DataFrame) -> pd.DataFrame:
     """The map's parts at the stations of ``obs`` (:func:`dsm.stations.station_observations`):
@@ -43,12 +48,13 @@ def station_table(config: Config, client: Client, jobs_for: JobsFor, n_days: int
     f = config.grid_region.fine_per_coarse
     sites = obs.drop_duplicates("station").loc[:, ["station", "row", "col"]]
     tchunk = Layout.from_config(config).time_chunk
+    span = tchunk * max(1, STATION_TASK_DAYS // tchunk)
     futures = {}
     for key, group in sites.groupby([sites["row"] // f, sites["col"] // f]):
         cy, cx = (int(k) for k in cast(tuple[int, int], key))  # grouped by two columns
         pixels = [(int(r) - cy * f, int(c) - cx * f) for r, c in zip(group["row"], group["col"], strict=True)]
-        for t0 in range(0, n_days, tchunk):
-            job = jobs_for(t0, min(t0 + tchunk, n_days), cy * f, cx * f)
+        for t0 in range(0, n_days, span):
+            job = jobs_for(t0, min(t0 + span, n_days), cy * f, cx * f)
             futures[client.submit(station_parts, job, pixels, pure=False)] = (t0, tuple(group["station"]))
     frames = []
     for fut, (t0, names) in futures.items():

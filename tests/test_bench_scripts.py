@@ -70,3 +70,21 @@ def test_the_in_place_benchmark_runs_and_counts_fewer_bytes_in_place(tmp_path):
         f = figures[kind]
         assert f["copy_bytes"] >= f["file_bytes"] > f["in_place_bytes"] > 0, (kind, f)
         assert f["in_place_requests"] > 0
+
+
+def test_the_prediction_benchmarks_bare_baseline_predicts_the_pipelines_pixels(tiny_demo, monkeypatch):
+    """``bench/predict.py``'s baseline replays the blocks' model calls over the whole region: on
+    the tiny demo's fusion run it predicts exactly the pixel-days the pipeline wrote."""
+    import numpy as np
+
+    from dsm.config import load
+    from dsm.products import open_products
+
+    assert tiny_demo.result.returncode == 0, tiny_demo.result.stderr[-2000:]
+    monkeypatch.chdir(tiny_demo.work)
+    monkeypatch.syspath_prepend(str(BENCH))
+    cfg = load(tiny_demo.work / "config.yaml")
+    calls, pixels = importlib.import_module("predict").model_calls(cfg)
+    sm = open_products(cfg.stores.ref("output"))["sm"].values
+    assert pixels == int(np.isfinite(sm).sum()) > 0
+    assert calls and all(len(X) for _, X in calls)
