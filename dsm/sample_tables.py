@@ -5,7 +5,8 @@ whole cube: with every predictor, aggregation, count and range a blockwise step 
 that is thousands of tasks of a few milliseconds per period, and the graphs of a year weigh
 megabytes on the scheduler ("Sending large graph"). :func:`sample_tables` computes the same
 tables with one task per (period, block of the cube's spatial chunks): the task opens the cube,
-reads its block and runs the very same graph in the worker with Dask's synchronous scheduler;
+reads its block and computes the same table with the same array functions on numpy
+(:func:`dsm.samples.sample_table`), without a dask task per chunk and step;
 the blocks' rows are put back in the order of the whole-cube table (day, then cell) and their
 counts of masked values summed, so the tables are identical.
 """
@@ -17,7 +18,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import dask
 import pandas as pd
 import xarray as xr
 from distributed import Client, Future
@@ -25,7 +25,7 @@ from distributed import Client, Future
 from dsm import store
 from dsm.grid import Region
 from dsm.periods import Composite
-from dsm.samples import OUT_OF_RANGE_ATTR, sample_graph, table_counts
+from dsm.samples import OUT_OF_RANGE_ATTR, sample_table, table_counts
 from dsm.storeref import StoreRef
 
 __all__ = ["block_table", "sample_tables", "store_ref_of", "table_futures"]
@@ -36,18 +36,16 @@ KM_PER_CELL = 36  # Region counts its rows and columns in 36 km cells on either 
 def block_table(cube: StoreRef, token: str, days: Composite | Sequence[dt.date], predictors: Sequence[str],
                 y0: int, y1: int, x0: int, x1: int, options: Mapping[str, Any]) -> pd.DataFrame:
     """The sample table of ``days`` on pixels ``y0:y1, x0:x1`` of the cube at ``cube`` (whole 36
-    km cells), computed here (runs on a worker; the cube opened once per worker and ``token``,
-    :func:`dsm.store.open_cached`; ``options``: :func:`~dsm.samples.sample_graph`'s keywords)."""
-    ds = store.open_cached(cube, token, "cube")
+    km cells), computed here with numpy (runs on a worker; the cube opened once per worker and
+    ``token``, :func:`dsm.store.open_cached`; ``options``: :func:`~dsm.samples.sample_graph`'s keywords)."""
+    ds = store.open_cached(cube, token, "raw")  # numpy on indexing: the block is read here, whole
     region = Region.from_dict(ds.attrs["region"])
     f = region.fine_per_coarse
     sub = ds.isel(y=slice(y0, y1), x=slice(x0, x1), cy=slice(y0 // f, y1 // f), cx=slice(x0 // f, x1 // f))
     part = Region(region.row0 + y0 // KM_PER_CELL, region.col0 + x0 // KM_PER_CELL, (y1 - y0) // KM_PER_CELL,
                   (x1 - x0) // KM_PER_CELL, region.coarse_km)
     sub = sub.assign_attrs(region=part.to_dict())  # a copy: the cached dataset keeps its own
-    with dask.config.set(scheduler="synchronous"):
-        table: pd.DataFrame = sample_graph(sub, days, predictors, **options).compute()
-    return table
+    return sample_table(sub, days, predictors, **options)
 
 
 def _merge(blocks: Sequence[pd.DataFrame]) -> pd.DataFrame:

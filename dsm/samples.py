@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import dask
@@ -207,8 +208,9 @@ def empty_table(predictors: Sequence[str]) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------- lazy graph
-def _aggregate_dask(fine: da.Array, land: da.Array, how: Aggregation, min_valid_fraction: float,
-                    bounds: tuple[float, float] | None = None, factor: int = FINE_PER_COARSE) -> da.Array:
+def _per_cell_lazy(func: Any, fine: da.Array, land: da.Array, dtype: Any, factor: int, **kwargs: Any) -> da.Array:
+    """``func(fine, land, factor=factor, **kwargs)`` (:func:`aggregate`, :func:`count_cells`,
+    :func:`cell_extreme`) on each chunk of ``fine``: one task per chunk."""
     f = factor
     for c in (*fine.chunks[-2], *fine.chunks[-1]):
         if c % f:
@@ -216,13 +218,44 @@ def _aggregate_dask(fine: da.Array, land: da.Array, how: Aggregation, min_valid_
                              "a SMAP cell would straddle two chunks")
     land = land.rechunk(fine.chunks[-2:])
     lead = "".join("abcdefgh"[i] for i in range(fine.ndim - 2))
-    chunks = (*fine.chunks[:-2], tuple(c // f for c in fine.chunks[-2]), tuple(c // f for c in fine.chunks[-1]))
     return da.blockwise(
-        aggregate, lead + "yx", fine, lead + "yx", land, "yx",
-        how=how, min_valid_fraction=min_valid_fraction, bounds=bounds, factor=f,
-        adjust_chunks={"y": chunks[-2], "x": chunks[-1]}, dtype=np.float32,
-        meta=np.empty((0,) * fine.ndim, np.float32),
+        func, lead + "yx", fine, lead + "yx", land, "yx", factor=f, **kwargs,
+        adjust_chunks={"y": tuple(c // f for c in fine.chunks[-2]), "x": tuple(c // f for c in fine.chunks[-1])},
+        dtype=dtype, meta=np.empty((0,) * fine.ndim, dtype),
     )
+
+
+def _per_cell_now(func: Any, fine: np.ndarray, land: np.ndarray, dtype: Any, factor: int, **kwargs: Any) -> np.ndarray:
+    """``func`` on the whole of ``fine`` at once (its blocks are whole cells)."""
+    return func(fine, land, factor=factor, **kwargs)
+
+
+def _lazy_array(values: xr.DataArray) -> da.Array:
+    data = values.data
+    return data if isinstance(data, da.Array) else da.from_array(data)
+
+
+def _screen_now(name: str, values: np.ndarray) -> np.ndarray:
+    bounds = valid_range(name)
+    return values if bounds is None else masked(values, bounds)
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """How :func:`_sample_table`'s steps run: lazily, one dask task per chunk and step
+    (:func:`sample_graph`), or now on numpy arrays (:func:`sample_table`). Both call the same
+    array functions, so their tables are identical."""
+
+    array: Any  # DataArray -> the array of its values (dask, or numpy read now)
+    per_cell: Any  # _per_cell_lazy or _per_cell_now
+    screen: Any  # (name, array) -> the array with NaN outside the name's valid range
+    table: Any  # screened_table, or its dask.delayed
+    empty: Any  # empty_table, or its dask.delayed
+
+
+_LAZY = _Evaluation(_lazy_array, _per_cell_lazy, screen_lazy, dask.delayed(screened_table, pure=True),
+                    dask.delayed(empty_table))
+_NOW = _Evaluation(lambda values: values.values, _per_cell_now, _screen_now, screened_table, empty_table)
 
 
 def period_days(ds: xr.Dataset, period: Composite) -> list[dt.date]:
@@ -242,55 +275,32 @@ def predictor_layer(ds: xr.Dataset, name: str, days: Sequence[dt.date], screen: 
     """The 1 km layer of predictor ``name`` for each of ``days``, lazily: ``(t, y, x)`` for daily
     and composite predictors (the composite containing each day), ``(y, x)`` for static ones.
     With ``screen``, values outside the variable's valid range are NaN (:func:`dsm.ranges.screen_lazy`)."""
+    data = _lazy_array(_select_layer(ds, name, days))
+    return screen_lazy(name, data) if screen else data
+
+
+def _select_layer(ds: xr.Dataset, name: str, days: Sequence[dt.date]) -> xr.DataArray:
+    """:func:`predictor_layer`'s selection, before any value is read."""
     var = ds[name]
     dim = layer_dim(name)
     if var.dims == ("y", "x") and dim is None:
-        fine = var
-    elif dim is not None and dim in var.dims:
+        return var
+    if dim is not None and dim in var.dims:
         labels = [np.datetime64(w[1], "ns") for d in days if (w := layer_time(name, d)) is not None]
-        fine = var.sel({dim: xr.DataArray(labels, dims="time")})
-    else:
-        raise InputError(f"cube variable '{name}' has unexpected dims {var.dims}")
-    data = fine.data if isinstance(fine.data, da.Array) else da.from_array(fine.data)
-    return screen_lazy(name, data) if screen else data
+        return var.sel({dim: xr.DataArray(labels, dims="time")})
+    raise InputError(f"cube variable '{name}' has unexpected dims {var.dims}")
 
 
 def smap_layer(ds: xr.Dataset, times: Sequence[Any], screen: bool = True) -> da.Array:
     """SMAP ``(t, cy, cx)`` on ``times``, lazily; with ``screen``, NaN outside [0.02, 0.5]
     (the valid range of ``smap_sm``) and where infinite."""
-    data = ds[SMAP].sel(time=list(times)).data
-    data = data if isinstance(data, da.Array) else da.from_array(data)
+    data = _lazy_array(ds[SMAP].sel(time=list(times)))
     return screen_lazy(SMAP, data) if screen else data
 
 
 def is_static(ds: xr.Dataset, feature: str) -> bool:
     """Whether a feature's predictor is a static (y, x) layer of the cube."""
     return ds[source_of(feature)].dims == ("y", "x")
-
-
-def _count_dask(fine: da.Array, land: da.Array, bounds: tuple[float, float], factor: int) -> da.Array:
-    """Per-cell count of the land pixels outside ``bounds``."""
-    f = factor
-    land = land.rechunk(fine.chunks[-2:])
-    lead = "".join("abcdefgh"[i] for i in range(fine.ndim - 2))
-    return da.blockwise(
-        count_cells, lead + "yx", fine, lead + "yx", land, "yx", bounds=bounds, factor=f,
-        adjust_chunks={"y": tuple(c // f for c in fine.chunks[-2]), "x": tuple(c // f for c in fine.chunks[-1])},
-        dtype=np.int32, meta=np.empty((0,) * fine.ndim, np.int32),
-    )
-
-
-def _reduce_dask(fine: da.Array, land: da.Array, stat: str, bounds: tuple[float, float] | None,
-                 factor: int) -> da.Array:
-    """Per-cell min or max of the valid land pixels, within ``bounds`` (NaN where none)."""
-    f = factor
-    land = land.rechunk(fine.chunks[-2:])
-    lead = "".join("abcdefgh"[i] for i in range(fine.ndim - 2))
-    return da.blockwise(
-        cell_extreme, lead + "yx", fine, lead + "yx", land, "yx", stat=stat, bounds=bounds, factor=f,
-        adjust_chunks={"y": tuple(c // f for c in fine.chunks[-2]), "x": tuple(c // f for c in fine.chunks[-1])},
-        dtype=np.float32, meta=np.empty((0,) * fine.ndim, np.float32),
-    )
 
 
 def sample_graph(ds: xr.Dataset, period: Composite | Sequence[dt.date], predictors: Sequence[str],
@@ -330,32 +340,51 @@ def sample_graph(ds: xr.Dataset, period: Composite | Sequence[dt.date], predicto
     InputError
         When the cube lacks a predictor, ``smap_sm`` or ``land_mask``.
     """
+    return _sample_table(_LAZY, ds, period, predictors, how, min_valid_fraction, features, keep, ranges, count_column)
+
+
+def sample_table(ds: xr.Dataset, period: Composite | Sequence[dt.date], predictors: Sequence[str],
+                 how: Aggregation = "mean", min_valid_fraction: float = 0.5, *,
+                 features: Sequence[str] | None = None, keep: Keep = "complete", ranges: bool = False,
+                 count_column: bool = False) -> pd.DataFrame:
+    """:func:`sample_graph`'s table computed now with numpy, for a block small enough to hold
+    in memory (``ds`` opened with ``chunks=None``, or sliced from such a cube): the same array
+    functions without a dask task per chunk and step, so the same table, sooner
+    (:func:`dsm.sample_tables.block_table`)."""
+    return _sample_table(_NOW, ds, period, predictors, how, min_valid_fraction, features, keep, ranges, count_column)
+
+
+def _sample_table(ev: _Evaluation, ds: xr.Dataset, period: Composite | Sequence[dt.date], predictors: Sequence[str],
+                  how: Aggregation, min_valid_fraction: float, features: Sequence[str] | None, keep: Keep,
+                  ranges: bool, count_column: bool) -> Any:
+    """:func:`sample_graph` (``ev`` lazy) or :func:`sample_table` (``ev`` now)."""
     check_predictors(ds, predictors)
     columns_of = tuple(features) if features is not None else tuple(predictors)
     region = Region.from_dict(ds.attrs["region"])
     cells, f = region.cell_ids, region.fine_per_coarse
     days = period_days(ds, period) if isinstance(period, Composite) else list(period)
     if not days:
-        return dask.delayed(empty_table)(list(columns_of))
+        return ev.empty(list(columns_of))
     times = [np.datetime64(d, "ns") for d in days]
-    land = ds["land_mask"].data == 1
-    raw = {name: predictor_layer(ds, name, days, screen=False) for name in sorted({source_of(f) for f in columns_of})}
+    land = ev.array(ds["land_mask"]) == 1
+    raw = {name: ev.array(_select_layer(ds, name, days)) for name in sorted({source_of(f) for f in columns_of})}
     # impossible values: masked inside the aggregation tasks, or before a circular predictor
     # becomes sine and cosine; counted per cell from the raw layers
-    layers = {name: screen_lazy(name, layer) if name in CIRCULAR else layer for name, layer in raw.items()}
-    bad = {name: _count_dask(layer, land, valid_range(name), f) for name, layer in raw.items()  # type: ignore[arg-type]
-           if valid_range(name) is not None}  # (t, cy, cx), or (cy, cx) for a static layer
+    layers = {name: ev.screen(name, layer) if name in CIRCULAR else layer for name, layer in raw.items()}
+    bad = {name: ev.per_cell(count_cells, layer, land, np.int32, f, bounds=valid_range(name))
+           for name, layer in raw.items() if valid_range(name) is not None}  # (t, cy, cx), or (cy, cx) if static
     columns: dict[str, Any] = {}
     for name, fine in feature_layers(layers, columns_of).items():
         bounds = valid_range(name) if source_of(name) == name else None
-        columns[name] = _aggregate_dask(fine, land, how, min_valid_fraction, bounds, f)
+        columns[name] = ev.per_cell(aggregate, fine, land, np.float32, f, how=how,
+                                    min_valid_fraction=min_valid_fraction, bounds=bounds)
         if ranges:
             for stat in ("min", "max"):
-                columns[f"{name}{RANGE_SUFFIX[stat]}"] = _reduce_dask(fine, land, stat, bounds, f)
+                columns[f"{name}{RANGE_SUFFIX[stat]}"] = ev.per_cell(cell_extreme, fine, land, np.float32, f,
+                                                                     stat=stat, bounds=bounds)
     required = list(columns_of) if keep == "complete" else [c for c in columns_of if is_static(ds, c)]
-    return dask.delayed(screened_table, pure=True)(times, cells, columns, smap_layer(ds, times, screen=False),
-                                                   required, keep != "all", bad, count_column,
-                                                   region.coarse_grid.ncols)
+    return ev.table(times, cells, columns, ev.array(ds[SMAP].sel(time=times)), required, keep != "all", bad,
+                    count_column, region.coarse_grid.ncols)
 
 
 def smap_grid(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import dask
 import dask.array as da
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 import yaml
@@ -193,6 +194,31 @@ def test_samples_mask_impossible_values_and_count_them(bad_cube, tiny_twin):
     smap, bad = smap_grid(ds)
     assert bad.sum() == 2 and bad[T][SMAP_HIGH] and bad[T2][SMAP_LOW] and valid("smap_sm", smap)
     np.testing.assert_array_equal(np.isnan(smap), np.isnan(clean["smap_sm"].values) | bad)
+
+
+@pytest.mark.parametrize("options", [dict(keep="all", count_column=True), dict(keep="smap", ranges=True),
+                                     dict(keep="complete", how="nearest")])
+def test_a_table_computed_now_equals_the_lazy_graph_with_impossible_values(bad_cube, tmp_path, options):
+    """The workers' numpy path (:func:`dsm.samples.sample_table` on a cube opened without dask)
+    gives the lazy graph's table: rows, values and counts of masked values, also for an
+    impossible aspect, which is masked before it becomes sine and cosine."""
+    from dsm.features import feature_names
+    from dsm.samples import sample_table
+
+    url = str(tmp_path / "cube.zarr")
+    shutil.copytree(bad_cube, url)
+    aspect = zarr.open_array(f"{url}/aspect", mode="r+")
+    values = aspect[:]
+    values[:5, :7] = 400.0
+    aspect[:] = values
+    preds = ["lst", "albedo", "ndvi", "dem", "aspect"]
+    feats = list(feature_names(preds))
+    want = sample_graph(open_cube(url), P2, preds, features=feats, **options).compute(scheduler="sync")
+    got = sample_table(xr.open_zarr(url, chunks=None, consolidated=False), P2, preds, features=feats, **options)
+    assert len(want) > 0
+    pd.testing.assert_frame_equal(got, want)
+    assert got.attrs == want.attrs
+    assert want.attrs[OUT_OF_RANGE_ATTR]["aspect"] == _land(url)[:5, :7].sum() * 16 > 0
 
 
 def test_period_card_of_rao2022_reports_the_masked_values(bad_cube, client):
