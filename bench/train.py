@@ -10,8 +10,9 @@ rounds (``--rounds``, each configuration once per round, in a rotating order):
   the workers; models and cards written to a fresh store;
 * ``per_fit``: the same with every candidate x fold fit a task of its own (dask-ml's
   ``GridSearchCV``, ``one_task_max=0``);
-* ``sequential``: the same sample tables computed with dask's synchronous scheduler and the
-  same per-period work (split, the same grids with scikit-learn ``GridSearchCV``, n_jobs=1, the
+* ``sequential``: the same sample tables computed here with numpy over the whole region
+  (:func:`dsm.samples.sample_table`, as the workers compute each block's) and the same
+  per-period work (split, the same grids with scikit-learn ``GridSearchCV``, n_jobs=1, the
   spatial check) one period after another in this process.
 
 The cluster runs choose the same model with the same cross-validated RMSE in every period
@@ -34,16 +35,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import dask
 from _common import load_average, machine_facts, ratio_spread, spread_text
 
 from dsm import config as config_mod
-from dsm.cube import open_cube
+from dsm import store
 from dsm.models.period import fit_period
 from dsm.models.period_cards import TrainedPeriodCard
 from dsm.models.search import ONE_TASK_MAX_VALUES, search_local
 from dsm.periods import periods
-from dsm.samples import sample_graph
+from dsm.samples import sample_table
 from dsm.synthetic import TwinSpec
 
 SMALL_GRIDS = {
@@ -88,13 +88,11 @@ def _chosen(cards: Any, names: list[str]) -> dict[str, Any]:
 
 
 def _train_sequential(cfg: Any, chosen: list[Any]) -> tuple[float, dict[str, Any]]:
-    ds = open_cube(cfg.stores.ref("cube"))
+    ds = store.open_cached(cfg.stores.ref("cube"), "bench-sequential", "raw")  # numpy on indexing
     t0 = time.perf_counter()
     cards = []
     for p in chosen:
-        with dask.config.set(scheduler="sync"):
-            table = sample_graph(ds, p, cfg.predictors, cfg.training.aggregation,
-                                 cfg.training.min_valid_fraction).compute()
+        table = sample_table(ds, p, cfg.predictors, cfg.training.aggregation, cfg.training.min_valid_fraction)
         if len(table) >= cfg.training.min_samples:
             fit = fit_period(None, table, p.name, cfg.predictors, cfg.training, search_fn=_local_search)  # type: ignore[arg-type]
             cards.append(fit.card)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,19 +91,43 @@ def _read(ds: xr.Dataset, name: str, **index: Any) -> np.ndarray:
     return store.read_values(ds, name, ref, **index)
 
 
+#: Threads per worker process that read a block's layers together (:func:`read_all`).
+READ_THREADS = 8
+
+
+@functools.cache
+def _readers() -> ThreadPoolExecutor:
+    """The worker process's read threads (made on first use)."""
+    return ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="dsm-read")
+
+
+def read_all(cube: xr.Dataset, reads: Mapping[Any, tuple[str, Mapping[str, Any]]]) -> dict[Any, np.ndarray]:
+    """Every read ``key -> (variable, isel index)`` of a block at once, on :data:`READ_THREADS`
+    threads: zarr's requests and decoding overlap instead of waiting on one another, which
+    counts most on object storage. Errors are :func:`_read`'s, raised in the order of ``reads``."""
+    futures = {key: _readers().submit(_read, cube, name, **index) for key, (name, index) in reads.items()}
+    return {key: f.result() for key, f in futures.items()}
+
+
+def layer_read(cube: xr.Dataset, name: str, day: dt.date) -> tuple[tuple[Any, ...], dict[str, int]]:
+    """The cache key and the time index of predictor ``name``'s layer for ``day``: the day's
+    daily layer, the 8-day or 16-day composite covering it, or the static layer
+    (:func:`dsm.cube.layer_time`)."""
+    where = layer_time(name, day)
+    if where is None:
+        return (name,), {}
+    return (name, *where), {where[0]: time_position(cube.indexes[where[0]], where[1])}
+
+
 def block_features(cube: xr.Dataset, day: dt.date, names: Sequence[str], ys: slice, xs: slice,
                    cache: dict[Any, np.ndarray]) -> dict[str, np.ndarray]:
     """Each predictor of ``day`` on a block: the day's daily layers, the 8-day and 16-day
-    composites covering it, the static layers (float32, NaN where missing)."""
-    out = {}
-    for name in names:
-        where = layer_time(name, day)
-        key = (name, *where) if where else (name,)
-        if key not in cache:
-            index = {where[0]: time_position(cube.indexes[where[0]], where[1])} if where else {}
-            cache[key] = _read(cube, name, **index, y=ys, x=xs).astype(np.float32, copy=False)
-        out[name] = cache[key]
-    return out
+    composites covering it, the static layers (float32, NaN where missing); the layers not in
+    ``cache`` (keys of :func:`layer_read`) are read together (:func:`read_all`) and kept there."""
+    wanted = {name: layer_read(cube, name, day) for name in names}
+    todo = {key: (name, {**index, "y": ys, "x": xs}) for name, (key, index) in wanted.items() if key not in cache}
+    cache.update((key, a.astype(np.float32, copy=False)) for key, a in read_all(cube, todo).items())
+    return {name: cache[key] for name, (key, _) in wanted.items()}
 
 
 def finish_day(model: np.ndarray, unc: np.ndarray, origin: np.ndarray, smap: np.ndarray,
@@ -164,8 +189,6 @@ def _model_block(job: BlockJob) -> _ModelledBlock:
     ys, xs = slice(job.y0, job.y1), slice(job.x0, job.x1)
     f = Region.from_dict(cube.attrs["region"]).fine_per_coarse
     cys, cxs = slice(job.y0 // f, job.y1 // f), slice(job.x0 // f, job.x1 // f)
-    land = _read(cube, "land_mask", y=ys, x=xs) == 1
-    cache: dict[Any, np.ndarray] = {}
     all_names = sorted({p for plan in job.plans for v in plan.variants for p in v.predictors})
     if job.rain_spinup and any(p in API_NAMES for p in all_names):
         all_names.append("api_age")
@@ -181,19 +204,28 @@ def _model_block(job: BlockJob) -> _ModelledBlock:
     run = [(plan, ct - ct0) for plan, ct in zip(seq, day_index, strict=True) if not plan.error]  # days modelled
     at = np.array([i for _, i in run], int)
     spinup = int(cube.sizes.get("time_precip", cube.sizes["time"])) - int(cube.sizes["time"])
-    feats: dict[str, np.ndarray] = {}
     daily = [n for n in all_names if n in SPECS and SPECS[n].axis in ("daily", "precip")]
+    rest = [n for n in all_names if n not in daily]  # composites and static layers
+    # every layer of the block read at once (read_all): the daily layers and SMAP over all its
+    # days, each composite and static layer once (keys of layer_read), the land mask
+    reads: dict[Hashable, tuple[str, dict[str, Any]]] = {
+        ("", "land"): ("land_mask", {"y": ys, "x": xs}), ("", SMAP): (SMAP, {"time": slice(ct0, ct1), "cy": cys, "cx": cxs})}
     for name in daily:
         shift = spinup if SPECS[name].axis == "precip" else 0
         dim = "time_precip" if SPECS[name].axis == "precip" else "time"
-        feats[name] = _read(cube, name, **{dim: slice(ct0 + shift, ct1 + shift)}, y=ys, x=xs).astype(
-            np.float32, copy=False)[at]
-    # composites and static layers: each read once (cached), stacked on the days they cover
-    rest = [n for n in all_names if n not in daily]
-    per_day = [block_features(cube, plan.day, rest, ys, xs, cache) for plan, _ in run]
+        reads[("", name)] = (name, {dim: slice(ct0 + shift, ct1 + shift), "y": ys, "x": xs})
+    for plan, _ in run:
+        for name in rest:
+            key, index = layer_read(cube, name, plan.day)
+            reads.setdefault(key, (name, {**index, "y": ys, "x": xs}))
+    got = read_all(cube, reads)
+    land = got.pop(("", "land")) == 1
+    smaps, smaps_bad = screen(SMAP, got.pop(("", SMAP)).astype(np.float32))
+    feats = {name: got.pop(("", name)).astype(np.float32, copy=False)[at] for name in daily}
+    cache = {key: a.astype(np.float32, copy=False) for key, a in got.items()}
+    per_day = [block_features(cube, plan.day, rest, ys, xs, cache) for plan, _ in run]  # all cached: no read
     feats.update({n: np.stack([d[n] for d in per_day]) if run else np.empty((0, *land.shape), np.float32)
                   for n in rest})
-    smaps, smaps_bad = screen(SMAP, _read(cube, SMAP, time=slice(ct0, ct1), cy=cys, cx=cxs).astype(np.float32))
     assert smaps_bad is not None  # SMAP has a valid range
     feats, bad = screen_layers(feats)
     model, unc, origin, counts, detail = model_days(feats, land, smaps[at], [plan for plan, _ in run], load,
