@@ -136,7 +136,8 @@ class TrainingConfig(_Frozen):
     fusion: FusionConfig = FusionConfig()
     pooled: bool = Field(default=True, description="rao2022: also train the pooled comparison model")
     pooled_params: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_POOLED_PARAMS))
-    concurrent_periods: int = Field(default=2, ge=1)
+    concurrent_periods: int = Field(default=4, ge=1, description="periods trained at once (client threads): "
+                                    "their grid searches keep the workers busy while the client selects and writes")
 
     @model_validator(mode="before")
     @classmethod
