@@ -10,7 +10,8 @@ column per predictor, and ``sm`` (SMAP soil moisture, the target), sorted by dat
 
 :func:`sample_graph` builds that table as a lazy dask graph over the cube (it reads nothing);
 computing it on the cluster (``client.compute``) reads and aggregates the 1 km chunks on the
-workers, and only the small table travels.
+workers, and only the small table travels. :func:`sample_table` computes the same table now,
+with numpy, for a block that fits in memory (each task of :mod:`dsm.sample_tables` does so).
 
 Aggregation rules (``how``)
 ---------------------------
