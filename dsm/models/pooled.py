@@ -116,7 +116,8 @@ def train_pooled(client: Client, tables: Mapping[str, pd.DataFrame], splits: Map
     client
         Cluster client; training runs on its workers.
     tables, splits
-        Every period's sample table and date split, keyed by period name.
+        Every period's sample table and date split, keyed by period name; the rows are taken in
+        period order, so the model does not depend on the order the periods finished in.
     predictors
         Predictor columns, in order.
     params
@@ -131,7 +132,7 @@ def train_pooled(client: Client, tables: Mapping[str, pd.DataFrame], splits: Map
     model, card
         An in-memory ``XGBRegressor`` holding the trained booster, and the pooled card.
     """
-    keys = [k for k in tables if len(tables[k])]
+    keys = sorted(k for k in tables if len(tables[k]))  # period order, whatever order they finished in
     if not keys:
         raise ValueError("no period has samples: the pooled model cannot be trained")
     parts = {k: (design_matrix(tables[k], predictors), tables[k][TARGET].to_numpy(np.float32)) for k in keys}
