@@ -43,7 +43,8 @@ def space_chunk(size: int) -> int:
 def twin_config(root: Path, size: int, start: dt.date = START, end: dt.date = END, *,
                 output: str | None = None, uncertainty: str = "none",
                 gap_free: bool = True, space: int | None = None) -> config_mod.Config:
-    """The configuration of a ``size x size``-cell twin under ``root`` (XGBoost only).
+    """The configuration of a ``size x size``-cell twin under ``root``: the paper's method
+    (``training.method: rao2022``), XGBoost only.
 
     ``output``: the output store (default ``root/sm.zarr``); ``space``: the spatial chunk
     (default :func:`space_chunk`).
@@ -55,7 +56,7 @@ def twin_config(root: Path, size: int, start: dt.date = START, end: dt.date = EN
         "stores": {"cube": str(root / "cube.zarr"), "models": str(root / "models"),
                    "output": output or str(root / "sm.zarr")},
         "chunks": {"space": space or space_chunk(size), "time": 8},
-        "training": {"models": ["xgb"], "grids": {"xgb": XGB_GRID},
+        "training": {"method": "rao2022", "models": ["xgb"], "grids": {"xgb": XGB_GRID},
                      "pooled": False, "min_samples": 10, "spatial_block": None},
         "output": {"uncertainty": uncertainty, "gap_free": gap_free},
     })

@@ -36,7 +36,7 @@ process involved are counted: on a shared machine they show the cost per pixel-d
 cores are not the runs' own, and give a second projection "per CPU second". Both clusters
 are started before the first run and closed at the end (no process is left behind).
 
-Run: ``.venv/bin/python bench/daily_maps.py [--size 8] [--days 32] [--repeat 3] [--workdir DIR]``
+Run: ``.venv/bin/python bench/daily_maps.py [--size 8] [--days 32] [--repeat 3] [--workdir DIR] [--json PATH]``
 (the twin, models and exported inputs under ``DIR/c<size>-d<days>`` are reused by later runs;
 without ``--workdir`` a temporary folder is used and removed at the end).
 """
@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import shutil
 import tempfile
 import time
@@ -64,6 +65,7 @@ from _common import (
     load_average,
     local_cluster,
     machine_facts,
+    ratio_spread,
     train_models,
     twin_config,
 )
@@ -210,6 +212,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=32, help="days from 2016-06-09 (default 32: two periods)")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs of each (best is kept; default 3)")
     ap.add_argument("--workdir", default=None, help="folder kept between runs (default: a temporary one)")
+    ap.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     args = ap.parse_args()
     if args.size < 1 or args.days < 1 or args.repeat < 1:
         ap.error("--size, --days and --repeat must be positive")
@@ -333,6 +336,15 @@ def main() -> None:
               + " ".join(f"{duration(jobs[k] / (per_cpu_s * n)):>12}" for k in jobs))
     print()
     print(f"whole benchmark: {time.perf_counter() - t_all:.0f} s; load average (1, 5, 15 min) now: {load_average()}")
+    if args.json:
+        figures = {"size": args.size, "days": args.days, "repeat": args.repeat, "pixel_days": pixel_days,
+                   "machine": machine_facts(), "load_average_end": load_average(),
+                   "wall_s": runs, "cpu_s": cpus, "rate": rate, "cpu_rate": cpu_rate,
+                   "pipeline_over_naive": ratio_spread(runs["naive"], runs["pipe2"]),
+                   "speedup_2_over_1": ratio_spread(runs["pipe1"], runs["pipe2"]),
+                   "products_agree": {"validity_differs": int(masks), "over_1e-4": int(big)},
+                   "projection_hours": {k: {str(n): jobs[k] / (per_core * n) / 3600 for n in CORES} for k in jobs}}
+        Path(args.json).write_text(json.dumps(figures, indent=1))
     if not args.workdir:
         shutil.rmtree(base, ignore_errors=True)
 

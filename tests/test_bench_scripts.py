@@ -88,3 +88,13 @@ def test_the_prediction_benchmarks_bare_baseline_predicts_the_pipelines_pixels(t
     sm = open_products(cfg.stores.ref("output"))["sm"].values
     assert pixels == int(np.isfinite(sm).sum()) > 0
     assert calls and all(len(X) for _, X in calls)
+
+
+def test_the_benchmarks_method_option_trains_the_method_it_names(tmp_path, monkeypatch):
+    """``bench/predict.py --method rao2022`` and ``bench/daily_maps.py`` (the paper's per-period
+    XGBoost) must not follow dsm's default method (``fusion``), as they did once it changed."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    common, bench_predict = importlib.import_module("_common"), importlib.import_module("predict")
+    assert common.twin_config(tmp_path, 4).training.method == "rao2022"
+    for method in ("rao2022", "fusion"):
+        assert bench_predict.method_config(tmp_path, 4, method, "none").training.method == method
