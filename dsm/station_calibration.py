@@ -3,11 +3,11 @@
 The map is ``sm = B + k a`` with interval ``z sqrt(var_cell + s^2)`` (:mod:`dsm.cellmeans`).
 Before the first block is written, :func:`calibrate_at_stations` computes ``B``, ``a`` and
 ``var_cell`` at the station pixels on every day (one :func:`dsm.blocks.station_parts` task per
-station cell and :data:`STATION_TASK_DAYS` days: the blocks' own code, writing nothing), then calibrates the gain
-``k`` (:func:`dsm.calibration.calibrate_gain`) and, on the residuals of the map with that gain,
-the within-cell error sd ``s`` (:func:`dsm.calibration.calibrate_anomaly_sd`). With too few
-stations, or with the calibration switched off, the configured values are used. A products
-store keeps the values it was started with, so a resumed run writes the same bytes.
+station cell and :data:`STATION_TASK_DAYS` days: the blocks' own code, writing nothing), then
+calibrates the gain ``k`` (:func:`dsm.calibration.calibrate_gain`) and, on the residuals of the
+map with that gain, the within-cell error sd ``s`` (:func:`dsm.calibration.calibrate_anomaly_sd`).
+With too few stations, or with the calibration switched off, the configured values are used. A
+products store keeps the values it was started with, so a resumed run writes the same bytes.
 """
 
 from __future__ import annotations
