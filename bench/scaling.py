@@ -2,8 +2,8 @@
 
 The work: ``dsm.stages.predict.predict`` of the default method (``fusion``: the 36 km pass of
 the fused cell means, the calibration at the stations, then one task per 72 x 72-pixel,
-8-day block) over a twin region of N x N SMAP cells (``--size``, default 12 x 12) and two
-16-day periods (2016-06-09 .. 2016-07-10), sized so that one run on ONE single-threaded worker
+8-day block) over a twin region of N x N SMAP cells (``--size``, default 14 x 14: about 40 s on
+one worker here) and two 16-day periods (2016-06-09 .. 2016-07-10), sized so that one run on ONE single-threaded worker
 takes at least 30 s (a warning says when it did not). The twin and its models are built once
 (``--workdir`` keeps them for the next call); every run rewrites the output store from scratch
 (``overwrite=True``) and must predict the same number of pixel-days.
@@ -53,7 +53,7 @@ takes at least 30 s (a warning says when it did not). The twin and its models ar
 ``--stage train`` times the fusion training instead (``train(force=True)`` into a model store
 of its own, emptied before each run), the same way.
 
-Run: ``.venv/bin/python bench/scaling.py [--stage predict|train] [--size 12] [--workers 1 2]
+Run: ``.venv/bin/python bench/scaling.py [--stage predict|train] [--size 14] [--workers 1 2]
 [--rounds 3] [--sample-ms 5] [--workdir DIR] [--json PATH]``
 
 Reading it: on a machine shared with other work the walls move with its load (the load average
@@ -341,7 +341,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stage", choices=list(STAGES), default="predict",
                     help="the stage timed (default predict; train: the fusion training, force, into an emptied store)")
-    ap.add_argument("--size", type=int, default=12, help="a region of N x N SMAP cells (default 12)")
+    ap.add_argument("--size", type=int, default=14, help="a region of N x N SMAP cells (default 14)")
     ap.add_argument("--workers", type=int, nargs="+", default=None,
                     help="worker processes per configuration (default: 1 2, and 4, 8, ... up to the CPUs)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
