@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -119,15 +119,27 @@ def layer_read(cube: xr.Dataset, name: str, day: dt.date) -> tuple[tuple[Any, ..
     return (name, *where), {where[0]: time_position(cube.indexes[where[0]], where[1])}
 
 
+def layer_reads(cube: xr.Dataset, days: Sequence[dt.date], names: Sequence[str], ys: slice, xs: slice,
+                cache: Mapping[Any, np.ndarray]) -> dict[Any, tuple[str, dict[str, Any]]]:
+    """The reads (:func:`read_all`) of the layers of ``names`` on ``days`` that ``cache`` lacks,
+    each layer once (keys of :func:`layer_read`)."""
+    reads: dict[Any, tuple[str, dict[str, Any]]] = {}
+    for day in days:
+        for name in names:
+            key, index = layer_read(cube, name, day)
+            if key not in cache:
+                reads.setdefault(key, (name, {**index, "y": ys, "x": xs}))
+    return reads
+
+
 def block_features(cube: xr.Dataset, day: dt.date, names: Sequence[str], ys: slice, xs: slice,
                    cache: dict[Any, np.ndarray]) -> dict[str, np.ndarray]:
     """Each predictor of ``day`` on a block: the day's daily layers, the 8-day and 16-day
     composites covering it, the static layers (float32, NaN where missing); the layers not in
-    ``cache`` (keys of :func:`layer_read`) are read together (:func:`read_all`) and kept there."""
-    wanted = {name: layer_read(cube, name, day) for name in names}
-    todo = {key: (name, {**index, "y": ys, "x": xs}) for name, (key, index) in wanted.items() if key not in cache}
+    ``cache`` are read together (:func:`layer_reads`, :func:`read_all`) and kept there."""
+    todo = layer_reads(cube, [day], names, ys, xs, cache)
     cache.update((key, a.astype(np.float32, copy=False)) for key, a in read_all(cube, todo).items())
-    return {name: cache[key] for name, (key, _) in wanted.items()}
+    return {name: cache[layer_read(cube, name, day)[0]] for name in names}
 
 
 def finish_day(model: np.ndarray, unc: np.ndarray, origin: np.ndarray, smap: np.ndarray,
@@ -208,16 +220,13 @@ def _model_block(job: BlockJob) -> _ModelledBlock:
     rest = [n for n in all_names if n not in daily]  # composites and static layers
     # every layer of the block read at once (read_all): the daily layers and SMAP over all its
     # days, each composite and static layer once (keys of layer_read), the land mask
-    reads: dict[Hashable, tuple[str, dict[str, Any]]] = {
+    reads: dict[Any, tuple[str, dict[str, Any]]] = {
         ("", "land"): ("land_mask", {"y": ys, "x": xs}), ("", SMAP): (SMAP, {"time": slice(ct0, ct1), "cy": cys, "cx": cxs})}
     for name in daily:
         shift = spinup if SPECS[name].axis == "precip" else 0
         dim = "time_precip" if SPECS[name].axis == "precip" else "time"
         reads[("", name)] = (name, {dim: slice(ct0 + shift, ct1 + shift), "y": ys, "x": xs})
-    for plan, _ in run:
-        for name in rest:
-            key, index = layer_read(cube, name, plan.day)
-            reads.setdefault(key, (name, {**index, "y": ys, "x": xs}))
+    reads.update(layer_reads(cube, [plan.day for plan, _ in run], rest, ys, xs, {}))
     got = read_all(cube, reads)
     land = got.pop(("", "land")) == 1
     smaps, smaps_bad = screen(SMAP, got.pop(("", SMAP)).astype(np.float32))
