@@ -48,7 +48,7 @@ from typing import Any
 
 from distributed import Client, performance_report
 
-from dsm import extend, files, fingerprint, ledger, products, store
+from dsm import extend, files, fingerprint, ledger, store
 from dsm.config import STAGES, Config, ConfigError
 from dsm.errors import DsmError, TransientIOError
 from dsm.interrupt import RunInterrupted
@@ -249,7 +249,7 @@ def export_steps(config: Config, say: Callable[[str], None], force: bool = False
     if "cog" in (formats or getattr(config.output, "formats", ("cog",))):
         try:
             out = config.stores.ref("output")
-            led = ledger.read(out, products.open_products(out).attrs)
+            led = ledger.read(out)
             done = set(led.done)
             total = len(done if force else done - set(led.exported))
         except DsmError:  # export names the problem itself

@@ -197,7 +197,7 @@ def file_sha256(path: str) -> str:
 def url_digest(ref: StoreRef) -> tuple[int, str] | None:
     """``(size, SHA-256 hex digest)`` of the file at ``ref``, read in blocks; None when absent."""
     try:
-        with fsspec.open(ref.url, "rb", **dict(ref.options)) as f:
+        with ref.open("rb") as f:
             return _sha256_of(f)
     except FileNotFoundError:
         return None

@@ -155,39 +155,47 @@ class ModelStore:
         self._write(self._path(key, CARD), text.encode())
 
     def done(self, key: str, schema: Callable[[Mapping[str, Any]], Any] | None = None) -> bool:
-        """Whether ``key`` has a readable card and, if it holds its own model, the whole model file.
+        """Whether ``key`` is trained and whole (:meth:`done_card`)."""
+        return self.done_card(key, schema) is not None
 
-        A card that is not valid JSON, one that ``schema`` (the card kind's typed reader, e.g.
-        ``PooledCard.from_dict``) rejects, or a model file missing or of another size than its
-        card records, makes the key not done (so it is trained again), never the whole store;
-        so does a card recording models that failed to fit (``model_errors``): a rerun tries
-        them again rather than report the period done.
+    def done_card(self, key: str, schema: Callable[[Mapping[str, Any]], Any] | None = None) -> Any:
+        """``key``'s card when it is readable and, if it holds its own model, the whole model file
+        is there: typed by ``schema`` (the card kind's reader, e.g. ``PooledCard.from_dict``), else
+        the JSON dict; None when the key is not done.
+
+        A card that is not valid JSON, one that ``schema`` rejects, or a model file missing or of
+        another size than its card records, makes the key not done (so it is trained again),
+        never the whole store; so does a card recording models that failed to fit
+        (``model_errors``): a rerun tries them again rather than report the period done.
         """
         try:
             card = self.read_card(key)
         except StoreError as exc:
             log.warning("%s: retraining %s", exc, key)
-            return False
+            return None
         if card is None or card.get("model_errors"):
-            return False
+            return None
+        typed = card
         if schema is not None:
             try:
-                schema(card)
+                typed = schema(card)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 log.warning("the model card %s/%s/%s does not match its schema (%s: %s): retraining %s",
                             self.url, key, CARD, type(exc).__name__, exc, key)
-                return False
+                return None
         model = card.get("model")
         if model is None:
-            return True
+            return typed
         path = self._path(key, model["file"])
-        if not self.fs.exists(path):
-            return False
-        if "size" in model and self.fs.size(path) != model["size"]:
+        try:
+            size = self.fs.size(path)
+        except FileNotFoundError:
+            return None
+        if "size" in model and size != model["size"]:
             log.warning("%s in %s has %d bytes, its card records %d: retraining %s",
-                        path, self.url, self.fs.size(path), model["size"], key)
-            return False
-        return True
+                        path, self.url, size, model["size"], key)
+            return None
+        return typed
 
     def keys(self) -> list[str]:
         """Every key with a card, sorted."""

@@ -31,7 +31,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -42,7 +42,7 @@ from dsm import fingerprint
 from dsm import store as zarr_stores  # the local name store is the model store
 from dsm.config import Config
 from dsm.cube import RAIN_VARS, open_cube
-from dsm.errors import ConfigError, StoreError
+from dsm.errors import ConfigError
 from dsm.frozen import frozen
 from dsm.models.cards import FUSION_KEY, FusionCard
 from dsm.models.estimators import check_training_grids
@@ -235,12 +235,11 @@ def _train_into(store: ModelStore, config: Config, client: Client, ds: Any, all_
         return report
 
     windows = {p.name: sample_window(ds, [p]) for p in all_periods}
-    todo = [p for p in chosen if force or not store.done(p.name, period_card_from_dict)
-            or _moved(store, p.name, windows[p.name])]
+    todo = [p for p in chosen if force or not _current(store, p.name, period_card_from_dict, windows[p.name])]
     report.skipped = [p.name for p in chosen if p not in todo]
     report.windows = {p.name: windows[p.name] for p in todo}
     whole = sample_window(ds, all_periods)
-    want_pooled = tcfg.pooled and (force or not store.done(POOLED, PooledCard.from_dict) or _moved(store, POOLED, whole))
+    want_pooled = tcfg.pooled and (force or not _current(store, POOLED, PooledCard.from_dict, whole))
     need = all_periods if want_pooled else todo
     futures = dict(zip([p.name for p in need],
                        table_futures(client, ds, need, config.predictors, how=tcfg.aggregation,
@@ -299,16 +298,15 @@ def sample_window(ds: Any, chosen: Sequence[Composite]) -> list[str] | None:
     return [min(have).isoformat(), max(have).isoformat()] if have else None
 
 
-def _moved(store: ModelStore, key: str, window: list[str] | None) -> bool:
-    """Whether ``key``'s card records a sample window other than ``window`` (a store extended in
-    time: the period's samples changed). A card without a window (written before windows were
-    recorded) is taken as current."""
-    try:
-        card = read_pooled_card(store, POOLED) if key == POOLED else read_period_card(store, key)
-    except StoreError:  # an unreadable card: store.done retrains it already
+def _current(store: ModelStore, key: str, schema: Callable[[Mapping[str, Any]], Any], window: list[str] | None) -> bool:
+    """Whether ``key`` is done (:meth:`ModelStore.done_card`, its card read once) and its card
+    records the sample window ``window``: a store extended in time changed the period's samples.
+    A card without a window (written before windows were recorded) is taken as current."""
+    card = store.done_card(key, schema)
+    if card is None:
         return False
-    recorded = card.window if card is not None else None
-    return recorded is not None and list(recorded) != list(window or [])
+    recorded = card.window
+    return recorded is None or list(recorded) == list(window or [])
 
 
 def _kept_note(recorded: list[str] | None, window: list[str] | None) -> str:
