@@ -55,7 +55,7 @@ class FileReport:
 
 def is_local(url: str) -> bool:
     """Whether ``url`` is a plain path (or ``file://``) rather than a remote fsspec URL."""
-    return "://" not in url or url.startswith("file://")
+    return StoreRef(url).is_local
 
 
 def fetch_failure(url: str, exc: BaseException, doing: str = "download") -> FileReport:

@@ -38,7 +38,6 @@ from dsm.errors import ConfigError
 from dsm.netcdf import NetcdfJob, global_attrs, period_label, write_period
 from dsm.runlock import Lease
 from dsm.stac import COLLECTION_ID, FsspecStacIO, build_catalog, stac_item
-from dsm.storeref import StoreRef
 
 __all__ = ["COLLECTION_ID", "ExportJob", "ExportReport", "FsspecStacIO", "LostDataError", "blocksize_for",
            "build_catalog", "cog_name", "export", "export_day", "stac_item", "write_cog"]
@@ -145,11 +144,6 @@ def _netcdf_settings(config: Config) -> dict[str, Any]:
             "providers": [p.model_dump(mode="json") for p in out.providers]}
 
 
-def _netcdf_intact(record: ledger.NetcdfRecord, dest: StoreRef) -> bool:
-    """Whether the recorded netCDF file (in the folder ``dest``) still exists with its size."""
-    return files.has_size(dest.at(record.url), record.size)
-
-
 def _export_netcdf(config: Config, client: Client, st: _State, report: ExportReport, force: bool, command: str,
                    check: Callable[[], None], fence: int | None) -> None:
     """One netCDF file per period holding predicted days; files up to date are skipped."""
@@ -167,7 +161,7 @@ def _export_netcdf(config: Config, client: Client, st: _State, report: ExportRep
         days = [d for _, d in members]
         rec = recorded.get(label)
         if (rec and not force and list(rec.days) == days and rec.settings == settings
-                and rec.url == dest.join(rec.name).url and _netcdf_intact(rec, dest)):
+                and rec.url == dest.join(rec.name).url and files.has_size(dest.join(rec.name), rec.size)):
             report.netcdf_skipped.append(label)
             continue
         models = [st.led.day(d) for d in days]
