@@ -104,7 +104,11 @@ def check_not_earlier(what: str, url: str, have: dt.date, want: dt.date) -> None
 def recorded_end(ref: StoreRef) -> dt.date | None:
     """The last day the Zarr store at ``ref`` was made for (its ``end`` attribute); None when
     there is no store or it records no end."""
-    attrs = store.root_attrs(ref)
+    return _end_of(store.root_attrs(ref))
+
+
+def _end_of(attrs: Mapping[str, Any] | None) -> dt.date | None:
+    """The ``end`` root attribute of a store (None: no store, or no end recorded)."""
     end = (attrs or {}).get("end")
     return dt.date.fromisoformat(str(end)) if end else None
 
@@ -211,12 +215,15 @@ def preflight(config: Config) -> list[str]:
     """
     end = config.dates.end
     lines = []
-    cube_attrs = store.root_attrs(config.stores.ref("cube"))
-    cube_fp = fingerprint.cube_fingerprint(cube_attrs) if cube_attrs else None
     stores = config.stores
-    for what, ref in (("cube", stores.ref("cube")), ("products", stores.ref("output") if stores.output else None)):
-        have = recorded_end(ref) if ref is not None else None
-        if have is None or ref is None:
+    cube_ref = stores.ref("cube")
+    out_ref = stores.ref("output") if stores.output else None
+    cube_attrs = store.root_attrs(cube_ref)  # each store's root attributes read once
+    out_attrs = store.root_attrs(out_ref) if out_ref is not None else None
+    cube_fp = fingerprint.cube_fingerprint(cube_attrs) if cube_attrs else None
+    for what, ref, attrs in (("cube", cube_ref, cube_attrs), ("products", out_ref, out_attrs)):
+        have = _end_of(attrs)
+        if have is None:
             continue
         if what == "products":
             check_not_earlier("products store", str(ref), have, end)
@@ -229,13 +236,11 @@ def preflight(config: Config) -> list[str]:
         fingerprint.check_settings(models.read_settings(), config, "models", models.url,
                                    "extend with the configuration that trained them, or `dsm train CONFIG --force` "
                                    "retrains every model", cube_fp)
-    if config.stores.output:
-        attrs = store.root_attrs(config.stores.ref("output"))
-        if attrs is not None:
-            fingerprint.check_settings(ledger.store_records(attrs).settings, config,
-                                       "products", config.stores.output,
-                                       "extend with the configuration that made them, or `dsm predict CONFIG "
-                                       "--overwrite` replaces the store", cube_fp)
+    if out_ref is not None and out_attrs is not None:
+        fingerprint.check_settings(ledger.store_records(out_attrs).settings, config,
+                                   "products", out_ref.url,
+                                   "extend with the configuration that made them, or `dsm predict CONFIG "
+                                   "--overwrite` replaces the store", cube_fp)
     return lines
 
 
