@@ -5,26 +5,33 @@ on it (the truth plus N(0, 0.02), :func:`dsm.testing.validation.make_products_st
 N``: the first N days done), then times in interleaved rounds (``--rounds``, the order rotating):
 
 * ``client``: :func:`dsm.skill.skill` with ``periods=True`` in this process (one time chunk after
-  another, two passes over the truth, the products and SMAP, the stores opened once);
+  another, two passes over the chunks, the stores opened once and read once: pass 2 scores the
+  arrays pass 1 kept);
 * ``workers``: :func:`dsm.skill.skill` with ``client`` and ``periods=True`` on a LocalCluster of
   ``--workers`` single-threaded worker processes: one task per time chunk and pass, the stores
-  read on the workers, the per-period table from the same pass, each chunk's sums folded into
+  read on the workers (once: each chunk's pass 2 on the worker that read it in pass 1, which
+  kept its arrays), the per-period table from the same pass, each chunk's sums folded into
   those before it on the workers (:func:`dsm.skill_workers.on_workers`): only each pass's total
   comes to the client;
+* ``reread``: ``workers`` with ``keep_bytes=0``: pass 2 reads the truth, SMAP and the products
+  again (as before);
 * ``gathered``: the same tasks, but every chunk's sums gathered to the client and merged there,
-  in time order (the scheme before the fold; :func:`gathered_runner`, this file's baseline).
+  in time order, and pass 2 reading again (the scheme before the fold; :func:`gathered_runner`,
+  this file's first baseline).
 
-All give the same scores (checked: the skill JSON bit for bit, the period table within 1e-12).
+All give the same scores (checked: the skill JSON bit for bit but for ``passes``, the period
+table within 1e-12).
 With ``--stage``, each round also times the validate stage's three steps on the same cluster,
 as ``dsm run`` makes them (:func:`stage_steps`: the run's twin skill with the twin's stations,
 the in situ validation, the report with its mean maps and figures), and prints their medians and
 the ratio of the stage to the ``workers`` skill alone.
 Prints each wall time, the MB the workers sent to the client (their logs of outgoing
-transfers), the ratios client / workers and gathered / workers (> 1: ``workers`` is faster)
+transfers), the ratios client / workers, reread / workers and gathered / workers (> 1:
+``workers`` is faster)
 with their median and range over the rounds; ``--json PATH`` writes them.
 
 Run: ``.venv/bin/python bench/validate.py [--workdir DIR] [--days N] [--rounds R] [--workers W]
-[--paths client,workers,gathered] [--stage] [--json PATH]``
+[--paths client,workers,reread,gathered] [--stage] [--json PATH]``
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,43 +84,50 @@ def _stores(work: Path, days: int) -> tuple[config_mod.Config, str]:
     return cfg, str(out)
 
 
-def gathered_runner(client: Client, window: int = 0) -> Runner:
-    """The runner of the twin skill before the fold on the workers: each chunk's sums gathered
-    to the client as soon as the chunk is done and yielded in chunk order (the client merges)."""
+def gathered_runner(client: Client, window: int = 0) -> Callable[[SkillJob], AbstractContextManager[Runner]]:
+    """The runner of the twin skill before the fold on the workers and before pass 2 scored what
+    pass 1 kept: the job sent to the workers for each pass (so pass 2 reads every chunk again),
+    each chunk's sums gathered to the client as soon as the chunk is done and yielded in chunk
+    order (the client merges)."""
 
-    def run(fn: Callable[..., Any], job: SkillJob, args: list[tuple[Any, ...]]) -> Iterator[Any]:
-        width = window or 2 * max(1, sum(client.nthreads().values())) + 2
-        shared = [client.scatter([a], broadcast=True, hash=False)[0] for a in ((job, *args[0][1:]) if args else ())]
-        job_f, rest = (shared[0], shared[1:]) if shared else (job, [])
-        pending = iter(enumerate(args))
-        done: dict[int, Any] = {}
-        queue = as_completed()
-        index: dict[Any, int] = {}
+    @contextmanager
+    def bound(job: SkillJob) -> Iterator[Runner]:
+        def run(fn: Callable[..., Any], args: list[tuple[Any, ...]]) -> Iterator[Any]:
+            width = window or 2 * max(1, sum(client.nthreads().values())) + 2
+            shared = [client.scatter([a], broadcast=True, hash=False)[0]
+                      for a in ((job, *args[0][1:]) if args else ())]
+            job_f, rest = (shared[0], shared[1:]) if shared else (job, [])
+            pending = iter(enumerate(args))
+            done: dict[int, Any] = {}
+            queue = as_completed()
+            index: dict[Any, int] = {}
 
-        def submit() -> None:
-            item = next(pending, None)
-            if item is not None:
-                i, a = item
-                f = client.submit(fn, job_f, a[0], *rest, key=f"skill-{fn.__name__}-{i}-{uuid.uuid4().hex}")
-                index[f.key] = i
-                queue.add(f)
+            def submit() -> None:
+                item = next(pending, None)
+                if item is not None:
+                    i, a = item
+                    f = client.submit(fn, job_f, a[0], *rest, key=f"skill-{fn.__name__}-{i}-{uuid.uuid4().hex}")
+                    index[f.key] = i
+                    queue.add(f)
 
-        for _ in range(width):
-            submit()
-        nxt = 0
-        for fut in queue:
-            done[index.pop(fut.key)] = fut.result()
-            submit()
-            while nxt in done:
-                yield done.pop(nxt)
-                nxt += 1
-        client.cancel(shared)
+            for _ in range(width):
+                submit()
+            nxt = 0
+            for fut in queue:
+                done[index.pop(fut.key)] = fut.result()
+                submit()
+                while nxt in done:
+                    yield done.pop(nxt)
+                    nxt += 1
+            client.cancel(shared)
 
-    return run
+        yield run
+
+    return bound
 
 
 @contextmanager
-def runner(make: Callable[..., Runner]) -> Iterator[None]:
+def runner(make: Callable[..., Callable[[SkillJob], AbstractContextManager[Runner]]]) -> Iterator[None]:
     """:func:`dsm.skill.skill` uses ``make`` instead of :func:`dsm.skill_workers.on_workers` inside."""
     kept = skill_workers.on_workers
     skill_workers.on_workers = make
@@ -153,13 +167,14 @@ def sent_to_client(client: Client, since: float) -> int:
 
 
 def check_same(results: dict[str, Any]) -> dict[str, Any]:
-    """Check that every path gave the first one's skill JSON (bit for bit) and period table
-    (within 1e-12); the first one's skill."""
+    """Check that every path gave the first one's skill JSON (bit for bit, but for ``passes``:
+    what was read again) and period table (within 1e-12); the first one's skill."""
     first, *others = list(results)
     s_c, p_c = results[first]
     for label in others:
         s_w, p_w = results[label]
-        assert json.dumps(s_c) == json.dumps(s_w), f"{label} gave other skill scores than {first}"
+        assert json.dumps({**s_c, "passes": None}) == json.dumps({**s_w, "passes": None}), \
+            f"{label} gave other skill scores than {first}"
         assert p_c[["period", "map", "n"]].equals(p_w[["period", "map", "n"]])
         for c in ("rmse", "r", "ubrmse", "bias", "cell_r"):
             np.testing.assert_allclose(p_w[c].to_numpy(float), p_c[c].to_numpy(float), rtol=1e-12, atol=1e-15)
@@ -172,8 +187,8 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=0, help="score the first N days (default 0: all 366)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the paths (default 3)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes of the cluster (default 2)")
-    ap.add_argument("--paths", default="client,workers,gathered",
-                    help="the paths to time, comma-separated, at least two (default client,workers,gathered)")
+    ap.add_argument("--paths", default="client,workers,reread,gathered",
+                    help="the paths to time, comma-separated, at least two (default client,workers,reread,gathered)")
     ap.add_argument("--stage", action="store_true", help="also time the validate stage's steps in each round")
     ap.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     args = ap.parse_args()
@@ -195,11 +210,15 @@ def main() -> None:
             s = skill(maps, truth, cube, stations=stations, client=client, periods=True)
             return s, pd.DataFrame(s.pop("periods"))
 
+        def reread() -> Any:
+            s = skill(maps, truth, cube, stations=stations, client=client, periods=True, keep_bytes=0)
+            return s, pd.DataFrame(s.pop("periods"))
+
         def gathered() -> Any:
             with runner(gathered_runner):
                 return on_workers()
 
-        paths = {"client": on_client, "workers": on_workers, "gathered": gathered}
+        paths = {"client": on_client, "workers": on_workers, "reread": reread, "gathered": gathered}
         wanted = args.paths.split(",")
         if len(wanted) < 2 or not set(wanted) <= set(paths):
             ap.error(f"--paths: two or more of {', '.join(paths)}")
@@ -227,8 +246,11 @@ def main() -> None:
     figures: dict[str, Any] = {"days": s_c["days"], "workers": args.workers, "rounds": args.rounds,
                                "machine": machine_facts(), "seconds": times, "mb_sent_to_client": received,
                                **{f"{a}/{b}": ratio_spread(times[a], times[b]) for a, b in
-                                  (("client", "workers"), ("gathered", "workers"), ("client", "gathered"))
+                                  (("client", "workers"), ("reread", "workers"), ("gathered", "workers"),
+                                   ("client", "gathered"))
                                   if a in runs and b in runs}}
+    print("pass 2 read again: " + ", ".join(f"{k} {results[k][0]['passes']['read_again']} of "
+                                            f"{results[k][0]['passes']['chunks']} chunks" for k in runs))
     print(f"{s_c['days']} days; medians: " + ", ".join(
         f"{k} {statistics.median(v):.1f} s ({statistics.median(received[k]):.1f} MB to the client)"
         for k, v in times.items()))

@@ -6,9 +6,12 @@ one time chunk of every map plus a few float64 layers per map and pixel). Each c
 scored by :mod:`dsm.skill_chunks` into sums that merge (:mod:`dsm.skill_sums`): in this process,
 or with a Dask ``client`` as one task per chunk on the workers, where each chunk's sums are
 folded into those before it, in time order (:mod:`dsm.skill_workers`; the same result, bit for
-bit): only each pass's total comes to the client. With ``periods``, the same pass also scores
-the first map per 16-day period (the table of :func:`dsm.stages.validate.validate` and the report), so
-the validate stage reads the truth in this one pass only.
+bit): only each pass's total comes to the client. The second pass (the anomalies from the
+pixels' time means) scores the arrays the first one kept where it read them, within a memory
+budget (``keep_bytes``), so the stores are read once; what was not kept is read again. With
+``periods``, the same pass also scores the first map per 16-day period (the table of
+:func:`dsm.stages.validate.validate` and the report), so the validate stage reads the truth in this
+one pass only.
 
 Maps
 ----
@@ -49,7 +52,9 @@ Scores (JSON floats; None when undefined)
                     constant in time at a pixel leaves the pixel out).
 ``anomaly_cell_r``  ``cell_r`` of daily anomalies: map minus its own per-pixel time mean vs truth
                     minus its per-pixel time mean (means over the pixel's days in the scored set,
-                    pixels with >= MIN_PIXEL_DAYS days); a second pass over the time chunks.
+                    pixels with >= MIN_PIXEL_DAYS days); a second pass over the time chunks
+                    (``passes`` of the result: the chunks, and how many the second pass read
+                    again).
 ``seasons``         {"DJF"|"MAM"|"JJA"|"SON": {n, rmse, cell_r}} for the seasons present.
 ``smap_days``       {n, rmse, temporal_r_median} on the pixel-days where SMAP observed the
                     pixel's cell: for the common scores these are exactly the common pixel-days
@@ -86,6 +91,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -129,7 +135,7 @@ def repeat(coarse: np.ndarray, factor: int = FINE_PER_COARSE) -> np.ndarray:
 
 def skill(maps: Mapping[str, StoreRef] | StoreRef, truth: StoreRef, cube: StoreRef, *,
           stations: pd.DataFrame | None = None, n_boot: int = 1000, seed: int = 0,
-          client: Client | None = None, periods: bool = False) -> dict[str, Any]:
+          client: Client | None = None, periods: bool = False, keep_bytes: int | None = None) -> dict[str, Any]:
     """The twin skill summary of one or more 1 km products (see the module docstring).
 
     Parameters
@@ -151,12 +157,17 @@ def skill(maps: Mapping[str, StoreRef] | StoreRef, truth: StoreRef, cube: StoreR
         for bit.
     periods
         Also score the first map and the baselines per 16-day period (``periods`` of the result).
+    keep_bytes
+        Bytes of the first pass's arrays each process (this one, or each worker) may keep for the
+        second; default :data:`~dsm.skill_chunks.KEEP_SHARE` of its memory (a worker's memory limit, else the
+        memory available here); 0 reads every chunk again.
 
     Returns
     -------
     dict
         ``maps`` (labels), ``days``, ``scores`` (label, ``smap_repeat``, ``smap_bilinear``,
-        ``<label>_all``), ``coverage`` (label), ``stations`` (or None), ``note`` and with
+        ``<label>_all``), ``coverage`` (label), ``stations`` (or None), ``passes`` (``chunks``,
+        ``read_again``: the chunks the second pass read again), ``note`` and with
         ``periods`` the rows ``period, map, n, rmse, r, ubrmse, bias, cell_r`` (map ``product``:
         the first map; ``period`` ``all``: every day) on the first map's own pixel-days with SMAP
         (the common pixel-days when it is the only map).
@@ -177,29 +188,32 @@ def skill(maps: Mapping[str, StoreRef] | StoreRef, truth: StoreRef, cube: StoreR
     outside: list[str] = []
     if stations is not None:
         sites, obs, outside = _stations_on_grid(stations, times, grid)
+    if client is not None:
+        from dsm.skill_workers import keep_budget, on_workers  # noqa: PLC0415 - distributed stays out of the pure core
+
+        budget, runner = keep_budget(client) if keep_bytes is None else keep_bytes, on_workers(client)
+    else:
+        budget, runner = _keep_budget_here() if keep_bytes is None else keep_bytes, _in_process
     job = chunks_mod.SkillJob(
         refs, truth, cube, land, Region.from_dict(grid.attrs["region"]).fine_per_coarse,
         {k: CoverageSums(outs[k]) for k in labels},
         None if sites is None else sites["row"].to_numpy(), None if sites is None else sites["col"].to_numpy(),
-        periods)
+        periods, int(budget))
     step = int(outs[labels[0]]["sm"].encoding.get("chunks", (8,))[0])
     chunks = [times[i:i + step] for i in range(0, len(times), step)]
-    if client is not None:
-        from dsm.skill_workers import on_workers  # noqa: PLC0415 - distributed stays out of the pure core
-
-        run = on_workers(client)
-    else:
-        run = _in_process
     sums = chunks_mod.empty_sums(job, land.shape)
-    for part in run(chunks_mod.pass1, job, [(t,) for t in chunks]):  # pass 1
-        sums.merge(part)
-    common, own = sums.common, sums.own
-    means = ({k: v.pix.means() for k, v in common.items()}, {k: v.pix.means() for k, v in own.items()})
-    for anom_common, anom_own in run(chunks_mod.pass2, job, [(t, *means) for t in chunks]):  # pass 2
-        for k, a in anom_common.items():
-            common[k].anom.merge(a)
-        for k, a in anom_own.items():
-            own[k].anom.merge(a)
+    anomalies = chunks_mod.Anomalies()
+    with runner(job) as run:
+        for part in run(chunks_mod.pass1, [(t,) for t in chunks]):  # pass 1
+            sums.merge(part)
+        common, own = sums.common, sums.own
+        means = ({k: v.pix.means() for k, v in common.items()}, {k: v.pix.means() for k, v in own.items()})
+        for anom in run(chunks_mod.pass2, [(t, *means) for t in chunks]):  # pass 2
+            anomalies.merge(anom)
+    for k, a in anomalies.common.items():
+        common[k].anom.merge(a)
+    for k, a in anomalies.own.items():
+        own[k].anom.merge(a)
     names = job.names
     scores = {k: common[k].result() for k in names}
     for k in labels:
@@ -212,6 +226,7 @@ def skill(maps: Mapping[str, StoreRef] | StoreRef, truth: StoreRef, cube: StoreR
               "all_days": {k: station_scores({k: series[k]}, obs, sites, n_boot, seed)["maps"][k] for k in labels}}
     out = {"maps": labels, "days": len(days), "scores": scores,
            "coverage": {k: sums.cover[k].result() for k in labels}, "stations": st,
+           "passes": {"chunks": len(chunks), "read_again": anomalies.read_again},
            "note": "common pixel-days: land, truth, every product and SMAP (repeat and bilinear) all valid on "
                    "the days every product predicted; <label>_all: each product on all its own pixel-days; "
                    "smap_repeat has no within-cell variation (cell_r undefined); other_days: a product on its "
@@ -223,11 +238,23 @@ def skill(maps: Mapping[str, StoreRef] | StoreRef, truth: StoreRef, cube: StoreR
     return out
 
 
-def _in_process(fn: Callable[..., Any], job: chunks_mod.SkillJob, args: list[tuple[Any, ...]]) -> Iterator[Any]:
-    """A :data:`~dsm.skill_chunks.Runner` here: the chunk functions one after another (on the
-    job's stores, opened once)."""
-    for a in args:
-        yield fn(job, *a)
+@contextmanager
+def _in_process(job: chunks_mod.SkillJob) -> Iterator[chunks_mod.Runner]:
+    """A :data:`~dsm.skill_chunks.Runner` of ``job`` here: the chunk functions one after another
+    (on the job's stores, opened once; what pass 1 keeps stays in this process for pass 2)."""
+
+    def run(fn: Callable[..., Any], args: list[tuple[Any, ...]]) -> Iterator[Any]:
+        for a in args:
+            yield fn(job, *a)
+
+    yield run
+
+
+def _keep_budget_here() -> int:
+    """:data:`~dsm.skill_chunks.KEEP_SHARE` of the memory available to this process now."""
+    import psutil  # noqa: PLC0415 - only for the default budget
+
+    return int(chunks_mod.KEEP_SHARE * psutil.virtual_memory().available)
 
 
 def _labels(refs: Mapping[str, StoreRef]) -> list[str]:

@@ -6,8 +6,11 @@ worker as well as in-process) and scores them (:func:`score_chunk`, pure numpy) 
 :class:`~dsm.skill_sums.MapScores` of every map on the common and on each product's own
 pixel-days, the coverage counts, the station pixels' series and, on request, the
 :class:`~dsm.skill_sums.ScoreSums` of the first product and the baselines per 16-day period.
-:func:`pass2` reads the truth, SMAP and the products' ``sm`` of the same days again and returns the
-anomaly sums from the pixels' time means of pass 1. Chunk sums merged in time order
+:func:`pass2` returns the anomaly sums of the same days from the pixels' time means of pass 1. It
+needs the truth, SMAP and the products' ``sm`` again: pass 1 keeps them in the memory of the
+process that read them, up to the job's ``keep_bytes`` (:meth:`SkillJob.keep`), so a pass-2 task
+that runs there reads nothing; elsewhere, or beyond that budget, it reads them again (the same
+arrays: the sums do not depend on which). Chunk sums merged in time order
 (:meth:`ChunkSums.merge`) equal those of one pass over all days, bit for bit; :func:`fold1` and
 :func:`fold2` merge them without changing their inputs (on the workers, as Dask tasks).
 """
@@ -15,6 +18,7 @@ anomaly sums from the pixels' time means of pass 1. Chunk sums merged in time or
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +39,9 @@ from dsm.storeref import StoreRef
 BASELINES = ("smap_repeat", "smap_bilinear")
 Opened = tuple[xr.Dataset, xr.Dataset, dict[str, xr.Dataset]]
 """A job's truth, cube and products stores, opened lazily without Dask."""
+KEEP_SHARE = 0.25
+"""The share of a process's memory pass 1 may fill with arrays kept for pass 2 (the default
+``keep_bytes`` of :func:`dsm.skill.skill`)."""
 PERIOD_MAPS = ("product", *BASELINES)
 """The maps of the per-period scores: the first product (named ``product``) and the baselines."""
 
@@ -47,7 +54,8 @@ class SkillJob:
     predictor cube; ``land``: the cube's land mask (bool); ``factor``: 1 km
     pixels per SMAP cell side; ``cover``: an empty :class:`~dsm.skill_sums.CoverageSums` per
     label; ``rows`` / ``cols``: the station pixels (None: no stations); ``periods``: also score
-    per 16-day period.
+    per 16-day period; ``keep_bytes``: how many bytes of pass-1 arrays each process holding the
+    job may keep for pass 2 (0: pass 2 reads its days again).
     """
 
     maps: dict[str, StoreRef]
@@ -59,6 +67,7 @@ class SkillJob:
     rows: np.ndarray | None = None
     cols: np.ndarray | None = None
     periods: bool = False
+    keep_bytes: int = 0
 
     def opened(self) -> Opened:
         """Truth, cube and products (:func:`open_all`), opened once by each process that holds
@@ -70,8 +79,32 @@ class SkillJob:
             object.__setattr__(self, "_opened", stores)  # a cache, not a field: the job stays frozen
         return stores
 
+    def keep(self, t: np.ndarray, data: dict[str, Any]) -> bool:
+        """Hold the arrays ``data`` of days ``t`` in this process for :meth:`take`, unless they
+        would bring what it holds beyond ``keep_bytes``; returns whether they are held."""
+        lock, kept = self._kept()
+        size = _array_bytes(data)
+        with lock:
+            if sum(_array_bytes(d) for d in kept.values()) + size > self.keep_bytes:
+                return False
+            kept[_days_key(t)] = data
+        return True
+
+    def take(self, t: np.ndarray) -> dict[str, Any] | None:
+        """The arrays of days ``t`` held by :meth:`keep` in this process, released here; None
+        when they are not held."""
+        lock, kept = self._kept()
+        with lock:
+            return kept.pop(_days_key(t), None)
+
+    def _kept(self) -> tuple[threading.Lock, dict[int, dict[str, Any]]]:
+        kept = self.__dict__.get("_kept_arrays")
+        if kept is None:  # a cache of this process, like _opened (set once, before any task shares it)
+            kept = self.__dict__.setdefault("_kept_arrays", (threading.Lock(), {}))
+        return kept
+
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_opened"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_opened", "_kept_arrays")}
 
     @property
     def labels(self) -> list[str]:
@@ -112,6 +145,11 @@ class ChunkSums:
             for k, a in sums.items():
                 mine.setdefault(k, ScoreSums(a.factor)).merge(a)
         return self
+
+
+def _days_key(t: np.ndarray) -> int:
+    """The key of a chunk of days: its first day (ns since the epoch)."""
+    return int(np.asarray(t, "datetime64[ns]")[0].astype(np.int64))
 
 
 def _array_bytes(obj: Any) -> int:
@@ -209,27 +247,53 @@ def _add_periods(sums: ChunkSums, job: SkillJob, t: np.ndarray, tr: np.ndarray, 
 
 
 def pass1(job: SkillJob, t: np.ndarray) -> ChunkSums:
-    """Read days ``t`` and return their pass-1 sums."""
-    return score_chunk(job, t, read_chunk(job, t, uncertainty=True))
+    """Read days ``t`` and return their pass-1 sums; keep what pass 2 needs of them
+    (:meth:`SkillJob.keep`)."""
+    data = read_chunk(job, t, uncertainty=True)
+    sums = score_chunk(job, t, data)
+    job.keep(t, {"truth": data["truth"].astype(np.float32), "smap": data["smap"].astype(np.float32),
+                 "sm": {k: v.astype(np.float32) for k, v in data["sm"].items()}})
+    return sums
 
 
 Means = dict[str, tuple[np.ndarray, np.ndarray]]
-Anomalies = tuple[dict[str, ScoreSums], dict[str, ScoreSums]]
-"""The pass-2 sums: label -> anomaly :class:`~dsm.skill_sums.ScoreSums` on the common and on the
-own pixel-days."""
-Runner = Callable[[Callable[..., Any], "SkillJob", list[tuple[Any, ...]]], Iterator[Any]]
-"""Runs :func:`pass1` or :func:`pass2` of a job on a list of per-chunk arguments and yields sums
-of consecutive chunks, in the order of the list, whose merge in that order is the pass's sums: in
-process one per chunk; on Dask workers (:func:`dsm.skill_workers.on_workers`) one, the chunks'
-sums folded there (:data:`FOLDS`)."""
+Runner = Callable[[Callable[..., Any], list[tuple[Any, ...]]], Iterator[Any]]
+"""Runs :func:`pass1` or :func:`pass2` of one job (bound to it by a runner factory, for both
+passes) on a list of per-chunk arguments and yields sums of consecutive chunks, in the order of
+the list, whose merge in that order is the pass's sums: in process one per chunk; on Dask
+workers (:func:`dsm.skill_workers.on_workers`) one, the chunks' sums folded there
+(:data:`FOLDS`), each chunk's pass 2 where its pass 1 ran."""
+
+
+@dataclass
+class Anomalies:
+    """The pass-2 sums of some days: label -> anomaly :class:`~dsm.skill_sums.ScoreSums` on the
+    common (``common``) and on each product's own pixel-days (``own``), and how many of their
+    chunks pass 2 had to read again (``read_again``: not kept by pass 1 where it ran)."""
+
+    common: dict[str, ScoreSums] = field(default_factory=dict)
+    own: dict[str, ScoreSums] = field(default_factory=dict)
+    read_again: int = 0
+
+    def merge(self, other: Anomalies) -> Anomalies:
+        """Add the sums of ``other`` (the days after these) to these; returns self."""
+        for mine, theirs in ((self.common, other.common), (self.own, other.own)):
+            for k, a in theirs.items():
+                mine.setdefault(k, ScoreSums(a.factor)).merge(a)
+        self.read_again += other.read_again
+        return self
 
 
 def pass2(job: SkillJob, t: np.ndarray, common: Means, own: Means) -> Anomalies:
     """The anomaly sums of days ``t`` on the common and on each product's own pixel-days, from the
-    pixels' time means of pass 1 (:meth:`~dsm.skill_sums.PixelSums.means` of each map)."""
-    tr, vals, base, mask = _maps(job, read_chunk(job, t, uncertainty=False))
-    return ({k: anomaly_sums(vals[k], tr, mask, m, job.factor) for k, m in common.items()},
-            {k: anomaly_sums(vals[k], tr, base & np.isfinite(vals[k]), m, job.factor) for k, m in own.items()})
+    pixels' time means of pass 1 (:meth:`~dsm.skill_sums.PixelSums.means` of each map), on the
+    arrays pass 1 kept in this process, else read again."""
+    data = job.take(t)
+    again = data is None
+    tr, vals, base, mask = _maps(job, read_chunk(job, t, uncertainty=False) if data is None else data)
+    return Anomalies({k: anomaly_sums(vals[k], tr, mask, m, job.factor) for k, m in common.items()},
+                     {k: anomaly_sums(vals[k], tr, base & np.isfinite(vals[k]), m, job.factor) for k, m in own.items()},
+                     int(again))
 
 
 def fold1(job: SkillJob, acc: ChunkSums | None, part: ChunkSums) -> ChunkSums:
@@ -243,11 +307,8 @@ def fold1(job: SkillJob, acc: ChunkSums | None, part: ChunkSums) -> ChunkSums:
 
 def fold2(job: SkillJob, acc: Anomalies | None, part: Anomalies) -> Anomalies:
     """:func:`fold1` of the pass-2 sums (:func:`pass2`)."""
-    out: Anomalies = ({}, {}) if acc is None else copy.deepcopy(acc)
-    for mine, theirs in zip(out, part, strict=True):
-        for k, a in theirs.items():
-            mine.setdefault(k, ScoreSums(a.factor)).merge(a)
-    return out
+    out = Anomalies() if acc is None else copy.deepcopy(acc)
+    return out.merge(part)
 
 
 FOLDS: dict[Callable[..., Any], Callable[..., Any]] = {pass1: fold1, pass2: fold2}
@@ -267,5 +328,5 @@ def period_rows(periods: Mapping[str, Mapping[str, ScoreSums]]) -> list[dict[str
     return rows
 
 
-__all__ = ["BASELINES", "FOLDS", "PERIOD_MAPS", "Anomalies", "ChunkSums", "Means", "Runner", "SkillJob", "empty_sums",
+__all__ = ["BASELINES", "FOLDS", "KEEP_SHARE", "PERIOD_MAPS", "Anomalies", "ChunkSums", "Means", "Runner", "SkillJob", "empty_sums",
            "Opened", "fold1", "fold2", "open_all", "pass1", "pass2", "period_rows", "read_chunk", "score_chunk"]

@@ -5,53 +5,71 @@ from __future__ import annotations
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+import psutil
 from distributed import Client, Future, wait
 
-from dsm.skill_chunks import FOLDS, Runner, SkillJob
+from dsm.skill_chunks import FOLDS, KEEP_SHARE, Runner, SkillJob
 
 
-def on_workers(client: Client, window: int = 0) -> Runner:
-    """Run the chunk functions as tasks on ``client``'s workers and fold their sums there.
+def on_workers(client: Client, window: int = 0) -> Callable[[SkillJob], AbstractContextManager[Runner]]:
+    """A runner factory: ``with on_workers(client)(job) as run`` runs the chunk functions of
+    ``job`` as tasks on ``client``'s workers and folds their sums there.
 
-    Each chunk's task is followed by a fold task (:data:`dsm.skill_chunks.FOLDS`) that adds its
-    sums to those of the chunks before it, in the order of ``args`` (the merge order that makes
-    the sums those of one pass, bit for bit); only the last fold's result, the sums of all the
-    chunks, comes to the client, which the runner yields. At most ``window`` chunks (default: 2
+    The job goes to every worker once, for both passes (each worker's copy keeps the arrays its
+    pass-1 tasks read, :meth:`~dsm.skill_chunks.SkillJob.keep`), and is released when the block
+    ends. Each chunk's task is followed by a fold task (:data:`dsm.skill_chunks.FOLDS`) that adds
+    its sums to those of the chunks before it, in the order of ``args`` (the merge order that
+    makes the sums those of one pass, bit for bit); only the last fold's result, the sums of all
+    the chunks, comes to the client, which ``run`` yields. At most ``window`` chunks (default: 2
     per worker thread + 2) are submitted beyond the oldest one not yet scored; Dask runs each fold
-    as soon as its chunk and the fold before it are done, and releases both.
+    as soon as its chunk and the fold before it are done, and releases both. The i-th chunk's
+    tasks of both passes go preferably to the same worker (the workers taken in turn), so pass 2
+    finds the arrays pass 1 kept there; a task that runs elsewhere (the worker gone, or its task
+    stolen) reads them again.
 
     ``args`` holds one tuple per chunk: its days, then arguments the same for every chunk (sent
     to the workers once, with the job). A failed chunk task fails the run with its error."""
 
-    def run(fn: Callable[..., Any], job: SkillJob, args: list[tuple[Any, ...]]) -> Iterator[Any]:
-        if not args:
-            return
-        fold = FOLDS[fn]
-        width = window or 2 * max(1, sum(client.nthreads().values())) + 2
+    @contextmanager
+    def runner(job: SkillJob) -> Iterator[Runner]:
         # each one object ([x]: a dict or tuple would be scattered item by item, under its own keys)
-        shared = [client.scatter([a], broadcast=True, hash=False)[0] for a in (job, *args[0][1:])]
-        job_f, rest = shared[0], shared[1:]
-        run_id = uuid.uuid4().hex
-        acc: Future | None = None
-        scoring: deque[Future] = deque()  # chunk tasks not known to be done, oldest first
-        try:
-            for i, a in enumerate(args):
-                part = client.submit(fn, job_f, a[0], *rest, key=f"skill-{fn.__name__}-{i}-{run_id}")
-                # only the newest fold is held here: each earlier one is released once folded on
-                acc = client.submit(fold, job_f, acc, part, key=f"skill-{fold.__name__}-{i}-{run_id}")
-                scoring.append(part)
-                if len(scoring) >= width:  # the oldest chunk scored before another one starts
-                    _raise_if_failed(scoring.popleft())
-            assert acc is not None
-            total = acc.result()
-        finally:
-            for f in shared:  # released, not cancelled: cancelling walks tasks that are already released
-                f.release()
-        yield total
+        job_f = client.scatter([job], broadcast=True, hash=False)[0]
+        turn = sorted(client.scheduler_info()["workers"])  # chunk i's worker: turn[i % len(turn)]
 
-    return run
+        def run(fn: Callable[..., Any], args: list[tuple[Any, ...]]) -> Iterator[Any]:
+            if not args:
+                return
+            fold = FOLDS[fn]
+            width = window or 2 * max(1, sum(client.nthreads().values())) + 2
+            rest = [client.scatter([a], broadcast=True, hash=False)[0] for a in args[0][1:]]
+            run_id = uuid.uuid4().hex
+            acc: Future | None = None
+            scoring: deque[Future] = deque()  # chunk tasks not known to be done, oldest first
+            try:
+                for i, a in enumerate(args):
+                    place = {"workers": [turn[i % len(turn)]], "allow_other_workers": True} if turn else {}
+                    part = client.submit(fn, job_f, a[0], *rest, key=f"skill-{fn.__name__}-{i}-{run_id}", **place)
+                    # only the newest fold is held here: each earlier one is released once folded on
+                    acc = client.submit(fold, job_f, acc, part, key=f"skill-{fold.__name__}-{i}-{run_id}")
+                    scoring.append(part)
+                    if len(scoring) >= width:  # the oldest chunk scored before another one starts
+                        _raise_if_failed(scoring.popleft())
+                assert acc is not None
+                total = acc.result()
+            finally:
+                for f in rest:  # released, not cancelled: cancelling walks tasks that are already released
+                    f.release()
+            yield total
+
+        try:
+            yield run
+        finally:
+            job_f.release()
+
+    return runner
 
 
 def _raise_if_failed(fut: Future) -> None:
@@ -61,4 +79,17 @@ def _raise_if_failed(fut: Future) -> None:
         fut.result()
 
 
-__all__ = ["on_workers"]
+def keep_budget(client: Client) -> int:
+    """The bytes each worker of ``client`` may keep between the skill passes:
+    :data:`~dsm.skill_chunks.KEEP_SHARE` of the smallest worker's memory limit (of the memory
+    available to it, where it has no limit)."""
+    budgets = client.run(_worker_budget)
+    return min(budgets.values()) if budgets else 0
+
+
+def _worker_budget(dask_worker: Any) -> int:
+    limit = dask_worker.memory_manager.memory_limit
+    return int(KEEP_SHARE * (limit or psutil.virtual_memory().available))
+
+
+__all__ = ["keep_budget", "on_workers"]

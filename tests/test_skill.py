@@ -580,12 +580,28 @@ def test_skill_on_the_workers_equals_skill_in_process(three, twin, client):
         json.dumps({k: v for k, v in three["res"].items() if k != "stations"})
     assert here["stations"]["n_stations"] > 0 and len(here["periods"]) == 3 * 4  # 3 periods and all, 3 maps
     # one task per time chunk and pass, and one fold of its sums into those before it, nothing
-    # else: each chunk of the truth is read once per pass
+    # else; each chunk's pass 2 where its pass 1 ran, on the arrays pass 1 kept there: the truth
+    # and the products are read once
     n_chunks = -(-45 // 8)
     keys = [str(t["key"]) for t in ts.data]
     for kind in ("pass1", "pass2", "fold1", "fold2"):
         assert sum(k.startswith(f"skill-{kind}-") for k in keys) == n_chunks, kind
     assert len(keys) == 4 * n_chunks, keys
+    ran = {tuple(str(t["key"]).split("-")[1:3]): t["worker"] for t in ts.data}
+    assert all(ran["pass2", str(i)] == ran["pass1", str(i)] for i in range(n_chunks))
+    assert len({ran["pass1", str(i)] for i in range(n_chunks)}) == 2  # both workers scored
+    assert here["passes"] == there["passes"] == {"chunks": n_chunks, "read_again": 0}
+
+
+def test_pass_two_reads_again_what_pass_one_could_not_keep(three, twin, client):
+    urls, stores = three["urls"], twin["stores"]
+    kept = skill(urls, stores.truth, stores.cube, periods=True)
+    n_chunks = kept["passes"]["chunks"]
+    one_chunk = twin["truth"][:8].nbytes * (1 + len(urls)) + twin["smap"][:8].nbytes  # float32, as kept
+    for budget, again, where in ((0, n_chunks, None), (one_chunk, n_chunks - 1, None), (0, n_chunks, client)):
+        res = skill(urls, stores.truth, stores.cube, periods=True, keep_bytes=budget, client=where)
+        assert res["passes"] == {"chunks": n_chunks, "read_again": again}, (budget, where)
+        assert json.dumps({**res, "passes": None}) == json.dumps({**kept, "passes": None})  # the same sums
 
 
 def test_a_damaged_chunk_fails_the_skill_on_the_workers_as_in_process(twin, client, tmp_path):
