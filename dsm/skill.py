@@ -2,7 +2,8 @@
 
 :func:`skill` judges one or more 1 km products (``maps``: label -> products store) against two
 maps without downscaling, on the same pixel-days, streaming one time chunk at a time (memory:
-one time chunk of every map plus a few float64 layers per map and pixel). Each chunk is read and
+one time chunk of every map plus a few float64 layers per map and pixel, and between the passes
+the chunks kept for the second, within ``keep_bytes``). Each chunk is read and
 scored by :mod:`dsm.skill_chunks` into sums that merge (:mod:`dsm.skill_sums`): in this process,
 or with a Dask ``client`` as one task per chunk on the workers, where each chunk's sums are
 folded into those before it, in time order (:mod:`dsm.skill_workers`; the same result, bit for
