@@ -15,8 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +68,7 @@ class BlockJob:
     window: int = 1  # fusion: days of the centred running mean of the within-cell anomaly
     before: tuple[DayPlan, ...] = ()  # the plans of the window's days before and after the block
     after: tuple[DayPlan, ...] = ()
+    ahead: BlockJob | None = None  # the block this worker is expected to take next: read ahead (read_ahead)
 
 
 _open = store.open_cached  # the cube and the output store, once per worker and run
@@ -91,22 +94,44 @@ def _read(ds: xr.Dataset, name: str, **index: Any) -> np.ndarray:
     return store.read_values(ds, name, ref, **index)
 
 
-#: Threads per worker process that read a block's layers together (:func:`read_all`).
-READ_THREADS = 8
+def read_all(cube: xr.Dataset, reads: Mapping[Any, tuple[str, Mapping[str, Any]]],
+             started: Mapping[Any, Future[np.ndarray]] | None = None) -> dict[Any, np.ndarray]:
+    """Every read ``key -> (variable, isel index)`` of a block at once, on the process's read
+    threads (:func:`dsm.store.read_together`); ``started``: reads already under way
+    (:func:`read_ahead`), used for their keys instead of reading again. Errors are :func:`_read`'s,
+    raised in the order of ``reads``."""
+    return store.read_together({key: functools.partial(_read, cube, name, **index)
+                                for key, (name, index) in reads.items()}, started)
 
 
-@functools.cache
-def _readers() -> ThreadPoolExecutor:
-    """The worker process's read threads (made on first use)."""
-    return ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="dsm-read")
+#: Blocks whose reads a worker process keeps under way ahead of their task (:func:`read_ahead`).
+AHEAD_BLOCKS = 2
+_ahead: OrderedDict[tuple[Any, ...], dict[Any, Future[np.ndarray]]] = OrderedDict()
+_ahead_lock = threading.Lock()
 
 
-def read_all(cube: xr.Dataset, reads: Mapping[Any, tuple[str, Mapping[str, Any]]]) -> dict[Any, np.ndarray]:
-    """Every read ``key -> (variable, isel index)`` of a block at once, on :data:`READ_THREADS`
-    threads: zarr's requests and decoding overlap instead of waiting on one another, which
-    counts most on object storage. Errors are :func:`_read`'s, raised in the order of ``reads``."""
-    futures = {key: _readers().submit(_read, cube, name, **index) for key, (name, index) in reads.items()}
-    return {key: f.result() for key, f in futures.items()}
+def _ahead_key(job: BlockJob) -> tuple[Any, ...]:
+    return (job.token, job.cube.url, job.t0, job.t1, job.y0, job.y1, job.x0, job.x1)
+
+
+def read_ahead(job: BlockJob) -> None:
+    """Start the reads of block ``job`` on the read threads without waiting for them, so they run
+    while this worker predicts its current block; the task of ``job``, when it runs in this
+    process, takes them (:func:`_take_ahead`). At most :data:`AHEAD_BLOCKS` blocks are kept
+    under way; an older one is dropped (its task, run elsewhere, reads for itself)."""
+    cube = _open(job.cube, job.token, "raw")
+    started = {key: store.read_threads().submit(_read, cube, name, **index)
+               for key, (name, index) in _block_reads(job, cube).reads.items()}
+    with _ahead_lock:
+        _ahead[_ahead_key(job)] = started
+        while len(_ahead) > AHEAD_BLOCKS:
+            _ahead.popitem(last=False)
+
+
+def _take_ahead(job: BlockJob) -> dict[Any, Future[np.ndarray]]:
+    """The reads of ``job`` started ahead in this process (:func:`read_ahead`), no longer kept there."""
+    with _ahead_lock:
+        return _ahead.pop(_ahead_key(job), {})
 
 
 def layer_read(cube: xr.Dataset, name: str, day: dt.date) -> tuple[tuple[Any, ...], dict[str, int]]:
@@ -194,32 +219,37 @@ class _ModelledBlock:
     missing: dict[dt.date, list[str]]
 
 
-def _model_block(job: BlockJob) -> _ModelledBlock:
-    """Read a block of the cube and apply the day plans' models to it, each model once over all
-    the block's days (:func:`dsm.block_models.model_days`; runs on a worker)."""
-    cube = _open(job.cube, job.token, "raw")
+@dataclass
+class _BlockReads:
+    """What a block reads (:func:`_block_reads`): its days and layers, and the reads themselves."""
+
+    all_names: list[str]  # the predictors of its plans (and api_age)
+    seq: tuple[DayPlan, ...]  # the plans of the window's days before, the block's days, those after
+    day_index: list[int]  # the cube's time position of each day of seq
+    run: list[tuple[DayPlan, int]]  # the days modelled, each with its index into the daily layers read
+    daily: list[str]  # the daily layers (read over all the days at once)
+    rest: list[str]  # the composites and static layers (each layer once)
+    reads: dict[Any, tuple[str, dict[str, Any]]]  # key -> (variable, isel index), for read_all
+
+
+def _block_reads(job: BlockJob, cube: xr.Dataset) -> _BlockReads:
+    """Every layer ``job``'s block reads: the daily layers and SMAP over all its days (and the
+    halo days of a running-mean anomaly: they are consecutive, so each is decoded once, rather
+    than a time chunk per day), each composite and static layer once (keys of :func:`layer_read`),
+    the land mask."""
     ys, xs = slice(job.y0, job.y1), slice(job.x0, job.x1)
     f = Region.from_dict(cube.attrs["region"]).fine_per_coarse
     cys, cxs = slice(job.y0 // f, job.y1 // f), slice(job.x0 // f, job.x1 // f)
     all_names = sorted({p for plan in job.plans for v in plan.variants for p in v.predictors})
     if job.rain_spinup and any(p in API_NAMES for p in all_names):
         all_names.append("api_age")
-
-    def load(key: str, sha: str) -> Any:
-        return load_model(job.models, key, sha, job.threads, job.device)
-
-    # the block's days (and the halo days of a running-mean anomaly) are consecutive: read each
-    # daily layer (and SMAP) for all of them at once, rather than decoding a time chunk per day
     seq = (*job.before, *job.plans, *job.after)
     day_index = [time_position(cube.indexes["time"], plan.day) for plan in seq]
     ct0, ct1 = min(day_index), max(day_index) + 1
     run = [(plan, ct - ct0) for plan, ct in zip(seq, day_index, strict=True) if not plan.error]  # days modelled
-    at = np.array([i for _, i in run], int)
     spinup = int(cube.sizes.get("time_precip", cube.sizes["time"])) - int(cube.sizes["time"])
     daily = [n for n in all_names if n in SPECS and SPECS[n].axis in ("daily", "precip")]
-    rest = [n for n in all_names if n not in daily]  # composites and static layers
-    # every layer of the block read at once (read_all): the daily layers and SMAP over all its
-    # days, each composite and static layer once (keys of layer_read), the land mask
+    rest = [n for n in all_names if n not in daily]
     reads: dict[Any, tuple[str, dict[str, Any]]] = {
         ("", "land"): ("land_mask", {"y": ys, "x": xs}), ("", SMAP): (SMAP, {"time": slice(ct0, ct1), "cy": cys, "cx": cxs})}
     for name in daily:
@@ -227,7 +257,27 @@ def _model_block(job: BlockJob) -> _ModelledBlock:
         dim = "time_precip" if SPECS[name].axis == "precip" else "time"
         reads[("", name)] = (name, {dim: slice(ct0 + shift, ct1 + shift), "y": ys, "x": xs})
     reads.update(layer_reads(cube, [plan.day for plan, _ in run], rest, ys, xs, {}))
-    got = read_all(cube, reads)
+    return _BlockReads(all_names, seq, day_index, run, daily, rest, reads)
+
+
+def _model_block(job: BlockJob) -> _ModelledBlock:
+    """Read a block of the cube and apply the day plans' models to it, each model once over all
+    the block's days (:func:`dsm.block_models.model_days`; runs on a worker). Its reads, or
+    those :func:`read_ahead` started for it, done, the next block's (``job.ahead``) are started."""
+    cube = _open(job.cube, job.token, "raw")
+    ys, xs = slice(job.y0, job.y1), slice(job.x0, job.x1)
+    f = Region.from_dict(cube.attrs["region"]).fine_per_coarse
+
+    def load(key: str, sha: str) -> Any:
+        return load_model(job.models, key, sha, job.threads, job.device)
+
+    br = _block_reads(job, cube)
+    all_names, seq, day_index, run, daily, rest = br.all_names, br.seq, br.day_index, br.run, br.daily, br.rest
+    ct0 = min(day_index)
+    at = np.array([i for _, i in run], int)
+    got = read_all(cube, br.reads, _take_ahead(job))
+    if job.ahead is not None:
+        read_ahead(job.ahead)
     land = got.pop(("", "land")) == 1
     smaps, smaps_bad = screen(SMAP, got.pop(("", SMAP)).astype(np.float32))
     feats = {name: got.pop(("", name)).astype(np.float32, copy=False)[at] for name in daily}
@@ -339,11 +389,10 @@ def run_block(job: BlockJob) -> dict[str, Any]:
         info["pairs"] = [[int(c), float(a), float(b)]
                          for c, a, b in zip(cell_ids[ok], sm36[i][ok], smap[ok], strict=True)]
         summaries.append(info)
-    coords = {"time": out["time"].values[job.t0:job.t1], "y": out["y"].values[ys], "x": out["x"].values[xs]}
+    coords = {"time": out["time"].values[job.t0:job.t1], "y": out["y"].values[ys], "x": out["x"].values[xs],
+              "cy": out["cy"].values[cys], "cx": out["cx"].values[cxs]}
     part = xr.Dataset({"sm": (("time", "y", "x"), sm), "sm_unc": (("time", "y", "x"), unc),
-                       "sm_origin": (("time", "y", "x"), origin)}, coords=coords)
-    store.write_region(job.output, part, out)
-    part36 = xr.Dataset({"sm_36km": (("time", "cy", "cx"), sm36)},
-                        coords={"time": coords["time"], "cy": out["cy"].values[cys], "cx": out["cx"].values[cxs]})
-    store.write_region(job.output, part36, out)
+                       "sm_origin": (("time", "y", "x"), origin), "sm_36km": (("time", "cy", "cx"), sm36)},
+                      coords=coords)
+    store.write_region(job.output, part, out)  # the four arrays written together
     return {"t0": job.t0, "y0": job.y0, "x0": job.x0, "days": summaries}

@@ -37,7 +37,8 @@ def block_table(cube: StoreRef, token: str, days: Composite | Sequence[dt.date],
                 y0: int, y1: int, x0: int, x1: int, options: Mapping[str, Any]) -> pd.DataFrame:
     """The sample table of ``days`` on pixels ``y0:y1, x0:x1`` of the cube at ``cube`` (whole 36
     km cells), computed here with numpy (runs on a worker; the cube opened once per worker and
-    ``token``, :func:`dsm.store.open_cached`; ``options``: :func:`~dsm.samples.sample_graph`'s keywords)."""
+    ``token``, :func:`dsm.store.open_cached`, its layers read together on the read threads,
+    :func:`dsm.store.read_arrays`; ``options``: :func:`~dsm.samples.sample_graph`'s keywords)."""
     ds = store.open_cached(cube, token, "raw")  # numpy on indexing: the block is read here, whole
     region = Region.from_dict(ds.attrs["region"])
     f = region.fine_per_coarse
@@ -45,7 +46,7 @@ def block_table(cube: StoreRef, token: str, days: Composite | Sequence[dt.date],
     part = Region(region.row0 + y0 // KM_PER_CELL, region.col0 + x0 // KM_PER_CELL, (y1 - y0) // KM_PER_CELL,
                   (x1 - x0) // KM_PER_CELL, region.coarse_km)
     sub = sub.assign_attrs(region=part.to_dict())  # a copy: the cached dataset keeps its own
-    return sample_table(sub, days, predictors, **options)
+    return sample_table(sub, days, predictors, **options, read=store.read_arrays)  # its layers read together
 
 
 def _merge(blocks: Sequence[pd.DataFrame]) -> pd.DataFrame:

@@ -45,8 +45,8 @@ The array functions (:func:`aggregate`, :func:`table_from_arrays`) are pure.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import dask
@@ -247,16 +247,22 @@ class _Evaluation:
     (:func:`sample_graph`), or now on numpy arrays (:func:`sample_table`). Both call the same
     array functions, so their tables are identical."""
 
-    array: Any  # DataArray -> the array of its values (dask, or numpy read now)
+    arrays: Any  # {key: DataArray} -> {key: the array of its values} (dask, or numpy read now)
     per_cell: Any  # _per_cell_lazy or _per_cell_now
     screen: Any  # (name, array) -> the array with NaN outside the name's valid range
     table: Any  # screened_table, or its dask.delayed
     empty: Any  # empty_table, or its dask.delayed
 
 
-_LAZY = _Evaluation(_lazy_array, _per_cell_lazy, screen_lazy, dask.delayed(screened_table, pure=True),
-                    dask.delayed(empty_table))
-_NOW = _Evaluation(lambda values: values.values, _per_cell_now, _screen_now, screened_table, empty_table)
+def values_each(arrays: Mapping[Any, xr.DataArray]) -> dict[Any, np.ndarray]:
+    """The values of each of ``arrays``, read one after another (:func:`sample_table`'s default
+    ``read``)."""
+    return {k: np.asarray(v.values) for k, v in arrays.items()}
+
+
+_LAZY = _Evaluation(lambda arrays: {k: _lazy_array(v) for k, v in arrays.items()}, _per_cell_lazy, screen_lazy,
+                    dask.delayed(screened_table, pure=True), dask.delayed(empty_table))
+_NOW = _Evaluation(values_each, _per_cell_now, _screen_now, screened_table, empty_table)
 
 
 def period_days(ds: xr.Dataset, period: Composite) -> list[dt.date]:
@@ -347,12 +353,15 @@ def sample_graph(ds: xr.Dataset, period: Composite | Sequence[dt.date], predicto
 def sample_table(ds: xr.Dataset, period: Composite | Sequence[dt.date], predictors: Sequence[str],
                  how: Aggregation = "mean", min_valid_fraction: float = 0.5, *,
                  features: Sequence[str] | None = None, keep: Keep = "complete", ranges: bool = False,
-                 count_column: bool = False) -> pd.DataFrame:
+                 count_column: bool = False,
+                 read: Callable[[Mapping[Any, xr.DataArray]], dict[Any, np.ndarray]] | None = None) -> pd.DataFrame:
     """:func:`sample_graph`'s table computed now with numpy, for a block small enough to hold
     in memory (``ds`` opened with ``chunks=None``, or sliced from such a cube): the same array
     functions without a dask task per chunk and step, so the same table, sooner
-    (:func:`dsm.sample_tables.block_table`)."""
-    return _sample_table(_NOW, ds, period, predictors, how, min_valid_fraction, features, keep, ranges, count_column)
+    (:func:`dsm.sample_tables.block_table`). ``read`` reads the selections the table needs
+    (key -> DataArray, all at once; default :func:`values_each`), e.g. concurrently."""
+    ev = _NOW if read is None else replace(_NOW, arrays=read)
+    return _sample_table(ev, ds, period, predictors, how, min_valid_fraction, features, keep, ranges, count_column)
 
 
 def _sample_table(ev: _Evaluation, ds: xr.Dataset, period: Composite | Sequence[dt.date], predictors: Sequence[str],
@@ -367,8 +376,13 @@ def _sample_table(ev: _Evaluation, ds: xr.Dataset, period: Composite | Sequence[
     if not days:
         return ev.empty(list(columns_of))
     times = [np.datetime64(d, "ns") for d in days]
-    land = ev.array(ds["land_mask"]) == 1
-    raw = {name: ev.array(_select_layer(ds, name, days)) for name in sorted({source_of(f) for f in columns_of})}
+    layers_of: dict[tuple[str, ...], xr.DataArray] = {
+        (name,): _select_layer(ds, name, days) for name in sorted({source_of(f) for f in columns_of})}
+    selections = {("", "land"): ds["land_mask"], ("", SMAP): ds[SMAP].sel(time=times), **layers_of}
+    got = ev.arrays(selections)
+    land = got.pop(("", "land")) == 1
+    smap = got.pop(("", SMAP))
+    raw = {key[0]: got[key] for key in layers_of}
     # impossible values: masked inside the aggregation tasks, or before a circular predictor
     # becomes sine and cosine; counted per cell from the raw layers
     layers = {name: ev.screen(name, layer) if name in CIRCULAR else layer for name, layer in raw.items()}
@@ -384,7 +398,7 @@ def _sample_table(ev: _Evaluation, ds: xr.Dataset, period: Composite | Sequence[
                 columns[f"{name}{RANGE_SUFFIX[stat]}"] = ev.per_cell(cell_extreme, fine, land, np.float32, f,
                                                                      stat=stat, bounds=bounds)
     required = list(columns_of) if keep == "complete" else [c for c in columns_of if is_static(ds, c)]
-    return ev.table(times, cells, columns, ev.array(ds[SMAP].sel(time=times)), required, keep != "all", bad,
+    return ev.table(times, cells, columns, smap, required, keep != "all", bad,
                     count_column, region.coarse_grid.ncols)
 
 

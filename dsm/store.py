@@ -13,7 +13,8 @@ import functools
 import itertools
 import json
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 import xarray as xr
@@ -22,6 +23,9 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 
 from dsm.errors import LockLostError, StoreError, StoreNotFoundError
 from dsm.storeref import StoreRef
+
+K = TypeVar("K")
+T = TypeVar("T")
 
 FORMAT_VERSION = 1
 
@@ -52,6 +56,36 @@ def damaged_chunks(ref: StoreRef, name: str, shape: Sequence[int], chunks: Seque
     where = f"chunk {', '.join(bad)}" if bad else "a chunk"
     return StoreError(f"{ref.url.rstrip('/')}/{name}: {where} cannot be read ({type(cause).__name__}: {cause}). The "
                       "store is damaged: rewrite that part (rerun the stage that wrote it) or restore it")
+
+
+#: Threads per process that read a block's arrays together (:func:`read_together`).
+READ_THREADS = 8
+
+
+@functools.cache
+def read_threads() -> ThreadPoolExecutor:
+    """This process's read threads (made on first use)."""
+    return ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="dsm-read")
+
+
+def read_together(reads: Mapping[K, Callable[[], T]], started: Mapping[K, Future[T]] | None = None) -> dict[K, T]:
+    """Every read ``key -> function`` at once, on :data:`READ_THREADS` threads: zarr's requests and
+    decoding overlap instead of waiting on one another, which counts most on object storage.
+    ``started``: reads already under way (on :func:`read_threads`), used for their keys instead
+    of reading again. Errors are raised in the order of ``reads``."""
+    started = started or {}
+    futures = {key: started[key] if key in started else read_threads().submit(fn) for key, fn in reads.items()}
+    return {key: f.result() for key, f in futures.items()}
+
+
+def read_arrays(arrays: Mapping[K, xr.DataArray]) -> dict[K, np.ndarray]:
+    """The values of each of ``arrays`` (selections of a store opened without Dask), read
+    together (:func:`read_together`)."""
+    return read_together({k: functools.partial(_values_of, v) for k, v in arrays.items()})
+
+
+def _values_of(var: xr.DataArray) -> np.ndarray:
+    return np.asarray(var.values)
 
 
 def read_values(ds: xr.Dataset, name: str, ref: StoreRef, **index: slice) -> np.ndarray:
@@ -226,6 +260,7 @@ def write_region(ref: StoreRef, part: xr.Dataset, store: xr.Dataset | None = Non
     if store is None:
         store = xr.open_zarr(ref.url, consolidated=False, storage_options=so)
     written: dict[Hashable, dict[Hashable, slice]] = {}
+    writes: dict[Hashable, Callable[[], None]] = {}
     for name, var in part.data_vars.items():
         if name not in store.data_vars:
             raise StoreError(f"variable '{name}' is not in the store at {ref}")
@@ -234,14 +269,39 @@ def write_region(ref: StoreRef, part: xr.Dataset, store: xr.Dataset | None = Non
             raise StoreError(f"'{name}' has dims {tuple(var.dims)}, the store has {tuple(target.dims)}")
         region = region_slices(store, var)
         _check_aligned(name, region, tuple(target.encoding["chunks"]), target.dims, target.shape)
-        data = encode_like(var.variable, target, name)
-        array = zarr.open_array(ref.join(str(name)).url, mode="r+", storage_options=so)
-        # every chunk of a written region is stored, empty or not: a chunk missing where its
-        # row is recorded written (WRITTEN_ATTR) is lost data, never "no data" (require_chunks)
-        array = array.with_config({"write_empty_chunks": True})
-        array[tuple(region[d] for d in target.dims)] = data
+        writes[name] = functools.partial(_write_array, ref.join(str(name)), tuple(region[d] for d in target.dims),
+                                         encode_like(var.variable, target, name))
         written[name] = region
+    write_together(writes)
     return written
+
+
+def _write_array(ref: StoreRef, where: tuple[slice, ...], data: np.ndarray) -> None:
+    array = zarr.open_array(ref.url, mode="r+", storage_options=ref.zarr_options)
+    # every chunk of a written region is stored, empty or not: a chunk missing where its
+    # row is recorded written (WRITTEN_ATTR) is lost data, never "no data" (require_chunks)
+    array.with_config({"write_empty_chunks": True})[where] = data
+
+
+#: Threads per process that write a block's arrays together (:func:`write_together`).
+WRITE_THREADS = 4
+
+
+@functools.cache
+def write_threads() -> ThreadPoolExecutor:
+    """This process's write threads (made on first use)."""
+    return ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="dsm-write")
+
+
+def write_together(writes: Mapping[Any, Callable[[], None]]) -> None:
+    """Every write at once, on :data:`WRITE_THREADS` threads (each array's metadata read and
+    chunk writes overlap those of the others, which counts on object storage); waits for all of
+    them, then raises the first error in the order of ``writes``."""
+    futures = [write_threads().submit(fn) for fn in writes.values()]
+    errors = [f.exception() for f in futures]
+    for err in errors:
+        if err is not None:
+            raise err
 
 
 WRITTEN_ATTR = "chunks_written"

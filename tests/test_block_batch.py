@@ -204,3 +204,36 @@ def test_each_model_is_called_once_per_block_over_all_its_rows(twin):
         assert len(single) > len(batched)
         rows = {k: sum(n for kk, n in single if kk == k) for k in keys}
         assert dict(batched) == rows
+
+
+@pytest.mark.timeout(300)
+def test_a_block_read_ahead_reads_nothing_itself_and_models_the_same(twin, monkeypatch):
+    """The block a worker predicts starts the reads of the one it takes next (``ahead``); that
+    block's task then reads nothing itself, and models bit for bit what it models reading alone."""
+    job = _job(twin.fusion, twin.bad, 16, 24, 0, 0, half=1)
+    alone = blocks._model_block(job)
+    before = replace(_job(twin.fusion, twin.bad, 8, 16, 0, 0), token=job.token, ahead=job)
+    blocks._model_block(before)  # its own reads, then job's started
+    assert blocks._ahead_key(job) in blocks._ahead
+    calls: list[str] = []
+    read = blocks._read
+
+    def recording(ds, name, **index):
+        calls.append(name)
+        return read(ds, name, **index)
+
+    monkeypatch.setattr(blocks, "_read", recording)
+    ahead = blocks._model_block(job)
+    assert calls == [] and blocks._ahead_key(job) not in blocks._ahead  # taken, not kept
+    assert set(ahead.modelled) == set(alone.modelled)
+    for day, got in ahead.modelled.items():
+        for a, b in zip(got[:3], alone.modelled[day][:3], strict=True):
+            assert _same_bits(a, b)
+    blocks._model_block(job)  # nothing started ahead any more: it reads for itself
+    assert len(calls) > 10
+    # at most AHEAD_BLOCKS blocks are kept under way in a process: the oldest are dropped
+    for y0 in (0, 72, 0):
+        blocks.read_ahead(replace(job, y0=y0, y1=y0 + 72, x0=72, x1=144))
+    blocks.read_ahead(job)
+    assert len(blocks._ahead) == blocks.AHEAD_BLOCKS and blocks._ahead_key(job) in blocks._ahead
+    blocks._take_ahead(job)

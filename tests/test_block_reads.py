@@ -62,3 +62,89 @@ def test_a_failed_read_among_many_is_raised_with_its_store_error(tiny_twin, tmp_
     reads = {name: (name, {"y": slice(0, 72), "x": slice(0, 72)}) for name in ("aspect", "dem", "slope")}
     with pytest.raises(StoreError, match="dem"):
         blocks.read_all(cube, reads)
+
+
+def test_a_sample_tables_layers_are_read_together_and_give_the_table_read_one_by_one(tiny_twin, monkeypatch):
+    from dsm.periods import periods
+    from dsm.sample_tables import block_table
+    from dsm.samples import sample_table
+
+    cube = store.open_cached(tiny_twin.cube, "table-reads", "raw")
+    period = periods(dt.date(2016, 6, 9), dt.date(2016, 6, 24))[0]
+    names = ["lst", "albedo", "ndvi", "dem", "aspect"]
+    threads: list[str] = []
+    values = store._values_of
+
+    def recording(var):
+        threads.append(threading.current_thread().name)
+        return values(var)
+
+    monkeypatch.setattr(store, "_values_of", recording)
+    got = block_table(tiny_twin.cube, "table-reads", period, names, 0, 72, 0, 72, {})
+    assert len(threads) == len(names) + 2 and all(t.startswith("dsm-read") for t in threads)  # land and SMAP too
+    sub = cube.isel(y=slice(0, 72), x=slice(0, 72), cy=slice(0, 2), cx=slice(0, 2))
+    from dsm.grid import Region
+
+    region = Region.from_dict(cube.attrs["region"])
+    sub = sub.assign_attrs(region=Region(region.row0, region.col0, 2, 2, region.coarse_km).to_dict())
+    one_by_one = sample_table(sub, period, names)  # read where needed, one after another
+    assert len(got) > 0
+    assert got.equals(one_by_one)
+
+
+def test_a_blocks_arrays_are_written_together_and_a_failed_write_is_raised_after_the_others(tmp_path, monkeypatch):
+    import xarray as xr
+
+    url = tmp_path / "w.zarr"
+    ds = xr.Dataset({n: (("y", "x"), np.zeros((4, 4), np.float32)) for n in ("a", "b", "c")},
+                    coords={"y": np.arange(4.0), "x": np.arange(4.0)})
+    ds.to_zarr(url, zarr_format=3, consolidated=False, encoding={n: {"chunks": (2, 2)} for n in ("a", "b", "c")})
+    ref = StoreRef.of(str(url))
+    threads: list[str] = []
+    write = store._write_array
+
+    def recording(where_ref, where, data):
+        threads.append(threading.current_thread().name)
+        return write(where_ref, where, data)
+
+    monkeypatch.setattr(store, "_write_array", recording)
+    part = xr.Dataset({n: (("y", "x"), np.full((2, 2), v, np.float32)) for n, v in (("a", 1), ("b", 2), ("c", 3))},
+                      coords={"y": [2.0, 3.0], "x": [0.0, 1.0]})
+    store.write_region(ref, part)
+    assert len(threads) == 3 and all(t.startswith("dsm-write") for t in threads)
+    back = xr.open_zarr(url, consolidated=False)
+    for n, v in (("a", 1), ("b", 2), ("c", 3)):
+        np.testing.assert_array_equal(back[n].values[2:, :2], v)
+        assert (back[n].values[:2] == 0).all()
+    shutil.rmtree(url / "b")  # an array gone: its write fails, the others are still made
+    part = part + 1
+    with pytest.raises(FileNotFoundError, match="w.zarr/b"):
+        store.write_region(ref, part, back)  # opened before: it still lists b
+    again = xr.open_zarr(url, consolidated=False, chunks=None)
+    np.testing.assert_array_equal(again["a"].values[2:, :2], 2)
+    np.testing.assert_array_equal(again["c"].values[2:, :2], 4)
+
+
+def test_blocks_go_to_the_workers_in_turn_in_time_order_and_read_ahead_only_from_remote_cubes(client):
+    from dsm.blocks import BlockJob
+    from dsm.stages.predict import _in_turn
+
+    workers = sorted(client.scheduler_info()["workers"])
+    assert len(workers) == 2
+
+    def jobs(cube: str) -> dict[int, list[BlockJob]]:
+        ref = StoreRef.of(cube)
+        return {t0: [BlockJob(ref, ref, ref, "turn", t0, t0 + 8, y0, y0 + 72, 0, 72, ()) for y0 in (0, 72, 144)]
+                for t0 in (0, 8)}
+
+    for cube, ahead in (("s3://bucket/cube.zarr", True), ("/data/cube.zarr", False), ("file:///data/cube.zarr", False)):
+        placed = _in_turn(client, jobs(cube))
+        order = [job for js in jobs(cube).values() for job in js]
+        assert [(j.t0, j.y0) for j, _ in placed] == [(j.t0, j.y0) for j in order]
+        assert [p["priority"] for _, p in placed] == [0, -1, -2, -3, -4, -5]  # the first submitted runs first
+        assert [p["workers"] for _, p in placed] == [[workers[k % 2]] for k in range(6)]
+        assert all(p["allow_other_workers"] for _, p in placed)
+        # each block names the one its worker takes next, without a chain of them
+        want = [order[k + 2] if ahead and k + 2 < 6 else None for k in range(6)]
+        assert [j.ahead for j, _ in placed] == want
+        assert all(j.ahead is None or j.ahead.ahead is None for j, _ in placed)

@@ -286,7 +286,7 @@ def _run_jobs(client: Client, jobs: Mapping[int, list[BlockJob]], plans: Sequenc
     steps = Steps(say, "predict", sum(len(js[0].plans) for js in jobs.values()), "day")
     if jobs:
         steps.start()
-    futures = {client.submit(run_block, job, pure=False): job for js in jobs.values() for job in js}
+    futures = {client.submit(run_block, job, pure=False, **place): job for job, place in _in_turn(client, jobs)}
     results: dict[int, list[dict[str, Any]]] = {t0: [] for t0 in jobs}
     errors: dict[int, str] = {}
     remaining = {t0: len(js) for t0, js in jobs.items()}
@@ -309,6 +309,23 @@ def _run_jobs(client: Client, jobs: Mapping[int, list[BlockJob]], plans: Sequenc
         names = [p.day.isoformat() for p in plans[t0:t0 + len(jobs[t0][0].plans)]]
         ledger.write_days(output, {n: rec.days[n] for n in names}, fence=lease.fence if lease is not None else None)
         steps.step(f"{names[0]}..{names[-1]}: " + ("FAILED " + errors[t0] if t0 in errors else "written"), len(names))
+
+
+def _in_turn(client: Client, jobs: Mapping[int, list[BlockJob]]) -> list[tuple[BlockJob, dict[str, Any]]]:
+    """The block jobs in the order they are submitted, each with its submit options: run in that
+    order (days in time order), the workers taking them in turn (a preference,
+    ``allow_other_workers``: Dask may still move a task); with a cube on remote storage, each job
+    names the one its worker is expected to take next (``ahead``), whose reads it starts once its
+    own are done (:func:`dsm.blocks.read_ahead`: the requests' latency hidden behind the
+    prediction; on local disk the reads only compete with it for the cores)."""
+    order = [job for js in jobs.values() for job in js]
+    workers = sorted(client.scheduler_info()["workers"])
+    if not workers:
+        return [(job, {"priority": -k}) for k, job in enumerate(order)]
+    n = len(workers)
+    ahead = bool(order) and not order[0].cube.is_local
+    return [(replace(job, ahead=order[k + n] if ahead and k + n < len(order) else None),
+             {"workers": [workers[k % n]], "allow_other_workers": True, "priority": -k}) for k, job in enumerate(order)]
 
 
 @dataclass
