@@ -98,3 +98,36 @@ def test_the_benchmarks_method_option_trains_the_method_it_names(tmp_path, monke
     assert common.twin_config(tmp_path, 4).training.method == "rao2022"
     for method in ("rao2022", "fusion"):
         assert bench_predict.method_config(tmp_path, 4, method, "none").training.method == method
+
+
+def test_the_object_store_benchmarks_serial_baseline_swaps_the_stores_concurrent_io_and_restores_it(tmp_path,
+                                                                                                      monkeypatch):
+    """``bench/object_store.py`` measures against dsm with its concurrent reads and writes undone
+    (patched by name on the workers): the names exist, the baseline reads and writes the same."""
+    import numpy as np
+    import xarray as xr
+
+    from dsm import store
+    from dsm.storeref import StoreRef
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    bench = importlib.import_module("object_store")
+    concurrent = (store.read_arrays, store.write_together)
+    url = tmp_path / "s.zarr"
+    xr.Dataset({n: (("y", "x"), np.zeros((4, 4), np.float32)) for n in "ab"},
+               coords={"y": np.arange(4.0), "x": np.arange(4.0)}).to_zarr(url, zarr_format=3, consolidated=False)
+    part = xr.Dataset({n: (("y", "x"), np.full((4, 4), i + 1, np.float32)) for i, n in enumerate("ab")},
+                      coords={"y": np.arange(4.0), "x": np.arange(4.0)})
+    try:
+        bench.set_serial(True)
+        assert (store.read_arrays, store.write_together) != concurrent
+        store.write_region(StoreRef.of(str(url)), part)
+        ds = xr.open_zarr(url, consolidated=False, chunks=None)
+        serial = store.read_arrays({n: ds[n] for n in "ab"})
+    finally:
+        bench.set_serial(False)
+    assert (store.read_arrays, store.write_together) == concurrent
+    again = store.read_arrays({n: ds[n] for n in "ab"})
+    for i, n in enumerate("ab"):
+        np.testing.assert_array_equal(serial[n], i + 1)
+        np.testing.assert_array_equal(again[n], serial[n])
