@@ -49,10 +49,10 @@ from _common import (
     ratio_spread,
     spread_text,
     train_models,
-    twin_config,
 )
 from _latency import LatencyProxy
 from distributed import Client
+from predict import method_config
 
 from dsm import config as config_mod
 from dsm import store
@@ -131,10 +131,7 @@ def main() -> None:
     args = ap.parse_args()
 
     root = Path(args.workdir or tempfile.mkdtemp(prefix="dsm-bench-object-store-")) / f"fusion-{args.size}"
-    cfg = twin_config(root, args.size, START, END, space=72)
-    raw = cfg.model_dump(mode="json")
-    raw["training"] = {"method": "fusion", "min_samples": 10}
-    cfg = config_mod.from_dict(raw)
+    cfg = method_config(root, args.size, "fusion", "none")  # as bench/predict.py's, in the same folder
     ensure_twin(cfg, root)
     train_models(cfg)
     for line in machine_facts():
