@@ -277,7 +277,11 @@ def _model_block(job: BlockJob) -> _ModelledBlock:
     at = np.array([i for _, i in run], int)
     got = read_all(cube, br.reads, _take_ahead(job))
     if job.ahead is not None:
-        read_ahead(job.ahead)
+        try:
+            read_ahead(job.ahead)
+        except Exception:  # noqa: BLE001 - that block's own task reads again and reports what fails
+            log.debug("reading ahead block t %d, y %d, x %d failed to start", job.ahead.t0, job.ahead.y0,
+                      job.ahead.x0, exc_info=True)
     land = got.pop(("", "land")) == 1
     smaps, smaps_bad = screen(SMAP, got.pop(("", SMAP)).astype(np.float32))
     feats = {name: got.pop(("", name)).astype(np.float32, copy=False)[at] for name in daily}

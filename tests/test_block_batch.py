@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from pathlib import Path
 from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
@@ -237,3 +238,7 @@ def test_a_block_read_ahead_reads_nothing_itself_and_models_the_same(twin, monke
     blocks.read_ahead(job)
     assert len(blocks._ahead) == blocks.AHEAD_BLOCKS and blocks._ahead_key(job) in blocks._ahead
     blocks._take_ahead(job)
+    # a next block that cannot even be planned (its cube gone) does not fail the current one
+    gone = replace(job, cube=StoreRef(str(Path(twin.bad).parent / "no_such_cube.zarr")))
+    got = blocks._model_block(replace(job, ahead=gone))
+    assert set(got.modelled) == set(alone.modelled) and blocks._ahead_key(gone) not in blocks._ahead
