@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -81,15 +82,20 @@ def _raise_if_failed(fut: Future) -> None:
 
 def keep_budget(client: Client) -> int:
     """The bytes each worker of ``client`` may keep between the skill passes:
-    :data:`~dsm.skill_chunks.KEEP_SHARE` of the smallest worker's memory limit (of the memory
-    available to it, where it has no limit)."""
-    budgets = client.run(_worker_budget)
-    return min(budgets.values()) if budgets else 0
+    :data:`~dsm.skill_chunks.KEEP_SHARE` of the smallest worker's memory limit; a worker without
+    a limit counts its share of the memory available on its host (split among the workers
+    there)."""
+    facts = client.run(_memory_facts)  # address -> (host, limit, available)
+    if not facts:
+        return 0
+    per_host = Counter(host for host, _, _ in facts.values())
+    return min(int(KEEP_SHARE * (limit or available // per_host[host])) for host, limit, available in facts.values())
 
 
-def _worker_budget(dask_worker: Any) -> int:
-    limit = dask_worker.memory_manager.memory_limit
-    return int(KEEP_SHARE * (limit or psutil.virtual_memory().available))
+def _memory_facts(dask_worker: Any) -> tuple[str, int, int]:
+    """A worker's host, memory limit (0: none) and the memory available on its host."""
+    return (socket.gethostname(), int(dask_worker.memory_manager.memory_limit or 0),
+            int(psutil.virtual_memory().available))
 
 
 __all__ = ["keep_budget", "on_workers"]

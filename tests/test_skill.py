@@ -654,3 +654,20 @@ def test_a_skill_job_opens_its_stores_once_and_travels_without_them(three, twin)
     np.testing.assert_array_equal(here["truth"], there["truth"])
     for k in three["urls"]:
         np.testing.assert_array_equal(here["sm"][k], there["sm"][k])
+
+
+def test_the_default_keep_budget_is_a_share_of_each_workers_memory(client):
+    import psutil
+    from distributed import Client, LocalCluster
+
+    from dsm.skill_chunks import KEEP_SHARE
+    from dsm.skill_workers import keep_budget
+
+    limits = [w["memory_limit"] for w in client.scheduler_info()["workers"].values()]
+    assert all(limits) and keep_budget(client) == int(KEEP_SHARE * min(limits))
+    # workers without a limit share their host's available memory
+    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit=0, dashboard_address=":0") as cluster, \
+            Client(cluster) as unlimited:
+        budget = keep_budget(unlimited)
+    share = KEEP_SHARE * psutil.virtual_memory().available / 2
+    assert 0.7 * share < budget < 1.3 * share
