@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from distributed import Client, Future, LocalCluster, as_completed
@@ -60,6 +60,22 @@ def describe(client: Client) -> str:
     threads = sum(w.get("nthreads", 0) for w in workers.values())
     link = client.dashboard_link if info.get("services", {}).get("dashboard") else "(no dashboard)"
     return f"cluster {client.scheduler.address}: {len(workers)} workers, {threads} threads; dashboard {link}"
+
+
+def worker_addresses(client: Client) -> list[str]:
+    """The addresses of all of ``client``'s workers, sorted (asked for all of them: the default
+    of ``scheduler_info`` has differed between distributed versions)."""
+    return sorted(client.scheduler_info(n_workers=-1).get("workers", {}))
+
+
+def in_turn(workers: Sequence[str], k: int) -> dict[str, Any]:
+    """``client.submit`` options for the ``k``-th of some tasks: run in the order submitted
+    (``priority``), preferably on the workers taken in turn (``allow_other_workers``: Dask may
+    still move a task), so the ``k``-th tasks of two rounds meet on the same worker."""
+    options: dict[str, Any] = {"priority": -k}
+    if workers:
+        options.update(workers=[workers[k % len(workers)]], allow_other_workers=True)
+    return options
 
 
 def outcomes(futures: Mapping[Future, T]) -> Iterator[tuple[T, Any, Exception | None]]:

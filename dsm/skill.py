@@ -255,7 +255,7 @@ def _keep_budget_here() -> int:
     """:data:`~dsm.skill_chunks.KEEP_SHARE` of the memory available to this process now."""
     import psutil  # noqa: PLC0415 - only for the default budget
 
-    return int(chunks_mod.KEEP_SHARE * psutil.virtual_memory().available)
+    return chunks_mod.keep_share(0, psutil.virtual_memory().available)
 
 
 def _labels(refs: Mapping[str, StoreRef]) -> list[str]:

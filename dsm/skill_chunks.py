@@ -43,6 +43,12 @@ KEEP_SHARE = 0.25
 """The share of a process's memory pass 1 may fill with arrays kept for pass 2 (the default
 ``keep_bytes`` of :func:`dsm.skill.skill`)."""
 PERIOD_MAPS = ("product", *BASELINES)
+
+
+def keep_share(limit: int, available: int, sharing: int = 1) -> int:
+    """The default ``keep_bytes`` of a process: :data:`KEEP_SHARE` of its memory ``limit`` (0:
+    none), else of the ``available`` memory split among the ``sharing`` processes that use it."""
+    return int(KEEP_SHARE * (limit or available // max(sharing, 1)))
 """The maps of the per-period scores: the first product (named ``product``) and the baselines."""
 
 
@@ -80,14 +86,15 @@ class SkillJob:
         return stores
 
     def keep(self, t: np.ndarray, data: dict[str, Any]) -> bool:
-        """Hold the arrays ``data`` of days ``t`` in this process for :meth:`take`, unless they
-        would bring what it holds beyond ``keep_bytes``; returns whether they are held."""
+        """Hold the arrays ``data`` of days ``t`` (nested in dicts) as float32 in this process for
+        :meth:`take`, unless they would bring what it holds beyond ``keep_bytes`` (then nothing
+        is copied); returns whether they are held."""
         lock, kept = self._kept()
-        size = _array_bytes(data)
+        size = _float32_bytes(data)
         with lock:
             if sum(_array_bytes(d) for d in kept.values()) + size > self.keep_bytes:
                 return False
-            kept[_days_key(t)] = data
+            kept[_days_key(t)] = _as_float32(data)
         return True
 
     def take(self, t: np.ndarray) -> dict[str, Any] | None:
@@ -150,6 +157,16 @@ class ChunkSums:
 def _days_key(t: np.ndarray) -> int:
     """The key of a chunk of days: its first day (ns since the epoch)."""
     return int(np.asarray(t, "datetime64[ns]")[0].astype(np.int64))
+
+
+def _float32_bytes(data: Mapping[str, Any]) -> int:
+    """The bytes of the arrays in ``data`` (nested in dicts) once float32."""
+    return sum(_float32_bytes(v) if isinstance(v, Mapping) else 4 * np.asarray(v).size for v in data.values())
+
+
+def _as_float32(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` (arrays nested in dicts) as float32 copies."""
+    return {k: _as_float32(v) if isinstance(v, Mapping) else np.asarray(v).astype(np.float32) for k, v in data.items()}
 
 
 def _array_bytes(obj: Any) -> int:
@@ -251,8 +268,7 @@ def pass1(job: SkillJob, t: np.ndarray) -> ChunkSums:
     (:meth:`SkillJob.keep`)."""
     data = read_chunk(job, t, uncertainty=True)
     sums = score_chunk(job, t, data)
-    job.keep(t, {"truth": data["truth"].astype(np.float32), "smap": data["smap"].astype(np.float32),
-                 "sm": {k: v.astype(np.float32) for k, v in data["sm"].items()}})
+    job.keep(t, {k: data[k] for k in ("truth", "smap", "sm")})
     return sums
 
 
@@ -328,5 +344,5 @@ def period_rows(periods: Mapping[str, Mapping[str, ScoreSums]]) -> list[dict[str
     return rows
 
 
-__all__ = ["BASELINES", "FOLDS", "KEEP_SHARE", "PERIOD_MAPS", "Anomalies", "ChunkSums", "Means", "Runner", "SkillJob", "empty_sums",
+__all__ = ["BASELINES", "FOLDS", "KEEP_SHARE", "PERIOD_MAPS", "keep_share", "Anomalies", "ChunkSums", "Means", "Runner", "SkillJob", "empty_sums",
            "Opened", "fold1", "fold2", "open_all", "pass1", "pass2", "period_rows", "read_chunk", "score_chunk"]

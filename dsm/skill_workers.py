@@ -12,7 +12,8 @@ from typing import Any
 import psutil
 from distributed import Client, Future, wait
 
-from dsm.skill_chunks import FOLDS, KEEP_SHARE, Runner, SkillJob
+from dsm.cluster import in_turn, worker_addresses
+from dsm.skill_chunks import FOLDS, Runner, SkillJob, keep_share
 
 
 def on_workers(client: Client, window: int = 0) -> Callable[[SkillJob], AbstractContextManager[Runner]]:
@@ -27,7 +28,7 @@ def on_workers(client: Client, window: int = 0) -> Callable[[SkillJob], Abstract
     the chunks, comes to the client, which ``run`` yields. At most ``window`` chunks (default: 2
     per worker thread + 2) are submitted beyond the oldest one not yet scored; Dask runs each fold
     as soon as its chunk and the fold before it are done, and releases both. The i-th chunk's
-    tasks of both passes go preferably to the same worker (the workers taken in turn), so pass 2
+    tasks of both passes go preferably to the same worker (:func:`dsm.cluster.in_turn`), so pass 2
     finds the arrays pass 1 kept there; a task that runs elsewhere (the worker gone, or its task
     stolen) reads them again.
 
@@ -38,7 +39,7 @@ def on_workers(client: Client, window: int = 0) -> Callable[[SkillJob], Abstract
     def runner(job: SkillJob) -> Iterator[Runner]:
         # each one object ([x]: a dict or tuple would be scattered item by item, under its own keys)
         job_f = client.scatter([job], broadcast=True, hash=False)[0]
-        turn = sorted(client.scheduler_info()["workers"])  # chunk i's worker: turn[i % len(turn)]
+        workers = worker_addresses(client)  # chunk i's tasks of both passes: in_turn(workers, i)
 
         def run(fn: Callable[..., Any], args: list[tuple[Any, ...]]) -> Iterator[Any]:
             if not args:
@@ -51,8 +52,8 @@ def on_workers(client: Client, window: int = 0) -> Callable[[SkillJob], Abstract
             scoring: deque[Future] = deque()  # chunk tasks not known to be done, oldest first
             try:
                 for i, a in enumerate(args):
-                    place = {"workers": [turn[i % len(turn)]], "allow_other_workers": True} if turn else {}
-                    part = client.submit(fn, job_f, a[0], *rest, key=f"skill-{fn.__name__}-{i}-{run_id}", **place)
+                    part = client.submit(fn, job_f, a[0], *rest, key=f"skill-{fn.__name__}-{i}-{run_id}",
+                                         **in_turn(workers, i))
                     # only the newest fold is held here: each earlier one is released once folded on
                     acc = client.submit(fold, job_f, acc, part, key=f"skill-{fold.__name__}-{i}-{run_id}")
                     scoring.append(part)
@@ -89,7 +90,7 @@ def keep_budget(client: Client) -> int:
     if not facts:
         return 0
     per_host = Counter(host for host, _, _ in facts.values())
-    return min(int(KEEP_SHARE * (limit or available // per_host[host])) for host, limit, available in facts.values())
+    return min(keep_share(limit, available, per_host[host]) for host, limit, available in facts.values())
 
 
 def _memory_facts(dask_worker: Any) -> tuple[str, int, int]:

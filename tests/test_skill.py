@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from distributed.diagnostics.plugin import SchedulerPlugin
 
 from dsm import ledger, products, store
 from dsm.cube import Layout, open_cube
@@ -566,15 +567,35 @@ def _coverage_part(ds, inside, ok, origin):
     return part
 
 
+class _Restrictions(SchedulerPlugin):
+    """Records the workers each skill chunk task asked for, as the scheduler sees it."""
+
+    def __init__(self, scheduler) -> None:
+        self.scheduler = scheduler
+        self.workers: dict[tuple[str, ...], set[str] | None] = {}
+
+    def transition(self, key, start, finish, *args, **kwargs) -> None:
+        if finish == "processing" and str(key).startswith("skill-pass"):
+            ts = self.scheduler.tasks[key]
+            self.workers[tuple(str(key).split("-")[1:3])] = (
+                None if ts.worker_restrictions is None else set(ts.worker_restrictions))
+
+
 def test_skill_on_the_workers_equals_skill_in_process(three, twin, client):
     from distributed import get_task_stream
 
     urls = three["urls"]
     stations = read_twin_stations(twin["stores"].insitu_csv)
     here = skill(urls, twin["stores"].truth, twin["stores"].cube, stations=stations, n_boot=200, periods=True)
-    with get_task_stream(client) as ts:
-        there = skill(urls, twin["stores"].truth, twin["stores"].cube, stations=stations, n_boot=200, periods=True,
-                      client=client)
+    scheduler = client.cluster.scheduler  # the LocalCluster's, in this process
+    asked = _Restrictions(scheduler)
+    scheduler.add_plugin(asked, name="skill-restrictions")
+    try:
+        with get_task_stream(client) as ts:
+            there = skill(urls, twin["stores"].truth, twin["stores"].cube, stations=stations, n_boot=200, periods=True,
+                          client=client)
+    finally:
+        scheduler.remove_plugin(name="skill-restrictions")
     assert json.dumps(there) == json.dumps(here)  # bit for bit
     assert json.dumps({k: v for k, v in here.items() if k not in ("periods", "stations")}) == \
         json.dumps({k: v for k, v in three["res"].items() if k != "stations"})
@@ -590,6 +611,8 @@ def test_skill_on_the_workers_equals_skill_in_process(three, twin, client):
     ran = {tuple(str(t["key"]).split("-")[1:3]): t["worker"] for t in ts.data}
     assert all(ran["pass2", str(i)] == ran["pass1", str(i)] for i in range(n_chunks))
     assert len({ran["pass1", str(i)] for i in range(n_chunks)}) == 2  # both workers scored
+    # not by chance: each chunk's pass-2 task asked for the worker that ran its pass 1
+    assert all(asked.workers["pass2", str(i)] == {ran["pass1", str(i)]} for i in range(n_chunks)), asked.workers
     assert here["passes"] == there["passes"] == {"chunks": n_chunks, "read_again": 0}
 
 

@@ -55,7 +55,7 @@ from distributed import Client
 from dsm import extend, fingerprint, ledger, products, store
 from dsm.blocks import BlockJob, run_block
 from dsm.cellmeans import BlockCells, block_cells, fused_cells
-from dsm.cluster import outcomes
+from dsm.cluster import in_turn, outcomes, worker_addresses
 from dsm.config import Config
 from dsm.cube import Layout, open_cube
 from dsm.dayplans import DayPlan, fusion_card, make_plans
@@ -319,13 +319,11 @@ def _in_turn(client: Client, jobs: Mapping[int, list[BlockJob]]) -> list[tuple[B
     own are done (:func:`dsm.blocks.read_ahead`: the requests' latency hidden behind the
     prediction; on local disk the reads only compete with it for the cores)."""
     order = [job for js in jobs.values() for job in js]
-    workers = sorted(client.scheduler_info()["workers"])
-    if not workers:
-        return [(job, {"priority": -k}) for k, job in enumerate(order)]
+    workers = worker_addresses(client)
     n = len(workers)
-    ahead = bool(order) and not order[0].cube.is_local
-    return [(replace(job, ahead=order[k + n] if ahead and k + n < len(order) else None),
-             {"workers": [workers[k % n]], "allow_other_workers": True, "priority": -k}) for k, job in enumerate(order)]
+    ahead = n > 0 and bool(order) and not order[0].cube.is_local
+    return [(replace(job, ahead=order[k + n] if ahead and k + n < len(order) else None), in_turn(workers, k))
+            for k, job in enumerate(order)]
 
 
 @dataclass
