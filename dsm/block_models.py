@@ -32,12 +32,13 @@ ModelKey = tuple[str, str]  # (model-store key, SHA-256)
 
 
 def apply_model(model: Any, X: np.ndarray) -> np.ndarray:
-    """Predictions of a loaded model on float32 features: ``inplace_predict`` for XGBoost."""
+    """Predictions of a loaded model on float32 features (rows in any memory order):
+    ``inplace_predict`` for XGBoost, ``predict`` on a C-ordered copy for the others."""
     if X.shape[0] == 0:
         return np.zeros((0,), np.float32)
     if isinstance(model, xgboost.Booster):
         return np.asarray(model.inplace_predict(X))
-    return np.asarray(model.predict(X))
+    return np.asarray(model.predict(np.ascontiguousarray(X)))
 
 
 class _Calls:
@@ -262,13 +263,16 @@ def _raw_choice(v: VariantPlan, finite: Mapping[str, np.ndarray], masked: Mappin
 
 def _design(v: VariantPlan, layers: Mapping[str, np.ndarray], index: np.ndarray, doy: np.ndarray) -> np.ndarray:
     """The model input of variant ``v`` at the pixel-days ``index`` (flat, C order): its columns,
-    then the day-of-year terms ``doy`` (``(n, 2)``, each row's day's)."""
-    X = np.empty((index.size, len(v.columns) + (2 if v.doy else 0)), np.float32)
+    then the day-of-year terms ``doy`` (``(n, 2)``, each row's day's). Built a column at a time,
+    each gathered into contiguous memory, and returned as the transpose (Fortran order): twice as
+    fast as filling the rows' strided columns once a block outgrows the CPU caches, and XGBoost
+    predicts from it at the same speed and to the same bits (:func:`apply_model`)."""
+    columns = np.empty((len(v.columns) + (2 if v.doy else 0), index.size), np.float32)
     for j, c in enumerate(v.columns):
-        X[:, j] = layers[c].reshape(-1)[index]
+        np.take(layers[c].reshape(-1), index, out=columns[j])
     if v.doy:
-        X[:, len(v.columns):] = doy
-    return X
+        columns[len(v.columns):] = doy.T
+    return columns.T
 
 
 def _origin_bits(v: VariantPlan, reused: bool, X: np.ndarray, no_smap: np.ndarray, api_age: np.ndarray | None,

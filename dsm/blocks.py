@@ -18,7 +18,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ import numpy as np
 import xarray as xr
 import xgboost
 
-from dsm import products, store
+from dsm import products, store, zarr_reads
 from dsm.block_models import model_day, model_days
 from dsm.cellmeans import BlockCells, DayCells, fuse_block, fusion_parts, running_mean, within_cell_anomaly
 from dsm.cube import API_NAMES, SPECS, layer_time
@@ -86,28 +86,25 @@ def load_model(models: StoreRef, key: str, sha: str, threads: int = 1, device: s
     return model
 
 
-def _read(ds: xr.Dataset, name: str, **index: Any) -> np.ndarray:
-    """``ds[name]`` at ``index``: a chunk lost from rows recorded written, or one that cannot be
-    decoded, is an error naming it (:func:`dsm.store.require_chunks`, :func:`dsm.store.read_values`)."""
-    ref = ds.encoding["store_ref"]
-    store.require_chunks(ds, ref, name, **index)
-    return store.read_values(ds, name, ref, **index)
-
-
 def read_all(cube: xr.Dataset, reads: Mapping[Any, tuple[str, Mapping[str, Any]]],
-             started: Mapping[Any, Future[np.ndarray]] | None = None) -> dict[Any, np.ndarray]:
-    """Every read ``key -> (variable, isel index)`` of a block at once, on the process's read
-    threads (:func:`dsm.store.read_together`); ``started``: reads already under way
-    (:func:`read_ahead`), used for their keys instead of reading again. Errors are :func:`_read`'s,
-    raised in the order of ``reads``."""
-    return store.read_together({key: functools.partial(_read, cube, name, **index)
-                                for key, (name, index) in reads.items()}, started)
+             started: Future[dict[Any, np.ndarray]] | None = None) -> dict[Any, np.ndarray]:
+    """Every read ``key -> (variable, isel index)`` of a block at once, in one call of zarr's
+    async API (:func:`dsm.zarr_reads.read_selections`, whose errors name the store, variable and
+    chunk); ``started``: the same reads already under way (:func:`read_ahead`)."""
+    return started.result() if started is not None else zarr_reads.read_selections(cube, reads)
 
 
 #: Blocks whose reads a worker process keeps under way ahead of their task (:func:`read_ahead`).
 AHEAD_BLOCKS = 2
-_ahead: OrderedDict[tuple[Any, ...], dict[Any, Future[np.ndarray]]] = OrderedDict()
+_ahead: OrderedDict[tuple[Any, ...], Future[dict[Any, np.ndarray]]] = OrderedDict()
 _ahead_lock = threading.Lock()
+
+
+@functools.cache
+def _ahead_threads() -> ThreadPoolExecutor:
+    """The threads that read blocks ahead, one per block kept (apart from the read threads,
+    which their reads may use)."""
+    return ThreadPoolExecutor(max_workers=AHEAD_BLOCKS, thread_name_prefix="dsm-ahead")
 
 
 def _ahead_key(job: BlockJob) -> tuple[Any, ...]:
@@ -115,23 +112,22 @@ def _ahead_key(job: BlockJob) -> tuple[Any, ...]:
 
 
 def read_ahead(job: BlockJob) -> None:
-    """Start the reads of block ``job`` on the read threads without waiting for them, so they run
+    """Start the reads of block ``job`` on an ahead thread without waiting for them, so they run
     while this worker predicts its current block; the task of ``job``, when it runs in this
     process, takes them (:func:`_take_ahead`). At most :data:`AHEAD_BLOCKS` blocks are kept
     under way; an older one is dropped (its task, run elsewhere, reads for itself)."""
     cube = _open(job.cube, job.token, "raw")
-    started = {key: store.read_threads().submit(_read, cube, name, **index)
-               for key, (name, index) in _block_reads(job, cube).reads.items()}
+    started = _ahead_threads().submit(read_all, cube, _block_reads(job, cube).reads)
     with _ahead_lock:
         _ahead[_ahead_key(job)] = started
         while len(_ahead) > AHEAD_BLOCKS:
             _ahead.popitem(last=False)
 
 
-def _take_ahead(job: BlockJob) -> dict[Any, Future[np.ndarray]]:
+def _take_ahead(job: BlockJob) -> Future[dict[Any, np.ndarray]] | None:
     """The reads of ``job`` started ahead in this process (:func:`read_ahead`), no longer kept there."""
     with _ahead_lock:
-        return _ahead.pop(_ahead_key(job), {})
+        return _ahead.pop(_ahead_key(job), None)
 
 
 def layer_read(cube: xr.Dataset, name: str, day: dt.date) -> tuple[tuple[Any, ...], dict[str, int]]:

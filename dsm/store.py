@@ -95,8 +95,16 @@ def read_values(ds: xr.Dataset, name: str, ref: StoreRef, **index: slice) -> np.
     try:
         return np.asarray(var.isel(index).values)
     except (ValueError, RuntimeError, OSError) as exc:
-        raise damaged_chunks(ref, str(name), var.shape, var.encoding.get("chunks", var.shape), _selection(var, index),
+        raise damaged_chunks(ref, str(name), var.shape, var.encoding.get("chunks", var.shape), bounded_slices(var, index),
                              lambda sl: var[sl].values, exc) from exc
+
+
+def read_values_checked(ds: xr.Dataset, name: str, **index: Any) -> np.ndarray:
+    """``ds[name]`` at ``index`` (:func:`read_values`), after :func:`require_chunks`: a chunk lost
+    from rows recorded written, or one that cannot be decoded, is an error naming it."""
+    ref = ds.encoding["store_ref"]
+    require_chunks(ds, ref, name, **index)
+    return read_values(ds, name, ref, **index)
 
 
 def _chunk_ranges(selection: Sequence[slice], chunks: Sequence[int]) -> list[range]:
@@ -104,7 +112,7 @@ def _chunk_ranges(selection: Sequence[slice], chunks: Sequence[int]) -> list[ran
     return [range(sl.start // c, max(sl.stop - 1, sl.start) // c + 1) for sl, c in zip(selection, chunks, strict=True)]
 
 
-def _selection(var: xr.DataArray, index: Mapping[str, Any]) -> list[slice]:
+def bounded_slices(var: xr.DataArray, index: Mapping[str, Any]) -> list[slice]:
     """``index`` (an ``isel`` mapping of slices or integers) as one bounded slice per dimension."""
     out = []
     for dim, n in zip(var.dims, var.shape, strict=True):
@@ -354,6 +362,30 @@ def merge_written(recorded: Mapping[str, Sequence[Sequence[int]]], *wrote: Mappi
     return {k: out[k] for k in sorted(out)}
 
 
+def written_chunks(ds: xr.Dataset, name: str, **index: Any) -> list[tuple[int, ...]]:
+    """The grid indices of the chunks of ``ds[name]`` under ``index`` that lie in rows recorded
+    written (:data:`WRITTEN_ATTR`), so must be stored."""
+    rows = ds.attrs.get(WRITTEN_ATTR, {}).get(name)
+    if not rows:
+        return []
+    var = ds[name]
+    chunks = var.encoding.get("chunks", var.shape)
+    return [key for key in itertools.product(*_chunk_ranges(bounded_slices(var, index), chunks))
+            if row_written(rows, key[0], chunks[0])]
+
+
+def lost_chunks_error(ds: xr.Dataset, ref: StoreRef, name: str, missing: Sequence[tuple[int, ...]]) -> StoreError:
+    """The error for chunks (grid indices) of ``ds[name]`` missing although their rows were written."""
+    var = ds[name]
+    chunks = var.encoding.get("chunks", var.shape)
+    keys = ", ".join("c/" + "/".join(map(str, k)) for k in missing)
+    first = sorted({k[0] for k in missing})
+    spans = ", ".join(f"{k * chunks[0]}..{min((k + 1) * chunks[0], var.shape[0]) - 1}" for k in first)
+    return StoreError(f"{ref.url.rstrip('/')}/{name}: chunk {keys} is missing although it was written (index "
+                      f"{spans} of {var.dims[0]}): the data is lost. Restore it, or rebuild the cube "
+                      "(dsm ingest CONFIG; dsm twin CONFIG --overwrite for a twin)")
+
+
 def require_chunks(ds: xr.Dataset, ref: StoreRef, name: str, **index: slice) -> None:
     """Raise when a chunk of ``ds[name]`` under ``index`` is missing from a row recorded written.
 
@@ -364,29 +396,13 @@ def require_chunks(ds: xr.Dataset, ref: StoreRef, name: str, **index: slice) -> 
     ------
     StoreError
         Naming the store, the variable, the missing chunk keys and the indices of the first
-        axis (days) they hold.
+        axis (days) they hold (:func:`lost_chunks_error`).
     """
-    rows = ds.attrs.get(WRITTEN_ATTR, {}).get(name)
-    if not rows:
-        return
-    var = ds[name]
-    chunks = var.encoding.get("chunks", var.shape)
-    ranges = _chunk_ranges(_selection(var, index), chunks)
     fs, root = ref.join(name).fs()
-    missing = []
-    for key in itertools.product(*ranges):
-        if not row_written(rows, key[0], chunks[0]):
-            continue
-        path = "/".join((root, "c", *map(str, key)))
-        if not fs.exists(path):
-            missing.append(key)
+    missing = [key for key in written_chunks(ds, name, **index)
+               if not fs.exists("/".join((root, "c", *map(str, key))))]
     if missing:
-        keys = ", ".join("c/" + "/".join(map(str, k)) for k in missing)
-        first = sorted({k[0] for k in missing})
-        spans = ", ".join(f"{k * chunks[0]}..{min((k + 1) * chunks[0], var.shape[0]) - 1}" for k in first)
-        raise StoreError(f"{ref.url.rstrip('/')}/{name}: chunk {keys} is missing although it was written (index "
-                         f"{spans} of {var.dims[0]}): the data is lost. Restore it, or rebuild the cube "
-                         "(dsm ingest CONFIG; dsm twin CONFIG --overwrite for a twin)")
+        raise lost_chunks_error(ds, ref, name, missing)
 
 
 def chunk_keys(shape: Sequence[int], chunks: Sequence[int], row: int) -> list[str]:

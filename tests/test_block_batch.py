@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import zarr
 
-from dsm import blocks, products
+from dsm import blocks, products, store, zarr_reads
 from dsm.block_models import apply_model, model_day, model_days
 from dsm.blocks import BlockJob, block_features
 from dsm.config import from_dict
@@ -100,7 +100,7 @@ def _day_by_day(job: BlockJob) -> dict[dt.date, tuple[Any, ...]]:
     :func:`model_day` (with today's loader), the day's masked and missing summaries."""
     cube = blocks._open(job.cube, job.token, "raw")
     ys, xs = slice(job.y0, job.y1), slice(job.x0, job.x1)
-    land = blocks._read(cube, "land_mask", y=ys, x=xs) == 1
+    land = store.read_values_checked(cube, "land_mask", y=ys, x=xs) == 1
     names = sorted({p for plan in job.plans for v in plan.variants for p in v.predictors})
     if job.rain_spinup and any(p in API_NAMES for p in names):
         names.append("api_age")
@@ -109,7 +109,7 @@ def _day_by_day(job: BlockJob) -> dict[dt.date, tuple[Any, ...]]:
         if plan.error:
             continue
         feats, bad = screen_layers(block_features(cube, plan.day, names, ys, xs, {}))
-        smap, smap_bad = screen(SMAP, blocks._read(cube, SMAP, time=time_position(cube.indexes["time"], plan.day),
+        smap, smap_bad = screen(SMAP, store.read_values_checked(cube, SMAP, time=time_position(cube.indexes["time"], plan.day),
                                                    cy=slice(job.y0 // F, job.y1 // F),
                                                    cx=slice(job.x0 // F, job.x1 // F)).astype(np.float32))
         modelled = model_day(feats, land, smap, plan,
@@ -187,11 +187,11 @@ def test_each_model_is_called_once_per_block_over_all_its_rows(twin):
         job = _job(cfg, twin.bad, t0, t0 + 8, 0, 0)
         cube = blocks._open(job.cube, job.token, "raw")
         ys = xs = slice(0, 72)
-        land = blocks._read(cube, "land_mask", y=ys, x=xs) == 1
+        land = store.read_values_checked(cube, "land_mask", y=ys, x=xs) == 1
         names = sorted({p for plan in job.plans for v in plan.variants for p in v.predictors}) + ["api_age"]
         days = [block_features(cube, p.day, names, ys, xs, {}) for p in job.plans]
         feats = {n: np.stack([d[n] for d in days]) for n in names}
-        smaps = np.stack([blocks._read(cube, SMAP, time=time_position(cube.indexes["time"], p.day),
+        smaps = np.stack([store.read_values_checked(cube, SMAP, time=time_position(cube.indexes["time"], p.day),
                                        cy=slice(0, 2), cx=slice(0, 2)).astype(np.float32) for p in job.plans])
         batched: list[tuple[str, int]] = []
         single: list[tuple[str, int]] = []
@@ -217,13 +217,13 @@ def test_a_block_read_ahead_reads_nothing_itself_and_models_the_same(twin, monke
     blocks._model_block(before)  # its own reads, then job's started
     assert blocks._ahead_key(job) in blocks._ahead
     calls: list[str] = []
-    read = blocks._read
+    read = zarr_reads.read_selections
 
-    def recording(ds, name, **index):
-        calls.append(name)
-        return read(ds, name, **index)
+    def recording(ds, reads):
+        calls.extend(name for name, _ in reads.values())
+        return read(ds, reads)
 
-    monkeypatch.setattr(blocks, "_read", recording)
+    monkeypatch.setattr(zarr_reads, "read_selections", recording)
     ahead = blocks._model_block(job)
     assert calls == [] and blocks._ahead_key(job) not in blocks._ahead  # taken, not kept
     assert set(ahead.modelled) == set(alone.modelled)

@@ -1,4 +1,4 @@
-"""A prediction block reads its layers together, on the worker's read threads (:func:`dsm.blocks.read_all`)."""
+"""A prediction block reads its layers together, in one call of zarr's async API (:func:`dsm.blocks.read_all`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from dsm import blocks, store
+from dsm import blocks, store, zarr_reads
 from dsm.errors import StoreError
 from dsm.periods import composite_8day_of, period_of
 from dsm.storeref import StoreRef
@@ -23,7 +23,7 @@ def _expected(cube, name: str, day, ys: slice, xs: slice) -> np.ndarray:
     return np.asarray(var.sel(where).isel(y=ys, x=xs).values, np.float32)
 
 
-def test_a_blocks_layers_are_read_together_on_the_read_threads(tiny_twin, monkeypatch):
+def test_a_blocks_layers_are_read_together_in_one_call(tiny_twin, monkeypatch):
     cube = store.open_cached(tiny_twin.cube, "read-all-test", "raw")
     days = [d.date() for d in cube.indexes["time"]]
     # two consecutive days in the same 8-day and 16-day composites
@@ -32,25 +32,54 @@ def test_a_blocks_layers_are_read_together_on_the_read_threads(tiny_twin, monkey
     nxt = day + dt.timedelta(days=1)
     names = ["lst", "albedo", "lai", "ndvi", "dem", "aspect"]  # daily, 8-day, 16-day and static layers
     ys, xs = slice(36, 108), slice(0, 72)
-    threads: list[str] = []
-    read = blocks._read
+    calls: list[list[str]] = []
+    read = zarr_reads.read_selections
 
-    def recording(ds, name, **index):
-        threads.append(threading.current_thread().name)
-        return read(ds, name, **index)
+    def recording(ds, reads):
+        calls.append(sorted(name for name, _ in reads.values()))
+        return read(ds, reads)
 
-    monkeypatch.setattr(blocks, "_read", recording)
+    monkeypatch.setattr(zarr_reads, "read_selections", recording)
     cache: dict = {}
     got = blocks.block_features(cube, day, names, ys, xs, cache)
     for name in names:
         np.testing.assert_array_equal(got[name], _expected(cube, name, day, ys, xs))
         assert got[name].dtype == np.float32
-    assert len(threads) == len(names) and all(t.startswith("dsm-read") for t in threads)
+    assert calls == [sorted(names)]
     # the next day reads only its daily layers; the composites and static layers come from the cache
     got = blocks.block_features(cube, nxt, names, ys, xs, cache)
-    assert len(threads) == len(names) + sum("time" in cube[n].dims for n in names) == len(names) + 2
+    assert calls[1] == sorted(n for n in names if "time" in cube[n].dims) == ["albedo", "lst"]
     for name in names:
         np.testing.assert_array_equal(got[name], _expected(cube, name, nxt, ys, xs))
+
+
+def test_selections_read_together_equal_xarrays_for_stored_and_decoded_variables(tiny_twin, tmp_path):
+    """The cube's variables are read through zarr's async API, a scaled int16 one through xarray:
+    both give what xarray's ``isel`` gives, integer indices dropping their dimension."""
+    cube = store.open_cached(tiny_twin.cube, "read-selections", "raw")
+    reads = {}
+    for name, var in cube.data_vars.items():
+        index = {d: (slice(3, 70) if d in ("y", "x") else (1 if cube.sizes[d] > 1 else 0)) for d in var.dims}
+        reads[name] = (name, index)
+        reads[(name, "whole")] = (name, {})
+    assert all(zarr_reads.stored_as_read(cube[n]) for n in ("lst", "land_mask", "smap_sm", "dem"))
+    got = zarr_reads.read_selections(cube, reads)
+    for key, (name, index) in reads.items():
+        want = cube[name].isel(index).values
+        assert got[key].dtype == want.dtype and got[key].shape == want.shape, key
+        np.testing.assert_array_equal(got[key], want)
+    import xarray as xr
+
+    url = tmp_path / "scaled.zarr"
+    sm = np.array([[0.1234, np.nan], [0.5, 0.25]])
+    xr.Dataset({"sm": (("y", "x"), sm), "n": (("y", "x"), np.ones((2, 2), np.float32))}).to_zarr(
+        url, zarr_format=3, consolidated=False,
+        encoding={"sm": {"dtype": "int16", "scale_factor": 1e-4, "_FillValue": -9999}})
+    ds = store.open_cached(StoreRef.of(str(url)), "read-selections", "raw")
+    assert not zarr_reads.stored_as_read(ds["sm"]) and zarr_reads.stored_as_read(ds["n"])
+    both = zarr_reads.read_selections(ds, {"sm": ("sm", {"y": 0}), "n": ("n", {})})
+    np.testing.assert_allclose(both["sm"], [0.1234, np.nan])
+    np.testing.assert_array_equal(both["n"], 1.0)
 
 
 def test_a_failed_read_among_many_is_raised_with_its_store_error(tiny_twin, tmp_path):

@@ -250,8 +250,12 @@ def test_a_chunk_lost_from_the_cube_is_an_error_for_predict_and_verify_never_clo
     (tmp_path / "cube.zarr" / "api_5d" / "c" / "5" / "1" / "1").unlink()  # days 40-47
     with pytest.raises(StoreError, match=rf"{url}/lst: chunk c/1/0/1 is missing although it was written "
                                          r"\(index 8..15 of time\): the data is lost"):
-        blocks._read(ds, "lst", time=slice(8, 16), y=slice(0, 72), x=slice(72, 144))
-    assert np.isfinite(blocks._read(ds, "lst", time=slice(8, 16), y=slice(0, 72), x=slice(0, 72))).any()
+        blocks.read_all(ds, {"dem": ("dem", {}), "lst": ("lst", {"time": slice(8, 16), "y": slice(0, 72),
+                                                                 "x": slice(72, 144)})})
+    with pytest.raises(StoreError, match=r"lst: chunk c/1/0/1 is missing"):  # read through xarray the same
+        store.read_values_checked(ds, "lst", time=slice(8, 16), y=slice(0, 72), x=slice(72, 144))
+    assert np.isfinite(blocks.read_all(ds, {0: ("lst", {"time": slice(8, 16), "y": slice(0, 72),
+                                                        "x": slice(0, 72)})})[0]).any()
     cfg = from_dict({"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
                      "stores": {"cube": url}})
     found = verify(cfg, client).findings
