@@ -2,8 +2,9 @@
 
 The map is ``sm = B + k a`` with interval ``z sqrt(var_cell + s^2)`` (:mod:`dsm.cellmeans`).
 Before the first block is written, :func:`calibrate_at_stations` computes ``B``, ``a`` and
-``var_cell`` at the station pixels on every day (one :func:`dsm.blocks.station_parts` task per
-station cell and :data:`STATION_TASK_DAYS` days: the blocks' own code, writing nothing), then
+``var_cell`` at the station pixels on every day a station observed (one
+:func:`dsm.blocks.station_parts` task per station cell and up to :data:`STATION_TASK_DAYS` days
+holding observations, :func:`observed_spans`: the blocks' own code, writing nothing), then
 calibrates the gain ``k`` (:func:`dsm.calibration.calibrate_gain`) and, on the residuals of the
 map with that gain, the within-cell error sd ``s`` (:func:`dsm.calibration.calibrate_anomaly_sd`).
 With too few stations, or with the calibration switched off, the configured values are used. A
@@ -13,7 +14,7 @@ products store keeps the values it was started with, so a resumed run writes the
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 import pandas as pd
@@ -25,7 +26,7 @@ from dsm.config import Config
 from dsm.cube import Layout
 from dsm.stations import station_observations
 
-__all__ = ["GAIN_ATTR", "UNC_ATTR", "calibrate_at_stations", "station_table"]
+__all__ = ["GAIN_ATTR", "UNC_ATTR", "calibrate_at_stations", "observed_spans", "station_table"]
 
 GAIN_ATTR = "anomaly_gain"  # products attribute: the store's GainCalibration
 UNC_ATTR = "anomaly_error"  # products attribute: the store's IntervalCalibration
@@ -36,6 +37,21 @@ JobsFor = Callable[[int, int, int, int], BlockJob]
 #: the cube, so a long span costs little memory, and it decodes each cube chunk it touches once
 #: instead of once per time chunk of the run (a cube chunk holds many cells).
 STATION_TASK_DAYS = 256
+
+
+def observed_spans(days: Iterable[int], n_days: int, chunk: int, span: int) -> list[tuple[int, int]]:
+    """The day ranges ``[t0, t1)`` of a station cell's tasks: the whole time chunks (of ``chunk``
+    days) of the run's ``n_days`` that hold one of the observed ``days``, consecutive ones
+    joined up to ``span`` days. Days nobody observed (frozen soil, a station's gaps) are not
+    modelled: only station-days with an observation calibrate."""
+    out: list[tuple[int, int]] = []
+    for c in sorted({d // chunk for d in days if 0 <= d < n_days}):
+        t0, t1 = c * chunk, min((c + 1) * chunk, n_days)
+        if out and out[-1][1] == t0 and t1 - out[-1][0] <= span:
+            out[-1] = (out[-1][0], t1)
+        else:
+            out.append((t0, t1))
+    return out
 
 
 def station_table(config: Config, client: Client, jobs_for: JobsFor, n_days: int, obs: pd.DataFrame) -> pd.DataFrame:
@@ -49,13 +65,16 @@ def station_table(config: Config, client: Client, jobs_for: JobsFor, n_days: int
     sites = obs.drop_duplicates("station").loc[:, ["station", "row", "col"]]
     tchunk = Layout.from_config(config).time_chunk
     span = tchunk * max(1, STATION_TASK_DAYS // tchunk)
+    day_of = (pd.DatetimeIndex(obs["time"]).normalize() - pd.Timestamp(config.dates.start)).days
+    observed = pd.Series(day_of, index=obs.index).groupby(obs["station"]).unique()
     futures = {}
     for key, group in sites.groupby([sites["row"] // f, sites["col"] // f]):
         cy, cx = (int(k) for k in cast(tuple[int, int], key))  # grouped by two columns
         pixels = [(int(r) - cy * f, int(c) - cx * f) for r, c in zip(group["row"], group["col"], strict=True)]
-        for t0 in range(0, n_days, span):
-            job = jobs_for(t0, min(t0 + span, n_days), cy * f, cx * f)
-            futures[client.submit(station_parts, job, pixels, pure=False)] = (t0, tuple(group["station"]))
+        seen = {int(d) for s in group["station"] for d in observed[s]}
+        for t0, t1 in observed_spans(seen, n_days, tchunk, span):
+            futures[client.submit(station_parts, jobs_for(t0, t1, cy * f, cx * f), pixels, pure=False)] = (
+                t0, tuple(group["station"]))
     frames = []
     for fut, (t0, names) in futures.items():
         parts = fut.result()

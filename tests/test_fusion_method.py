@@ -422,3 +422,15 @@ def test_prediction_averages_the_anomaly_with_the_cards_rain_free_partner(runs, 
     a_paired = np.stack([within_cell_anomaly(d) for d in paired])[ok]
     a_own = np.stack([within_cell_anomaly(d) for d in own])[ok]
     assert np.abs(a_paired - a_own).mean() > 5e-4
+
+
+def test_station_tasks_model_only_the_time_chunks_holding_an_observation():
+    from dsm.station_calibration import observed_spans
+
+    # chunks of 8 days over 100 days; observations in chunks 0, 1, 2, 5 and the last (partial) one
+    days = [0, 7, 8, 20, 41, 99, -3, 100]  # days outside the run are ignored
+    assert observed_spans(days, 100, 8, 256) == [(0, 24), (40, 48), (96, 100)]
+    assert observed_spans(days, 100, 8, 16) == [(0, 16), (16, 24), (40, 48), (96, 100)]  # at most 16 days each
+    assert observed_spans([], 100, 8, 256) == []
+    every = observed_spans(range(100), 100, 8, 32)
+    assert [t1 - t0 for t0, t1 in every] == [32, 32, 32, 4] and every[0][0] == 0 and every[-1][1] == 100
