@@ -34,7 +34,7 @@ import pandas as pd
 import xarray as xr
 from distributed import Client
 
-from dsm import products
+from dsm import products, zarr_reads
 from dsm.features import DOY_FEATURES, design_matrix
 from dsm.fusion import STATE_CARRIED, STATE_FUSED, ErrorModel, FusedCells, fuse, pixel_interval, smooth_increments
 from dsm.grid import FINE_PER_COARSE, block_reduce_mean, repeat_to_fine
@@ -103,7 +103,7 @@ def fused_cells(client: Client, ds: xr.Dataset, card: FusionCard, load: Callable
         table = pd.concat(tables, ignore_index=True)
         m = table_to_grid(table, cell_model(table, card.variants, load), ds)
         screened = table_to_grid(table, table[OUT_OF_RANGE].to_numpy() > 0, ds) == 1
-    smap, smap_bad = smap_grid(ds)
+    smap, smap_bad = smap_grid(zarr_reads.read_variable(ds, SMAP))
     counts = table_counts(computed)
     counts.pop(SMAP, None)  # counted here over the whole time axis, once
     if smap_bad.any():

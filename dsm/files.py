@@ -151,6 +151,16 @@ def write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
         fs.pipe_file(path, data)
 
 
+def write_all(fs: fsspec.AbstractFileSystem, contents: Mapping[str, bytes]) -> None:
+    """Write every ``path -> data`` of ``contents`` to ``fs`` whole (local parent folders
+    created); on object storage in one batch of concurrent requests (``fs.pipe``)."""
+    if isinstance(fs, LocalFileSystem):
+        for path, data in contents.items():
+            write_bytes(fs, path, data)
+    elif contents:
+        fs.pipe(dict(contents))
+
+
 def put_file(fs: fsspec.AbstractFileSystem, local: str, path: str) -> None:
     """Copy the local file ``local`` to ``path`` of ``fs`` whole (local parent folders created)."""
     _make_parent(fs, path)

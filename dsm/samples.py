@@ -402,10 +402,10 @@ def _sample_table(ev: _Evaluation, ds: xr.Dataset, period: Composite | Sequence[
                     count_column, region.coarse_grid.ncols)
 
 
-def smap_grid(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """The cube's whole SMAP ``(time, cy, cx)`` as float32 with NaN where invalid (outside
-    [0.02, 0.5] or infinite), and the mask of the values so masked (read now, not lazily)."""
-    return screen_range(SMAP, ds[SMAP].values.astype(np.float32))  # type: ignore[return-value]
+def smap_grid(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The cube's whole SMAP ``(time, cy, cx)`` (``values``, read) as float32 with NaN where
+    invalid (outside [0.02, 0.5] or infinite), and the mask of the values so masked."""
+    return screen_range(SMAP, np.asarray(values, np.float32))  # type: ignore[return-value]
 
 
 def table_to_grid(table: pd.DataFrame, values: np.ndarray, ds: xr.Dataset) -> np.ndarray:

@@ -20,7 +20,9 @@ import numpy as np
 import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
+from zarr.core.buffer import Buffer
 
+from dsm import files
 from dsm.errors import LockLostError, StoreError, StoreNotFoundError
 from dsm.storeref import StoreRef
 
@@ -138,13 +140,21 @@ def create(ref: StoreRef, template: xr.Dataset, kind: str, overwrite: bool = Fal
     """Write a store's template: metadata and coordinates only, no data chunks.
 
     ``template`` holds dask-backed data variables (never computed) whose ``encoding``
-    carries chunks and codecs. Refuses to replace an existing store unless ``overwrite``.
+    carries chunks and codecs. Refuses to replace an existing store unless ``overwrite``, which
+    removes it first. The store is made in memory, then its objects are written together: on
+    object storage one batch of concurrent requests, where zarr makes its arrays one request
+    after another.
     """
     if not overwrite and is_store(ref):
         raise StoreError(f"a store already exists at {ref}; pass overwrite=True to replace it")
     ds = template.copy()
     ds.attrs = {**template.attrs, "dsm_store": kind, "dsm_format": FORMAT_VERSION}
-    ds.to_zarr(ref.url, mode="w", compute=False, zarr_format=3, consolidated=False, storage_options=ref.zarr_options)
+    made: dict[str, Buffer] = {}
+    ds.to_zarr(zarr.storage.MemoryStore(made), mode="w", compute=False, zarr_format=3, consolidated=False)
+    fs, root = ref.fs()
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+    files.write_all(fs, {f"{root}/{key}": buf.to_bytes() for key, buf in made.items()})
 
 
 def root_attrs(ref: StoreRef) -> dict[str, Any] | None:

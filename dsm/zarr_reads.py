@@ -32,7 +32,7 @@ from zarr.core.sync import sync
 from dsm import store
 from dsm.storeref import StoreRef
 
-__all__ = ["read_selections"]
+__all__ = ["read_selections", "read_variable"]
 
 K = TypeVar("K")
 
@@ -136,3 +136,8 @@ def read_selections(ds: xr.Dataset, reads: Mapping[K, tuple[str, Mapping[str, An
             _raise(ds, name, index, value)
         out[key] = value
     return out
+
+
+def read_variable(ds: xr.Dataset, name: str) -> np.ndarray:
+    """The whole of ``ds[name]`` (:func:`read_selections`: every chunk requested at once)."""
+    return read_selections(ds, {name: (name, {})})[name]

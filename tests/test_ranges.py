@@ -191,7 +191,7 @@ def test_samples_mask_impossible_values_and_count_them(bad_cube, tiny_twin):
     assert row["aspect_sin"] == pytest.approx(np.nanmean(np.sin(rad)), rel=1e-5)
     assert circ.attrs[OUT_OF_RANGE_ATTR] == {"aspect": 16}
     # the whole SMAP grid, as the fusion's error model and cell means read it
-    smap, bad = smap_grid(ds)
+    smap, bad = smap_grid(ds["smap_sm"].values)
     assert bad.sum() == 2 and bad[T][SMAP_HIGH] and bad[T2][SMAP_LOW] and valid("smap_sm", smap)
     np.testing.assert_array_equal(np.isnan(smap), np.isnan(clean["smap_sm"].values) | bad)
 

@@ -45,6 +45,7 @@ import pandas as pd
 import xarray as xr
 from distributed import Client
 
+from dsm import zarr_reads
 from dsm.config import Config
 from dsm.cube import RAIN_PREDICTORS, has_rain
 from dsm.errors import InputError
@@ -194,7 +195,7 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
     if not records or records[0].name != "full":
         raise InputError("too few samples with every predictor valid to train the fusion method's full model "
                          f"({int(np.isfinite(table[list(all_features)]).all(axis=1).sum())} < training.min_samples)")
-    smap = smap_grid(ds)[0]  # valid SMAP only
+    smap = smap_grid(zarr_reads.read_variable(ds, SMAP))[0]  # valid SMAP only
     em = estimate_error_model(smap, table_to_grid(table, oof_used, ds), default_var_smap=fcfg.smap_error_sd ** 2,
                               min_triplets=fcfg.min_triplets, max_carry_days=fcfg.max_carry_days,
                               decay_days=fcfg.decay_days)
