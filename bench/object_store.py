@@ -8,13 +8,14 @@ byte; :mod:`_latency`). The models stay on local disk. ``dsm.stages.predict.pred
 from the cube on S3 into an output store on S3, on a LocalCluster of 2 single-threaded workers,
 in two ways, interleaved over ``--rounds`` rounds (a new output store each run):
 
-* ``now``: as dsm runs: the 36 km pass's sample tables read a block's layers together on the
-  read threads (:func:`dsm.store.read_arrays`), a block's four arrays are written together
-  (:func:`dsm.store.write_together`), and each block starts the reads of the one its worker
-  takes next (:func:`dsm.blocks.read_ahead`);
+* ``now``: as dsm runs: the 36 km pass's sample tables and the blocks read their layers in one
+  call of zarr's async API each (:func:`dsm.zarr_reads.read_selections`), a block's four arrays
+  are written together (:func:`dsm.store.write_together`), and each block starts the reads of
+  the one its worker takes next (:func:`dsm.blocks.read_ahead`);
 * ``serial``: the same code with those three undone on the workers and the client (this
-  file's baseline, patched in here): the tables' layers read one after another, the arrays
-  written one after another, no read-ahead.
+  file's baseline, patched in here): every layer read through xarray one after another, the
+  arrays written one after another, no read-ahead. (Both create the output store in one batch,
+  :func:`dsm.store.create`.)
 
 Both write the same bytes (checked: every chunk of ``sm``, ``sm_unc``, ``sm_origin`` and
 ``sm_36km``). Prints each run's wall time and the 36 km pass's and the blocks' shares of it,
@@ -55,7 +56,7 @@ from distributed import Client
 from predict import method_config
 
 from dsm import config as config_mod
-from dsm import store
+from dsm import samples, store, zarr_reads
 from dsm.stages import predict as predict_mod
 from dsm.testing.s3 import LoopbackS3
 
@@ -67,8 +68,8 @@ def serial_in_turn(client: Client, jobs: Mapping[int, list[Any]]) -> list[tuple[
     return [(replace(job, ahead=None), place) for job, place in PARALLEL_IN_TURN(client, jobs)]
 
 
-def _reads_one_by_one(arrays: Mapping[Any, Any]) -> dict[Any, Any]:
-    return {k: store._values_of(v) for k, v in arrays.items()}
+def _reads_one_by_one(ds: Any, reads: Mapping[Any, Any]) -> dict[Any, Any]:
+    return samples.values_each(ds, reads)
 
 
 def _writes_one_by_one(writes: Mapping[Any, Callable[[], None]]) -> None:
@@ -77,12 +78,12 @@ def _writes_one_by_one(writes: Mapping[Any, Callable[[], None]]) -> None:
 
 
 def set_serial(serial: bool) -> None:
-    """On a worker (``client.run``) or here: the store's concurrent reads of sample tables and
-    writes of blocks made one after another (``serial``), or restored."""
+    """On a worker (``client.run``) or here: the concurrent reads of sample tables and blocks and
+    the writes of blocks made one after another (``serial``), or restored."""
     if not hasattr(store, "_bench_concurrent"):
-        store._bench_concurrent = (store.read_arrays, store.write_together)  # type: ignore[attr-defined]
+        store._bench_concurrent = (zarr_reads.read_selections, store.write_together)  # type: ignore[attr-defined]
     concurrent = store._bench_concurrent  # type: ignore[attr-defined]
-    store.read_arrays, store.write_together = (_reads_one_by_one, _writes_one_by_one) if serial else concurrent
+    zarr_reads.read_selections, store.write_together = (_reads_one_by_one, _writes_one_by_one) if serial else concurrent
 
 
 def config_on(cfg: config_mod.Config, bucket: str, output: str, options: dict[str, Any]) -> config_mod.Config:

@@ -18,17 +18,18 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 from distributed import Client, Future
 
-from dsm import store
+from dsm import store, zarr_reads
 from dsm.grid import Region
 from dsm.periods import Composite
-from dsm.samples import OUT_OF_RANGE_ATTR, sample_table, table_counts
+from dsm.samples import OUT_OF_RANGE_ATTR, Reads, sample_table, table_counts
 from dsm.storeref import StoreRef
 
-__all__ = ["block_table", "sample_tables", "store_ref_of", "table_futures"]
+__all__ = ["block_table", "sample_tables", "store_ref_of", "table_futures", "within"]
 
 KM_PER_CELL = 36  # Region counts its rows and columns in 36 km cells on either SMAP grid
 
@@ -37,16 +38,34 @@ def block_table(cube: StoreRef, token: str, days: Composite | Sequence[dt.date],
                 y0: int, y1: int, x0: int, x1: int, options: Mapping[str, Any]) -> pd.DataFrame:
     """The sample table of ``days`` on pixels ``y0:y1, x0:x1`` of the cube at ``cube`` (whole 36
     km cells), computed here with numpy (runs on a worker; the cube opened once per worker and
-    ``token``, :func:`dsm.store.open_cached`, its layers read together on the read threads,
-    :func:`dsm.store.read_arrays`; ``options``: :func:`~dsm.samples.sample_graph`'s keywords)."""
+    ``token``, :func:`dsm.store.open_cached`, its layers read together in one call of zarr's async API,
+    :func:`dsm.zarr_reads.read_selections`; ``options``: :func:`~dsm.samples.sample_graph`'s keywords)."""
     ds = store.open_cached(cube, token, "raw")  # numpy on indexing: the block is read here, whole
     region = Region.from_dict(ds.attrs["region"])
     f = region.fine_per_coarse
-    sub = ds.isel(y=slice(y0, y1), x=slice(x0, x1), cy=slice(y0 // f, y1 // f), cx=slice(x0 // f, x1 // f))
+    at = {"y": slice(y0, y1), "x": slice(x0, x1), "cy": slice(y0 // f, y1 // f), "cx": slice(x0 // f, x1 // f)}
     part = Region(region.row0 + y0 // KM_PER_CELL, region.col0 + x0 // KM_PER_CELL, (y1 - y0) // KM_PER_CELL,
                   (x1 - x0) // KM_PER_CELL, region.coarse_km)
-    sub = sub.assign_attrs(region=part.to_dict())  # a copy: the cached dataset keeps its own
-    return sample_table(sub, days, predictors, **options, read=store.read_arrays)  # its layers read together
+    sub = ds.isel(at).assign_attrs(region=part.to_dict())  # a copy: the cached dataset keeps its own
+
+    def read(_: xr.Dataset, reads: Reads) -> dict[Any, np.ndarray]:  # the block's selections, of the whole cube
+        return zarr_reads.read_selections(ds, {k: (name, within(at, index)) for k, (name, index) in reads.items()})
+
+    return sample_table(sub, days, predictors, **options, read=read)  # its layers read together
+
+
+def within(outer: Mapping[str, slice], index: Mapping[str, Any]) -> dict[str, Any]:
+    """``index`` (``isel``: slices, integers or integer arrays) of the part ``outer`` (bounded
+    slices, step 1) of a dataset, as an index of the whole."""
+    out = dict(index)
+    for dim, part in outer.items():
+        sel = index.get(dim, slice(None))
+        if isinstance(sel, slice):
+            start, stop, step = sel.indices(part.stop - part.start)
+            out[dim] = slice(part.start + start, part.start + stop, step)
+        else:
+            out[dim] = part.start + np.asarray(sel)
+    return out
 
 
 def _merge(blocks: Sequence[pd.DataFrame]) -> pd.DataFrame:

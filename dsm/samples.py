@@ -247,20 +247,27 @@ class _Evaluation:
     (:func:`sample_graph`), or now on numpy arrays (:func:`sample_table`). Both call the same
     array functions, so their tables are identical."""
 
-    arrays: Any  # {key: DataArray} -> {key: the array of its values} (dask, or numpy read now)
+    arrays: Any  # (ds, {key: (variable, isel index)}) -> {key: its values} (dask, or numpy read now)
     per_cell: Any  # _per_cell_lazy or _per_cell_now
     screen: Any  # (name, array) -> the array with NaN outside the name's valid range
     table: Any  # screened_table, or its dask.delayed
     empty: Any  # empty_table, or its dask.delayed
 
 
-def values_each(arrays: Mapping[Any, xr.DataArray]) -> dict[Any, np.ndarray]:
-    """The values of each of ``arrays``, read one after another (:func:`sample_table`'s default
-    ``read``)."""
-    return {k: np.asarray(v.values) for k, v in arrays.items()}
+Reads = Mapping[Any, tuple[str, Mapping[str, Any]]]  # key -> (variable, isel index)
 
 
-_LAZY = _Evaluation(lambda arrays: {k: _lazy_array(v) for k, v in arrays.items()}, _per_cell_lazy, screen_lazy,
+def values_each(ds: xr.Dataset, reads: Reads) -> dict[Any, np.ndarray]:
+    """The values of each of ``reads`` of ``ds``, read one after another (:func:`sample_table`'s
+    default ``read``)."""
+    return {k: np.asarray(ds[name].isel(index).values) for k, (name, index) in reads.items()}
+
+
+def _lazy_each(ds: xr.Dataset, reads: Reads) -> dict[Any, da.Array]:
+    return {k: _lazy_array(ds[name].isel(index)) for k, (name, index) in reads.items()}
+
+
+_LAZY = _Evaluation(_lazy_each, _per_cell_lazy, screen_lazy,
                     dask.delayed(screened_table, pure=True), dask.delayed(empty_table))
 _NOW = _Evaluation(values_each, _per_cell_now, _screen_now, screened_table, empty_table)
 
@@ -286,16 +293,32 @@ def predictor_layer(ds: xr.Dataset, name: str, days: Sequence[dt.date], screen: 
     return screen_lazy(name, data) if screen else data
 
 
-def _select_layer(ds: xr.Dataset, name: str, days: Sequence[dt.date]) -> xr.DataArray:
-    """:func:`predictor_layer`'s selection, before any value is read."""
+def _positions(ds: xr.Dataset, name: str, dim: str, labels: Sequence[Any]) -> np.ndarray:
+    """The positions of ``labels`` on the cube's ``dim``, an error naming ``name`` and the first
+    missing one."""
+    pos = ds.indexes[dim].get_indexer(pd.DatetimeIndex(list(labels)))
+    if (pos < 0).any():
+        raise InputError(f"cube variable '{name}' has no layer for {pd.Timestamp(labels[int(np.argmax(pos < 0))]).date()} "
+                         f"on '{dim}': the cube does not cover these dates")
+    return pos
+
+
+def _layer_index(ds: xr.Dataset, name: str, days: Sequence[dt.date]) -> dict[str, Any]:
+    """:func:`predictor_layer`'s selection as an ``isel`` index (positions of each day's layer on
+    the layer's time axis; nothing for a static layer), before any value is read."""
     var = ds[name]
     dim = layer_dim(name)
     if var.dims == ("y", "x") and dim is None:
-        return var
+        return {}
     if dim is not None and dim in var.dims:
         labels = [np.datetime64(w[1], "ns") for d in days if (w := layer_time(name, d)) is not None]
-        return var.sel({dim: xr.DataArray(labels, dims="time")})
+        return {dim: _positions(ds, name, dim, labels)}
     raise InputError(f"cube variable '{name}' has unexpected dims {var.dims}")
+
+
+def _select_layer(ds: xr.Dataset, name: str, days: Sequence[dt.date]) -> xr.DataArray:
+    """:func:`predictor_layer`'s selection, before any value is read."""
+    return ds[name].isel(_layer_index(ds, name, days))
 
 
 def smap_layer(ds: xr.Dataset, times: Sequence[Any], screen: bool = True) -> da.Array:
@@ -354,12 +377,13 @@ def sample_table(ds: xr.Dataset, period: Composite | Sequence[dt.date], predicto
                  how: Aggregation = "mean", min_valid_fraction: float = 0.5, *,
                  features: Sequence[str] | None = None, keep: Keep = "complete", ranges: bool = False,
                  count_column: bool = False,
-                 read: Callable[[Mapping[Any, xr.DataArray]], dict[Any, np.ndarray]] | None = None) -> pd.DataFrame:
+                 read: Callable[[xr.Dataset, Reads], dict[Any, np.ndarray]] | None = None) -> pd.DataFrame:
     """:func:`sample_graph`'s table computed now with numpy, for a block small enough to hold
     in memory (``ds`` opened with ``chunks=None``, or sliced from such a cube): the same array
     functions without a dask task per chunk and step, so the same table, sooner
-    (:func:`dsm.sample_tables.block_table`). ``read`` reads the selections the table needs
-    (key -> DataArray, all at once; default :func:`values_each`), e.g. concurrently."""
+    (:func:`dsm.sample_tables.block_table`). ``read(ds, reads)`` reads the selections the table
+    needs (key -> (variable, ``isel`` index), all at once; default :func:`values_each`), e.g.
+    concurrently."""
     ev = _NOW if read is None else replace(_NOW, arrays=read)
     return _sample_table(ev, ds, period, predictors, how, min_valid_fraction, features, keep, ranges, count_column)
 
@@ -376,10 +400,11 @@ def _sample_table(ev: _Evaluation, ds: xr.Dataset, period: Composite | Sequence[
     if not days:
         return ev.empty(list(columns_of))
     times = [np.datetime64(d, "ns") for d in days]
-    layers_of: dict[tuple[str, ...], xr.DataArray] = {
-        (name,): _select_layer(ds, name, days) for name in sorted({source_of(f) for f in columns_of})}
-    selections = {("", "land"): ds["land_mask"], ("", SMAP): ds[SMAP].sel(time=times), **layers_of}
-    got = ev.arrays(selections)
+    layers_of: dict[tuple[str, ...], tuple[str, dict[str, Any]]] = {
+        (name,): (name, _layer_index(ds, name, days)) for name in sorted({source_of(f) for f in columns_of})}
+    selections = {("", "land"): ("land_mask", {}), ("", SMAP): (SMAP, {"time": _positions(ds, SMAP, "time", times)}),
+                  **layers_of}
+    got = ev.arrays(ds, selections)
     land = got.pop(("", "land")) == 1
     smap = got.pop(("", SMAP))
     raw = {key[0]: got[key] for key in layers_of}

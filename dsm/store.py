@@ -13,7 +13,7 @@ import functools
 import itertools
 import json
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
@@ -60,7 +60,7 @@ def damaged_chunks(ref: StoreRef, name: str, shape: Sequence[int], chunks: Seque
                       "store is damaged: rewrite that part (rerun the stage that wrote it) or restore it")
 
 
-#: Threads per process that read a block's arrays together (:func:`read_together`).
+#: Threads per process that read the variables :func:`dsm.zarr_reads.read_selections` reads through xarray.
 READ_THREADS = 8
 
 
@@ -68,26 +68,6 @@ READ_THREADS = 8
 def read_threads() -> ThreadPoolExecutor:
     """This process's read threads (made on first use)."""
     return ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="dsm-read")
-
-
-def read_together(reads: Mapping[K, Callable[[], T]], started: Mapping[K, Future[T]] | None = None) -> dict[K, T]:
-    """Every read ``key -> function`` at once, on :data:`READ_THREADS` threads: zarr's requests and
-    decoding overlap instead of waiting on one another, which counts most on object storage.
-    ``started``: reads already under way (on :func:`read_threads`), used for their keys instead
-    of reading again. Errors are raised in the order of ``reads``."""
-    started = started or {}
-    futures = {key: started[key] if key in started else read_threads().submit(fn) for key, fn in reads.items()}
-    return {key: f.result() for key, f in futures.items()}
-
-
-def read_arrays(arrays: Mapping[K, xr.DataArray]) -> dict[K, np.ndarray]:
-    """The values of each of ``arrays`` (selections of a store opened without Dask), read
-    together (:func:`read_together`)."""
-    return read_together({k: functools.partial(_values_of, v) for k, v in arrays.items()})
-
-
-def _values_of(var: xr.DataArray) -> np.ndarray:
-    return np.asarray(var.values)
 
 
 def read_values(ds: xr.Dataset, name: str, ref: StoreRef, **index: slice) -> np.ndarray:
@@ -115,11 +95,14 @@ def _chunk_ranges(selection: Sequence[slice], chunks: Sequence[int]) -> list[ran
 
 
 def bounded_slices(var: xr.DataArray, index: Mapping[str, Any]) -> list[slice]:
-    """``index`` (an ``isel`` mapping of slices or integers) as one bounded slice per dimension."""
+    """``index`` (an ``isel`` mapping of slices, integers or integer arrays) as one bounded slice
+    per dimension (an array: the range its positions span)."""
     out = []
     for dim, n in zip(var.dims, var.shape, strict=True):
         s = index.get(str(dim), slice(None))
-        s = s if isinstance(s, slice) else slice(int(s), int(s) + 1)
+        if not isinstance(s, slice):  # an integer, or integer positions: the range they span
+            pos = np.atleast_1d(np.asarray(s, np.int64))
+            s = slice(int(pos.min()), int(pos.max()) + 1) if pos.size else slice(0, 0)
         start, stop, _ = s.indices(n)
         out.append(slice(start, stop))
     return out

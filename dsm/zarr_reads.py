@@ -10,7 +10,7 @@ storage, and the fixed cost of a call is paid once, which counts on local disk (
 Only variables whose stored values xarray would not change are read this way: stored and
 decoded dtype the same, no ``scale_factor``/``add_offset``, no fill value other than NaN (the
 predictor cube's). Any other variable is read through xarray on the read threads
-(:func:`dsm.store.read_together`), so both give the same arrays. The errors are those of
+(:func:`dsm.store.read_threads`), so both give the same arrays. The errors are those of
 :func:`dsm.store.read_values`: a chunk missing from rows recorded written
 (:func:`dsm.store.require_chunks`) or one that cannot be decoded (:func:`dsm.store.damaged_chunks`)
 names the store, the variable and the chunk.
@@ -79,15 +79,19 @@ def stored_as_read(var: xr.DataArray) -> bool:
 
 
 def _key(var: xr.DataArray, index: Mapping[str, Any]) -> tuple[Any, ...]:
-    """``index`` (an ``isel`` mapping of slices or integers) as a selection of the stored array."""
+    """``index`` (an ``isel`` mapping of slices, integers or integer arrays) as a selection of the
+    stored array."""
     picks = (index.get(str(d), slice(None)) for d in var.dims)
-    return tuple(i if isinstance(i, slice) else int(i) for i in picks)
+    return tuple(i if isinstance(i, slice) else (int(i) if np.ndim(i) == 0 else np.asarray(i, np.intp)) for i in picks)
 
 
 async def _read_one(ds: xr.Dataset, arrays: _Arrays, name: str, index: Mapping[str, Any]) -> np.ndarray:
     arr = await arrays.get(name)
     written = store.written_chunks(ds, name, **index)
-    values, *stored = await asyncio.gather(arr.getitem(_key(ds[name], index)),
+    key = _key(ds[name], index)
+    read = (arr.get_orthogonal_selection(key) if any(isinstance(k, np.ndarray) for k in key)  # as xarray's isel
+            else arr.getitem(key))
+    values, *stored = await asyncio.gather(read,
                                            *((arr.store_path / arr.metadata.encode_chunk_key(k)).exists() for k in written))
     missing = [k for k, there in zip(written, stored, strict=True) if not there]
     if missing:
@@ -118,7 +122,7 @@ def _raise(ds: xr.Dataset, name: str, index: Mapping[str, Any], exc: BaseExcepti
 
 
 def read_selections(ds: xr.Dataset, reads: Mapping[K, tuple[str, Mapping[str, Any]]]) -> dict[K, np.ndarray]:
-    """Every read ``key -> (variable, isel index)`` of ``ds`` (a store opened by
+    """Every read ``key -> (variable, isel index: slices, integers, integer arrays)`` of ``ds`` (a store opened by
     :func:`dsm.store.open_cached` or :func:`dsm.store.open_store`) at once (module docstring);
     errors are raised in the order of ``reads``."""
     direct = {k: r for k, r in reads.items() if stored_as_read(ds[r[0]])}

@@ -107,12 +107,12 @@ def test_the_object_store_benchmarks_serial_baseline_swaps_the_stores_concurrent
     import numpy as np
     import xarray as xr
 
-    from dsm import store
+    from dsm import store, zarr_reads
     from dsm.storeref import StoreRef
 
     monkeypatch.syspath_prepend(str(BENCH))
     bench = importlib.import_module("object_store")
-    concurrent = (store.read_arrays, store.write_together)
+    concurrent = (zarr_reads.read_selections, store.write_together)
     url = tmp_path / "s.zarr"
     xr.Dataset({n: (("y", "x"), np.zeros((4, 4), np.float32)) for n in "ab"},
                coords={"y": np.arange(4.0), "x": np.arange(4.0)}).to_zarr(url, zarr_format=3, consolidated=False)
@@ -120,14 +120,14 @@ def test_the_object_store_benchmarks_serial_baseline_swaps_the_stores_concurrent
                       coords={"y": np.arange(4.0), "x": np.arange(4.0)})
     try:
         bench.set_serial(True)
-        assert (store.read_arrays, store.write_together) != concurrent
+        assert (zarr_reads.read_selections, store.write_together) != concurrent
         store.write_region(StoreRef.of(str(url)), part)
-        ds = xr.open_zarr(url, consolidated=False, chunks=None)
-        serial = store.read_arrays({n: ds[n] for n in "ab"})
+        ds = store.open_cached(StoreRef.of(str(url)), "bench-serial", "raw")
+        serial = zarr_reads.read_selections(ds, {n: (n, {}) for n in "ab"})
     finally:
         bench.set_serial(False)
-    assert (store.read_arrays, store.write_together) == concurrent
-    again = store.read_arrays({n: ds[n] for n in "ab"})
+    assert (zarr_reads.read_selections, store.write_together) == concurrent
+    again = zarr_reads.read_selections(ds, {n: (n, {}) for n in "ab"})
     for i, n in enumerate("ab"):
         np.testing.assert_array_equal(serial[n], i + 1)
         np.testing.assert_array_equal(again[n], serial[n])

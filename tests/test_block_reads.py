@@ -94,6 +94,7 @@ def test_a_failed_read_among_many_is_raised_with_its_store_error(tiny_twin, tmp_
 
 
 def test_a_sample_tables_layers_are_read_together_and_give_the_table_read_one_by_one(tiny_twin, monkeypatch):
+    from dsm.grid import Region
     from dsm.periods import periods
     from dsm.sample_tables import block_table
     from dsm.samples import sample_table
@@ -101,22 +102,20 @@ def test_a_sample_tables_layers_are_read_together_and_give_the_table_read_one_by
     cube = store.open_cached(tiny_twin.cube, "table-reads", "raw")
     period = periods(dt.date(2016, 6, 9), dt.date(2016, 6, 24))[0]
     names = ["lst", "albedo", "ndvi", "dem", "aspect"]
-    threads: list[str] = []
-    values = store._values_of
+    calls: list[list[str]] = []
+    read = zarr_reads.read_selections
 
-    def recording(var):
-        threads.append(threading.current_thread().name)
-        return values(var)
+    def recording(ds, reads):
+        calls.append(sorted(name for name, _ in reads.values()))
+        return read(ds, reads)
 
-    monkeypatch.setattr(store, "_values_of", recording)
-    got = block_table(tiny_twin.cube, "table-reads", period, names, 0, 72, 0, 72, {})
-    assert len(threads) == len(names) + 2 and all(t.startswith("dsm-read") for t in threads)  # land and SMAP too
-    sub = cube.isel(y=slice(0, 72), x=slice(0, 72), cy=slice(0, 2), cx=slice(0, 2))
-    from dsm.grid import Region
-
+    monkeypatch.setattr(zarr_reads, "read_selections", recording)
+    got = block_table(tiny_twin.cube, "table-reads", period, names, 72, 144, 72, 144, {})  # not at the origin
+    assert calls == [sorted([*names, "land_mask", "smap_sm"])]  # one call, land and SMAP too
+    sub = cube.isel(y=slice(72, 144), x=slice(72, 144), cy=slice(2, 4), cx=slice(2, 4))
     region = Region.from_dict(cube.attrs["region"])
-    sub = sub.assign_attrs(region=Region(region.row0, region.col0, 2, 2, region.coarse_km).to_dict())
-    one_by_one = sample_table(sub, period, names)  # read where needed, one after another
+    sub = sub.assign_attrs(region=Region(region.row0 + 2, region.col0 + 2, 2, 2, region.coarse_km).to_dict())
+    one_by_one = sample_table(sub, period, names)  # read through xarray, one after another
     assert len(got) > 0
     assert got.equals(one_by_one)
 
