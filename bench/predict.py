@@ -9,7 +9,8 @@ not grow with it:
    the pooled XGBoost, its companions and anomaly partners, its default grid) or ``rao2022``
    (XGBoost per period, 300 trees of depth 6, plus the reduced no-LST models);
 2. **pipeline**: ``dsm.stages.predict.predict`` on a fresh LocalCluster of 2 single-threaded worker
-   processes, from the cube store to the output store (for fusion also the fused cell means
+   processes (which first import dsm's prediction modules, :func:`warm_up`, as a long-lived
+   cluster's workers have them), from the cube store to the output store (for fusion also the fused cell means
    and their pass over the cube; reads, features, models, int16 packing, region writes,
    records); throughput = valid pixel-days predicted / wall time. Dask's statistical profiler
    is off for the timed runs (its history grows with the seconds of work);
@@ -22,7 +23,8 @@ not grow with it:
    twice bare at nthread 1 (two cores either way; small batches do not scale across threads);
 4. ``--rounds R`` interleaves R pipeline runs and R bare runs and reports the median ratio and
    its range;
-5. memory: peak RSS of each worker (``VmHWM``) and its increase over the idle worker's RSS,
+5. memory: peak RSS of each worker (``VmHWM``) and its increase over the idle worker's RSS
+   (after :func:`warm_up`),
    with the profiler on (as by default) and off, and what a second pass over the whole region
    on the same workers adds.
 
@@ -33,6 +35,7 @@ Run: ``.venv/bin/python bench/predict.py [--method fusion|rao2022] [--sizes 4 8]
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import resource
 import tempfile
@@ -158,12 +161,21 @@ def profiling(dask_worker: Any) -> bool:
     return "profile" in dask_worker.periodic_callbacks
 
 
+def warm_up() -> None:
+    """On a worker: import the modules its prediction tasks run (XGBoost imports scikit-learn
+    and SciPy: about a second in a new process), as a long-lived cluster has them, and as this
+    process has them for the bare baseline."""
+    importlib.import_module("dsm.blocks")
+    importlib.import_module("dsm.sample_tables")
+
+
 def pipeline(cfg: config_mod.Config, profile: bool, passes: int = 1) -> tuple[int, float, list[float], float]:
     """Valid pixel-days and wall seconds of the first of ``passes`` prediction runs on one fresh
     LocalCluster of 2 single-threaded workers, the peak worker RSS (MB) after each pass, and
     the idle worker's RSS (MB)."""
     with local_cluster(2, profile=profile) as c:
         assert set(c.run(profiling).values()) == {profile}
+        c.run(warm_up)
         idle = max(c.run(rss_mb).values())
         peaks, walls, pixels = [], [], 0
         for _ in range(passes):

@@ -259,12 +259,12 @@ Reads = Mapping[Any, tuple[str, Mapping[str, Any]]]  # key -> (variable, isel in
 
 def values_each(ds: xr.Dataset, reads: Reads) -> dict[Any, np.ndarray]:
     """The values of each of ``reads`` of ``ds``, read one after another (:func:`sample_table`'s
-    default ``read``)."""
-    return {k: np.asarray(ds[name].isel(index).values) for k, (name, index) in reads.items()}
+    default ``read``; an index's dimensions that a variable lacks are ignored)."""
+    return {k: np.asarray(ds[name].isel(index, missing_dims="ignore").values) for k, (name, index) in reads.items()}
 
 
 def _lazy_each(ds: xr.Dataset, reads: Reads) -> dict[Any, da.Array]:
-    return {k: _lazy_array(ds[name].isel(index)) for k, (name, index) in reads.items()}
+    return {k: _lazy_array(ds[name].isel(index, missing_dims="ignore")) for k, (name, index) in reads.items()}
 
 
 _LAZY = _Evaluation(_lazy_each, _per_cell_lazy, screen_lazy,

@@ -122,7 +122,8 @@ def _raise(ds: xr.Dataset, name: str, index: Mapping[str, Any], exc: BaseExcepti
 
 
 def read_selections(ds: xr.Dataset, reads: Mapping[K, tuple[str, Mapping[str, Any]]]) -> dict[K, np.ndarray]:
-    """Every read ``key -> (variable, isel index: slices, integers, integer arrays)`` of ``ds`` (a store opened by
+    """Every read ``key -> (variable, isel index: slices, integers, integer arrays; dimensions the
+    variable lacks ignored)`` of ``ds`` (a store opened by
     :func:`dsm.store.open_cached` or :func:`dsm.store.open_store`) at once (module docstring);
     errors are raised in the order of ``reads``."""
     direct = {k: r for k, r in reads.items() if stored_as_read(ds[r[0]])}

@@ -100,18 +100,24 @@ def test_the_benchmarks_method_option_trains_the_method_it_names(tmp_path, monke
         assert bench_predict.method_config(tmp_path, 4, method, "none").training.method == method
 
 
-def test_the_object_store_benchmarks_serial_baseline_swaps_the_stores_concurrent_io_and_restores_it(tmp_path,
+def test_the_object_store_benchmarks_serial_baseline_swaps_the_stores_concurrent_io_and_restores_it(tmp_path, tiny_twin,
                                                                                                       monkeypatch):
     """``bench/object_store.py`` measures against dsm with its concurrent reads and writes undone
     (patched by name on the workers): the names exist, the baseline reads and writes the same."""
     import numpy as np
     import xarray as xr
 
+    import datetime as dt
+
     from dsm import store, zarr_reads
+    from dsm.periods import periods
+    from dsm.sample_tables import block_table
     from dsm.storeref import StoreRef
 
     monkeypatch.syspath_prepend(str(BENCH))
     bench = importlib.import_module("object_store")
+    period = periods(dt.date(2016, 6, 9), dt.date(2016, 6, 24))[0]
+    table = block_table(tiny_twin.cube, "bench-serial", period, ["lst", "ndvi", "dem"], 72, 144, 0, 72, {})
     concurrent = (zarr_reads.read_selections, store.write_together)
     url = tmp_path / "s.zarr"
     xr.Dataset({n: (("y", "x"), np.zeros((4, 4), np.float32)) for n in "ab"},
@@ -124,6 +130,8 @@ def test_the_object_store_benchmarks_serial_baseline_swaps_the_stores_concurrent
         store.write_region(StoreRef.of(str(url)), part)
         ds = store.open_cached(StoreRef.of(str(url)), "bench-serial", "raw")
         serial = zarr_reads.read_selections(ds, {n: (n, {}) for n in "ab"})
+        assert len(table) and block_table(tiny_twin.cube, "bench-serial", period, ["lst", "ndvi", "dem"], 72, 144, 0,
+                                          72, {}).equals(table)  # a sample table's reads one by one: the same
     finally:
         bench.set_serial(False)
     assert (zarr_reads.read_selections, store.write_together) == concurrent
