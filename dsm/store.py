@@ -14,7 +14,7 @@ import itertools
 import json
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -25,9 +25,6 @@ from zarr.core.buffer import Buffer
 from dsm import files
 from dsm.errors import LockLostError, StoreError, StoreNotFoundError
 from dsm.storeref import StoreRef
-
-K = TypeVar("K")
-T = TypeVar("T")
 
 FORMAT_VERSION = 1
 

@@ -13,7 +13,9 @@ predictor cube's). Any other variable is read through xarray on the read threads
 (:func:`dsm.store.read_threads`), so both give the same arrays. The errors are those of
 :func:`dsm.store.read_values`: a chunk missing from rows recorded written
 (:func:`dsm.store.require_chunks`) or one that cannot be decoded (:func:`dsm.store.damaged_chunks`)
-names the store, the variable and the chunk.
+names the store, the variable and the chunk. Only the chunks whose part of a selection holds
+nothing but the fill value (all a missing chunk can read as) are looked up, so a block on object
+storage makes no request beyond its reads in the usual case.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ class _Arrays:
         self.ref = ref
         self._group: AsyncGroup | None = None
         self._arrays: dict[str, AsyncArray[Any]] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:  # a copy elsewhere opens its own arrays
+        return (_Arrays, (self.ref,))
 
     async def get(self, name: str) -> AsyncArray[Any]:
         """The array ``name`` of the store."""
@@ -85,18 +90,54 @@ def _key(var: xr.DataArray, index: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(i if isinstance(i, slice) else (int(i) if np.ndim(i) == 0 else np.asarray(i, np.intp)) for i in picks)
 
 
+def _from_chunk(values: np.ndarray, key: tuple[Any, ...], shape: tuple[int, ...], chunks: tuple[int, ...],
+                grid: tuple[int, ...]) -> np.ndarray | None:
+    """The part of ``values`` (read with selection ``key``) that came from the chunk at grid
+    index ``grid``; None for a selection this does not follow (a slice with a step)."""
+    part, axis = values, 0
+    for sel, n, c, k in zip(key, shape, chunks, grid, strict=True):
+        lo, hi = k * c, min((k + 1) * c, n)
+        if isinstance(sel, slice):
+            start, stop, step = sel.indices(n)
+            if step != 1:
+                return None
+            part = part[(slice(None),) * axis + (slice(max(lo, start) - start, max(min(hi, stop) - start, 0)),)]
+        elif isinstance(sel, np.ndarray):
+            part = np.take(part, np.flatnonzero((sel >= lo) & (sel < hi)), axis=axis)
+        else:
+            continue  # an integer: its axis is gone
+        axis += 1
+    return part
+
+
+def _only_fill(part: np.ndarray | None, fill: Any) -> bool:
+    """Whether ``part`` holds nothing but the fill value (what a missing chunk reads as); True
+    when unknown (None)."""
+    if part is None:
+        return True
+    if part.size == 0:
+        return False
+    if isinstance(fill, float | np.floating) and np.isnan(fill):
+        return bool(np.isnan(part).all())
+    return bool((part == fill).all())
+
+
 async def _read_one(ds: xr.Dataset, arrays: _Arrays, name: str, index: Mapping[str, Any]) -> np.ndarray:
+    """Read one selection; a chunk in rows recorded written whose part holds only the fill value
+    is checked to exist (a missing chunk reads as fill values: lost data would pass for cloud or
+    water), a request for those chunks only."""
     arr = await arrays.get(name)
-    written = store.written_chunks(ds, name, **index)
     key = _key(ds[name], index)
-    read = (arr.get_orthogonal_selection(key) if any(isinstance(k, np.ndarray) for k in key)  # as xarray's isel
-            else arr.getitem(key))
-    values, *stored = await asyncio.gather(read,
-                                           *((arr.store_path / arr.metadata.encode_chunk_key(k)).exists() for k in written))
-    missing = [k for k, there in zip(written, stored, strict=True) if not there]
+    values = np.asarray(await (arr.get_orthogonal_selection(key) if any(isinstance(k, np.ndarray) for k in key)
+                               else arr.getitem(key)))  # as xarray's isel
+    grid = tuple(arr.chunks)
+    suspect = [k for k in store.written_chunks(ds, name, **index)
+               if _only_fill(_from_chunk(values, key, arr.shape, grid, k), arr.metadata.fill_value)]
+    stored = await asyncio.gather(*((arr.store_path / arr.metadata.encode_chunk_key(k)).exists() for k in suspect))
+    missing = [k for k, there in zip(suspect, stored, strict=True) if not there]
     if missing:
         raise store.lost_chunks_error(ds, ds.encoding["store_ref"], name, missing)
-    return np.asarray(values)
+    return values
 
 
 async def _gather(ds: xr.Dataset, reads: Mapping[K, tuple[str, Mapping[str, Any]]]) -> list[Any]:
@@ -127,7 +168,8 @@ def read_selections(ds: xr.Dataset, reads: Mapping[K, tuple[str, Mapping[str, An
     :func:`dsm.store.open_cached` or :func:`dsm.store.open_store`) at once (module docstring);
     errors are raised in the order of ``reads``."""
     direct = {k: r for k, r in reads.items() if stored_as_read(ds[r[0]])}
-    through_xarray = {k: functools.partial(store.read_values_checked, ds, name, **index)
+    through_xarray = {k: functools.partial(store.read_values_checked, ds, name,
+                                           **{d: i for d, i in index.items() if d in ds[name].dims})
                       for k, (name, index) in reads.items() if k not in direct}
     others = {k: store.read_threads().submit(fn) for k, fn in through_xarray.items()}
     got = dict(zip(direct, sync(_gather(ds, direct)), strict=True)) if direct else {}

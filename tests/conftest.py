@@ -62,3 +62,21 @@ def client():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as c:
         yield c
+
+
+@pytest.fixture
+def read_calls(monkeypatch):
+    """The variables of each call of :func:`dsm.zarr_reads.read_selections` that reads something
+    during the test, sorted: the reads made, a call per block or table."""
+    from dsm import zarr_reads
+
+    calls: list[list[str]] = []
+    read = zarr_reads.read_selections
+
+    def recording(ds, reads):
+        if reads:
+            calls.append(sorted(name for name, _ in reads.values()))
+        return read(ds, reads)
+
+    monkeypatch.setattr(zarr_reads, "read_selections", recording)
+    return calls

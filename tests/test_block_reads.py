@@ -23,7 +23,7 @@ def _expected(cube, name: str, day, ys: slice, xs: slice) -> np.ndarray:
     return np.asarray(var.sel(where).isel(y=ys, x=xs).values, np.float32)
 
 
-def test_a_blocks_layers_are_read_together_in_one_call(tiny_twin, monkeypatch):
+def test_a_blocks_layers_are_read_together_in_one_call(tiny_twin, read_calls):
     cube = store.open_cached(tiny_twin.cube, "read-all-test", "raw")
     days = [d.date() for d in cube.indexes["time"]]
     # two consecutive days in the same 8-day and 16-day composites
@@ -32,14 +32,7 @@ def test_a_blocks_layers_are_read_together_in_one_call(tiny_twin, monkeypatch):
     nxt = day + dt.timedelta(days=1)
     names = ["lst", "albedo", "lai", "ndvi", "dem", "aspect"]  # daily, 8-day, 16-day and static layers
     ys, xs = slice(36, 108), slice(0, 72)
-    calls: list[list[str]] = []
-    read = zarr_reads.read_selections
-
-    def recording(ds, reads):
-        calls.append(sorted(name for name, _ in reads.values()))
-        return read(ds, reads)
-
-    monkeypatch.setattr(zarr_reads, "read_selections", recording)
+    calls = read_calls
     cache: dict = {}
     got = blocks.block_features(cube, day, names, ys, xs, cache)
     for name in names:
@@ -77,9 +70,14 @@ def test_selections_read_together_equal_xarrays_for_stored_and_decoded_variables
         encoding={"sm": {"dtype": "int16", "scale_factor": 1e-4, "_FillValue": -9999}})
     ds = store.open_cached(StoreRef.of(str(url)), "read-selections", "raw")
     assert not zarr_reads.stored_as_read(ds["sm"]) and zarr_reads.stored_as_read(ds["n"])
-    both = zarr_reads.read_selections(ds, {"sm": ("sm", {"y": 0}), "n": ("n", {})})
+    # dimensions a variable lacks are ignored, on either path
+    both = zarr_reads.read_selections(ds, {"sm": ("sm", {"y": 0, "cy": slice(0, 1)}), "n": ("n", {"cx": 3})})
     np.testing.assert_allclose(both["sm"], [0.1234, np.nan])
-    np.testing.assert_array_equal(both["n"], 1.0)
+    np.testing.assert_array_equal(both["n"], np.ones((2, 2)))
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(ds))  # travels without the arrays it opened, and opens its own
+    np.testing.assert_array_equal(zarr_reads.read_variable(copy, "n"), np.ones((2, 2)))
 
 
 def test_a_failed_read_among_many_is_raised_with_its_store_error(tiny_twin, tmp_path):
@@ -93,7 +91,7 @@ def test_a_failed_read_among_many_is_raised_with_its_store_error(tiny_twin, tmp_
         blocks.read_all(cube, reads)
 
 
-def test_a_sample_tables_layers_are_read_together_and_give_the_table_read_one_by_one(tiny_twin, monkeypatch):
+def test_a_sample_tables_layers_are_read_together_and_give_the_table_read_one_by_one(tiny_twin, read_calls):
     from dsm.grid import Region
     from dsm.periods import periods
     from dsm.sample_tables import block_table
@@ -102,14 +100,7 @@ def test_a_sample_tables_layers_are_read_together_and_give_the_table_read_one_by
     cube = store.open_cached(tiny_twin.cube, "table-reads", "raw")
     period = periods(dt.date(2016, 6, 9), dt.date(2016, 6, 24))[0]
     names = ["lst", "albedo", "ndvi", "dem", "aspect"]
-    calls: list[list[str]] = []
-    read = zarr_reads.read_selections
-
-    def recording(ds, reads):
-        calls.append(sorted(name for name, _ in reads.values()))
-        return read(ds, reads)
-
-    monkeypatch.setattr(zarr_reads, "read_selections", recording)
+    calls = read_calls
     got = block_table(tiny_twin.cube, "table-reads", period, names, 72, 144, 72, 144, {})  # not at the origin
     assert calls == [sorted([*names, "land_mask", "smap_sm"])]  # one call, land and SMAP too
     sub = cube.isel(y=slice(72, 144), x=slice(72, 144), cy=slice(2, 4), cx=slice(2, 4))
@@ -176,3 +167,30 @@ def test_blocks_go_to_the_workers_in_turn_in_time_order_and_read_ahead_only_from
         want = [order[k + 2] if ahead and k + 2 < 6 else None for k in range(6)]
         assert [j.ahead for j, _ in placed] == want
         assert all(j.ahead is None or j.ahead.ahead is None for j, _ in placed)
+
+
+def test_a_chunk_lost_under_a_sample_tables_days_is_an_error_and_only_fill_chunks_are_looked_up(
+        tiny_twin, tmp_path, monkeypatch):
+    """Daily layers read at integer positions (an orthogonal selection over two time chunks) with
+    the second chunk gone: the table fails naming it. Chunks that read as data are not looked up."""
+    from dsm.periods import periods
+    from dsm.sample_tables import block_table
+
+    url = tmp_path / "cube.zarr"
+    shutil.copytree(tiny_twin.cube.url, url)
+    ref = StoreRef.of(str(url))
+    period = periods(dt.date(2016, 6, 9), dt.date(2016, 6, 24))[0]
+    looked: list[str] = []
+    only_fill = zarr_reads._only_fill
+
+    def recording(part, fill):
+        found = only_fill(part, fill)
+        looked.append(found)
+        return found
+
+    monkeypatch.setattr(zarr_reads, "_only_fill", recording)
+    table = block_table(ref, "lost-daily", period, ["lst", "ndvi", "dem"], 0, 72, 72, 144, {})
+    assert len(table) and looked and not any(looked)  # every chunk read as data: none looked up
+    (url / "lst" / "c" / "1" / "0" / "1").unlink()  # days 8-15 of the period's 0-15
+    with pytest.raises(StoreError, match=r"lst: chunk c/1/0/1 is missing although it was written"):
+        block_table(ref, "lost-daily-2", period, ["lst", "ndvi", "dem"], 0, 72, 72, 144, {})
