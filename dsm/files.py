@@ -82,8 +82,9 @@ def local_copies(urls: Sequence[str], storage_options: Mapping[str, Any]) -> Ite
     failed: list[FileReport] = []
     with tempfile.TemporaryDirectory(prefix="dsm-ingest-") as tmp:
         for i, url in enumerate(urls):
-            if is_local(url):
-                paths[url] = url.removeprefix("file://")
+            ref = StoreRef(url)
+            if ref.is_local:
+                paths[url] = ref.local_path
                 continue
             target = os.path.join(tmp, str(i), posixpath.basename(url))
             os.makedirs(os.path.dirname(target))

@@ -70,7 +70,7 @@ def _station_paths(ref: StoreRef) -> Iterator[tuple[list[tuple[str, str]], dict[
     remote files are matched by :func:`dsm.files.expand` and
     :func:`~dsm.files.local_copies` (the station readers need local files)."""
     if ref.is_local:
-        local = ref.url.removeprefix("file://")
+        local = ref.local_path
         yield [(p, p) for p in (sorted(glob.glob(local)) if glob.has_magic(local) else [local])], {}
         return
     options = dict(ref.options)

@@ -88,6 +88,19 @@ class StoreRef:
         return "://" not in self.url or self.url.startswith("file://")
 
     @property
+    def local_path(self) -> str:
+        """The local path of a local :attr:`url` (``file://`` removed).
+
+        Raises
+        ------
+        ValueError
+            The URL is remote.
+        """
+        if not self.is_local:
+            raise ValueError(f"{self.url} is not a local path")
+        return self.url.removeprefix("file://")
+
+    @property
     def zarr_options(self) -> dict[str, Any] | None:
         """The ``storage_options`` to give zarr or xarray: None for a plain local path (zarr's
         local store takes none), else a copy of :attr:`options` (None when empty)."""

@@ -44,6 +44,9 @@ def test_zarr_gets_no_options_for_a_plain_local_path():
     assert StoreRef("s3://bucket/cube.zarr").zarr_options is None
     assert StoreRef("/data/cube.zarr").is_local and StoreRef("file:///data/cube.zarr").is_local
     assert not StoreRef("s3://bucket/cube.zarr").is_local
+    assert StoreRef("/data/cube.zarr").local_path == StoreRef("file:///data/cube.zarr").local_path == "/data/cube.zarr"
+    with pytest.raises(ValueError, match="not a local path"):
+        StoreRef("s3://bucket/cube.zarr").local_path  # noqa: B018
 
 
 def test_derived_locations_keep_the_options():

@@ -241,7 +241,7 @@ def export_timeseries(pairs: pd.DataFrame, stations: pd.DataFrame, out: StoreRef
         ``{"files": [...], "zip": path, "metadata": path, "stations": path}`` (under ``out``).
     """
     if out.is_local:
-        return _write_timeseries(pairs, stations, Path(out.url.removeprefix("file://")), dataset, units, depth)
+        return _write_timeseries(pairs, stations, Path(out.local_path), dataset, units, depth)
     fs, base = out.fs()
     with tempfile.TemporaryDirectory(prefix="dsm-timeseries-") as tmp:
         local = _write_timeseries(pairs, stations, Path(tmp), dataset, units, depth)
