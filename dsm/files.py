@@ -153,8 +153,8 @@ def write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
 
 
 def write_all(fs: fsspec.AbstractFileSystem, contents: Mapping[str, bytes]) -> None:
-    """Write every ``path -> data`` of ``contents`` to ``fs`` whole (local parent folders
-    created); on object storage in one batch of concurrent requests (``fs.pipe``)."""
+    """Write every ``path -> data`` of ``contents`` to ``fs``, each file whole (local parent
+    folders created); on object storage in one batch of concurrent requests (``fs.pipe``)."""
     if isinstance(fs, LocalFileSystem):
         for path, data in contents.items():
             write_bytes(fs, path, data)

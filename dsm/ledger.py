@@ -37,7 +37,6 @@ from typing import Any
 
 import fsspec
 import zarr
-from fsspec.implementations.local import LocalFileSystem
 
 from dsm import files, products, store
 from dsm.errors import StoreError, StoreNotFoundError
@@ -314,12 +313,7 @@ def read(ref: StoreRef, attrs: Mapping[str, Any] | None = None) -> ProductsLedge
 def _write_objects(fs: fsspec.AbstractFileSystem, blobs: Mapping[str, bytes | None]) -> None:
     """Write (None: delete) each object whole; on object storage in one concurrent batch."""
     gone = [p for p, b in blobs.items() if b is None]
-    put = {p: b for p, b in blobs.items() if b is not None}
-    if isinstance(fs, LocalFileSystem):
-        for p, b in put.items():
-            files.write_bytes(fs, p, b)
-    elif put:
-        fs.pipe(put)  # each object one PUT: all-or-nothing
+    files.write_all(fs, {p: b for p, b in blobs.items() if b is not None})  # each object one PUT: all-or-nothing
     for p in gone:
         if fs.exists(p):
             fs.rm(p)

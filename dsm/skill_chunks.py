@@ -43,13 +43,13 @@ KEEP_SHARE = 0.25
 """The share of a process's memory pass 1 may fill with arrays kept for pass 2 (the default
 ``keep_bytes`` of :func:`dsm.skill.skill`)."""
 PERIOD_MAPS = ("product", *BASELINES)
+"""The maps of the per-period scores: the first product (named ``product``) and the baselines."""
 
 
 def keep_share(limit: int, available: int, sharing: int = 1) -> int:
     """The default ``keep_bytes`` of a process: :data:`KEEP_SHARE` of its memory ``limit`` (0:
     none), else of the ``available`` memory split among the ``sharing`` processes that use it."""
     return int(KEEP_SHARE * (limit or available // max(sharing, 1)))
-"""The maps of the per-period scores: the first product (named ``product``) and the baselines."""
 
 
 @dataclass(frozen=True)

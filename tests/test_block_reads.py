@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 import shutil
 import threading
 
@@ -153,8 +154,9 @@ def test_blocks_go_to_the_workers_in_turn_in_time_order_and_read_ahead_only_from
 
     def jobs(cube: str) -> dict[int, list[BlockJob]]:
         ref = StoreRef.of(cube)
-        return {t0: [BlockJob(ref, ref, ref, "turn", t0, t0 + 8, y0, y0 + 72, 0, 72, ()) for y0 in (0, 72, 144)]
-                for t0 in (0, 8)}
+        return {t0: [BlockJob(ref, ref, ref, "turn", t0, t0 + 8, y0, y0 + 72, 0, 72, (),
+                              cells=f"cell means {t0} {y0}")  # type: ignore[arg-type]  # a stand-in
+                     for y0 in (0, 72, 144)] for t0 in (0, 8)}
 
     for cube, ahead in (("s3://bucket/cube.zarr", True), ("/data/cube.zarr", False), ("file:///data/cube.zarr", False)):
         placed = _in_turn(client, jobs(cube))
@@ -163,10 +165,12 @@ def test_blocks_go_to_the_workers_in_turn_in_time_order_and_read_ahead_only_from
         assert [p["priority"] for _, p in placed] == [0, -1, -2, -3, -4, -5]  # the first submitted runs first
         assert [p["workers"] for _, p in placed] == [[workers[k % 2]] for k in range(6)]
         assert all(p["allow_other_workers"] for _, p in placed)
-        # each block names the one its worker takes next, without a chain of them
-        want = [order[k + 2] if ahead and k + 2 < 6 else None for k in range(6)]
+        # each block names the one its worker takes next, without a chain of them or its cell
+        # means (its reads need neither)
+        want = [replace(order[k + 2], cells=None) if ahead and k + 2 < 6 else None for k in range(6)]
         assert [j.ahead for j, _ in placed] == want
         assert all(j.ahead is None or j.ahead.ahead is None for j, _ in placed)
+        assert all(j.cells is not None for j, _ in placed)
 
 
 def test_a_chunk_lost_under_a_sample_tables_days_is_an_error_and_only_fill_chunks_are_looked_up(
@@ -180,7 +184,7 @@ def test_a_chunk_lost_under_a_sample_tables_days_is_an_error_and_only_fill_chunk
     shutil.copytree(tiny_twin.cube.url, url)
     ref = StoreRef.of(str(url))
     period = periods(dt.date(2016, 6, 9), dt.date(2016, 6, 24))[0]
-    looked: list[str] = []
+    looked: list[bool] = []
     only_fill = zarr_reads._only_fill
 
     def recording(part, fill):

@@ -322,8 +322,9 @@ def _in_turn(client: Client, jobs: Mapping[int, list[BlockJob]]) -> list[tuple[B
     workers = worker_addresses(client)
     n = len(workers)
     ahead = n > 0 and bool(order) and not order[0].cube.is_local
-    return [(replace(job, ahead=order[k + n] if ahead and k + n < len(order) else None), in_turn(workers, k))
-            for k, job in enumerate(order)]
+    # the next block's reads need neither its cell means nor a next block: not sent twice
+    return [(replace(job, ahead=replace(order[k + n], cells=None) if ahead and k + n < len(order) else None),
+             in_turn(workers, k)) for k, job in enumerate(order)]
 
 
 @dataclass
