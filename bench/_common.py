@@ -9,6 +9,7 @@ the machine facts every benchmark prints beside its figures.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import platform
 import statistics
@@ -22,6 +23,7 @@ import numpy as np
 import xarray as xr
 from distributed import Client, LocalCluster
 
+from dsm import cluster as dsm_cluster
 from dsm import config as config_mod
 from dsm.blocks import block_features
 from dsm.grid import Region
@@ -73,13 +75,22 @@ def ensure_twin(cfg: config_mod.Config, root: Path) -> bool:
 
 
 @contextmanager
-def local_cluster(n_workers: int = 2, profile: bool = True) -> Iterator[Client]:
+def local_cluster(n_workers: int = 2, profile: bool = True, environ: str = "dsm") -> Iterator[Client]:
     """A LocalCluster of ``n_workers`` single-threaded worker processes and its client; both
     are closed (workers terminated) on exit. ``profile=False`` turns off Dask's statistical
-    profiler on the workers (``distributed.worker.profile.enabled``)."""
+    profiler on the workers (``distributed.worker.profile.enabled``). ``environ``: ``"dsm"``
+    starts the workers as dsm does (:func:`dsm.cluster.local_cluster`), ``"dask"`` with Dask's
+    own worker environment only (without :data:`dsm.cluster.WORKER_ENVIRON`, also removed from
+    this process's environment, where an earlier nanny put it and which a worker inherits)."""
+    if environ not in ("dsm", "dask"):
+        raise ValueError(f"environ must be 'dsm' or 'dask', got {environ!r}")
+    if environ == "dask":
+        for name in dsm_cluster.WORKER_ENVIRON:
+            os.environ.pop(name, None)
+    start = (functools.partial(dsm_cluster.local_cluster, n_workers, 1) if environ == "dsm" else
+             functools.partial(LocalCluster, n_workers=n_workers, threads_per_worker=1, processes=True))
     with dask.config.set({"distributed.worker.profile.enabled": profile}), \
-            LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
-            Client(cl) as c:
+            start(dashboard_address=":0") as cl, Client(cl) as c:
         yield c
 
 

@@ -62,8 +62,9 @@ def _local_search(client: Any, name: str, X: Any, y: Any, grid: Any, folds: int 
 
 def _train_cluster(cfg: Any, names: list[str], one_task_max: int) -> tuple[float, dict[str, Any]]:
     """Wall time of training ``names`` on a fresh 2-worker LocalCluster, and the chosen models."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
+    from dsm.cluster import local_cluster
     from dsm.models.search import search
     from dsm.stages.train import train
 
@@ -72,8 +73,7 @@ def _train_cluster(cfg: Any, names: list[str], one_task_max: int) -> tuple[float
         return search(client, name, X, y, grid, folds, seed, device, one_task_max=one_task_max)
 
     shutil.rmtree(str(cfg.stores.models), ignore_errors=True)  # the bench's own store: every run starts empty
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
-            Client(cl) as client:
+    with local_cluster(2, 1, dashboard_address=":0") as cl, Client(cl) as client:
         client.run(lambda: None)  # workers up before timing
         t0 = time.perf_counter()
         report = train(cfg, client, force=True, only=names, search_fn=run_search)

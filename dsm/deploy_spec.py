@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from dsm.cluster import WORKER_ENVIRON
 from dsm.errors import ConfigError
 from dsm.k8s_resources import Resources, dask_memory_limit
 
@@ -195,6 +196,9 @@ def worker_spec(spec: DeploySpec, replicas: int, gpu: bool = False) -> dict[str,
         Number of worker pods.
     gpu
         GPU workers (``spec.gpu_worker`` sizes, node selector, toleration) instead of CPU ones.
+
+    The worker container's environment holds :data:`dsm.cluster.WORKER_ENVIRON`, which the
+    worker process needs from its start (the nanny spawns it with the container's environment).
     """
     res = spec.gpu_worker if gpu else spec.worker
     image = spec.cuda_image if gpu else spec.image
@@ -202,6 +206,7 @@ def worker_spec(spec: DeploySpec, replicas: int, gpu: bool = False) -> dict[str,
     pod = out["spec"]
     (c,) = pod["containers"]
     c.update(args=worker_args(res, gpu=gpu), imagePullPolicy=spec.image_pull_policy,
+             env=[{"name": k, "value": v} for k, v in WORKER_ENVIRON.items()],  # before the worker process starts
              envFrom=env_from(spec.secrets), securityContext=container_security(),
              volumeMounts=[{"name": "scratch", "mountPath": SCRATCH_MOUNT}])  # fmt: skip
     pod["securityContext"] = pod_security()

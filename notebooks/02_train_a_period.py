@@ -23,10 +23,11 @@ import tempfile
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from distributed import Client, LocalCluster
+from distributed import Client
 
 import dsm.cube
 from dsm import config as dsm_config
+from dsm.cluster import local_cluster
 from dsm.models.period import fit_period, period_split
 from dsm.periods import periods
 from dsm.samples import sample_graph
@@ -35,7 +36,8 @@ from dsm.testing import make_synthetic_cube
 root = tempfile.mkdtemp(prefix="dsm-nb-")
 stores = make_synthetic_cube(root, size="tiny")
 ds = dsm.cube.open_cube(stores.cube)
-cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0")
+# as dsm starts its workers (dsm.cluster.WORKER_ENVIRON: numpy temporaries from the heap)
+cluster = local_cluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0")
 client = Client(cluster)
 print("dashboard:", client.dashboard_link)
 

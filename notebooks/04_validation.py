@@ -35,7 +35,7 @@ import tempfile
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from distributed import Client, LocalCluster
+from distributed import Client
 from IPython.display import Image, display
 
 import dsm.analysis
@@ -46,11 +46,13 @@ import dsm.stages.validate
 from dsm import products, store
 from dsm.blocks import residual_correct
 from dsm.chain import config_or_demo
+from dsm.cluster import local_cluster
 from dsm.storeref import StoreRef
 
 CONFIG_PATH = os.environ.get("DSM_NOTEBOOK_CONFIG")  # or e.g. "work/demo/config.yaml"; stores may be s3://
 
-cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0")
+# as dsm starts its workers (dsm.cluster.WORKER_ENVIRON: numpy temporaries from the heap)
+cluster = local_cluster(n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0")
 client = Client(cluster)
 # without a configuration: the configuration `dsm demo --size tiny` writes, made quicker (one
 # hyperparameter candidate per model, 2 CV folds, no pooled model), its stores in a temporary

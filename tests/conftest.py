@@ -56,11 +56,13 @@ def s3():
 
 @pytest.fixture(scope="module")
 def client():
-    """A LocalCluster of two worker processes (one thread each) and its client, per test module."""
-    from distributed import Client, LocalCluster
+    """A LocalCluster of two worker processes (one thread each), started as dsm starts one
+    (:func:`dsm.cluster.local_cluster`), and its client, per test module."""
+    from distributed import Client
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as c:
+    from dsm.cluster import local_cluster
+
+    with local_cluster(2, 1, dashboard_address=":0") as cluster, Client(cluster) as c:
         yield c
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dask
 import numpy as np
 import pytest
+from distributed import Client, LocalCluster
 
 from dsm import cluster, cube
 from dsm.config import ClusterConfig
@@ -23,6 +25,48 @@ def test_local_cluster_runs_the_cube_summary_on_its_workers(tiny_twin):
         assert int(land) == int((ds["land_mask"].values == 1).sum())
         assert sum(client.run(lambda: 1).values()) == 2
     assert client.status == "closed"
+
+
+def _mapped_blocks_for(nbytes: int) -> int:
+    """How many more blocks glibc has mapped (``mallinfo2().hblks``) while this process holds an
+    array of ``nbytes`` made after one of the same size was freed: 1 when it got its own
+    ``mmap`` (as every array then does), 0 when it came from the heap."""
+    import ctypes
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                   "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = MallInfo2
+    del_first = np.ones(nbytes, np.uint8)  # noqa: F841 - freed below: glibc's adaptive threshold learns from it
+    del del_first
+    before = libc.mallinfo2().hblks
+    held = np.ones(nbytes, np.uint8)
+    during = libc.mallinfo2().hblks
+    del held
+    return int(during - before)
+
+
+@pytest.mark.timeout(180)
+def test_workers_take_arrays_from_the_heap(monkeypatch):
+    ctypes = pytest.importorskip("ctypes")
+    if not hasattr(ctypes.CDLL(None), "mallinfo2"):
+        pytest.skip("needs glibc >= 2.33 (mallinfo2) to see where an allocation comes from")
+    nbytes = 4 * 2**20  # a layer of a 144 x 144 x 8-day block in float64 is 1.3 MB, a skill chunk's 5 MB
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)  # an earlier nanny may have set it here
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
+            Client(lc) as plain:  # Dask's own worker environment: MALLOC_TRIM_THRESHOLD_ only
+        assert "MALLOC_TRIM_THRESHOLD_" in next(iter(plain.run(lambda: dict(__import__("os").environ)).values()))
+        assert set(plain.run(_mapped_blocks_for, nbytes).values()) == {1}, "each array mapped and unmapped"
+    with cluster.connect(ClusterConfig(n_workers=2, threads_per_worker=1)) as client:
+        environs = client.run(lambda: dict(__import__("os").environ)).values()
+        assert all(e["MALLOC_MMAP_THRESHOLD_"] == cluster.WORKER_ENVIRON["MALLOC_MMAP_THRESHOLD_"] for e in environs)
+        assert all("MALLOC_TRIM_THRESHOLD_" in e for e in environs)  # Dask's own still there
+        assert set(client.run(_mapped_blocks_for, nbytes).values()) == {0}
+    with dask.config.set({f"{cluster.PRE_SPAWN_ENVIRON}.MALLOC_MMAP_THRESHOLD_": "1048576"}):  # configured: wins
+        monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+        assert cluster.worker_environ()["MALLOC_MMAP_THRESHOLD_"] == "1048576"
 
 
 @pytest.mark.cluster

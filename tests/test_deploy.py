@@ -42,6 +42,7 @@ from packaging.utils import canonicalize_name
 from dsm import config as config_mod
 from dsm import deploy
 from dsm.cli import main as dsm_cli
+from dsm.cluster import WORKER_ENVIRON
 from dsm.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -276,6 +277,14 @@ def test_worker_threads_and_memory_limit_follow_the_container_limits(where: str,
             assert any(t["key"] == "nvidia.com/gpu" and t["effect"] == "NoSchedule" for t in pod["tolerations"])
         else:
             assert not params["resources"] and "tolerations" not in pod
+
+
+@pytest.mark.parametrize(("where", "doc"), DASK, ids=_ids(DASK))
+def test_workers_start_with_dsms_worker_environment(where: str, doc: dict[str, Any]) -> None:
+    workers = [c for role, _, c in containers(doc) if role == "worker"]
+    assert workers
+    for c in workers:
+        assert {e["name"]: e["value"] for e in c["env"] if "value" in e} == WORKER_ENVIRON
 
 
 @pytest.mark.parametrize(("where", "doc"), PODS, ids=_ids(PODS))
@@ -621,8 +630,10 @@ def test_helm_values_size_workers_from_their_limits() -> None:
         assert w["image"]["tag"].endswith("-cuda") == bool(gpus)
         pod = _chart_pod(w, [w["image"]["dask_worker"], *args])
         validate_k8s({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "w"}, "spec": pod})
+        plain = {e["name"]: e["value"] for e in w["env"] if "value" in e}
+        assert plain == WORKER_ENVIRON, "every worker starts with dsm's worker environment, and no other plain value"
         for e in w["env"]:
-            assert set(e) == {"name", "valueFrom"} and "secretKeyRef" in e["valueFrom"]
+            assert "value" in e or (set(e) == {"name", "valueFrom"} and "secretKeyRef" in e["valueFrom"])
     s = values["scheduler"]
     scheduler = {"containers": [{"name": "s", "image": f"{s['image']['repository']}:{s['image']['tag']}",
                                  "args": ["dask-scheduler"], "resources": s["resources"]}],
