@@ -10,11 +10,20 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import pandas as pd
 
 from dsm.storeref import StoreRef
+
+
+class Pending(Protocol):
+    """Bytes to come (a Dask future): ``result()`` waits for them, or raises the error that
+    made them."""
+
+    def result(self) -> Any: ...
 
 FIGURES: dict[str, str] = {
     "model_scores_per_period": "Model R and RMSE per period",
@@ -87,7 +96,7 @@ class Report:
     """The parts of a report, in order; rendered by :meth:`html`."""
 
     title: str
-    parts: list[str] = field(default_factory=list)
+    parts: list[str | Callable[[], str]] = field(default_factory=list)
     figures: dict[str, str] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
@@ -101,13 +110,17 @@ class Report:
         cls = f' class="{names}"' if names else ""
         self.parts.append(f"<p{cls}>{html.escape(text)}</p>")
 
-    def figure(self, key: str, png: bytes, caption: str) -> None:
-        """Embed a PNG as base64."""
-        data = base64.b64encode(png).decode("ascii")
+    def figure(self, key: str, png: bytes | Pending, caption: str) -> None:
+        """Embed a PNG as base64: its bytes, or bytes to come (:meth:`FigureDir.draw` on a
+        cluster), taken when the page is rendered (:meth:`html`)."""
         self.figures[key] = caption
-        self.parts.append(f'<figure data-figure="{key}"><img alt="{html.escape(FIGURES.get(key, key))}" '
-                          f'src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption>'
-                          "</figure>")
+
+        def part() -> str:
+            data = base64.b64encode(png if isinstance(png, bytes) else png.result()).decode("ascii")
+            return (f'<figure data-figure="{key}"><img alt="{html.escape(FIGURES.get(key, key))}" '
+                    f'src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+
+        self.parts.append(part)
 
     def table(self, key: str, frame: pd.DataFrame, caption: str | None = None, index: bool = False) -> None:
         """Add a table, all its rows (numbers with 4 significant decimals, NaN as an em dash)."""
@@ -127,14 +140,25 @@ class Report:
         return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                 f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>"
                 f"<h1>{html.escape(self.title)}</h1><p>Generated {now} by dsm.</p>"
-                + "\n".join(self.parts) + "</body></html>\n")
+                + "\n".join(p if isinstance(p, str) else p() for p in self.parts) + "</body></html>\n")
 
 
 @dataclass(frozen=True)
 class FigureDir:
-    """Where the report's figures go: a folder (local path or fsspec URL, with its options)."""
+    """Where the report's figures go: a folder (local path or fsspec URL, with its options), and
+    where they are drawn: here, or, with ``submit`` (a Dask client's ``submit``), on its workers."""
 
     root: StoreRef
+    submit: Callable[..., Pending] | None = None
+
+    def draw(self, name: str, fn: Callable[..., str], *args: Any, **kwargs: Any) -> bytes | Pending:
+        """Draw the figure file ``name`` with ``fn(*args, dest=self.ref(name), **kwargs)`` (a figure
+        function of :mod:`dsm.figures`: it writes the PNG and returns its URL) and return the PNG's
+        bytes for :meth:`Report.figure`: drawn here, or with ``submit`` by a task on a worker, so
+        the figures are drawn side by side while this process goes on (the bytes to come)."""
+        if self.submit is None:
+            return draw_png(self, name, fn, args, kwargs)
+        return self.submit(draw_png, FigureDir(self.root), name, fn, args, kwargs, pure=False)
 
     def ref(self, name: str) -> StoreRef:
         """The location of the figure file ``name`` (the folder's options)."""
@@ -145,3 +169,9 @@ class FigureDir:
         return it), read with the folder's options (to embed in the report)."""
         fs, path = self.root.at(url).fs()
         return bytes(fs.cat_file(path))
+
+
+def draw_png(figs: FigureDir, name: str, fn: Callable[..., str], args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> bytes:
+    """:meth:`FigureDir.draw` in this process (a worker's task with ``submit``): the PNG's bytes."""
+    return figs.png(fn(*args, dest=figs.ref(name), **kwargs))

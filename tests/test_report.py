@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from distributed import get_task_stream
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from dsm.config import from_dict
@@ -58,7 +59,11 @@ def report(tiny_twin, tmp_path_factory, client):
     trained = train(cfg, client)
     assert trained.failed == {} and len(trained.trained) == 3
     twin = twin_skill_of(cfg, client)  # once, on the workers: the validation's period table and the report's
-    path = run_report(cfg, client, run_validate(cfg, client, twin=twin), twin=twin)
+    validation = run_validate(cfg, client, twin=twin)
+    with get_task_stream(client) as stream:
+        path = run_report(cfg, client, validation, twin=twin)
+    drawn = [t["key"] for t in stream.data if str(t["key"]).startswith("draw_png-")]
+    assert len(drawn) == len(FIGURES), "every figure drawn by a task on the workers"
     return Path(path), root
 
 
@@ -105,6 +110,8 @@ def test_report_has_every_figure_and_table_embedded(report):
     assert "<script" not in text and not re.search(r'(src|href)="(https?:)?//', text)
     contents = json.loads((root / "validation" / "report_contents.json").read_text())
     assert set(contents["figures"]) == set(FIGURES)
+    for key, data in figs.items():  # the PNG files the workers wrote are those embedded
+        assert (root / "validation" / "figures" / f"{key}.png").read_bytes() == base64.b64decode(data), key
 
 
 def test_report_numbers_match_the_written_tables(report):

@@ -92,11 +92,11 @@ def _section_models(rep: Report, cards: list[PeriodCard], pooled: PooledCard | N
              "is the period's model. Periods with too few samples reuse another period's model.")
     rep.table("period_table", period_table(cards))
     rep.figure("model_scores_per_period",
-               figs.png(figures.model_scores_per_period(cards, figs.ref("model_scores_per_period.png"))),
+               figs.draw("model_scores_per_period.png", figures.model_scores_per_period, cards),
                "Train (dashed) and test (solid) R and RMSE of every model per period; circles: chosen model.")
     t4 = table4(cards, pooled)
     rep.table("table4", t4.reset_index())
-    rep.figure("table4", figs.png(figures.table4_figure(t4, figs.ref("table4.png"))),
+    rep.figure("table4", figs.draw("table4.png", figures.table4_figure, t4),
                "Mean over trained periods of the train and test R and RMSE (Table 4 of Rao et al., 2022).")
     sc = analysis.split_comparison(cards)
     if sc.empty:
@@ -146,7 +146,7 @@ def _section_twin(rep: Report, config: Config, result: ValidationResult, figs: F
         return
     rep.table("twin_skill_periods", bias_headers(result.period_skill))
     rep.figure("skill_periods",
-               figs.png(figures.skill_periods_figure(result.period_skill, figs.ref("skill_periods.png"))),
+               figs.draw("skill_periods.png", figures.skill_periods_figure, result.period_skill),
                "RMSE against the truth and mean within-cell R per period for the product and the baselines.")
 
 
@@ -176,7 +176,7 @@ def _section_insitu(rep: Report, result: ValidationResult, weather: pd.DataFrame
         rep.missing("site_scatter", "no station-day pairs")
         rep.missing("site_timeseries", "no station-day pairs")
         return
-    rep.figure("site_scatter", figs.png(figures.site_scatter(result.pairs, sc, figs.ref("site_scatter.png"))),
+    rep.figure("site_scatter", figs.draw("site_scatter.png", figures.site_scatter, result.pairs, sc),
                "1 km product against the in situ daily mean per site, with R, RMSE, ubRMSE, bias (map − "
                "reference) and n.")
     precip = {}
@@ -184,8 +184,8 @@ def _section_insitu(rep: Report, result: ValidationResult, weather: pd.DataFrame
         scored = result.stations.loc[result.stations["status"] == "scored"]
         precip = nearest_weather(scored, weather, max_km)
     rep.figure("site_timeseries",
-               figs.png(figures.site_timeseries(result.pairs, figs.ref("site_timeseries.png"), result.products,
-                                                precip)),
+               figs.draw("site_timeseries.png", figures.site_timeseries, result.pairs,
+                         products=result.products, precip=precip),
                "In situ daily means (dots), the 1 km product, SMAP 36 km and other products; bars: daily "
                f"precipitation of the nearest weather station within {max_km:g} km.")
 
@@ -196,12 +196,12 @@ def _section_maps(rep: Report, means_ref: StoreRef, region_box: tuple[float, flo
     means = xr.open_zarr(means_ref.url, consolidated=False, storage_options=means_ref.zarr_options)
     monthly = means["sm_monthly"].load()
     annual = means["sm_annual"].load()
-    rep.figure("monthly_maps", figs.png(figures.map_panels(monthly, figs.ref("monthly_maps.png"), "month",
-                                                      "Monthly mean soil moisture", points=points)),
+    rep.figure("monthly_maps", figs.draw("monthly_maps.png", figures.map_panels, monthly, dim="month",
+                                               title="Monthly mean soil moisture", points=points),
                f"Mean of the daily 1 km maps per calendar month. Stored with the annual and multi-year daily means "
                f"in {means_ref}.")
-    rep.figure("annual_maps", figs.png(figures.map_panels(annual, figs.ref("annual_maps.png"), "year",
-                                                     "Annual mean soil moisture", fmt="%Y")),
+    rep.figure("annual_maps", figs.draw("annual_maps.png", figures.map_panels, annual, dim="year",
+                                              title="Annual mean soil moisture", fmt="%Y"),
                "Mean of the daily 1 km maps per year.")
     table = pd.DataFrame({"month": pd.DatetimeIndex(monthly["month"].values).strftime("%Y-%m"),
                           "mean_sm": _regional_means(monthly),
@@ -209,7 +209,7 @@ def _section_maps(rep: Report, means_ref: StoreRef, region_box: tuple[float, flo
     rep.table("monthly_means", table)
     daily = means["sm_daily_mean"]
     clim = pd.Series(_regional_means(daily), index=daily["dayofyear"].values)  # summed where the maps are
-    rep.figure("daily_mean", figs.png(_daily_mean_png(clim, figs.ref("daily_mean.png"))),
+    rep.figure("daily_mean", figs.draw("daily_mean.png", _daily_mean_png, clim),
                "Regional average of the multi-year daily mean map for each day of the year.")
     if region_box is None:
         rep.missing("subset_maps", "no validation.box configured")
@@ -224,8 +224,8 @@ def _section_maps(rep: Report, means_ref: StoreRef, region_box: tuple[float, flo
             rep.heading("Regional subset view", 3)
             rep.text(f"Box lon {region_box[0]}..{region_box[2]}, lat {region_box[1]}..{region_box[3]}: "
                      f"{sub.sizes['y']} x {sub.sizes['x']} pixels of 1 km.")
-            rep.figure("subset_maps", figs.png(figures.map_panels(sub, figs.ref("subset_maps.png"), "month",
-                                                             "Monthly mean soil moisture in the box")),
+            rep.figure("subset_maps", figs.draw("subset_maps.png", figures.map_panels, sub, dim="month",
+                                                      title="Monthly mean soil moisture in the box"),
                        "Monthly mean maps cut to the configured box.")
             rep.table("subset", pd.DataFrame({"month": pd.DatetimeIndex(sub["month"].values).strftime("%Y-%m"),
                                               "mean_sm": _regional_means(sub)}))
@@ -263,7 +263,7 @@ def _section_importance(rep: Report, cards: list[PeriodCard], figs: FigureDir) -
     rep.text("RF: mean decrease in impurity; XGB: total gain; each normalised to sum 1 within a period, then "
              "mean and standard deviation over trained periods (reused periods not counted twice).")
     rep.table("importance", summary.reset_index())
-    rep.figure("importance", figs.png(figures.importance_bars(summary, figs.ref("importance.png"))),
+    rep.figure("importance", figs.draw("importance.png", figures.importance_bars, summary),
                "Mean importance over periods with ± one standard deviation.")
 
 
@@ -291,7 +291,7 @@ def _section_partial(rep: Report, config: Config, v: Any, weather: pd.DataFrame 
     rep.table("partial_correlation", table.drop(columns=["x", "y"]))
     bg = background.mean("month") if background is not None and background.sizes.get("month", 0) else None
     rep.figure("partial_correlation_map",
-               figs.png(figures.partial_correlation_map(table, figs.ref("partial_correlation_map.png"), bg)),
+               figs.draw("partial_correlation_map.png", figures.partial_correlation_map, table, background=bg),
                "Significance classes of the partial correlations at the weather stations over the mean SM map.")
 
 
@@ -328,7 +328,7 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
     v = stations_config(config)
     out = config.stores.at(str(v.out))
     output = config.stores.ref("output")
-    figs = FigureDir(out.join("figures"))
+    figs = FigureDir(out.join("figures"), client.submit if client is not None else None)  # drawn on the workers
     check()
     fs, root = figs.root.fs()
     files.make_folder(fs, root)
