@@ -23,26 +23,31 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PRE_SPAWN_ENVIRON = "distributed.nanny.pre-spawn-environ"
-WORKER_ENVIRON: dict[str, str] = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20)}
-"""Environment of the worker processes dsm starts, added to Dask's ``distributed.nanny.pre-spawn-environ``.
+WORKER_ENVIRON: dict[str, str] = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(64 * 2**20)}
+"""glibc's malloc thresholds for the worker processes dsm starts, in place of Dask's defaults.
 
-Dask starts its workers with ``MALLOC_TRIM_THRESHOLD_`` set (to hand freed memory back to the
-system). Setting any of glibc's malloc thresholds also fixes the one above which an allocation
-is a fresh ``mmap`` (128 KiB), instead of letting it grow with the sizes a process frees: every
-array over 128 KiB is then mapped, zero-filled page by page and unmapped again. dsm's tasks
-make many arrays of 0.1-30 MB (a block's layers, a skill chunk's maps), and were 1.7-2.4 times
-slower on Dask's workers than in a plain process (README "Performance"). With the threshold at
-glibc's largest on 64-bit systems (32 MiB) they come from the heap again, whose free top Dask's
-trim threshold still returns to the system. A value in Dask's configuration (``None`` removes
-it) or in the environment takes precedence, as for Dask's own variables; workers started
-outside dsm (``dask worker``, Kubernetes) need it in their environment (``dsm deploy`` sets it).
+Dask starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (to hand freed memory back to the
+system). Setting a threshold also stops glibc from adapting its mmap threshold, which stays at
+128 KiB: every larger array is then mapped, zero-filled page by page and unmapped again, and
+whatever else is freed at the top of the heap beyond 64 KiB is returned and faulted in again
+on the next allocation. dsm's tasks make many arrays of 0.1-30 MB and were 1.5-2.4 times slower
+on Dask's workers than in a plain process (README "Performance"). These are the values glibc's
+own adaptation reaches at most on 64-bit systems: arrays up to 32 MiB come from the heap, and
+its free top is returned beyond 64 MiB. A value configured in Dask (other than its default;
+``None`` removes it) or set in the environment takes precedence. Workers started outside dsm
+(``dask worker``, Kubernetes) need these in their environment (``dsm deploy`` sets them).
 """
 
 
 def worker_environ() -> dict[str, Any]:
-    """Dask's ``distributed.nanny.pre-spawn-environ`` with :data:`WORKER_ENVIRON` added (a value
-    configured for the same variable wins)."""
-    return {**WORKER_ENVIRON, **dask.config.get(PRE_SPAWN_ENVIRON, default={})}
+    """Dask's ``distributed.nanny.pre-spawn-environ`` with :data:`WORKER_ENVIRON` in place of
+    Dask's default values (a value configured otherwise wins)."""
+    configured = dict(dask.config.get(PRE_SPAWN_ENVIRON, default={}) or {})
+    defaults = dask.config.merge(*dask.config.defaults)
+    for key in PRE_SPAWN_ENVIRON.split("."):
+        defaults = defaults.get(key, {}) if isinstance(defaults, dict) else {}
+    chosen = {k: v for k, v in configured.items() if k not in WORKER_ENVIRON or v != defaults.get(k)}
+    return {**configured, **WORKER_ENVIRON, **chosen}
 
 
 def local_cluster(n_workers: int, threads_per_worker: int, **kwargs: Any) -> LocalCluster:

@@ -27,10 +27,11 @@ def test_local_cluster_runs_the_cube_summary_on_its_workers(tiny_twin):
     assert client.status == "closed"
 
 
-def _mapped_blocks_for(nbytes: int) -> int:
-    """How many more blocks glibc has mapped (``mallinfo2().hblks``) while this process holds an
-    array of ``nbytes`` made after one of the same size was freed: 1 when it got its own
-    ``mmap`` (as every array then does), 0 when it came from the heap."""
+def _where_arrays_go(nbytes: int) -> tuple[int, bool]:
+    """Where glibc puts an array of ``nbytes`` made after one of the same size was freed, in
+    this process: how many more blocks it has mapped while holding it (``mallinfo2().hblks``; 1:
+    the array got its own ``mmap``, 0: it came from the heap), and whether the heap kept its size
+    once the array was freed (False: its free top went back to the system, to be faulted in again)."""
     import ctypes
 
     class MallInfo2(ctypes.Structure):
@@ -39,13 +40,13 @@ def _mapped_blocks_for(nbytes: int) -> int:
 
     libc = ctypes.CDLL(None)
     libc.mallinfo2.restype = MallInfo2
-    del_first = np.ones(nbytes, np.uint8)  # noqa: F841 - freed below: glibc's adaptive threshold learns from it
-    del del_first
+    first = np.ones(nbytes, np.uint8)  # freed below: glibc's adaptive threshold learns from it
+    del first
     before = libc.mallinfo2().hblks
     held = np.ones(nbytes, np.uint8)
-    during = libc.mallinfo2().hblks
+    during = libc.mallinfo2()
     del held
-    return int(during - before)
+    return int(during.hblks - before), libc.mallinfo2().arena >= during.arena
 
 
 @pytest.mark.timeout(180)
@@ -54,19 +55,25 @@ def test_workers_take_arrays_from_the_heap(monkeypatch):
     if not hasattr(ctypes.CDLL(None), "mallinfo2"):
         pytest.skip("needs glibc >= 2.33 (mallinfo2) to see where an allocation comes from")
     nbytes = 4 * 2**20  # a layer of a 144 x 144 x 8-day block in float64 is 1.3 MB, a skill chunk's 5 MB
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)  # an earlier nanny may have set it here
+    for name in cluster.WORKER_ENVIRON:  # an earlier nanny may have set them here
+        monkeypatch.delenv(name, raising=False)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
-            Client(lc) as plain:  # Dask's own worker environment: MALLOC_TRIM_THRESHOLD_ only
-        assert "MALLOC_TRIM_THRESHOLD_" in next(iter(plain.run(lambda: dict(__import__("os").environ)).values()))
-        assert set(plain.run(_mapped_blocks_for, nbytes).values()) == {1}, "each array mapped and unmapped"
+            Client(lc) as plain:  # Dask's own worker environment
+        environ = next(iter(plain.run(lambda: dict(__import__("os").environ)).values()))
+        assert environ["MALLOC_TRIM_THRESHOLD_"] == "65536" and "MALLOC_MMAP_THRESHOLD_" not in environ
+        assert set(plain.run(_where_arrays_go, nbytes).values()) == {(1, True)}, "each array mapped and unmapped"
+    for name in cluster.WORKER_ENVIRON:  # that nanny set Dask's value here, and the environment wins
+        monkeypatch.delenv(name, raising=False)
     with cluster.connect(ClusterConfig(n_workers=2, threads_per_worker=1)) as client:
         environs = client.run(lambda: dict(__import__("os").environ)).values()
-        assert all(e["MALLOC_MMAP_THRESHOLD_"] == cluster.WORKER_ENVIRON["MALLOC_MMAP_THRESHOLD_"] for e in environs)
-        assert all("MALLOC_TRIM_THRESHOLD_" in e for e in environs)  # Dask's own still there
-        assert set(client.run(_mapped_blocks_for, nbytes).values()) == {0}
+        assert all(e[k] == v for e in environs for k, v in cluster.WORKER_ENVIRON.items())
+        assert all(e["OMP_NUM_THREADS"] == "1" for e in environs)  # Dask's other variables still there
+        assert set(client.run(_where_arrays_go, nbytes).values()) == {(0, True)}, "from the heap, which keeps it"
+    for name in cluster.WORKER_ENVIRON:
+        monkeypatch.delenv(name, raising=False)
     with dask.config.set({f"{cluster.PRE_SPAWN_ENVIRON}.MALLOC_MMAP_THRESHOLD_": "1048576"}):  # configured: wins
-        monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
         assert cluster.worker_environ()["MALLOC_MMAP_THRESHOLD_"] == "1048576"
+        assert cluster.worker_environ()["MALLOC_TRIM_THRESHOLD_"] == cluster.WORKER_ENVIRON["MALLOC_TRIM_THRESHOLD_"]
 
 
 @pytest.mark.cluster
