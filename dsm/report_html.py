@@ -25,6 +25,7 @@ class Pending(Protocol):
 
     def result(self) -> Any: ...
 
+
 FIGURES: dict[str, str] = {
     "model_scores_per_period": "Model R and RMSE per period",
     "table4": "Table 4 summary",
