@@ -36,7 +36,7 @@ lint: setup  ## ruff and mypy on dsm/ (configured in pyproject.toml); part of `m
 	$(BIN)/ruff check dsm
 	$(BIN)/mypy dsm
 
-bench: setup  ## run the benchmarks (figures printed as ratios; about 25 minutes on 2 cores)
+bench: setup  ## run the benchmarks (figures printed as ratios; about 35 minutes on 2 cores)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[bench]"
 	$(BIN)/python bench/cube_io.py
 	$(BIN)/python bench/train.py
@@ -46,6 +46,8 @@ bench: setup  ## run the benchmarks (figures printed as ratios; about 25 minutes
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/scaling.py
 	$(BIN)/python bench/compiled.py
+	$(BIN)/python bench/object_store.py
+	$(BIN)/python bench/worker_environ.py
 
 notebooks: setup  ## open the notebooks (jupytext .py files) in JupyterLab
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[notebooks]"
