@@ -1,9 +1,11 @@
 """Workers started as dsm starts them against workers with Dask's own environment only.
 
-Dask starts its worker processes with ``MALLOC_TRIM_THRESHOLD_`` set, which fixes glibc's mmap
-threshold at 128 KiB: every larger array is then mapped, zero-filled page by page and unmapped
-again. dsm adds ``MALLOC_MMAP_THRESHOLD_`` (:data:`dsm.cluster.WORKER_ENVIRON`, glibc's largest
-value, 32 MiB) for the workers it starts (:func:`dsm.cluster.local_cluster`, ``dsm deploy``).
+Dask starts its worker processes with ``MALLOC_TRIM_THRESHOLD_=65536``, which stops glibc from
+adapting its malloc thresholds: every array over 128 KiB is then mapped, zero-filled page by page
+and unmapped again, and the heap's free top is handed back after every task. dsm starts its
+workers (:func:`dsm.cluster.local_cluster`, ``dsm deploy``) with ``MALLOC_MMAP_THRESHOLD_`` and
+``MALLOC_TRIM_THRESHOLD_`` at the largest values glibc's adaptation reaches, 32 and 64 MiB
+(:data:`dsm.cluster.WORKER_ENVIRON`).
 This benchmark runs the same work on fresh LocalClusters of ``--workers`` single-threaded
 workers started both ways (``dsm`` and ``dask``), in interleaved rounds, the order alternating:
 
@@ -59,7 +61,7 @@ def products_digest(cfg: config_mod.Config) -> str:
 
 
 def one_round(environ: str, workers: int, skill_args: dict[str, Any], scfg: config_mod.Config,
-              pcfg: config_mod.Config) -> dict[str, Any]:
+              predictors: tuple[str, ...], pcfg: config_mod.Config) -> dict[str, Any]:
     """Seconds of the skill, the tables and the prediction on one fresh cluster started
     ``environ``'s way, the workers' largest idle and peak RSS (MB), and what each produced."""
     with local_cluster(workers, profile=False, environ=environ) as c:
@@ -69,10 +71,8 @@ def one_round(environ: str, workers: int, skill_args: dict[str, Any], scfg: conf
         t0 = time.perf_counter()
         scores = skill(client=c, periods=True, **skill_args)
         t_skill = time.perf_counter() - t0
-        cube = open_cube(scfg.stores.ref("cube"))
-        predictors = model_predictors(scfg, cube)[0]
         t0 = time.perf_counter()
-        table = sample_table(scfg, c, cube, predictors, feature_names(predictors))
+        table = sample_table(scfg, c, open_cube(scfg.stores.ref("cube")), predictors, feature_names(predictors))
         t_tables = time.perf_counter() - t0
         t0 = time.perf_counter()
         predict(pcfg, c, overwrite=True)
@@ -97,6 +97,7 @@ def main() -> None:
     scfg, output = _stores(work / "validate", 0)
     skill_args = {"maps": scfg.stores.at(output), "truth": scfg.stores.ref("truth"), "cube": scfg.stores.ref("cube"),
                   "stations": read_twin_stations(scfg.stores.ref("stations").join("insitu.csv"))}
+    predictors = model_predictors(scfg, open_cube(scfg.stores.ref("cube")))[0]
     pcfg = method_config(work / "predict", args.size, "fusion", "none")
     ensure_twin(pcfg, work / "predict")
     train_models(pcfg)
@@ -108,7 +109,7 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {e: [] for e in ENVIRONS}
     for i in range(args.rounds):
         for environ in (ENVIRONS if i % 2 == 0 else ENVIRONS[::-1]):
-            r = one_round(environ, args.workers, skill_args, scfg, pcfg)
+            r = one_round(environ, args.workers, skill_args, scfg, predictors, pcfg)
             runs[environ].append(r)
             print(f"round {i + 1} {environ:4s}  skill {r['skill_s']:6.1f} s  tables {r['tables_s']:6.1f} s  "
                   f"predict {r['predict_s']:6.1f} s  "

@@ -42,10 +42,8 @@ its free top is returned beyond 64 MiB. A value configured in Dask (other than i
 def worker_environ() -> dict[str, Any]:
     """Dask's ``distributed.nanny.pre-spawn-environ`` with :data:`WORKER_ENVIRON` in place of
     Dask's default values (a value configured otherwise wins)."""
-    configured = dict(dask.config.get(PRE_SPAWN_ENVIRON, default={}) or {})
-    defaults = dask.config.merge(*dask.config.defaults)
-    for key in PRE_SPAWN_ENVIRON.split("."):
-        defaults = defaults.get(key, {}) if isinstance(defaults, dict) else {}
+    configured = dask.config.get(PRE_SPAWN_ENVIRON, default={})
+    defaults = dask.config.get(PRE_SPAWN_ENVIRON, default={}, config=dask.config.merge(*dask.config.defaults))
     chosen = {k: v for k, v in configured.items() if k not in WORKER_ENVIRON or v != defaults.get(k)}
     return {**configured, **WORKER_ENVIRON, **chosen}
 

@@ -51,7 +51,8 @@ def _where_arrays_go(nbytes: int) -> tuple[int, bool]:
 
 @pytest.mark.timeout(180)
 def test_workers_take_arrays_from_the_heap(monkeypatch):
-    ctypes = pytest.importorskip("ctypes")
+    import ctypes
+
     if not hasattr(ctypes.CDLL(None), "mallinfo2"):
         pytest.skip("needs glibc >= 2.33 (mallinfo2) to see where an allocation comes from")
     nbytes = 4 * 2**20  # a layer of a 144 x 144 x 8-day block in float64 is 1.3 MB, a skill chunk's 5 MB
