@@ -650,10 +650,12 @@ def test_the_client_receives_only_the_final_sums_of_each_pass(three, twin, clien
     urls = three["urls"]
     before = _sent_to_clients(client)
     there = skill(urls, twin["stores"].truth, twin["stores"].cube, n_boot=200, periods=True, client=client)
-    assert json.dumps(there) == json.dumps(skill(urls, twin["stores"].truth, twin["stores"].cube, n_boot=200,
-                                                 periods=True))
-    sent = [kv for w, log in _sent_to_clients(client).items() for kv in log[len(before.get(w, [])):]]
+    here = skill(urls, twin["stores"].truth, twin["stores"].cube, n_boot=200, periods=True)
     n_chunks = -(-45 // 8)
+    # the same sums; which chunks pass 2 read again depends on where Dask ran them (a stolen task reads again)
+    assert json.dumps({**there, "passes": None}) == json.dumps({**here, "passes": None})
+    assert there["passes"]["chunks"] == here["passes"]["chunks"] == n_chunks
+    sent = [kv for w, log in _sent_to_clients(client).items() for kv in log[len(before.get(w, [])):]]
     # the last fold of each pass, nothing of the chunks: pass 1's are per-pixel sums of every map
     assert sorted(k.split("-")[1] for k, _ in sent) == ["fold1", "fold2"], sent
     assert all(k.split("-")[2] == str(n_chunks - 1) for k, _ in sent), sent
