@@ -18,9 +18,17 @@ The same station-days calibrate ``sm_unc`` (:func:`calibrate_anomaly_sd`). The i
 36 km observes. With stations, ``s`` is chosen by split-conformal calibration on normalised
 scores: each station-day needs ``s_i^2 = (r_i / z)^2 - var_cell_i`` to be covered (``r`` the
 observation minus the map), and ``s^2`` is the ``ceil((n + 1) q) / n`` empirical quantile of
-those, so the interval covers the nominal share ``q`` of the station observations. Stations
-see the 1 km truth plus their own error, so the 1 km truth is covered at least as often.
+those, so the interval covers the nominal share ``q`` of the station observations.
 Leave-one-station-out coverage and a bootstrap interval over stations are recorded.
+
+Stations see the 1 km truth plus their own error, whose largest part is usually a constant
+offset: the probe's calibration and depth, and how its point differs from the 1 km pixel
+(Gruber et al. 2013). That is why in situ validation scores SMAP by the unbiased RMSE
+(Entekhabi et al. 2010). By default the same convention applies here: each station's mean
+residual is removed before the scores are formed (``offsets="remove"``, the residuals rescaled
+by ``sqrt(n_i / (n_i - 1))`` for the mean's own degree of freedom), so a station's offset does
+not widen every pixel's interval. With ``offsets="keep"`` the raw residuals calibrate, and the
+interval covers the station observations, so the 1 km truth at least as often.
 """
 
 from __future__ import annotations
@@ -32,8 +40,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.stats import norm
 
-__all__ = ["GainCalibration", "IntervalCalibration", "calibrate_anomaly_sd", "calibrate_gain", "conformal_variance",
-           "gain_slope"]
+__all__ = ["OFFSETS", "GainCalibration", "IntervalCalibration", "calibrate_anomaly_sd", "calibrate_gain",
+           "conformal_variance", "gain_slope", "without_station_offsets"]
 
 GAIN_BOUNDS: tuple[float, float] = (0.0, 2.0)  # the range of training.fusion.anomaly_gain
 
@@ -223,6 +231,10 @@ class IntervalCalibration(_Record):
         Share of the station-days the configured ``s`` covers.
     n_stations, n_pairs : int
         Stations and station-days used.
+    station_offsets : str
+        ``"removed"`` (each station's mean residual taken out before calibrating) or ``"kept"``.
+    offset_rms : float or None
+        Root mean square of the stations' mean residuals (m3/m3), where calibrated.
     """
 
     anomaly_sd: float
@@ -235,6 +247,8 @@ class IntervalCalibration(_Record):
     coverage_configured: float | None = None
     n_stations: int = 0
     n_pairs: int = 0
+    station_offsets: str = "kept"
+    offset_rms: float | None = None
 
 
 def conformal_variance(residual: ArrayLike, var_cell: ArrayLike, nominal: float) -> float:
@@ -261,9 +275,24 @@ def _covered(residual: np.ndarray, var_cell: np.ndarray, var_anomaly: float, nom
     return np.abs(residual) <= z * np.sqrt(var_cell + var_anomaly)
 
 
+OFFSETS: tuple[str, ...] = ("remove", "keep")  # the choices of calibrate_anomaly_sd's offsets
+
+
+def without_station_offsets(ids: np.ndarray, residual: np.ndarray) -> tuple[np.ndarray, float]:
+    """``residual`` less each station's mean, rescaled by ``sqrt(n_i / (n_i - 1))`` (``n_i`` the
+    station's days) so its variance is not shrunk by the removed mean; and the root mean square
+    of the station means (m3/m3). Every station needs at least two days."""
+    names, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    if names.size and counts.min() < 2:
+        raise ValueError("every station needs at least two days to remove its offset")
+    means = np.bincount(inverse, weights=residual, minlength=names.size) / counts
+    scale = np.sqrt(counts / (counts - 1.0))
+    return (residual - means[inverse]) * scale[inverse], float(np.sqrt(np.mean(means ** 2))) if names.size else 0.0
+
+
 def calibrate_anomaly_sd(station: ArrayLike, residual: ArrayLike, var_cell: ArrayLike, *, nominal: float,
                          configured: float, min_stations: int = 8, min_days: int = 10, n_boot: int = 1000,
-                         seed: int = 0) -> IntervalCalibration:
+                         seed: int = 0, offsets: str = "remove") -> IntervalCalibration:
     """Calibrate the within-cell error sd of ``sm_unc`` at stations (module docstring).
 
     Parameters
@@ -285,15 +314,25 @@ def calibrate_anomaly_sd(station: ArrayLike, residual: ArrayLike, var_cell: Arra
         Bootstrap resamples of the stations for the interval.
     seed : int
         Seed of the bootstrap.
+    offsets : {"remove", "keep"}
+        Whether each station's mean residual (its constant offset) is taken out before
+        calibrating (module docstring).
 
     Returns
     -------
     IntervalCalibration
     """
-    ids, cols, keep = _station_days(station, {"residual": residual, "var_cell": var_cell}, min_days)
+    if offsets not in OFFSETS:
+        raise ValueError(f"offsets must be one of {OFFSETS}, got {offsets!r}")
+    ids, cols, keep = _station_days(station, {"residual": residual, "var_cell": var_cell}, max(min_days, 2))
     r, vc = cols["residual"], cols["var_cell"]
     n_st, n = int(keep.size), int(ids.size)
     base: dict[str, Any] = {"configured": float(configured), "nominal": float(nominal), "n_stations": n_st, "n_pairs": n}
+    if n_st >= min_stations:
+        centred, offset_rms = without_station_offsets(ids, r)
+        if offsets == "remove":
+            r = centred
+        base |= {"station_offsets": "removed" if offsets == "remove" else "kept", "offset_rms": offset_rms}
     if n_st < min_stations:
         return IntervalCalibration(float(configured), "configured", reason=f"{n_st} stations with >= {min_days} "
                                    f"days in the region (fewer than {min_stations}): the configured sd is used", **base)
@@ -313,7 +352,9 @@ def calibrate_anomaly_sd(station: ArrayLike, residual: ArrayLike, var_cell: Arra
         ids, keep, lambda idx: np.sqrt(max(conformal_variance(r[idx], vc[idx], nominal), MIN_ANOMALY_SD ** 2)),
         n_boot, seed)
     cv = float(covered.mean())
+    of = (f"their {n} station-days, each station's offset removed (rms {base['offset_rms']:.4f})"
+          if offsets == "remove" else f"their {n} station-days")
     return IntervalCalibration(sd, "stations", reason=f"conformal at {n_st} stations: sm_unc covers {nominal:.0%} of "
-                               f"their {n} station-days ({cv:.1%} when each station is left out; {cov_conf:.1%} with "
+                               f"{of} ({cv:.1%} when each station is left out; {cov_conf:.1%} with "
                                f"the configured sd {configured:g})", interval=interval, cv_coverage=cv,
                                coverage_configured=cov_conf, **base)

@@ -57,7 +57,8 @@ _WHERE = frozenset({"paths", "sand", "silt", "clay", "soilgrids", "b2", "b4", "b
 _RAIN_VALUES = ("spinup_days", "max_gap_days")
 PREDICTION_ONLY: tuple[str, ...] = ("training.fusion.smooth", "training.fusion.anomaly_window_days",
                                     "training.fusion.gain_from_stations", "training.fusion.min_gain_stations",
-                                    "training.fusion.anomaly_gain", "training.fusion.interval_from_stations")
+                                    "training.fusion.anomaly_gain", "training.fusion.interval_from_stations",
+                                    "training.fusion.interval_station_offsets")
 """Fusion settings applied at prediction, not training: part of the products', not the models', settings."""
 
 

@@ -133,4 +133,4 @@ def calibrate_at_stations(config: Config, client: Client, jobs_for: JobsFor, n_d
     residual = table["insitu"] - (table["base"] + gain.gain * table["anomaly"])
     return gain, calibrate_anomaly_sd(table["station"], residual, table["var_cell"], nominal=nominal,
                                       configured=configured_sd, min_stations=fcfg.min_gain_stations,
-                                      seed=config.training.seed)
+                                      seed=config.training.seed, offsets=fcfg.interval_station_offsets)

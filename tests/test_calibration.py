@@ -11,6 +11,7 @@ from dsm.calibration import (
     calibrate_gain,
     conformal_variance,
     gain_slope,
+    without_station_offsets,
 )
 
 
@@ -106,3 +107,39 @@ def test_the_within_cell_sd_is_calibrated_to_cover_the_station_observations():
     assert few.source == "configured" and few.anomaly_sd == 0.03 and "fewer than 8" in few.reason
     with pytest.raises(ValueError, match="one length"):
         calibrate_anomaly_sd(ids, r[:-1], vc, nominal=0.9, configured=0.03)
+
+
+def test_station_offsets_are_removed_before_the_interval_is_calibrated():
+    """Each station reads the map's truth + its own constant offset (sd 0.02) + noise: removing the
+    offsets calibrates the sd of the rest, keeping them widens it by the offsets' spread."""
+    rng = np.random.default_rng(8)
+    ids = np.repeat([f"S{i}" for i in range(16)], 200)
+    vc = rng.uniform(0.5e-4, 1.5e-4, ids.size)
+    within = rng.normal(0.0, 1.0, ids.size) * np.sqrt(vc + 0.015 ** 2)
+    offset = np.repeat(rng.normal(0.0, 0.02, 16), 200)
+    removed = calibrate_anomaly_sd(ids, within + offset, vc, nominal=0.9, configured=0.03)
+    kept = calibrate_anomaly_sd(ids, within + offset, vc, nominal=0.9, configured=0.03, offsets="keep")
+    assert removed.station_offsets == "removed" and kept.station_offsets == "kept"
+    assert removed.anomaly_sd == pytest.approx(0.015, rel=0.08)
+    assert kept.anomaly_sd > 1.4 * removed.anomaly_sd
+    assert removed.offset_rms == kept.offset_rms == pytest.approx(np.sqrt(np.mean(offset[::200] ** 2)), rel=0.1)
+    assert "offset removed" in removed.reason and "offset" not in kept.reason
+    assert IntervalCalibration.from_dict(removed.to_dict()) == removed
+    no_offsets = calibrate_anomaly_sd(ids, within, vc, nominal=0.9, configured=0.03)
+    assert no_offsets.anomaly_sd == pytest.approx(removed.anomaly_sd, rel=0.05)
+    with pytest.raises(ValueError, match="offsets must be one of"):
+        calibrate_anomaly_sd(ids, within, vc, nominal=0.9, configured=0.03, offsets="drop")
+
+
+def test_removing_station_offsets_keeps_the_within_station_variance():
+    """Two-day stations: the centred residuals are rescaled by sqrt(n / (n - 1)), so their mean
+    square matches the noise variance, not half of it."""
+    rng = np.random.default_rng(2)
+    ids = np.repeat(np.arange(20000).astype(str), 2)
+    r = rng.normal(0.0, 1.0, ids.size) + np.repeat(rng.normal(0.0, 3.0, 20000), 2)
+    centred, rms = without_station_offsets(ids, r)
+    assert np.mean(centred ** 2) == pytest.approx(1.0, rel=0.03)
+    assert np.allclose(centred[::2], -centred[1::2])
+    assert rms == pytest.approx(np.hypot(3.0, np.sqrt(0.5)), rel=0.03)
+    with pytest.raises(ValueError, match="two days"):
+        without_station_offsets(np.array(["a", "b", "b"]), np.zeros(3))

@@ -325,6 +325,7 @@ def test_the_anomaly_gain_is_calibrated_at_the_stations_recorded_and_kept_on_res
     unc = IntervalCalibration.from_dict(ledger.read(cfg.stores.ref("output")).stored_records()[UNC_ATTR])
     assert unc.source == "stations" and unc.n_pairs == cal.n_pairs and unc.cv_coverage is not None
     assert unc.configured == pytest.approx(0.03) and unc.anomaly_sd != unc.configured
+    assert unc.station_offsets == "removed" and unc.offset_rms > 0  # training.fusion.interval_station_offsets
     u_1 = xr.open_zarr(unsmoothed.stores.output, consolidated=False)["sm_unc"].values
     u_k = xr.open_zarr(cfg.stores.output, consolidated=False)["sm_unc"].values
     z = norm.ppf((1 + cfg.output.interval) / 2)

@@ -75,6 +75,12 @@ class FusionConfig(_Frozen):
         "min_gain_stations lie in the region: split-conformal, so that sm +- sm_unc covers output.interval of "
         "the station observations (dsm.calibration; leave-one-station-out coverage recorded); recorded in "
         "the products store (attribute anomaly_error)")
+    interval_station_offsets: Literal["remove", "keep"] = Field(
+        default="remove", description="what that calibration makes of each station's constant offset from the "
+        "map (its mean residual): remove: take it out first, as the unbiased RMSE of in situ validation does "
+        "(a probe's calibration and depth and its point-to-1 km representativeness are station error, not "
+        "map error); keep: calibrate on the raw residuals, so that sm_unc covers the station observations "
+        "themselves (wider)")
     monotone_rain: bool = Field(
         default=True, description="constrain the pooled model to be non-decreasing in the day's precipitation "
         "and the antecedent precipitation indices, all else equal (XGBoost monotone_constraints): soil wets "
