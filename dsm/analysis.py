@@ -95,6 +95,15 @@ def daily_climatology(sm: xr.DataArray) -> xr.DataArray:
     return sm.groupby("time.dayofyear").mean(skipna=True)
 
 
+def regional_means(maps: xr.DataArray) -> xr.DataArray:
+    """The mean over its valid pixels of each map of ``maps`` (along the first dimension; NaN
+    for a map without any), summed in float64 (lazy when ``maps`` is dask-backed)."""
+    spatial = list(maps.dims[1:])
+    total = maps.astype(np.float64).sum(spatial, skipna=True)
+    n = maps.notnull().sum(spatial)
+    return (total / n.where(n > 0)).drop_vars("spatial_ref", errors="ignore")
+
+
 def write_means(sm: xr.DataArray, dest: StoreRef, client: Client | None) -> str:
     """Compute the monthly, annual and multi-year daily means on the cluster into one Zarr store
     at ``dest`` (:func:`means_job`; without ``client``, in this process).
@@ -116,18 +125,22 @@ def means_job(sm: xr.DataArray, dest: StoreRef) -> Delayed:
     """The lazy write of the mean maps of ``sm`` to a Zarr store at ``dest``, to compute.
 
     The store holds ``sm_monthly (month, y, x)``, ``sm_annual (year, y, x)`` and
-    ``sm_daily_mean (dayofyear, y, x)`` (float32, m3/m3) with the coordinates of ``sm``; the
-    reductions are one dask graph whose tasks write their chunks directly (on the workers, when
-    computed by a client).
+    ``sm_daily_mean (dayofyear, y, x)`` (float32, m3/m3) with the coordinates of ``sm``, and
+    ``sm_daily_mean_regional (dayofyear)``: the mean over its valid pixels of each daily mean
+    map (float64, NaN for a map without any; :func:`regional_means`). The reductions are one
+    dask graph whose tasks write their chunks directly (on the workers, when computed by a
+    client).
     """
     keep = [c for c in ("x", "y", "spatial_ref") if c in sm.coords]
     sm = sm.drop_vars([c for c in sm.coords if c not in (*keep, "time")])
+    daily = daily_climatology(sm).astype(np.float32)
     ds = xr.Dataset({"sm_monthly": monthly_means(sm).astype(np.float32),
                      "sm_annual": annual_means(sm).astype(np.float32),
-                     "sm_daily_mean": daily_climatology(sm).astype(np.float32)})
+                     "sm_daily_mean": daily, "sm_daily_mean_regional": regional_means(daily)})
     ds = ds.chunk({"month": 1, "year": 1, "dayofyear": 8})
     for name in ds.data_vars:
-        ds[name].attrs = {"units": "m3 m-3", "long_name": f"{str(name).replace('_', ' ')} of the 1 km soil moisture"}
+        what = "regional mean of the daily mean" if name == "sm_daily_mean_regional" else str(name).replace("_", " ")
+        ds[name].attrs = {"units": "m3 m-3", "long_name": f"{what} of the 1 km soil moisture"}
         ds[name].encoding = {}
     return ds.to_zarr(dest.url, mode="w", compute=False, zarr_format=3, consolidated=False,
                       storage_options=dest.zarr_options)
@@ -415,7 +428,8 @@ def subset_box(ds: XarrayT, box: tuple[float, float, float, float]) -> XarrayT:
 
 __all__ = [
     "CLASSES", "SIGNIFICANT_POSITIVE", "SIGNIFICANT_NEGATIVE", "NOT_SIGNIFICANT", "INSUFFICIENT",
-    "monthly_means", "annual_means", "daily_climatology", "means_job", "write_means", "trained_cards", "importance_summary",
+    "monthly_means", "annual_means", "daily_climatology", "means_job", "regional_means",
+    "write_means", "trained_cards", "importance_summary",
     "split_comparison", "partial_correlation", "significance_class", "aggregate_weather", "aggregate_sm",
     "station_partial_correlations", "subset_box",
 ]

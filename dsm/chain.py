@@ -42,6 +42,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -266,7 +267,7 @@ def _stage_validate(config: Config, client: Client, say: Callable[[str], None], 
     if not v.stations:
         return StageResult("validate", "skipped", message="no stations configured (validation.stations)")
     from dsm.progress import Steps
-    from dsm.stages.report import run_report
+    from dsm.stages.report import run_report, start_means
     from dsm.stages.validate import run_validate
 
     summary: dict[str, Any] = {}
@@ -276,13 +277,25 @@ def _stage_validate(config: Config, client: Client, say: Callable[[str], None], 
     twin = bool(config.stores.truth and config.stores.output)
     steps = Steps(say, "validate", 1 + twin, "step")
     steps.start()
+    means = start_means(config, client)  # the report's mean maps, made while the rest of the stage runs
     if twin:
         dest = config.stores.ref("output").sibling("skill.json")
         summary["skill"] = dest.url
-        scores = twin_skill(config, dest, client)
+        # the skill runs beside the validation, started once the stations are sampled (their reads
+        # would wait behind the skill's tasks): the scores at the stations fill the workers' gaps
+        with ThreadPoolExecutor(1, thread_name_prefix="dsm-twin-skill") as pool:
+            started: list[Future[dict[str, Any]]] = []
+
+            def start_skill() -> Future[dict[str, Any]]:
+                started.append(pool.submit(twin_skill, config, dest, client))
+                return started[-1]
+
+            validation = run_validate(config, client, twin=start_skill)
+            scores = (started[0] if started else start_skill()).result()
         steps.step(f"twin skill against the 1 km truth: {summary['skill']}")
-    summary["report"] = run_report(config, client, run_validate(config, client, twin=scores), twin=scores,
-                                   lease=lease)
+    else:
+        validation = run_validate(config, client)
+    summary["report"] = run_report(config, client, validation, twin=scores, lease=lease, means=means)
     steps.step(f"validation report: {summary['report']}")
     return StageResult("validate", "done", summary=summary, report=scores)
 

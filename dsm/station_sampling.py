@@ -42,7 +42,10 @@ class ProductError(InputError):
 
 
 def _compute(obj: Any, client: Client | None) -> Any:
-    return client.compute(obj).result() if client is not None else obj.compute()
+    """``obj`` computed on ``client``'s workers (else here). Its few small reads go ahead of
+    other work on the cluster (the twin skill, run beside the validation), which would
+    otherwise keep this process waiting."""
+    return client.compute(obj, priority=1).result() if client is not None else obj.compute()
 
 
 def _long(values: np.ndarray, times: np.ndarray, sites: pd.DataFrame, name: str) -> pd.DataFrame:

@@ -159,6 +159,13 @@ def test_mean_maps_are_lazy_and_equal_pandas_groupbys(tmp_path):
     back = xr.open_zarr(url, consolidated=False)
     np.testing.assert_allclose(back["sm_monthly"].values, monthly.values, rtol=1e-6)
     assert back["sm_daily_mean"].attrs["units"] == "m3 m-3"
+    # each day of the year's mean over the pixels of its mean map, NaN where that map has none
+    maps = back["sm_daily_mean"].values.reshape(366, -1).astype(np.float64)
+    valid = np.isfinite(maps).any(axis=1)
+    want = np.full(366, np.nan)
+    want[valid] = np.nanmean(maps[valid], axis=1)
+    np.testing.assert_allclose(back["sm_daily_mean_regional"].values, want, rtol=1e-12)
+    assert back["sm_daily_mean_regional"].dims == ("dayofyear",)
 
 
 def test_weather_and_sm_aggregation_drop_incomplete_periods():

@@ -133,6 +133,8 @@ def test_the_whole_chain_runs_on_an_external_cluster_against_s3(chain):
     assert fs.exists(f"{root}/stac/collection.json")
     assert fs.exists(f"{root}/validation/report.html") and fs.exists(f"{root}/skill.json")
     assert fs.exists(f"{root}/validation/timeseries/dsm_timeseries.zip")
+    # the mean maps, started by the validate stage before the twin skill, were written for the report
+    assert fs.exists(f"{root}/validation/means.zarr/sm_daily_mean_regional/zarr.json")
     assert list(chain["path"].parent.iterdir()) == [chain["path"]]  # nothing written locally
     records = fs.glob(f"{root}/runs/*/run.json")
     assert len(records) == 1

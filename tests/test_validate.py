@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import zipfile
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -243,6 +244,18 @@ def test_the_period_table_comes_from_the_twin_skill_without_reading_the_truth_ag
     assert got[["period", "map", "n"]].equals(want[["period", "map", "n"]])
     for c in ("rmse", "r", "ubrmse", "bias", "cell_r"):
         np.testing.assert_allclose(got[c].to_numpy(float), want[c].to_numpy(float), rtol=1e-12, atol=1e-15)
+    # the skill may still be computing beside the validation (as the validate stage runs them): it is
+    # awaited for the table, after the stations are scored, and still no truth is read
+    pending: Future = Future()
+    steps: list[str] = []
+
+    def progress(step) -> None:
+        steps.append(str(step))
+        if "scored" in str(step):
+            pending.set_result(s)
+
+    later = val.validate(cfg, None, progress, twin=pending).period_skill
+    assert later.equals(got) and any("from the twin skill" in m for m in steps)
 
 
 @pytest.mark.timeout(120)

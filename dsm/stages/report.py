@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
-from distributed import Client
+from distributed import Client, Future
 from matplotlib.figure import Figure
 
 from dsm import analysis, figures, files, ledger, products
@@ -204,11 +204,11 @@ def _section_maps(rep: Report, means_ref: StoreRef, region_box: tuple[float, flo
                                               title="Annual mean soil moisture", fmt="%Y"),
                "Mean of the daily 1 km maps per year.")
     table = pd.DataFrame({"month": pd.DatetimeIndex(monthly["month"].values).strftime("%Y-%m"),
-                          "mean_sm": _regional_means(monthly),
+                          "mean_sm": analysis.regional_means(monthly).values,
                           "valid_pixels": np.isfinite(monthly.values).reshape(monthly.shape[0], -1).sum(axis=1)})
     rep.table("monthly_means", table)
-    daily = means["sm_daily_mean"]
-    clim = pd.Series(_regional_means(daily), index=daily["dayofyear"].values)  # summed where the maps are
+    daily = means["sm_daily_mean_regional"]  # summed where the maps were made
+    clim = pd.Series(daily.values, index=daily["dayofyear"].values)
     rep.figure("daily_mean", figs.draw("daily_mean.png", _daily_mean_png, clim),
                "Regional average of the multi-year daily mean map for each day of the year.")
     if region_box is None:
@@ -228,19 +228,8 @@ def _section_maps(rep: Report, means_ref: StoreRef, region_box: tuple[float, flo
                                                       title="Monthly mean soil moisture in the box"),
                        "Monthly mean maps cut to the configured box.")
             rep.table("subset", pd.DataFrame({"month": pd.DatetimeIndex(sub["month"].values).strftime("%Y-%m"),
-                                              "mean_sm": _regional_means(sub)}))
+                                              "mean_sm": analysis.regional_means(sub).values}))
     return monthly
-
-
-def _regional_means(maps: xr.DataArray) -> np.ndarray:
-    """The mean over its valid pixels of each map of ``maps`` (first dimension; NaN for a map
-    without any), summed in float64 where the maps are: on the cluster when they are dask-backed,
-    so only the sums come back."""
-    spatial = list(maps.dims[1:])
-    sums = xr.Dataset({"total": maps.astype(np.float64).sum(spatial, skipna=True),
-                       "n": maps.notnull().sum(spatial)}).compute()
-    n = sums["n"].values
-    return np.where(n > 0, sums["total"].values / np.maximum(n, 1), np.nan)
 
 
 def _daily_mean_png(clim: pd.Series, dest: StoreRef) -> str:
@@ -295,8 +284,22 @@ def _section_partial(rep: Report, config: Config, v: Any, weather: pd.DataFrame 
                "Significance classes of the partial correlations at the weather stations over the mean SM map.")
 
 
+def means_ref(config: Config) -> StoreRef:
+    """The report's mean maps store: ``means.zarr`` in ``validation.out``."""
+    return config.stores.at(str(stations_config(config).out)).join("means.zarr")
+
+
+def start_means(config: Config, client: Client) -> Future:
+    """Start writing the products' mean maps (:func:`dsm.analysis.means_job`, to
+    :func:`means_ref`) on ``client``'s workers; pass the future to :func:`run_report`. The
+    validate stage starts them before the twin skill, whose tasks leave the workers gaps."""
+    sm = products.open_products(config.stores.ref("output"))["sm"]
+    return client.compute(analysis.means_job(sm, means_ref(config)))
+
+
 def run_report(config: Config, client: Client | None, validation: tuple[ValidationResult, Mapping[str, str]],
-               twin: Mapping[str, Any] | None = None, lease: Lease | None = None) -> str:
+               twin: Mapping[str, Any] | None = None, lease: Lease | None = None,
+               means: Future | None = None) -> str:
     """Analyse and write the self-contained HTML report of a validation; returns its path.
 
     Parameters
@@ -317,6 +320,9 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
     lease : Lease, optional
         The run's lease (:class:`dsm.runlock.Lease`), checked before the tables, the mean maps
         and the report are written.
+    means : distributed.Future, optional
+        The mean maps' write already started (:func:`start_means`); else started here (on
+        ``client``'s workers, while the sections before them are drawn).
 
     Returns
     -------
@@ -346,10 +352,10 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
              f"series for pytesmo/QA4SM: {written['timeseries_zip']}.")
     rep.text(BIAS_STATEMENT, cls_name="bias")
     check()
-    means_ref = out.join("means.zarr")
-    means = analysis.means_job(products_ds["sm"], means_ref)
+    means_at = means_ref(config)
+    job = analysis.means_job(products_ds["sm"], means_at) if means is None else None
     # on a cluster the workers compute the mean maps while this process draws the sections before them
-    pending = client.compute(means) if client is not None else None
+    pending = means if job is None else client.compute(job) if client is not None else None
     try:
         _section_models(rep, cards, pooled, figs)
         _section_twin(rep, config, result, figs, twin, client)
@@ -362,9 +368,9 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
                      f"lon {box[0]:.3f}..{box[2]:.3f}, lat {box[1]:.3f}..{box[3]:.3f}.", note=True)
         if pending is not None:
             pending.result()
-        else:
-            means.compute()
-        monthly = _section_maps(rep, means_ref, box, scored, figs)
+        elif job is not None:
+            job.compute()
+        monthly = _section_maps(rep, means_at, box, scored, figs)
     finally:
         if pending is not None and not pending.done():
             pending.cancel()
@@ -378,5 +384,5 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
     return page.url
 
 
-__all__ = ["BIAS_HEADER", "BIAS_STATEMENT", "FIGURES", "TABLES", "Report", "bias_headers", "model_cards",
-           "nearest_weather", "run_report"]
+__all__ = ["BIAS_HEADER", "BIAS_STATEMENT", "FIGURES", "TABLES", "Report", "bias_headers", "means_ref", "model_cards",
+           "nearest_weather", "run_report", "start_means"]

@@ -49,6 +49,7 @@ import os
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +80,16 @@ def period_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(list(rows), columns=["period", "map", "n", "rmse", "r", "ubrmse", "bias", "cell_r"])
 
 
+TwinScores = Mapping[str, Any] | Future[dict[str, Any]] | Callable[[], Future[dict[str, Any]]]
+"""The twin skill (:func:`dsm.skill.twin_skill_of`); or a :class:`concurrent.futures.Future` of it
+still being computed, waited for only when its per-period table is needed; or a function that
+starts computing it and returns that future, called once the stations are sampled (so their
+few reads are not queued behind the skill's tasks on the cluster)."""
+
+
 def validate(config: Config, client: Client | None,
              progress: Callable[[str], None] | None = None,
-             twin: Mapping[str, Any] | None = None) -> ValidationResult:
+             twin: TwinScores | None = None) -> ValidationResult:
     """Validate the configured products against the configured stations (see the module doc).
 
     Parameters
@@ -93,9 +101,11 @@ def validate(config: Config, client: Client | None,
     progress : callable, optional
         Called with one :class:`~dsm.progress.Step` (task ``validate``) per station source read,
         per product sampled, for the scores and per twin period scored.
-    twin : mapping, optional
-        The twin skill of ``config`` already computed (:func:`dsm.skill.twin_skill_of`): its
-        ``periods`` are the per-period table, and the truth is not read again here. Without it,
+    twin : mapping, concurrent.futures.Future or callable, optional
+        The twin skill of ``config`` (:func:`dsm.skill.twin_skill_of`), the future of one being
+        computed beside this (awaited after the stations are scored), or a function starting
+        one (:data:`TwinScores`): its ``periods`` are the per-period table, and the truth is
+        not read again here. Without it,
         on the twin, the product's skill is computed here (:func:`dsm.skill.skill`, on
         ``client``'s workers when given) for that table.
 
@@ -128,6 +138,8 @@ def validate(config: Config, client: Client | None,
     if len(sites):
         samples.append(sample_store(sites, config.stores.ref("output"), config.stores.ref("cube"), client))
     steps.step(f"sampled {PRODUCT_1KM} and {SMAP_36KM} at {len(sites)} stations")
+    if callable(twin):
+        twin = twin()
     for p in v.products:
         try:
             da = open_gridded(p)
@@ -148,20 +160,31 @@ def validate(config: Config, client: Client | None,
     stations = located.merge(n_days, on=list(SITE_KEYS), how="left").fillna({"n_days": 0})
     stations["status"] = np.where(~stations["inside"], "outside region",
                                   np.where(stations["n_days"] > 0, "scored", "no days"))
-    ps = None
-    if twin is not None and twin.get("periods") is not None:
-        ps = period_frame(twin["periods"])
+    ps = _period_table(config, client, twin, problems, steps)
+    return ValidationResult(stations.drop(columns=["inside"]), pairs, scores, problems.frame(), product_names, ps)
+
+
+def _period_table(config: Config, client: Client | None, twin: Mapping[str, Any] | Future[dict[str, Any]] | None,
+                  problems: Problems, steps: Steps) -> pd.DataFrame | None:
+    """The twin's per-period skill table: from ``twin`` (awaited if still computing), else
+    computed here on the twin; None off the twin."""
+    scores: Mapping[str, Any] | None = twin.result() if isinstance(twin, Future) else twin
+    ps: pd.DataFrame | None = None
+    if scores is not None and scores.get("periods") is not None:
+        ps = period_frame(scores["periods"])
         steps.grow(1)
         steps.step(f"twin skill per period: {ps['period'].nunique() - 1} period(s) from the twin skill")
-    elif config.stores.truth:
-        try:
-            ps = period_frame(skill_mod.skill(config.stores.ref("output"), config.stores.ref("truth"),
-                                              config.stores.ref("cube"), client=client, periods=True)["periods"])
-        except DsmError as exc:
-            problems.add("twin", config.stores.truth, str(exc))
-        steps.grow(1)
-        steps.step(f"twin skill per period against {config.stores.truth}")
-    return ValidationResult(stations.drop(columns=["inside"]), pairs, scores, problems.frame(), product_names, ps)
+        return ps
+    if not config.stores.truth:
+        return None
+    try:
+        ps = period_frame(skill_mod.skill(config.stores.ref("output"), config.stores.ref("truth"),
+                                          config.stores.ref("cube"), client=client, periods=True)["periods"])
+    except DsmError as exc:
+        problems.add("twin", config.stores.truth, str(exc))
+    steps.grow(1)
+    steps.step(f"twin skill per period against {config.stores.truth}")
+    return ps
 
 
 def _read_records(sources: Sequence[StationSourceConfig], stores: StoresConfig, problems: Problems,
@@ -285,7 +308,7 @@ def _write_timeseries(pairs: pd.DataFrame, stations: pd.DataFrame, root: Path, d
 
 def run_validate(config: Config, client: Client | None,
                  progress: Callable[[str], None] | None = None,
-                 twin: Mapping[str, Any] | None = None) -> tuple[ValidationResult, dict[str, str]]:
+                 twin: TwinScores | None = None) -> tuple[ValidationResult, dict[str, str]]:
     """:func:`validate` (``progress`` and ``twin`` as there), then write its tables and the
     station time series under ``validation.out``."""
     v = stations_config(config)
@@ -316,6 +339,6 @@ __all__ = [
     "INSITU", "PRODUCT_1KM", "SMAP_36KM", "SCORE_COLUMNS", "ProductError", "ValidationResult",
     "read_source", "station_daily", "locate", "sample_store", "open_gridded", "sample_gridded",
     "pair_table", "common_mask", "score_pairs", "overlap_problems", "period_frame", "stations_config",
-    "validate", "write_validation", "export_timeseries", "run_validate", "format_scores", "problem_lines",
+    "TwinScores", "validate", "write_validation", "export_timeseries", "run_validate", "format_scores", "problem_lines",
     "weather_table",
 ]
