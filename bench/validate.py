@@ -21,10 +21,13 @@ N``: the first N days done), then times in interleaved rounds (``--rounds``, the
 
 All give the same scores (checked: the skill JSON bit for bit but for ``passes``, the period
 table within 1e-12).
-With ``--stage``, each round also times the validate stage's three steps on the same cluster,
-as ``dsm run`` makes them (:func:`stage_steps`: the run's twin skill with the twin's stations,
-the in situ validation, the report with its mean maps and figures), and prints their medians and
-the ratio of the stage to the ``workers`` skill alone.
+With ``--stage``, each round also times the validate stage on the same cluster two ways, the
+order alternating: its three steps one after the other, as ``dsm run`` made them before
+(:func:`stage_steps`: the run's twin skill with the twin's stations, the in situ validation, the
+report with its mean maps and figures), and the stage as ``dsm run`` makes it now
+(:func:`stage_overlapped`: the skill beside the station validation, the mean maps started
+first); it prints their medians, the ratio sequential / overlapped and the ratio of the
+stage to the ``workers`` skill alone.
 Prints each wall time, the MB the workers sent to the client (their logs of outgoing
 transfers), the ratios client / workers, reread / workers and gathered / workers (> 1:
 ``workers`` is faster)
@@ -157,6 +160,19 @@ def stage_steps(cfg: config_mod.Config, output: str, client: Client) -> dict[str
     return {"skill": t1 - t0, "stations": t2 - t1, "report": t3 - t2, "total": t3 - t0}
 
 
+def stage_overlapped(cfg: config_mod.Config, output: str, client: Client) -> float:
+    """Seconds of the validate stage as ``dsm run`` runs it (:data:`dsm.chain.STAGE_FUNCTIONS`)
+    for the products store ``output``, on ``client``'s cluster."""
+    from dsm.chain import STAGE_FUNCTIONS
+
+    raw = cfg.model_dump(mode="json")
+    raw["stores"]["output"] = output
+    t0 = time.perf_counter()
+    result = STAGE_FUNCTIONS["validate"](config_mod.from_dict(raw), client, lambda line: None, None)
+    assert result.status == "done", result.message
+    return time.perf_counter() - t0
+
+
 def sent_to_client(client: Client, since: float) -> int:
     """Bytes the workers have sent to a client or the scheduler (not to another worker) in the
     transfers they started after ``since`` (``time.time()``), from their outgoing transfer logs."""
@@ -237,10 +253,16 @@ def main() -> None:
                 print(f"round {i + 1} {label:8s} {times[label][-1]:8.1f} s, {received[label][-1]:8.1f} MB "
                       "from the workers")
             if args.stage:
-                steps = stage_steps(cfg, output, client)
-                for k, v in steps.items():
-                    stage.setdefault(k, []).append(v)
-                print(f"round {i + 1} stage    " + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()))
+                for way in (("sequential", "overlapped") if i % 2 == 0 else ("overlapped", "sequential")):
+                    if way == "sequential":
+                        steps = stage_steps(cfg, output, client)
+                        for k, v in steps.items():
+                            stage.setdefault(k, []).append(v)
+                        print(f"round {i + 1} stage, steps one after the other: "
+                              + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()))
+                    else:
+                        stage.setdefault("overlapped", []).append(stage_overlapped(cfg, output, client))
+                        print(f"round {i + 1} stage as dsm run makes it: {stage['overlapped'][-1]:.1f} s")
     s_c = check_same(results)
 
     figures: dict[str, Any] = {"days": s_c["days"], "workers": args.workers, "rounds": args.rounds,
@@ -260,6 +282,8 @@ def main() -> None:
     if stage:
         figures["stage_seconds"] = stage
         print("validate stage, medians: " + ", ".join(f"{k} {statistics.median(v):.1f} s" for k, v in stage.items()))
+        figures["stage sequential/overlapped"] = ratio_spread(stage["total"], stage["overlapped"])
+        print(f"ratio stage sequential/overlapped {spread_text(figures['stage sequential/overlapped'])}")
         if "workers" in runs:
             figures["stage/workers"] = ratio_spread(stage["total"], times["workers"])
             print(f"ratio stage/workers      {spread_text(figures['stage/workers'])}")
