@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +31,7 @@ from dsm.filedates import DEFAULT_DATE_REGEX, date_from_name
 from dsm.products import open_products
 from dsm.stations import Problems
 from dsm.storeref import StoreRef
+from dsm.zarr_reads import read_selections
 
 PRODUCT_1KM = "sm_1km"
 SMAP_36KM = "smap_36km"
@@ -41,11 +41,29 @@ class ProductError(InputError):
     """A gridded product cannot be used (no CRS, no such variable, unreadable); names the product."""
 
 
-def _compute(obj: Any, client: Client | None) -> Any:
-    """``obj`` computed on ``client``'s workers (else here). Its few small reads go ahead of
-    other work on the cluster (the twin skill, run beside the validation), which would
-    otherwise keep this process waiting."""
-    return client.compute(obj, priority=1).result() if client is not None else obj.compute()
+def _at_points(ds: xr.Dataset, name: str, ydim: str, xdim: str, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``ds[name]`` ``(time, ydim, xdim)`` at the points ``(rows[i], cols[i])``, ``(time, point)``:
+    the outer selection of their distinct rows and columns in one call of zarr's async API
+    (:func:`dsm.zarr_reads.read_selections`: only the chunks holding a point are read), then the
+    points picked from it."""
+    urows, irow = np.unique(rows, return_inverse=True)
+    ucols, icol = np.unique(cols, return_inverse=True)
+    grid = read_selections(ds, {name: (name, {ydim: urows, xdim: ucols})})[name]
+    return grid[:, irow, icol]
+
+
+def point_series(output: StoreRef, cube: StoreRef | None, sites: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The product's ``sm`` at each site's pixel and the cube's ``smap_sm`` at its cell (NaN on
+    the product's days the cube lacks), ``(time, site)`` on the product's days: what
+    :func:`sample_store` reads, in one task."""
+    out = open_products(output, chunks=None)
+    series = {PRODUCT_1KM: _at_points(out, "sm", "y", "x", sites["row"].to_numpy(), sites["col"].to_numpy())}
+    if cube is not None:
+        grid = open_cube(cube, chunks=None)
+        smap = _at_points(grid, "smap_sm", "cy", "cx", sites["cy"].to_numpy(), sites["cx"].to_numpy())
+        at = grid.indexes["time"].get_indexer(out.indexes["time"])
+        series[SMAP_36KM] = np.where((at >= 0)[:, None], smap[np.maximum(at, 0)], np.nan)
+    return series
 
 
 def _long(values: np.ndarray, times: np.ndarray, sites: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -82,22 +100,15 @@ def sample_store(sites: pd.DataFrame, output: StoreRef, cube: StoreRef | None, c
     out = open_products(output)
     done = pd.DatetimeIndex(pd.to_datetime(ledger.read(output, out.attrs).done))
     times = out.indexes["time"]
-    rows = xr.DataArray(sites["row"].to_numpy(), dims="site")
-    cols = xr.DataArray(sites["col"].to_numpy(), dims="site")
-    sm = out["sm"].isel(y=rows, x=cols).transpose("time", "site")
-    parts = {PRODUCT_1KM: sm}
-    if cube is not None:
-        grid = open_cube(cube)
-        cy = xr.DataArray(sites["cy"].to_numpy(), dims="site")
-        cx = xr.DataArray(sites["cx"].to_numpy(), dims="site")
-        smap = grid["smap_sm"].isel(cy=cy, cx=cx).transpose("time", "site").reindex(time=times)
-        parts[SMAP_36KM] = smap
-    computed = _compute(xr.Dataset({k: v.drop_vars([c for c in v.coords if c != "time"]) for k, v in parts.items()}),
-                        client)
-    values = computed[PRODUCT_1KM].values.astype(np.float64)
+    points = sites.loc[:, ["row", "col", "cy", "cx"]]
+    # one task, ahead of other work: a group of ``priority`` tasks this small is not queued behind
+    # a cluster kept busy by another job (the twin skill, beside the validation)
+    series = (client.submit(point_series, output, cube, points, priority=1, pure=False).result()
+              if client is not None else point_series(output, cube, points))
+    values = series[PRODUCT_1KM].astype(np.float64)
     values[~times.isin(done)] = np.nan
     frame = _long(values, times.values, sites, PRODUCT_1KM)
-    smap_values = computed[SMAP_36KM].values if SMAP_36KM in computed else np.full(values.shape, np.nan)
+    smap_values = series.get(SMAP_36KM, np.full(values.shape, np.nan))
     frame[SMAP_36KM] = smap_values.reshape(-1).astype(np.float64)
     return frame
 
