@@ -403,3 +403,19 @@ def test_weather_columns_read_a_weather_table_under_its_own_names(twin, tmp_path
         val.weather_table(val.stations_config(_config(twin, weather=str(mine), weather_columns={**names, "tair_c": "T"})))
     text = str(info.value)
     assert text.startswith(f"weather file {mine}: no column 'T' (dsm's 'tair_c', set by validation.weather_columns.tair_c)")
+
+
+def test_point_series_reads_each_sites_pixel_and_cell(twin):
+    """Sites sharing rows, columns and cells: each gets its own pixel's ``sm`` (CF-decoded, as
+    xarray reads it) and its cell's SMAP, every day of the products store."""
+    from dsm.station_sampling import PRODUCT_1KM, SMAP_36KM, point_series
+
+    sm = xr.open_zarr(twin["out"].url, consolidated=False)["sm"].values
+    smap = xr.open_zarr(twin["stores"].cube.url, consolidated=False)["smap_sm"].values
+    rows, cols = np.array([40, 40, 100, 3]), np.array([7, 90, 7, 140])
+    sites = pd.DataFrame({"row": rows, "col": cols, "cy": rows // 36, "cx": cols // 36})
+    got = point_series(twin["out"], twin["stores"].cube, sites)
+    np.testing.assert_array_equal(got[PRODUCT_1KM], sm[:, rows, cols])
+    np.testing.assert_array_equal(got[SMAP_36KM], smap[:, rows // 36, cols // 36])
+    assert np.isfinite(got[PRODUCT_1KM]).any() and np.isfinite(got[SMAP_36KM]).any()
+    assert set(point_series(twin["out"], None, sites)) == {PRODUCT_1KM}
