@@ -42,14 +42,29 @@ class ProductError(InputError):
 
 
 def _at_points(ds: xr.Dataset, name: str, ydim: str, xdim: str, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``ds[name]`` ``(time, ydim, xdim)`` at the points ``(rows[i], cols[i])``, ``(time, point)``:
-    the outer selection of their distinct rows and columns in one call of zarr's async API
-    (:func:`dsm.zarr_reads.read_selections`: only the chunks holding a point are read), then the
-    points picked from it."""
-    urows, irow = np.unique(rows, return_inverse=True)
-    ucols, icol = np.unique(cols, return_inverse=True)
-    grid = read_selections(ds, {name: (name, {ydim: urows, xdim: ucols})})[name]
-    return grid[:, irow, icol]
+    """``ds[name]`` ``(time, ydim, xdim)`` at the points ``(rows[i], cols[i])``, ``(time, point)``.
+
+    One selection per spatial chunk holding points (the outer selection of those points' rows and
+    columns, inside that chunk), all in one call of zarr's async API
+    (:func:`dsm.zarr_reads.read_selections`): only the chunks holding a point are read, however
+    far apart the points are."""
+    var = ds[name]
+    chunks = var.encoding.get("chunks", var.shape)
+    ych, xch = chunks[var.dims.index(ydim)], chunks[var.dims.index(xdim)]
+    members: dict[tuple[int, int], list[int]] = {}
+    for i, chunk in enumerate(zip((rows // ych).tolist(), (cols // xch).tolist(), strict=True)):
+        members.setdefault(chunk, []).append(i)
+    picks, reads = {}, {}
+    for chunk, idx in members.items():
+        urows, irow = np.unique(rows[idx], return_inverse=True)
+        ucols, icol = np.unique(cols[idx], return_inverse=True)
+        picks[chunk] = (idx, irow, icol)
+        reads[chunk] = (name, {ydim: urows, xdim: ucols})
+    got = read_selections(ds, reads)
+    out = np.empty((var.shape[var.dims.index("time")], rows.size), var.dtype)
+    for chunk, (idx, irow, icol) in picks.items():
+        out[:, idx] = got[chunk][:, irow, icol]
+    return out
 
 
 def point_series(output: StoreRef, cube: StoreRef | None, sites: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -101,8 +116,8 @@ def sample_store(sites: pd.DataFrame, output: StoreRef, cube: StoreRef | None, c
     done = pd.DatetimeIndex(pd.to_datetime(ledger.read(output, out.attrs).done))
     times = out.indexes["time"]
     points = sites.loc[:, ["row", "col", "cy", "cx"]]
-    # one task, ahead of other work: a group of ``priority`` tasks this small is not queued behind
-    # a cluster kept busy by another job (the twin skill, beside the validation)
+    # one task with a raised priority: unlike a graph's many root tasks, Dask does not hold a single
+    # task in its queue while another job keeps the workers busy (the twin skill, beside the validation)
     series = (client.submit(point_series, output, cube, points, priority=1, pure=False).result()
               if client is not None else point_series(output, cube, points))
     values = series[PRODUCT_1KM].astype(np.float64)

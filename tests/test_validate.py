@@ -405,11 +405,23 @@ def test_weather_columns_read_a_weather_table_under_its_own_names(twin, tmp_path
     assert text.startswith(f"weather file {mine}: no column 'T' (dsm's 'tair_c', set by validation.weather_columns.tair_c)")
 
 
-def test_point_series_reads_each_sites_pixel_and_cell(twin):
+def test_point_series_reads_each_sites_pixel_and_cell(twin, monkeypatch):
     """Sites sharing rows, columns and cells: each gets its own pixel's ``sm`` (CF-decoded, as
-    xarray reads it) and its cell's SMAP, every day of the products store."""
+    xarray reads it) and its cell's SMAP, every day of the products store; each selection read
+    stays inside one chunk of its array (far-apart sites do not read the chunks between them)."""
+    from dsm import station_sampling
     from dsm.station_sampling import PRODUCT_1KM, SMAP_36KM, point_series
 
+    spans: list[tuple[str, int, int]] = []  # (variable, chunks its rows span, chunks its columns span)
+    read = station_sampling.read_selections
+
+    def recording(ds, reads):
+        for name, index in reads.values():
+            (ych, xch), (ys, xs) = ds[name].encoding["chunks"][1:], list(index.values())
+            spans.append((name, len(set(np.asarray(ys) // ych)), len(set(np.asarray(xs) // xch))))
+        return read(ds, reads)
+
+    monkeypatch.setattr(station_sampling, "read_selections", recording)
     sm = xr.open_zarr(twin["out"].url, consolidated=False)["sm"].values
     smap = xr.open_zarr(twin["stores"].cube.url, consolidated=False)["smap_sm"].values
     rows, cols = np.array([40, 40, 100, 3]), np.array([7, 90, 7, 140])
@@ -418,4 +430,6 @@ def test_point_series_reads_each_sites_pixel_and_cell(twin):
     np.testing.assert_array_equal(got[PRODUCT_1KM], sm[:, rows, cols])
     np.testing.assert_array_equal(got[SMAP_36KM], smap[:, rows // 36, cols // 36])
     assert np.isfinite(got[PRODUCT_1KM]).any() and np.isfinite(got[SMAP_36KM]).any()
+    assert {n for n, _, _ in spans} == {"sm", "smap_sm"} and all(ny == nx == 1 for _, ny, nx in spans), spans
+    assert sum(n == "sm" for n, _, _ in spans) == 3  # the four sites lie in three chunks of sm
     assert set(point_series(twin["out"], None, sites)) == {PRODUCT_1KM}
