@@ -101,7 +101,7 @@ def regional_means(maps: xr.DataArray) -> xr.DataArray:
     spatial = list(maps.dims[1:])
     total = maps.astype(np.float64).sum(spatial, skipna=True)
     n = maps.notnull().sum(spatial)
-    return (total / n.where(n > 0)).drop_vars("spatial_ref", errors="ignore")
+    return total / n.where(n > 0)
 
 
 def write_means(sm: xr.DataArray, dest: StoreRef, client: Client | None) -> str:

@@ -328,14 +328,13 @@ def calibrate_anomaly_sd(station: ArrayLike, residual: ArrayLike, var_cell: Arra
     r, vc = cols["residual"], cols["var_cell"]
     n_st, n = int(keep.size), int(ids.size)
     base: dict[str, Any] = {"configured": float(configured), "nominal": float(nominal), "n_stations": n_st, "n_pairs": n}
-    if n_st >= min_stations:
-        centred, offset_rms = without_station_offsets(ids, r)
-        if offsets == "remove":
-            r = centred
-        base |= {"station_offsets": "removed" if offsets == "remove" else "kept", "offset_rms": offset_rms}
     if n_st < min_stations:
         return IntervalCalibration(float(configured), "configured", reason=f"{n_st} stations with >= {min_days} "
                                    f"days in the region (fewer than {min_stations}): the configured sd is used", **base)
+    centred, offset_rms = without_station_offsets(ids, r)
+    if offsets == "remove":
+        r = centred
+    base |= {"station_offsets": "removed" if offsets == "remove" else "kept", "offset_rms": offset_rms}
     cov_conf = float(np.mean(_covered(r, vc, configured ** 2, nominal)))
     var = conformal_variance(r, vc, nominal)
     if not np.isfinite(var):

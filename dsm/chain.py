@@ -290,8 +290,8 @@ def _stage_validate(config: Config, client: Client, say: Callable[[str], None], 
                 started.append(pool.submit(twin_skill, config, dest, client))
                 return started[-1]
 
-            validation = run_validate(config, client, twin=start_skill)
-            scores = (started[0] if started else start_skill()).result()
+            validation = run_validate(config, client, twin=start_skill)  # calls it, or raises
+            scores = started[0].result()
         steps.step(f"twin skill against the 1 km truth: {summary['skill']}")
     else:
         validation = run_validate(config, client)

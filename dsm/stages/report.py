@@ -353,9 +353,11 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
     rep.text(BIAS_STATEMENT, cls_name="bias")
     check()
     means_at = means_ref(config)
-    job = analysis.means_job(products_ds["sm"], means_at) if means is None else None
-    # on a cluster the workers compute the mean maps while this process draws the sections before them
-    pending = means if job is None else client.compute(job) if client is not None else None
+    pending, job = means, None
+    if pending is None:
+        job = analysis.means_job(products_ds["sm"], means_at)
+        # on a cluster the workers compute the mean maps while this process draws the sections before them
+        pending = client.compute(job) if client is not None else None
     try:
         _section_models(rep, cards, pooled, figs)
         _section_twin(rep, config, result, figs, twin, client)
@@ -368,7 +370,7 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
                      f"lon {box[0]:.3f}..{box[2]:.3f}, lat {box[1]:.3f}..{box[3]:.3f}.", note=True)
         if pending is not None:
             pending.result()
-        elif job is not None:
+        elif job is not None:  # in this process: no client
             job.compute()
         monthly = _section_maps(rep, means_at, box, scored, figs)
     finally:
