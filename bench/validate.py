@@ -140,6 +140,13 @@ def runner(make: Callable[..., Callable[[SkillJob], AbstractContextManager[Runne
         skill_workers.on_workers = kept
 
 
+def _with_output(cfg: config_mod.Config, output: str) -> config_mod.Config:
+    """``cfg`` with ``stores.output`` set to ``output``."""
+    raw = cfg.model_dump(mode="json")
+    raw["stores"]["output"] = output
+    return config_mod.from_dict(raw)
+
+
 def stage_steps(cfg: config_mod.Config, output: str, client: Client) -> dict[str, float]:
     """Seconds of the validate stage's steps (``skill``, ``stations``, ``report``) and their
     ``total`` for the products store ``output``, on ``client``'s cluster."""
@@ -147,9 +154,7 @@ def stage_steps(cfg: config_mod.Config, output: str, client: Client) -> dict[str
     from dsm.stages.report import run_report
     from dsm.stages.validate import run_validate
 
-    raw = cfg.model_dump(mode="json")
-    raw["stores"]["output"] = output
-    cfg = config_mod.from_dict(raw)
+    cfg = _with_output(cfg, output)
     t0 = time.perf_counter()
     scores = twin_skill(cfg, cfg.stores.at(f"{Path(output).parent}/skill-bench.json"), client)
     t1 = time.perf_counter()
@@ -165,10 +170,9 @@ def stage_overlapped(cfg: config_mod.Config, output: str, client: Client) -> flo
     for the products store ``output``, on ``client``'s cluster."""
     from dsm.chain import STAGE_FUNCTIONS
 
-    raw = cfg.model_dump(mode="json")
-    raw["stores"]["output"] = output
+    cfg = _with_output(cfg, output)
     t0 = time.perf_counter()
-    result = STAGE_FUNCTIONS["validate"](config_mod.from_dict(raw), client, lambda line: None, None)
+    result = STAGE_FUNCTIONS["validate"](cfg, client, lambda line: None, None)
     assert result.status == "done", result.message
     return time.perf_counter() - t0
 
