@@ -278,3 +278,31 @@ def test_config_schema_describes_the_keys_and_checks_a_file_as_dsm_does():
     raw["inputs"]["smpa"] = raw["inputs"].pop("smap")
     with pytest.raises(jsonschema.ValidationError, match="smpa"):
         validator.validate(raw)
+
+
+def test_the_demo_summarises_a_cube_once_per_revision(tiny_twin, tmp_path, monkeypatch):
+    """The demo's chains share one cube: its valid fractions (a read of the whole cube) are
+    computed once, and again only after a write counted a new revision."""
+    import shutil
+
+    from dsm import store
+    from dsm.cli.chain import _cube_summary
+
+    path = tmp_path / "cube.zarr"
+    shutil.copytree(tiny_twin.cube.url, path)
+    made = []
+    summary = cube.summary
+    monkeypatch.setattr(cube, "summary", lambda ds, valid_fractions=True: made.append(valid_fractions)
+                        or summary(ds, valid_fractions))
+    kept: dict = {}
+    first = _cube_summary(cube.open_cube(str(path)), str(path), True, kept)
+    assert _cube_summary(cube.open_cube(str(path)), str(path), True, kept) is first and made == [True]
+    assert "valid_fraction" in first["variables"]["lst"]
+    # without valid fractions nothing is kept or reused (the single-stage commands pass no store)
+    assert "valid_fraction" not in _cube_summary(cube.open_cube(str(path)), str(path), False, kept)["variables"]["lst"]
+    assert _cube_summary(cube.open_cube(str(path)), str(path), True, None) is not first
+    # a write recorded in the cube counts a revision: summarised again
+    ds = cube.open_cube(str(path))
+    store.record_written(StoreRef(str(path)), ds.attrs, {"lst": [0, 8]})
+    again = _cube_summary(cube.open_cube(str(path)), str(path), True, kept)
+    assert again is not first and again == first and made == [True, False, True, True]

@@ -55,12 +55,20 @@ def demo(workdir: Path, size: str, seed: int, overwrite: bool, compare: bool) ->
             with _locked(c):  # never delete the stores of a live run: its lock refuses
                 _remove_outputs(c)
     ok = True
-    for key, other in others.items():
-        click.echo(f"comparison {COMPARISONS[key][0]!r} on the {size} twin region (seed {seed}) in {workdir}/{key}: "
-                   "twin, train, predict")
-        ok = _run_chain(other, None, break_lock=False, valid_fractions=True) and ok
-    click.echo(f"running the {size} twin region (seed {seed}) in {workdir}: twin, train, predict, export, validate")
-    ok = _run_chain(cfg, None, break_lock=False, valid_fractions=True) and ok
+    summaries: dict[tuple[str, Any], dict[str, Any]] = {}  # the chains share one cube: its summary made once
+
+    def chains(client: Any) -> bool:
+        ok = True
+        for key, other in others.items():
+            click.echo(f"comparison {COMPARISONS[key][0]!r} on the {size} twin region (seed {seed}) in "
+                       f"{workdir}/{key}: twin, train, predict")
+            ok = _run_chain(other, None, break_lock=False, valid_fractions=True, client=client,
+                            summaries=summaries) and ok
+        click.echo(f"running the {size} twin region (seed {seed}) in {workdir}: twin, train, predict, export, validate")
+        return _run_chain(cfg, None, break_lock=False, valid_fractions=True, client=client,
+                          summaries=summaries) and ok
+
+    ok = _on_cluster(cfg, chains, err=False)  # one cluster for all the chains: started once, workers warm
     click.echo(f"config: {cfg_path}  (rerun any stage with `dsm run {cfg_path}` or `dsm <stage> {cfg_path}`)")
     if not ok:
         sys.exit(1)
@@ -80,8 +88,11 @@ def _remove_outputs(cfg: config_mod.Config) -> None:
             fs.rm(path, recursive=True)
 
 
-def _print_stage(cfg: config_mod.Config, res: Any, valid_fractions: bool) -> None:
-    """What one stage of ``dsm run`` did, as the single-stage commands print it."""
+def _print_stage(cfg: config_mod.Config, res: Any, valid_fractions: bool,
+                 summaries: dict[tuple[str, Any], dict[str, Any]] | None = None) -> None:
+    """What one stage of ``dsm run`` did, as the single-stage commands print it; ``summaries``
+    keeps the cube summaries made, by cube and revision, so a cube unchanged since is not read
+    again for its valid fractions."""
     message = _one_line(res.message)
     click.secho(f"== {res.stage}: {res.status} ({res.seconds:.1f} s){'; ' + message if message else ''}",
                 bold=True, fg={"error": "red", "partial": "yellow"}.get(res.status))
@@ -90,8 +101,8 @@ def _print_stage(cfg: config_mod.Config, res: Any, valid_fractions: bool) -> Non
     if res.stage == "cube":
         from dsm import cube
 
-        _print_summary(cube.summary(cube.open_cube(cfg.stores.ref("cube")),
-                                    valid_fractions=valid_fractions))
+        _print_summary(_cube_summary(cube.open_cube(cfg.stores.ref("cube")), str(cfg.stores.ref("cube")),
+                                     valid_fractions, summaries))
         for name, why in res.failed.items():
             click.secho(f"  FAILED {name}: {why}", fg="red", err=True)
     elif res.stage == "train":
@@ -106,19 +117,38 @@ def _print_stage(cfg: config_mod.Config, res: Any, valid_fractions: bool) -> Non
             _print_skill(res.report, res.summary["skill"])
 
 
+def _cube_summary(ds: Any, name: str, valid_fractions: bool,
+                  summaries: dict[tuple[str, Any], dict[str, Any]] | None) -> dict[str, Any]:
+    """:func:`dsm.cube.summary` of the cube ``ds`` stored at ``name``, taken from ``summaries``
+    when that cube's revision (:data:`dsm.store.REVISION_ATTR`, counted up by every write) was
+    summarised before, and kept there."""
+    from dsm import cube, store
+
+    key = (name, ds.attrs.get(store.REVISION_ATTR))
+    if summaries is not None and valid_fractions and key in summaries:
+        return summaries[key]
+    out = cube.summary(ds, valid_fractions=valid_fractions)
+    if summaries is not None and valid_fractions:
+        summaries[key] = out
+    return out
+
+
 def _run_chain(cfg: config_mod.Config, stages: tuple[str, ...] | None, break_lock: bool,
-               valid_fractions: bool = False) -> bool:
-    """``dsm run`` on the configured cluster, printing each stage; True when complete."""
+               valid_fractions: bool = False, client: Any = None,
+               summaries: dict[tuple[str, Any], dict[str, Any]] | None = None) -> bool:
+    """``dsm run`` on ``client`` (default: the configured cluster, started for it), printing
+    each stage; True when complete. ``summaries``: see :func:`_print_stage`."""
     from dsm.chain import AFTER_PRODUCTS, last_error, run
 
     def on_stage(progress: Bars, res: Any) -> None:
         progress.close()  # the stage's bar ends before its summary
-        _print_stage(cfg, res, valid_fractions)
+        _print_stage(cfg, res, valid_fractions, summaries)
+
+    def chain(c: Any) -> Any:
+        return run(cfg, c, stages=stages, lock=lock, progress=progress, on_stage=lambda res: on_stage(progress, res))
 
     with _locked(cfg, break_lock) as lock, bars() as progress:  # refuse before starting a cluster
-        result = _on_cluster(cfg, lambda client: run(
-            cfg, client, stages=stages, lock=lock, progress=progress,
-            on_stage=lambda res: on_stage(progress, res)), err=False)
+        result = chain(client) if client is not None else _on_cluster(cfg, chain, err=False)
     click.echo(f"run {result.run_id}: {result.outcome}; record {result.records}/run.json")
     stopped = last_error(result)
     if stopped is not None:
