@@ -1,7 +1,7 @@
 """Prediction throughput: the pipeline store-to-store against bare ``Booster.inplace_predict``.
 
 For regions of N x N SMAP cells (default 4 x 4 and 8 x 8) over two 16-day periods of the twin
-(2016-06-09 .. 2016-07-10), all stored in the same 72 x 72-pixel, 8-day blocks (one prediction
+(2016-06-09 .. 2016-07-10), all stored in the same 72 x 72-pixel (``--space``), 8-day blocks (one prediction
 task each), so a larger region has more tasks of the same size and peak worker memory should
 not grow with it:
 
@@ -18,7 +18,7 @@ not grow with it:
    rows the pipeline predicts, held in memory and batched as favourably as the pipeline could:
    recorded by running the blocks' own :func:`dsm.block_models.model_days` with a recording
    model loader over the whole region, 8 days (a time chunk) at a time, so one call per model
-   per time chunk of the whole region (the pipeline makes one per model per 72 x 72 block)
+   per time chunk of the whole region (the pipeline makes one per model per block)
    (nthread 1 and 2; best of three). Ratio = pipeline / the better of bare at nthread 2 and
    twice bare at nthread 1 (two cores either way; small batches do not scale across threads);
 4. ``--rounds R`` interleaves R pipeline runs and R bare runs and reports the median ratio and
@@ -29,7 +29,7 @@ not grow with it:
    on the same workers adds.
 
 Run: ``.venv/bin/python bench/predict.py [--method fusion|rao2022] [--sizes 4 8] [--rounds 3]
-[--uncertainty none|quantile] [--workdir DIR] [--json PATH]``
+[--uncertainty none|quantile] [--space 72] [--workdir DIR] [--json PATH]``
 """
 
 from __future__ import annotations
@@ -186,10 +186,10 @@ def pipeline(cfg: config_mod.Config, profile: bool, passes: int = 1) -> tuple[in
     return pixels, walls[0], peaks, idle
 
 
-def method_config(root: Path, size: int, method: str, uncertainty: str) -> config_mod.Config:
-    """The twin configuration of a region, in the same 72 x 72 blocks for every size (a task's
-    size is fixed, only their number grows), trained by ``method``."""
-    cfg = twin_config(root, size, START, END, uncertainty=uncertainty, space=72)
+def method_config(root: Path, size: int, method: str, uncertainty: str, space: int = 72) -> config_mod.Config:
+    """The twin configuration of a region, in the same ``space`` x ``space`` blocks for every
+    size (a task's size is fixed, only their number grows), trained by ``method``."""
+    cfg = twin_config(root, size, START, END, uncertainty=uncertainty, space=space)
     if method == "rao2022":
         return cfg
     raw = cfg.model_dump(mode="json")
@@ -197,8 +197,8 @@ def method_config(root: Path, size: int, method: str, uncertainty: str) -> confi
     return config_mod.from_dict(raw)
 
 
-def run(size: int, root: Path, method: str, uncertainty: str, rounds: int) -> dict[str, Any]:
-    cfg = method_config(root, size, method, uncertainty)
+def run(size: int, root: Path, method: str, uncertainty: str, rounds: int, space: int = 72) -> dict[str, Any]:
+    cfg = method_config(root, size, method, uncertainty, space)
     ensure_twin(cfg, root)
     train_models(cfg)
     pixels, _, (peak,), idle = pipeline(cfg, profile=True)
@@ -229,10 +229,13 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[4, 8],
                     help="regions of N x N SMAP cells, smallest first (default: 4 8)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved pipeline and bare runs per size")
+    ap.add_argument("--space", type=int, default=72,
+                    help="the blocks' side in pixels, the same for every size (default 72; dsm's default is 144)")
     ap.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     args = ap.parse_args()
     base = Path(args.workdir or tempfile.mkdtemp(prefix="dsm-bench-predict-"))
-    rows = [run(n, base / f"{args.method}-{n}", args.method, args.uncertainty, args.rounds)
+    suffix = "" if args.space == 72 else f"-{args.space}"  # a twin per block size (its cube's chunks)
+    rows = [run(n, base / f"{args.method}-{n}{suffix}", args.method, args.uncertainty, args.rounds, args.space)
             for n in sorted(args.sizes)]
     print(f"method {args.method}, uncertainty {args.uncertainty}; 2 workers x 1 thread; {START}..{END}; "
           f"work in {base}; load average {load_average()}")
@@ -250,13 +253,13 @@ def main() -> None:
               f"{r['peak']:>12.0f} ({r['increase']:>4.0f}) {r['peak_np']:>18.0f} ({r['increase_np']:>4.0f}) "
               f"{r['second_np']:>8.1f}")
     small, large = rows[0], rows[-1]
-    print(f"region {large['cells'] // small['cells']}x the smallest, same 72 x 72-pixel blocks of 8 days: peak worker "
+    print(f"region {large['cells'] // small['cells']}x the smallest, same {args.space} x {args.space}-pixel blocks of 8 days: peak worker "
           f"memory x{large['peak'] / small['peak']:.2f} (Dask's profiler on, as by default; its history grows "
           f"with the seconds of work, up to distributed.admin.low-level-log-length = 1000 one-second profiles), "
           f"x{large['peak_np'] / small['peak_np']:.2f} with the profiler off; a second pass over the whole region "
           f"on the same workers added {small['second_np']:.1f} and {large['second_np']:.1f} MB")
     if args.json:
-        Path(args.json).write_text(json.dumps({"method": args.method, "uncertainty": args.uncertainty,
+        Path(args.json).write_text(json.dumps({"method": args.method, "uncertainty": args.uncertainty, "space": args.space,
                                                "rounds": args.rounds, "load_average": load_average(),
                                                "machine": machine_facts(), "sizes": rows}, indent=1))
 
