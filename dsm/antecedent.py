@@ -1,10 +1,11 @@
 """Writing the antecedent precipitation indices into the cube: the IO edge of :mod:`dsm.rain`.
 
-:func:`write_antecedent` opens the cube, scans its whole ``precip`` series lazily (spin-up
-days first, one chain of tasks per spatial block), drops the spin-up days and writes
-``api_*`` and ``api_age`` for the cube's days: one task per (time chunk, spatial block)
-writes its chunks with :func:`dsm.store.write_region`, on the cluster's workers when a client
-is given. Water pixels (``land_mask`` 0) get NaN indices and age 0. The settings go to the
+:func:`write_antecedent` opens the cube and scans its whole ``precip`` series with one
+task per spatial block of the cube's chunks (on the cluster's workers when a client is given):
+the task reads the block a time chunk at a time (the spin-up days first), carries the scan's
+state from chunk to chunk and writes the ``api_*`` and ``api_age`` chunks of the cube's days
+with :func:`dsm.store.write_region`, so no task holds more than one time chunk of the series
+and the tasks are as many as the spatial blocks (not a chain of small tasks per time chunk). Water pixels (``land_mask`` 0) get NaN indices and age 0. The settings go to the
 cube attribute ``antecedent_precipitation`` so that later stages know the indices are there.
 """
 
@@ -13,12 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import dask
-import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
@@ -28,6 +28,7 @@ from dsm import store
 from dsm.cube import API_EFOLDING_DAYS, API_NAMES, open_cube
 from dsm.errors import InputError, StoreError
 from dsm.storeref import StoreRef
+from dsm.zarr_reads import read_selections
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -92,28 +93,63 @@ class AntecedentSummary:
 
 @functools.lru_cache(maxsize=8)
 def _open(ref: StoreRef, call: str) -> xr.Dataset:
-    """The cube, opened once per worker process and call."""
-    return open_cube(ref)
+    """The cube, opened once per worker process and call, without dask (read by the task itself)."""
+    return open_cube(ref, chunks=None)
 
 
-def _write_block(*blocks: np.ndarray, ref: StoreRef, call: str, first: int = 0,
-                 block_info: Mapping[Any, Any] | None = None) -> np.ndarray:
-    """Write one (time chunk, spatial block) of ``api_*`` and ``api_age`` (runs on a worker);
-    a block wholly before day index ``first`` is left as stored."""
-    assert block_info is not None
-    (t0, t1), (y0, y1), (x0, x1) = block_info[0]["array-location"]
-    if t1 <= first:
-        return np.zeros((1, 1, 1), np.int64)
-    cube = _open(ref, call)
-    coords = {"time": cube["time"].values[t0:t1], "y": cube["y"].values[y0:y1], "x": cube["x"].values[x0:x1]}
-    names = (*API_NAMES, "api_age")
-    part = xr.Dataset({n: (_DAILY, b) for n, b in zip(names, blocks, strict=True)}, coords=coords)
-    store.write_region(ref, part, cube)
-    return np.ones((1, 1, 1), np.int64)
+@dataclass(frozen=True)
+class _BlockScan:
+    """What the scan of one spatial block found (:func:`_scan_block`), summed over the blocks."""
+
+    precip_on_land: np.ndarray  # (precipitation days,) bool: some land pixel of the block has a value
+    land_pixels: int
+    restart_pixels: int
+    refused_pixel_days: int
+    flagged_pixel_days: int
+    blocks: int  # region writes
 
 
 def _pieces(n: int, size: int) -> tuple[int, ...]:
     return (size,) * (n // size) + ((n % size,) if n % size else ())
+
+
+def _scan_block(ref: StoreRef, call: str, y0: int, y1: int, x0: int, x1: int, *, spin: int, first: int,
+                max_gap_days: int, spinup_days: int) -> _BlockScan:
+    """Scan the whole precipitation series of one spatial block, a time chunk at a time (the
+    state carried from chunk to chunk: :func:`dsm.rain.api_scan`), and write its ``api_*`` and
+    ``api_age`` chunks (runs on a worker; the cube's time chunks wholly before day index
+    ``first`` are left as stored). Water pixels get NaN indices and age 0."""
+    cube = _open(ref, call)
+    ys, xs = slice(y0, y1), slice(x0, x1)
+    land = read_selections(cube, {"land": ("land_mask", {"y": ys, "x": xs})})["land"] == 1
+    tc = cube["api_age"].encoding["chunks"][0]
+    n_precip = cube.sizes["time_precip"]
+    on_land = np.zeros(n_precip, bool)
+    ever_refused = np.zeros(land.shape, bool)
+    refused_days = flagged = writes = 0
+    state = None
+    t = 0
+    for size in _pieces(spin, tc) + _pieces(n_precip - spin, tc):  # the spin-up, then the cube's time chunks
+        p = read_selections(cube, {"p": ("precip", {"time_precip": slice(t, t + size), "y": ys, "x": xs})})["p"]
+        apis, age, state = rain_mod.api_scan(p, API_EFOLDING_DAYS, max_gap_days, state)
+        on_land[t:t + size] = (np.isfinite(p) & land).any(axis=(1, 2))
+        refused = np.isnan(apis[0]) & land
+        ever_refused |= refused.any(axis=0)
+        t0, t1 = t - spin, t - spin + size  # on the cube's days
+        t += size
+        if t0 < 0:
+            continue
+        refused_days += int(refused.sum())
+        flagged += int(((age < spinup_days) & land).sum())
+        if t1 <= first:
+            continue
+        names = (*API_NAMES, "api_age")
+        values = [np.where(land, a, np.float32(np.nan)) for a in apis] + [np.where(land, age, np.uint8(0))]
+        coords = {"time": cube["time"].values[t0:t1], "y": cube["y"].values[ys], "x": cube["x"].values[xs]}
+        store.write_region(ref, xr.Dataset({n: (_DAILY, v) for n, v in zip(names, values, strict=True)},
+                                           coords=coords), cube)
+        writes += 1
+    return _BlockScan(on_land, int(land.sum()), int(ever_refused.sum()), refused_days, flagged, writes)
 
 
 def _check_cube(ref: StoreRef, cube: xr.Dataset) -> int:
@@ -164,7 +200,7 @@ def write_antecedent(cube_ref: StoreRef, rain: RainConfig, client: Client | None
     rain
         ``spinup_days`` (the age flagged below) and ``max_gap_days`` (:mod:`dsm.rain`).
     client
-        Compute on this cluster's workers; None: ``dask.compute`` here.
+        Compute on this cluster's workers; None: ``dask.compute`` (Dask's default scheduler).
     from_index
         The first day (index on ``time``) whose chunk is written (0: every chunk). ``blocks``
         of the summary counts the blocks written.
@@ -185,26 +221,17 @@ def write_antecedent(cube_ref: StoreRef, rain: RainConfig, client: Client | None
     cube = open_cube(cube_ref)
     spin = _check_cube(cube_ref, cube)
     nt, ny, nx = (cube.sizes[d] for d in _DAILY)
-    tc, sc_y, sc_x = cube["api_age"].encoding["chunks"]
-    precip = cube["precip"].data.rechunk((_pieces(spin, tc) + _pieces(nt, tc), _pieces(ny, sc_y), _pieces(nx, sc_x)))
-    land = cube["land_mask"].data == 1
-    apis, age = rain_mod.api_dask(precip, API_EFOLDING_DAYS, rain.max_gap_days)
-
-    out = [da.where(land, a[spin:], np.float32(np.nan)) for a in apis]
-    out_age = da.where(land, age[spin:], np.uint8(0))
-    writes = da.map_blocks(_write_block, *out, out_age, ref=cube_ref, call=uuid.uuid4().hex,
-                           first=max(0, int(from_index)), chunks=tuple((1,) * len(c) for c in out_age.chunks), dtype=np.int64)
-    refused = da.isnan(apis[0]) & land
-    stats = {
-        "blocks": writes.sum(),
-        "land_pixels": land.sum(),
-        "precip_on_land": (da.isfinite(precip) & land).any(axis=(1, 2)),
-        "restart_pixels": refused.any(axis=0).sum(),
-        "refused_pixel_days": refused[spin:].sum(),
-        "flagged_pixel_days": ((age[spin:] < rain.spinup_days) & land).sum(),
-    }
+    _, sc_y, sc_x = cube["api_age"].encoding["chunks"]
+    call = uuid.uuid4().hex
+    scan = dask.delayed(_scan_block, pure=False)
+    lazy = [scan(cube_ref, call, y0, min(y0 + sc_y, ny), x0, min(x0 + sc_x, nx), spin=spin,
+                 first=max(0, int(from_index)), max_gap_days=rain.max_gap_days, spinup_days=rain.spinup_days)
+            for y0 in range(0, ny, sc_y) for x0 in range(0, nx, sc_x)]
     _forget(cube_ref, cube)
-    done = dict(zip(stats, _compute(client, *stats.values()), strict=True))
+    parts: Sequence[_BlockScan] = _compute(client, *lazy)
+    done = {f: sum(getattr(part, f) for part in parts) for f in
+            ("land_pixels", "restart_pixels", "refused_pixel_days", "flagged_pixel_days", "blocks")}
+    done["precip_on_land"] = np.logical_or.reduce([part.precip_on_land for part in parts])
     days_with_rain = int(np.count_nonzero(done["precip_on_land"]))
     if days_with_rain == 0:
         raise InputError(f"the cube {cube_ref} has no precipitation on land (every 'precip' value over land is "

@@ -19,23 +19,17 @@ negative or infinite precipitation
 ``age`` is the number of days since the last missing day (capped at 255); downstream,
 pixel-days with ``age < rain.spinup_days`` are flagged. The state is carried in float64 and
 the indices are returned as float32, so a scan split at any time boundaries gives exactly the
-values of one scan over the whole series. :func:`api_dask` runs the scan lazily on a dask
-array as one chain of tasks per spatial block, each time chunk's task taking the state left
-by the block's previous time chunk.
+values of one scan over the whole series. :func:`dsm.antecedent.write_antecedent` scans the cube
+this way, a time chunk at a time per spatial block.
 """
 
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 
-import dask.array as da
 import numpy as np
-from dask.base import tokenize
-from dask.highlevelgraph import HighLevelGraph
 
 AGE_MAX = 255  #: ``age`` saturates here (uint8)
 _GAP_MAX = np.iinfo(np.int32).max
@@ -156,70 +150,3 @@ def api_scan(precip: np.ndarray, efolding_days: Sequence[float], max_gap_days: i
     for t in range(p.shape[0]):
         api[:, t], age[t], state = _step(p[t].astype(np.float64), k, max_gap_days, state)
     return api, age, state
-
-
-def _scan_chunk(block: np.ndarray, state: ApiState | None = None, *, efolding_days: tuple[float, ...],
-                max_gap_days: int) -> tuple[np.ndarray, np.ndarray, ApiState]:
-    return api_scan(block, efolding_days, max_gap_days, state)
-
-
-def _api_of(result: tuple[np.ndarray, np.ndarray, ApiState], index: int) -> np.ndarray:
-    return result[0][index]
-
-
-def api_dask(precip: da.Array, efolding_days: Sequence[float], max_gap_days: int
-             ) -> tuple[list[da.Array], da.Array]:
-    """The indices and age of a lazy precipitation cube, with the input's chunks.
-
-    Each spatial block is one chain of tasks along time: the task of time chunk ``n`` reads
-    precipitation block ``(n, j, i)`` and the state left by chunk ``n - 1`` of the same
-    spatial block (only that state travels between workers), so the scan runs on the workers
-    and no task holds more than one chunk of the series.
-
-    Parameters
-    ----------
-    precip : dask.array.Array, (t, y, x)
-        Daily precipitation (mm), NaN where missing; the first day starts from zeros.
-    efolding_days, max_gap_days
-        As :func:`api_scan`.
-
-    Returns
-    -------
-    api : list of dask.array.Array, float32, (t, y, x)
-        One per e-folding time, in the order given.
-    age : dask.array.Array, uint8, (t, y, x)
-    """
-    if precip.ndim != 3:
-        raise ValueError(f"precipitation is (t, y, x), got {precip.ndim} dimensions")
-    if max_gap_days < 0:
-        raise ValueError(f"max_gap_days must be >= 0, got {max_gap_days}")
-    efolding = tuple(float(e) for e in efolding_days)
-    for e in efolding:
-        decay(e)
-    token = tokenize(precip.name, efolding, max_gap_days)
-    scan, state = f"api-scan-{token}", f"api-state-{token}"
-    step = partial(_scan_chunk, efolding_days=efolding, max_gap_days=max_gap_days)
-    nt, ny, nx = precip.numblocks
-    layer: dict = {}  # the scan tasks and the states they pass on (one layer: no cycle between layers)
-    for j in range(ny):
-        for i in range(nx):
-            for n in range(nt):
-                prev = () if n == 0 else ((state, n - 1, j, i),)
-                layer[(scan, n, j, i)] = (step, (precip.name, n, j, i), *prev)
-                layer[(state, n, j, i)] = (operator.getitem, (scan, n, j, i), 2)
-    base = precip.__dask_graph__()
-    assert isinstance(base, HighLevelGraph)  # a dask array's graph
-    layers = {**base.layers, scan: layer}
-    deps = {**base.dependencies, scan: set(precip.__dask_layers__())}
-    names = [f"api-{e:g}d-{token}" for e in efolding]
-    for d, name in enumerate(names):
-        layers[name] = {(name, *b): (_api_of, (scan, *b), d) for b in np.ndindex(nt, ny, nx)}
-        deps[name] = {scan}
-    age_name = f"api-age-{token}"
-    layers[age_name] = {(age_name, *b): (operator.getitem, (scan, *b), 1) for b in np.ndindex(nt, ny, nx)}
-    deps[age_name] = {scan}
-    graph = HighLevelGraph(layers, deps)
-    apis = [da.Array(graph, name, chunks=precip.chunks, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
-            for name in names]
-    age = da.Array(graph, age_name, chunks=precip.chunks, dtype=np.uint8, meta=np.empty((0, 0, 0), np.uint8))
-    return apis, age

@@ -6,12 +6,13 @@ import datetime as dt
 import math
 from pathlib import Path
 
-import dask
-import dask.array as da
 import numpy as np
 import pytest
 import xarray as xr
 import zarr
+
+from dask.utils import key_split
+from distributed import get_task_stream
 
 from dsm import store
 from dsm.antecedent import ATTR, AntecedentSummary, write_antecedent
@@ -19,7 +20,7 @@ from dsm.config import RainConfig
 from dsm.cube import API_EFOLDING_DAYS, API_NAMES, Layout, create_cube, open_cube
 from dsm.errors import InputError
 from dsm.grid import Region
-from dsm.rain import AGE_MAX, ApiState, api_dask, api_scan, api_step, decay
+from dsm.rain import AGE_MAX, ApiState, api_scan, api_step, decay
 from dsm.storeref import StoreRef
 
 EF = (2.0, 5.0, 15.0)
@@ -104,39 +105,6 @@ def test_scan_split_in_chunks(tchunk: int, max_gap: int) -> None:
     np.testing.assert_array_equal(np.concatenate([g for _, g in parts]), want_age)
 
 
-@pytest.mark.parametrize("tchunk", [1, 3, 8, 40])
-@pytest.mark.parametrize("schunk", [(3, 4), (2, 3)])
-def test_dask_scan_equals_loop(tchunk: int, schunk: tuple[int, int]) -> None:
-    p = series()
-    want_api, want_age = reference(p, EF, 2)
-    apis, age = api_dask(da.from_array(p, chunks=(tchunk, *schunk)), EF, 2)
-    assert all(a.chunks == age.chunks == da.from_array(p, chunks=(tchunk, *schunk)).chunks for a in apis)
-    assert [a.dtype for a in apis] == [np.float32] * 3 and age.dtype == np.uint8
-    got = dask.compute(*apis, age, scheduler="threads")
-    for d in range(3):
-        np.testing.assert_array_equal(got[d], want_api[d])
-    np.testing.assert_array_equal(got[3], want_age)
-
-
-def test_dask_chain_depends_only_on_previous_chunk() -> None:
-    """Each scan task reads its own precipitation block and its block's previous state."""
-    x = da.from_array(series(), chunks=(8, 2, 2))
-    apis, _ = api_dask(x, EF, 2)
-    graph = dict(apis[0].__dask_graph__())
-    scans = [k for k in graph if isinstance(k, tuple) and str(k[0]).startswith("api-scan-")]
-    assert len(scans) == np.prod(x.numblocks)
-    for key in scans:
-        _, n, j, i = key
-        deps = dask.core.get_dependencies(graph, key)
-        want = {(x.name, n, j, i)}
-        if n:
-            want.add((key[0].replace("api-scan-", "api-state-"), n - 1, j, i))
-        assert deps == want
-        if n:
-            (state_key,) = deps - {(x.name, n, j, i)}
-            assert dask.core.get_dependencies(graph, state_key) == {(key[0], n - 1, j, i)}
-
-
 def test_age_semantics() -> None:
     p = np.zeros((300, 1, 3))
     p[10:12, 0, 0] = np.nan  # 2 missing days
@@ -170,6 +138,17 @@ def test_step_and_initial_state() -> None:
     assert not before.api.any() and not before.age.any()  # the input state is not modified
 
 
+def test_invalid_precipitation_in_the_cube_is_refused(tmp_path: Path) -> None:
+    url, p, _ = make_cube(tmp_path)
+    cube = open_cube(url)
+    p[20, 5, 40] = -1.0  # a day of the cube (after the 16 spin-up days), in the second block column
+    store.write_region(StoreRef(url), xr.Dataset({"precip": (("time_precip", "y", "x"), p)},
+                                                 coords={d: cube[d].values for d in ("time_precip", "y", "x")}), cube)
+    with pytest.raises(ValueError, match="negative precipitation"):
+        write_antecedent(StoreRef(url), RainConfig())
+    assert ATTR not in open_cube(url).attrs
+
+
 @pytest.mark.parametrize("bad, word", [(-0.5, "negative"), (np.inf, "infinite")])
 def test_invalid_precipitation_refused(bad: float, word: str) -> None:
     p = series(nt=10)
@@ -178,9 +157,6 @@ def test_invalid_precipitation_refused(bad: float, word: str) -> None:
         api_scan(p, EF, 2)
     with pytest.raises(ValueError, match=f"{word} precipitation"):
         api_step(p[4], EF, 2)
-    apis, _ = api_dask(da.from_array(p, chunks=(3, 2, 2)), EF, 2)
-    with pytest.raises(ValueError, match=f"{word} precipitation"):
-        apis[0].compute(scheduler="sync")
 
 
 # ----------------------------------------------------------------------------- the writer
@@ -261,10 +237,13 @@ def test_write_antecedent_twice_identical(tmp_path: Path) -> None:
 def test_write_antecedent_on_cluster(tmp_path: Path, client) -> None:
     url, p, land = make_cube(tmp_path / "a")
     rain = RainConfig(spinup_days=20, max_gap_days=1)
-    summary = write_antecedent(StoreRef(url), rain, client)
+    with get_task_stream(client) as stream:
+        summary = write_antecedent(StoreRef(url), rain, client)
     check_written(url, p, land, rain, summary)
     opened = client.run(lambda: __import__("dsm.antecedent").antecedent._open.cache_info().misses)
     assert sum(opened.values()) >= 1  # the region writes ran on the workers
+    # one task per spatial block (2 x 3 blocks of 36 pixels) scans the whole series and writes its chunks
+    assert sorted(key_split(t["key"]) for t in stream.data) == ["scan_block"] * 6
     local_url, _, _ = make_cube(tmp_path / "b")
     write_antecedent(StoreRef(local_url), rain)
     assert chunk_bytes(local_url) == chunk_bytes(url)
