@@ -329,6 +329,61 @@ def layout_of(ds: xr.Dataset) -> Layout:
                   ychunk, tchunk, spinup)
 
 
+def valid_fractions_of(ds: xr.Dataset) -> dict[str, float]:
+    """Each variable's fraction of values within its valid range: over land pixels and all its
+    time steps (``land_mask``: the land fraction; SMAP: over the whole 36 km grid). One task per
+    spatial block of the cube's chunks reads the whole cube (:func:`_block_counts`), with
+    Dask's default scheduler (a cluster's workers when a client is the default)."""
+    ref = store.store_ref_of(ds)
+    ny, nx = ds.sizes["y"], ds.sizes["x"]
+    cy, cx = ds["land_mask"].encoding.get("chunks") or (ny, nx)
+    count = dask.delayed(_block_counts, pure=False)
+    parts = dask.compute(*(count(ref, slice(y0, min(y0 + cy, ny)), slice(x0, min(x0 + cx, nx)))
+                           for y0 in range(0, ny, cy) for x0 in range(0, nx, cx)))
+    names = [spec.name for spec in SCHEMA if spec.name in ds]
+    valid = {n: sum(p[n][0] for p in parts) for n in names}
+    total = {n: sum(p[n][1] for p in parts) for n in names}
+    return {n: valid[n] / total[n] if total[n] else float("nan") for n in names}
+
+
+def _block_counts(ref: StoreRef, ys: slice, xs: slice) -> dict[str, tuple[int, int]]:
+    """Per variable of the cube at ``ref``: its values within the valid range and the values
+    counted, in one spatial block (its 36 km cells for SMAP), over land pixels, read a time
+    chunk at a time, every variable's chunk in one call (runs on a worker)."""
+    from dsm.zarr_reads import read_selections  # noqa: PLC0415 - the cube module stays light to import
+
+    ds = open_cube(ref, chunks=None)
+    f = Region.from_dict(ds.attrs["region"]).fine_per_coarse
+    cells = {"cy": slice(ys.start // f, -(-ys.stop // f)), "cx": slice(xs.start // f, -(-xs.stop // f))}
+    land = read_selections(ds, {"land": ("land_mask", {"y": ys, "x": xs})})["land"] == 1
+    specs = [spec for spec in SCHEMA if spec.name in ds]
+    out = {spec.name: (0, 0) for spec in specs}
+    out["land_mask"] = (int(land.sum()), land.size)
+    steps: dict[str, tuple[str, int, int]] = {}  # variable -> (time dimension, length, chunk)
+    for spec in specs:
+        v = ds[spec.name]
+        if v.dims[0] not in ("y", "x") and spec.name != "land_mask":
+            steps[spec.name] = (str(v.dims[0]), v.shape[0], (v.encoding.get("chunks") or v.shape)[0])
+    static = [spec.name for spec in specs if spec.name not in steps and spec.name != "land_mask"]
+    chunks = max([-(-n // c) for _, n, c in steps.values()], default=0)
+    for k in range(max(chunks, 1 if static else 0)):
+        reads = {name: (name, {dim: slice(k * c, (k + 1) * c), "y": ys, "x": xs, **cells})
+                 for name, (dim, n, c) in steps.items() if k * c < n}
+        if k == 0:
+            reads.update({name: (name, {"y": ys, "x": xs}) for name in static})
+        for name, values in read_selections(ds, reads).items():
+            lo, hi = next(spec.valid_range for spec in specs if spec.name == name)
+            ok = (values >= lo) & (values <= hi)
+            if ds[name].dims[-2:] == ("cy", "cx"):  # SMAP: every cell
+                counted = ok.size
+            else:
+                ok = ok & land
+                counted = int(land.sum()) * (ok.size // land.size)
+            valid, total = out[name]
+            out[name] = (valid + int(ok.sum()), total + counted)
+    return out
+
+
 def summary(ds: xr.Dataset, valid_fractions: bool = True) -> dict[str, Any]:
     """Variables, axes, chunks, extent and (optionally computed) valid fractions of a cube.
 
@@ -344,20 +399,7 @@ def summary(ds: xr.Dataset, valid_fractions: bool = True) -> dict[str, Any]:
         "sizes": {k: int(v) for k, v in ds.sizes.items()},
         "variables": {},
     }
-    fractions: dict[str, Any] = {}
-    if valid_fractions:
-        land = ds["land_mask"] == 1
-        lazy = {}
-        for spec in SCHEMA:
-            if spec.name not in ds:
-                continue
-            if spec.name == "land_mask":
-                lazy[spec.name] = land.mean()
-                continue
-            v = ds[spec.name]
-            ok = (v >= spec.valid_range[0]) & (v <= spec.valid_range[1])
-            lazy[spec.name] = ok.mean() if spec.axis == "smap" else ok.where(land).mean()
-        fractions = dict(zip(lazy, dask.compute(*lazy.values()), strict=True))
+    fractions = valid_fractions_of(ds) if valid_fractions else {}
     for spec in SCHEMA:
         if spec.name not in ds:
             continue

@@ -29,7 +29,7 @@ from dsm.periods import Composite
 from dsm.samples import OUT_OF_RANGE_ATTR, Reads, sample_table, table_counts
 from dsm.storeref import StoreRef
 
-__all__ = ["block_table", "sample_tables", "store_ref_of", "table_futures", "within"]
+__all__ = ["block_table", "sample_tables", "table_futures", "within"]
 
 KM_PER_CELL = 36  # Region counts its rows and columns in 36 km cells on either SMAP grid
 
@@ -77,26 +77,10 @@ def _merge(blocks: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return table
 
 
-def store_ref_of(ds: xr.Dataset) -> StoreRef:
-    """The handle of the store ``ds`` was opened from (``ds.encoding["store_ref"]``, set by
-    :func:`dsm.store.open_store`).
-
-    Raises
-    ------
-    ValueError
-        ``ds`` was not opened by :func:`dsm.store.open_store` (or :func:`dsm.cube.open_cube`).
-    """
-    ref = ds.encoding.get("store_ref")
-    if not isinstance(ref, StoreRef):
-        raise ValueError("the dataset records no store (ds.encoding['store_ref']): open the cube with "
-                         "dsm.cube.open_cube or dsm.store.open_store")
-    return ref
-
-
 def table_futures(client: Client, ds: xr.Dataset, day_sets: Sequence[Composite | Sequence[dt.date]],
                   predictors: Sequence[str], **options: Any) -> list[Future]:
     """:func:`sample_tables`, left on the workers: one future per table."""
-    ref = store_ref_of(ds)
+    ref = store.store_ref_of(ds)
     token = uuid.uuid4().hex  # the cube is opened once per worker for these tables, afresh for the next ones
     chunks = ds["land_mask"].encoding.get("chunks") or ds["land_mask"].shape
     ny, nx = ds.sizes["y"], ds.sizes["x"]
@@ -119,7 +103,7 @@ def sample_tables(client: Client, ds: xr.Dataset, day_sets: Sequence[Composite |
         The cluster.
     ds
         The cube, opened lazily with its own chunks by :func:`dsm.cube.open_cube` (the workers
-        open it again from ``ds.encoding["store_ref"]``, :func:`store_ref_of`).
+        open it again from ``ds.encoding["store_ref"]``, :func:`dsm.store.store_ref_of`).
     day_sets
         The days of each table: a period (the days of it the cube holds) or a list of days.
     predictors

@@ -194,6 +194,22 @@ def open_store(ref: StoreRef, kind: str, chunks: Mapping[str, int] | None | str 
     return ds
 
 
+
+def store_ref_of(ds: xr.Dataset) -> StoreRef:
+    """The handle of the store ``ds`` was opened from (``ds.encoding["store_ref"]``, set by
+    :func:`dsm.store.open_store`).
+
+    Raises
+    ------
+    ValueError
+        ``ds`` was not opened by :func:`dsm.store.open_store` (or :func:`dsm.cube.open_cube`).
+    """
+    ref = ds.encoding.get("store_ref")
+    if not isinstance(ref, StoreRef):
+        raise ValueError("the dataset records no store (ds.encoding['store_ref']): open the cube with "
+                         "dsm.cube.open_cube or dsm.store.open_store")
+    return ref
+
 def region_slices(store: xr.Dataset, part: xr.Dataset | xr.DataArray) -> dict[Hashable, slice]:
     """Index slices of ``part`` inside ``store``, found from their dimension coordinates.
 

@@ -7,6 +7,8 @@ import datetime as dt
 import numpy as np
 import pytest
 import xarray as xr
+from dask.utils import key_split
+from distributed import get_task_stream
 
 from dsm import cube, store
 from dsm.errors import ConfigError, StoreError
@@ -153,3 +155,37 @@ def test_the_layers_of_a_day_one_rule_for_every_axis():
     # the rule is the cube's own: each non-static variable's first dimension
     for spec in cube.SCHEMA:
         assert cube.layer_dim(spec.name) == (None if spec.axis == "static" else spec.dims[0])
+
+
+def test_valid_fractions_count_every_value_in_range_over_land(tiny_twin, tmp_path, client):
+    """One task per spatial block counts each variable's values within its valid range over
+    land (SMAP: every cell), a time chunk at a time: the fractions of the whole arrays, exactly,
+    in process and on the workers."""
+    import shutil
+
+    path = str(tmp_path / "cube.zarr")
+    shutil.copytree(tiny_twin.cube.url, path)
+    ds = cube.open_cube(path)
+    lst = ds["lst"].values.copy()
+    lst[3, 10:20, 70:80] = 400.0  # out of range (K), across two spatial blocks
+    ndvi = ds["ndvi"].values.copy()
+    ndvi[0, :5, :] = np.nan
+    smap = ds["smap_sm"].values.copy()
+    smap[5, 0, :] = 0.9  # above smap_sm's range
+    part = xr.Dataset({"lst": (("time", "y", "x"), lst), "ndvi": (("time_16d", "y", "x"), ndvi),
+                       "smap_sm": (("time", "cy", "cx"), smap)},
+                      coords={d: ds[d].values for d in ("time", "time_16d", "y", "x", "cy", "cx")})
+    store.write_region(StoreRef(path), part, ds)
+    ds = cube.open_cube(path)
+    land = ds["land_mask"].values == 1
+    want = {}
+    for spec in cube.SCHEMA:
+        v = ds[spec.name].values
+        ok = (v >= spec.valid_range[0]) & (v <= spec.valid_range[1])
+        want[spec.name] = (land.mean() if spec.name == "land_mask" else ok.mean() if spec.axis == "smap"
+                           else ok[..., land].mean())
+    assert want["lst"] < 1 and want["ndvi"] < 1 and want["smap_sm"] < 1
+    assert cube.valid_fractions_of(ds) == pytest.approx(want, rel=0, abs=1e-15)
+    with client.as_current(), get_task_stream(client) as stream:  # the default scheduler: the cluster
+        assert cube.valid_fractions_of(ds) == pytest.approx(want, rel=0, abs=1e-15)
+    assert sorted(key_split(t["key"]) for t in stream.data) == ["block_counts"] * 4  # 2 x 2 blocks of 72
