@@ -12,7 +12,6 @@ cube attribute ``antecedent_precipitation`` so that later stages know the indice
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -91,12 +90,6 @@ class AntecedentSummary:
         return d
 
 
-@functools.lru_cache(maxsize=8)
-def _open(ref: StoreRef, call: str) -> xr.Dataset:
-    """The cube, opened once per worker process and call, without dask (read by the task itself)."""
-    return open_cube(ref, chunks=None)
-
-
 @dataclass(frozen=True)
 class _BlockScan:
     """What the scan of one spatial block found (:func:`_scan_block`), summed over the blocks."""
@@ -119,7 +112,7 @@ def _scan_block(ref: StoreRef, call: str, y0: int, y1: int, x0: int, x1: int, *,
     state carried from chunk to chunk: :func:`dsm.rain.api_scan`), and write its ``api_*`` and
     ``api_age`` chunks (runs on a worker; the cube's time chunks wholly before day index
     ``first`` are left as stored). Water pixels get NaN indices and age 0."""
-    cube = _open(ref, call)
+    cube = store.open_cached(ref, call, "raw")  # once per worker and call, read without dask
     ys, xs = slice(y0, y1), slice(x0, x1)
     land = read_selections(cube, {"land": ("land_mask", {"y": ys, "x": xs})})["land"] == 1
     tc = cube["api_age"].encoding["chunks"][0]

@@ -10,6 +10,7 @@ the same areas (``space // 36`` cells).
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -337,8 +338,8 @@ def valid_fractions_of(ds: xr.Dataset) -> dict[str, float]:
     ref = store.store_ref_of(ds)
     ny, nx = ds.sizes["y"], ds.sizes["x"]
     cy, cx = ds["land_mask"].encoding.get("chunks") or (ny, nx)
-    count = dask.delayed(_block_counts, pure=False)
-    parts = dask.compute(*(count(ref, slice(y0, min(y0 + cy, ny)), slice(x0, min(x0 + cx, nx)))
+    count, token = dask.delayed(_block_counts, pure=False), uuid.uuid4().hex
+    parts = dask.compute(*(count(ref, token, slice(y0, min(y0 + cy, ny)), slice(x0, min(x0 + cx, nx)))
                            for y0 in range(0, ny, cy) for x0 in range(0, nx, cx)))
     names = [spec.name for spec in SCHEMA if spec.name in ds]
     valid = {n: sum(p[n][0] for p in parts) for n in names}
@@ -346,13 +347,14 @@ def valid_fractions_of(ds: xr.Dataset) -> dict[str, float]:
     return {n: valid[n] / total[n] if total[n] else float("nan") for n in names}
 
 
-def _block_counts(ref: StoreRef, ys: slice, xs: slice) -> dict[str, tuple[int, int]]:
+def _block_counts(ref: StoreRef, token: str, ys: slice, xs: slice) -> dict[str, tuple[int, int]]:
     """Per variable of the cube at ``ref``: its values within the valid range and the values
     counted, in one spatial block (its 36 km cells for SMAP), over land pixels, read a time
-    chunk at a time, every variable's chunk in one call (runs on a worker)."""
+    chunk at a time, every variable's chunk in one call (runs on a worker; the cube opened once
+    per worker and ``token``)."""
     from dsm.zarr_reads import read_selections  # noqa: PLC0415 - the cube module stays light to import
 
-    ds = open_cube(ref, chunks=None)
+    ds = store.open_cached(ref, token, "raw")
     f = Region.from_dict(ds.attrs["region"]).fine_per_coarse
     cells = {"cy": slice(ys.start // f, -(-ys.stop // f)), "cx": slice(xs.start // f, -(-xs.stop // f))}
     land = read_selections(ds, {"land": ("land_mask", {"y": ys, "x": xs})})["land"] == 1

@@ -240,8 +240,6 @@ def test_write_antecedent_on_cluster(tmp_path: Path, client) -> None:
     with get_task_stream(client) as stream:
         summary = write_antecedent(StoreRef(url), rain, client)
     check_written(url, p, land, rain, summary)
-    opened = client.run(lambda: __import__("dsm.antecedent").antecedent._open.cache_info().misses)
-    assert sum(opened.values()) >= 1  # the region writes ran on the workers
     # one task per spatial block (2 x 3 blocks of 36 pixels) scans the whole series and writes its chunks
     assert sorted(key_split(t["key"]) for t in stream.data) == ["scan_block"] * 6
     local_url, _, _ = make_cube(tmp_path / "b")
