@@ -124,7 +124,13 @@ def _scan_block(ref: StoreRef, call: str, y0: int, y1: int, x0: int, x1: int, *,
     t = 0
     for size in _pieces(spin, tc) + _pieces(n_precip - spin, tc):  # the spin-up, then the cube's time chunks
         p = read_selections(cube, {"p": ("precip", {"time_precip": slice(t, t + size), "y": ys, "x": xs})})["p"]
-        apis, age, state = rain_mod.api_scan(p, API_EFOLDING_DAYS, max_gap_days, state)
+        try:
+            apis, age, state = rain_mod.api_scan(p, API_EFOLDING_DAYS, max_gap_days, state)
+        except ValueError as exc:  # name where: the index in the message counts from this part of the cube
+            days = cube["time_precip"].values[[t, t + size - 1]].astype("datetime64[D]")
+            raise ValueError(f"the cube {ref.url}, 'precip' of {days[0]} .. {days[1]}, rows {y0}:{y1}, columns "
+                             f"{x0}:{x1}: {exc}; the precipitation readers refuse such values: write these days "
+                             "again with dsm ingest") from None
         on_land[t:t + size] = (np.isfinite(p) & land).any(axis=(1, 2))
         refused = np.isnan(apis[0]) & land
         ever_refused |= refused.any(axis=0)

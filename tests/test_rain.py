@@ -144,8 +144,11 @@ def test_invalid_precipitation_in_the_cube_is_refused(tmp_path: Path) -> None:
     p[20, 5, 40] = -1.0  # a day of the cube (after the 16 spin-up days), in the second block column
     store.write_region(StoreRef(url), xr.Dataset({"precip": (("time_precip", "y", "x"), p)},
                                                  coords={d: cube[d].values for d in ("time_precip", "y", "x")}), cube)
-    with pytest.raises(ValueError, match="negative precipitation"):
+    with pytest.raises(ValueError, match="negative precipitation") as err:
         write_antecedent(StoreRef(url), RainConfig())
+    first, last = (str(d) for d in cube["time_precip"].values[[16, 23]].astype("datetime64[D]"))  # its time chunk
+    assert url in str(err.value) and "dsm ingest" in str(err.value)
+    assert f"'precip' of {first} .. {last}, rows 0:36, columns 36:72:" in str(err.value)
     assert ATTR not in open_cube(url).attrs
 
 
