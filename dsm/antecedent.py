@@ -5,8 +5,9 @@ task per spatial block of the cube's chunks (on the cluster's workers when a cli
 the task reads the block a time chunk at a time (the spin-up days first), carries the scan's
 state from chunk to chunk and writes the ``api_*`` and ``api_age`` chunks of the cube's days
 with :func:`dsm.store.write_region`, so no task holds more than one time chunk of the series
-and the tasks are as many as the spatial blocks (not a chain of small tasks per time chunk). Water pixels (``land_mask`` 0) get NaN indices and age 0. The settings go to the
-cube attribute ``antecedent_precipitation`` so that later stages know the indices are there.
+and the tasks are as many as the spatial blocks (not a chain of small tasks per time chunk).
+Water pixels (``land_mask`` 0) get NaN indices and age 0. The settings go to the cube
+attribute ``antecedent_precipitation`` so that later stages know the indices are there.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 ATTR = "antecedent_precipitation"  #: cube attribute recording the settings of the written indices
 _DAILY = ("time", "y", "x")
+_WRITTEN = (*API_NAMES, "api_age")  # the variables the scan writes, in the order it makes them
 
 
 @dataclass(frozen=True)
@@ -142,10 +144,9 @@ def _scan_block(ref: StoreRef, call: str, y0: int, y1: int, x0: int, x1: int, *,
         flagged += int(((age < spinup_days) & land).sum())
         if t1 <= first:
             continue
-        names = (*API_NAMES, "api_age")
         values = [np.where(land, a, np.float32(np.nan)) for a in apis] + [np.where(land, age, np.uint8(0))]
         coords = {"time": cube["time"].values[t0:t1], "y": cube["y"].values[ys], "x": cube["x"].values[xs]}
-        store.write_region(ref, xr.Dataset({n: (_DAILY, v) for n, v in zip(names, values, strict=True)},
+        store.write_region(ref, xr.Dataset({n: (_DAILY, v) for n, v in zip(_WRITTEN, values, strict=True)},
                                            coords=coords), cube)
         writes += 1
     return _BlockScan(on_land, int(land.sum()), int(ever_refused.sum()), refused_days, flagged, writes)
@@ -157,7 +158,7 @@ def _check_cube(ref: StoreRef, cube: xr.Dataset) -> int:
     if "precip" not in cube or "time_precip" not in cube.dims:
         raise InputError(f"the cube {url} has no precipitation ('precip' on 'time_precip'): configure "
                          "inputs.precip and run dsm ingest (a cube made before the rain variables must be recreated)")
-    missing = [n for n in (*API_NAMES, "api_age") if n not in cube]
+    missing = [n for n in _WRITTEN if n not in cube]
     if missing:
         raise StoreError(f"the cube {url} lacks {missing}: recreate it with this version of dsm (dsm ingest)")
     spin = cube.sizes["time_precip"] - cube.sizes["time"]
@@ -236,7 +237,7 @@ def write_antecedent(cube_ref: StoreRef, rain: RainConfig, client: Client | None
         raise InputError(f"the cube {cube_ref} has no precipitation on land (every 'precip' value over land is "
                          "missing): configure inputs.precip and run dsm ingest")
     written = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    every_day = {n: [0, nt] for n in (*API_NAMES, "api_age")}  # all rows written: a chunk lost later is an error
+    every_day = {n: [0, nt] for n in _WRITTEN}  # all rows written: a chunk lost later is an error
     store.set_attrs(cube_ref, {ATTR: {"efolding_days": list(API_EFOLDING_DAYS), "spinup_days": rain.spinup_days,
                                       "max_gap_days": rain.max_gap_days, "cube_spinup_days": spin},
                                store.WRITTEN_ATTR: store.merge_written(cube.attrs.get(store.WRITTEN_ATTR, {}),

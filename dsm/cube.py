@@ -358,9 +358,11 @@ def _block_counts(ref: StoreRef, token: str, ys: slice, xs: slice) -> dict[str, 
     f = Region.from_dict(ds.attrs["region"]).fine_per_coarse
     cells = {"cy": slice(ys.start // f, -(-ys.stop // f)), "cx": slice(xs.start // f, -(-xs.stop // f))}
     land = read_selections(ds, {"land": ("land_mask", {"y": ys, "x": xs})})["land"] == 1
+    n_land = int(land.sum())
     specs = [spec for spec in SCHEMA if spec.name in ds]
+    ranges = {spec.name: spec.valid_range for spec in specs}
     out = {spec.name: (0, 0) for spec in specs}
-    out["land_mask"] = (int(land.sum()), land.size)
+    out["land_mask"] = (n_land, land.size)
     steps: dict[str, tuple[str, int, int]] = {}  # variable -> (time dimension, length, chunk)
     for spec in specs:
         v = ds[spec.name]
@@ -374,13 +376,13 @@ def _block_counts(ref: StoreRef, token: str, ys: slice, xs: slice) -> dict[str, 
         if k == 0:
             reads.update({name: (name, {"y": ys, "x": xs}) for name in static})
         for name, values in read_selections(ds, reads).items():
-            lo, hi = next(spec.valid_range for spec in specs if spec.name == name)
+            lo, hi = ranges[name]
             ok = (values >= lo) & (values <= hi)
             if ds[name].dims[-2:] == ("cy", "cx"):  # SMAP: every cell
                 counted = ok.size
             else:
                 ok = ok & land
-                counted = int(land.sum()) * (ok.size // land.size)
+                counted = n_land * (ok.size // land.size)
             valid, total = out[name]
             out[name] = (valid + int(ok.sum()), total + counted)
     return out
