@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import dask
@@ -229,8 +229,8 @@ def write_antecedent(cube_ref: StoreRef, rain: RainConfig, client: Client | None
             for y0 in range(0, ny, sc_y) for x0 in range(0, nx, sc_x)]
     _forget(cube_ref, cube)
     parts: Sequence[_BlockScan] = _compute(client, *lazy)
-    done = {f: sum(getattr(part, f) for part in parts) for f in
-            ("land_pixels", "restart_pixels", "refused_pixel_days", "flagged_pixel_days", "blocks")}
+    done = {f.name: sum(getattr(part, f.name) for part in parts) for f in fields(_BlockScan)
+            if f.name != "precip_on_land"}  # counts: summed over the blocks
     done["precip_on_land"] = np.logical_or.reduce([part.precip_on_land for part in parts])
     days_with_rain = int(np.count_nonzero(done["precip_on_land"]))
     if days_with_rain == 0:

@@ -366,7 +366,7 @@ def _block_counts(ref: StoreRef, token: str, ys: slice, xs: slice) -> dict[str, 
     steps: dict[str, tuple[str, int, int]] = {}  # variable -> (time dimension, length, chunk)
     for spec in specs:
         v = ds[spec.name]
-        if v.dims[0] not in ("y", "x") and spec.name != "land_mask":
+        if v.dims[0] not in ("y", "x"):  # static layers (land_mask among them) have no time axis
             steps[spec.name] = (str(v.dims[0]), v.shape[0], (v.encoding.get("chunks") or v.shape)[0])
     static = [spec.name for spec in specs if spec.name not in steps and spec.name != "land_mask"]
     chunks = max([-(-n // c) for _, n, c in steps.values()], default=0)

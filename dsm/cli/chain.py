@@ -144,10 +144,11 @@ def _run_chain(cfg: config_mod.Config, stages: tuple[str, ...] | None, break_loc
         progress.close()  # the stage's bar ends before its summary
         _print_stage(cfg, res, valid_fractions, summaries)
 
-    def chain(c: Any) -> Any:
-        return run(cfg, c, stages=stages, lock=lock, progress=progress, on_stage=lambda res: on_stage(progress, res))
-
     with _locked(cfg, break_lock) as lock, bars() as progress:  # refuse before starting a cluster
+        def chain(c: Any) -> Any:
+            return run(cfg, c, stages=stages, lock=lock, progress=progress,
+                       on_stage=lambda res: on_stage(progress, res))
+
         result = chain(client) if client is not None else _on_cluster(cfg, chain, err=False)
     click.echo(f"run {result.run_id}: {result.outcome}; record {result.records}/run.json")
     stopped = last_error(result)
