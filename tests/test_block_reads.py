@@ -112,6 +112,29 @@ def test_a_sample_tables_layers_are_read_together_and_give_the_table_read_one_by
     assert got.equals(one_by_one)
 
 
+def test_every_predictor_set_of_a_block_is_tabled_from_one_read(tiny_twin, read_calls):
+    """block_tables: the largest set is read in one call and the others take its layers, each
+    set's table the one block_table makes of it alone; a layer no set read before is read then."""
+    from dsm.periods import periods
+    from dsm.sample_tables import block_table, block_tables
+
+    period = periods(dt.date(2016, 6, 9), dt.date(2016, 6, 24))[0]
+    full = ["lst", "albedo", "ndvi", "dem", "aspect"]
+    sets = [["dem", "aspect"], full, ["albedo", "ndvi", "dem", "aspect"]]  # the largest not first
+    together = block_tables(tiny_twin.cube, "set-reads", period, sets, 72, 144, 72, 144, {})
+    assert read_calls == [sorted([*full, "land_mask", "smap_sm"])]
+    read_calls.clear()
+    alone = [block_table(tiny_twin.cube, "set-reads", period, s, 72, 144, 72, 144, {}) for s in sets]
+    assert len(read_calls) == len(sets)
+    for got, want in zip(together, alone, strict=True):
+        assert len(want) > 0 and list(got.columns) == list(want.columns)
+        assert got.equals(want) and got.attrs == want.attrs
+    assert len(together[0]) > len(together[1])  # the sets keep different rows
+    read_calls.clear()
+    block_tables(tiny_twin.cube, "set-reads", period, [["lst", "dem"], ["ndvi", "dem"]], 72, 144, 72, 144, {})
+    assert read_calls == [sorted(["lst", "dem", "land_mask", "smap_sm"]), ["ndvi"]]
+
+
 def test_a_blocks_arrays_are_written_together_and_a_failed_write_is_raised_after_the_others(tmp_path, monkeypatch):
     import xarray as xr
 

@@ -142,3 +142,25 @@ def test_tables_computed_by_block_on_the_workers_equal_the_whole_cube_graph(cube
     keys = [str(t["key"]) for t in stream.data]
     assert sum(k.startswith("block_table") for k in keys) == 3 * 4  # one per (period, block)
     assert sum(k.startswith("_merge") for k in keys) == 3 and len(keys) == 15  # and one merge per period
+
+
+def test_the_tables_of_every_predictor_set_come_from_one_task_per_period_and_block(cube, client):
+    """table_set_futures: a task per (period, block) tables all the sets, a merge per (period,
+    set); each table the whole-cube graph's of its set."""
+    from dsm.sample_tables import table_set_futures
+
+    sets = [list(PAPER_PREDICTORS), [p for p in PAPER_PREDICTORS if p != "lst"], ["dem", "slope", "aspect"]]
+    chosen = list(periods(dt.date(2016, 6, 9), dt.date(2016, 7, 10)))
+    with get_task_stream(client) as stream:
+        got = [client.gather(fs) for fs in table_set_futures(client, cube, chosen, sets, min_valid_fraction=0.6)]
+    assert len(got) == len(chosen) == 2
+    for period, tables in zip(chosen, got, strict=True):
+        want = dask.compute(*[sample_graph(cube, period, s, min_valid_fraction=0.6) for s in sets], scheduler="sync")
+        assert [len(t) for t in want] != [len(want[0])] * len(sets)  # the sets keep different rows
+        for table, oracle in zip(tables, want, strict=True):
+            assert len(oracle) > 0
+            pd.testing.assert_frame_equal(table, oracle)
+            assert table.attrs == oracle.attrs
+    keys = [str(t["key"]) for t in stream.data]
+    assert sum(k.startswith("block_tables") for k in keys) == 2 * 4  # not one per set
+    assert sum(k.startswith("_merge") for k in keys) == 2 * 3 and len(keys) == 14

@@ -20,6 +20,8 @@ from dsm.errors import ConfigError, TransientIOError, WorkerLostError
 from dsm.models.period_cards import TrainedPeriodCard
 from dsm.models.search import search, search_local
 from dsm.models.store import ModelStore
+from dsm.models.variant_cards import read_variant_card
+from dsm.models.variants import FULL, variant_key, variants_of
 from dsm.periods import periods
 from dsm.samples import sample_graph
 from dsm.stages.train import train
@@ -52,10 +54,21 @@ def _copy_cube(tiny_twin, tmp_path: Path) -> str:
 @pytest.mark.timeout(180)
 def test_trains_every_period_stores_cards_and_rerun_skips(tiny_twin, tmp_path, client):
     cfg = _config(tiny_twin.cube.url, str(tmp_path / "models"))
-    report = train(cfg, client)
+    with get_task_stream(client) as stream:
+        report = train(cfg, client)
     assert report.failed == {}
     assert report.trained == [P1, P2, P3]
     ds = open_cube(tiny_twin.cube)
+    # every predictor set's table of a period from one task per block (the variants' too)
+    chunks = ds["land_mask"].encoding["chunks"]
+    blocks = -(-ds.sizes["y"] // chunks[0]) * -(-ds.sizes["x"] // chunks[1])
+    assert sum(str(t["key"]).startswith("block_table") for t in stream.data) == 3 * blocks
+    reduced = {v: preds for v, preds in variants_of(cfg).items() if v != FULL}
+    assert reduced and len(report.variants) == 3 * (len(reduced) + 1)
+    for p in periods(cfg.dates.start, cfg.dates.end):
+        for variant, preds in reduced.items():
+            card = read_variant_card(ModelStore(cfg.stores.ref("models")), variant_key(variant, p.name))
+            assert card.n_samples == len(sample_graph(ds, p, list(preds)).compute(scheduler="sync")) > 0
     store = ModelStore(cfg.stores.ref("models"))
     for p, card in zip(periods(cfg.dates.start, cfg.dates.end), report.cards):
         n = len(sample_graph(ds, p, cfg.predictors).compute(scheduler="sync"))

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xgboost
-from distributed import Client
+from distributed import Client, Future
 from sklearn.base import BaseEstimator
 
 from dsm.config import Config, TrainingConfig
@@ -188,12 +188,15 @@ def _too_few(store: ModelStore, key: str) -> bool:
 
 def train_variants(client: Client, config: Config, store: ModelStore, ds: Any, period_names: Sequence[str],
                    force: bool = False, fresh: Sequence[str] = (),
-                   tables: Mapping[str, pd.DataFrame] | None = None) -> tuple[list[str], dict[str, str]]:
+                   tables: Mapping[str, pd.DataFrame] | None = None,
+                   variant_tables: Mapping[tuple[str, str], Future] | None = None) -> tuple[list[str], dict[str, str]]:
     """Train the missing variants of the given periods (those with a trained card).
 
     ``fresh`` names periods whose model was (re)trained in this run: their variants are
     retrained too, so they never belong to an older model. ``tables`` holds sample tables of
-    the full predictor set already computed by the caller (reused, not recomputed).
+    the full predictor set already computed by the caller, ``variant_tables`` futures of the
+    reduced sets' tables by (period, variant) (:func:`dsm.sample_tables.table_set_futures`):
+    reused, not recomputed.
 
     Returns the variant keys trained and ``{key: cause}`` of those that failed.
     """
@@ -215,9 +218,13 @@ def train_variants(client: Client, config: Config, store: ModelStore, ds: Any, p
     if not wanted:
         return [], {}
     have = dict(tables or {})
+    ready = dict(variant_tables or {})
     todo = [i for i, (n, v, _, _) in enumerate(wanted) if not (v == FULL and n in have)]
-    computed = {i: table_futures(client, ds, [by_name[wanted[i][0]]], wanted[i][2], how=tcfg.aggregation,
-                                 min_valid_fraction=tcfg.min_valid_fraction)[0] for i in todo}
+    computed: dict[int, Future] = {}
+    for i in todo:
+        name, variant, preds, _ = wanted[i]
+        computed[i] = ready[name, variant] if (name, variant) in ready else table_futures(
+            client, ds, [by_name[name]], preds, how=tcfg.aggregation, min_valid_fraction=tcfg.min_valid_fraction)[0]
     sent = {n: client.scatter(have[n], hash=False) for n in {wanted[i][0] for i in range(len(wanted)) if i not in computed}}
     inputs = [computed[i] if i in computed else sent[wanted[i][0]] for i in range(len(wanted))]  # data sent once
     fits = [client.submit(fit_variant, t, n, v, preds, card, tcfg, interval, config.cluster.device, pure=False)

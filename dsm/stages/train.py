@@ -65,11 +65,11 @@ from dsm.models.pooled import train_pooled
 from dsm.models.report import period_table, table4
 from dsm.models.select import resolve_fallbacks
 from dsm.models.store import POOLED, ModelStore
-from dsm.models.variants import train_variants
+from dsm.models.variants import FULL, train_variants, variants_of
 from dsm.periods import Composite, periods
 from dsm.progress import Steps
 from dsm.runlock import Lease, LockLostError, RunLock, lock_ref
-from dsm.sample_tables import table_futures
+from dsm.sample_tables import table_futures, table_set_futures
 from dsm.samples import check_predictors, period_days
 
 log = logging.getLogger(__name__)
@@ -241,9 +241,17 @@ def _train_into(store: ModelStore, config: Config, client: Client, ds: Any, all_
     whole = sample_window(ds, all_periods)
     want_pooled = tcfg.pooled and (force or not _current(store, POOLED, PooledCard.from_dict, whole))
     need = all_periods if want_pooled else todo
-    futures = dict(zip([p.name for p in need],
-                       table_futures(client, ds, need, config.predictors, how=tcfg.aggregation,
-                                     min_valid_fraction=tcfg.min_valid_fraction), strict=True))
+    options = {"how": tcfg.aggregation, "min_valid_fraction": tcfg.min_valid_fraction}
+    # the periods trained now have their variants trained afresh: their reduced predictor sets
+    # are tabled from the same reads of the cube as the full set
+    reduced = {v: preds for v, preds in variants_of(config).items() if v != FULL}
+    sets = [config.predictors, *reduced.values()]
+    by_set = table_set_futures(client, ds, todo, sets, **options)
+    futures = {p.name: fs[0] for p, fs in zip(todo, by_set, strict=True)}
+    variant_tables = {(p.name, v): f for p, fs in zip(todo, by_set, strict=True) for v, f in zip(reduced, fs[1:], strict=True)}
+    others = [p for p in need if p.name not in futures]
+    futures.update(zip([p.name for p in others], table_futures(client, ds, others, config.predictors, **options),
+                       strict=True))
     sample_info = {"aggregation": tcfg.aggregation, "min_valid_fraction": tcfg.min_valid_fraction,
                    "rule": "mean of valid land pixels" if tcfg.aggregation == "mean"
                    else "1 km pixel at row 18, col 18 of the cell's 36 x 36 block"}
@@ -281,7 +289,8 @@ def _train_into(store: ModelStore, config: Config, client: Client, ds: Any, all_
     # companion models for prediction: reduced (gap-free) and quantile models
     report.variants, variant_failures = train_variants(client, config, store, ds, [p.name for p in chosen],
                                                        force=force, fresh=report.trained,
-                                                       tables=tables)
+                                                       tables=tables, variant_tables=variant_tables)
+    variant_tables.clear()  # the reduced tables not used (periods not trained) are released
     report.failed.update(variant_failures)
     if want_pooled:
         _pooled(client, config, store, report, tables, whole)
