@@ -8,7 +8,9 @@ tables with one task per (period, block of the cube's spatial chunks): the task 
 reads its block and computes the same table with the same array functions on numpy
 (:func:`dsm.samples.sample_table`), without a dask task per chunk and step;
 the blocks' rows are put back in the order of the whole-cube table (day, then cell) and their
-counts of masked values summed, so the tables are identical.
+counts of masked values summed, so the tables are identical. Tables of several predictor sets
+of the same days (a period's model and its reduced variants) are made by the same task from one
+read of its block (:func:`table_set_futures`).
 """
 
 from __future__ import annotations
