@@ -53,7 +53,7 @@ takes at least 30 s (a warning says when it did not). The twin and its models ar
 ``--stage train`` times the fusion training instead (``train(force=True)`` into a model store
 of its own, emptied before each run), the same way.
 
-Run: ``.venv/bin/python bench/scaling.py [--stage predict|train] [--size 14] [--workers 1 2]
+Run: ``.venv/bin/python bench/scaling.py [--stage predict|train] [--size 14] [--days 32] [--workers 1 2]
 [--rounds 3] [--sample-ms 5] [--workdir DIR] [--json PATH]``
 
 Reading it: on a machine shared with other work the walls move with its load (the load average
@@ -68,6 +68,7 @@ the scheduler.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import shutil
@@ -281,9 +282,10 @@ def run_once(stage: str, cfg: config_mod.Config, n: int, interval: float) -> dic
             "scheduler_overhead": (parts["sched"] + parts["dispatch"]) / ws}
 
 
-def fusion_config(root: Path, size: int) -> config_mod.Config:
-    """The default method on the twin region of ``size`` x ``size`` cells, in 72 x 72 blocks."""
-    raw = twin_config(root, size, START, END, space=72).model_dump(mode="json")
+def fusion_config(root: Path, size: int, end: dt.date = END) -> config_mod.Config:
+    """The default method on the twin region of ``size`` x ``size`` cells from :data:`START` to
+    ``end``, in 72 x 72 blocks."""
+    raw = twin_config(root, size, START, end, space=72).model_dump(mode="json")
     raw["training"] = {"method": "fusion", "min_samples": 10}
     return config_mod.from_dict(raw)
 
@@ -342,6 +344,9 @@ def main() -> None:
     ap.add_argument("--stage", choices=list(STAGES), default="predict",
                     help="the stage timed (default predict; train: the fusion training, force, into an emptied store)")
     ap.add_argument("--size", type=int, default=14, help="a region of N x N SMAP cells (default 14)")
+    ap.add_argument("--days", type=int, default=(END - START).days + 1,
+                    help=f"days from {START} (default {(END - START).days + 1}: two 16-day periods); another "
+                         "number of days has its twin in a folder of its own under --workdir")
     ap.add_argument("--workers", type=int, nargs="+", default=None,
                     help="worker processes per configuration (default: 1 2, and 4, 8, ... up to the CPUs)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
@@ -354,7 +359,10 @@ def main() -> None:
     if workers[0] != 1:
         ap.error("--workers must include 1 (the baseline of the speed-up)")
     root = Path(args.workdir or tempfile.mkdtemp(prefix="dsm-bench-scaling-"))
-    cfg = fusion_config(root, args.size)
+    end = START + dt.timedelta(days=args.days - 1)
+    if end != END:  # a twin of other days
+        root = root / f"days-{args.days}"
+    cfg = fusion_config(root, args.size, end)
     t = time.perf_counter()
     if ensure_twin(cfg, root) or not (root / "models").exists():
         train_models(cfg)
@@ -367,7 +375,7 @@ def main() -> None:
     for line in machine_facts():
         print(line)
     print(f"{args.stage}, method fusion: {args.size} x {args.size} cells, {facts['pixels']:,} pixels, "
-          f"{facts['days']} days ({START}..{END}); workers {workers} x 1 thread, a fresh LocalCluster per run "
+          f"{facts['days']} days ({START}..{end}); workers {workers} x 1 thread, a fresh LocalCluster per run "
           f"(start-up not timed); {args.rounds} rounds, order rotating")
     runs: list[dict[str, Any]] = []
     for i in range(args.rounds):
@@ -387,13 +395,13 @@ def main() -> None:
           f"({'under' if worst < 0.05 else 'OVER'} the 5 % target)")
     if summary[1]["wall_s"]["median"] < 30:
         print(f"note: one worker took {summary[1]['wall_s']['median']:.1f} s, under the 30 s of work asked for: "
-              f"raise --size")
+              f"raise --size (or --days)")
     load_end, runtime = load_average(), time.perf_counter() - began
     print(f"load average (1, 5, 15 min) at start {load_start}, at end {load_end}; benchmark took {runtime:.0f} s")
     if args.json:
         total, usable = cores()
         Path(args.json).write_text(json.dumps({
-            "stage": args.stage, "method": "fusion", "size": args.size, **facts, "result": runs[0]["result"],
+            "stage": args.stage, "method": "fusion", "size": args.size, "start": str(START), "end": str(end), **facts, "result": runs[0]["result"],
             "workers": workers, "rounds": args.rounds, "sample_ms": args.sample_ms, "cpu_count": total,
             "usable_cpus": usable, "load_average_start": load_start, "load_average_end": load_end,
             "runtime_s": runtime, "machine": machine_facts(), "summary": summary, "runs": runs}, indent=1))
