@@ -39,7 +39,7 @@ target. The table's ``attrs["out_of_range"]`` counts what was masked: 1 km land 
 per predictor, SMAP cell-days under ``smap_sm``; with ``count_column`` each row also carries
 ``n_out_of_range``, the masked pixel values of its cell-day over all its predictors.
 
-The array functions (:func:`aggregate`, :func:`table_from_arrays`) are pure.
+The array functions (:func:`table_from_arrays`, and the per-cell statistics of :mod:`dsm.cell_stats`) are pure.
 """
 
 from __future__ import annotations
@@ -56,15 +56,15 @@ import pandas as pd
 import xarray as xr
 from dask.delayed import Delayed
 
+from dsm.cell_stats import Aggregation, aggregate, cell_extreme, cell_statistics, count_cells
 from dsm.cube import layer_dim, layer_time
 from dsm.errors import InputError
 from dsm.features import CIRCULAR, feature_layers, source_of
-from dsm.grid import FINE_PER_COARSE, NCOLS_36KM, Region, block_reduce_mean
+from dsm.grid import FINE_PER_COARSE, NCOLS_36KM, Region
 from dsm.periods import Composite
 from dsm.ranges import SMAP, masked, merge_counts, outside, screen_lazy, valid_range
 from dsm.ranges import screen as screen_range
 
-Aggregation = Literal["mean", "nearest"]
 Keep = Literal["complete", "smap", "all"]
 RANGE_SUFFIX = {"min": "__min", "max": "__max"}
 NEAREST_OFFSET = FINE_PER_COARSE // 2  # 18 at 36 km: the pixel whose upper-left corner is the cell centre
@@ -75,40 +75,6 @@ OUT_OF_RANGE_ATTR = "out_of_range"  #: ``table.attrs`` key: ``{variable: count}`
 
 
 # ------------------------------------------------------------------------------- pure core
-def aggregate(fine: np.ndarray, land: np.ndarray, how: Aggregation = "mean",
-              min_valid_fraction: float = 0.5, bounds: tuple[float, float] | None = None,
-              factor: int = FINE_PER_COARSE) -> np.ndarray:
-    """Aggregate 1 km pixels to coarse (36 or 9 km) cells by the module's rule.
-
-    Parameters
-    ----------
-    fine
-        Array whose last two axes are 1 km rows and columns (multiples of ``factor``).
-    land
-        Boolean land mask of the last two axes; pixels off land count as invalid.
-    how
-        ``"mean"`` or ``"nearest"`` (see the module docstring).
-    min_valid_fraction
-        For ``"mean"``: fewest valid pixels, as a fraction of the cell's (1296 at 36 km), for a valid cell.
-    bounds
-        The valid range: pixels outside it are invalid (:func:`dsm.ranges.outside`).
-    factor
-        1 km pixels per coarse cell along each axis (:attr:`dsm.grid.Region.fine_per_coarse`).
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 array with the last two axes divided by ``factor``; NaN where invalid.
-    """
-    fine = np.where(land, fine if bounds is None else masked(fine, bounds), np.nan).astype(np.float32, copy=False)
-    if how == "mean":
-        return block_reduce_mean(fine, min_valid_fraction, factor).astype(np.float32)
-    if how == "nearest":
-        f, centre = factor, factor // 2  # NEAREST_OFFSET on the 36 km grid
-        return np.ascontiguousarray(fine[..., centre::f, centre::f])
-    raise ValueError(f"unknown aggregation {how!r}; use 'mean' or 'nearest'")
-
-
 def table_from_arrays(dates: Sequence[np.datetime64], cells: np.ndarray,
                       columns: Mapping[str, np.ndarray], target: np.ndarray,
                       required: Sequence[str] | None = None, need_target: bool = True,
@@ -147,30 +113,6 @@ def table_from_arrays(dates: Sequence[np.datetime64], cells: np.ndarray,
     data[TARGET] = np.asarray(target, dtype=np.float32).ravel()
     frame = pd.DataFrame({k: v[ok] for k, v in data.items()})
     return frame.reset_index(drop=True)
-
-
-def cell_extreme(fine: np.ndarray, land: np.ndarray, stat: str,
-                 bounds: tuple[float, float] | None = None, factor: int = FINE_PER_COARSE) -> np.ndarray:
-    """Per coarse cell (``factor`` pixels a side), the minimum (``stat="min"``) or maximum of the
-    valid land pixels (NaN if none); with ``bounds``, pixels outside them are invalid."""
-    f = factor
-    x = np.where(land, fine if bounds is None else masked(fine, bounds), np.nan).astype(np.float32, copy=False)
-    shape = (*x.shape[:-2], x.shape[-2] // f, f, x.shape[-1] // f, f)
-    blocks = x.reshape(shape)
-    valid = np.isfinite(blocks).any(axis=(-3, -1))
-    fill = np.inf if stat == "min" else -np.inf
-    reduce = np.min if stat == "min" else np.max
-    out = reduce(np.where(np.isfinite(blocks), blocks, fill), axis=(-3, -1))
-    return np.where(valid, out, np.nan).astype(np.float32)
-
-
-def count_cells(fine: np.ndarray, land: np.ndarray, bounds: tuple[float, float],
-                factor: int = FINE_PER_COARSE) -> np.ndarray:
-    """Per coarse cell (``factor`` pixels a side), the number of land pixels whose value is
-    outside ``bounds`` (:func:`dsm.ranges.outside`; int32, the last two axes divided by ``factor``)."""
-    f = factor
-    x = outside(fine, bounds) & np.asarray(land, bool)
-    return x.reshape(*x.shape[:-2], x.shape[-2] // f, f, x.shape[-1] // f, f).sum(axis=(-3, -1), dtype=np.int32)
 
 
 def screened_table(dates: Sequence[np.datetime64], cells: np.ndarray, columns: Mapping[str, np.ndarray],
@@ -249,6 +191,7 @@ class _Evaluation:
 
     arrays: Any  # (ds, {key: (variable, isel index)}) -> {key: its values} (dask, or numpy read now)
     per_cell: Any  # _per_cell_lazy or _per_cell_now
+    statistics: Any  # (fine, land, factor, how, min_valid_fraction, bounds, ranges) -> cell_statistics' list
     screen: Any  # (name, array) -> the array with NaN outside the name's valid range
     table: Any  # screened_table, or its dask.delayed
     empty: Any  # empty_table, or its dask.delayed
@@ -267,9 +210,25 @@ def _lazy_each(ds: xr.Dataset, reads: Reads) -> dict[Any, da.Array]:
     return {k: _lazy_array(ds[name].isel(index, missing_dims="ignore")) for k, (name, index) in reads.items()}
 
 
-_LAZY = _Evaluation(_lazy_each, _per_cell_lazy, screen_lazy,
+def _statistics_lazy(fine: da.Array, land: da.Array, factor: int, how: Aggregation, min_valid_fraction: float,
+                     bounds: tuple[float, float] | None, ranges: bool) -> list[da.Array]:
+    """:func:`cell_statistics` as lazy arrays, a task per chunk and statistic."""
+    out = [_per_cell_lazy(aggregate, fine, land, np.float32, factor, how=how, min_valid_fraction=min_valid_fraction,
+                          bounds=bounds)]
+    if ranges:
+        out += [_per_cell_lazy(cell_extreme, fine, land, np.float32, factor, stat=stat, bounds=bounds)
+                for stat in ("min", "max")]
+    return out
+
+
+def _statistics_now(fine: np.ndarray, land: np.ndarray, factor: int, how: Aggregation, min_valid_fraction: float,
+                    bounds: tuple[float, float] | None, ranges: bool) -> list[np.ndarray]:
+    return cell_statistics(fine, land, how, min_valid_fraction, bounds, ranges, factor)
+
+
+_LAZY = _Evaluation(_lazy_each, _per_cell_lazy, _statistics_lazy, screen_lazy,
                     dask.delayed(screened_table, pure=True), dask.delayed(empty_table))
-_NOW = _Evaluation(values_each, _per_cell_now, _screen_now, screened_table, empty_table)
+_NOW = _Evaluation(values_each, _per_cell_now, _statistics_now, _screen_now, screened_table, empty_table)
 
 
 def period_days(ds: xr.Dataset, period: Composite) -> list[dt.date]:
@@ -416,12 +375,10 @@ def _sample_table(ev: _Evaluation, ds: xr.Dataset, period: Composite | Sequence[
     columns: dict[str, Any] = {}
     for name, fine in feature_layers(layers, columns_of).items():
         bounds = valid_range(name) if source_of(name) == name else None
-        columns[name] = ev.per_cell(aggregate, fine, land, np.float32, f, how=how,
-                                    min_valid_fraction=min_valid_fraction, bounds=bounds)
+        stats = ev.statistics(fine, land, f, how, min_valid_fraction, bounds, ranges)
+        columns[name] = stats[0]
         if ranges:
-            for stat in ("min", "max"):
-                columns[f"{name}{RANGE_SUFFIX[stat]}"] = ev.per_cell(cell_extreme, fine, land, np.float32, f,
-                                                                     stat=stat, bounds=bounds)
+            columns[f"{name}{RANGE_SUFFIX['min']}"], columns[f"{name}{RANGE_SUFFIX['max']}"] = stats[1:]
     required = list(columns_of) if keep == "complete" else [c for c in columns_of if is_static(ds, c)]
     return ev.table(times, cells, columns, smap, required, keep != "all", bad,
                     count_column, region.coarse_grid.ncols)

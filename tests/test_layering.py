@@ -22,7 +22,7 @@ import dsm
 ROOT = Path(dsm.__file__).parent
 STAGE_PACKAGE = "dsm.stages"
 ABOVE = ("dsm.cli", "dsm.chain", "dsm.testing", "dsm.__main__")
-PURE = ("dsm.grid", "dsm.metrics", "dsm.skill", "dsm.fusion", "dsm.calibration", "dsm.periods", "dsm.config")
+PURE = ("dsm.grid", "dsm.cell_stats", "dsm.metrics", "dsm.skill", "dsm.fusion", "dsm.calibration", "dsm.periods", "dsm.config")
 
 
 def _module(path: Path, root: Path) -> str:

@@ -118,6 +118,7 @@ def test_period_outside_the_cube_gives_an_empty_table(cube):
 
 @pytest.mark.parametrize("options", [dict(keep="all", count_column=True),
                                      dict(keep="smap", ranges=True, how="nearest"),
+                                     dict(keep="smap", ranges=True, min_valid_fraction=0.6),
                                      dict(keep="complete", min_valid_fraction=0.8)])
 def test_tables_computed_by_block_on_the_workers_equal_the_whole_cube_graph(cube, client, options):
     """One task per (period, 72 x 72 block: four of them) and one merge per period: the same
