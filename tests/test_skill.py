@@ -596,7 +596,8 @@ def test_skill_on_the_workers_equals_skill_in_process(three, twin, client):
                           client=client)
     finally:
         scheduler.remove_plugin(name="skill-restrictions")
-    assert json.dumps(there) == json.dumps(here)  # bit for bit
+    scores = {k: v for k, v in there.items() if k != "passes"}  # passes: where the chunks were read, below
+    assert json.dumps(scores) == json.dumps({k: v for k, v in here.items() if k != "passes"})  # bit for bit
     assert json.dumps({k: v for k, v in here.items() if k not in ("periods", "stations")}) == \
         json.dumps({k: v for k, v in three["res"].items() if k != "stations"})
     assert here["stations"]["n_stations"] > 0 and len(here["periods"]) == 3 * 4  # 3 periods and all, 3 maps
@@ -609,11 +610,15 @@ def test_skill_on_the_workers_equals_skill_in_process(three, twin, client):
         assert sum(k.startswith(f"skill-{kind}-") for k in keys) == n_chunks, kind
     assert len(keys) == 4 * n_chunks, keys
     ran = {tuple(str(t["key"]).split("-")[1:3]): t["worker"] for t in ts.data}
-    assert all(ran["pass2", str(i)] == ran["pass1", str(i)] for i in range(n_chunks))
     assert len({ran["pass1", str(i)] for i in range(n_chunks)}) == 2  # both workers scored
-    # not by chance: each chunk's pass-2 task asked for the worker that ran its pass 1
-    assert all(asked.workers["pass2", str(i)] == {ran["pass1", str(i)]} for i in range(n_chunks)), asked.workers
-    assert here["passes"] == there["passes"] == {"chunks": n_chunks, "read_again": 0}
+    # each chunk's two tasks asked for the same worker, the workers taken in turn; Dask may still
+    # move a task to the other one (work stealing, on a loaded machine), and then its pass 2 reads
+    # the chunk again: the count says exactly how many did
+    assert all(asked.workers["pass2", str(i)] == asked.workers["pass1", str(i)] for i in range(n_chunks)), asked.workers
+    assert len({w for ws in asked.workers.values() for w in ws or ()}) == 2
+    elsewhere = sum(ran["pass2", str(i)] != ran["pass1", str(i)] for i in range(n_chunks))
+    assert here["passes"] == {"chunks": n_chunks, "read_again": 0}
+    assert there["passes"] == {"chunks": n_chunks, "read_again": elsewhere}
 
 
 def test_pass_two_reads_again_what_pass_one_could_not_keep(three, twin, client):
