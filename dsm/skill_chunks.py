@@ -94,7 +94,7 @@ class SkillJob:
         with lock:
             if sum(_array_bytes(d) for d in kept.values()) + size > self.keep_bytes:
                 return False
-            kept[_days_key(t)] = _as_float32(data)
+            kept[days_key(t)] = _as_float32(data)
         return True
 
     def take(self, t: np.ndarray) -> dict[str, Any] | None:
@@ -102,7 +102,13 @@ class SkillJob:
         when they are not held."""
         lock, kept = self._kept()
         with lock:
-            return kept.pop(_days_key(t), None)
+            return kept.pop(days_key(t), None)
+
+    def kept_chunks(self) -> list[int]:
+        """The keys (:func:`days_key`) of the chunks whose arrays this process holds for pass 2."""
+        lock, kept = self._kept()
+        with lock:
+            return list(kept)
 
     def _kept(self) -> tuple[threading.Lock, dict[int, dict[str, Any]]]:
         kept = self.__dict__.get("_kept_arrays")
@@ -154,7 +160,7 @@ class ChunkSums:
         return self
 
 
-def _days_key(t: np.ndarray) -> int:
+def days_key(t: np.ndarray) -> int:
     """The key of a chunk of days: its first day (ns since the epoch)."""
     return int(np.asarray(t, "datetime64[ns]")[0].astype(np.int64))
 
@@ -344,5 +350,5 @@ def period_rows(periods: Mapping[str, Mapping[str, ScoreSums]]) -> list[dict[str
     return rows
 
 
-__all__ = ["BASELINES", "FOLDS", "KEEP_SHARE", "PERIOD_MAPS", "keep_share", "Anomalies", "ChunkSums", "Means", "Runner", "SkillJob", "empty_sums",
+__all__ = ["BASELINES", "FOLDS", "KEEP_SHARE", "PERIOD_MAPS", "days_key", "keep_share", "Anomalies", "ChunkSums", "Means", "Runner", "SkillJob", "empty_sums",
            "Opened", "fold1", "fold2", "open_all", "pass1", "pass2", "period_rows", "read_chunk", "score_chunk"]

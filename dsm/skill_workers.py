@@ -13,7 +13,7 @@ import psutil
 from distributed import Client, Future, wait
 
 from dsm.cluster import in_turn, worker_addresses
-from dsm.skill_chunks import FOLDS, Runner, SkillJob, keep_share
+from dsm.skill_chunks import FOLDS, Runner, SkillJob, days_key, keep_share
 
 
 def on_workers(client: Client, window: int = 0) -> Callable[[SkillJob], AbstractContextManager[Runner]]:
@@ -27,10 +27,11 @@ def on_workers(client: Client, window: int = 0) -> Callable[[SkillJob], Abstract
     makes the sums those of one pass, bit for bit); only the last fold's result, the sums of all
     the chunks, comes to the client, which ``run`` yields. At most ``window`` chunks (default: 2
     per worker thread + 2) are submitted beyond the oldest one not yet scored; Dask runs each fold
-    as soon as its chunk and the fold before it are done, and releases both. The i-th chunk's
-    tasks of both passes go preferably to the same worker (:func:`dsm.cluster.in_turn`), so pass 2
-    finds the arrays pass 1 kept there; a task that runs elsewhere (the worker gone, or its task
-    stolen) reads them again.
+    as soon as its chunk and the fold before it are done, and releases both. Pass 1's chunk tasks
+    go preferably to the workers in turn (:func:`dsm.cluster.in_turn`); each chunk's pass-2 task
+    preferably to the worker that holds the arrays its pass 1 kept (asked of the workers before
+    pass 2: Dask may have moved a pass-1 task, e.g. off a worker busy with other work); a task
+    that runs elsewhere (the worker gone, or its task stolen) reads them again.
 
     ``args`` holds one tuple per chunk: its days, then arguments the same for every chunk (sent
     to the workers once, with the job). A failed chunk task fails the run with its error."""
@@ -48,12 +49,15 @@ def on_workers(client: Client, window: int = 0) -> Callable[[SkillJob], Abstract
             width = window or 2 * max(1, sum(client.nthreads().values())) + 2
             rest = [client.scatter([a], broadcast=True, hash=False)[0] for a in args[0][1:]]
             run_id = uuid.uuid4().hex
+            held = _holders(client, job_f)  # chunk -> the worker holding its pass-1 arrays (none in pass 1)
             acc: Future | None = None
             scoring: deque[Future] = deque()  # chunk tasks not known to be done, oldest first
             try:
                 for i, a in enumerate(args):
-                    part = client.submit(fn, job_f, a[0], *rest, key=f"skill-{fn.__name__}-{i}-{run_id}",
-                                         **in_turn(workers, i))
+                    holder = held.get(days_key(a[0]))
+                    where = in_turn(workers, i) if holder is None else {
+                        "priority": -i, "workers": [holder], "allow_other_workers": True}
+                    part = client.submit(fn, job_f, a[0], *rest, key=f"skill-{fn.__name__}-{i}-{run_id}", **where)
                     # only the newest fold is held here: each earlier one is released once folded on
                     acc = client.submit(fold, job_f, acc, part, key=f"skill-{fold.__name__}-{i}-{run_id}")
                     scoring.append(part)
@@ -72,6 +76,19 @@ def on_workers(client: Client, window: int = 0) -> Callable[[SkillJob], Abstract
             job_f.release()
 
     return runner
+
+
+def _holders(client: Client, job: Future) -> dict[int, str]:
+    """Chunk key (:func:`dsm.skill_chunks.days_key`) -> the worker whose copy of ``job`` holds
+    that chunk's pass-1 arrays."""
+    held = client.run(_kept_chunks, job.key)
+    return {chunk: worker for worker, chunks in sorted(held.items()) for chunk in chunks}
+
+
+def _kept_chunks(key: str, dask_worker: Any) -> list[int]:
+    """On a worker: the chunks its copy of the job ``key`` holds for pass 2 (none without it)."""
+    job = dask_worker.data.get(key)
+    return [] if job is None else job.kept_chunks()
 
 
 def _raise_if_failed(fut: Future) -> None:
