@@ -101,9 +101,15 @@ def in_turn(workers: Sequence[str], k: int) -> dict[str, Any]:
     """``client.submit`` options for the ``k``-th of some tasks: run in the order submitted
     (``priority``), preferably on the workers taken in turn (``allow_other_workers``: Dask may
     still move a task), so the ``k``-th tasks of two rounds meet on the same worker."""
+    return preferably_on(workers[k % len(workers)] if workers else None, k)
+
+
+def preferably_on(worker: str | None, k: int) -> dict[str, Any]:
+    """``client.submit`` options for the ``k``-th of some tasks: run in the order submitted
+    (``priority``), preferably on ``worker`` (Dask may still move it; None: anywhere)."""
     options: dict[str, Any] = {"priority": -k}
-    if workers:
-        options.update(workers=[workers[k % len(workers)]], allow_other_workers=True)
+    if worker is not None:
+        options.update(workers=[worker], allow_other_workers=True)
     return options
 
 

@@ -191,7 +191,7 @@ class _Evaluation:
 
     arrays: Any  # (ds, {key: (variable, isel index)}) -> {key: its values} (dask, or numpy read now)
     per_cell: Any  # _per_cell_lazy or _per_cell_now
-    statistics: Any  # (fine, land, factor, how, min_valid_fraction, bounds, ranges) -> cell_statistics' list
+    statistics: Any  # cell_statistics, or its lazy arrays (_statistics_lazy)
     screen: Any  # (name, array) -> the array with NaN outside the name's valid range
     table: Any  # screened_table, or its dask.delayed
     empty: Any  # empty_table, or its dask.delayed
@@ -210,8 +210,8 @@ def _lazy_each(ds: xr.Dataset, reads: Reads) -> dict[Any, da.Array]:
     return {k: _lazy_array(ds[name].isel(index, missing_dims="ignore")) for k, (name, index) in reads.items()}
 
 
-def _statistics_lazy(fine: da.Array, land: da.Array, factor: int, how: Aggregation, min_valid_fraction: float,
-                     bounds: tuple[float, float] | None, ranges: bool) -> list[da.Array]:
+def _statistics_lazy(fine: da.Array, land: da.Array, how: Aggregation, min_valid_fraction: float,
+                     bounds: tuple[float, float] | None, ranges: bool, factor: int) -> list[da.Array]:
     """:func:`cell_statistics` as lazy arrays, a task per chunk and statistic."""
     out = [_per_cell_lazy(aggregate, fine, land, np.float32, factor, how=how, min_valid_fraction=min_valid_fraction,
                           bounds=bounds)]
@@ -221,14 +221,9 @@ def _statistics_lazy(fine: da.Array, land: da.Array, factor: int, how: Aggregati
     return out
 
 
-def _statistics_now(fine: np.ndarray, land: np.ndarray, factor: int, how: Aggregation, min_valid_fraction: float,
-                    bounds: tuple[float, float] | None, ranges: bool) -> list[np.ndarray]:
-    return cell_statistics(fine, land, how, min_valid_fraction, bounds, ranges, factor)
-
-
 _LAZY = _Evaluation(_lazy_each, _per_cell_lazy, _statistics_lazy, screen_lazy,
                     dask.delayed(screened_table, pure=True), dask.delayed(empty_table))
-_NOW = _Evaluation(values_each, _per_cell_now, _statistics_now, _screen_now, screened_table, empty_table)
+_NOW = _Evaluation(values_each, _per_cell_now, cell_statistics, _screen_now, screened_table, empty_table)
 
 
 def period_days(ds: xr.Dataset, period: Composite) -> list[dt.date]:
@@ -375,7 +370,8 @@ def _sample_table(ev: _Evaluation, ds: xr.Dataset, period: Composite | Sequence[
     columns: dict[str, Any] = {}
     for name, fine in feature_layers(layers, columns_of).items():
         bounds = valid_range(name) if source_of(name) == name else None
-        stats = ev.statistics(fine, land, f, how, min_valid_fraction, bounds, ranges)
+        stats = ev.statistics(fine, land, how=how, min_valid_fraction=min_valid_fraction, bounds=bounds,
+                              ranges=ranges, factor=f)
         columns[name] = stats[0]
         if ranges:
             columns[f"{name}{RANGE_SUFFIX['min']}"], columns[f"{name}{RANGE_SUFFIX['max']}"] = stats[1:]

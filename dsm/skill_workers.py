@@ -12,7 +12,7 @@ from typing import Any
 import psutil
 from distributed import Client, Future, wait
 
-from dsm.cluster import in_turn, worker_addresses
+from dsm.cluster import in_turn, preferably_on, worker_addresses
 from dsm.skill_chunks import FOLDS, Runner, SkillJob, days_key, keep_share
 
 
@@ -40,7 +40,7 @@ def on_workers(client: Client, window: int = 0) -> Callable[[SkillJob], Abstract
     def runner(job: SkillJob) -> Iterator[Runner]:
         # each one object ([x]: a dict or tuple would be scattered item by item, under its own keys)
         job_f = client.scatter([job], broadcast=True, hash=False)[0]
-        workers = worker_addresses(client)  # chunk i's tasks of both passes: in_turn(workers, i)
+        workers = worker_addresses(client)  # chunk i's pass-1 task: in_turn(workers, i)
 
         def run(fn: Callable[..., Any], args: list[tuple[Any, ...]]) -> Iterator[Any]:
             if not args:
@@ -49,14 +49,14 @@ def on_workers(client: Client, window: int = 0) -> Callable[[SkillJob], Abstract
             width = window or 2 * max(1, sum(client.nthreads().values())) + 2
             rest = [client.scatter([a], broadcast=True, hash=False)[0] for a in args[0][1:]]
             run_id = uuid.uuid4().hex
-            held = _holders(client, job_f)  # chunk -> the worker holding its pass-1 arrays (none in pass 1)
+            # chunk -> the worker holding its pass-1 arrays (none in pass 1, nor with nothing kept)
+            held = _holders(client, job_f) if job.keep_bytes else {}
             acc: Future | None = None
             scoring: deque[Future] = deque()  # chunk tasks not known to be done, oldest first
             try:
                 for i, a in enumerate(args):
                     holder = held.get(days_key(a[0]))
-                    where = in_turn(workers, i) if holder is None else {
-                        "priority": -i, "workers": [holder], "allow_other_workers": True}
+                    where = in_turn(workers, i) if holder is None else preferably_on(holder, i)
                     part = client.submit(fn, job_f, a[0], *rest, key=f"skill-{fn.__name__}-{i}-{run_id}", **where)
                     # only the newest fold is held here: each earlier one is released once folded on
                     acc = client.submit(fold, job_f, acc, part, key=f"skill-{fold.__name__}-{i}-{run_id}")

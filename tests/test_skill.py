@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from contextlib import contextmanager
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -581,23 +583,46 @@ class _Restrictions(SchedulerPlugin):
                 None if ts.worker_restrictions is None else set(ts.worker_restrictions))
 
 
-def test_skill_on_the_workers_equals_skill_in_process(three, twin, client):
+@contextmanager
+def _placed(client):
+    """Records, while the block runs, where each skill chunk task asked to run (``asked``, as the
+    LocalCluster's scheduler, in this process, saw it) and ran (``ran``, from the task stream):
+    ``(pass, chunk) -> workers`` and ``-> worker``."""
     from distributed import get_task_stream
 
+    scheduler = client.cluster.scheduler
+    asked = _Restrictions(scheduler)
+    name = f"skill-restrictions-{id(asked)}"
+    scheduler.add_plugin(asked, name=name)
+    placed = SimpleNamespace(asked=asked.workers, ran={}, keys=[])
+    try:
+        with get_task_stream(client) as ts:
+            yield placed
+    finally:
+        scheduler.remove_plugin(name=name)
+    placed.keys = [str(t["key"]) for t in ts.data]
+    placed.ran = {tuple(k.split("-")[1:3]): t["worker"] for k, t in zip(placed.keys, ts.data, strict=True)
+                  if k.startswith("skill-pass")}
+
+
+def _pass_two_followed_pass_one(placed, res) -> None:
+    """Each chunk's pass-2 task asked for the worker that ran its pass 1 (where its arrays are
+    kept); Dask may still move a task (work stealing, on a loaded machine), and then its pass 2
+    reads the chunk again: ``read_again`` says exactly how many did."""
+    chunks = range(res["passes"]["chunks"])
+    assert all(placed.asked["pass2", str(i)] == {placed.ran["pass1", str(i)]} for i in chunks), placed
+    assert res["passes"]["read_again"] == sum(placed.ran["pass2", str(i)] != placed.ran["pass1", str(i)] for i in chunks)
+
+
+def test_skill_on_the_workers_equals_skill_in_process(three, twin, client):
     urls = three["urls"]
     stations = read_twin_stations(twin["stores"].insitu_csv)
     here = skill(urls, twin["stores"].truth, twin["stores"].cube, stations=stations, n_boot=200, periods=True)
-    scheduler = client.cluster.scheduler  # the LocalCluster's, in this process
-    asked = _Restrictions(scheduler)
-    scheduler.add_plugin(asked, name="skill-restrictions")
-    try:
-        with get_task_stream(client) as ts:
-            there = skill(urls, twin["stores"].truth, twin["stores"].cube, stations=stations, n_boot=200, periods=True,
-                          client=client)
-    finally:
-        scheduler.remove_plugin(name="skill-restrictions")
-    scores = {k: v for k, v in there.items() if k != "passes"}  # passes: where the chunks were read, below
-    assert json.dumps(scores) == json.dumps({k: v for k, v in here.items() if k != "passes"})  # bit for bit
+    with _placed(client) as placed:
+        there = skill(urls, twin["stores"].truth, twin["stores"].cube, stations=stations, n_boot=200, periods=True,
+                      client=client)
+    # bit for bit (passes: where the chunks were read, below)
+    assert json.dumps({**there, "passes": None}) == json.dumps({**here, "passes": None})
     assert json.dumps({k: v for k, v in here.items() if k not in ("periods", "stations")}) == \
         json.dumps({k: v for k, v in three["res"].items() if k != "stations"})
     assert here["stations"]["n_stations"] > 0 and len(here["periods"]) == 3 * 4  # 3 periods and all, 3 maps
@@ -605,19 +630,12 @@ def test_skill_on_the_workers_equals_skill_in_process(three, twin, client):
     # else; each chunk's pass 2 where its pass 1 ran, on the arrays pass 1 kept there: the truth
     # and the products are read once
     n_chunks = -(-45 // 8)
-    keys = [str(t["key"]) for t in ts.data]
     for kind in ("pass1", "pass2", "fold1", "fold2"):
-        assert sum(k.startswith(f"skill-{kind}-") for k in keys) == n_chunks, kind
-    assert len(keys) == 4 * n_chunks, keys
-    ran = {tuple(str(t["key"]).split("-")[1:3]): t["worker"] for t in ts.data}
-    assert len({ran["pass1", str(i)] for i in range(n_chunks)}) == 2  # both workers scored
-    # not by chance: each chunk's pass-2 task asked for the worker that ran its pass 1 (where its
-    # arrays are kept); Dask may still move a task (work stealing, on a loaded machine), and then
-    # its pass 2 reads the chunk again: the count says exactly how many did
-    assert all(asked.workers["pass2", str(i)] == {ran["pass1", str(i)]} for i in range(n_chunks)), asked.workers
-    elsewhere = sum(ran["pass2", str(i)] != ran["pass1", str(i)] for i in range(n_chunks))
-    assert here["passes"] == {"chunks": n_chunks, "read_again": 0}
-    assert there["passes"] == {"chunks": n_chunks, "read_again": elsewhere}
+        assert sum(k.startswith(f"skill-{kind}-") for k in placed.keys) == n_chunks, kind
+    assert len(placed.keys) == 4 * n_chunks, placed.keys
+    assert len({placed.ran["pass1", str(i)] for i in range(n_chunks)}) == 2  # both workers scored
+    _pass_two_followed_pass_one(placed, there)
+    assert here["passes"] == {"chunks": n_chunks, "read_again": 0} and there["passes"]["chunks"] == n_chunks
 
 
 def test_pass_two_goes_where_pass_one_ran_when_dask_moved_it(three, twin, client):
@@ -626,27 +644,15 @@ def test_pass_two_goes_where_pass_one_ran_when_dask_moved_it(three, twin, client
     of one process."""
     import time
 
-    from distributed import get_task_stream
-
     urls, stores = three["urls"], twin["stores"]
     busy = sorted(client.scheduler_info(n_workers=-1)["workers"])[0]
-    scheduler = client.cluster.scheduler
-    asked = _Restrictions(scheduler)
-    scheduler.add_plugin(asked, name="skill-restrictions-busy")
-    try:
+    with _placed(client) as placed:
         blocker = client.submit(time.sleep, 4, workers=[busy], pure=False)
-        with get_task_stream(client) as ts:
-            there = skill(urls, stores.truth, stores.cube, periods=True, client=client)
+        there = skill(urls, stores.truth, stores.cube, periods=True, client=client)
         blocker.result()
-    finally:
-        scheduler.remove_plugin(name="skill-restrictions-busy")
     here = skill(urls, stores.truth, stores.cube, periods=True)
-    assert json.dumps({k: v for k, v in there.items() if k != "passes"}) == \
-        json.dumps({k: v for k, v in here.items() if k != "passes"})
-    ran = {tuple(str(t["key"]).split("-")[1:3]): t["worker"] for t in ts.data if str(t["key"]).startswith("skill-pass")}
-    n_chunks = there["passes"]["chunks"]
-    assert all(asked.workers["pass2", str(i)] == {ran["pass1", str(i)]} for i in range(n_chunks)), (asked.workers, ran)
-    assert there["passes"]["read_again"] == sum(ran["pass2", str(i)] != ran["pass1", str(i)] for i in range(n_chunks))
+    assert json.dumps({**there, "passes": None}) == json.dumps({**here, "passes": None})
+    _pass_two_followed_pass_one(placed, there)
 
 
 def test_pass_two_reads_again_what_pass_one_could_not_keep(three, twin, client):

@@ -218,7 +218,7 @@ def train_variants(client: Client, config: Config, store: ModelStore, ds: Any, p
     if not wanted:
         return [], {}
     have = dict(tables or {})
-    ready = dict(variant_tables or {})
+    ready = variant_tables or {}
     todo = [i for i, (n, v, _, _) in enumerate(wanted) if not (v == FULL and n in have)]
     computed: dict[int, Future] = {}
     for i in todo:

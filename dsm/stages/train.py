@@ -246,9 +246,9 @@ def _train_into(store: ModelStore, config: Config, client: Client, ds: Any, all_
     # are tabled from the same reads of the cube as the full set
     reduced = {v: preds for v, preds in variants_of(config).items() if v != FULL}
     sets = [config.predictors, *reduced.values()]
-    by_set = table_set_futures(client, ds, todo, sets, **options)
-    futures = {p.name: fs[0] for p, fs in zip(todo, by_set, strict=True)}
-    variant_tables = {(p.name, v): f for p, fs in zip(todo, by_set, strict=True) for v, f in zip(reduced, fs[1:], strict=True)}
+    by_set = dict(zip([p.name for p in todo], table_set_futures(client, ds, todo, sets, **options), strict=True))
+    futures = {name: fs[0] for name, fs in by_set.items()}
+    variant_tables = {(name, v): f for name, fs in by_set.items() for v, f in zip(reduced, fs[1:], strict=True)}
     others = [p for p in need if p.name not in futures]
     futures.update(zip([p.name for p in others], table_futures(client, ds, others, config.predictors, **options),
                        strict=True))
