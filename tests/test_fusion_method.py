@@ -133,6 +133,7 @@ def test_card_records_the_search_the_companions_and_the_error_model(runs, tiny_t
     assert em["var_smap_method"] in ("triple_collocation", "configured_default")
     assert card.search and card.search[0]["n_rounds"] == full.n_rounds
     assert card.cv["scheme"] == "blocks of days x cells"
+    assert {v.fit_workers for v in card.variants} == {1}  # refitted on one worker: the same on any cluster
 
 
 def test_stored_models_reload_bit_identical(runs):

@@ -50,7 +50,8 @@ TRAINED_KEYS = ["period", "status", "n_samples", "n_dates", "inputs_out_of_range
                 "created", "spatial_split", "cube", "window", "model"]
 REUSED_KEYS = ["period", "status", "n_samples", "reused_from", "fallback", "model", "aggregation", "window", "created"]
 POOLED_KEYS = ["period", "status", "model_name", "trained_with", "features", "params", "n_samples", "n_train", "n_test",
-               "periods", "train", "test", "per_period", "importance", "created", "predicts", "window", "model"]
+               "periods", "train", "test", "per_period", "importance", "created", "predicts", "window", "model",
+               "fit_workers"]
 VARIANT_KEYS = ["period", "variant", "predictors", "dropped", "n_samples", "feature_ranges", "model", "device",
                 "created", "chosen", "best_params", "train", "test", "split", "status", "quantile"]
 QUANTILE_KEYS = ["period", "variant", "kind", "levels", "params", "conformal_margin", "test_coverage_raw",
@@ -168,6 +169,7 @@ def test_a_read_card_is_read_only(trained_store):
     card = read_period_card(ModelStore(StoreRef(url)), P2)
     assert isinstance(card, TrainedPeriodCard) and card.model is not None and card.chosen in card.models
     assert [c.period for c in report.cards] == [P1, P2, P3] and isinstance(report.pooled, PooledCard)
+    assert report.pooled.fit_workers == 1  # its few rows fitted on one worker: the same model on any cluster
     assert isinstance(report.cards[0], ReusedPeriodCard) and report.cards[0].reused_from == P2
     with pytest.raises(dataclasses.FrozenInstanceError):
         card.chosen = "mlr"  # type: ignore[misc]

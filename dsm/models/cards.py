@@ -46,6 +46,10 @@ class ModelRecord:
         Cross-validated RMSE against SMAP (blocks of days and cells).
     ranges
         ``{feature: [min, max]}`` over the 1 km pixels of its training cell-days (bit 8).
+    fit_workers
+        Workers that held its rows in its ``xgboost.dask`` refit: 1, the model is the same on any
+        cluster (:func:`dsm.models.pooled.fit_workers`); 0 where not recorded (older cards, the
+        disaggregation model: one task).
     """
 
     name: str
@@ -57,12 +61,14 @@ class ModelRecord:
     n_rounds: int
     cv_rmse: float | None = None
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    fit_workers: int = 0
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelRecord:
         """Inverse of ``asdict``."""
         return cls(d["name"], tuple(d["predictors"]), tuple(d["features"]), d["key"], d["sha256"], int(d["n_train"]),
-                   int(d["n_rounds"]), d.get("cv_rmse"), {k: (float(v[0]), float(v[1])) for k, v in d["ranges"].items()})
+                   int(d["n_rounds"]), d.get("cv_rmse"), {k: (float(v[0]), float(v[1])) for k, v in d["ranges"].items()},
+                   int(d.get("fit_workers", 0)))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,9 @@
    map's 1 km within-cell anomaly is the mean of the two models'. The rain fields (0.1 degree)
    carry no 1 km detail; the trees that have them learn the static within-cell pattern less
    well (fewer rounds), while the cell mean, where the rain counts, stays the full model's.
-4. **Refit.** Every variant is refitted on all its samples with ``xgboost.dask`` on the workers.
+4. **Refit.** Every variant is refitted on all its samples with ``xgboost.dask`` on the workers
+   (on one worker when its rows fit one: :func:`dsm.models.pooled.fit_workers`), each refit
+   beside the next variant's cross-validation (a client thread waits on the fit).
 5. **Error model.** The held-out (out-of-fold) cell means of the variant prediction would use
    for each sample, against SMAP, give SMAP's random error by triple collocation, the model's
    error variance, the fusion weight and the decay of carried increments
@@ -38,6 +40,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -168,30 +171,41 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
     params: dict[str, Any] = {}
     full_model = None
     monotone = tuple(RAIN_PREDICTORS) if fcfg.monotone_rain else ()
-    for name, preds in sets.items():
-        feats = feature_names(preds)
-        rows = np.isfinite(table[list(feats)].to_numpy(np.float32)).all(axis=1)
-        if rows.sum() < tcfg.min_samples or len(np.unique(fold[rows])) < fcfg.cv_folds:
-            steps.step(f"fusion {name}: {int(rows.sum())} samples, too few: no {name} model")
-            continue
-        X, y = design_matrix(table[rows], feats), y_all[rows]
-        shape = monotone_constraints((*feats, *DOY_FEATURES), monotone)
-        grid = [{**g, **shape} for g in (candidates(fcfg.grid) if not params else [params])]
-        scores, oof = cross_validate(client, X, y, fold[rows], grid, fcfg.cv_folds, fcfg.max_rounds, tcfg.seed, device)
-        if not params:
-            search, params = scores, {k: v for k, v in scores[0].params.items() if k not in shape}
-        best = scores[0]
-        model = fit_dask(client, X, y, {**params, **shape, "n_estimators": best.n_rounds}, tcfg.seed, device,
-                         name=f"fusion {name} model")
-        full_model = full_model or model
-        fill = rows & ~np.isfinite(oof_used)
-        oof_used[fill] = oof[fill[rows]]
-        key = fusion_model_key(name)
-        entry = store.save_model(key, model)
-        store.write_card(key, {"variant": name, "model": entry, "cv": best.record(), "n_train": int(rows.sum())})
-        records.append(ModelRecord(name, tuple(preds), (*feats, *DOY_FEATURES), key, entry["sha256"], int(rows.sum()),
-                                   best.n_rounds, round(best.rmse, 6), pixel_ranges(table[rows], feats)))
-        steps.step(f"fusion {name}: {int(rows.sum())} samples, CV RMSE {best.rmse:.4f} with {best.n_rounds} rounds")
+    refits: list[tuple[str, tuple[str, ...], tuple[str, ...], np.ndarray, CvScore, Future]] = []
+    # each refit on a thread of its own: its worker fits while the others cross-validate the next variant
+    pool = ThreadPoolExecutor(1, thread_name_prefix="dsm-fusion-refit")
+    try:
+        for name, preds in sets.items():
+            feats = feature_names(preds)
+            rows = np.isfinite(table[list(feats)].to_numpy(np.float32)).all(axis=1)
+            if rows.sum() < tcfg.min_samples or len(np.unique(fold[rows])) < fcfg.cv_folds:
+                steps.step(f"fusion {name}: {int(rows.sum())} samples, too few: no {name} model")
+                continue
+            X, y = design_matrix(table[rows], feats), y_all[rows]
+            shape = monotone_constraints((*feats, *DOY_FEATURES), monotone)
+            grid = [{**g, **shape} for g in (candidates(fcfg.grid) if not params else [params])]
+            scores, oof = cross_validate(client, X, y, fold[rows], grid, fcfg.cv_folds, fcfg.max_rounds, tcfg.seed,
+                                         device)
+            if not params:
+                search, params = scores, {k: v for k, v in scores[0].params.items() if k not in shape}
+            best = scores[0]
+            refits.append((name, tuple(preds), feats, rows, best,
+                           pool.submit(fit_dask, client, X, y, {**params, **shape, "n_estimators": best.n_rounds},
+                                       tcfg.seed, device, name=f"fusion {name} model")))
+            fill = rows & ~np.isfinite(oof_used)
+            oof_used[fill] = oof[fill[rows]]
+            steps.step(f"fusion {name}: {int(rows.sum())} samples, CV RMSE {best.rmse:.4f} with {best.n_rounds} rounds")
+        for name, preds, feats, rows, best, refit in refits:
+            model, fit_on = refit.result()
+            full_model = full_model or model
+            key = fusion_model_key(name)
+            entry = store.save_model(key, model)
+            store.write_card(key, {"variant": name, "model": entry, "cv": best.record(), "n_train": int(rows.sum()),
+                                   "fit_workers": fit_on})
+            records.append(ModelRecord(name, preds, (*feats, *DOY_FEATURES), key, entry["sha256"], int(rows.sum()),
+                                       best.n_rounds, round(best.rmse, 6), pixel_ranges(table[rows], feats), fit_on))
+    finally:
+        pool.shutdown(cancel_futures=True)
     if not records or records[0].name != "full":
         raise InputError("too few samples with every predictor valid to train the fusion method's full model "
                          f"({int(np.isfinite(table[list(all_features)]).all(axis=1).sum())} < training.min_samples)")

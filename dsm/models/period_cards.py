@@ -355,6 +355,9 @@ class PooledCard:
         ``{"xgb_gain": {feature: share}}``.
     predicts, window, model
         Whether prediction uses it, the days sampled, the stored model.
+    fit_workers
+        Workers that held its rows in the ``xgboost.dask`` fit: 1, the model is the same on any
+        cluster (:func:`dsm.models.pooled.fit_workers`); 0 in cards written before it was recorded.
     """
 
     period: str = "pooled"
@@ -375,6 +378,7 @@ class PooledCard:
     predicts: bool = False
     window: tuple[str, ...] | None = None
     model: StoredModel | None = None
+    fit_workers: int = 0
     absent: frozenset[str] = field(default=frozenset(), repr=False, compare=False)  # see absent_keys
 
     @classmethod
@@ -388,7 +392,7 @@ class PooledCard:
                    test=frozen_mapping_or_none(d.get("test")), per_period=frozen_mapping(d["per_period"]),
                    importance=frozen_mapping(d.get("importance")), created=d.get("created", ""),
                    predicts=bool(d.get("predicts", False)), window=tuple_or_none(d.get("window")),
-                   model=stored_model_or_none(d.get("model")))
+                   model=stored_model_or_none(d.get("model")), fit_workers=int(d.get("fit_workers", 0)))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``card.json``)."""
