@@ -136,6 +136,23 @@ def test_card_records_the_search_the_companions_and_the_error_model(runs, tiny_t
     assert {v.fit_workers for v in card.variants} == {1}  # refitted on one worker: the same on any cluster
 
 
+@pytest.mark.timeout(300)
+def test_the_models_are_the_same_on_one_worker_as_on_two(runs, tmp_path):
+    """Every model's rows fit one worker, so the ``xgboost.dask`` refits give the same bytes on a
+    cluster of one worker as on the two of ``runs`` (rows split across workers would not)."""
+    from distributed import Client
+
+    from dsm.cluster import local_cluster
+
+    two = runs["fusion"]
+    one = two.model_copy(update={"stores": two.stores.model_copy(update={"models": str(tmp_path / "models")})})
+    with local_cluster(1, 1, dashboard_address=":0") as cluster, Client(cluster) as c:
+        assert train(one, c).failed == {}
+    cards = [FusionCard.from_dict(ModelStore(cfg.stores.ref("models")).read_card(FUSION_KEY)) for cfg in (two, one)]
+    assert [(v.name, v.sha256) for v in cards[0].variants] == [(v.name, v.sha256) for v in cards[1].variants]
+    assert cards[0].error_model == cards[1].error_model and cards[0].search == cards[1].search
+
+
 def test_stored_models_reload_bit_identical(runs):
     store = ModelStore(runs["fusion"].stores.ref("models"))
     card = FusionCard.from_dict(store.read_card(FUSION_KEY))

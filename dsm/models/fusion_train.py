@@ -41,12 +41,14 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+import xgboost
 from distributed import Client
+from distributed import Future as DaskFuture
 
 from dsm import zarr_reads
 from dsm.config import Config
@@ -92,18 +94,39 @@ def pixel_ranges(table: pd.DataFrame, features: Sequence[str]) -> dict[str, tupl
             for f in features}
 
 
-def cross_validate(client: Client, X: np.ndarray, y: np.ndarray, fold: np.ndarray, grid: Sequence[Mapping[str, Any]],
-                   n_folds: int, max_rounds: int, seed: int, device: str) -> tuple[list[CvScore], np.ndarray]:
-    """Score every candidate by blocked CV on the workers; returns the scores (best first) and
-    the best candidate's out-of-fold predictions."""
-    Xf, yf, ff = client.scatter([X, y, fold], broadcast=True, hash=False)
-    jobs = {(i, k): client.submit(fit_fold, Xf, yf, ff, k, dict(p), max_rounds, seed, device, pure=False)
+class Variant(NamedTuple):
+    """A predictor set's samples: the rows of the table where its features are all valid, its
+    design matrix and targets, its monotone constraints (XGBoost parameters) and the range of
+    each feature over the 1 km pixels of those rows (:func:`pixel_ranges`)."""
+
+    name: str
+    predictors: tuple[str, ...]
+    features: tuple[str, ...]
+    rows: np.ndarray
+    X: np.ndarray
+    y: np.ndarray
+    shape: dict[str, Any]
+    ranges: dict[str, tuple[float, float]]
+
+
+def submit_folds(client: Client, v: Variant, fold: np.ndarray, grid: Sequence[Mapping[str, Any]], n_folds: int,
+                 max_rounds: int, seed: int, device: str) -> dict[tuple[int, int], DaskFuture]:
+    """Submit every candidate x fold fit of ``v``'s blocked CV to the workers (``fold``: every
+    table row's fold); :func:`cross_validated` takes their results."""
+    Xf, yf, ff = client.scatter([v.X, v.y, fold[v.rows]], broadcast=True, hash=False)
+    return {(i, k): client.submit(fit_fold, Xf, yf, ff, k, dict(p), max_rounds, seed, device, pure=False)
             for i, p in enumerate(grid) for k in range(n_folds)}
+
+
+def cross_validated(jobs: Mapping[tuple[int, int], DaskFuture], v: Variant, fold: np.ndarray,
+                    grid: Sequence[Mapping[str, Any]], n_folds: int) -> tuple[list[CvScore], np.ndarray]:
+    """The scores of every candidate (best first) and the best one's out-of-fold predictions of
+    ``v``'s rows, from the fits :func:`submit_folds` submitted."""
     results = {key: fut.result() for key, fut in jobs.items()}
     scores = [score_curves(p, [results[i, k][0] for k in range(n_folds)], [results[i, k][2] for k in range(n_folds)])
               for i, p in enumerate(grid)]
     best = int(np.argmin([s.rmse for s in scores]))
-    oof = out_of_fold(X, fold, [results[best, k][1] for k in range(n_folds)], scores[best].n_rounds)
+    oof = out_of_fold(v.X, fold[v.rows], [results[best, k][1] for k in range(n_folds)], scores[best].n_rounds)
     order = sorted(range(len(scores)), key=lambda i: scores[i].rmse)
     return [scores[i] for i in order], oof
 
@@ -145,7 +168,7 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
         card = read_fusion_card(store)
         if card is not None:
             return card, False
-    tcfg, fcfg, device = config.training, config.training.fusion, config.cluster.device
+    tcfg, fcfg = config.training, config.training.fusion
     predictors, groups = model_predictors(config, ds)
     sets = predictor_sets(predictors, groups, config.output.gap_free)
     all_features = feature_names(predictors)
@@ -165,50 +188,21 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
     fold = block_folds(table["date"].to_numpy(), table["row"].to_numpy(), table["col"].to_numpy(), fcfg.cv_folds,
                        fcfg.block_days, fcfg.block_cells * per_36km, tcfg.seed)
     y_all = table[TARGET].to_numpy(np.float32)
-    oof_used = np.full(len(table), np.nan, np.float32)
-    records: list[ModelRecord] = []
-    search: list[CvScore] = []
-    params: dict[str, Any] = {}
-    full_model = None
     monotone = tuple(RAIN_PREDICTORS) if fcfg.monotone_rain else ()
-    refits: list[tuple[str, tuple[str, ...], tuple[str, ...], np.ndarray, CvScore, Future]] = []
-    # each refit on a thread of its own: its worker fits while the others cross-validate the next variant
-    pool = ThreadPoolExecutor(1, thread_name_prefix="dsm-fusion-refit")
-    try:
-        for name, preds in sets.items():
-            feats = feature_names(preds)
-            rows = np.isfinite(table[list(feats)].to_numpy(np.float32)).all(axis=1)
-            if rows.sum() < tcfg.min_samples or len(np.unique(fold[rows])) < fcfg.cv_folds:
-                steps.step(f"fusion {name}: {int(rows.sum())} samples, too few: no {name} model")
-                continue
-            X, y = design_matrix(table[rows], feats), y_all[rows]
-            shape = monotone_constraints((*feats, *DOY_FEATURES), monotone)
-            grid = [{**g, **shape} for g in (candidates(fcfg.grid) if not params else [params])]
-            scores, oof = cross_validate(client, X, y, fold[rows], grid, fcfg.cv_folds, fcfg.max_rounds, tcfg.seed,
-                                         device)
-            if not params:
-                search, params = scores, {k: v for k, v in scores[0].params.items() if k not in shape}
-            best = scores[0]
-            refits.append((name, tuple(preds), feats, rows, best,
-                           pool.submit(fit_dask, client, X, y, {**params, **shape, "n_estimators": best.n_rounds},
-                                       tcfg.seed, device, name=f"fusion {name} model")))
-            fill = rows & ~np.isfinite(oof_used)
-            oof_used[fill] = oof[fill[rows]]
-            steps.step(f"fusion {name}: {int(rows.sum())} samples, CV RMSE {best.rmse:.4f} with {best.n_rounds} rounds")
-        for name, preds, feats, rows, best, refit in refits:
-            model, fit_on = refit.result()
-            full_model = full_model or model
-            key = fusion_model_key(name)
-            entry = store.save_model(key, model)
-            store.write_card(key, {"variant": name, "model": entry, "cv": best.record(), "n_train": int(rows.sum()),
-                                   "fit_workers": fit_on})
-            records.append(ModelRecord(name, preds, (*feats, *DOY_FEATURES), key, entry["sha256"], int(rows.sum()),
-                                       best.n_rounds, round(best.rmse, 6), pixel_ranges(table[rows], feats), fit_on))
-    finally:
-        pool.shutdown(cancel_futures=True)
-    if not records or records[0].name != "full":
+    variants = []
+    for name, preds in sets.items():
+        feats = feature_names(preds)
+        rows = np.isfinite(table[list(feats)].to_numpy(np.float32)).all(axis=1)
+        if rows.sum() < tcfg.min_samples or len(np.unique(fold[rows])) < fcfg.cv_folds:
+            steps.step(f"fusion {name}: {int(rows.sum())} samples, too few: no {name} model")
+            continue
+        variants.append(Variant(name, tuple(preds), feats, rows, design_matrix(table[rows], feats), y_all[rows],
+                                monotone_constraints((*feats, *DOY_FEATURES), monotone),
+                                pixel_ranges(table[rows], feats)))
+    if not variants or variants[0].name != "full":
         raise InputError("too few samples with every predictor valid to train the fusion method's full model "
                          f"({int(np.isfinite(table[list(all_features)]).all(axis=1).sum())} < training.min_samples)")
+    records, search, params, oof_used, full_model = _fit_variants(config, client, store, variants, fold, steps)
     smap = smap_grid(zarr_reads.read_variable(ds, SMAP))[0]  # valid SMAP only
     em = estimate_error_model(smap, table_to_grid(table, oof_used, ds), default_var_smap=fcfg.smap_error_sd ** 2,
                               min_triplets=fcfg.min_triplets, max_carry_days=fcfg.max_carry_days,
@@ -220,7 +214,7 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
                            if tcfg.disaggregation else (None, None))
     if tcfg.disaggregation:
         steps.step("fusion disaggregation model")
-    gain = full_model.get_booster().get_score(importance_type="gain") if full_model is not None else {}
+    gain = full_model.get_booster().get_score(importance_type="gain")
     feats = records[0].features
     imp = np.array([gain.get(f"f{i}", 0.0) for i in range(len(feats))], np.float64)
     card = FusionCard(
@@ -243,6 +237,65 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
     return card, True
 
 
+def _fit_variants(config: Config, client: Client, store: ModelStore, variants: Sequence[Variant],
+                  fold: np.ndarray, steps: Steps
+                  ) -> tuple[list[ModelRecord], list[CvScore], dict[str, Any], np.ndarray, xgboost.XGBRegressor]:
+    """Cross-validate and refit every variant (the full one first, whose search chooses the
+    hyperparameters all share) and store the models; returns their records, the search, the
+    chosen parameters, each table row's out-of-fold prediction (of the first variant that has
+    the row) and the full model.
+
+    The workers are kept busy: the next companion's CV is submitted before the current one's
+    results are taken, and each refit runs on a client thread (one at a time: XGBoost's
+    collective is one per process) while the CVs go on.
+    """
+    tcfg, fcfg, device = config.training, config.training.fusion, config.cluster.device
+    oof_used = np.full(len(fold), np.nan, np.float32)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="dsm-fusion-refit")
+    refits: list[tuple[Variant, CvScore, Future[tuple[xgboost.XGBRegressor, int]]]] = []
+
+    def cv(v: Variant, grid: list[dict[str, Any]]) -> dict[tuple[int, int], DaskFuture]:
+        return submit_folds(client, v, fold, grid, fcfg.cv_folds, fcfg.max_rounds, tcfg.seed, device)
+
+    def choose_and_refit(v: Variant, grid: list[dict[str, Any]], jobs: Mapping[tuple[int, int], DaskFuture]
+                         ) -> list[CvScore]:
+        scores, oof = cross_validated(jobs, v, fold, grid, fcfg.cv_folds)
+        best = scores[0]
+        chosen = {**best.params, "n_estimators": best.n_rounds}
+        refits.append((v, best, pool.submit(fit_dask, client, v.X, v.y, chosen, tcfg.seed, device,
+                                            name=f"fusion {v.name} model")))
+        fill = v.rows & ~np.isfinite(oof_used)
+        oof_used[fill] = oof[fill[v.rows]]
+        steps.step(f"fusion {v.name}: {int(v.rows.sum())} samples, CV RMSE {best.rmse:.4f} with {best.n_rounds} rounds")
+        return scores
+
+    try:
+        full, companions = variants[0], variants[1:]
+        grid = [{**g, **full.shape} for g in candidates(fcfg.grid)]
+        search = choose_and_refit(full, grid, cv(full, grid))
+        params = {k: v for k, v in search[0].params.items() if k not in full.shape}
+        grids = [[{**params, **v.shape}] for v in companions]
+        jobs = [cv(v, g) for v, g in zip(companions[:1], grids[:1], strict=True)]
+        for i, v in enumerate(companions):
+            if i + 1 < len(companions):  # queued behind this one's fits
+                jobs.append(cv(companions[i + 1], grids[i + 1]))
+            choose_and_refit(v, grids[i], jobs[i])
+            jobs[i] = {}
+        records, models = [], []
+        for v, best, fitting in refits:
+            model, fit_on = fitting.result()
+            key = fusion_model_key(v.name)
+            entry = store.save_model(key, model)
+            store.write_card(key, {"variant": v.name, "model": entry, "cv": best.record(), "n_train": len(v.y),
+                                   "fit_workers": fit_on})
+            records.append(ModelRecord(v.name, v.predictors, (*v.features, *DOY_FEATURES), key, entry["sha256"],
+                                       len(v.y), best.n_rounds, round(best.rmse, 6), v.ranges, fit_on))
+            models.append(model)
+    finally:
+        pool.shutdown(cancel_futures=True)
+    return records, search, params, oof_used, models[0]
+
+
 def _disaggregation(config: Config, client: Client, store: ModelStore, ds: xr.Dataset, table: pd.DataFrame,
                     full: ModelRecord, params: Mapping[str, Any]) -> tuple[ModelRecord, dict[str, Any]]:
     """Fit and store the disaggregation model on 1 km pixels of the training days."""
@@ -259,4 +312,5 @@ def _disaggregation(config: Config, client: Client, store: ModelStore, ds: xr.Da
                        full.n_rounds, None, full.ranges), card
 
 
-__all__ = ["train_fusion", "pixel_ranges", "cross_validate", "sample_table", "model_predictors"]
+__all__ = ["train_fusion", "pixel_ranges", "Variant", "submit_folds", "cross_validated", "sample_table",
+           "model_predictors"]
