@@ -51,10 +51,10 @@ from dsm.models.split import Split
 from dsm.models.xgblog import route_worker_logs
 from dsm.samples import TARGET
 
-# words of XGBoost's collective (allreduce / allgather over the workers' sockets) errors
 ONE_WORKER_MAX_BYTES = 2**30
 """Feature bytes (float32) up to which an ``xgboost.dask`` fit keeps its rows on one worker."""
 
+# words of XGBoost's collective (allreduce / allgather over the workers' sockets) errors
 _COLLECTIVE = ("/collective/", "allgather", "allreduce", "scatter reduce", "broadcast failed", "tracker",
                "socket error", "connection reset", "broken pipe", "failed to connect to other workers")
 
