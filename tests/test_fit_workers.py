@@ -52,3 +52,23 @@ def test_a_table_too_large_for_one_worker_is_split_across_all_of_them(client, mo
     # each worker sketched its own rows: other split candidates than the plain fit's
     assert model.get_booster().get_dump() != _plain(X, y).get_booster().get_dump()
     assert np.corrcoef(model.predict(X), y)[0, 1] > 0.8  # still a fit of the same table
+
+
+def test_the_workers_log_routing_runs_once_per_worker_process():
+    """Each fit routes XGBoost's native log of the workers not routed before: a second fit waits
+    for no task on them; a restarted worker (a new process) is routed again."""
+    from distributed import Client, get_task_stream
+
+    from dsm.cluster import local_cluster
+    from dsm.models.xgblog import route_worker_logs
+
+    def routed(c: Client) -> int:
+        with get_task_stream(c) as stream:
+            route_worker_logs(c)
+        return sum(str(t["key"]).startswith("dsm-xgboost-log") for t in stream.data)
+
+    with local_cluster(1, 2, dashboard_address=":0") as cluster, Client(cluster) as c:
+        assert routed(c) == 2  # one task per thread
+        assert routed(c) == 0
+        c.restart()
+        assert routed(c) == 2

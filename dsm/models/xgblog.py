@@ -12,6 +12,9 @@ the command.
 every worker, :func:`log_to_logging`: it registers a native log callback for that thread that
 hands each line to the ``xgboost`` logger instead, XGBoost's warnings at WARNING (printed, as
 before), its other lines at INFO (shown only where that logger is configured to show them).
+A worker process keeps its callbacks, so each is routed once: later fits skip the workers
+already routed (known by address and scratch folder, which a restarted worker does not share),
+instead of waiting for a free moment of every thread of every worker before each fit.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 _callback: Any = None  # the ctypes callback, one per process, kept alive for the library
 _barriers: dict[str, threading.Barrier] = {}
 _lock = threading.Lock()
+_routed: set[tuple[str, str]] = set()  # on the client: (address, local directory) of the workers routed
 
 
 def _forward(message: bytes) -> None:
@@ -69,11 +73,17 @@ def _on_every_thread(token: str, nthreads: int, timeout: float = 5.0) -> bool:
 
 
 def route_worker_logs(client: Client) -> None:
-    """Run :func:`log_to_logging` on every task thread of every worker of ``client``."""
-    futures = []
+    """Run :func:`log_to_logging` on every task thread of every worker of ``client`` not routed
+    before (module docstring)."""
+    futures, routed = [], []
     for address, info in client.scheduler_info(n_workers=-1).get("workers", {}).items():
+        worker = (address, str(info.get("local_directory", "")))
+        if worker in _routed:
+            continue
         n = max(1, int(info.get("nthreads", 1)))
         token = f"{address}-{uuid.uuid4().hex}"
         futures += [client.submit(_on_every_thread, token, n, workers=[address], allow_other_workers=False,
                                   pure=False, key=f"dsm-xgboost-log-{token}-{i}") for i in range(n)]
+        routed.append(worker)
     client.gather(futures)
+    _routed.update(routed)
