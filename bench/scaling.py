@@ -1,7 +1,7 @@
 """Scaling of the prediction stage (or training) over worker processes, and where the wall time goes.
 
 The work: ``dsm.stages.predict.predict`` of the default method (``fusion``: the 36 km pass of
-the fused cell means, the calibration at the stations, then one task per 72 x 72-pixel,
+the fused cell means, the calibration at the stations, then one task per 72 x 72-pixel (``--space``),
 8-day block) over a twin region of N x N SMAP cells (``--size``, default 14 x 14: about 40 s on
 one worker here) and two 16-day periods (2016-06-09 .. 2016-07-10), sized so that one run on ONE single-threaded worker
 takes at least 30 s (a warning says when it did not). The twin and its models are built once
@@ -53,7 +53,7 @@ takes at least 30 s (a warning says when it did not). The twin and its models ar
 ``--stage train`` times the fusion training instead (``train(force=True)`` into a model store
 of its own, emptied before each run), the same way.
 
-Run: ``.venv/bin/python bench/scaling.py [--stage predict|train] [--size 14] [--days 32] [--workers 1 2]
+Run: ``.venv/bin/python bench/scaling.py [--stage predict|train] [--size 14] [--days 32] [--space 72] [--workers 1 2]
 [--rounds 3] [--sample-ms 5] [--workdir DIR] [--json PATH]``
 
 Reading it: on a machine shared with other work the walls move with its load (the load average
@@ -282,10 +282,10 @@ def run_once(stage: str, cfg: config_mod.Config, n: int, interval: float) -> dic
             "scheduler_overhead": (parts["sched"] + parts["dispatch"]) / ws}
 
 
-def fusion_config(root: Path, size: int, end: dt.date = END) -> config_mod.Config:
+def fusion_config(root: Path, size: int, end: dt.date = END, space: int = 72) -> config_mod.Config:
     """The default method on the twin region of ``size`` x ``size`` cells from :data:`START` to
-    ``end``, in 72 x 72 blocks."""
-    raw = twin_config(root, size, START, end, space=72).model_dump(mode="json")
+    ``end``, in ``space`` x ``space`` blocks (cube and products)."""
+    raw = twin_config(root, size, START, end, space=space).model_dump(mode="json")
     raw["training"] = {"method": "fusion", "min_samples": 10}
     return config_mod.from_dict(raw)
 
@@ -347,6 +347,9 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=(END - START).days + 1,
                     help=f"days from {START} (default {(END - START).days + 1}: two 16-day periods); another "
                          "number of days has its twin in a folder of its own under --workdir")
+    ap.add_argument("--space", type=int, default=72,
+                    help="the blocks' side in pixels, of the cube and the products (default 72; dsm's own default "
+                         "is 144); another size has its twin in a folder of its own under --workdir")
     ap.add_argument("--workers", type=int, nargs="+", default=None,
                     help="worker processes per configuration (default: 1 2, and 4, 8, ... up to the CPUs)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
@@ -362,7 +365,9 @@ def main() -> None:
     end = START + dt.timedelta(days=args.days - 1)
     if end != END:  # a twin of other days
         root = root / f"days-{args.days}"
-    cfg = fusion_config(root, args.size, end)
+    if args.space != 72:  # a twin in other blocks
+        root = root / f"space-{args.space}"
+    cfg = fusion_config(root, args.size, end, args.space)
     t = time.perf_counter()
     if ensure_twin(cfg, root) or not (root / "models").exists():
         train_models(cfg)

@@ -51,6 +51,7 @@ from distributed import Client
 from distributed import Future as DaskFuture
 
 from dsm import zarr_reads
+from dsm.cluster import worker_addresses
 from dsm.config import Config
 from dsm.cube import RAIN_PREDICTORS, has_rain
 from dsm.errors import InputError
@@ -246,12 +247,14 @@ def _fit_variants(config: Config, client: Client, store: ModelStore, variants: S
     the row) and the full model.
 
     The workers are kept busy: the next companion's CV is submitted before the current one's
-    results are taken, and each refit runs on a client thread (one at a time: XGBoost's
-    collective is one per process) while the CVs go on.
+    results are taken, and each refit runs on a client thread while the CVs go on, the refits
+    whose rows fit one worker on the workers in turn, side by side (``xgboost.dask`` runs the
+    fits that share a worker one after another).
     """
     tcfg, fcfg, device = config.training, config.training.fusion, config.cluster.device
     oof_used = np.full(len(fold), np.nan, np.float32)
-    pool = ThreadPoolExecutor(1, thread_name_prefix="dsm-fusion-refit")
+    workers = worker_addresses(client)
+    pool = ThreadPoolExecutor(max(1, len(workers)), thread_name_prefix="dsm-fusion-refit")
     refits: list[tuple[Variant, CvScore, Future[tuple[xgboost.XGBRegressor, int]]]] = []
 
     def cv(v: Variant, grid: list[dict[str, Any]]) -> dict[tuple[int, int], DaskFuture]:
@@ -262,8 +265,9 @@ def _fit_variants(config: Config, client: Client, store: ModelStore, variants: S
         scores, oof = cross_validated(jobs, v, fold, grid, fcfg.cv_folds)
         best = scores[0]
         chosen = {**best.params, "n_estimators": best.n_rounds}
+        on = workers[len(refits) % len(workers)] if workers else None
         refits.append((v, best, pool.submit(fit_dask, client, v.X, v.y, chosen, tcfg.seed, device,
-                                            name=f"fusion {v.name} model")))
+                                            name=f"fusion {v.name} model", worker=on)))
         fill = v.rows & ~np.isfinite(oof_used)
         oof_used[fill] = oof[fill[v.rows]]
         steps.step(f"fusion {v.name}: {int(v.rows.sum())} samples, CV RMSE {best.rmse:.4f} with {best.n_rounds} rounds")

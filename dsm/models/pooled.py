@@ -82,13 +82,15 @@ def worker_lost(exc: BaseException, model: str) -> WorkerLostError | None:
                            "already stored is kept and this fit starts again")
 
 
-def scattered_rows(client: Client, X: np.ndarray, y: np.ndarray, parts: int) -> tuple[da.Array, da.Array]:
+def scattered_rows(client: Client, X: np.ndarray, y: np.ndarray, parts: int,
+                   workers: Sequence[str] | None = None) -> tuple[da.Array, da.Array]:
     """``X`` and ``y`` as Dask arrays of ``parts`` even row blocks, scattered to the workers
-    (data sent once, not embedded in a task graph), in the order of the rows."""
+    (``workers``: to these; data sent once, not embedded in a task graph), in the order of the rows."""
     rows = max(1, -(-len(y) // parts))
     blocks = [(X[i:i + rows], y[i:i + rows]) for i in range(0, len(y), rows)]
-    xf = client.scatter([bx for bx, _ in blocks], hash=False)
-    yf = client.scatter([by for _, by in blocks], hash=False)
+    to = list(workers) if workers else None
+    xf = client.scatter([bx for bx, _ in blocks], hash=False, workers=to)
+    yf = client.scatter([by for _, by in blocks], hash=False, workers=to)
     Xs = [da.from_delayed(f, bx.shape, X.dtype) for f, (bx, _) in zip(xf, blocks, strict=True)]
     ys = [da.from_delayed(f, by.shape, y.dtype) for f, (_, by) in zip(yf, blocks, strict=True)]
     return da.concatenate(Xs), da.concatenate(ys)
@@ -105,11 +107,14 @@ def fit_workers(nbytes: int, memory_limits: Sequence[int]) -> int:
 
 
 def fit_dask(client: Client, X: np.ndarray, y: np.ndarray, params: Mapping[str, Any], seed: int = 0,
-             device: str = "cpu", name: str = "XGBoost model") -> tuple[xgboost.XGBRegressor, int]:
+             device: str = "cpu", name: str = "XGBoost model", worker: str | None = None
+             ) -> tuple[xgboost.XGBRegressor, int]:
     """Fit an XGBoost regressor with ``xgboost.dask`` on the workers and return it as an
     in-memory ``XGBRegressor``, with the number of workers that held the rows: one when they fit
-    one (:func:`fit_workers`; the model is then independent of the cluster), else the rows split
-    evenly between all of them.
+    one (:func:`fit_workers`; the model is then independent of the cluster; ``worker``: that
+    one), else the rows split evenly between all of them. Fits may run side by side from
+    several threads: ``xgboost.dask`` takes a lock on the workers of each fit, so fits on the
+    same worker run one after another.
 
     Raises
     ------
@@ -118,7 +123,7 @@ def fit_dask(client: Client, X: np.ndarray, y: np.ndarray, params: Mapping[str, 
     """
     limits = [int(w.get("memory_limit") or 0) for w in client.scheduler_info(n_workers=-1).get("workers", {}).values()]
     parts = fit_workers(X.nbytes, limits)
-    Xd, yd = scattered_rows(client, X, y, parts)
+    Xd, yd = scattered_rows(client, X, y, parts, [worker] if worker is not None and parts == 1 else None)
     route_worker_logs(client)  # the collective's "got rank" lines to logging, not the terminal
     reg = xgboost.dask.DaskXGBRegressor(**dict(params), tree_method="hist", random_state=seed, device=device)
     reg.client = client
