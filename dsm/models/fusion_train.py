@@ -23,8 +23,8 @@
    carry no 1 km detail; the trees that have them learn the static within-cell pattern less
    well (fewer rounds), while the cell mean, where the rain counts, stays the full model's.
 4. **Refit.** Every variant is refitted on all its samples with ``xgboost.dask`` on the workers
-   (on one worker when its rows fit one: :func:`dsm.models.pooled.fit_workers`), each refit
-   beside the next variant's cross-validation (a client thread waits on the fit).
+   (on one worker when its rows fit one: :func:`dsm.models.pooled.fit_workers`; then the
+   workers refit side by side, each its share of the variants).
 5. **Error model.** The held-out (out-of-fold) cell means of the variant prediction would use
    for each sample, against SMAP, give SMAP's random error by triple collocation, the model's
    error variance, the fusion weight and the decay of carried increments
@@ -40,7 +40,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -68,9 +68,10 @@ from dsm.fusion import estimate_error_model
 from dsm.models.blockcv import CvScore, block_folds, candidates, fit_fold, out_of_fold, score_curves
 from dsm.models.cards import FUSION_KEY, FusionCard, ModelRecord, fusion_model_key, read_fusion_card, write_fusion_card
 from dsm.models.disaggregation import fit_disaggregation, pixel_sample_graph
-from dsm.models.pooled import fit_dask
+from dsm.models.pooled import fit_dask, fit_workers, memory_limits
 from dsm.models.store import ModelStore
 from dsm.models.variants import predictor_sets
+from dsm.models.xgblog import route_worker_logs
 from dsm.periods import periods
 from dsm.progress import Steps
 from dsm.ranges import SMAP, describe
@@ -246,58 +247,79 @@ def _fit_variants(config: Config, client: Client, store: ModelStore, variants: S
     chosen parameters, each table row's out-of-fold prediction (of the first variant that has
     the row) and the full model.
 
-    The workers are kept busy: the next companion's CV is submitted before the current one's
-    results are taken, and each refit runs on a client thread while the CVs go on, the refits
-    whose rows fit one worker on the workers in turn, side by side (``xgboost.dask`` runs the
-    fits that share a worker one after another).
+    The next companion's CV is submitted before the current one's results are taken, so the
+    workers go from one CV to the next; the refits follow once every CV is done (:func:`_refit`).
     """
     tcfg, fcfg, device = config.training, config.training.fusion, config.cluster.device
     oof_used = np.full(len(fold), np.nan, np.float32)
-    workers = worker_addresses(client)
-    pool = ThreadPoolExecutor(max(1, len(workers)), thread_name_prefix="dsm-fusion-refit")
-    refits: list[tuple[Variant, CvScore, Future[tuple[xgboost.XGBRegressor, int]]]] = []
+    chosen: list[tuple[Variant, CvScore]] = []
 
     def cv(v: Variant, grid: list[dict[str, Any]]) -> dict[tuple[int, int], DaskFuture]:
         return submit_folds(client, v, fold, grid, fcfg.cv_folds, fcfg.max_rounds, tcfg.seed, device)
 
-    def choose_and_refit(v: Variant, grid: list[dict[str, Any]], jobs: Mapping[tuple[int, int], DaskFuture]
-                         ) -> list[CvScore]:
+    def choose(v: Variant, grid: list[dict[str, Any]], jobs: Mapping[tuple[int, int], DaskFuture]) -> list[CvScore]:
         scores, oof = cross_validated(jobs, v, fold, grid, fcfg.cv_folds)
         best = scores[0]
-        chosen = {**best.params, "n_estimators": best.n_rounds}
-        on = workers[len(refits) % len(workers)] if workers else None
-        refits.append((v, best, pool.submit(fit_dask, client, v.X, v.y, chosen, tcfg.seed, device,
-                                            name=f"fusion {v.name} model", worker=on)))
+        chosen.append((v, best))
         fill = v.rows & ~np.isfinite(oof_used)
         oof_used[fill] = oof[fill[v.rows]]
         steps.step(f"fusion {v.name}: {int(v.rows.sum())} samples, CV RMSE {best.rmse:.4f} with {best.n_rounds} rounds")
         return scores
 
-    try:
-        full, companions = variants[0], variants[1:]
-        grid = [{**g, **full.shape} for g in candidates(fcfg.grid)]
-        search = choose_and_refit(full, grid, cv(full, grid))
-        params = {k: v for k, v in search[0].params.items() if k not in full.shape}
-        grids = [[{**params, **v.shape}] for v in companions]
-        jobs = [cv(v, g) for v, g in zip(companions[:1], grids[:1], strict=True)]
-        for i, v in enumerate(companions):
-            if i + 1 < len(companions):  # queued behind this one's fits
-                jobs.append(cv(companions[i + 1], grids[i + 1]))
-            choose_and_refit(v, grids[i], jobs[i])
-            jobs[i] = {}
-        records, models = [], []
-        for v, best, fitting in refits:
-            model, fit_on = fitting.result()
-            key = fusion_model_key(v.name)
-            entry = store.save_model(key, model)
-            store.write_card(key, {"variant": v.name, "model": entry, "cv": best.record(), "n_train": len(v.y),
-                                   "fit_workers": fit_on})
-            records.append(ModelRecord(v.name, v.predictors, (*v.features, *DOY_FEATURES), key, entry["sha256"],
-                                       len(v.y), best.n_rounds, round(best.rmse, 6), v.ranges, fit_on))
-            models.append(model)
-    finally:
-        pool.shutdown(cancel_futures=True)
+    full, companions = variants[0], variants[1:]
+    grid = [{**g, **full.shape} for g in candidates(fcfg.grid)]
+    search = choose(full, grid, cv(full, grid))
+    params = {k: v for k, v in search[0].params.items() if k not in full.shape}
+    grids = [[{**params, **v.shape}] for v in companions]
+    jobs = [cv(v, g) for v, g in zip(companions[:1], grids[:1], strict=True)]
+    for i, v in enumerate(companions):
+        if i + 1 < len(companions):  # queued behind this one's fits
+            jobs.append(cv(companions[i + 1], grids[i + 1]))
+        choose(v, grids[i], jobs[i])
+        jobs[i] = {}
+    records, models = [], []
+    for (v, best), (model, fit_on) in zip(chosen, _refit(client, chosen, tcfg.seed, device), strict=True):
+        key = fusion_model_key(v.name)
+        entry = store.save_model(key, model)
+        store.write_card(key, {"variant": v.name, "model": entry, "cv": best.record(), "n_train": len(v.y),
+                               "fit_workers": fit_on})
+        records.append(ModelRecord(v.name, v.predictors, (*v.features, *DOY_FEATURES), key, entry["sha256"],
+                                   len(v.y), best.n_rounds, round(best.rmse, 6), v.ranges, fit_on))
+        models.append(model)
     return records, search, params, oof_used, models[0]
+
+
+def _refit(client: Client, chosen: Sequence[tuple[Variant, CvScore]], seed: int, device: str
+           ) -> list[tuple[xgboost.XGBRegressor, int]]:
+    """Each variant refitted on all its samples with its chosen parameters and rounds
+    (:func:`dsm.models.pooled.fit_dask`): the model and the number of workers that held its rows.
+
+    When every variant's rows fit one worker, the workers fit side by side, each its share of
+    the variants (in turn) one after another on a client thread of its own; else the fits run
+    one after another. Nothing else runs on the workers meanwhile: ``xgboost.dask`` pins a fit's
+    training task to the worker holding its rows but lets the scheduler move it
+    (``allow_other_workers``), and one moved off a busy worker by work stealing fails XGBoost's
+    own check of the worker.
+    """
+    def fit(v: Variant, best: CvScore, worker: str | None = None) -> tuple[xgboost.XGBRegressor, int]:
+        return fit_dask(client, v.X, v.y, {**best.params, "n_estimators": best.n_rounds}, seed, device,
+                        name=f"fusion {v.name} model", worker=worker)
+
+    workers = worker_addresses(client)
+    limits = memory_limits(client)
+    if len(workers) < 2 or len(chosen) < 2 or any(fit_workers(v.X.nbytes, limits) > 1 for v, _ in chosen):
+        return [fit(v, best) for v, best in chosen]
+    route_worker_logs(client)  # once, before the threads: no routing task lands beside a fit
+    n = min(len(workers), len(chosen))
+
+    def share(k: int) -> dict[int, tuple[xgboost.XGBRegressor, int]]:
+        return {i: fit(*chosen[i], worker=workers[k]) for i in range(k, len(chosen), n)}
+
+    fitted: dict[int, tuple[xgboost.XGBRegressor, int]] = {}
+    with ThreadPoolExecutor(n, thread_name_prefix="dsm-fusion-refit") as pool:
+        for part in [pool.submit(share, k) for k in range(n)]:
+            fitted.update(part.result())
+    return [fitted[i] for i in range(len(chosen))]
 
 
 def _disaggregation(config: Config, client: Client, store: ModelStore, ds: xr.Dataset, table: pd.DataFrame,

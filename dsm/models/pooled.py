@@ -106,6 +106,11 @@ def fit_workers(nbytes: int, memory_limits: Sequence[int]) -> int:
     return 1 if fits else n
 
 
+def memory_limits(client: Client) -> list[int]:
+    """Each worker's memory limit in bytes (0: none), for :func:`fit_workers`."""
+    return [int(w.get("memory_limit") or 0) for w in client.scheduler_info(n_workers=-1).get("workers", {}).values()]
+
+
 def fit_dask(client: Client, X: np.ndarray, y: np.ndarray, params: Mapping[str, Any], seed: int = 0,
              device: str = "cpu", name: str = "XGBoost model", worker: str | None = None
              ) -> tuple[xgboost.XGBRegressor, int]:
@@ -113,16 +118,15 @@ def fit_dask(client: Client, X: np.ndarray, y: np.ndarray, params: Mapping[str, 
     in-memory ``XGBRegressor``, with the number of workers that held the rows: one when they fit
     one (:func:`fit_workers`; the model is then independent of the cluster; ``worker``: that
     one), else the rows split evenly between all of them. Fits may run side by side from
-    several threads: ``xgboost.dask`` takes a lock on the workers of each fit, so fits on the
-    same worker run one after another.
+    several threads (``xgboost.dask`` locks the workers of each fit), with nothing else on their
+    workers (see :func:`dsm.models.fusion_train._refit`).
 
     Raises
     ------
     WorkerLostError
         A worker was lost during the fit (``name`` names the model in its message).
     """
-    limits = [int(w.get("memory_limit") or 0) for w in client.scheduler_info(n_workers=-1).get("workers", {}).values()]
-    parts = fit_workers(X.nbytes, limits)
+    parts = fit_workers(X.nbytes, memory_limits(client))
     Xd, yd = scattered_rows(client, X, y, parts, [worker] if worker is not None and parts == 1 else None)
     route_worker_logs(client)  # the collective's "got rank" lines to logging, not the terminal
     reg = xgboost.dask.DaskXGBRegressor(**dict(params), tree_method="hist", random_state=seed, device=device)
