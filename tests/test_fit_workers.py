@@ -72,3 +72,17 @@ def test_the_workers_log_routing_runs_once_per_worker_process():
         assert routed(c) == 0
         c.restart()
         assert routed(c) == 2
+
+
+def test_a_variant_knows_its_design_matrix_bytes_before_making_it():
+    """The refits choose their workers from :meth:`Variant.design_bytes`, before any matrix is made."""
+    import pandas as pd
+
+    from dsm.models.fusion_train import Variant
+
+    rng = np.random.default_rng(5)
+    table = pd.DataFrame({"date": pd.date_range("2016-06-01", periods=50).repeat(4), "a": rng.normal(size=200),
+                          "b": rng.normal(size=200), "sm": rng.random(200)})
+    v = Variant("full", ("a", "b"), ("a", "b"), rng.random(200) < 0.7, {}, {})
+    X, y = v.design(table)
+    assert v.design_bytes() == X.nbytes and X.dtype == np.float32 and len(y) == v.rows.sum()

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
@@ -98,37 +99,44 @@ def pixel_ranges(table: pd.DataFrame, features: Sequence[str]) -> dict[str, tupl
 
 class Variant(NamedTuple):
     """A predictor set's samples: the rows of the table where its features are all valid, its
-    design matrix and targets, its monotone constraints (XGBoost parameters) and the range of
-    each feature over the 1 km pixels of those rows (:func:`pixel_ranges`)."""
+    monotone constraints (XGBoost parameters) and the range of each feature over the 1 km pixels
+    of those rows (:func:`pixel_ranges`)."""
 
     name: str
     predictors: tuple[str, ...]
     features: tuple[str, ...]
     rows: np.ndarray
-    X: np.ndarray
-    y: np.ndarray
     shape: dict[str, Any]
     ranges: dict[str, tuple[float, float]]
 
+    def design(self, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Its design matrix and targets, made when needed (every variant's at once would hold
+        the table's features several times over)."""
+        return design_matrix(table[self.rows], self.features), table[TARGET].to_numpy(np.float32)[self.rows]
 
-def submit_folds(client: Client, v: Variant, fold: np.ndarray, grid: Sequence[Mapping[str, Any]], n_folds: int,
-                 max_rounds: int, seed: int, device: str) -> dict[tuple[int, int], DaskFuture]:
-    """Submit every candidate x fold fit of ``v``'s blocked CV to the workers (``fold``: every
-    table row's fold); :func:`cross_validated` takes their results."""
-    Xf, yf, ff = client.scatter([v.X, v.y, fold[v.rows]], broadcast=True, hash=False)
+    def design_bytes(self) -> int:
+        """The bytes of :meth:`design`'s matrix (float32, the features and the day-of-year terms)."""
+        return int(self.rows.sum()) * (len(self.features) + len(DOY_FEATURES)) * np.dtype(np.float32).itemsize
+
+
+def submit_folds(client: Client, X: np.ndarray, y: np.ndarray, fold: np.ndarray, grid: Sequence[Mapping[str, Any]],
+                 n_folds: int, max_rounds: int, seed: int, device: str) -> dict[tuple[int, int], DaskFuture]:
+    """Submit every candidate x fold fit of a blocked CV of the rows ``X``, ``y`` (``fold``: each
+    row's fold) to the workers; :func:`cross_validated` takes their results."""
+    Xf, yf, ff = client.scatter([X, y, fold], broadcast=True, hash=False)
     return {(i, k): client.submit(fit_fold, Xf, yf, ff, k, dict(p), max_rounds, seed, device, pure=False)
             for i, p in enumerate(grid) for k in range(n_folds)}
 
 
-def cross_validated(jobs: Mapping[tuple[int, int], DaskFuture], v: Variant, fold: np.ndarray,
+def cross_validated(jobs: Mapping[tuple[int, int], DaskFuture], X: np.ndarray, fold: np.ndarray,
                     grid: Sequence[Mapping[str, Any]], n_folds: int) -> tuple[list[CvScore], np.ndarray]:
     """The scores of every candidate (best first) and the best one's out-of-fold predictions of
-    ``v``'s rows, from the fits :func:`submit_folds` submitted."""
+    the rows ``X``, from the fits :func:`submit_folds` submitted."""
     results = {key: fut.result() for key, fut in jobs.items()}
     scores = [score_curves(p, [results[i, k][0] for k in range(n_folds)], [results[i, k][2] for k in range(n_folds)])
               for i, p in enumerate(grid)]
     best = int(np.argmin([s.rmse for s in scores]))
-    oof = out_of_fold(v.X, fold[v.rows], [results[best, k][1] for k in range(n_folds)], scores[best].n_rounds)
+    oof = out_of_fold(X, fold, [results[best, k][1] for k in range(n_folds)], scores[best].n_rounds)
     order = sorted(range(len(scores)), key=lambda i: scores[i].rmse)
     return [scores[i] for i in order], oof
 
@@ -189,7 +197,6 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
     per_36km = 36 // config.grid_region.coarse_km  # the blocks are block_cells 36 km cells a side on any SMAP grid
     fold = block_folds(table["date"].to_numpy(), table["row"].to_numpy(), table["col"].to_numpy(), fcfg.cv_folds,
                        fcfg.block_days, fcfg.block_cells * per_36km, tcfg.seed)
-    y_all = table[TARGET].to_numpy(np.float32)
     monotone = tuple(RAIN_PREDICTORS) if fcfg.monotone_rain else ()
     variants = []
     for name, preds in sets.items():
@@ -198,13 +205,13 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
         if rows.sum() < tcfg.min_samples or len(np.unique(fold[rows])) < fcfg.cv_folds:
             steps.step(f"fusion {name}: {int(rows.sum())} samples, too few: no {name} model")
             continue
-        variants.append(Variant(name, tuple(preds), feats, rows, design_matrix(table[rows], feats), y_all[rows],
-                                monotone_constraints((*feats, *DOY_FEATURES), monotone),
+        variants.append(Variant(name, tuple(preds), feats, rows, monotone_constraints((*feats, *DOY_FEATURES), monotone),
                                 pixel_ranges(table[rows], feats)))
     if not variants or variants[0].name != "full":
         raise InputError("too few samples with every predictor valid to train the fusion method's full model "
                          f"({int(np.isfinite(table[list(all_features)]).all(axis=1).sum())} < training.min_samples)")
-    records, search, params, oof_used, full_model = _fit_variants(config, client, store, variants, fold, steps)
+    records, search, params, oof_used, full_model = _fit_variants(config, client, store, table, variants, fold,
+                                                                  steps)
     smap = smap_grid(zarr_reads.read_variable(ds, SMAP))[0]  # valid SMAP only
     em = estimate_error_model(smap, table_to_grid(table, oof_used, ds), default_var_smap=fcfg.smap_error_sd ** 2,
                               min_triplets=fcfg.min_triplets, max_carry_days=fcfg.max_carry_days,
@@ -239,8 +246,8 @@ def train_fusion(config: Config, client: Client, store: ModelStore, ds: xr.Datas
     return card, True
 
 
-def _fit_variants(config: Config, client: Client, store: ModelStore, variants: Sequence[Variant],
-                  fold: np.ndarray, steps: Steps
+def _fit_variants(config: Config, client: Client, store: ModelStore, table: pd.DataFrame,
+                  variants: Sequence[Variant], fold: np.ndarray, steps: Steps
                   ) -> tuple[list[ModelRecord], list[CvScore], dict[str, Any], np.ndarray, xgboost.XGBRegressor]:
     """Cross-validate and refit every variant (the full one first, whose search chooses the
     hyperparameters all share) and store the models; returns their records, the search, the
@@ -254,11 +261,13 @@ def _fit_variants(config: Config, client: Client, store: ModelStore, variants: S
     oof_used = np.full(len(fold), np.nan, np.float32)
     chosen: list[tuple[Variant, CvScore]] = []
 
-    def cv(v: Variant, grid: list[dict[str, Any]]) -> dict[tuple[int, int], DaskFuture]:
-        return submit_folds(client, v, fold, grid, fcfg.cv_folds, fcfg.max_rounds, tcfg.seed, device)
+    def cv(v: Variant, grid: list[dict[str, Any]]) -> tuple[np.ndarray, dict[tuple[int, int], DaskFuture]]:
+        X, y = v.design(table)
+        return X, submit_folds(client, X, y, fold[v.rows], grid, fcfg.cv_folds, fcfg.max_rounds, tcfg.seed, device)
 
-    def choose(v: Variant, grid: list[dict[str, Any]], jobs: Mapping[tuple[int, int], DaskFuture]) -> list[CvScore]:
-        scores, oof = cross_validated(jobs, v, fold, grid, fcfg.cv_folds)
+    def choose(v: Variant, grid: list[dict[str, Any]],
+               pending: tuple[np.ndarray, Mapping[tuple[int, int], DaskFuture]]) -> list[CvScore]:
+        scores, oof = cross_validated(pending[1], pending[0], fold[v.rows], grid, fcfg.cv_folds)
         best = scores[0]
         chosen.append((v, best))
         fill = v.rows & ~np.isfinite(oof_used)
@@ -271,25 +280,25 @@ def _fit_variants(config: Config, client: Client, store: ModelStore, variants: S
     search = choose(full, grid, cv(full, grid))
     params = {k: v for k, v in search[0].params.items() if k not in full.shape}
     grids = [[{**params, **v.shape}] for v in companions]
-    jobs = [cv(v, g) for v, g in zip(companions[:1], grids[:1], strict=True)]
+    pending = deque(cv(v, g) for v, g in zip(companions[:1], grids[:1], strict=True))
     for i, v in enumerate(companions):
         if i + 1 < len(companions):  # queued behind this one's fits
-            jobs.append(cv(companions[i + 1], grids[i + 1]))
-        choose(v, grids[i], jobs[i])
-        jobs[i] = {}
+            pending.append(cv(companions[i + 1], grids[i + 1]))
+        choose(v, grids[i], pending.popleft())  # its matrix and futures released once taken
     records, models = [], []
-    for (v, best), (model, fit_on) in zip(chosen, _refit(client, chosen, tcfg.seed, device), strict=True):
+    for (v, best), (model, fit_on) in zip(chosen, _refit(client, table, chosen, tcfg.seed, device), strict=True):
         key = fusion_model_key(v.name)
         entry = store.save_model(key, model)
-        store.write_card(key, {"variant": v.name, "model": entry, "cv": best.record(), "n_train": len(v.y),
+        n_train = int(v.rows.sum())
+        store.write_card(key, {"variant": v.name, "model": entry, "cv": best.record(), "n_train": n_train,
                                "fit_workers": fit_on})
         records.append(ModelRecord(v.name, v.predictors, (*v.features, *DOY_FEATURES), key, entry["sha256"],
-                                   len(v.y), best.n_rounds, round(best.rmse, 6), v.ranges, fit_on))
+                                   n_train, best.n_rounds, round(best.rmse, 6), v.ranges, fit_on))
         models.append(model)
     return records, search, params, oof_used, models[0]
 
 
-def _refit(client: Client, chosen: Sequence[tuple[Variant, CvScore]], seed: int, device: str
+def _refit(client: Client, table: pd.DataFrame, chosen: Sequence[tuple[Variant, CvScore]], seed: int, device: str
            ) -> list[tuple[xgboost.XGBRegressor, int]]:
     """Each variant refitted on all its samples with its chosen parameters and rounds
     (:func:`dsm.models.pooled.fit_dask`): the model and the number of workers that held its rows.
@@ -302,12 +311,13 @@ def _refit(client: Client, chosen: Sequence[tuple[Variant, CvScore]], seed: int,
     own check of the worker.
     """
     def fit(v: Variant, best: CvScore, worker: str | None = None) -> tuple[xgboost.XGBRegressor, int]:
-        return fit_dask(client, v.X, v.y, {**best.params, "n_estimators": best.n_rounds}, seed, device,
+        X, y = v.design(table)
+        return fit_dask(client, X, y, {**best.params, "n_estimators": best.n_rounds}, seed, device,
                         name=f"fusion {v.name} model", worker=worker)
 
     workers = worker_addresses(client)
     limits = memory_limits(client)
-    if len(workers) < 2 or len(chosen) < 2 or any(fit_workers(v.X.nbytes, limits) > 1 for v, _ in chosen):
+    if len(workers) < 2 or len(chosen) < 2 or any(fit_workers(v.design_bytes(), limits) > 1 for v, _ in chosen):
         return [fit(v, best) for v, best in chosen]
     route_worker_logs(client)  # once, before the threads: no routing task lands beside a fit
     n = min(len(workers), len(chosen))
