@@ -19,6 +19,7 @@ def test_notebook_executes(path, tmp_path, monkeypatch, request):
     from nbclient import NotebookClient
 
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # figures inline
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the notebooks' temporary folders go with the test's
     if path.stem in LOOK_AT_A_RUN:  # the products of `dsm demo` (their own-build path is the demo's)
         monkeypatch.setenv("DSM_NOTEBOOK_CONFIG", str(request.getfixturevalue("tiny_demo").work / "config.yaml"))
     nb = jupytext.read(path)
@@ -27,3 +28,5 @@ def test_notebook_executes(path, tmp_path, monkeypatch, request):
     assert not errors
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 2  # figures were drawn inline
+    if "mkdtemp(" in path.read_text(encoding="utf-8"):  # its temporary folder is left in the test's, not in /tmp
+        assert any(tmp_path.glob("dsm-*")), "the notebook's temporary folder is not under TMPDIR"

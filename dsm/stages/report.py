@@ -193,7 +193,8 @@ def _section_insitu(rep: Report, result: ValidationResult, weather: pd.DataFrame
 def _section_maps(rep: Report, means_ref: StoreRef, region_box: tuple[float, float, float, float] | None,
                   points: pd.DataFrame | None, figs: FigureDir) -> xr.DataArray | None:
     rep.heading("Mean maps")
-    means = xr.open_zarr(means_ref.url, consolidated=False, storage_options=means_ref.zarr_options)
+    # read here, not by tasks: the figures drawn from them are sent from here
+    means = xr.open_zarr(means_ref.url, chunks=None, consolidated=False, storage_options=means_ref.zarr_options)
     monthly = means["sm_monthly"].load()
     annual = means["sm_annual"].load()
     rep.figure("monthly_maps", figs.draw("monthly_maps.png", figures.map_panels, monthly, dim="month",
@@ -289,12 +290,18 @@ def means_ref(config: Config) -> StoreRef:
     return config.stores.at(str(stations_config(config).out)).join("means.zarr")
 
 
+def daily_maps(output: StoreRef) -> xr.DataArray:
+    """The products' ``sm`` as the mean maps read it: lazily, in tasks of several stored chunks
+    (:func:`dsm.analysis.means_chunks`)."""
+    sm = products.open_products(output, chunks=None)["sm"]
+    return sm.chunk(analysis.means_chunks(sm.sizes, sm.encoding["chunks"], sm.dtype.itemsize))
+
+
 def start_means(config: Config, client: Client) -> Future:
     """Start writing the products' mean maps (:func:`dsm.analysis.means_job`, to
     :func:`means_ref`) on ``client``'s workers; pass the future to :func:`run_report`. The
     validate stage starts them before the twin skill, whose tasks leave the workers gaps."""
-    sm = products.open_products(config.stores.ref("output"))["sm"]
-    return client.compute(analysis.means_job(sm, means_ref(config)))
+    return client.compute(analysis.means_job(daily_maps(config.stores.ref("output")), means_ref(config)))
 
 
 def run_report(config: Config, client: Client | None, validation: tuple[ValidationResult, Mapping[str, str]],
@@ -341,7 +348,7 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
     result, written = validation
     cards, pooled = model_cards(config.stores.ref("models") if config.stores.models else None)
     weather = weather_table(v, config.stores)
-    products_ds = products.open_products(output)
+    products_ds = products.open_products(output, chunks=None)
     r = config.grid_region
     rep = Report(f"dsm validation report: {r.nrows} x {r.ncols} SMAP cells, {config.dates.start} .. {config.dates.end}")
     lo0, la0, lo1, la1 = r.lonlat_bounds
@@ -355,7 +362,7 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
     means_at = means_ref(config)
     pending, job = means, None
     if pending is None:
-        job = analysis.means_job(products_ds["sm"], means_at)
+        job = analysis.means_job(daily_maps(output), means_at)
         # on a cluster the workers compute the mean maps while this process draws the sections before them
         pending = client.compute(job) if client is not None else None
     try:
@@ -386,5 +393,5 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
     return page.url
 
 
-__all__ = ["BIAS_HEADER", "BIAS_STATEMENT", "FIGURES", "TABLES", "Report", "bias_headers", "means_ref", "model_cards",
+__all__ = ["BIAS_HEADER", "BIAS_STATEMENT", "FIGURES", "TABLES", "Report", "bias_headers", "daily_maps", "means_ref", "model_cards",
            "nearest_weather", "run_report", "start_means"]
