@@ -28,13 +28,18 @@ report with its mean maps and figures), and the stage as ``dsm run`` makes it no
 (:func:`stage_overlapped`: the skill beside the station validation, the mean maps started
 first); it prints their medians, the ratio sequential / overlapped and the ratio of the
 stage to the ``workers`` skill alone.
+With ``--means``, each round also times the report's mean maps (:func:`dsm.analysis.means_job`)
+on the same cluster two ways, the order alternating: ``stored``, the products read in their
+stored chunks (as before), and ``tasks``, read in tasks of several stored chunks
+(:func:`dsm.stages.report.daily_maps`, as the stage reads them now); it prints their medians,
+task counts and the ratio stored / tasks, and checks that both wrote the same means (1e-6).
 Prints each wall time, the MB the workers sent to the client (their logs of outgoing
 transfers), the ratios client / workers, reread / workers and gathered / workers (> 1:
 ``workers`` is faster)
 with their median and range over the rounds; ``--json PATH`` writes them.
 
 Run: ``.venv/bin/python bench/validate.py [--workdir DIR] [--days N] [--rounds R] [--workers W]
-[--paths client,workers,reread,gathered] [--stage] [--json PATH]``
+[--paths client,workers,reread,gathered] [--stage] [--means] [--json PATH]``
 """
 
 from __future__ import annotations
@@ -52,13 +57,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from _common import load_average, local_cluster, machine_facts, ratio_spread, spread_text
 from distributed import Client, as_completed
 
+from dsm import analysis, products, skill_workers
 from dsm import config as config_mod
-from dsm import skill_workers
 from dsm.skill import read_twin_stations, skill
 from dsm.skill_chunks import Runner, SkillJob
+from dsm.stages.report import daily_maps
+from dsm.storeref import StoreRef
 from dsm.synthetic import TwinSpec
 from dsm.testing.validation import make_products_store
 
@@ -201,6 +209,28 @@ def check_same(results: dict[str, Any]) -> dict[str, Any]:
     return s_c
 
 
+def means_ways(output: str, work: Path, client: Client) -> dict[str, Callable[[], int]]:
+    """The report's mean maps of ``output`` written under ``work`` on ``client``'s cluster, read
+    in the store's chunks (``stored``) and as the validate stage reads them (``tasks``); each
+    returns its graph's task count."""
+    ref = StoreRef(output)
+
+    def run(sm: Any, name: str) -> int:
+        job = analysis.means_job(sm, StoreRef(str(work / name)))
+        client.compute(job).result()
+        return len(job.__dask_graph__())
+
+    return {"stored": lambda: run(products.open_products(ref)["sm"], "means-stored.zarr"),
+            "tasks": lambda: run(daily_maps(ref), "means-tasks.zarr")}
+
+
+def check_same_means(work: Path) -> None:
+    """Both ways of :func:`means_ways` wrote the same mean maps (1e-6: sums in another order)."""
+    a, b = (xr.open_zarr(work / f"means-{k}.zarr", consolidated=False) for k in ("stored", "tasks"))
+    for name in a.data_vars:
+        np.testing.assert_allclose(b[name].values, a[name].values, rtol=1e-6, atol=1e-9, err_msg=str(name))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", default=None, help="folder holding (or to hold) the default twin")
@@ -210,6 +240,7 @@ def main() -> None:
     ap.add_argument("--paths", default="client,workers,reread,gathered",
                     help="the paths to time, comma-separated, at least two (default client,workers,reread,gathered)")
     ap.add_argument("--stage", action="store_true", help="also time the validate stage's steps in each round")
+    ap.add_argument("--means", action="store_true", help="also time the report's mean maps two ways in each round")
     ap.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     args = ap.parse_args()
 
@@ -245,6 +276,9 @@ def main() -> None:
         runs = {k: paths[k] for k in wanted}
         times: dict[str, list[float]] = {k: [] for k in runs}
         stage: dict[str, list[float]] = {}
+        means: dict[str, list[float]] = {}
+        means_tasks: dict[str, int] = {}
+        ways = means_ways(output, work, client)
         received: dict[str, list[float]] = {k: [] for k in runs}
         order = list(runs)
         for i in range(args.rounds):
@@ -267,6 +301,12 @@ def main() -> None:
                     else:
                         stage.setdefault("overlapped", []).append(stage_overlapped(cfg, output, client))
                         print(f"round {i + 1} stage as dsm run makes it: {stage['overlapped'][-1]:.1f} s")
+            if args.means:
+                for way in (("stored", "tasks") if i % 2 == 0 else ("tasks", "stored")):
+                    t0 = time.perf_counter()
+                    means_tasks[way] = ways[way]()
+                    means.setdefault(way, []).append(time.perf_counter() - t0)
+                    print(f"round {i + 1} mean maps, {way:6s} chunks: {means[way][-1]:.2f} s, {means_tasks[way]} tasks")
     s_c = check_same(results)
 
     figures: dict[str, Any] = {"days": s_c["days"], "workers": args.workers, "rounds": args.rounds,
@@ -291,6 +331,13 @@ def main() -> None:
         if "workers" in runs:
             figures["stage/workers"] = ratio_spread(stage["total"], times["workers"])
             print(f"ratio stage/workers      {spread_text(figures['stage/workers'])}")
+    if means:
+        check_same_means(work)
+        figures["means_seconds"], figures["means_tasks"] = means, means_tasks
+        figures["means stored/tasks"] = ratio_spread(means["stored"], means["tasks"])
+        print("mean maps, medians: " + ", ".join(f"{k} {statistics.median(v):.2f} s ({means_tasks[k]} tasks)"
+                                                 for k, v in means.items()))
+        print(f"ratio means stored/tasks {spread_text(figures['means stored/tasks'])}")
     print(f"load average after: {load_average()}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
