@@ -219,11 +219,11 @@ def read_chunk(job: SkillJob, t: np.ndarray, uncertainty: bool) -> dict[str, Any
 def _maps(job: SkillJob, data: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Truth, the maps and baselines (float32), the base mask (land, truth) and the common mask."""
     f = job.factor
-    tr = data["truth"].astype(np.float32)
-    smap = data["smap"].astype(np.float32)
-    vals = {k: v.astype(np.float32) for k, v in data["sm"].items()}
+    tr = data["truth"].astype(np.float32, copy=False)  # never changed in place: float32 as read is not copied
+    smap = data["smap"].astype(np.float32, copy=False)
+    vals = {k: v.astype(np.float32, copy=False) for k, v in data["sm"].items()}
     vals["smap_repeat"] = repeat_to_fine(smap, f)
-    vals["smap_bilinear"] = grid_bilinear(smap, f).astype(np.float32)
+    vals["smap_bilinear"] = grid_bilinear(smap, f).astype(np.float32, copy=False)
     base = job.land[None] & np.isfinite(tr)
     mask = base & np.isfinite(vals["smap_repeat"]) & np.isfinite(vals["smap_bilinear"])
     for k in job.labels:
@@ -243,9 +243,10 @@ def score_chunk(job: SkillJob, t: np.ndarray, data: Mapping[str, Any]) -> ChunkS
     for k in job.labels:
         mine = base & np.isfinite(vals[k])
         sums.own[k].add(vals[k], tr, mine, months, smap=mine & smap_obs, other=mine & ~smap_obs, memo=memo)
-        ok = mine & np.isfinite(data["unc"][k].astype(np.float32))
+        unc = data["unc"][k].astype(np.float32, copy=False)
+        ok = mine & np.isfinite(unc)
         with np.errstate(invalid="ignore"):
-            inside = np.abs(tr - vals[k]) <= data["unc"][k].astype(np.float32)
+            inside = np.abs(tr - vals[k]) <= unc
         sums.cover[k].add(inside, ok, data["origin"][k])
     if job.rows is not None and job.cols is not None:
         sums.series = {k: vals[k][:, job.rows, job.cols] for k in job.names}

@@ -322,8 +322,9 @@ class CoverageSums:
         self.total += [int(inside[ok].sum()), int(ok.sum())]
         if origin is None:
             return
+        flags = origin.astype(np.int64)
         for k, b in self.bits.items():
-            m = ok & ((origin.astype(np.int64) & b) != 0)
+            m = ok & ((flags & b) != 0)
             self.by[k] += [int(inside[m].sum()), int(m.sum())]
 
     def empty(self) -> CoverageSums:
