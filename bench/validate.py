@@ -221,7 +221,7 @@ def means_ways(output: str, work: Path, client: Client) -> dict[str, Callable[[]
         return len(job.__dask_graph__())
 
     return {"stored": lambda: run(products.open_products(ref)["sm"], "means-stored.zarr"),
-            "tasks": lambda: run(daily_maps(ref), "means-tasks.zarr")}
+            "tasks": lambda: run(daily_maps(products.open_products(ref, chunks=None)), "means-tasks.zarr")}
 
 
 def check_same_means(work: Path) -> None:

@@ -20,7 +20,7 @@ import xarray as xr
 from distributed import get_task_stream
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from dsm import analysis
+from dsm import analysis, products
 from dsm.config import from_dict
 from dsm.figures import draw_map_panels, draw_skill_periods, graticule_ticks
 from dsm.grid import lonlat_to_xy, xy_to_lonlat
@@ -193,7 +193,7 @@ def test_the_regional_mean_tables_are_the_mean_of_the_products_maps(report):
 def test_the_mean_maps_read_the_products_in_tasks_of_several_stored_chunks(report):
     path, root = report
     stored = xr.open_zarr(root / "sm.zarr", consolidated=False)["sm"]
-    sm = daily_maps(StoreRef(str(root / "sm.zarr")))
+    sm = daily_maps(products.open_products(StoreRef(str(root / "sm.zarr")), chunks=None))
     want = analysis.means_chunks(stored.sizes, stored.encoding["chunks"])
     assert sm.chunksizes["time"][0] == want["time"] and sm.chunksizes["y"][0] == want["y"]
     assert sm.data.npartitions * 4 <= stored.data.npartitions  # 4 days' chunks at least in one task

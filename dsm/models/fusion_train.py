@@ -265,9 +265,9 @@ def _fit_variants(config: Config, client: Client, store: ModelStore, table: pd.D
         X, y = v.design(table)
         return X, submit_folds(client, X, y, fold[v.rows], grid, fcfg.cv_folds, fcfg.max_rounds, tcfg.seed, device)
 
-    def choose(v: Variant, grid: list[dict[str, Any]],
-               pending: tuple[np.ndarray, Mapping[tuple[int, int], DaskFuture]]) -> list[CvScore]:
-        scores, oof = cross_validated(pending[1], pending[0], fold[v.rows], grid, fcfg.cv_folds)
+    def choose(v: Variant, grid: list[dict[str, Any]], X: np.ndarray,
+               jobs: Mapping[tuple[int, int], DaskFuture]) -> list[CvScore]:
+        scores, oof = cross_validated(jobs, X, fold[v.rows], grid, fcfg.cv_folds)
         best = scores[0]
         chosen.append((v, best))
         fill = v.rows & ~np.isfinite(oof_used)
@@ -277,14 +277,14 @@ def _fit_variants(config: Config, client: Client, store: ModelStore, table: pd.D
 
     full, companions = variants[0], variants[1:]
     grid = [{**g, **full.shape} for g in candidates(fcfg.grid)]
-    search = choose(full, grid, cv(full, grid))
+    search = choose(full, grid, *cv(full, grid))
     params = {k: v for k, v in search[0].params.items() if k not in full.shape}
     grids = [[{**params, **v.shape}] for v in companions]
     pending = deque(cv(v, g) for v, g in zip(companions[:1], grids[:1], strict=True))
     for i, v in enumerate(companions):
         if i + 1 < len(companions):  # queued behind this one's fits
             pending.append(cv(companions[i + 1], grids[i + 1]))
-        choose(v, grids[i], pending.popleft())  # its matrix and futures released once taken
+        choose(v, grids[i], *pending.popleft())  # its matrix and futures released once taken
     records, models = [], []
     for (v, best), (model, fit_on) in zip(chosen, _refit(client, table, chosen, tcfg.seed, device), strict=True):
         key = fusion_model_key(v.name)

@@ -290,10 +290,11 @@ def means_ref(config: Config) -> StoreRef:
     return config.stores.at(str(stations_config(config).out)).join("means.zarr")
 
 
-def daily_maps(output: StoreRef) -> xr.DataArray:
+def daily_maps(ds: xr.Dataset) -> xr.DataArray:
     """The products' ``sm`` as the mean maps read it: lazily, in tasks of several stored chunks
-    (:func:`dsm.analysis.means_chunks`)."""
-    sm = products.open_products(output, chunks=None)["sm"]
+    (:func:`dsm.analysis.means_chunks`); ``ds`` is the products store opened without Dask
+    (``products.open_products(ref, chunks=None)``), so each task reads its chunks itself."""
+    sm = ds["sm"]
     return sm.chunk(analysis.means_chunks(sm.sizes, sm.encoding["chunks"], sm.dtype.itemsize))
 
 
@@ -301,7 +302,8 @@ def start_means(config: Config, client: Client) -> Future:
     """Start writing the products' mean maps (:func:`dsm.analysis.means_job`, to
     :func:`means_ref`) on ``client``'s workers; pass the future to :func:`run_report`. The
     validate stage starts them before the twin skill, whose tasks leave the workers gaps."""
-    return client.compute(analysis.means_job(daily_maps(config.stores.ref("output")), means_ref(config)))
+    ds = products.open_products(config.stores.ref("output"), chunks=None)
+    return client.compute(analysis.means_job(daily_maps(ds), means_ref(config)))
 
 
 def run_report(config: Config, client: Client | None, validation: tuple[ValidationResult, Mapping[str, str]],
@@ -362,7 +364,7 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
     means_at = means_ref(config)
     pending, job = means, None
     if pending is None:
-        job = analysis.means_job(daily_maps(output), means_at)
+        job = analysis.means_job(daily_maps(products_ds), means_at)
         # on a cluster the workers compute the mean maps while this process draws the sections before them
         pending = client.compute(job) if client is not None else None
     try:
