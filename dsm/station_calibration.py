@@ -4,9 +4,10 @@ The map is ``sm = B + k a`` with interval ``z sqrt(var_cell + s^2)`` (:mod:`dsm.
 Before the first block is written, :func:`calibrate_at_stations` computes ``B``, ``a`` and
 ``var_cell`` at the station pixels on every day a station observed (one
 :func:`dsm.blocks.station_parts` task per station cell and up to :data:`STATION_TASK_DAYS` days
-holding observations, :func:`observed_spans`: the blocks' own code, writing nothing), then
-calibrates the gain ``k`` (:func:`dsm.calibration.calibrate_gain`) and, on the residuals of the
-map with that gain, the within-cell error sd ``s`` (:func:`dsm.calibration.calibrate_anomaly_sd`).
+holding observations, :func:`observed_spans`, submitted longest first: the blocks' own code,
+writing nothing), then calibrates the gain ``k`` (:func:`dsm.calibration.calibrate_gain`) and,
+on the residuals of the map with that gain, the within-cell error sd ``s``
+(:func:`dsm.calibration.calibrate_anomaly_sd`).
 With too few stations, or with the calibration switched off, the configured values are used. A
 products store keeps the values it was started with, so a resumed run writes the same bytes.
 """
@@ -14,7 +15,7 @@ products store keeps the values it was started with, so a resumed run writes the
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import pandas as pd
@@ -26,7 +27,7 @@ from dsm.config import Config
 from dsm.cube import Layout
 from dsm.stations import station_observations
 
-__all__ = ["GAIN_ATTR", "UNC_ATTR", "calibrate_at_stations", "observed_spans", "station_table"]
+__all__ = ["GAIN_ATTR", "UNC_ATTR", "calibrate_at_stations", "longest_first", "observed_spans", "station_table"]
 
 GAIN_ATTR = "anomaly_gain"  # products attribute: the store's GainCalibration
 UNC_ATTR = "anomaly_error"  # products attribute: the store's IntervalCalibration
@@ -54,6 +55,13 @@ def observed_spans(days: Iterable[int], n_days: int, chunk: int, span: int) -> l
     return out
 
 
+def longest_first(spans: Sequence[tuple[int, int]]) -> list[int]:
+    """The order in which to submit the tasks of day ranges ``spans`` (``[t0, t1)``): the longest
+    first, equal ones in their order, so that the short ones fill the workers' last gaps instead
+    of a long one running alone at the end."""
+    return sorted(range(len(spans)), key=lambda i: spans[i][0] - spans[i][1])
+
+
 def station_table(config: Config, client: Client, jobs_for: JobsFor, n_days: int, obs: pd.DataFrame) -> pd.DataFrame:
     """The map's parts at the stations of ``obs`` (:func:`dsm.stations.station_observations`):
     one row per station-day with ``station, time, base, anomaly, var_cell, insitu``.
@@ -67,18 +75,19 @@ def station_table(config: Config, client: Client, jobs_for: JobsFor, n_days: int
     span = tchunk * max(1, STATION_TASK_DAYS // tchunk)
     day_of = (pd.DatetimeIndex(obs["time"]).normalize() - pd.Timestamp(config.dates.start)).days
     observed = pd.Series(day_of, index=obs.index).groupby(obs["station"]).unique()
-    futures = {}
+    tasks: list[tuple[BlockJob, list[tuple[int, int]], tuple[str, ...]]] = []  # in the table's order
     for key, group in sites.groupby([sites["row"] // f, sites["col"] // f]):
         cy, cx = (int(k) for k in cast(tuple[int, int], key))  # grouped by two columns
         pixels = [(int(r) - cy * f, int(c) - cx * f) for r, c in zip(group["row"], group["col"], strict=True)]
         seen = {int(d) for s in group["station"] for d in observed[s]}
-        for t0, t1 in observed_spans(seen, n_days, tchunk, span):
-            futures[client.submit(station_parts, jobs_for(t0, t1, cy * f, cx * f), pixels, pure=False)] = (
-                t0, tuple(group["station"]))
+        tasks += [(jobs_for(t0, t1, cy * f, cx * f), pixels, tuple(group["station"]))
+                  for t0, t1 in observed_spans(seen, n_days, tchunk, span)]
+    futures = {i: client.submit(station_parts, tasks[i][0], tasks[i][1], pure=False)
+               for i in longest_first([(job.t0, job.t1) for job, _, _ in tasks])}
     frames = []
-    for fut, (t0, names) in futures.items():
-        parts = fut.result()
-        days = pd.DatetimeIndex([config.dates.start + dt.timedelta(days=t0 + i) for i in range(parts["base"].shape[0])])
+    for i, (job, _, names) in enumerate(tasks):
+        parts = futures[i].result()
+        days = pd.DatetimeIndex([config.dates.start + dt.timedelta(days=job.t0 + k) for k in range(parts["base"].shape[0])])
         for j, name in enumerate(names):
             frames.append(pd.DataFrame({"station": name, "time": days, **{k: v[:, j] for k, v in parts.items()}}))
     return pd.concat(frames, ignore_index=True).merge(obs.loc[:, ["station", "time", "insitu"]],

@@ -38,6 +38,14 @@ def test_demo_builds_the_tiny_twin_and_prints_its_summary(tiny_demo):
     assert (work / "validation" / "report.html").stat().st_size > 10_000  # the chain ends with the report
     for stage in ("cube", "train", "predict", "export", "validate"):
         assert f"== {stage}: done" in out
+    # where the prediction's time went, printed and recorded with the run (the demo's twin has stations)
+    assert next(line for line in out.splitlines() if line.startswith("time: ")).startswith(
+        "time: 36 km cell means ") and ", station calibration " in out and ", blocks " in out
+    (run,) = (json.loads(p.read_text()) for p in work.glob("runs/*/run.json"))
+    (stage,) = (s for s in run["stages"] if s["stage"] == "predict")
+    phases = stage["summary"]["phase_seconds"]
+    assert list(phases) == ["cell_means", "calibration", "blocks"]
+    assert all(v > 0 for v in phases.values()) and sum(phases.values()) <= stage["seconds"]
     assert "skill of the 1 km maps" in out and (work / "skill.json").exists()
     assert len(list(work.glob("runs/*/run.json"))) == 1 and len(list(work.glob("runs/*/dask-performance.html"))) == 1
     assert "INFO distributed" not in res.stdout + res.stderr
@@ -62,8 +70,17 @@ def test_cube_info_json_and_table(tiny_twin):
     land = ds["land_mask"].values == 1
     expected = np.isfinite(ds["lst"].values[:, land]).mean()
     assert lst_valid == pytest.approx(expected, abs=1e-4)
+    res = runner.invoke(main, ["cube", "info", tiny_twin.cube.url])
+    assert res.exit_code == 0, res.output
+    header = next(line for line in res.output.splitlines() if line.startswith("variable"))
+    assert header.split()[-1] == "valid"
+    assert next(line for line in res.output.splitlines() if line.startswith("lst ")).split()[-1] == f"{lst_valid:.3f}"
     res = runner.invoke(main, ["cube", "info", tiny_twin.cube.url, "--no-valid"])
     assert res.exit_code == 0 and "smap_sm" in res.output and "EPSG:6933" in res.output
+    # no empty column: the table ends at the chunks and says how to get the fractions
+    header = next(line for line in res.output.splitlines() if line.startswith("variable"))
+    assert header.split()[-1] == "chunks" and "valid fractions not computed" in res.output
+    assert next(line for line in res.output.splitlines() if line.startswith("lst ")).split()[-1] == "8x72x72"
 
 
 def test_errors_are_one_clear_line(tmp_path, tiny_twin):

@@ -326,7 +326,10 @@ def test_the_anomaly_gain_is_calibrated_at_the_stations_recorded_and_kept_on_res
     raw["training"]["fusion"].update(gain_from_stations=True, min_gain_stations=4, anomaly_gain=2.0)
     raw["stores"].update(output=str(tmp_path / "kcal.zarr"), stations=tiny_twin.stations.url)
     cfg = from_dict(raw)
-    assert predict(cfg, client).failed == {}
+    rep = predict(cfg, client)
+    assert rep.failed == {}
+    assert list(rep.phases) == ["cell_means", "calibration", "blocks"]  # each timed, in the order they ran
+    assert all(v > 0 for v in rep.phases.values()) and sum(rep.phases.values()) <= rep.seconds
     cal = GainCalibration.from_dict(ledger.read(cfg.stores.ref("output")).stored_records()[GAIN_ATTR])
     assert cal.n_stations >= 4 and cal.n_pairs > 100
     assert cal.estimate is not None and cal.cv_rmse_calibrated > 0 and cal.interval is not None
@@ -357,6 +360,9 @@ def test_the_anomaly_gain_is_calibrated_at_the_stations_recorded_and_kept_on_res
     assert predict(from_dict(raw), client).failed == {}
     assert ledger.read(cfg.stores.ref("output")).stored_records()[GAIN_ATTR] == cal.to_dict()
     assert ledger.read(cfg.stores.ref("output")).stored_records()[UNC_ATTR] == unc.to_dict()
+    # a rerun with nothing left to do runs no phase
+    again = predict(from_dict(raw), client)
+    assert again.predicted == [] and again.phases == {}
     assert np.array_equal(xr.open_zarr(cfg.stores.output, consolidated=False)["sm"].values, got, equal_nan=True)
     assert np.array_equal(xr.open_zarr(cfg.stores.output, consolidated=False)["sm_unc"].values, u_k, equal_nan=True)
 
@@ -453,3 +459,12 @@ def test_station_tasks_model_only_the_time_chunks_holding_an_observation():
     assert observed_spans([], 100, 8, 256) == []
     every = observed_spans(range(100), 100, 8, 32)
     assert [t1 - t0 for t0, t1 in every] == [32, 32, 32, 4] and every[0][0] == 0 and every[-1][1] == 100
+
+
+def test_station_tasks_are_submitted_longest_first():
+    from dsm.station_calibration import longest_first
+
+    # two cells' spans as observed_spans makes them: a long one, then the year's short rest
+    spans = [(0, 256), (256, 366), (0, 256), (256, 366), (40, 48)]
+    assert longest_first(spans) == [0, 2, 1, 3, 4]  # equal spans keep their order
+    assert longest_first([]) == []

@@ -17,11 +17,14 @@ def _print_summary(summary: dict[str, Any]) -> None:
     click.echo(f"extent  lon {lo0:.4f} .. {lo1:.4f}, lat {la0:.4f} .. {la1:.4f}  (EPSG:6933 EASE-Grid 2.0)")
     click.echo(f"dates   {summary['dates'][0]} .. {summary['dates'][1]}")
     click.echo("axes    " + ", ".join(f"{k}={v}" for k, v in summary["sizes"].items()))
-    click.echo(f"{'variable':<10} {'axis':<7} {'dtype':<8} {'units':<8} {'chunks':<16} valid")
+    fractions = any(v.get("valid_fraction") is not None for v in summary["variables"].values())
+    click.echo(f"{'variable':<10} {'axis':<7} {'dtype':<8} {'units':<8} {'chunks':<16}" + (" valid" if fractions else ""))
     for name, v in summary["variables"].items():
+        row = f"{name:<10} {v['axis']:<7} {v['dtype']:<8} {v['units'] or '':<8} {'x'.join(map(str, v['chunks'])):<16}"
         frac = v.get("valid_fraction")
-        click.echo(f"{name:<10} {v['axis']:<7} {v['dtype']:<8} {v['units'] or '':<8} "
-                   f"{'x'.join(map(str, v['chunks'])):<16} {'' if frac is None else f'{frac:.3f}'}")
+        click.echo(row.rstrip() if frac is None else f"{row} {frac:.3f}")
+    if not fractions:
+        click.echo("(valid fractions not computed: `dsm cube info URL` reads the whole cube for them)")
 
 
 def _one_line(text: str) -> str:
@@ -85,6 +88,10 @@ def _print_predict(r: Any) -> None:
     rate = r.pixels / r.seconds if r.seconds else 0.0
     click.echo(f"predicted {len(r.predicted)} day(s) ({r.pixels} pixel-days, {rate:,.0f}/s); "
                f"skipped {len(r.skipped)} already done; empty {len(r.empty)}; failed {len(r.failed)}")
+    if r.phases:
+        from dsm.stages.predict import PHASES
+
+        click.echo("time: " + ", ".join(f"{PHASES[k]} {v:.1f} s" for k, v in r.phases.items()))
     if r.out_of_range:
         from dsm.ranges import describe, merge_counts
 

@@ -40,11 +40,12 @@ fused cell mean plus the 1 km model's departure from its own cell mean
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -92,6 +93,13 @@ class PredictReport:
     out_of_range: dict[str, dict[str, int]] = field(default_factory=dict)
     #: the same over the fusion method's 36 km pass, every day of the cube (SMAP: cell-days)
     out_of_range_cells: dict[str, int] = field(default_factory=dict)
+    #: seconds of each phase that ran (:data:`PHASES`), so a long run shows where its time went
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+#: the phases of a prediction run, in order: the fusion method's 36 km pass and its calibration
+#: at the stations, then the blocks (their tasks and the ledger's records)
+PHASES = {"cell_means": "36 km cell means", "calibration": "station calibration", "blocks": "blocks"}
 
 
 def check_inputs(config: Config, cube: xr.Dataset) -> None:
@@ -240,7 +248,8 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     pending = _pending_chunks(all_days, tchunk, only_days, rec, revision, report)
     fused = screened = None
     if card is not None and pending:  # a rerun with nothing left to do skips the 36 km pass too
-        fused, screened = _fuse_cells(config, client, cube, card, models, report, say)
+        with _phase(report, "cell_means"):
+            fused, screened = _fuse_cells(config, client, cube, card, models, report, say)
     cube_t0 = time_position(cube.indexes["time"], all_days[0])
     f = config.grid_region.fine_per_coarse
 
@@ -265,17 +274,27 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
                         **{**fusion_args, **window})
 
     if card is not None and pending:
-        _calibrate(config, client, lambda t0, t1, y0, x0: job_of(t0, t1, y0, y0 + f, x0, x0 + f), len(all_days),
-                   led.stored_records(), card.var_anomaly, fusion_args, lease, say)
+        with _phase(report, "calibration"):
+            _calibrate(config, client, lambda t0, t1, y0, x0: job_of(t0, t1, y0, y0 + f, x0, x0 + f), len(all_days),
+                       led.stored_records(), card.var_anomaly, fusion_args, lease, say)
     for t0 in pending:
         t1 = min(t0 + tchunk, len(all_days))
         jobs[t0] = [job_of(t0, t1, y0, min(y0 + schunk, ny), x0, min(x0 + schunk, nx))
                     for y0 in range(0, ny, schunk) for x0 in range(0, nx, schunk)]
-    _run_jobs(client, jobs, plans, rec, revision, report, out_ref, lease, say)
+    with _phase(report, "blocks") if jobs else contextlib.nullcontext():  # a rerun with nothing to do: none
+        _run_jobs(client, jobs, plans, rec, revision, report, out_ref, lease, say)
     report.predicted.sort()
     report.out_of_range = _sorted(report.out_of_range)
     report.seconds = time.perf_counter() - t_start
     return report
+
+
+@contextlib.contextmanager
+def _phase(report: PredictReport, name: str) -> Iterator[None]:
+    """Record the seconds of phase ``name`` (:data:`PHASES`) in ``report``."""
+    t = time.perf_counter()
+    yield
+    report.phases[name] = time.perf_counter() - t
 
 
 def _run_jobs(client: Client, jobs: Mapping[int, list[BlockJob]], plans: Sequence[DayPlan], rec: _DaysRecord,
