@@ -4,7 +4,8 @@ The map is ``sm = B + k a`` with interval ``z sqrt(var_cell + s^2)`` (:mod:`dsm.
 Before the first block is written, :func:`calibrate_at_stations` computes ``B``, ``a`` and
 ``var_cell`` at the station pixels on every day a station observed (one
 :func:`dsm.blocks.station_parts` task per station cell and up to :data:`STATION_TASK_DAYS` days
-holding observations, :func:`observed_spans`, submitted longest first: the blocks' own code,
+holding observations, :func:`observed_spans`, submitted longest first
+(:func:`dsm.task_order.longest_first`): the blocks' own code,
 writing nothing), then calibrates the gain ``k`` (:func:`dsm.calibration.calibrate_gain`) and,
 on the residuals of the map with that gain, the within-cell error sd ``s``
 (:func:`dsm.calibration.calibrate_anomaly_sd`).
@@ -15,7 +16,7 @@ products store keeps the values it was started with, so a resumed run writes the
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 import pandas as pd
@@ -26,8 +27,9 @@ from dsm.calibration import GainCalibration, IntervalCalibration, calibrate_anom
 from dsm.config import Config
 from dsm.cube import Layout
 from dsm.stations import station_observations
+from dsm.task_order import longest_first
 
-__all__ = ["GAIN_ATTR", "UNC_ATTR", "calibrate_at_stations", "longest_first", "observed_spans", "station_table"]
+__all__ = ["GAIN_ATTR", "UNC_ATTR", "calibrate_at_stations", "observed_spans", "station_table"]
 
 GAIN_ATTR = "anomaly_gain"  # products attribute: the store's GainCalibration
 UNC_ATTR = "anomaly_error"  # products attribute: the store's IntervalCalibration
@@ -55,13 +57,6 @@ def observed_spans(days: Iterable[int], n_days: int, chunk: int, span: int) -> l
     return out
 
 
-def longest_first(spans: Sequence[tuple[int, int]]) -> list[int]:
-    """The order in which to submit the tasks of day ranges ``spans`` (``[t0, t1)``): the longest
-    first, equal ones in their order, so that the short ones fill the workers' last gaps instead
-    of a long one running alone at the end."""
-    return sorted(range(len(spans)), key=lambda i: spans[i][0] - spans[i][1])
-
-
 def station_table(config: Config, client: Client, jobs_for: JobsFor, n_days: int, obs: pd.DataFrame) -> pd.DataFrame:
     """The map's parts at the stations of ``obs`` (:func:`dsm.stations.station_observations`):
     one row per station-day with ``station, time, base, anomaly, var_cell, insitu``.
@@ -83,7 +78,7 @@ def station_table(config: Config, client: Client, jobs_for: JobsFor, n_days: int
         tasks += [(jobs_for(t0, t1, cy * f, cx * f), pixels, tuple(group["station"]))
                   for t0, t1 in observed_spans(seen, n_days, tchunk, span)]
     futures = {i: client.submit(station_parts, tasks[i][0], tasks[i][1], pure=False)
-               for i in longest_first([(job.t0, job.t1) for job, _, _ in tasks])}
+               for i in longest_first([job.t1 - job.t0 for job, _, _ in tasks])}
     frames = []
     for i, (job, _, names) in enumerate(tasks):
         parts = futures[i].result()

@@ -460,11 +460,3 @@ def test_station_tasks_model_only_the_time_chunks_holding_an_observation():
     every = observed_spans(range(100), 100, 8, 32)
     assert [t1 - t0 for t0, t1 in every] == [32, 32, 32, 4] and every[0][0] == 0 and every[-1][1] == 100
 
-
-def test_station_tasks_are_submitted_longest_first():
-    from dsm.station_calibration import longest_first
-
-    # two cells' spans as observed_spans makes them: a long one, then the year's short rest
-    spans = [(0, 256), (256, 366), (0, 256), (256, 366), (40, 48)]
-    assert longest_first(spans) == [0, 2, 1, 3, 4]  # equal spans keep their order
-    assert longest_first([]) == []

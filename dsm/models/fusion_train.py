@@ -24,7 +24,7 @@
    well (fewer rounds), while the cell mean, where the rain counts, stays the full model's.
 4. **Refit.** Every variant is refitted on all its samples with ``xgboost.dask`` on the workers
    (on one worker when its rows fit one: :func:`dsm.models.pooled.fit_workers`; then the
-   workers refit side by side, each its share of the variants).
+   workers refit side by side, each a share of the variants of nearly equal cost).
 5. **Error model.** The held-out (out-of-fold) cell means of the variant prediction would use
    for each sample, against SMAP, give SMAP's random error by triple collocation, the model's
    error variance, the fusion weight and the decay of carried increments
@@ -86,6 +86,7 @@ from dsm.samples import (
     table_counts,
     table_to_grid,
 )
+from dsm.task_order import balanced_shares
 
 log = logging.getLogger(__name__)
 DISAGGREGATION = "disaggregation"
@@ -304,8 +305,9 @@ def _refit(client: Client, table: pd.DataFrame, chosen: Sequence[tuple[Variant, 
     (:func:`dsm.models.pooled.fit_dask`): the model and the number of workers that held its rows.
 
     When every variant's rows fit one worker, the workers fit side by side, each its share of
-    the variants (in turn) one after another on a client thread of its own; else the fits run
-    one after another. Nothing else runs on the workers meanwhile: ``xgboost.dask`` pins a fit's
+    the variants one after another on a client thread of its own (shares of nearly equal cost,
+    rows x features x rounds: :func:`dsm.task_order.balanced_shares`); else the fits run one
+    after another. Nothing else runs on the workers meanwhile: ``xgboost.dask`` pins a fit's
     training task to the worker holding its rows but lets the scheduler move it
     (``allow_other_workers``), and one moved off a busy worker by work stealing fails XGBoost's
     own check of the worker.
@@ -320,14 +322,15 @@ def _refit(client: Client, table: pd.DataFrame, chosen: Sequence[tuple[Variant, 
     if len(workers) < 2 or len(chosen) < 2 or any(fit_workers(v.design_bytes(), limits) > 1 for v, _ in chosen):
         return [fit(v, best) for v, best in chosen]
     route_worker_logs(client)  # once, before the threads: no routing task lands beside a fit
-    n = min(len(workers), len(chosen))
+    shares = balanced_shares([v.design_bytes() * best.n_rounds for v, best in chosen],
+                             min(len(workers), len(chosen)))
 
     def share(k: int) -> dict[int, tuple[xgboost.XGBRegressor, int]]:
-        return {i: fit(*chosen[i], worker=workers[k]) for i in range(k, len(chosen), n)}
+        return {i: fit(*chosen[i], worker=workers[k]) for i in shares[k]}
 
     fitted: dict[int, tuple[xgboost.XGBRegressor, int]] = {}
-    with ThreadPoolExecutor(n, thread_name_prefix="dsm-fusion-refit") as pool:
-        for part in [pool.submit(share, k) for k in range(n)]:
+    with ThreadPoolExecutor(len(shares), thread_name_prefix="dsm-fusion-refit") as pool:
+        for part in [pool.submit(share, k) for k in range(len(shares))]:
             fitted.update(part.result())
     return [fitted[i] for i in range(len(chosen))]
 
