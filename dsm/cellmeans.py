@@ -11,6 +11,11 @@ Before the 1 km prediction, the fusion method needs, per SMAP cell and day:
 2. the fusion of ``m`` with the day's SMAP and the increments carried over days without it
    (:func:`dsm.fusion.fuse`, with the error model of the model card).
 
+A fused day depends on the ``max_carry_days`` before it and on no earlier day (an increment is
+carried at most that far), so a run that predicts only some days (an extension by a day, a
+resumed run) computes ``m`` over those days and that lead-in only (:func:`pass_day_sets`):
+the same fused values on the days it predicts, at a cost that does not grow with the history.
+
 Impossible inputs (:mod:`dsm.ranges`) are masked on the way: 1 km predictor values outside
 their valid range enter no cell mean (:func:`dsm.samples.sample_graph`), SMAP outside [0.02,
 0.5] is not fused. The cell-days where either happened are returned (``screened``): their
@@ -39,10 +44,10 @@ from dsm.features import DOY_FEATURES, design_matrix
 from dsm.fusion import STATE_CARRIED, STATE_FUSED, ErrorModel, FusedCells, fuse, pixel_interval, smooth_increments
 from dsm.grid import FINE_PER_COARSE, block_reduce_mean, repeat_to_fine
 from dsm.models.cards import FusionCard, ModelRecord
-from dsm.periods import periods
+from dsm.periods import Composite, periods
 from dsm.ranges import SMAP
 from dsm.sample_tables import sample_tables
-from dsm.samples import OUT_OF_RANGE, smap_grid, table_counts, table_to_grid
+from dsm.samples import OUT_OF_RANGE, period_days, smap_grid, table_counts, table_to_grid
 
 
 @dataclass(frozen=True)
@@ -83,18 +88,43 @@ class CellMeans:
     model: np.ndarray  # (t, cy, cx) m, the models' cell means
     screened: np.ndarray  # (t, cy, cx) bool: a 1 km predictor value or SMAP was masked as impossible
     out_of_range: dict[str, int]  # masked values: 1 km land pixel-days per predictor, SMAP cell-days
+    days: tuple[dt.date, dt.date] | None  # the first and last day given a model cell mean (None: no day)
+
+
+def pass_day_sets(ds: xr.Dataset, start: dt.date, end: dt.date, card: FusionCard,
+                  wanted: tuple[dt.date, dt.date] | None = None) -> list[Composite | list[dt.date]]:
+    """The days whose model cell means the 36 km pass computes, as sample-table day sets: every
+    period of ``start``..``end`` (the days of it the cube holds), or, for the fused values of the
+    days ``wanted`` (first, last) only, those of their days from ``max_carry_days`` (the card's
+    error model) before the first to the last (a period cut by that span: a list of its days).
+    """
+    sets = periods(start, end)
+    if wanted is None:
+        return list(sets)
+    lo, hi = wanted[0] - dt.timedelta(days=ErrorModel.from_dict(card.error_model).max_carry_days), wanted[1]
+    out: list[Composite | list[dt.date]] = []
+    for p in sets:
+        if lo <= p.start and p.end <= hi:
+            out.append(p)
+        elif (days := [d for d in period_days(ds, p) if lo <= d <= hi]):
+            out.append(days)
+    return out
 
 
 def fused_cells(client: Client, ds: xr.Dataset, card: FusionCard, load: Callable[[ModelRecord], Any],
-                start: dt.date, end: dt.date, aggregation: str = "mean", min_valid_fraction: float = 0.5) -> CellMeans:
+                start: dt.date, end: dt.date, aggregation: str = "mean", min_valid_fraction: float = 0.5,
+                wanted: tuple[dt.date, dt.date] | None = None) -> CellMeans:
     """Fused cell means over the cube's time axis, the model cell means ``m`` and the masked inputs
     (``ds``: the cube opened by :func:`dsm.cube.open_cube`, whose workers open it again from its
     ``store_ref``).
 
-    Days outside ``start``..``end`` have no model value (state 0, NaN).
+    Days outside ``start``..``end`` have no model value (state 0, NaN). With ``wanted`` (first,
+    last) the fused values are exact on those days only: ``m`` is computed on them and the
+    ``max_carry_days`` before them (:func:`pass_day_sets`), NaN on the other days.
     """
     features = sorted({f for r in card.variants for f in r.features if f not in DOY_FEATURES})
-    computed = sample_tables(client, ds, periods(start, end), card.predictors, how=aggregation,
+    day_sets = pass_day_sets(ds, start, end, card, wanted)
+    computed = sample_tables(client, ds, day_sets, card.predictors, how=aggregation,
                              min_valid_fraction=min_valid_fraction, features=features, keep="all", count_column=True)
     tables = [t for t in computed if len(t)]
     m = np.full((ds.sizes["time"], ds.sizes["cy"], ds.sizes["cx"]), np.nan, np.float32)
@@ -108,7 +138,9 @@ def fused_cells(client: Client, ds: xr.Dataset, card: FusionCard, load: Callable
     counts.pop(SMAP, None)  # counted here over the whole time axis, once
     if smap_bad.any():
         counts[SMAP] = int(smap_bad.sum())
-    return CellMeans(fuse(m, smap, ErrorModel.from_dict(card.error_model)), m, screened | smap_bad, counts)
+    days = [d for s in day_sets for d in (period_days(ds, s) if isinstance(s, Composite) else s)]
+    return CellMeans(fuse(m, smap, ErrorModel.from_dict(card.error_model)), m, screened | smap_bad, counts,
+                     (min(days), max(days)) if days else None)
 
 
 def block_cells(fused: FusedCells, t0: int, t1: int, cy0: int, cy1: int, cx0: int, cx1: int,
@@ -223,5 +255,5 @@ def fuse_block(model: np.ndarray, origin: np.ndarray, cells: DayCells, clip: tup
     return sm, unc, origin
 
 
-__all__ = ["BlockCells", "CellMeans", "DayCells", "cell_model", "fused_cells", "block_cells", "fuse_block",
+__all__ = ["BlockCells", "CellMeans", "DayCells", "cell_model", "fused_cells", "pass_day_sets", "block_cells", "fuse_block",
            "within_cell_anomaly", "running_mean", "fusion_parts"]

@@ -223,7 +223,7 @@ def _stage_predict(config: Config, client: Client, say: Callable[[str], None], l
     rep = predict(config, client, progress=say, lease=lease)
     return _finished("predict", rep, predicted=len(rep.predicted), skipped=len(rep.skipped), empty=len(rep.empty),
                      pixels=rep.pixels, days_with_inputs_out_of_range=len(rep.out_of_range),
-                     phase_seconds={k: round(v, 3) for k, v in rep.phases.items()})
+                     phase_seconds={k: round(v, 3) for k, v in rep.phases.items()}, cell_days=rep.cell_days)
 
 
 def _stage_export(config: Config, client: Client, say: Callable[[str], None], lease: Lease | None) -> StageResult:

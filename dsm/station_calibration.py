@@ -29,7 +29,7 @@ from dsm.cube import Layout
 from dsm.stations import station_observations
 from dsm.task_order import longest_first
 
-__all__ = ["GAIN_ATTR", "UNC_ATTR", "calibrate_at_stations", "observed_spans", "station_table"]
+__all__ = ["GAIN_ATTR", "UNC_ATTR", "calibrate_at_stations", "calibrated", "observed_spans", "station_table"]
 
 GAIN_ATTR = "anomaly_gain"  # products attribute: the store's GainCalibration
 UNC_ATTR = "anomaly_error"  # products attribute: the store's IntervalCalibration
@@ -55,6 +55,12 @@ def observed_spans(days: Iterable[int], n_days: int, chunk: int, span: int) -> l
         else:
             out.append((t0, t1))
     return out
+
+
+def calibrated(stored: Mapping[str, Any]) -> bool:
+    """Whether a products store's records ``stored`` hold its calibration (then kept: no station
+    is modelled again, and a run needs the fused cell means of the days it predicts only)."""
+    return bool(stored.get(GAIN_ATTR))
 
 
 def station_table(config: Config, client: Client, jobs_for: JobsFor, n_days: int, obs: pd.DataFrame) -> pd.DataFrame:
@@ -106,7 +112,7 @@ def calibrate_at_stations(config: Config, client: Client, jobs_for: JobsFor, n_d
     """
     fcfg = config.training.fusion
     nominal = config.output.interval
-    if stored.get(GAIN_ATTR):  # a resumed store keeps what it was started with (both are written together)
+    if calibrated(stored):  # a resumed store keeps what it was started with (both are written together)
         unc = (IntervalCalibration.from_dict(dict(stored[UNC_ATTR])) if stored.get(UNC_ATTR) else
                IntervalCalibration(configured_sd, "configured", configured_sd,
                                    "the store was started before sm_unc was calibrated at stations", nominal))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,12 @@ from dsm.chain import run
 from dsm.cube import Layout, cube_template
 from dsm.errors import StoreError
 from dsm.extend import parse_until, recorded_end, with_end
+from dsm.fusion import ErrorModel
 from dsm.ingest.plan import Group, Plan, Task, changing
 from dsm.ingest.report import format_report
+from dsm.models.cards import read_fusion_card
+from dsm.models.store import ModelStore
+from dsm.stages import predict as predict_stage
 from dsm.stages.ingest import run_ingest
 from dsm.storeref import StoreRef
 from dsm.testing.granules import write_geotiff
@@ -242,8 +247,26 @@ def test_fusion_keeps_its_model_and_redoes_the_days_its_window_cut(runs, client)
     assert run(cfg, client, progress=lambda line: None).outcome == "complete"
     models = _files(root / "fusion" / "models")
     products = _files(root / "fusion" / "sm.zarr")
-    result = run(with_end(cfg, N20), client, progress=lambda line: None)
+    shutil.copytree(root / "fusion", root / "fusion-full")  # the same stores, extended with a whole 36 km pass
+    lines: list[str] = []
+    result = run(with_end(cfg, N20), client, progress=lines.append)
     assert result.outcome == "complete"
+    # the 36 km pass fused the days to predict (from N's time chunk) and the max_carry_days before them only
+    card = read_fusion_card(ModelStore(cfg.stores.ref("models")))
+    lead = ErrorModel.from_dict(card.error_model).max_carry_days
+    first = dt.date(2016, 6, 9) + dt.timedelta(days=24)  # N's time chunk: days 24..27
+    assert lead > 0 and _summary(result, "predict")["cell_days"] == (
+        (first - dt.timedelta(days=lead)).isoformat(), N20.isoformat())
+    assert f"fusing the model's cell means with SMAP for {first}..{N20}" in "\n".join(map(str, lines))
+    full = config_mod.from_dict(_raw(root, "fusion-full", N20, "fusion", cube="b",
+                                     fusion={**TRAINING["fusion"], "anomaly_window_days": 3}) | {"run": raw["run"]})
+    with pytest.MonkeyPatch.context() as mp:  # as if the calibration were still to be made: every day fused
+        mp.setattr(predict_stage, "calibrated", lambda stored: False)
+        whole = run(full, client, progress=lambda line: None)
+    assert whole.outcome == "complete" and _summary(whole, "predict")["cell_days"][0] == "2016-06-09"
+    ours, theirs = _files(root / "fusion" / "sm.zarr"), _files(root / "fusion-full" / "sm.zarr")
+    data = [k for k in ours if _chunk(k)]
+    assert len(data) > 20 and all(ours[k][1] == theirs[k][1] for k in data)  # the same products, byte for byte
     train = next(s for s in result.stages if s.stage == "train")
     assert train.summary["trained"] == 0
     assert "kept the pooled model trained on 2016-06-09..2016-07-10" in train.report.kept

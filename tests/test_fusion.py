@@ -374,6 +374,31 @@ def test_fuse_matches_reference_loop_on_random_cube():
     assert set(np.unique(state)) == {0, 1, 2}
 
 
+@pytest.mark.parametrize("carry", [0, 1, 3, 7])
+def test_a_fused_day_depends_on_its_max_carry_days_before_it_only(carry):
+    """What a run that predicts some days relies on (:func:`dsm.cellmeans.pass_day_sets`): the
+    model's cell means NaN before day ``lo - max_carry_days`` change no fused value from ``lo``
+    on, bit for bit; one day less of lead-in does."""
+    rng = np.random.default_rng(carry)
+    shape = (60, 4, 5)
+    model = rng.uniform(0.1, 0.4, shape)
+    model[rng.random(shape) < 0.05] = np.nan
+    smap = rng.uniform(0.1, 0.4, shape)
+    smap[rng.random(shape) < 0.7] = np.nan
+    em = _em(max_carry_days=carry)
+    whole = fuse(model, smap, em)
+    lo = 30
+    cut = model.copy()
+    cut[:lo - carry] = np.nan
+    part = fuse(cut, smap, em)
+    for name in ("cell_mean", "increment", "variance", "state", "lag"):
+        np.testing.assert_array_equal(getattr(part, name)[lo:], getattr(whole, name)[lo:], err_msg=name)
+    if carry:  # the lead-in is needed: without its first day some day from lo on loses its carried increment
+        short = model.copy()
+        short[:lo - carry + 1] = np.nan
+        assert not np.array_equal(fuse(short, smap, em).state[lo:], whole.state[lo:])
+
+
 def test_fused_cell_means_beat_model_and_smap_and_variances_are_calibrated():
     truth, model, smap = _synth(seed=13, sd_model=0.03, tau=4.0, sd_smap=0.03, p_obs=0.35)
     em = estimate_error_model(smap, model, default_var_smap=0.04**2, max_carry_days=10)

@@ -460,3 +460,33 @@ def test_station_tasks_model_only_the_time_chunks_holding_an_observation():
     every = observed_spans(range(100), 100, 8, 32)
     assert [t1 - t0 for t0, t1 in every] == [32, 32, 32, 4] and every[0][0] == 0 and every[-1][1] == 100
 
+
+
+def test_the_36km_pass_of_some_days_covers_them_and_their_lead_in_only():
+    from types import SimpleNamespace
+
+    from dsm.cellmeans import pass_day_sets
+    from dsm.fusion import ErrorModel
+    from dsm.periods import Composite, periods
+
+    start, end = dt.date(2016, 6, 9), dt.date(2016, 7, 23)
+    ds = xr.Dataset(coords={"time": _daily_axis(dt.date(2016, 6, 1), end)})  # the cube holds days before the run
+    em = ErrorModel(var_smap=4e-4, var_smap_method="triple_collocation", n_triplets=500, var_model=6e-4,
+                    mse_innovation=1e-3, n_samples=800, weight=0.6, decay_days=2.5, decay_method="estimated",
+                    max_carry_days=10)
+    card = SimpleNamespace(error_model=em.to_dict())  # what the pass reads of a fusion card
+    assert pass_day_sets(ds, start, end, card) == periods(start, end)  # every period, whole
+    sets = pass_day_sets(ds, start, end, card, (dt.date(2016, 7, 3), end))
+    # from 10 days before 07-03: the end of the first period (06-09..06-24), then its own (06-25..07-10)
+    # whole, then the last one's days the cube holds (07-11..07-23)
+    assert sets[0] == [dt.date(2016, 6, 23), dt.date(2016, 6, 24)]
+    assert sets[1] == Composite(dt.date(2016, 6, 25), dt.date(2016, 7, 10))
+    assert sets[2] == [dt.date(2016, 7, 11) + dt.timedelta(days=i) for i in range(13)] and len(sets) == 3
+    # near the start the lead-in stops where the whole pass starts: the first period's first day
+    first = pass_day_sets(ds, start, end, card, (dt.date(2016, 6, 10), dt.date(2016, 6, 12)))
+    assert first == [[dt.date(2016, 6, 9) + dt.timedelta(days=i) for i in range(4)]]
+
+
+def _daily_axis(first: dt.date, last: dt.date) -> np.ndarray:
+    """Daily datetime64 values from ``first`` to ``last``, as a cube's time axis holds them."""
+    return np.arange(np.datetime64(first, "ns"), np.datetime64(last + dt.timedelta(days=1), "ns"), np.timedelta64(1, "D"))

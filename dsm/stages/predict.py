@@ -32,8 +32,10 @@ LST, then the static predictors alone); with ``gap_free: false`` such pixels sta
 the paper.
 
 Method ``fusion`` (the default): before step 2 the client computes the fused 36 km cell means
-of every day (:func:`dsm.cellmeans.fused_cells`: the pooled models on every cell-day's
-aggregated predictors, fused with SMAP) and gives each block its slice; the block's map is the
+of the days to predict (:func:`dsm.cellmeans.fused_cells`: the pooled models on every cell-day's
+aggregated predictors, fused with SMAP; every day of the run when the store's calibration at
+the stations is still to be made, else the days to predict and the ``max_carry_days`` before
+them, so an extension by a day does not read the whole history) and gives each block its slice; the block's map is the
 fused cell mean plus the 1 km model's departure from its own cell mean
 (:func:`dsm.cellmeans.fuse_block`). Method ``rao2022``: each period's model, as the paper.
 """
@@ -70,7 +72,7 @@ from dsm.periods import periods, time_position
 from dsm.progress import Steps
 from dsm.ranges import SMAP, describe, merge_counts
 from dsm.runlock import Lease
-from dsm.station_calibration import GAIN_ATTR, UNC_ATTR, calibrate_at_stations
+from dsm.station_calibration import GAIN_ATTR, UNC_ATTR, calibrate_at_stations, calibrated
 from dsm.storeref import StoreRef
 
 log = logging.getLogger(__name__)
@@ -91,8 +93,10 @@ class PredictReport:
     #: day -> values masked as impossible (dsm.ranges) on the day's blocks: 1 km land pixels per
     #: predictor, SMAP cells under ``smap_sm`` (days predicted in this run, only where any)
     out_of_range: dict[str, dict[str, int]] = field(default_factory=dict)
-    #: the same over the fusion method's 36 km pass, every day of the cube (SMAP: cell-days)
+    #: the same over the fusion method's 36 km pass, its days (SMAP: cell-days, every day of the cube)
     out_of_range_cells: dict[str, int] = field(default_factory=dict)
+    #: the first and last day of the fusion method's 36 km pass (ISO; None: no pass)
+    cell_days: tuple[str, str] | None = None
     #: seconds of each phase that ran (:data:`PHASES`), so a long run shows where its time went
     phases: dict[str, float] = field(default_factory=dict)
 
@@ -248,8 +252,11 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     pending = _pending_chunks(all_days, tchunk, only_days, rec, revision, report)
     fused = screened = None
     if card is not None and pending:  # a rerun with nothing left to do skips the 36 km pass too
+        # once the calibration is recorded, only the days to predict (and their lead-in) need it
+        wanted = (all_days[min(pending)], all_days[min(max(pending) + tchunk, len(all_days)) - 1])
         with _phase(report, "cell_means"):
-            fused, screened = _fuse_cells(config, client, cube, card, models, report, say)
+            fused, screened = _fuse_cells(config, client, cube, card, models, report, say,
+                                          wanted if calibrated(led.stored_records()) else None)
     cube_t0 = time_position(cube.indexes["time"], all_days[0])
     f = config.grid_region.fine_per_coarse
 
@@ -411,11 +418,15 @@ def _pending_chunks(all_days: Sequence[dt.date], tchunk: int, only_days: Sequenc
 
 
 def _fuse_cells(config: Config, client: Client, cube: xr.Dataset, card: Any, models: ModelStore,
-                report: PredictReport, say: Callable[[str], None]) -> tuple[Any, Any]:
-    """The 36 km pass of the fusion method: the fused and screened cell means."""
-    say("fusing the model's cell means with SMAP")
+                report: PredictReport, say: Callable[[str], None],
+                wanted: tuple[dt.date, dt.date] | None) -> tuple[Any, Any]:
+    """The 36 km pass of the fusion method: the fused and screened cell means (exact on the days
+    ``wanted``, first and last, or on every day of the run: :func:`dsm.cellmeans.fused_cells`)."""
+    say("fusing the model's cell means with SMAP" + ("" if wanted is None else
+        f" for {wanted[0]}..{wanted[1]} and the days before them that carry SMAP into them"))
     cm = fused_cells(client, cube, card, lambda rec: models.load_model(rec.key), config.dates.start,
-                     config.dates.end, config.training.aggregation, config.training.min_valid_fraction)
+                     config.dates.end, config.training.aggregation, config.training.min_valid_fraction, wanted)
+    report.cell_days = None if cm.days is None else (cm.days[0].isoformat(), cm.days[1].isoformat())
     report.out_of_range_cells = cm.out_of_range
     if cm.out_of_range:
         say("SMAP cell means: values outside their valid range, masked: "
