@@ -214,13 +214,15 @@ def export_day(job: ExportJob) -> dict[str, Any]:
     return info
 
 
-def cog_intact(info: Mapping[str, Any], cog: StoreRef, layers: tuple[str, ...] = EXTRA_LAYERS) -> bool:
+def cog_intact(info: Mapping[str, Any], cog: StoreRef, layers: tuple[str, ...] = EXTRA_LAYERS,
+               listed: files.Listing | None = None) -> bool:
     """Whether every COG of the day ``info`` records (``sm`` and each of ``layers``) still
     exists with the size it was written with; a record without one of ``layers`` (an export
     made before they were written) is not intact. The recorded URLs are opened with the
-    options of ``cog``, the COG folder they were written to."""
+    options of ``cog``, the COG folder they were written to; ``listed``: the sizes from one
+    listing of that folder (:func:`dsm.files.listing`) instead of a request per file."""
     recorded = info.get("layers", {})
     if any(layer not in recorded for layer in layers):
         return False
-    return all(files.has_size(cog.at(i["url"]), i.get("size"))
-               for i in (info, *(recorded[layer] for layer in layers)))
+    has_size = files.has_size if listed is None else listed.has_size
+    return all(has_size(cog.at(i["url"]), i.get("size")) for i in (info, *(recorded[layer] for layer in layers)))

@@ -184,6 +184,34 @@ def has_size(ref: StoreRef, size: int | None) -> bool:
     return size is None or got == size
 
 
+@dataclass(frozen=True)
+class Listing:
+    """The files under a folder and their sizes, from one listing (:func:`listing`): a check of
+    many files there costs one request per thousand files on object storage, not one per file."""
+
+    root: str  # the folder's path as its filesystem names it
+    sizes: Mapping[str, int]  # path -> bytes
+
+    def has_size(self, ref: StoreRef, size: int | None) -> bool:
+        """:func:`has_size` from the listing; a file outside its folder is asked on its own."""
+        path = ref.fs()[1]
+        if not path.startswith(self.root.rstrip("/") + "/"):
+            return has_size(ref, size)
+        got = self.sizes.get(path)
+        return got is not None and (size is None or got == size)
+
+
+def listing(ref: StoreRef) -> Listing:
+    """Every file under the folder ``ref`` (at any depth) with its size, in one listing; none
+    when the folder does not exist."""
+    fs, root = ref.fs()
+    try:
+        found = fs.find(root, detail=True)
+    except FileNotFoundError:
+        found = {}
+    return Listing(root, {path: int(info["size"]) for path, info in found.items() if info.get("type") != "directory"})
+
+
 def write_url(ref: StoreRef, data: bytes | str) -> str:
     """Write ``data`` (text is UTF-8 encoded) to ``ref`` whole; returns its URL."""
     fs, path = ref.fs()

@@ -187,6 +187,25 @@ def test_export_to_s3(client, s3, tmp_path):
     assert sorted(it.id for it in read.get_items()) == ["SM_1km_2016161", "SM_1km_2016162", "SM_1km_2016163"]
     again = export(cfg, client)
     assert again.exported == [] and again.skipped == report.exported and again.failed == {}
+    # the sizes come from one listing of the bucket's COG folder: a shortened object is exported again, alone
+    fs.pipe_file(f"{bucket}/cog/SM_1km_2016162_unc.tif", b"short")
+    redo = export(cfg, client)
+    assert redo.exported == ["2016-06-10"] and redo.skipped == ["2016-06-09", "2016-06-11"]
+
+
+def test_a_listing_answers_for_its_folder_and_asks_for_files_elsewhere(tmp_path):
+    (tmp_path / "cog" / "2016").mkdir(parents=True)
+    (tmp_path / "cog" / "a.tif").write_bytes(b"12345")
+    (tmp_path / "cog" / "2016" / "b.tif").write_bytes(b"12")
+    (tmp_path / "elsewhere.tif").write_bytes(b"123")
+    listed = files.listing(StoreRef(str(tmp_path / "cog")))
+    (tmp_path / "cog" / "late.tif").write_bytes(b"1")  # after the listing: not in it
+    at = StoreRef(str(tmp_path)).join
+    assert listed.has_size(at("cog/a.tif"), 5) and listed.has_size(at("cog/a.tif"), None)
+    assert not listed.has_size(at("cog/a.tif"), 4) and listed.has_size(at("cog/2016/b.tif"), 2)
+    assert not listed.has_size(at("cog/gone.tif"), None) and not listed.has_size(at("cog/late.tif"), 1)
+    assert listed.has_size(at("elsewhere.tif"), 3) and not listed.has_size(at("elsewhere.tif"), 2)  # asked
+    assert files.listing(StoreRef(str(tmp_path / "none"))).sizes == {}
 
 
 def test_blocksize_leaves_room_for_an_overview():

@@ -100,13 +100,14 @@ def _export_cogs(config: Config, client: Client, st: _State, report: ExportRepor
         fingerprint.check_settings(st.led.cog_settings, config, "cog", cog.url,
                                    "`dsm export CONFIG --force` rewrites every COG")
     layers = _layers(config)
+    listed = files.listing(cog) if st.exported and not force else None  # one listing for every day's check
     jobs = []
     for t, day in enumerate(st.times):
         name = day.isoformat()
         if name not in st.done:
             continue
         info = st.exported.get(name)
-        if info and not force and cog_intact(info, cog, layers):
+        if info and not force and cog_intact(info, cog, layers, listed):
             report.skipped.append(name)
             continue
         rec = st.led.day(name)
