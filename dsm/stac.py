@@ -17,7 +17,7 @@ folder and the COG folder move together.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import pystac
@@ -91,7 +91,9 @@ def _gsd(info: Mapping[str, Any]) -> float:
 
 def stac_item(info: Mapping[str, Any], day_model: Mapping[str, Any] | None) -> pystac.Item:
     """The STAC Item of one day's COGs (projection, raster, classification; provenance:
-    ``day_model``, the models of the day, :attr:`dsm.ledger.DayRecord.model`)."""
+    ``day_model``, the models of the day, :attr:`dsm.ledger.DayRecord.model`). The same bytes
+    whether ``info`` comes from the export or read back from the ledger: the origin counts in the
+    order of their names, the assets in :data:`dsm.cog.LAYERS`' order."""
     lon0, lat0, lon1, lat1 = info["lonlat_bounds"]
     geom = {"type": "Polygon", "coordinates": [[[lon0, lat0], [lon1, lat0], [lon1, lat1], [lon0, lat1], [lon0, lat0]]]}
     day = dt.date.fromisoformat(info["day"])
@@ -99,7 +101,7 @@ def stac_item(info: Mapping[str, Any], day_model: Mapping[str, Any] | None) -> p
     props: dict[str, Any] = {"start_datetime": start.isoformat(),
                              "end_datetime": (start + dt.timedelta(days=1, seconds=-1)).isoformat(),
                              "dsm:julian": julian_name(day), "dsm:valid_pixels": info["valid_pixels"],
-                             "dsm:origin_pixels": info["origin"]}
+                             "dsm:origin_pixels": dict(sorted(info["origin"].items()))}
     if day_model:
         props.update({"dsm:period": day_model.get("period"), "dsm:model_period": day_model.get("model_period"),
                       "dsm:model": day_model.get("model"), "dsm:reused": day_model.get("reused"),
@@ -107,7 +109,8 @@ def stac_item(info: Mapping[str, Any], day_model: Mapping[str, Any] | None) -> p
     item = pystac.Item(id=info["name"].removesuffix(".tif"), geometry=geom, bbox=[lon0, lat0, lon1, lat1],
                        datetime=start + dt.timedelta(hours=12), properties=props)
     resolution = _gsd(info)
-    for key, href in (("sm", info["url"]), *((k, v["url"]) for k, v in info.get("layers", {}).items())):
+    layers = sorted(info.get("layers", {}).items(), key=lambda kv: list(LAYERS).index(kv[0]))
+    for key, href in (("sm", info["url"]), *((k, v["url"]) for k, v in layers)):
         fields = _asset_fields(LAYERS[key], resolution)
         asset = pystac.Asset(href=href, media_type=fields.pop("type"), title=fields.pop("title"),
                              description=fields.pop("description"), roles=fields.pop("roles"), extra_fields=fields)
@@ -131,8 +134,13 @@ def _providers(output: OutputConfig) -> list[pystac.Provider]:
 
 
 def build_catalog(infos: list[Mapping[str, Any]], days: Mapping[str, DayRecord], stac: StoreRef,
-                  output: OutputConfig | None = None, method: str | None = None) -> pystac.Collection:
+                  output: OutputConfig | None = None, method: str | None = None,
+                  unchanged: Collection[str] | None = None) -> pystac.Collection:
     """Write the STAC Collection with one Item per day under ``stac``; returns it.
+
+    With ``unchanged`` (days, ISO), the Items of those days are not written again where one listing
+    of ``stac`` finds their file (a daily run writes its new days' Items and the Collection, not
+    every day's: the same files as a whole save).
 
     Parameters
     ----------
@@ -147,6 +155,10 @@ def build_catalog(infos: list[Mapping[str, Any]], days: Mapping[str, DayRecord],
         The ``output`` settings: license, providers, keywords (defaults when None).
     method
         ``training.method``, summarised as ``dsm:method``.
+    unchanged
+        Days whose Item is the one already written, when its file is there (their COGs and
+        records did not change since: :func:`dsm.stages.export.export` passes the days it
+        skipped).
     """
     output = output or OutputConfig()
     items = [stac_item(i, days[i["day"]].model if i["day"] in days else None)
@@ -186,5 +198,13 @@ def build_catalog(infos: list[Mapping[str, Any]], days: Mapping[str, DayRecord],
     root = stac.url.rstrip("/")
     coll.normalize_hrefs(root)
     coll.make_all_asset_hrefs_relative()  # the catalog and the COGs move together (another folder, bucket)
-    coll.save(catalog_type=pystac.CatalogType.SELF_CONTAINED, stac_io=FsspecStacIO(stac))
+    # what Collection.save(SELF_CONTAINED) writes (no self links), less the Items already there
+    coll.catalog_type = pystac.CatalogType.SELF_CONTAINED
+    io = FsspecStacIO(stac)
+    kept = set(unchanged or ())
+    there = files.listing(stac) if kept else None
+    for item, info in zip(items, sorted(infos, key=lambda i: i["day"]), strict=True):
+        if there is None or info["day"] not in kept or not there.has_size(stac.at(item.self_href), None):
+            item.save_object(include_self_link=False, stac_io=io)
+    coll.save_object(include_self_link=False, stac_io=io)
     return coll

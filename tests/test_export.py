@@ -24,6 +24,7 @@ from dsm.config import from_dict
 from dsm.cube import Layout
 from dsm.errors import ConfigError
 from dsm.grid import Region
+from dsm.stac import build_catalog
 from dsm.stages.export import FsspecStacIO, blocksize_for, cog_name, export
 from dsm.storeref import StoreRef
 
@@ -58,6 +59,11 @@ def _config(out: str, cog: str, stac: str, options=None, **output):
                       "stores": {"cube": "unused.zarr", "output": out, "cog": cog, "stac": stac,
                                  "storage_options": options or {}},
                       "chunks": {"space": 72, "time": 2}, "output": output})
+
+
+def _stac_files(folder):
+    """Every file of a STAC folder: relative path -> (mtime in ns, bytes)."""
+    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.rglob("*.json")}
 
 
 @pytest.mark.timeout(180)
@@ -125,8 +131,24 @@ def test_cogs_are_valid_scaled_named_and_catalogued(client, tmp_path):
     # recorded, and a rerun skips what is exported
     exported = ledger.read(cfg.stores.ref("output")).exported
     assert sorted(exported) == report.exported
+    stac_before = _stac_files(tmp_path / "stac")
     again = export(cfg, client)
     assert again.exported == [] and again.skipped == report.exported
+    # the rerun rewrote the Collection but no Item (theirs stand as written); an Item file gone is written again
+    stac_again = _stac_files(tmp_path / "stac")
+    assert stac_again.keys() == stac_before.keys() and all(v[1] == stac_before[k][1] for k, v in stac_again.items())
+    items = [k for k in stac_before if k != "collection.json"]
+    assert len(items) == 3 and all(stac_again[k][0] == stac_before[k][0] for k in items)
+    assert stac_again["collection.json"][0] != stac_before["collection.json"][0]
+    (tmp_path / "stac" / items[1]).unlink()
+    export(cfg, client)
+    assert _stac_files(tmp_path / "stac")[items[1]][1] == stac_before[items[1]][1]
+    # the same files as a whole save of the catalog
+    build_catalog(list(ledger.read(cfg.stores.ref("output")).exported.values()),
+                  ledger.read(cfg.stores.ref("output")).days, StoreRef(str(tmp_path / "stac2")), cfg.output,
+                  cfg.training.method)
+    whole = _stac_files(tmp_path / "stac2")
+    assert whole.keys() == stac_before.keys() and all(v[1] == stac_before[k][1] for k, v in whole.items())
     # the record holds each COG's size and digest; a truncated COG is exported again, alone
     first = tmp_path / "cog" / names[0]
     assert exported["2016-06-09"]["sha256"] == files.file_sha256(str(first))

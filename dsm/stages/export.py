@@ -7,7 +7,9 @@
     ``stores.cog``, then a STAC Collection with one Item per day (:mod:`dsm.stac`) to
     ``stores.stac`` (default ``stac/`` under ``stores.cog``). Each exported day is recorded in
     the products store's ledger (:func:`dsm.ledger.write_exported`: each file's URL, size and
-    SHA-256); a rerun skips the days whose files all still exist with their size.
+    SHA-256); a rerun skips the days whose files all still exist with their size (one listing
+    of the folder), and rewrites the Collection and the Items of the days it exported (and any
+    Item file gone), not every day's.
 ``netcdf``
     One CF-1.10/ACDD-1.3 netCDF4 file per year or month (:mod:`dsm.netcdf`) to
     ``stores.netcdf``, recorded in the ledger (:class:`dsm.ledger.NetcdfRecord`: file, size,
@@ -133,7 +135,8 @@ def _export_cogs(config: Config, client: Client, st: _State, report: ExportRepor
     ledger.write_records(out, {"cog_settings": settings}, fence=fence)
     if st.exported:
         stac = config.stores.ref("stac")
-        build_catalog(list(st.exported.values()), st.led.days, stac, config.output, config.training.method)
+        build_catalog(list(st.exported.values()), st.led.days, stac, config.output, config.training.method,
+                      unchanged=set(report.skipped))  # their Items stand as written
         report.stac = stac.join("collection.json").url
 
 
