@@ -161,8 +161,8 @@ def build_catalog(infos: list[Mapping[str, Any]], days: Mapping[str, DayRecord],
         skipped).
     """
     output = output or OutputConfig()
-    items = [stac_item(i, days[i["day"]].model if i["day"] in days else None)
-             for i in sorted(infos, key=lambda i: i["day"])]
+    ordered = sorted(infos, key=lambda i: i["day"])
+    items = [stac_item(i, days[i["day"]].model if i["day"] in days else None) for i in ordered]
     boxes = [i.bbox for i in items if i.bbox is not None]  # every item has one (stac_item)
     bbox = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
     times = [i.datetime for i in items if i.datetime is not None]
@@ -203,7 +203,7 @@ def build_catalog(infos: list[Mapping[str, Any]], days: Mapping[str, DayRecord],
     io = FsspecStacIO(stac)
     kept = set(unchanged or ())
     there = files.listing(stac) if kept else None
-    for item, info in zip(items, sorted(infos, key=lambda i: i["day"]), strict=True):
+    for item, info in zip(items, ordered, strict=True):
         if there is None or info["day"] not in kept or not there.has_size(stac.at(item.self_href), None):
             item.save_object(include_self_link=False, stac_io=io)
     coll.save_object(include_self_link=False, stac_io=io)

@@ -35,9 +35,9 @@ Method ``fusion`` (the default): before step 2 the client computes the fused 36 
 of the days to predict (:func:`dsm.cellmeans.fused_cells`: the pooled models on every cell-day's
 aggregated predictors, fused with SMAP; every day of the run when the store's calibration at
 the stations is still to be made, else the days to predict and the ``max_carry_days`` before
-them, so an extension by a day does not read the whole history) and gives each block its slice; the block's map is the
-fused cell mean plus the 1 km model's departure from its own cell mean
-(:func:`dsm.cellmeans.fuse_block`). Method ``rao2022``: each period's model, as the paper.
+them, so an extension by a day does not read the whole history) and gives each block its
+slice; the block's map is the fused cell mean plus the 1 km model's departure from its own cell
+mean (:func:`dsm.cellmeans.fuse_block`). Method ``rao2022``: each period's model, as the paper.
 """
 
 from __future__ import annotations
