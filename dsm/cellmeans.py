@@ -104,6 +104,8 @@ def pass_day_sets(ds: xr.Dataset, start: dt.date, end: dt.date, card: FusionCard
     lo, hi = wanted[0] - dt.timedelta(days=ErrorModel.from_dict(card.error_model).max_carry_days), wanted[1]
     out: list[Composite | list[dt.date]] = []
     for p in sets:
+        if p.end < lo or p.start > hi:  # the history before the lead-in: not looked at
+            continue
         if lo <= p.start and p.end <= hi:
             out.append(p)
         elif (days := [d for d in period_days(ds, p) if lo <= d <= hi]):
@@ -138,7 +140,8 @@ def fused_cells(client: Client, ds: xr.Dataset, card: FusionCard, load: Callable
     counts.pop(SMAP, None)  # counted here over the whole time axis, once
     if smap_bad.any():
         counts[SMAP] = int(smap_bad.sum())
-    days = [d for s in day_sets for d in (period_days(ds, s) if isinstance(s, Composite) else s)]
+    held = set(pd.DatetimeIndex(ds["time"].values).date)  # once, for every period
+    days = [d for s in day_sets for d in (s.days if isinstance(s, Composite) else s) if d in held]
     return CellMeans(fuse(m, smap, ErrorModel.from_dict(card.error_model)), m, screened | smap_bad, counts,
                      (min(days), max(days)) if days else None)
 

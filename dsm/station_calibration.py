@@ -4,11 +4,10 @@ The map is ``sm = B + k a`` with interval ``z sqrt(var_cell + s^2)`` (:mod:`dsm.
 Before the first block is written, :func:`calibrate_at_stations` computes ``B``, ``a`` and
 ``var_cell`` at the station pixels on every day a station observed (one
 :func:`dsm.blocks.station_parts` task per station cell and up to :data:`STATION_TASK_DAYS` days
-holding observations, :func:`observed_spans`, submitted longest first
-(:func:`dsm.task_order.longest_first`): the blocks' own code,
-writing nothing), then calibrates the gain ``k`` (:func:`dsm.calibration.calibrate_gain`) and,
-on the residuals of the map with that gain, the within-cell error sd ``s``
-(:func:`dsm.calibration.calibrate_anomaly_sd`).
+holding observations, :func:`observed_spans`, submitted longest first,
+:func:`dsm.task_order.longest_first`: the blocks' own code, writing nothing), then calibrates
+the gain ``k`` (:func:`dsm.calibration.calibrate_gain`) and, on the residuals of the map with
+that gain, the within-cell error sd ``s`` (:func:`dsm.calibration.calibrate_anomaly_sd`).
 With too few stations, or with the calibration switched off, the configured values are used. A
 products store keeps the values it was started with, so a resumed run writes the same bytes.
 """

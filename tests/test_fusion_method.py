@@ -461,7 +461,6 @@ def test_station_tasks_model_only_the_time_chunks_holding_an_observation():
     assert [t1 - t0 for t0, t1 in every] == [32, 32, 32, 4] and every[0][0] == 0 and every[-1][1] == 100
 
 
-
 def test_the_36km_pass_of_some_days_covers_them_and_their_lead_in_only():
     from types import SimpleNamespace
 

@@ -250,13 +250,14 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     token = uuid.uuid4().hex
     jobs: dict[int, list[BlockJob]] = {}
     pending = _pending_chunks(all_days, tchunk, only_days, rec, revision, report)
+    stored = led.stored_records()
     fused = screened = None
     if card is not None and pending:  # a rerun with nothing left to do skips the 36 km pass too
         # once the calibration is recorded, only the days to predict (and their lead-in) need it
         wanted = (all_days[min(pending)], all_days[min(max(pending) + tchunk, len(all_days)) - 1])
         with _phase(report, "cell_means"):
             fused, screened = _fuse_cells(config, client, cube, card, models, report, say,
-                                          wanted if calibrated(led.stored_records()) else None)
+                                          wanted if calibrated(stored) else None)
     cube_t0 = time_position(cube.indexes["time"], all_days[0])
     f = config.grid_region.fine_per_coarse
 
@@ -283,7 +284,7 @@ def predict(config: Config, client: Client, *, overwrite: bool = False, only_day
     if card is not None and pending:
         with _phase(report, "calibration"):
             _calibrate(config, client, lambda t0, t1, y0, x0: job_of(t0, t1, y0, y0 + f, x0, x0 + f), len(all_days),
-                       led.stored_records(), card.var_anomaly, fusion_args, lease, say)
+                       stored, card.var_anomaly, fusion_args, lease, say)
     for t0 in pending:
         t1 = min(t0 + tchunk, len(all_days))
         jobs[t0] = [job_of(t0, t1, y0, min(y0 + schunk, ny), x0, min(x0 + schunk, nx))
