@@ -248,7 +248,10 @@ def _in_process(job: chunks_mod.SkillJob) -> Iterator[chunks_mod.Runner]:
         for a in args:
             yield fn(job, *a)
 
-    yield run
+    try:
+        yield run
+    finally:
+        job.release()
 
 
 def _keep_budget_here() -> int:

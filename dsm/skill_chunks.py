@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,12 @@ KEEP_SHARE = 0.25
 """The share of a process's memory pass 1 may fill with arrays kept for pass 2 (the default
 ``keep_bytes`` of :func:`dsm.skill.skill`)."""
 PERIOD_MAPS = ("product", *BASELINES)
+_HELD: dict[str, dict[int, dict[str, Any]]] = {}
+"""The pass-1 arrays this process holds for pass 2: job token -> chunk key -> arrays. Held by the
+process, not by its copy of the job: between the passes, when no task waits for the job, Dask's
+active memory manager may drop a worker's copy of it, and the copy the worker fetches for pass 2
+must still find them."""
+_HELD_LOCK = threading.Lock()
 """The maps of the per-period scores: the first product (named ``product``) and the baselines."""
 
 
@@ -61,7 +68,8 @@ class SkillJob:
     pixels per SMAP cell side; ``cover``: an empty :class:`~dsm.skill_sums.CoverageSums` per
     label; ``rows`` / ``cols``: the station pixels (None: no stations); ``periods``: also score
     per 16-day period; ``keep_bytes``: how many bytes of pass-1 arrays each process holding the
-    job may keep for pass 2 (0: pass 2 reads its days again).
+    job may keep for pass 2 (0: pass 2 reads its days again); ``token``: names the job's held
+    arrays in each process (:data:`_HELD`), unique per job.
     """
 
     maps: dict[str, StoreRef]
@@ -74,6 +82,7 @@ class SkillJob:
     cols: np.ndarray | None = None
     periods: bool = False
     keep_bytes: int = 0
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def opened(self) -> Opened:
         """Truth, cube and products (:func:`open_all`), opened once by each process that holds
@@ -87,37 +96,32 @@ class SkillJob:
 
     def keep(self, t: np.ndarray, data: dict[str, Any]) -> bool:
         """Hold the arrays ``data`` of days ``t`` (nested in dicts) as float32 in this process for
-        :meth:`take`, unless they would bring what it holds beyond ``keep_bytes`` (then nothing
-        is copied); returns whether they are held."""
-        lock, kept = self._kept()
+        :meth:`take`, unless they would bring what it holds for this job beyond ``keep_bytes``
+        (then nothing is copied); returns whether they are held."""
         size = _float32_bytes(data)
-        with lock:
-            if sum(_array_bytes(d) for d in kept.values()) + size > self.keep_bytes:
+        with _HELD_LOCK:
+            held = _HELD.setdefault(self.token, {})
+            if sum(_array_bytes(d) for d in held.values()) + size > self.keep_bytes:
                 return False
-            kept[days_key(t)] = _as_float32(data)
+            held[days_key(t)] = _as_float32(data)
         return True
 
     def take(self, t: np.ndarray) -> dict[str, Any] | None:
         """The arrays of days ``t`` held by :meth:`keep` in this process, released here; None
         when they are not held."""
-        lock, kept = self._kept()
-        with lock:
-            return kept.pop(days_key(t), None)
+        with _HELD_LOCK:
+            return _HELD.get(self.token, {}).pop(days_key(t), None)
 
     def kept_chunks(self) -> list[int]:
         """The keys (:func:`days_key`) of the chunks whose arrays this process holds for pass 2."""
-        lock, kept = self._kept()
-        with lock:
-            return list(kept)
+        return held_chunks(self.token)
 
-    def _kept(self) -> tuple[threading.Lock, dict[int, dict[str, Any]]]:
-        kept = self.__dict__.get("_kept_arrays")
-        if kept is None:  # a cache of this process, like _opened (set once, before any task shares it)
-            kept = self.__dict__.setdefault("_kept_arrays", (threading.Lock(), {}))
-        return kept
+    def release(self) -> None:
+        """Drop whatever this process still holds for this job (pass 2 never ran for it)."""
+        release_held(self.token)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_opened", "_kept_arrays")}
+        return {k: v for k, v in self.__dict__.items() if k != "_opened"}
 
     @property
     def labels(self) -> list[str]:
@@ -158,6 +162,19 @@ class ChunkSums:
             for k, a in sums.items():
                 mine.setdefault(k, ScoreSums(a.factor)).merge(a)
         return self
+
+
+def held_chunks(token: str) -> list[int]:
+    """The keys (:func:`days_key`) of the chunks whose arrays this process holds for the job
+    ``token`` (:attr:`SkillJob.token`)."""
+    with _HELD_LOCK:
+        return list(_HELD.get(token, {}))
+
+
+def release_held(token: str) -> None:
+    """Drop the arrays this process holds for the job ``token`` (none: nothing to do)."""
+    with _HELD_LOCK:
+        _HELD.pop(token, None)
 
 
 def days_key(t: np.ndarray) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import uuid
 from collections import Counter, deque
@@ -13,16 +14,17 @@ import psutil
 from distributed import Client, Future, wait
 
 from dsm.cluster import in_turn, preferably_on, worker_addresses
-from dsm.skill_chunks import FOLDS, Runner, SkillJob, days_key, keep_share
+from dsm.skill_chunks import FOLDS, Runner, SkillJob, days_key, held_chunks, keep_share, release_held
 
 
 def on_workers(client: Client, window: int = 0) -> Callable[[SkillJob], AbstractContextManager[Runner]]:
     """A runner factory: ``with on_workers(client)(job) as run`` runs the chunk functions of
     ``job`` as tasks on ``client``'s workers and folds their sums there.
 
-    The job goes to every worker once, for both passes (each worker's copy keeps the arrays its
-    pass-1 tasks read, :meth:`~dsm.skill_chunks.SkillJob.keep`), and is released when the block
-    ends. Each chunk's task is followed by a fold task (:data:`dsm.skill_chunks.FOLDS`) that adds
+    The job goes to every worker once, for both passes (each worker process keeps the arrays its
+    pass-1 tasks read, :meth:`~dsm.skill_chunks.SkillJob.keep`, under the job's token, so they
+    outlast a copy of the job that Dask's active memory manager drops between the passes), and is
+    released, with whatever the workers still keep of it, when the block ends. Each chunk's task is followed by a fold task (:data:`dsm.skill_chunks.FOLDS`) that adds
     its sums to those of the chunks before it, in the order of ``args`` (the merge order that
     makes the sums those of one pass, bit for bit); only the last fold's result, the sums of all
     the chunks, comes to the client, which ``run`` yields. At most ``window`` chunks (default: 2
@@ -50,7 +52,7 @@ def on_workers(client: Client, window: int = 0) -> Callable[[SkillJob], Abstract
             rest = [client.scatter([a], broadcast=True, hash=False)[0] for a in args[0][1:]]
             run_id = uuid.uuid4().hex
             # chunk -> the worker holding its pass-1 arrays (none in pass 1, nor with nothing kept)
-            held = _holders(client, job_f) if job.keep_bytes else {}
+            held = _holders(client, job.token) if job.keep_bytes else {}
             acc: Future | None = None
             scoring: deque[Future] = deque()  # chunk tasks not known to be done, oldest first
             try:
@@ -74,21 +76,24 @@ def on_workers(client: Client, window: int = 0) -> Callable[[SkillJob], Abstract
             yield run
         finally:
             job_f.release()
+            _release_held(client, job.token)
 
     return runner
 
 
-def _holders(client: Client, job: Future) -> dict[int, str]:
-    """Chunk key (:func:`dsm.skill_chunks.days_key`) -> the worker whose copy of ``job`` holds
-    that chunk's pass-1 arrays."""
-    held = client.run(_kept_chunks, job.key)
+def _holders(client: Client, token: str) -> dict[int, str]:
+    """Chunk key (:func:`dsm.skill_chunks.days_key`) -> the worker that holds that chunk's pass-1
+    arrays of the job ``token``."""
+    held = client.run(held_chunks, token)
     return {chunk: worker for worker, chunks in sorted(held.items()) for chunk in chunks}
 
 
-def _kept_chunks(key: str, dask_worker: Any) -> list[int]:
-    """On a worker: the chunks its copy of the job ``key`` holds for pass 2 (none without it)."""
-    job = dask_worker.data.get(key)
-    return [] if job is None else job.kept_chunks()
+def _release_held(client: Client, token: str) -> None:
+    """Drop what the workers still hold of the job ``token`` (what pass 2 did not take: it
+    failed or never ran). A worker or scheduler that cannot be reached is left as it is: this
+    runs as the job ends, also on its error, which it must not hide."""
+    with contextlib.suppress(OSError):  # distributed's CommClosedError is one
+        client.run(release_held, token, on_error="ignore")
 
 
 def _raise_if_failed(fut: Future) -> None:

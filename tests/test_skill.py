@@ -667,6 +667,8 @@ def test_pass_two_reads_again_what_pass_one_could_not_keep(three, twin, client):
 
 
 def test_a_damaged_chunk_fails_the_skill_on_the_workers_as_in_process(twin, client, tmp_path):
+    from dsm import skill_chunks
+
     url, _ = make_product(tmp_path / "bad.zarr", twin["truth"])
     (tmp_path / "bad.zarr" / "sm" / "c" / "2" / "0" / "0").write_bytes(b"\x00garbage" * 64)  # days 16-23
     with pytest.raises(Exception) as here:  # noqa: PT011 - whatever zarr raises, the workers raise the same
@@ -674,6 +676,34 @@ def test_a_damaged_chunk_fails_the_skill_on_the_workers_as_in_process(twin, clie
     with pytest.raises(type(here.value)) as there:
         skill(url, twin["stores"].truth, twin["stores"].cube, client=client)
     assert str(there.value) == str(here.value)
+    # the chunks pass 1 kept before the damaged one are not left behind, here or on the workers
+    assert skill_chunks._HELD == {}
+    assert set(client.run(lambda: len(skill_chunks._HELD)).values()) == {0}
+
+
+def test_the_arrays_pass_one_kept_outlast_the_copy_of_the_job_that_kept_them(three, twin):
+    """Between the passes Dask's active memory manager may drop a worker's copy of the job (no
+    task waits for it); the copy the worker fetches again for pass 2 finds what pass 1 kept."""
+    import pickle
+
+    from dsm import skill_chunks
+
+    cube = store.open_store(twin["stores"].cube, "cube", chunks=None)
+    job = skill_chunks.SkillJob(three["urls"], twin["stores"].truth, twin["stores"].cube,
+                                cube["land_mask"].values == 1, FINE_PER_COARSE, {}, keep_bytes=1 << 30)
+    t = cube["time"].values[:8]
+    data = skill_chunks.read_chunk(job, t, uncertainty=False)
+    assert job.keep(t, {k: data[k] for k in ("truth", "smap", "sm")})
+    fetched = pickle.loads(pickle.dumps(job))  # the copy a worker receives again
+    assert fetched is not job and fetched.kept_chunks() == [skill_chunks.days_key(t)]
+    held = fetched.take(t)
+    assert held is not None and job.take(t) is None  # taken once, by whichever copy asks
+    np.testing.assert_array_equal(held["truth"], data["truth"])
+    other = skill_chunks.SkillJob(three["urls"], twin["stores"].truth, twin["stores"].cube, job.land, FINE_PER_COARSE,
+                                  {}, keep_bytes=1 << 30)
+    assert other.token != job.token and other.kept_chunks() == []  # another job keeps apart
+    job.release()
+    assert job.token not in skill_chunks._HELD
 
 
 def _sent_to_clients(client) -> dict[str, list[tuple[str, int]]]:
