@@ -28,11 +28,11 @@ report with its mean maps and figures), and the stage as ``dsm run`` makes it no
 (:func:`stage_overlapped`: the skill beside the station validation, the mean maps started
 first); it prints their medians, the ratio sequential / overlapped and the ratio of the
 stage to the ``workers`` skill alone.
-With ``--means``, each round also times the report's mean maps (:func:`dsm.analysis.means_job`)
-on the same cluster two ways, the order alternating: ``stored``, the products read in their
-stored chunks (as before), and ``tasks``, read in tasks of several stored chunks
-(:func:`dsm.stages.report.daily_maps`, as the stage reads them now); it prints their medians,
-task counts and the ratio stored / tasks, and checks that both wrote the same means (1e-6).
+With ``--means``, each round also times the report's mean maps on the same cluster three ways,
+the order alternating (:func:`means_ways`): ``whole``, every day reduced again (as each run did
+before), ``anew``, the validate stage's update into a new store (a first run), and ``daily``, the
+update after the last day was predicted again (a daily run); it prints their medians, task
+counts and the ratios whole / daily and whole / anew, and checks that they wrote the same means.
 Prints each wall time, the MB the workers sent to the client (their logs of outgoing
 transfers), the ratios client / workers, reread / workers and gathered / workers (> 1:
 ``workers`` is faster)
@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -61,14 +62,13 @@ import xarray as xr
 from _common import load_average, local_cluster, machine_facts, ratio_spread, spread_text
 from distributed import Client, as_completed
 
-from dsm import analysis, products, skill_workers
+from dsm import analysis, ledger, mean_maps, products, skill_workers
 from dsm import config as config_mod
 from dsm.skill import read_twin_stations, skill
 from dsm.skill_chunks import Runner, SkillJob
-from dsm.stages.report import daily_maps
 from dsm.storeref import StoreRef
 from dsm.synthetic import TwinSpec
-from dsm.testing.validation import make_products_store
+from dsm.testing.validation import make_products_store, record_days_done
 
 
 def _stores(work: Path, days: int) -> tuple[config_mod.Config, str]:
@@ -209,26 +209,61 @@ def check_same(results: dict[str, Any]) -> dict[str, Any]:
     return s_c
 
 
-def means_ways(output: str, work: Path, client: Client) -> dict[str, Callable[[], int]]:
-    """The report's mean maps of ``output`` written under ``work`` on ``client``'s cluster, read
-    in the store's chunks (``stored``) and as the validate stage reads them (``tasks``); each
-    returns its graph's task count."""
-    ref = StoreRef(output)
+MEANS_WAYS = ("whole", "anew", "daily")
 
-    def run(sm: Any, name: str) -> int:
-        job = analysis.means_job(sm, StoreRef(str(work / name)))
+
+def means_ways(output: str, work: Path, client: Client) -> dict[str, Callable[[], int]]:
+    """The report's mean maps of ``output`` written under ``work`` on ``client``'s cluster three
+    ways; each returns its task count: ``whole``, every day reduced again as one lazy xarray
+    graph (:func:`dsm.analysis.means_job`, as each run made them before); ``anew``, the
+    validate stage's update into a new store (:func:`dsm.mean_maps.means_update`: a first run);
+    ``daily``, the same update after the last day done was predicted again (its record
+    changed, as a daily run finds it: untimed, the day is first taken back and updated)."""
+    ref = StoreRef(output)
+    daily = StoreRef(str(work / "means-daily.zarr"))
+
+    def whole() -> int:
+        job = analysis.means_job(products.open_products(ref)["sm"], StoreRef(str(work / "means-whole.zarr")))
         client.compute(job).result()
         return len(job.__dask_graph__())
 
-    return {"stored": lambda: run(products.open_products(ref)["sm"], "means-stored.zarr"),
-            "tasks": lambda: run(daily_maps(products.open_products(ref, chunks=None)), "means-tasks.zarr")}
+    def update(dest: StoreRef) -> int:
+        job = mean_maps.means_update(ref, dest)[1]
+        if job is None:
+            return 0
+        client.compute(job).result()
+        return len(job.__dask_graph__())
+
+    def anew() -> int:
+        shutil.rmtree(work / "means-anew.zarr", ignore_errors=True)
+        return update(StoreRef(str(work / "means-anew.zarr")))
+
+    update(daily)  # the store a daily run finds
+    return {"whole": whole, "anew": anew, "daily": lambda: update(daily)}
+
+
+def before_daily(output: str, work: Path) -> None:
+    """Untimed, before each ``daily`` of :func:`means_ways`: take the last day back and update the
+    mean maps, then record it again (as predict would: done, with its digest)."""
+    ref = StoreRef(output)
+    last = ledger.read(ref).done[-1]
+    ledger.write_days(ref, {last: ledger.DayRecord()})
+    job = mean_maps.means_update(ref, StoreRef(str(work / "means-daily.zarr")))[1]
+    if job is not None:
+        job.compute()
+    record_days_done(ref, [last])
 
 
 def check_same_means(work: Path) -> None:
-    """Both ways of :func:`means_ways` wrote the same mean maps (1e-6: sums in another order)."""
-    a, b = (xr.open_zarr(work / f"means-{k}.zarr", consolidated=False) for k in ("stored", "tasks"))
-    for name in a.data_vars:
-        np.testing.assert_allclose(b[name].values, a[name].values, rtol=1e-6, atol=1e-9, err_msg=str(name))
+    """The three ways of :func:`means_ways` wrote the same mean maps: ``anew`` and ``daily`` bit
+    for bit; ``whole`` within 1e-6 (float32 sums in another order), on the days of the year it has."""
+    whole, anew, daily = (xr.open_zarr(work / f"means-{k}.zarr", consolidated=False).load()
+                          for k in ("whole", "anew", "daily"))
+    for name in anew.data_vars:
+        np.testing.assert_array_equal(daily[name].values, anew[name].values, err_msg=str(name))
+    for name in whole.data_vars:
+        have = anew[name].sel(dayofyear=whole["dayofyear"]) if "dayofyear" in whole[name].dims else anew[name]
+        np.testing.assert_allclose(have.values, whole[name].values, rtol=1e-6, atol=1e-9, err_msg=str(name))
 
 
 def main() -> None:
@@ -302,11 +337,13 @@ def main() -> None:
                         stage.setdefault("overlapped", []).append(stage_overlapped(cfg, output, client))
                         print(f"round {i + 1} stage as dsm run makes it: {stage['overlapped'][-1]:.1f} s")
             if args.means:
-                for way in (("stored", "tasks") if i % 2 == 0 else ("tasks", "stored")):
+                for way in (MEANS_WAYS if i % 2 == 0 else MEANS_WAYS[::-1]):
+                    if way == "daily":
+                        before_daily(output, work)
                     t0 = time.perf_counter()
                     means_tasks[way] = ways[way]()
                     means.setdefault(way, []).append(time.perf_counter() - t0)
-                    print(f"round {i + 1} mean maps, {way:6s} chunks: {means[way][-1]:.2f} s, {means_tasks[way]} tasks")
+                    print(f"round {i + 1} mean maps, {way:5s}: {means[way][-1]:.2f} s, {means_tasks[way]} tasks")
     s_c = check_same(results)
 
     figures: dict[str, Any] = {"days": s_c["days"], "workers": args.workers, "rounds": args.rounds,
@@ -334,10 +371,12 @@ def main() -> None:
     if means:
         check_same_means(work)
         figures["means_seconds"], figures["means_tasks"] = means, means_tasks
-        figures["means stored/tasks"] = ratio_spread(means["stored"], means["tasks"])
+        figures["means whole/daily"] = ratio_spread(means["whole"], means["daily"])
+        figures["means whole/anew"] = ratio_spread(means["whole"], means["anew"])
         print("mean maps, medians: " + ", ".join(f"{k} {statistics.median(v):.2f} s ({means_tasks[k]} tasks)"
                                                  for k, v in means.items()))
-        print(f"ratio means stored/tasks {spread_text(figures['means stored/tasks'])}")
+        print(f"ratio means whole/daily {spread_text(figures['means whole/daily'])}, "
+              f"whole/anew {spread_text(figures['means whole/anew'])}")
     print(f"load average after: {load_average()}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))

@@ -104,34 +104,6 @@ def regional_means(maps: xr.DataArray) -> xr.DataArray:
     return total / n.where(n > 0)
 
 
-MEANS_TASK_BYTES = 32 * 2**20  # the values one task of the mean maps reads, at most (unless one stored chunk is more)
-MEANS_TASK_DAYS = 4  # stored time chunks per task of the mean maps, at most
-
-
-def means_chunks(sizes: Mapping[Any, int], stored: Sequence[int], itemsize: int = 4,
-                 limit: int = MEANS_TASK_BYTES) -> dict[str, int]:
-    """The dask chunks ``{"time", "y", "x"}`` to read daily maps in for :func:`means_job`: whole
-    multiples of the ``stored`` ``(time, y, x)`` chunks (a task reads whole stored chunks): up to
-    :data:`MEANS_TASK_DAYS` of them in time and the largest square of them in space whose values
-    (``itemsize`` bytes each) stay within ``limit`` bytes (at least one stored chunk; at most the
-    whole extent). A task then reduces a few MB, not a dozen tasks one stored chunk.
-
-    Examples
-    --------
-    >>> means_chunks({"time": 366, "y": 288, "x": 288}, (8, 144, 144))
-    {'time': 32, 'y': 288, 'x': 288}
-    >>> means_chunks({"time": 366, "y": 4000, "x": 4000}, (8, 144, 144))
-    {'time': 32, 'y': 432, 'x': 432}
-    """
-    t, by, bx = (int(c) for c in stored)
-    nt, ny, nx = sizes["time"], sizes["y"], sizes["x"]
-    days = min(nt, t * max(1, min(MEANS_TASK_DAYS, limit // (t * by * bx * itemsize))))
-    m = 1
-    while (by * m < ny or bx * m < nx) and days * min(ny, by * (m + 1)) * min(nx, bx * (m + 1)) * itemsize <= limit:
-        m += 1
-    return {"time": days, "y": min(ny, by * m), "x": min(nx, bx * m)}
-
-
 def write_means(sm: xr.DataArray, dest: StoreRef, client: Client | None) -> str:
     """Compute the monthly, annual and multi-year daily means on the cluster into one Zarr store
     at ``dest`` (:func:`means_job`; without ``client``, in this process).
@@ -457,7 +429,7 @@ def subset_box(ds: XarrayT, box: tuple[float, float, float, float]) -> XarrayT:
 __all__ = [
     "CLASSES", "SIGNIFICANT_POSITIVE", "SIGNIFICANT_NEGATIVE", "NOT_SIGNIFICANT", "INSUFFICIENT",
     "monthly_means", "annual_means", "daily_climatology", "means_job", "regional_means",
-    "write_means", "means_chunks", "MEANS_TASK_BYTES", "MEANS_TASK_DAYS", "trained_cards", "importance_summary",
+    "write_means", "trained_cards", "importance_summary",
     "split_comparison", "partial_correlation", "significance_class", "aggregate_weather", "aggregate_sm",
     "station_partial_correlations", "subset_box",
 ]

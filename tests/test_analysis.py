@@ -215,25 +215,3 @@ def test_subset_box_keeps_pixel_centres_inside():
         analysis.subset_box(ds, (0.0, 0.0, 1.0, 1.0))
     with pytest.raises(GridError, match="lon_min < lon_max"):
         analysis.subset_box(ds, (109.0, 38.0, 108.0, 39.0))
-
-
-@pytest.mark.parametrize(("sizes", "stored", "limit"), [
-    ((366, 288, 288), (8, 144, 144), analysis.MEANS_TASK_BYTES),  # the demo: the whole extent, 4 chunks of days
-    ((366, 4000, 4000), (8, 144, 144), analysis.MEANS_TASK_BYTES),  # a large region: squares of chunks
-    ((20, 300, 100), (8, 72, 72), analysis.MEANS_TASK_BYTES),  # fewer days than 4 chunks; a ragged edge
-    ((366, 4000, 4000), (8, 144, 144), 2**20),  # two stored chunks are more than the limit: one each
-    ((366, 4000, 4000), (8, 512, 512), 2**20),  # one stored chunk is more than the limit
-    ((40, 500, 700), (16, 100, 50), 4 * 2**20),
-])
-def test_the_mean_maps_read_whole_stored_chunks_within_the_byte_limit(sizes, stored, limit):
-    got = analysis.means_chunks(dict(zip(("time", "y", "x"), sizes, strict=True)), stored, 4, limit)
-    t, y, x = got["time"], got["y"], got["x"]
-    for size, chunk, n in zip(sizes, stored, (t, y, x), strict=True):
-        assert n == size or (n % chunk == 0 and 0 < n < size), (size, chunk, n)  # whole stored chunks
-    one = stored[0] * stored[1] * stored[2] * 4
-    assert t == min(sizes[0], stored[0] * max(1, min(analysis.MEANS_TASK_DAYS, limit // one)))
-    assert y // stored[1] == x // stored[2] or y == sizes[1] or x == sizes[2]  # a square of chunks, or an edge
-    assert t * y * x * 4 <= max(limit, t * stored[1] * stored[2] * 4)
-    # the largest such square: one more chunk a side would pass the limit, or there is no more region
-    bigger = t * min(sizes[1], y + stored[1]) * min(sizes[2], x + stored[2]) * 4
-    assert bigger > limit or (y, x) == sizes[1:]

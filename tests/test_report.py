@@ -20,13 +20,12 @@ import xarray as xr
 from distributed import get_task_stream
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from dsm import analysis, products
 from dsm.config import from_dict
 from dsm.figures import draw_map_panels, draw_skill_periods, graticule_ticks
 from dsm.grid import lonlat_to_xy, xy_to_lonlat
 from dsm.periods import periods
 from dsm.skill import twin_skill_of
-from dsm.stages.report import BIAS_HEADER, BIAS_STATEMENT, FIGURES, TABLES, daily_maps, run_report
+from dsm.stages.report import BIAS_HEADER, BIAS_STATEMENT, FIGURES, TABLES, run_report
 from dsm.stages.train import train
 from dsm.stages.validate import run_validate
 from dsm.storeref import StoreRef
@@ -188,16 +187,6 @@ def test_the_regional_mean_tables_are_the_mean_of_the_products_maps(report):
     np.testing.assert_allclose(_num(got, "mean_sm"), want, rtol=1e-3)  # the report prints 4 significant digits
     assert list(_num(got, "valid_pixels").astype(int)) == valid
     np.testing.assert_allclose(_num(tables["subset"], "mean_sm"), box, rtol=1e-3)
-
-
-def test_the_mean_maps_read_the_products_in_tasks_of_several_stored_chunks(report):
-    path, root = report
-    stored = xr.open_zarr(root / "sm.zarr", consolidated=False)["sm"]
-    sm = daily_maps(products.open_products(StoreRef(str(root / "sm.zarr")), chunks=None))
-    want = analysis.means_chunks(stored.sizes, stored.encoding["chunks"])
-    assert sm.chunksizes["time"][0] == want["time"] and sm.chunksizes["y"][0] == want["y"]
-    assert sm.data.npartitions * 4 <= stored.data.npartitions  # 4 days' chunks at least in one task
-    np.testing.assert_array_equal(sm.values, stored.values)
 
 
 def _tables(text: str) -> dict[str, pd.DataFrame]:

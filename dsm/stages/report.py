@@ -1,8 +1,9 @@
 """The validation and analysis report: one self-contained HTML file (``dsm report CONFIG``).
 
 :func:`run_report` takes the in situ validation (:func:`dsm.stages.validate.run_validate`, run first by
-the caller), reads the model cards, computes the mean maps on the cluster
-(:func:`dsm.analysis.means_job`, while it draws the sections before them), the partial correlations at the weather stations and, on the twin, the skill against the truth,
+the caller), reads the model cards, brings the mean maps up to date on the cluster
+(:func:`dsm.mean_maps.means_update`: the months, years and days of the year whose days changed,
+while it draws the sections before them), the partial correlations at the weather stations and, on the twin, the skill against the truth,
 draws the figures (:mod:`dsm.figures`) and writes ``report.html``: figures embedded as base64
 PNG, tables as HTML, inline CSS, no script and no external link, so it opens offline.
 
@@ -32,7 +33,7 @@ import xarray as xr
 from distributed import Client, Future
 from matplotlib.figure import Figure
 
-from dsm import analysis, figures, files, ledger, products
+from dsm import analysis, figures, files, ledger, mean_maps, products
 from dsm.config import Config
 from dsm.errors import DsmError, GridError
 from dsm.grid import lonlat_to_xy
@@ -290,20 +291,13 @@ def means_ref(config: Config) -> StoreRef:
     return config.stores.at(str(stations_config(config).out)).join("means.zarr")
 
 
-def daily_maps(ds: xr.Dataset) -> xr.DataArray:
-    """The products' ``sm`` as the mean maps read it: lazily, in tasks of several stored chunks
-    (:func:`dsm.analysis.means_chunks`); ``ds`` is the products store opened without Dask
-    (``products.open_products(ref, chunks=None)``), so each task reads its chunks itself."""
-    sm = ds["sm"]
-    return sm.chunk(analysis.means_chunks(sm.sizes, sm.encoding["chunks"], sm.dtype.itemsize))
-
-
-def start_means(config: Config, client: Client) -> Future:
-    """Start writing the products' mean maps (:func:`dsm.analysis.means_job`, to
-    :func:`means_ref`) on ``client``'s workers; pass the future to :func:`run_report`. The
-    validate stage starts them before the twin skill, whose tasks leave the workers gaps."""
-    ds = products.open_products(config.stores.ref("output"), chunks=None)
-    return client.compute(analysis.means_job(daily_maps(ds), means_ref(config)))
+def start_means(config: Config, client: Client) -> Future | None:
+    """Start bringing the products' mean maps up to date (:func:`dsm.mean_maps.means_update`, in
+    :func:`means_ref`) on ``client``'s workers; pass the future to :func:`run_report` (None:
+    nothing changed since they were made). The validate stage starts them before the twin
+    skill, whose tasks leave the workers gaps."""
+    job = mean_maps.means_update(config.stores.ref("output"), means_ref(config))[1]
+    return None if job is None else client.compute(job)
 
 
 def run_report(config: Config, client: Client | None, validation: tuple[ValidationResult, Mapping[str, str]],
@@ -330,8 +324,9 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
         The run's lease (:class:`dsm.runlock.Lease`), checked before the tables, the mean maps
         and the report are written.
     means : distributed.Future, optional
-        The mean maps' write already started (:func:`start_means`); else started here (on
-        ``client``'s workers, while the sections before them are drawn).
+        The mean maps' update already started (:func:`start_means`; None there: nothing to
+        update); else started here (on ``client``'s workers, while the sections before them are
+        drawn).
 
     Returns
     -------
@@ -364,9 +359,9 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
     means_at = means_ref(config)
     pending, job = means, None
     if pending is None:
-        job = analysis.means_job(daily_maps(products_ds), means_at)
+        job = mean_maps.means_update(output, means_at)[1]
         # on a cluster the workers compute the mean maps while this process draws the sections before them
-        pending = client.compute(job) if client is not None else None
+        pending = client.compute(job) if client is not None and job is not None else None
     try:
         _section_models(rep, cards, pooled, figs)
         _section_twin(rep, config, result, figs, twin, client)
@@ -395,5 +390,5 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
     return page.url
 
 
-__all__ = ["BIAS_HEADER", "BIAS_STATEMENT", "FIGURES", "TABLES", "Report", "bias_headers", "daily_maps", "means_ref", "model_cards",
+__all__ = ["BIAS_HEADER", "BIAS_STATEMENT", "FIGURES", "TABLES", "Report", "bias_headers", "means_ref", "model_cards",
            "nearest_weather", "run_report", "start_means"]

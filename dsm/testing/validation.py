@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
+import zarr
 
 from dsm import ledger, products, store
 from dsm.cube import Layout
@@ -71,8 +72,19 @@ def make_products_store(dest: StoreRef, truth: StoreRef, *, noise: float = 0.02,
     c36 = xr.Dataset({"sm_36km": (("time", "cy", "cx"), block_reduce_mean(sm))}, coords=coarse)
     store.write_region(dest, c36, store=out)
     done = list(days_done) if days_done is not None else [str(pd.Timestamp(t).date()) for t in truth_ds["time"].values]
-    ledger.write_days(dest, {d: ledger.DayRecord(done=True) for d in sorted(done)})
+    record_days_done(dest, done)
     return dest
+
+
+def record_days_done(ref: StoreRef, days: Sequence[str]) -> None:
+    """Record the ISO ``days`` of the products store ``ref`` done, each with the digest of the
+    ``sm`` the store holds for it (:func:`dsm.products.day_digest`), as predict records them."""
+    sm = zarr.open_array(ref.join("sm").url, mode="r", storage_options=ref.zarr_options)
+    times = products.open_products(ref)["time"].values
+    index = {str(pd.Timestamp(t).date()): i for i, t in enumerate(times)}
+    chunks = (int(sm.chunks[1]), int(sm.chunks[2]))
+    ledger.write_days(ref, {d: ledger.DayRecord(done=True, model={
+        products.SM_DIGEST: products.day_digest(np.asarray(sm[index[d]]), chunks)}) for d in sorted(days)})
 
 
 def _lonlat_grid(bounds: tuple[float, float, float, float], step: float) -> tuple[np.ndarray, np.ndarray]:
