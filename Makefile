@@ -7,6 +7,10 @@ STAMP  := $(VENV)/.dsm-installed
 WORKDIR ?= work/demo
 SIZE   ?= default
 PYTEST_ARGS ?=
+# test processes (pytest-xdist), each test file in one of them (its module fixtures built once);
+# most tests wait on subprocesses, clusters and servers, so two share two cores well. 0: in this process
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 .PHONY: setup demo test test-fast lint bench notebooks lock clean
 
@@ -27,10 +31,10 @@ demo: setup  ## build the embedded twin region under $(WORKDIR) and print its su
 test: setup  ## lint and type-check dsm/, then run the test suite
 	$(BIN)/ruff check dsm
 	$(BIN)/mypy dsm
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: setup  ## the tests not marked slow (about 2 minutes): for the edit-test loop, not instead of make test
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 lint: setup  ## ruff and mypy on dsm/ (configured in pyproject.toml); part of `make test`
 	$(BIN)/ruff check dsm

@@ -173,7 +173,7 @@ def test_a_failed_validation_leaves_the_run_partial_and_the_products_done(tmp_pa
            "stores": {"cube": tiny_twin.cube.url, "models": "models", "output": "sm.zarr", "cog": "cog"},
            "chunks": {"space": 72, "time": 8}, "training": {"min_samples": 40, "fusion": fusion},
            "output": {"gap_free": False, "uncertainty": "none"}, "rain": {"predictors": "off"},  # one model: quick
-           "cluster": {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": None},
+           "cluster": {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": ":0"},
            "run": {"performance_report": False},
            "validation": {"stations": [{"path": str(sites), "columns": {"value": "sm_5cm"}}]}}
     path = tmp_path / "run.yaml"

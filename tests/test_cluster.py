@@ -58,7 +58,7 @@ def test_workers_take_arrays_from_the_heap(monkeypatch):
     nbytes = 4 * 2**20  # a layer of a 144 x 144 x 8-day block in float64 is 1.3 MB, a skill chunk's 5 MB
     for name in cluster.WORKER_ENVIRON:  # an earlier nanny may have set them here
         monkeypatch.delenv(name, raising=False)
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
             Client(lc) as plain:  # Dask's own worker environment
         environ = next(iter(plain.run(lambda: dict(__import__("os").environ)).values()))
         assert environ["MALLOC_TRIM_THRESHOLD_"] == "65536" and "MALLOC_MMAP_THRESHOLD_" not in environ

@@ -221,7 +221,7 @@ def test_verify_names_every_damaged_byte_and_fix_makes_the_rerun_redo_exactly_th
     assert models.done("2016161") and not models.done("2016169")
     # the command: one line per finding with what redoes it, exit status 1
     raw = cfg.model_dump(mode="json", exclude_defaults=True)
-    raw["cluster"] = {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": None}
+    raw["cluster"] = {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": ":0"}
     path = tmp_path / "verify.yaml"
     path.write_text(yaml.safe_dump(raw))
     res = CliRunner().invoke(main, ["verify", str(path)])

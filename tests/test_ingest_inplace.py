@@ -138,7 +138,7 @@ def _ingest(cfg: config_mod.Config, monkeypatch) -> tuple[dict, list[str]]:
         return local_copies(urls, storage_options)
 
     monkeypatch.setattr(dsm.inplace, "local_copies", spy)
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as lc, \
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as lc, \
             Client(lc) as client:
         return run_ingest(cfg, client, progress=False), copied
 

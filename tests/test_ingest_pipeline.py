@@ -159,7 +159,7 @@ def inputs(tmp_path_factory, shared_data):
         "region": {"cells": [region.row0, region.col0, region.nrows, region.ncols]},
         "dates": {"start": D13.isoformat(), "end": D18.isoformat()},
         "stores": {"cube": "cube.zarr"},
-        "cluster": {"n_workers": 2, "threads_per_worker": 1, "dashboard_address": None},
+        "cluster": {"n_workers": 2, "threads_per_worker": 1, "dashboard_address": ":0"},
         "chunks": {"space": 36, "time": 2},
         "inputs": {
             "smap": {"paths": "smap/*.h5"},
@@ -361,7 +361,7 @@ def test_ingest_from_and_into_s3(s3, inputs, tmp_path):
         "soil": {"sand": f"{bucket}/in/soil/sand.tif"},
     }
     cfg = config_mod.from_dict(raw)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc, Client(lc) as client:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, Client(lc) as client:
         report = run_ingest(cfg, client, progress=False)
         keys = sorted(fs.find("ingest/cube.zarr"))
         before = {k: fs.cat(k) for k in keys}
@@ -405,7 +405,7 @@ def _precip_config(root: Path, region: Region, name: str, spinup: int = 3, paths
         "region": {"cells": [region.row0, region.col0, region.nrows, region.ncols]},
         "dates": {"start": D13.isoformat(), "end": D18.isoformat()},
         "stores": {"cube": f"{name}.zarr"},
-        "cluster": {"n_workers": 2, "threads_per_worker": 1, "dashboard_address": None},
+        "cluster": {"n_workers": 2, "threads_per_worker": 1, "dashboard_address": ":0"},
         "chunks": {"space": 36, "time": 2},
         "rain": {"spinup_days": spinup},
         "inputs": {"precip": {"paths": paths, "product": "imerg"}, "land_mask": {"paths": "precip_land.tif"}},

@@ -51,7 +51,7 @@ def test_killed_run_resumes_to_byte_identical_output(tiny_twin, tmp_path):
     raw = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-06-24"},  # 16 days
            "stores": {"cube": tiny_twin.cube.url, "models": str(tmp_path / "models"), "output": str(tmp_path / "a.zarr")},
            "chunks": {"space": 72, "time": 1},
-           "cluster": {"n_workers": 2, "threads_per_worker": 1, "dashboard_address": None},
+           "cluster": {"n_workers": 2, "threads_per_worker": 1, "dashboard_address": ":0"},
            "training": {"min_samples": 30, "fusion": {"grid": {"max_depth": [3]}, "max_rounds": 60, "cv_folds": 3}},
            "rain": {"predictors": "off"}}  # fewer companion models: the test is about resuming, not skill
     path = tmp_path / "a.yaml"

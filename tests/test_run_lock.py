@@ -92,7 +92,7 @@ def test_dsm_run_refuses_a_locked_output_store_before_doing_anything(tmp_path):
     raw = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
            "stores": {"cube": "cube.zarr", "truth": "truth.zarr", "stations": "stations", "models": "models",
                       "output": "sm.zarr"},
-           "twin": {"seed": 1}, "cluster": {"dashboard_address": None}}
+           "twin": {"seed": 1}, "cluster": {"dashboard_address": ":0"}}
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(raw))
     with RunLock(StoreRef(str(tmp_path / "sm.zarr.lock")), ttl=60, heartbeat=10, run_id="holder"):
@@ -209,7 +209,7 @@ def _tiny_run(tmp_path: Path) -> Path:
     from dsm.twin import demo_config
 
     raw = demo_config("tiny", seed=2, quick=True)
-    raw["cluster"] = {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": None}
+    raw["cluster"] = {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": ":0"}
     raw["run"] = {"lock_ttl": 30, "lock_heartbeat": 1, "performance_report": False}
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -299,7 +299,7 @@ def test_every_writing_command_refuses_a_locked_output_store(tmp_path, command):
     raw = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
            "stores": {"cube": "cube.zarr", "truth": "truth.zarr", "stations": "stations", "models": "models",
                       "output": "sm.zarr", "cog": "cog"},
-           "twin": {"seed": 1}, "cluster": {"dashboard_address": None}}
+           "twin": {"seed": 1}, "cluster": {"dashboard_address": ":0"}}
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(raw))
     with RunLock(StoreRef(str(tmp_path / "sm.zarr.lock")), ttl=60, heartbeat=10, run_id="holder"):
@@ -316,7 +316,7 @@ def test_dsm_run_names_a_bucket_that_does_not_exist_and_never_creates_it(s3, tmp
     raw = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
            "stores": {"cube": "cube.zarr", "truth": "truth.zarr", "stations": "stations", "models": "models",
                       "output": f"s3://{missing}/sm.zarr", "storage_options": s3.storage_options},
-           "twin": {"seed": 1}, "cluster": {"dashboard_address": None}}
+           "twin": {"seed": 1}, "cluster": {"dashboard_address": ":0"}}
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(raw))
     res = CliRunner().invoke(main, ["run", str(path)])

@@ -151,7 +151,7 @@ def test_cluster_search_matches_sklearn_search(client):
 def test_cli_train_prints_the_tables(tiny_twin, tmp_path):
     cfg = {"region": {"cells": [74, 772, 4, 4]}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
            "stores": {"cube": tiny_twin.cube.url, "models": str(tmp_path / "models")},
-           "cluster": {"n_workers": 2, "threads_per_worker": 1, "dashboard_address": None},
+           "cluster": {"n_workers": 2, "threads_per_worker": 1, "dashboard_address": ":0"},
            "training": {"method": "rao2022", "min_samples": 30, "grids": SMALL_GRIDS, "pooled": False,
                         "models": ["mlr", "xgb"]}}
     path = tmp_path / "config.yaml"

@@ -268,7 +268,7 @@ def test_cli_skill_scores_on_the_cluster_as_in_process(twin, tmp_path):
     s = twin["stores"]
     cfg = {"region": {"cells": REGION}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
            "stores": {"cube": s.cube.url, "truth": s.truth.url, "stations": s.stations.url, "output": twin["out"].url},
-           "cluster": {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": None}}
+           "cluster": {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": ":0"}}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     res = CliRunner().invoke(main, ["skill", str(path), "--out", str(tmp_path / "skill.json")])
@@ -287,7 +287,7 @@ def test_cli_validate(twin, tmp_path):
     s = twin["stores"]
     cfg = {"region": {"cells": REGION}, "dates": {"start": "2016-06-09", "end": "2016-07-26"},
            "stores": {"cube": s.cube.url, "stations": s.stations.url, "output": twin["out"].url},
-           "cluster": {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": None},
+           "cluster": {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": ":0"},
            "validation": {"bootstrap": {"n_resamples": 50}, "out": "val"}}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
