@@ -215,7 +215,8 @@ MEANS_WAYS = ("whole", "anew", "daily")
 def means_ways(output: str, work: Path, client: Client) -> dict[str, Callable[[], int]]:
     """The report's mean maps of ``output`` written under ``work`` on ``client``'s cluster three
     ways; each returns its task count: ``whole``, every day reduced again as one lazy xarray
-    graph (:func:`dsm.analysis.means_job`, as each run made them before); ``anew``, the
+    graph (:func:`dsm.analysis.means_job`, read in tasks of 4 stored time chunks and the whole
+    extent, as each run made them before); ``anew``, the
     validate stage's update into a new store (:func:`dsm.mean_maps.means_update`: a first run);
     ``daily``, the same update after the last day done was predicted again (its record
     changed, as a daily run finds it: untimed, the day is first taken back and updated)."""
@@ -223,7 +224,10 @@ def means_ways(output: str, work: Path, client: Client) -> dict[str, Callable[[]
     daily = StoreRef(str(work / "means-daily.zarr"))
 
     def whole() -> int:
-        job = analysis.means_job(products.open_products(ref)["sm"], StoreRef(str(work / "means-whole.zarr")))
+        sm = products.open_products(ref, chunks=None)["sm"]
+        # as the stage read them before: tasks of 4 stored time chunks and (this region) the whole extent
+        sm = sm.chunk({"time": 4 * sm.encoding["chunks"][0], "y": -1, "x": -1})
+        job = analysis.means_job(sm, StoreRef(str(work / "means-whole.zarr")))
         client.compute(job).result()
         return len(job.__dask_graph__())
 

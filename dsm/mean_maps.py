@@ -52,6 +52,8 @@ DOY = np.arange(1, 367)
 _DIMS = {"sm_monthly": "month", "sm_monthly_sum": "month", "sm_monthly_n": "month", "sm_annual": "year",
          "sm_daily_mean": "dayofyear"}
 _SUMS = ("sm_monthly_sum", "sm_monthly_n")
+_ALONG = {"month": 1, "year": 1, "dayofyear": 8}
+"""The maps' chunks along their first axis (a task writes runs of consecutive days of the year at once)."""
 _ATTRS: dict[str, dict[str, Any]] = {
     "sm_monthly": {"units": "m3 m-3", "long_name": "monthly mean of the 1 km soil moisture"},
     "sm_annual": {"units": "m3 m-3", "long_name": "annual mean of the 1 km soil moisture"},
@@ -234,7 +236,7 @@ def _placeholders(ds: xr.Dataset, axes: Mapping[str, pd.DatetimeIndex | np.ndarr
     for name in names:
         dim = _DIMS[name]
         dtype, fill = (np.int32, 0) if name in _SUMS else (np.float32, np.nan)
-        data = dask.array.full((len(axes[dim]), ny, nx), fill, dtype=dtype, chunks=(1, *chunks))
+        data = dask.array.full((len(axes[dim]), ny, nx), fill, dtype=dtype, chunks=(_ALONG[dim], *chunks))
         out[name] = xr.DataArray(data, dims=(dim, "y", "x"), coords={dim: axes[dim], **coords},
                                  attrs=dict(_ATTRS[name]))
     return xr.Dataset(out)
