@@ -24,16 +24,17 @@ def on_workers(client: Client, window: int = 0) -> Callable[[SkillJob], Abstract
     The job goes to every worker once, for both passes (each worker process keeps the arrays its
     pass-1 tasks read, :meth:`~dsm.skill_chunks.SkillJob.keep`, under the job's token, so they
     outlast a copy of the job that Dask's active memory manager drops between the passes), and is
-    released, with whatever the workers still keep of it, when the block ends. Each chunk's task is followed by a fold task (:data:`dsm.skill_chunks.FOLDS`) that adds
-    its sums to those of the chunks before it, in the order of ``args`` (the merge order that
-    makes the sums those of one pass, bit for bit); only the last fold's result, the sums of all
-    the chunks, comes to the client, which ``run`` yields. At most ``window`` chunks (default: 2
-    per worker thread + 2) are submitted beyond the oldest one not yet scored; Dask runs each fold
-    as soon as its chunk and the fold before it are done, and releases both. Pass 1's chunk tasks
-    go preferably to the workers in turn (:func:`dsm.cluster.in_turn`); each chunk's pass-2 task
-    preferably to the worker that holds the arrays its pass 1 kept (asked of the workers before
-    pass 2: Dask may have moved a pass-1 task, e.g. off a worker busy with other work); a task
-    that runs elsewhere (the worker gone, or its task stolen) reads them again.
+    released, with whatever the workers still keep of it, when the block ends. Each chunk's task is
+    followed by a fold task (:data:`dsm.skill_chunks.FOLDS`) that adds its sums to those of the
+    chunks before it, in the order of ``args`` (the merge order that makes the sums those of one
+    pass, bit for bit); only the last fold's result, the sums of all the chunks, comes to the
+    client, which ``run`` yields. At most ``window`` chunks (default: 2 per worker thread + 2) are
+    submitted beyond the oldest one not yet scored; Dask runs each fold as soon as its chunk and the
+    fold before it are done, and releases both. Pass 1's chunk tasks go preferably to the workers in
+    turn (:func:`dsm.cluster.in_turn`); each chunk's pass-2 task preferably to the worker that holds
+    the arrays its pass 1 kept (asked of the workers before pass 2: Dask may have moved a pass-1
+    task, e.g. off a worker busy with other work); a task that runs elsewhere (the worker gone, or
+    its task stolen) reads them again.
 
     ``args`` holds one tuple per chunk: its days, then arguments the same for every chunk (sent
     to the workers once, with the job). A failed chunk task fails the run with its error."""

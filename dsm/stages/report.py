@@ -1,11 +1,12 @@
 """The validation and analysis report: one self-contained HTML file (``dsm report CONFIG``).
 
-:func:`run_report` takes the in situ validation (:func:`dsm.stages.validate.run_validate`, run first by
-the caller), reads the model cards, brings the mean maps up to date on the cluster
+:func:`run_report` takes the in situ validation (:func:`dsm.stages.validate.run_validate`, run first
+by the caller), reads the model cards, brings the mean maps up to date on the cluster
 (:func:`dsm.mean_maps.means_update`: the months, years and days of the year whose days changed,
-while it draws the sections before them), the partial correlations at the weather stations and, on the twin, the skill against the truth,
-draws the figures (:mod:`dsm.figures`) and writes ``report.html``: figures embedded as base64
-PNG, tables as HTML, inline CSS, no script and no external link, so it opens offline.
+while it draws the sections before them), the partial correlations at the weather stations and, on
+the twin, the skill against the truth, draws the figures (:mod:`dsm.figures`) and writes
+``report.html``: figures embedded as base64 PNG, tables as HTML, inline CSS, no script and no
+external link, so it opens offline.
 
 Every figure is a ``<figure data-figure="KEY">`` and every table a ``<div data-table="KEY">``,
 KEY from :data:`FIGURES` and :data:`TABLES`; a part that cannot be made (no model store, no
