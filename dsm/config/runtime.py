@@ -67,7 +67,12 @@ class ClusterConfig(_Frozen):
     n_workers: int = Field(default=2, ge=1)
     threads_per_worker: int = Field(default=1, ge=1)
     memory_limit: str = "auto"
-    dashboard_address: str | None = ":0"
+    dashboard_address: str | None = Field(
+        default=":0",
+        description="where a new LocalCluster's dashboard listens: ':0' (the default) a free port, printed "
+        "when the run connects; ':8787' Dask's usual port; null is Dask's default, 8787, too (a second "
+        "cluster on the machine then warns and takes another)",
+    )
     device: Literal["cpu", "cuda"] = Field(
         default="cpu",
         description="XGBoost device: 'cuda' on GPU node pools (workers with nvidia.com/gpu and the "
