@@ -44,13 +44,13 @@ KEEP_SHARE = 0.25
 """The share of a process's memory pass 1 may fill with arrays kept for pass 2 (the default
 ``keep_bytes`` of :func:`dsm.skill.skill`)."""
 PERIOD_MAPS = ("product", *BASELINES)
+"""The maps of the per-period scores: the first product (named ``product``) and the baselines."""
 _HELD: dict[str, dict[int, dict[str, Any]]] = {}
 """The pass-1 arrays this process holds for pass 2: job token -> chunk key -> arrays. Held by the
 process, not by its copy of the job: between the passes, when no task waits for the job, Dask's
 active memory manager may drop a worker's copy of it, and the copy the worker fetches for pass 2
 must still find them."""
 _HELD_LOCK = threading.Lock()
-"""The maps of the per-period scores: the first product (named ``product``) and the baselines."""
 
 
 def keep_share(limit: int, available: int, sharing: int = 1) -> int:
