@@ -47,7 +47,6 @@ from dsm.storeref import StoreRef
 
 DAYS_ATTR = "dsm_means_days"
 """Root attribute of the mean maps store: JSON ``{"layout": ..., "days": {day: digest}}``."""
-LAYOUT_KEYS = ("shape", "chunks", "first_day", "scale", "fill")
 DOY = np.arange(1, 367)
 _DIMS = {"sm_monthly": "month", "sm_monthly_sum": "month", "sm_monthly_n": "month", "sm_annual": "year",
          "sm_daily_mean": "dayofyear"}
@@ -93,34 +92,31 @@ def group_axes(times: pd.DatetimeIndex) -> tuple[pd.DatetimeIndex, pd.DatetimeIn
     return months, years
 
 
+def group_of(axis: pd.DatetimeIndex, times: pd.DatetimeIndex, freq: str) -> np.ndarray:
+    """The index in ``axis`` (first days of months, ``freq`` "M", or years, "Y") of each of ``times``."""
+    return np.asarray(axis.get_indexer(times.to_period(freq).start_time))
+
+
 def dirty_days(old: Mapping[str, str | None], new: Mapping[str, str | None]) -> set[str]:
     """The days whose sums changed between the days records ``old`` and ``new`` (day -> digest):
     added, removed, of another digest, or without a digest (it cannot be told unchanged)."""
     return {d for d in set(old) | set(new) if d not in old or d not in new or new[d] is None or old[d] != new[d]}
 
 
-def plan(times: pd.DatetimeIndex, layout: Mapping[str, Any], done: Mapping[str, str | None],
-         stored: Mapping[str, Any] | None) -> MeansPlan:
-    """The groups to compute again, given the products' time axis, their layout (:data:`LAYOUT_KEYS`),
-    the days done (day -> digest) and the record stored with the maps (None: no store)."""
-    months, years = group_axes(times)
-    record: dict[str, Any] = {"layout": dict(layout), "days": dict(done)}
-    rebuild = stored is None or stored.get("layout") != record["layout"]
-    days = set(done) if rebuild else dirty_days(stored.get("days", {}) if stored else {}, done)
-    stamps = pd.DatetimeIndex(sorted(days))
-    month_of = {m: i for i, m in enumerate(months)}
-    year_of = {y: i for i, y in enumerate(years)}
-    if rebuild:
-        dirty_m, dirty_y, dirty_d = list(range(len(months))), list(range(len(years))), list(range(len(DOY)))
-    else:
-        dirty_m = sorted({month_of[t] for t in stamps.to_period("M").start_time if t in month_of})
-        dirty_y = sorted({year_of[t] for t in stamps.to_period("Y").start_time if t in year_of})
-        dirty_d = sorted({int(d) - 1 for d in stamps.day_of_year})
-        new_m = [i for i, m in enumerate(months) if stored is not None and i >= stored.get("n_months", 0)]
-        new_y = [i for i, y in enumerate(years) if stored is not None and i >= stored.get("n_years", 0)]
-        dirty_m, dirty_y = sorted(set(dirty_m) | set(new_m)), sorted(set(dirty_y) | set(new_y))
-    record.update(n_months=len(months), n_years=len(years))
-    return MeansPlan(dirty_m, dirty_y, dirty_d, record, rebuild)
+def plan(months: pd.DatetimeIndex, years: pd.DatetimeIndex, layout: Mapping[str, Any],
+         done: Mapping[str, str | None], stored: Mapping[str, Any] | None) -> MeansPlan:
+    """The groups to compute again, given the month and year axes of the products' time axis
+    (:func:`group_axes`), their layout (spatial shape and chunks, first day, packing), the days
+    done (day -> digest) and the record stored with the maps (None: no store, or none there)."""
+    record: dict[str, Any] = {"layout": dict(layout), "days": dict(done), "n_months": len(months),
+                              "n_years": len(years)}
+    if stored is None or stored.get("layout") != record["layout"]:
+        return MeansPlan(list(range(len(months))), list(range(len(years))), list(range(len(DOY))), record, True)
+    stamps = pd.DatetimeIndex(sorted(dirty_days(stored["days"], done)))
+    # the days' groups, and the months and years the axes grew by (an extended products store)
+    dirty_m = set(group_of(months, stamps, "M").tolist()) | set(range(stored["n_months"], len(months)))
+    dirty_y = set(group_of(years, stamps, "Y").tolist()) | set(range(stored["n_years"], len(years)))
+    return MeansPlan(sorted(dirty_m), sorted(dirty_y), sorted({int(d) - 1 for d in stamps.day_of_year}), record, False)
 
 
 def mean_of(sums: np.ndarray, counts: np.ndarray, scale: float) -> np.ndarray:
@@ -276,28 +272,22 @@ def means_update(products_ref: StoreRef, dest: StoreRef) -> tuple[MeansPlan, Del
     times = pd.DatetimeIndex(ds["time"].values)
     layout = {"shape": list(sm.shape[1:]), "chunks": [by, bx], "first_day": str(times[0].date()),
               "scale": products.SCALE, "fill": products.FILL}
-    stored = _stored_record(dest)
-    p = plan(times, layout, done, stored)
+    months, years = group_axes(times)
+    p = plan(months, years, layout, done, _stored_record(dest))
     if p.nothing:
         return p, None
-    months, years = group_axes(times)
     if p.rebuild:
         _create(dest, ds, months, years, (by, bx))
     else:
         _extend(dest, ds, months, years, (by, bx))
-    month_of = {m: i for i, m in enumerate(months)}
-    year_of = {y: i for i, y in enumerate(years)}
+    month_of, doy_of = group_of(months, times, "M"), times.day_of_year - 1
     dirty_m, dirty_d = set(p.months), set(p.doys)
     days: dict[int, tuple[int, int]] = {}
-    for i, t in enumerate(times):
-        if str(t.date()) not in done:
-            continue
-        m, d = month_of[t.to_period("M").start_time], t.day_of_year - 1
-        if m in dirty_m or d in dirty_d:
+    for i, (t, m, d) in enumerate(zip(times, month_of, doy_of, strict=True)):
+        if str(t.date()) in done and (m in dirty_m or d in dirty_d):
             days[i] = (m if m in dirty_m else -1, d if d in dirty_d else -1)
-    year_months: dict[int, list[int]] = {}
-    for first, i in month_of.items():
-        year_months.setdefault(year_of[first.to_period("Y").start_time], []).append(i)
+    year_of_month = group_of(years, months, "Y")
+    year_months = {y: [int(m) for m in np.flatnonzero(year_of_month == y)] for y in range(len(years))}
     job = _Job(products_ref.join("sm"), dest, products.FILL, products.SCALE, int(sm.encoding["chunks"][0]), days,
                year_months, p)
     ny, nx = sm.shape[1:]

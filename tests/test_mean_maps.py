@@ -157,5 +157,6 @@ def test_a_store_of_another_layout_or_without_the_record_is_made_anew(made, tmp_
     _same(means, made_means)
     times = pd.DatetimeIndex(["2016-12-20", "2016-12-21"])
     same = {"layout": {"shape": [144, 144]}, "days": {}, "n_months": 1, "n_years": 1}
-    assert not mean_maps.plan(times, {"shape": [144, 144]}, {}, same).rebuild
-    assert mean_maps.plan(times, {"shape": [72, 144]}, {}, same).rebuild  # another grid
+    axes = mean_maps.group_axes(times)
+    assert not mean_maps.plan(*axes, {"shape": [144, 144]}, {}, same).rebuild
+    assert mean_maps.plan(*axes, {"shape": [72, 144]}, {}, same).rebuild  # another grid
