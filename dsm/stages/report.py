@@ -292,13 +292,14 @@ def means_ref(config: Config) -> StoreRef:
     return config.stores.at(str(stations_config(config).out)).join("means.zarr")
 
 
-def start_means(config: Config, client: Client) -> Future | None:
+def start_means(config: Config, client: Client) -> Future:
     """Start bringing the products' mean maps up to date (:func:`dsm.mean_maps.means_update`, in
-    :func:`means_ref`) on ``client``'s workers; pass the future to :func:`run_report` (None:
-    nothing changed since they were made). The validate stage starts them before the twin
-    skill, whose tasks leave the workers gaps."""
-    job = mean_maps.means_update(config.stores.ref("output"), means_ref(config))[1]
-    return None if job is None else client.compute(job)
+    :func:`means_ref`) on ``client``'s workers; returns the future of the store's URL (already
+    current: a task that only returns it), to pass to :func:`run_report`. The validate stage starts
+    them before the twin skill, whose tasks leave the workers gaps."""
+    dest = means_ref(config)
+    job = mean_maps.means_update(config.stores.ref("output"), dest)[1]
+    return client.submit(str, dest.url, pure=False) if job is None else client.compute(job)
 
 
 def run_report(config: Config, client: Client | None, validation: tuple[ValidationResult, Mapping[str, str]],
@@ -325,9 +326,8 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
         The run's lease (:class:`dsm.runlock.Lease`), checked before the tables, the mean maps
         and the report are written.
     means : distributed.Future, optional
-        The mean maps' update already started (:func:`start_means`; None there: nothing to
-        update); else started here (on ``client``'s workers, while the sections before them are
-        drawn).
+        The mean maps' update already started (:func:`start_means`); else started here (on
+        ``client``'s workers, while the sections before them are drawn).
 
     Returns
     -------
