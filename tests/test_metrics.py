@@ -14,6 +14,7 @@ from sklearn.metrics import mean_squared_error
 
 from dsm import metrics
 from dsm.metrics import BootstrapScores, Scores, bootstrap_scores, score, score_groups, score_table
+from dsm.metrics.bootstrap import _block_indices, _pair_indices, _resample_scores
 
 PRODUCT = [0.20, 0.25, 0.30]
 REFERENCE = [0.22, 0.26, 0.35]
@@ -285,6 +286,29 @@ def test_block_bootstrap_widens_interval_for_autocorrelated_errors() -> None:
     block = bootstrap_scores(product, reference, n_resamples=400, seed=9, block_length=60)
     assert block.bias[1] - block.bias[0] > 2 * (iid.bias[1] - iid.bias[0])
     assert block.bias[0] < block.estimate.bias < block.bias[1]
+
+
+@pytest.mark.parametrize("convention", ["reference_minus_product", "product_minus_reference"])
+def test_every_resample_is_scored_as_score_scores_its_pairs(convention) -> None:
+    # the resamples are scored together, along rows; each row must give what score() gives
+    # for its own pairs: gaps dropped, a constant resample's R NaN, fewer than min_n all NaN
+    product, reference = _random_pair(90, seed=3)
+    product[10:20] = np.nan
+    product[40:70], reference[40:70] = 0.25, 0.31  # a constant stretch
+    rng = np.random.default_rng(4)
+    rows = np.vstack([
+        _pair_indices(rng, 90, 60), _block_indices(rng, 90, 60, 12),
+        np.full((1, 90), 45), np.arange(90).reshape(1, -1), np.full((1, 90), 12),
+        np.r_[np.arange(4), np.full(86, 15)].reshape(1, -1),  # 4 valid pairs, the rest gaps
+    ])  # fmt: skip
+    together = _resample_scores(product, reference, rows, convention, 5)
+    for k, row in enumerate(rows):
+        alone = score(product[row], reference[row], bias_convention=convention, min_n=5)
+        for name in metrics.METRIC_NAMES:
+            assert together[name][k] == pytest.approx(getattr(alone, name), rel=1e-12, abs=1e-15, nan_ok=True)
+    assert np.isnan(together["r"][120]) and together["rmse"][120] == pytest.approx(0.06)  # constant
+    assert np.isnan(together["rmse"][122]) and together["n"][122] == 0  # every pair a gap
+    assert np.isnan(together["rmse"][123]) and together["n"][123] == 4  # under min_n
 
 
 def test_bootstrap_with_too_few_pairs_gives_nan_bounds() -> None:

@@ -12,11 +12,12 @@ from numpy.typing import ArrayLike, NDArray
 from dsm.metrics.scores import (
     METRIC_NAMES,
     BiasConvention,
+    CentredSums,
     Scores,
     _check_convention,
     _check_min_n,
-    _grouped_scores,
     _prepare,
+    _safe_divide,
     score,
 )
 
@@ -103,18 +104,53 @@ def _resample_scores(
     """Scores of every resample (row of ``indices``), a bounded number of rows at a time."""
     n_resamples, length = indices.shape
     step = max(1, _MAX_RESAMPLE_VALUES // max(length, 1))
-    parts = []
-    for start in range(0, n_resamples, step):
-        rows = indices[start : start + step]
-        p_res, q_res = p[rows].ravel(), q[rows].ravel()
-        codes = np.repeat(np.arange(rows.shape[0]), length)
-        keep = ~(np.isnan(p_res) | np.isnan(q_res))
-        parts.append(
-            _grouped_scores(
-                p_res[keep], q_res[keep], codes[keep], rows.shape[0], bias_convention, min_n
-            )
-        )
+    parts = [
+        _row_sums(p[rows], q[rows]).scores(bias_convention, min_n)
+        for rows in (indices[start : start + step] for start in range(0, n_resamples, step))
+    ]
     return {k: np.concatenate([part[k] for part in parts]) for k in METRIC_NAMES}
+
+
+def _row_sums(p: NDArray[np.float64], q: NDArray[np.float64]) -> CentredSums:
+    """The centred sums of every row of ``p`` and ``q`` (2-D, NaN where a pair is missing).
+
+    As :func:`dsm.metrics.scores._grouped_scores` does for groups, each row is first shifted
+    by one of its own valid pairs, so a constant resample has exactly zero anomalies; the
+    sums run along the rows (the arrays are overwritten).
+    """
+    valid = ~(np.isnan(p) | np.isnan(q))
+    gaps = not valid.all()
+    n = valid.sum(axis=1) if gaps else np.full(p.shape[0], p.shape[1])
+    rows = np.arange(p.shape[0])
+    first = np.argmax(valid, axis=1)  # a valid pair of each row (any: 0 for a row of none)
+    pivot_p, pivot_q = p[rows, first], q[rows, first]
+    diff = p - q
+
+    def centred(x: NDArray[np.float64]) -> NDArray[np.float64]:
+        if gaps:
+            x[~valid] = 0.0
+        return x
+
+    centred(diff)
+    p -= pivot_p[:, None]
+    q -= pivot_q[:, None]
+    mean_p_shift = _safe_divide(centred(p).sum(axis=1), n)
+    mean_q_shift = _safe_divide(centred(q).sum(axis=1), n)
+    p -= mean_p_shift[:, None]
+    q -= mean_q_shift[:, None]
+    dp, dq = centred(p), centred(q)
+    diff2 = np.einsum("ij,ij->i", diff, diff)
+    anomaly = np.subtract(dp, dq, out=diff)
+    return CentredSums(
+        n=n,
+        mean_p=pivot_p + mean_p_shift,
+        mean_q=pivot_q + mean_q_shift,
+        pp=np.einsum("ij,ij->i", dp, dp),
+        qq=np.einsum("ij,ij->i", dq, dq),
+        pq=np.einsum("ij,ij->i", dp, dq),
+        diff2=diff2,
+        anomaly_diff2=np.einsum("ij,ij->i", anomaly, anomaly),
+    )
 
 
 def _percentile_bounds(values: NDArray[np.float64], confidence: float) -> tuple[float, float]:

@@ -144,6 +144,40 @@ def _safe_divide(num: NDArray[Any], den: NDArray[Any]) -> NDArray[np.float64]:
     return out
 
 
+@dataclass(frozen=True)
+class CentredSums:
+    """Per-group sums from which the scores follow, each array one value per group.
+
+    ``pp``, ``qq`` and ``pq`` are sums of products of the departures from the group's means
+    (``mean_p``, ``mean_q``), ``diff2`` the sum of ``(p - q)**2`` and ``anomaly_diff2`` that
+    of the departures' difference squared, over the group's ``n`` valid pairs.
+    """
+
+    n: NDArray[Any]  # integers
+    mean_p: NDArray[Any]  # the rest float64 (bincount's stubs type its weighted sums as integers)
+    mean_q: NDArray[Any]
+    pp: NDArray[Any]
+    qq: NDArray[Any]
+    pq: NDArray[Any]
+    diff2: NDArray[Any]
+    anomaly_diff2: NDArray[Any]
+
+    def scores(self, bias_convention: str, min_n: int) -> dict[str, NDArray[Any]]:
+        """R, RMSE, ubRMSE, bias (NaN where ``n < min_n``) and ``n`` of every group."""
+        r = np.clip(_safe_divide(self.pq, np.sqrt(self.pp * self.qq)), -1.0, 1.0)
+        diff = self.mean_q - self.mean_p
+        scores = {
+            "r": r,
+            "rmse": np.sqrt(_safe_divide(self.diff2, self.n)),
+            "ubrmse": np.sqrt(_safe_divide(self.anomaly_diff2, self.n)),
+            "bias": diff if bias_convention == "reference_minus_product" else -diff,
+        }
+        too_few = self.n < min_n
+        for values in scores.values():
+            values[too_few] = np.nan
+        return {**scores, "n": np.asarray(self.n).astype(np.int64)}
+
+
 def _grouped_scores(
     p: NDArray[np.float64],
     q: NDArray[np.float64],
@@ -167,25 +201,17 @@ def _grouped_scores(
     mean_q_shift = _safe_divide(np.bincount(codes, q_shift, n_groups), n)
     dp = p_shift - mean_p_shift[codes]
     dq = q_shift - mean_q_shift[codes]
-    mean_p, mean_q = pivot_p + mean_p_shift, pivot_q + mean_q_shift
-    sum_pp = np.bincount(codes, dp * dp, n_groups)
-    sum_qq = np.bincount(codes, dq * dq, n_groups)
-    sum_pq = np.bincount(codes, dp * dq, n_groups)
-    mse = _safe_divide(np.bincount(codes, (p - q) ** 2, n_groups), n)
-    ub_mse = _safe_divide(np.bincount(codes, (dp - dq) ** 2, n_groups), n)
-    r = np.clip(_safe_divide(sum_pq, np.sqrt(sum_pp * sum_qq)), -1.0, 1.0)
-    diff = mean_q - mean_p
-    signed_bias = diff if bias_convention == "reference_minus_product" else -diff
-    too_few = n < min_n
-    scores = {
-        "r": r,
-        "rmse": np.sqrt(mse),
-        "ubrmse": np.sqrt(ub_mse),
-        "bias": signed_bias,
-    }
-    for values in scores.values():
-        values[too_few] = np.nan
-    return {**scores, "n": n.astype(np.int64)}
+    sums = CentredSums(
+        n=n,
+        mean_p=pivot_p + mean_p_shift,
+        mean_q=pivot_q + mean_q_shift,
+        pp=np.bincount(codes, dp * dp, n_groups),
+        qq=np.bincount(codes, dq * dq, n_groups),
+        pq=np.bincount(codes, dp * dq, n_groups),
+        diff2=np.bincount(codes, (p - q) ** 2, n_groups),
+        anomaly_diff2=np.bincount(codes, (dp - dq) ** 2, n_groups),
+    )
+    return sums.scores(bias_convention, min_n)
 
 
 def score(
