@@ -301,7 +301,13 @@ def test_every_resample_is_scored_as_score_scores_its_pairs(convention) -> None:
         np.full((1, 90), 45), np.arange(90).reshape(1, -1), np.full((1, 90), 12),
         np.r_[np.arange(4), np.full(86, 15)].reshape(1, -1),  # 4 valid pairs, the rest gaps
     ])  # fmt: skip
-    together = _resample_scores(product, reference, rows, convention, 5)
+    taken = [0]
+
+    def draw(k: int) -> np.ndarray:  # the rows above in turn
+        taken[0] += k
+        return rows[taken[0] - k:taken[0]]
+
+    together = _resample_scores(product, reference, draw, len(rows), convention, 5)
     for k, row in enumerate(rows):
         alone = score(product[row], reference[row], bias_convention=convention, min_n=5)
         for name in metrics.METRIC_NAMES:
@@ -309,6 +315,18 @@ def test_every_resample_is_scored_as_score_scores_its_pairs(convention) -> None:
     assert np.isnan(together["r"][120]) and together["rmse"][120] == pytest.approx(0.06)  # constant
     assert np.isnan(together["rmse"][122]) and together["n"][122] == 0  # every pair a gap
     assert np.isnan(together["rmse"][123]) and together["n"][123] == 4  # under min_n
+
+
+def test_resamples_drawn_in_parts_are_those_drawn_at_once(monkeypatch) -> None:
+    # the resamples are drawn a bounded number at a time: the intervals are those of one draw
+    product, reference = _random_pair(300, seed=2)
+    product[::7] = np.nan
+    for block in (None, 20):
+        at_once = bootstrap_scores(product, reference, n_resamples=99, seed=5, block_length=block)
+        with monkeypatch.context() as m:
+            m.setattr("dsm.metrics.bootstrap._MAX_RESAMPLE_VALUES", 3 * 300)
+            in_parts = bootstrap_scores(product, reference, n_resamples=99, seed=5, block_length=block)
+        assert in_parts == at_once
 
 
 def test_bootstrap_with_too_few_pairs_gives_nan_bounds() -> None:

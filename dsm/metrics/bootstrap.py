@@ -3,6 +3,7 @@ ordinary bootstrap of the valid pairs or the moving-block bootstrap of a daily s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,17 +98,20 @@ def _block_indices(
 def _resample_scores(
     p: NDArray[np.float64],
     q: NDArray[np.float64],
-    indices: NDArray[np.intp],
+    draw: Callable[[int], NDArray[np.intp]],
+    n_resamples: int,
     bias_convention: str,
     min_n: int,
 ) -> dict[str, NDArray[Any]]:
-    """Scores of every resample (row of ``indices``), a bounded number of rows at a time."""
-    n_resamples, length = indices.shape
-    step = max(1, _MAX_RESAMPLE_VALUES // max(length, 1))
-    parts = [
-        _row_sums(p[rows], q[rows]).scores(bias_convention, min_n)
-        for rows in (indices[start : start + step] for start in range(0, n_resamples, step))
-    ]
+    """Scores of ``n_resamples`` resamples of the pairs ``p``, ``q``; ``draw(k)`` gives the
+    positions of the next ``k`` (a row each, as long as ``p``). They are drawn and scored a
+    bounded number of rows at a time (:data:`_MAX_RESAMPLE_VALUES`), from the one random stream:
+    the resamples of a single draw of every row."""
+    step = max(1, _MAX_RESAMPLE_VALUES // max(p.size, 1))
+    parts = []
+    for start in range(0, n_resamples, step):
+        rows = draw(min(step, n_resamples - start))
+        parts.append(_row_sums(p[rows], q[rows]).scores(bias_convention, min_n))
     return {k: np.concatenate([part[k] for part in parts]) for k in METRIC_NAMES}
 
 
@@ -217,11 +221,16 @@ def bootstrap_scores(
     if block_length is None:
         keep = ~(np.isnan(p_all) | np.isnan(q_all))
         p_src, q_src = p_all[keep], q_all[keep]
-        indices = _pair_indices(rng, p_src.size, n_resamples)
+
+        def draw(k: int) -> NDArray[np.intp]:
+            return _pair_indices(rng, p_src.size, k)
     else:
         p_src, q_src = p_all, q_all
-        indices = _block_indices(rng, p_src.size, n_resamples, block_length)
-    result = _resample_scores(p_src, q_src, indices, bias_convention, min_n)
+
+        def draw(k: int) -> NDArray[np.intp]:
+            return _block_indices(rng, p_src.size, k, block_length)
+
+    result = _resample_scores(p_src, q_src, draw, n_resamples, bias_convention, min_n)
     bounds = {k: _percentile_bounds(result[k], confidence) for k in METRIC_NAMES[:4]}
     return BootstrapScores(
         estimate=estimate,
