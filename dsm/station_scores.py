@@ -73,9 +73,13 @@ def _regular(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
     return full[column].to_numpy(np.float64), full[INSITU].to_numpy(np.float64)
 
 
+#: the station-days each product is scored on: those every product covers, and its own
+DAY_SETS = ("common", "own")
+
+
 def score_pairs(pairs: pd.DataFrame, products: Sequence[str], *, boot: BootstrapConfig | None = None,
                 bias_convention: metrics.BiasConvention = "reference_minus_product", min_n: int = 10,
-                common_products: Sequence[str] | None = None) -> pd.DataFrame:
+                common_products: Sequence[str] | None = None, days: Sequence[str] = DAY_SETS) -> pd.DataFrame:
     """Score every product against the in situ means per site, per network and overall (pure).
 
     Parameters
@@ -93,25 +97,30 @@ def score_pairs(pairs: pd.DataFrame, products: Sequence[str], *, boot: Bootstrap
         Fewest pairs for a score.
     common_products : sequence of str, optional
         Products that define the common days (default: ``products``).
+    days : sequence of str
+        The day sets to score (:data:`DAY_SETS`), each product's rows in this order.
 
     Returns
     -------
     pandas.DataFrame
-        :data:`SCORE_COLUMNS`; ``level`` is ``site``, ``network``, ``all`` or ``site_mean``.
+        :data:`SCORE_COLUMNS`; ``level`` is ``site``, ``network``, ``all`` or ``site_mean``; the
+        rows of each product and day set in turn, so scoring the products (and day sets) apart
+        and concatenating gives the same table.
     """
     boot = boot or BootstrapConfig()
     common = common_mask(pairs, list(common_products if common_products is not None else products))
     rows: list[dict[str, Any]] = []
     for name in products:
-        for days in ("common", "own"):
-            mask = common if days == "common" else np.isfinite(pairs[[name, INSITU]].to_numpy(np.float64)).all(axis=1)
+        for which in days:
+            mask = (common if which == "common"
+                    else np.isfinite(pairs[[name, INSITU]].to_numpy(np.float64)).all(axis=1))
             frame = pairs.loc[:, [*SITE_KEYS, "time", INSITU, name]].copy()
             frame.loc[~mask, [INSITU, name]] = np.nan
-            base = {"product": name, "days": days, "bias_convention": bias_convention, "confidence": boot.confidence}
+            base = {"product": name, "days": which, "bias_convention": bias_convention, "confidence": boot.confidence}
             site_table = metrics.score_table(frame, name, INSITU, list(SITE_KEYS), bias_convention=bias_convention,
                                              min_n=min_n)
-            for _, s in site_table.iterrows():
-                sub = frame.loc[(frame["network"] == s["network"]) & (frame["station"] == s["station"])]
+            sites = frame.groupby(list(SITE_KEYS), sort=True, dropna=False, observed=True)
+            for (_, s), (_, sub) in zip(site_table.iterrows(), sites, strict=True):  # both in sorted order
                 if boot.block_length is not None and len(sub):
                     p, q = _regular(sub, name)
                 else:
@@ -121,8 +130,8 @@ def score_pairs(pairs: pd.DataFrame, products: Sequence[str], *, boot: Bootstrap
                                                                                   min_n, block=True)})
             net_table = metrics.score_table(frame, name, INSITU, "network", bias_convention=bias_convention,
                                             min_n=min_n)
-            for _, s in net_table.iterrows():
-                sub = frame.loc[frame["network"] == s["network"]]
+            networks = frame.groupby("network", sort=True, dropna=False, observed=True)
+            for (_, s), (_, sub) in zip(net_table.iterrows(), networks, strict=True):
                 rows.append({**base, "level": "network", "network": s["network"], "station": "",
                              **{k: s[k] for k in metrics.METRIC_NAMES},
                              **_ci_row(sub[name].to_numpy(np.float64), sub[INSITU].to_numpy(np.float64), boot,

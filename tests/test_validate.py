@@ -111,6 +111,15 @@ def test_scores_equal_an_independent_computation(result, twin):
     assert set(result.scores["bias_convention"]) == {"reference_minus_product"}
 
 
+def test_scores_on_the_workers_are_those_made_in_process(result, twin, client):
+    # one task per product and day set, the table concatenated in the order made in process
+    v = val.stations_config(_config(twin))
+    scored = list(dict.fromkeys(result.scores["product"]))
+    on_workers = val._score_stations(result.pairs, scored, v, client)
+    assert len(scored) >= 2 and set(on_workers["days"]) == {"common", "own"}
+    pd.testing.assert_frame_equal(on_workers, result.scores)
+
+
 def test_bootstrap_intervals_contain_the_estimate_and_bias_sign_flips(result, twin):
     s = result.scores.loc[result.scores["level"].isin(["site", "network", "all"]) & result.scores["r"].notna()]
     assert len(s) > 20
