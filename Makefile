@@ -48,6 +48,7 @@ bench: setup  ## run the benchmarks (figures printed as ratios; about 35 minutes
 	$(BIN)/python bench/daily_maps.py
 	$(BIN)/python bench/inplace_reads.py
 	$(BIN)/python bench/validate.py
+	$(BIN)/python bench/station_scores.py
 	$(BIN)/python bench/scaling.py
 	$(BIN)/python bench/compiled.py
 	$(BIN)/python bench/object_store.py
