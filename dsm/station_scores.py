@@ -108,6 +108,9 @@ def score_pairs(pairs: pd.DataFrame, products: Sequence[str], *, boot: Bootstrap
         and concatenating gives the same table.
     """
     boot = boot or BootstrapConfig()
+    unknown = [d for d in days if d not in DAY_SETS]
+    if unknown:
+        raise ValueError(f"score_pairs: unknown day sets {unknown}; the day sets are {list(DAY_SETS)}")
     common = common_mask(pairs, list(common_products if common_products is not None else products))
     rows: list[dict[str, Any]] = []
     for name in products:

@@ -118,6 +118,8 @@ def test_scores_on_the_workers_are_those_made_in_process(result, twin, client):
     on_workers = val._score_stations(result.pairs, scored, v, client)
     assert len(scored) >= 2 and set(on_workers["days"]) == {"common", "own"}
     pd.testing.assert_frame_equal(on_workers, result.scores)
+    with pytest.raises(ValueError, match="unknown day sets"):
+        val.score_pairs(result.pairs, scored, days=("all",))
 
 
 def test_bootstrap_intervals_contain_the_estimate_and_bias_sign_flips(result, twin):
