@@ -122,6 +122,28 @@ def test_scores_on_the_workers_are_those_made_in_process(result, twin, client):
         val.score_pairs(result.pairs, scored, days=("all",))
 
 
+def test_sites_take_the_moving_block_bootstrap_of_their_daily_series_the_pooled_levels_pairs(result, twin, client):
+    from dsm.metrics import bootstrap_scores
+    from dsm.station_scores import score_pairs
+
+    scored = list(dict.fromkeys(result.scores["product"]))
+    iid, block = (BootstrapConfig(n_resamples=200, seed=1, block_length=b) for b in (None, 10))
+    v = val.stations_config(_config(twin, bootstrap=block.model_dump()))
+    by_block = val._score_stations(result.pairs, scored, v, client)  # on the workers as in process
+    pd.testing.assert_frame_equal(by_block, score_pairs(result.pairs, scored, boot=block))
+    by_pairs = score_pairs(result.pairs, scored, boot=iid)
+    pooled = by_block["level"] != "site"
+    pd.testing.assert_frame_equal(by_block.loc[pooled], by_pairs.loc[pooled])
+    sites = by_block.loc[~pooled & (by_block["product"] == "sm_1km") & (by_block["days"] == "own")]
+    assert (sites["r_lo"].to_numpy() != by_pairs.loc[sites.index, "r_lo"].to_numpy()).any()
+    site = sites.loc[sites["n"] >= 20].iloc[0]  # its own days on a daily axis, gaps kept as NaN
+    own = result.pairs.loc[(result.pairs["station"] == site["station"])].set_index("time")
+    own = own.reindex(pd.date_range(own.index.min(), own.index.max(), freq="D"))
+    want = bootstrap_scores(own["sm_1km"], own["insitu"], n_resamples=200, seed=1, block_length=10)
+    assert (site["r_lo"], site["r_hi"]) == pytest.approx(want.r, rel=1e-12)
+    assert (site["bias_lo"], site["bias_hi"]) == pytest.approx(want.bias, rel=1e-12)
+
+
 def test_bootstrap_intervals_contain_the_estimate_and_bias_sign_flips(result, twin):
     s = result.scores.loc[result.scores["level"].isin(["site", "network", "all"]) & result.scores["r"].notna()]
     assert len(s) > 20
