@@ -75,11 +75,15 @@ def _regular(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
 
 #: the station-days each product is scored on: those every product covers, and its own
 DAY_SETS = ("common", "own")
+#: the levels of the scores, in the order of a product's rows: each station, each network, all
+#: stations pooled, and the mean of the stations' scores
+LEVELS = ("site", "network", "all", "site_mean")
 
 
 def score_pairs(pairs: pd.DataFrame, products: Sequence[str], *, boot: BootstrapConfig | None = None,
                 bias_convention: metrics.BiasConvention = "reference_minus_product", min_n: int = 10,
-                common_products: Sequence[str] | None = None, days: Sequence[str] = DAY_SETS) -> pd.DataFrame:
+                common_products: Sequence[str] | None = None, days: Sequence[str] = DAY_SETS,
+                levels: Sequence[str] = LEVELS) -> pd.DataFrame:
     """Score every product against the in situ means per site, per network and overall (pure).
 
     Parameters
@@ -99,18 +103,20 @@ def score_pairs(pairs: pd.DataFrame, products: Sequence[str], *, boot: Bootstrap
         Products that define the common days (default: ``products``).
     days : sequence of str
         The day sets to score (:data:`DAY_SETS`), each product's rows in this order.
+    levels : sequence of str
+        The levels to score (:data:`LEVELS`), each day set's rows in this order.
 
     Returns
     -------
     pandas.DataFrame
-        :data:`SCORE_COLUMNS`; ``level`` is ``site``, ``network``, ``all`` or ``site_mean``; the
-        rows of each product and day set in turn, so scoring the products (and day sets) apart
-        and concatenating gives the same table.
+        :data:`SCORE_COLUMNS`; the rows of each product, day set and level in turn, so scoring
+        them apart and concatenating gives the same table.
     """
     boot = boot or BootstrapConfig()
-    unknown = [d for d in days if d not in DAY_SETS]
-    if unknown:
-        raise ValueError(f"score_pairs: unknown day sets {unknown}; the day sets are {list(DAY_SETS)}")
+    for what, asked, known in (("day sets", days, DAY_SETS), ("levels", levels, LEVELS)):
+        unknown = [a for a in asked if a not in known]
+        if unknown:
+            raise ValueError(f"score_pairs: unknown {what} {unknown}; the {what} are {list(known)}")
     common = common_mask(pairs, list(common_products if common_products is not None else products))
     rows: list[dict[str, Any]] = []
     for name in products:
@@ -119,39 +125,71 @@ def score_pairs(pairs: pd.DataFrame, products: Sequence[str], *, boot: Bootstrap
                     else np.isfinite(pairs[[name, INSITU]].to_numpy(np.float64)).all(axis=1))
             frame = pairs.loc[:, [*SITE_KEYS, "time", INSITU, name]].copy()
             frame.loc[~mask, [INSITU, name]] = np.nan
-            base = {"product": name, "days": which, "bias_convention": bias_convention, "confidence": boot.confidence}
-            site_table = metrics.score_table(frame, name, INSITU, list(SITE_KEYS), bias_convention=bias_convention,
-                                             min_n=min_n)
-            sites = frame.groupby(list(SITE_KEYS), sort=True, dropna=False, observed=True)
-            for (_, s), (_, sub) in zip(site_table.iterrows(), sites, strict=True):  # both in sorted order
-                if boot.block_length is not None and len(sub):
-                    p, q = _regular(sub, name)
-                else:
-                    p, q = sub[name].to_numpy(np.float64), sub[INSITU].to_numpy(np.float64)
-                rows.append({**base, "level": "site", "network": s["network"], "station": s["station"],
-                             **{k: s[k] for k in metrics.METRIC_NAMES}, **_ci_row(p, q, boot, bias_convention,
-                                                                                  min_n, block=True)})
-            net_table = metrics.score_table(frame, name, INSITU, "network", bias_convention=bias_convention,
-                                            min_n=min_n)
-            networks = frame.groupby("network", sort=True, dropna=False, observed=True)
-            for (_, s), (_, sub) in zip(net_table.iterrows(), networks, strict=True):
-                rows.append({**base, "level": "network", "network": s["network"], "station": "",
-                             **{k: s[k] for k in metrics.METRIC_NAMES},
-                             **_ci_row(sub[name].to_numpy(np.float64), sub[INSITU].to_numpy(np.float64), boot,
-                                       bias_convention, min_n, block=False)})
-            overall = metrics.score(frame[name], frame[INSITU], bias_convention=bias_convention, min_n=min_n)
-            rows.append({**base, "level": "all", "network": "", "station": "", **overall.as_dict(),
-                         **_ci_row(frame[name].to_numpy(np.float64), frame[INSITU].to_numpy(np.float64), boot,
-                                   bias_convention, min_n, block=False)})
-            scored = site_table.loc[site_table["n"] >= min_n]
-            mean = {k: float(scored[k].mean()) if len(scored) else np.nan for k in ("r", "rmse", "ubrmse", "bias")}
-            rows.append({**base, "level": "site_mean", "network": "", "station": f"{len(scored)} sites",
-                         "n": int(scored["n"].sum()), **mean})
+            level = _Level(frame, name, boot, bias_convention, min_n,
+                           {"product": name, "days": which, "bias_convention": bias_convention,
+                            "confidence": boot.confidence})
+            for part in levels:
+                rows += getattr(level, part)()
     table = pd.DataFrame(rows)
     for c in SCORE_COLUMNS:
         if c not in table.columns:
             table[c] = np.nan
     return table.loc[:, list(SCORE_COLUMNS)]
+
+
+@dataclass(frozen=True)
+class _Level:
+    """The score rows of one product and day set (``frame``: its pairs, the other days NaN), a
+    method per level of :data:`LEVELS`."""
+
+    frame: pd.DataFrame
+    name: str
+    boot: BootstrapConfig
+    convention: metrics.BiasConvention
+    min_n: int
+    base: dict[str, Any]
+
+    def _table(self, by: str | list[str]) -> pd.DataFrame:
+        return metrics.score_table(self.frame, self.name, INSITU, by, bias_convention=self.convention, min_n=self.min_n)
+
+    def _interval(self, p: np.ndarray, q: np.ndarray, block: bool) -> dict[str, float]:
+        return _ci_row(p, q, self.boot, self.convention, self.min_n, block)
+
+    def _pairs(self, sub: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return sub[self.name].to_numpy(np.float64), sub[INSITU].to_numpy(np.float64)
+
+    def site(self) -> list[dict[str, Any]]:
+        """Each station's scores, with the moving-block bootstrap of its daily series when
+        ``block_length`` is set."""
+        rows = []
+        groups = self.frame.groupby(list(SITE_KEYS), sort=True, dropna=False, observed=True)
+        for (_, s), (_, sub) in zip(self._table(list(SITE_KEYS)).iterrows(), groups, strict=True):  # both sorted
+            p, q = _regular(sub, self.name) if self.boot.block_length is not None and len(sub) else self._pairs(sub)
+            rows.append({**self.base, "level": "site", "network": s["network"], "station": s["station"],
+                         **{k: s[k] for k in metrics.METRIC_NAMES}, **self._interval(p, q, block=True)})
+        return rows
+
+    def network(self) -> list[dict[str, Any]]:
+        """Each network's scores over its stations' pairs pooled."""
+        groups = self.frame.groupby("network", sort=True, dropna=False, observed=True)
+        return [{**self.base, "level": "network", "network": s["network"], "station": "",
+                 **{k: s[k] for k in metrics.METRIC_NAMES}, **self._interval(*self._pairs(sub), block=False)}
+                for (_, s), (_, sub) in zip(self._table("network").iterrows(), groups, strict=True)]
+
+    def all(self) -> list[dict[str, Any]]:
+        """The scores of every station's pairs pooled."""
+        p, q = self._pairs(self.frame)
+        overall = metrics.score(p, q, bias_convention=self.convention, min_n=self.min_n)
+        return [{**self.base, "level": "all", "network": "", "station": "", **overall.as_dict(),
+                 **self._interval(p, q, block=False)}]
+
+    def site_mean(self) -> list[dict[str, Any]]:
+        """The mean of the scores of the stations with ``min_n`` pairs (no interval)."""
+        table = self._table(list(SITE_KEYS))
+        scored = table.loc[table["n"] >= self.min_n]
+        mean = {k: float(scored[k].mean()) if len(scored) else np.nan for k in ("r", "rmse", "ubrmse", "bias")}
+        return [{**self.base, "level": "site_mean", "network": "", "station": f"{len(scored)} sites",
+                 "n": int(scored["n"].sum()), **mean}]
 
 
 def map_minus_reference(scores: pd.DataFrame) -> pd.DataFrame:

@@ -112,7 +112,7 @@ def test_scores_equal_an_independent_computation(result, twin):
 
 
 def test_scores_on_the_workers_are_those_made_in_process(result, twin, client):
-    # one task per product and day set, the table concatenated in the order made in process
+    # one task per product, day set and level, the table concatenated in the order made in process
     v = val.stations_config(_config(twin))
     scored = list(dict.fromkeys(result.scores["product"]))
     on_workers = val._score_stations(result.pairs, scored, v, client)
@@ -120,6 +120,8 @@ def test_scores_on_the_workers_are_those_made_in_process(result, twin, client):
     pd.testing.assert_frame_equal(on_workers, result.scores)
     with pytest.raises(ValueError, match="unknown day sets"):
         val.score_pairs(result.pairs, scored, days=("all",))
+    with pytest.raises(ValueError, match="unknown levels"):
+        val.score_pairs(result.pairs, scored, levels=("station",))
 
 
 def test_sites_take_the_moving_block_bootstrap_of_their_daily_series_the_pooled_levels_pairs(result, twin, client):

@@ -66,6 +66,7 @@ from dsm.progress import Steps
 from dsm.station_sampling import PRODUCT_1KM, SMAP_36KM, ProductError, open_gridded, sample_gridded, sample_store
 from dsm.station_scores import (
     DAY_SETS,
+    LEVELS,
     SCORE_COLUMNS,
     ValidationResult,
     common_mask,
@@ -176,14 +177,15 @@ def _score_stations(pairs: pd.DataFrame, products: Sequence[str], v: ValidationC
                     client: Client | None) -> pd.DataFrame:
     """:func:`dsm.station_scores.score_pairs` of ``products`` (their bootstrap intervals are most
     of the stage's arithmetic: a pooled level resamples every station-day), on ``client``'s
-    workers when given: one task per product and day set, ahead of the tasks queued before them
-    (the twin skill), the table the same as made here."""
+    workers when given: one task per product, day set and level, ahead of the tasks queued before
+    them (the twin skill), the table the same as made here."""
     if client is None or not products:
         return score_pairs(pairs, products, boot=v.bootstrap, bias_convention=v.bias_convention, min_n=v.min_n)
     shared = client.scatter(pairs, hash=False)
     futures = [client.submit(score_pairs, shared, [name], boot=v.bootstrap, bias_convention=v.bias_convention,
-                             min_n=v.min_n, common_products=products, days=(which,), pure=False, priority=1)
-               for name in products for which in DAY_SETS]
+                             min_n=v.min_n, common_products=products, days=(which,), levels=(level,), pure=False,
+                             priority=1)
+               for name in products for which in DAY_SETS for level in LEVELS]
     try:
         return pd.concat(client.gather(futures), ignore_index=True)
     finally:
