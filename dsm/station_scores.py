@@ -129,7 +129,7 @@ def score_pairs(pairs: pd.DataFrame, products: Sequence[str], *, boot: Bootstrap
                            {"product": name, "days": which, "bias_convention": bias_convention,
                             "confidence": boot.confidence})
             for part in levels:
-                rows += getattr(level, part)()
+                rows += level.rows(part)
     table = pd.DataFrame(rows)
     for c in SCORE_COLUMNS:
         if c not in table.columns:
@@ -139,8 +139,8 @@ def score_pairs(pairs: pd.DataFrame, products: Sequence[str], *, boot: Bootstrap
 
 @dataclass(frozen=True)
 class _Level:
-    """The score rows of one product and day set (``frame``: its pairs, the other days NaN), a
-    method per level of :data:`LEVELS`."""
+    """The score rows of one product and day set (``frame``: its pairs, the other days NaN) at
+    each level of :data:`LEVELS` (:meth:`rows`)."""
 
     frame: pd.DataFrame
     name: str
@@ -148,6 +148,10 @@ class _Level:
     convention: metrics.BiasConvention
     min_n: int
     base: dict[str, Any]
+
+    def rows(self, level: str) -> list[dict[str, Any]]:
+        """The rows of ``level`` (one of :data:`LEVELS`)."""
+        return {"site": self.sites, "network": self.networks, "all": self.pooled, "site_mean": self.site_mean}[level]()
 
     def _table(self, by: str | list[str]) -> pd.DataFrame:
         return metrics.score_table(self.frame, self.name, INSITU, by, bias_convention=self.convention, min_n=self.min_n)
@@ -158,7 +162,7 @@ class _Level:
     def _pairs(self, sub: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         return sub[self.name].to_numpy(np.float64), sub[INSITU].to_numpy(np.float64)
 
-    def site(self) -> list[dict[str, Any]]:
+    def sites(self) -> list[dict[str, Any]]:
         """Each station's scores, with the moving-block bootstrap of its daily series when
         ``block_length`` is set."""
         rows = []
@@ -169,14 +173,14 @@ class _Level:
                          **{k: s[k] for k in metrics.METRIC_NAMES}, **self._interval(p, q, block=True)})
         return rows
 
-    def network(self) -> list[dict[str, Any]]:
+    def networks(self) -> list[dict[str, Any]]:
         """Each network's scores over its stations' pairs pooled."""
         groups = self.frame.groupby("network", sort=True, dropna=False, observed=True)
         return [{**self.base, "level": "network", "network": s["network"], "station": "",
                  **{k: s[k] for k in metrics.METRIC_NAMES}, **self._interval(*self._pairs(sub), block=False)}
                 for (_, s), (_, sub) in zip(self._table("network").iterrows(), groups, strict=True)]
 
-    def all(self) -> list[dict[str, Any]]:
+    def pooled(self) -> list[dict[str, Any]]:
         """The scores of every station's pairs pooled."""
         p, q = self._pairs(self.frame)
         overall = metrics.score(p, q, bias_convention=self.convention, min_n=self.min_n)
