@@ -129,20 +129,17 @@ def _row_sums(p: NDArray[np.float64], q: NDArray[np.float64]) -> CentredSums:
     first = np.argmax(valid, axis=1)  # a valid pair of each row (any: 0 for a row of none)
     pivot_p, pivot_q = p[rows, first], q[rows, first]
     diff = p - q
-
-    def centred(x: NDArray[np.float64]) -> NDArray[np.float64]:
-        if gaps:
-            x[~valid] = 0.0
-        return x
-
-    centred(diff)
     p -= pivot_p[:, None]
     q -= pivot_q[:, None]
-    mean_p_shift = _safe_divide(centred(p).sum(axis=1), n)
-    mean_q_shift = _safe_divide(centred(q).sum(axis=1), n)
-    p -= mean_p_shift[:, None]
-    q -= mean_q_shift[:, None]
-    dp, dq = centred(p), centred(q)
+    if gaps:  # the gaps count as zeros in every sum, and stay zeros when the means are taken off
+        gap = ~valid
+        for x in (diff, p, q):
+            np.copyto(x, 0.0, where=gap)
+    mean_p_shift = _safe_divide(p.sum(axis=1), n)
+    mean_q_shift = _safe_divide(q.sum(axis=1), n)
+    where = valid if gaps else True
+    dp = np.subtract(p, mean_p_shift[:, None], out=p, where=where)
+    dq = np.subtract(q, mean_q_shift[:, None], out=q, where=where)
     diff2 = np.einsum("ij,ij->i", diff, diff)
     anomaly = np.subtract(dp, dq, out=diff)
     return CentredSums(
