@@ -125,11 +125,11 @@ def score_pairs(pairs: pd.DataFrame, products: Sequence[str], *, boot: Bootstrap
                     else np.isfinite(pairs[[name, INSITU]].to_numpy(np.float64)).all(axis=1))
             frame = pairs.loc[:, [*SITE_KEYS, "time", INSITU, name]].copy()
             frame.loc[~mask, [INSITU, name]] = np.nan
-            level = _Level(frame, name, boot, bias_convention, min_n,
-                           {"product": name, "days": which, "bias_convention": bias_convention,
-                            "confidence": boot.confidence})
+            scores = _ProductDays(frame, name, boot, bias_convention, min_n,
+                                  {"product": name, "days": which, "bias_convention": bias_convention,
+                                   "confidence": boot.confidence})
             for part in levels:
-                rows += level.rows(part)
+                rows += scores.rows(part)
     table = pd.DataFrame(rows)
     for c in SCORE_COLUMNS:
         if c not in table.columns:
@@ -138,7 +138,7 @@ def score_pairs(pairs: pd.DataFrame, products: Sequence[str], *, boot: Bootstrap
 
 
 @dataclass(frozen=True)
-class _Level:
+class _ProductDays:
     """The score rows of one product and day set (``frame``: its pairs, the other days NaN) at
     each level of :data:`LEVELS` (:meth:`rows`)."""
 
