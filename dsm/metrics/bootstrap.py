@@ -108,38 +108,46 @@ def _resample_scores(
     bounded number of rows at a time (:data:`_MAX_RESAMPLE_VALUES`), from the one random stream:
     the resamples of a single draw of every row."""
     step = max(1, _MAX_RESAMPLE_VALUES // max(p.size, 1))
+    valid = ~(np.isnan(p) | np.isnan(q))
+    weight = None if valid.all() else valid.astype(np.float64)
+    if weight is not None:  # the gaps as zeros of weight 0: the rows need no masking
+        p, q = np.where(valid, p, 0.0), np.where(valid, q, 0.0)
     parts = []
     for start in range(0, n_resamples, step):
         rows = draw(min(step, n_resamples - start))
-        parts.append(_row_sums(p[rows], q[rows]).scores(bias_convention, min_n))
+        sums = _row_sums(p[rows], q[rows], None if weight is None else weight[rows])
+        parts.append(sums.scores(bias_convention, min_n))
     return {k: np.concatenate([part[k] for part in parts]) for k in METRIC_NAMES}
 
 
-def _row_sums(p: NDArray[np.float64], q: NDArray[np.float64]) -> CentredSums:
-    """The centred sums of every row of ``p`` and ``q`` (2-D, NaN where a pair is missing).
+def _row_sums(p: NDArray[np.float64], q: NDArray[np.float64], weight: NDArray[np.float64] | None) -> CentredSums:
+    """The centred sums of every row of ``p`` and ``q`` (2-D; ``weight`` 1 for a pair, 0 for a
+    gap, whose values must be finite; None: no gap).
 
     As :func:`dsm.metrics.scores._grouped_scores` does for groups, each row is first shifted
-    by one of its own valid pairs, so a constant resample has exactly zero anomalies; the
-    sums run along the rows (the arrays are overwritten).
+    by one of its own pairs, so a constant resample has exactly zero anomalies; the sums run
+    along the rows, the gaps multiplied to zero (the arrays are overwritten).
     """
-    valid = ~(np.isnan(p) | np.isnan(q))
-    gaps = not valid.all()
-    n = valid.sum(axis=1) if gaps else np.full(p.shape[0], p.shape[1])
     rows = np.arange(p.shape[0])
-    first = np.argmax(valid, axis=1)  # a valid pair of each row (any: 0 for a row of none)
+    if weight is None:
+        n = np.full(p.shape[0], p.shape[1])
+        first = np.zeros(p.shape[0], dtype=np.intp)
+    else:
+        n = weight.sum(axis=1).astype(np.int64)
+        first = np.argmax(weight, axis=1)  # a pair of each row (any: 0 for a row of none)
     pivot_p, pivot_q = p[rows, first], q[rows, first]
-    diff = p - q
+
+    def zero_gaps(x: NDArray[np.float64]) -> NDArray[np.float64]:
+        return x if weight is None else np.multiply(x, weight, out=x)
+
+    diff = p - q  # 0 at the gaps
     p -= pivot_p[:, None]
     q -= pivot_q[:, None]
-    if gaps:  # the gaps count as zeros in every sum, and stay zeros when the means are taken off
-        gap = ~valid
-        for x in (diff, p, q):
-            np.copyto(x, 0.0, where=gap)
-    mean_p_shift = _safe_divide(p.sum(axis=1), n)
-    mean_q_shift = _safe_divide(q.sum(axis=1), n)
-    where = valid if gaps else True
-    dp = np.subtract(p, mean_p_shift[:, None], out=p, where=where)
-    dq = np.subtract(q, mean_q_shift[:, None], out=q, where=where)
+    mean_p_shift = _safe_divide(zero_gaps(p).sum(axis=1), n)
+    mean_q_shift = _safe_divide(zero_gaps(q).sum(axis=1), n)
+    p -= mean_p_shift[:, None]
+    q -= mean_q_shift[:, None]
+    dp, dq = zero_gaps(p), zero_gaps(q)
     diff2 = np.einsum("ij,ij->i", diff, diff)
     anomaly = np.subtract(dp, dq, out=diff)
     return CentredSums(
