@@ -72,6 +72,19 @@ def test_the_in_place_benchmark_runs_and_counts_fewer_bytes_in_place(tmp_path):
         assert f["in_place_requests"] > 0
 
 
+def test_the_station_scores_benchmark_runs_and_scores_the_same_table_both_ways(tmp_path):
+    """One small round: the scores made in process and on the workers are the same table (the
+    script checks), and it writes its figures."""
+    out = tmp_path / "stations.json"
+    res = subprocess.run([sys.executable, str(BENCH / "station_scores.py"), "--stations", "7", "--days", "60",
+                          "--products", "2", "--workers", "1", "--rounds", "1", "--resamples", "50",
+                          "--json", str(out)], capture_output=True, text=True, timeout=300, cwd=BENCH)
+    assert res.returncode == 0, res.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert figures["stations"] == 7 and len(figures["seconds"]["client"]) == len(figures["seconds"]["workers"]) == 1
+    assert "the same" in res.stdout
+
+
 def test_the_prediction_benchmarks_bare_baseline_predicts_the_pipelines_pixels(tiny_demo, monkeypatch):
     """``bench/predict.py``'s baseline replays the blocks' model calls over the whole region: on
     the tiny demo's fusion run it predicts exactly the pixel-days the pipeline wrote."""
