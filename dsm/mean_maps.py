@@ -43,6 +43,7 @@ import zarr
 from dask.delayed import Delayed, delayed
 
 from dsm import ledger, products
+from dsm.remap import grid_runs
 from dsm.storeref import StoreRef
 
 DAYS_ATTR = "dsm_means_days"
@@ -182,10 +183,10 @@ def _block(job: _Job, ys: slice, xs: slice) -> dict[int, tuple[float, int]]:
                 if key[1] >= 0:
                     sums[key] += value
                     counts[key] += valid
-    for run in _runs(job.plan.months):
-        s = np.stack([sums["m", m] for m in run])
-        n = np.stack([counts["m", m] for m in run])
-        where = (slice(run[0], run[-1] + 1), ys, xs)
+    for run in grid_runs(np.asarray(job.plan.months)):
+        s = np.stack([sums["m", m] for m in range(run.start, run.stop)])
+        n = np.stack([counts["m", m] for m in range(run.start, run.stop)])
+        where = (run, ys, xs)
         arrays["sm_monthly_sum"][where] = s
         arrays["sm_monthly_n"][where] = n
         arrays["sm_monthly"][where] = mean_of(s, n, job.scale)
@@ -201,24 +202,14 @@ def _block(job: _Job, ys: slice, xs: slice) -> dict[int, tuple[float, int]]:
                 count += np.asarray(arrays["sm_monthly_n"][m, ys, xs])
         arrays["sm_annual"][yi, ys, xs] = mean_of(total, count, job.scale)
     regional: dict[int, tuple[float, int]] = {}
-    for run in _runs(job.plan.doys):
-        means = mean_of(np.stack([sums["d", d] for d in run]), np.stack([counts["d", d] for d in run]), job.scale)
-        arrays["sm_daily_mean"][run[0]:run[-1] + 1, ys, xs] = means
-        for d, mean in zip(run, means, strict=True):
+    for run in grid_runs(np.asarray(job.plan.doys)):
+        doys = range(run.start, run.stop)
+        means = mean_of(np.stack([sums["d", d] for d in doys]), np.stack([counts["d", d] for d in doys]), job.scale)
+        arrays["sm_daily_mean"][run, ys, xs] = means
+        for d, mean in zip(doys, means, strict=True):
             ok = np.isfinite(mean)
             regional[d] = (float(mean[ok].astype(np.float64).sum()), int(ok.sum()))
     return regional
-
-
-def _runs(indices: Sequence[int]) -> list[list[int]]:
-    """Sorted ``indices`` cut into runs of consecutive ones (each written in one call)."""
-    runs: list[list[int]] = []
-    for i in indices:
-        if runs and runs[-1][-1] == i - 1:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    return runs
 
 
 def _placeholders(ds: xr.Dataset, axes: Mapping[str, pd.DatetimeIndex | np.ndarray], names: Iterable[str],
