@@ -252,11 +252,14 @@ def _extend(dest: StoreRef, ds: xr.Dataset, months: pd.DatetimeIndex, years: pd.
                 dest.url, append_dim=dim, consolidated=False, storage_options=dest.zarr_options, compute=False)
 
 
-def means_update(products_ref: StoreRef, dest: StoreRef) -> tuple[MeansPlan, Delayed | None]:
+def means_update(products_ref: StoreRef, dest: StoreRef, ds: xr.Dataset | None = None,
+                 led: ledger.ProductsLedger | None = None) -> tuple[MeansPlan, Delayed | None]:
     """Plan the update of the mean maps of the products at ``products_ref`` into ``dest`` and
-    return the plan with its lazy work (None: nothing changed), to compute on a cluster."""
-    ds = products.open_products(products_ref, chunks=None)
-    led = ledger.read(products_ref)
+    return the plan with its lazy work (None: nothing changed), to compute on a cluster.
+    ``ds`` (opened with ``chunks=None``) and ``led``: the products store and its ledger when the
+    caller has them already (read here otherwise)."""
+    ds = ds if ds is not None else products.open_products(products_ref, chunks=None)
+    led = led if led is not None else ledger.read(products_ref, ds.attrs)
     done = {d: led.day(d).sm_digest for d in led.done}
     sm = ds["sm"]
     _, by, bx = (int(c) for c in sm.encoding["chunks"])

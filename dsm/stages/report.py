@@ -347,12 +347,13 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
     cards, pooled = model_cards(config.stores.ref("models") if config.stores.models else None)
     weather = weather_table(v, config.stores)
     products_ds = products.open_products(output, chunks=None)
+    led = ledger.read(output, products_ds.attrs)
     r = config.grid_region
     rep = Report(f"dsm validation report: {r.nrows} x {r.ncols} SMAP cells, {config.dates.start} .. {config.dates.end}")
     lo0, la0, lo1, la1 = r.lonlat_bounds
     rep.text(f"Region rows {r.row0}+{r.nrows}, cols {r.col0}+{r.ncols} of the EASE-Grid 2.0 36 km grid "
              f"(lon {lo0:.3f}..{lo1:.3f}, lat {la0:.3f}..{la1:.3f}); products {output}; "
-             f"{len(ledger.read(output, products_ds.attrs).done)} predicted day(s). "
+             f"{len(led.done)} predicted day(s). "
              f"Tables: {out}; station time "
              f"series for pytesmo/QA4SM: {written['timeseries_zip']}.")
     rep.text(BIAS_STATEMENT, cls_name="bias")
@@ -360,7 +361,7 @@ def run_report(config: Config, client: Client | None, validation: tuple[Validati
     means_at = means_ref(config)
     pending, job = means, None
     if pending is None:
-        job = mean_maps.means_update(output, means_at)[1]
+        job = mean_maps.means_update(output, means_at, products_ds, led)[1]
         # on a cluster the workers compute the mean maps while this process draws the sections before them
         pending = client.compute(job) if client is not None and job is not None else None
     try:
