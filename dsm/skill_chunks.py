@@ -112,10 +112,6 @@ class SkillJob:
         with _HELD_LOCK:
             return _HELD.get(self.token, {}).pop(days_key(t), None)
 
-    def kept_chunks(self) -> list[int]:
-        """The keys (:func:`days_key`) of the chunks whose arrays this process holds for pass 2."""
-        return held_chunks(self.token)
-
     def release(self) -> None:
         """Drop whatever this process still holds for this job (pass 2 never ran for it)."""
         release_held(self.token)

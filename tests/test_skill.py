@@ -695,13 +695,13 @@ def test_the_arrays_pass_one_kept_outlast_the_copy_of_the_job_that_kept_them(thr
     data = skill_chunks.read_chunk(job, t, uncertainty=False)
     assert job.keep(t, {k: data[k] for k in ("truth", "smap", "sm")})
     fetched = pickle.loads(pickle.dumps(job))  # the copy a worker receives again
-    assert fetched is not job and fetched.kept_chunks() == [skill_chunks.days_key(t)]
+    assert fetched is not job and skill_chunks.held_chunks(fetched.token) == [skill_chunks.days_key(t)]
     held = fetched.take(t)
     assert held is not None and job.take(t) is None  # taken once, by whichever copy asks
     np.testing.assert_array_equal(held["truth"], data["truth"])
     other = skill_chunks.SkillJob(three["urls"], twin["stores"].truth, twin["stores"].cube, job.land, FINE_PER_COARSE,
                                   {}, keep_bytes=1 << 30)
-    assert other.token != job.token and other.kept_chunks() == []  # another job keeps apart
+    assert other.token != job.token and skill_chunks.held_chunks(other.token) == []  # another job keeps apart
     job.release()
     assert job.token not in skill_chunks._HELD
 
