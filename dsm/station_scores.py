@@ -9,6 +9,7 @@ its own days, with percentile bootstrap confidence intervals (:mod:`dsm.metrics`
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -156,6 +157,11 @@ class _ProductDays:
     def _table(self, by: str | list[str]) -> pd.DataFrame:
         return metrics.score_table(self.frame, self.name, INSITU, by, bias_convention=self.convention, min_n=self.min_n)
 
+    @functools.cached_property
+    def _site_table(self) -> pd.DataFrame:
+        """The stations' scores (the site rows and the stations' mean both take them)."""
+        return self._table(list(SITE_KEYS))
+
     def _interval(self, p: np.ndarray, q: np.ndarray, block: bool) -> dict[str, float]:
         return _ci_row(p, q, self.boot, self.convention, self.min_n, block)
 
@@ -167,7 +173,7 @@ class _ProductDays:
         ``block_length`` is set."""
         rows = []
         groups = self.frame.groupby(list(SITE_KEYS), sort=True, dropna=False, observed=True)
-        for (_, s), (_, sub) in zip(self._table(list(SITE_KEYS)).iterrows(), groups, strict=True):  # both sorted
+        for (_, s), (_, sub) in zip(self._site_table.iterrows(), groups, strict=True):  # both sorted
             p, q = _regular(sub, self.name) if self.boot.block_length is not None and len(sub) else self._pairs(sub)
             rows.append({**self.base, "level": "site", "network": s["network"], "station": s["station"],
                          **{k: s[k] for k in metrics.METRIC_NAMES}, **self._interval(p, q, block=True)})
@@ -189,8 +195,7 @@ class _ProductDays:
 
     def site_mean(self) -> list[dict[str, Any]]:
         """The mean of the scores of the stations with ``min_n`` pairs (no interval)."""
-        table = self._table(list(SITE_KEYS))
-        scored = table.loc[table["n"] >= self.min_n]
+        scored = self._site_table.loc[self._site_table["n"] >= self.min_n]
         mean = {k: float(scored[k].mean()) if len(scored) else np.nan for k in ("r", "rmse", "ubrmse", "bias")}
         return [{**self.base, "level": "site_mean", "network": "", "station": f"{len(scored)} sites",
                  "n": int(scored["n"].sum()), **mean}]
